@@ -1,0 +1,687 @@
+//! The data layer: opens the user's SQLite file read-only, checks that every table and
+//! column a report needs is there before any work starts, and loads the rows the
+//! metrics read into plain row types, with timestamps already in UTC.
+//!
+//! SQL lives in the constants below; values are always bound parameters.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
+use serde::Serialize;
+
+use crate::timestamp;
+
+/// Lists the columns a table has (empty when the table does not exist).
+const SQL_TABLE_COLUMNS: &str = "SELECT name FROM pragma_table_info(?1)";
+/// Whether a table or view exists.
+const SQL_TABLE_EXISTS: &str =
+    "SELECT count(*) FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?1";
+const SQL_MAX_CREATED: &str = "SELECT conversation_created_at FROM intercom__conversation_enhanced";
+const SQL_COMPANIES: &str =
+    "SELECT company_id, company_name, all_company_tags, monthly_spend, user_count \
+     FROM intercom__company_enhanced";
+const SQL_COMPANY_METRICS: &str =
+    "SELECT company_id, registration_retention_7d, registration_retention_30d \
+     FROM intercom__company_metrics";
+const SQL_CONTACTS: &str =
+    "SELECT contact_id, all_contact_company_names, last_activity_ts FROM intercom__contact_enhanced";
+const SQL_CONVERSATIONS: &str =
+    "SELECT conversation_id, conversation_created_at, conversation_initiated_type, \
+     conversation_author_type, conversation_assignee_type, all_conversation_tags, \
+     all_contact_company_names, last_close_at \
+     FROM intercom__conversation_enhanced";
+const SQL_CONVERSATION_METRICS: &str =
+    "SELECT conversation_id, time_to_first_response_minutes FROM intercom__conversation_metrics";
+const SQL_USAGE_EVENTS: &str = "SELECT company_id, is_core, occurred_at FROM usage_events";
+const SQL_ROW_COUNT_PREFIX: &str = "SELECT count(*) FROM ";
+
+pub const COMPANY_ENHANCED: &str = "intercom__company_enhanced";
+pub const COMPANY_METRICS: &str = "intercom__company_metrics";
+pub const CONTACT_ENHANCED: &str = "intercom__contact_enhanced";
+pub const CONVERSATION_ENHANCED: &str = "intercom__conversation_enhanced";
+pub const CONVERSATION_METRICS: &str = "intercom__conversation_metrics";
+pub const USAGE_EVENTS: &str = "usage_events";
+
+/// Errors of the data layer. Each names the file, table and column involved.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("database {path} is missing what report `{report}` needs:\n{}", list_missing(.missing))]
+    Schema {
+        path: PathBuf,
+        report: String,
+        missing: Vec<Missing>,
+    },
+    #[error("reading {table} in {path}: {source}")]
+    Query {
+        path: PathBuf,
+        table: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error("{table}.{column} in {path}, row {row}: expected {expected}, found {found:?}")]
+    BadValue {
+        path: PathBuf,
+        table: &'static str,
+        column: &'static str,
+        row: String,
+        expected: &'static str,
+        found: String,
+    },
+}
+
+/// One missing table or column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missing {
+    pub table: String,
+    /// `None` when the whole table is missing.
+    pub column: Option<String>,
+}
+
+impl fmt::Display for Missing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.column {
+            None => write!(f, "  - table `{}` does not exist", self.table),
+            Some(c) => write!(f, "  - table `{}` has no column `{}`", self.table, c),
+        }
+    }
+}
+
+fn list_missing(m: &[Missing]) -> String {
+    m.iter()
+        .map(|m| m.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A table a report reads and the columns it needs from it.
+#[derive(Debug, Clone, Copy)]
+pub struct TableNeed {
+    pub table: &'static str,
+    pub columns: &'static [&'static str],
+}
+
+/// An open, read-only database.
+pub struct Database {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Database {
+    pub fn open(path: &Path) -> Result<Self, DataError> {
+        if !path.is_file() {
+            return Err(DataError::Open {
+                path: path.to_owned(),
+                source: rusqlite::Error::InvalidPath(path.to_owned()),
+            });
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| DataError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        // A file that is not SQLite only fails on the first read: read now.
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+            .map_err(|source| DataError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn has_table(&self, table: &str) -> Result<bool, DataError> {
+        self.conn
+            .query_row(SQL_TABLE_EXISTS, [table], |r| r.get::<_, i64>(0))
+            .map(|n| n > 0)
+            .map_err(|source| self.query_err("sqlite_master", source))
+    }
+
+    fn columns(&self, table: &'static str) -> Result<Vec<String>, DataError> {
+        let mut stmt = self
+            .conn
+            .prepare(SQL_TABLE_COLUMNS)
+            .map_err(|e| self.query_err(table, e))?;
+        let rows = stmt
+            .query_map([table], |r| r.get::<_, String>(0))
+            .map_err(|e| self.query_err(table, e))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|e| self.query_err(table, e))
+    }
+
+    /// Checks every need at once, so the user sees every problem in one message.
+    pub fn check(&self, report: &str, needs: &[TableNeed]) -> Result<(), DataError> {
+        let mut missing = Vec::new();
+        for need in needs {
+            let have = self.columns(need.table)?;
+            if have.is_empty() {
+                missing.push(Missing {
+                    table: need.table.to_owned(),
+                    column: None,
+                });
+                continue;
+            }
+            for col in need.columns {
+                if !have.iter().any(|h| h.eq_ignore_ascii_case(col)) {
+                    missing.push(Missing {
+                        table: need.table.to_owned(),
+                        column: Some((*col).to_owned()),
+                    });
+                }
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(DataError::Schema {
+                path: self.path.clone(),
+                report: report.to_owned(),
+                missing,
+            })
+        }
+    }
+
+    pub fn row_count(&self, table: &'static str) -> Result<i64, DataError> {
+        // Table names cannot be bound; `table` is one of this module's constants.
+        let sql = format!("{SQL_ROW_COUNT_PREFIX}\"{table}\"");
+        self.conn
+            .query_row(&sql, [], |r| r.get(0))
+            .map_err(|e| self.query_err(table, e))
+    }
+
+    fn query_err(&self, table: &'static str, source: rusqlite::Error) -> DataError {
+        DataError::Query {
+            path: self.path.clone(),
+            table,
+            source,
+        }
+    }
+
+    /// Runs `sql` and hands every row to `f` through a typed reader.
+    fn each_row(
+        &self,
+        table: &'static str,
+        sql: &str,
+        mut f: impl FnMut(&mut RowReader<'_, '_>) -> Result<(), DataError>,
+    ) -> Result<(), DataError> {
+        let mut stmt = self
+            .conn
+            .prepare(sql)
+            .map_err(|e| self.query_err(table, e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.query_err(table, e))?;
+        let mut n = 0u64;
+        while let Some(row) = rows.next().map_err(|e| self.query_err(table, e))? {
+            n += 1;
+            let mut reader = RowReader {
+                row,
+                table,
+                path: &self.path,
+                n,
+            };
+            f(&mut reader)?;
+        }
+        Ok(())
+    }
+}
+
+/// Typed access to one row, with errors naming the table, column and row.
+struct RowReader<'a, 'b> {
+    row: &'a rusqlite::Row<'b>,
+    table: &'static str,
+    path: &'a Path,
+    n: u64,
+}
+
+impl RowReader<'_, '_> {
+    fn raw(&self, i: usize) -> Result<ValueRef<'_>, DataError> {
+        self.row.get_ref(i).map_err(|source| DataError::Query {
+            path: self.path.to_owned(),
+            table: self.table,
+            source,
+        })
+    }
+
+    fn bad(&self, column: &'static str, expected: &'static str, found: String) -> DataError {
+        DataError::BadValue {
+            path: self.path.to_owned(),
+            table: self.table,
+            column,
+            row: format!("#{}", self.n),
+            expected,
+            found,
+        }
+    }
+
+    fn text(&self, i: usize, column: &'static str) -> Result<Option<String>, DataError> {
+        Ok(match self.raw(i)? {
+            ValueRef::Null => None,
+            ValueRef::Integer(v) => Some(v.to_string()),
+            ValueRef::Real(v) => Some(v.to_string()),
+            ValueRef::Text(t) => Some(
+                std::str::from_utf8(t)
+                    .map_err(|_| self.bad(column, "UTF-8 text", String::from_utf8_lossy(t).into()))?
+                    .to_owned(),
+            ),
+            ValueRef::Blob(_) => return Err(self.bad(column, "text", "a blob".into())),
+        })
+    }
+
+    fn real(&self, i: usize, column: &'static str) -> Result<Option<f64>, DataError> {
+        Ok(match self.raw(i)? {
+            ValueRef::Null => None,
+            ValueRef::Integer(v) => Some(v as f64),
+            ValueRef::Real(v) => Some(v),
+            ValueRef::Text(t) => {
+                let s = String::from_utf8_lossy(t);
+                if s.trim().is_empty() {
+                    None
+                } else {
+                    Some(
+                        s.trim()
+                            .parse::<f64>()
+                            .ok()
+                            .filter(|v| v.is_finite())
+                            .ok_or_else(|| self.bad(column, "a number", s.to_string()))?,
+                    )
+                }
+            }
+            ValueRef::Blob(_) => return Err(self.bad(column, "a number", "a blob".into())),
+        })
+    }
+
+    fn integer(&self, i: usize, column: &'static str) -> Result<Option<i64>, DataError> {
+        match self.real(i, column)? {
+            None => Ok(None),
+            Some(v) if v.fract() == 0.0 && v.abs() < 9.0e15 => Ok(Some(v as i64)),
+            Some(v) => Err(self.bad(column, "an integer", v.to_string())),
+        }
+    }
+}
+
+/// Counts of timestamps that could not be parsed, per `table.column`.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct BadTimestamps(pub BTreeMap<String, u64>);
+
+impl BadTimestamps {
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+}
+
+/// Parses timestamp text, counting what does not parse.
+struct TsParser<'a> {
+    tz: Tz,
+    bad: &'a mut BadTimestamps,
+}
+
+impl TsParser<'_> {
+    fn parse(&mut self, table: &str, column: &str, v: Option<&str>) -> Option<DateTime<Utc>> {
+        let v = v?;
+        if v.trim().is_empty() {
+            return None;
+        }
+        match timestamp::parse(v, self.tz) {
+            Ok(t) => Some(t),
+            Err(_) => {
+                *self.bad.0.entry(format!("{table}.{column}")).or_default() += 1;
+                None
+            }
+        }
+    }
+}
+
+/// Splits an aggregate text (`a, b,c`) into trimmed items.
+pub fn split_items(s: &str) -> impl Iterator<Item = &str> {
+    s.split(',').map(str::trim)
+}
+
+/// `lower(trim(name))`, the contract's name comparison.
+pub fn normalize_name(s: &str) -> String {
+    s.trim().to_lowercase()
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompanyRow {
+    pub company_id: String,
+    pub company_name: Option<String>,
+    pub tags: Option<String>,
+    pub monthly_spend: Option<f64>,
+    pub user_count: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompanyMetricsRow {
+    pub company_id: String,
+    pub retention_7d: Option<f64>,
+    pub retention_30d: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactRow {
+    /// Normalized company names the contact belongs to.
+    pub company_names: Vec<String>,
+    pub last_activity: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationRow {
+    pub conversation_id: String,
+    /// `None` when NULL or unparseable (the latter is counted).
+    pub created_at: Option<DateTime<Utc>>,
+    pub initiated_type: Option<String>,
+    pub author_type: Option<String>,
+    pub assignee_type: Option<String>,
+    pub tags: Option<String>,
+    /// The first item of `all_contact_company_names`, normalized.
+    pub first_company_name: Option<String>,
+    pub last_close_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageEventRow {
+    pub company_id: String,
+    pub is_core: bool,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// Everything the conversation-usage metrics read.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationUsageData {
+    pub companies: Vec<CompanyRow>,
+    pub company_metrics: Vec<CompanyMetricsRow>,
+    pub contacts: Vec<ContactRow>,
+    pub conversations: Vec<ConversationRow>,
+    /// conversation_id → time_to_first_response_minutes, in table order.
+    pub response_minutes: Vec<(String, Option<f64>)>,
+    /// `None` when the events source is not used.
+    pub usage_events: Option<Vec<UsageEventRow>>,
+    pub bad_timestamps: BadTimestamps,
+}
+
+/// Which tables of the usage side to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageTables {
+    /// `usage_events` (events definitions).
+    Events,
+    /// contacts' `last_activity_ts` and company retention columns (proxy definitions).
+    Proxy,
+}
+
+pub const CONVERSATION_USAGE_CORE: &[TableNeed] = &[
+    TableNeed {
+        table: COMPANY_ENHANCED,
+        columns: &[
+            "company_id",
+            "company_name",
+            "all_company_tags",
+            "monthly_spend",
+            "user_count",
+        ],
+    },
+    TableNeed {
+        table: CONVERSATION_ENHANCED,
+        columns: &[
+            "conversation_id",
+            "conversation_created_at",
+            "conversation_initiated_type",
+            "conversation_author_type",
+            "conversation_assignee_type",
+            "all_conversation_tags",
+            "all_contact_company_names",
+            "last_close_at",
+        ],
+    },
+    TableNeed {
+        table: CONVERSATION_METRICS,
+        columns: &["conversation_id", "time_to_first_response_minutes"],
+    },
+];
+
+pub const CONVERSATION_USAGE_PROXY: &[TableNeed] = &[
+    TableNeed {
+        table: COMPANY_METRICS,
+        columns: &[
+            "company_id",
+            "registration_retention_7d",
+            "registration_retention_30d",
+        ],
+    },
+    TableNeed {
+        table: CONTACT_ENHANCED,
+        columns: &[
+            "contact_id",
+            "all_contact_company_names",
+            "last_activity_ts",
+        ],
+    },
+];
+
+pub const CONVERSATION_USAGE_EVENTS: &[TableNeed] = &[TableNeed {
+    table: USAGE_EVENTS,
+    columns: &["company_id", "is_core", "occurred_at"],
+}];
+
+impl Database {
+    /// The latest parseable `conversation_created_at` (the rolling window's anchor).
+    pub fn max_conversation_created(&self, tz: Tz) -> Result<Option<DateTime<Utc>>, DataError> {
+        let mut max: Option<DateTime<Utc>> = None;
+        self.each_row(CONVERSATION_ENHANCED, SQL_MAX_CREATED, |r| {
+            if let Some(t) = r
+                .text(0, "conversation_created_at")?
+                .and_then(|s| timestamp::parse(&s, tz).ok())
+            {
+                max = Some(max.map_or(t, |m| m.max(t)));
+            }
+            Ok(())
+        })?;
+        Ok(max)
+    }
+
+    /// Loads the rows of the conversation-usage report.
+    pub fn load_conversation_usage(
+        &self,
+        source_tz: Tz,
+        usage: UsageTables,
+    ) -> Result<ConversationUsageData, DataError> {
+        let mut d = ConversationUsageData::default();
+        let mut bad = BadTimestamps::default();
+        let mut ts = TsParser {
+            tz: source_tz,
+            bad: &mut bad,
+        };
+        self.each_row(COMPANY_ENHANCED, SQL_COMPANIES, |r| {
+            let company_id = r
+                .text(0, "company_id")?
+                .ok_or_else(|| r.bad("company_id", "a company id", "NULL".into()))?;
+            d.companies.push(CompanyRow {
+                company_id,
+                company_name: r.text(1, "company_name")?,
+                tags: r.text(2, "all_company_tags")?,
+                monthly_spend: r.real(3, "monthly_spend")?,
+                user_count: r.integer(4, "user_count")?,
+            });
+            Ok(())
+        })?;
+        self.each_row(CONVERSATION_ENHANCED, SQL_CONVERSATIONS, |r| {
+            let created = r.text(1, "conversation_created_at")?;
+            let closed = r.text(7, "last_close_at")?;
+            d.conversations.push(ConversationRow {
+                conversation_id: r.text(0, "conversation_id")?.unwrap_or_default(),
+                created_at: ts.parse(
+                    CONVERSATION_ENHANCED,
+                    "conversation_created_at",
+                    created.as_deref(),
+                ),
+                initiated_type: r.text(2, "conversation_initiated_type")?,
+                author_type: r.text(3, "conversation_author_type")?,
+                assignee_type: r.text(4, "conversation_assignee_type")?,
+                tags: r.text(5, "all_conversation_tags")?,
+                first_company_name: r
+                    .text(6, "all_contact_company_names")?
+                    .and_then(|s| split_items(&s).next().map(normalize_name))
+                    .filter(|s| !s.is_empty()),
+                last_close_at: ts.parse(CONVERSATION_ENHANCED, "last_close_at", closed.as_deref()),
+            });
+            Ok(())
+        })?;
+        self.each_row(CONVERSATION_METRICS, SQL_CONVERSATION_METRICS, |r| {
+            d.response_minutes.push((
+                r.text(0, "conversation_id")?.unwrap_or_default(),
+                r.real(1, "time_to_first_response_minutes")?,
+            ));
+            Ok(())
+        })?;
+        match usage {
+            UsageTables::Proxy => {
+                self.each_row(COMPANY_METRICS, SQL_COMPANY_METRICS, |r| {
+                    d.company_metrics.push(CompanyMetricsRow {
+                        company_id: r.text(0, "company_id")?.unwrap_or_default(),
+                        retention_7d: r.real(1, "registration_retention_7d")?,
+                        retention_30d: r.real(2, "registration_retention_30d")?,
+                    });
+                    Ok(())
+                })?;
+                self.each_row(CONTACT_ENHANCED, SQL_CONTACTS, |r| {
+                    let names = r.text(1, "all_contact_company_names")?;
+                    let last = r.text(2, "last_activity_ts")?;
+                    d.contacts.push(ContactRow {
+                        company_names: names
+                            .as_deref()
+                            .map(|s| {
+                                split_items(s)
+                                    .filter(|s| !s.is_empty())
+                                    .map(normalize_name)
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        last_activity: ts.parse(
+                            CONTACT_ENHANCED,
+                            "last_activity_ts",
+                            last.as_deref(),
+                        ),
+                    });
+                    Ok(())
+                })?;
+            }
+            UsageTables::Events => {
+                let mut events = Vec::new();
+                self.each_row(USAGE_EVENTS, SQL_USAGE_EVENTS, |r| {
+                    let occurred = r.text(2, "occurred_at")?;
+                    let Some(company_id) = r.text(0, "company_id")? else {
+                        return Ok(());
+                    };
+                    let is_core = r.integer(1, "is_core")?.unwrap_or(0) == 1;
+                    if let Some(t) = ts.parse(USAGE_EVENTS, "occurred_at", occurred.as_deref()) {
+                        events.push(UsageEventRow {
+                            company_id,
+                            is_core,
+                            occurred_at: t,
+                        });
+                    }
+                    Ok(())
+                })?;
+                d.usage_events = Some(events);
+            }
+        }
+        d.bad_timestamps = bad;
+        Ok(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db_with(sql: &str) -> (tempfile::TempDir, Database) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite");
+        Connection::open(&path).unwrap().execute_batch(sql).unwrap();
+        let db = Database::open(&path).unwrap();
+        (dir, db)
+    }
+
+    #[test]
+    fn schema_check_lists_every_missing_table_and_column() {
+        let (_d, db) = db_with(
+            "CREATE TABLE intercom__company_enhanced (company_id TEXT, company_name TEXT);
+             CREATE TABLE intercom__conversation_metrics (conversation_id TEXT, time_to_first_response_minutes REAL);",
+        );
+        let err = db
+            .check("conversation-usage", CONVERSATION_USAGE_CORE)
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("report `conversation-usage`"), "{msg}");
+        assert!(
+            msg.contains("table `intercom__company_enhanced` has no column `monthly_spend`"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("table `intercom__company_enhanced` has no column `user_count`"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("table `intercom__conversation_enhanced` does not exist"),
+            "{msg}"
+        );
+        assert!(!msg.contains("intercom__conversation_metrics"), "{msg}");
+    }
+
+    #[test]
+    fn non_numeric_spend_names_table_column_and_row() {
+        let (_d, db) = db_with(
+            "CREATE TABLE intercom__company_enhanced (company_id TEXT, company_name TEXT, all_company_tags TEXT, monthly_spend, user_count);
+             INSERT INTO intercom__company_enhanced VALUES ('c1','A',NULL,'12.5',3), ('c2','B',NULL,'lots',3);
+             CREATE TABLE intercom__conversation_enhanced (x);
+             CREATE TABLE intercom__conversation_metrics (x);",
+        );
+        let err = db
+            .load_conversation_usage(Tz::UTC, UsageTables::Events)
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("intercom__company_enhanced.monthly_spend"),
+            "{msg}"
+        );
+        assert!(msg.contains("row #2"), "{msg}");
+        assert!(msg.contains("\"lots\""), "{msg}");
+    }
+
+    #[test]
+    fn not_a_database_is_an_open_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.sqlite");
+        std::fs::write(
+            &path,
+            b"this is not sqlite at all, just some text padding it out",
+        )
+        .unwrap();
+        assert!(matches!(Database::open(&path), Err(DataError::Open { .. })));
+        assert!(matches!(
+            Database::open(&dir.path().join("missing.sqlite")),
+            Err(DataError::Open { .. })
+        ));
+    }
+
+    #[test]
+    fn items_split_and_names_normalize() {
+        assert_eq!(split_items("a, b ,c").collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(normalize_name("  North Systems LTD "), "north systems ltd");
+    }
+}

@@ -1,0 +1,15 @@
+//! cxreport: customer-support and product-usage data in, decision-ready reports out.
+//!
+//! One module per stage of a run, named for what it does; `pipeline` puts them in order.
+
+pub mod clock;
+pub mod data;
+pub mod demo;
+pub mod metrics;
+pub mod output;
+pub mod pipeline;
+pub mod timestamp;
+pub mod window;
+
+/// The tool's version, printed in manifests and reproducibility appendices.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

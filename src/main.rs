@@ -1,0 +1,171 @@
+//! The `cxreport` command: parse, dispatch, map errors to exit codes (0 ok, 1 run
+//! failed, 2 usage or configuration error). The library does the work.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use cxreport::clock::SystemClock;
+use cxreport::demo::{self, DemoOptions};
+use cxreport::pipeline::{self, RunRequest, UsageSource};
+use cxreport::window::WindowSpec;
+
+#[derive(Parser)]
+#[command(
+    name = "cxreport",
+    version,
+    about = "Customer-support and product-usage reports, in English and Chinese."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a report now (with no --db, on the built-in demo database).
+    Run {
+        /// Report kind (see `cxreport reports`).
+        #[arg(default_value = pipeline::CONVERSATION_USAGE)]
+        report: String,
+        /// SQLite database shaped like the data contract.
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// rolling:<N>m | calendar:<N>m | range:<YYYY-MM-DD>..<YYYY-MM-DD>
+        #[arg(long, default_value = "rolling:6m")]
+        window: WindowSpec,
+        /// auto | events | proxy
+        #[arg(long, default_value = "auto")]
+        usage_source: UsageSource,
+        /// Output root; files go to <out>/<report>/<period>/.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// Minimum companies for a cell to enter correlations and findings.
+        #[arg(long, default_value_t = 20)]
+        min_cell: usize,
+        /// IANA timezone of timestamps without an offset.
+        #[arg(long, default_value = "UTC")]
+        source_timezone: chrono_tz::Tz,
+        /// IANA timezone in which calendar windows are cut.
+        #[arg(long, default_value = "UTC")]
+        timezone: chrono_tz::Tz,
+    },
+    /// Write the deterministic demo database.
+    DemoData {
+        #[arg(long, default_value = "demo.sqlite")]
+        out: PathBuf,
+        #[arg(long, default_value_t = demo::DEFAULT_SEED)]
+        seed: u64,
+        /// Multiply companies, contacts and conversations (benchmarks).
+        #[arg(long, default_value_t = 1)]
+        scale: u32,
+        /// Leave out the usage_events table (reports fall back to the proxies).
+        #[arg(long)]
+        no_usage_events: bool,
+        /// Print the calibration figures of the written database.
+        #[arg(long)]
+        describe: bool,
+    },
+    /// List the report kinds and their options.
+    Reports,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+type Failure = (u8, anyhow::Error);
+
+fn dispatch(cmd: Command) -> Result<(), Failure> {
+    match cmd {
+        Command::Run {
+            report,
+            db,
+            window,
+            usage_source,
+            out,
+            min_cell,
+            source_timezone,
+            timezone,
+        } => {
+            let db = match db {
+                Some(db) => db,
+                None => {
+                    pipeline::demo_database(&pipeline::cache_dir()).map_err(pipeline_failure)?
+                }
+            };
+            let req = RunRequest {
+                name: report.clone(),
+                report,
+                db,
+                window,
+                usage_source,
+                out_dir: out,
+                source_tz: source_timezone,
+                tz: timezone,
+                min_cell,
+            };
+            let outcome = pipeline::run(&req, &SystemClock).map_err(pipeline_failure)?;
+            println!("{}", outcome.dir.display());
+            Ok(())
+        }
+        Command::DemoData {
+            out,
+            seed,
+            scale,
+            no_usage_events,
+            describe,
+        } => {
+            let opts = DemoOptions {
+                seed,
+                scale,
+                usage_events: !no_usage_events,
+            };
+            demo::generate(&out, &opts).map_err(|e| {
+                let code = if matches!(e, demo::DemoError::Scale(_)) {
+                    2
+                } else {
+                    1
+                };
+                (code, e.into())
+            })?;
+            eprintln!("wrote {}", out.display());
+            if describe {
+                let text = demo::describe(&out).map_err(pipeline_failure)?;
+                print!("{text}");
+            }
+            Ok(())
+        }
+        Command::Reports => {
+            for (name, about) in pipeline::REPORTS {
+                println!("{name}\n    {about}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn pipeline_failure(e: pipeline::PipelineError) -> Failure {
+    (e.exit_code() as u8, e.into())
+}

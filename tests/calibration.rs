@@ -1,0 +1,219 @@
+//! The default demo database reproduces the structure of the reference dataset
+//! (conversation-usage spec §8). Prints the figures it checks.
+
+use chrono::Datelike;
+use chrono_tz::Tz;
+use cxreport::data::{Database, UsageTables};
+use cxreport::demo::{self, DemoOptions};
+use cxreport::metrics::{self, Params, UsageDefinitions};
+use cxreport::window::WindowSpec;
+
+fn near(name: &str, got: f64, want: f64, rel: f64) {
+    println!("{name}: {got:.4} (reference {want})");
+    assert!(
+        (got - want).abs() <= rel * want.abs(),
+        "{name}: got {got}, want {want} ± {:.0}%",
+        rel * 100.0
+    );
+}
+
+#[test]
+fn default_demo_matches_the_reference_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("demo.sqlite");
+    demo::generate(&path, &DemoOptions::default()).unwrap();
+    println!("{}", demo::describe(&path).unwrap());
+    let db = Database::open(&path).unwrap();
+    let anchor = db.max_conversation_created(Tz::UTC).unwrap().unwrap();
+    assert_eq!(anchor.to_string(), "2024-06-15 12:00:00 UTC");
+    let window = "rolling:6m"
+        .parse::<WindowSpec>()
+        .unwrap()
+        .resolve(Some(anchor), anchor, Tz::UTC)
+        .unwrap();
+    let data = db
+        .load_conversation_usage(Tz::UTC, UsageTables::Proxy)
+        .unwrap();
+    let mut per_month = [0usize; 6];
+    for c in &data.conversations {
+        let t = c.created_at.unwrap();
+        assert!(t >= cxreport::timestamp::parse("2024-01-08 00:00:00", Tz::UTC).unwrap());
+        per_month[t.month0() as usize] += 1;
+    }
+    assert_eq!(per_month, [992, 1218, 1302, 1260, 1302, 629]);
+    let p = metrics::compute(
+        &data,
+        window,
+        Params {
+            usage: UsageDefinitions::Proxy,
+            ..Params::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(p.counts.conversations_in_window, 6703);
+    near(
+        "paying companies",
+        p.counts.companies_paying as f64,
+        2500.0,
+        0.03,
+    );
+    let seg: Vec<usize> = p.panels.segment.iter().map(|r| r.companies_total).collect();
+    println!("kept companies per segment: {seg:?}");
+    near(
+        "kept conversations",
+        p.counts.conversations_kept as f64,
+        6578.0,
+        0.03,
+    );
+    near(
+        "kept companies",
+        p.counts.companies_kept as f64,
+        2311.0,
+        0.03,
+    );
+    let o = &p.panels.overall;
+    near("mean response", o.avg_resp.unwrap(), 26.0, 0.04);
+    near("P50 response", o.p50_resp.unwrap(), 25.0, 0.02);
+    near(
+        "P1 response",
+        p.thresholds.response_minutes.p1.unwrap(),
+        11.0,
+        0.05,
+    );
+    near(
+        "P99 response",
+        p.thresholds.response_minutes.p99.unwrap(),
+        42.0,
+        0.05,
+    );
+    near(
+        "bot-first share",
+        o.bot_first_resp_share.unwrap(),
+        0.332,
+        0.03,
+    );
+    near(
+        "contact_inbound share",
+        o.contact_inbound_share.unwrap(),
+        0.65,
+        0.05,
+    );
+    let by_seg = |s: &str| {
+        p.panels
+            .segment
+            .iter()
+            .find(|r| r.segment == Some(s))
+            .unwrap()
+    };
+    for (s, w, m) in [
+        ("renewal", 0.71, 0.64),
+        ("new_contract", 0.66, 0.55),
+        ("churn_watch", 0.60, 0.455),
+    ] {
+        near(
+            &format!("{s} weekly retention"),
+            by_seg(s).weekly_retention.unwrap(),
+            w,
+            0.03,
+        );
+        near(
+            &format!("{s} monthly retention"),
+            by_seg(s).monthly_retention.unwrap(),
+            m,
+            0.03,
+        );
+    }
+    for s in ["new_contract", "churn_watch"] {
+        assert!(
+            by_seg(s).team_route_share.unwrap() > 0.8,
+            "{s} is team-routed"
+        );
+    }
+    for s in ["renewal", "expansion"] {
+        assert!(
+            by_seg(s).team_route_share.unwrap() < 0.2,
+            "{s} is admin-routed"
+        );
+    }
+    let by_seat = |s: &str| {
+        p.panels
+            .seat_bucket
+            .iter()
+            .find(|r| r.seat_bucket == Some(s))
+            .unwrap()
+    };
+    near(
+        "420_plus weekly retention",
+        by_seat("420_plus").weekly_retention.unwrap(),
+        0.60,
+        0.03,
+    );
+    near(
+        "420_plus monthly retention",
+        by_seat("420_plus").monthly_retention.unwrap(),
+        0.45,
+        0.04,
+    );
+    near(
+        "under_60 weekly retention",
+        by_seat("under_60").weekly_retention.unwrap(),
+        0.76,
+        0.03,
+    );
+    near(
+        "under_60 monthly retention",
+        by_seat("under_60").monthly_retention.unwrap(),
+        0.71,
+        0.03,
+    );
+    // Conversion 2–5 % by cell among the cells that convert; the named cells.
+    let cell = |s: &str, seat: &str, a: &str| {
+        p.panels
+            .segment_seat_arr
+            .iter()
+            .find(|r| {
+                r.segment == Some(s) && r.seat_bucket == Some(seat) && r.arr_bucket == Some(a)
+            })
+            .unwrap()
+    };
+    let best = cell("new_contract", "260_419", "110k_200k")
+        .conv_to_feature_rate
+        .unwrap();
+    let cw = cell("churn_watch", "420_plus", "200k_plus")
+        .conv_to_feature_rate
+        .unwrap();
+    println!("conversion new_contract|260_419|110k_200k {best:.3}, churn_watch|420_plus|200k_plus {cw:.3}");
+    let max = p
+        .panels
+        .segment_seat_arr
+        .iter()
+        .filter(|r| r.companies_total >= 20)
+        .filter_map(|r| r.conv_to_feature_rate)
+        .fold(0.0, f64::max);
+    assert_eq!(
+        best, max,
+        "new_contract | 260_419 | 110k_200k converts best"
+    );
+    assert!((0.015..=0.03).contains(&cw), "{cw}");
+    near(
+        "overall conversion",
+        o.conv_to_feature_rate.unwrap(),
+        0.03,
+        0.34,
+    );
+    let dup = &p.data_quality.duplicate_names;
+    assert_eq!(dup.len(), 1);
+    assert_eq!(
+        dup[0]
+            .companies
+            .iter()
+            .map(|c| c.monthly_spend)
+            .collect::<Vec<_>>(),
+        [2045.0, 1737.0]
+    );
+    assert!(p.data_quality.unmapped_conversations > 0);
+    assert!(
+        p.data_quality.coverage_seat_bucket.fallback > 0
+            && p.data_quality.coverage_arr_bucket.fallback > 0
+    );
+}

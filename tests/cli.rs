@@ -1,0 +1,366 @@
+//! End-to-end: the `cxreport` binary on real SQLite files, checked through its outputs
+//! and exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cxreport"));
+    c.env("RUST_LOG", "warn");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("binary runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// One default demo database shared by the tests of this file.
+fn demo_db() -> &'static Path {
+    static DB: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, p) = DB.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("demo.sqlite");
+        let o = run(&["demo-data", "--out", path.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", text(&o));
+        (dir, path)
+    });
+    p
+}
+
+fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let header = r.headers().unwrap().iter().map(str::to_owned).collect();
+    let rows = r
+        .records()
+        .map(|rec| rec.unwrap().iter().map(str::to_owned).collect())
+        .collect();
+    (header, rows)
+}
+
+fn col(header: &[String], name: &str) -> usize {
+    header
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("column {name}"))
+}
+
+fn sum(rows: &[Vec<String>], i: usize) -> u64 {
+    rows.iter().map(|r| r[i].parse::<u64>().unwrap()).sum()
+}
+
+#[test]
+fn run_writes_outputs_that_agree_with_each_other() {
+    let out = tempfile::tempdir().unwrap();
+    let o = run(&[
+        "run",
+        "--db",
+        demo_db().to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = out.path().join("conversation-usage/2023-12-15_2024-06-15");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        dir.display().to_string()
+    );
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["period"], "2023-12-15_2024-06-15");
+    assert_eq!(
+        manifest["parameters"]["usage_source_used"],
+        summary["usage_source"]
+    );
+    assert_eq!(manifest["parameters"]["usage_source_used"], "events");
+    assert_eq!(manifest["database"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        manifest["database"]["row_counts"]["intercom__conversation_enhanced"],
+        6703
+    );
+
+    let overall = &summary["panels"]["overall"];
+    let conv = overall["conv_cnt"].as_u64().unwrap();
+    let companies = overall["companies_total"].as_u64().unwrap();
+    let closed = overall["companies_with_closed_conv"].as_u64().unwrap();
+    assert_eq!(
+        conv,
+        summary["counts"]["conversations_kept"].as_u64().unwrap()
+    );
+    assert_eq!(
+        companies,
+        summary["counts"]["companies_kept"].as_u64().unwrap()
+    );
+    let expected_header = [
+        "companies_total",
+        "companies_with_closed_conv",
+        "conv_cnt",
+        "avg_resp",
+        "p50_resp",
+        "p90_resp",
+        "avg_duration",
+        "bot_first_resp_share",
+        "conv_to_feature_rate",
+        "weekly_retention",
+        "monthly_retention",
+        "team_route_share",
+        "contact_inbound_share",
+    ];
+    for (file, slices) in [
+        (
+            "panel_segment_seat_arr.csv",
+            &["segment", "seat_bucket", "arr_bucket"][..],
+        ),
+        ("panel_segment_seat.csv", &["segment", "seat_bucket"][..]),
+        ("panel_segment_arr.csv", &["segment", "arr_bucket"][..]),
+        ("panel_segment.csv", &["segment"][..]),
+    ] {
+        let (header, rows) = read_csv(&dir.join(file));
+        let want: Vec<&str> = slices
+            .iter()
+            .chain(expected_header.iter())
+            .copied()
+            .collect();
+        assert_eq!(header, want, "{file}");
+        // Every company sits in exactly one slice of a level: totals add up.
+        assert_eq!(sum(&rows, col(&header, "conv_cnt")), conv, "{file}");
+        assert_eq!(
+            sum(&rows, col(&header, "companies_total")),
+            companies,
+            "{file}"
+        );
+        assert_eq!(
+            sum(&rows, col(&header, "companies_with_closed_conv")),
+            closed,
+            "{file}"
+        );
+        // Conversation-weighted bot share of the slices equals the overall share.
+        let (b, n) = rows.iter().fold((0.0, 0.0), |(b, n), r| {
+            let c: f64 = r[col(&header, "conv_cnt")].parse().unwrap();
+            let s: f64 = r[col(&header, "bot_first_resp_share")].parse().unwrap();
+            (b + s * c, n + c)
+        });
+        let overall_bot = overall["bot_first_resp_share"].as_f64().unwrap();
+        assert!((b / n - overall_bot).abs() < 1e-9, "{file}");
+    }
+    // The panel CSV row and the summary's row of the same slice are the same numbers.
+    let (header, rows) = read_csv(&dir.join("panel_segment.csv"));
+    let renewal = rows.iter().find(|r| r[0] == "renewal").unwrap();
+    let s = summary["panels"]["segment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["segment"] == "renewal")
+        .unwrap();
+    let p50: f64 = renewal[col(&header, "p50_resp")].parse().unwrap();
+    assert_eq!(p50, s["p50_resp"].as_f64().unwrap());
+    // No staging directory is left behind.
+    let siblings: Vec<_> = std::fs::read_dir(out.path().join("conversation-usage"))
+        .unwrap()
+        .collect();
+    assert_eq!(siblings.len(), 1);
+}
+
+#[test]
+fn proxy_source_and_range_window() {
+    let out = tempfile::tempdir().unwrap();
+    let o = run(&[
+        "run",
+        "conversation-usage",
+        "--db",
+        demo_db().to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+        "--usage-source",
+        "proxy",
+        "--window",
+        "range:2024-02-01..2024-04-30",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = out.path().join("conversation-usage/2024-02-01_2024-04-30");
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["usage_source"], "proxy");
+    // February, March, April of the demo data: 1218 + 1302 + 1260.
+    assert_eq!(summary["counts"]["conversations_in_window"], 3780);
+}
+
+#[test]
+fn missing_column_is_a_usage_error_naming_table_column_and_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("broken.sqlite");
+    std::fs::copy(demo_db(), &db).unwrap();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("ALTER TABLE intercom__conversation_enhanced DROP COLUMN last_close_at; DROP TABLE usage_events;")
+        .unwrap();
+    let out = dir.path().join("out");
+    let o = run(&[
+        "run",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let msg = text(&o);
+    assert!(msg.contains("intercom__conversation_enhanced"), "{msg}");
+    assert!(msg.contains("last_close_at"), "{msg}");
+    assert!(msg.contains("conversation-usage"), "{msg}");
+    assert!(!msg.contains("panicked"), "{msg}");
+    assert!(!out.exists(), "nothing written");
+
+    // Without usage_events: asking for events is the same kind of error; auto uses the proxies.
+    let db = dir.path().join("no-events.sqlite");
+    std::fs::copy(demo_db(), &db).unwrap();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("DROP TABLE usage_events;")
+        .unwrap();
+    let o = run(&[
+        "run",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--usage-source",
+        "events",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("table `usage_events` does not exist"),
+        "{}",
+        text(&o)
+    );
+    let o = run(&[
+        "run",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let summary: Value = serde_json::from_slice(
+        &std::fs::read(out.join("conversation-usage/2023-12-15_2024-06-15/summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["usage_source"], "proxy");
+}
+
+#[test]
+fn empty_window_fails_cleanly_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = run(&[
+        "run",
+        "--db",
+        demo_db().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--window",
+        "range:2019-01-01..2019-12-31",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let msg = text(&o);
+    assert!(
+        msg.contains("no conversations in window 2019-01-01 00:00:00 .. 2019-12-31 23:59:59"),
+        "{msg}"
+    );
+    assert!(!out
+        .join("conversation-usage/2019-01-01_2019-12-31")
+        .exists());
+}
+
+#[test]
+fn garbage_timestamps_are_counted_or_reported_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("garbage.sqlite");
+    std::fs::copy(demo_db(), &db).unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "UPDATE intercom__conversation_enhanced SET conversation_created_at = 'yesterday-ish' WHERE rowid % 10 = 0;
+         UPDATE intercom__conversation_enhanced SET last_close_at = '2024-02-30 10:00:00' WHERE rowid % 10 = 1;",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = run(&[
+        "run",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let summary: Value = serde_json::from_slice(
+        &std::fs::read(out.join("conversation-usage/2023-12-15_2024-06-15/summary.json")).unwrap(),
+    )
+    .unwrap();
+    let bad = &summary["data_quality"]["bad_timestamps"];
+    assert_eq!(
+        bad["intercom__conversation_enhanced.conversation_created_at"],
+        670
+    );
+    assert!(
+        bad["intercom__conversation_enhanced.last_close_at"]
+            .as_u64()
+            .unwrap()
+            > 500
+    );
+
+    // Every created_at unreadable: no anchor for the rolling window, a clear failure.
+    conn.execute_batch(
+        "UPDATE intercom__conversation_enhanced SET conversation_created_at = 'garbage'",
+    )
+    .unwrap();
+    let o = run(&[
+        "run",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("no conversation has a readable conversation_created_at"),
+        "{}",
+        text(&o)
+    );
+    assert!(!text(&o).contains("panicked"));
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    let o = run(&["run", "--window", "weekly"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("expected `rolling:<N>m`"), "{}", text(&o));
+    let o = run(&["run", "no-such-report", "--db", demo_db().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("unknown report `no-such-report`"));
+    let o = run(&["run", "--db", "/nonexistent/x.sqlite"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("/nonexistent/x.sqlite"));
+    let dir = tempfile::tempdir().unwrap();
+    let not_db = dir.path().join("notes.sqlite");
+    std::fs::write(&not_db, "just some notes, not a database at all........").unwrap();
+    let o = run(&["run", "--db", not_db.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}
+
+#[test]
+fn reports_lists_conversation_usage() {
+    let o = run(&["reports"]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("conversation-usage"));
+}
