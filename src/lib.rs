@@ -2,11 +2,15 @@
 //!
 //! One module per stage of a run, named for what it does; `pipeline` puts them in order.
 
+pub mod charts;
 pub mod clock;
 pub mod data;
 pub mod demo;
+pub mod edition;
 pub mod metrics;
+pub mod narrative;
 pub mod output;
+pub mod pdf;
 pub mod pipeline;
 pub mod timestamp;
 pub mod window;

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use cxreport::clock::SystemClock;
+use cxreport::clock::{FixedClock, SystemClock};
 use cxreport::demo::{self, DemoOptions};
+use cxreport::narrative::Templates;
 use cxreport::pipeline::{self, RunRequest, UsageSource};
 use cxreport::window::WindowSpec;
 
@@ -49,6 +50,15 @@ enum Command {
         /// IANA timezone in which calendar windows are cut.
         #[arg(long, default_value = "UTC")]
         timezone: chrono_tz::Tz,
+        /// Language editions to write, comma-separated (en, zh, or a folder in --templates).
+        #[arg(long, value_delimiter = ',', default_value = "en,zh")]
+        lang: Vec<String>,
+        /// Directory whose files override the built-in templates (<report>/<lang>/…).
+        #[arg(long)]
+        templates: Option<PathBuf>,
+        /// The run's reference time (RFC 3339), instead of now: reruns give identical PDFs.
+        #[arg(long)]
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// Write the deterministic demo database.
     DemoData {
@@ -108,6 +118,9 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             min_cell,
             source_timezone,
             timezone,
+            lang,
+            templates,
+            as_of,
         } => {
             let db = match db {
                 Some(db) => db,
@@ -125,8 +138,14 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                 source_tz: source_timezone,
                 tz: timezone,
                 min_cell,
+                langs: lang,
+                templates: Templates::new(templates),
             };
-            let outcome = pipeline::run(&req, &SystemClock).map_err(pipeline_failure)?;
+            let outcome = match as_of {
+                Some(t) => pipeline::run(&req, &FixedClock(t)),
+                None => pipeline::run(&req, &SystemClock),
+            }
+            .map_err(pipeline_failure)?;
             println!("{}", outcome.dir.display());
             Ok(())
         }

@@ -14,7 +14,9 @@ use serde_json::json;
 use crate::clock::Clock;
 use crate::data::{self, DataError, Database, UsageTables};
 use crate::demo::{self, DemoError, DemoOptions};
+use crate::edition::{self, EditionError, Narrative, Provenance};
 use crate::metrics::{self, ConversationUsage, MetricsError, SliceRow, UsageDefinitions};
+use crate::narrative::{NarrativeError, Templates};
 use crate::output::{self, OutputError, StagedDir};
 use crate::window::{WindowError, WindowSpec};
 
@@ -58,6 +60,9 @@ pub struct RunRequest {
     /// Timezone in which calendar windows are cut (the job's).
     pub tz: Tz,
     pub min_cell: usize,
+    /// Language editions to write (`report.<lang>.pdf`); empty: CSV/JSON only.
+    pub langs: Vec<String>,
+    pub templates: Templates,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +79,8 @@ pub enum PipelineError {
     Output(#[from] OutputError),
     #[error(transparent)]
     Demo(#[from] DemoError),
+    #[error(transparent)]
+    Edition(#[from] EditionError),
     #[error("hashing {path}: {source}")]
     Hash {
         path: PathBuf,
@@ -88,7 +95,8 @@ impl PipelineError {
         match self {
             Self::UnknownReport(_)
             | Self::Window(WindowError::Parse { .. })
-            | Self::Data(DataError::Open { .. } | DataError::Schema { .. }) => 2,
+            | Self::Data(DataError::Open { .. } | DataError::Schema { .. })
+            | Self::Edition(EditionError::Narrative(_)) => 2,
             _ => 1,
         }
     }
@@ -99,6 +107,18 @@ pub struct RunOutcome {
     pub dir: PathBuf,
     pub period: String,
     pub report: ConversationUsage,
+    pub narrative: Narrative,
+    /// The PDF files written, by language.
+    pub pdfs: Vec<(String, PathBuf)>,
+}
+
+/// summary.json: the numbers and the findings they support.
+#[derive(Serialize)]
+struct Summary<'a> {
+    #[serde(flatten)]
+    report: &'a ConversationUsage,
+    #[serde(flatten)]
+    narrative: &'a Narrative,
 }
 
 /// Reports this build knows.
@@ -114,6 +134,16 @@ pub fn run(req: &RunRequest, clock: &dyn Clock) -> Result<RunOutcome, PipelineEr
         return Err(PipelineError::UnknownReport(req.report.clone()));
     }
     let reference = clock.now();
+    // Languages are configuration: check them before any work.
+    let available = req.templates.languages(&req.report);
+    if let Some(lang) = req.langs.iter().find(|l| !available.contains(*l)) {
+        return Err(EditionError::Narrative(NarrativeError::UnknownLanguage {
+            report: req.report.clone(),
+            lang: lang.clone(),
+            available: available.into_iter().collect::<Vec<_>>().join(", "),
+        })
+        .into());
+    }
     let mut timings = Vec::new();
     let t = Instant::now();
     let db = Database::open(&req.db)?;
@@ -158,21 +188,65 @@ pub fn run(req: &RunRequest, clock: &dyn Clock) -> Result<RunOutcome, PipelineEr
     }
 
     let t = Instant::now();
+    let narrative = Narrative::of(&report);
+    timings.push(("findings", t.elapsed()));
+
     let period = window.period();
     let dest = req.out_dir.join(&req.name).join(&period);
     let staged = StagedDir::new(&dest)?;
+    let t = Instant::now();
     write_panels(&staged, &report)?;
-    staged.write_json("summary.json", &report)?;
-    timings.push(("write", t.elapsed()));
-    let manifest = manifest(req, &db, &report, usage, reference, &timings)?;
+    staged.write_json(
+        "summary.json",
+        &Summary {
+            report: &report,
+            narrative: &narrative,
+        },
+    )?;
+    timings.push(("write_data", t.elapsed()));
+
+    let (mut manifest, provenance) = manifest(req, &db, &report, usage, reference)?;
+    let mut pdfs = Vec::new();
+    for lang in &req.langs {
+        let t = Instant::now();
+        let ed = edition::render(
+            &report,
+            &narrative,
+            &provenance,
+            reference,
+            &req.templates,
+            lang,
+        )?;
+        let file = format!("report.{lang}.pdf");
+        staged.write(&file, &ed.pdf)?;
+        for c in &ed.charts {
+            staged.write(&format!("charts/{}.{lang}.svg", c.id), c.svg.as_bytes())?;
+        }
+        pdfs.push((lang.clone(), dest.join(&file)));
+        timings.push(("editions", t.elapsed()));
+    }
+    manifest["timings_ms"] = timings_json(&timings);
     staged.write_json("manifest.json", &manifest)?;
     let dir = staged.commit()?;
-    tracing::info!(dir = %dir.display(), kept = report.counts.conversations_kept, "report written");
+    tracing::info!(dir = %dir.display(), kept = report.counts.conversations_kept, editions = req.langs.len(), "report written");
     Ok(RunOutcome {
         dir,
         period,
         report,
+        narrative,
+        pdfs,
     })
+}
+
+/// Stage timings in milliseconds (repeated stages add up).
+fn timings_json(timings: &[(&str, std::time::Duration)]) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for (k, d) in timings {
+        let ms =
+            m.get(*k).and_then(serde_json::Value::as_f64).unwrap_or(0.0) + d.as_secs_f64() * 1e3;
+        m.insert((*k).to_owned(), json!((ms * 1e3).round() / 1e3));
+    }
+    serde_json::Value::Object(m)
 }
 
 /// The four panel CSVs of §7: slice columns first, then §4's columns.
@@ -232,13 +306,13 @@ fn manifest(
     report: &ConversationUsage,
     usage: UsageDefinitions,
     reference: DateTime<Utc>,
-    timings: &[(&str, std::time::Duration)],
-) -> Result<serde_json::Value, PipelineError> {
+) -> Result<(serde_json::Value, Provenance), PipelineError> {
     let sha = output::sha256_file(db.path()).map_err(|source| PipelineError::Hash {
         path: db.path().to_owned(),
         source,
     })?;
     let mut rows = serde_json::Map::new();
+    let mut row_counts = Vec::new();
     for table in [
         data::COMPANY_ENHANCED,
         data::COMPANY_METRICS,
@@ -248,19 +322,26 @@ fn manifest(
         data::USAGE_EVENTS,
     ] {
         if db.has_table(table)? {
-            rows.insert(table.to_owned(), json!(db.row_count(table)?));
+            let n = db.row_count(table)?;
+            rows.insert(table.to_owned(), json!(n));
+            row_counts.push((table.to_owned(), n));
         }
     }
-    let timings: serde_json::Map<String, serde_json::Value> = timings
-        .iter()
-        .map(|(k, d)| {
+    let provenance = Provenance {
+        database: db.path().display().to_string(),
+        sha256: sha.clone(),
+        parameters: vec![
+            ("window".into(), req.window.to_string()),
             (
-                (*k).to_owned(),
-                json!((d.as_secs_f64() * 1e6).round() / 1e3),
-            )
-        })
-        .collect();
-    Ok(json!({
+                "usage_source".into(),
+                format!("{:?} → {:?}", req.usage_source, usage).to_lowercase(),
+            ),
+            ("min_cell".into(), req.min_cell.to_string()),
+            ("source_timezone".into(), req.source_tz.name().to_owned()),
+        ],
+        row_counts,
+    };
+    let manifest = json!({
         "tool": "cxreport",
         "version": crate::VERSION,
         "report": req.report,
@@ -274,14 +355,16 @@ fn manifest(
             "min_cell": req.min_cell,
             "source_timezone": req.source_tz.name(),
             "timezone": req.tz.name(),
+            "languages": req.langs,
         },
         "database": {
             "path": db.path().display().to_string(),
             "sha256": sha,
             "row_counts": rows,
         },
-        "timings_ms": timings,
-    }))
+        "editions": req.langs.iter().map(|l| format!("report.{l}.pdf")).collect::<Vec<_>>(),
+    });
+    Ok((manifest, provenance))
 }
 
 /// Where the built-in demo database is cached: `$CXREPORT_CACHE_DIR`, else

@@ -1,0 +1,58 @@
+//! Finds the ECharts script inside the charming crate's packaged sources (no committed
+//! third-party JavaScript, no network) and copies it to OUT_DIR for `include_str!`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target = std::env::var("TARGET").expect("cargo sets TARGET");
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let out = Command::new(&cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--offline",
+            "--filter-platform",
+            &target,
+        ])
+        .current_dir(&manifest_dir)
+        .output()
+        .expect("running cargo metadata");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cargo metadata JSON");
+    let charming = meta["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .find(|p| p["name"] == "charming")
+        .expect("charming is a dependency");
+    let manifest = PathBuf::from(charming["manifest_path"].as_str().expect("manifest_path"));
+    let assets = manifest.parent().expect("crate dir").join("src/asset");
+    let script = std::fs::read_dir(&assets)
+        .expect("charming's asset directory")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            name.starts_with("echarts-") && name.ends_with(".min.js")
+        })
+        .expect("an echarts-*.min.js in charming's assets");
+    println!("cargo:rerun-if-changed={}", script.display());
+    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("echarts.min.js");
+    std::fs::copy(&script, &dest).expect("copying the ECharts script");
+    let version = script
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("echarts-"))
+        .and_then(|n| n.strip_suffix(".min.js"))
+        .unwrap_or("unknown")
+        .to_owned();
+    println!("cargo:rustc-env=CXREPORT_ECHARTS_VERSION={version}");
+}

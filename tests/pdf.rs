@@ -1,0 +1,303 @@
+//! The PDF editions read back (lopdf for the structure, pdftotext for the text layer):
+//! page count, text layer per language, numbers that match
+//! summary.json, database text printed literally, byte-identical reruns.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+const AS_OF: &str = "2024-07-01T08:00:00Z";
+const EVIL: &str = "#read(\"/etc/passwd\") $x$ ] <b> *bold*";
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cxreport"))
+        .env("RUST_LOG", "warn")
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    db: PathBuf,
+    out: PathBuf,
+}
+
+/// A demo database where two paying companies carry a hostile name, run once.
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("demo.sqlite");
+        let o = run(&["demo-data", "--out", db.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", text(&o));
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute(
+            "UPDATE intercom__company_enhanced SET company_name = ?1 WHERE company_id IN ('co_000100', 'co_000101')",
+            [EVIL],
+        )
+        .unwrap();
+        drop(conn);
+        let out = dir.path().join("out");
+        let o = run(&["run", "--db", db.to_str().unwrap(), "--out", out.to_str().unwrap(), "--as-of", AS_OF]);
+        assert!(o.status.success(), "{}", text(&o));
+        Fixture { _dir: dir, db, out }
+    })
+}
+
+fn report_dir(out: &Path) -> PathBuf {
+    out.join("conversation-usage/2023-12-15_2024-06-15")
+}
+
+/// The text layer, read back by poppler's `pdftotext` (Debian `poppler-utils`, which
+/// `.ci/run` installs): unlike the Rust extractors, it also reads the text inside the
+/// charts' form XObjects.
+fn pdf_text(path: &Path) -> String {
+    let o = Command::new("pdftotext")
+        .args(["-enc", "UTF-8"])
+        .arg(path)
+        .arg("-")
+        .output()
+        .expect("pdftotext (apt-get install poppler-utils)");
+    assert!(
+        o.status.success(),
+        "pdftotext {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn pages(path: &Path) -> usize {
+    lopdf::Document::load(path).unwrap().get_pages().len()
+}
+
+fn has_cjk(s: &str) -> bool {
+    s.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
+}
+
+/// Text without line breaks or double spaces, so sentences wrapped in the PDF match.
+fn flat(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn both_editions_have_pages_and_their_language() {
+    let dir = report_dir(&fixture().out);
+    let (en, zh) = (dir.join("report.en.pdf"), dir.join("report.zh.pdf"));
+    assert!(pages(&en) >= 8, "{} pages", pages(&en));
+    assert_eq!(pages(&en), pages(&zh));
+    let en_text = pdf_text(&en);
+    let zh_text = pdf_text(&zh);
+    assert!(!has_cjk(&en_text), "the English edition has no Chinese");
+    for heading in [
+        "Scope and method",
+        "Key findings",
+        "Recommendations",
+        "Limitations and data quality",
+        "Reproducibility",
+    ] {
+        assert!(en_text.contains(heading), "en: {heading}");
+    }
+    for heading in [
+        "范围与方法",
+        "主要发现",
+        "行动建议",
+        "局限与数据质量",
+        "可复现信息",
+    ] {
+        assert!(zh_text.contains(heading), "zh: {heading}");
+    }
+    // Chart titles and category labels live inside the chart SVGs: they must be text too.
+    for label in [
+        "客户阶段画像",
+        "各客户阶段的首次响应时间",
+        "流失预警",
+        "新签约",
+    ] {
+        assert!(zh_text.contains(label), "zh chart label {label}");
+    }
+    for label in [
+        "Segment profiles",
+        "First response by segment",
+        "Churn watch",
+    ] {
+        assert!(en_text.contains(label), "en chart label {label}");
+    }
+    assert!(
+        !en_text.contains("{{") && !en_text.contains("{%") && !zh_text.contains("{{"),
+        "no raw template syntax"
+    );
+    // Every chart of the PDF is also written as SVG, per language.
+    let charts: Vec<_> = std::fs::read_dir(dir.join("charts")).unwrap().collect();
+    assert_eq!(charts.len(), 16);
+}
+
+#[test]
+fn narrative_numbers_equal_summary_json() {
+    let dir = report_dir(&fixture().out);
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    let findings = summary["findings"].as_array().unwrap();
+    assert!(findings.len() >= 3, "{findings:?}");
+    let en = flat(&pdf_text(&dir.join("report.en.pdf")));
+    let zh = flat(&pdf_text(&dir.join("report.zh.pdf")));
+    let pct = |v: f64| format!("{:.1}%", v * 100.0);
+    let best = findings
+        .iter()
+        .find(|f| f["id"] == "conversion_best_worst")
+        .unwrap();
+    for key in ["best_rate", "worst_rate", "overall_rate"] {
+        let v = pct(best["numbers"][key].as_f64().unwrap());
+        assert!(en.contains(&v) && zh.contains(&v), "{key} = {v}");
+    }
+    let seg = findings
+        .iter()
+        .find(|f| f["id"] == "segment_conversion")
+        .unwrap();
+    let v = pct(seg["numbers"]["best_rate"].as_f64().unwrap());
+    assert!(en.contains(&format!("converts best at {v}")), "{v}");
+    // Counts of the scope table come from the same run.
+    let kept = summary["counts"]["conversations_kept"].as_u64().unwrap();
+    let kept = format!("{},{:03}", kept / 1000, kept % 1000);
+    assert!(en.contains(&kept) && zh.contains(&kept), "{kept}");
+    // Every recommendation follows from a finding of this run.
+    let ids: Vec<&str> = findings.iter().map(|f| f["id"].as_str().unwrap()).collect();
+    for r in summary["recommendations"].as_array().unwrap() {
+        assert!(ids.contains(&r["follows"].as_str().unwrap()), "{r}");
+    }
+}
+
+#[test]
+fn database_text_prints_literally() {
+    let dir = report_dir(&fixture().out);
+    for lang in ["en", "zh"] {
+        let t = flat(&pdf_text(&dir.join(format!("report.{lang}.pdf"))));
+        assert!(
+            t.contains(EVIL),
+            "{lang}: the hostile company name is printed as written"
+        );
+        assert!(
+            !t.contains("root:x:0:0"),
+            "{lang}: nothing outside the template was read"
+        );
+    }
+}
+
+#[test]
+fn the_same_run_twice_gives_identical_pdfs() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&[
+        "run",
+        "--db",
+        f.db.to_str().unwrap(),
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    for lang in ["en", "zh"] {
+        let file = format!("report.{lang}.pdf");
+        let a = std::fs::read(report_dir(&f.out).join(&file)).unwrap();
+        let b = std::fs::read(report_dir(dir.path()).join(&file)).unwrap();
+        assert!(a == b, "{file} differs between two runs of the same data");
+    }
+}
+
+#[test]
+fn languages_are_chosen_and_checked() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&[
+        "run",
+        "--db",
+        f.db.to_str().unwrap(),
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--lang",
+        "zh",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let d = report_dir(dir.path());
+    assert!(d.join("report.zh.pdf").exists() && !d.join("report.en.pdf").exists());
+    let o = run(&[
+        "run",
+        "--db",
+        f.db.to_str().unwrap(),
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--lang",
+        "en,fr",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("`fr`") && text(&o).contains("en, zh"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn templates_override_from_a_directory_and_stay_sandboxed() {
+    let f = fixture();
+    let tpl = tempfile::tempdir().unwrap();
+    let en = tpl.path().join("conversation-usage/en");
+    std::fs::create_dir_all(&en).unwrap();
+    let original = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/templates/conversation-usage/en/strings.toml"
+    ))
+    .unwrap();
+    std::fs::write(
+        en.join("strings.toml"),
+        original.replace("Key findings", "What we found"),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let o = run(&[
+        "run",
+        "--db",
+        f.db.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+        "--lang",
+        "en",
+        "--templates",
+        tpl.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = pdf_text(&report_dir(out.path()).join("report.en.pdf"));
+    assert!(t.contains("What we found") && !t.contains("Key findings"));
+
+    // A layout that tries to read a file it was not given fails, naming file and line.
+    let layout = tpl.path().join("conversation-usage/report.typ");
+    std::fs::write(&layout, "= Title\n#read(\"/etc/passwd\")\n").unwrap();
+    let o = run(&[
+        "run",
+        "--db",
+        f.db.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+        "--lang",
+        "en",
+        "--templates",
+        tpl.path().to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let msg = text(&o);
+    assert!(msg.contains(&format!("{}:2:", layout.display())), "{msg}");
+    assert!(!msg.contains("root:x:0:0"), "{msg}");
+    assert!(!msg.contains("panicked"), "{msg}");
+}
