@@ -4,14 +4,19 @@
 
 pub mod charts;
 pub mod clock;
+pub mod config;
+pub mod daemon;
 pub mod data;
 pub mod demo;
 pub mod edition;
+pub mod ledger;
+pub mod mail;
 pub mod metrics;
 pub mod narrative;
 pub mod output;
 pub mod pdf;
 pub mod pipeline;
+pub mod schedule;
 pub mod timestamp;
 pub mod window;
 

@@ -6,8 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use cxreport::clock::{FixedClock, SystemClock};
+use cxreport::daemon::Delivery;
 use cxreport::demo::{self, DemoOptions};
 use cxreport::narrative::Templates;
+
+mod commands;
 use cxreport::pipeline::{self, RunRequest, UsageSource};
 use cxreport::window::WindowSpec;
 
@@ -59,6 +62,47 @@ enum Command {
         /// The run's reference time (RFC 3339), instead of now: reruns give identical PDFs.
         #[arg(long)]
         as_of: Option<chrono::DateTime<chrono::Utc>>,
+        /// Run a job of the configuration now, as the schedule would.
+        #[arg(long)]
+        job: Option<String>,
+        #[arg(long, default_value = "schedules.toml")]
+        config: PathBuf,
+        /// With --job: deliver the editions to the job's recipients (recorded in the ledger).
+        #[arg(long, requires = "job", conflicts_with_all = ["outbox", "to"])]
+        send: bool,
+        /// With --job: write the emails as .eml files into DIR instead of sending.
+        #[arg(long, requires = "job", conflicts_with = "to")]
+        outbox: Option<PathBuf>,
+        /// With --job: send every edition to this one address only (a test).
+        #[arg(long, requires = "job")]
+        to: Option<String>,
+    },
+    /// Run the scheduler: jobs run when due, until SIGINT/SIGTERM.
+    Daemon {
+        #[arg(long, default_value = "schedules.toml")]
+        config: PathBuf,
+    },
+    /// Each job, its cron, timezone and next fire times.
+    Schedule {
+        #[arg(long, default_value = "schedules.toml")]
+        config: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+    },
+    /// Validate configuration, templates, fonts and database schema; list every problem.
+    Check {
+        #[arg(long, default_value = "schedules.toml")]
+        config: PathBuf,
+        /// Check this database instead of the configured ones.
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
+    /// Runs and deliveries from the ledger; exits 1 when a job's latest run failed.
+    History {
+        #[arg(long, default_value = "schedules.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        job: Option<String>,
     },
     /// Write the deterministic demo database.
     DemoData {
@@ -105,7 +149,7 @@ fn main() -> ExitCode {
     }
 }
 
-type Failure = (u8, anyhow::Error);
+pub(crate) type Failure = (u8, anyhow::Error);
 
 fn dispatch(cmd: Command) -> Result<(), Failure> {
     match cmd {
@@ -121,7 +165,30 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             lang,
             templates,
             as_of,
+            job,
+            config,
+            send,
+            outbox,
+            to,
         } => {
+            if let Some(name) = job {
+                let delivery = if send {
+                    Delivery::Send
+                } else if let Some(dir) = outbox {
+                    Delivery::Outbox(dir)
+                } else if let Some(to) = to {
+                    let addr = to.parse().map_err(|e| {
+                        (
+                            2u8,
+                            anyhow::anyhow!("--to `{to}`: not a valid address ({e})"),
+                        )
+                    })?;
+                    Delivery::TestTo(addr)
+                } else {
+                    Delivery::None
+                };
+                return commands::run_job(&config, &name, as_of, &delivery);
+            }
             let db = match db {
                 Some(db) => db,
                 None => {
@@ -176,6 +243,10 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::Daemon { config } => commands::daemon(&config),
+        Command::Schedule { config, count } => commands::schedule(&config, count),
+        Command::Check { config, db } => commands::check(&config, db.as_deref()),
+        Command::History { config, job } => commands::history(&config, job.as_deref()),
         Command::Reports => {
             for (name, about) in pipeline::REPORTS {
                 println!("{name}\n    {about}");

@@ -17,51 +17,40 @@ use serde_json::{json, Value};
 use crate::metrics::{ConversationUsage, SliceRow};
 
 /// Templates compiled into the binary, by path under `templates/`.
-const EMBEDDED: &[(&str, &str)] = &[
-    (
-        "conversation-usage/report.typ",
-        include_str!("../templates/conversation-usage/report.typ"),
-    ),
-    (
-        "conversation-usage/en/strings.toml",
-        include_str!("../templates/conversation-usage/en/strings.toml"),
-    ),
-    (
-        "conversation-usage/en/findings.tera",
-        include_str!("../templates/conversation-usage/en/findings.tera"),
-    ),
-    (
-        "conversation-usage/en/recommendations.tera",
-        include_str!("../templates/conversation-usage/en/recommendations.tera"),
-    ),
-    (
-        "conversation-usage/en/takeaways.tera",
-        include_str!("../templates/conversation-usage/en/takeaways.tera"),
-    ),
-    (
-        "conversation-usage/zh/strings.toml",
-        include_str!("../templates/conversation-usage/zh/strings.toml"),
-    ),
-    (
-        "conversation-usage/zh/findings.tera",
-        include_str!("../templates/conversation-usage/zh/findings.tera"),
-    ),
-    (
-        "conversation-usage/zh/recommendations.tera",
-        include_str!("../templates/conversation-usage/zh/recommendations.tera"),
-    ),
-    (
-        "conversation-usage/zh/takeaways.tera",
-        include_str!("../templates/conversation-usage/zh/takeaways.tera"),
-    ),
+macro_rules! embed {
+    ($($path:literal),* $(,)?) => {
+        &[$(($path, include_str!(concat!("../templates/", $path)))),*]
+    };
+}
+const EMBEDDED: &[(&str, &str)] = embed![
+    "conversation-usage/report.typ",
+    "conversation-usage/en/strings.toml",
+    "conversation-usage/en/findings.tera",
+    "conversation-usage/en/recommendations.tera",
+    "conversation-usage/en/takeaways.tera",
+    "conversation-usage/en/email_subject.tera",
+    "conversation-usage/en/email.txt.tera",
+    "conversation-usage/en/email.html",
+    "conversation-usage/zh/strings.toml",
+    "conversation-usage/zh/findings.tera",
+    "conversation-usage/zh/recommendations.tera",
+    "conversation-usage/zh/takeaways.tera",
+    "conversation-usage/zh/email_subject.tera",
+    "conversation-usage/zh/email.txt.tera",
+    "conversation-usage/zh/email.html",
+    "owner_alert.tera",
 ];
 
 /// The template files of one language of a report.
-const LANGUAGE_FILES: [&str; 4] = [
+const LANGUAGE_FILES: [&str; 7] = [
     "strings.toml",
     "findings.tera",
     "recommendations.tera",
     "takeaways.tera",
+    "email_subject.tera",
+    "email.txt.tera",
+    // Autoescaped by Tera (the name ends in .html).
+    "email.html",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -402,6 +391,36 @@ impl Language {
             self.strings.get("document.line_join").as_str(),
         ))
     }
+}
+
+impl Language {
+    /// Renders `template` as written (emails keep their line breaks).
+    pub fn render_raw(
+        &self,
+        template: &str,
+        name: &str,
+        value: &Value,
+    ) -> Result<String, NarrativeError> {
+        let mut ctx = tera::Context::new();
+        ctx.insert(name, value);
+        self.tera
+            .render(template, &ctx)
+            .map_err(|e| NarrativeError::Template {
+                path: format!("{}/{template}", self.code),
+                message: tera_message(&e),
+            })
+    }
+}
+
+/// Renders the built-in owner alert (language-neutral, plain text).
+pub fn owner_alert(templates: &Templates, value: &Value) -> Result<String, NarrativeError> {
+    let (text, path) = templates.get("owner_alert.tera")?;
+    let mut ctx = tera::Context::new();
+    ctx.insert("a", value);
+    tera::Tera::one_off(&text, &ctx, false).map_err(|e| NarrativeError::Template {
+        path,
+        message: tera_message(&e),
+    })
 }
 
 /// Collapses each whitespace run that contains a line break (template layout) into

@@ -146,24 +146,11 @@ pub fn run(req: &RunRequest, clock: &dyn Clock) -> Result<RunOutcome, PipelineEr
     }
     let mut timings = Vec::new();
     let t = Instant::now();
-    let db = Database::open(&req.db)?;
-    db.check(&req.report, data::CONVERSATION_USAGE_CORE)?;
-    let usage = match req.usage_source {
-        UsageSource::Events => UsageDefinitions::Events,
-        UsageSource::Proxy => UsageDefinitions::Proxy,
-        UsageSource::Auto if db.has_table(data::USAGE_EVENTS)? => UsageDefinitions::Events,
-        UsageSource::Auto => UsageDefinitions::Proxy,
+    let (db, usage, window) = prepare(req, reference)?;
+    let tables = match usage {
+        UsageDefinitions::Events => UsageTables::Events,
+        UsageDefinitions::Proxy => UsageTables::Proxy,
     };
-    let (needs, tables) = match usage {
-        UsageDefinitions::Events => (data::CONVERSATION_USAGE_EVENTS, UsageTables::Events),
-        UsageDefinitions::Proxy => (data::CONVERSATION_USAGE_PROXY, UsageTables::Proxy),
-    };
-    db.check(&req.report, needs)?;
-    let anchor = match req.window {
-        WindowSpec::Rolling { .. } => db.max_conversation_created(req.source_tz)?,
-        _ => None,
-    };
-    let window = req.window.resolve(anchor, reference, req.tz)?;
     tracing::info!(window = %req.window, period = %window.period(), usage = ?usage, "resolved window");
     let loaded = db.load_conversation_usage(req.source_tz, tables)?;
     timings.push(("load", t.elapsed()));
@@ -247,6 +234,54 @@ fn timings_json(timings: &[(&str, std::time::Duration)]) -> serde_json::Value {
         m.insert((*k).to_owned(), json!((ms * 1e3).round() / 1e3));
     }
     serde_json::Value::Object(m)
+}
+
+/// Opens and checks the database, picks the usage definitions and resolves the window.
+fn prepare(
+    req: &RunRequest,
+    reference: DateTime<Utc>,
+) -> Result<(Database, UsageDefinitions, crate::window::Window), PipelineError> {
+    if req.report != CONVERSATION_USAGE {
+        return Err(PipelineError::UnknownReport(req.report.clone()));
+    }
+    let db = Database::open(&req.db)?;
+    db.check(&req.report, data::CONVERSATION_USAGE_CORE)?;
+    let usage = match req.usage_source {
+        UsageSource::Events => UsageDefinitions::Events,
+        UsageSource::Proxy => UsageDefinitions::Proxy,
+        UsageSource::Auto if db.has_table(data::USAGE_EVENTS)? => UsageDefinitions::Events,
+        UsageSource::Auto => UsageDefinitions::Proxy,
+    };
+    let needs = match usage {
+        UsageDefinitions::Events => data::CONVERSATION_USAGE_EVENTS,
+        UsageDefinitions::Proxy => data::CONVERSATION_USAGE_PROXY,
+    };
+    db.check(&req.report, needs)?;
+    let anchor = match req.window {
+        WindowSpec::Rolling { .. } => db.max_conversation_created(req.source_tz)?,
+        _ => None,
+    };
+    let window = req.window.resolve(anchor, reference, req.tz)?;
+    Ok((db, usage, window))
+}
+
+/// The period a run at `reference` would cover (the ledger's key), without running it.
+pub fn period_of(req: &RunRequest, reference: DateTime<Utc>) -> Result<String, PipelineError> {
+    prepare(req, reference).map(|(_, _, w)| w.period())
+}
+
+/// Checks the database against what a report needs (for `cxreport check`).
+pub fn check_database(report: &str, db: &Path, usage: UsageSource) -> Result<(), PipelineError> {
+    let db = Database::open(db)?;
+    db.check(report, data::CONVERSATION_USAGE_CORE)?;
+    let needs = match usage {
+        UsageSource::Events => data::CONVERSATION_USAGE_EVENTS,
+        UsageSource::Proxy => data::CONVERSATION_USAGE_PROXY,
+        UsageSource::Auto if db.has_table(data::USAGE_EVENTS)? => data::CONVERSATION_USAGE_EVENTS,
+        UsageSource::Auto => data::CONVERSATION_USAGE_PROXY,
+    };
+    db.check(report, needs)?;
+    Ok(())
 }
 
 /// The four panel CSVs of §7: slice columns first, then §4's columns.
