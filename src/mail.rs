@@ -75,6 +75,7 @@ pub struct Mailer {
     from: Mailbox,
     max_attempts: u32,
     backoff: Duration,
+    timeout: Duration,
     /// Host or outbox, for messages.
     pub target: String,
 }
@@ -131,6 +132,7 @@ impl Mailer {
             from: cfg.from.clone(),
             max_attempts: cfg.max_attempts,
             backoff: cfg.backoff,
+            timeout: cfg.timeout,
             target,
         })
     }
@@ -168,7 +170,10 @@ impl Mailer {
             .build(m)
             .map_err(|e| Failure::Permanent(e.to_string()))?;
         match &self.sender {
-            Sender::Smtp(t) => t.send(&message).map(|_| ()).map_err(|e| classify(&e)),
+            Sender::Smtp(t) => t
+                .send(&message)
+                .map(|_| ())
+                .map_err(|e| classify(&e, self.timeout)),
             Sender::Outbox(dir) => {
                 write_eml(dir, &m.outbox_name, &message.formatted()).map_err(|e| {
                     Failure::Transient(format!("writing to the outbox {}: {e}", dir.display()))
@@ -201,14 +206,38 @@ impl Mailer {
     }
 }
 
-fn classify(e: &lettre::transport::smtp::Error) -> Failure {
+fn classify(e: &lettre::transport::smtp::Error, timeout: Duration) -> Failure {
     let msg = e.to_string();
-    if e.is_permanent() {
+    if e.is_timeout()
+        || io_kind(e).is_some_and(|k| {
+            matches!(
+                k,
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            )
+        })
+    {
+        Failure::Transient(format!(
+            "timed out after {}s waiting for the server ({msg})",
+            timeout.as_secs()
+        ))
+    } else if e.is_permanent() {
         Failure::Permanent(msg)
     } else {
         // 4xx, timeouts, refused or dropped connections: the next attempt may work.
         Failure::Transient(msg)
     }
+}
+
+/// The kind of the I/O error behind an SMTP error, if any.
+fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        cur = err.source();
+    }
+    None
 }
 
 fn write_eml(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {

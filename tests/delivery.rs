@@ -1,0 +1,533 @@
+//! Delivery end to end: the binary talks over TCP to a real SMTP server running in this
+//! test process (mailin-embedded), whose answers each test scripts.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use mailin_embedded::response::{Response, OK};
+use mailin_embedded::Handler;
+
+/// What the sink received: one entry per accepted message.
+#[derive(Default)]
+struct SinkState {
+    accepted: Vec<Received>,
+    /// Codes to answer at the end of DATA, in order; 250 once empty.
+    script: VecDeque<u16>,
+    data_ends: usize,
+    /// Accept this many messages, then stall every later one until released.
+    stall_after: Option<usize>,
+}
+
+#[derive(Clone, Debug)]
+struct Received {
+    to: Vec<String>,
+    raw: Vec<u8>,
+}
+
+#[derive(Clone)]
+struct Sink {
+    state: Arc<Mutex<SinkState>>,
+    release: Arc<AtomicBool>,
+    to: Vec<String>,
+    buf: Vec<u8>,
+}
+
+impl Handler for Sink {
+    fn mail(&mut self, _ip: IpAddr, _domain: &str, _from: &str) -> Response {
+        self.to.clear();
+        self.buf.clear();
+        OK
+    }
+    fn rcpt(&mut self, to: &str) -> Response {
+        self.to.push(to.to_owned());
+        OK
+    }
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.buf.extend_from_slice(buf);
+        Ok(())
+    }
+    fn data_end(&mut self) -> Response {
+        let stall = {
+            let mut s = self.state.lock().unwrap();
+            s.data_ends += 1;
+            s.stall_after.is_some_and(|n| s.accepted.len() >= n)
+        };
+        if stall {
+            while !self.release.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return Response::custom(451, "stalled".into());
+        }
+        let mut s = self.state.lock().unwrap();
+        match s.script.pop_front().unwrap_or(250) {
+            250 => {
+                s.accepted.push(Received {
+                    to: self.to.clone(),
+                    raw: std::mem::take(&mut self.buf),
+                });
+                OK
+            }
+            code => Response::custom(code, format!("scripted {code}")),
+        }
+    }
+}
+
+struct Server {
+    port: u16,
+    state: Arc<Mutex<SinkState>>,
+    release: Arc<AtomicBool>,
+}
+
+fn smtp_server(script: &[u16], stall_after: Option<usize>) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let state = Arc::new(Mutex::new(SinkState {
+        script: script.iter().copied().collect(),
+        stall_after,
+        ..SinkState::default()
+    }));
+    let release = Arc::new(AtomicBool::new(false));
+    let handler = Sink {
+        state: Arc::clone(&state),
+        release: Arc::clone(&release),
+        to: Vec::new(),
+        buf: Vec::new(),
+    };
+    let mut server = mailin_embedded::Server::new(handler);
+    server
+        .with_name("sink.test")
+        .with_num_threads(4)
+        .with_tcp_listener(listener);
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+    Server {
+        port,
+        state,
+        release,
+    }
+}
+
+fn demo_db() -> &'static Path {
+    static DB: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, p) = DB.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("demo.sqlite");
+        cxreport::demo::generate(&path, &cxreport::demo::DemoOptions::default()).unwrap();
+        (dir, path)
+    });
+    p
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+fn setup(port: u16, recipients: &str, smtp_extra: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("schedules.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[defaults]
+database = "{db}"
+output_dir = "out"
+[smtp]
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+from = "CX Reports <reports@example.com>"
+timeout_secs = 5
+max_attempts = 3
+backoff_secs = 0.05
+{smtp_extra}
+[[job]]
+name = "monthly"
+cron = "0 8 1 * *"
+window = "rolling:6m"
+owners = []
+[job.recipients]
+{recipients}
+"#,
+            db = demo_db().display()
+        ),
+    )
+    .unwrap();
+    Setup { dir, config }
+}
+
+fn cxreport(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cxreport"));
+    c.env("RUST_LOG", "info").args(args);
+    c
+}
+
+fn run_job(s: &Setup, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        "--job",
+        "monthly",
+        "--config",
+        s.config.to_str().unwrap(),
+        "--as-of",
+        "2024-07-01T08:00:00Z",
+    ];
+    args.extend_from_slice(extra);
+    cxreport(&args).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ledger(s: &Setup) -> Vec<cxreport::ledger::RunRecord> {
+    cxreport::ledger::Ledger::open(&s.dir.path().join("out/cxreport-state.sqlite"))
+        .unwrap()
+        .history(None)
+        .unwrap()
+}
+
+fn attachment(raw: &[u8], name: &str) -> Option<Vec<u8>> {
+    let mail = mailparse::parse_mail(raw).unwrap();
+    fn walk(p: &mailparse::ParsedMail<'_>, name: &str) -> Option<Vec<u8>> {
+        let disposition = p.get_content_disposition();
+        if disposition.params.get("filename").map(String::as_str) == Some(name) {
+            return p.get_body_raw().ok();
+        }
+        p.subparts.iter().find_map(|s| walk(s, name))
+    }
+    walk(&mail, name)
+}
+
+fn header(raw: &[u8], name: &str) -> String {
+    use mailparse::MailHeaderMap;
+    mailparse::parse_mail(raw)
+        .unwrap()
+        .headers
+        .get_first_value(name)
+        .unwrap_or_default()
+}
+
+#[test]
+fn each_language_reaches_its_recipients_with_the_pdf_intact() {
+    let server = smtp_server(&[], None);
+    let s = setup(
+        server.port,
+        "en = [\"ceo@example.com\", \"coo@example.com\"]\nzh = [\"gm-china@example.com\"]",
+        "",
+    );
+    let o = run_job(&s, &["--send"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let state = server.state.lock().unwrap();
+    assert_eq!(state.accepted.len(), 3);
+    let report_dir = s.dir.path().join("out/monthly/2023-12-15_2024-06-15");
+    for (to, lang) in [
+        ("ceo@example.com", "en"),
+        ("coo@example.com", "en"),
+        ("gm-china@example.com", "zh"),
+    ] {
+        let m = state
+            .accepted
+            .iter()
+            .find(|m| m.to == [to])
+            .unwrap_or_else(|| panic!("{to}"));
+        let file = format!("report.{lang}.pdf");
+        let sent = attachment(&m.raw, &file).unwrap_or_else(|| panic!("{to} has {file}"));
+        assert_eq!(
+            sent,
+            std::fs::read(report_dir.join(&file)).unwrap(),
+            "{to}: attachment bytes"
+        );
+        assert!(header(&m.raw, "Message-ID").contains("@example.com>"));
+        let subject = header(&m.raw, "Subject");
+        if lang == "zh" {
+            assert!(subject.contains("客户会话"), "{subject}");
+        } else {
+            assert!(subject.contains("Customer conversations"), "{subject}");
+        }
+    }
+    drop(state);
+    // Sending again delivers nothing twice.
+    let o = run_job(&s, &["--send"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(server.state.lock().unwrap().accepted.len(), 3);
+    let runs = ledger(&s);
+    assert_eq!(runs[0].state, "succeeded");
+    assert!(runs[0]
+        .deliveries
+        .iter()
+        .all(|d| d.state == "sent" && d.attempts == 1));
+}
+
+#[test]
+fn a_451_is_retried_and_delivered_once() {
+    let server = smtp_server(&[451], None);
+    let s = setup(server.port, "en = [\"ceo@example.com\"]", "");
+    let o = run_job(&s, &["--send"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let state = server.state.lock().unwrap();
+    assert_eq!(state.accepted.len(), 1);
+    assert_eq!(state.data_ends, 2);
+    let d = &ledger(&s)[0].deliveries[0];
+    assert_eq!((d.state.as_str(), d.attempts), ("sent", 2));
+}
+
+#[test]
+fn a_550_is_not_retried_and_fails_the_run() {
+    let server = smtp_server(&[550], None);
+    let s = setup(server.port, "en = [\"nobody@example.com\"]", "");
+    let o = run_job(&s, &["--send"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("550"), "{}", text(&o));
+    let state = server.state.lock().unwrap();
+    assert_eq!((state.accepted.len(), state.data_ends), (0, 1));
+    let runs = ledger(&s);
+    assert_eq!(runs[0].state, "failed");
+    assert_eq!(
+        (
+            runs[0].deliveries[0].state.as_str(),
+            runs[0].deliveries[0].attempts
+        ),
+        ("gave_up", 1)
+    );
+    // history shows it and exits non-zero.
+    let h = cxreport(&["history", "--config", s.config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(h.status.code(), Some(1));
+    assert!(
+        text(&h).contains("gave_up") && text(&h).contains("nobody@example.com"),
+        "{}",
+        text(&h)
+    );
+}
+
+#[test]
+fn a_server_that_never_answers_times_out() {
+    // Accepts TCP connections and says nothing.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    let s = setup(port, "en = [\"ceo@example.com\"]", "");
+    std::fs::write(
+        &s.config,
+        std::fs::read_to_string(&s.config)
+            .unwrap()
+            .replace("timeout_secs = 5", "timeout_secs = 2")
+            .replace("max_attempts = 3", "max_attempts = 1"),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let o = run_job(&s, &["--send"]);
+    let took = started.elapsed();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert!(text(&o).contains("timed out after 2s"), "{}", text(&o));
+}
+
+#[test]
+fn killed_after_some_deliveries_then_restarted_sends_only_the_missing_ones() {
+    let server = smtp_server(&[], Some(2));
+    let s = setup(
+        server.port,
+        "en = [\"a@example.com\", \"b@example.com\", \"c@example.com\"]\nzh = [\"d@example.com\"]",
+        "",
+    );
+    let mut child = cxreport(&[
+        "run",
+        "--job",
+        "monthly",
+        "--config",
+        s.config.to_str().unwrap(),
+        "--as-of",
+        "2024-07-01T08:00:00Z",
+        "--send",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = server.state.lock().unwrap();
+        if s.accepted.len() >= 2 && s.data_ends >= 3 {
+            break;
+        }
+        drop(s);
+        assert!(
+            Instant::now() < deadline,
+            "the first deliveries never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The third message is in flight (the server stalls): kill the process now.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    server.release.store(true, Ordering::SeqCst);
+    server.state.lock().unwrap().stall_after = None;
+
+    let o = run_job(&s, &["--send"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let state = server.state.lock().unwrap();
+    let ids: Vec<String> = state
+        .accepted
+        .iter()
+        .map(|m| header(&m.raw, "Message-ID"))
+        .collect();
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    assert_eq!(unique.len(), 4, "no Message-ID twice at the sink: {ids:?}");
+    let runs = ledger(&s);
+    assert_eq!(runs[0].state, "succeeded");
+    assert!(runs[0].attempts >= 2);
+}
+
+#[test]
+fn a_job_in_flight_elsewhere_is_not_started_again() {
+    let server = smtp_server(&[], None);
+    let s = setup(server.port, "en = [\"ceo@example.com\"]", "");
+    // This test process holds the job's lease, as a daemon running it would.
+    let mut l =
+        cxreport::ledger::Ledger::open(&s.dir.path().join("out/cxreport-state.sqlite")).unwrap();
+    assert!(l.acquire_lease("monthly").unwrap());
+    let o = run_job(&s, &["--send"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("run in flight"), "{}", text(&o));
+    l.release_lease("monthly").unwrap();
+    let o = run_job(&s, &["--send"]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn outbox_and_test_sends_leave_the_real_deliveries_alone() {
+    let server = smtp_server(&[], None);
+    let s = setup(
+        server.port,
+        "en = [\"ceo@example.com\"]\nzh = [\"gm@example.com\"]",
+        "",
+    );
+    let outbox = s.dir.path().join("preview");
+    let o = run_job(&s, &["--outbox", outbox.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 2);
+    let o = run_job(&s, &["--to", "tester@example.com"]);
+    assert!(o.status.success(), "{}", text(&o));
+    {
+        let state = server.state.lock().unwrap();
+        assert_eq!(state.accepted.len(), 2);
+        assert!(state
+            .accepted
+            .iter()
+            .all(|m| m.to == ["tester@example.com"]));
+    }
+    assert!(ledger(&s).iter().all(|r| r.deliveries.is_empty()));
+    // The real send still goes to everyone.
+    let o = run_job(&s, &["--send"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(server.state.lock().unwrap().accepted.len(), 4);
+}
+
+#[test]
+fn an_oversized_report_is_linked_not_attached() {
+    let server = smtp_server(&[], None);
+    let s = setup(
+        server.port,
+        "en = [\"ceo@example.com\"]",
+        "max_attachment_mb = 0.01",
+    );
+    let o = run_job(&s, &["--send"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let state = server.state.lock().unwrap();
+    let raw = &state.accepted[0].raw;
+    assert!(attachment(raw, "report.en.pdf").is_none());
+    let body = mailparse::parse_mail(raw).unwrap();
+    let text_part = body.subparts[0].subparts[0].get_body().unwrap();
+    assert!(
+        text_part.contains("larger than the attachment limit"),
+        "{text_part}"
+    );
+    assert!(text_part.contains("report.en.pdf"), "{text_part}");
+}
+
+#[test]
+fn the_daemon_runs_a_due_job_into_the_outbox_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("schedules.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[defaults]\ndatabase = \"{}\"\noutput_dir = \"out\"\n[smtp]\noutbox = \"out/outbox\"\nfrom = \"r@example.com\"\n[[job]]\nname = \"daily\"\ncron = \"0 8 * * *\"\ncatchup = \"latest\"\n[job.recipients]\nen = [\"ceo@example.com\"]\nzh = [\"gm@example.com\"]\n",
+            demo_db().display()
+        ),
+    )
+    .unwrap();
+    // The daemon was last up two days ago: "latest" catches up the most recent fire.
+    let ledger =
+        cxreport::ledger::Ledger::open(&dir.path().join("out/cxreport-state.sqlite")).unwrap();
+    ledger
+        .set_cursor("daily", chrono::Utc::now() - chrono::Duration::days(2))
+        .unwrap();
+    drop(ledger);
+    let mut child = cxreport(&["daemon", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let outbox = dir.path().join("out/outbox");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::read_dir(&outbox)
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            })
+            .count()
+        })
+        .unwrap_or(0)
+        < 2
+    {
+        assert!(Instant::now() < deadline, "no report in the outbox");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "daemon did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+    let runs = cxreport::ledger::Ledger::open(&dir.path().join("out/cxreport-state.sqlite"))
+        .unwrap()
+        .history(Some("daily"))
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].state, "succeeded");
+    assert_eq!(runs[0].deliveries.len(), 2);
+}
