@@ -494,6 +494,42 @@ impl Database {
         Ok(max)
     }
 
+    /// Reads every column the conversation-usage report reads, once, touching each
+    /// value and keeping nothing: the floor the benchmark compares loading against.
+    /// Returns (rows, bytes of text).
+    pub fn scan_floor(&self, usage: UsageTables) -> Result<(u64, u64), DataError> {
+        let mut queries = vec![
+            (COMPANY_ENHANCED, SQL_COMPANIES),
+            (CONVERSATION_ENHANCED, SQL_CONVERSATIONS),
+            (CONVERSATION_METRICS, SQL_CONVERSATION_METRICS),
+        ];
+        match usage {
+            UsageTables::Events => queries.push((USAGE_EVENTS, SQL_USAGE_EVENTS)),
+            UsageTables::Proxy => {
+                queries.push((COMPANY_METRICS, SQL_COMPANY_METRICS));
+                queries.push((CONTACT_ENHANCED, SQL_CONTACTS));
+            }
+        }
+        let (mut rows, mut bytes) = (0u64, 0u64);
+        for (table, sql) in queries {
+            let mut stmt = self
+                .conn
+                .prepare(sql)
+                .map_err(|e| self.query_err(table, e))?;
+            let n = stmt.column_count();
+            let mut it = stmt.query([]).map_err(|e| self.query_err(table, e))?;
+            while let Some(row) = it.next().map_err(|e| self.query_err(table, e))? {
+                rows += 1;
+                for i in 0..n {
+                    if let Ok(ValueRef::Text(t)) = row.get_ref(i) {
+                        bytes += t.len() as u64;
+                    }
+                }
+            }
+        }
+        Ok((rows, bytes))
+    }
+
     /// Loads the rows of the conversation-usage report.
     pub fn load_conversation_usage(
         &self,

@@ -57,8 +57,18 @@ pub struct Provenance {
     pub row_counts: Vec<(String, i64)>,
 }
 
+/// Where an edition's time went.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EditionTimings {
+    pub narrative: std::time::Duration,
+    pub charts: std::time::Duration,
+    pub typst_compile: std::time::Duration,
+    pub pdf_write: std::time::Duration,
+}
+
 pub struct Edition {
     pub lang: String,
+    pub timings: EditionTimings,
     pub pdf: Vec<u8>,
     pub charts: Vec<RenderedChart>,
     pub findings: Vec<Sentence>,
@@ -76,8 +86,12 @@ pub fn render(
     templates: &Templates,
     lang: &str,
 ) -> Result<Edition, EditionError> {
+    let mut timings = EditionTimings::default();
+    let started = std::time::Instant::now();
     let language = templates.language(REPORT, lang)?;
     let (findings, recommendations) = sentences(story, &language)?;
+    timings.narrative = started.elapsed();
+    let started = std::time::Instant::now();
 
     let specs = charts::conversation_usage(r, &language.strings);
     let mut rendered = Vec::with_capacity(specs.len());
@@ -93,6 +107,7 @@ pub fn render(
         rendered.push(chart);
     }
 
+    timings.charts = started.elapsed();
     let data = data_json(
         r,
         &language,
@@ -111,15 +126,18 @@ pub fn render(
     for c in &rendered {
         files.push((format!("charts/{}.svg", c.id), c.svg.clone().into_bytes()));
     }
-    let pdf = pdf::render(&pdf::Document {
+    let (pdf, t) = pdf::render_timed(&pdf::Document {
         template_name,
         template: template.into_owned(),
         files,
         reference,
         ident: format!("cxreport/{REPORT}/{}/{lang}", r.window.period()),
     })?;
+    timings.typst_compile = t.compile;
+    timings.pdf_write = t.export;
     Ok(Edition {
         lang: lang.to_owned(),
+        timings,
         pdf,
         charts: rendered,
         findings,

@@ -58,6 +58,9 @@ enum Command {
         /// Language editions to write, comma-separated (en, zh, or a folder in --templates).
         #[arg(long, value_delimiter = ',', default_value = "en,zh")]
         lang: Vec<String>,
+        /// Write the CSV/JSON outputs only, no PDF editions.
+        #[arg(long)]
+        data_only: bool,
         /// Directory whose files override the built-in templates (<report>/<lang>/…).
         #[arg(long)]
         templates: Option<PathBuf>,
@@ -124,6 +127,14 @@ enum Command {
     },
     /// List the report kinds and their options.
     Reports,
+    /// Benchmark helper: read the columns a report reads once, keeping nothing.
+    #[command(hide = true)]
+    ScanFloor {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long, default_value = "events")]
+        usage_source: UsageSource,
+    },
 }
 
 fn main() -> ExitCode {
@@ -165,6 +176,7 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             source_timezone,
             timezone,
             lang,
+            data_only,
             templates,
             as_of,
             job,
@@ -207,7 +219,7 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                 source_tz: source_timezone,
                 tz: timezone,
                 min_cell,
-                langs: lang,
+                langs: if data_only { Vec::new() } else { lang },
                 templates: Templates::new(templates),
             };
             let outcome = match as_of {
@@ -249,6 +261,20 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
         Command::Schedule { config, count } => commands::schedule(&config, count),
         Command::Check { config, db } => commands::check(&config, db.as_deref()),
         Command::History { config, job } => commands::history(&config, job.as_deref()),
+        Command::ScanFloor { db, usage_source } => {
+            let started = std::time::Instant::now();
+            let db = cxreport::data::Database::open(&db).map_err(|e| (2, e.into()))?;
+            let tables = match usage_source {
+                UsageSource::Proxy => cxreport::data::UsageTables::Proxy,
+                _ => cxreport::data::UsageTables::Events,
+            };
+            let (rows, bytes) = db.scan_floor(tables).map_err(|e| (1, e.into()))?;
+            println!(
+                "{{\"rows\": {rows}, \"bytes\": {bytes}, \"ms\": {:.3}}}",
+                started.elapsed().as_secs_f64() * 1e3
+            );
+            Ok(())
+        }
         Command::Reports => {
             for (name, about) in pipeline::REPORTS {
                 println!("{name}\n    {about}");

@@ -162,8 +162,21 @@ fn datetime(t: DateTime<Utc>) -> Datetime {
     .expect("a valid UTC time")
 }
 
+/// Time spent in Typst's two steps.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PdfTimings {
+    pub compile: std::time::Duration,
+    pub export: std::time::Duration,
+}
+
 /// Compiles the template and writes the PDF bytes.
 pub fn render(doc: &Document) -> Result<Vec<u8>, PdfError> {
+    render_timed(doc).map(|(pdf, _)| pdf)
+}
+
+/// [`render`], also reporting how long compiling and exporting took.
+pub fn render_timed(doc: &Document) -> Result<(Vec<u8>, PdfTimings), PdfError> {
+    let started = std::time::Instant::now();
     let main = file_id("report.typ")?;
     let mut files = HashMap::new();
     for (path, bytes) in &doc.files {
@@ -186,19 +199,28 @@ pub fn render(doc: &Document) -> Result<Vec<u8>, PdfError> {
             .map(|e| describe(&world, &doc.template_name, e))
             .collect(),
     })?;
+    let compile = started.elapsed();
+    let started = std::time::Instant::now();
     let options = typst_pdf::PdfOptions {
         ident: Smart::Custom(doc.ident.clone()),
         creator: Smart::Custom(Some(format!("cxreport {}", crate::VERSION))),
         timestamp: Some(typst_pdf::Timestamp::new_utc(datetime(doc.reference))),
         ..Default::default()
     };
-    typst_pdf::pdf(&document, &options).map_err(|errors| PdfError::Export {
+    let pdf = typst_pdf::pdf(&document, &options).map_err(|errors| PdfError::Export {
         template: doc.template_name.clone(),
         messages: errors
             .iter()
             .map(|e| describe(&world, &doc.template_name, e))
             .collect(),
-    })
+    })?;
+    Ok((
+        pdf,
+        PdfTimings {
+            compile,
+            export: started.elapsed(),
+        },
+    ))
 }
 
 /// `template:line:column: error: message (hint: …)`.
