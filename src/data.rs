@@ -4,7 +4,7 @@
 //!
 //! SQL lives in the constants below; values are always bound parameters.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -269,6 +269,18 @@ impl RowReader<'_, '_> {
         }
     }
 
+    /// Text without copying (the hot columns of large tables).
+    fn str_ref(&self, i: usize, column: &'static str) -> Result<Option<&str>, DataError> {
+        match self.raw(i)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Text(t) => std::str::from_utf8(t)
+                .map(Some)
+                .map_err(|_| self.bad(column, "UTF-8 text", String::from_utf8_lossy(t).into())),
+            // Numbers stored in a text column: rare, so the copying path handles them.
+            _ => Err(self.bad(column, "text", "a number or blob".into())),
+        }
+    }
+
     fn text(&self, i: usize, column: &'static str) -> Result<Option<String>, DataError> {
         Ok(match self.raw(i)? {
             ValueRef::Null => None,
@@ -394,11 +406,13 @@ pub struct ConversationRow {
     pub last_close_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct UsageEventRow {
-    pub company_id: String,
+    /// Index into the company rows (events of unknown companies are not kept).
+    pub company: usize,
     pub is_core: bool,
-    pub occurred_at: DateTime<Utc>,
+    /// Microseconds since the epoch, UTC.
+    pub occurred_at: i64,
 }
 
 /// Everything the conversation-usage metrics read.
@@ -617,18 +631,32 @@ impl Database {
                 })?;
             }
             UsageTables::Events => {
+                let mut ids: HashMap<&str, usize> = HashMap::with_capacity(d.companies.len());
+                for (i, c) in d.companies.iter().enumerate() {
+                    ids.entry(c.company_id.as_str()).or_insert(i);
+                }
                 let mut events = Vec::new();
                 self.each_row(USAGE_EVENTS, SQL_USAGE_EVENTS, |r| {
-                    let occurred = r.text(2, "occurred_at")?;
-                    let Some(company_id) = r.text(0, "company_id")? else {
-                        return Ok(());
+                    let company = match r.str_ref(0, "company_id") {
+                        Ok(Some(id)) => ids.get(id).copied(),
+                        Ok(None) => None,
+                        Err(_) => r
+                            .text(0, "company_id")?
+                            .and_then(|id| ids.get(id.as_str()).copied()),
                     };
                     let is_core = r.integer(1, "is_core")?.unwrap_or(0) == 1;
-                    if let Some(t) = ts.parse(USAGE_EVENTS, "occurred_at", occurred.as_deref()) {
+                    let occurred = match r.str_ref(2, "occurred_at") {
+                        Ok(v) => ts.parse(USAGE_EVENTS, "occurred_at", v),
+                        Err(_) => {
+                            let v = r.text(2, "occurred_at")?;
+                            ts.parse(USAGE_EVENTS, "occurred_at", v.as_deref())
+                        }
+                    };
+                    if let (Some(company), Some(t)) = (company, occurred) {
                         events.push(UsageEventRow {
-                            company_id,
+                            company,
                             is_core,
-                            occurred_at: t,
+                            occurred_at: t.timestamp_micros(),
                         });
                     }
                     Ok(())

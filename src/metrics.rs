@@ -690,7 +690,7 @@ pub fn compute(
         if a.converted {
             continue;
         }
-        if let Some(times) = feature_times.get(&k.company) {
+        if let Some(times) = feature_times.get(k.company) {
             let i = times.partition_point(|&t| t <= c);
             a.converted = times
                 .get(i)
@@ -716,30 +716,25 @@ pub fn compute(
         }
         UsageDefinitions::Events => {
             let (weeks, months) = full_periods(&window);
-            let ids: HashMap<&str, usize> = agg
-                .keys()
-                .map(|&ci| (companies[ci].company_id.as_str(), ci))
-                .collect();
-            let mut active: HashMap<usize, (Vec<bool>, Vec<bool>)> = HashMap::new();
+            let mut active: Vec<Option<(Vec<bool>, Vec<bool>)>> = vec![None; companies.len()];
+            for (&ci, _) in agg.iter() {
+                active[ci] = Some((vec![false; weeks.len()], vec![false; months.len()]));
+            }
             for e in data.usage_events.iter().flatten().filter(|e| e.is_core) {
-                let Some(&ci) = ids.get(e.company_id.as_str()) else {
+                let Some((w, m)) = &mut active[e.company] else {
                     continue;
                 };
-                let t = e.occurred_at.timestamp_micros();
-                let entry = active
-                    .entry(ci)
-                    .or_insert_with(|| (vec![false; weeks.len()], vec![false; months.len()]));
-                if let Some(i) = period_index(&weeks, t) {
-                    entry.0[i] = true;
+                if let Some(i) = period_index(&weeks, e.occurred_at) {
+                    w[i] = true;
                 }
-                if let Some(i) = period_index(&months, t) {
-                    entry.1[i] = true;
+                if let Some(i) = period_index(&months, e.occurred_at) {
+                    m[i] = true;
                 }
             }
-            for (ci, (w, m)) in active {
-                if let Some(a) = agg.get_mut(&ci) {
-                    a.week_pairs = period_pairs(&w);
-                    a.month_pairs = period_pairs(&m);
+            for (&ci, a) in agg.iter_mut() {
+                if let Some((w, m)) = &active[ci] {
+                    a.week_pairs = period_pairs(w);
+                    a.month_pairs = period_pairs(m);
                 }
             }
         }
@@ -757,38 +752,65 @@ pub fn compute(
         |l| (ALL, ALL, l.arr),
         |_| (ALL, ALL, ALL),
     ];
+    // One pass into the finest cells (segment × seat × arr), then every level is a
+    // roll-up of those cells: no per-level pass over the conversations.
+    const CELLS: usize = (SEGMENTS.len() + 1) * (SEAT_BUCKETS.len() + 1) * (ARR_BUCKETS.len() + 1);
+    let cell_index = |l: &Labels| {
+        (l.segment as usize * (SEAT_BUCKETS.len() + 1) + l.seat as usize) * (ARR_BUCKETS.len() + 1)
+            + l.arr as usize
+    };
+    let mut company_cell: Vec<usize> = vec![usize::MAX; companies.len()];
+    let mut cell_labels: Vec<Option<Labels>> = vec![None; CELLS];
+    for (&ci, l) in &labels {
+        company_cell[ci] = cell_index(l);
+        cell_labels[cell_index(l)] = Some(*l);
+    }
+    let mut cell_acc: Vec<ConvAcc> = (0..CELLS).map(|_| ConvAcc::default()).collect();
+    let mut cell_resp: Vec<Vec<f64>> = vec![Vec::new(); CELLS];
+    for k in &kept {
+        let c = company_cell[k.company];
+        let acc = &mut cell_acc[c];
+        acc.n += 1;
+        acc.bot += usize::from(k.bot);
+        acc.team += usize::from(k.team);
+        acc.inbound += usize::from(k.inbound);
+        if let Some(d) = k.duration {
+            acc.dur_sum += d;
+            acc.dur_n += 1;
+        }
+        if let Some(r) = k.resp {
+            cell_resp[c].push(r);
+        }
+    }
+    let mut ordered: Vec<(&usize, &CompanyAgg)> = agg.iter().collect();
+    ordered.sort_unstable_by_key(|(ci, _)| **ci);
+    let mut cell_comps: Vec<Vec<&CompanyAgg>> = vec![Vec::new(); CELLS];
+    for (ci, a) in ordered {
+        cell_comps[company_cell[*ci]].push(a);
+    }
     let mut panels: Vec<Vec<SliceRow>> = Vec::with_capacity(levels.len());
     for key_of in levels {
-        let mut resp_by: BTreeMap<Key, Vec<f64>> = BTreeMap::new();
-        let mut conv_by: BTreeMap<Key, ConvAcc> = BTreeMap::new();
-        for k in &kept {
-            let key = key_of(&labels[&k.company]);
-            let acc = conv_by.entry(key).or_default();
-            acc.n += 1;
-            acc.bot += usize::from(k.bot);
-            acc.team += usize::from(k.team);
-            acc.inbound += usize::from(k.inbound);
-            if let Some(d) = k.duration {
-                acc.dur_sum += d;
-                acc.dur_n += 1;
-            }
-            if let Some(r) = k.resp {
-                resp_by.entry(key).or_default().push(r);
+        let mut groups: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
+        for (c, l) in cell_labels.iter().enumerate() {
+            if let Some(l) = l {
+                if cell_acc[c].n > 0 {
+                    groups.entry(key_of(l)).or_default().push(c);
+                }
             }
         }
-        let mut comp_by: BTreeMap<Key, Vec<&CompanyAgg>> = BTreeMap::new();
-        let mut ordered: Vec<(&usize, &CompanyAgg)> = agg.iter().collect();
-        ordered.sort_unstable_by_key(|(ci, _)| **ci);
-        for (ci, a) in ordered {
-            comp_by.entry(key_of(&labels[ci])).or_default().push(a);
-        }
-        let rows = conv_by
+        let rows = groups
             .into_iter()
-            .map(|(key, acc)| {
-                let mut resp = resp_by.remove(&key).unwrap_or_default();
-                resp.sort_by(f64::total_cmp);
-                let comps = comp_by.get(&key).map(Vec::as_slice).unwrap_or_default();
-                slice_row(key, &acc, &resp, comps, params.usage)
+            .map(|(key, cells)| {
+                let mut acc = ConvAcc::default();
+                let mut resp = Vec::new();
+                let mut comps: Vec<&CompanyAgg> = Vec::new();
+                for &c in &cells {
+                    acc.add(&cell_acc[c]);
+                    resp.extend_from_slice(&cell_resp[c]);
+                    comps.extend_from_slice(&cell_comps[c]);
+                }
+                resp.sort_unstable_by(f64::total_cmp);
+                slice_row(key, &acc, &resp, &comps, params.usage)
             })
             .collect();
         panels.push(rows);
@@ -870,6 +892,17 @@ struct ConvAcc {
     dur_n: usize,
 }
 
+impl ConvAcc {
+    fn add(&mut self, o: &ConvAcc) {
+        self.n += o.n;
+        self.bot += o.bot;
+        self.team += o.team;
+        self.inbound += o.inbound;
+        self.dur_sum += o.dur_sum;
+        self.dur_n += o.dur_n;
+    }
+}
+
 fn slice_row(
     key: (u8, u8, u8),
     acc: &ConvAcc,
@@ -926,19 +959,17 @@ fn feature_event_times(
     companies: &[CompanyRow],
     agg: &HashMap<usize, CompanyAgg>,
     usage: UsageDefinitions,
-) -> HashMap<usize, Vec<i64>> {
-    let mut out: HashMap<usize, Vec<i64>> = HashMap::new();
+) -> Vec<Vec<i64>> {
+    let mut out: Vec<Vec<i64>> = vec![Vec::new(); companies.len()];
     match usage {
         UsageDefinitions::Events => {
-            let ids: HashMap<&str, usize> = agg
-                .keys()
-                .map(|&ci| (companies[ci].company_id.as_str(), ci))
-                .collect();
+            let mut wanted = vec![false; companies.len()];
+            for &ci in agg.keys() {
+                wanted[ci] = true;
+            }
             for e in data.usage_events.iter().flatten() {
-                if let Some(&ci) = ids.get(e.company_id.as_str()) {
-                    out.entry(ci)
-                        .or_default()
-                        .push(e.occurred_at.timestamp_micros());
+                if wanted[e.company] {
+                    out[e.company].push(e.occurred_at);
                 }
             }
         }
@@ -960,13 +991,13 @@ fn feature_event_times(
                 names.dedup();
                 for n in names {
                     for &ci in by_name.get(n).into_iter().flatten() {
-                        out.entry(ci).or_default().push(t.timestamp_micros());
+                        out[ci].push(t.timestamp_micros());
                     }
                 }
             }
         }
     }
-    for v in out.values_mut() {
+    for v in &mut out {
         v.sort_unstable();
     }
     out
