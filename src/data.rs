@@ -269,6 +269,20 @@ impl RowReader<'_, '_> {
         }
     }
 
+    /// Text, borrowed when SQLite holds it as text (no copy), owned otherwise.
+    fn cow_text(
+        &self,
+        i: usize,
+        column: &'static str,
+    ) -> Result<Option<std::borrow::Cow<'_, str>>, DataError> {
+        match self.raw(i)? {
+            ValueRef::Text(t) => std::str::from_utf8(t)
+                .map(|s| Some(std::borrow::Cow::Borrowed(s)))
+                .map_err(|_| self.bad(column, "UTF-8 text", String::from_utf8_lossy(t).into())),
+            _ => Ok(self.text(i, column)?.map(std::borrow::Cow::Owned)),
+        }
+    }
+
     /// Text without copying (the hot columns of large tables).
     fn str_ref(&self, i: usize, column: &'static str) -> Result<Option<&str>, DataError> {
         match self.raw(i)? {
@@ -397,13 +411,17 @@ pub struct ConversationRow {
     pub conversation_id: String,
     /// `None` when NULL or unparseable (the latter is counted).
     pub created_at: Option<DateTime<Utc>>,
-    pub initiated_type: Option<String>,
-    pub author_type: Option<String>,
-    pub assignee_type: Option<String>,
-    pub tags: Option<String>,
     /// The first item of `all_contact_company_names`, normalized.
     pub first_company_name: Option<String>,
     pub last_close_at: Option<DateTime<Utc>>,
+    /// The bot-first rule (`metrics::is_bot_first`) applied to the row's tags,
+    /// author and initiated type while the text is at hand: large tables keep no
+    /// per-row strings they do not need.
+    pub bot_first: bool,
+    /// conversation_assignee_type = 'team'
+    pub team_routed: bool,
+    /// conversation_initiated_type = 'contact_inbound'
+    pub contact_inbound: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -570,8 +588,12 @@ impl Database {
             Ok(())
         })?;
         self.each_row(CONVERSATION_ENHANCED, SQL_CONVERSATIONS, |r| {
-            let created = r.text(1, "conversation_created_at")?;
-            let closed = r.text(7, "last_close_at")?;
+            let created = r.cow_text(1, "conversation_created_at")?;
+            let closed = r.cow_text(7, "last_close_at")?;
+            let initiated = r.cow_text(2, "conversation_initiated_type")?;
+            let author = r.cow_text(3, "conversation_author_type")?;
+            let assignee = r.cow_text(4, "conversation_assignee_type")?;
+            let tags = r.cow_text(5, "all_conversation_tags")?;
             d.conversations.push(ConversationRow {
                 conversation_id: r.text(0, "conversation_id")?.unwrap_or_default(),
                 created_at: ts.parse(
@@ -579,15 +601,18 @@ impl Database {
                     "conversation_created_at",
                     created.as_deref(),
                 ),
-                initiated_type: r.text(2, "conversation_initiated_type")?,
-                author_type: r.text(3, "conversation_author_type")?,
-                assignee_type: r.text(4, "conversation_assignee_type")?,
-                tags: r.text(5, "all_conversation_tags")?,
                 first_company_name: r
-                    .text(6, "all_contact_company_names")?
+                    .cow_text(6, "all_contact_company_names")?
                     .and_then(|s| split_items(&s).next().map(normalize_name))
                     .filter(|s| !s.is_empty()),
                 last_close_at: ts.parse(CONVERSATION_ENHANCED, "last_close_at", closed.as_deref()),
+                bot_first: crate::metrics::is_bot_first(
+                    tags.as_deref(),
+                    author.as_deref(),
+                    initiated.as_deref(),
+                ),
+                team_routed: assignee.as_deref() == Some("team"),
+                contact_inbound: initiated.as_deref() == Some("contact_inbound"),
             });
             Ok(())
         })?;

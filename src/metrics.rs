@@ -223,7 +223,7 @@ impl Population {
         let paying: Vec<usize> = (0..companies.len())
             .filter(|&i| is_paying(&companies[i]))
             .collect();
-        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        let mut groups: HashMap<String, Vec<usize>> = HashMap::with_capacity(paying.len());
         for &i in &paying {
             if let Some(name) = companies[i].company_name.as_deref() {
                 let n = normalize_name(name);
@@ -235,6 +235,10 @@ impl Population {
         let mut by_name = HashMap::with_capacity(groups.len());
         let mut duplicate_names = Vec::new();
         for (name, mut idx) in groups {
+            if idx.len() == 1 {
+                by_name.insert(name, idx[0]);
+                continue;
+            }
             idx.sort_by(|&a, &b| {
                 let (ca, cb) = (&companies[a], &companies[b]);
                 let (sa, sb) = (
@@ -259,6 +263,7 @@ impl Population {
             }
             by_name.insert(name, idx[0]);
         }
+        duplicate_names.sort_by(|a: &DuplicateName, b| a.normalized_name.cmp(&b.normalized_name));
         Self {
             paying,
             by_name,
@@ -653,13 +658,9 @@ pub fn compute(
             resp: s.resp,
             duration: s.duration,
             close: s.row.last_close_at.map(|t| t.timestamp_micros()),
-            bot: is_bot_first(
-                s.row.tags.as_deref(),
-                s.row.author_type.as_deref(),
-                s.row.initiated_type.as_deref(),
-            ),
-            team: s.row.assignee_type.as_deref() == Some("team"),
-            inbound: s.row.initiated_type.as_deref() == Some("contact_inbound"),
+            bot: s.row.bot_first,
+            team: s.row.team_routed,
+            inbound: s.row.contact_inbound,
         })
         .collect();
 
@@ -1060,37 +1061,38 @@ fn tertiles(
     companies: &[CompanyRow],
     params: Params,
 ) -> Vec<TertileGroup> {
-    let mut groups: BTreeMap<(u8, u8), Vec<usize>> = BTreeMap::new();
+    // Sort keys computed once per company, not in every comparison.
+    struct Member<'a> {
+        bot: f64,
+        resp: Option<f64>,
+        id: &'a str,
+        agg: &'a CompanyAgg,
+    }
+    let mut groups: BTreeMap<(u8, u8), Vec<Member<'_>>> = BTreeMap::new();
     for (&ci, a) in agg {
         if a.closed > 0 {
             let l = &labels[&ci];
-            groups.entry((l.segment, l.arr)).or_default().push(ci);
+            groups.entry((l.segment, l.arr)).or_default().push(Member {
+                bot: a.bot_share(),
+                resp: a.avg_resp(),
+                id: companies[ci].company_id.as_str(),
+                agg: a,
+            });
         }
     }
     let mut out = Vec::new();
-    for ((seg, arr), members) in groups {
+    for ((seg, arr), mut members) in groups {
         if members.len() < params.tertile_min_companies {
             continue;
         }
-        let id = |ci: &usize| companies[*ci].company_id.as_str();
-        let mut by_bot = members.clone();
-        by_bot.sort_by(|a, b| {
-            agg[a]
-                .bot_share()
-                .total_cmp(&agg[b].bot_share())
-                .then_with(|| id(a).cmp(id(b)))
+        members.sort_unstable_by(|a, b| a.bot.total_cmp(&b.bot).then_with(|| a.id.cmp(b.id)));
+        let by_bot: Vec<&CompanyAgg> = members.iter().map(|m| m.agg).collect();
+        members.retain(|m| m.resp.is_some());
+        members.sort_unstable_by(|a, b| {
+            let (x, y) = (a.resp.unwrap_or(0.0), b.resp.unwrap_or(0.0));
+            x.total_cmp(&y).then_with(|| a.id.cmp(b.id))
         });
-        let mut by_resp: Vec<usize> = members
-            .into_iter()
-            .filter(|ci| agg[ci].avg_resp().is_some())
-            .collect();
-        by_resp.sort_by(|a, b| {
-            let (x, y) = (
-                agg[a].avg_resp().unwrap_or(0.0),
-                agg[b].avg_resp().unwrap_or(0.0),
-            );
-            x.total_cmp(&y).then_with(|| id(a).cmp(id(b)))
-        });
+        let by_resp: Vec<&CompanyAgg> = members.iter().map(|m| m.agg).collect();
         for (by, names, ordered) in [
             ("bot_share", ["low", "mid", "high"], by_bot),
             ("avg_resp", ["fast", "mid", "slow"], by_resp),
@@ -1099,7 +1101,7 @@ fn tertiles(
             for (size, name) in tertile_sizes(ordered.len()).into_iter().zip(names) {
                 let (part, tail) = rest.split_at(size);
                 rest = tail;
-                let comps: Vec<&CompanyAgg> = part.iter().map(|ci| &agg[ci]).collect();
+                let comps: &[&CompanyAgg] = part;
                 out.push(TertileGroup {
                     segment: segment_name(seg),
                     arr_bucket: arr_name(arr),
@@ -1109,7 +1111,7 @@ fn tertiles(
                     mean_bot_share: mean(comps.iter().map(|c| c.bot_share())),
                     mean_avg_resp: mean(comps.iter().filter_map(|c| c.avg_resp())),
                     conversion: mean(comps.iter().map(|c| if c.converted { 1.0 } else { 0.0 })),
-                    weekly_retention: retention(&comps, params.usage).0,
+                    weekly_retention: retention(comps, params.usage).0,
                 });
             }
         }
