@@ -15,7 +15,7 @@ use charming::Chart;
 use serde_json::{json, Value};
 
 use crate::metrics::{ConversationUsage, SliceRow, ARR_BUCKETS, SEAT_BUCKETS, SEGMENTS, UNKNOWN};
-use crate::narrative::Strings;
+use crate::narrative::{extreme, Strings};
 
 pub use engine::{engine, EngineError, ECHARTS_VERSION};
 
@@ -99,6 +99,16 @@ fn title(text: String) -> Title {
         .text_style(TextStyle::new().font_size(15).color("#1f2d3d"))
 }
 
+/// A bar chart over segments: title, palette, legend, grid and the category axis.
+fn segment_bars(text: String, segments: Vec<String>) -> Chart {
+    Chart::new()
+        .title(title(text))
+        .color(PALETTE.to_vec())
+        .legend(Legend::new().bottom(4))
+        .grid(Grid::new().left(60).right(24).top(52).bottom(64))
+        .x_axis(Axis::new().type_(AxisType::Category).data(segments))
+}
+
 fn slice_value(pairs: &[(&str, Option<&str>)]) -> Value {
     let mut m = serde_json::Map::new();
     for (k, v) in pairs {
@@ -111,18 +121,6 @@ fn slice_value(pairs: &[(&str, Option<&str>)]) -> Value {
 
 fn seg(r: &SliceRow) -> Value {
     slice_value(&[("segment", r.segment)])
-}
-
-fn extreme<'a>(
-    rows: impl Iterator<Item = &'a SliceRow>,
-    f: impl Fn(&SliceRow) -> Option<f64>,
-    max: bool,
-) -> Option<(&'a SliceRow, f64)> {
-    rows.filter_map(|r| f(r).map(|v| (r, v)))
-        .fold(None, |acc, (r, v)| match acc {
-            Some((_, a)) if (max && a >= v) || (!max && a <= v) => acc,
-            _ => Some((r, v)),
-        })
 }
 
 /// Every chart of the conversation-usage report in one language.
@@ -142,16 +140,7 @@ pub fn conversation_usage(r: &ConversationUsage, s: &Strings) -> Vec<ChartSpec> 
 
     // 1. Response p50/p90 per segment.
     {
-        let chart = Chart::new()
-            .title(title(s.get("charts.segment_response")))
-            .color(PALETTE.to_vec())
-            .legend(Legend::new().bottom(4))
-            .grid(Grid::new().left(60).right(24).top(52).bottom(64))
-            .x_axis(
-                Axis::new()
-                    .type_(AxisType::Category)
-                    .data(seg_labels.clone()),
-            )
+        let chart = segment_bars(s.get("charts.segment_response"), seg_labels.clone())
             .y_axis(
                 Axis::new()
                     .type_(AxisType::Value)
@@ -199,22 +188,12 @@ pub fn conversation_usage(r: &ConversationUsage, s: &Strings) -> Vec<ChartSpec> 
             ("charts.weekly", |x| x.weekly_retention),
             ("charts.monthly", |x| x.monthly_retention),
         ];
-        let mut chart = Chart::new()
-            .title(title(s.get("charts.segment_rates")))
-            .color(PALETTE.to_vec())
-            .legend(Legend::new().bottom(4))
-            .grid(Grid::new().left(60).right(24).top(52).bottom(64))
-            .x_axis(
-                Axis::new()
-                    .type_(AxisType::Category)
-                    .data(seg_labels.clone()),
-            )
-            .y_axis(
-                Axis::new()
-                    .type_(AxisType::Value)
-                    .name(format!("{} (%)", s.get("charts.share")))
-                    .axis_label(AxisLabel::new().formatter("{value}%")),
-            );
+        let mut chart = segment_bars(s.get("charts.segment_rates"), seg_labels.clone()).y_axis(
+            Axis::new()
+                .type_(AxisType::Value)
+                .name(format!("{} (%)", s.get("charts.share")))
+                .axis_label(AxisLabel::new().formatter("{value}%")),
+        );
         for (key, f) in metrics {
             chart = chart.series(
                 Bar::new()

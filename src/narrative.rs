@@ -484,26 +484,31 @@ fn eligible(rows: &[SliceRow], min_cell: usize) -> impl Iterator<Item = &SliceRo
     rows.iter().filter(move |r| r.companies_total >= min_cell)
 }
 
+/// The row with the largest (`max`) or smallest value of `f`; the first on ties.
+pub fn extreme<'a>(
+    rows: impl Iterator<Item = &'a SliceRow>,
+    f: impl Fn(&SliceRow) -> Option<f64>,
+    max: bool,
+) -> Option<(&'a SliceRow, f64)> {
+    rows.filter_map(|r| f(r).map(|v| (r, v)))
+        .fold(None, |acc, (r, v)| match acc {
+            Some((_, a)) if (max && a >= v) || (!max && a <= v) => acc,
+            _ => Some((r, v)),
+        })
+}
+
 fn max_by<'a>(
     rows: impl Iterator<Item = &'a SliceRow>,
     f: impl Fn(&SliceRow) -> Option<f64>,
 ) -> Option<(&'a SliceRow, f64)> {
-    rows.filter_map(|r| f(r).map(|v| (r, v)))
-        .fold(None, |best, (r, v)| match best {
-            Some((_, b)) if b >= v => best,
-            _ => Some((r, v)),
-        })
+    extreme(rows, f, true)
 }
 
 fn min_by<'a>(
     rows: impl Iterator<Item = &'a SliceRow>,
     f: impl Fn(&SliceRow) -> Option<f64>,
 ) -> Option<(&'a SliceRow, f64)> {
-    rows.filter_map(|r| f(r).map(|v| (r, v)))
-        .fold(None, |best, (r, v)| match best {
-            Some((_, b)) if b <= v => best,
-            _ => Some((r, v)),
-        })
+    extreme(rows, f, false)
 }
 
 /// Words for |r|: the templates translate them.
