@@ -39,6 +39,11 @@ const SQL_CONVERSATION_METRICS: &str =
     "SELECT conversation_id, time_to_first_response_minutes FROM intercom__conversation_metrics";
 const SQL_USAGE_EVENTS: &str = "SELECT company_id, is_core, occurred_at FROM usage_events";
 const SQL_ROW_COUNT_PREFIX: &str = "SELECT count(*) FROM ";
+const SQL_TAG_CONVERSATIONS: &str =
+    "SELECT conversation_id, conversation_created_at, all_conversation_tags, \
+     all_contact_company_names, conversation_rating FROM intercom__conversation_enhanced";
+const SQL_TAG_CONVERSATION_METRICS: &str =
+    "SELECT conversation_id, time_to_first_response_minutes, count_reopens FROM intercom__conversation_metrics";
 
 pub const COMPANY_ENHANCED: &str = "intercom__company_enhanced";
 pub const COMPANY_METRICS: &str = "intercom__company_metrics";
@@ -433,6 +438,78 @@ pub struct UsageEventRow {
     pub occurred_at: i64,
 }
 
+/// A conversation as the tag-drivers report reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagConversationRow {
+    pub conversation_id: String,
+    pub created_at: Option<DateTime<Utc>>,
+    pub first_company_name: Option<String>,
+    /// Topic tags: items of `all_conversation_tags` without machine tags (with `:`),
+    /// trimmed, each once.
+    pub topics: Vec<String>,
+    pub rating: Option<f64>,
+}
+
+/// A conversation's metrics row as the tag-drivers report reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagMetricsRow {
+    pub conversation_id: String,
+    pub response_minutes: Option<f64>,
+    pub reopens: Option<i64>,
+}
+
+/// Everything the tag-drivers metrics read.
+#[derive(Debug, Clone, Default)]
+pub struct TagDriversData {
+    pub companies: Vec<CompanyRow>,
+    pub conversations: Vec<TagConversationRow>,
+    pub metrics: Vec<TagMetricsRow>,
+    pub bad_timestamps: BadTimestamps,
+}
+
+pub const TAG_DRIVERS: &[TableNeed] = &[
+    TableNeed {
+        table: COMPANY_ENHANCED,
+        columns: &[
+            "company_id",
+            "company_name",
+            "all_company_tags",
+            "monthly_spend",
+            "user_count",
+        ],
+    },
+    TableNeed {
+        table: CONVERSATION_ENHANCED,
+        columns: &[
+            "conversation_id",
+            "conversation_created_at",
+            "all_conversation_tags",
+            "all_contact_company_names",
+            "conversation_rating",
+        ],
+    },
+    TableNeed {
+        table: CONVERSATION_METRICS,
+        columns: &[
+            "conversation_id",
+            "time_to_first_response_minutes",
+            "count_reopens",
+        ],
+    },
+];
+
+/// Topic tags of a tag aggregate: machine tags (any item with `:`) and empty items
+/// left out, each tag once.
+pub fn topic_tags(tags: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for t in split_items(tags) {
+        if !t.is_empty() && !t.contains(':') && !out.iter().any(|o| o == t) {
+            out.push(t.to_owned());
+        }
+    }
+    out
+}
+
 /// Everything the conversation-usage metrics read.
 #[derive(Debug, Clone, Default)]
 pub struct ConversationUsageData {
@@ -562,6 +639,66 @@ impl Database {
         Ok((rows, bytes))
     }
 
+    /// Loads the rows of the tag-drivers report.
+    pub fn load_tag_drivers(&self, source_tz: Tz) -> Result<TagDriversData, DataError> {
+        let mut d = TagDriversData::default();
+        let mut bad = BadTimestamps::default();
+        let mut ts = TsParser {
+            tz: source_tz,
+            bad: &mut bad,
+        };
+        d.companies = self.load_companies()?;
+        self.each_row(CONVERSATION_ENHANCED, SQL_TAG_CONVERSATIONS, |r| {
+            let created = r.cow_text(1, "conversation_created_at")?;
+            d.conversations.push(TagConversationRow {
+                conversation_id: r.text(0, "conversation_id")?.unwrap_or_default(),
+                created_at: ts.parse(
+                    CONVERSATION_ENHANCED,
+                    "conversation_created_at",
+                    created.as_deref(),
+                ),
+                topics: r
+                    .cow_text(2, "all_conversation_tags")?
+                    .map(|t| topic_tags(&t))
+                    .unwrap_or_default(),
+                first_company_name: r
+                    .cow_text(3, "all_contact_company_names")?
+                    .and_then(|s| split_items(&s).next().map(normalize_name))
+                    .filter(|s| !s.is_empty()),
+                rating: r.real(4, "conversation_rating")?,
+            });
+            Ok(())
+        })?;
+        self.each_row(CONVERSATION_METRICS, SQL_TAG_CONVERSATION_METRICS, |r| {
+            d.metrics.push(TagMetricsRow {
+                conversation_id: r.text(0, "conversation_id")?.unwrap_or_default(),
+                response_minutes: r.real(1, "time_to_first_response_minutes")?,
+                reopens: r.integer(2, "count_reopens")?,
+            });
+            Ok(())
+        })?;
+        d.bad_timestamps = bad;
+        Ok(d)
+    }
+
+    fn load_companies(&self) -> Result<Vec<CompanyRow>, DataError> {
+        let mut out = Vec::new();
+        self.each_row(COMPANY_ENHANCED, SQL_COMPANIES, |r| {
+            let company_id = r
+                .text(0, "company_id")?
+                .ok_or_else(|| r.bad("company_id", "a company id", "NULL".into()))?;
+            out.push(CompanyRow {
+                company_id,
+                company_name: r.text(1, "company_name")?,
+                tags: r.text(2, "all_company_tags")?,
+                monthly_spend: r.real(3, "monthly_spend")?,
+                user_count: r.integer(4, "user_count")?,
+            });
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     /// Loads the rows of the conversation-usage report.
     pub fn load_conversation_usage(
         &self,
@@ -574,19 +711,7 @@ impl Database {
             tz: source_tz,
             bad: &mut bad,
         };
-        self.each_row(COMPANY_ENHANCED, SQL_COMPANIES, |r| {
-            let company_id = r
-                .text(0, "company_id")?
-                .ok_or_else(|| r.bad("company_id", "a company id", "NULL".into()))?;
-            d.companies.push(CompanyRow {
-                company_id,
-                company_name: r.text(1, "company_name")?,
-                tags: r.text(2, "all_company_tags")?,
-                monthly_spend: r.real(3, "monthly_spend")?,
-                user_count: r.integer(4, "user_count")?,
-            });
-            Ok(())
-        })?;
+        d.companies = self.load_companies()?;
         self.each_row(CONVERSATION_ENHANCED, SQL_CONVERSATIONS, |r| {
             let created = r.cow_text(1, "conversation_created_at")?;
             let closed = r.cow_text(7, "last_close_at")?;

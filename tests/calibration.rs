@@ -217,3 +217,51 @@ fn default_demo_matches_the_reference_figures() {
             && p.data_quality.coverage_arr_bucket.fallback > 0
     );
 }
+
+/// Tag-drivers story of the demo data: at-risk companies over-index on stability
+/// topics, expansion targets on growth topics.
+#[test]
+fn demo_tag_drivers_tell_the_expected_story() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("demo.sqlite");
+    demo::generate(&path, &DemoOptions::default()).unwrap();
+    let db = Database::open(&path).unwrap();
+    db.check("tag-drivers", cxreport::data::TAG_DRIVERS)
+        .unwrap();
+    let anchor = db.max_conversation_created(Tz::UTC).unwrap();
+    let window = "rolling:6m"
+        .parse::<WindowSpec>()
+        .unwrap()
+        .resolve(anchor, anchor.unwrap(), Tz::UTC)
+        .unwrap();
+    let data = db.load_tag_drivers(Tz::UTC).unwrap();
+    let r = cxreport::tag_drivers::compute(&data, window).unwrap();
+    for t in &r.top {
+        println!(
+            "{:<18} at-risk {:.3}  expansion {:.3}  {:+.1} pp",
+            t.tag, t.at_risk_share, t.expansion_share, t.difference_pp
+        );
+    }
+    let diff = |tag: &str| {
+        r.top
+            .iter()
+            .find(|t| t.tag == tag)
+            .map(|t| t.difference_pp)
+            .unwrap_or(0.0)
+    };
+    for tag in ["Bug", "Outage", "Escalation", "Downgrade Risk"] {
+        assert!(diff(tag) >= 3.0, "{tag}: {:+.1} pp", diff(tag));
+    }
+    for tag in ["Upgrade", "Feature Feedback", "Implementation"] {
+        assert!(diff(tag) <= -3.0, "{tag}: {:+.1} pp", diff(tag));
+    }
+    assert!(
+        !r.in_both_groups.is_empty(),
+        "the demo plants companies in both groups"
+    );
+    let (risk, exp) = (&r.groups[0], &r.groups[1]);
+    assert!(
+        risk.avg_rating.unwrap() < exp.avg_rating.unwrap(),
+        "at-risk companies rate support lower"
+    );
+}

@@ -1,0 +1,429 @@
+//! The numbers of the `tag-drivers` report (`../shared/specs/report-tag-drivers.md`):
+//! what at-risk companies talk to support about compared with expansion targets.
+//! Pure functions from loaded rows to serde structs, like `metrics`; the population
+//! and window rules are conversation-usage's §1–§2 (no P1/P99 exclusion).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::data::{split_items, BadTimestamps, CompanyRow, TagDriversData};
+use crate::metrics::{classify, percentile, MetricsError, Population};
+use crate::window::Window;
+
+pub const AT_RISK: &str = "at_risk";
+pub const EXPANSION: &str = "expansion";
+const TOP: usize = 10;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TagDrivers {
+    pub window: Window,
+    pub groups: Vec<GroupStats>,
+    /// One row per group and topic tag seen in that group (tag_shares.csv).
+    pub shares: Vec<TagShare>,
+    /// The union of both groups' top-10 tags, shares side by side.
+    pub top: Vec<TopTag>,
+    /// Companies (ids) in both groups: counted in both.
+    pub in_both_groups: Vec<String>,
+    pub unmapped_conversations: usize,
+    pub conversations_in_window: usize,
+    pub bad_timestamps: BadTimestamps,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GroupStats {
+    pub group: &'static str,
+    pub companies: usize,
+    pub conversations: usize,
+    pub conversations_per_company: Option<f64>,
+    pub avg_rating: Option<f64>,
+    pub share_rated_le2: Option<f64>,
+    pub median_resp: Option<f64>,
+    pub reopen_rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TagShare {
+    pub group: &'static str,
+    pub tag: String,
+    pub conversations: usize,
+    pub share: f64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TopTag {
+    pub tag: String,
+    pub at_risk_share: f64,
+    pub expansion_share: f64,
+    /// at_risk_share − expansion_share, in percentage points.
+    pub difference_pp: f64,
+}
+
+/// Which groups a paying company belongs to: (at-risk, expansion).
+pub fn groups_of(c: &CompanyRow) -> (bool, bool) {
+    let tags = c.tags.as_deref();
+    let has =
+        |name: &str| tags.is_some_and(|t| split_items(t).any(|x| x.eq_ignore_ascii_case(name)));
+    let segment = classify(tags, c.user_count, c.monthly_spend.unwrap_or(0.0)).segment;
+    let segment = crate::metrics::segment_name(segment);
+    (
+        has("Churn Watch") || segment == "churn_watch",
+        has("Expansion Target") || segment == "expansion",
+    )
+}
+
+#[derive(Default)]
+struct Acc {
+    companies: Vec<usize>,
+    conversations: usize,
+    ratings: Vec<f64>,
+    responses: Vec<f64>,
+    with_metrics: usize,
+    reopened: usize,
+    tags: BTreeMap<String, usize>,
+}
+
+pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, MetricsError> {
+    let pop = Population::new(&data.companies);
+    let mut member: HashMap<usize, (bool, bool)> = HashMap::new();
+    let mut in_both = Vec::new();
+    for &i in &pop.paying {
+        let g = groups_of(&data.companies[i]);
+        if g.0 || g.1 {
+            member.insert(i, g);
+        }
+        if g.0 && g.1 {
+            in_both.push(data.companies[i].company_id.clone());
+        }
+    }
+    in_both.sort();
+    let mut metrics: HashMap<&str, (Option<f64>, Option<i64>)> =
+        HashMap::with_capacity(data.metrics.len());
+    for m in &data.metrics {
+        metrics
+            .entry(m.conversation_id.as_str())
+            .or_insert((m.response_minutes, m.reopens));
+    }
+    let mut acc = [Acc::default(), Acc::default()];
+    let (mut in_window, mut unmapped) = (0, 0);
+    for c in &data.conversations {
+        let Some(created) = c.created_at else {
+            continue;
+        };
+        if !window.contains(created) {
+            continue;
+        }
+        in_window += 1;
+        let Some(&company) = c
+            .first_company_name
+            .as_deref()
+            .and_then(|n| pop.by_name.get(n))
+        else {
+            unmapped += 1;
+            continue;
+        };
+        let Some(&(risk, expansion)) = member.get(&company) else {
+            continue;
+        };
+        for (g, is) in [risk, expansion].into_iter().enumerate() {
+            if !is {
+                continue;
+            }
+            let a = &mut acc[g];
+            a.companies.push(company);
+            a.conversations += 1;
+            if let Some(r) = c.rating {
+                a.ratings.push(r);
+            }
+            if let Some(&(resp, reopens)) = metrics.get(c.conversation_id.as_str()) {
+                a.with_metrics += 1;
+                a.reopened += usize::from(reopens.unwrap_or(0) > 0);
+                if let Some(r) = resp {
+                    a.responses.push(r);
+                }
+            }
+            for t in &c.topics {
+                *a.tags.entry(t.clone()).or_default() += 1;
+            }
+        }
+    }
+    if in_window == 0 {
+        return Err(MetricsError::EmptyWindow {
+            start: crate::timestamp::format_utc(window.start),
+            end: crate::timestamp::format_utc(window.end),
+        });
+    }
+    let names = [AT_RISK, EXPANSION];
+    let mut groups = Vec::new();
+    let mut shares = Vec::new();
+    let mut top_lists: Vec<Vec<String>> = Vec::new();
+    let ratio = |n: usize, d: usize| (d > 0).then(|| n as f64 / d as f64);
+    for (g, a) in acc.iter_mut().enumerate() {
+        a.companies.sort_unstable();
+        a.companies.dedup();
+        a.responses.sort_by(f64::total_cmp);
+        groups.push(GroupStats {
+            group: names[g],
+            companies: a.companies.len(),
+            conversations: a.conversations,
+            conversations_per_company: ratio(a.conversations, a.companies.len()),
+            avg_rating: crate::metrics::mean(a.ratings.iter().copied()),
+            share_rated_le2: ratio(
+                a.ratings.iter().filter(|r| **r <= 2.0).count(),
+                a.ratings.len(),
+            ),
+            median_resp: percentile(&a.responses, 0.5),
+            reopen_rate: ratio(a.reopened, a.with_metrics),
+        });
+        let mut ranked: Vec<(&String, usize)> = a.tags.iter().map(|(t, n)| (t, *n)).collect();
+        ranked.sort_by(|x, y| y.1.cmp(&x.1).then_with(|| x.0.cmp(y.0)));
+        top_lists.push(ranked.iter().take(TOP).map(|(t, _)| (*t).clone()).collect());
+        for (tag, n) in &a.tags {
+            shares.push(TagShare {
+                group: names[g],
+                tag: tag.clone(),
+                conversations: *n,
+                share: *n as f64 / a.conversations.max(1) as f64,
+            });
+        }
+    }
+    let share_of = |g: usize, tag: &str| {
+        let a = &acc[g];
+        a.tags
+            .get(tag)
+            .map_or(0.0, |n| *n as f64 / a.conversations.max(1) as f64)
+    };
+    let mut union: Vec<String> = top_lists.concat();
+    union.sort();
+    union.dedup();
+    let mut top: Vec<TopTag> = union
+        .into_iter()
+        .map(|tag| {
+            let (r, e) = (share_of(0, &tag), share_of(1, &tag));
+            TopTag {
+                tag,
+                at_risk_share: r,
+                expansion_share: e,
+                difference_pp: (r - e) * 100.0,
+            }
+        })
+        .collect();
+    top.sort_by(|a, b| {
+        b.difference_pp
+            .total_cmp(&a.difference_pp)
+            .then_with(|| a.tag.cmp(&b.tag))
+    });
+    Ok(TagDrivers {
+        window,
+        groups,
+        shares,
+        top,
+        in_both_groups: in_both,
+        unmapped_conversations: unmapped,
+        conversations_in_window: in_window,
+        bad_timestamps: data.bad_timestamps.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{TagConversationRow, TagMetricsRow};
+    use chrono_tz::Tz;
+
+    fn company(id: &str, name: &str, tags: &str) -> CompanyRow {
+        CompanyRow {
+            company_id: id.into(),
+            company_name: Some(name.into()),
+            tags: Some(tags.into()),
+            monthly_spend: Some(100.0),
+            user_count: Some(10),
+        }
+    }
+
+    fn conv(
+        id: &str,
+        company: &str,
+        when: &str,
+        tags: &str,
+        rating: Option<f64>,
+    ) -> TagConversationRow {
+        TagConversationRow {
+            conversation_id: id.into(),
+            created_at: crate::timestamp::parse(when, Tz::UTC).ok(),
+            first_company_name: Some(company.to_lowercase()),
+            topics: crate::data::topic_tags(tags),
+            rating,
+        }
+    }
+
+    fn window() -> Window {
+        "range:2024-01-01..2024-06-30"
+            .parse::<crate::window::WindowSpec>()
+            .unwrap()
+            .resolve(None, chrono::Utc::now(), Tz::UTC)
+            .unwrap()
+    }
+
+    #[test]
+    fn groups_come_from_free_tags_or_the_segment() {
+        assert_eq!(
+            groups_of(&company("a", "A", " churn watch ")),
+            (true, false)
+        );
+        assert_eq!(
+            groups_of(&company("a", "A", "segment:churn_watch")),
+            (true, false)
+        );
+        assert_eq!(
+            groups_of(&company("a", "A", "Expansion Target")),
+            (false, true)
+        );
+        assert_eq!(
+            groups_of(&company("a", "A", "segment:expansion, VIP")),
+            (false, true)
+        );
+        assert_eq!(
+            groups_of(&company("a", "A", "Churn Watch, Expansion Target")),
+            (true, true)
+        );
+        assert_eq!(
+            groups_of(&company("a", "A", "Churn Watcher, segment:renewal")),
+            (false, false)
+        );
+    }
+
+    #[test]
+    fn shares_top_tags_and_gaps_by_hand() {
+        let data = TagDriversData {
+            companies: vec![
+                company("r", "Risky", "Churn Watch"),
+                company("e", "Grow", "Expansion Target"),
+                company("b", "Both", "Churn Watch, Expansion Target"),
+                company("n", "Neutral", "segment:renewal"),
+            ],
+            conversations: vec![
+                conv(
+                    "1",
+                    "Risky",
+                    "2024-02-01 10:00:00",
+                    "Bug, Outage, first_response:bot",
+                    Some(1.0),
+                ),
+                conv("2", "Risky", "2024-02-02 10:00:00", "Bug, Bug", Some(4.0)),
+                conv("3", "Both", "2024-02-03 10:00:00", "Upgrade", None),
+                conv(
+                    "4",
+                    "Grow",
+                    "2024-02-04 10:00:00",
+                    "Upgrade, Implementation",
+                    Some(5.0),
+                ),
+                conv("5", "Neutral", "2024-02-05 10:00:00", "Bug", Some(1.0)),
+                conv("6", "Risky", "2023-12-31 23:59:59", "Bug", Some(1.0)),
+                conv("7", "Nobody", "2024-02-06 10:00:00", "Bug", None),
+            ],
+            metrics: vec![
+                TagMetricsRow {
+                    conversation_id: "1".into(),
+                    response_minutes: Some(10.0),
+                    reopens: Some(1),
+                },
+                TagMetricsRow {
+                    conversation_id: "2".into(),
+                    response_minutes: Some(20.0),
+                    reopens: Some(0),
+                },
+                TagMetricsRow {
+                    conversation_id: "3".into(),
+                    response_minutes: None,
+                    reopens: None,
+                },
+                TagMetricsRow {
+                    conversation_id: "4".into(),
+                    response_minutes: Some(40.0),
+                    reopens: Some(2),
+                },
+            ],
+            bad_timestamps: BadTimestamps::default(),
+        };
+        let r = compute(&data, window()).unwrap();
+        assert_eq!(r.in_both_groups, ["b"]);
+        assert_eq!(
+            (r.conversations_in_window, r.unmapped_conversations),
+            (6, 1)
+        );
+        // At risk: Risky (2 conversations) + Both (1) = 3 conversations, 2 companies.
+        let risk = &r.groups[0];
+        assert_eq!((risk.companies, risk.conversations), (2, 3));
+        assert_eq!(risk.conversations_per_company, Some(1.5));
+        assert_eq!(
+            risk.avg_rating,
+            Some(2.5),
+            "ratings 1 and 4; conversation 3 unrated"
+        );
+        assert_eq!(risk.share_rated_le2, Some(0.5));
+        assert_eq!(
+            risk.median_resp,
+            Some(15.0),
+            "10 and 20; conversation 3 has NULL"
+        );
+        assert_eq!(
+            risk.reopen_rate,
+            Some(1.0 / 3.0),
+            "1 reopened of 3 with a metrics row"
+        );
+        // Expansion: Grow (1) + Both (1).
+        let exp = &r.groups[1];
+        assert_eq!((exp.companies, exp.conversations), (2, 2));
+        assert_eq!(exp.reopen_rate, Some(0.5));
+        // Bug is counted once per conversation; machine tags are not topics.
+        let bug = r
+            .shares
+            .iter()
+            .find(|s| s.group == AT_RISK && s.tag == "Bug")
+            .unwrap();
+        assert_eq!((bug.conversations, bug.share), (2, 2.0 / 3.0));
+        assert!(!r.shares.iter().any(|s| s.tag.contains(':')));
+        let upgrade = r.top.iter().find(|t| t.tag == "Upgrade").unwrap();
+        assert_eq!(
+            (upgrade.at_risk_share, upgrade.expansion_share),
+            (1.0 / 3.0, 1.0)
+        );
+        assert!((upgrade.difference_pp - (-200.0 / 3.0)).abs() < 1e-9);
+        assert_eq!(
+            r.top.first().unwrap().tag,
+            "Bug",
+            "most over-represented at risk first"
+        );
+    }
+
+    #[test]
+    fn empty_denominators_are_null_and_empty_windows_fail() {
+        let data = TagDriversData {
+            companies: vec![company("r", "Risky", "Churn Watch")],
+            conversations: vec![conv("1", "Risky", "2024-02-01 10:00:00", "", None)],
+            metrics: vec![],
+            bad_timestamps: BadTimestamps::default(),
+        };
+        let r = compute(&data, window()).unwrap();
+        let exp = &r.groups[1];
+        assert_eq!((exp.companies, exp.conversations), (0, 0));
+        assert_eq!(
+            (
+                exp.avg_rating,
+                exp.share_rated_le2,
+                exp.median_resp,
+                exp.reopen_rate
+            ),
+            (None, None, None, None)
+        );
+        assert_eq!(r.groups[0].reopen_rate, None, "no metrics row");
+        let empty = "range:2020-01-01..2020-01-31"
+            .parse::<crate::window::WindowSpec>()
+            .unwrap()
+            .resolve(None, chrono::Utc::now(), Tz::UTC)
+            .unwrap();
+        assert!(compute(&data, empty).is_err());
+    }
+}
