@@ -39,6 +39,10 @@ const SQL_CONVERSATION_METRICS: &str =
     "SELECT conversation_id, time_to_first_response_minutes FROM intercom__conversation_metrics";
 const SQL_USAGE_EVENTS: &str = "SELECT company_id, is_core, occurred_at FROM usage_events";
 const SQL_ROW_COUNT_PREFIX: &str = "SELECT count(*) FROM ";
+const SQL_USERS: &str =
+    "SELECT user_id, portfolio_size, plan_type, annual_revenue, is_active, nps_score, \
+     support_tickets_last_90d FROM users";
+const SQL_EVENTS: &str = "SELECT user_id, event_type, event_time FROM events";
 const SQL_TAG_CONVERSATIONS: &str =
     "SELECT conversation_id, conversation_created_at, all_conversation_tags, \
      all_contact_company_names, conversation_rating FROM intercom__conversation_enhanced";
@@ -498,6 +502,28 @@ pub const TAG_DRIVERS: &[TableNeed] = &[
     },
 ];
 
+pub const USERS: &str = "users";
+pub const EVENTS: &str = "events";
+
+pub const CUSTOMER_SEGMENTATION: &[TableNeed] = &[
+    TableNeed {
+        table: USERS,
+        columns: &[
+            "user_id",
+            "portfolio_size",
+            "plan_type",
+            "annual_revenue",
+            "is_active",
+            "nps_score",
+            "support_tickets_last_90d",
+        ],
+    },
+    TableNeed {
+        table: EVENTS,
+        columns: &["user_id", "event_type", "event_time"],
+    },
+];
+
 /// Topic tags of a tag aggregate: machine tags (any item with `:`) and empty items
 /// left out, each tag once.
 pub fn topic_tags(tags: &str) -> Vec<String> {
@@ -679,6 +705,49 @@ impl Database {
         })?;
         d.bad_timestamps = bad;
         Ok(d)
+    }
+
+    /// Loads the rows of the customer-segmentation report.
+    pub fn load_segmentation(
+        &self,
+        source_tz: Tz,
+    ) -> Result<
+        (
+            Vec<crate::segmentation::UserRow>,
+            Vec<crate::segmentation::EventRow>,
+            BadTimestamps,
+        ),
+        DataError,
+    > {
+        let mut bad = BadTimestamps::default();
+        let mut ts = TsParser {
+            tz: source_tz,
+            bad: &mut bad,
+        };
+        let mut users = Vec::new();
+        self.each_row(USERS, SQL_USERS, |r| {
+            users.push(crate::segmentation::UserRow {
+                user_id: r.text(0, "user_id")?.unwrap_or_default(),
+                portfolio_size: r.integer(1, "portfolio_size")?,
+                plan_type: r.text(2, "plan_type")?,
+                annual_revenue: r.real(3, "annual_revenue")?,
+                is_active: r.integer(4, "is_active")?.unwrap_or(0) == 1,
+                nps_score: r.real(5, "nps_score")?,
+                support_tickets: r.integer(6, "support_tickets_last_90d")?,
+            });
+            Ok(())
+        })?;
+        let mut events = Vec::new();
+        self.each_row(EVENTS, SQL_EVENTS, |r| {
+            let t = r.cow_text(2, "event_time")?;
+            events.push(crate::segmentation::EventRow {
+                user_id: r.text(0, "user_id")?.unwrap_or_default(),
+                event_type: r.text(1, "event_type")?.unwrap_or_default(),
+                event_time: ts.parse(EVENTS, "event_time", t.as_deref()),
+            });
+            Ok(())
+        })?;
+        Ok((users, events, bad))
     }
 
     fn load_companies(&self) -> Result<Vec<CompanyRow>, DataError> {

@@ -20,7 +20,7 @@ const SCHEMA: &str = include_str!("sql/schema.sql");
 
 pub const DEFAULT_SEED: u64 = 97;
 /// Bumped whenever the generated content changes, so cached demo databases refresh.
-pub const GENERATOR_VERSION: u32 = 1;
+pub const GENERATOR_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DemoOptions {
@@ -1043,7 +1043,7 @@ fn write_users_and_events(txn: &rusqlite::Transaction<'_>, seed: u64) -> rusqlit
                 .min(11)
                 .min(total_events)
         };
-        let training = diversity >= 5 && r.gen_bool(0.45) || r.gen_bool(0.08) && total_events > 0;
+        let training = diversity >= 5 && r.gen_bool(0.30) || r.gen_bool(0.08) && total_events > 0;
         let engagement = match total_events {
             0..=14 => 0,
             15..=30 => 1,
@@ -1053,7 +1053,7 @@ fn write_users_and_events(txn: &rusqlite::Transaction<'_>, seed: u64) -> rusqlit
         let active = r.gen_bool(p_active.clamp(0.0, 1.0));
         let lift = (if training { 1.3 } else { 0.88 }) * (1.0 + 0.05 * diversity as f64) / 1.3;
         let base = [413.0, 1_819.0, 13_580.0][plan];
-        let arr = (base * lift * (0.55 * normal(&mut r)).exp() / 1.16).max(50.0);
+        let arr = (base * lift * (0.55 * normal(&mut r)).exp() / 1.26).max(50.0);
         let arr = (arr * 100.0).round() / 100.0;
         let nps = (!r.gen_bool(0.3)).then(|| {
             let mean = if active { 7.8 } else { 5.2 };

@@ -17,6 +17,7 @@ pub mod output;
 pub mod pdf;
 pub mod pipeline;
 pub mod schedule;
+pub mod segmentation;
 pub mod tag_drivers;
 pub mod timestamp;
 pub mod window;

@@ -265,3 +265,93 @@ fn demo_tag_drivers_tell_the_expected_story() {
         "at-risk companies rate support lower"
     );
 }
+
+/// Customer-segmentation reference figures of the demo data (spec "Demo calibration").
+#[test]
+fn demo_users_and_events_match_the_segmentation_figures() {
+    use cxreport::segmentation as seg;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("demo.sqlite");
+    demo::generate(&path, &DemoOptions::default()).unwrap();
+    let db = Database::open(&path).unwrap();
+    db.check(
+        "customer-segmentation",
+        cxreport::data::CUSTOMER_SEGMENTATION,
+    )
+    .unwrap();
+    let (users, events, bad) = db.load_segmentation(Tz::UTC).unwrap();
+    assert_eq!(bad.total(), 0);
+    assert_eq!(users.len(), 10_000);
+    near("events", events.len() as f64, 228_700.0, 0.05);
+    let kinds: std::collections::BTreeSet<&str> =
+        events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(kinds.len(), 11, "{kinds:?}");
+    let f = seg::features(&users, &events);
+    let dims = seg::dimension_tables(&f);
+    let row = |d: &str, v: &str| {
+        dims.iter()
+            .find(|r| r.dimension == d && r.value == v)
+            .unwrap()
+            .clone()
+    };
+    for (plan, share, arr) in [
+        ("starter", 0.52, 413.0),
+        ("pro", 0.33, 1_819.0),
+        ("premium", 0.15, 13_580.0),
+    ] {
+        near(
+            &format!("{plan} share"),
+            row("plan_type", plan).share,
+            share,
+            0.08,
+        );
+        near(
+            &format!("{plan} average ARR"),
+            row("plan_type", plan).avg_arr,
+            arr,
+            0.15,
+        );
+    }
+    near(
+        "active rate",
+        f.iter().filter(|u| u.is_active).count() as f64 / 1e4,
+        0.704,
+        0.04,
+    );
+    for (g, share) in [("1", 0.09), ("2-5", 0.34), ("6-10", 0.09), ("11+", 0.48)] {
+        near(
+            &format!("portfolio {g}"),
+            row("portfolio_group", g).share,
+            share,
+            0.1,
+        );
+    }
+    near(
+        "portfolio 0",
+        f.iter().filter(|u| u.portfolio_group.is_none()).count() as f64,
+        199.0,
+        0.2,
+    );
+    for (g, share) in [("low", 0.13), ("medium", 0.73), ("high", 0.13)] {
+        near(
+            &format!("engagement {g}"),
+            row("engagement", g).share,
+            share,
+            0.15,
+        );
+    }
+    for (g, share) in [("0", 0.49), ("1", 0.22), ("2-4", 0.22), ("5-10", 0.07)] {
+        near(
+            &format!("tickets {g}"),
+            row("ticket_range", g).share,
+            share,
+            0.1,
+        );
+    }
+    near("training", row("training", "yes").share, 0.32, 0.1);
+    // The story: training and event diversity lift ARR.
+    let (with, without): (Vec<_>, Vec<_>) = f.iter().partition(|u| u.training == "yes");
+    assert!(seg::impact(&with, &without).arr_lift.unwrap() > 0.0);
+    assert!(row("diversity_group", "7+").avg_arr > row("diversity_group", "0-4").avg_arr);
+    assert!(seg::arr_at_risk(&f) > 0.0);
+}

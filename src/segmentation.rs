@@ -1,0 +1,527 @@
+//! The numbers of the `customer-segmentation` report
+//! (`../shared/specs/report-customer-segmentation.md`): per-user features, the
+//! distribution table of every dimension, training and diversity impact, journey
+//! paths and the revenue at risk. Pure functions from rows to serde structs.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::metrics::{mean, percentile};
+
+/// A `users` row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRow {
+    pub user_id: String,
+    pub portfolio_size: Option<i64>,
+    pub plan_type: Option<String>,
+    pub annual_revenue: Option<f64>,
+    pub is_active: bool,
+    pub nps_score: Option<f64>,
+    pub support_tickets: Option<i64>,
+}
+
+/// An `events` row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub user_id: String,
+    pub event_type: String,
+    pub event_time: Option<DateTime<Utc>>,
+}
+
+/// `1`, `2-5`, `6-10`, `11+`; `None` (a data-quality row) below 1 or NULL.
+pub fn portfolio_group(size: Option<i64>) -> Option<&'static str> {
+    match size? {
+        n if n < 1 => None,
+        1 => Some("1"),
+        2..=5 => Some("2-5"),
+        6..=10 => Some("6-10"),
+        _ => Some("11+"),
+    }
+}
+
+/// `low` < 15 events, `medium` 15–30, `high` > 30.
+pub fn engagement(total_events: usize) -> &'static str {
+    match total_events {
+        0..=14 => "low",
+        15..=30 => "medium",
+        _ => "high",
+    }
+}
+
+/// `0`, `1`, `2-4`, `5-10`, `11+` support tickets in the last 90 days (NULL counts as 0).
+pub fn ticket_range(tickets: Option<i64>) -> &'static str {
+    match tickets.unwrap_or(0) {
+        i64::MIN..=0 => "0",
+        1 => "1",
+        2..=4 => "2-4",
+        5..=10 => "5-10",
+        _ => "11+",
+    }
+}
+
+/// `0-4`, `5-6`, `7+` distinct event types.
+pub fn diversity_group(distinct_types: usize) -> &'static str {
+    match distinct_types {
+        0..=4 => "0-4",
+        5..=6 => "5-6",
+        _ => "7+",
+    }
+}
+
+/// `inactive`, or by annual revenue `under_5k` < 5,000, `5k_15k` < 15,000, `15k_plus`.
+pub fn arr_group(active: bool, arr: Option<f64>) -> &'static str {
+    if !active {
+        return "inactive";
+    }
+    match arr.unwrap_or(0.0) {
+        a if a < 5_000.0 => "under_5k",
+        a if a < 15_000.0 => "5k_15k",
+        _ => "15k_plus",
+    }
+}
+
+/// One user's features.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct UserFeatures {
+    pub user_id: String,
+    pub portfolio_group: Option<&'static str>,
+    pub plan_type: String,
+    pub engagement: &'static str,
+    pub ticket_range: &'static str,
+    pub diversity_group: &'static str,
+    pub arr_group: &'static str,
+    pub status: &'static str,
+    pub training: &'static str,
+    pub total_events: usize,
+    pub distinct_types: usize,
+    /// Days since the user's last event, relative to the latest event in the data;
+    /// `None`: no activity.
+    pub days_since_last_event: Option<i64>,
+    pub annual_revenue: f64,
+    pub is_active: bool,
+    pub nps: Option<f64>,
+    pub tickets: f64,
+}
+
+pub fn features(users: &[UserRow], events: &[EventRow]) -> Vec<UserFeatures> {
+    let latest = events.iter().filter_map(|e| e.event_time).max();
+    // Per user: events, distinct types, latest event.
+    type Activity<'a> = (usize, HashSet<&'a str>, Option<DateTime<Utc>>);
+    let mut per_user: HashMap<&str, Activity<'_>> = HashMap::new();
+    for e in events {
+        let entry = per_user.entry(e.user_id.as_str()).or_default();
+        entry.0 += 1;
+        entry.1.insert(e.event_type.as_str());
+        if let Some(t) = e.event_time {
+            entry.2 = Some(entry.2.map_or(t, |x| x.max(t)));
+        }
+    }
+    users
+        .iter()
+        .map(|u| {
+            let (total, types, last) = per_user
+                .get(u.user_id.as_str())
+                .map(|(n, t, l)| (*n, t.len(), *l))
+                .unwrap_or((0, 0, None));
+            let trained = per_user
+                .get(u.user_id.as_str())
+                .is_some_and(|(_, t, _)| t.contains("training_attended"));
+            UserFeatures {
+                user_id: u.user_id.clone(),
+                portfolio_group: portfolio_group(u.portfolio_size),
+                plan_type: u.plan_type.clone().unwrap_or_else(|| "unknown".into()),
+                engagement: engagement(total),
+                ticket_range: ticket_range(u.support_tickets),
+                diversity_group: diversity_group(types),
+                arr_group: arr_group(u.is_active, u.annual_revenue),
+                status: if u.is_active { "active" } else { "inactive" },
+                training: if trained { "yes" } else { "no" },
+                total_events: total,
+                distinct_types: types,
+                days_since_last_event: match (latest, last) {
+                    (Some(a), Some(b)) => Some((a - b).num_days()),
+                    _ => None,
+                },
+                annual_revenue: u.annual_revenue.unwrap_or(0.0),
+                is_active: u.is_active,
+                nps: u.nps_score,
+                tickets: u.support_tickets.unwrap_or(0) as f64,
+            }
+        })
+        .collect()
+}
+
+/// One row of `dimension_tables.csv`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DimensionRow {
+    pub dimension: &'static str,
+    pub value: String,
+    pub users: usize,
+    pub share: f64,
+    pub total_arr: f64,
+    pub avg_arr: f64,
+    pub active_rate: f64,
+    pub avg_nps: Option<f64>,
+    pub avg_tickets: f64,
+}
+
+/// Order of each dimension's values in tables and charts.
+pub fn value_order(dimension: &str) -> &'static [&'static str] {
+    match dimension {
+        "portfolio_group" => &["1", "2-5", "6-10", "11+"],
+        "plan_type" => &["starter", "pro", "premium"],
+        "engagement" => &["low", "medium", "high"],
+        "ticket_range" => &["0", "1", "2-4", "5-10", "11+"],
+        "diversity_group" => &["0-4", "5-6", "7+"],
+        "arr_group" => &["inactive", "under_5k", "5k_15k", "15k_plus"],
+        "training" => &["yes", "no"],
+        _ => &[],
+    }
+}
+
+fn summarize(
+    dimension: &'static str,
+    value: String,
+    rows: &[&UserFeatures],
+    population: usize,
+) -> DimensionRow {
+    let n = rows.len();
+    let total: f64 = rows.iter().map(|u| u.annual_revenue).sum();
+    DimensionRow {
+        dimension,
+        value,
+        users: n,
+        share: n as f64 / population.max(1) as f64,
+        total_arr: total,
+        avg_arr: total / n.max(1) as f64,
+        active_rate: rows.iter().filter(|u| u.is_active).count() as f64 / n.max(1) as f64,
+        avg_nps: mean(rows.iter().filter_map(|u| u.nps)),
+        avg_tickets: rows.iter().map(|u| u.tickets).sum::<f64>() / n.max(1) as f64,
+    }
+}
+
+/// The distribution table of every dimension; `portfolio_group` over users with
+/// portfolio_size ≥ 1, the others over all users.
+pub fn dimension_tables(users: &[UserFeatures]) -> Vec<DimensionRow> {
+    type Key = fn(&UserFeatures) -> Option<String>;
+    let dims: [(&'static str, Key); 7] = [
+        ("portfolio_group", |u| u.portfolio_group.map(str::to_owned)),
+        ("plan_type", |u| Some(u.plan_type.clone())),
+        ("engagement", |u| Some(u.engagement.to_owned())),
+        ("ticket_range", |u| Some(u.ticket_range.to_owned())),
+        ("diversity_group", |u| Some(u.diversity_group.to_owned())),
+        ("arr_group", |u| Some(u.arr_group.to_owned())),
+        ("training", |u| Some(u.training.to_owned())),
+    ];
+    let mut out = Vec::new();
+    for (dim, key) in dims {
+        let mut groups: BTreeMap<String, Vec<&UserFeatures>> = BTreeMap::new();
+        for u in users {
+            if let Some(k) = key(u) {
+                groups.entry(k).or_default().push(u);
+            }
+        }
+        let population: usize = groups.values().map(Vec::len).sum();
+        let order = value_order(dim);
+        let mut keys: Vec<String> = groups.keys().cloned().collect();
+        keys.sort_by_key(|k| {
+            (
+                order.iter().position(|o| o == k).unwrap_or(usize::MAX),
+                k.clone(),
+            )
+        });
+        for k in keys {
+            out.push(summarize(dim, k.clone(), &groups[&k], population));
+        }
+    }
+    out
+}
+
+/// With vs without training (or any yes/no split): averages, median and lift.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Impact {
+    pub with_users: usize,
+    pub without_users: usize,
+    pub with_avg_arr: Option<f64>,
+    pub without_avg_arr: Option<f64>,
+    pub with_median_arr: Option<f64>,
+    pub without_median_arr: Option<f64>,
+    pub with_active_rate: Option<f64>,
+    pub without_active_rate: Option<f64>,
+    /// with_avg_arr − without_avg_arr, and as a fraction of without_avg_arr.
+    pub arr_lift: Option<f64>,
+    pub arr_lift_pct: Option<f64>,
+}
+
+pub fn impact(with: &[&UserFeatures], without: &[&UserFeatures]) -> Impact {
+    let arr = |v: &[&UserFeatures]| {
+        let mut a: Vec<f64> = v.iter().map(|u| u.annual_revenue).collect();
+        a.sort_by(f64::total_cmp);
+        (mean(a.iter().copied()), percentile(&a, 0.5))
+    };
+    let active = |v: &[&UserFeatures]| mean(v.iter().map(|u| if u.is_active { 1.0 } else { 0.0 }));
+    let ((wa, wm), (oa, om)) = (arr(with), arr(without));
+    let lift = wa.zip(oa).map(|(w, o)| w - o);
+    Impact {
+        with_users: with.len(),
+        without_users: without.len(),
+        with_avg_arr: wa,
+        without_avg_arr: oa,
+        with_median_arr: wm,
+        without_median_arr: om,
+        with_active_rate: active(with),
+        without_active_rate: active(without),
+        arr_lift: lift,
+        arr_lift_pct: lift.zip(oa).and_then(|(l, o)| (o != 0.0).then(|| l / o)),
+    }
+}
+
+/// One observed journey path (`segments.csv`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Path {
+    pub portfolio_group: &'static str,
+    pub plan_type: String,
+    pub engagement: &'static str,
+    pub status: &'static str,
+    pub users: usize,
+    pub share: f64,
+    pub total_arr: f64,
+    pub avg_arr: f64,
+}
+
+/// Every observed portfolio → plan → engagement → status path, users with
+/// portfolio_size ≥ 1 only, by users descending (ties: the path text).
+pub fn journey_paths(users: &[UserFeatures]) -> Vec<Path> {
+    let mut groups: BTreeMap<(&'static str, String, &'static str, &'static str), (usize, f64)> =
+        BTreeMap::new();
+    let mut population = 0;
+    for u in users {
+        let Some(p) = u.portfolio_group else { continue };
+        population += 1;
+        let e = groups
+            .entry((p, u.plan_type.clone(), u.engagement, u.status))
+            .or_default();
+        e.0 += 1;
+        e.1 += u.annual_revenue;
+    }
+    let mut out: Vec<Path> = groups
+        .into_iter()
+        .map(|((p, plan, eng, status), (n, arr))| Path {
+            portfolio_group: p,
+            plan_type: plan,
+            engagement: eng,
+            status,
+            users: n,
+            share: n as f64 / population.max(1) as f64,
+            total_arr: arr,
+            avg_arr: arr / n as f64,
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.users.cmp(&a.users).then_with(|| {
+            (a.portfolio_group, &a.plan_type, a.engagement, a.status).cmp(&(
+                b.portfolio_group,
+                &b.plan_type,
+                b.engagement,
+                b.status,
+            ))
+        })
+    });
+    out
+}
+
+/// ARR of inactive users (all users).
+pub fn arr_at_risk(users: &[UserFeatures]) -> f64 {
+    users
+        .iter()
+        .filter(|u| !u.is_active)
+        .map(|u| u.annual_revenue)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grouping_boundaries() {
+        let p: Vec<_> = [
+            Some(-1),
+            Some(0),
+            None,
+            Some(1),
+            Some(2),
+            Some(5),
+            Some(6),
+            Some(10),
+            Some(11),
+        ]
+        .into_iter()
+        .map(portfolio_group)
+        .collect();
+        assert_eq!(
+            p,
+            [
+                None,
+                None,
+                None,
+                Some("1"),
+                Some("2-5"),
+                Some("2-5"),
+                Some("6-10"),
+                Some("6-10"),
+                Some("11+")
+            ]
+        );
+        assert_eq!(
+            [
+                engagement(0),
+                engagement(14),
+                engagement(15),
+                engagement(30),
+                engagement(31)
+            ],
+            ["low", "low", "medium", "medium", "high"]
+        );
+        let t: Vec<_> = [0, 1, 4, 5, 10, 11]
+            .into_iter()
+            .map(|n| ticket_range(Some(n)))
+            .collect();
+        assert_eq!(t, ["0", "1", "2-4", "5-10", "5-10", "11+"]);
+        assert_eq!(ticket_range(None), "0");
+        assert_eq!(
+            [
+                diversity_group(4),
+                diversity_group(5),
+                diversity_group(6),
+                diversity_group(7)
+            ],
+            ["0-4", "5-6", "5-6", "7+"]
+        );
+        assert_eq!(
+            [
+                arr_group(false, Some(1e6)),
+                arr_group(true, Some(4_999.99)),
+                arr_group(true, Some(5_000.0)),
+                arr_group(true, Some(14_999.0)),
+                arr_group(true, Some(15_000.0))
+            ],
+            ["inactive", "under_5k", "5k_15k", "5k_15k", "15k_plus"]
+        );
+    }
+
+    fn user(id: &str, portfolio: i64, plan: &str, arr: f64, active: bool) -> UserRow {
+        UserRow {
+            user_id: id.into(),
+            portfolio_size: Some(portfolio),
+            plan_type: Some(plan.into()),
+            annual_revenue: Some(arr),
+            is_active: active,
+            nps_score: None,
+            support_tickets: Some(1),
+        }
+    }
+
+    fn ev(user: &str, kind: &str, day: u32) -> EventRow {
+        EventRow {
+            user_id: user.into(),
+            event_type: kind.into(),
+            event_time: crate::timestamp::parse(
+                &format!("2024-06-{day:02} 12:00:00"),
+                chrono_tz::Tz::UTC,
+            )
+            .ok(),
+        }
+    }
+
+    #[test]
+    fn features_tables_paths_and_impact_by_hand() {
+        let users = vec![
+            user("a", 1, "pro", 1_000.0, true),
+            user("b", 3, "pro", 3_000.0, false),
+            user("c", 0, "starter", 500.0, true),
+            user("d", 12, "premium", 20_000.0, true),
+        ];
+        let mut events = vec![
+            ev("a", "login", 1),
+            ev("a", "training_attended", 10),
+            ev("d", "login", 14),
+        ];
+        events.extend((0..20).map(|i| {
+            ev(
+                "b",
+                if i % 2 == 0 {
+                    "login"
+                } else {
+                    "report_generated"
+                },
+                5,
+            )
+        }));
+        let f = features(&users, &events);
+        let by = |id: &str| f.iter().find(|u| u.user_id == id).unwrap();
+        assert_eq!(by("a").training, "yes");
+        assert_eq!(
+            by("a").days_since_last_event,
+            Some(4),
+            "latest event 06-14, a's last 06-10"
+        );
+        assert_eq!(
+            by("c").days_since_last_event,
+            None,
+            "no events: no activity, not 999"
+        );
+        assert_eq!(
+            (
+                by("c").engagement,
+                by("c").diversity_group,
+                by("c").total_events
+            ),
+            ("low", "0-4", 0)
+        );
+        assert_eq!(by("b").engagement, "medium");
+        assert_eq!(
+            by("c").portfolio_group,
+            None,
+            "portfolio 0 is a data-quality row"
+        );
+        let dims = dimension_tables(&f);
+        let port: Vec<_> = dims
+            .iter()
+            .filter(|r| r.dimension == "portfolio_group")
+            .map(|r| (r.value.as_str(), r.users))
+            .collect();
+        assert_eq!(
+            port,
+            [("1", 1), ("2-5", 1), ("11+", 1)],
+            "users with portfolio ≥ 1 only"
+        );
+        let pro = dims
+            .iter()
+            .find(|r| r.dimension == "plan_type" && r.value == "pro")
+            .unwrap();
+        assert_eq!(
+            (
+                pro.users,
+                pro.share,
+                pro.total_arr,
+                pro.avg_arr,
+                pro.active_rate
+            ),
+            (2, 0.5, 4_000.0, 2_000.0, 0.5)
+        );
+        assert_eq!(pro.avg_nps, None);
+        let paths = journey_paths(&f);
+        assert_eq!(paths.len(), 3);
+        assert!((paths.iter().map(|p| p.share).sum::<f64>() - 1.0).abs() < 1e-12);
+        assert_eq!(arr_at_risk(&f), 3_000.0);
+        let (with, without): (Vec<&UserFeatures>, Vec<&UserFeatures>) =
+            f.iter().partition(|u| u.training == "yes");
+        let i = impact(&with, &without);
+        assert_eq!((i.with_users, i.without_users), (1, 3));
+        assert_eq!(i.without_avg_arr, Some((3_000.0 + 500.0 + 20_000.0) / 3.0));
+        assert_eq!(i.without_median_arr, Some(3_000.0));
+    }
+}
