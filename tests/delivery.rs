@@ -209,6 +209,17 @@ fn attachment(raw: &[u8], name: &str) -> Option<Vec<u8>> {
     walk(&mail, name)
 }
 
+/// The first text/plain part, decoded.
+fn plain_text(raw: &[u8]) -> String {
+    fn walk(p: &mailparse::ParsedMail<'_>) -> Option<String> {
+        if p.ctype.mimetype == "text/plain" {
+            return p.get_body().ok();
+        }
+        p.subparts.iter().find_map(walk)
+    }
+    walk(&mailparse::parse_mail(raw).unwrap()).unwrap_or_default()
+}
+
 fn header(raw: &[u8], name: &str) -> String {
     use mailparse::MailHeaderMap;
     mailparse::parse_mail(raw)
@@ -286,11 +297,29 @@ fn a_451_is_retried_and_delivered_once() {
 fn a_550_is_not_retried_and_fails_the_run() {
     let server = smtp_server(&[550], None);
     let s = setup(server.port, "en = [\"nobody@example.com\"]", "");
+    // The job's owners hear about the failure.
+    let cfg = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace("owners = []", "owners = [\"owner@example.com\"]");
+    std::fs::write(&s.config, cfg).unwrap();
     let o = run_job(&s, &["--send"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("550"), "{}", text(&o));
     let state = server.state.lock().unwrap();
-    assert_eq!((state.accepted.len(), state.data_ends), (0, 1));
+    // One refused report (550, not retried) and one alert to the owner.
+    assert_eq!((state.accepted.len(), state.data_ends), (1, 2));
+    let alert = &state.accepted[0];
+    assert_eq!(alert.to, ["owner@example.com"]);
+    assert!(
+        header(&alert.raw, "Subject").contains("job monthly failed"),
+        "{}",
+        header(&alert.raw, "Subject")
+    );
+    let body = plain_text(&alert.raw);
+    assert!(
+        body.contains("550") && body.contains("2023-12-15_2024-06-15"),
+        "{body}"
+    );
     let runs = ledger(&s);
     assert_eq!(runs[0].state, "failed");
     assert_eq!(
@@ -457,8 +486,7 @@ fn an_oversized_report_is_linked_not_attached() {
     let state = server.state.lock().unwrap();
     let raw = &state.accepted[0].raw;
     assert!(attachment(raw, "report.en.pdf").is_none());
-    let body = mailparse::parse_mail(raw).unwrap();
-    let text_part = body.subparts[0].subparts[0].get_body().unwrap();
+    let text_part = plain_text(raw);
     assert!(
         text_part.contains("larger than the attachment limit"),
         "{text_part}"
