@@ -219,6 +219,12 @@ pub fn is_paying(c: &CompanyRow) -> bool {
 }
 
 impl Population {
+    /// The paying company a conversation belongs to, from the first (normalized)
+    /// name of its `all_contact_company_names`.
+    pub fn company_of(&self, first_name: Option<&str>) -> Option<usize> {
+        first_name.and_then(|n| self.by_name.get(n)).copied()
+    }
+
     pub fn new(companies: &[CompanyRow]) -> Self {
         let paying: Vec<usize> = (0..companies.len())
             .filter(|&i| is_paying(&companies[i]))
@@ -443,6 +449,15 @@ pub enum MetricsError {
     EmptyWindow { start: String, end: String },
 }
 
+impl MetricsError {
+    pub fn empty_window(w: &Window) -> Self {
+        Self::EmptyWindow {
+            start: crate::timestamp::format_utc(w.start),
+            end: crate::timestamp::format_utc(w.end),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Computation
 
@@ -602,11 +617,7 @@ pub fn compute(
             continue;
         }
         in_window += 1;
-        let Some(&company) = conv
-            .first_company_name
-            .as_deref()
-            .and_then(|n| pop.by_name.get(n))
-        else {
+        let Some(company) = pop.company_of(conv.first_company_name.as_deref()) else {
             unmapped += 1;
             continue;
         };
@@ -628,10 +639,7 @@ pub fn compute(
         });
     }
     if in_window == 0 {
-        return Err(MetricsError::EmptyWindow {
-            start: crate::timestamp::format_utc(window.start),
-            end: crate::timestamp::format_utc(window.end),
-        });
+        return Err(MetricsError::empty_window(&window));
     }
 
     // §2.4: P1/P99 over the in-scope conversations, non-null values only.

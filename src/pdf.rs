@@ -194,10 +194,7 @@ pub fn render_timed(doc: &Document) -> Result<(Vec<u8>, PdfTimings), PdfError> {
     }
     let document = warned.output.map_err(|errors| PdfError::Compile {
         template: doc.template_name.clone(),
-        messages: errors
-            .iter()
-            .map(|e| describe(&world, &doc.template_name, e))
-            .collect(),
+        messages: describe_all(&world, &doc.template_name, &errors),
     })?;
     let compile = started.elapsed();
     let started = std::time::Instant::now();
@@ -209,10 +206,7 @@ pub fn render_timed(doc: &Document) -> Result<(Vec<u8>, PdfTimings), PdfError> {
     };
     let pdf = typst_pdf::pdf(&document, &options).map_err(|errors| PdfError::Export {
         template: doc.template_name.clone(),
-        messages: errors
-            .iter()
-            .map(|e| describe(&world, &doc.template_name, e))
-            .collect(),
+        messages: describe_all(&world, &doc.template_name, &errors),
     })?;
     Ok((
         pdf,
@@ -221,6 +215,17 @@ pub fn render_timed(doc: &Document) -> Result<(Vec<u8>, PdfTimings), PdfError> {
             export: started.elapsed(),
         },
     ))
+}
+
+fn describe_all(
+    world: &ReportWorld,
+    template_name: &str,
+    errors: &[SourceDiagnostic],
+) -> Vec<String> {
+    errors
+        .iter()
+        .map(|e| describe(world, template_name, e))
+        .collect()
 }
 
 /// `template:line:column: error: message (hint: …)`.

@@ -114,11 +114,7 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
             continue;
         }
         in_window += 1;
-        let Some(&company) = c
-            .first_company_name
-            .as_deref()
-            .and_then(|n| pop.by_name.get(n))
-        else {
+        let Some(company) = pop.company_of(c.first_company_name.as_deref()) else {
             unmapped += 1;
             continue;
         };
@@ -148,10 +144,7 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
         }
     }
     if in_window == 0 {
-        return Err(MetricsError::EmptyWindow {
-            start: crate::timestamp::format_utc(window.start),
-            end: crate::timestamp::format_utc(window.end),
-        });
+        return Err(MetricsError::empty_window(&window));
     }
     let names = [AT_RISK, EXPANSION];
     let mut groups = Vec::new();
