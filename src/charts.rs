@@ -55,6 +55,8 @@ pub struct ChartSpec {
 pub struct RenderedChart {
     pub id: &'static str,
     pub svg: String,
+    /// Time the chart engine spent rendering it.
+    pub engine_time: std::time::Duration,
 }
 
 const PALETTE: [&str; 6] = [
@@ -73,8 +75,12 @@ pub fn render(spec: &ChartSpec) -> Result<RenderedChart, EngineError> {
         o.insert("backgroundColor".into(), json!("#ffffff"));
         o.insert("textStyle".into(), json!({ "fontFamily": FONT_FAMILY }));
     }
-    let svg = engine()?.render(spec.id, option.to_string(), WIDTH, HEIGHT)?;
-    Ok(RenderedChart { id: spec.id, svg })
+    let (svg, engine_time) = engine()?.render_timed(spec.id, option.to_string(), WIDTH, HEIGHT)?;
+    Ok(RenderedChart {
+        id: spec.id,
+        svg,
+        engine_time,
+    })
 }
 
 fn pct(v: Option<f64>) -> CompositeValue {

@@ -227,6 +227,7 @@ pub fn run(req: &RunRequest, clock: &dyn Clock) -> Result<RunOutcome, PipelineEr
     });
     timings.push(("editions_wall", t.elapsed()));
     let mut pdfs = Vec::new();
+    let mut chart_times = Vec::new();
     for ed in editions {
         let ed = ed?;
         let lang = &ed.lang;
@@ -234,12 +235,17 @@ pub fn run(req: &RunRequest, clock: &dyn Clock) -> Result<RunOutcome, PipelineEr
         staged.write(&file, &ed.pdf)?;
         for c in &ed.charts {
             staged.write(&format!("charts/{}.{lang}.svg", c.id), c.svg.as_bytes())?;
+            chart_times.push(c.engine_time);
         }
         pdfs.push((lang.clone(), dest.join(&file)));
         timings.push(("narrative", ed.timings.narrative));
         timings.push(("charts", ed.timings.charts));
         timings.push(("typst_compile", ed.timings.typst_compile));
         timings.push(("pdf_write", ed.timings.pdf_write));
+    }
+    chart_times.sort();
+    if let Some(median) = chart_times.get(chart_times.len() / 2) {
+        timings.push(("chart_median", *median));
     }
     manifest["timings_ms"] = timings_json(&timings);
     if let Some(kb) = peak_rss_kb() {

@@ -45,7 +45,7 @@ struct Request {
     option_json: String,
     width: u32,
     height: u32,
-    reply: mpsc::Sender<Result<String, EngineError>>,
+    reply: mpsc::Sender<Result<(String, Duration), EngineError>>,
 }
 
 /// Handle to the process's chart engine.
@@ -90,6 +90,19 @@ impl Engine {
         width: u32,
         height: u32,
     ) -> Result<String, EngineError> {
+        self.render_timed(name, option_json, width, height)
+            .map(|(svg, _)| svg)
+    }
+
+    /// [`Engine::render`], also returning the time the engine itself spent on it
+    /// (not counting the wait for other callers).
+    pub fn render_timed(
+        &self,
+        name: &str,
+        option_json: String,
+        width: u32,
+        height: u32,
+    ) -> Result<(String, Duration), EngineError> {
         let (reply, rx) = mpsc::channel();
         self.tx
             .lock()
@@ -137,6 +150,7 @@ fn serve(rx: mpsc::Receiver<Request>, ready: mpsc::Sender<Result<(), EngineError
         }
     };
     for req in rx {
+        let started = Instant::now();
         let result = ctx.with(|ctx| -> Result<String, EngineError> {
             let err = |message: String| EngineError::Render {
                 chart: req.name.clone(),
@@ -150,7 +164,7 @@ fn serve(rx: mpsc::Receiver<Request>, ready: mpsc::Sender<Result<(), EngineError
                 .catch(&ctx)
                 .map_err(|e| err(e.to_string()))
         });
-        let _ = req.reply.send(result);
+        let _ = req.reply.send(result.map(|svg| (svg, started.elapsed())));
     }
 }
 
