@@ -365,7 +365,9 @@ fn a_server_that_never_answers_times_out() {
     let o = run_job(&s, &["--send"]);
     let took = started.elapsed();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(took < Duration::from_secs(20), "took {took:?}");
+    // Rendering the report comes first and may be slow on a busy machine; the message
+    // proves the configured 2 s timeout ended the wait.
+    assert!(took < Duration::from_secs(90), "took {took:?}");
     assert!(text(&o).contains("timed out after 2s"), "{}", text(&o));
 }
 
