@@ -141,19 +141,9 @@ fn run_leased(
         Ok(o) => o,
         Err(e) => {
             let msg = e.to_string();
-            tracing::error!(job = %job.name, %period, "run failed: {msg}");
-            ledger.finish_run(&job.name, &period, RunState::Failed, Some(&msg))?;
             log.push(msg.clone());
+            fail_run(config, job, &period, fire, delivery, ledger, &msg, &log)?;
             out.error = Some(msg);
-            alert_owners(
-                config,
-                job,
-                &period,
-                fire,
-                delivery,
-                out.error.as_deref().unwrap_or_default(),
-                &log,
-            );
             return Ok(out);
         }
     };
@@ -167,12 +157,33 @@ fn run_leased(
         tracing::info!(job = %job.name, %period, sent = out.sent, "run succeeded");
     } else {
         let msg = errors.join("; ");
-        out.error = Some(msg.clone());
-        ledger.finish_run(&job.name, &period, RunState::Failed, Some(&msg))?;
-        tracing::error!(job = %job.name, %period, "run failed: {msg}");
-        alert_owners(config, job, &period, fire, delivery, &msg, &log);
+        fail_run(config, job, &period, fire, delivery, ledger, &msg, &log)?;
+        out.error = Some(msg);
     }
     Ok(out)
+}
+
+/// The ledger key of a fire that never got a period (failed before, or skipped).
+fn fire_period(fire: DateTime<Utc>) -> String {
+    format!("fire-{}", fire.format("%Y-%m-%dT%H:%M:%SZ"))
+}
+
+/// Records a failed run, logs it and tells the owners.
+#[allow(clippy::too_many_arguments)]
+fn fail_run(
+    config: &Config,
+    job: &Job,
+    period: &str,
+    fire: DateTime<Utc>,
+    delivery: &Delivery,
+    ledger: &Ledger,
+    msg: &str,
+    log: &[String],
+) -> Result<(), DaemonError> {
+    ledger.finish_run(&job.name, period, RunState::Failed, Some(msg))?;
+    tracing::error!(job = %job.name, %period, "run failed: {msg}");
+    alert_owners(config, job, period, fire, delivery, msg, log);
+    Ok(())
 }
 
 fn fail_before_period(
@@ -185,19 +196,18 @@ fn fail_before_period(
     msg: String,
 ) -> Result<JobRun, DaemonError> {
     // No period could be computed: the run is keyed by its fire time instead.
-    let period = format!("fire-{}", fire.format("%Y-%m-%dT%H:%M:%SZ"));
+    let period = fire_period(fire);
     ledger.begin_run(&job.name, &period, Some(fire), None)?;
-    ledger.finish_run(&job.name, &period, RunState::Failed, Some(&msg))?;
-    tracing::error!(job = %job.name, "run failed before it started: {msg}");
-    alert_owners(
+    fail_run(
         config,
         job,
         &period,
         fire,
         delivery,
+        ledger,
         &msg,
         std::slice::from_ref(&msg),
-    );
+    )?;
     out.error = Some(msg);
     out.period = Some(period);
     Ok(out)
@@ -547,7 +557,7 @@ pub fn run_daemon(
             if workers.contains_key(&job.name) && job.overlap == Overlap::Forbid {
                 for fire in fires {
                     tracing::warn!(job = %job.name, %fire, "previous run still in flight; this fire is skipped");
-                    let period = format!("fire-{}", fire.format("%Y-%m-%dT%H:%M:%SZ"));
+                    let period = fire_period(fire);
                     ledger.record_skipped(
                         &job.name,
                         &period,

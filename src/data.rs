@@ -387,6 +387,14 @@ pub fn split_items(s: &str) -> impl Iterator<Item = &str> {
     s.split(',').map(str::trim)
 }
 
+/// The conversation's company: the first name of `all_contact_company_names`,
+/// normalized; `None` when there is none.
+pub fn first_company_name(names: Option<&str>) -> Option<String> {
+    names
+        .and_then(|s| split_items(s).next().map(normalize_name))
+        .filter(|s| !s.is_empty())
+}
+
 /// `lower(trim(name))`, the contract's name comparison.
 pub fn normalize_name(s: &str) -> String {
     s.trim().to_lowercase()
@@ -687,10 +695,9 @@ impl Database {
                     .cow_text(2, "all_conversation_tags")?
                     .map(|t| topic_tags(&t))
                     .unwrap_or_default(),
-                first_company_name: r
-                    .cow_text(3, "all_contact_company_names")?
-                    .and_then(|s| split_items(&s).next().map(normalize_name))
-                    .filter(|s| !s.is_empty()),
+                first_company_name: first_company_name(
+                    r.cow_text(3, "all_contact_company_names")?.as_deref(),
+                ),
                 rating: r.real(4, "conversation_rating")?,
             });
             Ok(())
@@ -795,10 +802,9 @@ impl Database {
                     "conversation_created_at",
                     created.as_deref(),
                 ),
-                first_company_name: r
-                    .cow_text(6, "all_contact_company_names")?
-                    .and_then(|s| split_items(&s).next().map(normalize_name))
-                    .filter(|s| !s.is_empty()),
+                first_company_name: first_company_name(
+                    r.cow_text(6, "all_contact_company_names")?.as_deref(),
+                ),
                 last_close_at: ts.parse(CONVERSATION_ENHANCED, "last_close_at", closed.as_deref()),
                 bot_first: crate::metrics::is_bot_first(
                     tags.as_deref(),

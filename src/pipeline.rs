@@ -290,18 +290,7 @@ fn prepare(
         return Err(PipelineError::UnknownReport(req.report.clone()));
     }
     let db = Database::open(&req.db)?;
-    db.check(&req.report, data::CONVERSATION_USAGE_CORE)?;
-    let usage = match req.usage_source {
-        UsageSource::Events => UsageDefinitions::Events,
-        UsageSource::Proxy => UsageDefinitions::Proxy,
-        UsageSource::Auto if db.has_table(data::USAGE_EVENTS)? => UsageDefinitions::Events,
-        UsageSource::Auto => UsageDefinitions::Proxy,
-    };
-    let needs = match usage {
-        UsageDefinitions::Events => data::CONVERSATION_USAGE_EVENTS,
-        UsageDefinitions::Proxy => data::CONVERSATION_USAGE_PROXY,
-    };
-    db.check(&req.report, needs)?;
+    let usage = check_schema(&db, &req.report, req.usage_source)?;
     let anchor = match req.window {
         WindowSpec::Rolling { .. } => db.max_conversation_created(req.source_tz)?,
         _ => None,
@@ -317,16 +306,29 @@ pub fn period_of(req: &RunRequest, reference: DateTime<Utc>) -> Result<String, P
 
 /// Checks the database against what a report needs (for `cxreport check`).
 pub fn check_database(report: &str, db: &Path, usage: UsageSource) -> Result<(), PipelineError> {
-    let db = Database::open(db)?;
+    check_schema(&Database::open(db)?, report, usage).map(|_| ())
+}
+
+/// Picks the usage definitions (`auto`: events when the table exists) and checks every
+/// table and column the report needs with them.
+fn check_schema(
+    db: &Database,
+    report: &str,
+    source: UsageSource,
+) -> Result<UsageDefinitions, PipelineError> {
     db.check(report, data::CONVERSATION_USAGE_CORE)?;
+    let usage = match source {
+        UsageSource::Events => UsageDefinitions::Events,
+        UsageSource::Proxy => UsageDefinitions::Proxy,
+        UsageSource::Auto if db.has_table(data::USAGE_EVENTS)? => UsageDefinitions::Events,
+        UsageSource::Auto => UsageDefinitions::Proxy,
+    };
     let needs = match usage {
-        UsageSource::Events => data::CONVERSATION_USAGE_EVENTS,
-        UsageSource::Proxy => data::CONVERSATION_USAGE_PROXY,
-        UsageSource::Auto if db.has_table(data::USAGE_EVENTS)? => data::CONVERSATION_USAGE_EVENTS,
-        UsageSource::Auto => data::CONVERSATION_USAGE_PROXY,
+        UsageDefinitions::Events => data::CONVERSATION_USAGE_EVENTS,
+        UsageDefinitions::Proxy => data::CONVERSATION_USAGE_PROXY,
     };
     db.check(report, needs)?;
-    Ok(())
+    Ok(usage)
 }
 
 /// The four panel CSVs of §7: slice columns first, then §4's columns.
