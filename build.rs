@@ -1,11 +1,13 @@
 //! Finds the ECharts script inside the charming crate's packaged sources (no committed
-//! third-party JavaScript, no network) and copies it to OUT_DIR for `include_str!`.
+//! third-party JavaScript, no network) and copies it to OUT_DIR for `include_str!`;
+//! lists every file under `templates/` for embedding.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    embed_templates();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target = std::env::var("TARGET").expect("cargo sets TARGET");
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
@@ -55,4 +57,43 @@ fn main() {
         .unwrap_or("unknown")
         .to_owned();
     println!("cargo:rustc-env=CXREPORT_ECHARTS_VERSION={version}");
+}
+
+/// Writes `templates.rs`: a `&[(path, include_str!(…))]` of every file under
+/// `templates/`, sorted, paths relative to that folder with `/` separators.
+fn embed_templates() {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"))
+        .join("templates");
+    println!("cargo:rerun-if-changed={}", root.display());
+    let mut files = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        println!("cargo:rerun-if-changed={}", dir.display());
+        for entry in std::fs::read_dir(&dir).expect("reading templates/") {
+            let path = entry.expect("a templates/ entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut out = String::from("&[\n");
+    for f in &files {
+        let rel = f
+            .strip_prefix(&root)
+            .expect("under templates/")
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
+        out.push_str(&format!(
+            "    ({rel:?}, include_str!({:?})),\n",
+            f.display().to_string()
+        ));
+    }
+    out.push(']');
+    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("templates.rs");
+    std::fs::write(dest, out).expect("writing templates.rs");
 }

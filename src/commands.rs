@@ -115,7 +115,8 @@ pub fn check(config_path: &Path, db: Option<&Path>) -> Result<(), Failure> {
                 .or_else(|| config.defaults.database.clone());
             match database {
                 Some(path) => {
-                    if let Err(e) = pipeline::check_database(&job.report, &path, job.usage_source) {
+                    let req = cxreport::daemon::request_on(config, job, path);
+                    if let Err(e) = pipeline::check_database(&req) {
                         problems.push(format!("job `{}`: {e}", job.name));
                     }
                 }

@@ -12,7 +12,7 @@ use lettre::message::Mailbox;
 use serde::Deserialize;
 
 use crate::narrative::Templates;
-use crate::pipeline::{UsageSource, REPORTS};
+use crate::pipeline::UsageSource;
 use crate::schedule::{Catchup, CronExpr};
 use crate::window::WindowSpec;
 
@@ -105,6 +105,7 @@ struct RawJob {
     output: Option<String>,
     usage_source: Option<String>,
     min_cell: Option<usize>,
+    min_pp: Option<f64>,
 }
 
 // ---------------------------------------------------------------------------
@@ -186,6 +187,8 @@ pub struct Job {
     pub output: PathBuf,
     pub usage_source: UsageSource,
     pub min_cell: usize,
+    /// tag-drivers: smallest share difference (pp) worth a finding.
+    pub min_pp: f64,
 }
 
 impl Config {
@@ -318,10 +321,7 @@ impl Validator {
             }
         }
         for l in &defaults.languages {
-            if !tpl
-                .languages(crate::pipeline::CONVERSATION_USAGE)
-                .contains(l)
-            {
+            if !tpl.languages(crate::pipeline::DEFAULT_REPORT).contains(l) {
                 self.problem(
                     "defaults.languages",
                     format!("no templates for language `{l}`"),
@@ -443,12 +443,14 @@ impl Validator {
         }
         let report = j
             .report
-            .unwrap_or_else(|| crate::pipeline::CONVERSATION_USAGE.to_owned());
-        if !REPORTS.iter().any(|(r, _)| *r == report) {
-            let known: Vec<&str> = REPORTS.iter().map(|(r, _)| *r).collect();
+            .unwrap_or_else(|| crate::pipeline::DEFAULT_REPORT.to_owned());
+        if crate::reports::find(&report).is_none() {
             self.problem(
                 key("report"),
-                format!("unknown report `{report}` (known: {})", known.join(", ")),
+                format!(
+                    "unknown report `{report}` (known: {})",
+                    crate::reports::names().join(", ")
+                ),
             );
         }
         let cron = match j.cron.parse::<CronExpr>() {
@@ -506,6 +508,13 @@ impl Validator {
                 UsageSource::Auto
             }
         };
+        let min_pp = j.min_pp.unwrap_or(3.0);
+        if !(0.0..=100.0).contains(&min_pp) {
+            self.problem(
+                key("min_pp"),
+                format!("{min_pp}: expected percentage points between 0 and 100"),
+            );
+        }
         let owners: Vec<Mailbox> = j
             .owners
             .iter()
@@ -568,6 +577,7 @@ impl Validator {
             output,
             usage_source,
             min_cell: j.min_cell.unwrap_or(20),
+            min_pp,
         })
     }
 }

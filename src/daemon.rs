@@ -73,7 +73,12 @@ pub fn request(config: &Config, job: &Job) -> Result<RunRequest, pipeline::Pipel
         Some(db) => db,
         None => pipeline::demo_database(&pipeline::cache_dir())?,
     };
-    Ok(RunRequest {
+    Ok(request_on(config, job, db))
+}
+
+/// A job's request against a given database.
+pub fn request_on(config: &Config, job: &Job, db: PathBuf) -> RunRequest {
+    RunRequest {
         report: job.report.clone(),
         db,
         window: job.window,
@@ -83,9 +88,10 @@ pub fn request(config: &Config, job: &Job) -> Result<RunRequest, pipeline::Pipel
         source_tz: config.defaults.source_timezone,
         tz: job.timezone,
         min_cell: job.min_cell,
+        min_pp: job.min_pp,
         langs: job.languages.clone(),
         templates: config.templates(),
-    })
+    }
 }
 
 /// Runs one job as the schedule would at `fire`, delivering as asked.
@@ -389,10 +395,9 @@ fn email_content(
     let bytes = std::fs::read(&path).unwrap_or_default();
     let attached = (bytes.len() as u64) <= max_attachment && !bytes.is_empty();
     let mb = |b: u64| format!("{:.1}", b as f64 / (1024.0 * 1024.0));
-    let w = &outcome.report.window;
     let value = json!({ "e": {
         "title": language.strings.get("document.title"),
-        "period": format!("{} – {}", w.start.format("%Y-%m-%d"), w.end.format("%Y-%m-%d")),
+        "period": edition::period_label(outcome.window.as_ref(), &outcome.period, &language),
         "findings": findings.iter().take(3).map(|f| f.text.clone()).collect::<Vec<_>>(),
         "file": file,
         "attached": attached,
@@ -402,13 +407,11 @@ fn email_content(
         "job": job.name,
     }});
     let e = &value["e"];
-    let csv = if attach_csv {
-        let name = "panel_segment_seat_arr.csv".to_owned();
-        std::fs::read(outcome.dir.join(&name))
+    let csv = match outcome.main_csv {
+        Some(name) if attach_csv => std::fs::read(outcome.dir.join(name))
             .ok()
-            .map(|b| (name, b))
-    } else {
-        None
+            .map(|b| (name.to_owned(), b)),
+        _ => None,
     };
     Ok(EmailContent {
         subject: language.render("email_subject.tera", "e", e)?,

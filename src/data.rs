@@ -43,6 +43,7 @@ const SQL_USERS: &str =
     "SELECT user_id, portfolio_size, plan_type, annual_revenue, is_active, nps_score, \
      support_tickets_last_90d FROM users";
 const SQL_EVENTS: &str = "SELECT user_id, event_type, event_time FROM events";
+const SQL_EVENT_TIMES: &str = "SELECT event_time FROM events";
 const SQL_TAG_CONVERSATIONS: &str =
     "SELECT conversation_id, conversation_created_at, all_conversation_tags, \
      all_contact_company_names, conversation_rating FROM intercom__conversation_enhanced";
@@ -637,6 +638,21 @@ impl Database {
         Ok(max)
     }
 
+    /// The latest parseable `events.event_time` (the segmentation snapshot's date).
+    pub fn max_event_time(&self, tz: Tz) -> Result<Option<DateTime<Utc>>, DataError> {
+        let mut max: Option<DateTime<Utc>> = None;
+        self.each_row(EVENTS, SQL_EVENT_TIMES, |r| {
+            if let Some(t) = r
+                .cow_text(0, "event_time")?
+                .and_then(|s| timestamp::parse(&s, tz).ok())
+            {
+                max = Some(max.map_or(t, |m| m.max(t)));
+            }
+            Ok(())
+        })?;
+        Ok(max)
+    }
+
     /// Reads every column the conversation-usage report reads, once, touching each
     /// value and keeping nothing: the floor the benchmark compares loading against.
     /// Returns (rows, bytes of text).
@@ -720,8 +736,8 @@ impl Database {
         source_tz: Tz,
     ) -> Result<
         (
-            Vec<crate::segmentation::UserRow>,
-            Vec<crate::segmentation::EventRow>,
+            Vec<crate::reports::customer_segmentation::metrics::UserRow>,
+            Vec<crate::reports::customer_segmentation::metrics::EventRow>,
             BadTimestamps,
         ),
         DataError,
@@ -733,7 +749,7 @@ impl Database {
         };
         let mut users = Vec::new();
         self.each_row(USERS, SQL_USERS, |r| {
-            users.push(crate::segmentation::UserRow {
+            users.push(crate::reports::customer_segmentation::metrics::UserRow {
                 user_id: r.text(0, "user_id")?.unwrap_or_default(),
                 portfolio_size: r.integer(1, "portfolio_size")?,
                 plan_type: r.text(2, "plan_type")?,
@@ -747,7 +763,7 @@ impl Database {
         let mut events = Vec::new();
         self.each_row(EVENTS, SQL_EVENTS, |r| {
             let t = r.cow_text(2, "event_time")?;
-            events.push(crate::segmentation::EventRow {
+            events.push(crate::reports::customer_segmentation::metrics::EventRow {
                 user_id: r.text(0, "user_id")?.unwrap_or_default(),
                 event_type: r.text(1, "event_type")?.unwrap_or_default(),
                 event_time: ts.parse(EVENTS, "event_time", t.as_deref()),

@@ -16,9 +16,8 @@ pub mod narrative;
 pub mod output;
 pub mod pdf;
 pub mod pipeline;
+pub mod reports;
 pub mod schedule;
-pub mod segmentation;
-pub mod tag_drivers;
 pub mod timestamp;
 pub mod window;
 

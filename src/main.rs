@@ -32,7 +32,7 @@ enum Command {
     /// Run a report now (with no --db, on the built-in demo database).
     Run {
         /// Report kind (see `cxreport reports`).
-        #[arg(default_value = pipeline::CONVERSATION_USAGE)]
+        #[arg(default_value = pipeline::DEFAULT_REPORT)]
         report: String,
         /// SQLite database shaped like the data contract.
         #[arg(long)]
@@ -49,6 +49,10 @@ enum Command {
         /// Minimum companies for a cell to enter correlations and findings.
         #[arg(long, default_value_t = 20)]
         min_cell: usize,
+        /// tag-drivers: smallest share difference, in percentage points, that makes a
+        /// topic over-represented in a group.
+        #[arg(long, default_value_t = 3.0)]
+        min_pp: f64,
         /// IANA timezone of timestamps without an offset.
         #[arg(long, default_value = "UTC")]
         source_timezone: chrono_tz::Tz,
@@ -173,6 +177,7 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             usage_source,
             out,
             min_cell,
+            min_pp,
             source_timezone,
             timezone,
             lang,
@@ -219,6 +224,7 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                 source_tz: source_timezone,
                 tz: timezone,
                 min_cell,
+                min_pp,
                 langs: if data_only { Vec::new() } else { lang },
                 templates: Templates::new(templates),
             };
@@ -276,8 +282,11 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Reports => {
-            for (name, about) in pipeline::REPORTS {
-                println!("{name}\n    {about}");
+            for report in cxreport::reports::ALL {
+                println!("{}\n    {}", report.name(), report.about());
+                for (option, meaning) in report.options() {
+                    println!("    --{}: {meaning}", option.replace('_', "-"));
+                }
             }
             Ok(())
         }

@@ -447,6 +447,11 @@ pub struct DataQuality {
 pub enum MetricsError {
     #[error("no conversations in window {start} .. {end}")]
     EmptyWindow { start: String, end: String },
+    #[error("table {table} has no rows: report {report} has nothing to describe")]
+    NoRows {
+        table: &'static str,
+        report: &'static str,
+    },
 }
 
 impl MetricsError {

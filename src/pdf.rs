@@ -89,7 +89,8 @@ pub struct Document {
     /// How the template is named in error messages (its path for the user).
     pub template_name: String,
     pub template: String,
-    /// Files the template may read, by path (`data.json`, `charts/x.svg`).
+    /// Files the template may read or import, by path (`common.typ`, `data.json`,
+    /// `charts/x.svg`).
     pub files: Vec<(String, Vec<u8>)>,
     /// The run's reference time: Typst's `today()` and the PDF creation date.
     pub reference: DateTime<Utc>,
@@ -126,10 +127,12 @@ impl World for ReportWorld {
 
     fn source(&self, id: FileId) -> FileResult<Source> {
         if id == self.main {
-            Ok(self.source.clone())
-        } else {
-            Err(FileError::NotSource)
+            return Ok(self.source.clone());
         }
+        // Modules the template imports (`common.typ`) are served like any file.
+        let bytes = self.file(id)?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| FileError::InvalidUtf8)?;
+        Ok(Source::new(id, text.to_owned()))
     }
 
     fn file(&self, id: FileId) -> FileResult<Bytes> {

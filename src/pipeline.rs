@@ -1,5 +1,6 @@
-//! One run of a report, stages in order: open and check the database, resolve the
-//! window, load, compute, write the outputs atomically. Each stage is timed and the
+//! One run of a report, stages in order: open and check the database against what
+//! the report needs, plan what the run covers, load and compute, write the outputs
+//! atomically. Each stage is timed and the
 //! timings go into the manifest.
 
 use std::path::{Path, PathBuf};
@@ -9,18 +10,20 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::clock::Clock;
-use crate::data::{self, DataError, Database, UsageTables};
+use crate::data::{DataError, Database};
 use crate::demo::{self, DemoError, DemoOptions};
-use crate::edition::{self, EditionError, Narrative, Provenance};
-use crate::metrics::{self, ConversationUsage, MetricsError, SliceRow, UsageDefinitions};
+use crate::edition::{self, EditionError, Narrative, Provenance, RunInfo};
+use crate::metrics::MetricsError;
 use crate::narrative::{NarrativeError, Templates};
 use crate::output::{self, OutputError, StagedDir};
-use crate::window::{WindowError, WindowSpec};
+use crate::reports::{self, Computed, Plan, Report};
+use crate::window::{Window, WindowError, WindowSpec};
 
-pub const CONVERSATION_USAGE: &str = "conversation-usage";
+/// The report a run makes when none is named.
+pub const DEFAULT_REPORT: &str = crate::reports::conversation_usage::NAME;
 
 /// Option `usage_source` (spec §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -60,6 +63,9 @@ pub struct RunRequest {
     /// Timezone in which calendar windows are cut (the job's).
     pub tz: Tz,
     pub min_cell: usize,
+    /// tag-drivers: the share difference (percentage points) that makes a topic
+    /// over-represented.
+    pub min_pp: f64,
     /// Language editions to write (`report.<lang>.pdf`); empty: CSV/JSON only.
     pub langs: Vec<String>,
     pub templates: Templates,
@@ -102,37 +108,36 @@ impl PipelineError {
     }
 }
 
-#[derive(Debug)]
 pub struct RunOutcome {
     pub dir: PathBuf,
     pub period: String,
-    pub report: ConversationUsage,
+    /// The window, for reports that cut one.
+    pub window: Option<Window>,
+    pub computed: Box<dyn Computed>,
     pub narrative: Narrative,
+    /// The CSV file an email may attach (the report's first).
+    pub main_csv: Option<&'static str>,
     /// The PDF files written, by language.
     pub pdfs: Vec<(String, PathBuf)>,
 }
 
-/// summary.json: the numbers and the findings they support.
-#[derive(Serialize)]
-struct Summary<'a> {
-    #[serde(flatten)]
-    report: &'a ConversationUsage,
-    #[serde(flatten)]
-    narrative: &'a Narrative,
+impl std::fmt::Debug for RunOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOutcome")
+            .field("dir", &self.dir)
+            .field("period", &self.period)
+            .field("pdfs", &self.pdfs)
+            .finish_non_exhaustive()
+    }
 }
 
-/// Reports this build knows.
-pub const REPORTS: &[(&str, &str)] = &[(
-    CONVERSATION_USAGE,
-    "Intercom conversations × product usage of paying customers, by segment × seat × ARR bucket. \
-     Options: --window (rolling:<N>m | calendar:<N>m | range:<from>..<to>, default rolling:6m), \
-     --usage-source (auto | events | proxy), --min-cell (default 20).",
-)];
+/// The report a request names.
+pub fn report_of(req: &RunRequest) -> Result<&'static dyn Report, PipelineError> {
+    reports::find(&req.report).ok_or_else(|| PipelineError::UnknownReport(req.report.clone()))
+}
 
 pub fn run(req: &RunRequest, clock: &dyn Clock) -> Result<RunOutcome, PipelineError> {
-    if req.report != CONVERSATION_USAGE {
-        return Err(PipelineError::UnknownReport(req.report.clone()));
-    }
+    let report = report_of(req)?;
     let reference = clock.now();
     // Languages are configuration: check them before any work.
     let available = req.templates.languages(&req.report);
@@ -148,57 +153,47 @@ pub fn run(req: &RunRequest, clock: &dyn Clock) -> Result<RunOutcome, PipelineEr
     // Load the chart engine while the data loads: it is needed only for the editions.
     let engine_warmup = (!req.langs.is_empty())
         .then(|| std::thread::spawn(|| crate::charts::engine().map(|e| e.startup)));
-    let t = Instant::now();
-    let (db, usage, window) = prepare(req, reference)?;
-    let tables = match usage {
-        UsageDefinitions::Events => UsageTables::Events,
-        UsageDefinitions::Proxy => UsageTables::Proxy,
-    };
-    tracing::info!(window = %req.window, period = %window.period(), usage = ?usage, "resolved window");
-    let loaded = db.load_conversation_usage(req.source_tz, tables)?;
-    timings.push(("load", t.elapsed()));
+    let (db, plan) = prepare(report, req, reference)?;
+    tracing::info!(report = report.name(), period = %plan.period, "resolved what the run covers");
+    let computed = report.compute(&db, req, &plan, &mut timings)?;
 
     let t = Instant::now();
-    let report = metrics::compute(
-        &loaded,
-        window,
-        metrics::Params {
-            min_cell: req.min_cell,
-            usage,
-            ..metrics::Params::default()
-        },
-    )?;
-    timings.push(("metrics", t.elapsed()));
-    let bad = report.data_quality.bad_timestamps.total();
-    if bad > 0 {
-        tracing::warn!(
-            count = bad,
-            "unparseable timestamps (counted in the data-quality appendix)"
-        );
-    }
-
-    let t = Instant::now();
-    let narrative = Narrative::of(&report);
+    let story = computed.story();
     timings.push(("findings", t.elapsed()));
 
-    let period = window.period();
-    let dest = req.out_dir.join(&req.name).join(&period);
+    let dest = req.out_dir.join(&req.name).join(&plan.period);
     let staged = StagedDir::new(&dest)?;
     let t = Instant::now();
-    write_panels(&staged, &report)?;
-    staged.write_json(
-        "summary.json",
-        &Summary {
-            report: &report,
-            narrative: &narrative,
-        },
-    )?;
+    let csv_files = computed.csv_files();
+    for file in &csv_files {
+        let bytes =
+            output::csv_bytes(&file.header, file.rows.iter().cloned()).map_err(|source| {
+                OutputError::Csv {
+                    path: staged.path().join(file.name),
+                    source,
+                }
+            })?;
+        staged.write(file.name, &bytes)?;
+    }
+    let mut summary = computed.summary();
+    if let Value::Object(m) = &mut summary {
+        m.insert("findings".into(), json!(story.findings));
+        m.insert("recommendations".into(), json!(story.recommendations));
+    }
+    staged.write_json("summary.json", &summary)?;
     timings.push(("write_data", t.elapsed()));
 
-    let (mut manifest, provenance) = manifest(req, &db, &report, usage, reference)?;
+    let (mut manifest, provenance) = manifest(req, &db, &plan, reference)?;
     if let Some(Ok(Ok(startup))) = engine_warmup.map(|h| h.join()) {
         timings.push(("chart_engine_start", startup));
     }
+    let info = RunInfo {
+        report: report.name(),
+        period: &plan.period,
+        window: plan.window,
+        provenance: &provenance,
+        reference,
+    };
     // Editions render in parallel: Typst compiles on every core while the chart
     // engine serves both.
     let t = Instant::now();
@@ -207,17 +202,8 @@ pub fn run(req: &RunRequest, clock: &dyn Clock) -> Result<RunOutcome, PipelineEr
             .langs
             .iter()
             .map(|lang| {
-                let (report, narrative, provenance) = (&report, &narrative, &provenance);
-                scope.spawn(move || {
-                    edition::render(
-                        report,
-                        narrative,
-                        provenance,
-                        reference,
-                        &req.templates,
-                        lang,
-                    )
-                })
+                let (computed, story, info) = (computed.as_ref(), &story, &info);
+                scope.spawn(move || edition::render(computed, story, info, &req.templates, lang))
             })
             .collect();
         handles
@@ -253,12 +239,15 @@ pub fn run(req: &RunRequest, clock: &dyn Clock) -> Result<RunOutcome, PipelineEr
     }
     staged.write_json("manifest.json", &manifest)?;
     let dir = staged.commit()?;
-    tracing::info!(dir = %dir.display(), kept = report.counts.conversations_kept, editions = req.langs.len(), "report written");
+    let (what, n) = computed.size();
+    tracing::info!(dir = %dir.display(), report = report.name(), what, n, editions = req.langs.len(), "report written");
     Ok(RunOutcome {
         dir,
-        period,
-        report,
-        narrative,
+        period: plan.period,
+        window: plan.window,
+        computed,
+        narrative: story,
+        main_csv: csv_files.first().map(|f| f.name),
         pdfs,
     })
 }
@@ -281,112 +270,35 @@ fn timings_json(timings: &[(&str, std::time::Duration)]) -> serde_json::Value {
     serde_json::Value::Object(m)
 }
 
-/// Opens and checks the database, picks the usage definitions and resolves the window.
+/// Opens the database, checks every table and column the report needs and plans
+/// the run.
 fn prepare(
+    report: &dyn Report,
     req: &RunRequest,
     reference: DateTime<Utc>,
-) -> Result<(Database, UsageDefinitions, crate::window::Window), PipelineError> {
-    if req.report != CONVERSATION_USAGE {
-        return Err(PipelineError::UnknownReport(req.report.clone()));
-    }
+) -> Result<(Database, Plan), PipelineError> {
     let db = Database::open(&req.db)?;
-    let usage = check_schema(&db, &req.report, req.usage_source)?;
-    let anchor = match req.window {
-        WindowSpec::Rolling { .. } => db.max_conversation_created(req.source_tz)?,
-        _ => None,
-    };
-    let window = req.window.resolve(anchor, reference, req.tz)?;
-    Ok((db, usage, window))
+    db.check(report.name(), &report.needs(&db, req)?)?;
+    let plan = report.plan(&db, req, reference)?;
+    Ok((db, plan))
 }
 
 /// The period a run at `reference` would cover (the ledger's key), without running it.
 pub fn period_of(req: &RunRequest, reference: DateTime<Utc>) -> Result<String, PipelineError> {
-    prepare(req, reference).map(|(_, _, w)| w.period())
+    prepare(report_of(req)?, req, reference).map(|(_, plan)| plan.period)
 }
 
 /// Checks the database against what a report needs (for `cxreport check`).
-pub fn check_database(report: &str, db: &Path, usage: UsageSource) -> Result<(), PipelineError> {
-    check_schema(&Database::open(db)?, report, usage).map(|_| ())
-}
-
-/// Picks the usage definitions (`auto`: events when the table exists) and checks every
-/// table and column the report needs with them.
-fn check_schema(
-    db: &Database,
-    report: &str,
-    source: UsageSource,
-) -> Result<UsageDefinitions, PipelineError> {
-    db.check(report, data::CONVERSATION_USAGE_CORE)?;
-    let usage = match source {
-        UsageSource::Events => UsageDefinitions::Events,
-        UsageSource::Proxy => UsageDefinitions::Proxy,
-        UsageSource::Auto if db.has_table(data::USAGE_EVENTS)? => UsageDefinitions::Events,
-        UsageSource::Auto => UsageDefinitions::Proxy,
-    };
-    let needs = match usage {
-        UsageDefinitions::Events => data::CONVERSATION_USAGE_EVENTS,
-        UsageDefinitions::Proxy => data::CONVERSATION_USAGE_PROXY,
-    };
-    db.check(report, needs)?;
-    Ok(usage)
-}
-
-/// The four panel CSVs of §7: slice columns first, then §4's columns.
-fn write_panels(staged: &StagedDir, r: &ConversationUsage) -> Result<(), OutputError> {
-    let panels: [(&str, &[SliceRow], &[&str]); 4] = [
-        (
-            "panel_segment_seat_arr.csv",
-            &r.panels.segment_seat_arr,
-            &["segment", "seat_bucket", "arr_bucket"],
-        ),
-        (
-            "panel_segment_seat.csv",
-            &r.panels.segment_seat,
-            &["segment", "seat_bucket"],
-        ),
-        (
-            "panel_segment_arr.csv",
-            &r.panels.segment_arr,
-            &["segment", "arr_bucket"],
-        ),
-        ("panel_segment.csv", &r.panels.segment, &["segment"]),
-    ];
-    for (file, rows, slice_cols) in panels {
-        let header: Vec<&str> = slice_cols
-            .iter()
-            .chain(metrics::METRIC_COLUMNS.iter())
-            .copied()
-            .collect();
-        let body = rows.iter().map(|row| {
-            let mut cells: Vec<String> = slice_cols
-                .iter()
-                .map(|c| {
-                    match *c {
-                        "segment" => row.segment,
-                        "seat_bucket" => row.seat_bucket,
-                        _ => row.arr_bucket,
-                    }
-                    .unwrap_or_default()
-                    .to_owned()
-                })
-                .collect();
-            cells.extend(row.metric_values().into_iter().map(output::cell));
-            cells
-        });
-        let bytes = output::csv_bytes(&header, body).map_err(|source| OutputError::Csv {
-            path: staged.path().join(file),
-            source,
-        })?;
-        staged.write(file, &bytes)?;
-    }
-    Ok(())
+pub fn check_database(req: &RunRequest) -> Result<(), PipelineError> {
+    let report = report_of(req)?;
+    let db = Database::open(&req.db)?;
+    Ok(db.check(report.name(), &report.needs(&db, req)?)?)
 }
 
 fn manifest(
     req: &RunRequest,
     db: &Database,
-    report: &ConversationUsage,
-    usage: UsageDefinitions,
+    plan: &Plan,
     reference: DateTime<Utc>,
 ) -> Result<(serde_json::Value, Provenance), PipelineError> {
     let sha = output::sha256_file(db.path()).map_err(|source| PipelineError::Hash {
@@ -395,50 +307,30 @@ fn manifest(
     })?;
     let mut rows = serde_json::Map::new();
     let mut row_counts = Vec::new();
-    for table in [
-        data::COMPANY_ENHANCED,
-        data::COMPANY_METRICS,
-        data::CONTACT_ENHANCED,
-        data::CONVERSATION_ENHANCED,
-        data::CONVERSATION_METRICS,
-        data::USAGE_EVENTS,
-    ] {
+    for table in &plan.tables {
         if db.has_table(table)? {
             let n = db.row_count(table)?;
-            rows.insert(table.to_owned(), json!(n));
-            row_counts.push((table.to_owned(), n));
+            rows.insert((*table).to_owned(), json!(n));
+            row_counts.push(((*table).to_owned(), n));
         }
     }
     let provenance = Provenance {
         database: db.path().display().to_string(),
         sha256: sha.clone(),
-        parameters: vec![
-            ("window".into(), req.window.to_string()),
-            (
-                "usage_source".into(),
-                format!("{:?} → {:?}", req.usage_source, usage).to_lowercase(),
-            ),
-            ("min_cell".into(), req.min_cell.to_string()),
-            ("source_timezone".into(), req.source_tz.name().to_owned()),
-        ],
+        parameters: plan.parameters.clone(),
         row_counts,
     };
+    let mut parameters = plan.manifest_parameters.clone();
+    parameters.insert("timezone".into(), json!(req.tz.name()));
+    parameters.insert("languages".into(), json!(req.langs));
     let manifest = json!({
         "tool": "cxreport",
         "version": crate::VERSION,
         "report": req.report,
         "name": req.name,
-        "period": report.window.period(),
+        "period": plan.period,
         "reference_time": crate::timestamp::format_utc(reference),
-        "parameters": {
-            "window": req.window.to_string(),
-            "usage_source": req.usage_source,
-            "usage_source_used": usage,
-            "min_cell": req.min_cell,
-            "source_timezone": req.source_tz.name(),
-            "timezone": req.tz.name(),
-            "languages": req.langs,
-        },
+        "parameters": parameters,
         "database": {
             "path": db.path().display().to_string(),
             "sha256": sha,

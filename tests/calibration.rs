@@ -235,7 +235,7 @@ fn demo_tag_drivers_tell_the_expected_story() {
         .resolve(anchor, anchor.unwrap(), Tz::UTC)
         .unwrap();
     let data = db.load_tag_drivers(Tz::UTC).unwrap();
-    let r = cxreport::tag_drivers::compute(&data, window).unwrap();
+    let r = cxreport::reports::tag_drivers::metrics::compute(&data, window).unwrap();
     for t in &r.top {
         println!(
             "{:<18} at-risk {:.3}  expansion {:.3}  {:+.1} pp",
@@ -269,7 +269,7 @@ fn demo_tag_drivers_tell_the_expected_story() {
 /// Customer-segmentation reference figures of the demo data (spec "Demo calibration").
 #[test]
 fn demo_users_and_events_match_the_segmentation_figures() {
-    use cxreport::segmentation as seg;
+    use cxreport::reports::customer_segmentation::metrics as seg;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("demo.sqlite");
     demo::generate(&path, &DemoOptions::default()).unwrap();

@@ -2,12 +2,13 @@
 //! languages, for the default demo database: a wording change shows up in review.
 
 use chrono_tz::Tz;
-use cxreport::charts;
 use cxreport::data::{Database, UsageTables};
 use cxreport::demo::{self, DemoOptions};
-use cxreport::edition::{self, Narrative, REPORT};
+use cxreport::edition;
 use cxreport::metrics::{self, Params, UsageDefinitions};
 use cxreport::narrative::Templates;
+use cxreport::reports::conversation_usage::NAME as REPORT;
+use cxreport::reports::Computed;
 use cxreport::window::WindowSpec;
 
 fn narrative_text(usage: UsageDefinitions, lang: &str) -> String {
@@ -35,7 +36,7 @@ fn narrative_text(usage: UsageDefinitions, lang: &str) -> String {
         },
     )
     .unwrap();
-    let story = Narrative::of(&report);
+    let story = report.story();
     let language = Templates::default().language(REPORT, lang).unwrap();
     let (findings, recs) = edition::sentences(&story, &language).unwrap();
     let mut out = String::from("## findings\n");
@@ -47,7 +48,7 @@ fn narrative_text(usage: UsageDefinitions, lang: &str) -> String {
         out.push_str(&format!("[{}] {}\n", r.id, r.text));
     }
     out.push_str("\n## chart takeaways\n");
-    for spec in charts::conversation_usage(&report, &language.strings) {
+    for spec in report.charts(&language) {
         if let Some(t) = &spec.takeaway {
             out.push_str(&format!(
                 "[{}] {}\n",

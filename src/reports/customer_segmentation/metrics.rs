@@ -341,6 +341,205 @@ pub fn arr_at_risk(users: &[UserFeatures]) -> f64 {
         .sum()
 }
 
+/// One cell of portfolio group × plan (users with portfolio_size ≥ 1).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CrossRow {
+    pub portfolio_group: &'static str,
+    pub plan_type: String,
+    pub users: usize,
+    /// Of the users with portfolio_size ≥ 1.
+    pub share: f64,
+    /// Of their total ARR.
+    pub arr_share: f64,
+    pub total_arr: f64,
+    pub avg_arr: f64,
+    pub active_rate: f64,
+    pub avg_nps: Option<f64>,
+    pub avg_tickets: f64,
+}
+
+/// Portfolio group × plan: every observed cell, in the dimensions' order.
+pub fn portfolio_by_plan(users: &[UserFeatures]) -> Vec<CrossRow> {
+    let mut cells: BTreeMap<(usize, String), Vec<&UserFeatures>> = BTreeMap::new();
+    let portfolio = value_order("portfolio_group");
+    for u in users {
+        let Some(p) = u.portfolio_group else { continue };
+        let pi = portfolio.iter().position(|x| *x == p).unwrap_or(usize::MAX);
+        cells.entry((pi, u.plan_type.clone())).or_default().push(u);
+    }
+    let population: usize = cells.values().map(Vec::len).sum();
+    let total: f64 = cells.values().flatten().map(|u| u.annual_revenue).sum();
+    let plans = value_order("plan_type");
+    let mut out: Vec<CrossRow> = cells
+        .into_iter()
+        .map(|((_, plan), rows)| {
+            let d = summarize("portfolio_plan", plan.clone(), &rows, population);
+            CrossRow {
+                portfolio_group: rows[0].portfolio_group.unwrap_or_default(),
+                plan_type: plan,
+                users: d.users,
+                share: d.share,
+                arr_share: if total > 0.0 {
+                    d.total_arr / total
+                } else {
+                    0.0
+                },
+                total_arr: d.total_arr,
+                avg_arr: d.avg_arr,
+                active_rate: d.active_rate,
+                avg_nps: d.avg_nps,
+                avg_tickets: d.avg_tickets,
+            }
+        })
+        .collect();
+    out.sort_by_key(|c| {
+        (
+            portfolio.iter().position(|x| *x == c.portfolio_group),
+            plans
+                .iter()
+                .position(|x| *x == c.plan_type)
+                .unwrap_or(usize::MAX),
+            c.plan_type.clone(),
+        )
+    });
+    out
+}
+
+/// A stage of a journey diagram: a dimension and how a user's value is read.
+#[derive(Debug, Clone, Copy)]
+pub struct Stage {
+    pub dimension: &'static str,
+    pub value: fn(&UserFeatures) -> Option<String>,
+}
+
+pub const PORTFOLIO: Stage = Stage {
+    dimension: "portfolio_group",
+    value: |u| u.portfolio_group.map(str::to_owned),
+};
+pub const PLAN: Stage = Stage {
+    dimension: "plan_type",
+    value: |u| Some(u.plan_type.clone()),
+};
+pub const ENGAGEMENT: Stage = Stage {
+    dimension: "engagement",
+    value: |u| Some(u.engagement.to_owned()),
+};
+pub const TICKETS: Stage = Stage {
+    dimension: "ticket_range",
+    value: |u| Some(u.ticket_range.to_owned()),
+};
+pub const STATUS: Stage = Stage {
+    dimension: "status",
+    value: |u| Some(u.status.to_owned()),
+};
+pub const ARR_GROUP: Stage = Stage {
+    dimension: "arr_group",
+    value: |u| Some(u.arr_group.to_owned()),
+};
+
+/// Users flowing from one stage's value to the next stage's value.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Flow {
+    pub from_dimension: &'static str,
+    pub from: String,
+    pub to_dimension: &'static str,
+    pub to: String,
+    pub users: usize,
+}
+
+/// The links of a journey through `stages`: users who have a value at every stage
+/// (portfolio_size ≥ 1 when the portfolio is one), counted per consecutive pair.
+pub fn flows(users: &[UserFeatures], stages: &[Stage]) -> Vec<Flow> {
+    let mut counts: BTreeMap<(usize, String, String), usize> = BTreeMap::new();
+    for u in users {
+        let values: Option<Vec<String>> = stages.iter().map(|s| (s.value)(u)).collect();
+        let Some(values) = values else { continue };
+        for (i, pair) in values.windows(2).enumerate() {
+            *counts
+                .entry((i, pair[0].clone(), pair[1].clone()))
+                .or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .map(|((i, from, to), n)| Flow {
+            from_dimension: stages[i].dimension,
+            from,
+            to_dimension: stages[i + 1].dimension,
+            to,
+            users: n,
+        })
+        .collect()
+}
+
+/// Everything the customer-segmentation report prints.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Segmentation {
+    /// The latest event in the data (days since last event count from here).
+    pub as_of: Option<DateTime<Utc>>,
+    pub users: usize,
+    pub users_in_portfolio_groups: usize,
+    /// portfolio_size < 1 or NULL: kept out of portfolio groups and journeys.
+    pub users_without_portfolio: usize,
+    /// Users with no events ("no activity").
+    pub users_without_events: usize,
+    pub events: usize,
+    pub event_types: usize,
+    /// Events whose user_id is not in `users`.
+    pub events_of_unknown_users: usize,
+    pub total_arr: f64,
+    pub active_rate: Option<f64>,
+    pub dimensions: Vec<DimensionRow>,
+    pub portfolio_plan: Vec<CrossRow>,
+    pub training: Impact,
+    /// 7+ distinct event types against 0–4.
+    pub diversity: Impact,
+    pub paths: Vec<Path>,
+    pub arr_at_risk: f64,
+    pub inactive_users: usize,
+    pub journey: Vec<Flow>,
+    pub engagement_journey: Vec<Flow>,
+    pub portfolio_journey: Vec<Flow>,
+}
+
+pub fn compute(users: &[UserRow], events: &[EventRow]) -> Segmentation {
+    let f = features(users, events);
+    let known: HashSet<&str> = users.iter().map(|u| u.user_id.as_str()).collect();
+    let types: HashSet<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    let (trained, untrained): (Vec<&UserFeatures>, Vec<&UserFeatures>) =
+        f.iter().partition(|u| u.training == "yes");
+    let high: Vec<&UserFeatures> = f.iter().filter(|u| u.diversity_group == "7+").collect();
+    let low: Vec<&UserFeatures> = f.iter().filter(|u| u.diversity_group == "0-4").collect();
+    Segmentation {
+        as_of: events.iter().filter_map(|e| e.event_time).max(),
+        users: f.len(),
+        users_in_portfolio_groups: f.iter().filter(|u| u.portfolio_group.is_some()).count(),
+        users_without_portfolio: f.iter().filter(|u| u.portfolio_group.is_none()).count(),
+        users_without_events: f.iter().filter(|u| u.total_events == 0).count(),
+        events: events.len(),
+        event_types: types.len(),
+        events_of_unknown_users: events
+            .iter()
+            .filter(|e| !known.contains(e.user_id.as_str()))
+            .count(),
+        total_arr: f.iter().map(|u| u.annual_revenue).sum(),
+        active_rate: mean(f.iter().map(|u| if u.is_active { 1.0 } else { 0.0 })),
+        dimensions: dimension_tables(&f),
+        portfolio_plan: portfolio_by_plan(&f),
+        training: impact(&trained, &untrained),
+        diversity: impact(&high, &low),
+        paths: journey_paths(&f),
+        arr_at_risk: arr_at_risk(&f),
+        inactive_users: f.iter().filter(|u| !u.is_active).count(),
+        journey: flows(
+            &f,
+            &[PORTFOLIO, PLAN, ENGAGEMENT, TICKETS, STATUS, ARR_GROUP],
+        ),
+        engagement_journey: flows(&f, &[ENGAGEMENT, TICKETS, STATUS]),
+        portfolio_journey: flows(&f, &[PORTFOLIO, STATUS]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,5 +722,85 @@ mod tests {
         assert_eq!((i.with_users, i.without_users), (1, 3));
         assert_eq!(i.without_avg_arr, Some((3_000.0 + 500.0 + 20_000.0) / 3.0));
         assert_eq!(i.without_median_arr, Some(3_000.0));
+    }
+
+    #[test]
+    fn cross_table_flows_and_summary_by_hand() {
+        let users = vec![
+            user("a", 1, "pro", 1_000.0, true),
+            user("b", 3, "pro", 3_000.0, false),
+            user("c", 0, "starter", 500.0, true),
+            user("d", 12, "premium", 20_000.0, true),
+            user("e", 4, "starter", 400.0, true),
+        ];
+        let events = vec![ev("a", "login", 1), ev("zz", "login", 2)];
+        let r = compute(&users, &events);
+        assert_eq!(
+            (
+                r.users,
+                r.users_in_portfolio_groups,
+                r.users_without_portfolio
+            ),
+            (5, 4, 1)
+        );
+        assert_eq!((r.users_without_events, r.events_of_unknown_users), (4, 1));
+        assert_eq!((r.arr_at_risk, r.inactive_users), (3_000.0, 1));
+        let cells: Vec<(&str, &str, usize)> = r
+            .portfolio_plan
+            .iter()
+            .map(|c| (c.portfolio_group, c.plan_type.as_str(), c.users))
+            .collect();
+        assert_eq!(
+            cells,
+            [
+                ("1", "pro", 1),
+                ("2-5", "starter", 1),
+                ("2-5", "pro", 1),
+                ("11+", "premium", 1)
+            ],
+            "portfolio order, then plan order; user c (portfolio 0) left out"
+        );
+        let two_five_pro = &r.portfolio_plan[2];
+        assert_eq!(two_five_pro.share, 0.25);
+        assert!((two_five_pro.arr_share - 3_000.0 / 24_400.0).abs() < 1e-12);
+        // portfolio → status: one link per observed pair, user c left out.
+        let links: Vec<(&str, &str, usize)> = r
+            .portfolio_journey
+            .iter()
+            .map(|f| (f.from.as_str(), f.to.as_str(), f.users))
+            .collect();
+        assert_eq!(
+            links,
+            [
+                ("1", "active", 1),
+                ("11+", "active", 1),
+                ("2-5", "active", 1),
+                ("2-5", "inactive", 1)
+            ]
+        );
+        // The full journey has five link layers and every user with a portfolio in each.
+        for layer in [
+            "portfolio_group",
+            "plan_type",
+            "engagement",
+            "ticket_range",
+            "status",
+        ] {
+            let n: usize = r
+                .journey
+                .iter()
+                .filter(|f| f.from_dimension == layer)
+                .map(|f| f.users)
+                .sum();
+            assert_eq!(n, 4, "{layer}");
+        }
+        // Engagement → tickets → status covers all five users.
+        let n: usize = r
+            .engagement_journey
+            .iter()
+            .filter(|f| f.from_dimension == "engagement")
+            .map(|f| f.users)
+            .sum();
+        assert_eq!(n, 5);
     }
 }

@@ -1,7 +1,7 @@
 //! The numbers of the `tag-drivers` report (`../shared/specs/report-tag-drivers.md`):
 //! what at-risk companies talk to support about compared with expansion targets.
-//! Pure functions from loaded rows to serde structs, like `metrics`; the population
-//! and window rules are conversation-usage's §1–§2 (no P1/P99 exclusion).
+//! Pure functions from loaded rows to serde structs, like `crate::metrics`; the
+//! population and window rules are conversation-usage's §1–§2 (no P1/P99 exclusion).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -23,8 +23,8 @@ pub struct TagDrivers {
     pub shares: Vec<TagShare>,
     /// The union of both groups' top-10 tags, shares side by side.
     pub top: Vec<TopTag>,
-    /// Companies (ids) in both groups: counted in both.
-    pub in_both_groups: Vec<String>,
+    /// Companies in both groups (counted in both): id and name.
+    pub in_both_groups: Vec<(String, String)>,
     pub unmapped_conversations: usize,
     pub conversations_in_window: usize,
     pub bad_timestamps: BadTimestamps,
@@ -36,6 +36,9 @@ pub struct GroupStats {
     pub companies: usize,
     pub conversations: usize,
     pub conversations_per_company: Option<f64>,
+    /// Conversations with a rating, and those rated 1 or 2.
+    pub rated: usize,
+    pub rated_le2: usize,
     pub avg_rating: Option<f64>,
     pub share_rated_le2: Option<f64>,
     pub median_resp: Option<f64>,
@@ -93,7 +96,11 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
             member.insert(i, g);
         }
         if g.0 && g.1 {
-            in_both.push(data.companies[i].company_id.clone());
+            let c = &data.companies[i];
+            in_both.push((
+                c.company_id.clone(),
+                c.company_name.clone().unwrap_or_default(),
+            ));
         }
     }
     in_both.sort();
@@ -160,6 +167,8 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
             companies: a.companies.len(),
             conversations: a.conversations,
             conversations_per_company: ratio(a.conversations, a.companies.len()),
+            rated: a.ratings.len(),
+            rated_le2: a.ratings.iter().filter(|r| **r <= 2.0).count(),
             avg_rating: crate::metrics::mean(a.ratings.iter().copied()),
             share_rated_le2: ratio(
                 a.ratings.iter().filter(|r| **r <= 2.0).count(),
@@ -341,7 +350,8 @@ mod tests {
             bad_timestamps: BadTimestamps::default(),
         };
         let r = compute(&data, window()).unwrap();
-        assert_eq!(r.in_both_groups, ["b"]);
+        assert_eq!(r.in_both_groups.len(), 1);
+        assert_eq!(r.in_both_groups[0].0, "b");
         assert_eq!(
             (r.conversations_in_window, r.unmapped_conversations),
             (6, 1)

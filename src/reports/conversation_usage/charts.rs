@@ -1,0 +1,459 @@
+//! Charts of the conversation-usage report, built from its panels in one language.
+
+use charming::component::{Axis, Grid, Legend, RadarCoordinate, RadarIndicator, Title, VisualMap};
+use charming::datatype::{CompositeValue, DataPoint, DataPointItem};
+use charming::element::{AxisLabel, AxisType, Label, LabelPosition, Orient};
+use charming::series::{Bar, Heatmap, Radar, Scatter};
+use charming::Chart;
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::findings::extreme;
+use crate::charts::{num1, pct, title, ChartSpec, PALETTE};
+use crate::metrics::{ConversationUsage, SliceRow, ARR_BUCKETS, SEAT_BUCKETS, SEGMENTS, UNKNOWN};
+use crate::narrative::Strings;
+
+/// A column of a slice row.
+type Metric = fn(&SliceRow) -> Option<f64>;
+/// The bucket a slice row is in.
+type BucketOf = fn(&SliceRow) -> Option<&'static str>;
+
+/// One heatmap: segments down, a bucket dimension across.
+struct HeatmapSpec<'a> {
+    id: &'static str,
+    rows: &'a [SliceRow],
+    dim: &'static str,
+    buckets: &'static [&'static str],
+    bucket_of: BucketOf,
+    value_of: Metric,
+    is_rate: bool,
+}
+
+/// A bar chart over segments: title, palette, legend, grid and the category axis.
+fn segment_bars(text: String, segments: Vec<String>) -> Chart {
+    Chart::new()
+        .title(title(text))
+        .color(PALETTE.to_vec())
+        .legend(Legend::new().bottom(4))
+        .grid(Grid::new().left(60).right(24).top(52).bottom(64))
+        .x_axis(Axis::new().type_(AxisType::Category).data(segments))
+}
+
+fn slice_value(pairs: &[(&str, Option<&str>)]) -> Value {
+    let mut m = serde_json::Map::new();
+    for (k, v) in pairs {
+        if let Some(v) = v {
+            m.insert((*k).into(), json!(v));
+        }
+    }
+    Value::Object(m)
+}
+
+fn seg(r: &SliceRow) -> Value {
+    slice_value(&[("segment", r.segment)])
+}
+
+/// Every chart of the conversation-usage report in one language.
+pub fn conversation_usage(r: &ConversationUsage, s: &Strings) -> Vec<ChartSpec> {
+    // Slices with fewer companies than min_cell would only add noise to the pictures.
+    let segs: Vec<&SliceRow> = r
+        .panels
+        .segment
+        .iter()
+        .filter(|x| x.companies_total >= r.min_cell)
+        .collect();
+    let seg_labels: Vec<String> = segs
+        .iter()
+        .map(|x| s.label("segment", x.segment.unwrap_or(UNKNOWN)))
+        .collect();
+    let mut out = Vec::new();
+
+    // 1. Response p50/p90 per segment.
+    {
+        let chart = segment_bars(s.get("charts.segment_response"), seg_labels.clone())
+            .y_axis(
+                Axis::new()
+                    .type_(AxisType::Value)
+                    .name(s.get("charts.minutes")),
+            )
+            .series(
+                Bar::new()
+                    .name(s.get("charts.p50"))
+                    .label(Label::new().show(true).position(LabelPosition::Top))
+                    .data(segs.iter().map(|x| num1(x.p50_resp)).collect()),
+            )
+            .series(
+                Bar::new()
+                    .name(s.get("charts.p90"))
+                    .label(Label::new().show(true).position(LabelPosition::Top))
+                    .data(segs.iter().map(|x| num1(x.p90_resp)).collect()),
+            );
+        let hi = extreme(segs.iter().copied(), |x| x.p90_resp, true);
+        let lo = extreme(segs.iter().copied(), |x| x.p90_resp, false);
+        let p50s: Vec<f64> = segs.iter().filter_map(|x| x.p50_resp).collect();
+        let takeaway = match (hi, lo) {
+            (Some((h, hv)), Some((l, lv))) if segs.len() > 1 => Some(json!({
+                "id": "segment_response",
+                "numbers": {
+                    "max_p90": hv, "min_p90": lv,
+                    "p50_spread": p50s.iter().copied().fold(f64::MIN, f64::max) - p50s.iter().copied().fold(f64::MAX, f64::min),
+                    "p50_min": p50s.iter().copied().fold(f64::MAX, f64::min),
+                },
+                "slices": { "max_p90": seg(h), "min_p90": seg(l) },
+            })),
+            _ => None,
+        };
+        out.push(ChartSpec {
+            id: "segment_response",
+            height: None,
+            chart,
+            takeaway,
+        });
+    }
+
+    // 2. Rates per segment.
+    {
+        let metrics: [(&str, Metric); 4] = [
+            ("charts.bot_share", |x| x.bot_first_resp_share),
+            ("charts.conversion", |x| x.conv_to_feature_rate),
+            ("charts.weekly", |x| x.weekly_retention),
+            ("charts.monthly", |x| x.monthly_retention),
+        ];
+        let mut chart = segment_bars(s.get("charts.segment_rates"), seg_labels.clone()).y_axis(
+            Axis::new()
+                .type_(AxisType::Value)
+                .name(format!("{} (%)", s.get("charts.share")))
+                .axis_label(AxisLabel::new().formatter("{value}%")),
+        );
+        for (key, f) in metrics {
+            chart = chart.series(
+                Bar::new()
+                    .name(s.get(key))
+                    .data(segs.iter().map(|x| pct(f(x))).collect()),
+            );
+        }
+        let bc = extreme(segs.iter().copied(), |x| x.conv_to_feature_rate, true);
+        let bw = extreme(segs.iter().copied(), |x| x.weekly_retention, true);
+        let takeaway = match (bc, bw) {
+            (Some((c, cv)), Some((w, wv))) => Some(json!({
+                "id": "segment_rates",
+                "numbers": { "best_conversion": cv, "best_weekly": wv },
+                "slices": { "best_conversion": seg(c), "best_weekly": seg(w) },
+            })),
+            _ => None,
+        };
+        out.push(ChartSpec {
+            id: "segment_rates",
+            height: None,
+            chart,
+            takeaway,
+        });
+    }
+
+    // 3–6. Heatmaps.
+    let seat_rows: Vec<SliceRow> = r
+        .panels
+        .segment_seat
+        .iter()
+        .filter(|x| x.companies_total >= r.min_cell)
+        .cloned()
+        .collect();
+    let arr_rows: Vec<SliceRow> = r
+        .panels
+        .segment_arr
+        .iter()
+        .filter(|x| x.companies_total >= r.min_cell)
+        .cloned()
+        .collect();
+    let by_seat = |id, value_of, is_rate| HeatmapSpec {
+        id,
+        rows: &seat_rows,
+        dim: "seat_bucket",
+        buckets: &SEAT_BUCKETS,
+        bucket_of: |x| x.seat_bucket,
+        value_of,
+        is_rate,
+    };
+    let by_arr = |id, value_of, is_rate| HeatmapSpec {
+        id,
+        rows: &arr_rows,
+        dim: "arr_bucket",
+        buckets: &ARR_BUCKETS,
+        bucket_of: |x| x.arr_bucket,
+        value_of,
+        is_rate,
+    };
+    for spec in [
+        by_seat("heatmap_conversion_seat", |x| x.conv_to_feature_rate, true),
+        by_seat("heatmap_response_seat", |x| x.avg_resp, false),
+        by_arr("heatmap_conversion_arr", |x| x.conv_to_feature_rate, true),
+        by_arr("heatmap_retention_arr", |x| x.weekly_retention, true),
+    ] {
+        out.push(heatmap(&spec, s));
+    }
+
+    // 7. Radar: one polygon per segment, each axis scaled to its highest segment.
+    {
+        let axes: [(&str, Metric); 6] = [
+            ("charts.bot_share", |x| x.bot_first_resp_share),
+            ("charts.conversion", |x| x.conv_to_feature_rate),
+            ("charts.weekly", |x| x.weekly_retention),
+            ("charts.monthly", |x| x.monthly_retention),
+            ("charts.team_route", |x| x.team_route_share),
+            ("charts.inbound", |x| x.contact_inbound_share),
+        ];
+        let coord = RadarCoordinate::new()
+            .radius("62%")
+            .center(vec!["50%", "54%"])
+            .indicator(
+                axes.iter()
+                    .map(|(key, f)| {
+                        let max = segs.iter().filter_map(|x| f(x)).fold(0.0, f64::max);
+                        RadarIndicator::new()
+                            .name(s.get(key))
+                            .max(((max * 1000.0).ceil() / 10.0).max(0.1))
+                            .min(0)
+                    })
+                    .collect(),
+            );
+        let data: Vec<DataPointItem> = segs
+            .iter()
+            .zip(&seg_labels)
+            .map(|(x, label)| {
+                let values: Vec<CompositeValue> = axes.iter().map(|(_, f)| pct(f(x))).collect();
+                DataPointItem::new(CompositeValue::from(values)).name(label.clone())
+            })
+            .collect();
+        let chart = Chart::new()
+            .title(title(s.get("charts.radar_segments")))
+            .color(PALETTE.to_vec())
+            .legend(Legend::new().bottom(4))
+            .radar(coord)
+            .series(Radar::new().data(data));
+        let bw = extreme(segs.iter().copied(), |x| x.weekly_retention, true);
+        let mb = extreme(segs.iter().copied(), |x| x.bot_first_resp_share, true);
+        let takeaway = match (bw, mb) {
+            (Some((w, _)), Some((b, _))) if segs.len() > 1 => Some(json!({
+                "id": "radar_segments",
+                "numbers": {},
+                "slices": { "best_weekly": seg(w), "most_bot": seg(b) },
+            })),
+            _ => None,
+        };
+        out.push(ChartSpec {
+            id: "radar_segments",
+            height: None,
+            chart,
+            takeaway,
+        });
+    }
+
+    // 8. Bot-first share vs conversion, one point per cell, one series per segment.
+    {
+        let cells: Vec<&SliceRow> = r
+            .panels
+            .segment_seat_arr
+            .iter()
+            .filter(|c| {
+                c.companies_total >= r.min_cell
+                    && c.bot_first_resp_share.is_some()
+                    && c.conv_to_feature_rate.is_some()
+            })
+            .collect();
+        let mut chart = Chart::new()
+            .title(title(s.get("charts.scatter_bot_conversion")))
+            .color(PALETTE.to_vec())
+            .legend(Legend::new().bottom(4))
+            .grid(Grid::new().left(64).right(28).top(52).bottom(72))
+            .x_axis(
+                Axis::new()
+                    .type_(AxisType::Value)
+                    .scale(true)
+                    .name(format!("{} (%)", s.get("charts.bot_share")))
+                    .name_location(charming::element::NameLocation::Middle)
+                    .name_gap(26),
+            )
+            .y_axis(
+                Axis::new()
+                    .type_(AxisType::Value)
+                    .name(format!("{} (%)", s.get("charts.conversion")))
+                    .axis_label(AxisLabel::new().formatter("{value}%")),
+            );
+        for segment in SEGMENTS.iter().chain([&UNKNOWN]) {
+            let points: Vec<DataPoint> = cells
+                .iter()
+                .filter(|c| c.segment == Some(segment))
+                .map(|c| {
+                    DataPoint::from(CompositeValue::from(vec![
+                        pct(c.bot_first_resp_share),
+                        pct(c.conv_to_feature_rate),
+                    ]))
+                })
+                .collect();
+            if !points.is_empty() {
+                chart = chart.series(
+                    Scatter::new()
+                        .name(s.label("segment", segment))
+                        .symbol_size(9)
+                        .data(points),
+                );
+            }
+        }
+        if cells.is_empty() {
+            chart = chart.title(
+                Title::new()
+                    .text(s.get("charts.no_data"))
+                    .left("center")
+                    .top("middle"),
+            );
+        }
+        let mut numbers = BTreeMap::new();
+        numbers.insert("n", json!(cells.len()));
+        numbers.insert("min_cell", json!(r.min_cell));
+        if let Some(rv) = r.correlations.bot_share_vs_conversion.r {
+            numbers.insert("r", json!(rv));
+        }
+        let takeaway = (!cells.is_empty())
+            .then(|| json!({ "id": "scatter_bot_conversion", "numbers": numbers, "slices": {} }));
+        out.push(ChartSpec {
+            id: "scatter_bot_conversion",
+            height: None,
+            chart,
+            takeaway,
+        });
+    }
+    out
+}
+
+fn heatmap(h: &HeatmapSpec<'_>, s: &Strings) -> ChartSpec {
+    let HeatmapSpec {
+        id,
+        rows,
+        dim,
+        buckets,
+        bucket_of,
+        value_of,
+        is_rate,
+    } = *h;
+    let present_segments: Vec<&str> = SEGMENTS
+        .iter()
+        .chain([&UNKNOWN])
+        .copied()
+        .filter(|g| rows.iter().any(|r| r.segment == Some(g)))
+        .collect();
+    let present_buckets: Vec<&str> = buckets
+        .iter()
+        .chain([&UNKNOWN])
+        .copied()
+        .filter(|b| rows.iter().any(|r| bucket_of(r) == Some(b)))
+        .collect();
+    let shown = |v: Option<f64>| if is_rate { pct(v) } else { num1(v) };
+    let mut data = Vec::new();
+    let mut values = Vec::new();
+    for (yi, g) in present_segments.iter().enumerate() {
+        for (xi, b) in present_buckets.iter().enumerate() {
+            let v = rows
+                .iter()
+                .find(|r| r.segment == Some(g) && bucket_of(r) == Some(b))
+                .and_then(value_of);
+            if let Some(v) = v {
+                values.push(if is_rate { v * 100.0 } else { v });
+            }
+            data.push(vec![
+                DataPoint::from(xi as i64),
+                DataPoint::from(yi as i64),
+                DataPoint::from(shown(v)),
+            ]);
+        }
+    }
+    let (min, max) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let (min, max) = if values.is_empty() {
+        (0.0, 1.0)
+    } else if min == max {
+        (min - 1.0, max + 1.0)
+    } else {
+        (min, max)
+    };
+    let chart = Chart::new()
+        .title(title(s.get(&format!("charts.{id}"))))
+        .grid(Grid::new().left(120).right(30).top(52).bottom(84))
+        .x_axis(
+            Axis::new().type_(AxisType::Category).data(
+                present_buckets
+                    .iter()
+                    .map(|b| s.label(&format!("short_{dim}"), b))
+                    .collect(),
+            ),
+        )
+        .y_axis(
+            Axis::new().type_(AxisType::Category).inverse(true).data(
+                present_segments
+                    .iter()
+                    .map(|g| s.label("segment", g))
+                    .collect(),
+            ),
+        )
+        .visual_map(
+            VisualMap::new()
+                .min((min * 10.0).floor() / 10.0)
+                .max((max * 10.0).ceil() / 10.0)
+                .calculable(false)
+                .orient(Orient::Horizontal)
+                .left("center")
+                .bottom(8)
+                .item_height(240)
+                .item_width(12)
+                .in_range(
+                    charming::component::VisualMapChannel::new()
+                        .color(vec!["#f1f5fb", "#6b9bd1", "#1f4e79"]),
+                ),
+        )
+        .series(
+            Heatmap::new()
+                .label(Label::new().show(true).font_size(12).formatter(if is_rate {
+                    "{@[2]}%"
+                } else {
+                    "{@[2]}"
+                }))
+                .data(data),
+        );
+
+    // Takeaway: best and worst cells of this map.
+    let cells: Vec<&SliceRow> = rows.iter().filter(|r| value_of(r).is_some()).collect();
+    let hi = extreme(cells.iter().copied(), value_of, true);
+    let lo = extreme(cells.iter().copied(), value_of, false);
+    let slice = |r: &SliceRow| {
+        slice_value(&[
+            ("segment", r.segment),
+            (
+                if dim == "seat_bucket" {
+                    "seat_bucket"
+                } else {
+                    "arr_bucket"
+                },
+                bucket_of(r),
+            ),
+        ])
+    };
+    let takeaway = match (hi, lo) {
+        (Some((h, hv)), Some((l, lv))) if cells.len() > 1 => {
+            Some(if id == "heatmap_response_seat" {
+                json!({ "id": id, "numbers": { "min": lv, "max": hv }, "slices": { "fastest": slice(l), "slowest": slice(h) } })
+            } else {
+                json!({ "id": id, "numbers": { "best": hv, "worst": lv }, "slices": { "best": slice(h), "worst": slice(l) } })
+            })
+        }
+        _ => None,
+    };
+    ChartSpec {
+        id,
+        height: None,
+        chart,
+        takeaway,
+    }
+}

@@ -1,0 +1,233 @@
+//! The conversation-usage layout's data: every number of the scope, panel,
+//! diagnostics and data-quality pages, formatted for one language.
+
+use serde_json::{json, Value};
+
+use crate::metrics::{ConversationUsage, SliceRow, UsageDefinitions};
+use crate::narrative::Language;
+
+/// The report's part of `data.json`: scope, the slice panel, diagnostics and the
+/// data-quality appendix, formatted for one language.
+pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
+    let s = &lang.strings;
+    let f = &lang.format;
+    let count = |n: usize| f.count(n as f64);
+    let opt_min = |v: Option<f64>| f.opt(v, |f, v| f.number(v, 1));
+    let opt_pct = |v: Option<f64>| f.opt(v, |f, v| f.percent(v));
+    let label = |dim: &str, v: Option<&str>| v.map(|v| s.label(dim, v)).unwrap_or_default();
+    let short = |dim: &str, v: Option<&str>| {
+        v.map(|v| s.label(&format!("short_{dim}"), v))
+            .unwrap_or_default()
+    };
+
+    let t = &r.thresholds;
+    let bounds = |b: &crate::metrics::Bounds| match (b.p1, b.p99) {
+        (Some(lo), Some(hi)) => format!(
+            "{} – {} ({} {})",
+            f.number(lo, 1),
+            f.number(hi, 1),
+            count(b.values),
+            s.get("scope.values")
+        ),
+        _ => "—".to_owned(),
+    };
+    let usage = match r.usage_source {
+        UsageDefinitions::Events => s.get("scope.usage_events"),
+        UsageDefinitions::Proxy => s.get("scope.usage_proxy"),
+    };
+    let period_label = format!(
+        "{} – {}",
+        r.window.start.format("%Y-%m-%d"),
+        r.window.end.format("%Y-%m-%d")
+    );
+    let scope_rows = vec![
+        [s.get("scope.window"), period_label.clone()],
+        [s.get("scope.usage_source"), usage],
+        [
+            s.get("scope.conversations_in_window"),
+            count(r.counts.conversations_in_window),
+        ],
+        [
+            format!("  − {}", s.get("scope.unmapped")),
+            count(r.data_quality.unmapped_conversations),
+        ],
+        [
+            s.get("scope.in_scope"),
+            count(r.counts.conversations_in_scope),
+        ],
+        [
+            format!("  − {}", s.get("scope.excluded")),
+            count(r.counts.conversations_excluded),
+        ],
+        [s.get("scope.kept"), count(r.counts.conversations_kept)],
+        [s.get("scope.response_bounds"), bounds(&t.response_minutes)],
+        [s.get("scope.duration_bounds"), bounds(&t.duration_minutes)],
+        [
+            s.get("scope.companies_paying"),
+            count(r.counts.companies_paying),
+        ],
+        [
+            s.get("scope.companies_kept"),
+            count(r.counts.companies_kept),
+        ],
+        [s.get("scope.min_cell"), count(r.min_cell)],
+    ];
+
+    let panel_header = [
+        "columns.segment",
+        "columns.seat_bucket",
+        "columns.arr_bucket",
+        "columns.companies",
+        "columns.conversations",
+        "columns.avg_resp",
+        "columns.p90_resp",
+        "columns.bot_share",
+        "columns.conversion",
+        "columns.weekly",
+        "columns.monthly",
+    ]
+    .map(|k| s.get(k));
+    let panel_row = |c: &SliceRow| {
+        vec![
+            label("segment", c.segment),
+            short("seat_bucket", c.seat_bucket),
+            short("arr_bucket", c.arr_bucket),
+            count(c.companies_total),
+            count(c.conv_cnt),
+            opt_min(c.avg_resp),
+            opt_min(c.p90_resp),
+            opt_pct(c.bot_first_resp_share),
+            opt_pct(c.conv_to_feature_rate),
+            opt_pct(c.weekly_retention),
+            opt_pct(c.monthly_retention),
+        ]
+    };
+    let mut panel_rows: Vec<Vec<String>> =
+        r.panels.segment_seat_arr.iter().map(panel_row).collect();
+    let mut overall = panel_row(&r.panels.overall);
+    overall[0] = s.get("labels.overall");
+    panel_rows.push(overall);
+    let small: Vec<bool> = r
+        .panels
+        .segment_seat_arr
+        .iter()
+        .map(|c| c.companies_total < r.min_cell)
+        .chain([false])
+        .collect();
+
+    let c = &r.correlations;
+    let corr = |key: &str, x: &crate::metrics::Correlation| {
+        vec![s.get(key), f.opt(x.r, |f, v| f.number(v, 2)), count(x.n)]
+    };
+    let correlations = vec![
+        corr("diagnostics.bot_conversion", &c.bot_share_vs_conversion),
+        corr("diagnostics.resp_conversion", &c.avg_resp_vs_conversion),
+        corr("diagnostics.bot_weekly", &c.bot_share_vs_weekly_retention),
+        corr("diagnostics.bot_monthly", &c.bot_share_vs_monthly_retention),
+        corr(
+            "diagnostics.company_bot_converted",
+            &c.company_bot_share_vs_converted,
+        ),
+        corr(
+            "diagnostics.company_resp_converted",
+            &c.company_avg_resp_vs_converted,
+        ),
+    ];
+    let tertiles: Vec<Vec<String>> = r
+        .tertiles
+        .iter()
+        .map(|g| {
+            vec![
+                format!(
+                    "{}{}{}",
+                    s.label("segment", g.segment),
+                    s.get("labels.separator"),
+                    s.label("arr_bucket", g.arr_bucket)
+                ),
+                s.get(&format!("diagnostics.by_{}", g.by)),
+                s.get(&format!("groups.{}", g.group)),
+                count(g.n),
+                opt_pct(g.mean_bot_share),
+                opt_min(g.mean_avg_resp),
+                opt_pct(g.conversion),
+                opt_pct(g.weekly_retention),
+            ]
+        })
+        .collect();
+
+    let dq = &r.data_quality;
+    let quality_rows = vec![
+        [s.get("quality.unmapped"), count(dq.unmapped_conversations)],
+        [
+            s.get("quality.no_created"),
+            count(dq.conversations_without_created_at),
+        ],
+        [
+            s.get("quality.no_metrics"),
+            count(dq.in_scope_without_metrics_row),
+        ],
+        [s.get("quality.non_paying"), count(dq.companies_non_paying)],
+    ];
+    let coverage = vec![
+        [
+            s.get("columns.segment"),
+            count(dq.coverage_segment.tag),
+            count(dq.coverage_segment.fallback),
+        ],
+        [
+            s.get("columns.seat_bucket"),
+            count(dq.coverage_seat_bucket.tag),
+            count(dq.coverage_seat_bucket.fallback),
+        ],
+        [
+            s.get("columns.arr_bucket"),
+            count(dq.coverage_arr_bucket.tag),
+            count(dq.coverage_arr_bucket.fallback),
+        ],
+    ];
+    // Company names are data: they travel as strings and Typst prints them as text.
+    let duplicates: Vec<[String; 2]> = dq
+        .duplicate_names
+        .iter()
+        .map(|d| {
+            let companies = d
+                .companies
+                .iter()
+                .map(|c| format!("{} ({})", c.company_id, f.number(c.monthly_spend, 2)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            [
+                d.companies
+                    .first()
+                    .map(|c| c.company_name.clone())
+                    .unwrap_or_default(),
+                companies,
+            ]
+        })
+        .collect();
+    let bad: Vec<[String; 2]> = dq
+        .bad_timestamps
+        .0
+        .iter()
+        .map(|(k, v)| [k.clone(), f.count(*v as f64)])
+        .collect();
+    let mut limitations = s.list("quality.limitations");
+    limitations.push(match r.usage_source {
+        UsageDefinitions::Events => s.get("quality.limitation_events"),
+        UsageDefinitions::Proxy => s.get("quality.limitation_proxy"),
+    });
+
+    json!({
+        "scope": { "rows": scope_rows, "definitions": s.list("scope.definitions") },
+        "panel": { "header": panel_header, "rows": panel_rows, "small": small },
+        "correlations": correlations,
+        "tertiles": tertiles,
+        "quality": {
+            "rows": quality_rows,
+            "coverage": coverage,
+            "duplicates": duplicates,
+            "bad_timestamps": bad,
+            "limitations": limitations,
+        },
+    })
+}

@@ -1,0 +1,402 @@
+//! Report `customer-segmentation` (`../shared/specs/report-customer-segmentation.md`):
+//! how portfolio size, plan, engagement, support load and activity combine into
+//! customer segments, where the revenue is and where it is at risk. A snapshot of the
+//! `users` and `events` tables: its period is the date of the latest event.
+
+pub mod charts;
+pub mod findings;
+pub mod metrics;
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use super::{Computed, CsvFile, Plan, Report};
+use crate::charts::ChartSpec;
+use crate::data::{self, DataError, Database, TableNeed};
+use crate::edition::Narrative;
+use crate::narrative::Language;
+use crate::output;
+use crate::pipeline::{PipelineError, RunRequest};
+use metrics::{DimensionRow, Impact, Path, Segmentation};
+
+pub const NAME: &str = "customer-segmentation";
+
+/// Paths listed per table in the layout (segments.csv has them all).
+const PATHS_LISTED: usize = 10;
+
+pub struct CustomerSegmentationReport;
+
+impl Report for CustomerSegmentationReport {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn about(&self) -> &'static str {
+        "Customer profiles and journeys from users and events: segments by portfolio × plan, engagement, support load and activity; revenue and revenue at risk."
+    }
+
+    fn options(&self) -> &'static [(&'static str, &'static str)] {
+        &[(
+            "source_timezone",
+            "timezone of event times without an offset (default UTC); the report is a snapshot as of the latest event, no window",
+        )]
+    }
+
+    fn needs(&self, _db: &Database, _req: &RunRequest) -> Result<Vec<TableNeed>, DataError> {
+        Ok(data::CUSTOMER_SEGMENTATION.to_vec())
+    }
+
+    fn plan(
+        &self,
+        db: &Database,
+        req: &RunRequest,
+        reference: DateTime<Utc>,
+    ) -> Result<Plan, PipelineError> {
+        let as_of = db.max_event_time(req.source_tz)?.unwrap_or(reference);
+        Ok(Plan {
+            period: format!("asof-{}", as_of.format("%Y-%m-%d")),
+            window: None,
+            parameters: vec![("source_timezone".into(), req.source_tz.name().to_owned())],
+            manifest_parameters: json!({ "source_timezone": req.source_tz.name() })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            tables: vec![data::USERS, data::EVENTS],
+        })
+    }
+
+    fn compute(
+        &self,
+        db: &Database,
+        req: &RunRequest,
+        _plan: &Plan,
+        timings: &mut Vec<(&'static str, Duration)>,
+    ) -> Result<Box<dyn Computed>, PipelineError> {
+        let t = Instant::now();
+        let (users, events, bad) = db.load_segmentation(req.source_tz)?;
+        timings.push(("load", t.elapsed()));
+        if users.is_empty() {
+            return Err(PipelineError::Metrics(
+                crate::metrics::MetricsError::NoRows {
+                    table: data::USERS,
+                    report: NAME,
+                },
+            ));
+        }
+        let t = Instant::now();
+        let numbers = metrics::compute(&users, &events);
+        timings.push(("metrics", t.elapsed()));
+        if bad.total() > 0 {
+            tracing::warn!(
+                count = bad.total(),
+                "unparseable event times (counted in the data-quality appendix)"
+            );
+        }
+        Ok(Box::new(Run {
+            numbers,
+            bad_timestamps: bad,
+        }))
+    }
+}
+
+pub struct Run {
+    pub numbers: Segmentation,
+    pub bad_timestamps: data::BadTimestamps,
+}
+
+impl Computed for Run {
+    fn summary(&self) -> Value {
+        let mut v = serde_json::to_value(&self.numbers).unwrap_or(Value::Null);
+        v["bad_timestamps"] = json!(self.bad_timestamps);
+        v
+    }
+
+    fn csv_files(&self) -> Vec<CsvFile> {
+        let r = &self.numbers;
+        vec![
+            CsvFile {
+                name: "segments.csv",
+                header: vec![
+                    "portfolio_group",
+                    "plan_type",
+                    "engagement",
+                    "status",
+                    "users",
+                    "share",
+                    "total_arr",
+                    "avg_arr",
+                ],
+                rows: r
+                    .paths
+                    .iter()
+                    .map(|p| {
+                        vec![
+                            p.portfolio_group.to_owned(),
+                            p.plan_type.clone(),
+                            p.engagement.to_owned(),
+                            p.status.to_owned(),
+                            p.users.to_string(),
+                            output::cell(Some(p.share)),
+                            output::cell(Some(p.total_arr)),
+                            output::cell(Some(p.avg_arr)),
+                        ]
+                    })
+                    .collect(),
+            },
+            CsvFile {
+                name: "dimension_tables.csv",
+                header: vec![
+                    "dimension",
+                    "value",
+                    "users",
+                    "share",
+                    "total_arr",
+                    "avg_arr",
+                    "active_rate",
+                    "avg_nps",
+                    "avg_tickets",
+                ],
+                rows: r
+                    .dimensions
+                    .iter()
+                    .map(|d| {
+                        vec![
+                            d.dimension.to_owned(),
+                            d.value.clone(),
+                            d.users.to_string(),
+                            output::cell(Some(d.share)),
+                            output::cell(Some(d.total_arr)),
+                            output::cell(Some(d.avg_arr)),
+                            output::cell(Some(d.active_rate)),
+                            output::cell(d.avg_nps),
+                            output::cell(Some(d.avg_tickets)),
+                        ]
+                    })
+                    .collect(),
+            },
+        ]
+    }
+
+    fn story(&self) -> Narrative {
+        let findings = findings::findings(&self.numbers);
+        let recommendations = findings::recommendations(&self.numbers, &findings);
+        Narrative {
+            findings,
+            recommendations,
+        }
+    }
+
+    fn charts(&self, language: &Language) -> Vec<ChartSpec> {
+        charts::charts(&self.numbers, &language.strings)
+    }
+
+    fn layout(&self, language: &Language) -> Value {
+        layout(self, language)
+    }
+
+    fn size(&self) -> (&'static str, usize) {
+        ("users", self.numbers.users)
+    }
+}
+
+/// The layout's data, every number formatted for one language.
+fn layout(run: &Run, lang: &Language) -> Value {
+    let r = &run.numbers;
+    let s = &lang.strings;
+    let f = &lang.format;
+    let count = |n: usize| f.count(n as f64);
+    let money = |v: f64| f.money(v);
+    let opt = |v: Option<f64>, d: usize| f.opt(v, |f, v| f.number(v, d));
+    let label = |dim: &str, v: &str| s.label(dim, v);
+    let scope = vec![
+        [
+            s.get("scope.as_of"),
+            r.as_of
+                .map_or_else(|| "—".to_owned(), |t| t.format("%Y-%m-%d").to_string()),
+        ],
+        [s.get("scope.users"), count(r.users)],
+        [
+            s.get("scope.users_in_portfolio"),
+            count(r.users_in_portfolio_groups),
+        ],
+        [
+            s.get("scope.users_without_portfolio"),
+            count(r.users_without_portfolio),
+        ],
+        [
+            s.get("scope.users_without_events"),
+            count(r.users_without_events),
+        ],
+        [s.get("scope.events"), count(r.events)],
+        [s.get("scope.event_types"), count(r.event_types)],
+        [s.get("scope.total_arr"), money(r.total_arr)],
+        [
+            s.get("scope.active_rate"),
+            f.opt(r.active_rate, |f, v| f.percent(v)),
+        ],
+        [s.get("scope.arr_at_risk"), money(r.arr_at_risk)],
+    ];
+    let dim_row = |d: &DimensionRow| {
+        vec![
+            label(d.dimension, &d.value),
+            count(d.users),
+            f.percent(d.share),
+            money(d.total_arr),
+            money(d.avg_arr),
+            f.percent(d.active_rate),
+            opt(d.avg_nps, 1),
+            f.number(d.avg_tickets, 2),
+        ]
+    };
+    let dimensions: Vec<Value> = [
+        "portfolio_group",
+        "plan_type",
+        "engagement",
+        "ticket_range",
+        "diversity_group",
+        "arr_group",
+        "training",
+    ]
+    .iter()
+    .map(|dim| {
+        json!({
+            "title": s.get(&format!("dimensions.{dim}")),
+            "rows": r.dimensions.iter().filter(|d| d.dimension == *dim).map(dim_row).collect::<Vec<_>>(),
+        })
+    })
+    .collect();
+    let cross: Vec<Vec<String>> = r
+        .portfolio_plan
+        .iter()
+        .map(|c| {
+            vec![
+                label("portfolio_group", c.portfolio_group),
+                label("plan_type", &c.plan_type),
+                count(c.users),
+                f.percent(c.share),
+                money(c.total_arr),
+                f.percent(c.arr_share),
+                money(c.avg_arr),
+                f.percent(c.active_rate),
+                opt(c.avg_nps, 1),
+                f.number(c.avg_tickets, 2),
+            ]
+        })
+        .collect();
+    let impact_rows = |i: &Impact| {
+        let pair = |a: Option<f64>,
+                    b: Option<f64>,
+                    fmt: &dyn Fn(f64) -> String,
+                    gap: &dyn Fn(f64) -> String| {
+            vec![
+                a.map_or_else(|| "—".to_owned(), fmt),
+                b.map_or_else(|| "—".to_owned(), fmt),
+                a.zip(b).map_or_else(|| "—".to_owned(), |(a, b)| gap(a - b)),
+            ]
+        };
+        let mut rows = vec![
+            [
+                vec![s.get("impact.users")],
+                vec![count(i.with_users), count(i.without_users), "—".to_owned()],
+            ]
+            .concat(),
+            [
+                vec![s.get("impact.avg_arr")],
+                pair(i.with_avg_arr, i.without_avg_arr, &money, &money),
+            ]
+            .concat(),
+            [
+                vec![s.get("impact.median_arr")],
+                pair(i.with_median_arr, i.without_median_arr, &money, &money),
+            ]
+            .concat(),
+            [
+                vec![s.get("impact.active_rate")],
+                pair(
+                    i.with_active_rate,
+                    i.without_active_rate,
+                    &|v| f.percent(v),
+                    &|v| f.points(v),
+                ),
+            ]
+            .concat(),
+        ];
+        rows.push(vec![
+            s.get("impact.lift_pct"),
+            String::new(),
+            String::new(),
+            f.opt(i.arr_lift_pct, |f, v| f.percent(v)),
+        ]);
+        rows
+    };
+    let path_row = |p: &Path| {
+        vec![
+            format!(
+                "{} → {} → {} → {}",
+                label("portfolio_group", p.portfolio_group),
+                label("plan_type", &p.plan_type),
+                label("engagement", p.engagement),
+                label("status", p.status)
+            ),
+            count(p.users),
+            f.percent(p.share),
+            money(p.total_arr),
+            money(p.avg_arr),
+        ]
+    };
+    let by_users: Vec<Vec<String>> = r.paths.iter().take(PATHS_LISTED).map(path_row).collect();
+    let mut by_arr: Vec<&Path> = r.paths.iter().collect();
+    by_arr.sort_by(|a, b| b.total_arr.total_cmp(&a.total_arr));
+    let inactive: Vec<Vec<String>> = by_arr
+        .iter()
+        .filter(|p| p.status == "inactive")
+        .take(PATHS_LISTED)
+        .map(|p| path_row(p))
+        .collect();
+    let by_arr: Vec<Vec<String>> = by_arr
+        .iter()
+        .take(PATHS_LISTED)
+        .map(|p| path_row(p))
+        .collect();
+    let bad: Vec<[String; 2]> = run
+        .bad_timestamps
+        .0
+        .iter()
+        .map(|(k, v)| [k.clone(), f.count(*v as f64)])
+        .collect();
+    let quality = vec![
+        [
+            s.get("quality.without_portfolio"),
+            count(r.users_without_portfolio),
+        ],
+        [
+            s.get("quality.without_events"),
+            count(r.users_without_events),
+        ],
+        [
+            s.get("quality.unknown_users"),
+            count(r.events_of_unknown_users),
+        ],
+        [
+            s.get("quality.unknown_plan"),
+            count(
+                r.dimensions
+                    .iter()
+                    .filter(|d| d.dimension == "plan_type" && d.value == "unknown")
+                    .map(|d| d.users)
+                    .sum(),
+            ),
+        ],
+    ];
+    json!({
+        "scope": { "rows": scope, "definitions": s.list("scope.definitions") },
+        "dimensions": dimensions,
+        "cross": cross,
+        "training": impact_rows(&r.training),
+        "diversity": impact_rows(&r.diversity),
+        "paths": { "by_users": by_users, "by_arr": by_arr, "inactive": inactive, "total": count(r.paths.len()) },
+        "quality": { "rows": quality, "bad_timestamps": bad, "limitations": s.list("quality.limitations") },
+    })
+}

@@ -1,0 +1,210 @@
+//! Charts of the tag-drivers report: the top topics of both groups side by side,
+//! the share gap per topic, and the service comparison (rating and response).
+
+use charming::component::{Axis, Grid, Legend};
+use charming::datatype::DataPointItem;
+use charming::element::{AxisLabel, AxisType, ItemStyle, Label, LabelPosition};
+use charming::series::Bar;
+use charming::Chart;
+use serde_json::json;
+
+use super::metrics::TagDrivers;
+use crate::charts::{num1, pct, title, ChartSpec};
+use crate::narrative::Strings;
+
+/// Colours of the two groups, used the same way in every chart.
+pub const AT_RISK_COLOR: &str = "#c44e52";
+pub const EXPANSION_COLOR: &str = "#3f9c6d";
+
+/// Canvas height for `n` horizontal bar categories.
+fn bars_height(n: usize, per: u32) -> u32 {
+    (110 + per * n as u32).clamp(260, 900)
+}
+
+pub fn charts(r: &TagDrivers, min_pp: f64, s: &Strings) -> Vec<ChartSpec> {
+    let mut out = Vec::new();
+    if r.top.is_empty() {
+        return out;
+    }
+    let tags: Vec<String> = r.top.iter().map(|t| t.tag.clone()).collect();
+    let groups = [s.get("groups.at_risk"), s.get("groups.expansion")];
+
+    // 1. Grouped horizontal bars: the union of both top-10 lists, largest at-risk
+    // over-representation first.
+    {
+        let chart = Chart::new()
+            .title(title(s.get("charts.top_tags")))
+            .color(vec![AT_RISK_COLOR, EXPANSION_COLOR])
+            .legend(Legend::new().bottom(4))
+            .grid(Grid::new().left(150).right(50).top(48).bottom(56))
+            .x_axis(
+                Axis::new()
+                    .type_(AxisType::Value)
+                    .name(format!("{} (%)", s.get("charts.share")))
+                    .axis_label(AxisLabel::new().formatter("{value}%")),
+            )
+            .y_axis(
+                Axis::new()
+                    .type_(AxisType::Category)
+                    .inverse(true)
+                    .data(tags.clone()),
+            )
+            .series(
+                Bar::new()
+                    .name(groups[0].clone())
+                    .label(
+                        Label::new()
+                            .show(true)
+                            .position(LabelPosition::Right)
+                            .font_size(9)
+                            .formatter("{c}%"),
+                    )
+                    .data(r.top.iter().map(|t| pct(Some(t.at_risk_share))).collect()),
+            )
+            .series(
+                Bar::new()
+                    .name(groups[1].clone())
+                    .label(
+                        Label::new()
+                            .show(true)
+                            .position(LabelPosition::Right)
+                            .font_size(9)
+                            .formatter("{c}%"),
+                    )
+                    .data(r.top.iter().map(|t| pct(Some(t.expansion_share))).collect()),
+            );
+        let first = &r.top[0];
+        let last = &r.top[r.top.len() - 1];
+        out.push(ChartSpec {
+            id: "top_tags",
+            height: Some(bars_height(tags.len(), 34)),
+            chart,
+            takeaway: Some(json!({
+                "id": "top_tags",
+                "numbers": {
+                    "risk_pp": first.difference_pp, "growth_pp": -last.difference_pp,
+                    "tags": tags.len(),
+                },
+                "slices": { "risk_tag": first.tag, "growth_tag": last.tag },
+            })),
+        });
+    }
+
+    // 2. Diverging bars: at-risk share minus expansion share, per topic.
+    {
+        let data: Vec<DataPointItem> = r
+            .top
+            .iter()
+            .map(|t| {
+                let v = (t.difference_pp * 10.0).round() / 10.0;
+                let color = if t.difference_pp.abs() < min_pp {
+                    "#b8c2cc"
+                } else if t.difference_pp > 0.0 {
+                    AT_RISK_COLOR
+                } else {
+                    EXPANSION_COLOR
+                };
+                DataPointItem::new(v).item_style(ItemStyle::new().color(color))
+            })
+            .collect();
+        let chart = Chart::new()
+            .title(title(s.get("charts.tag_gap")))
+            .grid(Grid::new().left(150).right(50).top(48).bottom(40))
+            .x_axis(
+                Axis::new()
+                    .type_(AxisType::Value)
+                    .name(s.get("charts.pp_axis")),
+            )
+            .y_axis(
+                Axis::new()
+                    .type_(AxisType::Category)
+                    .inverse(true)
+                    .data(tags.clone()),
+            )
+            .series(
+                Bar::new()
+                    .label(
+                        Label::new()
+                            .show(true)
+                            .position(LabelPosition::Right)
+                            .font_size(9)
+                            .formatter("{c}"),
+                    )
+                    .data(data),
+            );
+        let risk = r.top.iter().filter(|t| t.difference_pp >= min_pp).count();
+        let growth = r.top.iter().filter(|t| -t.difference_pp >= min_pp).count();
+        out.push(ChartSpec {
+            id: "tag_gap",
+            height: Some(bars_height(tags.len(), 24)),
+            chart,
+            takeaway: Some(json!({
+                "id": "tag_gap",
+                "numbers": { "risk": risk, "growth": growth, "min_pp": min_pp, "neutral": tags.len() - risk - growth },
+            })),
+        });
+    }
+
+    // 3. Service comparison: rating on the left axis, median response on the right.
+    {
+        let (risk, expansion) = (&r.groups[0], &r.groups[1]);
+        let chart = Chart::new()
+            .title(title(s.get("charts.service")))
+            .legend(Legend::new().bottom(4))
+            .grid(Grid::new().left(60).right(70).top(52).bottom(64))
+            .x_axis(Axis::new().type_(AxisType::Category).data(groups.to_vec()))
+            .y_axis(
+                Axis::new()
+                    .type_(AxisType::Value)
+                    .name(s.get("charts.rating_axis"))
+                    .min(0)
+                    .max(5),
+            )
+            .y_axis(
+                Axis::new()
+                    .type_(AxisType::Value)
+                    .name(s.get("charts.minutes")),
+            )
+            .series(
+                Bar::new()
+                    .name(s.get("charts.avg_rating"))
+                    .label(Label::new().show(true).position(LabelPosition::Top))
+                    .item_style(ItemStyle::new().color("#2f5d8a"))
+                    .data(vec![num2(risk.avg_rating), num2(expansion.avg_rating)]),
+            )
+            .series(
+                Bar::new()
+                    .name(s.get("charts.median_resp"))
+                    .y_axis_index(1)
+                    .label(Label::new().show(true).position(LabelPosition::Top))
+                    .item_style(ItemStyle::new().color("#e07b39"))
+                    .data(vec![num1(risk.median_resp), num1(expansion.median_resp)]),
+            );
+        let takeaway = match (
+            risk.avg_rating,
+            expansion.avg_rating,
+            risk.median_resp,
+            expansion.median_resp,
+        ) {
+            (Some(ra), Some(ea), Some(rr), Some(er)) => Some(json!({
+                "id": "service",
+                "numbers": { "risk_rating": ra, "expansion_rating": ea, "risk_resp": rr, "expansion_resp": er },
+            })),
+            _ => None,
+        };
+        out.push(ChartSpec {
+            id: "service",
+            height: Some(340),
+            chart,
+            takeaway,
+        });
+    }
+    out
+}
+
+fn num2(v: Option<f64>) -> charming::datatype::CompositeValue {
+    v.map_or_else(
+        || charming::datatype::CompositeValue::from("-"),
+        |v| charming::datatype::CompositeValue::from((v * 100.0).round() / 100.0),
+    )
+}

@@ -1,0 +1,345 @@
+//! Report `tag-drivers` (`../shared/specs/report-tag-drivers.md`): what at-risk
+//! companies talk to support about, compared with companies targeted for expansion.
+
+pub mod charts;
+pub mod findings;
+pub mod metrics;
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use super::{Computed, CsvFile, Plan, Report};
+use crate::charts::ChartSpec;
+use crate::data::{self, DataError, Database, TableNeed};
+use crate::edition::Narrative;
+use crate::narrative::Language;
+use crate::output;
+use crate::pipeline::{PipelineError, RunRequest};
+use metrics::TagDrivers;
+
+pub const NAME: &str = "tag-drivers";
+
+/// Tags per group listed in the appendix (the CSV has them all).
+const APPENDIX_TAGS: usize = 15;
+
+pub struct TagDriversReport;
+
+impl Report for TagDriversReport {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn about(&self) -> &'static str {
+        "What at-risk companies talk to support about, compared with expansion targets: topic tag shares, rating and response gaps."
+    }
+
+    fn options(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            (
+                "window",
+                "rolling:<N>m | calendar:<N>m | range:<from>..<to> (default rolling:6m)",
+            ),
+            (
+                "min_pp",
+                "share difference, in percentage points, that makes a topic over-represented (default 3)",
+            ),
+        ]
+    }
+
+    fn needs(&self, _db: &Database, _req: &RunRequest) -> Result<Vec<TableNeed>, DataError> {
+        Ok(data::TAG_DRIVERS.to_vec())
+    }
+
+    fn plan(
+        &self,
+        db: &Database,
+        req: &RunRequest,
+        reference: DateTime<Utc>,
+    ) -> Result<Plan, PipelineError> {
+        let window = super::conversation_window(db, req, reference)?;
+        Ok(Plan {
+            period: window.period(),
+            window: Some(window),
+            parameters: vec![
+                ("window".into(), req.window.to_string()),
+                ("min_pp".into(), req.min_pp.to_string()),
+                ("source_timezone".into(), req.source_tz.name().to_owned()),
+            ],
+            manifest_parameters: json!({
+                "window": req.window.to_string(),
+                "min_pp": req.min_pp,
+                "source_timezone": req.source_tz.name(),
+            })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+            tables: vec![
+                data::COMPANY_ENHANCED,
+                data::CONVERSATION_ENHANCED,
+                data::CONVERSATION_METRICS,
+            ],
+        })
+    }
+
+    fn compute(
+        &self,
+        db: &Database,
+        req: &RunRequest,
+        plan: &Plan,
+        timings: &mut Vec<(&'static str, Duration)>,
+    ) -> Result<Box<dyn Computed>, PipelineError> {
+        let t = Instant::now();
+        let loaded = db.load_tag_drivers(req.source_tz)?;
+        timings.push(("load", t.elapsed()));
+        let t = Instant::now();
+        let window = plan.window.expect("tag-drivers plans a window");
+        let numbers = metrics::compute(&loaded, window)?;
+        timings.push(("metrics", t.elapsed()));
+        if numbers.bad_timestamps.total() > 0 {
+            tracing::warn!(
+                count = numbers.bad_timestamps.total(),
+                "unparseable timestamps (counted in the data-quality appendix)"
+            );
+        }
+        Ok(Box::new(Run {
+            numbers,
+            min_pp: req.min_pp,
+        }))
+    }
+}
+
+/// The numbers of a run and the threshold its findings use.
+pub struct Run {
+    pub numbers: TagDrivers,
+    pub min_pp: f64,
+}
+
+impl Computed for Run {
+    fn summary(&self) -> Value {
+        let mut v = serde_json::to_value(&self.numbers).unwrap_or(Value::Null);
+        v["min_pp"] = json!(self.min_pp);
+        v
+    }
+
+    fn csv_files(&self) -> Vec<CsvFile> {
+        let r = &self.numbers;
+        vec![
+            CsvFile {
+                name: "tag_shares.csv",
+                header: vec!["group", "tag", "conversations", "share"],
+                rows: r
+                    .shares
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.group.to_owned(),
+                            s.tag.clone(),
+                            s.conversations.to_string(),
+                            output::cell(Some(s.share)),
+                        ]
+                    })
+                    .collect(),
+            },
+            CsvFile {
+                name: "group_stats.csv",
+                header: vec![
+                    "group",
+                    "companies",
+                    "conversations",
+                    "avg_rating",
+                    "share_rated_le2",
+                    "median_resp",
+                    "reopen_rate",
+                ],
+                rows: r
+                    .groups
+                    .iter()
+                    .map(|g| {
+                        vec![
+                            g.group.to_owned(),
+                            g.companies.to_string(),
+                            g.conversations.to_string(),
+                            output::cell(g.avg_rating),
+                            output::cell(g.share_rated_le2),
+                            output::cell(g.median_resp),
+                            output::cell(g.reopen_rate),
+                        ]
+                    })
+                    .collect(),
+            },
+        ]
+    }
+
+    fn story(&self) -> Narrative {
+        let findings = findings::findings(&self.numbers, self.min_pp);
+        let recommendations = findings::recommendations(&self.numbers, &findings);
+        Narrative {
+            findings,
+            recommendations,
+        }
+    }
+
+    fn charts(&self, language: &Language) -> Vec<ChartSpec> {
+        charts::charts(&self.numbers, self.min_pp, &language.strings)
+    }
+
+    fn layout(&self, language: &Language) -> Value {
+        layout(self, language)
+    }
+
+    fn size(&self) -> (&'static str, usize) {
+        (
+            "conversations_in_window",
+            self.numbers.conversations_in_window,
+        )
+    }
+}
+
+/// The layout's data: scope, group comparison, the top-tag table, each group's
+/// topics and the data-quality notes, formatted for one language.
+fn layout(run: &Run, lang: &Language) -> Value {
+    let r = &run.numbers;
+    let s = &lang.strings;
+    let f = &lang.format;
+    let count = |n: usize| f.count(n as f64);
+    let [risk, expansion] = [&r.groups[0], &r.groups[1]];
+    let in_groups = r.groups.iter().map(|g| g.conversations).sum::<usize>();
+    let scope = vec![
+        [
+            s.get("scope.conversations_in_window"),
+            count(r.conversations_in_window),
+        ],
+        [s.get("scope.unmapped"), count(r.unmapped_conversations)],
+        [s.get("scope.in_groups"), count(in_groups)],
+        [s.get("scope.in_both"), count(r.in_both_groups.len())],
+        [
+            s.get("scope.min_pp"),
+            f.points(run.min_pp / 100.0).to_string(),
+        ],
+    ];
+    let diff = |a: Option<f64>, b: Option<f64>, fmt: &dyn Fn(f64) -> String| match (a, b) {
+        (Some(a), Some(b)) => fmt(a - b),
+        _ => "—".to_owned(),
+    };
+    let row = |key: &str,
+               a: Option<f64>,
+               b: Option<f64>,
+               val: &dyn Fn(f64) -> String,
+               gap: &dyn Fn(f64) -> String| {
+        vec![
+            s.get(key),
+            a.map_or_else(|| "—".to_owned(), val),
+            b.map_or_else(|| "—".to_owned(), val),
+            diff(a, b, gap),
+        ]
+    };
+    let n = |v: usize| Some(v as f64);
+    let cnt = |v: f64| f.count(v);
+    let signed = |v: f64, s: String| if v > 0.0 { format!("+{s}") } else { s };
+    let groups = vec![
+        row(
+            "groups.companies",
+            n(risk.companies),
+            n(expansion.companies),
+            &cnt,
+            &|v| signed(v, f.count(v)),
+        ),
+        row(
+            "groups.conversations",
+            n(risk.conversations),
+            n(expansion.conversations),
+            &cnt,
+            &|v| signed(v, f.count(v)),
+        ),
+        row(
+            "groups.per_company",
+            risk.conversations_per_company,
+            expansion.conversations_per_company,
+            &|v| f.number(v, 1),
+            &|v| signed(v, f.number(v, 1)),
+        ),
+        row(
+            "groups.avg_rating",
+            risk.avg_rating,
+            expansion.avg_rating,
+            &|v| f.number(v, 2),
+            &|v| signed(v, f.number(v, 2)),
+        ),
+        row(
+            "groups.share_rated_le2",
+            risk.share_rated_le2,
+            expansion.share_rated_le2,
+            &|v| f.percent(v),
+            &|v| signed(v, f.points(v)),
+        ),
+        row(
+            "groups.median_resp",
+            risk.median_resp,
+            expansion.median_resp,
+            &|v| f.minutes(v),
+            &|v| signed(v, f.minutes(v)),
+        ),
+        row(
+            "groups.reopen_rate",
+            risk.reopen_rate,
+            expansion.reopen_rate,
+            &|v| f.percent(v),
+            &|v| signed(v, f.points(v)),
+        ),
+    ];
+    let top: Vec<Vec<String>> = r
+        .top
+        .iter()
+        .map(|t| {
+            vec![
+                t.tag.clone(),
+                f.percent(t.at_risk_share),
+                f.percent(t.expansion_share),
+                signed(t.difference_pp, f.points(t.difference_pp / 100.0)),
+            ]
+        })
+        .collect();
+    let notable: Vec<bool> = r
+        .top
+        .iter()
+        .map(|t| t.difference_pp.abs() < run.min_pp)
+        .collect();
+    let per_group = |group: &str| -> Vec<Vec<String>> {
+        let mut rows: Vec<&metrics::TagShare> =
+            r.shares.iter().filter(|x| x.group == group).collect();
+        rows.sort_by(|a, b| {
+            b.conversations
+                .cmp(&a.conversations)
+                .then_with(|| a.tag.cmp(&b.tag))
+        });
+        rows.iter()
+            .take(APPENDIX_TAGS)
+            .map(|x| vec![x.tag.clone(), count(x.conversations), f.percent(x.share)])
+            .collect()
+    };
+    let both: Vec<[String; 2]> = r
+        .in_both_groups
+        .iter()
+        .map(|(id, name)| [name.clone(), id.clone()])
+        .collect();
+    let bad: Vec<[String; 2]> = r
+        .bad_timestamps
+        .0
+        .iter()
+        .map(|(k, v)| [k.clone(), f.count(*v as f64)])
+        .collect();
+    json!({
+        "scope": { "rows": scope, "definitions": s.list("scope.definitions") },
+        "groups": groups,
+        "top": { "rows": top, "muted": notable },
+        "tags": { "at_risk": per_group(metrics::AT_RISK), "expansion": per_group(metrics::EXPANSION) },
+        "quality": {
+            "both": both,
+            "bad_timestamps": bad,
+            "limitations": s.list("quality.limitations"),
+            "no_rating": risk.avg_rating.is_none() || expansion.avg_rating.is_none(),
+        },
+    })
+}
