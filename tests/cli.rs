@@ -1,59 +1,10 @@
 //! End-to-end: the `cxreport` binary on real SQLite files, checked through its outputs
 //! and exit codes.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+mod common;
 
+use common::{col, demo_db, read_csv, run, text};
 use serde_json::Value;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cxreport"));
-    c.env("RUST_LOG", "warn");
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// One default demo database shared by the tests of this file.
-fn demo_db() -> &'static Path {
-    static DB: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    let (_, p) = DB.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("demo.sqlite");
-        let o = run(&["demo-data", "--out", path.to_str().unwrap()]);
-        assert!(o.status.success(), "{}", text(&o));
-        (dir, path)
-    });
-    p
-}
-
-fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
-    let mut r = csv::Reader::from_path(path).unwrap();
-    let header = r.headers().unwrap().iter().map(str::to_owned).collect();
-    let rows = r
-        .records()
-        .map(|rec| rec.unwrap().iter().map(str::to_owned).collect())
-        .collect();
-    (header, rows)
-}
-
-fn col(header: &[String], name: &str) -> usize {
-    header
-        .iter()
-        .position(|h| h == name)
-        .unwrap_or_else(|| panic!("column {name}"))
-}
 
 fn sum(rows: &[Vec<String>], i: usize) -> u64 {
     rows.iter().map(|r| r[i].parse::<u64>().unwrap()).sum()
@@ -356,11 +307,4 @@ fn bad_arguments_are_usage_errors() {
     std::fs::write(&not_db, "just some notes, not a database at all........").unwrap();
     let o = run(&["run", "--db", not_db.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-}
-
-#[test]
-fn reports_lists_conversation_usage() {
-    let o = run(&["reports"]);
-    assert!(o.status.success());
-    assert!(String::from_utf8_lossy(&o.stdout).contains("conversation-usage"));
 }

@@ -2,30 +2,17 @@
 //! page count, text layer per language, numbers that match
 //! summary.json, database text printed literally, byte-identical reruns.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::OnceLock;
+
+use common::{pdf_text, run, text};
 
 use serde_json::Value;
 
 const AS_OF: &str = "2024-07-01T08:00:00Z";
 const EVIL: &str = "#read(\"/etc/passwd\") $x$ ] <b> *bold*";
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cxreport"))
-        .env("RUST_LOG", "warn")
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -57,25 +44,6 @@ fn fixture() -> &'static Fixture {
 
 fn report_dir(out: &Path) -> PathBuf {
     out.join("conversation-usage/2023-12-15_2024-06-15")
-}
-
-/// The text layer, read back by poppler's `pdftotext` (Debian `poppler-utils`, which
-/// `.ci/run` installs): unlike the Rust extractors, it also reads the text inside the
-/// charts' form XObjects.
-fn pdf_text(path: &Path) -> String {
-    let o = Command::new("pdftotext")
-        .args(["-enc", "UTF-8"])
-        .arg(path)
-        .arg("-")
-        .output()
-        .expect("pdftotext (apt-get install poppler-utils)");
-    assert!(
-        o.status.success(),
-        "pdftotext {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
 }
 
 fn pages(path: &Path) -> usize {

@@ -12,8 +12,13 @@ use crate::narrative::{Finding, Recommendation};
 
 /// A lift smaller than this (fraction of the baseline's average ARR) is not a finding.
 const MIN_LIFT: f64 = 0.05;
-/// Average tickets must differ by this much between engagement levels to be a pattern.
+/// Average tickets must differ by this much between low and high engagement to read
+/// as more (or less) support load; below it the load is flat.
 const MIN_TICKET_GAP: f64 = 0.2;
+
+/// Low-engagement users less active than this (fraction) below highly engaged ones are
+/// worth re-engaging.
+const MIN_ACTIVE_GAP: f64 = 0.05;
 
 fn finding(id: &'static str, rank: u8) -> Finding {
     Finding {
@@ -141,23 +146,27 @@ pub fn findings(r: &Segmentation) -> Vec<Finding> {
         dimension(r, "engagement", "low"),
         dimension(r, "engagement", "high"),
     ) {
-        if (low.avg_tickets - high.avg_tickets).abs() >= MIN_TICKET_GAP {
-            let mut x = finding("support_by_engagement", 6);
-            x.numbers.insert("low_tickets", low.avg_tickets);
-            x.numbers.insert("high_tickets", high.avg_tickets);
-            x.numbers.insert("low_active", low.active_rate);
-            x.numbers.insert("high_active", high.active_rate);
-            x.numbers.insert("low_users", low.users as f64);
-            x.keys.insert(
-                "direction",
-                if low.avg_tickets > high.avg_tickets {
-                    "low_more"
-                } else {
-                    "high_more"
-                },
-            );
-            out.push(x);
+        let mut x = finding("support_by_engagement", 6);
+        x.numbers.insert("low_tickets", low.avg_tickets);
+        x.numbers.insert("high_tickets", high.avg_tickets);
+        if let Some(medium) = dimension(r, "engagement", "medium") {
+            x.numbers.insert("medium_tickets", medium.avg_tickets);
         }
+        x.numbers.insert("low_active", low.active_rate);
+        x.numbers.insert("high_active", high.active_rate);
+        x.numbers.insert("low_users", low.users as f64);
+        let gap = low.avg_tickets - high.avg_tickets;
+        x.keys.insert(
+            "direction",
+            if gap.abs() < MIN_TICKET_GAP {
+                "flat"
+            } else if gap > 0.0 {
+                "low_more"
+            } else {
+                "high_more"
+            },
+        );
+        out.push(x);
     }
     out.sort_by_key(|f| f.rank);
     out
@@ -218,6 +227,12 @@ pub fn recommendations(r: &Segmentation, findings: &[Finding]) -> Vec<Recommenda
             x.numbers.insert("users", f.numbers["low_users"]);
             x.numbers.insert("low_tickets", f.numbers["low_tickets"]);
             x.numbers.insert("high_tickets", f.numbers["high_tickets"]);
+            out.push(x);
+        } else if f.numbers["low_active"] + MIN_ACTIVE_GAP <= f.numbers["high_active"] {
+            let mut x = recommendation("reengage_low_engagement", "support_by_engagement");
+            x.numbers.insert("users", f.numbers["low_users"]);
+            x.numbers.insert("low_active", f.numbers["low_active"]);
+            x.numbers.insert("high_active", f.numbers["high_active"]);
             out.push(x);
         }
     }
@@ -306,5 +321,20 @@ mod tests {
         let r = compute(&users, &[]);
         let ids: Vec<&str> = findings(&r).iter().map(|x| x.id).collect();
         assert_eq!(ids, ["largest_segment", "top_arr_segment"]);
+    }
+
+    #[test]
+    fn flat_support_load_is_said_and_inactive_low_engagement_is_re_engaged() {
+        let users = vec![
+            user("low", 3, "pro", 2_000.0, false, 2),
+            user("high", 3, "pro", 2_000.0, true, 2),
+        ];
+        let r = compute(&users, &events("high", &["login"], 40));
+        let f = findings(&r);
+        let s = f.iter().find(|x| x.id == "support_by_engagement").unwrap();
+        assert_eq!(s.keys["direction"], "flat");
+        let recs = recommendations(&r, &f);
+        assert!(recs.iter().any(|x| x.id == "reengage_low_engagement"));
+        assert!(!recs.iter().any(|x| x.id == "onboard_low_engagement"));
     }
 }

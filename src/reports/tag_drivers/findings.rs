@@ -61,7 +61,7 @@ fn over_represented(r: &TagDrivers, min_pp: f64, at_risk: bool) -> Vec<&TopTag> 
     v
 }
 
-fn both<'a>(r: &'a TagDrivers) -> (&'a GroupStats, &'a GroupStats) {
+fn both(r: &TagDrivers) -> (&GroupStats, &GroupStats) {
     (&r.groups[0], &r.groups[1])
 }
 

@@ -1,0 +1,94 @@
+//! Helpers the end-to-end tests share: the binary, a demo database built once per
+//! test file, CSV and PDF read-back.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cxreport"));
+    c.env("RUST_LOG", "warn");
+    c
+}
+
+pub fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("binary runs")
+}
+
+/// stdout and stderr, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// One default demo database per test binary (`cxreport demo-data`).
+pub fn demo_db() -> &'static Path {
+    static DB: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, p) = DB.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("demo.sqlite");
+        let o = run(&["demo-data", "--out", path.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", text(&o));
+        (dir, path)
+    });
+    p
+}
+
+pub fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let header = r.headers().unwrap().iter().map(str::to_owned).collect();
+    let rows = r
+        .records()
+        .map(|rec| rec.unwrap().iter().map(str::to_owned).collect())
+        .collect();
+    (header, rows)
+}
+
+pub fn col(header: &[String], name: &str) -> usize {
+    header
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("column {name}"))
+}
+
+pub fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
+}
+
+/// The text layer, read back by poppler's `pdftotext` (Debian `poppler-utils`, which
+/// `.ci/run` installs): it also reads the text inside the charts' form XObjects.
+pub fn pdf_text(path: &Path) -> String {
+    let o = Command::new("pdftotext")
+        .args(["-enc", "UTF-8"])
+        .arg(path)
+        .arg("-")
+        .output()
+        .expect("pdftotext (apt-get install poppler-utils)");
+    assert!(
+        o.status.success(),
+        "pdftotext {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Page count, read with lopdf.
+pub fn pdf_pages(path: &Path) -> usize {
+    lopdf::Document::load(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .get_pages()
+        .len()
+}
+
+/// `pdftotext` breaks lines and may drop spaces at breaks: compare without whitespace.
+pub fn squash(s: &str) -> String {
+    s.chars().filter(|c| !c.is_whitespace()).collect()
+}
