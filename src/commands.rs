@@ -65,9 +65,16 @@ pub fn schedule(config: &Path, count: usize) -> Result<(), Failure> {
     let config = load(config)?;
     let now = SystemClock.now();
     for job in &config.jobs {
+        let windowed = cxreport::reports::find(&job.report)
+            .is_some_and(|r| r.options().iter().any(|(o, _)| *o == "window"));
+        let window = if windowed {
+            format!("  window={}", job.window)
+        } else {
+            String::new()
+        };
         println!(
-            "{}  report={}  cron=\"{}\"  timezone={}  window={}  catchup={:?}",
-            job.name, job.report, job.cron, job.timezone, job.window, job.catchup
+            "{}  report={}  cron=\"{}\"  timezone={}{window}  catchup={:?}",
+            job.name, job.report, job.cron, job.timezone, job.catchup
         );
         for t in job.cron.upcoming(job.timezone, now, count) {
             println!(

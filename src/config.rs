@@ -444,14 +444,31 @@ impl Validator {
         let report = j
             .report
             .unwrap_or_else(|| crate::pipeline::DEFAULT_REPORT.to_owned());
-        if crate::reports::find(&report).is_none() {
-            self.problem(
+        match crate::reports::find(&report) {
+            None => self.problem(
                 key("report"),
                 format!(
                     "unknown report `{report}` (known: {})",
                     crate::reports::names().join(", ")
                 ),
-            );
+            ),
+            Some(r) => {
+                // A report option set on a job whose report does not read it is a mistake.
+                let set = [
+                    ("window", j.window.is_some()),
+                    ("usage_source", j.usage_source.is_some()),
+                    ("min_cell", j.min_cell.is_some()),
+                    ("min_pp", j.min_pp.is_some()),
+                ];
+                for (option, _) in set.iter().filter(|(_, is_set)| *is_set) {
+                    if !r.options().iter().any(|(o, _)| o == option) {
+                        self.problem(
+                            key(option),
+                            format!("report `{report}` has no option `{option}`"),
+                        );
+                    }
+                }
+            }
         }
         let cron = match j.cron.parse::<CronExpr>() {
             Ok(c) => Some(c),
@@ -676,6 +693,9 @@ zh = ["gm-china@example.com"]
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\ncatchup = \"sometimes\"", "`job[0].catchup`"),
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\n[[job]]\nname = \"a\"\ncron = \"0 9 * * *\"", "used twice"),
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nreport = \"nope\"", "unknown report `nope`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nreport = \"customer-segmentation\"\nwindow = \"rolling:6m\"", "`job[0].window`: report `customer-segmentation` has no option `window`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nmin_pp = 5", "report `conversation-usage` has no option `min_pp`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nreport = \"tag-drivers\"\nmin_pp = 500", "`job[0].min_pp`"),
         ];
         for (top, job, want) in cases {
             let text = format!("{top}\n{job}");

@@ -51,7 +51,7 @@ enum Command {
         min_cell: usize,
         /// tag-drivers: smallest share difference, in percentage points, that makes a
         /// topic over-represented in a group.
-        #[arg(long, default_value_t = 3.0)]
+        #[arg(long, default_value_t = 3.0, value_parser = percentage_points)]
         min_pp: f64,
         /// IANA timezone of timestamps without an offset.
         #[arg(long, default_value = "UTC")]
@@ -290,6 +290,16 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             }
             Ok(())
         }
+    }
+}
+
+/// `--min-pp`: percentage points between 0 and 100.
+fn percentage_points(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "`{s}`: expected percentage points between 0 and 100"
+        )),
     }
 }
 
