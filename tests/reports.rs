@@ -468,3 +468,43 @@ impl Email {
         e
     }
 }
+
+#[test]
+fn missing_or_empty_segmentation_tables_fail_cleanly_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cx.sqlite");
+    std::fs::copy(demo_db(), &db).unwrap();
+    let out = dir.path().join("out");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE events DROP COLUMN event_type; ALTER TABLE users DROP COLUMN nps_score;",
+    )
+    .unwrap();
+    drop(conn);
+    let args = [
+        "run",
+        "customer-segmentation",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let t = text(&o);
+    for want in [
+        "`events` has no column `event_type`",
+        "`users` has no column `nps_score`",
+        "customer-segmentation",
+    ] {
+        assert!(t.contains(want), "{want}: {t}");
+    }
+    std::fs::copy(demo_db(), &db).unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("DELETE FROM users;").unwrap();
+    drop(conn);
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("users has no rows"), "{}", text(&o));
+    assert!(!out.exists() || std::fs::read_dir(&out).unwrap().next().is_none());
+}
