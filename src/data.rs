@@ -4,7 +4,11 @@
 //!
 //! SQL lives in the constants below; values are always bound parameters.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+// Hot maps keyed by ids and names: a fast non-cryptographic hash (the keys are data,
+// not attacker-chosen per request) and a fixed iteration order.
+use rustc_hash::FxHashMap as HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -730,6 +734,127 @@ impl Database {
         Ok(d)
     }
 
+    fn load_conversations(
+        &self,
+        conversations: &mut Vec<ConversationRow>,
+        response_minutes: &mut Vec<(String, Option<f64>)>,
+        ts: &mut TsParser<'_>,
+    ) -> Result<(), DataError> {
+        self.each_row(CONVERSATION_ENHANCED, SQL_CONVERSATIONS, |r| {
+            let created = r.cow_text(1, "conversation_created_at")?;
+            let closed = r.cow_text(7, "last_close_at")?;
+            let initiated = r.cow_text(2, "conversation_initiated_type")?;
+            let author = r.cow_text(3, "conversation_author_type")?;
+            let assignee = r.cow_text(4, "conversation_assignee_type")?;
+            let tags = r.cow_text(5, "all_conversation_tags")?;
+            conversations.push(ConversationRow {
+                conversation_id: r.text(0, "conversation_id")?.unwrap_or_default(),
+                created_at: ts.parse(
+                    CONVERSATION_ENHANCED,
+                    "conversation_created_at",
+                    created.as_deref(),
+                ),
+                first_company_name: first_company_name(
+                    r.cow_text(6, "all_contact_company_names")?.as_deref(),
+                ),
+                last_close_at: ts.parse(CONVERSATION_ENHANCED, "last_close_at", closed.as_deref()),
+                bot_first: crate::metrics::is_bot_first(
+                    tags.as_deref(),
+                    author.as_deref(),
+                    initiated.as_deref(),
+                ),
+                team_routed: assignee.as_deref() == Some("team"),
+                contact_inbound: initiated.as_deref() == Some("contact_inbound"),
+            });
+            Ok(())
+        })?;
+        self.each_row(CONVERSATION_METRICS, SQL_CONVERSATION_METRICS, |r| {
+            response_minutes.push((
+                r.text(0, "conversation_id")?.unwrap_or_default(),
+                r.real(1, "time_to_first_response_minutes")?,
+            ));
+            Ok(())
+        })
+    }
+
+    fn load_proxy_usage(
+        &self,
+        company_metrics: &mut Vec<CompanyMetricsRow>,
+        contacts: &mut Vec<ContactRow>,
+        ts: &mut TsParser<'_>,
+    ) -> Result<(), DataError> {
+        self.each_row(COMPANY_METRICS, SQL_COMPANY_METRICS, |r| {
+            company_metrics.push(CompanyMetricsRow {
+                company_id: r.text(0, "company_id")?.unwrap_or_default(),
+                retention_7d: r.real(1, "registration_retention_7d")?,
+                retention_30d: r.real(2, "registration_retention_30d")?,
+            });
+            Ok(())
+        })?;
+        self.each_row(CONTACT_ENHANCED, SQL_CONTACTS, |r| {
+            let names = r.text(1, "all_contact_company_names")?;
+            let last = r.text(2, "last_activity_ts")?;
+            contacts.push(ContactRow {
+                company_names: names
+                    .as_deref()
+                    .map(|s| {
+                        split_items(s)
+                            .filter(|s| !s.is_empty())
+                            .map(normalize_name)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                last_activity: ts.parse(CONTACT_ENHANCED, "last_activity_ts", last.as_deref()),
+            });
+            Ok(())
+        })
+    }
+
+    /// The usage events of known companies, with their own unparseable-time counts.
+    fn load_usage_events(
+        &self,
+        companies: &[CompanyRow],
+        source_tz: Tz,
+    ) -> Result<(Vec<UsageEventRow>, BadTimestamps), DataError> {
+        let mut bad = BadTimestamps::default();
+        let mut ts = TsParser {
+            tz: source_tz,
+            bad: &mut bad,
+        };
+        let mut ids: HashMap<&str, usize> =
+            HashMap::with_capacity_and_hasher(companies.len(), Default::default());
+        for (i, c) in companies.iter().enumerate() {
+            ids.entry(c.company_id.as_str()).or_insert(i);
+        }
+        let mut events = Vec::new();
+        self.each_row(USAGE_EVENTS, SQL_USAGE_EVENTS, |r| {
+            let company = match r.str_ref(0, "company_id") {
+                Ok(Some(id)) => ids.get(id).copied(),
+                Ok(None) => None,
+                Err(_) => r
+                    .text(0, "company_id")?
+                    .and_then(|id| ids.get(id.as_str()).copied()),
+            };
+            let is_core = r.integer(1, "is_core")?.unwrap_or(0) == 1;
+            let occurred = match r.str_ref(2, "occurred_at") {
+                Ok(v) => ts.parse(USAGE_EVENTS, "occurred_at", v),
+                Err(_) => {
+                    let v = r.text(2, "occurred_at")?;
+                    ts.parse(USAGE_EVENTS, "occurred_at", v.as_deref())
+                }
+            };
+            if let (Some(company), Some(t)) = (company, occurred) {
+                events.push(UsageEventRow {
+                    company,
+                    is_core,
+                    occurred_at: t.timestamp_micros(),
+                });
+            }
+            Ok(())
+        })?;
+        Ok((events, bad))
+    }
+
     /// Loads the rows of the customer-segmentation report.
     pub fn load_segmentation(
         &self,
@@ -804,105 +929,26 @@ impl Database {
             bad: &mut bad,
         };
         d.companies = self.load_companies()?;
-        self.each_row(CONVERSATION_ENHANCED, SQL_CONVERSATIONS, |r| {
-            let created = r.cow_text(1, "conversation_created_at")?;
-            let closed = r.cow_text(7, "last_close_at")?;
-            let initiated = r.cow_text(2, "conversation_initiated_type")?;
-            let author = r.cow_text(3, "conversation_author_type")?;
-            let assignee = r.cow_text(4, "conversation_assignee_type")?;
-            let tags = r.cow_text(5, "all_conversation_tags")?;
-            d.conversations.push(ConversationRow {
-                conversation_id: r.text(0, "conversation_id")?.unwrap_or_default(),
-                created_at: ts.parse(
-                    CONVERSATION_ENHANCED,
-                    "conversation_created_at",
-                    created.as_deref(),
-                ),
-                first_company_name: first_company_name(
-                    r.cow_text(6, "all_contact_company_names")?.as_deref(),
-                ),
-                last_close_at: ts.parse(CONVERSATION_ENHANCED, "last_close_at", closed.as_deref()),
-                bot_first: crate::metrics::is_bot_first(
-                    tags.as_deref(),
-                    author.as_deref(),
-                    initiated.as_deref(),
-                ),
-                team_routed: assignee.as_deref() == Some("team"),
-                contact_inbound: initiated.as_deref() == Some("contact_inbound"),
+        // The usage events are the largest table: they load on a second connection,
+        // on another core, while this one reads the conversations.
+        let companies = &d.companies;
+        let path = self.path.as_path();
+        let events = std::thread::scope(|scope| {
+            let events = (usage == UsageTables::Events).then(|| {
+                scope.spawn(move || Database::open(path)?.load_usage_events(companies, source_tz))
             });
-            Ok(())
-        })?;
-        self.each_row(CONVERSATION_METRICS, SQL_CONVERSATION_METRICS, |r| {
-            d.response_minutes.push((
-                r.text(0, "conversation_id")?.unwrap_or_default(),
-                r.real(1, "time_to_first_response_minutes")?,
-            ));
-            Ok(())
-        })?;
-        match usage {
-            UsageTables::Proxy => {
-                self.each_row(COMPANY_METRICS, SQL_COMPANY_METRICS, |r| {
-                    d.company_metrics.push(CompanyMetricsRow {
-                        company_id: r.text(0, "company_id")?.unwrap_or_default(),
-                        retention_7d: r.real(1, "registration_retention_7d")?,
-                        retention_30d: r.real(2, "registration_retention_30d")?,
-                    });
-                    Ok(())
-                })?;
-                self.each_row(CONTACT_ENHANCED, SQL_CONTACTS, |r| {
-                    let names = r.text(1, "all_contact_company_names")?;
-                    let last = r.text(2, "last_activity_ts")?;
-                    d.contacts.push(ContactRow {
-                        company_names: names
-                            .as_deref()
-                            .map(|s| {
-                                split_items(s)
-                                    .filter(|s| !s.is_empty())
-                                    .map(normalize_name)
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                        last_activity: ts.parse(
-                            CONTACT_ENHANCED,
-                            "last_activity_ts",
-                            last.as_deref(),
-                        ),
-                    });
-                    Ok(())
-                })?;
+            self.load_conversations(&mut d.conversations, &mut d.response_minutes, &mut ts)?;
+            if usage == UsageTables::Proxy {
+                self.load_proxy_usage(&mut d.company_metrics, &mut d.contacts, &mut ts)?;
             }
-            UsageTables::Events => {
-                let mut ids: HashMap<&str, usize> = HashMap::with_capacity(d.companies.len());
-                for (i, c) in d.companies.iter().enumerate() {
-                    ids.entry(c.company_id.as_str()).or_insert(i);
-                }
-                let mut events = Vec::new();
-                self.each_row(USAGE_EVENTS, SQL_USAGE_EVENTS, |r| {
-                    let company = match r.str_ref(0, "company_id") {
-                        Ok(Some(id)) => ids.get(id).copied(),
-                        Ok(None) => None,
-                        Err(_) => r
-                            .text(0, "company_id")?
-                            .and_then(|id| ids.get(id.as_str()).copied()),
-                    };
-                    let is_core = r.integer(1, "is_core")?.unwrap_or(0) == 1;
-                    let occurred = match r.str_ref(2, "occurred_at") {
-                        Ok(v) => ts.parse(USAGE_EVENTS, "occurred_at", v),
-                        Err(_) => {
-                            let v = r.text(2, "occurred_at")?;
-                            ts.parse(USAGE_EVENTS, "occurred_at", v.as_deref())
-                        }
-                    };
-                    if let (Some(company), Some(t)) = (company, occurred) {
-                        events.push(UsageEventRow {
-                            company,
-                            is_core,
-                            occurred_at: t.timestamp_micros(),
-                        });
-                    }
-                    Ok(())
-                })?;
-                d.usage_events = Some(events);
+            events
+                .map(|h| h.join().expect("the events loader does not panic"))
+                .transpose()
+        })?;
+        if let Some((rows, events_bad)) = events {
+            d.usage_events = Some(rows);
+            for (k, v) in events_bad.0 {
+                *bad.0.entry(k).or_default() += v;
             }
         }
         d.bad_timestamps = bad;

@@ -6,7 +6,11 @@
 //! implementations of the spec must agree on these numbers, ties and edge cases
 //! included, so every rule below cites the spec's wording where it is subtle.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+// Hot maps keyed by ids and names: a fast non-cryptographic hash (the keys are data,
+// not attacker-chosen per request) and a fixed iteration order.
+use rustc_hash::FxHashMap as HashMap;
 
 use serde::Serialize;
 
@@ -229,7 +233,8 @@ impl Population {
         let paying: Vec<usize> = (0..companies.len())
             .filter(|&i| is_paying(&companies[i]))
             .collect();
-        let mut groups: HashMap<String, Vec<usize>> = HashMap::with_capacity(paying.len());
+        let mut groups: HashMap<String, Vec<usize>> =
+            HashMap::with_capacity_and_hasher(paying.len(), Default::default());
         for &i in &paying {
             if let Some(name) = companies[i].company_name.as_deref() {
                 let n = normalize_name(name);
@@ -238,7 +243,7 @@ impl Population {
                 }
             }
         }
-        let mut by_name = HashMap::with_capacity(groups.len());
+        let mut by_name = HashMap::with_capacity_and_hasher(groups.len(), Default::default());
         let mut duplicate_names = Vec::new();
         for (name, mut idx) in groups {
             if idx.len() == 1 {
@@ -494,6 +499,69 @@ struct CompanyAgg {
     month_pairs: (usize, usize),
 }
 
+/// The aggregates of the companies with kept conversations, dense and in company
+/// order: sequential scans instead of hash lookups on millions of rows.
+struct Aggregates {
+    /// Company indices, ascending.
+    companies: Vec<usize>,
+    aggs: Vec<CompanyAgg>,
+    /// Company index → position in `aggs` (`u32::MAX`: none).
+    slot: Vec<u32>,
+}
+
+impl Aggregates {
+    fn of(kept: &[Kept], n_companies: usize) -> Self {
+        let mut slot = vec![u32::MAX; n_companies];
+        for k in kept {
+            slot[k.company] = 0;
+        }
+        let mut companies = Vec::new();
+        for (ci, s) in slot.iter_mut().enumerate() {
+            if *s == 0 {
+                *s = companies.len() as u32;
+                companies.push(ci);
+            }
+        }
+        let mut aggs = vec![CompanyAgg::default(); companies.len()];
+        for k in kept {
+            let a = &mut aggs[slot[k.company] as usize];
+            a.kept += 1;
+            a.closed += usize::from(k.close.is_some());
+            a.bot += usize::from(k.bot);
+            if let Some(r) = k.resp {
+                a.resp_sum += r;
+                a.resp_n += 1;
+            }
+        }
+        Self {
+            companies,
+            aggs,
+            slot,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.companies.len()
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &usize> {
+        self.companies.iter()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&usize, &CompanyAgg)> {
+        self.companies.iter().zip(&self.aggs)
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (&usize, &mut CompanyAgg)> {
+        self.companies.iter().zip(&mut self.aggs)
+    }
+
+    fn get_mut(&mut self, company: usize) -> Option<&mut CompanyAgg> {
+        let s = *self.slot.get(company)?;
+        self.aggs.get_mut(s as usize)
+    }
+}
+
 impl CompanyAgg {
     fn bot_share(&self) -> f64 {
         self.bot as f64 / self.kept as f64
@@ -561,6 +629,8 @@ fn full_periods(w: &Window) -> (Vec<Period>, Vec<Period>) {
 }
 
 /// (active in p and p+1, active in p) summed over consecutive periods.
+const WEEK_MICROS: i64 = 7 * 24 * 3600 * 1_000_000;
+
 fn period_pairs(active: &[bool]) -> (usize, usize) {
     active.windows(2).fold((0, 0), |(num, den), w| {
         (num + usize::from(w[0] && w[1]), den + usize::from(w[0]))
@@ -579,29 +649,40 @@ pub fn compute(
     params: Params,
 ) -> Result<ConversationUsage, MetricsError> {
     let companies = &data.companies;
-    let pop = Population::new(companies);
-    let labels: HashMap<usize, Labels> = pop
-        .paying
-        .iter()
-        .map(|&i| {
-            let c = &companies[i];
-            (
-                i,
-                classify(
-                    c.tags.as_deref(),
-                    c.user_count,
-                    c.monthly_spend.unwrap_or(0.0),
-                ),
-            )
-        })
-        .collect();
+    // The companies (population, labels) and the conversations' response index are
+    // independent: built on two cores.
+    let ((pop, labels), response) = std::thread::scope(|scope| {
+        let population = scope.spawn(|| {
+            let pop = Population::new(companies);
+            let labels: HashMap<usize, Labels> = pop
+                .paying
+                .iter()
+                .map(|&i| {
+                    let c = &companies[i];
+                    (
+                        i,
+                        classify(
+                            c.tags.as_deref(),
+                            c.user_count,
+                            c.monthly_spend.unwrap_or(0.0),
+                        ),
+                    )
+                })
+                .collect();
+            (pop, labels)
+        });
+        let mut response: HashMap<&str, Option<f64>> =
+            HashMap::with_capacity_and_hasher(data.response_minutes.len(), Default::default());
+        for (id, r) in &data.response_minutes {
+            response.entry(id.as_str()).or_insert(*r);
+        }
+        let population = population
+            .join()
+            .expect("the population builder does not panic");
+        (population, response)
+    });
 
     // Window, mapping, and the two measures of every in-scope conversation.
-    let mut response: HashMap<&str, Option<f64>> =
-        HashMap::with_capacity(data.response_minutes.len());
-    for (id, r) in &data.response_minutes {
-        response.entry(id.as_str()).or_insert(*r);
-    }
     let mut in_window = 0usize;
     let mut unmapped = 0usize;
     let mut without_created = 0usize;
@@ -678,17 +759,7 @@ pub fn compute(
         .collect();
 
     // Company aggregates.
-    let mut agg: HashMap<usize, CompanyAgg> = HashMap::new();
-    for k in &kept {
-        let a = agg.entry(k.company).or_default();
-        a.kept += 1;
-        a.closed += usize::from(k.close.is_some());
-        a.bot += usize::from(k.bot);
-        if let Some(r) = k.resp {
-            a.resp_sum += r;
-            a.resp_n += 1;
-        }
-    }
+    let mut agg = Aggregates::of(&kept, companies.len());
     let companies_in_scope = {
         let mut s: Vec<usize> = scoped.iter().map(|s| s.company).collect();
         s.sort_unstable();
@@ -700,7 +771,7 @@ pub fn compute(
     let feature_times = feature_event_times(data, companies, &agg, params.usage);
     for k in &kept {
         let Some(c) = k.close else { continue };
-        let a = agg.get_mut(&k.company).expect("aggregated above");
+        let a = agg.get_mut(k.company).expect("aggregated above");
         if a.converted {
             continue;
         }
@@ -715,7 +786,7 @@ pub fn compute(
     // Retention inputs.
     match params.usage {
         UsageDefinitions::Proxy => {
-            let mut by_id: HashMap<&str, (Option<f64>, Option<f64>)> = HashMap::new();
+            let mut by_id: HashMap<&str, (Option<f64>, Option<f64>)> = HashMap::default();
             for m in &data.company_metrics {
                 by_id
                     .entry(m.company_id.as_str())
@@ -730,26 +801,33 @@ pub fn compute(
         }
         UsageDefinitions::Events => {
             let (weeks, months) = full_periods(&window);
-            let mut active: Vec<Option<(Vec<bool>, Vec<bool>)>> = vec![None; companies.len()];
-            for (&ci, _) in agg.iter() {
-                active[ci] = Some((vec![false; weeks.len()], vec![false; months.len()]));
-            }
-            for e in data.usage_events.iter().flatten().filter(|e| e.is_core) {
-                let Some((w, m)) = &mut active[e.company] else {
+            let (nw, nm) = (weeks.len(), months.len());
+            // Flat per-company activity rows (no allocation per company), and the week
+            // of an event by arithmetic: the full weeks are consecutive.
+            let slot = &agg.slot;
+            let mut week_active = vec![false; agg.len() * nw];
+            let mut month_active = vec![false; agg.len() * nm];
+            let week0 = weeks.first().map_or(i64::MAX, |w| w.0);
+            for e in data.usage_events.iter().flatten() {
+                let n = slot[e.company];
+                if !e.is_core || n == u32::MAX {
                     continue;
-                };
-                if let Some(i) = period_index(&weeks, e.occurred_at) {
-                    w[i] = true;
                 }
-                if let Some(i) = period_index(&months, e.occurred_at) {
-                    m[i] = true;
+                let n = n as usize;
+                let t = e.occurred_at;
+                if t >= week0 {
+                    let i = ((t - week0) / WEEK_MICROS) as usize;
+                    if i < nw {
+                        week_active[n * nw + i] = true;
+                    }
+                }
+                if let Some(i) = period_index(&months, t) {
+                    month_active[n * nm + i] = true;
                 }
             }
-            for (&ci, a) in agg.iter_mut() {
-                if let Some((w, m)) = &active[ci] {
-                    a.week_pairs = period_pairs(w);
-                    a.month_pairs = period_pairs(m);
-                }
+            for (n, a) in agg.aggs.iter_mut().enumerate() {
+                a.week_pairs = period_pairs(&week_active[n * nw..(n + 1) * nw]);
+                a.month_pairs = period_pairs(&month_active[n * nm..(n + 1) * nm]);
             }
         }
     }
@@ -796,10 +874,8 @@ pub fn compute(
             cell_resp[c].push(r);
         }
     }
-    let mut ordered: Vec<(&usize, &CompanyAgg)> = agg.iter().collect();
-    ordered.sort_unstable_by_key(|(ci, _)| **ci);
     let mut cell_comps: Vec<Vec<&CompanyAgg>> = vec![Vec::new(); CELLS];
-    for (ci, a) in ordered {
+    for (ci, a) in agg.iter() {
         cell_comps[company_cell[*ci]].push(a);
     }
     let mut panels: Vec<Vec<SliceRow>> = Vec::with_capacity(levels.len());
@@ -971,7 +1047,7 @@ fn retention(comps: &[&CompanyAgg], usage: UsageDefinitions) -> (Option<f64>, Op
 fn feature_event_times(
     data: &ConversationUsageData,
     companies: &[CompanyRow],
-    agg: &HashMap<usize, CompanyAgg>,
+    agg: &Aggregates,
     usage: UsageDefinitions,
 ) -> Vec<Vec<i64>> {
     let mut out: Vec<Vec<i64>> = vec![Vec::new(); companies.len()];
@@ -989,7 +1065,7 @@ fn feature_event_times(
         }
         UsageDefinitions::Proxy => {
             // Every company carrying a name gets the contacts of that name.
-            let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+            let mut by_name: HashMap<String, Vec<usize>> = HashMap::default();
             for &ci in agg.keys() {
                 if let Some(n) = companies[ci].company_name.as_deref() {
                     by_name.entry(normalize_name(n)).or_default().push(ci);
@@ -1017,11 +1093,7 @@ fn feature_event_times(
     out
 }
 
-fn correlations(
-    cells: &[SliceRow],
-    agg: &HashMap<usize, CompanyAgg>,
-    min_cell: usize,
-) -> Correlations {
+fn correlations(cells: &[SliceRow], agg: &Aggregates, min_cell: usize) -> Correlations {
     let used: Vec<&SliceRow> = cells
         .iter()
         .filter(|r| r.companies_total >= min_cell)
@@ -1033,8 +1105,8 @@ fn correlations(
             n: pairs.len(),
         }
     };
-    let mut closed: Vec<(&usize, &CompanyAgg)> = agg.iter().filter(|(_, a)| a.closed > 0).collect();
-    closed.sort_unstable_by_key(|(ci, _)| **ci);
+    // In company order already.
+    let closed: Vec<(&usize, &CompanyAgg)> = agg.iter().filter(|(_, a)| a.closed > 0).collect();
     let conv = |a: &CompanyAgg| if a.converted { 1.0 } else { 0.0 };
     let bot_pairs: Vec<(f64, f64)> = closed
         .iter()
@@ -1069,7 +1141,7 @@ pub fn tertile_sizes(n: usize) -> [usize; 3] {
 }
 
 fn tertiles(
-    agg: &HashMap<usize, CompanyAgg>,
+    agg: &Aggregates,
     labels: &HashMap<usize, Labels>,
     companies: &[CompanyRow],
     params: Params,
@@ -1078,16 +1150,33 @@ fn tertiles(
     struct Member<'a> {
         bot: f64,
         resp: Option<f64>,
+        /// The id's first 16 bytes, big-endian: orders like the id itself, without a
+        /// pointer chase per comparison (shares have many ties).
+        prefix: u128,
         id: &'a str,
         agg: &'a CompanyAgg,
     }
+    impl Member<'_> {
+        fn by_id(&self, other: &Self) -> std::cmp::Ordering {
+            self.prefix
+                .cmp(&other.prefix)
+                .then_with(|| self.id.cmp(other.id))
+        }
+    }
+    fn prefix(id: &str) -> u128 {
+        let mut b = [0u8; 16];
+        let n = id.len().min(16);
+        b[..n].copy_from_slice(&id.as_bytes()[..n]);
+        u128::from_be_bytes(b)
+    }
     let mut groups: BTreeMap<(u8, u8), Vec<Member<'_>>> = BTreeMap::new();
-    for (&ci, a) in agg {
+    for (&ci, a) in agg.iter() {
         if a.closed > 0 {
             let l = &labels[&ci];
             groups.entry((l.segment, l.arr)).or_default().push(Member {
                 bot: a.bot_share(),
                 resp: a.avg_resp(),
+                prefix: prefix(&companies[ci].company_id),
                 id: companies[ci].company_id.as_str(),
                 agg: a,
             });
@@ -1098,12 +1187,12 @@ fn tertiles(
         if members.len() < params.tertile_min_companies {
             continue;
         }
-        members.sort_unstable_by(|a, b| a.bot.total_cmp(&b.bot).then_with(|| a.id.cmp(b.id)));
+        members.sort_unstable_by(|a, b| a.bot.total_cmp(&b.bot).then_with(|| a.by_id(b)));
         let by_bot: Vec<&CompanyAgg> = members.iter().map(|m| m.agg).collect();
         members.retain(|m| m.resp.is_some());
         members.sort_unstable_by(|a, b| {
             let (x, y) = (a.resp.unwrap_or(0.0), b.resp.unwrap_or(0.0));
-            x.total_cmp(&y).then_with(|| a.id.cmp(b.id))
+            x.total_cmp(&y).then_with(|| a.by_id(b))
         });
         let by_resp: Vec<&CompanyAgg> = members.iter().map(|m| m.agg).collect();
         for (by, names, ordered) in [
