@@ -175,6 +175,17 @@ pub fn period_label(
     }
 }
 
+/// The data-quality table of unparseable timestamps: `table.column`, count.
+pub fn bad_timestamp_rows(
+    bad: &crate::data::BadTimestamps,
+    f: &crate::narrative::NumberFormat,
+) -> Vec<[String; 2]> {
+    bad.0
+        .iter()
+        .map(|(k, v)| [k.clone(), f.count(*v as f64)])
+        .collect()
+}
+
 /// The part of `data.json` every report's layout reads the same way.
 fn common_data(
     lang: &Language,

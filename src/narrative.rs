@@ -470,6 +470,31 @@ pub struct Finding {
     pub keys: BTreeMap<&'static str, &'static str>,
 }
 
+impl Finding {
+    /// A finding with no numbers, slices or keys yet.
+    pub fn new(id: &'static str, rank: u8) -> Self {
+        Self {
+            id,
+            rank,
+            numbers: BTreeMap::new(),
+            slices: BTreeMap::new(),
+            keys: BTreeMap::new(),
+        }
+    }
+}
+
+impl Recommendation {
+    /// A recommendation following from finding `follows`, numbers and slices to add.
+    pub fn new(id: &'static str, follows: &'static str) -> Self {
+        Self {
+            id,
+            follows,
+            numbers: BTreeMap::new(),
+            slices: BTreeMap::new(),
+        }
+    }
+}
+
 /// A recommendation, always following from one finding, with a target from the data.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Recommendation {

@@ -2,8 +2,6 @@
 //! conditions hold in this run's numbers, as language-neutral records the templates
 //! turn into sentences.
 
-use std::collections::BTreeMap;
-
 use serde_json::{json, Value};
 
 use crate::metrics::{ConversationUsage, SliceRow};
@@ -75,13 +73,7 @@ pub fn findings(r: &ConversationUsage) -> Vec<Finding> {
     let cells = &r.panels.segment_seat_arr;
     let min_cell = r.min_cell;
     let overall = &r.panels.overall;
-    let f = |id, rank| Finding {
-        id,
-        rank,
-        numbers: BTreeMap::new(),
-        slices: BTreeMap::new(),
-        keys: BTreeMap::new(),
-    };
+    let f = Finding::new;
 
     // Best and worst conversion cells.
     let best = max_by(eligible(cells, min_cell), |c| c.conv_to_feature_rate);
@@ -283,12 +275,7 @@ pub fn recommendations(r: &ConversationUsage, findings: &[Finding]) -> Vec<Recom
     let mut out = Vec::new();
     let by_id = |id: &str| findings.iter().find(|f| f.id == id);
     let cells = &r.panels.segment_seat_arr;
-    let rec = |id, follows| Recommendation {
-        id,
-        follows,
-        numbers: BTreeMap::new(),
-        slices: BTreeMap::new(),
-    };
+    let rec = Recommendation::new;
 
     if let Some(f) = by_id("conversion_best_worst") {
         // Target: the best cell of the same segment as the worst one, else the best overall.

@@ -205,12 +205,7 @@ pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
             ]
         })
         .collect();
-    let bad: Vec<[String; 2]> = dq
-        .bad_timestamps
-        .0
-        .iter()
-        .map(|(k, v)| [k.clone(), f.count(*v as f64)])
-        .collect();
+    let bad = crate::edition::bad_timestamp_rows(&dq.bad_timestamps, f);
     let mut limitations = s.list("quality.limitations");
     limitations.push(match r.usage_source {
         UsageDefinitions::Events => s.get("quality.limitation_events"),

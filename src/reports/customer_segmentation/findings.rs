@@ -3,8 +3,6 @@
 //! and diversity lift, support load by engagement — each only when its condition
 //! holds in the run's numbers.
 
-use std::collections::BTreeMap;
-
 use serde_json::json;
 
 use super::metrics::{CrossRow, Path, Segmentation};
@@ -19,16 +17,6 @@ const MIN_TICKET_GAP: f64 = 0.2;
 /// Low-engagement users less active than this (fraction) below highly engaged ones are
 /// worth re-engaging.
 const MIN_ACTIVE_GAP: f64 = 0.05;
-
-fn finding(id: &'static str, rank: u8) -> Finding {
-    Finding {
-        id,
-        rank,
-        numbers: BTreeMap::new(),
-        slices: BTreeMap::new(),
-        keys: BTreeMap::new(),
-    }
-}
 
 fn cell(c: &CrossRow) -> serde_json::Value {
     json!({ "portfolio_group": c.portfolio_group, "plan_type": c.plan_type })
@@ -68,7 +56,7 @@ pub fn findings(r: &Segmentation) -> Vec<Finding> {
             .cmp(&b.users)
             .then_with(|| b.plan_type.cmp(&a.plan_type))
     }) {
-        let mut x = finding("largest_segment", 1);
+        let mut x = Finding::new("largest_segment", 1);
         x.numbers.insert("users", c.users as f64);
         x.numbers.insert("share", c.share);
         x.numbers.insert("avg_arr", c.avg_arr);
@@ -82,7 +70,7 @@ pub fn findings(r: &Segmentation) -> Vec<Finding> {
         .filter(|c| c.total_arr > 0.0)
         .max_by(|a, b| a.total_arr.total_cmp(&b.total_arr))
     {
-        let mut x = finding("top_arr_segment", 2);
+        let mut x = Finding::new("top_arr_segment", 2);
         x.numbers.insert("total_arr", c.total_arr);
         x.numbers.insert("arr_share", c.arr_share);
         x.numbers.insert("share", c.share);
@@ -91,7 +79,7 @@ pub fn findings(r: &Segmentation) -> Vec<Finding> {
         out.push(x);
     }
     if r.arr_at_risk > 0.0 {
-        let mut x = finding("arr_at_risk", 3);
+        let mut x = Finding::new("arr_at_risk", 3);
         x.numbers.insert("arr", r.arr_at_risk);
         x.numbers.insert("users", r.inactive_users as f64);
         if r.total_arr > 0.0 {
@@ -107,7 +95,7 @@ pub fn findings(r: &Segmentation) -> Vec<Finding> {
     let t = &r.training;
     if let (Some(lift), Some(pct)) = (t.arr_lift, t.arr_lift_pct) {
         if pct.abs() >= MIN_LIFT && t.with_users > 0 && t.without_users > 0 {
-            let mut x = finding("training_lift", 4);
+            let mut x = Finding::new("training_lift", 4);
             x.numbers.insert("lift", lift);
             x.numbers.insert("lift_pct", pct);
             x.numbers.insert("with_arr", t.with_avg_arr.unwrap_or(0.0));
@@ -125,7 +113,7 @@ pub fn findings(r: &Segmentation) -> Vec<Finding> {
     let d = &r.diversity;
     if let (Some(lift), Some(pct)) = (d.arr_lift, d.arr_lift_pct) {
         if pct.abs() >= MIN_LIFT && d.with_users > 0 && d.without_users > 0 {
-            let mut x = finding("diversity_lift", 5);
+            let mut x = Finding::new("diversity_lift", 5);
             x.numbers.insert("lift", lift);
             x.numbers.insert("lift_pct", pct);
             x.numbers.insert("high_arr", d.with_avg_arr.unwrap_or(0.0));
@@ -146,7 +134,7 @@ pub fn findings(r: &Segmentation) -> Vec<Finding> {
         dimension(r, "engagement", "low"),
         dimension(r, "engagement", "high"),
     ) {
-        let mut x = finding("support_by_engagement", 6);
+        let mut x = Finding::new("support_by_engagement", 6);
         x.numbers.insert("low_tickets", low.avg_tickets);
         x.numbers.insert("high_tickets", high.avg_tickets);
         if let Some(medium) = dimension(r, "engagement", "medium") {
@@ -172,21 +160,12 @@ pub fn findings(r: &Segmentation) -> Vec<Finding> {
     out
 }
 
-fn recommendation(id: &'static str, follows: &'static str) -> Recommendation {
-    Recommendation {
-        id,
-        follows,
-        numbers: BTreeMap::new(),
-        slices: BTreeMap::new(),
-    }
-}
-
 pub fn recommendations(r: &Segmentation, findings: &[Finding]) -> Vec<Recommendation> {
     let has = |id: &str| findings.iter().find(|f| f.id == id);
     let mut out = Vec::new();
     if has("arr_at_risk").is_some() {
         if let Some(p) = main_inactive_path(r) {
-            let mut x = recommendation("win_back", "arr_at_risk");
+            let mut x = Recommendation::new("win_back", "arr_at_risk");
             x.numbers.insert("users", p.users as f64);
             x.numbers.insert("arr", p.total_arr);
             x.numbers.insert("avg_arr", p.avg_arr);
@@ -196,7 +175,7 @@ pub fn recommendations(r: &Segmentation, findings: &[Finding]) -> Vec<Recommenda
     }
     if let Some(f) = has("training_lift") {
         if f.keys.get("direction") == Some(&"up") {
-            let mut x = recommendation("extend_training", "training_lift");
+            let mut x = Recommendation::new("extend_training", "training_lift");
             let untrained_active =
                 r.training.without_users as f64 * r.training.without_active_rate.unwrap_or(0.0);
             x.numbers.insert("users", untrained_active.round());
@@ -206,14 +185,14 @@ pub fn recommendations(r: &Segmentation, findings: &[Finding]) -> Vec<Recommenda
     }
     if let Some(f) = has("diversity_lift") {
         if f.keys.get("direction") == Some(&"up") {
-            let mut x = recommendation("broaden_usage", "diversity_lift");
+            let mut x = Recommendation::new("broaden_usage", "diversity_lift");
             x.numbers.insert("users", r.diversity.without_users as f64);
             x.numbers.insert("lift", f.numbers["lift"]);
             out.push(x);
         }
     }
     if let Some(f) = has("top_arr_segment") {
-        let mut x = recommendation("protect_top_segment", "top_arr_segment");
+        let mut x = Recommendation::new("protect_top_segment", "top_arr_segment");
         x.numbers.insert("arr_share", f.numbers["arr_share"]);
         x.numbers.insert("active_rate", f.numbers["active_rate"]);
         if let Some(c) = f.slices.get("cell") {
@@ -223,13 +202,13 @@ pub fn recommendations(r: &Segmentation, findings: &[Finding]) -> Vec<Recommenda
     }
     if let Some(f) = has("support_by_engagement") {
         if f.keys.get("direction") == Some(&"low_more") {
-            let mut x = recommendation("onboard_low_engagement", "support_by_engagement");
+            let mut x = Recommendation::new("onboard_low_engagement", "support_by_engagement");
             x.numbers.insert("users", f.numbers["low_users"]);
             x.numbers.insert("low_tickets", f.numbers["low_tickets"]);
             x.numbers.insert("high_tickets", f.numbers["high_tickets"]);
             out.push(x);
         } else if f.numbers["low_active"] + MIN_ACTIVE_GAP <= f.numbers["high_active"] {
-            let mut x = recommendation("reengage_low_engagement", "support_by_engagement");
+            let mut x = Recommendation::new("reengage_low_engagement", "support_by_engagement");
             x.numbers.insert("users", f.numbers["low_users"]);
             x.numbers.insert("low_active", f.numbers["low_active"]);
             x.numbers.insert("high_active", f.numbers["high_active"]);

@@ -360,12 +360,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
         .take(PATHS_LISTED)
         .map(|p| path_row(p))
         .collect();
-    let bad: Vec<[String; 2]> = run
-        .bad_timestamps
-        .0
-        .iter()
-        .map(|(k, v)| [k.clone(), f.count(*v as f64)])
-        .collect();
+    let bad = crate::edition::bad_timestamp_rows(&run.bad_timestamps, f);
     let quality = vec![
         [
             s.get("quality.without_portfolio"),

@@ -2,8 +2,6 @@
 //! per group, the rating, response, reopen and volume gaps — each only when its
 //! condition holds in the run's numbers.
 
-use std::collections::BTreeMap;
-
 use serde_json::{json, Value};
 
 use super::metrics::{GroupStats, TagDrivers, TopTag};
@@ -27,16 +25,6 @@ fn tag_value(t: &TopTag) -> Value {
         "expansion": t.expansion_share,
         "pp": t.difference_pp,
     })
-}
-
-fn finding(id: &'static str, rank: u8) -> Finding {
-    Finding {
-        id,
-        rank,
-        numbers: BTreeMap::new(),
-        slices: BTreeMap::new(),
-        keys: BTreeMap::new(),
-    }
 }
 
 /// Topics over-represented in a group by at least `min_pp`, largest gap first.
@@ -69,7 +57,7 @@ pub fn findings(r: &TagDrivers, min_pp: f64) -> Vec<Finding> {
     let mut out = Vec::new();
     let (risk, expansion) = both(r);
     if risk.conversations == 0 || expansion.conversations == 0 {
-        let mut x = finding("group_missing", 0);
+        let mut x = Finding::new("group_missing", 0);
         x.keys.insert(
             "group",
             if risk.conversations == 0 {
@@ -84,7 +72,7 @@ pub fn findings(r: &TagDrivers, min_pp: f64) -> Vec<Finding> {
     for (id, at_risk, rank) in [("risk_topics", true, 1), ("growth_topics", false, 2)] {
         let tags = over_represented(r, min_pp, at_risk);
         if let Some(first) = tags.first() {
-            let mut x = finding(id, rank);
+            let mut x = Finding::new(id, rank);
             x.numbers.insert("count", tags.len() as f64);
             x.numbers.insert("top_pp", first.difference_pp.abs());
             x.numbers.insert("min_pp", min_pp);
@@ -101,7 +89,7 @@ pub fn findings(r: &TagDrivers, min_pp: f64) -> Vec<Finding> {
         }
     }
     if !out.iter().any(|f| f.id.ends_with("_topics")) {
-        let mut x = finding("no_topic_gap", 1);
+        let mut x = Finding::new("no_topic_gap", 1);
         x.numbers.insert("min_pp", min_pp);
         x.numbers.insert(
             "largest_pp",
@@ -114,7 +102,7 @@ pub fn findings(r: &TagDrivers, min_pp: f64) -> Vec<Finding> {
     }
     if let (Some(a), Some(b)) = (risk.avg_rating, expansion.avg_rating) {
         if (a - b).abs() >= MIN_RATING_GAP {
-            let mut x = finding("rating_gap", 3);
+            let mut x = Finding::new("rating_gap", 3);
             x.numbers.insert("at_risk", a);
             x.numbers.insert("expansion", b);
             x.numbers.insert("gap", (a - b).abs());
@@ -129,7 +117,7 @@ pub fn findings(r: &TagDrivers, min_pp: f64) -> Vec<Finding> {
     }
     if let (Some(a), Some(b)) = (risk.median_resp, expansion.median_resp) {
         if (a - b).abs() >= MIN_RESPONSE_GAP {
-            let mut x = finding("response_gap", 4);
+            let mut x = Finding::new("response_gap", 4);
             x.numbers.insert("at_risk", a);
             x.numbers.insert("expansion", b);
             x.numbers.insert("gap", (a - b).abs());
@@ -140,7 +128,7 @@ pub fn findings(r: &TagDrivers, min_pp: f64) -> Vec<Finding> {
     }
     if let (Some(a), Some(b)) = (risk.reopen_rate, expansion.reopen_rate) {
         if (a - b).abs() >= MIN_REOPEN_GAP {
-            let mut x = finding("reopen_gap", 5);
+            let mut x = Finding::new("reopen_gap", 5);
             x.numbers.insert("at_risk", a);
             x.numbers.insert("expansion", b);
             x.numbers.insert("gap", (a - b).abs());
@@ -154,7 +142,7 @@ pub fn findings(r: &TagDrivers, min_pp: f64) -> Vec<Finding> {
         expansion.conversations_per_company,
     ) {
         if a >= b * VOLUME_RATIO || b >= a * VOLUME_RATIO {
-            let mut x = finding("volume_gap", 6);
+            let mut x = Finding::new("volume_gap", 6);
             x.numbers.insert("at_risk", a);
             x.numbers.insert("expansion", b);
             x.numbers
@@ -168,21 +156,12 @@ pub fn findings(r: &TagDrivers, min_pp: f64) -> Vec<Finding> {
         }
     }
     if !r.in_both_groups.is_empty() {
-        let mut x = finding("overlap", 7);
+        let mut x = Finding::new("overlap", 7);
         x.numbers.insert("companies", r.in_both_groups.len() as f64);
         out.push(x);
     }
     out.sort_by_key(|f| f.rank);
     out
-}
-
-fn recommendation(id: &'static str, follows: &'static str) -> Recommendation {
-    Recommendation {
-        id,
-        follows,
-        numbers: BTreeMap::new(),
-        slices: BTreeMap::new(),
-    }
 }
 
 /// Recommendations keyed to the findings that hold.
@@ -199,7 +178,7 @@ pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendati
     if let Some(f) = has("risk_topics") {
         if let Some(first) = f.slices.get("tags").and_then(|t| t.get(0)) {
             let tag = first["tag"].as_str().unwrap_or_default();
-            let mut x = recommendation("stabilize_risk_topics", "risk_topics");
+            let mut x = Recommendation::new("stabilize_risk_topics", "risk_topics");
             let a = first["at_risk"].as_f64().unwrap_or(0.0);
             let b = first["expansion"].as_f64().unwrap_or(0.0);
             x.numbers.insert("at_risk_share", a);
@@ -227,7 +206,7 @@ pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendati
     if let Some(f) = has("growth_topics") {
         if let Some(first) = f.slices.get("tags").and_then(|t| t.get(0)) {
             let tag = first["tag"].as_str().unwrap_or_default();
-            let mut x = recommendation("outreach_growth_topics", "growth_topics");
+            let mut x = Recommendation::new("outreach_growth_topics", "growth_topics");
             x.numbers.insert(
                 "conversations",
                 tag_conversations(super::metrics::EXPANSION, tag) as f64,
@@ -243,7 +222,7 @@ pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendati
     }
     if let Some(f) = has("response_gap") {
         if f.keys.get("direction") == Some(&"slower") {
-            let mut x = recommendation("match_response_time", "response_gap");
+            let mut x = Recommendation::new("match_response_time", "response_gap");
             x.numbers.insert("target", f.numbers["expansion"]);
             x.numbers.insert("current", f.numbers["at_risk"]);
             out.push(x);
@@ -251,7 +230,7 @@ pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendati
     }
     if let Some(f) = has("rating_gap") {
         if f.keys.get("direction") == Some(&"lower") {
-            let mut x = recommendation("review_low_ratings", "rating_gap");
+            let mut x = Recommendation::new("review_low_ratings", "rating_gap");
             x.numbers.insert("low_rated", risk.rated_le2 as f64);
             if let Some(t) = expansion.share_rated_le2 {
                 x.numbers.insert("target_share", t);
@@ -264,7 +243,7 @@ pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendati
     }
     if let Some(f) = has("reopen_gap") {
         if f.keys.get("direction") == Some(&"more") {
-            let mut x = recommendation("first_contact_resolution", "reopen_gap");
+            let mut x = Recommendation::new("first_contact_resolution", "reopen_gap");
             x.numbers.insert("current", f.numbers["at_risk"]);
             x.numbers.insert("target", f.numbers["expansion"]);
             out.push(x);

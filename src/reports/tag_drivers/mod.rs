@@ -324,12 +324,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
         .iter()
         .map(|(id, name)| [name.clone(), id.clone()])
         .collect();
-    let bad: Vec<[String; 2]> = r
-        .bad_timestamps
-        .0
-        .iter()
-        .map(|(k, v)| [k.clone(), f.count(*v as f64)])
-        .collect();
+    let bad = crate::edition::bad_timestamp_rows(&r.bad_timestamps, f);
     json!({
         "scope": { "rows": scope, "definitions": s.list("scope.definitions") },
         "groups": groups,
