@@ -90,6 +90,25 @@ pub(crate) fn title(text: String) -> Title {
         .text_style(TextStyle::new().font_size(15).color("#1f2d3d"))
 }
 
+/// A value axis of percentages, named `<name> (%)`, ticks labelled `10%`.
+pub(crate) fn percent_axis(name: &str) -> charming::component::Axis {
+    use charming::element::{AxisLabel, AxisType};
+    charming::component::Axis::new()
+        .type_(AxisType::Value)
+        .name(format!("{name} (%)"))
+        .axis_label(AxisLabel::new().formatter("{value}%"))
+}
+
+/// The small value label at the end of a horizontal bar (`{c}` or `{c}%`).
+pub(crate) fn bar_end_label(formatter: &'static str) -> charming::element::Label {
+    use charming::element::{Label, LabelPosition};
+    Label::new()
+        .show(true)
+        .position(LabelPosition::Right)
+        .font_size(9)
+        .formatter(formatter)
+}
+
 /// A heatmap of a value over two category axes; `cells` are (x, y, value), labelled
 /// as numbers or (`label_suffix` `%`) percentages.
 pub fn matrix_heatmap(

@@ -629,25 +629,31 @@ pub const CONVERSATION_USAGE_EVENTS: &[TableNeed] = &[TableNeed {
 impl Database {
     /// The latest parseable `conversation_created_at` (the rolling window's anchor).
     pub fn max_conversation_created(&self, tz: Tz) -> Result<Option<DateTime<Utc>>, DataError> {
-        let mut max: Option<DateTime<Utc>> = None;
-        self.each_row(CONVERSATION_ENHANCED, SQL_MAX_CREATED, |r| {
-            if let Some(t) = r
-                .text(0, "conversation_created_at")?
-                .and_then(|s| timestamp::parse(&s, tz).ok())
-            {
-                max = Some(max.map_or(t, |m| m.max(t)));
-            }
-            Ok(())
-        })?;
-        Ok(max)
+        self.max_time(
+            CONVERSATION_ENHANCED,
+            SQL_MAX_CREATED,
+            "conversation_created_at",
+            tz,
+        )
     }
 
     /// The latest parseable `events.event_time` (the segmentation snapshot's date).
     pub fn max_event_time(&self, tz: Tz) -> Result<Option<DateTime<Utc>>, DataError> {
+        self.max_time(EVENTS, SQL_EVENT_TIMES, "event_time", tz)
+    }
+
+    /// The latest parseable timestamp of the one column `sql` selects.
+    fn max_time(
+        &self,
+        table: &'static str,
+        sql: &str,
+        column: &'static str,
+        tz: Tz,
+    ) -> Result<Option<DateTime<Utc>>, DataError> {
         let mut max: Option<DateTime<Utc>> = None;
-        self.each_row(EVENTS, SQL_EVENT_TIMES, |r| {
+        self.each_row(table, sql, |r| {
             if let Some(t) = r
-                .cow_text(0, "event_time")?
+                .cow_text(0, column)?
                 .and_then(|s| timestamp::parse(&s, tz).ok())
             {
                 max = Some(max.map_or(t, |m| m.max(t)));

@@ -105,14 +105,18 @@ impl StagedDir {
 }
 
 /// A CSV table: header and rows of already-formatted cells.
-pub fn csv_bytes(
+pub fn csv_bytes<R, C>(
     header: &[&str],
-    rows: impl IntoIterator<Item = Vec<String>>,
-) -> Result<Vec<u8>, csv::Error> {
+    rows: impl IntoIterator<Item = R>,
+) -> Result<Vec<u8>, csv::Error>
+where
+    R: IntoIterator<Item = C>,
+    C: AsRef<[u8]>,
+{
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(header)?;
     for row in rows {
-        w.write_record(&row)?;
+        w.write_record(row)?;
     }
     w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
 }
@@ -179,7 +183,7 @@ mod tests {
         assert_eq!(cell(None), "");
         assert_eq!(cell(Some(0.25)), "0.25");
         assert_eq!(cell(Some(3.0)), "3");
-        let b = csv_bytes(&["a", "b"], [vec!["x,y".into(), "1".into()]]).unwrap();
+        let b = csv_bytes(&["a", "b"], [["x,y", "1"]]).unwrap();
         assert_eq!(String::from_utf8(b).unwrap(), "a,b\n\"x,y\",1\n");
     }
 }

@@ -167,11 +167,9 @@ pub fn run(req: &RunRequest, clock: &dyn Clock) -> Result<RunOutcome, PipelineEr
     let csv_files = computed.csv_files();
     for file in &csv_files {
         let bytes =
-            output::csv_bytes(&file.header, file.rows.iter().cloned()).map_err(|source| {
-                OutputError::Csv {
-                    path: staged.path().join(file.name),
-                    source,
-                }
+            output::csv_bytes(&file.header, &file.rows).map_err(|source| OutputError::Csv {
+                path: staged.path().join(file.name),
+                source,
             })?;
         staged.write(file.name, &bytes)?;
     }

@@ -2,7 +2,7 @@
 
 use charming::component::{Axis, Grid, Legend, RadarCoordinate, RadarIndicator, Title, VisualMap};
 use charming::datatype::{CompositeValue, DataPoint, DataPointItem};
-use charming::element::{AxisLabel, AxisType, Label, LabelPosition, Orient};
+use charming::element::{AxisType, Label, LabelPosition, Orient};
 use charming::series::{Bar, Heatmap, Radar, Scatter};
 use charming::Chart;
 use std::collections::BTreeMap;
@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::findings::extreme;
-use crate::charts::{num1, pct, title, ChartSpec, PALETTE};
+use crate::charts::{num1, pct, percent_axis, title, ChartSpec, PALETTE};
 use crate::metrics::{ConversationUsage, SliceRow, ARR_BUCKETS, SEAT_BUCKETS, SEGMENTS, UNKNOWN};
 use crate::narrative::Strings;
 
@@ -120,12 +120,8 @@ pub fn conversation_usage(r: &ConversationUsage, s: &Strings) -> Vec<ChartSpec> 
             ("charts.weekly", |x| x.weekly_retention),
             ("charts.monthly", |x| x.monthly_retention),
         ];
-        let mut chart = segment_bars(s.get("charts.segment_rates"), seg_labels.clone()).y_axis(
-            Axis::new()
-                .type_(AxisType::Value)
-                .name(format!("{} (%)", s.get("charts.share")))
-                .axis_label(AxisLabel::new().formatter("{value}%")),
-        );
+        let mut chart = segment_bars(s.get("charts.segment_rates"), seg_labels.clone())
+            .y_axis(percent_axis(&s.get("charts.share")));
         for (key, f) in metrics {
             chart = chart.series(
                 Bar::new()
@@ -274,12 +270,7 @@ pub fn conversation_usage(r: &ConversationUsage, s: &Strings) -> Vec<ChartSpec> 
                     .name_location(charming::element::NameLocation::Middle)
                     .name_gap(26),
             )
-            .y_axis(
-                Axis::new()
-                    .type_(AxisType::Value)
-                    .name(format!("{} (%)", s.get("charts.conversion")))
-                    .axis_label(AxisLabel::new().formatter("{value}%")),
-            );
+            .y_axis(percent_axis(&s.get("charts.conversion")));
         for segment in SEGMENTS.iter().chain([&UNKNOWN]) {
             let points: Vec<DataPoint> = cells
                 .iter()

@@ -35,11 +35,7 @@ pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
         UsageDefinitions::Events => s.get("scope.usage_events"),
         UsageDefinitions::Proxy => s.get("scope.usage_proxy"),
     };
-    let period_label = format!(
-        "{} – {}",
-        r.window.start.format("%Y-%m-%d"),
-        r.window.end.format("%Y-%m-%d")
-    );
+    let period_label = crate::edition::period_label(Some(&r.window), "", lang);
     let scope_rows = vec![
         [s.get("scope.window"), period_label.clone()],
         [s.get("scope.usage_source"), usage],

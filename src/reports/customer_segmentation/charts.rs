@@ -4,13 +4,15 @@
 
 use charming::component::{Axis, Grid, Legend};
 use charming::datatype::{CompositeValue, DataPointItem};
-use charming::element::{AxisLabel, AxisType, ItemStyle, Label, LabelPosition};
+use charming::element::{AxisType, ItemStyle, Label, LabelPosition};
 use charming::series::Bar;
 use charming::Chart;
 use serde_json::json;
 
 use super::metrics::{value_order, CrossRow, Flow, Segmentation};
-use crate::charts::{matrix_heatmap, sankey, title, ChartSpec, PALETTE};
+use crate::charts::{
+    bar_end_label, matrix_heatmap, percent_axis, sankey, title, ChartSpec, PALETTE,
+};
 use crate::narrative::Strings;
 
 /// Values of a dimension present in `present`, in the dimension's order (others
@@ -280,29 +282,14 @@ fn distributions(r: &Segmentation, s: &Strings) -> ChartSpec {
     let chart = Chart::new()
         .title(title(s.get("charts.distributions")))
         .grid(Grid::new().left(190).right(50).top(48).bottom(36))
-        .x_axis(
-            Axis::new()
-                .type_(AxisType::Value)
-                .name(format!("{} (%)", s.get("charts.share")))
-                .axis_label(AxisLabel::new().formatter("{value}%")),
-        )
+        .x_axis(percent_axis(&s.get("charts.share")))
         .y_axis(
             Axis::new()
                 .type_(AxisType::Category)
                 .inverse(true)
                 .data(labels.clone()),
         )
-        .series(
-            Bar::new()
-                .label(
-                    Label::new()
-                        .show(true)
-                        .position(LabelPosition::Right)
-                        .font_size(9)
-                        .formatter("{c}%"),
-                )
-                .data(data),
-        );
+        .series(Bar::new().label(bar_end_label("{c}%")).data(data));
     let medium = r
         .dimensions
         .iter()
@@ -355,13 +342,7 @@ fn lift_chart(r: &Segmentation, s: &Strings) -> ChartSpec {
                 .type_(AxisType::Value)
                 .name(s.get("charts.avg_arr")),
         )
-        .y_axis(
-            Axis::new()
-                .type_(AxisType::Value)
-                .name(format!("{} (%)", s.get("charts.active_rate")))
-                .max(100)
-                .axis_label(AxisLabel::new().formatter("{value}%")),
-        )
+        .y_axis(percent_axis(&s.get("charts.active_rate")).max(100))
         .series(
             Bar::new()
                 .name(s.get("charts.avg_arr"))

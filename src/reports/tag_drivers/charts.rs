@@ -3,13 +3,13 @@
 
 use charming::component::{Axis, Grid, Legend};
 use charming::datatype::DataPointItem;
-use charming::element::{AxisLabel, AxisType, ItemStyle, Label, LabelPosition};
+use charming::element::{AxisType, ItemStyle, Label, LabelPosition};
 use charming::series::Bar;
 use charming::Chart;
 use serde_json::json;
 
 use super::metrics::TagDrivers;
-use crate::charts::{num1, pct, title, ChartSpec};
+use crate::charts::{bar_end_label, num1, pct, percent_axis, title, ChartSpec};
 use crate::narrative::Strings;
 
 /// Colours of the two groups, used the same way in every chart.
@@ -37,12 +37,7 @@ pub fn charts(r: &TagDrivers, min_pp: f64, s: &Strings) -> Vec<ChartSpec> {
             .color(vec![AT_RISK_COLOR, EXPANSION_COLOR])
             .legend(Legend::new().bottom(4))
             .grid(Grid::new().left(150).right(50).top(48).bottom(56))
-            .x_axis(
-                Axis::new()
-                    .type_(AxisType::Value)
-                    .name(format!("{} (%)", s.get("charts.share")))
-                    .axis_label(AxisLabel::new().formatter("{value}%")),
-            )
+            .x_axis(percent_axis(&s.get("charts.share")))
             .y_axis(
                 Axis::new()
                     .type_(AxisType::Category)
@@ -52,25 +47,13 @@ pub fn charts(r: &TagDrivers, min_pp: f64, s: &Strings) -> Vec<ChartSpec> {
             .series(
                 Bar::new()
                     .name(groups[0].clone())
-                    .label(
-                        Label::new()
-                            .show(true)
-                            .position(LabelPosition::Right)
-                            .font_size(9)
-                            .formatter("{c}%"),
-                    )
+                    .label(bar_end_label("{c}%"))
                     .data(r.top.iter().map(|t| pct(Some(t.at_risk_share))).collect()),
             )
             .series(
                 Bar::new()
                     .name(groups[1].clone())
-                    .label(
-                        Label::new()
-                            .show(true)
-                            .position(LabelPosition::Right)
-                            .font_size(9)
-                            .formatter("{c}%"),
-                    )
+                    .label(bar_end_label("{c}%"))
                     .data(r.top.iter().map(|t| pct(Some(t.expansion_share))).collect()),
             );
         let first = &r.top[0];
@@ -121,17 +104,7 @@ pub fn charts(r: &TagDrivers, min_pp: f64, s: &Strings) -> Vec<ChartSpec> {
                     .inverse(true)
                     .data(tags.clone()),
             )
-            .series(
-                Bar::new()
-                    .label(
-                        Label::new()
-                            .show(true)
-                            .position(LabelPosition::Right)
-                            .font_size(9)
-                            .formatter("{c}"),
-                    )
-                    .data(data),
-            );
+            .series(Bar::new().label(bar_end_label("{c}")).data(data));
         let risk = r.top.iter().filter(|t| t.difference_pp >= min_pp).count();
         let growth = r.top.iter().filter(|t| -t.difference_pp >= min_pp).count();
         out.push(ChartSpec {
