@@ -281,7 +281,7 @@ fn distributions(r: &Segmentation, s: &Strings) -> ChartSpec {
     }
     let chart = Chart::new()
         .title(title(s.get("charts.distributions")))
-        .grid(Grid::new().left(190).right(50).top(48).bottom(36))
+        .grid(Grid::new().left(190).right(72).top(48).bottom(36))
         .x_axis(percent_axis(&s.get("charts.share")))
         .y_axis(
             Axis::new()

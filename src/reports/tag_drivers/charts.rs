@@ -36,7 +36,7 @@ pub fn charts(r: &TagDrivers, min_pp: f64, s: &Strings) -> Vec<ChartSpec> {
             .title(title(s.get("charts.top_tags")))
             .color(vec![AT_RISK_COLOR, EXPANSION_COLOR])
             .legend(Legend::new().bottom(4))
-            .grid(Grid::new().left(150).right(50).top(48).bottom(56))
+            .grid(Grid::new().left(150).right(72).top(48).bottom(56))
             .x_axis(percent_axis(&s.get("charts.share")))
             .y_axis(
                 Axis::new()
