@@ -74,7 +74,32 @@ for scale in $SCALES; do
 import json, sys, glob
 m = json.load(open(glob.glob(sys.argv[1] + "/conversation-usage/*/manifest.json")[0]))
 t = m["timings_ms"]
+print("load+metrics_ms", t["load"] + t["metrics"])
 print("ratio_load+metrics/floor", (t["load"] + t["metrics"]) / float(sys.argv[2]))
 ' "$out" "$floor"
-    done | stats
+    done | tee "$WORK/runs-scale$scale.txt" | stats
 done
+
+# Growth between the first two scales: median (load + metrics) and the floor, and the
+# data growth (conversations), so "no worse than linear" reads off one line. The floor
+# is this machine's own reading speed at each size: dividing by its growth takes out
+# what the machine (page cache, memory) adds from one size to the next.
+set -- $SCALES
+if [ $# -ge 2 ]; then
+    python3 - "$WORK" "$1" "$2" "$(gen "$1")" "$(gen "$2")" <<'PY'
+import sqlite3, statistics, sys
+work, a, b, db_a, db_b = sys.argv[1:]
+def med(scale, key):
+    vals = [float(l.split()[1]) for l in open(f"{work}/runs-scale{scale}.txt") if l.split()[0] == key]
+    return statistics.median(vals)
+def convs(db):
+    return sqlite3.connect(db).execute("select count(*) from intercom__conversation_enhanced").fetchone()[0]
+data = convs(db_b) / convs(db_a)
+print(f"== growth --scale {a} -> {b}: data x{data:.2f}")
+floor = med(b, "sqlite_floor_ms") / med(a, "sqlite_floor_ms")
+for key in ["load", "metrics", "load+metrics_ms", "sqlite_floor_ms", "peak_rss_mb"]:
+    g = med(b, key) / med(a, key)
+    print(f"  {key:<28} x{g:.2f}   ({'within' if g <= data else 'above'} linear; "
+          f"{g / floor:.2f} of the floor's own growth)")
+PY
+fi

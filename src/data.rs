@@ -43,6 +43,9 @@ const SQL_CONVERSATION_METRICS: &str =
     "SELECT conversation_id, time_to_first_response_minutes FROM intercom__conversation_metrics";
 const SQL_USAGE_EVENTS: &str = "SELECT company_id, is_core, occurred_at FROM usage_events";
 const SQL_ROW_COUNT_PREFIX: &str = "SELECT count(*) FROM ";
+/// The largest rowid: a row count estimate that SQLite answers from the end of the
+/// table's b-tree, without a scan.
+const SQL_MAX_ROWID_PREFIX: &str = "SELECT max(rowid) FROM ";
 const SQL_USERS: &str =
     "SELECT user_id, portfolio_size, plan_type, annual_revenue, is_active, nps_score, \
      support_tickets_last_90d FROM users";
@@ -220,6 +223,22 @@ impl Database {
             .map_err(|e| self.query_err(table, e))
     }
 
+    /// About how many rows a table holds, to size the row vectors once instead of
+    /// growing (and copying) them; 0 when unknown (a view, a table without rowid).
+    fn rows_hint(&self, table: &'static str) -> usize {
+        // Table names cannot be bound; `table` is one of this module's constants.
+        let sql = format!("{SQL_MAX_ROWID_PREFIX}\"{table}\"");
+        // Rowids can be sparse: the hint is capped at one row per 32 bytes of file, so
+        // a huge rowid never reserves far more memory than the data could fill (a
+        // hint too low only means the vector grows).
+        let most = std::fs::metadata(&self.path).map_or(0, |m| m.len() / 32);
+        self.conn
+            .query_row(&sql, [], |r| r.get::<_, Option<i64>>(0))
+            .ok()
+            .flatten()
+            .map_or(0, |n| n.clamp(0, most as i64) as usize)
+    }
+
     fn query_err(&self, table: &'static str, source: rusqlite::Error) -> DataError {
         DataError::Query {
             path: self.path.clone(),
@@ -294,18 +313,6 @@ impl RowReader<'_, '_> {
                 .map(|s| Some(std::borrow::Cow::Borrowed(s)))
                 .map_err(|_| self.bad(column, "UTF-8 text", String::from_utf8_lossy(t).into())),
             _ => Ok(self.text(i, column)?.map(std::borrow::Cow::Owned)),
-        }
-    }
-
-    /// Text without copying (the hot columns of large tables).
-    fn str_ref(&self, i: usize, column: &'static str) -> Result<Option<&str>, DataError> {
-        match self.raw(i)? {
-            ValueRef::Null => Ok(None),
-            ValueRef::Text(t) => std::str::from_utf8(t)
-                .map(Some)
-                .map_err(|_| self.bad(column, "UTF-8 text", String::from_utf8_lossy(t).into())),
-            // Numbers stored in a text column: rare, so the copying path handles them.
-            _ => Err(self.bad(column, "text", "a number or blob".into())),
         }
     }
 
@@ -395,14 +402,36 @@ pub fn split_items(s: &str) -> impl Iterator<Item = &str> {
 /// The conversation's company: the first name of `all_contact_company_names`,
 /// normalized; `None` when there is none.
 pub fn first_company_name(names: Option<&str>) -> Option<String> {
-    names
-        .and_then(|s| split_items(s).next().map(normalize_name))
-        .filter(|s| !s.is_empty())
+    let mut out = String::new();
+    first_company_name_into(names?, &mut out).then_some(out)
+}
+
+/// [`first_company_name`] into a reused buffer; `false` when there is none.
+pub fn first_company_name_into(names: &str, out: &mut String) -> bool {
+    out.clear();
+    if let Some(first) = split_items(names).next() {
+        normalize_name_into(first, out);
+    }
+    !out.is_empty()
 }
 
 /// `lower(trim(name))`, the contract's name comparison.
 pub fn normalize_name(s: &str) -> String {
-    s.trim().to_lowercase()
+    let mut out = String::new();
+    normalize_name_into(s, &mut out);
+    out
+}
+
+/// [`normalize_name`] into a reused buffer (no allocation per row for ASCII names).
+pub fn normalize_name_into(s: &str, out: &mut String) {
+    out.clear();
+    let s = s.trim();
+    if s.is_ascii() {
+        out.push_str(s);
+        out.make_ascii_lowercase();
+    } else {
+        out.push_str(&s.to_lowercase());
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -430,11 +459,11 @@ pub struct ContactRow {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConversationRow {
-    pub conversation_id: String,
     /// `None` when NULL or unparseable (the latter is counted).
     pub created_at: Option<DateTime<Utc>>,
-    /// The first item of `all_contact_company_names`, normalized.
-    pub first_company_name: Option<String>,
+    /// The first item of `all_contact_company_names`, normalized, as an index into
+    /// [`ConversationUsageData::company_names`] (`None`: no name).
+    pub first_company_name: Option<u32>,
     pub last_close_at: Option<DateTime<Utc>>,
     /// The bot-first rule (`metrics::is_bot_first`) applied to the row's tags,
     /// author and initiated type while the text is at hand: large tables keep no
@@ -448,8 +477,9 @@ pub struct ConversationRow {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct UsageEventRow {
-    /// Index into the company rows (events of unknown companies are not kept).
-    pub company: usize,
+    /// Index into the company rows (events of unknown companies are not kept); 32 bits
+    /// keep the row at 16 bytes, and tens of millions of rows are held.
+    pub company: u32,
     pub is_core: bool,
     /// Microseconds since the epoch, UTC.
     pub occurred_at: i64,
@@ -549,6 +579,81 @@ pub fn topic_tags(tags: &str) -> Vec<String> {
     out
 }
 
+/// Millions of short strings (ids) in one buffer: one allocation instead of one per
+/// row, and read back in order from contiguous memory.
+#[derive(Debug, Clone, Default)]
+pub struct StrColumn {
+    bytes: String,
+    /// End of string `i` in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl StrColumn {
+    pub fn push(&mut self, s: &str) {
+        self.bytes.push_str(s);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// Room for `n` more strings of about `bytes_each` bytes.
+    pub fn reserve(&mut self, n: usize, bytes_each: usize) {
+        self.ends.reserve(n);
+        self.bytes.reserve(n.saturating_mul(bytes_each));
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let s = &self.bytes[start..end];
+            start = end;
+            s
+        })
+    }
+}
+
+/// Distinct strings, each stored once and referred to by number: the few hundred
+/// thousand company names of millions of conversations.
+#[derive(Debug, Clone, Default)]
+pub struct Interner(indexmap::IndexSet<Box<str>, rustc_hash::FxBuildHasher>);
+
+impl Interner {
+    pub fn intern(&mut self, s: &str) -> u32 {
+        if let Some(i) = self.0.get_index_of(s) {
+            return i as u32;
+        }
+        self.0.insert_full(s.into()).0 as u32
+    }
+
+    pub fn get(&self, i: u32) -> &str {
+        &self.0[i as usize]
+    }
+
+    /// Every name with its number, in number order.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &str)> {
+        self.0.iter().enumerate().map(|(i, n)| (i as u32, &**n))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Everything the conversation-usage metrics read.
 #[derive(Debug, Clone, Default)]
 pub struct ConversationUsageData {
@@ -556,8 +661,14 @@ pub struct ConversationUsageData {
     pub company_metrics: Vec<CompanyMetricsRow>,
     pub contacts: Vec<ContactRow>,
     pub conversations: Vec<ConversationRow>,
-    /// conversation_id → time_to_first_response_minutes, in table order.
-    pub response_minutes: Vec<(String, Option<f64>)>,
+    /// The conversations' ids, in the same order.
+    pub conversation_ids: StrColumn,
+    /// The distinct first company names of the conversations.
+    pub company_names: Interner,
+    /// `intercom__conversation_metrics` in table order: the ids, and the
+    /// time_to_first_response_minutes of each.
+    pub metrics_ids: StrColumn,
+    pub response_minutes: Vec<Option<f64>>,
     /// `None` when the events source is not used.
     pub usage_events: Option<Vec<UsageEventRow>>,
     pub bad_timestamps: BadTimestamps,
@@ -742,10 +853,13 @@ impl Database {
 
     fn load_conversations(
         &self,
-        conversations: &mut Vec<ConversationRow>,
-        response_minutes: &mut Vec<(String, Option<f64>)>,
+        d: &mut ConversationUsageData,
         ts: &mut TsParser<'_>,
     ) -> Result<(), DataError> {
+        let mut name = String::new();
+        let n = self.rows_hint(CONVERSATION_ENHANCED);
+        d.conversations.reserve(n);
+        d.conversation_ids.reserve(n, 16);
         self.each_row(CONVERSATION_ENHANCED, SQL_CONVERSATIONS, |r| {
             let created = r.cow_text(1, "conversation_created_at")?;
             let closed = r.cow_text(7, "last_close_at")?;
@@ -753,16 +867,25 @@ impl Database {
             let author = r.cow_text(3, "conversation_author_type")?;
             let assignee = r.cow_text(4, "conversation_assignee_type")?;
             let tags = r.cow_text(5, "all_conversation_tags")?;
-            conversations.push(ConversationRow {
-                conversation_id: r.text(0, "conversation_id")?.unwrap_or_default(),
+            let names = r.cow_text(6, "all_contact_company_names")?;
+            let first_name = match names.as_deref() {
+                Some(names) if first_company_name_into(names, &mut name) => {
+                    Some(d.company_names.intern(&name))
+                }
+                _ => None,
+            };
+            d.conversation_ids.push(
+                r.cow_text(0, "conversation_id")?
+                    .as_deref()
+                    .unwrap_or_default(),
+            );
+            d.conversations.push(ConversationRow {
                 created_at: ts.parse(
                     CONVERSATION_ENHANCED,
                     "conversation_created_at",
                     created.as_deref(),
                 ),
-                first_company_name: first_company_name(
-                    r.cow_text(6, "all_contact_company_names")?.as_deref(),
-                ),
+                first_company_name: first_name,
                 last_close_at: ts.parse(CONVERSATION_ENHANCED, "last_close_at", closed.as_deref()),
                 bot_first: crate::metrics::is_bot_first(
                     tags.as_deref(),
@@ -774,11 +897,17 @@ impl Database {
             });
             Ok(())
         })?;
+        let n = self.rows_hint(CONVERSATION_METRICS);
+        d.metrics_ids.reserve(n, 16);
+        d.response_minutes.reserve(n);
         self.each_row(CONVERSATION_METRICS, SQL_CONVERSATION_METRICS, |r| {
-            response_minutes.push((
-                r.text(0, "conversation_id")?.unwrap_or_default(),
-                r.real(1, "time_to_first_response_minutes")?,
-            ));
+            d.metrics_ids.push(
+                r.cow_text(0, "conversation_id")?
+                    .as_deref()
+                    .unwrap_or_default(),
+            );
+            d.response_minutes
+                .push(r.real(1, "time_to_first_response_minutes")?);
             Ok(())
         })
     }
@@ -816,39 +945,35 @@ impl Database {
         })
     }
 
-    /// The usage events of known companies, with their own unparseable-time counts.
+    /// The usage events, each with its company id as a number in the returned
+    /// interner (the company rows may still be loading), and their own unparseable-time
+    /// counts.
     fn load_usage_events(
         &self,
-        companies: &[CompanyRow],
         source_tz: Tz,
-    ) -> Result<(Vec<UsageEventRow>, BadTimestamps), DataError> {
+    ) -> Result<(Vec<UsageEventRow>, Interner, BadTimestamps), DataError> {
         let mut bad = BadTimestamps::default();
         let mut ts = TsParser {
             tz: source_tz,
             bad: &mut bad,
         };
-        let mut ids: HashMap<&str, usize> =
-            HashMap::with_capacity_and_hasher(companies.len(), Default::default());
-        for (i, c) in companies.iter().enumerate() {
-            ids.entry(c.company_id.as_str()).or_insert(i);
-        }
-        let mut events = Vec::new();
+        let mut ids = Interner::default();
+        let mut events = Vec::with_capacity(self.rows_hint(USAGE_EVENTS));
+        // Event tables are usually grouped by company: a run of the same id is looked
+        // up once.
+        let mut last: Option<(String, u32)> = None;
         self.each_row(USAGE_EVENTS, SQL_USAGE_EVENTS, |r| {
-            let company = match r.str_ref(0, "company_id") {
-                Ok(Some(id)) => ids.get(id).copied(),
-                Ok(None) => None,
-                Err(_) => r
-                    .text(0, "company_id")?
-                    .and_then(|id| ids.get(id.as_str()).copied()),
-            };
-            let is_core = r.integer(1, "is_core")?.unwrap_or(0) == 1;
-            let occurred = match r.str_ref(2, "occurred_at") {
-                Ok(v) => ts.parse(USAGE_EVENTS, "occurred_at", v),
-                Err(_) => {
-                    let v = r.text(2, "occurred_at")?;
-                    ts.parse(USAGE_EVENTS, "occurred_at", v.as_deref())
+            let company = r.cow_text(0, "company_id")?.map(|id| match &last {
+                Some((l, n)) if *l == *id => *n,
+                _ => {
+                    let n = ids.intern(&id);
+                    last = Some((id.into_owned(), n));
+                    n
                 }
-            };
+            });
+            let is_core = r.integer(1, "is_core")?.unwrap_or(0) == 1;
+            let occurred = r.cow_text(2, "occurred_at")?;
+            let occurred = ts.parse(USAGE_EVENTS, "occurred_at", occurred.as_deref());
             if let (Some(company), Some(t)) = (company, occurred) {
                 events.push(UsageEventRow {
                     company,
@@ -858,7 +983,25 @@ impl Database {
             }
             Ok(())
         })?;
-        Ok((events, bad))
+        Ok((events, ids, bad))
+    }
+
+    /// Points the events at company rows (the first row of an id) and drops the events
+    /// of unknown companies.
+    fn attach_events(companies: &[CompanyRow], events: &mut Vec<UsageEventRow>, ids: &Interner) {
+        let mut row_of: HashMap<&str, u32> =
+            HashMap::with_capacity_and_hasher(companies.len(), Default::default());
+        for (i, c) in companies.iter().enumerate() {
+            row_of.entry(c.company_id.as_str()).or_insert(i as u32);
+        }
+        let rows: Vec<u32> = ids
+            .iter()
+            .map(|(_, id)| row_of.get(id).copied().unwrap_or(u32::MAX))
+            .collect();
+        events.retain_mut(|e| {
+            e.company = rows[e.company as usize];
+            e.company != u32::MAX
+        });
     }
 
     /// Loads the rows of the customer-segmentation report.
@@ -934,16 +1077,14 @@ impl Database {
             tz: source_tz,
             bad: &mut bad,
         };
-        d.companies = self.load_companies()?;
         // The usage events are the largest table: they load on a second connection,
-        // on another core, while this one reads the conversations.
-        let companies = &d.companies;
+        // on another core, while this one reads the companies and the conversations.
         let path = self.path.as_path();
         let events = std::thread::scope(|scope| {
-            let events = (usage == UsageTables::Events).then(|| {
-                scope.spawn(move || Database::open(path)?.load_usage_events(companies, source_tz))
-            });
-            self.load_conversations(&mut d.conversations, &mut d.response_minutes, &mut ts)?;
+            let events = (usage == UsageTables::Events)
+                .then(|| scope.spawn(move || Database::open(path)?.load_usage_events(source_tz)));
+            d.companies = self.load_companies()?;
+            self.load_conversations(&mut d, &mut ts)?;
             if usage == UsageTables::Proxy {
                 self.load_proxy_usage(&mut d.company_metrics, &mut d.contacts, &mut ts)?;
             }
@@ -951,7 +1092,8 @@ impl Database {
                 .map(|h| h.join().expect("the events loader does not panic"))
                 .transpose()
         })?;
-        if let Some((rows, events_bad)) = events {
+        if let Some((mut rows, ids, events_bad)) = events {
+            Self::attach_events(&d.companies, &mut rows, &ids);
             d.usage_events = Some(rows);
             for (k, v) in events_bad.0 {
                 *bad.0.entry(k).or_default() += v;
@@ -1040,5 +1182,99 @@ mod tests {
     fn items_split_and_names_normalize() {
         assert_eq!(split_items("a, b ,c").collect::<Vec<_>>(), ["a", "b", "c"]);
         assert_eq!(normalize_name("  North Systems LTD "), "north systems ltd");
+        let mut buf = String::from("left over");
+        for name in ["  North Systems LTD ", " ÖSTRA Ångström AB", "", "   "] {
+            normalize_name_into(name, &mut buf);
+            assert_eq!(buf, normalize_name(name), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn row_hints_follow_rowids_and_stay_within_the_file() {
+        let (_d, db) = db_with(
+            "CREATE TABLE usage_events (company_id TEXT);
+             INSERT INTO usage_events VALUES ('a'), ('b'), ('c');
+             CREATE TABLE intercom__conversation_metrics (conversation_id TEXT);
+             INSERT INTO intercom__conversation_metrics (rowid, conversation_id) VALUES (1000000000000, 'x');",
+        );
+        assert_eq!(db.rows_hint(USAGE_EVENTS), 3);
+        let file = std::fs::metadata(db.path()).unwrap().len() as usize;
+        assert_eq!(db.rows_hint(CONVERSATION_METRICS), file / 32);
+        assert_eq!(db.rows_hint(CONVERSATION_ENHANCED), 0, "no such table");
+    }
+
+    #[test]
+    fn string_column_and_interner_give_back_what_went_in() {
+        let mut c = StrColumn::default();
+        assert!(c.is_empty());
+        c.reserve(3, 4);
+        for s in ["cv_1", "", "cv_12 ü"] {
+            c.push(s);
+        }
+        assert_eq!(c.len(), 3);
+        assert_eq!((c.get(0), c.get(1), c.get(2)), ("cv_1", "", "cv_12 ü"));
+        assert_eq!(c.iter().collect::<Vec<_>>(), ["cv_1", "", "cv_12 ü"]);
+
+        let mut names = Interner::default();
+        let (a, b, a2) = (
+            names.intern("acme"),
+            names.intern("beta"),
+            names.intern("acme"),
+        );
+        assert_eq!((a, b, a2), (0, 1, 0));
+        assert_eq!((names.len(), names.get(b)), (2, "beta"));
+        assert_eq!(names.iter().collect::<Vec<_>>(), [(0, "acme"), (1, "beta")]);
+    }
+
+    #[test]
+    fn conversations_load_with_ids_in_order_and_names_interned() {
+        let (_d, db) = db_with(
+            "CREATE TABLE intercom__company_enhanced (company_id TEXT, company_name TEXT, \
+               all_company_tags TEXT, monthly_spend REAL, user_count INTEGER);
+             CREATE TABLE intercom__conversation_enhanced (conversation_id TEXT, \
+               conversation_created_at TEXT, conversation_initiated_type TEXT, \
+               conversation_author_type TEXT, conversation_assignee_type TEXT, \
+               all_conversation_tags TEXT, all_contact_company_names TEXT, last_close_at TEXT);
+             CREATE TABLE intercom__conversation_metrics (conversation_id TEXT, \
+               time_to_first_response_minutes REAL);
+             INSERT INTO intercom__conversation_enhanced (conversation_id, all_contact_company_names) VALUES
+               ('c1', ' Acme Inc , Beta'), ('c2', 'beta'), ('c3', 'ACME INC'), ('c4', NULL), ('c5', ' , x');
+             CREATE TABLE usage_events (company_id TEXT, is_core INTEGER, occurred_at TEXT);
+             INSERT INTO intercom__conversation_metrics VALUES ('c2', 4.5), ('c1', NULL);
+             INSERT INTO intercom__company_enhanced (company_id) VALUES ('co_b'), ('co_a'), ('co_b');
+             INSERT INTO usage_events VALUES ('co_a', 1, '2024-01-02 00:00:00'),
+               ('co_a', 0, '2024-01-03 00:00:00'), ('co_x', 1, '2024-01-04 00:00:00'),
+               ('co_b', 1, '2024-01-05 00:00:00'), (NULL, 1, '2024-01-06 00:00:00'),
+               ('co_a', 1, 'not a time');",
+        );
+        let d = db
+            .load_conversation_usage(chrono_tz::UTC, UsageTables::Events)
+            .unwrap();
+        assert_eq!(
+            d.conversation_ids.iter().collect::<Vec<_>>(),
+            ["c1", "c2", "c3", "c4", "c5"]
+        );
+        let names: Vec<Option<&str>> = d
+            .conversations
+            .iter()
+            .map(|c| c.first_company_name.map(|n| d.company_names.get(n)))
+            .collect();
+        assert_eq!(
+            names,
+            [Some("acme inc"), Some("beta"), Some("acme inc"), None, None]
+        );
+        assert_eq!(d.company_names.len(), 2);
+        assert_eq!(d.metrics_ids.iter().collect::<Vec<_>>(), ["c2", "c1"]);
+        assert_eq!(d.response_minutes, [Some(4.5), None]);
+        // Events point at company rows (a repeated id: its first row); unknown and
+        // NULL companies and unparseable times are dropped, the latter counted.
+        let events: Vec<(u32, bool)> = d
+            .usage_events
+            .iter()
+            .flatten()
+            .map(|e| (e.company, e.is_core))
+            .collect();
+        assert_eq!(events, [(1, true), (1, false), (0, true)]);
+        assert_eq!(d.bad_timestamps.0.get("usage_events.occurred_at"), Some(&1));
     }
 }

@@ -14,6 +14,13 @@ mod commands;
 use cxreport::pipeline::{self, RunRequest, UsageSource};
 use cxreport::window::WindowSpec;
 
+// Large runs allocate and free millions of rows: mimalloc keeps freed memory for reuse
+// where the system allocator hands it back and faults it in again (scale 100: load +
+// metrics −25 %). Without transparent huge pages: each 2 MiB page is zeroed whole on
+// first touch, which cost more than it saved (scale 300: metrics 2.2 s → 1.6 s).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "cxreport",

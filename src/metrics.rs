@@ -14,7 +14,9 @@ use rustc_hash::FxHashMap as HashMap;
 
 use serde::Serialize;
 
-use crate::data::{normalize_name, split_items, BadTimestamps, CompanyRow, ConversationUsageData};
+use crate::data::{
+    normalize_name, split_items, BadTimestamps, CompanyRow, ConversationUsageData, StrColumn,
+};
 use crate::window::Window;
 
 pub const SEGMENTS: [&str; 4] = ["new_contract", "renewal", "expansion", "churn_watch"];
@@ -57,21 +59,59 @@ impl Default for Params {
 /// (Hyndman–Fan type 7, numpy's default), computed the way numpy does so that
 /// threshold comparisons agree to the last bit.
 pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    let n = sorted.len();
+    let (lo, hi, t) = type7_ranks(sorted.len(), p)?;
+    Some(type7_value(sorted[lo], sorted[hi], t))
+}
+
+/// The two closest ranks around percentile `p` of `n` values and the weight between them.
+fn type7_ranks(n: usize, p: f64) -> Option<(usize, usize, f64)> {
     if n == 0 {
         return None;
     }
     let h = (n - 1) as f64 * p;
     let lo = (h.floor() as usize).min(n - 1);
-    let hi = (lo + 1).min(n - 1);
-    let t = h - lo as f64;
-    let (a, b) = (sorted[lo], sorted[hi]);
+    Some((lo, (lo + 1).min(n - 1), h - lo as f64))
+}
+
+/// numpy's interpolation between the values at the two closest ranks.
+fn type7_value(a: f64, b: f64, t: f64) -> f64 {
     let d = b - a;
-    Some(if t >= 0.5 {
+    if t >= 0.5 {
         b - d * (1.0 - t)
     } else {
         a + d * t
-    })
+    }
+}
+
+/// The same percentiles as [`percentile`] on the sorted values, found by selection in
+/// linear time instead of a sort (large panels are millions of values). `ps` ascending;
+/// the values are reordered.
+pub fn percentiles<const N: usize>(values: &mut [f64], ps: [f64; N]) -> [Option<f64>; N] {
+    debug_assert!(ps.windows(2).all(|w| w[0] <= w[1]), "ascending percentiles");
+    let mut out = [None; N];
+    // Everything before `done` is in place and below the rest: each selection only
+    // searches what lies to the right of the previous one.
+    let mut done = 0;
+    for (o, p) in out.iter_mut().zip(ps) {
+        let Some((lo, hi, t)) = type7_ranks(values.len(), p) else {
+            break;
+        };
+        let from = if lo >= done { done } else { 0 };
+        values[from..].select_nth_unstable_by(lo - from, f64::total_cmp);
+        done = lo;
+        let a = values[lo];
+        let b = if hi == lo {
+            a
+        } else {
+            values[lo + 1..]
+                .iter()
+                .copied()
+                .min_by(f64::total_cmp)
+                .unwrap_or(a)
+        };
+        *o = Some(type7_value(a, b, t));
+    }
+    out
 }
 
 pub fn mean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
@@ -233,35 +273,50 @@ impl Population {
         let paying: Vec<usize> = (0..companies.len())
             .filter(|&i| is_paying(&companies[i]))
             .collect();
-        let mut groups: HashMap<String, Vec<usize>> =
+        // Highest spend first, then the smallest id.
+        let order = |a: &usize, b: &usize| {
+            let (ca, cb) = (&companies[*a], &companies[*b]);
+            let (sa, sb) = (
+                ca.monthly_spend.unwrap_or(0.0),
+                cb.monthly_spend.unwrap_or(0.0),
+            );
+            sb.total_cmp(&sa)
+                .then_with(|| ca.company_id.cmp(&cb.company_id))
+        };
+        let mut by_name: HashMap<String, usize> =
             HashMap::with_capacity_and_hasher(paying.len(), Default::default());
+        // Names carried by more than one paying company (rare): all of them.
+        let mut shared: HashMap<String, Vec<usize>> = HashMap::default();
+        let mut n = String::new();
         for &i in &paying {
-            if let Some(name) = companies[i].company_name.as_deref() {
-                let n = normalize_name(name);
-                if !n.is_empty() {
-                    groups.entry(n).or_default().push(i);
+            let Some(name) = companies[i].company_name.as_deref() else {
+                continue;
+            };
+            crate::data::normalize_name_into(name, &mut n);
+            if n.is_empty() {
+                continue;
+            }
+            match by_name.get_mut(n.as_str()) {
+                None => {
+                    by_name.insert(n.clone(), i);
+                }
+                Some(winner) => {
+                    shared
+                        .entry(n.clone())
+                        .or_insert_with(|| vec![*winner])
+                        .push(i);
+                    if order(&i, winner).is_lt() {
+                        *winner = i;
+                    }
                 }
             }
         }
-        let mut by_name = HashMap::with_capacity_and_hasher(groups.len(), Default::default());
-        let mut duplicate_names = Vec::new();
-        for (name, mut idx) in groups {
-            if idx.len() == 1 {
-                by_name.insert(name, idx[0]);
-                continue;
-            }
-            idx.sort_by(|&a, &b| {
-                let (ca, cb) = (&companies[a], &companies[b]);
-                let (sa, sb) = (
-                    ca.monthly_spend.unwrap_or(0.0),
-                    cb.monthly_spend.unwrap_or(0.0),
-                );
-                sb.total_cmp(&sa)
-                    .then_with(|| ca.company_id.cmp(&cb.company_id))
-            });
-            if idx.len() > 1 {
-                duplicate_names.push(DuplicateName {
-                    normalized_name: name.clone(),
+        let mut duplicate_names: Vec<DuplicateName> = shared
+            .into_iter()
+            .map(|(name, mut idx)| {
+                idx.sort_by(order);
+                DuplicateName {
+                    normalized_name: name,
                     companies: idx
                         .iter()
                         .map(|&i| DuplicateCompany {
@@ -270,10 +325,9 @@ impl Population {
                             monthly_spend: companies[i].monthly_spend.unwrap_or(0.0),
                         })
                         .collect(),
-                });
-            }
-            by_name.insert(name, idx[0]);
-        }
+                }
+            })
+            .collect();
         duplicate_names.sort_by(|a: &DuplicateName, b| a.normalized_name.cmp(&b.normalized_name));
         Self {
             paying,
@@ -473,30 +527,76 @@ impl MetricsError {
 
 /// A conversation that passed the window, mapping and P1/P99 filters.
 struct Kept {
-    company: usize,
-    resp: Option<f64>,
-    duration: Option<f64>,
-    /// last_close_at in micros, when the conversation was closed.
-    close: Option<i64>,
+    /// The paying company; before the population is known, the conversation's
+    /// company name (its number in `company_names`).
+    company: u32,
     bot: bool,
     team: bool,
     inbound: bool,
+    /// The conversation has no `intercom__conversation_metrics` row.
+    no_metrics_row: bool,
+    /// NaN: none (SQLite has no NaN, and a duration is never NaN).
+    resp: f64,
+    duration: f64,
+    /// last_close_at in micros; `i64::MIN` when the conversation is not closed.
+    close: i64,
+}
+
+impl Kept {
+    /// `resp`: the conversation's metrics row's response (`None`: no row).
+    fn new(
+        company: u32,
+        resp: Option<Option<f64>>,
+        duration: Option<f64>,
+        row: &crate::data::ConversationRow,
+    ) -> Self {
+        Self {
+            company,
+            bot: row.bot_first,
+            team: row.team_routed,
+            inbound: row.contact_inbound,
+            no_metrics_row: resp.is_none(),
+            resp: resp.flatten().unwrap_or(f64::NAN),
+            duration: duration.unwrap_or(f64::NAN),
+            close: row.last_close_at.map_or(i64::MIN, |t| t.timestamp_micros()),
+        }
+    }
+    fn company(&self) -> usize {
+        self.company as usize
+    }
+    fn resp(&self) -> Option<f64> {
+        (!self.resp.is_nan()).then_some(self.resp)
+    }
+    fn duration(&self) -> Option<f64> {
+        (!self.duration.is_nan()).then_some(self.duration)
+    }
+    fn close(&self) -> Option<i64> {
+        (self.close != i64::MIN).then_some(self.close)
+    }
 }
 
 /// Per paying company, over its kept conversations.
 #[derive(Default, Clone)]
 struct CompanyAgg {
-    kept: usize,
-    closed: usize,
-    bot: usize,
-    resp_sum: f64,
-    resp_n: usize,
+    counts: KeptCounts,
     converted: bool,
     ret7: Option<f64>,
     ret30: Option<f64>,
     /// (active in p and p+1, active in p), over full weeks / months of the window.
     week_pairs: (usize, usize),
     month_pairs: (usize, usize),
+}
+
+/// A company's kept conversations, counted. Its own 24-byte record: the conversations
+/// come in any company order, so counting them is random access, and a record a third
+/// the size of the whole aggregate stays in cache.
+#[derive(Default, Clone, Copy)]
+struct KeptCounts {
+    resp_sum: f64,
+    kept: u32,
+    closed: u32,
+    bot: u32,
+    resp_n: u32,
 }
 
 /// The aggregates of the companies with kept conversations, dense and in company
@@ -513,7 +613,7 @@ impl Aggregates {
     fn of(kept: &[Kept], n_companies: usize) -> Self {
         let mut slot = vec![u32::MAX; n_companies];
         for k in kept {
-            slot[k.company] = 0;
+            slot[k.company()] = 0;
         }
         let mut companies = Vec::new();
         for (ci, s) in slot.iter_mut().enumerate() {
@@ -522,17 +622,24 @@ impl Aggregates {
                 companies.push(ci);
             }
         }
-        let mut aggs = vec![CompanyAgg::default(); companies.len()];
+        let mut counts = vec![KeptCounts::default(); companies.len()];
         for k in kept {
-            let a = &mut aggs[slot[k.company] as usize];
+            let a = &mut counts[slot[k.company()] as usize];
             a.kept += 1;
-            a.closed += usize::from(k.close.is_some());
-            a.bot += usize::from(k.bot);
-            if let Some(r) = k.resp {
+            a.closed += u32::from(k.close().is_some());
+            a.bot += u32::from(k.bot);
+            if let Some(r) = k.resp() {
                 a.resp_sum += r;
                 a.resp_n += 1;
             }
         }
+        let aggs = counts
+            .into_iter()
+            .map(|counts| CompanyAgg {
+                counts,
+                ..CompanyAgg::default()
+            })
+            .collect();
         Self {
             companies,
             aggs,
@@ -555,19 +662,15 @@ impl Aggregates {
     fn iter_mut(&mut self) -> impl Iterator<Item = (&usize, &mut CompanyAgg)> {
         self.companies.iter().zip(&mut self.aggs)
     }
-
-    fn get_mut(&mut self, company: usize) -> Option<&mut CompanyAgg> {
-        let s = *self.slot.get(company)?;
-        self.aggs.get_mut(s as usize)
-    }
 }
 
 impl CompanyAgg {
     fn bot_share(&self) -> f64 {
-        self.bot as f64 / self.kept as f64
+        self.counts.bot as f64 / self.counts.kept as f64
     }
     fn avg_resp(&self) -> Option<f64> {
-        (self.resp_n > 0).then(|| self.resp_sum / self.resp_n as f64)
+        let c = &self.counts;
+        (c.resp_n > 0).then(|| c.resp_sum / c.resp_n as f64)
     }
 }
 
@@ -628,9 +731,9 @@ fn full_periods(w: &Window) -> (Vec<Period>, Vec<Period>) {
     (weeks, months)
 }
 
-/// (active in p and p+1, active in p) summed over consecutive periods.
 const WEEK_MICROS: i64 = 7 * 24 * 3600 * 1_000_000;
 
+/// (active in p and p+1, active in p) summed over consecutive periods.
 fn period_pairs(active: &[bool]) -> (usize, usize) {
     active.windows(2).fold((0, 0), |(num, den), w| {
         (num + usize::from(w[0] && w[1]), den + usize::from(w[0]))
@@ -649,138 +752,120 @@ pub fn compute(
     params: Params,
 ) -> Result<ConversationUsage, MetricsError> {
     let companies = &data.companies;
-    // The companies (population, labels) and the conversations' response index are
-    // independent: built on two cores.
-    let ((pop, labels), response) = std::thread::scope(|scope| {
-        let population = scope.spawn(|| {
-            let pop = Population::new(companies);
-            let labels: HashMap<usize, Labels> = pop
-                .paying
-                .iter()
-                .map(|&i| {
-                    let c = &companies[i];
-                    (
-                        i,
-                        classify(
-                            c.tags.as_deref(),
-                            c.user_count,
-                            c.monthly_spend.unwrap_or(0.0),
-                        ),
-                    )
-                })
-                .collect();
-            (pop, labels)
-        });
-        let mut response: HashMap<&str, Option<f64>> =
-            HashMap::with_capacity_and_hasher(data.response_minutes.len(), Default::default());
-        for (id, r) in &data.response_minutes {
-            response.entry(id.as_str()).or_insert(*r);
-        }
-        let population = population
-            .join()
-            .expect("the population builder does not panic");
-        (population, response)
-    });
-
-    // Window, mapping, and the two measures of every in-scope conversation.
+    // The population (names → companies) on one core; on the other, the response
+    // join, the labels and the window pass, which keeps the company *name* of each
+    // conversation until the population is ready.
     let mut in_window = 0usize;
     let mut unmapped = 0usize;
     let mut without_created = 0usize;
-    let mut without_metrics = 0usize;
-    struct Scoped<'a> {
-        row: &'a crate::data::ConversationRow,
-        company: usize,
-        resp: Option<f64>,
-        duration: Option<f64>,
-    }
-    let mut scoped = Vec::new();
-    for conv in &data.conversations {
-        let Some(created) = conv.created_at else {
-            without_created += 1;
-            continue;
-        };
-        if !window.contains(created) {
-            continue;
-        }
-        in_window += 1;
-        let Some(company) = pop.company_of(conv.first_company_name.as_deref()) else {
-            unmapped += 1;
-            continue;
-        };
-        let resp = match response.get(conv.conversation_id.as_str()) {
-            Some(r) => *r,
-            None => {
-                without_metrics += 1;
-                None
+    // In-scope conversations, compact; filtered in place from here on (millions of
+    // rows: no second vector).
+    let mut kept: Vec<Kept> = Vec::new();
+    let ((pop, name_company), labels) = std::thread::scope(|scope| {
+        let population = scope.spawn(|| {
+            let pop = Population::new(companies);
+            // Each distinct conversation company name is looked up once; 32-bit
+            // (`u32::MAX`: no company), read once per conversation.
+            let name_company: Vec<u32> = data
+                .company_names
+                .iter()
+                .map(|(_, n)| pop.company_of(Some(n)).map_or(u32::MAX, |c| c as u32))
+                .collect();
+            (pop, name_company)
+        });
+        let response = Responses::new(
+            &data.conversation_ids,
+            &data.metrics_ids,
+            &data.response_minutes,
+        );
+        for (i, conv) in data.conversations.iter().enumerate() {
+            let Some(created) = conv.created_at else {
+                without_created += 1;
+                continue;
+            };
+            if !window.contains(created) {
+                continue;
             }
-        };
-        let duration = conv.last_close_at.map(|c| {
-            (c - created).num_microseconds().unwrap_or(i64::MAX) as f64 / MICROS_PER_MINUTE
-        });
-        scoped.push(Scoped {
-            row: conv,
-            company,
-            resp,
-            duration,
-        });
-    }
+            in_window += 1;
+            let Some(name) = conv.first_company_name else {
+                unmapped += 1;
+                continue;
+            };
+            let resp = response.get(i, data.conversation_ids.get(i));
+            let duration = conv.last_close_at.map(|c| {
+                (c - created).num_microseconds().unwrap_or(i64::MAX) as f64 / MICROS_PER_MINUTE
+            });
+            kept.push(Kept::new(name, resp, duration, conv));
+        }
+        drop(response);
+        // Dense, by company index: looked up per conversation and per company.
+        let labels: Vec<Option<Labels>> = companies
+            .iter()
+            .map(|c| {
+                is_paying(c).then(|| {
+                    classify(
+                        c.tags.as_deref(),
+                        c.user_count,
+                        c.monthly_spend.unwrap_or(0.0),
+                    )
+                })
+            })
+            .collect();
+        let population = population
+            .join()
+            .expect("the population builder does not panic");
+        (population, labels)
+    });
     if in_window == 0 {
         return Err(MetricsError::empty_window(&window));
     }
+    // Names → paying companies: what maps is in scope.
+    kept.retain_mut(|k| match name_company[k.company as usize] {
+        u32::MAX => {
+            unmapped += 1;
+            false
+        }
+        c => {
+            k.company = c;
+            true
+        }
+    });
+    let without_metrics = kept.iter().filter(|k| k.no_metrics_row).count();
+    let resp_values: Vec<f64> = kept.iter().filter_map(Kept::resp).collect();
+    let dur_values: Vec<f64> = kept.iter().filter_map(Kept::duration).collect();
+    let scoped_len = kept.len();
+    let companies_in_scope = {
+        let mut seen = vec![false; companies.len()];
+        kept.iter()
+            .filter(|k| !std::mem::replace(&mut seen[k.company()], true))
+            .count()
+    };
 
     // §2.4: P1/P99 over the in-scope conversations, non-null values only.
-    let bounds = |vals: Vec<f64>| -> Bounds {
-        let mut v = vals;
-        v.sort_by(f64::total_cmp);
+    let bounds = |mut v: Vec<f64>| -> Bounds {
+        let [p1, p99] = percentiles(&mut v, [0.01, 0.99]);
         Bounds {
-            p1: percentile(&v, 0.01),
-            p99: percentile(&v, 0.99),
+            p1,
+            p99,
             values: v.len(),
         }
     };
-    let resp_bounds = bounds(scoped.iter().filter_map(|s| s.resp).collect());
-    let dur_bounds = bounds(scoped.iter().filter_map(|s| s.duration).collect());
+    let resp_bounds = bounds(resp_values);
+    let dur_bounds = bounds(dur_values);
     let inside = |v: Option<f64>, b: &Bounds| match (v, b.p1, b.p99) {
         (Some(v), Some(lo), Some(hi)) => lo <= v && v <= hi,
         _ => true,
     };
-    let kept: Vec<Kept> = scoped
-        .iter()
-        .filter(|s| inside(s.resp, &resp_bounds) && inside(s.duration, &dur_bounds))
-        .map(|s| Kept {
-            company: s.company,
-            resp: s.resp,
-            duration: s.duration,
-            close: s.row.last_close_at.map(|t| t.timestamp_micros()),
-            bot: s.row.bot_first,
-            team: s.row.team_routed,
-            inbound: s.row.contact_inbound,
-        })
-        .collect();
+    kept.retain(|k| inside(k.resp(), &resp_bounds) && inside(k.duration(), &dur_bounds));
 
     // Company aggregates.
     let mut agg = Aggregates::of(&kept, companies.len());
-    let companies_in_scope = {
-        let mut s: Vec<usize> = scoped.iter().map(|s| s.company).collect();
-        s.sort_unstable();
-        s.dedup();
-        s.len()
-    };
 
-    // Conversion: a feature event in (close, close + 72 h] after a kept closed conversation.
-    let feature_times = feature_event_times(data, companies, &agg, params.usage);
-    for k in &kept {
-        let Some(c) = k.close else { continue };
-        let a = agg.get_mut(k.company).expect("aggregated above");
-        if a.converted {
-            continue;
-        }
-        if let Some(times) = feature_times.get(k.company) {
-            let i = times.partition_point(|&t| t <= c);
-            a.converted = times
-                .get(i)
-                .is_some_and(|&t| t <= c + CONVERSION_HORIZON_MICROS);
-        }
+    // Conversion: a feature event in (close, close + 72 h] after a kept closed
+    // conversation. The feature events stream past the (much fewer) close times.
+    let converted = converted_companies(data, companies, &kept, &agg, params.usage);
+    for (&ci, a) in agg.iter_mut() {
+        a.converted = converted[ci];
     }
 
     // Retention inputs.
@@ -809,7 +894,7 @@ pub fn compute(
             let mut month_active = vec![false; agg.len() * nm];
             let week0 = weeks.first().map_or(i64::MAX, |w| w.0);
             for e in data.usage_events.iter().flatten() {
-                let n = slot[e.company];
+                let n = slot[e.company as usize];
                 if !e.is_core || n == u32::MAX {
                     continue;
                 }
@@ -847,36 +932,47 @@ pub fn compute(
     // One pass into the finest cells (segment × seat × arr), then every level is a
     // roll-up of those cells: no per-level pass over the conversations.
     const CELLS: usize = (SEGMENTS.len() + 1) * (SEAT_BUCKETS.len() + 1) * (ARR_BUCKETS.len() + 1);
+    const _: () = assert!(CELLS < u8::MAX as usize);
     let cell_index = |l: &Labels| {
         (l.segment as usize * (SEAT_BUCKETS.len() + 1) + l.seat as usize) * (ARR_BUCKETS.len() + 1)
             + l.arr as usize
     };
-    let mut company_cell: Vec<usize> = vec![usize::MAX; companies.len()];
+    // A byte per company (there are fewer cells than 255), read per conversation.
+    let mut company_cell: Vec<u8> = vec![u8::MAX; companies.len()];
     let mut cell_labels: Vec<Option<Labels>> = vec![None; CELLS];
-    for (&ci, l) in &labels {
-        company_cell[ci] = cell_index(l);
+    for (ci, l) in labels.iter().enumerate() {
+        let Some(l) = l else { continue };
+        company_cell[ci] = cell_index(l) as u8;
         cell_labels[cell_index(l)] = Some(*l);
     }
     let mut cell_acc: Vec<ConvAcc> = (0..CELLS).map(|_| ConvAcc::default()).collect();
-    let mut cell_resp: Vec<Vec<f64>> = vec![Vec::new(); CELLS];
     for k in &kept {
-        let c = company_cell[k.company];
-        let acc = &mut cell_acc[c];
+        let acc = &mut cell_acc[company_cell[k.company()] as usize];
         acc.n += 1;
         acc.bot += usize::from(k.bot);
         acc.team += usize::from(k.team);
         acc.inbound += usize::from(k.inbound);
-        if let Some(d) = k.duration {
+        acc.resp_n += usize::from(k.resp().is_some());
+        if let Some(d) = k.duration() {
             acc.dur_sum += d;
             acc.dur_n += 1;
         }
-        if let Some(r) = k.resp {
-            cell_resp[c].push(r);
+    }
+    // Sized by the count above: no growing (and copying) of million-value vectors.
+    let mut cell_resp: Vec<Vec<f64>> = cell_acc
+        .iter()
+        .map(|a| Vec::with_capacity(a.resp_n))
+        .collect();
+    for k in &kept {
+        if let Some(r) = k.resp() {
+            cell_resp[company_cell[k.company()] as usize].push(r);
         }
     }
-    let mut cell_comps: Vec<Vec<&CompanyAgg>> = vec![Vec::new(); CELLS];
+    // One buffer for every slice of every level.
+    let mut resp: Vec<f64> = Vec::with_capacity(kept.len());
+    let mut cell_comps: Vec<CompAcc> = vec![CompAcc::default(); CELLS];
     for (ci, a) in agg.iter() {
-        cell_comps[company_cell[*ci]].push(a);
+        cell_comps[company_cell[*ci] as usize].add(a);
     }
     let mut panels: Vec<Vec<SliceRow>> = Vec::with_capacity(levels.len());
     for key_of in levels {
@@ -892,15 +988,14 @@ pub fn compute(
             .into_iter()
             .map(|(key, cells)| {
                 let mut acc = ConvAcc::default();
-                let mut resp = Vec::new();
-                let mut comps: Vec<&CompanyAgg> = Vec::new();
+                let mut comps = CompAcc::default();
+                resp.clear();
                 for &c in &cells {
                     acc.add(&cell_acc[c]);
                     resp.extend_from_slice(&cell_resp[c]);
-                    comps.extend_from_slice(&cell_comps[c]);
+                    comps.merge(&cell_comps[c]);
                 }
-                resp.sort_unstable_by(f64::total_cmp);
-                slice_row(key, &acc, &resp, &comps, params.usage)
+                slice_row(key, &acc, &mut resp, &comps, params.usage)
             })
             .collect();
         panels.push(rows);
@@ -924,7 +1019,7 @@ pub fn compute(
     let tertiles = tertiles(&agg, &labels, companies, params);
 
     let mut coverage = [Coverage::default(); 3];
-    for l in labels.values() {
+    for l in labels.iter().flatten() {
         for (c, src) in coverage
             .iter_mut()
             .zip([l.segment_src, l.seat_src, l.arr_src])
@@ -941,9 +1036,9 @@ pub fn compute(
         usage_source: params.usage,
         counts: Counts {
             conversations_in_window: in_window,
-            conversations_in_scope: scoped.len(),
+            conversations_in_scope: scoped_len,
             conversations_kept: kept.len(),
-            conversations_excluded: scoped.len() - kept.len(),
+            conversations_excluded: scoped_len - kept.len(),
             companies_paying: pop.paying.len(),
             companies_in_scope,
             companies_kept: agg.len(),
@@ -972,9 +1067,63 @@ pub fn compute(
     })
 }
 
+/// Each conversation's `time_to_first_response_minutes`: the first metrics row of its
+/// id wins; `None` when it has no metrics row.
+enum Responses<'a> {
+    /// Both tables in ascending id order (as a dbt model ordered by its key, and the
+    /// demo, are): one merge pass, per conversation position, instead of an index of
+    /// millions of ids.
+    Merged(Vec<Option<Option<f64>>>),
+    /// Any other order: an index by id.
+    Indexed(HashMap<&'a str, Option<f64>>),
+}
+
+impl<'a> Responses<'a> {
+    fn new(
+        conversation_ids: &StrColumn,
+        metrics_ids: &'a StrColumn,
+        response_minutes: &[Option<f64>],
+    ) -> Self {
+        fn ascending<'s>(mut ids: impl Iterator<Item = &'s str>) -> bool {
+            let Some(mut prev) = ids.next() else {
+                return true;
+            };
+            ids.all(|id| std::mem::replace(&mut prev, id) <= id)
+        }
+        let metrics = metrics_ids.iter().zip(response_minutes.iter().copied());
+        if !(ascending(conversation_ids.iter()) && ascending(metrics_ids.iter())) {
+            let mut index =
+                HashMap::with_capacity_and_hasher(metrics_ids.len(), Default::default());
+            for (id, r) in metrics {
+                index.entry(id).or_insert(r);
+            }
+            return Self::Indexed(index);
+        }
+        let mut metrics = metrics.peekable();
+        let merged = conversation_ids
+            .iter()
+            .map(|id| {
+                while metrics.next_if(|&(m, _)| m < id).is_some() {}
+                // Equal ids sit together, the table's first one next.
+                metrics.peek().filter(|&&(m, _)| m == id).map(|&(_, r)| r)
+            })
+            .collect();
+        Self::Merged(merged)
+    }
+
+    /// The response of conversation number `i`, whose id is `id`.
+    fn get(&self, i: usize, id: &str) -> Option<Option<f64>> {
+        match self {
+            Self::Merged(by_position) => by_position[i],
+            Self::Indexed(index) => index.get(id).copied(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct ConvAcc {
     n: usize,
+    resp_n: usize,
     bot: usize,
     team: usize,
     inbound: usize,
@@ -985,6 +1134,7 @@ struct ConvAcc {
 impl ConvAcc {
     fn add(&mut self, o: &ConvAcc) {
         self.n += o.n;
+        self.resp_n += o.resp_n;
         self.bot += o.bot;
         self.team += o.team;
         self.inbound += o.inbound;
@@ -996,27 +1146,27 @@ impl ConvAcc {
 fn slice_row(
     key: (u8, u8, u8),
     acc: &ConvAcc,
-    sorted_resp: &[f64],
-    comps: &[&CompanyAgg],
+    resp: &mut [f64],
+    comps: &CompAcc,
     usage: UsageDefinitions,
 ) -> SliceRow {
+    let avg_resp = mean(resp.iter().copied());
+    let [p50_resp, p90_resp] = percentiles(resp, [0.5, 0.9]);
     let name = |i: u8, f: fn(u8) -> &'static str| (i != u8::MAX).then(|| f(i));
-    let closed = comps.iter().filter(|c| c.closed > 0).count();
-    let converted = comps.iter().filter(|c| c.closed > 0 && c.converted).count();
-    let (weekly, monthly) = retention(comps, usage);
+    let (weekly, monthly) = comps.retention(usage);
     SliceRow {
         segment: name(key.0, segment_name),
         seat_bucket: name(key.1, seat_name),
         arr_bucket: name(key.2, arr_name),
-        companies_total: comps.len(),
-        companies_with_closed_conv: closed,
+        companies_total: comps.companies,
+        companies_with_closed_conv: comps.closed,
         conv_cnt: acc.n,
-        avg_resp: mean(sorted_resp.iter().copied()),
-        p50_resp: percentile(sorted_resp, 0.5),
-        p90_resp: percentile(sorted_resp, 0.9),
+        avg_resp,
+        p50_resp,
+        p90_resp,
         avg_duration: (acc.dur_n > 0).then(|| acc.dur_sum / acc.dur_n as f64),
         bot_first_resp_share: ratio(acc.bot, acc.n),
-        conv_to_feature_rate: ratio(converted, closed),
+        conv_to_feature_rate: ratio(comps.converted, comps.closed),
         weekly_retention: weekly,
         monthly_retention: monthly,
         team_route_share: ratio(acc.team, acc.n),
@@ -1024,43 +1174,133 @@ fn slice_row(
     }
 }
 
-/// Weekly and monthly retention of a set of companies under the run's definitions.
-fn retention(comps: &[&CompanyAgg], usage: UsageDefinitions) -> (Option<f64>, Option<f64>) {
-    match usage {
-        UsageDefinitions::Proxy => (
-            mean(comps.iter().filter_map(|c| c.ret7)),
-            mean(comps.iter().filter_map(|c| c.ret30)),
-        ),
-        UsageDefinitions::Events => {
-            let sum = |f: fn(&CompanyAgg) -> (usize, usize)| {
-                let (n, d) = comps
-                    .iter()
-                    .fold((0, 0), |(n, d), c| (n + f(c).0, d + f(c).1));
-                ratio(n, d)
-            };
-            (sum(|c| c.week_pairs), sum(|c| c.month_pairs))
+/// Sums over a set of companies, from which their slice's company columns follow:
+/// additive, so a level's slices are sums of their cells' sums.
+#[derive(Default, Clone, Copy)]
+struct CompAcc {
+    companies: usize,
+    closed: usize,
+    /// Companies with a closed kept conversation that converted.
+    converted: usize,
+    week_pairs: (usize, usize),
+    month_pairs: (usize, usize),
+    /// (sum, count) of the non-null proxy retentions.
+    ret7: (f64, usize),
+    ret30: (f64, usize),
+}
+
+impl CompAcc {
+    fn of<'a>(comps: impl IntoIterator<Item = &'a CompanyAgg>) -> Self {
+        let mut acc = Self::default();
+        for c in comps {
+            acc.add(c);
+        }
+        acc
+    }
+
+    fn add(&mut self, c: &CompanyAgg) {
+        let one = |v: Option<f64>| v.map_or((0.0, 0), |v| (v, 1));
+        let closed = c.counts.closed > 0;
+        self.merge(&CompAcc {
+            companies: 1,
+            closed: usize::from(closed),
+            converted: usize::from(closed && c.converted),
+            week_pairs: c.week_pairs,
+            month_pairs: c.month_pairs,
+            ret7: one(c.ret7),
+            ret30: one(c.ret30),
+        });
+    }
+
+    fn merge(&mut self, o: &CompAcc) {
+        self.companies += o.companies;
+        self.closed += o.closed;
+        self.converted += o.converted;
+        self.week_pairs.0 += o.week_pairs.0;
+        self.week_pairs.1 += o.week_pairs.1;
+        self.month_pairs.0 += o.month_pairs.0;
+        self.month_pairs.1 += o.month_pairs.1;
+        self.ret7 = (self.ret7.0 + o.ret7.0, self.ret7.1 + o.ret7.1);
+        self.ret30 = (self.ret30.0 + o.ret30.0, self.ret30.1 + o.ret30.1);
+    }
+
+    /// Weekly and monthly retention under the run's definitions.
+    fn retention(&self, usage: UsageDefinitions) -> (Option<f64>, Option<f64>) {
+        let mean = |(s, n): (f64, usize)| (n > 0).then(|| s / n as f64);
+        match usage {
+            UsageDefinitions::Proxy => (mean(self.ret7), mean(self.ret30)),
+            UsageDefinitions::Events => (
+                ratio(self.week_pairs.0, self.week_pairs.1),
+                ratio(self.month_pairs.0, self.month_pairs.1),
+            ),
         }
     }
 }
 
-/// Sorted feature-event times per paying company with kept conversations.
-fn feature_event_times(
+/// Times per company, each company's run sorted: one flat array with offsets
+/// (counted, then filled) rather than a vector per company.
+struct TimesByCompany {
+    /// Company `c`'s times are `times[start[c]..start[c + 1]]` (32-bit: looked up in
+    /// company order per event, the smaller the better).
+    start: Vec<u32>,
+    times: Vec<i64>,
+}
+
+impl TimesByCompany {
+    fn of(&self, company: usize) -> &[i64] {
+        &self.times[self.start[company] as usize..self.start[company + 1] as usize]
+    }
+
+    /// Groups `(company, time)` pairs; `pairs` is called twice (count, then fill).
+    /// Fewer than 2³² pairs (they are kept conversations).
+    fn group<I: Iterator<Item = (usize, i64)>>(n_companies: usize, pairs: impl Fn() -> I) -> Self {
+        let mut start = vec![0u32; n_companies + 1];
+        for (c, _) in pairs() {
+            start[c + 1] += 1;
+        }
+        for c in 0..n_companies {
+            start[c + 1] += start[c];
+        }
+        let mut next = start.clone();
+        let mut times = vec![0i64; start[n_companies] as usize];
+        for (c, t) in pairs() {
+            times[next[c] as usize] = t;
+            next[c] += 1;
+        }
+        for c in 0..n_companies {
+            times[start[c] as usize..start[c + 1] as usize].sort_unstable();
+        }
+        Self { start, times }
+    }
+}
+
+/// Per company: whether a feature event follows one of its kept closed conversations
+/// within 72 hours. Feature events: with `usage_events` any event of the company;
+/// without it, the `last_activity_ts` of the contacts carrying the company's name.
+fn converted_companies(
     data: &ConversationUsageData,
     companies: &[CompanyRow],
+    kept: &[Kept],
     agg: &Aggregates,
     usage: UsageDefinitions,
-) -> Vec<Vec<i64>> {
-    let mut out: Vec<Vec<i64>> = vec![Vec::new(); companies.len()];
+) -> Vec<bool> {
+    let closes = TimesByCompany::group(companies.len(), || {
+        kept.iter().filter_map(|k| Some((k.company(), k.close()?)))
+    });
+    let mut converted = vec![false; companies.len()];
+    // An event at `t` converts iff a close lies in [t − 72 h, t).
+    let mut feature_event = |c: usize, t: i64| {
+        if converted[c] {
+            return;
+        }
+        let cs = closes.of(c);
+        let i = cs.partition_point(|&x| x < t.saturating_sub(CONVERSION_HORIZON_MICROS));
+        converted[c] = cs.get(i).is_some_and(|&x| x < t);
+    };
     match usage {
         UsageDefinitions::Events => {
-            let mut wanted = vec![false; companies.len()];
-            for &ci in agg.keys() {
-                wanted[ci] = true;
-            }
             for e in data.usage_events.iter().flatten() {
-                if wanted[e.company] {
-                    out[e.company].push(e.occurred_at);
-                }
+                feature_event(e.company as usize, e.occurred_at);
             }
         }
         UsageDefinitions::Proxy => {
@@ -1071,26 +1311,24 @@ fn feature_event_times(
                     by_name.entry(normalize_name(n)).or_default().push(ci);
                 }
             }
+            let mut names: Vec<&str> = Vec::new();
             for contact in &data.contacts {
                 let Some(t) = contact.last_activity else {
                     continue;
                 };
-                let mut names: Vec<&str> =
-                    contact.company_names.iter().map(String::as_str).collect();
+                names.clear();
+                names.extend(contact.company_names.iter().map(String::as_str));
                 names.sort_unstable();
                 names.dedup();
-                for n in names {
-                    for &ci in by_name.get(n).into_iter().flatten() {
-                        out[ci].push(t.timestamp_micros());
+                for n in &names {
+                    for &ci in by_name.get(*n).into_iter().flatten() {
+                        feature_event(ci, t.timestamp_micros());
                     }
                 }
             }
         }
     }
-    for v in &mut out {
-        v.sort_unstable();
-    }
-    out
+    converted
 }
 
 fn correlations(cells: &[SliceRow], agg: &Aggregates, min_cell: usize) -> Correlations {
@@ -1106,7 +1344,8 @@ fn correlations(cells: &[SliceRow], agg: &Aggregates, min_cell: usize) -> Correl
         }
     };
     // In company order already.
-    let closed: Vec<(&usize, &CompanyAgg)> = agg.iter().filter(|(_, a)| a.closed > 0).collect();
+    let closed: Vec<(&usize, &CompanyAgg)> =
+        agg.iter().filter(|(_, a)| a.counts.closed > 0).collect();
     let conv = |a: &CompanyAgg| if a.converted { 1.0 } else { 0.0 };
     let bot_pairs: Vec<(f64, f64)> = closed
         .iter()
@@ -1142,7 +1381,7 @@ pub fn tertile_sizes(n: usize) -> [usize; 3] {
 
 fn tertiles(
     agg: &Aggregates,
-    labels: &HashMap<usize, Labels>,
+    labels: &[Option<Labels>],
     companies: &[CompanyRow],
     params: Params,
 ) -> Vec<TertileGroup> {
@@ -1171,8 +1410,8 @@ fn tertiles(
     }
     let mut groups: BTreeMap<(u8, u8), Vec<Member<'_>>> = BTreeMap::new();
     for (&ci, a) in agg.iter() {
-        if a.closed > 0 {
-            let l = &labels[&ci];
+        if a.counts.closed > 0 {
+            let l = labels[ci].expect("kept conversations belong to paying companies");
             groups.entry((l.segment, l.arr)).or_default().push(Member {
                 bot: a.bot_share(),
                 resp: a.avg_resp(),
@@ -1187,23 +1426,28 @@ fn tertiles(
         if members.len() < params.tertile_min_companies {
             continue;
         }
-        members.sort_unstable_by(|a, b| a.bot.total_cmp(&b.bot).then_with(|| a.by_id(b)));
-        let by_bot: Vec<&CompanyAgg> = members.iter().map(|m| m.agg).collect();
+        // Only the split into thirds matters, not the order inside a third: two
+        // selections per ordering instead of a sort.
+        let by_bot = thirds(
+            &mut members,
+            |a, b| a.bot.total_cmp(&b.bot).then_with(|| a.by_id(b)),
+            |m| m.agg,
+        );
         members.retain(|m| m.resp.is_some());
-        members.sort_unstable_by(|a, b| {
-            let (x, y) = (a.resp.unwrap_or(0.0), b.resp.unwrap_or(0.0));
-            x.total_cmp(&y).then_with(|| a.by_id(b))
-        });
-        let by_resp: Vec<&CompanyAgg> = members.iter().map(|m| m.agg).collect();
-        for (by, names, ordered) in [
+        let by_resp = thirds(
+            &mut members,
+            |a, b| {
+                let (x, y) = (a.resp.unwrap_or(0.0), b.resp.unwrap_or(0.0));
+                x.total_cmp(&y).then_with(|| a.by_id(b))
+            },
+            |m| m.agg,
+        );
+        for (by, names, parts) in [
             ("bot_share", ["low", "mid", "high"], by_bot),
             ("avg_resp", ["fast", "mid", "slow"], by_resp),
         ] {
-            let mut rest = ordered.as_slice();
-            for (size, name) in tertile_sizes(ordered.len()).into_iter().zip(names) {
-                let (part, tail) = rest.split_at(size);
-                rest = tail;
-                let comps: &[&CompanyAgg] = part;
+            for (part, name) in parts.into_iter().zip(names) {
+                let comps: &[&CompanyAgg] = &part;
                 out.push(TertileGroup {
                     segment: segment_name(seg),
                     arr_bucket: arr_name(arr),
@@ -1213,12 +1457,30 @@ fn tertiles(
                     mean_bot_share: mean(comps.iter().map(|c| c.bot_share())),
                     mean_avg_resp: mean(comps.iter().filter_map(|c| c.avg_resp())),
                     conversion: mean(comps.iter().map(|c| if c.converted { 1.0 } else { 0.0 })),
-                    weekly_retention: retention(comps, params.usage).0,
+                    weekly_retention: CompAcc::of(comps.iter().copied()).retention(params.usage).0,
                 });
             }
         }
     }
     out
+}
+
+/// The members' three tertile groups (sizes of [`tertile_sizes`]) under a total order.
+fn thirds<'a, T>(
+    members: &mut [T],
+    mut cmp: impl FnMut(&T, &T) -> std::cmp::Ordering,
+    agg_of: impl Fn(&T) -> &'a CompanyAgg,
+) -> [Vec<&'a CompanyAgg>; 3] {
+    let [a, b, _] = tertile_sizes(members.len());
+    if a < members.len() {
+        members.select_nth_unstable_by(a, &mut cmp);
+    }
+    let (first, rest) = members.split_at_mut(a);
+    if b < rest.len() {
+        rest.select_nth_unstable_by(b, &mut cmp);
+    }
+    let (second, third) = rest.split_at(b);
+    [first, second, third].map(|part| part.iter().map(&agg_of).collect())
 }
 
 #[cfg(test)]

@@ -648,3 +648,131 @@ fn tertiles_split_companies_by_bot_share_with_id_ties() {
     assert_eq!(resp, [("fast", 11), ("mid", 10), ("slow", 10)]);
     assert_eq!(out.counts.conversations_kept, 31);
 }
+
+/// Seeded random values with many ties (rounded to a few distinct values).
+fn tied_values(rng: &mut rand_chacha::ChaCha8Rng, n: usize) -> Vec<f64> {
+    use rand::Rng;
+    (0..n)
+        .map(|_| (rng.gen_range(0.0..20.0f64)).round() / 2.0)
+        .collect()
+}
+
+#[test]
+fn selected_percentiles_equal_sorted_percentiles_to_the_bit() {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let ps = [0.0, 0.01, 0.5, 0.9, 0.99, 1.0];
+    assert_eq!(percentiles(&mut [], ps), [None; 6]);
+    for n in (1..60).chain([101, 999, 4_000]) {
+        let mut v = tied_values(&mut rng, n);
+        let mut sorted = v.clone();
+        sorted.sort_by(f64::total_cmp);
+        let want = ps.map(|p| percentile(&sorted, p).map(f64::to_bits));
+        let got = percentiles(&mut v, ps).map(|x| x.map(f64::to_bits));
+        assert_eq!(got, want, "n = {n}");
+    }
+}
+
+/// The response of each conversation by the rule itself: the first metrics row of its id.
+fn first_row_responses(
+    convs: &[&str],
+    metrics: &[(&str, Option<f64>)],
+) -> Vec<Option<Option<f64>>> {
+    convs
+        .iter()
+        .map(|c| metrics.iter().find(|(m, _)| m == c).map(|(_, r)| *r))
+        .collect()
+}
+
+fn column(ids: &[&str]) -> StrColumn {
+    let mut c = StrColumn::default();
+    for id in ids {
+        c.push(id);
+    }
+    c
+}
+
+#[test]
+fn merged_and_indexed_responses_follow_the_first_row_rule() {
+    // Sorted tables (merge): a duplicate id in each table, an id without metrics, a
+    // metrics row without conversation, an empty id.
+    let convs = ["", "a", "b", "b", "c", "e"];
+    let metrics = [
+        ("", Some(0.5)),
+        ("a", Some(1.0)),
+        ("b", Some(2.0)),
+        ("b", Some(9.0)),
+        ("d", Some(4.0)),
+        ("e", None),
+    ];
+    // The same rows in another order (index).
+    let shuffled = [
+        metrics[3], metrics[0], metrics[5], metrics[2], metrics[4], metrics[1],
+    ];
+    for (metrics, merged) in [(&metrics, true), (&shuffled, false)] {
+        let ids: Vec<&str> = metrics.iter().map(|(id, _)| *id).collect();
+        let minutes: Vec<Option<f64>> = metrics.iter().map(|(_, r)| *r).collect();
+        let (conv_col, metric_col) = (column(&convs), column(&ids));
+        let r = Responses::new(&conv_col, &metric_col, &minutes);
+        assert_eq!(matches!(r, Responses::Merged(_)), merged);
+        let got: Vec<_> = (0..convs.len()).map(|i| r.get(i, convs[i])).collect();
+        assert_eq!(
+            got,
+            first_row_responses(&convs, metrics),
+            "merged: {merged}"
+        );
+    }
+    // Conversations out of order fall back to the index.
+    let (conv_col, metric_col) = (column(&["b", "a"]), column(&["a", "b"]));
+    let r = Responses::new(&conv_col, &metric_col, &[Some(1.0), Some(2.0)]);
+    assert!(matches!(r, Responses::Indexed(_)));
+    assert_eq!(r.get(0, "b"), Some(Some(2.0)));
+}
+
+#[test]
+fn thirds_by_selection_match_thirds_by_sorting() {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    for n in [0, 1, 2, 3, 4, 30, 31, 32, 100, 1_001] {
+        // Values with ties, made a total order by the position as tie-break.
+        let aggs: Vec<CompanyAgg> = tied_values(&mut rng, n)
+            .into_iter()
+            .map(|v| CompanyAgg {
+                counts: KeptCounts {
+                    resp_sum: v,
+                    ..KeptCounts::default()
+                },
+                ..CompanyAgg::default()
+            })
+            .collect();
+        let cmp = |a: &(usize, &CompanyAgg), b: &(usize, &CompanyAgg)| {
+            a.1.counts
+                .resp_sum
+                .total_cmp(&b.1.counts.resp_sum)
+                .then(a.0.cmp(&b.0))
+        };
+        let mut members: Vec<(usize, &CompanyAgg)> = aggs.iter().enumerate().collect();
+        let got = thirds(&mut members, cmp, |m| m.1);
+        let mut sorted: Vec<(usize, &CompanyAgg)> = aggs.iter().enumerate().collect();
+        sorted.sort_by(cmp);
+        let [a, b, _] = tertile_sizes(n);
+        let want = [&sorted[..a], &sorted[a..a + b], &sorted[a + b..]];
+        for (g, w) in got.iter().zip(want) {
+            let mut g: Vec<*const CompanyAgg> = g.iter().map(|c| *c as *const _).collect();
+            let mut w: Vec<*const CompanyAgg> = w.iter().map(|m| m.1 as *const _).collect();
+            g.sort();
+            w.sort();
+            assert_eq!(g, w, "n = {n}");
+        }
+    }
+}
+
+#[test]
+fn times_group_by_company_sorted_with_empty_companies() {
+    let pairs = [(2, 30), (0, 5), (2, 10), (2, 20), (0, 1)];
+    let t = TimesByCompany::group(4, || pairs.iter().copied());
+    assert_eq!(t.of(0), [1, 5]);
+    assert_eq!(t.of(1), [] as [i64; 0]);
+    assert_eq!(t.of(2), [10, 20, 30]);
+    assert_eq!(t.of(3), [] as [i64; 0]);
+}
