@@ -99,14 +99,60 @@ pub(crate) fn percent_axis(name: &str) -> charming::component::Axis {
         .axis_label(AxisLabel::new().formatter("{value}%"))
 }
 
-/// The small value label at the end of a horizontal bar (`{c}` or `{c}%`).
-pub(crate) fn bar_end_label(formatter: &'static str) -> charming::element::Label {
+/// The small value label at the end of a horizontal bar made of [`bar_point`]s.
+pub(crate) fn bar_end_label() -> charming::element::Label {
     use charming::element::{Label, LabelPosition};
     Label::new()
         .show(true)
         .position(LabelPosition::Right)
         .font_size(9)
-        .formatter(formatter)
+        .formatter(BAR_LABEL)
+}
+
+/// Where a [`bar_point`] carries its printed label.
+pub(crate) const BAR_LABEL: &str = "{@[2]}";
+
+/// A bar's data point: the value on its category's row and the value's printed label
+/// with one decimal, so 11 reads "11.0%" beside "11.7%" (ECharts' `{c}` prints the bare
+/// number). `horizontal`: the value runs along x.
+pub(crate) fn bar_point(row: usize, value: f64, suffix: &str, horizontal: bool) -> CompositeValue {
+    let v = (value * 10.0).round() / 10.0;
+    let (x, y) = if horizontal {
+        (CompositeValue::from(v), CompositeValue::from(row as i64))
+    } else {
+        (CompositeValue::from(row as i64), CompositeValue::from(v))
+    };
+    CompositeValue::from(vec![x, y, CompositeValue::from(format!("{v:.1}{suffix}"))])
+}
+
+/// The value's position in a heatmap cell: the colour scale reads it (not the last
+/// dimension, ECharts' default, which is the label).
+pub(crate) const HEATMAP_VALUE: i64 = 2;
+
+/// One heatmap cell: position, value (`None`: no data, ECharts' `-`) and its printed label with one
+/// decimal, so 3 reads "3.0%" beside "3.6%" (ECharts' `{@[2]}` prints the bare number).
+pub(crate) fn heatmap_cell(
+    x: usize,
+    y: usize,
+    v: Option<f64>,
+    suffix: &str,
+) -> Vec<charming::datatype::DataPoint> {
+    use charming::datatype::DataPoint;
+    let v = v.map(|v| (v * 10.0).round() / 10.0);
+    vec![
+        DataPoint::from(x as i64),
+        DataPoint::from(y as i64),
+        DataPoint::from(num1(v)),
+        DataPoint::from(v.map_or_else(String::new, |v| format!("{v:.1}{suffix}"))),
+    ]
+}
+
+/// The cell label of every heatmap: the cell's own printed label (after the value).
+pub(crate) fn heatmap_label() -> charming::element::Label {
+    charming::element::Label::new()
+        .show(true)
+        .font_size(12)
+        .formatter("{@[3]}")
 }
 
 /// A heatmap of a value over two category axes; `cells` are (x, y, value), labelled
@@ -119,8 +165,7 @@ pub fn matrix_heatmap(
     label_suffix: &'static str,
 ) -> Chart {
     use charming::component::{Axis, Grid, VisualMap, VisualMapChannel};
-    use charming::datatype::DataPoint;
-    use charming::element::{AxisType, Label, Orient};
+    use charming::element::{AxisType, Orient};
     use charming::series::Heatmap;
     let (min, max) = cells
         .iter()
@@ -139,6 +184,7 @@ pub fn matrix_heatmap(
         .y_axis(Axis::new().type_(AxisType::Category).inverse(true).data(y))
         .visual_map(
             VisualMap::new()
+                .dimension(HEATMAP_VALUE)
                 .min((min * 10.0).floor() / 10.0)
                 .max((max * 10.0).ceil() / 10.0)
                 .calculable(false)
@@ -150,29 +196,12 @@ pub fn matrix_heatmap(
                 .in_range(VisualMapChannel::new().color(vec!["#f1f5fb", "#6b9bd1", "#1f4e79"])),
         )
         .series(
-            Heatmap::new()
-                .label(
-                    Label::new()
-                        .show(true)
-                        .font_size(12)
-                        .formatter(if label_suffix == "%" {
-                            "{@[2]}%"
-                        } else {
-                            "{@[2]}"
-                        }),
-                )
-                .data(
-                    cells
-                        .iter()
-                        .map(|(xi, yi, v)| {
-                            vec![
-                                DataPoint::from(*xi as i64),
-                                DataPoint::from(*yi as i64),
-                                DataPoint::from((v * 10.0).round() / 10.0),
-                            ]
-                        })
-                        .collect(),
-                ),
+            Heatmap::new().label(heatmap_label()).data(
+                cells
+                    .iter()
+                    .map(|&(xi, yi, v)| heatmap_cell(xi, yi, Some(v), label_suffix))
+                    .collect(),
+            ),
         )
 }
 
@@ -201,11 +230,89 @@ pub fn sankey(text: String, nodes: Vec<String>, links: Vec<(String, String, f64)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use charming::datatype::DataPoint;
 
     #[test]
     fn option_values_round_for_labels() {
         assert_eq!(serde_json::to_string(&pct(Some(0.03456))).unwrap(), "3.5");
         assert_eq!(serde_json::to_string(&pct(None)).unwrap(), "\"-\"");
         assert_eq!(serde_json::to_string(&num1(Some(25.26))).unwrap(), "25.3");
+    }
+
+    #[test]
+    fn bar_labels_print_one_decimal_on_their_own_rows() {
+        use charming::component::Axis;
+        use charming::element::AxisType;
+        use charming::series::Bar;
+        assert_eq!(
+            serde_json::to_string(&bar_point(2, 11.0, "%", true)).unwrap(),
+            r#"[11.0,2,"11.0%"]"#
+        );
+        assert_eq!(
+            serde_json::to_string(&bar_point(0, -12.96, "", false)).unwrap(),
+            r#"[0,-13.0,"-13.0"]"#
+        );
+        let chart = Chart::new()
+            .x_axis(Axis::new().type_(AxisType::Value))
+            .y_axis(
+                Axis::new()
+                    .type_(AxisType::Category)
+                    .data(vec!["first", "second"]),
+            )
+            .series(Bar::new().label(bar_end_label()).data(vec![
+                bar_point(0, 11.0, "%", true),
+                bar_point(1, 3.46, "%", true),
+            ]));
+        let svg = render(&ChartSpec {
+            id: "bars",
+            chart,
+            takeaway: None,
+            height: None,
+        })
+        .expect("renders")
+        .svg;
+        assert!(svg.contains(">11.0%<") && svg.contains(">3.5%<"), "{svg}");
+    }
+
+    #[test]
+    fn heatmap_cells_print_one_decimal_and_colour_by_value() {
+        let cells = [(0, 0, 3.0), (1, 0, 3.64), (0, 1, 76.0), (1, 1, 2.04)];
+        let chart = matrix_heatmap(
+            "t".into(),
+            vec!["a".into(), "b".into()],
+            vec!["x".into(), "y".into()],
+            &cells,
+            "%",
+        );
+        let svg = render(&ChartSpec {
+            id: "heatmap",
+            chart,
+            takeaway: None,
+            height: None,
+        })
+        .expect("renders")
+        .svg;
+        for label in ["3.0%", "3.6%", "76.0%", "2.0%"] {
+            assert!(svg.contains(&format!(">{label}<")), "{label} in the SVG");
+        }
+        // The highest value takes the darkest end of the scale, the lowest the lightest:
+        // the colour scale reads the value, not the label beside it.
+        let fills: Vec<&str> = svg
+            .split("fill=\"")
+            .skip(1)
+            .filter_map(|f| f.split('"').next())
+            .collect();
+        assert!(
+            fills.contains(&"rgb(31,78,121)") || fills.contains(&"#1f4e79"),
+            "{fills:?}"
+        );
+        assert!(
+            fills.contains(&"rgb(241,245,251)") || fills.contains(&"#f1f5fb"),
+            "{fills:?}"
+        );
+        assert_eq!(
+            heatmap_cell(0, 0, None, "%")[2..],
+            [DataPoint::from("-"), DataPoint::from("")]
+        );
     }
 }

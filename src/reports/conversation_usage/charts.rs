@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::findings::extreme;
-use crate::charts::{num1, pct, percent_axis, title, ChartSpec, PALETTE};
+use crate::charts::{
+    heatmap_cell, heatmap_label, num1, pct, percent_axis, title, ChartSpec, HEATMAP_VALUE, PALETTE,
+};
 use crate::metrics::{ConversationUsage, SliceRow, ARR_BUCKETS, SEAT_BUCKETS, SEGMENTS, UNKNOWN};
 use crate::narrative::Strings;
 
@@ -339,7 +341,6 @@ fn heatmap(h: &HeatmapSpec<'_>, s: &Strings) -> ChartSpec {
         .copied()
         .filter(|b| rows.iter().any(|r| bucket_of(r) == Some(b)))
         .collect();
-    let shown = |v: Option<f64>| if is_rate { pct(v) } else { num1(v) };
     let mut data = Vec::new();
     let mut values = Vec::new();
     for (yi, g) in present_segments.iter().enumerate() {
@@ -351,11 +352,12 @@ fn heatmap(h: &HeatmapSpec<'_>, s: &Strings) -> ChartSpec {
             if let Some(v) = v {
                 values.push(if is_rate { v * 100.0 } else { v });
             }
-            data.push(vec![
-                DataPoint::from(xi as i64),
-                DataPoint::from(yi as i64),
-                DataPoint::from(shown(v)),
-            ]);
+            data.push(heatmap_cell(
+                xi,
+                yi,
+                v.map(|v| if is_rate { v * 100.0 } else { v }),
+                if is_rate { "%" } else { "" },
+            ));
         }
     }
     let (min, max) = values
@@ -391,6 +393,7 @@ fn heatmap(h: &HeatmapSpec<'_>, s: &Strings) -> ChartSpec {
         )
         .visual_map(
             VisualMap::new()
+                .dimension(HEATMAP_VALUE)
                 .min((min * 10.0).floor() / 10.0)
                 .max((max * 10.0).ceil() / 10.0)
                 .calculable(false)
@@ -404,15 +407,7 @@ fn heatmap(h: &HeatmapSpec<'_>, s: &Strings) -> ChartSpec {
                         .color(vec!["#f1f5fb", "#6b9bd1", "#1f4e79"]),
                 ),
         )
-        .series(
-            Heatmap::new()
-                .label(Label::new().show(true).font_size(12).formatter(if is_rate {
-                    "{@[2]}%"
-                } else {
-                    "{@[2]}"
-                }))
-                .data(data),
-        );
+        .series(Heatmap::new().label(heatmap_label()).data(data));
 
     // Takeaway: best and worst cells of this map.
     let cells: Vec<&SliceRow> = rows.iter().filter(|r| value_of(r).is_some()).collect();

@@ -11,7 +11,8 @@ use serde_json::json;
 
 use super::metrics::{value_order, CrossRow, Flow, Segmentation};
 use crate::charts::{
-    bar_end_label, matrix_heatmap, percent_axis, sankey, title, ChartSpec, PALETTE,
+    bar_end_label, bar_point, matrix_heatmap, percent_axis, sankey, title, ChartSpec, BAR_LABEL,
+    PALETTE,
 };
 use crate::narrative::Strings;
 
@@ -274,7 +275,7 @@ fn distributions(r: &Segmentation, s: &Strings) -> ChartSpec {
                 s.label(dim, &d.value)
             ));
             data.push(
-                DataPointItem::new((d.share * 1000.0).round() / 10.0)
+                DataPointItem::new(bar_point(labels.len() - 1, d.share * 100.0, "%", true))
                     .item_style(ItemStyle::new().color(PALETTE[i % PALETTE.len()])),
             );
         }
@@ -289,7 +290,7 @@ fn distributions(r: &Segmentation, s: &Strings) -> ChartSpec {
                 .inverse(true)
                 .data(labels.clone()),
         )
-        .series(Bar::new().label(bar_end_label("{c}%")).data(data));
+        .series(Bar::new().label(bar_end_label()).data(data));
     let medium = r
         .dimensions
         .iter()
@@ -326,8 +327,11 @@ fn lift_chart(r: &Segmentation, s: &Strings) -> ChartSpec {
                     s.label(dim, v)
                 ));
                 arr.push(CompositeValue::from(d.avg_arr.round()));
-                active.push(CompositeValue::from(
-                    (d.active_rate * 1000.0).round() / 10.0,
+                active.push(bar_point(
+                    labels.len() - 1,
+                    d.active_rate * 100.0,
+                    "%",
+                    false,
                 ));
             }
         }
@@ -365,7 +369,7 @@ fn lift_chart(r: &Segmentation, s: &Strings) -> ChartSpec {
                         .show(true)
                         .position(LabelPosition::Top)
                         .font_size(9)
-                        .formatter("{c}%"),
+                        .formatter(BAR_LABEL),
                 )
                 .data(active),
         );

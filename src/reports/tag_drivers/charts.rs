@@ -2,15 +2,23 @@
 //! the share gap per topic, and the service comparison (rating and response).
 
 use charming::component::{Axis, Grid, Legend};
-use charming::datatype::DataPointItem;
+use charming::datatype::{CompositeValue, DataPointItem};
 use charming::element::{AxisType, ItemStyle, Label, LabelPosition};
 use charming::series::Bar;
 use charming::Chart;
 use serde_json::json;
 
 use super::metrics::TagDrivers;
-use crate::charts::{bar_end_label, num1, pct, percent_axis, title, ChartSpec};
+use crate::charts::{bar_end_label, bar_point, num1, percent_axis, title, ChartSpec};
 use crate::narrative::Strings;
+
+/// Horizontal bars of shares (fractions), one per row, labelled in percent.
+fn share_points(shares: impl Iterator<Item = f64>) -> Vec<CompositeValue> {
+    shares
+        .enumerate()
+        .map(|(i, v)| bar_point(i, v * 100.0, "%", true))
+        .collect()
+}
 
 /// Colours of the two groups, used the same way in every chart.
 pub const AT_RISK_COLOR: &str = "#c44e52";
@@ -47,14 +55,14 @@ pub fn charts(r: &TagDrivers, min_pp: f64, s: &Strings) -> Vec<ChartSpec> {
             .series(
                 Bar::new()
                     .name(groups[0].clone())
-                    .label(bar_end_label("{c}%"))
-                    .data(r.top.iter().map(|t| pct(Some(t.at_risk_share))).collect()),
+                    .label(bar_end_label())
+                    .data(share_points(r.top.iter().map(|t| t.at_risk_share))),
             )
             .series(
                 Bar::new()
                     .name(groups[1].clone())
-                    .label(bar_end_label("{c}%"))
-                    .data(r.top.iter().map(|t| pct(Some(t.expansion_share))).collect()),
+                    .label(bar_end_label())
+                    .data(share_points(r.top.iter().map(|t| t.expansion_share))),
             );
         let first = &r.top[0];
         let last = &r.top[r.top.len() - 1];
@@ -78,8 +86,8 @@ pub fn charts(r: &TagDrivers, min_pp: f64, s: &Strings) -> Vec<ChartSpec> {
         let data: Vec<DataPointItem> = r
             .top
             .iter()
-            .map(|t| {
-                let v = (t.difference_pp * 10.0).round() / 10.0;
+            .enumerate()
+            .map(|(i, t)| {
                 let color = if t.difference_pp.abs() < min_pp {
                     "#b8c2cc"
                 } else if t.difference_pp > 0.0 {
@@ -87,7 +95,8 @@ pub fn charts(r: &TagDrivers, min_pp: f64, s: &Strings) -> Vec<ChartSpec> {
                 } else {
                     EXPANSION_COLOR
                 };
-                DataPointItem::new(v).item_style(ItemStyle::new().color(color))
+                DataPointItem::new(bar_point(i, t.difference_pp, "", true))
+                    .item_style(ItemStyle::new().color(color))
             })
             .collect();
         let chart = Chart::new()
@@ -104,7 +113,7 @@ pub fn charts(r: &TagDrivers, min_pp: f64, s: &Strings) -> Vec<ChartSpec> {
                     .inverse(true)
                     .data(tags.clone()),
             )
-            .series(Bar::new().label(bar_end_label("{c}")).data(data));
+            .series(Bar::new().label(bar_end_label()).data(data));
         let risk = r.top.iter().filter(|t| t.difference_pp >= min_pp).count();
         let growth = r.top.iter().filter(|t| -t.difference_pp >= min_pp).count();
         out.push(ChartSpec {
