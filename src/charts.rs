@@ -117,12 +117,28 @@ pub(crate) const BAR_LABEL: &str = "{@[2]}";
 /// number). `horizontal`: the value runs along x.
 pub(crate) fn bar_point(row: usize, value: f64, suffix: &str, horizontal: bool) -> CompositeValue {
     let v = (value * 10.0).round() / 10.0;
+    labelled_bar_point(row, v, format!("{v:.1}{suffix}"), horizontal)
+}
+
+/// A bar's data point with a label written by the caller (money, counts).
+pub(crate) fn labelled_bar_point(
+    row: usize,
+    value: f64,
+    label: String,
+    horizontal: bool,
+) -> CompositeValue {
     let (x, y) = if horizontal {
-        (CompositeValue::from(v), CompositeValue::from(row as i64))
+        (
+            CompositeValue::from(value),
+            CompositeValue::from(row as i64),
+        )
     } else {
-        (CompositeValue::from(row as i64), CompositeValue::from(v))
+        (
+            CompositeValue::from(row as i64),
+            CompositeValue::from(value),
+        )
     };
-    CompositeValue::from(vec![x, y, CompositeValue::from(format!("{v:.1}{suffix}"))])
+    CompositeValue::from(vec![x, y, CompositeValue::from(label)])
 }
 
 /// The value's position in a heatmap cell: the colour scale reads it (not the last

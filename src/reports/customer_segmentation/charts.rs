@@ -11,10 +11,10 @@ use serde_json::json;
 
 use super::metrics::{value_order, CrossRow, Flow, Segmentation};
 use crate::charts::{
-    bar_end_label, bar_point, matrix_heatmap, percent_axis, sankey, title, ChartSpec, BAR_LABEL,
-    PALETTE,
+    bar_end_label, bar_point, labelled_bar_point, matrix_heatmap, percent_axis, sankey, title,
+    ChartSpec, BAR_LABEL, PALETTE,
 };
-use crate::narrative::Strings;
+use crate::narrative::{NumberFormat, Strings};
 
 /// Values of a dimension present in `present`, in the dimension's order (others
 /// after, by name).
@@ -308,6 +308,14 @@ fn distributions(r: &Segmentation, s: &Strings) -> ChartSpec {
 
 /// Average ARR with and without training, and by event diversity.
 fn lift_chart(r: &Segmentation, s: &Strings) -> ChartSpec {
+    // The language's number format was checked when the language loaded; the fallback
+    // (plain whole numbers) is never reached for a loaded language.
+    let format = NumberFormat::from_strings(s).ok();
+    let money = |v: f64| {
+        format
+            .as_ref()
+            .map_or_else(|| format!("{v:.0}"), |f| f.money(v))
+    };
     let mut labels = Vec::new();
     let mut arr = Vec::new();
     let mut active = Vec::new();
@@ -326,7 +334,12 @@ fn lift_chart(r: &Segmentation, s: &Strings) -> ChartSpec {
                     s.get(&format!("dimensions.short_{dim}")),
                     s.label(dim, v)
                 ));
-                arr.push(CompositeValue::from(d.avg_arr.round()));
+                arr.push(labelled_bar_point(
+                    labels.len() - 1,
+                    d.avg_arr.round(),
+                    money(d.avg_arr),
+                    false,
+                ));
                 active.push(bar_point(
                     labels.len() - 1,
                     d.active_rate * 100.0,
@@ -355,7 +368,8 @@ fn lift_chart(r: &Segmentation, s: &Strings) -> ChartSpec {
                     Label::new()
                         .show(true)
                         .position(LabelPosition::Top)
-                        .font_size(9),
+                        .font_size(9)
+                        .formatter(BAR_LABEL),
                 )
                 .data(arr),
         )
