@@ -116,8 +116,15 @@ pub(crate) const BAR_LABEL: &str = "{@[2]}";
 /// with one decimal, so 11 reads "11.0%" beside "11.7%" (ECharts' `{c}` prints the bare
 /// number). `horizontal`: the value runs along x.
 pub(crate) fn bar_point(row: usize, value: f64, suffix: &str, horizontal: bool) -> CompositeValue {
+    let (v, label) = one_decimal(value, suffix);
+    labelled_bar_point(row, v, label, horizontal)
+}
+
+/// A value rounded to one decimal and printed with it: the label always shows the
+/// decimal ("3.0"), and the value drawn is the value printed.
+fn one_decimal(value: f64, suffix: &str) -> (f64, String) {
     let v = (value * 10.0).round() / 10.0;
-    labelled_bar_point(row, v, format!("{v:.1}{suffix}"), horizontal)
+    (v, format!("{v:.1}{suffix}"))
 }
 
 /// A bar's data point with a label written by the caller (money, counts).
@@ -143,7 +150,7 @@ pub(crate) fn labelled_bar_point(
 
 /// The value's position in a heatmap cell: the colour scale reads it (not the last
 /// dimension, ECharts' default, which is the label).
-pub(crate) const HEATMAP_VALUE: i64 = 2;
+const HEATMAP_VALUE: i64 = 2;
 
 /// One heatmap cell: position, value (`None`: no data, ECharts' `-`) and its printed label with one
 /// decimal, so 3 reads "3.0%" beside "3.6%" (ECharts' `{@[2]}` prints the bare number).
@@ -154,13 +161,47 @@ pub(crate) fn heatmap_cell(
     suffix: &str,
 ) -> Vec<charming::datatype::DataPoint> {
     use charming::datatype::DataPoint;
-    let v = v.map(|v| (v * 10.0).round() / 10.0);
+    let (v, label) = v.map_or((None, String::new()), |v| {
+        let (v, label) = one_decimal(v, suffix);
+        (Some(v), label)
+    });
     vec![
         DataPoint::from(x as i64),
         DataPoint::from(y as i64),
         DataPoint::from(num1(v)),
-        DataPoint::from(v.map_or_else(String::new, |v| format!("{v:.1}{suffix}"))),
+        DataPoint::from(label),
     ]
+}
+
+/// The colour scale of every heatmap over the cells' values (light = low, dark = high),
+/// read from the value dimension of [`heatmap_cell`]s; a single value or none still
+/// gets a range.
+pub(crate) fn heatmap_scale(
+    values: impl IntoIterator<Item = f64>,
+) -> charming::component::VisualMap {
+    use charming::component::{VisualMap, VisualMapChannel};
+    use charming::element::Orient;
+    let (min, max) = values
+        .into_iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+    let (min, max) = match (min.is_finite(), min == max) {
+        (false, _) => (0.0, 1.0),
+        (true, true) => (min - 1.0, max + 1.0),
+        (true, false) => (min, max),
+    };
+    VisualMap::new()
+        .dimension(HEATMAP_VALUE)
+        .min((min * 10.0).floor() / 10.0)
+        .max((max * 10.0).ceil() / 10.0)
+        .calculable(false)
+        .orient(Orient::Horizontal)
+        .left("center")
+        .bottom(8)
+        .item_height(240)
+        .item_width(12)
+        .in_range(VisualMapChannel::new().color(vec!["#f1f5fb", "#6b9bd1", "#1f4e79"]))
 }
 
 /// The cell label of every heatmap: the cell's own printed label (after the value).
@@ -180,37 +221,15 @@ pub fn matrix_heatmap(
     cells: &[(usize, usize, f64)],
     label_suffix: &'static str,
 ) -> Chart {
-    use charming::component::{Axis, Grid, VisualMap, VisualMapChannel};
-    use charming::element::{AxisType, Orient};
+    use charming::component::{Axis, Grid};
+    use charming::element::AxisType;
     use charming::series::Heatmap;
-    let (min, max) = cells
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), c| {
-            (a.min(c.2), b.max(c.2))
-        });
-    let (min, max) = match (min.is_finite(), min == max) {
-        (false, _) => (0.0, 1.0),
-        (true, true) => (min - 1.0, max + 1.0),
-        (true, false) => (min, max),
-    };
     Chart::new()
         .title(title(text))
         .grid(Grid::new().left(110).right(30).top(52).bottom(84))
         .x_axis(Axis::new().type_(AxisType::Category).data(x))
         .y_axis(Axis::new().type_(AxisType::Category).inverse(true).data(y))
-        .visual_map(
-            VisualMap::new()
-                .dimension(HEATMAP_VALUE)
-                .min((min * 10.0).floor() / 10.0)
-                .max((max * 10.0).ceil() / 10.0)
-                .calculable(false)
-                .orient(Orient::Horizontal)
-                .left("center")
-                .bottom(8)
-                .item_height(240)
-                .item_width(12)
-                .in_range(VisualMapChannel::new().color(vec!["#f1f5fb", "#6b9bd1", "#1f4e79"])),
-        )
+        .visual_map(heatmap_scale(cells.iter().map(|c| c.2)))
         .series(
             Heatmap::new().label(heatmap_label()).data(
                 cells

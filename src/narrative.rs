@@ -220,7 +220,7 @@ pub struct NumberFormat {
 }
 
 impl NumberFormat {
-    pub fn from_strings(s: &Strings) -> Result<Self, NarrativeError> {
+    fn from_strings(s: &Strings) -> Result<Self, NarrativeError> {
         let get = |k: &str| -> Result<String, NarrativeError> {
             match s.lookup(&format!("format.{k}")) {
                 Some(toml::Value::String(v)) => Ok(v.clone()),

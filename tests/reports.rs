@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use common::{col, demo_db, json, pdf_pages, pdf_text, read_csv, run, squash, text};
-use cxreport::narrative::{NumberFormat, Templates};
+use cxreport::narrative::Templates;
 use serde_json::Value;
 
 const AS_OF: &str = "2024-07-01T08:00:00Z";
@@ -241,10 +241,10 @@ fn customer_segmentation_outputs_agree_and_every_sankey_names_its_nodes() {
         ("en", "Customer profiles and journeys"),
         ("zh", "客户画像与客户旅程"),
     ] {
-        let strings = Templates::default()
+        let language = Templates::default()
             .language("customer-segmentation", lang)
-            .unwrap()
-            .strings;
+            .unwrap();
+        let strings = &language.strings;
         for (chart, key) in [
             ("sankey_journey", "journey"),
             ("sankey_engagement", "engagement_journey"),
@@ -281,12 +281,11 @@ fn customer_segmentation_outputs_agree_and_every_sankey_names_its_nodes() {
         // The lift chart's bar labels are the dimension table's figures, printed as
         // the edition prints money and with one decimal for rates.
         let lift = std::fs::read_to_string(dir.join(format!("charts/lift.{lang}.svg"))).unwrap();
-        let format = NumberFormat::from_strings(&strings).unwrap();
         for r in rows
             .iter()
             .filter(|r| r[0] == "training" || r[0] == "diversity_group")
         {
-            let arr = format.money(r[5].parse().unwrap());
+            let arr = language.format.money(r[5].parse().unwrap());
             let active = format!("{:.1}%", r[6].parse::<f64>().unwrap() * 100.0);
             assert!(lift.contains(&format!(">{arr}<")), "{lang}: lift {arr}");
             assert!(

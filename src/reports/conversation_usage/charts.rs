@@ -1,8 +1,8 @@
 //! Charts of the conversation-usage report, built from its panels in one language.
 
-use charming::component::{Axis, Grid, Legend, RadarCoordinate, RadarIndicator, Title, VisualMap};
+use charming::component::{Axis, Grid, Legend, RadarCoordinate, RadarIndicator, Title};
 use charming::datatype::{CompositeValue, DataPoint, DataPointItem};
-use charming::element::{AxisType, Label, LabelPosition, Orient};
+use charming::element::{AxisType, Label, LabelPosition};
 use charming::series::{Bar, Heatmap, Radar, Scatter};
 use charming::Chart;
 use std::collections::BTreeMap;
@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::findings::extreme;
 use crate::charts::{
-    heatmap_cell, heatmap_label, num1, pct, percent_axis, title, ChartSpec, HEATMAP_VALUE, PALETTE,
+    heatmap_cell, heatmap_label, heatmap_scale, num1, pct, percent_axis, title, ChartSpec, PALETTE,
 };
 use crate::metrics::{ConversationUsage, SliceRow, ARR_BUCKETS, SEAT_BUCKETS, SEGMENTS, UNKNOWN};
 use crate::narrative::Strings;
@@ -348,30 +348,12 @@ fn heatmap(h: &HeatmapSpec<'_>, s: &Strings) -> ChartSpec {
             let v = rows
                 .iter()
                 .find(|r| r.segment == Some(g) && bucket_of(r) == Some(b))
-                .and_then(value_of);
-            if let Some(v) = v {
-                values.push(if is_rate { v * 100.0 } else { v });
-            }
-            data.push(heatmap_cell(
-                xi,
-                yi,
-                v.map(|v| if is_rate { v * 100.0 } else { v }),
-                if is_rate { "%" } else { "" },
-            ));
+                .and_then(value_of)
+                .map(|v| if is_rate { v * 100.0 } else { v });
+            values.extend(v);
+            data.push(heatmap_cell(xi, yi, v, if is_rate { "%" } else { "" }));
         }
     }
-    let (min, max) = values
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-            (a.min(v), b.max(v))
-        });
-    let (min, max) = if values.is_empty() {
-        (0.0, 1.0)
-    } else if min == max {
-        (min - 1.0, max + 1.0)
-    } else {
-        (min, max)
-    };
     let chart = Chart::new()
         .title(title(s.get(&format!("charts.{id}"))))
         .grid(Grid::new().left(120).right(30).top(52).bottom(84))
@@ -391,22 +373,7 @@ fn heatmap(h: &HeatmapSpec<'_>, s: &Strings) -> ChartSpec {
                     .collect(),
             ),
         )
-        .visual_map(
-            VisualMap::new()
-                .dimension(HEATMAP_VALUE)
-                .min((min * 10.0).floor() / 10.0)
-                .max((max * 10.0).ceil() / 10.0)
-                .calculable(false)
-                .orient(Orient::Horizontal)
-                .left("center")
-                .bottom(8)
-                .item_height(240)
-                .item_width(12)
-                .in_range(
-                    charming::component::VisualMapChannel::new()
-                        .color(vec!["#f1f5fb", "#6b9bd1", "#1f4e79"]),
-                ),
-        )
+        .visual_map(heatmap_scale(values))
         .series(Heatmap::new().label(heatmap_label()).data(data));
 
     // Takeaway: best and worst cells of this map.

@@ -137,7 +137,7 @@ fn journey(id: &'static str, s: &Strings, flows: &[Flow]) -> Option<ChartSpec> {
     })
 }
 
-pub fn charts(r: &Segmentation, s: &Strings) -> Vec<ChartSpec> {
+pub fn charts(r: &Segmentation, s: &Strings, format: &NumberFormat) -> Vec<ChartSpec> {
     let mut out = Vec::new();
     let cross = &r.portfolio_plan;
     let portfolios = ordered(
@@ -252,7 +252,7 @@ pub fn charts(r: &Segmentation, s: &Strings) -> Vec<ChartSpec> {
     out.extend(journey("sankey_engagement", s, &r.engagement_journey));
     out.extend(journey("sankey_portfolio", s, &r.portfolio_journey));
     out.push(distributions(r, s));
-    out.push(lift_chart(r, s));
+    out.push(lift_chart(r, s, format));
     out
 }
 
@@ -307,15 +307,7 @@ fn distributions(r: &Segmentation, s: &Strings) -> ChartSpec {
 }
 
 /// Average ARR with and without training, and by event diversity.
-fn lift_chart(r: &Segmentation, s: &Strings) -> ChartSpec {
-    // The language's number format was checked when the language loaded; the fallback
-    // (plain whole numbers) is never reached for a loaded language.
-    let format = NumberFormat::from_strings(s).ok();
-    let money = |v: f64| {
-        format
-            .as_ref()
-            .map_or_else(|| format!("{v:.0}"), |f| f.money(v))
-    };
+fn lift_chart(r: &Segmentation, s: &Strings, format: &NumberFormat) -> ChartSpec {
     let mut labels = Vec::new();
     let mut arr = Vec::new();
     let mut active = Vec::new();
@@ -337,7 +329,7 @@ fn lift_chart(r: &Segmentation, s: &Strings) -> ChartSpec {
                 arr.push(labelled_bar_point(
                     labels.len() - 1,
                     d.avg_arr.round(),
-                    money(d.avg_arr),
+                    format.money(d.avg_arr),
                     false,
                 ));
                 active.push(bar_point(

@@ -189,7 +189,7 @@ impl Computed for Run {
     }
 
     fn charts(&self, language: &Language) -> Vec<ChartSpec> {
-        charts::charts(&self.numbers, &language.strings)
+        charts::charts(&self.numbers, &language.strings, &language.format)
     }
 
     fn layout(&self, language: &Language) -> Value {
