@@ -8,34 +8,7 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     embed_templates();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let target = std::env::var("TARGET").expect("cargo sets TARGET");
-    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    let out = Command::new(&cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--offline",
-            "--filter-platform",
-            &target,
-        ])
-        .current_dir(&manifest_dir)
-        .output()
-        .expect("running cargo metadata");
-    assert!(
-        out.status.success(),
-        "cargo metadata failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cargo metadata JSON");
-    let charming = meta["packages"]
-        .as_array()
-        .expect("packages")
-        .iter()
-        .find(|p| p["name"] == "charming")
-        .expect("charming is a dependency");
-    let manifest = PathBuf::from(charming["manifest_path"].as_str().expect("manifest_path"));
+    let manifest = charming_manifest();
     let assets = manifest.parent().expect("crate dir").join("src/asset");
     let script = std::fs::read_dir(&assets)
         .expect("charming's asset directory")
@@ -57,6 +30,88 @@ fn main() {
         .unwrap_or("unknown")
         .to_owned();
     println!("cargo:rustc-env=CXREPORT_ECHARTS_VERSION={version}");
+}
+
+/// The charming crate's `Cargo.toml`.
+///
+/// `cargo metadata --offline` knows where any source lives (registry, vendored, git),
+/// but it wants every package of the lock file on disk, dev-dependencies included: on a
+/// fresh machine, `cargo build` fetches only what the build needs and metadata fails
+/// (`failed to download aes`, a dependency of a test-only crate). Cargo has fetched
+/// charming before running this script, so the fallback finds the version the lock
+/// file names in the registry's unpacked sources.
+fn charming_manifest() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target = std::env::var("TARGET").expect("cargo sets TARGET");
+    let manifest_dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let out = Command::new(&cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--offline",
+            "--filter-platform",
+            &target,
+        ])
+        .current_dir(&manifest_dir)
+        .output()
+        .expect("running cargo metadata");
+    if out.status.success() {
+        let meta: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("cargo metadata JSON");
+        let charming = meta["packages"]
+            .as_array()
+            .expect("packages")
+            .iter()
+            .find(|p| p["name"] == "charming")
+            .expect("charming is a dependency");
+        return PathBuf::from(charming["manifest_path"].as_str().expect("manifest_path"));
+    }
+    let metadata_err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let version = locked_version(&manifest_dir.join("Cargo.lock"), "charming");
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .expect("CARGO_HOME or HOME is set");
+    let registry = cargo_home.join("registry").join("src");
+    let found = version.as_deref().and_then(|v| {
+        std::fs::read_dir(&registry)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|index| {
+                index
+                    .path()
+                    .join(format!("charming-{v}"))
+                    .join("Cargo.toml")
+            })
+            .find(|m| m.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "cannot find the charming crate's sources: cargo metadata failed ({}) and \
+             {} holds no charming-{} (version from Cargo.lock)",
+            metadata_err.trim(),
+            registry.display(),
+            version.as_deref().unwrap_or("?")
+        )
+    })
+}
+
+/// The version `Cargo.lock` pins for package `name` (the first entry of that name).
+fn locked_version(lock: &std::path::Path, name: &str) -> Option<String> {
+    let text = std::fs::read_to_string(lock).ok()?;
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == format!("name = \"{name}\"") {
+            let next = lines.next()?.trim();
+            return next
+                .strip_prefix("version = \"")
+                .and_then(|v| v.strip_suffix('"'))
+                .map(str::to_owned);
+        }
+    }
+    None
 }
 
 /// Writes `templates.rs`: a `&[(path, include_str!(…))]` of every file under
