@@ -640,6 +640,11 @@ impl Interner {
         &self.0[i as usize]
     }
 
+    /// The number of `s`, if it was interned.
+    pub fn lookup(&self, s: &str) -> Option<u32> {
+        self.0.get_index_of(s).map(|i| i as u32)
+    }
+
     /// Every name with its number, in number order.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &str)> {
         self.0.iter().enumerate().map(|(i, n)| (i as u32, &**n))
@@ -654,6 +659,26 @@ impl Interner {
     }
 }
 
+/// Interns each company's normalized name (`lower(trim(company_name))`); the
+/// company's name number, `u32::MAX` when it has no (non-blank) name.
+pub fn intern_company_names(companies: &[CompanyRow], names: &mut Interner) -> Vec<u32> {
+    let mut n = String::new();
+    companies
+        .iter()
+        .map(|c| match c.company_name.as_deref() {
+            Some(name) => {
+                normalize_name_into(name, &mut n);
+                if n.is_empty() {
+                    u32::MAX
+                } else {
+                    names.intern(&n)
+                }
+            }
+            None => u32::MAX,
+        })
+        .collect()
+}
+
 /// Everything the conversation-usage metrics read.
 #[derive(Debug, Clone, Default)]
 pub struct ConversationUsageData {
@@ -663,8 +688,11 @@ pub struct ConversationUsageData {
     pub conversations: Vec<ConversationRow>,
     /// The conversations' ids, in the same order.
     pub conversation_ids: StrColumn,
-    /// The distinct first company names of the conversations.
+    /// Normalized company names: first the companies' (in company order), then the
+    /// conversations' first company names that no company carries.
     pub company_names: Interner,
+    /// Each company's name number in `company_names` (`u32::MAX`: no name).
+    pub company_name_ids: Vec<u32>,
     /// `intercom__conversation_metrics` in table order: the ids, and the
     /// time_to_first_response_minutes of each.
     pub metrics_ids: StrColumn,
@@ -1084,6 +1112,7 @@ impl Database {
             let events = (usage == UsageTables::Events)
                 .then(|| scope.spawn(move || Database::open(path)?.load_usage_events(source_tz)));
             d.companies = self.load_companies()?;
+            d.company_name_ids = intern_company_names(&d.companies, &mut d.company_names);
             self.load_conversations(&mut d, &mut ts)?;
             if usage == UsageTables::Proxy {
                 self.load_proxy_usage(&mut d.company_metrics, &mut d.contacts, &mut ts)?;
@@ -1241,7 +1270,8 @@ mod tests {
                ('c1', ' Acme Inc , Beta'), ('c2', 'beta'), ('c3', 'ACME INC'), ('c4', NULL), ('c5', ' , x');
              CREATE TABLE usage_events (company_id TEXT, is_core INTEGER, occurred_at TEXT);
              INSERT INTO intercom__conversation_metrics VALUES ('c2', 4.5), ('c1', NULL);
-             INSERT INTO intercom__company_enhanced (company_id) VALUES ('co_b'), ('co_a'), ('co_b');
+             INSERT INTO intercom__company_enhanced (company_id, company_name) VALUES
+               ('co_b', ' BETA'), ('co_a', NULL), ('co_b', ' ');
              INSERT INTO usage_events VALUES ('co_a', 1, '2024-01-02 00:00:00'),
                ('co_a', 0, '2024-01-03 00:00:00'), ('co_x', 1, '2024-01-04 00:00:00'),
                ('co_b', 1, '2024-01-05 00:00:00'), (NULL, 1, '2024-01-06 00:00:00'),
@@ -1264,6 +1294,10 @@ mod tests {
             [Some("acme inc"), Some("beta"), Some("acme inc"), None, None]
         );
         assert_eq!(d.company_names.len(), 2);
+        // The companies' names are numbered first; a conversation carrying one gets
+        // the company's number.
+        assert_eq!(d.company_name_ids, [0, u32::MAX, u32::MAX]);
+        assert_eq!(d.conversations[1].first_company_name, Some(0));
         assert_eq!(d.metrics_ids.iter().collect::<Vec<_>>(), ["c2", "c1"]);
         assert_eq!(d.response_minutes, [Some(4.5), None]);
         // Events point at company rows (a repeated id: its first row); unknown and

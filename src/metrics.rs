@@ -15,7 +15,8 @@ use rustc_hash::FxHashMap as HashMap;
 use serde::Serialize;
 
 use crate::data::{
-    normalize_name, split_items, BadTimestamps, CompanyRow, ConversationUsageData, StrColumn,
+    normalize_name, split_items, BadTimestamps, CompanyRow, ConversationUsageData, Interner,
+    StrColumn,
 };
 use crate::window::Window;
 
@@ -239,8 +240,11 @@ pub fn arr_name(i: u8) -> &'static str {
 pub struct Population {
     /// Indexes into the company rows of paying companies (`monthly_spend > 0`).
     pub paying: Vec<usize>,
-    /// Normalized name → winning paying company (highest spend, then smallest id).
-    pub by_name: HashMap<String, usize>,
+    /// Name number → winning paying company (highest spend, then smallest id);
+    /// `u32::MAX`: no paying company carries the name.
+    winner: Vec<u32>,
+    /// The names, when the population numbered them itself ([`Population::new`]).
+    names: Interner,
     pub duplicate_names: Vec<DuplicateName>,
 }
 
@@ -266,10 +270,31 @@ impl Population {
     /// The paying company a conversation belongs to, from the first (normalized)
     /// name of its `all_contact_company_names`.
     pub fn company_of(&self, first_name: Option<&str>) -> Option<usize> {
-        first_name.and_then(|n| self.by_name.get(n)).copied()
+        self.company_of_name(self.names.lookup(first_name?)?)
+    }
+
+    /// The paying company carrying name number `name` of the interner the population
+    /// was built on.
+    pub fn company_of_name(&self, name: u32) -> Option<usize> {
+        match self.winner.get(name as usize) {
+            Some(&c) if c != u32::MAX => Some(c as usize),
+            _ => None,
+        }
     }
 
     pub fn new(companies: &[CompanyRow]) -> Self {
+        let mut names = Interner::default();
+        let name_ids = crate::data::intern_company_names(companies, &mut names);
+        let mut pop = Self::numbered(companies, &name_ids, &names);
+        pop.names = names;
+        pop
+    }
+
+    /// The population over names numbered already: `name_ids[i]` is company `i`'s
+    /// normalized name in `names` (`u32::MAX`: none), as the loader interns them
+    /// before the conversations' names, so that a conversation's name number leads
+    /// to its company without hashing a string again.
+    pub fn numbered(companies: &[CompanyRow], name_ids: &[u32], names: &Interner) -> Self {
         let paying: Vec<usize> = (0..companies.len())
             .filter(|&i| is_paying(&companies[i]))
             .collect();
@@ -283,31 +308,23 @@ impl Population {
             sb.total_cmp(&sa)
                 .then_with(|| ca.company_id.cmp(&cb.company_id))
         };
-        let mut by_name: HashMap<String, usize> =
-            HashMap::with_capacity_and_hasher(paying.len(), Default::default());
+        let mut winner = vec![u32::MAX; names.len()];
         // Names carried by more than one paying company (rare): all of them.
-        let mut shared: HashMap<String, Vec<usize>> = HashMap::default();
-        let mut n = String::new();
+        let mut shared: HashMap<u32, Vec<usize>> = HashMap::default();
+        debug_assert_eq!(name_ids.len(), companies.len());
         for &i in &paying {
-            let Some(name) = companies[i].company_name.as_deref() else {
-                continue;
-            };
-            crate::data::normalize_name_into(name, &mut n);
-            if n.is_empty() {
+            let id = name_ids.get(i).copied().unwrap_or(u32::MAX);
+            if id == u32::MAX {
                 continue;
             }
-            match by_name.get_mut(n.as_str()) {
-                None => {
-                    by_name.insert(n.clone(), i);
-                }
-                Some(winner) => {
-                    shared
-                        .entry(n.clone())
-                        .or_insert_with(|| vec![*winner])
-                        .push(i);
-                    if order(&i, winner).is_lt() {
-                        *winner = i;
-                    }
+            let w = &mut winner[id as usize];
+            if *w == u32::MAX {
+                *w = i as u32;
+            } else {
+                let prev = *w as usize;
+                shared.entry(id).or_insert_with(|| vec![prev]).push(i);
+                if order(&i, &prev).is_lt() {
+                    *w = i as u32;
                 }
             }
         }
@@ -316,7 +333,7 @@ impl Population {
             .map(|(name, mut idx)| {
                 idx.sort_by(order);
                 DuplicateName {
-                    normalized_name: name,
+                    normalized_name: names.get(name).to_owned(),
                     companies: idx
                         .iter()
                         .map(|&i| DuplicateCompany {
@@ -331,7 +348,8 @@ impl Population {
         duplicate_names.sort_by(|a: &DuplicateName, b| a.normalized_name.cmp(&b.normalized_name));
         Self {
             paying,
-            by_name,
+            winner,
+            names: Interner::default(),
             duplicate_names,
         }
     }
@@ -761,17 +779,11 @@ pub fn compute(
     // In-scope conversations, compact; filtered in place from here on (millions of
     // rows: no second vector).
     let mut kept: Vec<Kept> = Vec::new();
-    let ((pop, name_company), labels) = std::thread::scope(|scope| {
+    let (pop, labels) = std::thread::scope(|scope| {
+        // The companies' names were numbered first at load: name numbers lead to
+        // companies through a vector, no string is hashed here.
         let population = scope.spawn(|| {
-            let pop = Population::new(companies);
-            // Each distinct conversation company name is looked up once; 32-bit
-            // (`u32::MAX`: no company), read once per conversation.
-            let name_company: Vec<u32> = data
-                .company_names
-                .iter()
-                .map(|(_, n)| pop.company_of(Some(n)).map_or(u32::MAX, |c| c as u32))
-                .collect();
-            (pop, name_company)
+            Population::numbered(companies, &data.company_name_ids, &data.company_names)
         });
         let response = Responses::new(
             &data.conversation_ids,
@@ -820,13 +832,13 @@ pub fn compute(
         return Err(MetricsError::empty_window(&window));
     }
     // Names → paying companies: what maps is in scope.
-    kept.retain_mut(|k| match name_company[k.company as usize] {
-        u32::MAX => {
+    kept.retain_mut(|k| match pop.company_of_name(k.company) {
+        None => {
             unmapped += 1;
             false
         }
-        c => {
-            k.company = c;
+        Some(c) => {
+            k.company = c as u32;
             true
         }
     });
