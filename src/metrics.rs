@@ -130,19 +130,32 @@ fn ratio(num: usize, den: usize) -> Option<f64> {
 
 /// Pearson r; `None` under two pairs or when either side has no variance.
 pub fn pearson(pairs: &[(f64, f64)]) -> Option<f64> {
-    if pairs.len() < 2 {
-        return None;
+    pearson_of(|| pairs.iter().copied()).0
+}
+
+/// [`pearson`] and the number of pairs, over pairs that `pairs` yields afresh on
+/// each call: hundreds of thousands of company pairs are read where they are
+/// instead of being collected.
+fn pearson_of<I: Iterator<Item = (f64, f64)>>(pairs: impl Fn() -> I) -> (Option<f64>, usize) {
+    let (mut len, mut sx, mut sy) = (0usize, 0.0, 0.0);
+    for (x, y) in pairs() {
+        len += 1;
+        sx += x;
+        sy += y;
     }
-    let n = pairs.len() as f64;
-    let mx = pairs.iter().map(|p| p.0).sum::<f64>() / n;
-    let my = pairs.iter().map(|p| p.1).sum::<f64>() / n;
+    if len < 2 {
+        return (None, len);
+    }
+    let n = len as f64;
+    let (mx, my) = (sx / n, sy / n);
     let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for &(x, y) in pairs {
+    for (x, y) in pairs() {
         sxy += (x - mx) * (y - my);
         sxx += (x - mx) * (x - mx);
         syy += (y - my) * (y - my);
     }
-    (sxx > 0.0 && syy > 0.0).then(|| (sxy / (sxx.sqrt() * syy.sqrt())).clamp(-1.0, 1.0))
+    let r = (sxx > 0.0 && syy > 0.0).then(|| (sxy / (sxx.sqrt() * syy.sqrt())).clamp(-1.0, 1.0));
+    (r, len)
 }
 
 // ---------------------------------------------------------------------------
@@ -782,9 +795,8 @@ pub fn compute(
     let (pop, labels) = std::thread::scope(|scope| {
         // The companies' names were numbered first at load: name numbers lead to
         // companies through a vector, no string is hashed here.
-        let population = scope.spawn(|| {
-            Population::numbered(companies, &data.company_name_ids, &data.company_names)
-        });
+        let population = scope
+            .spawn(|| Population::numbered(companies, &data.company_name_ids, &data.company_names));
         let response = Responses::new(
             &data.conversation_ids,
             &data.metrics_ids,
@@ -1355,32 +1367,21 @@ fn correlations(cells: &[SliceRow], agg: &Aggregates, min_cell: usize) -> Correl
             n: pairs.len(),
         }
     };
-    // In company order already.
-    let closed: Vec<(&usize, &CompanyAgg)> =
-        agg.iter().filter(|(_, a)| a.counts.closed > 0).collect();
     let conv = |a: &CompanyAgg| if a.converted { 1.0 } else { 0.0 };
-    let bot_pairs: Vec<(f64, f64)> = closed
-        .iter()
-        .map(|(_, a)| (a.bot_share(), conv(a)))
-        .collect();
-    let resp_pairs: Vec<(f64, f64)> = closed
-        .iter()
-        .filter_map(|(_, a)| Some((a.avg_resp()?, conv(a))))
-        .collect();
+    let closed = || agg.aggs.iter().filter(|a| a.counts.closed > 0);
+    let company = |(r, n)| Correlation { r, n };
     Correlations {
         cells_used: used.len(),
         bot_share_vs_conversion: corr(|r| r.bot_first_resp_share, |r| r.conv_to_feature_rate),
         avg_resp_vs_conversion: corr(|r| r.avg_resp, |r| r.conv_to_feature_rate),
         bot_share_vs_weekly_retention: corr(|r| r.bot_first_resp_share, |r| r.weekly_retention),
         bot_share_vs_monthly_retention: corr(|r| r.bot_first_resp_share, |r| r.monthly_retention),
-        company_bot_share_vs_converted: Correlation {
-            r: pearson(&bot_pairs),
-            n: bot_pairs.len(),
-        },
-        company_avg_resp_vs_converted: Correlation {
-            r: pearson(&resp_pairs),
-            n: resp_pairs.len(),
-        },
+        company_bot_share_vs_converted: company(pearson_of(|| {
+            closed().map(|a| (a.bot_share(), conv(a)))
+        })),
+        company_avg_resp_vs_converted: company(pearson_of(|| {
+            closed().filter_map(|a| Some((a.avg_resp()?, conv(a))))
+        })),
     }
 }
 
@@ -1420,11 +1421,26 @@ fn tertiles(
         b[..n].copy_from_slice(&id.as_bytes()[..n]);
         u128::from_be_bytes(b)
     }
-    let mut groups: BTreeMap<(u8, u8), Vec<Member<'_>>> = BTreeMap::new();
-    for (&ci, a) in agg.iter() {
-        if a.counts.closed > 0 {
-            let l = labels[ci].expect("kept conversations belong to paying companies");
-            groups.entry((l.segment, l.arr)).or_default().push(Member {
+    // Counted first, so that each group's members are allocated once, at their number.
+    let in_group = || {
+        agg.iter()
+            .filter(|(_, a)| a.counts.closed > 0)
+            .map(|(&ci, a)| {
+                let l = labels[ci].expect("kept conversations belong to paying companies");
+                ((l.segment, l.arr), ci, a)
+            })
+    };
+    let mut sizes: BTreeMap<(u8, u8), usize> = BTreeMap::new();
+    for (key, _, _) in in_group() {
+        *sizes.entry(key).or_default() += 1;
+    }
+    let mut groups: BTreeMap<(u8, u8), Vec<Member<'_>>> = sizes
+        .into_iter()
+        .map(|(key, n)| (key, Vec::with_capacity(n)))
+        .collect();
+    for (key, ci, a) in in_group() {
+        if let Some(members) = groups.get_mut(&key) {
+            members.push(Member {
                 bot: a.bot_share(),
                 resp: a.avg_resp(),
                 prefix: prefix(&companies[ci].company_id),
@@ -1433,56 +1449,46 @@ fn tertiles(
             });
         }
     }
+    let row = |(seg, arr): (u8, u8), by, group, part: &[Member<'_>]| TertileGroup {
+        segment: segment_name(seg),
+        arr_bucket: arr_name(arr),
+        by,
+        group,
+        n: part.len(),
+        mean_bot_share: mean(part.iter().map(|m| m.agg.bot_share())),
+        mean_avg_resp: mean(part.iter().filter_map(|m| m.agg.avg_resp())),
+        conversion: mean(part.iter().map(|m| if m.agg.converted { 1.0 } else { 0.0 })),
+        weekly_retention: CompAcc::of(part.iter().map(|m| m.agg))
+            .retention(params.usage)
+            .0,
+    };
     let mut out = Vec::new();
-    for ((seg, arr), mut members) in groups {
+    for (key, mut members) in groups {
         if members.len() < params.tertile_min_companies {
             continue;
         }
         // Only the split into thirds matters, not the order inside a third: two
         // selections per ordering instead of a sort.
-        let by_bot = thirds(
-            &mut members,
-            |a, b| a.bot.total_cmp(&b.bot).then_with(|| a.by_id(b)),
-            |m| m.agg,
-        );
+        let by_bot = thirds(&mut members, |a, b| {
+            a.bot.total_cmp(&b.bot).then_with(|| a.by_id(b))
+        });
+        for (part, name) in by_bot.into_iter().zip(["low", "mid", "high"]) {
+            out.push(row(key, "bot_share", name, part));
+        }
         members.retain(|m| m.resp.is_some());
-        let by_resp = thirds(
-            &mut members,
-            |a, b| {
-                let (x, y) = (a.resp.unwrap_or(0.0), b.resp.unwrap_or(0.0));
-                x.total_cmp(&y).then_with(|| a.by_id(b))
-            },
-            |m| m.agg,
-        );
-        for (by, names, parts) in [
-            ("bot_share", ["low", "mid", "high"], by_bot),
-            ("avg_resp", ["fast", "mid", "slow"], by_resp),
-        ] {
-            for (part, name) in parts.into_iter().zip(names) {
-                let comps: &[&CompanyAgg] = &part;
-                out.push(TertileGroup {
-                    segment: segment_name(seg),
-                    arr_bucket: arr_name(arr),
-                    by,
-                    group: name,
-                    n: comps.len(),
-                    mean_bot_share: mean(comps.iter().map(|c| c.bot_share())),
-                    mean_avg_resp: mean(comps.iter().filter_map(|c| c.avg_resp())),
-                    conversion: mean(comps.iter().map(|c| if c.converted { 1.0 } else { 0.0 })),
-                    weekly_retention: CompAcc::of(comps.iter().copied()).retention(params.usage).0,
-                });
-            }
+        let by_resp = thirds(&mut members, |a, b| {
+            let (x, y) = (a.resp.unwrap_or(0.0), b.resp.unwrap_or(0.0));
+            x.total_cmp(&y).then_with(|| a.by_id(b))
+        });
+        for (part, name) in by_resp.into_iter().zip(["fast", "mid", "slow"]) {
+            out.push(row(key, "avg_resp", name, part));
         }
     }
     out
 }
 
 /// The members' three tertile groups (sizes of [`tertile_sizes`]) under a total order.
-fn thirds<'a, T>(
-    members: &mut [T],
-    mut cmp: impl FnMut(&T, &T) -> std::cmp::Ordering,
-    agg_of: impl Fn(&T) -> &'a CompanyAgg,
-) -> [Vec<&'a CompanyAgg>; 3] {
+fn thirds<T>(members: &mut [T], mut cmp: impl FnMut(&T, &T) -> std::cmp::Ordering) -> [&[T]; 3] {
     let [a, b, _] = tertile_sizes(members.len());
     if a < members.len() {
         members.select_nth_unstable_by(a, &mut cmp);
@@ -1492,7 +1498,7 @@ fn thirds<'a, T>(
         rest.select_nth_unstable_by(b, &mut cmp);
     }
     let (second, third) = rest.split_at(b);
-    [first, second, third].map(|part| part.iter().map(&agg_of).collect())
+    [first, second, third]
 }
 
 #[cfg(test)]

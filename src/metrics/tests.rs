@@ -752,13 +752,13 @@ fn thirds_by_selection_match_thirds_by_sorting() {
                 .then(a.0.cmp(&b.0))
         };
         let mut members: Vec<(usize, &CompanyAgg)> = aggs.iter().enumerate().collect();
-        let got = thirds(&mut members, cmp, |m| m.1);
+        let got = thirds(&mut members, cmp);
         let mut sorted: Vec<(usize, &CompanyAgg)> = aggs.iter().enumerate().collect();
         sorted.sort_by(cmp);
         let [a, b, _] = tertile_sizes(n);
         let want = [&sorted[..a], &sorted[a..a + b], &sorted[a + b..]];
         for (g, w) in got.iter().zip(want) {
-            let mut g: Vec<*const CompanyAgg> = g.iter().map(|c| *c as *const _).collect();
+            let mut g: Vec<*const CompanyAgg> = g.iter().map(|m| m.1 as *const _).collect();
             let mut w: Vec<*const CompanyAgg> = w.iter().map(|m| m.1 as *const _).collect();
             g.sort();
             w.sort();
