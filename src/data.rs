@@ -477,12 +477,78 @@ pub struct ConversationRow {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct UsageEventRow {
-    /// Index into the company rows (events of unknown companies are not kept); 32 bits
-    /// keep the row at 16 bytes, and tens of millions of rows are held.
+    /// Index into the company rows.
     pub company: u32,
     pub is_core: bool,
     /// Microseconds since the epoch, UTC.
     pub occurred_at: i64,
+}
+
+/// An event's time and core flag in one word: microseconds since the epoch shifted
+/// left by one, the flag in the lowest bit (±146,000 years still fit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct EventStamp(i64);
+
+impl EventStamp {
+    pub fn new(micros: i64, is_core: bool) -> Self {
+        Self((micros << 1) | i64::from(is_core))
+    }
+    pub fn micros(self) -> i64 {
+        self.0 >> 1
+    }
+    pub fn is_core(self) -> bool {
+        self.0 & 1 == 1
+    }
+}
+
+/// The usage events, 8 bytes each (tens of millions are held): runs of consecutive
+/// events of one company — event tables are usually grouped by company, so a run is
+/// usually all of a company's events — and each event's [`EventStamp`].
+#[derive(Debug, Clone, Default)]
+pub struct UsageEvents {
+    /// (company, end of the run in `stamps`); the company is a number of the loader's
+    /// id interner until the loader points it at a company row
+    /// (`u32::MAX`: an unknown company, whose events are skipped).
+    runs: Vec<(u32, usize)>,
+    stamps: Vec<EventStamp>,
+}
+
+impl UsageEvents {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            runs: Vec::new(),
+            stamps: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, company: u32, stamp: EventStamp) {
+        self.stamps.push(stamp);
+        match self.runs.last_mut() {
+            Some((c, end)) if *c == company => *end = self.stamps.len(),
+            _ => self.runs.push((company, self.stamps.len())),
+        }
+    }
+
+    /// Each run of a known company: the company row and its events' stamps.
+    pub fn runs(&self) -> impl Iterator<Item = (u32, &[EventStamp])> {
+        let mut start = 0;
+        self.runs
+            .iter()
+            .map(move |&(c, end)| (c, &self.stamps[std::mem::replace(&mut start, end)..end]))
+            .filter(|&(c, _)| c != u32::MAX)
+    }
+
+    /// Every event of a known company, in table order.
+    pub fn iter(&self) -> impl Iterator<Item = UsageEventRow> + '_ {
+        self.runs().flat_map(|(company, stamps)| {
+            stamps.iter().map(move |s| UsageEventRow {
+                company,
+                is_core: s.is_core(),
+                occurred_at: s.micros(),
+            })
+        })
+    }
 }
 
 /// A conversation as the tag-drivers report reads it.
@@ -698,7 +764,7 @@ pub struct ConversationUsageData {
     pub metrics_ids: StrColumn,
     pub response_minutes: Vec<Option<f64>>,
     /// `None` when the events source is not used.
-    pub usage_events: Option<Vec<UsageEventRow>>,
+    pub usage_events: Option<UsageEvents>,
     pub bad_timestamps: BadTimestamps,
 }
 
@@ -979,14 +1045,14 @@ impl Database {
     fn load_usage_events(
         &self,
         source_tz: Tz,
-    ) -> Result<(Vec<UsageEventRow>, Interner, BadTimestamps), DataError> {
+    ) -> Result<(UsageEvents, Interner, BadTimestamps), DataError> {
         let mut bad = BadTimestamps::default();
         let mut ts = TsParser {
             tz: source_tz,
             bad: &mut bad,
         };
         let mut ids = Interner::default();
-        let mut events = Vec::with_capacity(self.rows_hint(USAGE_EVENTS));
+        let mut events = UsageEvents::with_capacity(self.rows_hint(USAGE_EVENTS));
         // Event tables are usually grouped by company: a run of the same id is looked
         // up once.
         let mut last: Option<(String, u32)> = None;
@@ -1003,20 +1069,16 @@ impl Database {
             let occurred = r.cow_text(2, "occurred_at")?;
             let occurred = ts.parse(USAGE_EVENTS, "occurred_at", occurred.as_deref());
             if let (Some(company), Some(t)) = (company, occurred) {
-                events.push(UsageEventRow {
-                    company,
-                    is_core,
-                    occurred_at: t.timestamp_micros(),
-                });
+                events.push(company, EventStamp::new(t.timestamp_micros(), is_core));
             }
             Ok(())
         })?;
         Ok((events, ids, bad))
     }
 
-    /// Points the events at company rows (the first row of an id) and drops the events
-    /// of unknown companies.
-    fn attach_events(companies: &[CompanyRow], events: &mut Vec<UsageEventRow>, ids: &Interner) {
+    /// Points the events at company rows (the first row of an id); the events of
+    /// unknown companies are skipped from then on.
+    fn attach_events(companies: &[CompanyRow], events: &mut UsageEvents, ids: &Interner) {
         let mut row_of: HashMap<&str, u32> =
             HashMap::with_capacity_and_hasher(companies.len(), Default::default());
         for (i, c) in companies.iter().enumerate() {
@@ -1026,10 +1088,9 @@ impl Database {
             .iter()
             .map(|(_, id)| row_of.get(id).copied().unwrap_or(u32::MAX))
             .collect();
-        events.retain_mut(|e| {
-            e.company = rows[e.company as usize];
-            e.company != u32::MAX
-        });
+        for (company, _) in &mut events.runs {
+            *company = rows[*company as usize];
+        }
     }
 
     /// Loads the rows of the customer-segmentation report.
@@ -1143,6 +1204,38 @@ mod tests {
         Connection::open(&path).unwrap().execute_batch(sql).unwrap();
         let db = Database::open(&path).unwrap();
         (dir, db)
+    }
+
+    #[test]
+    fn usage_events_keep_time_flag_and_company_runs() {
+        for (micros, core) in [(0, false), (1, true), (-1, true), (-86_400_000_001, false)] {
+            let s = EventStamp::new(micros, core);
+            assert_eq!((s.micros(), s.is_core()), (micros, core));
+        }
+        // Companies in any order: a run per change of company; unknown companies skipped.
+        let mut e = UsageEvents::default();
+        for (c, t) in [(0, 10), (0, 11), (1, 12), (0, 13), (u32::MAX, 14), (2, 15)] {
+            e.push(c, EventStamp::new(t, t % 2 == 0));
+        }
+        let runs: Vec<(u32, Vec<i64>)> = e
+            .runs()
+            .map(|(c, s)| (c, s.iter().map(|s| s.micros()).collect()))
+            .collect();
+        assert_eq!(
+            runs,
+            [
+                (0, vec![10, 11]),
+                (1, vec![12]),
+                (0, vec![13]),
+                (2, vec![15])
+            ]
+        );
+        let rows: Vec<(u32, bool, i64)> = e
+            .iter()
+            .map(|r| (r.company, r.is_core, r.occurred_at))
+            .collect();
+        assert_eq!(rows[1], (0, false, 11));
+        assert_eq!(rows.len(), 5);
     }
 
     #[test]
@@ -1304,8 +1397,9 @@ mod tests {
         // NULL companies and unparseable times are dropped, the latter counted.
         let events: Vec<(u32, bool)> = d
             .usage_events
+            .as_ref()
+            .expect("events loaded")
             .iter()
-            .flatten()
             .map(|e| (e.company, e.is_core))
             .collect();
         assert_eq!(events, [(1, true), (1, false), (0, true)]);

@@ -606,17 +606,34 @@ impl Kept {
     }
 }
 
-/// Per paying company, over its kept conversations.
-#[derive(Default, Clone)]
+/// Per paying company, over its kept conversations. 64 bytes: hundreds of thousands
+/// are written once, and fresh memory is what large runs pay for most.
+#[derive(Clone)]
 struct CompanyAgg {
     counts: KeptCounts,
-    converted: bool,
-    ret7: Option<f64>,
-    ret30: Option<f64>,
+    /// Proxy retentions; NaN: none (SQLite has no NaN).
+    ret7: f64,
+    ret30: f64,
     /// (active in p and p+1, active in p), over full weeks / months of the window.
-    week_pairs: (usize, usize),
-    month_pairs: (usize, usize),
+    week_pairs: (u32, u32),
+    month_pairs: (u32, u32),
+    converted: bool,
 }
+
+impl Default for CompanyAgg {
+    fn default() -> Self {
+        Self {
+            counts: KeptCounts::default(),
+            ret7: f64::NAN,
+            ret30: f64::NAN,
+            week_pairs: (0, 0),
+            month_pairs: (0, 0),
+            converted: false,
+        }
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<CompanyAgg>() <= 64);
 
 /// A company's kept conversations, counted. Its own 24-byte record: the conversations
 /// come in any company order, so counting them is random access, and a record a third
@@ -643,10 +660,13 @@ struct Aggregates {
 impl Aggregates {
     fn of(kept: &[Kept], n_companies: usize) -> Self {
         let mut slot = vec![u32::MAX; n_companies];
+        let mut n = 0;
         for k in kept {
-            slot[k.company()] = 0;
+            let s = &mut slot[k.company()];
+            n += usize::from(*s == u32::MAX);
+            *s = 0;
         }
-        let mut companies = Vec::new();
+        let mut companies = Vec::with_capacity(n);
         for (ci, s) in slot.iter_mut().enumerate() {
             if *s == 0 {
                 *s = companies.len() as u32;
@@ -765,9 +785,9 @@ fn full_periods(w: &Window) -> (Vec<Period>, Vec<Period>) {
 const WEEK_MICROS: i64 = 7 * 24 * 3600 * 1_000_000;
 
 /// (active in p and p+1, active in p) summed over consecutive periods.
-fn period_pairs(active: &[bool]) -> (usize, usize) {
+fn period_pairs(active: &[bool]) -> (u32, u32) {
     active.windows(2).fold((0, 0), |(num, den), w| {
-        (num + usize::from(w[0] && w[1]), den + usize::from(w[0]))
+        (num + u32::from(w[0] && w[1]), den + u32::from(w[0]))
     })
 }
 
@@ -903,8 +923,8 @@ pub fn compute(
             }
             for (&ci, a) in agg.iter_mut() {
                 if let Some(&(r7, r30)) = by_id.get(companies[ci].company_id.as_str()) {
-                    a.ret7 = r7;
-                    a.ret30 = r30;
+                    a.ret7 = r7.unwrap_or(f64::NAN);
+                    a.ret30 = r30.unwrap_or(f64::NAN);
                 }
             }
         }
@@ -917,21 +937,26 @@ pub fn compute(
             let mut week_active = vec![false; agg.len() * nw];
             let mut month_active = vec![false; agg.len() * nm];
             let week0 = weeks.first().map_or(i64::MAX, |w| w.0);
-            for e in data.usage_events.iter().flatten() {
-                let n = slot[e.company as usize];
-                if !e.is_core || n == u32::MAX {
+            for (company, stamps) in data.usage_events.iter().flat_map(|e| e.runs()) {
+                let n = slot[company as usize];
+                if n == u32::MAX {
                     continue;
                 }
-                let n = n as usize;
-                let t = e.occurred_at;
-                if t >= week0 {
-                    let i = ((t - week0) / WEEK_MICROS) as usize;
-                    if i < nw {
-                        week_active[n * nw + i] = true;
+                let (week, month) = (
+                    &mut week_active[n as usize * nw..(n as usize + 1) * nw],
+                    &mut month_active[n as usize * nm..(n as usize + 1) * nm],
+                );
+                for s in stamps.iter().filter(|s| s.is_core()) {
+                    let t = s.micros();
+                    if t >= week0 {
+                        let i = ((t - week0) / WEEK_MICROS) as usize;
+                        if i < nw {
+                            week[i] = true;
+                        }
                     }
-                }
-                if let Some(i) = period_index(&months, t) {
-                    month_active[n * nm + i] = true;
+                    if let Some(i) = period_index(&months, t) {
+                        month[i] = true;
+                    }
                 }
             }
             for (n, a) in agg.aggs.iter_mut().enumerate() {
@@ -1223,14 +1248,15 @@ impl CompAcc {
     }
 
     fn add(&mut self, c: &CompanyAgg) {
-        let one = |v: Option<f64>| v.map_or((0.0, 0), |v| (v, 1));
+        let one = |v: f64| if v.is_nan() { (0.0, 0) } else { (v, 1) };
+        let wide = |(a, b): (u32, u32)| (a as usize, b as usize);
         let closed = c.counts.closed > 0;
         self.merge(&CompAcc {
             companies: 1,
             closed: usize::from(closed),
             converted: usize::from(closed && c.converted),
-            week_pairs: c.week_pairs,
-            month_pairs: c.month_pairs,
+            week_pairs: wide(c.week_pairs),
+            month_pairs: wide(c.month_pairs),
             ret7: one(c.ret7),
             ret30: one(c.ret30),
         });
@@ -1323,8 +1349,10 @@ fn converted_companies(
     };
     match usage {
         UsageDefinitions::Events => {
-            for e in data.usage_events.iter().flatten() {
-                feature_event(e.company as usize, e.occurred_at);
+            for (company, stamps) in data.usage_events.iter().flat_map(|e| e.runs()) {
+                for s in stamps {
+                    feature_event(company as usize, s.micros());
+                }
             }
         }
         UsageDefinitions::Proxy => {
