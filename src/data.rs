@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 
 // Hot maps keyed by ids and names: a fast non-cryptographic hash (the keys are data,
 // not attacker-chosen per request) and a fixed iteration order.
-use rustc_hash::FxHashMap as HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -1137,15 +1136,17 @@ impl Database {
     /// Points the events at company rows (the first row of an id); the events of
     /// unknown companies are skipped from then on.
     fn attach_events(companies: &[CompanyRow], events: &mut UsageEvents, ids: &Interner) {
-        let mut row_of: HashMap<&str, u32> =
-            HashMap::with_capacity_and_hasher(companies.len(), Default::default());
+        // Event company number → company row, by looking each company's id up among
+        // the events' ids (no second table of ids).
+        let mut rows = vec![u32::MAX; ids.len()];
         for (i, c) in companies.iter().enumerate() {
-            row_of.entry(c.company_id.as_str()).or_insert(i as u32);
+            if let Some(n) = ids.lookup(&c.company_id) {
+                let row = &mut rows[n as usize];
+                if *row == u32::MAX {
+                    *row = i as u32;
+                }
+            }
         }
-        let rows: Vec<u32> = ids
-            .iter()
-            .map(|(_, id)| row_of.get(id).copied().unwrap_or(u32::MAX))
-            .collect();
         for (company, _) in &mut events.runs {
             *company = rows[*company as usize];
         }
