@@ -1196,7 +1196,7 @@ impl Database {
     }
 
     fn load_companies(&self) -> Result<Vec<CompanyRow>, DataError> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.rows_hint(COMPANY_ENHANCED));
         self.each_row(COMPANY_ENHANCED, SQL_COMPANIES, |r| {
             let company_id = r
                 .text(0, "company_id")?
