@@ -1270,7 +1270,14 @@ mod tests {
         let mut i = Interner::default();
         let long_a = "a company name longer than the slot head, part a";
         let long_b = "a company name longer than the slot head, part b";
-        let words = ["", "x", "acme inc", long_a, long_b, "exactly twenty-four byte"];
+        let words = [
+            "",
+            "x",
+            "acme inc",
+            long_a,
+            long_b,
+            "exactly twenty-four byte",
+        ];
         for (n, w) in words.iter().enumerate() {
             assert_eq!(i.intern(w), n as u32, "{w:?}");
         }
@@ -1283,7 +1290,10 @@ mod tests {
             assert_eq!(i.lookup(w), Some(n as u32));
             assert_eq!(i.get(n as u32), *w);
         }
-        assert_eq!(i.lookup("a company name longer than the slot head, part c"), None);
+        assert_eq!(
+            i.lookup("a company name longer than the slot head, part c"),
+            None
+        );
         assert_eq!(i.lookup("acme in"), None);
         assert_eq!(i.len(), words.len() + 10_000);
         assert_eq!(i.iter().nth(3), Some((3, long_a)));
