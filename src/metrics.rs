@@ -803,8 +803,8 @@ pub fn compute(
     params: Params,
 ) -> Result<ConversationUsage, MetricsError> {
     let companies = &data.companies;
-    // The population (names → companies) on one core; on the other, the response
-    // join, the labels and the window pass, which keeps the company *name* of each
+    // The population (names → companies) and the labels on one core; on the other,
+    // the response join and the window pass, which keeps the company *name* of each
     // conversation until the population is ready.
     let mut in_window = 0usize;
     let mut unmapped = 0usize;
@@ -815,8 +815,23 @@ pub fn compute(
     let (pop, labels) = std::thread::scope(|scope| {
         // The companies' names were numbered first at load: name numbers lead to
         // companies through a vector, no string is hashed here.
-        let population = scope
-            .spawn(|| Population::numbered(companies, &data.company_name_ids, &data.company_names));
+        let population = scope.spawn(|| {
+            let pop = Population::numbered(companies, &data.company_name_ids, &data.company_names);
+            // Dense, by company index: looked up per conversation and per company.
+            let labels: Vec<Option<Labels>> = companies
+                .iter()
+                .map(|c| {
+                    is_paying(c).then(|| {
+                        classify(
+                            c.tags.as_deref(),
+                            c.user_count,
+                            c.monthly_spend.unwrap_or(0.0),
+                        )
+                    })
+                })
+                .collect();
+            (pop, labels)
+        });
         let response = Responses::new(
             &data.conversation_ids,
             &data.metrics_ids,
@@ -842,23 +857,9 @@ pub fn compute(
             kept.push(Kept::new(name, resp, duration, conv));
         }
         drop(response);
-        // Dense, by company index: looked up per conversation and per company.
-        let labels: Vec<Option<Labels>> = companies
-            .iter()
-            .map(|c| {
-                is_paying(c).then(|| {
-                    classify(
-                        c.tags.as_deref(),
-                        c.user_count,
-                        c.monthly_spend.unwrap_or(0.0),
-                    )
-                })
-            })
-            .collect();
-        let population = population
+        population
             .join()
-            .expect("the population builder does not panic");
-        (population, labels)
+            .expect("the population builder does not panic")
     });
     if in_window == 0 {
         return Err(MetricsError::empty_window(&window));
