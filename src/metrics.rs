@@ -281,7 +281,9 @@ pub fn is_paying(c: &CompanyRow) -> bool {
 
 impl Population {
     /// The paying company a conversation belongs to, from the first (normalized)
-    /// name of its `all_contact_company_names`.
+    /// name of its `all_contact_company_names`. For a population from
+    /// [`Population::new`]; one from [`Population::numbered`] is asked by number
+    /// ([`Population::company_of_name`]).
     pub fn company_of(&self, first_name: Option<&str>) -> Option<usize> {
         self.company_of_name(self.names.lookup(first_name?)?)
     }
