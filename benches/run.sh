@@ -56,11 +56,16 @@ for i in $(seq "$RUNS"); do
     manifest_lines "$out"/conversation-usage/*/manifest.json
 done | stats
 
+# The scales alternate run by run (100, 300, 100, 300, …): this VM's speed drifts over
+# minutes, and alternating lets every scale see the same drift, so the growth below
+# compares like with like.
 for scale in $SCALES; do
-    DB=$(gen "$scale")
-    convs=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from intercom__conversation_enhanced').fetchone()[0])" "$DB")
-    echo "== metrics: --scale $scale ($convs conversations), CSV/JSON only (ms, median of $RUNS)"
-    for i in $(seq "$RUNS"); do
+    gen "$scale" >/dev/null
+    : > "$WORK/runs-scale$scale.txt"
+done
+for i in $(seq "$RUNS"); do
+    for scale in $SCALES; do
+        DB=$(gen "$scale")
         out="$WORK/out-scale$scale"
         rm -rf "$out"
         # Each timed run reads a file that is in the page cache: the measure is the
@@ -71,18 +76,25 @@ for scale in $SCALES; do
         s=$(date +%s%N)
         "$BIN" run --db "$DB" --out "$out" --data-only >/dev/null
         e=$(date +%s%N)
-        echo "wall_ms $(( (e - s) / 1000000 ))"
-        manifest_lines "$out"/conversation-usage/*/manifest.json
-        floor=$("$BIN" scan-floor --db "$DB" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ms"])')
-        echo "sqlite_floor_ms $floor"
-        python3 -c '
+        {
+            echo "wall_ms $(( (e - s) / 1000000 ))"
+            manifest_lines "$out"/conversation-usage/*/manifest.json
+            floor=$("$BIN" scan-floor --db "$DB" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ms"])')
+            echo "sqlite_floor_ms $floor"
+            python3 -c '
 import json, sys, glob
 m = json.load(open(glob.glob(sys.argv[1] + "/conversation-usage/*/manifest.json")[0]))
 t = m["timings_ms"]
 print("load+metrics_ms", t["load"] + t["metrics"])
 print("ratio_load+metrics/floor", (t["load"] + t["metrics"]) / float(sys.argv[2]))
 ' "$out" "$floor"
-    done | tee "$WORK/runs-scale$scale.txt" | stats
+        } >> "$WORK/runs-scale$scale.txt"
+    done
+done
+for scale in $SCALES; do
+    convs=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from intercom__conversation_enhanced').fetchone()[0])" "$(gen "$scale")")
+    echo "== metrics: --scale $scale ($convs conversations), CSV/JSON only (ms, median of $RUNS)"
+    stats < "$WORK/runs-scale$scale.txt"
 done
 
 # Growth between the first two scales: median (load + metrics) and the floor, and the
