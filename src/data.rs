@@ -5,9 +5,6 @@
 //! SQL lives in the constants below; values are always bound parameters.
 
 use std::collections::BTreeMap;
-
-// Hot maps keyed by ids and names: a fast non-cryptographic hash (the keys are data,
-// not attacker-chosen per request) and a fixed iteration order.
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -474,15 +471,6 @@ pub struct ConversationRow {
     pub contact_inbound: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct UsageEventRow {
-    /// Index into the company rows.
-    pub company: u32,
-    pub is_core: bool,
-    /// Microseconds since the epoch, UTC.
-    pub occurred_at: i64,
-}
-
 /// An event's time and core flag in one word: microseconds since the epoch shifted
 /// left by one, the flag in the lowest bit (±146,000 years still fit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -536,17 +524,6 @@ impl UsageEvents {
             .iter()
             .map(move |&(c, end)| (c, &self.stamps[std::mem::replace(&mut start, end)..end]))
             .filter(|&(c, _)| c != u32::MAX)
-    }
-
-    /// Every event of a known company, in table order.
-    pub fn iter(&self) -> impl Iterator<Item = UsageEventRow> + '_ {
-        self.runs().flat_map(|(company, stamps)| {
-            stamps.iter().map(move |s| UsageEventRow {
-                company,
-                is_core: s.is_core(),
-                occurred_at: s.micros(),
-            })
-        })
     }
 }
 
@@ -726,6 +703,7 @@ impl Slot {
     }
 }
 
+/// A fast non-cryptographic hash: the keys are data, not attacker-chosen per request.
 fn str_hash(s: &str) -> u64 {
     use std::hash::BuildHasher;
     rustc_hash::FxBuildHasher.hash_one(s)
@@ -1323,12 +1301,11 @@ mod tests {
                 (2, vec![15])
             ]
         );
-        let rows: Vec<(u32, bool, i64)> = e
-            .iter()
-            .map(|r| (r.company, r.is_core, r.occurred_at))
-            .collect();
-        assert_eq!(rows[1], (0, false, 11));
-        assert_eq!(rows.len(), 5);
+        let first = e.runs().next().expect("a run");
+        assert_eq!(
+            first.1.iter().map(|s| s.is_core()).collect::<Vec<_>>(),
+            [true, false]
+        );
     }
 
     #[test]
@@ -1492,8 +1469,8 @@ mod tests {
             .usage_events
             .as_ref()
             .expect("events loaded")
-            .iter()
-            .map(|e| (e.company, e.is_core))
+            .runs()
+            .flat_map(|(c, stamps)| stamps.iter().map(move |s| (c, s.is_core())))
             .collect();
         assert_eq!(events, [(1, true), (1, false), (0, true)]);
         assert_eq!(d.bad_timestamps.0.get("usage_events.occurred_at"), Some(&1));

@@ -128,15 +128,10 @@ fn ratio(num: usize, den: usize) -> Option<f64> {
     (den > 0).then(|| num as f64 / den as f64)
 }
 
-/// Pearson r; `None` under two pairs or when either side has no variance.
-pub fn pearson(pairs: &[(f64, f64)]) -> Option<f64> {
-    pearson_of(|| pairs.iter().copied()).0
-}
-
-/// [`pearson`] and the number of pairs, over pairs that `pairs` yields afresh on
-/// each call: hundreds of thousands of company pairs are read where they are
-/// instead of being collected.
-fn pearson_of<I: Iterator<Item = (f64, f64)>>(pairs: impl Fn() -> I) -> (Option<f64>, usize) {
+/// Pearson r (`None` under two pairs or when either side has no variance) and the
+/// number of pairs, over pairs that `pairs` yields afresh on each call: hundreds of
+/// thousands of company pairs are read where they are instead of being collected.
+pub fn correlation<I: Iterator<Item = (f64, f64)>>(pairs: impl Fn() -> I) -> Correlation {
     let (mut len, mut sx, mut sy) = (0usize, 0.0, 0.0);
     for (x, y) in pairs() {
         len += 1;
@@ -144,7 +139,7 @@ fn pearson_of<I: Iterator<Item = (f64, f64)>>(pairs: impl Fn() -> I) -> (Option<
         sy += y;
     }
     if len < 2 {
-        return (None, len);
+        return Correlation { r: None, n: len };
     }
     let n = len as f64;
     let (mx, my) = (sx / n, sy / n);
@@ -155,7 +150,7 @@ fn pearson_of<I: Iterator<Item = (f64, f64)>>(pairs: impl Fn() -> I) -> (Option<
         syy += (y - my) * (y - my);
     }
     let r = (sxx > 0.0 && syy > 0.0).then(|| (sxy / (sxx.sqrt() * syy.sqrt())).clamp(-1.0, 1.0));
-    (r, len)
+    Correlation { r, n: len }
 }
 
 // ---------------------------------------------------------------------------
@@ -1392,27 +1387,20 @@ fn correlations(cells: &[SliceRow], agg: &Aggregates, min_cell: usize) -> Correl
         .filter(|r| r.companies_total >= min_cell)
         .collect();
     let corr = |x: fn(&SliceRow) -> Option<f64>, y: fn(&SliceRow) -> Option<f64>| {
-        let pairs: Vec<(f64, f64)> = used.iter().filter_map(|r| Some((x(r)?, y(r)?))).collect();
-        Correlation {
-            r: pearson(&pairs),
-            n: pairs.len(),
-        }
+        correlation(|| used.iter().filter_map(move |r| Some((x(r)?, y(r)?))))
     };
     let conv = |a: &CompanyAgg| if a.converted { 1.0 } else { 0.0 };
     let closed = || agg.aggs.iter().filter(|a| a.counts.closed > 0);
-    let company = |(r, n)| Correlation { r, n };
     Correlations {
         cells_used: used.len(),
         bot_share_vs_conversion: corr(|r| r.bot_first_resp_share, |r| r.conv_to_feature_rate),
         avg_resp_vs_conversion: corr(|r| r.avg_resp, |r| r.conv_to_feature_rate),
         bot_share_vs_weekly_retention: corr(|r| r.bot_first_resp_share, |r| r.weekly_retention),
         bot_share_vs_monthly_retention: corr(|r| r.bot_first_resp_share, |r| r.monthly_retention),
-        company_bot_share_vs_converted: company(pearson_of(|| {
-            closed().map(|a| (a.bot_share(), conv(a)))
-        })),
-        company_avg_resp_vs_converted: company(pearson_of(|| {
+        company_bot_share_vs_converted: correlation(|| closed().map(|a| (a.bot_share(), conv(a)))),
+        company_avg_resp_vs_converted: correlation(|| {
             closed().filter_map(|a| Some((a.avg_resp()?, conv(a))))
-        })),
+        }),
     }
 }
 

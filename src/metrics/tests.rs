@@ -173,6 +173,12 @@ fn type7_percentiles_with_ties_and_single_values() {
     assert_eq!(percentile(&v, 0.99), Some(100.0));
 }
 
+fn pearson(pairs: &[(f64, f64)]) -> Option<f64> {
+    let c = correlation(|| pairs.iter().copied());
+    assert_eq!(c.n, pairs.len());
+    c.r
+}
+
 #[test]
 fn pearson_and_tertile_sizes() {
     assert!(close(pearson(&[(1.0, 2.0), (2.0, 4.0), (3.0, 6.0)]), 1.0));
