@@ -1,25 +1,19 @@
 //! cxreport: customer-support and product-usage data in, decision-ready reports out.
 //!
-//! One module per stage of a run, named for what it does; `pipeline` puts them in order.
+//! Layers, imports flowing one way (`docs/architecture.md` has the picture):
+//! `cli → jobs → run → reports → {render, intercom, stats, source}`; `demo` generates
+//! the built-in database and `clock` is the injected time every layer may read.
 
-pub mod charts;
+pub mod cli;
 pub mod clock;
-pub mod config;
-pub mod daemon;
-pub mod data;
 pub mod demo;
-pub mod edition;
-pub mod ledger;
-pub mod mail;
-pub mod metrics;
-pub mod narrative;
-pub mod output;
-pub mod pdf;
-pub mod pipeline;
+pub mod intercom;
+pub mod jobs;
+pub mod render;
 pub mod reports;
-pub mod schedule;
-pub mod timestamp;
-pub mod window;
+pub mod run;
+pub mod source;
+pub mod stats;
 
 /// The tool's version, printed in manifests and reproducibility appendices.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -3,10 +3,11 @@
 
 use chrono::Datelike;
 use chrono_tz::Tz;
-use cxreport::data::{Database, UsageTables};
+use cxreport::reports::conversation_usage::load::{load_conversation_usage, UsageTables};
+use cxreport::source::Database;
 use cxreport::demo::{self, DemoOptions};
-use cxreport::metrics::{self, Params, UsageDefinitions};
-use cxreport::window::WindowSpec;
+use cxreport::reports::conversation_usage::metrics::{self, Params, UsageDefinitions};
+use cxreport::intercom::window::WindowSpec;
 
 fn near(name: &str, got: f64, want: f64, rel: f64) {
     println!("{name}: {got:.4} (reference {want})");
@@ -24,20 +25,18 @@ fn default_demo_matches_the_reference_figures() {
     demo::generate(&path, &DemoOptions::default()).unwrap();
     println!("{}", demo::describe(&path).unwrap());
     let db = Database::open(&path).unwrap();
-    let anchor = db.max_conversation_created(Tz::UTC).unwrap().unwrap();
+    let anchor = cxreport::intercom::latest_conversation(&db, Tz::UTC).unwrap().unwrap();
     assert_eq!(anchor.to_string(), "2024-06-15 12:00:00 UTC");
     let window = "rolling:6m"
         .parse::<WindowSpec>()
         .unwrap()
         .resolve(Some(anchor), anchor, Tz::UTC)
         .unwrap();
-    let data = db
-        .load_conversation_usage(Tz::UTC, UsageTables::Proxy)
-        .unwrap();
+    let data = load_conversation_usage(&db, Tz::UTC, UsageTables::Proxy).unwrap();
     let mut per_month = [0usize; 6];
     for c in &data.conversations {
         let t = c.created_at.unwrap();
-        assert!(t >= cxreport::timestamp::parse("2024-01-08 00:00:00", Tz::UTC).unwrap());
+        assert!(t >= cxreport::source::timestamp::parse("2024-01-08 00:00:00", Tz::UTC).unwrap());
         per_month[t.month0() as usize] += 1;
     }
     assert_eq!(per_month, [992, 1218, 1302, 1260, 1302, 629]);
@@ -226,15 +225,15 @@ fn demo_tag_drivers_tell_the_expected_story() {
     let path = dir.path().join("demo.sqlite");
     demo::generate(&path, &DemoOptions::default()).unwrap();
     let db = Database::open(&path).unwrap();
-    db.check("tag-drivers", cxreport::data::TAG_DRIVERS)
+    db.check("tag-drivers", cxreport::reports::tag_drivers::load::NEEDS)
         .unwrap();
-    let anchor = db.max_conversation_created(Tz::UTC).unwrap();
+    let anchor = cxreport::intercom::latest_conversation(&db, Tz::UTC).unwrap();
     let window = "rolling:6m"
         .parse::<WindowSpec>()
         .unwrap()
         .resolve(anchor, anchor.unwrap(), Tz::UTC)
         .unwrap();
-    let data = db.load_tag_drivers(Tz::UTC).unwrap();
+    let data = cxreport::reports::tag_drivers::load::load(&db, Tz::UTC).unwrap();
     let r = cxreport::reports::tag_drivers::metrics::compute(&data, window).unwrap();
     for t in &r.top {
         println!(
@@ -276,10 +275,10 @@ fn demo_users_and_events_match_the_segmentation_figures() {
     let db = Database::open(&path).unwrap();
     db.check(
         "customer-segmentation",
-        cxreport::data::CUSTOMER_SEGMENTATION,
+        cxreport::reports::customer_segmentation::load::NEEDS,
     )
     .unwrap();
-    let (users, events, bad) = db.load_segmentation(Tz::UTC).unwrap();
+    let (users, events, bad) = cxreport::reports::customer_segmentation::load::load(&db, Tz::UTC).unwrap();
     assert_eq!(bad.total(), 0);
     assert_eq!(users.len(), 10_000);
     near("events", events.len() as f64, 228_700.0, 0.05);

@@ -190,8 +190,8 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn ledger(s: &Setup) -> Vec<cxreport::ledger::RunRecord> {
-    cxreport::ledger::Ledger::open(&s.dir.path().join("out/cxreport-state.sqlite"))
+fn ledger(s: &Setup) -> Vec<cxreport::jobs::ledger::RunRecord> {
+    cxreport::jobs::ledger::Ledger::open(&s.dir.path().join("out/cxreport-state.sqlite"))
         .unwrap()
         .history(None)
         .unwrap()
@@ -436,7 +436,7 @@ fn a_job_in_flight_elsewhere_is_not_started_again() {
     let s = setup(server.port, "en = [\"ceo@example.com\"]", "");
     // This test process holds the job's lease, as a daemon running it would.
     let mut l =
-        cxreport::ledger::Ledger::open(&s.dir.path().join("out/cxreport-state.sqlite")).unwrap();
+        cxreport::jobs::ledger::Ledger::open(&s.dir.path().join("out/cxreport-state.sqlite")).unwrap();
     assert!(l.acquire_lease("monthly").unwrap());
     let o = run_job(&s, &["--send"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
@@ -510,7 +510,7 @@ fn the_daemon_runs_a_due_job_into_the_outbox_and_stops_on_sigterm() {
     .unwrap();
     // The daemon was last up two days ago: "latest" catches up the most recent fire.
     let ledger =
-        cxreport::ledger::Ledger::open(&dir.path().join("out/cxreport-state.sqlite")).unwrap();
+        cxreport::jobs::ledger::Ledger::open(&dir.path().join("out/cxreport-state.sqlite")).unwrap();
     ledger
         .set_cursor("daily", chrono::Utc::now() - chrono::Duration::days(2))
         .unwrap();
@@ -553,7 +553,7 @@ fn the_daemon_runs_a_due_job_into_the_outbox_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(exit.success(), "{exit:?}");
-    let runs = cxreport::ledger::Ledger::open(&dir.path().join("out/cxreport-state.sqlite"))
+    let runs = cxreport::jobs::ledger::Ledger::open(&dir.path().join("out/cxreport-state.sqlite"))
         .unwrap()
         .history(Some("daily"))
         .unwrap();

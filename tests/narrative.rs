@@ -6,10 +6,9 @@ use std::sync::OnceLock;
 
 use chrono_tz::Tz;
 use cxreport::demo::{self, DemoOptions};
-use cxreport::edition;
-use cxreport::narrative::Templates;
-use cxreport::pipeline::{RunRequest, UsageSource};
-use cxreport::reports::{self, Computed};
+use cxreport::render::narrative::sentences;
+use cxreport::render::templates::Templates;
+use cxreport::reports::{self, Computed, Options, Request};
 
 fn demo_db() -> &'static std::path::Path {
     static DB: OnceLock<(tempfile::TempDir, std::path::PathBuf)> = OnceLock::new();
@@ -23,33 +22,29 @@ fn demo_db() -> &'static std::path::Path {
 }
 
 /// A report's numbers on the demo database, through the report interface.
-fn computed(report: &str, usage: UsageSource) -> Box<dyn Computed> {
+fn computed(report: &str, usage: &str) -> Box<dyn Computed> {
     let r = reports::find(report).unwrap();
-    let req = RunRequest {
-        report: report.to_owned(),
-        db: demo_db().to_owned(),
+    let mut options = Options::new();
+    if r.options().iter().any(|o| o.name == "usage_source") {
+        options.insert("usage_source".into(), usage.to_owned());
+    }
+    let req = Request {
         window: "rolling:6m".parse().unwrap(),
-        usage_source: usage,
-        out_dir: "unused".into(),
-        name: report.to_owned(),
         source_tz: Tz::UTC,
         tz: Tz::UTC,
-        min_cell: 20,
-        min_pp: 3.0,
-        langs: vec![],
-        templates: Templates::default(),
+        options: &options,
     };
-    let db = cxreport::data::Database::open(demo_db()).unwrap();
-    let reference = cxreport::timestamp::parse("2024-07-01 00:00:00", Tz::UTC).unwrap();
+    let db = cxreport::source::Database::open(demo_db()).unwrap();
+    let reference = cxreport::source::timestamp::parse("2024-07-01 00:00:00", Tz::UTC).unwrap();
     let plan = r.plan(&db, &req, reference).unwrap();
     r.compute(&db, &req, &plan, &mut Vec::new()).unwrap()
 }
 
-fn narrative_text(report: &str, usage: UsageSource, lang: &str) -> String {
+fn narrative_text(report: &str, usage: &str, lang: &str) -> String {
     let c = computed(report, usage);
     let story = c.story();
     let language = Templates::default().language(report, lang).unwrap();
-    let (findings, recs) = edition::sentences(&story, &language).unwrap();
+    let (findings, recs) = sentences(&story, &language).unwrap();
     let mut out = String::from("## findings\n");
     for f in findings {
         out.push_str(&format!("[{}] {}\n", f.id, f.text));
@@ -77,35 +72,35 @@ const SEGMENTS: &str = "customer-segmentation";
 
 #[test]
 fn narrative_en_events() {
-    insta::assert_snapshot!(narrative_text(USAGE, UsageSource::Events, "en"));
+    insta::assert_snapshot!(narrative_text(USAGE, "events", "en"));
 }
 
 #[test]
 fn narrative_zh_events() {
-    insta::assert_snapshot!(narrative_text(USAGE, UsageSource::Events, "zh"));
+    insta::assert_snapshot!(narrative_text(USAGE, "events", "zh"));
 }
 
 #[test]
 fn narrative_en_proxy() {
-    insta::assert_snapshot!(narrative_text(USAGE, UsageSource::Proxy, "en"));
+    insta::assert_snapshot!(narrative_text(USAGE, "proxy", "en"));
 }
 
 #[test]
 fn tag_drivers_en() {
-    insta::assert_snapshot!(narrative_text(TAGS, UsageSource::Auto, "en"));
+    insta::assert_snapshot!(narrative_text(TAGS, "auto", "en"));
 }
 
 #[test]
 fn tag_drivers_zh() {
-    insta::assert_snapshot!(narrative_text(TAGS, UsageSource::Auto, "zh"));
+    insta::assert_snapshot!(narrative_text(TAGS, "auto", "zh"));
 }
 
 #[test]
 fn customer_segmentation_en() {
-    insta::assert_snapshot!(narrative_text(SEGMENTS, UsageSource::Auto, "en"));
+    insta::assert_snapshot!(narrative_text(SEGMENTS, "auto", "en"));
 }
 
 #[test]
 fn customer_segmentation_zh() {
-    insta::assert_snapshot!(narrative_text(SEGMENTS, UsageSource::Auto, "zh"));
+    insta::assert_snapshot!(narrative_text(SEGMENTS, "auto", "zh"));
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use common::{col, demo_db, json, pdf_pages, pdf_text, read_csv, run, squash, text};
-use cxreport::narrative::Templates;
+use cxreport::render::templates::Templates;
 use serde_json::Value;
 
 const AS_OF: &str = "2024-07-01T08:00:00Z";

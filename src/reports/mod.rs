@@ -1,29 +1,114 @@
 //! The report interface and the reports this build knows.
 //!
-//! A report is a folder here and a folder under `templates/`: it says what it is
-//! called, which tables and columns it reads, which options it takes, and how to turn
-//! a database into numbers ([`Computed`]). From those numbers come its CSV files, its
-//! findings and recommendations (language-neutral records), its charts and the data its
-//! Typst layout reads. The pipeline does everything else the same way for every
-//! report: checks, timings, the staged output directory, manifest, editions in
-//! parallel, delivery. Adding a report means one module below and one line in
-//! [`ALL`].
+//! A report is a folder here (load, metrics, findings, charts, layout) and a folder
+//! under `templates/`: it says what it is called, which options it takes, which tables
+//! and columns it reads, and how to turn a database into numbers ([`Computed`]). From
+//! those numbers come its CSV files, its findings and recommendations
+//! (language-neutral records), its charts and the data its Typst layout reads. The
+//! run (`crate::run`) does everything else the same way for every report. Adding a
+//! report means one folder below, one under `templates/` and one line in [`ALL`].
+//!
+//! This layer speaks its own types ([`Request`], [`Options`], [`ReportError`]): it knows
+//! nothing of runs, jobs or the command line.
 
 pub mod conversation_usage;
 pub mod customer_segmentation;
 pub mod tag_drivers;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde_json::Value;
 
-use crate::charts::ChartSpec;
-use crate::data::{DataError, Database, TableNeed};
-use crate::edition::Narrative;
-use crate::narrative::Language;
-use crate::pipeline::{PipelineError, RunRequest};
-use crate::window::Window;
+use crate::intercom::window::{Window, WindowError, WindowSpec};
+use crate::render::charts::ChartSpec;
+use crate::render::format::NumberFormat;
+use crate::render::narrative::Narrative;
+use crate::render::templates::Language;
+use crate::source::{timestamp, BadTimestamps, DataError, Database, TableNeed};
+
+/// One option a report takes: its name (a job key; `--name-with-dashes` on the
+/// command line), what it means, and its value when none is given.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionSpec {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub default: &'static str,
+}
+
+/// The window option, for the reports that cut one (the run resolves it).
+pub const WINDOW_OPTION: OptionSpec = OptionSpec {
+    name: "window",
+    about: "rolling:<N>m | calendar:<N>m | range:<from>..<to>",
+    default: "rolling:6m",
+};
+
+/// A report's own option values as given (command line or job), by name; the report
+/// reads and checks them ([`Report::check_options`]).
+pub type Options = BTreeMap<String, String>;
+
+/// What a report is asked to cover.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub window: WindowSpec,
+    /// Timezone of timestamps without an offset in the database.
+    pub source_tz: Tz,
+    /// Timezone in which calendar windows are cut.
+    pub tz: Tz,
+    pub options: &'a Options,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Window(#[from] WindowError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error("report `{report}`, option `{option}`: {message}")]
+    Option {
+        report: &'static str,
+        option: String,
+        message: String,
+    },
+}
+
+impl ReportError {
+    /// Whether the user must fix how the report is called or pointed at data (as
+    /// opposed to a run that failed on the data).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Self::Window(WindowError::Parse { .. })
+                | Self::Data(DataError::Open { .. } | DataError::Schema { .. })
+                | Self::Option { .. }
+        )
+    }
+}
+
+/// The data holds nothing a report can describe.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum MetricsError {
+    #[error("no conversations in window {start} .. {end}")]
+    EmptyWindow { start: String, end: String },
+    #[error("table {table} has no rows: report {report} has nothing to describe")]
+    NoRows {
+        table: &'static str,
+        report: &'static str,
+    },
+}
+
+impl MetricsError {
+    pub fn empty_window(w: &Window) -> Self {
+        Self::EmptyWindow {
+            start: timestamp::format_utc(w.start),
+            end: timestamp::format_utc(w.end),
+        }
+    }
+}
 
 /// What a report is and how it computes.
 pub trait Report: Sync {
@@ -31,27 +116,30 @@ pub trait Report: Sync {
     fn name(&self) -> &'static str;
     /// One line for `cxreport reports`.
     fn about(&self) -> &'static str;
-    /// The options it reads from a run request or job, with their meaning.
-    fn options(&self) -> &'static [(&'static str, &'static str)];
+    /// The options it takes ([`WINDOW_OPTION`] among them when it cuts a window).
+    fn options(&self) -> &'static [OptionSpec];
+    /// Every problem of the option values, as (option, message); options it does not
+    /// take are the caller's to reject (see [`unknown_options`]).
+    fn check_options(&self, options: &Options) -> Vec<(String, String)>;
     /// Every table and column it reads with these options (all checked before work).
-    fn needs(&self, db: &Database, req: &RunRequest) -> Result<Vec<TableNeed>, DataError>;
+    fn needs(&self, db: &Database, req: &Request<'_>) -> Result<Vec<TableNeed>, ReportError>;
     /// Resolves what a run covers (its period) and the parameters it records,
     /// without loading rows; the ledger keys deliveries by the period.
     fn plan(
         &self,
         db: &Database,
-        req: &RunRequest,
+        req: &Request<'_>,
         reference: DateTime<Utc>,
-    ) -> Result<Plan, PipelineError>;
+    ) -> Result<Plan, ReportError>;
     /// Loads the rows and computes the numbers; `timings` receives `load` and
     /// `metrics`.
     fn compute(
         &self,
         db: &Database,
-        req: &RunRequest,
+        req: &Request<'_>,
         plan: &Plan,
         timings: &mut Vec<(&'static str, Duration)>,
-    ) -> Result<Box<dyn Computed>, PipelineError>;
+    ) -> Result<Box<dyn Computed>, ReportError>;
 }
 
 /// What a run covers, decided before any rows are loaded.
@@ -101,6 +189,9 @@ pub const ALL: &[&dyn Report] = &[
     &customer_segmentation::CustomerSegmentationReport,
 ];
 
+/// The report a run makes when none is named.
+pub const DEFAULT: &str = conversation_usage::NAME;
+
 /// The report called `name`.
 pub fn find(name: &str) -> Option<&'static dyn Report> {
     ALL.iter().copied().find(|r| r.name() == name)
@@ -111,16 +202,83 @@ pub fn names() -> Vec<&'static str> {
     ALL.iter().map(|r| r.name()).collect()
 }
 
+/// The options set in `options` that `report` does not take.
+pub fn unknown_options<'a>(report: &dyn Report, options: &'a Options) -> Vec<&'a str> {
+    options
+        .keys()
+        .filter(|k| !report.options().iter().any(|o| o.name == k.as_str()))
+        .map(String::as_str)
+        .collect()
+}
+
+/// The value of option `name`: as given, else the default the report declares.
+pub fn option<'a>(report: &'static [OptionSpec], options: &'a Options, name: &str) -> &'a str {
+    match options.get(name) {
+        Some(v) => v,
+        None => report
+            .iter()
+            .find(|o| o.name == name)
+            .map_or("", |o| o.default),
+    }
+}
+
+/// Parses option `name` with `parse`; the error names the option.
+pub fn parse_option<T>(
+    report: &'static str,
+    specs: &'static [OptionSpec],
+    options: &Options,
+    name: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, ReportError> {
+    parse(option(specs, options, name)).map_err(|message| ReportError::Option {
+        report,
+        option: name.to_owned(),
+        message,
+    })
+}
+
 /// The window of a report over Intercom conversations: rolling windows end at the
 /// latest conversation in the data, calendar windows at the reference time.
 pub(crate) fn conversation_window(
     db: &Database,
-    req: &RunRequest,
+    req: &Request<'_>,
     reference: DateTime<Utc>,
-) -> Result<Window, PipelineError> {
+) -> Result<Window, ReportError> {
     let anchor = match req.window {
-        crate::window::WindowSpec::Rolling { .. } => db.max_conversation_created(req.source_tz)?,
+        WindowSpec::Rolling { .. } => {
+            crate::intercom::latest_conversation(db, req.source_tz)?
+        }
         _ => None,
     };
     Ok(req.window.resolve(anchor, reference, req.tz)?)
+}
+
+/// A number as the CSVs print it: shortest round-trip form, `.` decimal, empty for NULL.
+pub fn cell(v: Option<f64>) -> String {
+    v.map_or_else(String::new, |v| v.to_string())
+}
+
+/// "2024-01-01 – 2024-06-30" for a window, "as of 2024-06-30" (translated) for a
+/// snapshot.
+pub fn period_label(window: Option<&Window>, period: &str, lang: &Language) -> String {
+    match window {
+        Some(w) => format!(
+            "{} – {}",
+            w.start.format("%Y-%m-%d"),
+            w.end.format("%Y-%m-%d")
+        ),
+        None => format!(
+            "{} {}",
+            lang.strings.get("document.as_of"),
+            period.strip_prefix("asof-").unwrap_or(period)
+        ),
+    }
+}
+
+/// The data-quality table of unparseable timestamps: `table.column`, count.
+pub fn bad_timestamp_rows(bad: &BadTimestamps, f: &NumberFormat) -> Vec<[String; 2]> {
+    bad.0
+        .iter()
+        .map(|(k, v)| [k.clone(), f.count(*v as f64)])
+        .collect()
 }

@@ -63,14 +63,20 @@ pub fn json(path: &Path) -> serde_json::Value {
 }
 
 /// The text layer, read back by poppler's `pdftotext` (Debian `poppler-utils`, which
-/// `.ci/run` installs): it also reads the text inside the charts' form XObjects.
+/// `script/test` installs): it also reads the text inside the charts' form XObjects.
 pub fn pdf_text(path: &Path) -> String {
     let o = Command::new("pdftotext")
         .args(["-enc", "UTF-8"])
         .arg(path)
         .arg("-")
         .output()
-        .expect("pdftotext (apt-get install poppler-utils)");
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run pdftotext ({e}): the PDF tests read the text layer with poppler's \
+                 pdftotext. Run the tests with `script/test`, which installs it, or install it \
+                 with `sudo apt-get install poppler-utils`"
+            )
+        });
     assert!(
         o.status.success(),
         "pdftotext {}: {}",

@@ -4,8 +4,8 @@
 
 use serde_json::{json, Value};
 
-use crate::metrics::{ConversationUsage, SliceRow};
-use crate::narrative::{Finding, Recommendation};
+use super::metrics::{ConversationUsage, SliceRow};
+use crate::render::narrative::{Finding, Recommendation};
 
 fn slice_of(r: &SliceRow) -> Value {
     let mut m = serde_json::Map::new();

@@ -3,8 +3,8 @@
 
 use serde_json::{json, Value};
 
-use crate::metrics::{ConversationUsage, SliceRow, UsageDefinitions};
-use crate::narrative::Language;
+use super::metrics::{ConversationUsage, SliceRow, UsageDefinitions};
+use crate::render::templates::Language;
 
 /// The report's part of `data.json`: scope, the slice panel, diagnostics and the
 /// data-quality appendix, formatted for one language.
@@ -21,7 +21,7 @@ pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
     };
 
     let t = &r.thresholds;
-    let bounds = |b: &crate::metrics::Bounds| match (b.p1, b.p99) {
+    let bounds = |b: &super::metrics::Bounds| match (b.p1, b.p99) {
         (Some(lo), Some(hi)) => format!(
             "{} – {} ({} {})",
             f.number(lo, 1),
@@ -35,7 +35,7 @@ pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
         UsageDefinitions::Events => s.get("scope.usage_events"),
         UsageDefinitions::Proxy => s.get("scope.usage_proxy"),
     };
-    let period_label = crate::edition::period_label(Some(&r.window), "", lang);
+    let period_label = crate::reports::period_label(Some(&r.window), "", lang);
     let scope_rows = vec![
         [s.get("scope.window"), period_label.clone()],
         [s.get("scope.usage_source"), usage],
@@ -112,7 +112,7 @@ pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
         .collect();
 
     let c = &r.correlations;
-    let corr = |key: &str, x: &crate::metrics::Correlation| {
+    let corr = |key: &str, x: &crate::stats::Correlation| {
         vec![s.get(key), f.opt(x.r, |f, v| f.number(v, 2)), count(x.n)]
     };
     let correlations = vec![
@@ -201,7 +201,7 @@ pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
             ]
         })
         .collect();
-    let bad = crate::edition::bad_timestamp_rows(&dq.bad_timestamps, f);
+    let bad = crate::reports::bad_timestamp_rows(&dq.bad_timestamps, f);
     let mut limitations = s.list("quality.limitations");
     limitations.push(match r.usage_source {
         UsageDefinitions::Events => s.get("quality.limitation_events"),

@@ -1,29 +1,95 @@
 //! Report `conversation-usage` (`../shared/specs/report-conversation-usage.md`):
 //! Intercom conversations × product usage of paying customers, sliced by segment ×
-//! seat bucket × ARR bucket. The numbers are `crate::metrics` (§2–§5); this folder
-//! holds what the report makes of them: findings, charts, layout data and CSVs.
+//! seat bucket × ARR bucket. The rows come from `load`, the numbers from `metrics` (§2–§5); the rest of
+//! this folder is what the report makes of them: findings, charts, layout data and CSVs.
 
 pub mod charts;
 pub mod findings;
 pub mod layout;
+pub mod load;
+pub mod metrics;
 
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::Value;
 
-use super::{Computed, CsvFile, Plan, Report};
-use crate::charts::ChartSpec;
-use crate::data::{self, DataError, Database, TableNeed, UsageTables};
-use crate::edition::Narrative;
-use crate::metrics::{self, ConversationUsage, SliceRow, UsageDefinitions};
-use crate::narrative::Language;
-use crate::output;
-use crate::pipeline::{PipelineError, RunRequest, UsageSource};
+use super::{
+    parse_option, Computed, CsvFile, OptionSpec, Options, Plan, Report, ReportError, Request,
+    WINDOW_OPTION,
+};
+use crate::intercom::{
+    COMPANY_ENHANCED, COMPANY_METRICS, CONTACT_ENHANCED, CONVERSATION_ENHANCED,
+    CONVERSATION_METRICS, USAGE_EVENTS,
+};
+use crate::render::charts::ChartSpec;
+use crate::render::narrative::Narrative;
+use crate::render::templates::Language;
+use crate::source::{DataError, Database, TableNeed};
+use load::UsageTables;
+use metrics::{ConversationUsage, SliceRow, UsageDefinitions};
 
 pub const NAME: &str = "conversation-usage";
 
 pub struct ConversationUsageReport;
+
+const OPTIONS: &[OptionSpec] = &[
+    WINDOW_OPTION,
+    OptionSpec {
+        name: "usage_source",
+        about: "auto | events | proxy",
+        default: "auto",
+    },
+    OptionSpec {
+        name: "min_cell",
+        about: "slices with fewer companies are flagged and left out of rankings",
+        default: "20",
+    },
+];
+
+/// Option `usage_source` (spec §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageSource {
+    Auto,
+    Events,
+    Proxy,
+}
+
+impl FromStr for UsageSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "events" => Ok(Self::Events),
+            "proxy" => Ok(Self::Proxy),
+            other => Err(format!(
+                "usage source `{other}`: expected `auto`, `events` or `proxy`"
+            )),
+        }
+    }
+}
+
+/// The options of a run, read.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    usage_source: UsageSource,
+    min_cell: usize,
+}
+
+impl Settings {
+    fn read(options: &Options) -> Result<Self, ReportError> {
+        Ok(Self {
+            usage_source: parse_option(NAME, OPTIONS, options, "usage_source", str::parse)?,
+            min_cell: parse_option(NAME, OPTIONS, options, "min_cell", |v| {
+                v.parse()
+                    .map_err(|_| format!("`{v}`: expected a whole number of companies"))
+            })?,
+        })
+    }
+}
 
 /// The usage definitions a source means on this database (`auto`: events when the
 /// table exists).
@@ -31,7 +97,7 @@ fn usage_of(db: &Database, source: UsageSource) -> Result<UsageDefinitions, Data
     Ok(match source {
         UsageSource::Events => UsageDefinitions::Events,
         UsageSource::Proxy => UsageDefinitions::Proxy,
-        UsageSource::Auto if db.has_table(data::USAGE_EVENTS)? => UsageDefinitions::Events,
+        UsageSource::Auto if db.has_table(USAGE_EVENTS)? => UsageDefinitions::Events,
         UsageSource::Auto => UsageDefinitions::Proxy,
     })
 }
@@ -45,25 +111,26 @@ impl Report for ConversationUsageReport {
         "Intercom conversations × product usage of paying customers, by segment × seat × ARR bucket."
     }
 
-    fn options(&self) -> &'static [(&'static str, &'static str)] {
-        &[
-            (
-                "window",
-                "rolling:<N>m | calendar:<N>m | range:<from>..<to> (default rolling:6m)",
-            ),
-            ("usage_source", "auto | events | proxy (default auto)"),
-            (
-                "min_cell",
-                "slices with fewer companies are flagged and left out of rankings (default 20)",
-            ),
-        ]
+    fn options(&self) -> &'static [OptionSpec] {
+        OPTIONS
     }
 
-    fn needs(&self, db: &Database, req: &RunRequest) -> Result<Vec<TableNeed>, DataError> {
-        let mut needs = data::CONVERSATION_USAGE_CORE.to_vec();
-        needs.extend_from_slice(match usage_of(db, req.usage_source)? {
-            UsageDefinitions::Events => data::CONVERSATION_USAGE_EVENTS,
-            UsageDefinitions::Proxy => data::CONVERSATION_USAGE_PROXY,
+    fn check_options(&self, options: &Options) -> Vec<(String, String)> {
+        match Settings::read(options) {
+            Ok(_) => Vec::new(),
+            Err(ReportError::Option {
+                option, message, ..
+            }) => vec![(option, message)],
+            Err(e) => vec![(String::new(), e.to_string())],
+        }
+    }
+
+    fn needs(&self, db: &Database, req: &Request<'_>) -> Result<Vec<TableNeed>, ReportError> {
+        let settings = Settings::read(req.options)?;
+        let mut needs = load::CORE.to_vec();
+        needs.extend_from_slice(match usage_of(db, settings.usage_source)? {
+            UsageDefinitions::Events => load::EVENTS,
+            UsageDefinitions::Proxy => load::PROXY,
         });
         Ok(needs)
     }
@@ -71,10 +138,11 @@ impl Report for ConversationUsageReport {
     fn plan(
         &self,
         db: &Database,
-        req: &RunRequest,
+        req: &Request<'_>,
         reference: DateTime<Utc>,
-    ) -> Result<Plan, PipelineError> {
-        let usage = usage_of(db, req.usage_source)?;
+    ) -> Result<Plan, ReportError> {
+        let settings = Settings::read(req.options)?;
+        let usage = usage_of(db, settings.usage_source)?;
         let window = super::conversation_window(db, req, reference)?;
         Ok(Plan {
             period: window.period(),
@@ -83,28 +151,28 @@ impl Report for ConversationUsageReport {
                 ("window".into(), req.window.to_string()),
                 (
                     "usage_source".into(),
-                    format!("{:?} → {:?}", req.usage_source, usage).to_lowercase(),
+                    format!("{:?} → {:?}", settings.usage_source, usage).to_lowercase(),
                 ),
-                ("min_cell".into(), req.min_cell.to_string()),
+                ("min_cell".into(), settings.min_cell.to_string()),
                 ("source_timezone".into(), req.source_tz.name().to_owned()),
             ],
             manifest_parameters: serde_json::json!({
                 "window": req.window.to_string(),
-                "usage_source": req.usage_source,
+                "usage_source": settings.usage_source,
                 "usage_source_used": usage,
-                "min_cell": req.min_cell,
+                "min_cell": settings.min_cell,
                 "source_timezone": req.source_tz.name(),
             })
             .as_object()
             .cloned()
             .unwrap_or_default(),
             tables: vec![
-                data::COMPANY_ENHANCED,
-                data::COMPANY_METRICS,
-                data::CONTACT_ENHANCED,
-                data::CONVERSATION_ENHANCED,
-                data::CONVERSATION_METRICS,
-                data::USAGE_EVENTS,
+                COMPANY_ENHANCED,
+                COMPANY_METRICS,
+                CONTACT_ENHANCED,
+                CONVERSATION_ENHANCED,
+                CONVERSATION_METRICS,
+                USAGE_EVENTS,
             ],
         })
     }
@@ -112,17 +180,18 @@ impl Report for ConversationUsageReport {
     fn compute(
         &self,
         db: &Database,
-        req: &RunRequest,
+        req: &Request<'_>,
         plan: &Plan,
         timings: &mut Vec<(&'static str, Duration)>,
-    ) -> Result<Box<dyn Computed>, PipelineError> {
-        let usage = usage_of(db, req.usage_source)?;
+    ) -> Result<Box<dyn Computed>, ReportError> {
+        let settings = Settings::read(req.options)?;
+        let usage = usage_of(db, settings.usage_source)?;
         let tables = match usage {
             UsageDefinitions::Events => UsageTables::Events,
             UsageDefinitions::Proxy => UsageTables::Proxy,
         };
         let t = Instant::now();
-        let loaded = db.load_conversation_usage(req.source_tz, tables)?;
+        let loaded = load::load_conversation_usage(db, req.source_tz, tables)?;
         timings.push(("load", t.elapsed()));
         let t = Instant::now();
         let window = plan.window.expect("conversation-usage plans a window");
@@ -130,7 +199,7 @@ impl Report for ConversationUsageReport {
             &loaded,
             window,
             metrics::Params {
-                min_cell: req.min_cell,
+                min_cell: settings.min_cell,
                 usage,
                 ..metrics::Params::default()
             },
@@ -218,7 +287,7 @@ fn panel_files(r: &ConversationUsage) -> Vec<CsvFile> {
                             .to_owned()
                         })
                         .collect();
-                    cells.extend(row.metric_values().into_iter().map(output::cell));
+                    cells.extend(row.metric_values().into_iter().map(super::cell));
                     cells
                 })
                 .collect(),

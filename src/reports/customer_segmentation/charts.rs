@@ -10,11 +10,11 @@ use charming::Chart;
 use serde_json::json;
 
 use super::metrics::{value_order, CrossRow, Flow, Segmentation};
-use crate::charts::{
+use crate::render::charts::{
     bar_end_label, bar_point, labelled_bar_point, matrix_heatmap, percent_axis, sankey, title,
     ChartSpec, BAR_LABEL, PALETTE,
 };
-use crate::narrative::{NumberFormat, Strings};
+use crate::render::format::{NumberFormat, Strings};
 
 /// Values of a dimension present in `present`, in the dimension's order (others
 /// after, by name).

@@ -6,7 +6,7 @@
 use serde_json::json;
 
 use super::metrics::{CrossRow, Path, Segmentation};
-use crate::narrative::{Finding, Recommendation};
+use crate::render::narrative::{Finding, Recommendation};
 
 /// A lift smaller than this (fraction of the baseline's average ARR) is not a finding.
 const MIN_LIFT: f64 = 0.05;
@@ -240,7 +240,7 @@ mod tests {
             .map(|i| EventRow {
                 user_id: user.into(),
                 event_type: kinds[i % kinds.len()].into(),
-                event_time: crate::timestamp::parse("2024-06-01 00:00:00", chrono_tz::Tz::UTC).ok(),
+                event_time: crate::source::timestamp::parse("2024-06-01 00:00:00", chrono_tz::Tz::UTC).ok(),
             })
             .collect()
     }

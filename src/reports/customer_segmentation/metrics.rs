@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::metrics::{mean, percentile};
+use crate::stats::{mean, percentile};
 
 /// A `users` row.
 #[derive(Debug, Clone, PartialEq)]
@@ -627,7 +627,7 @@ mod tests {
         EventRow {
             user_id: user.into(),
             event_type: kind.into(),
-            event_time: crate::timestamp::parse(
+            event_time: crate::source::timestamp::parse(
                 &format!("2024-06-{day:02} 12:00:00"),
                 chrono_tz::Tz::UTC,
             )

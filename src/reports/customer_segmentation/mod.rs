@@ -5,6 +5,7 @@
 
 pub mod charts;
 pub mod findings;
+pub mod load;
 pub mod metrics;
 
 use std::time::{Duration, Instant};
@@ -12,13 +13,13 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::{Computed, CsvFile, Plan, Report};
-use crate::charts::ChartSpec;
-use crate::data::{self, DataError, Database, TableNeed};
-use crate::edition::Narrative;
-use crate::narrative::Language;
-use crate::output;
-use crate::pipeline::{PipelineError, RunRequest};
+use super::{
+    Computed, CsvFile, MetricsError, OptionSpec, Options, Plan, Report, ReportError, Request,
+};
+use crate::render::charts::ChartSpec;
+use crate::render::narrative::Narrative;
+use crate::render::templates::Language;
+use crate::source::{BadTimestamps, Database, TableNeed};
 use metrics::{DimensionRow, Impact, Path, Segmentation};
 
 pub const NAME: &str = "customer-segmentation";
@@ -37,24 +38,27 @@ impl Report for CustomerSegmentationReport {
         "Customer profiles and journeys from users and events: segments by portfolio × plan, engagement, support load and activity; revenue and revenue at risk."
     }
 
-    fn options(&self) -> &'static [(&'static str, &'static str)] {
-        &[(
-            "source_timezone",
-            "timezone of event times without an offset (default UTC); the report is a snapshot as of the latest event, no window",
-        )]
+    fn options(&self) -> &'static [OptionSpec] {
+        // A snapshot as of the latest event: no window; event times without an offset
+        // are read in the run's source timezone.
+        &[]
     }
 
-    fn needs(&self, _db: &Database, _req: &RunRequest) -> Result<Vec<TableNeed>, DataError> {
-        Ok(data::CUSTOMER_SEGMENTATION.to_vec())
+    fn check_options(&self, _options: &Options) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    fn needs(&self, _db: &Database, _req: &Request<'_>) -> Result<Vec<TableNeed>, ReportError> {
+        Ok(load::NEEDS.to_vec())
     }
 
     fn plan(
         &self,
         db: &Database,
-        req: &RunRequest,
+        req: &Request<'_>,
         reference: DateTime<Utc>,
-    ) -> Result<Plan, PipelineError> {
-        let as_of = db.max_event_time(req.source_tz)?.unwrap_or(reference);
+    ) -> Result<Plan, ReportError> {
+        let as_of = load::latest_event(db, req.source_tz)?.unwrap_or(reference);
         Ok(Plan {
             period: format!("asof-{}", as_of.format("%Y-%m-%d")),
             window: None,
@@ -63,27 +67,26 @@ impl Report for CustomerSegmentationReport {
                 .as_object()
                 .cloned()
                 .unwrap_or_default(),
-            tables: vec![data::USERS, data::EVENTS],
+            tables: vec![load::USERS, load::EVENTS],
         })
     }
 
     fn compute(
         &self,
         db: &Database,
-        req: &RunRequest,
+        req: &Request<'_>,
         _plan: &Plan,
         timings: &mut Vec<(&'static str, Duration)>,
-    ) -> Result<Box<dyn Computed>, PipelineError> {
+    ) -> Result<Box<dyn Computed>, ReportError> {
         let t = Instant::now();
-        let (users, events, bad) = db.load_segmentation(req.source_tz)?;
+        let (users, events, bad) = load::load(db, req.source_tz)?;
         timings.push(("load", t.elapsed()));
         if users.is_empty() {
-            return Err(PipelineError::Metrics(
-                crate::metrics::MetricsError::NoRows {
-                    table: data::USERS,
-                    report: NAME,
-                },
-            ));
+            return Err(MetricsError::NoRows {
+                table: load::USERS,
+                report: NAME,
+            }
+            .into());
         }
         let t = Instant::now();
         let numbers = metrics::compute(&users, &events);
@@ -103,7 +106,7 @@ impl Report for CustomerSegmentationReport {
 
 pub struct Run {
     pub numbers: Segmentation,
-    pub bad_timestamps: data::BadTimestamps,
+    pub bad_timestamps: BadTimestamps,
 }
 
 impl Computed for Run {
@@ -138,9 +141,9 @@ impl Computed for Run {
                             p.engagement.to_owned(),
                             p.status.to_owned(),
                             p.users.to_string(),
-                            output::cell(Some(p.share)),
-                            output::cell(Some(p.total_arr)),
-                            output::cell(Some(p.avg_arr)),
+                            super::cell(Some(p.share)),
+                            super::cell(Some(p.total_arr)),
+                            super::cell(Some(p.avg_arr)),
                         ]
                     })
                     .collect(),
@@ -166,12 +169,12 @@ impl Computed for Run {
                             d.dimension.to_owned(),
                             d.value.clone(),
                             d.users.to_string(),
-                            output::cell(Some(d.share)),
-                            output::cell(Some(d.total_arr)),
-                            output::cell(Some(d.avg_arr)),
-                            output::cell(Some(d.active_rate)),
-                            output::cell(d.avg_nps),
-                            output::cell(Some(d.avg_tickets)),
+                            super::cell(Some(d.share)),
+                            super::cell(Some(d.total_arr)),
+                            super::cell(Some(d.avg_arr)),
+                            super::cell(Some(d.active_rate)),
+                            super::cell(d.avg_nps),
+                            super::cell(Some(d.avg_tickets)),
                         ]
                     })
                     .collect(),
@@ -360,7 +363,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
         .take(PATHS_LISTED)
         .map(|p| path_row(p))
         .collect();
-    let bad = crate::edition::bad_timestamp_rows(&run.bad_timestamps, f);
+    let bad = super::bad_timestamp_rows(&run.bad_timestamps, f);
     let quality = vec![
         [
             s.get("quality.without_portfolio"),

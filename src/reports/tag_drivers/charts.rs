@@ -9,8 +9,8 @@ use charming::Chart;
 use serde_json::json;
 
 use super::metrics::TagDrivers;
-use crate::charts::{bar_end_label, bar_point, num1, percent_axis, title, ChartSpec};
-use crate::narrative::Strings;
+use crate::render::charts::{bar_end_label, bar_point, num1, percent_axis, title, ChartSpec};
+use crate::render::format::Strings;
 
 /// Horizontal bars of shares (fractions), one per row, labelled in percent.
 fn share_points(shares: impl Iterator<Item = f64>) -> Vec<CompositeValue> {

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use super::metrics::{GroupStats, TagDrivers, TopTag};
-use crate::narrative::{Finding, Recommendation};
+use crate::render::narrative::{Finding, Recommendation};
 
 /// Topics a finding names at most.
 const TOPICS_NAMED: usize = 3;
@@ -255,9 +255,9 @@ pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendati
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::BadTimestamps;
+    use crate::source::BadTimestamps;
     use crate::reports::tag_drivers::metrics::{TagShare, AT_RISK, EXPANSION};
-    use crate::window::Window;
+    use crate::intercom::window::Window;
 
     fn group(name: &'static str, rating: f64, resp: f64) -> GroupStats {
         GroupStats {
@@ -275,7 +275,7 @@ mod tests {
     }
 
     fn numbers(top: Vec<(&str, f64, f64)>, risk: GroupStats, exp: GroupStats) -> TagDrivers {
-        let t = |s: &str| crate::timestamp::parse(s, chrono_tz::Tz::UTC).unwrap();
+        let t = |s: &str| crate::source::timestamp::parse(s, chrono_tz::Tz::UTC).unwrap();
         TagDrivers {
             window: Window {
                 start: t("2024-01-01 00:00:00"),

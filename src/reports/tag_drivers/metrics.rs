@@ -1,15 +1,20 @@
 //! The numbers of the `tag-drivers` report (`../shared/specs/report-tag-drivers.md`):
 //! what at-risk companies talk to support about compared with expansion targets.
-//! Pure functions from loaded rows to serde structs, like `crate::metrics`; the
+//! Pure functions from loaded rows to serde structs, like conversation-usage's; the
 //! population and window rules are conversation-usage's §1–§2 (no P1/P99 exclusion).
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use crate::data::{split_items, BadTimestamps, CompanyRow, TagDriversData};
-use crate::metrics::{classify, percentile, MetricsError, Population};
-use crate::window::Window;
+use super::load::TagDriversData;
+use crate::intercom::population::Population;
+use crate::intercom::slices::classify;
+use crate::intercom::{split_items, CompanyRow};
+use crate::reports::MetricsError;
+use crate::source::BadTimestamps;
+use crate::stats::percentile;
+use crate::intercom::window::Window;
 
 pub const AT_RISK: &str = "at_risk";
 pub const EXPANSION: &str = "expansion";
@@ -68,7 +73,7 @@ pub fn groups_of(c: &CompanyRow) -> (bool, bool) {
     let has =
         |name: &str| tags.is_some_and(|t| split_items(t).any(|x| x.eq_ignore_ascii_case(name)));
     let segment = classify(tags, c.user_count, c.monthly_spend.unwrap_or(0.0)).segment;
-    let segment = crate::metrics::segment_name(segment);
+    let segment = crate::intercom::slices::segment_name(segment);
     (
         has("Churn Watch") || segment == "churn_watch",
         has("Expansion Target") || segment == "expansion",
@@ -169,7 +174,7 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
             conversations_per_company: ratio(a.conversations, a.companies.len()),
             rated: a.ratings.len(),
             rated_le2: a.ratings.iter().filter(|r| **r <= 2.0).count(),
-            avg_rating: crate::metrics::mean(a.ratings.iter().copied()),
+            avg_rating: crate::stats::mean(a.ratings.iter().copied()),
             share_rated_le2: ratio(
                 a.ratings.iter().filter(|r| **r <= 2.0).count(),
                 a.ratings.len(),
@@ -230,7 +235,7 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{TagConversationRow, TagMetricsRow};
+    use super::super::load::{TagConversationRow, TagMetricsRow};
     use chrono_tz::Tz;
 
     fn company(id: &str, name: &str, tags: &str) -> CompanyRow {
@@ -252,16 +257,16 @@ mod tests {
     ) -> TagConversationRow {
         TagConversationRow {
             conversation_id: id.into(),
-            created_at: crate::timestamp::parse(when, Tz::UTC).ok(),
+            created_at: crate::source::timestamp::parse(when, Tz::UTC).ok(),
             first_company_name: Some(company.to_lowercase()),
-            topics: crate::data::topic_tags(tags),
+            topics: crate::intercom::topic_tags(tags),
             rating,
         }
     }
 
     fn window() -> Window {
         "range:2024-01-01..2024-06-30"
-            .parse::<crate::window::WindowSpec>()
+            .parse::<crate::intercom::window::WindowSpec>()
             .unwrap()
             .resolve(None, chrono::Utc::now(), Tz::UTC)
             .unwrap()
@@ -423,7 +428,7 @@ mod tests {
         );
         assert_eq!(r.groups[0].reopen_rate, None, "no metrics row");
         let empty = "range:2020-01-01..2020-01-31"
-            .parse::<crate::window::WindowSpec>()
+            .parse::<crate::intercom::window::WindowSpec>()
             .unwrap()
             .resolve(None, chrono::Utc::now(), Tz::UTC)
             .unwrap();

@@ -3,6 +3,7 @@
 
 pub mod charts;
 pub mod findings;
+pub mod load;
 pub mod metrics;
 
 use std::time::{Duration, Instant};
@@ -10,13 +11,15 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::{Computed, CsvFile, Plan, Report};
-use crate::charts::ChartSpec;
-use crate::data::{self, DataError, Database, TableNeed};
-use crate::edition::Narrative;
-use crate::narrative::Language;
-use crate::output;
-use crate::pipeline::{PipelineError, RunRequest};
+use super::{
+    parse_option, Computed, CsvFile, OptionSpec, Options, Plan, Report, ReportError, Request,
+    WINDOW_OPTION,
+};
+use crate::intercom::{COMPANY_ENHANCED, CONVERSATION_ENHANCED, CONVERSATION_METRICS};
+use crate::render::charts::ChartSpec;
+use crate::render::narrative::Narrative;
+use crate::render::templates::Language;
+use crate::source::{Database, TableNeed};
 use metrics::TagDrivers;
 
 pub const NAME: &str = "tag-drivers";
@@ -25,6 +28,25 @@ pub const NAME: &str = "tag-drivers";
 const APPENDIX_TAGS: usize = 15;
 
 pub struct TagDriversReport;
+
+const OPTIONS: &[OptionSpec] = &[
+    WINDOW_OPTION,
+    OptionSpec {
+        name: "min_pp",
+        about: "share difference, in percentage points, that makes a topic over-represented",
+        default: "3",
+    },
+];
+
+/// Option `min_pp`: percentage points between 0 and 100.
+fn min_pp(options: &Options) -> Result<f64, ReportError> {
+    parse_option(NAME, OPTIONS, options, "min_pp", |s| match s.parse::<f64>() {
+        Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "`{s}`: expected percentage points between 0 and 100"
+        )),
+    })
+}
 
 impl Report for TagDriversReport {
     fn name(&self) -> &'static str {
@@ -35,50 +57,52 @@ impl Report for TagDriversReport {
         "What at-risk companies talk to support about, compared with expansion targets: topic tag shares, rating and response gaps."
     }
 
-    fn options(&self) -> &'static [(&'static str, &'static str)] {
-        &[
-            (
-                "window",
-                "rolling:<N>m | calendar:<N>m | range:<from>..<to> (default rolling:6m)",
-            ),
-            (
-                "min_pp",
-                "share difference, in percentage points, that makes a topic over-represented (default 3)",
-            ),
-        ]
+    fn options(&self) -> &'static [OptionSpec] {
+        OPTIONS
     }
 
-    fn needs(&self, _db: &Database, _req: &RunRequest) -> Result<Vec<TableNeed>, DataError> {
-        Ok(data::TAG_DRIVERS.to_vec())
+    fn check_options(&self, options: &Options) -> Vec<(String, String)> {
+        match min_pp(options) {
+            Ok(_) => Vec::new(),
+            Err(ReportError::Option {
+                option, message, ..
+            }) => vec![(option, message)],
+            Err(e) => vec![(String::new(), e.to_string())],
+        }
+    }
+
+    fn needs(&self, _db: &Database, _req: &Request<'_>) -> Result<Vec<TableNeed>, ReportError> {
+        Ok(load::NEEDS.to_vec())
     }
 
     fn plan(
         &self,
         db: &Database,
-        req: &RunRequest,
+        req: &Request<'_>,
         reference: DateTime<Utc>,
-    ) -> Result<Plan, PipelineError> {
+    ) -> Result<Plan, ReportError> {
+        let min_pp = min_pp(req.options)?;
         let window = super::conversation_window(db, req, reference)?;
         Ok(Plan {
             period: window.period(),
             window: Some(window),
             parameters: vec![
                 ("window".into(), req.window.to_string()),
-                ("min_pp".into(), req.min_pp.to_string()),
+                ("min_pp".into(), min_pp.to_string()),
                 ("source_timezone".into(), req.source_tz.name().to_owned()),
             ],
             manifest_parameters: json!({
                 "window": req.window.to_string(),
-                "min_pp": req.min_pp,
+                "min_pp": min_pp,
                 "source_timezone": req.source_tz.name(),
             })
             .as_object()
             .cloned()
             .unwrap_or_default(),
             tables: vec![
-                data::COMPANY_ENHANCED,
-                data::CONVERSATION_ENHANCED,
-                data::CONVERSATION_METRICS,
+                COMPANY_ENHANCED,
+                CONVERSATION_ENHANCED,
+                CONVERSATION_METRICS,
             ],
         })
     }
@@ -86,12 +110,12 @@ impl Report for TagDriversReport {
     fn compute(
         &self,
         db: &Database,
-        req: &RunRequest,
+        req: &Request<'_>,
         plan: &Plan,
         timings: &mut Vec<(&'static str, Duration)>,
-    ) -> Result<Box<dyn Computed>, PipelineError> {
+    ) -> Result<Box<dyn Computed>, ReportError> {
         let t = Instant::now();
-        let loaded = db.load_tag_drivers(req.source_tz)?;
+        let loaded = load::load(db, req.source_tz)?;
         timings.push(("load", t.elapsed()));
         let t = Instant::now();
         let window = plan.window.expect("tag-drivers plans a window");
@@ -105,7 +129,7 @@ impl Report for TagDriversReport {
         }
         Ok(Box::new(Run {
             numbers,
-            min_pp: req.min_pp,
+            min_pp: min_pp(req.options)?,
         }))
     }
 }
@@ -137,7 +161,7 @@ impl Computed for Run {
                             s.group.to_owned(),
                             s.tag.clone(),
                             s.conversations.to_string(),
-                            output::cell(Some(s.share)),
+                            super::cell(Some(s.share)),
                         ]
                     })
                     .collect(),
@@ -161,10 +185,10 @@ impl Computed for Run {
                             g.group.to_owned(),
                             g.companies.to_string(),
                             g.conversations.to_string(),
-                            output::cell(g.avg_rating),
-                            output::cell(g.share_rated_le2),
-                            output::cell(g.median_resp),
-                            output::cell(g.reopen_rate),
+                            super::cell(g.avg_rating),
+                            super::cell(g.share_rated_le2),
+                            super::cell(g.median_resp),
+                            super::cell(g.reopen_rate),
                         ]
                     })
                     .collect(),
@@ -324,7 +348,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
         .iter()
         .map(|(id, name)| [name.clone(), id.clone()])
         .collect();
-    let bad = crate::edition::bad_timestamp_rows(&r.bad_timestamps, f);
+    let bad = super::bad_timestamp_rows(&r.bad_timestamps, f);
     json!({
         "scope": { "rows": scope, "definitions": s.list("scope.definitions") },
         "groups": groups,

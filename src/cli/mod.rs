@@ -1,0 +1,234 @@
+//! The command line: argument types, one file per group of commands, and the one
+//! table from errors to exit codes (0 ok, 1 the work failed, 2 how cxreport was
+//! called or configured must change). Report options are not listed here: each
+//! report's [`OptionSpec`](crate::reports::OptionSpec)s become `run` flags.
+
+mod demo;
+mod jobs;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::demo::DemoError;
+use crate::jobs::config::ConfigError;
+use crate::jobs::job::JobError;
+use crate::reports;
+use crate::run::RunError;
+
+#[derive(Parser)]
+#[command(
+    name = "cxreport",
+    version,
+    about = "Customer-support and product-usage reports, in English and Chinese."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+enum Command {
+    /// Run a report now (with no --db, on the built-in demo database).
+    Run(run::RunArgs),
+    /// Run the scheduler: jobs run when due, until SIGINT/SIGTERM.
+    Daemon {
+        #[arg(long, default_value = "schedules.toml")]
+        config: PathBuf,
+    },
+    /// Each job, its cron, timezone and next fire times.
+    Schedule {
+        #[arg(long, default_value = "schedules.toml")]
+        config: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+    },
+    /// Validate configuration, templates, fonts and database schema; list every problem.
+    Check {
+        #[arg(long, default_value = "schedules.toml")]
+        config: PathBuf,
+        /// Check this database instead of the configured ones.
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
+    /// Runs and deliveries from the ledger; exits 1 when a job's latest run failed.
+    History {
+        #[arg(long, default_value = "schedules.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        job: Option<String>,
+    },
+    /// Write the deterministic demo database.
+    DemoData(demo::DemoArgs),
+    /// List the report kinds and their options.
+    Reports,
+    /// Benchmark helper: read the columns a report reads once, keeping nothing.
+    #[command(hide = true)]
+    ScanFloor {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long, default_value = "events")]
+        usage_source: String,
+    },
+}
+
+/// Why a command failed; its exit code is [`Failure::exit_code`].
+#[derive(Debug)]
+pub enum Failure {
+    /// How cxreport was called or configured must change.
+    Usage(anyhow::Error),
+    /// The work failed (or, for `history`, a job's latest run did).
+    Failed(anyhow::Error),
+}
+
+impl Failure {
+    /// The one table from failures to exit codes.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Usage(_) => 2,
+            Self::Failed(_) => 1,
+        }
+    }
+
+    fn error(&self) -> &anyhow::Error {
+        match self {
+            Self::Usage(e) | Self::Failed(e) => e,
+        }
+    }
+}
+
+impl From<RunError> for Failure {
+    fn from(e: RunError) -> Self {
+        if e.is_usage() {
+            Self::Usage(e.into())
+        } else {
+            Self::Failed(e.into())
+        }
+    }
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Self::Usage(e.into())
+    }
+}
+
+impl From<JobError> for Failure {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::UnknownJob { .. } => Self::Usage(e.into()),
+            _ => Self::Failed(e.into()),
+        }
+    }
+}
+
+impl From<DemoError> for Failure {
+    fn from(e: DemoError) -> Self {
+        match e {
+            DemoError::Scale(_) => Self::Usage(e.into()),
+            _ => Self::Failed(e.into()),
+        }
+    }
+}
+
+/// The report options every report declares, as `run` flags (`--min-pp`), once each.
+fn with_report_options(cmd: clap::Command) -> clap::Command {
+    cmd.mut_subcommand("run", |mut run| {
+        let mut seen: Vec<&str> = vec![reports::WINDOW_OPTION.name];
+        for report in reports::ALL {
+            for o in report.options() {
+                if seen.contains(&o.name) {
+                    continue;
+                }
+                seen.push(o.name);
+                let flag: &'static str = Box::leak(o.name.replace('_', "-").into_boxed_str());
+                let help: &'static str = Box::leak(
+                    format!("{}: {} (default {})", report.name(), o.about, o.default)
+                        .into_boxed_str(),
+                );
+                run = run.arg(
+                    clap::Arg::new(o.name)
+                        .long(flag)
+                        .value_name("VALUE")
+                        .help(help),
+                );
+            }
+        }
+        run
+    })
+}
+
+/// The report options given on the command line, by name.
+fn report_options(m: &ArgMatches) -> reports::Options {
+    let mut out = reports::Options::new();
+    for report in reports::ALL {
+        for o in report.options() {
+            if o.name == reports::WINDOW_OPTION.name {
+                continue;
+            }
+            if let Ok(Some(v)) = m.try_get_one::<String>(o.name) {
+                out.insert(o.name.to_owned(), v.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Parses the arguments, runs the command, prints the error and returns the exit code.
+pub fn main() -> ExitCode {
+    let matches = match with_report_options(Cli::command()).try_get_matches() {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+    };
+    let options = matches
+        .subcommand_matches("run")
+        .map(report_options)
+        .unwrap_or_default();
+    match dispatch(cli.command, options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {:#}", f.error());
+            ExitCode::from(f.exit_code())
+        }
+    }
+}
+
+fn dispatch(cmd: Command, options: reports::Options) -> Result<(), Failure> {
+    match cmd {
+        Command::Run(args) => run::run(args, options),
+        Command::DemoData(args) => demo::demo_data(args),
+        Command::Daemon { config } => jobs::daemon(&config),
+        Command::Schedule { config, count } => jobs::schedule(&config, count),
+        Command::Check { config, db } => jobs::check(&config, db.as_deref()),
+        Command::History { config, job } => jobs::history(&config, job.as_deref()),
+        Command::ScanFloor { db, usage_source } => demo::scan_floor(&db, &usage_source),
+        Command::Reports => {
+            for report in reports::ALL {
+                println!("{}\n    {}", report.name(), report.about());
+                for o in report.options() {
+                    println!(
+                        "    --{}: {} (default {})",
+                        o.name.replace('_', "-"),
+                        o.about,
+                        o.default
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! `cxreport run`: one report now, on a database or the built-in demo, or one job of
+//! the configuration as the schedule would run it.
+
+use std::path::PathBuf;
+
+use super::{jobs, Failure};
+use crate::clock::{FixedClock, SystemClock};
+use crate::intercom::window::WindowSpec;
+use crate::jobs::job::Delivery;
+use crate::render::templates::Templates;
+use crate::reports::{self, Options};
+use crate::run::{self as pipeline, RunRequest};
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Report kind (see `cxreport reports`).
+    #[arg(default_value = reports::DEFAULT)]
+    report: String,
+    /// SQLite database shaped like the data contract.
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// rolling:<N>m | calendar:<N>m | range:<YYYY-MM-DD>..<YYYY-MM-DD>
+    #[arg(long, default_value = "rolling:6m")]
+    window: WindowSpec,
+    /// Output root; files go to <out>/<report>/<period>/.
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    /// IANA timezone of timestamps without an offset.
+    #[arg(long, default_value = "UTC")]
+    source_timezone: chrono_tz::Tz,
+    /// IANA timezone in which calendar windows are cut.
+    #[arg(long, default_value = "UTC")]
+    timezone: chrono_tz::Tz,
+    /// Language editions to write, comma-separated (en, zh, or a folder in --templates).
+    #[arg(long, value_delimiter = ',', default_value = "en,zh")]
+    lang: Vec<String>,
+    /// Write the CSV/JSON outputs only, no PDF editions.
+    #[arg(long)]
+    data_only: bool,
+    /// Directory whose files override the built-in templates (<report>/<lang>/…).
+    #[arg(long)]
+    templates: Option<PathBuf>,
+    /// The run's reference time (RFC 3339), instead of now: reruns give identical PDFs.
+    #[arg(long)]
+    as_of: Option<chrono::DateTime<chrono::Utc>>,
+    /// Run a job of the configuration now, as the schedule would.
+    #[arg(long)]
+    job: Option<String>,
+    #[arg(long, default_value = "schedules.toml")]
+    config: PathBuf,
+    /// With --job: deliver the editions to the job's recipients (recorded in the ledger).
+    #[arg(long, requires = "job", conflicts_with_all = ["outbox", "to"])]
+    send: bool,
+    /// With --job: write the emails as .eml files into DIR instead of sending.
+    #[arg(long, requires = "job", conflicts_with = "to")]
+    outbox: Option<PathBuf>,
+    /// With --job: send every edition to this one address only (a test).
+    #[arg(long, requires = "job")]
+    to: Option<String>,
+}
+
+pub fn run(args: RunArgs, options: Options) -> Result<(), Failure> {
+    if let Some(name) = &args.job {
+        let delivery = if args.send {
+            Delivery::Send
+        } else if let Some(dir) = args.outbox {
+            Delivery::Outbox(dir)
+        } else if let Some(to) = &args.to {
+            let addr = to.parse().map_err(|e| {
+                Failure::Usage(anyhow::anyhow!("--to `{to}`: not a valid address ({e})"))
+            })?;
+            Delivery::TestTo(addr)
+        } else {
+            Delivery::None
+        };
+        return jobs::run_job(&args.config, name, args.as_of, &delivery);
+    }
+    let db = match args.db {
+        Some(db) => db,
+        None => pipeline::demo_database(&pipeline::cache_dir())?,
+    };
+    let req = RunRequest {
+        name: args.report.clone(),
+        report: args.report,
+        db,
+        window: args.window,
+        options,
+        out_dir: args.out,
+        source_tz: args.source_timezone,
+        tz: args.timezone,
+        langs: if args.data_only { Vec::new() } else { args.lang },
+        templates: Templates::new(args.templates),
+    };
+    let outcome = match args.as_of {
+        Some(t) => pipeline::run(&req, &FixedClock(t)),
+        None => pipeline::run(&req, &SystemClock),
+    }?;
+    println!("{}", outcome.dir.display());
+    Ok(())
+}

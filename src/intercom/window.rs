@@ -1,0 +1,224 @@
+//! Report windows (`rolling:<N>m`, `calendar:<N>m`, `range:<from>..<to>`): parsing the
+//! option text and resolving it to an inclusive UTC interval, given the data's anchor
+//! (latest conversation) and the run's reference time (from the injected clock).
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowSpec {
+    Rolling { months: u32 },
+    Calendar { months: u32 },
+    Range { from: NaiveDate, to: NaiveDate },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WindowError {
+    #[error("window `{text}`: {reason} (expected `rolling:<N>m`, `calendar:<N>m` or `range:YYYY-MM-DD..YYYY-MM-DD`)")]
+    Parse { text: String, reason: &'static str },
+    #[error("window `{0}` needs the latest conversation time, but no conversation has a readable conversation_created_at")]
+    NoAnchor(String),
+}
+
+impl FromStr for WindowSpec {
+    type Err = WindowError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let err = |reason| WindowError::Parse {
+            text: text.to_owned(),
+            reason,
+        };
+        let months = |s: &str| -> Result<u32, WindowError> {
+            let n = s
+                .strip_suffix('m')
+                .ok_or_else(|| err("the length must end in `m` (months)"))?;
+            match n.parse::<u32>() {
+                Ok(n) if (1..=120).contains(&n) => Ok(n),
+                _ => Err(err("the number of months must be 1 to 120")),
+            }
+        };
+        let t = text.trim();
+        if let Some(rest) = t.strip_prefix("rolling:") {
+            Ok(Self::Rolling {
+                months: months(rest)?,
+            })
+        } else if let Some(rest) = t.strip_prefix("calendar:") {
+            Ok(Self::Calendar {
+                months: months(rest)?,
+            })
+        } else if let Some(rest) = t.strip_prefix("range:") {
+            let (a, b) = rest
+                .split_once("..")
+                .ok_or_else(|| err("a range is written `from..to`"))?;
+            let date = |s: &str| {
+                NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+                    .map_err(|_| err("dates are written YYYY-MM-DD"))
+            };
+            let (from, to) = (date(a)?, date(b)?);
+            if from > to {
+                return Err(err("the range ends before it starts"));
+            }
+            Ok(Self::Range { from, to })
+        } else {
+            Err(err("unknown kind"))
+        }
+    }
+}
+
+impl fmt::Display for WindowSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Rolling { months } => write!(f, "rolling:{months}m"),
+            Self::Calendar { months } => write!(f, "calendar:{months}m"),
+            Self::Range { from, to } => write!(f, "range:{from}..{to}"),
+        }
+    }
+}
+
+/// An inclusive UTC interval `[start, end]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Window {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+impl Window {
+    pub fn contains(&self, t: DateTime<Utc>) -> bool {
+        self.start <= t && t <= self.end
+    }
+
+    /// The canonical period text: directory name and ledger key.
+    pub fn period(&self) -> String {
+        format!(
+            "{}_{}",
+            self.start.format("%Y-%m-%d"),
+            self.end.format("%Y-%m-%d")
+        )
+    }
+
+    fn from_dates(first: NaiveDate, last: NaiveDate) -> Self {
+        let end_of_day = NaiveTime::from_hms_opt(23, 59, 59).expect("valid time");
+        Self {
+            start: Utc.from_utc_datetime(&first.and_time(NaiveTime::MIN)),
+            end: Utc.from_utc_datetime(&last.and_time(end_of_day)),
+        }
+    }
+}
+
+impl WindowSpec {
+    /// Resolves the spec. `anchor` is MAX(conversation_created_at), needed by rolling
+    /// windows only; `reference` is the run's reference time, seen in `tz` (the job's
+    /// timezone) to decide which calendar months are "before" it.
+    pub fn resolve(
+        &self,
+        anchor: Option<DateTime<Utc>>,
+        reference: DateTime<Utc>,
+        tz: Tz,
+    ) -> Result<Window, WindowError> {
+        Ok(match *self {
+            Self::Rolling { months } => {
+                let day = anchor
+                    .ok_or_else(|| WindowError::NoAnchor(self.to_string()))?
+                    .date_naive();
+                Window::from_dates(sub_months(day, months), day)
+            }
+            Self::Calendar { months } => {
+                let local = reference.with_timezone(&tz).date_naive();
+                let this_month = local.with_day(1).expect("day 1 exists");
+                let first = sub_months(this_month, months);
+                let last = this_month.pred_opt().expect("a day before the 1st exists");
+                Window::from_dates(first, last)
+            }
+            Self::Range { from, to } => Window::from_dates(from, to),
+        })
+    }
+}
+
+/// Calendar months back, clamping to the month's last day (Aug 31 − 6m = Feb 29/28).
+fn sub_months(d: NaiveDate, n: u32) -> NaiveDate {
+    d.checked_sub_months(Months::new(n)).expect("date in range")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        crate::source::timestamp::parse(s, Tz::UTC).unwrap()
+    }
+
+    #[test]
+    fn rolling_uses_the_anchor_date() {
+        let w: WindowSpec = "rolling:6m".parse().unwrap();
+        let r = w
+            .resolve(
+                Some(at("2024-06-15 12:00:00")),
+                at("2030-01-01 00:00:00"),
+                Tz::UTC,
+            )
+            .unwrap();
+        assert_eq!(r.start, at("2023-12-15 00:00:00"));
+        assert_eq!(r.end, at("2024-06-15 23:59:59"));
+        assert_eq!(r.period(), "2023-12-15_2024-06-15");
+        let r = w
+            .resolve(
+                Some(at("2024-08-31 01:00:00")),
+                at("2030-01-01 00:00:00"),
+                Tz::UTC,
+            )
+            .unwrap();
+        assert_eq!(r.start, at("2024-02-29 00:00:00"));
+        assert!(matches!(
+            w.resolve(None, at("2030-01-01 00:00:00"), Tz::UTC),
+            Err(WindowError::NoAnchor(_))
+        ));
+    }
+
+    #[test]
+    fn calendar_takes_full_months_before_the_reference_in_the_job_timezone() {
+        let w: WindowSpec = "calendar:6m".parse().unwrap();
+        let r = w.resolve(None, at("2024-07-01 12:00:00"), Tz::UTC).unwrap();
+        assert_eq!(r.start, at("2024-01-01 00:00:00"));
+        assert_eq!(r.end, at("2024-06-30 23:59:59"));
+        // 02:00 UTC on July 1st is still June 30th in New York.
+        let ny: Tz = "America/New_York".parse().unwrap();
+        let r = w.resolve(None, at("2024-07-01 02:00:00"), ny).unwrap();
+        assert_eq!(r.start, at("2023-12-01 00:00:00"));
+        assert_eq!(r.end, at("2024-05-31 23:59:59"));
+    }
+
+    #[test]
+    fn range_is_inclusive() {
+        let w: WindowSpec = "range:2024-01-01..2024-03-31".parse().unwrap();
+        let r = w.resolve(None, at("2030-01-01 00:00:00"), Tz::UTC).unwrap();
+        assert!(r.contains(at("2024-03-31 23:59:59")));
+        assert!(!r.contains(at("2024-04-01 00:00:00")));
+        assert!(r.contains(at("2024-01-01 00:00:00")));
+        assert!(!r.contains(at("2023-12-31 23:59:59")));
+        assert_eq!(w.to_string(), "range:2024-01-01..2024-03-31");
+    }
+
+    #[test]
+    fn bad_specs_say_why() {
+        for bad in [
+            "",
+            "rolling",
+            "rolling:6",
+            "rolling:0m",
+            "calendar:xm",
+            "range:2024-01-01",
+            "range:2024-02-01..2024-01-01",
+            "weekly:2w",
+        ] {
+            let e = bad.parse::<WindowSpec>().unwrap_err();
+            assert!(
+                e.to_string().contains("expected `rolling:<N>m`"),
+                "{bad}: {e}"
+            );
+        }
+    }
+}

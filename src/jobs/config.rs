@@ -1,0 +1,720 @@
+//! `schedules.toml`: defaults, SMTP and jobs. Strict: unknown keys are rejected, and
+//! every problem names the file, the key and the reason, all of them at once. Secrets
+//! never live in the file: the SMTP password comes from the environment variable the
+//! file names.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+use chrono_tz::Tz;
+use lettre::message::Mailbox;
+use serde::Deserialize;
+
+use crate::render::templates::Templates;
+use crate::reports::{self, Options};
+use crate::jobs::schedule::{Catchup, CronExpr};
+use crate::intercom::window::WindowSpec;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Toml { path: PathBuf, message: String },
+    #[error("{path} has {} problem(s):\n{}", .problems.len(), .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+/// One problem with one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`: {}", self.key, self.reason)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The file as written.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    defaults: RawDefaults,
+    smtp: Option<RawSmtp>,
+    #[serde(default)]
+    job: Vec<RawJob>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    database: Option<String>,
+    output_dir: Option<String>,
+    timezone: Option<String>,
+    languages: Option<Vec<String>>,
+    source_timezone: Option<String>,
+    templates: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: Option<String>,
+    port: Option<u16>,
+    tls: Option<String>,
+    username: Option<String>,
+    password_env: Option<String>,
+    from: String,
+    timeout_secs: Option<u64>,
+    max_attachment_mb: Option<f64>,
+    attach_csv: Option<bool>,
+    max_attempts: Option<u32>,
+    backoff_secs: Option<f64>,
+    outbox: Option<String>,
+}
+
+// No `deny_unknown_fields`: every key that is not the job's own is a report option
+// (`options`), checked against the job's report, so a misspelt key is still rejected.
+#[derive(Debug, Deserialize)]
+struct RawJob {
+    name: String,
+    report: Option<String>,
+    cron: String,
+    timezone: Option<String>,
+    window: Option<String>,
+    catchup: Option<String>,
+    max_catchup: Option<usize>,
+    overlap: Option<String>,
+    #[serde(default)]
+    owners: Vec<String>,
+    #[serde(default)]
+    recipients: BTreeMap<String, Vec<String>>,
+    database: Option<String>,
+    output: Option<String>,
+    #[serde(flatten)]
+    options: BTreeMap<String, toml::Value>,
+}
+
+// ---------------------------------------------------------------------------
+// The validated configuration.
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub defaults: Defaults,
+    pub smtp: Option<Smtp>,
+    pub jobs: Vec<Job>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    /// `None`: the built-in demo database.
+    pub database: Option<PathBuf>,
+    pub output_dir: PathBuf,
+    pub timezone: Tz,
+    pub languages: Vec<String>,
+    pub source_timezone: Tz,
+    pub templates: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    StartTls,
+    Tls,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub enum Transport {
+    Smtp {
+        host: String,
+        port: u16,
+        tls: TlsMode,
+        username: Option<String>,
+        /// Name of the environment variable holding the password.
+        password_env: Option<String>,
+    },
+    /// Messages are written as `.eml` files into this directory.
+    Outbox(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Smtp {
+    pub transport: Transport,
+    pub from: Mailbox,
+    pub timeout: std::time::Duration,
+    pub max_attachment_bytes: u64,
+    pub attach_csv: bool,
+    pub max_attempts: u32,
+    pub backoff: std::time::Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlap {
+    Forbid,
+    Allow,
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub report: String,
+    pub cron: CronExpr,
+    pub timezone: Tz,
+    pub window: WindowSpec,
+    pub catchup: Catchup,
+    pub max_catchup: usize,
+    pub overlap: Overlap,
+    pub owners: Vec<Mailbox>,
+    /// Language → recipients; the job's editions are these languages.
+    pub recipients: BTreeMap<String, Vec<Mailbox>>,
+    pub languages: Vec<String>,
+    pub database: Option<PathBuf>,
+    /// Where the job's reports go: `output_dir/<output or name>/<period>/`.
+    pub output: PathBuf,
+    /// The report's own options, as written (the report checks them at load).
+    pub options: Options,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Toml {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let mut v = Validator {
+            problems: Vec::new(),
+            base: path.parent().map(Path::to_owned).unwrap_or_default(),
+        };
+        let config = v.config(path, raw);
+        if v.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems: v.problems,
+            })
+        }
+    }
+
+    pub fn job(&self, name: &str) -> Option<&Job> {
+        self.jobs.iter().find(|j| j.name == name)
+    }
+
+    /// The run ledger's file.
+    pub fn state_path(&self) -> PathBuf {
+        self.defaults.output_dir.join("cxreport-state.sqlite")
+    }
+
+    pub fn templates(&self) -> Templates {
+        Templates::new(self.defaults.templates.clone())
+    }
+}
+
+struct Validator {
+    problems: Vec<Problem>,
+    /// Relative paths in the file are relative to the file's directory.
+    base: PathBuf,
+}
+
+impl Validator {
+    fn problem(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+        self.problems.push(Problem {
+            key: key.into(),
+            reason: reason.into(),
+        });
+    }
+
+    fn tz(&mut self, key: &str, v: Option<&str>, default: Tz) -> Tz {
+        match v {
+            None => default,
+            Some(s) => s.parse::<Tz>().unwrap_or_else(|_| {
+                self.problem(
+                    key,
+                    format!("`{s}` is not an IANA timezone name (e.g. `Europe/Berlin`)"),
+                );
+                default
+            }),
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn mailbox(&mut self, key: &str, s: &str) -> Option<Mailbox> {
+        if s.chars().any(char::is_control) {
+            self.problem(
+                key,
+                format!("{s:?} contains control characters (CR/LF are not allowed in an address)"),
+            );
+            return None;
+        }
+        match s.parse::<Mailbox>() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                self.problem(key, format!("`{s}` is not a valid email address ({e})"));
+                None
+            }
+        }
+    }
+
+    fn config(&mut self, path: &Path, raw: RawConfig) -> Config {
+        let d = raw.defaults;
+        let timezone = self.tz("defaults.timezone", d.timezone.as_deref(), Tz::UTC);
+        let source_timezone = self.tz(
+            "defaults.source_timezone",
+            d.source_timezone.as_deref(),
+            Tz::UTC,
+        );
+        let templates = d.templates.as_deref().map(|p| self.path(p));
+        let defaults = Defaults {
+            database: d.database.as_deref().map(|p| self.path(p)),
+            output_dir: self.path(d.output_dir.as_deref().unwrap_or("out")),
+            timezone,
+            languages: d
+                .languages
+                .unwrap_or_else(|| vec!["en".into(), "zh".into()]),
+            source_timezone,
+            templates: templates.clone(),
+        };
+        let smtp = raw.smtp.and_then(|s| self.smtp(s));
+        let tpl = Templates::new(templates);
+        let mut jobs = Vec::new();
+        for (i, j) in raw.job.into_iter().enumerate() {
+            if let Some(job) = self.job(i, j, &defaults, &tpl) {
+                if jobs.iter().any(|o: &Job| o.name == job.name) {
+                    self.problem(
+                        format!("job[{i}].name"),
+                        format!("job name `{}` is used twice", job.name),
+                    );
+                }
+                jobs.push(job);
+            }
+        }
+        for l in &defaults.languages {
+            if !tpl.languages(reports::DEFAULT).contains(l) {
+                self.problem(
+                    "defaults.languages",
+                    format!("no templates for language `{l}`"),
+                );
+            }
+        }
+        Config {
+            path: path.to_owned(),
+            defaults,
+            smtp,
+            jobs,
+        }
+    }
+
+    fn smtp(&mut self, s: RawSmtp) -> Option<Smtp> {
+        let from = self.mailbox("smtp.from", &s.from);
+        let transport = match (s.outbox, s.host) {
+            (Some(dir), None) => Transport::Outbox(self.path(&dir)),
+            (Some(_), Some(_)) => {
+                self.problem(
+                    "smtp.outbox",
+                    "give either `host` (send over SMTP) or `outbox` (write .eml files), not both",
+                );
+                return None;
+            }
+            (None, None) => {
+                self.problem(
+                    "smtp.host",
+                    "missing: the SMTP server to send through (or `outbox` for .eml files)",
+                );
+                return None;
+            }
+            (None, Some(host)) => {
+                let tls = match s.tls.as_deref().unwrap_or("starttls") {
+                    "starttls" => TlsMode::StartTls,
+                    "tls" => TlsMode::Tls,
+                    "none" => TlsMode::None,
+                    other => {
+                        self.problem(
+                            "smtp.tls",
+                            format!("`{other}`: expected `starttls`, `tls` or `none`"),
+                        );
+                        TlsMode::StartTls
+                    }
+                };
+                if tls == TlsMode::None && !is_loopback(&host) {
+                    self.problem("smtp.tls", format!("`none` sends in clear text and is only allowed to a loopback host, not `{host}`"));
+                }
+                if let Some(env) = &s.password_env {
+                    if env.is_empty() || !env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    {
+                        self.problem(
+                            "smtp.password_env",
+                            format!("`{env}` is not an environment variable name"),
+                        );
+                    }
+                }
+                if s.password_env.is_some() && s.username.is_none() {
+                    self.problem(
+                        "smtp.username",
+                        "missing: a password is configured but no username",
+                    );
+                }
+                let port = s.port.unwrap_or(match tls {
+                    TlsMode::Tls => 465,
+                    TlsMode::StartTls => 587,
+                    TlsMode::None => 25,
+                });
+                Transport::Smtp {
+                    host,
+                    port,
+                    tls,
+                    username: s.username,
+                    password_env: s.password_env,
+                }
+            }
+        };
+        let timeout = s.timeout_secs.unwrap_or(30);
+        if timeout == 0 {
+            self.problem("smtp.timeout_secs", "must be at least 1");
+        }
+        let mb = s.max_attachment_mb.unwrap_or(10.0);
+        if !(mb >= 0.0 && mb.is_finite()) {
+            self.problem(
+                "smtp.max_attachment_mb",
+                "must be a number of megabytes ≥ 0",
+            );
+        }
+        let attempts = s.max_attempts.unwrap_or(4);
+        if attempts == 0 {
+            self.problem("smtp.max_attempts", "must be at least 1");
+        }
+        let backoff = s.backoff_secs.unwrap_or(2.0);
+        if !(backoff >= 0.0 && backoff.is_finite()) {
+            self.problem("smtp.backoff_secs", "must be ≥ 0");
+        }
+        Some(Smtp {
+            transport,
+            from: from?,
+            timeout: std::time::Duration::from_secs(timeout.max(1)),
+            max_attachment_bytes: (mb.max(0.0) * 1024.0 * 1024.0) as u64,
+            attach_csv: s.attach_csv.unwrap_or(false),
+            max_attempts: attempts.max(1),
+            backoff: std::time::Duration::from_secs_f64(backoff.clamp(0.0, 3600.0)),
+        })
+    }
+
+    fn job(&mut self, i: usize, j: RawJob, d: &Defaults, tpl: &Templates) -> Option<Job> {
+        let key = |k: &str| format!("job[{i}].{k}");
+        let before = self.problems.len();
+        if j.name.is_empty()
+            || !j
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            || j.name.starts_with('.')
+        {
+            self.problem(key("name"), format!("`{}`: use letters, digits, `-`, `_` and `.` (it names the job's output folder)", j.name));
+        }
+        let report = j
+            .report
+            .unwrap_or_else(|| reports::DEFAULT.to_owned());
+        let mut options = Options::new();
+        for (name, value) in &j.options {
+            match value {
+                toml::Value::String(v) => Some(v.clone()),
+                toml::Value::Integer(v) => Some(v.to_string()),
+                toml::Value::Float(v) => Some(v.to_string()),
+                toml::Value::Boolean(v) => Some(v.to_string()),
+                _ => {
+                    self.problem(key(name), "expected a string, number or boolean".to_owned());
+                    None
+                }
+            }
+            .map(|v| options.insert(name.clone(), v));
+        }
+        match crate::reports::find(&report) {
+            None => self.problem(
+                key("report"),
+                format!(
+                    "unknown report `{report}` (known: {})",
+                    crate::reports::names().join(", ")
+                ),
+            ),
+            Some(r) => {
+                // A report option set on a job whose report does not read it is a mistake.
+                if j.window.is_some() && !r.options().iter().any(|o| o.name == "window") {
+                    self.problem(key("window"), format!("report `{report}` has no option `window`"));
+                }
+                for option in reports::unknown_options(r, &options) {
+                    self.problem(key(option), format!("report `{report}` has no option `{option}`"));
+                }
+                for (option, message) in r.check_options(&options) {
+                    self.problem(key(&option), message);
+                }
+            }
+        }
+        let cron = match j.cron.parse::<CronExpr>() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.problem(key("cron"), e.reason);
+                None
+            }
+        };
+        let timezone = self.tz(&key("timezone"), j.timezone.as_deref(), d.timezone);
+        let window = match j
+            .window
+            .as_deref()
+            .unwrap_or("rolling:6m")
+            .parse::<WindowSpec>()
+        {
+            Ok(w) => Some(w),
+            Err(e) => {
+                self.problem(key("window"), e.to_string());
+                None
+            }
+        };
+        let catchup = match j.catchup.as_deref().unwrap_or("latest") {
+            "skip" => Catchup::Skip,
+            "latest" => Catchup::Latest,
+            "all" => Catchup::All,
+            other => {
+                self.problem(
+                    key("catchup"),
+                    format!("`{other}`: expected `skip`, `latest` or `all`"),
+                );
+                Catchup::Latest
+            }
+        };
+        let overlap = match j.overlap.as_deref().unwrap_or("forbid") {
+            "forbid" => Overlap::Forbid,
+            "allow" => Overlap::Allow,
+            other => {
+                self.problem(
+                    key("overlap"),
+                    format!("`{other}`: expected `forbid` or `allow`"),
+                );
+                Overlap::Forbid
+            }
+        };
+        let owners: Vec<Mailbox> = j
+            .owners
+            .iter()
+            .enumerate()
+            .filter_map(|(k, o)| self.mailbox(&format!("job[{i}].owners[{k}]"), o))
+            .collect();
+        let mut recipients = BTreeMap::new();
+        let available = tpl.languages(&report);
+        for (lang, list) in &j.recipients {
+            if !available.contains(lang) {
+                self.problem(
+                    format!("job[{i}].recipients.{lang}"),
+                    format!(
+                        "no templates for language `{lang}` (available: {})",
+                        available.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            }
+            let boxes: Vec<Mailbox> = list
+                .iter()
+                .enumerate()
+                .filter_map(|(k, r)| self.mailbox(&format!("job[{i}].recipients.{lang}[{k}]"), r))
+                .collect();
+            recipients.insert(lang.clone(), boxes);
+        }
+        let languages: Vec<String> = if recipients.is_empty() {
+            d.languages.clone()
+        } else {
+            recipients.keys().cloned().collect()
+        };
+        let output = match j.output.as_deref() {
+            None => PathBuf::from(&j.name),
+            Some(o) => {
+                let p = Path::new(o);
+                if p.is_absolute()
+                    || p.components().any(|c| !matches!(c, Component::Normal(_)))
+                    || o.is_empty()
+                {
+                    self.problem(key("output"), format!("`{o}` must be a relative path inside defaults.output_dir (no `..`, no leading `/`)"));
+                }
+                p.to_owned()
+            }
+        };
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(Job {
+            name: j.name,
+            report,
+            cron: cron?,
+            timezone,
+            window: window?,
+            catchup,
+            max_catchup: j.max_catchup.unwrap_or(12),
+            overlap,
+            owners,
+            recipients,
+            languages,
+            database: j.database.as_deref().map(|p| self.path(p)),
+            output,
+            options,
+        })
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[defaults]
+database = "data/cx.sqlite"
+output_dir = "out"
+timezone = "UTC"
+languages = ["en", "zh"]
+source_timezone = "UTC"
+
+[smtp]
+host = "smtp.example.com"
+port = 587
+tls = "starttls"
+username = "reports@example.com"
+password_env = "CXREPORT_SMTP_PASSWORD"
+from = "CX Reports <reports@example.com>"
+timeout_secs = 30
+max_attachment_mb = 10
+
+[[job]]
+name = "leadership-monthly"
+report = "conversation-usage"
+cron = "0 8 1 * *"
+timezone = "America/New_York"
+window = "calendar:6m"
+catchup = "latest"
+max_catchup = 12
+overlap = "forbid"
+owners = ["cx-analytics@example.com"]
+[job.recipients]
+en = ["ceo@example.com", "coo@example.com"]
+zh = ["gm-china@example.com"]
+"#;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(Path::new("/etc/cx/schedules.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_spec_example_loads() {
+        let c = parse(GOOD).unwrap();
+        let j = &c.jobs[0];
+        assert_eq!(j.name, "leadership-monthly");
+        assert_eq!(j.timezone.name(), "America/New_York");
+        assert_eq!(j.languages, ["en", "zh"]);
+        assert_eq!(j.recipients["en"].len(), 2);
+        assert_eq!(
+            c.defaults.database,
+            Some(PathBuf::from("/etc/cx/data/cx.sqlite"))
+        );
+        assert_eq!(
+            c.state_path(),
+            PathBuf::from("/etc/cx/out/cxreport-state.sqlite")
+        );
+        assert!(matches!(
+            c.smtp.as_ref().unwrap().transport,
+            Transport::Smtp {
+                tls: TlsMode::StartTls,
+                port: 587,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn every_bad_input_is_a_clear_error_never_a_panic() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("[defaults\n", "", "TOML parse error"),
+            ("cron = \"0 8 1 * *\"", "", "unknown field `cron`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"*/0 * * * *\"", "`job[0].cron`: minute step must be at least 1"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 0 * * 8\"", "`job[0].cron`: day of week 8 is out of range"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nrecipients = { en = [\"ceo@example.com\\r\\nBcc: evil@example.com\"] }", "`job[0].recipients.en[0]`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nowners = [\"not an address\"]", "`job[0].owners[0]`: `not an address` is not a valid email address"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\noutput = \"../../etc\"", "`job[0].output`: `../../etc` must be a relative path inside defaults.output_dir"),
+            ("", "[[job]]\nname = \"../a\"\ncron = \"0 8 * * *\"", "`job[0].name`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\ncolour = \"blue\"", "unknown field `colour`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\ntimezone = \"Mars/Olympus\"", "`job[0].timezone`: `Mars/Olympus` is not an IANA timezone"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nwindow = \"weekly\"", "`job[0].window`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nrecipients = { fr = [\"a@example.com\"] }", "no templates for language `fr`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\ncatchup = \"sometimes\"", "`job[0].catchup`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\n[[job]]\nname = \"a\"\ncron = \"0 9 * * *\"", "used twice"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nreport = \"nope\"", "unknown report `nope`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nreport = \"customer-segmentation\"\nwindow = \"rolling:6m\"", "`job[0].window`: report `customer-segmentation` has no option `window`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nmin_pp = 5", "report `conversation-usage` has no option `min_pp`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nreport = \"tag-drivers\"\nmin_pp = 500", "`job[0].min_pp`"),
+        ];
+        for (top, job, want) in cases {
+            let text = format!("{top}\n{job}");
+            let e = parse(&text).unwrap_err();
+            assert!(e.contains("/etc/cx/schedules.toml"), "{text:?}: {e}");
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn smtp_rules() {
+        let base = "[smtp]\nfrom = \"r@example.com\"\n";
+        let e = parse(&format!(
+            "{base}host = \"smtp.example.com\"\ntls = \"none\""
+        ))
+        .unwrap_err();
+        assert!(e.contains("only allowed to a loopback host"), "{e}");
+        assert!(parse(&format!("{base}host = \"127.0.0.1\"\ntls = \"none\"")).is_ok());
+        assert!(parse(&format!("{base}host = \"localhost\"\ntls = \"none\"")).is_ok());
+        let e = parse(&format!("{base}host = \"h\"\npassword = \"hunter2\"")).unwrap_err();
+        assert!(e.contains("unknown field `password`"), "{e}");
+        let e = parse(base).unwrap_err();
+        assert!(e.contains("`smtp.host`"), "{e}");
+        let c = parse(&format!("{base}outbox = \"mail\"")).unwrap();
+        assert!(
+            matches!(&c.smtp.unwrap().transport, Transport::Outbox(p) if p == Path::new("/etc/cx/mail"))
+        );
+        // Several problems are listed together.
+        let e = parse("[smtp]\nfrom = \"bad\"\nhost = \"h\"\ntls = \"maybe\"\ntimeout_secs = 0")
+            .unwrap_err();
+        assert!(
+            e.contains("smtp.from") && e.contains("smtp.tls") && e.contains("smtp.timeout_secs"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,228 @@
+//! One job's run: the lease, the ledger's run row, the report (planned once: the
+//! period keys the ledger), the deliveries and the owners' alert when it fails.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use lettre::message::Mailbox;
+
+use super::config::{Config, Job, Overlap};
+use super::email;
+use super::ledger::{Ledger, LedgerError, RunState};
+use crate::clock::FixedClock;
+use crate::run::{self, RunRequest};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("job `{0}` has a run in flight (overlap = \"forbid\"); not starting another")]
+    Busy(String),
+    #[error("unknown job `{name}` in {config} (jobs: {known})")]
+    UnknownJob {
+        name: String,
+        config: PathBuf,
+        known: String,
+    },
+    #[error("installing the signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// What a job's run does with its editions.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// Write the report only.
+    None,
+    /// Deliver through the configured transport, recorded in the ledger.
+    Send,
+    /// Write `.eml` files into a directory (a preview: the ledger is not touched).
+    Outbox(PathBuf),
+    /// Send every edition to one address (a test: the ledger is not touched).
+    TestTo(Mailbox),
+}
+
+/// What every step of one job's run needs to know.
+pub struct Context<'a> {
+    pub config: &'a Config,
+    pub job: &'a Job,
+    pub fire: DateTime<Utc>,
+    pub delivery: &'a Delivery,
+    pub ledger: &'a Ledger,
+}
+
+/// How a job's run ended.
+#[derive(Debug, Clone)]
+pub struct JobRun {
+    pub job: String,
+    pub period: Option<String>,
+    pub state: RunState,
+    pub error: Option<String>,
+    pub dir: Option<PathBuf>,
+    pub sent: usize,
+    pub failed: usize,
+}
+
+
+/// The request a job's run makes of the pipeline.
+pub fn request(config: &Config, job: &Job) -> Result<RunRequest, run::RunError> {
+    let db = match job
+        .database
+        .clone()
+        .or_else(|| config.defaults.database.clone())
+    {
+        Some(db) => db,
+        None => run::demo_database(&run::cache_dir())?,
+    };
+    Ok(request_on(config, job, db))
+}
+
+/// A job's request against a given database.
+pub fn request_on(config: &Config, job: &Job, db: PathBuf) -> RunRequest {
+    RunRequest {
+        report: job.report.clone(),
+        db,
+        window: job.window,
+        options: job.options.clone(),
+        out_dir: config.defaults.output_dir.clone(),
+        name: job.output.display().to_string(),
+        source_tz: config.defaults.source_timezone,
+        tz: job.timezone,
+        langs: job.languages.clone(),
+        templates: config.templates(),
+    }
+}
+
+
+/// Runs one job as the schedule would at `fire`, delivering as asked.
+pub fn run_job(
+    config: &Config,
+    job: &Job,
+    fire: DateTime<Utc>,
+    delivery: &Delivery,
+) -> Result<JobRun, JobError> {
+    let mut ledger = Ledger::open(&config.state_path())?;
+    if job.overlap == Overlap::Forbid && !ledger.acquire_lease(&job.name)? {
+        return Err(JobError::Busy(job.name.clone()));
+    }
+    let result = run_leased(config, job, fire, delivery, &ledger);
+    ledger.release_lease(&job.name)?;
+    result
+}
+
+fn run_leased(
+    config: &Config,
+    job: &Job,
+    fire: DateTime<Utc>,
+    delivery: &Delivery,
+    ledger: &Ledger,
+) -> Result<JobRun, JobError> {
+    let mut log: Vec<String> = Vec::new();
+    let mut out = JobRun {
+        job: job.name.clone(),
+        period: None,
+        state: RunState::Failed,
+        error: None,
+        dir: None,
+        sent: 0,
+        failed: 0,
+    };
+    let clock = FixedClock(fire);
+    let req = match request(config, job) {
+        Ok(r) => r,
+        Err(e) => {
+            return fail_before_period(config, job, fire, delivery, ledger, out, e.to_string())
+        }
+    };
+    let prepared = match run::prepare(&req, &clock) {
+        Ok(p) => p,
+        Err(e) => {
+            return fail_before_period(config, job, fire, delivery, ledger, out, e.to_string())
+        }
+    };
+    let period = prepared.plan.period.clone();
+    out.period = Some(period.clone());
+    ledger.begin_run(&job.name, &period, Some(fire), None)?;
+    tracing::info!(job = %job.name, %period, fire = %fire, "run started");
+    let outcome = match run::execute(prepared, &req) {
+        Ok(o) => o,
+        Err(e) => {
+            let msg = e.to_string();
+            log.push(msg.clone());
+            fail_run(config, job, &period, fire, delivery, ledger, &msg, &log)?;
+            out.error = Some(msg);
+            return Ok(out);
+        }
+    };
+    ledger.set_output(&job.name, &period, &outcome.dir)?;
+    out.dir = Some(outcome.dir.clone());
+
+    let ctx = Context {
+        config,
+        job,
+        fire,
+        delivery,
+        ledger,
+    };
+    let errors = email::deliver(&ctx, &outcome, &mut out, &mut log)?;
+    if errors.is_empty() {
+        out.state = RunState::Succeeded;
+        ledger.finish_run(&job.name, &period, RunState::Succeeded, None)?;
+        tracing::info!(job = %job.name, %period, sent = out.sent, "run succeeded");
+    } else {
+        let msg = errors.join("; ");
+        fail_run(config, job, &period, fire, delivery, ledger, &msg, &log)?;
+        out.error = Some(msg);
+    }
+    Ok(out)
+}
+
+/// The ledger key of a fire that never got a period (failed before, or skipped).
+pub fn fire_period(fire: DateTime<Utc>) -> String {
+    format!("fire-{}", fire.format("%Y-%m-%dT%H:%M:%SZ"))
+}
+
+/// Records a failed run, logs it and tells the owners.
+#[allow(clippy::too_many_arguments)]
+fn fail_run(
+    config: &Config,
+    job: &Job,
+    period: &str,
+    fire: DateTime<Utc>,
+    delivery: &Delivery,
+    ledger: &Ledger,
+    msg: &str,
+    log: &[String],
+) -> Result<(), JobError> {
+    ledger.finish_run(&job.name, period, RunState::Failed, Some(msg))?;
+    tracing::error!(job = %job.name, %period, "run failed: {msg}");
+    email::alert_owners(config, job, period, fire, delivery, msg, log);
+    Ok(())
+}
+
+fn fail_before_period(
+    config: &Config,
+    job: &Job,
+    fire: DateTime<Utc>,
+    delivery: &Delivery,
+    ledger: &Ledger,
+    mut out: JobRun,
+    msg: String,
+) -> Result<JobRun, JobError> {
+    // No period could be computed: the run is keyed by its fire time instead.
+    let period = fire_period(fire);
+    ledger.begin_run(&job.name, &period, Some(fire), None)?;
+    fail_run(
+        config,
+        job,
+        &period,
+        fire,
+        delivery,
+        ledger,
+        &msg,
+        std::slice::from_ref(&msg),
+    )?;
+    out.error = Some(msg);
+    out.period = Some(period);
+    Ok(out)
+}
+

@@ -1,0 +1,315 @@
+//! Email delivery with lettre: SMTP with STARTTLS (required, certificate checked: no
+//! silent downgrade), implicit TLS, or plain SMTP to loopback hosts only; a timeout on
+//! every network step; retries with backoff on transient failures (4xx, timeouts,
+//! connection errors) and none on permanent ones (5xx). Or an outbox directory of
+//! `.eml` files. The password is read from the environment when sending and never
+//! appears in logs or errors.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lettre::message::header::ContentType;
+use lettre::message::{
+    Attachment as MimeAttachment, Mailbox, MessageBuilder, MultiPart, SinglePart,
+};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::SmtpTransport;
+use lettre::{Message, Transport as _};
+
+use crate::jobs::config::{Smtp, TlsMode, Transport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("SMTP password: environment variable {0} is not set")]
+    MissingPassword(String),
+    #[error("SMTP setup for {host}: {message}")]
+    Setup { host: String, message: String },
+    #[error("building the message to {to}: {message}")]
+    Build { to: String, message: String },
+}
+
+/// Why one attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Worth retrying: 4xx, timeout, connection trouble.
+    Transient(String),
+    /// Not worth retrying: 5xx and the like.
+    Permanent(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Transient(m) => write!(f, "transient: {m}"),
+            Self::Permanent(m) => write!(f, "permanent: {m}"),
+        }
+    }
+}
+
+pub struct Attachment {
+    pub filename: String,
+    pub content_type: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+/// One message to one recipient.
+pub struct Outgoing {
+    pub message_id: String,
+    pub to: Mailbox,
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+    pub attachments: Vec<Attachment>,
+    /// File name in an outbox.
+    pub outbox_name: String,
+}
+
+enum Sender {
+    Smtp(Box<SmtpTransport>),
+    Outbox(PathBuf),
+}
+
+/// Sends messages through the configured transport.
+pub struct Mailer {
+    sender: Sender,
+    from: Mailbox,
+    max_attempts: u32,
+    backoff: Duration,
+    timeout: Duration,
+    /// Host or outbox, for messages.
+    pub target: String,
+}
+
+impl Mailer {
+    pub fn new(cfg: &Smtp) -> Result<Self, MailError> {
+        Self::with_transport(cfg, &cfg.transport)
+    }
+
+    /// Writes `.eml` files into `dir` instead of what the configuration says.
+    pub fn outbox(cfg: &Smtp, dir: &Path) -> Result<Self, MailError> {
+        Self::with_transport(cfg, &Transport::Outbox(dir.to_owned()))
+    }
+
+    fn with_transport(cfg: &Smtp, transport: &Transport) -> Result<Self, MailError> {
+        let (sender, target) = match transport {
+            Transport::Outbox(dir) => (
+                Sender::Outbox(dir.clone()),
+                format!("outbox {}", dir.display()),
+            ),
+            Transport::Smtp {
+                host,
+                port,
+                tls,
+                username,
+                password_env,
+            } => {
+                let setup = |e: lettre::transport::smtp::Error| MailError::Setup {
+                    host: host.clone(),
+                    message: e.to_string(),
+                };
+                let builder = match tls {
+                    TlsMode::StartTls => SmtpTransport::starttls_relay(host).map_err(setup)?,
+                    TlsMode::Tls => SmtpTransport::relay(host).map_err(setup)?,
+                    TlsMode::None => SmtpTransport::builder_dangerous(host),
+                };
+                let mut builder = builder.port(*port).timeout(Some(cfg.timeout));
+                if let Some(user) = username {
+                    let password = match password_env {
+                        Some(var) => std::env::var(var)
+                            .map_err(|_| MailError::MissingPassword(var.clone()))?,
+                        None => String::new(),
+                    };
+                    builder = builder.credentials(Credentials::new(user.clone(), password));
+                }
+                (
+                    Sender::Smtp(Box::new(builder.build())),
+                    format!("{host}:{port}"),
+                )
+            }
+        };
+        Ok(Self {
+            sender,
+            from: cfg.from.clone(),
+            max_attempts: cfg.max_attempts,
+            backoff: cfg.backoff,
+            timeout: cfg.timeout,
+            target,
+        })
+    }
+
+    pub fn from_domain(&self) -> String {
+        self.from.email.domain().to_owned()
+    }
+
+    fn build(&self, m: &Outgoing) -> Result<Message, MailError> {
+        let err = |e: &dyn std::fmt::Display| MailError::Build {
+            to: m.to.to_string(),
+            message: e.to_string(),
+        };
+        let body = match &m.html {
+            Some(html) => MultiPart::alternative_plain_html(m.text.clone(), html.clone()),
+            None => MultiPart::mixed().singlepart(SinglePart::plain(m.text.clone())),
+        };
+        let mut mixed = MultiPart::mixed().multipart(body);
+        for a in &m.attachments {
+            let ct = ContentType::parse(a.content_type).map_err(|e| err(&e))?;
+            mixed =
+                mixed.singlepart(MimeAttachment::new(a.filename.clone()).body(a.bytes.clone(), ct));
+        }
+        let builder: MessageBuilder = Message::builder()
+            .from(self.from.clone())
+            .to(m.to.clone())
+            .subject(m.subject.clone())
+            .message_id(Some(m.message_id.clone()));
+        builder.multipart(mixed).map_err(|e| err(&e))
+    }
+
+    /// One attempt.
+    pub fn send_once(&self, m: &Outgoing) -> Result<(), Failure> {
+        let message = self
+            .build(m)
+            .map_err(|e| Failure::Permanent(e.to_string()))?;
+        match &self.sender {
+            Sender::Smtp(t) => t
+                .send(&message)
+                .map(|_| ())
+                .map_err(|e| classify(&e, self.timeout)),
+            Sender::Outbox(dir) => {
+                write_eml(dir, &m.outbox_name, &message.formatted()).map_err(|e| {
+                    Failure::Transient(format!("writing to the outbox {}: {e}", dir.display()))
+                })
+            }
+        }
+    }
+
+    /// Up to the configured attempts, sleeping `backoff × 2^n` between transient
+    /// failures. Returns the attempts used, with the last failure when it gave up.
+    pub fn send(
+        &self,
+        m: &Outgoing,
+        mut on_failure: impl FnMut(u32, &Failure),
+    ) -> (u32, Option<Failure>) {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.send_once(m) {
+                Ok(()) => return (attempt, None),
+                Err(f) => {
+                    on_failure(attempt, &f);
+                    if matches!(f, Failure::Permanent(_)) || attempt >= self.max_attempts {
+                        return (attempt, Some(f));
+                    }
+                    std::thread::sleep(self.backoff * 2u32.saturating_pow(attempt - 1));
+                }
+            }
+        }
+    }
+}
+
+fn classify(e: &lettre::transport::smtp::Error, timeout: Duration) -> Failure {
+    let msg = e.to_string();
+    if e.is_timeout()
+        || io_kind(e).is_some_and(|k| {
+            matches!(
+                k,
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            )
+        })
+    {
+        Failure::Transient(format!(
+            "timed out after {}s waiting for the server ({msg})",
+            timeout.as_secs()
+        ))
+    } else if e.is_permanent() {
+        Failure::Permanent(msg)
+    } else {
+        // 4xx, timeouts, refused or dropped connections: the next attempt may work.
+        Failure::Transient(msg)
+    }
+}
+
+/// The kind of the I/O error behind an SMTP error, if any.
+fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        cur = err.source();
+    }
+    None
+}
+
+fn write_eml(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut tmp = tempfile::Builder::new().prefix(".eml-").tempfile_in(dir)?;
+    std::io::Write::write_all(&mut tmp, bytes)?;
+    tmp.persist(dir.join(format!("{safe}.eml")))
+        .map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(dir: &Path) -> Smtp {
+        Smtp {
+            transport: Transport::Outbox(dir.to_owned()),
+            from: "CX Reports <reports@example.com>".parse().unwrap(),
+            timeout: Duration::from_secs(5),
+            max_attachment_bytes: 1 << 20,
+            attach_csv: false,
+            max_attempts: 3,
+            backoff: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn outbox_writes_a_complete_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Mailer::new(&cfg(dir.path())).unwrap();
+        let msg = Outgoing {
+            message_id: "<abc.job@example.com>".into(),
+            to: "CEO <ceo@example.com>".parse().unwrap(),
+            subject: "Report · 2024".into(),
+            text: "Hello".into(),
+            html: Some("<p>Hello</p>".into()),
+            attachments: vec![Attachment {
+                filename: "report.en.pdf".into(),
+                content_type: "application/pdf",
+                bytes: b"%PDF-1.7 test".to_vec(),
+            }],
+            outbox_name: "job/en ceo@example.com".into(),
+        };
+        assert_eq!(m.send(&msg, |_, _| {}), (1, None));
+        let file = dir.path().join("job_en_ceo@example.com.eml");
+        let eml = std::fs::read_to_string(file).unwrap();
+        assert!(eml.contains("Message-ID: <abc.job@example.com>"), "{eml}");
+        assert!(eml.contains("report.en.pdf") && eml.contains("text/html"));
+    }
+
+    #[test]
+    fn missing_password_env_is_named() {
+        let mut c = cfg(Path::new("/tmp"));
+        c.transport = Transport::Smtp {
+            host: "127.0.0.1".into(),
+            port: 2525,
+            tls: TlsMode::None,
+            username: Some("u".into()),
+            password_env: Some("CXREPORT_TEST_SURELY_UNSET_VAR".into()),
+        };
+        let e = Mailer::new(&c).err().unwrap().to_string();
+        assert!(e.contains("CXREPORT_TEST_SURELY_UNSET_VAR"), "{e}");
+    }
+}

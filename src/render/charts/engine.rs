@@ -1,0 +1,218 @@
+//! The chart engine: ECharts (taken from the charming crate's sources at build time)
+//! running in an embedded QuickJS, rendering options to SVG with its server-side
+//! renderer. One engine per process: a thread owns the JavaScript runtime, loads
+//! ECharts once, and serves render requests from any thread.
+
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use rquickjs::{CatchResultExt, Context, Function, Runtime};
+
+const ECHARTS: &str = include_str!(concat!(env!("OUT_DIR"), "/echarts.min.js"));
+pub const ECHARTS_VERSION: &str = env!("CXREPORT_ECHARTS_VERSION");
+
+/// What ECharts needs from a browser-less global scope, and the render entry point.
+const PRELUDE: &str = r#"
+globalThis.console = { log() {}, warn() {}, error() {}, info() {}, debug() {} };
+globalThis.setTimeout = function () { return 0; };
+globalThis.clearTimeout = function () {};
+"#;
+const RENDER_FN: &str = r#"
+globalThis.__cxRender = function (optionJson, width, height) {
+    var chart = echarts.init(null, null, { renderer: 'svg', ssr: true, width: width, height: height });
+    try {
+        chart.setOption(JSON.parse(optionJson));
+        // Class, clip-path and gradient names carry counters global to the engine,
+        // which depend on what it drew before (both editions share it, in parallel):
+        // number them by first use in this SVG, so a rerun gives the same bytes.
+        var names = {}, next = 0;
+        return chart.renderToSVGString().replace(/([#. "])(zr\d+-[\w-]+)/g, function (m, lead, name) {
+            if (!(name in names)) names[name] = 'zr0-' + (next++);
+            return lead + names[name];
+        });
+    } finally {
+        chart.dispose();
+    }
+};
+"#;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum EngineError {
+    #[error("the chart engine could not start: {0}")]
+    Start(String),
+    #[error("rendering chart `{chart}`: {message}")]
+    Render { chart: String, message: String },
+    #[error("the chart engine stopped")]
+    Stopped,
+}
+
+struct Request {
+    name: String,
+    option_json: String,
+    width: u32,
+    height: u32,
+    reply: mpsc::Sender<Result<(String, Duration), EngineError>>,
+}
+
+/// Handle to the process's chart engine.
+pub struct Engine {
+    tx: Mutex<mpsc::Sender<Request>>,
+    /// How long loading ECharts took.
+    pub startup: Duration,
+}
+
+static ENGINE: OnceLock<Result<Engine, EngineError>> = OnceLock::new();
+
+/// The process's engine, started on first use.
+pub fn engine() -> Result<&'static Engine, EngineError> {
+    ENGINE
+        .get_or_init(Engine::start)
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+impl Engine {
+    fn start() -> Result<Self, EngineError> {
+        let started = Instant::now();
+        let (tx, rx) = mpsc::channel::<Request>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), EngineError>>();
+        std::thread::Builder::new()
+            .name("chart-engine".into())
+            .stack_size(16 << 20)
+            .spawn(move || serve(rx, ready_tx))
+            .map_err(|e| EngineError::Start(e.to_string()))?;
+        ready_rx.recv().map_err(|_| EngineError::Stopped)??;
+        Ok(Self {
+            tx: Mutex::new(tx),
+            startup: started.elapsed(),
+        })
+    }
+
+    /// Renders an ECharts option (JSON) to an SVG document.
+    pub fn render(
+        &self,
+        name: &str,
+        option_json: String,
+        width: u32,
+        height: u32,
+    ) -> Result<String, EngineError> {
+        self.render_timed(name, option_json, width, height)
+            .map(|(svg, _)| svg)
+    }
+
+    /// [`Engine::render`], also returning the time the engine itself spent on it
+    /// (not counting the wait for other callers).
+    pub fn render_timed(
+        &self,
+        name: &str,
+        option_json: String,
+        width: u32,
+        height: u32,
+    ) -> Result<(String, Duration), EngineError> {
+        let (reply, rx) = mpsc::channel();
+        self.tx
+            .lock()
+            .map_err(|_| EngineError::Stopped)?
+            .send(Request {
+                name: name.to_owned(),
+                option_json,
+                width,
+                height,
+                reply,
+            })
+            .map_err(|_| EngineError::Stopped)?;
+        rx.recv().map_err(|_| EngineError::Stopped)?
+    }
+}
+
+fn serve(rx: mpsc::Receiver<Request>, ready: mpsc::Sender<Result<(), EngineError>>) {
+    let setup = || -> Result<(Runtime, Context), String> {
+        let rt = Runtime::new().map_err(|e| e.to_string())?;
+        rt.set_max_stack_size(8 << 20);
+        rt.set_memory_limit(512 << 20);
+        let ctx = Context::full(&rt).map_err(|e| e.to_string())?;
+        ctx.with(|ctx| -> Result<(), String> {
+            for (what, src) in [
+                ("prelude", PRELUDE),
+                ("ECharts", ECHARTS),
+                ("render entry", RENDER_FN),
+            ] {
+                ctx.eval::<(), _>(src)
+                    .catch(&ctx)
+                    .map_err(|e| format!("loading {what}: {e}"))?;
+            }
+            Ok(())
+        })?;
+        Ok((rt, ctx))
+    };
+    let (_rt, ctx) = match setup() {
+        Ok(v) => {
+            let _ = ready.send(Ok(()));
+            v
+        }
+        Err(e) => {
+            let _ = ready.send(Err(EngineError::Start(e)));
+            return;
+        }
+    };
+    for req in rx {
+        let started = Instant::now();
+        let result = ctx.with(|ctx| -> Result<String, EngineError> {
+            let err = |message: String| EngineError::Render {
+                chart: req.name.clone(),
+                message,
+            };
+            let f: Function = ctx
+                .globals()
+                .get("__cxRender")
+                .map_err(|e| err(e.to_string()))?;
+            f.call((req.option_json.as_str(), req.width, req.height))
+                .catch(&ctx)
+                .map_err(|e| err(e.to_string()))
+        });
+        let _ = req.reply.send(result.map(|svg| (svg, started.elapsed())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_chart_gives_the_same_bytes_whatever_came_before() {
+        let e = engine().unwrap();
+        let option = r#"{"animation":false,"xAxis":{"type":"category","data":["a","b"]},"yAxis":{"type":"value"},"series":[{"type":"bar","data":[1,2]}]}"#;
+        let first = e.render("a", option.into(), 400, 300).unwrap();
+        let second = e.render("a", option.into(), 400, 300).unwrap();
+        assert_eq!(first, second);
+        assert!(first.contains("zr0-"), "instance-numbered names are normalized");
+    }
+
+    #[test]
+    fn renders_an_svg_with_its_labels_and_reports_bad_options() {
+        let e = engine().unwrap();
+        let svg = e
+            .render(
+                "t",
+                r#"{"animation":false,"xAxis":{"type":"category","data":["甲","beta"]},"yAxis":{"type":"value"},"series":[{"type":"bar","data":[1,2]}]}"#.into(),
+                400,
+                300,
+            )
+            .unwrap();
+        assert!(svg.starts_with("<svg"), "{}", &svg[..80.min(svg.len())]);
+        assert!(svg.contains("甲") && svg.contains("beta"));
+        assert!(svg.contains("<path"));
+        let err = e
+            .render("broken", "{not json".into(), 400, 300)
+            .unwrap_err();
+        assert!(
+            matches!(err, EngineError::Render { ref chart, .. } if chart == "broken"),
+            "{err}"
+        );
+        // The engine survives a failed render.
+        assert!(e
+            .render("again", r#"{"series":[]}"#.into(), 100, 100)
+            .is_ok());
+    }
+}

@@ -1,0 +1,229 @@
+//! A language's layout strings (`strings.toml`) and its number formats, and the Tera
+//! filters that apply them in templates.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::templates::NarrativeError;
+
+/// A language's layout strings (`strings.toml`), looked up by dotted key.
+#[derive(Debug, Clone)]
+pub struct Strings {
+    table: toml::Table,
+    path: String,
+}
+
+impl Strings {
+    pub(crate) fn new(table: toml::Table, path: String) -> Self {
+        Self { table, path }
+    }
+
+    fn lookup(&self, key: &str) -> Option<&toml::Value> {
+        let mut parts = key.split('.');
+        let mut v = self.table.get(parts.next()?)?;
+        for p in parts {
+            v = v.get(p)?;
+        }
+        Some(v)
+    }
+
+    /// The string at `key`; a missing key shows as the key itself, so a gap in a
+    /// translation is visible rather than fatal.
+    pub fn get(&self, key: &str) -> String {
+        match self.lookup(key) {
+            Some(toml::Value::String(s)) => s.clone(),
+            _ => {
+                tracing::warn!(path = %self.path, key, "missing string");
+                key.to_owned()
+            }
+        }
+    }
+
+    /// A slice label, e.g. `label("segment", "churn_watch")`.
+    pub fn label(&self, dimension: &str, value: &str) -> String {
+        self.get(&format!("labels.{dimension}.{value}"))
+    }
+
+    /// The whole table as JSON, for the Typst layout.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(&self.table).unwrap_or(Value::Null)
+    }
+
+    pub fn list(&self, key: &str) -> Vec<String> {
+        match self.lookup(key) {
+            Some(toml::Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Number formatting rules of a language (`[format]` in strings.toml).
+#[derive(Debug, Clone)]
+pub struct NumberFormat {
+    pub decimal: String,
+    pub thousands: String,
+    pub percent_suffix: String,
+    pub minutes_suffix: String,
+    pub pp_suffix: String,
+    /// Around money amounts (ARR): `$` and nothing by default.
+    pub currency_prefix: String,
+    pub currency_suffix: String,
+}
+
+impl NumberFormat {
+    pub(crate) fn from_strings(s: &Strings) -> Result<Self, NarrativeError> {
+        let get = |k: &str| -> Result<String, NarrativeError> {
+            match s.lookup(&format!("format.{k}")) {
+                Some(toml::Value::String(v)) => Ok(v.clone()),
+                _ => Err(NarrativeError::Strings {
+                    path: s.path.clone(),
+                    message: format!("missing string `format.{k}`"),
+                }),
+            }
+        };
+        Ok(Self {
+            decimal: get("decimal")?,
+            thousands: get("thousands")?,
+            percent_suffix: get("percent_suffix")?,
+            minutes_suffix: get("minutes_suffix")?,
+            pp_suffix: get("pp_suffix")?,
+            currency_prefix: get("currency_prefix").unwrap_or_else(|_| "$".into()),
+            currency_suffix: get("currency_suffix").unwrap_or_default(),
+        })
+    }
+
+    /// `v` with `decimals` digits, grouped thousands.
+    pub fn number(&self, v: f64, decimals: usize) -> String {
+        let s = format!("{:.*}", decimals, v.abs());
+        let (int, frac) = s
+            .split_once('.')
+            .map_or((s.as_str(), None), |(i, f)| (i, Some(f)));
+        let mut grouped = String::new();
+        for (i, ch) in int.chars().enumerate() {
+            if i > 0 && (int.len() - i) % 3 == 0 {
+                grouped.push_str(&self.thousands);
+            }
+            grouped.push(ch);
+        }
+        let sign = if v < 0.0 && s.chars().any(|c| c.is_ascii_digit() && c != '0') {
+            "-"
+        } else {
+            ""
+        };
+        match frac {
+            Some(f) => format!("{sign}{grouped}{}{f}", self.decimal),
+            None => format!("{sign}{grouped}"),
+        }
+    }
+
+    /// A fraction as a percentage with one decimal.
+    pub fn percent(&self, v: f64) -> String {
+        format!("{}{}", self.number(v * 100.0, 1), self.percent_suffix)
+    }
+
+    pub fn minutes(&self, v: f64) -> String {
+        format!("{}{}", self.number(v, 1), self.minutes_suffix)
+    }
+
+    /// A difference of two fractions in percentage points.
+    pub fn points(&self, v: f64) -> String {
+        format!("{}{}", self.number(v * 100.0, 1), self.pp_suffix)
+    }
+
+    /// A money amount, whole units.
+    pub fn money(&self, v: f64) -> String {
+        let sign = if v < 0.0 && v.abs() >= 0.5 { "-" } else { "" };
+        format!(
+            "{sign}{}{}{}",
+            self.currency_prefix,
+            self.number(v.abs(), 0),
+            self.currency_suffix
+        )
+    }
+
+    pub fn count(&self, v: f64) -> String {
+        self.number(v, 0)
+    }
+
+    /// An optional value, or an em dash.
+    pub fn opt(&self, v: Option<f64>, f: impl Fn(&Self, f64) -> String) -> String {
+        v.map_or_else(|| "—".to_owned(), |v| f(self, v))
+    }
+}
+
+pub(crate) fn register_filters(tera: &mut tera::Tera, fmt: &NumberFormat, strings: &Strings) {
+    fn num_filter(
+        fmt: &NumberFormat,
+        f: fn(&NumberFormat, f64) -> String,
+    ) -> impl tera::Filter + 'static {
+        let fmt = fmt.clone();
+        move |v: &tera::Value, _: &HashMap<String, tera::Value>| -> tera::Result<tera::Value> {
+            match v.as_f64() {
+                Some(x) => Ok(tera::Value::String(f(&fmt, x))),
+                None if v.is_null() => Ok(tera::Value::String("—".into())),
+                None => Err(tera::Error::msg(format!("expected a number, got {v}"))),
+            }
+        }
+    }
+    tera.register_filter("pct", num_filter(fmt, NumberFormat::percent));
+    tera.register_filter("mins", num_filter(fmt, NumberFormat::minutes));
+    tera.register_filter("pp", num_filter(fmt, NumberFormat::points));
+    tera.register_filter("num", num_filter(fmt, NumberFormat::count));
+    tera.register_filter("dec2", num_filter(fmt, |f, v| f.number(v, 2)));
+    tera.register_filter("dec1", num_filter(fmt, |f, v| f.number(v, 1)));
+    // A value already in percentage points.
+    tera.register_filter("ppv", num_filter(fmt, |f, v| f.points(v / 100.0)));
+    tera.register_filter("money", num_filter(fmt, NumberFormat::money));
+    let s = strings.clone();
+    // `{{ slice | slice }}`: a slice record as its localized label.
+    tera.register_filter(
+        "slice",
+        move |v: &tera::Value, _: &HashMap<String, tera::Value>| {
+            Ok(tera::Value::String(slice_label(&s, v)))
+        },
+    );
+    let s = strings.clone();
+    // `{{ value | label(dim="plan_type") }}`: a dimension value's localized label.
+    tera.register_filter(
+        "label",
+        move |v: &tera::Value, args: &HashMap<String, tera::Value>| {
+            let dim = args
+                .get("dim")
+                .and_then(tera::Value::as_str)
+                .ok_or_else(|| tera::Error::msg("`label` takes dim=\"<dimension>\""))?;
+            let value = match v {
+                tera::Value::String(x) => x.clone(),
+                other => other.to_string(),
+            };
+            Ok(tera::Value::String(s.label(dim, &value)))
+        },
+    );
+    let s = strings.clone();
+    // `{{ "strength.weak" | t }}`: any string of strings.toml.
+    tera.register_filter(
+        "t",
+        move |v: &tera::Value, _: &HashMap<String, tera::Value>| {
+            let key = v
+                .as_str()
+                .ok_or_else(|| tera::Error::msg("`t` takes a string key"))?;
+            Ok(tera::Value::String(s.get(key)))
+        },
+    );
+}
+
+/// "Churn watch · 420+ seats · ≥$200k ARR" from `{segment, seat_bucket, arr_bucket}`.
+pub fn slice_label(s: &Strings, v: &Value) -> String {
+    let parts: Vec<String> = ["segment", "seat_bucket", "arr_bucket"]
+        .iter()
+        .filter_map(|d| v.get(*d).and_then(Value::as_str).map(|x| s.label(d, x)))
+        .collect();
+    if parts.is_empty() {
+        s.get("labels.overall")
+    } else {
+        parts.join(&s.get("labels.separator"))
+    }
+}

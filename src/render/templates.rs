@@ -1,0 +1,357 @@
+//! Where the words come from: the template sets per report and language (Tera), embedded
+//! from `templates/` and overridable file by file from a user directory. A language is
+//! a folder, so adding one needs no code change. Overrides are read as text only: Tera
+//! runs without access to the environment or the file system.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use super::format::{register_filters, NumberFormat, Strings};
+
+/// Templates compiled into the binary, by path under `templates/`: build.rs lists
+/// every file of that folder, so a new report's templates need no code here.
+const EMBEDDED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/templates.rs"));
+
+/// The folder of what every report shares (`shared/<lang>/…`, `shared/…`).
+const SHARED: &str = "shared";
+
+/// Puts `over` into `base`, table by table: `over`'s keys win.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// The template files of one language of a report (each may come from `shared/`).
+const LANGUAGE_FILES: [&str; 7] = [
+    "strings.toml",
+    "findings.tera",
+    "recommendations.tera",
+    "takeaways.tera",
+    "email_subject.tera",
+    "email.txt.tera",
+    // Autoescaped by Tera (the name ends in .html).
+    "email.html",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum NarrativeError {
+    #[error("no templates for language `{lang}` of report `{report}` (available: {available})")]
+    UnknownLanguage {
+        report: String,
+        lang: String,
+        available: String,
+    },
+    #[error("template {path} is missing")]
+    Missing { path: String },
+    #[error("reading template {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("template {path}: {message}")]
+    Template { path: String, message: String },
+    #[error("strings file {path}: {message}")]
+    Strings { path: String, message: String },
+}
+
+/// Where templates come from: an optional user directory over the embedded set.
+#[derive(Debug, Clone, Default)]
+pub struct Templates {
+    pub override_dir: Option<PathBuf>,
+}
+
+impl Templates {
+    pub fn new(override_dir: Option<PathBuf>) -> Self {
+        Self { override_dir }
+    }
+
+    /// A template's text and the name to show in messages (its path).
+    pub fn get(&self, rel: &str) -> Result<(Cow<'static, str>, String), NarrativeError> {
+        self.find(rel)?.ok_or_else(|| NarrativeError::Missing {
+            path: rel.to_owned(),
+        })
+    }
+
+    /// A template's text and name, `None` when neither the user directory nor the
+    /// built-in set has it.
+    fn find(&self, rel: &str) -> Result<Option<(Cow<'static, str>, String)>, NarrativeError> {
+        if let Some(dir) = &self.override_dir {
+            let p = dir.join(rel);
+            if p.is_file() {
+                let text = std::fs::read_to_string(&p).map_err(|source| NarrativeError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
+                return Ok(Some((Cow::Owned(text), p.display().to_string())));
+            }
+        }
+        Ok(EMBEDDED
+            .iter()
+            .find(|(path, _)| *path == rel)
+            .map(|(path, text)| (Cow::Borrowed(*text), format!("templates/{path} (built in)"))))
+    }
+
+    /// A file of one language of a report: the report's own
+    /// (`<report>/<lang>/<file>`), else the language's shared one
+    /// (`shared/<lang>/<file>`), else the one every language shares (`shared/<file>`).
+    pub fn language_file(
+        &self,
+        report: &str,
+        lang: &str,
+        file: &str,
+    ) -> Result<(Cow<'static, str>, String), NarrativeError> {
+        for rel in [
+            format!("{report}/{lang}/{file}"),
+            format!("{SHARED}/{lang}/{file}"),
+            format!("{SHARED}/{file}"),
+        ] {
+            if let Some(found) = self.find(&rel)? {
+                return Ok(found);
+            }
+        }
+        Err(NarrativeError::Missing {
+            path: format!("{report}/{lang}/{file}"),
+        })
+    }
+
+    /// Languages with a strings file for `report`, built in or in the user directory.
+    pub fn languages(&self, report: &str) -> BTreeSet<String> {
+        let mut out: BTreeSet<String> = EMBEDDED
+            .iter()
+            .filter_map(|(p, _)| {
+                p.strip_prefix(report)?
+                    .strip_prefix('/')?
+                    .strip_suffix("/strings.toml")
+            })
+            .map(str::to_owned)
+            .collect();
+        if let Some(dir) = &self.override_dir {
+            if let Ok(entries) = std::fs::read_dir(dir.join(report)) {
+                for e in entries.flatten() {
+                    if e.path().join("strings.toml").is_file() {
+                        out.insert(e.file_name().to_string_lossy().into_owned());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Loads one language of a report: its strings and its Tera templates.
+    pub fn language(&self, report: &str, lang: &str) -> Result<Language, NarrativeError> {
+        let available = self.languages(report);
+        if !available.contains(lang) {
+            return Err(NarrativeError::UnknownLanguage {
+                report: report.to_owned(),
+                lang: lang.to_owned(),
+                available: available.into_iter().collect::<Vec<_>>().join(", "),
+            });
+        }
+        let parse = |text: &str, path: &str| -> Result<toml::Table, NarrativeError> {
+            toml::from_str(text).map_err(|e| NarrativeError::Strings {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })
+        };
+        let (text, path) = self.get(&format!("{report}/{lang}/strings.toml"))?;
+        let mut table = parse(&text, &path)?;
+        if let Some((shared, shared_path)) = self.find(&format!("{SHARED}/{lang}/strings.toml"))? {
+            let mut base = parse(&shared, &shared_path)?;
+            merge(&mut base, table);
+            table = base;
+        }
+        let strings = Strings::new(table, path);
+        let format = NumberFormat::from_strings(&strings)?;
+        let mut tera = tera::Tera::default();
+        for file in &LANGUAGE_FILES[1..] {
+            let (text, path) = self.language_file(report, lang, file)?;
+            tera.add_raw_template(file, &text)
+                .map_err(|e| NarrativeError::Template {
+                    path,
+                    message: tera_message(&e),
+                })?;
+        }
+        register_filters(&mut tera, &format, &strings);
+        Ok(Language {
+            code: lang.to_owned(),
+            strings,
+            format,
+            tera,
+        })
+    }
+}
+
+fn tera_message(e: &tera::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+
+/// A loaded language.
+pub struct Language {
+    pub code: String,
+    pub strings: Strings,
+    pub format: NumberFormat,
+    tera: tera::Tera,
+}
+
+impl Language {
+    /// Renders `template` with `value` bound as `name`; whitespace is collapsed so
+    /// template line breaks do not leak into sentences.
+    pub fn render(
+        &self,
+        template: &str,
+        name: &str,
+        value: &Value,
+    ) -> Result<String, NarrativeError> {
+        let mut ctx = tera::Context::new();
+        ctx.insert(name, value);
+        let text = self
+            .tera
+            .render(template, &ctx)
+            .map_err(|e| NarrativeError::Template {
+                path: format!("{}/{template}", self.code),
+                message: tera_message(&e),
+            })?;
+        Ok(join_lines(
+            &text,
+            self.strings.get("document.line_join").as_str(),
+        ))
+    }
+}
+
+impl Language {
+    /// Renders `template` as written (emails keep their line breaks).
+    pub fn render_raw(
+        &self,
+        template: &str,
+        name: &str,
+        value: &Value,
+    ) -> Result<String, NarrativeError> {
+        let mut ctx = tera::Context::new();
+        ctx.insert(name, value);
+        self.tera
+            .render(template, &ctx)
+            .map_err(|e| NarrativeError::Template {
+                path: format!("{}/{template}", self.code),
+                message: tera_message(&e),
+            })
+    }
+}
+
+/// Renders the built-in owner alert (language-neutral, plain text).
+pub fn owner_alert(templates: &Templates, value: &Value) -> Result<String, NarrativeError> {
+    let (text, path) = templates.get("owner_alert.tera")?;
+    let mut ctx = tera::Context::new();
+    ctx.insert("a", value);
+    tera::Tera::one_off(&text, &ctx, false).map_err(|e| NarrativeError::Template {
+        path,
+        message: tera_message(&e),
+    })
+}
+
+/// Collapses each whitespace run that contains a line break (template layout) into
+/// `joiner`; spaces inside a line are the template's own and stay.
+fn join_lines(text: &str, joiner: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    for ch in text.trim().chars() {
+        if ch.is_whitespace() {
+            run.push(ch);
+            continue;
+        }
+        if !run.is_empty() {
+            out.push_str(if run.contains('\n') { joiner } else { &run });
+            run.clear();
+        }
+        out.push(ch);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_format_per_locale() {
+        let en = Templates::default()
+            .language("conversation-usage", "en")
+            .unwrap();
+        assert_eq!(en.format.count(6703.0), "6,703");
+        assert_eq!(en.format.count(1234567.0), "1,234,567");
+        assert_eq!(en.format.percent(0.0345), "3.5%");
+        assert_eq!(en.format.minutes(25.26), "25.3 min");
+        assert_eq!(en.format.points(-0.021), "-2.1 pp");
+        assert_eq!(en.format.number(-0.04, 1), "0.0");
+        let zh = Templates::default()
+            .language("conversation-usage", "zh")
+            .unwrap();
+        assert_eq!(zh.format.minutes(25.26), "25.3 分钟");
+        assert_eq!(zh.format.count(6703.0), "6,703");
+    }
+
+    #[test]
+    fn unknown_language_lists_the_available_ones() {
+        let e = Templates::default()
+            .language("conversation-usage", "fr")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("`fr`") && e.contains("en, zh"), "{e}");
+    }
+
+    #[test]
+    fn a_new_language_is_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let de = dir.path().join("conversation-usage/de");
+        std::fs::create_dir_all(&de).unwrap();
+        for f in LANGUAGE_FILES {
+            let (text, _) = Templates::default()
+                .language_file("conversation-usage", "en", f)
+                .unwrap();
+            std::fs::write(de.join(f), text.replace("Segment", "Segment (de)")).unwrap();
+        }
+        let t = Templates::new(Some(dir.path().to_owned()));
+        assert!(t.languages("conversation-usage").contains("de"));
+        let de = t.language("conversation-usage", "de").unwrap();
+        assert_eq!(de.code, "de");
+    }
+
+    #[test]
+    fn broken_override_template_names_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let en = dir.path().join("conversation-usage/en");
+        std::fs::create_dir_all(&en).unwrap();
+        std::fs::write(en.join("findings.tera"), "{% if %}").unwrap();
+        let e = Templates::new(Some(dir.path().to_owned()))
+            .language("conversation-usage", "en")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("findings.tera"), "{e}");
+    }
+
+    #[test]
+    fn template_line_breaks_join_per_language() {
+        assert_eq!(join_lines(" a  b\n   c\n", " "), "a  b c");
+        assert_eq!(join_lines("甲\n  乙 3 分钟", ""), "甲乙 3 分钟");
+    }
+}

@@ -1,0 +1,512 @@
+//! The rows of the conversation-usage report: SQL, row types and the loader, with
+//! the usage events on a second connection.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::intercom::{
+    self, first_company_name_into, intern_company_names, normalize_name, split_items,
+    CompanyRow, COMPANY_ENHANCED, COMPANY_METRICS, CONTACT_ENHANCED, CONVERSATION_ENHANCED,
+    CONVERSATION_METRICS, SQL_COMPANIES, USAGE_EVENTS,
+};
+use crate::source::interner::{Interner, StrColumn};
+use crate::source::{BadTimestamps, DataError, Database, TableNeed, TsParser};
+
+const SQL_COMPANY_METRICS: &str =
+    "SELECT company_id, registration_retention_7d, registration_retention_30d \
+     FROM intercom__company_metrics";
+const SQL_CONTACTS: &str =
+    "SELECT contact_id, all_contact_company_names, last_activity_ts FROM intercom__contact_enhanced";
+const SQL_CONVERSATIONS: &str =
+    "SELECT conversation_id, conversation_created_at, conversation_initiated_type, \
+     conversation_author_type, conversation_assignee_type, all_conversation_tags, \
+     all_contact_company_names, last_close_at \
+     FROM intercom__conversation_enhanced";
+const SQL_CONVERSATION_METRICS: &str =
+    "SELECT conversation_id, time_to_first_response_minutes FROM intercom__conversation_metrics";
+const SQL_USAGE_EVENTS: &str = "SELECT company_id, is_core, occurred_at FROM usage_events";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompanyMetricsRow {
+    pub company_id: String,
+    pub retention_7d: Option<f64>,
+    pub retention_30d: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactRow {
+    /// Normalized company names the contact belongs to.
+    pub company_names: Vec<String>,
+    pub last_activity: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationRow {
+    /// `None` when NULL or unparseable (the latter is counted).
+    pub created_at: Option<DateTime<Utc>>,
+    /// The first item of `all_contact_company_names`, normalized, as an index into
+    /// [`ConversationUsageData::company_names`] (`None`: no name).
+    pub first_company_name: Option<u32>,
+    pub last_close_at: Option<DateTime<Utc>>,
+    /// The bot-first rule (`metrics::is_bot_first`) applied to the row's tags,
+    /// author and initiated type while the text is at hand: large tables keep no
+    /// per-row strings they do not need.
+    pub bot_first: bool,
+    /// conversation_assignee_type = 'team'
+    pub team_routed: bool,
+    /// conversation_initiated_type = 'contact_inbound'
+    pub contact_inbound: bool,
+}
+
+/// An event's time and core flag in one word: microseconds since the epoch shifted
+/// left by one, the flag in the lowest bit (±146,000 years still fit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct EventStamp(i64);
+
+impl EventStamp {
+    pub fn new(micros: i64, is_core: bool) -> Self {
+        Self((micros << 1) | i64::from(is_core))
+    }
+    pub fn micros(self) -> i64 {
+        self.0 >> 1
+    }
+    pub fn is_core(self) -> bool {
+        self.0 & 1 == 1
+    }
+}
+
+/// The usage events, 8 bytes each (tens of millions are held): runs of consecutive
+/// events of one company — event tables are usually grouped by company, so a run is
+/// usually all of a company's events — and each event's [`EventStamp`].
+#[derive(Debug, Clone, Default)]
+pub struct UsageEvents {
+    /// (company, end of the run in `stamps`); the company is a number of the loader's
+    /// id interner until the loader points it at a company row
+    /// (`u32::MAX`: an unknown company, whose events are skipped).
+    runs: Vec<(u32, usize)>,
+    stamps: Vec<EventStamp>,
+}
+
+impl UsageEvents {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            runs: Vec::new(),
+            stamps: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, company: u32, stamp: EventStamp) {
+        self.stamps.push(stamp);
+        match self.runs.last_mut() {
+            Some((c, end)) if *c == company => *end = self.stamps.len(),
+            _ => self.runs.push((company, self.stamps.len())),
+        }
+    }
+
+    /// Each run of a known company: the company row and its events' stamps.
+    pub fn runs(&self) -> impl Iterator<Item = (u32, &[EventStamp])> {
+        let mut start = 0;
+        self.runs
+            .iter()
+            .map(move |&(c, end)| (c, &self.stamps[std::mem::replace(&mut start, end)..end]))
+            .filter(|&(c, _)| c != u32::MAX)
+    }
+}
+
+/// Everything the conversation-usage metrics read.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationUsageData {
+    pub companies: Vec<CompanyRow>,
+    pub company_metrics: Vec<CompanyMetricsRow>,
+    pub contacts: Vec<ContactRow>,
+    pub conversations: Vec<ConversationRow>,
+    /// The conversations' ids, in the same order.
+    pub conversation_ids: StrColumn,
+    /// Normalized company names: first the companies' (in company order), then the
+    /// conversations' first company names that no company carries.
+    pub company_names: Interner,
+    /// Each company's name number in `company_names` (`u32::MAX`: no name).
+    pub company_name_ids: Vec<u32>,
+    /// `intercom__conversation_metrics` in table order: the ids, and the
+    /// time_to_first_response_minutes of each.
+    pub metrics_ids: StrColumn,
+    pub response_minutes: Vec<Option<f64>>,
+    /// `None` when the events source is not used.
+    pub usage_events: Option<UsageEvents>,
+    pub bad_timestamps: BadTimestamps,
+}
+
+/// Which tables of the usage side to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageTables {
+    /// `usage_events` (events definitions).
+    Events,
+    /// contacts' `last_activity_ts` and company retention columns (proxy definitions).
+    Proxy,
+}
+
+pub const CORE: &[TableNeed] = &[
+    TableNeed {
+        table: COMPANY_ENHANCED,
+        columns: &[
+            "company_id",
+            "company_name",
+            "all_company_tags",
+            "monthly_spend",
+            "user_count",
+        ],
+    },
+    TableNeed {
+        table: CONVERSATION_ENHANCED,
+        columns: &[
+            "conversation_id",
+            "conversation_created_at",
+            "conversation_initiated_type",
+            "conversation_author_type",
+            "conversation_assignee_type",
+            "all_conversation_tags",
+            "all_contact_company_names",
+            "last_close_at",
+        ],
+    },
+    TableNeed {
+        table: CONVERSATION_METRICS,
+        columns: &["conversation_id", "time_to_first_response_minutes"],
+    },
+];
+
+pub const PROXY: &[TableNeed] = &[
+    TableNeed {
+        table: COMPANY_METRICS,
+        columns: &[
+            "company_id",
+            "registration_retention_7d",
+            "registration_retention_30d",
+        ],
+    },
+    TableNeed {
+        table: CONTACT_ENHANCED,
+        columns: &[
+            "contact_id",
+            "all_contact_company_names",
+            "last_activity_ts",
+        ],
+    },
+];
+
+pub const EVENTS: &[TableNeed] = &[TableNeed {
+    table: USAGE_EVENTS,
+    columns: &["company_id", "is_core", "occurred_at"],
+}];
+
+/// Reads every column the conversation-usage report reads, once, keeping nothing:
+/// the floor the benchmark compares loading against. Returns (rows, bytes of text).
+pub fn scan_floor(db: &Database, usage: UsageTables) -> Result<(u64, u64), DataError> {
+    let mut queries = vec![
+        (COMPANY_ENHANCED, SQL_COMPANIES),
+        (CONVERSATION_ENHANCED, SQL_CONVERSATIONS),
+        (CONVERSATION_METRICS, SQL_CONVERSATION_METRICS),
+    ];
+    match usage {
+        UsageTables::Events => queries.push((USAGE_EVENTS, SQL_USAGE_EVENTS)),
+        UsageTables::Proxy => {
+            queries.push((COMPANY_METRICS, SQL_COMPANY_METRICS));
+            queries.push((CONTACT_ENHANCED, SQL_CONTACTS));
+        }
+    }
+    let (mut rows, mut bytes) = (0u64, 0u64);
+    for (table, sql) in queries {
+        let (r, b) = db.scan(table, sql)?;
+        rows += r;
+        bytes += b;
+    }
+    Ok((rows, bytes))
+}
+
+/// Loads the rows of the conversation-usage report.
+pub fn load_conversation_usage(db: &Database,
+    source_tz: Tz,
+    usage: UsageTables,
+) -> Result<ConversationUsageData, DataError> {
+    let mut d = ConversationUsageData::default();
+    let mut bad = BadTimestamps::default();
+    let mut ts = TsParser {
+        tz: source_tz,
+        bad: &mut bad,
+    };
+    // The usage events are the largest table: they load on a second connection,
+    // on another core, while this one reads the companies and the conversations.
+    let path = db.path();
+    let events = std::thread::scope(|scope| {
+        let events = (usage == UsageTables::Events)
+            .then(|| scope.spawn(move || load_usage_events(&Database::open(path)?, source_tz)));
+        d.companies = intercom::load_companies(db)?;
+        d.company_name_ids = intern_company_names(&d.companies, &mut d.company_names);
+        load_conversations(db, &mut d, &mut ts)?;
+        if usage == UsageTables::Proxy {
+            load_proxy_usage(db, &mut d.company_metrics, &mut d.contacts, &mut ts)?;
+        }
+        events
+            .map(|h| h.join().expect("the events loader does not panic"))
+            .transpose()
+    })?;
+    if let Some((mut rows, ids, events_bad)) = events {
+        attach_events(&d.companies, &mut rows, &ids);
+        d.usage_events = Some(rows);
+        for (k, v) in events_bad.0 {
+            *bad.0.entry(k).or_default() += v;
+        }
+    }
+    d.bad_timestamps = bad;
+    Ok(d)
+}
+
+fn load_conversations(db: &Database,
+    d: &mut ConversationUsageData,
+    ts: &mut TsParser<'_>,
+) -> Result<(), DataError> {
+    let mut name = String::new();
+    let n = db.rows_hint(CONVERSATION_ENHANCED);
+    d.conversations.reserve(n);
+    d.conversation_ids.reserve(n, 16);
+    db.each_row(CONVERSATION_ENHANCED, SQL_CONVERSATIONS, |r| {
+        let created = r.cow_text(1, "conversation_created_at")?;
+        let closed = r.cow_text(7, "last_close_at")?;
+        let initiated = r.cow_text(2, "conversation_initiated_type")?;
+        let author = r.cow_text(3, "conversation_author_type")?;
+        let assignee = r.cow_text(4, "conversation_assignee_type")?;
+        let tags = r.cow_text(5, "all_conversation_tags")?;
+        let names = r.cow_text(6, "all_contact_company_names")?;
+        let first_name = match names.as_deref() {
+            Some(names) if first_company_name_into(names, &mut name) => {
+                Some(d.company_names.intern(&name))
+            }
+            _ => None,
+        };
+        d.conversation_ids.push(
+            r.cow_text(0, "conversation_id")?
+                .as_deref()
+                .unwrap_or_default(),
+        );
+        d.conversations.push(ConversationRow {
+            created_at: ts.parse(
+                CONVERSATION_ENHANCED,
+                "conversation_created_at",
+                created.as_deref(),
+            ),
+            first_company_name: first_name,
+            last_close_at: ts.parse(CONVERSATION_ENHANCED, "last_close_at", closed.as_deref()),
+            bot_first: intercom::is_bot_first(
+                tags.as_deref(),
+                author.as_deref(),
+                initiated.as_deref(),
+            ),
+            team_routed: assignee.as_deref() == Some("team"),
+            contact_inbound: initiated.as_deref() == Some("contact_inbound"),
+        });
+        Ok(())
+    })?;
+    let n = db.rows_hint(CONVERSATION_METRICS);
+    d.metrics_ids.reserve(n, 16);
+    d.response_minutes.reserve(n);
+    db.each_row(CONVERSATION_METRICS, SQL_CONVERSATION_METRICS, |r| {
+        d.metrics_ids.push(
+            r.cow_text(0, "conversation_id")?
+                .as_deref()
+                .unwrap_or_default(),
+        );
+        d.response_minutes
+            .push(r.real(1, "time_to_first_response_minutes")?);
+        Ok(())
+    })
+}
+
+fn load_proxy_usage(db: &Database,
+    company_metrics: &mut Vec<CompanyMetricsRow>,
+    contacts: &mut Vec<ContactRow>,
+    ts: &mut TsParser<'_>,
+) -> Result<(), DataError> {
+    db.each_row(COMPANY_METRICS, SQL_COMPANY_METRICS, |r| {
+        company_metrics.push(CompanyMetricsRow {
+            company_id: r.text(0, "company_id")?.unwrap_or_default(),
+            retention_7d: r.real(1, "registration_retention_7d")?,
+            retention_30d: r.real(2, "registration_retention_30d")?,
+        });
+        Ok(())
+    })?;
+    db.each_row(CONTACT_ENHANCED, SQL_CONTACTS, |r| {
+        let names = r.text(1, "all_contact_company_names")?;
+        let last = r.text(2, "last_activity_ts")?;
+        contacts.push(ContactRow {
+            company_names: names
+                .as_deref()
+                .map(|s| {
+                    split_items(s)
+                        .filter(|s| !s.is_empty())
+                        .map(normalize_name)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            last_activity: ts.parse(CONTACT_ENHANCED, "last_activity_ts", last.as_deref()),
+        });
+        Ok(())
+    })
+}
+
+/// The usage events, each with its company id as a number in the returned
+/// interner (the company rows may still be loading), and their own unparseable-time
+/// counts.
+fn load_usage_events(db: &Database,
+    source_tz: Tz,
+) -> Result<(UsageEvents, Interner, BadTimestamps), DataError> {
+    let mut bad = BadTimestamps::default();
+    let mut ts = TsParser {
+        tz: source_tz,
+        bad: &mut bad,
+    };
+    let mut ids = Interner::default();
+    let mut events = UsageEvents::with_capacity(db.rows_hint(USAGE_EVENTS));
+    // Event tables are usually grouped by company: a run of the same id is looked
+    // up once.
+    let mut last: Option<(String, u32)> = None;
+    db.each_row(USAGE_EVENTS, SQL_USAGE_EVENTS, |r| {
+        let company = r.cow_text(0, "company_id")?.map(|id| match &last {
+            Some((l, n)) if *l == *id => *n,
+            _ => {
+                let n = ids.intern(&id);
+                last = Some((id.into_owned(), n));
+                n
+            }
+        });
+        let is_core = r.integer(1, "is_core")?.unwrap_or(0) == 1;
+        let occurred = r.cow_text(2, "occurred_at")?;
+        let occurred = ts.parse(USAGE_EVENTS, "occurred_at", occurred.as_deref());
+        if let (Some(company), Some(t)) = (company, occurred) {
+            events.push(company, EventStamp::new(t.timestamp_micros(), is_core));
+        }
+        Ok(())
+    })?;
+    Ok((events, ids, bad))
+}
+
+/// Points the events at company rows (the first row of an id); the events of
+/// unknown companies are skipped from then on.
+fn attach_events(companies: &[CompanyRow], events: &mut UsageEvents, ids: &Interner) {
+    // Event company number → company row, by looking each company's id up among
+    // the events' ids (no second table of ids).
+    let mut rows = vec![u32::MAX; ids.len()];
+    for (i, c) in companies.iter().enumerate() {
+        if let Some(n) = ids.lookup(&c.company_id) {
+            let row = &mut rows[n as usize];
+            if *row == u32::MAX {
+                *row = i as u32;
+            }
+        }
+    }
+    for (company, _) in &mut events.runs {
+        *company = rows[*company as usize];
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::Connection;
+
+    fn db_with(sql: &str) -> (tempfile::TempDir, Database) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite");
+        Connection::open(&path).unwrap().execute_batch(sql).unwrap();
+        let db = Database::open(&path).unwrap();
+        (dir, db)
+    }
+
+    #[test]
+    fn usage_events_keep_time_flag_and_company_runs() {
+        for (micros, core) in [(0, false), (1, true), (-1, true), (-86_400_000_001, false)] {
+            let s = EventStamp::new(micros, core);
+            assert_eq!((s.micros(), s.is_core()), (micros, core));
+        }
+        // Companies in any order: a run per change of company; unknown companies skipped.
+        let mut e = UsageEvents::default();
+        for (c, t) in [(0, 10), (0, 11), (1, 12), (0, 13), (u32::MAX, 14), (2, 15)] {
+            e.push(c, EventStamp::new(t, t % 2 == 0));
+        }
+        let runs: Vec<(u32, Vec<i64>)> = e
+            .runs()
+            .map(|(c, s)| (c, s.iter().map(|s| s.micros()).collect()))
+            .collect();
+        assert_eq!(
+            runs,
+            [
+                (0, vec![10, 11]),
+                (1, vec![12]),
+                (0, vec![13]),
+                (2, vec![15])
+            ]
+        );
+        let first = e.runs().next().expect("a run");
+        assert_eq!(
+            first.1.iter().map(|s| s.is_core()).collect::<Vec<_>>(),
+            [true, false]
+        );
+    }
+
+    #[test]
+    fn conversations_load_with_ids_in_order_and_names_interned() {
+        let (_d, db) = db_with(
+            "CREATE TABLE intercom__company_enhanced (company_id TEXT, company_name TEXT, \
+               all_company_tags TEXT, monthly_spend REAL, user_count INTEGER);
+             CREATE TABLE intercom__conversation_enhanced (conversation_id TEXT, \
+               conversation_created_at TEXT, conversation_initiated_type TEXT, \
+               conversation_author_type TEXT, conversation_assignee_type TEXT, \
+               all_conversation_tags TEXT, all_contact_company_names TEXT, last_close_at TEXT);
+             CREATE TABLE intercom__conversation_metrics (conversation_id TEXT, \
+               time_to_first_response_minutes REAL);
+             INSERT INTO intercom__conversation_enhanced (conversation_id, all_contact_company_names) VALUES
+               ('c1', ' Acme Inc , Beta'), ('c2', 'beta'), ('c3', 'ACME INC'), ('c4', NULL), ('c5', ' , x');
+             CREATE TABLE usage_events (company_id TEXT, is_core INTEGER, occurred_at TEXT);
+             INSERT INTO intercom__conversation_metrics VALUES ('c2', 4.5), ('c1', NULL);
+             INSERT INTO intercom__company_enhanced (company_id, company_name) VALUES
+               ('co_b', ' BETA'), ('co_a', NULL), ('co_b', ' ');
+             INSERT INTO usage_events VALUES ('co_a', 1, '2024-01-02 00:00:00'),
+               ('co_a', 0, '2024-01-03 00:00:00'), ('co_x', 1, '2024-01-04 00:00:00'),
+               ('co_b', 1, '2024-01-05 00:00:00'), (NULL, 1, '2024-01-06 00:00:00'),
+               ('co_a', 1, 'not a time');",
+        );
+        let d = db
+            .load_conversation_usage(chrono_tz::UTC, UsageTables::Events)
+            .unwrap();
+        assert_eq!(
+            d.conversation_ids.iter().collect::<Vec<_>>(),
+            ["c1", "c2", "c3", "c4", "c5"]
+        );
+        let names: Vec<Option<&str>> = d
+            .conversations
+            .iter()
+            .map(|c| c.first_company_name.map(|n| d.company_names.get(n)))
+            .collect();
+        assert_eq!(
+            names,
+            [Some("acme inc"), Some("beta"), Some("acme inc"), None, None]
+        );
+        assert_eq!(d.company_names.len(), 2);
+        // The companies' names are numbered first; a conversation carrying one gets
+        // the company's number.
+        assert_eq!(d.company_name_ids, [0, u32::MAX, u32::MAX]);
+        assert_eq!(d.conversations[1].first_company_name, Some(0));
+        assert_eq!(d.metrics_ids.iter().collect::<Vec<_>>(), ["c2", "c1"]);
+        assert_eq!(d.response_minutes, [Some(4.5), None]);
+        // Events point at company rows (a repeated id: its first row); unknown and
+        // NULL companies and unparseable times are dropped, the latter counted.
+        let events: Vec<(u32, bool)> = d
+            .usage_events
+            .as_ref()
+            .expect("events loaded")
+            .runs()
+            .flat_map(|(c, stamps)| stamps.iter().map(move |s| (c, s.is_core())))
+            .collect();
+        assert_eq!(events, [(1, true), (1, false), (0, true)]);
+        assert_eq!(d.bad_timestamps.0.get("usage_events.occurred_at"), Some(&1));
+    }
+}

@@ -1,0 +1,117 @@
+//! The rows of the tag-drivers report: SQL, row types and the loader.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::intercom::{
+    first_company_name, load_companies, topic_tags, CompanyRow, COMPANY_ENHANCED,
+    CONVERSATION_ENHANCED, CONVERSATION_METRICS,
+};
+use crate::source::{BadTimestamps, DataError, Database, TableNeed, TsParser};
+
+const SQL_TAG_CONVERSATIONS: &str =
+    "SELECT conversation_id, conversation_created_at, all_conversation_tags, \
+     all_contact_company_names, conversation_rating FROM intercom__conversation_enhanced";
+const SQL_TAG_CONVERSATION_METRICS: &str =
+    "SELECT conversation_id, time_to_first_response_minutes, count_reopens FROM intercom__conversation_metrics";
+
+/// A conversation as the tag-drivers report reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagConversationRow {
+    pub conversation_id: String,
+    pub created_at: Option<DateTime<Utc>>,
+    pub first_company_name: Option<String>,
+    /// Topic tags: items of `all_conversation_tags` without machine tags (with `:`),
+    /// trimmed, each once.
+    pub topics: Vec<String>,
+    pub rating: Option<f64>,
+}
+
+/// A conversation's metrics row as the tag-drivers report reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagMetricsRow {
+    pub conversation_id: String,
+    pub response_minutes: Option<f64>,
+    pub reopens: Option<i64>,
+}
+
+/// Everything the tag-drivers metrics read.
+#[derive(Debug, Clone, Default)]
+pub struct TagDriversData {
+    pub companies: Vec<CompanyRow>,
+    pub conversations: Vec<TagConversationRow>,
+    pub metrics: Vec<TagMetricsRow>,
+    pub bad_timestamps: BadTimestamps,
+}
+
+pub const NEEDS: &[TableNeed] = &[
+    TableNeed {
+        table: COMPANY_ENHANCED,
+        columns: &[
+            "company_id",
+            "company_name",
+            "all_company_tags",
+            "monthly_spend",
+            "user_count",
+        ],
+    },
+    TableNeed {
+        table: CONVERSATION_ENHANCED,
+        columns: &[
+            "conversation_id",
+            "conversation_created_at",
+            "all_conversation_tags",
+            "all_contact_company_names",
+            "conversation_rating",
+        ],
+    },
+    TableNeed {
+        table: CONVERSATION_METRICS,
+        columns: &[
+            "conversation_id",
+            "time_to_first_response_minutes",
+            "count_reopens",
+        ],
+    },
+];
+
+/// Loads the rows of the tag-drivers report.
+pub fn load(db: &Database, source_tz: Tz) -> Result<TagDriversData, DataError> {
+    let mut d = TagDriversData::default();
+    let mut bad = BadTimestamps::default();
+    let mut ts = TsParser {
+        tz: source_tz,
+        bad: &mut bad,
+    };
+    d.companies = load_companies(db)?;
+    db.each_row(CONVERSATION_ENHANCED, SQL_TAG_CONVERSATIONS, |r| {
+        let created = r.cow_text(1, "conversation_created_at")?;
+        d.conversations.push(TagConversationRow {
+            conversation_id: r.text(0, "conversation_id")?.unwrap_or_default(),
+            created_at: ts.parse(
+                CONVERSATION_ENHANCED,
+                "conversation_created_at",
+                created.as_deref(),
+            ),
+            topics: r
+                .cow_text(2, "all_conversation_tags")?
+                .map(|t| topic_tags(&t))
+                .unwrap_or_default(),
+            first_company_name: first_company_name(
+                r.cow_text(3, "all_contact_company_names")?.as_deref(),
+            ),
+            rating: r.real(4, "conversation_rating")?,
+        });
+        Ok(())
+    })?;
+    db.each_row(CONVERSATION_METRICS, SQL_TAG_CONVERSATION_METRICS, |r| {
+        d.metrics.push(TagMetricsRow {
+            conversation_id: r.text(0, "conversation_id")?.unwrap_or_default(),
+            response_minutes: r.real(1, "time_to_first_response_minutes")?,
+            reopens: r.integer(2, "count_reopens")?,
+        });
+        Ok(())
+    })?;
+    d.bad_timestamps = bad;
+    Ok(d)
+}

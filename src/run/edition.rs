@@ -1,0 +1,204 @@
+//! One language edition of a report: the narrative rendered in that language, the
+//! localized charts, the `data.json` the Typst layout reads (every number already
+//! formatted for the locale; the report supplies its own part) and the PDF.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::render::charts::{self, EngineError, RenderedChart};
+use crate::render::narrative::{sentences, Narrative, Sentence};
+use crate::render::pdf::{self, PdfError};
+use crate::render::templates::{Language, NarrativeError, Templates};
+use crate::reports::{period_label, Computed};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EditionError {
+    #[error(transparent)]
+    Narrative(#[from] NarrativeError),
+    #[error(transparent)]
+    Chart(#[from] EngineError),
+    #[error(transparent)]
+    Pdf(#[from] PdfError),
+}
+
+/// What the reproducibility appendix prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Provenance {
+    pub database: String,
+    pub sha256: String,
+    pub parameters: Vec<(String, String)>,
+    pub row_counts: Vec<(String, i64)>,
+}
+
+/// Where an edition's time went.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EditionTimings {
+    pub narrative: std::time::Duration,
+    pub charts: std::time::Duration,
+    pub typst_compile: std::time::Duration,
+    pub pdf_write: std::time::Duration,
+}
+
+pub struct Edition {
+    pub lang: String,
+    pub timings: EditionTimings,
+    pub pdf: Vec<u8>,
+    pub charts: Vec<RenderedChart>,
+    pub findings: Vec<Sentence>,
+    pub recommendations: Vec<Sentence>,
+    /// The period as this edition prints it.
+    pub period_label: String,
+}
+
+/// The layout every report's `report.typ` imports (cover, tables, sections).
+pub const COMMON_LAYOUT: &str = "common.typ";
+
+/// Number of findings on the cover.
+const HEADLINES: usize = 5;
+
+/// What every edition of a run shares.
+pub struct RunInfo<'a> {
+    pub report: &'a str,
+    pub period: &'a str,
+    /// The window, for reports that cut one (others are a snapshot "as of" a date).
+    pub window: Option<crate::intercom::window::Window>,
+    pub provenance: &'a Provenance,
+    pub reference: DateTime<Utc>,
+}
+
+pub fn render(
+    computed: &dyn Computed,
+    story: &Narrative,
+    run: &RunInfo<'_>,
+    templates: &Templates,
+    lang: &str,
+) -> Result<Edition, EditionError> {
+    let report = run.report;
+    let mut timings = EditionTimings::default();
+    let started = std::time::Instant::now();
+    let language = templates.language(report, lang)?;
+    let (findings, recommendations) = sentences(story, &language)?;
+    timings.narrative = started.elapsed();
+    let started = std::time::Instant::now();
+
+    let specs = computed.charts(&language);
+    let mut rendered = Vec::with_capacity(specs.len());
+    let mut chart_entries = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        let chart = charts::render(spec)?;
+        let takeaway = match &spec.takeaway {
+            Some(t) => language.render("takeaways.tera", "c", t)?,
+            None => String::new(),
+        };
+        chart_entries.push(json!({
+            "id": spec.id,
+            "file": format!("charts/{}.svg", spec.id),
+            "takeaway": takeaway,
+            "height": spec.height.unwrap_or(charts::HEIGHT),
+        }));
+        rendered.push(chart);
+    }
+    timings.charts = started.elapsed();
+
+    let mut data = common_data(
+        &language,
+        &findings,
+        &recommendations,
+        story,
+        chart_entries,
+        run,
+    );
+    if let (Value::Object(d), Value::Object(own)) = (&mut data, computed.layout(&language)) {
+        d.extend(own);
+    }
+    let (template, template_name) = templates.get(&format!("{report}/report.typ"))?;
+    let (common, _) = templates.get(COMMON_LAYOUT)?;
+    let mut files = vec![
+        (
+            "data.json".to_owned(),
+            serde_json::to_vec(&data).unwrap_or_default(),
+        ),
+        (COMMON_LAYOUT.to_owned(), common.into_owned().into_bytes()),
+    ];
+    for c in &rendered {
+        files.push((format!("charts/{}.svg", c.id), c.svg.clone().into_bytes()));
+    }
+    let (pdf, t) = pdf::render_timed(&pdf::Document {
+        template_name,
+        template: template.into_owned(),
+        files,
+        reference: run.reference,
+        ident: format!("cxreport/{report}/{}/{lang}", run.period),
+    })?;
+    timings.typst_compile = t.compile;
+    timings.pdf_write = t.export;
+    Ok(Edition {
+        period_label: period_label(run.window.as_ref(), run.period, &language),
+        lang: lang.to_owned(),
+        timings,
+        pdf,
+        charts: rendered,
+        findings,
+        recommendations,
+    })
+}
+
+/// The part of `data.json` every report's layout reads the same way.
+fn common_data(
+    lang: &Language,
+    findings: &[Sentence],
+    recommendations: &[Sentence],
+    story: &Narrative,
+    charts: Vec<Value>,
+    run: &RunInfo<'_>,
+) -> Value {
+    let s = &lang.strings;
+    let f = &lang.format;
+    let follows: Vec<String> = story
+        .recommendations
+        .iter()
+        .map(|rec| {
+            findings
+                .iter()
+                .find(|x| x.id == rec.follows)
+                .map(|x| x.text.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    let provenance = run.provenance;
+    let mut appendix = vec![
+        [s.get("appendix.database"), provenance.database.clone()],
+        [s.get("appendix.sha256"), provenance.sha256.clone()],
+        [s.get("appendix.version"), crate::VERSION.to_owned()],
+        [
+            s.get("appendix.charts_engine"),
+            format!("ECharts {} (QuickJS)", charts::ECHARTS_VERSION),
+        ],
+        [
+            s.get("appendix.reference_time"),
+            crate::source::timestamp::format_utc(run.reference) + " UTC",
+        ],
+    ];
+    for (k, v) in &provenance.parameters {
+        appendix.push([format!("{} · {k}", s.get("appendix.parameters")), v.clone()]);
+    }
+    for (k, v) in &provenance.row_counts {
+        appendix.push([
+            format!("{} · {k}", s.get("appendix.rows")),
+            f.count(*v as f64),
+        ]);
+    }
+    let label = period_label(run.window.as_ref(), run.period, lang);
+    json!({
+        "strings": s.to_json(),
+        "period": { "label": label },
+        "generated": run.reference.format("%Y-%m-%d").to_string(),
+        "headlines": findings.iter().take(HEADLINES).map(|x| &x.text).collect::<Vec<_>>(),
+        "findings": findings.iter().map(|x| &x.text).collect::<Vec<_>>(),
+        "recommendations": recommendations.iter().zip(&follows).map(|(x, f)| json!({ "text": x.text, "follows": f })).collect::<Vec<_>>(),
+        "charts": charts,
+        "appendix": appendix,
+    })
+}
+

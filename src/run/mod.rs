@@ -1,0 +1,583 @@
+//! One run of a report, stages in order: open and check the database against what
+//! the report needs, plan what the run covers (once: a job keys its ledger by the
+//! plan's period and then runs that same plan), load and compute, render the
+//! language editions (`edition`), write the outputs atomically (`output`). Each stage
+//! is timed and the timings go into the manifest.
+
+pub mod edition;
+pub mod output;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::{json, Value};
+
+use crate::clock::Clock;
+use crate::demo::{self, DemoError, DemoOptions};
+use crate::intercom::window::{Window, WindowSpec};
+use crate::render::narrative::Narrative;
+use crate::render::templates::{NarrativeError, Templates};
+use crate::reports::{self, Computed, Options, Plan, Report, ReportError, Request};
+use crate::source::{DataError, Database};
+use edition::{EditionError, Provenance, RunInfo};
+use output::{OutputError, StagedDir};
+
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub report: String,
+    pub db: PathBuf,
+    pub window: WindowSpec,
+    /// The report's own options, as given (the report reads and checks them).
+    pub options: Options,
+    /// `<out_dir>/<name>/<period>/` receives the files.
+    pub out_dir: PathBuf,
+    /// Job name, or the report name for one-off runs.
+    pub name: String,
+    /// Timezone of naive timestamps in the database.
+    pub source_tz: Tz,
+    /// Timezone in which calendar windows are cut (the job's).
+    pub tz: Tz,
+    /// Language editions to write (`report.<lang>.pdf`); empty: CSV/JSON only.
+    pub langs: Vec<String>,
+    pub templates: Templates,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("unknown report `{0}` (run `cxreport reports` for the list)")]
+    UnknownReport(String),
+    #[error("report `{report}` has no option `{option}`")]
+    UnknownOption { report: String, option: String },
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error(transparent)]
+    Demo(#[from] DemoError),
+    #[error(transparent)]
+    Edition(#[from] EditionError),
+    #[error("hashing {path}: {source}")]
+    Hash {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl RunError {
+    /// Whether the user must fix how cxreport is called or pointed at data (as
+    /// opposed to a run that failed).
+    pub fn is_usage(&self) -> bool {
+        match self {
+            Self::UnknownReport(_) | Self::UnknownOption { .. } => true,
+            Self::Data(e) => matches!(e, DataError::Open { .. } | DataError::Schema { .. }),
+            Self::Report(e) => e.is_usage(),
+            Self::Edition(EditionError::Narrative(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+pub struct RunOutcome {
+    pub dir: PathBuf,
+    pub period: String,
+    /// The window, for reports that cut one.
+    pub window: Option<Window>,
+    pub computed: Box<dyn Computed>,
+    pub narrative: Narrative,
+    /// What each edition printed that an email repeats, by language.
+    pub editions: Vec<EditionText>,
+    /// The CSV file an email may attach (the report's first).
+    pub main_csv: Option<&'static str>,
+    /// The PDF files written, by language.
+    pub pdfs: Vec<(String, PathBuf)>,
+}
+
+/// The sentences of one edition, as printed.
+#[derive(Debug, Clone)]
+pub struct EditionText {
+    pub lang: String,
+    pub period_label: String,
+    pub findings: Vec<String>,
+}
+
+impl RunOutcome {
+    /// The edition of `lang`, when one was written.
+    pub fn edition(&self, lang: &str) -> Option<&EditionText> {
+        self.editions.iter().find(|e| e.lang == lang)
+    }
+}
+
+impl std::fmt::Debug for RunOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOutcome")
+            .field("dir", &self.dir)
+            .field("period", &self.period)
+            .field("pdfs", &self.pdfs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The report a request names.
+pub fn report_of(req: &RunRequest) -> Result<&'static dyn Report, RunError> {
+    reports::find(&req.report).ok_or_else(|| RunError::UnknownReport(req.report.clone()))
+}
+
+impl RunRequest {
+    /// What the report sees of the request.
+    pub fn report_request(&self) -> Request<'_> {
+        Request {
+            window: self.window,
+            source_tz: self.source_tz,
+            tz: self.tz,
+            options: &self.options,
+        }
+    }
+}
+
+/// A run that is planned: the database open and checked, the period known.
+pub struct Prepared {
+    report: &'static dyn Report,
+    db: Database,
+    reference: DateTime<Utc>,
+    pub plan: Plan,
+}
+
+/// Checks the request (report, options, languages), opens and checks the database
+/// and plans what a run at the clock's time covers, without loading rows.
+pub fn prepare(req: &RunRequest, clock: &dyn Clock) -> Result<Prepared, RunError> {
+    let report = report_of(req)?;
+    check_request(report, req)?;
+    let reference = clock.now();
+    let db = Database::open(&req.db)?;
+    let rr = req.report_request();
+    db.check(report.name(), &report.needs(&db, &rr)?)?;
+    let plan = report.plan(&db, &rr, reference)?;
+    Ok(Prepared {
+        report,
+        db,
+        reference,
+        plan,
+    })
+}
+
+/// What is wrong with a request before any data is read: options the report does not
+/// take or cannot read, languages it has no templates for.
+fn check_request(report: &dyn Report, req: &RunRequest) -> Result<(), RunError> {
+    if let Some(option) = reports::unknown_options(report, &req.options).first() {
+        return Err(RunError::UnknownOption {
+            report: req.report.clone(),
+            option: (*option).to_owned(),
+        });
+    }
+    if let Some((option, message)) = report.check_options(&req.options).into_iter().next() {
+        return Err(ReportError::Option {
+            report: report.name(),
+            option,
+            message,
+        }
+        .into());
+    }
+    let available = req.templates.languages(&req.report);
+    if let Some(lang) = req.langs.iter().find(|l| !available.contains(*l)) {
+        return Err(EditionError::Narrative(NarrativeError::UnknownLanguage {
+            report: req.report.clone(),
+            lang: lang.clone(),
+            available: available.into_iter().collect::<Vec<_>>().join(", "),
+        })
+        .into());
+    }
+    Ok(())
+}
+
+/// Plans and runs a report at the clock's time.
+pub fn run(req: &RunRequest, clock: &dyn Clock) -> Result<RunOutcome, RunError> {
+    execute(prepare(req, clock)?, req)
+}
+
+/// Runs a prepared plan: loads, computes, renders and writes the outputs.
+pub fn execute(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunError> {
+    let Prepared {
+        report,
+        db,
+        reference,
+        plan,
+    } = prepared;
+    let mut timings = Vec::new();
+    // Load the chart engine while the data loads: it is needed only for the editions.
+    let engine_warmup = (!req.langs.is_empty())
+        .then(|| std::thread::spawn(|| crate::render::charts::engine().map(|e| e.startup)));
+    tracing::info!(report = report.name(), period = %plan.period, "resolved what the run covers");
+    let computed = report.compute(&db, &req.report_request(), &plan, &mut timings)?;
+
+    let t = Instant::now();
+    let story = computed.story();
+    timings.push(("findings", t.elapsed()));
+
+    let dest = req.out_dir.join(&req.name).join(&plan.period);
+    let staged = StagedDir::new(&dest)?;
+    let t = Instant::now();
+    let csv_files = computed.csv_files();
+    for file in &csv_files {
+        let bytes =
+            output::csv_bytes(&file.header, &file.rows).map_err(|source| OutputError::Csv {
+                path: staged.path().join(file.name),
+                source,
+            })?;
+        staged.write(file.name, &bytes)?;
+    }
+    let mut summary = computed.summary();
+    if let Value::Object(m) = &mut summary {
+        m.insert("findings".into(), json!(story.findings));
+        m.insert("recommendations".into(), json!(story.recommendations));
+    }
+    staged.write_json("summary.json", &summary)?;
+    timings.push(("write_data", t.elapsed()));
+
+    let (mut manifest, provenance) = manifest(req, &db, &plan, reference)?;
+    if let Some(Ok(Ok(startup))) = engine_warmup.map(|h| h.join()) {
+        timings.push(("chart_engine_start", startup));
+    }
+    let info = RunInfo {
+        report: report.name(),
+        period: &plan.period,
+        window: plan.window,
+        provenance: &provenance,
+        reference,
+    };
+    // Editions render in parallel: Typst compiles on every core while the chart
+    // engine serves both.
+    let t = Instant::now();
+    let editions: Vec<Result<edition::Edition, EditionError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = req
+            .langs
+            .iter()
+            .map(|lang| {
+                let (computed, story, info) = (computed.as_ref(), &story, &info);
+                scope.spawn(move || edition::render(computed, story, info, &req.templates, lang))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("an edition thread does not panic"))
+            .collect()
+    });
+    timings.push(("editions_wall", t.elapsed()));
+    let mut pdfs = Vec::new();
+    let mut texts = Vec::new();
+    let mut chart_times = Vec::new();
+    for ed in editions {
+        let ed = ed?;
+        texts.push(EditionText {
+            lang: ed.lang.clone(),
+            period_label: ed.period_label.clone(),
+            findings: ed.findings.iter().map(|f| f.text.clone()).collect(),
+        });
+        let lang = &ed.lang;
+        let file = format!("report.{lang}.pdf");
+        staged.write(&file, &ed.pdf)?;
+        for c in &ed.charts {
+            staged.write(&format!("charts/{}.{lang}.svg", c.id), c.svg.as_bytes())?;
+            chart_times.push(c.engine_time);
+        }
+        pdfs.push((lang.clone(), dest.join(&file)));
+        timings.push(("narrative", ed.timings.narrative));
+        timings.push(("charts", ed.timings.charts));
+        timings.push(("typst_compile", ed.timings.typst_compile));
+        timings.push(("pdf_write", ed.timings.pdf_write));
+    }
+    chart_times.sort();
+    if let Some(median) = chart_times.get(chart_times.len() / 2) {
+        timings.push(("chart_median", *median));
+    }
+    manifest["timings_ms"] = timings_json(&timings);
+    if let Some(kb) = peak_rss_kb() {
+        manifest["peak_rss_kb"] = json!(kb);
+    }
+    staged.write_json("manifest.json", &manifest)?;
+    let dir = staged.commit()?;
+    let (what, n) = computed.size();
+    tracing::info!(dir = %dir.display(), report = report.name(), what, n, editions = req.langs.len(), "report written");
+    Ok(RunOutcome {
+        dir,
+        period: plan.period,
+        window: plan.window,
+        computed,
+        narrative: story,
+        editions: texts,
+        main_csv: csv_files.first().map(|f| f.name),
+        pdfs,
+    })
+}
+
+/// The process's peak resident set size so far (Linux), for the benchmark.
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Stage timings in milliseconds (repeated stages add up).
+fn timings_json(timings: &[(&str, std::time::Duration)]) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for (k, d) in timings {
+        let ms =
+            m.get(*k).and_then(serde_json::Value::as_f64).unwrap_or(0.0) + d.as_secs_f64() * 1e3;
+        m.insert((*k).to_owned(), json!((ms * 1e3).round() / 1e3));
+    }
+    serde_json::Value::Object(m)
+}
+
+/// Checks the database against what a report needs (for `cxreport check`).
+pub fn check_database(req: &RunRequest) -> Result<(), RunError> {
+    let report = report_of(req)?;
+    check_request(report, req)?;
+    let db = Database::open(&req.db)?;
+    Ok(db.check(report.name(), &report.needs(&db, &req.report_request())?)?)
+}
+
+fn manifest(
+    req: &RunRequest,
+    db: &Database,
+    plan: &Plan,
+    reference: DateTime<Utc>,
+) -> Result<(serde_json::Value, Provenance), RunError> {
+    let sha = output::sha256_file(db.path()).map_err(|source| RunError::Hash {
+        path: db.path().to_owned(),
+        source,
+    })?;
+    let mut rows = serde_json::Map::new();
+    let mut row_counts = Vec::new();
+    for table in &plan.tables {
+        if db.has_table(table)? {
+            let n = db.row_count(table)?;
+            rows.insert((*table).to_owned(), json!(n));
+            row_counts.push(((*table).to_owned(), n));
+        }
+    }
+    let provenance = Provenance {
+        database: db.path().display().to_string(),
+        sha256: sha.clone(),
+        parameters: plan.parameters.clone(),
+        row_counts,
+    };
+    let mut parameters = plan.manifest_parameters.clone();
+    parameters.insert("timezone".into(), json!(req.tz.name()));
+    parameters.insert("languages".into(), json!(req.langs));
+    let manifest = json!({
+        "tool": "cxreport",
+        "version": crate::VERSION,
+        "report": req.report,
+        "name": req.name,
+        "period": plan.period,
+        "reference_time": crate::source::timestamp::format_utc(reference),
+        "parameters": parameters,
+        "database": {
+            "path": db.path().display().to_string(),
+            "sha256": sha,
+            "row_counts": rows,
+        },
+        "editions": req.langs.iter().map(|l| format!("report.{l}.pdf")).collect::<Vec<_>>(),
+    });
+    Ok((manifest, provenance))
+}
+
+/// Where the built-in demo database is cached: `$CXREPORT_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/cxreport`, else `~/.cache/cxreport`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CXREPORT_CACHE_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(d).join("cxreport");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".cache").join("cxreport"),
+        None => PathBuf::from(".cxreport-cache"),
+    }
+}
+
+/// The demo database, generated once per generator version and reused.
+pub fn demo_database(cache: &Path) -> Result<PathBuf, RunError> {
+    let path = cache.join(format!(
+        "demo-v{}-seed{}.sqlite",
+        demo::GENERATOR_VERSION,
+        demo::DEFAULT_SEED
+    ));
+    if !path.is_file() {
+        tracing::info!(path = %path.display(), "generating the demo database (once)");
+        demo::generate(&path, &DemoOptions::default())?;
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    //! A report that is not in `reports::ALL`, written only against the report
+    //! interface, rendered into a PDF edition by the run layer: adding a report needs
+    //! nothing beyond its folder, its templates and a line in `ALL`.
+
+    use std::time::Duration;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::render::charts::ChartSpec;
+    use crate::render::narrative::Finding;
+    use crate::render::templates::Language;
+    use crate::reports::{CsvFile, OptionSpec};
+    use crate::source::TableNeed;
+
+    struct Skeleton;
+
+    const TABLE: &str = "things";
+    const NEEDS: &[TableNeed] = &[TableNeed {
+        table: TABLE,
+        columns: &["id"],
+    }];
+
+    struct Counted(i64);
+
+    impl Report for Skeleton {
+        fn name(&self) -> &'static str {
+            "skeleton"
+        }
+        fn about(&self) -> &'static str {
+            "Counts things."
+        }
+        fn options(&self) -> &'static [OptionSpec] {
+            &[]
+        }
+        fn check_options(&self, _: &Options) -> Vec<(String, String)> {
+            Vec::new()
+        }
+        fn needs(&self, _: &Database, _: &Request<'_>) -> Result<Vec<TableNeed>, ReportError> {
+            Ok(NEEDS.to_vec())
+        }
+        fn plan(
+            &self,
+            _: &Database,
+            _: &Request<'_>,
+            reference: DateTime<Utc>,
+        ) -> Result<Plan, ReportError> {
+            Ok(Plan {
+                period: format!("asof-{}", reference.format("%Y-%m-%d")),
+                window: None,
+                parameters: Vec::new(),
+                manifest_parameters: serde_json::Map::new(),
+                tables: vec![TABLE],
+            })
+        }
+        fn compute(
+            &self,
+            db: &Database,
+            _: &Request<'_>,
+            _: &Plan,
+            _: &mut Vec<(&'static str, Duration)>,
+        ) -> Result<Box<dyn Computed>, ReportError> {
+            Ok(Box::new(Counted(db.row_count(TABLE)?)))
+        }
+    }
+
+    impl Computed for Counted {
+        fn summary(&self) -> Value {
+            json!({ "things": self.0 })
+        }
+        fn csv_files(&self) -> Vec<CsvFile> {
+            vec![CsvFile {
+                name: "things.csv",
+                header: vec!["things"],
+                rows: vec![vec![self.0.to_string()]],
+            }]
+        }
+        fn story(&self) -> Narrative {
+            let mut f = Finding::new("count", 1);
+            f.numbers.insert("things", self.0 as f64);
+            Narrative {
+                findings: vec![f],
+                recommendations: Vec::new(),
+            }
+        }
+        fn charts(&self, _: &Language) -> Vec<ChartSpec> {
+            Vec::new()
+        }
+        fn layout(&self, _: &Language) -> Value {
+            json!({ "things": self.0 })
+        }
+        fn size(&self) -> (&'static str, usize) {
+            ("things", self.0 as usize)
+        }
+    }
+
+    #[test]
+    fn a_report_outside_all_renders_through_the_interface() {
+        let dir = tempfile::tempdir().unwrap();
+        let db_path = dir.path().join("t.sqlite");
+        rusqlite::Connection::open(&db_path)
+            .unwrap()
+            .execute_batch("CREATE TABLE things (id TEXT); INSERT INTO things VALUES ('a'), ('b');")
+            .unwrap();
+        let tpl = dir.path().join("templates/skeleton");
+        std::fs::create_dir_all(tpl.join("en")).unwrap();
+        std::fs::write(
+            tpl.join("report.typ"),
+            "#let d = json(\"data.json\")\n= #d.strings.document.title\n#for f in d.findings [ - #f ]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            tpl.join("en/strings.toml"),
+            "[document]\ntitle = \"Things\"\nline_join = \" \"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            tpl.join("en/findings.tera"),
+            "{{ f.numbers.things | num }} things.",
+        )
+        .unwrap();
+        for file in [
+            "recommendations.tera",
+            "takeaways.tera",
+            "email.txt.tera",
+            "email.html",
+        ] {
+            std::fs::write(tpl.join("en").join(file), "").unwrap();
+        }
+        let templates = Templates::new(Some(dir.path().join("templates")));
+
+        let report: &dyn Report = &Skeleton;
+        let options = Options::new();
+        let req = Request {
+            window: "rolling:6m".parse().unwrap(),
+            source_tz: Tz::UTC,
+            tz: Tz::UTC,
+            options: &options,
+        };
+        let db = Database::open(&db_path).unwrap();
+        db.check(report.name(), &report.needs(&db, &req).unwrap())
+            .unwrap();
+        let reference = Utc.with_ymd_and_hms(2024, 7, 1, 0, 0, 0).unwrap();
+        let plan = report.plan(&db, &req, reference).unwrap();
+        let computed = report.compute(&db, &req, &plan, &mut Vec::new()).unwrap();
+        let story = computed.story();
+        let provenance = Provenance {
+            database: db_path.display().to_string(),
+            sha256: String::new(),
+            parameters: Vec::new(),
+            row_counts: Vec::new(),
+        };
+        let info = RunInfo {
+            report: report.name(),
+            period: &plan.period,
+            window: plan.window,
+            provenance: &provenance,
+            reference,
+        };
+        let ed = edition::render(computed.as_ref(), &story, &info, &templates, "en").unwrap();
+        assert_eq!(plan.period, "asof-2024-07-01");
+        assert_eq!(ed.findings[0].text, "2 things.");
+        assert!(ed.pdf.starts_with(b"%PDF"), "a PDF");
+    }
+}
