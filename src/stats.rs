@@ -117,7 +117,10 @@ pub fn tertile_sizes(n: usize) -> [usize; 3] {
 }
 
 /// The members' three tertile groups (sizes of [`tertile_sizes`]) under a total order.
-pub fn thirds<T>(members: &mut [T], mut cmp: impl FnMut(&T, &T) -> std::cmp::Ordering) -> [&[T]; 3] {
+pub fn thirds<T>(
+    members: &mut [T],
+    mut cmp: impl FnMut(&T, &T) -> std::cmp::Ordering,
+) -> [&[T]; 3] {
     let [a, b, _] = tertile_sizes(members.len());
     if a < members.len() {
         members.select_nth_unstable_by(a, &mut cmp);

@@ -3,11 +3,11 @@
 
 use chrono::Datelike;
 use chrono_tz::Tz;
-use cxreport::reports::conversation_usage::load::{load_conversation_usage, UsageTables};
-use cxreport::source::Database;
 use cxreport::demo::{self, DemoOptions};
-use cxreport::reports::conversation_usage::metrics::{self, Params, UsageDefinitions};
 use cxreport::intercom::window::WindowSpec;
+use cxreport::reports::conversation_usage::load::{load_conversation_usage, UsageTables};
+use cxreport::reports::conversation_usage::metrics::{self, Params, UsageDefinitions};
+use cxreport::source::Database;
 
 fn near(name: &str, got: f64, want: f64, rel: f64) {
     println!("{name}: {got:.4} (reference {want})");
@@ -25,7 +25,9 @@ fn default_demo_matches_the_reference_figures() {
     demo::generate(&path, &DemoOptions::default()).unwrap();
     println!("{}", demo::describe(&path).unwrap());
     let db = Database::open(&path).unwrap();
-    let anchor = cxreport::intercom::latest_conversation(&db, Tz::UTC).unwrap().unwrap();
+    let anchor = cxreport::intercom::latest_conversation(&db, Tz::UTC)
+        .unwrap()
+        .unwrap();
     assert_eq!(anchor.to_string(), "2024-06-15 12:00:00 UTC");
     let window = "rolling:6m"
         .parse::<WindowSpec>()
@@ -278,7 +280,8 @@ fn demo_users_and_events_match_the_segmentation_figures() {
         cxreport::reports::customer_segmentation::load::NEEDS,
     )
     .unwrap();
-    let (users, events, bad) = cxreport::reports::customer_segmentation::load::load(&db, Tz::UTC).unwrap();
+    let (users, events, bad) =
+        cxreport::reports::customer_segmentation::load::load(&db, Tz::UTC).unwrap();
     assert_eq!(bad.total(), 0);
     assert_eq!(users.len(), 10_000);
     near("events", events.len() as f64, 228_700.0, 0.05);

@@ -308,3 +308,72 @@ fn bad_arguments_are_usage_errors() {
     let o = run(&["run", "--db", not_db.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
+
+#[test]
+fn report_options_are_checked_by_their_report_before_any_work() {
+    let out = tempfile::tempdir().unwrap();
+    let db = demo_db().to_str().unwrap();
+    let outp = out.path().to_str().unwrap();
+    // An option another report takes is refused, naming the report and the option.
+    let o = run(&[
+        "run",
+        "conversation-usage",
+        "--db",
+        db,
+        "--out",
+        outp,
+        "--min-pp",
+        "5",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("report `conversation-usage` has no option `min_pp`"),
+        "{}",
+        text(&o)
+    );
+    // A value the report cannot read names the option and what was expected.
+    let o = run(&[
+        "run",
+        "tag-drivers",
+        "--db",
+        db,
+        "--out",
+        outp,
+        "--min-pp",
+        "500",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("option `min_pp`") && text(&o).contains("between 0 and 100"),
+        "{}",
+        text(&o)
+    );
+    let o = run(&[
+        "run",
+        "--db",
+        db,
+        "--out",
+        outp,
+        "--usage-source",
+        "telepathy",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("option `usage_source`"), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_dir(out.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    // `reports` lists every report's options with their defaults.
+    let o = run(&["reports"]);
+    assert!(o.status.success());
+    let listed = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        listed.contains("--min-pp") && listed.contains("(default 3)"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("--usage-source") && listed.contains("(default auto)"),
+        "{listed}"
+    );
+}

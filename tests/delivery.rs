@@ -436,7 +436,8 @@ fn a_job_in_flight_elsewhere_is_not_started_again() {
     let s = setup(server.port, "en = [\"ceo@example.com\"]", "");
     // This test process holds the job's lease, as a daemon running it would.
     let mut l =
-        cxreport::jobs::ledger::Ledger::open(&s.dir.path().join("out/cxreport-state.sqlite")).unwrap();
+        cxreport::jobs::ledger::Ledger::open(&s.dir.path().join("out/cxreport-state.sqlite"))
+            .unwrap();
     assert!(l.acquire_lease("monthly").unwrap());
     let o = run_job(&s, &["--send"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
@@ -510,7 +511,8 @@ fn the_daemon_runs_a_due_job_into_the_outbox_and_stops_on_sigterm() {
     .unwrap();
     // The daemon was last up two days ago: "latest" catches up the most recent fire.
     let ledger =
-        cxreport::jobs::ledger::Ledger::open(&dir.path().join("out/cxreport-state.sqlite")).unwrap();
+        cxreport::jobs::ledger::Ledger::open(&dir.path().join("out/cxreport-state.sqlite"))
+            .unwrap();
     ledger
         .set_cursor("daily", chrono::Utc::now() - chrono::Duration::days(2))
         .unwrap();

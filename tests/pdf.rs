@@ -1,4 +1,5 @@
-//! The PDF editions read back (lopdf for the structure, pdftotext for the text layer):
+//! The PDF editions read back with poppler (pdfinfo for the structure, pdftotext for the
+//! text layer):
 //! page count, text layer per language, numbers that match
 //! summary.json, database text printed literally, byte-identical reruns.
 
@@ -47,9 +48,8 @@ fn report_dir(out: &Path) -> PathBuf {
 }
 
 fn pages(path: &Path) -> usize {
-    lopdf::Document::load(path).unwrap().get_pages().len()
+    common::pdf_pages(path)
 }
-
 fn has_cjk(s: &str) -> bool {
     s.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
 }

@@ -4,13 +4,13 @@
 
 use std::path::Path;
 
-use anyhow::anyhow;
-use chrono::{DateTime, Utc};
 use super::Failure;
 use crate::clock::{Clock, SystemClock};
 use crate::jobs::config::Config;
 use crate::jobs::ledger::{Ledger, RunState};
-use crate::jobs::{check, daemon, job, job::Delivery, job::JobError};
+use crate::jobs::{check, daemon, job, Delivery, JobError};
+use anyhow::anyhow;
+use chrono::{DateTime, Utc};
 
 fn load(path: &Path) -> Result<Config, Failure> {
     Ok(Config::load(path)?)

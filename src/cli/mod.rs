@@ -14,7 +14,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::demo::DemoError;
 use crate::jobs::config::ConfigError;
-use crate::jobs::job::JobError;
+use crate::jobs::JobError;
 use crate::reports;
 use crate::run::RunError;
 

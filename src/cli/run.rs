@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::{jobs, Failure};
 use crate::clock::{FixedClock, SystemClock};
 use crate::intercom::window::WindowSpec;
-use crate::jobs::job::Delivery;
+use crate::jobs::Delivery;
 use crate::render::templates::Templates;
 use crate::reports::{self, Options};
 use crate::run::{self as pipeline, RunRequest};
@@ -88,7 +88,11 @@ pub fn run(args: RunArgs, options: Options) -> Result<(), Failure> {
         out_dir: args.out,
         source_tz: args.source_timezone,
         tz: args.timezone,
-        langs: if args.data_only { Vec::new() } else { args.lang },
+        langs: if args.data_only {
+            Vec::new()
+        } else {
+            args.lang
+        },
         templates: Templates::new(args.templates),
     };
     let outcome = match args.as_of {

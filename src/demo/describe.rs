@@ -19,10 +19,9 @@ pub fn describe(path: &Path) -> Result<String, ReportError> {
     let db = Database::open(path)?;
     let tz = chrono_tz::Tz::UTC;
     let anchor = crate::intercom::latest_conversation(&db, tz)?;
-    let window =
-        "rolling:6m"
-            .parse::<crate::intercom::window::WindowSpec>()?
-            .resolve(anchor, Utc::now(), tz)?;
+    let window = "rolling:6m"
+        .parse::<crate::intercom::window::WindowSpec>()?
+        .resolve(anchor, Utc::now(), tz)?;
     let mut out = String::new();
     let w = &mut out;
     let proxy = load_conversation_usage(&db, tz, UsageTables::Proxy)?;
@@ -30,7 +29,9 @@ pub fn describe(path: &Path) -> Result<String, ReportError> {
     let _ = writeln!(
         w,
         "MAX(conversation_created_at) = {}",
-        anchor.map(crate::source::timestamp::format_utc).unwrap_or_default()
+        anchor
+            .map(crate::source::timestamp::format_utc)
+            .unwrap_or_default()
     );
     let created: Vec<DateTime<Utc>> = proxy
         .conversations
@@ -97,9 +98,21 @@ pub fn describe(path: &Path) -> Result<String, ReportError> {
         pop.paying.len(),
         p.data_quality.companies_non_paying
     );
-    let _ = writeln!(w, "segments: {}", labelled(&seg, crate::intercom::slices::segment_name));
-    let _ = writeln!(w, "seat buckets: {}", labelled(&seat, crate::intercom::slices::seat_name));
-    let _ = writeln!(w, "ARR buckets: {}", labelled(&arr, crate::intercom::slices::arr_name));
+    let _ = writeln!(
+        w,
+        "segments: {}",
+        labelled(&seg, crate::intercom::slices::segment_name)
+    );
+    let _ = writeln!(
+        w,
+        "seat buckets: {}",
+        labelled(&seat, crate::intercom::slices::seat_name)
+    );
+    let _ = writeln!(
+        w,
+        "ARR buckets: {}",
+        labelled(&arr, crate::intercom::slices::arr_name)
+    );
     let _ = writeln!(
         w,
         "coverage tag/fallback: segment {}/{}, seat {}/{}, arr {}/{}",

@@ -1015,12 +1015,10 @@ impl NameMaker {
     }
 }
 
-
 /// First day of the demo data's months, for `--describe`.
 pub fn demo_months() -> [NaiveDate; 6] {
     [1, 2, 3, 4, 5, 6].map(|m| NaiveDate::from_ymd_opt(2024, m, 1).expect("valid"))
 }
-
 
 #[cfg(test)]
 mod tests {

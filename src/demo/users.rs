@@ -7,7 +7,10 @@ use super::*;
 
 /// The customer-profile tables (`users`, `events`) of the customer-segmentation
 /// report, calibrated to its reference figures.
-pub(super) fn write_users_and_events(txn: &rusqlite::Transaction<'_>, seed: u64) -> rusqlite::Result<()> {
+pub(super) fn write_users_and_events(
+    txn: &rusqlite::Transaction<'_>,
+    seed: u64,
+) -> rusqlite::Result<()> {
     let mut r = rng(seed, 9);
     let mut users = txn.prepare("INSERT INTO users VALUES (?1,?2,?3,?4,?5,?6,?7,?8)")?;
     let mut events = txn.prepare("INSERT INTO events VALUES (?1,?2,?3,?4)")?;

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::source::interner::Interner;
-use crate::source::{DataError, Database};
+use crate::source::{DataError, Database, TableNeed};
 
 const SQL_MAX_CREATED: &str = "SELECT conversation_created_at FROM intercom__conversation_enhanced";
 pub const SQL_COMPANIES: &str =
@@ -124,7 +124,6 @@ pub fn is_bot_first(tags: Option<&str>, author: Option<&str>, initiated: Option<
     author == Some("bot") || initiated == Some("bot_follow_up")
 }
 
-
 /// The latest parseable `conversation_created_at` (the rolling window's anchor).
 pub fn latest_conversation(db: &Database, tz: Tz) -> Result<Option<DateTime<Utc>>, DataError> {
     db.max_time(
@@ -134,6 +133,18 @@ pub fn latest_conversation(db: &Database, tz: Tz) -> Result<Option<DateTime<Utc>
         tz,
     )
 }
+
+/// The columns [`load_companies`] reads.
+pub const COMPANIES_NEED: TableNeed = TableNeed {
+    table: COMPANY_ENHANCED,
+    columns: &[
+        "company_id",
+        "company_name",
+        "all_company_tags",
+        "monthly_spend",
+        "user_count",
+    ],
+};
 
 /// The companies of `intercom__company_enhanced`.
 pub fn load_companies(db: &Database) -> Result<Vec<CompanyRow>, DataError> {

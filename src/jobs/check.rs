@@ -57,7 +57,10 @@ pub fn check(config_path: &Path, db: Option<&Path>) -> Findings {
                         problems.push(format!("job `{}`: {e}", job.name));
                     }
                 }
-                None => notes.push(format!("job `{}`: uses the built-in demo database", job.name)),
+                None => notes.push(format!(
+                    "job `{}`: uses the built-in demo database",
+                    job.name
+                )),
             }
         }
         if let Some(smtp) = &config.smtp {

@@ -11,10 +11,10 @@ use chrono_tz::Tz;
 use lettre::message::Mailbox;
 use serde::Deserialize;
 
+use crate::intercom::window::WindowSpec;
+use crate::jobs::schedule::{Catchup, CronExpr};
 use crate::render::templates::Templates;
 use crate::reports::{self, Options};
-use crate::jobs::schedule::{Catchup, CronExpr};
-use crate::intercom::window::WindowSpec;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -439,9 +439,7 @@ impl Validator {
         {
             self.problem(key("name"), format!("`{}`: use letters, digits, `-`, `_` and `.` (it names the job's output folder)", j.name));
         }
-        let report = j
-            .report
-            .unwrap_or_else(|| reports::DEFAULT.to_owned());
+        let report = j.report.unwrap_or_else(|| reports::DEFAULT.to_owned());
         let mut options = Options::new();
         for (name, value) in &j.options {
             match value {
@@ -467,10 +465,20 @@ impl Validator {
             Some(r) => {
                 // A report option set on a job whose report does not read it is a mistake.
                 if j.window.is_some() && !r.options().iter().any(|o| o.name == "window") {
-                    self.problem(key("window"), format!("report `{report}` has no option `window`"));
+                    self.problem(
+                        key("window"),
+                        format!("report `{report}` has no option `window`"),
+                    );
                 }
                 for option in reports::unknown_options(r, &options) {
-                    self.problem(key(option), format!("report `{report}` has no option `{option}`"));
+                    let takes: Vec<&str> = r.options().iter().map(|o| o.name).collect();
+                    self.problem(
+                        key(option),
+                        format!(
+                            "`{option}` is not a job key, and report `{report}` has no option `{option}` (its options: {})",
+                            if takes.is_empty() { "none".to_owned() } else { takes.join(", ") }
+                        ),
+                    );
                 }
                 for (option, message) in r.check_options(&options) {
                     self.problem(key(&option), message);
@@ -672,7 +680,7 @@ zh = ["gm-china@example.com"]
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nowners = [\"not an address\"]", "`job[0].owners[0]`: `not an address` is not a valid email address"),
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\noutput = \"../../etc\"", "`job[0].output`: `../../etc` must be a relative path inside defaults.output_dir"),
             ("", "[[job]]\nname = \"../a\"\ncron = \"0 8 * * *\"", "`job[0].name`"),
-            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\ncolour = \"blue\"", "unknown field `colour`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\ncolour = \"blue\"", "`job[0].colour`: `colour` is not a job key"),
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\ntimezone = \"Mars/Olympus\"", "`job[0].timezone`: `Mars/Olympus` is not an IANA timezone"),
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nwindow = \"weekly\"", "`job[0].window`"),
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nrecipients = { fr = [\"a@example.com\"] }", "no templates for language `fr`"),

@@ -10,9 +10,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::config::{Config, Overlap};
-use super::job::{fire_period, run_job, Delivery, JobError};
+use super::job::{fire_period, run_job};
 use super::ledger::{Ledger, LedgerError};
 use super::schedule;
+use super::{Delivery, JobError};
 use crate::clock::Clock;
 
 // ---------------------------------------------------------------------------
@@ -211,4 +212,3 @@ mod tests {
             .is_empty());
     }
 }
-

@@ -7,9 +7,9 @@ use lettre::message::Mailbox;
 use serde_json::json;
 
 use super::config::{Config, Job};
-use super::job::{Context, Delivery, JobError, JobRun};
 use super::ledger::{DeliveryKey, DeliveryState};
 use super::mail::{Attachment, Mailer, Outgoing};
+use super::{Context, Delivery, JobError, JobRun};
 use crate::render::templates::{self, NarrativeError};
 use crate::run::RunOutcome;
 
@@ -149,7 +149,6 @@ pub fn deliver(
     Ok(errors)
 }
 
-
 struct EmailContent {
     subject: String,
     text: String,
@@ -221,7 +220,6 @@ fn email_content(
     })
 }
 
-
 /// Tells the job's owners that a run failed (only when delivering for real).
 pub fn alert_owners(
     config: &Config,
@@ -282,4 +280,3 @@ pub fn alert_owners(
         }
     }
 }
-

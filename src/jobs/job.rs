@@ -4,64 +4,13 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use lettre::message::Mailbox;
 
 use super::config::{Config, Job, Overlap};
 use super::email;
-use super::ledger::{Ledger, LedgerError, RunState};
+use super::ledger::{Ledger, RunState};
+use super::{Context, Delivery, JobError, JobRun};
 use crate::clock::FixedClock;
 use crate::run::{self, RunRequest};
-
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    #[error(transparent)]
-    Ledger(#[from] LedgerError),
-    #[error("job `{0}` has a run in flight (overlap = \"forbid\"); not starting another")]
-    Busy(String),
-    #[error("unknown job `{name}` in {config} (jobs: {known})")]
-    UnknownJob {
-        name: String,
-        config: PathBuf,
-        known: String,
-    },
-    #[error("installing the signal handler: {0}")]
-    Signal(std::io::Error),
-}
-
-/// What a job's run does with its editions.
-#[derive(Debug, Clone)]
-pub enum Delivery {
-    /// Write the report only.
-    None,
-    /// Deliver through the configured transport, recorded in the ledger.
-    Send,
-    /// Write `.eml` files into a directory (a preview: the ledger is not touched).
-    Outbox(PathBuf),
-    /// Send every edition to one address (a test: the ledger is not touched).
-    TestTo(Mailbox),
-}
-
-/// What every step of one job's run needs to know.
-pub struct Context<'a> {
-    pub config: &'a Config,
-    pub job: &'a Job,
-    pub fire: DateTime<Utc>,
-    pub delivery: &'a Delivery,
-    pub ledger: &'a Ledger,
-}
-
-/// How a job's run ended.
-#[derive(Debug, Clone)]
-pub struct JobRun {
-    pub job: String,
-    pub period: Option<String>,
-    pub state: RunState,
-    pub error: Option<String>,
-    pub dir: Option<PathBuf>,
-    pub sent: usize,
-    pub failed: usize,
-}
-
 
 /// The request a job's run makes of the pipeline.
 pub fn request(config: &Config, job: &Job) -> Result<RunRequest, run::RunError> {
@@ -91,7 +40,6 @@ pub fn request_on(config: &Config, job: &Job, db: PathBuf) -> RunRequest {
         templates: config.templates(),
     }
 }
-
 
 /// Runs one job as the schedule would at `fire`, delivering as asked.
 pub fn run_job(
@@ -225,4 +173,3 @@ fn fail_before_period(
     out.period = Some(period);
     Ok(out)
 }
-

@@ -1,12 +1,71 @@
 //! Scheduled jobs: the configuration (`config`), cron and catch-up (`schedule`), the
-//! run ledger (`ledger`), email (`mail`) and the daemon that runs jobs when due
-//! (`daemon`).
+//! run ledger (`ledger`), the SMTP transport (`mail`), one job's run (`job`), what it
+//! mails (`email`), the daemon that runs jobs when due (`daemon`) and `cxreport
+//! check` (`check`). The types below are what those parts share about a job's run.
 
-pub mod config;
 pub mod check;
+pub mod config;
 pub mod daemon;
 pub mod email;
 pub mod job;
 pub mod ledger;
 pub mod mail;
 pub mod schedule;
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use lettre::message::Mailbox;
+
+use config::{Config, Job};
+use ledger::{Ledger, LedgerError, RunState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("job `{0}` has a run in flight (overlap = \"forbid\"); not starting another")]
+    Busy(String),
+    #[error("unknown job `{name}` in {config} (jobs: {known})")]
+    UnknownJob {
+        name: String,
+        config: PathBuf,
+        known: String,
+    },
+    #[error("installing the signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// What a job's run does with its editions.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// Write the report only.
+    None,
+    /// Deliver through the configured transport, recorded in the ledger.
+    Send,
+    /// Write `.eml` files into a directory (a preview: the ledger is not touched).
+    Outbox(PathBuf),
+    /// Send every edition to one address (a test: the ledger is not touched).
+    TestTo(Mailbox),
+}
+
+/// What every step of one job's run needs to know.
+pub struct Context<'a> {
+    pub config: &'a Config,
+    pub job: &'a Job,
+    pub fire: DateTime<Utc>,
+    pub delivery: &'a Delivery,
+    pub ledger: &'a Ledger,
+}
+
+/// How a job's run ended.
+#[derive(Debug, Clone)]
+pub struct JobRun {
+    pub job: String,
+    pub period: Option<String>,
+    pub state: RunState,
+    pub error: Option<String>,
+    pub dir: Option<PathBuf>,
+    pub sent: usize,
+    pub failed: usize,
+}

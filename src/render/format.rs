@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::templates::NarrativeError;
+use super::NarrativeError;
 
 /// A language's layout strings (`strings.toml`), looked up by dotted key.
 #[derive(Debug, Clone)]

@@ -9,3 +9,27 @@ pub mod format;
 pub mod narrative;
 pub mod pdf;
 pub mod templates;
+
+use std::path::PathBuf;
+
+/// What can go wrong with a template set: a language, a file, a template or strings.
+#[derive(Debug, thiserror::Error)]
+pub enum NarrativeError {
+    #[error("no templates for language `{lang}` of report `{report}` (available: {available})")]
+    UnknownLanguage {
+        report: String,
+        lang: String,
+        available: String,
+    },
+    #[error("template {path} is missing")]
+    Missing { path: String },
+    #[error("reading template {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("template {path}: {message}")]
+    Template { path: String, message: String },
+    #[error("strings file {path}: {message}")]
+    Strings { path: String, message: String },
+}

@@ -9,7 +9,6 @@ use serde_json::Value;
 
 use super::templates::{Language, NarrativeError};
 
-
 /// A finding: what the data shows, with the numbers and slices it cites.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Finding {

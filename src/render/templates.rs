@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use super::format::{register_filters, NumberFormat, Strings};
+pub use super::NarrativeError;
 
 /// Templates compiled into the binary, by path under `templates/`: build.rs lists
 /// every file of that folder, so a new report's templates need no code here.
@@ -41,27 +42,6 @@ const LANGUAGE_FILES: [&str; 7] = [
     // Autoescaped by Tera (the name ends in .html).
     "email.html",
 ];
-
-#[derive(Debug, thiserror::Error)]
-pub enum NarrativeError {
-    #[error("no templates for language `{lang}` of report `{report}` (available: {available})")]
-    UnknownLanguage {
-        report: String,
-        lang: String,
-        available: String,
-    },
-    #[error("template {path} is missing")]
-    Missing { path: String },
-    #[error("reading template {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("template {path}: {message}")]
-    Template { path: String, message: String },
-    #[error("strings file {path}: {message}")]
-    Strings { path: String, message: String },
-}
 
 /// Where templates come from: an optional user directory over the embedded set.
 #[derive(Debug, Clone, Default)]
@@ -201,7 +181,6 @@ fn tera_message(e: &tera::Error) -> String {
     msg
 }
 
-
 /// A loaded language.
 pub struct Language {
     pub code: String,
@@ -219,23 +198,13 @@ impl Language {
         name: &str,
         value: &Value,
     ) -> Result<String, NarrativeError> {
-        let mut ctx = tera::Context::new();
-        ctx.insert(name, value);
-        let text = self
-            .tera
-            .render(template, &ctx)
-            .map_err(|e| NarrativeError::Template {
-                path: format!("{}/{template}", self.code),
-                message: tera_message(&e),
-            })?;
+        let text = self.render_raw(template, name, value)?;
         Ok(join_lines(
             &text,
             self.strings.get("document.line_join").as_str(),
         ))
     }
-}
 
-impl Language {
     /// Renders `template` as written (emails keep their line breaks).
     pub fn render_raw(
         &self,
@@ -329,10 +298,22 @@ mod tests {
                 .unwrap();
             std::fs::write(de.join(f), text.replace("Segment", "Segment (de)")).unwrap();
         }
+        // What every report of a language shares (number formats, appendix labels).
+        let shared = dir.path().join("shared/de");
+        std::fs::create_dir_all(&shared).unwrap();
+        let (text, _) = Templates::default().get("shared/en/strings.toml").unwrap();
+        std::fs::write(
+            shared.join("strings.toml"),
+            text.replace("thousands = \",\"", "thousands = \".\"")
+                .replace("decimal = \".\"", "decimal = \",\""),
+        )
+        .unwrap();
         let t = Templates::new(Some(dir.path().to_owned()));
         assert!(t.languages("conversation-usage").contains("de"));
         let de = t.language("conversation-usage", "de").unwrap();
         assert_eq!(de.code, "de");
+        assert_eq!(de.format.number(1234.5, 1), "1.234,5");
+        assert_eq!(de.strings.get("appendix.database"), "Database");
     }
 
     #[test]

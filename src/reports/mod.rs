@@ -245,9 +245,7 @@ pub(crate) fn conversation_window(
     reference: DateTime<Utc>,
 ) -> Result<Window, ReportError> {
     let anchor = match req.window {
-        WindowSpec::Rolling { .. } => {
-            crate::intercom::latest_conversation(db, req.source_tz)?
-        }
+        WindowSpec::Rolling { .. } => crate::intercom::latest_conversation(db, req.source_tz)?,
         _ => None,
     };
     Ok(req.window.resolve(anchor, reference, req.tz)?)
@@ -281,4 +279,33 @@ pub fn bad_timestamp_rows(bad: &BadTimestamps, f: &NumberFormat) -> Vec<[String;
         .iter()
         .map(|(k, v)| [k.clone(), f.count(*v as f64)])
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_print_numbers_shortest_and_none_empty() {
+        assert_eq!(cell(None), "");
+        assert_eq!(cell(Some(0.25)), "0.25");
+        assert_eq!(cell(Some(3.0)), "3");
+    }
+
+    #[test]
+    fn options_take_their_defaults_and_unknown_ones_are_named() {
+        let report = find("tag-drivers").unwrap();
+        let mut options = Options::new();
+        assert_eq!(option(report.options(), &options, "min_pp"), "3");
+        options.insert("min_pp".into(), "500".into());
+        options.insert("usage_source".into(), "events".into());
+        assert_eq!(unknown_options(report, &options), ["usage_source"]);
+        let problems = report.check_options(&options);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].0, "min_pp");
+        assert!(problems[0].1.contains("between 0 and 100"), "{problems:?}");
+        let cu = find(conversation_usage::NAME).unwrap();
+        let bad: Options = [("usage_source".to_owned(), "telepathy".to_owned())].into();
+        assert_eq!(cu.check_options(&bad)[0].0, "usage_source");
+    }
 }

@@ -10,7 +10,7 @@ use crate::render::charts::{self, EngineError, RenderedChart};
 use crate::render::narrative::{sentences, Narrative, Sentence};
 use crate::render::pdf::{self, PdfError};
 use crate::render::templates::{Language, NarrativeError, Templates};
-use crate::reports::{period_label, Computed};
+use crate::reports::{period_label, Computed, Plan, Report};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EditionError {
@@ -65,6 +65,23 @@ pub struct RunInfo<'a> {
     pub window: Option<crate::intercom::window::Window>,
     pub provenance: &'a Provenance,
     pub reference: DateTime<Utc>,
+}
+
+impl<'a> RunInfo<'a> {
+    pub fn new(
+        report: &dyn Report,
+        plan: &'a Plan,
+        provenance: &'a Provenance,
+        reference: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            report: report.name(),
+            period: &plan.period,
+            window: plan.window,
+            provenance,
+            reference,
+        }
+    }
 }
 
 pub fn render(
@@ -201,4 +218,3 @@ fn common_data(
         "appendix": appendix,
     })
 }
-

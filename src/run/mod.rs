@@ -241,13 +241,7 @@ pub fn execute(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunEr
     if let Some(Ok(Ok(startup))) = engine_warmup.map(|h| h.join()) {
         timings.push(("chart_engine_start", startup));
     }
-    let info = RunInfo {
-        report: report.name(),
-        period: &plan.period,
-        window: plan.window,
-        provenance: &provenance,
-        reference,
-    };
+    let info = RunInfo::new(report, &plan, &provenance, reference);
     // Editions render in parallel: Typst compiles on every core while the chart
     // engine serves both.
     let t = Instant::now();
@@ -568,13 +562,7 @@ mod tests {
             parameters: Vec::new(),
             row_counts: Vec::new(),
         };
-        let info = RunInfo {
-            report: report.name(),
-            period: &plan.period,
-            window: plan.window,
-            provenance: &provenance,
-            reference,
-        };
+        let info = RunInfo::new(report, &plan, &provenance, reference);
         let ed = edition::render(computed.as_ref(), &story, &info, &templates, "en").unwrap();
         assert_eq!(plan.period, "asof-2024-07-01");
         assert_eq!(ed.findings[0].text, "2 things.");

@@ -1,7 +1,6 @@
 //! Compact storage for millions of short strings: a column of strings in one buffer
 //! and an interner that numbers distinct strings, both read back in order.
 
-
 /// Millions of short strings (ids) in one buffer: one allocation instead of one per
 /// row, and read back in order from contiguous memory.
 #[derive(Debug, Clone, Default)]

@@ -401,60 +401,68 @@ impl Database {
     }
 }
 
+/// A database made by `sql` in a temporary folder, for unit tests of the readers.
+#[cfg(test)]
+pub(crate) fn db_with(sql: &str) -> (tempfile::TempDir, Database) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.sqlite");
+    Connection::open(&path).unwrap().execute_batch(sql).unwrap();
+    let db = Database::open(&path).unwrap();
+    (dir, db)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn db_with(sql: &str) -> (tempfile::TempDir, Database) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.sqlite");
-        Connection::open(&path).unwrap().execute_batch(sql).unwrap();
-        let db = Database::open(&path).unwrap();
-        (dir, db)
-    }
+    const NEEDS: &[TableNeed] = &[
+        TableNeed {
+            table: "things",
+            columns: &["id", "size", "colour"],
+        },
+        TableNeed {
+            table: "places",
+            columns: &["id"],
+        },
+        TableNeed {
+            table: "kinds",
+            columns: &["id"],
+        },
+    ];
 
     #[test]
     fn schema_check_lists_every_missing_table_and_column() {
         let (_d, db) = db_with(
-            "CREATE TABLE intercom__company_enhanced (company_id TEXT, company_name TEXT);
-             CREATE TABLE intercom__conversation_metrics (conversation_id TEXT, time_to_first_response_minutes REAL);",
+            "CREATE TABLE things (id TEXT, SIZE REAL);
+             CREATE TABLE kinds (id TEXT);",
         );
-        let err = db
-            .check("conversation-usage", CONVERSATION_USAGE_CORE)
-            .unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.contains("report `conversation-usage`"), "{msg}");
+        let msg = db.check("some-report", NEEDS).unwrap_err().to_string();
+        assert!(msg.contains("report `some-report`"), "{msg}");
         assert!(
-            msg.contains("table `intercom__company_enhanced` has no column `monthly_spend`"),
+            msg.contains("table `things` has no column `colour`"),
             "{msg}"
         );
-        assert!(
-            msg.contains("table `intercom__company_enhanced` has no column `user_count`"),
-            "{msg}"
-        );
-        assert!(
-            msg.contains("table `intercom__conversation_enhanced` does not exist"),
-            "{msg}"
-        );
-        assert!(!msg.contains("intercom__conversation_metrics"), "{msg}");
+        assert!(!msg.contains("no column `size`"), "case-insensitive: {msg}");
+        assert!(msg.contains("table `places` does not exist"), "{msg}");
+        assert!(!msg.contains("kinds"), "{msg}");
     }
 
     #[test]
-    fn non_numeric_spend_names_table_column_and_row() {
+    fn a_bad_value_names_table_column_row_and_value() {
         let (_d, db) = db_with(
-            "CREATE TABLE intercom__company_enhanced (company_id TEXT, company_name TEXT, all_company_tags TEXT, monthly_spend, user_count);
-             INSERT INTO intercom__company_enhanced VALUES ('c1','A',NULL,'12.5',3), ('c2','B',NULL,'lots',3);
-             CREATE TABLE intercom__conversation_enhanced (x);
-             CREATE TABLE intercom__conversation_metrics (x);",
+            "CREATE TABLE things (id TEXT, size);
+             INSERT INTO things VALUES ('a', '12.5'), ('b', 'lots');",
         );
+        let mut sizes = Vec::new();
         let err = db
-            .load_conversation_usage(Tz::UTC, UsageTables::Events)
+            .each_row("things", "SELECT id, size FROM things", |r| {
+                sizes.push(r.real(1, "size")?);
+                Ok(())
+            })
             .unwrap_err();
+        assert_eq!(sizes, [Some(12.5)]);
         let msg = err.to_string();
-        assert!(
-            msg.contains("intercom__company_enhanced.monthly_spend"),
-            "{msg}"
-        );
+        assert!(msg.contains("things.size"), "{msg}");
         assert!(msg.contains("row #2"), "{msg}");
         assert!(msg.contains("\"lots\""), "{msg}");
     }
@@ -478,14 +486,14 @@ mod tests {
     #[test]
     fn row_hints_follow_rowids_and_stay_within_the_file() {
         let (_d, db) = db_with(
-            "CREATE TABLE usage_events (company_id TEXT);
-             INSERT INTO usage_events VALUES ('a'), ('b'), ('c');
-             CREATE TABLE intercom__conversation_metrics (conversation_id TEXT);
-             INSERT INTO intercom__conversation_metrics (rowid, conversation_id) VALUES (1000000000000, 'x');",
+            "CREATE TABLE things (id TEXT);
+             INSERT INTO things VALUES ('a'), ('b'), ('c');
+             CREATE TABLE sparse (id TEXT);
+             INSERT INTO sparse (rowid, id) VALUES (1000000000000, 'x');",
         );
-        assert_eq!(db.rows_hint(USAGE_EVENTS), 3);
+        assert_eq!(db.rows_hint("things"), 3);
         let file = std::fs::metadata(db.path()).unwrap().len() as usize;
-        assert_eq!(db.rows_hint(CONVERSATION_METRICS), file / 32);
-        assert_eq!(db.rows_hint(CONVERSATION_ENHANCED), 0, "no such table");
+        assert_eq!(db.rows_hint("sparse"), file / 32);
+        assert_eq!(db.rows_hint("missing"), 0, "no such table");
     }
 }

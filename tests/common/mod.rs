@@ -62,36 +62,48 @@ pub fn json(path: &Path) -> serde_json::Value {
     .unwrap()
 }
 
+/// Runs one of poppler's tools (Debian `poppler-utils`), failing with the command that
+/// installs it when it is missing.
+fn poppler(tool: &str, args: &[&std::ffi::OsStr]) -> Output {
+    let o = Command::new(tool).args(args).output().unwrap_or_else(|e| {
+        panic!(
+            "cannot run {tool} ({e}): the PDF tests read PDFs back with poppler-utils. \
+             Run the tests with `script/test`, which installs it, or install it with \
+             `sudo apt-get install poppler-utils`"
+        )
+    });
+    assert!(
+        o.status.success(),
+        "{tool} {:?}: {}",
+        args,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// The page count, from poppler's `pdfinfo`.
+pub fn pdf_pages(path: &Path) -> usize {
+    let o = poppler("pdfinfo", &[path.as_os_str()]);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("Pages:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("pdfinfo {}: no page count", path.display()))
+}
+
 /// The text layer, read back by poppler's `pdftotext` (Debian `poppler-utils`, which
 /// `script/test` installs): it also reads the text inside the charts' form XObjects.
 pub fn pdf_text(path: &Path) -> String {
-    let o = Command::new("pdftotext")
-        .args(["-enc", "UTF-8"])
-        .arg(path)
-        .arg("-")
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run pdftotext ({e}): the PDF tests read the text layer with poppler's \
-                 pdftotext. Run the tests with `script/test`, which installs it, or install it \
-                 with `sudo apt-get install poppler-utils`"
-            )
-        });
-    assert!(
-        o.status.success(),
-        "pdftotext {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&o.stderr)
+    let o = poppler(
+        "pdftotext",
+        &[
+            "-enc".as_ref(),
+            "UTF-8".as_ref(),
+            path.as_os_str(),
+            "-".as_ref(),
+        ],
     );
     String::from_utf8(o.stdout).unwrap()
-}
-
-/// Page count, read with lopdf.
-pub fn pdf_pages(path: &Path) -> usize {
-    lopdf::Document::load(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .get_pages()
-        .len()
 }
 
 /// `pdftotext` breaks lines and may drop spaces at breaks: compare without whitespace.

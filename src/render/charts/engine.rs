@@ -186,7 +186,10 @@ mod tests {
         let first = e.render("a", option.into(), 400, 300).unwrap();
         let second = e.render("a", option.into(), 400, 300).unwrap();
         assert_eq!(first, second);
-        assert!(first.contains("zr0-"), "instance-numbered names are normalized");
+        assert!(
+            first.contains("zr0-"),
+            "instance-numbered names are normalized"
+        );
     }
 
     #[test]

@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::findings::extreme;
+use super::metrics::{ConversationUsage, SliceRow};
+use crate::intercom::slices::{ARR_BUCKETS, SEAT_BUCKETS, SEGMENTS, UNKNOWN};
 use crate::render::charts::{
     heatmap_cell, heatmap_label, heatmap_scale, num1, pct, percent_axis, title, ChartSpec, PALETTE,
 };
-use super::metrics::{ConversationUsage, SliceRow};
-use crate::intercom::slices::{ARR_BUCKETS, SEAT_BUCKETS, SEGMENTS, UNKNOWN};
 use crate::render::format::Strings;
 
 /// A column of a slice row.

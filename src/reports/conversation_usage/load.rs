@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::intercom::{
-    self, first_company_name_into, intern_company_names, normalize_name, split_items,
-    CompanyRow, COMPANY_ENHANCED, COMPANY_METRICS, CONTACT_ENHANCED, CONVERSATION_ENHANCED,
+    self, first_company_name_into, intern_company_names, normalize_name, split_items, CompanyRow,
+    COMPANY_ENHANCED, COMPANY_METRICS, CONTACT_ENHANCED, CONVERSATION_ENHANCED,
     CONVERSATION_METRICS, SQL_COMPANIES, USAGE_EVENTS,
 };
 use crate::source::interner::{Interner, StrColumn};
@@ -147,16 +147,7 @@ pub enum UsageTables {
 }
 
 pub const CORE: &[TableNeed] = &[
-    TableNeed {
-        table: COMPANY_ENHANCED,
-        columns: &[
-            "company_id",
-            "company_name",
-            "all_company_tags",
-            "monthly_spend",
-            "user_count",
-        ],
-    },
+    intercom::COMPANIES_NEED,
     TableNeed {
         table: CONVERSATION_ENHANCED,
         columns: &[
@@ -225,7 +216,8 @@ pub fn scan_floor(db: &Database, usage: UsageTables) -> Result<(u64, u64), DataE
 }
 
 /// Loads the rows of the conversation-usage report.
-pub fn load_conversation_usage(db: &Database,
+pub fn load_conversation_usage(
+    db: &Database,
     source_tz: Tz,
     usage: UsageTables,
 ) -> Result<ConversationUsageData, DataError> {
@@ -262,7 +254,8 @@ pub fn load_conversation_usage(db: &Database,
     Ok(d)
 }
 
-fn load_conversations(db: &Database,
+fn load_conversations(
+    db: &Database,
     d: &mut ConversationUsageData,
     ts: &mut TsParser<'_>,
 ) -> Result<(), DataError> {
@@ -322,7 +315,8 @@ fn load_conversations(db: &Database,
     })
 }
 
-fn load_proxy_usage(db: &Database,
+fn load_proxy_usage(
+    db: &Database,
     company_metrics: &mut Vec<CompanyMetricsRow>,
     contacts: &mut Vec<ContactRow>,
     ts: &mut TsParser<'_>,
@@ -357,7 +351,8 @@ fn load_proxy_usage(db: &Database,
 /// The usage events, each with its company id as a number in the returned
 /// interner (the company rows may still be loading), and their own unparseable-time
 /// counts.
-fn load_usage_events(db: &Database,
+fn load_usage_events(
+    db: &Database,
     source_tz: Tz,
 ) -> Result<(UsageEvents, Interner, BadTimestamps), DataError> {
     let mut bad = BadTimestamps::default();
@@ -411,15 +406,8 @@ fn attach_events(companies: &[CompanyRow], events: &mut UsageEvents, ids: &Inter
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rusqlite::Connection;
 
-    fn db_with(sql: &str) -> (tempfile::TempDir, Database) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.sqlite");
-        Connection::open(&path).unwrap().execute_batch(sql).unwrap();
-        let db = Database::open(&path).unwrap();
-        (dir, db)
-    }
+    use crate::source::db_with;
 
     #[test]
     fn usage_events_keep_time_flag_and_company_runs() {
@@ -474,9 +462,7 @@ mod tests {
                ('co_b', 1, '2024-01-05 00:00:00'), (NULL, 1, '2024-01-06 00:00:00'),
                ('co_a', 1, 'not a time');",
         );
-        let d = db
-            .load_conversation_usage(chrono_tz::UTC, UsageTables::Events)
-            .unwrap();
+        let d = load_conversation_usage(&db, chrono_tz::UTC, UsageTables::Events).unwrap();
         assert_eq!(
             d.conversation_ids.iter().collect::<Vec<_>>(),
             ["c1", "c2", "c3", "c4", "c5"]
@@ -508,5 +494,23 @@ mod tests {
             .collect();
         assert_eq!(events, [(1, true), (1, false), (0, true)]);
         assert_eq!(d.bad_timestamps.0.get("usage_events.occurred_at"), Some(&1));
+    }
+
+    #[test]
+    fn non_numeric_spend_names_table_column_and_row() {
+        let (_d, db) = db_with(
+            "CREATE TABLE intercom__company_enhanced (company_id TEXT, company_name TEXT, all_company_tags TEXT, monthly_spend, user_count);
+             INSERT INTO intercom__company_enhanced VALUES ('c1','A',NULL,'12.5',3), ('c2','B',NULL,'lots',3);
+             CREATE TABLE intercom__conversation_enhanced (x);
+             CREATE TABLE intercom__conversation_metrics (x);",
+        );
+        let err = load_conversation_usage(&db, Tz::UTC, UsageTables::Proxy).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("intercom__company_enhanced.monthly_spend"),
+            "{msg}"
+        );
+        assert!(msg.contains("row #2"), "{msg}");
+        assert!(msg.contains("\"lots\""), "{msg}");
     }
 }

@@ -33,7 +33,6 @@ use crate::source::interner::StrColumn;
 use crate::source::BadTimestamps;
 use crate::stats::{correlation, mean, percentiles, ratio, thirds, Correlation};
 
-
 const MICROS_PER_MINUTE: f64 = 60_000_000.0;
 const CONVERSION_HORIZON_MICROS: i64 = 72 * 3_600 * 1_000_000;
 
@@ -1057,7 +1056,6 @@ fn correlations(cells: &[SliceRow], agg: &Aggregates, min_cell: usize) -> Correl
     }
 }
 
-
 fn tertiles(
     agg: &Aggregates,
     labels: &[Option<Labels>],
@@ -1152,7 +1150,6 @@ fn tertiles(
     }
     out
 }
-
 
 #[cfg(test)]
 mod tests;

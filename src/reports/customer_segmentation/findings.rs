@@ -240,7 +240,11 @@ mod tests {
             .map(|i| EventRow {
                 user_id: user.into(),
                 event_type: kinds[i % kinds.len()].into(),
-                event_time: crate::source::timestamp::parse("2024-06-01 00:00:00", chrono_tz::Tz::UTC).ok(),
+                event_time: crate::source::timestamp::parse(
+                    "2024-06-01 00:00:00",
+                    chrono_tz::Tz::UTC,
+                )
+                .ok(),
             })
             .collect()
     }

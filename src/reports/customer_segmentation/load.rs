@@ -40,16 +40,10 @@ pub fn latest_event(db: &Database, tz: Tz) -> Result<Option<DateTime<Utc>>, Data
 }
 
 /// Loads the rows of the customer-segmentation report.
-pub fn load(db: &Database,
+pub fn load(
+    db: &Database,
     source_tz: Tz,
-) -> Result<
-    (
-        Vec<UserRow>,
-        Vec<EventRow>,
-        BadTimestamps,
-    ),
-    DataError,
-> {
+) -> Result<(Vec<UserRow>, Vec<EventRow>, BadTimestamps), DataError> {
     let mut bad = BadTimestamps::default();
     let mut ts = TsParser {
         tz: source_tz,

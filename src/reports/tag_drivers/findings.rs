@@ -255,9 +255,9 @@ pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendati
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::BadTimestamps;
-    use crate::reports::tag_drivers::metrics::{TagShare, AT_RISK, EXPANSION};
     use crate::intercom::window::Window;
+    use crate::reports::tag_drivers::metrics::{TagShare, AT_RISK, EXPANSION};
+    use crate::source::BadTimestamps;
 
     fn group(name: &'static str, rating: f64, resp: f64) -> GroupStats {
         GroupStats {

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::intercom::{
-    first_company_name, load_companies, topic_tags, CompanyRow, COMPANY_ENHANCED,
-    CONVERSATION_ENHANCED, CONVERSATION_METRICS,
+    self, first_company_name, load_companies, topic_tags, CompanyRow, CONVERSATION_ENHANCED,
+    CONVERSATION_METRICS,
 };
 use crate::source::{BadTimestamps, DataError, Database, TableNeed, TsParser};
 
@@ -45,16 +45,7 @@ pub struct TagDriversData {
 }
 
 pub const NEEDS: &[TableNeed] = &[
-    TableNeed {
-        table: COMPANY_ENHANCED,
-        columns: &[
-            "company_id",
-            "company_name",
-            "all_company_tags",
-            "monthly_spend",
-            "user_count",
-        ],
-    },
+    intercom::COMPANIES_NEED,
     TableNeed {
         table: CONVERSATION_ENHANCED,
         columns: &[

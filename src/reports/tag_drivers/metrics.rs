@@ -10,11 +10,11 @@ use serde::Serialize;
 use super::load::TagDriversData;
 use crate::intercom::population::Population;
 use crate::intercom::slices::classify;
+use crate::intercom::window::Window;
 use crate::intercom::{split_items, CompanyRow};
 use crate::reports::MetricsError;
 use crate::source::BadTimestamps;
 use crate::stats::percentile;
-use crate::intercom::window::Window;
 
 pub const AT_RISK: &str = "at_risk";
 pub const EXPANSION: &str = "expansion";
@@ -234,8 +234,8 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::load::{TagConversationRow, TagMetricsRow};
+    use super::*;
     use chrono_tz::Tz;
 
     fn company(id: &str, name: &str, tags: &str) -> CompanyRow {

@@ -40,11 +40,13 @@ const OPTIONS: &[OptionSpec] = &[
 
 /// Option `min_pp`: percentage points between 0 and 100.
 fn min_pp(options: &Options) -> Result<f64, ReportError> {
-    parse_option(NAME, OPTIONS, options, "min_pp", |s| match s.parse::<f64>() {
-        Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
-        _ => Err(format!(
-            "`{s}`: expected percentage points between 0 and 100"
-        )),
+    parse_option(NAME, OPTIONS, options, "min_pp", |s| {
+        match s.parse::<f64>() {
+            Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
+            _ => Err(format!(
+                "`{s}`: expected percentage points between 0 and 100"
+            )),
+        }
     })
 }
 

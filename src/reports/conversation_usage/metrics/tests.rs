@@ -3,11 +3,13 @@
 //!
 //! Over 600 lines: one test per rule of §2–§5, with the fixture builder they share.
 
-use super::*;
 use super::super::load::{load_conversation_usage, UsageTables};
-use crate::intercom::population::is_paying;
-use crate::source::Database;
+use super::*;
+use crate::intercom::is_bot_first;
+use crate::intercom::slices::{arr_bucket_of, seat_bucket_of};
 use crate::intercom::window::WindowSpec;
+use crate::source::Database;
+use crate::stats::{percentile, tertile_sizes};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use rusqlite::{params, Connection};
