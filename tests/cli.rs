@@ -377,3 +377,57 @@ fn report_options_are_checked_by_their_report_before_any_work() {
         "{listed}"
     );
 }
+
+#[test]
+fn check_with_a_database_works_anywhere_and_says_what_each_report_can_do() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let o = common::bin()
+        .current_dir(elsewhere.path())
+        .args(["check", "--db", demo_db().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    for report in ["conversation-usage", "tag-drivers", "customer-segmentation"] {
+        assert!(
+            text(&o).contains(&format!("report `{report}`: can run")),
+            "{}",
+            text(&o)
+        );
+    }
+    // A database with only the Intercom companies: every report says why it cannot run.
+    let db = elsewhere.path().join("companies.sqlite");
+    companies_only_db(&db);
+    let o = common::bin()
+        .current_dir(elsewhere.path())
+        .args(["check", "--db", db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("report `tag-drivers`: cannot run")
+            && t.contains("intercom__conversation_enhanced"),
+        "{t}"
+    );
+    assert!(
+        t.contains("report `customer-segmentation`: cannot run"),
+        "{t}"
+    );
+    assert!(t.contains("no report can run"), "{t}");
+}
+
+/// The demo database with `intercom__company_enhanced` only.
+fn companies_only_db(path: &std::path::Path) {
+    std::fs::copy(demo_db(), path).unwrap();
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name <> 'intercom__company_enhanced'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for t in tables {
+        conn.execute_batch(&format!("DROP TABLE \"{t}\"")).unwrap();
+    }
+}

@@ -65,6 +65,90 @@ pub fn normalize_name_into(s: &str, out: &mut String) {
     }
 }
 
+/// Splits name aggregates knowing the company names that contain a comma
+/// (`Acme, Inc.`): such a name is matched before splitting, longest first (contract,
+/// "Conventions"). Without such names it is the plain split.
+#[derive(Debug, Clone, Default)]
+pub struct NameSplitter {
+    /// Normalized company names with a comma, longest first.
+    comma_names: Vec<String>,
+}
+
+impl NameSplitter {
+    pub fn new(companies: &[CompanyRow]) -> Self {
+        let mut comma_names: Vec<String> = companies
+            .iter()
+            .filter_map(|c| c.company_name.as_deref())
+            .filter(|n| n.contains(','))
+            .map(normalize_name)
+            .collect();
+        comma_names.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        comma_names.dedup();
+        Self { comma_names }
+    }
+
+    /// The known comma name `rest` (normalized, trimmed) starts with, ending at the
+    /// end of `rest` or at a `,`.
+    fn comma_name_at(&self, rest: &str) -> Option<&str> {
+        self.comma_names
+            .iter()
+            .find(|n| {
+                rest.starts_with(n.as_str())
+                    && rest[n.len()..]
+                        .trim_start()
+                        .chars()
+                        .next()
+                        .is_none_or(|c| c == ',')
+            })
+            .map(String::as_str)
+    }
+
+    /// The first name of an aggregate, normalized, into `out`; `false` when none.
+    pub fn first_into(&self, names: &str, out: &mut String) -> bool {
+        if self.comma_names.is_empty() || !names.contains(',') {
+            return first_company_name_into(names, out);
+        }
+        let all = normalize_name(names);
+        match self.comma_name_at(&all) {
+            Some(n) => {
+                out.clear();
+                out.push_str(n);
+                true
+            }
+            None => first_company_name_into(names, out),
+        }
+    }
+
+    /// Every non-empty name of an aggregate, normalized.
+    pub fn items(&self, names: &str) -> Vec<String> {
+        if self.comma_names.is_empty() || !names.contains(',') {
+            return split_items(names)
+                .filter(|s| !s.is_empty())
+                .map(normalize_name)
+                .collect();
+        }
+        let all = normalize_name(names);
+        let mut out = Vec::new();
+        let mut rest = all.as_str();
+        while !rest.is_empty() {
+            let (item, next) = match self.comma_name_at(rest) {
+                Some(n) => (n, &rest[n.len()..]),
+                None => rest.split_once(',').unwrap_or((rest, "")),
+            };
+            let item = item.trim();
+            if !item.is_empty() {
+                out.push(item.to_owned());
+            }
+            rest = next
+                .trim_start()
+                .strip_prefix(',')
+                .unwrap_or(next)
+                .trim_start();
+        }
+        out
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompanyRow {
     pub company_id: String,
@@ -106,7 +190,8 @@ pub fn intern_company_names(companies: &[CompanyRow], names: &mut Interner) -> V
         .collect()
 }
 
-/// Bot-first rule of §4: the first_response tag decides, else author/initiated type.
+/// Bot-first rule of §4: the first_response tag decides, else the proxy "bot-initiated"
+/// (author `bot`, or initiated `bot_follow_up` / `operator_initiated`).
 pub fn is_bot_first(tags: Option<&str>, author: Option<&str>, initiated: Option<&str>) -> bool {
     if let Some(t) = tags {
         let (mut bot, mut human) = (false, false);
@@ -121,7 +206,32 @@ pub fn is_bot_first(tags: Option<&str>, author: Option<&str>, initiated: Option<
             return false;
         }
     }
-    author == Some("bot") || initiated == Some("bot_follow_up")
+    author == Some("bot") || matches!(initiated, Some("bot_follow_up" | "operator_initiated"))
+}
+
+/// Customer-initiated (contract table "Vocabulary"): Intercom's `customer_initiated`,
+/// or the reference dataset's `contact_inbound`.
+pub fn is_customer_initiated(initiated: Option<&str>) -> bool {
+    matches!(initiated, Some("customer_initiated" | "contact_inbound"))
+}
+
+/// What `conversation_assignee_type` says of routing. The column is deprecated upstream
+/// and may be all NULL: a NULL is "not known", never "not routed to a team".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignee {
+    Unknown,
+    Team,
+    Other,
+}
+
+impl Assignee {
+    pub fn of(assignee_type: Option<&str>) -> Self {
+        match assignee_type.map(str::trim) {
+            None | Some("") => Self::Unknown,
+            Some("team") => Self::Team,
+            Some(_) => Self::Other,
+        }
+    }
 }
 
 /// The latest parseable `conversation_created_at` (the rolling window's anchor).
@@ -178,5 +288,33 @@ mod tests {
             normalize_name_into(name, &mut buf);
             assert_eq!(buf, normalize_name(name), "{name:?}");
         }
+    }
+
+    #[test]
+    fn company_names_with_a_comma_are_matched_before_splitting() {
+        let company = |name: &str| CompanyRow {
+            company_id: name.to_owned(),
+            company_name: Some(name.to_owned()),
+            tags: None,
+            monthly_spend: Some(1.0),
+            user_count: None,
+        };
+        let s = NameSplitter::new(&[company("Acme, Inc."), company("Acme"), company("Beta")]);
+        let mut out = String::new();
+        assert!(s.first_into("Acme, Inc., Beta", &mut out));
+        assert_eq!(out, "acme, inc.");
+        assert!(s.first_into(" ACME, INC.", &mut out));
+        assert_eq!(out, "acme, inc.");
+        assert!(s.first_into("Acme, Beta", &mut out));
+        assert_eq!(out, "acme");
+        assert!(s.first_into("Acme, Incorporated", &mut out));
+        assert_eq!(out, "acme", "a comma name matches only up to a separator");
+        assert_eq!(
+            s.items("Beta, Acme, Inc.,Acme"),
+            ["beta", "acme, inc.", "acme"]
+        );
+        assert_eq!(s.items("Beta,, Acme"), ["beta", "acme"]);
+        let plain = NameSplitter::new(&[company("Beta")]);
+        assert_eq!(plain.items("Acme, Inc."), ["acme", "inc."]);
     }
 }

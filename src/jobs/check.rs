@@ -1,12 +1,17 @@
 //! `cxreport check`: every problem of a configuration, its templates, the embedded
-//! fonts and the databases its jobs read, listed at once.
+//! fonts and the databases its jobs read, listed at once. With `--db` and no
+//! configuration file, the database alone: which report can run on it, and why not.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::config::{Config, Transport};
 use super::job::request_on;
+use crate::intercom::window::WindowSpec;
 use crate::render::pdf;
-use crate::run;
+use crate::render::templates::Templates;
+use crate::reports;
+use crate::run::{self, RunError, RunRequest};
+use crate::source::DataError;
 
 /// What `check` found: the problems, and notes that are not problems.
 #[derive(Debug, Default)]
@@ -16,9 +21,20 @@ pub struct Findings {
 }
 
 /// Checks the configuration at `config_path`; `db` replaces every job's database.
+/// With `db` and no file at `config_path`, checks the database for every report.
 pub fn check(config_path: &Path, db: Option<&Path>) -> Findings {
     let mut problems: Vec<String> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
+    check_fonts(&mut problems);
+    if let (Some(db), false) = (db, config_path.exists()) {
+        notes.push(format!(
+            "no {}: checking {} for every report",
+            config_path.display(),
+            db.display()
+        ));
+        check_database_alone(db, &mut problems, &mut notes);
+        return Findings { problems, notes };
+    }
     let config = match Config::load(config_path) {
         Ok(c) => Some(c),
         Err(e) => {
@@ -26,15 +42,6 @@ pub fn check(config_path: &Path, db: Option<&Path>) -> Findings {
             None
         }
     };
-    let families = pdf::font_families();
-    for want in [pdf::LATIN_FAMILY, pdf::CJK_FAMILY] {
-        if !families.iter().any(|f| f == want) {
-            problems.push(format!(
-                "font family `{want}` is not embedded (have: {})",
-                families.join(", ")
-            ));
-        }
-    }
     if let Some(config) = &config {
         let templates = config.templates();
         for job in &config.jobs {
@@ -78,4 +85,51 @@ pub fn check(config_path: &Path, db: Option<&Path>) -> Findings {
         }
     }
     Findings { problems, notes }
+}
+
+fn check_fonts(problems: &mut Vec<String>) {
+    let families = pdf::font_families();
+    for want in [pdf::LATIN_FAMILY, pdf::CJK_FAMILY] {
+        if !families.iter().any(|f| f == want) {
+            problems.push(format!(
+                "font family `{want}` is not embedded (have: {})",
+                families.join(", ")
+            ));
+        }
+    }
+}
+
+/// Every report against one database with its default options: the reports that
+/// can run are notes, the reasons the others cannot are notes too; it is a problem
+/// only when the database cannot be read or no report can run on it.
+fn check_database_alone(db: &Path, problems: &mut Vec<String>, notes: &mut Vec<String>) {
+    let mut runnable = 0;
+    for report in reports::ALL {
+        let req = RunRequest {
+            report: report.name().to_owned(),
+            db: db.to_owned(),
+            window: WindowSpec::Rolling { months: 6 },
+            options: reports::Options::new(),
+            out_dir: PathBuf::new(),
+            name: report.name().to_owned(),
+            source_tz: chrono_tz::Tz::UTC,
+            tz: chrono_tz::Tz::UTC,
+            langs: Vec::new(),
+            templates: Templates::default(),
+        };
+        match run::check_database(&req) {
+            Ok(()) => {
+                runnable += 1;
+                notes.push(format!("report `{}`: can run", report.name()));
+            }
+            Err(e @ RunError::Data(DataError::Open { .. })) => {
+                problems.push(e.to_string());
+                return;
+            }
+            Err(e) => notes.push(format!("report `{}`: cannot run: {e}", report.name())),
+        }
+    }
+    if runnable == 0 {
+        problems.push(format!("no report can run on {}", db.display()));
+    }
 }

@@ -2,11 +2,11 @@
 //! ledger so that nothing is sent twice), previews and test sends, and the owners'
 //! alert when a run fails. The email's sentences are the edition's own.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use lettre::message::Mailbox;
 use serde_json::json;
 
-use super::config::{Config, Job};
+use super::config::Job;
 use super::ledger::{DeliveryKey, DeliveryState};
 use super::mail::{Attachment, Mailer, Outgoing};
 use super::{Context, Delivery, JobError, JobRun};
@@ -221,15 +221,14 @@ fn email_content(
 }
 
 /// Tells the job's owners that a run failed (only when delivering for real).
-pub fn alert_owners(
-    config: &Config,
-    job: &Job,
-    period: &str,
-    fire: DateTime<Utc>,
-    delivery: &Delivery,
-    error: &str,
-    log: &[String],
-) {
+pub fn alert_owners(ctx: &Context<'_>, period: &str, error: &str, log: &[String]) {
+    let Context {
+        config,
+        job,
+        fire,
+        delivery,
+        ..
+    } = *ctx;
     if !matches!(delivery, Delivery::Send) || job.owners.is_empty() {
         return;
     }

@@ -52,18 +52,26 @@ pub fn run_job(
     if job.overlap == Overlap::Forbid && !ledger.acquire_lease(&job.name)? {
         return Err(JobError::Busy(job.name.clone()));
     }
-    let result = run_leased(config, job, fire, delivery, &ledger);
+    let ctx = Context {
+        config,
+        job,
+        fire,
+        delivery,
+        ledger: &ledger,
+    };
+    let result = run_leased(&ctx);
     ledger.release_lease(&job.name)?;
     result
 }
 
-fn run_leased(
-    config: &Config,
-    job: &Job,
-    fire: DateTime<Utc>,
-    delivery: &Delivery,
-    ledger: &Ledger,
-) -> Result<JobRun, JobError> {
+fn run_leased(ctx: &Context<'_>) -> Result<JobRun, JobError> {
+    let Context {
+        config,
+        job,
+        fire,
+        ledger,
+        ..
+    } = *ctx;
     let mut log: Vec<String> = Vec::new();
     let mut out = JobRun {
         job: job.name.clone(),
@@ -77,15 +85,11 @@ fn run_leased(
     let clock = FixedClock(fire);
     let req = match request(config, job) {
         Ok(r) => r,
-        Err(e) => {
-            return fail_before_period(config, job, fire, delivery, ledger, out, e.to_string())
-        }
+        Err(e) => return fail_before_period(ctx, out, e.to_string()),
     };
     let prepared = match run::prepare(&req, &clock) {
         Ok(p) => p,
-        Err(e) => {
-            return fail_before_period(config, job, fire, delivery, ledger, out, e.to_string())
-        }
+        Err(e) => return fail_before_period(ctx, out, e.to_string()),
     };
     let period = prepared.plan.period.clone();
     out.period = Some(period.clone());
@@ -96,7 +100,7 @@ fn run_leased(
         Err(e) => {
             let msg = e.to_string();
             log.push(msg.clone());
-            fail_run(config, job, &period, fire, delivery, ledger, &msg, &log)?;
+            fail_run(ctx, &period, &msg, &log)?;
             out.error = Some(msg);
             return Ok(out);
         }
@@ -104,21 +108,14 @@ fn run_leased(
     ledger.set_output(&job.name, &period, &outcome.dir)?;
     out.dir = Some(outcome.dir.clone());
 
-    let ctx = Context {
-        config,
-        job,
-        fire,
-        delivery,
-        ledger,
-    };
-    let errors = email::deliver(&ctx, &outcome, &mut out, &mut log)?;
+    let errors = email::deliver(ctx, &outcome, &mut out, &mut log)?;
     if errors.is_empty() {
         out.state = RunState::Succeeded;
         ledger.finish_run(&job.name, &period, RunState::Succeeded, None)?;
         tracing::info!(job = %job.name, %period, sent = out.sent, "run succeeded");
     } else {
         let msg = errors.join("; ");
-        fail_run(config, job, &period, fire, delivery, ledger, &msg, &log)?;
+        fail_run(ctx, &period, &msg, &log)?;
         out.error = Some(msg);
     }
     Ok(out)
@@ -130,45 +127,21 @@ pub fn fire_period(fire: DateTime<Utc>) -> String {
 }
 
 /// Records a failed run, logs it and tells the owners.
-#[allow(clippy::too_many_arguments)]
-fn fail_run(
-    config: &Config,
-    job: &Job,
-    period: &str,
-    fire: DateTime<Utc>,
-    delivery: &Delivery,
-    ledger: &Ledger,
-    msg: &str,
-    log: &[String],
-) -> Result<(), JobError> {
-    ledger.finish_run(&job.name, period, RunState::Failed, Some(msg))?;
+fn fail_run(ctx: &Context<'_>, period: &str, msg: &str, log: &[String]) -> Result<(), JobError> {
+    let job = ctx.job;
+    ctx.ledger
+        .finish_run(&job.name, period, RunState::Failed, Some(msg))?;
     tracing::error!(job = %job.name, %period, "run failed: {msg}");
-    email::alert_owners(config, job, period, fire, delivery, msg, log);
+    email::alert_owners(ctx, period, msg, log);
     Ok(())
 }
 
-fn fail_before_period(
-    config: &Config,
-    job: &Job,
-    fire: DateTime<Utc>,
-    delivery: &Delivery,
-    ledger: &Ledger,
-    mut out: JobRun,
-    msg: String,
-) -> Result<JobRun, JobError> {
+fn fail_before_period(ctx: &Context<'_>, mut out: JobRun, msg: String) -> Result<JobRun, JobError> {
     // No period could be computed: the run is keyed by its fire time instead.
-    let period = fire_period(fire);
-    ledger.begin_run(&job.name, &period, Some(fire), None)?;
-    fail_run(
-        config,
-        job,
-        &period,
-        fire,
-        delivery,
-        ledger,
-        &msg,
-        std::slice::from_ref(&msg),
-    )?;
+    let period = fire_period(ctx.fire);
+    ctx.ledger
+        .begin_run(&ctx.job.name, &period, Some(ctx.fire), None)?;
+    fail_run(ctx, &period, &msg, std::slice::from_ref(&msg))?;
     out.error = Some(msg);
     out.period = Some(period);
     Ok(out)

@@ -151,7 +151,7 @@ impl Templates {
         }
         let strings = Strings::new(table, path);
         let format = NumberFormat::from_strings(&strings)?;
-        let mut tera = tera::Tera::default();
+        let mut tera = sandboxed_tera();
         for file in &LANGUAGE_FILES[1..] {
             let (text, path) = self.language_file(report, lang, file)?;
             tera.add_raw_template(file, &text)
@@ -228,10 +228,30 @@ pub fn owner_alert(templates: &Templates, value: &Value) -> Result<String, Narra
     let (text, path) = templates.get("owner_alert.tera")?;
     let mut ctx = tera::Context::new();
     ctx.insert("a", value);
-    tera::Tera::one_off(&text, &ctx, false).map_err(|e| NarrativeError::Template {
-        path,
-        message: tera_message(&e),
-    })
+    let mut tera = sandboxed_tera();
+    tera.autoescape_on(Vec::new());
+    tera.add_raw_template("owner_alert.tera", &text)
+        .and_then(|()| tera.render("owner_alert.tera", &ctx))
+        .map_err(|e| NarrativeError::Template {
+            path,
+            message: tera_message(&e),
+        })
+}
+
+/// A Tera without access to the process: templates can be a user's overrides, and
+/// Tera's built-in `get_env` would print any environment variable (the SMTP password
+/// among them) into every email. Templates read only what they are given.
+fn sandboxed_tera() -> tera::Tera {
+    let mut tera = tera::Tera::default();
+    tera.register_function(
+        "get_env",
+        |_: &std::collections::HashMap<String, tera::Value>| -> tera::Result<tera::Value> {
+            Err(tera::Error::msg(
+                "`get_env` is not available: cxreport templates read only the report's data",
+            ))
+        },
+    );
+    tera
 }
 
 /// Collapses each whitespace run that contains a line break (template layout) into
@@ -314,6 +334,33 @@ mod tests {
         assert_eq!(de.code, "de");
         assert_eq!(de.format.number(1234.5, 1), "1.234,5");
         assert_eq!(de.strings.get("appendix.database"), "Database");
+    }
+
+    #[test]
+    fn templates_cannot_read_the_environment() {
+        std::env::set_var("CXREPORT_TEST_SECRET", "hunter2");
+        let dir = tempfile::tempdir().unwrap();
+        let en = dir.path().join("conversation-usage/en");
+        std::fs::create_dir_all(&en).unwrap();
+        std::fs::write(
+            en.join("email.txt.tera"),
+            "{{ get_env(name=\"CXREPORT_TEST_SECRET\") }}",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("owner_alert.tera"),
+            "{{ get_env(name=\"CXREPORT_TEST_SECRET\", default=\"x\") }}",
+        )
+        .unwrap();
+        let t = Templates::new(Some(dir.path().to_owned()));
+        let lang = t.language("conversation-usage", "en").unwrap();
+        let e = lang
+            .render_raw("email.txt.tera", "e", &Value::Null)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("get_env") && !e.contains("hunter2"), "{e}");
+        let e = owner_alert(&t, &Value::Null).unwrap_err().to_string();
+        assert!(e.contains("get_env") && !e.contains("hunter2"), "{e}");
     }
 
     #[test]

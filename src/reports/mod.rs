@@ -99,6 +99,11 @@ pub enum MetricsError {
         table: &'static str,
         report: &'static str,
     },
+    #[error("report {report}: no conversation in the window maps to a paying company: {cause}")]
+    NothingMapped {
+        report: &'static str,
+        cause: &'static str,
+    },
 }
 
 impl MetricsError {

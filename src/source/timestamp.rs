@@ -1,6 +1,8 @@
 //! Timestamps of the data contract: ISO-8601 text with `T` or a space, optional
-//! fractional seconds and an optional `Z`/`±HH:MM` offset. Values without an offset
-//! are local to the configured source timezone. Everything becomes UTC here, once,
+//! fractional seconds and an optional offset: `Z`, `±HH:MM`, `±HHMM`, `±HH`, also after
+//! a space, or a trailing ` UTC` (the text forms warehouses export: BigQuery's
+//! `2024-04-17 15:15:13 UTC`, Snowflake's `2024-04-17 15:15:13.000 +0000`). Values
+//! without an offset are local to the configured source timezone. Everything becomes UTC here, once,
 //! so no later comparison can mix zones.
 
 use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
@@ -44,9 +46,17 @@ pub fn parse(text: &str, source_tz: Tz) -> Result<DateTime<Utc>, BadTimestamp> {
     let naive = NaiveDate::from_ymd_opt(year, month, day)
         .and_then(|d| d.and_hms_micro_opt(hour, minute, second, micros))
         .ok_or(BadTimestamp)?;
+    // Warehouse exports put the zone after a space.
+    if let [b' ', zone @ ..] = rest {
+        if zone.is_empty() {
+            return Err(BadTimestamp);
+        }
+        rest = zone;
+    }
     match rest {
         [] => Ok(localize(naive, source_tz)),
         [b'Z' | b'z'] => Ok(Utc.from_utc_datetime(&naive)),
+        [u, t, c] if [*u, *t, *c].eq_ignore_ascii_case(b"UTC") => Ok(Utc.from_utc_datetime(&naive)),
         [sign @ (b'+' | b'-'), off @ ..] => {
             let (h, m) = match off {
                 [h1, h2] => (digits(&[*h1, *h2])?, 0),
@@ -160,6 +170,26 @@ mod tests {
     }
 
     #[test]
+    fn warehouse_text_forms_are_understood() {
+        let tz: Tz = "Asia/Shanghai".parse().unwrap();
+        for text in [
+            // BigQuery
+            "2024-04-17 15:15:13 UTC",
+            "2024-04-17 15:15:13.000000 UTC",
+            // Snowflake
+            "2024-04-17 15:15:13.000 +0000",
+            "2024-04-17 23:15:13.000 +0800",
+            // PostgreSQL's text form of timestamptz
+            "2024-04-17 15:15:13+00",
+            "2024-04-17 17:15:13+02",
+            "2024-04-17 15:15:13 Z",
+        ] {
+            // An explicit zone wins over the source timezone.
+            assert_eq!(parse(text, tz), Ok(utc("2024-04-17 15:15:13")), "{text:?}");
+        }
+    }
+
+    #[test]
     fn fractional_seconds_are_kept() {
         assert_eq!(
             parse("2024-06-15 12:00:00.250", Tz::UTC),
@@ -203,7 +233,9 @@ mod tests {
             "2024-06-15 25:00:00",
             "2024-06-15 12:00:00+",
             "2024-06-15 12:00:00.",
-            "2024-06-15 12:00:00 UTC",
+            "2024-06-15 12:00:00 PST",
+            "2024-06-15 12:00:00 UTC+1",
+            "2024-06-15 12:00:00 +08:00x",
             "2024-06-15 12:00:00+24:00",
         ] {
             assert_eq!(parse(bad, Tz::UTC), Err(BadTimestamp), "{bad:?}");

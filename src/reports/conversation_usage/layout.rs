@@ -207,6 +207,9 @@ pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
         UsageDefinitions::Events => s.get("quality.limitation_events"),
         UsageDefinitions::Proxy => s.get("quality.limitation_proxy"),
     });
+    if r.panels.overall.team_route_share.is_none() {
+        limitations.push(s.get("quality.limitation_no_assignee"));
+    }
 
     json!({
         "scope": { "rows": scope_rows, "definitions": s.list("scope.definitions") },

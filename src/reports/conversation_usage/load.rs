@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::intercom::{
-    self, first_company_name_into, intern_company_names, normalize_name, split_items, CompanyRow,
-    COMPANY_ENHANCED, COMPANY_METRICS, CONTACT_ENHANCED, CONVERSATION_ENHANCED,
-    CONVERSATION_METRICS, SQL_COMPANIES, USAGE_EVENTS,
+    self, intern_company_names, Assignee, CompanyRow, NameSplitter, COMPANY_ENHANCED,
+    COMPANY_METRICS, CONTACT_ENHANCED, CONVERSATION_ENHANCED, CONVERSATION_METRICS, SQL_COMPANIES,
+    USAGE_EVENTS,
 };
 use crate::source::interner::{Interner, StrColumn};
 use crate::source::{BadTimestamps, DataError, Database, TableNeed, TsParser};
@@ -52,9 +52,10 @@ pub struct ConversationRow {
     /// author and initiated type while the text is at hand: large tables keep no
     /// per-row strings they do not need.
     pub bot_first: bool,
-    /// conversation_assignee_type = 'team'
-    pub team_routed: bool,
-    /// conversation_initiated_type = 'contact_inbound'
+    /// conversation_assignee_type: team, another assignee, or not known (NULL).
+    pub assignee: Assignee,
+    /// conversation_initiated_type is customer-initiated (`customer_initiated` or
+    /// `contact_inbound`).
     pub contact_inbound: bool,
 }
 
@@ -237,7 +238,14 @@ pub fn load_conversation_usage(
         d.company_name_ids = intern_company_names(&d.companies, &mut d.company_names);
         load_conversations(db, &mut d, &mut ts)?;
         if usage == UsageTables::Proxy {
-            load_proxy_usage(db, &mut d.company_metrics, &mut d.contacts, &mut ts)?;
+            let splitter = NameSplitter::new(&d.companies);
+            load_proxy_usage(
+                db,
+                &mut d.company_metrics,
+                &mut d.contacts,
+                &splitter,
+                &mut ts,
+            )?;
         }
         events
             .map(|h| h.join().expect("the events loader does not panic"))
@@ -260,6 +268,7 @@ fn load_conversations(
     ts: &mut TsParser<'_>,
 ) -> Result<(), DataError> {
     let mut name = String::new();
+    let splitter = NameSplitter::new(&d.companies);
     let n = db.rows_hint(CONVERSATION_ENHANCED);
     d.conversations.reserve(n);
     d.conversation_ids.reserve(n, 16);
@@ -272,7 +281,7 @@ fn load_conversations(
         let tags = r.cow_text(5, "all_conversation_tags")?;
         let names = r.cow_text(6, "all_contact_company_names")?;
         let first_name = match names.as_deref() {
-            Some(names) if first_company_name_into(names, &mut name) => {
+            Some(names) if splitter.first_into(names, &mut name) => {
                 Some(d.company_names.intern(&name))
             }
             _ => None,
@@ -295,8 +304,8 @@ fn load_conversations(
                 author.as_deref(),
                 initiated.as_deref(),
             ),
-            team_routed: assignee.as_deref() == Some("team"),
-            contact_inbound: initiated.as_deref() == Some("contact_inbound"),
+            assignee: Assignee::of(assignee.as_deref()),
+            contact_inbound: intercom::is_customer_initiated(initiated.as_deref()),
         });
         Ok(())
     })?;
@@ -319,6 +328,7 @@ fn load_proxy_usage(
     db: &Database,
     company_metrics: &mut Vec<CompanyMetricsRow>,
     contacts: &mut Vec<ContactRow>,
+    splitter: &NameSplitter,
     ts: &mut TsParser<'_>,
 ) -> Result<(), DataError> {
     db.each_row(COMPANY_METRICS, SQL_COMPANY_METRICS, |r| {
@@ -335,12 +345,7 @@ fn load_proxy_usage(
         contacts.push(ContactRow {
             company_names: names
                 .as_deref()
-                .map(|s| {
-                    split_items(s)
-                        .filter(|s| !s.is_empty())
-                        .map(normalize_name)
-                        .collect()
-                })
+                .map(|s| splitter.items(s))
                 .unwrap_or_default(),
             last_activity: ts.parse(CONTACT_ENHANCED, "last_activity_ts", last.as_deref()),
         });

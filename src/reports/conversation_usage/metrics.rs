@@ -27,7 +27,7 @@ use crate::intercom::slices::{
     SEGMENTS,
 };
 use crate::intercom::window::Window;
-use crate::intercom::{normalize_name, CompanyRow};
+use crate::intercom::{normalize_name, Assignee, CompanyRow};
 use crate::reports::MetricsError;
 use crate::source::interner::StrColumn;
 use crate::source::BadTimestamps;
@@ -161,6 +161,20 @@ impl SliceRow {
     }
 }
 
+impl Panels {
+    /// Every row of every level, the overall row last.
+    fn rows_mut(&mut self) -> impl Iterator<Item = &mut SliceRow> {
+        self.segment_seat_arr
+            .iter_mut()
+            .chain(&mut self.segment_seat)
+            .chain(&mut self.segment_arr)
+            .chain(&mut self.segment)
+            .chain(&mut self.seat_bucket)
+            .chain(&mut self.arr_bucket)
+            .chain(std::iter::once(&mut self.overall))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Panels {
     pub segment_seat_arr: Vec<SliceRow>,
@@ -229,7 +243,7 @@ struct Kept {
     /// company name (its number in `company_names`).
     company: u32,
     bot: bool,
-    team: bool,
+    team: Assignee,
     inbound: bool,
     /// The conversation has no `intercom__conversation_metrics` row.
     no_metrics_row: bool,
@@ -251,7 +265,7 @@ impl Kept {
         Self {
             company,
             bot: row.bot_first,
-            team: row.team_routed,
+            team: row.assignee,
             inbound: row.contact_inbound,
             no_metrics_row: resp.is_none(),
             resp: resp.flatten().unwrap_or(f64::NAN),
@@ -457,6 +471,7 @@ pub fn compute(
     // conversation until the population is ready.
     let mut in_window = 0usize;
     let mut unmapped = 0usize;
+    let mut nameless = 0usize;
     let mut without_created = 0usize;
     // In-scope conversations, compact; filtered in place from here on (millions of
     // rows: no second vector).
@@ -497,6 +512,7 @@ pub fn compute(
             in_window += 1;
             let Some(name) = conv.first_company_name else {
                 unmapped += 1;
+                nameless += 1;
                 continue;
             };
             let resp = response.get(i, data.conversation_ids.get(i));
@@ -524,6 +540,18 @@ pub fn compute(
             true
         }
     });
+    if kept.is_empty() {
+        return Err(MetricsError::NothingMapped {
+            report: super::NAME,
+            cause: if pop.paying.is_empty() {
+                "no company has monthly_spend > 0 (no paying company)"
+            } else if nameless == in_window {
+                "no conversation names a company in all_contact_company_names"
+            } else {
+                "the company names on the window's conversations match no paying company"
+            },
+        });
+    }
     let without_metrics = kept.iter().filter(|k| k.no_metrics_row).count();
     let resp_values: Vec<f64> = kept.iter().filter_map(Kept::resp).collect();
     let dur_values: Vec<f64> = kept.iter().filter_map(Kept::duration).collect();
@@ -649,7 +677,7 @@ pub fn compute(
         let acc = &mut cell_acc[company_cell[k.company()] as usize];
         acc.n += 1;
         acc.bot += usize::from(k.bot);
-        acc.team += usize::from(k.team);
+        acc.team += usize::from(k.team == Assignee::Team);
         acc.inbound += usize::from(k.inbound);
         acc.resp_n += usize::from(k.resp().is_some());
         if let Some(d) = k.duration() {
@@ -704,7 +732,7 @@ pub fn compute(
         .expect("a non-empty kept set has an overall row");
     let mut it = panels.into_iter();
     let mut next = || it.next().expect("seven levels");
-    let panels = Panels {
+    let mut panels = Panels {
         segment_seat_arr: next(),
         segment_seat: next(),
         segment_arr: next(),
@@ -713,6 +741,13 @@ pub fn compute(
         arr_bucket: next(),
         overall,
     };
+    // The assignee column is deprecated upstream: when no kept conversation has a
+    // value, team routing is unknown, not 0 % (§4).
+    if kept.iter().all(|k| k.team == Assignee::Unknown) {
+        for row in panels.rows_mut() {
+            row.team_route_share = None;
+        }
+    }
 
     let correlations = correlations(&panels.segment_seat_arr, &agg, params.min_cell);
     let tertiles = tertiles(&agg, &labels, companies, params);

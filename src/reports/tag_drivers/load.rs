@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::intercom::{
-    self, first_company_name, load_companies, topic_tags, CompanyRow, CONVERSATION_ENHANCED,
+    self, load_companies, topic_tags, CompanyRow, NameSplitter, CONVERSATION_ENHANCED,
     CONVERSATION_METRICS,
 };
 use crate::source::{BadTimestamps, DataError, Database, TableNeed, TsParser};
@@ -75,6 +75,8 @@ pub fn load(db: &Database, source_tz: Tz) -> Result<TagDriversData, DataError> {
         bad: &mut bad,
     };
     d.companies = load_companies(db)?;
+    let splitter = NameSplitter::new(&d.companies);
+    let mut name = String::new();
     db.each_row(CONVERSATION_ENHANCED, SQL_TAG_CONVERSATIONS, |r| {
         let created = r.cow_text(1, "conversation_created_at")?;
         d.conversations.push(TagConversationRow {
@@ -88,9 +90,10 @@ pub fn load(db: &Database, source_tz: Tz) -> Result<TagDriversData, DataError> {
                 .cow_text(2, "all_conversation_tags")?
                 .map(|t| topic_tags(&t))
                 .unwrap_or_default(),
-            first_company_name: first_company_name(
-                r.cow_text(3, "all_contact_company_names")?.as_deref(),
-            ),
+            first_company_name: r
+                .cow_text(3, "all_contact_company_names")?
+                .filter(|names| splitter.first_into(names, &mut name))
+                .map(|_| name.clone()),
             rating: r.real(4, "conversation_rating")?,
         });
         Ok(())

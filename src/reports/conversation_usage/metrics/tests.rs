@@ -285,6 +285,16 @@ fn first_response_tag_overrides_author_and_initiated_type() {
         Some("contact_inbound")
     ));
     assert!(is_bot_first(None, Some("admin"), Some("bot_follow_up")));
+    assert!(is_bot_first(
+        None,
+        Some("admin"),
+        Some("operator_initiated")
+    ));
+    assert!(!is_bot_first(
+        None,
+        Some("user"),
+        Some("customer_initiated")
+    ));
     assert!(!is_bot_first(
         Some(""),
         Some("admin"),
@@ -500,6 +510,92 @@ fn empty_window_is_a_clean_error() {
         err.to_string(),
         "no conversations in window 2020-01-01 00:00:00 .. 2020-12-31 23:59:59"
     );
+}
+
+#[test]
+fn a_company_name_with_a_comma_maps_its_conversations() {
+    let mut f = Fixture::new();
+    f.company("a", "Acme, Inc.", 100.0, Some(10), "")
+        .company("b", "Beta", 100.0, Some(10), "");
+    f.conv("Acme, Inc., Beta", "2024-06-01 10:00:00", None, Some(1.0));
+    f.conv("ACME, INC.", "2024-06-01 10:00:00", None, Some(1.0));
+    f.conv("Beta, Acme, Inc.", "2024-06-01 10:00:00", None, Some(1.0));
+    let out = f.run("rolling:1m", UsageDefinitions::Proxy).unwrap();
+    assert_eq!(out.panels.overall.conv_cnt, 3);
+    assert_eq!(out.panels.overall.companies_total, 2);
+    assert_eq!(out.data_quality.unmapped_conversations, 0);
+}
+
+#[test]
+fn nothing_mapped_fails_cleanly_naming_the_cause() {
+    let cause = |f: &mut Fixture| match f.run("rolling:1m", UsageDefinitions::Proxy) {
+        Err(MetricsError::NothingMapped { cause, .. }) => cause,
+        other => panic!("{other:?}"),
+    };
+    // The package's own seeds: every monthly_spend is 0.
+    let mut f = Fixture::new();
+    f.company("a", "A", 0.0, Some(10), "");
+    f.conv("A", "2024-06-01 10:00:00", None, Some(1.0));
+    assert!(cause(&mut f).contains("no paying company"));
+    let mut f = Fixture::new();
+    f.company("a", "A", 100.0, Some(10), "");
+    f.conv("", "2024-06-01 10:00:00", None, Some(1.0));
+    assert!(cause(&mut f).contains("no conversation names a company"));
+    let mut f = Fixture::new();
+    f.company("a", "A", 100.0, Some(10), "");
+    f.conv("Somebody Else", "2024-06-01 10:00:00", None, Some(1.0));
+    assert!(cause(&mut f).contains("match no paying company"));
+}
+
+#[test]
+fn real_intercom_vocabulary_and_an_empty_assignee_column() {
+    // dbt_intercom's own values: `customer_initiated` is customer-initiated,
+    // `operator_initiated` counts towards the bot-initiated proxy, and an assignee
+    // column with no value anywhere makes team routing unknown (NULL), never 0 %.
+    let mut f = Fixture::new();
+    f.company("a", "A", 100.0, Some(10), "segment:renewal");
+    f.retention("a", Some(0.5), Some(0.2));
+    for (author, initiated) in [
+        ("user", "customer_initiated"),
+        ("user", "customer_initiated"),
+        ("admin", "operator_initiated"),
+        ("admin", "admin_initiated"),
+    ] {
+        f.conv_full(
+            "A",
+            "2024-06-01 10:00:00",
+            None,
+            Some(1.0),
+            author,
+            initiated,
+            None,
+            "",
+        );
+    }
+    let out = f.run("rolling:1m", UsageDefinitions::Proxy).unwrap();
+    let o = &out.panels.overall;
+    assert_eq!(o.conv_cnt, 4);
+    assert!(close(o.contact_inbound_share, 0.5));
+    assert!(close(o.bot_first_resp_share, 0.25));
+    assert_eq!(o.team_route_share, None);
+    assert!(out
+        .panels
+        .segment
+        .iter()
+        .all(|r| r.team_route_share.is_none()));
+    // One known assignee anywhere in scope: the NULLs count as not routed to a team.
+    f.conv_full(
+        "A",
+        "2024-06-01 10:00:00",
+        None,
+        Some(1.0),
+        "user",
+        "customer_initiated",
+        Some("team"),
+        "",
+    );
+    let out = f.run("rolling:1m", UsageDefinitions::Proxy).unwrap();
+    assert!(close(out.panels.overall.team_route_share, 0.2));
 }
 
 #[test]
