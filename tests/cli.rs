@@ -41,6 +41,27 @@ fn run_writes_outputs_that_agree_with_each_other() {
         manifest["database"]["row_counts"]["intercom__conversation_enhanced"],
         6703
     );
+    // The rows the run read, table by table: the proxy tables are not read with the
+    // events source, and each count is the table's.
+    let read = manifest["database"]["row_counts"].as_object().unwrap();
+    assert_eq!(
+        read.keys().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "intercom__company_enhanced",
+            "intercom__conversation_enhanced",
+            "intercom__conversation_metrics",
+            "usage_events"
+        ]
+    );
+    let conn = rusqlite::Connection::open(demo_db()).unwrap();
+    for (table, n) in read {
+        let count: i64 = conn
+            .query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(n.as_i64(), Some(count), "{table}");
+    }
 
     let overall = &summary["panels"]["overall"];
     let conv = overall["conv_cnt"].as_u64().unwrap();
@@ -430,4 +451,33 @@ fn companies_only_db(path: &std::path::Path) {
     for t in tables {
         conn.execute_batch(&format!("DROP TABLE \"{t}\"")).unwrap();
     }
+}
+
+#[test]
+fn demo_without_usage_events_falls_back_to_the_proxies() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("proxy.sqlite");
+    let o = run(&[
+        "demo-data",
+        "--out",
+        db.to_str().unwrap(),
+        "--no-usage-events",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = dir.path().join("out");
+    let o = run(&[
+        "run",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--data-only",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let manifest =
+        common::json(&out.join("conversation-usage/2023-12-15_2024-06-15/manifest.json"));
+    assert_eq!(manifest["parameters"]["usage_source_used"], "proxy");
+    let read = manifest["database"]["row_counts"].as_object().unwrap();
+    assert!(read.contains_key("intercom__contact_enhanced"), "{read:?}");
+    assert!(!read.contains_key("usage_events"), "{read:?}");
 }

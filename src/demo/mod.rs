@@ -497,6 +497,10 @@ impl Generator {
         self.write_conversations(txn)?;
         if self.opts.usage_events {
             self.write_usage_events(txn, &converted)?;
+        } else {
+            // The schema creates it; an empty table would still make `auto` choose
+            // the events source.
+            txn.execute_batch("DROP TABLE usage_events")?;
         }
         users::write_users_and_events(txn, self.opts.seed)?;
         Ok(())

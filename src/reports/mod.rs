@@ -154,12 +154,12 @@ pub struct Plan {
     pub period: String,
     /// The window, for reports that cut one.
     pub window: Option<Window>,
-    /// Parameters as used (after `auto` choices), as the appendix prints them.
+    /// Parameters as used (after `auto` choices), as the appendix prints them
+    /// (`usage_source: auto → events`).
     pub parameters: Vec<(String, String)>,
-    /// The same for `manifest.json`, typed.
+    /// The same for `manifest.json`, typed, each choice in its own field
+    /// (`usage_source: "auto"`, `usage_source_used: "events"`).
     pub manifest_parameters: serde_json::Map<String, Value>,
-    /// Tables whose row counts the appendix lists.
-    pub tables: Vec<&'static str>,
 }
 
 /// A CSV file of a run: header and formatted cells.
@@ -185,6 +185,8 @@ pub trait Computed: Send + Sync {
     fn layout(&self, language: &Language) -> Value;
     /// A count for the log line of a finished run (`kept`, `users`).
     fn size(&self) -> (&'static str, usize);
+    /// Rows the loader read, per table (the appendix and the manifest print these).
+    fn rows_read(&self) -> &[(&'static str, u64)];
 }
 
 /// Every report of this build, in the order `cxreport reports` lists them.

@@ -28,7 +28,7 @@ pub struct Provenance {
     pub database: String,
     pub sha256: String,
     pub parameters: Vec<(String, String)>,
-    pub row_counts: Vec<(String, i64)>,
+    pub row_counts: Vec<(String, u64)>,
 }
 
 /// Where an edition's time went.

@@ -237,7 +237,7 @@ pub fn execute(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunEr
     staged.write_json("summary.json", &summary)?;
     timings.push(("write_data", t.elapsed()));
 
-    let (mut manifest, provenance) = manifest(req, &db, &plan, reference)?;
+    let (mut manifest, provenance) = manifest(req, &db, &plan, computed.rows_read(), reference)?;
     if let Some(Ok(Ok(startup))) = engine_warmup.map(|h| h.join()) {
         timings.push(("chart_engine_start", startup));
     }
@@ -337,26 +337,26 @@ fn manifest(
     req: &RunRequest,
     db: &Database,
     plan: &Plan,
+    rows_read: &[(&'static str, u64)],
     reference: DateTime<Utc>,
 ) -> Result<(serde_json::Value, Provenance), RunError> {
     let sha = output::sha256_file(db.path()).map_err(|source| RunError::Hash {
         path: db.path().to_owned(),
         source,
     })?;
-    let mut rows = serde_json::Map::new();
-    let mut row_counts = Vec::new();
-    for table in &plan.tables {
-        if db.has_table(table)? {
-            let n = db.row_count(table)?;
-            rows.insert((*table).to_owned(), json!(n));
-            row_counts.push(((*table).to_owned(), n));
-        }
-    }
+    // The rows the loader read: the tables are not counted a second time.
+    let rows: serde_json::Map<String, Value> = rows_read
+        .iter()
+        .map(|(table, n)| ((*table).to_owned(), json!(n)))
+        .collect();
     let provenance = Provenance {
         database: db.path().display().to_string(),
         sha256: sha.clone(),
         parameters: plan.parameters.clone(),
-        row_counts,
+        row_counts: rows_read
+            .iter()
+            .map(|(table, n)| ((*table).to_owned(), *n))
+            .collect(),
     };
     let mut parameters = plan.manifest_parameters.clone();
     parameters.insert("timezone".into(), json!(req.tz.name()));
@@ -433,7 +433,7 @@ mod tests {
         columns: &["id"],
     }];
 
-    struct Counted(i64);
+    struct Counted(i64, Vec<(&'static str, u64)>);
 
     impl Report for Skeleton {
         fn name(&self) -> &'static str {
@@ -462,7 +462,6 @@ mod tests {
                 window: None,
                 parameters: Vec::new(),
                 manifest_parameters: serde_json::Map::new(),
-                tables: vec![TABLE],
             })
         }
         fn compute(
@@ -472,7 +471,8 @@ mod tests {
             _: &Plan,
             _: &mut Vec<(&'static str, Duration)>,
         ) -> Result<Box<dyn Computed>, ReportError> {
-            Ok(Box::new(Counted(db.row_count(TABLE)?)))
+            let n = db.each_row(TABLE, "SELECT id FROM things", |_| Ok(()))?;
+            Ok(Box::new(Counted(n as i64, vec![(TABLE, n)])))
         }
     }
 
@@ -503,6 +503,9 @@ mod tests {
         }
         fn size(&self) -> (&'static str, usize) {
             ("things", self.0 as usize)
+        }
+        fn rows_read(&self) -> &[(&'static str, u64)] {
+            &self.1
         }
     }
 

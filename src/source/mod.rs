@@ -22,7 +22,6 @@ const SQL_TABLE_COLUMNS: &str = "SELECT name FROM pragma_table_info(?1)";
 /// Whether a table or view exists.
 const SQL_TABLE_EXISTS: &str =
     "SELECT count(*) FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?1";
-const SQL_ROW_COUNT_PREFIX: &str = "SELECT count(*) FROM ";
 /// The largest rowid: a row count estimate that SQLite answers from the end of the
 /// table's b-tree, without a scan.
 const SQL_MAX_ROWID_PREFIX: &str = "SELECT max(rowid) FROM ";
@@ -178,14 +177,6 @@ impl Database {
         }
     }
 
-    pub fn row_count(&self, table: &'static str) -> Result<i64, DataError> {
-        // Table names cannot be bound; `table` is one of this module's constants.
-        let sql = format!("{SQL_ROW_COUNT_PREFIX}\"{table}\"");
-        self.conn
-            .query_row(&sql, [], |r| r.get(0))
-            .map_err(|e| self.query_err(table, e))
-    }
-
     /// About how many rows a table holds, to size the row vectors once instead of
     /// growing (and copying) them; 0 when unknown (a view, a table without rowid).
     pub fn rows_hint(&self, table: &'static str) -> usize {
@@ -210,13 +201,14 @@ impl Database {
         }
     }
 
-    /// Runs `sql` and hands every row to `f` through a typed reader.
+    /// Runs `sql` and hands every row to `f` through a typed reader; returns how many
+    /// rows were read.
     pub fn each_row(
         &self,
         table: &'static str,
         sql: &str,
         mut f: impl FnMut(&mut RowReader<'_, '_>) -> Result<(), DataError>,
-    ) -> Result<(), DataError> {
+    ) -> Result<u64, DataError> {
         let mut stmt = self
             .conn
             .prepare(sql)
@@ -233,7 +225,7 @@ impl Database {
             };
             f(&mut reader)?;
         }
-        Ok(())
+        Ok(n)
     }
 }
 
@@ -324,6 +316,10 @@ impl RowReader<'_, '_> {
         }
     }
 }
+
+/// The rows a loader read, per table, in the order it read them (the appendix and the
+/// manifest print these: nothing is counted twice).
+pub type RowsRead = Vec<(&'static str, u64)>;
 
 /// Counts of timestamps that could not be parsed, per `table.column`.
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use crate::intercom::{
     USAGE_EVENTS,
 };
 use crate::source::interner::{Interner, StrColumn};
-use crate::source::{BadTimestamps, DataError, Database, TableNeed, TsParser};
+use crate::source::{BadTimestamps, DataError, Database, RowsRead, TableNeed, TsParser};
 
 const SQL_COMPANY_METRICS: &str =
     "SELECT company_id, registration_retention_7d, registration_retention_30d \
@@ -87,6 +87,8 @@ pub struct UsageEvents {
     /// (`u32::MAX`: an unknown company, whose events are skipped).
     runs: Vec<(u32, usize)>,
     stamps: Vec<EventStamp>,
+    /// Rows of `usage_events` read, those skipped (no company, no time) included.
+    pub rows_read: u64,
 }
 
 impl UsageEvents {
@@ -94,6 +96,7 @@ impl UsageEvents {
         Self {
             runs: Vec::new(),
             stamps: Vec::with_capacity(n),
+            rows_read: 0,
         }
     }
 
@@ -136,6 +139,8 @@ pub struct ConversationUsageData {
     /// `None` when the events source is not used.
     pub usage_events: Option<UsageEvents>,
     pub bad_timestamps: BadTimestamps,
+    /// Rows read per table.
+    pub rows_read: RowsRead,
 }
 
 /// Which tables of the usage side to load.
@@ -251,7 +256,19 @@ pub fn load_conversation_usage(
             .map(|h| h.join().expect("the events loader does not panic"))
             .transpose()
     })?;
+    d.rows_read = vec![
+        (COMPANY_ENHANCED, d.companies.len() as u64),
+        (CONVERSATION_ENHANCED, d.conversations.len() as u64),
+        (CONVERSATION_METRICS, d.response_minutes.len() as u64),
+    ];
+    if usage == UsageTables::Proxy {
+        d.rows_read
+            .push((COMPANY_METRICS, d.company_metrics.len() as u64));
+        d.rows_read
+            .push((CONTACT_ENHANCED, d.contacts.len() as u64));
+    }
     if let Some((mut rows, ids, events_bad)) = events {
+        d.rows_read.push((USAGE_EVENTS, rows.rows_read));
         attach_events(&d.companies, &mut rows, &ids);
         d.usage_events = Some(rows);
         for (k, v) in events_bad.0 {
@@ -321,7 +338,8 @@ fn load_conversations(
         d.response_minutes
             .push(r.real(1, "time_to_first_response_minutes")?);
         Ok(())
-    })
+    })?;
+    Ok(())
 }
 
 fn load_proxy_usage(
@@ -350,7 +368,8 @@ fn load_proxy_usage(
             last_activity: ts.parse(CONTACT_ENHANCED, "last_activity_ts", last.as_deref()),
         });
         Ok(())
-    })
+    })?;
+    Ok(())
 }
 
 /// The usage events, each with its company id as a number in the returned
@@ -370,7 +389,7 @@ fn load_usage_events(
     // Event tables are usually grouped by company: a run of the same id is looked
     // up once.
     let mut last: Option<(String, u32)> = None;
-    db.each_row(USAGE_EVENTS, SQL_USAGE_EVENTS, |r| {
+    let rows_read = db.each_row(USAGE_EVENTS, SQL_USAGE_EVENTS, |r| {
         let company = r.cow_text(0, "company_id")?.map(|id| match &last {
             Some((l, n)) if *l == *id => *n,
             _ => {
@@ -387,6 +406,7 @@ fn load_usage_events(
         }
         Ok(())
     })?;
+    events.rows_read = rows_read;
     Ok((events, ids, bad))
 }
 

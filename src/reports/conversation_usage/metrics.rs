@@ -30,7 +30,7 @@ use crate::intercom::window::Window;
 use crate::intercom::{normalize_name, Assignee, CompanyRow};
 use crate::reports::MetricsError;
 use crate::source::interner::StrColumn;
-use crate::source::BadTimestamps;
+use crate::source::{BadTimestamps, RowsRead};
 use crate::stats::{correlation, mean, percentiles, ratio, thirds, Correlation};
 
 const MICROS_PER_MINUTE: f64 = 60_000_000.0;
@@ -75,6 +75,9 @@ pub struct ConversationUsage {
     pub tertiles: Vec<TertileGroup>,
     pub data_quality: DataQuality,
     pub min_cell: usize,
+    /// Rows read per table (the appendix and the manifest; not a summary number).
+    #[serde(skip)]
+    pub rows_read: RowsRead,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -798,6 +801,7 @@ pub fn compute(
             bad_timestamps: data.bad_timestamps.clone(),
         },
         min_cell: params.min_cell,
+        rows_read: data.rows_read.clone(),
     })
 }
 

@@ -20,10 +20,7 @@ use super::{
     parse_option, Computed, CsvFile, OptionSpec, Options, Plan, Report, ReportError, Request,
     WINDOW_OPTION,
 };
-use crate::intercom::{
-    COMPANY_ENHANCED, COMPANY_METRICS, CONTACT_ENHANCED, CONVERSATION_ENHANCED,
-    CONVERSATION_METRICS, USAGE_EVENTS,
-};
+use crate::intercom::USAGE_EVENTS;
 use crate::render::charts::ChartSpec;
 use crate::render::narrative::Narrative;
 use crate::render::templates::Language;
@@ -166,14 +163,6 @@ impl Report for ConversationUsageReport {
             .as_object()
             .cloned()
             .unwrap_or_default(),
-            tables: vec![
-                COMPANY_ENHANCED,
-                COMPANY_METRICS,
-                CONTACT_ENHANCED,
-                CONVERSATION_ENHANCED,
-                CONVERSATION_METRICS,
-                USAGE_EVENTS,
-            ],
         })
     }
 
@@ -240,6 +229,10 @@ impl Computed for ConversationUsage {
 
     fn size(&self) -> (&'static str, usize) {
         ("conversations_kept", self.counts.conversations_kept)
+    }
+
+    fn rows_read(&self) -> &[(&'static str, u64)] {
+        &self.rows_read
     }
 }
 

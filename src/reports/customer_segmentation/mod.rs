@@ -19,7 +19,7 @@ use super::{
 use crate::render::charts::ChartSpec;
 use crate::render::narrative::Narrative;
 use crate::render::templates::Language;
-use crate::source::{BadTimestamps, Database, TableNeed};
+use crate::source::{BadTimestamps, Database, RowsRead, TableNeed};
 use metrics::{DimensionRow, Impact, Path, Segmentation};
 
 pub const NAME: &str = "customer-segmentation";
@@ -67,7 +67,6 @@ impl Report for CustomerSegmentationReport {
                 .as_object()
                 .cloned()
                 .unwrap_or_default(),
-            tables: vec![load::USERS, load::EVENTS],
         })
     }
 
@@ -100,6 +99,10 @@ impl Report for CustomerSegmentationReport {
         Ok(Box::new(Run {
             numbers,
             bad_timestamps: bad,
+            rows_read: vec![
+                (load::USERS, users.len() as u64),
+                (load::EVENTS, events.len() as u64),
+            ],
         }))
     }
 }
@@ -107,6 +110,7 @@ impl Report for CustomerSegmentationReport {
 pub struct Run {
     pub numbers: Segmentation,
     pub bad_timestamps: BadTimestamps,
+    pub rows_read: RowsRead,
 }
 
 impl Computed for Run {
@@ -201,6 +205,10 @@ impl Computed for Run {
 
     fn size(&self) -> (&'static str, usize) {
         ("users", self.numbers.users)
+    }
+
+    fn rows_read(&self) -> &[(&'static str, u64)] {
+        &self.rows_read
     }
 }
 

@@ -4,10 +4,10 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::intercom::{
-    self, load_companies, topic_tags, CompanyRow, NameSplitter, CONVERSATION_ENHANCED,
-    CONVERSATION_METRICS,
+    self, load_companies, topic_tags, CompanyRow, NameSplitter, COMPANY_ENHANCED,
+    CONVERSATION_ENHANCED, CONVERSATION_METRICS,
 };
-use crate::source::{BadTimestamps, DataError, Database, TableNeed, TsParser};
+use crate::source::{BadTimestamps, DataError, Database, RowsRead, TableNeed, TsParser};
 
 const SQL_TAG_CONVERSATIONS: &str =
     "SELECT conversation_id, conversation_created_at, all_conversation_tags, \
@@ -42,6 +42,8 @@ pub struct TagDriversData {
     pub conversations: Vec<TagConversationRow>,
     pub metrics: Vec<TagMetricsRow>,
     pub bad_timestamps: BadTimestamps,
+    /// Rows read per table.
+    pub rows_read: RowsRead,
 }
 
 pub const NEEDS: &[TableNeed] = &[
@@ -107,5 +109,10 @@ pub fn load(db: &Database, source_tz: Tz) -> Result<TagDriversData, DataError> {
         Ok(())
     })?;
     d.bad_timestamps = bad;
+    d.rows_read = vec![
+        (COMPANY_ENHANCED, d.companies.len() as u64),
+        (CONVERSATION_ENHANCED, d.conversations.len() as u64),
+        (CONVERSATION_METRICS, d.metrics.len() as u64),
+    ];
     Ok(d)
 }

@@ -353,6 +353,7 @@ mod tests {
                 },
             ],
             bad_timestamps: BadTimestamps::default(),
+            rows_read: Vec::new(),
         };
         let r = compute(&data, window()).unwrap();
         assert_eq!(r.in_both_groups.len(), 1);
@@ -413,6 +414,7 @@ mod tests {
             conversations: vec![conv("1", "Risky", "2024-02-01 10:00:00", "", None)],
             metrics: vec![],
             bad_timestamps: BadTimestamps::default(),
+            rows_read: Vec::new(),
         };
         let r = compute(&data, window()).unwrap();
         let exp = &r.groups[1];

@@ -15,11 +15,10 @@ use super::{
     parse_option, Computed, CsvFile, OptionSpec, Options, Plan, Report, ReportError, Request,
     WINDOW_OPTION,
 };
-use crate::intercom::{COMPANY_ENHANCED, CONVERSATION_ENHANCED, CONVERSATION_METRICS};
 use crate::render::charts::ChartSpec;
 use crate::render::narrative::Narrative;
 use crate::render::templates::Language;
-use crate::source::{Database, TableNeed};
+use crate::source::{Database, RowsRead, TableNeed};
 use metrics::TagDrivers;
 
 pub const NAME: &str = "tag-drivers";
@@ -101,11 +100,6 @@ impl Report for TagDriversReport {
             .as_object()
             .cloned()
             .unwrap_or_default(),
-            tables: vec![
-                COMPANY_ENHANCED,
-                CONVERSATION_ENHANCED,
-                CONVERSATION_METRICS,
-            ],
         })
     }
 
@@ -132,6 +126,7 @@ impl Report for TagDriversReport {
         Ok(Box::new(Run {
             numbers,
             min_pp: min_pp(req.options)?,
+            rows_read: loaded.rows_read,
         }))
     }
 }
@@ -140,6 +135,7 @@ impl Report for TagDriversReport {
 pub struct Run {
     pub numbers: TagDrivers,
     pub min_pp: f64,
+    pub rows_read: RowsRead,
 }
 
 impl Computed for Run {
@@ -213,6 +209,10 @@ impl Computed for Run {
 
     fn layout(&self, language: &Language) -> Value {
         layout(self, language)
+    }
+
+    fn rows_read(&self) -> &[(&'static str, u64)] {
+        &self.rows_read
     }
 
     fn size(&self) -> (&'static str, usize) {
