@@ -481,3 +481,50 @@ fn demo_without_usage_events_falls_back_to_the_proxies() {
     assert!(read.contains_key("intercom__contact_enhanced"), "{read:?}");
     assert!(!read.contains_key("usage_events"), "{read:?}");
 }
+
+#[test]
+fn without_any_usage_input_conversion_and_retention_are_empty_and_said_so() {
+    // dbt_intercom as built: no usage_events, no proxy columns.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("dbt.sqlite");
+    std::fs::copy(demo_db(), &db).unwrap();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "DROP TABLE usage_events;
+             ALTER TABLE intercom__contact_enhanced DROP COLUMN last_activity_ts;
+             ALTER TABLE intercom__company_metrics DROP COLUMN registration_retention_7d;
+             ALTER TABLE intercom__company_metrics DROP COLUMN registration_retention_30d;",
+        )
+        .unwrap();
+    let out = dir.path().join("out");
+    let o = run(&[
+        "run",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--lang",
+        "en",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let report = out.join("conversation-usage/2023-12-15_2024-06-15");
+    let summary = common::json(&report.join("summary.json"));
+    assert_eq!(summary["usage_source"], "none");
+    let overall = &summary["panels"]["overall"];
+    assert!(overall["conv_to_feature_rate"].is_null());
+    assert!(overall["weekly_retention"].is_null() && overall["monthly_retention"].is_null());
+    // The rest is computed.
+    assert_eq!(overall["conv_cnt"], summary["counts"]["conversations_kept"]);
+    assert!(overall["p50_resp"].is_number());
+    let (header, rows) = common::read_csv(&report.join("panel_segment.csv"));
+    let conv = common::col(&header, "conv_to_feature_rate");
+    assert!(rows.iter().all(|r| r[conv].is_empty()), "never 0");
+    let pdf = common::squash(&common::pdf_text(&report.join("report.en.pdf")));
+    assert!(
+        pdf.contains(&common::squash(
+            "Conversion and retention are not available"
+        )),
+        "the report says why"
+    );
+}

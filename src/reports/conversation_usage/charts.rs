@@ -189,7 +189,11 @@ pub fn conversation_usage(r: &ConversationUsage, s: &Strings) -> Vec<ChartSpec> 
         by_arr("heatmap_conversion_arr", |x| x.conv_to_feature_rate, true),
         by_arr("heatmap_retention_arr", |x| x.weekly_retention, true),
     ] {
-        out.push(heatmap(&spec, s));
+        // Without a usage input, conversion and retention are empty everywhere: no
+        // empty grid (the limitations say why).
+        if spec.rows.iter().any(|x| (spec.value_of)(x).is_some()) {
+            out.push(heatmap(&spec, s));
+        }
     }
 
     // 7. Radar: one polygon per segment, each axis scaled to its highest segment.

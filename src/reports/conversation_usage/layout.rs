@@ -34,6 +34,7 @@ pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
     let usage = match r.usage_source {
         UsageDefinitions::Events => s.get("scope.usage_events"),
         UsageDefinitions::Proxy => s.get("scope.usage_proxy"),
+        UsageDefinitions::None => s.get("scope.usage_none"),
     };
     let period_label = crate::reports::period_label(Some(&r.window), "", lang);
     let scope_rows = vec![
@@ -206,6 +207,7 @@ pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
     limitations.push(match r.usage_source {
         UsageDefinitions::Events => s.get("quality.limitation_events"),
         UsageDefinitions::Proxy => s.get("quality.limitation_proxy"),
+        UsageDefinitions::None => s.get("quality.limitation_no_usage"),
     });
     if r.panels.overall.team_route_share.is_none() {
         limitations.push(s.get("quality.limitation_no_assignee"));

@@ -150,6 +150,8 @@ pub enum UsageTables {
     Events,
     /// contacts' `last_activity_ts` and company retention columns (proxy definitions).
     Proxy,
+    /// Neither (the database has no usage input).
+    Neither,
 }
 
 pub const CORE: &[TableNeed] = &[
@@ -211,6 +213,7 @@ pub fn scan_floor(db: &Database, usage: UsageTables) -> Result<(u64, u64), DataE
             queries.push((COMPANY_METRICS, SQL_COMPANY_METRICS));
             queries.push((CONTACT_ENHANCED, SQL_CONTACTS));
         }
+        UsageTables::Neither => {}
     }
     let (mut rows, mut bytes) = (0u64, 0u64);
     for (table, sql) in queries {

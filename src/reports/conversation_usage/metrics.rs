@@ -42,6 +42,9 @@ const CONVERSION_HORIZON_MICROS: i64 = 72 * 3_600 * 1_000_000;
 pub enum UsageDefinitions {
     Events,
     Proxy,
+    /// Neither `usage_events` nor the proxy columns exist (dbt_intercom as built):
+    /// conversion and retention are empty, the rest of the report is computed.
+    None,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -588,9 +591,11 @@ pub fn compute(
 
     // Conversion: a feature event in (close, close + 72 h] after a kept closed
     // conversation. The feature events stream past the (much fewer) close times.
-    let converted = converted_companies(data, companies, &kept, &agg, params.usage);
-    for (&ci, a) in agg.iter_mut() {
-        a.converted = converted[ci];
+    if params.usage != UsageDefinitions::None {
+        let converted = converted_companies(data, companies, &kept, &agg, params.usage);
+        for (&ci, a) in agg.iter_mut() {
+            a.converted = converted[ci];
+        }
     }
 
     // Retention inputs.
@@ -645,6 +650,7 @@ pub fn compute(
                 a.month_pairs = period_pairs(&month_active[n * nm..(n + 1) * nm]);
             }
         }
+        UsageDefinitions::None => {}
     }
 
     // Panels at every level.
@@ -904,7 +910,11 @@ fn slice_row(
         p90_resp,
         avg_duration: (acc.dur_n > 0).then(|| acc.dur_sum / acc.dur_n as f64),
         bot_first_resp_share: ratio(acc.bot, acc.n),
-        conv_to_feature_rate: ratio(comps.converted, comps.closed),
+        conv_to_feature_rate: if usage == UsageDefinitions::None {
+            None
+        } else {
+            ratio(comps.converted, comps.closed)
+        },
         weekly_retention: weekly,
         monthly_retention: monthly,
         team_route_share: ratio(acc.team, acc.n),
@@ -972,6 +982,7 @@ impl CompAcc {
                 ratio(self.week_pairs.0, self.week_pairs.1),
                 ratio(self.month_pairs.0, self.month_pairs.1),
             ),
+            UsageDefinitions::None => (None, None),
         }
     }
 }
@@ -1068,6 +1079,7 @@ fn converted_companies(
                 }
             }
         }
+        UsageDefinitions::None => {}
     }
     converted
 }
@@ -1160,7 +1172,11 @@ fn tertiles(
         n: part.len(),
         mean_bot_share: mean(part.iter().map(|m| m.agg.bot_share())),
         mean_avg_resp: mean(part.iter().filter_map(|m| m.agg.avg_resp())),
-        conversion: mean(part.iter().map(|m| if m.agg.converted { 1.0 } else { 0.0 })),
+        conversion: if params.usage == UsageDefinitions::None {
+            None
+        } else {
+            mean(part.iter().map(|m| if m.agg.converted { 1.0 } else { 0.0 }))
+        },
         weekly_retention: CompAcc::of(part.iter().map(|m| m.agg))
             .retention(params.usage)
             .0,

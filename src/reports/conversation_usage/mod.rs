@@ -89,13 +89,18 @@ impl Settings {
 }
 
 /// The usage definitions a source means on this database (`auto`: events when the
-/// table exists).
+/// table exists, else the proxies when their columns exist, else none: conversion and
+/// retention are then empty with the reason stated, and the rest of the report runs).
 fn usage_of(db: &Database, source: UsageSource) -> Result<UsageDefinitions, DataError> {
     Ok(match source {
         UsageSource::Events => UsageDefinitions::Events,
         UsageSource::Proxy => UsageDefinitions::Proxy,
         UsageSource::Auto if db.has_table(USAGE_EVENTS)? => UsageDefinitions::Events,
-        UsageSource::Auto => UsageDefinitions::Proxy,
+        UsageSource::Auto => match db.check(NAME, load::PROXY) {
+            Ok(()) => UsageDefinitions::Proxy,
+            Err(DataError::Schema { .. }) => UsageDefinitions::None,
+            Err(e) => return Err(e),
+        },
     })
 }
 
@@ -128,6 +133,7 @@ impl Report for ConversationUsageReport {
         needs.extend_from_slice(match usage_of(db, settings.usage_source)? {
             UsageDefinitions::Events => load::EVENTS,
             UsageDefinitions::Proxy => load::PROXY,
+            UsageDefinitions::None => &[],
         });
         Ok(needs)
     }
@@ -178,6 +184,7 @@ impl Report for ConversationUsageReport {
         let tables = match usage {
             UsageDefinitions::Events => UsageTables::Events,
             UsageDefinitions::Proxy => UsageTables::Proxy,
+            UsageDefinitions::None => UsageTables::Neither,
         };
         let t = Instant::now();
         let loaded = load::load_conversation_usage(db, req.source_tz, tables)?;

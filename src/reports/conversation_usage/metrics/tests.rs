@@ -133,6 +133,7 @@ impl Fixture {
         let tables = match usage {
             UsageDefinitions::Events => UsageTables::Events,
             UsageDefinitions::Proxy => UsageTables::Proxy,
+            UsageDefinitions::None => UsageTables::Neither,
         };
         let data = load_conversation_usage(&db, Tz::UTC, tables).unwrap();
         let anchor = crate::intercom::latest_conversation(&db, Tz::UTC).unwrap();
