@@ -125,7 +125,11 @@ pub fn conversation_usage(r: &ConversationUsage, s: &Strings) -> Vec<ChartSpec> 
         ];
         let mut chart = segment_bars(s.get("charts.segment_rates"), seg_labels.clone())
             .y_axis(percent_axis(&s.get("charts.share")));
-        for (key, f) in metrics {
+        // A rate no segment has (no usage input) gets no legend entry.
+        for (key, f) in metrics
+            .into_iter()
+            .filter(|(_, f)| segs.iter().any(|x| f(x).is_some()))
+        {
             chart = chart.series(
                 Bar::new()
                     .name(s.get(key))
@@ -196,9 +200,10 @@ pub fn conversation_usage(r: &ConversationUsage, s: &Strings) -> Vec<ChartSpec> 
         }
     }
 
-    // 7. Radar: one polygon per segment, each axis scaled to its highest segment.
+    // 7. Radar: one polygon per segment, each axis scaled to its highest segment; an
+    // axis no segment has a value for (no usage input, no assignee) is left out.
     {
-        let axes: [(&str, Metric); 6] = [
+        let all_axes: [(&str, Metric); 6] = [
             ("charts.bot_share", |x| x.bot_first_resp_share),
             ("charts.conversion", |x| x.conv_to_feature_rate),
             ("charts.weekly", |x| x.weekly_retention),
@@ -206,6 +211,10 @@ pub fn conversation_usage(r: &ConversationUsage, s: &Strings) -> Vec<ChartSpec> 
             ("charts.team_route", |x| x.team_route_share),
             ("charts.inbound", |x| x.contact_inbound_share),
         ];
+        let axes: Vec<(&str, Metric)> = all_axes
+            .into_iter()
+            .filter(|(_, f)| segs.iter().any(|x| f(x).is_some()))
+            .collect();
         let coord = RadarCoordinate::new()
             .radius("62%")
             .center(vec!["50%", "54%"])
