@@ -330,56 +330,41 @@ fn bad_arguments_are_usage_errors() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
 
+/// Runs cxreport with `args`, expecting exit `code` and every one of `wants` in its
+/// output.
+fn fails_with(args: &[&str], code: i32, wants: &[&str]) {
+    let o = run(args);
+    assert_eq!(o.status.code(), Some(code), "{}", text(&o));
+    for want in wants {
+        assert!(text(&o).contains(want), "{want:?} in {}", text(&o));
+    }
+}
+
 #[test]
 fn report_options_are_checked_by_their_report_before_any_work() {
     let out = tempfile::tempdir().unwrap();
     let db = demo_db().to_str().unwrap();
     let outp = out.path().to_str().unwrap();
+    let run_with = |report: &'static str, option: &'static str, value: &'static str| {
+        ["run", report, "--db", db, "--out", outp, option, value]
+    };
     // An option another report takes is refused, naming the report and the option.
-    let o = run(&[
-        "run",
-        "conversation-usage",
-        "--db",
-        db,
-        "--out",
-        outp,
-        "--min-pp",
-        "5",
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        text(&o).contains("report `conversation-usage` has no option `min_pp`"),
-        "{}",
-        text(&o)
+    fails_with(
+        &run_with("conversation-usage", "--min-pp", "5"),
+        2,
+        &["report `conversation-usage` has no option `min_pp`"],
     );
     // A value the report cannot read names the option and what was expected.
-    let o = run(&[
-        "run",
-        "tag-drivers",
-        "--db",
-        db,
-        "--out",
-        outp,
-        "--min-pp",
-        "500",
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        text(&o).contains("option `min_pp`") && text(&o).contains("between 0 and 100"),
-        "{}",
-        text(&o)
+    fails_with(
+        &run_with("tag-drivers", "--min-pp", "500"),
+        2,
+        &["option `min_pp`", "between 0 and 100"],
     );
-    let o = run(&[
-        "run",
-        "--db",
-        db,
-        "--out",
-        outp,
-        "--usage-source",
-        "telepathy",
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("option `usage_source`"), "{}", text(&o));
+    fails_with(
+        &run_with("conversation-usage", "--usage-source", "telepathy"),
+        2,
+        &["option `usage_source`"],
+    );
     assert_eq!(
         std::fs::read_dir(out.path()).unwrap().count(),
         0,

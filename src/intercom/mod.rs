@@ -31,13 +31,8 @@ pub fn split_items(s: &str) -> impl Iterator<Item = &str> {
 }
 
 /// The conversation's company: the first name of `all_contact_company_names`,
-/// normalized; `None` when there is none.
-pub fn first_company_name(names: Option<&str>) -> Option<String> {
-    let mut out = String::new();
-    first_company_name_into(names?, &mut out).then_some(out)
-}
-
-/// [`first_company_name`] into a reused buffer; `false` when there is none.
+/// normalized, into a reused buffer; `false` when there is none (without the company
+/// names that contain a comma: see [`NameSplitter`]).
 pub fn first_company_name_into(names: &str, out: &mut String) -> bool {
     out.clear();
     if let Some(first) = split_items(names).next() {
