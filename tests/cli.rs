@@ -513,3 +513,57 @@ fn without_any_usage_input_conversion_and_retention_are_empty_and_said_so() {
         "the report says why"
     );
 }
+
+#[test]
+fn usage_events_that_match_no_company_are_counted_and_printed() {
+    // Events keyed by the product's own account id instead of Intercom's company id.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("accounts.sqlite");
+    std::fs::copy(demo_db(), &db).unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("UPDATE usage_events SET company_id = 'acct-' || company_id")
+        .unwrap();
+    let events: i64 = conn
+        .query_row("SELECT count(*) FROM usage_events", [], |r| r.get(0))
+        .unwrap();
+    drop(conn);
+    let out = dir.path().join("out");
+    let o = run(&[
+        "run",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--lang",
+        "en",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("matches no company"),
+        "a warning: {}",
+        text(&o)
+    );
+    let report = out.join("conversation-usage/2023-12-15_2024-06-15");
+    let summary = common::json(&report.join("summary.json"));
+    assert_eq!(
+        summary["data_quality"]["usage_events_unmatched"].as_i64(),
+        Some(events)
+    );
+    let pdf = common::squash(&common::pdf_text(&report.join("report.en.pdf")));
+    assert!(pdf.contains(&common::squash(
+        "Usage events whose company_id matches no company"
+    )));
+    // On the demo itself every event has its company.
+    let demo = out.join("demo");
+    let o = run(&[
+        "run",
+        "--db",
+        demo_db().to_str().unwrap(),
+        "--out",
+        demo.to_str().unwrap(),
+        "--data-only",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let summary = common::json(&demo.join("conversation-usage/2023-12-15_2024-06-15/summary.json"));
+    assert_eq!(summary["data_quality"]["usage_events_unmatched"], 0);
+}

@@ -153,7 +153,7 @@ pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
         .collect();
 
     let dq = &r.data_quality;
-    let quality_rows = vec![
+    let mut quality_rows = vec![
         [s.get("quality.unmapped"), count(dq.unmapped_conversations)],
         [
             s.get("quality.no_created"),
@@ -165,6 +165,9 @@ pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
         ],
         [s.get("quality.non_paying"), count(dq.companies_non_paying)],
     ];
+    if let Some(n) = dq.usage_events_unmatched {
+        quality_rows.push([s.get("quality.events_unmatched"), count(n as usize)]);
+    }
     let coverage = vec![
         [
             s.get("columns.segment"),

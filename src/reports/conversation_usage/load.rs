@@ -89,6 +89,9 @@ pub struct UsageEvents {
     stamps: Vec<EventStamp>,
     /// Rows of `usage_events` read, those skipped (no company, no time) included.
     pub rows_read: u64,
+    /// Events whose `company_id` is NULL or matches no company (a product's own
+    /// account id, say): counted in data quality, never silently dropped.
+    pub unmatched: u64,
 }
 
 impl UsageEvents {
@@ -97,6 +100,7 @@ impl UsageEvents {
             runs: Vec::new(),
             stamps: Vec::with_capacity(n),
             rows_read: 0,
+            unmatched: 0,
         }
     }
 
@@ -404,6 +408,9 @@ fn load_usage_events(
         let is_core = r.integer(1, "is_core")?.unwrap_or(0) == 1;
         let occurred = r.cow_text(2, "occurred_at")?;
         let occurred = ts.parse(USAGE_EVENTS, "occurred_at", occurred.as_deref());
+        if company.is_none() {
+            events.unmatched += 1;
+        }
         if let (Some(company), Some(t)) = (company, occurred) {
             events.push(company, EventStamp::new(t.timestamp_micros(), is_core));
         }
@@ -427,8 +434,13 @@ fn attach_events(companies: &[CompanyRow], events: &mut UsageEvents, ids: &Inter
             }
         }
     }
-    for (company, _) in &mut events.runs {
+    let mut start = 0;
+    for (company, end) in &mut events.runs {
         *company = rows[*company as usize];
+        if *company == u32::MAX {
+            events.unmatched += (*end - start) as u64;
+        }
+        start = *end;
     }
 }
 #[cfg(test)]
@@ -521,6 +533,8 @@ mod tests {
             .flat_map(|(c, stamps)| stamps.iter().map(move |s| (c, s.is_core())))
             .collect();
         assert_eq!(events, [(1, true), (1, false), (0, true)]);
+        // co_x matches no company, the NULL company nothing: counted, not used.
+        assert_eq!(d.usage_events.as_ref().map(|e| e.unmatched), Some(2));
         assert_eq!(d.bad_timestamps.0.get("usage_events.occurred_at"), Some(&1));
     }
 

@@ -238,6 +238,9 @@ pub struct DataQuality {
     pub coverage_arr_bucket: Coverage,
     pub duplicate_names: Vec<DuplicateName>,
     pub bad_timestamps: BadTimestamps,
+    /// Usage events whose company is NULL or matches no company (`None`: the run
+    /// used no events).
+    pub usage_events_unmatched: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------
@@ -798,6 +801,7 @@ pub fn compute(
             conversations_without_created_at: without_created,
             unmapped_conversations: unmapped,
             in_scope_without_metrics_row: without_metrics,
+            usage_events_unmatched: data.usage_events.as_ref().map(|e| e.unmatched),
             companies_total: companies.len(),
             companies_non_paying: companies.len() - pop.paying.len(),
             coverage_segment: coverage[0],

@@ -201,6 +201,16 @@ impl Report for ConversationUsageReport {
             },
         )?;
         timings.push(("metrics", t.elapsed()));
+        if let Some(n) = report
+            .data_quality
+            .usage_events_unmatched
+            .filter(|n| *n > 0)
+        {
+            tracing::warn!(
+                events = n,
+                "usage events whose company_id matches no company (counted in data quality)"
+            );
+        }
         // Millions of rows and the companies' strings take a while to free, and
         // nothing waits for them.
         std::thread::spawn(move || drop(loaded));
