@@ -5,6 +5,8 @@ mod common;
 
 use common::{col, demo_db, read_csv, run, text};
 use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Output;
 
 fn sum(rows: &[Vec<String>], i: usize) -> u64 {
     rows.iter().map(|r| r[i].parse::<u64>().unwrap()).sum()
@@ -401,8 +403,12 @@ fn check_with_a_database_works_anywhere_and_says_what_each_report_can_do() {
         );
     }
     // A database with only the Intercom companies: every report says why it cannot run.
-    let db = elsewhere.path().join("companies.sqlite");
-    companies_only_db(&db);
+    let db = demo_copy(
+        elsewhere.path(),
+        "DROP TABLE intercom__company_metrics; DROP TABLE intercom__contact_enhanced;
+         DROP TABLE intercom__conversation_enhanced; DROP TABLE intercom__conversation_metrics;
+         DROP TABLE usage_events; DROP TABLE users; DROP TABLE events;",
+    );
     let o = common::bin()
         .current_dir(elsewhere.path())
         .args(["check", "--db", db.to_str().unwrap()])
@@ -422,20 +428,32 @@ fn check_with_a_database_works_anywhere_and_says_what_each_report_can_do() {
     assert!(t.contains("no report can run"), "{t}");
 }
 
-/// The demo database with `intercom__company_enhanced` only.
-fn companies_only_db(path: &std::path::Path) {
-    std::fs::copy(demo_db(), path).unwrap();
-    let conn = rusqlite::Connection::open(path).unwrap();
-    let tables: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name <> 'intercom__company_enhanced'")
+/// A copy of the demo database in `dir`, changed by `sql`.
+fn demo_copy(dir: &std::path::Path, sql: &str) -> PathBuf {
+    let db = dir.join("changed.sqlite");
+    std::fs::copy(demo_db(), &db).unwrap();
+    rusqlite::Connection::open(&db)
         .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    for t in tables {
-        conn.execute_batch(&format!("DROP TABLE \"{t}\"")).unwrap();
-    }
+        .execute_batch(sql)
+        .unwrap();
+    db
+}
+
+/// Runs conversation-usage on `db` into `dir/out` with `extra` arguments, expecting
+/// success; returns the output and the report's folder.
+fn run_usage(db: &std::path::Path, dir: &std::path::Path, extra: &[&str]) -> (Output, PathBuf) {
+    let out = dir.join("out");
+    let mut args = vec![
+        "run",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    (o, out.join("conversation-usage/2023-12-15_2024-06-15"))
 }
 
 #[test]
@@ -449,18 +467,8 @@ fn demo_without_usage_events_falls_back_to_the_proxies() {
         "--no-usage-events",
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    let out = dir.path().join("out");
-    let o = run(&[
-        "run",
-        "--db",
-        db.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--data-only",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let manifest =
-        common::json(&out.join("conversation-usage/2023-12-15_2024-06-15/manifest.json"));
+    let (_, report) = run_usage(&db, dir.path(), &["--data-only"]);
+    let manifest = common::json(&report.join("manifest.json"));
     assert_eq!(manifest["parameters"]["usage_source_used"], "proxy");
     let read = manifest["database"]["row_counts"].as_object().unwrap();
     assert!(read.contains_key("intercom__contact_enhanced"), "{read:?}");
@@ -471,29 +479,14 @@ fn demo_without_usage_events_falls_back_to_the_proxies() {
 fn without_any_usage_input_conversion_and_retention_are_empty_and_said_so() {
     // dbt_intercom as built: no usage_events, no proxy columns.
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("dbt.sqlite");
-    std::fs::copy(demo_db(), &db).unwrap();
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .execute_batch(
-            "DROP TABLE usage_events;
-             ALTER TABLE intercom__contact_enhanced DROP COLUMN last_activity_ts;
-             ALTER TABLE intercom__company_metrics DROP COLUMN registration_retention_7d;
-             ALTER TABLE intercom__company_metrics DROP COLUMN registration_retention_30d;",
-        )
-        .unwrap();
-    let out = dir.path().join("out");
-    let o = run(&[
-        "run",
-        "--db",
-        db.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--lang",
-        "en",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let report = out.join("conversation-usage/2023-12-15_2024-06-15");
+    let db = demo_copy(
+        dir.path(),
+        "DROP TABLE usage_events;
+         ALTER TABLE intercom__contact_enhanced DROP COLUMN last_activity_ts;
+         ALTER TABLE intercom__company_metrics DROP COLUMN registration_retention_7d;
+         ALTER TABLE intercom__company_metrics DROP COLUMN registration_retention_30d;",
+    );
+    let (_, report) = run_usage(&db, dir.path(), &["--lang", "en"]);
     let summary = common::json(&report.join("summary.json"));
     assert_eq!(summary["usage_source"], "none");
     let overall = &summary["panels"]["overall"];
@@ -518,32 +511,20 @@ fn without_any_usage_input_conversion_and_retention_are_empty_and_said_so() {
 fn usage_events_that_match_no_company_are_counted_and_printed() {
     // Events keyed by the product's own account id instead of Intercom's company id.
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("accounts.sqlite");
-    std::fs::copy(demo_db(), &db).unwrap();
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute_batch("UPDATE usage_events SET company_id = 'acct-' || company_id")
-        .unwrap();
-    let events: i64 = conn
+    let db = demo_copy(
+        dir.path(),
+        "UPDATE usage_events SET company_id = 'acct-' || company_id",
+    );
+    let events: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
         .query_row("SELECT count(*) FROM usage_events", [], |r| r.get(0))
         .unwrap();
-    drop(conn);
-    let out = dir.path().join("out");
-    let o = run(&[
-        "run",
-        "--db",
-        db.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--lang",
-        "en",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    let (o, report) = run_usage(&db, dir.path(), &["--lang", "en"]);
     assert!(
         text(&o).contains("matches no company"),
         "a warning: {}",
         text(&o)
     );
-    let report = out.join("conversation-usage/2023-12-15_2024-06-15");
     let summary = common::json(&report.join("summary.json"));
     assert_eq!(
         summary["data_quality"]["usage_events_unmatched"].as_i64(),
@@ -554,16 +535,8 @@ fn usage_events_that_match_no_company_are_counted_and_printed() {
         "Usage events whose company_id matches no company"
     )));
     // On the demo itself every event has its company.
-    let demo = out.join("demo");
-    let o = run(&[
-        "run",
-        "--db",
-        demo_db().to_str().unwrap(),
-        "--out",
-        demo.to_str().unwrap(),
-        "--data-only",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let summary = common::json(&demo.join("conversation-usage/2023-12-15_2024-06-15/summary.json"));
+    let demo = tempfile::tempdir().unwrap();
+    let (_, report) = run_usage(demo_db(), demo.path(), &["--data-only"]);
+    let summary = common::json(&report.join("summary.json"));
     assert_eq!(summary["data_quality"]["usage_events_unmatched"], 0);
 }

@@ -77,7 +77,7 @@ pub fn run(args: RunArgs, options: Options) -> Result<(), Failure> {
     }
     let db = match args.db {
         Some(db) => db,
-        None => pipeline::demo_database(&pipeline::cache_dir())?,
+        None => crate::demo::demo_database(&crate::demo::cache_dir())?,
     };
     let req = RunRequest {
         name: args.report.clone(),

@@ -4,13 +4,13 @@
 //! (missing tags, a duplicate company name, non-paying companies, conversations never
 //! closed or never answered, timestamps with offsets, contacts of two companies).
 //!
+//! Why this file is long (about 1,000 lines): the generator is one calibrated pass whose
+//! constants (counts per segment, seat and ARR bucket, months, response times) and table
+//! writers are tuned together against the calibration test; the profile tables (`users`)
+//! and `--describe` (`describe`) live apart because they are independent of it.
+//!
 //! Each table draws from its own random stream, so changing one table's generation
 //! does not move the numbers of another.
-//!
-//! Over 600 lines on purpose: the generator is one calibrated pass whose constants
-//! (counts per segment, seat and ARR bucket, months, response times) and table writers
-//! are tuned together against the calibration test; the profile tables (`users`) and
-//! `--describe` (`describe`) live apart because they are independent of it.
 
 mod describe;
 mod users;
@@ -1022,6 +1022,34 @@ impl NameMaker {
 /// First day of the demo data's months, for `--describe`.
 pub fn demo_months() -> [NaiveDate; 6] {
     [1, 2, 3, 4, 5, 6].map(|m| NaiveDate::from_ymd_opt(2024, m, 1).expect("valid"))
+}
+
+/// Where the built-in demo database is cached: `$CXREPORT_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/cxreport`, else `~/.cache/cxreport`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CXREPORT_CACHE_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(d).join("cxreport");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".cache").join("cxreport"),
+        None => PathBuf::from(".cxreport-cache"),
+    }
+}
+
+/// The demo database, generated once per generator version and reused.
+pub fn demo_database(cache: &Path) -> Result<PathBuf, DemoError> {
+    let path = cache.join(format!(
+        "demo-v{}-seed{}.sqlite",
+        GENERATOR_VERSION, DEFAULT_SEED
+    ));
+    if !path.is_file() {
+        tracing::info!(path = %path.display(), "generating the demo database (once)");
+        generate(&path, &DemoOptions::default())?;
+    }
+    Ok(path)
 }
 
 #[cfg(test)]

@@ -10,17 +10,18 @@ use super::email;
 use super::ledger::{Ledger, RunState};
 use super::{Context, Delivery, JobError, JobRun};
 use crate::clock::FixedClock;
+use crate::demo::{self, DemoError};
 use crate::run::{self, RunRequest};
 
 /// The request a job's run makes of the pipeline.
-pub fn request(config: &Config, job: &Job) -> Result<RunRequest, run::RunError> {
+pub fn request(config: &Config, job: &Job) -> Result<RunRequest, DemoError> {
     let db = match job
         .database
         .clone()
         .or_else(|| config.defaults.database.clone())
     {
         Some(db) => db,
-        None => run::demo_database(&run::cache_dir())?,
+        None => demo::demo_database(&demo::cache_dir())?,
     };
     Ok(request_on(config, job, db))
 }

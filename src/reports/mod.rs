@@ -5,7 +5,7 @@
 //! and columns it reads, and how to turn a database into numbers ([`Computed`]). From
 //! those numbers come its CSV files, its findings and recommendations
 //! (language-neutral records), its charts and the data its Typst layout reads. The
-//! run (`crate::run`) does everything else the same way for every report. Adding a
+//! run layer above this one does everything else the same way for every report. Adding a
 //! report means one folder below, one under `templates/` and one line in [`ALL`].
 //!
 //! This layer speaks its own types ([`Request`], [`Options`], [`ReportError`]): it knows
@@ -242,6 +242,17 @@ pub fn parse_option<T>(
         option: name.to_owned(),
         message,
     })
+}
+
+/// What reading a report's options found wrong, as [`Report::check_options`] lists it.
+pub fn option_problems<T>(read: Result<T, ReportError>) -> Vec<(String, String)> {
+    match read {
+        Ok(_) => Vec::new(),
+        Err(ReportError::Option {
+            option, message, ..
+        }) => vec![(option, message)],
+        Err(e) => vec![(String::new(), e.to_string())],
+    }
 }
 
 /// The window of a report over Intercom conversations: rolling windows end at the

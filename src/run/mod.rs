@@ -7,7 +7,7 @@
 pub mod edition;
 pub mod output;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -15,7 +15,6 @@ use chrono_tz::Tz;
 use serde_json::{json, Value};
 
 use crate::clock::Clock;
-use crate::demo::{self, DemoError, DemoOptions};
 use crate::intercom::window::{Window, WindowSpec};
 use crate::render::narrative::Narrative;
 use crate::render::templates::{NarrativeError, Templates};
@@ -56,8 +55,6 @@ pub enum RunError {
     Report(#[from] ReportError),
     #[error(transparent)]
     Output(#[from] OutputError),
-    #[error(transparent)]
-    Demo(#[from] DemoError),
     #[error(transparent)]
     Edition(#[from] EditionError),
     #[error("hashing {path}: {source}")]
@@ -377,35 +374,6 @@ fn manifest(
         "editions": req.langs.iter().map(|l| format!("report.{l}.pdf")).collect::<Vec<_>>(),
     });
     Ok((manifest, provenance))
-}
-
-/// Where the built-in demo database is cached: `$CXREPORT_CACHE_DIR`, else
-/// `$XDG_CACHE_HOME/cxreport`, else `~/.cache/cxreport`.
-pub fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("CXREPORT_CACHE_DIR") {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(d).join("cxreport");
-    }
-    match std::env::var_os("HOME") {
-        Some(h) => PathBuf::from(h).join(".cache").join("cxreport"),
-        None => PathBuf::from(".cxreport-cache"),
-    }
-}
-
-/// The demo database, generated once per generator version and reused.
-pub fn demo_database(cache: &Path) -> Result<PathBuf, RunError> {
-    let path = cache.join(format!(
-        "demo-v{}-seed{}.sqlite",
-        demo::GENERATOR_VERSION,
-        demo::DEFAULT_SEED
-    ));
-    if !path.is_file() {
-        tracing::info!(path = %path.display(), "generating the demo database (once)");
-        demo::generate(&path, &DemoOptions::default())?;
-    }
-    Ok(path)
 }
 
 #[cfg(test)]

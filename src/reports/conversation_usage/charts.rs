@@ -19,6 +19,12 @@ use crate::render::format::Strings;
 
 /// A column of a slice row.
 type Metric = fn(&SliceRow) -> Option<f64>;
+
+/// Whether any of `rows` has a value of `metric` (none: no usage input, no assignee,
+/// and the chart leaves the metric out rather than drawing it empty).
+fn has_values<'a>(rows: impl IntoIterator<Item = &'a SliceRow>, metric: Metric) -> bool {
+    rows.into_iter().any(|x| metric(x).is_some())
+}
 /// The bucket a slice row is in.
 type BucketOf = fn(&SliceRow) -> Option<&'static str>;
 
@@ -128,7 +134,7 @@ pub fn conversation_usage(r: &ConversationUsage, s: &Strings) -> Vec<ChartSpec> 
         // A rate no segment has (no usage input) gets no legend entry.
         for (key, f) in metrics
             .into_iter()
-            .filter(|(_, f)| segs.iter().any(|x| f(x).is_some()))
+            .filter(|(_, f)| has_values(segs.iter().copied(), *f))
         {
             chart = chart.series(
                 Bar::new()
@@ -195,7 +201,7 @@ pub fn conversation_usage(r: &ConversationUsage, s: &Strings) -> Vec<ChartSpec> 
     ] {
         // Without a usage input, conversion and retention are empty everywhere: no
         // empty grid (the limitations say why).
-        if spec.rows.iter().any(|x| (spec.value_of)(x).is_some()) {
+        if has_values(spec.rows, spec.value_of) {
             out.push(heatmap(&spec, s));
         }
     }
@@ -213,7 +219,7 @@ pub fn conversation_usage(r: &ConversationUsage, s: &Strings) -> Vec<ChartSpec> 
         ];
         let axes: Vec<(&str, Metric)> = all_axes
             .into_iter()
-            .filter(|(_, f)| segs.iter().any(|x| f(x).is_some()))
+            .filter(|(_, f)| has_values(segs.iter().copied(), *f))
             .collect();
         let coord = RadarCoordinate::new()
             .radius("62%")

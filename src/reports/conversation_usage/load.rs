@@ -248,9 +248,15 @@ pub fn load_conversation_usage(
             .then(|| scope.spawn(move || load_usage_events(&Database::open(path)?, source_tz)));
         d.companies = intercom::load_companies(db)?;
         d.company_name_ids = intern_company_names(&d.companies, &mut d.company_names);
-        load_conversations(db, &mut d, &mut ts)?;
+        // Company names with a comma are matched before splitting, in both tables.
+        let splitter = NameSplitter::new(&d.companies);
+        load_conversations(db, &mut d, &splitter, &mut ts)?;
+        d.rows_read = vec![
+            (COMPANY_ENHANCED, d.companies.len() as u64),
+            (CONVERSATION_ENHANCED, d.conversations.len() as u64),
+            (CONVERSATION_METRICS, d.response_minutes.len() as u64),
+        ];
         if usage == UsageTables::Proxy {
-            let splitter = NameSplitter::new(&d.companies);
             load_proxy_usage(
                 db,
                 &mut d.company_metrics,
@@ -258,22 +264,15 @@ pub fn load_conversation_usage(
                 &splitter,
                 &mut ts,
             )?;
+            d.rows_read
+                .push((COMPANY_METRICS, d.company_metrics.len() as u64));
+            d.rows_read
+                .push((CONTACT_ENHANCED, d.contacts.len() as u64));
         }
         events
             .map(|h| h.join().expect("the events loader does not panic"))
             .transpose()
     })?;
-    d.rows_read = vec![
-        (COMPANY_ENHANCED, d.companies.len() as u64),
-        (CONVERSATION_ENHANCED, d.conversations.len() as u64),
-        (CONVERSATION_METRICS, d.response_minutes.len() as u64),
-    ];
-    if usage == UsageTables::Proxy {
-        d.rows_read
-            .push((COMPANY_METRICS, d.company_metrics.len() as u64));
-        d.rows_read
-            .push((CONTACT_ENHANCED, d.contacts.len() as u64));
-    }
     if let Some((mut rows, ids, events_bad)) = events {
         d.rows_read.push((USAGE_EVENTS, rows.rows_read));
         attach_events(&d.companies, &mut rows, &ids);
@@ -289,10 +288,10 @@ pub fn load_conversation_usage(
 fn load_conversations(
     db: &Database,
     d: &mut ConversationUsageData,
+    splitter: &NameSplitter,
     ts: &mut TsParser<'_>,
 ) -> Result<(), DataError> {
     let mut name = String::new();
-    let splitter = NameSplitter::new(&d.companies);
     let n = db.rows_hint(CONVERSATION_ENHANCED);
     d.conversations.reserve(n);
     d.conversation_ids.reserve(n, 16);

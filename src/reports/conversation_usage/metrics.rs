@@ -2,15 +2,15 @@
 //! exclusion, tag-with-fallback slices, every column of the slice panel at every level,
 //! correlations, tertile groups and the data-quality counts.
 //!
+//! Why this file is long (about 1,200 lines): §2–§5 are one computation whose passes
+//! (window, mapping, P1/P99, usage, conversion, panels, correlations, tertiles) share
+//! private compact accumulators sized for millions of rows (`docs/performance.md`);
+//! splitting it would make those accumulators public to other modules for no reader's
+//! gain. The output types come first, then the passes in the order `compute` runs them.
+//!
 //! Pure functions from loaded rows to serde structs: no IO, no clock. Two independent
 //! implementations of the spec must agree on these numbers, ties and edge cases
 //! included, so every rule below cites the spec's wording where it is subtle.
-//!
-//! Over 600 lines on purpose: §2–§5 are one computation whose passes (window, mapping,
-//! P1/P99, usage, conversion, panels, correlations, tertiles) share private compact
-//! accumulators sized for millions of rows (`docs/performance.md`); splitting it would
-//! make those accumulators public to other modules for no reader's gain. The output
-//! types come first, then the passes in the order `compute` runs them.
 
 use std::collections::BTreeMap;
 

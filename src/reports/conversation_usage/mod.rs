@@ -118,13 +118,7 @@ impl Report for ConversationUsageReport {
     }
 
     fn check_options(&self, options: &Options) -> Vec<(String, String)> {
-        match Settings::read(options) {
-            Ok(_) => Vec::new(),
-            Err(ReportError::Option {
-                option, message, ..
-            }) => vec![(option, message)],
-            Err(e) => vec![(String::new(), e.to_string())],
-        }
+        super::option_problems(Settings::read(options))
     }
 
     fn needs(&self, db: &Database, req: &Request<'_>) -> Result<Vec<TableNeed>, ReportError> {

@@ -63,13 +63,7 @@ impl Report for TagDriversReport {
     }
 
     fn check_options(&self, options: &Options) -> Vec<(String, String)> {
-        match min_pp(options) {
-            Ok(_) => Vec::new(),
-            Err(ReportError::Option {
-                option, message, ..
-            }) => vec![(option, message)],
-            Err(e) => vec![(String::new(), e.to_string())],
-        }
+        super::option_problems(min_pp(options))
     }
 
     fn needs(&self, _db: &Database, _req: &Request<'_>) -> Result<Vec<TableNeed>, ReportError> {

@@ -1,7 +1,8 @@
 //! Each metric rule on small hand-built SQLite databases whose answers were worked out
 //! by hand (the comments show the arithmetic).
 //!
-//! Over 600 lines: one test per rule of §2–§5, with the fixture builder they share.
+//! Why this file is long (about 900 lines): one test per rule of §2–§5, each with its
+//! worked arithmetic, and the fixture builder they share.
 
 use super::super::load::{load_conversation_usage, UsageTables};
 use super::*;
