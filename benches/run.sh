@@ -120,3 +120,73 @@ for key in ["load", "metrics", "load+metrics_ms", "sqlite_floor_ms", "peak_rss_m
           f"{g / floor:.2f} of the floor's own growth)")
 PY
 fi
+
+# --- PostgreSQL ---------------------------------------------------------------------
+# The same report read straight from PostgreSQL: the demo at each scale loaded into a
+# local server (dbt_intercom's native types), the CSV/JSON-only run's time and peak
+# RSS, the rows and bytes the server sent (manifest `database.transfer`), and the
+# floor: `COPY (SELECT <the columns the report reads> FROM …) TO STDOUT` of the same
+# tables (on the demo the window holds every conversation and about nine events in
+# ten), with the ratio run ÷ floor. PG_SCALES="" skips it.
+PG_SCALES="${PG_SCALES-100 300}"
+if [ -n "$PG_SCALES" ]; then
+    say() { echo "benches: $*" >&2; }
+    # shellcheck source=script/postgres.sh
+    . script/postgres.sh
+    if [ -z "${CXREPORT_TEST_POSTGRES:-}" ]; then
+        echo "== PostgreSQL: no server (install the postgresql package); skipped"
+        exit 0
+    fi
+    for scale in $PG_SCALES; do
+        url="$CXREPORT_TEST_POSTGRES?schema=bench_scale$scale"
+        "$BIN" load-postgres --from "$(gen "$scale")" --to "$url" 2>/dev/null
+        : > "$WORK/pg-runs-scale$scale.txt"
+    done
+    for i in $(seq "$RUNS"); do
+        for scale in $PG_SCALES; do
+            url="$CXREPORT_TEST_POSTGRES?schema=bench_scale$scale"
+            out="$WORK/pg-out-scale$scale"
+            rm -rf "$out"
+            s=$(date +%s%N)
+            "$BIN" run --db "$url" --out "$out" --data-only >/dev/null
+            e=$(date +%s%N)
+            floor=$("$BIN" scan-floor --db "$url")
+            python3 - "$out" "$floor" "$(( (e - s) / 1000000 ))" <<'PY' >> "$WORK/pg-runs-scale$scale.txt"
+import glob, json, sys
+m = json.load(open(glob.glob(sys.argv[1] + "/conversation-usage/*/manifest.json")[0]))
+floor = json.loads(sys.argv[2])
+wall = float(sys.argv[3])
+t = m["timings_ms"]
+tr = m["database"]["transfer"]
+print("wall_ms", wall)
+print("load_ms", t["load"])
+print("metrics_ms", t["metrics"])
+print("peak_rss_mb", m["peak_rss_kb"] / 1024)
+print("rows_from_server", tr["rows"])
+print("mb_from_server", tr["bytes"] / 2**20)
+print("copy_floor_ms", floor["ms"])
+print("copy_floor_rows", floor["rows"])
+print("copy_floor_mb", floor["bytes"] / 2**20)
+print("ratio_load+metrics/floor", (t["load"] + t["metrics"]) / floor["ms"])
+PY
+        done
+    done
+    for scale in $PG_SCALES; do
+        echo "== PostgreSQL: --scale $scale, CSV/JSON only (median of $RUNS)"
+        stats < "$WORK/pg-runs-scale$scale.txt"
+    done
+    set -- $PG_SCALES
+    if [ $# -ge 2 ]; then
+        python3 - "$WORK" "$1" "$2" <<'PY'
+import statistics, sys
+work, a, b = sys.argv[1:]
+def med(scale, key):
+    return statistics.median(float(l.split()[1]) for l in open(f"{work}/pg-runs-scale{scale}.txt") if l.split()[0] == key)
+data = med(b, "copy_floor_rows") / med(a, "copy_floor_rows")
+print(f"== PostgreSQL growth --scale {a} -> {b}: rows x{data:.2f}")
+for key in ["load_ms", "metrics_ms", "peak_rss_mb", "mb_from_server", "copy_floor_ms"]:
+    g = med(b, key) / med(a, key)
+    print(f"  {key:<28} x{g:.2f}   ({'within' if g <= data else 'above'} linear)")
+PY
+    fi
+fi

@@ -24,7 +24,7 @@ fn default_demo_matches_the_reference_figures() {
     let path = dir.path().join("demo.sqlite");
     demo::generate(&path, &DemoOptions::default()).unwrap();
     println!("{}", demo::describe(&path).unwrap());
-    let db = Database::open(&path).unwrap();
+    let db = Database::open(&path.clone().into()).unwrap();
     let anchor = cxreport::intercom::latest_conversation(&db, Tz::UTC)
         .unwrap()
         .unwrap();
@@ -34,7 +34,7 @@ fn default_demo_matches_the_reference_figures() {
         .unwrap()
         .resolve(Some(anchor), anchor, Tz::UTC)
         .unwrap();
-    let data = load_conversation_usage(&db, Tz::UTC, UsageTables::Proxy).unwrap();
+    let data = load_conversation_usage(&db, Tz::UTC, UsageTables::Proxy, window).unwrap();
     let mut per_month = [0usize; 6];
     for c in &data.conversations {
         let t = c.created_at.unwrap();
@@ -226,7 +226,7 @@ fn demo_tag_drivers_tell_the_expected_story() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("demo.sqlite");
     demo::generate(&path, &DemoOptions::default()).unwrap();
-    let db = Database::open(&path).unwrap();
+    let db = Database::open(&path.clone().into()).unwrap();
     db.check("tag-drivers", cxreport::reports::tag_drivers::load::NEEDS)
         .unwrap();
     let anchor = cxreport::intercom::latest_conversation(&db, Tz::UTC).unwrap();
@@ -235,7 +235,7 @@ fn demo_tag_drivers_tell_the_expected_story() {
         .unwrap()
         .resolve(anchor, anchor.unwrap(), Tz::UTC)
         .unwrap();
-    let data = cxreport::reports::tag_drivers::load::load(&db, Tz::UTC).unwrap();
+    let data = cxreport::reports::tag_drivers::load::load(&db, Tz::UTC, window).unwrap();
     let r = cxreport::reports::tag_drivers::metrics::compute(&data, window).unwrap();
     for t in &r.top {
         println!(
@@ -274,7 +274,7 @@ fn demo_users_and_events_match_the_segmentation_figures() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("demo.sqlite");
     demo::generate(&path, &DemoOptions::default()).unwrap();
-    let db = Database::open(&path).unwrap();
+    let db = Database::open(&path.clone().into()).unwrap();
     db.check(
         "customer-segmentation",
         cxreport::reports::customer_segmentation::load::NEEDS,

@@ -34,7 +34,7 @@ fn computed(report: &str, usage: &str) -> Box<dyn Computed> {
         tz: Tz::UTC,
         options: &options,
     };
-    let db = cxreport::source::Database::open(demo_db()).unwrap();
+    let db = cxreport::source::Database::open(&demo_db().to_owned().into()).unwrap();
     let reference = cxreport::source::timestamp::parse("2024-07-01 00:00:00", Tz::UTC).unwrap();
     let plan = r.plan(&db, &req, reference).unwrap();
     r.compute(&db, &req, &plan, &mut Vec::new()).unwrap()

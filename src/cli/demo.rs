@@ -3,14 +3,17 @@
 use std::path::{Path, PathBuf};
 
 use super::Failure;
+use crate::demo::postgres::CopyError;
 use crate::demo::{self, DemoOptions};
 use crate::reports::conversation_usage::load::{self, UsageTables};
-use crate::source::Database;
+use crate::source::{Database, Location, PgLocation};
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
+    /// A SQLite file, or `postgresql://user@host:port/db[?schema=name]` (the demo's
+    /// tables there are replaced; password in PGPASSWORD).
     #[arg(long, default_value = "demo.sqlite")]
-    out: PathBuf,
+    out: String,
     #[arg(long, default_value_t = demo::DEFAULT_SEED)]
     seed: u64,
     /// Multiply companies, contacts and conversations (benchmarks).
@@ -30,20 +33,48 @@ pub fn demo_data(args: DemoArgs) -> Result<(), Failure> {
         scale: args.scale,
         usage_events: !args.no_usage_events,
     };
-    demo::generate(&args.out, &opts)?;
-    eprintln!("wrote {}", args.out.display());
+    if PgLocation::is_url(&args.out) {
+        // Generated as a file first (the generator writes SQLite), then copied.
+        let dir = tempfile::tempdir().map_err(|e| Failure::Failed(e.into()))?;
+        let file = dir.path().join("demo.sqlite");
+        demo::generate(&file, &opts)?;
+        if args.describe {
+            print!(
+                "{}",
+                demo::describe(&file).map_err(|e| Failure::Failed(e.into()))?
+            );
+        }
+        return load_postgres(&file, &args.out, chrono_tz::Tz::UTC);
+    }
+    let out = PathBuf::from(&args.out);
+    demo::generate(&out, &opts)?;
+    eprintln!("wrote {}", out.display());
     if args.describe {
         print!(
             "{}",
-            demo::describe(&args.out).map_err(|e| Failure::Failed(e.into()))?
+            demo::describe(&out).map_err(|e| Failure::Failed(e.into()))?
         );
     }
     Ok(())
 }
 
+/// Copies a SQLite file's tables into PostgreSQL with dbt_intercom's types.
+pub fn load_postgres(from: &Path, to: &str, source_tz: chrono_tz::Tz) -> Result<(), Failure> {
+    let to = PgLocation::parse(to, None).map_err(|e| Failure::Usage(e.into()))?;
+    let copied = demo::postgres::copy_to_postgres(from, &to, source_tz).map_err(|e| match e {
+        CopyError::Read { .. } | CopyError::Connect { .. } => Failure::Usage(e.into()),
+        CopyError::Write { .. } => Failure::Failed(e.into()),
+    })?;
+    eprintln!(
+        "copied {} tables ({} rows) into {}",
+        copied.tables, copied.rows, to
+    );
+    Ok(())
+}
+
 /// Reads the columns conversation-usage reads, once, keeping nothing; prints rows,
 /// bytes and milliseconds as JSON.
-pub fn scan_floor(db: &Path, usage_source: &str) -> Result<(), Failure> {
+pub fn scan_floor(db: &Location, usage_source: &str) -> Result<(), Failure> {
     let started = std::time::Instant::now();
     let db = Database::open(db).map_err(|e| Failure::Usage(e.into()))?;
     let tables = match usage_source {

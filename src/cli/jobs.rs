@@ -81,7 +81,7 @@ pub fn schedule(config: &Path, count: usize) -> Result<(), Failure> {
     Ok(())
 }
 
-pub fn check(config_path: &Path, db: Option<&Path>) -> Result<(), Failure> {
+pub fn check(config_path: &Path, db: Option<&crate::run::Location>) -> Result<(), Failure> {
     let found = check::check(config_path, db);
     for note in &found.notes {
         eprintln!("{note}");

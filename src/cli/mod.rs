@@ -51,9 +51,10 @@ enum Command {
     Check {
         #[arg(long, default_value = "schedules.toml")]
         config: PathBuf,
-        /// Check this database instead of the configured ones.
+        /// Check this database (SQLite file or postgresql:// URL) instead of the
+        /// configured ones.
         #[arg(long)]
-        db: Option<PathBuf>,
+        db: Option<String>,
     },
     /// Runs and deliveries from the ledger; exits 1 when a job's latest run failed.
     History {
@@ -62,15 +63,30 @@ enum Command {
         #[arg(long)]
         job: Option<String>,
     },
-    /// Write the deterministic demo database.
+    /// Write the deterministic demo database (a SQLite file, or into PostgreSQL).
     DemoData(demo::DemoArgs),
+    /// Copy a SQLite database of the contract's tables into PostgreSQL, with the
+    /// column types dbt_intercom builds (to try a warehouse run on your own file).
+    LoadPostgres {
+        /// The SQLite file.
+        #[arg(long)]
+        from: PathBuf,
+        /// `postgresql://user@host:port/db[?schema=name]` (password in PGPASSWORD);
+        /// tables of the same names there are replaced.
+        #[arg(long)]
+        to: String,
+        /// IANA timezone of the file's timestamps without an offset; they are
+        /// written as this zone's local time (`timestamp without time zone`).
+        #[arg(long, default_value = "UTC")]
+        source_timezone: chrono_tz::Tz,
+    },
     /// List the report kinds and their options.
     Reports,
     /// Benchmark helper: read the columns a report reads once, keeping nothing.
     #[command(hide = true)]
     ScanFloor {
         #[arg(long)]
-        db: PathBuf,
+        db: String,
         #[arg(long, default_value = "events")]
         usage_source: String,
     },
@@ -207,15 +223,28 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `--db`: a SQLite path or a `postgresql://` URL (password from PGPASSWORD).
+fn location(db: &str) -> Result<crate::run::Location, Failure> {
+    crate::run::Location::parse(db, None, None).map_err(|e| Failure::Usage(e.into()))
+}
+
 fn dispatch(cmd: Command, options: reports::Options) -> Result<(), Failure> {
     match cmd {
         Command::Run(args) => run::run(args, options),
         Command::DemoData(args) => demo::demo_data(args),
+        Command::LoadPostgres {
+            from,
+            to,
+            source_timezone,
+        } => demo::load_postgres(&from, &to, source_timezone),
         Command::Daemon { config } => jobs::daemon(&config),
         Command::Schedule { config, count } => jobs::schedule(&config, count),
-        Command::Check { config, db } => jobs::check(&config, db.as_deref()),
+        Command::Check { config, db } => {
+            let db = db.as_deref().map(location).transpose()?;
+            jobs::check(&config, db.as_ref())
+        }
         Command::History { config, job } => jobs::history(&config, job.as_deref()),
-        Command::ScanFloor { db, usage_source } => demo::scan_floor(&db, &usage_source),
+        Command::ScanFloor { db, usage_source } => demo::scan_floor(&location(&db)?, &usage_source),
         Command::Reports => {
             for report in reports::ALL {
                 println!("{}\n    {}", report.name(), report.about());

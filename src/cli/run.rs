@@ -16,9 +16,10 @@ pub struct RunArgs {
     /// Report kind (see `cxreport reports`).
     #[arg(default_value = reports::DEFAULT)]
     report: String,
-    /// SQLite database shaped like the data contract.
+    /// The dbt_intercom tables: a SQLite file, or a PostgreSQL database as
+    /// `postgresql://user@host:port/db[?schema=name]` (password in PGPASSWORD).
     #[arg(long)]
-    db: Option<PathBuf>,
+    db: Option<String>,
     /// rolling:<N>m | calendar:<N>m | range:<YYYY-MM-DD>..<YYYY-MM-DD>
     #[arg(long, default_value = "rolling:6m")]
     window: WindowSpec,
@@ -76,8 +77,8 @@ pub fn run(args: RunArgs, options: Options) -> Result<(), Failure> {
         return jobs::run_job(&args.config, name, args.as_of, &delivery);
     }
     let db = match args.db {
-        Some(db) => db,
-        None => crate::demo::demo_database(&crate::demo::cache_dir())?,
+        Some(db) => super::location(&db)?,
+        None => crate::demo::demo_database(&crate::demo::cache_dir())?.into(),
     };
     let req = RunRequest {
         name: args.report.clone(),

@@ -16,7 +16,7 @@ pub fn describe(path: &Path) -> Result<String, ReportError> {
     use crate::source::Database;
     use std::fmt::Write;
 
-    let db = Database::open(path)?;
+    let db = Database::open(&path.to_owned().into())?;
     let tz = chrono_tz::Tz::UTC;
     let anchor = crate::intercom::latest_conversation(&db, tz)?;
     let window = "rolling:6m"
@@ -24,7 +24,7 @@ pub fn describe(path: &Path) -> Result<String, ReportError> {
         .resolve(anchor, Utc::now(), tz)?;
     let mut out = String::new();
     let w = &mut out;
-    let proxy = load_conversation_usage(&db, tz, UsageTables::Proxy)?;
+    let proxy = load_conversation_usage(&db, tz, UsageTables::Proxy, window)?;
     let _ = writeln!(w, "demo database {}", path.display());
     let _ = writeln!(
         w,
@@ -234,7 +234,7 @@ pub fn describe(path: &Path) -> Result<String, ReportError> {
         ret(&p.panels.seat_bucket, |r| r.seat_bucket)
     );
     if db.has_table(crate::intercom::USAGE_EVENTS)? {
-        let ev = load_conversation_usage(&db, tz, UsageTables::Events)?;
+        let ev = load_conversation_usage(&db, tz, UsageTables::Events, window)?;
         let e = run(&ev, UsageDefinitions::Events)?;
         let _ = writeln!(w, "events conversion: overall {:.3}; new_contract|260_419|110k_200k {}; churn_watch|420_plus|200k_plus {}",
             e.panels.overall.conv_to_feature_rate.unwrap_or(f64::NAN), named(&e, "new_contract", "260_419", "110k_200k"), named(&e, "churn_watch", "420_plus", "200k_plus"));

@@ -13,6 +13,7 @@
 //! does not move the numbers of another.
 
 mod describe;
+pub mod postgres;
 mod users;
 
 pub use describe::describe;

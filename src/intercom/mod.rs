@@ -11,9 +11,12 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::source::interner::Interner;
-use crate::source::{DataError, Database, TableNeed};
+use crate::source::{DataError, Database, TableNeed, TimeColumn};
 
-const SQL_MAX_CREATED: &str = "SELECT conversation_created_at FROM intercom__conversation_enhanced";
+const SQL_ALL_CREATED: &str = "SELECT conversation_created_at FROM intercom__conversation_enhanced";
+/// The anchor where the server can compare the times itself (a native timestamp).
+const SQL_MAX_CREATED: &str =
+    "SELECT max(conversation_created_at) FROM intercom__conversation_enhanced";
 pub const SQL_COMPANIES: &str =
     "SELECT company_id, company_name, all_company_tags, monthly_spend, user_count \
      FROM intercom__company_enhanced";
@@ -231,12 +234,11 @@ impl Assignee {
 
 /// The latest parseable `conversation_created_at` (the rolling window's anchor).
 pub fn latest_conversation(db: &Database, tz: Tz) -> Result<Option<DateTime<Utc>>, DataError> {
-    db.max_time(
-        CONVERSATION_ENHANCED,
-        SQL_MAX_CREATED,
-        "conversation_created_at",
-        tz,
-    )
+    let sql = match db.time_column(CONVERSATION_ENHANCED, "conversation_created_at")? {
+        TimeColumn::Text => SQL_ALL_CREATED,
+        TimeColumn::Naive | TimeColumn::Zoned => SQL_MAX_CREATED,
+    };
+    db.max_time(CONVERSATION_ENHANCED, sql, "conversation_created_at", tz)
 }
 
 /// The columns [`load_companies`] reads.

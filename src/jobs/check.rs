@@ -10,7 +10,7 @@ use crate::intercom::window::WindowSpec;
 use crate::render::pdf;
 use crate::render::templates::Templates;
 use crate::reports;
-use crate::run::{self, RunError, RunRequest};
+use crate::run::{self, Location, RunError, RunRequest};
 use crate::source::DataError;
 
 /// What `check` found: the problems, and notes that are not problems.
@@ -22,7 +22,7 @@ pub struct Findings {
 
 /// Checks the configuration at `config_path`; `db` replaces every job's database.
 /// With `db` and no file at `config_path`, checks the database for every report.
-pub fn check(config_path: &Path, db: Option<&Path>) -> Findings {
+pub fn check(config_path: &Path, db: Option<&Location>) -> Findings {
     let mut problems: Vec<String> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     check_fonts(&mut problems);
@@ -30,7 +30,7 @@ pub fn check(config_path: &Path, db: Option<&Path>) -> Findings {
         notes.push(format!(
             "no {}: checking {} for every report",
             config_path.display(),
-            db.display()
+            db
         ));
         check_database_alone(db, &mut problems, &mut notes);
         return Findings { problems, notes };
@@ -54,7 +54,7 @@ pub fn check(config_path: &Path, db: Option<&Path>) -> Findings {
                 problems.push(format!("job `{}`: {e}", job.name));
             }
             let database = db
-                .map(Path::to_owned)
+                .cloned()
                 .or_else(|| job.database.clone())
                 .or_else(|| config.defaults.database.clone());
             match database {
@@ -102,12 +102,12 @@ fn check_fonts(problems: &mut Vec<String>) {
 /// Every report against one database with its default options: the reports that
 /// can run are notes, the reasons the others cannot are notes too; it is a problem
 /// only when the database cannot be read or no report can run on it.
-fn check_database_alone(db: &Path, problems: &mut Vec<String>, notes: &mut Vec<String>) {
+fn check_database_alone(db: &Location, problems: &mut Vec<String>, notes: &mut Vec<String>) {
     let mut runnable = 0;
     for report in reports::ALL {
         let req = RunRequest {
             report: report.name().to_owned(),
-            db: db.to_owned(),
+            db: db.clone(),
             window: WindowSpec::Rolling { months: 6 },
             options: reports::Options::new(),
             out_dir: PathBuf::new(),
@@ -130,6 +130,6 @@ fn check_database_alone(db: &Path, problems: &mut Vec<String>, notes: &mut Vec<S
         }
     }
     if runnable == 0 {
-        problems.push(format!("no report can run on {}", db.display()));
+        problems.push(format!("no report can run on {}", db));
     }
 }

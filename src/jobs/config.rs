@@ -15,6 +15,7 @@ use crate::intercom::window::WindowSpec;
 use crate::jobs::schedule::{Catchup, CronExpr};
 use crate::render::templates::Templates;
 use crate::reports::{self, Options};
+use crate::run::Location;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -62,6 +63,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawDefaults {
     database: Option<String>,
+    database_password_env: Option<String>,
     output_dir: Option<String>,
     timezone: Option<String>,
     languages: Option<Vec<String>>,
@@ -103,6 +105,7 @@ struct RawJob {
     #[serde(default)]
     recipients: BTreeMap<String, Vec<String>>,
     database: Option<String>,
+    database_password_env: Option<String>,
     output: Option<String>,
     #[serde(flatten)]
     options: BTreeMap<String, toml::Value>,
@@ -122,7 +125,9 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct Defaults {
     /// `None`: the built-in demo database.
-    pub database: Option<PathBuf>,
+    pub database: Option<Location>,
+    /// The environment variable with the PostgreSQL password (default `PGPASSWORD`).
+    pub database_password_env: Option<String>,
     pub output_dir: PathBuf,
     pub timezone: Tz,
     pub languages: Vec<String>,
@@ -182,7 +187,7 @@ pub struct Job {
     /// Language → recipients; the job's editions are these languages.
     pub recipients: BTreeMap<String, Vec<Mailbox>>,
     pub languages: Vec<String>,
-    pub database: Option<PathBuf>,
+    pub database: Option<Location>,
     /// Where the job's reports go: `output_dir/<output or name>/<period>/`.
     pub output: PathBuf,
     /// The report's own options, as written (the report checks them at load).
@@ -259,6 +264,22 @@ impl Validator {
         }
     }
 
+    /// A SQLite path (relative to the configuration file) or a `postgresql://` URL.
+    fn database(
+        &mut self,
+        key: &str,
+        s: Option<&str>,
+        password_env: Option<&str>,
+    ) -> Option<Location> {
+        match Location::parse(s?, Some(&self.base), password_env) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                self.problem(key, e.to_string());
+                None
+            }
+        }
+    }
+
     fn path(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {
@@ -295,7 +316,12 @@ impl Validator {
         );
         let templates = d.templates.as_deref().map(|p| self.path(p));
         let defaults = Defaults {
-            database: d.database.as_deref().map(|p| self.path(p)),
+            database: self.database(
+                "defaults.database",
+                d.database.as_deref(),
+                d.database_password_env.as_deref(),
+            ),
+            database_password_env: d.database_password_env.clone(),
             output_dir: self.path(d.output_dir.as_deref().unwrap_or("out")),
             timezone,
             languages: d
@@ -586,7 +612,13 @@ impl Validator {
             owners,
             recipients,
             languages,
-            database: j.database.as_deref().map(|p| self.path(p)),
+            database: self.database(
+                &key("database"),
+                j.database.as_deref(),
+                j.database_password_env
+                    .as_deref()
+                    .or(d.database_password_env.as_deref()),
+            ),
             output,
             options,
         })
@@ -653,7 +685,7 @@ zh = ["gm-china@example.com"]
         assert_eq!(j.recipients["en"].len(), 2);
         assert_eq!(
             c.defaults.database,
-            Some(PathBuf::from("/etc/cx/data/cx.sqlite"))
+            Some(Location::Sqlite(PathBuf::from("/etc/cx/data/cx.sqlite")))
         );
         assert_eq!(
             c.state_path(),

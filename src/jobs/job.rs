@@ -1,8 +1,6 @@
 //! One job's run: the lease, the ledger's run row, the report (planned once: the
 //! period keys the ledger), the deliveries and the owners' alert when it fails.
 
-use std::path::PathBuf;
-
 use chrono::{DateTime, Utc};
 
 use super::config::{Config, Job, Overlap};
@@ -11,7 +9,7 @@ use super::ledger::{Ledger, RunState};
 use super::{Context, Delivery, JobError, JobRun};
 use crate::clock::FixedClock;
 use crate::demo::{self, DemoError};
-use crate::run::{self, RunRequest};
+use crate::run::{self, Location, RunRequest};
 
 /// The request a job's run makes of the pipeline.
 pub fn request(config: &Config, job: &Job) -> Result<RunRequest, DemoError> {
@@ -21,13 +19,13 @@ pub fn request(config: &Config, job: &Job) -> Result<RunRequest, DemoError> {
         .or_else(|| config.defaults.database.clone())
     {
         Some(db) => db,
-        None => demo::demo_database(&demo::cache_dir())?,
+        None => demo::demo_database(&demo::cache_dir())?.into(),
     };
     Ok(request_on(config, job, db))
 }
 
 /// A job's request against a given database.
-pub fn request_on(config: &Config, job: &Job, db: PathBuf) -> RunRequest {
+pub fn request_on(config: &Config, job: &Job, db: Location) -> RunRequest {
     RunRequest {
         report: job.report.clone(),
         db,

@@ -26,7 +26,8 @@ pub enum EditionError {
 #[derive(Debug, Clone, Serialize)]
 pub struct Provenance {
     pub database: String,
-    pub sha256: String,
+    /// `None`: a server's tables (no file to digest).
+    pub sha256: Option<String>,
     pub parameters: Vec<(String, String)>,
     pub row_counts: Vec<(String, u64)>,
 }
@@ -186,7 +187,13 @@ fn common_data(
     let provenance = run.provenance;
     let mut appendix = vec![
         [s.get("appendix.database"), provenance.database.clone()],
-        [s.get("appendix.sha256"), provenance.sha256.clone()],
+        [
+            s.get("appendix.sha256"),
+            provenance
+                .sha256
+                .clone()
+                .unwrap_or_else(|| s.get("appendix.sha256_server")),
+        ],
         [s.get("appendix.version"), crate::VERSION.to_owned()],
         [
             s.get("appendix.charts_engine"),

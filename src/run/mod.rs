@@ -19,6 +19,7 @@ use crate::intercom::window::{Window, WindowSpec};
 use crate::render::narrative::Narrative;
 use crate::render::templates::{NarrativeError, Templates};
 use crate::reports::{self, Computed, Options, Plan, Report, ReportError, Request};
+pub use crate::source::Location;
 use crate::source::{DataError, Database};
 use edition::{EditionError, Provenance, RunInfo};
 use output::{OutputError, StagedDir};
@@ -26,7 +27,7 @@ use output::{OutputError, StagedDir};
 #[derive(Debug, Clone)]
 pub struct RunRequest {
     pub report: String,
-    pub db: PathBuf,
+    pub db: Location,
     pub window: WindowSpec,
     /// The report's own options, as given (the report reads and checks them).
     pub options: Options,
@@ -337,17 +338,22 @@ fn manifest(
     rows_read: &[(&'static str, u64)],
     reference: DateTime<Utc>,
 ) -> Result<(serde_json::Value, Provenance), RunError> {
-    let sha = output::sha256_file(db.path()).map_err(|source| RunError::Hash {
-        path: db.path().to_owned(),
-        source,
-    })?;
+    // A file is identified by its content; a server's tables have no such digest
+    // (the manifest names the URL, without a password).
+    let sha = match db.location().file() {
+        Some(path) => Some(output::sha256_file(path).map_err(|source| RunError::Hash {
+            path: path.to_owned(),
+            source,
+        })?),
+        None => None,
+    };
     // The rows the loader read: the tables are not counted a second time.
     let rows: serde_json::Map<String, Value> = rows_read
         .iter()
         .map(|(table, n)| ((*table).to_owned(), json!(n)))
         .collect();
     let provenance = Provenance {
-        database: db.path().display().to_string(),
+        database: db.name().to_owned(),
         sha256: sha.clone(),
         parameters: plan.parameters.clone(),
         row_counts: rows_read
@@ -355,6 +361,17 @@ fn manifest(
             .map(|(table, n)| ((*table).to_owned(), *n))
             .collect(),
     };
+    let mut database = json!({
+        "path": db.name(),
+        "sha256": sha,
+        "row_counts": rows,
+    });
+    if db.location().file().is_none() {
+        // What crossed the network: rows (the window's, the events' day summaries)
+        // and the bytes of their values.
+        let (rows, bytes) = db.transfer();
+        database["transfer"] = json!({ "rows": rows, "bytes": bytes });
+    }
     let mut parameters = plan.manifest_parameters.clone();
     parameters.insert("timezone".into(), json!(req.tz.name()));
     parameters.insert("languages".into(), json!(req.langs));
@@ -366,11 +383,7 @@ fn manifest(
         "period": plan.period,
         "reference_time": crate::source::timestamp::format_utc(reference),
         "parameters": parameters,
-        "database": {
-            "path": db.path().display().to_string(),
-            "sha256": sha,
-            "row_counts": rows,
-        },
+        "database": database,
         "editions": req.langs.iter().map(|l| format!("report.{l}.pdf")).collect::<Vec<_>>(),
     });
     Ok((manifest, provenance))
@@ -520,7 +533,7 @@ mod tests {
             tz: Tz::UTC,
             options: &options,
         };
-        let db = Database::open(&db_path).unwrap();
+        let db = Database::open(&db_path.clone().into()).unwrap();
         db.check(report.name(), &report.needs(&db, &req).unwrap())
             .unwrap();
         let reference = Utc.with_ymd_and_hms(2024, 7, 1, 0, 0, 0).unwrap();
@@ -529,7 +542,7 @@ mod tests {
         let story = computed.story();
         let provenance = Provenance {
             database: db_path.display().to_string(),
-            sha256: String::new(),
+            sha256: None,
             parameters: Vec::new(),
             row_counts: Vec::new(),
         };

@@ -5,50 +5,144 @@
 //! knows no report and no data contract: callers bring their SQL and table names.
 
 pub mod interner;
+pub mod pg;
 pub mod timestamp;
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use ::postgres::fallible_iterator::FallibleIterator;
+use chrono::{DateTime, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
+use self::pg::PgValue;
+pub use self::pg::{PgLocation, UrlError};
+
 /// Lists the columns a table has (empty when the table does not exist).
-const SQL_TABLE_COLUMNS: &str = "SELECT name FROM pragma_table_info(?1)";
+const SQL_TABLE_COLUMNS: &str = "SELECT name, type FROM pragma_table_info(?1)";
 /// Whether a table or view exists.
 const SQL_TABLE_EXISTS: &str =
     "SELECT count(*) FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?1";
 /// The largest rowid: a row count estimate that SQLite answers from the end of the
 /// table's b-tree, without a scan.
 const SQL_MAX_ROWID_PREFIX: &str = "SELECT max(rowid) FROM ";
+/// The same three questions asked of PostgreSQL, in the session's schema (tables and
+/// views alike).
+const PG_TABLE_COLUMNS: &str = "SELECT column_name::text, data_type::text \
+     FROM information_schema.columns \
+     WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position";
+const PG_TABLE_EXISTS: &str = "SELECT count(*) FROM information_schema.tables \
+     WHERE table_schema = current_schema() AND table_name = $1";
 
-/// Errors of the data layer. Each names the file, table and column involved.
+/// The planner's statistics of a table and one of its columns (rows, distinct
+/// values; both estimates, no scan); -1 rows: never analyzed.
+const PG_COLUMN_STATS: &str = "SELECT c.reltuples::float8, s.n_distinct::float8 \
+     FROM pg_class c LEFT JOIN pg_stats s ON s.schemaname = current_schema() \
+       AND s.tablename = $1 AND s.attname = $2 \
+     WHERE c.oid = to_regclass(quote_ident($1))";
+
+/// Where the tables are: a SQLite file or a PostgreSQL database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Sqlite(PathBuf),
+    Postgres(PgLocation),
+}
+
+impl Location {
+    /// A `postgresql://` URL or a SQLite path (relative paths are relative to `base`);
+    /// `password_env` names the variable holding a PostgreSQL password.
+    pub fn parse(
+        s: &str,
+        base: Option<&Path>,
+        password_env: Option<&str>,
+    ) -> Result<Self, UrlError> {
+        if PgLocation::is_url(s) {
+            return PgLocation::parse(s, password_env).map(Self::Postgres);
+        }
+        let p = Path::new(s);
+        Ok(Self::Sqlite(match base {
+            Some(b) if p.is_relative() => b.join(p),
+            _ => p.to_owned(),
+        }))
+    }
+
+    /// The SQLite file, when it is one.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            Self::Sqlite(p) => Some(p),
+            Self::Postgres(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(p) => write!(f, "{}", p.display()),
+            Self::Postgres(l) => l.fmt(f),
+        }
+    }
+}
+
+impl From<PathBuf> for Location {
+    fn from(p: PathBuf) -> Self {
+        Self::Sqlite(p)
+    }
+}
+
+/// What a database driver said, as text: the two drivers' errors in one shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriverError(pub String);
+
+impl fmt::Display for DriverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DriverError {}
+
+impl From<rusqlite::Error> for DriverError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
+impl From<::postgres::Error> for DriverError {
+    fn from(e: ::postgres::Error) -> Self {
+        Self(pg::error_text(&e))
+    }
+}
+
+/// Errors of the data layer. Each names the database, table and column involved.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("cannot open database {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error("database {path} is missing what report `{report}` needs:\n{}", list_missing(.missing))]
+    #[error("cannot open database {db}: {source}")]
+    Open { db: String, source: DriverError },
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    #[error("database {db} is missing what report `{report}` needs:\n{}", list_missing(.missing))]
     Schema {
-        path: PathBuf,
+        db: String,
         report: String,
         missing: Vec<Missing>,
     },
-    #[error("reading {table} in {path}: {source}")]
+    #[error("reading {table} in {db}: {source}")]
     Query {
-        path: PathBuf,
+        db: String,
         table: &'static str,
-        source: rusqlite::Error,
+        source: DriverError,
     },
-    #[error("{table}.{column} in {path}, row {row}: expected {expected}, found {found:?}")]
+    #[error("{table}.{column} in {db}, row {row}: expected {expected}, found {found:?}")]
     BadValue {
-        path: PathBuf,
+        db: String,
         table: &'static str,
         column: &'static str,
         row: String,
@@ -88,61 +182,223 @@ pub struct TableNeed {
     pub columns: &'static [&'static str],
 }
 
+/// How a column holds its times: text the readers parse, or a native type the
+/// database compares itself (so a window can be a SQL predicate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeColumn {
+    Text,
+    /// `timestamp without time zone`: local to the source timezone.
+    Naive,
+    /// `timestamp with time zone`.
+    Zoned,
+}
+
+/// A value bound to a query parameter (`$1`, `$2`, … in both dialects).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Zoned(DateTime<Utc>),
+    Naive(NaiveDateTime),
+    Text(String),
+}
+
+impl Param {
+    /// `t` as a bound value comparable with a column of kind `kind`.
+    pub fn time(t: DateTime<Utc>, kind: TimeColumn, source_tz: Tz) -> Self {
+        match kind {
+            TimeColumn::Naive => Self::Naive(t.with_timezone(&source_tz).naive_local()),
+            TimeColumn::Zoned | TimeColumn::Text => Self::Zoned(t),
+        }
+    }
+}
+
+enum Backend {
+    Sqlite(Connection),
+    // One client per `Database`; a second connection is a second `Database`
+    // (`reopen`), so the cell is never borrowed twice.
+    Postgres(RefCell<::postgres::Client>),
+}
+
 /// An open, read-only database.
 pub struct Database {
-    conn: Connection,
-    path: PathBuf,
+    backend: Backend,
+    location: Location,
+    name: String,
+    /// Rows and bytes received from a server (not counted for SQLite files), shared
+    /// with the connections [`Database::reopen`] makes.
+    transfer: Arc<Transfer>,
+}
+
+/// Rows and bytes received from a server.
+#[derive(Debug, Default)]
+struct Transfer {
+    rows: AtomicU64,
+    bytes: AtomicU64,
 }
 
 impl Database {
-    pub fn open(path: &Path) -> Result<Self, DataError> {
-        if !path.is_file() {
-            return Err(DataError::Open {
-                path: path.to_owned(),
-                source: rusqlite::Error::InvalidPath(path.to_owned()),
-            });
-        }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|source| DataError::Open {
-            path: path.to_owned(),
+    pub fn open(location: &Location) -> Result<Self, DataError> {
+        Self::open_counting(location, Arc::default())
+    }
+
+    fn open_counting(location: &Location, transfer: Arc<Transfer>) -> Result<Self, DataError> {
+        let name = location.to_string();
+        let open_err = |source: DriverError| DataError::Open {
+            db: name.clone(),
             source,
-        })?;
-        // A file that is not SQLite only fails on the first read: read now.
-        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
-            .map_err(|source| DataError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
+        };
+        let backend = match location {
+            Location::Sqlite(path) => {
+                if !path.is_file() {
+                    return Err(open_err(DriverError("no such file".into())));
+                }
+                let conn = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(|e| open_err(e.into()))?;
+                // A file that is not SQLite only fails on the first read: read now.
+                conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+                    .map_err(|e| open_err(e.into()))?;
+                Backend::Sqlite(conn)
+            }
+            Location::Postgres(pg) => Backend::Postgres(RefCell::new(
+                pg.connect().map_err(|e| open_err(DriverError(e)))?,
+            )),
+        };
         Ok(Self {
-            conn,
-            path: path.to_owned(),
+            backend,
+            location: location.clone(),
+            name,
+            transfer,
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// A second connection to the same database (a loader on another thread).
+    pub fn reopen(&self) -> Result<Self, DataError> {
+        Self::open_counting(&self.location, Arc::clone(&self.transfer))
+    }
+
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The database as messages name it (a path, or a URL without a password).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Rows and bytes received from the server so far (0 for a SQLite file).
+    pub fn transfer(&self) -> (u64, u64) {
+        (
+            self.transfer.rows.load(Ordering::Relaxed),
+            self.transfer.bytes.load(Ordering::Relaxed),
+        )
     }
 
     pub fn has_table(&self, table: &str) -> Result<bool, DataError> {
-        self.conn
-            .query_row(SQL_TABLE_EXISTS, [table], |r| r.get::<_, i64>(0))
-            .map(|n| n > 0)
-            .map_err(|source| self.query_err("sqlite_master", source))
+        let n = match &self.backend {
+            Backend::Sqlite(c) => c
+                .query_row(SQL_TABLE_EXISTS, [table], |r| r.get::<_, i64>(0))
+                .map_err(|e| self.query_err("sqlite_master", e))?,
+            Backend::Postgres(c) => c
+                .borrow_mut()
+                .query_one(PG_TABLE_EXISTS, &[&table])
+                .map_err(|e| self.query_err("information_schema.tables", e))?
+                .get::<_, i64>(0),
+        };
+        Ok(n > 0)
     }
 
-    fn columns(&self, table: &'static str) -> Result<Vec<String>, DataError> {
-        let mut stmt = self
-            .conn
-            .prepare(SQL_TABLE_COLUMNS)
-            .map_err(|e| self.query_err(table, e))?;
-        let rows = stmt
-            .query_map([table], |r| r.get::<_, String>(0))
-            .map_err(|e| self.query_err(table, e))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|e| self.query_err(table, e))
+    /// The columns of a table with their declared types, lower-cased (empty when the
+    /// table does not exist).
+    pub fn columns(&self, table: &'static str) -> Result<Vec<(String, String)>, DataError> {
+        let out: Vec<(String, String)> = match &self.backend {
+            Backend::Sqlite(c) => {
+                let mut stmt = c
+                    .prepare(SQL_TABLE_COLUMNS)
+                    .map_err(|e| self.query_err(table, e))?;
+                let rows = stmt
+                    .query_map([table], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                    })
+                    .map_err(|e| self.query_err(table, e))?;
+                rows.collect::<Result<_, _>>()
+                    .map_err(|e| self.query_err(table, e))?
+            }
+            Backend::Postgres(c) => c
+                .borrow_mut()
+                .query(PG_TABLE_COLUMNS, &[&table])
+                .map_err(|e| self.query_err(table, e))?
+                .iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+                .collect(),
+        };
+        Ok(out
+            .into_iter()
+            .map(|(n, t)| (n.to_lowercase(), t.to_lowercase()))
+            .collect())
+    }
+
+    /// How `table.column` holds times; text for SQLite (any column may hold any
+    /// form) and for anything that is not a native timestamp.
+    pub fn time_column(&self, table: &'static str, column: &str) -> Result<TimeColumn, DataError> {
+        if matches!(self.backend, Backend::Sqlite(_)) {
+            return Ok(TimeColumn::Text);
+        }
+        let kind = self
+            .columns(table)?
+            .into_iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(column))
+            .map(|(_, t)| t);
+        Ok(match kind.as_deref() {
+            Some("timestamp without time zone") => TimeColumn::Naive,
+            Some("timestamp with time zone") => TimeColumn::Zoned,
+            _ => TimeColumn::Text,
+        })
+    }
+
+    /// `[start, end]` as bound values for `BETWEEN $1 AND $2` on `table.column`, when
+    /// the database can compare that column's times itself (a native timestamp);
+    /// `None` when the rows must be read and their times parsed here.
+    pub fn time_bounds(
+        &self,
+        table: &'static str,
+        column: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        source_tz: Tz,
+    ) -> Result<Option<[Param; 2]>, DataError> {
+        Ok(match self.time_column(table, column)? {
+            TimeColumn::Text => None,
+            kind => Some([
+                Param::time(start, kind, source_tz),
+                Param::time(end, kind, source_tz),
+            ]),
+        })
+    }
+
+    /// About how many rows `table` has and how many distinct values `column` takes,
+    /// from a server's statistics (no scan); `None` for a file, or when the server
+    /// has no statistics yet.
+    pub fn column_stats(&self, table: &'static str, column: &str) -> Option<(f64, f64)> {
+        let Backend::Postgres(client) = &self.backend else {
+            return None;
+        };
+        let row = client
+            .borrow_mut()
+            .query_opt(PG_COLUMN_STATS, &[&table, &column])
+            .ok()??;
+        let rows: f64 = row.get::<_, Option<f64>>(0).filter(|r| *r >= 0.0)?;
+        let distinct: f64 = row.get::<_, Option<f64>>(1)?;
+        // A negative n_distinct is a fraction of the rows.
+        Some((
+            rows,
+            if distinct < 0.0 {
+                -distinct * rows
+            } else {
+                distinct
+            },
+        ))
     }
 
     /// Checks every need at once, so the user sees every problem in one message.
@@ -158,7 +414,7 @@ impl Database {
                 continue;
             }
             for col in need.columns {
-                if !have.iter().any(|h| h.eq_ignore_ascii_case(col)) {
+                if !have.iter().any(|(h, _)| h.eq_ignore_ascii_case(col)) {
                     missing.push(Missing {
                         table: need.table.to_owned(),
                         column: Some((*col).to_owned()),
@@ -170,7 +426,7 @@ impl Database {
             Ok(())
         } else {
             Err(DataError::Schema {
-                path: self.path.clone(),
+                db: self.name.clone(),
                 report: report.to_owned(),
                 missing,
             })
@@ -178,26 +434,33 @@ impl Database {
     }
 
     /// About how many rows a table holds, to size the row vectors once instead of
-    /// growing (and copying) them; 0 when unknown (a view, a table without rowid).
+    /// growing (and copying) them; 0 when unknown (a view, a table without rowid, a
+    /// server: there the window decides how many rows come, not the table).
     pub fn rows_hint(&self, table: &'static str) -> usize {
-        // Table names cannot be bound; `table` is one of this module's constants.
+        let Backend::Sqlite(conn) = &self.backend else {
+            return 0;
+        };
+        // Table names cannot be bound; `table` is one of the callers' constants.
         let sql = format!("{SQL_MAX_ROWID_PREFIX}\"{table}\"");
         // Rowids can be sparse: the hint is capped at one row per 32 bytes of file, so
         // a huge rowid never reserves far more memory than the data could fill (a
         // hint too low only means the vector grows).
-        let most = std::fs::metadata(&self.path).map_or(0, |m| m.len() / 32);
-        self.conn
-            .query_row(&sql, [], |r| r.get::<_, Option<i64>>(0))
+        let most = self
+            .location
+            .file()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len() / 32);
+        conn.query_row(&sql, [], |r| r.get::<_, Option<i64>>(0))
             .ok()
             .flatten()
             .map_or(0, |n| n.clamp(0, most as i64) as usize)
     }
 
-    pub fn query_err(&self, table: &'static str, source: rusqlite::Error) -> DataError {
+    pub fn query_err(&self, table: &'static str, source: impl Into<DriverError>) -> DataError {
         DataError::Query {
-            path: self.path.clone(),
+            db: self.name.clone(),
             table,
-            source,
+            source: source.into(),
         }
     }
 
@@ -207,48 +470,130 @@ impl Database {
         &self,
         table: &'static str,
         sql: &str,
+        f: impl FnMut(&mut RowReader<'_, '_>) -> Result<(), DataError>,
+    ) -> Result<u64, DataError> {
+        self.each_row_with(table, sql, &[], f)
+    }
+
+    /// [`Database::each_row`] with bound parameters.
+    pub fn each_row_with(
+        &self,
+        table: &'static str,
+        sql: &str,
+        params: &[Param],
         mut f: impl FnMut(&mut RowReader<'_, '_>) -> Result<(), DataError>,
     ) -> Result<u64, DataError> {
-        let mut stmt = self
-            .conn
-            .prepare(sql)
-            .map_err(|e| self.query_err(table, e))?;
-        let mut rows = stmt.query([]).map_err(|e| self.query_err(table, e))?;
         let mut n = 0u64;
-        while let Some(row) = rows.next().map_err(|e| self.query_err(table, e))? {
-            n += 1;
-            let mut reader = RowReader {
-                row,
-                table,
-                path: &self.path,
-                n,
-            };
-            f(&mut reader)?;
+        match &self.backend {
+            Backend::Sqlite(conn) => {
+                let mut stmt = conn.prepare(sql).map_err(|e| self.query_err(table, e))?;
+                let bound: Vec<rusqlite::types::Value> = params
+                    .iter()
+                    .map(|p| match p {
+                        Param::Zoned(t) => timestamp::format_utc(*t).into(),
+                        Param::Naive(t) => t.format("%Y-%m-%d %H:%M:%S").to_string().into(),
+                        Param::Text(s) => s.clone().into(),
+                    })
+                    .collect();
+                let mut rows = stmt
+                    .query(rusqlite::params_from_iter(bound))
+                    .map_err(|e| self.query_err(table, e))?;
+                while let Some(row) = rows.next().map_err(|e| self.query_err(table, e))? {
+                    n += 1;
+                    f(&mut RowReader {
+                        row: RowRef::Sqlite(row),
+                        table,
+                        db: &self.name,
+                        n,
+                    })?;
+                }
+            }
+            Backend::Postgres(client) => {
+                let mut client = client.borrow_mut();
+                let bound: Vec<&(dyn ::postgres::types::ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| match p {
+                        Param::Zoned(t) => t as &(dyn ::postgres::types::ToSql + Sync),
+                        Param::Naive(t) => t,
+                        Param::Text(s) => s,
+                    })
+                    .collect();
+                let mut rows = client
+                    .query_raw(sql, bound)
+                    .map_err(|e| self.query_err(table, e))?;
+                while let Some(row) = rows.next().map_err(|e| self.query_err(table, e))? {
+                    n += 1;
+                    let bytes = (0..row.len()).map(|i| pg::bytes(&row, i)).sum::<u64>();
+                    self.transfer.rows.fetch_add(1, Ordering::Relaxed);
+                    self.transfer.bytes.fetch_add(bytes, Ordering::Relaxed);
+                    f(&mut RowReader {
+                        row: RowRef::Postgres(&row),
+                        table,
+                        db: &self.name,
+                        n,
+                    })?;
+                }
+            }
         }
         Ok(n)
     }
 }
 
+enum RowRef<'a, 'b> {
+    Sqlite(&'a rusqlite::Row<'b>),
+    Postgres(&'a ::postgres::Row),
+}
+
 /// Typed access to one row, with errors naming the table, column and row.
 pub struct RowReader<'a, 'b> {
-    row: &'a rusqlite::Row<'b>,
+    row: RowRef<'a, 'b>,
     table: &'static str,
-    path: &'a Path,
+    db: &'a str,
     n: u64,
 }
 
+/// A value of either driver, borrowed where the driver allows.
+enum Cell2<'a> {
+    Null,
+    Text(&'a [u8]),
+    Int(i64),
+    Real(f64),
+    Bool(bool),
+    Time(DateTime<Utc>),
+    Other(&'a str),
+}
+
 impl RowReader<'_, '_> {
-    pub fn raw(&self, i: usize) -> Result<ValueRef<'_>, DataError> {
-        self.row.get_ref(i).map_err(|source| DataError::Query {
-            path: self.path.to_owned(),
-            table: self.table,
-            source,
+    fn value(&self, i: usize, column: &'static str, tz: Tz) -> Result<Cell2<'_>, DataError> {
+        Ok(match &self.row {
+            RowRef::Sqlite(row) => match row.get_ref(i).map_err(|source| DataError::Query {
+                db: self.db.to_owned(),
+                table: self.table,
+                source: source.into(),
+            })? {
+                ValueRef::Null => Cell2::Null,
+                ValueRef::Integer(v) => Cell2::Int(v),
+                ValueRef::Real(v) => Cell2::Real(v),
+                ValueRef::Text(t) => Cell2::Text(t),
+                ValueRef::Blob(_) => Cell2::Other("blob"),
+            },
+            RowRef::Postgres(row) => {
+                match pg::value(row, i, tz).map_err(|e| self.bad(column, "a readable value", e))? {
+                    PgValue::Null => Cell2::Null,
+                    PgValue::Text(t) => Cell2::Text(t.as_bytes()),
+                    PgValue::Int(v) => Cell2::Int(v),
+                    PgValue::Real(v) => Cell2::Real(v),
+                    PgValue::Bool(v) => Cell2::Bool(v),
+                    PgValue::Time(t) => Cell2::Time(t),
+                    PgValue::Other(ty) => Cell2::Other(ty),
+                }
+            }
         })
     }
 
     pub fn bad(&self, column: &'static str, expected: &'static str, found: String) -> DataError {
         DataError::BadValue {
-            path: self.path.to_owned(),
+            db: self.db.to_owned(),
             table: self.table,
             column,
             row: format!("#{}", self.n),
@@ -257,40 +602,37 @@ impl RowReader<'_, '_> {
         }
     }
 
-    /// Text, borrowed when SQLite holds it as text (no copy), owned otherwise.
+    /// Text, borrowed when the driver holds it as text (no copy), owned otherwise.
     pub fn cow_text(
         &self,
         i: usize,
         column: &'static str,
     ) -> Result<Option<std::borrow::Cow<'_, str>>, DataError> {
-        match self.raw(i)? {
-            ValueRef::Text(t) => std::str::from_utf8(t)
-                .map(|s| Some(std::borrow::Cow::Borrowed(s)))
-                .map_err(|_| self.bad(column, "UTF-8 text", String::from_utf8_lossy(t).into())),
-            _ => Ok(self.text(i, column)?.map(std::borrow::Cow::Owned)),
-        }
-    }
-
-    pub fn text(&self, i: usize, column: &'static str) -> Result<Option<String>, DataError> {
-        Ok(match self.raw(i)? {
-            ValueRef::Null => None,
-            ValueRef::Integer(v) => Some(v.to_string()),
-            ValueRef::Real(v) => Some(v.to_string()),
-            ValueRef::Text(t) => Some(
-                std::str::from_utf8(t)
-                    .map_err(|_| self.bad(column, "UTF-8 text", String::from_utf8_lossy(t).into()))?
-                    .to_owned(),
-            ),
-            ValueRef::Blob(_) => return Err(self.bad(column, "text", "a blob".into())),
+        use std::borrow::Cow;
+        Ok(match self.value(i, column, Tz::UTC)? {
+            Cell2::Null => None,
+            Cell2::Text(t) => Some(Cow::Borrowed(std::str::from_utf8(t).map_err(|_| {
+                self.bad(column, "UTF-8 text", String::from_utf8_lossy(t).into())
+            })?)),
+            Cell2::Int(v) => Some(Cow::Owned(v.to_string())),
+            Cell2::Real(v) => Some(Cow::Owned(v.to_string())),
+            Cell2::Bool(v) => Some(Cow::Borrowed(if v { "true" } else { "false" })),
+            Cell2::Time(t) => Some(Cow::Owned(t.format("%Y-%m-%d %H:%M:%S%.fZ").to_string())),
+            Cell2::Other(ty) => return Err(self.bad(column, "text", format!("a {ty} value"))),
         })
     }
 
+    pub fn text(&self, i: usize, column: &'static str) -> Result<Option<String>, DataError> {
+        Ok(self.cow_text(i, column)?.map(std::borrow::Cow::into_owned))
+    }
+
     pub fn real(&self, i: usize, column: &'static str) -> Result<Option<f64>, DataError> {
-        Ok(match self.raw(i)? {
-            ValueRef::Null => None,
-            ValueRef::Integer(v) => Some(v as f64),
-            ValueRef::Real(v) => Some(v),
-            ValueRef::Text(t) => {
+        Ok(match self.value(i, column, Tz::UTC)? {
+            Cell2::Null => None,
+            Cell2::Int(v) => Some(v as f64),
+            Cell2::Real(v) => Some(v),
+            Cell2::Bool(v) => Some(f64::from(u8::from(v))),
+            Cell2::Text(t) => {
                 let s = String::from_utf8_lossy(t);
                 if s.trim().is_empty() {
                     None
@@ -304,7 +646,8 @@ impl RowReader<'_, '_> {
                     )
                 }
             }
-            ValueRef::Blob(_) => return Err(self.bad(column, "a number", "a blob".into())),
+            Cell2::Time(t) => return Err(self.bad(column, "a number", timestamp::format_utc(t))),
+            Cell2::Other(ty) => return Err(self.bad(column, "a number", format!("a {ty} value"))),
         })
     }
 
@@ -315,8 +658,29 @@ impl RowReader<'_, '_> {
             Some(v) => Err(self.bad(column, "an integer", v.to_string())),
         }
     }
-}
 
+    /// A time: native values as they are (naive ones in the parser's timezone), text
+    /// parsed; anything unreadable is counted in the parser's data quality, not an
+    /// error.
+    pub fn time(
+        &self,
+        i: usize,
+        column: &'static str,
+        ts: &mut TsParser<'_>,
+    ) -> Result<Option<DateTime<Utc>>, DataError> {
+        Ok(match self.value(i, column, ts.tz)? {
+            Cell2::Null => None,
+            Cell2::Time(t) => Some(t),
+            Cell2::Text(t) => match std::str::from_utf8(t) {
+                Ok(s) => ts.parse(self.table, column, Some(s)),
+                Err(_) => ts.count_bad(self.table, column),
+            },
+            Cell2::Int(_) | Cell2::Real(_) | Cell2::Bool(_) | Cell2::Other(_) => {
+                ts.count_bad(self.table, column)
+            }
+        })
+    }
+}
 /// The rows a loader read, per table, in the order it read them (the appendix and the
 /// manifest print these: nothing is counted twice).
 pub type RowsRead = Vec<(&'static str, u64)>;
@@ -345,16 +709,20 @@ impl TsParser<'_> {
         }
         match timestamp::parse(v, self.tz) {
             Ok(t) => Some(t),
-            Err(_) => {
-                *self.bad.0.entry(format!("{table}.{column}")).or_default() += 1;
-                None
-            }
+            Err(_) => self.count_bad(table, column),
         }
+    }
+
+    /// Counts one unreadable value of `table.column`.
+    pub fn count_bad(&mut self, table: &str, column: &str) -> Option<DateTime<Utc>> {
+        *self.bad.0.entry(format!("{table}.{column}")).or_default() += 1;
+        None
     }
 }
 
 impl Database {
-    /// The latest parseable timestamp of the one column `sql` selects.
+    /// The latest readable time of the one column `sql` selects (all its values, or
+    /// their `max()` where the column is a native timestamp).
     pub fn max_time(
         &self,
         table: &'static str,
@@ -363,11 +731,10 @@ impl Database {
         tz: Tz,
     ) -> Result<Option<DateTime<Utc>>, DataError> {
         let mut max: Option<DateTime<Utc>> = None;
+        let mut bad = BadTimestamps::default();
+        let mut ts = TsParser { tz, bad: &mut bad };
         self.each_row(table, sql, |r| {
-            if let Some(t) = r
-                .cow_text(0, column)?
-                .and_then(|s| timestamp::parse(&s, tz).ok())
-            {
+            if let Some(t) = r.time(0, column, &mut ts)? {
                 max = Some(max.map_or(t, |m| m.max(t)));
             }
             Ok(())
@@ -376,20 +743,43 @@ impl Database {
     }
 
     /// Reads every row of `sql`, touching each value and keeping nothing: the floor
-    /// the benchmark compares loading against. Returns (rows, bytes of text).
+    /// the benchmark compares loading against. From a server, the rows of
+    /// `COPY (sql) TO STDOUT` (the cheapest way to receive them). Returns (rows,
+    /// bytes: of text in a file, on the wire from a server).
     pub fn scan(&self, table: &'static str, sql: &str) -> Result<(u64, u64), DataError> {
         let (mut rows, mut bytes) = (0u64, 0u64);
-        let mut stmt = self
-            .conn
-            .prepare(sql)
-            .map_err(|e| self.query_err(table, e))?;
-        let n = stmt.column_count();
-        let mut it = stmt.query([]).map_err(|e| self.query_err(table, e))?;
-        while let Some(row) = it.next().map_err(|e| self.query_err(table, e))? {
-            rows += 1;
-            for i in 0..n {
-                if let Ok(ValueRef::Text(t)) = row.get_ref(i) {
-                    bytes += t.len() as u64;
+        match &self.backend {
+            Backend::Sqlite(conn) => {
+                let mut stmt = conn.prepare(sql).map_err(|e| self.query_err(table, e))?;
+                let n = stmt.column_count();
+                let mut it = stmt.query([]).map_err(|e| self.query_err(table, e))?;
+                while let Some(row) = it.next().map_err(|e| self.query_err(table, e))? {
+                    rows += 1;
+                    for i in 0..n {
+                        if let Ok(ValueRef::Text(t)) = row.get_ref(i) {
+                            bytes += t.len() as u64;
+                        }
+                    }
+                }
+            }
+            Backend::Postgres(client) => {
+                use std::io::Read;
+                // `sql` is one of the callers' constants (COPY takes no parameters).
+                let copy = format!("COPY ({sql}) TO STDOUT");
+                let mut client = client.borrow_mut();
+                let mut reader = client
+                    .copy_out(copy.as_str())
+                    .map_err(|e| self.query_err(table, e))?;
+                let mut buf = vec![0u8; 1 << 16];
+                loop {
+                    let n = reader
+                        .read(&mut buf)
+                        .map_err(|e| self.query_err(table, DriverError(e.to_string())))?;
+                    if n == 0 {
+                        break;
+                    }
+                    bytes += n as u64;
+                    rows += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
                 }
             }
         }
@@ -403,7 +793,7 @@ pub(crate) fn db_with(sql: &str) -> (tempfile::TempDir, Database) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.sqlite");
     Connection::open(&path).unwrap().execute_batch(sql).unwrap();
-    let db = Database::open(&path).unwrap();
+    let db = Database::open(&Location::Sqlite(path)).unwrap();
     (dir, db)
 }
 
@@ -472,9 +862,12 @@ mod tests {
             b"this is not sqlite at all, just some text padding it out",
         )
         .unwrap();
-        assert!(matches!(Database::open(&path), Err(DataError::Open { .. })));
         assert!(matches!(
-            Database::open(&dir.path().join("missing.sqlite")),
+            Database::open(&path.clone().into()),
+            Err(DataError::Open { .. })
+        ));
+        assert!(matches!(
+            Database::open(&dir.path().join("missing.sqlite").into()),
             Err(DataError::Open { .. })
         ));
     }
@@ -488,7 +881,9 @@ mod tests {
              INSERT INTO sparse (rowid, id) VALUES (1000000000000, 'x');",
         );
         assert_eq!(db.rows_hint("things"), 3);
-        let file = std::fs::metadata(db.path()).unwrap().len() as usize;
+        let file = std::fs::metadata(db.location().file().unwrap())
+            .unwrap()
+            .len() as usize;
         assert_eq!(db.rows_hint("sparse"), file / 32);
         assert_eq!(db.rows_hint("missing"), 0, "no such table");
     }

@@ -4,27 +4,75 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use crate::intercom::window::Window;
 use crate::intercom::{
     self, intern_company_names, Assignee, CompanyRow, NameSplitter, COMPANY_ENHANCED,
     COMPANY_METRICS, CONTACT_ENHANCED, CONVERSATION_ENHANCED, CONVERSATION_METRICS, SQL_COMPANIES,
     USAGE_EVENTS,
 };
 use crate::source::interner::{Interner, StrColumn};
-use crate::source::{BadTimestamps, DataError, Database, RowsRead, TableNeed, TsParser};
+use crate::source::{
+    BadTimestamps, DataError, Database, Param, RowsRead, TableNeed, TimeColumn, TsParser,
+};
 
 const SQL_COMPANY_METRICS: &str =
     "SELECT company_id, registration_retention_7d, registration_retention_30d \
      FROM intercom__company_metrics";
 const SQL_CONTACTS: &str =
     "SELECT contact_id, all_contact_company_names, last_activity_ts FROM intercom__contact_enhanced";
-const SQL_CONVERSATIONS: &str =
-    "SELECT conversation_id, conversation_created_at, conversation_initiated_type, \
-     conversation_author_type, conversation_assignee_type, all_conversation_tags, \
-     all_contact_company_names, last_close_at \
-     FROM intercom__conversation_enhanced";
-const SQL_CONVERSATION_METRICS: &str =
-    "SELECT conversation_id, time_to_first_response_minutes FROM intercom__conversation_metrics";
+macro_rules! conversations {
+    () => {
+        "SELECT conversation_id, conversation_created_at, conversation_initiated_type, \
+         conversation_author_type, conversation_assignee_type, all_conversation_tags, \
+         all_contact_company_names, last_close_at \
+         FROM intercom__conversation_enhanced"
+    };
+}
+macro_rules! conversation_metrics {
+    () => {
+        "SELECT conversation_id, time_to_first_response_minutes FROM intercom__conversation_metrics"
+    };
+}
+const SQL_CONVERSATIONS: &str = conversations!();
+const SQL_CONVERSATION_METRICS: &str = conversation_metrics!();
+/// Where `conversation_created_at` is a native timestamp, only the window's rows
+/// cross the network (`$1`, `$2`: the window, inclusive, as the metrics cut it).
+const SQL_CONVERSATIONS_IN_WINDOW: &str = concat!(
+    conversations!(),
+    " WHERE conversation_created_at BETWEEN $1 AND $2"
+);
+const SQL_CONVERSATION_METRICS_IN_WINDOW: &str = concat!(
+    conversation_metrics!(),
+    " WHERE conversation_id IN (SELECT conversation_id FROM intercom__conversation_enhanced \
+     WHERE conversation_created_at BETWEEN $1 AND $2)"
+);
+/// What the window predicate leaves on the server, for the data-quality counts:
+/// all conversations, and those with a creation time.
+const SQL_CONVERSATION_COUNTS: &str =
+    "SELECT count(*), count(conversation_created_at) FROM intercom__conversation_enhanced";
 const SQL_USAGE_EVENTS: &str = "SELECT company_id, is_core, occurred_at FROM usage_events";
+/// The events from the window start (`$1`) on, one row each (where day summaries
+/// would not be fewer: see [`summaries_pay`]).
+const SQL_USAGE_EVENTS_FROM: &str =
+    "SELECT company_id, is_core, occurred_at FROM usage_events WHERE occurred_at >= $1";
+/// Usage events pre-aggregated on the server where `occurred_at` is a native
+/// timestamp: per company, core flag and UTC day, the first and last event time and
+/// the count. The metrics need no more: retention asks whether a company has a core
+/// event in a week or month (a day lies in one of each), and conversion whether an
+/// event lies in (close, close + 72 h]; that interval spans four days, whole ones
+/// in the middle, and an event exists in its part of the first day iff the day's last
+/// event is after the close, in its part of the last day iff the day's first event
+/// is within it. So memory and transfer grow with companies × days, not events.
+/// `$1`: the window start (no earlier event can count); the session is in UTC.
+const SQL_USAGE_DAYS_ZONED: &str = "SELECT company_id, is_core, min(occurred_at), \
+     max(occurred_at), count(*) FROM usage_events WHERE occurred_at >= $1 \
+     GROUP BY company_id, is_core, date_trunc('day', occurred_at) ORDER BY company_id";
+/// The same for `timestamp without time zone` values, local to `$2` (the source
+/// timezone), cut into UTC days.
+const SQL_USAGE_DAYS_NAIVE: &str = "SELECT company_id, is_core, min(occurred_at), \
+     max(occurred_at), count(*) FROM usage_events WHERE occurred_at >= $1 \
+     GROUP BY company_id, is_core, date_trunc('day', occurred_at AT TIME ZONE $2) \
+     ORDER BY company_id";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompanyMetricsRow {
@@ -142,9 +190,19 @@ pub struct ConversationUsageData {
     pub response_minutes: Vec<Option<f64>>,
     /// `None` when the events source is not used.
     pub usage_events: Option<UsageEvents>,
+    /// The conversation counts of the whole table when only the window's rows were
+    /// read (the server applied the window).
+    pub conversation_counts: Option<ConversationCounts>,
     pub bad_timestamps: BadTimestamps,
     /// Rows read per table.
     pub rows_read: RowsRead,
+}
+
+/// The conversations of the whole table: all, and those without a creation time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConversationCounts {
+    pub total: u64,
+    pub without_created_at: u64,
 }
 
 /// Which tables of the usage side to load.
@@ -233,6 +291,7 @@ pub fn load_conversation_usage(
     db: &Database,
     source_tz: Tz,
     usage: UsageTables,
+    window: Window,
 ) -> Result<ConversationUsageData, DataError> {
     let mut d = ConversationUsageData::default();
     let mut bad = BadTimestamps::default();
@@ -242,15 +301,18 @@ pub fn load_conversation_usage(
     };
     // The usage events are the largest table: they load on a second connection,
     // on another core, while this one reads the companies and the conversations.
-    let path = db.path();
+    let second = (usage == UsageTables::Events)
+        .then(|| db.reopen())
+        .transpose()?;
     let events = std::thread::scope(|scope| {
-        let events = (usage == UsageTables::Events)
-            .then(|| scope.spawn(move || load_usage_events(&Database::open(path)?, source_tz)));
+        let events = second.map(|db| {
+            scope.spawn(move || load_usage_events(&db, source_tz, window.start, window.end))
+        });
         d.companies = intercom::load_companies(db)?;
         d.company_name_ids = intern_company_names(&d.companies, &mut d.company_names);
         // Company names with a comma are matched before splitting, in both tables.
         let splitter = NameSplitter::new(&d.companies);
-        load_conversations(db, &mut d, &splitter, &mut ts)?;
+        load_conversations(db, &mut d, &splitter, &mut ts, window)?;
         d.rows_read = vec![
             (COMPANY_ENHANCED, d.companies.len() as u64),
             (CONVERSATION_ENHANCED, d.conversations.len() as u64),
@@ -273,11 +335,11 @@ pub fn load_conversation_usage(
             .map(|h| h.join().expect("the events loader does not panic"))
             .transpose()
     })?;
-    if let Some((mut rows, ids, events_bad)) = events {
-        d.rows_read.push((USAGE_EVENTS, rows.rows_read));
-        attach_events(&d.companies, &mut rows, &ids);
-        d.usage_events = Some(rows);
-        for (k, v) in events_bad.0 {
+    if let Some(mut loaded) = events {
+        d.rows_read.push((USAGE_EVENTS, loaded.events.rows_read));
+        attach_events(&d.companies, &mut loaded);
+        d.usage_events = Some(loaded.events);
+        for (k, v) in loaded.bad.0 {
             *bad.0.entry(k).or_default() += v;
         }
     }
@@ -290,14 +352,42 @@ fn load_conversations(
     d: &mut ConversationUsageData,
     splitter: &NameSplitter,
     ts: &mut TsParser<'_>,
+    window: Window,
 ) -> Result<(), DataError> {
     let mut name = String::new();
+    // The window as a predicate where the server can compare the times itself.
+    let bounds = db.time_bounds(
+        CONVERSATION_ENHANCED,
+        "conversation_created_at",
+        window.start,
+        window.end,
+        ts.tz,
+    )?;
+    let (sql, sql_metrics, params) = match &bounds {
+        Some(b) => (
+            SQL_CONVERSATIONS_IN_WINDOW,
+            SQL_CONVERSATION_METRICS_IN_WINDOW,
+            &b[..],
+        ),
+        None => (SQL_CONVERSATIONS, SQL_CONVERSATION_METRICS, &[][..]),
+    };
+    if bounds.is_some() {
+        db.each_row(CONVERSATION_ENHANCED, SQL_CONVERSATION_COUNTS, |r| {
+            let total = r.integer(0, "count(*)")?.unwrap_or(0) as u64;
+            let with = r.integer(1, "conversation_created_at")?.unwrap_or(0) as u64;
+            d.conversation_counts = Some(ConversationCounts {
+                total,
+                without_created_at: total.saturating_sub(with),
+            });
+            Ok(())
+        })?;
+    }
     let n = db.rows_hint(CONVERSATION_ENHANCED);
     d.conversations.reserve(n);
     d.conversation_ids.reserve(n, 16);
-    db.each_row(CONVERSATION_ENHANCED, SQL_CONVERSATIONS, |r| {
-        let created = r.cow_text(1, "conversation_created_at")?;
-        let closed = r.cow_text(7, "last_close_at")?;
+    db.each_row_with(CONVERSATION_ENHANCED, sql, params, |r| {
+        let created_at = r.time(1, "conversation_created_at", ts)?;
+        let last_close_at = r.time(7, "last_close_at", ts)?;
         let initiated = r.cow_text(2, "conversation_initiated_type")?;
         let author = r.cow_text(3, "conversation_author_type")?;
         let assignee = r.cow_text(4, "conversation_assignee_type")?;
@@ -315,13 +405,9 @@ fn load_conversations(
                 .unwrap_or_default(),
         );
         d.conversations.push(ConversationRow {
-            created_at: ts.parse(
-                CONVERSATION_ENHANCED,
-                "conversation_created_at",
-                created.as_deref(),
-            ),
+            created_at,
             first_company_name: first_name,
-            last_close_at: ts.parse(CONVERSATION_ENHANCED, "last_close_at", closed.as_deref()),
+            last_close_at,
             bot_first: intercom::is_bot_first(
                 tags.as_deref(),
                 author.as_deref(),
@@ -335,7 +421,7 @@ fn load_conversations(
     let n = db.rows_hint(CONVERSATION_METRICS);
     d.metrics_ids.reserve(n, 16);
     d.response_minutes.reserve(n);
-    db.each_row(CONVERSATION_METRICS, SQL_CONVERSATION_METRICS, |r| {
+    db.each_row_with(CONVERSATION_METRICS, sql_metrics, params, |r| {
         d.metrics_ids.push(
             r.cow_text(0, "conversation_id")?
                 .as_deref()
@@ -364,38 +450,92 @@ fn load_proxy_usage(
         Ok(())
     })?;
     db.each_row(CONTACT_ENHANCED, SQL_CONTACTS, |r| {
-        let names = r.text(1, "all_contact_company_names")?;
-        let last = r.text(2, "last_activity_ts")?;
+        let names = r.cow_text(1, "all_contact_company_names")?;
         contacts.push(ContactRow {
             company_names: names
                 .as_deref()
                 .map(|s| splitter.items(s))
                 .unwrap_or_default(),
-            last_activity: ts.parse(CONTACT_ENHANCED, "last_activity_ts", last.as_deref()),
+            last_activity: r.time(2, "last_activity_ts", ts)?,
         });
         Ok(())
     })?;
     Ok(())
 }
 
-/// The usage events, each with its company id as a number in the returned
-/// interner (the company rows may still be loading), and their own unparseable-time
-/// counts.
+/// Whether the server's day summaries cut the rows that cross the network: at
+/// least two events per company and day of the window on average, by the server's
+/// statistics. Where companies have about one event a day (the demo), grouping costs
+/// the server more than it saves, and the events come one row each — then there are
+/// fewer than two per company-day, so the transfer still grows with companies × days.
+/// Without statistics, summaries (memory stays bounded either way).
+fn summaries_pay(db: &Database, from: DateTime<Utc>, to: DateTime<Utc>) -> bool {
+    let Some((rows, companies)) = db.column_stats(USAGE_EVENTS, "company_id") else {
+        return true;
+    };
+    let days = ((to - from).num_days() + 1).max(1) as f64;
+    rows >= 2.0 * companies.max(1.0) * days
+}
+
+/// What [`load_usage_events`] read: the events, their company ids (numbered), how
+/// many events each id has (rows of a server's day summaries stand for many), and
+/// the times that could not be read.
+struct LoadedEvents {
+    events: UsageEvents,
+    ids: Interner,
+    counts: Vec<u64>,
+    bad: BadTimestamps,
+}
+
+/// The usage events from `from` on (no earlier event can count: conversions follow
+/// closes of conversations created in the window, retention periods lie inside it),
+/// each with its company id as a number in the returned interner (the company rows
+/// may still be loading), and their own unparseable-time counts. Where the server
+/// can, it sends one row per company, core flag and day instead of every event
+/// (`SQL_USAGE_DAYS_ZONED`).
 fn load_usage_events(
     db: &Database,
     source_tz: Tz,
-) -> Result<(UsageEvents, Interner, BadTimestamps), DataError> {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<LoadedEvents, DataError> {
     let mut bad = BadTimestamps::default();
     let mut ts = TsParser {
         tz: source_tz,
         bad: &mut bad,
     };
     let mut ids = Interner::default();
-    let mut events = UsageEvents::with_capacity(db.rows_hint(USAGE_EVENTS));
+    let kind = db.time_column(USAGE_EVENTS, "occurred_at")?;
+    let by_day = kind != TimeColumn::Text && summaries_pay(db, from, to);
+    let mut events = UsageEvents::with_capacity(if by_day {
+        0
+    } else {
+        db.rows_hint(USAGE_EVENTS)
+    });
+    let (sql, params) = match kind {
+        TimeColumn::Text => (SQL_USAGE_EVENTS, vec![]),
+        _ if !by_day => (
+            SQL_USAGE_EVENTS_FROM,
+            vec![Param::time(from, kind, source_tz)],
+        ),
+        TimeColumn::Zoned => (
+            SQL_USAGE_DAYS_ZONED,
+            vec![Param::time(from, kind, source_tz)],
+        ),
+        TimeColumn::Naive => (
+            SQL_USAGE_DAYS_NAIVE,
+            vec![
+                Param::time(from, kind, source_tz),
+                Param::Text(source_tz.name().to_owned()),
+            ],
+        ),
+    };
     // Event tables are usually grouped by company: a run of the same id is looked
     // up once.
     let mut last: Option<(String, u32)> = None;
-    let rows_read = db.each_row(USAGE_EVENTS, SQL_USAGE_EVENTS, |r| {
+    let mut rows_read = 0u64;
+    let mut counts: Vec<u64> = Vec::new();
+    db.each_row_with(USAGE_EVENTS, sql, &params, |r| {
         let company = r.cow_text(0, "company_id")?.map(|id| match &last {
             Some((l, n)) if *l == *id => *n,
             _ => {
@@ -405,23 +545,52 @@ fn load_usage_events(
             }
         });
         let is_core = r.integer(1, "is_core")?.unwrap_or(0) == 1;
-        let occurred = r.cow_text(2, "occurred_at")?;
-        let occurred = ts.parse(USAGE_EVENTS, "occurred_at", occurred.as_deref());
-        if company.is_none() {
-            events.unmatched += 1;
+        let (first, latest, count) = if by_day {
+            let first = r.time(2, "occurred_at", &mut ts)?;
+            let latest = r.time(3, "occurred_at", &mut ts)?;
+            (first, latest, r.integer(4, "count(*)")?.unwrap_or(0) as u64)
+        } else {
+            let t = r.time(2, "occurred_at", &mut ts)?;
+            (t, None, 1)
+        };
+        rows_read += count;
+        // Events before the window (the server already left them out).
+        let Some(first) = first.filter(|t| *t >= from) else {
+            return Ok(());
+        };
+        let Some(company) = company else {
+            events.unmatched += count;
+            return Ok(());
+        };
+        events.push(company, EventStamp::new(first.timestamp_micros(), is_core));
+        if let Some(latest) = latest.filter(|l| *l != first) {
+            events.push(company, EventStamp::new(latest.timestamp_micros(), is_core));
         }
-        if let (Some(company), Some(t)) = (company, occurred) {
-            events.push(company, EventStamp::new(t.timestamp_micros(), is_core));
+        let c = company as usize;
+        if counts.len() <= c {
+            counts.resize(c + 1, 0);
         }
+        counts[c] += count;
         Ok(())
     })?;
     events.rows_read = rows_read;
-    Ok((events, ids, bad))
+    Ok(LoadedEvents {
+        events,
+        ids,
+        counts,
+        bad,
+    })
 }
 
 /// Points the events at company rows (the first row of an id); the events of
-/// unknown companies are skipped from then on.
-fn attach_events(companies: &[CompanyRow], events: &mut UsageEvents, ids: &Interner) {
+/// unknown companies are counted and skipped from then on.
+fn attach_events(companies: &[CompanyRow], loaded: &mut LoadedEvents) {
+    let LoadedEvents {
+        events,
+        ids,
+        counts,
+        ..
+    } = loaded;
     // Event company number → company row, by looking each company's id up among
     // the events' ids (no second table of ids).
     let mut rows = vec![u32::MAX; ids.len()];
@@ -433,13 +602,14 @@ fn attach_events(companies: &[CompanyRow], events: &mut UsageEvents, ids: &Inter
             }
         }
     }
-    let mut start = 0;
-    for (company, end) in &mut events.runs {
+    events.unmatched += rows
+        .iter()
+        .zip(counts.iter())
+        .filter(|(row, _)| **row == u32::MAX)
+        .map(|(_, n)| n)
+        .sum::<u64>();
+    for (company, _) in &mut events.runs {
         *company = rows[*company as usize];
-        if *company == u32::MAX {
-            events.unmatched += (*end - start) as u64;
-        }
-        start = *end;
     }
 }
 #[cfg(test)]
@@ -447,6 +617,14 @@ mod tests {
     use super::*;
 
     use crate::source::db_with;
+
+    /// A window no test time falls outside.
+    fn all_time() -> Window {
+        Window {
+            start: DateTime::<Utc>::MIN_UTC,
+            end: DateTime::<Utc>::MAX_UTC,
+        }
+    }
 
     #[test]
     fn usage_events_keep_time_flag_and_company_runs() {
@@ -501,7 +679,8 @@ mod tests {
                ('co_b', 1, '2024-01-05 00:00:00'), (NULL, 1, '2024-01-06 00:00:00'),
                ('co_a', 1, 'not a time');",
         );
-        let d = load_conversation_usage(&db, chrono_tz::UTC, UsageTables::Events).unwrap();
+        let d =
+            load_conversation_usage(&db, chrono_tz::UTC, UsageTables::Events, all_time()).unwrap();
         assert_eq!(
             d.conversation_ids.iter().collect::<Vec<_>>(),
             ["c1", "c2", "c3", "c4", "c5"]
@@ -545,7 +724,8 @@ mod tests {
              CREATE TABLE intercom__conversation_enhanced (x);
              CREATE TABLE intercom__conversation_metrics (x);",
         );
-        let err = load_conversation_usage(&db, Tz::UTC, UsageTables::Proxy).unwrap_err();
+        let err =
+            load_conversation_usage(&db, Tz::UTC, UsageTables::Proxy, all_time()).unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains("intercom__company_enhanced.monthly_spend"),

@@ -797,8 +797,13 @@ pub fn compute(
         correlations,
         tertiles,
         data_quality: DataQuality {
-            conversations_total: data.conversations.len(),
-            conversations_without_created_at: without_created,
+            conversations_total: data
+                .conversation_counts
+                .map_or(data.conversations.len(), |c| c.total as usize),
+            conversations_without_created_at: without_created
+                + data
+                    .conversation_counts
+                    .map_or(0, |c| c.without_created_at as usize),
             unmapped_conversations: unmapped,
             in_scope_without_metrics_row: without_metrics,
             usage_events_unmatched: data.usage_events.as_ref().map(|e| e.unmatched),

@@ -180,11 +180,11 @@ impl Report for ConversationUsageReport {
             UsageDefinitions::Proxy => UsageTables::Proxy,
             UsageDefinitions::None => UsageTables::Neither,
         };
+        let window = plan.window.expect("conversation-usage plans a window");
         let t = Instant::now();
-        let loaded = load::load_conversation_usage(db, req.source_tz, tables)?;
+        let loaded = load::load_conversation_usage(db, req.source_tz, tables, window)?;
         timings.push(("load", t.elapsed()));
         let t = Instant::now();
-        let window = plan.window.expect("conversation-usage plans a window");
         let report = metrics::compute(
             &loaded,
             window,

@@ -64,11 +64,10 @@ pub fn load(
     })?;
     let mut events = Vec::new();
     db.each_row(EVENTS, SQL_EVENTS, |r| {
-        let t = r.cow_text(2, "event_time")?;
         events.push(EventRow {
             user_id: r.text(0, "user_id")?.unwrap_or_default(),
             event_type: r.text(1, "event_type")?.unwrap_or_default(),
-            event_time: ts.parse(EVENTS, "event_time", t.as_deref()),
+            event_time: r.time(2, "event_time", &mut ts)?,
         });
         Ok(())
     })?;

@@ -3,17 +3,38 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use crate::intercom::window::Window;
 use crate::intercom::{
     self, load_companies, topic_tags, CompanyRow, NameSplitter, COMPANY_ENHANCED,
     CONVERSATION_ENHANCED, CONVERSATION_METRICS,
 };
 use crate::source::{BadTimestamps, DataError, Database, RowsRead, TableNeed, TsParser};
 
-const SQL_TAG_CONVERSATIONS: &str =
-    "SELECT conversation_id, conversation_created_at, all_conversation_tags, \
-     all_contact_company_names, conversation_rating FROM intercom__conversation_enhanced";
-const SQL_TAG_CONVERSATION_METRICS: &str =
-    "SELECT conversation_id, time_to_first_response_minutes, count_reopens FROM intercom__conversation_metrics";
+macro_rules! conversations {
+    () => {
+        "SELECT conversation_id, conversation_created_at, all_conversation_tags, \
+         all_contact_company_names, conversation_rating FROM intercom__conversation_enhanced"
+    };
+}
+macro_rules! conversation_metrics {
+    () => {
+        "SELECT conversation_id, time_to_first_response_minutes, count_reopens \
+         FROM intercom__conversation_metrics"
+    };
+}
+const SQL_TAG_CONVERSATIONS: &str = conversations!();
+const SQL_TAG_CONVERSATION_METRICS: &str = conversation_metrics!();
+/// Where `conversation_created_at` is a native timestamp, only the window's rows
+/// cross the network (`$1`, `$2`: the window, inclusive).
+const SQL_TAG_CONVERSATIONS_IN_WINDOW: &str = concat!(
+    conversations!(),
+    " WHERE conversation_created_at BETWEEN $1 AND $2"
+);
+const SQL_TAG_CONVERSATION_METRICS_IN_WINDOW: &str = concat!(
+    conversation_metrics!(),
+    " WHERE conversation_id IN (SELECT conversation_id FROM intercom__conversation_enhanced \
+     WHERE conversation_created_at BETWEEN $1 AND $2)"
+);
 
 /// A conversation as the tag-drivers report reads it.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,7 +90,7 @@ pub const NEEDS: &[TableNeed] = &[
 ];
 
 /// Loads the rows of the tag-drivers report.
-pub fn load(db: &Database, source_tz: Tz) -> Result<TagDriversData, DataError> {
+pub fn load(db: &Database, source_tz: Tz, window: Window) -> Result<TagDriversData, DataError> {
     let mut d = TagDriversData::default();
     let mut bad = BadTimestamps::default();
     let mut ts = TsParser {
@@ -79,15 +100,25 @@ pub fn load(db: &Database, source_tz: Tz) -> Result<TagDriversData, DataError> {
     d.companies = load_companies(db)?;
     let splitter = NameSplitter::new(&d.companies);
     let mut name = String::new();
-    db.each_row(CONVERSATION_ENHANCED, SQL_TAG_CONVERSATIONS, |r| {
-        let created = r.cow_text(1, "conversation_created_at")?;
+    let bounds = db.time_bounds(
+        CONVERSATION_ENHANCED,
+        "conversation_created_at",
+        window.start,
+        window.end,
+        source_tz,
+    )?;
+    let (sql, sql_metrics, params) = match &bounds {
+        Some(b) => (
+            SQL_TAG_CONVERSATIONS_IN_WINDOW,
+            SQL_TAG_CONVERSATION_METRICS_IN_WINDOW,
+            &b[..],
+        ),
+        None => (SQL_TAG_CONVERSATIONS, SQL_TAG_CONVERSATION_METRICS, &[][..]),
+    };
+    db.each_row_with(CONVERSATION_ENHANCED, sql, params, |r| {
         d.conversations.push(TagConversationRow {
             conversation_id: r.text(0, "conversation_id")?.unwrap_or_default(),
-            created_at: ts.parse(
-                CONVERSATION_ENHANCED,
-                "conversation_created_at",
-                created.as_deref(),
-            ),
+            created_at: r.time(1, "conversation_created_at", &mut ts)?,
             topics: r
                 .cow_text(2, "all_conversation_tags")?
                 .map(|t| topic_tags(&t))
@@ -100,7 +131,7 @@ pub fn load(db: &Database, source_tz: Tz) -> Result<TagDriversData, DataError> {
         });
         Ok(())
     })?;
-    db.each_row(CONVERSATION_METRICS, SQL_TAG_CONVERSATION_METRICS, |r| {
+    db.each_row_with(CONVERSATION_METRICS, sql_metrics, params, |r| {
         d.metrics.push(TagMetricsRow {
             conversation_id: r.text(0, "conversation_id")?.unwrap_or_default(),
             response_minutes: r.real(1, "time_to_first_response_minutes")?,

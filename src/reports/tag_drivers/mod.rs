@@ -104,11 +104,11 @@ impl Report for TagDriversReport {
         plan: &Plan,
         timings: &mut Vec<(&'static str, Duration)>,
     ) -> Result<Box<dyn Computed>, ReportError> {
+        let window = plan.window.expect("tag-drivers plans a window");
         let t = Instant::now();
-        let loaded = load::load(db, req.source_tz)?;
+        let loaded = load::load(db, req.source_tz, window)?;
         timings.push(("load", t.elapsed()));
         let t = Instant::now();
-        let window = plan.window.expect("tag-drivers plans a window");
         let numbers = metrics::compute(&loaded, window)?;
         timings.push(("metrics", t.elapsed()));
         if numbers.bad_timestamps.total() > 0 {

@@ -130,19 +130,19 @@ impl Fixture {
         window: &str,
         usage: UsageDefinitions,
     ) -> Result<ConversationUsage, MetricsError> {
-        let db = Database::open(&self.dir.path().join("db.sqlite")).unwrap();
+        let db = Database::open(&self.dir.path().join("db.sqlite").into()).unwrap();
         let tables = match usage {
             UsageDefinitions::Events => UsageTables::Events,
             UsageDefinitions::Proxy => UsageTables::Proxy,
             UsageDefinitions::None => UsageTables::Neither,
         };
-        let data = load_conversation_usage(&db, Tz::UTC, tables).unwrap();
         let anchor = crate::intercom::latest_conversation(&db, Tz::UTC).unwrap();
         let w = window
             .parse::<WindowSpec>()
             .unwrap()
             .resolve(anchor, at("2030-01-01 00:00:00"), Tz::UTC)
             .unwrap();
+        let data = load_conversation_usage(&db, Tz::UTC, tables, w).unwrap();
         compute(
             &data,
             w,

@@ -1,0 +1,429 @@
+//! Reading the tables straight from PostgreSQL, against a real server: the same
+//! fixture loaded into SQLite and into PostgreSQL (with dbt_intercom's native types)
+//! gives the same numbers, file for file; URLs, schemas and passwords behave.
+//!
+//! The server is `$CXREPORT_TEST_POSTGRES` (`script/test` starts a throwaway one).
+//! Without it the tests print a notice and pass, except under CI
+//! (`CXREPORT_REQUIRE_POSTGRES` or `CI` set), where they fail.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use common::{demo_db, run, text};
+
+/// The server's URL, or `None` (with a notice) when there is none outside CI.
+fn server() -> Option<String> {
+    match std::env::var("CXREPORT_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let required = ["CXREPORT_REQUIRE_POSTGRES", "CI"]
+                .iter()
+                .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
+            assert!(
+                !required,
+                "CXREPORT_TEST_POSTGRES is not set, and CI requires the PostgreSQL tests \
+                 (script/test starts a throwaway server when the postgresql package is installed)"
+            );
+            eprintln!(
+                "NOTICE: PostgreSQL tests skipped: CXREPORT_TEST_POSTGRES is not set \
+                 (run them with script/test)"
+            );
+            None
+        }
+    }
+}
+
+/// `url` pointing at `schema`.
+fn with_schema(url: &str, schema: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}schema={schema}")
+}
+
+/// Loads a SQLite file into a fresh schema with `cxreport load-postgres`.
+fn load(url: &str, file: &Path, schema: &str, extra: &[&str]) -> String {
+    let to = with_schema(url, schema);
+    let mut args = vec![
+        "load-postgres",
+        "--from",
+        file.to_str().unwrap(),
+        "--to",
+        &to,
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    to
+}
+
+fn client(url: &str) -> postgres::Client {
+    postgres::Client::connect(url, postgres::NoTls).expect("test server reachable")
+}
+
+/// Every file under `dir`, by relative path (manifest.json parsed: it names the
+/// database and its timings, which differ by nature).
+fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.insert(
+                    p.strip_prefix(root).unwrap().to_owned(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Runs `args` on both databases and asserts the same outcome: the same files with
+/// the same bytes (manifest: the same except the database and timings), or the same
+/// failure. Returns the PostgreSQL run's manifest (`null` after a failure).
+fn same_outputs(sqlite: &Path, pg: &str, args: &[&str]) -> serde_json::Value {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut outs = Vec::new();
+    for (i, db) in [sqlite.to_str().unwrap(), pg].into_iter().enumerate() {
+        let out = tmp.path().join(i.to_string());
+        let mut a = vec!["run"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&[
+            "--db",
+            db,
+            "--out",
+            out.to_str().unwrap(),
+            "--data-only",
+            "--as-of",
+            "2024-07-01T00:00:00Z",
+        ]);
+        let o = run(&a);
+        outs.push((o, out));
+    }
+    let ((a, a_dir), (b, b_dir)) = (&outs[0], &outs[1]);
+    assert_eq!(
+        a.status.code(),
+        b.status.code(),
+        "{args:?}\n{}\n{}",
+        text(a),
+        text(b)
+    );
+    if !a.status.success() {
+        // The same refusal, naming the database each time.
+        let strip = |o: &std::process::Output, db: &str| text(o).replace(db, "<db>");
+        assert_eq!(strip(a, sqlite.to_str().unwrap()), strip(b, pg), "{args:?}");
+        return serde_json::Value::Null;
+    }
+    let (fa, fb) = (files(a_dir), files(b_dir));
+    assert_eq!(
+        fa.keys().collect::<Vec<_>>(),
+        fb.keys().collect::<Vec<_>>(),
+        "{args:?}"
+    );
+    assert!(fa.len() > 2, "{args:?}: {:?}", fa.keys());
+    let mut manifest = serde_json::Value::Null;
+    for (path, bytes) in &fa {
+        if path.ends_with("manifest.json") {
+            let parse = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).unwrap();
+            let (ma, mb) = (parse(bytes), parse(&fb[path]));
+            for key in [
+                "report",
+                "period",
+                "parameters",
+                "reference_time",
+                "editions",
+            ] {
+                assert_eq!(ma[key], mb[key], "{args:?} manifest {key}");
+            }
+            assert_eq!(mb["database"]["path"], serde_json::json!(pg));
+            assert!(mb["database"]["sha256"].is_null());
+            manifest = mb;
+            continue;
+        }
+        assert!(
+            bytes == &fb[path],
+            "{args:?}: {} differs:\n--- sqlite\n{}\n--- postgresql\n{}",
+            path.display(),
+            String::from_utf8_lossy(bytes),
+            String::from_utf8_lossy(&fb[path])
+        );
+    }
+    manifest
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// A schema name of this test run.
+fn schema(name: &str) -> String {
+    format!("cxreport_test_{name}_{}", std::process::id())
+}
+
+#[test]
+fn every_report_gives_the_same_numbers_from_postgresql_as_from_sqlite() {
+    let Some(url) = server() else { return };
+    let demo = demo_db();
+    let pg = load(&url, demo, &schema("demo"), &[]);
+    for args in [
+        &["conversation-usage"][..],
+        &["conversation-usage", "--usage-source", "proxy"],
+        &[
+            "conversation-usage",
+            "--window",
+            "range:2024-02-01..2024-04-30",
+        ],
+        &["tag-drivers"],
+        &["customer-segmentation"],
+    ] {
+        same_outputs(demo, &pg, args);
+    }
+    // Timestamps with a zone and a boolean core flag (native types either way): the
+    // same numbers again.
+    let tz_schema = schema("demo_tz");
+    let pg_tz = load(&url, demo, &tz_schema, &[]);
+    client(&url)
+        .batch_execute(&format!(
+            "SET search_path = {tz_schema};
+             ALTER TABLE usage_events ALTER occurred_at TYPE timestamptz
+               USING occurred_at AT TIME ZONE 'UTC',
+               ALTER is_core TYPE boolean USING is_core = 1;
+             ALTER TABLE intercom__conversation_enhanced
+               ALTER conversation_created_at TYPE timestamptz
+                 USING conversation_created_at AT TIME ZONE 'UTC',
+               ALTER last_close_at TYPE timestamptz USING last_close_at AT TIME ZONE 'UTC'"
+        ))
+        .unwrap();
+    same_outputs(demo, &pg_tz, &["conversation-usage"]);
+    // Naive times in another zone: loaded and read as that zone's local time.
+    let pg_sh = load(
+        &url,
+        demo,
+        &schema("demo_sh"),
+        &["--source-timezone", "Asia/Shanghai"],
+    );
+    same_outputs(
+        demo,
+        &pg_sh,
+        &["conversation-usage", "--source-timezone", "Asia/Shanghai"],
+    );
+}
+
+/// The server sends one row per company, core flag and day; conversion still sees an
+/// event right after a close (the day's last) and one right at close + 72 h (the
+/// day's first) while the day's other event lies outside the interval. Every close
+/// gets such a pair: an event a minute before it and one a minute after, or one at
+/// exactly 72 h after it and one a minute later.
+#[test]
+fn day_summaries_keep_the_events_at_the_edges_of_the_72_hours() {
+    let Some(url) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("edges.sqlite");
+    std::fs::copy(demo_db(), &db).unwrap();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "DELETE FROM usage_events;
+             CREATE TEMP TABLE closes AS
+               SELECT co.company_id, datetime(cv.last_close_at) AS closed, cv.rowid AS n
+               FROM intercom__conversation_enhanced cv
+               JOIN intercom__company_enhanced co
+                 ON lower(trim(co.company_name)) = lower(trim(substr(
+                      cv.all_contact_company_names, 1,
+                      instr(cv.all_contact_company_names || ',', ',') - 1)))
+               WHERE cv.last_close_at IS NOT NULL
+                 AND time(cv.last_close_at) BETWEEN '00:05:00' AND '23:50:00';
+             INSERT INTO usage_events (event_id, contact_id, company_id, event_name, is_core, occurred_at)
+               SELECT 'b' || rowid, NULL, company_id, 'x', 1, datetime(closed, '-1 minute')
+               FROM closes WHERE n % 2 = 0
+               UNION ALL SELECT 'a' || rowid, NULL, company_id, 'x', 1, datetime(closed, '+1 minute')
+               FROM closes WHERE n % 2 = 0
+               UNION ALL SELECT 'c' || rowid, NULL, company_id, 'x', 0, datetime(closed, '+72 hours')
+               FROM closes WHERE n % 2 = 1
+               UNION ALL SELECT 'd' || rowid, NULL, company_id, 'x', 0,
+                 datetime(closed, '+72 hours', '+1 minute')
+               FROM closes WHERE n % 2 = 1;",
+        )
+        .unwrap();
+    let name = schema("edges");
+    let pg = load(&url, &db, &name, &[]);
+    // Without statistics the server summarizes (as on a warehouse table nobody has
+    // analyzed); the copy keeps autovacuum from analyzing it during the test.
+    client(&url)
+        .batch_execute(&format!(
+            "SET search_path = {name};
+             CREATE TABLE ev (LIKE usage_events) WITH (autovacuum_enabled = false);
+             INSERT INTO ev SELECT * FROM usage_events;
+             DROP TABLE usage_events; ALTER TABLE ev RENAME TO usage_events;"
+        ))
+        .unwrap();
+    let m = same_outputs(&db, &pg, &["conversation-usage"]);
+    let read: u64 = m["database"]["row_counts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    let sent = m["database"]["transfer"]["rows"].as_u64().unwrap();
+    assert!(
+        sent < read,
+        "day summaries: {sent} rows sent for {read} read"
+    );
+}
+
+#[test]
+fn the_package_fixtures_read_the_same_from_both() {
+    let Some(url) = server() else { return };
+    for (name, file) in [
+        ("seed", "dbt-intercom-seed.sqlite"),
+        ("seed_ev", "dbt-intercom-seed-with-usage-events.sqlite"),
+    ] {
+        let file = fixture(file);
+        let pg = load(&url, &file, &schema(name), &[]);
+        // dbt_intercom's native types, not text.
+        let mut c = client(&url);
+        let types: Vec<(String, String)> = c
+            .query(
+                "SELECT column_name::text, data_type::text FROM information_schema.columns \
+                 WHERE table_schema = $1 AND table_name = 'intercom__conversation_enhanced' \
+                 AND column_name IN ('conversation_id', 'conversation_created_at')",
+                &[&schema(name)],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert!(
+            types.contains(&("conversation_id".into(), "bigint".into())),
+            "{types:?}"
+        );
+        assert!(
+            types.contains(&(
+                "conversation_created_at".into(),
+                "timestamp without time zone".into()
+            )),
+            "{types:?}"
+        );
+        for args in [
+            &["tag-drivers", "--window", "range:2020-01-01..2020-12-31"][..],
+            // No paying company in the package's seeds: the same clean failure.
+            &[
+                "conversation-usage",
+                "--window",
+                "range:2020-01-01..2020-12-31",
+            ],
+        ] {
+            same_outputs(&file, &pg, args);
+        }
+    }
+}
+
+#[test]
+fn urls_schemas_and_passwords() {
+    let Some(url) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pg = load(&url, demo_db(), &schema("check"), &[]);
+
+    // check --db with no configuration, anywhere: every report, from the server.
+    let o = common::bin()
+        .current_dir(dir.path())
+        .args(["check", "--db", &pg])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    for r in ["conversation-usage", "tag-drivers", "customer-segmentation"] {
+        assert!(t.contains(&format!("report `{r}`: can run")), "{t}");
+    }
+
+    // A password in the URL is refused before any connection, and never echoed.
+    let with_pw = url.replacen("postgres@", "postgres:hunter2@", 1);
+    let o = run(&["run", "--db", &with_pw, "--data-only"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(!text(&o).contains("hunter2"), "{}", text(&o));
+    assert!(text(&o).contains("PGPASSWORD"), "{}", text(&o));
+
+    // A schema that does not exist, a table that is missing: named.
+    let o = run(&[
+        "run",
+        "--db",
+        &with_schema(&url, "no_such_schema"),
+        "--data-only",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("schema `no_such_schema` does not exist"),
+        "{}",
+        text(&o)
+    );
+    client(&url)
+        .batch_execute(&format!(
+            "DROP TABLE {}.intercom__conversation_metrics",
+            schema("check")
+        ))
+        .unwrap();
+    let o = run(&["run", "--db", &pg, "--data-only"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("table `intercom__conversation_metrics` does not exist"),
+        "{}",
+        text(&o)
+    );
+
+    // Nothing a run does writes: the session is read-only (a report cannot change
+    // the warehouse even by mistake).
+    let mut c = client(&pg.replace(&format!("?schema={}", schema("check")), ""));
+    c.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        .unwrap();
+    assert!(c
+        .batch_execute("CREATE TABLE cxreport_should_fail (x int)")
+        .is_err());
+}
+
+#[test]
+fn a_job_reads_its_warehouse_with_the_password_from_the_variable_it_names() {
+    let Some(url) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pg = load(&url, demo_db(), &schema("job"), &[]);
+    std::fs::write(
+        dir.path().join("schedules.toml"),
+        format!(
+            "[defaults]\noutput_dir = \"out\"\nlanguages = [\"en\"]\n\
+             database = \"{pg}\"\ndatabase_password_env = \"WAREHOUSE_PASSWORD\"\n\n\
+             [[job]]\nname = \"usage\"\nreport = \"conversation-usage\"\ncron = \"0 7 1 * *\"\n"
+        ),
+    )
+    .unwrap();
+    let o = common::bin()
+        .current_dir(dir.path())
+        .env("WAREHOUSE_PASSWORD", "not-needed-on-trust")
+        .args(["run", "--job", "usage", "--as-of", "2024-07-01T07:00:00Z"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let pdfs: Vec<_> = std::fs::read_dir(dir.path().join("out/usage"))
+        .unwrap()
+        .flat_map(|p| std::fs::read_dir(p.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".pdf"))
+        .collect();
+    assert_eq!(pdfs, ["report.en.pdf"]);
+    let all = std::fs::read_dir(dir.path().join("out/usage"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let pdf_text = common::pdf_text(&all.join("report.en.pdf"));
+    assert!(
+        common::squash(&pdf_text).contains(&common::squash("read from a PostgreSQL server")),
+        "the appendix says where the tables came from"
+    );
+    assert!(!pdf_text.contains("not-needed-on-trust"));
+}
