@@ -476,6 +476,41 @@ fn demo_without_usage_events_falls_back_to_the_proxies() {
 }
 
 #[test]
+fn without_first_response_tags_the_bot_share_is_labelled_a_proxy_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo_copy(
+        dir.path(),
+        "UPDATE intercom__conversation_enhanced SET all_conversation_tags =
+           replace(replace(all_conversation_tags, 'first_response:bot', 'Bug'),
+                   'first_response:human', 'Bug');",
+    );
+    let (_, report) = run_usage(&db, dir.path(), &[]);
+    let summary = common::json(&report.join("summary.json"));
+    assert_eq!(summary["bot_first_measure"], "bot_initiated_proxy");
+    for (lang, proxy, tagged) in [
+        ("en", "Bot-initiated share (proxy)", "Bot-first share"),
+        ("zh", "机器人发起占比（代理）", "机器人首答占比"),
+    ] {
+        let pdf = common::pdf_text(&report.join(format!("report.{lang}.pdf")));
+        assert!(pdf.contains(proxy), "{lang}: labelled as the proxy");
+        assert!(!pdf.contains(tagged), "{lang}: never printed as bot-first");
+        let chart = std::fs::read_to_string(
+            report.join(format!("charts/scatter_bot_conversion.{lang}.svg")),
+        )
+        .unwrap();
+        assert!(chart.contains(proxy), "{lang}: the chart's axis too");
+    }
+    // With the demo's tags, the same report says bot-first.
+    let (_, report) = run_usage(demo_db(), &dir.path().join("tagged"), &["--lang", "en"]);
+    assert_eq!(
+        common::json(&report.join("summary.json"))["bot_first_measure"],
+        "first_response_tags"
+    );
+    let pdf = common::pdf_text(&report.join("report.en.pdf"));
+    assert!(pdf.contains("Bot-first share") && !pdf.contains("(proxy)"));
+}
+
+#[test]
 fn without_any_usage_input_conversion_and_retention_are_empty_and_said_so() {
     // dbt_intercom as built: no usage_events, no proxy columns.
     let dir = tempfile::tempdir().unwrap();
@@ -515,10 +550,17 @@ fn usage_events_that_match_no_company_are_counted_and_printed() {
         dir.path(),
         "UPDATE usage_events SET company_id = 'acct-' || company_id",
     );
+    // Events before the window cannot count for anything: only the window's are
+    // weighed (the same on a server, which never sends the earlier ones).
     let events: i64 = rusqlite::Connection::open(&db)
         .unwrap()
-        .query_row("SELECT count(*) FROM usage_events", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM usage_events WHERE datetime(occurred_at) >= '2023-12-15 00:00:00'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
+    assert!(events > 40_000);
     let (o, report) = run_usage(&db, dir.path(), &["--lang", "en"]);
     assert!(
         text(&o).contains("matches no company"),

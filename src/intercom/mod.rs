@@ -191,20 +191,20 @@ pub fn intern_company_names(companies: &[CompanyRow], names: &mut Interner) -> V
 /// Bot-first rule of §4: the first_response tag decides, else the proxy "bot-initiated"
 /// (author `bot`, or initiated `bot_follow_up` / `operator_initiated`).
 pub fn is_bot_first(tags: Option<&str>, author: Option<&str>, initiated: Option<&str>) -> bool {
-    if let Some(t) = tags {
-        let (mut bot, mut human) = (false, false);
-        for item in split_items(t) {
-            bot |= item == "first_response:bot";
-            human |= item == "first_response:human";
-        }
-        if bot {
-            return true;
-        }
-        if human {
-            return false;
-        }
+    first_response_tag(tags).unwrap_or_else(|| {
+        author == Some("bot") || matches!(initiated, Some("bot_follow_up" | "operator_initiated"))
+    })
+}
+
+/// What a `first_response:` tag says: `Some(true)` bot, `Some(false)` human (`bot`
+/// wins when both are there), `None` no such tag (the proxy decides).
+pub fn first_response_tag(tags: Option<&str>) -> Option<bool> {
+    let (mut bot, mut human) = (false, false);
+    for item in split_items(tags?) {
+        bot |= item == "first_response:bot";
+        human |= item == "first_response:human";
     }
-    author == Some("bot") || matches!(initiated, Some("bot_follow_up" | "operator_initiated"))
+    (bot || human).then_some(bot)
 }
 
 /// Customer-initiated (contract table "Vocabulary"): Intercom's `customer_initiated`,

@@ -128,6 +128,20 @@ impl Templates {
 
     /// Loads one language of a report: its strings and its Tera templates.
     pub fn language(&self, report: &str, lang: &str) -> Result<Language, NarrativeError> {
+        self.language_with(report, lang, &[])
+    }
+
+    /// [`Templates::language`] with the strings of the named variants laid over the
+    /// others: a strings file's `[variant.<name>]` table holds the keys that read
+    /// differently when a run measured something another way (the bot-initiated
+    /// proxy instead of bot-first tags), so every label, chart and sentence that uses
+    /// the key changes with it.
+    pub fn language_with(
+        &self,
+        report: &str,
+        lang: &str,
+        variants: &[&str],
+    ) -> Result<Language, NarrativeError> {
         let available = self.languages(report);
         if !available.contains(lang) {
             return Err(NarrativeError::UnknownLanguage {
@@ -148,6 +162,13 @@ impl Templates {
             let mut base = parse(&shared, &shared_path)?;
             merge(&mut base, table);
             table = base;
+        }
+        if let Some(toml::Value::Table(mut all)) = table.remove("variant") {
+            for v in variants {
+                if let Some(toml::Value::Table(over)) = all.remove(*v) {
+                    merge(&mut table, over);
+                }
+            }
         }
         let strings = Strings::new(table, path);
         let format = NumberFormat::from_strings(&strings)?;

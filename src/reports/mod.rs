@@ -187,6 +187,11 @@ pub trait Computed: Send + Sync {
     fn size(&self) -> (&'static str, usize);
     /// Rows the loader read, per table (the appendix and the manifest print these).
     fn rows_read(&self) -> &[(&'static str, u64)];
+    /// The string variants this run's editions use (`[variant.<name>]` in the
+    /// strings files): a measure taken another way is labelled as such everywhere.
+    fn variants(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
 }
 
 /// Every report of this build, in the order `cxreport reports` lists them.

@@ -95,7 +95,7 @@ pub fn render(
     let report = run.report;
     let mut timings = EditionTimings::default();
     let started = std::time::Instant::now();
-    let language = templates.language(report, lang)?;
+    let language = templates.language_with(report, lang, &computed.variants())?;
     let (findings, recommendations) = sentences(story, &language)?;
     timings.narrative = started.elapsed();
     let started = std::time::Instant::now();

@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 
 use super::metrics::{ConversationUsage, SliceRow, UsageDefinitions};
+use crate::render::format::Strings;
 use crate::render::templates::Language;
 
 /// The report's part of `data.json`: scope, the slice panel, diagnostics and the
@@ -217,7 +218,7 @@ pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
     }
 
     json!({
-        "scope": { "rows": scope_rows, "definitions": s.list("scope.definitions") },
+        "scope": { "rows": scope_rows, "definitions": definitions(s) },
         "panel": { "header": panel_header, "rows": panel_rows, "small": small },
         "correlations": correlations,
         "tertiles": tertiles,
@@ -229,4 +230,10 @@ pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
             "limitations": limitations,
         },
     })
+}
+/// The definitions, with the bot-first one (or its proxy variant) fourth.
+fn definitions(s: &Strings) -> Vec<String> {
+    let mut list = s.list("scope.definitions");
+    list.insert(3.min(list.len()), s.get("scope.definition_bot"));
+    list
 }

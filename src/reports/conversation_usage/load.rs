@@ -100,6 +100,8 @@ pub struct ConversationRow {
     /// author and initiated type while the text is at hand: large tables keep no
     /// per-row strings they do not need.
     pub bot_first: bool,
+    /// A `first_response:` tag decided `bot_first` (not the bot-initiated proxy).
+    pub bot_tagged: bool,
     /// conversation_assignee_type: team, another assignee, or not known (NULL).
     pub assignee: Assignee,
     /// conversation_initiated_type is customer-initiated (`customer_initiated` or
@@ -413,6 +415,7 @@ fn load_conversations(
                 author.as_deref(),
                 initiated.as_deref(),
             ),
+            bot_tagged: intercom::first_response_tag(tags.as_deref()).is_some(),
             assignee: Assignee::of(assignee.as_deref()),
             contact_inbound: intercom::is_customer_initiated(initiated.as_deref()),
         });

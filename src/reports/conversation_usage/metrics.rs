@@ -67,10 +67,21 @@ impl Default for Params {
 // ---------------------------------------------------------------------------
 // Outputs
 
+/// What the bot-first share measures: the `first_response:` tags, or, when no
+/// conversation in scope carries one (dbt_intercom as built), the bot-initiated proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BotMeasure {
+    FirstResponseTags,
+    BotInitiatedProxy,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ConversationUsage {
     pub window: Window,
     pub usage_source: UsageDefinitions,
+    /// What `bot_first_resp_share` measures in this run.
+    pub bot_first_measure: BotMeasure,
     pub counts: Counts,
     pub thresholds: Thresholds,
     pub panels: Panels,
@@ -252,6 +263,8 @@ struct Kept {
     /// company name (its number in `company_names`).
     company: u32,
     bot: bool,
+    /// `bot` came from a `first_response:` tag.
+    bot_tagged: bool,
     team: Assignee,
     inbound: bool,
     /// The conversation has no `intercom__conversation_metrics` row.
@@ -274,6 +287,7 @@ impl Kept {
         Self {
             company,
             bot: row.bot_first,
+            bot_tagged: row.bot_tagged,
             team: row.assignee,
             inbound: row.contact_inbound,
             no_metrics_row: resp.is_none(),
@@ -761,6 +775,14 @@ pub fn compute(
         }
     }
 
+    // Without any first_response tag in scope, the share is the bot-initiated proxy
+    // and every output says so (§4).
+    let bot_first_measure = if kept.iter().any(|k| k.bot_tagged) {
+        BotMeasure::FirstResponseTags
+    } else {
+        BotMeasure::BotInitiatedProxy
+    };
+
     let correlations = correlations(&panels.segment_seat_arr, &agg, params.min_cell);
     let tertiles = tertiles(&agg, &labels, companies, params);
 
@@ -780,6 +802,7 @@ pub fn compute(
     Ok(ConversationUsage {
         window,
         usage_source: params.usage,
+        bot_first_measure,
         counts: Counts {
             conversations_in_window: in_window,
             conversations_in_scope: scoped_len,

@@ -238,6 +238,13 @@ impl Computed for ConversationUsage {
         layout::layout(self, language)
     }
 
+    fn variants(&self) -> Vec<&'static str> {
+        match self.bot_first_measure {
+            metrics::BotMeasure::FirstResponseTags => Vec::new(),
+            metrics::BotMeasure::BotInitiatedProxy => vec!["bot_proxy"],
+        }
+    }
+
     fn size(&self) -> (&'static str, usize) {
         ("conversations_kept", self.counts.conversations_kept)
     }

@@ -579,6 +579,8 @@ fn real_intercom_vocabulary_and_an_empty_assignee_column() {
     assert_eq!(o.conv_cnt, 4);
     assert!(close(o.contact_inbound_share, 0.5));
     assert!(close(o.bot_first_resp_share, 0.25));
+    // No first_response tag anywhere: the share is the bot-initiated proxy.
+    assert_eq!(out.bot_first_measure, BotMeasure::BotInitiatedProxy);
     assert_eq!(o.team_route_share, None);
     assert!(out
         .panels
@@ -650,6 +652,7 @@ fn shares_and_proxy_retention_per_slice() {
     );
     let out = f.run("rolling:1m", UsageDefinitions::Proxy).unwrap();
     let o = &out.panels.overall;
+    assert_eq!(out.bot_first_measure, BotMeasure::FirstResponseTags);
     assert_eq!((o.companies_total, o.conv_cnt), (2, 4));
     assert!(close(o.bot_first_resp_share, 0.5));
     assert!(close(o.team_route_share, 0.5));
