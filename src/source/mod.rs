@@ -630,6 +630,10 @@ impl RowReader<'_, '_> {
         Ok(match self.value(i, column, Tz::UTC)? {
             Cell2::Null => None,
             Cell2::Int(v) => Some(v as f64),
+            // ±Inf (SQLite stores 9e999 so) is no amount a report can use.
+            Cell2::Real(v) if !v.is_finite() => {
+                return Err(self.bad(column, "a finite number", v.to_string()))
+            }
             Cell2::Real(v) => Some(v),
             Cell2::Bool(v) => Some(f64::from(u8::from(v))),
             Cell2::Text(t) => {
@@ -652,6 +656,9 @@ impl RowReader<'_, '_> {
     }
 
     pub fn integer(&self, i: usize, column: &'static str) -> Result<Option<i64>, DataError> {
+        if let Cell2::Int(v) = self.value(i, column, Tz::UTC)? {
+            return Ok(Some(v));
+        }
         match self.real(i, column)? {
             None => Ok(None),
             Some(v) if v.fract() == 0.0 && v.abs() < 9.0e15 => Ok(Some(v as i64)),

@@ -131,7 +131,7 @@ pub fn features(users: &[UserRow], events: &[EventRow]) -> Vec<UserFeatures> {
             UserFeatures {
                 user_id: u.user_id.clone(),
                 portfolio_group: portfolio_group(u.portfolio_size),
-                plan_type: u.plan_type.clone().unwrap_or_else(|| "unknown".into()),
+                plan_type: plan_of(u.plan_type.as_deref()),
                 engagement: engagement(total),
                 ticket_range: ticket_range(u.support_tickets),
                 diversity_group: diversity_group(types),
@@ -165,6 +165,19 @@ pub struct DimensionRow {
     pub active_rate: f64,
     pub avg_nps: Option<f64>,
     pub avg_tickets: f64,
+}
+
+/// A user's plan as the report groups it: the contract's three plans (compared
+/// trimmed and lower-cased), `unknown` without one, `other` for any other value (a
+/// table with thousands of plan names still makes one readable chart; the data
+/// quality counts them).
+fn plan_of(plan: Option<&str>) -> String {
+    match plan.map(|p| p.trim().to_lowercase()) {
+        None => "unknown".into(),
+        Some(p) if p.is_empty() => "unknown".into(),
+        Some(p) if value_order("plan_type").contains(&p.as_str()) => p,
+        Some(_) => "other".into(),
+    }
 }
 
 /// Order of each dimension's values in tables and charts.
@@ -263,7 +276,7 @@ pub fn impact(with: &[&UserFeatures], without: &[&UserFeatures]) -> Impact {
     };
     let active = |v: &[&UserFeatures]| mean(v.iter().map(|u| if u.is_active { 1.0 } else { 0.0 }));
     let ((wa, wm), (oa, om)) = (arr(with), arr(without));
-    let lift = wa.zip(oa).map(|(w, o)| w - o);
+    let lift = wa.zip(oa).map(|(w, o)| w - o).filter(|l| l.is_finite());
     Impact {
         with_users: with.len(),
         without_users: without.len(),
@@ -274,7 +287,10 @@ pub fn impact(with: &[&UserFeatures], without: &[&UserFeatures]) -> Impact {
         with_active_rate: active(with),
         without_active_rate: active(without),
         arr_lift: lift,
-        arr_lift_pct: lift.zip(oa).and_then(|(l, o)| (o != 0.0).then(|| l / o)),
+        arr_lift_pct: lift
+            .zip(oa)
+            .and_then(|(l, o)| (o != 0.0).then(|| l / o))
+            .filter(|p| p.is_finite()),
     }
 }
 

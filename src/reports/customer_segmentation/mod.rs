@@ -386,6 +386,16 @@ fn layout(run: &Run, lang: &Language) -> Value {
             count(r.events_of_unknown_users),
         ],
         [
+            s.get("quality.other_plan"),
+            count(
+                r.dimensions
+                    .iter()
+                    .filter(|d| d.dimension == "plan_type" && d.value == "other")
+                    .map(|d| d.users)
+                    .sum(),
+            ),
+        ],
+        [
             s.get("quality.unknown_plan"),
             count(
                 r.dimensions
