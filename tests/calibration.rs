@@ -34,7 +34,14 @@ fn default_demo_matches_the_reference_figures() {
         .unwrap()
         .resolve(Some(anchor), anchor, Tz::UTC)
         .unwrap();
-    let data = load_conversation_usage(&db, Tz::UTC, UsageTables::Proxy, window).unwrap();
+    let data = load_conversation_usage(
+        &db,
+        Tz::UTC,
+        UsageTables::Proxy,
+        window,
+        &Default::default(),
+    )
+    .unwrap();
     let mut per_month = [0usize; 6];
     for c in &data.conversations {
         let t = c.created_at.unwrap();
@@ -235,7 +242,9 @@ fn demo_tag_drivers_tell_the_expected_story() {
         .unwrap()
         .resolve(anchor, anchor.unwrap(), Tz::UTC)
         .unwrap();
-    let data = cxreport::reports::tag_drivers::load::load(&db, Tz::UTC, window).unwrap();
+    let data =
+        cxreport::reports::tag_drivers::load::load(&db, Tz::UTC, window, &Default::default())
+            .unwrap();
     let r = cxreport::reports::tag_drivers::metrics::compute(&data, window).unwrap();
     for t in &r.top {
         println!(

@@ -5,7 +5,7 @@ mod common;
 
 use common::{col, demo_db, read_csv, run, text};
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 fn sum(rows: &[Vec<String>], i: usize) -> u64 {
@@ -508,6 +508,100 @@ fn without_first_response_tags_the_bot_share_is_labelled_a_proxy_everywhere() {
     );
     let pdf = common::pdf_text(&report.join("report.en.pdf"));
     assert!(pdf.contains("Bot-first share") && !pdf.contains("(proxy)"));
+}
+
+#[test]
+fn a_mapping_reads_other_tag_names_and_an_account_key_as_the_defaults_read_the_demo() {
+    // The demo with its conventions renamed, and events keyed by the product's
+    // account id (a company column), as a user's warehouse may have them.
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo_copy(
+        dir.path(),
+        "UPDATE intercom__company_enhanced SET all_company_tags =
+           replace(replace(all_company_tags, 'segment:', 'stage:'), 'Churn Watch', 'Red Flag');
+         ALTER TABLE intercom__company_enhanced ADD COLUMN account_id TEXT;
+         UPDATE intercom__company_enhanced SET account_id = 'acct-' || company_id;
+         UPDATE usage_events SET company_id = 'acct-' || company_id;",
+    );
+    let mapping = dir.path().join("mapping.toml");
+    std::fs::write(
+        &mapping,
+        "segment_tag_prefix = \"stage:\"\nat_risk_tags = [\"Red Flag\"]\nusage_company_key = \"account_id\"\n",
+    )
+    .unwrap();
+    let m = mapping.to_str().unwrap();
+    for (report, file) in [
+        ("conversation-usage", "panel_segment_seat_arr.csv"),
+        ("tag-drivers", "tag_shares.csv"),
+    ] {
+        let out = |name: &str| dir.path().join(name);
+        let runs = [
+            (db.as_path(), Some(m), out("mapped")),
+            (demo_db(), None, out("demo")),
+            (db.as_path(), None, out("unmapped")),
+        ];
+        let mut csvs = Vec::new();
+        for (d, mapping, o) in &runs {
+            let mut args = vec![
+                "run",
+                report,
+                "--db",
+                d.to_str().unwrap(),
+                "--out",
+                o.to_str().unwrap(),
+                "--data-only",
+            ];
+            if let Some(m) = mapping {
+                args.extend(["--mapping", m]);
+            }
+            let r = run(&args);
+            assert!(r.status.success(), "{}", text(&r));
+            let folder = String::from_utf8_lossy(&r.stdout).trim().to_owned();
+            csvs.push(std::fs::read_to_string(Path::new(&folder).join(file)).unwrap());
+            if mapping.is_some() {
+                let manifest = common::json(&Path::new(&folder).join("manifest.json"));
+                assert_eq!(
+                    manifest["parameters"]["mapping"]["usage_company_key"],
+                    "account_id"
+                );
+            }
+        }
+        assert_eq!(
+            csvs[0], csvs[1],
+            "{report}: the mapping reads the renamed data as the defaults read the demo"
+        );
+        assert_ne!(
+            csvs[2], csvs[1],
+            "{report}: without it the renamed tags are not understood"
+        );
+    }
+    // check shows the mapping in force and what each rule matched.
+    let o = common::bin()
+        .current_dir(dir.path())
+        .args(["check", "--db", db.to_str().unwrap(), "--mapping", m])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("mapping in force"), "{t}");
+    assert!(t.contains("at_risk_tags = Red Flag →"), "{t}");
+    assert!(t.contains("usage_company_key = account_id →"), "{t}");
+    // A mapping file with a typo is refused, naming the file and the key.
+    std::fs::write(&mapping, "at_risk_tag = [\"x\"]\n").unwrap();
+    let o = run(&[
+        "run",
+        "--db",
+        db.to_str().unwrap(),
+        "--mapping",
+        m,
+        "--data-only",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("at_risk_tag") && text(&o).contains("mapping.toml"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]

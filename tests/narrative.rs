@@ -33,6 +33,7 @@ fn computed(report: &str, usage: &str) -> Box<dyn Computed> {
         source_tz: Tz::UTC,
         tz: Tz::UTC,
         options: &options,
+        mapping: &cxreport::run::Mapping::default(),
     };
     let db = cxreport::source::Database::open(&demo_db().to_owned().into()).unwrap();
     let reference = cxreport::source::timestamp::parse("2024-07-01 00:00:00", Tz::UTC).unwrap();

@@ -81,8 +81,12 @@ pub fn schedule(config: &Path, count: usize) -> Result<(), Failure> {
     Ok(())
 }
 
-pub fn check(config_path: &Path, db: Option<&crate::run::Location>) -> Result<(), Failure> {
-    let found = check::check(config_path, db);
+pub fn check(
+    config_path: &Path,
+    db: Option<&crate::run::Location>,
+    mapping: Option<&crate::run::Mapping>,
+) -> Result<(), Failure> {
+    let found = check::check(config_path, db, mapping);
     for note in &found.notes {
         eprintln!("{note}");
     }

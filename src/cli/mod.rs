@@ -55,6 +55,9 @@ enum Command {
         /// configured ones.
         #[arg(long)]
         db: Option<String>,
+        /// Check with this mapping file instead of the configured mappings.
+        #[arg(long)]
+        mapping: Option<PathBuf>,
     },
     /// Runs and deliveries from the ledger; exits 1 when a job's latest run failed.
     History {
@@ -239,9 +242,18 @@ fn dispatch(cmd: Command, options: reports::Options) -> Result<(), Failure> {
         } => demo::load_postgres(&from, &to, source_timezone),
         Command::Daemon { config } => jobs::daemon(&config),
         Command::Schedule { config, count } => jobs::schedule(&config, count),
-        Command::Check { config, db } => {
+        Command::Check {
+            config,
+            db,
+            mapping,
+        } => {
             let db = db.as_deref().map(location).transpose()?;
-            jobs::check(&config, db.as_ref())
+            let mapping = mapping
+                .as_deref()
+                .map(crate::run::Mapping::from_file)
+                .transpose()
+                .map_err(|e| Failure::Usage(e.into()))?;
+            jobs::check(&config, db.as_ref(), mapping.as_ref())
         }
         Command::History { config, job } => jobs::history(&config, job.as_deref()),
         Command::ScanFloor { db, usage_source } => demo::scan_floor(&location(&db)?, &usage_source),

@@ -9,7 +9,7 @@ use crate::intercom::window::WindowSpec;
 use crate::jobs::Delivery;
 use crate::render::templates::Templates;
 use crate::reports::{self, Options};
-use crate::run::{self as pipeline, RunRequest};
+use crate::run::{self as pipeline, Mapping, RunRequest};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -20,6 +20,10 @@ pub struct RunArgs {
     /// `postgresql://user@host:port/db[?schema=name]` (password in PGPASSWORD).
     #[arg(long)]
     db: Option<String>,
+    /// A TOML file of mapping keys (what tags and columns mean; see the README):
+    /// segment_tag_prefix, at_risk_tags, usage_company_key, …
+    #[arg(long)]
+    mapping: Option<PathBuf>,
     /// rolling:<N>m | calendar:<N>m | range:<YYYY-MM-DD>..<YYYY-MM-DD>
     #[arg(long, default_value = "rolling:6m")]
     window: WindowSpec,
@@ -80,7 +84,12 @@ pub fn run(args: RunArgs, options: Options) -> Result<(), Failure> {
         Some(db) => super::location(&db)?,
         None => crate::demo::demo_database(&crate::demo::cache_dir())?.into(),
     };
+    let mapping = match &args.mapping {
+        Some(path) => Mapping::from_file(path).map_err(|e| Failure::Usage(e.into()))?,
+        None => Mapping::default(),
+    };
     let req = RunRequest {
+        mapping,
         name: args.report.clone(),
         report: args.report,
         db,

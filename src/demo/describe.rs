@@ -11,6 +11,7 @@ use crate::reports::ReportError;
 /// The calibration figures of a demo database (§8), computed from the file itself
 /// with the report's own metrics, for `demo-data --describe`.
 pub fn describe(path: &Path) -> Result<String, ReportError> {
+    use crate::intercom::mapping::Mapping;
     use crate::reports::conversation_usage::load::{load_conversation_usage, UsageTables};
     use crate::reports::conversation_usage::metrics::{self, Params, UsageDefinitions};
     use crate::source::Database;
@@ -24,7 +25,7 @@ pub fn describe(path: &Path) -> Result<String, ReportError> {
         .resolve(anchor, Utc::now(), tz)?;
     let mut out = String::new();
     let w = &mut out;
-    let proxy = load_conversation_usage(&db, tz, UsageTables::Proxy, window)?;
+    let proxy = load_conversation_usage(&db, tz, UsageTables::Proxy, window, &Mapping::default())?;
     let _ = writeln!(w, "demo database {}", path.display());
     let _ = writeln!(
         w,
@@ -84,6 +85,7 @@ pub fn describe(path: &Path) -> Result<String, ReportError> {
     for &i in &pop.paying {
         let c = &proxy.companies[i];
         let l = crate::intercom::slices::classify(
+            &Mapping::default(),
             c.tags.as_deref(),
             c.user_count,
             c.monthly_spend.unwrap_or(0.0),
@@ -234,7 +236,8 @@ pub fn describe(path: &Path) -> Result<String, ReportError> {
         ret(&p.panels.seat_bucket, |r| r.seat_bucket)
     );
     if db.has_table(crate::intercom::USAGE_EVENTS)? {
-        let ev = load_conversation_usage(&db, tz, UsageTables::Events, window)?;
+        let ev =
+            load_conversation_usage(&db, tz, UsageTables::Events, window, &Mapping::default())?;
         let e = run(&ev, UsageDefinitions::Events)?;
         let _ = writeln!(w, "events conversion: overall {:.3}; new_contract|260_419|110k_200k {}; churn_watch|420_plus|200k_plus {}",
             e.panels.overall.conv_to_feature_rate.unwrap_or(f64::NAN), named(&e, "new_contract", "260_419", "110k_200k"), named(&e, "churn_watch", "420_plus", "200k_plus"));

@@ -3,6 +3,7 @@
 //! the bot-first rule, the slices of a company (`slices`), the paying population and
 //! the name mapping (`population`), and report windows (`window`).
 
+pub mod mapping;
 pub mod population;
 pub mod slices;
 pub mod window;
@@ -154,6 +155,9 @@ pub struct CompanyRow {
     pub tags: Option<String>,
     pub monthly_spend: Option<f64>,
     pub user_count: Option<i64>,
+    /// The value of the mapping's `usage_company_key` column, when that is not
+    /// `company_id` (what the usage events' `company_id` holds).
+    pub usage_key: Option<String>,
 }
 
 /// Topic tags of a tag aggregate: machine tags (any item with `:`) and empty items
@@ -255,8 +259,39 @@ pub const COMPANIES_NEED: TableNeed = TableNeed {
 
 /// The companies of `intercom__company_enhanced`.
 pub fn load_companies(db: &Database) -> Result<Vec<CompanyRow>, DataError> {
+    load_companies_keyed(db, "company_id")
+}
+
+/// The companies, each with the value of `usage_key` (a column the mapping names)
+/// when it is not `company_id`.
+pub fn load_companies_keyed(db: &Database, usage_key: &str) -> Result<Vec<CompanyRow>, DataError> {
+    let keyed = usage_key != "company_id";
+    let sql = if keyed {
+        // Column names cannot be bound: this one is checked against the table's
+        // own columns (the mapping allows letters, digits and `_` only) and quoted.
+        if !db
+            .columns(COMPANY_ENHANCED)?
+            .iter()
+            .any(|(c, _)| c.eq_ignore_ascii_case(usage_key))
+        {
+            return Err(DataError::Schema {
+                db: db.name().to_owned(),
+                report: format!("(mapping usage_company_key = {usage_key})"),
+                missing: vec![crate::source::Missing {
+                    table: COMPANY_ENHANCED.to_owned(),
+                    column: Some(usage_key.to_owned()),
+                }],
+            });
+        }
+        std::borrow::Cow::Owned(format!(
+            "SELECT company_id, company_name, all_company_tags, monthly_spend, user_count, \"{usage_key}\" \
+             FROM intercom__company_enhanced"
+        ))
+    } else {
+        std::borrow::Cow::Borrowed(SQL_COMPANIES)
+    };
     let mut out = Vec::with_capacity(db.rows_hint(COMPANY_ENHANCED));
-    db.each_row(COMPANY_ENHANCED, SQL_COMPANIES, |r| {
+    db.each_row(COMPANY_ENHANCED, &sql, |r| {
         let company_id = r
             .text(0, "company_id")?
             .ok_or_else(|| r.bad("company_id", "a company id", "NULL".into()))?;
@@ -266,6 +301,11 @@ pub fn load_companies(db: &Database) -> Result<Vec<CompanyRow>, DataError> {
             tags: r.text(2, "all_company_tags")?,
             monthly_spend: r.real(3, "monthly_spend")?,
             user_count: r.integer(4, "user_count")?,
+            usage_key: if keyed {
+                r.text(5, "usage_company_key")?
+            } else {
+                None
+            },
         });
         Ok(())
     })?;
@@ -295,6 +335,7 @@ mod tests {
             tags: None,
             monthly_spend: Some(1.0),
             user_count: None,
+            usage_key: None,
         };
         let s = NameSplitter::new(&[company("Acme, Inc."), company("Acme"), company("Beta")]);
         let mut out = String::new();

@@ -1,6 +1,7 @@
 //! The slices of a company (`report-conversation-usage.md` §3): segment from its tags,
 //! seat bucket from its user count, ARR bucket from its spend, and their names.
 
+use super::mapping::Mapping;
 use super::split_items;
 
 pub const SEGMENTS: [&str; 4] = ["new_contract", "renewal", "expansion", "churn_watch"];
@@ -60,10 +61,16 @@ pub fn arr_bucket_of(arr: f64) -> u8 {
 }
 
 /// Tag wins, fallback otherwise; the first tag of a kind with an allowed value wins.
-pub fn classify(tags: Option<&str>, user_count: Option<i64>, monthly_spend: f64) -> Labels {
-    let seg = tag_value(tags, "segment:", &SEGMENTS);
-    let seat = tag_value(tags, "seat_bucket:seats:", &SEAT_BUCKETS);
-    let arr = tag_value(tags, "arr_bucket:arr:", &ARR_BUCKETS);
+/// The tag prefixes are the mapping's.
+pub fn classify(
+    mapping: &Mapping,
+    tags: Option<&str>,
+    user_count: Option<i64>,
+    monthly_spend: f64,
+) -> Labels {
+    let seg = tag_value(tags, &mapping.segment_tag_prefix, &SEGMENTS);
+    let seat = tag_value(tags, &mapping.seat_tag_prefix, &SEAT_BUCKETS);
+    let arr = tag_value(tags, &mapping.arr_tag_prefix, &ARR_BUCKETS);
     let src = |o: Option<u8>| {
         if o.is_some() {
             LabelSource::Tag

@@ -10,7 +10,7 @@ use crate::intercom::window::WindowSpec;
 use crate::render::pdf;
 use crate::render::templates::Templates;
 use crate::reports;
-use crate::run::{self, Location, RunError, RunRequest};
+use crate::run::{self, Location, Mapping, RunError, RunRequest};
 use crate::source::DataError;
 
 /// What `check` found: the problems, and notes that are not problems.
@@ -22,7 +22,7 @@ pub struct Findings {
 
 /// Checks the configuration at `config_path`; `db` replaces every job's database.
 /// With `db` and no file at `config_path`, checks the database for every report.
-pub fn check(config_path: &Path, db: Option<&Location>) -> Findings {
+pub fn check(config_path: &Path, db: Option<&Location>, mapping: Option<&Mapping>) -> Findings {
     let mut problems: Vec<String> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     check_fonts(&mut problems);
@@ -32,7 +32,9 @@ pub fn check(config_path: &Path, db: Option<&Location>) -> Findings {
             config_path.display(),
             db
         ));
-        check_database_alone(db, &mut problems, &mut notes);
+        let mapping = mapping.cloned().unwrap_or_default();
+        check_database_alone(db, &mapping, &mut problems, &mut notes);
+        mapping_notes(db, &mapping, "", &mut problems, &mut notes);
         return Findings { problems, notes };
     }
     let config = match Config::load(config_path) {
@@ -59,10 +61,15 @@ pub fn check(config_path: &Path, db: Option<&Location>) -> Findings {
                 .or_else(|| config.defaults.database.clone());
             match database {
                 Some(path) => {
-                    let req = request_on(config, job, path);
+                    let mut req = request_on(config, job, path);
+                    if let Some(m) = mapping {
+                        req.mapping = m.clone();
+                    }
                     if let Err(e) = run::check_database(&req) {
                         problems.push(format!("job `{}`: {e}", job.name));
                     }
+                    let prefix = format!("job `{}`: ", job.name);
+                    mapping_notes(&req.db, &req.mapping, &prefix, &mut problems, &mut notes);
                 }
                 None => notes.push(format!(
                     "job `{}`: uses the built-in demo database",
@@ -87,6 +94,33 @@ pub fn check(config_path: &Path, db: Option<&Location>) -> Findings {
     Findings { problems, notes }
 }
 
+/// The mapping in force and how many companies each rule matched.
+fn mapping_notes(
+    db: &Location,
+    mapping: &Mapping,
+    prefix: &str,
+    problems: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) {
+    match run::mapping_matches(db, mapping) {
+        Ok(rules) if rules.is_empty() => {}
+        Ok(rules) => {
+            notes.push(format!("{prefix}mapping in force ({}):", mapping.summary()));
+            for (rule, value, n) in rules {
+                let count = n.map_or(String::new(), |n| {
+                    if rule == "usage_company_key" {
+                        format!(" → {n} companies have a value")
+                    } else {
+                        format!(" → {n} companies")
+                    }
+                });
+                notes.push(format!("{prefix}  {rule} = {value}{count}"));
+            }
+        }
+        Err(e) => problems.push(format!("{prefix}mapping: {e}")),
+    }
+}
+
 fn check_fonts(problems: &mut Vec<String>) {
     let families = pdf::font_families();
     for want in [pdf::LATIN_FAMILY, pdf::CJK_FAMILY] {
@@ -102,12 +136,18 @@ fn check_fonts(problems: &mut Vec<String>) {
 /// Every report against one database with its default options: the reports that
 /// can run are notes, the reasons the others cannot are notes too; it is a problem
 /// only when the database cannot be read or no report can run on it.
-fn check_database_alone(db: &Location, problems: &mut Vec<String>, notes: &mut Vec<String>) {
+fn check_database_alone(
+    db: &Location,
+    mapping: &Mapping,
+    problems: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) {
     let mut runnable = 0;
     for report in reports::ALL {
         let req = RunRequest {
             report: report.name().to_owned(),
             db: db.clone(),
+            mapping: mapping.clone(),
             window: WindowSpec::Rolling { months: 6 },
             options: reports::Options::new(),
             out_dir: PathBuf::new(),

@@ -15,7 +15,7 @@ use crate::intercom::window::WindowSpec;
 use crate::jobs::schedule::{Catchup, CronExpr};
 use crate::render::templates::Templates;
 use crate::reports::{self, Options};
-use crate::run::Location;
+use crate::run::{Location, Mapping};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -64,6 +64,8 @@ struct RawConfig {
 struct RawDefaults {
     database: Option<String>,
     database_password_env: Option<String>,
+    /// The mapping every job starts from (`[defaults.mapping]`).
+    mapping: Option<toml::Table>,
     output_dir: Option<String>,
     timezone: Option<String>,
     languages: Option<Vec<String>>,
@@ -106,6 +108,8 @@ struct RawJob {
     recipients: BTreeMap<String, Vec<String>>,
     database: Option<String>,
     database_password_env: Option<String>,
+    /// Keys laid over `[defaults.mapping]` for this job.
+    mapping: Option<toml::Table>,
     output: Option<String>,
     #[serde(flatten)]
     options: BTreeMap<String, toml::Value>,
@@ -128,6 +132,8 @@ pub struct Defaults {
     pub database: Option<Location>,
     /// The environment variable with the PostgreSQL password (default `PGPASSWORD`).
     pub database_password_env: Option<String>,
+    /// `[defaults.mapping]` as written (each job lays its own keys over it).
+    pub mapping: Option<toml::Table>,
     pub output_dir: PathBuf,
     pub timezone: Tz,
     pub languages: Vec<String>,
@@ -188,6 +194,8 @@ pub struct Job {
     pub recipients: BTreeMap<String, Vec<Mailbox>>,
     pub languages: Vec<String>,
     pub database: Option<Location>,
+    /// The mapping in force for the job (`[defaults.mapping]`, then the job's).
+    pub mapping: Mapping,
     /// Where the job's reports go: `output_dir/<output or name>/<period>/`.
     pub output: PathBuf,
     /// The report's own options, as written (the report checks them at load).
@@ -322,6 +330,7 @@ impl Validator {
                 d.database_password_env.as_deref(),
             ),
             database_password_env: d.database_password_env.clone(),
+            mapping: d.mapping.clone(),
             output_dir: self.path(d.output_dir.as_deref().unwrap_or("out")),
             timezone,
             languages: d
@@ -612,6 +621,17 @@ impl Validator {
             owners,
             recipients,
             languages,
+            mapping: match Mapping::from_tables(
+                d.mapping.as_ref(),
+                j.mapping.as_ref(),
+                &format!("job[{i}].mapping (over defaults.mapping)"),
+            ) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.problem(key("mapping"), e.message);
+                    Mapping::default()
+                }
+            },
             database: self.database(
                 &key("database"),
                 j.database.as_deref(),
@@ -673,6 +693,63 @@ zh = ["gm-china@example.com"]
 
     fn parse(text: &str) -> Result<Config, String> {
         Config::parse(Path::new("/etc/cx/schedules.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn mappings_and_warehouses_per_job_over_the_defaults() {
+        let c = parse(
+            "[defaults]
+             database = \"postgresql://reports@wh.internal:5432/analytics?schema=dbt_intercom\"
+             database_password_env = \"WAREHOUSE_PASSWORD\"
+             [defaults.mapping]
+             at_risk_tags = [\"Red Flag\"]
+             segment_tag_prefix = \"stage:\"
+             [[job]]
+             name = \"a\"
+             cron = \"0 8 1 * *\"
+             [job.mapping]
+             usage_company_key = \"account_id\"
+             [[job]]
+             name = \"b\"
+             cron = \"0 8 1 * *\"
+             database = \"local.sqlite\"",
+        )
+        .unwrap();
+        let (a, b) = (&c.jobs[0], &c.jobs[1]);
+        assert_eq!(a.mapping.at_risk_tags, ["Red Flag"]);
+        assert_eq!(a.mapping.segment_tag_prefix, "stage:");
+        assert_eq!(a.mapping.usage_company_key, "account_id");
+        assert_eq!(b.mapping.usage_company_key, "company_id");
+        assert_eq!(b.mapping.at_risk_tags, ["Red Flag"]);
+        match &c.defaults.database {
+            Some(Location::Postgres(pg)) => {
+                assert_eq!(pg.schema.as_deref(), Some("dbt_intercom"));
+                assert_eq!(pg.password_env, "WAREHOUSE_PASSWORD");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            b.database,
+            Some(Location::Sqlite(PathBuf::from("/etc/cx/local.sqlite")))
+        );
+
+        let e = parse(
+            "[[job]]
+             name = \"a\"
+             cron = \"0 8 1 * *\"
+             database = \"postgresql://u:secret@h/db\"
+             [job.mapping]
+             at_risk_tag = [\"x\"]",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("job[0].mapping") && e.contains("at_risk_tag"),
+            "{e}"
+        );
+        assert!(
+            e.contains("job[0].database") && !e.contains("secret"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub fn request_on(config: &Config, job: &Job, db: Location) -> RunRequest {
     RunRequest {
         report: job.report.clone(),
         db,
+        mapping: job.mapping.clone(),
         window: job.window,
         options: job.options.clone(),
         out_dir: config.defaults.output_dir.clone(),

@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
 
+use crate::intercom::mapping::Mapping;
 use crate::intercom::window::{Window, WindowError, WindowSpec};
 use crate::render::charts::ChartSpec;
 use crate::render::format::NumberFormat;
@@ -58,6 +59,8 @@ pub struct Request<'a> {
     /// Timezone in which calendar windows are cut.
     pub tz: Tz,
     pub options: &'a Options,
+    /// What the user's tags and columns mean.
+    pub mapping: &'a Mapping,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,7 @@ use chrono_tz::Tz;
 use serde_json::{json, Value};
 
 use crate::clock::Clock;
+pub use crate::intercom::mapping::Mapping;
 use crate::intercom::window::{Window, WindowSpec};
 use crate::render::narrative::Narrative;
 use crate::render::templates::{NarrativeError, Templates};
@@ -28,6 +29,8 @@ use output::{OutputError, StagedDir};
 pub struct RunRequest {
     pub report: String,
     pub db: Location,
+    /// What the user's tags and columns mean (defaults: the reference conventions).
+    pub mapping: Mapping,
     pub window: WindowSpec,
     /// The report's own options, as given (the report reads and checks them).
     pub options: Options,
@@ -132,6 +135,7 @@ impl RunRequest {
             source_tz: self.source_tz,
             tz: self.tz,
             options: &self.options,
+            mapping: &self.mapping,
         }
     }
 }
@@ -153,7 +157,15 @@ pub fn prepare(req: &RunRequest, clock: &dyn Clock) -> Result<Prepared, RunError
     let db = Database::open(&req.db)?;
     let rr = req.report_request();
     db.check(report.name(), &report.needs(&db, &rr)?)?;
-    let plan = report.plan(&db, &rr, reference)?;
+    let mut plan = report.plan(&db, &rr, reference)?;
+    // Every report states the mapping it used: the appendix a line (what differs
+    // from the defaults), the manifest every rule.
+    plan.parameters
+        .push(("mapping".to_owned(), req.mapping.summary()));
+    plan.manifest_parameters.insert(
+        "mapping".into(),
+        serde_json::to_value(&req.mapping).unwrap_or_default(),
+    );
     Ok(Prepared {
         report,
         db,
@@ -329,6 +341,39 @@ pub fn check_database(req: &RunRequest) -> Result<(), RunError> {
     check_request(report, req)?;
     let db = Database::open(&req.db)?;
     Ok(db.check(report.name(), &report.needs(&db, &req.report_request())?)?)
+}
+
+/// The mapping's rules as `check` prints them: each rule, its value and how many
+/// companies of the database it matched (`None`: the rule is not counted per
+/// company). Empty when the database has no company table.
+pub fn mapping_matches(
+    db: &Location,
+    mapping: &Mapping,
+) -> Result<Vec<(&'static str, String, Option<usize>)>, RunError> {
+    let db = Database::open(db)?;
+    if !db.has_table(crate::intercom::COMPANY_ENHANCED)? {
+        return Ok(Vec::new());
+    }
+    let companies = crate::intercom::load_companies_keyed(&db, &mapping.usage_company_key)?;
+    let n = mapping.matches(&companies);
+    let with_key = companies
+        .iter()
+        .filter(|c| {
+            mapping.usage_company_key == "company_id"
+                || c.usage_key.as_deref().is_some_and(|k| !k.is_empty())
+        })
+        .count();
+    Ok(mapping
+        .rules()
+        .into_iter()
+        .map(|(rule, value)| {
+            let count = match rule {
+                "usage_company_key" => Some(with_key),
+                r => n.get(r).copied(),
+            };
+            (rule, value, count)
+        })
+        .collect())
 }
 
 fn manifest(
@@ -532,6 +577,7 @@ mod tests {
             source_tz: Tz::UTC,
             tz: Tz::UTC,
             options: &options,
+            mapping: &crate::intercom::mapping::Mapping::default(),
         };
         let db = Database::open(&db_path.clone().into()).unwrap();
         db.check(report.name(), &report.needs(&db, &req).unwrap())

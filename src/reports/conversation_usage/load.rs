@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use crate::intercom::mapping::Mapping;
 use crate::intercom::window::Window;
 use crate::intercom::{
     self, intern_company_names, Assignee, CompanyRow, NameSplitter, COMPANY_ENHANCED,
@@ -192,6 +193,8 @@ pub struct ConversationUsageData {
     pub response_minutes: Vec<Option<f64>>,
     /// `None` when the events source is not used.
     pub usage_events: Option<UsageEvents>,
+    /// The mapping the rows were read with (slices, the usage-events key).
+    pub mapping: Mapping,
     /// The conversation counts of the whole table when only the window's rows were
     /// read (the server applied the window).
     pub conversation_counts: Option<ConversationCounts>,
@@ -294,8 +297,12 @@ pub fn load_conversation_usage(
     source_tz: Tz,
     usage: UsageTables,
     window: Window,
+    mapping: &Mapping,
 ) -> Result<ConversationUsageData, DataError> {
-    let mut d = ConversationUsageData::default();
+    let mut d = ConversationUsageData {
+        mapping: mapping.clone(),
+        ..ConversationUsageData::default()
+    };
     let mut bad = BadTimestamps::default();
     let mut ts = TsParser {
         tz: source_tz,
@@ -310,7 +317,7 @@ pub fn load_conversation_usage(
         let events = second.map(|db| {
             scope.spawn(move || load_usage_events(&db, source_tz, window.start, window.end))
         });
-        d.companies = intercom::load_companies(db)?;
+        d.companies = intercom::load_companies_keyed(db, &mapping.usage_company_key)?;
         d.company_name_ids = intern_company_names(&d.companies, &mut d.company_names);
         // Company names with a comma are matched before splitting, in both tables.
         let splitter = NameSplitter::new(&d.companies);
@@ -598,7 +605,9 @@ fn attach_events(companies: &[CompanyRow], loaded: &mut LoadedEvents) {
     // the events' ids (no second table of ids).
     let mut rows = vec![u32::MAX; ids.len()];
     for (i, c) in companies.iter().enumerate() {
-        if let Some(n) = ids.lookup(&c.company_id) {
+        // The mapping's key column when it names one, else Intercom's company id.
+        let key = c.usage_key.as_deref().unwrap_or(&c.company_id);
+        if let Some(n) = ids.lookup(key) {
             let row = &mut rows[n as usize];
             if *row == u32::MAX {
                 *row = i as u32;
@@ -682,8 +691,14 @@ mod tests {
                ('co_b', 1, '2024-01-05 00:00:00'), (NULL, 1, '2024-01-06 00:00:00'),
                ('co_a', 1, 'not a time');",
         );
-        let d =
-            load_conversation_usage(&db, chrono_tz::UTC, UsageTables::Events, all_time()).unwrap();
+        let d = load_conversation_usage(
+            &db,
+            chrono_tz::UTC,
+            UsageTables::Events,
+            all_time(),
+            &Mapping::default(),
+        )
+        .unwrap();
         assert_eq!(
             d.conversation_ids.iter().collect::<Vec<_>>(),
             ["c1", "c2", "c3", "c4", "c5"]
@@ -727,8 +742,14 @@ mod tests {
              CREATE TABLE intercom__conversation_enhanced (x);
              CREATE TABLE intercom__conversation_metrics (x);",
         );
-        let err =
-            load_conversation_usage(&db, Tz::UTC, UsageTables::Proxy, all_time()).unwrap_err();
+        let err = load_conversation_usage(
+            &db,
+            Tz::UTC,
+            UsageTables::Proxy,
+            all_time(),
+            &Mapping::default(),
+        )
+        .unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains("intercom__company_enhanced.monthly_spend"),

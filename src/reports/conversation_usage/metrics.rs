@@ -510,6 +510,7 @@ pub fn compute(
                 .map(|c| {
                     is_paying(c).then(|| {
                         classify(
+                            &data.mapping,
                             c.tags.as_deref(),
                             c.user_count,
                             c.monthly_spend.unwrap_or(0.0),

@@ -182,7 +182,7 @@ impl Report for ConversationUsageReport {
         };
         let window = plan.window.expect("conversation-usage plans a window");
         let t = Instant::now();
-        let loaded = load::load_conversation_usage(db, req.source_tz, tables, window)?;
+        let loaded = load::load_conversation_usage(db, req.source_tz, tables, window, req.mapping)?;
         timings.push(("load", t.elapsed()));
         let t = Instant::now();
         let report = metrics::compute(

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use crate::intercom::mapping::Mapping;
 use crate::intercom::window::Window;
 use crate::intercom::{
     self, load_companies, topic_tags, CompanyRow, NameSplitter, COMPANY_ENHANCED,
@@ -65,6 +66,8 @@ pub struct TagDriversData {
     pub bad_timestamps: BadTimestamps,
     /// Rows read per table.
     pub rows_read: RowsRead,
+    /// The mapping of the groups (at risk, expansion).
+    pub mapping: Mapping,
 }
 
 pub const NEEDS: &[TableNeed] = &[
@@ -90,8 +93,16 @@ pub const NEEDS: &[TableNeed] = &[
 ];
 
 /// Loads the rows of the tag-drivers report.
-pub fn load(db: &Database, source_tz: Tz, window: Window) -> Result<TagDriversData, DataError> {
-    let mut d = TagDriversData::default();
+pub fn load(
+    db: &Database,
+    source_tz: Tz,
+    window: Window,
+    mapping: &Mapping,
+) -> Result<TagDriversData, DataError> {
+    let mut d = TagDriversData {
+        mapping: mapping.clone(),
+        ..TagDriversData::default()
+    };
     let mut bad = BadTimestamps::default();
     let mut ts = TsParser {
         tz: source_tz,

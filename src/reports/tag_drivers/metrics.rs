@@ -9,9 +9,7 @@ use serde::Serialize;
 
 use super::load::TagDriversData;
 use crate::intercom::population::Population;
-use crate::intercom::slices::classify;
 use crate::intercom::window::Window;
-use crate::intercom::{split_items, CompanyRow};
 use crate::reports::MetricsError;
 use crate::source::BadTimestamps;
 use crate::stats::percentile;
@@ -67,19 +65,6 @@ pub struct TopTag {
     pub difference_pp: f64,
 }
 
-/// Which groups a paying company belongs to: (at-risk, expansion).
-pub fn groups_of(c: &CompanyRow) -> (bool, bool) {
-    let tags = c.tags.as_deref();
-    let has =
-        |name: &str| tags.is_some_and(|t| split_items(t).any(|x| x.eq_ignore_ascii_case(name)));
-    let segment = classify(tags, c.user_count, c.monthly_spend.unwrap_or(0.0)).segment;
-    let segment = crate::intercom::slices::segment_name(segment);
-    (
-        has("Churn Watch") || segment == "churn_watch",
-        has("Expansion Target") || segment == "expansion",
-    )
-}
-
 #[derive(Default)]
 struct Acc {
     companies: Vec<usize>,
@@ -96,7 +81,7 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
     let mut member: HashMap<usize, (bool, bool)> = HashMap::new();
     let mut in_both = Vec::new();
     for &i in &pop.paying {
-        let g = groups_of(&data.companies[i]);
+        let g = data.mapping.groups_of(&data.companies[i]);
         if g.0 || g.1 {
             member.insert(i, g);
         }
@@ -236,7 +221,13 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
 mod tests {
     use super::super::load::{TagConversationRow, TagMetricsRow};
     use super::*;
+    use crate::intercom::mapping::Mapping;
+    use crate::intercom::CompanyRow;
     use chrono_tz::Tz;
+
+    fn groups_of(c: &CompanyRow) -> (bool, bool) {
+        Mapping::default().groups_of(c)
+    }
 
     fn company(id: &str, name: &str, tags: &str) -> CompanyRow {
         CompanyRow {
@@ -245,6 +236,7 @@ mod tests {
             tags: Some(tags.into()),
             monthly_spend: Some(100.0),
             user_count: Some(10),
+            usage_key: None,
         }
     }
 
@@ -354,6 +346,7 @@ mod tests {
             ],
             bad_timestamps: BadTimestamps::default(),
             rows_read: Vec::new(),
+            mapping: Mapping::default(),
         };
         let r = compute(&data, window()).unwrap();
         assert_eq!(r.in_both_groups.len(), 1);
@@ -415,6 +408,7 @@ mod tests {
             metrics: vec![],
             bad_timestamps: BadTimestamps::default(),
             rows_read: Vec::new(),
+            mapping: Mapping::default(),
         };
         let r = compute(&data, window()).unwrap();
         let exp = &r.groups[1];

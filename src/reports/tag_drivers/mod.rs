@@ -106,7 +106,7 @@ impl Report for TagDriversReport {
     ) -> Result<Box<dyn Computed>, ReportError> {
         let window = plan.window.expect("tag-drivers plans a window");
         let t = Instant::now();
-        let loaded = load::load(db, req.source_tz, window)?;
+        let loaded = load::load(db, req.source_tz, window, req.mapping)?;
         timings.push(("load", t.elapsed()));
         let t = Instant::now();
         let numbers = metrics::compute(&loaded, window)?;

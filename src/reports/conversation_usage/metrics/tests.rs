@@ -7,6 +7,7 @@
 use super::super::load::{load_conversation_usage, UsageTables};
 use super::*;
 use crate::intercom::is_bot_first;
+use crate::intercom::mapping::Mapping;
 use crate::intercom::slices::{arr_bucket_of, seat_bucket_of};
 use crate::intercom::window::WindowSpec;
 use crate::source::Database;
@@ -142,7 +143,7 @@ impl Fixture {
             .unwrap()
             .resolve(anchor, at("2030-01-01 00:00:00"), Tz::UTC)
             .unwrap();
-        let data = load_conversation_usage(&db, Tz::UTC, tables, w).unwrap();
+        let data = load_conversation_usage(&db, Tz::UTC, tables, w, &Mapping::default()).unwrap();
         compute(
             &data,
             w,
@@ -221,7 +222,7 @@ fn buckets_at_each_boundary() {
         ["110k_200k", "200k_plus"]
     );
     // Fallback ARR is 12 × monthly spend: 2,500/month is exactly 30,000.
-    let l = classify(None, Some(59), 2_500.0);
+    let l = classify(&Mapping::default(), None, Some(59), 2_500.0);
     assert_eq!(
         (seat_name(l.seat), arr_name(l.arr), segment_name(l.segment)),
         ("under_60", "30k_65k", "unknown")
@@ -239,6 +240,7 @@ fn buckets_at_each_boundary() {
 #[test]
 fn tags_win_over_fallback_and_bad_values_fall_back() {
     let l = classify(
+        &Mapping::default(),
         Some("Churn Watch, segment:renewal ,seat_bucket:seats:420_plus,arr_bucket:arr:under_30k"),
         Some(10),
         50_000.0,
@@ -252,7 +254,7 @@ fn tags_win_over_fallback_and_bad_values_fall_back() {
         (LabelSource::Tag, LabelSource::Tag, LabelSource::Tag)
     );
     // Unknown values do not match; the first valid tag of a kind wins; case matters.
-    let l = classify(
+    let l = classify(&Mapping::default(),
         Some("segment:vip,segment:expansion,segment:renewal,seat_bucket:seats:huge,arr_bucket:arr:200K_PLUS"),
         Some(130),
         100.0,
@@ -265,7 +267,7 @@ fn tags_win_over_fallback_and_bad_values_fall_back() {
         (l.seat_src, l.arr_src),
         (LabelSource::Fallback, LabelSource::Fallback)
     );
-    let l = classify(Some("Segment:renewal"), None, 100.0);
+    let l = classify(&Mapping::default(), Some("Segment:renewal"), None, 100.0);
     assert_eq!(segment_name(l.segment), "unknown");
 }
 

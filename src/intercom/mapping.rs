@@ -1,0 +1,282 @@
+//! What the user's tags and columns mean (data contract, "Mapping"): which company
+//! tags carry the segment, the seat bucket and the ARR bucket, which tags and
+//! segments make a company "at risk" or an "expansion target", and which company
+//! column the product-usage events' `company_id` holds. Defaults are the reference
+//! dataset's conventions; a configuration changes any of them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::slices::{classify, LabelSource};
+use super::{split_items, CompanyRow};
+
+/// The mapping in force for a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mapping {
+    /// Tag prefix of the segment (`segment:renewal`).
+    pub segment_tag_prefix: String,
+    /// Tag prefix of the seat bucket (`seat_bucket:seats:60_129`).
+    pub seat_tag_prefix: String,
+    /// Tag prefix of the ARR bucket (`arr_bucket:arr:30k_65k`).
+    pub arr_tag_prefix: String,
+    /// Tags that make a company at risk (compared case-insensitively).
+    pub at_risk_tags: Vec<String>,
+    /// Segments whose companies are at risk.
+    pub at_risk_segments: Vec<String>,
+    /// Tags that make a company an expansion target.
+    pub expansion_tags: Vec<String>,
+    /// Segments whose companies are expansion targets.
+    pub expansion_segments: Vec<String>,
+    /// The `intercom__company_enhanced` column whose value `usage_events.company_id`
+    /// holds (`company_id`: Intercom's id; a pass-through custom attribute when the
+    /// events carry the product's own account id).
+    pub usage_company_key: String,
+}
+
+impl Default for Mapping {
+    fn default() -> Self {
+        Self {
+            segment_tag_prefix: "segment:".into(),
+            seat_tag_prefix: "seat_bucket:seats:".into(),
+            arr_tag_prefix: "arr_bucket:arr:".into(),
+            at_risk_tags: vec!["Churn Watch".into()],
+            at_risk_segments: vec!["churn_watch".into()],
+            expansion_tags: vec!["Expansion Target".into()],
+            expansion_segments: vec!["expansion".into()],
+            usage_company_key: "company_id".into(),
+        }
+    }
+}
+
+/// A mapping that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{source_name}: {message}")]
+pub struct MappingError {
+    /// Where the mapping came from (`--mapping m.toml`, `job[0].mapping`).
+    pub source_name: String,
+    pub message: String,
+}
+
+impl Mapping {
+    /// The defaults with `over`'s keys laid over `base`'s (a job's over
+    /// `[defaults.mapping]`); unknown keys and wrong types are refused.
+    pub fn from_tables(
+        base: Option<&toml::Table>,
+        over: Option<&toml::Table>,
+        source_name: &str,
+    ) -> Result<Self, MappingError> {
+        let mut t = base.cloned().unwrap_or_default();
+        for (k, v) in over.cloned().unwrap_or_default() {
+            t.insert(k, v);
+        }
+        let m: Mapping = toml::Value::Table(t)
+            .try_into()
+            .map_err(|e: toml::de::Error| MappingError {
+                source_name: source_name.to_owned(),
+                message: e.message().to_owned(),
+            })?;
+        m.check().map_err(|message| MappingError {
+            source_name: source_name.to_owned(),
+            message,
+        })?;
+        Ok(m)
+    }
+
+    /// Reads a `--mapping` file: the keys at the top level (or under `[mapping]`).
+    pub fn from_file(path: &std::path::Path) -> Result<Self, MappingError> {
+        let name = path.display().to_string();
+        let err = |message: String| MappingError {
+            source_name: name.clone(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let table = match table.remove("mapping") {
+            Some(toml::Value::Table(t)) if table.is_empty() => t,
+            Some(_) => return Err(err("`mapping` must be the file's only table".into())),
+            None => table,
+        };
+        Self::from_tables(None, Some(&table), &name)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        for (key, v) in [
+            ("segment_tag_prefix", &self.segment_tag_prefix),
+            ("seat_tag_prefix", &self.seat_tag_prefix),
+            ("arr_tag_prefix", &self.arr_tag_prefix),
+        ] {
+            if v.trim().is_empty() || v.contains(',') {
+                return Err(format!(
+                    "`{key}` must be a non-empty tag prefix without a comma, got {v:?}"
+                ));
+            }
+        }
+        let key = &self.usage_company_key;
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!(
+                "`usage_company_key` must be a column name (letters, digits, _), got {key:?}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `c` is at risk and whether it is an expansion target.
+    pub fn groups_of(&self, c: &CompanyRow) -> (bool, bool) {
+        let tags = c.tags.as_deref();
+        let has = |names: &[String]| {
+            tags.is_some_and(|t| {
+                split_items(t).any(|x| names.iter().any(|n| x.eq_ignore_ascii_case(n)))
+            })
+        };
+        let l = classify(self, tags, c.user_count, c.monthly_spend.unwrap_or(0.0));
+        let segment = super::slices::segment_name(l.segment);
+        let in_segments = |names: &[String]| {
+            l.segment_src == LabelSource::Tag && names.iter().any(|n| n == segment)
+        };
+        (
+            has(&self.at_risk_tags) || in_segments(&self.at_risk_segments),
+            has(&self.expansion_tags) || in_segments(&self.expansion_segments),
+        )
+    }
+
+    /// Each rule and the value it has, as `check` and the reports print them.
+    pub fn rules(&self) -> Vec<(&'static str, String)> {
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "—".to_owned()
+            } else {
+                v.join(", ")
+            }
+        };
+        vec![
+            ("segment_tag_prefix", self.segment_tag_prefix.clone()),
+            ("seat_tag_prefix", self.seat_tag_prefix.clone()),
+            ("arr_tag_prefix", self.arr_tag_prefix.clone()),
+            ("at_risk_tags", list(&self.at_risk_tags)),
+            ("at_risk_segments", list(&self.at_risk_segments)),
+            ("expansion_tags", list(&self.expansion_tags)),
+            ("expansion_segments", list(&self.expansion_segments)),
+            ("usage_company_key", self.usage_company_key.clone()),
+        ]
+    }
+
+    /// One line for an appendix: the rules that differ from the defaults, or
+    /// `default`.
+    pub fn summary(&self) -> String {
+        let d = Mapping::default().rules();
+        let changed: Vec<String> = self
+            .rules()
+            .into_iter()
+            .zip(d)
+            .filter(|(a, b)| a.1 != b.1)
+            .map(|((k, v), _)| format!("{k} = {v}"))
+            .collect();
+        if changed.is_empty() {
+            "default".into()
+        } else {
+            changed.join("; ")
+        }
+    }
+
+    /// How many companies each rule matched (for `check`).
+    pub fn matches(&self, companies: &[CompanyRow]) -> BTreeMap<&'static str, usize> {
+        let mut n: BTreeMap<&'static str, usize> = BTreeMap::new();
+        for c in companies {
+            let l = classify(self, c.tags.as_deref(), c.user_count, 0.0);
+            let (risk, expansion) = self.groups_of(c);
+            let tagged = |names: &[String]| {
+                c.tags.as_deref().is_some_and(|t| {
+                    split_items(t).any(|x| names.iter().any(|n| x.eq_ignore_ascii_case(n)))
+                })
+            };
+            let segment = super::slices::segment_name(l.segment);
+            let in_segments = |names: &[String]| {
+                l.segment_src == LabelSource::Tag && names.iter().any(|n| n == segment)
+            };
+            for (rule, hit) in [
+                ("segment_tag_prefix", l.segment_src == LabelSource::Tag),
+                ("seat_tag_prefix", l.seat_src == LabelSource::Tag),
+                ("arr_tag_prefix", l.arr_src == LabelSource::Tag),
+                ("at_risk_tags", tagged(&self.at_risk_tags)),
+                ("at_risk_segments", in_segments(&self.at_risk_segments)),
+                ("expansion_tags", tagged(&self.expansion_tags)),
+                ("expansion_segments", in_segments(&self.expansion_segments)),
+                ("at_risk", risk),
+                ("expansion", expansion),
+            ] {
+                *n.entry(rule).or_default() += usize::from(hit);
+            }
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn company(tags: &str) -> CompanyRow {
+        CompanyRow {
+            company_id: "c".into(),
+            company_name: Some("C".into()),
+            tags: Some(tags.into()),
+            monthly_spend: Some(100.0),
+            user_count: Some(10),
+            usage_key: None,
+        }
+    }
+
+    #[test]
+    fn a_job_overrides_the_defaults_key_by_key_and_typos_are_refused() {
+        let base: toml::Table = toml::from_str("at_risk_tags = ['At Risk']").unwrap();
+        let over: toml::Table =
+            toml::from_str("segment_tag_prefix = 'stage:'\nusage_company_key = 'account_id'")
+                .unwrap();
+        let m = Mapping::from_tables(Some(&base), Some(&over), "job[0].mapping").unwrap();
+        assert_eq!(m.at_risk_tags, ["At Risk"]);
+        assert_eq!(m.segment_tag_prefix, "stage:");
+        assert_eq!(m.usage_company_key, "account_id");
+        assert_eq!(
+            m.expansion_tags,
+            ["Expansion Target"],
+            "untouched keys keep the default"
+        );
+        assert!(
+            m.summary().contains("segment_tag_prefix = stage:"),
+            "{}",
+            m.summary()
+        );
+        assert_eq!(Mapping::default().summary(), "default");
+
+        let typo: toml::Table = toml::from_str("segment_prefix = 'x'").unwrap();
+        let e = Mapping::from_tables(None, Some(&typo), "m.toml").unwrap_err();
+        assert!(
+            e.to_string().contains("m.toml") && e.to_string().contains("segment_prefix"),
+            "{e}"
+        );
+        let bad: toml::Table = toml::from_str("usage_company_key = 'x; drop table'").unwrap();
+        assert!(Mapping::from_tables(None, Some(&bad), "m.toml").is_err());
+    }
+
+    #[test]
+    fn groups_and_slices_follow_the_mapping() {
+        let m = Mapping {
+            segment_tag_prefix: "stage:".into(),
+            at_risk_tags: vec!["red flag".into()],
+            at_risk_segments: vec!["renewal".into()],
+            ..Mapping::default()
+        };
+        assert_eq!(m.groups_of(&company("Red Flag")), (true, false));
+        assert_eq!(m.groups_of(&company("stage:renewal")), (true, false));
+        assert_eq!(m.groups_of(&company("segment:renewal")), (false, false));
+        assert_eq!(m.groups_of(&company("stage:expansion")), (false, true));
+        let n = m.matches(&[
+            company("stage:renewal, Red Flag"),
+            company("segment:renewal"),
+        ]);
+        assert_eq!(n["segment_tag_prefix"], 1);
+        assert_eq!(n["at_risk"], 1);
+    }
+}
