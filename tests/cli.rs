@@ -426,6 +426,26 @@ fn check_with_a_database_works_anywhere_and_says_what_each_report_can_do() {
         "{t}"
     );
     assert!(t.contains("no report can run"), "{t}");
+
+    // dbt_intercom as built (the package's own data): what can be computed and why not.
+    let seed =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dbt-intercom-seed.sqlite");
+    let o = common::bin()
+        .current_dir(elsewhere.path())
+        .args(["check", "--db", seed.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    for line in [
+        "conversion and retention: not available (no usage_events table",
+        "bot-first share: no first_response tags, so the bot-initiated proxy is printed",
+        "no company has monthly_spend > 0",
+        "mapping in force (default)",
+    ] {
+        assert!(t.contains(line), "{line}: {t}");
+    }
+    assert!(t.contains(&format!("ok: {}", seed.display())), "{t}");
 }
 
 /// A copy of the demo database in `dir`, changed by `sql`.

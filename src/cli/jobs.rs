@@ -91,7 +91,10 @@ pub fn check(
         eprintln!("{note}");
     }
     if found.problems.is_empty() {
-        println!("ok: {}", config_path.display());
+        match db {
+            Some(db) if !config_path.exists() => println!("ok: {db}"),
+            _ => println!("ok: {}", config_path.display()),
+        }
         Ok(())
     } else {
         for p in &found.problems {

@@ -65,8 +65,13 @@ pub fn check(config_path: &Path, db: Option<&Location>, mapping: Option<&Mapping
                     if let Some(m) = mapping {
                         req.mapping = m.clone();
                     }
-                    if let Err(e) = run::check_database(&req) {
-                        problems.push(format!("job `{}`: {e}", job.name));
+                    match run::check_database(&req) {
+                        Ok(limits) => {
+                            for l in limits {
+                                notes.push(format!("job `{}`: {l}", job.name));
+                            }
+                        }
+                        Err(e) => problems.push(format!("job `{}`: {e}", job.name)),
                     }
                     let prefix = format!("job `{}`: ", job.name);
                     mapping_notes(&req.db, &req.mapping, &prefix, &mut problems, &mut notes);
@@ -158,9 +163,12 @@ fn check_database_alone(
             templates: Templates::default(),
         };
         match run::check_database(&req) {
-            Ok(()) => {
+            Ok(limits) => {
                 runnable += 1;
                 notes.push(format!("report `{}`: can run", report.name()));
+                for l in limits {
+                    notes.push(format!("  {l}"));
+                }
             }
             Err(e @ RunError::Data(DataError::Open { .. })) => {
                 problems.push(e.to_string());

@@ -139,6 +139,11 @@ pub trait Report: Sync {
         req: &Request<'_>,
         reference: DateTime<Utc>,
     ) -> Result<Plan, ReportError>;
+    /// What the report can and cannot compute from this database and why, one line
+    /// each (for `check`), beyond the tables and columns `needs` checks.
+    fn limits(&self, _db: &Database, _req: &Request<'_>) -> Result<Vec<String>, ReportError> {
+        Ok(Vec::new())
+    }
     /// Loads the rows and computes the numbers; `timings` receives `load` and
     /// `metrics`.
     fn compute(

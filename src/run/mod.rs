@@ -336,11 +336,14 @@ fn timings_json(timings: &[(&str, std::time::Duration)]) -> serde_json::Value {
 }
 
 /// Checks the database against what a report needs (for `cxreport check`).
-pub fn check_database(req: &RunRequest) -> Result<(), RunError> {
+/// Returns what the report can and cannot compute from it ([`Report::limits`]).
+pub fn check_database(req: &RunRequest) -> Result<Vec<String>, RunError> {
     let report = report_of(req)?;
     check_request(report, req)?;
     let db = Database::open(&req.db)?;
-    Ok(db.check(report.name(), &report.needs(&db, &req.report_request())?)?)
+    let rr = req.report_request();
+    db.check(report.name(), &report.needs(&db, &rr)?)?;
+    Ok(report.limits(&db, &rr)?)
 }
 
 /// The mapping's rules as `check` prints them: each rule, its value and how many

@@ -20,7 +20,7 @@ use super::{
     parse_option, Computed, CsvFile, OptionSpec, Options, Plan, Report, ReportError, Request,
     WINDOW_OPTION,
 };
-use crate::intercom::USAGE_EVENTS;
+use crate::intercom::{COMPANY_ENHANCED, CONVERSATION_ENHANCED, USAGE_EVENTS};
 use crate::render::charts::ChartSpec;
 use crate::render::narrative::Narrative;
 use crate::render::templates::Language;
@@ -104,6 +104,14 @@ fn usage_of(db: &Database, source: UsageSource) -> Result<UsageDefinitions, Data
     })
 }
 
+/// For `check`: conversations carrying a first_response tag, conversations with an
+/// assignee type, paying companies (LIKE and comparisons both dialects share).
+const SQL_TAGGED_BOT: &str = "SELECT count(*) FROM intercom__conversation_enhanced \
+     WHERE all_conversation_tags LIKE '%first_response:%'";
+const SQL_ASSIGNEE_KNOWN: &str =
+    "SELECT count(conversation_assignee_type) FROM intercom__conversation_enhanced";
+const SQL_PAYING: &str = "SELECT count(*) FROM intercom__company_enhanced WHERE monthly_spend > 0";
+
 impl Report for ConversationUsageReport {
     fn name(&self) -> &'static str {
         NAME
@@ -119,6 +127,51 @@ impl Report for ConversationUsageReport {
 
     fn check_options(&self, options: &Options) -> Vec<(String, String)> {
         super::option_problems(Settings::read(options))
+    }
+
+    fn limits(&self, db: &Database, req: &Request<'_>) -> Result<Vec<String>, ReportError> {
+        let settings = Settings::read(req.options)?;
+        let count = |table: &'static str, sql: &str| -> Result<i64, DataError> {
+            let mut n = 0;
+            db.each_row(table, sql, |r| {
+                n = r.integer(0, "count")?.unwrap_or(0);
+                Ok(())
+            })?;
+            Ok(n)
+        };
+        let mut out = vec![match usage_of(db, settings.usage_source)? {
+            UsageDefinitions::Events => {
+                "conversion and retention: from usage_events (events definitions)".to_owned()
+            }
+            UsageDefinitions::Proxy => "conversion and retention: from the proxies \
+                (contacts' last_activity_ts, registration_retention_7d/_30d)"
+                .to_owned(),
+            UsageDefinitions::None => "conversion and retention: not available (no usage_events \
+                table, no proxy columns last_activity_ts / registration_retention_7d/_30d); \
+                the rest of the report is produced"
+                .to_owned(),
+        }];
+        out.push(if count(CONVERSATION_ENHANCED, SQL_TAGGED_BOT)? > 0 {
+            "bot-first share: from first_response tags".to_owned()
+        } else {
+            "bot-first share: no first_response tags, so the bot-initiated proxy is printed, \
+             labelled as such"
+                .to_owned()
+        });
+        if count(CONVERSATION_ENHANCED, SQL_ASSIGNEE_KNOWN)? == 0 {
+            out.push(
+                "team-routed share: not available (conversation_assignee_type is empty, as \
+                 dbt_intercom leaves it)"
+                    .to_owned(),
+            );
+        }
+        if count(COMPANY_ENHANCED, SQL_PAYING)? == 0 {
+            out.push(
+                "but no company has monthly_spend > 0: a run stops with exit 1 (no paying company to describe)"
+                    .to_owned(),
+            );
+        }
+        Ok(out)
     }
 
     fn needs(&self, db: &Database, req: &Request<'_>) -> Result<Vec<TableNeed>, ReportError> {
