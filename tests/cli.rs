@@ -696,3 +696,41 @@ fn usage_events_that_match_no_company_are_counted_and_printed() {
     let summary = common::json(&report.join("summary.json"));
     assert_eq!(summary["data_quality"]["usage_events_unmatched"], 0);
 }
+
+#[test]
+fn the_demo_has_every_dbt_intercom_column_and_intercoms_own_vocabulary() {
+    let conn = rusqlite::Connection::open(demo_db()).unwrap();
+    let columns = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/demo/sql/dbt-intercom-columns.txt"),
+    )
+    .unwrap();
+    let mut checked = 0;
+    for line in columns.lines().filter(|l| !l.is_empty()) {
+        let (table, column) = line.split(' ').next().unwrap().split_once('.').unwrap();
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                [table, column],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1, "{table}.{column}");
+        checked += 1;
+    }
+    assert!(checked > 140, "{checked}");
+    let values: Vec<String> = conn
+        .prepare("SELECT DISTINCT conversation_initiated_type FROM intercom__conversation_enhanced ORDER BY 1")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        values,
+        [
+            "admin_initiated",
+            "customer_initiated",
+            "operator_initiated"
+        ]
+    );
+}

@@ -32,7 +32,7 @@ const SCHEMA: &str = include_str!("sql/schema.sql");
 
 pub const DEFAULT_SEED: u64 = 97;
 /// Bumped whenever the generated content changes, so cached demo databases refresh.
-pub const GENERATOR_VERSION: u32 = 2;
+pub const GENERATOR_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DemoOptions {
@@ -552,10 +552,10 @@ impl Generator {
             closed[c.company] += i64::from(c.close.is_some());
         }
         let mut enhanced = txn.prepare(
-            "INSERT INTO intercom__company_enhanced VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+            "INSERT INTO intercom__company_enhanced (company_id, company_name, created_at, all_company_tags, monthly_spend, user_count, session_count, plan_name, industry) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
         )?;
         let mut metrics = txn.prepare(
-            "INSERT INTO intercom__company_metrics VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
+            "INSERT INTO intercom__company_metrics (company_id, company_name, created_at, all_company_tags, monthly_spend, user_count, session_count, plan_name, industry, total_conversations_closed, average_conversation_rating, median_time_to_first_response_time_minutes, registration_retention_7d, registration_retention_30d) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
         )?;
         for (i, c) in self.companies.iter().enumerate() {
             let created = utc(2019, 1, 1) + Duration::seconds(r.gen_range(0..5 * 365 * 86_400));
@@ -618,7 +618,7 @@ impl Generator {
             first_created[c.company].get_or_insert(c.created);
         }
         let mut stmt =
-            txn.prepare("INSERT INTO intercom__contact_enhanced VALUES (?1,?2,?3,?4,?5,?6,?7,?8)")?;
+            txn.prepare("INSERT INTO intercom__contact_enhanced (contact_id, contact_name, contact_email, created_at, signed_up_at, all_contact_company_names, last_activity_ts, all_contact_tags) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)")?;
         let mut converter_written = vec![false; self.companies.len()];
         for ct in &self.contacts {
             let co = &self.companies[ct.company];
@@ -675,10 +675,10 @@ impl Generator {
         let mut bot_acc: std::collections::HashMap<(Option<usize>, usize, usize), f64> =
             Default::default();
         let mut conv = txn.prepare(
-            "INSERT INTO intercom__conversation_enhanced VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)",
+            "INSERT INTO intercom__conversation_enhanced (conversation_id, conversation_created_at, conversation_last_updated_at, conversation_type, conversation_initiated_type, conversation_author_type, conversation_assignee_type, conversation_state, conversation_subject, all_conversation_tags, all_conversation_contacts, all_contact_company_names, first_close_at, last_close_at, conversation_rating, first_team_name, last_team_name) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)",
         )?;
         let mut metrics = txn
-            .prepare("INSERT INTO intercom__conversation_metrics VALUES (?1,?2,?3,?4,?5,?6,?7)")?;
+            .prepare("INSERT INTO intercom__conversation_metrics (conversation_id, first_admin_response_at, time_to_first_response_minutes, time_to_last_close_minutes, count_reopens, count_total_parts, count_assignments) VALUES (?1,?2,?3,?4,?5,?6,?7)")?;
         for (i, c) in self.conversations.iter().enumerate() {
             let id = format!("cv_{:08}", i + 1);
             let co = &self.companies[c.company];
@@ -695,29 +695,32 @@ impl Generator {
             if bot {
                 *acc -= 1.0;
             }
+            // Intercom's own vocabulary, as dbt_intercom builds it (the reference
+            // dataset's `contact_inbound`, `bot_follow_up`, `admin_outbound` and author
+            // `contact` mean the same to the reports).
             let via_tag = r.gen_bool(0.4);
             let (initiated, author) = if bot && !via_tag {
                 if r.gen_bool(0.45) {
                     (
-                        "bot_follow_up",
-                        if r.gen_bool(0.5) { "bot" } else { "contact" },
+                        "operator_initiated",
+                        if r.gen_bool(0.5) { "bot" } else { "user" },
                     )
                 } else {
-                    ("contact_inbound", "bot")
+                    ("customer_initiated", "bot")
                 }
             } else {
                 // Human-first (or decided by the tag): any non-bot shape; with the tag,
                 // the fields sometimes disagree, and the tag must win.
                 let roll: f64 = r.gen();
                 if via_tag && roll < 0.08 {
-                    ("bot_follow_up", "bot")
+                    ("operator_initiated", "bot")
                 } else if roll < 0.74 {
                     (
-                        "contact_inbound",
-                        ["contact", "user", "lead"][r.gen_range(0..3)],
+                        "customer_initiated",
+                        ["user", "user", "lead"][r.gen_range(0..3)],
                     )
                 } else {
-                    ("admin_outbound", "admin")
+                    ("admin_initiated", "admin")
                 }
             };
             let team_routed = matches!(co.segment, Some(0) | Some(3));
