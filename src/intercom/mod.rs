@@ -71,6 +71,9 @@ pub fn normalize_name_into(s: &str, out: &mut String) {
 pub struct NameSplitter {
     /// Normalized company names with a comma, longest first.
     comma_names: Vec<String>,
+    /// First items of comma names that are company names themselves (`acme` when
+    /// both `Acme` and `Acme, Inc.` exist): a match there is ambiguous.
+    ambiguous_prefixes: Vec<String>,
 }
 
 impl NameSplitter {
@@ -83,7 +86,42 @@ impl NameSplitter {
             .collect();
         comma_names.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         comma_names.dedup();
-        Self { comma_names }
+        let mut ambiguous_prefixes: Vec<String> = if comma_names.is_empty() {
+            Vec::new()
+        } else {
+            let plain: std::collections::HashSet<String> = companies
+                .iter()
+                .filter_map(|c| c.company_name.as_deref())
+                .filter(|n| !n.contains(','))
+                .map(normalize_name)
+                .collect();
+            comma_names
+                .iter()
+                .filter_map(|n| split_items(n).next())
+                .filter(|first| plain.contains(*first))
+                .map(str::to_owned)
+                .collect()
+        };
+        ambiguous_prefixes.sort();
+        ambiguous_prefixes.dedup();
+        Self {
+            comma_names,
+            ambiguous_prefixes,
+        }
+    }
+
+    /// Whether `name`, a first name [`NameSplitter::first_into`] returned, could
+    /// also have been read as a shorter company name (both `Acme` and `Acme, Inc.`
+    /// exist): the longer one was taken, and the conversation is counted as
+    /// ambiguous in data quality.
+    pub fn is_ambiguous(&self, name: &str) -> bool {
+        !self.ambiguous_prefixes.is_empty()
+            && name.contains(',')
+            && split_items(name).next().is_some_and(|first| {
+                self.ambiguous_prefixes
+                    .binary_search_by(|p| p.as_str().cmp(first))
+                    .is_ok()
+            })
     }
 
     /// The known comma name `rest` (normalized, trimmed) starts with, ending at the
@@ -341,6 +379,15 @@ mod tests {
         let mut out = String::new();
         assert!(s.first_into("Acme, Inc., Beta", &mut out));
         assert_eq!(out, "acme, inc.");
+        // `Acme` is a company too: read as the longer name, counted as ambiguous.
+        assert!(s.is_ambiguous(&out));
+        assert!(!s.is_ambiguous("acme") && !s.is_ambiguous("beta"));
+        let only_long = NameSplitter::new(&[company("Acme, Inc."), company("Beta")]);
+        assert!(only_long.first_into("Acme, Inc.", &mut out));
+        assert!(
+            !only_long.is_ambiguous(&out),
+            "no shorter company to confuse it with"
+        );
         assert!(s.first_into(" ACME, INC.", &mut out));
         assert_eq!(out, "acme, inc.");
         assert!(s.first_into("Acme, Beta", &mut out));

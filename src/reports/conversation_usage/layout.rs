@@ -166,6 +166,10 @@ pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
         ],
         [s.get("quality.non_paying"), count(dq.companies_non_paying)],
     ];
+    quality_rows.push([
+        s.get("quality.ambiguous_names"),
+        count(dq.ambiguous_company_names as usize),
+    ]);
     if let Some(n) = dq.usage_events_unmatched {
         quality_rows.push([s.get("quality.events_unmatched"), count(n as usize)]);
     }

@@ -195,6 +195,9 @@ pub struct ConversationUsageData {
     pub usage_events: Option<UsageEvents>,
     /// The mapping the rows were read with (slices, the usage-events key).
     pub mapping: Mapping,
+    /// Conversations whose first company name matched a name with a comma while its
+    /// first part is a company name too (read as the longer name).
+    pub ambiguous_names: u64,
     /// The conversation counts of the whole table when only the window's rows were
     /// read (the server applied the window).
     pub conversation_counts: Option<ConversationCounts>,
@@ -404,6 +407,9 @@ fn load_conversations(
         let names = r.cow_text(6, "all_contact_company_names")?;
         let first_name = match names.as_deref() {
             Some(names) if splitter.first_into(names, &mut name) => {
+                if splitter.is_ambiguous(&name) {
+                    d.ambiguous_names += 1;
+                }
                 Some(d.company_names.intern(&name))
             }
             _ => None,

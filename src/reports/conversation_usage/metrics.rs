@@ -252,6 +252,9 @@ pub struct DataQuality {
     /// Usage events whose company is NULL or matches no company (`None`: the run
     /// used no events).
     pub usage_events_unmatched: Option<u64>,
+    /// Conversations whose company name could be read two ways (`Acme, Inc.` when
+    /// `Acme` is a company too); the longer known name was taken.
+    pub ambiguous_company_names: u64,
 }
 
 // ---------------------------------------------------------------------------
@@ -831,6 +834,7 @@ pub fn compute(
             unmapped_conversations: unmapped,
             in_scope_without_metrics_row: without_metrics,
             usage_events_unmatched: data.usage_events.as_ref().map(|e| e.unmatched),
+            ambiguous_company_names: data.ambiguous_names,
             companies_total: companies.len(),
             companies_non_paying: companies.len() - pop.paying.len(),
             coverage_segment: coverage[0],
