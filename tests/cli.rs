@@ -595,6 +595,44 @@ fn a_mapping_reads_other_tag_names_and_an_account_key_as_the_defaults_read_the_d
             "{report}: without it the renamed tags are not understood"
         );
     }
+    // A company column instead of the segment tags.
+    std::fs::create_dir_all(dir.path().join("column")).unwrap();
+    let col_db = demo_copy(
+        &dir.path().join("column"),
+        "ALTER TABLE intercom__company_enhanced ADD COLUMN crm_segment TEXT;
+         UPDATE intercom__company_enhanced SET crm_segment = CASE
+           WHEN instr(all_company_tags, 'segment:') > 0 THEN trim(substr(
+             substr(all_company_tags, instr(all_company_tags, 'segment:') + 8) || ',', 1,
+             instr(substr(all_company_tags, instr(all_company_tags, 'segment:') + 8) || ',', ',') - 1))
+           END;
+         UPDATE intercom__company_enhanced SET all_company_tags = replace(all_company_tags, 'segment:', 'old:');",
+    );
+    let col_mapping = dir.path().join("column.toml");
+    std::fs::write(&col_mapping, "segment_column = \"crm_segment\"\n").unwrap();
+    let panel = |db: &Path, mapping: Option<&Path>, out: &str| {
+        let out = dir.path().join(out);
+        let mut args = vec![
+            "run",
+            "--db",
+            db.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--data-only",
+        ];
+        if let Some(m) = mapping {
+            args.extend(["--mapping", m.to_str().unwrap()]);
+        }
+        let r = run(&args);
+        assert!(r.status.success(), "{}", text(&r));
+        let folder = String::from_utf8_lossy(&r.stdout).trim().to_owned();
+        std::fs::read_to_string(Path::new(&folder).join("panel_segment.csv")).unwrap()
+    };
+    assert_eq!(
+        panel(&col_db, Some(&col_mapping), "col-mapped"),
+        panel(demo_db(), None, "col-demo"),
+        "segments from a column read as from the tags"
+    );
+
     // check shows the mapping in force and what each rule matched.
     let o = common::bin()
         .current_dir(dir.path())

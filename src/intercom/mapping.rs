@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::slices::{classify, LabelSource};
+use super::slices::{classify_company, LabelSource};
 use super::{split_items, CompanyRow};
 
 /// The mapping in force for a run.
@@ -17,6 +17,12 @@ use super::{split_items, CompanyRow};
 pub struct Mapping {
     /// Tag prefix of the segment (`segment:renewal`).
     pub segment_tag_prefix: String,
+    /// A company column holding the segment name instead (it wins over the tag).
+    pub segment_column: Option<String>,
+    /// A company column holding the seat bucket name (`60_129`, …).
+    pub seat_bucket_column: Option<String>,
+    /// A company column holding the ARR bucket name (`30k_65k`, …).
+    pub arr_bucket_column: Option<String>,
     /// Tag prefix of the seat bucket (`seat_bucket:seats:60_129`).
     pub seat_tag_prefix: String,
     /// Tag prefix of the ARR bucket (`arr_bucket:arr:30k_65k`).
@@ -39,6 +45,9 @@ impl Default for Mapping {
     fn default() -> Self {
         Self {
             segment_tag_prefix: "segment:".into(),
+            segment_column: None,
+            seat_bucket_column: None,
+            arr_bucket_column: None,
             seat_tag_prefix: "seat_bucket:seats:".into(),
             arr_tag_prefix: "arr_bucket:arr:".into(),
             at_risk_tags: vec!["Churn Watch".into()],
@@ -113,13 +122,41 @@ impl Mapping {
                 ));
             }
         }
-        let key = &self.usage_company_key;
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!(
-                "`usage_company_key` must be a column name (letters, digits, _), got {key:?}"
-            ));
+        for (rule, column) in self.columns_named() {
+            if column.is_empty()
+                || !column
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(format!(
+                    "`{rule}` must be a column name (letters, digits, _), got {column:?}"
+                ));
+            }
         }
         Ok(())
+    }
+
+    fn columns_named(&self) -> Vec<(&'static str, &str)> {
+        let mut out = vec![("usage_company_key", self.usage_company_key.as_str())];
+        for (rule, c) in [
+            ("segment_column", &self.segment_column),
+            ("seat_bucket_column", &self.seat_bucket_column),
+            ("arr_bucket_column", &self.arr_bucket_column),
+        ] {
+            if let Some(c) = c {
+                out.push((rule, c.as_str()));
+            }
+        }
+        out
+    }
+
+    /// The company columns to read besides the contract's, by rule
+    /// (`usage_company_key` only when it is not `company_id`).
+    pub fn columns(&self) -> Vec<(&'static str, &str)> {
+        self.columns_named()
+            .into_iter()
+            .filter(|(rule, c)| !(*rule == "usage_company_key" && *c == "company_id"))
+            .collect()
     }
 
     /// Whether `c` is at risk and whether it is an expansion target.
@@ -130,10 +167,10 @@ impl Mapping {
                 split_items(t).any(|x| names.iter().any(|n| x.eq_ignore_ascii_case(n)))
             })
         };
-        let l = classify(self, tags, c.user_count, c.monthly_spend.unwrap_or(0.0));
+        let l = classify_company(self, c);
         let segment = super::slices::segment_name(l.segment);
         let in_segments = |names: &[String]| {
-            l.segment_src == LabelSource::Tag && names.iter().any(|n| n == segment)
+            l.segment_src != LabelSource::Fallback && names.iter().any(|n| n == segment)
         };
         (
             has(&self.at_risk_tags) || in_segments(&self.at_risk_segments),
@@ -143,6 +180,7 @@ impl Mapping {
 
     /// Each rule and the value it has, as `check` and the reports print them.
     pub fn rules(&self) -> Vec<(&'static str, String)> {
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".to_owned());
         let list = |v: &[String]| {
             if v.is_empty() {
                 "—".to_owned()
@@ -152,6 +190,9 @@ impl Mapping {
         };
         vec![
             ("segment_tag_prefix", self.segment_tag_prefix.clone()),
+            ("segment_column", opt(&self.segment_column)),
+            ("seat_bucket_column", opt(&self.seat_bucket_column)),
+            ("arr_bucket_column", opt(&self.arr_bucket_column)),
             ("seat_tag_prefix", self.seat_tag_prefix.clone()),
             ("arr_tag_prefix", self.arr_tag_prefix.clone()),
             ("at_risk_tags", list(&self.at_risk_tags)),
@@ -184,7 +225,7 @@ impl Mapping {
     pub fn matches(&self, companies: &[CompanyRow]) -> BTreeMap<&'static str, usize> {
         let mut n: BTreeMap<&'static str, usize> = BTreeMap::new();
         for c in companies {
-            let l = classify(self, c.tags.as_deref(), c.user_count, 0.0);
+            let l = classify_company(self, c);
             let (risk, expansion) = self.groups_of(c);
             let tagged = |names: &[String]| {
                 c.tags.as_deref().is_some_and(|t| {
@@ -193,12 +234,15 @@ impl Mapping {
             };
             let segment = super::slices::segment_name(l.segment);
             let in_segments = |names: &[String]| {
-                l.segment_src == LabelSource::Tag && names.iter().any(|n| n == segment)
+                l.segment_src != LabelSource::Fallback && names.iter().any(|n| n == segment)
             };
             for (rule, hit) in [
                 ("segment_tag_prefix", l.segment_src == LabelSource::Tag),
                 ("seat_tag_prefix", l.seat_src == LabelSource::Tag),
                 ("arr_tag_prefix", l.arr_src == LabelSource::Tag),
+                ("segment_column", l.segment_src == LabelSource::Column),
+                ("seat_bucket_column", l.seat_src == LabelSource::Column),
+                ("arr_bucket_column", l.arr_src == LabelSource::Column),
                 ("at_risk_tags", tagged(&self.at_risk_tags)),
                 ("at_risk_segments", in_segments(&self.at_risk_segments)),
                 ("expansion_tags", tagged(&self.expansion_tags)),
@@ -224,7 +268,7 @@ mod tests {
             tags: Some(tags.into()),
             monthly_spend: Some(100.0),
             user_count: Some(10),
-            usage_key: None,
+            mapped: Default::default(),
         }
     }
 
@@ -257,6 +301,31 @@ mod tests {
             "{e}"
         );
         let bad: toml::Table = toml::from_str("usage_company_key = 'x; drop table'").unwrap();
+        assert!(Mapping::from_tables(None, Some(&bad), "m.toml").is_err());
+    }
+
+    #[test]
+    fn a_mapped_column_wins_over_the_tag_when_it_holds_a_known_name() {
+        let m = Mapping {
+            segment_column: Some("crm_segment".into()),
+            ..Mapping::default()
+        };
+        assert_eq!(m.columns(), [("segment_column", "crm_segment")]);
+        let mut c = company("segment:expansion");
+        c.mapped.segment = Some(" renewal ".into());
+        let l = classify_company(&m, &c);
+        assert_eq!(
+            (super::super::slices::segment_name(l.segment), l.segment_src),
+            ("renewal", LabelSource::Column)
+        );
+        c.mapped.segment = Some("gold".into());
+        let l = classify_company(&m, &c);
+        assert_eq!(
+            (super::super::slices::segment_name(l.segment), l.segment_src),
+            ("expansion", LabelSource::Tag),
+            "not a segment name: the tag decides"
+        );
+        let bad: toml::Table = toml::from_str("segment_column = 'a b'").unwrap();
         assert!(Mapping::from_tables(None, Some(&bad), "m.toml").is_err());
     }
 

@@ -13,6 +13,7 @@ use chrono_tz::Tz;
 
 use crate::source::interner::Interner;
 use crate::source::{DataError, Database, TableNeed, TimeColumn};
+use mapping::Mapping;
 
 const SQL_ALL_CREATED: &str = "SELECT conversation_created_at FROM intercom__conversation_enhanced";
 /// The anchor where the server can compare the times itself (a native timestamp).
@@ -193,9 +194,20 @@ pub struct CompanyRow {
     pub tags: Option<String>,
     pub monthly_spend: Option<f64>,
     pub user_count: Option<i64>,
-    /// The value of the mapping's `usage_company_key` column, when that is not
-    /// `company_id` (what the usage events' `company_id` holds).
+    /// The values of the columns the mapping names (none by default).
+    pub mapped: Mapped,
+}
+
+/// A company's values of the columns a mapping names.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Mapped {
+    /// `usage_company_key` when it is not `company_id`: what the usage events'
+    /// `company_id` holds.
     pub usage_key: Option<String>,
+    /// `segment_column`, `seat_bucket_column`, `arr_bucket_column`.
+    pub segment: Option<String>,
+    pub seat_bucket: Option<String>,
+    pub arr_bucket: Option<String>,
 }
 
 /// Topic tags of a tag aggregate: machine tags (any item with `:`) and empty items
@@ -297,53 +309,65 @@ pub const COMPANIES_NEED: TableNeed = TableNeed {
 
 /// The companies of `intercom__company_enhanced`.
 pub fn load_companies(db: &Database) -> Result<Vec<CompanyRow>, DataError> {
-    load_companies_keyed(db, "company_id")
+    load_companies_mapped(db, &Mapping::default())
 }
 
-/// The companies, each with the value of `usage_key` (a column the mapping names)
-/// when it is not `company_id`.
-pub fn load_companies_keyed(db: &Database, usage_key: &str) -> Result<Vec<CompanyRow>, DataError> {
-    let keyed = usage_key != "company_id";
-    let sql = if keyed {
-        // Column names cannot be bound: this one is checked against the table's
-        // own columns (the mapping allows letters, digits and `_` only) and quoted.
-        if !db
-            .columns(COMPANY_ENHANCED)?
+/// The companies, each with the values of the columns `mapping` names.
+pub fn load_companies_mapped(
+    db: &Database,
+    mapping: &Mapping,
+) -> Result<Vec<CompanyRow>, DataError> {
+    let extra = mapping.columns();
+    let sql = if extra.is_empty() {
+        std::borrow::Cow::Borrowed(SQL_COMPANIES)
+    } else {
+        // Column names cannot be bound: each is checked against the table's own
+        // columns (the mapping allows letters, digits and `_` only) and quoted.
+        let have = db.columns(COMPANY_ENHANCED)?;
+        let missing: Vec<crate::source::Missing> = extra
             .iter()
-            .any(|(c, _)| c.eq_ignore_ascii_case(usage_key))
-        {
+            .filter(|(_, c)| !have.iter().any(|(h, _)| h.eq_ignore_ascii_case(c)))
+            .map(|(_, c)| crate::source::Missing {
+                table: COMPANY_ENHANCED.to_owned(),
+                column: Some((*c).to_owned()),
+            })
+            .collect();
+        if !missing.is_empty() {
             return Err(DataError::Schema {
                 db: db.name().to_owned(),
-                report: format!("(mapping usage_company_key = {usage_key})"),
-                missing: vec![crate::source::Missing {
-                    table: COMPANY_ENHANCED.to_owned(),
-                    column: Some(usage_key.to_owned()),
-                }],
+                report: "(the mapping)".to_owned(),
+                missing,
             });
         }
+        let cols: Vec<String> = extra.iter().map(|(_, c)| format!("\"{c}\"")).collect();
         std::borrow::Cow::Owned(format!(
-            "SELECT company_id, company_name, all_company_tags, monthly_spend, user_count, \"{usage_key}\" \
-             FROM intercom__company_enhanced"
+            "SELECT company_id, company_name, all_company_tags, monthly_spend, user_count, {} \
+             FROM intercom__company_enhanced",
+            cols.join(", ")
         ))
-    } else {
-        std::borrow::Cow::Borrowed(SQL_COMPANIES)
     };
     let mut out = Vec::with_capacity(db.rows_hint(COMPANY_ENHANCED));
     db.each_row(COMPANY_ENHANCED, &sql, |r| {
         let company_id = r
             .text(0, "company_id")?
             .ok_or_else(|| r.bad("company_id", "a company id", "NULL".into()))?;
+        let mut mapped = Mapped::default();
+        for (i, (rule, _)) in extra.iter().enumerate() {
+            let v = r.text(5 + i, rule)?;
+            match *rule {
+                "usage_company_key" => mapped.usage_key = v,
+                "segment_column" => mapped.segment = v,
+                "seat_bucket_column" => mapped.seat_bucket = v,
+                _ => mapped.arr_bucket = v,
+            }
+        }
         out.push(CompanyRow {
             company_id,
             company_name: r.text(1, "company_name")?,
             tags: r.text(2, "all_company_tags")?,
             monthly_spend: r.real(3, "monthly_spend")?,
             user_count: r.integer(4, "user_count")?,
-            usage_key: if keyed {
-                r.text(5, "usage_company_key")?
-            } else {
-                None
-            },
+            mapped,
         });
         Ok(())
     })?;
@@ -373,7 +397,7 @@ mod tests {
             tags: None,
             monthly_spend: Some(1.0),
             user_count: None,
-            usage_key: None,
+            mapped: Mapped::default(),
         };
         let s = NameSplitter::new(&[company("Acme, Inc."), company("Acme"), company("Beta")]);
         let mut out = String::new();

@@ -2,7 +2,7 @@
 //! seat bucket from its user count, ARR bucket from its spend, and their names.
 
 use super::mapping::Mapping;
-use super::split_items;
+use super::{split_items, CompanyRow};
 
 pub const SEGMENTS: [&str; 4] = ["new_contract", "renewal", "expansion", "churn_watch"];
 pub const SEAT_BUCKETS: [&str; 5] = ["under_60", "60_129", "130_259", "260_419", "420_plus"];
@@ -13,6 +13,8 @@ pub const UNKNOWN: &str = "unknown";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LabelSource {
     Tag,
+    /// A company column the mapping names.
+    Column,
     Fallback,
 }
 
@@ -86,6 +88,31 @@ pub fn classify(
         seat_src: src(seat),
         arr_src: src(arr),
     }
+}
+
+/// A company's labels under `mapping`: a mapped column's value wins (when it is one of
+/// the names), then the tag, then the fallback.
+pub fn classify_company(mapping: &Mapping, c: &CompanyRow) -> Labels {
+    let mut l = classify(
+        mapping,
+        c.tags.as_deref(),
+        c.user_count,
+        c.monthly_spend.unwrap_or(0.0),
+    );
+    let value = |v: &Option<String>, allowed: &[&str]| {
+        let v = v.as_deref()?.trim();
+        allowed.iter().position(|a| *a == v).map(|i| i as u8)
+    };
+    if let Some(i) = value(&c.mapped.segment, &SEGMENTS) {
+        (l.segment, l.segment_src) = (i, LabelSource::Column);
+    }
+    if let Some(i) = value(&c.mapped.seat_bucket, &SEAT_BUCKETS) {
+        (l.seat, l.seat_src) = (i, LabelSource::Column);
+    }
+    if let Some(i) = value(&c.mapped.arr_bucket, &ARR_BUCKETS) {
+        (l.arr, l.arr_src) = (i, LabelSource::Column);
+    }
+    l
 }
 
 pub fn segment_name(i: u8) -> &'static str {

@@ -357,13 +357,13 @@ pub fn mapping_matches(
     if !db.has_table(crate::intercom::COMPANY_ENHANCED)? {
         return Ok(Vec::new());
     }
-    let companies = crate::intercom::load_companies_keyed(&db, &mapping.usage_company_key)?;
+    let companies = crate::intercom::load_companies_mapped(&db, mapping)?;
     let n = mapping.matches(&companies);
     let with_key = companies
         .iter()
         .filter(|c| {
             mapping.usage_company_key == "company_id"
-                || c.usage_key.as_deref().is_some_and(|k| !k.is_empty())
+                || c.mapped.usage_key.as_deref().is_some_and(|k| !k.is_empty())
         })
         .count();
     Ok(mapping

@@ -320,7 +320,7 @@ pub fn load_conversation_usage(
         let events = second.map(|db| {
             scope.spawn(move || load_usage_events(&db, source_tz, window.start, window.end))
         });
-        d.companies = intercom::load_companies_keyed(db, &mapping.usage_company_key)?;
+        d.companies = intercom::load_companies_mapped(db, mapping)?;
         d.company_name_ids = intern_company_names(&d.companies, &mut d.company_names);
         // Company names with a comma are matched before splitting, in both tables.
         let splitter = NameSplitter::new(&d.companies);
@@ -612,7 +612,7 @@ fn attach_events(companies: &[CompanyRow], loaded: &mut LoadedEvents) {
     let mut rows = vec![u32::MAX; ids.len()];
     for (i, c) in companies.iter().enumerate() {
         // The mapping's key column when it names one, else Intercom's company id.
-        let key = c.usage_key.as_deref().unwrap_or(&c.company_id);
+        let key = c.mapped.usage_key.as_deref().unwrap_or(&c.company_id);
         if let Some(n) = ids.lookup(key) {
             let row = &mut rows[n as usize];
             if *row == u32::MAX {

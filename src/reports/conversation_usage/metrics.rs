@@ -23,8 +23,8 @@ use serde::Serialize;
 use super::load::{ConversationRow, ConversationUsageData};
 use crate::intercom::population::{is_paying, DuplicateName, Population};
 use crate::intercom::slices::{
-    arr_name, classify, seat_name, segment_name, LabelSource, Labels, ARR_BUCKETS, SEAT_BUCKETS,
-    SEGMENTS,
+    arr_name, classify_company, seat_name, segment_name, LabelSource, Labels, ARR_BUCKETS,
+    SEAT_BUCKETS, SEGMENTS,
 };
 use crate::intercom::window::Window;
 use crate::intercom::{normalize_name, Assignee, CompanyRow};
@@ -510,16 +510,7 @@ pub fn compute(
             // Dense, by company index: looked up per conversation and per company.
             let labels: Vec<Option<Labels>> = companies
                 .iter()
-                .map(|c| {
-                    is_paying(c).then(|| {
-                        classify(
-                            &data.mapping,
-                            c.tags.as_deref(),
-                            c.user_count,
-                            c.monthly_spend.unwrap_or(0.0),
-                        )
-                    })
-                })
+                .map(|c| is_paying(c).then(|| classify_company(&data.mapping, c)))
                 .collect();
             (pop, labels)
         });
@@ -797,7 +788,8 @@ pub fn compute(
             .zip([l.segment_src, l.seat_src, l.arr_src])
         {
             match src {
-                LabelSource::Tag => c.tag += 1,
+                // A mapped column is the user's label as much as a tag is.
+                LabelSource::Tag | LabelSource::Column => c.tag += 1,
                 LabelSource::Fallback => c.fallback += 1,
             }
         }

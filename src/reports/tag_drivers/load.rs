@@ -6,8 +6,8 @@ use chrono_tz::Tz;
 use crate::intercom::mapping::Mapping;
 use crate::intercom::window::Window;
 use crate::intercom::{
-    self, load_companies, topic_tags, CompanyRow, NameSplitter, COMPANY_ENHANCED,
-    CONVERSATION_ENHANCED, CONVERSATION_METRICS,
+    self, topic_tags, CompanyRow, NameSplitter, COMPANY_ENHANCED, CONVERSATION_ENHANCED,
+    CONVERSATION_METRICS,
 };
 use crate::source::{BadTimestamps, DataError, Database, RowsRead, TableNeed, TsParser};
 
@@ -108,7 +108,7 @@ pub fn load(
         tz: source_tz,
         bad: &mut bad,
     };
-    d.companies = load_companies(db)?;
+    d.companies = intercom::load_companies_mapped(db, mapping)?;
     let splitter = NameSplitter::new(&d.companies);
     let mut name = String::new();
     let bounds = db.time_bounds(

@@ -236,7 +236,7 @@ mod tests {
             tags: Some(tags.into()),
             monthly_spend: Some(100.0),
             user_count: Some(10),
-            usage_key: None,
+            mapped: Default::default(),
         }
     }
 

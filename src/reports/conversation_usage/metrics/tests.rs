@@ -8,6 +8,7 @@ use super::super::load::{load_conversation_usage, UsageTables};
 use super::*;
 use crate::intercom::is_bot_first;
 use crate::intercom::mapping::Mapping;
+use crate::intercom::slices::classify;
 use crate::intercom::slices::{arr_bucket_of, seat_bucket_of};
 use crate::intercom::window::WindowSpec;
 use crate::source::Database;
