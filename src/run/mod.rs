@@ -346,13 +346,13 @@ pub fn check_database(req: &RunRequest) -> Result<Vec<String>, RunError> {
     Ok(report.limits(&db, &rr)?)
 }
 
+/// A mapping rule, its value, and how many companies it matched.
+pub type RuleMatch = (&'static str, String, Option<usize>);
+
 /// The mapping's rules as `check` prints them: each rule, its value and how many
 /// companies of the database it matched (`None`: the rule is not counted per
 /// company). Empty when the database has no company table.
-pub fn mapping_matches(
-    db: &Location,
-    mapping: &Mapping,
-) -> Result<Vec<(&'static str, String, Option<usize>)>, RunError> {
+pub fn mapping_matches(db: &Location, mapping: &Mapping) -> Result<Vec<RuleMatch>, RunError> {
     let db = Database::open(db)?;
     if !db.has_table(crate::intercom::COMPANY_ENHANCED)? {
         return Ok(Vec::new());
