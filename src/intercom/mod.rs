@@ -295,6 +295,23 @@ pub fn latest_conversation(db: &Database, tz: Tz) -> Result<Option<DateTime<Utc>
     db.max_time(CONVERSATION_ENHANCED, sql, "conversation_created_at", tz)
 }
 
+/// The window as the two bound values of `conversation_created_at BETWEEN $1 AND $2`
+/// when the database compares that column's times itself (a native timestamp), so
+/// only the window's conversations are read; `None`: read them all and cut here.
+pub fn window_bounds(
+    db: &Database,
+    window: &window::Window,
+    source_tz: Tz,
+) -> Result<Option<[crate::source::Param; 2]>, DataError> {
+    db.time_bounds(
+        CONVERSATION_ENHANCED,
+        "conversation_created_at",
+        window.start,
+        window.end,
+        source_tz,
+    )
+}
+
 /// The columns [`load_companies`] reads.
 pub const COMPANIES_NEED: TableNeed = TableNeed {
     table: COMPANY_ENHANCED,

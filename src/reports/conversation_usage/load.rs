@@ -368,13 +368,7 @@ fn load_conversations(
 ) -> Result<(), DataError> {
     let mut name = String::new();
     // The window as a predicate where the server can compare the times itself.
-    let bounds = db.time_bounds(
-        CONVERSATION_ENHANCED,
-        "conversation_created_at",
-        window.start,
-        window.end,
-        ts.tz,
-    )?;
+    let bounds = intercom::window_bounds(db, &window, ts.tz)?;
     let (sql, sql_metrics, params) = match &bounds {
         Some(b) => (
             SQL_CONVERSATIONS_IN_WINDOW,

@@ -372,6 +372,13 @@ fn layout(run: &Run, lang: &Language) -> Value {
         .map(|p| path_row(p))
         .collect();
     let bad = super::bad_timestamp_rows(&run.bad_timestamps, f);
+    let plan_users = |plan: &str| -> usize {
+        r.dimensions
+            .iter()
+            .filter(|d| d.dimension == "plan_type" && d.value == plan)
+            .map(|d| d.users)
+            .sum()
+    };
     let quality = vec![
         [
             s.get("quality.without_portfolio"),
@@ -385,26 +392,8 @@ fn layout(run: &Run, lang: &Language) -> Value {
             s.get("quality.unknown_users"),
             count(r.events_of_unknown_users),
         ],
-        [
-            s.get("quality.other_plan"),
-            count(
-                r.dimensions
-                    .iter()
-                    .filter(|d| d.dimension == "plan_type" && d.value == "other")
-                    .map(|d| d.users)
-                    .sum(),
-            ),
-        ],
-        [
-            s.get("quality.unknown_plan"),
-            count(
-                r.dimensions
-                    .iter()
-                    .filter(|d| d.dimension == "plan_type" && d.value == "unknown")
-                    .map(|d| d.users)
-                    .sum(),
-            ),
-        ],
+        [s.get("quality.other_plan"), count(plan_users("other"))],
+        [s.get("quality.unknown_plan"), count(plan_users("unknown"))],
     ];
     json!({
         "scope": { "rows": scope, "definitions": s.list("scope.definitions") },

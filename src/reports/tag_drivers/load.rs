@@ -111,13 +111,7 @@ pub fn load(
     d.companies = intercom::load_companies_mapped(db, mapping)?;
     let splitter = NameSplitter::new(&d.companies);
     let mut name = String::new();
-    let bounds = db.time_bounds(
-        CONVERSATION_ENHANCED,
-        "conversation_created_at",
-        window.start,
-        window.end,
-        source_tz,
-    )?;
+    let bounds = intercom::window_bounds(db, &window, source_tz)?;
     let (sql, sql_metrics, params) = match &bounds {
         Some(b) => (
             SQL_TAG_CONVERSATIONS_IN_WINDOW,
