@@ -427,3 +427,61 @@ fn a_job_reads_its_warehouse_with_the_password_from_the_variable_it_names() {
     );
     assert!(!pdf_text.contains("not-needed-on-trust"));
 }
+
+/// Hostile tables from a server too: no panic, a clean exit with the reason.
+#[test]
+fn hostile_tables_on_the_server_never_panic() {
+    let Some(url) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    for (i, sql) in [
+        // Empty tables.
+        "DELETE FROM intercom__company_enhanced; DELETE FROM intercom__conversation_enhanced;
+         DELETE FROM intercom__conversation_metrics; DELETE FROM usage_events;
+         DELETE FROM users; DELETE FROM events;",
+        // All-NULL columns, no paying company.
+        "UPDATE intercom__company_enhanced SET company_name = NULL, all_company_tags = NULL,
+           monthly_spend = NULL, user_count = NULL;
+         UPDATE intercom__conversation_enhanced SET conversation_initiated_type = NULL,
+           all_conversation_tags = NULL, last_close_at = NULL;
+         UPDATE usage_events SET is_core = NULL, company_id = NULL;",
+        // Nothing mapped, negative money, absurd times.
+        "UPDATE intercom__conversation_enhanced SET all_contact_company_names = 'Nobody';
+         UPDATE intercom__company_enhanced SET monthly_spend = -monthly_spend;
+         UPDATE intercom__conversation_enhanced SET last_close_at = '0001-01-01 00:00:00'
+           WHERE rowid % 7 = 0;",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let db = dir.path().join(format!("h{i}.sqlite"));
+        std::fs::copy(demo_db(), &db).unwrap();
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+        let pg = load(&url, &db, &schema(&format!("hostile{i}")), &[]);
+        for report in ["conversation-usage", "tag-drivers", "customer-segmentation"] {
+            let out = dir.path().join(format!("out{i}"));
+            let o = run(&[
+                "run",
+                report,
+                "--db",
+                &pg,
+                "--out",
+                out.to_str().unwrap(),
+                "--data-only",
+            ]);
+            let t = text(&o);
+            assert!(
+                matches!(o.status.code(), Some(0..=2)),
+                "case {i}, {report}: {t}"
+            );
+            assert!(!t.contains("panicked"), "case {i}, {report}: {t}");
+            if !o.status.success() {
+                assert!(t.contains("error:"), "case {i}, {report}: {t}");
+            }
+        }
+        // The same outcome as from the file.
+        same_outputs(&db, &pg, &["conversation-usage"]);
+    }
+}

@@ -1,6 +1,8 @@
-//! Reading tables: opens the user's SQLite file read-only, checks that every table and
-//! column a caller needs is there before any work starts, and hands rows out through a
-//! typed reader whose errors name the file, table, column and row. Timestamps
+//! Reading tables where they are: a SQLite file or a PostgreSQL database ([`Location`];
+//! the server side is in `pg`), read-only. Checks that every table and column a caller
+//! needs is there before any work starts, and hands rows out through one typed reader
+//! for both drivers whose errors name the database, table, column and row; native
+//! time columns let callers put a window into SQL (`time_bounds`). Timestamps
 //! (`timestamp`) and compact string storage (`interner`) live beside it. This layer
 //! knows no report and no data contract: callers bring their SQL and table names.
 
