@@ -633,6 +633,32 @@ fn a_mapping_reads_other_tag_names_and_an_account_key_as_the_defaults_read_the_d
         "segments from a column read as from the tags"
     );
 
+    // Bucket bounds of one's own: the buckets and their names follow.
+    let bounds = dir.path().join("bounds.toml");
+    std::fs::write(&bounds, "seat_bounds = [50, 100, 250, 500]\n").unwrap();
+    let out = dir.path().join("bounds-out");
+    let r = run(&[
+        "run",
+        "--mapping",
+        bounds.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--data-only",
+        "--db",
+        demo_db().to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", text(&r));
+    let folder = String::from_utf8_lossy(&r.stdout).trim().to_owned();
+    let (header, rows) = read_csv(&Path::new(&folder).join("panel_segment_seat.csv"));
+    let seat = col(&header, "seat_bucket");
+    let mut names: Vec<&str> = rows.iter().map(|r| r[seat].as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(
+        names,
+        ["100_249", "250_499", "500_plus", "50_99", "under_50"]
+    );
+
     // check shows the mapping in force and what each rule matched.
     let o = common::bin()
         .current_dir(dir.path())

@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::slices::{classify_company, LabelSource};
+use super::slices::{classify_company, Buckets, LabelSource, ARR_BOUNDS, SEAT_BOUNDS};
 use super::{split_items, CompanyRow};
 
 /// The mapping in force for a run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Mapping {
     /// Tag prefix of the segment (`segment:renewal`).
@@ -23,6 +23,11 @@ pub struct Mapping {
     pub seat_bucket_column: Option<String>,
     /// A company column holding the ARR bucket name (`30k_65k`, …).
     pub arr_bucket_column: Option<String>,
+    /// Where the seat buckets start (user_count), four increasing bounds; the names
+    /// follow (`[50, 100, 250, 500]` → `under_50`, `50_99`, …, `500_plus`).
+    pub seat_bounds: [i64; 4],
+    /// Where the ARR buckets start (12 × monthly_spend), four increasing bounds.
+    pub arr_bounds: [f64; 4],
     /// Tag prefix of the seat bucket (`seat_bucket:seats:60_129`).
     pub seat_tag_prefix: String,
     /// Tag prefix of the ARR bucket (`arr_bucket:arr:30k_65k`).
@@ -48,6 +53,8 @@ impl Default for Mapping {
             segment_column: None,
             seat_bucket_column: None,
             arr_bucket_column: None,
+            seat_bounds: SEAT_BOUNDS,
+            arr_bounds: ARR_BOUNDS,
             seat_tag_prefix: "seat_bucket:seats:".into(),
             arr_tag_prefix: "arr_bucket:arr:".into(),
             at_risk_tags: vec!["Churn Watch".into()],
@@ -110,7 +117,26 @@ impl Mapping {
         Self::from_tables(None, Some(&table), &name)
     }
 
+    /// The bucket names in force (the spec's unless the bounds moved).
+    pub fn buckets(&self) -> Buckets {
+        Buckets::for_bounds(&self.seat_bounds, &self.arr_bounds)
+    }
+
     fn check(&self) -> Result<(), String> {
+        if !self.seat_bounds.windows(2).all(|w| w[0] < w[1]) || self.seat_bounds[0] <= 0 {
+            return Err(format!(
+                "`seat_bounds` must be four increasing positive numbers, got {:?}",
+                self.seat_bounds
+            ));
+        }
+        if !self.arr_bounds.windows(2).all(|w| w[0] < w[1])
+            || !self.arr_bounds.iter().all(|a| a.is_finite() && *a > 0.0)
+        {
+            return Err(format!(
+                "`arr_bounds` must be four increasing positive numbers, got {:?}",
+                self.arr_bounds
+            ));
+        }
         for (key, v) in [
             ("segment_tag_prefix", &self.segment_tag_prefix),
             ("seat_tag_prefix", &self.seat_tag_prefix),
@@ -193,6 +219,8 @@ impl Mapping {
             ("segment_column", opt(&self.segment_column)),
             ("seat_bucket_column", opt(&self.seat_bucket_column)),
             ("arr_bucket_column", opt(&self.arr_bucket_column)),
+            ("seat_bounds", format!("{:?}", self.seat_bounds)),
+            ("arr_bounds", format!("{:?}", self.arr_bounds)),
             ("seat_tag_prefix", self.seat_tag_prefix.clone()),
             ("arr_tag_prefix", self.arr_tag_prefix.clone()),
             ("at_risk_tags", list(&self.at_risk_tags)),
@@ -327,6 +355,59 @@ mod tests {
         );
         let bad: toml::Table = toml::from_str("segment_column = 'a b'").unwrap();
         assert!(Mapping::from_tables(None, Some(&bad), "m.toml").is_err());
+    }
+
+    #[test]
+    fn bucket_bounds_move_the_buckets_and_name_them_alike() {
+        let d = Mapping::default();
+        assert_eq!(
+            d.buckets(),
+            Buckets::default(),
+            "the spec's names by default"
+        );
+        let t: toml::Table = toml::from_str(
+            "seat_bounds = [50, 100, 250, 500]\narr_bounds = [25000, 50000, 100000, 250000.5]",
+        )
+        .unwrap();
+        let m = Mapping::from_tables(None, Some(&t), "m.toml").unwrap();
+        let b = m.buckets();
+        assert_eq!(
+            *b.seat,
+            ["under_50", "50_99", "100_249", "250_499", "500_plus"]
+        );
+        assert_eq!(
+            *b.arr,
+            [
+                "under_25k",
+                "25k_50k",
+                "50k_100k",
+                "100k_250000.5",
+                "250000.5_plus"
+            ]
+        );
+        assert_eq!(m.buckets(), b, "made once, the same names again");
+        let mut c = company("");
+        c.user_count = Some(99);
+        c.monthly_spend = Some(50_000.0 / 12.0);
+        let l = classify_company(&m, &c);
+        assert_eq!(
+            (b.seat_name(l.seat), b.arr_name(l.arr)),
+            ("50_99", "50k_100k")
+        );
+        // A tag names a bucket of the buckets in force.
+        let c = company("seat_bucket:seats:500_plus, seat_bucket:seats:60_129");
+        assert_eq!(b.seat_name(classify_company(&m, &c).seat), "500_plus");
+        for bad in [
+            "seat_bounds = [50, 40, 250, 500]",
+            "arr_bounds = [0, 1, 2, 3]",
+            "seat_bounds = [1, 2, 3]",
+        ] {
+            let t: toml::Table = toml::from_str(bad).unwrap();
+            assert!(
+                Mapping::from_tables(None, Some(&t), "m.toml").is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

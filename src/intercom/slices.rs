@@ -37,28 +37,105 @@ fn tag_value(tags: Option<&str>, prefix: &str, allowed: &[&str]) -> Option<u8> {
     })
 }
 
+/// The spec's bounds: a bucket starts at its bound (`60_129` is 60 ≤ seats < 130).
+pub const SEAT_BOUNDS: [i64; 4] = [60, 130, 260, 420];
+pub const ARR_BOUNDS: [f64; 4] = [30_000.0, 65_000.0, 110_000.0, 200_000.0];
+
 pub fn seat_bucket_of(user_count: Option<i64>) -> u8 {
-    match user_count {
-        None => SEAT_BUCKETS.len() as u8,
-        Some(n) if n < 60 => 0,
-        Some(n) if n < 130 => 1,
-        Some(n) if n < 260 => 2,
-        Some(n) if n < 420 => 3,
-        Some(_) => 4,
-    }
+    seat_bucket_in(&SEAT_BOUNDS, user_count)
 }
 
 pub fn arr_bucket_of(arr: f64) -> u8 {
-    if arr < 30_000.0 {
-        0
-    } else if arr < 65_000.0 {
-        1
-    } else if arr < 110_000.0 {
-        2
-    } else if arr < 200_000.0 {
-        3
-    } else {
-        4
+    arr_bucket_in(&ARR_BOUNDS, arr)
+}
+
+/// The seat bucket of `user_count` under `bounds` (`len()`: unknown).
+pub fn seat_bucket_in(bounds: &[i64; 4], user_count: Option<i64>) -> u8 {
+    match user_count {
+        None => SEAT_BUCKETS.len() as u8,
+        Some(n) => bounds.iter().take_while(|b| n >= **b).count() as u8,
+    }
+}
+
+/// The ARR bucket of `arr` under `bounds`.
+pub fn arr_bucket_in(bounds: &[f64; 4], arr: f64) -> u8 {
+    bounds.iter().take_while(|b| arr >= **b).count() as u8
+}
+
+/// The bucket names in force: the spec's, or derived from a mapping's bounds the
+/// same way the spec's are (`under_50`, `50_99`, …, `500_plus`; ARR in thousands:
+/// `under_25k`, `25k_50k`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buckets {
+    pub seat: &'static [&'static str; 5],
+    pub arr: &'static [&'static str; 5],
+}
+
+impl Default for Buckets {
+    fn default() -> Self {
+        Self {
+            seat: &SEAT_BUCKETS,
+            arr: &ARR_BUCKETS,
+        }
+    }
+}
+
+impl Buckets {
+    pub fn seat_name(&self, i: u8) -> &'static str {
+        self.seat.get(i as usize).copied().unwrap_or(UNKNOWN)
+    }
+    pub fn arr_name(&self, i: u8) -> &'static str {
+        self.arr.get(i as usize).copied().unwrap_or(UNKNOWN)
+    }
+
+    /// Names for `seat` and `arr` bounds. Names of moved bounds are made once per
+    /// process and kept (a few strings per distinct mapping), so rows can carry
+    /// `&'static str` names like the spec's.
+    pub fn for_bounds(seat: &[i64; 4], arr: &[f64; 4]) -> Self {
+        use std::collections::HashMap;
+        use std::sync::{Mutex, OnceLock};
+        type Key = (Vec<i64>, Vec<u64>);
+        static MADE: OnceLock<Mutex<HashMap<Key, Buckets>>> = OnceLock::new();
+        if *seat == SEAT_BOUNDS && *arr == ARR_BOUNDS {
+            return Self::default();
+        }
+        let key = (seat.to_vec(), arr.iter().map(|a| a.to_bits()).collect());
+        let mut made = MADE
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *made.entry(key).or_insert_with(|| {
+            let leak = |names: Vec<String>| -> &'static [&'static str; 5] {
+                let v: Vec<&'static str> = names
+                    .into_iter()
+                    .map(|n| &*Box::leak(n.into_boxed_str()))
+                    .collect();
+                Box::leak(Box::new([v[0], v[1], v[2], v[3], v[4]]))
+            };
+            let k = |a: f64| {
+                if a % 1000.0 == 0.0 {
+                    format!("{}k", a / 1000.0)
+                } else {
+                    format!("{a}")
+                }
+            };
+            Buckets {
+                seat: leak(vec![
+                    format!("under_{}", seat[0]),
+                    format!("{}_{}", seat[0], seat[1] - 1),
+                    format!("{}_{}", seat[1], seat[2] - 1),
+                    format!("{}_{}", seat[2], seat[3] - 1),
+                    format!("{}_plus", seat[3]),
+                ]),
+                arr: leak(vec![
+                    format!("under_{}", k(arr[0])),
+                    format!("{}_{}", k(arr[0]), k(arr[1])),
+                    format!("{}_{}", k(arr[1]), k(arr[2])),
+                    format!("{}_{}", k(arr[2]), k(arr[3])),
+                    format!("{}_plus", k(arr[3])),
+                ]),
+            }
+        })
     }
 }
 
@@ -70,9 +147,10 @@ pub fn classify(
     user_count: Option<i64>,
     monthly_spend: f64,
 ) -> Labels {
+    let buckets = mapping.buckets();
     let seg = tag_value(tags, &mapping.segment_tag_prefix, &SEGMENTS);
-    let seat = tag_value(tags, &mapping.seat_tag_prefix, &SEAT_BUCKETS);
-    let arr = tag_value(tags, &mapping.arr_tag_prefix, &ARR_BUCKETS);
+    let seat = tag_value(tags, &mapping.seat_tag_prefix, buckets.seat);
+    let arr = tag_value(tags, &mapping.arr_tag_prefix, buckets.arr);
     let src = |o: Option<u8>| {
         if o.is_some() {
             LabelSource::Tag
@@ -82,8 +160,8 @@ pub fn classify(
     };
     Labels {
         segment: seg.unwrap_or(SEGMENTS.len() as u8),
-        seat: seat.unwrap_or_else(|| seat_bucket_of(user_count)),
-        arr: arr.unwrap_or_else(|| arr_bucket_of(12.0 * monthly_spend)),
+        seat: seat.unwrap_or_else(|| seat_bucket_in(&mapping.seat_bounds, user_count)),
+        arr: arr.unwrap_or_else(|| arr_bucket_in(&mapping.arr_bounds, 12.0 * monthly_spend)),
         segment_src: src(seg),
         seat_src: src(seat),
         arr_src: src(arr),
@@ -106,10 +184,11 @@ pub fn classify_company(mapping: &Mapping, c: &CompanyRow) -> Labels {
     if let Some(i) = value(&c.mapped.segment, &SEGMENTS) {
         (l.segment, l.segment_src) = (i, LabelSource::Column);
     }
-    if let Some(i) = value(&c.mapped.seat_bucket, &SEAT_BUCKETS) {
+    let buckets = mapping.buckets();
+    if let Some(i) = value(&c.mapped.seat_bucket, buckets.seat) {
         (l.seat, l.seat_src) = (i, LabelSource::Column);
     }
-    if let Some(i) = value(&c.mapped.arr_bucket, &ARR_BUCKETS) {
+    if let Some(i) = value(&c.mapped.arr_bucket, buckets.arr) {
         (l.arr, l.arr_src) = (i, LabelSource::Column);
     }
     l

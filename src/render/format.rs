@@ -42,7 +42,14 @@ impl Strings {
 
     /// A slice label, e.g. `label("segment", "churn_watch")`.
     pub fn label(&self, dimension: &str, value: &str) -> String {
-        self.get(&format!("labels.{dimension}.{value}"))
+        let key = format!("labels.{dimension}.{value}");
+        match self.lookup(&key) {
+            Some(toml::Value::String(s)) => s.clone(),
+            // Buckets a mapping made (its own bounds) have no label in the strings:
+            // their name reads as a range (`50_99` → `50–99`, `under_25k` → `< 25k`).
+            _ if dimension.ends_with("_bucket") && value != "unknown" => bucket_range(value),
+            _ => self.get(&key),
+        }
     }
 
     /// The whole table as JSON, for the Typst layout.
@@ -215,6 +222,17 @@ pub(crate) fn register_filters(tera: &mut tera::Tera, fmt: &NumberFormat, string
     );
 }
 
+/// A bucket name as a range: `under_50` → `< 50`, `50_99` → `50–99`, `500_plus` → `500+`.
+fn bucket_range(name: &str) -> String {
+    if let Some(v) = name.strip_prefix("under_") {
+        format!("< {v}")
+    } else if let Some(v) = name.strip_suffix("_plus") {
+        format!("{v}+")
+    } else {
+        name.replacen('_', "–", 1)
+    }
+}
+
 /// "Churn watch · 420+ seats · ≥$200k ARR" from `{segment, seat_bucket, arr_bucket}`.
 pub fn slice_label(s: &Strings, v: &Value) -> String {
     let parts: Vec<String> = ["segment", "seat_bucket", "arr_bucket"]
@@ -225,5 +243,24 @@ pub fn slice_label(s: &Strings, v: &Value) -> String {
         s.get("labels.overall")
     } else {
         parts.join(&s.get("labels.separator"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_without_a_label_read_as_ranges() {
+        let table: toml::Table = toml::from_str(
+            "[labels.seat_bucket]\nunder_60 = \"Under 60 seats\"\nunknown = \"Unknown\"",
+        )
+        .unwrap();
+        let s = Strings::new(table, "t".into());
+        assert_eq!(s.label("seat_bucket", "under_60"), "Under 60 seats");
+        assert_eq!(s.label("seat_bucket", "under_50"), "< 50");
+        assert_eq!(s.label("short_seat_bucket", "50_99"), "50–99");
+        assert_eq!(s.label("arr_bucket", "250k_plus"), "250k+");
+        assert_eq!(s.label("seat_bucket", "unknown"), "Unknown");
     }
 }

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::findings::extreme;
 use super::metrics::{ConversationUsage, SliceRow};
-use crate::intercom::slices::{ARR_BUCKETS, SEAT_BUCKETS, SEGMENTS, UNKNOWN};
+use crate::intercom::slices::{SEGMENTS, UNKNOWN};
 use crate::render::charts::{
     heatmap_cell, heatmap_label, heatmap_scale, num1, pct, percent_axis, title, ChartSpec, PALETTE,
 };
@@ -179,7 +179,7 @@ pub fn conversation_usage(r: &ConversationUsage, s: &Strings) -> Vec<ChartSpec> 
         id,
         rows: &seat_rows,
         dim: "seat_bucket",
-        buckets: &SEAT_BUCKETS,
+        buckets: r.buckets.seat,
         bucket_of: |x| x.seat_bucket,
         value_of,
         is_rate,
@@ -188,7 +188,7 @@ pub fn conversation_usage(r: &ConversationUsage, s: &Strings) -> Vec<ChartSpec> 
         id,
         rows: &arr_rows,
         dim: "arr_bucket",
-        buckets: &ARR_BUCKETS,
+        buckets: r.buckets.arr,
         bucket_of: |x| x.arr_bucket,
         value_of,
         is_rate,

@@ -210,8 +210,10 @@ pub fn findings(r: &ConversationUsage) -> Vec<Finding> {
         .segment_arr
         .iter()
         .filter(|s| {
+            // The two highest ARR buckets (`110k_200k`, `200k_plus` by default).
             s.segment == Some("churn_watch")
-                && matches!(s.arr_bucket, Some("110k_200k") | Some("200k_plus"))
+                && s.arr_bucket
+                    .is_some_and(|a| r.buckets.arr[3..].contains(&a))
         })
         .filter(|s| s.companies_total >= min_cell)
         .collect();

@@ -23,8 +23,8 @@ use serde::Serialize;
 use super::load::{ConversationRow, ConversationUsageData};
 use crate::intercom::population::{is_paying, DuplicateName, Population};
 use crate::intercom::slices::{
-    arr_name, classify_company, seat_name, segment_name, LabelSource, Labels, ARR_BUCKETS,
-    SEAT_BUCKETS, SEGMENTS,
+    classify_company, segment_name, Buckets, LabelSource, Labels, ARR_BUCKETS, SEAT_BUCKETS,
+    SEGMENTS,
 };
 use crate::intercom::window::Window;
 use crate::intercom::{normalize_name, Assignee, CompanyRow};
@@ -79,6 +79,10 @@ pub enum BotMeasure {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ConversationUsage {
     pub window: Window,
+    /// The seat and ARR bucket names in force, in order (the spec's unless the
+    /// mapping moved the bounds).
+    #[serde(skip)]
+    pub buckets: Buckets,
     pub usage_source: UsageDefinitions,
     /// What `bot_first_resp_share` measures in this run.
     pub bot_first_measure: BotMeasure,
@@ -492,6 +496,7 @@ pub fn compute(
     params: Params,
 ) -> Result<ConversationUsage, MetricsError> {
     let companies = &data.companies;
+    let buckets = data.mapping.buckets();
     // The population (names → companies) and the labels on one core; on the other,
     // the response join and the window pass, which keeps the company *name* of each
     // conversation until the population is ready.
@@ -743,7 +748,7 @@ pub fn compute(
                     resp.extend_from_slice(&cell_resp[c]);
                     comps.merge(&cell_comps[c]);
                 }
-                slice_row(key, &acc, &mut resp, &comps, params.usage)
+                slice_row(key, &acc, &mut resp, &comps, params.usage, &buckets)
             })
             .collect();
         panels.push(rows);
@@ -779,7 +784,7 @@ pub fn compute(
     };
 
     let correlations = correlations(&panels.segment_seat_arr, &agg, params.min_cell);
-    let tertiles = tertiles(&agg, &labels, companies, params);
+    let tertiles = tertiles(&agg, &labels, companies, params, &buckets);
 
     let mut coverage = [Coverage::default(); 3];
     for l in labels.iter().flatten() {
@@ -797,6 +802,7 @@ pub fn compute(
 
     Ok(ConversationUsage {
         window,
+        buckets,
         usage_source: params.usage,
         bot_first_measure,
         counts: Counts {
@@ -922,15 +928,16 @@ fn slice_row(
     resp: &mut [f64],
     comps: &CompAcc,
     usage: UsageDefinitions,
+    buckets: &Buckets,
 ) -> SliceRow {
     let avg_resp = mean(resp.iter().copied());
     let [p50_resp, p90_resp] = percentiles(resp, [0.5, 0.9]);
-    let name = |i: u8, f: fn(u8) -> &'static str| (i != u8::MAX).then(|| f(i));
+    let name = |i: u8, f: &dyn Fn(u8) -> &'static str| (i != u8::MAX).then(|| f(i));
     let (weekly, monthly) = comps.retention(usage);
     SliceRow {
-        segment: name(key.0, segment_name),
-        seat_bucket: name(key.1, seat_name),
-        arr_bucket: name(key.2, arr_name),
+        segment: name(key.0, &segment_name),
+        seat_bucket: name(key.1, &|i| buckets.seat_name(i)),
+        arr_bucket: name(key.2, &|i| buckets.arr_name(i)),
         companies_total: comps.companies,
         companies_with_closed_conv: comps.closed,
         conv_cnt: acc.n,
@@ -1141,6 +1148,7 @@ fn tertiles(
     labels: &[Option<Labels>],
     companies: &[CompanyRow],
     params: Params,
+    buckets: &Buckets,
 ) -> Vec<TertileGroup> {
     // Sort keys computed once per company, not in every comparison.
     struct Member<'a> {
@@ -1195,7 +1203,7 @@ fn tertiles(
     }
     let row = |(seg, arr): (u8, u8), by, group, part: &[Member<'_>]| TertileGroup {
         segment: segment_name(seg),
-        arr_bucket: arr_name(arr),
+        arr_bucket: buckets.arr_name(arr),
         by,
         group,
         n: part.len(),
