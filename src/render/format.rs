@@ -47,7 +47,13 @@ impl Strings {
             Some(toml::Value::String(s)) => s.clone(),
             // Buckets a mapping made (its own bounds) have no label in the strings:
             // their name reads as a range (`50_99` → `50–99`, `under_25k` → `< 25k`).
-            _ if dimension.ends_with("_bucket") && value != "unknown" => bucket_range(value),
+            _ if dimension.ends_with("_bucket") && value != "unknown" => {
+                let range = bucket_range(value);
+                match self.lookup(&format!("labels.{dimension}_range")) {
+                    Some(toml::Value::String(words)) => words.replacen("{}", &range, 1),
+                    _ => range,
+                }
+            }
             _ => self.get(&key),
         }
     }
@@ -253,12 +259,13 @@ mod tests {
     #[test]
     fn buckets_without_a_label_read_as_ranges() {
         let table: toml::Table = toml::from_str(
-            "[labels.seat_bucket]\nunder_60 = \"Under 60 seats\"\nunknown = \"Unknown\"",
+            "[labels]\nseat_bucket_range = \"{} seats\"\n\
+             [labels.seat_bucket]\nunder_60 = \"Under 60 seats\"\nunknown = \"Unknown\"",
         )
         .unwrap();
         let s = Strings::new(table, "t".into());
         assert_eq!(s.label("seat_bucket", "under_60"), "Under 60 seats");
-        assert_eq!(s.label("seat_bucket", "under_50"), "< 50");
+        assert_eq!(s.label("seat_bucket", "under_50"), "< 50 seats");
         assert_eq!(s.label("short_seat_bucket", "50_99"), "50–99");
         assert_eq!(s.label("arr_bucket", "250k_plus"), "250k+");
         assert_eq!(s.label("seat_bucket", "unknown"), "Unknown");
