@@ -530,6 +530,26 @@ fn without_first_response_tags_the_bot_share_is_labelled_a_proxy_everywhere() {
     assert!(pdf.contains("Bot-first share") && !pdf.contains("(proxy)"));
 }
 
+/// Runs `report` on `db` (CSV/JSON only) into `out`, with `mapping` when given,
+/// expecting success; returns the report's folder.
+fn run_mapped(report: &str, db: &Path, mapping: Option<&Path>, out: &Path) -> PathBuf {
+    let mut args = vec![
+        "run",
+        report,
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--data-only",
+    ];
+    if let Some(m) = mapping {
+        args.extend(["--mapping", m.to_str().unwrap()]);
+    }
+    let r = run(&args);
+    assert!(r.status.success(), "{}", text(&r));
+    PathBuf::from(String::from_utf8_lossy(&r.stdout).trim())
+}
+
 #[test]
 fn a_mapping_reads_other_tag_names_and_an_account_key_as_the_defaults_read_the_demo() {
     // The demo with its conventions renamed, and events keyed by the product's
@@ -562,24 +582,10 @@ fn a_mapping_reads_other_tag_names_and_an_account_key_as_the_defaults_read_the_d
         ];
         let mut csvs = Vec::new();
         for (d, mapping, o) in &runs {
-            let mut args = vec![
-                "run",
-                report,
-                "--db",
-                d.to_str().unwrap(),
-                "--out",
-                o.to_str().unwrap(),
-                "--data-only",
-            ];
-            if let Some(m) = mapping {
-                args.extend(["--mapping", m]);
-            }
-            let r = run(&args);
-            assert!(r.status.success(), "{}", text(&r));
-            let folder = String::from_utf8_lossy(&r.stdout).trim().to_owned();
-            csvs.push(std::fs::read_to_string(Path::new(&folder).join(file)).unwrap());
+            let folder = run_mapped(report, d, mapping.map(Path::new), o);
+            csvs.push(std::fs::read_to_string(folder.join(file)).unwrap());
             if mapping.is_some() {
-                let manifest = common::json(&Path::new(&folder).join("manifest.json"));
+                let manifest = common::json(&folder.join("manifest.json"));
                 assert_eq!(
                     manifest["parameters"]["mapping"]["usage_company_key"],
                     "account_id"
@@ -610,22 +616,8 @@ fn a_mapping_reads_other_tag_names_and_an_account_key_as_the_defaults_read_the_d
     let col_mapping = dir.path().join("column.toml");
     std::fs::write(&col_mapping, "segment_column = \"crm_segment\"\n").unwrap();
     let panel = |db: &Path, mapping: Option<&Path>, out: &str| {
-        let out = dir.path().join(out);
-        let mut args = vec![
-            "run",
-            "--db",
-            db.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--data-only",
-        ];
-        if let Some(m) = mapping {
-            args.extend(["--mapping", m.to_str().unwrap()]);
-        }
-        let r = run(&args);
-        assert!(r.status.success(), "{}", text(&r));
-        let folder = String::from_utf8_lossy(&r.stdout).trim().to_owned();
-        std::fs::read_to_string(Path::new(&folder).join("panel_segment.csv")).unwrap()
+        let folder = run_mapped("conversation-usage", db, mapping, &dir.path().join(out));
+        std::fs::read_to_string(folder.join("panel_segment.csv")).unwrap()
     };
     assert_eq!(
         panel(&col_db, Some(&col_mapping), "col-mapped"),
@@ -636,20 +628,13 @@ fn a_mapping_reads_other_tag_names_and_an_account_key_as_the_defaults_read_the_d
     // Bucket bounds of one's own: the buckets and their names follow.
     let bounds = dir.path().join("bounds.toml");
     std::fs::write(&bounds, "seat_bounds = [50, 100, 250, 500]\n").unwrap();
-    let out = dir.path().join("bounds-out");
-    let r = run(&[
-        "run",
-        "--mapping",
-        bounds.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--data-only",
-        "--db",
-        demo_db().to_str().unwrap(),
-    ]);
-    assert!(r.status.success(), "{}", text(&r));
-    let folder = String::from_utf8_lossy(&r.stdout).trim().to_owned();
-    let (header, rows) = read_csv(&Path::new(&folder).join("panel_segment_seat.csv"));
+    let folder = run_mapped(
+        "conversation-usage",
+        demo_db(),
+        Some(&bounds),
+        &dir.path().join("bounds-out"),
+    );
+    let (header, rows) = read_csv(&folder.join("panel_segment_seat.csv"));
     let seat = col(&header, "seat_bucket");
     let mut names: Vec<&str> = rows.iter().map(|r| r[seat].as_str()).collect();
     names.sort_unstable();

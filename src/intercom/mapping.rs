@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::slices::{classify_company, Buckets, LabelSource, ARR_BOUNDS, SEAT_BOUNDS};
+use super::slices::{classify_company, Buckets, LabelSource, Labels, ARR_BOUNDS, SEAT_BOUNDS};
 use super::{split_items, CompanyRow};
 
 /// The mapping in force for a run.
@@ -187,21 +187,26 @@ impl Mapping {
 
     /// Whether `c` is at risk and whether it is an expansion target.
     pub fn groups_of(&self, c: &CompanyRow) -> (bool, bool) {
-        let tags = c.tags.as_deref();
-        let has = |names: &[String]| {
-            tags.is_some_and(|t| {
+        self.group_rules(c, &classify_company(self, c)).groups()
+    }
+
+    /// Which group rules `c` (labelled `l`) meets: a tag or a segment of each group.
+    fn group_rules(&self, c: &CompanyRow, l: &Labels) -> GroupRules {
+        let tagged = |names: &[String]| {
+            c.tags.as_deref().is_some_and(|t| {
                 split_items(t).any(|x| names.iter().any(|n| x.eq_ignore_ascii_case(n)))
             })
         };
-        let l = classify_company(self, c);
         let segment = super::slices::segment_name(l.segment);
         let in_segments = |names: &[String]| {
             l.segment_src != LabelSource::Fallback && names.iter().any(|n| n == segment)
         };
-        (
-            has(&self.at_risk_tags) || in_segments(&self.at_risk_segments),
-            has(&self.expansion_tags) || in_segments(&self.expansion_segments),
-        )
+        GroupRules {
+            at_risk_tags: tagged(&self.at_risk_tags),
+            at_risk_segments: in_segments(&self.at_risk_segments),
+            expansion_tags: tagged(&self.expansion_tags),
+            expansion_segments: in_segments(&self.expansion_segments),
+        }
     }
 
     /// Each rule and the value it has, as `check` and the reports print them.
@@ -254,16 +259,8 @@ impl Mapping {
         let mut n: BTreeMap<&'static str, usize> = BTreeMap::new();
         for c in companies {
             let l = classify_company(self, c);
-            let (risk, expansion) = self.groups_of(c);
-            let tagged = |names: &[String]| {
-                c.tags.as_deref().is_some_and(|t| {
-                    split_items(t).any(|x| names.iter().any(|n| x.eq_ignore_ascii_case(n)))
-                })
-            };
-            let segment = super::slices::segment_name(l.segment);
-            let in_segments = |names: &[String]| {
-                l.segment_src != LabelSource::Fallback && names.iter().any(|n| n == segment)
-            };
+            let g = self.group_rules(c, &l);
+            let (risk, expansion) = g.groups();
             for (rule, hit) in [
                 ("segment_tag_prefix", l.segment_src == LabelSource::Tag),
                 ("seat_tag_prefix", l.seat_src == LabelSource::Tag),
@@ -271,10 +268,10 @@ impl Mapping {
                 ("segment_column", l.segment_src == LabelSource::Column),
                 ("seat_bucket_column", l.seat_src == LabelSource::Column),
                 ("arr_bucket_column", l.arr_src == LabelSource::Column),
-                ("at_risk_tags", tagged(&self.at_risk_tags)),
-                ("at_risk_segments", in_segments(&self.at_risk_segments)),
-                ("expansion_tags", tagged(&self.expansion_tags)),
-                ("expansion_segments", in_segments(&self.expansion_segments)),
+                ("at_risk_tags", g.at_risk_tags),
+                ("at_risk_segments", g.at_risk_segments),
+                ("expansion_tags", g.expansion_tags),
+                ("expansion_segments", g.expansion_segments),
                 ("at_risk", risk),
                 ("expansion", expansion),
             ] {
@@ -282,6 +279,24 @@ impl Mapping {
             }
         }
         n
+    }
+}
+
+/// The group rules one company meets.
+struct GroupRules {
+    at_risk_tags: bool,
+    at_risk_segments: bool,
+    expansion_tags: bool,
+    expansion_segments: bool,
+}
+
+impl GroupRules {
+    /// (at risk, expansion target).
+    fn groups(&self) -> (bool, bool) {
+        (
+            self.at_risk_tags || self.at_risk_segments,
+            self.expansion_tags || self.expansion_segments,
+        )
     }
 }
 
