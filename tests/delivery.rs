@@ -261,10 +261,20 @@ fn each_language_reaches_its_recipients_with_the_pdf_intact() {
         );
         assert!(header(&m.raw, "Message-ID").contains("@example.com>"));
         let subject = header(&m.raw, "Subject");
+        // The body carries page 1: the headlines and the top actions with their owner.
+        let body = plain_text(&m.raw);
         if lang == "zh" {
             assert!(subject.contains("客户会话"), "{subject}");
+            assert!(
+                body.contains("优先行动") && body.contains("客户成功团队"),
+                "{body}"
+            );
         } else {
             assert!(subject.contains("Customer conversations"), "{subject}");
+            assert!(
+                body.contains("Top actions:") && body.contains("1. Customer success:"),
+                "{body}"
+            );
         }
     }
     drop(state);

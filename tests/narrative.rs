@@ -23,6 +23,10 @@ fn demo_db() -> &'static std::path::Path {
 
 /// A report's numbers on the demo database, through the report interface.
 fn computed(report: &str, usage: &str) -> Box<dyn Computed> {
+    computed_on(demo_db(), report, usage)
+}
+
+fn computed_on(db_path: &std::path::Path, report: &str, usage: &str) -> Box<dyn Computed> {
     let r = reports::find(report).unwrap();
     let mut options = Options::new();
     if r.options().iter().any(|o| o.name == "usage_source") {
@@ -35,23 +39,35 @@ fn computed(report: &str, usage: &str) -> Box<dyn Computed> {
         options: &options,
         mapping: &cxreport::run::Mapping::default(),
     };
-    let db = cxreport::source::Database::open(&demo_db().to_owned().into()).unwrap();
+    let db = cxreport::source::Database::open(&db_path.to_owned().into()).unwrap();
     let reference = cxreport::source::timestamp::parse("2024-07-01 00:00:00", Tz::UTC).unwrap();
     let plan = r.plan(&db, &req, reference).unwrap();
     r.compute(&db, &req, &plan, &mut Vec::new()).unwrap()
 }
 
 fn narrative_text(report: &str, usage: &str, lang: &str) -> String {
-    let c = computed(report, usage);
+    narrative_of(&*computed(report, usage), report, lang)
+}
+
+fn narrative_of(c: &dyn Computed, report: &str, lang: &str) -> String {
     let story = c.story();
     let language = Templates::default().language(report, lang).unwrap();
-    let (findings, recs) = sentences(&story, &language).unwrap();
-    let mut out = String::from("## findings\n");
-    for f in findings {
+    let text = sentences(&story, &language).unwrap();
+    let mut out = String::from("## headlines\n");
+    for f in text.headlines() {
         out.push_str(&format!("[{}] {}\n", f.id, f.text));
     }
+    out.push_str("\n## actions\n");
+    for a in &text.actions {
+        out.push_str(&format!("[{}] {}\n", a.id, a.text));
+    }
+    out.push_str("\n## findings\n");
+    for f in &text.findings {
+        let lead = if f.lead { "" } else { " (context)" };
+        out.push_str(&format!("[{}]{lead} {}\n", f.id, f.text));
+    }
     out.push_str("\n## recommendations\n");
-    for r in recs {
+    for r in &text.recommendations {
         out.push_str(&format!("[{}] {}\n", r.id, r.text));
     }
     out.push_str("\n## chart takeaways\n");
@@ -104,4 +120,86 @@ fn customer_segmentation_en() {
 #[test]
 fn customer_segmentation_zh() {
     insta::assert_snapshot!(narrative_text(SEGMENTS, "auto", "zh"));
+}
+
+/// The demo database with the company tags and seat counts shuffled among companies:
+/// every slice is then a random sample of companies, so no segment, size or cell
+/// differs beyond chance.
+fn shuffled_db() -> &'static std::path::Path {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    static DB: OnceLock<(tempfile::TempDir, std::path::PathBuf)> = OnceLock::new();
+    let (_, p) = DB.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flat.sqlite");
+        std::fs::copy(demo_db(), &path).unwrap();
+        let db = rusqlite::Connection::open(&path).unwrap();
+        let mut rows: Vec<(String, Option<String>, Option<i64>)> = db
+            .prepare("SELECT company_id, all_company_tags, user_count FROM intercom__company_enhanced ORDER BY company_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut labels: Vec<(Option<String>, Option<i64>)> =
+            rows.iter().map(|r| (r.1.clone(), r.2)).collect();
+        labels.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(7));
+        let tx = db.unchecked_transaction().unwrap();
+        for (row, (tags, users)) in rows.iter_mut().zip(labels) {
+            tx.execute(
+                "UPDATE intercom__company_enhanced SET all_company_tags = ?1, user_count = ?2 WHERE company_id = ?3",
+                rusqlite::params![tags, users, row.0],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        (dir, path)
+    });
+    p
+}
+
+#[test]
+fn where_no_difference_holds_the_report_says_so_and_sets_no_target() {
+    let c = computed_on(shuffled_db(), USAGE, "events");
+    let story = c.story();
+    let ids: Vec<&str> = story.findings.iter().map(|f| f.id).collect();
+    assert!(ids.contains(&"nothing_stands_out"), "{ids:?}");
+    let leads: Vec<&str> = story
+        .findings
+        .iter()
+        .filter(|f| f.lead)
+        .map(|f| f.id)
+        .collect();
+    assert_eq!(
+        leads,
+        ["nothing_stands_out"],
+        "only the plain statement leads"
+    );
+    assert!(
+        story.recommendations.is_empty(),
+        "no target without a difference: {:?}",
+        story.recommendations
+    );
+    for lang in ["en", "zh"] {
+        let language = Templates::default().language(USAGE, lang).unwrap();
+        let text = sentences(&story, &language).unwrap();
+        let all: String = text.findings.iter().map(|f| f.text.as_str()).collect();
+        if lang == "en" {
+            assert!(all.contains("Nothing stands out"), "{all}");
+            assert!(
+                all.contains("no clear difference") || all.contains("no clear link"),
+                "{all}"
+            );
+        } else {
+            assert!(all.contains("本期没有突出的变化"), "{all}");
+            assert!(
+                !all.contains("显著"),
+                "no significance word without a named test: {all}"
+            );
+        }
+        insta::assert_snapshot!(
+            format!("no_difference_{lang}"),
+            narrative_of(&*c, USAGE, lang)
+        );
+    }
 }

@@ -89,7 +89,7 @@ fn both_editions_have_pages_and_their_language() {
     // Chart titles and category labels live inside the chart SVGs: they must be text too.
     for label in [
         "客户阶段画像",
-        "各客户阶段的首次响应时间",
+        "各客户阶段的 72 小时转化率",
         "流失预警",
         "新签约",
     ] {
@@ -97,7 +97,7 @@ fn both_editions_have_pages_and_their_language() {
     }
     for label in [
         "Segment profiles",
-        "First response by segment",
+        "72-hour conversion by segment",
         "Churn watch",
     ] {
         assert!(en_text.contains(label), "en chart label {label}");
@@ -121,20 +121,57 @@ fn narrative_numbers_equal_summary_json() {
     let en = flat(&pdf_text(&dir.join("report.en.pdf")));
     let zh = flat(&pdf_text(&dir.join("report.zh.pdf")));
     let pct = |v: f64| format!("{:.1}%", v * 100.0);
-    let best = findings
-        .iter()
-        .find(|f| f["id"] == "conversion_best_worst")
-        .unwrap();
-    for key in ["best_rate", "worst_rate", "overall_rate"] {
-        let v = pct(best["numbers"][key].as_f64().unwrap());
-        assert!(en.contains(&v) && zh.contains(&v), "{key} = {v}");
-    }
-    let seg = findings
-        .iter()
-        .find(|f| f["id"] == "segment_conversion")
-        .unwrap();
-    let v = pct(seg["numbers"]["best_rate"].as_f64().unwrap());
-    assert!(en.contains(&format!("converts best at {v}")), "{v}");
+    let find = |id: &str| {
+        findings
+            .iter()
+            .find(|f| f["id"] == id)
+            .unwrap_or_else(|| panic!("finding {id} in {findings:?}"))
+    };
+    let n = |f: &Value, key: &str| f["numbers"][key].as_f64().unwrap();
+    // Conversion with its count (k of n), in both editions.
+    let conv = find("conversion");
+    let v = pct(n(conv, "overall"));
+    let thousands = |v: f64| {
+        let v = v.round() as u64;
+        if v >= 1000 {
+            format!("{},{:03}", v / 1000, v % 1000)
+        } else {
+            v.to_string()
+        }
+    };
+    let k_of_n = format!(
+        "({} of {} companies)",
+        thousands(n(conv, "overall_k")),
+        thousands(n(conv, "overall_n"))
+    );
+    assert!(
+        en.contains(&format!("{v} overall {k_of_n}")),
+        "{v} {k_of_n}"
+    );
+    assert!(zh.contains(&v), "{v}");
+    // The lead finding's gap is the difference of its printed rates.
+    let cw = find("churn_watch_high_value");
+    let (a, b) = (pct(n(cw, "peer_weekly")), pct(n(cw, "weekly")));
+    let printed = |s: &str| s.trim_end_matches('%').parse::<f64>().unwrap();
+    let gap = format!("{:.1} pp", printed(&a) - printed(&b));
+    assert!(en.contains(&format!("{b} vs {a}")), "{b} vs {a}");
+    assert!(en.contains(&format!("retain {gap} fewer")), "{gap}");
+    // Page 1 leads with it, in both languages, and carries the actions.
+    let first_page = |lang: &str| {
+        let out = std::process::Command::new("pdftotext")
+            .args(["-f", "1", "-l", "1"])
+            .arg(dir.join(format!("report.{lang}.pdf")))
+            .arg("-")
+            .output()
+            .unwrap();
+        flat(&String::from_utf8_lossy(&out.stdout))
+    };
+    let (p1_en, p1_zh) = (first_page("en"), first_page("zh"));
+    assert!(
+        p1_en.contains("Top actions") && p1_en.contains(&b),
+        "{p1_en}"
+    );
+    assert!(p1_zh.contains("优先行动") && p1_zh.contains(&b), "{p1_zh}");
     // Counts of the scope table come from the same run.
     let kept = summary["counts"]["conversations_kept"].as_u64().unwrap();
     let kept = format!("{},{:03}", kept / 1000, kept % 1000);

@@ -297,19 +297,37 @@ fn customer_segmentation_outputs_agree_and_every_sankey_names_its_nodes() {
         assert!(pdf_pages(&pdf) >= 6, "{lang}");
         let flat = squash(&pdf_text(&pdf));
         assert!(flat.contains(&squash(title)), "{lang}: title");
-        // The ARR at risk, as the edition formats it, is the summary's.
-        let at_risk = s["arr_at_risk"].as_f64().unwrap().round() as u64;
-        let grouped = at_risk
-            .to_string()
-            .as_bytes()
-            .rchunks(3)
-            .rev()
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect::<Vec<_>>()
-            .join(",");
+        // The ARR at risk, as the edition formats it ($7.6M / 762 万美元), is the summary's.
+        let at_risk = s["arr_at_risk"].as_f64().unwrap();
+        let units = |v: f64| {
+            let t = if v < 100.0 {
+                format!("{v:.1}")
+            } else {
+                format!("{v:.0}")
+            };
+            let t = t.strip_suffix(".0").map(str::to_owned).unwrap_or(t);
+            // Thousands separators on the integer part.
+            let (int, frac) = t
+                .split_once('.')
+                .map_or((t.as_str(), None), |(i, f)| (i, Some(f)));
+            let grouped = int
+                .as_bytes()
+                .rchunks(3)
+                .rev()
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect::<Vec<_>>()
+                .join(",");
+            frac.map_or(grouped.clone(), |f| format!("{grouped}.{f}"))
+        };
+        assert!(at_risk >= 1e6, "the demo's ARR at risk is in millions");
+        let expected = if lang == "en" {
+            format!("${}M", units(at_risk / 1e6))
+        } else {
+            format!("{}万美元", units(at_risk / 1e4))
+        };
         assert!(
-            flat.contains(&format!("${grouped}")),
-            "{lang}: ARR at risk ${grouped}"
+            flat.contains(&squash(&expected)),
+            "{lang}: ARR at risk {expected}"
         );
     }
     assert!(pdf_text(&dir.join("report.zh.pdf")).contains("不活跃"));

@@ -196,7 +196,8 @@ fn email_content(
     let value = json!({ "e": {
         "title": language.strings.get("document.title"),
         "period": edition.map(|e| e.period_label.as_str()),
-        "findings": edition.map(|e| &e.findings[..e.findings.len().min(3)]),
+        "findings": edition.map(|e| &e.headlines),
+        "actions": edition.map(|e| &e.actions),
         "file": file,
         "attached": attached,
         "size_mb": mb(bytes.len() as u64),

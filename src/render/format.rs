@@ -85,6 +85,9 @@ pub struct NumberFormat {
     /// Around money amounts (ARR): `$` and nothing by default.
     pub currency_prefix: String,
     pub currency_suffix: String,
+    /// Units for large amounts, largest first: (from, pattern with `{}`), e.g.
+    /// (1,000,000, "${}M") or (10,000, "{} 万美元"). Empty: whole units.
+    pub money_units: Vec<(f64, String)>,
 }
 
 impl NumberFormat {
@@ -106,6 +109,32 @@ impl NumberFormat {
             pp_suffix: get("pp_suffix")?,
             currency_prefix: get("currency_prefix").unwrap_or_else(|_| "$".into()),
             currency_suffix: get("currency_suffix").unwrap_or_default(),
+            money_units: match s.lookup("format.money_units") {
+                Some(toml::Value::Array(units)) => units
+                    .iter()
+                    .map(|u| {
+                        let pair = u.as_array().filter(|a| a.len() == 2);
+                        let from = pair.and_then(|a| match &a[0] {
+                            toml::Value::Integer(i) => Some(*i as f64),
+                            toml::Value::Float(f) => Some(*f),
+                            _ => None,
+                        });
+                        let text = pair
+                            .and_then(|a| a[1].as_str())
+                            .filter(|t| t.contains("{}"));
+                        match (from, text) {
+                            (Some(f), Some(t)) if f > 0.0 => Ok((f, t.to_owned())),
+                            _ => Err(NarrativeError::Strings {
+                                path: s.path.clone(),
+                                message:
+                                    "`format.money_units` takes pairs [amount, \"text with {}\"]"
+                                        .into(),
+                            }),
+                        }
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => Vec::new(),
+            },
         })
     }
 
@@ -147,9 +176,19 @@ impl NumberFormat {
         format!("{}{}", self.number(v * 100.0, 1), self.pp_suffix)
     }
 
-    /// A money amount, whole units.
+    /// A money amount: in the language's units when large (one decimal under 100 of
+    /// the unit, a trailing ".0" dropped), else whole units.
     pub fn money(&self, v: f64) -> String {
         let sign = if v < 0.0 && v.abs() >= 0.5 { "-" } else { "" };
+        if let Some((from, text)) = self.money_units.iter().find(|(f, _)| v.abs() >= *f) {
+            let x = v.abs() / from;
+            let decimals = usize::from((x * 10.0).round() < 1000.0);
+            let mut n = self.number(x, decimals);
+            if let Some(stripped) = n.strip_suffix(&format!("{}0", self.decimal)) {
+                n = stripped.to_owned();
+            }
+            return format!("{sign}{}", text.replace("{}", &n));
+        }
         format!(
             "{sign}{}{}{}",
             self.currency_prefix,
@@ -255,6 +294,39 @@ pub fn slice_label(s: &Strings, v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn format_with(units: Vec<(f64, String)>, prefix: &str, suffix: &str) -> NumberFormat {
+        NumberFormat {
+            decimal: ".".into(),
+            thousands: ",".into(),
+            percent_suffix: "%".into(),
+            minutes_suffix: " min".into(),
+            pp_suffix: " pp".into(),
+            currency_prefix: prefix.into(),
+            currency_suffix: suffix.into(),
+            money_units: units,
+        }
+    }
+
+    #[test]
+    fn money_in_the_language_units() {
+        let en = format_with(vec![(1e6, "${}M".into()), (1e3, "${}k".into())], "$", "");
+        assert_eq!(en.money(27_700_000.0), "$27.7M");
+        assert_eq!(en.money(1_200_000.0), "$1.2M");
+        assert_eq!(en.money(45_000.0), "$45k");
+        assert_eq!(en.money(450_400.0), "$450k");
+        assert_eq!(en.money(999.0), "$999");
+        let zh = format_with(
+            vec![(1e8, "{} 亿美元".into()), (1e4, "{} 万美元".into())],
+            "",
+            " 美元",
+        );
+        assert_eq!(zh.money(7_624_950.0), "762 万美元");
+        assert_eq!(zh.money(27_700_000.0), "2,770 万美元");
+        assert_eq!(zh.money(85_000.0), "8.5 万美元");
+        assert_eq!(zh.money(320_000_000.0), "3.2 亿美元");
+        assert_eq!(zh.money(8_500.0), "8,500 美元");
+    }
 
     #[test]
     fn buckets_without_a_label_read_as_ranges() {

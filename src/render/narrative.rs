@@ -19,10 +19,13 @@ pub struct Finding {
     pub slices: BTreeMap<&'static str, Value>,
     /// Qualitative keys the templates translate (e.g. correlation strength).
     pub keys: BTreeMap<&'static str, &'static str>,
+    /// Whether it may lead page 1: a difference or relationship that holds under the
+    /// claims rules. Context ("no clear difference", a uniform service) does not.
+    pub lead: bool,
 }
 
 impl Finding {
-    /// A finding with no numbers, slices or keys yet.
+    /// A finding with no numbers, slices or keys yet, leading unless told otherwise.
     pub fn new(id: &'static str, rank: u8) -> Self {
         Self {
             id,
@@ -30,6 +33,7 @@ impl Finding {
             numbers: BTreeMap::new(),
             slices: BTreeMap::new(),
             keys: BTreeMap::new(),
+            lead: true,
         }
     }
 }
@@ -42,6 +46,7 @@ impl Recommendation {
             follows,
             numbers: BTreeMap::new(),
             slices: BTreeMap::new(),
+            keys: BTreeMap::new(),
         }
     }
 }
@@ -53,6 +58,9 @@ pub struct Recommendation {
     pub follows: &'static str,
     pub numbers: BTreeMap<&'static str, f64>,
     pub slices: BTreeMap<&'static str, Value>,
+    /// The owner function (`owner`) and what measures success (`measure`), as keys
+    /// the language's strings translate.
+    pub keys: BTreeMap<&'static str, &'static str>,
 }
 
 /// Record as the templates see it (`f.id`, `f.numbers.x`, `f.slices.y`, `f.keys.z`).
@@ -72,28 +80,63 @@ pub struct Narrative {
 pub struct Sentence {
     pub id: String,
     pub text: String,
+    /// A finding that may lead page 1 (always false for recommendations).
+    pub lead: bool,
+}
+
+/// A run's narrative in one language.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sentences {
+    pub findings: Vec<Sentence>,
+    pub recommendations: Vec<Sentence>,
+    /// Each recommendation in its short page-1 form (`brief` set for the template).
+    pub actions: Vec<Sentence>,
+}
+
+/// How many headlines and actions page 1 and the email carry.
+pub const BRIEF_ITEMS: usize = 3;
+
+impl Sentences {
+    /// The headlines: findings that may lead, in page order, at most [`BRIEF_ITEMS`].
+    pub fn headlines(&self) -> impl Iterator<Item = &Sentence> {
+        self.findings.iter().filter(|f| f.lead).take(BRIEF_ITEMS)
+    }
 }
 
 /// The findings and recommendations of a run as sentences of one language.
-pub fn sentences(
-    story: &Narrative,
-    language: &Language,
-) -> Result<(Vec<Sentence>, Vec<Sentence>), NarrativeError> {
-    let render = |template: &str, name: &str, id: &str, v: Value| {
+pub fn sentences(story: &Narrative, language: &Language) -> Result<Sentences, NarrativeError> {
+    let render = |template: &str, name: &str, id: &str, v: Value, lead: bool| {
         Ok(Sentence {
             id: id.to_owned(),
             text: language.render(template, name, &v)?,
+            lead,
         })
     };
     let findings = story
         .findings
         .iter()
-        .map(|f| render("findings.tera", "f", f.id, as_value(f)))
+        .map(|f| render("findings.tera", "f", f.id, as_value(f), f.lead))
         .collect::<Result<_, NarrativeError>>()?;
     let recommendations = story
         .recommendations
         .iter()
-        .map(|x| render("recommendations.tera", "r", x.id, as_value(x)))
+        .map(|x| render("recommendations.tera", "r", x.id, as_value(x), false))
         .collect::<Result<_, NarrativeError>>()?;
-    Ok((findings, recommendations))
+    let actions = story
+        .recommendations
+        .iter()
+        .take(BRIEF_ITEMS)
+        .map(|x| {
+            let mut v = as_value(x);
+            if let Value::Object(m) = &mut v {
+                m.insert("brief".into(), Value::Bool(true));
+            }
+            render("recommendations.tera", "r", x.id, v, false)
+        })
+        .collect::<Result<_, NarrativeError>>()?;
+    Ok(Sentences {
+        findings,
+        recommendations,
+        actions,
+    })
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::render::charts::{self, EngineError, RenderedChart};
-use crate::render::narrative::{sentences, Narrative, Sentence};
+use crate::render::narrative::{sentences, Narrative, Sentences};
 use crate::render::pdf::{self, PdfError};
 use crate::render::templates::{Language, NarrativeError, Templates};
 use crate::reports::{period_label, Computed, Plan, Report};
@@ -46,17 +46,13 @@ pub struct Edition {
     pub timings: EditionTimings,
     pub pdf: Vec<u8>,
     pub charts: Vec<RenderedChart>,
-    pub findings: Vec<Sentence>,
-    pub recommendations: Vec<Sentence>,
+    pub text: Sentences,
     /// The period as this edition prints it.
     pub period_label: String,
 }
 
 /// The layout every report's `report.typ` imports (cover, tables, sections).
 pub const COMMON_LAYOUT: &str = "common.typ";
-
-/// Number of findings on the cover.
-const HEADLINES: usize = 5;
 
 /// What every edition of a run shares.
 pub struct RunInfo<'a> {
@@ -96,7 +92,7 @@ pub fn render(
     let mut timings = EditionTimings::default();
     let started = std::time::Instant::now();
     let language = templates.language_with(report, lang, &computed.variants())?;
-    let (findings, recommendations) = sentences(story, &language)?;
+    let text = sentences(story, &language)?;
     timings.narrative = started.elapsed();
     let started = std::time::Instant::now();
 
@@ -119,14 +115,7 @@ pub fn render(
     }
     timings.charts = started.elapsed();
 
-    let mut data = common_data(
-        &language,
-        &findings,
-        &recommendations,
-        story,
-        chart_entries,
-        run,
-    );
+    let mut data = common_data(&language, &text, story, chart_entries, run);
     if let (Value::Object(d), Value::Object(own)) = (&mut data, computed.layout(&language)) {
         d.extend(own);
     }
@@ -157,16 +146,14 @@ pub fn render(
         timings,
         pdf,
         charts: rendered,
-        findings,
-        recommendations,
+        text,
     })
 }
 
 /// The part of `data.json` every report's layout reads the same way.
 fn common_data(
     lang: &Language,
-    findings: &[Sentence],
-    recommendations: &[Sentence],
+    text: &Sentences,
     story: &Narrative,
     charts: Vec<Value>,
     run: &RunInfo<'_>,
@@ -177,7 +164,7 @@ fn common_data(
         .recommendations
         .iter()
         .map(|rec| {
-            findings
+            text.findings
                 .iter()
                 .find(|x| x.id == rec.follows)
                 .map(|x| x.text.clone())
@@ -218,9 +205,10 @@ fn common_data(
         "strings": s.to_json(),
         "period": { "label": label },
         "generated": run.reference.format("%Y-%m-%d").to_string(),
-        "headlines": findings.iter().take(HEADLINES).map(|x| &x.text).collect::<Vec<_>>(),
-        "findings": findings.iter().map(|x| &x.text).collect::<Vec<_>>(),
-        "recommendations": recommendations.iter().zip(&follows).map(|(x, f)| json!({ "text": x.text, "follows": f })).collect::<Vec<_>>(),
+        "headlines": text.headlines().map(|x| &x.text).collect::<Vec<_>>(),
+        "actions": text.actions.iter().map(|x| &x.text).collect::<Vec<_>>(),
+        "findings": text.findings.iter().map(|x| &x.text).collect::<Vec<_>>(),
+        "recommendations": text.recommendations.iter().zip(&follows).map(|(x, f)| json!({ "text": x.text, "follows": f })).collect::<Vec<_>>(),
         "charts": charts,
         "appendix": appendix,
     })

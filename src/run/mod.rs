@@ -103,6 +103,9 @@ pub struct EditionText {
     pub lang: String,
     pub period_label: String,
     pub findings: Vec<String>,
+    /// Page 1: the findings that lead and the top actions.
+    pub headlines: Vec<String>,
+    pub actions: Vec<String>,
 }
 
 impl RunOutcome {
@@ -278,7 +281,9 @@ pub fn execute(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunEr
         texts.push(EditionText {
             lang: ed.lang.clone(),
             period_label: ed.period_label.clone(),
-            findings: ed.findings.iter().map(|f| f.text.clone()).collect(),
+            findings: ed.text.findings.iter().map(|f| f.text.clone()).collect(),
+            headlines: ed.text.headlines().map(|f| f.text.clone()).collect(),
+            actions: ed.text.actions.iter().map(|f| f.text.clone()).collect(),
         });
         let lang = &ed.lang;
         let file = format!("report.{lang}.pdf");
@@ -598,7 +603,7 @@ mod tests {
         let info = RunInfo::new(report, &plan, &provenance, reference);
         let ed = edition::render(computed.as_ref(), &story, &info, &templates, "en").unwrap();
         assert_eq!(plan.period, "asof-2024-07-01");
-        assert_eq!(ed.findings[0].text, "2 things.");
+        assert_eq!(ed.text.findings[0].text, "2 things.");
         assert!(ed.pdf.starts_with(b"%PDF"), "a PDF");
     }
 }

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::findings::extreme;
 use super::metrics::{ConversationUsage, SliceRow};
 use crate::intercom::slices::{SEGMENTS, UNKNOWN};
 use crate::render::charts::{
@@ -59,6 +58,19 @@ fn slice_value(pairs: &[(&str, Option<&str>)]) -> Value {
     Value::Object(m)
 }
 
+/// The row with the largest (`max`) or smallest value of `f`; the first on ties.
+fn extreme<'a>(
+    rows: impl Iterator<Item = &'a SliceRow>,
+    f: impl Fn(&SliceRow) -> Option<f64>,
+    max: bool,
+) -> Option<(&'a SliceRow, f64)> {
+    rows.filter_map(|r| f(r).map(|v| (r, v)))
+        .fold(None, |acc, (r, v)| match acc {
+            Some((_, a)) if (max && a >= v) || (!max && a <= v) => acc,
+            _ => Some((r, v)),
+        })
+}
+
 fn seg(r: &SliceRow) -> Value {
     slice_value(&[("segment", r.segment)])
 }
@@ -78,8 +90,19 @@ pub fn conversation_usage(r: &ConversationUsage, s: &Strings) -> Vec<ChartSpec> 
         .collect();
     let mut out = Vec::new();
 
-    // 1. Response p50/p90 per segment.
-    {
+    // 1. Response p50/p90 per segment; when every segment has the same median and P90
+    // the bars would all be equal: the service-model finding
+    // says it in a sentence instead.
+    // (a P90 within one minute counts as the same).
+    let printed = |v: Option<f64>| v.map(|v| (v * 10.0).round() as i64);
+    let p90s: Vec<f64> = segs.iter().filter_map(|x| x.p90_resp).collect();
+    let p90_spread = p90s.iter().copied().fold(f64::MIN, f64::max)
+        - p90s.iter().copied().fold(f64::MAX, f64::min);
+    let uniform = segs
+        .windows(2)
+        .all(|w| printed(w[0].p50_resp) == printed(w[1].p50_resp))
+        && p90_spread <= 1.0;
+    if !uniform {
         let chart = segment_bars(s.get("charts.segment_response"), seg_labels.clone())
             .y_axis(
                 Axis::new()
@@ -121,39 +144,74 @@ pub fn conversation_usage(r: &ConversationUsage, s: &Strings) -> Vec<ChartSpec> 
         });
     }
 
-    // 2. Rates per segment.
-    {
-        let metrics: [(&str, Metric); 4] = [
-            ("charts.bot_share", |x| x.bot_first_resp_share),
-            ("charts.conversion", |x| x.conv_to_feature_rate),
-            ("charts.weekly", |x| x.weekly_retention),
-            ("charts.monthly", |x| x.monthly_retention),
-        ];
-        let mut chart = segment_bars(s.get("charts.segment_rates"), seg_labels.clone())
-            .y_axis(percent_axis(&s.get("charts.share")));
+    // 2. Rates per segment, conversion on its own axis: a rate of a few per cent
+    // beside retentions of 50–80 % would read as zero.
+    for (id, metrics) in [
+        (
+            "segment_conversion",
+            &[("charts.conversion", (|x| x.conv_to_feature_rate) as Metric)][..],
+        ),
+        (
+            "segment_rates",
+            &[
+                ("charts.bot_share", (|x| x.bot_first_resp_share) as Metric),
+                ("charts.weekly", |x| x.weekly_retention),
+                ("charts.monthly", |x| x.monthly_retention),
+            ][..],
+        ),
+    ] {
         // A rate no segment has (no usage input) gets no legend entry.
-        for (key, f) in metrics
-            .into_iter()
+        let shown: Vec<&(&str, Metric)> = metrics
+            .iter()
             .filter(|(_, f)| has_values(segs.iter().copied(), *f))
-        {
+            .collect();
+        if shown.is_empty() {
+            continue;
+        }
+        let mut chart = segment_bars(s.get(&format!("charts.{id}")), seg_labels.clone())
+            .y_axis(percent_axis(&s.get("charts.share")));
+        for (key, f) in shown {
             chart = chart.series(
                 Bar::new()
                     .name(s.get(key))
+                    .label(
+                        Label::new()
+                            .show(true)
+                            .position(LabelPosition::Top)
+                            .formatter("{c}"),
+                    )
                     .data(segs.iter().map(|x| pct(f(x))).collect()),
             );
         }
-        let bc = extreme(segs.iter().copied(), |x| x.conv_to_feature_rate, true);
-        let bw = extreme(segs.iter().copied(), |x| x.weekly_retention, true);
-        let takeaway = match (bc, bw) {
-            (Some((c, cv)), Some((w, wv))) => Some(json!({
-                "id": "segment_rates",
-                "numbers": { "best_conversion": cv, "best_weekly": wv },
-                "slices": { "best_conversion": seg(c), "best_weekly": seg(w) },
-            })),
-            _ => None,
+        let takeaway = if id == "segment_conversion" {
+            // The known segments, as the conversion finding reads them.
+            let known = || segs.iter().copied().filter(|x| x.segment != Some(UNKNOWN));
+            let bc = extreme(known(), |x| x.conv_to_feature_rate, true);
+            let wc = extreme(known(), |x| x.conv_to_feature_rate, false);
+            match (bc, wc) {
+                (Some((_, hi)), Some((_, lo))) => Some(json!({
+                    "id": id,
+                    "numbers": { "max": hi, "min": lo },
+                    "slices": {},
+                })),
+                _ => None,
+            }
+        } else {
+            let bw = extreme(segs.iter().copied(), |x| x.weekly_retention, true);
+            bw.map(|(w, wv)| {
+                json!({
+                    "id": id,
+                    "numbers": { "best_weekly": wv },
+                    "slices": { "best_weekly": seg(w) },
+                })
+            })
         };
         out.push(ChartSpec {
-            id: "segment_rates",
+            id: if id == "segment_conversion" {
+                "segment_conversion"
+            } else {
+                "segment_rates"
+            },
             height: None,
             chart,
             takeaway,

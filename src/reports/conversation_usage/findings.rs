@@ -1,11 +1,17 @@
 //! Findings and recommendations of the conversation-usage report (spec §6): which
-//! conditions hold in this run's numbers, as language-neutral records the templates
-//! turn into sentences.
+//! conditions hold in this run's numbers under the shared claims rules
+//! ([`crate::stats::claims`]), as language-neutral records the templates turn into
+//! sentences. A comparison that does not hold is either not printed or printed as
+//! "no clear difference"; it never leads page 1 and no recommendation rests on it.
 
 use serde_json::{json, Value};
 
-use super::metrics::{ConversationUsage, SliceRow};
+use super::metrics::{ConversationUsage, SliceRow, UsageDefinitions};
 use crate::render::narrative::{Finding, Recommendation};
+use crate::stats::claims::{
+    compare, compare_many, peer_target, printed_difference, reconcile, standouts,
+    within_strata_correlation, Proportion, Reading, Relationship, Target, Verdict,
+};
 
 fn slice_of(r: &SliceRow) -> Value {
     let mut m = serde_json::Map::new();
@@ -21,393 +27,762 @@ fn slice_of(r: &SliceRow) -> Value {
     Value::Object(m)
 }
 
-fn eligible(rows: &[SliceRow], min_cell: usize) -> impl Iterator<Item = &SliceRow> {
-    rows.iter().filter(move |r| r.companies_total >= min_cell)
+fn known_segment(r: &SliceRow) -> bool {
+    r.segment.is_some_and(|s| s != "unknown")
 }
 
-/// The row with the largest (`max`) or smallest value of `f`; the first on ties.
-pub fn extreme<'a>(
-    rows: impl Iterator<Item = &'a SliceRow>,
-    f: impl Fn(&SliceRow) -> Option<f64>,
-    max: bool,
-) -> Option<(&'a SliceRow, f64)> {
-    rows.filter_map(|r| f(r).map(|v| (r, v)))
-        .fold(None, |acc, (r, v)| match acc {
-            Some((_, a)) if (max && a >= v) || (!max && a <= v) => acc,
-            _ => Some((r, v)),
-        })
+/// Conversion as k of n companies.
+fn conversion(r: &SliceRow) -> Option<Proportion> {
+    r.conv_to_feature_rate?;
+    Proportion::new(r.counts.converted, r.companies_with_closed_conv)
 }
 
-fn max_by<'a>(
-    rows: impl Iterator<Item = &'a SliceRow>,
-    f: impl Fn(&SliceRow) -> Option<f64>,
-) -> Option<(&'a SliceRow, f64)> {
-    extreme(rows, f, true)
+/// Weekly (or monthly) retention of several rows taken together, with the companies it
+/// rests on: with events Σ retained pairs ÷ Σ pairs (the panel's own definition), with
+/// proxies the mean over the pooled companies.
+fn retention(rows: &[&SliceRow], usage: UsageDefinitions, weekly: bool) -> Option<Proportion> {
+    let n: usize = rows
+        .iter()
+        .filter(|r| rate_of(r, weekly).is_some())
+        .map(|r| companies_of(r, weekly))
+        .sum();
+    let rate = match usage {
+        UsageDefinitions::Events => {
+            let (k, d) = rows.iter().fold((0, 0), |(k, d), r| {
+                let p = if weekly {
+                    r.counts.week_pairs
+                } else {
+                    r.counts.month_pairs
+                };
+                (k + p.0, d + p.1)
+            });
+            (d > 0).then(|| k as f64 / d as f64)
+        }
+        UsageDefinitions::Proxy => {
+            let s: f64 = rows
+                .iter()
+                .filter_map(|r| Some(rate_of(r, weekly)? * companies_of(r, weekly) as f64))
+                .sum();
+            (n > 0).then(|| s / n as f64)
+        }
+        UsageDefinitions::None => None,
+    };
+    Proportion::from_rate(rate, n)
 }
 
-fn min_by<'a>(
-    rows: impl Iterator<Item = &'a SliceRow>,
-    f: impl Fn(&SliceRow) -> Option<f64>,
-) -> Option<(&'a SliceRow, f64)> {
-    extreme(rows, f, false)
-}
-
-/// Words for |r|: the templates translate them.
-pub fn strength(r: f64) -> &'static str {
-    match r.abs() {
-        a if a < 0.1 => "none",
-        a if a < 0.3 => "weak",
-        a if a < 0.5 => "moderate",
-        _ => "strong",
+fn rate_of(r: &SliceRow, weekly: bool) -> Option<f64> {
+    if weekly {
+        r.weekly_retention
+    } else {
+        r.monthly_retention
     }
 }
 
-/// Below this spread of average response across cells, the SLA reads as uniform.
-const UNIFORM_SLA_SPREAD_MINUTES: f64 = 1.0;
-/// A gradient smaller than this (in retention points) is not worth a finding.
-const MIN_RETENTION_GRADIENT: f64 = 0.01;
+fn companies_of(r: &SliceRow, weekly: bool) -> usize {
+    if weekly {
+        r.counts.weekly_companies
+    } else {
+        r.counts.monthly_companies
+    }
+}
 
-/// Findings of §6 whose condition holds in this data, in cover order.
+/// A proportion's numbers under `prefix`: rate, k, n (k unrounded: an effective count
+/// for retention; the templates print it rounded).
+fn put(x: &mut Finding, prefix: &'static str, p: Proportion, keys: [&'static str; 2]) {
+    x.numbers.insert(prefix, p.rate());
+    x.numbers.insert(keys[0], p.k);
+    x.numbers.insert(keys[1], p.n);
+}
+
+/// The two highest ARR buckets (high value).
+fn high_value_arr(r: &ConversationUsage) -> &[&'static str] {
+    &r.buckets.arr[3..]
+}
+
+/// Findings whose condition holds in this data (and the reconciled statements that
+/// say a relationship does not hold), in page order.
 pub fn findings(r: &ConversationUsage) -> Vec<Finding> {
     let mut out = Vec::new();
-    let cells = &r.panels.segment_seat_arr;
-    let min_cell = r.min_cell;
-    let overall = &r.panels.overall;
-    let f = Finding::new;
-
-    // Best and worst conversion cells.
-    let best = max_by(eligible(cells, min_cell), |c| c.conv_to_feature_rate);
-    let worst = min_by(eligible(cells, min_cell), |c| c.conv_to_feature_rate);
-    if let (Some((b, bv)), Some((w, wv))) = (best, worst) {
-        if bv > wv {
-            let mut x = f("conversion_best_worst", 1);
-            x.numbers.insert("best_rate", bv);
-            x.numbers
-                .insert("best_companies", b.companies_with_closed_conv as f64);
-            x.numbers.insert("worst_rate", wv);
-            x.numbers
-                .insert("worst_companies", w.companies_with_closed_conv as f64);
-            x.numbers.insert(
-                "cells",
-                eligible(cells, min_cell)
-                    .filter(|c| c.conv_to_feature_rate.is_some())
-                    .count() as f64,
-            );
-            x.numbers.insert("min_cell", min_cell as f64);
-            if let Some(o) = overall.conv_to_feature_rate {
-                x.numbers.insert("overall_rate", o);
-            }
-            x.slices.insert("best", slice_of(b));
-            x.slices.insert("worst", slice_of(w));
-            out.push(x);
-        }
-    }
-
-    // Segment conversion ranking.
-    let segs = &r.panels.segment;
-    if let (Some((b, bv)), Some((w, wv))) = (
-        max_by(segs.iter().filter(|s| s.segment != Some("unknown")), |s| {
-            s.conv_to_feature_rate
-        }),
-        min_by(segs.iter().filter(|s| s.segment != Some("unknown")), |s| {
-            s.conv_to_feature_rate
-        }),
-    ) {
-        if bv > wv {
-            let mut x = f("segment_conversion", 2);
-            x.numbers.insert("best_rate", bv);
-            x.numbers.insert("worst_rate", wv);
-            x.numbers.insert("gap", bv - wv);
-            x.slices.insert("best", slice_of(b));
-            x.slices.insert("worst", slice_of(w));
-            out.push(x);
-        }
-    }
-
-    // Response delay spread across cells.
-    let fast = min_by(eligible(cells, min_cell), |c| c.avg_resp);
-    let slow = max_by(eligible(cells, min_cell), |c| c.avg_resp);
-    if let (Some((fc, fv)), Some((sc, sv))) = (fast, slow) {
-        let spread = sv - fv;
-        let mut x = f(
-            if spread < UNIFORM_SLA_SPREAD_MINUTES {
-                "response_uniform"
-            } else {
-                "response_spread"
-            },
-            3,
-        );
-        x.numbers.insert("fastest", fv);
-        x.numbers.insert("slowest", sv);
-        x.numbers.insert("spread", spread);
-        if let (Some(p50), Some(p90)) = (overall.p50_resp, overall.p90_resp) {
-            x.numbers.insert("p50", p50);
-            x.numbers.insert("p90", p90);
-        }
-        x.slices.insert("fastest", slice_of(fc));
-        x.slices.insert("slowest", slice_of(sc));
-        out.push(x);
-    }
-
-    // Bot-first share range and its correlations.
-    let lo = min_by(eligible(cells, min_cell), |c| c.bot_first_resp_share);
-    let hi = max_by(eligible(cells, min_cell), |c| c.bot_first_resp_share);
-    if let (Some((lc, lv)), Some((hc, hv)), Some(rv)) =
-        (lo, hi, r.correlations.bot_share_vs_conversion.r)
-    {
-        let mut x = f("bot_share", 4);
-        x.numbers.insert("min", lv);
-        x.numbers.insert("max", hv);
-        if let Some(o) = overall.bot_first_resp_share {
-            x.numbers.insert("overall", o);
-        }
-        x.numbers.insert("r_conversion", rv);
+    out.extend(churn_watch_high_value(r));
+    out.extend(retention_by_size(r));
+    out.extend(bot_retention(r));
+    out.extend(service_model(r));
+    out.extend(conversion_differences(r));
+    out.extend(bot_conversion(r));
+    if !out.iter().any(|f| f.lead) {
+        let mut x = Finding::new("nothing_stands_out", 0);
         x.numbers
-            .insert("n", r.correlations.bot_share_vs_conversion.n as f64);
-        if let Some(rw) = r.correlations.bot_share_vs_weekly_retention.r {
-            x.numbers.insert("r_weekly", rw);
-        }
-        x.keys.insert("strength", strength(rv));
-        x.keys
-            .insert("direction", if rv < 0.0 { "negative" } else { "positive" });
-        x.slices.insert("min", slice_of(lc));
-        x.slices.insert("max", slice_of(hc));
-        out.push(x);
-    }
-
-    // Retention gradient across seat buckets.
-    let seats: Vec<&SliceRow> = r
-        .panels
-        .seat_bucket
-        .iter()
-        .filter(|s| s.seat_bucket != Some("unknown") && s.weekly_retention.is_some())
-        .collect();
-    if let (Some(small), Some(large)) = (seats.first(), seats.last()) {
-        let (sw, lw) = (
-            small.weekly_retention.unwrap_or(0.0),
-            large.weekly_retention.unwrap_or(0.0),
-        );
-        if seats.len() >= 2 && (sw - lw).abs() >= MIN_RETENTION_GRADIENT {
-            let mut x = f("retention_gradient", 5);
-            x.numbers.insert("small_weekly", sw);
-            x.numbers.insert("large_weekly", lw);
-            x.numbers.insert("weekly_gap", sw - lw);
-            if let (Some(sm), Some(lm)) = (small.monthly_retention, large.monthly_retention) {
-                x.numbers.insert("small_monthly", sm);
-                x.numbers.insert("large_monthly", lm);
-            }
-            x.keys
-                .insert("direction", if sw > lw { "falls" } else { "rises" });
-            x.slices.insert("small", slice_of(small));
-            x.slices.insert("large", slice_of(large));
-            out.push(x);
-        }
-    }
-
-    // High-value churn-watch accounts against the whole panel.
-    let high_value: Vec<&SliceRow> = r
-        .panels
-        .segment_arr
-        .iter()
-        .filter(|s| {
-            // The two highest ARR buckets (`110k_200k`, `200k_plus` by default).
-            s.segment == Some("churn_watch")
-                && s.arr_bucket
-                    .is_some_and(|a| r.buckets.arr[3..].contains(&a))
-        })
-        .filter(|s| s.companies_total >= min_cell)
-        .collect();
-    if let Some(worst) = min_by(high_value.iter().copied(), |s| s.weekly_retention) {
-        let (row, weekly) = worst;
-        if let (Some(ow), Some(oc), Some(conv)) = (
-            overall.weekly_retention,
-            overall.conv_to_feature_rate,
-            row.conv_to_feature_rate,
-        ) {
-            if weekly < ow || conv < oc {
-                let mut x = f("high_value_churn_watch", 6);
-                x.numbers.insert("weekly", weekly);
-                x.numbers.insert("overall_weekly", ow);
-                x.numbers.insert("conversion", conv);
-                x.numbers.insert("overall_conversion", oc);
-                x.numbers.insert("companies", row.companies_total as f64);
-                if let (Some(m), Some(om)) = (row.monthly_retention, overall.monthly_retention) {
-                    x.numbers.insert("monthly", m);
-                    x.numbers.insert("overall_monthly", om);
-                }
-                x.slices.insert("cell", slice_of(row));
-                out.push(x);
-            }
-        }
-    }
-
-    // Tertiles: conversion of the highest vs the lowest bot-share third.
-    let mean_of = |group: &str| {
-        let v: Vec<f64> = r
-            .tertiles
-            .iter()
-            .filter(|t| t.by == "bot_share" && t.group == group)
-            .filter_map(|t| t.conversion)
-            .collect();
-        (!v.is_empty()).then(|| (v.iter().sum::<f64>() / v.len() as f64, v.len()))
-    };
-    if let (Some((high, n)), Some((low, _))) = (mean_of("high"), mean_of("low")) {
-        let mut x = f("bot_tertiles", 7);
-        x.numbers.insert("high", high);
-        x.numbers.insert("low", low);
-        x.numbers.insert("groups", n as f64);
-        x.keys.insert(
-            "direction",
-            if high < low {
-                "lower"
-            } else if high > low {
-                "higher"
-            } else {
-                "same"
-            },
-        );
+            .insert("companies", r.counts.companies_kept as f64);
+        x.numbers
+            .insert("conversations", r.counts.conversations_kept as f64);
         out.push(x);
     }
     out.sort_by_key(|x| x.rank);
     out
 }
 
-/// Recommendations, each following from a finding that holds, with a data target.
+/// High-value churn-watch rows against the same ARR bucket in the other segments: the
+/// one whose weekly retention falls short by the most, when the shortfall holds.
+fn churn_watch_high_value(r: &ConversationUsage) -> Option<Finding> {
+    let usage = r.usage_source;
+    let rows = &r.panels.segment_arr;
+    let candidates: Vec<(&SliceRow, Proportion, Proportion)> = rows
+        .iter()
+        .filter(|s| {
+            s.segment == Some("churn_watch")
+                && s.arr_bucket.is_some_and(|a| high_value_arr(r).contains(&a))
+                && s.companies_total >= r.min_cell
+        })
+        .filter_map(|s| {
+            let peers: Vec<&SliceRow> = rows
+                .iter()
+                .filter(|p| {
+                    p.arr_bucket == s.arr_bucket && known_segment(p) && p.segment != s.segment
+                })
+                .collect();
+            Some((
+                s,
+                retention(&[s], usage, true)?,
+                retention(&peers, usage, true)?,
+            ))
+        })
+        .collect();
+    let verdicts = compare_many(
+        &candidates
+            .iter()
+            .map(|(_, c, p)| (*c, *p))
+            .collect::<Vec<_>>(),
+    );
+    let (row, cur, peers) = candidates
+        .iter()
+        .zip(verdicts)
+        .filter(|(_, v)| *v == Verdict::Lower)
+        .map(|(c, _)| *c)
+        .max_by(|a, b| (a.2.rate() - a.1.rate()).total_cmp(&(b.2.rate() - b.1.rate())))?;
+    let mut x = Finding::new("churn_watch_high_value", 1);
+    put(&mut x, "weekly", cur, ["weekly_k", "weekly_n"]);
+    put(&mut x, "peer_weekly", peers, ["peer_k", "peer_n"]);
+    x.numbers.insert(
+        "gap",
+        printed_difference(peers.rate(), cur.rate(), 100.0, 1),
+    );
+    x.numbers.insert("companies", row.companies_total as f64);
+    x.numbers.insert("arr", row.counts.arr);
+    if let (Some(m), Some(pm)) = (
+        retention(&[row], usage, false),
+        retention(
+            &rows
+                .iter()
+                .filter(|p| {
+                    p.arr_bucket == row.arr_bucket && known_segment(p) && p.segment != row.segment
+                })
+                .collect::<Vec<_>>(),
+            usage,
+            false,
+        ),
+    ) {
+        x.numbers.insert("monthly", m.rate());
+        x.numbers.insert("peer_monthly", pm.rate());
+        x.keys.insert("monthly_verdict", compare(m, pm).key());
+    }
+    x.slices.insert("cell", slice_of(row));
+    x.slices
+        .insert("peers", json!({ "arr_bucket": row.arr_bucket }));
+    Some(x)
+}
+
+/// Weekly retention of the smallest against the largest seat bucket, when it differs.
+fn retention_by_size(r: &ConversationUsage) -> Option<Finding> {
+    let usage = r.usage_source;
+    let seats: Vec<&SliceRow> = r
+        .panels
+        .seat_bucket
+        .iter()
+        .filter(|s| s.seat_bucket != Some("unknown") && s.weekly_retention.is_some())
+        .collect();
+    let (small, large) = (*seats.first()?, *seats.last()?);
+    if std::ptr::eq(small, large) {
+        return None;
+    }
+    let (ps, pl) = (
+        retention(&[small], usage, true)?,
+        retention(&[large], usage, true)?,
+    );
+    let verdict = compare(ps, pl);
+    if !verdict.holds() {
+        return None;
+    }
+    let mut x = Finding::new("retention_by_size", 2);
+    put(&mut x, "small_weekly", ps, ["small_k", "small_n"]);
+    put(&mut x, "large_weekly", pl, ["large_k", "large_n"]);
+    x.numbers.insert(
+        "gap",
+        printed_difference(ps.rate(), pl.rate(), 100.0, 1).abs(),
+    );
+    if let (Some(sm), Some(lm)) = (small.monthly_retention, large.monthly_retention) {
+        x.numbers.insert("small_monthly", sm);
+        x.numbers.insert("large_monthly", lm);
+    }
+    x.numbers
+        .insert("large_companies", large.companies_total as f64);
+    x.numbers.insert("large_arr", large.counts.arr);
+    x.keys.insert(
+        "direction",
+        if verdict == Verdict::Higher {
+            "falls"
+        } else {
+            "rises"
+        },
+    );
+    x.slices.insert("small", slice_of(small));
+    x.slices.insert("large", slice_of(large));
+    Some(x)
+}
+
+fn eligible_cells(r: &ConversationUsage) -> impl Iterator<Item = &SliceRow> {
+    r.panels
+        .segment_seat_arr
+        .iter()
+        .filter(move |c| c.companies_total >= r.min_cell)
+}
+
+/// Bot-first share against weekly retention across cells, and whether account size
+/// (the seat bucket) explains it: the same correlation within seat buckets.
+fn bot_retention(r: &ConversationUsage) -> Option<Finding> {
+    let c = &r.correlations.bot_share_vs_weekly_retention;
+    let across = Relationship::of(c.r, c.n)?;
+    if !across.holds {
+        return None;
+    }
+    let points: Vec<(Option<&str>, f64, f64)> = eligible_cells(r)
+        .filter_map(|c| Some((c.seat_bucket, c.bot_first_resp_share?, c.weekly_retention?)))
+        .collect();
+    let within = within_strata_correlation(&points);
+    let mut x = Finding::new("bot_retention", 3);
+    x.numbers.insert("r", across.r);
+    x.numbers.insert("cells", across.n as f64);
+    x.keys.insert(
+        "direction",
+        if across.r < 0.0 {
+            "negative"
+        } else {
+            "positive"
+        },
+    );
+    match within {
+        Some(w) if w.holds && w.r.signum() == across.r.signum() => {
+            x.numbers.insert("r_within", w.r);
+            x.keys.insert("size", "holds_within_size");
+        }
+        Some(w) => {
+            x.numbers.insert("r_within", w.r);
+            x.keys.insert("size", "explained_by_size");
+            // A pattern that account size explains is context, not a lead.
+            x.lead = false;
+        }
+        None => {
+            x.keys.insert("size", "not_checked");
+        }
+    }
+    Some(x)
+}
+
+/// The service model: does first response differ by segment at all (Welch, corrected),
+/// and how conversations are routed (team vs admin, corrected), with counts.
+fn service_model(r: &ConversationUsage) -> Option<Finding> {
+    let segs: Vec<&SliceRow> = r
+        .panels
+        .segment
+        .iter()
+        .filter(|s| known_segment(s))
+        .collect();
+    if segs.is_empty() {
+        return None;
+    }
+    let overall = &r.panels.overall;
+    let mut x = Finding::new("service_model", 4);
+    // Response: each segment's mean against the others'.
+    let moments = |s: &SliceRow| {
+        Some(crate::stats::claims::Moments {
+            n: s.counts.resp_n as f64,
+            mean: s.avg_resp?,
+            var: s.counts.resp_var?,
+        })
+    };
+    let p: Vec<f64> = segs
+        .iter()
+        .filter_map(|s| {
+            let rest = rest_moments(&segs, s)?;
+            Some(crate::stats::claims::welch_p(moments(s)?, rest))
+        })
+        .collect();
+    let differs = crate::stats::claims::benjamini_hochberg(&p, crate::stats::claims::FDR_Q)
+        .into_iter()
+        .any(|k| k);
+    let p50s: Vec<f64> = segs.iter().filter_map(|s| s.p50_resp).collect();
+    let (lo, hi) = p50s
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(*v), b.max(*v))
+        });
+    if lo.is_finite() {
+        x.numbers.insert("p50_min", lo);
+        x.numbers.insert("p50_max", hi);
+    }
+    if let (Some(p50), Some(p90)) = (overall.p50_resp, overall.p90_resp) {
+        x.numbers.insert("p50", p50);
+        x.numbers.insert("p90", p90);
+    }
+    x.numbers.insert(
+        "unanswered",
+        (overall.conv_cnt - overall.counts.resp_n) as f64,
+    );
+    x.numbers.insert("conversations", overall.conv_cnt as f64);
+    x.keys
+        .insert("response", if differs { "differs" } else { "uniform" });
+    // Routing: segments whose team share is clearly above / below the rest.
+    if overall.team_route_share.is_some() {
+        let pairs: Vec<(Proportion, Proportion)> = segs
+            .iter()
+            .filter_map(|s| {
+                let me = Proportion::new(s.counts.team, s.conv_cnt)?;
+                let rest = Proportion::new(
+                    overall.counts.team - s.counts.team,
+                    overall.conv_cnt - s.conv_cnt,
+                )?;
+                Some((me, rest))
+            })
+            .collect();
+        let verdicts = compare_many(&pairs);
+        let group = |v: Verdict| {
+            let rows: Vec<&SliceRow> = segs
+                .iter()
+                .zip(&verdicts)
+                .filter(|(_, x)| **x == v)
+                .map(|(s, _)| *s)
+                .collect();
+            let k: usize = rows.iter().map(|s| s.counts.team).sum();
+            let n: usize = rows.iter().map(|s| s.conv_cnt).sum();
+            (rows, Proportion::new(k, n))
+        };
+        let (team, team_p) = group(Verdict::Higher);
+        let (admin, admin_p) = group(Verdict::Lower);
+        if let (Some(tp), Some(ap)) = (team_p, admin_p) {
+            x.keys.insert("routing", "split");
+            put(&mut x, "team_share", tp, ["team_k", "team_n"]);
+            put(&mut x, "admin_team_share", ap, ["admin_k", "admin_n"]);
+            x.slices.insert(
+                "team_segments",
+                json!(team.iter().filter_map(|s| s.segment).collect::<Vec<_>>()),
+            );
+            x.slices.insert(
+                "admin_segments",
+                json!(admin.iter().filter_map(|s| s.segment).collect::<Vec<_>>()),
+            );
+        } else {
+            x.keys.insert("routing", "uniform");
+        }
+        if let Some(t) = overall.team_route_share {
+            x.numbers.insert("team_overall", t);
+        }
+    } else {
+        x.keys.insert("routing", "unknown");
+    }
+    if let Some(i) = overall.contact_inbound_share {
+        x.numbers.insert("inbound", i);
+    }
+    if let Some(b) = overall.bot_first_resp_share {
+        x.numbers.insert("bot", b);
+    }
+    // The service model is context for the reader: it leads only when something differs.
+    x.lead = differs;
+    Some(x)
+}
+
+/// The other segments' response sample, pooled from their means and variances.
+fn rest_moments(segs: &[&SliceRow], me: &SliceRow) -> Option<crate::stats::claims::Moments> {
+    let rest: Vec<(f64, f64, f64)> = segs
+        .iter()
+        .filter(|s| !std::ptr::eq(**s, me))
+        .filter_map(|s| Some((s.counts.resp_n as f64, s.avg_resp?, s.counts.resp_var?)))
+        .collect();
+    let n: f64 = rest.iter().map(|x| x.0).sum();
+    if n < 2.0 {
+        return None;
+    }
+    let mean = rest.iter().map(|x| x.0 * x.1).sum::<f64>() / n;
+    // Within- plus between-group sums of squares.
+    let ss: f64 = rest
+        .iter()
+        .map(|(k, m, v)| (k - 1.0) * v + k * (m - mean) * (m - mean))
+        .sum();
+    Some(crate::stats::claims::Moments {
+        n,
+        mean,
+        var: ss / (n - 1.0),
+    })
+}
+
+/// Conversion: segments against the rest (corrected), and the best and worst cells
+/// under the events rule; one finding saying which differences hold, or that none do.
+fn conversion_differences(r: &ConversationUsage) -> Option<Finding> {
+    let overall = conversion(&r.panels.overall)?;
+    let cells: Vec<&SliceRow> = eligible_cells(r)
+        .filter(|c| conversion(c).is_some())
+        .collect();
+    let props: Vec<Proportion> = cells.iter().filter_map(|c| conversion(c)).collect();
+    let (best, worst) = standouts(&props, overall);
+    let segs: Vec<&SliceRow> = r
+        .panels
+        .segment
+        .iter()
+        .filter(|s| known_segment(s) && conversion(s).is_some())
+        .collect();
+    let pairs: Vec<(Proportion, Proportion)> = segs
+        .iter()
+        .filter_map(|s| {
+            let me = conversion(s)?;
+            Some((
+                me,
+                Proportion {
+                    k: overall.k - me.k,
+                    n: overall.n - me.n,
+                },
+            ))
+        })
+        .filter(|(_, rest)| rest.n > 0.0)
+        .collect();
+    let seg_verdicts = compare_many(&pairs);
+    let mut x = Finding::new("conversion", 5);
+    put(&mut x, "overall", overall, ["overall_k", "overall_n"]);
+    x.numbers.insert("cells", cells.len() as f64);
+    x.numbers.insert("min_cell", r.min_cell as f64);
+    let mut any = false;
+    if let Some(i) = best {
+        put(&mut x, "best", props[i], ["best_k", "best_n"]);
+        x.slices.insert("best", slice_of(cells[i]));
+        any = true;
+    }
+    if let Some(i) = worst {
+        put(&mut x, "worst", props[i], ["worst_k", "worst_n"]);
+        x.slices.insert("worst", slice_of(cells[i]));
+        any = true;
+    }
+    // Segments that differ from the rest, strongest first.
+    let mut differing: Vec<(usize, Verdict)> = seg_verdicts
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.holds())
+        .map(|(i, v)| (i, *v))
+        .collect();
+    differing.sort_by(|a, b| {
+        let d = |i: usize| (pairs[i].0.rate() - pairs[i].1.rate()).abs();
+        d(b.0).total_cmp(&d(a.0))
+    });
+    if let Some(&(i, v)) = differing.first() {
+        put(&mut x, "segment", pairs[i].0, ["segment_k", "segment_n"]);
+        put(&mut x, "segment_rest", pairs[i].1, ["rest_k", "rest_n"]);
+        x.slices.insert("segment", slice_of(segs[i]));
+        x.keys.insert("segment_verdict", v.key());
+        any = true;
+    }
+    let (lo, hi) = segs
+        .iter()
+        .filter_map(|s| s.conv_to_feature_rate)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+    if lo.is_finite() {
+        x.numbers.insert("segment_min", lo);
+        x.numbers.insert("segment_max", hi);
+    }
+    x.keys.insert("holds", if any { "some" } else { "none" });
+    x.lead = any;
+    Some(x)
+}
+
+/// Bot-first share and conversion, read at the cell and the company level and across
+/// the tertile groups, as one reconciled statement.
+fn bot_conversion(r: &ConversationUsage) -> Option<Finding> {
+    let c = &r.correlations;
+    let cells = Relationship::of(c.bot_share_vs_conversion.r, c.bot_share_vs_conversion.n);
+    let companies = Relationship::of(
+        c.company_bot_share_vs_converted.r,
+        c.company_bot_share_vs_converted.n,
+    );
+    if cells.is_none() && companies.is_none() {
+        return None;
+    }
+    let reading = reconcile(cells, companies);
+    let mut x = Finding::new("bot_conversion", 6);
+    if let Some(c) = cells {
+        x.numbers.insert("r_cells", c.r);
+        x.numbers.insert("n_cells", c.n as f64);
+    }
+    if let Some(c) = companies {
+        x.numbers.insert("r_companies", c.r);
+        x.numbers.insert("n_companies", c.n as f64);
+    }
+    // The tertiles, pooled: converted companies of the high and low thirds.
+    let pooled = |group: &str| {
+        let (k, n) = r
+            .tertiles
+            .iter()
+            .filter(|t| t.by == "bot_share" && t.group == group)
+            .filter_map(|t| Some(((t.conversion? * t.n as f64).round(), t.n as f64)))
+            .fold((0.0, 0.0), |(a, b), (k, n)| (a + k, b + n));
+        (n > 0.0).then_some(Proportion { k, n })
+    };
+    if let (Some(high), Some(low)) = (pooled("high"), pooled("low")) {
+        put(&mut x, "high_third", high, ["high_k", "high_n"]);
+        put(&mut x, "low_third", low, ["low_k", "low_n"]);
+        x.keys.insert("thirds", compare(high, low).key());
+    }
+    x.keys.insert("reading", reading.key());
+    let direction = match reading {
+        Reading::Consistent | Reading::MembersOnly => companies.map(|c| c.r),
+        Reading::GroupsOnly => cells.map(|c| c.r),
+        _ => None,
+    };
+    x.keys.insert(
+        "direction",
+        match direction {
+            Some(v) if v < 0.0 => "negative",
+            Some(_) => "positive",
+            None => "none",
+        },
+    );
+    x.lead = reading == Reading::Consistent;
+    Some(x)
+}
+
+/// Recommendations, each following from a finding that holds, with a target from a
+/// peer group that reaches it (or none when no peer group does).
 pub fn recommendations(r: &ConversationUsage, findings: &[Finding]) -> Vec<Recommendation> {
     let mut out = Vec::new();
     let by_id = |id: &str| findings.iter().find(|f| f.id == id);
-    let cells = &r.panels.segment_seat_arr;
-    let rec = Recommendation::new;
+    let usage = r.usage_source;
 
-    if let Some(f) = by_id("conversion_best_worst") {
-        // Target: the best cell of the same segment as the worst one, else the best overall.
-        let worst_seg = f.slices["worst"].get("segment").and_then(Value::as_str);
-        let target = max_by(
-            eligible(cells, r.min_cell).filter(|c| c.segment == worst_seg),
-            |c| c.conv_to_feature_rate,
-        )
-        .filter(|(_, v)| *v > f.numbers["worst_rate"])
-        .map(|(c, v)| (slice_of(c), v))
-        .unwrap_or_else(|| (f.slices["best"].clone(), f.numbers["best_rate"]));
-        let mut x = rec("lift_worst_conversion", f.id);
-        x.numbers.insert("current", f.numbers["worst_rate"]);
-        x.numbers.insert("target", target.1);
-        x.slices.insert("cell", f.slices["worst"].clone());
-        x.slices.insert("benchmark", target.0);
-        out.push(x);
-    }
-    if let Some(f) = by_id("response_uniform") {
-        let mut x = rec("tiered_sla", f.id);
-        x.numbers.insert("target", f.numbers["fastest"]);
-        x.numbers.insert(
-            "current",
-            f.numbers
-                .get("p50")
-                .copied()
-                .unwrap_or(f.numbers["slowest"]),
-        );
-        x.slices.insert("benchmark", f.slices["fastest"].clone());
-        out.push(x);
-    }
-    if let Some(f) = by_id("response_spread") {
-        let mut x = rec("close_response_gap", f.id);
-        x.numbers.insert("current", f.numbers["slowest"]);
-        x.numbers.insert(
-            "target",
-            r.panels.overall.avg_resp.unwrap_or(f.numbers["fastest"]),
-        );
-        x.slices.insert("cell", f.slices["slowest"].clone());
-        out.push(x);
-    }
-    if let Some(f) = by_id("bot_share") {
-        let rv = f.numbers["r_conversion"];
-        // Only a moderate or stronger association justifies moving the share.
-        let (id, cell, bench, current, target) = if rv <= -0.3 {
-            (
-                "human_first_high_value",
-                "max",
-                "min",
-                f.numbers["max"],
-                f.numbers["min"],
-            )
-        } else if rv >= 0.3 {
-            (
-                "extend_bot_first",
-                "min",
-                "max",
-                f.numbers["min"],
-                f.numbers["max"],
-            )
-        } else {
-            (
-                "bot_content_not_share",
-                "max",
-                "min",
-                f.numbers["max"],
-                f.numbers["min"],
-            )
+    if let Some(f) = by_id("churn_watch_high_value") {
+        let cur = Proportion {
+            k: f.numbers["weekly_k"],
+            n: f.numbers["weekly_n"],
         };
-        let mut x = rec(id, f.id);
-        x.numbers.insert("current", current);
-        x.numbers.insert("target", target);
-        x.numbers.insert("r", rv);
-        x.slices.insert("cell", f.slices[cell].clone());
-        x.slices.insert("benchmark", f.slices[bench].clone());
-        out.push(x);
+        let peers = Proportion {
+            k: f.numbers["peer_k"],
+            n: f.numbers["peer_n"],
+        };
+        if let Some(t) = peer_target(cur, peers, r.min_cell, true) {
+            let mut x = Recommendation::new("save_desk", f.id);
+            target_numbers(&mut x, &t, f.numbers["companies"], f.numbers["arr"]);
+            x.keys.insert("owner", "customer_success");
+            x.keys.insert("measure", "weekly_retention");
+            x.slices.insert("cell", f.slices["cell"].clone());
+            x.slices.insert("peers", f.slices["peers"].clone());
+            out.push(x);
+        }
     }
-    if let Some(f) = by_id("retention_gradient") {
-        let falls = f.keys.get("direction") == Some(&"falls");
-        let mut x = rec("large_account_cadence", f.id);
-        x.numbers.insert(
-            "current",
-            if falls {
-                f.numbers["large_weekly"]
-            } else {
-                f.numbers["small_weekly"]
-            },
-        );
-        x.numbers.insert(
-            "target",
-            r.panels
-                .overall
-                .weekly_retention
-                .unwrap_or(f.numbers["small_weekly"]),
-        );
-        x.slices.insert(
-            "cell",
-            f.slices[if falls { "large" } else { "small" }].clone(),
-        );
-        out.push(x);
+    if let Some(f) = by_id("retention_by_size") {
+        if f.keys.get("direction") == Some(&"falls") {
+            // Peers: the next smaller seat bucket, the nearest comparable size.
+            let seats: Vec<&SliceRow> = r
+                .panels
+                .seat_bucket
+                .iter()
+                .filter(|s| s.seat_bucket != Some("unknown") && s.weekly_retention.is_some())
+                .collect();
+            if let [.., peer, large] = seats.as_slice() {
+                if let (Some(cur), Some(pp)) = (
+                    retention(&[large], usage, true),
+                    retention(&[peer], usage, true),
+                ) {
+                    if let Some(t) = peer_target(cur, pp, r.min_cell, true) {
+                        let mut x = Recommendation::new("large_account_cadence", f.id);
+                        target_numbers(&mut x, &t, large.companies_total as f64, large.counts.arr);
+                        x.keys.insert("owner", "account_management");
+                        x.keys.insert("measure", "weekly_retention");
+                        x.slices.insert("cell", slice_of(large));
+                        x.slices.insert("peers", slice_of(peer));
+                        out.push(x);
+                    }
+                }
+            }
+        }
     }
-    if let Some(f) = by_id("high_value_churn_watch") {
-        let mut x = rec("save_desk", f.id);
-        x.numbers
-            .insert("current_conversion", f.numbers["conversion"]);
-        x.numbers
-            .insert("target_conversion", f.numbers["overall_conversion"]);
-        x.numbers.insert("current_weekly", f.numbers["weekly"]);
-        x.numbers
-            .insert("target_weekly", f.numbers["overall_weekly"]);
-        x.slices.insert("cell", f.slices["cell"].clone());
-        out.push(x);
+    // A priority tier protects value shown to be at risk: without a retention
+    // shortfall that holds, a uniform service is context, not a reason to act.
+    let at_risk = by_id("churn_watch_high_value").is_some() || by_id("retention_by_size").is_some();
+    if let Some(f) = by_id("service_model").filter(|_| at_risk) {
+        if f.keys.get("response") == Some(&"uniform") {
+            if let Some(x) = tiered_service(r, f) {
+                out.push(x);
+            }
+        }
+    }
+    if let Some(f) = by_id("conversion") {
+        if let (Some(worst), Some(seg)) = (
+            f.slices.get("worst"),
+            f.slices
+                .get("worst")
+                .and_then(|w| w.get("segment"))
+                .and_then(Value::as_str),
+        ) {
+            // Peers: the same segment at other sizes.
+            let cur = Proportion {
+                k: f.numbers["worst_k"],
+                n: f.numbers["worst_n"],
+            };
+            let peers = eligible_cells(r)
+                .filter(|c| c.segment == Some(seg) && slice_of(c) != *worst)
+                .filter_map(conversion)
+                .reduce(Proportion::plus);
+            if let Some(t) = peers.and_then(|p| peer_target(cur, p, r.min_cell, true)) {
+                let mut x = Recommendation::new("lift_worst_conversion", f.id);
+                target_numbers(&mut x, &t, cur.n, 0.0);
+                x.keys.insert("owner", "support_enablement");
+                x.keys.insert("measure", "conversion");
+                x.slices.insert("cell", worst.clone());
+                x.slices.insert("peers", json!({ "segment": seg }));
+                out.push(x);
+            }
+        }
     }
     out
+}
+
+/// The numbers every targeted recommendation prints: current, target, the peers' rate
+/// and size, and the what-if (members who would move, and their ARR at the group's
+/// average) labelled in the templates as an association-based estimate.
+fn target_numbers(x: &mut Recommendation, t: &Target, companies: f64, arr: f64) {
+    x.numbers.insert("current", t.current.rate());
+    x.numbers.insert("current_n", t.current.n);
+    x.numbers.insert("target", t.value);
+    x.numbers.insert("peer_rate", t.peers.rate());
+    x.numbers.insert("peer_n", t.peers.n);
+    x.numbers.insert("moved", t.members_moved.floor().max(1.0));
+    x.numbers.insert("companies", companies);
+    if arr > 0.0 && companies > 0.0 {
+        x.numbers.insert("arr", arr);
+        x.numbers.insert(
+            "arr_moved",
+            t.members_moved.floor().max(1.0) * arr / companies.max(t.current.n),
+        );
+    }
+    x.numbers.insert("weeks", PILOT_WEEKS);
+}
+
+/// A pilot long enough for two monthly editions to measure it.
+const PILOT_WEEKS: f64 = 8.0;
+
+/// Tiered service when first response is the same for everyone: the priority tier
+/// (high-value churn watch and the highest ARR bucket) answered within the time the
+/// team already meets for a quarter of all conversations (P25), the rest kept at
+/// today's median and P90.
+fn tiered_service(r: &ConversationUsage, f: &Finding) -> Option<Recommendation> {
+    let overall = &r.panels.overall;
+    let (p25, p50, p90) = (
+        overall.counts.p25_resp?,
+        overall.p50_resp?,
+        overall.p90_resp?,
+    );
+    if p25 >= p50 {
+        return None;
+    }
+    let top = r.buckets.arr[4];
+    let tier: Vec<&SliceRow> = r
+        .panels
+        .segment_arr
+        .iter()
+        .filter(|s| {
+            s.arr_bucket == Some(top)
+                || (s.segment == Some("churn_watch")
+                    && s.arr_bucket.is_some_and(|a| high_value_arr(r).contains(&a)))
+        })
+        .collect();
+    let companies: usize = tier.iter().map(|s| s.companies_total).sum();
+    if companies == 0 {
+        return None;
+    }
+    let mut x = Recommendation::new("tiered_service", f.id);
+    x.numbers.insert("target", p25);
+    x.numbers.insert("current", p50);
+    x.numbers.insert("p90", p90);
+    x.numbers.insert("companies", companies as f64);
+    x.numbers
+        .insert("arr", tier.iter().map(|s| s.counts.arr).sum());
+    x.numbers.insert("weeks", PILOT_WEEKS);
+    x.keys.insert("owner", "support_operations");
+    x.keys.insert("measure", "weekly_retention");
+    x.slices.insert("top_arr", json!({ "arr_bucket": top }));
+    Some(x)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reports::conversation_usage::metrics::SliceCounts;
+
+    fn row(segment: &'static str, seat: Option<&'static str>, weekly: f64, n: usize) -> SliceRow {
+        SliceRow {
+            segment: Some(segment),
+            seat_bucket: seat,
+            arr_bucket: None,
+            companies_total: n,
+            companies_with_closed_conv: n,
+            conv_cnt: 3 * n,
+            avg_resp: Some(25.0),
+            p50_resp: Some(25.0),
+            p90_resp: Some(34.0),
+            avg_duration: None,
+            bot_first_resp_share: Some(0.3),
+            conv_to_feature_rate: Some(0.03),
+            weekly_retention: Some(weekly),
+            monthly_retention: Some(weekly - 0.1),
+            team_route_share: None,
+            contact_inbound_share: None,
+            counts: SliceCounts {
+                weekly_companies: n,
+                monthly_companies: n,
+                ..SliceCounts::default()
+            },
+        }
+    }
 
     #[test]
-    fn strength_words() {
-        assert_eq!(
-            [
-                strength(0.05),
-                strength(-0.2),
-                strength(0.4),
-                strength(-0.9)
-            ],
-            ["none", "weak", "moderate", "strong"]
-        );
+    fn pooled_proxy_retention_is_the_mean_over_companies() {
+        let a = row("renewal", None, 0.8, 100);
+        let b = row("expansion", None, 0.5, 300);
+        let p = retention(&[&a, &b], UsageDefinitions::Proxy, true).unwrap();
+        assert!((p.rate() - (0.8 * 100.0 + 0.5 * 300.0) / 400.0).abs() < 1e-12);
+        assert_eq!(p.n, 400.0);
+    }
+
+    #[test]
+    fn pooled_event_retention_is_pairs_over_pairs() {
+        let mut a = row("renewal", None, 0.5, 10);
+        a.counts.week_pairs = (50, 100);
+        let mut b = row("expansion", None, 0.9, 30);
+        b.counts.week_pairs = (90, 100);
+        let p = retention(&[&a, &b], UsageDefinitions::Events, true).unwrap();
+        assert!((p.rate() - 0.7).abs() < 1e-12);
+        // Companies, not company-weeks, are the sample size.
+        assert_eq!(p.n, 40.0);
+    }
+
+    #[test]
+    fn rest_moments_pool_means_and_variances() {
+        let mut a = row("renewal", None, 0.5, 10);
+        a.counts.resp_n = 3;
+        a.avg_resp = Some(2.0);
+        a.counts.resp_var = Some(1.0); // 1, 2, 3
+        let mut b = row("expansion", None, 0.5, 10);
+        b.counts.resp_n = 3;
+        b.avg_resp = Some(5.0);
+        b.counts.resp_var = Some(1.0); // 4, 5, 6
+        let me = row("new_contract", None, 0.5, 10);
+        let m = rest_moments(&[&a, &b, &me], &me).unwrap();
+        let direct = crate::stats::claims::Moments::of([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        assert!((m.mean - direct.mean).abs() < 1e-12);
+        assert!((m.var - direct.var).abs() < 1e-12);
     }
 }

@@ -142,6 +142,38 @@ pub struct SliceRow {
     pub monthly_retention: Option<f64>,
     pub team_route_share: Option<f64>,
     pub contact_inbound_share: Option<f64>,
+    /// The counts behind the rates, for the claims rules (not a column of §4).
+    #[serde(skip)]
+    pub counts: SliceCounts,
+}
+
+/// What a slice's rates rest on: the numerators (k of n), the response sample's
+/// spread, the companies behind each retention and the slice's ARR.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SliceCounts {
+    /// Companies with a closed kept conversation that converted.
+    pub converted: usize,
+    /// Kept conversations that are bot-first / team-routed / customer-initiated.
+    pub bot: usize,
+    pub team: usize,
+    pub inbound: usize,
+    /// Non-null response minutes and their sample variance.
+    pub resp_n: usize,
+    pub resp_var: Option<f64>,
+    /// Companies whose weekly / monthly retention enters the rate: with events, those
+    /// active in at least one period that has a next one; with proxies, those with a
+    /// value. Retention is tested with these as the sample size (conservative:
+    /// periods of one company are not independent).
+    pub weekly_companies: usize,
+    pub monthly_companies: usize,
+    /// (active in p and p+1, active in p) summed over companies: the events-based
+    /// retention's numerator and denominator (zero with proxies).
+    pub week_pairs: (usize, usize),
+    pub month_pairs: (usize, usize),
+    /// P25 of the response minutes (a time the team meets for a quarter of them).
+    pub p25_resp: Option<f64>,
+    /// 12 × monthly spend summed over companies_total.
+    pub arr: f64,
 }
 
 /// The metric columns of §4, in order (after the slice columns).
@@ -725,7 +757,8 @@ pub fn compute(
     let mut resp: Vec<f64> = Vec::with_capacity(kept.len());
     let mut cell_comps: Vec<CompAcc> = vec![CompAcc::default(); CELLS];
     for (ci, a) in agg.iter() {
-        cell_comps[company_cell[*ci] as usize].add(a);
+        let arr = 12.0 * companies[*ci].monthly_spend.unwrap_or(0.0);
+        cell_comps[company_cell[*ci] as usize].add(a, arr);
     }
     let mut panels: Vec<Vec<SliceRow>> = Vec::with_capacity(levels.len());
     for key_of in levels {
@@ -931,7 +964,7 @@ fn slice_row(
     buckets: &Buckets,
 ) -> SliceRow {
     let avg_resp = mean(resp.iter().copied());
-    let [p50_resp, p90_resp] = percentiles(resp, [0.5, 0.9]);
+    let [p25_resp, p50_resp, p90_resp] = percentiles(resp, [0.25, 0.5, 0.9]);
     let name = |i: u8, f: &dyn Fn(u8) -> &'static str| (i != u8::MAX).then(|| f(i));
     let (weekly, monthly) = comps.retention(usage);
     SliceRow {
@@ -955,6 +988,30 @@ fn slice_row(
         monthly_retention: monthly,
         team_route_share: ratio(acc.team, acc.n),
         contact_inbound_share: ratio(acc.inbound, acc.n),
+        counts: SliceCounts {
+            converted: comps.converted,
+            bot: acc.bot,
+            team: acc.team,
+            inbound: acc.inbound,
+            resp_n: resp.len(),
+            resp_var: avg_resp.filter(|_| resp.len() > 1).map(|m| {
+                resp.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (resp.len() - 1) as f64
+            }),
+            weekly_companies: match usage {
+                UsageDefinitions::Events => comps.week_companies,
+                UsageDefinitions::Proxy => comps.ret7.1,
+                UsageDefinitions::None => 0,
+            },
+            monthly_companies: match usage {
+                UsageDefinitions::Events => comps.month_companies,
+                UsageDefinitions::Proxy => comps.ret30.1,
+                UsageDefinitions::None => 0,
+            },
+            week_pairs: comps.week_pairs,
+            month_pairs: comps.month_pairs,
+            p25_resp,
+            arr: comps.arr,
+        },
     }
 }
 
@@ -968,6 +1025,11 @@ struct CompAcc {
     converted: usize,
     week_pairs: (usize, usize),
     month_pairs: (usize, usize),
+    /// Companies with at least one period pair (the retention's sample size).
+    week_companies: usize,
+    month_companies: usize,
+    /// 12 × monthly spend.
+    arr: f64,
     /// (sum, count) of the non-null proxy retentions.
     ret7: (f64, usize),
     ret30: (f64, usize),
@@ -977,12 +1039,12 @@ impl CompAcc {
     fn of<'a>(comps: impl IntoIterator<Item = &'a CompanyAgg>) -> Self {
         let mut acc = Self::default();
         for c in comps {
-            acc.add(c);
+            acc.add(c, 0.0);
         }
         acc
     }
 
-    fn add(&mut self, c: &CompanyAgg) {
+    fn add(&mut self, c: &CompanyAgg, arr: f64) {
         let one = |v: f64| if v.is_nan() { (0.0, 0) } else { (v, 1) };
         let wide = |(a, b): (u32, u32)| (a as usize, b as usize);
         let closed = c.counts.closed > 0;
@@ -992,6 +1054,9 @@ impl CompAcc {
             converted: usize::from(closed && c.converted),
             week_pairs: wide(c.week_pairs),
             month_pairs: wide(c.month_pairs),
+            week_companies: usize::from(c.week_pairs.1 > 0),
+            month_companies: usize::from(c.month_pairs.1 > 0),
+            arr,
             ret7: one(c.ret7),
             ret30: one(c.ret30),
         });
@@ -1005,6 +1070,9 @@ impl CompAcc {
         self.week_pairs.1 += o.week_pairs.1;
         self.month_pairs.0 += o.month_pairs.0;
         self.month_pairs.1 += o.month_pairs.1;
+        self.week_companies += o.week_companies;
+        self.month_companies += o.month_companies;
+        self.arr += o.arr;
         self.ret7 = (self.ret7.0 + o.ret7.0, self.ret7.1 + o.ret7.1);
         self.ret30 = (self.ret30.0 + o.ret30.0, self.ret30.1 + o.ret30.1);
     }

@@ -1,5 +1,8 @@
 //! Statistics the reports share: percentiles as numpy computes them, means, ratios,
-//! Pearson correlations and tertile groups. Pure functions, no data contract.
+//! Pearson correlations and tertile groups; [`claims`] holds the rules that decide what
+//! a report may claim from them. Pure functions, no data contract.
+
+pub mod claims;
 
 use serde::Serialize;
 

@@ -1,0 +1,554 @@
+//! The claims rules of `report-writing.md`, in one place for every report: when a
+//! difference between two rates holds (a two-proportion test, Benjamini–Hochberg when
+//! many are compared at once), when a cell may be called best or worst (events, not only
+//! members, and a Wilson interval that excludes the overall rate), when a peer group
+//! gives a target (large enough, better beyond doubt, reachable, worth at least one
+//! member), how a cell-level and a company-level relationship are reconciled (and
+//! whether a stratifying variable explains it), and how a printed difference is
+//! computed (from the printed values).
+//!
+//! Pure functions: the reports feed their counts in and print what comes out.
+
+use serde::Serialize;
+use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
+
+/// The two-sided 95 % normal quantile.
+pub const Z95: f64 = 1.959_963_984_540_054;
+/// Significance level of a single planned comparison.
+pub const ALPHA: f64 = 0.05;
+/// False discovery rate when many cells or topics are compared at once.
+pub const FDR_Q: f64 = 0.10;
+/// Events a best or worst cell needs (e.g. converting companies).
+pub const MIN_EVENTS: f64 = 5.0;
+
+/// k of n: a rate with the count it rests on. `k` may be an effective (fractional)
+/// count when the rate is a mean of per-member rates (retention proxies).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Proportion {
+    pub k: f64,
+    pub n: f64,
+}
+
+impl Proportion {
+    /// `None` for an empty denominator: a rate that does not exist is not 0.
+    pub fn new(k: usize, n: usize) -> Option<Self> {
+        (n > 0).then_some(Self {
+            k: k as f64,
+            n: n as f64,
+        })
+    }
+
+    /// A rate over `n` members (effective k = rate × n).
+    pub fn from_rate(rate: Option<f64>, n: usize) -> Option<Self> {
+        let rate = rate.filter(|r| r.is_finite())?;
+        (n > 0).then_some(Self {
+            k: rate.clamp(0.0, 1.0) * n as f64,
+            n: n as f64,
+        })
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.k / self.n
+    }
+
+    /// Wilson score interval at 95 %.
+    pub fn wilson(&self) -> (f64, f64) {
+        let (n, p, z2) = (self.n, self.rate(), Z95 * Z95);
+        let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+        let half = Z95 / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+        ((centre - half).max(0.0), (centre + half).min(1.0))
+    }
+
+    /// The union of two groups (a peer group made of several cells).
+    pub fn plus(self, o: Self) -> Self {
+        Self {
+            k: self.k + o.k,
+            n: self.n + o.n,
+        }
+    }
+}
+
+/// Two-sided p-value of the pooled two-proportion z-test; 1 when the pooled rate is 0
+/// or 1 (no variance: nothing to tell apart).
+pub fn two_proportion_p(a: Proportion, b: Proportion) -> f64 {
+    let pooled = (a.k + b.k) / (a.n + b.n);
+    let se = (pooled * (1.0 - pooled) * (1.0 / a.n + 1.0 / b.n)).sqrt();
+    if se.is_nan() || se <= 0.0 {
+        return 1.0;
+    }
+    let z = (a.rate() - b.rate()).abs() / se;
+    2.0 * (1.0 - standard_normal().cdf(z))
+}
+
+fn standard_normal() -> Normal {
+    // Mean 0, sd 1 are valid parameters: the constructor cannot fail.
+    Normal::standard()
+}
+
+/// What a comparison allows a report to say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Higher,
+    Lower,
+    NoClearDifference,
+}
+
+impl Verdict {
+    pub fn holds(self) -> bool {
+        self != Verdict::NoClearDifference
+    }
+
+    fn of(a: f64, b: f64, significant: bool) -> Self {
+        match (significant, a.partial_cmp(&b)) {
+            (true, Some(std::cmp::Ordering::Greater)) => Verdict::Higher,
+            (true, Some(std::cmp::Ordering::Less)) => Verdict::Lower,
+            _ => Verdict::NoClearDifference,
+        }
+    }
+
+    /// The key templates translate ("higher", "lower", "no_clear_difference").
+    pub fn key(self) -> &'static str {
+        match self {
+            Verdict::Higher => "higher",
+            Verdict::Lower => "lower",
+            Verdict::NoClearDifference => "no_clear_difference",
+        }
+    }
+}
+
+/// One planned comparison of `a` against `b` at [`ALPHA`].
+pub fn compare(a: Proportion, b: Proportion) -> Verdict {
+    Verdict::of(a.rate(), b.rate(), two_proportion_p(a, b) < ALPHA)
+}
+
+/// Many comparisons at once (cells, segments, topics): each `a` against its `b`, with
+/// the false discovery rate controlled at [`FDR_Q`] (Benjamini–Hochberg).
+pub fn compare_many(pairs: &[(Proportion, Proportion)]) -> Vec<Verdict> {
+    let p: Vec<f64> = pairs
+        .iter()
+        .map(|(a, b)| two_proportion_p(*a, *b))
+        .collect();
+    let keep = benjamini_hochberg(&p, FDR_Q);
+    pairs
+        .iter()
+        .zip(keep)
+        .map(|((a, b), k)| Verdict::of(a.rate(), b.rate(), k))
+        .collect()
+}
+
+/// Which hypotheses Benjamini–Hochberg rejects at false discovery rate `q`.
+pub fn benjamini_hochberg(p: &[f64], q: f64) -> Vec<bool> {
+    let m = p.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    // The largest rank i with p(i) ≤ i/m·q; every hypothesis up to it is rejected.
+    let cut = order
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(i, &j)| p[j] <= (i + 1) as f64 / m as f64 * q)
+        .map(|(i, _)| i + 1)
+        .unwrap_or(0);
+    let mut out = vec![false; m];
+    for &j in &order[..cut] {
+        out[j] = true;
+    }
+    out
+}
+
+/// Mean, variance and size of a sample, for Welch's test on means.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Moments {
+    pub n: f64,
+    pub mean: f64,
+    pub var: f64,
+}
+
+impl Moments {
+    /// `None` under two values (no variance estimate).
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Self> {
+        let (mut n, mut mean, mut m2) = (0.0, 0.0, 0.0);
+        for v in values {
+            n += 1.0;
+            let d = v - mean;
+            mean += d / n;
+            m2 += d * (v - mean);
+        }
+        (n >= 2.0).then(|| Self {
+            n,
+            mean,
+            var: m2 / (n - 1.0),
+        })
+    }
+}
+
+/// Two-sided p-value of Welch's t-test; 1 when both samples have no variance and equal
+/// means.
+pub fn welch_p(a: Moments, b: Moments) -> f64 {
+    let (va, vb) = (a.var / a.n, b.var / b.n);
+    let se = (va + vb).sqrt();
+    if se <= 0.0 || se.is_nan() {
+        return if a.mean == b.mean { 1.0 } else { 0.0 };
+    }
+    let t = (a.mean - b.mean).abs() / se;
+    let df = (va + vb).powi(2) / (va * va / (a.n - 1.0) + vb * vb / (b.n - 1.0));
+    match StudentsT::new(0.0, 1.0, df) {
+        Ok(d) => 2.0 * (1.0 - d.cdf(t)),
+        Err(_) => 1.0,
+    }
+}
+
+/// Welch's verdict on two means at [`ALPHA`].
+pub fn compare_means(a: Moments, b: Moments) -> Verdict {
+    Verdict::of(a.mean, b.mean, welch_p(a, b) < ALPHA)
+}
+
+/// Two-sided p-value of a Pearson r over n pairs (t with n − 2 degrees of freedom).
+pub fn correlation_p(r: f64, n: usize) -> f64 {
+    if n < 3 {
+        return 1.0;
+    }
+    if r.abs() >= 1.0 {
+        return 0.0;
+    }
+    let df = (n - 2) as f64;
+    let t = r.abs() * (df / (1.0 - r * r)).sqrt();
+    match StudentsT::new(0.0, 1.0, df) {
+        Ok(d) => 2.0 * (1.0 - d.cdf(t)),
+        Err(_) => 1.0,
+    }
+}
+
+/// The cells a report may call best and worst: among cells whose rate holds against
+/// the overall rate (Wilson interval excluding it), a best cell also needs
+/// [`MIN_EVENTS`] events, a worst cell a size at which the overall rate would give that
+/// many. Indices into `cells`; `None` where no cell qualifies.
+pub fn standouts(cells: &[Proportion], overall: Proportion) -> (Option<usize>, Option<usize>) {
+    let o = overall.rate();
+    let best = cells
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.k >= MIN_EVENTS && c.wilson().0 > o)
+        .max_by(|a, b| a.1.rate().total_cmp(&b.1.rate()))
+        .map(|(i, _)| i);
+    let worst = cells
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.n * o >= MIN_EVENTS && c.wilson().1 < o)
+        .min_by(|a, b| a.1.rate().total_cmp(&b.1.rate()))
+        .map(|(i, _)| i);
+    (best, worst)
+}
+
+/// A target a group can be held to, from a peer group that reaches it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Target {
+    /// The rate to aim for: the lower end of the peers' Wilson interval (higher is
+    /// better) or its upper end (lower is better): a value the peers reach.
+    pub value: f64,
+    pub current: Proportion,
+    pub peers: Proportion,
+    /// Members of the group the move would change (at least one).
+    pub members_moved: f64,
+}
+
+/// The target for `current` from `peers`, or `None` when the peers give none: fewer
+/// than `min_peers` members, not better beyond doubt, or a move worth less than one
+/// member of the group.
+pub fn peer_target(
+    current: Proportion,
+    peers: Proportion,
+    min_peers: usize,
+    higher_is_better: bool,
+) -> Option<Target> {
+    if peers.n < min_peers as f64 {
+        return None;
+    }
+    let better = if higher_is_better {
+        Verdict::Higher
+    } else {
+        Verdict::Lower
+    };
+    if compare(peers, current) != better {
+        return None;
+    }
+    let (lo, hi) = peers.wilson();
+    let value = if higher_is_better {
+        lo.max(current.rate()).min(peers.rate())
+    } else {
+        hi.min(current.rate()).max(peers.rate())
+    };
+    let members_moved = ((value - current.rate()) * current.n).abs();
+    (members_moved >= 1.0).then_some(Target {
+        value,
+        current,
+        peers,
+        members_moved,
+    })
+}
+
+/// How two levels of one relationship (cells and companies, or overall and within
+/// strata) read together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reading {
+    /// Both hold with the same sign.
+    Consistent,
+    /// Only the broader (cell) level holds: a pattern across groups, not within them.
+    GroupsOnly,
+    /// Only the finer level holds.
+    MembersOnly,
+    /// Both hold with opposite signs.
+    Opposite,
+    /// Neither holds.
+    None,
+}
+
+impl Reading {
+    pub fn key(self) -> &'static str {
+        match self {
+            Reading::Consistent => "consistent",
+            Reading::GroupsOnly => "groups_only",
+            Reading::MembersOnly => "members_only",
+            Reading::Opposite => "opposite",
+            Reading::None => "none",
+        }
+    }
+}
+
+/// A correlation with what the rules allow: it holds when its p-value is under `alpha`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Relationship {
+    pub r: f64,
+    pub n: usize,
+    pub p: f64,
+    pub holds: bool,
+}
+
+impl Relationship {
+    pub fn of(r: Option<f64>, n: usize) -> Option<Self> {
+        let r = r?;
+        let p = correlation_p(r, n);
+        Some(Self {
+            r,
+            n,
+            p,
+            holds: p < ALPHA,
+        })
+    }
+}
+
+/// The reconciled reading of a relationship seen at two levels.
+pub fn reconcile(groups: Option<Relationship>, members: Option<Relationship>) -> Reading {
+    let holds = |x: Option<Relationship>| x.filter(|x| x.holds);
+    match (holds(groups), holds(members)) {
+        (Some(g), Some(m)) if g.r.signum() == m.r.signum() => Reading::Consistent,
+        (Some(_), Some(_)) => Reading::Opposite,
+        (Some(_), None) => Reading::GroupsOnly,
+        (None, Some(_)) => Reading::MembersOnly,
+        (None, None) => Reading::None,
+    }
+}
+
+/// Pearson r after removing each stratum's means (the relationship within strata):
+/// whether a confounder such as account size explains an overall correlation. Points
+/// are (stratum, x, y); strata with one point carry no within-stratum information.
+pub fn within_strata_correlation<S: PartialEq + Copy>(
+    points: &[(S, f64, f64)],
+) -> Option<Relationship> {
+    let mut strata: Vec<(S, f64, f64, usize)> = Vec::new();
+    for &(s, x, y) in points {
+        match strata.iter_mut().find(|t| t.0 == s) {
+            Some(t) => {
+                t.1 += x;
+                t.2 += y;
+                t.3 += 1;
+            }
+            None => strata.push((s, x, y, 1)),
+        }
+    }
+    let centred: Vec<(f64, f64)> = points
+        .iter()
+        .filter_map(|&(s, x, y)| {
+            let t = strata.iter().find(|t| t.0 == s)?;
+            (t.3 > 1).then(|| (x - t.1 / t.3 as f64, y - t.2 / t.3 as f64))
+        })
+        .collect();
+    let kept_strata = strata.iter().filter(|t| t.3 > 1).count();
+    let c = super::correlation(|| centred.iter().copied());
+    // Each stratum's mean uses up a degree of freedom.
+    let n = c.n.saturating_sub(kept_strata.saturating_sub(1));
+    Relationship::of(c.r, n)
+}
+
+/// The difference of two values as printed with `decimals` after scaling by `scale`
+/// (100 for percentages): a reader who subtracts the printed values gets this number.
+pub fn printed_difference(a: f64, b: f64, scale: f64, decimals: i32) -> f64 {
+    let m = 10f64.powi(decimals);
+    let round = |v: f64| (v * scale * m).round() / m;
+    (round(a) - round(b)) / scale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(k: usize, n: usize) -> Proportion {
+        Proportion::new(k, n).unwrap()
+    }
+
+    #[test]
+    fn one_of_fifty_against_one_of_twenty_is_no_difference() {
+        // The "lift conversion from 2.0 % to 5.0 %".
+        assert_eq!(compare(p(1, 20), p(1, 50)), Verdict::NoClearDifference);
+        assert!(peer_target(p(1, 50), p(1, 20), 20, true).is_none());
+    }
+
+    #[test]
+    fn large_differences_hold_and_direction_is_kept() {
+        assert_eq!(compare(p(80, 100), p(50, 100)), Verdict::Higher);
+        assert_eq!(compare(p(50, 100), p(80, 100)), Verdict::Lower);
+        // Known value: 45/100 vs 30/100, pooled z = 2.183, p = 0.029.
+        assert!((two_proportion_p(p(45, 100), p(30, 100)) - 0.029).abs() < 0.001);
+    }
+
+    #[test]
+    fn wilson_matches_a_known_interval() {
+        // 2 of 27 (the "best" 7.4 % cell): 95 % Wilson [0.0205, 0.2334].
+        let (lo, hi) = p(2, 27).wilson();
+        assert!((lo - 0.0205).abs() < 0.0005, "{lo}");
+        assert!((hi - 0.2334).abs() < 0.0005, "{hi}");
+        let (lo, hi) = p(0, 10).wilson();
+        assert_eq!(lo, 0.0);
+        assert!(hi > 0.2);
+    }
+
+    #[test]
+    fn a_best_cell_needs_events_and_an_interval_excluding_overall() {
+        let overall = p(69, 2_299); // 3.0 %
+                                    // 2 of 27 (7.4 %): too few events. 12 of 60 (20 %): holds. 1 of 20: neither.
+        let cells = [p(2, 27), p(12, 60), p(1, 20), p(0, 400)];
+        let (best, worst) = standouts(&cells, overall);
+        assert_eq!(best, Some(1));
+        // 0 of 400 excludes 3 % from above and 400 × 3 % ≥ 5 expected events.
+        assert_eq!(worst, Some(3));
+        let (best, worst) = standouts(&cells[..1], overall);
+        assert_eq!((best, worst), (None, None));
+    }
+
+    #[test]
+    fn benjamini_hochberg_known_case() {
+        // m = 5, q = 0.10: thresholds 0.02, 0.04, 0.06, 0.08, 0.10.
+        // Sorted 0.01, 0.03, 0.07, 0.2, 0.5: 0.07 > 0.06 stops at rank 2.
+        let keep = benjamini_hochberg(&[0.01, 0.5, 0.03, 0.07, 0.2], FDR_Q);
+        assert_eq!(keep, [true, false, true, false, false]);
+        // Step-up: 0.075 at rank 4 (≤ 0.08) carries rank 3's 0.07 with it.
+        let keep = benjamini_hochberg(&[0.01, 0.5, 0.03, 0.07, 0.075], FDR_Q);
+        assert_eq!(keep, [true, false, true, true, true]);
+        assert!(benjamini_hochberg(&[0.2, 0.3], FDR_Q).iter().all(|k| !k));
+        assert!(benjamini_hochberg(&[], FDR_Q).is_empty());
+    }
+
+    #[test]
+    fn many_small_differences_do_not_survive_the_correction() {
+        // Each 36/100 vs 30/100 alone is p ≈ 0.37: none holds, corrected or not.
+        let pairs = vec![(p(36, 100), p(30, 100)); 10];
+        assert!(compare_many(&pairs).iter().all(|v| !v.holds()));
+        let mut pairs = pairs;
+        pairs.push((p(90, 100), p(30, 100)));
+        let v = compare_many(&pairs);
+        assert_eq!(v.last(), Some(&Verdict::Higher));
+        assert_eq!(v.iter().filter(|v| v.holds()).count(), 1);
+    }
+
+    #[test]
+    fn targets_come_from_trustworthy_peers_and_are_reachable() {
+        let current = p(400, 700); // 57.1 %
+                                   // Peers too small: none.
+        assert!(peer_target(current, p(15, 19), 20, true).is_none());
+        // Peers large and better: the lower end of their interval, not above their rate.
+        let t = peer_target(current, p(700, 1_000), 20, true).unwrap();
+        let (lo, _) = p(700, 1_000).wilson();
+        assert!((t.value - lo).abs() < 1e-12 && t.value <= 0.7 && t.value > current.rate());
+        assert!(t.members_moved >= 1.0);
+        // Peers no better: none (never the average applied to a group no peer reaches).
+        assert!(peer_target(current, p(560, 1_000), 20, true).is_none());
+        // Lower is better (response-like rates): the upper end of the peers' interval.
+        let t = peer_target(p(300, 700), p(300, 1_000), 20, false).unwrap();
+        assert!(t.value < 300.0 / 700.0 && t.value >= 0.3);
+    }
+
+    #[test]
+    fn a_target_worth_less_than_one_member_is_none() {
+        // +0.1 pp on 20 companies is 0.02 of a company.
+        let current = Proportion::from_rate(Some(0.575), 20).unwrap();
+        let peers = Proportion::from_rate(Some(0.576), 100_000).unwrap();
+        assert!(peer_target(current, peers, 20, true).is_none());
+    }
+
+    #[test]
+    fn printed_differences_equal_the_difference_of_printed_values() {
+        // 3.33 % and 2.66 % print as 3.3 % and 2.7 %: the gap prints as 0.6, not 0.7.
+        let d = printed_difference(0.0333, 0.0266, 100.0, 1);
+        assert!((d * 100.0 - 0.6).abs() < 1e-9, "{d}");
+        // Minutes with one decimal.
+        assert!((printed_difference(26.94, 24.66, 1.0, 1) - 2.2).abs() < 1e-9);
+    }
+
+    #[test]
+    fn welch_on_means() {
+        let a = Moments::of([25.0, 26.0, 24.0, 25.5, 24.5]).unwrap();
+        let b = Moments::of([25.2, 25.8, 24.1, 25.0, 24.9]).unwrap();
+        assert_eq!(compare_means(a, b), Verdict::NoClearDifference);
+        let c = Moments::of([35.0, 36.0, 34.0, 35.5, 34.5]).unwrap();
+        assert_eq!(compare_means(c, a), Verdict::Higher);
+        assert!(Moments::of([1.0]).is_none());
+    }
+
+    #[test]
+    fn correlations_and_their_reconciliation() {
+        // r = 0.18 over 58 cells: p ≈ 0.18, does not hold; r = −0.78 over 58 holds.
+        let weak = Relationship::of(Some(0.18), 58).unwrap();
+        assert!(!weak.holds && (weak.p - 0.176).abs() < 0.01, "{}", weak.p);
+        let strong = Relationship::of(Some(-0.78), 58).unwrap();
+        assert!(strong.holds);
+        let companies = Relationship::of(Some(0.0), 2_000);
+        // The contradiction: cells +0.18, companies 0.00 → nothing holds.
+        assert_eq!(reconcile(Some(weak), companies), Reading::None);
+        assert_eq!(reconcile(Some(strong), companies), Reading::GroupsOnly);
+        let opposite = Relationship::of(Some(0.2), 2_000);
+        assert_eq!(reconcile(Some(strong), opposite), Reading::Opposite);
+        let same = Relationship::of(Some(-0.2), 2_000);
+        assert_eq!(reconcile(Some(strong), same), Reading::Consistent);
+        assert_eq!(reconcile(None, same), Reading::MembersOnly);
+    }
+
+    #[test]
+    fn stratifying_removes_a_confounded_correlation() {
+        // y depends on the stratum only; x too: overall r is strong, within strata 0.
+        let mut pts = Vec::new();
+        for s in 0..4u8 {
+            for i in 0..10 {
+                let noise = if i % 2 == 0 { 0.01 } else { -0.01 };
+                let noise2 = if i % 3 == 0 { 0.01 } else { -0.005 };
+                pts.push((s, f64::from(s) + noise, -f64::from(s) + noise2));
+            }
+        }
+        let all = crate::stats::correlation(|| pts.iter().map(|p| (p.1, p.2)));
+        assert!(all.r.unwrap() < -0.9);
+        let within = within_strata_correlation(&pts).unwrap();
+        assert!(!within.holds, "{within:?}");
+        // A real within-stratum relationship survives.
+        let pts: Vec<(u8, f64, f64)> = (0..40)
+            .map(|i| {
+                (
+                    (i % 4) as u8,
+                    f64::from(i),
+                    -f64::from(i) * 2.0 + f64::from(i % 3),
+                )
+            })
+            .collect();
+        assert!(within_strata_correlation(&pts).unwrap().holds);
+    }
+}
