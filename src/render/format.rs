@@ -58,6 +58,23 @@ impl Strings {
         }
     }
 
+    /// A topic tag in this language: `[topic_names]` maps a tag as written (or its
+    /// lower-case form) to its name; a customer's own tags are added by overriding the
+    /// strings. A tag without a name prints as written (`check` lists them).
+    pub fn topic(&self, tag: &str) -> String {
+        self.topic_name(tag).unwrap_or_else(|| tag.to_owned())
+    }
+
+    /// The tag's name in this language, when the strings have one.
+    pub fn topic_name(&self, tag: &str) -> Option<String> {
+        let names = self.table.get("topic_names")?.as_table()?;
+        names
+            .get(tag.trim())
+            .or_else(|| names.get(&tag.trim().to_lowercase()))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    }
+
     /// The whole table as JSON, for the Typst layout.
     pub fn to_json(&self) -> Value {
         serde_json::to_value(&self.table).unwrap_or(Value::Null)
@@ -252,6 +269,17 @@ pub(crate) fn register_filters(tera: &mut tera::Tera, fmt: &NumberFormat, string
                 other => other.to_string(),
             };
             Ok(tera::Value::String(s.label(dim, &value)))
+        },
+    );
+    let s = strings.clone();
+    // `{{ tag | topic }}`: a topic tag's name in the language.
+    tera.register_filter(
+        "topic",
+        move |v: &tera::Value, _: &HashMap<String, tera::Value>| {
+            let tag = v
+                .as_str()
+                .ok_or_else(|| tera::Error::msg("`topic` takes a tag"))?;
+            Ok(tera::Value::String(s.topic(tag)))
         },
     );
     let s = strings.clone();

@@ -34,7 +34,7 @@ pub fn charts(r: &TagDrivers, min_pp: f64, s: &Strings) -> Vec<ChartSpec> {
     if r.top.is_empty() {
         return out;
     }
-    let tags: Vec<String> = r.top.iter().map(|t| t.tag.clone()).collect();
+    let tags: Vec<String> = r.top.iter().map(|t| s.topic(&t.tag)).collect();
     let groups = [s.get("groups.at_risk"), s.get("groups.expansion")];
 
     // 1. Grouped horizontal bars: the union of both top-10 lists, largest at-risk
@@ -76,7 +76,7 @@ pub fn charts(r: &TagDrivers, min_pp: f64, s: &Strings) -> Vec<ChartSpec> {
                     "risk_pp": first.difference_pp, "growth_pp": -last.difference_pp,
                     "tags": tags.len(),
                 },
-                "slices": { "risk_tag": first.tag, "growth_tag": last.tag },
+                "slices": { "risk_tag": s.topic(&first.tag), "growth_tag": s.topic(&last.tag) },
             })),
         });
     }

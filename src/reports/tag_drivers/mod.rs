@@ -313,11 +313,18 @@ fn layout(run: &Run, lang: &Language) -> Value {
         .top
         .iter()
         .map(|t| {
+            // The printed gap is the difference of the printed shares.
+            let gap = crate::stats::claims::printed_difference(
+                t.at_risk_share,
+                t.expansion_share,
+                100.0,
+                1,
+            );
             vec![
-                t.tag.clone(),
+                lang.strings.topic(&t.tag),
                 f.percent(t.at_risk_share),
                 f.percent(t.expansion_share),
-                signed(t.difference_pp, f.points(t.difference_pp / 100.0)),
+                signed(gap, f.points(gap)),
             ]
         })
         .collect();
@@ -336,7 +343,13 @@ fn layout(run: &Run, lang: &Language) -> Value {
         });
         rows.iter()
             .take(APPENDIX_TAGS)
-            .map(|x| vec![x.tag.clone(), count(x.conversations), f.percent(x.share)])
+            .map(|x| {
+                vec![
+                    lang.strings.topic(&x.tag),
+                    count(x.conversations),
+                    f.percent(x.share),
+                ]
+            })
             .collect()
     };
     let both: Vec<[String; 2]> = r
