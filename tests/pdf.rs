@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::{pdf_text, run, text};
+use common::{pdf_page_text, pdf_text, run, text};
 
 use serde_json::Value;
 
@@ -157,15 +157,7 @@ fn narrative_numbers_equal_summary_json() {
     assert!(en.contains(&format!("{b} vs {a}")), "{b} vs {a}");
     assert!(en.contains(&format!("retain {gap} fewer")), "{gap}");
     // Page 1 leads with it, in both languages, and carries the actions.
-    let first_page = |lang: &str| {
-        let out = std::process::Command::new("pdftotext")
-            .args(["-f", "1", "-l", "1"])
-            .arg(dir.join(format!("report.{lang}.pdf")))
-            .arg("-")
-            .output()
-            .unwrap();
-        flat(&String::from_utf8_lossy(&out.stdout))
-    };
+    let first_page = |lang: &str| flat(&pdf_page_text(&dir.join(format!("report.{lang}.pdf")), 1));
     let (p1_en, p1_zh) = (first_page("en"), first_page("zh"));
     assert!(
         p1_en.contains("Top actions") && p1_en.contains(&b),

@@ -271,28 +271,25 @@ pub(crate) fn register_filters(tera: &mut tera::Tera, fmt: &NumberFormat, string
             Ok(tera::Value::String(s.label(dim, &value)))
         },
     );
-    let s = strings.clone();
     // `{{ tag | topic }}`: a topic tag's name in the language.
-    tera.register_filter(
-        "topic",
-        move |v: &tera::Value, _: &HashMap<String, tera::Value>| {
-            let tag = v
-                .as_str()
-                .ok_or_else(|| tera::Error::msg("`topic` takes a tag"))?;
-            Ok(tera::Value::String(s.topic(tag)))
-        },
-    );
-    let s = strings.clone();
+    tera.register_filter("topic", string_filter(strings, "a tag", Strings::topic));
     // `{{ "strength.weak" | t }}`: any string of strings.toml.
-    tera.register_filter(
-        "t",
-        move |v: &tera::Value, _: &HashMap<String, tera::Value>| {
-            let key = v
-                .as_str()
-                .ok_or_else(|| tera::Error::msg("`t` takes a string key"))?;
-            Ok(tera::Value::String(s.get(key)))
-        },
-    );
+    tera.register_filter("t", string_filter(strings, "a string key", Strings::get));
+}
+
+/// A filter from a string value to what `f` makes of it in these strings.
+fn string_filter(
+    strings: &Strings,
+    takes: &'static str,
+    f: fn(&Strings, &str) -> String,
+) -> impl tera::Filter + 'static {
+    let s = strings.clone();
+    move |v: &tera::Value, _: &HashMap<String, tera::Value>| {
+        let text = v
+            .as_str()
+            .ok_or_else(|| tera::Error::msg(format!("expected {takes}, got {v}")))?;
+        Ok(tera::Value::String(f(&s, text)))
+    }
 }
 
 /// A bucket name as a range: `under_50` → `< 50`, `50_99` → `50–99`, `500_plus` → `500+`.

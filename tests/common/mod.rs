@@ -106,6 +106,25 @@ pub fn pdf_text(path: &Path) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
+/// The text of one page.
+pub fn pdf_page_text(path: &Path, page: usize) -> String {
+    let page = page.to_string();
+    let o = poppler(
+        "pdftotext",
+        &[
+            "-enc".as_ref(),
+            "UTF-8".as_ref(),
+            "-f".as_ref(),
+            page.as_ref(),
+            "-l".as_ref(),
+            page.as_ref(),
+            path.as_os_str(),
+            "-".as_ref(),
+        ],
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
 /// `pdftotext` breaks lines and may drop spaces at breaks: compare without whitespace.
 pub fn squash(s: &str) -> String {
     s.chars().filter(|c| !c.is_whitespace()).collect()

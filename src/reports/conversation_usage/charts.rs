@@ -207,11 +207,7 @@ pub fn conversation_usage(r: &ConversationUsage, s: &Strings) -> Vec<ChartSpec> 
             })
         };
         out.push(ChartSpec {
-            id: if id == "segment_conversion" {
-                "segment_conversion"
-            } else {
-                "segment_rates"
-            },
+            id,
             height: None,
             chart,
             takeaway,

@@ -9,8 +9,9 @@ use serde_json::{json, Value};
 use super::metrics::{ConversationUsage, SliceRow, UsageDefinitions};
 use crate::render::narrative::{Finding, Recommendation};
 use crate::stats::claims::{
-    compare, compare_many, peer_target, printed_difference, reconcile, standouts,
-    within_strata_correlation, Proportion, Reading, Relationship, Target, Verdict,
+    benjamini_hochberg, compare, compare_many, peer_target, printed_difference, reconcile,
+    standouts, welch_p, within_strata_correlation, Moments, Proportion, Reading, Relationship,
+    Target, Verdict, FDR_Q,
 };
 
 fn slice_of(r: &SliceRow) -> Value {
@@ -94,6 +95,30 @@ fn put(x: &mut Finding, prefix: &'static str, p: Proportion, keys: [&'static str
     x.numbers.insert(keys[1], p.n);
 }
 
+/// The known seat buckets that have a weekly retention, smallest first.
+fn seat_rows(r: &ConversationUsage) -> Vec<&SliceRow> {
+    r.panels
+        .seat_bucket
+        .iter()
+        .filter(|s| s.seat_bucket != Some("unknown") && s.weekly_retention.is_some())
+        .collect()
+}
+
+/// A segment × ARR row's peers: the same ARR bucket in the other known segments.
+fn arr_peers<'a>(rows: &'a [SliceRow], row: &SliceRow) -> Vec<&'a SliceRow> {
+    rows.iter()
+        .filter(|p| p.arr_bucket == row.arr_bucket && known_segment(p) && p.segment != row.segment)
+        .collect()
+}
+
+/// The smallest and largest of some values; `None` without any.
+fn range(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    values.fold(None, |acc, v| match acc {
+        None => Some((v, v)),
+        Some((lo, hi)) => Some((f64::min(lo, v), f64::max(hi, v))),
+    })
+}
+
 /// The two highest ARR buckets (high value).
 fn high_value_arr(r: &ConversationUsage) -> &[&'static str] {
     &r.buckets.arr[3..]
@@ -134,16 +159,10 @@ fn churn_watch_high_value(r: &ConversationUsage) -> Option<Finding> {
                 && s.companies_total >= r.min_cell
         })
         .filter_map(|s| {
-            let peers: Vec<&SliceRow> = rows
-                .iter()
-                .filter(|p| {
-                    p.arr_bucket == s.arr_bucket && known_segment(p) && p.segment != s.segment
-                })
-                .collect();
             Some((
                 s,
                 retention(&[s], usage, true)?,
-                retention(&peers, usage, true)?,
+                retention(&arr_peers(rows, s), usage, true)?,
             ))
         })
         .collect();
@@ -170,16 +189,7 @@ fn churn_watch_high_value(r: &ConversationUsage) -> Option<Finding> {
     x.numbers.insert("arr", row.counts.arr);
     if let (Some(m), Some(pm)) = (
         retention(&[row], usage, false),
-        retention(
-            &rows
-                .iter()
-                .filter(|p| {
-                    p.arr_bucket == row.arr_bucket && known_segment(p) && p.segment != row.segment
-                })
-                .collect::<Vec<_>>(),
-            usage,
-            false,
-        ),
+        retention(&arr_peers(rows, row), usage, false),
     ) {
         x.numbers.insert("monthly", m.rate());
         x.numbers.insert("peer_monthly", pm.rate());
@@ -194,12 +204,7 @@ fn churn_watch_high_value(r: &ConversationUsage) -> Option<Finding> {
 /// Weekly retention of the smallest against the largest seat bucket, when it differs.
 fn retention_by_size(r: &ConversationUsage) -> Option<Finding> {
     let usage = r.usage_source;
-    let seats: Vec<&SliceRow> = r
-        .panels
-        .seat_bucket
-        .iter()
-        .filter(|s| s.seat_bucket != Some("unknown") && s.weekly_retention.is_some())
-        .collect();
+    let seats = seat_rows(r);
     let (small, large) = (*seats.first()?, *seats.last()?);
     if std::ptr::eq(small, large) {
         return None;
@@ -303,7 +308,7 @@ fn service_model(r: &ConversationUsage) -> Option<Finding> {
     let mut x = Finding::new("service_model", 4);
     // Response: each segment's mean against the others'.
     let moments = |s: &SliceRow| {
-        Some(crate::stats::claims::Moments {
+        Some(Moments {
             n: s.counts.resp_n as f64,
             mean: s.avg_resp?,
             var: s.counts.resp_var?,
@@ -313,19 +318,11 @@ fn service_model(r: &ConversationUsage) -> Option<Finding> {
         .iter()
         .filter_map(|s| {
             let rest = rest_moments(&segs, s)?;
-            Some(crate::stats::claims::welch_p(moments(s)?, rest))
+            Some(welch_p(moments(s)?, rest))
         })
         .collect();
-    let differs = crate::stats::claims::benjamini_hochberg(&p, crate::stats::claims::FDR_Q)
-        .into_iter()
-        .any(|k| k);
-    let p50s: Vec<f64> = segs.iter().filter_map(|s| s.p50_resp).collect();
-    let (lo, hi) = p50s
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-            (a.min(*v), b.max(*v))
-        });
-    if lo.is_finite() {
+    let differs = benjamini_hochberg(&p, FDR_Q).into_iter().any(|k| k);
+    if let Some((lo, hi)) = range(segs.iter().filter_map(|s| s.p50_resp)) {
         x.numbers.insert("p50_min", lo);
         x.numbers.insert("p50_max", hi);
     }
@@ -400,7 +397,7 @@ fn service_model(r: &ConversationUsage) -> Option<Finding> {
 }
 
 /// The other segments' response sample, pooled from their means and variances.
-fn rest_moments(segs: &[&SliceRow], me: &SliceRow) -> Option<crate::stats::claims::Moments> {
+fn rest_moments(segs: &[&SliceRow], me: &SliceRow) -> Option<Moments> {
     let rest: Vec<(f64, f64, f64)> = segs
         .iter()
         .filter(|s| !std::ptr::eq(**s, me))
@@ -416,7 +413,7 @@ fn rest_moments(segs: &[&SliceRow], me: &SliceRow) -> Option<crate::stats::claim
         .iter()
         .map(|(k, m, v)| (k - 1.0) * v + k * (m - mean) * (m - mean))
         .sum();
-    Some(crate::stats::claims::Moments {
+    Some(Moments {
         n,
         mean,
         var: ss / (n - 1.0),
@@ -486,13 +483,7 @@ fn conversion_differences(r: &ConversationUsage) -> Option<Finding> {
         x.keys.insert("segment_verdict", v.key());
         any = true;
     }
-    let (lo, hi) = segs
-        .iter()
-        .filter_map(|s| s.conv_to_feature_rate)
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-            (a.min(v), b.max(v))
-        });
-    if lo.is_finite() {
+    if let Some((lo, hi)) = range(segs.iter().filter_map(|s| s.conv_to_feature_rate)) {
         x.numbers.insert("segment_min", lo);
         x.numbers.insert("segment_max", hi);
     }
@@ -585,13 +576,7 @@ pub fn recommendations(r: &ConversationUsage, findings: &[Finding]) -> Vec<Recom
     if let Some(f) = by_id("retention_by_size") {
         if f.keys.get("direction") == Some(&"falls") {
             // Peers: the next smaller seat bucket, the nearest comparable size.
-            let seats: Vec<&SliceRow> = r
-                .panels
-                .seat_bucket
-                .iter()
-                .filter(|s| s.seat_bucket != Some("unknown") && s.weekly_retention.is_some())
-                .collect();
-            if let [.., peer, large] = seats.as_slice() {
+            if let [.., peer, large] = seat_rows(r).as_slice() {
                 if let (Some(cur), Some(pp)) = (
                     retention(&[large], usage, true),
                     retention(&[peer], usage, true),
@@ -781,7 +766,7 @@ mod tests {
         b.counts.resp_var = Some(1.0); // 4, 5, 6
         let me = row("new_contract", None, 0.5, 10);
         let m = rest_moments(&[&a, &b, &me], &me).unwrap();
-        let direct = crate::stats::claims::Moments::of([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        let direct = Moments::of([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
         assert!((m.mean - direct.mean).abs() < 1e-12);
         assert!((m.var - direct.var).abs() < 1e-12);
     }
