@@ -448,6 +448,34 @@ fn check_with_a_database_works_anywhere_and_says_what_each_report_can_do() {
     assert!(t.contains(&format!("ok: {}", seed.display())), "{t}");
 }
 
+#[test]
+fn check_lists_topic_tags_without_a_translation() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |db: &Path| {
+        let o = common::bin()
+            .current_dir(dir.path())
+            .args(["check", "--db", db.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        text(&o)
+    };
+    // The demo's own topics all have a Chinese name.
+    assert!(!check(demo_db()).contains("no translation"));
+    let db = demo_copy(
+        dir.path(),
+        "UPDATE intercom__conversation_enhanced
+         SET all_conversation_tags = all_conversation_tags || ', Widget Crash'
+         WHERE rowid IN (SELECT rowid FROM intercom__conversation_enhanced LIMIT 3);",
+    );
+    let t = check(&db);
+    assert!(
+        t.contains("zh: 1 topic tag(s) have no translation and print as written: Widget Crash"),
+        "{t}"
+    );
+    assert!(!t.contains("  en: "), "English prints tags as written: {t}");
+}
+
 /// A copy of the demo database in `dir`, changed by `sql`.
 fn demo_copy(dir: &std::path::Path, sql: &str) -> PathBuf {
     let db = dir.join("changed.sqlite");

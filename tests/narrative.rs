@@ -152,10 +152,100 @@ fn shuffled_db() -> &'static std::path::Path {
             )
             .unwrap();
         }
+        // Users: revenue, activity, satisfaction and tickets each shuffled on its own,
+        // so no plan, engagement or training level differs beyond chance.
+        let ids: Vec<String> = tx
+            .prepare("SELECT user_id FROM users ORDER BY user_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for (seed, column) in [
+            (11u64, "annual_revenue"),
+            (12, "is_active"),
+            (13, "nps_score"),
+            (14, "support_tickets_last_90d"),
+        ] {
+            let mut values: Vec<rusqlite::types::Value> = tx
+                .prepare(&format!("SELECT {column} FROM users ORDER BY user_id"))
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            values.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+            for (id, v) in ids.iter().zip(values) {
+                tx.execute(
+                    &format!("UPDATE users SET {column} = ?1 WHERE user_id = ?2"),
+                    rusqlite::params![v, id],
+                )
+                .unwrap();
+            }
+        }
         tx.commit().unwrap();
         (dir, path)
     });
     p
+}
+
+/// Every report on the shuffled database: the plain statement leads, and no
+/// recommendation carries a target (a target needs a difference that holds).
+#[test]
+fn where_no_difference_holds_every_report_says_so_in_both_languages() {
+    for report in [TAGS, SEGMENTS] {
+        let c = computed_on(shuffled_db(), report, "events");
+        let story = c.story();
+        let leads: Vec<&str> = story
+            .findings
+            .iter()
+            .filter(|f| f.lead)
+            .map(|f| f.id)
+            .collect();
+        assert!(leads.contains(&"nothing_stands_out"), "{report}: {leads:?}");
+        for id in [
+            "nps_gap",
+            "training_lift",
+            "diversity_lift",
+            "risk_topics",
+            "growth_topics",
+            "rating_gap",
+        ] {
+            assert!(
+                !story.findings.iter().any(|f| f.id == id),
+                "{report}: {id} printed on shuffled data"
+            );
+        }
+        for r in &story.recommendations {
+            assert!(
+                !r.numbers.contains_key("target") && !r.numbers.contains_key("upper_arr"),
+                "{report}: {} sets a target: {r:?}",
+                r.id
+            );
+        }
+        for lang in ["en", "zh"] {
+            let language = Templates::default().language(report, lang).unwrap();
+            let text = sentences(&story, &language).unwrap();
+            let first = &text.headlines().next().unwrap().text;
+            let plain = if lang == "en" {
+                "Nothing stands out"
+            } else {
+                "没有"
+            };
+            assert!(
+                text.findings.iter().any(|f| f.text.contains(plain)),
+                "{report} {lang}: {first}"
+            );
+            if lang == "zh" {
+                let all: String = text.findings.iter().map(|f| f.text.as_str()).collect();
+                assert!(!all.contains("显著"), "{all}");
+            }
+            insta::assert_snapshot!(
+                format!("no_difference_{report}_{lang}"),
+                narrative_of(&*c, report, lang)
+            );
+        }
+    }
 }
 
 #[test]

@@ -120,8 +120,12 @@ fn tag_drivers_outputs_agree_and_both_editions_read_as_the_analysis() {
         )
     };
     for (lang, title) in [
-        ("en", "What drives upgrades and downgrades"),
-        ("zh", "升级与降级的驱动因素"),
+        // The title promises a comparison, not the causes of upgrades and downgrades.
+        (
+            "en",
+            "What at-risk and expansion customers talk to support about",
+        ),
+        ("zh", "流失风险客户与扩展目标客户在咨询什么"),
     ] {
         let pdf = dir.join(format!("report.{lang}.pdf"));
         assert!(
@@ -149,6 +153,18 @@ fn tag_drivers_outputs_agree_and_both_editions_read_as_the_analysis() {
                 assert!(!flat.contains(&squash(tag)), "zh: {tag} left in English");
             }
         }
+        // Every group measure and topic share is read against all paying customers,
+        // and the topic table says which differences hold.
+        for key in ["groups.all_paying", "topics.clear"] {
+            assert!(
+                flat.contains(&squash(&language.strings.get(key))),
+                "{lang}: {key}"
+            );
+        }
+        assert!(
+            !flat.contains(&squash("显著")),
+            "{lang}: no significance word"
+        );
         for chart in ["top_tags", "tag_gap", "service"] {
             let svg =
                 std::fs::read_to_string(dir.join(format!("charts/{chart}.{lang}.svg"))).unwrap();
@@ -288,6 +304,29 @@ fn customer_segmentation_outputs_agree_and_every_sankey_names_its_nodes() {
                 );
             }
         }
+        // Risk is red and carries its ARR: the inactive node of portfolio → status is
+        // the one red node, labelled with the ARR flowing into it.
+        let svg = std::fs::read_to_string(dir.join(format!("charts/sankey_portfolio.{lang}.svg")))
+            .unwrap();
+        let inactive_arr: f64 = s["portfolio_journey"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["to"] == "inactive")
+            .map(|f| f["arr"].as_f64().unwrap())
+            .sum();
+        let label = format!(
+            "{} · {}",
+            strings.get("sankey.status.inactive"),
+            language.format.money(inactive_arr)
+        );
+        assert!(svg.contains(&xml(&label)), "{lang}: {label}");
+        assert_eq!(
+            svg.matches(&format!("fill=\"{}\"", cxreport::render::charts::RISK))
+                .count(),
+            1,
+            "{lang}: one red node"
+        );
         // The lift chart's bar labels are the dimension table's figures, printed as
         // the edition prints money and with one decimal for rates.
         let lift = std::fs::read_to_string(dir.join(format!("charts/lift.{lang}.svg"))).unwrap();
@@ -339,6 +378,36 @@ fn customer_segmentation_outputs_agree_and_every_sankey_names_its_nodes() {
             flat.contains(&squash(&expected)),
             "{lang}: ARR at risk {expected}"
         );
+        // One ARR denominator, said once, with the users it leaves out of the cells;
+        // every table carries the all-users baseline.
+        let note = strings
+            .get("notes.cross")
+            .replace(
+                "{users}",
+                &language.format.count(s["users"].as_f64().unwrap()),
+            )
+            .replace(
+                "{arr}",
+                &language.format.money(s["total_arr"].as_f64().unwrap()),
+            )
+            .replace(
+                "{out}",
+                &language
+                    .format
+                    .count(s["users_without_portfolio"].as_f64().unwrap()),
+            )
+            .replace(
+                "{out_arr}",
+                &language
+                    .format
+                    .money(s["arr_without_portfolio"].as_f64().unwrap()),
+            );
+        assert!(flat.contains(&squash(&note)), "{lang}: {note}");
+        let baseline = squash(&strings.get("columns.all_users"));
+        assert!(
+            flat.matches(&baseline).count() >= 9,
+            "{lang}: baseline rows and columns"
+        );
     }
     assert!(pdf_text(&dir.join("report.zh.pdf")).contains("不活跃"));
     let findings: Vec<&Value> = s["findings"].as_array().unwrap().iter().collect();
@@ -346,6 +415,7 @@ fn customer_segmentation_outputs_agree_and_every_sankey_names_its_nodes() {
         "largest_segment",
         "top_arr_segment",
         "arr_at_risk",
+        "nps_gap",
         "training_lift",
         "diversity_lift",
     ] {
@@ -444,7 +514,7 @@ zh = ["gm-china@example.com"]
     assert!(
         to_en
             .subject
-            .starts_with("What drives upgrades and downgrades"),
+            .starts_with("What at-risk and expansion customers talk to support about"),
         "{}",
         to_en.subject
     );

@@ -74,6 +74,9 @@ pub fn check(config_path: &Path, db: Option<&Location>, mapping: Option<&Mapping
                         Err(e) => problems.push(format!("job `{}`: {e}", job.name)),
                     }
                     let prefix = format!("job `{}`: ", job.name);
+                    for lang in &job.languages {
+                        untranslated_notes(&req, lang, &prefix, &mut notes);
+                    }
                     mapping_notes(&req.db, &req.mapping, &prefix, &mut problems, &mut notes);
                 }
                 None => notes.push(format!(
@@ -97,6 +100,22 @@ pub fn check(config_path: &Path, db: Option<&Location>, mapping: Option<&Mapping
         }
     }
     Findings { problems, notes }
+}
+
+/// Topic tags of the data that an edition in `lang` prints as written, for want of a
+/// name in its strings (a note: the edition still renders).
+fn untranslated_notes(req: &RunRequest, lang: &str, prefix: &str, notes: &mut Vec<String>) {
+    match run::untranslated(req, lang) {
+        Ok(tags) if !tags.is_empty() => notes.push(format!(
+            "{prefix}{lang}: {} topic tag(s) have no translation and print as written: {} \
+             (add them under [topic_names] in {}/{lang}/strings.toml of the templates directory)",
+            tags.len(),
+            tags.join(", "),
+            req.report
+        )),
+        Ok(_) => {}
+        Err(e) => notes.push(format!("{prefix}{lang}: topic names not checked: {e}")),
+    }
 }
 
 /// The mapping in force and how many companies each rule matched.
@@ -168,6 +187,9 @@ fn check_database_alone(
                 notes.push(format!("report `{}`: can run", report.name()));
                 for l in limits {
                     notes.push(format!("  {l}"));
+                }
+                for lang in req.templates.languages(report.name()) {
+                    untranslated_notes(&req, &lang, "  ", notes);
                 }
             }
             Err(e @ RunError::Data(DataError::Open { .. })) => {

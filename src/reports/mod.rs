@@ -144,6 +144,11 @@ pub trait Report: Sync {
     fn limits(&self, _db: &Database, _req: &Request<'_>) -> Result<Vec<String>, ReportError> {
         Ok(Vec::new())
     }
+    /// The data's values an edition prints through the language's strings (topic
+    /// tags), so that `check` can list those without a translation.
+    fn vocabulary(&self, _db: &Database, _req: &Request<'_>) -> Result<Vec<String>, ReportError> {
+        Ok(Vec::new())
+    }
     /// Loads the rows and computes the numbers; `timings` receives `load` and
     /// `metrics`.
     fn compute(

@@ -351,6 +351,25 @@ pub fn check_database(req: &RunRequest) -> Result<Vec<String>, RunError> {
     Ok(report.limits(&db, &rr)?)
 }
 
+/// The data's topic tags without a name in the language `lang` (they print as
+/// written). English editions print tags as written by design: none is listed.
+pub fn untranslated(req: &RunRequest, lang: &str) -> Result<Vec<String>, RunError> {
+    let report = report_of(req)?;
+    let language = req
+        .templates
+        .language(report.name(), lang)
+        .map_err(EditionError::from)?;
+    if language.strings.get("document.lang") == "en" {
+        return Ok(Vec::new());
+    }
+    let db = Database::open(&req.db)?;
+    let words = report.vocabulary(&db, &req.report_request())?;
+    Ok(words
+        .into_iter()
+        .filter(|w| language.strings.topic_name(w).is_none())
+        .collect())
+}
+
 /// A mapping rule, its value, and how many companies it matched.
 pub type RuleMatch = (&'static str, String, Option<usize>);
 

@@ -204,6 +204,34 @@ pub fn compare_means(a: Moments, b: Moments) -> Verdict {
     Verdict::of(a.mean, b.mean, welch_p(a, b) < ALPHA)
 }
 
+/// A difference of means that holds a third variable fixed: per stratum the two
+/// groups' samples and the stratum's weight (e.g. how many members of the group an
+/// action would reach). Returns the weighted difference and its two-sided p-value
+/// (normal approximation); `None` when no stratum has both samples. This is how a
+/// lift is checked against a confounder such as the plan a user is on.
+pub fn stratified_difference(strata: &[(Moments, Moments, f64)]) -> Option<(f64, f64)> {
+    let total: f64 = strata.iter().map(|s| s.2).sum();
+    if strata.is_empty() || total <= 0.0 {
+        return None;
+    }
+    let (mut diff, mut var) = (0.0, 0.0);
+    for (a, b, w) in strata {
+        let w = w / total;
+        diff += w * (a.mean - b.mean);
+        var += w * w * (a.var / a.n + b.var / b.n);
+    }
+    let se = var.sqrt();
+    let p = if se > 0.0 {
+        let z = diff.abs() / se;
+        2.0 * (1.0 - Normal::new(0.0, 1.0).map_or(1.0, |d| d.cdf(z)))
+    } else if diff == 0.0 {
+        1.0
+    } else {
+        0.0
+    };
+    Some((diff, p))
+}
+
 /// Two-sided p-value of a Pearson r over n pairs (t with n − 2 degrees of freedom).
 pub fn correlation_p(r: f64, n: usize) -> f64 {
     if n < 3 {
@@ -550,5 +578,28 @@ mod tests {
             })
             .collect();
         assert!(within_strata_correlation(&pts).unwrap().holds);
+    }
+
+    #[test]
+    fn a_lift_made_by_the_mix_vanishes_within_strata() {
+        let m = |n: f64, mean: f64, var: f64| Moments { n, mean, var };
+        // Cheap plan: both groups average 400; dear plan: both 13,000. Trained users sit
+        // mostly on the dear plan, so the raw means differ by thousands.
+        let strata = [
+            (m(100.0, 400.0, 1e4), m(900.0, 400.0, 1e4), 900.0),
+            (m(300.0, 13_000.0, 1e6), m(100.0, 13_000.0, 1e6), 100.0),
+        ];
+        let (diff, p) = stratified_difference(&strata).unwrap();
+        assert_eq!(diff, 0.0);
+        assert!(p > ALPHA);
+        // A lift inside every stratum holds, weighted by the strata's weights.
+        let strata = [
+            (m(100.0, 500.0, 1e4), m(900.0, 400.0, 1e4), 900.0),
+            (m(300.0, 13_500.0, 1e6), m(100.0, 13_000.0, 1e6), 100.0),
+        ];
+        let (diff, p) = stratified_difference(&strata).unwrap();
+        assert!((diff - (0.9 * 100.0 + 0.1 * 500.0)).abs() < 1e-9);
+        assert!(p < ALPHA);
+        assert_eq!(stratified_difference(&[]), None);
     }
 }

@@ -43,6 +43,13 @@ pub(crate) const PALETTE: [&str; 6] = [
     "#2f5d8a", "#e07b39", "#3f9c6d", "#c44e52", "#8172b2", "#937860",
 ];
 
+/// The colour of risk in every report (inactive users, ARR at risk, churn watch):
+/// red, and used for nothing else where it appears.
+pub const RISK: &str = "#c44e52";
+
+/// The palette without the risk colour, for series that are not risk.
+pub(crate) const NEUTRAL: [&str; 5] = ["#2f5d8a", "#e07b39", "#3f9c6d", "#8172b2", "#937860"];
+
 /// Renders a spec: the typed chart plus the engine-level options every chart shares.
 pub fn render(spec: &ChartSpec) -> Result<RenderedChart, EngineError> {
     let mut option: Value =
@@ -240,26 +247,41 @@ pub fn matrix_heatmap(
         )
 }
 
-/// A Sankey diagram: nodes by unique label, in stage order, and weighted links.
-pub fn sankey(text: String, nodes: Vec<String>, links: Vec<(String, String, f64)>) -> Chart {
-    use charming::element::{Label, LineStyle};
-    use charming::series::Sankey;
-    Chart::new()
-        .title(title(text))
-        .color(PALETTE.to_vec())
-        .series(
-            Sankey::new()
-                .left(12)
-                .right(110)
-                .top(48)
-                .bottom(16)
-                // Keep the nodes in the given (stage value) order.
-                .layout_iterations(0u64)
-                .label(Label::new().font_size(10).color("#1f2d3d"))
-                .line_style(LineStyle::new().color("source").opacity(0.35))
-                .nodes(nodes)
-                .links(links),
-        )
+/// A Sankey diagram: nodes by unique label, in stage order, each flagged when it is a
+/// risk node (drawn in [`RISK`]; the others take the neutral palette), and weighted
+/// links.
+pub fn sankey(
+    text: String,
+    nodes: Vec<(String, bool)>,
+    links: Vec<(String, String, f64)>,
+) -> Chart {
+    use charming::element::{ItemStyle, Label, LineStyle};
+    use charming::series::{Sankey, SankeyNode};
+    let nodes: Vec<SankeyNode> = nodes
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, risk))| {
+            let colour = if risk {
+                RISK
+            } else {
+                NEUTRAL[i % NEUTRAL.len()]
+            };
+            SankeyNode::new(name).item_style(ItemStyle::new().color(colour))
+        })
+        .collect();
+    Chart::new().title(title(text)).series(
+        Sankey::new()
+            .left(12)
+            .right(110)
+            .top(48)
+            .bottom(16)
+            // Keep the nodes in the given (stage value) order.
+            .layout_iterations(0u64)
+            .label(Label::new().font_size(10).color("#1f2d3d"))
+            .line_style(LineStyle::new().color("source").opacity(0.35))
+            .nodes(nodes)
+            .links(links),
+    )
 }
 
 #[cfg(test)]

@@ -82,7 +82,18 @@ fn node(s: &Strings, dim: &str, value: &str) -> String {
     s.get(&format!("sankey.{dim}.{value}"))
 }
 
-fn journey(id: &'static str, s: &Strings, flows: &[Flow]) -> Option<ChartSpec> {
+/// Risk nodes: inactive users and their ARR.
+fn is_risk(dim: &str, value: &str) -> bool {
+    value == "inactive" && (dim == "status" || dim == "arr_group")
+}
+
+fn journey(
+    id: &'static str,
+    s: &Strings,
+    format: &NumberFormat,
+    flows: &[Flow],
+    users_left_out: usize,
+) -> Option<ChartSpec> {
     if flows.is_empty() {
         return None;
     }
@@ -95,6 +106,31 @@ fn journey(id: &'static str, s: &Strings, flows: &[Flow]) -> Option<ChartSpec> {
             }
         }
     }
+    // A risk node's label carries its ARR (what flows into it; out of it at the first
+    // stage): the widths are users, the label says what they are worth.
+    let node_arr = |d: &str, v: &str| -> f64 {
+        let inflow: f64 = flows
+            .iter()
+            .filter(|f| f.to_dimension == d && f.to == v)
+            .map(|f| f.arr)
+            .sum();
+        if inflow > 0.0 {
+            inflow
+        } else {
+            flows
+                .iter()
+                .filter(|f| f.from_dimension == d && f.from == v)
+                .map(|f| f.arr)
+                .sum()
+        }
+    };
+    let name = |d: &str, v: &str| -> String {
+        if is_risk(d, v) {
+            format!("{} · {}", node(s, d, v), format.money(node_arr(d, v)))
+        } else {
+            node(s, d, v)
+        }
+    };
     let mut nodes = Vec::new();
     for d in &stages {
         let values = flows.iter().flat_map(|f| {
@@ -106,15 +142,15 @@ fn journey(id: &'static str, s: &Strings, flows: &[Flow]) -> Option<ChartSpec> {
             .flatten()
         });
         for v in ordered(d, values) {
-            nodes.push(node(s, d, &v));
+            nodes.push((name(d, &v), is_risk(d, &v)));
         }
     }
     let links: Vec<(String, String, f64)> = flows
         .iter()
         .map(|f| {
             (
-                node(s, f.from_dimension, &f.from),
-                node(s, f.to_dimension, &f.to),
+                name(f.from_dimension, &f.from),
+                name(f.to_dimension, &f.to),
                 f.users as f64,
             )
         })
@@ -128,7 +164,15 @@ fn journey(id: &'static str, s: &Strings, flows: &[Flow]) -> Option<ChartSpec> {
         chart: sankey(s.get(&format!("charts.{id}")), nodes, links),
         takeaway: Some(json!({
             "id": id,
-            "numbers": { "users": widest.users },
+            "numbers": {
+                "users": widest.users,
+                "diagram_users": flows
+                    .iter()
+                    .filter(|f| f.from_dimension == stages[0])
+                    .map(|f| f.users)
+                    .sum::<usize>(),
+                "left_out": users_left_out,
+            },
             "slices": {
                 "from": node(s, widest.from_dimension, &widest.from),
                 "to": node(s, widest.to_dimension, &widest.to),
@@ -248,9 +292,29 @@ pub fn charts(r: &Segmentation, s: &Strings, format: &NumberFormat) -> Vec<Chart
             });
         }
     }
-    out.extend(journey("sankey_journey", s, &r.journey));
-    out.extend(journey("sankey_engagement", s, &r.engagement_journey));
-    out.extend(journey("sankey_portfolio", s, &r.portfolio_journey));
+    // Journeys through the portfolio stage leave out the users without a portfolio.
+    let out_of_portfolio = r.users_without_portfolio;
+    out.extend(journey(
+        "sankey_journey",
+        s,
+        format,
+        &r.journey,
+        out_of_portfolio,
+    ));
+    out.extend(journey(
+        "sankey_engagement",
+        s,
+        format,
+        &r.engagement_journey,
+        0,
+    ));
+    out.extend(journey(
+        "sankey_portfolio",
+        s,
+        format,
+        &r.portfolio_journey,
+        out_of_portfolio,
+    ));
     out.push(distributions(r, s));
     out.push(lift_chart(r, s, format));
     out
@@ -387,6 +451,16 @@ fn lift_chart(r: &Segmentation, s: &Strings, format: &NumberFormat) -> ChartSpec
             .training
             .arr_lift_pct
             .zip(r.diversity.arr_lift_pct)
-            .map(|(t, d)| json!({ "id": "lift", "numbers": { "training": t, "diversity": d } })),
+            .map(|(t, d)| {
+                // Said as a difference only where the findings' test holds.
+                let holds = |i: &super::metrics::Impact| {
+                    i.arr_p.is_some_and(|p| p < crate::stats::claims::ALPHA)
+                };
+                json!({ "id": "lift", "numbers": {
+                    "training": t.abs(), "diversity": d.abs(),
+                    "training_up": t >= 0.0, "diversity_up": d >= 0.0,
+                    "training_holds": holds(&r.training), "diversity_holds": holds(&r.diversity),
+                } })
+            }),
     }
 }

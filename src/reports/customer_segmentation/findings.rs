@@ -1,22 +1,20 @@
-//! Findings and recommendations of the customer-segmentation report: the largest and
-//! highest-ARR segments, the revenue at risk and its main inactive paths, training
-//! and diversity lift, support load by engagement — each only when its condition
-//! holds in the run's numbers.
+//! Findings and recommendations of the customer-segmentation report, under the
+//! shared claims rules (`crate::stats::claims`): the revenue at risk and its main
+//! inactive path, where revenue concentrates, the NPS gap between active and inactive
+//! users, training and diversity lift (tested, and checked with the plan held fixed,
+//! since the plan sets most of a user's ARR), support load and activity by
+//! engagement. A comparison is called a difference only when it holds; every share of
+//! ARR is of all users' ARR; opportunities are sized in dollars and labelled as
+//! associations (upper bounds).
 
 use serde_json::json;
 
-use super::metrics::{CrossRow, Path, Segmentation};
+use super::metrics::{CrossRow, Impact, Path, Segmentation};
 use crate::render::narrative::{Finding, Recommendation};
+use crate::stats::claims::{compare, compare_means, peer_target, Proportion, Verdict, ALPHA};
 
-/// A lift smaller than this (fraction of the baseline's average ARR) is not a finding.
-const MIN_LIFT: f64 = 0.05;
-/// Average tickets must differ by this much between low and high engagement to read
-/// as more (or less) support load; below it the load is flat.
-const MIN_TICKET_GAP: f64 = 0.2;
-
-/// Low-engagement users less active than this (fraction) below highly engaged ones are
-/// worth re-engaging.
-const MIN_ACTIVE_GAP: f64 = 0.05;
+/// A peer group gives a target only from this many users.
+const MIN_PEERS: usize = 30;
 
 fn cell(c: &CrossRow) -> serde_json::Value {
     json!({ "portfolio_group": c.portfolio_group, "plan_type": c.plan_type })
@@ -39,29 +37,64 @@ fn main_inactive_path(r: &Segmentation) -> Option<&Path> {
         .max_by(|a, b| a.total_arr.total_cmp(&b.total_arr))
 }
 
-fn dimension<'a>(
-    r: &'a Segmentation,
-    dim: &str,
-    value: &str,
-) -> Option<&'a super::metrics::DimensionRow> {
-    r.dimensions
-        .iter()
-        .find(|d| d.dimension == dim && d.value == value)
+/// Active users of a cell (k of n).
+fn active(c: &CrossRow) -> Option<Proportion> {
+    Proportion::from_rate(Some(c.active_rate), c.users)
+}
+
+/// A lift that holds: the raw ARR difference passes Welch's test. `within` says
+/// whether it also holds with the plan fixed (`holds`) or is the plan mix (`mix`).
+fn lift_finding(id: &'static str, rank: u8, i: &Impact) -> Option<Finding> {
+    let (lift, pct) = (i.arr_lift?, i.arr_lift_pct?);
+    if i.arr_p? >= ALPHA {
+        return None;
+    }
+    let mut x = Finding::new(id, rank);
+    x.numbers.insert("lift", lift);
+    x.numbers.insert("lift_pct", pct);
+    x.numbers.insert("with_arr", i.with_avg_arr?);
+    x.numbers.insert("without_arr", i.without_avg_arr?);
+    x.numbers.insert("with_users", i.with_users as f64);
+    x.numbers.insert("without_users", i.without_users as f64);
+    x.keys
+        .insert("direction", if lift > 0.0 { "up" } else { "down" });
+    let within_holds = i.within_plan_p.is_some_and(|p| p < ALPHA)
+        && i.within_plan_lift
+            .is_some_and(|w| w.signum() == lift.signum());
+    match i.within_plan_lift {
+        Some(w) if within_holds => {
+            x.numbers.insert("within_lift", w);
+            x.keys.insert("within", "holds");
+        }
+        _ => {
+            x.keys.insert("within", "mix");
+            x.lead = false;
+        }
+    }
+    if let (Some(a), Some(b)) = (i.with_active, i.without_active) {
+        x.numbers.insert("with_active", a.rate());
+        x.numbers.insert("without_active", b.rate());
+        x.keys.insert("active", compare(a, b).key());
+    }
+    Some(x)
 }
 
 pub fn findings(r: &Segmentation) -> Vec<Finding> {
     let mut out = Vec::new();
-    if let Some(c) = r.portfolio_plan.iter().max_by(|a, b| {
-        a.users
-            .cmp(&b.users)
-            .then_with(|| b.plan_type.cmp(&a.plan_type))
-    }) {
-        let mut x = Finding::new("largest_segment", 1);
-        x.numbers.insert("users", c.users as f64);
-        x.numbers.insert("share", c.share);
-        x.numbers.insert("avg_arr", c.avg_arr);
-        x.numbers.insert("arr_share", c.arr_share);
-        x.slices.insert("cell", cell(c));
+    if r.arr_at_risk > 0.0 {
+        let mut x = Finding::new("arr_at_risk", 1);
+        x.numbers.insert("arr", r.arr_at_risk);
+        x.numbers.insert("users", r.inactive_users as f64);
+        x.numbers.insert("all_users", r.users as f64);
+        x.numbers.insert("total_arr", r.total_arr);
+        if r.total_arr > 0.0 {
+            x.numbers.insert("share", r.arr_at_risk / r.total_arr);
+        }
+        if let Some(p) = main_inactive_path(r) {
+            x.numbers.insert("path_arr", p.total_arr);
+            x.numbers.insert("path_users", p.users as f64);
+            x.slices.insert("path", path(p));
+        }
         out.push(x);
     }
     if let Some(c) = r
@@ -73,91 +106,126 @@ pub fn findings(r: &Segmentation) -> Vec<Finding> {
         let mut x = Finding::new("top_arr_segment", 2);
         x.numbers.insert("total_arr", c.total_arr);
         x.numbers.insert("arr_share", c.arr_share);
+        x.numbers.insert("users", c.users as f64);
         x.numbers.insert("share", c.share);
         x.numbers.insert("active_rate", c.active_rate);
+        // Its activity against everyone else's.
+        let rest = r.active_rate.and_then(|all| {
+            let all = Proportion::from_rate(Some(all), r.users)?;
+            let own = active(c)?;
+            (all.n > own.n).then_some(Proportion {
+                k: all.k - own.k,
+                n: all.n - own.n,
+            })
+        });
+        if let (Some(own), Some(rest)) = (active(c), rest) {
+            x.numbers.insert("rest_active", rest.rate());
+            x.numbers.insert("rest_users", rest.n);
+            x.keys.insert("activity", compare(own, rest).key());
+        }
         x.slices.insert("cell", cell(c));
         out.push(x);
     }
-    if r.arr_at_risk > 0.0 {
-        let mut x = Finding::new("arr_at_risk", 3);
-        x.numbers.insert("arr", r.arr_at_risk);
-        x.numbers.insert("users", r.inactive_users as f64);
-        if r.total_arr > 0.0 {
-            x.numbers.insert("share", r.arr_at_risk / r.total_arr);
-        }
-        if let Some(p) = main_inactive_path(r) {
-            x.numbers.insert("path_arr", p.total_arr);
-            x.numbers.insert("path_users", p.users as f64);
-            x.slices.insert("path", path(p));
-        }
-        out.push(x);
-    }
-    let t = &r.training;
-    if let (Some(lift), Some(pct)) = (t.arr_lift, t.arr_lift_pct) {
-        if pct.abs() >= MIN_LIFT && t.with_users > 0 && t.without_users > 0 {
-            let mut x = Finding::new("training_lift", 4);
-            x.numbers.insert("lift", lift);
-            x.numbers.insert("lift_pct", pct);
-            x.numbers.insert("with_arr", t.with_avg_arr.unwrap_or(0.0));
-            x.numbers
-                .insert("without_arr", t.without_avg_arr.unwrap_or(0.0));
-            if let (Some(a), Some(b)) = (t.with_active_rate, t.without_active_rate) {
-                x.numbers.insert("with_active", a);
-                x.numbers.insert("without_active", b);
-            }
-            x.keys
-                .insert("direction", if lift > 0.0 { "up" } else { "down" });
+    if let (Some(a), Some(i)) = (r.samples.nps_active, r.samples.nps_inactive) {
+        let verdict = compare_means(a, i);
+        if verdict.holds() {
+            let mut x = Finding::new("nps_gap", 3);
+            x.numbers.insert("active", a.mean);
+            x.numbers.insert("inactive", i.mean);
+            x.numbers.insert("active_n", a.n);
+            x.numbers.insert("inactive_n", i.n);
+            x.keys.insert("direction", verdict.key());
             out.push(x);
         }
     }
-    let d = &r.diversity;
-    if let (Some(lift), Some(pct)) = (d.arr_lift, d.arr_lift_pct) {
-        if pct.abs() >= MIN_LIFT && d.with_users > 0 && d.without_users > 0 {
-            let mut x = Finding::new("diversity_lift", 5);
-            x.numbers.insert("lift", lift);
-            x.numbers.insert("lift_pct", pct);
-            x.numbers.insert("high_arr", d.with_avg_arr.unwrap_or(0.0));
-            x.numbers
-                .insert("low_arr", d.without_avg_arr.unwrap_or(0.0));
-            x.numbers.insert("high_users", d.with_users as f64);
-            x.numbers.insert("low_users", d.without_users as f64);
-            if let (Some(a), Some(b)) = (d.with_active_rate, d.without_active_rate) {
-                x.numbers.insert("high_active", a);
-                x.numbers.insert("low_active", b);
-            }
-            x.keys
-                .insert("direction", if lift > 0.0 { "up" } else { "down" });
-            out.push(x);
-        }
-    }
-    if let (Some(low), Some(high)) = (
-        dimension(r, "engagement", "low"),
-        dimension(r, "engagement", "high"),
+    out.extend(lift_finding("training_lift", 4, &r.training));
+    out.extend(lift_finding("diversity_lift", 5, &r.diversity));
+    let s = &r.samples;
+    if let (Some(lt), Some(ht), Some(la), Some(ha)) = (
+        s.tickets_by_engagement.get("low"),
+        s.tickets_by_engagement.get("high"),
+        s.active_by_engagement.get("low"),
+        s.active_by_engagement.get("high"),
     ) {
         let mut x = Finding::new("support_by_engagement", 6);
-        x.numbers.insert("low_tickets", low.avg_tickets);
-        x.numbers.insert("high_tickets", high.avg_tickets);
-        if let Some(medium) = dimension(r, "engagement", "medium") {
-            x.numbers.insert("medium_tickets", medium.avg_tickets);
+        x.numbers.insert("low_tickets", lt.mean);
+        x.numbers.insert("high_tickets", ht.mean);
+        if let Some(m) = s.tickets_by_engagement.get("medium") {
+            x.numbers.insert("medium_tickets", m.mean);
         }
-        x.numbers.insert("low_active", low.active_rate);
-        x.numbers.insert("high_active", high.active_rate);
-        x.numbers.insert("low_users", low.users as f64);
-        let gap = low.avg_tickets - high.avg_tickets;
+        x.numbers.insert("low_active", la.rate());
+        x.numbers.insert("high_active", ha.rate());
+        x.numbers.insert("low_users", la.n);
+        x.numbers.insert("high_users", ha.n);
         x.keys.insert(
             "direction",
-            if gap.abs() < MIN_TICKET_GAP {
-                "flat"
-            } else if gap > 0.0 {
-                "low_more"
-            } else {
-                "high_more"
+            match compare_means(*lt, *ht) {
+                Verdict::Higher => "low_more",
+                Verdict::Lower => "high_more",
+                Verdict::NoClearDifference => "flat",
             },
         );
+        let activity = compare(*la, *ha);
+        x.keys.insert("active", activity.key());
+        x.lead = x.keys["direction"] != "flat" || activity.holds();
+        out.push(x);
+    }
+    if let Some(c) = r.portfolio_plan.iter().max_by(|a, b| {
+        a.users
+            .cmp(&b.users)
+            .then_with(|| b.plan_type.cmp(&a.plan_type))
+    }) {
+        // Context: the most users, not a decision.
+        let mut x = Finding::new("largest_segment", 7);
+        x.lead = false;
+        x.numbers.insert("users", c.users as f64);
+        x.numbers.insert("share", c.share);
+        x.numbers.insert("avg_arr", c.avg_arr);
+        x.numbers.insert("arr_share", c.arr_share);
+        x.slices.insert("cell", cell(c));
+        out.push(x);
+    }
+    // No tested difference holds: say so plainly, before the context.
+    let differences = [
+        "nps_gap",
+        "training_lift",
+        "diversity_lift",
+        "support_by_engagement",
+    ];
+    if !out.iter().any(|f| f.lead && differences.contains(&f.id)) {
+        let mut x = Finding::new("nothing_stands_out", 3);
+        x.numbers.insert("users", r.users as f64);
         out.push(x);
     }
     out.sort_by_key(|f| f.rank);
     out
+}
+
+/// Owner and measure of a recommendation.
+fn owned(id: &'static str, follows: &'static str, owner: &'static str) -> Recommendation {
+    let mut x = Recommendation::new(id, follows);
+    x.keys.insert("owner", owner);
+    x
+}
+
+/// A lift recommendation: only when the lift holds with the plan fixed; sized as
+/// users reached × the within-plan lift (an association, an upper bound).
+fn lift_recommendation(
+    f: Option<&Finding>,
+    id: &'static str,
+    owner: &'static str,
+    users: f64,
+) -> Option<Recommendation> {
+    let f = f?;
+    if f.keys.get("within") != Some(&"holds") || f.keys.get("direction") != Some(&"up") {
+        return None;
+    }
+    let lift = *f.numbers.get("within_lift")?;
+    let mut x = owned(id, f.id, owner);
+    x.numbers.insert("users", users.round());
+    x.numbers.insert("lift", lift);
+    x.numbers.insert("upper_arr", lift * users.round());
+    Some(x)
 }
 
 pub fn recommendations(r: &Segmentation, findings: &[Finding]) -> Vec<Recommendation> {
@@ -165,7 +233,7 @@ pub fn recommendations(r: &Segmentation, findings: &[Finding]) -> Vec<Recommenda
     let mut out = Vec::new();
     if has("arr_at_risk").is_some() {
         if let Some(p) = main_inactive_path(r) {
-            let mut x = Recommendation::new("win_back", "arr_at_risk");
+            let mut x = owned("win_back", "arr_at_risk", "customer_success");
             x.numbers.insert("users", p.users as f64);
             x.numbers.insert("arr", p.total_arr);
             x.numbers.insert("avg_arr", p.avg_arr);
@@ -173,47 +241,77 @@ pub fn recommendations(r: &Segmentation, findings: &[Finding]) -> Vec<Recommenda
             out.push(x);
         }
     }
-    if let Some(f) = has("training_lift") {
-        if f.keys.get("direction") == Some(&"up") {
-            let mut x = Recommendation::new("extend_training", "training_lift");
-            let untrained_active =
-                r.training.without_users as f64 * r.training.without_active_rate.unwrap_or(0.0);
-            x.numbers.insert("users", untrained_active.round());
-            x.numbers.insert("lift", f.numbers["lift"]);
+    if let Some(f) = has("support_by_engagement") {
+        let s = &r.samples;
+        if f.keys.get("active") == Some(&"lower") {
+            // Low engagement held to what medium engagement (the bulk of users) reaches.
+            if let (Some(low), Some(medium)) = (
+                s.active_by_engagement.get("low"),
+                s.active_by_engagement.get("medium"),
+            ) {
+                if let Some(t) = peer_target(*low, *medium, MIN_PEERS, true) {
+                    let avg_arr = r
+                        .dimensions
+                        .iter()
+                        .find(|d| d.dimension == "engagement" && d.value == "low")
+                        .map_or(0.0, |d| d.avg_arr);
+                    let mut x = owned(
+                        "reengage_low_engagement",
+                        "support_by_engagement",
+                        "customer_success",
+                    );
+                    x.numbers.insert("users", low.n);
+                    x.numbers.insert("current", low.rate());
+                    x.numbers.insert("target", t.value);
+                    x.numbers.insert("peer_rate", medium.rate());
+                    x.numbers.insert("peer_n", medium.n);
+                    x.numbers.insert("moved", t.members_moved.round());
+                    x.numbers
+                        .insert("upper_arr", t.members_moved.round() * avg_arr);
+                    out.push(x);
+                }
+            }
+        }
+        if f.keys.get("direction") == Some(&"low_more") {
+            let mut x = owned(
+                "onboard_low_engagement",
+                "support_by_engagement",
+                "support_enablement",
+            );
+            x.numbers.insert("users", f.numbers["low_users"]);
+            x.numbers.insert("low_tickets", f.numbers["low_tickets"]);
+            x.numbers.insert("high_tickets", f.numbers["high_tickets"]);
             out.push(x);
         }
     }
-    if let Some(f) = has("diversity_lift") {
-        if f.keys.get("direction") == Some(&"up") {
-            let mut x = Recommendation::new("broaden_usage", "diversity_lift");
-            x.numbers.insert("users", r.diversity.without_users as f64);
-            x.numbers.insert("lift", f.numbers["lift"]);
-            out.push(x);
-        }
-    }
+    let t = &r.training;
+    let untrained_active = t.without_active.map_or(0.0, |p| p.k);
+    out.extend(lift_recommendation(
+        has("training_lift"),
+        "extend_training",
+        "customer_success",
+        untrained_active,
+    ));
+    out.extend(lift_recommendation(
+        has("diversity_lift"),
+        "broaden_usage",
+        "product_marketing",
+        r.diversity.without_users as f64,
+    ));
     if let Some(f) = has("top_arr_segment") {
-        let mut x = Recommendation::new("protect_top_segment", "top_arr_segment");
+        let mut x = owned(
+            "protect_top_segment",
+            "top_arr_segment",
+            "account_management",
+        );
         x.numbers.insert("arr_share", f.numbers["arr_share"]);
+        x.numbers.insert("total_arr", f.numbers["total_arr"]);
+        x.numbers.insert("users", f.numbers["users"]);
         x.numbers.insert("active_rate", f.numbers["active_rate"]);
         if let Some(c) = f.slices.get("cell") {
             x.slices.insert("cell", c.clone());
         }
         out.push(x);
-    }
-    if let Some(f) = has("support_by_engagement") {
-        if f.keys.get("direction") == Some(&"low_more") {
-            let mut x = Recommendation::new("onboard_low_engagement", "support_by_engagement");
-            x.numbers.insert("users", f.numbers["low_users"]);
-            x.numbers.insert("low_tickets", f.numbers["low_tickets"]);
-            x.numbers.insert("high_tickets", f.numbers["high_tickets"]);
-            out.push(x);
-        } else if f.numbers["low_active"] + MIN_ACTIVE_GAP <= f.numbers["high_active"] {
-            let mut x = Recommendation::new("reengage_low_engagement", "support_by_engagement");
-            x.numbers.insert("users", f.numbers["low_users"]);
-            x.numbers.insert("low_active", f.numbers["low_active"]);
-            x.numbers.insert("high_active", f.numbers["high_active"]);
-            out.push(x);
-        }
     }
     out
 }
@@ -223,101 +321,194 @@ mod tests {
     use super::super::metrics::{compute, EventRow, UserRow};
     use super::*;
 
-    fn user(id: &str, portfolio: i64, plan: &str, arr: f64, active: bool, tickets: i64) -> UserRow {
-        UserRow {
-            user_id: id.into(),
-            portfolio_size: Some(portfolio),
-            plan_type: Some(plan.into()),
-            annual_revenue: Some(arr),
-            is_active: active,
-            nps_score: Some(8.0),
-            support_tickets: Some(tickets),
-        }
+    struct U {
+        plan: &'static str,
+        arr: f64,
+        active: bool,
+        nps: f64,
+        tickets: i64,
+        events: usize,
+        trained: bool,
     }
 
-    fn events(user: &str, kinds: &[&str], n: usize) -> Vec<EventRow> {
-        (0..n)
-            .map(|i| EventRow {
-                user_id: user.into(),
-                event_type: kinds[i % kinds.len()].into(),
-                event_time: crate::source::timestamp::parse(
-                    "2024-06-01 00:00:00",
-                    chrono_tz::Tz::UTC,
-                )
-                .ok(),
-            })
-            .collect()
+    fn build(spec: &[U]) -> Segmentation {
+        let mut users = Vec::new();
+        let mut events = Vec::new();
+        for (i, u) in spec.iter().enumerate() {
+            let id = format!("u{i}");
+            users.push(UserRow {
+                user_id: id.clone(),
+                portfolio_size: Some(if u.plan == "premium" { 12 } else { 3 }),
+                plan_type: Some(u.plan.into()),
+                annual_revenue: Some(u.arr),
+                is_active: u.active,
+                nps_score: Some(u.nps),
+                support_tickets: Some(u.tickets),
+            });
+            for k in 0..u.events {
+                let kind = if u.trained && k == 0 {
+                    "training_attended"
+                } else {
+                    "login"
+                };
+                events.push(EventRow {
+                    user_id: id.clone(),
+                    event_type: kind.into(),
+                    event_time: crate::source::timestamp::parse(
+                        "2024-06-01 00:00:00",
+                        chrono_tz::Tz::UTC,
+                    )
+                    .ok(),
+                });
+            }
+        }
+        compute(&users, &events)
+    }
+
+    /// 480 users: trained users earn more within each plan, inactive users score
+    /// lower, low-engagement users are less often active.
+    fn population(lift_within_plan: bool) -> Segmentation {
+        let mut spec = Vec::new();
+        for i in 0..480 {
+            let plan = if i % 4 == 0 { "premium" } else { "starter" };
+            let base = if plan == "premium" { 13_000.0 } else { 400.0 };
+            // Mix: trained users sit mostly on premium when the lift is the plan's.
+            let trained = if lift_within_plan {
+                i % 2 == 0
+            } else {
+                plan == "premium"
+            };
+            let wobble = f64::from(i % 7) * 10.0;
+            let arr = base
+                + wobble
+                + if lift_within_plan && trained {
+                    300.0
+                } else {
+                    0.0
+                };
+            let events = match i % 3 {
+                0 => 5,
+                1 => 20,
+                _ => 40,
+            };
+            let active = if events == 5 { i % 10 < 4 } else { i % 10 < 9 };
+            spec.push(U {
+                plan,
+                arr,
+                active,
+                nps: if active { 8.0 } else { 4.0 } + f64::from(i % 3),
+                tickets: i64::from(i % 3 == 0),
+                events,
+                trained,
+            });
+        }
+        build(&spec)
     }
 
     #[test]
-    fn findings_follow_the_data() {
-        let users = vec![
-            user("a", 3, "pro", 2_000.0, true, 0),
-            user("b", 3, "pro", 2_000.0, false, 6),
-            user("c", 12, "premium", 30_000.0, true, 0),
-            user("d", 1, "starter", 500.0, true, 1),
-        ];
-        let kinds = ["login", "training_attended", "a", "b", "c", "d", "e"];
-        let mut ev = events("c", &kinds, 40);
-        ev.extend(events("a", &["login"], 20));
-        let r = compute(&users, &ev);
+    fn findings_follow_the_data_and_hold() {
+        let r = population(true);
         let f = findings(&r);
         let ids: Vec<&str> = f.iter().map(|x| x.id).collect();
         assert_eq!(
             ids,
             [
-                "largest_segment",
-                "top_arr_segment",
                 "arr_at_risk",
+                "top_arr_segment",
+                "nps_gap",
                 "training_lift",
-                "diversity_lift",
-                "support_by_engagement"
-            ]
+                "support_by_engagement",
+                "largest_segment"
+            ],
+            "diversity is equal for everyone: no lift to print"
         );
-        assert_eq!(f[0].slices["cell"]["plan_type"], "pro");
-        assert_eq!(f[2].numbers["arr"], 2_000.0);
+        let by = |id: &str| f.iter().find(|x| x.id == id).unwrap();
+        assert_eq!(by("training_lift").keys["within"], "holds");
+        assert!((by("training_lift").numbers["within_lift"] - 300.0).abs() < 1e-6);
+        assert_eq!(by("nps_gap").keys["direction"], "higher");
+        let s = by("support_by_engagement");
+        assert_eq!(s.keys["active"], "lower");
         assert_eq!(
-            f[5].keys["direction"], "low_more",
-            "b: low engagement, 6 tickets"
+            s.keys["direction"], "low_more",
+            "low engagement files a ticket each"
         );
+        assert!(!by("largest_segment").lead);
+        // Shares of ARR are of all users' ARR.
+        let top = by("top_arr_segment");
+        assert!((top.numbers["arr_share"] - top.numbers["total_arr"] / r.total_arr).abs() < 1e-12);
         let recs = recommendations(&r, &f);
         let ids: Vec<&str> = recs.iter().map(|x| x.id).collect();
         assert_eq!(
             ids,
             [
                 "win_back",
+                "reengage_low_engagement",
+                "onboard_low_engagement",
                 "extend_training",
-                "broaden_usage",
-                "protect_top_segment",
-                "onboard_low_engagement"
+                "protect_top_segment"
             ]
+        );
+        for x in &recs {
+            assert!(x.keys.contains_key("owner"), "{}", x.id);
+        }
+        let re = &recs[1];
+        // The target is reachable: inside what medium engagement reaches.
+        assert!(re.numbers["target"] <= re.numbers["peer_rate"]);
+        assert!(re.numbers["target"] > re.numbers["current"]);
+        let ext = &recs[3];
+        assert_eq!(
+            ext.numbers["upper_arr"],
+            ext.numbers["lift"] * ext.numbers["users"]
         );
     }
 
     #[test]
-    fn conditions_that_do_not_hold_are_not_printed() {
-        // Everyone active, nobody trained, equal usage: no risk, no lifts.
-        let users = vec![
-            user("a", 3, "pro", 2_000.0, true, 1),
-            user("b", 3, "pro", 2_000.0, true, 1),
-        ];
-        let r = compute(&users, &[]);
-        let ids: Vec<&str> = findings(&r).iter().map(|x| x.id).collect();
-        assert_eq!(ids, ["largest_segment", "top_arr_segment"]);
+    fn a_lift_the_plan_mix_explains_is_said_so_and_not_acted_on() {
+        let r = population(false);
+        let f = findings(&r);
+        let t = f.iter().find(|x| x.id == "training_lift").unwrap();
+        assert_eq!(t.keys["within"], "mix");
+        assert!(!t.lead, "a mix effect never leads page 1");
+        let recs = recommendations(&r, &f);
+        assert!(!recs.iter().any(|x| x.id == "extend_training"));
     }
 
     #[test]
-    fn flat_support_load_is_said_and_inactive_low_engagement_is_re_engaged() {
-        let users = vec![
-            user("low", 3, "pro", 2_000.0, false, 2),
-            user("high", 3, "pro", 2_000.0, true, 2),
-        ];
-        let r = compute(&users, &events("high", &["login"], 40));
+    fn conditions_that_do_not_hold_are_not_printed() {
+        // Everyone active, nobody trained, equal usage: no risk, no lifts, no gaps.
+        let spec: Vec<U> = (0..40)
+            .map(|i| U {
+                plan: "pro",
+                arr: 2_000.0 + f64::from(i),
+                active: true,
+                nps: 7.0 + f64::from(i % 2),
+                tickets: 1,
+                events: if i % 2 == 0 { 5 } else { 40 },
+                trained: false,
+            })
+            .collect();
+        let r = build(&spec);
         let f = findings(&r);
-        let s = f.iter().find(|x| x.id == "support_by_engagement").unwrap();
+        let ids: Vec<&str> = f.iter().map(|x| x.id).collect();
+        assert_eq!(
+            ids,
+            [
+                "top_arr_segment",
+                "nothing_stands_out",
+                "support_by_engagement",
+                "largest_segment"
+            ]
+        );
+        let s = &f[2];
         assert_eq!(s.keys["direction"], "flat");
+        assert_eq!(s.keys["active"], "no_clear_difference");
+        assert!(!s.lead);
         let recs = recommendations(&r, &f);
-        assert!(recs.iter().any(|x| x.id == "reengage_low_engagement"));
-        assert!(!recs.iter().any(|x| x.id == "onboard_low_engagement"));
+        let ids: Vec<&str> = recs.iter().map(|x| x.id).collect();
+        assert_eq!(
+            ids,
+            ["protect_top_segment"],
+            "no target without a difference"
+        );
     }
 }

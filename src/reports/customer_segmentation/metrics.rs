@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::stats::claims::{stratified_difference, Moments, Proportion};
 use crate::stats::{mean, percentile};
 
 /// A `users` row.
@@ -266,6 +267,18 @@ pub struct Impact {
     /// with_avg_arr − without_avg_arr, and as a fraction of without_avg_arr.
     pub arr_lift: Option<f64>,
     pub arr_lift_pct: Option<f64>,
+    /// The ARR difference with the plan held fixed (per-plan differences weighted by
+    /// the "without" group's plan mix: the users an action would reach), and its
+    /// two-sided p-value. Plan sets most of a user's ARR, so a raw lift can be the plan
+    /// mix alone.
+    pub within_plan_lift: Option<f64>,
+    pub within_plan_p: Option<f64>,
+    /// p-value of the raw ARR difference (Welch).
+    pub arr_p: Option<f64>,
+    #[serde(skip)]
+    pub with_active: Option<Proportion>,
+    #[serde(skip)]
+    pub without_active: Option<Proportion>,
 }
 
 pub fn impact(with: &[&UserFeatures], without: &[&UserFeatures]) -> Impact {
@@ -277,6 +290,20 @@ pub fn impact(with: &[&UserFeatures], without: &[&UserFeatures]) -> Impact {
     let active = |v: &[&UserFeatures]| mean(v.iter().map(|u| if u.is_active { 1.0 } else { 0.0 }));
     let ((wa, wm), (oa, om)) = (arr(with), arr(without));
     let lift = wa.zip(oa).map(|(w, o)| w - o).filter(|l| l.is_finite());
+    let moments = |v: &[&UserFeatures]| Moments::of(v.iter().map(|u| u.annual_revenue));
+    let active_k = |v: &[&UserFeatures]| v.iter().filter(|u| u.is_active).count();
+    let mut plans: BTreeMap<&str, (Vec<&UserFeatures>, Vec<&UserFeatures>)> = BTreeMap::new();
+    for u in with {
+        plans.entry(u.plan_type.as_str()).or_default().0.push(u);
+    }
+    for u in without {
+        plans.entry(u.plan_type.as_str()).or_default().1.push(u);
+    }
+    let strata: Vec<(Moments, Moments, f64)> = plans
+        .values()
+        .filter_map(|(w, o)| Some((moments(w)?, moments(o)?, o.len() as f64)))
+        .collect();
+    let within = stratified_difference(&strata);
     Impact {
         with_users: with.len(),
         without_users: without.len(),
@@ -291,6 +318,13 @@ pub fn impact(with: &[&UserFeatures], without: &[&UserFeatures]) -> Impact {
             .zip(oa)
             .and_then(|(l, o)| (o != 0.0).then(|| l / o))
             .filter(|p| p.is_finite()),
+        within_plan_lift: within.map(|w| w.0),
+        within_plan_p: within.map(|w| w.1),
+        arr_p: moments(with)
+            .zip(moments(without))
+            .map(|(a, b)| crate::stats::claims::welch_p(a, b)),
+        with_active: Proportion::new(active_k(with), with.len()),
+        without_active: Proportion::new(active_k(without), without.len()),
     }
 }
 
@@ -363,9 +397,10 @@ pub struct CrossRow {
     pub portfolio_group: &'static str,
     pub plan_type: String,
     pub users: usize,
-    /// Of the users with portfolio_size ≥ 1.
+    /// Of all users (the PDF's one denominator; users without a portfolio are in no
+    /// cell and are counted beside the table).
     pub share: f64,
-    /// Of their total ARR.
+    /// Of all users' ARR.
     pub arr_share: f64,
     pub total_arr: f64,
     pub avg_arr: f64,
@@ -374,7 +409,8 @@ pub struct CrossRow {
     pub avg_tickets: f64,
 }
 
-/// Portfolio group × plan: every observed cell, in the dimensions' order.
+/// Portfolio group × plan: every observed cell, in the dimensions' order; shares of
+/// all users and of all ARR.
 pub fn portfolio_by_plan(users: &[UserFeatures]) -> Vec<CrossRow> {
     let mut cells: BTreeMap<(usize, String), Vec<&UserFeatures>> = BTreeMap::new();
     let portfolio = value_order("portfolio_group");
@@ -383,8 +419,8 @@ pub fn portfolio_by_plan(users: &[UserFeatures]) -> Vec<CrossRow> {
         let pi = portfolio.iter().position(|x| *x == p).unwrap_or(usize::MAX);
         cells.entry((pi, u.plan_type.clone())).or_default().push(u);
     }
-    let population: usize = cells.values().map(Vec::len).sum();
-    let total: f64 = cells.values().flatten().map(|u| u.annual_revenue).sum();
+    let population = users.len();
+    let total: f64 = users.iter().map(|u| u.annual_revenue).sum();
     let plans = value_order("plan_type");
     let mut out: Vec<CrossRow> = cells
         .into_iter()
@@ -461,29 +497,34 @@ pub struct Flow {
     pub to_dimension: &'static str,
     pub to: String,
     pub users: usize,
+    /// Their annual revenue (risk nodes carry it in their label).
+    pub arr: f64,
 }
 
 /// The links of a journey through `stages`: users who have a value at every stage
 /// (portfolio_size ≥ 1 when the portfolio is one), counted per consecutive pair.
 pub fn flows(users: &[UserFeatures], stages: &[Stage]) -> Vec<Flow> {
-    let mut counts: BTreeMap<(usize, String, String), usize> = BTreeMap::new();
+    let mut counts: BTreeMap<(usize, String, String), (usize, f64)> = BTreeMap::new();
     for u in users {
         let values: Option<Vec<String>> = stages.iter().map(|s| (s.value)(u)).collect();
         let Some(values) = values else { continue };
         for (i, pair) in values.windows(2).enumerate() {
-            *counts
+            let e = counts
                 .entry((i, pair[0].clone(), pair[1].clone()))
-                .or_default() += 1;
+                .or_default();
+            e.0 += 1;
+            e.1 += u.annual_revenue;
         }
     }
     counts
         .into_iter()
-        .map(|((i, from, to), n)| Flow {
+        .map(|((i, from, to), (n, arr))| Flow {
             from_dimension: stages[i].dimension,
             from,
             to_dimension: stages[i + 1].dimension,
             to,
             users: n,
+            arr,
         })
         .collect()
 }
@@ -497,6 +538,8 @@ pub struct Segmentation {
     pub users_in_portfolio_groups: usize,
     /// portfolio_size < 1 or NULL: kept out of portfolio groups and journeys.
     pub users_without_portfolio: usize,
+    /// Their ARR: in the totals, in no portfolio cell or journey.
+    pub arr_without_portfolio: f64,
     /// Users with no events ("no activity").
     pub users_without_events: usize,
     pub events: usize,
@@ -505,6 +548,10 @@ pub struct Segmentation {
     pub events_of_unknown_users: usize,
     pub total_arr: f64,
     pub active_rate: Option<f64>,
+    /// Every user in one row: the baseline beside each table.
+    pub overall: DimensionRow,
+    /// Median annual revenue of all users.
+    pub median_arr: Option<f64>,
     pub dimensions: Vec<DimensionRow>,
     pub portfolio_plan: Vec<CrossRow>,
     pub training: Impact,
@@ -516,6 +563,48 @@ pub struct Segmentation {
     pub journey: Vec<Flow>,
     pub engagement_journey: Vec<Flow>,
     pub portfolio_journey: Vec<Flow>,
+    /// The samples the findings test.
+    #[serde(skip)]
+    pub samples: Samples,
+}
+
+/// Per-group samples behind the report's comparisons (not printed as such).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Samples {
+    /// NPS of active and of inactive users (non-NULL scores).
+    pub nps_active: Option<Moments>,
+    pub nps_inactive: Option<Moments>,
+    /// Tickets in the last 90 days per engagement level.
+    pub tickets_by_engagement: BTreeMap<&'static str, Moments>,
+    /// Active users of each engagement level.
+    pub active_by_engagement: BTreeMap<&'static str, Proportion>,
+}
+
+fn samples(f: &[UserFeatures]) -> Samples {
+    let nps = |active: bool| {
+        Moments::of(
+            f.iter()
+                .filter(|u| u.is_active == active)
+                .filter_map(|u| u.nps),
+        )
+    };
+    let mut tickets = BTreeMap::new();
+    let mut active = BTreeMap::new();
+    for level in value_order("engagement") {
+        let rows: Vec<&UserFeatures> = f.iter().filter(|u| u.engagement == *level).collect();
+        if let Some(m) = Moments::of(rows.iter().map(|u| u.tickets)) {
+            tickets.insert(*level, m);
+        }
+        if let Some(p) = Proportion::new(rows.iter().filter(|u| u.is_active).count(), rows.len()) {
+            active.insert(*level, p);
+        }
+    }
+    Samples {
+        nps_active: nps(true),
+        nps_inactive: nps(false),
+        tickets_by_engagement: tickets,
+        active_by_engagement: active,
+    }
 }
 
 pub fn compute(users: &[UserRow], events: &[EventRow]) -> Segmentation {
@@ -531,6 +620,11 @@ pub fn compute(users: &[UserRow], events: &[EventRow]) -> Segmentation {
         users: f.len(),
         users_in_portfolio_groups: f.iter().filter(|u| u.portfolio_group.is_some()).count(),
         users_without_portfolio: f.iter().filter(|u| u.portfolio_group.is_none()).count(),
+        arr_without_portfolio: f
+            .iter()
+            .filter(|u| u.portfolio_group.is_none())
+            .map(|u| u.annual_revenue)
+            .sum(),
         users_without_events: f.iter().filter(|u| u.total_events == 0).count(),
         events: events.len(),
         event_types: types.len(),
@@ -540,6 +634,17 @@ pub fn compute(users: &[UserRow], events: &[EventRow]) -> Segmentation {
             .count(),
         total_arr: f.iter().map(|u| u.annual_revenue).sum(),
         active_rate: mean(f.iter().map(|u| if u.is_active { 1.0 } else { 0.0 })),
+        median_arr: {
+            let mut a: Vec<f64> = f.iter().map(|u| u.annual_revenue).collect();
+            a.sort_by(f64::total_cmp);
+            percentile(&a, 0.5)
+        },
+        overall: summarize(
+            "all",
+            "all".to_owned(),
+            &f.iter().collect::<Vec<_>>(),
+            f.len(),
+        ),
         dimensions: dimension_tables(&f),
         portfolio_plan: portfolio_by_plan(&f),
         training: impact(&trained, &untrained),
@@ -553,6 +658,7 @@ pub fn compute(users: &[UserRow], events: &[EventRow]) -> Segmentation {
         ),
         engagement_journey: flows(&f, &[ENGAGEMENT, TICKETS, STATUS]),
         portfolio_journey: flows(&f, &[PORTFOLIO, STATUS]),
+        samples: samples(&f),
     }
 }
 
@@ -777,8 +883,23 @@ mod tests {
             "portfolio order, then plan order; user c (portfolio 0) left out"
         );
         let two_five_pro = &r.portfolio_plan[2];
-        assert_eq!(two_five_pro.share, 0.25);
-        assert!((two_five_pro.arr_share - 3_000.0 / 24_400.0).abs() < 1e-12);
+        // One denominator: all five users and all their ARR, user c included.
+        assert_eq!(two_five_pro.share, 0.2);
+        assert!((two_five_pro.arr_share - 3_000.0 / 24_900.0).abs() < 1e-12);
+        assert_eq!(
+            (r.users_without_portfolio, r.arr_without_portfolio),
+            (1, 500.0)
+        );
+        assert_eq!((r.overall.users, r.overall.total_arr), (5, 24_900.0));
+        assert_eq!(r.median_arr, Some(1_000.0));
+        // Links carry their users' ARR (the risk nodes' labels).
+        let inactive: f64 = r
+            .portfolio_journey
+            .iter()
+            .filter(|f| f.to == "inactive")
+            .map(|f| f.arr)
+            .sum();
+        assert_eq!(inactive, 3_000.0);
         // portfolio → status: one link per observed pair, user c left out.
         let links: Vec<(&str, &str, usize)> = r
             .portfolio_journey

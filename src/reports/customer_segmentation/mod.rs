@@ -261,6 +261,9 @@ fn layout(run: &Run, lang: &Language) -> Value {
             f.number(d.avg_tickets, 2),
         ]
     };
+    // The baseline row: all users, under every table.
+    let mut all_row = dim_row(&r.overall);
+    all_row[0] = s.get("columns.all_users");
     let dimensions: Vec<Value> = [
         "portfolio_group",
         "plan_type",
@@ -275,10 +278,12 @@ fn layout(run: &Run, lang: &Language) -> Value {
         json!({
             "title": s.get(&format!("dimensions.{dim}")),
             "rows": r.dimensions.iter().filter(|d| d.dimension == *dim).map(dim_row).collect::<Vec<_>>(),
+            "baseline": all_row,
         })
     })
     .collect();
-    let cross: Vec<Vec<String>> = r
+    let o = &r.overall;
+    let mut cross: Vec<Vec<String>> = r
         .portfolio_plan
         .iter()
         .map(|c| {
@@ -296,6 +301,24 @@ fn layout(run: &Run, lang: &Language) -> Value {
             ]
         })
         .collect();
+    cross.push(vec![
+        s.get("columns.all_users"),
+        String::new(),
+        count(o.users),
+        f.percent(1.0),
+        money(o.total_arr),
+        f.percent(1.0),
+        money(o.avg_arr),
+        f.percent(o.active_rate),
+        opt(o.avg_nps, 1),
+        f.number(o.avg_tickets, 2),
+    ]);
+    let cross_note = s
+        .get("notes.cross")
+        .replace("{users}", &count(r.users))
+        .replace("{arr}", &money(r.total_arr))
+        .replace("{out}", &count(r.users_without_portfolio))
+        .replace("{out_arr}", &money(r.arr_without_portfolio));
     let impact_rows = |i: &Impact| {
         let pair = |a: Option<f64>,
                     b: Option<f64>,
@@ -307,20 +330,30 @@ fn layout(run: &Run, lang: &Language) -> Value {
                 a.zip(b).map_or_else(|| "—".to_owned(), |(a, b)| gap(a - b)),
             ]
         };
+        let dash = || "—".to_owned();
         let mut rows = vec![
             [
                 vec![s.get("impact.users")],
-                vec![count(i.with_users), count(i.without_users), "—".to_owned()],
+                vec![count(i.with_users), count(i.without_users), dash()],
+                vec![count(r.users)],
             ]
             .concat(),
             [
                 vec![s.get("impact.avg_arr")],
                 pair(i.with_avg_arr, i.without_avg_arr, &money, &money),
+                vec![money(o.avg_arr)],
+            ]
+            .concat(),
+            [
+                vec![s.get("impact.within_plan")],
+                vec![String::new(), String::new()],
+                vec![f.opt(i.within_plan_lift, |f, v| f.money(v)), String::new()],
             ]
             .concat(),
             [
                 vec![s.get("impact.median_arr")],
                 pair(i.with_median_arr, i.without_median_arr, &money, &money),
+                vec![f.opt(r.median_arr, |f, v| f.money(v))],
             ]
             .concat(),
             [
@@ -331,6 +364,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
                     &|v| f.percent(v),
                     &|v| f.points(v),
                 ),
+                vec![f.percent(o.active_rate)],
             ]
             .concat(),
         ];
@@ -339,6 +373,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
             String::new(),
             String::new(),
             f.opt(i.arr_lift_pct, |f, v| f.percent(v)),
+            String::new(),
         ]);
         rows
     };
@@ -399,6 +434,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
         "scope": { "rows": scope, "definitions": s.list("scope.definitions") },
         "dimensions": dimensions,
         "cross": cross,
+        "cross_note": cross_note,
         "training": impact_rows(&r.training),
         "diversity": impact_rows(&r.diversity),
         "paths": { "by_users": by_users, "by_arr": by_arr, "inactive": inactive, "total": count(r.paths.len()) },

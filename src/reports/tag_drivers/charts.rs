@@ -21,7 +21,7 @@ fn share_points(shares: impl Iterator<Item = f64>) -> Vec<CompositeValue> {
 }
 
 /// Colours of the two groups, used the same way in every chart.
-pub const AT_RISK_COLOR: &str = "#c44e52";
+pub const AT_RISK_COLOR: &str = crate::render::charts::RISK;
 pub const EXPANSION_COLOR: &str = "#3f9c6d";
 
 /// Canvas height for `n` horizontal bar categories.
@@ -36,6 +36,15 @@ pub fn charts(r: &TagDrivers, min_pp: f64, s: &Strings) -> Vec<ChartSpec> {
     }
     let tags: Vec<String> = r.top.iter().map(|t| s.topic(&t.tag)).collect();
     let groups = [s.get("groups.at_risk"), s.get("groups.expansion")];
+
+    // Topics the findings call a difference (threshold and test), for every chart.
+    let verdicts = super::findings::topic_verdicts(r);
+    let clear = r
+        .top
+        .iter()
+        .zip(&verdicts)
+        .filter(|(t, v)| v.holds() && t.difference_pp.abs() >= min_pp)
+        .count();
 
     // 1. Grouped horizontal bars: the union of both top-10 lists, largest at-risk
     // over-representation first.
@@ -74,26 +83,35 @@ pub fn charts(r: &TagDrivers, min_pp: f64, s: &Strings) -> Vec<ChartSpec> {
                 "id": "top_tags",
                 "numbers": {
                     "risk_pp": first.difference_pp, "growth_pp": -last.difference_pp,
-                    "tags": tags.len(),
+                    "tags": tags.len(), "clear": clear,
+                    "largest_pp": r.top.iter().map(|t| t.difference_pp.abs()).fold(0.0, f64::max),
                 },
                 "slices": { "risk_tag": s.topic(&first.tag), "growth_tag": s.topic(&last.tag) },
             })),
         });
     }
 
-    // 2. Diverging bars: at-risk share minus expansion share, per topic.
+    // 2. Diverging bars: at-risk share minus expansion share, per topic; coloured only
+    // where the findings call it a difference (threshold and test).
     {
+        let kind = |i: usize, t: &super::metrics::TopTag| {
+            if t.difference_pp.abs() < min_pp || !verdicts.get(i).is_some_and(|v| v.holds()) {
+                0
+            } else if t.difference_pp > 0.0 {
+                1
+            } else {
+                2
+            }
+        };
         let data: Vec<DataPointItem> = r
             .top
             .iter()
             .enumerate()
             .map(|(i, t)| {
-                let color = if t.difference_pp.abs() < min_pp {
-                    "#b8c2cc"
-                } else if t.difference_pp > 0.0 {
-                    AT_RISK_COLOR
-                } else {
-                    EXPANSION_COLOR
+                let color = match kind(i, t) {
+                    0 => "#b8c2cc",
+                    1 => AT_RISK_COLOR,
+                    _ => EXPANSION_COLOR,
                 };
                 DataPointItem::new(bar_point(i, t.difference_pp, "", true))
                     .item_style(ItemStyle::new().color(color))
@@ -114,8 +132,9 @@ pub fn charts(r: &TagDrivers, min_pp: f64, s: &Strings) -> Vec<ChartSpec> {
                     .data(tags.clone()),
             )
             .series(Bar::new().label(bar_end_label()).data(data));
-        let risk = r.top.iter().filter(|t| t.difference_pp >= min_pp).count();
-        let growth = r.top.iter().filter(|t| -t.difference_pp >= min_pp).count();
+        let kinds: Vec<u8> = r.top.iter().enumerate().map(|(i, t)| kind(i, t)).collect();
+        let risk = kinds.iter().filter(|k| **k == 1).count();
+        let growth = kinds.iter().filter(|k| **k == 2).count();
         out.push(ChartSpec {
             id: "tag_gap",
             height: Some(bars_height(tags.len(), 24)),
@@ -130,7 +149,12 @@ pub fn charts(r: &TagDrivers, min_pp: f64, s: &Strings) -> Vec<ChartSpec> {
     // 3. Service comparison: rating on the left axis, median response on the right.
     {
         let (risk, expansion) = (&r.groups[0], &r.groups[1]);
-        let chart = Chart::new()
+        // Equal medians (as printed) are a sentence, not two equal bars.
+        let same_resp = match (risk.median_resp, expansion.median_resp) {
+            (Some(a), Some(b)) => (a * 10.0).round() == (b * 10.0).round(),
+            _ => false,
+        };
+        let mut chart = Chart::new()
             .title(title(s.get("charts.service")))
             .legend(Legend::new().bottom(4))
             .grid(Grid::new().left(60).right(70).top(52).bottom(64))
@@ -142,26 +166,29 @@ pub fn charts(r: &TagDrivers, min_pp: f64, s: &Strings) -> Vec<ChartSpec> {
                     .min(0)
                     .max(5),
             )
-            .y_axis(
-                Axis::new()
-                    .type_(AxisType::Value)
-                    .name(s.get("charts.minutes")),
-            )
             .series(
                 Bar::new()
                     .name(s.get("charts.avg_rating"))
                     .label(Label::new().show(true).position(LabelPosition::Top))
                     .item_style(ItemStyle::new().color("#2f5d8a"))
                     .data(vec![num2(risk.avg_rating), num2(expansion.avg_rating)]),
-            )
-            .series(
-                Bar::new()
-                    .name(s.get("charts.median_resp"))
-                    .y_axis_index(1)
-                    .label(Label::new().show(true).position(LabelPosition::Top))
-                    .item_style(ItemStyle::new().color("#e07b39"))
-                    .data(vec![num1(risk.median_resp), num1(expansion.median_resp)]),
             );
+        if !same_resp {
+            chart = chart
+                .y_axis(
+                    Axis::new()
+                        .type_(AxisType::Value)
+                        .name(s.get("charts.minutes")),
+                )
+                .series(
+                    Bar::new()
+                        .name(s.get("charts.median_resp"))
+                        .y_axis_index(1)
+                        .label(Label::new().show(true).position(LabelPosition::Top))
+                        .item_style(ItemStyle::new().color("#e07b39"))
+                        .data(vec![num1(risk.median_resp), num1(expansion.median_resp)]),
+                );
+        }
         let takeaway = match (
             risk.avg_rating,
             expansion.avg_rating,
@@ -170,7 +197,7 @@ pub fn charts(r: &TagDrivers, min_pp: f64, s: &Strings) -> Vec<ChartSpec> {
         ) {
             (Some(ra), Some(ea), Some(rr), Some(er)) => Some(json!({
                 "id": "service",
-                "numbers": { "risk_rating": ra, "expansion_rating": ea, "risk_resp": rr, "expansion_resp": er },
+                "numbers": { "risk_rating": ra, "expansion_rating": ea, "risk_resp": rr, "expansion_resp": er, "same_resp": same_resp },
             })),
             _ => None,
         };

@@ -1,44 +1,120 @@
-//! Findings and recommendations of the tag-drivers report: over-represented topics
-//! per group, the rating, response, reopen and volume gaps — each only when its
-//! condition holds in the run's numbers.
+//! Findings and recommendations of the tag-drivers report, under the shared claims
+//! rules (`crate::stats::claims`): topics over-represented in each group (a gap of at
+//! least `min_pp` that holds under a two-proportion test with Benjamini–Hochberg across
+//! the topics), the rating, response, reopen and volume gaps (each tested), every one
+//! read against the baseline of all paying customers. Recommendations follow what each
+//! topic is (product stability, case handling, commercial, adoption), carry an owner,
+//! a target other paying customers reach, and the ARR of the companies concerned
+//! (an association, not a forecast). The report compares what two groups talk about;
+//! it does not explain upgrades or downgrades.
 
 use serde_json::{json, Value};
 
 use super::metrics::{GroupStats, TagDrivers, TopTag};
 use crate::render::narrative::{Finding, Recommendation};
+use crate::stats::claims::{
+    compare, compare_many, compare_means, peer_target, Proportion, Verdict,
+};
 
 /// Topics a finding names at most.
 const TOPICS_NAMED: usize = 3;
-/// Rating gaps smaller than this (points on the 1–5 scale) are not worth a finding.
-const MIN_RATING_GAP: f64 = 0.05;
-/// Median response gaps smaller than this (minutes) are not worth a finding.
-const MIN_RESPONSE_GAP: f64 = 0.5;
-/// Reopen-rate gaps smaller than this (fraction) are not worth a finding.
-const MIN_REOPEN_GAP: f64 = 0.01;
-/// Conversations per company must differ by this factor to be worth a finding.
-const VOLUME_RATIO: f64 = 1.1;
+/// Topic kinds the recommendations act on at most.
+const KINDS_ACTED_ON: usize = 2;
+/// A peer group gives a target only from this many conversations.
+const MIN_PEERS: usize = 30;
 
-fn tag_value(t: &TopTag) -> Value {
+/// What a topic is about, which decides who acts on it: `stability` (the product
+/// failing), `handling` (how a case was handled, e.g. escalation: not stability
+/// work), `commercial` (billing, plan changes), `adoption` (getting value from the
+/// product), or `other` for a customer's own tags.
+pub fn topic_kind(tag: &str) -> &'static str {
+    match tag.trim().to_lowercase().as_str() {
+        "bug" | "outage" | "data export" | "integration" | "account access" | "performance" => {
+            "stability"
+        }
+        "escalation" | "complaint" => "handling",
+        "billing" | "downgrade risk" | "upgrade" | "renewal" | "cancellation" | "pricing" => {
+            "commercial"
+        }
+        "onboarding" | "implementation" | "how-to" | "feature feedback" | "training" => "adoption",
+        _ => "other",
+    }
+}
+
+/// Who acts on a kind of topic.
+fn owner_of(kind: &str) -> &'static str {
+    match kind {
+        "stability" => "engineering",
+        "commercial" => "account_management",
+        "adoption" => "customer_success",
+        _ => "support_operations",
+    }
+}
+
+fn both(r: &TagDrivers) -> (&GroupStats, &GroupStats) {
+    (&r.groups[0], &r.groups[1])
+}
+
+/// k of n for a topic in a group (0 at-risk, 1 expansion, 2 all paying).
+fn topic_share(r: &TagDrivers, t: &TopTag, g: usize) -> Option<Proportion> {
+    let n = [&r.groups[0], &r.groups[1], &r.baseline][g].conversations;
+    Proportion::new(t.conversations[g], n)
+}
+
+/// The other paying customers: the baseline without the at-risk group.
+fn others(all: Option<Proportion>, group: Option<Proportion>) -> Option<Proportion> {
+    let (all, group) = (all?, group?);
+    (all.n > group.n).then_some(Proportion {
+        k: (all.k - group.k).max(0.0),
+        n: all.n - group.n,
+    })
+}
+
+fn tag_value(r: &TagDrivers, t: &TopTag) -> Value {
     json!({
         "tag": t.tag,
+        "kind": topic_kind(&t.tag),
         "at_risk": t.at_risk_share,
         "expansion": t.expansion_share,
+        "all": t.all_share,
+        "at_risk_k": t.conversations[0],
+        "expansion_k": t.conversations[1],
+        "at_risk_n": r.groups[0].conversations,
+        "expansion_n": r.groups[1].conversations,
         "pp": t.difference_pp,
     })
 }
 
-/// Topics over-represented in a group by at least `min_pp`, largest gap first.
+/// The verdict of each top topic (at-risk share against expansion share), with the
+/// false discovery rate controlled across the topics.
+pub fn topic_verdicts(r: &TagDrivers) -> Vec<Verdict> {
+    let pairs: Vec<(Proportion, Proportion)> = r
+        .top
+        .iter()
+        .filter_map(|t| Some((topic_share(r, t, 0)?, topic_share(r, t, 1)?)))
+        .collect();
+    if pairs.len() != r.top.len() {
+        return vec![Verdict::NoClearDifference; r.top.len()];
+    }
+    compare_many(&pairs)
+}
+
+/// Topics over-represented in a group: at least `min_pp` apart and the difference
+/// holds; largest gap first.
 fn over_represented(r: &TagDrivers, min_pp: f64, at_risk: bool) -> Vec<&TopTag> {
+    let verdicts = topic_verdicts(r);
     let mut v: Vec<&TopTag> = r
         .top
         .iter()
-        .filter(|t| {
+        .zip(verdicts)
+        .filter(|(t, verdict)| {
             if at_risk {
-                t.difference_pp >= min_pp
+                t.difference_pp >= min_pp && *verdict == Verdict::Higher
             } else {
-                -t.difference_pp >= min_pp
+                -t.difference_pp >= min_pp && *verdict == Verdict::Lower
             }
         })
+        .map(|(t, _)| t)
         .collect();
     v.sort_by(|a, b| {
         b.difference_pp
@@ -49,13 +125,25 @@ fn over_represented(r: &TagDrivers, min_pp: f64, at_risk: bool) -> Vec<&TopTag> 
     v
 }
 
-fn both(r: &TagDrivers) -> (&GroupStats, &GroupStats) {
-    (&r.groups[0], &r.groups[1])
+/// Mood's median test on first-response minutes: the share of each group's responses
+/// above the two groups' pooled median, compared as proportions.
+fn response_verdict(a: &[f64], b: &[f64]) -> Verdict {
+    let mut pooled: Vec<f64> = a.iter().chain(b).copied().collect();
+    pooled.sort_by(f64::total_cmp);
+    let Some(m) = crate::stats::percentile(&pooled, 0.5) else {
+        return Verdict::NoClearDifference;
+    };
+    let above = |v: &[f64]| Proportion::new(v.iter().filter(|x| **x > m).count(), v.len());
+    match (above(a), above(b)) {
+        (Some(x), Some(y)) => compare(x, y),
+        _ => Verdict::NoClearDifference,
+    }
 }
 
 pub fn findings(r: &TagDrivers, min_pp: f64) -> Vec<Finding> {
     let mut out = Vec::new();
     let (risk, expansion) = both(r);
+    let base = &r.baseline;
     if risk.conversations == 0 || expansion.conversations == 0 {
         let mut x = Finding::new("group_missing", 0);
         x.keys.insert(
@@ -81,7 +169,7 @@ pub fn findings(r: &TagDrivers, min_pp: f64) -> Vec<Finding> {
                 Value::Array(
                     tags.iter()
                         .take(TOPICS_NAMED)
-                        .map(|t| tag_value(t))
+                        .map(|t| tag_value(r, t))
                         .collect(),
                 ),
             );
@@ -90,6 +178,7 @@ pub fn findings(r: &TagDrivers, min_pp: f64) -> Vec<Finding> {
     }
     if !out.iter().any(|f| f.id.ends_with("_topics")) {
         let mut x = Finding::new("no_topic_gap", 1);
+        x.lead = false;
         x.numbers.insert("min_pp", min_pp);
         x.numbers.insert(
             "largest_pp",
@@ -100,153 +189,255 @@ pub fn findings(r: &TagDrivers, min_pp: f64) -> Vec<Finding> {
         );
         out.push(x);
     }
-    if let (Some(a), Some(b)) = (risk.avg_rating, expansion.avg_rating) {
-        if (a - b).abs() >= MIN_RATING_GAP {
+    if let (Some(a), Some(b)) = (risk.samples.ratings, expansion.samples.ratings) {
+        let verdict = compare_means(a, b);
+        if verdict.holds() {
             let mut x = Finding::new("rating_gap", 3);
-            x.numbers.insert("at_risk", a);
-            x.numbers.insert("expansion", b);
-            x.numbers.insert("gap", (a - b).abs());
-            if let (Some(la), Some(lb)) = (risk.share_rated_le2, expansion.share_rated_le2) {
-                x.numbers.insert("low_at_risk", la);
-                x.numbers.insert("low_expansion", lb);
+            x.numbers.insert("at_risk", a.mean);
+            x.numbers.insert("expansion", b.mean);
+            x.numbers.insert("at_risk_n", a.n);
+            x.numbers.insert("expansion_n", b.n);
+            // The gap as the difference of the printed values (two decimals).
+            x.numbers.insert(
+                "gap",
+                crate::stats::claims::printed_difference(a.mean, b.mean, 1.0, 2).abs(),
+            );
+            if let Some(all) = base.avg_rating {
+                x.numbers.insert("all", all);
             }
-            x.keys
-                .insert("direction", if a < b { "lower" } else { "higher" });
+            let low = |g: &GroupStats| Proportion::new(g.rated_le2, g.rated);
+            if let (Some(la), Some(lb)) = (low(risk), low(expansion)) {
+                x.numbers.insert("low_at_risk", la.rate());
+                x.numbers.insert("low_expansion", lb.rate());
+                x.numbers.insert("low_at_risk_k", la.k);
+                x.keys.insert("low_verdict", compare(la, lb).key());
+            }
+            x.keys.insert(
+                "direction",
+                if verdict == Verdict::Lower {
+                    "lower"
+                } else {
+                    "higher"
+                },
+            );
             out.push(x);
         }
     }
     if let (Some(a), Some(b)) = (risk.median_resp, expansion.median_resp) {
-        if (a - b).abs() >= MIN_RESPONSE_GAP {
+        let verdict = response_verdict(&risk.samples.responses, &expansion.samples.responses);
+        if verdict.holds() && a != b {
             let mut x = Finding::new("response_gap", 4);
             x.numbers.insert("at_risk", a);
             x.numbers.insert("expansion", b);
             x.numbers.insert("gap", (a - b).abs());
-            x.keys
-                .insert("direction", if a > b { "slower" } else { "faster" });
+            if let Some(all) = base.median_resp {
+                x.numbers.insert("all", all);
+            }
+            x.keys.insert(
+                "direction",
+                if verdict == Verdict::Higher {
+                    "slower"
+                } else {
+                    "faster"
+                },
+            );
             out.push(x);
         }
     }
-    if let (Some(a), Some(b)) = (risk.reopen_rate, expansion.reopen_rate) {
-        if (a - b).abs() >= MIN_REOPEN_GAP {
+    let reopened = |g: &GroupStats| Proportion::new(g.samples.reopened, g.samples.with_metrics);
+    if let (Some(a), Some(b)) = (reopened(risk), reopened(expansion)) {
+        let verdict = compare(a, b);
+        if verdict.holds() {
             let mut x = Finding::new("reopen_gap", 5);
-            x.numbers.insert("at_risk", a);
-            x.numbers.insert("expansion", b);
-            x.numbers.insert("gap", (a - b).abs());
-            x.keys
-                .insert("direction", if a > b { "more" } else { "fewer" });
+            x.numbers.insert("at_risk", a.rate());
+            x.numbers.insert("expansion", b.rate());
+            x.numbers.insert("at_risk_k", a.k);
+            x.numbers.insert("at_risk_n", a.n);
+            x.numbers.insert("expansion_n", b.n);
+            if let Some(all) = base.reopen_rate {
+                x.numbers.insert("all", all);
+            }
+            x.keys.insert(
+                "direction",
+                if verdict == Verdict::Higher {
+                    "more"
+                } else {
+                    "fewer"
+                },
+            );
             out.push(x);
         }
     }
-    if let (Some(a), Some(b)) = (
-        risk.conversations_per_company,
-        expansion.conversations_per_company,
-    ) {
-        if a >= b * VOLUME_RATIO || b >= a * VOLUME_RATIO {
+    if let (Some(a), Some(b)) = (risk.samples.per_company, expansion.samples.per_company) {
+        let verdict = compare_means(a, b);
+        if verdict.holds() {
             let mut x = Finding::new("volume_gap", 6);
-            x.numbers.insert("at_risk", a);
-            x.numbers.insert("expansion", b);
-            x.numbers
-                .insert("ratio", a.max(b) / a.min(b).max(f64::MIN_POSITIVE));
+            x.numbers.insert("at_risk", a.mean);
+            x.numbers.insert("expansion", b.mean);
+            x.numbers.insert(
+                "ratio",
+                a.mean.max(b.mean) / a.mean.min(b.mean).max(f64::MIN_POSITIVE),
+            );
             x.numbers.insert("at_risk_companies", risk.companies as f64);
             x.numbers
                 .insert("expansion_companies", expansion.companies as f64);
-            x.keys
-                .insert("direction", if a > b { "more" } else { "fewer" });
+            if let Some(all) = base.conversations_per_company {
+                x.numbers.insert("all", all);
+            }
+            x.keys.insert(
+                "direction",
+                if verdict == Verdict::Higher {
+                    "more"
+                } else {
+                    "fewer"
+                },
+            );
             out.push(x);
         }
     }
     if !r.in_both_groups.is_empty() {
         let mut x = Finding::new("overlap", 7);
+        x.lead = false;
         x.numbers.insert("companies", r.in_both_groups.len() as f64);
+        out.push(x);
+    }
+    if !out.iter().any(|f| f.lead) {
+        let mut x = Finding::new("nothing_stands_out", 0);
+        x.numbers.insert(
+            "conversations",
+            (risk.conversations + expansion.conversations) as f64,
+        );
+        x.numbers
+            .insert("companies", (risk.companies + expansion.companies) as f64);
         out.push(x);
     }
     out.sort_by_key(|f| f.rank);
     out
 }
 
-/// Recommendations keyed to the findings that hold.
+fn owned(id: &'static str, follows: &'static str, owner: &'static str) -> Recommendation {
+    let mut x = Recommendation::new(id, follows);
+    x.keys.insert("owner", owner);
+    x
+}
+
+/// Recommendations keyed to the findings that hold and to what each topic is.
 pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendation> {
-    let (risk, expansion) = both(r);
+    let (risk, _) = both(r);
+    let base = &r.baseline;
     let has = |id: &str| findings.iter().find(|f| f.id == id);
-    let tag_conversations = |group: &str, tag: &str| {
-        r.shares
-            .iter()
-            .find(|s| s.group == group && s.tag == tag)
-            .map_or(0, |s| s.conversations)
-    };
+    let top = |tag: &str| r.top.iter().find(|t| t.tag == tag);
     let mut out = Vec::new();
     if let Some(f) = has("risk_topics") {
-        if let Some(first) = f.slices.get("tags").and_then(|t| t.get(0)) {
-            let tag = first["tag"].as_str().unwrap_or_default();
-            let mut x = Recommendation::new("stabilize_risk_topics", "risk_topics");
-            let a = first["at_risk"].as_f64().unwrap_or(0.0);
-            let b = first["expansion"].as_f64().unwrap_or(0.0);
-            x.numbers.insert("at_risk_share", a);
-            x.numbers.insert("expansion_share", b);
-            x.numbers.insert(
-                "conversations",
-                tag_conversations(super::metrics::AT_RISK, tag) as f64,
-            );
-            // Conversations fewer if the tag's at-risk share fell to the expansion level.
-            x.numbers
-                .insert("avoidable", ((a - b) * risk.conversations as f64).round());
-            x.slices.insert("tag", json!(tag));
-            x.slices.insert(
-                "others",
-                Value::Array(
-                    f.slices["tags"]
-                        .as_array()
-                        .map(|v| v.iter().skip(1).map(|t| t["tag"].clone()).collect())
-                        .unwrap_or_default(),
-                ),
-            );
+        // One action per kind of topic, in the order of the largest gap.
+        let mut kinds: Vec<&'static str> = Vec::new();
+        for v in f
+            .slices
+            .get("tags")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(t) = v["tag"].as_str().and_then(top) else {
+                continue;
+            };
+            let kind = topic_kind(&t.tag);
+            if kinds.contains(&kind) || kinds.len() >= KINDS_ACTED_ON {
+                continue;
+            }
+            let current = topic_share(r, t, 0);
+            let peers = others(topic_share(r, t, 2), current);
+            let (Some(current), Some(peers)) = (current, peers) else {
+                continue;
+            };
+            let Some(target) = peer_target(current, peers, MIN_PEERS, false) else {
+                continue;
+            };
+            kinds.push(kind);
+            let mut x = owned("address_risk_topic", "risk_topics", owner_of(kind));
+            x.keys.insert("kind", kind);
+            x.slices.insert("tag", json!(t.tag));
+            x.numbers.insert("conversations", current.k);
+            x.numbers.insert("current", current.rate());
+            x.numbers.insert("target", target.value);
+            x.numbers.insert("peer_rate", peers.rate());
+            x.numbers.insert("peer_n", peers.n);
+            x.numbers.insert("avoided", target.members_moved.round());
+            x.numbers.insert("companies", t.at_risk_companies as f64);
+            x.numbers.insert("arr", t.at_risk_arr);
             out.push(x);
         }
     }
     if let Some(f) = has("growth_topics") {
-        if let Some(first) = f.slices.get("tags").and_then(|t| t.get(0)) {
-            let tag = first["tag"].as_str().unwrap_or_default();
-            let mut x = Recommendation::new("outreach_growth_topics", "growth_topics");
-            x.numbers.insert(
-                "conversations",
-                tag_conversations(super::metrics::EXPANSION, tag) as f64,
+        if let Some(t) = f
+            .slices
+            .get("tags")
+            .and_then(|v| v.get(0))
+            .and_then(|v| v["tag"].as_str())
+            .and_then(top)
+        {
+            let mut x = owned(
+                "outreach_growth_topics",
+                "growth_topics",
+                "account_management",
             );
-            x.numbers.insert(
-                "expansion_share",
-                first["expansion"].as_f64().unwrap_or(0.0),
-            );
-            x.numbers.insert("companies", expansion.companies as f64);
-            x.slices.insert("tag", json!(tag));
+            x.keys.insert("kind", topic_kind(&t.tag));
+            x.numbers.insert("conversations", t.conversations[1] as f64);
+            x.numbers.insert("expansion_share", t.expansion_share);
+            x.numbers.insert("companies", t.expansion_companies as f64);
+            x.numbers.insert("arr", t.expansion_arr);
+            x.slices.insert("tag", json!(t.tag));
             out.push(x);
         }
     }
     if let Some(f) = has("response_gap") {
         if f.keys.get("direction") == Some(&"slower") {
-            let mut x = Recommendation::new("match_response_time", "response_gap");
+            let mut x = owned("match_response_time", "response_gap", "support_operations");
             x.numbers.insert("target", f.numbers["expansion"]);
             x.numbers.insert("current", f.numbers["at_risk"]);
+            x.numbers.insert("companies", risk.companies as f64);
+            x.numbers.insert("arr", risk.arr);
             out.push(x);
         }
     }
     if let Some(f) = has("rating_gap") {
         if f.keys.get("direction") == Some(&"lower") {
-            let mut x = Recommendation::new("review_low_ratings", "rating_gap");
-            x.numbers.insert("low_rated", risk.rated_le2 as f64);
-            if let Some(t) = expansion.share_rated_le2 {
-                x.numbers.insert("target_share", t);
+            let low = |g: &GroupStats| Proportion::new(g.rated_le2, g.rated);
+            let current = low(risk);
+            if let Some(t) = current
+                .zip(others(low(base), current))
+                .and_then(|(c, p)| peer_target(c, p, MIN_PEERS, false))
+            {
+                let mut x = owned("review_low_ratings", "rating_gap", "support_operations");
+                x.numbers.insert("low_rated", risk.rated_le2 as f64);
+                x.numbers.insert("current_share", t.current.rate());
+                x.numbers.insert("target_share", t.value);
+                x.numbers.insert("peer_rate", t.peers.rate());
+                x.numbers.insert("companies", risk.companies as f64);
+                x.numbers.insert("arr", risk.arr);
+                out.push(x);
             }
-            if let Some(c) = risk.share_rated_le2 {
-                x.numbers.insert("current_share", c);
-            }
-            out.push(x);
         }
     }
     if let Some(f) = has("reopen_gap") {
         if f.keys.get("direction") == Some(&"more") {
-            let mut x = Recommendation::new("first_contact_resolution", "reopen_gap");
-            x.numbers.insert("current", f.numbers["at_risk"]);
-            x.numbers.insert("target", f.numbers["expansion"]);
-            out.push(x);
+            let reopened =
+                |g: &GroupStats| Proportion::new(g.samples.reopened, g.samples.with_metrics);
+            let current = reopened(risk);
+            if let Some(t) = current
+                .zip(others(reopened(base), current))
+                .and_then(|(c, p)| peer_target(c, p, MIN_PEERS, false))
+            {
+                let mut x = owned(
+                    "first_contact_resolution",
+                    "reopen_gap",
+                    "support_enablement",
+                );
+                x.numbers.insert("current", t.current.rate());
+                x.numbers.insert("target", t.value);
+                x.numbers.insert("avoided", t.members_moved.round());
+                out.push(x);
+            }
         }
     }
     out
@@ -256,32 +447,62 @@ pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendati
 mod tests {
     use super::*;
     use crate::intercom::window::Window;
-    use crate::reports::tag_drivers::metrics::{TagShare, AT_RISK, EXPANSION};
+    use crate::reports::tag_drivers::metrics::{
+        GroupSamples, TagShare, ALL_PAYING, AT_RISK, EXPANSION,
+    };
     use crate::source::BadTimestamps;
+    use crate::stats::claims::Moments;
 
-    fn group(name: &'static str, rating: f64, resp: f64) -> GroupStats {
+    /// A group of `n` conversations from `n / 10` companies, rated `rating` on average
+    /// (variance 1, half of them rated), `low` of the rated at 1–2, every response
+    /// `resp` minutes.
+    fn group(name: &'static str, n: usize, rating: f64, low: usize, resp: f64) -> GroupStats {
+        let rated = n / 2;
         GroupStats {
             group: name,
-            companies: 10,
-            conversations: 100,
+            companies: n / 10,
+            conversations: n,
             conversations_per_company: Some(10.0),
-            rated: 50,
-            rated_le2: 10,
+            rated,
+            rated_le2: low,
             avg_rating: Some(rating),
-            share_rated_le2: Some(0.2),
+            share_rated_le2: Some(low as f64 / rated as f64),
             median_resp: Some(resp),
             reopen_rate: Some(0.1),
+            arr: 1_000_000.0,
+            samples: GroupSamples {
+                ratings: Some(Moments {
+                    n: rated as f64,
+                    mean: rating,
+                    var: 1.0,
+                }),
+                responses: vec![resp; n],
+                with_metrics: n,
+                reopened: n / 10,
+                per_company: Some(Moments {
+                    n: (n / 10) as f64,
+                    mean: 10.0,
+                    var: 4.0,
+                }),
+            },
         }
     }
 
-    fn numbers(top: Vec<(&str, f64, f64)>, risk: GroupStats, exp: GroupStats) -> TagDrivers {
+    /// Topics as (tag, at-risk k, expansion k) of 100 conversations each; the
+    /// baseline is 400 conversations holding both groups and 200 others with `k`
+    /// equal to the expansion count.
+    fn numbers(top: Vec<(&str, usize, usize)>, risk: GroupStats, exp: GroupStats) -> TagDrivers {
         let t = |s: &str| crate::source::timestamp::parse(s, chrono_tz::Tz::UTC).unwrap();
+        let (nr, ne) = (risk.conversations, exp.conversations);
+        let base = group(ALL_PAYING, nr + ne + 200, 3.9, 25, 30.0);
+        let nb = base.conversations;
         TagDrivers {
             window: Window {
                 start: t("2024-01-01 00:00:00"),
                 end: t("2024-06-30 23:59:59"),
             },
             groups: vec![risk, exp],
+            baseline: base,
             shares: top
                 .iter()
                 .flat_map(|(t, a, b)| {
@@ -289,72 +510,133 @@ mod tests {
                         TagShare {
                             group: AT_RISK,
                             tag: (*t).into(),
-                            conversations: (a * 100.0) as usize,
-                            share: *a,
+                            conversations: *a,
+                            share: *a as f64 / nr as f64,
                         },
                         TagShare {
                             group: EXPANSION,
                             tag: (*t).into(),
-                            conversations: (b * 100.0) as usize,
-                            share: *b,
+                            conversations: *b,
+                            share: *b as f64 / ne as f64,
                         },
                     ]
                 })
                 .collect(),
             top: top
                 .iter()
-                .map(|(t, a, b)| TopTag {
-                    tag: (*t).into(),
-                    at_risk_share: *a,
-                    expansion_share: *b,
-                    difference_pp: (a - b) * 100.0,
+                .map(|(t, a, b)| {
+                    let (ra, eb) = (*a as f64 / nr as f64, *b as f64 / ne as f64);
+                    let all = a + b + 2 * b;
+                    TopTag {
+                        tag: (*t).into(),
+                        at_risk_share: ra,
+                        expansion_share: eb,
+                        difference_pp: (ra - eb) * 100.0,
+                        all_share: all as f64 / nb as f64,
+                        conversations: [*a, *b, all],
+                        at_risk_companies: a / 2,
+                        at_risk_arr: 50_000.0 * (*a as f64),
+                        expansion_companies: b / 2,
+                        expansion_arr: 60_000.0 * (*b as f64),
+                    }
                 })
                 .collect(),
             in_both_groups: vec![],
             unmapped_conversations: 0,
-            conversations_in_window: 200,
+            conversations_in_window: 400,
             bad_timestamps: BadTimestamps::default(),
         }
     }
 
     #[test]
-    fn topics_need_the_threshold_and_findings_their_condition() {
+    fn topics_need_the_threshold_and_a_test_and_actions_a_reachable_target() {
         let r = numbers(
             vec![
-                ("Bug", 0.30, 0.10),
-                ("Billing", 0.20, 0.19),
-                ("Upgrade", 0.05, 0.25),
+                ("Bug", 30, 10),
+                ("Billing", 20, 19),
+                // 4 pp apart but 12 of 100 against 8 of 100 is chance.
+                ("Escalation", 12, 8),
+                ("Upgrade", 5, 25),
             ],
-            group(AT_RISK, 3.5, 30.0),
-            group(EXPANSION, 4.2, 30.2),
+            group(AT_RISK, 100, 3.5, 10, 30.0),
+            group(EXPANSION, 100, 4.2, 10, 30.0),
         );
         let f = findings(&r, 3.0);
         let ids: Vec<&str> = f.iter().map(|x| x.id).collect();
-        // The response gap of 0.2 min and the equal reopen rates say nothing.
+        // Equal responses, reopen rates and volumes say nothing.
         assert_eq!(ids, ["risk_topics", "growth_topics", "rating_gap"]);
         assert_eq!(f[0].slices["tags"][0]["tag"], "Bug");
-        assert_eq!(f[0].numbers["count"], 1.0, "Billing differs by 1 pp only");
+        assert_eq!(
+            f[0].numbers["count"], 1.0,
+            "Billing: 1 pp; Escalation: no test holds"
+        );
+        assert_eq!(f[0].slices["tags"][0]["at_risk_k"], 30);
+        assert!((f[2].numbers["gap"] - 0.7).abs() < 1e-12);
         let recs = recommendations(&r, &f);
         let ids: Vec<&str> = recs.iter().map(|x| x.id).collect();
-        assert_eq!(
-            ids,
-            [
-                "stabilize_risk_topics",
-                "outreach_growth_topics",
-                "review_low_ratings"
-            ]
-        );
-        assert_eq!(recs[0].numbers["avoidable"], 20.0);
+        // Low ratings: 10 of 50 against other paying customers' 5 of 50 is not
+        // better beyond doubt, so no target and no action.
+        assert_eq!(ids, ["address_risk_topic", "outreach_growth_topics"]);
+        let a = &recs[0];
+        assert_eq!(a.keys["kind"], "stability");
+        assert_eq!(a.keys["owner"], "engineering");
+        assert!(a.numbers["target"] >= a.numbers["peer_rate"], "reachable");
+        assert!(a.numbers["target"] < a.numbers["current"]);
+        assert_eq!(a.numbers["arr"], 1_500_000.0);
+        for x in &recs {
+            assert!(x.keys.contains_key("owner"));
+        }
         // A higher threshold leaves nothing over-represented: the finding says so.
         let f = findings(&r, 25.0);
         assert_eq!(f[0].id, "no_topic_gap");
     }
 
     #[test]
+    fn how_a_case_was_handled_is_not_stability_work() {
+        assert_eq!(topic_kind("Escalation"), "handling");
+        assert_eq!(topic_kind(" outage "), "stability");
+        assert_eq!(topic_kind("Downgrade Risk"), "commercial");
+        assert_eq!(topic_kind("Implementation"), "adoption");
+        assert_eq!(topic_kind("Our Own Tag"), "other");
+        let r = numbers(
+            vec![("Escalation", 30, 5), ("Bug", 28, 5), ("Outage", 26, 5)],
+            group(AT_RISK, 100, 4.0, 10, 30.0),
+            group(EXPANSION, 100, 4.0, 10, 30.0),
+        );
+        let f = findings(&r, 3.0);
+        let recs = recommendations(&r, &f);
+        let kinds: Vec<(&str, &str)> = recs
+            .iter()
+            .map(|x| (x.keys["kind"], x.keys["owner"]))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("handling", "support_operations"),
+                ("stability", "engineering")
+            ],
+            "one action per kind; Outage is stability work like Bug"
+        );
+    }
+
+    #[test]
+    fn where_nothing_differs_the_report_says_so() {
+        let r = numbers(
+            vec![("Bug", 20, 20), ("Billing", 10, 11)],
+            group(AT_RISK, 100, 4.0, 10, 30.0),
+            group(EXPANSION, 100, 4.0, 10, 30.0),
+        );
+        let f = findings(&r, 3.0);
+        let ids: Vec<&str> = f.iter().map(|x| x.id).collect();
+        assert_eq!(ids, ["nothing_stands_out", "no_topic_gap"]);
+        assert!(recommendations(&r, &f).is_empty());
+    }
+
+    #[test]
     fn an_empty_group_is_said_and_nothing_else() {
-        let mut risk = group(AT_RISK, 3.0, 30.0);
+        let mut risk = group(AT_RISK, 100, 3.0, 10, 30.0);
         risk.conversations = 0;
-        let r = numbers(vec![], risk, group(EXPANSION, 4.0, 20.0));
+        let r = numbers(vec![], risk, group(EXPANSION, 100, 4.0, 10, 20.0));
         let f = findings(&r, 3.0);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].keys["group"], "at_risk");

@@ -37,6 +37,22 @@ const SQL_TAG_CONVERSATION_METRICS_IN_WINDOW: &str = concat!(
      WHERE conversation_created_at BETWEEN $1 AND $2)"
 );
 
+/// Every distinct tag list (the topics the editions name come from these).
+const SQL_TAG_LISTS: &str =
+    "SELECT DISTINCT all_conversation_tags FROM intercom__conversation_enhanced";
+
+/// Every topic tag in the data, sorted, each once.
+pub fn topics(db: &Database) -> Result<Vec<String>, DataError> {
+    let mut out = std::collections::BTreeSet::new();
+    db.each_row_with(CONVERSATION_ENHANCED, SQL_TAG_LISTS, &[], |r| {
+        if let Some(t) = r.cow_text(0, "all_conversation_tags")? {
+            out.extend(topic_tags(&t));
+        }
+        Ok(())
+    })?;
+    Ok(out.into_iter().collect())
+}
+
 /// A conversation as the tag-drivers report reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TagConversationRow {

@@ -3,7 +3,7 @@
 //! Pure functions from loaded rows to serde structs, like conversation-usage's; the
 //! population and window rules are conversation-usage's §1–§2 (no P1/P99 exclusion).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
@@ -12,16 +12,21 @@ use crate::intercom::population::Population;
 use crate::intercom::window::Window;
 use crate::reports::MetricsError;
 use crate::source::BadTimestamps;
+use crate::stats::claims::Moments;
 use crate::stats::percentile;
 
 pub const AT_RISK: &str = "at_risk";
 pub const EXPANSION: &str = "expansion";
+/// The baseline: every paying company's conversations in the window.
+pub const ALL_PAYING: &str = "all_paying";
 const TOP: usize = 10;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TagDrivers {
     pub window: Window,
     pub groups: Vec<GroupStats>,
+    /// All paying customers, the baseline each group is read against.
+    pub baseline: GroupStats,
     /// One row per group and topic tag seen in that group (tag_shares.csv).
     pub shares: Vec<TagShare>,
     /// The union of both groups' top-10 tags, shares side by side.
@@ -46,6 +51,24 @@ pub struct GroupStats {
     pub share_rated_le2: Option<f64>,
     pub median_resp: Option<f64>,
     pub reopen_rate: Option<f64>,
+    /// Annual revenue (12 × monthly spend) of the group's companies with conversations.
+    pub arr: f64,
+    /// The samples the findings test (not printed as such).
+    #[serde(skip)]
+    pub samples: GroupSamples,
+}
+
+/// What a group's comparisons rest on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupSamples {
+    pub ratings: Option<Moments>,
+    /// First-response minutes, sorted.
+    pub responses: Vec<f64>,
+    /// Conversations with a metrics row, and those reopened.
+    pub with_metrics: usize,
+    pub reopened: usize,
+    /// Conversations per company.
+    pub per_company: Option<Moments>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -63,17 +86,29 @@ pub struct TopTag {
     pub expansion_share: f64,
     /// at_risk_share − expansion_share, in percentage points.
     pub difference_pp: f64,
+    /// Share of all paying customers' conversations (the baseline).
+    pub all_share: f64,
+    /// Conversations carrying the tag per group: at-risk, expansion, all paying.
+    pub conversations: [usize; 3],
+    /// At-risk companies that raised the tag, and their ARR.
+    pub at_risk_companies: usize,
+    pub at_risk_arr: f64,
+    /// Expansion targets that raised the tag, and their ARR.
+    pub expansion_companies: usize,
+    pub expansion_arr: f64,
 }
 
 #[derive(Default)]
 struct Acc {
-    companies: Vec<usize>,
+    /// Conversations per company.
+    companies: BTreeMap<usize, usize>,
     conversations: usize,
     ratings: Vec<f64>,
     responses: Vec<f64>,
     with_metrics: usize,
     reopened: usize,
     tags: BTreeMap<String, usize>,
+    tag_companies: BTreeMap<String, BTreeSet<usize>>,
 }
 
 pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, MetricsError> {
@@ -101,7 +136,7 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
             .entry(m.conversation_id.as_str())
             .or_insert((m.response_minutes, m.reopens));
     }
-    let mut acc = [Acc::default(), Acc::default()];
+    let mut acc = [Acc::default(), Acc::default(), Acc::default()];
     let (mut in_window, mut unmapped) = (0, 0);
     for c in &data.conversations {
         let Some(created) = c.created_at else {
@@ -115,15 +150,13 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
             unmapped += 1;
             continue;
         };
-        let Some(&(risk, expansion)) = member.get(&company) else {
-            continue;
-        };
-        for (g, is) in [risk, expansion].into_iter().enumerate() {
+        let (risk, expansion) = member.get(&company).copied().unwrap_or_default();
+        for (g, is) in [risk, expansion, true].into_iter().enumerate() {
             if !is {
                 continue;
             }
             let a = &mut acc[g];
-            a.companies.push(company);
+            *a.companies.entry(company).or_default() += 1;
             a.conversations += 1;
             if let Some(r) = c.rating {
                 a.ratings.push(r);
@@ -137,22 +170,29 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
             }
             for t in &c.topics {
                 *a.tags.entry(t.clone()).or_default() += 1;
+                a.tag_companies
+                    .entry(t.clone())
+                    .or_default()
+                    .insert(company);
             }
         }
     }
     if in_window == 0 {
         return Err(MetricsError::empty_window(&window));
     }
-    let names = [AT_RISK, EXPANSION];
-    let mut groups = Vec::new();
+    let names = [AT_RISK, EXPANSION, ALL_PAYING];
     let mut shares = Vec::new();
     let mut top_lists: Vec<Vec<String>> = Vec::new();
     let ratio = |n: usize, d: usize| (d > 0).then(|| n as f64 / d as f64);
+    let arr_of = |companies: &mut dyn Iterator<Item = &usize>| -> f64 {
+        companies
+            .map(|&i| 12.0 * data.companies[i].monthly_spend.unwrap_or(0.0))
+            .sum()
+    };
+    let mut stats: Vec<GroupStats> = Vec::with_capacity(3);
     for (g, a) in acc.iter_mut().enumerate() {
-        a.companies.sort_unstable();
-        a.companies.dedup();
         a.responses.sort_by(f64::total_cmp);
-        groups.push(GroupStats {
+        stats.push(GroupStats {
             group: names[g],
             companies: a.companies.len(),
             conversations: a.conversations,
@@ -166,7 +206,19 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
             ),
             median_resp: percentile(&a.responses, 0.5),
             reopen_rate: ratio(a.reopened, a.with_metrics),
+            arr: arr_of(&mut a.companies.keys()),
+            samples: GroupSamples {
+                ratings: Moments::of(a.ratings.iter().copied()),
+                responses: a.responses.clone(),
+                with_metrics: a.with_metrics,
+                reopened: a.reopened,
+                per_company: Moments::of(a.companies.values().map(|n| *n as f64)),
+            },
         });
+        // The baseline has no top list and no rows in tag_shares.csv.
+        if g == 2 {
+            continue;
+        }
         let mut ranked: Vec<(&String, usize)> = a.tags.iter().map(|(t, n)| (t, *n)).collect();
         ranked.sort_by(|x, y| y.1.cmp(&x.1).then_with(|| x.0.cmp(y.0)));
         top_lists.push(ranked.iter().take(TOP).map(|(t, _)| (*t).clone()).collect());
@@ -179,11 +231,16 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
             });
         }
     }
-    let share_of = |g: usize, tag: &str| {
-        let a = &acc[g];
-        a.tags
+    let baseline = stats.pop().ok_or(MetricsError::empty_window(&window))?;
+    let groups = stats;
+    let count_of = |g: usize, tag: &str| acc[g].tags.get(tag).copied().unwrap_or(0);
+    let share_of =
+        |g: usize, tag: &str| count_of(g, tag) as f64 / acc[g].conversations.max(1) as f64;
+    let raised_by = |g: usize, tag: &str| {
+        acc[g]
+            .tag_companies
             .get(tag)
-            .map_or(0.0, |n| *n as f64 / a.conversations.max(1) as f64)
+            .map_or((0, 0.0), |c| (c.len(), arr_of(&mut c.iter())))
     };
     let mut union: Vec<String> = top_lists.concat();
     union.sort();
@@ -192,11 +249,19 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
         .into_iter()
         .map(|tag| {
             let (r, e) = (share_of(0, &tag), share_of(1, &tag));
+            let (risk_companies, risk_arr) = raised_by(0, &tag);
+            let (exp_companies, exp_arr) = raised_by(1, &tag);
             TopTag {
-                tag,
                 at_risk_share: r,
                 expansion_share: e,
                 difference_pp: (r - e) * 100.0,
+                all_share: share_of(2, &tag),
+                conversations: [count_of(0, &tag), count_of(1, &tag), count_of(2, &tag)],
+                at_risk_companies: risk_companies,
+                at_risk_arr: risk_arr,
+                expansion_companies: exp_companies,
+                expansion_arr: exp_arr,
+                tag,
             }
         })
         .collect();
@@ -208,6 +273,7 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
     Ok(TagDrivers {
         window,
         groups,
+        baseline,
         shares,
         top,
         in_both_groups: in_both,

@@ -97,6 +97,10 @@ impl Report for TagDriversReport {
         })
     }
 
+    fn vocabulary(&self, db: &Database, _req: &Request<'_>) -> Result<Vec<String>, ReportError> {
+        Ok(load::topics(db)?)
+    }
+
     fn compute(
         &self,
         db: &Database,
@@ -243,9 +247,12 @@ fn layout(run: &Run, lang: &Language) -> Value {
         (Some(a), Some(b)) => fmt(a - b),
         _ => "—".to_owned(),
     };
+    let base = &r.baseline;
+    // Each measure for the two groups, their difference, and all paying customers.
     let row = |key: &str,
                a: Option<f64>,
                b: Option<f64>,
+               all: Option<f64>,
                val: &dyn Fn(f64) -> String,
                gap: &dyn Fn(f64) -> String| {
         vec![
@@ -253,6 +260,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
             a.map_or_else(|| "—".to_owned(), val),
             b.map_or_else(|| "—".to_owned(), val),
             diff(a, b, gap),
+            all.map_or_else(|| "—".to_owned(), val),
         ]
     };
     let n = |v: usize| Some(v as f64);
@@ -263,6 +271,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
             "groups.companies",
             n(risk.companies),
             n(expansion.companies),
+            n(base.companies),
             &cnt,
             &|v| signed(v, f.count(v)),
         ),
@@ -270,6 +279,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
             "groups.conversations",
             n(risk.conversations),
             n(expansion.conversations),
+            n(base.conversations),
             &cnt,
             &|v| signed(v, f.count(v)),
         ),
@@ -277,6 +287,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
             "groups.per_company",
             risk.conversations_per_company,
             expansion.conversations_per_company,
+            base.conversations_per_company,
             &|v| f.number(v, 1),
             &|v| signed(v, f.number(v, 1)),
         ),
@@ -284,6 +295,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
             "groups.avg_rating",
             risk.avg_rating,
             expansion.avg_rating,
+            base.avg_rating,
             &|v| f.number(v, 2),
             &|v| signed(v, f.number(v, 2)),
         ),
@@ -291,6 +303,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
             "groups.share_rated_le2",
             risk.share_rated_le2,
             expansion.share_rated_le2,
+            base.share_rated_le2,
             &|v| f.percent(v),
             &|v| signed(v, f.points(v)),
         ),
@@ -298,6 +311,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
             "groups.median_resp",
             risk.median_resp,
             expansion.median_resp,
+            base.median_resp,
             &|v| f.minutes(v),
             &|v| signed(v, f.minutes(v)),
         ),
@@ -305,14 +319,17 @@ fn layout(run: &Run, lang: &Language) -> Value {
             "groups.reopen_rate",
             risk.reopen_rate,
             expansion.reopen_rate,
+            base.reopen_rate,
             &|v| f.percent(v),
             &|v| signed(v, f.points(v)),
         ),
     ];
+    let verdicts = findings::topic_verdicts(r);
     let top: Vec<Vec<String>> = r
         .top
         .iter()
-        .map(|t| {
+        .zip(&verdicts)
+        .map(|(t, verdict)| {
             // The printed gap is the difference of the printed shares.
             let gap = crate::stats::claims::printed_difference(
                 t.at_risk_share,
@@ -325,13 +342,20 @@ fn layout(run: &Run, lang: &Language) -> Value {
                 f.percent(t.at_risk_share),
                 f.percent(t.expansion_share),
                 signed(gap, f.points(gap)),
+                s.get(if verdict.holds() && t.difference_pp.abs() >= run.min_pp {
+                    "topics.holds"
+                } else {
+                    "topics.does_not_hold"
+                }),
+                f.percent(t.all_share),
             ]
         })
         .collect();
     let notable: Vec<bool> = r
         .top
         .iter()
-        .map(|t| t.difference_pp.abs() < run.min_pp)
+        .zip(&verdicts)
+        .map(|(t, v)| t.difference_pp.abs() < run.min_pp || !v.holds())
         .collect();
     let per_group = |group: &str| -> Vec<Vec<String>> {
         let mut rows: Vec<&metrics::TagShare> =
