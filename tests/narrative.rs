@@ -70,6 +70,17 @@ fn narrative_of(c: &dyn Computed, report: &str, lang: &str) -> String {
     for r in &text.recommendations {
         out.push_str(&format!("[{}] {}\n", r.id, r.text));
     }
+    if !text.analysis.is_empty() {
+        out.push_str("\n## analysis\n");
+        for a in &text.analysis {
+            out.push_str(&format!(
+                "[{}/{}] {}\n",
+                a.section.as_deref().unwrap_or("-"),
+                a.id,
+                a.text
+            ));
+        }
+    }
     out.push_str("\n## chart takeaways\n");
     for spec in c.charts(&language) {
         if let Some(t) = &spec.takeaway {

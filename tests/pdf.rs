@@ -68,21 +68,45 @@ fn both_editions_have_pages_and_their_language() {
     let en_text = pdf_text(&en);
     let zh_text = pdf_text(&zh);
     assert!(!has_cjk(&en_text), "the English edition has no Chinese");
-    for heading in [
-        "Scope and method",
-        "Key findings",
+    // The brief first, the analysis after the findings, the workbook in the appendix.
+    let order = [
         "Recommendations",
-        "Limitations and data quality",
-        "Reproducibility",
-    ] {
-        assert!(en_text.contains(heading), "en: {heading}");
-    }
+        "Key findings",
+        "Why the numbers look like this",
+        "Key slices",
+        "Plan by segment",
+        "Visual summary",
+        "Segment profiles",
+        "Limitations and data improvements",
+        "Appendix: segment × seat × ARR panel",
+        "Appendix: scope and method",
+        "Appendix: data quality",
+        "Appendix: reproducibility",
+    ];
+    // Numbered headings ("3. Key slices"), in this order.
+    let at: Vec<usize> = order
+        .iter()
+        .map(|h| {
+            en_text
+                .find(&format!(". {h}"))
+                .unwrap_or_else(|| panic!("en: no heading {h}"))
+        })
+        .collect();
+    assert!(
+        at.windows(2).all(|w| w[0] < w[1]),
+        "en: section order {at:?}"
+    );
     for heading in [
-        "范围与方法",
         "主要发现",
         "行动建议",
-        "局限与数据质量",
-        "可复现信息",
+        "原因分析",
+        "关键切片",
+        "分客户阶段计划",
+        "客户阶段画像",
+        "局限与数据改进",
+        "附录：范围与方法",
+        "附录：数据质量",
+        "附录：可复现信息",
     ] {
         assert!(zh_text.contains(heading), "zh: {heading}");
     }

@@ -69,10 +69,15 @@ pub fn as_value(v: &impl Serialize) -> Value {
 }
 
 /// The findings and recommendations of a run, language-neutral (summary.json).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Narrative {
     pub findings: Vec<Finding>,
     pub recommendations: Vec<Recommendation>,
+    /// Records of a report's own analysis sections (diagnosis, what-if, plan, pilot,
+    /// limitations), each naming its section in `keys.section`; rendered by
+    /// `analysis.tera` (bound as `a`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub analysis: Vec<Finding>,
 }
 
 /// A rendered sentence with the record it came from.
@@ -82,6 +87,9 @@ pub struct Sentence {
     pub text: String,
     /// A finding that may lead page 1 (always false for recommendations).
     pub lead: bool,
+    /// The analysis section an analysis record belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub section: Option<String>,
 }
 
 /// A run's narrative in one language.
@@ -91,6 +99,8 @@ pub struct Sentences {
     pub recommendations: Vec<Sentence>,
     /// Each recommendation in its short page-1 form (`brief` set for the template).
     pub actions: Vec<Sentence>,
+    /// The analysis sections' sentences, each with its section.
+    pub analysis: Vec<Sentence>,
 }
 
 /// How many headlines and actions page 1 and the email carry.
@@ -110,6 +120,7 @@ pub fn sentences(story: &Narrative, language: &Language) -> Result<Sentences, Na
             id: id.to_owned(),
             text: language.render(template, name, &v)?,
             lead,
+            section: None,
         })
     };
     let findings = story
@@ -134,9 +145,19 @@ pub fn sentences(story: &Narrative, language: &Language) -> Result<Sentences, Na
             render("recommendations.tera", "r", x.id, v, false)
         })
         .collect::<Result<_, NarrativeError>>()?;
+    let analysis = story
+        .analysis
+        .iter()
+        .map(|a| {
+            let mut x = render("analysis.tera", "a", a.id, as_value(a), false)?;
+            x.section = a.keys.get("section").map(|s| (*s).to_owned());
+            Ok(x)
+        })
+        .collect::<Result<_, NarrativeError>>()?;
     Ok(Sentences {
         findings,
         recommendations,
         actions,
+        analysis,
     })
 }

@@ -32,10 +32,12 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 }
 
 /// The template files of one language of a report (each may come from `shared/`).
-const LANGUAGE_FILES: [&str; 7] = [
+const LANGUAGE_FILES: [&str; 8] = [
     "strings.toml",
     "findings.tera",
     "recommendations.tera",
+    // A report's own analysis sections; reports without any use the shared empty one.
+    "analysis.tera",
     "takeaways.tera",
     "email_subject.tera",
     "email.txt.tera",

@@ -208,6 +208,7 @@ fn common_data(
         "headlines": text.headlines().map(|x| &x.text).collect::<Vec<_>>(),
         "actions": text.actions.iter().map(|x| &x.text).collect::<Vec<_>>(),
         "findings": text.findings.iter().map(|x| &x.text).collect::<Vec<_>>(),
+        "analysis": text.analysis.iter().map(|x| json!({ "section": x.section, "id": x.id, "text": x.text })).collect::<Vec<_>>(),
         "recommendations": text.recommendations.iter().zip(&follows).map(|(x, f)| json!({ "text": x.text, "follows": f })).collect::<Vec<_>>(),
         "charts": charts,
         "appendix": appendix,

@@ -546,6 +546,7 @@ mod tests {
             Narrative {
                 findings: vec![f],
                 recommendations: Vec::new(),
+                analysis: Vec::new(),
             }
         }
         fn charts(&self, _: &Language) -> Vec<ChartSpec> {

@@ -232,6 +232,21 @@ pub fn stratified_difference(strata: &[(Moments, Moments, f64)]) -> Option<(f64,
     Some((diff, p))
 }
 
+/// Two-sided p-value of the sign test: `k` of `m` paired comparisons went one way,
+/// against an even chance (exact binomial). How a pattern repeated across strata
+/// (e.g. tertiles within each segment × ARR group) is told from chance.
+pub fn sign_test_p(k: usize, m: usize) -> f64 {
+    if m == 0 {
+        return 1.0;
+    }
+    let Ok(b) = statrs::distribution::Binomial::new(0.5, m as u64) else {
+        return 1.0;
+    };
+    use statrs::distribution::DiscreteCDF;
+    let extreme = k.min(m - k) as u64;
+    (2.0 * b.cdf(extreme)).min(1.0)
+}
+
 /// Two-sided p-value of a Pearson r over n pairs (t with n − 2 degrees of freedom).
 pub fn correlation_p(r: f64, n: usize) -> f64 {
     if n < 3 {
@@ -601,5 +616,16 @@ mod tests {
         assert!((diff - (0.9 * 100.0 + 0.1 * 500.0)).abs() < 1e-9);
         assert!(p < ALPHA);
         assert_eq!(stratified_difference(&[]), None);
+    }
+
+    #[test]
+    fn sign_test_by_hand() {
+        // 9 of 10 one way: 2 × 11/1024.
+        assert!((sign_test_p(9, 10) - 22.0 / 1024.0).abs() < 1e-12);
+        assert!((sign_test_p(1, 10) - 22.0 / 1024.0).abs() < 1e-12);
+        assert_eq!(sign_test_p(5, 10), 1.0);
+        assert_eq!(sign_test_p(0, 0), 1.0);
+        assert!(sign_test_p(14, 20) > ALPHA, "14 of 20 can be chance");
+        assert!(sign_test_p(16, 20) < ALPHA);
     }
 }

@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 use super::metrics::{ConversationUsage, SliceRow};
 use crate::intercom::slices::{SEGMENTS, UNKNOWN};
 use crate::render::charts::{
-    heatmap_cell, heatmap_label, heatmap_scale, num1, pct, percent_axis, title, ChartSpec, PALETTE,
+    heatmap_cell, heatmap_label, heatmap_scale, num1, pct, percent_axis, title, ChartSpec, NEUTRAL,
+    PALETTE, RISK,
 };
 use crate::render::format::Strings;
 
@@ -73,6 +74,21 @@ fn extreme<'a>(
 
 fn seg(r: &SliceRow) -> Value {
     slice_value(&[("segment", r.segment)])
+}
+
+/// One colour per segment, in the given order: Churn watch in the colour of risk
+/// (every report draws risk in red), the others from the neutral palette.
+fn segment_colours<'a>(segments: impl Iterator<Item = Option<&'a str>>) -> Vec<&'static str> {
+    let mut neutral = NEUTRAL.iter().cycle();
+    segments
+        .map(|x| {
+            if x == Some("churn_watch") {
+                RISK
+            } else {
+                neutral.next().copied().unwrap_or(NEUTRAL[0])
+            }
+        })
+        .collect()
 }
 
 /// Every chart of the conversation-usage report in one language.
@@ -299,7 +315,7 @@ pub fn conversation_usage(r: &ConversationUsage, s: &Strings) -> Vec<ChartSpec> 
             .collect();
         let chart = Chart::new()
             .title(title(s.get("charts.radar_segments")))
-            .color(PALETTE.to_vec())
+            .color(segment_colours(segs.iter().map(|x| x.segment)))
             .legend(Legend::new().bottom(4))
             .radar(coord)
             .series(Radar::new().data(data));
@@ -335,7 +351,6 @@ pub fn conversation_usage(r: &ConversationUsage, s: &Strings) -> Vec<ChartSpec> 
             .collect();
         let mut chart = Chart::new()
             .title(title(s.get("charts.scatter_bot_conversion")))
-            .color(PALETTE.to_vec())
             .legend(Legend::new().bottom(4))
             .grid(Grid::new().left(64).right(28).top(52).bottom(72))
             .x_axis(
@@ -347,6 +362,14 @@ pub fn conversation_usage(r: &ConversationUsage, s: &Strings) -> Vec<ChartSpec> 
                     .name_gap(26),
             )
             .y_axis(percent_axis(&s.get("charts.conversion")));
+        // Series colours follow the segments drawn (Churn watch in red).
+        let drawn: Vec<&str> = SEGMENTS
+            .iter()
+            .chain([&UNKNOWN])
+            .copied()
+            .filter(|x| cells.iter().any(|c| c.segment == Some(*x)))
+            .collect();
+        chart = chart.color(segment_colours(drawn.iter().map(|x| Some(*x))));
         for segment in SEGMENTS.iter().chain([&UNKNOWN]) {
             let points: Vec<DataPoint> = cells
                 .iter()

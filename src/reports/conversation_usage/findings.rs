@@ -14,7 +14,7 @@ use crate::stats::claims::{
     Target, Verdict, FDR_Q,
 };
 
-fn slice_of(r: &SliceRow) -> Value {
+pub(super) fn slice_of(r: &SliceRow) -> Value {
     let mut m = serde_json::Map::new();
     for (k, v) in [
         ("segment", r.segment),
@@ -28,12 +28,12 @@ fn slice_of(r: &SliceRow) -> Value {
     Value::Object(m)
 }
 
-fn known_segment(r: &SliceRow) -> bool {
+pub(super) fn known_segment(r: &SliceRow) -> bool {
     r.segment.is_some_and(|s| s != "unknown")
 }
 
 /// Conversion as k of n companies.
-fn conversion(r: &SliceRow) -> Option<Proportion> {
+pub(super) fn conversion(r: &SliceRow) -> Option<Proportion> {
     r.conv_to_feature_rate?;
     Proportion::new(r.counts.converted, r.companies_with_closed_conv)
 }
@@ -41,7 +41,11 @@ fn conversion(r: &SliceRow) -> Option<Proportion> {
 /// Weekly (or monthly) retention of several rows taken together, with the companies it
 /// rests on: with events Σ retained pairs ÷ Σ pairs (the panel's own definition), with
 /// proxies the mean over the pooled companies.
-fn retention(rows: &[&SliceRow], usage: UsageDefinitions, weekly: bool) -> Option<Proportion> {
+pub(super) fn retention(
+    rows: &[&SliceRow],
+    usage: UsageDefinitions,
+    weekly: bool,
+) -> Option<Proportion> {
     let n: usize = rows
         .iter()
         .filter(|r| rate_of(r, weekly).is_some())
@@ -89,14 +93,14 @@ fn companies_of(r: &SliceRow, weekly: bool) -> usize {
 
 /// A proportion's numbers under `prefix`: rate, k, n (k unrounded: an effective count
 /// for retention; the templates print it rounded).
-fn put(x: &mut Finding, prefix: &'static str, p: Proportion, keys: [&'static str; 2]) {
+pub(super) fn put(x: &mut Finding, prefix: &'static str, p: Proportion, keys: [&'static str; 2]) {
     x.numbers.insert(prefix, p.rate());
     x.numbers.insert(keys[0], p.k);
     x.numbers.insert(keys[1], p.n);
 }
 
 /// The known seat buckets that have a weekly retention, smallest first.
-fn seat_rows(r: &ConversationUsage) -> Vec<&SliceRow> {
+pub(super) fn seat_rows(r: &ConversationUsage) -> Vec<&SliceRow> {
     r.panels
         .seat_bucket
         .iter()
@@ -120,7 +124,7 @@ fn range(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
 }
 
 /// The two highest ARR buckets (high value).
-fn high_value_arr(r: &ConversationUsage) -> &[&'static str] {
+pub(super) fn high_value_arr(r: &ConversationUsage) -> &[&'static str] {
     &r.buckets.arr[3..]
 }
 
@@ -244,7 +248,7 @@ fn retention_by_size(r: &ConversationUsage) -> Option<Finding> {
     Some(x)
 }
 
-fn eligible_cells(r: &ConversationUsage) -> impl Iterator<Item = &SliceRow> {
+pub(super) fn eligible_cells(r: &ConversationUsage) -> impl Iterator<Item = &SliceRow> {
     r.panels
         .segment_seat_arr
         .iter()
@@ -334,6 +338,7 @@ fn service_model(r: &ConversationUsage) -> Option<Finding> {
         "unanswered",
         (overall.conv_cnt - overall.counts.resp_n) as f64,
     );
+    x.numbers.insert("unclosed", overall.counts.unclosed as f64);
     x.numbers.insert("conversations", overall.conv_cnt as f64);
     x.keys
         .insert("response", if differs { "differs" } else { "uniform" });

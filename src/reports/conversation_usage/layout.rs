@@ -3,9 +3,13 @@
 
 use serde_json::{json, Value};
 
+use super::findings::{
+    conversion, eligible_cells, high_value_arr, known_segment, retention, slice_of,
+};
 use super::metrics::{ConversationUsage, SliceRow, UsageDefinitions};
 use crate::render::format::Strings;
 use crate::render::templates::Language;
+use crate::stats::claims::{standouts, Proportion};
 
 /// The report's part of `data.json`: scope, the slice panel, diagnostics and the
 /// data-quality appendix, formatted for one language.
@@ -222,6 +226,8 @@ pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
     }
 
     json!({
+        "key_slices": key_slices(r, lang),
+        "profiles": profiles(r, lang),
         "scope": { "rows": scope_rows, "definitions": definitions(s) },
         "panel": { "header": panel_header, "rows": panel_rows, "small": small },
         "correlations": correlations,
@@ -235,6 +241,116 @@ pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
         },
     })
 }
+/// A rate with the count it rests on, as the tables print it: `57.6% (134)`.
+fn rate_of_n(f: &crate::render::format::NumberFormat, p: Option<Proportion>) -> String {
+    p.map_or_else(
+        || "—".to_owned(),
+        |p| format!("{} ({})", f.percent(p.rate()), f.count(p.n)),
+    )
+}
+
+/// A rate with both counts: `2.9% (4/137)`.
+fn k_of_n(f: &crate::render::format::NumberFormat, p: Option<Proportion>) -> String {
+    p.map_or_else(
+        || "—".to_owned(),
+        |p| {
+            format!(
+                "{} ({}/{})",
+                f.percent(p.rate()),
+                f.count(p.k),
+                f.count(p.n)
+            )
+        },
+    )
+}
+
+/// How a slice's rate is read (k of n).
+type RateOf<'a> = dyn Fn(&SliceRow) -> Option<Proportion> + 'a;
+
+/// The slices a reader should know by name: the best and worst cells that stand out
+/// beyond chance (weekly retention and conversion, against the overall rate) and the
+/// high-value Churn watch accounts. Empty when none qualifies.
+fn key_slices(r: &ConversationUsage, lang: &Language) -> Vec<Vec<String>> {
+    let (s, f) = (&lang.strings, &lang.format);
+    let usage = r.usage_source;
+    let cells: Vec<&SliceRow> = eligible_cells(r).collect();
+    let weekly = |c: &SliceRow| retention(&[c], usage, true);
+    let mut picked: Vec<(&SliceRow, &'static str)> = Vec::new();
+    let overall = &r.panels.overall;
+    let tests: [(&RateOf, Option<Proportion>, [&'static str; 2]); 2] = [
+        (
+            &weekly,
+            weekly(overall),
+            ["best_retention", "worst_retention"],
+        ),
+        (
+            &conversion,
+            conversion(overall),
+            ["best_conversion", "worst_conversion"],
+        ),
+    ];
+    for (rate, all, why) in tests {
+        let Some(all) = all else { continue };
+        let with: Vec<(&SliceRow, Proportion)> =
+            cells.iter().filter_map(|c| Some((*c, rate(c)?))).collect();
+        let props: Vec<Proportion> = with.iter().map(|x| x.1).collect();
+        let (best, worst) = standouts(&props, all);
+        for (i, w) in [(best, why[0]), (worst, why[1])] {
+            if let Some(i) = i {
+                picked.push((with[i].0, w));
+            }
+        }
+    }
+    let high = high_value_arr(r);
+    for row in &r.panels.segment_arr {
+        if row.segment == Some("churn_watch")
+            && row.arr_bucket.is_some_and(|a| high.contains(&a))
+            && row.companies_total > 0
+        {
+            picked.push((row, "high_value_at_risk"));
+        }
+    }
+    picked
+        .into_iter()
+        .map(|(c, why)| {
+            vec![
+                crate::render::format::slice_label(s, &slice_of(c)),
+                s.get(&format!("key_slices.{why}")),
+                f.count(c.companies_total as f64),
+                f.money(c.counts.arr),
+                rate_of_n(f, weekly(c)),
+                k_of_n(f, conversion(c)),
+            ]
+        })
+        .collect()
+}
+
+/// The segment profiles the radar draws, as numbers with their counts.
+fn profiles(r: &ConversationUsage, lang: &Language) -> Vec<Vec<String>> {
+    let (s, f) = (&lang.strings, &lang.format);
+    let usage = r.usage_source;
+    let share = |k: usize, n: usize| {
+        Proportion::new(k, n).map_or_else(|| "—".to_owned(), |p| f.percent(p.rate()))
+    };
+    r.panels
+        .segment
+        .iter()
+        .filter(|x| known_segment(x))
+        .map(|x| {
+            vec![
+                s.label("segment", x.segment.unwrap_or_default()),
+                f.count(x.conv_cnt as f64),
+                share(x.counts.bot, x.conv_cnt),
+                k_of_n(f, conversion(x)),
+                rate_of_n(f, retention(&[x], usage, true)),
+                rate_of_n(f, retention(&[x], usage, false)),
+                share(x.counts.inbound, x.conv_cnt),
+                share(x.counts.team, x.conv_cnt),
+            ]
+        })
+        .collect()
+}
+
 /// The definitions, with the bot-first one (or its proxy variant) fourth.
 fn definitions(s: &Strings) -> Vec<String> {
     let mut list = s.list("scope.definitions");

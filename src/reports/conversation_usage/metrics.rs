@@ -160,6 +160,8 @@ pub struct SliceCounts {
     /// Non-null response minutes and their sample variance.
     pub resp_n: usize,
     pub resp_var: Option<f64>,
+    /// Kept conversations not closed (no close time) by the end of the data.
+    pub unclosed: usize,
     /// Companies whose weekly / monthly retention enters the rate: with events, those
     /// active in at least one period that has a next one; with proxies, those with a
     /// value. Retention is tested with these as the sample size (conservative:
@@ -738,6 +740,7 @@ pub fn compute(
         acc.team += usize::from(k.team == Assignee::Team);
         acc.inbound += usize::from(k.inbound);
         acc.resp_n += usize::from(k.resp().is_some());
+        acc.unclosed += usize::from(k.close().is_none());
         if let Some(d) = k.duration() {
             acc.dur_sum += d;
             acc.dur_n += 1;
@@ -936,6 +939,7 @@ impl<'a> Responses<'a> {
 struct ConvAcc {
     n: usize,
     resp_n: usize,
+    unclosed: usize,
     bot: usize,
     team: usize,
     inbound: usize,
@@ -947,6 +951,7 @@ impl ConvAcc {
     fn add(&mut self, o: &ConvAcc) {
         self.n += o.n;
         self.resp_n += o.resp_n;
+        self.unclosed += o.unclosed;
         self.bot += o.bot;
         self.team += o.team;
         self.inbound += o.inbound;
@@ -994,6 +999,7 @@ fn slice_row(
             team: acc.team,
             inbound: acc.inbound,
             resp_n: resp.len(),
+            unclosed: acc.unclosed,
             resp_var: avg_resp.filter(|_| resp.len() > 1).map(|m| {
                 resp.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (resp.len() - 1) as f64
             }),

@@ -3,6 +3,7 @@
 //! seat bucket × ARR bucket. The rows come from `load`, the numbers from `metrics` (§2–§5); the rest of
 //! this folder is what the report makes of them: findings, charts, layout data and CSVs.
 
+pub mod analysis;
 pub mod charts;
 pub mod findings;
 pub mod layout;
@@ -277,9 +278,11 @@ impl Computed for ConversationUsage {
     fn story(&self) -> Narrative {
         let findings = findings::findings(self);
         let recommendations = findings::recommendations(self, &findings);
+        let analysis = analysis::analysis(self, &findings, &recommendations);
         Narrative {
             findings,
             recommendations,
+            analysis,
         }
     }
 

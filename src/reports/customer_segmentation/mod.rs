@@ -192,6 +192,7 @@ impl Computed for Run {
         Narrative {
             findings,
             recommendations,
+            analysis: Vec::new(),
         }
     }
 

@@ -198,6 +198,7 @@ impl Computed for Run {
         Narrative {
             findings,
             recommendations,
+            analysis: Vec::new(),
         }
     }
 

@@ -1,0 +1,409 @@
+//! The analysis sections of the conversation-usage report beyond its findings: the
+//! diagnosis (why the numbers look like this), what-if sizes of the recommended
+//! actions, a plan per segment, the pilot design and the limitations with the data
+//! that would remove them. Language-neutral records (`keys.section` names the
+//! section) that `analysis.tera` turns into sentences; every number is the run's own
+//! and every comparison goes through the shared claims rules.
+
+use serde_json::json;
+
+use super::findings::{conversion, known_segment, retention, seat_rows, slice_of};
+use super::metrics::{BotMeasure, ConversationUsage, SliceRow, UsageDefinitions};
+use crate::render::narrative::{Finding, Recommendation};
+use crate::stats::claims::{compare, compare_many, sign_test_p, Proportion, Verdict, ALPHA};
+
+/// z for a two-sided 5 % test plus z for 80 % power: the pilot's detectable change.
+const Z_ALPHA_POWER: f64 = 1.959_964 + 0.841_621;
+/// How long the pilots run.
+const PILOT_WEEKS: f64 = 8.0;
+
+fn record(section: &'static str, id: &'static str) -> Finding {
+    let mut x = Finding::new(id, 0);
+    x.lead = false;
+    x.keys.insert("section", section);
+    x
+}
+
+/// Every analysis record of a run, in page order.
+pub fn analysis(
+    r: &ConversationUsage,
+    findings: &[Finding],
+    recommendations: &[Recommendation],
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    out.extend(diagnosis(r, findings));
+    out.extend(what_if(recommendations));
+    out.extend(plan(r, recommendations));
+    out.extend(pilot(recommendations));
+    out.extend(limitations(r));
+    out
+}
+
+fn has<'a>(findings: &'a [Finding], id: &str) -> Option<&'a Finding> {
+    findings.iter().find(|f| f.id == id)
+}
+
+// ---------------------------------------------------------------- diagnosis
+
+fn diagnosis(r: &ConversationUsage, findings: &[Finding]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    // Service speed against the gaps that hold.
+    if let Some(s) = has(findings, "service_model") {
+        let gaps = [
+            "churn_watch_high_value",
+            "retention_by_size",
+            "bot_retention",
+        ]
+        .iter()
+        .filter(|id| has(findings, id).is_some())
+        .count();
+        let mut x = record("diagnosis", "diag_service");
+        x.keys.insert(
+            "response",
+            s.keys.get("response").copied().unwrap_or("uniform"),
+        );
+        x.keys.insert(
+            "routing",
+            s.keys.get("routing").copied().unwrap_or("unknown"),
+        );
+        x.numbers.insert("gaps", gaps as f64);
+        if let Some(p50) = s.numbers.get("p50") {
+            x.numbers.insert("p50", *p50);
+        }
+        out.push(x);
+    }
+    // Does bot-first share move with account size?
+    let seats = seat_rows(r);
+    if let (Some(small), Some(large)) = (seats.first(), seats.last()) {
+        if let (Some(a), Some(b)) = (
+            Proportion::new(large.counts.bot, large.conv_cnt),
+            Proportion::new(small.counts.bot, small.conv_cnt),
+        ) {
+            if !std::ptr::eq(*small, *large) && r.panels.overall.bot_first_resp_share.is_some() {
+                let mut x = record("diagnosis", "diag_size_bot");
+                x.numbers.insert("large", a.rate());
+                x.numbers.insert("large_n", a.n);
+                x.numbers.insert("small", b.rate());
+                x.numbers.insert("small_n", b.n);
+                x.keys.insert("verdict", compare(a, b).key());
+                x.keys.insert(
+                    "bot_retention",
+                    if has(findings, "bot_retention").is_some() {
+                        "holds"
+                    } else {
+                        "none"
+                    },
+                );
+                x.slices.insert("small", slice_of(small));
+                x.slices.insert("large", slice_of(large));
+                out.push(x);
+            }
+        }
+    }
+    out.extend(tertile_pattern(r));
+    out
+}
+
+/// The tertile comparisons in one sentence: in how many segment × ARR groups the most
+/// bot-first third does worse than the least, and whether that count beats chance.
+fn tertile_pattern(r: &ConversationUsage) -> Option<Finding> {
+    let mut strata: Vec<(&'static str, &'static str)> = r
+        .tertiles
+        .iter()
+        .filter(|t| t.by == "bot_share")
+        .map(|t| (t.segment, t.arr_bucket))
+        .collect();
+    strata.sort_unstable();
+    strata.dedup();
+    let get = |s: &(&str, &str), group: &str| {
+        r.tertiles
+            .iter()
+            .find(|t| t.by == "bot_share" && (t.segment, t.arr_bucket) == *s && t.group == group)
+    };
+    let (mut ret, mut conv) = ((0, 0), (0, 0));
+    for s in &strata {
+        let (Some(low), Some(high)) = (get(s, "low"), get(s, "high")) else {
+            continue;
+        };
+        if let (Some(l), Some(h)) = (low.weekly_retention, high.weekly_retention) {
+            if l != h {
+                ret.1 += 1;
+                ret.0 += usize::from(h < l);
+            }
+        }
+        if let (Some(l), Some(h)) = (low.conversion, high.conversion) {
+            if l != h {
+                conv.1 += 1;
+                conv.0 += usize::from(h < l);
+            }
+        }
+    }
+    if ret.1 == 0 && conv.1 == 0 {
+        return None;
+    }
+    let mut x = record("diagnosis", "diag_tertiles");
+    x.numbers.insert("ret_k", ret.0 as f64);
+    x.numbers.insert("ret_m", ret.1 as f64);
+    x.numbers.insert("conv_k", conv.0 as f64);
+    x.numbers.insert("conv_m", conv.1 as f64);
+    let pattern = |(k, m): (usize, usize)| {
+        if m == 0 {
+            "none"
+        } else if sign_test_p(k, m) >= ALPHA {
+            "chance"
+        } else if 2 * k > m {
+            "worse"
+        } else {
+            "better"
+        }
+    };
+    x.keys.insert("retention", pattern(ret));
+    x.keys.insert("conversion", pattern(conv));
+    Some(x)
+}
+
+// ---------------------------------------------------------------- what-if
+
+/// Each sized action again, side by side: what moves if the target is reached.
+fn what_if(recommendations: &[Recommendation]) -> Vec<Finding> {
+    recommendations
+        .iter()
+        .filter(|x| x.numbers.contains_key("moved"))
+        .map(|rec| {
+            let mut x = record("what_if", "what_if");
+            x.keys.insert("action", rec.id);
+            for k in [
+                "current",
+                "target",
+                "moved",
+                "arr_moved",
+                "companies",
+                "arr",
+            ] {
+                if let Some(v) = rec.numbers.get(k) {
+                    x.numbers.insert(k, *v);
+                }
+            }
+            if let Some(c) = rec.slices.get("cell") {
+                x.slices.insert("cell", c.clone());
+            }
+            x
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- plan per segment
+
+/// One line per known segment: where it stands (retention and conversion against the
+/// other segments, tested together) and what to do about it.
+fn plan(r: &ConversationUsage, recommendations: &[Recommendation]) -> Vec<Finding> {
+    let usage = r.usage_source;
+    let segs: Vec<&SliceRow> = r
+        .panels
+        .segment
+        .iter()
+        .filter(|s| known_segment(s))
+        .collect();
+    let rest = |me: &SliceRow| -> Vec<&SliceRow> {
+        segs.iter()
+            .copied()
+            .filter(|s| s.segment != me.segment)
+            .collect()
+    };
+    let pairs =
+        |f: &dyn Fn(&[&SliceRow]) -> Option<Proportion>| -> Vec<Option<(Proportion, Proportion)>> {
+            segs.iter()
+                .map(|s| Some((f(&[s])?, f(&rest(s))?)))
+                .collect()
+        };
+    let verdicts = |p: &[Option<(Proportion, Proportion)>]| -> Vec<Verdict> {
+        let tested: Vec<(Proportion, Proportion)> = p.iter().flatten().copied().collect();
+        let mut v = compare_many(&tested).into_iter();
+        p.iter()
+            .map(|x| match x {
+                Some(_) => v.next().unwrap_or(Verdict::NoClearDifference),
+                None => Verdict::NoClearDifference,
+            })
+            .collect()
+    };
+    let pooled_conversion = |rows: &[&SliceRow]| {
+        let k: usize = rows.iter().map(|s| s.counts.converted).sum();
+        let n: usize = rows
+            .iter()
+            .filter(|s| s.conv_to_feature_rate.is_some())
+            .map(|s| s.companies_with_closed_conv)
+            .sum();
+        Proportion::new(k, n)
+    };
+    let ret = pairs(&|rows| retention(rows, usage, true));
+    let conv = pairs(&pooled_conversion);
+    let (ret_v, conv_v) = (verdicts(&ret), verdicts(&conv));
+    let team = |s: &SliceRow| Proportion::new(s.counts.team, s.conv_cnt);
+    let overall_team = Proportion::new(r.panels.overall.counts.team, r.panels.overall.conv_cnt);
+    let mut out = Vec::new();
+    for (i, s) in segs.iter().enumerate() {
+        let mut x = record("plan", "segment_plan");
+        x.slices.insert("segment", json!(s.segment));
+        x.numbers.insert("companies", s.companies_total as f64);
+        x.numbers.insert("arr", s.counts.arr);
+        if let Some((p, _)) = ret[i] {
+            x.numbers.insert("weekly", p.rate());
+            x.numbers.insert("weekly_n", p.n);
+        }
+        if let Some(p) = conversion(s) {
+            x.numbers.insert("conversion", p.rate());
+            x.numbers.insert("conv_k", p.k);
+            x.numbers.insert("conv_n", p.n);
+        }
+        if let (Some(t), Some(o)) = (team(s), overall_team) {
+            x.numbers.insert("team", t.rate());
+            x.keys.insert("routing", compare(t, o).key());
+        }
+        x.keys.insert("retention", ret_v[i].key());
+        x.keys.insert("conversion", conv_v[i].key());
+        let action = if ret_v[i] == Verdict::Lower {
+            "retain"
+        } else if conv_v[i] == Verdict::Lower {
+            "next_step"
+        } else if ret_v[i] == Verdict::Higher {
+            "reference"
+        } else {
+            "watch"
+        };
+        x.keys.insert("action", action);
+        x.keys.insert(
+            "owner",
+            match action {
+                "retain" => "customer_success",
+                "next_step" => "product_marketing",
+                _ => "support_operations",
+            },
+        );
+        // The recommendation that already acts on this segment, if any.
+        if let Some(rec) = recommendations.iter().find(|rec| {
+            rec.slices
+                .get("cell")
+                .and_then(|c| c.get("segment"))
+                .and_then(|v| v.as_str())
+                == s.segment
+        }) {
+            x.keys.insert("see", rec.id);
+        }
+        out.push(x);
+    }
+    out
+}
+
+// ---------------------------------------------------------------- pilot
+
+/// The pilot of the first sized action: arms, duration, the smallest change it can
+/// detect, review cadence.
+fn pilot(recommendations: &[Recommendation]) -> Option<Finding> {
+    let rec = recommendations
+        .iter()
+        .find(|x| x.numbers.contains_key("moved") && x.numbers.contains_key("companies"))?;
+    let companies = rec.numbers["companies"];
+    let p = rec.numbers.get("current").copied()?;
+    let arm = (companies / 2.0).floor();
+    if arm < 2.0 {
+        return None;
+    }
+    let mut x = record("pilot", "pilot");
+    x.keys.insert("action", rec.id);
+    x.numbers.insert("arm", arm);
+    x.numbers.insert("weeks", PILOT_WEEKS);
+    x.numbers.insert("current", p);
+    x.numbers.insert(
+        "detectable",
+        Z_ALPHA_POWER * (2.0 * p * (1.0 - p) / arm).sqrt(),
+    );
+    if let Some(c) = rec.slices.get("cell") {
+        x.slices.insert("cell", c.clone());
+    }
+    Some(x)
+}
+
+// ---------------------------------------------------------------- limitations
+
+fn limitations(r: &ConversationUsage) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let q = &r.data_quality;
+    let overall = &r.panels.overall;
+    let mut x = record("limitations", "lim_usage");
+    x.keys.insert(
+        "source",
+        match r.usage_source {
+            UsageDefinitions::Events => "events",
+            UsageDefinitions::Proxy => "proxy",
+            UsageDefinitions::None => "none",
+        },
+    );
+    out.push(x);
+    let mut x = record("limitations", "lim_bot");
+    x.keys.insert(
+        "measure",
+        match r.bot_first_measure {
+            BotMeasure::FirstResponseTags => "tags",
+            BotMeasure::BotInitiatedProxy => "proxy",
+        },
+    );
+    out.push(x);
+    let mut x = record("limitations", "lim_mapping");
+    x.numbers
+        .insert("unmapped", q.unmapped_conversations as f64);
+    x.numbers
+        .insert("in_window", r.counts.conversations_in_window as f64);
+    x.numbers
+        .insert("ambiguous", q.ambiguous_company_names as f64);
+    x.numbers
+        .insert("duplicates", q.duplicate_names.len() as f64);
+    out.push(x);
+    let cells = &r.panels.segment_seat_arr;
+    let mut x = record("limitations", "lim_samples");
+    x.numbers.insert("cells", cells.len() as f64);
+    x.numbers.insert(
+        "small_cells",
+        cells
+            .iter()
+            .filter(|c| c.companies_total < r.min_cell)
+            .count() as f64,
+    );
+    x.numbers.insert("min_cell", r.min_cell as f64);
+    if overall.conv_to_feature_rate.is_some() {
+        x.numbers
+            .insert("converted", overall.counts.converted as f64);
+    }
+    out.push(x);
+    let unanswered = overall.conv_cnt.saturating_sub(overall.counts.resp_n);
+    if unanswered > 0 || overall.counts.unclosed > 0 {
+        let mut x = record("limitations", "lim_open");
+        x.numbers.insert("unanswered", unanswered as f64);
+        x.numbers.insert("unclosed", overall.counts.unclosed as f64);
+        x.numbers.insert("conversations", overall.conv_cnt as f64);
+        out.push(x);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pilot_states_what_it_can_detect() {
+        let mut rec = Recommendation::new("save_desk", "churn_watch_high_value");
+        rec.numbers.insert("companies", 140.0);
+        rec.numbers.insert("current", 0.5);
+        rec.numbers.insert("moved", 10.0);
+        let p = pilot(&[rec]).unwrap();
+        assert_eq!(p.numbers["arm"], 70.0);
+        // 2.8 × √(2 · 0.25 / 70) ≈ 0.237: a pilot of 70 per arm sees only large moves.
+        assert!((p.numbers["detectable"] - 0.2368).abs() < 1e-3);
+        let mut tiny = Recommendation::new("save_desk", "x");
+        tiny.numbers.insert("companies", 3.0);
+        tiny.numbers.insert("current", 0.5);
+        tiny.numbers.insert("moved", 1.0);
+        assert!(pilot(&[tiny]).is_none(), "one company per arm is no pilot");
+        assert!(pilot(&[]).is_none());
+    }
+}
