@@ -1,10 +1,12 @@
 //! The chart engine: ECharts (taken from the charming crate's sources at build time)
 //! running in an embedded QuickJS, rendering options to SVG with its server-side
-//! renderer. One engine per process: a thread owns the JavaScript runtime, loads
-//! ECharts once, and serves render requests from any thread.
+//! renderer. One engine per process with one JavaScript runtime per core (at most
+//! [`MAX_WORKERS`]): each worker thread owns a runtime, loads ECharts once, and takes
+//! the next render request from a queue any thread feeds, so the editions' charts
+//! render side by side (measured in `docs/performance.md`).
 
 use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rquickjs::{CatchResultExt, Context, Function, Runtime};
@@ -55,11 +57,17 @@ struct Request {
     reply: mpsc::Sender<Result<(String, Duration), EngineError>>,
 }
 
+/// Runtimes at most: each holds its own ECharts (tens of MB); beyond two editions
+/// rendering at once, more only cost memory.
+pub const MAX_WORKERS: usize = 2;
+
 /// Handle to the process's chart engine.
 pub struct Engine {
     tx: Mutex<mpsc::Sender<Request>>,
-    /// How long loading ECharts took.
+    /// How long loading ECharts took (the workers load side by side).
     pub startup: Duration,
+    /// Runtimes serving requests.
+    pub workers: usize,
 }
 
 static ENGINE: OnceLock<Result<Engine, EngineError>> = OnceLock::new();
@@ -75,17 +83,29 @@ pub fn engine() -> Result<&'static Engine, EngineError> {
 impl Engine {
     fn start() -> Result<Self, EngineError> {
         let started = Instant::now();
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, MAX_WORKERS);
         let (tx, rx) = mpsc::channel::<Request>();
+        let rx = Arc::new(Mutex::new(rx));
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), EngineError>>();
-        std::thread::Builder::new()
-            .name("chart-engine".into())
-            .stack_size(16 << 20)
-            .spawn(move || serve(rx, ready_tx))
-            .map_err(|e| EngineError::Start(e.to_string()))?;
-        ready_rx.recv().map_err(|_| EngineError::Stopped)??;
+        for i in 0..workers {
+            let (rx, ready) = (Arc::clone(&rx), ready_tx.clone());
+            std::thread::Builder::new()
+                .name(format!("chart-engine-{i}"))
+                .stack_size(16 << 20)
+                .spawn(move || serve(&rx, ready))
+                .map_err(|e| EngineError::Start(e.to_string()))?;
+        }
+        drop(ready_tx);
+        // Every runtime must load: a failure is the same failure on each.
+        for _ in 0..workers {
+            ready_rx.recv().map_err(|_| EngineError::Stopped)??;
+        }
         Ok(Self {
             tx: Mutex::new(tx),
             startup: started.elapsed(),
+            workers,
         })
     }
 
@@ -126,7 +146,7 @@ impl Engine {
     }
 }
 
-fn serve(rx: mpsc::Receiver<Request>, ready: mpsc::Sender<Result<(), EngineError>>) {
+fn serve(rx: &Mutex<mpsc::Receiver<Request>>, ready: mpsc::Sender<Result<(), EngineError>>) {
     let setup = || -> Result<(Runtime, Context), String> {
         let rt = Runtime::new().map_err(|e| e.to_string())?;
         rt.set_max_stack_size(8 << 20);
@@ -156,7 +176,14 @@ fn serve(rx: mpsc::Receiver<Request>, ready: mpsc::Sender<Result<(), EngineError
             return;
         }
     };
-    for req in rx {
+    loop {
+        // The lock is held only while waiting for the next request, not while
+        // rendering it: an idle worker takes whatever comes next.
+        let next = match rx.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(req) = next else { return };
         let started = Instant::now();
         let result = ctx.with(|ctx| -> Result<String, EngineError> {
             let err = |message: String| EngineError::Render {
