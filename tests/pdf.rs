@@ -188,6 +188,22 @@ fn narrative_numbers_equal_summary_json() {
         "{p1_en}"
     );
     assert!(p1_zh.contains("优先行动") && p1_zh.contains(&b), "{p1_zh}");
+    // What is at stake: the companies the report covers, on page 1.
+    let companies = summary["panels"]["overall"]["companies_total"]
+        .as_u64()
+        .unwrap();
+    let companies = format!("{},{:03}", companies / 1000, companies % 1000);
+    assert!(
+        p1_en.contains("What is at stake")
+            && p1_en.contains(&format!("covers {companies} paying companies")),
+        "{p1_en}"
+    );
+    let p1_zh_tight: String = p1_zh.split_whitespace().collect();
+    assert!(
+        p1_zh_tight.contains("涉及的客户与收入")
+            && p1_zh_tight.contains(&format!("覆盖{companies}家付费公司")),
+        "{p1_zh}"
+    );
     // Counts of the scope table come from the same run.
     let kept = summary["counts"]["conversations_kept"].as_u64().unwrap();
     let kept = format!("{},{:03}", kept / 1000, kept % 1000);

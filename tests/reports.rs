@@ -165,6 +165,11 @@ fn tag_drivers_outputs_agree_and_both_editions_read_as_the_analysis() {
             !flat.contains(&squash("显著")),
             "{lang}: no significance word"
         );
+        assert!(
+            squash(&common::pdf_page_text(&pdf, 1))
+                .contains(&squash(&language.strings.get("brief.stake"))),
+            "{lang}: what is at stake, on page 1"
+        );
         for chart in ["top_tags", "tag_gap", "service"] {
             let svg =
                 std::fs::read_to_string(dir.join(format!("charts/{chart}.{lang}.svg"))).unwrap();
@@ -407,6 +412,12 @@ fn customer_segmentation_outputs_agree_and_every_sankey_names_its_nodes() {
         assert!(
             flat.matches(&baseline).count() >= 9,
             "{lang}: baseline rows and columns"
+        );
+        let page1 = squash(&common::pdf_page_text(&pdf, 1));
+        assert!(
+            page1.contains(&squash(&strings.get("brief.stake")))
+                && page1.contains(&squash(&expected)),
+            "{lang}: what is at stake (the ARR at risk), on page 1"
         );
     }
     assert!(pdf_text(&dir.join("report.zh.pdf")).contains("不活跃"));

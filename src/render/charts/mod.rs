@@ -46,9 +46,11 @@ pub(crate) const PALETTE: [&str; 6] = [
 /// The colour of risk in every report (inactive users, ARR at risk, churn watch):
 /// red, and used for nothing else where it appears.
 pub const RISK: &str = "#c44e52";
+/// The colour of growth in every report (expansion): green.
+pub const GROWTH: &str = "#3f9c6d";
 
-/// The palette without the risk colour, for series that are not risk.
-pub(crate) const NEUTRAL: [&str; 5] = ["#2f5d8a", "#e07b39", "#3f9c6d", "#8172b2", "#937860"];
+/// Shades of blue and grey for series that are neither risk nor growth.
+pub(crate) const NEUTRAL: [&str; 5] = ["#2f5d8a", "#6b93c3", "#5f6b78", "#a9c1de", "#9aa5b1"];
 
 /// Renders a spec: the typed chart plus the engine-level options every chart shares.
 pub fn render(spec: &ChartSpec) -> Result<RenderedChart, EngineError> {

@@ -7,7 +7,7 @@
 
 use serde_json::json;
 
-use super::findings::{conversion, known_segment, retention, seat_rows, slice_of};
+use super::findings::{conversion, high_value_arr, known_segment, retention, seat_rows, slice_of};
 use super::metrics::{BotMeasure, ConversationUsage, SliceRow, UsageDefinitions};
 use crate::render::narrative::{Finding, Recommendation};
 use crate::stats::claims::{compare, compare_many, sign_test_p, Proportion, Verdict, ALPHA};
@@ -30,7 +30,7 @@ pub fn analysis(
     findings: &[Finding],
     recommendations: &[Recommendation],
 ) -> Vec<Finding> {
-    let mut out = Vec::new();
+    let mut out = vec![stake(r)];
     out.extend(diagnosis(r, findings));
     out.extend(what_if(recommendations));
     out.extend(plan(r, recommendations));
@@ -41,6 +41,40 @@ pub fn analysis(
 
 fn has<'a>(findings: &'a [Finding], id: &str) -> Option<&'a Finding> {
     findings.iter().find(|f| f.id == id)
+}
+
+/// What is at stake (page 1): the companies and ARR the report covers, and those of
+/// Churn watch, in all and in the highest ARR bands.
+fn stake(r: &ConversationUsage) -> Finding {
+    let mut x = record("stake", "stake");
+    let overall = &r.panels.overall;
+    x.numbers
+        .insert("companies", overall.companies_total as f64);
+    x.numbers.insert("arr", overall.counts.arr);
+    if let Some(c) = r
+        .panels
+        .segment
+        .iter()
+        .find(|s| s.segment == Some("churn_watch"))
+    {
+        x.numbers
+            .insert("churn_companies", c.companies_total as f64);
+        x.numbers.insert("churn_arr", c.counts.arr);
+        let high = high_value_arr(r);
+        let (n, arr) = r
+            .panels
+            .segment_arr
+            .iter()
+            .filter(|s| {
+                s.segment == Some("churn_watch") && s.arr_bucket.is_some_and(|a| high.contains(&a))
+            })
+            .fold((0, 0.0), |(n, a), s| {
+                (n + s.companies_total, a + s.counts.arr)
+            });
+        x.numbers.insert("high_companies", n as f64);
+        x.numbers.insert("high_arr", arr);
+    }
+    x
 }
 
 // ---------------------------------------------------------------- diagnosis

@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 use super::metrics::{ConversationUsage, SliceRow};
 use crate::intercom::slices::{SEGMENTS, UNKNOWN};
 use crate::render::charts::{
-    heatmap_cell, heatmap_label, heatmap_scale, num1, pct, percent_axis, title, ChartSpec, NEUTRAL,
-    PALETTE, RISK,
+    heatmap_cell, heatmap_label, heatmap_scale, num1, pct, percent_axis, title, ChartSpec, GROWTH,
+    NEUTRAL, PALETTE, RISK,
 };
 use crate::render::format::Strings;
 
@@ -76,17 +76,16 @@ fn seg(r: &SliceRow) -> Value {
     slice_value(&[("segment", r.segment)])
 }
 
-/// One colour per segment, in the given order: Churn watch in the colour of risk
-/// (every report draws risk in red), the others from the neutral palette.
+/// One colour per segment, in the given order: Churn watch in the colour of risk and
+/// Expansion in the colour of growth (the same in every report), the others in the
+/// neutral blues and greys.
 fn segment_colours<'a>(segments: impl Iterator<Item = Option<&'a str>>) -> Vec<&'static str> {
     let mut neutral = NEUTRAL.iter().cycle();
     segments
-        .map(|x| {
-            if x == Some("churn_watch") {
-                RISK
-            } else {
-                neutral.next().copied().unwrap_or(NEUTRAL[0])
-            }
+        .map(|x| match x {
+            Some("churn_watch") => RISK,
+            Some("expansion") => GROWTH,
+            _ => neutral.next().copied().unwrap_or(NEUTRAL[0]),
         })
         .collect()
 }

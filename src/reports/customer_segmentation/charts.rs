@@ -12,7 +12,7 @@ use serde_json::json;
 use super::metrics::{value_order, CrossRow, Flow, Segmentation};
 use crate::render::charts::{
     bar_end_label, bar_point, labelled_bar_point, matrix_heatmap, percent_axis, sankey, title,
-    ChartSpec, BAR_LABEL, PALETTE,
+    ChartSpec, BAR_LABEL, NEUTRAL,
 };
 use crate::render::format::{NumberFormat, Strings};
 
@@ -43,7 +43,7 @@ fn stacked(
 ) -> Chart {
     let mut chart = Chart::new()
         .title(title(s.get(&format!("charts.{id}"))))
-        .color(PALETTE.to_vec())
+        .color(NEUTRAL.to_vec())
         .legend(Legend::new().bottom(4))
         .grid(Grid::new().left(80).right(24).top(52).bottom(64))
         .x_axis(
@@ -340,7 +340,7 @@ fn distributions(r: &Segmentation, s: &Strings) -> ChartSpec {
             ));
             data.push(
                 DataPointItem::new(bar_point(labels.len() - 1, d.share * 100.0, "%", true))
-                    .item_style(ItemStyle::new().color(PALETTE[i % PALETTE.len()])),
+                    .item_style(ItemStyle::new().color(NEUTRAL[i % NEUTRAL.len()])),
             );
         }
     }
@@ -419,7 +419,7 @@ fn lift_chart(r: &Segmentation, s: &Strings, format: &NumberFormat) -> ChartSpec
         .series(
             Bar::new()
                 .name(s.get("charts.avg_arr"))
-                .item_style(ItemStyle::new().color(PALETTE[0]))
+                .item_style(ItemStyle::new().color(NEUTRAL[0]))
                 .label(
                     Label::new()
                         .show(true)
@@ -433,7 +433,7 @@ fn lift_chart(r: &Segmentation, s: &Strings, format: &NumberFormat) -> ChartSpec
             Bar::new()
                 .name(s.get("charts.active_rate"))
                 .y_axis_index(1)
-                .item_style(ItemStyle::new().color(PALETTE[1]))
+                .item_style(ItemStyle::new().color(NEUTRAL[2]))
                 .label(
                     Label::new()
                         .show(true)

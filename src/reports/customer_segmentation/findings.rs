@@ -201,6 +201,21 @@ pub fn findings(r: &Segmentation) -> Vec<Finding> {
     out
 }
 
+/// What is at stake (page 1): the ARR of inactive users against all users' ARR.
+pub fn stake(r: &Segmentation) -> Finding {
+    let mut x = Finding::new("stake", 0);
+    x.lead = false;
+    x.keys.insert("section", "stake");
+    x.numbers.insert("arr", r.arr_at_risk);
+    x.numbers.insert("users", r.inactive_users as f64);
+    x.numbers.insert("all_users", r.users as f64);
+    x.numbers.insert("total_arr", r.total_arr);
+    if r.total_arr > 0.0 {
+        x.numbers.insert("share", r.arr_at_risk / r.total_arr);
+    }
+    x
+}
+
 /// Owner and measure of a recommendation.
 fn owned(id: &'static str, follows: &'static str, owner: &'static str) -> Recommendation {
     let mut x = Recommendation::new(id, follows);

@@ -192,7 +192,7 @@ impl Computed for Run {
         Narrative {
             findings,
             recommendations,
-            analysis: Vec::new(),
+            analysis: vec![findings::stake(&self.numbers)],
         }
     }
 

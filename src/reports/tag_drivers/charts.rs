@@ -22,7 +22,7 @@ fn share_points(shares: impl Iterator<Item = f64>) -> Vec<CompositeValue> {
 
 /// Colours of the two groups, used the same way in every chart.
 pub const AT_RISK_COLOR: &str = crate::render::charts::RISK;
-pub const EXPANSION_COLOR: &str = "#3f9c6d";
+pub const EXPANSION_COLOR: &str = crate::render::charts::GROWTH;
 
 /// Canvas height for `n` horizontal bar categories.
 fn bars_height(n: usize, per: u32) -> u32 {

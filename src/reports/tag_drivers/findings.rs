@@ -315,6 +315,20 @@ pub fn findings(r: &TagDrivers, min_pp: f64) -> Vec<Finding> {
     out
 }
 
+/// What is at stake (page 1): the at-risk companies that talked to support and
+/// their ARR, against all paying companies with conversations.
+pub fn stake(r: &TagDrivers) -> Finding {
+    let mut x = Finding::new("stake", 0);
+    x.lead = false;
+    x.keys.insert("section", "stake");
+    let (risk, base) = (&r.groups[0], &r.baseline);
+    x.numbers.insert("companies", risk.companies as f64);
+    x.numbers.insert("arr", risk.arr);
+    x.numbers.insert("all_companies", base.companies as f64);
+    x.numbers.insert("all_arr", base.arr);
+    x
+}
+
 fn owned(id: &'static str, follows: &'static str, owner: &'static str) -> Recommendation {
     let mut x = Recommendation::new(id, follows);
     x.keys.insert("owner", owner);
