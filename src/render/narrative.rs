@@ -49,6 +49,13 @@ impl Recommendation {
             keys: BTreeMap::new(),
         }
     }
+
+    /// [`Recommendation::new`] with the owner function (a key of `[owners]`).
+    pub fn owned(id: &'static str, follows: &'static str, owner: &'static str) -> Self {
+        let mut x = Self::new(id, follows);
+        x.keys.insert("owner", owner);
+        x
+    }
 }
 
 /// A recommendation, always following from one finding, with a target from the data.

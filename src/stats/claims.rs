@@ -107,6 +107,16 @@ impl Verdict {
         }
     }
 
+    /// `higher` for a difference that holds upwards, `otherwise` for any other verdict
+    /// (the words a finding uses for its direction).
+    pub fn if_higher<T>(self, higher: T, otherwise: T) -> T {
+        if self == Verdict::Higher {
+            higher
+        } else {
+            otherwise
+        }
+    }
+
     /// The key templates translate ("higher", "lower", "no_clear_difference").
     pub fn key(self) -> &'static str {
         match self {

@@ -235,14 +235,8 @@ fn retention_by_size(r: &ConversationUsage) -> Option<Finding> {
     x.numbers
         .insert("large_companies", large.companies_total as f64);
     x.numbers.insert("large_arr", large.counts.arr);
-    x.keys.insert(
-        "direction",
-        if verdict == Verdict::Higher {
-            "falls"
-        } else {
-            "rises"
-        },
-    );
+    x.keys
+        .insert("direction", verdict.if_higher("falls", "rises"));
     x.slices.insert("small", slice_of(small));
     x.slices.insert("large", slice_of(large));
     Some(x)

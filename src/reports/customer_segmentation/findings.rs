@@ -216,13 +216,6 @@ pub fn stake(r: &Segmentation) -> Finding {
     x
 }
 
-/// Owner and measure of a recommendation.
-fn owned(id: &'static str, follows: &'static str, owner: &'static str) -> Recommendation {
-    let mut x = Recommendation::new(id, follows);
-    x.keys.insert("owner", owner);
-    x
-}
-
 /// A lift recommendation: only when the lift holds with the plan fixed; sized as
 /// users reached × the within-plan lift (an association, an upper bound).
 fn lift_recommendation(
@@ -236,7 +229,7 @@ fn lift_recommendation(
         return None;
     }
     let lift = *f.numbers.get("within_lift")?;
-    let mut x = owned(id, f.id, owner);
+    let mut x = Recommendation::owned(id, f.id, owner);
     x.numbers.insert("users", users.round());
     x.numbers.insert("lift", lift);
     x.numbers.insert("upper_arr", lift * users.round());
@@ -248,7 +241,7 @@ pub fn recommendations(r: &Segmentation, findings: &[Finding]) -> Vec<Recommenda
     let mut out = Vec::new();
     if has("arr_at_risk").is_some() {
         if let Some(p) = main_inactive_path(r) {
-            let mut x = owned("win_back", "arr_at_risk", "customer_success");
+            let mut x = Recommendation::owned("win_back", "arr_at_risk", "customer_success");
             x.numbers.insert("users", p.users as f64);
             x.numbers.insert("arr", p.total_arr);
             x.numbers.insert("avg_arr", p.avg_arr);
@@ -270,7 +263,7 @@ pub fn recommendations(r: &Segmentation, findings: &[Finding]) -> Vec<Recommenda
                         .iter()
                         .find(|d| d.dimension == "engagement" && d.value == "low")
                         .map_or(0.0, |d| d.avg_arr);
-                    let mut x = owned(
+                    let mut x = Recommendation::owned(
                         "reengage_low_engagement",
                         "support_by_engagement",
                         "customer_success",
@@ -288,7 +281,7 @@ pub fn recommendations(r: &Segmentation, findings: &[Finding]) -> Vec<Recommenda
             }
         }
         if f.keys.get("direction") == Some(&"low_more") {
-            let mut x = owned(
+            let mut x = Recommendation::owned(
                 "onboard_low_engagement",
                 "support_by_engagement",
                 "support_enablement",
@@ -314,7 +307,7 @@ pub fn recommendations(r: &Segmentation, findings: &[Finding]) -> Vec<Recommenda
         r.diversity.without_users as f64,
     ));
     if let Some(f) = has("top_arr_segment") {
-        let mut x = owned(
+        let mut x = Recommendation::owned(
             "protect_top_segment",
             "top_arr_segment",
             "account_management",

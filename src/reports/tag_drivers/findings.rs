@@ -212,14 +212,8 @@ pub fn findings(r: &TagDrivers, min_pp: f64) -> Vec<Finding> {
                 x.numbers.insert("low_at_risk_k", la.k);
                 x.keys.insert("low_verdict", compare(la, lb).key());
             }
-            x.keys.insert(
-                "direction",
-                if verdict == Verdict::Lower {
-                    "lower"
-                } else {
-                    "higher"
-                },
-            );
+            x.keys
+                .insert("direction", verdict.if_higher("higher", "lower"));
             out.push(x);
         }
     }
@@ -233,14 +227,8 @@ pub fn findings(r: &TagDrivers, min_pp: f64) -> Vec<Finding> {
             if let Some(all) = base.median_resp {
                 x.numbers.insert("all", all);
             }
-            x.keys.insert(
-                "direction",
-                if verdict == Verdict::Higher {
-                    "slower"
-                } else {
-                    "faster"
-                },
-            );
+            x.keys
+                .insert("direction", verdict.if_higher("slower", "faster"));
             out.push(x);
         }
     }
@@ -257,14 +245,8 @@ pub fn findings(r: &TagDrivers, min_pp: f64) -> Vec<Finding> {
             if let Some(all) = base.reopen_rate {
                 x.numbers.insert("all", all);
             }
-            x.keys.insert(
-                "direction",
-                if verdict == Verdict::Higher {
-                    "more"
-                } else {
-                    "fewer"
-                },
-            );
+            x.keys
+                .insert("direction", verdict.if_higher("more", "fewer"));
             out.push(x);
         }
     }
@@ -284,14 +266,8 @@ pub fn findings(r: &TagDrivers, min_pp: f64) -> Vec<Finding> {
             if let Some(all) = base.conversations_per_company {
                 x.numbers.insert("all", all);
             }
-            x.keys.insert(
-                "direction",
-                if verdict == Verdict::Higher {
-                    "more"
-                } else {
-                    "fewer"
-                },
-            );
+            x.keys
+                .insert("direction", verdict.if_higher("more", "fewer"));
             out.push(x);
         }
     }
@@ -329,12 +305,6 @@ pub fn stake(r: &TagDrivers) -> Finding {
     x
 }
 
-fn owned(id: &'static str, follows: &'static str, owner: &'static str) -> Recommendation {
-    let mut x = Recommendation::new(id, follows);
-    x.keys.insert("owner", owner);
-    x
-}
-
 /// Recommendations keyed to the findings that hold and to what each topic is.
 pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendation> {
     let (risk, _) = both(r);
@@ -368,7 +338,7 @@ pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendati
                 continue;
             };
             kinds.push(kind);
-            let mut x = owned("address_risk_topic", "risk_topics", owner_of(kind));
+            let mut x = Recommendation::owned("address_risk_topic", "risk_topics", owner_of(kind));
             x.keys.insert("kind", kind);
             x.slices.insert("tag", json!(t.tag));
             x.numbers.insert("conversations", current.k);
@@ -390,7 +360,7 @@ pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendati
             .and_then(|v| v["tag"].as_str())
             .and_then(top)
         {
-            let mut x = owned(
+            let mut x = Recommendation::owned(
                 "outreach_growth_topics",
                 "growth_topics",
                 "account_management",
@@ -406,7 +376,8 @@ pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendati
     }
     if let Some(f) = has("response_gap") {
         if f.keys.get("direction") == Some(&"slower") {
-            let mut x = owned("match_response_time", "response_gap", "support_operations");
+            let mut x =
+                Recommendation::owned("match_response_time", "response_gap", "support_operations");
             x.numbers.insert("target", f.numbers["expansion"]);
             x.numbers.insert("current", f.numbers["at_risk"]);
             x.numbers.insert("companies", risk.companies as f64);
@@ -422,7 +393,8 @@ pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendati
                 .zip(others(low(base), current))
                 .and_then(|(c, p)| peer_target(c, p, MIN_PEERS, false))
             {
-                let mut x = owned("review_low_ratings", "rating_gap", "support_operations");
+                let mut x =
+                    Recommendation::owned("review_low_ratings", "rating_gap", "support_operations");
                 x.numbers.insert("low_rated", risk.rated_le2 as f64);
                 x.numbers.insert("current_share", t.current.rate());
                 x.numbers.insert("target_share", t.value);
@@ -442,7 +414,7 @@ pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendati
                 .zip(others(reopened(base), current))
                 .and_then(|(c, p)| peer_target(c, p, MIN_PEERS, false))
             {
-                let mut x = owned(
+                let mut x = Recommendation::owned(
                     "first_contact_resolution",
                     "reopen_gap",
                     "support_enablement",
