@@ -402,6 +402,10 @@ pub fn conversation_usage(r: &ConversationUsage, s: &Strings) -> Vec<ChartSpec> 
         numbers.insert("min_cell", json!(r.min_cell));
         if let Some(rv) = r.correlations.bot_share_vs_conversion.r {
             numbers.insert("r", json!(rv));
+            // Whether the correlation holds, as the findings test it.
+            let p =
+                crate::stats::claims::correlation_p(rv, r.correlations.bot_share_vs_conversion.n);
+            numbers.insert("holds", json!(p < crate::stats::claims::ALPHA));
         }
         let takeaway = (!cells.is_empty())
             .then(|| json!({ "id": "scatter_bot_conversion", "numbers": numbers, "slices": {} }));
