@@ -505,6 +505,33 @@ fn run_usage(db: &std::path::Path, dir: &std::path::Path, extra: &[&str]) -> (Ou
 }
 
 #[test]
+fn without_any_first_response_time_the_report_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo_copy(
+        dir.path(),
+        "UPDATE intercom__conversation_metrics SET time_to_first_response_minutes = NULL;",
+    );
+    let (_, report) = run_usage(&db, dir.path(), &[]);
+    let summary = common::json(&report.join("summary.json"));
+    let service = summary["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "service_model")
+        .unwrap();
+    assert_eq!(service["keys"]["response"], "unknown");
+    for (lang, said) in [
+        ("en", "No first-response time is recorded"),
+        ("zh", "没有记录任何首次响应时间"),
+    ] {
+        let pdf = common::squash(&common::pdf_text(
+            &report.join(format!("report.{lang}.pdf")),
+        ));
+        assert!(pdf.contains(&common::squash(said)), "{lang}");
+    }
+}
+
+#[test]
 fn demo_without_usage_events_falls_back_to_the_proxies() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("proxy.sqlite");

@@ -94,7 +94,7 @@ fn diagnosis(r: &ConversationUsage, findings: &[Finding]) -> Vec<Finding> {
         let mut x = record("diagnosis", "diag_service");
         x.keys.insert(
             "response",
-            s.keys.get("response").copied().unwrap_or("uniform"),
+            s.keys.get("response").copied().unwrap_or("unknown"),
         );
         x.keys.insert(
             "routing",

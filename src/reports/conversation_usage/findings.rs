@@ -334,8 +334,17 @@ fn service_model(r: &ConversationUsage) -> Option<Finding> {
     );
     x.numbers.insert("unclosed", overall.counts.unclosed as f64);
     x.numbers.insert("conversations", overall.conv_cnt as f64);
-    x.keys
-        .insert("response", if differs { "differs" } else { "uniform" });
+    // Without any first-response time there is no service speed to describe.
+    x.keys.insert(
+        "response",
+        if overall.p50_resp.is_none() {
+            "unknown"
+        } else if differs {
+            "differs"
+        } else {
+            "uniform"
+        },
+    );
     // Routing: segments whose team share is clearly above / below the rest.
     if overall.team_route_share.is_some() {
         let pairs: Vec<(Proportion, Proportion)> = segs
