@@ -7,7 +7,10 @@
 
 use serde_json::json;
 
-use super::findings::{conversion, high_value_arr, known_segment, retention, seat_rows, slice_of};
+use super::findings::{
+    conversion, high_value_arr, known_segments, retention, seat_rows, segment_conversion_tests,
+    slice_of,
+};
 use super::metrics::{BotMeasure, ConversationUsage, SliceRow, UsageDefinitions};
 use crate::render::narrative::{Finding, Recommendation};
 use crate::stats::claims::{compare, compare_many, sign_test_p, Proportion, Verdict, ALPHA};
@@ -232,46 +235,42 @@ fn what_if(recommendations: &[Recommendation]) -> Vec<Finding> {
 /// other segments, tested together) and what to do about it.
 fn plan(r: &ConversationUsage, recommendations: &[Recommendation]) -> Vec<Finding> {
     let usage = r.usage_source;
-    let segs: Vec<&SliceRow> = r
-        .panels
-        .segment
+    let segs = known_segments(r);
+    // Retention: each segment against the other known segments, tested together.
+    let ret: Vec<Option<(Proportion, Proportion)>> = segs
         .iter()
-        .filter(|s| known_segment(s))
+        .map(|s| {
+            let rest: Vec<&SliceRow> = segs
+                .iter()
+                .copied()
+                .filter(|o| o.segment != s.segment)
+                .collect();
+            Some((
+                retention(&[s], usage, true)?,
+                retention(&rest, usage, true)?,
+            ))
+        })
         .collect();
-    let rest = |me: &SliceRow| -> Vec<&SliceRow> {
-        segs.iter()
-            .copied()
-            .filter(|s| s.segment != me.segment)
-            .collect()
-    };
-    let pairs =
-        |f: &dyn Fn(&[&SliceRow]) -> Option<Proportion>| -> Vec<Option<(Proportion, Proportion)>> {
-            segs.iter()
-                .map(|s| Some((f(&[s])?, f(&rest(s))?)))
-                .collect()
-        };
-    let verdicts = |p: &[Option<(Proportion, Proportion)>]| -> Vec<Verdict> {
-        let tested: Vec<(Proportion, Proportion)> = p.iter().flatten().copied().collect();
-        let mut v = compare_many(&tested).into_iter();
-        p.iter()
-            .map(|x| match x {
-                Some(_) => v.next().unwrap_or(Verdict::NoClearDifference),
-                None => Verdict::NoClearDifference,
-            })
-            .collect()
-    };
-    let pooled_conversion = |rows: &[&SliceRow]| {
-        let k: usize = rows.iter().map(|s| s.counts.converted).sum();
-        let n: usize = rows
-            .iter()
-            .filter(|s| s.conv_to_feature_rate.is_some())
-            .map(|s| s.companies_with_closed_conv)
-            .sum();
-        Proportion::new(k, n)
-    };
-    let ret = pairs(&|rows| retention(rows, usage, true));
-    let conv = pairs(&pooled_conversion);
-    let (ret_v, conv_v) = (verdicts(&ret), verdicts(&conv));
+    let tested: Vec<(Proportion, Proportion)> = ret.iter().flatten().copied().collect();
+    let mut verdicts = compare_many(&tested).into_iter();
+    let ret_v: Vec<Verdict> = ret
+        .iter()
+        .map(|x| match x {
+            Some(_) => verdicts.next().unwrap_or(Verdict::NoClearDifference),
+            None => Verdict::NoClearDifference,
+        })
+        .collect();
+    // Conversion: the verdicts the conversion finding reads.
+    let conversion_tests = segment_conversion_tests(r);
+    let conv_v: Vec<Verdict> = segs
+        .iter()
+        .map(|s| {
+            conversion_tests
+                .iter()
+                .find(|t| std::ptr::eq(t.row, *s))
+                .map_or(Verdict::NoClearDifference, |t| t.verdict)
+        })
+        .collect();
     let team = |s: &SliceRow| Proportion::new(s.counts.team, s.conv_cnt);
     let overall_team = Proportion::new(r.panels.overall.counts.team, r.panels.overall.conv_cnt);
     let mut out = Vec::new();

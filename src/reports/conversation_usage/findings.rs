@@ -28,6 +28,15 @@ pub(super) fn slice_of(r: &SliceRow) -> Value {
     Value::Object(m)
 }
 
+/// The segment panel's rows of known segments, in panel order.
+pub(super) fn known_segments(r: &ConversationUsage) -> Vec<&SliceRow> {
+    r.panels
+        .segment
+        .iter()
+        .filter(|s| known_segment(s))
+        .collect()
+}
+
 pub(super) fn known_segment(r: &SliceRow) -> bool {
     r.segment.is_some_and(|s| s != "unknown")
 }
@@ -293,12 +302,7 @@ fn bot_retention(r: &ConversationUsage) -> Option<Finding> {
 /// The service model: does first response differ by segment at all (Welch, corrected),
 /// and how conversations are routed (team vs admin, corrected), with counts.
 fn service_model(r: &ConversationUsage) -> Option<Finding> {
-    let segs: Vec<&SliceRow> = r
-        .panels
-        .segment
-        .iter()
-        .filter(|s| known_segment(s))
-        .collect();
+    let segs = known_segments(r);
     if segs.is_empty() {
         return None;
     }
@@ -430,6 +434,45 @@ fn rest_moments(segs: &[&SliceRow], me: &SliceRow) -> Option<Moments> {
 
 /// Conversion: segments against the rest (corrected), and the best and worst cells
 /// under the events rule; one finding saying which differences hold, or that none do.
+/// A segment's conversion against the rest of the paying companies, and the verdict.
+pub(super) struct SegmentTest<'a> {
+    pub row: &'a SliceRow,
+    pub own: Proportion,
+    pub rest: Proportion,
+    pub verdict: Verdict,
+}
+
+/// Each known segment's 72-hour conversion against everyone else's (overall minus the
+/// segment), tested together (Benjamini–Hochberg): the one comparison the conversion
+/// finding and the plan per segment both read.
+pub(super) fn segment_conversion_tests(r: &ConversationUsage) -> Vec<SegmentTest<'_>> {
+    let Some(overall) = conversion(&r.panels.overall) else {
+        return Vec::new();
+    };
+    let tested: Vec<(&SliceRow, Proportion, Proportion)> = known_segments(r)
+        .into_iter()
+        .filter_map(|s| {
+            let own = conversion(s)?;
+            let rest = Proportion {
+                k: overall.k - own.k,
+                n: overall.n - own.n,
+            };
+            (rest.n > 0.0).then_some((s, own, rest))
+        })
+        .collect();
+    let pairs: Vec<(Proportion, Proportion)> = tested.iter().map(|t| (t.1, t.2)).collect();
+    tested
+        .into_iter()
+        .zip(compare_many(&pairs))
+        .map(|((row, own, rest), verdict)| SegmentTest {
+            row,
+            own,
+            rest,
+            verdict,
+        })
+        .collect()
+}
+
 fn conversion_differences(r: &ConversationUsage) -> Option<Finding> {
     let overall = conversion(&r.panels.overall)?;
     let cells: Vec<&SliceRow> = eligible_cells(r)
@@ -437,27 +480,7 @@ fn conversion_differences(r: &ConversationUsage) -> Option<Finding> {
         .collect();
     let props: Vec<Proportion> = cells.iter().filter_map(|c| conversion(c)).collect();
     let (best, worst) = standouts(&props, overall);
-    let segs: Vec<&SliceRow> = r
-        .panels
-        .segment
-        .iter()
-        .filter(|s| known_segment(s) && conversion(s).is_some())
-        .collect();
-    let pairs: Vec<(Proportion, Proportion)> = segs
-        .iter()
-        .filter_map(|s| {
-            let me = conversion(s)?;
-            Some((
-                me,
-                Proportion {
-                    k: overall.k - me.k,
-                    n: overall.n - me.n,
-                },
-            ))
-        })
-        .filter(|(_, rest)| rest.n > 0.0)
-        .collect();
-    let seg_verdicts = compare_many(&pairs);
+    let tests = segment_conversion_tests(r);
     let mut x = Finding::new("conversion", 5);
     put(&mut x, "overall", overall, ["overall_k", "overall_n"]);
     x.numbers.insert("cells", cells.len() as f64);
@@ -473,25 +496,24 @@ fn conversion_differences(r: &ConversationUsage) -> Option<Finding> {
         x.slices.insert("worst", slice_of(cells[i]));
         any = true;
     }
-    // Segments that differ from the rest, strongest first.
-    let mut differing: Vec<(usize, Verdict)> = seg_verdicts
+    // The segment that differs most from the rest, among those that differ.
+    let gap = |t: &SegmentTest| (t.own.rate() - t.rest.rate()).abs();
+    if let Some(t) = tests
         .iter()
-        .enumerate()
-        .filter(|(_, v)| v.holds())
-        .map(|(i, v)| (i, *v))
-        .collect();
-    differing.sort_by(|a, b| {
-        let d = |i: usize| (pairs[i].0.rate() - pairs[i].1.rate()).abs();
-        d(b.0).total_cmp(&d(a.0))
-    });
-    if let Some(&(i, v)) = differing.first() {
-        put(&mut x, "segment", pairs[i].0, ["segment_k", "segment_n"]);
-        put(&mut x, "segment_rest", pairs[i].1, ["rest_k", "rest_n"]);
-        x.slices.insert("segment", slice_of(segs[i]));
-        x.keys.insert("segment_verdict", v.key());
+        .filter(|t| t.verdict.holds())
+        .min_by(|a, b| gap(b).total_cmp(&gap(a)))
+    {
+        put(&mut x, "segment", t.own, ["segment_k", "segment_n"]);
+        put(&mut x, "segment_rest", t.rest, ["rest_k", "rest_n"]);
+        x.slices.insert("segment", slice_of(t.row));
+        x.keys.insert("segment_verdict", t.verdict.key());
         any = true;
     }
-    if let Some((lo, hi)) = range(segs.iter().filter_map(|s| s.conv_to_feature_rate)) {
+    let rates = known_segments(r)
+        .into_iter()
+        .filter(|s| conversion(s).is_some())
+        .filter_map(|s| s.conv_to_feature_rate);
+    if let Some((lo, hi)) = range(rates) {
         x.numbers.insert("segment_min", lo);
         x.numbers.insert("segment_max", hi);
     }

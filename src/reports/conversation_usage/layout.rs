@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::findings::{
-    conversion, eligible_cells, high_value_arr, known_segment, retention, slice_of,
+    conversion, eligible_cells, high_value_arr, known_segments, retention, slice_of,
 };
 use super::metrics::{ConversationUsage, SliceRow, UsageDefinitions};
 use crate::render::format::Strings;
@@ -332,10 +332,8 @@ fn profiles(r: &ConversationUsage, lang: &Language) -> Vec<Vec<String>> {
     let share = |k: usize, n: usize| {
         Proportion::new(k, n).map_or_else(|| "—".to_owned(), |p| f.percent(p.rate()))
     };
-    r.panels
-        .segment
-        .iter()
-        .filter(|x| known_segment(x))
+    known_segments(r)
+        .into_iter()
         .map(|x| {
             vec![
                 s.label("segment", x.segment.unwrap_or_default()),
