@@ -25,8 +25,9 @@ fn default_demo_matches_the_reference_figures() {
     demo::generate(&path, &DemoOptions::default()).unwrap();
     println!("{}", demo::describe(&path).unwrap());
     let db = Database::open(&path.clone().into()).unwrap();
-    let anchor = cxreport::intercom::latest_conversation(&db, Tz::UTC)
+    let anchor = cxreport::intercom::latest_conversation(&db, Tz::UTC, chrono::Utc::now())
         .unwrap()
+        .at
         .unwrap();
     assert_eq!(anchor.to_string(), "2024-06-15 12:00:00 UTC");
     let window = "rolling:6m"
@@ -236,7 +237,9 @@ fn demo_tag_drivers_tell_the_expected_story() {
     let db = Database::open(&path.clone().into()).unwrap();
     db.check("tag-drivers", cxreport::reports::tag_drivers::load::NEEDS)
         .unwrap();
-    let anchor = cxreport::intercom::latest_conversation(&db, Tz::UTC).unwrap();
+    let anchor = cxreport::intercom::latest_conversation(&db, Tz::UTC, chrono::Utc::now())
+        .unwrap()
+        .at;
     let window = "rolling:6m"
         .parse::<WindowSpec>()
         .unwrap()

@@ -1,117 +1,16 @@
 //! Delivery end to end: the binary talks over TCP to a real SMTP server running in this
 //! test process (mailin-embedded), whose answers each test scripts.
 
-use std::collections::VecDeque;
-use std::net::{IpAddr, TcpListener};
+mod common;
+
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use mailin_embedded::response::{Response, OK};
-use mailin_embedded::Handler;
-
-/// What the sink received: one entry per accepted message.
-#[derive(Default)]
-struct SinkState {
-    accepted: Vec<Received>,
-    /// Codes to answer at the end of DATA, in order; 250 once empty.
-    script: VecDeque<u16>,
-    data_ends: usize,
-    /// Accept this many messages, then stall every later one until released.
-    stall_after: Option<usize>,
-}
-
-#[derive(Clone, Debug)]
-struct Received {
-    to: Vec<String>,
-    raw: Vec<u8>,
-}
-
-#[derive(Clone)]
-struct Sink {
-    state: Arc<Mutex<SinkState>>,
-    release: Arc<AtomicBool>,
-    to: Vec<String>,
-    buf: Vec<u8>,
-}
-
-impl Handler for Sink {
-    fn mail(&mut self, _ip: IpAddr, _domain: &str, _from: &str) -> Response {
-        self.to.clear();
-        self.buf.clear();
-        OK
-    }
-    fn rcpt(&mut self, to: &str) -> Response {
-        self.to.push(to.to_owned());
-        OK
-    }
-    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.buf.extend_from_slice(buf);
-        Ok(())
-    }
-    fn data_end(&mut self) -> Response {
-        let stall = {
-            let mut s = self.state.lock().unwrap();
-            s.data_ends += 1;
-            s.stall_after.is_some_and(|n| s.accepted.len() >= n)
-        };
-        if stall {
-            while !self.release.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            return Response::custom(451, "stalled".into());
-        }
-        let mut s = self.state.lock().unwrap();
-        match s.script.pop_front().unwrap_or(250) {
-            250 => {
-                s.accepted.push(Received {
-                    to: self.to.clone(),
-                    raw: std::mem::take(&mut self.buf),
-                });
-                OK
-            }
-            code => Response::custom(code, format!("scripted {code}")),
-        }
-    }
-}
-
-struct Server {
-    port: u16,
-    state: Arc<Mutex<SinkState>>,
-    release: Arc<AtomicBool>,
-}
-
-fn smtp_server(script: &[u16], stall_after: Option<usize>) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let state = Arc::new(Mutex::new(SinkState {
-        script: script.iter().copied().collect(),
-        stall_after,
-        ..SinkState::default()
-    }));
-    let release = Arc::new(AtomicBool::new(false));
-    let handler = Sink {
-        state: Arc::clone(&state),
-        release: Arc::clone(&release),
-        to: Vec::new(),
-        buf: Vec::new(),
-    };
-    let mut server = mailin_embedded::Server::new(handler);
-    server
-        .with_name("sink.test")
-        .with_num_threads(4)
-        .with_tcp_listener(listener);
-    std::thread::spawn(move || {
-        let _ = server.serve();
-    });
-    Server {
-        port,
-        state,
-        release,
-    }
-}
+use common::smtp::{attachment, header, plain_text, smtp_server};
 
 fn demo_db() -> &'static Path {
     static DB: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
@@ -195,38 +94,6 @@ fn ledger(s: &Setup) -> Vec<cxreport::jobs::ledger::RunRecord> {
         .unwrap()
         .history(None)
         .unwrap()
-}
-
-fn attachment(raw: &[u8], name: &str) -> Option<Vec<u8>> {
-    let mail = mailparse::parse_mail(raw).unwrap();
-    fn walk(p: &mailparse::ParsedMail<'_>, name: &str) -> Option<Vec<u8>> {
-        let disposition = p.get_content_disposition();
-        if disposition.params.get("filename").map(String::as_str) == Some(name) {
-            return p.get_body_raw().ok();
-        }
-        p.subparts.iter().find_map(|s| walk(s, name))
-    }
-    walk(&mail, name)
-}
-
-/// The first text/plain part, decoded.
-fn plain_text(raw: &[u8]) -> String {
-    fn walk(p: &mailparse::ParsedMail<'_>) -> Option<String> {
-        if p.ctype.mimetype == "text/plain" {
-            return p.get_body().ok();
-        }
-        p.subparts.iter().find_map(walk)
-    }
-    walk(&mailparse::parse_mail(raw).unwrap()).unwrap_or_default()
-}
-
-fn header(raw: &[u8], name: &str) -> String {
-    use mailparse::MailHeaderMap;
-    mailparse::parse_mail(raw)
-        .unwrap()
-        .headers
-        .get_first_value(name)
-        .unwrap_or_default()
 }
 
 #[test]
@@ -444,15 +311,14 @@ fn killed_after_some_deliveries_then_restarted_sends_only_the_missing_ones() {
 fn a_job_in_flight_elsewhere_is_not_started_again() {
     let server = smtp_server(&[], None);
     let s = setup(server.port, "en = [\"ceo@example.com\"]", "");
-    // This test process holds the job's lease, as a daemon running it would.
-    let mut l =
-        cxreport::jobs::ledger::Ledger::open(&s.dir.path().join("out/cxreport-state.sqlite"))
-            .unwrap();
-    assert!(l.acquire_lease("monthly").unwrap());
+    // This test process holds the job's lock, as a daemon running it would.
+    let l = cxreport::jobs::ledger::Ledger::open(&s.dir.path().join("out/cxreport-state.sqlite"))
+        .unwrap();
+    let lock = l.lock_job("monthly", true).unwrap().expect("free");
     let o = run_job(&s, &["--send"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("run in flight"), "{}", text(&o));
-    l.release_lease("monthly").unwrap();
+    drop(lock);
     let o = run_job(&s, &["--send"]);
     assert!(o.status.success(), "{}", text(&o));
 }

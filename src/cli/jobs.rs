@@ -5,10 +5,10 @@
 use std::path::Path;
 
 use super::Failure;
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SimulatedClock, SystemClock};
 use crate::jobs::config::Config;
 use crate::jobs::ledger::{Ledger, RunState};
-use crate::jobs::{check, daemon, job, Delivery, JobError};
+use crate::jobs::{check, daemon, email, job, Delivery, JobError};
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 
@@ -23,16 +23,10 @@ pub fn run_job(
     delivery: &Delivery,
 ) -> Result<(), Failure> {
     let config = load(config)?;
-    let job = config.job(name).ok_or_else(|| {
-        let known: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
-        JobError::UnknownJob {
-            name: name.to_owned(),
-            config: config.path.clone(),
-            known: known.join(", "),
-        }
-    })?;
+    let job = find_job(&config, name)?;
     let fire = as_of.unwrap_or_else(|| SystemClock.now());
-    let run = job::run_job(&config, job, fire, delivery)?;
+    let stop = daemon::stop_on_signals()?;
+    let run = job::run_job(&config, job, fire, delivery, &stop)?;
     if let Some(dir) = &run.dir {
         println!("{}", dir.display());
     }
@@ -49,10 +43,90 @@ pub fn run_job(
     }
 }
 
-pub fn daemon(config: &Path) -> Result<(), Failure> {
+pub fn daemon(config: &Path, clock_start: Option<&str>, speed: f64) -> Result<(), Failure> {
     let config = load(config)?;
     let stop = daemon::stop_on_signals()?;
-    Ok(daemon::run_daemon(&config, &SystemClock, stop)?)
+    match clock_start {
+        None => Ok(daemon::run_daemon(&config, &SystemClock, stop)?),
+        Some(start) => {
+            let start = DateTime::parse_from_rfc3339(start)
+                .map_err(|e| {
+                    Failure::Usage(anyhow!(
+                        "--clock-start `{start}`: not an RFC 3339 instant ({e})"
+                    ))
+                })?
+                .with_timezone(&Utc);
+            if !(speed.is_finite() && speed > 0.0) {
+                return Err(Failure::Usage(anyhow!("--clock-speed must be > 0")));
+            }
+            let clock = SimulatedClock::new(start, speed);
+            Ok(daemon::run_daemon(&config, &clock, stop)?)
+        }
+    }
+}
+
+pub fn retry(config_path: &Path, name: &str, period: Option<&str>) -> Result<(), Failure> {
+    let config = load(config_path)?;
+    let job = find_job(&config, name)?;
+    let path = config.state_path();
+    if !path.exists() {
+        return Err(Failure::Usage(anyhow!(
+            "job `{name}` has no runs yet ({} does not exist)",
+            path.display()
+        )));
+    }
+    let ledger = Ledger::open(&path).map_err(|e| Failure::Failed(e.into()))?;
+    let period = match period {
+        Some(p) => p.to_owned(),
+        None => ledger
+            .latest_delivered_period(name)
+            .map_err(|e| Failure::Failed(e.into()))?
+            .ok_or_else(|| {
+                Failure::Usage(anyhow!("job `{name}` has no run that mailed anything"))
+            })?,
+    };
+    if ledger
+        .run(name, &period)
+        .map_err(|e| Failure::Failed(e.into()))?
+        .is_none()
+    {
+        return Err(Failure::Usage(anyhow!(
+            "job `{name}` has no run for period `{period}` (see `cxreport history --job {name}`)"
+        )));
+    }
+    let _lock = ledger
+        .lock_job(name, true)
+        .map_err(|e| Failure::Failed(e.into()))?
+        .ok_or_else(|| Failure::Failed(JobError::Busy(name.to_owned()).into()))?;
+    let reopened = ledger
+        .reopen(name, &period)
+        .map_err(|e| Failure::Failed(e.into()))?;
+    let stop = daemon::stop_on_signals()?;
+    let run = email::resend(&config, job, &ledger, &period, &stop)?;
+    // The owner alerts kept while SMTP failed go out with it.
+    email::flush_alerts(&config, &ledger, &stop)?;
+    eprintln!(
+        "{period}: {reopened} delivery(ies) to retry, {} sent, {} not",
+        run.sent, run.failed
+    );
+    match run.state {
+        RunState::Succeeded => Ok(()),
+        _ => Err(Failure::Failed(anyhow!(run
+            .error
+            .filter(|e| !e.is_empty())
+            .unwrap_or_else(|| "some deliveries are not sent".into())))),
+    }
+}
+
+fn find_job<'a>(config: &'a Config, name: &str) -> Result<&'a crate::jobs::config::Job, Failure> {
+    config.job(name).ok_or_else(|| {
+        let known: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
+        Failure::from(JobError::UnknownJob {
+            name: name.to_owned(),
+            config: config.path.clone(),
+            known: known.join(", "),
+        })
+    })
 }
 
 pub fn schedule(config: &Path, count: usize) -> Result<(), Failure> {
@@ -114,7 +188,7 @@ pub fn history(config: &Path, job: Option<&str>) -> Result<(), Failure> {
         println!("no runs yet ({} does not exist)", path.display());
         return Ok(());
     }
-    let ledger = Ledger::open(&path).map_err(|e| Failure::Failed(e.into()))?;
+    let ledger = Ledger::open_read_only(&path).map_err(|e| Failure::Failed(e.into()))?;
     let runs = ledger.history(job).map_err(|e| Failure::Failed(e.into()))?;
     let mut latest_failed: Vec<String> = Vec::new();
     let mut last_job: Option<&str> = None;
@@ -136,12 +210,24 @@ pub fn history(config: &Path, job: Option<&str>) -> Result<(), Failure> {
                 .unwrap_or_default()
         );
         for d in &r.deliveries {
+            let retry = match (&d.next_attempt_at, &d.retry_until) {
+                (Some(next), Some(until)) if d.state == "failed" => {
+                    format!("  next try {next}, until {until}")
+                }
+                _ => String::new(),
+            };
             println!(
-                "      {} {:<32} {:<8} attempts {}{}",
+                "      {} {:<32} {:<8} attempts {}{}{}{}",
                 d.lang,
                 d.recipient,
                 d.state,
                 d.attempts,
+                if d.possible_duplicate {
+                    "  POSSIBLE DUPLICATE: sent again after a crash, same Message-ID"
+                } else {
+                    ""
+                },
+                retry,
                 d.last_error
                     .as_deref()
                     .map(|e| format!("  ({e})"))
@@ -151,6 +237,18 @@ pub fn history(config: &Path, job: Option<&str>) -> Result<(), Failure> {
         let is_latest = runs.get(i + 1).is_none_or(|n| n.job != r.job);
         if is_latest && r.state == "failed" {
             latest_failed.push(r.job.clone());
+        }
+    }
+    let alerts = ledger
+        .pending_alerts(job)
+        .map_err(|e| Failure::Failed(e.into()))?;
+    if !alerts.is_empty() {
+        println!("owner alerts not sent yet (sent when the SMTP server takes them)");
+        for a in &alerts {
+            println!(
+                "  {:<24} {:<32} attempts {}  {}  ({})",
+                a.job, a.recipient, a.attempts, a.subject, a.last_error
+            );
         }
     }
     if latest_failed.is_empty() {

@@ -39,6 +39,23 @@ enum Command {
     Daemon {
         #[arg(long, default_value = "schedules.toml")]
         config: PathBuf,
+        /// Rehearsal: the daemon's clock starts at this instant (RFC 3339) instead
+        /// of now, and runs `--clock-speed` times as fast as the real one.
+        #[arg(long, hide = true)]
+        clock_start: Option<String>,
+        #[arg(long, hide = true, default_value_t = 1.0, requires = "clock_start")]
+        clock_speed: f64,
+    },
+    /// Send again what a job's run could not deliver: given-up and waiting deliveries
+    /// of the job's latest run (or of --period), from the files of that run.
+    Retry {
+        #[arg(long, default_value = "schedules.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        job: String,
+        /// The run's period, as `history` shows it.
+        #[arg(long)]
+        period: Option<String>,
     },
     /// Each job, its cron, timezone and next fire times.
     Schedule {
@@ -240,7 +257,16 @@ fn dispatch(cmd: Command, options: reports::Options) -> Result<(), Failure> {
             to,
             source_timezone,
         } => demo::load_postgres(&from, &to, source_timezone),
-        Command::Daemon { config } => jobs::daemon(&config),
+        Command::Daemon {
+            config,
+            clock_start,
+            clock_speed,
+        } => jobs::daemon(&config, clock_start.as_deref(), clock_speed),
+        Command::Retry {
+            config,
+            job,
+            period,
+        } => jobs::retry(&config, &job, period.as_deref()),
         Command::Schedule { config, count } => jobs::schedule(&config, count),
         Command::Check {
             config,

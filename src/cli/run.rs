@@ -13,6 +13,9 @@ use crate::run::{self as pipeline, Mapping, RunRequest};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
+    /// Time limit of the run's queries and chart rendering, in seconds.
+    #[arg(long, default_value_t = crate::jobs::config::DEFAULT_RUN_TIMEOUT_SECS)]
+    pub timeout_secs: u64,
     /// Report kind (see `cxreport reports`).
     #[arg(default_value = reports::DEFAULT)]
     report: String,
@@ -104,6 +107,7 @@ pub fn run(args: RunArgs, options: Options) -> Result<(), Failure> {
             args.lang
         },
         templates: Templates::new(args.templates),
+        time_limit: Some(std::time::Duration::from_secs(args.timeout_secs.max(1))),
     };
     let outcome = match args.as_of {
         Some(t) => pipeline::run(&req, &FixedClock(t)),

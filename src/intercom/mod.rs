@@ -12,13 +12,15 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::source::interner::Interner;
-use crate::source::{DataError, Database, TableNeed, TimeColumn};
+use crate::source::{DataError, Database, Latest, TableNeed};
 use mapping::Mapping;
 
 const SQL_ALL_CREATED: &str = "SELECT conversation_created_at FROM intercom__conversation_enhanced";
-/// The anchor where the server can compare the times itself (a native timestamp).
+/// The anchor where the server can compare the times itself (a native timestamp):
+/// the latest not after `$1`, and how many are after it.
 const SQL_MAX_CREATED: &str =
-    "SELECT max(conversation_created_at) FROM intercom__conversation_enhanced";
+    "SELECT max(CASE WHEN conversation_created_at <= $1 THEN conversation_created_at END), \
+     count(CASE WHEN conversation_created_at > $1 THEN 1 END) FROM intercom__conversation_enhanced";
 pub const SQL_COMPANIES: &str =
     "SELECT company_id, company_name, all_company_tags, monthly_spend, user_count \
      FROM intercom__company_enhanced";
@@ -286,13 +288,21 @@ impl Assignee {
     }
 }
 
-/// The latest parseable `conversation_created_at` (the rolling window's anchor).
-pub fn latest_conversation(db: &Database, tz: Tz) -> Result<Option<DateTime<Utc>>, DataError> {
-    let sql = match db.time_column(CONVERSATION_ENHANCED, "conversation_created_at")? {
-        TimeColumn::Text => SQL_ALL_CREATED,
-        TimeColumn::Naive | TimeColumn::Zoned => SQL_MAX_CREATED,
-    };
-    db.max_time(CONVERSATION_ENHANCED, sql, "conversation_created_at", tz)
+/// The latest parseable `conversation_created_at` not after `not_after` (the rolling
+/// window's anchor), and how many lie after it.
+pub fn latest_conversation(
+    db: &Database,
+    tz: Tz,
+    not_after: DateTime<Utc>,
+) -> Result<Latest, DataError> {
+    db.latest_time(
+        CONVERSATION_ENHANCED,
+        "conversation_created_at",
+        SQL_ALL_CREATED,
+        SQL_MAX_CREATED,
+        tz,
+        not_after,
+    )
 }
 
 /// The window as the two bound values of `conversation_created_at BETWEEN $1 AND $2`

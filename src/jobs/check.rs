@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::config::{Config, Transport};
+use super::config::{Config, DataSource, Transport};
 use super::job::request_on;
 use crate::intercom::window::WindowSpec;
 use crate::render::pdf;
@@ -55,10 +55,10 @@ pub fn check(config_path: &Path, db: Option<&Location>, mapping: Option<&Mapping
             if let Err(e) = templates.get(&format!("{}/report.typ", job.report)) {
                 problems.push(format!("job `{}`: {e}", job.name));
             }
-            let database = db
-                .cloned()
-                .or_else(|| job.database.clone())
-                .or_else(|| config.defaults.database.clone());
+            let database = db.cloned().or_else(|| match &job.database {
+                DataSource::At(l) => Some(l.clone()),
+                DataSource::Demo => None,
+            });
             match database {
                 Some(path) => {
                     let mut req = request_on(config, job, path);
@@ -180,6 +180,7 @@ fn check_database_alone(
             tz: chrono_tz::Tz::UTC,
             langs: Vec::new(),
             templates: Templates::default(),
+            time_limit: None,
         };
         match run::check_database(&req) {
             Ok(limits) => {

@@ -71,6 +71,7 @@ struct RawDefaults {
     languages: Option<Vec<String>>,
     source_timezone: Option<String>,
     templates: Option<String>,
+    run_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +82,7 @@ struct RawSmtp {
     tls: Option<String>,
     username: Option<String>,
     password_env: Option<String>,
+    ca_file: Option<String>,
     from: String,
     timeout_secs: Option<u64>,
     max_attachment_mb: Option<f64>,
@@ -126,10 +128,13 @@ pub struct Config {
     pub jobs: Vec<Job>,
 }
 
+/// A run's time limit unless `defaults.run_timeout_secs` says otherwise.
+pub const DEFAULT_RUN_TIMEOUT_SECS: u64 = 1800;
+
 #[derive(Debug, Clone)]
 pub struct Defaults {
-    /// `None`: the built-in demo database.
-    pub database: Option<Location>,
+    /// The database jobs read unless they name their own.
+    pub database: Option<DataSource>,
     /// The environment variable with the PostgreSQL password (default `PGPASSWORD`).
     pub database_password_env: Option<String>,
     /// `[defaults.mapping]` as written (each job lays its own keys over it).
@@ -139,6 +144,17 @@ pub struct Defaults {
     pub languages: Vec<String>,
     pub source_timezone: Tz,
     pub templates: Option<PathBuf>,
+    /// Queries and chart rendering of one run stop past this.
+    pub run_timeout: std::time::Duration,
+}
+
+/// Where a job's data is: a database, or the built-in demo data when the
+/// configuration says so (`database = "demo"`): never by default, so a job whose
+/// database was forgotten cannot mail numbers that are not the customer's.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataSource {
+    Demo,
+    At(Location),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +173,8 @@ pub enum Transport {
         username: Option<String>,
         /// Name of the environment variable holding the password.
         password_env: Option<String>,
+        /// A CA certificate (PEM) trusted besides the public roots.
+        ca_file: Option<PathBuf>,
     },
     /// Messages are written as `.eml` files into this directory.
     Outbox(PathBuf),
@@ -193,7 +211,7 @@ pub struct Job {
     /// Language → recipients; the job's editions are these languages.
     pub recipients: BTreeMap<String, Vec<Mailbox>>,
     pub languages: Vec<String>,
-    pub database: Option<Location>,
+    pub database: DataSource,
     /// The mapping in force for the job (`[defaults.mapping]`, then the job's).
     pub mapping: Mapping,
     /// Where the job's reports go: `output_dir/<output or name>/<period>/`.
@@ -272,15 +290,20 @@ impl Validator {
         }
     }
 
-    /// A SQLite path (relative to the configuration file) or a `postgresql://` URL.
+    /// A SQLite path (relative to the configuration file), a `postgresql://` URL, or
+    /// `demo`.
     fn database(
         &mut self,
         key: &str,
         s: Option<&str>,
         password_env: Option<&str>,
-    ) -> Option<Location> {
-        match Location::parse(s?, Some(&self.base), password_env) {
-            Ok(l) => Some(l),
+    ) -> Option<DataSource> {
+        let s = s?;
+        if s == "demo" {
+            return Some(DataSource::Demo);
+        }
+        match Location::parse(s, Some(&self.base), password_env) {
+            Ok(l) => Some(DataSource::At(l)),
             Err(e) => {
                 self.problem(key, e.to_string());
                 None
@@ -338,6 +361,14 @@ impl Validator {
                 .unwrap_or_else(|| vec!["en".into(), "zh".into()]),
             source_timezone,
             templates: templates.clone(),
+            run_timeout: std::time::Duration::from_secs(match d.run_timeout_secs {
+                Some(0) => {
+                    self.problem("defaults.run_timeout_secs", "must be at least 1");
+                    1
+                }
+                Some(n) => n,
+                None => DEFAULT_RUN_TIMEOUT_SECS,
+            }),
         };
         let smtp = raw.smtp.and_then(|s| self.smtp(s));
         let tpl = Templates::new(templates);
@@ -418,6 +449,17 @@ impl Validator {
                         "missing: a password is configured but no username",
                     );
                 }
+                let ca_file = s.ca_file.as_deref().map(|p| self.path(p));
+                if let Some(ca) = &ca_file {
+                    if tls == TlsMode::None {
+                        self.problem("smtp.ca_file", "has no effect with tls = \"none\"");
+                    } else if let Err(e) = std::fs::read(ca) {
+                        self.problem(
+                            "smtp.ca_file",
+                            format!("{}: {e} (expected a PEM CA certificate)", ca.display()),
+                        );
+                    }
+                }
                 let port = s.port.unwrap_or(match tls {
                     TlsMode::Tls => 465,
                     TlsMode::StartTls => 587,
@@ -429,6 +471,7 @@ impl Validator {
                     tls,
                     username: s.username,
                     password_env: s.password_env,
+                    ca_file,
                 }
             }
         };
@@ -606,9 +649,39 @@ impl Validator {
                 p.to_owned()
             }
         };
+        let mapping = match Mapping::from_tables(
+            d.mapping.as_ref(),
+            j.mapping.as_ref(),
+            &format!("job[{i}].mapping (over defaults.mapping)"),
+        ) {
+            Ok(m) => m,
+            Err(e) => {
+                self.problem(key("mapping"), e.message);
+                Mapping::default()
+            }
+        };
+        let database = match j.database.as_deref() {
+            Some(db) => self.database(
+                &key("database"),
+                Some(db),
+                j.database_password_env
+                    .as_deref()
+                    .or(d.database_password_env.as_deref()),
+            ),
+            None => {
+                if d.database.is_none() {
+                    self.problem(
+                        key("database"),
+                        "missing, and [defaults] has none: name the SQLite file or PostgreSQL URL the job reads (`database = \"demo\"` for the built-in demo data)",
+                    );
+                }
+                d.database.clone()
+            }
+        };
         if self.problems.len() > before {
             return None;
         }
+        let database = database?;
         Some(Job {
             name: j.name,
             report,
@@ -621,24 +694,8 @@ impl Validator {
             owners,
             recipients,
             languages,
-            mapping: match Mapping::from_tables(
-                d.mapping.as_ref(),
-                j.mapping.as_ref(),
-                &format!("job[{i}].mapping (over defaults.mapping)"),
-            ) {
-                Ok(m) => m,
-                Err(e) => {
-                    self.problem(key("mapping"), e.message);
-                    Mapping::default()
-                }
-            },
-            database: self.database(
-                &key("database"),
-                j.database.as_deref(),
-                j.database_password_env
-                    .as_deref()
-                    .or(d.database_password_env.as_deref()),
-            ),
+            mapping,
+            database,
             output,
             options,
         })
@@ -722,7 +779,7 @@ zh = ["gm-china@example.com"]
         assert_eq!(b.mapping.usage_company_key, "company_id");
         assert_eq!(b.mapping.at_risk_tags, ["Red Flag"]);
         match &c.defaults.database {
-            Some(Location::Postgres(pg)) => {
+            Some(DataSource::At(Location::Postgres(pg))) => {
                 assert_eq!(pg.schema.as_deref(), Some("dbt_intercom"));
                 assert_eq!(pg.password_env, "WAREHOUSE_PASSWORD");
             }
@@ -730,7 +787,7 @@ zh = ["gm-china@example.com"]
         }
         assert_eq!(
             b.database,
-            Some(Location::Sqlite(PathBuf::from("/etc/cx/local.sqlite")))
+            DataSource::At(Location::Sqlite(PathBuf::from("/etc/cx/local.sqlite")))
         );
 
         let e = parse(
@@ -762,7 +819,9 @@ zh = ["gm-china@example.com"]
         assert_eq!(j.recipients["en"].len(), 2);
         assert_eq!(
             c.defaults.database,
-            Some(Location::Sqlite(PathBuf::from("/etc/cx/data/cx.sqlite")))
+            Some(DataSource::At(Location::Sqlite(PathBuf::from(
+                "/etc/cx/data/cx.sqlite"
+            ))))
         );
         assert_eq!(
             c.state_path(),
@@ -799,8 +858,15 @@ zh = ["gm-china@example.com"]
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nreport = \"customer-segmentation\"\nwindow = \"rolling:6m\"", "`job[0].window`: report `customer-segmentation` has no option `window`"),
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nmin_pp = 5", "report `conversation-usage` has no option `min_pp`"),
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nreport = \"tag-drivers\"\nmin_pp = 500", "`job[0].min_pp`"),
+            // Without a database a job would mail numbers that are not the customer's.
+            ("[defaults]", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"", "`job[0].database`: missing, and [defaults] has none"),
         ];
         for (top, job, want) in cases {
+            let top = if top.is_empty() {
+                "[defaults]\ndatabase = \"demo\""
+            } else {
+                top
+            };
             let text = format!("{top}\n{job}");
             let e = parse(&text).unwrap_err();
             assert!(e.contains("/etc/cx/schedules.toml"), "{text:?}: {e}");

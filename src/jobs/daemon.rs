@@ -1,214 +1,359 @@
 //! The daemon: runs jobs when due, one job's runs after another and different jobs in
-//! parallel, survives failing jobs, and stops cleanly on SIGINT/SIGTERM.
+//! parallel; recovers runs whose process died, retries deliveries that failed for a
+//! transient reason and sends the owner alerts it kept; survives failing jobs and an
+//! unusable ledger (alerting the owners of every fire that cannot start); stops
+//! cleanly on SIGINT/SIGTERM, and at once on a second one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::config::{Config, Overlap};
+use super::config::{Config, Job, Overlap};
+use super::email;
 use super::job::{fire_period, run_job};
-use super::ledger::{Ledger, LedgerError};
-use super::schedule;
+use super::ledger::Ledger;
+use super::schedule::{self, Catchup};
 use super::{Delivery, JobError};
 use crate::clock::Clock;
 
-// ---------------------------------------------------------------------------
-// The daemon
+/// How often the daemon looks at the clock and the ledger.
+const TICK: Duration = Duration::from_secs(1);
 
-/// Decides which fire times are due now and moves each job's cursor past them.
-pub fn due_now(
-    config: &Config,
-    ledger: &Ledger,
-    now: DateTime<Utc>,
-) -> Result<Vec<(usize, DateTime<Utc>)>, LedgerError> {
-    let mut out = Vec::new();
-    for (i, job) in config.jobs.iter().enumerate() {
-        let Some(cursor) = ledger.cursor(&job.name)? else {
-            // First start: nothing before now counts as missed.
-            ledger.set_cursor(&job.name, now)?;
-            continue;
-        };
-        for fire in schedule::due(
-            &job.cron,
-            job.timezone,
-            cursor,
-            now,
-            job.catchup,
-            job.max_catchup,
-        ) {
-            out.push((i, fire));
-        }
-        if now > cursor {
-            ledger.set_cursor(&job.name, now)?;
-        }
-    }
-    Ok(out)
+/// One piece of a job's work.
+#[derive(Debug, Clone)]
+enum Work {
+    /// The scheduled run at this fire time.
+    Fire(DateTime<Utc>),
+    /// Deliveries of this period waiting for another try.
+    Retry(String),
 }
 
-/// Runs jobs when due until `stop` is set (SIGINT/SIGTERM), then lets the runs in
-/// flight finish.
+struct Daemon<'a> {
+    config: Arc<Config>,
+    clock: &'a dyn Clock,
+    stop: Arc<AtomicBool>,
+    /// By job name (or `name#n` for an overlapping run), and `alerts`.
+    workers: HashMap<String, JoinHandle<()>>,
+    /// Fires handed to a worker and not yet behind the job's cursor.
+    dispatched: HashSet<(usize, DateTime<Utc>)>,
+    /// The clock at the previous tick.
+    last_tick: DateTime<Utc>,
+    spawned: u64,
+}
+
+/// Runs jobs when due until `stop` is set (SIGINT/SIGTERM), then lets the work in
+/// flight end: a report being written is finished, a delivery being sent finishes
+/// its SMTP attempt, and no new one starts (what is left is retried at the next start).
 pub fn run_daemon(
     config: &Config,
     clock: &dyn Clock,
     stop: Arc<AtomicBool>,
 ) -> Result<(), JobError> {
+    // A ledger that cannot be opened at start is an error the operator sees at once.
     let ledger = Ledger::open(&config.state_path())?;
-    let mut workers: HashMap<String, JoinHandle<()>> = HashMap::new();
-    let config = Arc::new(config.clone());
-    // Runs a previous process left in flight are run again.
-    let mut pending: Vec<(usize, DateTime<Utc>)> = Vec::new();
-    for (job, period) in ledger.recover_interrupted()? {
-        if let Some(i) = config.jobs.iter().position(|j| j.name == job) {
-            let fire = ledger
-                .history(Some(&job))?
-                .into_iter()
-                .find(|r| r.period == period)
-                .and_then(|r| r.fire_time)
-                .and_then(|t| crate::source::timestamp::parse(&t, chrono_tz::Tz::UTC).ok())
-                .unwrap_or_else(|| clock.now());
-            tracing::warn!(
-                job,
-                period,
-                "re-running a run interrupted by a previous process"
-            );
-            pending.push((i, fire));
-        }
-    }
     tracing::info!(jobs = config.jobs.len(), ledger = %ledger.path().display(), "daemon started");
-    while !stop.load(Ordering::SeqCst) {
-        let now = clock.now();
-        pending.extend(due_now(&config, &ledger, now)?);
-        workers.retain(|_, h| !h.is_finished());
-        let mut by_job: HashMap<usize, Vec<DateTime<Utc>>> = HashMap::new();
-        for (i, fire) in pending.drain(..) {
-            by_job.entry(i).or_default().push(fire);
+    drop(ledger);
+    let mut d = Daemon {
+        config: Arc::new(config.clone()),
+        clock,
+        stop,
+        workers: HashMap::new(),
+        dispatched: HashSet::new(),
+        last_tick: clock.now(),
+        spawned: 0,
+    };
+    while !d.stop.load(Ordering::SeqCst) {
+        let started = Instant::now();
+        let now = d.clock.now();
+        d.workers.retain(|_, h| !h.is_finished());
+        if let Err(e) = d.tick(now) {
+            d.ledger_failed(now, &e);
         }
-        for (i, mut fires) in by_job {
-            let job = config.jobs[i].clone();
-            fires.sort();
-            if workers.contains_key(&job.name) && job.overlap == Overlap::Forbid {
-                for fire in fires {
-                    tracing::warn!(job = %job.name, %fire, "previous run still in flight; this fire is skipped");
-                    let period = fire_period(fire);
-                    ledger.record_skipped(
-                        &job.name,
-                        &period,
-                        fire,
-                        "a previous run of this job was still in flight",
-                    )?;
-                }
-                continue;
-            }
-            let config = Arc::clone(&config);
-            let name = job.name.clone();
-            let handle = std::thread::spawn(move || {
-                for fire in fires {
-                    match run_job(&config, &job, fire, &Delivery::Send) {
-                        Ok(r) => {
-                            tracing::info!(job = %r.job, state = ?r.state, period = ?r.period, "run finished")
-                        }
-                        Err(e) => tracing::error!(job = %job.name, "run not started: {e}"),
-                    }
-                }
-            });
-            let key = if workers.contains_key(&name) {
-                format!("{name}#{}", now.timestamp_micros())
-            } else {
-                name
-            };
-            workers.insert(key, handle);
-        }
-        // Sleep until the next fire time, waking regularly to notice a stop request.
-        let next = config
-            .jobs
-            .iter()
-            .filter_map(|j| j.cron.next_after(j.timezone, now))
-            .min();
-        let wait = next.map_or(Duration::from_secs(60), |n| {
-            (n - clock.now()).to_std().unwrap_or(Duration::ZERO)
-        });
-        let deadline = std::time::Instant::now() + wait.min(Duration::from_secs(3600));
-        while !stop.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
-            std::thread::sleep(
-                Duration::from_millis(200)
-                    .min(deadline.saturating_duration_since(std::time::Instant::now())),
-            );
-        }
-        if next.is_some_and(|n| clock.now() < n) && !stop.load(Ordering::SeqCst) {
-            // Woken early by the hourly cap: loop and recompute.
-            continue;
+        d.last_tick = now;
+        while !d.stop.load(Ordering::SeqCst) && started.elapsed() < TICK {
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
     tracing::info!(
-        in_flight = workers.len(),
-        "stopping: waiting for runs in flight"
+        in_flight = d.workers.len(),
+        "stopping: waiting for the work in flight (a second signal stops at once)"
     );
-    for (_, h) in workers {
+    for (_, h) in d.workers {
         let _ = h.join();
     }
     tracing::info!("daemon stopped");
     Ok(())
 }
 
-/// Sets `stop` on SIGINT or SIGTERM.
+impl Daemon<'_> {
+    fn tick(&mut self, now: DateTime<Utc>) -> Result<(), JobError> {
+        let config = Arc::clone(&self.config);
+        let ledger = Ledger::open(&config.state_path())?;
+        let mut work: Vec<(usize, Work)> = Vec::new();
+        // Runs a process left in flight (its lock is free): run again, once.
+        for (job, period, fire) in ledger.recover_interrupted()? {
+            let Some(i) = config.jobs.iter().position(|j| j.name == job) else {
+                continue;
+            };
+            let fire = fire.unwrap_or(now);
+            tracing::warn!(job, period, %fire, "running again a run interrupted by a process that died");
+            self.dispatched.insert((i, fire));
+            work.push((i, Work::Fire(fire)));
+        }
+        for (i, job) in config.jobs.iter().enumerate() {
+            let Some(cursor) = ledger.cursor(&job.name)? else {
+                // First start: nothing before now counts as missed.
+                ledger.set_cursor(&job.name, now)?;
+                continue;
+            };
+            self.dispatched.retain(|(j, f)| *j != i || *f > cursor);
+            let fires = schedule::due(
+                &job.cron,
+                job.timezone,
+                cursor,
+                now,
+                job.catchup,
+                job.max_catchup,
+            );
+            if fires.is_empty() {
+                // Everything up to now is considered; a fire being run moves the
+                // cursor itself once it is recorded.
+                if !self.dispatched.iter().any(|(j, _)| *j == i) && now > cursor {
+                    ledger.set_cursor(&job.name, now)?;
+                }
+                continue;
+            }
+            for fire in fires {
+                if self.dispatched.insert((i, fire)) {
+                    work.push((i, Work::Fire(fire)));
+                }
+            }
+        }
+        for e in ledger.expire_retries(now)? {
+            if let Some(job) = config.job(&e.job) {
+                let msg = format!(
+                    "the delivery of the {} edition to {} was given up: out of retry time ({}); `cxreport retry --job {} --period {}` sends it again",
+                    e.lang, e.recipient, e.last_error, e.job, e.period
+                );
+                tracing::error!(job = %e.job, period = %e.period, "{msg}");
+                let subject = format!("[cxreport] job {} delivery given up ({})", e.job, e.period);
+                let fire = ledger
+                    .run(&e.job, &e.period)?
+                    .and_then(|r| r.fire_time)
+                    .unwrap_or(now);
+                // Kept only: the alerts worker sends it, off this thread.
+                email::queue_alert(&config, job, &ledger, fire, &e.period, &subject, &msg, &[]);
+            }
+        }
+        for (job, period) in ledger.retries_due(now)? {
+            if let Some(i) = config.jobs.iter().position(|j| j.name == job) {
+                work.push((i, Work::Retry(period)));
+            }
+        }
+        let mut by_job: HashMap<usize, Vec<Work>> = HashMap::new();
+        for (i, w) in work {
+            by_job.entry(i).or_default().push(w);
+        }
+        for (i, works) in by_job {
+            self.dispatch(i, works, &ledger)?;
+        }
+        if !ledger.alerts_due(now)?.is_empty() && !self.busy("alerts") {
+            let config = Arc::clone(&self.config);
+            let stop = Arc::clone(&self.stop);
+            let h = std::thread::spawn(move || match Ledger::open(&config.state_path()) {
+                Ok(l) => {
+                    if let Err(e) = email::flush_alerts(&config, &l, &stop) {
+                        tracing::error!("sending the kept owner alerts: {e}");
+                    }
+                }
+                Err(e) => tracing::error!("sending the kept owner alerts: {e}"),
+            });
+            self.workers.insert("alerts".into(), h);
+        }
+        Ok(())
+    }
+
+    fn busy(&self, key: &str) -> bool {
+        self.workers.get(key).is_some_and(|h| !h.is_finished())
+    }
+
+    fn dispatch(&mut self, i: usize, works: Vec<Work>, ledger: &Ledger) -> Result<(), JobError> {
+        let job = self.config.jobs[i].clone();
+        let mut works = works;
+        works.sort_by_key(|w| match w {
+            Work::Fire(t) => (0, Some(*t)),
+            Work::Retry(_) => (1, None),
+        });
+        if self.busy(&job.name) {
+            let mut kept = Vec::new();
+            for w in works {
+                match w {
+                    Work::Fire(fire) if job.overlap == Overlap::Forbid => {
+                        let why = "a previous run of this job was still in flight";
+                        tracing::warn!(job = %job.name, %fire, "{why}; this fire is skipped");
+                        let period = fire_period(fire);
+                        ledger.record_skipped(&job.name, &period, fire, why)?;
+                        let subject = format!("[cxreport] job {} did not run ({period})", job.name);
+                        email::queue_alert(
+                            &self.config,
+                            &job,
+                            ledger,
+                            fire,
+                            &period,
+                            &subject,
+                            why,
+                            &[],
+                        );
+                        advance_cursor(ledger, &job, fire)?;
+                    }
+                    // Tried again at a later tick, when the worker is free.
+                    Work::Retry(_) => {}
+                    w => kept.push(w),
+                }
+            }
+            works = kept;
+        }
+        if works.is_empty() {
+            return Ok(());
+        }
+        let config = Arc::clone(&self.config);
+        let stop = Arc::clone(&self.stop);
+        let name = job.name.clone();
+        let handle = std::thread::spawn(move || {
+            for w in works {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                match w {
+                    Work::Fire(fire) => run_fire(&config, &job, fire, &stop),
+                    Work::Retry(period) => retry(&config, &job, &period, &stop),
+                }
+            }
+        });
+        self.spawned += 1;
+        let key = if self.busy(&name) {
+            format!("{name}#{}", self.spawned)
+        } else {
+            name
+        };
+        self.workers.insert(key, handle);
+        Ok(())
+    }
+
+    /// The ledger cannot be used: every fire due since the last tick cannot start.
+    /// Their owners hear about it directly (there is nowhere to keep the alert); the
+    /// fires run when the ledger works again, as each job's catch-up policy says.
+    fn ledger_failed(&mut self, now: DateTime<Utc>, e: &JobError) {
+        tracing::error!("the run ledger cannot be used: {e}");
+        for job in &self.config.jobs {
+            for fire in schedule::due(
+                &job.cron,
+                job.timezone,
+                self.last_tick,
+                now,
+                Catchup::All,
+                usize::MAX,
+            ) {
+                let msg = format!(
+                    "the fire at {} cannot start: {e}. It runs when the ledger works again, as the job's catch-up policy ({:?}) says.",
+                    crate::source::timestamp::format_utc(fire),
+                    job.catchup
+                );
+                tracing::error!(job = %job.name, "{msg}");
+                let subject = format!(
+                    "[cxreport] job {} cannot run: the run ledger fails",
+                    job.name
+                );
+                email::alert(
+                    &self.config,
+                    job,
+                    None,
+                    fire,
+                    &fire_period(fire),
+                    &subject,
+                    &msg,
+                    &[],
+                    &self.stop,
+                );
+            }
+        }
+    }
+}
+
+/// Moves the job's cursor up to `fire` (never back).
+fn advance_cursor(ledger: &Ledger, job: &Job, fire: DateTime<Utc>) -> Result<(), JobError> {
+    if ledger.cursor(&job.name)?.is_none_or(|c| c < fire) {
+        ledger.set_cursor(&job.name, fire)?;
+    }
+    Ok(())
+}
+
+/// One scheduled run, in a worker. A fire that cannot start is recorded (or, when
+/// the ledger itself fails, alerted); once recorded the job's cursor passes it.
+fn run_fire(config: &Config, job: &Job, fire: DateTime<Utc>, stop: &AtomicBool) {
+    let why = match run_job(config, job, fire, &Delivery::Send, stop) {
+        Ok(r) => {
+            tracing::info!(job = %r.job, state = ?r.state, period = ?r.period, "run finished");
+            None
+        }
+        Err(JobError::Busy(_)) => Some(
+            "another process holds the job's lock: a run of this job is in flight elsewhere (e.g. `cxreport run --job … --send`)"
+                .to_owned(),
+        ),
+        Err(e) => Some(e.to_string()),
+    };
+    let ledger = Ledger::open(&config.state_path());
+    if let Some(why) = &why {
+        tracing::error!(job = %job.name, %fire, "the fire cannot start: {why}");
+        let period = fire_period(fire);
+        let subject = format!("[cxreport] job {} did not run ({period})", job.name);
+        let kept = ledger
+            .as_ref()
+            .ok()
+            .filter(|l| l.record_skipped(&job.name, &period, fire, why).is_ok());
+        email::alert(config, job, kept, fire, &period, &subject, why, &[], stop);
+    }
+    match ledger {
+        Ok(l) => {
+            if let Err(e) = advance_cursor(&l, job, fire) {
+                tracing::error!(job = %job.name, "moving the schedule cursor: {e}");
+            }
+        }
+        Err(e) => tracing::error!(job = %job.name, "moving the schedule cursor: {e}"),
+    }
+}
+
+/// Deliveries of a period waiting for another try, in a worker, under the job's lock.
+fn retry(config: &Config, job: &Job, period: &str, stop: &AtomicBool) {
+    let result = Ledger::open(&config.state_path()).and_then(|l| {
+        let Some(_lock) = l.lock_job(&job.name, true)? else {
+            return Ok(None);
+        };
+        Ok(Some(email::resend(config, job, &l, period, stop)))
+    });
+    match result {
+        Ok(Some(Ok(r))) => {
+            tracing::info!(job = %job.name, period, sent = r.sent, failed = r.failed, "retried deliveries")
+        }
+        Ok(Some(Err(e))) => tracing::error!(job = %job.name, period, "retrying deliveries: {e}"),
+        Ok(None) => {}
+        Err(e) => tracing::error!(job = %job.name, period, "retrying deliveries: {e}"),
+    }
+}
+
+/// Sets `stop` on the first SIGINT or SIGTERM; a second one ends the process at once
+/// (exit status 1): the ledger stays consistent (each change is one SQLite
+/// transaction), a run cut short is recovered at the next start.
 pub fn stop_on_signals() -> Result<Arc<AtomicBool>, JobError> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&stop))
+            .map_err(JobError::Signal)?;
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(JobError::Signal)?;
     }
     Ok(stop)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::Path;
-
-    fn at(s: &str) -> DateTime<Utc> {
-        crate::source::timestamp::parse(s, chrono_tz::Tz::UTC).unwrap()
-    }
-
-    #[test]
-    fn due_now_walks_cursors_with_a_fixed_clock() {
-        let dir = tempfile::tempdir().unwrap();
-        let text = format!(
-            "[defaults]\noutput_dir = \"{}\"\n[[job]]\nname = \"daily\"\ncron = \"0 8 * * *\"\ncatchup = \"all\"\n[[job]]\nname = \"latest\"\ncron = \"0 8 * * *\"\ncatchup = \"latest\"\n",
-            dir.path().display()
-        );
-        let config = Config::parse(Path::new("schedules.toml"), &text).unwrap();
-        let ledger = Ledger::open(&config.state_path()).unwrap();
-        // First start: nothing is missed.
-        assert!(due_now(&config, &ledger, at("2024-06-10 09:00:00"))
-            .unwrap()
-            .is_empty());
-        // Three days later.
-        let due = due_now(&config, &ledger, at("2024-06-13 09:00:00")).unwrap();
-        let daily: Vec<_> = due
-            .iter()
-            .filter(|(i, _)| *i == 0)
-            .map(|(_, t)| *t)
-            .collect();
-        let latest: Vec<_> = due
-            .iter()
-            .filter(|(i, _)| *i == 1)
-            .map(|(_, t)| *t)
-            .collect();
-        assert_eq!(
-            daily,
-            [
-                at("2024-06-11 08:00:00"),
-                at("2024-06-12 08:00:00"),
-                at("2024-06-13 08:00:00")
-            ]
-        );
-        assert_eq!(latest, [at("2024-06-13 08:00:00")]);
-        // Already considered: nothing again.
-        assert!(due_now(&config, &ledger, at("2024-06-13 09:30:00"))
-            .unwrap()
-            .is_empty());
-    }
 }

@@ -1,17 +1,59 @@
 //! What a job mails: each edition to its language's recipients (recorded in the
-//! ledger so that nothing is sent twice), previews and test sends, and the owners'
-//! alert when a run fails. The email's sentences are the edition's own.
+//! ledger so that nothing is sent twice, and kept so that a delivery that failed for a
+//! transient reason is sent later as the same message), previews and test sends, and
+//! the owners' alerts (kept in the ledger until the SMTP server takes them). The
+//! email's sentences are the edition's own.
 
-use chrono::Utc;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::config::Job;
-use super::ledger::{DeliveryKey, DeliveryState};
-use super::mail::{Attachment, Mailer, Outgoing};
+use super::config::{Config, Job};
+use super::ledger::{DeliveryKey, DeliveryState, DeliveryUpdate, Ledger};
+use super::mail::{Attachment, Failure, Mailer, Outgoing};
 use super::{Context, Delivery, JobError, JobRun};
 use crate::render::templates::{self, NarrativeError};
 use crate::run::RunOutcome;
+
+/// What one edition mails, as kept in the ledger: the text, and the files attached
+/// (read when sending, so a retry attaches the very files of the run).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EditionMail {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub attachments: Vec<(String, String, PathBuf)>,
+    /// File name prefix in an outbox.
+    pub outbox_name: String,
+}
+
+impl EditionMail {
+    fn attachments(&self) -> Result<Vec<Attachment>, Failure> {
+        self.attachments
+            .iter()
+            .map(|(name, content_type, path)| {
+                Ok(Attachment {
+                    filename: name.clone(),
+                    content_type: if content_type == "application/pdf" {
+                        "application/pdf"
+                    } else {
+                        "text/csv; charset=utf-8"
+                    },
+                    bytes: std::fs::read(path).map_err(|e| {
+                        Failure::Permanent(format!(
+                            "the report file {} cannot be read: {e}",
+                            path.display()
+                        ))
+                    })?,
+                })
+            })
+            .collect()
+    }
+}
 
 /// Sends what the delivery mode asks; returns the errors that make the run fail.
 pub fn deliver(
@@ -49,6 +91,14 @@ pub fn deliver(
         }
     };
     let templates = config.templates();
+    let sender = Sender {
+        job,
+        period: &outcome.period,
+        mailer: &mailer,
+        ledger,
+        stop: ctx.stop,
+        retry_until: retry_until(job, ctx.fire),
+    };
     for lang in &job.languages {
         let recipients: Vec<Mailbox> = match delivery {
             Delivery::TestTo(addr) => vec![addr.clone()],
@@ -71,110 +121,281 @@ pub fn deliver(
                 continue;
             }
         };
+        if let Some(l) = ledger {
+            l.save_message(&job.name, &outcome.period, lang, &content)?;
+        }
         for to in recipients {
-            let recipient = to.email.to_string();
-            let key = DeliveryKey {
-                job: &job.name,
-                period: &outcome.period,
-                lang,
-                recipient: &recipient,
-            };
-            let recorded = matches!(delivery, Delivery::Send);
-            let message_id = match delivery {
-                Delivery::TestTo(_) => format!(
-                    "<test.{}.{}>",
-                    Utc::now().timestamp_micros(),
-                    key.message_id(&mailer.from_domain())
-                        .trim_matches(['<', '>'])
-                ),
-                _ => key.message_id(&mailer.from_domain()),
-            };
-            if recorded {
-                let (state, _) = ledger.delivery(&key, &message_id)?;
-                if matches!(state, DeliveryState::Sent | DeliveryState::GaveUp) {
-                    tracing::info!(job = %job.name, lang, recipient, state = ?state, "delivery already settled; not sending again");
-                    if state == DeliveryState::GaveUp {
-                        errors.push(format!(
-                            "delivery of {lang} to {recipient} was given up earlier"
-                        ));
-                        out.failed += 1;
-                    }
-                    continue;
-                }
-            }
-            let message = Outgoing {
-                message_id,
-                to,
-                subject: content.subject.clone(),
-                text: content.text.clone(),
-                html: Some(content.html.clone()),
-                attachments: content.attachments(),
-                outbox_name: format!("{}_{}_{lang}_{recipient}", job.name, outcome.period),
-            };
-            let (attempts, failure) = mailer.send(&message, |n, f| {
-                let line = format!("{lang} to {recipient}: attempt {n} failed ({f})");
-                tracing::warn!(job = %job.name, "{line}");
-                log.push(line);
-            });
-            match failure {
-                None => {
-                    out.sent += 1;
-                    tracing::info!(job = %job.name, lang, recipient, attempts, via = %mailer.target, "delivered");
-                    if recorded {
-                        ledger.update_delivery(
-                            &key,
-                            DeliveryState::Sent,
-                            i64::from(attempts),
-                            None,
-                        )?;
-                    }
-                }
-                Some(f) => {
-                    out.failed += 1;
-                    let line = format!("delivery of {lang} to {recipient} given up after {attempts} attempt(s): {f}");
-                    tracing::error!(job = %job.name, "{line}");
-                    if recorded {
-                        ledger.update_delivery(
-                            &key,
-                            DeliveryState::GaveUp,
-                            i64::from(attempts),
-                            Some(&f.to_string()),
-                        )?;
-                    }
-                    errors.push(line);
-                }
-            }
+            let test = matches!(delivery, Delivery::TestTo(_));
+            sender.send(lang, &content, to, test, out, log, &mut errors)?;
         }
     }
     Ok(errors)
 }
 
-struct EmailContent {
-    subject: String,
-    text: String,
-    html: String,
-    pdf: Option<(String, Vec<u8>)>,
-    csv: Option<(String, Vec<u8>)>,
+/// How long a delivery that failed for a transient reason keeps being tried: until
+/// the job's next fire (when the next edition is due), and at least an hour.
+pub fn retry_until(job: &Job, fire: DateTime<Utc>) -> DateTime<Utc> {
+    let floor = Utc::now() + chrono::Duration::hours(1);
+    job.cron
+        .next_after(job.timezone, fire)
+        .map_or(floor, |next| next.max(floor))
 }
 
-impl EmailContent {
-    fn attachments(&self) -> Vec<Attachment> {
-        let mut v = Vec::new();
-        if let Some((name, bytes)) = &self.pdf {
-            v.push(Attachment {
-                filename: name.clone(),
-                content_type: "application/pdf",
-                bytes: bytes.clone(),
-            });
+/// The deliveries of one run that are not sent yet, sent again from the kept
+/// messages (the daemon's retries, `cxreport retry`). The caller holds the job's lock.
+pub fn resend(
+    config: &Config,
+    job: &Job,
+    ledger: &Ledger,
+    period: &str,
+    stop: &AtomicBool,
+) -> Result<JobRun, JobError> {
+    let mut out = JobRun {
+        job: job.name.clone(),
+        period: Some(period.to_owned()),
+        state: super::ledger::RunState::Failed,
+        error: None,
+        dir: None,
+        sent: 0,
+        failed: 0,
+    };
+    let Some(smtp) = &config.smtp else {
+        out.error = Some("delivery needs the [smtp] section".into());
+        return Ok(out);
+    };
+    let mailer = match Mailer::new(smtp) {
+        Ok(m) => m,
+        Err(e) => {
+            out.error = Some(e.to_string());
+            return Ok(out);
         }
-        if let Some((name, bytes)) = &self.csv {
-            v.push(Attachment {
-                filename: name.clone(),
-                content_type: "text/csv; charset=utf-8",
-                bytes: bytes.clone(),
-            });
+    };
+    let facts = ledger.run(&job.name, period)?;
+    out.dir = facts.as_ref().and_then(|f| f.output_dir.clone());
+    let fire = facts
+        .as_ref()
+        .and_then(|f| f.fire_time)
+        .unwrap_or_else(Utc::now);
+    let sender = Sender {
+        job,
+        period,
+        mailer: &mailer,
+        ledger: Some(ledger),
+        stop,
+        retry_until: retry_until(job, fire),
+    };
+    let mut errors = Vec::new();
+    let mut log = Vec::new();
+    for d in ledger.deliveries(&job.name, period)? {
+        if d.state == DeliveryState::Sent.as_str() || d.state == DeliveryState::GaveUp.as_str() {
+            continue;
         }
-        v
+        let Some(content) = ledger.message::<EditionMail>(&job.name, period, &d.lang)? else {
+            errors.push(format!(
+                "{} to {}: the message of this run was not kept (written by an older cxreport); run the job again",
+                d.lang, d.recipient
+            ));
+            continue;
+        };
+        let to: Mailbox = match d.recipient.parse() {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(format!("{}: {e}", d.recipient));
+                continue;
+            }
+        };
+        sender.send(
+            &d.lang,
+            &content,
+            to,
+            false,
+            &mut out,
+            &mut log,
+            &mut errors,
+        )?;
+    }
+    if errors.is_empty() && ledger.all_sent(&job.name, period)? {
+        out.state = super::ledger::RunState::Succeeded;
+        ledger.finish_run(&job.name, period, out.state, None)?;
+        tracing::info!(job = %job.name, period, sent = out.sent, "every delivery of the run is sent");
+    } else {
+        out.error = Some(errors.join("; "));
+    }
+    Ok(out)
+}
+
+/// Sends one edition's message to recipients, keeping the ledger of record.
+struct Sender<'a> {
+    job: &'a Job,
+    period: &'a str,
+    mailer: &'a Mailer,
+    ledger: Option<&'a Ledger>,
+    stop: &'a AtomicBool,
+    retry_until: DateTime<Utc>,
+}
+
+impl Sender<'_> {
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &self,
+        lang: &str,
+        content: &EditionMail,
+        to: Mailbox,
+        test: bool,
+        out: &mut JobRun,
+        log: &mut Vec<String>,
+        errors: &mut Vec<String>,
+    ) -> Result<(), JobError> {
+        let job = self.job;
+        let recipient = to.email.to_string();
+        let key = DeliveryKey {
+            job: &job.name,
+            period: self.period,
+            lang,
+            recipient: &recipient,
+        };
+        let message_id = if test {
+            format!(
+                "<test.{}.{}>",
+                Utc::now().timestamp_micros(),
+                key.message_id(&self.mailer.from_domain())
+                    .trim_matches(['<', '>'])
+            )
+        } else {
+            key.message_id(&self.mailer.from_domain())
+        };
+        let mut again = false;
+        let mut attempts_before = 0;
+        if let Some(l) = self.ledger {
+            let status = l.delivery(&key, &message_id)?;
+            attempts_before = status.attempts;
+            match status.state {
+                DeliveryState::Sent => {
+                    tracing::info!(job = %job.name, lang, recipient, "already sent; not sending again");
+                    return Ok(());
+                }
+                DeliveryState::GaveUp => {
+                    errors.push(format!(
+                        "delivery of {lang} to {recipient} was given up earlier (`cxreport retry --job {} --period {}` sends it again)",
+                        job.name, self.period
+                    ));
+                    out.failed += 1;
+                    return Ok(());
+                }
+                // Left by a process that died during the SMTP conversation: the
+                // server may have accepted it. Sent again with the same Message-ID.
+                DeliveryState::Sending => again = true,
+                DeliveryState::Pending | DeliveryState::Failed => {}
+            }
+        }
+        if self.stop.load(Ordering::SeqCst) {
+            let line = format!("{lang} to {recipient}: not sent, the process is stopping");
+            if let Some(l) = self.ledger {
+                l.update_delivery(
+                    &key,
+                    &DeliveryUpdate {
+                        state: DeliveryState::Failed,
+                        attempts_added: 0,
+                        error: Some("not sent: the process was stopping"),
+                        next_attempt: Some(Utc::now()),
+                        retry_until: Some(self.retry_until),
+                    },
+                )?;
+            }
+            out.failed += 1;
+            errors.push(line);
+            return Ok(());
+        }
+        let attachments = match content.attachments() {
+            Ok(a) => a,
+            Err(f) => {
+                self.settle(&key, 1, attempts_before, Some(f), out, errors)?;
+                return Ok(());
+            }
+        };
+        let message = Outgoing {
+            message_id,
+            to,
+            subject: content.subject.clone(),
+            text: content.text.clone(),
+            html: Some(content.html.clone()),
+            attachments,
+            outbox_name: format!("{}_{lang}_{recipient}", content.outbox_name),
+        };
+        if let Some(l) = self.ledger {
+            l.mark_sending(&key, again)?;
+        }
+        let (attempts, failure) = self.mailer.send(&message, self.stop, |n, f| {
+            let line = format!("{lang} to {recipient}: attempt {n} failed ({f})");
+            tracing::warn!(job = %job.name, "{line}");
+            log.push(line);
+        });
+        if failure.is_none() {
+            tracing::info!(job = %job.name, lang, recipient, attempts, possible_duplicate = again, via = %self.mailer.target, "delivered");
+        }
+        self.settle(&key, attempts, attempts_before, failure, out, errors)
+    }
+
+    /// Records how a delivery's attempts ended.
+    fn settle(
+        &self,
+        key: &DeliveryKey<'_>,
+        attempts: u32,
+        attempts_before: i64,
+        failure: Option<Failure>,
+        out: &mut JobRun,
+        errors: &mut Vec<String>,
+    ) -> Result<(), JobError> {
+        let (lang, recipient) = (key.lang, key.recipient);
+        let (state, error, next) = match &failure {
+            None => {
+                out.sent += 1;
+                (DeliveryState::Sent, None, None)
+            }
+            Some(f @ Failure::Permanent(_)) => {
+                out.failed += 1;
+                let line = format!(
+                    "delivery of {lang} to {recipient} given up after {attempts} attempt(s): {f}"
+                );
+                tracing::error!(job = %self.job.name, "{line}");
+                errors.push(line);
+                (DeliveryState::GaveUp, Some(f.to_string()), None)
+            }
+            Some(f @ Failure::Transient(_)) => {
+                out.failed += 1;
+                let total = attempts_before + i64::from(attempts);
+                let next = Utc::now()
+                    + chrono::Duration::from_std(self.mailer.retry_delay(total))
+                        .unwrap_or_else(|_| chrono::Duration::hours(1));
+                let line = if self.ledger.is_some() {
+                    format!(
+                        "delivery of {lang} to {recipient} failed after {attempts} attempt(s): {f}; tried again from {} until {}",
+                        crate::source::timestamp::format_utc(next),
+                        crate::source::timestamp::format_utc(self.retry_until)
+                    )
+                } else {
+                    format!(
+                        "delivery of {lang} to {recipient} failed after {attempts} attempt(s): {f}"
+                    )
+                };
+                tracing::error!(job = %self.job.name, "{line}");
+                errors.push(line);
+                (DeliveryState::Failed, Some(f.to_string()), Some(next))
+            }
+        };
+        if let Some(l) = self.ledger {
+            l.update_delivery(
+                key,
+                &DeliveryUpdate {
+                    state,
+                    attempts_added: i64::from(attempts),
+                    error: error.as_deref(),
+                    next_attempt: next,
+                    retry_until: next.map(|_| self.retry_until),
+                },
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -185,13 +406,13 @@ fn email_content(
     templates: &templates::Templates,
     max_attachment: u64,
     attach_csv: bool,
-) -> Result<EmailContent, NarrativeError> {
+) -> Result<EditionMail, NarrativeError> {
     let language = templates.language(&job.report, lang)?;
     let edition = outcome.edition(lang);
     let file = format!("report.{lang}.pdf");
     let path = outcome.dir.join(&file);
-    let bytes = std::fs::read(&path).unwrap_or_default();
-    let attached = (bytes.len() as u64) <= max_attachment && !bytes.is_empty();
+    let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+    let attached = size <= max_attachment && size > 0;
     let mb = |b: u64| format!("{:.1}", b as f64 / (1024.0 * 1024.0));
     let value = json!({ "e": {
         "title": language.strings.get("document.title"),
@@ -200,47 +421,119 @@ fn email_content(
         "actions": edition.map(|e| &e.actions),
         "file": file,
         "attached": attached,
-        "size_mb": mb(bytes.len() as u64),
+        "size_mb": mb(size),
         "limit_mb": mb(max_attachment),
         "path": std::fs::canonicalize(&path).unwrap_or(path.clone()).display().to_string(),
         "job": job.name,
     }});
     let e = &value["e"];
-    let csv = match outcome.main_csv {
-        Some(name) if attach_csv => std::fs::read(outcome.dir.join(name))
-            .ok()
-            .map(|b| (name.to_owned(), b)),
-        _ => None,
-    };
-    Ok(EmailContent {
+    let mut attachments = Vec::new();
+    if attached {
+        attachments.push((file, "application/pdf".to_owned(), path));
+    }
+    if let Some(name) = outcome.main_csv.filter(|_| attach_csv) {
+        attachments.push((
+            name.to_owned(),
+            "text/csv".to_owned(),
+            outcome.dir.join(name),
+        ));
+    }
+    Ok(EditionMail {
         subject: language.render("email_subject.tera", "e", e)?,
         text: language.render_raw("email.txt.tera", "e", e)?,
         html: language.render_raw("email.html", "e", e)?,
-        pdf: attached.then_some((file, bytes)),
-        csv,
+        attachments,
+        outbox_name: format!("{}_{}", job.name, outcome.period),
     })
 }
 
 /// Tells the job's owners that a run failed (only when delivering for real).
 pub fn alert_owners(ctx: &Context<'_>, period: &str, error: &str, log: &[String]) {
-    let Context {
-        config,
-        job,
-        fire,
-        delivery,
-        ..
-    } = *ctx;
-    if !matches!(delivery, Delivery::Send) || job.owners.is_empty() {
+    if !matches!(ctx.delivery, Delivery::Send) {
         return;
     }
-    let Some(smtp) = &config.smtp else { return };
-    let mailer = match Mailer::new(smtp) {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::error!(job = %job.name, "cannot alert the owners: {e}");
-            return;
-        }
-    };
+    let subject = format!("[cxreport] job {} failed ({period})", ctx.job.name);
+    match ctx.ledger {
+        // Stopping: kept, and sent by the next process; shutdown does not wait on SMTP.
+        Some(l) if ctx.stop.load(Ordering::SeqCst) => queue_alert(
+            ctx.config, ctx.job, l, ctx.fire, period, &subject, error, log,
+        ),
+        _ => alert(
+            ctx.config, ctx.job, ctx.ledger, ctx.fire, period, &subject, error, log, ctx.stop,
+        ),
+    }
+}
+
+/// Writes an owner alert and sends it; with a ledger, an alert the SMTP server does
+/// not take now is kept and sent later (`flush_alerts`).
+#[allow(clippy::too_many_arguments)]
+pub fn alert(
+    config: &Config,
+    job: &Job,
+    ledger: Option<&Ledger>,
+    fire: DateTime<Utc>,
+    period: &str,
+    subject: &str,
+    error: &str,
+    log: &[String],
+    stop: &AtomicBool,
+) {
+    compose_alert(
+        config,
+        job,
+        ledger,
+        fire,
+        period,
+        subject,
+        error,
+        log,
+        Some(stop),
+    );
+}
+
+/// Writes an owner alert into the ledger only; the daemon's alerts worker sends it.
+#[allow(clippy::too_many_arguments)]
+pub fn queue_alert(
+    config: &Config,
+    job: &Job,
+    ledger: &Ledger,
+    fire: DateTime<Utc>,
+    period: &str,
+    subject: &str,
+    error: &str,
+    log: &[String],
+) {
+    compose_alert(
+        config,
+        job,
+        Some(ledger),
+        fire,
+        period,
+        subject,
+        error,
+        log,
+        None,
+    );
+}
+
+/// `send_now`: send (what cannot be kept, and the kept alerts that are due) now.
+#[allow(clippy::too_many_arguments)]
+fn compose_alert(
+    config: &Config,
+    job: &Job,
+    ledger: Option<&Ledger>,
+    fire: DateTime<Utc>,
+    period: &str,
+    subject: &str,
+    error: &str,
+    log: &[String],
+    send_now: Option<&AtomicBool>,
+) {
+    if job.owners.is_empty() || config.smtp.is_none() {
+        return;
+    }
+    let never = AtomicBool::new(false);
+    let stop = send_now.unwrap_or(&never);
     let value = json!({
         "job": job.name,
         "period": period,
@@ -253,30 +546,132 @@ pub fn alert_owners(ctx: &Context<'_>, period: &str, error: &str, log: &[String]
         Ok(t) => t,
         Err(e) => {
             tracing::error!(job = %job.name, "cannot write the owner alert: {e}");
-            return;
+            // The alert still goes out, with the error as its whole text.
+            format!("cxreport: job {} ({period}): {error}", job.name)
         }
     };
+    let domain = config
+        .smtp
+        .as_ref()
+        .map_or_else(String::new, |s| s.from.email.domain().to_owned());
     for owner in &job.owners {
-        let message = Outgoing {
-            message_id: format!(
-                "<alert.{}.{}@{}>",
-                job.name,
-                Utc::now().timestamp_micros(),
-                mailer.from_domain()
-            ),
-            to: owner.clone(),
-            subject: format!("[cxreport] job {} failed ({period})", job.name),
-            text: text.clone(),
-            html: None,
-            attachments: Vec::new(),
-            outbox_name: format!("alert_{}_{period}_{}", job.name, owner.email),
-        };
-        let (_, failure) = mailer.send(&message, |_, _| {});
-        match failure {
-            None => tracing::info!(job = %job.name, owner = %owner.email, "owner alerted"),
-            Some(f) => {
-                tracing::error!(job = %job.name, owner = %owner.email, "owner alert failed: {f}")
+        let message_id = format!(
+            "<alert.{}.{}@{domain}>",
+            job.name,
+            Utc::now().timestamp_nanos_opt().unwrap_or(0)
+        );
+        let queued = ledger.map(|l| {
+            l.queue_alert(
+                &job.name,
+                owner.email.as_ref(),
+                &message_id,
+                subject,
+                &text,
+            )
+        });
+        match queued {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                tracing::error!(job = %job.name, "cannot keep the owner alert in the ledger: {e}");
+                send_alert_now(config, job, owner, &message_id, subject, &text, stop);
             }
+            None => send_alert_now(config, job, owner, &message_id, subject, &text, stop),
         }
     }
+    if let (Some(l), Some(_)) = (ledger, send_now) {
+        if let Err(e) = flush_alerts(config, l, stop) {
+            tracing::error!(job = %job.name, "sending the kept owner alerts: {e}");
+        }
+    }
+}
+
+fn alert_message(
+    owner: &Mailbox,
+    message_id: &str,
+    subject: &str,
+    text: &str,
+    job: &str,
+) -> Outgoing {
+    Outgoing {
+        message_id: message_id.to_owned(),
+        to: owner.clone(),
+        subject: subject.to_owned(),
+        text: text.to_owned(),
+        html: None,
+        attachments: Vec::new(),
+        outbox_name: format!(
+            "alert_{job}_{}_{}",
+            owner.email,
+            message_id.trim_matches(['<', '>'])
+        ),
+    }
+}
+
+/// An alert without a ledger to keep it in (the ledger itself is what failed).
+fn send_alert_now(
+    config: &Config,
+    job: &Job,
+    owner: &Mailbox,
+    message_id: &str,
+    subject: &str,
+    text: &str,
+    stop: &AtomicBool,
+) {
+    let Some(smtp) = &config.smtp else { return };
+    let result = Mailer::new(smtp).map_err(|e| e.to_string()).and_then(|m| {
+        let (_, failure) = m.send(
+            &alert_message(owner, message_id, subject, text, &job.name),
+            stop,
+            |_, _| {},
+        );
+        failure.map_or(Ok(()), |f| Err(f.to_string()))
+    });
+    match result {
+        Ok(()) => tracing::info!(job = %job.name, owner = %owner.email, "owner alerted"),
+        Err(e) => tracing::error!(job = %job.name, owner = %owner.email, "owner alert failed: {e}"),
+    }
+}
+
+/// Sends the kept owner alerts that are due; those the server does not take wait
+/// for a later try, with the delivery backoff.
+pub fn flush_alerts(config: &Config, ledger: &Ledger, stop: &AtomicBool) -> Result<(), JobError> {
+    let Some(smtp) = &config.smtp else {
+        return Ok(());
+    };
+    let due = ledger.alerts_due(Utc::now())?;
+    if due.is_empty() {
+        return Ok(());
+    }
+    let mailer = match Mailer::new(smtp) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!("owner alerts wait: {e}");
+            return Ok(());
+        }
+    };
+    for a in due {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(owner) = a.recipient.parse::<Mailbox>() else {
+            ledger.alert_attempted(a.id, None, Utc::now())?;
+            continue;
+        };
+        let (_, failure) = mailer.send(
+            &alert_message(&owner, &a.message_id, &a.subject, &a.body, &a.job),
+            stop,
+            |_, _| {},
+        );
+        let retry_at = Utc::now()
+            + chrono::Duration::from_std(mailer.retry_delay(a.attempts + 1))
+                .unwrap_or_else(|_| chrono::Duration::hours(1));
+        match &failure {
+            None => tracing::info!(job = %a.job, owner = %a.recipient, "owner alerted"),
+            Some(f) => {
+                tracing::error!(job = %a.job, owner = %a.recipient, "owner alert not sent yet ({f}); kept")
+            }
+        }
+        ledger.alert_attempted(a.id, failure.map(|f| f.to_string()).as_deref(), retry_at)?;
+    }
+    Ok(())
 }

@@ -1,9 +1,14 @@
-//! One job's run: the lease, the ledger's run row, the report (planned once: the
-//! period keys the ledger), the deliveries and the owners' alert when it fails.
+//! One job's run: the job's lock, the ledger's run row, the report (planned once: the
+//! period keys the ledger), the deliveries and the owners' alert when it fails. Only a
+//! real send (`Delivery::Send`) is a run of record: previews and test sends take no
+//! lock and leave the ledger alone, so nothing of theirs can be recovered or re-sent.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Utc};
 
-use super::config::{Config, Job, Overlap};
+use super::config::{Config, DataSource, Job, Overlap};
 use super::email;
 use super::ledger::{Ledger, RunState};
 use super::{Context, Delivery, JobError, JobRun};
@@ -13,13 +18,9 @@ use crate::run::{self, Location, RunRequest};
 
 /// The request a job's run makes of the pipeline.
 pub fn request(config: &Config, job: &Job) -> Result<RunRequest, DemoError> {
-    let db = match job
-        .database
-        .clone()
-        .or_else(|| config.defaults.database.clone())
-    {
-        Some(db) => db,
-        None => demo::demo_database(&demo::cache_dir())?.into(),
+    let db = match &job.database {
+        DataSource::At(db) => db.clone(),
+        DataSource::Demo => demo::demo_database(&demo::cache_dir())?.into(),
     };
     Ok(request_on(config, job, db))
 }
@@ -38,41 +39,42 @@ pub fn request_on(config: &Config, job: &Job, db: Location) -> RunRequest {
         tz: job.timezone,
         langs: job.languages.clone(),
         templates: config.templates(),
+        time_limit: Some(config.defaults.run_timeout),
     }
 }
 
-/// Runs one job as the schedule would at `fire`, delivering as asked.
+/// Runs one job as the schedule would at `fire`, delivering as asked; `stop` (the
+/// daemon's shutdown flag) ends it between deliveries.
 pub fn run_job(
     config: &Config,
     job: &Job,
     fire: DateTime<Utc>,
     delivery: &Delivery,
+    stop: &AtomicBool,
 ) -> Result<JobRun, JobError> {
-    let mut ledger = Ledger::open(&config.state_path())?;
-    if job.overlap == Overlap::Forbid && !ledger.acquire_lease(&job.name)? {
-        return Err(JobError::Busy(job.name.clone()));
-    }
+    let recorded = matches!(delivery, Delivery::Send);
+    let ledger = if recorded {
+        Some(Ledger::open(&config.state_path())?)
+    } else {
+        None
+    };
+    // Held until this function returns, also when the run panics (the guard is
+    // dropped while unwinding) or the process dies (the kernel releases it).
+    let _lock = match &ledger {
+        Some(l) => Some(
+            l.lock_job(&job.name, job.overlap == Overlap::Forbid)?
+                .ok_or_else(|| JobError::Busy(job.name.clone()))?,
+        ),
+        None => None,
+    };
     let ctx = Context {
         config,
         job,
         fire,
         delivery,
-        ledger: &ledger,
+        ledger: ledger.as_ref(),
+        stop,
     };
-    let result = run_leased(&ctx);
-    ledger.release_lease(&job.name)?;
-    result
-}
-
-fn run_leased(ctx: &Context<'_>) -> Result<JobRun, JobError> {
-    let Context {
-        config,
-        job,
-        fire,
-        ledger,
-        ..
-    } = *ctx;
-    let mut log: Vec<String> = Vec::new();
     let mut out = JobRun {
         job: job.name.clone(),
         period: None,
@@ -82,6 +84,38 @@ fn run_leased(ctx: &Context<'_>) -> Result<JobRun, JobError> {
         sent: 0,
         failed: 0,
     };
+    match catch_unwind(AssertUnwindSafe(|| run_locked(&ctx, &mut out))) {
+        Ok(result) => result.map(|()| out),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown".into());
+            let msg = format!("internal error (a bug in cxreport, please report it): {what}");
+            let period = out.period.clone().unwrap_or_else(|| fire_period(fire));
+            if let Some(l) = ctx.ledger {
+                l.record_failed(&job.name, &period, fire, &msg)?;
+            }
+            tracing::error!(job = %job.name, %period, "run failed: {msg}");
+            email::alert_owners(&ctx, &period, &msg, std::slice::from_ref(&msg));
+            out.period = Some(period);
+            out.error = Some(msg);
+            out.state = RunState::Failed;
+            Ok(out)
+        }
+    }
+}
+
+fn run_locked(ctx: &Context<'_>, out: &mut JobRun) -> Result<(), JobError> {
+    let Context {
+        config,
+        job,
+        fire,
+        ledger,
+        ..
+    } = *ctx;
+    let mut log: Vec<String> = Vec::new();
     let clock = FixedClock(fire);
     let req = match request(config, job) {
         Ok(r) => r,
@@ -93,7 +127,9 @@ fn run_leased(ctx: &Context<'_>) -> Result<JobRun, JobError> {
     };
     let period = prepared.plan.period.clone();
     out.period = Some(period.clone());
-    ledger.begin_run(&job.name, &period, Some(fire), None)?;
+    if let Some(l) = ledger {
+        l.begin_run(&job.name, &period, Some(fire), None)?;
+    }
     tracing::info!(job = %job.name, %period, fire = %fire, "run started");
     let outcome = match run::execute(prepared, &req) {
         Ok(o) => o,
@@ -102,23 +138,27 @@ fn run_leased(ctx: &Context<'_>) -> Result<JobRun, JobError> {
             log.push(msg.clone());
             fail_run(ctx, &period, &msg, &log)?;
             out.error = Some(msg);
-            return Ok(out);
+            return Ok(());
         }
     };
-    ledger.set_output(&job.name, &period, &outcome.dir)?;
+    if let Some(l) = ledger {
+        l.set_output(&job.name, &period, &outcome.dir)?;
+    }
     out.dir = Some(outcome.dir.clone());
 
-    let errors = email::deliver(ctx, &outcome, &mut out, &mut log)?;
+    let errors = email::deliver(ctx, &outcome, out, &mut log)?;
     if errors.is_empty() {
         out.state = RunState::Succeeded;
-        ledger.finish_run(&job.name, &period, RunState::Succeeded, None)?;
+        if let Some(l) = ledger {
+            l.finish_run(&job.name, &period, RunState::Succeeded, None)?;
+        }
         tracing::info!(job = %job.name, %period, sent = out.sent, "run succeeded");
     } else {
         let msg = errors.join("; ");
         fail_run(ctx, &period, &msg, &log)?;
         out.error = Some(msg);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The ledger key of a fire that never got a period (failed before, or skipped).
@@ -129,20 +169,22 @@ pub fn fire_period(fire: DateTime<Utc>) -> String {
 /// Records a failed run, logs it and tells the owners.
 fn fail_run(ctx: &Context<'_>, period: &str, msg: &str, log: &[String]) -> Result<(), JobError> {
     let job = ctx.job;
-    ctx.ledger
-        .finish_run(&job.name, period, RunState::Failed, Some(msg))?;
+    if let Some(l) = ctx.ledger {
+        l.finish_run(&job.name, period, RunState::Failed, Some(msg))?;
+    }
     tracing::error!(job = %job.name, %period, "run failed: {msg}");
     email::alert_owners(ctx, period, msg, log);
     Ok(())
 }
 
-fn fail_before_period(ctx: &Context<'_>, mut out: JobRun, msg: String) -> Result<JobRun, JobError> {
+fn fail_before_period(ctx: &Context<'_>, out: &mut JobRun, msg: String) -> Result<(), JobError> {
     // No period could be computed: the run is keyed by its fire time instead.
     let period = fire_period(ctx.fire);
-    ctx.ledger
-        .begin_run(&ctx.job.name, &period, Some(ctx.fire), None)?;
+    if let Some(l) = ctx.ledger {
+        l.begin_run(&ctx.job.name, &period, Some(ctx.fire), None)?;
+    }
     fail_run(ctx, &period, &msg, std::slice::from_ref(&msg))?;
     out.error = Some(msg);
     out.period = Some(period);
-    Ok(out)
+    Ok(())
 }

@@ -1,11 +1,14 @@
 //! Email delivery with lettre: SMTP with STARTTLS (required, certificate checked: no
-//! silent downgrade), implicit TLS, or plain SMTP to loopback hosts only; a timeout on
-//! every network step; retries with backoff on transient failures (4xx, timeouts,
-//! connection errors) and none on permanent ones (5xx). Or an outbox directory of
-//! `.eml` files. The password is read from the environment when sending and never
-//! appears in logs or errors.
+//! silent downgrade), implicit TLS, or plain SMTP to loopback hosts only; the
+//! certificate is checked against the public roots plus the job's `ca_file` (a
+//! company's private CA); a timeout on every network step; retries with backoff on
+//! transient failures (4xx, timeouts, connection errors) and none on permanent ones
+//! (5xx, authentication, TLS: a certificate that is not trusted, a server without
+//! STARTTLS). Or an outbox directory of `.eml` files. The password is read from the
+//! environment when sending and never appears in logs or errors.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use lettre::message::header::ContentType;
@@ -13,6 +16,7 @@ use lettre::message::{
     Attachment as MimeAttachment, Mailbox, MessageBuilder, MultiPart, SinglePart,
 };
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::SmtpTransport;
 use lettre::{Message, Transport as _};
 
@@ -24,6 +28,8 @@ pub enum MailError {
     MissingPassword(String),
     #[error("SMTP setup for {host}: {message}")]
     Setup { host: String, message: String },
+    #[error("SMTP ca_file {path}: {message}")]
+    CaFile { path: PathBuf, message: String },
     #[error("building the message to {to}: {message}")]
     Build { to: String, message: String },
 }
@@ -102,15 +108,31 @@ impl Mailer {
                 tls,
                 username,
                 password_env,
+                ca_file,
             } => {
                 let setup = |e: lettre::transport::smtp::Error| MailError::Setup {
                     host: host.clone(),
                     message: e.to_string(),
                 };
+                let parameters = || -> Result<TlsParameters, MailError> {
+                    let mut b = TlsParameters::builder(host.clone());
+                    if let Some(path) = ca_file {
+                        let ca = |message: String| MailError::CaFile {
+                            path: path.clone(),
+                            message,
+                        };
+                        let pem = std::fs::read(path).map_err(|e| ca(e.to_string()))?;
+                        let cert = Certificate::from_pem(&pem)
+                            .map_err(|e| ca(format!("not a PEM certificate ({e})")))?;
+                        b = b.add_root_certificate(cert);
+                    }
+                    b.build().map_err(setup)
+                };
+                let builder = SmtpTransport::builder_dangerous(host);
                 let builder = match tls {
-                    TlsMode::StartTls => SmtpTransport::starttls_relay(host).map_err(setup)?,
-                    TlsMode::Tls => SmtpTransport::relay(host).map_err(setup)?,
-                    TlsMode::None => SmtpTransport::builder_dangerous(host),
+                    TlsMode::StartTls => builder.tls(Tls::Required(parameters()?)),
+                    TlsMode::Tls => builder.tls(Tls::Wrapper(parameters()?)),
+                    TlsMode::None => builder,
                 };
                 let mut builder = builder.port(*port).timeout(Some(cfg.timeout));
                 if let Some(user) = username {
@@ -183,10 +205,12 @@ impl Mailer {
     }
 
     /// Up to the configured attempts, sleeping `backoff × 2^n` between transient
-    /// failures. Returns the attempts used, with the last failure when it gave up.
+    /// failures; stops early when `stop` is set (shutdown). Returns the attempts used,
+    /// with the last failure when it did not get through.
     pub fn send(
         &self,
         m: &Outgoing,
+        stop: &AtomicBool,
         mut on_failure: impl FnMut(u32, &Failure),
     ) -> (u32, Option<Failure>) {
         let mut attempt = 0;
@@ -199,10 +223,27 @@ impl Mailer {
                     if matches!(f, Failure::Permanent(_)) || attempt >= self.max_attempts {
                         return (attempt, Some(f));
                     }
-                    std::thread::sleep(self.backoff * 2u32.saturating_pow(attempt - 1));
+                    let until =
+                        std::time::Instant::now() + self.backoff * 2u32.saturating_pow(attempt - 1);
+                    while std::time::Instant::now() < until {
+                        if stop.load(Ordering::SeqCst) {
+                            return (attempt, Some(f));
+                        }
+                        std::thread::sleep(
+                            Duration::from_millis(100)
+                                .min(until.saturating_duration_since(std::time::Instant::now())),
+                        );
+                    }
                 }
             }
         }
+    }
+
+    /// The pause before the next try of a delivery that failed `attempts` times in
+    /// all, across runs: the configured backoff doubling per attempt, at most an hour.
+    pub fn retry_delay(&self, attempts: i64) -> Duration {
+        let factor = 2u32.saturating_pow(u32::try_from(attempts.clamp(0, 20)).unwrap_or(20));
+        (self.backoff.max(Duration::from_secs(1)) * factor).min(Duration::from_secs(3600))
     }
 }
 
@@ -221,6 +262,11 @@ fn classify(e: &lettre::transport::smtp::Error, timeout: Duration) -> Failure {
             timeout.as_secs()
         ))
     } else if e.is_permanent() {
+        Failure::Permanent(msg)
+    } else if e.is_tls() || e.is_client() || io_kind(e) == Some(std::io::ErrorKind::InvalidData) {
+        // An untrusted certificate (rustls reports it as invalid data on the first
+        // read), a server without the STARTTLS the configuration requires, no common
+        // authentication mechanism: trying again changes nothing.
         Failure::Permanent(msg)
     } else {
         // 4xx, timeouts, refused or dropped connections: the next attempt may work.
@@ -292,7 +338,7 @@ mod tests {
             }],
             outbox_name: "job/en ceo@example.com".into(),
         };
-        assert_eq!(m.send(&msg, |_, _| {}), (1, None));
+        assert_eq!(m.send(&msg, &AtomicBool::new(false), |_, _| {}), (1, None));
         let file = dir.path().join("job_en_ceo@example.com.eml");
         let eml = std::fs::read_to_string(file).unwrap();
         assert!(eml.contains("Message-ID: <abc.job@example.com>"), "{eml}");
@@ -308,6 +354,7 @@ mod tests {
             tls: TlsMode::None,
             username: Some("u".into()),
             password_env: Some("CXREPORT_TEST_SURELY_UNSET_VAR".into()),
+            ca_file: None,
         };
         let e = Mailer::new(&c).err().unwrap().to_string();
         assert!(e.contains("CXREPORT_TEST_SURELY_UNSET_VAR"), "{e}");

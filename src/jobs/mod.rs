@@ -13,6 +13,7 @@ pub mod mail;
 pub mod schedule;
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
@@ -55,7 +56,10 @@ pub struct Context<'a> {
     pub job: &'a Job,
     pub fire: DateTime<Utc>,
     pub delivery: &'a Delivery,
-    pub ledger: &'a Ledger,
+    /// The ledger of record; `None` for previews and test sends.
+    pub ledger: Option<&'a Ledger>,
+    /// Set when the process is asked to stop: no new delivery starts.
+    pub stop: &'a AtomicBool,
 }
 
 /// How a job's run ended.

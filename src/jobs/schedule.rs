@@ -235,6 +235,23 @@ impl CronExpr {
             .min()
     }
 
+    /// The last fire time at or before `t`.
+    pub fn last_at_or_before(&self, tz: Tz, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // As `next_after`, backwards: from a little after `t`'s local time.
+        let local = t.with_timezone(&tz).naive_local() + Duration::hours(4);
+        let start = Utc.from_utc_datetime(&local);
+        self.schedules
+            .iter()
+            .filter_map(|s| {
+                s.after(&start)
+                    .rev()
+                    .take(10_000)
+                    .map(|x| to_instant(x.naive_utc(), tz))
+                    .find(|x| *x <= t)
+            })
+            .max()
+    }
+
     /// Fire times in `(from, to]`, oldest first, at most `limit`.
     pub fn fires_between(
         &self,
@@ -292,10 +309,9 @@ pub enum Catchup {
 
 /// A fire time no older than this is on time, not missed.
 pub const ON_TIME_GRACE: Duration = Duration::minutes(5);
-/// Never look back further than this many fire times.
-const SCAN_LIMIT: usize = 100_000;
-
 /// The fire times to run now, given the last instant already considered (`cursor`).
+/// Walks back from `now`, so a long downtime with a frequent cron costs nothing and
+/// `latest` is the latest fire, found directly.
 pub fn due(
     expr: &CronExpr,
     tz: Tz,
@@ -304,20 +320,29 @@ pub fn due(
     policy: Catchup,
     max_catchup: usize,
 ) -> Vec<DateTime<Utc>> {
-    let fires = expr.fires_between(tz, cursor, now, SCAN_LIMIT);
-    let (late, on_time): (Vec<_>, Vec<_>) =
-        fires.into_iter().partition(|t| now - *t > ON_TIME_GRACE);
-    let mut out = match policy {
-        Catchup::Skip => Vec::new(),
-        Catchup::Latest => late.last().copied().into_iter().collect(),
-        Catchup::All => late[late.len().saturating_sub(max_catchup)..].to_vec(),
-    };
-    out.extend(on_time);
-    if policy == Catchup::Latest && out.len() > 1 {
-        // An on-time fire supersedes the missed one.
-        out.drain(..out.len() - 1);
+    let mut back = Vec::new();
+    let mut late_taken = 0;
+    let mut t = now;
+    while let Some(fire) = expr.last_at_or_before(tz, t) {
+        if fire <= cursor {
+            break;
+        }
+        let late = now - fire > ON_TIME_GRACE;
+        let take = match policy {
+            Catchup::Skip => !late,
+            // The newest fire only: an on-time one supersedes the missed ones.
+            Catchup::Latest => back.is_empty(),
+            Catchup::All => !late || late_taken < max_catchup,
+        };
+        if !take {
+            break;
+        }
+        late_taken += usize::from(late);
+        back.push(fire);
+        t = fire - Duration::seconds(1);
     }
-    out
+    back.reverse();
+    back
 }
 
 #[cfg(test)]
@@ -522,5 +547,48 @@ mod tests {
             12
         )
         .is_empty());
+    }
+
+    /// Every minute, down for two years: `latest` is the last minute, found directly
+    /// (a forward scan from the cursor stopped after 100 000 fires, a wrong one).
+    #[test]
+    fn latest_after_a_long_downtime_is_the_last_fire() {
+        let c = cron("* * * * *");
+        let (cursor, now) = (at("2022-01-01 00:00:30"), at("2024-01-01 12:34:56"));
+        assert_eq!(
+            due(&c, Tz::UTC, cursor, now, Catchup::Latest, 12),
+            [at("2024-01-01 12:34:00")]
+        );
+        let all = due(&c, Tz::UTC, cursor, now, Catchup::All, 3);
+        // Three missed and the five on-time minutes of the grace period.
+        assert_eq!(all.len(), 3 + 5, "{all:?}");
+        assert_eq!(all.last(), Some(&at("2024-01-01 12:34:00")));
+        assert_eq!(due(&c, Tz::UTC, cursor, now, Catchup::Skip, 12).len(), 5);
+    }
+
+    /// Walking back agrees with walking forward, across both DST changes.
+    #[test]
+    fn backward_and_forward_walks_agree_across_dst() {
+        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        for expr in ["30 2 * * *", "0 * * * *", "*/30 1-3 * * *"] {
+            let c = cron(expr);
+            for (from, to) in [
+                (at("2024-03-29 00:00:00"), at("2024-04-02 00:00:00")),
+                (at("2024-10-25 00:00:00"), at("2024-10-29 00:00:00")),
+            ] {
+                let forward = c.fires_between(tz, from, to, 1000);
+                let mut back = Vec::new();
+                let mut t = to;
+                while let Some(f) = c.last_at_or_before(tz, t) {
+                    if f <= from {
+                        break;
+                    }
+                    back.push(f);
+                    t = f - Duration::seconds(1);
+                }
+                back.reverse();
+                assert_eq!(forward, back, "{expr} {from}");
+            }
+        }
     }
 }

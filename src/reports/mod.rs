@@ -274,17 +274,46 @@ pub fn option_problems<T>(read: Result<T, ReportError>) -> Vec<(String, String)>
 }
 
 /// The window of a report over Intercom conversations: rolling windows end at the
-/// latest conversation in the data, calendar windows at the reference time.
+/// latest conversation in the data not after the reference time, calendar windows at
+/// the reference time. Also returns how many conversations are dated after it.
 pub(crate) fn conversation_window(
     db: &Database,
     req: &Request<'_>,
     reference: DateTime<Utc>,
-) -> Result<Window, ReportError> {
-    let anchor = match req.window {
-        WindowSpec::Rolling { .. } => crate::intercom::latest_conversation(db, req.source_tz)?,
-        _ => None,
+) -> Result<(Window, u64), ReportError> {
+    let latest = match req.window {
+        WindowSpec::Rolling { .. } => {
+            crate::intercom::latest_conversation(db, req.source_tz, reference)?
+        }
+        _ => crate::source::Latest::default(),
     };
-    Ok(req.window.resolve(anchor, reference, req.tz)?)
+    Ok((
+        req.window.resolve(latest.at, reference, req.tz)?,
+        latest.after,
+    ))
+}
+
+impl Plan {
+    /// Records values dated after the reference time that were left out of the
+    /// period's anchor: in the appendix's parameters and in `manifest.json`.
+    pub fn note_after_reference(&mut self, column: &str, reference: DateTime<Utc>, n: u64) {
+        self.manifest_parameters
+            .insert("timestamps_after_reference".into(), Value::from(n));
+        if n > 0 {
+            tracing::warn!(
+                column,
+                n,
+                "values dated after the reference time are left out of the period's anchor"
+            );
+            self.parameters.push((
+                "timestamps_after_reference".into(),
+                format!(
+                    "{n} ({column} after {})",
+                    crate::source::timestamp::format_utc(reference)
+                ),
+            ));
+        }
+    }
 }
 
 /// A number as the CSVs print it: shortest round-trip form, `.` decimal, empty for NULL.

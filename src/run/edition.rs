@@ -62,6 +62,8 @@ pub struct RunInfo<'a> {
     pub window: Option<crate::intercom::window::Window>,
     pub provenance: &'a Provenance,
     pub reference: DateTime<Utc>,
+    /// The run's time limit (chart rendering stops past it).
+    pub deadline: Option<crate::clock::Deadline>,
 }
 
 impl<'a> RunInfo<'a> {
@@ -77,6 +79,7 @@ impl<'a> RunInfo<'a> {
             window: plan.window,
             provenance,
             reference,
+            deadline: None,
         }
     }
 }
@@ -100,7 +103,7 @@ pub fn render(
     let mut rendered = Vec::with_capacity(specs.len());
     let mut chart_entries = Vec::with_capacity(specs.len());
     for spec in &specs {
-        let chart = charts::render(spec)?;
+        let chart = charts::render(spec, run.deadline)?;
         let takeaway = match &spec.takeaway {
             Some(t) => language.render("takeaways.tera", "c", t)?,
             None => String::new(),

@@ -45,6 +45,8 @@ pub struct RunRequest {
     /// Language editions to write (`report.<lang>.pdf`); empty: CSV/JSON only.
     pub langs: Vec<String>,
     pub templates: Templates,
+    /// The run's time limit for queries and chart rendering; `None`: none.
+    pub time_limit: Option<std::time::Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +150,7 @@ pub struct Prepared {
     report: &'static dyn Report,
     db: Database,
     reference: DateTime<Utc>,
+    deadline: Option<crate::clock::Deadline>,
     pub plan: Plan,
 }
 
@@ -157,7 +160,11 @@ pub fn prepare(req: &RunRequest, clock: &dyn Clock) -> Result<Prepared, RunError
     let report = report_of(req)?;
     check_request(report, req)?;
     let reference = clock.now();
-    let db = Database::open(&req.db)?;
+    let deadline = req.time_limit.map(crate::clock::Deadline::after);
+    let mut db = Database::open(&req.db)?;
+    if let Some(d) = deadline {
+        db.set_deadline(d)?;
+    }
     let rr = req.report_request();
     db.check(report.name(), &report.needs(&db, &rr)?)?;
     let mut plan = report.plan(&db, &rr, reference)?;
@@ -173,6 +180,7 @@ pub fn prepare(req: &RunRequest, clock: &dyn Clock) -> Result<Prepared, RunError
         report,
         db,
         reference,
+        deadline,
         plan,
     })
 }
@@ -217,6 +225,7 @@ pub fn execute(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunEr
         report,
         db,
         reference,
+        deadline,
         plan,
     } = prepared;
     let mut timings = Vec::new();
@@ -254,7 +263,8 @@ pub fn execute(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunEr
     if let Some(Ok(Ok(startup))) = engine_warmup.map(|h| h.join()) {
         timings.push(("chart_engine_start", startup));
     }
-    let info = RunInfo::new(report, &plan, &provenance, reference);
+    let mut info = RunInfo::new(report, &plan, &provenance, reference);
+    info.deadline = deadline;
     // Editions render in parallel: Typst compiles on every core while the chart
     // engine serves both.
     let t = Instant::now();

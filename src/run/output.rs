@@ -1,6 +1,8 @@
 //! Writing a run's files: everything goes into a staging directory next to the final
 //! one and appears under its final name only when complete (a crash leaves no
-//! half-written report), plus the CSV and JSON encodings the outputs share.
+//! half-written report), plus the CSV and JSON encodings the outputs share. A staging
+//! directory is marked by a locked file beside it; what a killed process left behind
+//! (its lock released by the kernel) is swept by the next run in the same place.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,71 @@ pub enum OutputError {
 pub struct StagedDir {
     tmp: tempfile::TempDir,
     dest: PathBuf,
+    _marker: Marker,
+}
+
+/// `<staging>.lock`, locked while the staging directory is in use; removed after it.
+struct Marker {
+    path: PathBuf,
+    _file: std::fs::File,
+}
+
+impl Drop for Marker {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Leftovers younger than this without a marker may be another process's, between
+/// creating its directory and its marker, or within a commit.
+const UNMARKED_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes what killed runs left in `parent`: staging directories whose marker is no
+/// longer locked, and unmarked leftovers older than an hour. Returns how many.
+pub fn sweep_stale(parent: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return 0;
+    };
+    let mut swept = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        let leftover = name.starts_with(".staging-") || name.starts_with(".replaced-");
+        if !leftover {
+            continue;
+        }
+        if let Some(dir_name) = name.strip_suffix(".lock") {
+            // A marker whose directory is gone.
+            if !parent.join(dir_name).exists() && lock_is_free(&path) {
+                let _ = std::fs::remove_file(&path);
+            }
+            continue;
+        }
+        let marker = parent.join(format!("{name}.lock"));
+        let stale = if marker.exists() {
+            lock_is_free(&marker)
+        } else {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > UNMARKED_GRACE)
+        };
+        if stale && std::fs::remove_dir_all(&path).is_ok() {
+            let _ = std::fs::remove_file(&marker);
+            tracing::info!(path = %path.display(), "removed what an interrupted run left");
+            swept += 1;
+        }
+    }
+    swept
+}
+
+fn lock_is_free(path: &Path) -> bool {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .is_ok_and(|f| f.try_lock().is_ok())
 }
 
 impl StagedDir {
@@ -38,13 +105,23 @@ impl StagedDir {
             source,
         };
         std::fs::create_dir_all(parent).map_err(io)?;
+        sweep_stale(parent);
         let tmp = tempfile::Builder::new()
             .prefix(".staging-")
             .tempdir_in(parent)
             .map_err(io)?;
+        let mut marker_path = tmp.path().as_os_str().to_owned();
+        marker_path.push(".lock");
+        let marker_path = PathBuf::from(marker_path);
+        let file = std::fs::File::create(&marker_path).map_err(io)?;
+        file.lock().map_err(io)?;
         Ok(Self {
             tmp,
             dest: dest.to_owned(),
+            _marker: Marker {
+                path: marker_path,
+                _file: file,
+            },
         })
     }
 
@@ -171,6 +248,32 @@ mod tests {
             s.write("a.csv", b"x").unwrap();
         }
         assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn what_a_killed_run_left_is_swept_by_the_next_one() {
+        let root = tempfile::tempdir().unwrap();
+        let dest = root.path().join("r");
+        // A live staging directory (its marker locked) is left alone.
+        let live = StagedDir::new(&dest).unwrap();
+        live.write("a.csv", b"x").unwrap();
+        // A killed one: directory and marker, the lock released.
+        let dead = root.path().join(".staging-dead");
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(dead.join("report.en.pdf"), b"%PDF").unwrap();
+        std::fs::write(root.path().join(".staging-dead.lock"), b"").unwrap();
+        // A young unmarked one (between creation and marker): left alone.
+        std::fs::create_dir(root.path().join(".staging-young")).unwrap();
+        assert_eq!(sweep_stale(root.path()), 1);
+        assert!(!dead.exists() && !root.path().join(".staging-dead.lock").exists());
+        assert!(live.path().exists() && root.path().join(".staging-young").exists());
+        live.commit().unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, [".staging-young", "r"]);
     }
 
     #[test]

@@ -26,6 +26,7 @@ use serde::Serialize;
 
 use self::pg::PgValue;
 pub use self::pg::{PgLocation, UrlError};
+use crate::clock::Deadline;
 
 /// Lists the columns a table has (empty when the table does not exist).
 const SQL_TABLE_COLUMNS: &str = "SELECT name, type FROM pragma_table_info(?1)";
@@ -142,6 +143,12 @@ pub enum DataError {
         table: &'static str,
         source: DriverError,
     },
+    #[error("reading {table} in {db}: stopped at the run's time limit of {secs} s (defaults.run_timeout_secs, or --timeout-secs)")]
+    Deadline {
+        db: String,
+        table: &'static str,
+        secs: u64,
+    },
     #[error("{table}.{column} in {db}, row {row}: expected {expected}, found {found:?}")]
     BadValue {
         db: String,
@@ -228,6 +235,8 @@ pub struct Database {
     /// Rows and bytes received from a server (not counted for SQLite files), shared
     /// with the connections [`Database::reopen`] makes.
     transfer: Arc<Transfer>,
+    /// The run's time limit: queries stop past it.
+    deadline: Option<Deadline>,
 }
 
 /// Rows and bytes received from a server.
@@ -272,12 +281,43 @@ impl Database {
             location: location.clone(),
             name,
             transfer,
+            deadline: None,
         })
     }
 
     /// A second connection to the same database (a loader on another thread).
     pub fn reopen(&self) -> Result<Self, DataError> {
-        Self::open_counting(&self.location, Arc::clone(&self.transfer))
+        let mut db = Self::open_counting(&self.location, Arc::clone(&self.transfer))?;
+        if let Some(d) = self.deadline {
+            db.set_deadline(d)?;
+        }
+        Ok(db)
+    }
+
+    /// Stops every later query past `deadline`: SQLite through its progress handler
+    /// (a recursive view cannot stall the run), a server through `statement_timeout`.
+    pub fn set_deadline(&mut self, deadline: Deadline) -> Result<(), DataError> {
+        match &self.backend {
+            Backend::Sqlite(conn) => {
+                conn.progress_handler(20_000, Some(move || deadline.passed()));
+            }
+            Backend::Postgres(client) => {
+                let ms = deadline
+                    .at
+                    .saturating_duration_since(std::time::Instant::now())
+                    .as_millis()
+                    .max(1);
+                client
+                    .borrow_mut()
+                    .batch_execute(&format!("SET statement_timeout = {ms}"))
+                    .map_err(|e| DataError::Open {
+                        db: self.name.clone(),
+                        source: DriverError(e.to_string()),
+                    })?;
+            }
+        }
+        self.deadline = Some(deadline);
+        Ok(())
     }
 
     pub fn location(&self) -> &Location {
@@ -459,6 +499,13 @@ impl Database {
     }
 
     pub fn query_err(&self, table: &'static str, source: impl Into<DriverError>) -> DataError {
+        if let Some(d) = self.deadline.filter(Deadline::passed) {
+            return DataError::Deadline {
+                db: self.name.clone(),
+                table,
+                secs: d.budget.as_secs(),
+            };
+        }
         DataError::Query {
             db: self.name.clone(),
             table,
@@ -694,6 +741,14 @@ impl RowReader<'_, '_> {
 /// manifest print these: nothing is counted twice).
 pub type RowsRead = Vec<(&'static str, u64)>;
 
+/// The latest time of a column that is not after the reference time.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Latest {
+    pub at: Option<DateTime<Utc>>,
+    /// Values after the reference time, left out.
+    pub after: u64,
+}
+
 /// Counts of timestamps that could not be parsed, per `table.column`.
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
 pub struct BadTimestamps(pub BTreeMap<String, u64>);
@@ -730,25 +785,43 @@ impl TsParser<'_> {
 }
 
 impl Database {
-    /// The latest readable time of the one column `sql` selects (all its values, or
-    /// their `max()` where the column is a native timestamp).
-    pub fn max_time(
+    /// The latest time in `column` at or before `not_after` (the run's reference
+    /// time), and how many values lie after it: a far-future timestamp must not fix
+    /// the period forever. `all_sql` reads the column (text times are parsed here);
+    /// `native_sql` answers both at the server, with `not_after` bound to `$1`.
+    pub fn latest_time(
         &self,
         table: &'static str,
-        sql: &str,
         column: &'static str,
+        all_sql: &str,
+        native_sql: &str,
         tz: Tz,
-    ) -> Result<Option<DateTime<Utc>>, DataError> {
-        let mut max: Option<DateTime<Utc>> = None;
+        not_after: DateTime<Utc>,
+    ) -> Result<Latest, DataError> {
+        let mut out = Latest::default();
         let mut bad = BadTimestamps::default();
         let mut ts = TsParser { tz, bad: &mut bad };
-        self.each_row(table, sql, |r| {
-            if let Some(t) = r.time(0, column, &mut ts)? {
-                max = Some(max.map_or(t, |m| m.max(t)));
+        match self.time_column(table, column)? {
+            TimeColumn::Text => {
+                self.each_row(table, all_sql, |r| {
+                    match r.time(0, column, &mut ts)? {
+                        Some(t) if t > not_after => out.after += 1,
+                        Some(t) => out.at = Some(out.at.map_or(t, |m| m.max(t))),
+                        None => {}
+                    }
+                    Ok(())
+                })?;
             }
-            Ok(())
-        })?;
-        Ok(max)
+            kind => {
+                let bound = [Param::time(not_after, kind, tz)];
+                self.each_row_with(table, native_sql, &bound, |r| {
+                    out.at = r.time(0, column, &mut ts)?;
+                    out.after = r.integer(1, column)?.unwrap_or(0).max(0) as u64;
+                    Ok(())
+                })?;
+            }
+        }
+        Ok(out)
     }
 
     /// Reads every row of `sql`, touching each value and keeping nothing: the floor
@@ -895,5 +968,56 @@ mod tests {
             .len() as usize;
         assert_eq!(db.rows_hint("sparse"), file / 32);
         assert_eq!(db.rows_hint("missing"), 0, "no such table");
+    }
+
+    #[test]
+    fn a_query_past_the_run_deadline_stops_with_a_clear_error() {
+        // A recursive view that never ends on its own.
+        let (_dir, mut db) = db_with(
+            "CREATE VIEW forever AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT i FROM n;",
+        );
+        db.set_deadline(Deadline::after(std::time::Duration::from_millis(200)))
+            .unwrap();
+        let started = std::time::Instant::now();
+        let e = db
+            .each_row("forever", "SELECT count(*) FROM forever", |_| Ok(()))
+            .unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        assert!(
+            matches!(
+                e,
+                DataError::Deadline {
+                    table: "forever",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("run_timeout_secs"), "{e}");
+    }
+
+    #[test]
+    fn the_latest_time_leaves_out_what_is_after_the_reference() {
+        let (_dir, db) = db_with(
+            "CREATE TABLE events (event_time TEXT);
+             INSERT INTO events VALUES ('2024-06-01 10:00:00'), ('2024-06-30 09:00:00'),
+                 ('2099-01-01 00:00:00'), ('garbage'), (NULL);",
+        );
+        let reference = timestamp::parse("2024-07-01 00:00:00", Tz::UTC).unwrap();
+        let latest = db
+            .latest_time(
+                "events",
+                "event_time",
+                "SELECT event_time FROM events",
+                "unused",
+                Tz::UTC,
+                reference,
+            )
+            .unwrap();
+        assert_eq!(
+            latest.at,
+            Some(timestamp::parse("2024-06-30 09:00:00", Tz::UTC).unwrap())
+        );
+        assert_eq!(latest.after, 1);
     }
 }

@@ -2,6 +2,8 @@
 //! test file, CSV and PDF read-back.
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

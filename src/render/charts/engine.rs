@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use rquickjs::{CatchResultExt, Context, Function, Runtime};
 
+use crate::clock::Deadline;
+
 const ECHARTS: &str = include_str!(concat!(env!("OUT_DIR"), "/echarts.min.js"));
 pub const ECHARTS_VERSION: &str = env!("CXREPORT_ECHARTS_VERSION");
 
@@ -47,6 +49,8 @@ pub enum EngineError {
     Render { chart: String, message: String },
     #[error("the chart engine stopped")]
     Stopped,
+    #[error("rendering chart `{chart}` was stopped at the run's time limit of {secs} s (defaults.run_timeout_secs)")]
+    Deadline { chart: String, secs: u64 },
 }
 
 struct Request {
@@ -54,6 +58,7 @@ struct Request {
     option_json: String,
     width: u32,
     height: u32,
+    deadline: Option<Deadline>,
     reply: mpsc::Sender<Result<(String, Duration), EngineError>>,
 }
 
@@ -117,7 +122,7 @@ impl Engine {
         width: u32,
         height: u32,
     ) -> Result<String, EngineError> {
-        self.render_timed(name, option_json, width, height)
+        self.render_timed(name, option_json, width, height, None)
             .map(|(svg, _)| svg)
     }
 
@@ -129,6 +134,7 @@ impl Engine {
         option_json: String,
         width: u32,
         height: u32,
+        deadline: Option<Deadline>,
     ) -> Result<(String, Duration), EngineError> {
         let (reply, rx) = mpsc::channel();
         self.tx
@@ -139,6 +145,7 @@ impl Engine {
                 option_json,
                 width,
                 height,
+                deadline,
                 reply,
             })
             .map_err(|_| EngineError::Stopped)?;
@@ -166,8 +173,18 @@ fn serve(rx: &Mutex<mpsc::Receiver<Request>>, ready: mpsc::Sender<Result<(), Eng
         })?;
         Ok((rt, ctx))
     };
+    // The interrupt handler stops a script past the current request's deadline (a
+    // pathological chart must not stall every job).
+    let current: Arc<Mutex<Option<Deadline>>> = Arc::default();
     let (_rt, ctx) = match setup() {
         Ok(v) => {
+            let watched = Arc::clone(&current);
+            v.0.set_interrupt_handler(Some(Box::new(move || {
+                watched
+                    .lock()
+                    .map(|d| d.is_some_and(|d| d.passed()))
+                    .unwrap_or(false)
+            })));
             let _ = ready.send(Ok(()));
             v
         }
@@ -185,6 +202,9 @@ fn serve(rx: &Mutex<mpsc::Receiver<Request>>, ready: mpsc::Sender<Result<(), Eng
         };
         let Ok(req) = next else { return };
         let started = Instant::now();
+        if let Ok(mut d) = current.lock() {
+            *d = req.deadline;
+        }
         let result = ctx.with(|ctx| -> Result<String, EngineError> {
             let err = |message: String| EngineError::Render {
                 chart: req.name.clone(),
@@ -198,6 +218,16 @@ fn serve(rx: &Mutex<mpsc::Receiver<Request>>, ready: mpsc::Sender<Result<(), Eng
                 .catch(&ctx)
                 .map_err(|e| err(e.to_string()))
         });
+        let result = match (result, req.deadline) {
+            (Err(_), Some(d)) if d.passed() => Err(EngineError::Deadline {
+                chart: req.name.clone(),
+                secs: d.budget.as_secs(),
+            }),
+            (r, _) => r,
+        };
+        if let Ok(mut d) = current.lock() {
+            *d = None;
+        }
         let _ = req.reply.send(result.map(|svg| (svg, started.elapsed())));
     }
 }
@@ -244,5 +274,36 @@ mod tests {
         assert!(e
             .render("again", r#"{"series":[]}"#.into(), 100, 100)
             .is_ok());
+    }
+
+    #[test]
+    fn a_chart_past_the_deadline_is_stopped_with_a_clear_error() {
+        let e = engine().unwrap();
+        // Heavy enough that QuickJS asks the interrupt handler many times.
+        let data: Vec<String> = (0..20_000).map(|i| i.to_string()).collect();
+        let option = format!(
+            r#"{{"animation":false,"xAxis":{{"type":"category","data":[{}]}},"yAxis":{{"type":"value"}},"series":[{{"type":"line","data":[{}]}}]}}"#,
+            data.join(","),
+            data.join(",")
+        );
+        let passed = Deadline {
+            at: Instant::now(),
+            budget: Duration::from_secs(7),
+        };
+        let err = e
+            .render_timed("slow", option, 600, 400, Some(passed))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            EngineError::Deadline {
+                chart: "slow".into(),
+                secs: 7
+            }
+        );
+        assert!(err.to_string().contains("run_timeout_secs"), "{err}");
+        // The runtime is still usable afterwards.
+        let ok = r#"{"animation":false,"xAxis":{"type":"category","data":["a"]},"yAxis":{"type":"value"},"series":[{"type":"bar","data":[1]}]}"#;
+        assert!(e.render("after", ok.into(), 300, 200).is_ok());
+        assert!(e.render("after2", ok.into(), 300, 200).is_ok());
     }
 }

@@ -52,8 +52,12 @@ pub const GROWTH: &str = "#3f9c6d";
 /// Shades of blue and grey for series that are neither risk nor growth.
 pub(crate) const NEUTRAL: [&str; 5] = ["#2f5d8a", "#6b93c3", "#5f6b78", "#a9c1de", "#9aa5b1"];
 
-/// Renders a spec: the typed chart plus the engine-level options every chart shares.
-pub fn render(spec: &ChartSpec) -> Result<RenderedChart, EngineError> {
+/// Renders a spec: the typed chart plus the engine-level options every chart shares;
+/// stopped at `deadline`.
+pub fn render(
+    spec: &ChartSpec,
+    deadline: Option<crate::clock::Deadline>,
+) -> Result<RenderedChart, EngineError> {
     let mut option: Value =
         serde_json::from_str(&spec.chart.to_string()).map_err(|e| EngineError::Render {
             chart: spec.id.to_owned(),
@@ -69,6 +73,7 @@ pub fn render(spec: &ChartSpec) -> Result<RenderedChart, EngineError> {
         option.to_string(),
         WIDTH,
         spec.height.unwrap_or(HEIGHT),
+        deadline,
     )?;
     Ok(RenderedChart {
         id: spec.id,
@@ -322,12 +327,15 @@ mod tests {
                 bar_point(0, 11.0, "%", true),
                 bar_point(1, 3.46, "%", true),
             ]));
-        let svg = render(&ChartSpec {
-            id: "bars",
-            chart,
-            takeaway: None,
-            height: None,
-        })
+        let svg = render(
+            &ChartSpec {
+                id: "bars",
+                chart,
+                takeaway: None,
+                height: None,
+            },
+            None,
+        )
         .expect("renders")
         .svg;
         assert!(svg.contains(">11.0%<") && svg.contains(">3.5%<"), "{svg}");
@@ -343,12 +351,15 @@ mod tests {
             &cells,
             "%",
         );
-        let svg = render(&ChartSpec {
-            id: "heatmap",
-            chart,
-            takeaway: None,
-            height: None,
-        })
+        let svg = render(
+            &ChartSpec {
+                id: "heatmap",
+                chart,
+                takeaway: None,
+                height: None,
+            },
+            None,
+        )
         .expect("renders")
         .svg;
         for label in ["3.0%", "3.6%", "76.0%", "2.0%"] {

@@ -194,8 +194,8 @@ impl Report for ConversationUsageReport {
     ) -> Result<Plan, ReportError> {
         let settings = Settings::read(req.options)?;
         let usage = usage_of(db, settings.usage_source)?;
-        let window = super::conversation_window(db, req, reference)?;
-        Ok(Plan {
+        let (window, after) = super::conversation_window(db, req, reference)?;
+        let mut plan = Plan {
             period: window.period(),
             window: Some(window),
             parameters: vec![
@@ -217,7 +217,13 @@ impl Report for ConversationUsageReport {
             .as_object()
             .cloned()
             .unwrap_or_default(),
-        })
+        };
+        plan.note_after_reference(
+            "intercom__conversation_enhanced.conversation_created_at",
+            reference,
+            after,
+        );
+        Ok(plan)
     }
 
     fn compute(

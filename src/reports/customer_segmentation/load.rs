@@ -4,13 +4,15 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::metrics::{EventRow, UserRow};
-use crate::source::{BadTimestamps, DataError, Database, TableNeed, TsParser};
+use crate::source::{BadTimestamps, DataError, Database, Latest, TableNeed, TsParser};
 
 const SQL_USERS: &str =
     "SELECT user_id, portfolio_size, plan_type, annual_revenue, is_active, nps_score, \
      support_tickets_last_90d FROM users";
 const SQL_EVENTS: &str = "SELECT user_id, event_type, event_time FROM events";
 const SQL_EVENT_TIMES: &str = "SELECT event_time FROM events";
+const SQL_LATEST_EVENT: &str = "SELECT max(CASE WHEN event_time <= $1 THEN event_time END), \
+     count(CASE WHEN event_time > $1 THEN 1 END) FROM events";
 
 pub const USERS: &str = "users";
 pub const EVENTS: &str = "events";
@@ -35,8 +37,15 @@ pub const NEEDS: &[TableNeed] = &[
 ];
 
 /// The latest parseable `events.event_time` (the snapshot's date).
-pub fn latest_event(db: &Database, tz: Tz) -> Result<Option<DateTime<Utc>>, DataError> {
-    db.max_time(EVENTS, SQL_EVENT_TIMES, "event_time", tz)
+pub fn latest_event(db: &Database, tz: Tz, not_after: DateTime<Utc>) -> Result<Latest, DataError> {
+    db.latest_time(
+        EVENTS,
+        "event_time",
+        SQL_EVENT_TIMES,
+        SQL_LATEST_EVENT,
+        tz,
+        not_after,
+    )
 }
 
 /// Loads the rows of the customer-segmentation report.

@@ -58,8 +58,9 @@ impl Report for CustomerSegmentationReport {
         req: &Request<'_>,
         reference: DateTime<Utc>,
     ) -> Result<Plan, ReportError> {
-        let as_of = load::latest_event(db, req.source_tz)?.unwrap_or(reference);
-        Ok(Plan {
+        let latest = load::latest_event(db, req.source_tz, reference)?;
+        let as_of = latest.at.unwrap_or(reference);
+        let mut plan = Plan {
             period: format!("asof-{}", as_of.format("%Y-%m-%d")),
             window: None,
             parameters: vec![("source_timezone".into(), req.source_tz.name().to_owned())],
@@ -67,7 +68,9 @@ impl Report for CustomerSegmentationReport {
                 .as_object()
                 .cloned()
                 .unwrap_or_default(),
-        })
+        };
+        plan.note_after_reference("events.event_time", reference, latest.after);
+        Ok(plan)
     }
 
     fn compute(

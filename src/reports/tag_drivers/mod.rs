@@ -77,8 +77,8 @@ impl Report for TagDriversReport {
         reference: DateTime<Utc>,
     ) -> Result<Plan, ReportError> {
         let min_pp = min_pp(req.options)?;
-        let window = super::conversation_window(db, req, reference)?;
-        Ok(Plan {
+        let (window, after) = super::conversation_window(db, req, reference)?;
+        let mut plan = Plan {
             period: window.period(),
             window: Some(window),
             parameters: vec![
@@ -94,7 +94,13 @@ impl Report for TagDriversReport {
             .as_object()
             .cloned()
             .unwrap_or_default(),
-        })
+        };
+        plan.note_after_reference(
+            "intercom__conversation_enhanced.conversation_created_at",
+            reference,
+            after,
+        );
+        Ok(plan)
     }
 
     fn vocabulary(&self, db: &Database, _req: &Request<'_>) -> Result<Vec<String>, ReportError> {

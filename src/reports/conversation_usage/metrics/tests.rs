@@ -138,7 +138,9 @@ impl Fixture {
             UsageDefinitions::Proxy => UsageTables::Proxy,
             UsageDefinitions::None => UsageTables::Neither,
         };
-        let anchor = crate::intercom::latest_conversation(&db, Tz::UTC).unwrap();
+        let anchor = crate::intercom::latest_conversation(&db, Tz::UTC, chrono::Utc::now())
+            .unwrap()
+            .at;
         let w = window
             .parse::<WindowSpec>()
             .unwrap()
