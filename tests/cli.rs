@@ -531,6 +531,26 @@ fn without_any_first_response_time_the_report_says_so() {
     }
 }
 
+/// One conversation dated far in the future would otherwise anchor the rolling window
+/// (and name the period) forever: it is left out of the anchor and counted.
+#[test]
+fn a_far_future_timestamp_does_not_move_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo_copy(
+        dir.path(),
+        "UPDATE intercom__conversation_enhanced SET conversation_created_at = '2099-01-01 00:00:00'
+         WHERE conversation_id = (SELECT min(conversation_id) FROM intercom__conversation_enhanced);",
+    );
+    let (_, report) = run_usage(
+        &db,
+        dir.path(),
+        &["--data-only", "--as-of", "2024-07-01T08:00:00Z"],
+    );
+    let manifest = common::json(&report.join("manifest.json"));
+    assert_eq!(manifest["period"], "2023-12-15_2024-06-15");
+    assert_eq!(manifest["parameters"]["timestamps_after_reference"], 1);
+}
+
 #[test]
 fn demo_without_usage_events_falls_back_to_the_proxies() {
     let dir = tempfile::tempdir().unwrap();

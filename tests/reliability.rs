@@ -294,6 +294,41 @@ fn an_smtp_outage_longer_than_all_attempts_is_delivered_when_the_server_is_back(
     assert!(!text(&hist).contains("owner alerts not sent yet"));
 }
 
+/// After an outage, what waits is delivered by the next fire of the job (a run of the
+/// same period) and by `cxreport retry`, each only what is missing.
+#[test]
+fn after_an_outage_the_next_fire_and_retry_deliver_what_waits() {
+    let port = free_port();
+    let recipients = "[job.recipients]\nen = [\"ceo@example.com\"]";
+    let a = setup(port, PLAIN, recipients);
+    let b = setup(port, PLAIN, recipients);
+    for s in [&a, &b] {
+        let o = s.run(&["--send"]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert_eq!(s.history()[0].deliveries[0].state, "failed");
+    }
+    let server = smtp_server_on(port);
+    // The next fire.
+    let o = a.run(&["--send"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(server.accepted(), 1);
+    assert_eq!(a.history()[0].state, "succeeded");
+    // `retry`.
+    let o = b.cmd(&["retry", "--job", "monthly"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(server.accepted(), 2);
+    assert_eq!(b.history()[0].state, "succeeded");
+    // Nothing is sent twice afterwards.
+    assert!(a.run(&["--send"]).status.success());
+    assert!(b
+        .cmd(&["retry", "--job", "monthly"])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    assert_eq!(server.accepted(), 2);
+}
+
 /// `cxreport retry` sends again what was given up (here a permanent 550), from the
 /// files of that run.
 #[test]

@@ -560,15 +560,8 @@ fn compose_alert(
             job.name,
             Utc::now().timestamp_nanos_opt().unwrap_or(0)
         );
-        let queued = ledger.map(|l| {
-            l.queue_alert(
-                &job.name,
-                owner.email.as_ref(),
-                &message_id,
-                subject,
-                &text,
-            )
-        });
+        let queued = ledger
+            .map(|l| l.queue_alert(&job.name, owner.email.as_ref(), &message_id, subject, &text));
         match queued {
             Some(Ok(())) => {}
             Some(Err(e)) => {

@@ -113,6 +113,10 @@ const SQL_DELIVERY_UPDATE: &str =
     "UPDATE deliveries SET state = ?5, attempts = attempts + ?6, last_error = ?7, updated_at = ?8,
          next_attempt_at = ?9, retry_until = COALESCE(retry_until, ?10)
      WHERE job = ?1 AND period = ?2 AND lang = ?3 AND recipient = ?4";
+/// The same, from a ledger of an older version opened read-only (not migrated).
+const SQL_DELIVERIES_OF_V1: &str =
+    "SELECT lang, recipient, state, attempts, last_error, message_id, 0, NULL, NULL
+     FROM deliveries WHERE job = ?1 AND period = ?2 ORDER BY lang, recipient";
 const SQL_DELIVERIES_OF: &str =
     "SELECT lang, recipient, state, attempts, last_error, message_id, possible_duplicate, next_attempt_at, retry_until
      FROM deliveries WHERE job = ?1 AND period = ?2 ORDER BY lang, recipient";
@@ -363,6 +367,9 @@ pub struct JobLock {
 pub struct Ledger {
     conn: Connection,
     path: PathBuf,
+    /// Written by an older version and opened read-only: without the columns and
+    /// tables added since.
+    v1: bool,
 }
 
 fn now_text() -> String {
@@ -421,6 +428,7 @@ impl Ledger {
         Ok(Self {
             conn,
             path: path.to_owned(),
+            v1: false,
         })
     }
 
@@ -438,9 +446,18 @@ impl Ledger {
         .map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(err)?;
+        let v1 = !conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('deliveries') WHERE name = 'possible_duplicate'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(err)?
+            .is_positive();
         Ok(Self {
             conn,
             path: path.to_owned(),
+            v1,
         })
     }
 
@@ -705,7 +722,11 @@ impl Ledger {
     pub fn deliveries(&self, job: &str, period: &str) -> Result<Vec<DeliveryRecord>, LedgerError> {
         let mut d = self
             .conn
-            .prepare_cached(SQL_DELIVERIES_OF)
+            .prepare_cached(if self.v1 {
+                SQL_DELIVERIES_OF_V1
+            } else {
+                SQL_DELIVERIES_OF
+            })
             .map_err(|e| self.err(e))?;
         let rows = d
             .query_map(params![job, period], |r| {
@@ -895,6 +916,9 @@ impl Ledger {
 
     /// Alerts not sent yet, for `history`.
     pub fn pending_alerts(&self, job: Option<&str>) -> Result<Vec<PendingAlert>, LedgerError> {
+        if self.v1 {
+            return Ok(Vec::new());
+        }
         let mut stmt = self
             .conn
             .prepare(SQL_ALERTS_PENDING)
@@ -1162,6 +1186,37 @@ mod tests {
             !dir.path().join("state.locks").exists(),
             "no lock directory either"
         );
+    }
+
+    #[test]
+    fn a_ledger_of_the_previous_version_reads_and_upgrades() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE runs (job TEXT NOT NULL, period TEXT NOT NULL, fire_time TEXT,
+                    state TEXT NOT NULL, started_at TEXT, finished_at TEXT, pid INTEGER,
+                    output_dir TEXT, error TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (job, period));
+                 CREATE TABLE deliveries (job TEXT NOT NULL, period TEXT NOT NULL,
+                    lang TEXT NOT NULL, recipient TEXT NOT NULL, message_id TEXT NOT NULL,
+                    state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+                    updated_at TEXT, PRIMARY KEY (job, period, lang, recipient));
+                 CREATE TABLE leases (job TEXT PRIMARY KEY, holder TEXT NOT NULL,
+                    pid INTEGER NOT NULL, acquired_at TEXT NOT NULL);
+                 INSERT INTO runs VALUES ('j', 'p', NULL, 'succeeded', NULL, NULL, 1, NULL, NULL, 1);
+                 INSERT INTO deliveries VALUES ('j', 'p', 'en', 'a@example.com', '<x@y>', 'gave_up', 4, '451', NULL);",
+            )
+            .unwrap();
+        let r = Ledger::open_read_only(&path).unwrap();
+        let h = r.history(None).unwrap();
+        assert_eq!(h[0].deliveries[0].state, "gave_up");
+        assert!(r.pending_alerts(None).unwrap().is_empty());
+        drop(r);
+        let w = Ledger::open(&path).unwrap();
+        assert_eq!(w.reopen("j", "p").unwrap(), 1);
+        assert_eq!(w.history(None).unwrap()[0].deliveries[0].state, "failed");
     }
 
     #[test]
