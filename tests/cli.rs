@@ -367,6 +367,11 @@ fn report_options_are_checked_by_their_report_before_any_work() {
         2,
         &["option `usage_source`"],
     );
+    fails_with(
+        &run_with("conversation-usage", "--compare", "last-month"),
+        2,
+        &["option `compare`", "shift:<N>m"],
+    );
     assert_eq!(
         std::fs::read_dir(out.path()).unwrap().count(),
         0,
@@ -549,6 +554,126 @@ fn a_far_future_timestamp_does_not_move_the_window() {
     let manifest = common::json(&report.join("manifest.json"));
     assert_eq!(manifest["period"], "2023-12-15_2024-06-15");
     assert_eq!(manifest["parameters"]["timestamps_after_reference"], 1);
+}
+
+/// The comparison's numbers are the numbers of a run on the comparison window itself,
+/// overall and per segment; on the demo (no change planted) no rate changes.
+#[test]
+fn the_comparison_equals_a_run_on_the_comparison_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo_db();
+    let (_, report) = run_usage(db, dir.path(), &["--data-only", "--compare", "shift:1m"]);
+    let summary = common::json(&report.join("summary.json"));
+    let c = &summary["comparison"];
+    assert_eq!(c["period"], "2023-11-15_2024-05-15");
+    assert_eq!(c["basis"], "shift:1m");
+    let out = dir.path().join("earlier");
+    let o = run(&[
+        "run",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--data-only",
+        "--window",
+        "range:2023-11-15..2024-05-15",
+        "--compare",
+        "none",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let earlier = common::json(&out.join("conversation-usage/2023-11-15_2024-05-15/summary.json"));
+    assert!(earlier.get("comparison").is_none());
+    let changes = c["changes"].as_array().unwrap();
+    let mut checked = 0;
+    for ch in changes {
+        let metric = ch["metric"].as_str().unwrap();
+        let row = match ch["slice"].as_str().unwrap() {
+            "overall" => earlier["panels"]["overall"].clone(),
+            seg => earlier["panels"]["segment"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["segment"] == seg)
+                .unwrap()
+                .clone(),
+        };
+        assert_eq!(ch["previous"].as_f64(), row[metric].as_f64(), "{ch}");
+        let now = if ch["slice"] == "overall" {
+            summary["panels"]["overall"].clone()
+        } else {
+            summary["panels"]["segment"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["segment"] == ch["slice"])
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(ch["current"].as_f64(), now[metric].as_f64(), "{ch}");
+        checked += 1;
+        // Nothing was planted: no rate or mean changes.
+        if metric != "conv_cnt" {
+            assert_ne!(ch["direction"], "rise", "{ch}");
+            assert_ne!(ch["direction"], "fall", "{ch}");
+        }
+    }
+    let segments = summary["panels"]["segment"].as_array().unwrap().len();
+    assert_eq!(
+        checked,
+        (1 + segments) * 7,
+        "overall and each segment, seven metrics"
+    );
+    let (header, rows) = read_csv(&report.join("comparison.csv"));
+    assert_eq!(rows.len(), checked);
+    assert!(header.iter().any(|h| h == "previous") && header.iter().any(|h| h == "direction"));
+}
+
+/// A change planted in the data (half the bot-first conversations of the last three
+/// months answered by people instead) is named, with the right numbers; `compare =
+/// none` computes nothing.
+#[test]
+fn a_planted_change_is_a_fall_with_its_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo_copy(
+        dir.path(),
+        "UPDATE intercom__conversation_enhanced
+            SET all_conversation_tags = replace(all_conversation_tags, 'first_response:bot', 'first_response:human')
+          WHERE conversation_created_at >= '2024-03-15' AND rowid % 2 = 0;",
+    );
+    run_usage(&db, dir.path(), &["--data-only", "--window", "rolling:3m"]);
+    let report = dir
+        .path()
+        .join("out/conversation-usage/2024-03-15_2024-06-15");
+    let summary = common::json(&report.join("summary.json"));
+    let c = &summary["comparison"];
+    assert_eq!(c["period"], "2023-12-15_2024-03-14");
+    let bot = c["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["slice"] == "overall" && x["metric"] == "bot_first_resp_share")
+        .unwrap();
+    assert_eq!(bot["direction"], "fall", "{bot}");
+    let (now, before) = (
+        bot["current"].as_f64().unwrap(),
+        bot["previous"].as_f64().unwrap(),
+    );
+    assert!(now < before - 0.04 && before > 0.3, "{bot}");
+    assert!((bot["change"].as_f64().unwrap() - (now - before) * 100.0).abs() < 1e-9);
+    assert_eq!(
+        bot["current_k"].as_f64().unwrap() / bot["current_n"].as_f64().unwrap(),
+        now
+    );
+    run_usage(
+        &db,
+        &dir.path().join("none"),
+        &["--data-only", "--window", "rolling:3m", "--compare", "none"],
+    );
+    let none = common::json(
+        &dir.path()
+            .join("none/out/conversation-usage/2024-03-15_2024-06-15/summary.json"),
+    );
+    assert!(none.get("comparison").is_none());
 }
 
 #[test]

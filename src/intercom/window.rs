@@ -138,6 +138,78 @@ impl WindowSpec {
     }
 }
 
+/// The period an edition compares itself with (`compare` option of the windowed
+/// reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub enum Compare {
+    /// The window of the same length immediately before.
+    Previous,
+    /// The same window moved back N months (what the previous edition of a monthly
+    /// job with a rolling window showed).
+    Shift(u32),
+    None,
+}
+
+impl From<Compare> for String {
+    fn from(c: Compare) -> Self {
+        c.to_string()
+    }
+}
+
+impl FromStr for Compare {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("`{s}`: expected `previous`, `shift:<N>m` (N = 1 to 120) or `none`");
+        match s.trim() {
+            "previous" => Ok(Self::Previous),
+            "none" => Ok(Self::None),
+            t => {
+                let n = t
+                    .strip_prefix("shift:")
+                    .and_then(|r| r.strip_suffix('m'))
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .filter(|n| (1..=120).contains(n))
+                    .ok_or_else(bad)?;
+                Ok(Self::Shift(n))
+            }
+        }
+    }
+}
+
+impl fmt::Display for Compare {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Previous => write!(f, "previous"),
+            Self::Shift(n) => write!(f, "shift:{n}m"),
+            Self::None => write!(f, "none"),
+        }
+    }
+}
+
+impl Window {
+    /// The comparison window of this window (cut by `spec`), or `None` for
+    /// `compare = none`. `previous` for a window of N months is the N months before
+    /// its first day; for a range, as many days before it.
+    pub fn comparison(&self, spec: &WindowSpec, compare: Compare) -> Option<Window> {
+        let first = self.start.date_naive();
+        let last = self.end.date_naive();
+        let day_before = first.pred_opt()?;
+        Some(match (compare, spec) {
+            (Compare::None, _) => return None,
+            (
+                Compare::Previous,
+                WindowSpec::Rolling { months } | WindowSpec::Calendar { months },
+            ) => Window::from_dates(sub_months(first, *months), day_before),
+            (Compare::Previous, WindowSpec::Range { .. }) => {
+                let days = (last - first).num_days() + 1;
+                Window::from_dates(first - chrono::Duration::days(days), day_before)
+            }
+            (Compare::Shift(n), _) => Window::from_dates(sub_months(first, n), sub_months(last, n)),
+        })
+    }
+}
+
 /// Calendar months back, clamping to the month's last day (Aug 31 − 6m = Feb 29/28).
 fn sub_months(d: NaiveDate, n: u32) -> NaiveDate {
     d.checked_sub_months(Months::new(n)).expect("date in range")
@@ -220,5 +292,34 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn comparison_windows() {
+        let w: WindowSpec = "rolling:6m".parse().unwrap();
+        let r = w
+            .resolve(
+                Some(at("2024-06-15 12:00:00")),
+                at("2030-01-01 00:00:00"),
+                Tz::UTC,
+            )
+            .unwrap();
+        let p = r.comparison(&w, Compare::Previous).unwrap();
+        assert_eq!(p.period(), "2023-06-15_2023-12-14");
+        let s = r.comparison(&w, Compare::Shift(1)).unwrap();
+        assert_eq!(s.period(), "2023-11-15_2024-05-15");
+        assert_eq!(r.comparison(&w, Compare::None), None);
+        let range: WindowSpec = "range:2024-03-01..2024-03-10".parse().unwrap();
+        let r = range
+            .resolve(None, at("2030-01-01 00:00:00"), Tz::UTC)
+            .unwrap();
+        assert_eq!(
+            r.comparison(&range, Compare::Previous).unwrap().period(),
+            "2024-02-20_2024-02-29"
+        );
+        assert_eq!("shift:3m".parse::<Compare>(), Ok(Compare::Shift(3)));
+        assert!("shift:0m".parse::<Compare>().is_err());
+        assert!("last".parse::<Compare>().unwrap_err().contains("previous"));
+        assert_eq!(Compare::Shift(12).to_string(), "shift:12m");
     }
 }

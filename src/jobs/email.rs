@@ -159,14 +159,41 @@ pub fn resend(
         sent: 0,
         failed: 0,
     };
-    let Some(smtp) = &config.smtp else {
-        out.error = Some("delivery needs the [smtp] section".into());
-        return Ok(out);
+    let mailer = match &config.smtp {
+        None => Err(format!(
+            "delivery needs the [smtp] section of {}",
+            config.path.display()
+        )),
+        Some(smtp) => Mailer::new(smtp).map_err(|e| e.to_string()),
     };
-    let mailer = match Mailer::new(smtp) {
+    let mailer = match mailer {
         Ok(m) => m,
         Err(e) => {
-            out.error = Some(e.to_string());
+            // Nothing can be sent until the configuration changes: the next try
+            // waits a while rather than every tick.
+            for d in ledger.deliveries(&job.name, period)? {
+                if d.state != DeliveryState::Sent.as_str()
+                    && d.state != DeliveryState::GaveUp.as_str()
+                {
+                    let key = DeliveryKey {
+                        job: &job.name,
+                        period,
+                        lang: &d.lang,
+                        recipient: &d.recipient,
+                    };
+                    ledger.update_delivery(
+                        &key,
+                        &DeliveryUpdate {
+                            state: DeliveryState::Failed,
+                            attempts_added: 0,
+                            error: Some(&e),
+                            next_attempt: Some(Utc::now() + chrono::Duration::minutes(10)),
+                            retry_until: None,
+                        },
+                    )?;
+                }
+            }
+            out.error = Some(e);
             return Ok(out);
         }
     };
@@ -191,10 +218,24 @@ pub fn resend(
             continue;
         }
         let Some(content) = ledger.message::<EditionMail>(&job.name, period, &d.lang)? else {
-            errors.push(format!(
-                "{} to {}: the message of this run was not kept (written by an older cxreport); run the job again",
-                d.lang, d.recipient
-            ));
+            let why = "the message of this run was not kept (written by an older cxreport): run the job again";
+            let key = DeliveryKey {
+                job: &job.name,
+                period,
+                lang: &d.lang,
+                recipient: &d.recipient,
+            };
+            ledger.update_delivery(
+                &key,
+                &DeliveryUpdate {
+                    state: DeliveryState::GaveUp,
+                    attempts_added: 0,
+                    error: Some(why),
+                    next_attempt: None,
+                    retry_until: None,
+                },
+            )?;
+            errors.push(format!("{} to {}: {why}", d.lang, d.recipient));
             continue;
         };
         let to: Mailbox = match d.recipient.parse() {
@@ -639,6 +680,10 @@ pub fn flush_alerts(config: &Config, ledger: &Ledger, stop: &AtomicBool) -> Resu
         Ok(m) => m,
         Err(e) => {
             tracing::error!("owner alerts wait: {e}");
+            let later = Utc::now() + chrono::Duration::minutes(10);
+            for a in due {
+                ledger.alert_attempted(a.id, Some(&e.to_string()), later)?;
+            }
             return Ok(());
         }
     };

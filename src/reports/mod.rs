@@ -46,6 +46,13 @@ pub const WINDOW_OPTION: OptionSpec = OptionSpec {
     default: "rolling:6m",
 };
 
+/// The comparison period of the windowed reports (a job key too).
+pub const COMPARE_OPTION: OptionSpec = OptionSpec {
+    name: "compare",
+    about: "previous | shift:<N>m | none: the period the edition compares itself with",
+    default: "previous",
+};
+
 /// A report's own option values as given (command line or job), by name; the report
 /// reads and checks them ([`Report::check_options`]).
 pub type Options = BTreeMap<String, String>;

@@ -257,6 +257,24 @@ pub fn sign_test_p(k: usize, m: usize) -> f64 {
     (2.0 * b.cdf(extreme)).min(1.0)
 }
 
+/// Two-sided p-value that two counts of events come from the same rate, given the
+/// exposure each was counted over (e.g. conversations in two windows of `t1` and `t2`
+/// days): the conditional binomial test, exact. 1 when there are no events.
+pub fn count_rate_p(k1: usize, t1: f64, k2: usize, t2: f64) -> f64 {
+    let n = (k1 + k2) as u64;
+    if n == 0 || t1 <= 0.0 || t2 <= 0.0 {
+        return 1.0;
+    }
+    let Ok(b) = statrs::distribution::Binomial::new(t1 / (t1 + t2), n) else {
+        return 1.0;
+    };
+    use statrs::distribution::DiscreteCDF;
+    let k = k1 as u64;
+    let below = b.cdf(k);
+    let above = if k == 0 { 1.0 } else { 1.0 - b.cdf(k - 1) };
+    (2.0 * below.min(above)).min(1.0)
+}
+
 /// Two-sided p-value of a Pearson r over n pairs (t with n − 2 degrees of freedom).
 pub fn correlation_p(r: f64, n: usize) -> f64 {
     if n < 3 {
@@ -637,5 +655,16 @@ mod tests {
         assert_eq!(sign_test_p(0, 0), 1.0);
         assert!(sign_test_p(14, 20) > ALPHA, "14 of 20 can be chance");
         assert!(sign_test_p(16, 20) < ALPHA);
+    }
+
+    #[test]
+    fn count_rates_over_equal_and_unequal_exposure() {
+        // 100 against 100 over equal time: no difference.
+        assert!(count_rate_p(100, 30.0, 100, 30.0) > 0.9);
+        // 150 against 100: holds.
+        assert!(count_rate_p(150, 30.0, 100, 30.0) < 0.01);
+        // The same 150 against 100 over 45 against 30 days is the same rate.
+        assert!(count_rate_p(150, 45.0, 100, 30.0) > 0.9);
+        assert_eq!(count_rate_p(0, 30.0, 0, 30.0), 1.0);
     }
 }

@@ -93,6 +93,9 @@ pub struct ConversationUsage {
     pub tertiles: Vec<TertileGroup>,
     pub data_quality: DataQuality,
     pub min_cell: usize,
+    /// The same numbers in the comparison window and what changed (`compare`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<super::comparison::Comparison>,
     /// Rows read per table (the appendix and the manifest; not a summary number).
     #[serde(skip)]
     pub rows_read: RowsRead,
@@ -878,6 +881,7 @@ pub fn compute(
             bad_timestamps: data.bad_timestamps.clone(),
         },
         min_cell: params.min_cell,
+        comparison: None,
         rows_read: data.rows_read.clone(),
     })
 }

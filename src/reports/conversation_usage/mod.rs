@@ -5,6 +5,7 @@
 
 pub mod analysis;
 pub mod charts;
+pub mod comparison;
 pub mod findings;
 pub mod layout;
 pub mod load;
@@ -19,8 +20,9 @@ use serde_json::Value;
 
 use super::{
     parse_option, Computed, CsvFile, OptionSpec, Options, Plan, Report, ReportError, Request,
-    WINDOW_OPTION,
+    COMPARE_OPTION, WINDOW_OPTION,
 };
+use crate::intercom::window::Compare;
 use crate::intercom::{COMPANY_ENHANCED, CONVERSATION_ENHANCED, USAGE_EVENTS};
 use crate::render::charts::ChartSpec;
 use crate::render::narrative::Narrative;
@@ -45,6 +47,7 @@ const OPTIONS: &[OptionSpec] = &[
         about: "slices with fewer companies are flagged and left out of rankings",
         default: "20",
     },
+    COMPARE_OPTION,
 ];
 
 /// Option `usage_source` (spec §4).
@@ -75,6 +78,7 @@ impl FromStr for UsageSource {
 struct Settings {
     usage_source: UsageSource,
     min_cell: usize,
+    compare: Compare,
 }
 
 impl Settings {
@@ -85,6 +89,7 @@ impl Settings {
                 v.parse()
                     .map_err(|_| format!("`{v}`: expected a whole number of companies"))
             })?,
+            compare: parse_option(NAME, OPTIONS, options, "compare", str::parse)?,
         })
     }
 }
@@ -205,6 +210,7 @@ impl Report for ConversationUsageReport {
                     format!("{:?} → {:?}", settings.usage_source, usage).to_lowercase(),
                 ),
                 ("min_cell".into(), settings.min_cell.to_string()),
+                ("compare".into(), settings.compare.to_string()),
                 ("source_timezone".into(), req.source_tz.name().to_owned()),
             ],
             manifest_parameters: serde_json::json!({
@@ -212,6 +218,7 @@ impl Report for ConversationUsageReport {
                 "usage_source": settings.usage_source,
                 "usage_source_used": usage,
                 "min_cell": settings.min_cell,
+                "compare": settings.compare,
                 "source_timezone": req.source_tz.name(),
             })
             .as_object()
@@ -241,20 +248,30 @@ impl Report for ConversationUsageReport {
             UsageDefinitions::None => UsageTables::Neither,
         };
         let window = plan.window.expect("conversation-usage plans a window");
+        let params = metrics::Params {
+            min_cell: settings.min_cell,
+            usage,
+            ..metrics::Params::default()
+        };
         let t = Instant::now();
         let loaded = load::load_conversation_usage(db, req.source_tz, tables, window, req.mapping)?;
         timings.push(("load", t.elapsed()));
         let t = Instant::now();
-        let report = metrics::compute(
-            &loaded,
-            window,
-            metrics::Params {
-                min_cell: settings.min_cell,
-                usage,
-                ..metrics::Params::default()
-            },
-        )?;
+        let mut report = metrics::compute(&loaded, window, params)?;
         timings.push(("metrics", t.elapsed()));
+        if let Some(before) = window.comparison(&req.window, settings.compare) {
+            // The same load and metrics on the comparison window: its numbers are what
+            // a run on that window prints.
+            let t = Instant::now();
+            let loaded =
+                load::load_conversation_usage(db, req.source_tz, tables, before, req.mapping)?;
+            report.comparison = Some(match metrics::compute(&loaded, before, params) {
+                Ok(previous) => comparison::compare(&report, &previous, settings.compare),
+                Err(e) => comparison::empty(settings.compare, before, e.to_string()),
+            });
+            timings.push(("comparison", t.elapsed()));
+            std::thread::spawn(move || drop(loaded));
+        }
         if let Some(n) = report
             .data_quality
             .usage_events_unmatched
@@ -278,7 +295,11 @@ impl Computed for ConversationUsage {
     }
 
     fn csv_files(&self) -> Vec<CsvFile> {
-        panel_files(self)
+        let mut files = panel_files(self);
+        if let Some(c) = &self.comparison {
+            files.push(comparison::csv(c));
+        }
+        files
     }
 
     fn story(&self) -> Narrative {
