@@ -439,3 +439,96 @@ fn the_daemon_runs_a_due_job_into_the_outbox_and_stops_on_sigterm() {
     assert_eq!(runs[0].state, "succeeded");
     assert_eq!(runs[0].deliveries.len(), 2);
 }
+
+/// A watch rule leads the subject of every edition when the change it names holds and
+/// reaches its threshold (here a planted fall of the bot-first share), and is recorded
+/// with the run; on the demo as generated (no change) it stays quiet.
+#[test]
+fn a_watch_rule_leads_the_subject_when_its_change_holds() {
+    let server = smtp_server(&[], None);
+    let changed_dir = tempfile::tempdir().unwrap();
+    let changed = changed_dir.path().join("changed.sqlite");
+    std::fs::copy(demo_db(), &changed).unwrap();
+    rusqlite::Connection::open(&changed)
+        .unwrap()
+        .execute_batch(
+            "UPDATE intercom__conversation_enhanced
+                SET all_conversation_tags = replace(all_conversation_tags, 'first_response:bot', 'first_response:human')
+              WHERE conversation_created_at >= '2024-03-15' AND rowid % 2 = 0;",
+        )
+        .unwrap();
+    let watched = |db: &Path| {
+        let s = setup(
+            server.port,
+            "en = [\"ceo@example.com\"]\nzh = [\"gm@example.com\"]\n[job.watch]\nbot_drop = { metric = \"bot_first_resp_share\", fall_by = 3 }\nslow_renewal = { metric = \"avg_resp\", rise_by = 5, slice = \"renewal\" }",
+            "",
+        );
+        let cfg = std::fs::read_to_string(&s.config)
+            .unwrap()
+            .replace("rolling:6m", "rolling:3m")
+            .replace(&demo_db().display().to_string(), &db.display().to_string());
+        std::fs::write(&s.config, cfg).unwrap();
+        s
+    };
+    let s = watched(&changed);
+    let o = run_job(&s, &["--send"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("watch rule `bot_drop` fired"),
+        "{}",
+        text(&o)
+    );
+    {
+        let state = server.state.lock().unwrap();
+        assert_eq!(state.accepted.len(), 2);
+        for m in &state.accepted {
+            let subject = header(&m.raw, "Subject");
+            let body = plain_text(&m.raw);
+            if m.to == ["gm@example.com"] {
+                assert!(subject.starts_with("[预警: bot_drop]"), "{subject}");
+                assert!(
+                    body.contains("触发的预警规则") && body.contains("下降"),
+                    "{body}"
+                );
+            } else {
+                assert!(subject.starts_with("[Watch: bot_drop] "), "{subject}");
+                assert!(
+                    body.contains("bot_drop: bot_first_resp_share (overall) fell by"),
+                    "{body}"
+                );
+                assert!(
+                    body.contains("compared with 2023-12-15_2024-03-14"),
+                    "{body}"
+                );
+            }
+        }
+    }
+    let runs = ledger(&s);
+    let fired: Vec<(&str, bool)> = runs[0]
+        .watch
+        .iter()
+        .map(|w| (w.rule.as_str(), w.fired))
+        .collect();
+    assert_eq!(fired, [("bot_drop", true), ("slow_renewal", false)]);
+    let h = cxreport(&["history", "--config", s.config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        text(&h).contains("bot_drop") && text(&h).contains("FIRED"),
+        "{}",
+        text(&h)
+    );
+
+    // Nothing changed: no rule fires, the subjects are as always.
+    let quiet = watched(demo_db());
+    let o = run_job(&quiet, &["--send"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let state = server.state.lock().unwrap();
+    assert_eq!(state.accepted.len(), 4);
+    for m in &state.accepted[2..] {
+        let subject = header(&m.raw, "Subject");
+        assert!(!subject.starts_with('['), "{subject}");
+    }
+    drop(state);
+    assert!(ledger(&quiet)[0].watch.iter().all(|w| !w.fired));
+}

@@ -30,6 +30,15 @@ pub fn run_job(
     if let Some(dir) = &run.dir {
         println!("{}", dir.display());
     }
+    for w in run.watch.iter().filter(|w| w.fired) {
+        eprintln!(
+            "watch rule `{}` fired: {} ({}) changed by {}",
+            w.rule,
+            w.metric,
+            w.slice,
+            w.change.map_or("-".to_owned(), |c| format!("{c:+.2}"))
+        );
+    }
     match run.state {
         RunState::Succeeded => {
             if !matches!(delivery, Delivery::None) {
@@ -231,6 +240,21 @@ pub fn history(config: &Path, job: Option<&str>) -> Result<(), Failure> {
                 d.last_error
                     .as_deref()
                     .map(|e| format!("  ({e})"))
+                    .unwrap_or_default()
+            );
+        }
+        for w in &r.watch {
+            println!(
+                "      watch {:<20} {} {} ({}) change {} threshold {}{}",
+                w.rule,
+                if w.fired { "FIRED" } else { "quiet" },
+                w.metric,
+                w.slice,
+                w.change.map_or("-".to_owned(), |c| format!("{c:+.2}")),
+                w.threshold,
+                w.note
+                    .as_deref()
+                    .map(|n| format!("  ({n})"))
                     .unwrap_or_default()
             );
         }

@@ -113,8 +113,19 @@ struct RawJob {
     /// Keys laid over `[defaults.mapping]` for this job.
     mapping: Option<toml::Table>,
     output: Option<String>,
+    /// Named watch rules (`[job.watch]`).
+    watch: Option<BTreeMap<String, RawWatch>>,
     #[serde(flatten)]
     options: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWatch {
+    metric: String,
+    rise_by: Option<f64>,
+    fall_by: Option<f64>,
+    slice: Option<String>,
 }
 
 // ---------------------------------------------------------------------------
@@ -218,6 +229,20 @@ pub struct Job {
     pub output: PathBuf,
     /// The report's own options, as written (the report checks them at load).
     pub options: Options,
+    /// Changes that lead the email subject and are recorded with the run.
+    pub watch: Vec<WatchRule>,
+}
+
+/// A watch rule: a change of `metric` in `slice` by at least `threshold` in a
+/// direction (percentage points for rates, minutes, counts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchRule {
+    pub name: String,
+    pub metric: String,
+    pub rise: bool,
+    pub threshold: f64,
+    /// `overall`, or a segment.
+    pub slice: String,
 }
 
 impl Config {
@@ -563,6 +588,7 @@ impl Validator {
                 }
             }
         }
+        let watch = self.watch(&report, &options, j.watch, &key);
         let cron = match j.cron.parse::<CronExpr>() {
             Ok(c) => Some(c),
             Err(e) => {
@@ -698,7 +724,74 @@ impl Validator {
             database,
             output,
             options,
+            watch,
         })
+    }
+}
+
+impl Validator {
+    fn watch(
+        &mut self,
+        report: &str,
+        options: &Options,
+        raw: Option<BTreeMap<String, RawWatch>>,
+        key: &dyn Fn(&str) -> String,
+    ) -> Vec<WatchRule> {
+        let Some(raw) = raw else {
+            return Vec::new();
+        };
+        let metrics = crate::reports::find(report).map_or(&[][..], |r| r.compared_metrics());
+        if metrics.is_empty() {
+            self.problem(
+                key("watch"),
+                format!("report `{report}` does not compare periods, so it has nothing to watch"),
+            );
+            return Vec::new();
+        }
+        if options.get("compare").is_some_and(|c| c == "none") {
+            self.problem(
+                key("watch"),
+                "watch rules need a comparison, and this job has compare = \"none\"",
+            );
+        }
+        let mut out = Vec::new();
+        for (name, w) in raw {
+            let k = key(&format!("watch.{name}"));
+            if !metrics.contains(&w.metric.as_str()) {
+                self.problem(
+                    format!("{k}.metric"),
+                    format!(
+                        "`{}` is not a metric report `{report}` compares (it compares: {})",
+                        w.metric,
+                        metrics.join(", ")
+                    ),
+                );
+                continue;
+            }
+            let (rise, threshold) = match (w.rise_by, w.fall_by) {
+                (Some(t), None) => (true, t),
+                (None, Some(t)) => (false, t),
+                _ => {
+                    self.problem(
+                        k,
+                        "needs exactly one of `rise_by` and `fall_by` (percentage points for rates, minutes, counts)",
+                    );
+                    continue;
+                }
+            };
+            if !(threshold.is_finite() && threshold >= 0.0) {
+                self.problem(k, "the threshold must be a number ≥ 0");
+                continue;
+            }
+            out.push(WatchRule {
+                name,
+                metric: w.metric,
+                rise,
+                threshold,
+                slice: w.slice.unwrap_or_else(|| "overall".into()),
+            });
+        }
+        out
     }
 }
 
@@ -858,6 +951,11 @@ zh = ["gm-china@example.com"]
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nreport = \"customer-segmentation\"\nwindow = \"rolling:6m\"", "`job[0].window`: report `customer-segmentation` has no option `window`"),
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nmin_pp = 5", "report `conversation-usage` has no option `min_pp`"),
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nreport = \"tag-drivers\"\nmin_pp = 500", "`job[0].min_pp`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\n[job.watch]\nx = { metric = \"nps\", fall_by = 1 }", "`job[0].watch.x.metric`: `nps` is not a metric report `conversation-usage` compares"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\n[job.watch]\nx = { metric = \"conv_cnt\", fall_by = 1, rise_by = 2 }", "`job[0].watch.x`: needs exactly one of `rise_by` and `fall_by`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\ncompare = \"none\"\n[job.watch]\nx = { metric = \"conv_cnt\", fall_by = 1 }", "compare = \"none\""),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nreport = \"tag-drivers\"\n[job.watch]\nx = { metric = \"conv_cnt\", fall_by = 1 }", "report `tag-drivers` does not compare periods"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\ncompare = \"yesterday\"", "`job[0].compare`"),
             // Without a database a job would mail numbers that are not the customer's.
             ("[defaults]", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"", "`job[0].database`: missing, and [defaults] has none"),
         ];

@@ -15,6 +15,7 @@ use serde_json::json;
 use super::config::{Config, Job};
 use super::ledger::{DeliveryKey, DeliveryState, DeliveryUpdate, Ledger};
 use super::mail::{Attachment, Failure, Mailer, Outgoing};
+use super::watch::WatchResult;
 use super::{Context, Delivery, JobError, JobRun};
 use crate::render::templates::{self, NarrativeError};
 use crate::run::RunOutcome;
@@ -114,6 +115,7 @@ pub fn deliver(
             &templates,
             smtp.max_attachment_bytes,
             smtp.attach_csv,
+            &out.watch,
         ) {
             Ok(c) => c,
             Err(e) => {
@@ -158,6 +160,7 @@ pub fn resend(
         dir: None,
         sent: 0,
         failed: 0,
+        watch: Vec::new(),
     };
     let mailer = match &config.smtp {
         None => Err(format!(
@@ -447,6 +450,7 @@ fn email_content(
     templates: &templates::Templates,
     max_attachment: u64,
     attach_csv: bool,
+    watch: &[WatchResult],
 ) -> Result<EditionMail, NarrativeError> {
     let language = templates.language(&job.report, lang)?;
     let edition = outcome.edition(lang);
@@ -466,6 +470,10 @@ fn email_content(
         "limit_mb": mb(max_attachment),
         "path": std::fs::canonicalize(&path).unwrap_or(path.clone()).display().to_string(),
         "job": job.name,
+        "watch": watch.iter().filter(|w| w.fired).map(|w| &w.rule).collect::<Vec<_>>(),
+        "watch_label": language.strings.get("email.watch"),
+        "watch_fired": watch.iter().filter(|w| w.fired).map(watch_line).collect::<Vec<_>>(),
+        "compared_with": outcome.computed.summary()["comparison"]["period"],
     }});
     let e = &value["e"];
     let mut attachments = Vec::new();
@@ -485,6 +493,35 @@ fn email_content(
         html: language.render_raw("email.html", "e", e)?,
         attachments,
         outbox_name: format!("{}_{}", job.name, outcome.period),
+    })
+}
+
+/// A fired rule's numbers as the email prints them: rates in percent (one decimal),
+/// minutes with one decimal, counts whole; the amount is the difference of the
+/// printed values.
+fn watch_line(w: &WatchResult) -> serde_json::Value {
+    let (scale, decimals, suffix) = match w.unit.as_str() {
+        "rate" => (100.0, 1, " %"),
+        "minutes" => (1.0, 1, ""),
+        _ => (1.0, 0, ""),
+    };
+    let show = |v: Option<f64>| v.map(|v| format!("{:.*}{suffix}", decimals, v * scale));
+    let round =
+        |v: f64| (v * scale * 10f64.powi(decimals as i32)).round() / 10f64.powi(decimals as i32);
+    let amount = match (w.current, w.previous) {
+        (Some(a), Some(b)) => format!("{:.*}", decimals, (round(a) - round(b)).abs()),
+        _ => String::new(),
+    };
+    json!({
+        "rule": w.rule,
+        "metric": w.metric,
+        "slice": w.slice,
+        "rise": w.rise,
+        "unit": w.unit,
+        "amount": amount,
+        "current": show(w.current),
+        "previous": show(w.previous),
+        "threshold": w.threshold,
     })
 }
 

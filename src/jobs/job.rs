@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 
 use super::config::{Config, DataSource, Job, Overlap};
 use super::email;
-use super::ledger::{Ledger, RunState};
+use super::ledger::{Ledger, RunState, WatchRecord};
+use super::watch;
 use super::{Context, Delivery, JobError, JobRun};
 use crate::clock::FixedClock;
 use crate::demo::{self, DemoError};
@@ -83,6 +84,7 @@ pub fn run_job(
         dir: None,
         sent: 0,
         failed: 0,
+        watch: Vec::new(),
     };
     match catch_unwind(AssertUnwindSafe(|| run_locked(&ctx, &mut out))) {
         Ok(result) => result.map(|()| out),
@@ -145,6 +147,28 @@ fn run_locked(ctx: &Context<'_>, out: &mut JobRun) -> Result<(), JobError> {
         l.set_output(&job.name, &period, &outcome.dir)?;
     }
     out.dir = Some(outcome.dir.clone());
+    if !job.watch.is_empty() {
+        out.watch = watch::evaluate(&job.watch, &outcome.computed.summary());
+        for w in out.watch.iter().filter(|w| w.fired) {
+            tracing::warn!(job = %job.name, rule = %w.rule, metric = %w.metric, slice = %w.slice, change = ?w.change, "watch rule fired");
+        }
+        if let Some(l) = ledger {
+            let records: Vec<WatchRecord> = out
+                .watch
+                .iter()
+                .map(|w| WatchRecord {
+                    rule: w.rule.clone(),
+                    fired: w.fired,
+                    metric: w.metric.clone(),
+                    slice: w.slice.clone(),
+                    change: w.change,
+                    threshold: w.threshold,
+                    note: w.note.clone(),
+                })
+                .collect();
+            l.record_watch(&job.name, &period, &records)?;
+        }
+    }
 
     let errors = email::deliver(ctx, &outcome, out, &mut log)?;
     if errors.is_empty() {

@@ -65,6 +65,18 @@ CREATE TABLE IF NOT EXISTS alerts (
     created_at TEXT NOT NULL,
     next_attempt_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS watch (
+    job TEXT NOT NULL,
+    period TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    fired INTEGER NOT NULL,
+    metric TEXT NOT NULL,
+    slice TEXT NOT NULL,
+    change REAL,
+    threshold REAL NOT NULL,
+    note TEXT,
+    PRIMARY KEY (job, period, rule)
+);
 CREATE TABLE IF NOT EXISTS cursors (
     job TEXT PRIMARY KEY,
     last_fire TEXT NOT NULL
@@ -153,6 +165,12 @@ const SQL_ALERT_DONE: &str =
 const SQL_ALERTS_PENDING: &str =
     "SELECT job, recipient, subject, attempts, COALESCE(last_error, '') FROM alerts
      WHERE state = 'pending' AND (?1 IS NULL OR job = ?1) ORDER BY id";
+const SQL_WATCH_CLEAR: &str = "DELETE FROM watch WHERE job = ?1 AND period = ?2";
+const SQL_WATCH_PUT: &str =
+    "INSERT INTO watch (job, period, rule, fired, metric, slice, change, threshold, note)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+const SQL_WATCH_OF: &str = "SELECT rule, fired, metric, slice, change, threshold, note FROM watch
+     WHERE job = ?1 AND period = ?2 ORDER BY fired DESC, rule";
 const SQL_CURSOR_GET: &str = "SELECT last_fire FROM cursors WHERE job = ?1";
 const SQL_CURSOR_PUT: &str = "INSERT OR REPLACE INTO cursors (job, last_fire) VALUES (?1, ?2)";
 const SQL_HISTORY: &str =
@@ -298,6 +316,19 @@ pub struct RunRecord {
     pub error: Option<String>,
     pub attempts: i64,
     pub deliveries: Vec<DeliveryRecord>,
+    /// The job's watch rules as this run judged them.
+    pub watch: Vec<WatchRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WatchRecord {
+    pub rule: String,
+    pub fired: bool,
+    pub metric: String,
+    pub slice: String,
+    pub change: Option<f64>,
+    pub threshold: f64,
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -970,6 +1001,7 @@ impl Ledger {
                     error: r.get(7)?,
                     attempts: r.get(8)?,
                     deliveries: Vec::new(),
+                    watch: Vec::new(),
                 })
             })
             .map_err(|e| self.err(e))?
@@ -977,8 +1009,64 @@ impl Ledger {
             .map_err(|e| self.err(e))?;
         for run in &mut runs {
             run.deliveries = self.deliveries(&run.job, &run.period)?;
+            if !self.v1 {
+                run.watch = self.watch_of(&run.job, &run.period)?;
+            }
         }
         Ok(runs)
+    }
+
+    /// Replaces what the run's watch rules found.
+    pub fn record_watch(
+        &self,
+        job: &str,
+        period: &str,
+        results: &[WatchRecord],
+    ) -> Result<(), LedgerError> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        tx.execute(SQL_WATCH_CLEAR, params![job, period])
+            .map_err(|e| self.err(e))?;
+        for w in results {
+            tx.execute(
+                SQL_WATCH_PUT,
+                params![
+                    job,
+                    period,
+                    w.rule,
+                    i64::from(w.fired),
+                    w.metric,
+                    w.slice,
+                    w.change,
+                    w.threshold,
+                    w.note
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn watch_of(&self, job: &str, period: &str) -> Result<Vec<WatchRecord>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(SQL_WATCH_OF)
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![job, period], |r| {
+                Ok(WatchRecord {
+                    rule: r.get(0)?,
+                    fired: r.get::<_, i64>(1)? != 0,
+                    metric: r.get(2)?,
+                    slice: r.get(3)?,
+                    change: r.get(4)?,
+                    threshold: r.get(5)?,
+                    note: r.get(6)?,
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e));
+        rows
     }
 }
 

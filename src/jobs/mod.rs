@@ -11,6 +11,7 @@ pub mod job;
 pub mod ledger;
 pub mod mail;
 pub mod schedule;
+pub mod watch;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -72,4 +73,6 @@ pub struct JobRun {
     pub dir: Option<PathBuf>,
     pub sent: usize,
     pub failed: usize,
+    /// The job's watch rules as the run judged them.
+    pub watch: Vec<watch::WatchResult>,
 }

@@ -156,6 +156,12 @@ pub trait Report: Sync {
     fn vocabulary(&self, _db: &Database, _req: &Request<'_>) -> Result<Vec<String>, ReportError> {
         Ok(Vec::new())
     }
+    /// The metrics its comparison with an earlier period carries (`summary.json`'s
+    /// `comparison.changes`), which a job's watch rules may name; none when the report
+    /// does not compare periods.
+    fn compared_metrics(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Loads the rows and computes the numbers; `timings` receives `load` and
     /// `metrics`.
     fn compute(

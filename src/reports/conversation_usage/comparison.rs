@@ -14,6 +14,17 @@ use crate::stats::claims::{
     benjamini_hochberg, count_rate_p, two_proportion_p, welch_p, Moments, Proportion, FDR_Q,
 };
 
+/// The metrics compared, per slice, in this order.
+pub const METRICS: [&str; 7] = [
+    "conv_cnt",
+    "avg_resp",
+    "p50_resp",
+    "bot_first_resp_share",
+    "conv_to_feature_rate",
+    "weekly_retention",
+    "monthly_retention",
+];
+
 /// The comparison of a run, as summary.json carries it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Comparison {

@@ -180,6 +180,10 @@ impl Report for ConversationUsageReport {
         Ok(out)
     }
 
+    fn compared_metrics(&self) -> &'static [&'static str] {
+        &comparison::METRICS
+    }
+
     fn needs(&self, db: &Database, req: &Request<'_>) -> Result<Vec<TableNeed>, ReportError> {
         let settings = Settings::read(req.options)?;
         let mut needs = load::CORE.to_vec();
