@@ -53,6 +53,19 @@ pub fn run_job(
     delivery: &Delivery,
     stop: &AtomicBool,
 ) -> Result<JobRun, JobError> {
+    run_job_with(config, job, fire, delivery, stop, run_locked)
+}
+
+/// [`run_job`] with the body of the run given: the lock, the panic guard and what
+/// a panic leaves (a failed run, an alert) are the same whatever the body.
+fn run_job_with(
+    config: &Config,
+    job: &Job,
+    fire: DateTime<Utc>,
+    delivery: &Delivery,
+    stop: &AtomicBool,
+    body: fn(&Context<'_>, &mut JobRun) -> Result<(), JobError>,
+) -> Result<JobRun, JobError> {
     let recorded = matches!(delivery, Delivery::Send);
     let ledger = if recorded {
         Some(Ledger::open(&config.state_path())?)
@@ -86,7 +99,7 @@ pub fn run_job(
         failed: 0,
         watch: Vec::new(),
     };
-    match catch_unwind(AssertUnwindSafe(|| run_locked(&ctx, &mut out))) {
+    match catch_unwind(AssertUnwindSafe(|| body(&ctx, &mut out))) {
         Ok(result) => result.map(|()| out),
         Err(panic) => {
             let what = panic
@@ -211,4 +224,61 @@ fn fail_before_period(ctx: &Context<'_>, out: &mut JobRun, msg: String) -> Resul
     out.error = Some(msg);
     out.period = Some(period);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn failing(_: &Context<'_>, out: &mut JobRun) -> Result<(), JobError> {
+        out.period = Some("2024-01-01_2024-06-30".into());
+        panic!("an index out of range somewhere");
+    }
+
+    #[test]
+    fn a_panic_inside_a_run_is_recorded_alerted_and_releases_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[defaults]\ndatabase = \"demo\"\noutput_dir = \"{out}\"\n[smtp]\noutbox = \"{out}/outbox\"\nfrom = \"r@example.com\"\n[[job]]\nname = \"j\"\ncron = \"0 8 * * *\"\nowners = [\"owner@example.com\"]\n",
+            out = dir.path().display()
+        );
+        let config = Config::parse(Path::new("schedules.toml"), &text).unwrap();
+        let job = &config.jobs[0];
+        let fire = Utc::now();
+        let r = run_job_with(
+            &config,
+            job,
+            fire,
+            &Delivery::Send,
+            &AtomicBool::new(false),
+            failing,
+        )
+        .unwrap();
+        assert_eq!(r.state, RunState::Failed);
+        assert!(r
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("an index out of range"));
+        let ledger = Ledger::open(&config.state_path()).unwrap();
+        let h = ledger.history(Some("j")).unwrap();
+        assert_eq!(h.len(), 1);
+        assert_eq!(
+            (h[0].period.as_str(), h[0].state.as_str()),
+            ("2024-01-01_2024-06-30", "failed")
+        );
+        assert!(h[0].error.as_deref().unwrap().contains("internal error"));
+        // The lock is free again, and the owner heard about it.
+        assert!(ledger.lock_job("j", true).unwrap().is_some());
+        let alerts: Vec<_> = std::fs::read_dir(dir.path().join("outbox"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert!(
+            alerts[0].starts_with("alert_j_owner@example.com"),
+            "{alerts:?}"
+        );
+    }
 }
