@@ -628,9 +628,9 @@ fn the_comparison_equals_a_run_on_the_comparison_window() {
     assert!(header.iter().any(|h| h == "previous") && header.iter().any(|h| h == "direction"));
 }
 
-/// A change planted in the data (half the bot-first conversations of the last three
-/// months answered by people instead) is named, with the right numbers; `compare =
-/// none` computes nothing.
+/// A change planted in the data (half the bot-first conversations of April and May
+/// answered by people instead; volumes as before) leads page 1 with the right numbers,
+/// in both languages; `compare = none` computes nothing.
 #[test]
 fn a_planted_change_is_a_fall_with_its_numbers() {
     let dir = tempfile::tempdir().unwrap();
@@ -638,15 +638,16 @@ fn a_planted_change_is_a_fall_with_its_numbers() {
         dir.path(),
         "UPDATE intercom__conversation_enhanced
             SET all_conversation_tags = replace(all_conversation_tags, 'first_response:bot', 'first_response:human')
-          WHERE conversation_created_at >= '2024-03-15' AND rowid % 2 = 0;",
+          WHERE conversation_created_at >= '2024-04-01' AND rowid % 2 = 0;",
     );
-    run_usage(&db, dir.path(), &["--data-only", "--window", "rolling:3m"]);
+    let window = "range:2024-04-01..2024-05-31";
+    run_usage(&db, dir.path(), &["--window", window]);
     let report = dir
         .path()
-        .join("out/conversation-usage/2024-03-15_2024-06-15");
+        .join("out/conversation-usage/2024-04-01_2024-05-31");
     let summary = common::json(&report.join("summary.json"));
     let c = &summary["comparison"];
-    assert_eq!(c["period"], "2023-12-15_2024-03-14");
+    assert_eq!(c["period"], "2024-01-31_2024-03-31");
     let bot = c["changes"]
         .as_array()
         .unwrap()
@@ -664,16 +665,87 @@ fn a_planted_change_is_a_fall_with_its_numbers() {
         bot["current_k"].as_f64().unwrap() / bot["current_n"].as_f64().unwrap(),
         now
     );
+    // Page 1 leads with it: the printed values, their printed difference, the counts.
+    let lead = &summary["findings"][0];
+    assert_eq!(lead["id"], "period_change");
+    assert_eq!(lead["keys"]["metric"], "bot_first_resp_share");
+    let pct = |v: f64| format!("{:.1}%", v * 100.0);
+    let diff = ((now * 1000.0).round() - (before * 1000.0).round()).abs() / 10.0;
+    for (lang, said, section) in [
+        (
+            "en",
+            format!(
+                "Bot-first share fell from {} to {} (−{diff:.1} pp)",
+                pct(before),
+                pct(now)
+            ),
+            "What changed",
+        ),
+        (
+            "zh",
+            format!(
+                "机器人首答占比由 {} 下降至 {}（−{diff:.1} 个百分点）",
+                pct(before),
+                pct(now)
+            ),
+            "本期变化",
+        ),
+    ] {
+        let pdf = common::squash(&common::pdf_text(
+            &report.join(format!("report.{lang}.pdf")),
+        ));
+        let first = pdf
+            .find(&common::squash(&said))
+            .unwrap_or_else(|| panic!("{lang}: {said}"));
+        assert!(first < pdf.len() / 10, "{lang}: on page 1");
+        assert!(pdf.contains(&common::squash(section)), "{lang}");
+    }
     run_usage(
         &db,
         &dir.path().join("none"),
-        &["--data-only", "--window", "rolling:3m", "--compare", "none"],
+        &["--data-only", "--window", window, "--compare", "none"],
     );
     let none = common::json(
         &dir.path()
-            .join("none/out/conversation-usage/2024-03-15_2024-06-15/summary.json"),
+            .join("none/out/conversation-usage/2024-04-01_2024-05-31/summary.json"),
     );
     assert!(none.get("comparison").is_none());
+    assert!(none["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["id"] != "period_change"));
+}
+
+/// Where nothing changed beyond chance (two 61-day windows of the demo), page 1 says
+/// so plainly, in both languages.
+#[test]
+fn where_nothing_changed_page_one_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    run_usage(
+        demo_db(),
+        dir.path(),
+        &["--window", "range:2024-04-01..2024-05-31"],
+    );
+    let report = dir
+        .path()
+        .join("out/conversation-usage/2024-04-01_2024-05-31");
+    let summary = common::json(&report.join("summary.json"));
+    assert_eq!(summary["comparison"]["period"], "2024-01-31_2024-03-31");
+    assert_eq!(summary["findings"][0]["id"], "period_change");
+    assert_eq!(summary["findings"][0]["keys"]["direction"], "none");
+    for (lang, said) in [
+        ("en", "nothing changed beyond chance"),
+        ("zh", "没有超出随机波动的变化"),
+    ] {
+        let pdf = common::squash(&common::pdf_text(
+            &report.join(format!("report.{lang}.pdf")),
+        ));
+        let at = pdf
+            .find(&common::squash(said))
+            .unwrap_or_else(|| panic!("{lang}"));
+        assert!(at < pdf.len() / 10, "{lang}: on page 1");
+    }
 }
 
 #[test]

@@ -34,6 +34,9 @@ pub fn analysis(
     recommendations: &[Recommendation],
 ) -> Vec<Finding> {
     let mut out = vec![stake(r)];
+    if let Some(c) = &r.comparison {
+        out.extend(super::comparison::section(c));
+    }
     out.extend(diagnosis(r, findings));
     out.extend(what_if(recommendations));
     out.extend(plan(r, recommendations));

@@ -9,7 +9,9 @@ use serde::Serialize;
 
 use super::metrics::{ConversationUsage, SliceRow};
 use crate::intercom::window::{Compare, Window};
+use crate::render::narrative::Finding;
 use crate::reports::{cell, CsvFile};
+use crate::stats::claims::printed_difference;
 use crate::stats::claims::{
     benjamini_hochberg, count_rate_p, two_proportion_p, welch_p, Moments, Proportion, FDR_Q,
 };
@@ -314,4 +316,131 @@ fn slice_changes(slice: &str, a: &SliceRow, b: Option<&SliceRow>, t1: f64, t0: f
         out.push(c);
     }
     out
+}
+
+/// Changes that hold, most certain first (smallest p), then the largest relative
+/// change: how the report ranks them.
+pub fn holding(c: &Comparison) -> Vec<&Change> {
+    let mut v: Vec<&Change> = c
+        .changes
+        .iter()
+        .filter(|x| matches!(x.direction, Direction::Rise | Direction::Fall))
+        .collect();
+    let relative = |x: &Change| match (x.change, x.previous) {
+        (Some(d), Some(p)) if p != 0.0 && x.unit != Unit::Rate => (d / p).abs(),
+        (Some(d), Some(p)) if p != 0.0 => (d / 100.0 / p).abs(),
+        _ => 0.0,
+    };
+    v.sort_by(|a, b| {
+        a.p.unwrap_or(1.0)
+            .total_cmp(&b.p.unwrap_or(1.0))
+            .then(relative(b).total_cmp(&relative(a)))
+    });
+    v
+}
+
+/// A change as a narrative record: the two values, the change as the reader can
+/// check it from the printed values, the counts, the slice.
+pub fn record(id: &'static str, x: &Change) -> Finding {
+    let mut f = Finding::new(id, 0);
+    f.keys.insert("metric", x.metric);
+    f.keys.insert(
+        "unit",
+        match x.unit {
+            Unit::Rate => "rate",
+            Unit::Minutes => "minutes",
+            Unit::Count => "count",
+        },
+    );
+    f.keys.insert(
+        "direction",
+        match x.direction {
+            Direction::Rise => "rise",
+            Direction::Fall => "fall",
+            _ => "none",
+        },
+    );
+    if x.slice != "overall" {
+        f.slices
+            .insert("segment", serde_json::Value::from(x.slice.clone()));
+    }
+    if let (Some(now), Some(before)) = (x.current, x.previous) {
+        f.numbers.insert("current", now);
+        f.numbers.insert("previous", before);
+        let (scale, decimals) = match x.unit {
+            Unit::Rate => (100.0, 1),
+            Unit::Minutes => (1.0, 1),
+            Unit::Count => (1.0, 0),
+        };
+        f.numbers.insert(
+            "change",
+            printed_difference(now, before, scale, decimals).abs(),
+        );
+    }
+    f.numbers.insert("current_n", x.current_n);
+    f.numbers.insert("previous_n", x.previous_n);
+    if let Some(k) = x.current_k {
+        f.numbers.insert("current_k", k);
+    }
+    if let Some(k) = x.previous_k {
+        f.numbers.insert("previous_k", k);
+    }
+    f
+}
+
+/// Page 1's change headline: the change that holds most surely, or that nothing
+/// changed beyond chance; none without comparison numbers.
+pub fn headline(c: &Comparison) -> Option<Finding> {
+    if c.empty_reason.is_some() {
+        return None;
+    }
+    let mut f = match holding(c).first() {
+        Some(x) => record("period_change", x),
+        None => {
+            let mut f = Finding::new("period_change", 0);
+            f.keys.insert("direction", "none");
+            f
+        }
+    };
+    f.slices
+        .insert("period", serde_json::Value::from(c.period.clone()));
+    f.numbers.insert("holding", holding(c).len() as f64);
+    Some(f)
+}
+
+/// The "What changed" section: each change that holds (at most eight), or that
+/// nothing did, or why there is nothing to compare with.
+pub fn section(c: &Comparison) -> Vec<Finding> {
+    let tag = |mut f: Finding| {
+        f.keys.insert("section", "change");
+        f.slices
+            .insert("period", serde_json::Value::from(c.period.clone()));
+        f.lead = false;
+        f
+    };
+    if let Some(why) = &c.empty_reason {
+        let mut f = Finding::new("change_empty", 0);
+        f.keys.insert(
+            "why",
+            if why.starts_with("no conversations") {
+                "no_conversations"
+            } else {
+                "no_paying"
+            },
+        );
+        return vec![tag(f)];
+    }
+    let held = holding(c);
+    if held.is_empty() {
+        let mut f = Finding::new("change_quiet", 0);
+        f.numbers.insert(
+            "tested",
+            c.changes.iter().filter(|x| x.p.is_some()).count() as f64,
+        );
+        return vec![tag(f)];
+    }
+    held.into_iter()
+        .take(8)
+        .map(|x| tag(record("change", x)))
+        .collect()
 }

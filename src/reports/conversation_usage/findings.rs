@@ -147,6 +147,7 @@ pub fn findings(r: &ConversationUsage) -> Vec<Finding> {
     out.extend(service_model(r));
     out.extend(conversion_differences(r));
     out.extend(bot_conversion(r));
+    let change = r.comparison.as_ref().and_then(super::comparison::headline);
     if !out.iter().any(|f| f.lead) {
         let mut x = Finding::new("nothing_stands_out", 0);
         x.numbers
@@ -156,6 +157,11 @@ pub fn findings(r: &ConversationUsage) -> Vec<Finding> {
         out.push(x);
     }
     out.sort_by_key(|x| x.rank);
+    // The change since the comparison period leads page 1, whatever it is (also
+    // "nothing changed").
+    if let Some(c) = change {
+        out.insert(0, c);
+    }
     out
 }
 
