@@ -699,6 +699,13 @@ fn a_planted_change_is_a_fall_with_its_numbers() {
             .unwrap_or_else(|| panic!("{lang}: {said}"));
         assert!(first < pdf.len() / 10, "{lang}: on page 1");
         assert!(pdf.contains(&common::squash(section)), "{lang}");
+        // The table of every compared value follows the section's sentences.
+        let table = if lang == "en" {
+            "Every value compared, overall and per segment"
+        } else {
+            "整体及各客户阶段所比较的全部数值"
+        };
+        assert!(pdf.contains(&common::squash(table)), "{lang}");
     }
     run_usage(
         &db,

@@ -226,6 +226,7 @@ pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
     }
 
     json!({
+        "changes": changes(r, lang),
         "key_slices": key_slices(r, lang),
         "profiles": profiles(r, lang),
         "scope": { "rows": scope_rows, "definitions": definitions(s) },
@@ -241,6 +242,84 @@ pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
         },
     })
 }
+/// "What changed": every compared value, overall and per segment, then and now, the
+/// change (the difference of the printed values) and what it allows to say; null
+/// without comparison numbers.
+fn changes(r: &ConversationUsage, lang: &Language) -> Value {
+    use super::comparison::{Direction, Unit};
+    let Some(c) = r.comparison.as_ref().filter(|c| c.empty_reason.is_none()) else {
+        return Value::Null;
+    };
+    let (s, f) = (&lang.strings, &lang.format);
+    let show = |unit: Unit, v: f64| match unit {
+        Unit::Rate => f.percent(v),
+        Unit::Minutes => f.minutes(v),
+        Unit::Count => f.count(v),
+    };
+    let rows: Vec<Vec<String>> = c
+        .changes
+        .iter()
+        .map(|x| {
+            let (scale, decimals) = match x.unit {
+                Unit::Rate => (100.0, 1),
+                Unit::Minutes => (1.0, 1),
+                Unit::Count => (1.0, 0),
+            };
+            let change = match (x.current, x.previous) {
+                (Some(a), Some(b)) => {
+                    let d = crate::stats::claims::printed_difference(a, b, scale, decimals);
+                    let sign = if d > 0.0 {
+                        "+"
+                    } else if d < 0.0 {
+                        "−"
+                    } else {
+                        ""
+                    };
+                    let size = match x.unit {
+                        Unit::Rate => f.points(d.abs()),
+                        _ => show(x.unit, d.abs()),
+                    };
+                    format!("{sign}{size}")
+                }
+                _ => "—".to_owned(),
+            };
+            let reading = match x.direction {
+                Direction::Rise => "rise",
+                Direction::Fall => "fall",
+                Direction::NoClearChange => "no_clear_change",
+                Direction::NotTested => "not_tested",
+                Direction::NotComparable => "not_comparable",
+            };
+            vec![
+                if x.slice == "overall" {
+                    s.get("change.overall")
+                } else {
+                    s.label("segment", &x.slice)
+                },
+                s.get(&format!("change.metric_{}", x.metric)),
+                x.previous
+                    .map_or_else(|| "—".to_owned(), |v| show(x.unit, v)),
+                x.current
+                    .map_or_else(|| "—".to_owned(), |v| show(x.unit, v)),
+                change,
+                s.get(&format!("change.reading_{reading}")),
+            ]
+        })
+        .collect();
+    json!({
+        "header": [
+            s.get("columns.slice"),
+            s.get("change.metric"),
+            s.get("change.then"),
+            s.get("change.now"),
+            s.get("change.change"),
+            s.get("change.reading"),
+        ],
+        "rows": rows,
+        "intro": s.get("change.table_intro"),
+    })
+}
+
 /// A rate with the count it rests on, as the tables print it: `57.6% (134)`.
 fn rate_of_n(f: &crate::render::format::NumberFormat, p: Option<Proportion>) -> String {
     p.map_or_else(
