@@ -741,6 +741,7 @@ impl Validator {
             return Vec::new();
         };
         let metrics = crate::reports::find(report).map_or(&[][..], |r| r.compared_metrics());
+        let slices = crate::reports::find(report).map_or(&[][..], |r| r.compared_slices());
         if metrics.is_empty() {
             self.problem(
                 key("watch"),
@@ -783,12 +784,23 @@ impl Validator {
                 self.problem(k, "the threshold must be a number ≥ 0");
                 continue;
             }
+            let slice = w.slice.unwrap_or_else(|| "overall".into());
+            if !slices.contains(&slice.as_str()) {
+                self.problem(
+                    format!("{k}.slice"),
+                    format!(
+                        "`{slice}` is not a slice report `{report}` compares (it compares: {})",
+                        slices.join(", ")
+                    ),
+                );
+                continue;
+            }
             out.push(WatchRule {
                 name,
                 metric: w.metric,
                 rise,
                 threshold,
-                slice: w.slice.unwrap_or_else(|| "overall".into()),
+                slice,
             });
         }
         out
@@ -956,6 +968,7 @@ zh = ["gm-china@example.com"]
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\ncompare = \"none\"\n[job.watch]\nx = { metric = \"conv_cnt\", fall_by = 1 }", "compare = \"none\""),
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nreport = \"tag-drivers\"\n[job.watch]\nx = { metric = \"conv_cnt\", fall_by = 1 }", "report `tag-drivers` does not compare periods"),
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\ncompare = \"yesterday\"", "`job[0].compare`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\n[job.watch]\nx = { metric = \"conv_cnt\", fall_by = 1, slice = \"churn-watch\" }", "`job[0].watch.x.slice`: `churn-watch` is not a slice report `conversation-usage` compares (it compares: overall, new_contract, renewal, expansion, churn_watch, unknown)"),
             // Without a database a job would mail numbers that are not the customer's.
             ("[defaults]", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"", "`job[0].database`: missing, and [defaults] has none"),
         ];

@@ -162,6 +162,10 @@ pub trait Report: Sync {
     fn compared_metrics(&self) -> &'static [&'static str] {
         &[]
     }
+    /// The slices its comparison carries (`overall` and the slice values).
+    fn compared_slices(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Loads the rows and computes the numbers; `timings` receives `load` and
     /// `metrics`.
     fn compute(

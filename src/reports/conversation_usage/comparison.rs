@@ -27,6 +27,17 @@ pub const METRICS: [&str; 7] = [
     "monthly_retention",
 ];
 
+/// The slices compared: overall and every segment value (spec §3), `unknown` for
+/// companies without one.
+pub const SLICES: [&str; 6] = [
+    "overall",
+    crate::intercom::slices::SEGMENTS[0],
+    crate::intercom::slices::SEGMENTS[1],
+    crate::intercom::slices::SEGMENTS[2],
+    crate::intercom::slices::SEGMENTS[3],
+    crate::intercom::slices::UNKNOWN,
+];
+
 /// The comparison of a run, as summary.json carries it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Comparison {

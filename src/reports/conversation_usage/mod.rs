@@ -184,6 +184,10 @@ impl Report for ConversationUsageReport {
         &comparison::METRICS
     }
 
+    fn compared_slices(&self) -> &'static [&'static str] {
+        &comparison::SLICES
+    }
+
     fn needs(&self, db: &Database, req: &Request<'_>) -> Result<Vec<TableNeed>, ReportError> {
         let settings = Settings::read(req.options)?;
         let mut needs = load::CORE.to_vec();
