@@ -2,6 +2,9 @@
 //! every problem names the file, the key and the reason, all of them at once. Secrets
 //! never live in the file: the SMTP password comes from the environment variable the
 //! file names.
+//!
+//! Long because one validator checks every key of the file, so that all problems are
+//! listed at once; about a third is the tests of those messages.
 
 use std::collections::BTreeMap;
 use std::fmt;

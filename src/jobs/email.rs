@@ -12,8 +12,8 @@ use lettre::message::Mailbox;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::config::{Config, Job};
-use super::ledger::{DeliveryKey, DeliveryState, DeliveryUpdate, Ledger};
+use super::config::{Config, Job, Smtp};
+use super::ledger::{DeliveryKey, DeliveryRecord, DeliveryState, DeliveryUpdate, Ledger};
 use super::mail::{Attachment, Failure, Mailer, Outgoing};
 use super::watch::WatchResult;
 use super::{Context, Delivery, JobError, JobRun};
@@ -92,6 +92,13 @@ pub fn deliver(
         }
     };
     let templates = config.templates();
+    // The comparison period a fired watch rule names: the whole summary serialized
+    // once, and only when one fired.
+    let compared_with = if out.watch.iter().any(|w| w.fired) {
+        outcome.computed.summary()["comparison"]["period"].clone()
+    } else {
+        serde_json::Value::Null
+    };
     let sender = Sender {
         job,
         period: &outcome.period,
@@ -113,9 +120,9 @@ pub fn deliver(
             outcome,
             lang,
             &templates,
-            smtp.max_attachment_bytes,
-            smtp.attach_csv,
+            smtp,
             &out.watch,
+            &compared_with,
         ) {
             Ok(c) => c,
             Err(e) => {
@@ -175,24 +182,16 @@ pub fn resend(
             // Nothing can be sent until the configuration changes: the next try
             // waits a while rather than every tick.
             for d in ledger.deliveries(&job.name, period)? {
-                if d.state != DeliveryState::Sent.as_str()
-                    && d.state != DeliveryState::GaveUp.as_str()
-                {
-                    let key = DeliveryKey {
-                        job: &job.name,
+                if !settled(&d) {
+                    let later = Utc::now() + chrono::Duration::minutes(10);
+                    park(
+                        ledger,
+                        job,
                         period,
-                        lang: &d.lang,
-                        recipient: &d.recipient,
-                    };
-                    ledger.update_delivery(
-                        &key,
-                        &DeliveryUpdate {
-                            state: DeliveryState::Failed,
-                            attempts_added: 0,
-                            error: Some(&e),
-                            next_attempt: Some(Utc::now() + chrono::Duration::minutes(10)),
-                            retry_until: None,
-                        },
+                        &d,
+                        DeliveryState::Failed,
+                        &e,
+                        Some(later),
                     )?;
                 }
             }
@@ -217,27 +216,12 @@ pub fn resend(
     let mut errors = Vec::new();
     let mut log = Vec::new();
     for d in ledger.deliveries(&job.name, period)? {
-        if d.state == DeliveryState::Sent.as_str() || d.state == DeliveryState::GaveUp.as_str() {
+        if settled(&d) {
             continue;
         }
         let Some(content) = ledger.message::<EditionMail>(&job.name, period, &d.lang)? else {
             let why = "the message of this run was not kept (written by an older cxreport): run the job again";
-            let key = DeliveryKey {
-                job: &job.name,
-                period,
-                lang: &d.lang,
-                recipient: &d.recipient,
-            };
-            ledger.update_delivery(
-                &key,
-                &DeliveryUpdate {
-                    state: DeliveryState::GaveUp,
-                    attempts_added: 0,
-                    error: Some(why),
-                    next_attempt: None,
-                    retry_until: None,
-                },
-            )?;
+            park(ledger, job, period, &d, DeliveryState::GaveUp, why, None)?;
             errors.push(format!("{} to {}: {why}", d.lang, d.recipient));
             continue;
         };
@@ -266,6 +250,40 @@ pub fn resend(
         out.error = Some(errors.join("; "));
     }
     Ok(out)
+}
+
+/// Sent or given up: nothing more to do for it (unless `retry` re-opens it).
+fn settled(d: &DeliveryRecord) -> bool {
+    d.state == DeliveryState::Sent.as_str() || d.state == DeliveryState::GaveUp.as_str()
+}
+
+/// Sets a delivery's state without an attempt (nothing was sent).
+fn park(
+    ledger: &Ledger,
+    job: &Job,
+    period: &str,
+    d: &DeliveryRecord,
+    state: DeliveryState,
+    error: &str,
+    next_attempt: Option<DateTime<Utc>>,
+) -> Result<(), JobError> {
+    let key = DeliveryKey {
+        job: &job.name,
+        period,
+        lang: &d.lang,
+        recipient: &d.recipient,
+    };
+    ledger.update_delivery(
+        &key,
+        &DeliveryUpdate {
+            state,
+            attempts_added: 0,
+            error: Some(error),
+            next_attempt,
+            retry_until: None,
+        },
+    )?;
+    Ok(())
 }
 
 /// Sends one edition's message to recipients, keeping the ledger of record.
@@ -448,16 +466,16 @@ fn email_content(
     outcome: &RunOutcome,
     lang: &str,
     templates: &templates::Templates,
-    max_attachment: u64,
-    attach_csv: bool,
+    smtp: &Smtp,
     watch: &[WatchResult],
+    compared_with: &serde_json::Value,
 ) -> Result<EditionMail, NarrativeError> {
     let language = templates.language(&job.report, lang)?;
     let edition = outcome.edition(lang);
     let file = format!("report.{lang}.pdf");
     let path = outcome.dir.join(&file);
     let size = std::fs::metadata(&path).map_or(0, |m| m.len());
-    let attached = size <= max_attachment && size > 0;
+    let attached = size <= smtp.max_attachment_bytes && size > 0;
     let mb = |b: u64| format!("{:.1}", b as f64 / (1024.0 * 1024.0));
     let value = json!({ "e": {
         "title": language.strings.get("document.title"),
@@ -467,20 +485,20 @@ fn email_content(
         "file": file,
         "attached": attached,
         "size_mb": mb(size),
-        "limit_mb": mb(max_attachment),
+        "limit_mb": mb(smtp.max_attachment_bytes),
         "path": std::fs::canonicalize(&path).unwrap_or(path.clone()).display().to_string(),
         "job": job.name,
         "watch": watch.iter().filter(|w| w.fired).map(|w| &w.rule).collect::<Vec<_>>(),
         "watch_label": language.strings.get("email.watch"),
         "watch_fired": watch.iter().filter(|w| w.fired).map(watch_line).collect::<Vec<_>>(),
-        "compared_with": outcome.computed.summary()["comparison"]["period"],
+        "compared_with": compared_with,
     }});
     let e = &value["e"];
     let mut attachments = Vec::new();
     if attached {
         attachments.push((file, "application/pdf".to_owned(), path));
     }
-    if let Some(name) = outcome.main_csv.filter(|_| attach_csv) {
+    if let Some(name) = outcome.main_csv.filter(|_| smtp.attach_csv) {
         attachments.push((
             name.to_owned(),
             "text/csv".to_owned(),

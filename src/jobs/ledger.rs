@@ -10,6 +10,9 @@
 //! next process gets (a daemon restarted as PID 1 in a container gets the same one). A
 //! `running` row whose job lock is free belongs to a process that is gone; it is
 //! recovered once, by whoever takes the lock first.
+//!
+//! Long because every statement of the ledger's tables lives here, beside the tests
+//! that pin what each means; the tables change together.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};

@@ -5,6 +5,9 @@
 //! time columns let callers put a window into SQL (`time_bounds`). Timestamps
 //! (`timestamp`) and compact string storage (`interner`) live beside it. This layer
 //! knows no report and no data contract: callers bring their SQL and table names.
+//!
+//! Long because both backends share the one typed row reader and its error
+//! messages; the server-only parts are already in `pg`.
 
 pub mod interner;
 pub mod pg;
