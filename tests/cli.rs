@@ -556,6 +556,31 @@ fn a_far_future_timestamp_does_not_move_the_window() {
     assert_eq!(manifest["parameters"]["timestamps_after_reference"], 1);
 }
 
+/// summary.json of conversation-usage run alone on `from..to` (no comparison) into
+/// `out`.
+fn summary_alone(
+    db: &std::path::Path,
+    out: &std::path::Path,
+    from: &str,
+    to: &str,
+) -> serde_json::Value {
+    let window = format!("range:{from}..{to}");
+    let o = run(&[
+        "run",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--data-only",
+        "--window",
+        &window,
+        "--compare",
+        "none",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    common::json(&out.join(format!("conversation-usage/{from}_{to}/summary.json")))
+}
+
 /// The comparison's numbers are the numbers of a run on the comparison window itself,
 /// overall and per segment; on the demo (no change planted) no rate changes.
 #[test]
@@ -567,21 +592,7 @@ fn the_comparison_equals_a_run_on_the_comparison_window() {
     let c = &summary["comparison"];
     assert_eq!(c["period"], "2023-11-15_2024-05-15");
     assert_eq!(c["basis"], "shift:1m");
-    let out = dir.path().join("earlier");
-    let o = run(&[
-        "run",
-        "--db",
-        db.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--data-only",
-        "--window",
-        "range:2023-11-15..2024-05-15",
-        "--compare",
-        "none",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let earlier = common::json(&out.join("conversation-usage/2023-11-15_2024-05-15/summary.json"));
+    let earlier = summary_alone(db, &dir.path().join("earlier"), "2023-11-15", "2024-05-15");
     assert!(earlier.get("comparison").is_none());
     let changes = c["changes"].as_array().unwrap();
     let mut checked = 0;
@@ -628,18 +639,61 @@ fn the_comparison_equals_a_run_on_the_comparison_window() {
     assert!(header.iter().any(|h| h == "previous") && header.iter().any(|h| h == "direction"));
 }
 
-/// A change planted in the data (half the bot-first conversations of April and May
-/// answered by people instead; volumes as before) leads page 1 with the right numbers,
+/// Every month of the trend is what a run on that month prints: the demo's months
+/// from its first (January 2024) to the window's end, the last one cut at the end.
+#[test]
+fn each_trend_month_equals_a_run_on_that_month() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo_db();
+    let (_, report) = run_usage(db, dir.path(), &["--data-only", "--compare", "none"]);
+    let summary = common::json(&report.join("summary.json"));
+    let months = summary["trend"]["months"].as_array().unwrap();
+    let labels: Vec<&str> = months
+        .iter()
+        .map(|m| m["month"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        labels,
+        ["2024-01", "2024-02", "2024-03", "2024-04", "2024-05", "2024-06"],
+        "the months the data covers, up to the window's end"
+    );
+    assert!(months.iter().all(|m| m["in_window"] == true));
+    assert_eq!(months[5]["partial"], true);
+    assert_eq!(months[4]["partial"], false);
+    for (month, from, to) in [
+        (&months[2], "2024-03-01", "2024-03-31"),
+        (&months[5], "2024-06-01", "2024-06-15"),
+    ] {
+        let out = dir.path().join(month["month"].as_str().unwrap());
+        let alone = summary_alone(db, &out, from, to);
+        let overall = &alone["panels"]["overall"];
+        for (trend_key, metric) in [
+            ("conversations", "conv_cnt"),
+            ("p50_resp", "p50_resp"),
+            ("bot_first_resp_share", "bot_first_resp_share"),
+            ("conv_to_feature_rate", "conv_to_feature_rate"),
+            ("weekly_retention", "weekly_retention"),
+        ] {
+            assert_eq!(
+                month[trend_key].as_f64(),
+                overall[metric].as_f64(),
+                "{trend_key} {month}"
+            );
+        }
+        assert!(month["conversations"].as_f64().unwrap() > 500.0, "{month}");
+    }
+    // June has one full week with a next one inside the cut: no weekly retention,
+    // empty rather than 0.
+    assert!(months[5]["weekly_retention"].is_null());
+}
+
+/// The generator's planted change (`demo-data --plant-change`: half the bot-first
+/// conversations from April on answered by people instead; volumes as before) leads page 1 with the right numbers,
 /// in both languages; `compare = none` computes nothing.
 #[test]
 fn a_planted_change_is_a_fall_with_its_numbers() {
     let dir = tempfile::tempdir().unwrap();
-    let db = demo_copy(
-        dir.path(),
-        "UPDATE intercom__conversation_enhanced
-            SET all_conversation_tags = replace(all_conversation_tags, 'first_response:bot', 'first_response:human')
-          WHERE conversation_created_at >= '2024-04-01' AND rowid % 2 = 0;",
-    );
+    let db = common::planted_demo(dir.path());
     let window = "range:2024-04-01..2024-05-31";
     run_usage(&db, dir.path(), &["--window", window]);
     let report = dir
@@ -706,6 +760,28 @@ fn a_planted_change_is_a_fall_with_its_numbers() {
             "整体及各客户阶段所比较的全部数值"
         };
         assert!(pdf.contains(&common::squash(table)), "{lang}");
+        // Then the trend, and the segment table shows each change under its value
+        // with an arrow where it holds.
+        let (trend, fell) = if lang == "en" {
+            (
+                "The last twelve months, month by month",
+                "Under a value: its change since 2024-01-31 – 2024-03-31",
+            )
+        } else {
+            (
+                "近十二个月逐月走势",
+                "数值下方为与 2024-01-31 – 2024-03-31 相比的变化",
+            )
+        };
+        let at = pdf
+            .find(&common::squash(trend))
+            .unwrap_or_else(|| panic!("{lang}: trend"));
+        assert!(at > pdf.find(&common::squash(table)).unwrap(), "{lang}");
+        assert!(pdf.contains(&common::squash(fell)), "{lang}");
+        assert!(
+            pdf.contains('▼'),
+            "{lang}: the fall is marked in the tables"
+        );
     }
     run_usage(
         &db,

@@ -447,16 +447,7 @@ fn the_daemon_runs_a_due_job_into_the_outbox_and_stops_on_sigterm() {
 fn a_watch_rule_leads_the_subject_when_its_change_holds() {
     let server = smtp_server(&[], None);
     let changed_dir = tempfile::tempdir().unwrap();
-    let changed = changed_dir.path().join("changed.sqlite");
-    std::fs::copy(demo_db(), &changed).unwrap();
-    rusqlite::Connection::open(&changed)
-        .unwrap()
-        .execute_batch(
-            "UPDATE intercom__conversation_enhanced
-                SET all_conversation_tags = replace(all_conversation_tags, 'first_response:bot', 'first_response:human')
-              WHERE conversation_created_at >= '2024-03-15' AND rowid % 2 = 0;",
-        )
-        .unwrap();
+    let changed = common::planted_demo(changed_dir.path());
     let watched = |db: &Path| {
         let s = setup(
             server.port,
@@ -510,6 +501,36 @@ fn a_watch_rule_leads_the_subject_when_its_change_holds() {
         .map(|w| (w.rule.as_str(), w.fired))
         .collect();
     assert_eq!(fired, [("bot_drop", true), ("slow_renewal", false)]);
+    // The breach leads page 1 of both editions, above the headlines.
+    let dir = PathBuf::from(runs[0].output_dir.as_deref().unwrap());
+    for (lang, box_title, said, headlines) in [
+        (
+            "en",
+            "Watch rules that fired",
+            "Watch rule “bot_drop” fired: bot-first share fell by",
+            "Headline findings",
+        ),
+        (
+            "zh",
+            "已触发的预警规则",
+            "预警规则“bot_drop”已触发：机器人首答占比下降",
+            "核心结论",
+        ),
+    ] {
+        let page1 = common::squash(&common::pdf_page_text(
+            &dir.join(format!("report.{lang}.pdf")),
+            1,
+        ));
+        let at = page1
+            .find(&common::squash(box_title))
+            .unwrap_or_else(|| panic!("{lang}: {page1}"));
+        assert!(page1.contains(&common::squash(said)), "{lang}: {page1}");
+        assert!(!page1.contains("slow_renewal"), "{lang}: {page1}");
+        assert!(
+            at < page1.find(&common::squash(headlines)).unwrap(),
+            "{lang}"
+        );
+    }
     let h = cxreport(&["history", "--config", s.config.to_str().unwrap()])
         .output()
         .unwrap();

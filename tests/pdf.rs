@@ -64,7 +64,14 @@ fn both_editions_have_pages_and_their_language() {
     let dir = report_dir(&fixture().out);
     let (en, zh) = (dir.join("report.en.pdf"), dir.join("report.zh.pdf"));
     assert!(pages(&en) >= 8, "{} pages", pages(&en));
-    assert_eq!(pages(&en), pages(&zh));
+    // The same sections in both; Chinese sets denser, so the appendix may end a page
+    // earlier (today en 14, zh 13).
+    assert!(
+        pages(&en).abs_diff(pages(&zh)) <= 1,
+        "{} vs {} pages",
+        pages(&en),
+        pages(&zh)
+    );
     let en_text = pdf_text(&en);
     let zh_text = pdf_text(&zh);
     assert!(!has_cjk(&en_text), "the English edition has no Chinese");
@@ -132,7 +139,11 @@ fn both_editions_have_pages_and_their_language() {
     );
     // Every chart of the PDF is also written as SVG, per language.
     let charts: Vec<_> = std::fs::read_dir(dir.join("charts")).unwrap().collect();
-    assert_eq!(charts.len(), 16);
+    assert_eq!(
+        charts.len(),
+        18,
+        "nine charts, the trend among them, in two languages"
+    );
 }
 
 #[test]

@@ -22,6 +22,11 @@ pub struct DemoArgs {
     /// Leave out the usage_events table (reports fall back to the proxies).
     #[arg(long)]
     no_usage_events: bool,
+    /// Plant a known change: from 2024-04-01 every second bot-first conversation is
+    /// answered by a person first (volumes unchanged), so the bot-first share falls
+    /// between the periods before and after (a test of `compare` and watch rules).
+    #[arg(long)]
+    plant_change: bool,
     /// Print the calibration figures of the written database.
     #[arg(long)]
     describe: bool,
@@ -32,6 +37,7 @@ pub fn demo_data(args: DemoArgs) -> Result<(), Failure> {
         seed: args.seed,
         scale: args.scale,
         usage_events: !args.no_usage_events,
+        plant_change: args.plant_change,
     };
     if PgLocation::is_url(&args.out) {
         // Generated as a file first (the generator writes SQLite), then copied.

@@ -108,6 +108,7 @@ pub fn run(args: RunArgs, options: Options) -> Result<(), Failure> {
         },
         templates: Templates::new(args.templates),
         time_limit: Some(std::time::Duration::from_secs(args.timeout_secs.max(1))),
+        watch: Vec::new(),
     };
     let outcome = match args.as_of {
         Some(t) => pipeline::run(&req, &FixedClock(t)),

@@ -34,11 +34,21 @@ pub const DEFAULT_SEED: u64 = 97;
 /// Bumped whenever the generated content changes, so cached demo databases refresh.
 pub const GENERATOR_VERSION: u32 = 3;
 
+/// The known change `--plant-change` makes: from 2024-04-01 every second bot-first
+/// conversation is answered by a person first; volumes, times and every other
+/// figure stay as generated, so the bot-first share falls between a period before
+/// the date and one after it, overall and in every segment.
+pub const PLANTED_CHANGE: &str = "UPDATE intercom__conversation_enhanced \
+     SET all_conversation_tags = replace(all_conversation_tags, 'first_response:bot', 'first_response:human') \
+     WHERE conversation_created_at >= '2024-04-01' AND rowid % 2 = 0";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DemoOptions {
     pub seed: u64,
     pub scale: u32,
     pub usage_events: bool,
+    /// Plant [`PLANTED_CHANGE`].
+    pub plant_change: bool,
 }
 
 impl Default for DemoOptions {
@@ -47,6 +57,7 @@ impl Default for DemoOptions {
             seed: DEFAULT_SEED,
             scale: 1,
             usage_events: true,
+            plant_change: false,
         }
     }
 }
@@ -270,6 +281,9 @@ pub fn generate(path: &Path, opts: &DemoOptions) -> Result<(), DemoError> {
         conn.execute_batch(SCHEMA).map_err(sql)?;
         let txn = conn.transaction().map_err(sql)?;
         Generator::new(opts).write(&txn).map_err(sql)?;
+        if opts.plant_change {
+            txn.execute_batch(PLANTED_CHANGE).map_err(sql)?;
+        }
         txn.commit().map_err(sql)?;
         conn.execute_batch("VACUUM").map_err(sql)?;
     }

@@ -109,6 +109,34 @@ impl Window {
     }
 }
 
+impl Window {
+    /// The last `n` calendar months (UTC) up to this window's end, oldest first, the
+    /// last one cut at the end: the months of a trend. Each carries its `YYYY-MM`.
+    pub fn months_up_to_end(&self, n: u32) -> Vec<(String, Window)> {
+        let last = self.end.date_naive();
+        let this_month = last.with_day(1).expect("day 1 exists");
+        (0..n)
+            .rev()
+            .map(|back| {
+                let first = sub_months(this_month, back);
+                let month_last = (first + Months::new(1))
+                    .pred_opt()
+                    .expect("a day before the 1st exists")
+                    .min(last);
+                (
+                    first.format("%Y-%m").to_string(),
+                    Window::from_dates(first, month_last),
+                )
+            })
+            .collect()
+    }
+
+    /// Whether the two windows share a moment.
+    pub fn overlaps(&self, other: &Window) -> bool {
+        self.start <= other.end && other.start <= self.end
+    }
+}
+
 impl WindowSpec {
     /// Resolves the spec. `anchor` is MAX(conversation_created_at), needed by rolling
     /// windows only; `reference` is the run's reference time, seen in `tz` (the job's

@@ -181,6 +181,7 @@ fn check_database_alone(
             langs: Vec::new(),
             templates: Templates::default(),
             time_limit: None,
+            watch: Vec::new(),
         };
         match run::check_database(&req) {
             Ok(limits) => {

@@ -236,17 +236,7 @@ pub struct Job {
     pub watch: Vec<WatchRule>,
 }
 
-/// A watch rule: a change of `metric` in `slice` by at least `threshold` in a
-/// direction (percentage points for rates, minutes, counts).
-#[derive(Debug, Clone, PartialEq)]
-pub struct WatchRule {
-    pub name: String,
-    pub metric: String,
-    pub rise: bool,
-    pub threshold: f64,
-    /// `overall`, or a segment.
-    pub slice: String,
-}
+pub use crate::run::watch::WatchRule;
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {

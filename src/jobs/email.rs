@@ -15,9 +15,9 @@ use serde_json::json;
 use super::config::{Config, Job, Smtp};
 use super::ledger::{DeliveryKey, DeliveryRecord, DeliveryState, DeliveryUpdate, Ledger};
 use super::mail::{Attachment, Failure, Mailer, Outgoing};
-use super::watch::WatchResult;
 use super::{Context, Delivery, JobError, JobRun};
 use crate::render::templates::{self, NarrativeError};
+use crate::run::watch::WatchResult;
 use crate::run::RunOutcome;
 
 /// What one edition mails, as kept in the ledger: the text, and the files attached
@@ -490,7 +490,7 @@ fn email_content(
         "job": job.name,
         "watch": watch.iter().filter(|w| w.fired).map(|w| &w.rule).collect::<Vec<_>>(),
         "watch_label": language.strings.get("email.watch"),
-        "watch_fired": watch.iter().filter(|w| w.fired).map(watch_line).collect::<Vec<_>>(),
+        "watch_fired": watch.iter().filter(|w| w.fired).map(WatchResult::printed).collect::<Vec<_>>(),
         "compared_with": compared_with,
     }});
     let e = &value["e"];
@@ -511,35 +511,6 @@ fn email_content(
         html: language.render_raw("email.html", "e", e)?,
         attachments,
         outbox_name: format!("{}_{}", job.name, outcome.period),
-    })
-}
-
-/// A fired rule's numbers as the email prints them: rates in percent (one decimal),
-/// minutes with one decimal, counts whole; the amount is the difference of the
-/// printed values.
-fn watch_line(w: &WatchResult) -> serde_json::Value {
-    let (scale, decimals, suffix) = match w.unit.as_str() {
-        "rate" => (100.0, 1, " %"),
-        "minutes" => (1.0, 1, ""),
-        _ => (1.0, 0, ""),
-    };
-    let show = |v: Option<f64>| v.map(|v| format!("{:.*}{suffix}", decimals, v * scale));
-    let round =
-        |v: f64| (v * scale * 10f64.powi(decimals as i32)).round() / 10f64.powi(decimals as i32);
-    let amount = match (w.current, w.previous) {
-        (Some(a), Some(b)) => format!("{:.*}", decimals, (round(a) - round(b)).abs()),
-        _ => String::new(),
-    };
-    json!({
-        "rule": w.rule,
-        "metric": w.metric,
-        "slice": w.slice,
-        "rise": w.rise,
-        "unit": w.unit,
-        "amount": amount,
-        "current": show(w.current),
-        "previous": show(w.previous),
-        "threshold": w.threshold,
     })
 }
 

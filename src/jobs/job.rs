@@ -11,7 +11,6 @@ use chrono::{DateTime, Utc};
 use super::config::{Config, DataSource, Job, Overlap};
 use super::email;
 use super::ledger::{Ledger, RunState, WatchRecord};
-use super::watch;
 use super::{Context, Delivery, JobError, JobRun};
 use crate::clock::FixedClock;
 use crate::demo::{self, DemoError};
@@ -41,6 +40,7 @@ pub fn request_on(config: &Config, job: &Job, db: Location) -> RunRequest {
         langs: job.languages.clone(),
         templates: config.templates(),
         time_limit: Some(config.defaults.run_timeout),
+        watch: job.watch.clone(),
     }
 }
 
@@ -161,7 +161,7 @@ fn run_locked(ctx: &Context<'_>, out: &mut JobRun) -> Result<(), JobError> {
     }
     out.dir = Some(outcome.dir.clone());
     if !job.watch.is_empty() {
-        out.watch = watch::evaluate(&job.watch, &outcome.computed.summary());
+        out.watch = outcome.watch.clone();
         for w in out.watch.iter().filter(|w| w.fired) {
             tracing::warn!(job = %job.name, rule = %w.rule, metric = %w.metric, slice = %w.slice, change = ?w.change, "watch rule fired");
         }

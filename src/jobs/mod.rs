@@ -11,7 +11,6 @@ pub mod job;
 pub mod ledger;
 pub mod mail;
 pub mod schedule;
-pub mod watch;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -74,5 +73,5 @@ pub struct JobRun {
     pub sent: usize,
     pub failed: usize,
     /// The job's watch rules as the run judged them.
-    pub watch: Vec<watch::WatchResult>,
+    pub watch: Vec<crate::run::watch::WatchResult>,
 }

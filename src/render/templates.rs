@@ -32,7 +32,7 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 }
 
 /// The template files of one language of a report (each may come from `shared/`).
-const LANGUAGE_FILES: [&str; 8] = [
+const LANGUAGE_FILES: [&str; 9] = [
     "strings.toml",
     "findings.tera",
     "recommendations.tera",
@@ -43,6 +43,8 @@ const LANGUAGE_FILES: [&str; 8] = [
     "email.txt.tera",
     // Autoescaped by Tera (the name ends in .html).
     "email.html",
+    // A watch rule that fired, as page 1 prints it.
+    "watch.tera",
 ];
 
 /// Where templates come from: an optional user directory over the embedded set.

@@ -64,6 +64,8 @@ pub struct RunInfo<'a> {
     pub reference: DateTime<Utc>,
     /// The run's time limit (chart rendering stops past it).
     pub deadline: Option<crate::clock::Deadline>,
+    /// The watch rules that fired, as printed ([`super::watch::WatchResult::printed`]).
+    pub watch: &'a [Value],
 }
 
 impl<'a> RunInfo<'a> {
@@ -80,6 +82,7 @@ impl<'a> RunInfo<'a> {
             provenance,
             reference,
             deadline: None,
+            watch: &[],
         }
     }
 }
@@ -118,7 +121,7 @@ pub fn render(
     }
     timings.charts = started.elapsed();
 
-    let mut data = common_data(&language, &text, story, chart_entries, run);
+    let mut data = common_data(&language, &text, story, chart_entries, run)?;
     if let (Value::Object(d), Value::Object(own)) = (&mut data, computed.layout(&language)) {
         d.extend(own);
     }
@@ -160,7 +163,7 @@ fn common_data(
     story: &Narrative,
     charts: Vec<Value>,
     run: &RunInfo<'_>,
-) -> Value {
+) -> Result<Value, EditionError> {
     let s = &lang.strings;
     let f = &lang.format;
     let follows: Vec<String> = story
@@ -204,7 +207,12 @@ fn common_data(
         ]);
     }
     let label = period_label(run.window.as_ref(), run.period, lang);
-    json!({
+    let watch = run
+        .watch
+        .iter()
+        .map(|w| lang.render("watch.tera", "w", w))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(json!({
         "strings": s.to_json(),
         "period": { "label": label },
         "generated": run.reference.format("%Y-%m-%d").to_string(),
@@ -215,5 +223,6 @@ fn common_data(
         "recommendations": text.recommendations.iter().zip(&follows).map(|(x, f)| json!({ "text": x.text, "follows": f })).collect::<Vec<_>>(),
         "charts": charts,
         "appendix": appendix,
-    })
+        "watch": watch,
+    }))
 }

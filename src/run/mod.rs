@@ -6,6 +6,7 @@
 
 pub mod edition;
 pub mod output;
+pub mod watch;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -47,6 +48,9 @@ pub struct RunRequest {
     pub templates: Templates,
     /// The run's time limit for queries and chart rendering; `None`: none.
     pub time_limit: Option<std::time::Duration>,
+    /// The job's watch rules, judged against the run's comparison (a breach leads
+    /// page 1).
+    pub watch: Vec<watch::WatchRule>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +101,8 @@ pub struct RunOutcome {
     pub main_csv: Option<&'static str>,
     /// The PDF files written, by language.
     pub pdfs: Vec<(String, PathBuf)>,
+    /// The watch rules as the run judged them.
+    pub watch: Vec<watch::WatchResult>,
 }
 
 /// The sentences of one edition, as printed.
@@ -256,6 +262,10 @@ pub fn execute(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunEr
         m.insert("findings".into(), json!(story.findings));
         m.insert("recommendations".into(), json!(story.recommendations));
     }
+    let watch = watch::evaluate(&req.watch, &summary);
+    if let (Value::Object(m), false) = (&mut summary, watch.is_empty()) {
+        m.insert("watch".into(), json!(watch));
+    }
     staged.write_json("summary.json", &summary)?;
     timings.push(("write_data", t.elapsed()));
 
@@ -265,6 +275,12 @@ pub fn execute(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunEr
     }
     let mut info = RunInfo::new(report, &plan, &provenance, reference);
     info.deadline = deadline;
+    let fired: Vec<Value> = watch
+        .iter()
+        .filter(|w| w.fired)
+        .map(watch::WatchResult::printed)
+        .collect();
+    info.watch = &fired;
     // Editions render in parallel: Typst compiles on every core while the chart
     // engine serves both.
     let t = Instant::now();
@@ -329,6 +345,7 @@ pub fn execute(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunEr
         editions: texts,
         main_csv: csv_files.first().map(|f| f.name),
         pdfs,
+        watch,
     })
 }
 

@@ -40,6 +40,20 @@ pub fn demo_db() -> &'static Path {
     p
 }
 
+/// The demo with its known change planted (`demo-data --plant-change`), written
+/// into `dir`.
+pub fn planted_demo(dir: &Path) -> PathBuf {
+    let path = dir.join("planted.sqlite");
+    let o = run(&[
+        "demo-data",
+        "--plant-change",
+        "--out",
+        path.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    path
+}
+
 pub fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let header = r.headers().unwrap().iter().map(str::to_owned).collect();

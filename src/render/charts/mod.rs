@@ -291,6 +291,116 @@ pub fn sankey(
     )
 }
 
+/// One panel of [`month_panels`]: a title and its series (name, colour, values by
+/// month; `None`: no value that month), on a percent axis or a plain one.
+pub(crate) struct MonthPanel {
+    pub title: String,
+    pub percent: bool,
+    pub series: Vec<(String, &'static str, Vec<Option<f64>>)>,
+}
+
+/// Small multiples over months, two panels a row, each on its own axis (a count, a
+/// time and rates would squash each other on one), the months of the report's window
+/// shaded in each (`marked`: first and last month label). Rates are given as 0–1.
+pub(crate) fn month_panels(
+    text: String,
+    months: &[String],
+    marked: Option<(String, String)>,
+    marked_label: String,
+    panels: Vec<MonthPanel>,
+) -> (charming::Chart, u32) {
+    use charming::component::{Axis, Grid, Legend};
+    use charming::element::{
+        AxisLabel, AxisType, ItemStyle, Label, LabelPosition, LineStyle, MarkArea, MarkAreaData,
+        Symbol,
+    };
+    use charming::series::Line;
+    let rows = panels.len().div_ceil(2) as u32;
+    // Pixels: the chart title, then per row a panel title and its grid, the legend.
+    let (head, row_h, grid_h) = (40u32, 190u32, 130u32);
+    let height = head + rows * row_h + 36;
+    let mut chart = charming::Chart::new()
+        .title(title(text))
+        .legend(Legend::new().bottom(4));
+    for (i, panel) in panels.into_iter().enumerate() {
+        let (row, col) = ((i / 2) as u32, i % 2);
+        let top = head + row * row_h + 26;
+        let left = if col == 0 { 56 } else { 56 + WIDTH / 2 };
+        let width = WIDTH / 2 - 84;
+        chart = chart
+            .title(
+                Title::new()
+                    .text(panel.title)
+                    .left(left as i64)
+                    .top((top - 24) as i64)
+                    .text_style(TextStyle::new().font_size(11).color("#1f2d3d")),
+            )
+            .grid(
+                Grid::new()
+                    .left(left as i64)
+                    .top(top as i64)
+                    .width(width as i64)
+                    .height(grid_h as i64),
+            )
+            .x_axis(
+                Axis::new()
+                    .type_(AxisType::Category)
+                    .grid_index(i as f64)
+                    .axis_label(AxisLabel::new().font_size(8))
+                    .data(months.to_vec()),
+            );
+        let y = Axis::new()
+            .type_(AxisType::Value)
+            .grid_index(i as f64)
+            .axis_label(AxisLabel::new().font_size(8).formatter(if panel.percent {
+                "{value}%"
+            } else {
+                "{value}"
+            }));
+        chart = chart.y_axis(y);
+        for (k, (name, colour, values)) in panel.series.into_iter().enumerate() {
+            let data: Vec<CompositeValue> = values
+                .iter()
+                .map(|v| if panel.percent { pct(*v) } else { num1(*v) })
+                .collect();
+            let area = (k == 0)
+                .then(|| marked.clone())
+                .flatten()
+                .map(|(from, to)| {
+                    MarkArea::new()
+                        .silent(true)
+                        .item_style(ItemStyle::new().color("rgba(47,93,138,0.08)"))
+                        .label(
+                            Label::new()
+                                .show(i == 0)
+                                .position(LabelPosition::Top)
+                                .font_size(8)
+                                .color("#6b7785")
+                                .formatter(marked_label.as_str()),
+                        )
+                        .data(vec![(
+                            MarkAreaData::new().x_axis(from),
+                            MarkAreaData::new().x_axis(to),
+                        )])
+                });
+            let mut line = Line::new()
+                .name(name)
+                .x_axis_index(i as f64)
+                .y_axis_index(i as f64)
+                .symbol(Symbol::Circle)
+                .symbol_size(5)
+                .item_style(ItemStyle::new().color(colour))
+                .line_style(LineStyle::new().color(colour).width(2))
+                .data(data);
+            if let Some(a) = area {
+                line = line.mark_area(a);
+            }
+            chart = chart.series(line);
+        }
+    }
+    (chart, height)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,10 +10,11 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::metrics::{ConversationUsage, SliceRow};
+use super::trend::{Month, Trend};
 use crate::intercom::slices::{SEGMENTS, UNKNOWN};
 use crate::render::charts::{
-    heatmap_cell, heatmap_label, heatmap_scale, num1, pct, percent_axis, title, ChartSpec, GROWTH,
-    NEUTRAL, PALETTE, RISK,
+    heatmap_cell, heatmap_label, heatmap_scale, month_panels, num1, pct, percent_axis, title,
+    ChartSpec, MonthPanel, GROWTH, NEUTRAL, PALETTE, RISK,
 };
 use crate::render::format::Strings;
 
@@ -416,7 +417,99 @@ pub fn conversation_usage(r: &ConversationUsage, s: &Strings) -> Vec<ChartSpec> 
             takeaway,
         });
     }
+    if let Some(t) = r.trend.as_ref().and_then(|t| trend_chart(t, s)) {
+        out.push(t);
+    }
     out
+}
+
+/// The headline metrics month by month, the window's months shaded; none with fewer
+/// than two months of numbers.
+fn trend_chart(t: &Trend, s: &Strings) -> Option<ChartSpec> {
+    let with_numbers = t
+        .months
+        .iter()
+        .filter(|m| m.conversations.is_some())
+        .count();
+    if with_numbers < 2 {
+        return None;
+    }
+    let labels: Vec<String> = t.months.iter().map(|m| m.month.clone()).collect();
+    let of = |f: fn(&Month) -> Option<f64>| t.months.iter().map(f).collect::<Vec<_>>();
+    let mut panels = vec![
+        MonthPanel {
+            title: s.get("charts.trend_conversations"),
+            percent: false,
+            series: vec![(
+                s.get("charts.trend_conversations"),
+                NEUTRAL[0],
+                of(|m| m.conversations.map(|n| n as f64)),
+            )],
+        },
+        MonthPanel {
+            title: s.get("charts.trend_p50"),
+            percent: false,
+            series: vec![(s.get("charts.p50"), NEUTRAL[2], of(|m| m.p50_resp))],
+        },
+    ];
+    let mut rates = vec![(
+        s.get("charts.bot_share"),
+        PALETTE[1],
+        of(|m| m.bot_first_resp_share),
+    )];
+    if t.months.iter().any(|m| m.weekly_retention.is_some()) {
+        rates.push((s.get("charts.weekly"), GROWTH, of(|m| m.weekly_retention)));
+    }
+    let rates_title = rates
+        .iter()
+        .map(|x| x.0.clone())
+        .collect::<Vec<_>>()
+        .join(" · ");
+    panels.push(MonthPanel {
+        title: format!("{rates_title} (%)"),
+        percent: true,
+        series: rates,
+    });
+    // Conversion on its own axis: a few per cent beside retention would read as zero.
+    if t.months.iter().any(|m| m.conv_to_feature_rate.is_some()) {
+        panels.push(MonthPanel {
+            title: format!("{} (%)", s.get("charts.conversion")),
+            percent: true,
+            series: vec![(
+                s.get("charts.conversion"),
+                PALETTE[4],
+                of(|m| m.conv_to_feature_rate),
+            )],
+        });
+    }
+    let inside: Vec<&Month> = t.months.iter().filter(|m| m.in_window).collect();
+    let marked = inside
+        .first()
+        .zip(inside.last())
+        .map(|(a, b)| (a.month.clone(), b.month.clone()));
+    let (chart, height) = month_panels(
+        s.get("charts.trend"),
+        &labels,
+        marked,
+        s.get("charts.trend_window"),
+        panels,
+    );
+    let last = t.months.last()?;
+    let first = t.months.iter().find(|m| m.conversations.is_some())?;
+    Some(ChartSpec {
+        id: "trend",
+        height: Some(height),
+        chart,
+        takeaway: Some(json!({
+            "id": "trend",
+            "numbers": { "months": t.months.len() },
+            "slices": {
+                "first": first.month,
+                "last": last.month,
+                "partial_to": last.partial.then(|| last.window.end.format("%Y-%m-%d").to_string()),
+            },
+        })),
+    })
 }
 
 fn heatmap(h: &HeatmapSpec<'_>, s: &Strings) -> ChartSpec {

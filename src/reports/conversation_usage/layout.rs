@@ -3,11 +3,12 @@
 
 use serde_json::{json, Value};
 
+use super::comparison::{Comparison, Direction, Unit};
 use super::findings::{
     conversion, eligible_cells, high_value_arr, known_segments, retention, slice_of,
 };
-use super::metrics::{ConversationUsage, SliceRow, UsageDefinitions};
-use crate::render::format::Strings;
+use super::metrics::{ConversationUsage, Panels, SliceRow, UsageDefinitions};
+use crate::render::format::{NumberFormat, Strings};
 use crate::render::templates::Language;
 use crate::stats::claims::{standouts, Proportion};
 
@@ -228,6 +229,15 @@ pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
     json!({
         "changes": changes(r, lang),
         "key_slices": key_slices(r, lang),
+        "deltas_note": r
+            .comparison
+            .as_ref()
+            .filter(|c| c.empty_reason.is_none() && r.previous_panels.is_some())
+            .map(|c| {
+                lang.strings
+                    .get("change.cells_note")
+                    .replace("{period}", &c.period.replace('_', " – "))
+            }),
         "profiles": profiles(r, lang),
         "scope": { "rows": scope_rows, "definitions": definitions(s) },
         "panel": { "header": panel_header, "rows": panel_rows, "small": small },
@@ -246,7 +256,6 @@ pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
 /// change (the difference of the printed values) and what it allows to say; null
 /// without comparison numbers.
 fn changes(r: &ConversationUsage, lang: &Language) -> Value {
-    use super::comparison::{Direction, Unit};
     let Some(c) = r.comparison.as_ref().filter(|c| c.empty_reason.is_none()) else {
         return Value::Null;
     };
@@ -260,27 +269,8 @@ fn changes(r: &ConversationUsage, lang: &Language) -> Value {
         .changes
         .iter()
         .map(|x| {
-            let (scale, decimals) = match x.unit {
-                Unit::Rate => (100.0, 1),
-                Unit::Minutes => (1.0, 1),
-                Unit::Count => (1.0, 0),
-            };
             let change = match (x.current, x.previous) {
-                (Some(a), Some(b)) => {
-                    let d = crate::stats::claims::printed_difference(a, b, scale, decimals);
-                    let sign = if d > 0.0 {
-                        "+"
-                    } else if d < 0.0 {
-                        "−"
-                    } else {
-                        ""
-                    };
-                    let size = match x.unit {
-                        Unit::Rate => f.points(d.abs()),
-                        _ => show(x.unit, d.abs()),
-                    };
-                    format!("{sign}{size}")
-                }
+                (Some(a), Some(b)) => signed_change(f, x.unit, a, b),
                 _ => "—".to_owned(),
             };
             let reading = match x.direction {
@@ -318,6 +308,94 @@ fn changes(r: &ConversationUsage, lang: &Language) -> Value {
         "rows": rows,
         "intro": s.get("change.table_intro"),
     })
+}
+
+/// `current − previous` as printed from the printed values: `+1.2 pp`, `−3.0 min`.
+fn signed_change(f: &NumberFormat, unit: Unit, current: f64, previous: f64) -> String {
+    let (scale, decimals) = match unit {
+        Unit::Rate => (100.0, 1),
+        Unit::Minutes => (1.0, 1),
+        Unit::Count => (1.0, 0),
+    };
+    let d = crate::stats::claims::printed_difference(current, previous, scale, decimals);
+    let sign = if d > 0.0 {
+        "+"
+    } else if d < 0.0 {
+        "−"
+    } else {
+        "±"
+    };
+    let size = match unit {
+        Unit::Rate => f.points(d.abs()),
+        Unit::Minutes => f.minutes(d.abs()),
+        Unit::Count => f.count(d.abs()),
+    };
+    format!("{sign}{size}")
+}
+
+/// What a table cell adds under its value when the run has comparison numbers: the
+/// change since the comparison period, with an arrow when the comparison finds that
+/// it holds (`metric` of `slice` in its changes); nothing without a previous value.
+struct Deltas<'a> {
+    comparison: Option<&'a Comparison>,
+    previous: Option<&'a Panels>,
+}
+
+impl<'a> Deltas<'a> {
+    fn of(r: &'a ConversationUsage) -> Self {
+        let comparison = r.comparison.as_ref().filter(|c| c.empty_reason.is_none());
+        Self {
+            comparison,
+            previous: comparison.and(r.previous_panels.as_ref()),
+        }
+    }
+
+    /// The same slice in the comparison window.
+    fn before(&self, row: &SliceRow) -> Option<&'a SliceRow> {
+        let p = self.previous?;
+        [
+            &p.segment_seat_arr,
+            &p.segment_seat,
+            &p.segment_arr,
+            &p.segment,
+        ]
+        .into_iter()
+        .flatten()
+        .find(|x| {
+            x.segment == row.segment
+                && x.seat_bucket == row.seat_bucket
+                && x.arr_bucket == row.arr_bucket
+        })
+    }
+
+    /// `value`, then on a second line the change of `metric` since the comparison
+    /// window (`tested`: the comparison's metric name, for the arrow).
+    fn cell(
+        &self,
+        f: &NumberFormat,
+        value: String,
+        unit: Unit,
+        now: Option<f64>,
+        then: Option<f64>,
+        tested: Option<(&str, &str)>,
+    ) -> String {
+        let (Some(a), Some(b)) = (now, then) else {
+            return value;
+        };
+        let arrow = tested
+            .and_then(|(metric, slice)| {
+                self.comparison?
+                    .changes
+                    .iter()
+                    .find(|c| c.metric == metric && c.slice == slice)
+            })
+            .map_or("", |c| match c.direction {
+                Direction::Rise => " ▲",
+                Direction::Fall => " ▼",
+                _ => "",
+            });
+        format!("{value}\n{}{arrow}", signed_change(f, unit, a, b))
+    }
 }
 
 /// A rate with the count it rests on, as the tables print it: `57.6% (134)`.
@@ -389,16 +467,40 @@ fn key_slices(r: &ConversationUsage, lang: &Language) -> Vec<Vec<String>> {
             picked.push((row, "high_value_at_risk"));
         }
     }
+    let deltas = Deltas::of(r);
+    let rate = |p: Option<Proportion>| p.map(|p| p.rate());
     picked
         .into_iter()
         .map(|(c, why)| {
+            let before = deltas.before(c);
             vec![
                 crate::render::format::slice_label(s, &slice_of(c)),
                 s.get(&format!("key_slices.{why}")),
-                f.count(c.companies_total as f64),
+                deltas.cell(
+                    f,
+                    f.count(c.companies_total as f64),
+                    Unit::Count,
+                    Some(c.companies_total as f64),
+                    before.map(|b| b.companies_total as f64),
+                    None,
+                ),
                 f.money(c.counts.arr),
-                rate_of_n(f, weekly(c)),
-                k_of_n(f, conversion(c)),
+                deltas.cell(
+                    f,
+                    rate_of_n(f, weekly(c)),
+                    Unit::Rate,
+                    rate(weekly(c)),
+                    before.and_then(|b| rate(weekly(b))),
+                    None,
+                ),
+                deltas.cell(
+                    f,
+                    k_of_n(f, conversion(c)),
+                    Unit::Rate,
+                    rate(conversion(c)),
+                    before.and_then(|b| rate(conversion(b))),
+                    None,
+                ),
             ]
         })
         .collect()
@@ -411,18 +513,70 @@ fn profiles(r: &ConversationUsage, lang: &Language) -> Vec<Vec<String>> {
     let share = |k: usize, n: usize| {
         Proportion::new(k, n).map_or_else(|| "—".to_owned(), |p| f.percent(p.rate()))
     };
+    let deltas = Deltas::of(r);
+    let rate = |p: Option<Proportion>| p.map(|p| p.rate());
     known_segments(r)
         .into_iter()
         .map(|x| {
+            let before = deltas.before(x);
+            let slice = x.segment.unwrap_or_default();
+            let cell = |value: String,
+                        unit: Unit,
+                        of: &dyn Fn(&SliceRow) -> Option<f64>,
+                        metric: Option<&str>| {
+                deltas.cell(
+                    f,
+                    value,
+                    unit,
+                    of(x),
+                    before.and_then(of),
+                    metric.map(|m| (m, slice)),
+                )
+            };
             vec![
-                s.label("segment", x.segment.unwrap_or_default()),
-                f.count(x.conv_cnt as f64),
-                share(x.counts.bot, x.conv_cnt),
-                k_of_n(f, conversion(x)),
-                rate_of_n(f, retention(&[x], usage, true)),
-                rate_of_n(f, retention(&[x], usage, false)),
-                share(x.counts.inbound, x.conv_cnt),
-                share(x.counts.team, x.conv_cnt),
+                s.label("segment", slice),
+                cell(
+                    f.count(x.conv_cnt as f64),
+                    Unit::Count,
+                    &|r| Some(r.conv_cnt as f64),
+                    Some("conv_cnt"),
+                ),
+                cell(
+                    share(x.counts.bot, x.conv_cnt),
+                    Unit::Rate,
+                    &|r| rate(Proportion::new(r.counts.bot, r.conv_cnt)),
+                    Some("bot_first_resp_share"),
+                ),
+                cell(
+                    k_of_n(f, conversion(x)),
+                    Unit::Rate,
+                    &|r| rate(conversion(r)),
+                    Some("conv_to_feature_rate"),
+                ),
+                cell(
+                    rate_of_n(f, retention(&[x], usage, true)),
+                    Unit::Rate,
+                    &|r| rate(retention(&[r], usage, true)),
+                    Some("weekly_retention"),
+                ),
+                cell(
+                    rate_of_n(f, retention(&[x], usage, false)),
+                    Unit::Rate,
+                    &|r| rate(retention(&[r], usage, false)),
+                    Some("monthly_retention"),
+                ),
+                cell(
+                    share(x.counts.inbound, x.conv_cnt),
+                    Unit::Rate,
+                    &|r| rate(Proportion::new(r.counts.inbound, r.conv_cnt)),
+                    None,
+                ),
+                cell(
+                    share(x.counts.team, x.conv_cnt),
+                    Unit::Rate,
+                    &|r| rate(Proportion::new(r.counts.team, r.conv_cnt)),
+                    None,
+                ),
             ]
         })
         .collect()

@@ -96,6 +96,12 @@ pub struct ConversationUsage {
     /// The same numbers in the comparison window and what changed (`compare`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comparison: Option<super::comparison::Comparison>,
+    /// The headline metrics month by month up to the window's end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trend: Option<super::trend::Trend>,
+    /// The panels of the comparison window (the tables print each slice's change).
+    #[serde(skip)]
+    pub previous_panels: Option<Panels>,
     /// Rows read per table (the appendix and the manifest; not a summary number).
     #[serde(skip)]
     pub rows_read: RowsRead,
@@ -882,6 +888,8 @@ pub fn compute(
         },
         min_cell: params.min_cell,
         comparison: None,
+        trend: None,
+        previous_panels: None,
         rows_read: data.rows_read.clone(),
     })
 }

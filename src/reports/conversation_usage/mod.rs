@@ -10,6 +10,7 @@ pub mod findings;
 pub mod layout;
 pub mod load;
 pub mod metrics;
+pub mod trend;
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -267,19 +268,26 @@ impl Report for ConversationUsageReport {
         let t = Instant::now();
         let mut report = metrics::compute(&loaded, window, params)?;
         timings.push(("metrics", t.elapsed()));
-        if let Some(before) = window.comparison(&req.window, settings.compare) {
-            // The same load and metrics on the comparison window: its numbers are what
-            // a run on that window prints.
-            let t = Instant::now();
-            let loaded =
-                load::load_conversation_usage(db, req.source_tz, tables, before, req.mapping)?;
-            report.comparison = Some(match metrics::compute(&loaded, before, params) {
-                Ok(previous) => comparison::compare(&report, &previous, settings.compare),
+        // The comparison window and the trend's months from one more load over the
+        // months before the window: each is the same metrics on its own window, so
+        // its numbers are what a run on that window prints.
+        let before = window.comparison(&req.window, settings.compare);
+        let t = Instant::now();
+        let span = trend::span(&window, before.as_ref());
+        let history = load::load_conversation_usage(db, req.source_tz, tables, span, req.mapping)?;
+        if let Some(before) = before {
+            report.comparison = Some(match metrics::compute(&history, before, params) {
+                Ok(previous) => {
+                    let c = comparison::compare(&report, &previous, settings.compare);
+                    report.previous_panels = Some(previous.panels);
+                    c
+                }
                 Err(e) => comparison::empty(settings.compare, before, e.to_string()),
             });
-            timings.push(("comparison", t.elapsed()));
-            std::thread::spawn(move || drop(loaded));
         }
+        report.trend = Some(trend::trend(&history, &window, params));
+        timings.push(("history", t.elapsed()));
+        std::thread::spawn(move || drop(history));
         if let Some(n) = report
             .data_quality
             .usage_events_unmatched

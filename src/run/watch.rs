@@ -7,7 +7,17 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::config::WatchRule;
+/// A watch rule: a change of `metric` in `slice` by at least `threshold` in a
+/// direction (percentage points for rates, minutes, counts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchRule {
+    pub name: String,
+    pub metric: String,
+    pub rise: bool,
+    pub threshold: f64,
+    /// `overall`, or a segment.
+    pub slice: String,
+}
 
 /// What one rule found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -88,6 +98,38 @@ pub fn evaluate(rules: &[WatchRule], summary: &Value) -> Vec<WatchResult> {
             out
         })
         .collect()
+}
+
+impl WatchResult {
+    /// A fired rule's numbers as an email or a cover prints them: rates in percent
+    /// (one decimal), minutes with one decimal, counts whole; the amount is the
+    /// difference of the printed values.
+    pub fn printed(&self) -> Value {
+        let (scale, decimals, suffix) = match self.unit.as_str() {
+            "rate" => (100.0, 1, "%"),
+            "minutes" => (1.0, 1, ""),
+            _ => (1.0, 0, ""),
+        };
+        let show = |v: Option<f64>| v.map(|v| format!("{:.*}{suffix}", decimals, v * scale));
+        let round = |v: f64| {
+            (v * scale * 10f64.powi(decimals as i32)).round() / 10f64.powi(decimals as i32)
+        };
+        let amount = match (self.current, self.previous) {
+            (Some(a), Some(b)) => format!("{:.*}", decimals, (round(a) - round(b)).abs()),
+            _ => String::new(),
+        };
+        serde_json::json!({
+            "rule": self.rule,
+            "metric": self.metric,
+            "slice": self.slice,
+            "rise": self.rise,
+            "unit": self.unit,
+            "amount": amount,
+            "current": show(self.current),
+            "previous": show(self.previous),
+            "threshold": self.threshold,
+        })
+    }
 }
 
 #[cfg(test)]
