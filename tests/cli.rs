@@ -800,6 +800,135 @@ fn a_planted_change_is_a_fall_with_its_numbers() {
         .all(|f| f["id"] != "period_change"));
 }
 
+/// tag-drivers compares itself too: on the planted demo the at-risk group's Bug share
+/// falls and its Outage share rises (the planted topic move), each value equal to a
+/// run of the report on the comparison window itself; the fall leads page 1 in both
+/// languages and the trend draws the topics month by month.
+#[test]
+fn tag_drivers_names_the_planted_topic_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::planted_demo(dir.path());
+    let tag_run = |out: &str, window: &str, extra: &[&str]| -> PathBuf {
+        let out = dir.path().join(out);
+        let mut args = vec![
+            "run",
+            "tag-drivers",
+            "--db",
+            db.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--window",
+            window,
+        ];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert!(o.status.success(), "{}", text(&o));
+        let period = window.trim_start_matches("range:").replace("..", "_");
+        out.join("tag-drivers").join(period)
+    };
+    let report = tag_run("now", "range:2024-04-01..2024-05-31", &[]);
+    let summary = common::json(&report.join("summary.json"));
+    let c = &summary["comparison"];
+    assert_eq!(c["period"], "2024-01-31_2024-03-31");
+    let change = |group: &str, metric: &str, item: Option<&str>| {
+        c["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["slice"] == group && x["metric"] == metric && x["item"].as_str() == item)
+            .unwrap_or_else(|| panic!("{group} {metric} {item:?}"))
+            .clone()
+    };
+    let bug = change("at_risk", "topic_share", Some("Bug"));
+    let outage = change("at_risk", "topic_share", Some("Outage"));
+    assert_eq!(bug["direction"], "fall", "{bug}");
+    assert_eq!(outage["direction"], "rise", "{outage}");
+    assert_ne!(
+        change("at_risk", "conversations", None)["direction"],
+        "fall"
+    );
+    // The earlier values are those of a run on the comparison window.
+    let earlier = tag_run(
+        "then",
+        "range:2024-01-31..2024-03-31",
+        &["--data-only", "--compare", "none"],
+    );
+    let alone = common::json(&earlier.join("summary.json"));
+    assert!(alone.get("comparison").is_none());
+    let group_n = alone["groups"][0]["conversations"].as_f64().unwrap();
+    let (_, rows) = read_csv(&earlier.join("tag_shares.csv"));
+    let bug_then = rows
+        .iter()
+        .find(|r| r[0] == "at_risk" && r[1] == "Bug")
+        .map(|r| r[2].parse::<f64>().unwrap())
+        .unwrap();
+    assert_eq!(bug["previous_n"].as_f64(), Some(group_n));
+    assert_eq!(bug["previous_k"].as_f64(), Some(bug_then));
+    assert_eq!(bug["previous"].as_f64(), Some(bug_then / group_n));
+    // Page 1 leads with the change that holds most surely, the fall of Bug.
+    assert_eq!(summary["findings"][0]["id"], "period_change");
+    let pct = |v: &serde_json::Value| format!("{:.1}%", v.as_f64().unwrap() * 100.0);
+    for (lang, said, trend) in [
+        (
+            "en",
+            format!(
+                "The share of at-risk conversations about Bug fell from {} to {}",
+                pct(&bug["previous"]),
+                pct(&bug["current"])
+            ),
+            "Topics month by month",
+        ),
+        (
+            "zh",
+            format!(
+                "流失风险组会话中涉及“故障”的占比由 {} 下降至 {}",
+                pct(&bug["previous"]),
+                pct(&bug["current"])
+            ),
+            "话题逐月走势",
+        ),
+    ] {
+        let page1 = common::squash(&common::pdf_page_text(
+            &report.join(format!("report.{lang}.pdf")),
+            1,
+        ));
+        assert!(page1.contains(&common::squash(&said)), "{lang}: {page1}");
+        let pdf = common::squash(&common::pdf_text(
+            &report.join(format!("report.{lang}.pdf")),
+        ));
+        assert!(pdf.contains(&common::squash(trend)), "{lang}: trend");
+        assert!(
+            pdf.contains('▼') && pdf.contains('▲'),
+            "{lang}: arrows in the topic table"
+        );
+    }
+    let (header, _) = read_csv(&report.join("comparison.csv"));
+    assert!(header.iter().any(|h| h == "item"));
+    // The trend's topics, month by month; April as a run on April prints it.
+    let months = summary["trend"]["months"].as_array().unwrap();
+    let april = months.iter().find(|m| m["month"] == "2024-04").unwrap();
+    let topics = summary["trend"]["topics"].as_array().unwrap();
+    let alone = common::json(
+        &tag_run(
+            "april",
+            "range:2024-04-01..2024-04-30",
+            &["--data-only", "--compare", "none"],
+        )
+        .join("summary.json"),
+    );
+    let n = alone["groups"][0]["conversations"].as_f64().unwrap();
+    assert_eq!(april["conversations"][0].as_f64(), Some(n));
+    for (i, topic) in topics.iter().enumerate() {
+        let k = alone["shares"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["group"] == "at_risk" && x["tag"] == *topic)
+            .map_or(0.0, |x| x["conversations"].as_f64().unwrap());
+        assert_eq!(april["at_risk"][i].as_f64(), Some(k / n), "{topic}");
+    }
+}
+
 /// Where nothing changed beyond chance (two 61-day windows of the demo), page 1 says
 /// so plainly, in both languages.
 #[test]

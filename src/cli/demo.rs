@@ -23,8 +23,9 @@ pub struct DemoArgs {
     #[arg(long)]
     no_usage_events: bool,
     /// Plant a known change: from 2024-04-01 every second bot-first conversation is
-    /// answered by a person first (volumes unchanged), so the bot-first share falls
-    /// between the periods before and after (a test of `compare` and watch rules).
+    /// answered by a person first and the topic Bug of every second conversation
+    /// becomes Outage (volumes unchanged), so the bot-first share and the Bug share
+    /// fall between the periods before and after (a test of `compare` and watch rules).
     #[arg(long)]
     plant_change: bool,
     /// Print the calibration figures of the written database.

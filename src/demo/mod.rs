@@ -35,12 +35,17 @@ pub const DEFAULT_SEED: u64 = 97;
 pub const GENERATOR_VERSION: u32 = 3;
 
 /// The known change `--plant-change` makes: from 2024-04-01 every second bot-first
-/// conversation is answered by a person first; volumes, times and every other
-/// figure stay as generated, so the bot-first share falls between a period before
-/// the date and one after it, overall and in every segment.
+/// conversation is answered by a person first, and the topic `Bug` of every second
+/// conversation becomes `Outage`; volumes, times and every other figure stay as
+/// generated, so the bot-first share falls between a period before the date and one
+/// after it, overall and in every segment, and at-risk companies' Bug share falls
+/// while their Outage share rises.
 pub const PLANTED_CHANGE: &str = "UPDATE intercom__conversation_enhanced \
      SET all_conversation_tags = replace(all_conversation_tags, 'first_response:bot', 'first_response:human') \
-     WHERE conversation_created_at >= '2024-04-01' AND rowid % 2 = 0";
+     WHERE conversation_created_at >= '2024-04-01' AND rowid % 2 = 0; \
+     UPDATE intercom__conversation_enhanced \
+     SET all_conversation_tags = replace(all_conversation_tags, 'Bug', 'Outage') \
+     WHERE conversation_created_at >= '2024-04-01' AND rowid % 2 = 0;";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DemoOptions {

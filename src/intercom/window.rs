@@ -131,6 +131,28 @@ impl Window {
             .collect()
     }
 
+    /// The window to load so that the last `months` months up to this window's end
+    /// and `comparison` can all be computed from one load: from the earliest of them
+    /// to this window's end.
+    pub fn history_span(&self, months: u32, comparison: Option<&Window>) -> Window {
+        let first = self
+            .months_up_to_end(months)
+            .first()
+            .map_or(self.start, |(_, w)| w.start);
+        Window {
+            start: comparison
+                .map_or(first, |c| c.start.min(first))
+                .min(self.start),
+            end: self.end,
+        }
+    }
+
+    /// Whether this month of a trend is cut short by `window`'s end (the window ends
+    /// before the month's last day).
+    pub fn cut_short_by(&self, window: &Window) -> bool {
+        self.end == window.end && self.end.date_naive().succ_opt().map(|d| d.day()) != Some(1)
+    }
+
     /// Whether the two windows share a moment.
     pub fn overlaps(&self, other: &Window) -> bool {
         self.start <= other.end && other.start <= self.end

@@ -11,6 +11,7 @@
 //! This layer speaks its own types ([`Request`], [`Options`], [`ReportError`]): it knows
 //! nothing of runs, jobs or the command line.
 
+pub mod comparison;
 pub mod conversation_usage;
 pub mod customer_segmentation;
 pub mod tag_drivers;

@@ -35,7 +35,7 @@ pub fn analysis(
 ) -> Vec<Finding> {
     let mut out = vec![stake(r)];
     if let Some(c) = &r.comparison {
-        out.extend(super::comparison::section(c));
+        out.extend(crate::reports::comparison::section(c));
     }
     out.extend(diagnosis(r, findings));
     out.extend(what_if(recommendations));

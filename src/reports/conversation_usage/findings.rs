@@ -147,7 +147,10 @@ pub fn findings(r: &ConversationUsage) -> Vec<Finding> {
     out.extend(service_model(r));
     out.extend(conversion_differences(r));
     out.extend(bot_conversion(r));
-    let change = r.comparison.as_ref().and_then(super::comparison::headline);
+    let change = r
+        .comparison
+        .as_ref()
+        .and_then(crate::reports::comparison::headline);
     if !out.iter().any(|f| f.lead) {
         let mut x = Finding::new("nothing_stands_out", 0);
         x.numbers

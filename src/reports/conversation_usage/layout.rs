@@ -10,6 +10,7 @@ use super::findings::{
 use super::metrics::{ConversationUsage, Panels, SliceRow, UsageDefinitions};
 use crate::render::format::{NumberFormat, Strings};
 use crate::render::templates::Language;
+use crate::reports::comparison::signed_change;
 use crate::stats::claims::{standouts, Proportion};
 
 /// The report's part of `data.json`: scope, the slice panel, diagnostics and the
@@ -273,13 +274,7 @@ fn changes(r: &ConversationUsage, lang: &Language) -> Value {
                 (Some(a), Some(b)) => signed_change(f, x.unit, a, b),
                 _ => "—".to_owned(),
             };
-            let reading = match x.direction {
-                Direction::Rise => "rise",
-                Direction::Fall => "fall",
-                Direction::NoClearChange => "no_clear_change",
-                Direction::NotTested => "not_tested",
-                Direction::NotComparable => "not_comparable",
-            };
+            let reading = crate::reports::comparison::reading(x.direction);
             vec![
                 if x.slice == "overall" {
                     s.get("change.overall")
@@ -308,29 +303,6 @@ fn changes(r: &ConversationUsage, lang: &Language) -> Value {
         "rows": rows,
         "intro": s.get("change.table_intro"),
     })
-}
-
-/// `current − previous` as printed from the printed values: `+1.2 pp`, `−3.0 min`.
-fn signed_change(f: &NumberFormat, unit: Unit, current: f64, previous: f64) -> String {
-    let (scale, decimals) = match unit {
-        Unit::Rate => (100.0, 1),
-        Unit::Minutes => (1.0, 1),
-        Unit::Count => (1.0, 0),
-    };
-    let d = crate::stats::claims::printed_difference(current, previous, scale, decimals);
-    let sign = if d > 0.0 {
-        "+"
-    } else if d < 0.0 {
-        "−"
-    } else {
-        "±"
-    };
-    let size = match unit {
-        Unit::Rate => f.points(d.abs()),
-        Unit::Minutes => f.minutes(d.abs()),
-        Unit::Count => f.count(d.abs()),
-    };
-    format!("{sign}{size}")
 }
 
 /// What a table cell adds under its value when the run has comparison numbers: the

@@ -282,7 +282,9 @@ impl Report for ConversationUsageReport {
                     report.previous_panels = Some(previous.panels);
                     c
                 }
-                Err(e) => comparison::empty(settings.compare, before, e.to_string()),
+                Err(e) => {
+                    crate::reports::comparison::empty(settings.compare, before, e.to_string())
+                }
             });
         }
         report.trend = Some(trend::trend(&history, &window, params));
@@ -313,7 +315,7 @@ impl Computed for ConversationUsage {
     fn csv_files(&self) -> Vec<CsvFile> {
         let mut files = panel_files(self);
         if let Some(c) = &self.comparison {
-            files.push(comparison::csv(c));
+            files.push(crate::reports::comparison::csv(c));
         }
         files
     }

@@ -4,7 +4,6 @@
 //! month prints. Months before the first conversation are left out; a month that
 //! cannot be computed keeps its place, empty, with the reason.
 
-use chrono::Datelike;
 use serde::Serialize;
 
 use super::load::ConversationUsageData;
@@ -47,18 +46,9 @@ pub struct Month {
 }
 
 /// The window to load so that every trend month and `comparison` can be computed
-/// from one load: from the earliest of them to the report window's end.
+/// from one load.
 pub fn span(window: &Window, comparison: Option<&Window>) -> Window {
-    let first = window
-        .months_up_to_end(MONTHS)
-        .first()
-        .map_or(window.start, |(_, w)| w.start);
-    Window {
-        start: comparison
-            .map_or(first, |c| c.start.min(first))
-            .min(window.start),
-        end: window.end,
-    }
+    window.history_span(MONTHS, comparison)
 }
 
 /// The trend of `window` from rows loaded over (at least) [`span`].
@@ -83,7 +73,7 @@ fn point_empty(month: String, w: Window, window: &Window) -> Month {
     Month {
         month,
         in_window: w.overlaps(window),
-        partial: w.end == window.end && w.end.date_naive().succ_opt().map(|d| d.day()) != Some(1),
+        partial: w.cut_short_by(window),
         window: w,
         conversations: None,
         p50_resp: None,

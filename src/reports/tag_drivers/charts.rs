@@ -8,8 +8,11 @@ use charming::series::Bar;
 use charming::Chart;
 use serde_json::json;
 
+use super::comparison::{Month, Trend};
 use super::metrics::TagDrivers;
-use crate::render::charts::{bar_end_label, bar_point, num1, percent_axis, title, ChartSpec};
+use crate::render::charts::{
+    bar_end_label, bar_point, month_panels, num1, percent_axis, title, ChartSpec, MonthPanel,
+};
 use crate::render::format::Strings;
 
 /// Horizontal bars of shares (fractions), one per row, labelled in percent.
@@ -209,6 +212,70 @@ pub fn charts(r: &TagDrivers, min_pp: f64, s: &Strings) -> Vec<ChartSpec> {
         });
     }
     out
+}
+
+/// The trend's topics month by month, one panel per topic with both groups' shares,
+/// the window's months shaded; none with fewer than two months of numbers.
+pub fn trend_chart(t: &Trend, s: &Strings) -> Option<ChartSpec> {
+    let with_numbers = t
+        .months
+        .iter()
+        .filter(|m| m.conversations.iter().any(Option::is_some))
+        .count();
+    if with_numbers < 2 {
+        return None;
+    }
+    let labels: Vec<String> = t.months.iter().map(|m| m.month.clone()).collect();
+    let groups = [s.get("groups.at_risk"), s.get("groups.expansion")];
+    let panels = t
+        .topics
+        .iter()
+        .enumerate()
+        .map(|(i, tag)| MonthPanel {
+            title: s.topic(tag),
+            percent: true,
+            series: vec![
+                (
+                    groups[0].clone(),
+                    AT_RISK_COLOR,
+                    t.months.iter().map(|m| m.at_risk[i]).collect(),
+                ),
+                (
+                    groups[1].clone(),
+                    EXPANSION_COLOR,
+                    t.months.iter().map(|m| m.expansion[i]).collect(),
+                ),
+            ],
+        })
+        .collect();
+    let inside: Vec<&Month> = t.months.iter().filter(|m| m.in_window).collect();
+    let marked = inside
+        .first()
+        .zip(inside.last())
+        .map(|(a, b)| (a.month.clone(), b.month.clone()));
+    let (chart, height) = month_panels(
+        s.get("charts.trend"),
+        &labels,
+        marked,
+        s.get("charts.trend_window"),
+        panels,
+    );
+    let last = t.months.last()?;
+    let first = t.months.first()?;
+    Some(ChartSpec {
+        id: "trend",
+        height: Some(height),
+        chart,
+        takeaway: Some(json!({
+            "id": "trend",
+            "numbers": { "months": t.months.len(), "topics": t.topics.len() },
+            "slices": {
+                "first": first.month,
+                "last": last.month,
+                "partial_to": last.partial.then(|| last.window.end.format("%Y-%m-%d").to_string()),
+            },
+        })),
+    })
 }
 
 fn num2(v: Option<f64>) -> charming::datatype::CompositeValue {

@@ -2,6 +2,7 @@
 //! companies talk to support about, compared with companies targeted for expansion.
 
 pub mod charts;
+pub mod comparison;
 pub mod findings;
 pub mod load;
 pub mod metrics;
@@ -13,11 +14,13 @@ use serde_json::{json, Value};
 
 use super::{
     parse_option, Computed, CsvFile, OptionSpec, Options, Plan, Report, ReportError, Request,
-    WINDOW_OPTION,
+    COMPARE_OPTION, WINDOW_OPTION,
 };
+use crate::intercom::window::Compare;
 use crate::render::charts::ChartSpec;
 use crate::render::narrative::Narrative;
 use crate::render::templates::Language;
+use crate::reports::comparison::{signed_change, Comparison, Direction, Unit};
 use crate::source::{Database, RowsRead, TableNeed};
 use metrics::TagDrivers;
 
@@ -35,7 +38,13 @@ const OPTIONS: &[OptionSpec] = &[
         about: "share difference, in percentage points, that makes a topic over-represented",
         default: "3",
     },
+    COMPARE_OPTION,
 ];
+
+/// Option `compare`.
+fn compare_option(options: &Options) -> Result<Compare, ReportError> {
+    parse_option(NAME, OPTIONS, options, "compare", str::parse)
+}
 
 /// Option `min_pp`: percentage points between 0 and 100.
 fn min_pp(options: &Options) -> Result<f64, ReportError> {
@@ -63,7 +72,9 @@ impl Report for TagDriversReport {
     }
 
     fn check_options(&self, options: &Options) -> Vec<(String, String)> {
-        super::option_problems(min_pp(options))
+        let mut problems = super::option_problems(min_pp(options));
+        problems.extend(super::option_problems(compare_option(options)));
+        problems
     }
 
     fn needs(&self, _db: &Database, _req: &Request<'_>) -> Result<Vec<TableNeed>, ReportError> {
@@ -77,6 +88,7 @@ impl Report for TagDriversReport {
         reference: DateTime<Utc>,
     ) -> Result<Plan, ReportError> {
         let min_pp = min_pp(req.options)?;
+        let compare = compare_option(req.options)?;
         let (window, after) = super::conversation_window(db, req, reference)?;
         let mut plan = Plan {
             period: window.period(),
@@ -84,11 +96,13 @@ impl Report for TagDriversReport {
             parameters: vec![
                 ("window".into(), req.window.to_string()),
                 ("min_pp".into(), min_pp.to_string()),
+                ("compare".into(), compare.to_string()),
                 ("source_timezone".into(), req.source_tz.name().to_owned()),
             ],
             manifest_parameters: json!({
                 "window": req.window.to_string(),
                 "min_pp": min_pp,
+                "compare": compare,
                 "source_timezone": req.source_tz.name(),
             })
             .as_object()
@@ -127,10 +141,33 @@ impl Report for TagDriversReport {
                 "unparseable timestamps (counted in the data-quality appendix)"
             );
         }
+        // The comparison window and the trend's months from one more load over the
+        // months before the window: each is the same metrics on its own window.
+        let compare = compare_option(req.options)?;
+        let before = window.comparison(&req.window, compare);
+        let t = Instant::now();
+        let span = window.history_span(comparison::MONTHS, before.as_ref());
+        let history = load::load(db, req.source_tz, span, req.mapping)?;
+        let (previous, compared) = match before.map(|b| (b, metrics::compute(&history, b))) {
+            None => (None, None),
+            Some((_, Ok(p))) => {
+                let c = comparison::compare(&numbers, &p, compare);
+                (Some(p), Some(c))
+            }
+            Some((b, Err(e))) => (
+                None,
+                Some(crate::reports::comparison::empty(compare, b, e.to_string())),
+            ),
+        };
+        let trend = comparison::trend(&history, &numbers);
+        timings.push(("history", t.elapsed()));
         Ok(Box::new(Run {
             numbers,
             min_pp: min_pp(req.options)?,
             rows_read: loaded.rows_read,
+            comparison: compared,
+            previous,
+            trend,
         }))
     }
 }
@@ -140,12 +177,24 @@ pub struct Run {
     pub numbers: TagDrivers,
     pub min_pp: f64,
     pub rows_read: RowsRead,
+    /// What changed since the comparison period (`compare`).
+    pub comparison: Option<Comparison>,
+    /// The numbers of the comparison window (the tables print each change).
+    pub previous: Option<TagDrivers>,
+    /// The topics' shares month by month.
+    pub trend: Option<comparison::Trend>,
 }
 
 impl Computed for Run {
     fn summary(&self) -> Value {
         let mut v = serde_json::to_value(&self.numbers).unwrap_or(Value::Null);
         v["min_pp"] = json!(self.min_pp);
+        if let Some(c) = &self.comparison {
+            v["comparison"] = json!(c);
+        }
+        if let Some(t) = &self.trend {
+            v["trend"] = json!(t);
+        }
         v
     }
 
@@ -196,20 +245,41 @@ impl Computed for Run {
                     .collect(),
             },
         ]
+        .into_iter()
+        .chain(
+            self.comparison
+                .as_ref()
+                .map(crate::reports::comparison::csv),
+        )
+        .collect()
     }
 
     fn story(&self) -> Narrative {
-        let findings = findings::findings(&self.numbers, self.min_pp);
+        let mut findings = findings::findings(&self.numbers, self.min_pp);
         let recommendations = findings::recommendations(&self.numbers, &findings);
+        let mut analysis = vec![findings::stake(&self.numbers)];
+        if let Some(c) = &self.comparison {
+            // The change since the comparison period leads page 1, whatever it is.
+            if let Some(lead) = crate::reports::comparison::headline(c) {
+                findings.insert(0, lead);
+            }
+            analysis.extend(crate::reports::comparison::section(c));
+        }
         Narrative {
             findings,
             recommendations,
-            analysis: vec![findings::stake(&self.numbers)],
+            analysis,
         }
     }
 
     fn charts(&self, language: &Language) -> Vec<ChartSpec> {
-        charts::charts(&self.numbers, self.min_pp, &language.strings)
+        let mut out = charts::charts(&self.numbers, self.min_pp, &language.strings);
+        out.extend(
+            self.trend
+                .as_ref()
+                .and_then(|t| charts::trend_chart(t, &language.strings)),
+        );
+        out
     }
 
     fn layout(&self, language: &Language) -> Value {
@@ -331,6 +401,81 @@ fn layout(run: &Run, lang: &Language) -> Value {
             &|v| signed(v, f.points(v)),
         ),
     ];
+    // With comparison numbers: each group's share of a topic then, under its value.
+    let compared = run
+        .comparison
+        .as_ref()
+        .filter(|c| c.empty_reason.is_none() && run.previous.is_some());
+    let delta = |value: String, group: &str, tag: &str, now: f64| -> String {
+        let (Some(c), Some(p)) = (compared, run.previous.as_ref()) else {
+            return value;
+        };
+        let g = usize::from(group == metrics::EXPANSION);
+        let n = p.groups[g].conversations;
+        if n == 0 {
+            return value;
+        }
+        let then = comparison::tag_count(p, group, tag) as f64 / n as f64;
+        let arrow = c
+            .changes
+            .iter()
+            .find(|x| {
+                x.metric == "topic_share" && x.slice == group && x.item.as_deref() == Some(tag)
+            })
+            .map_or("", |x| match x.direction {
+                Direction::Rise => " ▲",
+                Direction::Fall => " ▼",
+                _ => "",
+            });
+        format!(
+            "{value}\n{}{arrow}",
+            signed_change(f, Unit::Rate, now, then)
+        )
+    };
+    let changes = compared.map(|c| {
+        let show = |unit: Unit, v: Option<f64>| match (unit, v) {
+            (_, None) => "—".to_owned(),
+            (Unit::Rate, Some(v)) => f.percent(v),
+            (Unit::Minutes, Some(v)) => f.minutes(v),
+            (Unit::Count, Some(v)) => f.count(v),
+        };
+        let rows: Vec<Vec<String>> = c
+            .changes
+            .iter()
+            .map(|x| {
+                vec![
+                    s.get(&format!("groups.{}", x.slice)),
+                    match &x.item {
+                        Some(tag) => lang.strings.topic(tag),
+                        None => s.get(&format!("change.metric_{}", x.metric)),
+                    },
+                    show(x.unit, x.previous),
+                    show(x.unit, x.current),
+                    match (x.current, x.previous) {
+                        (Some(a), Some(b)) => signed_change(f, x.unit, a, b),
+                        _ => "—".to_owned(),
+                    },
+                    s.get(&format!(
+                        "change.reading_{}",
+                        crate::reports::comparison::reading(x.direction)
+                    )),
+                ]
+            })
+            .collect();
+        json!({
+            "header": [
+                s.get("change.group"),
+                s.get("change.metric"),
+                s.get("change.then"),
+                s.get("change.now"),
+                s.get("change.change"),
+                s.get("change.reading"),
+            ],
+            "rows": rows,
+            "intro": s.get("change.table_intro"),
+            "cells_note": s.get("change.cells_note").replace("{period}", &c.period.replace('_', " – ")),
+        })
+    });
     let verdicts = findings::topic_verdicts(r);
     let top: Vec<Vec<String>> = r
         .top
@@ -346,8 +491,18 @@ fn layout(run: &Run, lang: &Language) -> Value {
             );
             vec![
                 lang.strings.topic(&t.tag),
-                f.percent(t.at_risk_share),
-                f.percent(t.expansion_share),
+                delta(
+                    f.percent(t.at_risk_share),
+                    metrics::AT_RISK,
+                    &t.tag,
+                    t.at_risk_share,
+                ),
+                delta(
+                    f.percent(t.expansion_share),
+                    metrics::EXPANSION,
+                    &t.tag,
+                    t.expansion_share,
+                ),
                 signed(gap, f.points(gap)),
                 s.get(if verdict.holds() && t.difference_pp.abs() >= run.min_pp {
                     "topics.holds"
@@ -392,6 +547,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
     json!({
         "scope": { "rows": scope, "definitions": s.list("scope.definitions") },
         "groups": groups,
+        "changes": changes,
         "top": { "rows": top, "muted": notable },
         "tags": { "at_risk": per_group(metrics::AT_RISK), "expansion": per_group(metrics::EXPANSION) },
         "quality": {

@@ -1,0 +1,357 @@
+//! What a report's edition says about the period it compares itself with (`compare`
+//! option): both values of each compared number, the change, and whether it holds
+//! under the claims rules (a rise or a fall only then, otherwise "no clear change",
+//! the false discovery rate controlled over every change of the run); the records
+//! the narrative prints from them and `comparison.csv`. A report computes its own
+//! numbers on the comparison window and builds the [`Change`]s.
+
+use serde::Serialize;
+
+use crate::intercom::window::{Compare, Window};
+use crate::render::narrative::Finding;
+use crate::reports::{cell, CsvFile};
+use crate::stats::claims::{benjamini_hochberg, printed_difference, FDR_Q};
+
+/// The comparison of a run, as summary.json carries it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Comparison {
+    pub basis: Compare,
+    pub window: Window,
+    pub period: String,
+    /// Why there are no numbers for the comparison window, when there are none.
+    pub empty_reason: Option<String>,
+    pub changes: Vec<Change>,
+}
+
+/// How a number is compared and printed.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// A rate (0–1); its change in percentage points.
+    Rate,
+    Minutes,
+    Count,
+}
+
+/// What a change allows a report to say.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Rise,
+    Fall,
+    NoClearChange,
+    /// One of the two values does not exist.
+    NotComparable,
+    /// Printed for reference (a median), not tested.
+    NotTested,
+}
+
+/// One metric of one slice in both windows.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Change {
+    pub metric: &'static str,
+    /// `overall`, a segment or a group.
+    pub slice: String,
+    /// What within the slice, where a metric has many (a topic tag).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
+    pub unit: Unit,
+    pub current: Option<f64>,
+    pub previous: Option<f64>,
+    /// current − previous, in percentage points for rates.
+    pub change: Option<f64>,
+    /// What each value rests on: k of n for rates (k effective for retention), the
+    /// sample for means, the count itself for counts.
+    pub current_k: Option<f64>,
+    pub current_n: f64,
+    pub previous_k: Option<f64>,
+    pub previous_n: f64,
+    pub p: Option<f64>,
+    pub direction: Direction,
+}
+
+impl Change {
+    /// A change of `metric` in `slice`, not yet tested (`NotComparable` until a test
+    /// is set): the change is current − previous, in percentage points for rates.
+    pub fn new(
+        metric: &'static str,
+        slice: &str,
+        unit: Unit,
+        current: Option<f64>,
+        previous: Option<f64>,
+    ) -> Self {
+        Self {
+            metric,
+            slice: slice.to_owned(),
+            item: None,
+            unit,
+            current,
+            previous,
+            change: match (current, previous) {
+                (Some(x), Some(y)) if unit == Unit::Rate => Some((x - y) * 100.0),
+                (Some(x), Some(y)) => Some(x - y),
+                _ => None,
+            },
+            current_k: None,
+            current_n: 0.0,
+            previous_k: None,
+            previous_n: 0.0,
+            p: None,
+            direction: Direction::NotComparable,
+        }
+    }
+}
+
+/// Decides each tested change over the whole family (Benjamini–Hochberg at
+/// [`FDR_Q`]): a rise or a fall where it holds, else no clear change.
+pub fn decide(changes: &mut [Change]) {
+    let tested: Vec<usize> = changes
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.p.is_some())
+        .map(|(i, _)| i)
+        .collect();
+    let p: Vec<f64> = tested.iter().filter_map(|&i| changes[i].p).collect();
+    let keep = benjamini_hochberg(&p, FDR_Q);
+    for (&i, holds) in tested.iter().zip(keep) {
+        let c = &mut changes[i];
+        c.direction = match (holds, c.change) {
+            (true, Some(d)) if d > 0.0 => Direction::Rise,
+            (true, Some(d)) if d < 0.0 => Direction::Fall,
+            _ => Direction::NoClearChange,
+        };
+    }
+}
+
+/// `comparison.csv`: one row per metric and slice, both periods and the change (the
+/// spec's panel CSVs keep their columns).
+pub fn csv(c: &Comparison) -> CsvFile {
+    fn json(v: &impl Serialize) -> String {
+        serde_json::to_value(v)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+    CsvFile {
+        name: "comparison.csv",
+        header: vec![
+            "comparison_period",
+            "slice",
+            "metric",
+            "item",
+            "unit",
+            "current",
+            "previous",
+            "change",
+            "current_k",
+            "current_n",
+            "previous_k",
+            "previous_n",
+            "p",
+            "direction",
+        ],
+        rows: c
+            .changes
+            .iter()
+            .map(|x| {
+                vec![
+                    c.period.clone(),
+                    x.slice.clone(),
+                    x.metric.to_owned(),
+                    x.item.clone().unwrap_or_default(),
+                    json(&x.unit),
+                    cell(x.current),
+                    cell(x.previous),
+                    cell(x.change),
+                    cell(x.current_k),
+                    cell(Some(x.current_n)),
+                    cell(x.previous_k),
+                    cell(Some(x.previous_n)),
+                    cell(x.p),
+                    json(&x.direction),
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// `current − previous` as printed from the printed values: `+1.2 pp`, `−3.0 min`.
+pub fn signed_change(
+    f: &crate::render::format::NumberFormat,
+    unit: Unit,
+    current: f64,
+    previous: f64,
+) -> String {
+    let (scale, decimals) = match unit {
+        Unit::Rate => (100.0, 1),
+        Unit::Minutes => (1.0, 1),
+        Unit::Count => (1.0, 0),
+    };
+    let d = printed_difference(current, previous, scale, decimals);
+    let sign = if d > 0.0 {
+        "+"
+    } else if d < 0.0 {
+        "−"
+    } else {
+        "±"
+    };
+    let size = match unit {
+        Unit::Rate => f.points(d.abs()),
+        Unit::Minutes => f.minutes(d.abs()),
+        Unit::Count => f.count(d.abs()),
+    };
+    format!("{sign}{size}")
+}
+
+/// The key of a change's reading in the language's strings (`change.reading_<key>`).
+pub fn reading(d: Direction) -> &'static str {
+    match d {
+        Direction::Rise => "rise",
+        Direction::Fall => "fall",
+        Direction::NoClearChange => "no_clear_change",
+        Direction::NotTested => "not_tested",
+        Direction::NotComparable => "not_comparable",
+    }
+}
+
+/// A comparison window without numbers.
+pub fn empty(basis: Compare, window: Window, reason: String) -> Comparison {
+    Comparison {
+        basis,
+        period: window.period(),
+        window,
+        empty_reason: Some(reason),
+        changes: Vec::new(),
+    }
+}
+
+/// Changes that hold, most certain first (smallest p), then the largest relative
+/// change: how the report ranks them.
+pub fn holding(c: &Comparison) -> Vec<&Change> {
+    let mut v: Vec<&Change> = c
+        .changes
+        .iter()
+        .filter(|x| matches!(x.direction, Direction::Rise | Direction::Fall))
+        .collect();
+    let relative = |x: &Change| match (x.change, x.previous) {
+        (Some(d), Some(p)) if p != 0.0 && x.unit != Unit::Rate => (d / p).abs(),
+        (Some(d), Some(p)) if p != 0.0 => (d / 100.0 / p).abs(),
+        _ => 0.0,
+    };
+    v.sort_by(|a, b| {
+        a.p.unwrap_or(1.0)
+            .total_cmp(&b.p.unwrap_or(1.0))
+            .then(relative(b).total_cmp(&relative(a)))
+    });
+    v
+}
+
+/// A change as a narrative record: the two values, the change as the reader can
+/// check it from the printed values, the counts, the slice.
+pub fn record(id: &'static str, x: &Change) -> Finding {
+    let mut f = Finding::new(id, 0);
+    f.keys.insert("metric", x.metric);
+    f.keys.insert(
+        "unit",
+        match x.unit {
+            Unit::Rate => "rate",
+            Unit::Minutes => "minutes",
+            Unit::Count => "count",
+        },
+    );
+    f.keys.insert(
+        "direction",
+        match x.direction {
+            Direction::Rise => "rise",
+            Direction::Fall => "fall",
+            _ => "none",
+        },
+    );
+    if x.slice != "overall" {
+        f.slices
+            .insert("segment", serde_json::Value::from(x.slice.clone()));
+    }
+    if let Some(item) = &x.item {
+        f.slices
+            .insert("topic", serde_json::Value::from(item.clone()));
+    }
+    if let (Some(now), Some(before)) = (x.current, x.previous) {
+        f.numbers.insert("current", now);
+        f.numbers.insert("previous", before);
+        let (scale, decimals) = match x.unit {
+            Unit::Rate => (100.0, 1),
+            Unit::Minutes => (1.0, 1),
+            Unit::Count => (1.0, 0),
+        };
+        f.numbers.insert(
+            "change",
+            printed_difference(now, before, scale, decimals).abs(),
+        );
+    }
+    f.numbers.insert("current_n", x.current_n);
+    f.numbers.insert("previous_n", x.previous_n);
+    if let Some(k) = x.current_k {
+        f.numbers.insert("current_k", k);
+    }
+    if let Some(k) = x.previous_k {
+        f.numbers.insert("previous_k", k);
+    }
+    f
+}
+
+/// Page 1's change headline: the change that holds most surely, or that nothing
+/// changed beyond chance; none without comparison numbers.
+pub fn headline(c: &Comparison) -> Option<Finding> {
+    if c.empty_reason.is_some() {
+        return None;
+    }
+    let mut f = match holding(c).first() {
+        Some(x) => record("period_change", x),
+        None => {
+            let mut f = Finding::new("period_change", 0);
+            f.keys.insert("direction", "none");
+            f
+        }
+    };
+    f.slices
+        .insert("period", serde_json::Value::from(c.period.clone()));
+    f.numbers.insert("holding", holding(c).len() as f64);
+    Some(f)
+}
+
+/// The "What changed" section: each change that holds (at most eight), or that
+/// nothing did, or why there is nothing to compare with.
+pub fn section(c: &Comparison) -> Vec<Finding> {
+    let tag = |mut f: Finding| {
+        f.keys.insert("section", "change");
+        f.slices
+            .insert("period", serde_json::Value::from(c.period.clone()));
+        f.lead = false;
+        f
+    };
+    if let Some(why) = &c.empty_reason {
+        let mut f = Finding::new("change_empty", 0);
+        f.keys.insert(
+            "why",
+            if why.starts_with("no conversations") {
+                "no_conversations"
+            } else {
+                "no_paying"
+            },
+        );
+        return vec![tag(f)];
+    }
+    let held = holding(c);
+    if held.is_empty() {
+        let mut f = Finding::new("change_quiet", 0);
+        f.numbers.insert(
+            "tested",
+            c.changes.iter().filter(|x| x.p.is_some()).count() as f64,
+        );
+        return vec![tag(f)];
+    }
+    held.into_iter()
+        .take(8)
+        .map(|x| tag(record("change", x)))
+        .collect()
+}

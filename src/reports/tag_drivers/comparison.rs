@@ -1,0 +1,201 @@
+//! tag-drivers against its comparison period and month by month: the same metrics on
+//! the comparison window and on each of the last twelve months, from one load of the
+//! months before the window. Per group (at-risk, expansion) the comparison sets the
+//! group's conversations (exact test over the two windows' lengths), the share of
+//! each topic of either period's top lists, the share rated 1–2 and the reopen rate
+//! (two-proportion tests) against the earlier period; what holds is decided over all
+//! of them at once ([`crate::reports::comparison`]).
+
+use serde::Serialize;
+
+use super::load::TagDriversData;
+use super::metrics::{self, GroupStats, TagDrivers, AT_RISK, EXPANSION};
+use crate::intercom::window::{Compare, Window};
+use crate::reports::comparison::{decide, Change, Comparison, Direction, Unit};
+use crate::reports::MetricsError;
+use crate::stats::claims::{count_rate_p, two_proportion_p, Proportion};
+
+/// The groups compared, in order (the metrics' `groups` order).
+pub const GROUPS: [&str; 2] = [AT_RISK, EXPANSION];
+
+/// How many months a trend covers at most.
+pub const MONTHS: u32 = 12;
+
+/// Topics drawn month by month: those leaning most to each group in the window.
+const TREND_TOPICS_PER_SIDE: usize = 2;
+
+/// Conversations of `group` carrying `tag` (0 when the tag was not raised).
+pub fn tag_count(r: &TagDrivers, group: &str, tag: &str) -> usize {
+    r.shares
+        .iter()
+        .find(|s| s.group == group && s.tag == tag)
+        .map_or(0, |s| s.conversations)
+}
+
+/// Sets `current` against `previous` (the same report on the comparison window).
+pub fn compare(current: &TagDrivers, previous: &TagDrivers, basis: Compare) -> Comparison {
+    let days = |w: &Window| (w.end - w.start).num_seconds() as f64 / 86_400.0;
+    let (t1, t0) = (days(&current.window), days(&previous.window));
+    let mut tags: Vec<&str> = current
+        .top
+        .iter()
+        .chain(&previous.top)
+        .map(|t| t.tag.as_str())
+        .collect();
+    tags.sort_unstable();
+    tags.dedup();
+    let mut changes = Vec::new();
+    for (g, group) in GROUPS.into_iter().enumerate() {
+        let (a, b) = (&current.groups[g], &previous.groups[g]);
+        let mut c = Change::new(
+            "conversations",
+            group,
+            Unit::Count,
+            Some(a.conversations as f64),
+            Some(b.conversations as f64),
+        );
+        c.current_n = a.conversations as f64;
+        c.previous_n = b.conversations as f64;
+        c.p = Some(count_rate_p(a.conversations, t1, b.conversations, t0));
+        c.direction = Direction::NoClearChange;
+        changes.push(c);
+        for tag in &tags {
+            let (k1, k0) = (
+                tag_count(current, group, tag),
+                tag_count(previous, group, tag),
+            );
+            let mut c = rate_change(
+                "topic_share",
+                group,
+                Proportion::new(k1, a.conversations),
+                Proportion::new(k0, b.conversations),
+            );
+            c.item = Some((*tag).to_owned());
+            changes.push(c);
+        }
+        let rated = |s: &GroupStats| Proportion::new(s.rated_le2, s.rated);
+        changes.push(rate_change("share_rated_le2", group, rated(a), rated(b)));
+        let reopened = |s: &GroupStats| Proportion::new(s.samples.reopened, s.samples.with_metrics);
+        changes.push(rate_change("reopen_rate", group, reopened(a), reopened(b)));
+    }
+    decide(&mut changes);
+    Comparison {
+        basis,
+        window: previous.window,
+        period: previous.window.period(),
+        empty_reason: None,
+        changes,
+    }
+}
+
+/// A rate in both periods with its counts, tested when both exist.
+fn rate_change(
+    metric: &'static str,
+    group: &str,
+    now: Option<Proportion>,
+    then: Option<Proportion>,
+) -> Change {
+    let mut c = Change::new(
+        metric,
+        group,
+        Unit::Rate,
+        now.map(|p| p.rate()),
+        then.map(|p| p.rate()),
+    );
+    if let Some(x) = now {
+        c.current_k = Some(x.k);
+        c.current_n = x.n;
+    }
+    if let Some(y) = then {
+        c.previous_k = Some(y.k);
+        c.previous_n = y.n;
+    }
+    if let (Some(x), Some(y)) = (now, then) {
+        c.p = Some(two_proportion_p(x, y));
+        c.direction = Direction::NoClearChange;
+    }
+    c
+}
+
+/// The topics' shares per group, month by month.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Trend {
+    /// The topics drawn, in the window's order (most at-risk first).
+    pub topics: Vec<String>,
+    pub months: Vec<Month>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Month {
+    /// `YYYY-MM`.
+    pub month: String,
+    pub window: Window,
+    pub in_window: bool,
+    pub partial: bool,
+    /// Each group's conversations that month (the shares' denominators).
+    pub conversations: [Option<usize>; 2],
+    /// Per topic (in `topics` order): the share in each group, empty where the group
+    /// has no conversation that month.
+    pub at_risk: Vec<Option<f64>>,
+    pub expansion: Vec<Option<f64>>,
+    pub empty_reason: Option<String>,
+}
+
+/// The trend of `current`'s window from rows loaded over (at least) the history
+/// span; none when the window has no topic to draw.
+pub fn trend(data: &TagDriversData, current: &TagDrivers) -> Option<Trend> {
+    let window = current.window;
+    let mut topics: Vec<String> = Vec::new();
+    for t in current.top.iter().take(TREND_TOPICS_PER_SIDE).chain(
+        current
+            .top
+            .iter()
+            .rev()
+            .take(TREND_TOPICS_PER_SIDE)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev(),
+    ) {
+        if !topics.contains(&t.tag) {
+            topics.push(t.tag.clone());
+        }
+    }
+    if topics.is_empty() {
+        return None;
+    }
+    let mut months: Vec<Month> = Vec::new();
+    for (label, w) in window.months_up_to_end(MONTHS) {
+        let mut m = Month {
+            month: label,
+            window: w,
+            in_window: w.overlaps(&window),
+            partial: w.cut_short_by(&window),
+            conversations: [None, None],
+            at_risk: vec![None; topics.len()],
+            expansion: vec![None; topics.len()],
+            empty_reason: None,
+        };
+        match metrics::compute(data, w) {
+            Ok(r) => {
+                for (g, group) in GROUPS.into_iter().enumerate() {
+                    let n = r.groups[g].conversations;
+                    m.conversations[g] = Some(n);
+                    let shares: Vec<Option<f64>> = topics
+                        .iter()
+                        .map(|t| (n > 0).then(|| tag_count(&r, group, t) as f64 / n as f64))
+                        .collect();
+                    if g == 0 {
+                        m.at_risk = shares;
+                    } else {
+                        m.expansion = shares;
+                    }
+                }
+            }
+            // Months before the data begins are not part of what it covers.
+            Err(MetricsError::EmptyWindow { .. }) if months.is_empty() => continue,
+            Err(e) => m.empty_reason = Some(e.to_string()),
+        }
+        months.push(m);
+    }
+    Some(Trend { topics, months })
+}
