@@ -929,6 +929,104 @@ fn tag_drivers_names_the_planted_topic_change() {
     }
 }
 
+/// customer-segmentation has no history in its tables: its first snapshot says there
+/// is nothing to compare with; the next one compares with it (found among the
+/// report's own outputs), its earlier values those that snapshot printed, and leads
+/// page 1 with the active rate that fell (the events after 2024-05-14 are what the
+/// earlier snapshot lacks).
+#[test]
+fn customer_segmentation_compares_with_its_previous_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let early = demo_copy(
+        dir.path(),
+        "DELETE FROM events WHERE event_time >= '2024-05-15';",
+    );
+    let out = dir.path().join("out");
+    let segmentation = |db: &std::path::Path| {
+        let o = run(&[
+            "run",
+            "customer-segmentation",
+            "--db",
+            db.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    segmentation(&early);
+    let first = out.join("customer-segmentation/asof-2024-05-14");
+    let before = common::json(&first.join("summary.json"));
+    assert!(before["comparison"]["empty_reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("no earlier snapshot"));
+    assert!(!first.join("comparison.csv").exists());
+    let pdf = common::squash(&common::pdf_text(&first.join("report.en.pdf")));
+    assert!(pdf.contains(&common::squash(
+        "There is no earlier snapshot of this report among its outputs to compare with"
+    )));
+
+    segmentation(demo_db());
+    let next = out.join("customer-segmentation/asof-2024-06-14");
+    let summary = common::json(&next.join("summary.json"));
+    let c = &summary["comparison"];
+    assert_eq!(c["basis"], "snapshot");
+    assert_eq!(c["period"], "asof-2024-05-14");
+    let changes = c["changes"].as_array().unwrap();
+    let find = |metric: &str, slice: &str, item: Option<&str>| {
+        changes
+            .iter()
+            .find(|x| x["metric"] == metric && x["slice"] == slice && x["item"].as_str() == item)
+            .unwrap_or_else(|| panic!("{metric} {slice} {item:?}"))
+    };
+    assert_eq!(
+        find("users", "overall", None)["previous"].as_f64(),
+        before["users"].as_f64()
+    );
+    assert_eq!(find("users", "overall", None)["direction"], "not_tested");
+    assert_eq!(
+        find("active_rate", "overall", None)["previous"],
+        before["active_rate"]
+    );
+    let low = find("active_rate", "engagement", Some("low"));
+    let low_then = before["dimensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["dimension"] == "engagement" && r["value"] == "low")
+        .unwrap();
+    assert_eq!(low["previous"], low_then["active_rate"]);
+    assert_eq!(low["direction"], "fall", "{low}");
+    let pct = |v: &Value| format!("{:.1}%", v.as_f64().unwrap() * 100.0);
+    for (lang, said) in [
+        (
+            "en",
+            format!(
+                "The active rate of users with low engagement fell from {} to {}",
+                pct(&low["previous"]),
+                pct(&low["current"])
+            ),
+        ),
+        (
+            "zh",
+            format!(
+                "与 2024-05-14 的快照相比，活跃度为“低”的用户的活跃率由 {} 下降至 {}",
+                pct(&low["previous"]),
+                pct(&low["current"])
+            ),
+        ),
+    ] {
+        let page1 = common::squash(&common::pdf_page_text(
+            &next.join(format!("report.{lang}.pdf")),
+            1,
+        ));
+        assert!(page1.contains(&common::squash(&said)), "{lang}: {page1}");
+    }
+    let (header, rows) = read_csv(&next.join("comparison.csv"));
+    assert!(header.iter().any(|h| h == "item"));
+    assert_eq!(rows.len(), changes.len());
+}
+
 /// Where nothing changed beyond chance (two 61-day windows of the demo), page 1 says
 /// so plainly, in both languages.
 #[test]

@@ -38,6 +38,7 @@ fn computed_on(db_path: &std::path::Path, report: &str, usage: &str) -> Box<dyn 
         tz: Tz::UTC,
         options: &options,
         mapping: &cxreport::run::Mapping::default(),
+        outputs: None,
     };
     let db = cxreport::source::Database::open(&db_path.to_owned().into()).unwrap();
     let reference = cxreport::source::timestamp::parse("2024-07-01 00:00:00", Tz::UTC).unwrap();

@@ -7,16 +7,21 @@
 
 use serde::Serialize;
 
-use crate::intercom::window::{Compare, Window};
+use crate::intercom::window::Window;
 use crate::render::narrative::Finding;
 use crate::reports::{cell, CsvFile};
-use crate::stats::claims::{benjamini_hochberg, printed_difference, FDR_Q};
+use crate::stats::claims::{
+    benjamini_hochberg, printed_difference, two_proportion_p, Proportion, FDR_Q,
+};
 
 /// The comparison of a run, as summary.json carries it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Comparison {
-    pub basis: Compare,
-    pub window: Window,
+    /// `previous`, `shift:<N>m` (the `compare` option) or `snapshot` (an earlier
+    /// output of the same job).
+    pub basis: String,
+    /// The comparison window; none for a snapshot.
+    pub window: Option<Window>,
     pub period: String,
     /// Why there are no numbers for the comparison window, when there are none.
     pub empty_reason: Option<String>,
@@ -31,6 +36,8 @@ pub enum Unit {
     Rate,
     Minutes,
     Count,
+    /// Annual revenue, in dollars.
+    Money,
 }
 
 /// What a change allows a report to say.
@@ -100,6 +107,48 @@ impl Change {
             direction: Direction::NotComparable,
         }
     }
+}
+
+impl Change {
+    /// This rate change with what each value rests on (k of n), tested with the
+    /// two-proportion test when both exist.
+    pub fn with_counts(mut self, now: Option<Proportion>, then: Option<Proportion>) -> Self {
+        if let Some(x) = now {
+            self.current_k = Some(x.k);
+            self.current_n = x.n;
+        }
+        if let Some(y) = then {
+            self.previous_k = Some(y.k);
+            self.previous_n = y.n;
+        }
+        if let (Some(x), Some(y)) = (now, then) {
+            self.p = Some(two_proportion_p(x, y));
+            self.direction = Direction::NoClearChange;
+        }
+        self
+    }
+}
+
+/// The "What changed" table: `first` names the first column (slice or group), then
+/// the measure, both values, the change and its reading.
+pub fn table(
+    s: &crate::render::format::Strings,
+    first: &str,
+    rows: Vec<Vec<String>>,
+    intro: String,
+) -> serde_json::Value {
+    serde_json::json!({
+        "header": [
+            s.get(first),
+            s.get("change.metric"),
+            s.get("change.then"),
+            s.get("change.now"),
+            s.get("change.change"),
+            s.get("change.reading"),
+        ],
+        "rows": rows,
+        "intro": intro,
+    })
 }
 
 /// Decides each tested change over the whole family (Benjamini–Hochberg at
@@ -185,7 +234,7 @@ pub fn signed_change(
     let (scale, decimals) = match unit {
         Unit::Rate => (100.0, 1),
         Unit::Minutes => (1.0, 1),
-        Unit::Count => (1.0, 0),
+        Unit::Count | Unit::Money => (1.0, 0),
     };
     let d = printed_difference(current, previous, scale, decimals);
     let sign = if d > 0.0 {
@@ -199,8 +248,22 @@ pub fn signed_change(
         Unit::Rate => f.points(d.abs()),
         Unit::Minutes => f.minutes(d.abs()),
         Unit::Count => f.count(d.abs()),
+        Unit::Money => f.money(d.abs()),
     };
     format!("{sign}{size}")
+}
+
+/// A compared value as the tables print it.
+pub fn show(f: &crate::render::format::NumberFormat, unit: Unit, v: Option<f64>) -> String {
+    match v {
+        None => "—".to_owned(),
+        Some(v) => match unit {
+            Unit::Rate => f.percent(v),
+            Unit::Minutes => f.minutes(v),
+            Unit::Count => f.count(v),
+            Unit::Money => f.money(v),
+        },
+    }
 }
 
 /// The key of a change's reading in the language's strings (`change.reading_<key>`).
@@ -214,11 +277,16 @@ pub fn reading(d: Direction) -> &'static str {
     }
 }
 
-/// A comparison window without numbers.
-pub fn empty(basis: Compare, window: Window, reason: String) -> Comparison {
+/// Why a snapshot comparison has no numbers: the reasons' beginnings, which the
+/// section reads.
+pub const NO_SNAPSHOT: &str = "no earlier snapshot";
+pub const UNREADABLE_SNAPSHOT: &str = "unreadable snapshot";
+
+/// A comparison without numbers, and why.
+pub fn empty(basis: String, window: Option<Window>, period: String, reason: String) -> Comparison {
     Comparison {
         basis,
-        period: window.period(),
+        period,
         window,
         empty_reason: Some(reason),
         changes: Vec::new(),
@@ -257,6 +325,7 @@ pub fn record(id: &'static str, x: &Change) -> Finding {
             Unit::Rate => "rate",
             Unit::Minutes => "minutes",
             Unit::Count => "count",
+            Unit::Money => "money",
         },
     );
     f.keys.insert(
@@ -273,7 +342,7 @@ pub fn record(id: &'static str, x: &Change) -> Finding {
     }
     if let Some(item) = &x.item {
         f.slices
-            .insert("topic", serde_json::Value::from(item.clone()));
+            .insert("item", serde_json::Value::from(item.clone()));
     }
     if let (Some(now), Some(before)) = (x.current, x.previous) {
         f.numbers.insert("current", now);
@@ -281,7 +350,7 @@ pub fn record(id: &'static str, x: &Change) -> Finding {
         let (scale, decimals) = match x.unit {
             Unit::Rate => (100.0, 1),
             Unit::Minutes => (1.0, 1),
-            Unit::Count => (1.0, 0),
+            Unit::Count | Unit::Money => (1.0, 0),
         };
         f.numbers.insert(
             "change",
@@ -335,6 +404,10 @@ pub fn section(c: &Comparison) -> Vec<Finding> {
             "why",
             if why.starts_with("no conversations") {
                 "no_conversations"
+            } else if why.starts_with(NO_SNAPSHOT) {
+                "no_snapshot"
+            } else if why.starts_with(UNREADABLE_SNAPSHOT) {
+                "unreadable_snapshot"
             } else {
                 "no_paying"
             },

@@ -69,6 +69,10 @@ pub struct Request<'a> {
     pub options: &'a Options,
     /// What the user's tags and columns mean.
     pub mapping: &'a Mapping,
+    /// The output directory and the job's (or one-off run's) folder in it, where its
+    /// earlier outputs are, one folder per period: a report without history in its
+    /// tables compares with them.
+    pub outputs: Option<(&'a std::path::Path, &'a str)>,
 }
 
 #[derive(Debug, thiserror::Error)]

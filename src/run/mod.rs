@@ -147,6 +147,7 @@ impl RunRequest {
             tz: self.tz,
             options: &self.options,
             mapping: &self.mapping,
+            outputs: Some((&self.out_dir, &self.name)),
         }
     }
 }
@@ -633,6 +634,7 @@ mod tests {
             tz: Tz::UTC,
             options: &options,
             mapping: &crate::intercom::mapping::Mapping::default(),
+            outputs: None,
         };
         let db = Database::open(&db_path.clone().into()).unwrap();
         db.check(report.name(), &report.needs(&db, &req).unwrap())

@@ -401,6 +401,37 @@ pub(crate) fn month_panels(
     (chart, height)
 }
 
+/// A trend chart (id `trend`): [`month_panels`] over `months` (label, whether in
+/// the report's window), the window's months shaded, with the takeaway record every
+/// report's `trend` takeaway reads (`first`, `last`, `partial_to`: the date the last
+/// month is cut at, when it is). `title` and `window_label` are the language's.
+pub(crate) fn trend_spec(
+    title: String,
+    window_label: String,
+    months: &[(String, bool)],
+    partial_to: Option<String>,
+    panels: Vec<MonthPanel>,
+) -> Option<ChartSpec> {
+    let labels: Vec<String> = months.iter().map(|m| m.0.clone()).collect();
+    let inside: Vec<&String> = months.iter().filter(|m| m.1).map(|m| &m.0).collect();
+    let marked = inside
+        .first()
+        .zip(inside.last())
+        .map(|(a, b)| ((*a).clone(), (*b).clone()));
+    let (first, last) = (labels.first()?.clone(), labels.last()?.clone());
+    let (chart, height) = month_panels(title, &labels, marked, window_label, panels);
+    Some(ChartSpec {
+        id: "trend",
+        height: Some(height),
+        chart,
+        takeaway: Some(json!({
+            "id": "trend",
+            "numbers": { "months": labels.len() },
+            "slices": { "first": first, "last": last, "partial_to": partial_to },
+        })),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use super::metrics::{ConversationUsage, SliceRow};
 use super::trend::{Month, Trend};
 use crate::intercom::slices::{SEGMENTS, UNKNOWN};
 use crate::render::charts::{
-    heatmap_cell, heatmap_label, heatmap_scale, month_panels, num1, pct, percent_axis, title,
+    heatmap_cell, heatmap_label, heatmap_scale, num1, pct, percent_axis, title, trend_spec,
     ChartSpec, MonthPanel, GROWTH, NEUTRAL, PALETTE, RISK,
 };
 use crate::render::format::Strings;
@@ -434,7 +434,6 @@ fn trend_chart(t: &Trend, s: &Strings) -> Option<ChartSpec> {
     if with_numbers < 2 {
         return None;
     }
-    let labels: Vec<String> = t.months.iter().map(|m| m.month.clone()).collect();
     let of = |f: fn(&Month) -> Option<f64>| t.months.iter().map(f).collect::<Vec<_>>();
     let mut panels = vec![
         MonthPanel {
@@ -482,34 +481,20 @@ fn trend_chart(t: &Trend, s: &Strings) -> Option<ChartSpec> {
             )],
         });
     }
-    let inside: Vec<&Month> = t.months.iter().filter(|m| m.in_window).collect();
-    let marked = inside
-        .first()
-        .zip(inside.last())
-        .map(|(a, b)| (a.month.clone(), b.month.clone()));
-    let (chart, height) = month_panels(
-        s.get("charts.trend"),
-        &labels,
-        marked,
-        s.get("charts.trend_window"),
-        panels,
-    );
+    let months: Vec<(String, bool)> = t
+        .months
+        .iter()
+        .map(|m| (m.month.clone(), m.in_window))
+        .collect();
     let last = t.months.last()?;
-    let first = t.months.iter().find(|m| m.conversations.is_some())?;
-    Some(ChartSpec {
-        id: "trend",
-        height: Some(height),
-        chart,
-        takeaway: Some(json!({
-            "id": "trend",
-            "numbers": { "months": t.months.len() },
-            "slices": {
-                "first": first.month,
-                "last": last.month,
-                "partial_to": last.partial.then(|| last.window.end.format("%Y-%m-%d").to_string()),
-            },
-        })),
-    })
+    trend_spec(
+        s.get("charts.trend"),
+        s.get("charts.trend_window"),
+        &months,
+        last.partial
+            .then(|| last.window.end.format("%Y-%m-%d").to_string()),
+        panels,
+    )
 }
 
 fn heatmap(h: &HeatmapSpec<'_>, s: &Strings) -> ChartSpec {

@@ -8,7 +8,7 @@ use super::metrics::{ConversationUsage, SliceRow};
 use crate::intercom::window::{Compare, Window};
 use crate::reports::comparison::decide;
 pub use crate::reports::comparison::{Change, Comparison, Direction, Unit};
-use crate::stats::claims::{count_rate_p, two_proportion_p, welch_p, Moments, Proportion};
+use crate::stats::claims::{count_rate_p, welch_p, Moments, Proportion};
 
 /// The metrics compared, per slice, in this order.
 pub const METRICS: [&str; 7] = [
@@ -68,8 +68,8 @@ pub fn compare(
     // One family: every tested change of the run.
     decide(&mut changes);
     Comparison {
-        basis,
-        window: previous.window,
+        basis: basis.to_string(),
+        window: Some(previous.window),
         period: previous.window.period(),
         empty_reason: None,
         changes,
@@ -155,24 +155,11 @@ fn slice_changes(slice: &str, a: &SliceRow, b: Option<&SliceRow>, t1: f64, t0: f
         ),
     ];
     for (metric, proportion, value) in rates {
-        let mut c = change(metric, Unit::Rate, value(a), b.and_then(value));
         let (x, y) = (
             value(a).and(proportion(a)),
             b.and_then(|b| value(b).and(proportion(b))),
         );
-        if let Some(x) = x {
-            c.current_k = Some(x.k);
-            c.current_n = x.n;
-        }
-        if let Some(y) = y {
-            c.previous_k = Some(y.k);
-            c.previous_n = y.n;
-        }
-        if let (Some(x), Some(y)) = (x, y) {
-            c.p = Some(two_proportion_p(x, y));
-            c.direction = Direction::NoClearChange;
-        }
-        out.push(c);
+        out.push(change(metric, Unit::Rate, value(a), b.and_then(value)).with_counts(x, y));
     }
     out
 }

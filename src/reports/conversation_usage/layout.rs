@@ -261,11 +261,7 @@ fn changes(r: &ConversationUsage, lang: &Language) -> Value {
         return Value::Null;
     };
     let (s, f) = (&lang.strings, &lang.format);
-    let show = |unit: Unit, v: f64| match unit {
-        Unit::Rate => f.percent(v),
-        Unit::Minutes => f.minutes(v),
-        Unit::Count => f.count(v),
-    };
+    let show = |unit: Unit, v: f64| crate::reports::comparison::show(f, unit, Some(v));
     let rows: Vec<Vec<String>> = c
         .changes
         .iter()
@@ -291,18 +287,7 @@ fn changes(r: &ConversationUsage, lang: &Language) -> Value {
             ]
         })
         .collect();
-    json!({
-        "header": [
-            s.get("columns.slice"),
-            s.get("change.metric"),
-            s.get("change.then"),
-            s.get("change.now"),
-            s.get("change.change"),
-            s.get("change.reading"),
-        ],
-        "rows": rows,
-        "intro": s.get("change.table_intro"),
-    })
+    crate::reports::comparison::table(s, "columns.slice", rows, s.get("change.table_intro"))
 }
 
 /// What a table cell adds under its value when the run has comparison numbers: the

@@ -282,9 +282,12 @@ impl Report for ConversationUsageReport {
                     report.previous_panels = Some(previous.panels);
                     c
                 }
-                Err(e) => {
-                    crate::reports::comparison::empty(settings.compare, before, e.to_string())
-                }
+                Err(e) => crate::reports::comparison::empty(
+                    settings.compare.to_string(),
+                    Some(before),
+                    before.period(),
+                    e.to_string(),
+                ),
             });
         }
         report.trend = Some(trend::trend(&history, &window, params));

@@ -4,6 +4,7 @@
 //! `users` and `events` tables: its period is the date of the latest event.
 
 pub mod charts;
+pub mod comparison;
 pub mod findings;
 pub mod load;
 pub mod metrics;
@@ -77,7 +78,7 @@ impl Report for CustomerSegmentationReport {
         &self,
         db: &Database,
         req: &Request<'_>,
-        _plan: &Plan,
+        plan: &Plan,
         timings: &mut Vec<(&'static str, Duration)>,
     ) -> Result<Box<dyn Computed>, ReportError> {
         let t = Instant::now();
@@ -99,8 +100,15 @@ impl Report for CustomerSegmentationReport {
                 "unparseable event times (counted in the data-quality appendix)"
             );
         }
+        // Its tables keep no history: the previous snapshot is the job's own output.
+        let earlier = req.outputs.map(|(dir, name)| dir.join(name));
+        let compared = comparison::compare(&numbers, &plan.period, earlier.as_deref());
+        if let (Some(why), Some(dir)) = (&compared.empty_reason, &earlier) {
+            tracing::info!(dir = %dir.display(), "no comparison: {why}");
+        }
         Ok(Box::new(Run {
             numbers,
+            comparison: compared,
             bad_timestamps: bad,
             rows_read: vec![
                 (load::USERS, users.len() as u64),
@@ -112,6 +120,8 @@ impl Report for CustomerSegmentationReport {
 
 pub struct Run {
     pub numbers: Segmentation,
+    /// The previous snapshot set against this one, or why there is none.
+    pub comparison: crate::reports::comparison::Comparison,
     pub bad_timestamps: BadTimestamps,
     pub rows_read: RowsRead,
 }
@@ -120,6 +130,7 @@ impl Computed for Run {
     fn summary(&self) -> Value {
         let mut v = serde_json::to_value(&self.numbers).unwrap_or(Value::Null);
         v["bad_timestamps"] = json!(self.bad_timestamps);
+        v["comparison"] = json!(self.comparison);
         v
     }
 
@@ -187,15 +198,29 @@ impl Computed for Run {
                     .collect(),
             },
         ]
+        .into_iter()
+        .chain(
+            self.comparison
+                .empty_reason
+                .is_none()
+                .then(|| crate::reports::comparison::csv(&self.comparison)),
+        )
+        .collect()
     }
 
     fn story(&self) -> Narrative {
-        let findings = findings::findings(&self.numbers);
+        let mut findings = findings::findings(&self.numbers);
         let recommendations = findings::recommendations(&self.numbers, &findings);
+        // The change since the previous snapshot leads page 1, whatever it is.
+        if let Some(lead) = crate::reports::comparison::headline(&self.comparison) {
+            findings.insert(0, lead);
+        }
+        let mut analysis = vec![findings::stake(&self.numbers)];
+        analysis.extend(crate::reports::comparison::section(&self.comparison));
         Narrative {
             findings,
             recommendations,
-            analysis: vec![findings::stake(&self.numbers)],
+            analysis,
         }
     }
 
@@ -434,7 +459,9 @@ fn layout(run: &Run, lang: &Language) -> Value {
         [s.get("quality.other_plan"), count(plan_users("other"))],
         [s.get("quality.unknown_plan"), count(plan_users("unknown"))],
     ];
+    let changes = changes_table(&run.comparison, lang);
     json!({
+        "changes": changes,
         "scope": { "rows": scope, "definitions": s.list("scope.definitions") },
         "dimensions": dimensions,
         "cross": cross,
@@ -444,4 +471,45 @@ fn layout(run: &Run, lang: &Language) -> Value {
         "paths": { "by_users": by_users, "by_arr": by_arr, "inactive": inactive, "total": count(r.paths.len()) },
         "quality": { "rows": quality, "bad_timestamps": bad, "limitations": s.list("quality.limitations") },
     })
+}
+
+/// Every value set against the previous snapshot, as the "What changed" table prints
+/// it; none without one.
+fn changes_table(c: &crate::reports::comparison::Comparison, lang: &Language) -> Value {
+    use crate::reports::comparison::{reading, show, signed_change};
+    if c.empty_reason.is_some() {
+        return Value::Null;
+    }
+    let (s, f) = (&lang.strings, &lang.format);
+    let rows: Vec<Vec<String>> = c
+        .changes
+        .iter()
+        .map(|x| {
+            vec![
+                match &x.item {
+                    Some(v) => format!(
+                        "{} · {}",
+                        s.get(&format!("dimensions.short_{}", x.slice)),
+                        s.label(&x.slice, v)
+                    ),
+                    None => s.get("change.overall"),
+                },
+                s.get(&format!("change.metric_{}", x.metric)),
+                show(f, x.unit, x.previous),
+                show(f, x.unit, x.current),
+                match (x.current, x.previous) {
+                    (Some(a), Some(b)) => signed_change(f, x.unit, a, b),
+                    _ => "—".to_owned(),
+                },
+                s.get(&format!("change.reading_{}", reading(x.direction))),
+            ]
+        })
+        .collect();
+    crate::reports::comparison::table(
+        s,
+        "change.slice",
+        rows,
+        s.get("change.table_intro")
+            .replace("{period}", c.period.trim_start_matches("asof-")),
+    )
 }

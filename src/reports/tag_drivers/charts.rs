@@ -8,10 +8,10 @@ use charming::series::Bar;
 use charming::Chart;
 use serde_json::json;
 
-use super::comparison::{Month, Trend};
+use super::comparison::Trend;
 use super::metrics::TagDrivers;
 use crate::render::charts::{
-    bar_end_label, bar_point, month_panels, num1, percent_axis, title, ChartSpec, MonthPanel,
+    bar_end_label, bar_point, num1, percent_axis, title, trend_spec, ChartSpec, MonthPanel,
 };
 use crate::render::format::Strings;
 
@@ -225,7 +225,6 @@ pub fn trend_chart(t: &Trend, s: &Strings) -> Option<ChartSpec> {
     if with_numbers < 2 {
         return None;
     }
-    let labels: Vec<String> = t.months.iter().map(|m| m.month.clone()).collect();
     let groups = [s.get("groups.at_risk"), s.get("groups.expansion")];
     let panels = t
         .topics
@@ -248,34 +247,20 @@ pub fn trend_chart(t: &Trend, s: &Strings) -> Option<ChartSpec> {
             ],
         })
         .collect();
-    let inside: Vec<&Month> = t.months.iter().filter(|m| m.in_window).collect();
-    let marked = inside
-        .first()
-        .zip(inside.last())
-        .map(|(a, b)| (a.month.clone(), b.month.clone()));
-    let (chart, height) = month_panels(
-        s.get("charts.trend"),
-        &labels,
-        marked,
-        s.get("charts.trend_window"),
-        panels,
-    );
+    let months: Vec<(String, bool)> = t
+        .months
+        .iter()
+        .map(|m| (m.month.clone(), m.in_window))
+        .collect();
     let last = t.months.last()?;
-    let first = t.months.first()?;
-    Some(ChartSpec {
-        id: "trend",
-        height: Some(height),
-        chart,
-        takeaway: Some(json!({
-            "id": "trend",
-            "numbers": { "months": t.months.len(), "topics": t.topics.len() },
-            "slices": {
-                "first": first.month,
-                "last": last.month,
-                "partial_to": last.partial.then(|| last.window.end.format("%Y-%m-%d").to_string()),
-            },
-        })),
-    })
+    trend_spec(
+        s.get("charts.trend"),
+        s.get("charts.trend_window"),
+        &months,
+        last.partial
+            .then(|| last.window.end.format("%Y-%m-%d").to_string()),
+        panels,
+    )
 }
 
 fn num2(v: Option<f64>) -> charming::datatype::CompositeValue {

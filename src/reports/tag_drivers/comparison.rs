@@ -13,7 +13,7 @@ use super::metrics::{self, GroupStats, TagDrivers, AT_RISK, EXPANSION};
 use crate::intercom::window::{Compare, Window};
 use crate::reports::comparison::{decide, Change, Comparison, Direction, Unit};
 use crate::reports::MetricsError;
-use crate::stats::claims::{count_rate_p, two_proportion_p, Proportion};
+use crate::stats::claims::{count_rate_p, Proportion};
 
 /// The groups compared, in order (the metrics' `groups` order).
 pub const GROUPS: [&str; 2] = [AT_RISK, EXPANSION];
@@ -80,8 +80,8 @@ pub fn compare(current: &TagDrivers, previous: &TagDrivers, basis: Compare) -> C
     }
     decide(&mut changes);
     Comparison {
-        basis,
-        window: previous.window,
+        basis: basis.to_string(),
+        window: Some(previous.window),
         period: previous.window.period(),
         empty_reason: None,
         changes,
@@ -95,26 +95,14 @@ fn rate_change(
     now: Option<Proportion>,
     then: Option<Proportion>,
 ) -> Change {
-    let mut c = Change::new(
+    Change::new(
         metric,
         group,
         Unit::Rate,
         now.map(|p| p.rate()),
         then.map(|p| p.rate()),
-    );
-    if let Some(x) = now {
-        c.current_k = Some(x.k);
-        c.current_n = x.n;
-    }
-    if let Some(y) = then {
-        c.previous_k = Some(y.k);
-        c.previous_n = y.n;
-    }
-    if let (Some(x), Some(y)) = (now, then) {
-        c.p = Some(two_proportion_p(x, y));
-        c.direction = Direction::NoClearChange;
-    }
-    c
+    )
+    .with_counts(now, then)
 }
 
 /// The topics' shares per group, month by month.

@@ -156,7 +156,12 @@ impl Report for TagDriversReport {
             }
             Some((b, Err(e))) => (
                 None,
-                Some(crate::reports::comparison::empty(compare, b, e.to_string())),
+                Some(crate::reports::comparison::empty(
+                    compare.to_string(),
+                    Some(b),
+                    b.period(),
+                    e.to_string(),
+                )),
             ),
         };
         let trend = comparison::trend(&history, &numbers);
@@ -433,12 +438,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
         )
     };
     let changes = compared.map(|c| {
-        let show = |unit: Unit, v: Option<f64>| match (unit, v) {
-            (_, None) => "—".to_owned(),
-            (Unit::Rate, Some(v)) => f.percent(v),
-            (Unit::Minutes, Some(v)) => f.minutes(v),
-            (Unit::Count, Some(v)) => f.count(v),
-        };
+        let show = |unit: Unit, v: Option<f64>| crate::reports::comparison::show(f, unit, v);
         let rows: Vec<Vec<String>> = c
             .changes
             .iter()
@@ -462,19 +462,12 @@ fn layout(run: &Run, lang: &Language) -> Value {
                 ]
             })
             .collect();
-        json!({
-            "header": [
-                s.get("change.group"),
-                s.get("change.metric"),
-                s.get("change.then"),
-                s.get("change.now"),
-                s.get("change.change"),
-                s.get("change.reading"),
-            ],
-            "rows": rows,
-            "intro": s.get("change.table_intro"),
-            "cells_note": s.get("change.cells_note").replace("{period}", &c.period.replace('_', " – ")),
-        })
+        let mut t =
+            crate::reports::comparison::table(s, "change.group", rows, s.get("change.table_intro"));
+        t["cells_note"] = json!(s
+            .get("change.cells_note")
+            .replace("{period}", &c.period.replace('_', " – ")));
+        t
     });
     let verdicts = findings::topic_verdicts(r);
     let top: Vec<Vec<String>> = r
