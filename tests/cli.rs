@@ -782,6 +782,19 @@ fn a_planted_change_is_a_fall_with_its_numbers() {
             pdf.contains('▼'),
             "{lang}: the fall is marked in the tables"
         );
+        // The size table (seat and ARR buckets) carries the changes too.
+        let sizes = if lang == "en" {
+            "By account size"
+        } else {
+            "按客户规模"
+        };
+        let at = pdf
+            .find(&common::squash(sizes))
+            .unwrap_or_else(|| panic!("{lang}: sizes"));
+        assert!(
+            pdf[at..].contains(&common::squash(fell)),
+            "{lang}: the size table's note"
+        );
     }
     run_usage(
         &db,

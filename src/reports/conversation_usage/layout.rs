@@ -240,6 +240,7 @@ pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
                     .replace("{period}", &c.period.replace('_', " – "))
             }),
         "profiles": profiles(r, lang),
+        "sizes": sizes(r, lang),
         "scope": { "rows": scope_rows, "definitions": definitions(s) },
         "panel": { "header": panel_header, "rows": panel_rows, "small": small },
         "correlations": correlations,
@@ -315,6 +316,8 @@ impl<'a> Deltas<'a> {
             &p.segment_seat,
             &p.segment_arr,
             &p.segment,
+            &p.seat_bucket,
+            &p.arr_bucket,
         ]
         .into_iter()
         .flatten()
@@ -457,6 +460,50 @@ fn key_slices(r: &ConversationUsage, lang: &Language) -> Vec<Vec<String>> {
                     rate(conversion(c)),
                     before.and_then(|b| rate(conversion(b))),
                     None,
+                ),
+            ]
+        })
+        .collect()
+}
+
+/// Every seat bucket, then every ARR bucket, across segments: the size tables, each
+/// value with its change since the comparison period under it (not tested one by
+/// one: no arrow).
+fn sizes(r: &ConversationUsage, lang: &Language) -> Vec<Vec<String>> {
+    let (s, f) = (&lang.strings, &lang.format);
+    let usage = r.usage_source;
+    let deltas = Deltas::of(r);
+    let rate = |p: Option<Proportion>| p.map(|p| p.rate());
+    let share = |k: usize, n: usize| {
+        Proportion::new(k, n).map_or_else(|| "—".to_owned(), |p| f.percent(p.rate()))
+    };
+    r.panels
+        .seat_bucket
+        .iter()
+        .chain(&r.panels.arr_bucket)
+        .map(|x| {
+            let before = deltas.before(x);
+            let cell = |value: String, unit: Unit, of: &dyn Fn(&SliceRow) -> Option<f64>| {
+                deltas.cell(f, value, unit, of(x), before.and_then(of), None)
+            };
+            vec![
+                crate::render::format::slice_label(s, &slice_of(x)),
+                cell(f.count(x.companies_total as f64), Unit::Count, &|r| {
+                    Some(r.companies_total as f64)
+                }),
+                cell(f.count(x.conv_cnt as f64), Unit::Count, &|r| {
+                    Some(r.conv_cnt as f64)
+                }),
+                cell(share(x.counts.bot, x.conv_cnt), Unit::Rate, &|r| {
+                    rate(Proportion::new(r.counts.bot, r.conv_cnt))
+                }),
+                cell(k_of_n(f, conversion(x)), Unit::Rate, &|r| {
+                    rate(conversion(r))
+                }),
+                cell(
+                    rate_of_n(f, retention(&[x], usage, true)),
+                    Unit::Rate,
+                    &|r| rate(retention(&[r], usage, true)),
                 ),
             ]
         })
