@@ -1,3 +1,6 @@
+//! Long because every statement of the ledger's tables lives here, beside the tests
+//! that pin what each means; the tables change together.
+//!
 //! The run ledger: a SQLite state database (`<output_dir>/cxreport-state.sqlite`) of
 //! runs keyed by (job, period), deliveries keyed by (job, period, language, recipient)
 //! with deterministic Message-IDs, the messages each edition mailed (so a delivery can
@@ -10,9 +13,6 @@
 //! next process gets (a daemon restarted as PID 1 in a container gets the same one). A
 //! `running` row whose job lock is free belongs to a process that is gone; it is
 //! recovered once, by whoever takes the lock first.
-//!
-//! Long because every statement of the ledger's tables lives here, beside the tests
-//! that pin what each means; the tables change together.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};

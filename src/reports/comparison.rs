@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use crate::intercom::window::Window;
+use crate::intercom::window::{Compare, Window};
 use crate::render::narrative::Finding;
 use crate::reports::{cell, CsvFile};
 use crate::stats::claims::{
@@ -26,6 +26,19 @@ pub struct Comparison {
     /// Why there are no numbers for the comparison window, when there are none.
     pub empty_reason: Option<String>,
     pub changes: Vec<Change>,
+}
+
+impl Comparison {
+    /// The comparison with a window (`compare`), its changes decided.
+    pub fn of_window(basis: Compare, window: Window, changes: Vec<Change>) -> Self {
+        Self {
+            basis: basis.to_string(),
+            period: window.period(),
+            window: Some(window),
+            empty_reason: None,
+            changes,
+        }
+    }
 }
 
 /// How a number is compared and printed.

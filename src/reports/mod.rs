@@ -15,6 +15,7 @@ pub mod comparison;
 pub mod conversation_usage;
 pub mod customer_segmentation;
 pub mod tag_drivers;
+pub mod trend;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

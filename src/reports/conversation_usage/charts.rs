@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::metrics::{ConversationUsage, SliceRow};
-use super::trend::{Month, Trend};
+use super::trend::{Point, Trend};
 use crate::intercom::slices::{SEGMENTS, UNKNOWN};
 use crate::render::charts::{
-    heatmap_cell, heatmap_label, heatmap_scale, num1, pct, percent_axis, title, trend_spec,
-    ChartSpec, MonthPanel, GROWTH, NEUTRAL, PALETTE, RISK,
+    heatmap_cell, heatmap_label, heatmap_scale, num1, pct, percent_axis, title, ChartSpec,
+    MonthPanel, GROWTH, NEUTRAL, PALETTE, RISK,
 };
 use crate::render::format::Strings;
 
@@ -429,12 +429,13 @@ fn trend_chart(t: &Trend, s: &Strings) -> Option<ChartSpec> {
     let with_numbers = t
         .months
         .iter()
-        .filter(|m| m.conversations.is_some())
+        .filter(|m| m.values.conversations.is_some())
         .count();
     if with_numbers < 2 {
         return None;
     }
-    let of = |f: fn(&Month) -> Option<f64>| t.months.iter().map(f).collect::<Vec<_>>();
+    let of =
+        |f: fn(&Point) -> Option<f64>| t.months.iter().map(|m| f(&m.values)).collect::<Vec<_>>();
     let mut panels = vec![
         MonthPanel {
             title: s.get("charts.trend_conversations"),
@@ -456,7 +457,7 @@ fn trend_chart(t: &Trend, s: &Strings) -> Option<ChartSpec> {
         PALETTE[1],
         of(|m| m.bot_first_resp_share),
     )];
-    if t.months.iter().any(|m| m.weekly_retention.is_some()) {
+    if t.months.iter().any(|m| m.values.weekly_retention.is_some()) {
         rates.push((s.get("charts.weekly"), GROWTH, of(|m| m.weekly_retention)));
     }
     let rates_title = rates
@@ -470,7 +471,10 @@ fn trend_chart(t: &Trend, s: &Strings) -> Option<ChartSpec> {
         series: rates,
     });
     // Conversion on its own axis: a few per cent beside retention would read as zero.
-    if t.months.iter().any(|m| m.conv_to_feature_rate.is_some()) {
+    if t.months
+        .iter()
+        .any(|m| m.values.conv_to_feature_rate.is_some())
+    {
         panels.push(MonthPanel {
             title: format!("{} (%)", s.get("charts.conversion")),
             percent: true,
@@ -481,18 +485,10 @@ fn trend_chart(t: &Trend, s: &Strings) -> Option<ChartSpec> {
             )],
         });
     }
-    let months: Vec<(String, bool)> = t
-        .months
-        .iter()
-        .map(|m| (m.month.clone(), m.in_window))
-        .collect();
-    let last = t.months.last()?;
-    trend_spec(
+    crate::reports::trend::chart(
         s.get("charts.trend"),
         s.get("charts.trend_window"),
-        &months,
-        last.partial
-            .then(|| last.window.end.format("%Y-%m-%d").to_string()),
+        &t.months,
         panels,
     )
 }

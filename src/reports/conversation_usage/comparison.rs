@@ -67,13 +67,7 @@ pub fn compare(
     }
     // One family: every tested change of the run.
     decide(&mut changes);
-    Comparison {
-        basis: basis.to_string(),
-        window: Some(previous.window),
-        period: previous.window.period(),
-        empty_reason: None,
-        changes,
-    }
+    Comparison::of_window(basis, previous.window, changes)
 }
 
 fn slice_changes(slice: &str, a: &SliceRow, b: Option<&SliceRow>, t1: f64, t0: f64) -> Vec<Change> {

@@ -273,7 +273,7 @@ impl Report for ConversationUsageReport {
         // its numbers are what a run on that window prints.
         let before = window.comparison(&req.window, settings.compare);
         let t = Instant::now();
-        let span = trend::span(&window, before.as_ref());
+        let span = window.history_span(crate::reports::trend::MONTHS, before.as_ref());
         let history = load::load_conversation_usage(db, req.source_tz, tables, span, req.mapping)?;
         if let Some(before) = before {
             report.comparison = Some(match metrics::compute(&history, before, params) {

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::comparison::Trend;
 use super::metrics::TagDrivers;
 use crate::render::charts::{
-    bar_end_label, bar_point, num1, percent_axis, title, trend_spec, ChartSpec, MonthPanel,
+    bar_end_label, bar_point, num1, percent_axis, title, ChartSpec, MonthPanel,
 };
 use crate::render::format::Strings;
 
@@ -220,7 +220,7 @@ pub fn trend_chart(t: &Trend, s: &Strings) -> Option<ChartSpec> {
     let with_numbers = t
         .months
         .iter()
-        .filter(|m| m.conversations.iter().any(Option::is_some))
+        .filter(|m| m.values.conversations.iter().any(Option::is_some))
         .count();
     if with_numbers < 2 {
         return None;
@@ -237,28 +237,20 @@ pub fn trend_chart(t: &Trend, s: &Strings) -> Option<ChartSpec> {
                 (
                     groups[0].clone(),
                     AT_RISK_COLOR,
-                    t.months.iter().map(|m| m.at_risk[i]).collect(),
+                    t.months.iter().map(|m| m.values.at_risk[i]).collect(),
                 ),
                 (
                     groups[1].clone(),
                     EXPANSION_COLOR,
-                    t.months.iter().map(|m| m.expansion[i]).collect(),
+                    t.months.iter().map(|m| m.values.expansion[i]).collect(),
                 ),
             ],
         })
         .collect();
-    let months: Vec<(String, bool)> = t
-        .months
-        .iter()
-        .map(|m| (m.month.clone(), m.in_window))
-        .collect();
-    let last = t.months.last()?;
-    trend_spec(
+    crate::reports::trend::chart(
         s.get("charts.trend"),
         s.get("charts.trend_window"),
-        &months,
-        last.partial
-            .then(|| last.window.end.format("%Y-%m-%d").to_string()),
+        &t.months,
         panels,
     )
 }

@@ -12,14 +12,11 @@ use super::load::TagDriversData;
 use super::metrics::{self, GroupStats, TagDrivers, AT_RISK, EXPANSION};
 use crate::intercom::window::{Compare, Window};
 use crate::reports::comparison::{decide, Change, Comparison, Direction, Unit};
-use crate::reports::MetricsError;
+use crate::reports::trend::{months, Month};
 use crate::stats::claims::{count_rate_p, Proportion};
 
 /// The groups compared, in order (the metrics' `groups` order).
 pub const GROUPS: [&str; 2] = [AT_RISK, EXPANSION];
-
-/// How many months a trend covers at most.
-pub const MONTHS: u32 = 12;
 
 /// Topics drawn month by month: those leaning most to each group in the window.
 const TREND_TOPICS_PER_SIDE: usize = 2;
@@ -79,13 +76,7 @@ pub fn compare(current: &TagDrivers, previous: &TagDrivers, basis: Compare) -> C
         changes.push(rate_change("reopen_rate", group, reopened(a), reopened(b)));
     }
     decide(&mut changes);
-    Comparison {
-        basis: basis.to_string(),
-        window: Some(previous.window),
-        period: previous.window.period(),
-        empty_reason: None,
-        changes,
-    }
+    Comparison::of_window(basis, previous.window, changes)
 }
 
 /// A rate in both periods with its counts, tested when both exist.
@@ -110,23 +101,18 @@ fn rate_change(
 pub struct Trend {
     /// The topics drawn, in the window's order (most at-risk first).
     pub topics: Vec<String>,
-    pub months: Vec<Month>,
+    pub months: Vec<Month<Shares>>,
 }
 
+/// One month's shares (all empty when the month has no numbers).
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Month {
-    /// `YYYY-MM`.
-    pub month: String,
-    pub window: Window,
-    pub in_window: bool,
-    pub partial: bool,
+pub struct Shares {
     /// Each group's conversations that month (the shares' denominators).
     pub conversations: [Option<usize>; 2],
     /// Per topic (in `topics` order): the share in each group, empty where the group
     /// has no conversation that month.
     pub at_risk: Vec<Option<f64>>,
     pub expansion: Vec<Option<f64>>,
-    pub empty_reason: Option<String>,
 }
 
 /// The trend of `current`'s window from rows loaded over (at least) the history
@@ -151,39 +137,28 @@ pub fn trend(data: &TagDriversData, current: &TagDrivers) -> Option<Trend> {
     if topics.is_empty() {
         return None;
     }
-    let mut months: Vec<Month> = Vec::new();
-    for (label, w) in window.months_up_to_end(MONTHS) {
-        let mut m = Month {
-            month: label,
-            window: w,
-            in_window: w.overlaps(&window),
-            partial: w.cut_short_by(&window),
-            conversations: [None, None],
-            at_risk: vec![None; topics.len()],
-            expansion: vec![None; topics.len()],
-            empty_reason: None,
-        };
-        match metrics::compute(data, w) {
-            Ok(r) => {
-                for (g, group) in GROUPS.into_iter().enumerate() {
-                    let n = r.groups[g].conversations;
-                    m.conversations[g] = Some(n);
-                    let shares: Vec<Option<f64>> = topics
-                        .iter()
-                        .map(|t| (n > 0).then(|| tag_count(&r, group, t) as f64 / n as f64))
-                        .collect();
-                    if g == 0 {
-                        m.at_risk = shares;
-                    } else {
-                        m.expansion = shares;
-                    }
-                }
-            }
-            // Months before the data begins are not part of what it covers.
-            Err(MetricsError::EmptyWindow { .. }) if months.is_empty() => continue,
-            Err(e) => m.empty_reason = Some(e.to_string()),
-        }
-        months.push(m);
-    }
+    let empty = || Shares {
+        conversations: [None, None],
+        at_risk: vec![None; topics.len()],
+        expansion: vec![None; topics.len()],
+    };
+    let months = months(&window, empty, |w| {
+        let r = metrics::compute(data, w)?;
+        let [at_risk, expansion] = GROUPS.map(|group| {
+            let n = r.groups[usize::from(group == EXPANSION)].conversations;
+            topics
+                .iter()
+                .map(|t| (n > 0).then(|| tag_count(&r, group, t) as f64 / n as f64))
+                .collect::<Vec<_>>()
+        });
+        Ok(Shares {
+            conversations: [
+                Some(r.groups[0].conversations),
+                Some(r.groups[1].conversations),
+            ],
+            at_risk,
+            expansion,
+        })
+    });
     Some(Trend { topics, months })
 }

@@ -146,7 +146,7 @@ impl Report for TagDriversReport {
         let compare = compare_option(req.options)?;
         let before = window.comparison(&req.window, compare);
         let t = Instant::now();
-        let span = window.history_span(comparison::MONTHS, before.as_ref());
+        let span = window.history_span(crate::reports::trend::MONTHS, before.as_ref());
         let history = load::load(db, req.source_tz, span, req.mapping)?;
         let (previous, compared) = match before.map(|b| (b, metrics::compute(&history, b))) {
             None => (None, None),
