@@ -102,6 +102,10 @@ enum Command {
     },
     /// List the report kinds and their options.
     Reports,
+    /// The process one run's work happens in (started by cxreport itself; the
+    /// request comes on standard input).
+    #[command(hide = true, name = "run-worker")]
+    RunWorker,
     /// Benchmark helper: read the columns a report reads once, keeping nothing.
     #[command(hide = true)]
     ScanFloor {
@@ -234,6 +238,15 @@ pub fn main() -> ExitCode {
         .subcommand_matches("run")
         .map(report_options)
         .unwrap_or_default();
+    if matches!(cli.command, Command::RunWorker) {
+        return ExitCode::from(crate::run::worker::serve());
+    }
+    // Each run's work in a process of its own: a template or data that aborts a
+    // process (a stack overflow) or outlasts the time limit ends that run only.
+    match std::env::current_exe() {
+        Ok(exe) => crate::run::worker::isolate_runs_in(exe),
+        Err(e) => tracing::warn!("runs stay in this process (its executable cannot be found: {e})"),
+    }
     match dispatch(cli.command, options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
@@ -283,6 +296,7 @@ fn dispatch(cmd: Command, options: reports::Options) -> Result<(), Failure> {
         }
         Command::History { config, job } => jobs::history(&config, job.as_deref()),
         Command::ScanFloor { db, usage_source } => demo::scan_floor(&location(&db)?, &usage_source),
+        Command::RunWorker => Ok(()),
         Command::Reports => {
             for report in reports::ALL {
                 println!("{}\n    {}", report.name(), report.about());

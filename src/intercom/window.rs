@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowSpec {
@@ -69,6 +69,21 @@ impl FromStr for WindowSpec {
     }
 }
 
+// As written (`rolling:6m`): a run's request crosses to its worker process as JSON.
+impl Serialize for WindowSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for WindowSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for WindowSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -80,7 +95,7 @@ impl fmt::Display for WindowSpec {
 }
 
 /// An inclusive UTC interval `[start, end]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Window {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,

@@ -95,7 +95,7 @@ pub fn deliver(
     // The comparison period a fired watch rule names: the whole summary serialized
     // once, and only when one fired.
     let compared_with = if out.watch.iter().any(|w| w.fired) {
-        outcome.computed.summary()["comparison"]["period"].clone()
+        outcome.comparison_period.clone()
     } else {
         serde_json::Value::Null
     };
@@ -498,7 +498,7 @@ fn email_content(
     if attached {
         attachments.push((file, "application/pdf".to_owned(), path));
     }
-    if let Some(name) = outcome.main_csv.filter(|_| smtp.attach_csv) {
+    if let Some(name) = outcome.main_csv.as_deref().filter(|_| smtp.attach_csv) {
         attachments.push((
             name.to_owned(),
             "text/csv".to_owned(),

@@ -8,6 +8,7 @@ pub mod charts;
 pub mod format;
 pub mod narrative;
 pub mod pdf;
+pub mod template_guard;
 pub mod templates;
 
 use std::path::PathBuf;

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use super::format::{register_filters, NumberFormat, Strings};
+use super::template_guard;
 pub use super::NarrativeError;
 
 /// Templates compiled into the binary, by path under `templates/`: build.rs lists
@@ -48,7 +49,7 @@ const LANGUAGE_FILES: [&str; 9] = [
 ];
 
 /// Where templates come from: an optional user directory over the embedded set.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Templates {
     pub override_dir: Option<PathBuf>,
 }
@@ -177,14 +178,16 @@ impl Templates {
         let strings = Strings::new(table, path);
         let format = NumberFormat::from_strings(&strings)?;
         let mut tera = sandboxed_tera();
+        let mut paths = std::collections::BTreeMap::new();
         for file in &LANGUAGE_FILES[1..] {
             let (text, path) = self.language_file(report, lang, file)?;
-            tera.add_raw_template(file, &text)
-                .map_err(|e| NarrativeError::Template {
-                    path,
-                    message: tera_message(&e),
-                })?;
+            add_guarded(&mut tera, file, &text, &path)?;
+            paths.insert((*file).to_owned(), path);
         }
+        template_guard::check_recursion(&tera, &paths).map_err(|e| NarrativeError::Template {
+            path: format!("{report}/{lang}"),
+            message: e.to_string(),
+        })?;
         register_filters(&mut tera, &format, &strings);
         Ok(Language {
             code: lang.to_owned(),
@@ -255,12 +258,39 @@ pub fn owner_alert(templates: &Templates, value: &Value) -> Result<String, Narra
     ctx.insert("a", value);
     let mut tera = sandboxed_tera();
     tera.autoescape_on(Vec::new());
-    tera.add_raw_template("owner_alert.tera", &text)
-        .and_then(|()| tera.render("owner_alert.tera", &ctx))
+    add_guarded(&mut tera, "owner_alert.tera", &text, &path)?;
+    let paths = std::collections::BTreeMap::from([("owner_alert.tera".to_owned(), path.clone())]);
+    template_guard::check_recursion(&tera, &paths).map_err(|e| NarrativeError::Template {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    tera.render("owner_alert.tera", &ctx)
         .map_err(|e| NarrativeError::Template {
             path,
             message: tera_message(&e),
         })
+}
+
+/// Adds a template after [`template_guard::check_text`]: Tera's parser recurses per
+/// nesting level, so text that nests without end would overflow the stack.
+fn add_guarded(
+    tera: &mut tera::Tera,
+    name: &str,
+    text: &str,
+    path: &str,
+) -> Result<(), NarrativeError> {
+    let refused = |message: String| NarrativeError::Template {
+        path: path.to_owned(),
+        message,
+    };
+    template_guard::check_text(text).map_err(|e| refused(e.to_string()))?;
+    tera.add_raw_template(name, text)
+        .map_err(|e| refused(tera_message(&e)))
+}
+
+/// The built-in template files, by path under `templates/`.
+pub fn embedded() -> &'static [(&'static str, &'static str)] {
+    EMBEDDED
 }
 
 /// A Tera without access to the process: templates can be a user's overrides, and
@@ -276,6 +306,7 @@ fn sandboxed_tera() -> tera::Tera {
             ))
         },
     );
+    tera.register_function("range", template_guard::bounded_range);
     tera
 }
 

@@ -120,6 +120,16 @@ pub enum MetricsError {
         report: &'static str,
         cause: &'static str,
     },
+    /// Every conversation lies outside the P1–P99 bounds: with a handful of
+    /// conversations the trimming leaves none (two values are both outside the
+    /// percentiles between them).
+    #[error(
+        "report {report}: all {conversations} conversations in the window fall outside the P1–P99 bounds of first-response time and duration (too few conversations to describe)"
+    )]
+    NothingKept {
+        report: &'static str,
+        conversations: usize,
+    },
 }
 
 impl MetricsError {

@@ -97,10 +97,12 @@ pub fn render(
     let report = run.report;
     let mut timings = EditionTimings::default();
     let started = std::time::Instant::now();
+    super::worker::stage(&format!("the narrative ({lang}, Tera templates)"));
     let language = templates.language_with(report, lang, &computed.variants())?;
     let text = sentences(story, &language)?;
     timings.narrative = started.elapsed();
     let started = std::time::Instant::now();
+    super::worker::stage(&format!("the charts ({lang})"));
 
     let specs = computed.charts(&language);
     let mut rendered = Vec::with_capacity(specs.len());
@@ -137,6 +139,7 @@ pub fn render(
     for c in &rendered {
         files.push((format!("charts/{}.svg", c.id), c.svg.clone().into_bytes()));
     }
+    super::worker::stage(&format!("the PDF layout ({lang}, Typst)"));
     let (pdf, t) = pdf::render_timed(&pdf::Document {
         template_name,
         template: template.into_owned(),

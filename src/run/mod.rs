@@ -7,26 +7,27 @@
 pub mod edition;
 pub mod output;
 pub mod watch;
+pub mod worker;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::clock::Clock;
 pub use crate::intercom::mapping::Mapping;
 use crate::intercom::window::{Window, WindowSpec};
-use crate::render::narrative::Narrative;
 use crate::render::templates::{NarrativeError, Templates};
-use crate::reports::{self, Computed, Options, Plan, Report, ReportError, Request};
+use crate::reports::{self, Options, Plan, Report, ReportError, Request};
 pub use crate::source::Location;
 use crate::source::{DataError, Database};
 use edition::{EditionError, Provenance, RunInfo};
 use output::{OutputError, StagedDir};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRequest {
     pub report: String,
     pub db: Location,
@@ -40,8 +41,10 @@ pub struct RunRequest {
     /// Job name, or the report name for one-off runs.
     pub name: String,
     /// Timezone of naive timestamps in the database.
+    #[serde(with = "tz_name")]
     pub source_tz: Tz,
     /// Timezone in which calendar windows are cut (the job's).
+    #[serde(with = "tz_name")]
     pub tz: Tz,
     /// Language editions to write (`report.<lang>.pdf`); empty: CSV/JSON only.
     pub langs: Vec<String>,
@@ -72,6 +75,24 @@ pub enum RunError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Worker(#[from] worker::WorkerError),
+}
+
+/// A timezone as its IANA name (the request crosses to a worker as JSON).
+mod tz_name {
+    use chrono_tz::Tz;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(tz.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Tz, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse()
+            .map_err(|_| serde::de::Error::custom(format!("unknown timezone `{name}`")))
+    }
 }
 
 impl RunError {
@@ -83,22 +104,26 @@ impl RunError {
             Self::Data(e) => matches!(e, DataError::Open { .. } | DataError::Schema { .. }),
             Self::Report(e) => e.is_usage(),
             Self::Edition(EditionError::Narrative(_)) => true,
+            Self::Worker(e) => e.is_usage(),
             _ => false,
         }
     }
 }
 
+/// What a run wrote and what a job needs of it (it crosses back from a worker
+/// process as JSON).
+#[derive(Debug, Serialize, Deserialize)]
 pub struct RunOutcome {
     pub dir: PathBuf,
     pub period: String,
     /// The window, for reports that cut one.
     pub window: Option<Window>,
-    pub computed: Box<dyn Computed>,
-    pub narrative: Narrative,
+    /// The period the run compared itself with, as summary.json has it (null when none).
+    pub comparison_period: Value,
     /// What each edition printed that an email repeats, by language.
     pub editions: Vec<EditionText>,
     /// The CSV file an email may attach (the report's first).
-    pub main_csv: Option<&'static str>,
+    pub main_csv: Option<String>,
     /// The PDF files written, by language.
     pub pdfs: Vec<(String, PathBuf)>,
     /// The watch rules as the run judged them.
@@ -106,7 +131,7 @@ pub struct RunOutcome {
 }
 
 /// The sentences of one edition, as printed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EditionText {
     pub lang: String,
     pub period_label: String,
@@ -120,16 +145,6 @@ impl RunOutcome {
     /// The edition of `lang`, when one was written.
     pub fn edition(&self, lang: &str) -> Option<&EditionText> {
         self.editions.iter().find(|e| e.lang == lang)
-    }
-}
-
-impl std::fmt::Debug for RunOutcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunOutcome")
-            .field("dir", &self.dir)
-            .field("period", &self.period)
-            .field("pdfs", &self.pdfs)
-            .finish_non_exhaustive()
     }
 }
 
@@ -167,7 +182,7 @@ pub fn prepare(req: &RunRequest, clock: &dyn Clock) -> Result<Prepared, RunError
     let report = report_of(req)?;
     check_request(report, req)?;
     let reference = clock.now();
-    let deadline = req.time_limit.map(crate::clock::Deadline::after);
+    let deadline = worker::deadline(req.time_limit);
     let mut db = Database::open(&req.db)?;
     if let Some(d) = deadline {
         db.set_deadline(d)?;
@@ -226,8 +241,27 @@ pub fn run(req: &RunRequest, clock: &dyn Clock) -> Result<RunOutcome, RunError> 
     execute(prepare(req, clock)?, req)
 }
 
-/// Runs a prepared plan: loads, computes, renders and writes the outputs.
+/// Runs a prepared plan: loads, computes, renders and writes the outputs, in a worker
+/// process when runs are isolated ([`worker::isolate_runs_in`]).
 pub fn execute(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunError> {
+    let Some(exe) = worker::executable() else {
+        return execute_here(prepared, req);
+    };
+    let Prepared {
+        db,
+        reference,
+        deadline,
+        plan,
+        ..
+    } = prepared;
+    // The worker opens the database itself.
+    drop(db);
+    let remaining = deadline.map(|d| (d.at.saturating_duration_since(Instant::now()), d.budget));
+    worker::execute_in_worker(exe, req, reference, &plan.period, remaining)
+}
+
+/// [`execute`] in this process.
+fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunError> {
     let Prepared {
         report,
         db,
@@ -240,8 +274,10 @@ pub fn execute(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunEr
     let engine_warmup = (!req.langs.is_empty())
         .then(|| std::thread::spawn(|| crate::render::charts::engine().map(|e| e.startup)));
     tracing::info!(report = report.name(), period = %plan.period, "resolved what the run covers");
+    worker::stage("load and metrics");
     let computed = report.compute(&db, &req.report_request(), &plan, &mut timings)?;
 
+    worker::stage("findings");
     let t = Instant::now();
     let story = computed.story();
     timings.push(("findings", t.elapsed()));
@@ -268,6 +304,7 @@ pub fn execute(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunEr
         m.insert("watch".into(), json!(watch));
     }
     staged.write_json("summary.json", &summary)?;
+    let comparison_period = summary["comparison"]["period"].clone();
     timings.push(("write_data", t.elapsed()));
 
     let (mut manifest, provenance) = manifest(req, &db, &plan, computed.rows_read(), reference)?;
@@ -284,6 +321,7 @@ pub fn execute(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunEr
     info.watch = &fired;
     // Editions render in parallel: Typst compiles on every core while the chart
     // engine serves both.
+    worker::stage("the editions (narrative, charts, Typst)");
     let t = Instant::now();
     let editions: Vec<Result<edition::Edition, EditionError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = req
@@ -341,10 +379,9 @@ pub fn execute(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunEr
         dir,
         period: plan.period,
         window: plan.window,
-        computed,
-        narrative: story,
+        comparison_period,
         editions: texts,
-        main_csv: csv_files.first().map(|f| f.name),
+        main_csv: csv_files.first().map(|f| f.name.to_owned()),
         pdfs,
         watch,
     })
@@ -502,8 +539,9 @@ mod tests {
     use super::*;
     use crate::render::charts::ChartSpec;
     use crate::render::narrative::Finding;
+    use crate::render::narrative::Narrative;
     use crate::render::templates::Language;
-    use crate::reports::{CsvFile, OptionSpec};
+    use crate::reports::{Computed, CsvFile, OptionSpec};
     use crate::source::TableNeed;
 
     struct Skeleton;

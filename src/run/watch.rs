@@ -4,12 +4,12 @@
 //! comparison tests, the change holds (a rise or a fall under the claims rules); a
 //! median is judged on its threshold alone, and says so.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A watch rule: a change of `metric` in `slice` by at least `threshold` in a
 /// direction (percentage points for rates, minutes, counts).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WatchRule {
     pub name: String,
     pub metric: String,
@@ -20,7 +20,7 @@ pub struct WatchRule {
 }
 
 /// What one rule found.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WatchResult {
     pub rule: String,
     pub metric: String,

@@ -55,7 +55,7 @@ const PG_COLUMN_STATS: &str = "SELECT c.reltuples::float8, s.n_distinct::float8 
      WHERE c.oid = to_regclass(quote_ident($1))";
 
 /// Where the tables are: a SQLite file or a PostgreSQL database.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Location {
     Sqlite(PathBuf),
     Postgres(PgLocation),

@@ -27,7 +27,7 @@ const SQL_SEARCH_PATH: &str = "SELECT set_config('search_path', $1, false)";
 const SQL_SCHEMA_EXISTS: &str = "SELECT count(*) FROM pg_namespace WHERE nspname = $1";
 
 /// A PostgreSQL database as the user names it, without a password.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PgLocation {
     /// The URL as given (it cannot carry a password: see [`PgLocation::parse`]).
     pub url: String,

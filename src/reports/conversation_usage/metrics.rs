@@ -645,6 +645,12 @@ pub fn compute(
         _ => true,
     };
     kept.retain(|k| inside(k.resp(), &resp_bounds) && inside(k.duration(), &dur_bounds));
+    if kept.is_empty() {
+        return Err(MetricsError::NothingKept {
+            report: super::NAME,
+            conversations: scoped_len,
+        });
+    }
 
     // Company aggregates.
     let mut agg = Aggregates::of(&kept, companies.len());

@@ -520,6 +520,26 @@ fn empty_window_is_a_clean_error() {
 }
 
 #[test]
+fn a_trim_that_leaves_nothing_is_a_clean_error() {
+    // Two responses, 1 and 9 min: P1 = 1.08 and P99 = 8.92 (type 7), so both lie
+    // outside and the trim keeps no conversation. This was a panic ("a non-empty
+    // kept set has an overall row") in every trend month of data starting with a
+    // trickle.
+    let mut f = Fixture::new();
+    f.company("a", "A", 100.0, Some(10), "");
+    f.conv("A", "2024-06-10 12:00:00", None, Some(1.0));
+    f.conv("A", "2024-06-11 12:00:00", None, Some(9.0));
+    match f.run("rolling:1m", UsageDefinitions::Proxy) {
+        Err(MetricsError::NothingKept { conversations, .. }) => assert_eq!(conversations, 2),
+        other => panic!("{other:?}"),
+    }
+    // Three values keep the middle one: the report is computed.
+    f.conv("A", "2024-06-12 12:00:00", None, Some(5.0));
+    let out = f.run("rolling:1m", UsageDefinitions::Proxy).unwrap();
+    assert_eq!(out.panels.overall.conv_cnt, 1);
+}
+
+#[test]
 fn a_company_name_with_a_comma_maps_its_conversations() {
     let mut f = Fixture::new();
     f.company("a", "Acme, Inc.", 100.0, Some(10), "")
