@@ -429,3 +429,53 @@ fn a_trend_month_the_trim_empties_is_empty_with_its_reason() {
         assert!(reason.contains("outside the P1–P99 bounds"), "{jan}");
     }
 }
+
+/// An email template override that would loop for hours: rendered in a worker, it
+/// is stopped at the rendering limit and the run fails saying so. Before, it held the
+/// job's process (the daemon's worker thread) forever.
+#[test]
+fn a_runaway_email_template_is_stopped_and_fails_the_run() {
+    let looping = "{% for a in range(end=10000) %}{% for b in range(end=10000) %}{% for c in range(end=10000) %}{% endfor %}{% endfor %}{% endfor %}";
+    let dir = templates(&[("conversation-usage/en/email.txt.tera", looping)]);
+    let cfg = dir.path().join("schedules.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[defaults]\ndatabase = \"{}\"\ntemplates = \"{}\"\noutput_dir = \"out\"\n[smtp]\nhost = \"127.0.0.1\"\nfrom = \"r@example.com\"\n[[job]]\nname = \"m\"\ncron = \"0 8 1 * *\"\n[job.recipients]\nen = [\"a@example.com\"]\n",
+            demo_db().display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let outbox = dir.path().join("outbox");
+    let started = Instant::now();
+    let mut child = bin()
+        .args([
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--job",
+            "m",
+            "--as-of",
+            "2024-07-01T08:00:00Z",
+            "--outbox",
+            outbox.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the run to end", 180, || {
+        child.try_wait().unwrap().is_some()
+    });
+    let took = started.elapsed();
+    let o = child.wait_with_output().unwrap();
+    eprintln!("a runaway email template ended the run after {took:?}");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("time limit of 30 s during the templates of conversation-usage/en"),
+        "{t}"
+    );
+    assert!(!outbox.exists() || std::fs::read_dir(&outbox).unwrap().count() == 0);
+}

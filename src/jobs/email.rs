@@ -505,10 +505,25 @@ fn email_content(
             outcome.dir.join(name),
         ));
     }
+    // The templates can be overrides: rendered where a runaway one ends only itself.
+    let mut texts = crate::run::worker::render_texts(
+        templates,
+        &job.report,
+        lang,
+        "e",
+        e,
+        &[
+            ("email_subject.tera", true),
+            ("email.txt.tera", false),
+            ("email.html", false),
+        ],
+    )?
+    .into_iter();
+    let mut next = || texts.next().unwrap_or_default();
     Ok(EditionMail {
-        subject: language.render("email_subject.tera", "e", e)?,
-        text: language.render_raw("email.txt.tera", "e", e)?,
-        html: language.render_raw("email.html", "e", e)?,
+        subject: next(),
+        text: next(),
+        html: next(),
         attachments,
         outbox_name: format!("{}_{}", job.name, outcome.period),
     })
@@ -609,7 +624,7 @@ fn compose_alert(
         "host": std::env::var("HOSTNAME").unwrap_or_default(),
         "log": log.iter().rev().take(20).rev().collect::<Vec<_>>(),
     });
-    let text = match templates::owner_alert(&config.templates(), &value) {
+    let text = match crate::run::worker::owner_alert(&config.templates(), &value) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(job = %job.name, "cannot write the owner alert: {e}");

@@ -33,4 +33,8 @@ pub enum NarrativeError {
     Template { path: String, message: String },
     #[error("strings file {path}: {message}")]
     Strings { path: String, message: String },
+    /// Rendering in a worker process failed, or the worker did not answer (its message
+    /// says which, with the template's path).
+    #[error("{0}")]
+    Worker(String),
 }

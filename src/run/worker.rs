@@ -19,7 +19,7 @@
 //! when the caller is gone (so no orphan writes a report after a recovery started).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -27,9 +27,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::{RunError, RunOutcome, RunRequest};
 use crate::clock::FixedClock;
+use crate::render::templates::{self, NarrativeError, Templates};
 
 /// The hidden command that runs a worker.
 pub const COMMAND: &str = "run-worker";
@@ -81,22 +83,42 @@ pub fn stage(name: &str) {
 
 /// What the caller hands a worker.
 #[derive(Serialize, Deserialize)]
-struct Task {
-    request: RunRequest,
-    /// The run's reference time (the caller's clock when it planned).
-    reference: DateTime<Utc>,
-    /// The period the caller planned: the worker must plan the same.
-    period: String,
-    /// How much of the run's time limit is left for the worker.
-    remaining: Option<Duration>,
+enum Task {
+    /// A planned run.
+    Run {
+        request: Box<RunRequest>,
+        /// The run's reference time (the caller's clock when it planned).
+        reference: DateTime<Utc>,
+        /// The period the caller planned: the worker must plan the same.
+        period: String,
+        /// How much of the run's time limit is left for the worker.
+        remaining: Option<Duration>,
+    },
+    /// Templates of one language of a report rendered with `value` bound as `name`
+    /// (an edition's emails); `joined`: lines joined as sentences are.
+    Render {
+        templates: Templates,
+        report: String,
+        lang: String,
+        name: String,
+        value: Value,
+        items: Vec<(String, bool)>,
+    },
+    /// The owners' alert.
+    OwnerAlert { templates: Templates, value: Value },
 }
 
 /// What a worker answers.
 #[derive(Serialize, Deserialize)]
 enum Reply {
     Done(Box<RunOutcome>),
+    Texts(Vec<String>),
     Failed { message: String, usage: bool },
 }
+
+/// How long rendering an email or an alert may take: the built-in ones take
+/// milliseconds.
+const RENDER_LIMIT: Duration = Duration::from_secs(30);
 
 /// Why a run in a worker did not come back with an outcome.
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +127,7 @@ pub enum WorkerError {
     #[error("{message}")]
     Failed { message: String, usage: bool },
     #[error(
-        "the run was stopped at its time limit of {} s during {stage} (a template override or very large data can make {stage} take that long; raise run_timeout_secs / --timeout-secs or look at the templates)",
+        "stopped at the time limit of {} s during {stage} (a template override or very large data can make {stage} take that long; look at the templates, or raise run_timeout_secs / --timeout-secs)",
         limit.as_secs()
     )]
     TimedOut { limit: Duration, stage: String },
@@ -134,19 +156,108 @@ impl WorkerError {
 /// it when `limit` (what is left of the run's time limit, and the limit as
 /// configured) has passed.
 pub(super) fn execute_in_worker(
-    exe: &std::path::Path,
+    exe: &Path,
     req: &RunRequest,
     reference: DateTime<Utc>,
     period: &str,
     limit: Option<(Duration, Duration)>,
 ) -> Result<RunOutcome, RunError> {
-    let task = Task {
-        request: req.clone(),
+    let task = Task::Run {
+        request: Box::new(req.clone()),
         reference,
         period: period.to_owned(),
         remaining: limit.map(|l| l.0),
     };
-    let input = serde_json::to_vec(&task)
+    match call(exe, &task, limit)? {
+        Reply::Done(outcome) => Ok(*outcome),
+        Reply::Failed { message, usage } => Err(WorkerError::Failed { message, usage }.into()),
+        Reply::Texts(_) => Err(WorkerError::Protocol("it answered texts to a run".into()).into()),
+    }
+}
+
+/// Renders `items` (template file, joined as sentences) of one language of `report`
+/// with `value` bound as `name`: in a worker process when runs are isolated, since
+/// an email template can be a user's override (the caller is the daemon, with other
+/// jobs in flight).
+pub fn render_texts(
+    templates: &Templates,
+    report: &str,
+    lang: &str,
+    name: &str,
+    value: &Value,
+    items: &[(&str, bool)],
+) -> Result<Vec<String>, NarrativeError> {
+    let Some(exe) = executable() else {
+        return render_here(templates, report, lang, name, value, items);
+    };
+    let task = Task::Render {
+        templates: templates.clone(),
+        report: report.to_owned(),
+        lang: lang.to_owned(),
+        name: name.to_owned(),
+        value: value.clone(),
+        items: items.iter().map(|(t, j)| ((*t).to_owned(), *j)).collect(),
+    };
+    texts(call(exe, &task, Some((RENDER_LIMIT, RENDER_LIMIT))))
+}
+
+/// The owners' alert text ([`templates::owner_alert`]), in a worker process when
+/// runs are isolated.
+pub fn owner_alert(templates: &Templates, value: &Value) -> Result<String, NarrativeError> {
+    let Some(exe) = executable() else {
+        return templates::owner_alert(templates, value);
+    };
+    let task = Task::OwnerAlert {
+        templates: templates.clone(),
+        value: value.clone(),
+    };
+    texts(call(exe, &task, Some((RENDER_LIMIT, RENDER_LIMIT))))?
+        .pop()
+        .ok_or_else(|| NarrativeError::Worker("the owner alert came back empty".into()))
+}
+
+fn texts(reply: Result<Reply, WorkerError>) -> Result<Vec<String>, NarrativeError> {
+    match reply {
+        Ok(Reply::Texts(t)) => Ok(t),
+        Ok(Reply::Failed { message, .. }) => Err(NarrativeError::Worker(message)),
+        Ok(Reply::Done(_)) => Err(NarrativeError::Worker(
+            "the worker answered a run to a rendering".into(),
+        )),
+        Err(e) => Err(NarrativeError::Worker(format!(
+            "rendering the templates: {e}"
+        ))),
+    }
+}
+
+fn render_here(
+    templates: &Templates,
+    report: &str,
+    lang: &str,
+    name: &str,
+    value: &Value,
+    items: &[(&str, bool)],
+) -> Result<Vec<String>, NarrativeError> {
+    let language = templates.language(report, lang)?;
+    items
+        .iter()
+        .map(|(template, joined)| {
+            if *joined {
+                language.render(template, name, value)
+            } else {
+                language.render_raw(template, name, value)
+            }
+        })
+        .collect()
+}
+
+/// Hands `task` to a worker process of `exe` and waits for its reply, killing it
+/// when `limit` (what is left, and the limit as configured) has passed.
+fn call(
+    exe: &Path,
+    task: &Task,
+    limit: Option<(Duration, Duration)>,
+) -> Result<Reply, WorkerError> {
+    let input = serde_json::to_vec(task)
         .map_err(|e| WorkerError::Protocol(format!("the request cannot be written: {e}")))?;
     let mut child = Command::new(exe)
         .arg(COMMAND)
@@ -170,7 +281,9 @@ pub(super) fn execute_in_worker(
         if let Err(e) = sent {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(WorkerError::Protocol(format!("handing it the request: {e}")).into());
+            return Err(WorkerError::Protocol(format!(
+                "handing it the request: {e}"
+            )));
         }
     }
     let stage = Arc::new(Mutex::new(String::from("start")));
@@ -203,12 +316,11 @@ pub(super) fn execute_in_worker(
                 let _ = r.join();
             }
             let stage = lock(&stage).clone();
-            tracing::error!(%stage, "run killed at its time limit");
+            tracing::error!(%stage, "worker killed at its time limit");
             return Err(WorkerError::TimedOut {
                 limit: limit.map(|l| l.1).unwrap_or_default(),
                 stage,
-            }
-            .into());
+            });
         }
         std::thread::sleep(Duration::from_millis(10));
     };
@@ -220,13 +332,10 @@ pub(super) fn execute_in_worker(
     let stage = lock(&stage).clone();
     let Some(text) = lock(&reply).take() else {
         let (how, hint) = describe(&status);
-        return Err(WorkerError::Died { how, stage, hint }.into());
+        return Err(WorkerError::Died { how, stage, hint });
     };
-    match serde_json::from_str::<Reply>(&text) {
-        Ok(Reply::Done(outcome)) => Ok(*outcome),
-        Ok(Reply::Failed { message, usage }) => Err(WorkerError::Failed { message, usage }.into()),
-        Err(e) => Err(WorkerError::Protocol(format!("its answer cannot be read: {e}")).into()),
-    }
+    serde_json::from_str::<Reply>(&text)
+        .map_err(|e| WorkerError::Protocol(format!("its answer cannot be read: {e}")))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -283,7 +392,31 @@ pub fn serve() -> u8 {
                 message: format!("the run's worker cannot read its request: {e}"),
                 usage: false,
             },
-            Ok(task) => run_task(task),
+            Ok(Task::Run {
+                request,
+                reference,
+                period,
+                remaining,
+            }) => run_task(*request, reference, period, remaining),
+            Ok(Task::Render {
+                templates,
+                report,
+                lang,
+                name,
+                value,
+                items,
+            }) => {
+                stage(&format!("the templates of {report}/{lang}"));
+                let items: Vec<(&str, bool)> =
+                    items.iter().map(|(t, j)| (t.as_str(), *j)).collect();
+                rendered(render_here(
+                    &templates, &report, &lang, &name, &value, &items,
+                ))
+            }
+            Ok(Task::OwnerAlert { templates, value }) => {
+                stage("the owner alert template");
+                rendered(templates::owner_alert(&templates, &value).map(|t| vec![t]))
+            }
         },
     };
     let text = match serde_json::to_string(&reply) {
@@ -302,13 +435,22 @@ pub fn serve() -> u8 {
     u8::from(ok.is_err())
 }
 
-fn run_task(task: Task) -> Reply {
-    let Task {
-        request,
-        reference,
-        period,
-        remaining,
-    } = task;
+fn rendered(texts: Result<Vec<String>, NarrativeError>) -> Reply {
+    match texts {
+        Ok(t) => Reply::Texts(t),
+        Err(e) => Reply::Failed {
+            message: e.to_string(),
+            usage: false,
+        },
+    }
+}
+
+fn run_task(
+    request: RunRequest,
+    reference: DateTime<Utc>,
+    period: String,
+    remaining: Option<Duration>,
+) -> Reply {
     if let Some(r) = remaining {
         let _ = REMAINING.set(r);
     }
