@@ -159,7 +159,7 @@ fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
 fn a_run_whose_worker_aborts_fails_that_run_naming_the_stage() {
     let dir = templates(&[("conversation-usage/report.typ", TYPST_LOOP)]);
     let out = tempfile::tempdir().unwrap();
-    let mut child: Child = bin()
+    let child: Child = bin()
         .args([
             "run",
             "--db",
