@@ -68,7 +68,10 @@ fn server() -> Option<String> {
             let required = ["CXREPORT_REQUIRE_POSTGRES", "CI"]
                 .iter()
                 .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
-            assert!(!required, "CXREPORT_TEST_POSTGRES is not set, and CI requires it");
+            assert!(
+                !required,
+                "CXREPORT_TEST_POSTGRES is not set, and CI requires it"
+            );
             eprintln!("NOTICE: PostgreSQL tests skipped: CXREPORT_TEST_POSTGRES is not set");
             None
         }
@@ -88,7 +91,13 @@ fn schema(name: &str) -> String {
 /// Loads a SQLite file into a fresh schema with `cxreport load-postgres`.
 fn load(url: &str, file: &Path, schema: &str) -> String {
     let to = with_schema(url, schema);
-    let o = common::run(&["load-postgres", "--from", file.to_str().unwrap(), "--to", &to]);
+    let o = common::run(&[
+        "load-postgres",
+        "--from",
+        file.to_str().unwrap(),
+        "--to",
+        &to,
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     to
 }
@@ -121,13 +130,24 @@ fn a_server_that_accepts_and_never_answers_stops_the_run_at_its_time_limit() {
     let url = format!("postgresql://cx@127.0.0.1:{port}/warehouse");
     let (o, took) = run_bounded(
         dir.path(),
-        &["run", "--db", &url, "--timeout-secs", "3", "--data-only", "--out", "out"],
+        &[
+            "run",
+            "--db",
+            &url,
+            "--timeout-secs",
+            "3",
+            "--data-only",
+            "--out",
+            "out",
+        ],
     );
     let t = text(&o);
     eprintln!("a silent server: the run ended after {took:?}");
     assert!(!o.status.success(), "{t}");
     assert!(
-        t.contains(&format!("connecting to 127.0.0.1:{port}: no answer within 3 s")),
+        t.contains(&format!(
+            "connecting to 127.0.0.1:{port}: no answer within 3 s"
+        )),
         "{t}"
     );
     assert!(t.contains("time limit"), "{t}");
@@ -145,13 +165,27 @@ fn a_huge_unreadable_number_gives_a_short_error() {
     );
     let (o, _) = run_bounded(
         dir.path(),
-        &["run", "--db", db.to_str().unwrap(), "--data-only", "--out", "out"],
+        &[
+            "run",
+            "--db",
+            db.to_str().unwrap(),
+            "--data-only",
+            "--out",
+            "out",
+        ],
     );
     let stderr = String::from_utf8_lossy(&o.stderr);
     eprintln!("a 50 MB cell: {} bytes of stderr", o.stderr.len());
     assert!(!o.status.success(), "{stderr}");
-    assert!(o.stderr.len() < 64 * 1024, "{} bytes of stderr", o.stderr.len());
-    assert!(stderr.contains("intercom__company_enhanced.monthly_spend"), "{stderr}");
+    assert!(
+        o.stderr.len() < 64 * 1024,
+        "{} bytes of stderr",
+        o.stderr.len()
+    );
+    assert!(
+        stderr.contains("intercom__company_enhanced.monthly_spend"),
+        "{stderr}"
+    );
     assert!(stderr.contains("(50000001 bytes)"), "{stderr}");
 }
 
@@ -178,7 +212,13 @@ fn check_stops_a_view_that_never_ends_at_the_time_limit() {
     .unwrap();
     let (o, took) = run_bounded(
         dir.path(),
-        &["check", "--config", "schedules.toml", "--db", db.to_str().unwrap()],
+        &[
+            "check",
+            "--config",
+            "schedules.toml",
+            "--db",
+            db.to_str().unwrap(),
+        ],
     );
     let t = text(&o);
     eprintln!("check on a view without end: ended after {took:?}");
@@ -231,7 +271,10 @@ fn slow_views_on_postgresql_stop_the_run_at_its_deadline() {
     eprintln!("slow views, --timeout-secs 5: the run ended after {took:?}");
     assert!(!o.status.success(), "{t}");
     assert!(t.contains("stopped at the run's time limit of 5 s"), "{t}");
-    assert!(t.contains("reading intercom__") || t.contains("reading usage_events"), "{t}");
+    assert!(
+        t.contains("reading intercom__") || t.contains("reading usage_events"),
+        "{t}"
+    );
     // One limit for the whole run: with 5 s for each statement the slow views took
     // 21 s; the margin is for a busy machine.
     assert!(took < Duration::from_secs(15), "{took:?}");
@@ -272,7 +315,10 @@ fn outputs(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>
             if p.is_dir() {
                 stack.push(p);
             } else if !p.ends_with("manifest.json") {
-                out.insert(p.strip_prefix(dir).unwrap().to_owned(), std::fs::read(&p).unwrap());
+                out.insert(
+                    p.strip_prefix(dir).unwrap().to_owned(),
+                    std::fs::read(&p).unwrap(),
+                );
             }
         }
     }
@@ -335,7 +381,10 @@ fn postgresql_infinity_and_nan_are_read_as_the_same_text_in_sqlite() {
         .map(|(_, b)| serde_json::from_slice::<serde_json::Value>(b).unwrap())
         .expect("summary.json");
     let bad = summary.to_string();
-    assert!(bad.contains("intercom__conversation_enhanced.last_close_at"), "{bad}");
+    assert!(
+        bad.contains("intercom__conversation_enhanced.last_close_at"),
+        "{bad}"
+    );
 
     // NaN where a number belongs: the same refusal from either database, naming the
     // table, column and value, where the server's NaN used to be a driver error.
@@ -348,7 +397,13 @@ fn postgresql_infinity_and_nan_are_read_as_the_same_text_in_sqlite() {
     c.batch_execute(&format!("SET search_path = {}; {nan}", schema("special")))
         .unwrap();
     let [(a, _), (b, _)] = both(dir.path(), &file, &pg, "nan");
-    assert_eq!(a.status.code(), b.status.code(), "{}\n{}", text(&a), text(&b));
+    assert_eq!(
+        a.status.code(),
+        b.status.code(),
+        "{}\n{}",
+        text(&a),
+        text(&b)
+    );
     // The rows come in another order from the server: the row number may differ.
     let strip = |o: &Output, db: &str| {
         let t = text(o).replace(db, "<db>");

@@ -365,7 +365,8 @@ impl Database {
 
     /// A second connection to the same database (a loader on another thread).
     pub fn reopen(&self) -> Result<Self, DataError> {
-        let mut db = Self::open_counting(&self.location, Arc::clone(&self.transfer), self.deadline)?;
+        let mut db =
+            Self::open_counting(&self.location, Arc::clone(&self.transfer), self.deadline)?;
         if let Some(d) = self.deadline {
             db.set_deadline(d)?;
         }
@@ -399,7 +400,10 @@ impl Database {
                 return Err(self.deadline_err(table, d));
             }
             client
-                .batch_execute(&format!("SET statement_timeout = {}", left.as_millis().max(1)))
+                .batch_execute(&format!(
+                    "SET statement_timeout = {}",
+                    left.as_millis().max(1)
+                ))
                 .map_err(|e| self.pg_err(table, e))?;
         }
         Ok(client)
@@ -767,9 +771,9 @@ impl RowReader<'_, '_> {
         use std::borrow::Cow;
         Ok(match self.value(i, column, Tz::UTC)? {
             Cell2::Null => None,
-            Cell2::Text(t) => Some(Cow::Borrowed(std::str::from_utf8(t).map_err(|_| {
-                self.bad_value(column, "UTF-8 text", t)
-            })?)),
+            Cell2::Text(t) => Some(Cow::Borrowed(
+                std::str::from_utf8(t).map_err(|_| self.bad_value(column, "UTF-8 text", t))?,
+            )),
             Cell2::Int(v) => Some(Cow::Owned(v.to_string())),
             Cell2::Real(v) => Some(Cow::Owned(v.to_string())),
             Cell2::Bool(v) => Some(Cow::Borrowed(if v { "true" } else { "false" })),
@@ -1068,7 +1072,11 @@ mod tests {
         assert!(msg.contains("expected UTF-8 text"), "{msg}");
         assert!(msg.ends_with("… (300001 bytes)"), "{msg}");
         // A blob is named by its type, not quoted.
-        assert!(errors[2].to_string().ends_with("found \"a blob value\""), "{}", errors[2]);
+        assert!(
+            errors[2].to_string().ends_with("found \"a blob value\""),
+            "{}",
+            errors[2]
+        );
         // Cut inside a character: no half character shown.
         assert_eq!(
             quote("é".repeat(150).as_bytes()),
@@ -1076,7 +1084,10 @@ mod tests {
         );
         assert_eq!(quote(b"lots"), "\"lots\"");
         let long = bounded("e".repeat(5000), MESSAGE_LIMIT);
-        assert!(long.len() < MESSAGE_LIMIT + 20 && long.ends_with("… (5000 bytes)"), "{long}");
+        assert!(
+            long.len() < MESSAGE_LIMIT + 20 && long.ends_with("… (5000 bytes)"),
+            "{long}"
+        );
     }
 
     #[test]

@@ -387,7 +387,12 @@ pub fn value<'a>(row: &'a Row, i: usize, source_tz: Tz) -> Result<PgValue<'a>, S
 /// (`NaN`, `Infinity`, `-Infinity`, `infinity`, `-infinity`), from the binary form the
 /// server sent; `None` for every other value.
 fn special(ty: &Type, row: &Row, i: usize) -> Option<&'static str> {
-    let raw = || row.try_get::<_, Option<Bytes<'_>>>(i).ok().flatten().map(|b| b.0);
+    let raw = || {
+        row.try_get::<_, Option<Bytes<'_>>>(i)
+            .ok()
+            .flatten()
+            .map(|b| b.0)
+    };
     match *ty {
         // The sign word of a numeric: NaN, +Infinity, -Infinity.
         Type::NUMERIC => match raw()?.get(4..6)? {
@@ -522,7 +527,10 @@ mod tests {
     fn no_message_shows_a_password_wherever_the_url_put_it() {
         for (url, shown) in [
             // A raw `@` in the password: the credentials end at the last `@`.
-            ("postgresql://ana:p@ss@h:5432/w", "postgresql://ana:***@h:5432/w"),
+            (
+                "postgresql://ana:p@ss@h:5432/w",
+                "postgresql://ana:***@h:5432/w",
+            ),
             // A raw `@` in the user name, and the password after it.
             (
                 "postgresql://ana@corp:s3cret@h/w?schema=s",
@@ -559,7 +567,10 @@ mod tests {
             assert!(!e.contains("s3") && !e.contains("cret"), "{url}: {e}");
         }
         let e = PgLocation::parse("postgresql://ana:s3cret@h/w?schema=", None).unwrap_err();
-        assert!(e.to_string().contains("`schema=` needs a schema name"), "{e}");
+        assert!(
+            e.to_string().contains("`schema=` needs a schema name"),
+            "{e}"
+        );
         // A location that was accepted is shown through the same function.
         let l = PgLocation::parse("postgresql://ana%40corp@h/w?schema=s", None).unwrap();
         assert_eq!(l.to_string(), redact(&l.url));
