@@ -183,10 +183,7 @@ pub fn prepare(req: &RunRequest, clock: &dyn Clock) -> Result<Prepared, RunError
     check_request(report, req)?;
     let reference = clock.now();
     let deadline = worker::deadline(req.time_limit);
-    let mut db = Database::open(&req.db)?;
-    if let Some(d) = deadline {
-        db.set_deadline(d)?;
-    }
+    let db = Database::open_within(&req.db, deadline)?;
     let rr = req.report_request();
     db.check(report.name(), &report.needs(&db, &rr)?)?;
     let mut plan = report.plan(&db, &rr, reference)?;
@@ -405,12 +402,19 @@ fn timings_json(timings: &[(&str, std::time::Duration)]) -> serde_json::Value {
     serde_json::Value::Object(m)
 }
 
-/// Checks the database against what a report needs (for `cxreport check`).
-/// Returns what the report can and cannot compute from it ([`Report::limits`]).
+/// The time limit of `check`'s database checks when the request has none: the runs'
+/// default (`jobs::config::DEFAULT_RUN_TIMEOUT_SECS`, a layer this one cannot import).
+pub const CHECK_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(1800);
+
+/// Checks the database against what a report needs (for `cxreport check`), within
+/// the request's time limit (or [`CHECK_TIME_LIMIT`]): a view that never ends stops
+/// there as a run would. Returns what the report can and cannot compute from it
+/// ([`Report::limits`]).
 pub fn check_database(req: &RunRequest) -> Result<Vec<String>, RunError> {
     let report = report_of(req)?;
     check_request(report, req)?;
-    let db = Database::open(&req.db)?;
+    let limit = req.time_limit.unwrap_or(CHECK_TIME_LIMIT);
+    let db = Database::open_within(&req.db, Some(crate::clock::Deadline::after(limit)))?;
     let rr = req.report_request();
     db.check(report.name(), &report.needs(&db, &rr)?)?;
     Ok(report.limits(&db, &rr)?)

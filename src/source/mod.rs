@@ -115,15 +115,58 @@ impl fmt::Display for DriverError {
 
 impl std::error::Error for DriverError {}
 
+impl DriverError {
+    /// A driver's message, cut to [`MESSAGE_LIMIT`]: a server quotes the value it
+    /// could not cast, and that value may be megabytes long.
+    pub fn new(message: String) -> Self {
+        Self(bounded(message, MESSAGE_LIMIT))
+    }
+}
+
 impl From<rusqlite::Error> for DriverError {
     fn from(e: rusqlite::Error) -> Self {
-        Self(e.to_string())
+        Self::new(e.to_string())
     }
 }
 
 impl From<::postgres::Error> for DriverError {
     fn from(e: ::postgres::Error) -> Self {
-        Self(pg::error_text(&e))
+        Self::new(pg::error_text(&e))
+    }
+}
+
+/// The most of a driver's message an error repeats.
+const MESSAGE_LIMIT: usize = 1000;
+/// The most of a value an error quotes: enough to recognise it, little enough that a
+/// huge cell cannot flood stderr, the ledger and the owner's alert email.
+const QUOTE_LIMIT: usize = 200;
+
+/// `text` cut at a character boundary to at most `limit` bytes, saying how long it was.
+fn bounded(text: String, limit: usize) -> String {
+    if text.len() <= limit {
+        return text;
+    }
+    let mut cut = limit;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..cut], text.len())
+}
+
+/// A value as an error quotes it: in quotes, its first [`QUOTE_LIMIT`] bytes, with its
+/// length when it is longer. Bytes that are not UTF-8 are shown as U+FFFD.
+pub fn quote(value: &[u8]) -> String {
+    let head = &value[..value.len().min(QUOTE_LIMIT)];
+    // A multi-byte character cut at the limit is left out, not shown as U+FFFD.
+    let head = match std::str::from_utf8(head) {
+        Err(e) if e.error_len().is_none() && head.len() < value.len() => &head[..e.valid_up_to()],
+        _ => head,
+    };
+    let shown = format!("{:?}", String::from_utf8_lossy(head));
+    if head.len() < value.len() {
+        format!("{shown}… ({} bytes)", value.len())
+    } else {
+        shown
     }
 }
 
@@ -152,13 +195,14 @@ pub enum DataError {
         table: &'static str,
         secs: u64,
     },
-    #[error("{table}.{column} in {db}, row {row}: expected {expected}, found {found:?}")]
+    #[error("{table}.{column} in {db}, row {row}: expected {expected}, found {found}")]
     BadValue {
         db: String,
         table: &'static str,
         column: &'static str,
         row: String,
         expected: &'static str,
+        /// What was found, as printed: a value is [`quote`]d, a type is named.
         found: String,
     },
 }
@@ -250,11 +294,28 @@ struct Transfer {
 }
 
 impl Database {
+    /// Opens `location` with no run time limit (a server gets
+    /// [`pg::DEFAULT_CONNECT_LIMIT`] to answer).
     pub fn open(location: &Location) -> Result<Self, DataError> {
-        Self::open_counting(location, Arc::default())
+        Self::open_within(location, None)
     }
 
-    fn open_counting(location: &Location, transfer: Arc<Transfer>) -> Result<Self, DataError> {
+    /// Opens `location` for a run that stops at `deadline`: connecting to a server
+    /// waits no longer than the deadline, and every query after it is stopped there
+    /// ([`Database::set_deadline`]).
+    pub fn open_within(location: &Location, deadline: Option<Deadline>) -> Result<Self, DataError> {
+        let mut db = Self::open_counting(location, Arc::default(), deadline)?;
+        if let Some(d) = deadline {
+            db.set_deadline(d)?;
+        }
+        Ok(db)
+    }
+
+    fn open_counting(
+        location: &Location,
+        transfer: Arc<Transfer>,
+        deadline: Option<Deadline>,
+    ) -> Result<Self, DataError> {
         let name = location.to_string();
         let open_err = |source: DriverError| DataError::Open {
             db: name.clone(),
@@ -275,9 +336,23 @@ impl Database {
                     .map_err(|e| open_err(e.into()))?;
                 Backend::Sqlite(conn)
             }
-            Location::Postgres(pg) => Backend::Postgres(RefCell::new(
-                pg.connect().map_err(|e| open_err(DriverError(e)))?,
-            )),
+            Location::Postgres(pg) => {
+                let limit = deadline.map_or(pg::DEFAULT_CONNECT_LIMIT, |d| {
+                    d.at.saturating_duration_since(std::time::Instant::now())
+                });
+                let client = pg.connect_within(limit).map_err(|e| {
+                    open_err(DriverError::new(match (e, deadline) {
+                        // The run's limit, as its other messages name it.
+                        (pg::ConnectError::NoAnswer { server, .. }, Some(d)) => format!(
+                            "connecting to {server}: no answer within {} s (the run's time \
+                             limit: defaults.run_timeout_secs, or --timeout-secs)",
+                            d.budget.as_secs()
+                        ),
+                        (e, _) => e.to_string(),
+                    }))
+                })?;
+                Backend::Postgres(RefCell::new(client))
+            }
         };
         Ok(Self {
             backend,
@@ -290,7 +365,8 @@ impl Database {
 
     /// A second connection to the same database (a loader on another thread).
     pub fn reopen(&self) -> Result<Self, DataError> {
-        let mut db = Self::open_counting(&self.location, Arc::clone(&self.transfer))?;
+        let mut db =
+            Self::open_counting(&self.location, Arc::clone(&self.transfer), self.deadline)?;
         if let Some(d) = self.deadline {
             db.set_deadline(d)?;
         }
@@ -298,29 +374,58 @@ impl Database {
     }
 
     /// Stops every later query past `deadline`: SQLite through its progress handler
-    /// (a recursive view cannot stall the run), a server through `statement_timeout`.
+    /// (a recursive view cannot stall the run), a server through `statement_timeout`,
+    /// set before each statement to the time left ([`Database::client`]).
     pub fn set_deadline(&mut self, deadline: Deadline) -> Result<(), DataError> {
-        match &self.backend {
-            Backend::Sqlite(conn) => {
-                conn.progress_handler(20_000, Some(move || deadline.passed()));
-            }
-            Backend::Postgres(client) => {
-                let ms = deadline
-                    .at
-                    .saturating_duration_since(std::time::Instant::now())
-                    .as_millis()
-                    .max(1);
-                client
-                    .borrow_mut()
-                    .batch_execute(&format!("SET statement_timeout = {ms}"))
-                    .map_err(|e| DataError::Open {
-                        db: self.name.clone(),
-                        source: DriverError(e.to_string()),
-                    })?;
-            }
+        if let Backend::Sqlite(conn) = &self.backend {
+            conn.progress_handler(20_000, Some(move || deadline.passed()));
         }
         self.deadline = Some(deadline);
         Ok(())
+    }
+
+    /// The server session, its `statement_timeout` set to what is left of the run's
+    /// time limit, so that the statements of a run together stop at the deadline (one
+    /// timeout of the whole budget per statement would let many slow ones add up far
+    /// past it). Past the deadline no statement is sent.
+    fn client<'c>(
+        &self,
+        client: &'c RefCell<::postgres::Client>,
+        table: &'static str,
+    ) -> Result<std::cell::RefMut<'c, ::postgres::Client>, DataError> {
+        let mut client = client.borrow_mut();
+        if let Some(d) = self.deadline {
+            let left = d.at.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(self.deadline_err(table, d));
+            }
+            client
+                .batch_execute(&format!(
+                    "SET statement_timeout = {}",
+                    left.as_millis().max(1)
+                ))
+                .map_err(|e| self.pg_err(table, e))?;
+        }
+        Ok(client)
+    }
+
+    fn deadline_err(&self, table: &'static str, d: Deadline) -> DataError {
+        DataError::Deadline {
+            db: self.name.clone(),
+            table,
+            secs: d.budget.as_secs(),
+        }
+    }
+
+    /// A server's error; a statement it cancelled at the `statement_timeout` the run's
+    /// deadline set is the deadline, even when the server's clock ran a little ahead.
+    fn pg_err(&self, table: &'static str, e: ::postgres::Error) -> DataError {
+        match self.deadline {
+            Some(d) if e.code() == Some(&::postgres::error::SqlState::QUERY_CANCELED) => {
+                self.deadline_err(table, d)
+            }
+            _ => self.query_err(table, e),
+        }
     }
 
     pub fn location(&self) -> &Location {
@@ -345,10 +450,10 @@ impl Database {
             Backend::Sqlite(c) => c
                 .query_row(SQL_TABLE_EXISTS, [table], |r| r.get::<_, i64>(0))
                 .map_err(|e| self.query_err("sqlite_master", e))?,
-            Backend::Postgres(c) => c
-                .borrow_mut()
+            Backend::Postgres(c) => self
+                .client(c, "information_schema.tables")?
                 .query_one(PG_TABLE_EXISTS, &[&table])
-                .map_err(|e| self.query_err("information_schema.tables", e))?
+                .map_err(|e| self.pg_err("information_schema.tables", e))?
                 .get::<_, i64>(0),
         };
         Ok(n > 0)
@@ -370,10 +475,10 @@ impl Database {
                 rows.collect::<Result<_, _>>()
                     .map_err(|e| self.query_err(table, e))?
             }
-            Backend::Postgres(c) => c
-                .borrow_mut()
+            Backend::Postgres(c) => self
+                .client(c, table)?
                 .query(PG_TABLE_COLUMNS, &[&table])
-                .map_err(|e| self.query_err(table, e))?
+                .map_err(|e| self.pg_err(table, e))?
                 .iter()
                 .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
                 .collect(),
@@ -429,8 +534,9 @@ impl Database {
         let Backend::Postgres(client) = &self.backend else {
             return None;
         };
-        let row = client
-            .borrow_mut()
+        let row = self
+            .client(client, table)
+            .ok()?
             .query_opt(PG_COLUMN_STATS, &[&table, &column])
             .ok()??;
         let rows: f64 = row.get::<_, Option<f64>>(0).filter(|r| *r >= 0.0)?;
@@ -503,11 +609,7 @@ impl Database {
 
     pub fn query_err(&self, table: &'static str, source: impl Into<DriverError>) -> DataError {
         if let Some(d) = self.deadline.filter(Deadline::passed) {
-            return DataError::Deadline {
-                db: self.name.clone(),
-                table,
-                secs: d.budget.as_secs(),
-            };
+            return self.deadline_err(table, d);
         }
         DataError::Query {
             db: self.name.clone(),
@@ -561,7 +663,7 @@ impl Database {
                 }
             }
             Backend::Postgres(client) => {
-                let mut client = client.borrow_mut();
+                let mut client = self.client(client, table)?;
                 let bound: Vec<&(dyn ::postgres::types::ToSql + Sync)> = params
                     .iter()
                     .map(|p| match p {
@@ -572,8 +674,8 @@ impl Database {
                     .collect();
                 let mut rows = client
                     .query_raw(sql, bound)
-                    .map_err(|e| self.query_err(table, e))?;
-                while let Some(row) = rows.next().map_err(|e| self.query_err(table, e))? {
+                    .map_err(|e| self.pg_err(table, e))?;
+                while let Some(row) = rows.next().map_err(|e| self.pg_err(table, e))? {
                     n += 1;
                     let bytes = (0..row.len()).map(|i| pg::bytes(&row, i)).sum::<u64>();
                     self.transfer.rows.fetch_add(1, Ordering::Relaxed);
@@ -644,13 +746,19 @@ impl RowReader<'_, '_> {
     }
 
     pub fn bad(&self, column: &'static str, expected: &'static str, found: String) -> DataError {
+        self.bad_value(column, expected, found.as_bytes())
+    }
+
+    /// [`RowReader::bad`] quoting the value straight from the driver's bytes (a huge
+    /// cell is not copied to be cut).
+    fn bad_value(&self, column: &'static str, expected: &'static str, found: &[u8]) -> DataError {
         DataError::BadValue {
             db: self.db.to_owned(),
             table: self.table,
             column,
             row: format!("#{}", self.n),
             expected,
-            found,
+            found: quote(found),
         }
     }
 
@@ -663,9 +771,9 @@ impl RowReader<'_, '_> {
         use std::borrow::Cow;
         Ok(match self.value(i, column, Tz::UTC)? {
             Cell2::Null => None,
-            Cell2::Text(t) => Some(Cow::Borrowed(std::str::from_utf8(t).map_err(|_| {
-                self.bad(column, "UTF-8 text", String::from_utf8_lossy(t).into())
-            })?)),
+            Cell2::Text(t) => Some(Cow::Borrowed(
+                std::str::from_utf8(t).map_err(|_| self.bad_value(column, "UTF-8 text", t))?,
+            )),
             Cell2::Int(v) => Some(Cow::Owned(v.to_string())),
             Cell2::Real(v) => Some(Cow::Owned(v.to_string())),
             Cell2::Bool(v) => Some(Cow::Borrowed(if v { "true" } else { "false" })),
@@ -698,7 +806,7 @@ impl RowReader<'_, '_> {
                             .parse::<f64>()
                             .ok()
                             .filter(|v| v.is_finite())
-                            .ok_or_else(|| self.bad(column, "a number", s.to_string()))?,
+                            .ok_or_else(|| self.bad_value(column, "a number", t))?,
                     )
                 }
             }
@@ -851,15 +959,15 @@ impl Database {
                 use std::io::Read;
                 // `sql` is one of the callers' constants (COPY takes no parameters).
                 let copy = format!("COPY ({sql}) TO STDOUT");
-                let mut client = client.borrow_mut();
+                let mut client = self.client(client, table)?;
                 let mut reader = client
                     .copy_out(copy.as_str())
-                    .map_err(|e| self.query_err(table, e))?;
+                    .map_err(|e| self.pg_err(table, e))?;
                 let mut buf = vec![0u8; 1 << 16];
                 loop {
                     let n = reader
                         .read(&mut buf)
-                        .map_err(|e| self.query_err(table, DriverError(e.to_string())))?;
+                        .map_err(|e| self.query_err(table, DriverError::new(e.to_string())))?;
                     if n == 0 {
                         break;
                     }
@@ -936,6 +1044,50 @@ mod tests {
         assert!(msg.contains("things.size"), "{msg}");
         assert!(msg.contains("row #2"), "{msg}");
         assert!(msg.contains("\"lots\""), "{msg}");
+    }
+
+    #[test]
+    fn a_huge_bad_value_is_quoted_in_part_with_its_length() {
+        let (_d, db) = db_with(
+            "CREATE TABLE things (id TEXT, size, label);
+             INSERT INTO things VALUES ('a', 'x' || hex(zeroblob(500000)), NULL);
+             -- `||` makes text: text that is not UTF-8.
+             INSERT INTO things VALUES ('b', NULL, x'ff' || zeroblob(300000));
+             INSERT INTO things VALUES ('c', NULL, zeroblob(300000));",
+        );
+        let mut errors = Vec::new();
+        db.each_row("things", "SELECT id, size, label FROM things", |r| {
+            errors.extend(r.real(1, "size").err());
+            errors.extend(r.text(2, "label").err());
+            Ok(())
+        })
+        .unwrap();
+        let msg = errors[0].to_string();
+        assert!(msg.len() < 400, "{} bytes: {}", msg.len(), &msg[..400]);
+        assert!(msg.contains("things.size"), "{msg}");
+        assert!(msg.contains("found \"x0000"), "{msg}");
+        assert!(msg.ends_with("… (1000001 bytes)"), "{msg}");
+        let msg = errors[1].to_string();
+        assert!(msg.len() < 1000, "{} bytes", msg.len());
+        assert!(msg.contains("expected UTF-8 text"), "{msg}");
+        assert!(msg.ends_with("… (300001 bytes)"), "{msg}");
+        // A blob is named by its type, not quoted.
+        assert!(
+            errors[2].to_string().ends_with("found \"a blob value\""),
+            "{}",
+            errors[2]
+        );
+        // Cut inside a character: no half character shown.
+        assert_eq!(
+            quote("é".repeat(150).as_bytes()),
+            format!("{:?}… (300 bytes)", "é".repeat(100))
+        );
+        assert_eq!(quote(b"lots"), "\"lots\"");
+        let long = bounded("e".repeat(5000), MESSAGE_LIMIT);
+        assert!(
+            long.len() < MESSAGE_LIMIT + 20 && long.ends_with("… (5000 bytes)"),
+            "{long}"
+        );
     }
 
     #[test]
