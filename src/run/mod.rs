@@ -431,7 +431,8 @@ pub fn untranslated(req: &RunRequest, lang: &str) -> Result<Vec<String>, RunErro
     if language.strings.get("document.lang") == "en" {
         return Ok(Vec::new());
     }
-    let db = Database::open(&req.db)?;
+    let limit = req.time_limit.unwrap_or(CHECK_TIME_LIMIT);
+    let db = Database::open_within(&req.db, Some(crate::clock::Deadline::after(limit)))?;
     let words = report.vocabulary(&db, &req.report_request())?;
     Ok(words
         .into_iter()
@@ -444,9 +445,10 @@ pub type RuleMatch = (&'static str, String, Option<usize>);
 
 /// The mapping's rules as `check` prints them: each rule, its value and how many
 /// companies of the database it matched (`None`: the rule is not counted per
-/// company). Empty when the database has no company table.
+/// company). Empty when the database has no company table. Within
+/// [`CHECK_TIME_LIMIT`], like every database check.
 pub fn mapping_matches(db: &Location, mapping: &Mapping) -> Result<Vec<RuleMatch>, RunError> {
-    let db = Database::open(db)?;
+    let db = Database::open_within(db, Some(crate::clock::Deadline::after(CHECK_TIME_LIMIT)))?;
     if !db.has_table(crate::intercom::COMPANY_ENHANCED)? {
         return Ok(Vec::new());
     }
