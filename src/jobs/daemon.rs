@@ -102,7 +102,8 @@ fn throttle(
 
 /// Runs jobs when due until `stop` is set (SIGINT/SIGTERM), then lets the work in
 /// flight end: a report being written is finished, a delivery being sent finishes
-/// its SMTP attempt, and no new one starts (what is left is retried at the next start).
+/// its SMTP attempt or is given up [`STOP_GRACE`](super::mail::STOP_GRACE) after the
+/// signal, and no new one starts (what is left is retried at the next start).
 pub fn run_daemon(
     config: &Config,
     clock: &dyn Clock,

@@ -613,13 +613,31 @@ impl Ledger {
     /// directory and changes nothing.
     ///
     /// A WAL database opened read-only the ordinary way needs its `-shm` file, which
-    /// it creates, and fails in a directory it cannot write. There no writer can have
-    /// made a `-wal` either (what it holds is read the ordinary way when its `-shm`
-    /// can be), so everything is in the file itself: it is then read as immutable,
-    /// creating nothing.
+    /// it creates, and fails in a directory it cannot write. When there is no `-wal`
+    /// with anything in it, everything is in the file itself (a writer would have to
+    /// create one to change it): the file is then read as immutable, creating nothing.
     pub fn open_read_only(path: &Path) -> Result<Self, LedgerError> {
-        Self::open_read_only_with(path, false)
-            .or_else(|first| Self::open_read_only_with(path, true).map_err(|_| first))
+        let first = match Self::open_read_only_with(path, false) {
+            Ok(l) => return Ok(l),
+            Err(e) => e,
+        };
+        let cannot_write = matches!(
+            &first,
+            LedgerError::Sqlite { source, .. } if matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
+            )
+        );
+        // With a `-wal` that holds anything, the file alone is not the whole ledger
+        // (and a busy or broken ledger is reported as it is).
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal_empty = std::fs::metadata(PathBuf::from(wal)).map_or(true, |m| m.len() == 0);
+        if cannot_write && wal_empty {
+            Self::open_read_only_with(path, true).map_err(|_| first)
+        } else {
+            Err(first)
+        }
     }
 
     fn open_read_only_with(path: &Path, immutable: bool) -> Result<Self, LedgerError> {
