@@ -12,7 +12,11 @@
 //! not by process ids: the kernel releases it when the holder dies, whatever pid the
 //! next process gets (a daemon restarted as PID 1 in a container gets the same one). A
 //! `running` row whose job lock is free belongs to a process that is gone; it is
-//! recovered once, by whoever takes the lock first.
+//! recovered once, by whoever takes the lock first (and not a second time: a run
+//! interrupted again after its recovery is recorded failed). Who sends a delivery is
+//! decided the same way, by a lock per delivery
+//! (`cxreport-state.locks/<job>.deliveries/<hash>.lock`) taken with a claim of its row,
+//! so overlapping runs of one period never send one message twice.
 
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
@@ -139,9 +143,6 @@ const SQL_DELIVERY_GET: &str =
 const SQL_DELIVERY_CLAIM: &str =
     "UPDATE deliveries SET state = 'sending', possible_duplicate = MAX(possible_duplicate, ?5), updated_at = ?6
      WHERE job = ?1 AND period = ?2 AND lang = ?3 AND recipient = ?4 AND state = ?7";
-const SQL_DELIVERY_SENDING: &str =
-    "UPDATE deliveries SET state = 'sending', possible_duplicate = MAX(possible_duplicate, ?5), updated_at = ?6
-     WHERE job = ?1 AND period = ?2 AND lang = ?3 AND recipient = ?4";
 const SQL_DELIVERY_UPDATE: &str =
     "UPDATE deliveries SET state = ?5, attempts = attempts + ?6, last_error = ?7, updated_at = ?8,
          next_attempt_at = ?9, retry_until = COALESCE(retry_until, ?10)
@@ -246,8 +247,9 @@ impl RunState {
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     Pending,
-    /// Handed to the SMTP server; written before the conversation starts, so a row
-    /// still `sending` after its process died may or may not have been accepted.
+    /// Claimed by one process for its SMTP attempt ([`Ledger::claim_delivery`]),
+    /// written before the conversation starts, so a row still `sending` after its
+    /// process died (its delivery lock free) may or may not have been accepted.
     Sending,
     Sent,
     /// Failed for a transient reason; tried again until its retry time runs out.
@@ -892,25 +894,6 @@ impl Ledger {
             .map_err(|e| self.err(e))
     }
 
-    /// Written before the SMTP conversation starts. `again`: the previous attempt was
-    /// left `sending` by a process that died, so this one may deliver a second copy.
-    pub fn mark_sending(&self, key: &DeliveryKey<'_>, again: bool) -> Result<(), LedgerError> {
-        self.conn
-            .execute(
-                SQL_DELIVERY_SENDING,
-                params![
-                    key.job,
-                    key.period,
-                    key.lang,
-                    key.recipient,
-                    i64::from(again),
-                    now_text()
-                ],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
-    }
-
     /// Claims one delivery for this process before its SMTP attempt: of the
     /// processes that get here at the same time (overlapping runs of one job and
     /// period), one sends it and the others are told it is `Taken`. The delivery's
@@ -1519,13 +1502,16 @@ mod tests {
         let k = key("zh");
         let id = k.message_id("example.com");
         l.delivery(&k, &id).unwrap();
-        l.mark_sending(&k, false).unwrap();
+        // Claimed, then the process dies (its lock released with it).
+        drop(l.claim_delivery(&k, &id).unwrap());
         let s = l.delivery(&k, &id).unwrap();
         assert_eq!(
             (s.state, s.possible_duplicate),
             (DeliveryState::Sending, false)
         );
-        l.mark_sending(&k, true).unwrap();
+        let Claim::Won { again: true, .. } = l.claim_delivery(&k, &id).unwrap() else {
+            panic!("claimed again, flagged");
+        };
         l.update_delivery(&k, &update(DeliveryState::Sent, None))
             .unwrap();
         let d = &l.deliveries(k.job, k.period).unwrap()[0];
