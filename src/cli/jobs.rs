@@ -7,7 +7,7 @@ use std::path::Path;
 use super::Failure;
 use crate::clock::{Clock, SimulatedClock, SystemClock};
 use crate::jobs::config::Config;
-use crate::jobs::ledger::{Ledger, RunState};
+use crate::jobs::ledger::{clip, Ledger, RunState, MAX_ERROR_BYTES};
 use crate::jobs::{check, daemon, email, job, Delivery, JobError};
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
@@ -46,9 +46,12 @@ pub fn run_job(
             }
             Ok(())
         }
-        _ => Err(Failure::Failed(anyhow!(run
-            .error
-            .unwrap_or_else(|| "the run failed".into())))),
+        // Cut as the ledger keeps it: a value of many megabytes in the error is not
+        // printed whole.
+        _ => Err(Failure::Failed(anyhow!(run.error.map_or_else(
+            || "the run failed".into(),
+            |e| clip(&e, MAX_ERROR_BYTES).into_owned()
+        )))),
     }
 }
 
@@ -123,7 +126,10 @@ pub fn retry(config_path: &Path, name: &str, period: Option<&str>) -> Result<(),
         _ => Err(Failure::Failed(anyhow!(run
             .error
             .filter(|e| !e.is_empty())
-            .unwrap_or_else(|| "some deliveries are not sent".into())))),
+            .map_or_else(
+                || "some deliveries are not sent".into(),
+                |e| clip(&e, MAX_ERROR_BYTES).into_owned()
+            )))),
     }
 }
 

@@ -391,6 +391,7 @@ impl Validator {
         let smtp = raw.smtp.and_then(|s| self.smtp(s));
         let tpl = Templates::new(templates);
         let mut jobs = Vec::new();
+        let mut index = Vec::new();
         for (i, j) in raw.job.into_iter().enumerate() {
             if let Some(job) = self.job(i, j, &defaults, &tpl) {
                 if jobs.iter().any(|o: &Job| o.name == job.name) {
@@ -399,6 +400,9 @@ impl Validator {
                         format!("job name `{}` is used twice", job.name),
                     );
                 }
+                let earlier: Vec<(usize, &Job)> = index.iter().copied().zip(&jobs).collect();
+                self.output_folder(i, &job, &earlier, &defaults.output_dir);
+                index.push(i);
                 jobs.push(job);
             }
         }
@@ -415,6 +419,34 @@ impl Validator {
             defaults,
             smtp,
             jobs,
+        }
+    }
+
+    /// A job's output folder may be no other job's, nor inside or around one: a run
+    /// replaces its period's folder, and a job reads its earlier runs from its own.
+    /// `earlier`: the valid jobs before it, with their index in the file.
+    fn output_folder(&mut self, i: usize, job: &Job, earlier: &[(usize, &Job)], output_dir: &Path) {
+        // Only normal components get here (checked with the job's `output`).
+        let parts = |p: &Path| -> Vec<std::ffi::OsString> {
+            p.components().map(|c| c.as_os_str().to_owned()).collect()
+        };
+        let mine = parts(&job.output);
+        for (j, other) in earlier {
+            let theirs = parts(&other.output);
+            let same = theirs == mine;
+            if same || theirs.starts_with(&mine) || mine.starts_with(&theirs) {
+                self.problem(
+                    format!("job[{i}].output"),
+                    format!(
+                        "jobs `{}` (job[{j}]) and `{}` write {}: {} and {}; give one of them its own `output`",
+                        other.name,
+                        job.name,
+                        if same { "the same folder" } else { "nested folders" },
+                        output_dir.join(&other.output).display(),
+                        output_dir.join(&job.output).display()
+                    ),
+                );
+            }
         }
     }
 
@@ -848,6 +880,37 @@ zh = ["gm-china@example.com"]
 
     fn parse(text: &str) -> Result<Config, String> {
         Config::parse(Path::new("/etc/cx/schedules.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn two_jobs_may_not_write_the_same_or_nested_folders() {
+        let job = |name: &str, output: &str| {
+            format!("[[job]]\nname = \"{name}\"\ncron = \"0 8 * * *\"\n{output}\n")
+        };
+        let head = "[defaults]\ndatabase = \"demo\"\noutput_dir = \"out\"\n";
+        let e = parse(&format!(
+            "{head}{}{}{}{}",
+            job("weekly", ""),
+            job("daily", "output = \"weekly\""),
+            job("eu", "output = \"weekly/eu\""),
+            job("apac", "output = \"apac\""),
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("`job[1].output`: jobs `weekly` (job[0]) and `daily` write the same folder: /etc/cx/out/weekly and /etc/cx/out/weekly"),
+            "{e}"
+        );
+        assert!(
+            e.contains("`job[2].output`: jobs `weekly` (job[0]) and `eu` write nested folders"),
+            "{e}"
+        );
+        assert!(!e.contains("apac"), "{e}");
+        assert!(parse(&format!(
+            "{head}{}{}",
+            job("a", ""),
+            job("b", "output = \"a2\"")
+        ))
+        .is_ok());
     }
 
     #[test]

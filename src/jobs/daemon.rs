@@ -1,8 +1,11 @@
 //! The daemon: runs jobs when due, one job's runs after another and different jobs in
 //! parallel; recovers runs whose process died, retries deliveries that failed for a
 //! transient reason and sends the owner alerts it kept; survives failing jobs and an
-//! unusable ledger (alerting the owners of every fire that cannot start); stops
-//! cleanly on SIGINT/SIGTERM, and at once on a second one.
+//! unusable ledger (alerting the owners of the fires that cannot start, at most once
+//! per job and kind of alert in [`ALERT_WINDOW`]); notices a schedule cursor ahead of
+//! its clock; stops cleanly on SIGINT/SIGTERM (a delivery in flight gets
+//! [`mail::STOP_GRACE`](super::mail::STOP_GRACE) to finish), and at once on a second
+//! one.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +25,14 @@ use crate::clock::Clock;
 
 /// How often the daemon looks at the clock and the ledger.
 const TICK: Duration = Duration::from_secs(1);
+/// A cursor further ahead of the clock than this was not written by this clock (a
+/// clock stepped back, a rehearsal run on the production ledger): left alone, the job
+/// would stay silent until real time caught up.
+const CURSOR_TOLERANCE: chrono::Duration = chrono::Duration::minutes(2);
+/// Alerts the daemon sends without a ledger to keep them in (the ledger is what
+/// fails): at most one per job and kind in this window; the ones held back are counted
+/// in the next.
+pub const ALERT_WINDOW: chrono::Duration = chrono::Duration::minutes(15);
 
 /// One piece of a job's work.
 #[derive(Debug, Clone)]
@@ -43,11 +54,56 @@ struct Daemon<'a> {
     /// The clock at the previous tick.
     last_tick: DateTime<Utc>,
     spawned: u64,
+    /// Alerts sent without the ledger, by job and kind.
+    held: HashMap<(String, &'static str), Held>,
+}
+
+/// The last alert of one job and kind sent while the ledger failed, and what was
+/// held back since.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    sent_at: DateTime<Utc>,
+    count: u64,
+}
+
+/// Whether an alert of `key` goes out at `now`: `Some(n)` with the number held back
+/// since the previous one, `None` while the window of the previous one lasts (then
+/// counted).
+fn throttle(
+    held: &mut HashMap<(String, &'static str), Held>,
+    key: (String, &'static str),
+    now: DateTime<Utc>,
+) -> Option<u64> {
+    match held.get_mut(&key) {
+        Some(h) if now >= h.sent_at && now - h.sent_at < ALERT_WINDOW => {
+            h.count += 1;
+            None
+        }
+        Some(h) => {
+            let n = h.count;
+            *h = Held {
+                sent_at: now,
+                count: 0,
+            };
+            Some(n)
+        }
+        None => {
+            held.insert(
+                key,
+                Held {
+                    sent_at: now,
+                    count: 0,
+                },
+            );
+            Some(0)
+        }
+    }
 }
 
 /// Runs jobs when due until `stop` is set (SIGINT/SIGTERM), then lets the work in
 /// flight end: a report being written is finished, a delivery being sent finishes
-/// its SMTP attempt, and no new one starts (what is left is retried at the next start).
+/// its SMTP attempt or is given up [`STOP_GRACE`](super::mail::STOP_GRACE) after the
+/// signal, and no new one starts (what is left is retried at the next start).
 pub fn run_daemon(
     config: &Config,
     clock: &dyn Clock,
@@ -65,6 +121,7 @@ pub fn run_daemon(
         dispatched: HashSet::new(),
         last_tick: clock.now(),
         spawned: 0,
+        held: HashMap::new(),
     };
     while !d.stop.load(Ordering::SeqCst) {
         let started = Instant::now();
@@ -95,21 +152,47 @@ impl Daemon<'_> {
         let ledger = Ledger::open(&config.state_path())?;
         let mut work: Vec<(usize, Work)> = Vec::new();
         // Runs a process left in flight (its lock is free): run again, once.
-        for (job, period, fire) in ledger.recover_interrupted()? {
-            let Some(i) = config.jobs.iter().position(|j| j.name == job) else {
+        for r in ledger.recover_interrupted()? {
+            let Some(i) = config.jobs.iter().position(|j| j.name == r.job) else {
                 continue;
             };
-            let fire = fire.unwrap_or(now);
-            tracing::warn!(job, period, %fire, "running again a run interrupted by a process that died");
+            let fire = r.fire.unwrap_or(now);
+            if r.gave_up {
+                let job = &config.jobs[i];
+                let msg = super::ledger::Interrupted::message(&job.name, r.fire);
+                tracing::error!(job = %r.job, period = %r.period, %fire, "{msg}");
+                let subject = format!(
+                    "[cxreport] job {} interrupted twice, not run again ({})",
+                    job.name, r.period
+                );
+                // Kept only: the alerts worker sends it, off this thread.
+                email::queue_alert(&config, job, &ledger, fire, &r.period, &subject, &msg, &[]);
+                // Its fire is behind the cursor, so the schedule does not run it either.
+                advance_cursor(&ledger, job, fire)?;
+                continue;
+            }
+            tracing::warn!(job = %r.job, period = %r.period, %fire, "running again a run interrupted by a process that died");
             self.dispatched.insert((i, fire));
             work.push((i, Work::Fire(fire)));
         }
         for (i, job) in config.jobs.iter().enumerate() {
-            let Some(cursor) = ledger.cursor(&job.name)? else {
+            let Some(mut cursor) = ledger.cursor(&job.name)? else {
                 // First start: nothing before now counts as missed.
                 ledger.set_cursor(&job.name, now)?;
                 continue;
             };
+            if cursor > now + CURSOR_TOLERANCE {
+                // Now, not the cursor's time: nothing is skipped until real time
+                // catches up, and nothing before now is fired as missed.
+                tracing::warn!(
+                    job = %job.name,
+                    cursor = %crate::source::timestamp::format_utc(cursor),
+                    now = %crate::source::timestamp::format_utc(now),
+                    "the job's schedule cursor is ahead of the clock (a clock stepped back, or a rehearsal clock used this ledger); set to now"
+                );
+                ledger.set_cursor(&job.name, now)?;
+                cursor = now;
+            }
             self.dispatched.retain(|(j, f)| *j != i || *f > cursor);
             let fires = schedule::due(
                 &job.cron,
@@ -245,8 +328,9 @@ impl Daemon<'_> {
     }
 
     /// The ledger cannot be used: every fire due since the last tick cannot start.
-    /// Their owners hear about it directly (there is nowhere to keep the alert); the
-    /// fires run when the ledger works again, as each job's catch-up policy says.
+    /// Their owners hear about it directly (there is nowhere to keep the alert), once
+    /// per job in [`ALERT_WINDOW`]; the fires run when the ledger works again, as each
+    /// job's catch-up policy says.
     fn ledger_failed(&mut self, now: DateTime<Utc>, e: &JobError) {
         tracing::error!("the run ledger cannot be used: {e}");
         for job in &self.config.jobs {
@@ -258,12 +342,23 @@ impl Daemon<'_> {
                 Catchup::All,
                 usize::MAX,
             ) {
-                let msg = format!(
+                let mut msg = format!(
                     "the fire at {} cannot start: {e}. It runs when the ledger works again, as the job's catch-up policy ({:?}) says.",
                     crate::source::timestamp::format_utc(fire),
                     job.catchup
                 );
                 tracing::error!(job = %job.name, "{msg}");
+                let Some(before) = throttle(&mut self.held, (job.name.clone(), "ledger"), now)
+                else {
+                    tracing::warn!(job = %job.name, "owner alert held back: one was sent less than {} min ago", ALERT_WINDOW.num_minutes());
+                    continue;
+                };
+                if before > 0 {
+                    msg.push_str(&format!(
+                        " {before} more alert(s) like this one were held back since the previous one (at most one is sent every {} minutes).",
+                        ALERT_WINDOW.num_minutes()
+                    ));
+                }
                 let subject = format!(
                     "[cxreport] job {} cannot run: the run ledger fails",
                     job.name
@@ -356,4 +451,38 @@ pub fn stop_on_signals() -> Result<Arc<AtomicBool>, JobError> {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(JobError::Signal)?;
     }
     Ok(stop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alerts_without_a_ledger_are_one_per_window_then_counted() {
+        let mut held = HashMap::new();
+        let t0 = DateTime::parse_from_rfc3339("2025-01-01T08:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let key = || ("j".to_owned(), "ledger");
+        let sent: Vec<Option<u64>> = (0..600)
+            .map(|s| throttle(&mut held, key(), t0 + chrono::Duration::seconds(s)))
+            .collect();
+        let out: Vec<(usize, u64)> = sent
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.map(|n| (i, n)))
+            .collect();
+        // 600 fires in 10 minutes: one alert.
+        assert_eq!(out, [(0, 0)]);
+        assert_eq!(
+            throttle(&mut held, key(), t0 + ALERT_WINDOW),
+            Some(599),
+            "the next one counts those held back"
+        );
+        assert_eq!(
+            throttle(&mut held, ("k".into(), "ledger"), t0),
+            Some(0),
+            "per job"
+        );
+    }
 }

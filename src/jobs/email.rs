@@ -4,7 +4,7 @@
 //! the owners' alerts (kept in the ledger until the SMTP server takes them). The
 //! email's sentences are the edition's own.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::config::{Config, Job, Smtp};
-use super::ledger::{DeliveryKey, DeliveryRecord, DeliveryState, DeliveryUpdate, Ledger};
+use super::ledger::{
+    clip, Claim, DeliveryKey, DeliveryRecord, DeliveryState, DeliveryUpdate, Ledger,
+    MAX_ERROR_BYTES,
+};
 use super::mail::{Attachment, Failure, Mailer, Outgoing};
 use super::{Context, Delivery, JobError, JobRun};
 use crate::render::templates::{self, NarrativeError};
@@ -33,10 +36,12 @@ pub struct EditionMail {
 }
 
 impl EditionMail {
-    fn attachments(&self) -> Result<Vec<Attachment>, Failure> {
+    /// The files, read from `files` (where they must lie).
+    fn attachments(&self, files: &RunFiles<'_>) -> Result<Vec<Attachment>, Failure> {
         self.attachments
             .iter()
             .map(|(name, content_type, path)| {
+                let path = files.check(path)?;
                 Ok(Attachment {
                     filename: name.clone(),
                     content_type: if content_type == "application/pdf" {
@@ -44,7 +49,7 @@ impl EditionMail {
                     } else {
                         "text/csv; charset=utf-8"
                     },
-                    bytes: std::fs::read(path).map_err(|e| {
+                    bytes: std::fs::read(&path).map_err(|e| {
                         Failure::Permanent(format!(
                             "the report file {} cannot be read: {e}",
                             path.display()
@@ -53,6 +58,54 @@ impl EditionMail {
                 })
             })
             .collect()
+    }
+}
+
+/// Where a run's attachments may come from: its own output directory, itself inside
+/// the job's folder of the configured `output_dir`. A kept message is read back from
+/// the ledger, a file that whoever can write it could point at any file this process
+/// can read; so every path is checked after resolving `..` and symbolic links.
+struct RunFiles<'a> {
+    /// The run's directory as recorded (`None`: none was).
+    run_dir: Option<&'a Path>,
+    /// `output_dir/<job output>`.
+    job_dir: PathBuf,
+}
+
+impl RunFiles<'_> {
+    fn check(&self, path: &Path) -> Result<PathBuf, Failure> {
+        let refuse = |why: String| {
+            Failure::Permanent(format!(
+                "the attachment {} is refused: {why}; not sent (the message kept in the run ledger names files outside the run)",
+                path.display()
+            ))
+        };
+        let Some(run_dir) = self.run_dir else {
+            return Err(refuse("the run has no output directory recorded".into()));
+        };
+        let resolve = |p: &Path, what: &str| {
+            std::fs::canonicalize(p).map_err(|e| {
+                Failure::Permanent(format!("the {what} {} cannot be read: {e}", p.display()))
+            })
+        };
+        let job_dir = resolve(&self.job_dir, "job's output folder")?;
+        let run = resolve(run_dir, "run's output directory")?;
+        if run == job_dir || !run.starts_with(&job_dir) {
+            return Err(refuse(format!(
+                "the run's recorded directory {} is not inside the job's output folder {}",
+                run_dir.display(),
+                job_dir.display()
+            )));
+        }
+        let file = resolve(path, "report file")?;
+        if !file.starts_with(&run) {
+            return Err(refuse(format!(
+                "it resolves to {}, outside the run's output directory {}",
+                file.display(),
+                run.display()
+            )));
+        }
+        Ok(file)
     }
 }
 
@@ -106,6 +159,10 @@ pub fn deliver(
         ledger,
         stop: ctx.stop,
         retry_until: retry_until(job, ctx.fire),
+        files: RunFiles {
+            run_dir: Some(&outcome.dir),
+            job_dir: config.defaults.output_dir.join(&job.output),
+        },
     };
     for lang in &job.languages {
         let recipients: Vec<Mailbox> = match delivery {
@@ -200,7 +257,8 @@ pub fn resend(
         }
     };
     let facts = ledger.run(&job.name, period)?;
-    out.dir = facts.as_ref().and_then(|f| f.output_dir.clone());
+    let run_dir = facts.as_ref().and_then(|f| f.output_dir.clone());
+    out.dir.clone_from(&run_dir);
     let fire = facts
         .as_ref()
         .and_then(|f| f.fire_time)
@@ -212,6 +270,10 @@ pub fn resend(
         ledger: Some(ledger),
         stop,
         retry_until: retry_until(job, fire),
+        files: RunFiles {
+            run_dir: run_dir.as_deref(),
+            job_dir: config.defaults.output_dir.join(&job.output),
+        },
     };
     let mut errors = Vec::new();
     let mut log = Vec::new();
@@ -294,6 +356,7 @@ struct Sender<'a> {
     ledger: Option<&'a Ledger>,
     stop: &'a AtomicBool,
     retry_until: DateTime<Utc>,
+    files: RunFiles<'a>,
 }
 
 impl Sender<'_> {
@@ -328,15 +391,14 @@ impl Sender<'_> {
         };
         let mut again = false;
         let mut attempts_before = 0;
+        let mut claim = None;
         if let Some(l) = self.ledger {
-            let status = l.delivery(&key, &message_id)?;
-            attempts_before = status.attempts;
-            match status.state {
-                DeliveryState::Sent => {
+            match l.claim_delivery(&key, &message_id)? {
+                Claim::Settled(DeliveryState::Sent) => {
                     tracing::info!(job = %job.name, lang, recipient, "already sent; not sending again");
                     return Ok(());
                 }
-                DeliveryState::GaveUp => {
+                Claim::Settled(_) => {
                     errors.push(format!(
                         "delivery of {lang} to {recipient} was given up earlier (`cxreport retry --job {} --period {}` sends it again)",
                         job.name, self.period
@@ -344,17 +406,68 @@ impl Sender<'_> {
                     out.failed += 1;
                     return Ok(());
                 }
-                // Left by a process that died during the SMTP conversation: the
-                // server may have accepted it. Sent again with the same Message-ID.
-                DeliveryState::Sending => again = true,
-                DeliveryState::Pending | DeliveryState::Failed => {}
+                Claim::Taken => {
+                    // An overlapping run of the same period has it: it records the
+                    // outcome, this run neither sends nor counts it.
+                    let line = format!(
+                        "{lang} to {recipient}: another run of this job is sending it; not sent by this run"
+                    );
+                    tracing::info!(job = %job.name, period = self.period, "{line}");
+                    log.push(line);
+                    return Ok(());
+                }
+                Claim::Won {
+                    again: a,
+                    attempts,
+                    lock,
+                } => {
+                    // Left by a process that died during the SMTP conversation: the
+                    // server may have accepted it. Sent again with the same Message-ID.
+                    again = a;
+                    attempts_before = attempts;
+                    claim = Some(lock);
+                }
             }
         }
+        let sent_before = out.sent;
+        self.send_claimed(
+            lang,
+            content,
+            to,
+            &key,
+            message_id,
+            (again, attempts_before),
+            out,
+            log,
+            errors,
+        )?;
+        if let Some(lock) = claim {
+            lock.release(out.sent > sent_before);
+        }
+        Ok(())
+    }
+
+    /// The part of [`Sender::send`] done holding the delivery's claim.
+    #[allow(clippy::too_many_arguments)]
+    fn send_claimed(
+        &self,
+        lang: &str,
+        content: &EditionMail,
+        to: Mailbox,
+        key: &DeliveryKey<'_>,
+        message_id: String,
+        (again, attempts_before): (bool, i64),
+        out: &mut JobRun,
+        log: &mut Vec<String>,
+        errors: &mut Vec<String>,
+    ) -> Result<(), JobError> {
+        let job = self.job;
+        let recipient = key.recipient;
         if self.stop.load(Ordering::SeqCst) {
             let line = format!("{lang} to {recipient}: not sent, the process is stopping");
             if let Some(l) = self.ledger {
                 l.update_delivery(
-                    &key,
+                    key,
                     &DeliveryUpdate {
                         state: DeliveryState::Failed,
                         attempts_added: 0,
@@ -368,10 +481,10 @@ impl Sender<'_> {
             errors.push(line);
             return Ok(());
         }
-        let attachments = match content.attachments() {
+        let attachments = match content.attachments(&self.files) {
             Ok(a) => a,
             Err(f) => {
-                self.settle(&key, 1, attempts_before, Some(f), out, errors)?;
+                self.settle(key, 1, attempts_before, Some(f), out, errors)?;
                 return Ok(());
             }
         };
@@ -384,9 +497,6 @@ impl Sender<'_> {
             attachments,
             outbox_name: format!("{}_{lang}_{recipient}", content.outbox_name),
         };
-        if let Some(l) = self.ledger {
-            l.mark_sending(&key, again)?;
-        }
         let (attempts, failure) = self.mailer.send(&message, self.stop, |n, f| {
             let line = format!("{lang} to {recipient}: attempt {n} failed ({f})");
             tracing::warn!(job = %job.name, "{line}");
@@ -395,7 +505,7 @@ impl Sender<'_> {
         if failure.is_none() {
             tracing::info!(job = %job.name, lang, recipient, attempts, possible_duplicate = again, via = %self.mailer.target, "delivered");
         }
-        self.settle(&key, attempts, attempts_before, failure, out, errors)
+        self.settle(key, attempts, attempts_before, failure, out, errors)
     }
 
     /// Records how a delivery's attempts ended.
@@ -616,13 +726,22 @@ fn compose_alert(
     }
     let never = AtomicBool::new(false);
     let stop = send_now.unwrap_or(&never);
+    // Quoted, not copied: a run's error may hold a value of many megabytes.
+    let log: Vec<_> = log
+        .iter()
+        .rev()
+        .take(20)
+        .rev()
+        .map(|l| clip(l, MAX_ERROR_BYTES / 4))
+        .collect();
+    let error = clip(error, MAX_ERROR_BYTES);
     let value = json!({
         "job": job.name,
         "period": period,
         "error": error,
         "fire_time": crate::source::timestamp::format_utc(fire),
         "host": std::env::var("HOSTNAME").unwrap_or_default(),
-        "log": log.iter().rev().take(20).rev().collect::<Vec<_>>(),
+        "log": log,
     });
     let text = match crate::run::worker::owner_alert(&config.templates(), &value) {
         Ok(t) => t,
@@ -753,4 +872,83 @@ pub fn flush_alerts(config: &Config, ledger: &Ledger, stop: &AtomicBool) -> Resu
         ledger.alert_attempted(a.id, failure.map(|f| f.to_string()).as_deref(), retry_at)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alert_quotes_a_fifty_megabyte_error_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[defaults]\ndatabase = \"demo\"\noutput_dir = \"{out}\"\n[smtp]\noutbox = \"{out}/outbox\"\nfrom = \"r@example.com\"\n[[job]]\nname = \"j\"\ncron = \"0 8 * * *\"\nowners = [\"owner@example.com\"]\n",
+            out = dir.path().display()
+        );
+        let config = Config::parse(Path::new("schedules.toml"), &text).unwrap();
+        let huge = format!("bad value `{}`", "x".repeat(50 << 20));
+        let log = vec![huge.clone(); 3];
+        let ledger = Ledger::open(&config.state_path()).unwrap();
+        for kept in [None, Some(&ledger)] {
+            alert(
+                &config,
+                &config.jobs[0],
+                kept,
+                Utc::now(),
+                "p",
+                "[cxreport] job j failed (p)",
+                &huge,
+                &log,
+                &AtomicBool::new(false),
+            );
+        }
+        let mails: Vec<u64> = std::fs::read_dir(dir.path().join("outbox"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .collect();
+        eprintln!(
+            "a {} byte error (and log) mailed as {mails:?} bytes",
+            huge.len()
+        );
+        assert_eq!(mails.len(), 2, "sent at once, and kept then sent");
+        assert!(mails.iter().all(|&n| n < 32 * 1024), "{mails:?}");
+    }
+
+    #[test]
+    fn only_the_runs_own_files_are_attached() {
+        let dir = tempfile::tempdir().unwrap();
+        let job_dir = dir.path().join("out/j");
+        let run = job_dir.join("2024-01-01_2024-06-30");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(run.join("report.en.pdf"), b"%PDF").unwrap();
+        std::fs::write(dir.path().join("secret"), b"s").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), run.join("link.pdf")).unwrap();
+        let files = RunFiles {
+            run_dir: Some(&run),
+            job_dir: job_dir.clone(),
+        };
+        assert!(files.check(&run.join("report.en.pdf")).is_ok());
+        for outside in [
+            PathBuf::from("/etc/passwd"),
+            run.join("../../../secret"),
+            run.join("link.pdf"),
+        ] {
+            let e = files.check(&outside).unwrap_err();
+            assert!(
+                matches!(&e, Failure::Permanent(m) if m.contains("outside the run's output directory")),
+                "{}: {e}",
+                outside.display()
+            );
+        }
+        // A run directory edited to point elsewhere.
+        let etc = RunFiles {
+            run_dir: Some(Path::new("/etc")),
+            job_dir,
+        };
+        let e = etc.check(Path::new("/etc/passwd")).unwrap_err();
+        assert!(
+            e.to_string().contains("not inside the job's output folder"),
+            "{e}"
+        );
+    }
 }

@@ -12,13 +12,20 @@
 //! not by process ids: the kernel releases it when the holder dies, whatever pid the
 //! next process gets (a daemon restarted as PID 1 in a container gets the same one). A
 //! `running` row whose job lock is free belongs to a process that is gone; it is
-//! recovered once, by whoever takes the lock first.
+//! recovered once, by whoever takes the lock first (and not a second time: a run
+//! interrupted again after its recovery is recorded failed). Who sends a delivery is
+//! decided the same way, by a lock per delivery
+//! (`cxreport-state.locks/<job>.deliveries/<hash>.lock`) taken with a claim of its row,
+//! so overlapping runs of one period never send one message twice.
 
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{
+    params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
+};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -85,6 +92,12 @@ CREATE TABLE IF NOT EXISTS cursors (
     last_fire TEXT NOT NULL
 );
 ";
+/// Columns added to `runs` after the first release (`recoveries`: how often the run
+/// was found interrupted and run again since it last ended on its own).
+const RUN_COLUMNS: [(&str, &str); 1] = [(
+    "recoveries",
+    "ALTER TABLE runs ADD COLUMN recoveries INTEGER NOT NULL DEFAULT 0",
+)];
 /// Columns added to `deliveries` after the first release; a ledger written by an older
 /// version gains them when opened.
 const DELIVERY_COLUMNS: [(&str, &str); 3] = [
@@ -107,23 +120,29 @@ const SQL_BEGIN_RUN: &str = "INSERT INTO runs (job, period, fire_time, state, st
          started_at = excluded.started_at, finished_at = NULL, pid = excluded.pid,
          output_dir = COALESCE(excluded.output_dir, runs.output_dir), error = NULL,
          attempts = runs.attempts + 1";
+// A run that ends on its own (whatever its outcome) starts its count of recoveries
+// afresh.
 const SQL_FINISH_RUN: &str =
-    "UPDATE runs SET state = ?3, finished_at = ?4, error = ?5 WHERE job = ?1 AND period = ?2";
+    "UPDATE runs SET state = ?3, finished_at = ?4, error = ?5, recoveries = 0 WHERE job = ?1 AND period = ?2";
 const SQL_SET_OUTPUT: &str = "UPDATE runs SET output_dir = ?3 WHERE job = ?1 AND period = ?2";
 const SQL_RUN_GET: &str =
     "SELECT fire_time, output_dir, state FROM runs WHERE job = ?1 AND period = ?2";
-const SQL_RUNNING: &str = "SELECT job, period, fire_time FROM runs WHERE state = 'running'";
+const SQL_RUNNING: &str =
+    "SELECT job, period, fire_time, recoveries FROM runs WHERE state = 'running'";
 const SQL_MARK_INTERRUPTED: &str =
-    "UPDATE runs SET state = 'failed', finished_at = ?3, error = ?4 WHERE job = ?1 AND period = ?2 AND state = 'running'";
+    "UPDATE runs SET state = 'failed', finished_at = ?3, error = ?4, recoveries = recoveries + 1
+     WHERE job = ?1 AND period = ?2 AND state = 'running'";
 const SQL_DELIVERY_ENSURE: &str =
     "INSERT INTO deliveries (job, period, lang, recipient, message_id, state, attempts, updated_at)
      VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6) ON CONFLICT DO NOTHING";
 const SQL_DELIVERY_GET: &str =
     "SELECT state, attempts, possible_duplicate, message_id FROM deliveries
      WHERE job = ?1 AND period = ?2 AND lang = ?3 AND recipient = ?4";
-const SQL_DELIVERY_SENDING: &str =
+/// The claim: only from the state the claimant read, so of two processes that read
+/// the same state one changes the row and the other finds it changed.
+const SQL_DELIVERY_CLAIM: &str =
     "UPDATE deliveries SET state = 'sending', possible_duplicate = MAX(possible_duplicate, ?5), updated_at = ?6
-     WHERE job = ?1 AND period = ?2 AND lang = ?3 AND recipient = ?4";
+     WHERE job = ?1 AND period = ?2 AND lang = ?3 AND recipient = ?4 AND state = ?7";
 const SQL_DELIVERY_UPDATE: &str =
     "UPDATE deliveries SET state = ?5, attempts = attempts + ?6, last_error = ?7, updated_at = ?8,
          next_attempt_at = ?9, retry_until = COALESCE(retry_until, ?10)
@@ -228,8 +247,9 @@ impl RunState {
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     Pending,
-    /// Handed to the SMTP server; written before the conversation starts, so a row
-    /// still `sending` after its process died may or may not have been accepted.
+    /// Claimed by one process for its SMTP attempt ([`Ledger::claim_delivery`]),
+    /// written before the conversation starts, so a row still `sending` after its
+    /// process died (its delivery lock free) may or may not have been accepted.
     Sending,
     Sent,
     /// Failed for a transient reason; tried again until its retry time runs out.
@@ -389,8 +409,90 @@ pub struct RunFacts {
     pub state: String,
 }
 
-/// A run found interrupted: job, period and fire time.
-pub type Interrupted = (String, String, Option<DateTime<Utc>>);
+/// A run found interrupted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interrupted {
+    pub job: String,
+    pub period: String,
+    pub fire: Option<DateTime<Utc>>,
+    /// Interrupted again after it had been run again once: recorded failed with
+    /// [`Interrupted::message`] instead of being run a third time (a run that kills
+    /// its process would otherwise do so at every start of the daemon).
+    pub gave_up: bool,
+}
+
+impl Interrupted {
+    /// What the ledger records for a run that is not run again.
+    pub fn message(job: &str, fire: Option<DateTime<Utc>>) -> String {
+        let as_of = fire.map_or_else(String::new, |f| {
+            format!(" --as-of {}", f.format("%Y-%m-%dT%H:%M:%SZ"))
+        });
+        format!(
+            "interrupted twice: the process running it ended before the run finished, also when it was run again after the first interruption; it is not run again by itself. Find out why in the log, then run it by hand: `cxreport run --job {job}{as_of} --send`"
+        )
+    }
+}
+
+/// How much of any error text the ledger keeps (and an alert quotes): a value of many
+/// megabytes copied into an error must not make the failure impossible to record.
+pub const MAX_ERROR_BYTES: usize = 4096;
+/// An alert's whole text: its error and the log lines it quotes, each clipped.
+pub const MAX_ALERT_BYTES: usize = 16 * 1024;
+
+/// `text` cut to at most `max` bytes (on a character boundary) with a marker saying
+/// how much was cut.
+pub fn clip(text: &str, max: usize) -> Cow<'_, str> {
+    if text.len() <= max {
+        return Cow::Borrowed(text);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!(
+        "{}… [{} of {} bytes cut]",
+        &text[..end],
+        text.len() - end,
+        text.len()
+    ))
+}
+
+/// How claiming a delivery ended ([`Ledger::claim_delivery`]).
+#[derive(Debug)]
+pub enum Claim {
+    /// This process sends it, holding the lock until the lock is dropped or
+    /// [`DeliveryLock::release`]d. `again`: the row was left `sending` by a process
+    /// that is gone, so the server may already hold a copy.
+    Won {
+        again: bool,
+        attempts: i64,
+        lock: DeliveryLock,
+    },
+    /// Another process is sending it right now.
+    Taken,
+    /// Nothing to send: sent, or given up.
+    Settled(DeliveryState),
+}
+
+/// The lock of one delivery while it is being sent; released when dropped, or by the
+/// kernel when the process dies.
+#[derive(Debug)]
+pub struct DeliveryLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl DeliveryLock {
+    /// Releases the lock; once the delivery is `sent` for good its lock file is
+    /// removed (whoever opened it before finds the row sent and does nothing).
+    pub fn release(self, sent: bool) {
+        if sent {
+            // A file left behind costs nothing but a directory entry.
+            let _ = std::fs::remove_file(&self.path);
+        }
+        drop(self.file);
+    }
+}
 
 /// A job's lock; released when dropped, or by the kernel when the process dies.
 #[derive(Debug)]
@@ -404,6 +506,35 @@ pub struct Ledger {
     /// Written by an older version and opened read-only: without the columns and
     /// tables added since.
     v1: bool,
+}
+
+/// A job name as a file name (config validation allows only these characters; this
+/// keeps a hand-edited ledger from naming other paths).
+fn safe_name(job: &str) -> String {
+    job.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// An absolute path as an SQLite `file:` URI (its `?`, `#` and `%` would otherwise
+/// be read as the URI's own). A path that is not UTF-8 is not found this way, and the
+/// ordinary open's error is the one reported.
+fn file_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for b in path.to_string_lossy().bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~') {
+            uri.push(char::from(b));
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri
 }
 
 fn now_text() -> String {
@@ -459,6 +590,20 @@ impl Ledger {
                 conn.execute_batch(sql).map_err(err)?;
             }
         }
+        let mut have = conn
+            .prepare("SELECT name FROM pragma_table_info('runs')")
+            .map_err(err)?;
+        let names: Vec<String> = have
+            .query_map([], |r| r.get(0))
+            .map_err(err)?
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        drop(have);
+        for (column, sql) in RUN_COLUMNS {
+            if !names.iter().any(|n| n == column) {
+                conn.execute_batch(sql).map_err(err)?;
+            }
+        }
         Ok(Self {
             conn,
             path: path.to_owned(),
@@ -468,15 +613,53 @@ impl Ledger {
 
     /// Opens an existing ledger for reading only (`history`): works in a read-only
     /// directory and changes nothing.
+    ///
+    /// A WAL database opened read-only the ordinary way needs its `-shm` file, which
+    /// it creates, and fails in a directory it cannot write. When there is no `-wal`
+    /// with anything in it, everything is in the file itself (a writer would have to
+    /// create one to change it): the file is then read as immutable, creating nothing.
     pub fn open_read_only(path: &Path) -> Result<Self, LedgerError> {
+        let first = match Self::open_read_only_with(path, false) {
+            Ok(l) => return Ok(l),
+            Err(e) => e,
+        };
+        let cannot_write = matches!(
+            &first,
+            LedgerError::Sqlite { source, .. } if matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
+            )
+        );
+        // With a `-wal` that holds anything, the file alone is not the whole ledger
+        // (and a busy or broken ledger is reported as it is).
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal_empty = std::fs::metadata(PathBuf::from(wal)).map_or(true, |m| m.len() == 0);
+        if cannot_write && wal_empty {
+            Self::open_read_only_with(path, true).map_err(|_| first)
+        } else {
+            Err(first)
+        }
+    }
+
+    fn open_read_only_with(path: &Path, immutable: bool) -> Result<Self, LedgerError> {
         let err = |source| LedgerError::Sqlite {
             path: path.to_owned(),
             source,
         };
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = if immutable {
+            let absolute = std::path::absolute(path).map_err(|source| LedgerError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+            Connection::open_with_flags(
+                format!("{}?immutable=1", file_uri(&absolute)),
+                flags | OpenFlags::SQLITE_OPEN_URI,
+            )
+        } else {
+            Connection::open_with_flags(path, flags)
+        }
         .map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(err)?;
@@ -521,16 +704,7 @@ impl Ledger {
             source,
         };
         std::fs::create_dir_all(&dir).map_err(io)?;
-        let name: String = job
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let name = safe_name(job);
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -551,34 +725,40 @@ impl Ledger {
 
     /// Runs left `running` by a process that is gone (their job's lock is free):
     /// marked failed ("interrupted") and returned with their fire time so the caller
-    /// runs them again. Exactly one process gets each: the row is changed under the
-    /// job's lock, and only while it is still `running`.
+    /// runs them again; one already run again after an interruption is given up
+    /// instead (`gave_up`, recorded with [`Interrupted::message`]). Exactly one
+    /// process gets each: the row is changed under the job's lock, and only while it
+    /// is still `running`.
     pub fn recover_interrupted(&self) -> Result<Vec<Interrupted>, LedgerError> {
         let mut stmt = self.conn.prepare(SQL_RUNNING).map_err(|e| self.err(e))?;
-        let rows: Vec<(String, String, Option<String>)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        let rows: Vec<(String, String, Option<String>, i64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .map_err(|e| self.err(e))?
             .collect::<Result<_, _>>()
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
-        for (job, period, fire) in rows {
+        for (job, period, fire, recoveries) in rows {
             let Some(_lock) = self.lock_job(&job, true)? else {
                 continue;
             };
+            let fire = fire.as_deref().and_then(parse_time);
+            let gave_up = recoveries > 0;
+            let why = if gave_up {
+                Interrupted::message(&job, fire)
+            } else {
+                "interrupted: the process running it ended before the run finished".to_owned()
+            };
             let changed = self
                 .conn
-                .execute(
-                    SQL_MARK_INTERRUPTED,
-                    params![
-                        job,
-                        period,
-                        now_text(),
-                        "interrupted: the process running it ended before the run finished"
-                    ],
-                )
+                .execute(SQL_MARK_INTERRUPTED, params![job, period, now_text(), why])
                 .map_err(|e| self.err(e))?;
             if changed == 1 {
-                out.push((job, period, fire.as_deref().and_then(parse_time)));
+                out.push(Interrupted {
+                    job,
+                    period,
+                    fire,
+                    gave_up,
+                });
             }
         }
         Ok(out)
@@ -627,7 +807,13 @@ impl Ledger {
         self.conn
             .execute(
                 SQL_FINISH_RUN,
-                params![job, period, state.as_str(), now_text(), error],
+                params![
+                    job,
+                    period,
+                    state.as_str(),
+                    now_text(),
+                    error.map(|e| clip(e, MAX_ERROR_BYTES))
+                ],
             )
             .map(|_| ())
             .map_err(|e| self.err(e))
@@ -708,23 +894,103 @@ impl Ledger {
             .map_err(|e| self.err(e))
     }
 
-    /// Written before the SMTP conversation starts. `again`: the previous attempt was
-    /// left `sending` by a process that died, so this one may deliver a second copy.
-    pub fn mark_sending(&self, key: &DeliveryKey<'_>, again: bool) -> Result<(), LedgerError> {
-        self.conn
+    /// Claims one delivery for this process before its SMTP attempt: of the
+    /// processes that get here at the same time (overlapping runs of one job and
+    /// period), one sends it and the others are told it is `Taken`. The delivery's
+    /// OS lock says who is sending it now, so a row `sending` whose lock is free was
+    /// left by a process that is gone; the row then changes only from the state
+    /// read, inside one write transaction.
+    pub fn claim_delivery(
+        &self,
+        key: &DeliveryKey<'_>,
+        message_id: &str,
+    ) -> Result<Claim, LedgerError> {
+        let dir = self
+            .lock_dir()
+            .join(format!("{}.deliveries", safe_name(key.job)));
+        let io = |source| LedgerError::Io {
+            path: dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let mut h = Sha256::new();
+        for part in [key.period, key.lang, key.recipient] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        let hex: String = h
+            .finalize()
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let path = dir.join(format!("{hex}.lock"));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(Claim::Taken),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let lock = DeliveryLock { file, path };
+        // Immediate: taken as a writer at once, so the read below and the claim are
+        // one step for every process sharing the ledger.
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        tx.execute(
+            SQL_DELIVERY_ENSURE,
+            params![
+                key.job,
+                key.period,
+                key.lang,
+                key.recipient,
+                message_id,
+                now_text()
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        let (state, attempts): (String, i64) = tx
+            .query_row(
+                SQL_DELIVERY_GET,
+                params![key.job, key.period, key.lang, key.recipient],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| self.err(e))?;
+        let again = match DeliveryState::parse(&state) {
+            s @ (DeliveryState::Sent | DeliveryState::GaveUp) => {
+                return Ok(Claim::Settled(s));
+            }
+            DeliveryState::Sending => true,
+            DeliveryState::Pending | DeliveryState::Failed => false,
+        };
+        let changed = tx
             .execute(
-                SQL_DELIVERY_SENDING,
+                SQL_DELIVERY_CLAIM,
                 params![
                     key.job,
                     key.period,
                     key.lang,
                     key.recipient,
                     i64::from(again),
-                    now_text()
+                    now_text(),
+                    state
                 ],
             )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(if changed == 1 {
+            Claim::Won {
+                again,
+                attempts,
+                lock,
+            }
+        } else {
+            Claim::Taken
+        })
     }
 
     pub fn update_delivery(
@@ -742,7 +1008,7 @@ impl Ledger {
                     key.recipient,
                     u.state.as_str(),
                     u.attempts_added,
-                    u.error,
+                    u.error.map(|e| clip(e, MAX_ERROR_BYTES)),
                     now_text(),
                     u.next_attempt.map(format_time),
                     u.retry_until.map(format_time)
@@ -904,7 +1170,14 @@ impl Ledger {
         self.conn
             .execute(
                 SQL_ALERT_PUT,
-                params![job, recipient, message_id, subject, body, now_text()],
+                params![
+                    job,
+                    recipient,
+                    message_id,
+                    clip(subject, MAX_ERROR_BYTES),
+                    clip(body, MAX_ALERT_BYTES),
+                    now_text()
+                ],
             )
             .map(|_| ())
             .map_err(|e| self.err(e))
@@ -942,7 +1215,12 @@ impl Ledger {
         self.conn
             .execute(
                 SQL_ALERT_DONE,
-                params![id, state, error, format_time(retry_at)],
+                params![
+                    id,
+                    state,
+                    error.map(|e| clip(e, MAX_ERROR_BYTES)),
+                    format_time(retry_at)
+                ],
             )
             .map(|_| ())
             .map_err(|e| self.err(e))
@@ -1147,11 +1425,12 @@ mod tests {
         let got = b.recover_interrupted().unwrap();
         assert_eq!(
             got,
-            [(
-                "j".to_owned(),
-                "p".to_owned(),
-                Some(at("2024-06-01 08:00:00"))
-            )]
+            [Interrupted {
+                job: "j".to_owned(),
+                period: "p".to_owned(),
+                fire: Some(at("2024-06-01 08:00:00")),
+                gave_up: false,
+            }]
         );
         assert!(a.recover_interrupted().unwrap().is_empty(), "only once");
         let h = a.history(None).unwrap();
@@ -1223,13 +1502,16 @@ mod tests {
         let k = key("zh");
         let id = k.message_id("example.com");
         l.delivery(&k, &id).unwrap();
-        l.mark_sending(&k, false).unwrap();
+        // Claimed, then the process dies (its lock released with it).
+        drop(l.claim_delivery(&k, &id).unwrap());
         let s = l.delivery(&k, &id).unwrap();
         assert_eq!(
             (s.state, s.possible_duplicate),
             (DeliveryState::Sending, false)
         );
-        l.mark_sending(&k, true).unwrap();
+        let Claim::Won { again: true, .. } = l.claim_delivery(&k, &id).unwrap() else {
+            panic!("claimed again, flagged");
+        };
         l.update_delivery(&k, &update(DeliveryState::Sent, None))
             .unwrap();
         let d = &l.deliveries(k.job, k.period).unwrap()[0];
@@ -1308,6 +1590,115 @@ mod tests {
         let w = Ledger::open(&path).unwrap();
         assert_eq!(w.reopen("j", "p").unwrap(), 1);
         assert_eq!(w.history(None).unwrap()[0].deliveries[0].state, "failed");
+    }
+
+    #[test]
+    fn a_run_interrupted_again_after_its_rerun_is_given_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(&dir.path().join("state.sqlite")).unwrap();
+        let fire = Some(at("2024-06-01 08:00:00"));
+        // Interrupted (no process holds the lock), run again, interrupted again.
+        l.begin_run("j", "p", fire, None).unwrap();
+        assert!(!l.recover_interrupted().unwrap()[0].gave_up);
+        l.begin_run("j", "p", fire, None).unwrap();
+        let got = l.recover_interrupted().unwrap();
+        assert_eq!(got.len(), 1);
+        assert!(got[0].gave_up, "{got:?}");
+        let h = &l.history(None).unwrap()[0];
+        assert_eq!(h.state, "failed");
+        let e = h.error.as_deref().unwrap();
+        assert!(e.contains("interrupted twice"), "{e}");
+        assert!(
+            e.contains("cxreport run --job j --as-of 2024-06-01T08:00:00Z --send"),
+            "{e}"
+        );
+        assert!(l.recover_interrupted().unwrap().is_empty(), "once");
+        // A run that then ends on its own starts the count afresh.
+        l.begin_run("j", "p", fire, None).unwrap();
+        l.finish_run("j", "p", RunState::Succeeded, None).unwrap();
+        l.begin_run("j", "p", fire, None).unwrap();
+        assert!(!l.recover_interrupted().unwrap()[0].gave_up);
+    }
+
+    #[test]
+    fn a_failure_of_fifty_megabytes_is_recorded_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(&dir.path().join("state.sqlite")).unwrap();
+        let huge = format!("bad value `{}`", "x".repeat(50 << 20));
+        l.begin_run("j", "p", None, None).unwrap();
+        l.record_failed("j", "p", at("2024-06-01 08:00:00"), &huge)
+            .unwrap();
+        let k = key("en");
+        l.delivery(&k, "<id@x>").unwrap();
+        l.update_delivery(&k, &update(DeliveryState::Failed, Some(&huge)))
+            .unwrap();
+        l.queue_alert("j", "owner@example.com", "<a@x>", &huge, &huge)
+            .unwrap();
+        let due = l.alerts_due(Utc::now()).unwrap();
+        l.alert_attempted(due[0].id, Some(&huge), Utc::now())
+            .unwrap();
+        let run = &l.history(Some("j")).unwrap()[0];
+        assert_eq!(run.state, "failed");
+        let kept = run.error.as_deref().unwrap();
+        eprintln!(
+            "a {} byte error is kept as {} bytes",
+            huge.len(),
+            kept.len()
+        );
+        assert!(kept.len() < MAX_ERROR_BYTES + 100, "{}", kept.len());
+        assert!(kept.starts_with("bad value `xxx"));
+        assert!(
+            kept.ends_with(&format!("of {} bytes cut]", huge.len())),
+            "{}",
+            &kept[kept.len() - 60..]
+        );
+        let d = &l.deliveries(k.job, k.period).unwrap()[0];
+        assert!(d.last_error.as_deref().unwrap().len() < MAX_ERROR_BYTES + 100);
+        let a = &l.alerts_due(Utc::now()).unwrap()[0];
+        assert!(a.subject.len() < MAX_ERROR_BYTES + 100);
+        assert!(a.body.len() < MAX_ALERT_BYTES + 100);
+        let pending = &l.pending_alerts(None).unwrap()[0];
+        assert!(pending.last_error.len() < MAX_ERROR_BYTES + 100);
+        drop(l);
+        let size = std::fs::metadata(dir.path().join("state.sqlite"))
+            .unwrap()
+            .len();
+        assert!(size < 1 << 20, "ledger of {size} bytes");
+        // Cut on a character boundary.
+        assert_eq!(clip("ééé", 3), "é… [4 of 6 bytes cut]");
+        assert_eq!(clip("short", 10), "short");
+    }
+
+    #[test]
+    fn one_of_two_processes_claims_a_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let (a, b) = (Ledger::open(&path).unwrap(), Ledger::open(&path).unwrap());
+        let k = key("en");
+        let Claim::Won { again, lock, .. } = a.claim_delivery(&k, "<id@x>").unwrap() else {
+            panic!("the first claim wins");
+        };
+        assert!(!again);
+        assert!(matches!(
+            b.claim_delivery(&k, "<id@x>").unwrap(),
+            Claim::Taken
+        ));
+        assert_eq!(b.deliveries(k.job, k.period).unwrap()[0].state, "sending");
+        // The holder dies while sending (its lock released, the row still `sending`).
+        drop(lock);
+        let Claim::Won { again, lock, .. } = b.claim_delivery(&k, "<id@x>").unwrap() else {
+            panic!("a claim of a process that is gone is taken over");
+        };
+        assert!(again, "flagged: the server may hold a copy");
+        b.update_delivery(&k, &update(DeliveryState::Sent, None))
+            .unwrap();
+        lock.release(true);
+        assert!(matches!(
+            a.claim_delivery(&k, "<id@x>").unwrap(),
+            Claim::Settled(DeliveryState::Sent)
+        ));
+        let d = &a.deliveries(k.job, k.period).unwrap()[0];
+        assert!(d.possible_duplicate && d.state == "sent");
     }
 
     #[test]
