@@ -39,7 +39,72 @@ impl SimulatedClock {
 impl Clock for SimulatedClock {
     fn now(&self) -> DateTime<Utc> {
         let elapsed = self.real_start.elapsed().as_secs_f64() * self.speed;
-        self.start + chrono::Duration::microseconds((elapsed * 1e6) as i64)
+        // A rehearsal left running long enough would pass the last instant a run
+        // can be about: it stays there rather than overflow.
+        self.start
+            .checked_add_signed(chrono::Duration::microseconds((elapsed * 1e6) as i64))
+            .map_or_else(latest, |t| t.min(latest()))
+    }
+}
+
+/// The instants a run can be about (`--as-of`, `--clock-start`, window dates):
+/// four-digit years from 1900, so that every window, comparison period and trend
+/// month computed from them, and the PDF's date, stay representable.
+pub const FIRST_YEAR: i32 = 1900;
+pub const LAST_YEAR: i32 = 9999;
+
+/// The latest instant a run can be about: 9999-12-31T23:59:59Z.
+pub fn latest() -> DateTime<Utc> {
+    chrono::NaiveDate::from_ymd_opt(LAST_YEAR, 12, 31)
+        .and_then(|d| d.and_hms_opt(23, 59, 59))
+        .map_or(DateTime::<Utc>::MAX_UTC, |t| t.and_utc())
+}
+
+/// The fastest a rehearsal clock runs (`--clock-speed`): a real second is then
+/// about eleven and a half days, and the clock cannot pass the last instant a run
+/// can be about within any rehearsal's length.
+pub const MAX_SPEED: f64 = 1e6;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ClockError {
+    #[error("`{text}` is not an RFC 3339 instant such as 2024-07-01T00:00:00Z ({reason})")]
+    Instant { text: String, reason: String },
+    #[error(
+        "`{text}` lies outside the instants a run can be about: years {first} to {last} ({first}-01-01T00:00:00Z to {last}-12-31T23:59:59Z)",
+        first = FIRST_YEAR,
+        last = LAST_YEAR
+    )]
+    InstantRange { text: String },
+    #[error("`{text}` is not a speed: expected a number greater than 0 and at most {max:e}", max = MAX_SPEED)]
+    Speed { text: String },
+}
+
+/// An instant given on the command line (`--as-of`), within the years a run can be
+/// about.
+pub fn parse_instant(text: &str) -> Result<DateTime<Utc>, ClockError> {
+    let t: DateTime<Utc> =
+        text.trim()
+            .parse()
+            .map_err(|e: chrono::ParseError| ClockError::Instant {
+                text: text.to_owned(),
+                reason: e.to_string(),
+            })?;
+    if (FIRST_YEAR..=LAST_YEAR).contains(&chrono::Datelike::year(&t)) {
+        Ok(t)
+    } else {
+        Err(ClockError::InstantRange {
+            text: text.to_owned(),
+        })
+    }
+}
+
+/// A rehearsal clock's speed (`--clock-speed`): greater than 0, at most [`MAX_SPEED`].
+pub fn parse_speed(text: &str) -> Result<f64, ClockError> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= MAX_SPEED => Ok(v),
+        _ => Err(ClockError::Speed {
+            text: text.to_owned(),
+        }),
     }
 }
 
@@ -73,5 +138,50 @@ impl Deadline {
 
     pub fn passed(&self) -> bool {
         std::time::Instant::now() >= self.at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_outside_the_years_of_a_run_are_refused_by_name() {
+        assert_eq!(
+            parse_instant("2024-07-01T00:00:00Z").map(|t| t.to_rfc3339()),
+            Ok("2024-07-01T00:00:00+00:00".to_owned())
+        );
+        assert!(parse_instant("9999-12-31T23:59:59Z").is_ok());
+        for text in ["+10000-01-01T00:00:00Z", "1899-12-31T23:59:59Z"] {
+            let e = parse_instant(text).unwrap_err();
+            assert!(matches!(e, ClockError::InstantRange { .. }), "{text}: {e}");
+            assert!(
+                e.to_string().contains(text) && e.to_string().contains("1900"),
+                "{e}"
+            );
+        }
+        assert!(matches!(
+            parse_instant("yesterday"),
+            Err(ClockError::Instant { .. })
+        ));
+    }
+
+    #[test]
+    fn speeds_are_bounded() {
+        assert_eq!(parse_speed("240"), Ok(240.0));
+        assert_eq!(parse_speed("1e6"), Ok(1e6));
+        for text in ["1e15", "0", "-1", "inf", "NaN", "fast"] {
+            let e = parse_speed(text).unwrap_err();
+            assert!(e.to_string().contains(text), "{e}");
+        }
+    }
+
+    /// A rehearsal clock far ahead stays at the last instant instead of panicking on
+    /// the overflow.
+    #[test]
+    fn a_simulated_clock_does_not_overflow() {
+        let clock = SimulatedClock::new(latest(), f64::MAX);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert_eq!(clock.now(), latest());
     }
 }

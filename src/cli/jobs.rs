@@ -177,23 +177,46 @@ pub fn check(
 ) -> Result<(), Failure> {
     let found = check::check(config_path, db, mapping);
     for note in &found.notes {
-        eprintln!("{note}");
+        eprintln!("{}", visible(note));
     }
     if found.problems.is_empty() {
         match db {
-            Some(db) if !config_path.exists() => println!("ok: {db}"),
-            _ => println!("ok: {}", config_path.display()),
+            Some(db) if !config_path.exists() => println!("ok: {}", visible(&db.to_string())),
+            _ => println!("ok: {}", visible(&config_path.display().to_string())),
         }
         Ok(())
     } else {
         for p in &found.problems {
-            eprintln!("- {p}");
+            eprintln!("- {}", visible(p));
         }
         Err(Failure::Usage(anyhow!(
             "{} problem(s) found",
             found.problems.len()
         )))
     }
+}
+
+/// `check`'s lines quote the database (tag names, values, company and table
+/// names): its control characters are shown as escapes (`\x1b`, `\u{9b}`), so
+/// that no text of the data can move the cursor, clear the screen or retitle the
+/// terminal. Line breaks of the messages themselves stay line breaks.
+fn visible(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            // C1 controls (a lone U+009B is a CSI) and the bidirectional overrides
+            // that reorder what a terminal shows.
+            '\u{80}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 pub fn history(config: &Path, job: Option<&str>) -> Result<(), Failure> {
@@ -288,5 +311,22 @@ pub fn history(config: &Path, job: Option<&str>) -> Result<(), Failure> {
             "the latest run failed for: {}",
             latest_failed.join(", ")
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::visible;
+
+    #[test]
+    fn database_text_cannot_drive_the_terminal() {
+        assert_eq!(
+            visible("tags: Bug\x1b[2J, \u{9b}31m, a\rb, tab\there, \u{202e}fdp, \x7f"),
+            "tags: Bug\\x1b[2J, \\u{9b}31m, a\\x0db, tab\\x09here, \\u{202e}fdp, \\x7f"
+        );
+        assert_eq!(
+            visible("line one\nline two: 北京"),
+            "line one\nline two: 北京"
+        );
     }
 }

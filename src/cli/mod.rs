@@ -43,7 +43,8 @@ enum Command {
         /// of now, and runs `--clock-speed` times as fast as the real one.
         #[arg(long, hide = true)]
         clock_start: Option<String>,
-        #[arg(long, hide = true, default_value_t = 1.0, requires = "clock_start")]
+        #[arg(long, hide = true, default_value = "1", requires = "clock_start",
+              value_parser = crate::clock::parse_speed)]
         clock_speed: f64,
     },
     /// Send again what a job's run could not deliver: given-up and waiting deliveries

@@ -48,8 +48,9 @@ pub struct RunArgs {
     /// Directory whose files override the built-in templates (<report>/<lang>/…).
     #[arg(long)]
     templates: Option<PathBuf>,
-    /// The run's reference time (RFC 3339), instead of now: reruns give identical PDFs.
-    #[arg(long)]
+    /// The run's reference time (RFC 3339, years 1900 to 9999), instead of now:
+    /// reruns give identical PDFs.
+    #[arg(long, value_parser = crate::clock::parse_instant)]
     as_of: Option<chrono::DateTime<chrono::Utc>>,
     /// Run a job of the configuration now, as the schedule would.
     #[arg(long)]

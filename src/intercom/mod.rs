@@ -215,9 +215,13 @@ pub struct Mapped {
 /// Topic tags of a tag aggregate: machine tags (any item with `:`) and empty items
 /// left out, each tag once.
 pub fn topic_tags(tags: &str) -> Vec<String> {
+    // A set of what was seen keeps this linear in the number of items: one
+    // conversation can carry a hundred thousand tags, and a scan of the list per
+    // item made that minutes. The list keeps the order the tags are written in.
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
     let mut out: Vec<String> = Vec::new();
     for t in split_items(tags) {
-        if !t.is_empty() && !t.contains(':') && !out.iter().any(|o| o == t) {
+        if !t.is_empty() && !t.contains(':') && seen.insert(t) {
             out.push(t.to_owned());
         }
     }
@@ -414,6 +418,37 @@ mod tests {
             normalize_name_into(name, &mut buf);
             assert_eq!(buf, normalize_name(name), "{name:?}");
         }
+    }
+
+    #[test]
+    fn topic_tags_keep_first_seen_order_and_drop_machine_tags() {
+        assert_eq!(
+            topic_tags("Bug, first_response:bot, ,Billing, Bug ,segment:x,Outage,Billing"),
+            ["Bug", "Billing", "Outage"]
+        );
+    }
+
+    /// 120,000 distinct tags on one conversation (plus each once more): every tag
+    /// once, in the order written. The scan of the list per item this replaced took
+    /// 45 s here.
+    #[test]
+    fn topic_tags_of_a_huge_aggregate() {
+        let n = 120_000;
+        let mut text: Vec<String> = (0..n).map(|i| format!("tag{i}")).collect();
+        text.extend((0..n).rev().map(|i| format!("tag{i}")));
+        text.push("status:open".into());
+        let started = std::time::Instant::now();
+        let tags = topic_tags(&text.join(","));
+        eprintln!(
+            "topic_tags of {} items: {:?}",
+            text.len(),
+            started.elapsed()
+        );
+        assert_eq!(tags.len(), n);
+        assert!(tags
+            .iter()
+            .enumerate()
+            .all(|(i, t)| *t == format!("tag{i}")));
     }
 
     #[test]

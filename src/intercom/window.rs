@@ -59,6 +59,12 @@ impl FromStr for WindowSpec {
                     .map_err(|_| err("dates are written YYYY-MM-DD"))
             };
             let (from, to) = (date(a)?, date(b)?);
+            let years = crate::clock::FIRST_YEAR..=crate::clock::LAST_YEAR;
+            if !(years.contains(&from.year()) && years.contains(&to.year())) {
+                // The comparison period and the trend months reach back from the
+                // range, and the PDF prints its dates: both need four-digit years.
+                return Err(err("dates lie between 1900-01-01 and 9999-12-31"));
+            }
             if from > to {
                 return Err(err("the range ends before it starts"));
             }
@@ -350,6 +356,9 @@ mod tests {
             "range:2024-01-01",
             "range:2024-02-01..2024-01-01",
             "weekly:2w",
+            "range:-262000-01-01..2024-01-01",
+            "range:2024-01-01..+262142-12-31",
+            "range:1899-12-31..2024-01-01",
         ] {
             let e = bad.parse::<WindowSpec>().unwrap_err();
             assert!(
@@ -357,6 +366,24 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn range_dates_keep_to_four_digit_years() {
+        for bad in [
+            "range:-262000-01-01..2024-01-01",
+            "range:2024-01-01..+262142-12-31",
+        ] {
+            let e = bad.parse::<WindowSpec>().unwrap_err().to_string();
+            assert!(
+                e.contains(bad) && e.contains("between 1900-01-01 and 9999-12-31"),
+                "{e}"
+            );
+        }
+        let w: WindowSpec = "range:1900-01-01..9999-12-31".parse().unwrap();
+        let r = w.resolve(None, at("2030-01-01 00:00:00"), Tz::UTC).unwrap();
+        assert!(r.comparison(&w, Compare::Previous).is_some());
+        assert_eq!(r.months_up_to_end(12).len(), 12);
     }
 
     #[test]

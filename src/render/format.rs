@@ -2,21 +2,71 @@
 //! filters that apply them in templates.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::NarrativeError;
+
+/// The most characters a text of the data (a topic tag, a company name, a segment
+/// value) takes where an edition lays it out: Typst spent minutes and gigabytes
+/// breaking a 60,000-word tag into lines. CSVs and summary.json keep it whole.
+pub const TEXT_CAP: usize = 120;
+
+/// `text` cut to [`TEXT_CAP`] characters when longer: its start, `…`, and a short
+/// code of the whole text, so that two long texts that start alike still read
+/// apart (`None`: it fits as it is).
+pub fn cut_text(text: &str) -> Option<String> {
+    text.char_indices().nth(TEXT_CAP)?;
+    let code = fnv1a(text.as_bytes()) & 0xff_ffff;
+    let tail = format!("… #{code:06x}");
+    let head: String = text.chars().take(TEXT_CAP - tail.chars().count()).collect();
+    Some(format!("{}{tail}", head.trim_end()))
+}
+
+/// FNV-1a: a code that is the same in every run and on every machine (the PDFs
+/// are reproducible), unlike the standard library's hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
 
 /// A language's layout strings (`strings.toml`), looked up by dotted key.
 #[derive(Debug, Clone)]
 pub struct Strings {
     table: toml::Table,
     path: String,
+    /// Whether a text of the data was cut for this edition (shared by the clones the
+    /// Tera filters hold): the data-quality notes then say so.
+    cut: Arc<AtomicBool>,
 }
 
 impl Strings {
     pub(crate) fn new(table: toml::Table, path: String) -> Self {
-        Self { table, path }
+        Self {
+            table,
+            path,
+            cut: Arc::default(),
+        }
+    }
+
+    /// A text of the data as an edition lays it out: at most [`TEXT_CAP`]
+    /// characters ([`cut_text`]).
+    pub fn data_text(&self, text: &str) -> String {
+        match cut_text(text) {
+            Some(cut) => {
+                self.cut.store(true, Ordering::Relaxed);
+                cut
+            }
+            None => text.to_owned(),
+        }
+    }
+
+    /// Whether [`Strings::data_text`] cut a text so far.
+    pub fn cut_any(&self) -> bool {
+        self.cut.load(Ordering::Relaxed)
     }
 
     fn lookup(&self, key: &str) -> Option<&toml::Value> {
@@ -42,6 +92,11 @@ impl Strings {
 
     /// A slice label, e.g. `label("segment", "churn_watch")`.
     pub fn label(&self, dimension: &str, value: &str) -> String {
+        let label = self.label_uncut(dimension, value);
+        self.data_text(&label)
+    }
+
+    fn label_uncut(&self, dimension: &str, value: &str) -> String {
         let key = format!("labels.{dimension}.{value}");
         match self.lookup(&key) {
             Some(toml::Value::String(s)) => s.clone(),
@@ -62,7 +117,10 @@ impl Strings {
     /// lower-case form) to its name; a customer's own tags are added by overriding the
     /// strings. A tag without a name prints as written (`check` lists them).
     pub fn topic(&self, tag: &str) -> String {
-        self.topic_name(tag).unwrap_or_else(|| tag.to_owned())
+        match self.topic_name(tag) {
+            Some(name) => self.data_text(&name),
+            None => self.data_text(tag),
+        }
     }
 
     /// The tag's name in this language, when the strings have one.
@@ -90,6 +148,10 @@ impl Strings {
         }
     }
 }
+
+/// From this magnitude on a number prints in scientific notation (`1.00e308`):
+/// grouped digits would be hundreds wide.
+pub const SCIENTIFIC_FROM: f64 = 1e15;
 
 /// Number formatting rules of a language (`[format]` in strings.toml).
 #[derive(Debug, Clone)]
@@ -155,8 +217,17 @@ impl NumberFormat {
         })
     }
 
-    /// `v` with `decimals` digits, grouped thousands.
+    /// `v` with `decimals` digits, grouped thousands; from [`SCIENTIFIC_FROM`] on in
+    /// scientific notation, and an em dash for a value that is not a number (an
+    /// overflowed sum), so that no value of the data makes a cell hundreds of
+    /// digits wide.
     pub fn number(&self, v: f64, decimals: usize) -> String {
+        if !v.is_finite() {
+            return "—".to_owned();
+        }
+        if v.abs() >= SCIENTIFIC_FROM {
+            return format!("{v:.2e}").replace('.', &self.decimal);
+        }
         let s = format!("{:.*}", decimals, v.abs());
         let (int, frac) = s
             .split_once('.')
@@ -181,21 +252,33 @@ impl NumberFormat {
 
     /// A fraction as a percentage with one decimal.
     pub fn percent(&self, v: f64) -> String {
-        format!("{}{}", self.number(v * 100.0, 1), self.percent_suffix)
+        self.with_unit(v * 100.0, 1, &self.percent_suffix)
     }
 
     pub fn minutes(&self, v: f64) -> String {
-        format!("{}{}", self.number(v, 1), self.minutes_suffix)
+        self.with_unit(v, 1, &self.minutes_suffix)
     }
 
     /// A difference of two fractions in percentage points.
     pub fn points(&self, v: f64) -> String {
-        format!("{}{}", self.number(v * 100.0, 1), self.pp_suffix)
+        self.with_unit(v * 100.0, 1, &self.pp_suffix)
+    }
+
+    /// A number and its unit; a value that is not a number has no unit.
+    fn with_unit(&self, v: f64, decimals: usize, unit: &str) -> String {
+        if v.is_finite() {
+            format!("{}{unit}", self.number(v, decimals))
+        } else {
+            "—".to_owned()
+        }
     }
 
     /// A money amount: in the language's units when large (one decimal under 100 of
     /// the unit, a trailing ".0" dropped), else whole units.
     pub fn money(&self, v: f64) -> String {
+        if !v.is_finite() {
+            return "—".to_owned();
+        }
         let sign = if v < 0.0 && v.abs() >= 0.5 { "-" } else { "" };
         if let Some((from, text)) = self.money_units.iter().find(|(f, _)| v.abs() >= *f) {
             let x = v.abs() / from;
@@ -351,6 +434,59 @@ mod tests {
         assert_eq!(zh.money(85_000.0), "8.5 万美元");
         assert_eq!(zh.money(320_000_000.0), "3.2 亿美元");
         assert_eq!(zh.money(8_500.0), "8,500 美元");
+    }
+
+    #[test]
+    fn long_texts_of_the_data_are_cut_and_stay_apart() {
+        let s = Strings::new(toml::Table::new(), "t".into());
+        assert_eq!(s.topic("Billing"), "Billing");
+        assert!(!s.cut_any());
+        let words = |last: &str| format!("{}{last}", "lorem ipsum ".repeat(5_000));
+        let (a, b) = (s.topic(&words("alpha")), s.topic(&words("beta")));
+        assert!(s.cut_any());
+        for cut in [&a, &b] {
+            assert_eq!(cut.chars().count(), TEXT_CAP, "{cut}");
+            assert!(
+                cut.starts_with("lorem ipsum lorem") && cut.contains("… #"),
+                "{cut}"
+            );
+        }
+        assert_ne!(a, b, "two tags that start alike still read apart");
+        assert_eq!(cut_text(&words("alpha")).as_deref(), Some(a.as_str()));
+        let exact = "é".repeat(TEXT_CAP);
+        assert_eq!(cut_text(&exact), None);
+        assert_eq!(
+            cut_text(&format!("{exact}!")).map(|c| c.chars().count()),
+            Some(TEXT_CAP)
+        );
+        // A label of a value the strings do not name is the value: cut the same way.
+        let label = s.label("segment", &words("x"));
+        assert!(
+            label.chars().count() <= TEXT_CAP && label.contains("… #"),
+            "{label}"
+        );
+        // The flag is shared with the clones the Tera filters hold.
+        let fresh = Strings::new(toml::Table::new(), "t".into());
+        let clone = fresh.clone();
+        clone.data_text(&words("y"));
+        assert!(fresh.cut_any());
+    }
+
+    #[test]
+    fn huge_and_infinite_numbers_print_short() {
+        let en = format_with(vec![(1e6, "${}M".into()), (1e3, "${}k".into())], "$", "");
+        assert_eq!(en.number(1e308, 1), "1.00e308");
+        assert_eq!(en.number(-1e308, 0), "-1.00e308");
+        assert_eq!(en.number(123_456_789_012_345.0, 0), "123,456,789,012,345");
+        assert_eq!(en.minutes(1e308), "1.00e308 min");
+        for v in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN] {
+            assert_eq!(en.number(v, 1), "—");
+            assert_eq!(en.percent(v), "—");
+            assert_eq!(en.minutes(v), "—");
+            assert_eq!(en.points(v), "—");
+            assert_eq!(en.money(v), "—");
+        }
+        assert_eq!(en.money(1e308), "$1.00e302M");
     }
 
     #[test]

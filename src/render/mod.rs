@@ -31,6 +31,10 @@ pub enum NarrativeError {
     },
     #[error("template {path}: {message}")]
     Template { path: String, message: String },
+    /// A template that loaded failed on the run's data (the run failed; nothing
+    /// about how cxreport was called must change).
+    #[error("rendering template {path}: {message}")]
+    Render { path: String, message: String },
     #[error("strings file {path}: {message}")]
     Strings { path: String, message: String },
     /// Rendering in a worker process failed, or the worker did not answer (its message

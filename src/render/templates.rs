@@ -244,7 +244,7 @@ impl Language {
         ctx.insert(name, value);
         self.tera
             .render(template, &ctx)
-            .map_err(|e| NarrativeError::Template {
+            .map_err(|e| NarrativeError::Render {
                 path: format!("{}/{template}", self.code),
                 message: tera_message(&e),
             })

@@ -371,6 +371,25 @@ pub fn period_label(window: Option<&Window>, period: &str, lang: &Language) -> S
     }
 }
 
+/// A layout's data-quality notes (`quality.limitations`) with the note that texts of
+/// the data were cut ([`crate::render::format::TEXT_CAP`]) when this edition cut
+/// any. Called last in a layout, when every label of the edition has been made.
+pub fn note_cut_texts(layout: &mut Value, lang: &Language) {
+    if !lang.strings.cut_any() {
+        return;
+    }
+    let note = lang
+        .strings
+        .get("quality.texts_cut")
+        .replace("{}", &crate::render::format::TEXT_CAP.to_string());
+    if let Some(Value::Array(notes)) = layout
+        .get_mut("quality")
+        .and_then(|q| q.get_mut("limitations"))
+    {
+        notes.push(Value::String(note));
+    }
+}
+
 /// The data-quality table of unparseable timestamps: `table.column`, count.
 pub fn bad_timestamp_rows(bad: &BadTimestamps, f: &NumberFormat) -> Vec<[String; 2]> {
     bad.0

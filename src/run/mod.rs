@@ -103,7 +103,12 @@ impl RunError {
             Self::UnknownReport(_) | Self::UnknownOption { .. } => true,
             Self::Data(e) => matches!(e, DataError::Open { .. } | DataError::Schema { .. }),
             Self::Report(e) => e.is_usage(),
-            Self::Edition(EditionError::Narrative(_)) => true,
+            // A template set that does not load is the user's to fix; one that
+            // fails on the data (or whose worker failed) is a failed run.
+            Self::Edition(EditionError::Narrative(e)) => !matches!(
+                e,
+                NarrativeError::Render { .. } | NarrativeError::Worker(_)
+            ),
             Self::Worker(e) => e.is_usage(),
             _ => false,
         }
@@ -633,6 +638,32 @@ mod tests {
         fn rows_read(&self) -> &[(&'static str, u64)] {
             &self.1
         }
+    }
+
+    /// A template that does not load is the user's to fix (exit 2); one that loads
+    /// and fails on the run's data is a failed run (exit 1).
+    #[test]
+    fn a_template_failing_on_the_data_is_not_a_usage_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = dir.path().join("tag-drivers/en");
+        std::fs::create_dir_all(&own).unwrap();
+        std::fs::write(own.join("findings.tera"), "{{ f.numbers.share * 100 }}").unwrap();
+        let templates = Templates::new(Some(dir.path().to_owned()));
+        let lang = templates.language("tag-drivers", "en").unwrap();
+        let failed = lang
+            .render(
+                "findings.tera",
+                "f",
+                &json!({ "numbers": { "share": null } }),
+            )
+            .unwrap_err();
+        assert!(!RunError::from(EditionError::from(failed)).is_usage());
+        std::fs::write(own.join("findings.tera"), "{% if %}").unwrap();
+        let broken = match templates.language("tag-drivers", "en") {
+            Err(e) => e,
+            Ok(_) => panic!("a template that does not parse loads"),
+        };
+        assert!(RunError::from(EditionError::from(broken)).is_usage());
     }
 
     #[test]

@@ -204,13 +204,19 @@ pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
             let companies = d
                 .companies
                 .iter()
-                .map(|c| format!("{} ({})", c.company_id, f.number(c.monthly_spend, 2)))
+                .map(|c| {
+                    format!(
+                        "{} ({})",
+                        s.data_text(&c.company_id),
+                        f.number(c.monthly_spend, 2)
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", ");
             [
                 d.companies
                     .first()
-                    .map(|c| c.company_name.clone())
+                    .map(|c| s.data_text(&c.company_name))
                     .unwrap_or_default(),
                 companies,
             ]

@@ -339,7 +339,9 @@ impl Computed for ConversationUsage {
     }
 
     fn layout(&self, language: &Language) -> Value {
-        layout::layout(self, language)
+        let mut v = layout::layout(self, language);
+        crate::reports::note_cut_texts(&mut v, language);
+        v
     }
 
     fn variants(&self) -> Vec<&'static str> {

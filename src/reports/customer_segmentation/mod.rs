@@ -229,7 +229,9 @@ impl Computed for Run {
     }
 
     fn layout(&self, language: &Language) -> Value {
-        layout(self, language)
+        let mut v = layout(self, language);
+        crate::reports::note_cut_texts(&mut v, language);
+        v
     }
 
     fn size(&self) -> (&'static str, usize) {

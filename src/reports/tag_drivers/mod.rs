@@ -288,7 +288,9 @@ impl Computed for Run {
     }
 
     fn layout(&self, language: &Language) -> Value {
-        layout(self, language)
+        let mut v = layout(self, language);
+        crate::reports::note_cut_texts(&mut v, language);
+        v
     }
 
     fn rows_read(&self) -> &[(&'static str, u64)] {
@@ -534,7 +536,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
     let both: Vec<[String; 2]> = r
         .in_both_groups
         .iter()
-        .map(|(id, name)| [name.clone(), id.clone()])
+        .map(|(id, name)| [s.data_text(name), s.data_text(id)])
         .collect();
     let bad = super::bad_timestamp_rows(&r.bad_timestamps, f);
     json!({
