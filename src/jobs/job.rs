@@ -209,7 +209,7 @@ fn fail_run(ctx: &Context<'_>, period: &str, msg: &str, log: &[String]) -> Resul
     if let Some(l) = ctx.ledger {
         l.finish_run(&job.name, period, RunState::Failed, Some(msg))?;
     }
-    tracing::error!(job = %job.name, %period, "run failed: {}", super::ledger::clip(&msg, super::ledger::MAX_ERROR_BYTES));
+    tracing::error!(job = %job.name, %period, "run failed: {}", super::ledger::clip(msg, super::ledger::MAX_ERROR_BYTES));
     email::alert_owners(ctx, period, msg, log);
     Ok(())
 }

@@ -105,10 +105,9 @@ impl RunError {
             Self::Report(e) => e.is_usage(),
             // A template set that does not load is the user's to fix; one that
             // fails on the data (or whose worker failed) is a failed run.
-            Self::Edition(EditionError::Narrative(e)) => !matches!(
-                e,
-                NarrativeError::Render { .. } | NarrativeError::Worker(_)
-            ),
+            Self::Edition(EditionError::Narrative(e)) => {
+                !matches!(e, NarrativeError::Render { .. } | NarrativeError::Worker(_))
+            }
             Self::Worker(e) => e.is_usage(),
             _ => false,
         }
