@@ -102,12 +102,7 @@ fn run_job_with(
     match catch_unwind(AssertUnwindSafe(|| body(&ctx, &mut out))) {
         Ok(result) => result.map(|()| out),
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown".into());
-            let msg = format!("internal error (a bug in cxreport, please report it): {what}");
+            let msg = crate::run::worker::panic_message(panic.as_ref());
             let period = out.period.clone().unwrap_or_else(|| fire_period(fire));
             if let Some(l) = ctx.ledger {
                 l.record_failed(&job.name, &period, fire, &msg)?;

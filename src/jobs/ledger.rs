@@ -576,32 +576,23 @@ impl Ledger {
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
-        let mut have = conn
-            .prepare("SELECT name FROM pragma_table_info('deliveries')")
-            .map_err(err)?;
-        let names: Vec<String> = have
-            .query_map([], |r| r.get(0))
-            .map_err(err)?
-            .collect::<Result<_, _>>()
-            .map_err(err)?;
-        drop(have);
-        for (column, sql) in DELIVERY_COLUMNS {
-            if !names.iter().any(|n| n == column) {
-                conn.execute_batch(sql).map_err(err)?;
-            }
-        }
-        let mut have = conn
-            .prepare("SELECT name FROM pragma_table_info('runs')")
-            .map_err(err)?;
-        let names: Vec<String> = have
-            .query_map([], |r| r.get(0))
-            .map_err(err)?
-            .collect::<Result<_, _>>()
-            .map_err(err)?;
-        drop(have);
-        for (column, sql) in RUN_COLUMNS {
-            if !names.iter().any(|n| n == column) {
-                conn.execute_batch(sql).map_err(err)?;
+        // Columns a newer version added, on a ledger an older one wrote.
+        let added: [(&str, &[(&str, &str)]); 2] =
+            [("deliveries", &DELIVERY_COLUMNS), ("runs", &RUN_COLUMNS)];
+        for (table, columns) in added {
+            let mut have = conn
+                .prepare("SELECT name FROM pragma_table_info(?1)")
+                .map_err(err)?;
+            let names: Vec<String> = have
+                .query_map([table], |r| r.get(0))
+                .map_err(err)?
+                .collect::<Result<_, _>>()
+                .map_err(err)?;
+            drop(have);
+            for (column, sql) in columns {
+                if !names.iter().any(|n| n == column) {
+                    conn.execute_batch(sql).map_err(err)?;
+                }
             }
         }
         Ok(Self {

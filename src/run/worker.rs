@@ -473,16 +473,19 @@ fn run_task(
             usage: e.is_usage(),
             message: e.to_string(),
         },
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown".into());
-            Reply::Failed {
-                message: format!("internal error (a bug in cxreport, please report it): {what}"),
-                usage: false,
-            }
-        }
+        Err(panic) => Reply::Failed {
+            message: panic_message(panic.as_ref()),
+            usage: false,
+        },
     }
+}
+
+/// What a caught panic says, as a run's error.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown".into());
+    format!("internal error (a bug in cxreport, please report it): {what}")
 }
