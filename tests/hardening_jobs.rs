@@ -4,200 +4,32 @@
 //! the daemon on a rehearsal clock.
 //!
 //! `CXREPORT_BIN=/path/to/cxreport` runs these against another build (to see them fail
-//! on an older one).
+//! on an older one; `common::service`).
 
 mod common;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::smtp::{header, smtp_server, Server};
-use common::{demo_db, text};
-use cxreport::jobs::ledger::{Ledger, RunRecord};
-
-fn bin() -> PathBuf {
-    std::env::var_os("CXREPORT_BIN").map_or_else(
-        || PathBuf::from(env!("CARGO_BIN_EXE_cxreport")),
-        PathBuf::from,
-    )
-}
-
-struct Setup {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl Setup {
-    fn state(&self) -> PathBuf {
-        self.dir.path().join("out/cxreport-state.sqlite")
-    }
-
-    fn history(&self) -> Vec<RunRecord> {
-        Ledger::open_read_only(&self.state())
-            .unwrap()
-            .history(None)
-            .unwrap()
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin());
-        c.env("RUST_LOG", "info")
-            .args(args)
-            .args(["--config", self.config.to_str().unwrap()]);
-        c
-    }
-
-    fn run(&self, extra: &[&str]) -> Output {
-        let mut args = vec!["run", "--job", "monthly", "--as-of", "2024-07-01T08:00:00Z"];
-        args.extend_from_slice(extra);
-        self.cmd(&args).output().unwrap()
-    }
-
-    /// `run` as [`Setup::run`], given up (a failure) after `secs`: for what may hang.
-    fn run_within(&self, extra: &[&str], secs: u64) -> (Output, Duration) {
-        let mut args = vec!["run", "--job", "monthly", "--as-of", "2024-07-01T08:00:00Z"];
-        args.extend_from_slice(extra);
-        let (out, err) = (
-            self.dir.path().join("run.out"),
-            self.dir.path().join("run.err"),
-        );
-        let mut child = self
-            .cmd(&args)
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(std::fs::File::create(&err).unwrap())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        let status = loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                break st;
-            }
-            if started.elapsed() > Duration::from_secs(secs) {
-                kill(&mut child);
-                panic!("`run` did not end within {secs} s");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        let output = Output {
-            status,
-            stdout: std::fs::read(&out).unwrap(),
-            stderr: std::fs::read(&err).unwrap(),
-        };
-        (output, started.elapsed())
-    }
-
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.cmd(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    }
-
-    /// The process with its stderr in `log`.
-    fn spawn_logged(&self, args: &[&str], log: &Path) -> Child {
-        self.cmd(args)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap()
-    }
-}
+use common::service::{
+    self, bin, kill, stop, stop_within, subjects, wait_for, Setup, PLAIN, TO_CEO,
+};
+use common::smtp::smtp_server;
+use common::text;
+use cxreport::jobs::ledger::Ledger;
 
 /// One job, `monthly`, on the demo data, mailing over plain SMTP to a loopback port;
 /// `smtp` and `job` are extra lines of their sections.
 fn setup(port: u16, smtp: &str, job: &str) -> Setup {
-    setup_on(&demo_db().display().to_string(), port, smtp, job)
+    service::setup(port, &format!("{PLAIN}\n{smtp}"), job)
 }
 
 fn setup_on(database: &str, port: u16, smtp: &str, job: &str) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("schedules.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[defaults]
-database = "{database}"
-output_dir = "out"
-[smtp]
-host = "127.0.0.1"
-port = {port}
-tls = "none"
-from = "CX Reports <reports@example.com>"
-timeout_secs = 5
-max_attempts = 2
-backoff_secs = 0.05
-{smtp}
-[[job]]
-name = "monthly"
-cron = "0 8 1 1 *"
-window = "rolling:6m"
-{job}
-"#
-        ),
-    )
-    .unwrap();
-    Setup { dir, config }
-}
-
-const TO_CEO: &str =
-    "owners = [\"owner@example.com\"]\n[job.recipients]\nen = [\"ceo@example.com\"]";
-
-fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn signal(child: &Child, sig: &str) {
-    assert!(Command::new("kill")
-        .args([&format!("-{sig}"), &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-}
-
-/// SIGTERM, then the time until the process ended (at most `secs`).
-fn stop_within(child: &mut Child, secs: u64) -> (std::process::ExitStatus, Duration) {
-    signal(child, "TERM");
-    let started = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return (st, started.elapsed());
-        }
-        if started.elapsed() > Duration::from_secs(secs) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("did not stop within {secs} s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn stop(child: &mut Child) -> std::process::ExitStatus {
-    stop_within(child, 60).0
-}
-
-fn kill(child: &mut Child) {
-    child.kill().unwrap();
-    child.wait().unwrap();
-}
-
-fn subjects(server: &Server) -> Vec<String> {
-    server
-        .state
-        .lock()
-        .unwrap()
-        .accepted
-        .iter()
-        .map(|m| header(&m.raw, "Subject"))
-        .collect()
+    service::setup_on(database, port, &format!("{PLAIN}\n{smtp}"), job)
 }
 
 /// Item 3: two runs of one job and period at the same time (`overlap = "allow"`), the

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::service::{stop, wait_for};
 use common::smtp::{header, smtp_server};
 use common::{bin, demo_db, text};
 
@@ -147,14 +148,6 @@ fn workers_of(parent: u32) -> Vec<u32> {
         .collect()
 }
 
-fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn a_run_whose_worker_aborts_fails_that_run_naming_the_stage() {
     let dir = templates(&[("conversation-usage/report.typ", TYPST_LOOP)]);
@@ -236,22 +229,6 @@ impl Daemon {
         cxreport::jobs::ledger::Ledger::open_read_only(&state)
             .and_then(|l| l.history(None))
             .unwrap_or_default()
-    }
-}
-
-fn stop(child: &mut Child) -> std::process::ExitStatus {
-    assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let started = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "did not stop");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -6,136 +6,16 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use common::service::{kill, setup, signal, stop, subjects, wait_for, Setup, PLAIN, TO_CEO};
 use common::smtp::{
     free_port, header, implicit_tls_server, smtp_server, smtp_server_on, starttls_server, tls_dir,
-    Server,
 };
-use common::{demo_db, text};
-use cxreport::jobs::ledger::{Ledger, RunRecord};
-
-struct Setup {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl Setup {
-    fn state(&self) -> PathBuf {
-        self.dir.path().join("out/cxreport-state.sqlite")
-    }
-
-    fn history(&self) -> Vec<RunRecord> {
-        Ledger::open_read_only(&self.state())
-            .unwrap()
-            .history(None)
-            .unwrap()
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cxreport"));
-        c.env("RUST_LOG", "info")
-            .args(args)
-            .args(["--config", self.config.to_str().unwrap()]);
-        c
-    }
-
-    fn run(&self, extra: &[&str]) -> Output {
-        let mut args = vec!["run", "--job", "monthly", "--as-of", "2024-07-01T08:00:00Z"];
-        args.extend_from_slice(extra);
-        self.cmd(&args).output().unwrap()
-    }
-
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.cmd(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    }
-}
-
-/// A configuration with one job, `monthly`; `smtp` and `job` are extra lines.
-fn setup(port: u16, smtp: &str, job: &str) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("schedules.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[defaults]
-database = "{db}"
-output_dir = "out"
-[smtp]
-host = "127.0.0.1"
-port = {port}
-from = "CX Reports <reports@example.com>"
-timeout_secs = 5
-max_attempts = 2
-backoff_secs = 0.05
-{smtp}
-[[job]]
-name = "monthly"
-cron = "0 8 1 1 *"
-window = "rolling:6m"
-{job}
-"#,
-            db = demo_db().display()
-        ),
-    )
-    .unwrap();
-    Setup { dir, config }
-}
-
-/// Plain SMTP to the loopback test server.
-const PLAIN: &str = "tls = \"none\"";
-const TO_CEO: &str =
-    "owners = [\"owner@example.com\"]\n[job.recipients]\nen = [\"ceo@example.com\"]";
-
-fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn kill(child: &mut Child) {
-    child.kill().unwrap();
-    child.wait().unwrap();
-}
-
-fn stop(child: &mut Child) -> std::process::ExitStatus {
-    signal(child, "TERM");
-    let started = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn signal(child: &Child, sig: &str) {
-    assert!(Command::new("kill")
-        .args([&format!("-{sig}"), &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-}
-
-fn subjects(server: &Server) -> Vec<String> {
-    server
-        .state
-        .lock()
-        .unwrap()
-        .accepted
-        .iter()
-        .map(|m| header(&m.raw, "Subject"))
-        .collect()
-}
+use common::text;
+use cxreport::jobs::ledger::Ledger;
 
 /// Promise 1: a run whose process died is run again by the next daemon, whatever pid
 /// its row carries (here a live process's, as after a container restart where the

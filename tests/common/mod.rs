@@ -2,6 +2,7 @@
 //! test file, CSV and PDF read-back.
 #![allow(dead_code)]
 
+pub mod service;
 pub mod smtp;
 
 use std::path::{Path, PathBuf};
