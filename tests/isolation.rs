@@ -60,6 +60,24 @@ fn run_with(dir: &Path, extra: &[&str]) -> (std::process::Output, Duration) {
     (o, started.elapsed())
 }
 
+/// `cxreport check` of a configuration with one job on the demo and `templates`.
+fn check(templates: &Path) -> std::process::Output {
+    let cfg = templates.join("schedules.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[defaults]\ndatabase = \"{}\"\ntemplates = \"{}\"\noutput_dir = \"out\"\n[[job]]\nname = \"m\"\ncron = \"0 8 1 * *\"\n[job.recipients]\nen = [\"a@example.com\"]\n",
+            demo_db().display(),
+            templates.display()
+        ),
+    )
+    .unwrap();
+    bin()
+        .args(["check", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn a_recursive_template_is_refused_by_run_and_check_without_aborting() {
     let dir = templates(&RECURSIVE);
@@ -73,20 +91,7 @@ fn a_recursive_template_is_refused_by_run_and_check_without_aborting() {
         "{t}"
     );
     // `check` says the same and fails (it accepted the template before).
-    let cfg = dir.path().join("schedules.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[defaults]\ndatabase = \"{}\"\ntemplates = \"{}\"\noutput_dir = \"out\"\n[[job]]\nname = \"m\"\ncron = \"0 8 1 * *\"\n[job.recipients]\nen = [\"a@example.com\"]\n",
-            demo_db().display(),
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let o = bin()
-        .args(["check", "--config", cfg.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = check(dir.path());
     assert!(o.status.code().is_some_and(|c| c != 0), "{}", text(&o));
     assert!(text(&o).contains("may not recurse"), "{}", text(&o));
 }
@@ -95,20 +100,7 @@ fn a_recursive_template_is_refused_by_run_and_check_without_aborting() {
 fn deeply_nested_template_text_is_refused_by_check_without_aborting() {
     let deep = format!("{{{{ {}1{} }}}}", "(".repeat(5000), ")".repeat(5000));
     let dir = templates(&[("conversation-usage/en/findings.tera", &deep)]);
-    let cfg = dir.path().join("schedules.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[defaults]\ndatabase = \"{}\"\ntemplates = \"{}\"\n[[job]]\nname = \"m\"\ncron = \"0 8 1 * *\"\n[job.recipients]\nen = [\"a@example.com\"]\n",
-            demo_db().display(),
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let o = bin()
-        .args(["check", "--config", cfg.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = check(dir.path());
     // Before: `check` itself aborted (SIGABRT in Tera's parser).
     assert!(o.status.code().is_some_and(|c| c != 0), "{}", text(&o));
     assert!(
