@@ -223,11 +223,21 @@ pub fn history(config: &Path, job: Option<&str>) -> Result<(), Failure> {
     let config = load(config)?;
     let path = config.state_path();
     if !path.exists() {
+        if let Some(name) = job {
+            find_job(&config, name)?;
+        }
         println!("no runs yet ({} does not exist)", path.display());
         return Ok(());
     }
     let ledger = Ledger::open_read_only(&path).map_err(|e| Failure::Failed(e.into()))?;
     let runs = ledger.history(job).map_err(|e| Failure::Failed(e.into()))?;
+    if let (Some(name), true) = (job, runs.is_empty()) {
+        // A job removed from the configuration still shows its runs; a name that is
+        // neither configured nor in the ledger is a typo, not an empty history.
+        find_job(&config, name)?;
+        println!("{name}: no runs yet");
+        return Ok(());
+    }
     let mut latest_failed: Vec<String> = Vec::new();
     let mut last_job: Option<&str> = None;
     for (i, r) in runs.iter().enumerate() {
