@@ -293,18 +293,21 @@ impl DeliveryKey<'_> {
     /// Deterministic Message-ID: the same delivery always has the same id, so a
     /// duplicate is recognizable at the receiving end too.
     pub fn message_id(&self, domain: &str) -> String {
+        format!("<{}.{}@{domain}>", self.digest(), self.job)
+    }
+
+    /// 32 hex digits that name this delivery (its Message-ID, its lock file).
+    fn digest(&self) -> String {
         let mut h = Sha256::new();
         for part in [self.job, self.period, self.lang, self.recipient] {
             h.update(part.as_bytes());
             h.update([0]);
         }
-        let hex: String = h
-            .finalize()
+        h.finalize()
             .iter()
             .take(16)
             .map(|b| format!("{b:02x}"))
-            .collect();
-        format!("<{hex}.{}@{domain}>", self.job)
+            .collect()
     }
 }
 
@@ -537,6 +540,54 @@ fn file_uri(path: &Path) -> String {
     uri
 }
 
+/// Takes the OS lock of the file at `path` without waiting (exclusive or shared),
+/// creating it and its folder; `None` when another process (or another handle in
+/// this one) holds it.
+fn try_lock(path: &Path, exclusive: bool) -> Result<Option<File>, LedgerError> {
+    let dir = path.parent().unwrap_or(path);
+    let io = |source| LedgerError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io)?;
+    let taken = if exclusive {
+        file.try_lock()
+    } else {
+        file.try_lock_shared()
+    };
+    match taken {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
+}
+
+/// The delivery's row, created `pending` with its Message-ID if new (a transaction
+/// derefs to its connection).
+fn ensure_delivery(
+    conn: &Connection,
+    key: &DeliveryKey<'_>,
+    message_id: &str,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        SQL_DELIVERY_ENSURE,
+        params![
+            key.job,
+            key.period,
+            key.lang,
+            key.recipient,
+            message_id,
+            now_text()
+        ],
+    )
+}
+
 fn now_text() -> String {
     format_time(Utc::now())
 }
@@ -689,29 +740,8 @@ impl Ledger {
     /// overlapping runs (and for recovery), shared for one that allows them. `None`
     /// when another process (or another run in this one) holds it.
     pub fn lock_job(&self, job: &str, exclusive: bool) -> Result<Option<JobLock>, LedgerError> {
-        let dir = self.lock_dir();
-        let io = |source| LedgerError::Io {
-            path: dir.clone(),
-            source,
-        };
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        let name = safe_name(job);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(format!("{name}.lock")))
-            .map_err(io)?;
-        let taken = if exclusive {
-            file.try_lock()
-        } else {
-            file.try_lock_shared()
-        };
-        match taken {
-            Ok(()) => Ok(Some(JobLock { _file: file })),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
-        }
+        let path = self.lock_dir().join(format!("{}.lock", safe_name(job)));
+        Ok(try_lock(&path, exclusive)?.map(|file| JobLock { _file: file }))
     }
 
     /// Runs left `running` by a process that is gone (their job's lock is free):
@@ -857,19 +887,7 @@ impl Ledger {
         key: &DeliveryKey<'_>,
         message_id: &str,
     ) -> Result<DeliveryStatus, LedgerError> {
-        self.conn
-            .execute(
-                SQL_DELIVERY_ENSURE,
-                params![
-                    key.job,
-                    key.period,
-                    key.lang,
-                    key.recipient,
-                    message_id,
-                    now_text()
-                ],
-            )
-            .map_err(|e| self.err(e))?;
+        ensure_delivery(&self.conn, key, message_id).map_err(|e| self.err(e))?;
         self.conn
             .query_row(
                 SQL_DELIVERY_GET,
@@ -896,54 +914,19 @@ impl Ledger {
         key: &DeliveryKey<'_>,
         message_id: &str,
     ) -> Result<Claim, LedgerError> {
-        let dir = self
+        let path = self
             .lock_dir()
-            .join(format!("{}.deliveries", safe_name(key.job)));
-        let io = |source| LedgerError::Io {
-            path: dir.clone(),
-            source,
+            .join(format!("{}.deliveries", safe_name(key.job)))
+            .join(format!("{}.lock", key.digest()));
+        let Some(file) = try_lock(&path, true)? else {
+            return Ok(Claim::Taken);
         };
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        let mut h = Sha256::new();
-        for part in [key.period, key.lang, key.recipient] {
-            h.update(part.as_bytes());
-            h.update([0]);
-        }
-        let hex: String = h
-            .finalize()
-            .iter()
-            .take(16)
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let path = dir.join(format!("{hex}.lock"));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Ok(Claim::Taken),
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
-        }
         let lock = DeliveryLock { file, path };
         // Immediate: taken as a writer at once, so the read below and the claim are
         // one step for every process sharing the ledger.
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
-        tx.execute(
-            SQL_DELIVERY_ENSURE,
-            params![
-                key.job,
-                key.period,
-                key.lang,
-                key.recipient,
-                message_id,
-                now_text()
-            ],
-        )
-        .map_err(|e| self.err(e))?;
+        ensure_delivery(&tx, key, message_id).map_err(|e| self.err(e))?;
         let (state, attempts): (String, i64) = tx
             .query_row(
                 SQL_DELIVERY_GET,
