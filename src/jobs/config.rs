@@ -143,7 +143,7 @@ pub struct Config {
 }
 
 /// A run's time limit unless `defaults.run_timeout_secs` says otherwise.
-pub const DEFAULT_RUN_TIMEOUT_SECS: u64 = 1800;
+pub const DEFAULT_RUN_TIMEOUT_SECS: u64 = crate::run::DEFAULT_TIME_LIMIT.as_secs();
 
 #[derive(Debug, Clone)]
 pub struct Defaults {

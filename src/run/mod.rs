@@ -406,19 +406,27 @@ fn timings_json(timings: &[(&str, std::time::Duration)]) -> serde_json::Value {
     serde_json::Value::Object(m)
 }
 
-/// The time limit of `check`'s database checks when the request has none: the runs'
-/// default (`jobs::config::DEFAULT_RUN_TIMEOUT_SECS`, a layer this one cannot import).
-pub const CHECK_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(1800);
+/// A run's time limit unless the request sets one (`defaults.run_timeout_secs` and
+/// `run --timeout-secs` default to it); also the limit of `check`'s database checks.
+pub const DEFAULT_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(1800);
+
+/// Opens a database for one of `check`'s looks at it, within `limit` (or
+/// [`DEFAULT_TIME_LIMIT`]): a view that never ends stops there as a run would.
+fn open_for_check(
+    db: &Location,
+    limit: Option<std::time::Duration>,
+) -> Result<Database, DataError> {
+    let deadline = crate::clock::Deadline::after(limit.unwrap_or(DEFAULT_TIME_LIMIT));
+    Database::open_within(db, Some(deadline))
+}
 
 /// Checks the database against what a report needs (for `cxreport check`), within
-/// the request's time limit (or [`CHECK_TIME_LIMIT`]): a view that never ends stops
-/// there as a run would. Returns what the report can and cannot compute from it
-/// ([`Report::limits`]).
+/// the request's time limit ([`open_for_check`]). Returns what the report can and
+/// cannot compute from it ([`Report::limits`]).
 pub fn check_database(req: &RunRequest) -> Result<Vec<String>, RunError> {
     let report = report_of(req)?;
     check_request(report, req)?;
-    let limit = req.time_limit.unwrap_or(CHECK_TIME_LIMIT);
-    let db = Database::open_within(&req.db, Some(crate::clock::Deadline::after(limit)))?;
+    let db = open_for_check(&req.db, req.time_limit)?;
     let rr = req.report_request();
     db.check(report.name(), &report.needs(&db, &rr)?)?;
     Ok(report.limits(&db, &rr)?)
@@ -435,8 +443,7 @@ pub fn untranslated(req: &RunRequest, lang: &str) -> Result<Vec<String>, RunErro
     if language.strings.get("document.lang") == "en" {
         return Ok(Vec::new());
     }
-    let limit = req.time_limit.unwrap_or(CHECK_TIME_LIMIT);
-    let db = Database::open_within(&req.db, Some(crate::clock::Deadline::after(limit)))?;
+    let db = open_for_check(&req.db, req.time_limit)?;
     let words = report.vocabulary(&db, &req.report_request())?;
     Ok(words
         .into_iter()
@@ -450,9 +457,9 @@ pub type RuleMatch = (&'static str, String, Option<usize>);
 /// The mapping's rules as `check` prints them: each rule, its value and how many
 /// companies of the database it matched (`None`: the rule is not counted per
 /// company). Empty when the database has no company table. Within
-/// [`CHECK_TIME_LIMIT`], like every database check.
+/// [`DEFAULT_TIME_LIMIT`], like every database check.
 pub fn mapping_matches(db: &Location, mapping: &Mapping) -> Result<Vec<RuleMatch>, RunError> {
-    let db = Database::open_within(db, Some(crate::clock::Deadline::after(CHECK_TIME_LIMIT)))?;
+    let db = open_for_check(db, None)?;
     if !db.has_table(crate::intercom::COMPANY_ENHANCED)? {
         return Ok(Vec::new());
     }
