@@ -8,7 +8,7 @@ use super::Failure;
 use crate::clock::{Clock, SimulatedClock, SystemClock};
 use crate::jobs::config::Config;
 use crate::jobs::ledger::{clip, Ledger, RunState, MAX_ERROR_BYTES};
-use crate::jobs::{check, daemon, email, job, Delivery, JobError};
+use crate::jobs::{alerts, check, daemon, email, job, Delivery, JobError};
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 
@@ -116,7 +116,7 @@ pub fn retry(config_path: &Path, name: &str, period: Option<&str>) -> Result<(),
     let stop = daemon::stop_on_signals()?;
     let run = email::resend(&config, job, &ledger, &period, &stop)?;
     // The owner alerts kept while SMTP failed go out with it.
-    email::flush_alerts(&config, &ledger, &stop)?;
+    alerts::flush_alerts(&config, &ledger, &stop)?;
     eprintln!(
         "{period}: {reopened} delivery(ies) to retry, {} sent, {} not",
         run.sent, run.failed

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::config::{Config, Job, Overlap};
-use super::email;
 use super::job::{fire_period, run_job};
 use super::ledger::Ledger;
 use super::schedule::{self, Catchup};
+use super::{alerts, email};
 use super::{Delivery, JobError};
 use crate::clock::Clock;
 
@@ -166,7 +166,7 @@ impl Daemon<'_> {
                     job.name, r.period
                 );
                 // Kept only: the alerts worker sends it, off this thread.
-                email::queue_alert(&config, job, &ledger, fire, &r.period, &subject, &msg, &[]);
+                alerts::queue_alert(&config, job, &ledger, fire, &r.period, &subject, &msg, &[]);
                 // Its fire is behind the cursor, so the schedule does not run it either.
                 advance_cursor(&ledger, job, fire)?;
                 continue;
@@ -229,7 +229,7 @@ impl Daemon<'_> {
                     .and_then(|r| r.fire_time)
                     .unwrap_or(now);
                 // Kept only: the alerts worker sends it, off this thread.
-                email::queue_alert(&config, job, &ledger, fire, &e.period, &subject, &msg, &[]);
+                alerts::queue_alert(&config, job, &ledger, fire, &e.period, &subject, &msg, &[]);
             }
         }
         for (job, period) in ledger.retries_due(now)? {
@@ -249,7 +249,7 @@ impl Daemon<'_> {
             let stop = Arc::clone(&self.stop);
             let h = std::thread::spawn(move || match Ledger::open(&config.state_path()) {
                 Ok(l) => {
-                    if let Err(e) = email::flush_alerts(&config, &l, &stop) {
+                    if let Err(e) = alerts::flush_alerts(&config, &l, &stop) {
                         tracing::error!("sending the kept owner alerts: {e}");
                     }
                 }
@@ -281,7 +281,7 @@ impl Daemon<'_> {
                         let period = fire_period(fire);
                         ledger.record_skipped(&job.name, &period, fire, why)?;
                         let subject = format!("[cxreport] job {} did not run ({period})", job.name);
-                        email::queue_alert(
+                        alerts::queue_alert(
                             &self.config,
                             &job,
                             ledger,
@@ -363,7 +363,7 @@ impl Daemon<'_> {
                     "[cxreport] job {} cannot run: the run ledger fails",
                     job.name
                 );
-                email::alert(
+                alerts::alert(
                     &self.config,
                     job,
                     None,
@@ -410,7 +410,7 @@ fn run_fire(config: &Config, job: &Job, fire: DateTime<Utc>, stop: &AtomicBool) 
             .as_ref()
             .ok()
             .filter(|l| l.record_skipped(&job.name, &period, fire, why).is_ok());
-        email::alert(config, job, kept, fire, &period, &subject, why, &[], stop);
+        alerts::alert(config, job, kept, fire, &period, &subject, why, &[], stop);
     }
     match ledger {
         Ok(l) => {

@@ -9,8 +9,8 @@ use std::sync::atomic::AtomicBool;
 use chrono::{DateTime, Utc};
 
 use super::config::{Config, DataSource, Job, Overlap};
-use super::email;
 use super::ledger::{Ledger, RunState, WatchRecord};
+use super::{alerts, email};
 use super::{Context, Delivery, JobError, JobRun};
 use crate::clock::FixedClock;
 use crate::demo::{self, DemoError};
@@ -108,7 +108,7 @@ fn run_job_with(
                 l.record_failed(&job.name, &period, fire, &msg)?;
             }
             tracing::error!(job = %job.name, %period, "run failed: {}", super::ledger::clip(&msg, super::ledger::MAX_ERROR_BYTES));
-            email::alert_owners(&ctx, &period, &msg, std::slice::from_ref(&msg));
+            alerts::alert_owners(&ctx, &period, &msg, std::slice::from_ref(&msg));
             out.period = Some(period);
             out.error = Some(msg);
             out.state = RunState::Failed;
@@ -205,7 +205,7 @@ fn fail_run(ctx: &Context<'_>, period: &str, msg: &str, log: &[String]) -> Resul
         l.finish_run(&job.name, period, RunState::Failed, Some(msg))?;
     }
     tracing::error!(job = %job.name, %period, "run failed: {}", super::ledger::clip(msg, super::ledger::MAX_ERROR_BYTES));
-    email::alert_owners(ctx, period, msg, log);
+    alerts::alert_owners(ctx, period, msg, log);
     Ok(())
 }
 

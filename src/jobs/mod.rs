@@ -1,8 +1,9 @@
 //! Scheduled jobs: the configuration (`config`), cron and catch-up (`schedule`), the
 //! run ledger (`ledger`), the SMTP transport (`mail`), one job's run (`job`), what it
-//! mails (`email`), the daemon that runs jobs when due (`daemon`) and `cxreport
+//! mails (`email`) and tells its owners (`alerts`), the daemon that runs jobs when due (`daemon`) and `cxreport
 //! check` (`check`). The types below are what those parts share about a job's run.
 
+pub mod alerts;
 pub mod check;
 pub mod config;
 pub mod daemon;

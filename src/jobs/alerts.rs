@@ -1,0 +1,292 @@
+//! The owners' alerts: a run that failed, a fire that could not start, deliveries
+//! given up. Kept in the ledger until the SMTP server takes them (sent at once when
+//! there is no ledger to keep them in), their text from the `owner_alert.tera`
+//! template, rendered where a runaway override ends only itself.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, Utc};
+use lettre::message::Mailbox;
+use serde_json::json;
+
+use super::config::Config;
+use super::config::Job;
+use super::ledger::{clip, Ledger, MAX_ERROR_BYTES};
+use super::mail::{Mailer, Outgoing};
+use super::{Context, Delivery, JobError};
+
+/// Tells the job's owners that a run failed (only when delivering for real).
+pub fn alert_owners(ctx: &Context<'_>, period: &str, error: &str, log: &[String]) {
+    if !matches!(ctx.delivery, Delivery::Send) {
+        return;
+    }
+    let subject = format!("[cxreport] job {} failed ({period})", ctx.job.name);
+    match ctx.ledger {
+        // Stopping: kept, and sent by the next process; shutdown does not wait on SMTP.
+        Some(l) if ctx.stop.load(Ordering::SeqCst) => queue_alert(
+            ctx.config, ctx.job, l, ctx.fire, period, &subject, error, log,
+        ),
+        _ => alert(
+            ctx.config, ctx.job, ctx.ledger, ctx.fire, period, &subject, error, log, ctx.stop,
+        ),
+    }
+}
+
+/// Writes an owner alert and sends it; with a ledger, an alert the SMTP server does
+/// not take now is kept and sent later (`flush_alerts`).
+#[allow(clippy::too_many_arguments)]
+pub fn alert(
+    config: &Config,
+    job: &Job,
+    ledger: Option<&Ledger>,
+    fire: DateTime<Utc>,
+    period: &str,
+    subject: &str,
+    error: &str,
+    log: &[String],
+    stop: &AtomicBool,
+) {
+    compose_alert(
+        config,
+        job,
+        ledger,
+        fire,
+        period,
+        subject,
+        error,
+        log,
+        Some(stop),
+    );
+}
+
+/// Writes an owner alert into the ledger only; the daemon's alerts worker sends it.
+#[allow(clippy::too_many_arguments)]
+pub fn queue_alert(
+    config: &Config,
+    job: &Job,
+    ledger: &Ledger,
+    fire: DateTime<Utc>,
+    period: &str,
+    subject: &str,
+    error: &str,
+    log: &[String],
+) {
+    compose_alert(
+        config,
+        job,
+        Some(ledger),
+        fire,
+        period,
+        subject,
+        error,
+        log,
+        None,
+    );
+}
+
+/// `send_now`: send (what cannot be kept, and the kept alerts that are due) now.
+#[allow(clippy::too_many_arguments)]
+fn compose_alert(
+    config: &Config,
+    job: &Job,
+    ledger: Option<&Ledger>,
+    fire: DateTime<Utc>,
+    period: &str,
+    subject: &str,
+    error: &str,
+    log: &[String],
+    send_now: Option<&AtomicBool>,
+) {
+    if job.owners.is_empty() || config.smtp.is_none() {
+        return;
+    }
+    let never = AtomicBool::new(false);
+    let stop = send_now.unwrap_or(&never);
+    // Quoted, not copied: a run's error may hold a value of many megabytes.
+    let log: Vec<_> = log
+        .iter()
+        .rev()
+        .take(20)
+        .rev()
+        .map(|l| clip(l, MAX_ERROR_BYTES / 4))
+        .collect();
+    let error = clip(error, MAX_ERROR_BYTES);
+    let value = json!({
+        "job": job.name,
+        "period": period,
+        "error": error,
+        "fire_time": crate::source::timestamp::format_utc(fire),
+        "host": std::env::var("HOSTNAME").unwrap_or_default(),
+        "log": log,
+    });
+    let text = match crate::run::worker::owner_alert(&config.templates(), &value) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(job = %job.name, "cannot write the owner alert: {e}");
+            // The alert still goes out, with the error as its whole text.
+            format!("cxreport: job {} ({period}): {error}", job.name)
+        }
+    };
+    let domain = config
+        .smtp
+        .as_ref()
+        .map_or_else(String::new, |s| s.from.email.domain().to_owned());
+    for owner in &job.owners {
+        let message_id = format!(
+            "<alert.{}.{}@{domain}>",
+            job.name,
+            Utc::now().timestamp_nanos_opt().unwrap_or(0)
+        );
+        let queued = ledger
+            .map(|l| l.queue_alert(&job.name, owner.email.as_ref(), &message_id, subject, &text));
+        match queued {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                tracing::error!(job = %job.name, "cannot keep the owner alert in the ledger: {e}");
+                send_alert_now(config, job, owner, &message_id, subject, &text, stop);
+            }
+            None => send_alert_now(config, job, owner, &message_id, subject, &text, stop),
+        }
+    }
+    if let (Some(l), Some(_)) = (ledger, send_now) {
+        if let Err(e) = flush_alerts(config, l, stop) {
+            tracing::error!(job = %job.name, "sending the kept owner alerts: {e}");
+        }
+    }
+}
+
+fn alert_message(
+    owner: &Mailbox,
+    message_id: &str,
+    subject: &str,
+    text: &str,
+    job: &str,
+) -> Outgoing {
+    Outgoing {
+        message_id: message_id.to_owned(),
+        to: owner.clone(),
+        subject: subject.to_owned(),
+        text: text.to_owned(),
+        html: None,
+        attachments: Vec::new(),
+        outbox_name: format!(
+            "alert_{job}_{}_{}",
+            owner.email,
+            message_id.trim_matches(['<', '>'])
+        ),
+    }
+}
+
+/// An alert without a ledger to keep it in (the ledger itself is what failed).
+fn send_alert_now(
+    config: &Config,
+    job: &Job,
+    owner: &Mailbox,
+    message_id: &str,
+    subject: &str,
+    text: &str,
+    stop: &AtomicBool,
+) {
+    let Some(smtp) = &config.smtp else { return };
+    let result = Mailer::new(smtp).map_err(|e| e.to_string()).and_then(|m| {
+        let (_, failure) = m.send(
+            &alert_message(owner, message_id, subject, text, &job.name),
+            stop,
+            |_, _| {},
+        );
+        failure.map_or(Ok(()), |f| Err(f.to_string()))
+    });
+    match result {
+        Ok(()) => tracing::info!(job = %job.name, owner = %owner.email, "owner alerted"),
+        Err(e) => tracing::error!(job = %job.name, owner = %owner.email, "owner alert failed: {e}"),
+    }
+}
+
+/// Sends the kept owner alerts that are due; those the server does not take wait
+/// for a later try, with the delivery backoff.
+pub fn flush_alerts(config: &Config, ledger: &Ledger, stop: &AtomicBool) -> Result<(), JobError> {
+    let Some(smtp) = &config.smtp else {
+        return Ok(());
+    };
+    let due = ledger.alerts_due(Utc::now())?;
+    if due.is_empty() {
+        return Ok(());
+    }
+    let mailer = match Mailer::new(smtp) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!("owner alerts wait: {e}");
+            let later = Utc::now() + chrono::Duration::minutes(10);
+            for a in due {
+                ledger.alert_attempted(a.id, Some(&e.to_string()), later)?;
+            }
+            return Ok(());
+        }
+    };
+    for a in due {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(owner) = a.recipient.parse::<Mailbox>() else {
+            ledger.alert_attempted(a.id, None, Utc::now())?;
+            continue;
+        };
+        let (_, failure) = mailer.send(
+            &alert_message(&owner, &a.message_id, &a.subject, &a.body, &a.job),
+            stop,
+            |_, _| {},
+        );
+        let retry_at = Utc::now()
+            + chrono::Duration::from_std(mailer.retry_delay(a.attempts + 1))
+                .unwrap_or_else(|_| chrono::Duration::hours(1));
+        match &failure {
+            None => tracing::info!(job = %a.job, owner = %a.recipient, "owner alerted"),
+            Some(f) => {
+                tracing::error!(job = %a.job, owner = %a.recipient, "owner alert not sent yet ({f}); kept")
+            }
+        }
+        ledger.alert_attempted(a.id, failure.map(|f| f.to_string()).as_deref(), retry_at)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alert_quotes_a_fifty_megabyte_error_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[defaults]\ndatabase = \"demo\"\noutput_dir = \"{out}\"\n[smtp]\noutbox = \"{out}/outbox\"\nfrom = \"r@example.com\"\n[[job]]\nname = \"j\"\ncron = \"0 8 * * *\"\nowners = [\"owner@example.com\"]\n",
+            out = dir.path().display()
+        );
+        let config = Config::parse(std::path::Path::new("schedules.toml"), &text).unwrap();
+        let huge = format!("bad value `{}`", "x".repeat(50 << 20));
+        let log = vec![huge.clone(); 3];
+        let ledger = Ledger::open(&config.state_path()).unwrap();
+        for kept in [None, Some(&ledger)] {
+            alert(
+                &config,
+                &config.jobs[0],
+                kept,
+                Utc::now(),
+                "p",
+                "[cxreport] job j failed (p)",
+                &huge,
+                &log,
+                &AtomicBool::new(false),
+            );
+        }
+        let mails: Vec<u64> = std::fs::read_dir(dir.path().join("outbox"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .collect();
+        eprintln!(
+            "a {} byte error (and log) mailed as {mails:?} bytes",
+            huge.len()
+        );
+        assert_eq!(mails.len(), 2, "sent at once, and kept then sent");
+        assert!(mails.iter().all(|&n| n < 32 * 1024), "{mails:?}");
+    }
+}
