@@ -1,17 +1,19 @@
-//! A real SMTP server in the test process (mailin-embedded over TCP, optionally with
-//! STARTTLS), whose answers each test scripts, and a minimal implicit-TLS one; plus
-//! read-back of the messages it received.
+//! A real SMTP server in the test process, over TCP on loopback, whose answers each
+//! test scripts: plain, STARTTLS or implicit TLS (rustls, with the test certificate);
+//! plus read-back of the messages it received.
+//!
+//! Written here rather than taken from mailin-embedded: that crate always brings its
+//! TLS, rustls with a second crypto provider (aws-lc), into the test build only, which
+//! rebuilt rustls, lettre and cxreport itself after `cargo run --release` and built
+//! aws-lc's C sources (67 s of a 2-core machine; docs/performance.md, "Build").
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, TcpListener};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use mailin_embedded::response::{Response, OK};
-use mailin_embedded::{Handler, SslConfig};
 
 /// What the sink received: one entry per accepted message.
 #[derive(Default)]
@@ -32,64 +34,6 @@ pub struct SinkState {
 pub struct Received {
     pub to: Vec<String>,
     pub raw: Vec<u8>,
-}
-
-#[derive(Clone)]
-struct Sink {
-    state: Arc<Mutex<SinkState>>,
-    release: Arc<AtomicBool>,
-    to: Vec<String>,
-    buf: Vec<u8>,
-}
-
-impl Handler for Sink {
-    fn mail(&mut self, _ip: IpAddr, _domain: &str, _from: &str) -> Response {
-        self.to.clear();
-        self.buf.clear();
-        OK
-    }
-    fn rcpt(&mut self, to: &str) -> Response {
-        self.to.push(to.to_owned());
-        OK
-    }
-    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.buf.extend_from_slice(buf);
-        Ok(())
-    }
-    fn data_end(&mut self) -> Response {
-        let (stall, hold) = {
-            let mut s = self.state.lock().unwrap();
-            s.data_ends += 1;
-            (
-                s.stall_after.is_some_and(|n| s.accepted.len() >= n),
-                s.hold_after_accept,
-            )
-        };
-        let wait = || {
-            while !self.release.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        };
-        if stall {
-            wait();
-            return Response::custom(451, "stalled".into());
-        }
-        let mut s = self.state.lock().unwrap();
-        match s.script.pop_front().unwrap_or(250) {
-            250 => {
-                s.accepted.push(Received {
-                    to: self.to.clone(),
-                    raw: std::mem::take(&mut self.buf),
-                });
-                drop(s);
-                if hold {
-                    wait();
-                }
-                OK
-            }
-            code => Response::custom(code, format!("scripted {code}")),
-        }
-    }
 }
 
 pub struct Server {
@@ -129,7 +73,7 @@ pub fn smtp_server(script: &[u16], stall_after: Option<usize>) -> Server {
         TcpListener::bind("127.0.0.1:0").unwrap(),
         script,
         stall_after,
-        None,
+        Tls::None,
     )
 }
 
@@ -143,25 +87,12 @@ pub fn smtp_server_on(port: u16) -> Server {
             })
         })
         .expect("port free again");
-    serve(listener, &[], None, None)
+    serve(listener, &[], None, Tls::None)
 }
 
-/// A server that offers STARTTLS with the test certificate (signed by the test CA).
-pub fn starttls_server() -> Server {
-    let tls = tls_dir();
-    serve(
-        TcpListener::bind("127.0.0.1:0").unwrap(),
-        &[],
-        None,
-        Some(SslConfig::SelfSigned {
-            cert_path: tls.join("server.pem").display().to_string(),
-            key_path: tls.join("server.key").display().to_string(),
-        }),
-    )
-}
-
-/// The test certificates; also installs the process's TLS provider (the test build
-/// has two, and rustls then wants to be told which).
+/// The test certificates; also installs the process's TLS provider (ring, the one
+/// the release build has: the test build must not add another, see
+/// docs/performance.md, "Build").
 pub fn tls_dir() -> PathBuf {
     static PROVIDER: std::sync::Once = std::sync::Once::new();
     PROVIDER.call_once(|| {
@@ -170,12 +101,36 @@ pub fn tls_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls")
 }
 
-fn serve(
-    listener: TcpListener,
-    script: &[u16],
-    stall_after: Option<usize>,
-    ssl: Option<SslConfig>,
-) -> Server {
+/// How a connection starts.
+#[derive(Clone, Copy, PartialEq)]
+enum Tls {
+    None,
+    StartTls,
+    Implicit,
+}
+
+/// A server that offers STARTTLS with the test certificate (signed by the test CA):
+/// the plain greeting and EHLO, then the rest of the conversation inside TLS.
+pub fn starttls_server() -> Server {
+    serve(
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        &[],
+        None,
+        Tls::StartTls,
+    )
+}
+
+/// A server behind implicit TLS (port 465 style), with the test certificate.
+pub fn implicit_tls_server() -> Server {
+    serve(
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        &[],
+        None,
+        Tls::Implicit,
+    )
+}
+
+fn serve(listener: TcpListener, script: &[u16], stall_after: Option<usize>, tls: Tls) -> Server {
     let port = listener.local_addr().unwrap().port();
     let state = Arc::new(Mutex::new(SinkState {
         script: script.iter().copied().collect(),
@@ -183,22 +138,30 @@ fn serve(
         ..SinkState::default()
     }));
     let release = Arc::new(AtomicBool::new(false));
-    let handler = Sink {
-        state: Arc::clone(&state),
-        release: Arc::clone(&release),
-        to: Vec::new(),
-        buf: Vec::new(),
-    };
-    let mut server = mailin_embedded::Server::new(handler);
-    server
-        .with_name("sink.test")
-        .with_num_threads(4)
-        .with_tcp_listener(listener);
-    if let Some(ssl) = ssl {
-        server.with_ssl(ssl).unwrap();
-    }
+    let config = (tls != Tls::None).then(tls_config);
+    let (st, rel) = (Arc::clone(&state), Arc::clone(&release));
     std::thread::spawn(move || {
-        let _ = server.serve();
+        for mut tcp in listener.incoming().flatten() {
+            let (st, rel, config) = (Arc::clone(&st), Arc::clone(&rel), config.clone());
+            std::thread::spawn(move || {
+                let sink = Sink {
+                    state: st,
+                    release: rel,
+                };
+                let _ = match (tls, config) {
+                    (Tls::None, _) | (_, None) => sink.converse(tcp, true),
+                    (tls, Some(config)) => {
+                        if tls == Tls::StartTls && !until_starttls(&mut tcp).unwrap_or(false) {
+                            return;
+                        }
+                        let Ok(conn) = rustls::ServerConnection::new(config) else {
+                            return;
+                        };
+                        sink.converse(rustls::StreamOwned::new(conn, tcp), tls == Tls::Implicit)
+                    }
+                };
+            });
+        }
     });
     Server {
         port,
@@ -207,9 +170,7 @@ fn serve(
     }
 }
 
-/// A minimal SMTP server behind implicit TLS (port 465 style), with the test
-/// certificate: enough of the protocol for one message per connection.
-pub fn implicit_tls_server() -> Server {
+fn tls_config() -> Arc<rustls::ServerConfig> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let tls = tls_dir();
     let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut BufReader::new(
@@ -222,84 +183,130 @@ pub fn implicit_tls_server() -> Server {
     ))
     .unwrap()
     .unwrap();
-    let config = Arc::new(
+    Arc::new(
         rustls::ServerConfig::builder()
             .with_no_client_auth()
             .with_single_cert(certs, key)
             .unwrap(),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let state: Arc<Mutex<SinkState>> = Arc::default();
-    let st = Arc::clone(&state);
-    std::thread::spawn(move || {
-        for tcp in listener.incoming().flatten() {
-            let (config, st) = (Arc::clone(&config), Arc::clone(&st));
-            std::thread::spawn(move || {
-                let Ok(conn) = rustls::ServerConnection::new(config) else {
-                    return;
-                };
-                let stream = rustls::StreamOwned::new(conn, tcp);
-                let _ = converse(stream, &st);
-            });
-        }
-    });
-    Server {
-        port,
-        state,
-        release: Arc::new(AtomicBool::new(false)),
-    }
+    )
 }
 
-fn converse<S: std::io::Read + Write>(stream: S, state: &Mutex<SinkState>) -> std::io::Result<()> {
-    let mut r = BufReader::new(stream);
-    let say = |r: &mut BufReader<S>, line: &str| -> std::io::Result<()> {
-        r.get_mut().write_all(format!("{line}\r\n").as_bytes())?;
-        r.get_mut().flush()
-    };
-    say(&mut r, "220 sink.test ESMTP")?;
-    let mut to = Vec::new();
+/// The plain part of a STARTTLS conversation: greeting, EHLO offering STARTTLS, and
+/// the go-ahead. False when the client left or asked for anything else first.
+fn until_starttls(tcp: &mut TcpStream) -> std::io::Result<bool> {
+    let mut r = BufReader::new(tcp.try_clone()?);
+    tcp.write_all(b"220 sink.test ESMTP\r\n")?;
     loop {
         let mut line = String::new();
         if r.read_line(&mut line)? == 0 {
-            return Ok(());
+            return Ok(false);
         }
         let upper = line.trim_end().to_ascii_uppercase();
-        if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-            say(&mut r, "250 sink.test")?;
-        } else if upper.starts_with("MAIL") {
-            to.clear();
-            say(&mut r, "250 OK")?;
-        } else if upper.starts_with("RCPT") {
-            let addr = line.split(['<', '>']).nth(1).unwrap_or_default().to_owned();
-            to.push(addr);
-            say(&mut r, "250 OK")?;
-        } else if upper == "DATA" {
-            say(&mut r, "354 go ahead")?;
-            let mut raw = Vec::new();
-            loop {
-                let mut l = String::new();
-                if r.read_line(&mut l)? == 0 {
-                    return Ok(());
-                }
-                if l == ".\r\n" {
-                    break;
-                }
-                raw.extend_from_slice(l.strip_prefix('.').unwrap_or(&l).as_bytes());
-            }
-            let mut s = state.lock().unwrap();
-            s.data_ends += 1;
-            s.accepted.push(Received {
-                to: to.clone(),
-                raw,
-            });
-            drop(s);
-            say(&mut r, "250 OK queued")?;
-        } else if upper == "QUIT" {
-            say(&mut r, "221 bye")?;
-            return Ok(());
+        if upper.starts_with("EHLO") {
+            tcp.write_all(b"250-sink.test\r\n250 STARTTLS\r\n")?;
+        } else if upper == "STARTTLS" {
+            tcp.write_all(b"220 ready to start TLS\r\n")?;
+            return Ok(true);
         } else {
-            say(&mut r, "250 OK")?;
+            tcp.write_all(b"530 must issue STARTTLS first\r\n")?;
+            return Ok(false);
+        }
+    }
+}
+
+/// One connection's view of the shared state.
+struct Sink {
+    state: Arc<Mutex<SinkState>>,
+    release: Arc<AtomicBool>,
+}
+
+impl Sink {
+    fn wait_for_release(&self) {
+        while !self.release.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What to answer at the end of DATA: stall (then 451), the next scripted code, or
+    /// keep the message and answer 250 (after a hold when the test asked for one).
+    fn data_end(&self, to: &[String], raw: Vec<u8>) -> String {
+        let (stall, hold) = {
+            let mut s = self.state.lock().unwrap();
+            s.data_ends += 1;
+            (
+                s.stall_after.is_some_and(|n| s.accepted.len() >= n),
+                s.hold_after_accept,
+            )
+        };
+        if stall {
+            self.wait_for_release();
+            return "451 stalled".into();
+        }
+        let mut s = self.state.lock().unwrap();
+        match s.script.pop_front().unwrap_or(250) {
+            250 => {
+                s.accepted.push(Received {
+                    to: to.to_vec(),
+                    raw,
+                });
+                drop(s);
+                if hold {
+                    self.wait_for_release();
+                }
+                "250 OK queued".into()
+            }
+            code => format!("{code} scripted {code}"),
+        }
+    }
+
+    /// One SMTP conversation; `greet` is false after STARTTLS, where the client speaks
+    /// first (EHLO again).
+    fn converse<S: Read + Write>(&self, stream: S, greet: bool) -> std::io::Result<()> {
+        let mut r = BufReader::new(stream);
+        let say = |r: &mut BufReader<S>, line: &str| -> std::io::Result<()> {
+            r.get_mut().write_all(format!("{line}\r\n").as_bytes())?;
+            r.get_mut().flush()
+        };
+        if greet {
+            say(&mut r, "220 sink.test ESMTP")?;
+        }
+        let mut to = Vec::new();
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let upper = line.trim_end().to_ascii_uppercase();
+            if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+                say(&mut r, "250 sink.test")?;
+            } else if upper.starts_with("MAIL") {
+                to.clear();
+                say(&mut r, "250 OK")?;
+            } else if upper.starts_with("RCPT") {
+                let addr = line.split(['<', '>']).nth(1).unwrap_or_default().to_owned();
+                to.push(addr);
+                say(&mut r, "250 OK")?;
+            } else if upper == "DATA" {
+                say(&mut r, "354 go ahead")?;
+                let mut raw = Vec::new();
+                loop {
+                    let mut l = Vec::new();
+                    if r.read_until(b'\n', &mut l)? == 0 {
+                        return Ok(());
+                    }
+                    if l == b".\r\n" {
+                        break;
+                    }
+                    raw.extend_from_slice(l.strip_prefix(b".").unwrap_or(&l));
+                }
+                let answer = self.data_end(&to, raw);
+                say(&mut r, &answer)?;
+            } else if upper == "QUIT" {
+                say(&mut r, "221 bye")?;
+                return Ok(());
+            } else {
+                say(&mut r, "250 OK")?;
+            }
         }
     }
 }
