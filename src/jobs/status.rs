@@ -555,7 +555,7 @@ mod tests {
         let r = judge(
             &c,
             Some(&beat()),
-            &[failed.clone()],
+            std::slice::from_ref(&failed),
             ask("2024-06-01 08:10:01"),
             |_| Some(true),
         );
