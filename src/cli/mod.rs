@@ -6,6 +6,7 @@
 mod demo;
 mod jobs;
 mod run;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,6 +84,21 @@ enum Command {
         config: PathBuf,
         #[arg(long)]
         job: Option<String>,
+    },
+    /// Whether the daemon is alive and each job's latest run succeeded: exit 0 when
+    /// so, 1 with the reasons otherwise (a liveness/readiness probe, a cron monitor).
+    Status {
+        #[arg(long, default_value = "schedules.toml")]
+        config: PathBuf,
+        /// The daemon is alive when its last tick is at most this many seconds old
+        /// (real time, also for a rehearsal clock; it records one every 2 s).
+        #[arg(long, value_name = "SECS", default_value_t = crate::jobs::status::DEFAULT_MAX_AGE.as_secs(),
+              value_parser = clap::value_parser!(u64).range(crate::jobs::status::MIN_MAX_AGE_SECS..))]
+        max_age: u64,
+        /// Judge the daemon alone, not the jobs' runs (a liveness probe: restarting
+        /// the daemon does not mend a failed run).
+        #[arg(long)]
+        daemon_only: bool,
     },
     /// Write the deterministic demo database (a SQLite file, or into PostgreSQL).
     DemoData(demo::DemoArgs),
@@ -296,6 +312,11 @@ fn dispatch(cmd: Command, options: reports::Options) -> Result<(), Failure> {
             jobs::check(&config, db.as_ref(), mapping.as_ref())
         }
         Command::History { config, job } => jobs::history(&config, job.as_deref()),
+        Command::Status {
+            config,
+            max_age,
+            daemon_only,
+        } => status::status(&config, max_age, daemon_only),
         Command::ScanFloor { db, usage_source } => demo::scan_floor(&location(&db)?, &usage_source),
         Command::RunWorker => Ok(()),
         Command::Reports => {

@@ -3,7 +3,8 @@
 //! transient reason and sends the owner alerts it kept; survives failing jobs and an
 //! unusable ledger (alerting the owners of the fires that cannot start, at most once
 //! per job and kind of alert in [`ALERT_WINDOW`]); notices a schedule cursor ahead of
-//! its clock; stops cleanly on SIGINT/SIGTERM (a delivery in flight gets
+//! its clock; records its heartbeat ([`Pulse`](super::status::Pulse), for `cxreport
+//! status`); stops cleanly on SIGINT/SIGTERM (a delivery in flight gets
 //! [`mail::STOP_GRACE`](super::mail::STOP_GRACE) to finish), and at once on a second
 //! one.
 
@@ -112,6 +113,7 @@ pub fn run_daemon(
     // A ledger that cannot be opened at start is an error the operator sees at once.
     let ledger = Ledger::open(&config.state_path())?;
     tracing::info!(jobs = config.jobs.len(), ledger = %ledger.path().display(), "daemon started");
+    let mut pulse = super::status::Pulse::start(config, &ledger, clock.now());
     drop(ledger);
     let mut d = Daemon {
         config: Arc::new(config.clone()),
@@ -127,7 +129,9 @@ pub fn run_daemon(
         let started = Instant::now();
         let now = d.clock.now();
         d.workers.retain(|_, h| !h.is_finished());
-        if let Err(e) = d.tick(now) {
+        let ticked = d.tick(now);
+        pulse.beat(now, ticked.as_ref().err().map(ToString::to_string));
+        if let Err(e) = ticked {
             d.ledger_failed(now, &e);
         }
         d.last_tick = now;
@@ -139,9 +143,17 @@ pub fn run_daemon(
         in_flight = d.workers.len(),
         "stopping: waiting for the work in flight (a second signal stops at once)"
     );
+    pulse.stopping(d.clock.now());
+    // Still beating while it waits: `status` tells a daemon finishing its work from
+    // one that hangs.
+    while d.workers.values().any(|h| !h.is_finished()) {
+        pulse.beat(d.clock.now(), None);
+        std::thread::sleep(Duration::from_millis(50));
+    }
     for (_, h) in d.workers {
         let _ = h.join();
     }
+    pulse.stopped(d.clock.now());
     tracing::info!("daemon stopped");
     Ok(())
 }

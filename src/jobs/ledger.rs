@@ -5,8 +5,8 @@
 //! runs keyed by (job, period), deliveries keyed by (job, period, language, recipient)
 //! with deterministic Message-IDs, the messages each edition mailed (so a delivery can
 //! be retried later from the same text and files), owner alerts waiting for a working
-//! SMTP server, and per-job schedule cursors. Several processes share it safely (WAL,
-//! busy timeout).
+//! SMTP server, per-job schedule cursors, and the daemon's heartbeat (`cxreport
+//! status` reads it). Several processes share it safely (WAL, busy timeout).
 //!
 //! Who runs a job is decided by an OS file lock per job (`cxreport-state.locks/<job>.lock`),
 //! not by process ids: the kernel releases it when the holder dies, whatever pid the
@@ -198,6 +198,42 @@ const SQL_CURSOR_PUT: &str = "INSERT OR REPLACE INTO cursors (job, last_fire) VA
 const SQL_HISTORY: &str =
     "SELECT job, period, fire_time, state, started_at, finished_at, output_dir, error, attempts
      FROM runs WHERE (?1 IS NULL OR job = ?1) ORDER BY job, COALESCE(started_at, ''), period";
+/// The daemon's heartbeat, one row per daemon process (host and pid): added after the
+/// first release, so a ledger of an older version gains it when opened for writing.
+/// `ticked_at` is the real time of the latest tick, `clock_at` the daemon's own clock
+/// then (a rehearsal clock runs ahead); liveness is judged on the real one.
+const HEARTBEAT_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS heartbeat (
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    version TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    ticked_at TEXT NOT NULL,
+    clock_at TEXT NOT NULL,
+    stopping_at TEXT,
+    stopped_at TEXT,
+    last_error TEXT,
+    PRIMARY KEY (host, pid)
+);
+";
+const SQL_HEARTBEAT_PUT: &str =
+    "INSERT OR REPLACE INTO heartbeat (host, pid, version, started_at, ticked_at, clock_at, stopping_at, stopped_at, last_error)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+const SQL_HEARTBEAT_PRUNE: &str =
+    "DELETE FROM heartbeat WHERE stopped_at IS NOT NULL OR ticked_at < ?1";
+const SQL_HEARTBEATS: &str =
+    "SELECT host, pid, version, started_at, ticked_at, clock_at, stopping_at, stopped_at, last_error
+     FROM heartbeat ORDER BY ticked_at DESC, started_at DESC";
+const SQL_HAS_HEARTBEAT: &str =
+    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'heartbeat'";
+/// Each job's latest run, in `history`'s order (the last one there).
+const SQL_LATEST_RUNS: &str =
+    "SELECT job, period, fire_time, state, started_at, finished_at, output_dir, error, attempts
+     FROM runs r WHERE NOT EXISTS (
+         SELECT 1 FROM runs s WHERE s.job = r.job AND (
+             COALESCE(s.started_at, '') > COALESCE(r.started_at, '')
+             OR (COALESCE(s.started_at, '') = COALESCE(r.started_at, '') AND s.period > r.period)))
+     ORDER BY job";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -503,6 +539,26 @@ pub struct JobLock {
     _file: File,
 }
 
+/// One daemon process's heartbeat ([`Ledger::put_heartbeat`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub host: String,
+    pub pid: u32,
+    pub version: String,
+    /// Real time of the daemon's start.
+    pub started_at: DateTime<Utc>,
+    /// Real time of its latest tick.
+    pub ticked_at: DateTime<Utc>,
+    /// The daemon's own clock at that tick (`--clock-start` for a rehearsal).
+    pub clock_at: DateTime<Utc>,
+    /// When it was asked to stop (SIGINT/SIGTERM) and began waiting for its work.
+    pub stopping_at: Option<DateTime<Utc>>,
+    /// When it stopped after that wait.
+    pub stopped_at: Option<DateTime<Utc>>,
+    /// Why its latest tick failed, if it did.
+    pub last_error: Option<String>,
+}
+
 pub struct Ledger {
     conn: Connection,
     path: PathBuf,
@@ -627,6 +683,7 @@ impl Ledger {
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.execute_batch(HEARTBEAT_SCHEMA).map_err(err)?;
         // Columns a newer version added, on a ledger an older one wrote.
         let added: [(&str, &[(&str, &str)]); 2] =
             [("deliveries", &DELIVERY_COLUMNS), ("runs", &RUN_COLUMNS)];
@@ -1301,6 +1358,113 @@ impl Ledger {
         tx.commit().map_err(|e| self.err(e))
     }
 
+    /// Records a daemon's heartbeat (its row replaced whole: one statement, cheap).
+    pub fn put_heartbeat(&self, h: &Heartbeat) -> Result<(), LedgerError> {
+        self.conn
+            .execute(
+                SQL_HEARTBEAT_PUT,
+                params![
+                    h.host,
+                    i64::from(h.pid),
+                    h.version,
+                    format_time(h.started_at),
+                    format_time(h.ticked_at),
+                    format_time(h.clock_at),
+                    h.stopping_at.map(format_time),
+                    h.stopped_at.map(format_time),
+                    h.last_error.as_deref().map(|e| clip(e, MAX_ERROR_BYTES))
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Forgets the heartbeats of daemons that stopped, and of those silent since
+    /// `before` (a daemon starting clears what earlier ones left).
+    pub fn prune_heartbeats(&self, before: DateTime<Utc>) -> Result<(), LedgerError> {
+        self.conn
+            .execute(SQL_HEARTBEAT_PRUNE, [format_time(before)])
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The daemons' heartbeats, the latest tick first; none in a ledger of a version
+    /// before heartbeats (opened read-only, not migrated).
+    pub fn heartbeats(&self) -> Result<Vec<Heartbeat>, LedgerError> {
+        let has: i64 = self
+            .conn
+            .query_row(SQL_HAS_HEARTBEAT, [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if has == 0 {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare(SQL_HEARTBEATS).map_err(|e| self.err(e))?;
+        let rows: Vec<Option<Heartbeat>> = stmt
+            .query_map([], |r| {
+                let time = |i: usize| -> rusqlite::Result<Option<DateTime<Utc>>> {
+                    Ok(r.get::<_, Option<String>>(i)?
+                        .as_deref()
+                        .and_then(parse_time))
+                };
+                let (started, ticked, clock) = (time(3)?, time(4)?, time(5)?);
+                let pid = u32::try_from(r.get::<_, i64>(1)?).ok();
+                Ok(match (pid, started, ticked, clock) {
+                    (Some(pid), Some(started_at), Some(ticked_at), Some(clock_at)) => {
+                        Some(Heartbeat {
+                            host: r.get(0)?,
+                            pid,
+                            version: r.get(2)?,
+                            started_at,
+                            ticked_at,
+                            clock_at,
+                            stopping_at: time(6)?,
+                            stopped_at: time(7)?,
+                            last_error: r.get(8)?,
+                        })
+                    }
+                    _ => None,
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))?;
+        // A row whose times do not read (edited by hand) is left out rather than
+        // taken for a daemon that ticked at some made-up time.
+        Ok(rows.into_iter().flatten().collect())
+    }
+
+    /// Each job's latest run (the last of its runs in [`Ledger::history`]), with its
+    /// deliveries.
+    pub fn latest_runs(&self) -> Result<Vec<RunRecord>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare(SQL_LATEST_RUNS)
+            .map_err(|e| self.err(e))?;
+        let mut runs: Vec<RunRecord> = stmt
+            .query_map([], |r| {
+                Ok(RunRecord {
+                    job: r.get(0)?,
+                    period: r.get(1)?,
+                    fire_time: r.get(2)?,
+                    state: r.get(3)?,
+                    started_at: r.get(4)?,
+                    finished_at: r.get(5)?,
+                    output_dir: r.get(6)?,
+                    error: r.get(7)?,
+                    attempts: r.get(8)?,
+                    deliveries: Vec::new(),
+                    watch: Vec::new(),
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))?;
+        for run in &mut runs {
+            run.deliveries = self.deliveries(&run.job, &run.period)?;
+        }
+        Ok(runs)
+    }
+
     fn watch_of(&self, job: &str, period: &str) -> Result<Vec<WatchRecord>, LedgerError> {
         let mut stmt = self
             .conn
@@ -1673,6 +1837,86 @@ mod tests {
         ));
         let d = &a.deliveries(k.job, k.period).unwrap()[0];
         assert!(d.possible_duplicate && d.state == "sent");
+    }
+
+    #[test]
+    fn heartbeats_round_trip_prune_and_read_from_an_older_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        // A ledger written before heartbeats: read-only, there are none.
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(SCHEMA)
+            .unwrap();
+        assert!(Ledger::open_read_only(&path)
+            .unwrap()
+            .heartbeats()
+            .unwrap()
+            .is_empty());
+        let l = Ledger::open(&path).unwrap();
+        let mut h = Heartbeat {
+            host: "web-1".into(),
+            pid: 42,
+            version: "0.1.0".into(),
+            started_at: at("2024-06-01 08:00:00"),
+            ticked_at: at("2024-06-01 08:00:05"),
+            clock_at: at("2030-01-01 00:00:00"),
+            stopping_at: None,
+            stopped_at: None,
+            last_error: None,
+        };
+        l.put_heartbeat(&h).unwrap();
+        let older = Heartbeat {
+            pid: 7,
+            ticked_at: at("2024-05-01 08:00:00"),
+            ..h.clone()
+        };
+        l.put_heartbeat(&older).unwrap();
+        h.ticked_at = at("2024-06-01 08:00:10");
+        h.last_error = Some("disk full".into());
+        l.put_heartbeat(&h).unwrap();
+        let r = Ledger::open_read_only(&path).unwrap();
+        assert_eq!(r.heartbeats().unwrap(), [h.clone(), older.clone()]);
+        l.prune_heartbeats(at("2024-05-15 00:00:00")).unwrap();
+        assert_eq!(r.heartbeats().unwrap(), [h.clone()], "silent since: gone");
+        h.stopped_at = Some(at("2024-06-01 09:00:00"));
+        l.put_heartbeat(&h).unwrap();
+        assert_eq!(r.heartbeats().unwrap()[0].stopped_at, h.stopped_at);
+        l.prune_heartbeats(at("2024-05-15 00:00:00")).unwrap();
+        assert!(r.heartbeats().unwrap().is_empty(), "stopped: gone");
+    }
+
+    #[test]
+    fn latest_runs_are_the_last_of_each_job_in_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(&dir.path().join("state.sqlite")).unwrap();
+        l.conn
+            .execute_batch(
+                "INSERT INTO runs (job, period, state, started_at, attempts) VALUES
+                   ('a', 'p1', 'failed', '2024-06-01 08:00:00', 1),
+                   ('a', 'p2', 'succeeded', '2024-07-01 08:00:00', 1),
+                   ('b', 'p1', 'succeeded', '2024-06-01 08:00:00', 1),
+                   ('b', 'p2', 'failed', '2024-06-01 08:00:00', 1),
+                   ('c', 'p1', 'skipped', NULL, 1);",
+            )
+            .unwrap();
+        let latest: Vec<(String, String)> = l
+            .latest_runs()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.job, r.period))
+            .collect();
+        let history = l.history(None).unwrap();
+        let expected: Vec<(String, String)> = ["a", "b", "c"]
+            .iter()
+            .map(|j| {
+                let r = history.iter().rev().find(|r| r.job == *j).unwrap();
+                (r.job.clone(), r.period.clone())
+            })
+            .collect();
+        assert_eq!(latest, expected);
+        let pair = |j: &str, p: &str| (j.to_owned(), p.to_owned());
+        assert_eq!(latest, [pair("a", "p2"), pair("b", "p2"), pair("c", "p1")]);
     }
 
     #[test]

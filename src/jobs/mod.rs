@@ -1,7 +1,7 @@
 //! Scheduled jobs: the configuration (`config`), cron and catch-up (`schedule`), the
 //! run ledger (`ledger`), the SMTP transport (`mail`), one job's run (`job`), what it
-//! mails (`email`) and tells its owners (`alerts`), the daemon that runs jobs when due (`daemon`) and `cxreport
-//! check` (`check`). The types below are what those parts share about a job's run.
+//! mails (`email`) and tells its owners (`alerts`), the daemon that runs jobs when due (`daemon`),
+//! `cxreport check` (`check`) and `cxreport status` (`status`, from the daemon's heartbeat). The types below are what those parts share about a job's run.
 
 pub mod alerts;
 pub mod check;
@@ -12,6 +12,7 @@ pub mod job;
 pub mod ledger;
 pub mod mail;
 pub mod schedule;
+pub mod status;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
