@@ -26,7 +26,10 @@ pub fn run_job(
     let job = find_job(&config, name)?;
     let fire = as_of.unwrap_or_else(|| SystemClock.now());
     let stop = daemon::stop_on_signals()?;
-    let run = job::run_job(&config, job, fire, delivery, &stop)?;
+    let run = {
+        let _spinner = super::logging::Spinner::start();
+        job::run_job(&config, job, fire, delivery, &stop)?
+    };
     if let Some(dir) = &run.dir {
         println!("{}", dir.display());
     }
