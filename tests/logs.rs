@@ -215,12 +215,17 @@ fn job_and_daemon_lines_carry_values_as_users_write_them() {
 /// `cmd` (a shell command line) under a pseudo-terminal; what the terminal showed and
 /// how long it took.
 fn on_a_terminal(cmd: &str) -> (String, Duration) {
+    on_a_terminal_with(cmd, &[])
+}
+
+fn on_a_terminal_with(cmd: &str, env: &[(&str, &str)]) -> (String, Duration) {
     let started = Instant::now();
     let o = Command::new("script")
         .args(["-qfec", cmd, "/dev/null"])
         .env("RUST_LOG", "info")
         .env_remove("NO_COLOR")
         .env("TERM", "xterm")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| {
@@ -325,4 +330,31 @@ fn a_pipe_or_a_file_gets_no_progress() {
         "colour or cursor codes in a pipe: {log:?}"
     );
     assert!(log.contains("wrote "), "{log}");
+}
+
+/// The worker's line on a terminal carries its caller's colour, and `NO_COLOR` takes it
+/// from both.
+#[test]
+fn colour_on_a_terminal_unless_no_color() {
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = format!(
+        "'{}' run --db '{}' --as-of 2024-07-01T08:00:00Z --data-only --out '{}'",
+        env!("CARGO_BIN_EXE_cxreport"),
+        demo_db().display(),
+        dir.path().display()
+    );
+    // The escape codes the text log colours with (the spinner's cursor codes aside).
+    let coloured = |screen: &str| screen.contains("\u{1b}[32m") || screen.contains("\u{1b}[2m");
+    let (screen, _) = on_a_terminal(&cmd);
+    let line = screen
+        .split(['\r', '\n'])
+        .find(|l| l.contains("resolved what the run covers"))
+        .unwrap_or_else(|| panic!("{screen:?}"));
+    assert!(coloured(line), "the worker's line without colour: {line:?}");
+    let (screen, _) = on_a_terminal_with(&cmd, &[("NO_COLOR", "1")]);
+    assert!(
+        screen.contains("resolved what the run covers"),
+        "{screen:?}"
+    );
+    assert!(!coloured(&screen), "{screen:?}");
 }
