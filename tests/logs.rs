@@ -358,3 +358,13 @@ fn colour_on_a_terminal_unless_no_color() {
     );
     assert!(!coloured(&screen), "{screen:?}");
 }
+
+/// `schedule` names the catch-up policy as schedules.toml writes it.
+#[test]
+fn schedule_prints_the_catchup_policy_as_configured() {
+    let s = setup(1, PLAIN, "catchup = \"all\"");
+    let o = s.cmd(&["schedule", "--count", "1"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(shown.contains("catchup=all"), "{shown}");
+}

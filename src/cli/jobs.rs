@@ -159,7 +159,7 @@ pub fn schedule(config: &Path, count: usize) -> Result<(), Failure> {
             String::new()
         };
         println!(
-            "{}  report={}  cron=\"{}\"  timezone={}{window}  catchup={:?}",
+            "{}  report={}  cron=\"{}\"  timezone={}{window}  catchup={}",
             job.name, job.report, job.cron, job.timezone, job.catchup
         );
         for t in job.cron.upcoming(job.timezone, now, count) {
