@@ -2,13 +2,15 @@
 //!
 //! Layers, imports flowing one way (`docs/architecture.md` has the picture):
 //! `cli → jobs → run → reports → {render, intercom, stats, source}`; `demo` generates
-//! the built-in database and `clock` is the injected time every layer may read.
+//! the built-in database, `clock` is the injected time every layer may read and
+//! `progress` the stage of long work every layer may report.
 
 pub mod cli;
 pub mod clock;
 pub mod demo;
 pub mod intercom;
 pub mod jobs;
+pub mod progress;
 pub mod render;
 pub mod reports;
 pub mod run;

@@ -1,5 +1,5 @@
-//! The `cxreport` command: the library's command line ([`cxreport::cli`]) with the
-//! process's allocator.
+//! The `cxreport` command: the library's command line ([`cxreport::cli`], which also
+//! starts the log) with the process's allocator.
 
 use std::process::ExitCode;
 
@@ -11,16 +11,5 @@ use std::process::ExitCode;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        // Colour codes only on a terminal: in a file or the journal they are noise.
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
     cxreport::cli::main()
 }

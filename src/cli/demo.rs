@@ -44,7 +44,7 @@ pub fn demo_data(args: DemoArgs) -> Result<(), Failure> {
         // Generated as a file first (the generator writes SQLite), then copied.
         let dir = tempfile::tempdir().map_err(|e| Failure::Failed(e.into()))?;
         let file = dir.path().join("demo.sqlite");
-        demo::generate(&file, &opts)?;
+        generate(&file, &opts)?;
         if args.describe {
             print!(
                 "{}",
@@ -54,7 +54,7 @@ pub fn demo_data(args: DemoArgs) -> Result<(), Failure> {
         return load_postgres(&file, &args.out, chrono_tz::Tz::UTC);
     }
     let out = PathBuf::from(&args.out);
-    demo::generate(&out, &opts)?;
+    generate(&out, &opts)?;
     eprintln!("wrote {}", out.display());
     if args.describe {
         print!(
@@ -63,6 +63,13 @@ pub fn demo_data(args: DemoArgs) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// [`demo::generate`] with a progress indicator on a terminal (cleared before the
+/// caller prints).
+fn generate(path: &Path, opts: &DemoOptions) -> Result<(), Failure> {
+    let _spinner = super::logging::Spinner::start();
+    Ok(demo::generate(path, opts)?)
 }
 
 /// Copies a SQLite file's tables into PostgreSQL with dbt_intercom's types.

@@ -26,7 +26,10 @@ pub fn run_job(
     let job = find_job(&config, name)?;
     let fire = as_of.unwrap_or_else(|| SystemClock.now());
     let stop = daemon::stop_on_signals()?;
-    let run = job::run_job(&config, job, fire, delivery, &stop)?;
+    let run = {
+        let _spinner = super::logging::Spinner::start();
+        job::run_job(&config, job, fire, delivery, &stop)?
+    };
     if let Some(dir) = &run.dir {
         println!("{}", dir.display());
     }
@@ -156,7 +159,7 @@ pub fn schedule(config: &Path, count: usize) -> Result<(), Failure> {
             String::new()
         };
         println!(
-            "{}  report={}  cron=\"{}\"  timezone={}{window}  catchup={:?}",
+            "{}  report={}  cron=\"{}\"  timezone={}{window}  catchup={}",
             job.name, job.report, job.cron, job.timezone, job.catchup
         );
         for t in job.cron.upcoming(job.timezone, now, count) {

@@ -5,6 +5,7 @@
 
 mod demo;
 mod jobs;
+pub mod logging;
 mod run;
 mod status;
 
@@ -28,6 +29,11 @@ use crate::run::RunError;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines on standard error as text, or as one JSON object per line (for a log
+    /// collector). Levels: RUST_LOG (default info; debug: each stage of a run with its
+    /// time and rows). No colour unless standard error is a terminal, nor with NO_COLOR.
+    #[arg(long, global = true, value_enum, env = logging::FORMAT_ENV, default_value = "text")]
+    log_format: logging::LogFormat,
 }
 
 // Parsed once per process: the size of the largest variant does not matter.
@@ -251,6 +257,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    logging::init(cli.log_format);
     let options = matches
         .subcommand_matches("run")
         .map(report_options)

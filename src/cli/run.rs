@@ -84,6 +84,8 @@ pub fn run(args: RunArgs, options: Options) -> Result<(), Failure> {
         };
         return jobs::run_job(&args.config, name, args.as_of, &delivery);
     }
+    // Cleared when the run ends, before its directory or its error is printed.
+    let spinner = super::logging::Spinner::start();
     let db = match args.db {
         Some(db) => super::location(&db)?,
         None => crate::demo::demo_database(&crate::demo::cache_dir())?.into(),
@@ -115,6 +117,7 @@ pub fn run(args: RunArgs, options: Options) -> Result<(), Failure> {
         Some(t) => pipeline::run(&req, &FixedClock(t)),
         None => pipeline::run(&req, &SystemClock),
     }?;
+    drop(spinner);
     println!("{}", outcome.dir.display());
     Ok(())
 }

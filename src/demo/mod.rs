@@ -285,11 +285,13 @@ pub fn generate(path: &Path, opts: &DemoOptions) -> Result<(), DemoError> {
             .map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
         let txn = conn.transaction().map_err(sql)?;
+        crate::progress::stage("generating companies, contacts and conversations");
         Generator::new(opts).write(&txn).map_err(sql)?;
         if opts.plant_change {
             txn.execute_batch(PLANTED_CHANGE).map_err(sql)?;
         }
         txn.commit().map_err(sql)?;
+        crate::progress::stage("compacting the file");
         conn.execute_batch("VACUUM").map_err(sql)?;
     }
     tmp.persist(path).map_err(|e| io(e.error))?;
@@ -512,16 +514,22 @@ impl Generator {
 
     fn write(&self, txn: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
         let converted = self.pick_converted();
+        let writing = |n: usize, what: &str| crate::progress::stage(&format!("writing {n} {what}"));
+        writing(self.companies.len(), "companies");
         self.write_companies(txn)?;
+        writing(self.contacts.len(), "contacts");
         self.write_contacts(txn, &converted)?;
+        writing(self.conversations.len(), "conversations");
         self.write_conversations(txn)?;
         if self.opts.usage_events {
+            crate::progress::stage("writing usage events");
             self.write_usage_events(txn, &converted)?;
         } else {
             // The schema creates it; an empty table would still make `auto` choose
             // the events source.
             txn.execute_batch("DROP TABLE usage_events")?;
         }
+        crate::progress::stage("writing users and events");
         users::write_users_and_events(txn, self.opts.seed)?;
         Ok(())
     }

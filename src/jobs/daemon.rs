@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::config::{Config, Job, Overlap};
-use super::job::{fire_period, run_job};
+use super::job::{fire_period, fire_text, run_job};
 use super::ledger::Ledger;
 use super::schedule::{self, Catchup};
 use super::{alerts, email};
@@ -172,7 +172,7 @@ impl Daemon<'_> {
             if r.gave_up {
                 let job = &config.jobs[i];
                 let msg = super::ledger::Interrupted::message(&job.name, r.fire);
-                tracing::error!(job = %r.job, period = %r.period, %fire, "{msg}");
+                tracing::error!(job = %r.job, period = %r.period, fire = %fire_text(fire), "{msg}");
                 let subject = format!(
                     "[cxreport] job {} interrupted twice, not run again ({})",
                     job.name, r.period
@@ -183,7 +183,7 @@ impl Daemon<'_> {
                 advance_cursor(&ledger, job, fire)?;
                 continue;
             }
-            tracing::warn!(job = %r.job, period = %r.period, %fire, "running again a run interrupted by a process that died");
+            tracing::warn!(job = %r.job, period = %r.period, fire = %fire_text(fire), "running again a run interrupted by a process that died");
             self.dispatched.insert((i, fire));
             work.push((i, Work::Fire(fire)));
         }
@@ -289,7 +289,7 @@ impl Daemon<'_> {
                 match w {
                     Work::Fire(fire) if job.overlap == Overlap::Forbid => {
                         let why = "a previous run of this job was still in flight";
-                        tracing::warn!(job = %job.name, %fire, "{why}; this fire is skipped");
+                        tracing::warn!(job = %job.name, fire = %fire_text(fire), "{why}; this fire is skipped");
                         let period = fire_period(fire);
                         ledger.record_skipped(&job.name, &period, fire, why)?;
                         let subject = format!("[cxreport] job {} did not run ({period})", job.name);
@@ -355,7 +355,7 @@ impl Daemon<'_> {
                 usize::MAX,
             ) {
                 let mut msg = format!(
-                    "the fire at {} cannot start: {e}. It runs when the ledger works again, as the job's catch-up policy ({:?}) says.",
+                    "the fire at {} cannot start: {e}. It runs when the ledger works again, as the job's catch-up policy ({}) says.",
                     crate::source::timestamp::format_utc(fire),
                     job.catchup
                 );
@@ -404,7 +404,7 @@ fn advance_cursor(ledger: &Ledger, job: &Job, fire: DateTime<Utc>) -> Result<(),
 fn run_fire(config: &Config, job: &Job, fire: DateTime<Utc>, stop: &AtomicBool) {
     let why = match run_job(config, job, fire, &Delivery::Send, stop) {
         Ok(r) => {
-            tracing::info!(job = %r.job, state = ?r.state, period = ?r.period, "run finished");
+            tracing::info!(job = %r.job, state = %r.state, period = r.period.as_deref().map(tracing::field::display), "run finished");
             None
         }
         Err(JobError::Busy(_)) => Some(
@@ -415,7 +415,7 @@ fn run_fire(config: &Config, job: &Job, fire: DateTime<Utc>, stop: &AtomicBool) 
     };
     let ledger = Ledger::open(&config.state_path());
     if let Some(why) = &why {
-        tracing::error!(job = %job.name, %fire, "the fire cannot start: {why}");
+        tracing::error!(job = %job.name, fire = %fire_text(fire), "the fire cannot start: {why}");
         let period = fire_period(fire);
         let subject = format!("[cxreport] job {} did not run ({period})", job.name);
         let kept = ledger

@@ -140,7 +140,7 @@ fn run_locked(ctx: &Context<'_>, out: &mut JobRun) -> Result<(), JobError> {
     if let Some(l) = ledger {
         l.begin_run(&job.name, &period, Some(fire), None)?;
     }
-    tracing::info!(job = %job.name, %period, fire = %fire, "run started");
+    tracing::info!(job = %job.name, %period, fire = %fire_text(fire), "run started");
     let outcome = match run::execute(prepared, &req) {
         Ok(o) => o,
         Err(e) => {
@@ -158,7 +158,7 @@ fn run_locked(ctx: &Context<'_>, out: &mut JobRun) -> Result<(), JobError> {
     if !job.watch.is_empty() {
         out.watch = outcome.watch.clone();
         for w in out.watch.iter().filter(|w| w.fired) {
-            tracing::warn!(job = %job.name, rule = %w.rule, metric = %w.metric, slice = %w.slice, change = ?w.change, "watch rule fired");
+            tracing::warn!(job = %job.name, rule = %w.rule, metric = %w.metric, slice = %w.slice, change = w.change.map(|c| tracing::field::display(format!("{c:+.2}"))), "watch rule fired");
         }
         if let Some(l) = ledger {
             let records: Vec<WatchRecord> = out
@@ -195,7 +195,12 @@ fn run_locked(ctx: &Context<'_>, out: &mut JobRun) -> Result<(), JobError> {
 
 /// The ledger key of a fire that never got a period (failed before, or skipped).
 pub fn fire_period(fire: DateTime<Utc>) -> String {
-    format!("fire-{}", fire.format("%Y-%m-%dT%H:%M:%SZ"))
+    format!("fire-{}", fire_text(fire))
+}
+
+/// A fire time as a user writes it (`--as-of`, `--clock-start`): RFC 3339 in UTC.
+pub fn fire_text(fire: DateTime<Utc>) -> impl std::fmt::Display {
+    fire.format("%Y-%m-%dT%H:%M:%SZ")
 }
 
 /// Records a failed run, logs it and tells the owners.

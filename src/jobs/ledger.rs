@@ -268,6 +268,13 @@ pub enum RunState {
     Skipped,
 }
 
+/// As the ledger and `history` write it (`succeeded`).
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl RunState {
     pub fn as_str(self) -> &'static str {
         match self {

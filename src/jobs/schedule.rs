@@ -307,6 +307,17 @@ pub enum Catchup {
     All,
 }
 
+/// As schedules.toml writes it (`catchup = "latest"`).
+impl fmt::Display for Catchup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Skip => "skip",
+            Self::Latest => "latest",
+            Self::All => "all",
+        })
+    }
+}
+
 /// A fire time no older than this is on time, not missed.
 pub const ON_TIME_GRACE: Duration = Duration::minutes(5);
 /// The fire times to run now, given the last instant already considered (`cursor`).
@@ -499,6 +510,16 @@ mod tests {
             fires,
             [at("2024-11-03 05:00:00"), at("2024-11-03 05:30:00")]
         );
+    }
+
+    /// Logs and messages name a policy as schedules.toml writes it.
+    #[test]
+    fn a_catchup_policy_prints_as_written_in_the_configuration() {
+        let printed: Vec<String> = [Catchup::Skip, Catchup::Latest, Catchup::All]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(printed, ["skip", "latest", "all"]);
     }
 
     /// A daily 08:00 job, down from Monday 09:00 to Thursday 09:00 (3 missed runs).

@@ -101,6 +101,13 @@ pub fn render(
     let language = templates.language_with(report, lang, &computed.variants())?;
     let text = sentences(story, &language)?;
     timings.narrative = started.elapsed();
+    tracing::debug!(
+        stage = "narrative",
+        lang,
+        elapsed_ms = super::ms(timings.narrative),
+        findings = text.findings.len(),
+        "stage finished"
+    );
     let started = std::time::Instant::now();
     super::worker::stage(&format!("the charts ({lang})"));
 
@@ -122,6 +129,13 @@ pub fn render(
         rendered.push(chart);
     }
     timings.charts = started.elapsed();
+    tracing::debug!(
+        stage = "charts",
+        lang,
+        elapsed_ms = super::ms(timings.charts),
+        charts = rendered.len(),
+        "stage finished"
+    );
 
     let mut data = common_data(&language, &text, story, chart_entries, run)?;
     if let (Value::Object(d), Value::Object(own)) = (&mut data, computed.layout(&language)) {
@@ -149,6 +163,14 @@ pub fn render(
     })?;
     timings.typst_compile = t.compile;
     timings.pdf_write = t.export;
+    tracing::debug!(
+        stage = "PDF layout",
+        lang,
+        elapsed_ms = super::ms(t.compile),
+        export_ms = super::ms(t.export),
+        bytes = pdf.len(),
+        "stage finished"
+    );
     Ok(Edition {
         period_label: period_label(run.window.as_ref(), run.period, &language),
         lang: lang.to_owned(),

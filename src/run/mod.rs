@@ -187,10 +187,16 @@ pub fn prepare(req: &RunRequest, clock: &dyn Clock) -> Result<Prepared, RunError
     check_request(report, req)?;
     let reference = clock.now();
     let deadline = worker::deadline(req.time_limit);
+    worker::stage("open the database");
+    let t = Instant::now();
     let db = Database::open_within(&req.db, deadline)?;
     let rr = req.report_request();
     db.check(report.name(), &report.needs(&db, &rr)?)?;
+    stage_done("open the database", t.elapsed(), None);
+    worker::stage("plan");
+    let t = Instant::now();
     let mut plan = report.plan(&db, &rr, reference)?;
+    tracing::debug!(stage = "plan", elapsed_ms = ms(t.elapsed()), period = %plan.period, "stage finished");
     // Every report states the mapping it used: the appendix a line (what differs
     // from the defaults), the manifest every rule.
     plan.parameters
@@ -277,14 +283,23 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
     tracing::info!(report = report.name(), period = %plan.period, "resolved what the run covers");
     worker::stage("load and metrics");
     let computed = report.compute(&db, &req.report_request(), &plan, &mut timings)?;
+    computed_stages(&timings, computed.as_ref());
 
     worker::stage("findings");
     let t = Instant::now();
     let story = computed.story();
     timings.push(("findings", t.elapsed()));
+    tracing::debug!(
+        stage = "findings",
+        elapsed_ms = ms(t.elapsed()),
+        findings = story.findings.len(),
+        recommendations = story.recommendations.len(),
+        "stage finished"
+    );
 
     let dest = req.out_dir.join(&req.name).join(&plan.period);
     let staged = StagedDir::new(&dest)?;
+    worker::stage("the CSV files");
     let t = Instant::now();
     let csv_files = computed.csv_files();
     for file in &csv_files {
@@ -295,6 +310,14 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
             })?;
         staged.write(file.name, &bytes)?;
     }
+    let csv_rows: usize = csv_files.iter().map(|f| f.rows.len()).sum();
+    tracing::debug!(
+        stage = "csv",
+        elapsed_ms = ms(t.elapsed()),
+        files = csv_files.len(),
+        rows = csv_rows,
+        "stage finished"
+    );
     let mut summary = computed.summary();
     if let Value::Object(m) = &mut summary {
         m.insert("findings".into(), json!(story.findings));
@@ -311,6 +334,7 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
     let (mut manifest, provenance) = manifest(req, &db, &plan, computed.rows_read(), reference)?;
     if let Some(Ok(Ok(startup))) = engine_warmup.map(|h| h.join()) {
         timings.push(("chart_engine_start", startup));
+        stage_done("chart engine start", startup, None);
     }
     let mut info = RunInfo::new(report, &plan, &provenance, reference);
     info.deadline = deadline;
@@ -339,6 +363,9 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
             .collect()
     });
     timings.push(("editions_wall", t.elapsed()));
+    stage_done("editions", t.elapsed(), None);
+    worker::stage("write the files");
+    let written = Instant::now();
     let mut pdfs = Vec::new();
     let mut texts = Vec::new();
     let mut chart_times = Vec::new();
@@ -374,6 +401,7 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
     }
     staged.write_json("manifest.json", &manifest)?;
     let dir = staged.commit()?;
+    stage_done("write", written.elapsed(), None);
     let (what, n) = computed.size();
     tracing::info!(dir = %dir.display(), report = report.name(), what, n, editions = req.langs.len(), "report written");
     Ok(RunOutcome {
@@ -386,6 +414,51 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
         pdfs,
         watch,
     })
+}
+
+/// Milliseconds to a tenth, as `RUST_LOG=debug` prints a stage's time.
+pub(crate) fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e4).round() / 10.0
+}
+
+/// A stage's end, as `RUST_LOG=debug` shows it: its time, and its rows where it has
+/// rows.
+fn stage_done(stage: &str, took: std::time::Duration, rows: Option<u64>) {
+    tracing::debug!(stage, elapsed_ms = ms(took), rows, "stage finished");
+}
+
+/// The stages the report timed while it computed, at debug level: loading (rows per
+/// table), metrics (over how many of what), the comparison and the trend.
+fn computed_stages(timings: &[(&str, std::time::Duration)], computed: &dyn reports::Computed) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    let rows_read = computed.rows_read();
+    let (what, n) = computed.size();
+    for (stage, took) in timings {
+        match *stage {
+            "load" => {
+                let tables = rows_read
+                    .iter()
+                    .map(|(t, n)| format!("{t}={n}"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let rows: u64 = rows_read.iter().map(|(_, n)| n).sum();
+                tracing::debug!(stage = "load", elapsed_ms = ms(*took), rows, tables = %tables, "stage finished");
+            }
+            "metrics" => {
+                tracing::debug!(
+                    stage = "metrics",
+                    elapsed_ms = ms(*took),
+                    rows = n,
+                    of = what,
+                    "stage finished"
+                );
+            }
+            "history" => stage_done("comparison and trend", *took, None),
+            other => stage_done(other, *took, None),
+        }
+    }
 }
 
 /// The process's peak resident set size so far (Linux), for the benchmark.

@@ -10,8 +10,10 @@
 //! standard input, which it keeps open. The worker plans again from the same data and
 //! time (the same period, or it refuses), runs, and answers on its standard output:
 //! `stage <name>` lines as it goes, then one `reply <json>` line. Its log goes to the
-//! same standard error as the caller's. The worker is the same executable, so both
-//! sides agree on the protocol.
+//! same standard error as the caller's, in the caller's format ([`log_as`]; through
+//! the caller while the caller draws a progress indicator, so lines and indicator do
+//! not overwrite each other). The worker is the same executable, so both sides agree
+//! on the protocol.
 //!
 //! The caller decides when a run ends: the worker ignores SIGINT and SIGTERM (a
 //! service manager signals every process of the service, and a planned shutdown lets
@@ -48,6 +50,8 @@ static EXECUTABLE: OnceLock<PathBuf> = OnceLock::new();
 static IN_WORKER: AtomicBool = AtomicBool::new(false);
 /// In a worker: what was left of the run's time limit when the caller handed it over.
 static REMAINING: OnceLock<Duration> = OnceLock::new();
+/// The environment that makes a worker log as this process does (format, colour).
+static LOG_ENV: OnceLock<Vec<(&'static str, String)>> = OnceLock::new();
 
 /// The run's deadline for a time limit of `budget`: from now, or in a worker what the
 /// caller had left of it (messages name the limit as configured).
@@ -65,6 +69,12 @@ pub fn isolate_runs_in(exe: PathBuf) {
     let _ = EXECUTABLE.set(exe);
 }
 
+/// Workers started from now on get `vars` in their environment: what makes their log
+/// lines look like this process's (the command line's `--log-format`, its colour).
+pub fn log_as(vars: Vec<(&'static str, String)>) {
+    let _ = LOG_ENV.set(vars);
+}
+
 /// The executable runs go to, when they are isolated and this is not a worker.
 pub(super) fn executable() -> Option<&'static PathBuf> {
     EXECUTABLE
@@ -72,12 +82,16 @@ pub(super) fn executable() -> Option<&'static PathBuf> {
         .filter(|_| !IN_WORKER.load(Ordering::Relaxed))
 }
 
-/// A worker says which stage it is in, so that a run killed or aborted names it.
+/// A worker says which stage it is in, so that a run killed or aborted names it (and
+/// its caller's progress indicator shows it); in the caller's own process the stage
+/// goes to the progress indicator directly.
 pub fn stage(name: &str) {
     if IN_WORKER.load(Ordering::Relaxed) {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "stage {name}");
         let _ = out.flush();
+    } else {
+        crate::progress::stage(name);
     }
 }
 
@@ -259,16 +273,42 @@ fn call(
 ) -> Result<Reply, WorkerError> {
     let input = serde_json::to_vec(task)
         .map_err(|e| WorkerError::Protocol(format!("the request cannot be written: {e}")))?;
+    // While a progress indicator is drawn, the worker's log lines pass through this
+    // process, which writes them around it; otherwise they go straight to the same
+    // standard error.
+    let relay = crate::progress::is_watched();
     let mut child = Command::new(exe)
         .arg(COMMAND)
+        .envs(
+            LOG_ENV
+                .get()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (*k, v.as_str())),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(if relay {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
         .spawn()
         .map_err(|source| WorkerError::Spawn {
             exe: exe.to_owned(),
             source,
         })?;
+    let relayed = child.stderr.take().map(|err| {
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).split(b'\n') {
+                let Ok(mut line) = line else { break };
+                line.push(b'\n');
+                crate::progress::suspend(|| {
+                    let _ = std::io::stderr().lock().write_all(&line);
+                });
+            }
+        })
+    });
     let started = Instant::now();
     // Kept open until the worker ends: its closing tells the worker the caller is gone.
     // The request is a few KiB, within a pipe's buffer.
@@ -294,6 +334,7 @@ fn call(
             for line in BufReader::new(out).lines() {
                 let Ok(line) = line else { break };
                 if let Some(s) = line.strip_prefix("stage ") {
+                    crate::progress::stage(s);
                     *lock(&stage) = s.to_owned();
                 } else if let Some(r) = line.strip_prefix("reply ") {
                     *lock(&reply) = Some(r.to_owned());
@@ -312,8 +353,8 @@ fn call(
             let _ = child.kill();
             let _ = child.wait();
             drop(stdin);
-            if let Some(r) = reader {
-                let _ = r.join();
+            for t in [reader, relayed].into_iter().flatten() {
+                let _ = t.join();
             }
             let stage = lock(&stage).clone();
             tracing::error!(%stage, "worker killed at its time limit");
@@ -325,8 +366,8 @@ fn call(
         std::thread::sleep(Duration::from_millis(10));
     };
     drop(stdin);
-    if let Some(r) = reader {
-        let _ = r.join();
+    for t in [reader, relayed].into_iter().flatten() {
+        let _ = t.join();
     }
     let status = status.map_err(|e| WorkerError::Protocol(format!("waiting for it: {e}")))?;
     let stage = lock(&stage).clone();
