@@ -35,7 +35,7 @@ fn host() -> String {
     hostname::get().unwrap().into_string().unwrap()
 }
 
-/// 1. `demo-data` replaces only a demo database it wrote; anything else needs
+/// Point 1: `demo-data` replaces only a demo database it wrote; anything else needs
 /// `--force`; what it writes follows the umask.
 #[test]
 fn demo_data_does_not_overwrite_what_it_did_not_write() {
@@ -82,7 +82,7 @@ fn demo_data_does_not_overwrite_what_it_did_not_write() {
     assert_eq!(mode(&precious), 0o644);
 }
 
-/// 2. A run's directory, its files and the outbox's `.eml` files get the mode the
+/// Point 2: A run's directory, its files and the outbox's `.eml` files get the mode the
 /// umask gives, not 0600/0700.
 #[test]
 fn outputs_and_outbox_files_follow_the_umask() {
@@ -122,7 +122,7 @@ fn outputs_and_outbox_files_follow_the_umask() {
     assert_eq!(mode(&emls[0]), 0o640, "{}", emls[0].display());
 }
 
-/// 3a. A planned shutdown during the deliveries: the owners hear that the run was
+/// Point 3a: A planned shutdown during the deliveries: the owners hear that the run was
 /// interrupted and resumes (not that it failed), with the host name; the next start
 /// sends what was left.
 #[test]
@@ -193,7 +193,7 @@ fn a_planned_shutdown_is_reported_as_interrupted_and_resumes() {
     assert_eq!(s.history()[0].state, "succeeded");
 }
 
-/// 3b. A failure alert still waiting when `cxreport retry` delivers everything is
+/// Point 3b: A failure alert still waiting when `cxreport retry` delivers everything is
 /// replaced by one saying the run was resolved after retry.
 #[test]
 fn a_retry_that_delivers_resolves_the_waiting_failure_alert() {
@@ -235,7 +235,7 @@ fn a_retry_that_delivers_resolves_the_waiting_failure_alert() {
     );
 }
 
-/// 4. A test send (`--to`) is marked in the subject and the body, in each language.
+/// Point 4: A test send (`--to`) is marked in the subject and the body, in each language.
 #[test]
 fn test_mails_are_marked_as_tests() {
     let server = smtp_server(&[], None);
@@ -276,7 +276,7 @@ fn test_mails_are_marked_as_tests() {
     );
 }
 
-/// 5. Attachments are named after the report, the period and the language; the
+/// Point 5: Attachments are named after the report, the period and the language; the
 /// files on disk keep their names.
 #[test]
 fn attachments_are_named_after_report_period_and_language() {
@@ -303,7 +303,7 @@ fn attachments_are_named_after_report_period_and_language() {
     }
 }
 
-/// 6. A due fire whose period is delivered in full renders nothing again: over
+/// Point 6: A due fire whose period is delivered in full renders nothing again: over
 /// several fires of a minutely job the report is not rewritten.
 #[test]
 fn a_fire_with_nothing_left_to_send_does_not_render() {
@@ -371,7 +371,7 @@ fn a_fire_with_nothing_left_to_send_does_not_render() {
     assert_eq!(std::fs::metadata(&pdf).unwrap().ino(), first.ino());
 }
 
-/// 7. Emails and `history` name metrics and periods as the report does, in each
+/// Point 7: Emails and `history` name metrics and periods as the report does, in each
 /// language; `history` keeps the key `retry --period` takes.
 #[test]
 fn emails_and_history_use_the_reports_words() {

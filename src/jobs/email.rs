@@ -616,7 +616,7 @@ fn test_marks(
         .unwrap_or_else(|| {
             "This is a test, sent only to {to} (`cxreport run --job {job} --to`); the job's recipients did not get it.".to_owned()
         })
-        .replace("{to}", &to.email.to_string())
+        .replace("{to}", to.email.as_ref())
         .replace("{job}", job);
     (prefix, note)
 }
