@@ -119,11 +119,12 @@ fn each_language_reaches_its_recipients_with_the_pdf_intact() {
             .iter()
             .find(|m| m.to == [to])
             .unwrap_or_else(|| panic!("{to}"));
-        let file = format!("report.{lang}.pdf");
-        let sent = attachment(&m.raw, &file).unwrap_or_else(|| panic!("{to} has {file}"));
+        // Named after the report, period and language in the email; on disk as before.
+        let name = format!("conversation-usage_2023-12-15..2024-06-15_{lang}.pdf");
+        let sent = attachment(&m.raw, &name).unwrap_or_else(|| panic!("{to} has {name}"));
         assert_eq!(
             sent,
-            std::fs::read(report_dir.join(&file)).unwrap(),
+            std::fs::read(report_dir.join(format!("report.{lang}.pdf"))).unwrap(),
             "{to}: attachment bytes"
         );
         assert!(header(&m.raw, "Message-ID").contains("@example.com>"));
@@ -364,7 +365,7 @@ fn an_oversized_report_is_linked_not_attached() {
     assert!(o.status.success(), "{}", text(&o));
     let state = server.state.lock().unwrap();
     let raw = &state.accepted[0].raw;
-    assert!(attachment(raw, "report.en.pdf").is_none());
+    assert!(attachment(raw, "conversation-usage_2023-12-15..2024-06-15_en.pdf").is_none());
     let text_part = plain_text(raw);
     assert!(
         text_part.contains("larger than the attachment limit"),
@@ -484,11 +485,11 @@ fn a_watch_rule_leads_the_subject_when_its_change_holds() {
             } else {
                 assert!(subject.starts_with("[Watch: bot_drop] "), "{subject}");
                 assert!(
-                    body.contains("bot_drop: bot_first_resp_share (overall) fell by"),
+                    body.contains("bot_drop: bot-first share (All paying companies) fell by"),
                     "{body}"
                 );
                 assert!(
-                    body.contains("compared with 2023-12-15_2024-03-14"),
+                    body.contains("compared with 2023-12-15 – 2024-03-14"),
                     "{body}"
                 );
             }

@@ -244,7 +244,11 @@ fn retry_sends_what_was_given_up() {
     let state = server.state.lock().unwrap();
     assert_eq!(state.accepted.len(), 1);
     assert_eq!(
-        common::smtp::attachment(&state.accepted[0].raw, "report.en.pdf").unwrap(),
+        common::smtp::attachment(
+            &state.accepted[0].raw,
+            "conversation-usage_2023-12-15..2024-06-15_en.pdf"
+        )
+        .unwrap(),
         pdf_before
     );
     drop(state);

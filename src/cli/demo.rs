@@ -10,10 +10,16 @@ use crate::source::{Database, Location, PgLocation};
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
-    /// A SQLite file, or `postgresql://user@host:port/db[?schema=name]` (the demo's
-    /// tables there are replaced; password in PGPASSWORD).
+    /// A SQLite file, or `postgresql://user@host:port/db[?schema=name]` (password in
+    /// PGPASSWORD). An existing file is replaced only when it is a demo database
+    /// cxreport wrote (or with --force). In PostgreSQL, tables of the contract's names
+    /// in that schema are replaced whoever wrote them: give the demo a schema of its
+    /// own (`?schema=cx_demo`).
     #[arg(long, default_value = "demo.sqlite")]
     out: String,
+    /// Replace --out even when it is not a demo database cxreport wrote.
+    #[arg(long)]
+    force: bool,
     #[arg(long, default_value_t = demo::DEFAULT_SEED)]
     seed: u64,
     /// Multiply companies, contacts and conversations (benchmarks).
@@ -54,6 +60,9 @@ pub fn demo_data(args: DemoArgs) -> Result<(), Failure> {
         return load_postgres(&file, &args.out, chrono_tz::Tz::UTC);
     }
     let out = PathBuf::from(&args.out);
+    if !args.force {
+        refuse_to_overwrite(&out)?;
+    }
     generate(&out, &opts)?;
     eprintln!("wrote {}", out.display());
     if args.describe {
@@ -70,6 +79,41 @@ pub fn demo_data(args: DemoArgs) -> Result<(), Failure> {
 fn generate(path: &Path, opts: &DemoOptions) -> Result<(), Failure> {
     let _spinner = super::logging::Spinner::start();
     Ok(demo::generate(path, opts)?)
+}
+
+/// An existing `out` that is not a demo database this generator wrote (a CSV, the
+/// user's own SQLite file, an older demo) is a usage error: replacing it loses data.
+fn refuse_to_overwrite(out: &Path) -> Result<(), Failure> {
+    match std::fs::symlink_metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(Failure::Usage(anyhow::anyhow!(
+                "--out {}: cannot look at the existing file ({e}); choose another path",
+                out.display()
+            )))
+        }
+        Ok(m) if m.is_dir() => {
+            return Err(Failure::Usage(anyhow::anyhow!(
+                "--out {} is a directory; give a file path such as {}",
+                out.display(),
+                out.join("demo.sqlite").display()
+            )))
+        }
+        Ok(_) => {}
+    }
+    match demo::written_by_demo(out) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Failure::Usage(anyhow::anyhow!(
+            "--out {} exists and is not a demo database cxreport wrote; not replacing it. \
+             Choose another path, or add --force to replace it",
+            out.display()
+        ))),
+        Err(e) => Err(Failure::Usage(anyhow::anyhow!(
+            "--out {} exists and cannot be read ({e}); not replacing it. Choose another \
+             path, or add --force to replace it",
+            out.display()
+        ))),
+    }
 }
 
 /// Copies a SQLite file's tables into PostgreSQL with dbt_intercom's types.

@@ -43,6 +43,15 @@ pub fn run_job(
         );
     }
     match run.state {
+        RunState::Succeeded if run.up_to_date => {
+            eprintln!(
+                "up to date: every delivery of {} was sent already, nothing rendered or sent \
+                 (`cxreport history --job {}` shows them; run without --send to write the report again)",
+                run.period.as_deref().unwrap_or("this period"),
+                job.name
+            );
+            Ok(())
+        }
         RunState::Succeeded => {
             if !matches!(delivery, Delivery::None) {
                 eprintln!("{} message(s) delivered", run.sent);
@@ -118,6 +127,16 @@ pub fn retry(config_path: &Path, name: &str, period: Option<&str>) -> Result<(),
         .map_err(|e| Failure::Failed(e.into()))?;
     let stop = daemon::stop_on_signals()?;
     let run = email::resend(&config, job, &ledger, &period, &stop)?;
+    if run.state == RunState::Succeeded && run.sent > 0 {
+        // What the run's alerts warned about is delivered: the owners hear that,
+        // instead of a "failed" still waiting to be sent, or after one they had.
+        let fire = ledger
+            .run(name, &period)
+            .map_err(|e| Failure::Failed(e.into()))?
+            .and_then(|r| r.fire_time)
+            .unwrap_or_else(|| SystemClock.now());
+        alerts::resolved_after_retry(&config, job, &ledger, &period, fire, run.sent)?;
+    }
     // The owner alerts kept while SMTP failed go out with it.
     alerts::flush_alerts(&config, &ledger, &stop)?;
     eprintln!(
@@ -243,14 +262,16 @@ pub fn history(config: &Path, job: Option<&str>) -> Result<(), Failure> {
     }
     let mut latest_failed: Vec<String> = Vec::new();
     let mut last_job: Option<&str> = None;
+    let mut words: Option<Words> = None;
     for (i, r) in runs.iter().enumerate() {
         if last_job != Some(r.job.as_str()) {
             println!("{}", r.job);
             last_job = Some(&r.job);
+            words = Words::of(&config, &r.job);
         }
         println!(
-            "  {:<24} {:<9} started {}  finished {}  attempts {}{}",
-            r.period,
+            "  {} {:<9} started {}  finished {}  attempts {}{}",
+            period_shown(&r.period),
             r.state,
             r.started_at.as_deref().unwrap_or("-"),
             r.finished_at.as_deref().unwrap_or("-"),
@@ -286,12 +307,16 @@ pub fn history(config: &Path, job: Option<&str>) -> Result<(), Failure> {
             );
         }
         for w in &r.watch {
+            let (metric, slice) = words.as_ref().map_or_else(
+                || (w.metric.clone(), w.slice.clone()),
+                |x| x.watch(&w.metric, &w.slice),
+            );
             println!(
                 "      watch {:<20} {} {} ({}) change {} threshold {}{}",
                 w.rule,
                 if w.fired { "FIRED" } else { "quiet" },
-                w.metric,
-                w.slice,
+                metric,
+                slice,
                 w.change.map_or("-".to_owned(), |c| format!("{c:+.2}")),
                 w.threshold,
                 w.note
@@ -327,9 +352,59 @@ pub fn history(config: &Path, job: Option<&str>) -> Result<(), Failure> {
     }
 }
 
+/// A run's period in `history`: as the report's cover prints it, then the key that
+/// `retry --period` takes ("2023-12-15 – 2024-06-15  [2023-12-15_2024-06-15]").
+fn period_shown(key: &str) -> String {
+    let label = crate::reports::period_key_label(key, "as of");
+    if label == key {
+        format!("{key:<24}")
+    } else {
+        format!("{label:<23}  [{key}]")
+    }
+}
+
+/// The English words of a job's report, for the metric and slice names `history`
+/// prints (the configuration may no longer have the job: then the names as stored).
+struct Words(crate::render::templates::Language);
+
+impl Words {
+    fn of(config: &Config, job: &str) -> Option<Self> {
+        let report = &config.job(job)?.report;
+        config.templates().language(report, "en").ok().map(Self)
+    }
+
+    /// A watch rule's metric and slice as the cover names them.
+    fn watch(&self, metric: &str, slice: &str) -> (String, String) {
+        let s = &self.0.strings;
+        let metric = s
+            .get_opt(&format!("change.metric_{metric}"))
+            .unwrap_or_else(|| metric.to_owned());
+        let slice = if slice == "overall" {
+            s.get_opt("labels.overall")
+                .unwrap_or_else(|| slice.to_owned())
+        } else {
+            s.get_opt(&format!("labels.segment.{slice}"))
+                .unwrap_or_else(|| slice.to_owned())
+        };
+        (metric, slice)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::visible;
+
+    #[test]
+    fn history_shows_the_period_as_read_and_the_key_to_type() {
+        assert_eq!(
+            super::period_shown("2023-12-15_2024-06-15").trim_end(),
+            "2023-12-15 – 2024-06-15  [2023-12-15_2024-06-15]"
+        );
+        assert_eq!(
+            super::period_shown("fire-2024-07-01T08:00:00Z").trim_end(),
+            "fire-2024-07-01T08:00:00Z"
+        );
+    }
 
     #[test]
     fn database_text_cannot_drive_the_terminal() {

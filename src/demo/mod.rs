@@ -33,6 +33,10 @@ const SCHEMA: &str = include_str!("sql/schema.sql");
 pub const DEFAULT_SEED: u64 = 97;
 /// Bumped whenever the generated content changes, so cached demo databases refresh.
 pub const GENERATOR_VERSION: u32 = 3;
+/// The SQLite header's `application_id` of a database this generator wrote ("cxrd"):
+/// how `demo-data` knows a file it may replace without `--force`. In the header, so no
+/// table the reports read changes.
+pub const APPLICATION_ID: i32 = 0x6378_7264;
 
 /// The known change `--plant-change` makes: from 2024-04-01 every second bot-first
 /// conversation is answered by a person first, and the topic `Bug` of every second
@@ -270,9 +274,12 @@ pub fn generate(path: &Path, opts: &DemoOptions) -> Result<(), DemoError> {
         source,
     };
     std::fs::create_dir_all(dir).map_err(io)?;
+    // 0666 less the umask, as any file the user writes: tempfile's own default (0600)
+    // would make a demo database shared in a team folder unreadable to the team.
     let tmp = tempfile::Builder::new()
         .prefix(".cxreport-demo-")
         .suffix(".sqlite")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(dir)
         .map_err(io)?;
     let sql = |source| DemoError::Sqlite {
@@ -292,10 +299,28 @@ pub fn generate(path: &Path, opts: &DemoOptions) -> Result<(), DemoError> {
         }
         txn.commit().map_err(sql)?;
         crate::progress::stage("compacting the file");
-        conn.execute_batch("VACUUM").map_err(sql)?;
+        conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}; VACUUM"))
+            .map_err(sql)?;
     }
     tmp.persist(path).map_err(|e| io(e.error))?;
     Ok(())
+}
+
+/// Whether `path` holds a SQLite database this generator wrote (its header's
+/// `application_id` is [`APPLICATION_ID`]). Read from the header's bytes, so a file
+/// that is not SQLite at all is never opened as a database.
+pub fn written_by_demo(path: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let mut header = [0u8; 72];
+    let mut f = std::fs::File::open(path)?;
+    let mut n = 0;
+    while n < header.len() {
+        match f.read(&mut header[n..])? {
+            0 => return Ok(false),
+            k => n += k,
+        }
+    }
+    Ok(header.starts_with(b"SQLite format 3\0") && header[68..72] == APPLICATION_ID.to_be_bytes())
 }
 
 struct Generator {
@@ -1101,6 +1126,24 @@ mod tests {
         assert_eq!(v[10_000], 25);
         assert!((9..=13).contains(&v[200]), "P1 {}", v[200]);
         assert!((40..=44).contains(&v[19_800]), "P99 {}", v[19_800]);
+    }
+
+    #[test]
+    fn only_a_database_the_generator_wrote_is_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        let demo = dir.path().join("demo.sqlite");
+        generate(&demo, &DemoOptions::default()).unwrap();
+        assert!(written_by_demo(&demo).unwrap());
+        let other = dir.path().join("other.sqlite");
+        Connection::open(&other)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        assert!(!written_by_demo(&other).unwrap());
+        let csv = dir.path().join("precious.csv");
+        std::fs::write(&csv, "a,b\n1,2\n").unwrap();
+        assert!(!written_by_demo(&csv).unwrap());
+        assert!(written_by_demo(&dir.path().join("missing")).is_err());
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The owners' alerts: a run that failed, a fire that could not start, deliveries
-//! given up. Kept in the ledger until the SMTP server takes them (sent at once when
-//! there is no ledger to keep them in), their text from the `owner_alert.tera`
-//! template, rendered where a runaway override ends only itself.
+//! given up; deliveries a planned shutdown interrupted (they resume by themselves, and
+//! the alert says so rather than "failed"); and a run a retry resolved (which replaces
+//! the run's alerts not sent yet, or follows those sent). Kept in the ledger until the
+//! SMTP server takes them (sent at once when there is no ledger to keep them in),
+//! their text from the `owner_alert.tera` template, rendered where a runaway override
+//! ends only itself, naming the host they come from.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -15,12 +18,53 @@ use super::ledger::{clip, Ledger, MAX_ERROR_BYTES};
 use super::mail::{Mailer, Outgoing};
 use super::{Context, Delivery, JobError};
 
+/// What an alert tells the owners; `owner_alert.tera` words each (`a.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Something needs a person: a run failed, a fire could not start, deliveries
+    /// were given up.
+    Failed,
+    /// A planned shutdown stopped the run's deliveries; they resume by themselves.
+    Interrupted,
+    /// A retry sent everything an earlier alert of the run was about.
+    Resolved,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
+            Self::Resolved => "resolved",
+        }
+    }
+}
+
+/// The host name the alerts name (`None` when the system does not say): an owner
+/// with several installations must know which one wrote.
+pub fn host_name() -> Option<String> {
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+}
+
+/// A period key as a person reads it ("2023-12-15 – 2024-06-15").
+fn period_label(period: &str) -> String {
+    crate::reports::period_key_label(period, "as of")
+}
+
 /// Tells the job's owners that a run failed (only when delivering for real).
 pub fn alert_owners(ctx: &Context<'_>, period: &str, error: &str, log: &[String]) {
     if !matches!(ctx.delivery, Delivery::Send) {
         return;
     }
-    let subject = format!("[cxreport] job {} failed ({period})", ctx.job.name);
+    let subject = format!(
+        "[cxreport] job {} failed ({})",
+        ctx.job.name,
+        period_label(period)
+    );
     match ctx.ledger {
         // Stopping: kept, and sent by the next process; shutdown does not wait on SMTP.
         Some(l) if ctx.stop.load(Ordering::SeqCst) => queue_alert(
@@ -30,6 +74,82 @@ pub fn alert_owners(ctx: &Context<'_>, period: &str, error: &str, log: &[String]
             ctx.config, ctx.job, ctx.ledger, ctx.fire, period, &subject, error, log, ctx.stop,
         ),
     }
+}
+
+/// Tells the owners that a planned shutdown stopped the run's deliveries (`lines`:
+/// what was not sent). Not a failure: the next start of the daemon sends them, so the
+/// alert says that, and is kept (shutdown does not wait on SMTP) for the next process.
+pub fn alert_interrupted(ctx: &Context<'_>, period: &str, lines: &[String]) {
+    if !matches!(ctx.delivery, Delivery::Send) {
+        return;
+    }
+    let subject = format!(
+        "[cxreport] job {} interrupted by shutdown, resumes at the next start ({})",
+        ctx.job.name,
+        period_label(period)
+    );
+    let what = format!(
+        "{} delivery(ies) not sent: the process was asked to stop",
+        lines.len()
+    );
+    compose_alert(
+        ctx.config,
+        ctx.job,
+        ctx.ledger,
+        ctx.fire,
+        period,
+        Kind::Interrupted,
+        &subject,
+        &what,
+        lines,
+        ctx.ledger.is_none().then_some(ctx.stop),
+    );
+}
+
+/// After a retry sent every delivery of a run: the run's alerts not sent yet are
+/// replaced by one saying it is resolved, and owners who were already told it failed
+/// get that too. Nothing when no alert was ever made for the run. Returns whether
+/// an alert was kept.
+pub fn resolved_after_retry(
+    config: &Config,
+    job: &Job,
+    ledger: &Ledger,
+    period: &str,
+    fire: DateTime<Utc>,
+    sent: usize,
+) -> Result<bool, JobError> {
+    let (dropped, sent_before) = ledger.drop_pending_alerts(&job.name, period)?;
+    if dropped == 0 && sent_before == 0 {
+        return Ok(false);
+    }
+    let subject = format!(
+        "[cxreport] job {} resolved after retry ({})",
+        job.name,
+        period_label(period)
+    );
+    let what = format!(
+        "`cxreport retry`{} sent {sent} delivery(ies) at {} UTC: every delivery of the run is now sent.{}",
+        host_name().map(|h| format!(" on {h}")).unwrap_or_default(),
+        crate::source::timestamp::format_utc(Utc::now()),
+        if dropped > 0 {
+            format!(" {dropped} alert(s) about it that were still waiting to be sent are replaced by this one.")
+        } else {
+            String::new()
+        }
+    );
+    compose_alert(
+        config,
+        job,
+        Some(ledger),
+        fire,
+        period,
+        Kind::Resolved,
+        &subject,
+        &what,
+        &[],
+        None,
+    );
+    Ok(true)
 }
 
 /// Writes an owner alert and sends it; with a ledger, an alert the SMTP server does
@@ -52,6 +172,7 @@ pub fn alert(
         ledger,
         fire,
         period,
+        Kind::Failed,
         subject,
         error,
         log,
@@ -77,6 +198,7 @@ pub fn queue_alert(
         Some(ledger),
         fire,
         period,
+        Kind::Failed,
         subject,
         error,
         log,
@@ -92,6 +214,7 @@ fn compose_alert(
     ledger: Option<&Ledger>,
     fire: DateTime<Utc>,
     period: &str,
+    kind: Kind,
     subject: &str,
     error: &str,
     log: &[String],
@@ -112,11 +235,13 @@ fn compose_alert(
         .collect();
     let error = clip(error, MAX_ERROR_BYTES);
     let value = json!({
+        "kind": kind.as_str(),
         "job": job.name,
         "period": period,
+        "period_label": period_label(period),
         "error": error,
         "fire_time": crate::source::timestamp::format_utc(fire),
-        "host": std::env::var("HOSTNAME").unwrap_or_default(),
+        "host": host_name().unwrap_or_default(),
         "log": log,
     });
     let text = match crate::run::worker::owner_alert(&config.templates(), &value) {
@@ -137,8 +262,16 @@ fn compose_alert(
             job.name,
             Utc::now().timestamp_nanos_opt().unwrap_or(0)
         );
-        let queued = ledger
-            .map(|l| l.queue_alert(&job.name, owner.email.as_ref(), &message_id, subject, &text));
+        let queued = ledger.map(|l| {
+            l.queue_alert(
+                &job.name,
+                period,
+                owner.email.as_ref(),
+                &message_id,
+                subject,
+                &text,
+            )
+        });
         match queued {
             Some(Ok(())) => {}
             Some(Err(e)) => {

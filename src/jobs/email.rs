@@ -168,6 +168,10 @@ pub fn deliver(
         if recipients.is_empty() {
             continue;
         }
+        let test_to = match delivery {
+            Delivery::TestTo(addr) => Some(addr),
+            _ => None,
+        };
         let content = match email_content(
             job,
             outcome,
@@ -176,6 +180,7 @@ pub fn deliver(
             smtp,
             &out.watch,
             &compared_with,
+            test_to,
         ) {
             Ok(c) => c,
             Err(e) => {
@@ -220,6 +225,8 @@ pub fn resend(
         dir: None,
         sent: 0,
         failed: 0,
+        interrupted: 0,
+        up_to_date: false,
         watch: Vec::new(),
     };
     let mailer = match &config.smtp {
@@ -474,6 +481,7 @@ impl Sender<'_> {
                 )?;
             }
             out.failed += 1;
+            out.interrupted += 1;
             errors.push(line);
             return Ok(());
         }
@@ -567,6 +575,73 @@ impl Sender<'_> {
     }
 }
 
+/// The name an attachment carries in the email: the report, the period as the
+/// cover prints it (`2023-12-15..2024-06-15`, `as-of-2024-06-15`) and the language,
+/// so that the files of several months and languages saved side by side stay apart
+/// (`conversation-usage_2023-12-15..2024-06-15_en.pdf`). ASCII letters, digits and
+/// `-_.` only; the file on disk keeps its own name.
+pub fn attachment_name(report: &str, period: &str, part: &str, ext: &str) -> String {
+    let period = match period.split_once('_') {
+        Some((a, b)) if !period.starts_with("fire-") => format!("{a}..{b}"),
+        _ => period.replacen("asof-", "as-of-", 1),
+    };
+    let safe = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '.') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect()
+    };
+    format!("{}_{}_{}.{ext}", safe(report), safe(&period), safe(part))
+}
+
+/// A test send's subject prefix and the sentence that opens its body, in the
+/// edition's language (English when a language folder of the user's has none).
+fn test_marks(
+    language: &crate::render::templates::Language,
+    to: &Mailbox,
+    job: &str,
+) -> (String, String) {
+    let prefix = language
+        .strings
+        .get_opt("email.test_subject")
+        .unwrap_or_else(|| "[TEST] ".to_owned());
+    let note = language
+        .strings
+        .get_opt("email.test_note")
+        .unwrap_or_else(|| {
+            "This is a test, sent only to {to} (`cxreport run --job {job} --to`); the job's recipients did not get it.".to_owned()
+        })
+        .replace("{to}", to.email.as_ref())
+        .replace("{job}", job);
+    (prefix, note)
+}
+
+/// A fired rule as the email prints it: its numbers ([`WatchResult::printed`]) and
+/// the metric and slice in the edition's words, as the cover names them.
+fn watch_line(language: &crate::render::templates::Language, w: &WatchResult) -> serde_json::Value {
+    let mut v = w.printed();
+    let s = &language.strings;
+    let metric = s
+        .get_opt(&format!("change.metric_{}", w.metric))
+        .unwrap_or_else(|| w.metric.clone());
+    let slice = if w.slice == "overall" {
+        s.get_opt("labels.overall")
+            .unwrap_or_else(|| w.slice.clone())
+    } else {
+        s.get_opt(&format!("labels.segment.{}", w.slice))
+            .unwrap_or_else(|| w.slice.clone())
+    };
+    v["metric_label"] = metric.into();
+    v["slice_label"] = slice.into();
+    v
+}
+
+#[allow(clippy::too_many_arguments)]
 fn email_content(
     job: &Job,
     outcome: &RunOutcome,
@@ -575,11 +650,21 @@ fn email_content(
     smtp: &Smtp,
     watch: &[WatchResult],
     compared_with: &serde_json::Value,
+    test_to: Option<&Mailbox>,
 ) -> Result<EditionMail, NarrativeError> {
     let language = templates.language(&job.report, lang)?;
     let edition = outcome.edition(lang);
-    let file = format!("report.{lang}.pdf");
-    let path = outcome.dir.join(&file);
+    let on_disk = format!("report.{lang}.pdf");
+    let path = outcome.dir.join(&on_disk);
+    let file = attachment_name(&job.report, &outcome.period, lang, "pdf");
+    let as_of = language
+        .strings
+        .get_opt("document.as_of")
+        .unwrap_or_else(|| "as of".to_owned());
+    let compared_with = match compared_with.as_str() {
+        Some(key) => serde_json::Value::from(crate::reports::period_key_label(key, &as_of)),
+        None => compared_with.clone(),
+    };
     let size = std::fs::metadata(&path).map_or(0, |m| m.len());
     let attached = size <= smtp.max_attachment_bytes && size > 0;
     let mb = |b: u64| format!("{:.1}", b as f64 / (1024.0 * 1024.0));
@@ -596,7 +681,7 @@ fn email_content(
         "job": job.name,
         "watch": watch.iter().filter(|w| w.fired).map(|w| &w.rule).collect::<Vec<_>>(),
         "watch_label": language.strings.get("email.watch"),
-        "watch_fired": watch.iter().filter(|w| w.fired).map(WatchResult::printed).collect::<Vec<_>>(),
+        "watch_fired": watch.iter().filter(|w| w.fired).map(|w| watch_line(&language, w)).collect::<Vec<_>>(),
         "compared_with": compared_with,
     }});
     let e = &value["e"];
@@ -605,8 +690,9 @@ fn email_content(
         attachments.push((file, "application/pdf".to_owned(), path));
     }
     if let Some(name) = outcome.main_csv.as_deref().filter(|_| smtp.attach_csv) {
+        let stem = name.strip_suffix(".csv").unwrap_or(name);
         attachments.push((
-            name.to_owned(),
+            attachment_name(&job.report, &outcome.period, stem, "csv"),
             "text/csv".to_owned(),
             outcome.dir.join(name),
         ));
@@ -626,18 +712,64 @@ fn email_content(
     )?
     .into_iter();
     let mut next = || texts.next().unwrap_or_default();
+    let (mut subject, mut text, mut html) = (next(), next(), next());
+    // Marked here, not in the templates: an override of them cannot lose the mark.
+    if let Some(to) = test_to {
+        let (prefix, note) = test_marks(&language, to, &job.name);
+        subject = format!("{prefix}{subject}");
+        text = format!("{note}\n\n{text}");
+        let note_html = format!(
+            "<p style=\"border: 1px solid #c0392b; padding: 6px;\"><strong>{}</strong></p>",
+            html_escape(&note)
+        );
+        html = match html
+            .find("<body")
+            .and_then(|at| html[at..].find('>').map(|end| at + end + 1))
+        {
+            Some(after) => format!("{}{note_html}{}", &html[..after], &html[after..]),
+            None => format!("{note_html}{html}"),
+        };
+    }
     Ok(EditionMail {
-        subject: next(),
-        text: next(),
-        html: next(),
+        subject,
+        text,
+        html,
         attachments,
         outbox_name: format!("{}_{}", job.name, outcome.period),
     })
 }
 
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attachments_are_named_after_report_period_and_language() {
+        assert_eq!(
+            attachment_name("conversation-usage", "2023-12-15_2024-06-15", "zh", "pdf"),
+            "conversation-usage_2023-12-15..2024-06-15_zh.pdf"
+        );
+        assert_eq!(
+            attachment_name("customer-segmentation", "asof-2024-06-15", "en", "pdf"),
+            "customer-segmentation_as-of-2024-06-15_en.pdf"
+        );
+        assert_eq!(
+            attachment_name("tag-drivers", "2024-01-01_2024-06-30", "tag_drivers", "csv"),
+            "tag-drivers_2024-01-01..2024-06-30_tag-drivers.csv"
+        );
+        // A language folder of the user's with an odd name stays a safe file name.
+        assert_eq!(
+            attachment_name("r", "2024-01-01_2024-06-30", "p t/../x", "pdf"),
+            "r_2024-01-01..2024-06-30_p-t-..-x.pdf"
+        );
+    }
 
     #[test]
     fn only_the_runs_own_files_are_attached() {

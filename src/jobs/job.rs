@@ -97,6 +97,8 @@ fn run_job_with(
         dir: None,
         sent: 0,
         failed: 0,
+        interrupted: 0,
+        up_to_date: false,
         watch: Vec::new(),
     };
     match catch_unwind(AssertUnwindSafe(|| body(&ctx, &mut out))) {
@@ -138,6 +140,15 @@ fn run_locked(ctx: &Context<'_>, out: &mut JobRun) -> Result<(), JobError> {
     let period = prepared.plan.period.clone();
     out.period = Some(period.clone());
     if let Some(l) = ledger {
+        // The plan is cheap, the run is not: a fire whose period was delivered in full
+        // already (a frequent cron on data that has not moved) renders nothing again.
+        if let Some(dir) = up_to_date(l, job, &period)? {
+            tracing::info!(job = %job.name, %period, fire = %fire, "up to date: every delivery of this period was sent already; not rendered again");
+            out.state = RunState::Succeeded;
+            out.dir = Some(dir);
+            out.up_to_date = true;
+            return Ok(());
+        }
         l.begin_run(&job.name, &period, Some(fire), None)?;
     }
     tracing::info!(job = %job.name, %period, fire = %fire_text(fire), "run started");
@@ -185,12 +196,52 @@ fn run_locked(ctx: &Context<'_>, out: &mut JobRun) -> Result<(), JobError> {
             l.finish_run(&job.name, &period, RunState::Succeeded, None)?;
         }
         tracing::info!(job = %job.name, %period, sent = out.sent, "run succeeded");
+    } else if out.interrupted == errors.len() {
+        // Only a planned shutdown stopped it: recorded as a run whose deliveries wait
+        // (the next start retries them), and the owners are told it resumes, not that
+        // it failed.
+        let msg = errors.join("; ");
+        if let Some(l) = ledger {
+            l.finish_run(&job.name, &period, RunState::Failed, Some(&msg))?;
+        }
+        tracing::warn!(job = %job.name, %period, waiting = out.interrupted, "interrupted by shutdown: the deliveries not sent are sent when the daemon starts again");
+        alerts::alert_interrupted(ctx, &period, &errors);
+        out.error = Some(msg);
     } else {
         let msg = errors.join("; ");
         fail_run(ctx, &period, &msg, &log)?;
         out.error = Some(msg);
     }
     Ok(())
+}
+
+/// The run's directory when the period was run and every delivery the job makes now
+/// (each language's recipients) was sent; `None` when anything is left to do (a
+/// recipient added since, a delivery failed or given up, the outputs removed).
+fn up_to_date(
+    ledger: &Ledger,
+    job: &Job,
+    period: &str,
+) -> Result<Option<std::path::PathBuf>, JobError> {
+    let Some(run) = ledger.run(&job.name, period)? else {
+        return Ok(None);
+    };
+    let Some(dir) = run.output_dir.filter(|d| d.is_dir()) else {
+        return Ok(None);
+    };
+    if run.state != RunState::Succeeded.as_str() {
+        return Ok(None);
+    }
+    let deliveries = ledger.deliveries(&job.name, period)?;
+    let all_sent = job.languages.iter().all(|lang| {
+        job.recipients.get(lang).into_iter().flatten().all(|to| {
+            let to = to.email.to_string();
+            deliveries
+                .iter()
+                .any(|d| &d.lang == lang && d.recipient == to && d.state == "sent")
+        })
+    });
+    Ok(all_sent.then_some(dir))
 }
 
 /// The ledger key of a fire that never got a period (failed before, or skipped).

@@ -98,6 +98,9 @@ const RUN_COLUMNS: [(&str, &str); 1] = [(
     "recoveries",
     "ALTER TABLE runs ADD COLUMN recoveries INTEGER NOT NULL DEFAULT 0",
 )];
+/// Columns added to `alerts` after the first release (`period`: the run an alert is
+/// about, so that a retry that resolves the run can replace its alerts not sent yet).
+const ALERT_COLUMNS: [(&str, &str); 1] = [("period", "ALTER TABLE alerts ADD COLUMN period TEXT")];
 /// Columns added to `deliveries` after the first release; a ledger written by an older
 /// version gains them when opened.
 const DELIVERY_COLUMNS: [(&str, &str); 3] = [
@@ -177,8 +180,12 @@ const SQL_MESSAGE_PUT: &str =
 const SQL_MESSAGE_GET: &str =
     "SELECT content FROM messages WHERE job = ?1 AND period = ?2 AND lang = ?3";
 const SQL_ALERT_PUT: &str =
-    "INSERT INTO alerts (job, recipient, message_id, subject, body, state, attempts, created_at, next_attempt_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)";
+    "INSERT INTO alerts (job, recipient, message_id, subject, body, state, attempts, created_at, next_attempt_at, period)
+     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?7)";
+const SQL_ALERTS_SENT_OF: &str =
+    "SELECT COUNT(*) FROM alerts WHERE job = ?1 AND period = ?2 AND state = 'sent'";
+const SQL_ALERTS_DROP_PENDING: &str =
+    "DELETE FROM alerts WHERE job = ?1 AND period = ?2 AND state = 'pending'";
 const SQL_ALERTS_DUE: &str =
     "SELECT id, job, recipient, message_id, subject, body, attempts FROM alerts
      WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY id";
@@ -676,6 +683,10 @@ impl Ledger {
             path: path.to_owned(),
             source,
         };
+        // The ledger's mode is SQLite's (0644 less the umask), like every other file
+        // cxreport writes: it holds recipients and kept messages, so what keeps it
+        // private is its directory (the unit's StateDirectory is 0700), not a mode of
+        // its own that a monitoring user in the same group could not read `history` by.
         // Not the default flags: they fall back to read-only when the file cannot be
         // written, and the first write would fail far from here.
         let conn = Connection::open_with_flags(
@@ -692,8 +703,11 @@ impl Ledger {
         conn.execute_batch(SCHEMA).map_err(err)?;
         conn.execute_batch(HEARTBEAT_SCHEMA).map_err(err)?;
         // Columns a newer version added, on a ledger an older one wrote.
-        let added: [(&str, &[(&str, &str)]); 2] =
-            [("deliveries", &DELIVERY_COLUMNS), ("runs", &RUN_COLUMNS)];
+        let added: [(&str, &[(&str, &str)]); 3] = [
+            ("deliveries", &DELIVERY_COLUMNS),
+            ("runs", &RUN_COLUMNS),
+            ("alerts", &ALERT_COLUMNS),
+        ];
         for (table, columns) in added {
             let mut have = conn
                 .prepare("SELECT name FROM pragma_table_info(?1)")
@@ -1196,10 +1210,11 @@ impl Ledger {
         .transpose()
     }
 
-    /// Keeps an owner alert until it is sent.
+    /// Keeps an owner alert about the run of `period` until it is sent.
     pub fn queue_alert(
         &self,
         job: &str,
+        period: &str,
         recipient: &str,
         message_id: &str,
         subject: &str,
@@ -1214,11 +1229,30 @@ impl Ledger {
                     message_id,
                     clip(subject, MAX_ERROR_BYTES),
                     clip(body, MAX_ALERT_BYTES),
-                    now_text()
+                    now_text(),
+                    period
                 ],
             )
             .map(|_| ())
             .map_err(|e| self.err(e))
+    }
+
+    /// Removes the alerts about one run that are not sent yet (what they warn about
+    /// is resolved); returns how many, and how many about it were sent already.
+    pub fn drop_pending_alerts(
+        &self,
+        job: &str,
+        period: &str,
+    ) -> Result<(usize, usize), LedgerError> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        let sent: i64 = tx
+            .query_row(SQL_ALERTS_SENT_OF, params![job, period], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        let dropped = tx
+            .execute(SQL_ALERTS_DROP_PENDING, params![job, period])
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok((dropped, usize::try_from(sent).unwrap_or(0)))
     }
 
     /// Alerts waiting whose next attempt is due.
@@ -1667,8 +1701,15 @@ mod tests {
     fn alerts_and_messages_are_kept() {
         let dir = tempfile::tempdir().unwrap();
         let l = Ledger::open(&dir.path().join("state.sqlite")).unwrap();
-        l.queue_alert("j", "owner@example.com", "<a@x>", "job j failed", "body")
-            .unwrap();
+        l.queue_alert(
+            "j",
+            "p",
+            "owner@example.com",
+            "<a@x>",
+            "job j failed",
+            "body",
+        )
+        .unwrap();
         let due = l.alerts_due(Utc::now()).unwrap();
         assert_eq!(due.len(), 1);
         l.alert_attempted(
@@ -1777,7 +1818,7 @@ mod tests {
         l.delivery(&k, "<id@x>").unwrap();
         l.update_delivery(&k, &update(DeliveryState::Failed, Some(&huge)))
             .unwrap();
-        l.queue_alert("j", "owner@example.com", "<a@x>", &huge, &huge)
+        l.queue_alert("j", "p", "owner@example.com", "<a@x>", &huge, &huge)
             .unwrap();
         let due = l.alerts_due(Utc::now()).unwrap();
         l.alert_attempted(due[0].id, Some(&huge), Utc::now())

@@ -435,7 +435,12 @@ fn outbox_stem(name: &str) -> String {
 fn write_eml(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let safe = outbox_stem(name);
-    let mut tmp = tempfile::Builder::new().prefix(".eml-").tempfile_in(dir)?;
+    // 0666 less the umask: a preview is for whoever reads the outbox, not only this
+    // process's user (tempfile's default is 0600).
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".eml-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(dir)?;
     std::io::Write::write_all(&mut tmp, bytes)?;
     tmp.persist(dir.join(format!("{safe}.eml")))
         .map_err(|e| e.error)?;

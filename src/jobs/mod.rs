@@ -74,6 +74,11 @@ pub struct JobRun {
     pub dir: Option<PathBuf>,
     pub sent: usize,
     pub failed: usize,
+    /// Deliveries not started because the process was asked to stop (a planned
+    /// shutdown): they wait for the next start, they did not fail.
+    pub interrupted: usize,
+    /// Not rendered again: the ledger already had every delivery of this period sent.
+    pub up_to_date: bool,
     /// The job's watch rules as the run judged them.
     pub watch: Vec<crate::run::watch::WatchResult>,
 }

@@ -90,6 +90,16 @@ impl Strings {
         }
     }
 
+    /// The string at `key`, `None` (and no warning) when the strings do not have it:
+    /// for texts with a fallback of their own (a language folder of the user's that
+    /// predates the key).
+    pub fn get_opt(&self, key: &str) -> Option<String> {
+        match self.lookup(key) {
+            Some(toml::Value::String(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
     /// A slice label, e.g. `label("segment", "churn_watch")`.
     pub fn label(&self, dimension: &str, value: &str) -> String {
         let label = self.label_uncut(dimension, value);

@@ -106,8 +106,12 @@ impl StagedDir {
         };
         std::fs::create_dir_all(parent).map_err(io)?;
         sweep_stale(parent);
+        // 0777 less the umask, asked for rather than left to tempfile's default: the
+        // run's directory is renamed into place as it is, so its mode is the one a
+        // reader of the outputs meets (files inside follow the umask too).
         let tmp = tempfile::Builder::new()
             .prefix(".staging-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o777))
             .tempdir_in(parent)
             .map_err(io)?;
         let mut marker_path = tmp.path().as_os_str().to_owned();
