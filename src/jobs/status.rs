@@ -53,13 +53,9 @@ pub struct Ask {
     pub daemon_only: bool,
 }
 
-/// This machine's name, as the heartbeat records it.
+/// This machine's name, as the heartbeat records it (the alerts' name for it).
 pub fn host_name() -> String {
-    hostname::get()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned())
+    super::alerts::host_name().unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// Whether process `pid` exists on this machine; `None` when that cannot be told
