@@ -1,5 +1,5 @@
 //! Helpers the end-to-end tests share: the binary, a demo database built once per
-//! test file, CSV and PDF read-back.
+//! build, CSV and PDF read-back.
 #![allow(dead_code)]
 
 pub mod service;
@@ -28,17 +28,32 @@ pub fn text(o: &Output) -> String {
     )
 }
 
-/// One default demo database per test binary (`cxreport demo-data`).
+/// The default demo database (`cxreport demo-data`), written once per build of the
+/// binary and shared by every test process (nextest runs each test in its own):
+/// under the target's temporary folder, named by the binary's size and time, put in
+/// place by a rename so that processes writing it at once never see half a file.
 pub fn demo_db() -> &'static Path {
-    static DB: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    let (_, p) = DB.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("demo.sqlite");
-        let o = run(&["demo-data", "--out", path.to_str().unwrap()]);
-        assert!(o.status.success(), "{}", text(&o));
-        (dir, path)
-    });
-    p
+    static DB: OnceLock<PathBuf> = OnceLock::new();
+    DB.get_or_init(|| {
+        let meta = std::fs::metadata(env!("CARGO_BIN_EXE_cxreport")).unwrap();
+        let stamp = meta
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-db");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("demo-{}-{stamp}.sqlite", meta.len()));
+        if !path.exists() {
+            let tmp = dir.join(format!("writing-{}.sqlite", std::process::id()));
+            let _ = std::fs::remove_file(&tmp);
+            let o = run(&["demo-data", "--out", tmp.to_str().unwrap()]);
+            assert!(o.status.success(), "{}", text(&o));
+            std::fs::rename(&tmp, &path).unwrap();
+        }
+        path
+    })
 }
 
 /// The demo with its known change planted (`demo-data --plant-change`), written
