@@ -2,7 +2,8 @@
 //!
 //! Layers, imports flowing one way (`docs/architecture.md` has the picture):
 //! `cli → jobs → run → reports → {render, intercom, stats, source}`; `demo` generates
-//! the built-in database and `clock` is the injected time every layer may read.
+//! the built-in database, `clock` is the injected time every layer may read and
+//! `suggest` the "did you mean" every layer may offer.
 
 pub mod cli;
 pub mod clock;
@@ -14,6 +15,7 @@ pub mod reports;
 pub mod run;
 pub mod source;
 pub mod stats;
+pub mod suggest;
 
 /// The tool's version, printed in manifests and reproducibility appendices.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

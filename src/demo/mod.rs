@@ -69,15 +69,15 @@ impl Default for DemoOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
-    #[error("writing the demo database {path}: {source}")]
+    #[error("writing the demo database {path}: {cause}")]
     Sqlite {
         path: PathBuf,
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
-    #[error("writing the demo database {path}: {source}")]
+    #[error("writing the demo database {path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("--scale must be between 1 and 1000, got {0}")]
     Scale(u32),
@@ -267,7 +267,7 @@ pub fn generate(path: &Path, opts: &DemoOptions) -> Result<(), DemoError> {
         .unwrap_or(Path::new("."));
     let io = |source| DemoError::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     };
     std::fs::create_dir_all(dir).map_err(io)?;
     let tmp = tempfile::Builder::new()
@@ -277,7 +277,7 @@ pub fn generate(path: &Path, opts: &DemoOptions) -> Result<(), DemoError> {
         .map_err(io)?;
     let sql = |source| DemoError::Sqlite {
         path: path.to_owned(),
-        source,
+        cause: source,
     };
     {
         let mut conn = Connection::open(tmp.path()).map_err(sql)?;

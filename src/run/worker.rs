@@ -137,11 +137,8 @@ pub enum WorkerError {
         stage: String,
         hint: &'static str,
     },
-    #[error("starting the run's worker process {exe}: {source}", exe = exe.display())]
-    Spawn {
-        exe: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("starting the run's worker process {exe}: {cause}", exe = exe.display())]
+    Spawn { exe: PathBuf, cause: std::io::Error },
     #[error("the run's worker process: {0}")]
     Protocol(String),
 }
@@ -267,7 +264,7 @@ fn call(
         .spawn()
         .map_err(|source| WorkerError::Spawn {
             exe: exe.to_owned(),
-            source,
+            cause: source,
         })?;
     let started = Instant::now();
     // Kept open until the worker ends: its closing tells the worker the caller is gone.
