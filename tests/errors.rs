@@ -297,6 +297,34 @@ fn check_fails_when_a_report_or_job_would_fail_on_the_data() {
         &["- job `leadership` cannot run: no company has monthly_spend > 0"],
     );
     assert!(!t.contains("ok:"), "{t}");
+    // A calendar window cut now, on data that ended in 2024: the run would find no
+    // conversation, and check says so with the window to use.
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[defaults]\ndatabase = \"{}\"\n[[job]]\nname = \"leadership\"\ncron = \"0 8 1 * *\"\nwindow = \"calendar:6m\"\n",
+            demo_db().display()
+        ),
+    );
+    let o = run(&["check", "--config", s(&cfg)]);
+    says_once(
+        &o,
+        1,
+        &[
+            "- job `leadership` cannot run: a run at ",
+            "the data's conversations run from ",
+            "use the window `rolling:6m`",
+        ],
+    );
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[defaults]\ndatabase = \"{}\"\n[[job]]\nname = \"leadership\"\ncron = \"0 8 1 * *\"\nwindow = \"rolling:6m\"\n",
+            demo_db().display()
+        ),
+    );
+    let o = run(&["check", "--config", s(&cfg)]);
+    says_once(&o, 0, &[&format!("ok: {}", cfg.display())]);
 }
 
 /// A configuration with SMTP to 127.0.0.1:`port` and `smtp` lines.

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use super::config::{Config, DataSource, Transport};
 use super::job::request_on;
 use super::mail::{MailError, Mailer};
+use crate::clock::{Clock, SystemClock};
 use crate::intercom::window::WindowSpec;
 use crate::render::pdf;
 use crate::render::templates::Templates;
@@ -34,6 +35,8 @@ pub fn check(config_path: &Path, db: Option<&Location>, mapping: Option<&Mapping
     let mut problems: Vec<String> = Vec::new();
     let mut failures: Vec<String> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
+    // Windows are cut as a run now would cut them.
+    let now = SystemClock.now();
     check_fonts(&mut problems);
     if let (Some(db), false) = (db, config_path.exists()) {
         notes.push(format!(
@@ -42,7 +45,7 @@ pub fn check(config_path: &Path, db: Option<&Location>, mapping: Option<&Mapping
             db
         ));
         let mapping = mapping.cloned().unwrap_or_default();
-        check_database_alone(db, &mapping, &mut problems, &mut failures, &mut notes);
+        check_database_alone(db, &mapping, now, &mut problems, &mut failures, &mut notes);
         mapping_notes(db, &mapping, "", &mut problems, &mut notes);
         return Findings {
             problems,
@@ -78,7 +81,7 @@ pub fn check(config_path: &Path, db: Option<&Location>, mapping: Option<&Mapping
                     if let Some(m) = mapping {
                         req.mapping = m.clone();
                     }
-                    match run::check_database(&req) {
+                    match run::check_database(&req, now) {
                         Ok(found) => {
                             for l in found.limits {
                                 notes.push(format!("job `{}`: {l}", job.name));
@@ -223,6 +226,7 @@ fn check_fonts(problems: &mut Vec<String>) {
 fn check_database_alone(
     db: &Location,
     mapping: &Mapping,
+    now: chrono::DateTime<chrono::Utc>,
     problems: &mut Vec<String>,
     failures: &mut Vec<String>,
     notes: &mut Vec<String>,
@@ -244,7 +248,7 @@ fn check_database_alone(
             time_limit: None,
             watch: Vec::new(),
         };
-        match run::check_database(&req) {
+        match run::check_database(&req, now) {
             Ok(found) if !found.blockers.is_empty() => {
                 for l in found.limits {
                     notes.push(format!("report `{}`: {l}", report.name()));

@@ -608,7 +608,8 @@ impl Validator {
             None => self.problem(
                 key("report"),
                 format!(
-                    "unknown report `{report}` (known: {})",
+                    "unknown report `{report}`{} (known: {})",
+                    reports::report_hint(&report),
                     crate::reports::names().join(", ")
                 ),
             ),
@@ -1103,7 +1104,8 @@ zh = ["gm-china@example.com"]
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nrecipients = { fr = [\"a@example.com\"] }", "no templates for language `fr`"),
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\ncatchup = \"sometimes\"", "`job \"a\".catchup`"),
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\n[[job]]\nname = \"a\"\ncron = \"0 9 * * *\"", "used twice"),
-            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nreport = \"nope\"", "unknown report `nope`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nreport = \"nope\"", "unknown report `nope` (known: "),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nreport = \"tag-driver\"", "`job \"a\".report`: unknown report `tag-driver`; did you mean `tag-drivers`?"),
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nreport = \"customer-segmentation\"\nwindow = \"rolling:6m\"", "`job \"a\".window`: report `customer-segmentation` has no option `window`"),
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nmin_pp = 5", "report `conversation-usage` has no option `min_pp`; it is an option of `tag-drivers`"),
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\ncatchpu = \"all\"", "`job \"a\".catchpu`: `catchpu` is not a job key, and report `conversation-usage` has no option `catchpu`; did you mean the job key `catchup`?"),

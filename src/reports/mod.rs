@@ -395,15 +395,24 @@ pub(crate) fn conversation_window(
 /// cover and the window to use instead; any other error as it is. Asked only once a
 /// run has failed, so a run that works reads no more.
 pub fn explain_empty(db: &Database, req: &Request<'_>, plan: &Plan, e: ReportError) -> ReportError {
-    let (ReportError::Metrics(MetricsError::EmptyWindow { start, end }), Some(w)) =
-        (&e, plan.window)
+    let (ReportError::Metrics(MetricsError::EmptyWindow { .. }), Some(w)) = (&e, plan.window)
     else {
         return e;
     };
+    window_against_data(db, req, &w).map_or(e, |(explained, _)| explained.into())
+}
+
+/// The window set against the dates of the data's conversations, as
+/// [`MetricsError::WindowOutsideData`] would say it, and whether it lies wholly
+/// before or after them (a run finds nothing in it: `check` fails on that). `None`
+/// when no conversation has a readable date.
+pub fn window_against_data(
+    db: &Database,
+    req: &Request<'_>,
+    w: &Window,
+) -> Option<(MetricsError, bool)> {
     let span = crate::intercom::latest_conversation(db, req.source_tz, crate::clock::latest());
-    let Some((first, last)) = span.ok().and_then(|l| l.span) else {
-        return e;
-    };
+    let (first, last) = span.ok().and_then(|l| l.span)?;
     let hint = if last < w.start {
         match req.window {
             WindowSpec::Calendar { months } => format!(
@@ -417,14 +426,20 @@ pub fn explain_empty(db: &Database, req: &Request<'_>, plan: &Plan, e: ReportErr
     } else {
         String::new()
     };
-    MetricsError::WindowOutsideData {
-        start: start.clone(),
-        end: end.clone(),
-        first: first.format("%Y-%m-%d").to_string(),
-        last: last.format("%Y-%m-%d").to_string(),
-        hint,
-    }
-    .into()
+    let outside = !hint.is_empty();
+    let MetricsError::EmptyWindow { start, end } = MetricsError::empty_window(w) else {
+        return None;
+    };
+    Some((
+        MetricsError::WindowOutsideData {
+            start,
+            end,
+            first: first.format("%Y-%m-%d").to_string(),
+            last: last.format("%Y-%m-%d").to_string(),
+            hint,
+        },
+        outside,
+    ))
 }
 
 impl Plan {

@@ -424,18 +424,34 @@ fn open_for_check(
 
 /// Checks the database against what a report needs (for `cxreport check`), within
 /// the request's time limit ([`open_for_check`]). Returns what the report can and
-/// cannot compute from it ([`Report::limits`]) and why a run would fail on it all the
-/// same ([`Report::blockers`]).
-pub fn check_database(req: &RunRequest) -> Result<DatabaseCheck, RunError> {
+/// cannot compute from it ([`Report::limits`]) and why a run at `reference` would
+/// fail on it all the same ([`Report::blockers`], a window outside the data; a plan
+/// that fails is the error).
+pub fn check_database(
+    req: &RunRequest,
+    reference: DateTime<Utc>,
+) -> Result<DatabaseCheck, RunError> {
     let report = report_of(req)?;
     check_request(report, req)?;
     let db = open_for_check(&req.db, req.time_limit)?;
     let rr = req.report_request();
     db.check(report.name(), &report.needs(&db, &rr)?)?;
+    let mut blockers = report.blockers(&db, &rr)?;
+    // A window cut at `reference` that misses the data (a calendar window after it
+    // ended) fails the run as surely as a missing table.
+    if let Some(w) = report.plan(&db, &rr, reference)?.window {
+        if let Some((outside, true)) = reports::window_against_data(&db, &rr, &w) {
+            blockers.push(format!("a run at {}: {outside}", timestamp_text(reference)));
+        }
+    }
     Ok(DatabaseCheck {
         limits: report.limits(&db, &rr)?,
-        blockers: report.blockers(&db, &rr)?,
+        blockers,
     })
+}
+
+fn timestamp_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// What [`check_database`] found on a database whose tables a report has.
