@@ -23,13 +23,12 @@ pub enum WindowError {
     #[error("window `{0}` needs the latest conversation time, but no conversation has a readable conversation_created_at (times are read as `2024-06-30 09:00:00` or RFC 3339; `cxreport check --db <database>` counts the unreadable ones)")]
     NoAnchor(String),
     /// Every readable conversation is dated after the run's reference time.
-    #[error("window `{window}` ends at the latest conversation not after the run's reference time {reference}, but the data's conversations are all later: they run from {first} to {last}; give a reference time after {first} (e.g. `--as-of {suggest}`), or none to run as of now")]
+    // `data`: the data's dates and what to try, in one field (errors stay small).
+    #[error("window `{window}` ends at the latest conversation not after the run's reference time {reference}, but the data's conversations are all later: {data}")]
     BeforeData {
         window: String,
         reference: String,
-        first: String,
-        last: String,
-        suggest: String,
+        data: String,
     },
 }
 
@@ -44,9 +43,13 @@ impl WindowError {
         Self::BeforeData {
             window: spec.to_string(),
             reference: reference.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            first: first.format("%Y-%m-%d").to_string(),
-            last: last.format("%Y-%m-%d").to_string(),
-            suggest: month_after(last),
+            data: format!(
+                "they run from {first} to {}; give a reference time after {first} (e.g. \
+                 `--as-of {}`), or none to run as of now",
+                last.format("%Y-%m-%d"),
+                month_after(last),
+                first = first.format("%Y-%m-%d"),
+            ),
         }
     }
 }

@@ -111,13 +111,12 @@ pub enum MetricsError {
     #[error("no conversations in window {start} .. {end}")]
     EmptyWindow { start: String, end: String },
     /// [`MetricsError::EmptyWindow`] with what the data covers and what to try.
-    #[error("no conversations in window {start} .. {end}: the data's conversations run from {first} to {last}{hint}")]
+    // `data`: the data's dates and what to try, in one field (errors stay small).
+    #[error("no conversations in window {start} .. {end}: {data}")]
     WindowOutsideData {
         start: String,
         end: String,
-        first: String,
-        last: String,
-        hint: String,
+        data: String,
     },
     #[error("table {table} has no rows: report {report} has nothing to describe")]
     NoRows {
@@ -434,9 +433,11 @@ pub fn window_against_data(
         MetricsError::WindowOutsideData {
             start,
             end,
-            first: first.format("%Y-%m-%d").to_string(),
-            last: last.format("%Y-%m-%d").to_string(),
-            hint,
+            data: format!(
+                "the data's conversations run from {} to {}{hint}",
+                first.format("%Y-%m-%d"),
+                last.format("%Y-%m-%d")
+            ),
         },
         outside,
     ))
