@@ -67,7 +67,7 @@ pub const MAX_SPEED: f64 = 1e6;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ClockError {
-    #[error("`{text}` is not an RFC 3339 instant such as 2024-07-01T00:00:00Z ({reason})")]
+    #[error("`{text}` is not an RFC 3339 instant: {reason}")]
     Instant { text: String, reason: String },
     #[error(
         "`{text}` lies outside the instants a run can be about: years {first} to {last} ({first}-01-01T00:00:00Z to {last}-12-31T23:59:59Z)",
@@ -87,7 +87,16 @@ pub fn parse_instant(text: &str) -> Result<DateTime<Utc>, ClockError> {
             .parse()
             .map_err(|e: chrono::ParseError| ClockError::Instant {
                 text: text.to_owned(),
-                reason: e.to_string(),
+                reason: match chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
+                    // The likeliest slip; said plainly rather than as "premature end
+                    // of input", and not guessed: which midnight is meant matters.
+                    Ok(d) => format!(
+                        "a date needs a time and an offset; for midnight UTC write {d}T00:00:00Z"
+                    ),
+                    Err(_) => format!(
+                        "{e}; write it like 2024-07-01T00:00:00Z (UTC) or 2024-07-01T08:00:00+08:00"
+                    ),
+                },
             })?;
     if (FIRST_YEAR..=LAST_YEAR).contains(&chrono::Datelike::year(&t)) {
         Ok(t)
@@ -164,6 +173,13 @@ mod tests {
             parse_instant("yesterday"),
             Err(ClockError::Instant { .. })
         ));
+        // A date alone is the likeliest slip: the message gives the instant to write.
+        let e = parse_instant("2024-07-01").unwrap_err().to_string();
+        assert!(
+            e.ends_with("not an RFC 3339 instant: a date needs a time and an offset; for midnight UTC write 2024-07-01T00:00:00Z"),
+            "{e}"
+        );
+        assert!(!e.contains("premature"), "{e}");
     }
 
     #[test]

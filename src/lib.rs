@@ -3,7 +3,8 @@
 //! Layers, imports flowing one way (`docs/architecture.md` has the picture):
 //! `cli → jobs → run → reports → {render, intercom, stats, source}`; `demo` generates
 //! the built-in database, `clock` is the injected time every layer may read and
-//! `progress` the stage of long work every layer may report.
+//! `progress` the stage of long work every layer may report, and `suggest` the
+//! "did you mean" every layer may offer.
 
 pub mod cli;
 pub mod clock;
@@ -16,6 +17,7 @@ pub mod reports;
 pub mod run;
 pub mod source;
 pub mod stats;
+pub mod suggest;
 
 /// The tool's version, printed in manifests and reproducibility appendices.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

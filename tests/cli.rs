@@ -441,7 +441,9 @@ fn check_with_a_database_works_anywhere_and_says_what_each_report_can_do() {
         .output()
         .unwrap();
     let t = text(&o);
-    assert!(o.status.success(), "{t}");
+    // No company pays there, so a conversation-usage run stops with exit 1: so does
+    // check (it said `ok` before).
+    assert_eq!(o.status.code(), Some(1), "{t}");
     for line in [
         "conversion and retention: not available (no usage_events table",
         "bot-first share: no first_response tags, so the bot-initiated proxy is printed",
@@ -450,7 +452,7 @@ fn check_with_a_database_works_anywhere_and_says_what_each_report_can_do() {
     ] {
         assert!(t.contains(line), "{line}: {t}");
     }
-    assert!(t.contains(&format!("ok: {}", seed.display())), "{t}");
+    assert!(!t.contains("ok: "), "{t}");
 }
 
 #[test]

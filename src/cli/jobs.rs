@@ -196,25 +196,36 @@ pub fn check(
     config_path: &Path,
     db: Option<&crate::run::Location>,
     mapping: Option<&crate::run::Mapping>,
+    smtp: bool,
 ) -> Result<(), Failure> {
-    let found = check::check(config_path, db, mapping);
+    let mut found = check::check(config_path, db, mapping);
+    if smtp {
+        check::smtp(config_path, &mut found);
+    }
     for note in &found.notes {
         eprintln!("{}", visible(note));
     }
-    if found.problems.is_empty() {
+    for p in found.problems.iter().chain(&found.failures) {
+        eprintln!("- {}", visible(p));
+    }
+    // As a run would exit: 2 when the configuration or the data's tables must change,
+    // 1 when a job or report would fail on the data or the mail server as they are.
+    let (problems, failures) = (found.problems.len(), found.failures.len());
+    if problems > 0 {
+        Err(Failure::Usage(anyhow!(
+            "{} problem(s) found",
+            problems + failures
+        )))
+    } else if failures > 0 {
+        Err(Failure::Failed(anyhow!(
+            "{failures} problem(s) found: a run would fail (exit 1)"
+        )))
+    } else {
         match db {
             Some(db) if !config_path.exists() => println!("ok: {}", visible(&db.to_string())),
             _ => println!("ok: {}", visible(&config_path.display().to_string())),
         }
         Ok(())
-    } else {
-        for p in &found.problems {
-            eprintln!("- {}", visible(p));
-        }
-        Err(Failure::Usage(anyhow!(
-            "{} problem(s) found",
-            found.problems.len()
-        )))
     }
 }
 

@@ -83,6 +83,10 @@ enum Command {
         /// Check with this mapping file instead of the configured mappings.
         #[arg(long)]
         mapping: Option<PathBuf>,
+        /// Also connect to the configured SMTP server: TLS and login as configured,
+        /// nothing sent.
+        #[arg(long)]
+        smtp: bool,
     },
     /// Runs and deliveries from the ledger; exits 1 when a job's latest run failed.
     History {
@@ -246,6 +250,10 @@ pub fn main() -> ExitCode {
     let matches = match with_report_options(Cli::command()).try_get_matches() {
         Ok(m) => m,
         Err(e) => {
+            if let Some(said) = unknown_command(&e) {
+                eprintln!("{said}");
+                return ExitCode::from(2);
+            }
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
@@ -280,6 +288,30 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// A mistyped command, answered with the visible command meant: clap's own tip
+/// also offers the hidden ones (`rn` → `run-worker`, a process cxreport starts
+/// itself).
+fn unknown_command(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::InvalidSubcommand {
+        return None;
+    }
+    let Some(ContextValue::String(typed)) = e.get(ContextKind::InvalidSubcommand) else {
+        return None;
+    };
+    let cmd = Cli::command();
+    let visible: Vec<&str> = cmd
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set())
+        .map(|c| c.get_name())
+        .collect();
+    Some(format!(
+        "error: unknown command `{typed}`{} (`cxreport --help` lists them: {})",
+        crate::suggest::did_you_mean(typed, visible.iter().copied()),
+        visible.join(", ")
+    ))
+}
+
 /// `--db`: a SQLite path or a `postgresql://` URL (password from PGPASSWORD).
 fn location(db: &str) -> Result<crate::run::Location, Failure> {
     crate::run::Location::parse(db, None, None).map_err(|e| Failure::Usage(e.into()))
@@ -309,6 +341,7 @@ fn dispatch(cmd: Command, options: reports::Options) -> Result<(), Failure> {
             config,
             db,
             mapping,
+            smtp,
         } => {
             let db = db.as_deref().map(location).transpose()?;
             let mapping = mapping
@@ -316,7 +349,7 @@ fn dispatch(cmd: Command, options: reports::Options) -> Result<(), Failure> {
                 .map(crate::run::Mapping::from_file)
                 .transpose()
                 .map_err(|e| Failure::Usage(e.into()))?;
-            jobs::check(&config, db.as_ref(), mapping.as_ref())
+            jobs::check(&config, db.as_ref(), mapping.as_ref(), smtp)
         }
         Command::History { config, job } => jobs::history(&config, job.as_deref()),
         Command::Status {

@@ -27,9 +27,12 @@ pub struct RunArgs {
     /// segment_tag_prefix, at_risk_tags, usage_company_key, …
     #[arg(long)]
     mapping: Option<PathBuf>,
-    /// rolling:<N>m | calendar:<N>m | range:<YYYY-MM-DD>..<YYYY-MM-DD>
-    #[arg(long, default_value = "rolling:6m")]
-    window: WindowSpec,
+    /// rolling:<N>m | calendar:<N>m | range:<YYYY-MM-DD>..<YYYY-MM-DD> [default:
+    /// rolling:6m] (reports that cut a window)
+    // No clap default: a report that cuts no window refuses one given, which it
+    // could not tell from a default.
+    #[arg(long)]
+    window: Option<WindowSpec>,
     /// Output root; files go to <out>/<report>/<period>/.
     #[arg(long, default_value = "out")]
     out: PathBuf,
@@ -75,14 +78,31 @@ pub fn run(args: RunArgs, options: Options) -> Result<(), Failure> {
         } else if let Some(dir) = args.outbox {
             Delivery::Outbox(dir)
         } else if let Some(to) = &args.to {
-            let addr = to.parse().map_err(|e| {
+            let addr: lettre::message::Mailbox = to.parse().map_err(|e| {
                 Failure::Usage(anyhow::anyhow!("--to `{to}`: not a valid address ({e})"))
             })?;
+            crate::jobs::config::deliverable(&addr.email)
+                .map_err(|why| Failure::Usage(anyhow::anyhow!("--to `{to}`: {why}")))?;
             Delivery::TestTo(addr)
         } else {
             Delivery::None
         };
         return jobs::run_job(&args.config, name, args.as_of, &delivery);
+    }
+    // Before the built-in demo database is made: a mistyped name should not wait.
+    let Some(report) = reports::find(&args.report) else {
+        return Err(pipeline::RunError::UnknownReport(args.report).into());
+    };
+    let windowed = report
+        .options()
+        .iter()
+        .any(|o| o.name == reports::WINDOW_OPTION.name);
+    if args.window.is_some() && !windowed {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "report `{}` takes no --window: {}",
+            report.name(),
+            reports::no_window()
+        )));
     }
     // Cleared when the run ends, before its directory or its error is printed.
     let spinner = super::logging::Spinner::start();
@@ -99,7 +119,7 @@ pub fn run(args: RunArgs, options: Options) -> Result<(), Failure> {
         name: args.report.clone(),
         report: args.report,
         db,
-        window: args.window,
+        window: args.window.unwrap_or(WindowSpec::Rolling { months: 6 }),
         options,
         out_dir: args.out,
         source_tz: args.source_timezone,

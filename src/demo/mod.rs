@@ -73,15 +73,15 @@ impl Default for DemoOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
-    #[error("writing the demo database {path}: {source}")]
+    #[error("writing the demo database {path}: {cause}")]
     Sqlite {
         path: PathBuf,
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
-    #[error("writing the demo database {path}: {source}")]
+    #[error("writing the demo database {path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("--scale must be between 1 and 1000, got {0}")]
     Scale(u32),
@@ -271,7 +271,7 @@ pub fn generate(path: &Path, opts: &DemoOptions) -> Result<(), DemoError> {
         .unwrap_or(Path::new("."));
     let io = |source| DemoError::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     };
     std::fs::create_dir_all(dir).map_err(io)?;
     // 0666 less the umask, as any file the user writes: tempfile's own default (0600)
@@ -284,7 +284,7 @@ pub fn generate(path: &Path, opts: &DemoOptions) -> Result<(), DemoError> {
         .map_err(io)?;
     let sql = |source| DemoError::Sqlite {
         path: path.to_owned(),
-        source,
+        cause: source,
     };
     {
         let mut conn = Connection::open(tmp.path()).map_err(sql)?;

@@ -29,10 +29,10 @@ const SQL_COLUMNS: &str = "SELECT name, type FROM pragma_table_info(?1)";
 /// Why a copy into PostgreSQL failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}: {cause}")]
     Read {
         path: std::path::PathBuf,
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
     #[error("cannot connect to {url}: {message}")]
     Connect { url: String, message: String },
@@ -77,7 +77,7 @@ fn pg_type(known: &HashMap<&str, &str>, table: &str, column: &str, sqlite_type: 
 pub fn copy_to_postgres(from: &Path, to: &PgLocation, tz: Tz) -> Result<Copied, CopyError> {
     let read = |source| CopyError::Read {
         path: from.to_owned(),
-        source,
+        cause: source,
     };
     let src = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(read)?;
     let url = to.url.clone();

@@ -66,6 +66,23 @@ impl Default for Mapping {
     }
 }
 
+/// The keys of a mapping, as written (the fields of [`Mapping`]).
+pub const KEYS: &[&str] = &[
+    "segment_tag_prefix",
+    "segment_column",
+    "seat_bucket_column",
+    "arr_bucket_column",
+    "seat_bounds",
+    "arr_bounds",
+    "seat_tag_prefix",
+    "arr_tag_prefix",
+    "at_risk_tags",
+    "at_risk_segments",
+    "expansion_tags",
+    "expansion_segments",
+    "usage_company_key",
+];
+
 /// A mapping that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{source_name}: {message}")]
@@ -86,6 +103,16 @@ impl Mapping {
         let mut t = base.cloned().unwrap_or_default();
         for (k, v) in over.cloned().unwrap_or_default() {
             t.insert(k, v);
+        }
+        if let Some(k) = t.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(MappingError {
+                source_name: source_name.to_owned(),
+                message: format!(
+                    "unknown key `{k}`{} (the mapping keys: {})",
+                    crate::suggest::did_you_mean(k, KEYS.iter().copied()),
+                    KEYS.join(", ")
+                ),
+            });
         }
         let m: Mapping = toml::Value::Table(t)
             .try_into()
@@ -303,6 +330,32 @@ impl GroupRules {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_keys_are_the_fields_and_a_misspelt_one_is_named_with_the_one_meant() {
+        let all = Mapping {
+            segment_column: Some("a".into()),
+            seat_bucket_column: Some("b".into()),
+            arr_bucket_column: Some("c".into()),
+            ..Mapping::default()
+        };
+        let toml::Value::Table(t) = toml::Value::try_from(&all).unwrap() else {
+            panic!("a mapping is a table");
+        };
+        let mut fields: Vec<&str> = t.keys().map(String::as_str).collect();
+        let mut keys = KEYS.to_vec();
+        fields.sort_unstable();
+        keys.sort_unstable();
+        assert_eq!(fields, keys);
+
+        let over: toml::Table = toml::from_str("at_risk_tag = [\"x\"]").unwrap();
+        let e = Mapping::from_tables(None, Some(&over), "m.toml").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("m.toml: unknown key `at_risk_tag`; did you mean `at_risk_tags`?"),
+            "{e}"
+        );
+    }
 
     fn company(tags: &str) -> CompanyRow {
         CompanyRow {

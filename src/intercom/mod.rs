@@ -17,10 +17,12 @@ use mapping::Mapping;
 
 const SQL_ALL_CREATED: &str = "SELECT conversation_created_at FROM intercom__conversation_enhanced";
 /// The anchor where the server can compare the times itself (a native timestamp):
-/// the latest not after `$1`, and how many are after it.
+/// the latest not after `$1`, how many are after it, the first and the last.
 const SQL_MAX_CREATED: &str =
     "SELECT max(CASE WHEN conversation_created_at <= $1 THEN conversation_created_at END), \
-     count(CASE WHEN conversation_created_at > $1 THEN 1 END) FROM intercom__conversation_enhanced";
+     count(CASE WHEN conversation_created_at > $1 THEN 1 END), \
+     min(conversation_created_at), max(conversation_created_at) \
+     FROM intercom__conversation_enhanced";
 pub const SQL_COMPANIES: &str =
     "SELECT company_id, company_name, all_company_tags, monthly_spend, user_count \
      FROM intercom__company_enhanced";

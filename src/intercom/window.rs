@@ -20,8 +20,46 @@ pub enum WindowSpec {
 pub enum WindowError {
     #[error("window `{text}`: {reason} (expected `rolling:<N>m`, `calendar:<N>m` or `range:YYYY-MM-DD..YYYY-MM-DD`)")]
     Parse { text: String, reason: &'static str },
-    #[error("window `{0}` needs the latest conversation time, but no conversation has a readable conversation_created_at")]
+    #[error("window `{0}` needs the latest conversation time, but no conversation has a readable conversation_created_at (times are read as `2024-06-30 09:00:00` or RFC 3339; `cxreport check --db <database>` counts the unreadable ones)")]
     NoAnchor(String),
+    /// Every readable conversation is dated after the run's reference time.
+    // `data`: the data's dates and what to try, in one field (errors stay small).
+    #[error("window `{window}` ends at the latest conversation not after the run's reference time {reference}, but the data's conversations are all later: {data}")]
+    BeforeData {
+        window: String,
+        reference: String,
+        data: String,
+    },
+}
+
+impl WindowError {
+    /// [`WindowError::BeforeData`] for `spec` when the data (`first` to `last`) begins
+    /// after `reference`.
+    pub fn before_data(
+        spec: &WindowSpec,
+        reference: DateTime<Utc>,
+        (first, last): (DateTime<Utc>, DateTime<Utc>),
+    ) -> Self {
+        Self::BeforeData {
+            window: spec.to_string(),
+            reference: reference.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            data: format!(
+                "they run from {first} to {}; give a reference time after {first} (e.g. \
+                 `--as-of {}`), or none to run as of now",
+                last.format("%Y-%m-%d"),
+                month_after(last),
+                first = first.format("%Y-%m-%d"),
+            ),
+        }
+    }
+}
+
+/// The first instant of the month after `t`'s, as `--as-of` takes it: a calendar
+/// window cut there ends with `t`'s month.
+pub fn month_after(t: DateTime<Utc>) -> String {
+    let first = t.date_naive().with_day(1).unwrap_or(t.date_naive());
+    let next = first.checked_add_months(Months::new(1)).unwrap_or(first);
+    format!("{}T00:00:00Z", next.format("%Y-%m-%d"))
 }
 
 impl FromStr for WindowSpec {

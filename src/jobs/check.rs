@@ -1,11 +1,17 @@
 //! `cxreport check`: every problem of a configuration, its templates, the embedded
 //! fonts and the databases its jobs read, listed at once. With `--db` and no
 //! configuration file, the database alone: which report can run on it, and why not.
+//! With `--smtp`, the SMTP server too: connected to, TLS and login as configured,
+//! nothing sent. What it finds is split as the runs would fail: `problems` are how
+//! cxreport is configured or pointed at data (a run exits 2), `failures` what makes
+//! a run fail on the data or the mail server as they are (a run exits 1).
 
 use std::path::{Path, PathBuf};
 
 use super::config::{Config, DataSource, Transport};
 use super::job::request_on;
+use super::mail::{MailError, Mailer};
+use crate::clock::{Clock, SystemClock};
 use crate::intercom::window::WindowSpec;
 use crate::render::pdf;
 use crate::render::templates::Templates;
@@ -13,10 +19,13 @@ use crate::reports;
 use crate::run::{self, Location, Mapping, RunError, RunRequest};
 use crate::source::DataError;
 
-/// What `check` found: the problems, and notes that are not problems.
+/// What `check` found: the problems, the failures, and notes that are neither.
 #[derive(Debug, Default)]
 pub struct Findings {
+    /// The configuration, a template or the data's tables must change (exit 2).
     pub problems: Vec<String>,
+    /// A job or report would fail on the data or mail server as they are (exit 1).
+    pub failures: Vec<String>,
     pub notes: Vec<String>,
 }
 
@@ -24,7 +33,10 @@ pub struct Findings {
 /// With `db` and no file at `config_path`, checks the database for every report.
 pub fn check(config_path: &Path, db: Option<&Location>, mapping: Option<&Mapping>) -> Findings {
     let mut problems: Vec<String> = Vec::new();
+    let mut failures: Vec<String> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
+    // Windows are cut as a run now would cut them.
+    let now = SystemClock.now();
     check_fonts(&mut problems);
     if let (Some(db), false) = (db, config_path.exists()) {
         notes.push(format!(
@@ -33,9 +45,13 @@ pub fn check(config_path: &Path, db: Option<&Location>, mapping: Option<&Mapping
             db
         ));
         let mapping = mapping.cloned().unwrap_or_default();
-        check_database_alone(db, &mapping, &mut problems, &mut notes);
+        check_database_alone(db, &mapping, now, &mut problems, &mut failures, &mut notes);
         mapping_notes(db, &mapping, "", &mut problems, &mut notes);
-        return Findings { problems, notes };
+        return Findings {
+            problems,
+            failures,
+            notes,
+        };
     }
     let config = match Config::load(config_path) {
         Ok(c) => Some(c),
@@ -65,13 +81,21 @@ pub fn check(config_path: &Path, db: Option<&Location>, mapping: Option<&Mapping
                     if let Some(m) = mapping {
                         req.mapping = m.clone();
                     }
-                    match run::check_database(&req) {
-                        Ok(limits) => {
-                            for l in limits {
+                    match run::check_database(&req, now) {
+                        Ok(found) => {
+                            for l in found.limits {
                                 notes.push(format!("job `{}`: {l}", job.name));
                             }
+                            for b in found.blockers {
+                                failures.push(format!("job `{}` cannot run: {b}", job.name));
+                            }
                         }
-                        Err(e) => problems.push(format!("job `{}`: {e}", job.name)),
+                        // As the run would: exit 2 for what the user must change,
+                        // exit 1 for a database that fails as it is.
+                        Err(e) if e.is_usage() => {
+                            problems.push(format!("job `{}`: {e}", job.name));
+                        }
+                        Err(e) => failures.push(format!("job `{}` cannot run: {e}", job.name)),
                     }
                     let prefix = format!("job `{}`: ", job.name);
                     for lang in &job.languages {
@@ -99,7 +123,46 @@ pub fn check(config_path: &Path, db: Option<&Location>, mapping: Option<&Mapping
             }
         }
     }
-    Findings { problems, notes }
+    Findings {
+        problems,
+        failures,
+        notes,
+    }
+}
+
+/// `check --smtp`: connects to the configured SMTP server, with TLS and the login as
+/// configured, and sends nothing. A server that cannot be reached or refuses the
+/// login is a failure (every delivery would fail); an outbox is a note.
+pub fn smtp(config_path: &Path, found: &mut Findings) {
+    let Ok(config) = Config::load(config_path) else {
+        // The configuration's own problems are listed already.
+        return;
+    };
+    let Some(smtp) = &config.smtp else {
+        found
+            .notes
+            .push("smtp: not configured, so no SMTP server to try".to_owned());
+        return;
+    };
+    let mailer = match Mailer::new(smtp) {
+        Ok(m) => m,
+        // Listed with the configuration's problems.
+        Err(MailError::MissingPassword(_)) => return,
+        Err(e) => {
+            found.failures.push(format!("smtp: {e}"));
+            return;
+        }
+    };
+    match mailer.test_connection() {
+        Ok(None) => found.notes.push(format!(
+            "smtp: {}: nothing to connect to (messages are written as .eml files)",
+            mailer.target
+        )),
+        Ok(Some(done)) => found.notes.push(format!("smtp: {}: {done}", mailer.target)),
+        Err(why) => found
+            .failures
+            .push(format!("SMTP {}: {why}", mailer.target)),
+    }
 }
 
 /// Topic tags of the data that an edition in `lang` prints as written, for want of a
@@ -158,12 +221,14 @@ fn check_fonts(problems: &mut Vec<String>) {
 }
 
 /// Every report against one database with its default options: the reports that
-/// can run are notes, the reasons the others cannot are notes too; it is a problem
-/// only when the database cannot be read or no report can run on it.
+/// can run are notes, each that cannot is a failure; it is a problem when the
+/// database cannot be read or no report can run on it.
 fn check_database_alone(
     db: &Location,
     mapping: &Mapping,
+    now: chrono::DateTime<chrono::Utc>,
     problems: &mut Vec<String>,
+    failures: &mut Vec<String>,
     notes: &mut Vec<String>,
 ) {
     let mut runnable = 0;
@@ -183,11 +248,19 @@ fn check_database_alone(
             time_limit: None,
             watch: Vec::new(),
         };
-        match run::check_database(&req) {
-            Ok(limits) => {
+        match run::check_database(&req, now) {
+            Ok(found) if !found.blockers.is_empty() => {
+                for l in found.limits {
+                    notes.push(format!("report `{}`: {l}", report.name()));
+                }
+                for b in found.blockers {
+                    failures.push(format!("report `{}`: cannot run: {b}", report.name()));
+                }
+            }
+            Ok(found) => {
                 runnable += 1;
                 notes.push(format!("report `{}`: can run", report.name()));
-                for l in limits {
+                for l in found.limits {
                     notes.push(format!("  {l}"));
                 }
                 for lang in req.templates.languages(report.name()) {
@@ -198,7 +271,7 @@ fn check_database_alone(
                 problems.push(e.to_string());
                 return;
             }
-            Err(e) => notes.push(format!("report `{}`: cannot run: {e}", report.name())),
+            Err(e) => failures.push(format!("report `{}`: cannot run: {e}", report.name())),
         }
     }
     if runnable == 0 {

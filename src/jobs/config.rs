@@ -22,10 +22,12 @@ use crate::run::{Location, Mapping};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    // The cause is in the message and not also a `source`: printed with its chain
+    // (`{:#}`) it would be said twice.
+    #[error("cannot read {path}: {cause}{}", read_hint(.path, .cause))]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: {message}")]
     Toml { path: PathBuf, message: String },
@@ -34,6 +36,22 @@ pub enum ConfigError {
         path: PathBuf,
         problems: Vec<Problem>,
     },
+}
+
+/// What to do about a configuration file that cannot be read.
+fn read_hint(path: &Path, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => format!(
+            "; give the configuration with `--config <file>`, or create {} (the README's \
+             \"Scheduling and delivery\" describes it; schedules.toml at the top of the \
+             repository is a working example)",
+            path.display()
+        ),
+        std::io::ErrorKind::PermissionDenied => {
+            "; run as a user who may read it, or make it readable to this one".to_owned()
+        }
+        _ => String::new(),
+    }
 }
 
 /// One problem with one key.
@@ -240,9 +258,9 @@ pub use crate::run::watch::WatchRule;
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         Self::parse(path, &text)
     }
@@ -347,7 +365,13 @@ impl Validator {
             return None;
         }
         match s.parse::<Mailbox>() {
-            Ok(m) => Some(m),
+            Ok(m) => match deliverable(&m.email) {
+                Ok(()) => Some(m),
+                Err(why) => {
+                    self.problem(key, format!("`{s}`: {why}"));
+                    None
+                }
+            },
             Err(e) => {
                 self.problem(key, format!("`{s}` is not a valid email address ({e})"));
                 None
@@ -391,18 +415,17 @@ impl Validator {
         let smtp = raw.smtp.and_then(|s| self.smtp(s));
         let tpl = Templates::new(templates);
         let mut jobs = Vec::new();
-        let mut index = Vec::new();
+        let names: Vec<String> = raw.job.iter().map(|j| j.name.clone()).collect();
         for (i, j) in raw.job.into_iter().enumerate() {
-            if let Some(job) = self.job(i, j, &defaults, &tpl) {
+            let label = job_label(i, &names);
+            if let Some(job) = self.job(&label, j, &defaults, &tpl) {
                 if jobs.iter().any(|o: &Job| o.name == job.name) {
                     self.problem(
-                        format!("job[{i}].name"),
+                        format!("{label}.name"),
                         format!("job name `{}` is used twice", job.name),
                     );
                 }
-                let earlier: Vec<(usize, &Job)> = index.iter().copied().zip(&jobs).collect();
-                self.output_folder(i, &job, &earlier, &defaults.output_dir);
-                index.push(i);
+                self.output_folder(&label, &job, &jobs, &defaults.output_dir);
                 jobs.push(job);
             }
         }
@@ -424,24 +447,28 @@ impl Validator {
 
     /// A job's output folder may be no other job's, nor inside or around one: a run
     /// replaces its period's folder, and a job reads its earlier runs from its own.
-    /// `earlier`: the valid jobs before it, with their index in the file.
-    fn output_folder(&mut self, i: usize, job: &Job, earlier: &[(usize, &Job)], output_dir: &Path) {
+    /// `earlier`: the valid jobs before it.
+    fn output_folder(&mut self, label: &str, job: &Job, earlier: &[Job], output_dir: &Path) {
         // Only normal components get here (checked with the job's `output`).
         let parts = |p: &Path| -> Vec<std::ffi::OsString> {
             p.components().map(|c| c.as_os_str().to_owned()).collect()
         };
         let mine = parts(&job.output);
-        for (j, other) in earlier {
+        for other in earlier {
             let theirs = parts(&other.output);
             let same = theirs == mine;
             if same || theirs.starts_with(&mine) || mine.starts_with(&theirs) {
                 self.problem(
-                    format!("job[{i}].output"),
+                    format!("{label}.output"),
                     format!(
-                        "jobs `{}` (job[{j}]) and `{}` write {}: {} and {}; give one of them its own `output`",
+                        "jobs `{}` and `{}` write {}: {} and {}; give one of them its own `output`",
                         other.name,
                         job.name,
-                        if same { "the same folder" } else { "nested folders" },
+                        if same {
+                            "the same folder"
+                        } else {
+                            "nested folders"
+                        },
                         output_dir.join(&other.output).display(),
                         output_dir.join(&job.output).display()
                     ),
@@ -555,16 +582,11 @@ impl Validator {
         })
     }
 
-    fn job(&mut self, i: usize, j: RawJob, d: &Defaults, tpl: &Templates) -> Option<Job> {
-        let key = |k: &str| format!("job[{i}].{k}");
+    /// `label`: how problems name the job ([`job_label`]).
+    fn job(&mut self, label: &str, j: RawJob, d: &Defaults, tpl: &Templates) -> Option<Job> {
+        let key = |k: &str| format!("{label}.{k}");
         let before = self.problems.len();
-        if j.name.is_empty()
-            || !j
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            || j.name.starts_with('.')
-        {
+        if !valid_job_name(&j.name) {
             self.problem(key("name"), format!("`{}`: use letters, digits, `-`, `_` and `.` (it names the job's output folder)", j.name));
         }
         let report = j.report.unwrap_or_else(|| reports::DEFAULT.to_owned());
@@ -586,7 +608,8 @@ impl Validator {
             None => self.problem(
                 key("report"),
                 format!(
-                    "unknown report `{report}` (known: {})",
+                    "unknown report `{report}`{} (known: {})",
+                    reports::report_hint(&report),
                     crate::reports::names().join(", ")
                 ),
             ),
@@ -595,16 +618,25 @@ impl Validator {
                 if j.window.is_some() && !r.options().iter().any(|o| o.name == "window") {
                     self.problem(
                         key("window"),
-                        format!("report `{report}` has no option `window`"),
+                        format!(
+                            "report `{report}` has no option `window`; {}",
+                            reports::no_window()
+                        ),
                     );
                 }
                 for option in reports::unknown_options(r, &options) {
-                    let takes: Vec<&str> = r.options().iter().map(|o| o.name).collect();
+                    // An option of another report says so; else a near job key.
+                    let elsewhere = reports::ALL
+                        .iter()
+                        .any(|o| o.options().iter().any(|s| s.name == option));
+                    let hint = match crate::suggest::closest(option, JOB_KEYS.iter().copied()) {
+                        Some(k) if !elsewhere => format!("; did you mean the job key `{k}`?"),
+                        _ => reports::option_hint(r, option),
+                    };
                     self.problem(
                         key(option),
                         format!(
-                            "`{option}` is not a job key, and report `{report}` has no option `{option}` (its options: {})",
-                            if takes.is_empty() { "none".to_owned() } else { takes.join(", ") }
+                            "`{option}` is not a job key, and report `{report}` has no option `{option}`{hint}"
                         ),
                     );
                 }
@@ -661,14 +693,14 @@ impl Validator {
             .owners
             .iter()
             .enumerate()
-            .filter_map(|(k, o)| self.mailbox(&format!("job[{i}].owners[{k}]"), o))
+            .filter_map(|(k, o)| self.mailbox(&format!("{label}.owners[{k}]"), o))
             .collect();
         let mut recipients = BTreeMap::new();
         let available = tpl.languages(&report);
         for (lang, list) in &j.recipients {
             if !available.contains(lang) {
                 self.problem(
-                    format!("job[{i}].recipients.{lang}"),
+                    format!("{label}.recipients.{lang}"),
                     format!(
                         "no templates for language `{lang}` (available: {})",
                         available.iter().cloned().collect::<Vec<_>>().join(", ")
@@ -678,7 +710,7 @@ impl Validator {
             let boxes: Vec<Mailbox> = list
                 .iter()
                 .enumerate()
-                .filter_map(|(k, r)| self.mailbox(&format!("job[{i}].recipients.{lang}[{k}]"), r))
+                .filter_map(|(k, r)| self.mailbox(&format!("{label}.recipients.{lang}[{k}]"), r))
                 .collect();
             recipients.insert(lang.clone(), boxes);
         }
@@ -703,7 +735,7 @@ impl Validator {
         let mapping = match Mapping::from_tables(
             d.mapping.as_ref(),
             j.mapping.as_ref(),
-            &format!("job[{i}].mapping (over defaults.mapping)"),
+            &format!("{label}.mapping (over defaults.mapping)"),
         ) {
             Ok(m) => m,
             Err(e) => {
@@ -832,6 +864,63 @@ impl Validator {
     }
 }
 
+/// The keys of a `[[job]]` that are not report options (the fields of `RawJob`).
+const JOB_KEYS: &[&str] = &[
+    "name",
+    "report",
+    "cron",
+    "timezone",
+    "window",
+    "catchup",
+    "max_catchup",
+    "overlap",
+    "owners",
+    "recipients",
+    "database",
+    "database_password_env",
+    "mapping",
+    "output",
+    "watch",
+];
+
+/// How problems name the job at `i`: `job "monthly-brief"`, by the name people
+/// know it by; `job[1]` when the name cannot tell it apart (empty, not a valid
+/// name, or used twice).
+fn job_label(i: usize, names: &[String]) -> String {
+    let name = &names[i];
+    if valid_job_name(name) && names.iter().filter(|n| *n == name).count() == 1 {
+        format!("job \"{name}\"")
+    } else {
+        format!("job[{i}]")
+    }
+}
+
+/// Whether mail to `address` can reach anyone: `ceo@example` is valid syntax, but a
+/// domain without a dot names no host on the Internet (the report would bounce or
+/// vanish on the day it matters). `localhost` and address literals (`[10.0.0.1]`)
+/// stay allowed, for a local relay.
+pub fn deliverable(address: &lettre::Address) -> Result<(), String> {
+    let domain = address.domain();
+    if domain.contains('.') || domain.eq_ignore_ascii_case("localhost") || domain.starts_with('[') {
+        Ok(())
+    } else {
+        Err(format!(
+            "the domain `{domain}` has no dot, so no mail server can be found for it; \
+             write the full domain (e.g. `{}@{domain}.com`)",
+            address.user()
+        ))
+    }
+}
+
+/// Letters, digits, `-`, `_` and `.`, not first: a job's name is its output folder.
+fn valid_job_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 fn is_loopback(host: &str) -> bool {
     host == "localhost"
         || host
@@ -897,11 +986,11 @@ zh = ["gm-china@example.com"]
         ))
         .unwrap_err();
         assert!(
-            e.contains("`job[1].output`: jobs `weekly` (job[0]) and `daily` write the same folder: /etc/cx/out/weekly and /etc/cx/out/weekly"),
+            e.contains("`job \"daily\".output`: jobs `weekly` and `daily` write the same folder: /etc/cx/out/weekly and /etc/cx/out/weekly"),
             "{e}"
         );
         assert!(
-            e.contains("`job[2].output`: jobs `weekly` (job[0]) and `eu` write nested folders"),
+            e.contains("`job \"eu\".output`: jobs `weekly` and `eu` write nested folders"),
             "{e}"
         );
         assert!(!e.contains("apac"), "{e}");
@@ -961,11 +1050,11 @@ zh = ["gm-china@example.com"]
         )
         .unwrap_err();
         assert!(
-            e.contains("job[0].mapping") && e.contains("at_risk_tag"),
+            e.contains("job \"a\".mapping") && e.contains("at_risk_tag"),
             "{e}"
         );
         assert!(
-            e.contains("job[0].database") && !e.contains("secret"),
+            e.contains("job \"a\".database") && !e.contains("secret"),
             "{e}"
         );
     }
@@ -1003,30 +1092,36 @@ zh = ["gm-china@example.com"]
         let cases: &[(&str, &str, &str)] = &[
             ("[defaults\n", "", "TOML parse error"),
             ("cron = \"0 8 1 * *\"", "", "unknown field `cron`"),
-            ("", "[[job]]\nname = \"a\"\ncron = \"*/0 * * * *\"", "`job[0].cron`: minute step must be at least 1"),
-            ("", "[[job]]\nname = \"a\"\ncron = \"0 0 * * 8\"", "`job[0].cron`: day of week 8 is out of range"),
-            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nrecipients = { en = [\"ceo@example.com\\r\\nBcc: evil@example.com\"] }", "`job[0].recipients.en[0]`"),
-            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nowners = [\"not an address\"]", "`job[0].owners[0]`: `not an address` is not a valid email address"),
-            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\noutput = \"../../etc\"", "`job[0].output`: `../../etc` must be a relative path inside defaults.output_dir"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"*/0 * * * *\"", "`job \"a\".cron`: minute step must be at least 1"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 0 * * 8\"", "`job \"a\".cron`: day of week 8 is out of range"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nrecipients = { en = [\"ceo@example.com\\r\\nBcc: evil@example.com\"] }", "`job \"a\".recipients.en[0]`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nowners = [\"not an address\"]", "`job \"a\".owners[0]`: `not an address` is not a valid email address"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\noutput = \"../../etc\"", "`job \"a\".output`: `../../etc` must be a relative path inside defaults.output_dir"),
             ("", "[[job]]\nname = \"../a\"\ncron = \"0 8 * * *\"", "`job[0].name`"),
-            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\ncolour = \"blue\"", "`job[0].colour`: `colour` is not a job key"),
-            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\ntimezone = \"Mars/Olympus\"", "`job[0].timezone`: `Mars/Olympus` is not an IANA timezone"),
-            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nwindow = \"weekly\"", "`job[0].window`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\ncolour = \"blue\"", "`job \"a\".colour`: `colour` is not a job key"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\ntimezone = \"Mars/Olympus\"", "`job \"a\".timezone`: `Mars/Olympus` is not an IANA timezone"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nwindow = \"weekly\"", "`job \"a\".window`"),
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nrecipients = { fr = [\"a@example.com\"] }", "no templates for language `fr`"),
-            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\ncatchup = \"sometimes\"", "`job[0].catchup`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\ncatchup = \"sometimes\"", "`job \"a\".catchup`"),
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\n[[job]]\nname = \"a\"\ncron = \"0 9 * * *\"", "used twice"),
-            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nreport = \"nope\"", "unknown report `nope`"),
-            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nreport = \"customer-segmentation\"\nwindow = \"rolling:6m\"", "`job[0].window`: report `customer-segmentation` has no option `window`"),
-            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nmin_pp = 5", "report `conversation-usage` has no option `min_pp`"),
-            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nreport = \"tag-drivers\"\nmin_pp = 500", "`job[0].min_pp`"),
-            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\n[job.watch]\nx = { metric = \"nps\", fall_by = 1 }", "`job[0].watch.x.metric`: `nps` is not a metric report `conversation-usage` compares"),
-            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\n[job.watch]\nx = { metric = \"conv_cnt\", fall_by = 1, rise_by = 2 }", "`job[0].watch.x`: needs exactly one of `rise_by` and `fall_by`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nreport = \"nope\"", "unknown report `nope` (known: "),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nreport = \"tag-driver\"", "`job \"a\".report`: unknown report `tag-driver`; did you mean `tag-drivers`?"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nreport = \"customer-segmentation\"\nwindow = \"rolling:6m\"", "`job \"a\".window`: report `customer-segmentation` has no option `window`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nmin_pp = 5", "report `conversation-usage` has no option `min_pp`; it is an option of `tag-drivers`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\ncatchpu = \"all\"", "`job \"a\".catchpu`: `catchpu` is not a job key, and report `conversation-usage` has no option `catchpu`; did you mean the job key `catchup`?"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\ncompere = \"none\"", "has no option `compere`; did you mean `compare`?"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\n[job.mapping]\nat_risk_tag = [\"x\"]", "unknown key `at_risk_tag`; did you mean `at_risk_tags`?"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nowners = [\"ceo@example\"]", "`job \"a\".owners[0]`: `ceo@example`: the domain `example` has no dot"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\n[job.recipients]\nen = [\"ceo@example.com\", \"cfo@corp\"]", "`job \"a\".recipients.en[1]`: `cfo@corp`: the domain `corp` has no dot"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nreport = \"tag-drivers\"\nmin_pp = 500", "`job \"a\".min_pp`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\n[job.watch]\nx = { metric = \"nps\", fall_by = 1 }", "`job \"a\".watch.x.metric`: `nps` is not a metric report `conversation-usage` compares"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\n[job.watch]\nx = { metric = \"conv_cnt\", fall_by = 1, rise_by = 2 }", "`job \"a\".watch.x`: needs exactly one of `rise_by` and `fall_by`"),
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\ncompare = \"none\"\n[job.watch]\nx = { metric = \"conv_cnt\", fall_by = 1 }", "compare = \"none\""),
             ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\nreport = \"tag-drivers\"\n[job.watch]\nx = { metric = \"conv_cnt\", fall_by = 1 }", "report `tag-drivers` does not compare periods"),
-            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\ncompare = \"yesterday\"", "`job[0].compare`"),
-            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\n[job.watch]\nx = { metric = \"conv_cnt\", fall_by = 1, slice = \"churn-watch\" }", "`job[0].watch.x.slice`: `churn-watch` is not a slice report `conversation-usage` compares (it compares: overall, new_contract, renewal, expansion, churn_watch, unknown)"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\ncompare = \"yesterday\"", "`job \"a\".compare`"),
+            ("", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\n[job.watch]\nx = { metric = \"conv_cnt\", fall_by = 1, slice = \"churn-watch\" }", "`job \"a\".watch.x.slice`: `churn-watch` is not a slice report `conversation-usage` compares (it compares: overall, new_contract, renewal, expansion, churn_watch, unknown)"),
             // Without a database a job would mail numbers that are not the customer's.
-            ("[defaults]", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"", "`job[0].database`: missing, and [defaults] has none"),
+            ("[defaults]", "[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"", "`job \"a\".database`: missing, and [defaults] has none"),
         ];
         for (top, job, want) in cases {
             let top = if top.is_empty() {
@@ -1039,6 +1134,21 @@ zh = ["gm-china@example.com"]
             assert!(e.contains("/etc/cx/schedules.toml"), "{text:?}: {e}");
             assert!(e.contains(want), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn addresses_must_name_a_domain_mail_can_reach() {
+        let ok = |a: &str| deliverable(&a.parse().unwrap());
+        assert_eq!(ok("ceo@example.com"), Ok(()));
+        assert_eq!(ok("ops@localhost"), Ok(()));
+        assert_eq!(ok("ops@[127.0.0.1]"), Ok(()));
+        let e = ok("ceo@example").unwrap_err();
+        assert!(
+            e.contains("`example` has no dot") && e.contains("`ceo@example.com`"),
+            "{e}"
+        );
+        let e = parse("[smtp]\nfrom = \"reports@corp\"\noutbox = \"mail\"").unwrap_err();
+        assert!(e.contains("`smtp.from`: `reports@corp`: the domain"), "{e}");
     }
 
     #[test]

@@ -244,15 +244,15 @@ const SQL_LATEST_RUNS: &str =
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    #[error("run ledger {path}: {source}")]
+    #[error("run ledger {path}: {cause}")]
     Sqlite {
         path: PathBuf,
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
-    #[error("run ledger {path}: {source}")]
+    #[error("run ledger {path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "run ledger {path}: stored message of {job} {period} ({lang}) is unreadable: {message}"
@@ -617,7 +617,7 @@ fn try_lock(path: &Path, exclusive: bool) -> Result<Option<File>, LedgerError> {
     let dir = path.parent().unwrap_or(path);
     let io = |source| LedgerError::Io {
         path: dir.to_owned(),
-        source,
+        cause: source,
     };
     std::fs::create_dir_all(dir).map_err(io)?;
     let file = OpenOptions::new()
@@ -676,12 +676,12 @@ impl Ledger {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|source| LedgerError::Io {
                 path: path.to_owned(),
-                source,
+                cause: source,
             })?;
         }
         let err = |source| LedgerError::Sqlite {
             path: path.to_owned(),
-            source,
+            cause: source,
         };
         // The ledger's mode is SQLite's (0644 less the umask), like every other file
         // cxreport writes: it holds recipients and kept messages, so what keeps it
@@ -745,7 +745,7 @@ impl Ledger {
         };
         let cannot_write = matches!(
             &first,
-            LedgerError::Sqlite { source, .. } if matches!(
+            LedgerError::Sqlite { cause: source, .. } if matches!(
                 source.sqlite_error_code(),
                 Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
             )
@@ -765,13 +765,13 @@ impl Ledger {
     fn open_read_only_with(path: &Path, immutable: bool) -> Result<Self, LedgerError> {
         let err = |source| LedgerError::Sqlite {
             path: path.to_owned(),
-            source,
+            cause: source,
         };
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = if immutable {
             let absolute = std::path::absolute(path).map_err(|source| LedgerError::Io {
                 path: path.to_owned(),
-                source,
+                cause: source,
             })?;
             Connection::open_with_flags(
                 format!("{}?immutable=1", file_uri(&absolute)),
@@ -801,7 +801,7 @@ impl Ledger {
     fn err(&self, source: rusqlite::Error) -> LedgerError {
         LedgerError::Sqlite {
             path: self.path.clone(),
-            source,
+            cause: source,
         }
     }
 

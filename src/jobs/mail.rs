@@ -125,6 +125,9 @@ pub struct Mailer {
     timeout: Duration,
     /// Host or outbox, for messages.
     pub target: String,
+    /// As configured, for what `check --smtp` says passed.
+    tls: TlsMode,
+    username: Option<String>,
 }
 
 impl Mailer {
@@ -190,6 +193,10 @@ impl Mailer {
                 )
             }
         };
+        let (tls, username) = match transport {
+            Transport::Smtp { tls, username, .. } => (*tls, username.clone()),
+            Transport::Outbox(_) => (TlsMode::None, None),
+        };
         Ok(Self {
             sender,
             from: cfg.from.clone(),
@@ -197,6 +204,8 @@ impl Mailer {
             backoff: cfg.backoff,
             timeout: cfg.timeout,
             target,
+            tls,
+            username,
         })
     }
 
@@ -361,6 +370,96 @@ impl Mailer {
     pub fn retry_delay(&self, attempts: i64) -> Duration {
         let factor = 2u32.saturating_pow(u32::try_from(attempts.clamp(0, 20)).unwrap_or(20));
         (self.backoff.max(Duration::from_secs(1)) * factor).min(Duration::from_secs(3600))
+    }
+}
+
+impl Mailer {
+    /// `check --smtp`: connects, negotiates TLS and logs in as configured, then says
+    /// NOOP and QUIT: nothing is sent. Bounded like one attempt of an empty message.
+    /// `Ok(None)`: an outbox, nothing to connect to; `Ok(Some(what))`: what passed;
+    /// `Err`: why a delivery would fail, and what to look at.
+    pub fn test_connection(&self) -> Result<Option<String>, String> {
+        let Sender::Smtp(transport) = &self.sender else {
+            return Ok(None);
+        };
+        let (tx, rx) = mpsc::channel();
+        let transport = transport.clone();
+        std::thread::Builder::new()
+            .name("smtp-check".into())
+            .spawn(move || {
+                // Nobody listens once the check was given up.
+                let _ = tx.send(transport.test_connection());
+            })
+            .map_err(|e| format!("starting the SMTP check: {e}"))?;
+        let limit = self.attempt_limit(0);
+        match rx.recv_timeout(limit) {
+            Ok(Ok(true)) => Ok(Some(format!(
+                "connected{}, nothing sent",
+                match (&self.tls, &self.username) {
+                    (TlsMode::None, None) => String::new(),
+                    (TlsMode::None, Some(u)) => format!(", logged in as `{u}`"),
+                    (tls, None) => format!(", {} negotiated", tls_name(*tls)),
+                    (tls, Some(u)) => {
+                        format!(", {} negotiated, logged in as `{u}`", tls_name(*tls))
+                    }
+                }
+            ))),
+            Ok(Ok(false)) => {
+                Err("connected, but the server did not answer NOOP: is it an SMTP server?".into())
+            }
+            Ok(Err(e)) => Err(self.explain(&e)),
+            Err(_) => Err(format!(
+                "no answer within {} s — is the host right, or a firewall in the way? \
+                 (smtp.timeout_secs is {} s a step)",
+                limit.as_secs(),
+                self.timeout.as_secs()
+            )),
+        }
+    }
+
+    /// An SMTP error as `check` says it: what failed and what to look at.
+    fn explain(&self, e: &lettre::transport::smtp::Error) -> String {
+        let msg = e.to_string();
+        let kind = io_kind(e)
+            .filter(|_| !e.is_timeout())
+            .or(e.is_timeout().then_some(std::io::ErrorKind::TimedOut));
+        match kind {
+            Some(std::io::ErrorKind::ConnectionRefused) => {
+                return "connection refused — is the server running, and is the port right?".into()
+            }
+            Some(std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => {
+                return format!(
+                    "no answer within {} s — is the host right, or a firewall in the way? ({msg})",
+                    self.timeout.as_secs()
+                )
+            }
+            _ => {}
+        }
+        if e.status().is_some_and(|c| c.to_string() == "535") || msg.contains("authentication") {
+            return format!(
+                "the server refused the login{} ({msg}) — check smtp.username and the password \
+                 in smtp.password_env",
+                self.username
+                    .as_deref()
+                    .map_or_else(String::new, |u| format!(" of `{u}`"))
+            );
+        }
+        if e.is_tls() || io_kind(e) == Some(std::io::ErrorKind::InvalidData) {
+            return format!(
+                "TLS failed ({msg}) — is smtp.tls right for this port (`starttls` on 587, \
+                 `tls` on 465), and is the server's certificate trusted (smtp.ca_file for a \
+                 private CA)?"
+            );
+        }
+        msg
+    }
+}
+
+fn tls_name(tls: TlsMode) -> &'static str {
+    match tls {
+        TlsMode::StartTls => "STARTTLS",
+        TlsMode::Tls => "TLS",
+        TlsMode::None => "no TLS",
     }
 }
 

@@ -24,10 +24,10 @@ pub enum NarrativeError {
     },
     #[error("template {path} is missing")]
     Missing { path: String },
-    #[error("reading template {path}: {source}")]
+    #[error("reading template {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("template {path}: {message}")]
     Template { path: String, message: String },

@@ -74,7 +74,7 @@ impl Templates {
             if p.is_file() {
                 let text = std::fs::read_to_string(&p).map_err(|source| NarrativeError::Read {
                     path: p.clone(),
-                    source,
+                    cause: source,
                 })?;
                 return Ok(Some((Cow::Owned(text), p.display().to_string())));
             }

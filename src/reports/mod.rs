@@ -110,6 +110,14 @@ impl ReportError {
 pub enum MetricsError {
     #[error("no conversations in window {start} .. {end}")]
     EmptyWindow { start: String, end: String },
+    /// [`MetricsError::EmptyWindow`] with what the data covers and what to try.
+    // `data`: the data's dates and what to try, in one field (errors stay small).
+    #[error("no conversations in window {start} .. {end}: {data}")]
+    WindowOutsideData {
+        start: String,
+        end: String,
+        data: String,
+    },
     #[error("table {table} has no rows: report {report} has nothing to describe")]
     NoRows {
         table: &'static str,
@@ -165,6 +173,11 @@ pub trait Report: Sync {
     /// What the report can and cannot compute from this database and why, one line
     /// each (for `check`), beyond the tables and columns `needs` checks.
     fn limits(&self, _db: &Database, _req: &Request<'_>) -> Result<Vec<String>, ReportError> {
+        Ok(Vec::new())
+    }
+    /// What makes a run on this database fail although its tables are there (no
+    /// paying company to describe), one line each, for `check` to fail on.
+    fn blockers(&self, _db: &Database, _req: &Request<'_>) -> Result<Vec<String>, ReportError> {
         Ok(Vec::new())
     }
     /// The data's values an edition prints through the language's strings (topic
@@ -269,6 +282,50 @@ pub fn unknown_options<'a>(report: &dyn Report, options: &'a Options) -> Vec<&'a
         .collect()
 }
 
+/// What to say after "report X has no option Y": the reports that take it, else the
+/// option of X it is closest to, and X's options.
+pub fn option_hint(report: &dyn Report, option: &str) -> String {
+    let takers: Vec<&str> = ALL
+        .iter()
+        .filter(|r| r.options().iter().any(|o| o.name == option))
+        .map(|r| r.name())
+        .collect();
+    let own: Vec<&str> = report.options().iter().map(|o| o.name).collect();
+    let listed = if own.is_empty() {
+        format!("`{}` takes no options", report.name())
+    } else {
+        format!("`{}` takes: {}", report.name(), own.join(", "))
+    };
+    if !takers.is_empty() {
+        return format!(
+            "; it is an option of {} ({listed})",
+            takers
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(" and ")
+        );
+    }
+    if option == WINDOW_OPTION.name {
+        return format!("; {}", no_window());
+    }
+    format!(
+        "{} ({listed})",
+        crate::suggest::did_you_mean(option, own.iter().copied())
+    )
+}
+
+/// Why a report that cuts no window refuses one, and what sets its period instead.
+pub fn no_window() -> &'static str {
+    "it describes the data as of the run's reference time (a snapshot: `--as-of`, or a \
+     job's fire time), not over a window; leave `window` out"
+}
+
+/// `; did you mean …?` for a report name that is not one.
+pub fn report_hint(name: &str) -> String {
+    crate::suggest::did_you_mean(name, names())
+}
+
 /// The value of option `name`: as given, else the default the report declares.
 pub fn option<'a>(report: &'static [OptionSpec], options: &'a Options, name: &str) -> &'a str {
     match options.get(name) {
@@ -320,9 +377,69 @@ pub(crate) fn conversation_window(
         }
         _ => crate::source::Latest::default(),
     };
-    Ok((
-        req.window.resolve(latest.at, reference, req.tz)?,
-        latest.after,
+    let window = req
+        .window
+        .resolve(latest.at, reference, req.tz)
+        .map_err(|e| match (e, latest.span) {
+            // Readable conversations, all after the reference time: say when they are.
+            (WindowError::NoAnchor(_), Some(span)) => {
+                WindowError::before_data(&req.window, reference, span)
+            }
+            (e, _) => e,
+        })?;
+    Ok((window, latest.after))
+}
+
+/// A run's [`MetricsError::EmptyWindow`] said with the dates the data's conversations
+/// cover and the window to use instead; any other error as it is. Asked only once a
+/// run has failed, so a run that works reads no more.
+pub fn explain_empty(db: &Database, req: &Request<'_>, plan: &Plan, e: ReportError) -> ReportError {
+    let (ReportError::Metrics(MetricsError::EmptyWindow { .. }), Some(w)) = (&e, plan.window)
+    else {
+        return e;
+    };
+    window_against_data(db, req, &w).map_or(e, |(explained, _)| explained.into())
+}
+
+/// The window set against the dates of the data's conversations, as
+/// [`MetricsError::WindowOutsideData`] would say it, and whether it lies wholly
+/// before or after them (a run finds nothing in it: `check` fails on that). `None`
+/// when no conversation has a readable date.
+pub fn window_against_data(
+    db: &Database,
+    req: &Request<'_>,
+    w: &Window,
+) -> Option<(MetricsError, bool)> {
+    let span = crate::intercom::latest_conversation(db, req.source_tz, crate::clock::latest());
+    let (first, last) = span.ok().and_then(|l| l.span)?;
+    let hint = if last < w.start {
+        match req.window {
+            WindowSpec::Calendar { months } => format!(
+                "; a calendar window is the months before the run's reference time, and the data ended before them: use the window `rolling:{months}m` (it ends at the latest conversation) or a reference time after the data (`--as-of {}`)",
+                crate::intercom::window::month_after(last)
+            ),
+            _ => "; give a window within the data's dates".to_owned(),
+        }
+    } else if first > w.end {
+        "; the window ends before the data begins: give a later reference time (`--as-of`) or a window within the data's dates".to_owned()
+    } else {
+        String::new()
+    };
+    let outside = !hint.is_empty();
+    let MetricsError::EmptyWindow { start, end } = MetricsError::empty_window(w) else {
+        return None;
+    };
+    Some((
+        MetricsError::WindowOutsideData {
+            start,
+            end,
+            data: format!(
+                "the data's conversations run from {} to {}{hint}",
+                first.format("%Y-%m-%d"),
+                last.format("%Y-%m-%d")
+            ),
+        },
+        outside,
     ))
 }
 

@@ -58,9 +58,9 @@ pub struct RunRequest {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("unknown report `{0}` (run `cxreport reports` for the list)")]
+    #[error("unknown report `{0}`{hint} (run `cxreport reports` for the list: {names})", hint = reports::report_hint(.0), names = reports::names().join(", "))]
     UnknownReport(String),
-    #[error("report `{report}` has no option `{option}`")]
+    #[error("report `{report}` has no option `{option}`{}", reports::find(.report).map_or_else(String::new, |r| reports::option_hint(r, .option)))]
     UnknownOption { report: String, option: String },
     #[error(transparent)]
     Data(#[from] DataError),
@@ -70,10 +70,10 @@ pub enum RunError {
     Output(#[from] OutputError),
     #[error(transparent)]
     Edition(#[from] EditionError),
-    #[error("hashing {path}: {source}")]
+    #[error("hashing {path}: {cause}")]
     Hash {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(transparent)]
     Worker(#[from] worker::WorkerError),
@@ -282,7 +282,9 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
         .then(|| std::thread::spawn(|| crate::render::charts::engine().map(|e| e.startup)));
     tracing::info!(report = report.name(), period = %plan.period, "resolved what the run covers");
     worker::stage("load and metrics");
-    let computed = report.compute(&db, &req.report_request(), &plan, &mut timings)?;
+    let computed = report
+        .compute(&db, &req.report_request(), &plan, &mut timings)
+        .map_err(|e| reports::explain_empty(&db, &req.report_request(), &plan, e))?;
     computed_stages(&timings, computed.as_ref());
 
     worker::stage("findings");
@@ -306,7 +308,7 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
         let bytes =
             output::csv_bytes(&file.header, &file.rows).map_err(|source| OutputError::Csv {
                 path: staged.path().join(file.name),
-                source,
+                cause: source,
             })?;
         staged.write(file.name, &bytes)?;
     }
@@ -495,14 +497,43 @@ fn open_for_check(
 
 /// Checks the database against what a report needs (for `cxreport check`), within
 /// the request's time limit ([`open_for_check`]). Returns what the report can and
-/// cannot compute from it ([`Report::limits`]).
-pub fn check_database(req: &RunRequest) -> Result<Vec<String>, RunError> {
+/// cannot compute from it ([`Report::limits`]) and why a run at `reference` would
+/// fail on it all the same ([`Report::blockers`], a window outside the data; a plan
+/// that fails is the error).
+pub fn check_database(
+    req: &RunRequest,
+    reference: DateTime<Utc>,
+) -> Result<DatabaseCheck, RunError> {
     let report = report_of(req)?;
     check_request(report, req)?;
     let db = open_for_check(&req.db, req.time_limit)?;
     let rr = req.report_request();
     db.check(report.name(), &report.needs(&db, &rr)?)?;
-    Ok(report.limits(&db, &rr)?)
+    let mut blockers = report.blockers(&db, &rr)?;
+    // A window cut at `reference` that misses the data (a calendar window after it
+    // ended) fails the run as surely as a missing table.
+    if let Some(w) = report.plan(&db, &rr, reference)?.window {
+        if let Some((outside, true)) = reports::window_against_data(&db, &rr, &w) {
+            blockers.push(format!("a run at {}: {outside}", timestamp_text(reference)));
+        }
+    }
+    Ok(DatabaseCheck {
+        limits: report.limits(&db, &rr)?,
+        blockers,
+    })
+}
+
+fn timestamp_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// What [`check_database`] found on a database whose tables a report has.
+#[derive(Debug, Default)]
+pub struct DatabaseCheck {
+    /// What the report computes another way or not at all (the run goes on).
+    pub limits: Vec<String>,
+    /// Why a run would fail on this data all the same.
+    pub blockers: Vec<String>,
 }
 
 /// The data's topic tags without a name in the language `lang` (they print as
@@ -570,7 +601,7 @@ fn manifest(
     let sha = match db.location().file() {
         Some(path) => Some(output::sha256_file(path).map_err(|source| RunError::Hash {
             path: path.to_owned(),
-            source,
+            cause: source,
         })?),
         None => None,
     };

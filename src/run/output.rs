@@ -12,17 +12,17 @@ use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("encoding {path}: {source}")]
-    Csv { path: PathBuf, source: csv::Error },
-    #[error("encoding {path}: {source}")]
+    #[error("encoding {path}: {cause}")]
+    Csv { path: PathBuf, cause: csv::Error },
+    #[error("encoding {path}: {cause}")]
     Json {
         path: PathBuf,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
 }
 
@@ -102,7 +102,7 @@ impl StagedDir {
         let parent = dest.parent().unwrap_or(Path::new("."));
         let io = |source| OutputError::Io {
             path: parent.to_owned(),
-            source,
+            cause: source,
         };
         std::fs::create_dir_all(parent).map_err(io)?;
         sweep_stale(parent);
@@ -137,7 +137,7 @@ impl StagedDir {
         let path = self.tmp.path().join(rel);
         let io = |source| OutputError::Io {
             path: self.dest.join(rel),
-            source,
+            cause: source,
         };
         if let Some(p) = path.parent() {
             std::fs::create_dir_all(p).map_err(io)?;
@@ -148,7 +148,7 @@ impl StagedDir {
     pub fn write_json(&self, rel: &str, value: &impl Serialize) -> Result<(), OutputError> {
         let mut bytes = serde_json::to_vec_pretty(value).map_err(|source| OutputError::Json {
             path: self.dest.join(rel),
-            source,
+            cause: source,
         })?;
         bytes.push(b'\n');
         self.write(rel, &bytes)
@@ -159,7 +159,7 @@ impl StagedDir {
     pub fn commit(self) -> Result<PathBuf, OutputError> {
         let io = |source| OutputError::Io {
             path: self.dest.clone(),
-            source,
+            cause: source,
         };
         let staged = self.tmp.keep();
         if self.dest.exists() {

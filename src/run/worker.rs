@@ -151,11 +151,8 @@ pub enum WorkerError {
         stage: String,
         hint: &'static str,
     },
-    #[error("starting the run's worker process {exe}: {source}", exe = exe.display())]
-    Spawn {
-        exe: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("starting the run's worker process {exe}: {cause}", exe = exe.display())]
+    Spawn { exe: PathBuf, cause: std::io::Error },
     #[error("the run's worker process: {0}")]
     Protocol(String),
 }
@@ -296,7 +293,7 @@ fn call(
         .spawn()
         .map_err(|source| WorkerError::Spawn {
             exe: exe.to_owned(),
-            source,
+            cause: source,
         })?;
     let relayed = child.stderr.take().map(|err| {
         std::thread::spawn(move || {

@@ -173,8 +173,8 @@ pub fn quote(value: &[u8]) -> String {
 /// Errors of the data layer. Each names the database, table and column involved.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("cannot open database {db}: {source}")]
-    Open { db: String, source: DriverError },
+    #[error("cannot open database {db}: {cause}")]
+    Open { db: String, cause: DriverError },
     #[error(transparent)]
     Url(#[from] UrlError),
     #[error("database {db} is missing what report `{report}` needs:\n{}", list_missing(.missing))]
@@ -183,11 +183,11 @@ pub enum DataError {
         report: String,
         missing: Vec<Missing>,
     },
-    #[error("reading {table} in {db}: {source}")]
+    #[error("reading {table} in {db}: {cause}")]
     Query {
         db: String,
         table: &'static str,
-        source: DriverError,
+        cause: DriverError,
     },
     #[error("reading {table} in {db}: stopped at the run's time limit of {secs} s (defaults.run_timeout_secs, or --timeout-secs)")]
     Deadline {
@@ -319,7 +319,7 @@ impl Database {
         let name = location.to_string();
         let open_err = |source: DriverError| DataError::Open {
             db: name.clone(),
-            source,
+            cause: source,
         };
         let backend = match location {
             Location::Sqlite(path) => {
@@ -614,7 +614,7 @@ impl Database {
         DataError::Query {
             db: self.name.clone(),
             table,
-            source: source.into(),
+            cause: source.into(),
         }
     }
 
@@ -723,7 +723,7 @@ impl RowReader<'_, '_> {
             RowRef::Sqlite(row) => match row.get_ref(i).map_err(|source| DataError::Query {
                 db: self.db.to_owned(),
                 table: self.table,
-                source: source.into(),
+                cause: source.into(),
             })? {
                 ValueRef::Null => Cell2::Null,
                 ValueRef::Integer(v) => Cell2::Int(v),
@@ -858,6 +858,9 @@ pub struct Latest {
     pub at: Option<DateTime<Utc>>,
     /// Values after the reference time, left out.
     pub after: u64,
+    /// The first and last readable value, the reference time aside: what an error
+    /// says the data covers when the reference time lies outside it.
+    pub span: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 /// Counts of timestamps that could not be parsed, per `table.column`.
@@ -899,7 +902,8 @@ impl Database {
     /// The latest time in `column` at or before `not_after` (the run's reference
     /// time), and how many values lie after it: a far-future timestamp must not fix
     /// the period forever. `all_sql` reads the column (text times are parsed here);
-    /// `native_sql` answers both at the server, with `not_after` bound to `$1`.
+    /// `native_sql` answers both at the server, with `not_after` bound to `$1`, then
+    /// the column's min and max (the [`Latest::span`]).
     pub fn latest_time(
         &self,
         table: &'static str,
@@ -915,7 +919,11 @@ impl Database {
         match self.time_column(table, column)? {
             TimeColumn::Text => {
                 self.each_row(table, all_sql, |r| {
-                    match r.time(0, column, &mut ts)? {
+                    let t = r.time(0, column, &mut ts)?;
+                    if let Some(t) = t {
+                        out.span = Some(out.span.map_or((t, t), |(a, b)| (a.min(t), b.max(t))));
+                    }
+                    match t {
                         Some(t) if t > not_after => out.after += 1,
                         Some(t) => out.at = Some(out.at.map_or(t, |m| m.max(t))),
                         None => {}
@@ -928,6 +936,7 @@ impl Database {
                 self.each_row_with(table, native_sql, &bound, |r| {
                     out.at = r.time(0, column, &mut ts)?;
                     out.after = r.integer(1, column)?.unwrap_or(0).max(0) as u64;
+                    out.span = r.time(2, column, &mut ts)?.zip(r.time(3, column, &mut ts)?);
                     Ok(())
                 })?;
             }
@@ -1174,5 +1183,12 @@ mod tests {
             Some(timestamp::parse("2024-06-30 09:00:00", Tz::UTC).unwrap())
         );
         assert_eq!(latest.after, 1);
+        assert_eq!(
+            latest.span,
+            Some((
+                timestamp::parse("2024-06-01 10:00:00", Tz::UTC).unwrap(),
+                timestamp::parse("2099-01-01 00:00:00", Tz::UTC).unwrap()
+            ))
+        );
     }
 }

@@ -304,10 +304,15 @@ pub fn error_text(e: &postgres::Error) -> String {
             s
         }
         None => {
+            // The driver's own text may already end with its cause ("error connecting
+            // to server: Connection refused"): each cause is said once.
             let mut s = e.to_string();
             let mut source = std::error::Error::source(e);
             while let Some(inner) = source {
-                s.push_str(&format!(": {inner}"));
+                let text = inner.to_string();
+                if !s.contains(&text) {
+                    s.push_str(&format!(": {text}"));
+                }
                 source = inner.source();
             }
             s

@@ -28,6 +28,8 @@ pub struct SinkState {
     /// Keep every message, then stall before answering 250 until released: the
     /// server has accepted it, the client does not know yet.
     pub hold_after_accept: bool,
+    /// The one login (user, password) taken with AUTH PLAIN, offered after EHLO.
+    pub login: Option<(String, String)>,
 }
 
 #[derive(Clone, Debug)]
@@ -118,6 +120,13 @@ pub fn starttls_server() -> Server {
         None,
         Tls::StartTls,
     )
+}
+
+/// A STARTTLS server that offers AUTH PLAIN inside TLS and takes one login.
+pub fn starttls_login_server(user: &str, password: &str) -> Server {
+    let server = starttls_server();
+    server.state.lock().unwrap().login = Some((user.to_owned(), password.to_owned()));
+    server
 }
 
 /// A server behind implicit TLS (port 465 style), with the test certificate.
@@ -277,8 +286,29 @@ impl Sink {
                 return Ok(());
             }
             let upper = line.trim_end().to_ascii_uppercase();
-            if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+            let login = self.state.lock().unwrap().login.clone();
+            if upper.starts_with("EHLO") && login.is_some() {
+                say(&mut r, "250-sink.test\r\n250 AUTH PLAIN")?;
+            } else if upper.starts_with("EHLO") || upper.starts_with("HELO") {
                 say(&mut r, "250 sink.test")?;
+            } else if let (Some((user, password)), true) = (login, upper.starts_with("AUTH PLAIN"))
+            {
+                let mut given = line.trim_end()["AUTH PLAIN".len()..].trim().to_owned();
+                if given.is_empty() {
+                    say(&mut r, "334 ")?;
+                    given.clear();
+                    r.read_line(&mut given)?;
+                }
+                let decoded = base64_decode(given.trim());
+                let parts: Vec<&[u8]> = decoded.split(|b| *b == 0).collect();
+                if parts.len() == 3
+                    && parts[1] == user.as_bytes()
+                    && parts[2] == password.as_bytes()
+                {
+                    say(&mut r, "235 2.7.0 Authentication successful")?;
+                } else {
+                    say(&mut r, "535 5.7.8 Authentication credentials invalid")?;
+                }
             } else if upper.starts_with("MAIL") {
                 to.clear();
                 say(&mut r, "250 OK")?;
@@ -309,6 +339,26 @@ impl Sink {
             }
         }
     }
+}
+
+/// Standard base64 (AUTH PLAIN's encoding); what is not base64 decodes to nothing.
+fn base64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes().take_while(|c| *c != b'=') {
+        let Some(v) = ALPHABET.iter().position(|a| *a == c) else {
+            return Vec::new();
+        };
+        acc = (acc << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
 }
 
 pub fn attachment(raw: &[u8], name: &str) -> Option<Vec<u8>> {

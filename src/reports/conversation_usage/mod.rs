@@ -172,13 +172,24 @@ impl Report for ConversationUsageReport {
                     .to_owned(),
             );
         }
-        if count(COMPANY_ENHANCED, SQL_PAYING)? == 0 {
-            out.push(
-                "but no company has monthly_spend > 0: a run stops with exit 1 (no paying company to describe)"
-                    .to_owned(),
-            );
-        }
         Ok(out)
+    }
+
+    fn blockers(&self, db: &Database, _req: &Request<'_>) -> Result<Vec<String>, ReportError> {
+        let mut paying = 0;
+        db.each_row(COMPANY_ENHANCED, SQL_PAYING, |r| {
+            paying = r.integer(0, "count")?.unwrap_or(0);
+            Ok(())
+        })?;
+        Ok(if paying == 0 {
+            vec![
+                "no company has monthly_spend > 0: a run stops with exit 1 (no paying company \
+                  to describe; the report covers paying customers only)"
+                    .to_owned(),
+            ]
+        } else {
+            Vec::new()
+        })
     }
 
     fn compared_metrics(&self) -> &'static [&'static str] {

@@ -12,7 +12,7 @@ const SQL_USERS: &str =
 const SQL_EVENTS: &str = "SELECT user_id, event_type, event_time FROM events";
 const SQL_EVENT_TIMES: &str = "SELECT event_time FROM events";
 const SQL_LATEST_EVENT: &str = "SELECT max(CASE WHEN event_time <= $1 THEN event_time END), \
-     count(CASE WHEN event_time > $1 THEN 1 END) FROM events";
+     count(CASE WHEN event_time > $1 THEN 1 END), min(event_time), max(event_time) FROM events";
 
 pub const USERS: &str = "users";
 pub const EVENTS: &str = "events";
