@@ -75,7 +75,7 @@ pub fn smtp_server(script: &[u16], stall_after: Option<usize>) -> Server {
         TcpListener::bind("127.0.0.1:0").unwrap(),
         script,
         stall_after,
-        Tls::None,
+        Wire::Plain,
     )
 }
 
@@ -89,7 +89,7 @@ pub fn smtp_server_on(port: u16) -> Server {
             })
         })
         .expect("port free again");
-    serve(listener, &[], None, Tls::None)
+    serve(listener, &[], None, Wire::Plain)
 }
 
 /// The test certificates; also installs the process's TLS provider (ring, the one
@@ -105,8 +105,8 @@ pub fn tls_dir() -> PathBuf {
 
 /// How a connection starts.
 #[derive(Clone, Copy, PartialEq)]
-enum Tls {
-    None,
+enum Wire {
+    Plain,
     StartTls,
     Implicit,
 }
@@ -118,7 +118,7 @@ pub fn starttls_server() -> Server {
         TcpListener::bind("127.0.0.1:0").unwrap(),
         &[],
         None,
-        Tls::StartTls,
+        Wire::StartTls,
     )
 }
 
@@ -135,11 +135,11 @@ pub fn implicit_tls_server() -> Server {
         TcpListener::bind("127.0.0.1:0").unwrap(),
         &[],
         None,
-        Tls::Implicit,
+        Wire::Implicit,
     )
 }
 
-fn serve(listener: TcpListener, script: &[u16], stall_after: Option<usize>, tls: Tls) -> Server {
+fn serve(listener: TcpListener, script: &[u16], stall_after: Option<usize>, wire: Wire) -> Server {
     let port = listener.local_addr().unwrap().port();
     let state = Arc::new(Mutex::new(SinkState {
         script: script.iter().copied().collect(),
@@ -147,7 +147,7 @@ fn serve(listener: TcpListener, script: &[u16], stall_after: Option<usize>, tls:
         ..SinkState::default()
     }));
     let release = Arc::new(AtomicBool::new(false));
-    let config = (tls != Tls::None).then(tls_config);
+    let config = (wire != Wire::Plain).then(tls_config);
     let (st, rel) = (Arc::clone(&state), Arc::clone(&release));
     std::thread::spawn(move || {
         for mut tcp in listener.incoming().flatten() {
@@ -157,16 +157,16 @@ fn serve(listener: TcpListener, script: &[u16], stall_after: Option<usize>, tls:
                     state: st,
                     release: rel,
                 };
-                let _ = match (tls, config) {
-                    (Tls::None, _) | (_, None) => sink.converse(tcp, true),
-                    (tls, Some(config)) => {
-                        if tls == Tls::StartTls && !until_starttls(&mut tcp).unwrap_or(false) {
+                let _ = match (wire, config) {
+                    (Wire::Plain, _) | (_, None) => sink.converse(tcp, true),
+                    (wire, Some(config)) => {
+                        if wire == Wire::StartTls && !until_starttls(&mut tcp).unwrap_or(false) {
                             return;
                         }
                         let Ok(conn) = rustls::ServerConnection::new(config) else {
                             return;
                         };
-                        sink.converse(rustls::StreamOwned::new(conn, tcp), tls == Tls::Implicit)
+                        sink.converse(rustls::StreamOwned::new(conn, tcp), wire == Wire::Implicit)
                     }
                 };
             });
