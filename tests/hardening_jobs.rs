@@ -51,8 +51,18 @@ fn overlapping_runs_of_one_period_send_one_copy_per_recipient() {
         "2024-07-01T08:00:00Z",
         "--send",
     ];
-    let mut one = s.spawn(&args);
-    let mut two = s.spawn(&args);
+    // The first answer is held until the second run, rendered meanwhile, has sent
+    // too: on a loaded machine that outlasts the shared 5 s, which would fail the
+    // first run's attempt and test the machine, not the claim.
+    let toml = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        toml.replace("timeout_secs = 5", "timeout_secs = 120"),
+    )
+    .unwrap();
+    let logs = [s.dir.path().join("one.log"), s.dir.path().join("two.log")];
+    let mut one = s.spawn_logged(&args, &logs[0]);
+    let mut two = s.spawn_logged(&args, &logs[1]);
     // The first delivery waits for the server's answer; the other run arrives at
     // its deliveries meanwhile and sends one too.
     wait_for("both runs to send a message", 180, || {
@@ -61,9 +71,10 @@ fn overlapping_runs_of_one_period_send_one_copy_per_recipient() {
     std::thread::sleep(Duration::from_secs(2));
     server.state.lock().unwrap().hold_after_accept = false;
     server.release.store(true, Ordering::SeqCst);
-    for child in [&mut one, &mut two] {
+    for (child, log) in [&mut one, &mut two].into_iter().zip(&logs) {
         let st = child.wait().unwrap();
-        assert!(st.success(), "{st:?}");
+        let said = std::fs::read_to_string(log).unwrap_or_default();
+        assert!(st.success(), "{st:?}\n{said}");
     }
     let mut to: Vec<String> = server
         .state
