@@ -280,9 +280,9 @@ fn layout(run: &Run, lang: &Language) -> Value {
         ],
         [s.get("scope.arr_at_risk"), money(r.arr_at_risk)],
     ];
-    let dim_row = |d: &DimensionRow| {
+    let dim_row = |name: String, d: &DimensionRow| {
         vec![
-            label(d.dimension, &d.value),
+            name,
             count(d.users),
             f.percent(d.share),
             money(d.total_arr),
@@ -293,8 +293,8 @@ fn layout(run: &Run, lang: &Language) -> Value {
         ]
     };
     // The baseline row: all users, under every table.
-    let mut all_row = dim_row(&r.overall);
-    all_row[0] = s.get("columns.all_users");
+    // (Named by its column, not looked up as a slice label: "all" is no dimension.)
+    let all_row = dim_row(s.get("columns.all_users"), &r.overall);
     let dimensions: Vec<Value> = [
         "portfolio_group",
         "plan_type",
@@ -308,7 +308,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
     .map(|dim| {
         json!({
             "title": s.get(&format!("dimensions.{dim}")),
-            "rows": r.dimensions.iter().filter(|d| d.dimension == *dim).map(dim_row).collect::<Vec<_>>(),
+            "rows": r.dimensions.iter().filter(|d| d.dimension == *dim).map(|d| dim_row(label(d.dimension, &d.value), d)).collect::<Vec<_>>(),
             "baseline": all_row,
         })
     })
