@@ -1,5 +1,5 @@
 //! Delivery end to end: the binary talks over TCP to a real SMTP server running in this
-//! test process (mailin-embedded), whose answers each test scripts.
+//! test process (`common::smtp`), whose answers each test scripts.
 
 mod common;
 
