@@ -1,7 +1,7 @@
 //! Which stage long work is in, for whoever watches it: the command line's progress
 //! indicator on a terminal. Like [`crate::clock`], every layer may report to it
 //! without knowing who draws it (or whether anyone does): a run's stages
-//! ([`crate::run::worker::stage`], also for the stages a worker process sends back),
+//! (the run layer's worker stages, also those a worker process sends back),
 //! the demo generator's steps. Nothing watches unless the command line installed a
 //! [`Progress`] ([`watch`]), so the daemon and the library's tests report into nothing.
 

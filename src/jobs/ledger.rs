@@ -1342,21 +1342,7 @@ impl Ledger {
     pub fn history(&self, job: Option<&str>) -> Result<Vec<RunRecord>, LedgerError> {
         let mut stmt = self.conn.prepare(SQL_HISTORY).map_err(|e| self.err(e))?;
         let mut runs: Vec<RunRecord> = stmt
-            .query_map([job], |r| {
-                Ok(RunRecord {
-                    job: r.get(0)?,
-                    period: r.get(1)?,
-                    fire_time: r.get(2)?,
-                    state: r.get(3)?,
-                    started_at: r.get(4)?,
-                    finished_at: r.get(5)?,
-                    output_dir: r.get(6)?,
-                    error: r.get(7)?,
-                    attempts: r.get(8)?,
-                    deliveries: Vec::new(),
-                    watch: Vec::new(),
-                })
-            })
+            .query_map([job], run_row)
             .map_err(|e| self.err(e))?
             .collect::<Result<_, _>>()
             .map_err(|e| self.err(e))?;
@@ -1482,21 +1468,7 @@ impl Ledger {
             .prepare(SQL_LATEST_RUNS)
             .map_err(|e| self.err(e))?;
         let mut runs: Vec<RunRecord> = stmt
-            .query_map([], |r| {
-                Ok(RunRecord {
-                    job: r.get(0)?,
-                    period: r.get(1)?,
-                    fire_time: r.get(2)?,
-                    state: r.get(3)?,
-                    started_at: r.get(4)?,
-                    finished_at: r.get(5)?,
-                    output_dir: r.get(6)?,
-                    error: r.get(7)?,
-                    attempts: r.get(8)?,
-                    deliveries: Vec::new(),
-                    watch: Vec::new(),
-                })
-            })
+            .query_map([], run_row)
             .map_err(|e| self.err(e))?
             .collect::<Result<_, _>>()
             .map_err(|e| self.err(e))?;
@@ -1528,6 +1500,25 @@ impl Ledger {
             .map_err(|e| self.err(e));
         rows
     }
+}
+
+/// A `runs` row as SQL_HISTORY and SQL_LATEST_RUNS select it (job, period, fire_time,
+/// state, started_at, finished_at, output_dir, error, attempts), before its deliveries
+/// and watch results are read.
+fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+    Ok(RunRecord {
+        job: r.get(0)?,
+        period: r.get(1)?,
+        fire_time: r.get(2)?,
+        state: r.get(3)?,
+        started_at: r.get(4)?,
+        finished_at: r.get(5)?,
+        output_dir: r.get(6)?,
+        error: r.get(7)?,
+        attempts: r.get(8)?,
+        deliveries: Vec::new(),
+        watch: Vec::new(),
+    })
 }
 
 #[cfg(test)]
