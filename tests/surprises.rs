@@ -235,6 +235,75 @@ fn a_retry_that_delivers_resolves_the_waiting_failure_alert() {
     );
 }
 
+/// Point 3c: When the daemon's own retry delivers after an outage, the owners' last
+/// word is "resolved after retry": the waiting "failed" is replaced by it or, when it
+/// went out first, followed by it; never a "failed" after the "resolved".
+#[test]
+fn the_daemons_own_retry_that_delivers_resolves_the_failure_alert() {
+    let port = free_port();
+    let s = setup(port, PLAIN, service::TO_CEO);
+    let o = s.run(&["--send"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let server = smtp_server_on(port);
+    // The daemon on the real clock (the retries wait in real time); nothing is due.
+    Ledger::open(&s.state())
+        .unwrap()
+        .set_cursor("monthly", chrono::Utc::now())
+        .unwrap();
+    let mut daemon = s.spawn(&["daemon"]);
+    let owner_subjects = || -> Vec<String> {
+        let state = server.state.lock().unwrap();
+        state
+            .accepted
+            .iter()
+            .filter(|m| m.to == ["owner@example.com"])
+            .map(|m| header(&m.raw, "Subject"))
+            .collect()
+    };
+    wait_for("the report and a resolution", 120, || {
+        owner_subjects()
+            .iter()
+            .any(|s| s.contains("resolved after retry"))
+    });
+    // Whatever was still on its way arrives now.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(stop(&mut daemon).code(), Some(0));
+    let alerts = owner_subjects();
+    let last = alerts.last().unwrap();
+    assert!(last.contains("resolved after retry"), "{alerts:?}");
+    assert_eq!(
+        alerts.iter().filter(|s| s.contains("resolved")).count(),
+        1,
+        "{alerts:?}"
+    );
+    let state = server.state.lock().unwrap();
+    let resolved = state
+        .accepted
+        .iter()
+        .rfind(|m| m.to == ["owner@example.com"])
+        .unwrap();
+    let body = plain_text(&resolved.raw);
+    assert!(
+        body.contains("The daemon's retry")
+            && body.contains("every delivery of the run is now sent"),
+        "{body}"
+    );
+    let reports = state
+        .accepted
+        .iter()
+        .filter(|m| m.to == ["ceo@example.com"])
+        .count();
+    assert_eq!(reports, 1);
+    drop(state);
+    assert_eq!(s.history()[0].state, "succeeded");
+    let h = s.cmd(&["history"]).output().unwrap();
+    assert!(
+        !text(&h).contains("owner alerts not sent yet"),
+        "{}",
+        text(&h)
+    );
+}
+
 /// Point 4: A test send (`--to`) is marked in the subject and the body, in each language.
 #[test]
 fn test_mails_are_marked_as_tests() {

@@ -135,7 +135,15 @@ pub fn retry(config_path: &Path, name: &str, period: Option<&str>) -> Result<(),
             .map_err(|e| Failure::Failed(e.into()))?
             .and_then(|r| r.fire_time)
             .unwrap_or_else(|| SystemClock.now());
-        alerts::resolved_after_retry(&config, job, &ledger, &period, fire, run.sent)?;
+        alerts::resolved_after_retry(
+            &config,
+            job,
+            &ledger,
+            &period,
+            fire,
+            run.sent,
+            alerts::Retrier::Command,
+        )?;
     }
     // The owner alerts kept while SMTP failed go out with it.
     alerts::flush_alerts(&config, &ledger, &stop)?;

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::config::Config;
 use super::config::Job;
-use super::ledger::{clip, Ledger, MAX_ERROR_BYTES};
+use super::ledger::{clip, Ledger, NewAlert, MAX_ERROR_BYTES};
 use super::mail::{Mailer, Outgoing};
 use super::{Context, Delivery, JobError};
 
@@ -106,10 +106,19 @@ pub fn alert_interrupted(ctx: &Context<'_>, period: &str, lines: &[String]) {
     );
 }
 
+/// Who retried a run's deliveries, as the "resolved" alert says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retrier {
+    /// `cxreport retry`, run by a person.
+    Command,
+    /// The daemon, retrying after the delivery backoff.
+    Daemon,
+}
+
 /// After a retry sent every delivery of a run: the run's alerts not sent yet are
 /// replaced by one saying it is resolved, and owners who were already told it failed
-/// get that too. Nothing when no alert was ever made for the run. Returns whether
-/// an alert was kept.
+/// (or are being told now) get that too. Nothing when no alert was ever made for the
+/// run. Returns whether an alert was kept.
 pub fn resolved_after_retry(
     config: &Config,
     job: &Job,
@@ -117,6 +126,7 @@ pub fn resolved_after_retry(
     period: &str,
     fire: DateTime<Utc>,
     sent: usize,
+    by: Retrier,
 ) -> Result<bool, JobError> {
     let (dropped, sent_before) = ledger.drop_pending_alerts(&job.name, period)?;
     if dropped == 0 && sent_before == 0 {
@@ -128,7 +138,11 @@ pub fn resolved_after_retry(
         period_label(period)
     );
     let what = format!(
-        "`cxreport retry`{} sent {sent} delivery(ies) at {} UTC: every delivery of the run is now sent.{}",
+        "{}{} sent {sent} delivery(ies) at {} UTC: every delivery of the run is now sent.{}",
+        match by {
+            Retrier::Command => "`cxreport retry`",
+            Retrier::Daemon => "The daemon's retry",
+        },
         host_name().map(|h| format!(" on {h}")).unwrap_or_default(),
         crate::source::timestamp::format_utc(Utc::now()),
         if dropped > 0 {
@@ -263,14 +277,15 @@ fn compose_alert(
             Utc::now().timestamp_nanos_opt().unwrap_or(0)
         );
         let queued = ledger.map(|l| {
-            l.queue_alert(
-                &job.name,
+            l.queue_alert(&NewAlert {
+                job: &job.name,
                 period,
-                owner.email.as_ref(),
-                &message_id,
+                kind: kind.as_str(),
+                recipient: owner.email.as_ref(),
+                message_id: &message_id,
                 subject,
-                &text,
-            )
+                body: &text,
+            })
         });
         match queued {
             Some(Ok(())) => {}
@@ -335,6 +350,10 @@ fn send_alert_now(
     }
 }
 
+/// How long an alert being sent stays claimed: past it, the process that claimed it
+/// is taken to have died, and the alert is due again. Longer than any one attempt.
+const CLAIM: chrono::Duration = chrono::Duration::minutes(15);
+
 /// Sends the kept owner alerts that are due; those the server does not take wait
 /// for a later try, with the delivery backoff.
 pub fn flush_alerts(config: &Config, ledger: &Ledger, stop: &AtomicBool) -> Result<(), JobError> {
@@ -359,6 +378,12 @@ pub fn flush_alerts(config: &Config, ledger: &Ledger, stop: &AtomicBool) -> Resu
     for a in due {
         if stop.load(Ordering::SeqCst) {
             break;
+        }
+        // Claimed, not just read: a retry that resolved the run since `alerts_due`
+        // dropped it, and another process may be sending it.
+        let now = Utc::now();
+        if !ledger.claim_alert(a.id, now, now + CLAIM)? {
+            continue;
         }
         let Ok(owner) = a.recipient.parse::<Mailbox>() else {
             ledger.alert_attempted(a.id, None, Utc::now())?;

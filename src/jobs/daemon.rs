@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 
 use super::config::{Config, Job, Overlap};
 use super::job::{fire_period, fire_text, run_job};
-use super::ledger::Ledger;
+use super::ledger::{Ledger, RunState};
 use super::schedule::{self, Catchup};
 use super::{alerts, email};
 use super::{Delivery, JobError};
@@ -436,17 +436,35 @@ fn run_fire(config: &Config, job: &Job, fire: DateTime<Utc>, stop: &AtomicBool) 
 
 /// Deliveries of a period waiting for another try, in a worker, under the job's lock.
 fn retry(config: &Config, job: &Job, period: &str, stop: &AtomicBool) {
-    let result = Ledger::open(&config.state_path()).and_then(|l| {
+    let retried = (|| -> Result<Option<super::JobRun>, JobError> {
+        let l = Ledger::open(&config.state_path())?;
         let Some(_lock) = l.lock_job(&job.name, true)? else {
             return Ok(None);
         };
-        Ok(Some(email::resend(config, job, &l, period, stop)))
-    });
-    match result {
-        Ok(Some(Ok(r))) => {
+        let r = email::resend(config, job, &l, period, stop)?;
+        if r.state == RunState::Succeeded && r.sent > 0 {
+            // As after `cxreport retry`: a "failed" still waiting is replaced, and
+            // owners already told it failed hear that it is resolved.
+            let fire = l
+                .run(&job.name, period)?
+                .and_then(|r| r.fire_time)
+                .unwrap_or_else(Utc::now);
+            alerts::resolved_after_retry(
+                config,
+                job,
+                &l,
+                period,
+                fire,
+                r.sent,
+                alerts::Retrier::Daemon,
+            )?;
+        }
+        Ok(Some(r))
+    })();
+    match retried {
+        Ok(Some(r)) => {
             tracing::info!(job = %job.name, period, sent = r.sent, failed = r.failed, "retried deliveries")
         }
-        Ok(Some(Err(e))) => tracing::error!(job = %job.name, period, "retrying deliveries: {e}"),
         Ok(None) => {}
         Err(e) => tracing::error!(job = %job.name, period, "retrying deliveries: {e}"),
     }

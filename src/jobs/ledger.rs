@@ -92,6 +92,19 @@ CREATE TABLE IF NOT EXISTS cursors (
     last_fire TEXT NOT NULL
 );
 ";
+/// An owner alert to keep, about the run of `period`.
+#[derive(Debug, Clone, Copy)]
+pub struct NewAlert<'a> {
+    pub job: &'a str,
+    pub period: &'a str,
+    /// As `alerts::Kind` names it: `failed`, `interrupted`, `resolved`.
+    pub kind: &'a str,
+    pub recipient: &'a str,
+    pub message_id: &'a str,
+    pub subject: &'a str,
+    pub body: &'a str,
+}
+
 /// Columns added to `runs` after the first release (`recoveries`: how often the run
 /// was found interrupted and run again since it last ended on its own).
 const RUN_COLUMNS: [(&str, &str); 1] = [(
@@ -100,7 +113,15 @@ const RUN_COLUMNS: [(&str, &str); 1] = [(
 )];
 /// Columns added to `alerts` after the first release (`period`: the run an alert is
 /// about, so that a retry that resolves the run can replace its alerts not sent yet).
-const ALERT_COLUMNS: [(&str, &str); 1] = [("period", "ALTER TABLE alerts ADD COLUMN period TEXT")];
+/// `kind`: what the alert says (`failed`, `interrupted`, `resolved`); only a failure is
+/// replaced or followed by a resolution.
+const ALERT_COLUMNS: [(&str, &str); 2] = [
+    ("period", "ALTER TABLE alerts ADD COLUMN period TEXT"),
+    (
+        "kind",
+        "ALTER TABLE alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'failed'",
+    ),
+];
 /// Columns added to `deliveries` after the first release; a ledger written by an older
 /// version gains them when opened.
 const DELIVERY_COLUMNS: [(&str, &str); 3] = [
@@ -180,20 +201,27 @@ const SQL_MESSAGE_PUT: &str =
 const SQL_MESSAGE_GET: &str =
     "SELECT content FROM messages WHERE job = ?1 AND period = ?2 AND lang = ?3";
 const SQL_ALERT_PUT: &str =
-    "INSERT INTO alerts (job, recipient, message_id, subject, body, state, attempts, created_at, next_attempt_at, period)
-     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?7)";
+    "INSERT INTO alerts (job, recipient, message_id, subject, body, state, attempts, created_at, next_attempt_at, period, kind)
+     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?7, ?8)";
+// An alert being sent is `sending` until `next_attempt_at` (its claim): it counts as
+// sent, and is not dropped. A claim past its time is a process that died sending: the
+// alert is due again, and a resolution drops it like any waiting one.
 const SQL_ALERTS_SENT_OF: &str =
-    "SELECT COUNT(*) FROM alerts WHERE job = ?1 AND period = ?2 AND state = 'sent'";
+    "SELECT COUNT(*) FROM alerts WHERE job = ?1 AND period = ?2 AND kind = 'failed'
+     AND (state = 'sent' OR (state = 'sending' AND next_attempt_at > ?3))";
 const SQL_ALERTS_DROP_PENDING: &str =
-    "DELETE FROM alerts WHERE job = ?1 AND period = ?2 AND state = 'pending'";
+    "DELETE FROM alerts WHERE job = ?1 AND period = ?2 AND kind = 'failed'
+     AND (state = 'pending' OR (state = 'sending' AND next_attempt_at <= ?3))";
 const SQL_ALERTS_DUE: &str =
     "SELECT id, job, recipient, message_id, subject, body, attempts FROM alerts
-     WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY id";
+     WHERE state IN ('pending', 'sending') AND next_attempt_at <= ?1 ORDER BY id";
+const SQL_ALERT_CLAIM: &str = "UPDATE alerts SET state = 'sending', next_attempt_at = ?3
+     WHERE id = ?1 AND state IN ('pending', 'sending') AND next_attempt_at <= ?2";
 const SQL_ALERT_DONE: &str =
     "UPDATE alerts SET state = ?2, attempts = attempts + 1, last_error = ?3, next_attempt_at = ?4 WHERE id = ?1";
 const SQL_ALERTS_PENDING: &str =
     "SELECT job, recipient, subject, attempts, COALESCE(last_error, '') FROM alerts
-     WHERE state = 'pending' AND (?1 IS NULL OR job = ?1) ORDER BY id";
+     WHERE state IN ('pending', 'sending') AND (?1 IS NULL OR job = ?1) ORDER BY id";
 const SQL_WATCH_CLEAR: &str = "DELETE FROM watch WHERE job = ?1 AND period = ?2";
 const SQL_WATCH_PUT: &str =
     "INSERT INTO watch (job, period, rule, fired, metric, slice, change, threshold, note)
@@ -1210,46 +1238,41 @@ impl Ledger {
         .transpose()
     }
 
-    /// Keeps an owner alert about the run of `period` until it is sent.
-    pub fn queue_alert(
-        &self,
-        job: &str,
-        period: &str,
-        recipient: &str,
-        message_id: &str,
-        subject: &str,
-        body: &str,
-    ) -> Result<(), LedgerError> {
+    /// Keeps an owner alert until it is sent.
+    pub fn queue_alert(&self, a: &NewAlert<'_>) -> Result<(), LedgerError> {
         self.conn
             .execute(
                 SQL_ALERT_PUT,
                 params![
-                    job,
-                    recipient,
-                    message_id,
-                    clip(subject, MAX_ERROR_BYTES),
-                    clip(body, MAX_ALERT_BYTES),
+                    a.job,
+                    a.recipient,
+                    a.message_id,
+                    clip(a.subject, MAX_ERROR_BYTES),
+                    clip(a.body, MAX_ALERT_BYTES),
                     now_text(),
-                    period
+                    a.period,
+                    a.kind
                 ],
             )
             .map(|_| ())
             .map_err(|e| self.err(e))
     }
 
-    /// Removes the alerts about one run that are not sent yet (what they warn about
-    /// is resolved); returns how many, and how many about it were sent already.
+    /// Removes the failure alerts about one run that are not sent yet (what they warn
+    /// about is resolved); returns how many, and how many about it were sent already
+    /// (or are being sent).
     pub fn drop_pending_alerts(
         &self,
         job: &str,
         period: &str,
     ) -> Result<(usize, usize), LedgerError> {
+        let now = now_text();
         let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
         let sent: i64 = tx
-            .query_row(SQL_ALERTS_SENT_OF, params![job, period], |r| r.get(0))
+            .query_row(SQL_ALERTS_SENT_OF, params![job, period, now], |r| r.get(0))
             .map_err(|e| self.err(e))?;
         let dropped = tx
-            .execute(SQL_ALERTS_DROP_PENDING, params![job, period])
+            .execute(SQL_ALERTS_DROP_PENDING, params![job, period, now])
             .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok((dropped, usize::try_from(sent).unwrap_or(0)))
@@ -1274,6 +1297,24 @@ impl Ledger {
             .collect::<Result<_, _>>()
             .map_err(|e| self.err(e));
         rows
+    }
+
+    /// Takes a due alert for sending until `until`: `false` when it is no longer due
+    /// (a resolution dropped it, or another process is sending it). Sending only what
+    /// was claimed is what keeps a "failed" from going out after its "resolved".
+    pub fn claim_alert(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, LedgerError> {
+        self.conn
+            .execute(
+                SQL_ALERT_CLAIM,
+                params![id, format_time(now), format_time(until)],
+            )
+            .map(|n| n == 1)
+            .map_err(|e| self.err(e))
     }
 
     /// Records one attempt at an alert: sent, or tried again after `retry_at`.
@@ -1689,18 +1730,66 @@ mod tests {
     }
 
     #[test]
+    fn a_resolution_drops_only_waiting_failures_and_counts_those_being_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(&dir.path().join("state.sqlite")).unwrap();
+        let alert = |kind, recipient| NewAlert {
+            job: "j",
+            period: "p",
+            kind,
+            recipient,
+            message_id: "<a@x>",
+            subject: "s",
+            body: "b",
+        };
+        l.queue_alert(&alert("failed", "a@x.com")).unwrap();
+        l.queue_alert(&alert("failed", "b@x.com")).unwrap();
+        l.queue_alert(&alert("failed", "c@x.com")).unwrap();
+        l.queue_alert(&alert("interrupted", "a@x.com")).unwrap();
+        let now = Utc::now();
+        let minutes = chrono::Duration::minutes;
+        let due = l.alerts_due(now).unwrap();
+        assert_eq!(due.len(), 4);
+        // One failure is being sent (claimed): it counts as told, and stays.
+        assert!(l.claim_alert(due[0].id, now, now + minutes(15)).unwrap());
+        assert!(
+            !l.claim_alert(due[0].id, now, now + minutes(15)).unwrap(),
+            "claimed once"
+        );
+        // One was claimed by a sender that died: its claim has run out.
+        assert!(l.claim_alert(due[2].id, now, now - minutes(1)).unwrap());
+        assert_eq!(
+            l.alerts_due(now).unwrap().len(),
+            3,
+            "the live claim is not due"
+        );
+        assert_eq!(l.drop_pending_alerts("j", "p").unwrap(), (2, 1));
+        let left = l.alerts_due(now).unwrap();
+        assert_eq!(left.len(), 1, "the interrupted alert stays: {left:?}");
+        assert_eq!(left[0].id, due[3].id);
+        // A dropped alert cannot be claimed any more.
+        assert!(!l.claim_alert(due[1].id, now, now + minutes(15)).unwrap());
+        assert_eq!(
+            l.pending_alerts(None).unwrap().len(),
+            2,
+            "being sent, and waiting"
+        );
+    }
+
+    #[test]
     fn alerts_and_messages_are_kept() {
         let dir = tempfile::tempdir().unwrap();
         let l = Ledger::open(&dir.path().join("state.sqlite")).unwrap();
-        l.queue_alert(
-            "j",
-            "p",
-            "owner@example.com",
-            "<a@x>",
-            "job j failed",
-            "body",
-        )
-        .unwrap();
+        let alert = NewAlert {
+            job: "j",
+            period: "p",
+            kind: "failed",
+            recipient: "owner@example.com",
+            message_id: "<a@x>",
+            subject: "job j failed",
+            body: "body",
+        };
+        l.queue_alert(&alert).unwrap();
         let due = l.alerts_due(Utc::now()).unwrap();
         assert_eq!(due.len(), 1);
         l.alert_attempted(
@@ -1809,8 +1898,16 @@ mod tests {
         l.delivery(&k, "<id@x>").unwrap();
         l.update_delivery(&k, &update(DeliveryState::Failed, Some(&huge)))
             .unwrap();
-        l.queue_alert("j", "p", "owner@example.com", "<a@x>", &huge, &huge)
-            .unwrap();
+        l.queue_alert(&NewAlert {
+            job: "j",
+            period: "p",
+            kind: "failed",
+            recipient: "owner@example.com",
+            message_id: "<a@x>",
+            subject: &huge,
+            body: &huge,
+        })
+        .unwrap();
         let due = l.alerts_due(Utc::now()).unwrap();
         l.alert_attempted(due[0].id, Some(&huge), Utc::now())
             .unwrap();
