@@ -65,9 +65,23 @@ fn overlapping_runs_of_one_period_send_one_copy_per_recipient() {
     let mut two = s.spawn_logged(&args, &logs[1]);
     // The first delivery waits for the server's answer; the other run arrives at
     // its deliveries meanwhile and sends one too.
-    wait_for("both runs to send a message", 180, || {
-        server.accepted() >= 2
-    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while server.accepted() < 2 {
+        if std::time::Instant::now() > deadline {
+            let _ = (one.kill(), two.kill());
+            let said: Vec<_> = logs
+                .iter()
+                .map(|l| std::fs::read_to_string(l).unwrap_or_default())
+                .collect();
+            panic!(
+                "timed out waiting for both runs to send a message ({} accepted)\n--- one\n{}\n--- two\n{}",
+                server.accepted(),
+                said[0],
+                said[1]
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     std::thread::sleep(Duration::from_secs(2));
     server.state.lock().unwrap().hold_after_accept = false;
     server.release.store(true, Ordering::SeqCst);

@@ -728,6 +728,10 @@ impl Ledger {
             .map_err(err)?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
             .map_err(err)?;
+        // The schema and its additions in one write transaction: two processes that
+        // open a new ledger at once (two runs started together) would otherwise both
+        // see a column missing, and the second one's ALTER fail on a duplicate column.
+        let tx = Transaction::new_unchecked(&conn, TransactionBehavior::Immediate).map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         conn.execute_batch(HEARTBEAT_SCHEMA).map_err(err)?;
         // Columns a newer version added, on a ledger an older one wrote.
@@ -752,6 +756,7 @@ impl Ledger {
                 }
             }
         }
+        tx.commit().map_err(err)?;
         Ok(Self {
             conn,
             path: path.to_owned(),
@@ -1727,6 +1732,28 @@ mod tests {
             .unwrap();
         let d = &l.deliveries(k.job, k.period).unwrap()[0];
         assert!(d.possible_duplicate && d.state == "sent" && d.message_id == id);
+    }
+
+    #[test]
+    fn processes_that_open_a_new_ledger_at_once_all_open_it() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("state.sqlite");
+            let start = std::sync::Barrier::new(8);
+            std::thread::scope(|s| {
+                let opened: Vec<_> = (0..8)
+                    .map(|_| {
+                        s.spawn(|| {
+                            start.wait();
+                            Ledger::open(&path).map(|_| ())
+                        })
+                    })
+                    .collect();
+                for o in opened {
+                    o.join().unwrap().unwrap();
+                }
+            });
+        }
     }
 
     #[test]
