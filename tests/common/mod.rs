@@ -161,3 +161,14 @@ pub fn pdf_page_text(path: &Path, page: usize) -> String {
 pub fn squash(s: &str) -> String {
     s.chars().filter(|c| !c.is_whitespace()).collect()
 }
+
+/// A copy of the demo database in `dir`, changed by `sql`.
+pub fn demo_copy(dir: &Path, sql: &str) -> PathBuf {
+    let db = dir.join("changed.sqlite");
+    std::fs::copy(demo_db(), &db).unwrap();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(sql)
+        .unwrap();
+    db
+}

@@ -1,0 +1,403 @@
+//! customer-segmentation end to end: its outputs agree and every Sankey names its
+//! nodes; it compares with its previous snapshot; missing or empty segmentation tables
+//! fail cleanly.
+
+use std::collections::BTreeSet;
+
+use super::{close, output_of};
+use crate::common::{demo_copy, demo_db, json, pdf_pages, pdf_text, read_csv, run, squash, text};
+use cxreport::render::templates::Templates;
+use serde_json::Value;
+
+/// Escapes text as ECharts writes it into SVG.
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[test]
+fn customer_segmentation_outputs_agree_and_every_sankey_names_its_nodes() {
+    let dir = output_of("customer-segmentation");
+    assert_eq!(
+        dir.file_name().unwrap(),
+        "asof-2024-06-14",
+        "a snapshot, dated by the latest event"
+    );
+    let s = json(&dir.join("summary.json"));
+    let users = s["users"].as_u64().unwrap();
+    let in_portfolio = s["users_in_portfolio_groups"].as_u64().unwrap();
+    assert_eq!(users, 10_000);
+    assert_eq!(
+        in_portfolio + s["users_without_portfolio"].as_u64().unwrap(),
+        users
+    );
+
+    let (header, rows) = read_csv(&dir.join("segments.csv"));
+    assert_eq!(
+        header,
+        [
+            "portfolio_group",
+            "plan_type",
+            "engagement",
+            "status",
+            "users",
+            "share",
+            "total_arr",
+            "avg_arr"
+        ]
+    );
+    let n: u64 = rows.iter().map(|r| r[4].parse::<u64>().unwrap()).sum();
+    assert_eq!(n, in_portfolio, "every user with a portfolio on one path");
+    let shares: f64 = rows.iter().map(|r| r[5].parse::<f64>().unwrap()).sum();
+    assert!(close(shares, 1.0));
+
+    let (header, rows) = read_csv(&dir.join("dimension_tables.csv"));
+    assert_eq!(
+        header,
+        [
+            "dimension",
+            "value",
+            "users",
+            "share",
+            "total_arr",
+            "avg_arr",
+            "active_rate",
+            "avg_nps",
+            "avg_tickets"
+        ]
+    );
+    for dim in [
+        "portfolio_group",
+        "plan_type",
+        "engagement",
+        "ticket_range",
+        "diversity_group",
+        "arr_group",
+        "training",
+    ] {
+        let n: u64 = rows
+            .iter()
+            .filter(|r| r[0] == dim)
+            .map(|r| r[2].parse::<u64>().unwrap())
+            .sum();
+        let want = if dim == "portfolio_group" {
+            in_portfolio
+        } else {
+            users
+        };
+        assert_eq!(n, want, "{dim}");
+    }
+    let values: Vec<&str> = rows
+        .iter()
+        .filter(|r| r[0] == "portfolio_group")
+        .map(|r| r[1].as_str())
+        .collect();
+    assert_eq!(values, ["1", "2-5", "6-10", "11+"]);
+
+    for (lang, title) in [
+        ("en", "Customer profiles and journeys"),
+        ("zh", "客户画像与客户旅程"),
+    ] {
+        let language = Templates::default()
+            .language("customer-segmentation", lang)
+            .unwrap();
+        let strings = &language.strings;
+        for (chart, key) in [
+            ("sankey_journey", "journey"),
+            ("sankey_engagement", "engagement_journey"),
+            ("sankey_portfolio", "portfolio_journey"),
+        ] {
+            let svg =
+                std::fs::read_to_string(dir.join(format!("charts/{chart}.{lang}.svg"))).unwrap();
+            assert!(
+                svg.len() > 2_000 && svg.contains("<path"),
+                "{chart}.{lang} is drawn"
+            );
+            let mut nodes = BTreeSet::new();
+            for f in s[key].as_array().unwrap() {
+                for (d, v) in [("from_dimension", "from"), ("to_dimension", "to")] {
+                    nodes.insert(strings.get(&format!(
+                        "sankey.{}.{}",
+                        f[d].as_str().unwrap(),
+                        f[v].as_str().unwrap()
+                    )));
+                }
+            }
+            assert!(nodes.len() >= 2, "{chart}");
+            for node in &nodes {
+                assert!(
+                    !node.starts_with("sankey."),
+                    "{chart}.{lang}: no label for {node}"
+                );
+                assert!(
+                    svg.contains(&xml(node)),
+                    "{chart}.{lang}: node {node} not in the SVG"
+                );
+            }
+        }
+        // Risk is red and carries its ARR: the inactive node of portfolio → status is
+        // the one red node, labelled with the ARR flowing into it.
+        let svg = std::fs::read_to_string(dir.join(format!("charts/sankey_portfolio.{lang}.svg")))
+            .unwrap();
+        let inactive_arr: f64 = s["portfolio_journey"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["to"] == "inactive")
+            .map(|f| f["arr"].as_f64().unwrap())
+            .sum();
+        let label = format!(
+            "{} · {}",
+            strings.get("sankey.status.inactive"),
+            language.format.money(inactive_arr)
+        );
+        assert!(svg.contains(&xml(&label)), "{lang}: {label}");
+        assert_eq!(
+            svg.matches(&format!("fill=\"{}\"", cxreport::render::charts::RISK))
+                .count(),
+            1,
+            "{lang}: one red node"
+        );
+        // The lift chart's bar labels are the dimension table's figures, printed as
+        // the edition prints money and with one decimal for rates.
+        let lift = std::fs::read_to_string(dir.join(format!("charts/lift.{lang}.svg"))).unwrap();
+        for r in rows
+            .iter()
+            .filter(|r| r[0] == "training" || r[0] == "diversity_group")
+        {
+            let arr = language.format.money(r[5].parse().unwrap());
+            let active = format!("{:.1}%", r[6].parse::<f64>().unwrap() * 100.0);
+            assert!(lift.contains(&format!(">{arr}<")), "{lang}: lift {arr}");
+            assert!(
+                lift.contains(&format!(">{active}<")),
+                "{lang}: lift {active}"
+            );
+        }
+        let pdf = dir.join(format!("report.{lang}.pdf"));
+        assert!(pdf_pages(&pdf) >= 6, "{lang}");
+        let flat = squash(&pdf_text(&pdf));
+        assert!(flat.contains(&squash(title)), "{lang}: title");
+        // The ARR at risk, as the edition formats it ($7.6M / 762 万美元), is the summary's.
+        let at_risk = s["arr_at_risk"].as_f64().unwrap();
+        let units = |v: f64| {
+            let t = if v < 100.0 {
+                format!("{v:.1}")
+            } else {
+                format!("{v:.0}")
+            };
+            let t = t.strip_suffix(".0").map(str::to_owned).unwrap_or(t);
+            // Thousands separators on the integer part.
+            let (int, frac) = t
+                .split_once('.')
+                .map_or((t.as_str(), None), |(i, f)| (i, Some(f)));
+            let grouped = int
+                .as_bytes()
+                .rchunks(3)
+                .rev()
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect::<Vec<_>>()
+                .join(",");
+            frac.map_or(grouped.clone(), |f| format!("{grouped}.{f}"))
+        };
+        assert!(at_risk >= 1e6, "the demo's ARR at risk is in millions");
+        let expected = if lang == "en" {
+            format!("${}M", units(at_risk / 1e6))
+        } else {
+            format!("{}万美元", units(at_risk / 1e4))
+        };
+        assert!(
+            flat.contains(&squash(&expected)),
+            "{lang}: ARR at risk {expected}"
+        );
+        // One ARR denominator, said once, with the users it leaves out of the cells;
+        // every table carries the all-users baseline.
+        let note = strings
+            .get("notes.cross")
+            .replace(
+                "{users}",
+                &language.format.count(s["users"].as_f64().unwrap()),
+            )
+            .replace(
+                "{arr}",
+                &language.format.money(s["total_arr"].as_f64().unwrap()),
+            )
+            .replace(
+                "{out}",
+                &language
+                    .format
+                    .count(s["users_without_portfolio"].as_f64().unwrap()),
+            )
+            .replace(
+                "{out_arr}",
+                &language
+                    .format
+                    .money(s["arr_without_portfolio"].as_f64().unwrap()),
+            );
+        assert!(flat.contains(&squash(&note)), "{lang}: {note}");
+        let baseline = squash(&strings.get("columns.all_users"));
+        assert!(
+            flat.matches(&baseline).count() >= 9,
+            "{lang}: baseline rows and columns"
+        );
+        let page1 = squash(&crate::common::pdf_page_text(&pdf, 1));
+        assert!(
+            page1.contains(&squash(&strings.get("brief.stake")))
+                && page1.contains(&squash(&expected)),
+            "{lang}: what is at stake (the ARR at risk), on page 1"
+        );
+    }
+    assert!(pdf_text(&dir.join("report.zh.pdf")).contains("不活跃"));
+    let findings: Vec<&Value> = s["findings"].as_array().unwrap().iter().collect();
+    for id in [
+        "largest_segment",
+        "top_arr_segment",
+        "arr_at_risk",
+        "nps_gap",
+        "training_lift",
+        "diversity_lift",
+    ] {
+        assert!(findings.iter().any(|f| f["id"] == id), "{id}");
+    }
+}
+
+#[test]
+fn missing_or_empty_segmentation_tables_fail_cleanly_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cx.sqlite");
+    std::fs::copy(demo_db(), &db).unwrap();
+    let out = dir.path().join("out");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE events DROP COLUMN event_type; ALTER TABLE users DROP COLUMN nps_score;",
+    )
+    .unwrap();
+    drop(conn);
+    let args = [
+        "run",
+        "customer-segmentation",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let t = text(&o);
+    for want in [
+        "`events` has no column `event_type`",
+        "`users` has no column `nps_score`",
+        "customer-segmentation",
+    ] {
+        assert!(t.contains(want), "{want}: {t}");
+    }
+    std::fs::copy(demo_db(), &db).unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("DELETE FROM users;").unwrap();
+    drop(conn);
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("users has no rows"), "{}", text(&o));
+    assert!(!out.exists() || std::fs::read_dir(&out).unwrap().next().is_none());
+}
+
+/// customer-segmentation has no history in its tables: its first snapshot says there
+/// is nothing to compare with; the next one compares with it (found among the
+/// report's own outputs), its earlier values those that snapshot printed, and leads
+/// page 1 with the active rate that fell (the events after 2024-05-14 are what the
+/// earlier snapshot lacks).
+#[test]
+fn customer_segmentation_compares_with_its_previous_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let early = demo_copy(
+        dir.path(),
+        "DELETE FROM events WHERE event_time >= '2024-05-15';",
+    );
+    let out = dir.path().join("out");
+    let segmentation = |db: &std::path::Path| {
+        let o = run(&[
+            "run",
+            "customer-segmentation",
+            "--db",
+            db.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    segmentation(&early);
+    let first = out.join("customer-segmentation/asof-2024-05-14");
+    let before = crate::common::json(&first.join("summary.json"));
+    assert!(before["comparison"]["empty_reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("no earlier snapshot"));
+    assert!(!first.join("comparison.csv").exists());
+    let pdf = crate::common::squash(&crate::common::pdf_text(&first.join("report.en.pdf")));
+    assert!(pdf.contains(&crate::common::squash(
+        "There is no earlier snapshot of this report among its outputs to compare with"
+    )));
+
+    segmentation(demo_db());
+    let next = out.join("customer-segmentation/asof-2024-06-14");
+    let summary = crate::common::json(&next.join("summary.json"));
+    let c = &summary["comparison"];
+    assert_eq!(c["basis"], "snapshot");
+    assert_eq!(c["period"], "asof-2024-05-14");
+    let changes = c["changes"].as_array().unwrap();
+    let find = |metric: &str, slice: &str, item: Option<&str>| {
+        changes
+            .iter()
+            .find(|x| x["metric"] == metric && x["slice"] == slice && x["item"].as_str() == item)
+            .unwrap_or_else(|| panic!("{metric} {slice} {item:?}"))
+    };
+    assert_eq!(
+        find("users", "overall", None)["previous"].as_f64(),
+        before["users"].as_f64()
+    );
+    assert_eq!(find("users", "overall", None)["direction"], "not_tested");
+    assert_eq!(
+        find("active_rate", "overall", None)["previous"],
+        before["active_rate"]
+    );
+    let low = find("active_rate", "engagement", Some("low"));
+    let low_then = before["dimensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["dimension"] == "engagement" && r["value"] == "low")
+        .unwrap();
+    assert_eq!(low["previous"], low_then["active_rate"]);
+    assert_eq!(low["direction"], "fall", "{low}");
+    let pct = |v: &Value| format!("{:.1}%", v.as_f64().unwrap() * 100.0);
+    for (lang, said) in [
+        (
+            "en",
+            format!(
+                "The active rate of users with low engagement fell from {} to {}",
+                pct(&low["previous"]),
+                pct(&low["current"])
+            ),
+        ),
+        (
+            "zh",
+            format!(
+                "与 2024-05-14 的快照相比，活跃度为“低”的用户的活跃率由 {} 下降至 {}",
+                pct(&low["previous"]),
+                pct(&low["current"])
+            ),
+        ),
+    ] {
+        let page1 = crate::common::squash(&crate::common::pdf_page_text(
+            &next.join(format!("report.{lang}.pdf")),
+            1,
+        ));
+        assert!(
+            page1.contains(&crate::common::squash(&said)),
+            "{lang}: {page1}"
+        );
+    }
+    let (header, rows) = read_csv(&next.join("comparison.csv"));
+    assert!(header.iter().any(|h| h == "item"));
+    assert_eq!(rows.len(), changes.len());
+}

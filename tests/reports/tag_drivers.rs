@@ -1,0 +1,274 @@
+//! tag-drivers end to end: its outputs agree and both editions read as the analysis;
+//! on the planted demo it names the topic change, each value a run on the comparison
+//! window.
+
+use std::path::PathBuf;
+
+use super::{close, output_of};
+use crate::common::{col, json, pdf_pages, pdf_text, read_csv, run, squash, text};
+use cxreport::render::templates::Templates;
+
+#[test]
+fn tag_drivers_outputs_agree_and_both_editions_read_as_the_analysis() {
+    let dir = output_of("tag-drivers");
+    assert_eq!(
+        dir.file_name().unwrap(),
+        "2023-12-15_2024-06-15",
+        "same window rule as conversation-usage"
+    );
+    let summary = json(&dir.join("summary.json"));
+    let manifest = json(&dir.join("manifest.json"));
+    assert_eq!(manifest["report"], "tag-drivers");
+    assert_eq!(manifest["parameters"]["min_pp"], 3.0);
+
+    let (header, rows) = read_csv(&dir.join("tag_shares.csv"));
+    assert_eq!(header, ["group", "tag", "conversations", "share"]);
+    let (gh, groups) = read_csv(&dir.join("group_stats.csv"));
+    assert_eq!(
+        gh,
+        [
+            "group",
+            "companies",
+            "conversations",
+            "avg_rating",
+            "share_rated_le2",
+            "median_resp",
+            "reopen_rate"
+        ]
+    );
+    assert_eq!(groups.len(), 2);
+    for g in &groups {
+        let conversations: f64 = g[col(&gh, "conversations")].parse().unwrap();
+        let mine: Vec<&Vec<String>> = rows.iter().filter(|r| r[0] == g[0]).collect();
+        assert!(!mine.is_empty(), "{}: topics", g[0]);
+        for r in mine {
+            assert!(!r[1].contains(':'), "machine tag {} kept", r[1]);
+            let n: f64 = r[2].parse().unwrap();
+            let share: f64 = r[3].parse().unwrap();
+            assert!(close(share, n / conversations), "{r:?}");
+        }
+    }
+    // The top table: the union of both groups' top ten, difference in pp.
+    let top = summary["top"].as_array().unwrap();
+    assert!((10..=20).contains(&top.len()), "{}", top.len());
+    for t in top {
+        let d = t["at_risk_share"].as_f64().unwrap() - t["expansion_share"].as_f64().unwrap();
+        assert!(close(d * 100.0, t["difference_pp"].as_f64().unwrap()));
+    }
+    let finding_ids: Vec<&str> = summary["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert!(finding_ids.contains(&"risk_topics"), "{finding_ids:?}");
+    assert!(finding_ids.contains(&"growth_topics"), "{finding_ids:?}");
+    assert!(
+        summary["recommendations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["follows"] == "risk_topics"),
+        "stability work follows the at-risk topics"
+    );
+
+    let rating = |g: usize| {
+        format!(
+            "{:.2}",
+            summary["groups"][g]["avg_rating"].as_f64().unwrap()
+        )
+    };
+    for (lang, title) in [
+        // The title promises a comparison, not the causes of upgrades and downgrades.
+        (
+            "en",
+            "What at-risk and expansion customers talk to support about",
+        ),
+        ("zh", "流失风险客户与扩展目标客户在咨询什么"),
+    ] {
+        let pdf = dir.join(format!("report.{lang}.pdf"));
+        assert!(
+            pdf_pages(&pdf) >= 5,
+            "{lang}: a finished analysis, not a stub"
+        );
+        let t = pdf_text(&pdf);
+        let flat = squash(&t);
+        assert!(flat.contains(&squash(title)), "{lang}: title");
+        assert!(
+            flat.contains(&rating(0)) && flat.contains(&rating(1)),
+            "{lang}: ratings"
+        );
+        // Topic tags print in the edition's language (the zh strings name every demo tag).
+        let language = Templates::default().language("tag-drivers", lang).unwrap();
+        for tag in top {
+            let tag = tag["tag"].as_str().unwrap();
+            let name = language.strings.topic(tag);
+            assert!(
+                flat.contains(&squash(&name)),
+                "{lang}: topic {tag} as {name}"
+            );
+            if lang == "zh" {
+                assert_ne!(name, tag, "zh names the demo topic {tag}");
+                assert!(!flat.contains(&squash(tag)), "zh: {tag} left in English");
+            }
+        }
+        // Every group measure and topic share is read against all paying customers,
+        // and the topic table says which differences hold.
+        for key in ["groups.all_paying", "topics.clear"] {
+            assert!(
+                flat.contains(&squash(&language.strings.get(key))),
+                "{lang}: {key}"
+            );
+        }
+        assert!(
+            !flat.contains(&squash("显著")),
+            "{lang}: no significance word"
+        );
+        assert!(
+            squash(&crate::common::pdf_page_text(&pdf, 1))
+                .contains(&squash(&language.strings.get("brief.stake"))),
+            "{lang}: what is at stake, on page 1"
+        );
+        for chart in ["top_tags", "tag_gap", "service"] {
+            let svg =
+                std::fs::read_to_string(dir.join(format!("charts/{chart}.{lang}.svg"))).unwrap();
+            assert!(
+                svg.starts_with("<svg") && svg.contains("<path"),
+                "{chart}.{lang}"
+            );
+        }
+    }
+    assert!(pdf_text(&dir.join("report.zh.pdf")).contains("流失风险"));
+}
+
+/// tag-drivers compares itself too: on the planted demo the at-risk group's Bug share
+/// falls and its Outage share rises (the planted topic move), each value equal to a
+/// run of the report on the comparison window itself; the fall leads page 1 in both
+/// languages and the trend draws the topics month by month.
+#[test]
+fn tag_drivers_names_the_planted_topic_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::common::planted_demo(dir.path());
+    let tag_run = |out: &str, window: &str, extra: &[&str]| -> PathBuf {
+        let out = dir.path().join(out);
+        let mut args = vec![
+            "run",
+            "tag-drivers",
+            "--db",
+            db.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--window",
+            window,
+        ];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert!(o.status.success(), "{}", text(&o));
+        let period = window.trim_start_matches("range:").replace("..", "_");
+        out.join("tag-drivers").join(period)
+    };
+    let report = tag_run("now", "range:2024-04-01..2024-05-31", &[]);
+    let summary = crate::common::json(&report.join("summary.json"));
+    let c = &summary["comparison"];
+    assert_eq!(c["period"], "2024-01-31_2024-03-31");
+    let change = |group: &str, metric: &str, item: Option<&str>| {
+        c["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["slice"] == group && x["metric"] == metric && x["item"].as_str() == item)
+            .unwrap_or_else(|| panic!("{group} {metric} {item:?}"))
+            .clone()
+    };
+    let bug = change("at_risk", "topic_share", Some("Bug"));
+    let outage = change("at_risk", "topic_share", Some("Outage"));
+    assert_eq!(bug["direction"], "fall", "{bug}");
+    assert_eq!(outage["direction"], "rise", "{outage}");
+    assert_ne!(
+        change("at_risk", "conversations", None)["direction"],
+        "fall"
+    );
+    // The earlier values are those of a run on the comparison window.
+    let earlier = tag_run(
+        "then",
+        "range:2024-01-31..2024-03-31",
+        &["--data-only", "--compare", "none"],
+    );
+    let alone = crate::common::json(&earlier.join("summary.json"));
+    assert!(alone.get("comparison").is_none());
+    let group_n = alone["groups"][0]["conversations"].as_f64().unwrap();
+    let (_, rows) = read_csv(&earlier.join("tag_shares.csv"));
+    let bug_then = rows
+        .iter()
+        .find(|r| r[0] == "at_risk" && r[1] == "Bug")
+        .map(|r| r[2].parse::<f64>().unwrap())
+        .unwrap();
+    assert_eq!(bug["previous_n"].as_f64(), Some(group_n));
+    assert_eq!(bug["previous_k"].as_f64(), Some(bug_then));
+    assert_eq!(bug["previous"].as_f64(), Some(bug_then / group_n));
+    // Page 1 leads with the change that holds most surely, the fall of Bug.
+    assert_eq!(summary["findings"][0]["id"], "period_change");
+    let pct = |v: &serde_json::Value| format!("{:.1}%", v.as_f64().unwrap() * 100.0);
+    for (lang, said, trend) in [
+        (
+            "en",
+            format!(
+                "The share of at-risk conversations about Bug fell from {} to {}",
+                pct(&bug["previous"]),
+                pct(&bug["current"])
+            ),
+            "Topics month by month",
+        ),
+        (
+            "zh",
+            format!(
+                "流失风险组会话中涉及“故障”的占比由 {} 下降至 {}",
+                pct(&bug["previous"]),
+                pct(&bug["current"])
+            ),
+            "话题逐月走势",
+        ),
+    ] {
+        let page1 = crate::common::squash(&crate::common::pdf_page_text(
+            &report.join(format!("report.{lang}.pdf")),
+            1,
+        ));
+        assert!(
+            page1.contains(&crate::common::squash(&said)),
+            "{lang}: {page1}"
+        );
+        let pdf = crate::common::squash(&crate::common::pdf_text(
+            &report.join(format!("report.{lang}.pdf")),
+        ));
+        assert!(pdf.contains(&crate::common::squash(trend)), "{lang}: trend");
+        assert!(
+            pdf.contains('▼') && pdf.contains('▲'),
+            "{lang}: arrows in the topic table"
+        );
+    }
+    let (header, _) = read_csv(&report.join("comparison.csv"));
+    assert!(header.iter().any(|h| h == "item"));
+    // The trend's topics, month by month; April as a run on April prints it.
+    let months = summary["trend"]["months"].as_array().unwrap();
+    let april = months.iter().find(|m| m["month"] == "2024-04").unwrap();
+    let topics = summary["trend"]["topics"].as_array().unwrap();
+    let alone = crate::common::json(
+        &tag_run(
+            "april",
+            "range:2024-04-01..2024-04-30",
+            &["--data-only", "--compare", "none"],
+        )
+        .join("summary.json"),
+    );
+    let n = alone["groups"][0]["conversations"].as_f64().unwrap();
+    assert_eq!(april["conversations"][0].as_f64(), Some(n));
+    for (i, topic) in topics.iter().enumerate() {
+        let k = alone["shares"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["group"] == "at_risk" && x["tag"] == *topic)
+            .map_or(0.0, |x| x["conversations"].as_f64().unwrap());
+        assert_eq!(april["at_risk"][i].as_f64(), Some(k / n), "{topic}");
+    }
+}
