@@ -25,7 +25,7 @@ fn default_demo_matches_the_reference_figures() {
     demo::generate(&path, &DemoOptions::default()).unwrap();
     println!("{}", demo::describe(&path).unwrap());
     let db = Database::open(&path.clone().into()).unwrap();
-    let anchor = cxreport::intercom::latest_conversation(&db, Tz::UTC, chrono::Utc::now())
+    let anchor = cxreport::reports::load::latest_conversation(&db, Tz::UTC, chrono::Utc::now())
         .unwrap()
         .at
         .unwrap();
@@ -237,7 +237,7 @@ fn demo_tag_drivers_tell_the_expected_story() {
     let db = Database::open(&path.clone().into()).unwrap();
     db.check("tag-drivers", cxreport::reports::tag_drivers::load::NEEDS)
         .unwrap();
-    let anchor = cxreport::intercom::latest_conversation(&db, Tz::UTC, chrono::Utc::now())
+    let anchor = cxreport::reports::load::latest_conversation(&db, Tz::UTC, chrono::Utc::now())
         .unwrap()
         .at;
     let window = "rolling:6m"

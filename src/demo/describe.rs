@@ -19,7 +19,7 @@ pub fn describe(path: &Path) -> Result<String, ReportError> {
 
     let db = Database::open(&path.to_owned().into())?;
     let tz = chrono_tz::Tz::UTC;
-    let anchor = crate::intercom::latest_conversation(&db, tz, Utc::now())?.at;
+    let anchor = crate::reports::load::latest_conversation(&db, tz, Utc::now())?.at;
     let window = "rolling:6m"
         .parse::<crate::intercom::window::WindowSpec>()?
         .resolve(anchor, Utc::now(), tz)?;

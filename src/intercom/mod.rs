@@ -1,31 +1,17 @@
-//! The data contract's shared rules (`../shared/specs/data-contract.md`), pure: the
-//! dbt_intercom table names, how aggregate texts split and names compare, topic tags,
-//! the bot-first rule, the slices of a company (`slices`), the paying population and
-//! the name mapping (`population`), and report windows (`window`).
+//! The data contract's shared rules (`../shared/specs/data-contract.md`), pure:
+//! functions from rows already read to values, no database, no SQL (the reports'
+//! loaders read the tables these names name). The dbt_intercom table names, the
+//! company row, how aggregate texts split and names compare, topic tags, the
+//! bot-first rule, the slices of a company (`slices`), what the user's tags and
+//! columns mean (`mapping`), the paying population and the name mapping
+//! (`population`), and report windows (`window`).
 
 pub mod mapping;
 pub mod population;
 pub mod slices;
 pub mod window;
 
-use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
-
 use crate::source::interner::Interner;
-use crate::source::{DataError, Database, Latest, TableNeed};
-use mapping::Mapping;
-
-const SQL_ALL_CREATED: &str = "SELECT conversation_created_at FROM intercom__conversation_enhanced";
-/// The anchor where the server can compare the times itself (a native timestamp):
-/// the latest not after `$1`, how many are after it, the first and the last.
-const SQL_MAX_CREATED: &str =
-    "SELECT max(CASE WHEN conversation_created_at <= $1 THEN conversation_created_at END), \
-     count(CASE WHEN conversation_created_at > $1 THEN 1 END), \
-     min(conversation_created_at), max(conversation_created_at) \
-     FROM intercom__conversation_enhanced";
-pub const SQL_COMPANIES: &str =
-    "SELECT company_id, company_name, all_company_tags, monthly_spend, user_count \
-     FROM intercom__company_enhanced";
 
 pub const COMPANY_ENHANCED: &str = "intercom__company_enhanced";
 pub const COMPANY_METRICS: &str = "intercom__company_metrics";
@@ -292,119 +278,6 @@ impl Assignee {
             Some(_) => Self::Other,
         }
     }
-}
-
-/// The latest parseable `conversation_created_at` not after `not_after` (the rolling
-/// window's anchor), and how many lie after it.
-pub fn latest_conversation(
-    db: &Database,
-    tz: Tz,
-    not_after: DateTime<Utc>,
-) -> Result<Latest, DataError> {
-    db.latest_time(
-        CONVERSATION_ENHANCED,
-        "conversation_created_at",
-        SQL_ALL_CREATED,
-        SQL_MAX_CREATED,
-        tz,
-        not_after,
-    )
-}
-
-/// The window as the two bound values of `conversation_created_at BETWEEN $1 AND $2`
-/// when the database compares that column's times itself (a native timestamp), so
-/// only the window's conversations are read; `None`: read them all and cut here.
-pub fn window_bounds(
-    db: &Database,
-    window: &window::Window,
-    source_tz: Tz,
-) -> Result<Option<[crate::source::Param; 2]>, DataError> {
-    db.time_bounds(
-        CONVERSATION_ENHANCED,
-        "conversation_created_at",
-        window.start,
-        window.end,
-        source_tz,
-    )
-}
-
-/// The columns [`load_companies`] reads.
-pub const COMPANIES_NEED: TableNeed = TableNeed {
-    table: COMPANY_ENHANCED,
-    columns: &[
-        "company_id",
-        "company_name",
-        "all_company_tags",
-        "monthly_spend",
-        "user_count",
-    ],
-};
-
-/// The companies of `intercom__company_enhanced`.
-pub fn load_companies(db: &Database) -> Result<Vec<CompanyRow>, DataError> {
-    load_companies_mapped(db, &Mapping::default())
-}
-
-/// The companies, each with the values of the columns `mapping` names.
-pub fn load_companies_mapped(
-    db: &Database,
-    mapping: &Mapping,
-) -> Result<Vec<CompanyRow>, DataError> {
-    let extra = mapping.columns();
-    let sql = if extra.is_empty() {
-        std::borrow::Cow::Borrowed(SQL_COMPANIES)
-    } else {
-        // Column names cannot be bound: each is checked against the table's own
-        // columns (the mapping allows letters, digits and `_` only) and quoted.
-        let have = db.columns(COMPANY_ENHANCED)?;
-        let missing: Vec<crate::source::Missing> = extra
-            .iter()
-            .filter(|(_, c)| !have.iter().any(|(h, _)| h.eq_ignore_ascii_case(c)))
-            .map(|(_, c)| crate::source::Missing {
-                table: COMPANY_ENHANCED.to_owned(),
-                column: Some((*c).to_owned()),
-            })
-            .collect();
-        if !missing.is_empty() {
-            return Err(DataError::Schema {
-                db: db.name().to_owned(),
-                report: "(the mapping)".to_owned(),
-                missing,
-            });
-        }
-        let cols: Vec<String> = extra.iter().map(|(_, c)| format!("\"{c}\"")).collect();
-        std::borrow::Cow::Owned(format!(
-            "SELECT company_id, company_name, all_company_tags, monthly_spend, user_count, {} \
-             FROM intercom__company_enhanced",
-            cols.join(", ")
-        ))
-    };
-    let mut out = Vec::with_capacity(db.rows_hint(COMPANY_ENHANCED));
-    db.each_row(COMPANY_ENHANCED, &sql, |r| {
-        let company_id = r
-            .text(0, "company_id")?
-            .ok_or_else(|| r.bad("company_id", "a company id", "NULL".into()))?;
-        let mut mapped = Mapped::default();
-        for (i, (rule, _)) in extra.iter().enumerate() {
-            let v = r.text(5 + i, rule)?;
-            match *rule {
-                "usage_company_key" => mapped.usage_key = v,
-                "segment_column" => mapped.segment = v,
-                "seat_bucket_column" => mapped.seat_bucket = v,
-                _ => mapped.arr_bucket = v,
-            }
-        }
-        out.push(CompanyRow {
-            company_id,
-            company_name: r.text(1, "company_name")?,
-            tags: r.text(2, "all_company_tags")?,
-            monthly_spend: r.real(3, "monthly_spend")?,
-            user_count: r.integer(4, "user_count")?,
-            mapped,
-        });
-        Ok(())
-    })?;
-    Ok(out)
 }
 
 #[cfg(test)]

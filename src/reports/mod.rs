@@ -14,6 +14,7 @@
 pub mod comparison;
 pub mod conversation_usage;
 pub mod customer_segmentation;
+pub mod load;
 pub mod tag_drivers;
 pub mod trend;
 
@@ -372,9 +373,7 @@ pub(crate) fn conversation_window(
     reference: DateTime<Utc>,
 ) -> Result<(Window, u64), ReportError> {
     let latest = match req.window {
-        WindowSpec::Rolling { .. } => {
-            crate::intercom::latest_conversation(db, req.source_tz, reference)?
-        }
+        WindowSpec::Rolling { .. } => load::latest_conversation(db, req.source_tz, reference)?,
         _ => crate::source::Latest::default(),
     };
     let window = req
@@ -410,7 +409,7 @@ pub fn window_against_data(
     req: &Request<'_>,
     w: &Window,
 ) -> Option<(MetricsError, bool)> {
-    let span = crate::intercom::latest_conversation(db, req.source_tz, crate::clock::latest());
+    let span = load::latest_conversation(db, req.source_tz, crate::clock::latest());
     let (first, last) = span.ok().and_then(|l| l.span)?;
     let hint = if last < w.start {
         match req.window {

@@ -567,7 +567,7 @@ pub fn mapping_matches(db: &Location, mapping: &Mapping) -> Result<Vec<RuleMatch
     if !db.has_table(crate::intercom::COMPANY_ENHANCED)? {
         return Ok(Vec::new());
     }
-    let companies = crate::intercom::load_companies_mapped(&db, mapping)?;
+    let companies = crate::reports::load::load_companies_mapped(&db, mapping)?;
     let n = mapping.matches(&companies);
     let with_key = companies
         .iter()

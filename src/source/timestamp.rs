@@ -3,10 +3,14 @@
 //! a space, or a trailing ` UTC` (the text forms warehouses export: BigQuery's
 //! `2024-04-17 15:15:13 UTC`, Snowflake's `2024-04-17 15:15:13.000 +0000`). Values
 //! without an offset are local to the configured source timezone. Everything becomes UTC here, once,
-//! so no later comparison can mix zones.
+//! so no later comparison can mix zones. Text a reader cannot parse is
+//! counted per `table.column` (`TsParser`, `BadTimestamps`), not an error.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
+use serde::Serialize;
 
 /// Why a timestamp text was rejected (kept short: it goes into the data-quality count,
 /// not into an error per row).
@@ -118,6 +122,41 @@ fn digits(b: &[u8]) -> Result<u32, BadTimestamp> {
 /// Formats a UTC instant the way the outputs print it: `YYYY-MM-DD HH:MM:SS`.
 pub fn format_utc(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// Counts of timestamps that could not be parsed, per `table.column`.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct BadTimestamps(pub BTreeMap<String, u64>);
+
+impl BadTimestamps {
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+}
+
+/// Parses timestamp text, counting what does not parse.
+pub struct TsParser<'a> {
+    pub tz: Tz,
+    pub bad: &'a mut BadTimestamps,
+}
+
+impl TsParser<'_> {
+    pub fn parse(&mut self, table: &str, column: &str, v: Option<&str>) -> Option<DateTime<Utc>> {
+        let v = v?;
+        if v.trim().is_empty() {
+            return None;
+        }
+        match parse(v, self.tz) {
+            Ok(t) => Some(t),
+            Err(_) => self.count_bad(table, column),
+        }
+    }
+
+    /// Counts one unreadable value of `table.column`.
+    pub fn count_bad(&mut self, table: &str, column: &str) -> Option<DateTime<Utc>> {
+        *self.bad.0.entry(format!("{table}.{column}")).or_default() += 1;
+        None
+    }
 }
 
 #[cfg(test)]

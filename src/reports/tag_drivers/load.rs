@@ -6,9 +6,10 @@ use chrono_tz::Tz;
 use crate::intercom::mapping::Mapping;
 use crate::intercom::window::Window;
 use crate::intercom::{
-    self, topic_tags, CompanyRow, NameSplitter, COMPANY_ENHANCED, CONVERSATION_ENHANCED,
+    topic_tags, CompanyRow, NameSplitter, COMPANY_ENHANCED, CONVERSATION_ENHANCED,
     CONVERSATION_METRICS,
 };
+use crate::reports::load::{self as shared, COMPANIES_NEED};
 use crate::source::{BadTimestamps, DataError, Database, RowsRead, TableNeed, TsParser};
 
 macro_rules! conversations {
@@ -87,7 +88,7 @@ pub struct TagDriversData {
 }
 
 pub const NEEDS: &[TableNeed] = &[
-    intercom::COMPANIES_NEED,
+    COMPANIES_NEED,
     TableNeed {
         table: CONVERSATION_ENHANCED,
         columns: &[
@@ -124,10 +125,10 @@ pub fn load(
         tz: source_tz,
         bad: &mut bad,
     };
-    d.companies = intercom::load_companies_mapped(db, mapping)?;
+    d.companies = shared::load_companies_mapped(db, mapping)?;
     let splitter = NameSplitter::new(&d.companies);
     let mut name = String::new();
-    let bounds = intercom::window_bounds(db, &window, source_tz)?;
+    let bounds = shared::window_bounds(db, &window, source_tz)?;
     let (sql, sql_metrics, params) = match &bounds {
         Some(b) => (
             SQL_TAG_CONVERSATIONS_IN_WINDOW,

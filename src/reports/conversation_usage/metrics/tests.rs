@@ -138,7 +138,7 @@ impl Fixture {
             UsageDefinitions::Proxy => UsageTables::Proxy,
             UsageDefinitions::None => UsageTables::Neither,
         };
-        let anchor = crate::intercom::latest_conversation(&db, Tz::UTC, chrono::Utc::now())
+        let anchor = crate::reports::load::latest_conversation(&db, Tz::UTC, chrono::Utc::now())
             .unwrap()
             .at;
         let w = window

@@ -1,0 +1,219 @@
+//! What every report loads from the dbt_intercom tables the same way: the anchor of
+//! a rolling window (the latest conversation), a window as bound values where the
+//! database compares the times itself, and the companies with the columns a mapping
+//! names. The reports' own loaders (`<name>/load.rs`) call these; `intercom` turns
+//! the rows into values and reads no database itself.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::intercom::mapping::Mapping;
+use crate::intercom::window::Window;
+use crate::intercom::{CompanyRow, Mapped, COMPANY_ENHANCED, CONVERSATION_ENHANCED};
+use crate::source::{DataError, Database, Latest, Missing, Param, TableNeed};
+
+/// Every conversation's creation time (text times are parsed by the reader).
+const SQL_ALL_CREATED: &str = "SELECT conversation_created_at FROM intercom__conversation_enhanced";
+/// The anchor where the server can compare the times itself (a native timestamp):
+/// the latest not after `$1`, how many are after it, the first and the last.
+const SQL_MAX_CREATED: &str =
+    "SELECT max(CASE WHEN conversation_created_at <= $1 THEN conversation_created_at END), \
+     count(CASE WHEN conversation_created_at > $1 THEN 1 END), \
+     min(conversation_created_at), max(conversation_created_at) \
+     FROM intercom__conversation_enhanced";
+/// The columns of [`COMPANIES_NEED`], in the order [`load_companies_mapped`] reads them.
+pub const SQL_COMPANIES: &str =
+    "SELECT company_id, company_name, all_company_tags, monthly_spend, user_count \
+     FROM intercom__company_enhanced";
+
+/// The latest parseable `conversation_created_at` not after `not_after` (the rolling
+/// window's anchor), and how many lie after it.
+pub fn latest_conversation(
+    db: &Database,
+    tz: Tz,
+    not_after: DateTime<Utc>,
+) -> Result<Latest, DataError> {
+    db.latest_time(
+        CONVERSATION_ENHANCED,
+        "conversation_created_at",
+        SQL_ALL_CREATED,
+        SQL_MAX_CREATED,
+        tz,
+        not_after,
+    )
+}
+
+/// The window as the two bound values of `conversation_created_at BETWEEN $1 AND $2`
+/// when the database compares that column's times itself (a native timestamp), so
+/// only the window's conversations are read; `None`: read them all and cut here.
+pub fn window_bounds(
+    db: &Database,
+    window: &Window,
+    source_tz: Tz,
+) -> Result<Option<[Param; 2]>, DataError> {
+    db.time_bounds(
+        CONVERSATION_ENHANCED,
+        "conversation_created_at",
+        window.start,
+        window.end,
+        source_tz,
+    )
+}
+
+/// The columns [`load_companies`] reads.
+pub const COMPANIES_NEED: TableNeed = TableNeed {
+    table: COMPANY_ENHANCED,
+    columns: &[
+        "company_id",
+        "company_name",
+        "all_company_tags",
+        "monthly_spend",
+        "user_count",
+    ],
+};
+
+/// The companies of `intercom__company_enhanced`.
+pub fn load_companies(db: &Database) -> Result<Vec<CompanyRow>, DataError> {
+    load_companies_mapped(db, &Mapping::default())
+}
+
+/// The companies, each with the values of the columns `mapping` names.
+pub fn load_companies_mapped(
+    db: &Database,
+    mapping: &Mapping,
+) -> Result<Vec<CompanyRow>, DataError> {
+    let extra = mapping.columns();
+    let sql = if extra.is_empty() {
+        Cow::Borrowed(SQL_COMPANIES)
+    } else {
+        // Column names cannot be bound: each is checked against the table's own
+        // columns (the mapping allows letters, digits and `_` only) and quoted.
+        let have = db.columns(COMPANY_ENHANCED)?;
+        let missing: Vec<Missing> = extra
+            .iter()
+            .filter(|(_, c)| !have.iter().any(|(h, _)| h.eq_ignore_ascii_case(c)))
+            .map(|(_, c)| Missing {
+                table: COMPANY_ENHANCED.to_owned(),
+                column: Some((*c).to_owned()),
+            })
+            .collect();
+        if !missing.is_empty() {
+            return Err(DataError::Schema {
+                db: db.name().to_owned(),
+                report: "(the mapping)".to_owned(),
+                missing,
+            });
+        }
+        let cols: Vec<String> = extra.iter().map(|(_, c)| format!("\"{c}\"")).collect();
+        Cow::Owned(format!(
+            "SELECT company_id, company_name, all_company_tags, monthly_spend, user_count, {} \
+             FROM intercom__company_enhanced",
+            cols.join(", ")
+        ))
+    };
+    let mut out = Vec::with_capacity(db.rows_hint(COMPANY_ENHANCED));
+    db.each_row(COMPANY_ENHANCED, &sql, |r| {
+        let company_id = r
+            .text(0, "company_id")?
+            .ok_or_else(|| r.bad("company_id", "a company id", "NULL".into()))?;
+        let mut mapped = Mapped::default();
+        for (i, (rule, _)) in extra.iter().enumerate() {
+            let v = r.text(5 + i, rule)?;
+            match *rule {
+                "usage_company_key" => mapped.usage_key = v,
+                "segment_column" => mapped.segment = v,
+                "seat_bucket_column" => mapped.seat_bucket = v,
+                _ => mapped.arr_bucket = v,
+            }
+        }
+        out.push(CompanyRow {
+            company_id,
+            company_name: r.text(1, "company_name")?,
+            tags: r.text(2, "all_company_tags")?,
+            monthly_spend: r.real(3, "monthly_spend")?,
+            user_count: r.integer(4, "user_count")?,
+            mapped,
+        });
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{db_with, timestamp};
+
+    const COMPANIES: &str = "CREATE TABLE intercom__company_enhanced (company_id TEXT,
+             company_name TEXT, all_company_tags TEXT, monthly_spend REAL, user_count INTEGER,
+             Plan TEXT);
+         INSERT INTO intercom__company_enhanced VALUES
+             ('c1', 'Acme', 'segment:renewal', 2500.0, 80, 'expansion'),
+             ('c2', NULL, NULL, NULL, NULL, NULL);";
+
+    #[test]
+    fn companies_are_read_with_the_columns_a_mapping_names() {
+        let (_d, db) = db_with(COMPANIES);
+        let plain = load_companies(&db).unwrap();
+        assert_eq!(plain.len(), 2);
+        assert_eq!(plain[0].company_name.as_deref(), Some("Acme"));
+        assert_eq!(plain[0].monthly_spend, Some(2500.0));
+        assert_eq!(plain[0].user_count, Some(80));
+        assert_eq!(plain[0].mapped, Mapped::default());
+        assert_eq!(plain[1].company_name, None);
+
+        let mapping = Mapping {
+            segment_column: Some("plan".into()),
+            ..Mapping::default()
+        };
+        let mapped = load_companies_mapped(&db, &mapping).unwrap();
+        assert_eq!(mapped[0].mapped.segment.as_deref(), Some("expansion"));
+        assert_eq!(mapped[1].mapped.segment, None);
+
+        let missing = Mapping {
+            seat_bucket_column: Some("seats".into()),
+            ..Mapping::default()
+        };
+        let e = load_companies_mapped(&db, &missing)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("(the mapping)"), "{e}");
+        assert!(e.contains("has no column `seats`"), "{e}");
+    }
+
+    #[test]
+    fn a_company_without_an_id_is_a_bad_value() {
+        let (_d, db) = db_with(&format!(
+            "{COMPANIES} INSERT INTO intercom__company_enhanced (company_id) VALUES (NULL);"
+        ));
+        let e = load_companies(&db).unwrap_err();
+        assert!(
+            matches!(&e, DataError::BadValue { column: "company_id", row, .. } if row == "#3"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_anchor_and_a_text_window_from_the_conversations() {
+        let (_d, db) = db_with(
+            "CREATE TABLE intercom__conversation_enhanced (conversation_created_at TEXT);
+             INSERT INTO intercom__conversation_enhanced VALUES
+                 ('2024-06-01 10:00:00'), ('2024-06-30 09:00:00'), ('2030-01-01 00:00:00');",
+        );
+        let t = |s: &str| timestamp::parse(s, Tz::UTC).unwrap();
+        let latest = latest_conversation(&db, Tz::UTC, t("2024-07-01 00:00:00")).unwrap();
+        assert_eq!(latest.at, Some(t("2024-06-30 09:00:00")));
+        assert_eq!(latest.after, 1);
+        let window = Window {
+            start: t("2024-06-01 00:00:00"),
+            end: t("2024-07-01 00:00:00"),
+        };
+        assert_eq!(
+            window_bounds(&db, &window, Tz::UTC).unwrap(),
+            None,
+            "SQLite's text times are cut after reading"
+        );
+    }
+}

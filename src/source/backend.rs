@@ -1,0 +1,146 @@
+//! The one interface each driver implements (`sqlite`, `pg`), as sqlx's `Any` keeps
+//! its drivers apart: `Database` holds one [`Backend`] and asks it, never which one
+//! it is. What every driver shares travels with each call as the [`Session`]: the
+//! database's name for messages, the run's deadline and the transfer counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono_tz::Tz;
+
+use super::error::{DataError, DriverError};
+use super::row::RowReader;
+use crate::clock::Deadline;
+
+/// How a column holds its times: text the readers parse, or a native type the
+/// database compares itself (so a window can be a SQL predicate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeColumn {
+    Text,
+    /// `timestamp without time zone`: local to the source timezone.
+    Naive,
+    /// `timestamp with time zone`.
+    Zoned,
+}
+
+/// A value bound to a query parameter (`$1`, `$2`, … in both dialects).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Zoned(DateTime<Utc>),
+    Naive(NaiveDateTime),
+    Text(String),
+}
+
+impl Param {
+    /// `t` as a bound value comparable with a column of kind `kind`.
+    pub fn time(t: DateTime<Utc>, kind: TimeColumn, source_tz: Tz) -> Self {
+        match kind {
+            TimeColumn::Naive => Self::Naive(t.with_timezone(&source_tz).naive_local()),
+            TimeColumn::Zoned | TimeColumn::Text => Self::Zoned(t),
+        }
+    }
+}
+
+/// Rows and bytes received from a server, shared by the connections of one database.
+#[derive(Debug, Default)]
+pub(crate) struct Transfer {
+    rows: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Transfer {
+    pub(crate) fn add(&self, rows: u64, bytes: u64) {
+        self.rows.fetch_add(rows, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> (u64, u64) {
+        (
+            self.rows.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// What a driver needs of the database it reads beyond its connection.
+pub(crate) struct Session {
+    /// The database as messages name it (a path, or a URL without a password).
+    pub name: String,
+    /// The run's time limit: queries stop past it.
+    pub deadline: Option<Deadline>,
+    /// Rows and bytes received from a server (a file counts none).
+    pub transfer: Arc<Transfer>,
+}
+
+impl Session {
+    pub(crate) fn deadline_err(&self, table: &'static str, d: Deadline) -> DataError {
+        DataError::Deadline {
+            db: self.name.clone(),
+            table,
+            secs: d.budget.as_secs(),
+        }
+    }
+
+    /// A failed query; past the deadline, whatever the driver said, the deadline.
+    pub(crate) fn query_err(
+        &self,
+        table: &'static str,
+        cause: impl Into<DriverError>,
+    ) -> DataError {
+        if let Some(d) = self.deadline.filter(Deadline::passed) {
+            return self.deadline_err(table, d);
+        }
+        DataError::Query {
+            db: self.name.clone(),
+            table,
+            cause: cause.into(),
+        }
+    }
+}
+
+/// What a row handler is given: each row through the typed reader.
+pub(crate) type RowFn<'f> = dyn FnMut(&mut RowReader<'_>) -> Result<(), DataError> + 'f;
+
+/// One driver's answers. Table names are the callers' constants, never input.
+pub(crate) trait Backend: Send {
+    /// Stops every later query past `deadline` where the driver can interrupt itself
+    /// (the session's deadline is set as well; a server reads it per statement).
+    fn set_deadline(&mut self, deadline: Deadline);
+
+    /// Whether a table or view exists.
+    fn has_table(&self, s: &Session, table: &str) -> Result<bool, DataError>;
+
+    /// The columns of a table with their declared types as the driver names them
+    /// (empty when the table does not exist).
+    fn columns(&self, s: &Session, table: &'static str)
+        -> Result<Vec<(String, String)>, DataError>;
+
+    /// How `table.column` holds its times.
+    fn time_column(
+        &self,
+        s: &Session,
+        table: &'static str,
+        column: &str,
+    ) -> Result<TimeColumn, DataError>;
+
+    /// About how many rows `table` has and how many distinct values `column` takes,
+    /// without a scan; `None` when the driver cannot tell.
+    fn column_stats(&self, s: &Session, table: &'static str, column: &str) -> Option<(f64, f64)>;
+
+    /// About how many rows `table` holds, without a scan; 0 when unknown.
+    fn rows_hint(&self, s: &Session, table: &'static str) -> usize;
+
+    /// Runs `sql` with `params` bound and hands every row to `f`; how many rows.
+    fn each_row(
+        &self,
+        s: &Session,
+        table: &'static str,
+        sql: &str,
+        params: &[Param],
+        f: &mut RowFn<'_>,
+    ) -> Result<u64, DataError>;
+
+    /// Reads every row of `sql` keeping nothing: (rows, bytes received).
+    fn scan(&self, s: &Session, table: &'static str, sql: &str) -> Result<(u64, u64), DataError>;
+}
