@@ -57,6 +57,15 @@ pub enum UrlError {
     Invalid { url: String, message: String },
 }
 
+impl crate::exit::Classify for UrlError {
+    /// The URL is the one the user gave.
+    fn exit(&self) -> crate::exit::Exit {
+        match self {
+            Self::Password { .. } | Self::Invalid { .. } => crate::exit::Exit::Usage,
+        }
+    }
+}
+
 impl PgLocation {
     /// Whether `s` names a PostgreSQL database rather than a SQLite file.
     pub fn is_url(s: &str) -> bool {
