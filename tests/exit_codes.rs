@@ -7,9 +7,11 @@ mod common;
 
 use std::path::Path;
 use std::process::Output;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use common::service::{setup, Setup, PLAIN, TO_CEO};
-use common::smtp::free_port;
+use common::service::{setup, signal, stop_within, wait_for, Setup, PLAIN, TO_CEO};
+use common::smtp::{free_port, smtp_server};
 use common::{demo_db, run, text};
 use cxreport::exit::{FAILED, OK, USAGE};
 
@@ -180,4 +182,36 @@ fn a_delivery_that_fails_and_what_reads_it_afterwards_exit_1() {
     let o = with(&jobs, &["status"]);
     let e = exits(&o, FAILED);
     assert!(e.contains("not healthy"), "{e}");
+}
+
+/// The first SIGTERM lets the delivery in flight finish (up to the stop grace of
+/// 10 s); a second one ends the process at once, with 1.
+#[test]
+fn a_second_signal_ends_the_process_at_once_with_1() {
+    let server = smtp_server(&[], Some(0));
+    let jobs = setup(server.port, PLAIN, TO_CEO);
+    let mut child = jobs.spawn(&[
+        "run",
+        "--job",
+        "monthly",
+        "--as-of",
+        "2024-07-01T08:00:00Z",
+        "--send",
+    ]);
+    wait_for("the delivery to start", 120, || {
+        server.state.lock().unwrap().data_ends >= 1
+    });
+    signal(&child, "TERM");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first signal waits for the delivery in flight"
+    );
+    let (status, took) = stop_within(&mut child, 30);
+    server.release.store(true, Ordering::SeqCst);
+    assert_eq!(status.code(), Some(i32::from(FAILED)), "{status:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "at once, not after the grace: {took:?}"
+    );
 }
