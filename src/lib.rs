@@ -3,12 +3,14 @@
 //! Layers, imports flowing one way (`docs/architecture.md` has the picture):
 //! `cli → jobs → run → reports → {render, intercom, stats, source}`; `demo` generates
 //! the built-in database, `clock` is the injected time every layer may read and
-//! `progress` the stage of long work every layer may report, and `suggest` the
-//! "did you mean" every layer may offer.
+//! `progress` the stage of long work every layer may report, `suggest` the
+//! "did you mean" every layer may offer, and `exit` the exit codes and whose move
+//! an error asks for, which every layer's errors declare.
 
 pub mod cli;
 pub mod clock;
 pub mod demo;
+pub mod exit;
 pub mod intercom;
 pub mod jobs;
 pub mod progress;

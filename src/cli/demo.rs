@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use super::Failure;
-use crate::demo::postgres::CopyError;
 use crate::demo::{self, DemoOptions};
 use crate::reports::conversation_usage::load::{self, UsageTables};
 use crate::source::{Database, Location, PgLocation};
@@ -48,14 +47,13 @@ pub fn demo_data(args: DemoArgs) -> Result<(), Failure> {
     };
     if PgLocation::is_url(&args.out) {
         // Generated as a file first (the generator writes SQLite), then copied.
-        let dir = tempfile::tempdir().map_err(|e| Failure::Failed(e.into()))?;
+        let dir = tempfile::tempdir().map_err(|e| {
+            Failure::failed(format!("a temporary folder for the demo database: {e}"))
+        })?;
         let file = dir.path().join("demo.sqlite");
         generate(&file, &opts)?;
         if args.describe {
-            print!(
-                "{}",
-                demo::describe(&file).map_err(|e| Failure::Failed(e.into()))?
-            );
+            print!("{}", demo::describe(&file)?);
         }
         return load_postgres(&file, &args.out, chrono_tz::Tz::UTC);
     }
@@ -66,10 +64,7 @@ pub fn demo_data(args: DemoArgs) -> Result<(), Failure> {
     generate(&out, &opts)?;
     eprintln!("wrote {}", out.display());
     if args.describe {
-        print!(
-            "{}",
-            demo::describe(&out).map_err(|e| Failure::Failed(e.into()))?
-        );
+        print!("{}", demo::describe(&out)?);
     }
     Ok(())
 }
@@ -87,13 +82,13 @@ fn refuse_to_overwrite(out: &Path) -> Result<(), Failure> {
     match std::fs::symlink_metadata(out) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => {
-            return Err(Failure::Usage(anyhow::anyhow!(
+            return Err(Failure::usage(format!(
                 "--out {}: cannot look at the existing file ({e}); choose another path",
                 out.display()
             )))
         }
         Ok(m) if m.is_dir() => {
-            return Err(Failure::Usage(anyhow::anyhow!(
+            return Err(Failure::usage(format!(
                 "--out {} is a directory; give a file path such as {}",
                 out.display(),
                 out.join("demo.sqlite").display()
@@ -103,12 +98,12 @@ fn refuse_to_overwrite(out: &Path) -> Result<(), Failure> {
     }
     match demo::written_by_demo(out) {
         Ok(true) => Ok(()),
-        Ok(false) => Err(Failure::Usage(anyhow::anyhow!(
+        Ok(false) => Err(Failure::usage(format!(
             "--out {} exists and is not a demo database cxreport wrote; not replacing it. \
              Choose another path, or add --force to replace it",
             out.display()
         ))),
-        Err(e) => Err(Failure::Usage(anyhow::anyhow!(
+        Err(e) => Err(Failure::usage(format!(
             "--out {} exists and cannot be read ({e}); not replacing it. Choose another \
              path, or add --force to replace it",
             out.display()
@@ -118,11 +113,8 @@ fn refuse_to_overwrite(out: &Path) -> Result<(), Failure> {
 
 /// Copies a SQLite file's tables into PostgreSQL with dbt_intercom's types.
 pub fn load_postgres(from: &Path, to: &str, source_tz: chrono_tz::Tz) -> Result<(), Failure> {
-    let to = PgLocation::parse(to, None).map_err(|e| Failure::Usage(e.into()))?;
-    let copied = demo::postgres::copy_to_postgres(from, &to, source_tz).map_err(|e| match e {
-        CopyError::Read { .. } | CopyError::Connect { .. } => Failure::Usage(e.into()),
-        CopyError::Write { .. } => Failure::Failed(e.into()),
-    })?;
+    let to = PgLocation::parse(to, None)?;
+    let copied = demo::postgres::copy_to_postgres(from, &to, source_tz)?;
     eprintln!(
         "copied {} tables ({} rows) into {}",
         copied.tables, copied.rows, to
@@ -134,12 +126,12 @@ pub fn load_postgres(from: &Path, to: &str, source_tz: chrono_tz::Tz) -> Result<
 /// bytes and milliseconds as JSON.
 pub fn scan_floor(db: &Location, usage_source: &str) -> Result<(), Failure> {
     let started = std::time::Instant::now();
-    let db = Database::open(db).map_err(|e| Failure::Usage(e.into()))?;
+    let db = Database::open(db)?;
     let tables = match usage_source {
         "proxy" => UsageTables::Proxy,
         _ => UsageTables::Events,
     };
-    let (rows, bytes) = load::scan_floor(&db, tables).map_err(|e| Failure::Failed(e.into()))?;
+    let (rows, bytes) = load::scan_floor(&db, tables)?;
     println!(
         "{{\"rows\": {rows}, \"bytes\": {bytes}, \"ms\": {:.3}}}",
         started.elapsed().as_secs_f64() * 1e3

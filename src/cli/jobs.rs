@@ -9,7 +9,6 @@ use crate::clock::{Clock, SimulatedClock, SystemClock};
 use crate::jobs::config::Config;
 use crate::jobs::ledger::{clip, Ledger, RunState, MAX_ERROR_BYTES};
 use crate::jobs::{alerts, check, daemon, email, job, Delivery, JobError};
-use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 
 fn load(path: &Path) -> Result<Config, Failure> {
@@ -60,10 +59,10 @@ pub fn run_job(
         }
         // Cut as the ledger keeps it: a value of many megabytes in the error is not
         // printed whole.
-        _ => Err(Failure::Failed(anyhow!(run.error.map_or_else(
+        _ => Err(Failure::failed(run.error.map_or_else(
             || "the run failed".into(),
-            |e| clip(&e, MAX_ERROR_BYTES).into_owned()
-        )))),
+            |e| clip(&e, MAX_ERROR_BYTES).into_owned(),
+        ))),
     }
 }
 
@@ -75,13 +74,13 @@ pub fn daemon(config: &Path, clock_start: Option<&str>, speed: f64) -> Result<()
         Some(start) => {
             let start = DateTime::parse_from_rfc3339(start)
                 .map_err(|e| {
-                    Failure::Usage(anyhow!(
+                    Failure::usage(format!(
                         "--clock-start `{start}`: not an RFC 3339 instant ({e})"
                     ))
                 })?
                 .with_timezone(&Utc);
             if !(speed.is_finite() && speed > 0.0) {
-                return Err(Failure::Usage(anyhow!("--clock-speed must be > 0")));
+                return Err(Failure::usage("--clock-speed must be > 0"));
             }
             let clock = SimulatedClock::new(start, speed);
             Ok(daemon::run_daemon(&config, &clock, stop)?)
@@ -94,45 +93,34 @@ pub fn retry(config_path: &Path, name: &str, period: Option<&str>) -> Result<(),
     let job = find_job(&config, name)?;
     let path = config.state_path();
     if !path.exists() {
-        return Err(Failure::Usage(anyhow!(
+        return Err(Failure::usage(format!(
             "job `{name}` has no runs yet ({} does not exist)",
             path.display()
         )));
     }
-    let ledger = Ledger::open(&path).map_err(|e| Failure::Failed(e.into()))?;
+    let ledger = Ledger::open(&path)?;
     let period = match period {
         Some(p) => p.to_owned(),
-        None => ledger
-            .latest_delivered_period(name)
-            .map_err(|e| Failure::Failed(e.into()))?
-            .ok_or_else(|| {
-                Failure::Usage(anyhow!("job `{name}` has no run that mailed anything"))
-            })?,
+        None => ledger.latest_delivered_period(name)?.ok_or_else(|| {
+            Failure::usage(format!("job `{name}` has no run that mailed anything"))
+        })?,
     };
-    if ledger
-        .run(name, &period)
-        .map_err(|e| Failure::Failed(e.into()))?
-        .is_none()
-    {
-        return Err(Failure::Usage(anyhow!(
+    if ledger.run(name, &period)?.is_none() {
+        return Err(Failure::usage(format!(
             "job `{name}` has no run for period `{period}` (see `cxreport history --job {name}`)"
         )));
     }
     let _lock = ledger
-        .lock_job(name, true)
-        .map_err(|e| Failure::Failed(e.into()))?
-        .ok_or_else(|| Failure::Failed(JobError::Busy(name.to_owned()).into()))?;
-    let reopened = ledger
-        .reopen(name, &period)
-        .map_err(|e| Failure::Failed(e.into()))?;
+        .lock_job(name, true)?
+        .ok_or_else(|| JobError::Busy(name.to_owned()))?;
+    let reopened = ledger.reopen(name, &period)?;
     let stop = daemon::stop_on_signals()?;
     let run = email::resend(&config, job, &ledger, &period, &stop)?;
     if run.state == RunState::Succeeded && run.sent > 0 {
         // What the run's alerts warned about is delivered: the owners hear that,
         // instead of a "failed" still waiting to be sent, or after one they had.
         let fire = ledger
-            .run(name, &period)
-            .map_err(|e| Failure::Failed(e.into()))?
+            .run(name, &period)?
             .and_then(|r| r.fire_time)
             .unwrap_or_else(|| SystemClock.now());
         alerts::resolved_after_retry(
@@ -153,13 +141,12 @@ pub fn retry(config_path: &Path, name: &str, period: Option<&str>) -> Result<(),
     );
     match run.state {
         RunState::Succeeded => Ok(()),
-        _ => Err(Failure::Failed(anyhow!(run
-            .error
-            .filter(|e| !e.is_empty())
-            .map_or_else(
+        _ => Err(Failure::failed(
+            run.error.filter(|e| !e.is_empty()).map_or_else(
                 || "some deliveries are not sent".into(),
-                |e| clip(&e, MAX_ERROR_BYTES).into_owned()
-            )))),
+                |e| clip(&e, MAX_ERROR_BYTES).into_owned(),
+            ),
+        )),
     }
 }
 
@@ -220,12 +207,12 @@ pub fn check(
     // 1 when a job or report would fail on the data or the mail server as they are.
     let (problems, failures) = (found.problems.len(), found.failures.len());
     if problems > 0 {
-        Err(Failure::Usage(anyhow!(
+        Err(Failure::usage(format!(
             "{} problem(s) found",
             problems + failures
         )))
     } else if failures > 0 {
-        Err(Failure::Failed(anyhow!(
+        Err(Failure::failed(format!(
             "{failures} problem(s) found: a run would fail (exit 1)"
         )))
     } else {
@@ -270,8 +257,8 @@ pub fn history(config: &Path, job: Option<&str>) -> Result<(), Failure> {
         println!("no runs yet ({} does not exist)", path.display());
         return Ok(());
     }
-    let ledger = Ledger::open_read_only(&path).map_err(|e| Failure::Failed(e.into()))?;
-    let runs = ledger.history(job).map_err(|e| Failure::Failed(e.into()))?;
+    let ledger = Ledger::open_read_only(&path)?;
+    let runs = ledger.history(job)?;
     if let (Some(name), true) = (job, runs.is_empty()) {
         // A job removed from the configuration still shows its runs; a name that is
         // neither configured nor in the ledger is a typo, not an empty history.
@@ -349,9 +336,7 @@ pub fn history(config: &Path, job: Option<&str>) -> Result<(), Failure> {
             latest_failed.push(r.job.clone());
         }
     }
-    let alerts = ledger
-        .pending_alerts(job)
-        .map_err(|e| Failure::Failed(e.into()))?;
+    let alerts = ledger.pending_alerts(job)?;
     if !alerts.is_empty() {
         println!("owner alerts not sent yet (sent when the SMTP server takes them)");
         for a in &alerts {
@@ -364,7 +349,7 @@ pub fn history(config: &Path, job: Option<&str>) -> Result<(), Failure> {
     if latest_failed.is_empty() {
         Ok(())
     } else {
-        Err(Failure::Failed(anyhow!(
+        Err(Failure::failed(format!(
             "the latest run failed for: {}",
             latest_failed.join(", ")
         )))

@@ -1,9 +1,11 @@
 //! The command line: argument types, one file per group of commands, and the one
-//! table from errors to exit codes (0 ok, 1 the work failed, 2 how cxreport was
-//! called or configured must change). Report options are not listed here: each
-//! report's [`OptionSpec`](crate::reports::OptionSpec)s become `run` flags.
+//! place errors become exit codes ([`Failure`]: 0 ok, 1 the work failed, 2 how
+//! cxreport was called or configured must change; the table is [`crate::exit`]'s).
+//! Report options are not listed here: each report's
+//! [`OptionSpec`](crate::reports::OptionSpec)s become `run` flags.
 
 mod demo;
+mod failure;
 mod jobs;
 pub mod logging;
 mod run;
@@ -14,11 +16,9 @@ use std::process::ExitCode;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::demo::DemoError;
-use crate::jobs::config::ConfigError;
-use crate::jobs::JobError;
+pub use self::failure::Failure;
+use crate::exit;
 use crate::reports;
-use crate::run::RunError;
 
 #[derive(Parser)]
 #[command(
@@ -143,65 +143,6 @@ enum Command {
     },
 }
 
-/// Why a command failed; its exit code is [`Failure::exit_code`].
-#[derive(Debug)]
-pub enum Failure {
-    /// How cxreport was called or configured must change.
-    Usage(anyhow::Error),
-    /// The work failed (or, for `history`, a job's latest run did).
-    Failed(anyhow::Error),
-}
-
-impl Failure {
-    /// The one table from failures to exit codes.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Self::Usage(_) => 2,
-            Self::Failed(_) => 1,
-        }
-    }
-
-    fn error(&self) -> &anyhow::Error {
-        match self {
-            Self::Usage(e) | Self::Failed(e) => e,
-        }
-    }
-}
-
-impl From<RunError> for Failure {
-    fn from(e: RunError) -> Self {
-        if e.is_usage() {
-            Self::Usage(e.into())
-        } else {
-            Self::Failed(e.into())
-        }
-    }
-}
-
-impl From<ConfigError> for Failure {
-    fn from(e: ConfigError) -> Self {
-        Self::Usage(e.into())
-    }
-}
-
-impl From<JobError> for Failure {
-    fn from(e: JobError) -> Self {
-        match e {
-            JobError::UnknownJob { .. } => Self::Usage(e.into()),
-            _ => Self::Failed(e.into()),
-        }
-    }
-}
-
-impl From<DemoError> for Failure {
-    fn from(e: DemoError) -> Self {
-        match e {
-            DemoError::Scale(_) => Self::Usage(e.into()),
-            _ => Self::Failed(e.into()),
-        }
-    }
-}
-
 /// The report options every report declares, as `run` flags (`--min-pp`), once each.
 fn with_report_options(cmd: clap::Command) -> clap::Command {
     cmd.mut_subcommand("run", |mut run| {
@@ -252,17 +193,22 @@ pub fn main() -> ExitCode {
         Err(e) => {
             if let Some(said) = unknown_command(&e) {
                 eprintln!("{said}");
-                return ExitCode::from(2);
+                return ExitCode::from(exit::USAGE);
             }
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            // `--help` and `--version` are clap "errors" printed on standard output.
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
         }
     };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(2);
+            return ExitCode::from(exit::USAGE);
         }
     };
     logging::init(cli.log_format);
@@ -280,7 +226,7 @@ pub fn main() -> ExitCode {
         Err(e) => tracing::warn!("runs stay in this process (its executable cannot be found: {e})"),
     }
     match dispatch(cli.command, options) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(exit::OK),
         Err(f) => {
             eprintln!("error: {:#}", f.error());
             ExitCode::from(f.exit_code())
@@ -314,7 +260,7 @@ fn unknown_command(e: &clap::Error) -> Option<String> {
 
 /// `--db`: a SQLite path or a `postgresql://` URL (password from PGPASSWORD).
 fn location(db: &str) -> Result<crate::run::Location, Failure> {
-    crate::run::Location::parse(db, None, None).map_err(|e| Failure::Usage(e.into()))
+    Ok(crate::run::Location::parse(db, None, None)?)
 }
 
 fn dispatch(cmd: Command, options: reports::Options) -> Result<(), Failure> {
@@ -347,8 +293,7 @@ fn dispatch(cmd: Command, options: reports::Options) -> Result<(), Failure> {
             let mapping = mapping
                 .as_deref()
                 .map(crate::run::Mapping::from_file)
-                .transpose()
-                .map_err(|e| Failure::Usage(e.into()))?;
+                .transpose()?;
             jobs::check(&config, db.as_ref(), mapping.as_ref(), smtp)
         }
         Command::History { config, job } => jobs::history(&config, job.as_deref()),

@@ -78,11 +78,11 @@ pub fn run(args: RunArgs, options: Options) -> Result<(), Failure> {
         } else if let Some(dir) = args.outbox {
             Delivery::Outbox(dir)
         } else if let Some(to) = &args.to {
-            let addr: lettre::message::Mailbox = to.parse().map_err(|e| {
-                Failure::Usage(anyhow::anyhow!("--to `{to}`: not a valid address ({e})"))
-            })?;
+            let addr: lettre::message::Mailbox = to
+                .parse()
+                .map_err(|e| Failure::usage(format!("--to `{to}`: not a valid address ({e})")))?;
             crate::jobs::config::deliverable(&addr.email)
-                .map_err(|why| Failure::Usage(anyhow::anyhow!("--to `{to}`: {why}")))?;
+                .map_err(|why| Failure::usage(format!("--to `{to}`: {why}")))?;
             Delivery::TestTo(addr)
         } else {
             Delivery::None
@@ -98,7 +98,7 @@ pub fn run(args: RunArgs, options: Options) -> Result<(), Failure> {
         .iter()
         .any(|o| o.name == reports::WINDOW_OPTION.name);
     if args.window.is_some() && !windowed {
-        return Err(Failure::Usage(anyhow::anyhow!(
+        return Err(Failure::usage(format!(
             "report `{}` takes no --window: {}",
             report.name(),
             reports::no_window()
@@ -111,7 +111,7 @@ pub fn run(args: RunArgs, options: Options) -> Result<(), Failure> {
         None => crate::demo::demo_database(&crate::demo::cache_dir())?.into(),
     };
     let mapping = match &args.mapping {
-        Some(path) => Mapping::from_file(path).map_err(|e| Failure::Usage(e.into()))?,
+        Some(path) => Mapping::from_file(path)?,
         None => Mapping::default(),
     };
     let req = RunRequest {

@@ -5,8 +5,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::anyhow;
-
 use super::Failure;
 use crate::clock::{Clock, SystemClock};
 use crate::jobs::config::Config;
@@ -19,7 +17,7 @@ pub fn status(config: &Path, max_age_secs: u64, daemon_only: bool) -> Result<(),
         max_age: Duration::from_secs(max_age_secs),
         daemon_only,
     };
-    let report = status::status(&config, ask).map_err(|e| Failure::Failed(e.into()))?;
+    let report = status::status(&config, ask)?;
     for line in &report.lines {
         println!("{line}");
     }
@@ -27,7 +25,7 @@ pub fn status(config: &Path, max_age_secs: u64, daemon_only: bool) -> Result<(),
         println!("ok: healthy");
         return Ok(());
     }
-    Err(Failure::Failed(anyhow!(
+    Err(Failure::failed(format!(
         "not healthy ({} problem(s)):\n{}",
         report.problems.len(),
         report

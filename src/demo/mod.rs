@@ -87,6 +87,17 @@ pub enum DemoError {
     Scale(u32),
 }
 
+impl crate::exit::Classify for DemoError {
+    /// A scale out of range is the user's; writing the file failed otherwise.
+    fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        match self {
+            Self::Scale(_) => Exit::Usage,
+            Self::Sqlite { .. } | Self::Io { .. } => Exit::Failed,
+        }
+    }
+}
+
 // Calibration targets (spec §8), per unit of scale.
 const SEGMENT_COUNTS: [usize; 4] = [628, 627, 627, 627];
 const SEAT_COUNTS: [usize; 5] = [378, 536, 671, 464, 460];

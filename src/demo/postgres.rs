@@ -44,6 +44,18 @@ pub enum CopyError {
     },
 }
 
+impl crate::exit::Classify for CopyError {
+    /// A file that cannot be read or a server that cannot be reached is where the
+    /// user pointed; a copy that fails on the way is the work's.
+    fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        match self {
+            Self::Read { .. } | Self::Connect { .. } => Exit::Usage,
+            Self::Write { .. } => Exit::Failed,
+        }
+    }
+}
+
 /// Tables and rows copied.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Copied {

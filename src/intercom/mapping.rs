@@ -92,6 +92,13 @@ pub struct MappingError {
     pub message: String,
 }
 
+impl crate::exit::Classify for MappingError {
+    /// The mapping file is the user's.
+    fn exit(&self) -> crate::exit::Exit {
+        crate::exit::Exit::Usage
+    }
+}
+
 impl Mapping {
     /// The defaults with `over`'s keys laid over `base`'s (a job's over
     /// `[defaults.mapping]`); unknown keys and wrong types are refused.

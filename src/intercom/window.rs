@@ -32,6 +32,18 @@ pub enum WindowError {
     },
 }
 
+impl crate::exit::Classify for WindowError {
+    /// A window that does not parse is the user's; one the data cannot anchor or
+    /// holds nothing of is a failed run.
+    fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        match self {
+            Self::Parse { .. } => Exit::Usage,
+            Self::NoAnchor(_) | Self::BeforeData { .. } => Exit::Failed,
+        }
+    }
+}
+
 impl WindowError {
     /// [`WindowError::BeforeData`] for `spec` when the data (`first` to `last`) begins
     /// after `reference`.

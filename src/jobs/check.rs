@@ -12,6 +12,7 @@ use super::config::{Config, DataSource, Transport};
 use super::job::request_on;
 use super::mail::{MailError, Mailer};
 use crate::clock::{Clock, SystemClock};
+use crate::exit::Classify;
 use crate::intercom::window::WindowSpec;
 use crate::render::pdf;
 use crate::render::templates::Templates;

@@ -38,6 +38,17 @@ pub enum ConfigError {
     },
 }
 
+impl crate::exit::Classify for ConfigError {
+    /// The configuration is the user's.
+    fn exit(&self) -> crate::exit::Exit {
+        match self {
+            Self::Read { .. } | Self::Toml { .. } | Self::Invalid { .. } => {
+                crate::exit::Exit::Usage
+            }
+        }
+    }
+}
+
 /// What to do about a configuration file that cannot be read.
 fn read_hint(path: &Path, e: &std::io::Error) -> String {
     match e.kind() {

@@ -471,12 +471,13 @@ fn retry(config: &Config, job: &Job, period: &str, stop: &AtomicBool) {
 }
 
 /// Sets `stop` on the first SIGINT or SIGTERM; a second one ends the process at once
-/// (exit status 1): the ledger stays consistent (each change is one SQLite
-/// transaction), a run cut short is recovered at the next start.
+/// (exit status [`FAILED`](crate::exit::FAILED)): the ledger stays consistent (each
+/// change is one SQLite transaction), a run cut short is recovered at the next start.
 pub fn stop_on_signals() -> Result<Arc<AtomicBool>, JobError> {
     let stop = Arc::new(AtomicBool::new(false));
+    let status = i32::from(crate::exit::FAILED);
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&stop))
+        signal_hook::flag::register_conditional_shutdown(sig, status, Arc::clone(&stop))
             .map_err(JobError::Signal)?;
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(JobError::Signal)?;
     }

@@ -294,6 +294,18 @@ pub enum LedgerError {
     },
 }
 
+impl crate::exit::Classify for LedgerError {
+    /// The ledger is cxreport's own file: one it cannot read or write fails the
+    /// work, not the call.
+    fn exit(&self) -> crate::exit::Exit {
+        match self {
+            Self::Sqlite { .. } | Self::Io { .. } | Self::Message { .. } => {
+                crate::exit::Exit::Failed
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {

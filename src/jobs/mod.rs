@@ -39,6 +39,19 @@ pub enum JobError {
     Signal(std::io::Error),
 }
 
+impl crate::exit::Classify for JobError {
+    /// A job name the configuration does not have is the user's; the rest is the
+    /// work's.
+    fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        match self {
+            Self::UnknownJob { .. } => Exit::Usage,
+            Self::Ledger(e) => e.exit(),
+            Self::Busy(_) | Self::Signal(_) => Exit::Failed,
+        }
+    }
+}
+
 /// What a job's run does with its editions.
 #[derive(Debug, Clone)]
 pub enum Delivery {

@@ -42,3 +42,19 @@ pub enum NarrativeError {
     #[error("{0}")]
     Worker(String),
 }
+
+impl crate::exit::Classify for NarrativeError {
+    /// A template set that does not load is the user's to fix; one that loads and
+    /// fails on the data (or whose worker failed) is a failed run.
+    fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        match self {
+            Self::UnknownLanguage { .. }
+            | Self::Missing { .. }
+            | Self::Read { .. }
+            | Self::Template { .. }
+            | Self::Strings { .. } => Exit::Usage,
+            Self::Render { .. } | Self::Worker(_) => Exit::Failed,
+        }
+    }
+}

@@ -47,6 +47,18 @@ pub enum PdfError {
     Path { path: String },
 }
 
+impl crate::exit::Classify for PdfError {
+    /// A layout that fails on the run's data, or a PDF that cannot be written, is a
+    /// failed run.
+    fn exit(&self) -> crate::exit::Exit {
+        match self {
+            Self::Compile { .. } | Self::Export { .. } | Self::Path { .. } => {
+                crate::exit::Exit::Failed
+            }
+        }
+    }
+}
+
 /// Fonts parsed once per process.
 struct Fonts {
     book: LazyHash<FontBook>,

@@ -93,16 +93,17 @@ pub enum ReportError {
     },
 }
 
-impl ReportError {
-    /// Whether the user must fix how the report is called or pointed at data (as
-    /// opposed to a run that failed on the data).
-    pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            Self::Window(WindowError::Parse { .. })
-                | Self::Data(DataError::Open { .. } | DataError::Schema { .. })
-                | Self::Option { .. }
-        )
+impl crate::exit::Classify for ReportError {
+    /// How the report is called or pointed at data is the user's; data that holds
+    /// nothing to describe is a failed run.
+    fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        match self {
+            Self::Data(e) => e.exit(),
+            Self::Window(e) => e.exit(),
+            Self::Option { .. } => Exit::Usage,
+            Self::Metrics(e) => e.exit(),
+        }
     }
 }
 
@@ -139,6 +140,20 @@ pub enum MetricsError {
         report: &'static str,
         conversations: usize,
     },
+}
+
+impl crate::exit::Classify for MetricsError {
+    /// The data as it is holds nothing to describe: the run failed, however it was
+    /// called.
+    fn exit(&self) -> crate::exit::Exit {
+        match self {
+            Self::EmptyWindow { .. }
+            | Self::WindowOutsideData { .. }
+            | Self::NoRows { .. }
+            | Self::NothingMapped { .. }
+            | Self::NothingKept { .. } => crate::exit::Exit::Failed,
+        }
+    }
 }
 
 impl MetricsError {

@@ -22,6 +22,16 @@ pub enum EditionError {
     Pdf(#[from] PdfError),
 }
 
+impl crate::exit::Classify for EditionError {
+    fn exit(&self) -> crate::exit::Exit {
+        match self {
+            Self::Narrative(e) => e.exit(),
+            Self::Chart(e) => e.exit(),
+            Self::Pdf(e) => e.exit(),
+        }
+    }
+}
+
 /// What the reproducibility appendix prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct Provenance {

@@ -95,21 +95,19 @@ mod tz_name {
     }
 }
 
-impl RunError {
-    /// Whether the user must fix how cxreport is called or pointed at data (as
-    /// opposed to a run that failed).
-    pub fn is_usage(&self) -> bool {
+impl crate::exit::Classify for RunError {
+    /// Whether the user must fix how cxreport is called or pointed at data, or the
+    /// run failed: each part of the run classifies its own errors.
+    fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
         match self {
-            Self::UnknownReport(_) | Self::UnknownOption { .. } => true,
-            Self::Data(e) => matches!(e, DataError::Open { .. } | DataError::Schema { .. }),
-            Self::Report(e) => e.is_usage(),
-            // A template set that does not load is the user's to fix; one that
-            // fails on the data (or whose worker failed) is a failed run.
-            Self::Edition(EditionError::Narrative(e)) => {
-                !matches!(e, NarrativeError::Render { .. } | NarrativeError::Worker(_))
-            }
-            Self::Worker(e) => e.is_usage(),
-            _ => false,
+            Self::UnknownReport(_) | Self::UnknownOption { .. } => Exit::Usage,
+            Self::Data(e) => e.exit(),
+            Self::Report(e) => e.exit(),
+            Self::Output(e) => e.exit(),
+            Self::Edition(e) => e.exit(),
+            Self::Hash { .. } => Exit::Failed,
+            Self::Worker(e) => e.exit(),
         }
     }
 }
@@ -658,6 +656,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+    use crate::exit::Classify;
     use crate::render::charts::ChartSpec;
     use crate::render::narrative::Finding;
     use crate::render::narrative::Narrative;

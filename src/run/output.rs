@@ -26,6 +26,15 @@ pub enum OutputError {
     },
 }
 
+impl crate::exit::Classify for OutputError {
+    /// Writing the outputs failed on the disk: a failed run.
+    fn exit(&self) -> crate::exit::Exit {
+        match self {
+            Self::Io { .. } | Self::Csv { .. } | Self::Json { .. } => crate::exit::Exit::Failed,
+        }
+    }
+}
+
 /// A directory being filled; [`StagedDir::commit`] moves it into place.
 pub struct StagedDir {
     tmp: tempfile::TempDir,

@@ -33,6 +33,7 @@ use serde_json::Value;
 
 use super::{RunError, RunOutcome, RunRequest};
 use crate::clock::FixedClock;
+use crate::exit::{self, Classify};
 use crate::render::templates::{self, NarrativeError, Templates};
 
 /// The hidden command that runs a worker.
@@ -157,9 +158,19 @@ pub enum WorkerError {
     Protocol(String),
 }
 
-impl WorkerError {
-    pub fn is_usage(&self) -> bool {
-        matches!(self, Self::Failed { usage: true, .. })
+impl crate::exit::Classify for WorkerError {
+    /// A run that failed in the worker keeps the class it had there; a worker that
+    /// timed out, died or could not be talked to is a failed run.
+    fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        match self {
+            Self::Failed { usage: true, .. } => Exit::Usage,
+            Self::Failed { usage: false, .. }
+            | Self::TimedOut { .. }
+            | Self::Died { .. }
+            | Self::Spawn { .. }
+            | Self::Protocol(_) => Exit::Failed,
+        }
     }
 }
 
@@ -418,7 +429,7 @@ pub fn serve() -> u8 {
     std::thread::spawn(move || {
         let mut rest = Vec::new();
         let _ = stdin.read_to_end(&mut rest);
-        std::process::exit(3);
+        std::process::exit(exit::WORKER_ORPHANED.into());
     });
     let reply = match read {
         Err(e) => Reply::Failed {
@@ -470,7 +481,11 @@ pub fn serve() -> u8 {
     };
     let mut out = std::io::stdout().lock();
     let ok = writeln!(out, "reply {text}").and_then(|()| out.flush());
-    u8::from(ok.is_err())
+    if ok.is_ok() {
+        exit::OK
+    } else {
+        exit::FAILED
+    }
 }
 
 fn rendered(texts: Result<Vec<String>, NarrativeError>) -> Reply {

@@ -109,6 +109,28 @@ pub enum DataError {
     },
 }
 
+impl crate::exit::Classify for UrlError {
+    /// The URL is the one the user gave.
+    fn exit(&self) -> crate::exit::Exit {
+        match self {
+            Self::Password { .. } | Self::Invalid { .. } => crate::exit::Exit::Usage,
+        }
+    }
+}
+
+impl crate::exit::Classify for DataError {
+    /// A database that cannot be opened or lacks what the report needs is the
+    /// user's to point at or build; one that fails while read is a failed run.
+    fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        match self {
+            Self::Open { .. } | Self::Schema { .. } => Exit::Usage,
+            Self::Url(e) => e.exit(),
+            Self::Query { .. } | Self::Deadline { .. } | Self::BadValue { .. } => Exit::Failed,
+        }
+    }
+}
+
 /// One missing table or column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Missing {

@@ -53,6 +53,17 @@ pub enum EngineError {
     Deadline { chart: String, secs: u64 },
 }
 
+impl crate::exit::Classify for EngineError {
+    /// Charts are built in: one that does not render is a failed run.
+    fn exit(&self) -> crate::exit::Exit {
+        match self {
+            Self::Start(_) | Self::Render { .. } | Self::Stopped | Self::Deadline { .. } => {
+                crate::exit::Exit::Failed
+            }
+        }
+    }
+}
+
 struct Request {
     name: String,
     option_json: String,
