@@ -320,7 +320,7 @@ mod tests {
     }
 
     #[test]
-    fn a_fourth_windowed_report_gets_its_plan_comparison_and_trend_from_the_skeleton() {
+    fn a_fourth_windowed_report_gets_its_loads_comparison_and_trend_from_the_skeleton() {
         let report = tickets();
         let spec: WindowSpec = "calendar:3m".parse().unwrap();
         let w = window("2024-04-01 00:00:00", "2024-06-30 23:59:59");
@@ -418,5 +418,75 @@ mod tests {
             ReportError::Metrics(MetricsError::EmptyWindow { .. })
         ));
         assert_eq!(report.loads.borrow().len(), 1);
+    }
+
+    #[test]
+    fn the_plan_is_the_window_at_the_reference_time_with_the_parameters_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE intercom__conversation_enhanced (conversation_created_at TEXT);
+             INSERT INTO intercom__conversation_enhanced VALUES
+               ('2024-01-20 09:00:00'), ('2024-06-15 12:00:00'), ('2024-07-02 08:00:00');",
+        )
+        .unwrap();
+        drop(conn);
+        let db = Database::open(&path.into()).unwrap();
+        let (options, mapping) = (crate::reports::Options::new(), Default::default());
+        let req = Request {
+            window: "rolling:6m".parse().unwrap(),
+            source_tz: chrono_tz::Tz::UTC,
+            tz: chrono_tz::Tz::UTC,
+            options: &options,
+            mapping: &mapping,
+            outputs: None,
+        };
+        let own = Parameters {
+            printed: vec![("size".into(), "7".into())],
+            manifest: vec![("size".into(), Value::from(7))],
+        };
+        // The reference time is before the last conversation: the window ends at the
+        // latest one not after it, and the one after it is noted.
+        let reference = at("2024-06-30 00:00:00");
+        let plan = plan(&db, &req, reference, Compare::Shift(12), own).unwrap();
+        assert_eq!(plan.period, "2023-12-15_2024-06-15");
+        assert_eq!(
+            plan.window,
+            Some(window("2023-12-15 00:00:00", "2024-06-15 23:59:59"))
+        );
+        let printed: Vec<(&str, &str)> = plan
+            .parameters
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            printed[..4],
+            [
+                ("window", "rolling:6m"),
+                ("size", "7"),
+                ("compare", "shift:12m"),
+                ("source_timezone", "UTC"),
+            ]
+        );
+        assert!(printed[4]
+            .1
+            .starts_with("1 (intercom__conversation_enhanced"));
+        let keys: Vec<&str> = plan
+            .manifest_parameters
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "window",
+                "size",
+                "compare",
+                "source_timezone",
+                "timestamps_after_reference"
+            ]
+        );
+        assert_eq!(plan.manifest_parameters["size"], 7);
     }
 }
