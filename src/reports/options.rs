@@ -38,18 +38,21 @@ pub const COMPARE_OPTION: OptionSpec = OptionSpec {
 /// reads and checks them ([`super::Report::check_options`]).
 pub type Options = BTreeMap<String, String>;
 
+/// How an option's value is read into a report's settings `S`; the error is the
+/// message after "option `name`:".
+pub type Parse<S> = fn(&mut S, &str) -> Result<(), String>;
+
 /// An option with the parser that sets its value in a report's settings `S`.
 pub struct OptionParser<S> {
     pub spec: OptionSpec,
-    /// Reads a value (given, else the spec's default) into the settings; the error
-    /// is the message after "option `name`:". None for an option the run reads
-    /// itself (the window, which the request carries resolved).
-    pub parse: Option<fn(&mut S, &str) -> Result<(), String>>,
+    /// Reads a value (given, else the spec's default) into the settings. None for an
+    /// option the run reads itself (the window, which the request carries resolved).
+    pub parse: Option<Parse<S>>,
 }
 
 impl<S> OptionParser<S> {
     /// An option the report reads with `parse`.
-    pub const fn new(spec: OptionSpec, parse: fn(&mut S, &str) -> Result<(), String>) -> Self {
+    pub const fn new(spec: OptionSpec, parse: Parse<S>) -> Self {
         Self {
             spec,
             parse: Some(parse),
