@@ -20,7 +20,7 @@ pub fn describe(path: &Path) -> Result<String, ReportError> {
     let db = Database::open(&path.to_owned().into())?;
     let tz = chrono_tz::Tz::UTC;
     let anchor = crate::reports::load::latest_conversation(&db, tz, Utc::now())?.at;
-    let window = "rolling:6m"
+    let window = crate::reports::DEFAULT_WINDOW
         .parse::<crate::intercom::window::WindowSpec>()?
         .resolve(anchor, Utc::now(), tz)?;
     let mut out = String::new();

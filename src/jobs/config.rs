@@ -668,7 +668,7 @@ impl Validator {
         let window = match j
             .window
             .as_deref()
-            .unwrap_or("rolling:6m")
+            .unwrap_or(reports::DEFAULT_WINDOW)
             .parse::<WindowSpec>()
         {
             Ok(w) => Some(w),

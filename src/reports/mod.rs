@@ -15,10 +15,16 @@ pub mod comparison;
 pub mod conversation_usage;
 pub mod customer_segmentation;
 pub mod load;
+pub mod options;
 pub mod tag_drivers;
 pub mod trend;
+pub mod windowed;
 
-use std::collections::BTreeMap;
+pub use options::{
+    option, option_problems, parse_option, OptionParser, OptionSpec, Options, COMPARE_OPTION,
+    DEFAULT_WINDOW, WINDOW_OPTION,
+};
+
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -32,33 +38,6 @@ use crate::render::format::NumberFormat;
 use crate::render::narrative::Narrative;
 use crate::render::templates::Language;
 use crate::source::{timestamp, BadTimestamps, DataError, Database, TableNeed};
-
-/// One option a report takes: its name (a job key; `--name-with-dashes` on the
-/// command line), what it means, and its value when none is given.
-#[derive(Debug, Clone, Copy)]
-pub struct OptionSpec {
-    pub name: &'static str,
-    pub about: &'static str,
-    pub default: &'static str,
-}
-
-/// The window option, for the reports that cut one (the run resolves it).
-pub const WINDOW_OPTION: OptionSpec = OptionSpec {
-    name: "window",
-    about: "rolling:<N>m | calendar:<N>m | range:<from>..<to>",
-    default: "rolling:6m",
-};
-
-/// The comparison period of the windowed reports (a job key too).
-pub const COMPARE_OPTION: OptionSpec = OptionSpec {
-    name: "compare",
-    about: "previous | shift:<N>m | none: the period the edition compares itself with",
-    default: "previous",
-};
-
-/// A report's own option values as given (command line or job), by name; the report
-/// reads and checks them ([`Report::check_options`]).
-pub type Options = BTreeMap<String, String>;
 
 /// What a report is asked to cover.
 #[derive(Debug, Clone, Copy)]
@@ -340,43 +319,6 @@ pub fn no_window() -> &'static str {
 /// `; did you mean …?` for a report name that is not one.
 pub fn report_hint(name: &str) -> String {
     crate::suggest::did_you_mean(name, names())
-}
-
-/// The value of option `name`: as given, else the default the report declares.
-pub fn option<'a>(report: &'static [OptionSpec], options: &'a Options, name: &str) -> &'a str {
-    match options.get(name) {
-        Some(v) => v,
-        None => report
-            .iter()
-            .find(|o| o.name == name)
-            .map_or("", |o| o.default),
-    }
-}
-
-/// Parses option `name` with `parse`; the error names the option.
-pub fn parse_option<T>(
-    report: &'static str,
-    specs: &'static [OptionSpec],
-    options: &Options,
-    name: &str,
-    parse: impl FnOnce(&str) -> Result<T, String>,
-) -> Result<T, ReportError> {
-    parse(option(specs, options, name)).map_err(|message| ReportError::Option {
-        report,
-        option: name.to_owned(),
-        message,
-    })
-}
-
-/// What reading a report's options found wrong, as [`Report::check_options`] lists it.
-pub fn option_problems<T>(read: Result<T, ReportError>) -> Vec<(String, String)> {
-    match read {
-        Ok(_) => Vec::new(),
-        Err(ReportError::Option {
-            option, message, ..
-        }) => vec![(option, message)],
-        Err(e) => vec![(String::new(), e.to_string())],
-    }
 }
 
 /// The window of a report over Intercom conversations: rolling windows end at the

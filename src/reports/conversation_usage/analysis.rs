@@ -29,7 +29,7 @@ fn record(section: &'static str, id: &'static str) -> Finding {
 
 /// Every analysis record of a run, in page order.
 pub fn analysis(
-    r: &ConversationUsage,
+    r: &super::Run,
     findings: &[Finding],
     recommendations: &[Recommendation],
 ) -> Vec<Finding> {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::metrics::{ConversationUsage, SliceRow};
+use super::metrics::SliceRow;
 use super::trend::{Point, Trend};
 use crate::intercom::slices::{SEGMENTS, UNKNOWN};
 use crate::render::charts::{
@@ -92,7 +92,7 @@ fn segment_colours<'a>(segments: impl Iterator<Item = Option<&'a str>>) -> Vec<&
 }
 
 /// Every chart of the conversation-usage report in one language.
-pub fn conversation_usage(r: &ConversationUsage, s: &Strings) -> Vec<ChartSpec> {
+pub fn conversation_usage(r: &super::Run, s: &Strings) -> Vec<ChartSpec> {
     // Slices with fewer companies than min_cell would only add noise to the pictures.
     let segs: Vec<&SliceRow> = r
         .panels

@@ -139,7 +139,7 @@ pub(super) fn high_value_arr(r: &ConversationUsage) -> &[&'static str] {
 
 /// Findings whose condition holds in this data (and the reconciled statements that
 /// say a relationship does not hold), in page order.
-pub fn findings(r: &ConversationUsage) -> Vec<Finding> {
+pub fn findings(r: &super::Run) -> Vec<Finding> {
     let mut out = Vec::new();
     out.extend(churn_watch_high_value(r));
     out.extend(retention_by_size(r));

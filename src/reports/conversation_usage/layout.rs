@@ -7,7 +7,8 @@ use super::comparison::{Comparison, Direction, Unit};
 use super::findings::{
     conversion, eligible_cells, high_value_arr, known_segments, retention, slice_of,
 };
-use super::metrics::{ConversationUsage, Panels, SliceRow, UsageDefinitions};
+use super::metrics::{Panels, SliceRow, UsageDefinitions};
+use super::Run;
 use crate::render::format::{NumberFormat, Strings};
 use crate::render::templates::Language;
 use crate::reports::comparison::signed_change;
@@ -15,7 +16,7 @@ use crate::stats::claims::{standouts, Proportion};
 
 /// The report's part of `data.json`: scope, the slice panel, diagnostics and the
 /// data-quality appendix, formatted for one language.
-pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
+pub fn layout(r: &Run, lang: &Language) -> Value {
     let s = &lang.strings;
     let f = &lang.format;
     let count = |n: usize| f.count(n as f64);
@@ -239,7 +240,7 @@ pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
         "deltas_note": r
             .comparison
             .as_ref()
-            .filter(|c| c.empty_reason.is_none() && r.previous_panels.is_some())
+            .filter(|c| c.empty_reason.is_none() && r.previous.is_some())
             .map(|c| {
                 lang.strings
                     .get("change.cells_note")
@@ -263,7 +264,7 @@ pub fn layout(r: &ConversationUsage, lang: &Language) -> Value {
 /// "What changed": every compared value, overall and per segment, then and now, the
 /// change (the difference of the printed values) and what it allows to say; null
 /// without comparison numbers.
-fn changes(r: &ConversationUsage, lang: &Language) -> Value {
+fn changes(r: &Run, lang: &Language) -> Value {
     let Some(c) = r.comparison.as_ref().filter(|c| c.empty_reason.is_none()) else {
         return Value::Null;
     };
@@ -306,11 +307,11 @@ struct Deltas<'a> {
 }
 
 impl<'a> Deltas<'a> {
-    fn of(r: &'a ConversationUsage) -> Self {
+    fn of(r: &'a Run) -> Self {
         let comparison = r.comparison.as_ref().filter(|c| c.empty_reason.is_none());
         Self {
             comparison,
-            previous: comparison.and(r.previous_panels.as_ref()),
+            previous: comparison.and(r.previous.as_ref().map(|p| &p.panels)),
         }
     }
 
@@ -393,7 +394,7 @@ type RateOf<'a> = dyn Fn(&SliceRow) -> Option<Proportion> + 'a;
 /// The slices a reader should know by name: the best and worst cells that stand out
 /// beyond chance (weekly retention and conversion, against the overall rate) and the
 /// high-value Churn watch accounts. Empty when none qualifies.
-fn key_slices(r: &ConversationUsage, lang: &Language) -> Vec<Vec<String>> {
+fn key_slices(r: &Run, lang: &Language) -> Vec<Vec<String>> {
     let (s, f) = (&lang.strings, &lang.format);
     let usage = r.usage_source;
     let cells: Vec<&SliceRow> = eligible_cells(r).collect();
@@ -475,7 +476,7 @@ fn key_slices(r: &ConversationUsage, lang: &Language) -> Vec<Vec<String>> {
 /// Every seat bucket, then every ARR bucket, across segments: the size tables, each
 /// value with its change since the comparison period under it (not tested one by
 /// one: no arrow).
-fn sizes(r: &ConversationUsage, lang: &Language) -> Vec<Vec<String>> {
+fn sizes(r: &Run, lang: &Language) -> Vec<Vec<String>> {
     let (s, f) = (&lang.strings, &lang.format);
     let usage = r.usage_source;
     let deltas = Deltas::of(r);
@@ -517,7 +518,7 @@ fn sizes(r: &ConversationUsage, lang: &Language) -> Vec<Vec<String>> {
 }
 
 /// The segment profiles the radar draws, as numbers with their counts.
-fn profiles(r: &ConversationUsage, lang: &Language) -> Vec<Vec<String>> {
+fn profiles(r: &Run, lang: &Language) -> Vec<Vec<String>> {
     let (s, f) = (&lang.strings, &lang.format);
     let usage = r.usage_source;
     let share = |k: usize, n: usize| {

@@ -93,15 +93,6 @@ pub struct ConversationUsage {
     pub tertiles: Vec<TertileGroup>,
     pub data_quality: DataQuality,
     pub min_cell: usize,
-    /// The same numbers in the comparison window and what changed (`compare`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub comparison: Option<super::comparison::Comparison>,
-    /// The headline metrics month by month up to the window's end.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub trend: Option<super::trend::Trend>,
-    /// The panels of the comparison window (the tables print each slice's change).
-    #[serde(skip)]
-    pub previous_panels: Option<Panels>,
     /// Rows read per table (the appendix and the manifest; not a summary number).
     #[serde(skip)]
     pub rows_read: RowsRead,
@@ -893,9 +884,6 @@ pub fn compute(
             bad_timestamps: data.bad_timestamps.clone(),
         },
         min_cell: params.min_cell,
-        comparison: None,
-        trend: None,
-        previous_panels: None,
         rows_read: data.rows_read.clone(),
     })
 }

@@ -13,43 +13,67 @@ pub mod metrics;
 pub mod trend;
 
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::options::{self, OptionParser};
+use super::windowed::{self, Parameters, Span, Windowed, WindowedReport};
 use super::{
-    parse_option, Computed, CsvFile, OptionSpec, Options, Plan, Report, ReportError, Request,
+    Computed, CsvFile, MetricsError, OptionSpec, Options, Plan, Report, ReportError, Request,
     COMPARE_OPTION, WINDOW_OPTION,
 };
-use crate::intercom::window::Compare;
+use crate::intercom::window::{Compare, Window};
 use crate::intercom::{COMPANY_ENHANCED, CONVERSATION_ENHANCED, USAGE_EVENTS};
 use crate::render::charts::ChartSpec;
 use crate::render::narrative::Narrative;
 use crate::render::templates::Language;
-use crate::source::{DataError, Database, TableNeed};
-use load::UsageTables;
+use crate::reports::comparison::Comparison;
+use crate::reports::trend::Month;
+use crate::source::{DataError, Database, RowsRead, TableNeed};
+use load::{ConversationUsageData, UsageTables};
 use metrics::{ConversationUsage, SliceRow, UsageDefinitions};
 
 pub const NAME: &str = "conversation-usage";
 
 pub struct ConversationUsageReport;
 
-const OPTIONS: &[OptionSpec] = &[
-    WINDOW_OPTION,
-    OptionSpec {
-        name: "usage_source",
-        about: "auto | events | proxy",
-        default: "auto",
-    },
-    OptionSpec {
-        name: "min_cell",
-        about: "slices with fewer companies are flagged and left out of rankings",
-        default: "20",
-    },
-    COMPARE_OPTION,
+/// The options, each with how it is read into [`Settings`].
+const PARSERS: [OptionParser<Settings>; 4] = [
+    OptionParser::read_by_run(WINDOW_OPTION),
+    OptionParser::new(
+        OptionSpec {
+            name: "usage_source",
+            about: "auto | events | proxy",
+            default: "auto",
+        },
+        |s, v| {
+            s.usage_source = v.parse()?;
+            Ok(())
+        },
+    ),
+    OptionParser::new(
+        OptionSpec {
+            name: "min_cell",
+            about: "slices with fewer companies are flagged and left out of rankings",
+            default: "20",
+        },
+        |s, v| {
+            s.min_cell = v
+                .parse()
+                .map_err(|_| format!("`{v}`: expected a whole number of companies"))?;
+            Ok(())
+        },
+    ),
+    OptionParser::new(COMPARE_OPTION, |s, v| {
+        s.compare = v.parse()?;
+        Ok(())
+    }),
 ];
+
+const OPTIONS: &[OptionSpec] = &options::specs(&PARSERS);
 
 /// Option `usage_source` (spec §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -82,16 +106,21 @@ struct Settings {
     compare: Compare,
 }
 
+/// Where reading starts: every field is then set by its option's parser, from the
+/// option's default when it is not given ([`PARSERS`] holds the defaults).
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            usage_source: UsageSource::Auto,
+            min_cell: 0,
+            compare: Compare::None,
+        }
+    }
+}
+
 impl Settings {
     fn read(options: &Options) -> Result<Self, ReportError> {
-        Ok(Self {
-            usage_source: parse_option(NAME, OPTIONS, options, "usage_source", str::parse)?,
-            min_cell: parse_option(NAME, OPTIONS, options, "min_cell", |v| {
-                v.parse()
-                    .map_err(|_| format!("`{v}`: expected a whole number of companies"))
-            })?,
-            compare: parse_option(NAME, OPTIONS, options, "compare", str::parse)?,
-        })
+        options::read(NAME, &PARSERS, options)
     }
 }
 
@@ -133,7 +162,7 @@ impl Report for ConversationUsageReport {
     }
 
     fn check_options(&self, options: &Options) -> Vec<(String, String)> {
-        super::option_problems(Settings::read(options))
+        options::problems(&PARSERS, options)
     }
 
     fn limits(&self, db: &Database, req: &Request<'_>) -> Result<Vec<String>, ReportError> {
@@ -219,38 +248,24 @@ impl Report for ConversationUsageReport {
     ) -> Result<Plan, ReportError> {
         let settings = Settings::read(req.options)?;
         let usage = usage_of(db, settings.usage_source)?;
-        let (window, after) = super::conversation_window(db, req, reference)?;
-        let mut plan = Plan {
-            period: window.period(),
-            window: Some(window),
-            parameters: vec![
-                ("window".into(), req.window.to_string()),
+        let own = Parameters {
+            printed: vec![
                 (
                     "usage_source".into(),
                     format!("{:?} → {:?}", settings.usage_source, usage).to_lowercase(),
                 ),
                 ("min_cell".into(), settings.min_cell.to_string()),
-                ("compare".into(), settings.compare.to_string()),
-                ("source_timezone".into(), req.source_tz.name().to_owned()),
             ],
-            manifest_parameters: serde_json::json!({
-                "window": req.window.to_string(),
-                "usage_source": settings.usage_source,
-                "usage_source_used": usage,
-                "min_cell": settings.min_cell,
-                "compare": settings.compare,
-                "source_timezone": req.source_tz.name(),
-            })
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
+            manifest: vec![
+                (
+                    "usage_source".into(),
+                    serde_json::json!(settings.usage_source),
+                ),
+                ("usage_source_used".into(), serde_json::json!(usage)),
+                ("min_cell".into(), serde_json::json!(settings.min_cell)),
+            ],
         };
-        plan.note_after_reference(
-            "intercom__conversation_enhanced.conversation_created_at",
-            reference,
-            after,
-        );
-        Ok(plan)
+        windowed::plan(db, req, reference, settings.compare, own)
     }
 
     fn compute(
@@ -268,62 +283,103 @@ impl Report for ConversationUsageReport {
             UsageDefinitions::None => UsageTables::Neither,
         };
         let window = plan.window.expect("conversation-usage plans a window");
-        let params = metrics::Params {
-            min_cell: settings.min_cell,
-            usage,
-            ..metrics::Params::default()
+        let windows = Windows {
+            db,
+            req: *req,
+            tables,
+            params: metrics::Params {
+                min_cell: settings.min_cell,
+                usage,
+                ..metrics::Params::default()
+            },
         };
-        let t = Instant::now();
-        let loaded = load::load_conversation_usage(db, req.source_tz, tables, window, req.mapping)?;
-        timings.push(("load", t.elapsed()));
-        let t = Instant::now();
-        let mut report = metrics::compute(&loaded, window, params)?;
-        timings.push(("metrics", t.elapsed()));
-        // The comparison window and the trend's months from one more load over the
-        // months before the window: each is the same metrics on its own window, so
-        // its numbers are what a run on that window prints.
-        let before = window.comparison(&req.window, settings.compare);
-        let t = Instant::now();
-        let span = window.history_span(crate::reports::trend::MONTHS, before.as_ref());
-        let history = load::load_conversation_usage(db, req.source_tz, tables, span, req.mapping)?;
-        if let Some(before) = before {
-            report.comparison = Some(match metrics::compute(&history, before, params) {
-                Ok(previous) => {
-                    let c = comparison::compare(&report, &previous, settings.compare);
-                    report.previous_panels = Some(previous.panels);
-                    c
-                }
-                Err(e) => crate::reports::comparison::empty(
-                    settings.compare.to_string(),
-                    Some(before),
-                    before.period(),
-                    e.to_string(),
-                ),
-            });
-        }
-        report.trend = Some(trend::trend(&history, &window, params));
-        timings.push(("history", t.elapsed()));
-        std::thread::spawn(move || drop(history));
-        if let Some(n) = report
-            .data_quality
-            .usage_events_unmatched
-            .filter(|n| *n > 0)
-        {
+        let span = Span {
+            window,
+            spec: &req.window,
+            compare: settings.compare,
+        };
+        let run = windowed::compute(&windows, span, timings)?;
+        if let Some(n) = run.data_quality.usage_events_unmatched.filter(|n| *n > 0) {
             tracing::warn!(
                 events = n,
                 "usage events whose company_id matches no company (counted in data quality)"
             );
         }
-        // Millions of rows and the companies' strings take a while to free, and
-        // nothing waits for them.
-        std::thread::spawn(move || drop(loaded));
-        Ok(Box::new(report))
+        Ok(Box::new(run))
     }
 }
 
-impl Computed for ConversationUsage {
+/// A run's numbers: this window's, the comparison window's and the trend
+/// ([`windowed::compute`]).
+pub type Run = Windowed<ConversationUsage, trend::Trend>;
+
+/// What conversation-usage loads and computes on each window of a run.
+struct Windows<'a> {
+    db: &'a Database,
+    req: Request<'a>,
+    tables: UsageTables,
+    params: metrics::Params,
+}
+
+impl WindowedReport for Windows<'_> {
+    type Data = ConversationUsageData;
+    type Metrics = ConversationUsage;
+    /// Always the same headline metrics.
+    type Lens = ();
+    type Point = trend::Point;
+    type Trend = trend::Trend;
+
+    fn load(&self, span: Window) -> Result<ConversationUsageData, ReportError> {
+        Ok(load::load_conversation_usage(
+            self.db,
+            self.req.source_tz,
+            self.tables,
+            span,
+            self.req.mapping,
+        )?)
+    }
+
+    fn rows_read(&self, data: &ConversationUsageData) -> RowsRead {
+        data.rows_read.clone()
+    }
+
+    fn metrics(
+        &self,
+        data: &ConversationUsageData,
+        window: Window,
+    ) -> Result<ConversationUsage, MetricsError> {
+        metrics::compute(data, window, self.params)
+    }
+
+    fn compare(
+        &self,
+        current: &ConversationUsage,
+        previous: &ConversationUsage,
+        basis: Compare,
+    ) -> Comparison {
+        comparison::compare(current, previous, basis)
+    }
+
+    fn lens(&self, _current: &ConversationUsage) -> Option<()> {
+        Some(())
+    }
+
+    fn point(&self, _lens: &(), month: &ConversationUsage) -> trend::Point {
+        trend::point(month)
+    }
+
+    fn empty_point(&self, _lens: &()) -> trend::Point {
+        trend::Point::default()
+    }
+
+    fn trend(&self, _lens: (), months: Vec<Month<trend::Point>>) -> trend::Trend {
+        trend::Trend { months }
+    }
+}
+
+impl Computed for Run {
     fn summary(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
+        self.summary_with(serde_json::to_value(&self.current).unwrap_or(Value::Null))
     }
 
     fn csv_files(&self) -> Vec<CsvFile> {

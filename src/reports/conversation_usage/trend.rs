@@ -1,12 +1,11 @@
-//! conversation-usage's trend: its headline metrics month by month
-//! ([`crate::reports::trend`]), each month the report computed on that month alone.
+//! conversation-usage's trend: its headline metrics month by month, each month the
+//! report computed on that month alone (the months are the skeleton's,
+//! [`crate::reports::windowed`]; a point is read here).
 
 use serde::Serialize;
 
-use super::load::ConversationUsageData;
-use super::metrics::{self, Params};
-use crate::intercom::window::Window;
-use crate::reports::trend::{months, Month};
+use super::metrics::ConversationUsage;
+use crate::reports::trend::Month;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Trend {
@@ -30,25 +29,20 @@ pub struct Point {
     pub weekly_n: Option<usize>,
 }
 
-/// The trend of `window` from rows loaded over (at least) its history span.
-pub fn trend(data: &ConversationUsageData, window: &Window, params: Params) -> Trend {
-    Trend {
-        months: months(window, Point::default, |w| {
-            let r = metrics::compute(data, w, params)?;
-            let o = &r.panels.overall;
-            let conversion = o.conv_to_feature_rate.is_some();
-            let weekly = o.weekly_retention.is_some();
-            Ok(Point {
-                conversations: Some(o.conv_cnt),
-                p50_resp: o.p50_resp,
-                bot_first_resp_share: o.bot_first_resp_share,
-                bot_first_k: o.bot_first_resp_share.map(|_| o.counts.bot),
-                conv_to_feature_rate: o.conv_to_feature_rate,
-                conversion_k: conversion.then_some(o.counts.converted),
-                conversion_n: conversion.then_some(o.companies_with_closed_conv),
-                weekly_retention: o.weekly_retention,
-                weekly_n: weekly.then_some(o.counts.weekly_companies),
-            })
-        }),
+/// The point of one month from the report's numbers on that month.
+pub fn point(r: &ConversationUsage) -> Point {
+    let o = &r.panels.overall;
+    let conversion = o.conv_to_feature_rate.is_some();
+    let weekly = o.weekly_retention.is_some();
+    Point {
+        conversations: Some(o.conv_cnt),
+        p50_resp: o.p50_resp,
+        bot_first_resp_share: o.bot_first_resp_share,
+        bot_first_k: o.bot_first_resp_share.map(|_| o.counts.bot),
+        conv_to_feature_rate: o.conv_to_feature_rate,
+        conversion_k: conversion.then_some(o.counts.converted),
+        conversion_n: conversion.then_some(o.companies_with_closed_conv),
+        weekly_retention: o.weekly_retention,
+        weekly_n: weekly.then_some(o.counts.weekly_companies),
     }
 }

@@ -1,6 +1,6 @@
 //! tag-drivers against its comparison period and month by month: the same metrics on
-//! the comparison window and on each of the last twelve months, from one load of the
-//! months before the window. Per group (at-risk, expansion) the comparison sets the
+//! the comparison window and on each of the last twelve months
+//! ([`crate::reports::windowed`] computes them), set against this window's here. Per group (at-risk, expansion) the comparison sets the
 //! group's conversations (exact test over the two windows' lengths), the share of
 //! each topic of either period's top lists, the share rated 1–2 and the reopen rate
 //! (two-proportion tests) against the earlier period; what holds is decided over all
@@ -8,11 +8,10 @@
 
 use serde::Serialize;
 
-use super::load::TagDriversData;
-use super::metrics::{self, GroupStats, TagDrivers, AT_RISK, EXPANSION};
+use super::metrics::{GroupStats, TagDrivers, AT_RISK, EXPANSION};
 use crate::intercom::window::{Compare, Window};
 use crate::reports::comparison::{decide, Change, Comparison, Direction, Unit};
-use crate::reports::trend::{months, Month};
+use crate::reports::trend::Month;
 use crate::stats::claims::{count_rate_p, Proportion};
 
 /// The groups compared, in order (the metrics' `groups` order).
@@ -115,10 +114,9 @@ pub struct Shares {
     pub expansion: Vec<Option<f64>>,
 }
 
-/// The trend of `current`'s window from rows loaded over (at least) the history
-/// span; none when the window has no topic to draw.
-pub fn trend(data: &TagDriversData, current: &TagDrivers) -> Option<Trend> {
-    let window = current.window;
+/// The topics a trend draws: those leaning most to each group in `current`'s
+/// window; none when the window has no topic to draw (no trend).
+pub fn trend_topics(current: &TagDrivers) -> Option<Vec<String>> {
     let mut topics: Vec<String> = Vec::new();
     for t in current.top.iter().take(TREND_TOPICS_PER_SIDE).chain(
         current
@@ -134,31 +132,35 @@ pub fn trend(data: &TagDriversData, current: &TagDrivers) -> Option<Trend> {
             topics.push(t.tag.clone());
         }
     }
-    if topics.is_empty() {
-        return None;
+    (!topics.is_empty()).then_some(topics)
+}
+
+impl Shares {
+    /// A month without numbers.
+    pub fn empty(topics: &[String]) -> Self {
+        Self {
+            conversations: [None, None],
+            at_risk: vec![None; topics.len()],
+            expansion: vec![None; topics.len()],
+        }
     }
-    let empty = || Shares {
-        conversations: [None, None],
-        at_risk: vec![None; topics.len()],
-        expansion: vec![None; topics.len()],
-    };
-    let months = months(&window, empty, |w| {
-        let r = metrics::compute(data, w)?;
-        let [at_risk, expansion] = GROUPS.map(|group| {
-            let n = r.groups[usize::from(group == EXPANSION)].conversations;
-            topics
-                .iter()
-                .map(|t| (n > 0).then(|| tag_count(&r, group, t) as f64 / n as f64))
-                .collect::<Vec<_>>()
-        });
-        Ok(Shares {
-            conversations: [
-                Some(r.groups[0].conversations),
-                Some(r.groups[1].conversations),
-            ],
-            at_risk,
-            expansion,
-        })
+}
+
+/// One month's shares of `topics` from the report's numbers on that month.
+pub fn shares(topics: &[String], r: &TagDrivers) -> Shares {
+    let [at_risk, expansion] = GROUPS.map(|group| {
+        let n = r.groups[usize::from(group == EXPANSION)].conversations;
+        topics
+            .iter()
+            .map(|t| (n > 0).then(|| tag_count(r, group, t) as f64 / n as f64))
+            .collect::<Vec<_>>()
     });
-    Some(Trend { topics, months })
+    Shares {
+        conversations: [
+            Some(r.groups[0].conversations),
+            Some(r.groups[1].conversations),
+        ],
+        at_risk,
+        expansion,
+    }
 }

@@ -7,21 +7,25 @@ pub mod findings;
 pub mod load;
 pub mod metrics;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use super::options::{self, OptionParser};
+use super::trend::Month;
+use super::windowed::{self, Parameters, Span, Windowed, WindowedReport};
 use super::{
-    parse_option, Computed, CsvFile, OptionSpec, Options, Plan, Report, ReportError, Request,
+    Computed, CsvFile, MetricsError, OptionSpec, Options, Plan, Report, ReportError, Request,
     COMPARE_OPTION, WINDOW_OPTION,
 };
-use crate::intercom::window::Compare;
+use crate::intercom::window::{Compare, Window};
 use crate::render::charts::ChartSpec;
 use crate::render::narrative::Narrative;
 use crate::render::templates::Language;
 use crate::reports::comparison::{signed_change, Comparison, Direction, Unit};
 use crate::source::{Database, RowsRead, TableNeed};
+use load::TagDriversData;
 use metrics::TagDrivers;
 
 pub const NAME: &str = "tag-drivers";
@@ -31,31 +35,56 @@ const APPENDIX_TAGS: usize = 15;
 
 pub struct TagDriversReport;
 
-const OPTIONS: &[OptionSpec] = &[
-    WINDOW_OPTION,
-    OptionSpec {
-        name: "min_pp",
-        about: "share difference, in percentage points, that makes a topic over-represented",
-        default: "3",
-    },
-    COMPARE_OPTION,
+/// The options, each with how it is read into [`Settings`].
+const PARSERS: [OptionParser<Settings>; 3] = [
+    OptionParser::read_by_run(WINDOW_OPTION),
+    OptionParser::new(
+        OptionSpec {
+            name: "min_pp",
+            about: "share difference, in percentage points, that makes a topic over-represented",
+            default: "3",
+        },
+        // Percentage points between 0 and 100.
+        |s, v| match v.parse::<f64>() {
+            Ok(pp) if (0.0..=100.0).contains(&pp) => {
+                s.min_pp = pp;
+                Ok(())
+            }
+            _ => Err(format!(
+                "`{v}`: expected percentage points between 0 and 100"
+            )),
+        },
+    ),
+    OptionParser::new(COMPARE_OPTION, |s, v| {
+        s.compare = v.parse()?;
+        Ok(())
+    }),
 ];
 
-/// Option `compare`.
-fn compare_option(options: &Options) -> Result<Compare, ReportError> {
-    parse_option(NAME, OPTIONS, options, "compare", str::parse)
+const OPTIONS: &[OptionSpec] = &options::specs(&PARSERS);
+
+/// The options of a run, read.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    min_pp: f64,
+    compare: Compare,
 }
 
-/// Option `min_pp`: percentage points between 0 and 100.
-fn min_pp(options: &Options) -> Result<f64, ReportError> {
-    parse_option(NAME, OPTIONS, options, "min_pp", |s| {
-        match s.parse::<f64>() {
-            Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
-            _ => Err(format!(
-                "`{s}`: expected percentage points between 0 and 100"
-            )),
+/// Where reading starts: every field is then set by its option's parser, from the
+/// option's default when it is not given ([`PARSERS`] holds the defaults).
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            min_pp: 0.0,
+            compare: Compare::None,
         }
-    })
+    }
+}
+
+impl Settings {
+    fn read(options: &Options) -> Result<Self, ReportError> {
+        options::read(NAME, &PARSERS, options)
+    }
 }
 
 impl Report for TagDriversReport {
@@ -72,9 +101,7 @@ impl Report for TagDriversReport {
     }
 
     fn check_options(&self, options: &Options) -> Vec<(String, String)> {
-        let mut problems = super::option_problems(min_pp(options));
-        problems.extend(super::option_problems(compare_option(options)));
-        problems
+        options::problems(&PARSERS, options)
     }
 
     fn needs(&self, _db: &Database, _req: &Request<'_>) -> Result<Vec<TableNeed>, ReportError> {
@@ -87,34 +114,12 @@ impl Report for TagDriversReport {
         req: &Request<'_>,
         reference: DateTime<Utc>,
     ) -> Result<Plan, ReportError> {
-        let min_pp = min_pp(req.options)?;
-        let compare = compare_option(req.options)?;
-        let (window, after) = super::conversation_window(db, req, reference)?;
-        let mut plan = Plan {
-            period: window.period(),
-            window: Some(window),
-            parameters: vec![
-                ("window".into(), req.window.to_string()),
-                ("min_pp".into(), min_pp.to_string()),
-                ("compare".into(), compare.to_string()),
-                ("source_timezone".into(), req.source_tz.name().to_owned()),
-            ],
-            manifest_parameters: json!({
-                "window": req.window.to_string(),
-                "min_pp": min_pp,
-                "compare": compare,
-                "source_timezone": req.source_tz.name(),
-            })
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
+        let settings = Settings::read(req.options)?;
+        let own = Parameters {
+            printed: vec![("min_pp".into(), settings.min_pp.to_string())],
+            manifest: vec![("min_pp".into(), json!(settings.min_pp))],
         };
-        plan.note_after_reference(
-            "intercom__conversation_enhanced.conversation_created_at",
-            reference,
-            after,
-        );
-        Ok(plan)
+        windowed::plan(db, req, reference, settings.compare, own)
     }
 
     fn vocabulary(&self, db: &Database, _req: &Request<'_>) -> Result<Vec<String>, ReportError> {
@@ -128,79 +133,96 @@ impl Report for TagDriversReport {
         plan: &Plan,
         timings: &mut Vec<(&'static str, Duration)>,
     ) -> Result<Box<dyn Computed>, ReportError> {
+        let settings = Settings::read(req.options)?;
         let window = plan.window.expect("tag-drivers plans a window");
-        let t = Instant::now();
-        let loaded = load::load(db, req.source_tz, window, req.mapping)?;
-        timings.push(("load", t.elapsed()));
-        let t = Instant::now();
-        let numbers = metrics::compute(&loaded, window)?;
-        timings.push(("metrics", t.elapsed()));
+        let span = Span {
+            window,
+            spec: &req.window,
+            compare: settings.compare,
+        };
+        let numbers = windowed::compute(&Windows { db, req: *req }, span, timings)?;
         if numbers.bad_timestamps.total() > 0 {
             tracing::warn!(
                 count = numbers.bad_timestamps.total(),
                 "unparseable timestamps (counted in the data-quality appendix)"
             );
         }
-        // The comparison window and the trend's months from one more load over the
-        // months before the window: each is the same metrics on its own window.
-        let compare = compare_option(req.options)?;
-        let before = window.comparison(&req.window, compare);
-        let t = Instant::now();
-        let span = window.history_span(crate::reports::trend::MONTHS, before.as_ref());
-        let history = load::load(db, req.source_tz, span, req.mapping)?;
-        let (previous, compared) = match before.map(|b| (b, metrics::compute(&history, b))) {
-            None => (None, None),
-            Some((_, Ok(p))) => {
-                let c = comparison::compare(&numbers, &p, compare);
-                (Some(p), Some(c))
-            }
-            Some((b, Err(e))) => (
-                None,
-                Some(crate::reports::comparison::empty(
-                    compare.to_string(),
-                    Some(b),
-                    b.period(),
-                    e.to_string(),
-                )),
-            ),
-        };
-        let trend = comparison::trend(&history, &numbers);
-        timings.push(("history", t.elapsed()));
         Ok(Box::new(Run {
             numbers,
-            min_pp: min_pp(req.options)?,
-            rows_read: loaded.rows_read,
-            comparison: compared,
-            previous,
-            trend,
+            min_pp: settings.min_pp,
         }))
+    }
+}
+
+/// What tag-drivers loads and computes on each window of a run.
+struct Windows<'a> {
+    db: &'a Database,
+    req: Request<'a>,
+}
+
+impl WindowedReport for Windows<'_> {
+    type Data = TagDriversData;
+    type Metrics = TagDrivers;
+    /// The topics drawn month by month.
+    type Lens = Vec<String>;
+    type Point = comparison::Shares;
+    type Trend = comparison::Trend;
+
+    fn load(&self, span: Window) -> Result<TagDriversData, ReportError> {
+        Ok(load::load(
+            self.db,
+            self.req.source_tz,
+            span,
+            self.req.mapping,
+        )?)
+    }
+
+    fn rows_read(&self, data: &TagDriversData) -> RowsRead {
+        data.rows_read.clone()
+    }
+
+    fn metrics(&self, data: &TagDriversData, window: Window) -> Result<TagDrivers, MetricsError> {
+        metrics::compute(data, window)
+    }
+
+    fn compare(&self, current: &TagDrivers, previous: &TagDrivers, basis: Compare) -> Comparison {
+        comparison::compare(current, previous, basis)
+    }
+
+    fn lens(&self, current: &TagDrivers) -> Option<Vec<String>> {
+        comparison::trend_topics(current)
+    }
+
+    fn point(&self, topics: &Vec<String>, month: &TagDrivers) -> comparison::Shares {
+        comparison::shares(topics, month)
+    }
+
+    fn empty_point(&self, topics: &Vec<String>) -> comparison::Shares {
+        comparison::Shares::empty(topics)
+    }
+
+    fn trend(
+        &self,
+        topics: Vec<String>,
+        months: Vec<Month<comparison::Shares>>,
+    ) -> comparison::Trend {
+        comparison::Trend { topics, months }
     }
 }
 
 /// The numbers of a run and the threshold its findings use.
 pub struct Run {
-    pub numbers: TagDrivers,
+    /// This window's numbers, the comparison window's (the tables print each
+    /// change), what changed and the topics' shares month by month.
+    pub numbers: Windowed<TagDrivers, comparison::Trend>,
     pub min_pp: f64,
-    pub rows_read: RowsRead,
-    /// What changed since the comparison period (`compare`).
-    pub comparison: Option<Comparison>,
-    /// The numbers of the comparison window (the tables print each change).
-    pub previous: Option<TagDrivers>,
-    /// The topics' shares month by month.
-    pub trend: Option<comparison::Trend>,
 }
 
 impl Computed for Run {
     fn summary(&self) -> Value {
-        let mut v = serde_json::to_value(&self.numbers).unwrap_or(Value::Null);
+        let mut v = serde_json::to_value(&self.numbers.current).unwrap_or(Value::Null);
         v["min_pp"] = json!(self.min_pp);
-        if let Some(c) = &self.comparison {
-            v["comparison"] = json!(c);
-        }
-        if let Some(t) = &self.trend {
-            v["trend"] = json!(t);
-        }
-        v
+        self.numbers.summary_with(v)
     }
 
     fn csv_files(&self) -> Vec<CsvFile> {
@@ -252,7 +274,8 @@ impl Computed for Run {
         ]
         .into_iter()
         .chain(
-            self.comparison
+            self.numbers
+                .comparison
                 .as_ref()
                 .map(crate::reports::comparison::csv),
         )
@@ -263,7 +286,7 @@ impl Computed for Run {
         let mut findings = findings::findings(&self.numbers, self.min_pp);
         let recommendations = findings::recommendations(&self.numbers, &findings);
         let mut analysis = vec![findings::stake(&self.numbers)];
-        if let Some(c) = &self.comparison {
+        if let Some(c) = &self.numbers.comparison {
             // The change since the comparison period leads page 1, whatever it is.
             if let Some(lead) = crate::reports::comparison::headline(c) {
                 findings.insert(0, lead);
@@ -280,7 +303,8 @@ impl Computed for Run {
     fn charts(&self, language: &Language) -> Vec<ChartSpec> {
         let mut out = charts::charts(&self.numbers, self.min_pp, &language.strings);
         out.extend(
-            self.trend
+            self.numbers
+                .trend
                 .as_ref()
                 .and_then(|t| charts::trend_chart(t, &language.strings)),
         );
@@ -294,7 +318,7 @@ impl Computed for Run {
     }
 
     fn rows_read(&self) -> &[(&'static str, u64)] {
-        &self.rows_read
+        &self.numbers.rows_read
     }
 
     fn size(&self) -> (&'static str, usize) {
@@ -410,11 +434,12 @@ fn layout(run: &Run, lang: &Language) -> Value {
     ];
     // With comparison numbers: each group's share of a topic then, under its value.
     let compared = run
+        .numbers
         .comparison
         .as_ref()
-        .filter(|c| c.empty_reason.is_none() && run.previous.is_some());
+        .filter(|c| c.empty_reason.is_none() && run.numbers.previous.is_some());
     let delta = |value: String, group: &str, tag: &str, now: f64| -> String {
-        let (Some(c), Some(p)) = (compared, run.previous.as_ref()) else {
+        let (Some(c), Some(p)) = (compared, run.numbers.previous.as_ref()) else {
             return value;
         };
         let g = usize::from(group == metrics::EXPANSION);

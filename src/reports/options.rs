@@ -1,0 +1,238 @@
+//! A report's options: what each is called and means ([`OptionSpec`], which the
+//! command line and the job keys are made from), the values given ([`Options`]), and
+//! how a report reads them into its own typed settings, once, from a list of
+//! [`OptionParser`]s that each carry their parser (as a ripgrep flag does): a
+//! report's options and how they are read are written in one place.
+
+use std::collections::BTreeMap;
+
+use super::ReportError;
+
+/// The window a windowed report covers when none is given (command line or job).
+pub const DEFAULT_WINDOW: &str = "rolling:6m";
+
+/// One option a report takes: its name (a job key; `--name-with-dashes` on the
+/// command line), what it means, and its value when none is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionSpec {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub default: &'static str,
+}
+
+/// The window option, for the reports that cut one (the run resolves it).
+pub const WINDOW_OPTION: OptionSpec = OptionSpec {
+    name: "window",
+    about: "rolling:<N>m | calendar:<N>m | range:<from>..<to>",
+    default: DEFAULT_WINDOW,
+};
+
+/// The comparison period of the windowed reports (a job key too).
+pub const COMPARE_OPTION: OptionSpec = OptionSpec {
+    name: "compare",
+    about: "previous | shift:<N>m | none: the period the edition compares itself with",
+    default: "previous",
+};
+
+/// A report's own option values as given (command line or job), by name; the report
+/// reads and checks them ([`super::Report::check_options`]).
+pub type Options = BTreeMap<String, String>;
+
+/// How an option's value is read into a report's settings `S`; the error is the
+/// message after "option `name`:".
+pub type Parse<S> = fn(&mut S, &str) -> Result<(), String>;
+
+/// An option with the parser that sets its value in a report's settings `S`.
+pub struct OptionParser<S> {
+    pub spec: OptionSpec,
+    /// Reads a value (given, else the spec's default) into the settings. None for an
+    /// option the run reads itself (the window, which the request carries resolved).
+    pub parse: Option<Parse<S>>,
+}
+
+impl<S> OptionParser<S> {
+    /// An option the report reads with `parse`.
+    pub const fn new(spec: OptionSpec, parse: Parse<S>) -> Self {
+        Self {
+            spec,
+            parse: Some(parse),
+        }
+    }
+
+    /// An option the run reads (the report lists it, parses nothing).
+    pub const fn read_by_run(spec: OptionSpec) -> Self {
+        Self { spec, parse: None }
+    }
+}
+
+/// The specs of `parsers`, in order: what [`super::Report::options`] returns, so the
+/// list a report shows and the list it reads are one.
+pub const fn specs<S, const N: usize>(parsers: &[OptionParser<S>; N]) -> [OptionSpec; N] {
+    let mut out = [WINDOW_OPTION; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = parsers[i].spec;
+        i += 1;
+    }
+    out
+}
+
+/// The report's settings from `options`: every parser on its value (given, else its
+/// default), starting from `S::default()`, whose values every parser then replaces.
+/// The error is the first option that does not read, named.
+pub fn read<S: Default>(
+    report: &'static str,
+    parsers: &[OptionParser<S>],
+    options: &Options,
+) -> Result<S, ReportError> {
+    let mut settings = S::default();
+    for p in parsers {
+        if let Some(parse) = p.parse {
+            let value = options
+                .get(p.spec.name)
+                .map_or(p.spec.default, String::as_str);
+            parse(&mut settings, value).map_err(|message| ReportError::Option {
+                report,
+                option: p.spec.name.to_owned(),
+                message,
+            })?;
+        }
+    }
+    Ok(settings)
+}
+
+/// Every option of `options` that does not read, as (option, message), in the
+/// parsers' order: what [`super::Report::check_options`] lists.
+pub fn problems<S: Default>(
+    parsers: &[OptionParser<S>],
+    options: &Options,
+) -> Vec<(String, String)> {
+    let mut scratch = S::default();
+    parsers
+        .iter()
+        .filter_map(|p| {
+            let parse = p.parse?;
+            let value = options
+                .get(p.spec.name)
+                .map_or(p.spec.default, String::as_str);
+            parse(&mut scratch, value)
+                .err()
+                .map(|message| (p.spec.name.to_owned(), message))
+        })
+        .collect()
+}
+
+/// The value of option `name`: as given, else the default the report declares.
+pub fn option<'a>(report: &'static [OptionSpec], options: &'a Options, name: &str) -> &'a str {
+    match options.get(name) {
+        Some(v) => v,
+        None => report
+            .iter()
+            .find(|o| o.name == name)
+            .map_or("", |o| o.default),
+    }
+}
+
+/// Parses option `name` with `parse`; the error names the option.
+pub fn parse_option<T>(
+    report: &'static str,
+    specs: &'static [OptionSpec],
+    options: &Options,
+    name: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, ReportError> {
+    parse(option(specs, options, name)).map_err(|message| ReportError::Option {
+        report,
+        option: name.to_owned(),
+        message,
+    })
+}
+
+/// What reading a report's options found wrong, as [`super::Report::check_options`]
+/// lists it.
+pub fn option_problems<T>(read: Result<T, ReportError>) -> Vec<(String, String)> {
+    match read {
+        Ok(_) => Vec::new(),
+        Err(ReportError::Option {
+            option, message, ..
+        }) => vec![(option, message)],
+        Err(e) => vec![(String::new(), e.to_string())],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Settings {
+        size: u32,
+        label: String,
+    }
+
+    const PARSERS: [OptionParser<Settings>; 3] = [
+        OptionParser::read_by_run(WINDOW_OPTION),
+        OptionParser::new(
+            OptionSpec {
+                name: "size",
+                about: "a size",
+                default: "7",
+            },
+            |s, v| {
+                s.size = v.parse().map_err(|_| format!("`{v}`: expected a size"))?;
+                Ok(())
+            },
+        ),
+        OptionParser::new(
+            OptionSpec {
+                name: "label",
+                about: "a label",
+                default: "none",
+            },
+            |s, v| {
+                if v.is_empty() {
+                    return Err("expected a label".to_owned());
+                }
+                s.label = v.to_owned();
+                Ok(())
+            },
+        ),
+    ];
+    const SPECS: &[OptionSpec] = &specs(&PARSERS);
+
+    #[test]
+    fn settings_read_defaults_and_values_and_name_every_bad_option() {
+        assert_eq!(
+            SPECS.iter().map(|s| s.name).collect::<Vec<_>>(),
+            ["window", "size", "label"]
+        );
+        let s = read("r", &PARSERS, &Options::new()).unwrap();
+        assert_eq!((s.size, s.label.as_str()), (7, "none"));
+        let given: Options = [("label".to_owned(), "x".to_owned())].into();
+        assert_eq!(read("r", &PARSERS, &given).unwrap().label, "x");
+        let bad: Options = [
+            ("size".to_owned(), "big".to_owned()),
+            ("label".to_owned(), String::new()),
+            ("window".to_owned(), "whatever: the run reads it".to_owned()),
+        ]
+        .into();
+        let Err(ReportError::Option {
+            option, message, ..
+        }) = read("r", &PARSERS, &bad)
+        else {
+            panic!("a bad size reads");
+        };
+        assert_eq!(
+            (option.as_str(), message.as_str()),
+            ("size", "`big`: expected a size")
+        );
+        let all = problems(&PARSERS, &bad);
+        assert_eq!(
+            all,
+            [
+                ("size".to_owned(), "`big`: expected a size".to_owned()),
+                ("label".to_owned(), "expected a label".to_owned())
+            ]
+        );
+    }
+}

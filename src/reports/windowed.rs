@@ -1,0 +1,492 @@
+//! The skeleton every windowed report runs (conversation-usage, tag-drivers): its
+//! plan (the window cut at the reference time, the parameters it records), then the
+//! rows of the window loaded and its metrics, one more load over the history span
+//! (the comparison window and the trend's months), the same metrics on the
+//! comparison window set against this one's, or the reason there are none, and the
+//! report's point of each trend month. A report implements [`WindowedReport`]: only
+//! its own load, metrics, comparison and per-month point; [`compute`] does the rest
+//! and returns [`Windowed`]: this window's numbers with the comparison and the trend
+//! beside them.
+
+use std::ops::Deref;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::comparison::{self, Comparison};
+use super::trend::{months, Month, MONTHS};
+use super::{MetricsError, Plan, ReportError, Request};
+use crate::intercom::window::{Compare, Window, WindowSpec};
+use crate::source::{Database, RowsRead};
+
+/// What a windowed report computes itself; the order of the work is [`compute`]'s.
+pub trait WindowedReport {
+    /// The rows loaded over one span of time.
+    type Data: Send + 'static;
+    /// The report's numbers on one window.
+    type Metrics;
+    /// What its trend draws, chosen from this window's numbers (tag-drivers: the
+    /// topics leaning most to each group).
+    type Lens;
+    /// The report's values of one trend month.
+    type Point;
+    /// The trend as the report's summary and charts carry it.
+    type Trend;
+
+    /// The rows of `span` (the window, then the history span around it).
+    fn load(&self, span: Window) -> Result<Self::Data, ReportError>;
+    /// Rows read per table of a load (the appendix and the manifest print the
+    /// window's).
+    fn rows_read(&self, data: &Self::Data) -> RowsRead;
+    /// The numbers of `window` from rows loaded over (at least) it.
+    fn metrics(&self, data: &Self::Data, window: Window) -> Result<Self::Metrics, MetricsError>;
+    /// `current` set against `previous` (the same metrics on the comparison window).
+    fn compare(
+        &self,
+        current: &Self::Metrics,
+        previous: &Self::Metrics,
+        basis: Compare,
+    ) -> Comparison;
+    /// What the trend draws; none when this window has nothing to draw (no trend).
+    fn lens(&self, current: &Self::Metrics) -> Option<Self::Lens>;
+    /// One month's values from the metrics of that month.
+    fn point(&self, lens: &Self::Lens, month: &Self::Metrics) -> Self::Point;
+    /// A month without numbers (its reason is the month's `empty_reason`).
+    fn empty_point(&self, lens: &Self::Lens) -> Self::Point;
+    /// The trend from its months.
+    fn trend(&self, lens: Self::Lens, months: Vec<Month<Self::Point>>) -> Self::Trend;
+}
+
+/// A windowed report's numbers: this window's metrics, and beside them what the
+/// skeleton made of the history (dereferences to this window's metrics).
+pub struct Windowed<M, T> {
+    pub current: M,
+    /// The metrics of the comparison window, when they could be computed.
+    pub previous: Option<M>,
+    /// What changed since the comparison period; none with `compare = none`, empty
+    /// (with its reason) when the comparison window has no numbers.
+    pub comparison: Option<Comparison>,
+    pub trend: Option<T>,
+    /// Rows read per table by the window's load.
+    pub rows_read: RowsRead,
+}
+
+impl<M, T> Deref for Windowed<M, T> {
+    type Target = M;
+    fn deref(&self) -> &M {
+        &self.current
+    }
+}
+
+impl<M, T: serde::Serialize> Windowed<M, T> {
+    /// summary.json: this window's numbers (`current`, already a JSON object), then
+    /// `comparison` when there is one and `trend` when there is one, last.
+    pub fn summary_with(&self, mut current: Value) -> Value {
+        if let Some(c) = &self.comparison {
+            current["comparison"] = serde_json::json!(c);
+        }
+        if let Some(t) = &self.trend {
+            current["trend"] = serde_json::json!(t);
+        }
+        current
+    }
+}
+
+/// The time a report's numbers span: its window, how the window option was written
+/// (a comparison window is cut the same way) and the comparison asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Span<'a> {
+    pub window: Window,
+    pub spec: &'a WindowSpec,
+    pub compare: Compare,
+}
+
+/// Runs `report` over `span`: the window's load (`load` in `timings`) and metrics
+/// (`metrics`), one load over the history span, the comparison and the trend
+/// (`history`). The loaded rows are freed on another thread: millions of rows take a
+/// while to free, and nothing waits for them.
+pub fn compute<R: WindowedReport>(
+    report: &R,
+    span: Span<'_>,
+    timings: &mut Vec<(&'static str, Duration)>,
+) -> Result<Windowed<R::Metrics, R::Trend>, ReportError> {
+    let window = span.window;
+    let t = Instant::now();
+    let loaded = report.load(window)?;
+    timings.push(("load", t.elapsed()));
+    let rows_read = report.rows_read(&loaded);
+    let t = Instant::now();
+    let metrics = report.metrics(&loaded, window);
+    std::thread::spawn(move || drop(loaded));
+    let current = metrics?;
+    timings.push(("metrics", t.elapsed()));
+    // The comparison window and the trend's months from one more load over the
+    // months before the window: each is the same metrics on its own window, so its
+    // numbers are what a run on that window prints.
+    let t = Instant::now();
+    let before = window.comparison(span.spec, span.compare);
+    let history = report.load(window.history_span(MONTHS, before.as_ref()))?;
+    let (previous, comparison) = match before.map(|b| (b, report.metrics(&history, b))) {
+        None => (None, None),
+        Some((_, Ok(p))) => {
+            let c = report.compare(&current, &p, span.compare);
+            (Some(p), Some(c))
+        }
+        Some((b, Err(e))) => (
+            None,
+            Some(comparison::empty(
+                span.compare.to_string(),
+                Some(b),
+                b.period(),
+                e.to_string(),
+            )),
+        ),
+    };
+    let trend = report.lens(&current).map(|lens| {
+        let points = months(
+            &window,
+            || report.empty_point(&lens),
+            |w| Ok(report.point(&lens, &report.metrics(&history, w)?)),
+        );
+        report.trend(lens, points)
+    });
+    timings.push(("history", t.elapsed()));
+    std::thread::spawn(move || drop(history));
+    Ok(Windowed {
+        current,
+        previous,
+        comparison,
+        trend,
+        rows_read,
+    })
+}
+
+/// A windowed report's plan: the window over the conversations at `reference`, the
+/// parameters as the appendix prints them (`window`, the report's own, `compare`,
+/// `source_timezone`) and the same for the manifest, typed.
+pub fn plan(
+    db: &Database,
+    req: &Request<'_>,
+    reference: DateTime<Utc>,
+    compare: Compare,
+    own: Parameters,
+) -> Result<Plan, ReportError> {
+    let (window, after) = super::conversation_window(db, req, reference)?;
+    let mut parameters = vec![("window".to_owned(), req.window.to_string())];
+    parameters.extend(own.printed);
+    parameters.push(("compare".into(), compare.to_string()));
+    parameters.push(("source_timezone".into(), req.source_tz.name().to_owned()));
+    let mut manifest = serde_json::Map::new();
+    manifest.insert("window".into(), Value::from(req.window.to_string()));
+    manifest.extend(own.manifest);
+    manifest.insert("compare".into(), serde_json::json!(compare));
+    manifest.insert("source_timezone".into(), Value::from(req.source_tz.name()));
+    let mut plan = Plan {
+        period: window.period(),
+        window: Some(window),
+        parameters,
+        manifest_parameters: manifest,
+    };
+    plan.note_after_reference(
+        "intercom__conversation_enhanced.conversation_created_at",
+        reference,
+        after,
+    );
+    Ok(plan)
+}
+
+/// A report's own parameters of a plan, in its options' order.
+#[derive(Debug, Default)]
+pub struct Parameters {
+    /// As the appendix prints them.
+    pub printed: Vec<(String, String)>,
+    /// As `manifest.json` carries them, typed.
+    pub manifest: Vec<(String, Value)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reports::comparison::{decide, Change, Unit};
+    use crate::source::timestamp::parse;
+    use chrono_tz::Tz;
+    use std::cell::RefCell;
+
+    /// A fourth windowed report, all of it: its rows are tickets (a day each, a
+    /// weight), its metric their total weight, its point that total per month.
+    struct Tickets {
+        rows: Vec<(DateTime<Utc>, f64)>,
+        /// Every span loaded, to check the skeleton loads twice (window, history).
+        loads: RefCell<Vec<Window>>,
+    }
+
+    struct Total {
+        window: Window,
+        weight: f64,
+    }
+
+    impl WindowedReport for Tickets {
+        type Data = Vec<(DateTime<Utc>, f64)>;
+        type Metrics = Total;
+        type Lens = &'static str;
+        type Point = Option<f64>;
+        type Trend = (&'static str, Vec<Month<Option<f64>>>);
+
+        fn load(&self, span: Window) -> Result<Self::Data, ReportError> {
+            self.loads.borrow_mut().push(span);
+            Ok(self
+                .rows
+                .iter()
+                .copied()
+                .filter(|(at, _)| *at >= span.start && *at <= span.end)
+                .collect())
+        }
+
+        fn rows_read(&self, data: &Self::Data) -> RowsRead {
+            vec![("tickets", data.len() as u64)]
+        }
+
+        fn metrics(&self, data: &Self::Data, window: Window) -> Result<Total, MetricsError> {
+            let inside: Vec<f64> = data
+                .iter()
+                .filter(|(at, _)| *at >= window.start && *at <= window.end)
+                .map(|(_, w)| *w)
+                .collect();
+            if inside.is_empty() {
+                return Err(MetricsError::empty_window(&window));
+            }
+            Ok(Total {
+                window,
+                weight: inside.iter().sum(),
+            })
+        }
+
+        fn compare(&self, current: &Total, previous: &Total, basis: Compare) -> Comparison {
+            let mut changes = vec![Change::new(
+                "weight",
+                "overall",
+                Unit::Count,
+                Some(current.weight),
+                Some(previous.weight),
+            )];
+            decide(&mut changes);
+            Comparison::of_window(basis, previous.window, changes)
+        }
+
+        fn lens(&self, _current: &Total) -> Option<&'static str> {
+            Some("weight")
+        }
+
+        fn point(&self, _lens: &&'static str, month: &Total) -> Option<f64> {
+            Some(month.weight)
+        }
+
+        fn empty_point(&self, _lens: &&'static str) -> Option<f64> {
+            None
+        }
+
+        fn trend(&self, lens: &'static str, months: Vec<Month<Option<f64>>>) -> Self::Trend {
+            (lens, months)
+        }
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        parse(s, Tz::UTC).unwrap()
+    }
+
+    fn window(a: &str, b: &str) -> Window {
+        Window {
+            start: at(a),
+            end: at(b),
+        }
+    }
+
+    /// Tickets on the 10th of every month from 2023-09 to 2024-06 but 2024-02, of
+    /// weight 1, 2, 3, … in month order.
+    fn tickets() -> Tickets {
+        let months = [
+            "2023-09", "2023-10", "2023-11", "2023-12", "2024-01", "2024-03", "2024-04", "2024-05",
+            "2024-06",
+        ];
+        Tickets {
+            rows: months
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (at(&format!("{m}-10 12:00:00")), (i + 1) as f64))
+                .collect(),
+            loads: RefCell::new(Vec::new()),
+        }
+    }
+
+    #[test]
+    fn a_fourth_windowed_report_gets_its_loads_comparison_and_trend_from_the_skeleton() {
+        let report = tickets();
+        let spec: WindowSpec = "calendar:3m".parse().unwrap();
+        let w = window("2024-04-01 00:00:00", "2024-06-30 23:59:59");
+        let mut timings = Vec::new();
+        let span = Span {
+            window: w,
+            spec: &spec,
+            compare: Compare::Previous,
+        };
+        let out = compute(&report, span, &mut timings).unwrap();
+        // Loaded twice: the window, then the history span (twelve months back).
+        let loads = report.loads.borrow();
+        assert_eq!(loads.len(), 2);
+        assert_eq!(loads[0], w);
+        assert_eq!(loads[1].start, at("2023-07-01 00:00:00"));
+        assert_eq!(loads[1].end, w.end);
+        let stages: Vec<&str> = timings.iter().map(|(s, _)| *s).collect();
+        assert_eq!(stages, ["load", "metrics", "history"]);
+        // This window: April–June, weights 7 + 8 + 9; rows read are the window's.
+        assert_eq!(out.weight, 24.0);
+        assert_eq!(out.rows_read, [("tickets", 3)]);
+        // The previous three months (January–March): weights 5 and 6.
+        let c = out.comparison.as_ref().unwrap();
+        assert_eq!(c.empty_reason, None);
+        assert_eq!(c.period, "2024-01-01_2024-03-31");
+        assert_eq!(c.changes[0].change, Some(24.0 - 11.0));
+        assert_eq!(out.previous.as_ref().unwrap().weight, 11.0);
+        // The trend: from the data's first month (before it: left out) to June, the
+        // month without tickets kept in its place, empty, with its reason.
+        let (lens, months) = out.trend.as_ref().unwrap();
+        assert_eq!(*lens, "weight");
+        let labels: Vec<&str> = months.iter().map(|m| m.month.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "2023-09", "2023-10", "2023-11", "2023-12", "2024-01", "2024-02", "2024-03",
+                "2024-04", "2024-05", "2024-06"
+            ]
+        );
+        assert_eq!(months[0].values, Some(1.0));
+        assert_eq!(months[5].values, None);
+        assert!(months[5]
+            .empty_reason
+            .as_deref()
+            .unwrap()
+            .starts_with("no conversations"));
+        assert_eq!(months[9].values, Some(9.0));
+        assert!(months[9].in_window && !months[4].in_window);
+    }
+
+    #[test]
+    fn an_empty_comparison_window_says_why_and_none_asks_for_none() {
+        let report = tickets();
+        let spec: WindowSpec = "calendar:1m".parse().unwrap();
+        // March's previous month, February, has no tickets.
+        let span = Span {
+            window: window("2024-03-01 00:00:00", "2024-03-31 23:59:59"),
+            spec: &spec,
+            compare: Compare::Previous,
+        };
+        let out = compute(&report, span, &mut Vec::new()).unwrap();
+        let c = out.comparison.as_ref().unwrap();
+        assert_eq!(c.period, "2024-02-01_2024-02-29");
+        assert!(c.changes.is_empty() && out.previous.is_none());
+        assert!(c
+            .empty_reason
+            .as_deref()
+            .unwrap()
+            .starts_with("no conversations in window 2024-02-01"));
+        let none = compute(
+            &report,
+            Span {
+                compare: Compare::None,
+                ..span
+            },
+            &mut Vec::new(),
+        )
+        .unwrap();
+        assert!(none.comparison.is_none() && none.previous.is_none());
+        assert!(none.trend.is_some());
+    }
+
+    #[test]
+    fn an_empty_window_fails_the_run_before_the_history_is_loaded() {
+        let report = tickets();
+        let spec: WindowSpec = "calendar:1m".parse().unwrap();
+        let span = Span {
+            window: window("2024-02-01 00:00:00", "2024-02-29 23:59:59"),
+            spec: &spec,
+            compare: Compare::Previous,
+        };
+        let e = compute(&report, span, &mut Vec::new()).err().unwrap();
+        assert!(matches!(
+            e,
+            ReportError::Metrics(MetricsError::EmptyWindow { .. })
+        ));
+        assert_eq!(report.loads.borrow().len(), 1);
+    }
+
+    #[test]
+    fn the_plan_is_the_window_at_the_reference_time_with_the_parameters_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE intercom__conversation_enhanced (conversation_created_at TEXT);
+             INSERT INTO intercom__conversation_enhanced VALUES
+               ('2024-01-20 09:00:00'), ('2024-06-15 12:00:00'), ('2024-07-02 08:00:00');",
+        )
+        .unwrap();
+        drop(conn);
+        let db = Database::open(&path.into()).unwrap();
+        let (options, mapping) = (crate::reports::Options::new(), Default::default());
+        let req = Request {
+            window: "rolling:6m".parse().unwrap(),
+            source_tz: chrono_tz::Tz::UTC,
+            tz: chrono_tz::Tz::UTC,
+            options: &options,
+            mapping: &mapping,
+            outputs: None,
+        };
+        let own = Parameters {
+            printed: vec![("size".into(), "7".into())],
+            manifest: vec![("size".into(), Value::from(7))],
+        };
+        // The reference time is before the last conversation: the window ends at the
+        // latest one not after it, and the one after it is noted.
+        let reference = at("2024-06-30 00:00:00");
+        let plan = plan(&db, &req, reference, Compare::Shift(12), own).unwrap();
+        assert_eq!(plan.period, "2023-12-15_2024-06-15");
+        assert_eq!(
+            plan.window,
+            Some(window("2023-12-15 00:00:00", "2024-06-15 23:59:59"))
+        );
+        let printed: Vec<(&str, &str)> = plan
+            .parameters
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            printed[..4],
+            [
+                ("window", "rolling:6m"),
+                ("size", "7"),
+                ("compare", "shift:12m"),
+                ("source_timezone", "UTC"),
+            ]
+        );
+        assert!(printed[4]
+            .1
+            .starts_with("1 (intercom__conversation_enhanced"));
+        let keys: Vec<&str> = plan
+            .manifest_parameters
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "window",
+                "size",
+                "compare",
+                "source_timezone",
+                "timestamps_after_reference"
+            ]
+        );
+        assert_eq!(plan.manifest_parameters["size"], 7);
+    }
+}
