@@ -454,7 +454,7 @@ fn dst_changes_through_the_daemon() {
     assert_eq!(fires(&s, "berlin"), ["fire-2024-03-31T01:00:00Z"]);
 
     // Fall: from 02:29:50 CEST (00:29:50 UTC) to after the second 02:30 (01:30
-    // UTC), at 240× (about 16 s).
+    // UTC), at 240× (about 16 s on an idle machine).
     let s = schedule_setup(
         "[[job]]\nname = \"berlin\"\ncron = \"30 2 * * *\"\ntimezone = \"Europe/Berlin\"\ncatchup = \"all\"\n",
     );
@@ -465,9 +465,26 @@ fn dst_changes_through_the_daemon() {
         "--clock-speed",
         "240",
     ]);
-    std::thread::sleep(Duration::from_secs(20));
+    // Stopped once the daemon's own clock (its heartbeat) is past the second 02:30,
+    // not after a fixed time: on a loaded machine the daemon may start late.
+    wait_for("the daemon's clock past the second 02:30", 120, || {
+        daemon_clock(&s).is_some_and(|t| t.as_str() >= "2024-10-27 01:35:00")
+    });
     assert_eq!(stop(&mut d).code(), Some(0));
     assert_eq!(fires(&s, "berlin"), ["fire-2024-10-27T00:30:00Z"]);
+}
+
+/// The daemon's own clock at its latest heartbeat (`YYYY-MM-DD HH:MM:SS`, UTC).
+fn daemon_clock(s: &Setup) -> Option<String> {
+    // Read-only: never creates the ledger before the daemon does.
+    let db = rusqlite::Connection::open_with_flags(
+        s.state(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .ok()?;
+    db.query_row("SELECT max(clock_at) FROM heartbeat", [], |r| r.get(0))
+        .ok()
+        .flatten()
 }
 
 /// Each catch-up policy through the daemon, back after three days down (a daily
