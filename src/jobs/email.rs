@@ -15,6 +15,7 @@ use super::config::{Config, Job, Smtp};
 use super::ledger::{Claim, DeliveryKey, DeliveryRecord, DeliveryState, DeliveryUpdate, Ledger};
 use super::mail::{Attachment, Failure, Mailer, Outgoing};
 use super::{Context, Delivery, JobError, JobRun};
+use crate::clock::Clock;
 use crate::render::templates::{self, NarrativeError};
 use crate::run::watch::WatchResult;
 use crate::run::RunOutcome;
@@ -154,11 +155,22 @@ pub fn deliver(
         mailer: &mailer,
         ledger,
         stop: ctx.stop,
-        retry_until: retry_until(job, ctx.fire),
+        clock: ctx.clock.as_ref(),
+        retry_until: retry_until(job, ctx.fire, ctx.clock.now()),
         files: RunFiles {
             run_dir: Some(&outcome.dir),
             job_dir: config.defaults.output_dir.join(&job.output),
         },
+    };
+    // A copy: the deliveries below count into `out` while the emails quote these.
+    let watch = out.watch.clone();
+    let compose = Compose {
+        job,
+        outcome,
+        templates: &templates,
+        smtp,
+        watch: &watch,
+        compared_with: &compared_with,
     };
     for lang in &job.languages {
         let recipients: Vec<Mailbox> = match delivery {
@@ -172,16 +184,7 @@ pub fn deliver(
             Delivery::TestTo(addr) => Some(addr),
             _ => None,
         };
-        let content = match email_content(
-            job,
-            outcome,
-            lang,
-            &templates,
-            smtp,
-            &out.watch,
-            &compared_with,
-            test_to,
-        ) {
+        let content = match compose.email(lang, test_to) {
             Ok(c) => c,
             Err(e) => {
                 errors.push(e.to_string());
@@ -191,18 +194,29 @@ pub fn deliver(
         if let Some(l) = ledger {
             l.save_message(&job.name, &outcome.period, lang, &content)?;
         }
+        let mut tally = Tally {
+            out: &mut *out,
+            log: &mut *log,
+            errors: &mut errors,
+        };
         for to in recipients {
-            let test = matches!(delivery, Delivery::TestTo(_));
-            sender.send(lang, &content, to, test, out, log, &mut errors)?;
+            let edition = Edition {
+                lang,
+                content: &content,
+                to,
+                test: test_to.is_some(),
+            };
+            sender.send(edition, &mut tally)?;
         }
     }
     Ok(errors)
 }
 
 /// How long a delivery that failed for a transient reason keeps being tried: until
-/// the job's next fire (when the next edition is due), and at least an hour.
-pub fn retry_until(job: &Job, fire: DateTime<Utc>) -> DateTime<Utc> {
-    let floor = Utc::now() + chrono::Duration::hours(1);
+/// the job's next fire (when the next edition is due), and at least an hour from
+/// `now`.
+pub fn retry_until(job: &Job, fire: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+    let floor = now + chrono::Duration::hours(1);
     job.cron
         .next_after(job.timezone, fire)
         .map_or(floor, |next| next.max(floor))
@@ -242,8 +256,8 @@ pub fn resend(
             // Nothing can be sent until the configuration changes: the next try
             // waits a while rather than every tick.
             for d in ledger.deliveries(&job.name, period)? {
-                if !settled(&d) {
-                    let later = Utc::now() + chrono::Duration::minutes(10);
+                if !d.state.settled() {
+                    let later = ledger.now() + chrono::Duration::minutes(10);
                     park(
                         ledger,
                         job,
@@ -262,17 +276,16 @@ pub fn resend(
     let facts = ledger.run(&job.name, period)?;
     let run_dir = facts.as_ref().and_then(|f| f.output_dir.clone());
     out.dir.clone_from(&run_dir);
-    let fire = facts
-        .as_ref()
-        .and_then(|f| f.fire_time)
-        .unwrap_or_else(Utc::now);
+    let now = ledger.now();
+    let fire = facts.as_ref().and_then(|f| f.fire_time).unwrap_or(now);
     let sender = Sender {
         job,
         period,
         mailer: &mailer,
         ledger: Some(ledger),
         stop,
-        retry_until: retry_until(job, fire),
+        clock: ledger.clock().as_ref(),
+        retry_until: retry_until(job, fire, now),
         files: RunFiles {
             run_dir: run_dir.as_deref(),
             job_dir: config.defaults.output_dir.join(&job.output),
@@ -281,7 +294,7 @@ pub fn resend(
     let mut errors = Vec::new();
     let mut log = Vec::new();
     for d in ledger.deliveries(&job.name, period)? {
-        if settled(&d) {
+        if d.state.settled() {
             continue;
         }
         let Some(content) = ledger.message::<EditionMail>(&job.name, period, &d.lang)? else {
@@ -297,15 +310,18 @@ pub fn resend(
                 continue;
             }
         };
-        sender.send(
-            &d.lang,
-            &content,
+        let edition = Edition {
+            lang: &d.lang,
+            content: &content,
             to,
-            false,
-            &mut out,
-            &mut log,
-            &mut errors,
-        )?;
+            test: false,
+        };
+        let mut tally = Tally {
+            out: &mut out,
+            log: &mut log,
+            errors: &mut errors,
+        };
+        sender.send(edition, &mut tally)?;
     }
     if errors.is_empty() && ledger.all_sent(&job.name, period)? {
         out.state = super::ledger::RunState::Succeeded;
@@ -315,11 +331,6 @@ pub fn resend(
         out.error = Some(errors.join("; "));
     }
     Ok(out)
-}
-
-/// Sent or given up: nothing more to do for it (unless `retry` re-opens it).
-fn settled(d: &DeliveryRecord) -> bool {
-    d.state == DeliveryState::Sent.as_str() || d.state == DeliveryState::GaveUp.as_str()
 }
 
 /// Sets a delivery's state without an attempt (nothing was sent).
@@ -358,34 +369,53 @@ struct Sender<'a> {
     mailer: &'a Mailer,
     ledger: Option<&'a Ledger>,
     stop: &'a AtomicBool,
+    /// When a retry is due, a test send's Message-ID.
+    clock: &'a dyn Clock,
     retry_until: DateTime<Utc>,
     files: RunFiles<'a>,
 }
 
+/// One message to send: an edition's mail to one recipient.
+struct Edition<'a> {
+    lang: &'a str,
+    content: &'a EditionMail,
+    to: Mailbox,
+    /// A test send (`--to`): its own Message-ID, so it is never taken for the real one.
+    test: bool,
+}
+
+/// What the deliveries of one run add up to: the counts, the log lines an alert
+/// quotes, the errors that make the run fail.
+struct Tally<'a> {
+    out: &'a mut JobRun,
+    log: &'a mut Vec<String>,
+    errors: &'a mut Vec<String>,
+}
+
+/// A delivery this process claimed: its key, the Message-ID it goes out with, and
+/// what the ledger said of earlier attempts.
+struct Claimed<'a> {
+    key: DeliveryKey<'a>,
+    message_id: String,
+    /// Left `sending` by a process that is gone: the server may hold a copy.
+    again: bool,
+    attempts_before: i64,
+}
+
 impl Sender<'_> {
-    #[allow(clippy::too_many_arguments)]
-    fn send(
-        &self,
-        lang: &str,
-        content: &EditionMail,
-        to: Mailbox,
-        test: bool,
-        out: &mut JobRun,
-        log: &mut Vec<String>,
-        errors: &mut Vec<String>,
-    ) -> Result<(), JobError> {
-        let job = self.job;
-        let recipient = to.email.to_string();
+    fn send(&self, edition: Edition<'_>, tally: &mut Tally<'_>) -> Result<(), JobError> {
+        let (job, lang) = (self.job, edition.lang);
+        let recipient = edition.to.email.to_string();
         let key = DeliveryKey {
             job: &job.name,
             period: self.period,
             lang,
             recipient: &recipient,
         };
-        let message_id = if test {
+        let message_id = if edition.test {
             format!(
                 "<test.{}.{}>",
-                Utc::now().timestamp_micros(),
+                self.clock.now().timestamp_micros(),
                 key.message_id(&self.mailer.from_domain())
                     .trim_matches(['<', '>'])
             )
@@ -402,11 +432,11 @@ impl Sender<'_> {
                     return Ok(());
                 }
                 Claim::Settled(_) => {
-                    errors.push(format!(
+                    tally.errors.push(format!(
                         "delivery of {lang} to {recipient} was given up earlier (`cxreport retry --job {} --period {}` sends it again)",
                         job.name, self.period
                     ));
-                    out.failed += 1;
+                    tally.out.failed += 1;
                     return Ok(());
                 }
                 Claim::Taken => {
@@ -416,7 +446,7 @@ impl Sender<'_> {
                         "{lang} to {recipient}: another run of this job is sending it; not sent by this run"
                     );
                     tracing::info!(job = %job.name, period = self.period, "{line}");
-                    log.push(line);
+                    tally.log.push(line);
                     return Ok(());
                 }
                 Claim::Won {
@@ -432,39 +462,32 @@ impl Sender<'_> {
                 }
             }
         }
-        let sent_before = out.sent;
-        self.send_claimed(
-            lang,
-            content,
-            to,
-            &key,
+        let sent_before = tally.out.sent;
+        let claimed = Claimed {
+            key,
             message_id,
-            (again, attempts_before),
-            out,
-            log,
-            errors,
-        )?;
+            again,
+            attempts_before,
+        };
+        self.send_claimed(edition, claimed, tally)?;
         if let Some(lock) = claim {
-            lock.release(out.sent > sent_before);
+            lock.release(tally.out.sent > sent_before);
         }
         Ok(())
     }
 
     /// The part of [`Sender::send`] done holding the delivery's claim.
-    #[allow(clippy::too_many_arguments)]
     fn send_claimed(
         &self,
-        lang: &str,
-        content: &EditionMail,
-        to: Mailbox,
-        key: &DeliveryKey<'_>,
-        message_id: String,
-        (again, attempts_before): (bool, i64),
-        out: &mut JobRun,
-        log: &mut Vec<String>,
-        errors: &mut Vec<String>,
+        edition: Edition<'_>,
+        claimed: Claimed<'_>,
+        tally: &mut Tally<'_>,
     ) -> Result<(), JobError> {
+        let Edition {
+            lang, content, to, ..
+        } = edition;
         let job = self.job;
+        let key = &claimed.key;
         let recipient = key.recipient;
         if self.stop.load(Ordering::SeqCst) {
             let line = format!("{lang} to {recipient}: not sent, the process is stopping");
@@ -475,25 +498,22 @@ impl Sender<'_> {
                         state: DeliveryState::Failed,
                         attempts_added: 0,
                         error: Some("not sent: the process was stopping"),
-                        next_attempt: Some(Utc::now()),
+                        next_attempt: Some(self.clock.now()),
                         retry_until: Some(self.retry_until),
                     },
                 )?;
             }
-            out.failed += 1;
-            out.interrupted += 1;
-            errors.push(line);
+            tally.out.failed += 1;
+            tally.out.interrupted += 1;
+            tally.errors.push(line);
             return Ok(());
         }
         let attachments = match content.attachments(&self.files) {
             Ok(a) => a,
-            Err(f) => {
-                self.settle(key, 1, attempts_before, Some(f), out, errors)?;
-                return Ok(());
-            }
+            Err(f) => return self.settle(&claimed, 1, Some(f), tally),
         };
         let message = Outgoing {
-            message_id,
+            message_id: claimed.message_id.clone(),
             to,
             subject: content.subject.clone(),
             text: content.text.clone(),
@@ -501,46 +521,46 @@ impl Sender<'_> {
             attachments,
             outbox_name: format!("{}_{lang}_{recipient}", content.outbox_name),
         };
+        let log = &mut *tally.log;
         let (attempts, failure) = self.mailer.send(&message, self.stop, |n, f| {
             let line = format!("{lang} to {recipient}: attempt {n} failed ({f})");
             tracing::warn!(job = %job.name, "{line}");
             log.push(line);
         });
         if failure.is_none() {
-            tracing::info!(job = %job.name, lang, recipient, attempts, possible_duplicate = again, via = %self.mailer.target, "delivered");
+            tracing::info!(job = %job.name, lang, recipient, attempts, possible_duplicate = claimed.again, via = %self.mailer.target, "delivered");
         }
-        self.settle(key, attempts, attempts_before, failure, out, errors)
+        self.settle(&claimed, attempts, failure, tally)
     }
 
-    /// Records how a delivery's attempts ended.
+    /// Records how a delivery's `attempts` (this time) ended.
     fn settle(
         &self,
-        key: &DeliveryKey<'_>,
+        claimed: &Claimed<'_>,
         attempts: u32,
-        attempts_before: i64,
         failure: Option<Failure>,
-        out: &mut JobRun,
-        errors: &mut Vec<String>,
+        tally: &mut Tally<'_>,
     ) -> Result<(), JobError> {
+        let key = &claimed.key;
         let (lang, recipient) = (key.lang, key.recipient);
         let (state, error, next) = match &failure {
             None => {
-                out.sent += 1;
+                tally.out.sent += 1;
                 (DeliveryState::Sent, None, None)
             }
             Some(f @ Failure::Permanent(_)) => {
-                out.failed += 1;
+                tally.out.failed += 1;
                 let line = format!(
                     "delivery of {lang} to {recipient} given up after {attempts} attempt(s): {f}"
                 );
                 tracing::error!(job = %self.job.name, "{line}");
-                errors.push(line);
+                tally.errors.push(line);
                 (DeliveryState::GaveUp, Some(f.to_string()), None)
             }
             Some(f @ Failure::Transient(_)) => {
-                out.failed += 1;
-                let total = attempts_before + i64::from(attempts);
-                let next = Utc::now()
+                tally.out.failed += 1;
+                let total = claimed.attempts_before + i64::from(attempts);
+                let next = self.clock.now()
                     + chrono::Duration::from_std(self.mailer.retry_delay(total))
                         .unwrap_or_else(|_| chrono::Duration::hours(1));
                 let line = if self.ledger.is_some() {
@@ -555,7 +575,7 @@ impl Sender<'_> {
                     )
                 };
                 tracing::error!(job = %self.job.name, "{line}");
-                errors.push(line);
+                tally.errors.push(line);
                 (DeliveryState::Failed, Some(f.to_string()), Some(next))
             }
         };
@@ -641,102 +661,114 @@ fn watch_line(language: &crate::render::templates::Language, w: &WatchResult) ->
     v
 }
 
-#[allow(clippy::too_many_arguments)]
-fn email_content(
-    job: &Job,
-    outcome: &RunOutcome,
-    lang: &str,
-    templates: &templates::Templates,
-    smtp: &Smtp,
-    watch: &[WatchResult],
-    compared_with: &serde_json::Value,
-    test_to: Option<&Mailbox>,
-) -> Result<EditionMail, NarrativeError> {
-    let language = templates.language(&job.report, lang)?;
-    let edition = outcome.edition(lang);
-    let on_disk = format!("report.{lang}.pdf");
-    let path = outcome.dir.join(&on_disk);
-    let file = attachment_name(&job.report, &outcome.period, lang, "pdf");
-    let as_of = language
-        .strings
-        .get_opt("document.as_of")
-        .unwrap_or_else(|| "as of".to_owned());
-    let compared_with = match compared_with.as_str() {
-        Some(key) => serde_json::Value::from(crate::reports::period_key_label(key, &as_of)),
-        None => compared_with.clone(),
-    };
-    let size = std::fs::metadata(&path).map_or(0, |m| m.len());
-    let attached = size <= smtp.max_attachment_bytes && size > 0;
-    let mb = |b: u64| format!("{:.1}", b as f64 / (1024.0 * 1024.0));
-    let value = json!({ "e": {
-        "title": language.strings.get("document.title"),
-        "period": edition.map(|e| e.period_label.as_str()),
-        "findings": edition.map(|e| &e.headlines),
-        "actions": edition.map(|e| &e.actions),
-        "file": file,
-        "attached": attached,
-        "size_mb": mb(size),
-        "limit_mb": mb(smtp.max_attachment_bytes),
-        "path": std::fs::canonicalize(&path).unwrap_or(path.clone()).display().to_string(),
-        "job": job.name,
-        "watch": watch.iter().filter(|w| w.fired).map(|w| &w.rule).collect::<Vec<_>>(),
-        "watch_label": language.strings.get("email.watch"),
-        "watch_fired": watch.iter().filter(|w| w.fired).map(|w| watch_line(&language, w)).collect::<Vec<_>>(),
-        "compared_with": compared_with,
-    }});
-    let e = &value["e"];
-    let mut attachments = Vec::new();
-    if attached {
-        attachments.push((file, "application/pdf".to_owned(), path));
-    }
-    if let Some(name) = outcome.main_csv.as_deref().filter(|_| smtp.attach_csv) {
-        let stem = name.strip_suffix(".csv").unwrap_or(name);
-        attachments.push((
-            attachment_name(&job.report, &outcome.period, stem, "csv"),
-            "text/csv".to_owned(),
-            outcome.dir.join(name),
-        ));
-    }
-    // The templates can be overrides: rendered where a runaway one ends only itself.
-    let mut texts = crate::run::worker::render_texts(
-        templates,
-        &job.report,
-        lang,
-        "e",
-        e,
-        &[
-            ("email_subject.tera", true),
-            ("email.txt.tera", false),
-            ("email.html", false),
-        ],
-    )?
-    .into_iter();
-    let mut next = || texts.next().unwrap_or_default();
-    let (mut subject, mut text, mut html) = (next(), next(), next());
-    // Marked here, not in the templates: an override of them cannot lose the mark.
-    if let Some(to) = test_to {
-        let (prefix, note) = test_marks(&language, to, &job.name);
-        subject = format!("{prefix}{subject}");
-        text = format!("{note}\n\n{text}");
-        let note_html = format!(
-            "<p style=\"border: 1px solid #c0392b; padding: 6px;\"><strong>{}</strong></p>",
-            html_escape(&note)
-        );
-        html = match html
-            .find("<body")
-            .and_then(|at| html[at..].find('>').map(|end| at + end + 1))
-        {
-            Some(after) => format!("{}{note_html}{}", &html[..after], &html[after..]),
-            None => format!("{note_html}{html}"),
+/// What every edition's email of one run is made from.
+struct Compose<'a> {
+    job: &'a Job,
+    outcome: &'a RunOutcome,
+    templates: &'a templates::Templates,
+    smtp: &'a Smtp,
+    watch: &'a [WatchResult],
+    /// The comparison period a fired watch rule names (its key), or null.
+    compared_with: &'a serde_json::Value,
+}
+
+impl Compose<'_> {
+    /// The email of the `lang` edition; `test_to`: a test send to that address.
+    fn email(&self, lang: &str, test_to: Option<&Mailbox>) -> Result<EditionMail, NarrativeError> {
+        let Compose {
+            job,
+            outcome,
+            templates,
+            smtp,
+            watch,
+            compared_with,
+        } = *self;
+        let language = templates.language(&job.report, lang)?;
+        let edition = outcome.edition(lang);
+        let on_disk = format!("report.{lang}.pdf");
+        let path = outcome.dir.join(&on_disk);
+        let file = attachment_name(&job.report, &outcome.period, lang, "pdf");
+        let as_of = language
+            .strings
+            .get_opt("document.as_of")
+            .unwrap_or_else(|| "as of".to_owned());
+        let compared_with = match compared_with.as_str() {
+            Some(key) => serde_json::Value::from(crate::reports::period_key_label(key, &as_of)),
+            None => compared_with.clone(),
         };
+        let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+        let attached = size <= smtp.max_attachment_bytes && size > 0;
+        let mb = |b: u64| format!("{:.1}", b as f64 / (1024.0 * 1024.0));
+        let value = json!({ "e": {
+            "title": language.strings.get("document.title"),
+            "period": edition.map(|e| e.period_label.as_str()),
+            "findings": edition.map(|e| &e.headlines),
+            "actions": edition.map(|e| &e.actions),
+            "file": file,
+            "attached": attached,
+            "size_mb": mb(size),
+            "limit_mb": mb(smtp.max_attachment_bytes),
+            "path": std::fs::canonicalize(&path).unwrap_or(path.clone()).display().to_string(),
+            "job": job.name,
+            "watch": watch.iter().filter(|w| w.fired).map(|w| &w.rule).collect::<Vec<_>>(),
+            "watch_label": language.strings.get("email.watch"),
+            "watch_fired": watch.iter().filter(|w| w.fired).map(|w| watch_line(&language, w)).collect::<Vec<_>>(),
+            "compared_with": compared_with,
+        }});
+        let e = &value["e"];
+        let mut attachments = Vec::new();
+        if attached {
+            attachments.push((file, "application/pdf".to_owned(), path));
+        }
+        if let Some(name) = outcome.main_csv.as_deref().filter(|_| smtp.attach_csv) {
+            let stem = name.strip_suffix(".csv").unwrap_or(name);
+            attachments.push((
+                attachment_name(&job.report, &outcome.period, stem, "csv"),
+                "text/csv".to_owned(),
+                outcome.dir.join(name),
+            ));
+        }
+        // The templates can be overrides: rendered where a runaway one ends only itself.
+        let mut texts = crate::run::worker::render_texts(
+            templates,
+            &job.report,
+            lang,
+            "e",
+            e,
+            &[
+                ("email_subject.tera", true),
+                ("email.txt.tera", false),
+                ("email.html", false),
+            ],
+        )?
+        .into_iter();
+        let mut next = || texts.next().unwrap_or_default();
+        let (mut subject, mut text, mut html) = (next(), next(), next());
+        // Marked here, not in the templates: an override of them cannot lose the mark.
+        if let Some(to) = test_to {
+            let (prefix, note) = test_marks(&language, to, &job.name);
+            subject = format!("{prefix}{subject}");
+            text = format!("{note}\n\n{text}");
+            let note_html = format!(
+                "<p style=\"border: 1px solid #c0392b; padding: 6px;\"><strong>{}</strong></p>",
+                html_escape(&note)
+            );
+            html = match html
+                .find("<body")
+                .and_then(|at| html[at..].find('>').map(|end| at + end + 1))
+            {
+                Some(after) => format!("{}{note_html}{}", &html[..after], &html[after..]),
+                None => format!("{note_html}{html}"),
+            };
+        }
+        Ok(EditionMail {
+            subject,
+            text,
+            html,
+            attachments,
+            outbox_name: format!("{}_{}", job.name, outcome.period),
+        })
     }
-    Ok(EditionMail {
-        subject,
-        text,
-        html,
-        attachments,
-        outbox_name: format!("{}_{}", job.name, outcome.period),
-    })
 }
 
 fn html_escape(s: &str) -> String {
@@ -749,6 +781,133 @@ fn html_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{FixedClock, SharedClock};
+    use crate::jobs::ledger::RunState;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    /// A daily 08:00 job mailing its English edition to one recipient, into an
+    /// outbox, one attempt per try.
+    fn config(dir: &Path) -> Config {
+        let text = format!(
+            "[defaults]\ndatabase = \"demo\"\noutput_dir = \"{out}/out\"\n[smtp]\noutbox = \"{out}/outbox\"\nfrom = \"r@example.com\"\nmax_attempts = 1\nbackoff_secs = 0.05\n[[job]]\nname = \"j\"\ncron = \"0 8 * * *\"\n[job.recipients]\nen = [\"ceo@example.com\"]\n",
+            out = dir.display()
+        );
+        Config::parse(Path::new("schedules.toml"), &text).unwrap()
+    }
+
+    fn no_run(job: &Job) -> JobRun {
+        JobRun {
+            job: job.name.clone(),
+            period: Some("p".into()),
+            state: RunState::Failed,
+            error: None,
+            dir: None,
+            sent: 0,
+            failed: 0,
+            interrupted: 0,
+            up_to_date: false,
+            watch: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_delivery_is_retried_until_the_next_fire_and_at_least_an_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let job = &config.jobs[0];
+        let fire = at("2025-01-01T08:00:00Z");
+        assert_eq!(
+            retry_until(job, fire, at("2025-01-01T08:00:05Z")),
+            at("2025-01-02T08:00:00Z"),
+            "the next fire"
+        );
+        // Resent late (the next fire is near, or past): an hour from now.
+        assert_eq!(
+            retry_until(job, fire, at("2025-01-02T07:30:00Z")),
+            at("2025-01-02T08:30:00Z")
+        );
+    }
+
+    /// A delivery the transport refuses for now (the outbox cannot be written) is kept
+    /// failed with its next try and retry time on the run's clock, not the real one;
+    /// `resend` then sends the kept message and the run succeeds; a second send of it
+    /// sends nothing.
+    #[test]
+    fn a_failed_delivery_is_kept_on_the_runs_clock_and_resent_from_the_kept_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let job = &config.jobs[0];
+        let smtp = config.smtp.as_ref().unwrap();
+        let outbox = dir.path().join("outbox");
+        std::fs::write(&outbox, b"not a folder").unwrap();
+        let fire = at("2025-01-01T08:00:00Z");
+        let clock: SharedClock = std::sync::Arc::new(FixedClock(at("2025-01-01T08:00:05Z")));
+        let ledger = Ledger::open_with_clock(&config.state_path(), clock.clone()).unwrap();
+        ledger.begin_run("j", "p", Some(fire), None).unwrap();
+        let content = EditionMail {
+            subject: "Report".into(),
+            text: "text".into(),
+            html: "<p>html</p>".into(),
+            attachments: Vec::new(),
+            outbox_name: "j_p".into(),
+        };
+        ledger.save_message("j", "p", "en", &content).unwrap();
+        let mailer = Mailer::new(smtp).unwrap();
+        let stop = AtomicBool::new(false);
+        let sender = Sender {
+            job,
+            period: "p",
+            mailer: &mailer,
+            ledger: Some(&ledger),
+            stop: &stop,
+            clock: clock.as_ref(),
+            retry_until: retry_until(job, fire, clock.now()),
+            files: RunFiles {
+                run_dir: None,
+                job_dir: config.defaults.output_dir.join(&job.output),
+            },
+        };
+        let (mut out, mut log, mut errors) = (no_run(job), Vec::new(), Vec::new());
+        let mut tally = Tally {
+            out: &mut out,
+            log: &mut log,
+            errors: &mut errors,
+        };
+        let edition = || Edition {
+            lang: "en",
+            content: &content,
+            to: "ceo@example.com".parse().unwrap(),
+            test: false,
+        };
+        sender.send(edition(), &mut tally).unwrap();
+        assert_eq!((tally.out.sent, tally.out.failed), (0, 1));
+        assert!(
+            tally.errors[0]
+                .ends_with("tried again from 2025-01-01 08:00:07 until 2025-01-02 08:00:00"),
+            "{:?}",
+            tally.errors
+        );
+        let d = &ledger.deliveries("j", "p").unwrap()[0];
+        assert_eq!((d.state, d.attempts), (DeliveryState::Failed, 1));
+        assert_eq!(d.next_attempt_at.as_deref(), Some("2025-01-01 08:00:07"));
+        assert_eq!(d.retry_until.as_deref(), Some("2025-01-02 08:00:00"));
+
+        std::fs::remove_file(&outbox).unwrap();
+        let r = resend(&config, job, &ledger, "p", &stop).unwrap();
+        assert_eq!((r.state, r.sent, r.failed), (RunState::Succeeded, 1, 0));
+        assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 1);
+        let d = &ledger.deliveries("j", "p").unwrap()[0];
+        assert_eq!((d.state, d.attempts), (DeliveryState::Sent, 2));
+        // Nothing left to send: nothing sent again.
+        let r = resend(&config, job, &ledger, "p", &stop).unwrap();
+        assert_eq!(r.sent, 0);
+        sender.send(edition(), &mut tally).unwrap();
+        assert_eq!(tally.out.sent, 0, "already sent");
+        assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 1);
+    }
 
     #[test]
     fn attachments_are_named_after_report_period_and_language() {

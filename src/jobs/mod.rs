@@ -20,6 +20,7 @@ use std::sync::atomic::AtomicBool;
 use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
 
+use crate::clock::SharedClock;
 use config::{Config, Job};
 use ledger::{Ledger, LedgerError, RunState};
 
@@ -62,6 +63,10 @@ pub struct Context<'a> {
     pub ledger: Option<&'a Ledger>,
     /// Set when the process is asked to stop: no new delivery starts.
     pub stop: &'a AtomicBool,
+    /// The process's clock (the daemon's rehearsal clock, or the real one): what the
+    /// ledger stamps, when a retry is due, an alert's times. The report itself is
+    /// about `fire`.
+    pub clock: &'a SharedClock,
 }
 
 /// How a job's run ended.
