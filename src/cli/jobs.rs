@@ -8,7 +8,7 @@ use super::Failure;
 use crate::clock::{Clock, SimulatedClock, SystemClock};
 use crate::jobs::config::Config;
 use crate::jobs::ledger::{clip, DeliveryState, Ledger, RunState, MAX_ERROR_BYTES};
-use crate::jobs::{alerts, check, daemon, email, job, Delivery, JobError};
+use crate::jobs::{alerts, check, daemon, job, resend, Delivery, JobError};
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 
@@ -132,7 +132,7 @@ pub fn retry(config_path: &Path, name: &str, period: Option<&str>) -> Result<(),
         .reopen(name, &period)
         .map_err(|e| Failure::Failed(e.into()))?;
     let stop = daemon::stop_on_signals()?;
-    let run = email::resend(&config, job, &ledger, &period, &stop)?;
+    let run = resend::resend(&config, job, &ledger, &period, &stop)?;
     if run.state == RunState::Succeeded && run.sent > 0 {
         // What the run's alerts warned about is delivered: the owners hear that,
         // instead of a "failed" still waiting to be sent, or after one they had.

@@ -1,3 +1,6 @@
+//! Long because the tick's unit tests (a fake clock, a busy job, an expired retry)
+//! live beside it.
+//!
 //! The daemon: runs jobs when due, one job's runs after another and different jobs in
 //! parallel; recovers runs whose process died, retries deliveries that failed for a
 //! transient reason and sends the owner alerts it kept; survives failing jobs and an
@@ -21,7 +24,7 @@ use super::config::{Config, Job, Overlap};
 use super::job::{fire_period, fire_text, run_job, Runner};
 use super::ledger::{Ledger, RunState};
 use super::schedule::{self, Catchup};
-use super::{alerts, email};
+use super::{alerts, resend};
 use super::{Delivery, JobError};
 use crate::clock::SharedClock;
 
@@ -506,7 +509,7 @@ fn retry(runner: Runner<'_>, job: &Job, period: &str) {
         let Some(_lock) = l.lock_job(&job.name, true)? else {
             return Ok(None);
         };
-        let r = email::resend(config, job, &l, period, stop)?;
+        let r = resend::resend(config, job, &l, period, stop)?;
         if r.state == RunState::Succeeded && r.sent > 0 {
             // As after `cxreport retry`: a "failed" still waiting is replaced, and
             // owners already told it failed hear that it is resolved.

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::config::{Config, DataSource, Job, Overlap};
 use super::ledger::{DeliveryState, Ledger, RunState, WatchRecord};
-use super::{alerts, email};
+use super::{alerts, delivery};
 use super::{Context, Delivery, JobError, JobRun};
 use crate::clock::{FixedClock, SharedClock};
 use crate::demo::{self, DemoError};
@@ -201,7 +201,7 @@ fn run_locked(ctx: &Context<'_>, out: &mut JobRun) -> Result<(), JobError> {
         }
     }
 
-    let errors = email::deliver(ctx, &outcome, out, &mut log)?;
+    let errors = delivery::deliver(ctx, &outcome, out, &mut log)?;
     if errors.is_empty() {
         out.state = RunState::Succeeded;
         if let Some(l) = ledger {
