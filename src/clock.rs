@@ -7,6 +7,16 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
 }
 
+/// A clock shared by the threads of one process (the daemon's workers, the ledgers
+/// they open): the rehearsal clock drives their retries and alerts as it drives the
+/// schedule.
+pub type SharedClock = std::sync::Arc<dyn Clock>;
+
+/// The real clock, shared.
+pub fn system() -> SharedClock {
+    std::sync::Arc::new(SystemClock)
+}
+
 /// The real clock.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;

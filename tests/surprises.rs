@@ -158,13 +158,9 @@ fn a_planned_shutdown_is_reported_as_interrupted_and_resumes() {
     };
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert!(kept[0].0.contains("interrupted by shutdown"), "{kept:?}");
-    // The next start, on the real clock (the deliveries and the alert wait in real
-    // time); the schedule has nothing due.
-    Ledger::open(&s.state())
-        .unwrap()
-        .set_cursor("monthly", chrono::Utc::now())
-        .unwrap();
-    let mut daemon = s.spawn(&["daemon"]);
+    // The next start, on the rehearsal clock a minute on: the deliveries and the
+    // alert wait on the clock that kept them; the schedule has nothing due.
+    let mut daemon = s.spawn(&["daemon", "--clock-start", "2025-01-01T08:01:00Z"]);
     wait_for("the rest and the alert", 120, || server.accepted() >= 3);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(stop(&mut daemon).code(), Some(0));

@@ -7,8 +7,8 @@ use std::path::Path;
 use super::Failure;
 use crate::clock::{Clock, SimulatedClock, SystemClock};
 use crate::jobs::config::Config;
-use crate::jobs::ledger::{clip, Ledger, RunState, MAX_ERROR_BYTES};
-use crate::jobs::{alerts, check, daemon, email, job, Delivery, JobError};
+use crate::jobs::ledger::{clip, DeliveryState, Ledger, RunState, MAX_ERROR_BYTES};
+use crate::jobs::{alerts, check, daemon, job, resend, Delivery, JobError};
 use chrono::{DateTime, Utc};
 
 fn load(path: &Path) -> Result<Config, Failure> {
@@ -27,7 +27,13 @@ pub fn run_job(
     let stop = daemon::stop_on_signals()?;
     let run = {
         let _spinner = super::logging::Spinner::start();
-        job::run_job(&config, job, fire, delivery, &stop)?
+        let runner = job::Runner {
+            config: &config,
+            delivery,
+            stop: &stop,
+            clock: &crate::clock::system(),
+        };
+        job::run_job(runner, job, fire)?
     };
     if let Some(dir) = &run.dir {
         println!("{}", dir.display());
@@ -70,7 +76,7 @@ pub fn daemon(config: &Path, clock_start: Option<&str>, speed: f64) -> Result<()
     let config = load(config)?;
     let stop = daemon::stop_on_signals()?;
     match clock_start {
-        None => Ok(daemon::run_daemon(&config, &SystemClock, stop)?),
+        None => Ok(daemon::run_daemon(&config, crate::clock::system(), stop)?),
         Some(start) => {
             let start = DateTime::parse_from_rfc3339(start)
                 .map_err(|e| {
@@ -82,8 +88,8 @@ pub fn daemon(config: &Path, clock_start: Option<&str>, speed: f64) -> Result<()
             if !(speed.is_finite() && speed > 0.0) {
                 return Err(Failure::usage("--clock-speed must be > 0"));
             }
-            let clock = SimulatedClock::new(start, speed);
-            Ok(daemon::run_daemon(&config, &clock, stop)?)
+            let clock = std::sync::Arc::new(SimulatedClock::new(start, speed));
+            Ok(daemon::run_daemon(&config, clock, stop)?)
         }
     }
 }
@@ -115,7 +121,7 @@ pub fn retry(config_path: &Path, name: &str, period: Option<&str>) -> Result<(),
         .ok_or_else(|| JobError::Busy(name.to_owned()))?;
     let reopened = ledger.reopen(name, &period)?;
     let stop = daemon::stop_on_signals()?;
-    let run = email::resend(&config, job, &ledger, &period, &stop)?;
+    let run = resend::resend(&config, job, &ledger, &period, &stop)?;
     if run.state == RunState::Succeeded && run.sent > 0 {
         // What the run's alerts warned about is delivered: the owners hear that,
         // instead of a "failed" still waiting to be sent, or after one they had.
@@ -289,7 +295,7 @@ pub fn history(config: &Path, job: Option<&str>) -> Result<(), Failure> {
         );
         for d in &r.deliveries {
             let retry = match (&d.next_attempt_at, &d.retry_until) {
-                (Some(next), Some(until)) if d.state == "failed" => {
+                (Some(next), Some(until)) if d.state == DeliveryState::Failed => {
                     format!("  next try {next}, until {until}")
                 }
                 _ => String::new(),
@@ -332,7 +338,7 @@ pub fn history(config: &Path, job: Option<&str>) -> Result<(), Failure> {
             );
         }
         let is_latest = runs.get(i + 1).is_none_or(|n| n.job != r.job);
-        if is_latest && r.state == "failed" {
+        if is_latest && r.state == RunState::Failed {
             latest_failed.push(r.job.clone());
         }
     }

@@ -19,10 +19,11 @@ pub fn describe(path: &Path) -> Result<String, ReportError> {
 
     let db = Database::open(&path.to_owned().into())?;
     let tz = chrono_tz::Tz::UTC;
-    let anchor = crate::reports::load::latest_conversation(&db, tz, Utc::now())?.at;
+    let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+    let anchor = crate::reports::load::latest_conversation(&db, tz, now)?.at;
     let window = crate::reports::DEFAULT_WINDOW
         .parse::<crate::intercom::window::WindowSpec>()?
-        .resolve(anchor, Utc::now(), tz)?;
+        .resolve(anchor, now, tz)?;
     let mut out = String::new();
     let w = &mut out;
     let proxy = load_conversation_usage(&db, tz, UsageTables::Proxy, window, &Mapping::default())?;

@@ -14,31 +14,11 @@ use serde_json::json;
 
 use super::config::Config;
 use super::config::Job;
+pub use super::ledger::AlertKind as Kind;
 use super::ledger::{clip, Ledger, NewAlert, MAX_ERROR_BYTES};
 use super::mail::{Mailer, Outgoing};
 use super::{Context, Delivery, JobError};
-
-/// What an alert tells the owners; `owner_alert.tera` words each (`a.kind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Something needs a person: a run failed, a fire could not start, deliveries
-    /// were given up.
-    Failed,
-    /// A planned shutdown stopped the run's deliveries; they resume by themselves.
-    Interrupted,
-    /// A retry sent everything an earlier alert of the run was about.
-    Resolved,
-}
-
-impl Kind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Failed => "failed",
-            Self::Interrupted => "interrupted",
-            Self::Resolved => "resolved",
-        }
-    }
-}
+use crate::clock::Clock;
 
 /// The host name the alerts name (`None` when the system does not say): an owner
 /// with several installations must know which one wrote.
@@ -55,6 +35,39 @@ fn period_label(period: &str) -> String {
     crate::reports::period_key_label(period, "as of")
 }
 
+/// One owner alert: what it is about and what it says.
+pub struct Alert<'a> {
+    pub config: &'a Config,
+    pub job: &'a Job,
+    /// The run it is about.
+    pub period: &'a str,
+    pub fire: DateTime<Utc>,
+    pub kind: Kind,
+    pub subject: &'a str,
+    /// The error, or what happened.
+    pub what: &'a str,
+    /// The run's log lines it quotes (the last ones).
+    pub log: &'a [String],
+    /// The clock its Message-ID is taken from when there is no ledger to keep it in
+    /// (a kept alert is timed by the ledger's).
+    pub clock: &'a dyn Clock,
+}
+
+/// How an alert goes out.
+#[derive(Clone, Copy)]
+pub enum Route<'a> {
+    /// Kept in the ledger only: the daemon's alerts worker sends it, off the caller's
+    /// thread (and a process that is stopping does not wait on SMTP).
+    Keep(&'a Ledger),
+    /// Sent now: kept first when there is a ledger (then sent with the kept alerts
+    /// that are due, and kept for later when the server does not take it), sent at
+    /// once without one; `stop` ends the sending.
+    Now {
+        ledger: Option<&'a Ledger>,
+        stop: &'a AtomicBool,
+    },
+}
+
 /// Tells the job's owners that a run failed (only when delivering for real).
 pub fn alert_owners(ctx: &Context<'_>, period: &str, error: &str, log: &[String]) {
     if !matches!(ctx.delivery, Delivery::Send) {
@@ -65,15 +78,28 @@ pub fn alert_owners(ctx: &Context<'_>, period: &str, error: &str, log: &[String]
         ctx.job.name,
         period_label(period)
     );
-    match ctx.ledger {
+    let route = match ctx.ledger {
         // Stopping: kept, and sent by the next process; shutdown does not wait on SMTP.
-        Some(l) if ctx.stop.load(Ordering::SeqCst) => queue_alert(
-            ctx.config, ctx.job, l, ctx.fire, period, &subject, error, log,
-        ),
-        _ => alert(
-            ctx.config, ctx.job, ctx.ledger, ctx.fire, period, &subject, error, log, ctx.stop,
-        ),
-    }
+        Some(l) if ctx.stop.load(Ordering::SeqCst) => Route::Keep(l),
+        ledger => Route::Now {
+            ledger,
+            stop: ctx.stop,
+        },
+    };
+    alert(
+        &Alert {
+            config: ctx.config,
+            job: ctx.job,
+            period,
+            fire: ctx.fire,
+            kind: Kind::Failed,
+            subject: &subject,
+            what: error,
+            log,
+            clock: ctx.clock.as_ref(),
+        },
+        route,
+    );
 }
 
 /// Tells the owners that a planned shutdown stopped the run's deliveries (`lines`:
@@ -92,17 +118,26 @@ pub fn alert_interrupted(ctx: &Context<'_>, period: &str, lines: &[String]) {
         "{} delivery(ies) not sent: the process was asked to stop",
         lines.len()
     );
-    compose_alert(
-        ctx.config,
-        ctx.job,
-        ctx.ledger,
-        ctx.fire,
-        period,
-        Kind::Interrupted,
-        &subject,
-        &what,
-        lines,
-        ctx.ledger.is_none().then_some(ctx.stop),
+    let route = match ctx.ledger {
+        Some(l) => Route::Keep(l),
+        None => Route::Now {
+            ledger: None,
+            stop: ctx.stop,
+        },
+    };
+    alert(
+        &Alert {
+            config: ctx.config,
+            job: ctx.job,
+            period,
+            fire: ctx.fire,
+            kind: Kind::Interrupted,
+            subject: &subject,
+            what: &what,
+            log: lines,
+            clock: ctx.clock.as_ref(),
+        },
+        route,
     );
 }
 
@@ -144,117 +179,64 @@ pub fn resolved_after_retry(
             Retrier::Daemon => "The daemon's retry",
         },
         host_name().map(|h| format!(" on {h}")).unwrap_or_default(),
-        crate::source::timestamp::format_utc(Utc::now()),
+        crate::source::timestamp::format_utc(ledger.now()),
         if dropped > 0 {
             format!(" {dropped} alert(s) about it that were still waiting to be sent are replaced by this one.")
         } else {
             String::new()
         }
     );
-    compose_alert(
-        config,
-        job,
-        Some(ledger),
-        fire,
-        period,
-        Kind::Resolved,
-        &subject,
-        &what,
-        &[],
-        None,
+    alert(
+        &Alert {
+            config,
+            job,
+            period,
+            fire,
+            kind: Kind::Resolved,
+            subject: &subject,
+            what: &what,
+            log: &[],
+            clock: ledger.clock().as_ref(),
+        },
+        Route::Keep(ledger),
     );
     Ok(true)
 }
 
-/// Writes an owner alert and sends it; with a ledger, an alert the SMTP server does
-/// not take now is kept and sent later (`flush_alerts`).
-#[allow(clippy::too_many_arguments)]
-pub fn alert(
-    config: &Config,
-    job: &Job,
-    ledger: Option<&Ledger>,
-    fire: DateTime<Utc>,
-    period: &str,
-    subject: &str,
-    error: &str,
-    log: &[String],
-    stop: &AtomicBool,
-) {
-    compose_alert(
+/// Writes an owner alert (its text from `owner_alert.tera`) and keeps or sends it
+/// as `route` says.
+pub fn alert(a: &Alert<'_>, route: Route<'_>) {
+    let Alert {
         config,
         job,
-        ledger,
-        fire,
         period,
-        Kind::Failed,
-        subject,
-        error,
-        log,
-        Some(stop),
-    );
-}
-
-/// Writes an owner alert into the ledger only; the daemon's alerts worker sends it.
-#[allow(clippy::too_many_arguments)]
-pub fn queue_alert(
-    config: &Config,
-    job: &Job,
-    ledger: &Ledger,
-    fire: DateTime<Utc>,
-    period: &str,
-    subject: &str,
-    error: &str,
-    log: &[String],
-) {
-    compose_alert(
-        config,
-        job,
-        Some(ledger),
-        fire,
-        period,
-        Kind::Failed,
-        subject,
-        error,
-        log,
-        None,
-    );
-}
-
-/// `send_now`: send (what cannot be kept, and the kept alerts that are due) now.
-#[allow(clippy::too_many_arguments)]
-fn compose_alert(
-    config: &Config,
-    job: &Job,
-    ledger: Option<&Ledger>,
-    fire: DateTime<Utc>,
-    period: &str,
-    kind: Kind,
-    subject: &str,
-    error: &str,
-    log: &[String],
-    send_now: Option<&AtomicBool>,
-) {
+        ..
+    } = *a;
     if job.owners.is_empty() || config.smtp.is_none() {
         return;
     }
+    let (ledger, stop) = match route {
+        Route::Keep(l) => (Some(l), None),
+        Route::Now { ledger, stop } => (ledger, Some(stop)),
+    };
     let never = AtomicBool::new(false);
-    let stop = send_now.unwrap_or(&never);
     // Quoted, not copied: a run's error may hold a value of many megabytes.
-    let log: Vec<_> = log
+    let log: Vec<_> = a
+        .log
         .iter()
         .rev()
         .take(20)
         .rev()
         .map(|l| clip(l, MAX_ERROR_BYTES / 4))
         .collect();
-    let error = clip(error, MAX_ERROR_BYTES);
+    let error = clip(a.what, MAX_ERROR_BYTES);
     let value = json!({
-        "kind": kind.as_str(),
+        "kind": a.kind.as_str(),
         "job": job.name,
         "period": period,
         "period_label": period_label(period),
         "error": error,
-        "fire_time": crate::source::timestamp::format_utc(fire),
+        "fire_time": crate::source::timestamp::format_utc(a.fire),
         "host": host_name().unwrap_or_default(),
         "log": log,
     });
@@ -271,32 +253,41 @@ fn compose_alert(
         .as_ref()
         .map_or_else(String::new, |s| s.from.email.domain().to_owned());
     for owner in &job.owners {
+        let now = ledger.map_or_else(|| a.clock.now(), Ledger::now);
         let message_id = format!(
             "<alert.{}.{}@{domain}>",
             job.name,
-            Utc::now().timestamp_nanos_opt().unwrap_or(0)
+            now.timestamp_nanos_opt().unwrap_or(0)
         );
         let queued = ledger.map(|l| {
             l.queue_alert(&NewAlert {
                 job: &job.name,
                 period,
-                kind: kind.as_str(),
+                kind: a.kind,
                 recipient: owner.email.as_ref(),
                 message_id: &message_id,
-                subject,
+                subject: a.subject,
                 body: &text,
             })
         });
+        let at_once = |stop| {
+            send_alert_now(
+                config,
+                job,
+                &alert_message(owner, &message_id, a.subject, &text, &job.name),
+                stop,
+            );
+        };
         match queued {
             Some(Ok(())) => {}
             Some(Err(e)) => {
                 tracing::error!(job = %job.name, "cannot keep the owner alert in the ledger: {e}");
-                send_alert_now(config, job, owner, &message_id, subject, &text, stop);
+                at_once(stop.unwrap_or(&never));
             }
-            None => send_alert_now(config, job, owner, &message_id, subject, &text, stop),
+            None => at_once(stop.unwrap_or(&never)),
         }
     }
-    if let (Some(l), Some(_)) = (ledger, send_now) {
+    if let (Some(l), Some(stop)) = (ledger, stop) {
         if let Err(e) = flush_alerts(config, l, stop) {
             tracing::error!(job = %job.name, "sending the kept owner alerts: {e}");
         }
@@ -326,27 +317,16 @@ fn alert_message(
 }
 
 /// An alert without a ledger to keep it in (the ledger itself is what failed).
-fn send_alert_now(
-    config: &Config,
-    job: &Job,
-    owner: &Mailbox,
-    message_id: &str,
-    subject: &str,
-    text: &str,
-    stop: &AtomicBool,
-) {
+fn send_alert_now(config: &Config, job: &Job, message: &Outgoing, stop: &AtomicBool) {
     let Some(smtp) = &config.smtp else { return };
+    let owner = &message.to.email;
     let result = Mailer::new(smtp).map_err(|e| e.to_string()).and_then(|m| {
-        let (_, failure) = m.send(
-            &alert_message(owner, message_id, subject, text, &job.name),
-            stop,
-            |_, _| {},
-        );
+        let (_, failure) = m.send(message, stop, |_, _| {});
         failure.map_or(Ok(()), |f| Err(f.to_string()))
     });
     match result {
-        Ok(()) => tracing::info!(job = %job.name, owner = %owner.email, "owner alerted"),
-        Err(e) => tracing::error!(job = %job.name, owner = %owner.email, "owner alert failed: {e}"),
+        Ok(()) => tracing::info!(job = %job.name, owner = %owner, "owner alerted"),
+        Err(e) => tracing::error!(job = %job.name, owner = %owner, "owner alert failed: {e}"),
     }
 }
 
@@ -360,7 +340,7 @@ pub fn flush_alerts(config: &Config, ledger: &Ledger, stop: &AtomicBool) -> Resu
     let Some(smtp) = &config.smtp else {
         return Ok(());
     };
-    let due = ledger.alerts_due(Utc::now())?;
+    let due = ledger.alerts_due(ledger.now())?;
     if due.is_empty() {
         return Ok(());
     }
@@ -368,7 +348,7 @@ pub fn flush_alerts(config: &Config, ledger: &Ledger, stop: &AtomicBool) -> Resu
         Ok(m) => m,
         Err(e) => {
             tracing::error!("owner alerts wait: {e}");
-            let later = Utc::now() + chrono::Duration::minutes(10);
+            let later = ledger.now() + chrono::Duration::minutes(10);
             for a in due {
                 ledger.alert_attempted(a.id, Some(&e.to_string()), later)?;
             }
@@ -381,12 +361,12 @@ pub fn flush_alerts(config: &Config, ledger: &Ledger, stop: &AtomicBool) -> Resu
         }
         // Claimed, not just read: a retry that resolved the run since `alerts_due`
         // dropped it, and another process may be sending it.
-        let now = Utc::now();
+        let now = ledger.now();
         if !ledger.claim_alert(a.id, now, now + CLAIM)? {
             continue;
         }
         let Ok(owner) = a.recipient.parse::<Mailbox>() else {
-            ledger.alert_attempted(a.id, None, Utc::now())?;
+            ledger.alert_attempted(a.id, None, ledger.now())?;
             continue;
         };
         let (_, failure) = mailer.send(
@@ -394,7 +374,7 @@ pub fn flush_alerts(config: &Config, ledger: &Ledger, stop: &AtomicBool) -> Resu
             stop,
             |_, _| {},
         );
-        let retry_at = Utc::now()
+        let retry_at = ledger.now()
             + chrono::Duration::from_std(mailer.retry_delay(a.attempts + 1))
                 .unwrap_or_else(|_| chrono::Duration::hours(1));
         match &failure {
@@ -423,17 +403,28 @@ mod tests {
         let huge = format!("bad value `{}`", "x".repeat(50 << 20));
         let log = vec![huge.clone(); 3];
         let ledger = Ledger::open(&config.state_path()).unwrap();
+        let clock = crate::clock::FixedClock(
+            DateTime::parse_from_rfc3339("2025-01-01T08:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        );
         for kept in [None, Some(&ledger)] {
             alert(
-                &config,
-                &config.jobs[0],
-                kept,
-                Utc::now(),
-                "p",
-                "[cxreport] job j failed (p)",
-                &huge,
-                &log,
-                &AtomicBool::new(false),
+                &Alert {
+                    config: &config,
+                    job: &config.jobs[0],
+                    period: "p",
+                    fire: clock.0,
+                    kind: Kind::Failed,
+                    subject: "[cxreport] job j failed (p)",
+                    what: &huge,
+                    log: &log,
+                    clock: &clock,
+                },
+                Route::Now {
+                    ledger: kept,
+                    stop: &AtomicBool::new(false),
+                },
             );
         }
         let mails: Vec<u64> = std::fs::read_dir(dir.path().join("outbox"))

@@ -1,3 +1,6 @@
+//! Long because the tick's unit tests (a fake clock, a busy job, an expired retry)
+//! live beside it.
+//!
 //! The daemon: runs jobs when due, one job's runs after another and different jobs in
 //! parallel; recovers runs whose process died, retries deliveries that failed for a
 //! transient reason and sends the owner alerts it kept; survives failing jobs and an
@@ -16,13 +19,14 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use super::alerts::Route;
 use super::config::{Config, Job, Overlap};
-use super::job::{fire_period, fire_text, run_job};
+use super::job::{fire_period, fire_text, run_job, Runner};
 use super::ledger::{Ledger, RunState};
 use super::schedule::{self, Catchup};
-use super::{alerts, email};
+use super::{alerts, resend};
 use super::{Delivery, JobError};
-use crate::clock::Clock;
+use crate::clock::SharedClock;
 
 /// How often the daemon looks at the clock and the ledger.
 const TICK: Duration = Duration::from_secs(1);
@@ -44,9 +48,11 @@ enum Work {
     Retry(String),
 }
 
-struct Daemon<'a> {
+struct Daemon {
     config: Arc<Config>,
-    clock: &'a dyn Clock,
+    /// The daemon's clock (a rehearsal clock, or the real one): the schedule, the
+    /// ledgers its workers open, their retries and alerts all read it.
+    clock: SharedClock,
     stop: Arc<AtomicBool>,
     /// By job name (or `name#n` for an overlapping run), and `alerts`.
     workers: HashMap<String, JoinHandle<()>>,
@@ -107,24 +113,15 @@ fn throttle(
 /// signal, and no new one starts (what is left is retried at the next start).
 pub fn run_daemon(
     config: &Config,
-    clock: &dyn Clock,
+    clock: SharedClock,
     stop: Arc<AtomicBool>,
 ) -> Result<(), JobError> {
     // A ledger that cannot be opened at start is an error the operator sees at once.
-    let ledger = Ledger::open(&config.state_path())?;
+    let ledger = Ledger::open_with_clock(&config.state_path(), SharedClock::clone(&clock))?;
     tracing::info!(jobs = config.jobs.len(), ledger = %ledger.path().display(), "daemon started");
     let mut pulse = super::status::Pulse::start(config, &ledger, clock.now());
     drop(ledger);
-    let mut d = Daemon {
-        config: Arc::new(config.clone()),
-        clock,
-        stop,
-        workers: HashMap::new(),
-        dispatched: HashSet::new(),
-        last_tick: clock.now(),
-        spawned: 0,
-        held: HashMap::new(),
-    };
+    let mut d = Daemon::new(config, clock, stop);
     while !d.stop.load(Ordering::SeqCst) {
         let started = Instant::now();
         let now = d.clock.now();
@@ -158,10 +155,51 @@ pub fn run_daemon(
     Ok(())
 }
 
-impl Daemon<'_> {
+impl Daemon {
+    fn new(config: &Config, clock: SharedClock, stop: Arc<AtomicBool>) -> Self {
+        Self {
+            config: Arc::new(config.clone()),
+            last_tick: clock.now(),
+            clock,
+            stop,
+            workers: HashMap::new(),
+            dispatched: HashSet::new(),
+            spawned: 0,
+            held: HashMap::new(),
+        }
+    }
+
+    fn ledger(&self) -> Result<Ledger, JobError> {
+        Ok(Ledger::open_with_clock(
+            &self.config.state_path(),
+            SharedClock::clone(&self.clock),
+        )?)
+    }
+
+    /// An alert about `job`, timed by the daemon's clock.
+    fn alert<'a>(
+        &'a self,
+        job: &'a Job,
+        fire: DateTime<Utc>,
+        period: &'a str,
+        (subject, what): (&'a str, &'a str),
+    ) -> alerts::Alert<'a> {
+        alerts::Alert {
+            config: &self.config,
+            job,
+            period,
+            fire,
+            kind: alerts::Kind::Failed,
+            subject,
+            what,
+            log: &[],
+            clock: self.clock.as_ref(),
+        }
+    }
+
     fn tick(&mut self, now: DateTime<Utc>) -> Result<(), JobError> {
         let config = Arc::clone(&self.config);
-        let ledger = Ledger::open(&config.state_path())?;
+        let ledger = self.ledger()?;
         let mut work: Vec<(usize, Work)> = Vec::new();
         // Runs a process left in flight (its lock is free): run again, once.
         for r in ledger.recover_interrupted()? {
@@ -178,7 +216,10 @@ impl Daemon<'_> {
                     job.name, r.period
                 );
                 // Kept only: the alerts worker sends it, off this thread.
-                alerts::queue_alert(&config, job, &ledger, fire, &r.period, &subject, &msg, &[]);
+                alerts::alert(
+                    &self.alert(job, fire, &r.period, (&subject, &msg)),
+                    Route::Keep(&ledger),
+                );
                 // Its fire is behind the cursor, so the schedule does not run it either.
                 advance_cursor(&ledger, job, fire)?;
                 continue;
@@ -241,7 +282,10 @@ impl Daemon<'_> {
                     .and_then(|r| r.fire_time)
                     .unwrap_or(now);
                 // Kept only: the alerts worker sends it, off this thread.
-                alerts::queue_alert(&config, job, &ledger, fire, &e.period, &subject, &msg, &[]);
+                alerts::alert(
+                    &self.alert(job, fire, &e.period, (&subject, &msg)),
+                    Route::Keep(&ledger),
+                );
             }
         }
         for (job, period) in ledger.retries_due(now)? {
@@ -259,13 +303,16 @@ impl Daemon<'_> {
         if !ledger.alerts_due(now)?.is_empty() && !self.busy("alerts") {
             let config = Arc::clone(&self.config);
             let stop = Arc::clone(&self.stop);
-            let h = std::thread::spawn(move || match Ledger::open(&config.state_path()) {
-                Ok(l) => {
-                    if let Err(e) = alerts::flush_alerts(&config, &l, &stop) {
-                        tracing::error!("sending the kept owner alerts: {e}");
+            let clock = SharedClock::clone(&self.clock);
+            let h = std::thread::spawn(move || {
+                match Ledger::open_with_clock(&config.state_path(), clock) {
+                    Ok(l) => {
+                        if let Err(e) = alerts::flush_alerts(&config, &l, &stop) {
+                            tracing::error!("sending the kept owner alerts: {e}");
+                        }
                     }
+                    Err(e) => tracing::error!("sending the kept owner alerts: {e}"),
                 }
-                Err(e) => tracing::error!("sending the kept owner alerts: {e}"),
             });
             self.workers.insert("alerts".into(), h);
         }
@@ -293,15 +340,9 @@ impl Daemon<'_> {
                         let period = fire_period(fire);
                         ledger.record_skipped(&job.name, &period, fire, why)?;
                         let subject = format!("[cxreport] job {} did not run ({period})", job.name);
-                        alerts::queue_alert(
-                            &self.config,
-                            &job,
-                            ledger,
-                            fire,
-                            &period,
-                            &subject,
-                            why,
-                            &[],
+                        alerts::alert(
+                            &self.alert(&job, fire, &period, (&subject, why)),
+                            Route::Keep(ledger),
                         );
                         advance_cursor(ledger, &job, fire)?;
                     }
@@ -317,15 +358,22 @@ impl Daemon<'_> {
         }
         let config = Arc::clone(&self.config);
         let stop = Arc::clone(&self.stop);
+        let clock = SharedClock::clone(&self.clock);
         let name = job.name.clone();
         let handle = std::thread::spawn(move || {
+            let runner = Runner {
+                config: &config,
+                delivery: &Delivery::Send,
+                stop: &stop,
+                clock: &clock,
+            };
             for w in works {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
                 match w {
-                    Work::Fire(fire) => run_fire(&config, &job, fire, &stop),
-                    Work::Retry(period) => retry(&config, &job, &period, &stop),
+                    Work::Fire(fire) => run_fire(runner, &job, fire),
+                    Work::Retry(period) => retry(runner, &job, &period),
                 }
             }
         });
@@ -375,16 +423,13 @@ impl Daemon<'_> {
                     "[cxreport] job {} cannot run: the run ledger fails",
                     job.name
                 );
+                let period = fire_period(fire);
                 alerts::alert(
-                    &self.config,
-                    job,
-                    None,
-                    fire,
-                    &fire_period(fire),
-                    &subject,
-                    &msg,
-                    &[],
-                    &self.stop,
+                    &self.alert(job, fire, &period, (&subject, &msg)),
+                    Route::Now {
+                        ledger: None,
+                        stop: &self.stop,
+                    },
                 );
             }
         }
@@ -401,8 +446,14 @@ fn advance_cursor(ledger: &Ledger, job: &Job, fire: DateTime<Utc>) -> Result<(),
 
 /// One scheduled run, in a worker. A fire that cannot start is recorded (or, when
 /// the ledger itself fails, alerted); once recorded the job's cursor passes it.
-fn run_fire(config: &Config, job: &Job, fire: DateTime<Utc>, stop: &AtomicBool) {
-    let why = match run_job(config, job, fire, &Delivery::Send, stop) {
+fn run_fire(runner: Runner<'_>, job: &Job, fire: DateTime<Utc>) {
+    let Runner {
+        config,
+        stop,
+        clock,
+        ..
+    } = runner;
+    let why = match run_job(runner, job, fire) {
         Ok(r) => {
             tracing::info!(job = %r.job, state = %r.state, period = r.period.as_deref().map(tracing::field::display), "run finished");
             None
@@ -413,7 +464,7 @@ fn run_fire(config: &Config, job: &Job, fire: DateTime<Utc>, stop: &AtomicBool) 
         ),
         Err(e) => Some(e.to_string()),
     };
-    let ledger = Ledger::open(&config.state_path());
+    let ledger = Ledger::open_with_clock(&config.state_path(), SharedClock::clone(clock));
     if let Some(why) = &why {
         tracing::error!(job = %job.name, fire = %fire_text(fire), "the fire cannot start: {why}");
         let period = fire_period(fire);
@@ -422,7 +473,18 @@ fn run_fire(config: &Config, job: &Job, fire: DateTime<Utc>, stop: &AtomicBool) 
             .as_ref()
             .ok()
             .filter(|l| l.record_skipped(&job.name, &period, fire, why).is_ok());
-        alerts::alert(config, job, kept, fire, &period, &subject, why, &[], stop);
+        let alert = alerts::Alert {
+            config,
+            job,
+            period: &period,
+            fire,
+            kind: alerts::Kind::Failed,
+            subject: &subject,
+            what: why,
+            log: &[],
+            clock: clock.as_ref(),
+        };
+        alerts::alert(&alert, Route::Now { ledger: kept, stop });
     }
     match ledger {
         Ok(l) => {
@@ -435,20 +497,26 @@ fn run_fire(config: &Config, job: &Job, fire: DateTime<Utc>, stop: &AtomicBool) 
 }
 
 /// Deliveries of a period waiting for another try, in a worker, under the job's lock.
-fn retry(config: &Config, job: &Job, period: &str, stop: &AtomicBool) {
+fn retry(runner: Runner<'_>, job: &Job, period: &str) {
+    let Runner {
+        config,
+        stop,
+        clock,
+        ..
+    } = runner;
     let retried = (|| -> Result<Option<super::JobRun>, JobError> {
-        let l = Ledger::open(&config.state_path())?;
+        let l = Ledger::open_with_clock(&config.state_path(), SharedClock::clone(clock))?;
         let Some(_lock) = l.lock_job(&job.name, true)? else {
             return Ok(None);
         };
-        let r = email::resend(config, job, &l, period, stop)?;
+        let r = resend::resend(config, job, &l, period, stop)?;
         if r.state == RunState::Succeeded && r.sent > 0 {
             // As after `cxreport retry`: a "failed" still waiting is replaced, and
             // owners already told it failed hear that it is resolved.
             let fire = l
                 .run(&job.name, period)?
                 .and_then(|r| r.fire_time)
-                .unwrap_or_else(Utc::now);
+                .unwrap_or_else(|| l.now());
             alerts::resolved_after_retry(
                 config,
                 job,
@@ -487,6 +555,149 @@ pub fn stop_on_signals() -> Result<Arc<AtomicBool>, JobError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::FixedClock;
+    use crate::jobs::ledger::{DeliveryKey, DeliveryState, DeliveryUpdate};
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    /// A daily 08:00 job whose runs fail at once (its database is missing), with an
+    /// owner and an outbox; its daemon on a clock stopped at `now`.
+    fn daemon_at(dir: &std::path::Path, now: DateTime<Utc>) -> Daemon {
+        let text = format!(
+            "[defaults]\ndatabase = \"{out}/missing.sqlite\"\noutput_dir = \"{out}\"\n[smtp]\noutbox = \"{out}/outbox\"\nfrom = \"r@example.com\"\n[[job]]\nname = \"j\"\ncron = \"0 8 * * *\"\nowners = [\"owner@example.com\"]\n",
+            out = dir.display()
+        );
+        let config = Config::parse(std::path::Path::new("schedules.toml"), &text).unwrap();
+        Daemon::new(
+            &config,
+            Arc::new(FixedClock(now)),
+            Arc::new(AtomicBool::new(false)),
+        )
+    }
+
+    fn join_workers(d: &mut Daemon) {
+        for (_, h) in d.workers.drain() {
+            h.join().unwrap();
+        }
+    }
+
+    fn outbox(dir: &std::path::Path) -> Vec<String> {
+        std::fs::read_dir(dir.join("outbox"))
+            .map(|r| {
+                r.map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_tick_dispatches_a_due_fire_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = at("2025-01-01T08:00:30Z");
+        let mut d = daemon_at(dir.path(), now);
+        d.ledger()
+            .unwrap()
+            .set_cursor("j", at("2025-01-01T07:59:00Z"))
+            .unwrap();
+        d.tick(now).unwrap();
+        assert_eq!(d.spawned, 1);
+        assert!(d.dispatched.contains(&(0, at("2025-01-01T08:00:00Z"))));
+        // The worker may still run: the fire is not handed out again.
+        d.tick(now + chrono::Duration::seconds(1)).unwrap();
+        assert_eq!(d.spawned, 1);
+        join_workers(&mut d);
+        d.tick(now + chrono::Duration::seconds(2)).unwrap();
+        assert_eq!(d.spawned, 1, "the fire is behind the cursor now");
+        let l = d.ledger().unwrap();
+        let h = l.history(None).unwrap();
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h[0].period, "fire-2025-01-01T08:00:00Z");
+        assert_eq!(h[0].state, RunState::Failed);
+        // Stamped on the daemon's clock.
+        assert_eq!(h[0].started_at.as_deref(), Some("2025-01-01 08:00:30"));
+        // Everything up to the latest tick is considered.
+        assert_eq!(
+            l.cursor("j").unwrap(),
+            Some(now + chrono::Duration::seconds(2))
+        );
+    }
+
+    #[test]
+    fn a_fire_while_the_job_is_busy_is_skipped_when_overlap_is_forbidden() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = at("2025-01-01T08:00:30Z");
+        let mut d = daemon_at(dir.path(), now);
+        assert_eq!(d.config.jobs[0].overlap, Overlap::Forbid);
+        d.ledger()
+            .unwrap()
+            .set_cursor("j", at("2025-01-01T07:59:00Z"))
+            .unwrap();
+        // A run of the job still in flight.
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        d.workers.insert(
+            "j".into(),
+            std::thread::spawn(move || {
+                let _ = wait.recv();
+            }),
+        );
+        d.tick(now).unwrap();
+        assert_eq!(d.spawned, 0, "nothing started beside it");
+        let l = d.ledger().unwrap();
+        let h = l.history(None).unwrap();
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(
+            (h[0].period.as_str(), h[0].state),
+            ("fire-2025-01-01T08:00:00Z", RunState::Skipped)
+        );
+        assert!(h[0].error.as_deref().unwrap().contains("still in flight"));
+        assert_eq!(l.cursor("j").unwrap(), Some(at("2025-01-01T08:00:00Z")));
+        // The owners hear of it: kept, then sent by the alerts worker.
+        release.send(()).unwrap();
+        join_workers(&mut d);
+        let sent = outbox(dir.path());
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert!(sent[0].starts_with("alert_j_owner@example.com"), "{sent:?}");
+    }
+
+    #[test]
+    fn a_tick_gives_up_a_retry_past_its_time_and_tells_the_owners() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = at("2025-01-01T12:00:00Z");
+        let mut d = daemon_at(dir.path(), now);
+        let l = d.ledger().unwrap();
+        l.set_cursor("j", now).unwrap();
+        l.begin_run("j", "p", Some(at("2025-01-01T08:00:00Z")), None)
+            .unwrap();
+        l.finish_run("j", "p", RunState::Failed, Some("451 try later"))
+            .unwrap();
+        let key = DeliveryKey {
+            job: "j",
+            period: "p",
+            lang: "en",
+            recipient: "ceo@example.com",
+        };
+        l.delivery(&key, &key.message_id("example.com")).unwrap();
+        l.update_delivery(
+            &key,
+            &DeliveryUpdate {
+                state: DeliveryState::Failed,
+                attempts_added: 2,
+                error: Some("451 try later"),
+                next_attempt: Some(at("2025-01-01T10:00:00Z")),
+                retry_until: Some(at("2025-01-01T11:00:00Z")),
+            },
+        )
+        .unwrap();
+        d.tick(now).unwrap();
+        let state = l.deliveries("j", "p").unwrap()[0].state;
+        assert_eq!(state, DeliveryState::GaveUp);
+        assert_eq!(d.spawned, 0, "not retried: out of retry time");
+        join_workers(&mut d);
+        let sent = outbox(dir.path());
+        assert_eq!(sent.len(), 1, "{sent:?}");
+    }
 
     #[test]
     fn alerts_without_a_ledger_are_one_per_window_then_counted() {

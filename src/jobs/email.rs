@@ -1,20 +1,17 @@
-//! What a job mails: each edition to its language's recipients (recorded in the
-//! ledger so that nothing is sent twice, and kept so that a delivery that failed for a
-//! transient reason is sent later as the same message), previews and test sends. The
-//! email's sentences are the edition's own. The owners' alerts are `alerts`.
+//! What an edition's email is: its subject, text and HTML from the report's email
+//! templates (the edition's own sentences, fired watch rules and periods in its words,
+//! a test send marked), the files it attaches (named after report, period and
+//! language) and where they may come from. Sending it is `delivery`, sending it again
+//! `resend`; the owners' alerts are `alerts`.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::config::{Config, Job, Smtp};
-use super::ledger::{Claim, DeliveryKey, DeliveryRecord, DeliveryState, DeliveryUpdate, Ledger};
-use super::mail::{Attachment, Failure, Mailer, Outgoing};
-use super::{Context, Delivery, JobError, JobRun};
+use super::config::{Job, Smtp};
+use super::mail::{Attachment, Failure};
 use crate::render::templates::{self, NarrativeError};
 use crate::run::watch::WatchResult;
 use crate::run::RunOutcome;
@@ -33,7 +30,7 @@ pub struct EditionMail {
 
 impl EditionMail {
     /// The files, read from `files` (where they must lie).
-    fn attachments(&self, files: &RunFiles<'_>) -> Result<Vec<Attachment>, Failure> {
+    pub(super) fn attachments(&self, files: &RunFiles<'_>) -> Result<Vec<Attachment>, Failure> {
         self.attachments
             .iter()
             .map(|(name, content_type, path)| {
@@ -61,11 +58,11 @@ impl EditionMail {
 /// the job's folder of the configured `output_dir`. A kept message is read back from
 /// the ledger, a file that whoever can write it could point at any file this process
 /// can read; so every path is checked after resolving `..` and symbolic links.
-struct RunFiles<'a> {
+pub(super) struct RunFiles<'a> {
     /// The run's directory as recorded (`None`: none was).
-    run_dir: Option<&'a Path>,
+    pub(super) run_dir: Option<&'a Path>,
     /// `output_dir/<job output>`.
-    job_dir: PathBuf,
+    pub(super) job_dir: PathBuf,
 }
 
 impl RunFiles<'_> {
@@ -102,476 +99,6 @@ impl RunFiles<'_> {
             )));
         }
         Ok(file)
-    }
-}
-
-/// Sends what the delivery mode asks; returns the errors that make the run fail.
-pub fn deliver(
-    ctx: &Context<'_>,
-    outcome: &RunOutcome,
-    out: &mut JobRun,
-    log: &mut Vec<String>,
-) -> Result<Vec<String>, JobError> {
-    let Context {
-        config,
-        job,
-        delivery,
-        ledger,
-        ..
-    } = *ctx;
-    let mut errors = Vec::new();
-    if matches!(delivery, Delivery::None) {
-        return Ok(errors);
-    }
-    let Some(smtp) = &config.smtp else {
-        return Ok(vec![format!(
-            "delivery needs the [smtp] section of {} (at least `from`)",
-            config.path.display()
-        )]);
-    };
-    let mailer = match delivery {
-        Delivery::Outbox(dir) => Mailer::outbox(smtp, dir),
-        _ => Mailer::new(smtp),
-    };
-    let mailer = match mailer {
-        Ok(m) => m,
-        Err(e) => {
-            errors.push(e.to_string());
-            return Ok(errors);
-        }
-    };
-    let templates = config.templates();
-    // The comparison period a fired watch rule names: the whole summary serialized
-    // once, and only when one fired.
-    let compared_with = if out.watch.iter().any(|w| w.fired) {
-        outcome.comparison_period.clone()
-    } else {
-        serde_json::Value::Null
-    };
-    let sender = Sender {
-        job,
-        period: &outcome.period,
-        mailer: &mailer,
-        ledger,
-        stop: ctx.stop,
-        retry_until: retry_until(job, ctx.fire),
-        files: RunFiles {
-            run_dir: Some(&outcome.dir),
-            job_dir: config.defaults.output_dir.join(&job.output),
-        },
-    };
-    for lang in &job.languages {
-        let recipients: Vec<Mailbox> = match delivery {
-            Delivery::TestTo(addr) => vec![addr.clone()],
-            _ => job.recipients.get(lang).cloned().unwrap_or_default(),
-        };
-        if recipients.is_empty() {
-            continue;
-        }
-        let test_to = match delivery {
-            Delivery::TestTo(addr) => Some(addr),
-            _ => None,
-        };
-        let content = match email_content(
-            job,
-            outcome,
-            lang,
-            &templates,
-            smtp,
-            &out.watch,
-            &compared_with,
-            test_to,
-        ) {
-            Ok(c) => c,
-            Err(e) => {
-                errors.push(e.to_string());
-                continue;
-            }
-        };
-        if let Some(l) = ledger {
-            l.save_message(&job.name, &outcome.period, lang, &content)?;
-        }
-        for to in recipients {
-            let test = matches!(delivery, Delivery::TestTo(_));
-            sender.send(lang, &content, to, test, out, log, &mut errors)?;
-        }
-    }
-    Ok(errors)
-}
-
-/// How long a delivery that failed for a transient reason keeps being tried: until
-/// the job's next fire (when the next edition is due), and at least an hour.
-pub fn retry_until(job: &Job, fire: DateTime<Utc>) -> DateTime<Utc> {
-    let floor = Utc::now() + chrono::Duration::hours(1);
-    job.cron
-        .next_after(job.timezone, fire)
-        .map_or(floor, |next| next.max(floor))
-}
-
-/// The deliveries of one run that are not sent yet, sent again from the kept
-/// messages (the daemon's retries, `cxreport retry`). The caller holds the job's lock.
-pub fn resend(
-    config: &Config,
-    job: &Job,
-    ledger: &Ledger,
-    period: &str,
-    stop: &AtomicBool,
-) -> Result<JobRun, JobError> {
-    let mut out = JobRun {
-        job: job.name.clone(),
-        period: Some(period.to_owned()),
-        state: super::ledger::RunState::Failed,
-        error: None,
-        dir: None,
-        sent: 0,
-        failed: 0,
-        interrupted: 0,
-        up_to_date: false,
-        watch: Vec::new(),
-    };
-    let mailer = match &config.smtp {
-        None => Err(format!(
-            "delivery needs the [smtp] section of {}",
-            config.path.display()
-        )),
-        Some(smtp) => Mailer::new(smtp).map_err(|e| e.to_string()),
-    };
-    let mailer = match mailer {
-        Ok(m) => m,
-        Err(e) => {
-            // Nothing can be sent until the configuration changes: the next try
-            // waits a while rather than every tick.
-            for d in ledger.deliveries(&job.name, period)? {
-                if !settled(&d) {
-                    let later = Utc::now() + chrono::Duration::minutes(10);
-                    park(
-                        ledger,
-                        job,
-                        period,
-                        &d,
-                        DeliveryState::Failed,
-                        &e,
-                        Some(later),
-                    )?;
-                }
-            }
-            out.error = Some(e);
-            return Ok(out);
-        }
-    };
-    let facts = ledger.run(&job.name, period)?;
-    let run_dir = facts.as_ref().and_then(|f| f.output_dir.clone());
-    out.dir.clone_from(&run_dir);
-    let fire = facts
-        .as_ref()
-        .and_then(|f| f.fire_time)
-        .unwrap_or_else(Utc::now);
-    let sender = Sender {
-        job,
-        period,
-        mailer: &mailer,
-        ledger: Some(ledger),
-        stop,
-        retry_until: retry_until(job, fire),
-        files: RunFiles {
-            run_dir: run_dir.as_deref(),
-            job_dir: config.defaults.output_dir.join(&job.output),
-        },
-    };
-    let mut errors = Vec::new();
-    let mut log = Vec::new();
-    for d in ledger.deliveries(&job.name, period)? {
-        if settled(&d) {
-            continue;
-        }
-        let Some(content) = ledger.message::<EditionMail>(&job.name, period, &d.lang)? else {
-            let why = "the message of this run was not kept (written by an older cxreport): run the job again";
-            park(ledger, job, period, &d, DeliveryState::GaveUp, why, None)?;
-            errors.push(format!("{} to {}: {why}", d.lang, d.recipient));
-            continue;
-        };
-        let to: Mailbox = match d.recipient.parse() {
-            Ok(m) => m,
-            Err(e) => {
-                errors.push(format!("{}: {e}", d.recipient));
-                continue;
-            }
-        };
-        sender.send(
-            &d.lang,
-            &content,
-            to,
-            false,
-            &mut out,
-            &mut log,
-            &mut errors,
-        )?;
-    }
-    if errors.is_empty() && ledger.all_sent(&job.name, period)? {
-        out.state = super::ledger::RunState::Succeeded;
-        ledger.finish_run(&job.name, period, out.state, None)?;
-        tracing::info!(job = %job.name, period, sent = out.sent, "every delivery of the run is sent");
-    } else {
-        out.error = Some(errors.join("; "));
-    }
-    Ok(out)
-}
-
-/// Sent or given up: nothing more to do for it (unless `retry` re-opens it).
-fn settled(d: &DeliveryRecord) -> bool {
-    d.state == DeliveryState::Sent.as_str() || d.state == DeliveryState::GaveUp.as_str()
-}
-
-/// Sets a delivery's state without an attempt (nothing was sent).
-fn park(
-    ledger: &Ledger,
-    job: &Job,
-    period: &str,
-    d: &DeliveryRecord,
-    state: DeliveryState,
-    error: &str,
-    next_attempt: Option<DateTime<Utc>>,
-) -> Result<(), JobError> {
-    let key = DeliveryKey {
-        job: &job.name,
-        period,
-        lang: &d.lang,
-        recipient: &d.recipient,
-    };
-    ledger.update_delivery(
-        &key,
-        &DeliveryUpdate {
-            state,
-            attempts_added: 0,
-            error: Some(error),
-            next_attempt,
-            retry_until: None,
-        },
-    )?;
-    Ok(())
-}
-
-/// Sends one edition's message to recipients, keeping the ledger of record.
-struct Sender<'a> {
-    job: &'a Job,
-    period: &'a str,
-    mailer: &'a Mailer,
-    ledger: Option<&'a Ledger>,
-    stop: &'a AtomicBool,
-    retry_until: DateTime<Utc>,
-    files: RunFiles<'a>,
-}
-
-impl Sender<'_> {
-    #[allow(clippy::too_many_arguments)]
-    fn send(
-        &self,
-        lang: &str,
-        content: &EditionMail,
-        to: Mailbox,
-        test: bool,
-        out: &mut JobRun,
-        log: &mut Vec<String>,
-        errors: &mut Vec<String>,
-    ) -> Result<(), JobError> {
-        let job = self.job;
-        let recipient = to.email.to_string();
-        let key = DeliveryKey {
-            job: &job.name,
-            period: self.period,
-            lang,
-            recipient: &recipient,
-        };
-        let message_id = if test {
-            format!(
-                "<test.{}.{}>",
-                Utc::now().timestamp_micros(),
-                key.message_id(&self.mailer.from_domain())
-                    .trim_matches(['<', '>'])
-            )
-        } else {
-            key.message_id(&self.mailer.from_domain())
-        };
-        let mut again = false;
-        let mut attempts_before = 0;
-        let mut claim = None;
-        if let Some(l) = self.ledger {
-            match l.claim_delivery(&key, &message_id)? {
-                Claim::Settled(DeliveryState::Sent) => {
-                    tracing::info!(job = %job.name, lang, recipient, "already sent; not sending again");
-                    return Ok(());
-                }
-                Claim::Settled(_) => {
-                    errors.push(format!(
-                        "delivery of {lang} to {recipient} was given up earlier (`cxreport retry --job {} --period {}` sends it again)",
-                        job.name, self.period
-                    ));
-                    out.failed += 1;
-                    return Ok(());
-                }
-                Claim::Taken => {
-                    // An overlapping run of the same period has it: it records the
-                    // outcome, this run neither sends nor counts it.
-                    let line = format!(
-                        "{lang} to {recipient}: another run of this job is sending it; not sent by this run"
-                    );
-                    tracing::info!(job = %job.name, period = self.period, "{line}");
-                    log.push(line);
-                    return Ok(());
-                }
-                Claim::Won {
-                    again: a,
-                    attempts,
-                    lock,
-                } => {
-                    // Left by a process that died during the SMTP conversation: the
-                    // server may have accepted it. Sent again with the same Message-ID.
-                    again = a;
-                    attempts_before = attempts;
-                    claim = Some(lock);
-                }
-            }
-        }
-        let sent_before = out.sent;
-        self.send_claimed(
-            lang,
-            content,
-            to,
-            &key,
-            message_id,
-            (again, attempts_before),
-            out,
-            log,
-            errors,
-        )?;
-        if let Some(lock) = claim {
-            lock.release(out.sent > sent_before);
-        }
-        Ok(())
-    }
-
-    /// The part of [`Sender::send`] done holding the delivery's claim.
-    #[allow(clippy::too_many_arguments)]
-    fn send_claimed(
-        &self,
-        lang: &str,
-        content: &EditionMail,
-        to: Mailbox,
-        key: &DeliveryKey<'_>,
-        message_id: String,
-        (again, attempts_before): (bool, i64),
-        out: &mut JobRun,
-        log: &mut Vec<String>,
-        errors: &mut Vec<String>,
-    ) -> Result<(), JobError> {
-        let job = self.job;
-        let recipient = key.recipient;
-        if self.stop.load(Ordering::SeqCst) {
-            let line = format!("{lang} to {recipient}: not sent, the process is stopping");
-            if let Some(l) = self.ledger {
-                l.update_delivery(
-                    key,
-                    &DeliveryUpdate {
-                        state: DeliveryState::Failed,
-                        attempts_added: 0,
-                        error: Some("not sent: the process was stopping"),
-                        next_attempt: Some(Utc::now()),
-                        retry_until: Some(self.retry_until),
-                    },
-                )?;
-            }
-            out.failed += 1;
-            out.interrupted += 1;
-            errors.push(line);
-            return Ok(());
-        }
-        let attachments = match content.attachments(&self.files) {
-            Ok(a) => a,
-            Err(f) => {
-                self.settle(key, 1, attempts_before, Some(f), out, errors)?;
-                return Ok(());
-            }
-        };
-        let message = Outgoing {
-            message_id,
-            to,
-            subject: content.subject.clone(),
-            text: content.text.clone(),
-            html: Some(content.html.clone()),
-            attachments,
-            outbox_name: format!("{}_{lang}_{recipient}", content.outbox_name),
-        };
-        let (attempts, failure) = self.mailer.send(&message, self.stop, |n, f| {
-            let line = format!("{lang} to {recipient}: attempt {n} failed ({f})");
-            tracing::warn!(job = %job.name, "{line}");
-            log.push(line);
-        });
-        if failure.is_none() {
-            tracing::info!(job = %job.name, lang, recipient, attempts, possible_duplicate = again, via = %self.mailer.target, "delivered");
-        }
-        self.settle(key, attempts, attempts_before, failure, out, errors)
-    }
-
-    /// Records how a delivery's attempts ended.
-    fn settle(
-        &self,
-        key: &DeliveryKey<'_>,
-        attempts: u32,
-        attempts_before: i64,
-        failure: Option<Failure>,
-        out: &mut JobRun,
-        errors: &mut Vec<String>,
-    ) -> Result<(), JobError> {
-        let (lang, recipient) = (key.lang, key.recipient);
-        let (state, error, next) = match &failure {
-            None => {
-                out.sent += 1;
-                (DeliveryState::Sent, None, None)
-            }
-            Some(f @ Failure::Permanent(_)) => {
-                out.failed += 1;
-                let line = format!(
-                    "delivery of {lang} to {recipient} given up after {attempts} attempt(s): {f}"
-                );
-                tracing::error!(job = %self.job.name, "{line}");
-                errors.push(line);
-                (DeliveryState::GaveUp, Some(f.to_string()), None)
-            }
-            Some(f @ Failure::Transient(_)) => {
-                out.failed += 1;
-                let total = attempts_before + i64::from(attempts);
-                let next = Utc::now()
-                    + chrono::Duration::from_std(self.mailer.retry_delay(total))
-                        .unwrap_or_else(|_| chrono::Duration::hours(1));
-                let line = if self.ledger.is_some() {
-                    format!(
-                        "delivery of {lang} to {recipient} failed after {attempts} attempt(s): {f}; tried again from {} until {}",
-                        crate::source::timestamp::format_utc(next),
-                        crate::source::timestamp::format_utc(self.retry_until)
-                    )
-                } else {
-                    format!(
-                        "delivery of {lang} to {recipient} failed after {attempts} attempt(s): {f}"
-                    )
-                };
-                tracing::error!(job = %self.job.name, "{line}");
-                errors.push(line);
-                (DeliveryState::Failed, Some(f.to_string()), Some(next))
-            }
-        };
-        if let Some(l) = self.ledger {
-            l.update_delivery(
-                key,
-                &DeliveryUpdate {
-                    state,
-                    attempts_added: i64::from(attempts),
-                    error: error.as_deref(),
-                    next_attempt: next,
-                    retry_until: next.map(|_| self.retry_until),
-                },
-            )?;
-        }
-        Ok(())
     }
 }
 
@@ -641,102 +168,118 @@ fn watch_line(language: &crate::render::templates::Language, w: &WatchResult) ->
     v
 }
 
-#[allow(clippy::too_many_arguments)]
-fn email_content(
-    job: &Job,
-    outcome: &RunOutcome,
-    lang: &str,
-    templates: &templates::Templates,
-    smtp: &Smtp,
-    watch: &[WatchResult],
-    compared_with: &serde_json::Value,
-    test_to: Option<&Mailbox>,
-) -> Result<EditionMail, NarrativeError> {
-    let language = templates.language(&job.report, lang)?;
-    let edition = outcome.edition(lang);
-    let on_disk = format!("report.{lang}.pdf");
-    let path = outcome.dir.join(&on_disk);
-    let file = attachment_name(&job.report, &outcome.period, lang, "pdf");
-    let as_of = language
-        .strings
-        .get_opt("document.as_of")
-        .unwrap_or_else(|| "as of".to_owned());
-    let compared_with = match compared_with.as_str() {
-        Some(key) => serde_json::Value::from(crate::reports::period_key_label(key, &as_of)),
-        None => compared_with.clone(),
-    };
-    let size = std::fs::metadata(&path).map_or(0, |m| m.len());
-    let attached = size <= smtp.max_attachment_bytes && size > 0;
-    let mb = |b: u64| format!("{:.1}", b as f64 / (1024.0 * 1024.0));
-    let value = json!({ "e": {
-        "title": language.strings.get("document.title"),
-        "period": edition.map(|e| e.period_label.as_str()),
-        "findings": edition.map(|e| &e.headlines),
-        "actions": edition.map(|e| &e.actions),
-        "file": file,
-        "attached": attached,
-        "size_mb": mb(size),
-        "limit_mb": mb(smtp.max_attachment_bytes),
-        "path": std::fs::canonicalize(&path).unwrap_or(path.clone()).display().to_string(),
-        "job": job.name,
-        "watch": watch.iter().filter(|w| w.fired).map(|w| &w.rule).collect::<Vec<_>>(),
-        "watch_label": language.strings.get("email.watch"),
-        "watch_fired": watch.iter().filter(|w| w.fired).map(|w| watch_line(&language, w)).collect::<Vec<_>>(),
-        "compared_with": compared_with,
-    }});
-    let e = &value["e"];
-    let mut attachments = Vec::new();
-    if attached {
-        attachments.push((file, "application/pdf".to_owned(), path));
-    }
-    if let Some(name) = outcome.main_csv.as_deref().filter(|_| smtp.attach_csv) {
-        let stem = name.strip_suffix(".csv").unwrap_or(name);
-        attachments.push((
-            attachment_name(&job.report, &outcome.period, stem, "csv"),
-            "text/csv".to_owned(),
-            outcome.dir.join(name),
-        ));
-    }
-    // The templates can be overrides: rendered where a runaway one ends only itself.
-    let mut texts = crate::run::worker::render_texts(
-        templates,
-        &job.report,
-        lang,
-        "e",
-        e,
-        &[
-            ("email_subject.tera", true),
-            ("email.txt.tera", false),
-            ("email.html", false),
-        ],
-    )?
-    .into_iter();
-    let mut next = || texts.next().unwrap_or_default();
-    let (mut subject, mut text, mut html) = (next(), next(), next());
-    // Marked here, not in the templates: an override of them cannot lose the mark.
-    if let Some(to) = test_to {
-        let (prefix, note) = test_marks(&language, to, &job.name);
-        subject = format!("{prefix}{subject}");
-        text = format!("{note}\n\n{text}");
-        let note_html = format!(
-            "<p style=\"border: 1px solid #c0392b; padding: 6px;\"><strong>{}</strong></p>",
-            html_escape(&note)
-        );
-        html = match html
-            .find("<body")
-            .and_then(|at| html[at..].find('>').map(|end| at + end + 1))
-        {
-            Some(after) => format!("{}{note_html}{}", &html[..after], &html[after..]),
-            None => format!("{note_html}{html}"),
+/// What every edition's email of one run is made from.
+pub(super) struct Compose<'a> {
+    pub(super) job: &'a Job,
+    pub(super) outcome: &'a RunOutcome,
+    pub(super) templates: &'a templates::Templates,
+    pub(super) smtp: &'a Smtp,
+    pub(super) watch: &'a [WatchResult],
+    /// The comparison period a fired watch rule names (its key), or null.
+    pub(super) compared_with: &'a serde_json::Value,
+}
+
+impl Compose<'_> {
+    /// The email of the `lang` edition; `test_to`: a test send to that address.
+    pub(super) fn email(
+        &self,
+        lang: &str,
+        test_to: Option<&Mailbox>,
+    ) -> Result<EditionMail, NarrativeError> {
+        let Compose {
+            job,
+            outcome,
+            templates,
+            smtp,
+            watch,
+            compared_with,
+        } = *self;
+        let language = templates.language(&job.report, lang)?;
+        let edition = outcome.edition(lang);
+        let on_disk = format!("report.{lang}.pdf");
+        let path = outcome.dir.join(&on_disk);
+        let file = attachment_name(&job.report, &outcome.period, lang, "pdf");
+        let as_of = language
+            .strings
+            .get_opt("document.as_of")
+            .unwrap_or_else(|| "as of".to_owned());
+        let compared_with = match compared_with.as_str() {
+            Some(key) => serde_json::Value::from(crate::reports::period_key_label(key, &as_of)),
+            None => compared_with.clone(),
         };
+        let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+        let attached = size <= smtp.max_attachment_bytes && size > 0;
+        let mb = |b: u64| format!("{:.1}", b as f64 / (1024.0 * 1024.0));
+        let value = json!({ "e": {
+            "title": language.strings.get("document.title"),
+            "period": edition.map(|e| e.period_label.as_str()),
+            "findings": edition.map(|e| &e.headlines),
+            "actions": edition.map(|e| &e.actions),
+            "file": file,
+            "attached": attached,
+            "size_mb": mb(size),
+            "limit_mb": mb(smtp.max_attachment_bytes),
+            "path": std::fs::canonicalize(&path).unwrap_or(path.clone()).display().to_string(),
+            "job": job.name,
+            "watch": watch.iter().filter(|w| w.fired).map(|w| &w.rule).collect::<Vec<_>>(),
+            "watch_label": language.strings.get("email.watch"),
+            "watch_fired": watch.iter().filter(|w| w.fired).map(|w| watch_line(&language, w)).collect::<Vec<_>>(),
+            "compared_with": compared_with,
+        }});
+        let e = &value["e"];
+        let mut attachments = Vec::new();
+        if attached {
+            attachments.push((file, "application/pdf".to_owned(), path));
+        }
+        if let Some(name) = outcome.main_csv.as_deref().filter(|_| smtp.attach_csv) {
+            let stem = name.strip_suffix(".csv").unwrap_or(name);
+            attachments.push((
+                attachment_name(&job.report, &outcome.period, stem, "csv"),
+                "text/csv".to_owned(),
+                outcome.dir.join(name),
+            ));
+        }
+        // The templates can be overrides: rendered where a runaway one ends only itself.
+        let mut texts = crate::run::worker::render_texts(
+            templates,
+            &job.report,
+            lang,
+            "e",
+            e,
+            &[
+                ("email_subject.tera", true),
+                ("email.txt.tera", false),
+                ("email.html", false),
+            ],
+        )?
+        .into_iter();
+        let mut next = || texts.next().unwrap_or_default();
+        let (mut subject, mut text, mut html) = (next(), next(), next());
+        // Marked here, not in the templates: an override of them cannot lose the mark.
+        if let Some(to) = test_to {
+            let (prefix, note) = test_marks(&language, to, &job.name);
+            subject = format!("{prefix}{subject}");
+            text = format!("{note}\n\n{text}");
+            let note_html = format!(
+                "<p style=\"border: 1px solid #c0392b; padding: 6px;\"><strong>{}</strong></p>",
+                html_escape(&note)
+            );
+            html = match html
+                .find("<body")
+                .and_then(|at| html[at..].find('>').map(|end| at + end + 1))
+            {
+                Some(after) => format!("{}{note_html}{}", &html[..after], &html[after..]),
+                None => format!("{note_html}{html}"),
+            };
+        }
+        Ok(EditionMail {
+            subject,
+            text,
+            html,
+            attachments,
+            outbox_name: format!("{}_{}", job.name, outcome.period),
+        })
     }
-    Ok(EditionMail {
-        subject,
-        text,
-        html,
-        attachments,
-        outbox_name: format!("{}_{}", job.name, outcome.period),
-    })
 }
 
 fn html_escape(s: &str) -> String {

@@ -9,10 +9,10 @@ use std::sync::atomic::AtomicBool;
 use chrono::{DateTime, Utc};
 
 use super::config::{Config, DataSource, Job, Overlap};
-use super::ledger::{Ledger, RunState, WatchRecord};
-use super::{alerts, email};
+use super::ledger::{DeliveryState, Ledger, RunState, WatchRecord};
+use super::{alerts, delivery};
 use super::{Context, Delivery, JobError, JobRun};
-use crate::clock::FixedClock;
+use crate::clock::{FixedClock, SharedClock};
 use crate::demo::{self, DemoError};
 use crate::run::{self, Location, RunRequest};
 
@@ -44,31 +44,42 @@ pub fn request_on(config: &Config, job: &Job, db: Location) -> RunRequest {
     }
 }
 
-/// Runs one job as the schedule would at `fire`, delivering as asked; `stop` (the
-/// daemon's shutdown flag) ends it between deliveries.
-pub fn run_job(
-    config: &Config,
-    job: &Job,
-    fire: DateTime<Utc>,
-    delivery: &Delivery,
-    stop: &AtomicBool,
-) -> Result<JobRun, JobError> {
-    run_job_with(config, job, fire, delivery, stop, run_locked)
+/// How a job is run: what it delivers, what stops it, what time it is.
+#[derive(Clone, Copy)]
+pub struct Runner<'a> {
+    pub config: &'a Config,
+    pub delivery: &'a Delivery,
+    /// The daemon's shutdown flag: ends the run between deliveries.
+    pub stop: &'a AtomicBool,
+    /// The clock the ledger, the retries and the alerts are timed by.
+    pub clock: &'a SharedClock,
+}
+
+/// Runs one job as the schedule would at `fire`, delivering as asked.
+pub fn run_job(runner: Runner<'_>, job: &Job, fire: DateTime<Utc>) -> Result<JobRun, JobError> {
+    run_job_with(runner, job, fire, run_locked)
 }
 
 /// [`run_job`] with the body of the run given: the lock, the panic guard and what
 /// a panic leaves (a failed run, an alert) are the same whatever the body.
 fn run_job_with(
-    config: &Config,
+    runner: Runner<'_>,
     job: &Job,
     fire: DateTime<Utc>,
-    delivery: &Delivery,
-    stop: &AtomicBool,
     body: fn(&Context<'_>, &mut JobRun) -> Result<(), JobError>,
 ) -> Result<JobRun, JobError> {
+    let Runner {
+        config,
+        delivery,
+        stop,
+        clock,
+    } = runner;
     let recorded = matches!(delivery, Delivery::Send);
     let ledger = if recorded {
-        Some(Ledger::open(&config.state_path())?)
+        Some(Ledger::open_with_clock(
+            &config.state_path(),
+            SharedClock::clone(clock),
+        )?)
     } else {
         None
     };
@@ -88,6 +99,7 @@ fn run_job_with(
         delivery,
         ledger: ledger.as_ref(),
         stop,
+        clock,
     };
     let mut out = JobRun {
         job: job.name.clone(),
@@ -189,7 +201,7 @@ fn run_locked(ctx: &Context<'_>, out: &mut JobRun) -> Result<(), JobError> {
         }
     }
 
-    let errors = email::deliver(ctx, &outcome, out, &mut log)?;
+    let errors = delivery::deliver(ctx, &outcome, out, &mut log)?;
     if errors.is_empty() {
         out.state = RunState::Succeeded;
         if let Some(l) = ledger {
@@ -229,7 +241,7 @@ fn up_to_date(
     let Some(dir) = run.output_dir.filter(|d| d.is_dir()) else {
         return Ok(None);
     };
-    if run.state != RunState::Succeeded.as_str() {
+    if run.state != RunState::Succeeded {
         return Ok(None);
     }
     let deliveries = ledger.deliveries(&job.name, period)?;
@@ -238,7 +250,7 @@ fn up_to_date(
             let to = to.email.to_string();
             deliveries
                 .iter()
-                .any(|d| &d.lang == lang && d.recipient == to && d.state == "sent")
+                .any(|d| &d.lang == lang && d.recipient == to && d.state == DeliveryState::Sent)
         })
     });
     Ok(all_sent.then_some(dir))
@@ -296,16 +308,17 @@ mod tests {
         );
         let config = Config::parse(Path::new("schedules.toml"), &text).unwrap();
         let job = &config.jobs[0];
-        let fire = Utc::now();
-        let r = run_job_with(
-            &config,
-            job,
-            fire,
-            &Delivery::Send,
-            &AtomicBool::new(false),
-            failing,
-        )
-        .unwrap();
+        let fire = DateTime::parse_from_rfc3339("2025-01-01T08:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let clock: SharedClock = std::sync::Arc::new(FixedClock(fire));
+        let runner = Runner {
+            config: &config,
+            delivery: &Delivery::Send,
+            stop: &AtomicBool::new(false),
+            clock: &clock,
+        };
+        let r = run_job_with(runner, job, fire, failing).unwrap();
         assert_eq!(r.state, RunState::Failed);
         assert!(r
             .error
@@ -320,6 +333,11 @@ mod tests {
             ("2024-01-01_2024-06-30", "failed")
         );
         assert!(h[0].error.as_deref().unwrap().contains("internal error"));
+        // Stamped on the run's clock, not the ledger's own.
+        assert_eq!(
+            (h[0].started_at.as_deref(), h[0].finished_at.as_deref()),
+            (Some("2025-01-01 08:00:00"), Some("2025-01-01 08:00:00"))
+        );
         // The lock is free again, and the owner heard about it.
         assert!(ledger.lock_job("j", true).unwrap().is_some());
         let alerts: Vec<_> = std::fs::read_dir(dir.path().join("outbox"))

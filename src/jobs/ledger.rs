@@ -29,6 +29,8 @@ use rusqlite::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::clock::SharedClock;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
     job TEXT NOT NULL,
@@ -97,8 +99,7 @@ CREATE TABLE IF NOT EXISTS cursors (
 pub struct NewAlert<'a> {
     pub job: &'a str,
     pub period: &'a str,
-    /// As `alerts::Kind` names it: `failed`, `interrupted`, `resolved`.
-    pub kind: &'a str,
+    pub kind: AlertKind,
     pub recipient: &'a str,
     pub message_id: &'a str,
     pub subject: &'a str,
@@ -283,6 +284,16 @@ pub enum LedgerError {
         cause: std::io::Error,
     },
     #[error(
+        "run ledger {path}: table `{table}`, {row}: unknown state `{value}` (not one this version of cxreport writes: written by a newer version, or edited by hand)"
+    )]
+    UnknownState {
+        path: PathBuf,
+        table: &'static str,
+        /// Which row: its job and period (and a delivery's language and recipient).
+        row: String,
+        value: String,
+    },
+    #[error(
         "run ledger {path}: stored message of {job} {period} ({lang}) is unreadable: {message}"
     )]
     Message {
@@ -299,9 +310,10 @@ impl crate::exit::Classify for LedgerError {
     /// work, not the call.
     fn exit(&self) -> crate::exit::Exit {
         match self {
-            Self::Sqlite { .. } | Self::Io { .. } | Self::Message { .. } => {
-                crate::exit::Exit::Failed
-            }
+            Self::Sqlite { .. }
+            | Self::Io { .. }
+            | Self::Message { .. }
+            | Self::UnknownState { .. } => crate::exit::Exit::Failed,
         }
     }
 }
@@ -318,7 +330,8 @@ pub enum RunState {
 /// As the ledger and `history` write it (`succeeded`).
 impl std::fmt::Display for RunState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`: `history` lines its columns up with `{:<9}`.
+        f.pad(self.as_str())
     }
 }
 
@@ -330,6 +343,21 @@ impl RunState {
             Self::Failed => "failed",
             Self::Skipped => "skipped",
         }
+    }
+
+    /// The state as the ledger writes it; `None` for a value this version does not
+    /// write (the caller says where it was found).
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Running, Self::Succeeded, Self::Failed, Self::Skipped]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+/// Compared with the ledger's word for it (`state == "succeeded"`).
+impl PartialEq<&str> for RunState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 
@@ -359,13 +387,79 @@ impl DeliveryState {
         }
     }
 
-    fn parse(s: &str) -> Self {
-        match s {
-            "sending" => Self::Sending,
-            "sent" => Self::Sent,
-            "failed" => Self::Failed,
-            "gave_up" => Self::GaveUp,
-            _ => Self::Pending,
+    /// The state as the ledger writes it; `None` for a value this version does not
+    /// write (the caller says where it was found).
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Sending,
+            Self::Sent,
+            Self::Failed,
+            Self::GaveUp,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+
+    /// Sent or given up: nothing more to do for it (unless `retry` re-opens it).
+    pub fn settled(self) -> bool {
+        matches!(self, Self::Sent | Self::GaveUp)
+    }
+}
+
+/// As the ledger and `history` write it (`gave_up`).
+impl std::fmt::Display for DeliveryState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`: `history` lines its columns up with `{:<9}`.
+        f.pad(self.as_str())
+    }
+}
+
+/// Compared with the ledger's word for it (`state == "sent"`).
+impl PartialEq<&str> for DeliveryState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// What an owner alert tells (`alerts.kind`); `owner_alert.tera` words each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertKind {
+    /// Something needs a person: a run failed, a fire could not start, deliveries
+    /// were given up.
+    Failed,
+    /// A planned shutdown stopped the run's deliveries; they resume by themselves.
+    Interrupted,
+    /// A retry sent everything an earlier alert of the run was about.
+    Resolved,
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
+            Self::Resolved => "resolved",
+        }
+    }
+}
+
+/// Where a kept owner alert stands (`alerts.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertState {
+    /// Waiting for its next attempt.
+    Pending,
+    /// Claimed by one process for sending ([`Ledger::claim_alert`]).
+    Sending,
+    Sent,
+}
+
+impl AlertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sending => "sending",
+            Self::Sent => "sent",
         }
     }
 }
@@ -425,7 +519,7 @@ pub struct RunRecord {
     pub job: String,
     pub period: String,
     pub fire_time: Option<String>,
-    pub state: String,
+    pub state: RunState,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub output_dir: Option<String>,
@@ -451,7 +545,7 @@ pub struct WatchRecord {
 pub struct DeliveryRecord {
     pub lang: String,
     pub recipient: String,
-    pub state: String,
+    pub state: DeliveryState,
     pub attempts: i64,
     pub last_error: Option<String>,
     pub message_id: String,
@@ -499,7 +593,7 @@ pub struct PendingAlert {
 pub struct RunFacts {
     pub fire_time: Option<DateTime<Utc>>,
     pub output_dir: Option<PathBuf>,
-    pub state: String,
+    pub state: RunState,
 }
 
 /// A run found interrupted.
@@ -616,6 +710,10 @@ pub struct Heartbeat {
 pub struct Ledger {
     conn: Connection,
     path: PathBuf,
+    /// What every time the ledger stamps reads (`started_at`, `updated_at`, an
+    /// alert's `created_at`): the caller's clock, so that on a rehearsal clock the
+    /// retries and alerts are kept on the clock that judges them due.
+    clock: SharedClock,
     /// Written by an older version and opened read-only: without the columns and
     /// tables added since.
     v1: bool,
@@ -684,6 +782,7 @@ fn ensure_delivery(
     conn: &Connection,
     key: &DeliveryKey<'_>,
     message_id: &str,
+    now: &str,
 ) -> rusqlite::Result<usize> {
     conn.execute(
         SQL_DELIVERY_ENSURE,
@@ -693,13 +792,9 @@ fn ensure_delivery(
             key.lang,
             key.recipient,
             message_id,
-            now_text()
+            now
         ],
     )
-}
-
-fn now_text() -> String {
-    format_time(Utc::now())
 }
 
 fn format_time(t: DateTime<Utc>) -> String {
@@ -711,8 +806,13 @@ fn parse_time(t: &str) -> Option<DateTime<Utc>> {
 }
 
 impl Ledger {
-    /// Opens (and creates) the ledger for writing.
+    /// Opens (and creates) the ledger for writing, on the real clock.
     pub fn open(path: &Path) -> Result<Self, LedgerError> {
+        Self::open_with_clock(path, crate::clock::system())
+    }
+
+    /// Opens (and creates) the ledger for writing; the times it stamps are `clock`'s.
+    pub fn open_with_clock(path: &Path, clock: SharedClock) -> Result<Self, LedgerError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|source| LedgerError::Io {
                 path: path.to_owned(),
@@ -772,6 +872,7 @@ impl Ledger {
         Ok(Self {
             conn,
             path: path.to_owned(),
+            clock,
             v1: false,
         })
     }
@@ -839,7 +940,55 @@ impl Ledger {
         Ok(Self {
             conn,
             path: path.to_owned(),
+            clock: crate::clock::system(),
             v1,
+        })
+    }
+
+    /// Now, on the ledger's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The ledger's clock, for what is timed along with its rows.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    fn now_text(&self) -> String {
+        format_time(self.now())
+    }
+
+    /// A state read from `table` this version does not know: an error naming where.
+    fn unknown_state(&self, table: &'static str, row: String, value: String) -> LedgerError {
+        LedgerError::UnknownState {
+            path: self.path.clone(),
+            table,
+            row,
+            value,
+        }
+    }
+
+    fn run_state(&self, job: &str, period: &str, value: String) -> Result<RunState, LedgerError> {
+        RunState::parse(&value).ok_or_else(|| {
+            self.unknown_state("runs", format!("job `{job}`, period `{period}`"), value)
+        })
+    }
+
+    fn delivery_state(
+        &self,
+        job: &str,
+        period: &str,
+        lang: &str,
+        recipient: &str,
+        value: String,
+    ) -> Result<DeliveryState, LedgerError> {
+        DeliveryState::parse(&value).ok_or_else(|| {
+            self.unknown_state(
+                "deliveries",
+                format!("job `{job}`, period `{period}`, {lang} to {recipient}"),
+                value,
+            )
         })
     }
 
@@ -894,7 +1043,10 @@ impl Ledger {
             };
             let changed = self
                 .conn
-                .execute(SQL_MARK_INTERRUPTED, params![job, period, now_text(), why])
+                .execute(
+                    SQL_MARK_INTERRUPTED,
+                    params![job, period, self.now_text(), why],
+                )
                 .map_err(|e| self.err(e))?;
             if changed == 1 {
                 out.push(Interrupted {
@@ -922,7 +1074,7 @@ impl Ledger {
                     job,
                     period,
                     fire.map(format_time),
-                    now_text(),
+                    self.now_text(),
                     i64::from(std::process::id()),
                     output_dir.map(|p| p.display().to_string())
                 ],
@@ -955,7 +1107,7 @@ impl Ledger {
                     job,
                     period,
                     state.as_str(),
-                    now_text(),
+                    self.now_text(),
                     error.map(|e| clip(e, MAX_ERROR_BYTES))
                 ],
             )
@@ -965,19 +1117,21 @@ impl Ledger {
 
     /// The run's fire time, output directory and state.
     pub fn run(&self, job: &str, period: &str) -> Result<Option<RunFacts>, LedgerError> {
-        self.conn
+        let row: Option<(Option<String>, Option<String>, String)> = self
+            .conn
             .query_row(SQL_RUN_GET, params![job, period], |r| {
-                Ok(RunFacts {
-                    fire_time: r
-                        .get::<_, Option<String>>(0)?
-                        .as_deref()
-                        .and_then(parse_time),
-                    output_dir: r.get::<_, Option<String>>(1)?.map(PathBuf::from),
-                    state: r.get(2)?,
-                })
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        row.map(|(fire, dir, state)| {
+            Ok(RunFacts {
+                fire_time: fire.as_deref().and_then(parse_time),
+                output_dir: dir.map(PathBuf::from),
+                state: self.run_state(job, period, state)?,
+            })
+        })
+        .transpose()
     }
 
     /// Records a fire that did not run (e.g. the previous run was still in flight).
@@ -1010,20 +1164,20 @@ impl Ledger {
         key: &DeliveryKey<'_>,
         message_id: &str,
     ) -> Result<DeliveryStatus, LedgerError> {
-        ensure_delivery(&self.conn, key, message_id).map_err(|e| self.err(e))?;
-        self.conn
+        ensure_delivery(&self.conn, key, message_id, &self.now_text()).map_err(|e| self.err(e))?;
+        let (state, attempts, possible_duplicate): (String, i64, i64) = self
+            .conn
             .query_row(
                 SQL_DELIVERY_GET,
                 params![key.job, key.period, key.lang, key.recipient],
-                |r| {
-                    Ok(DeliveryStatus {
-                        state: DeliveryState::parse(&r.get::<_, String>(0)?),
-                        attempts: r.get(1)?,
-                        possible_duplicate: r.get::<_, i64>(2)? != 0,
-                    })
-                },
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        Ok(DeliveryStatus {
+            state: self.delivery_state(key.job, key.period, key.lang, key.recipient, state)?,
+            attempts,
+            possible_duplicate: possible_duplicate != 0,
+        })
     }
 
     /// Claims one delivery for this process before its SMTP attempt: of the
@@ -1049,7 +1203,7 @@ impl Ledger {
         // one step for every process sharing the ledger.
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
-        ensure_delivery(&tx, key, message_id).map_err(|e| self.err(e))?;
+        ensure_delivery(&tx, key, message_id, &self.now_text()).map_err(|e| self.err(e))?;
         let (state, attempts): (String, i64) = tx
             .query_row(
                 SQL_DELIVERY_GET,
@@ -1057,7 +1211,8 @@ impl Ledger {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(|e| self.err(e))?;
-        let again = match DeliveryState::parse(&state) {
+        let state = self.delivery_state(key.job, key.period, key.lang, key.recipient, state)?;
+        let again = match state {
             s @ (DeliveryState::Sent | DeliveryState::GaveUp) => {
                 return Ok(Claim::Settled(s));
             }
@@ -1073,8 +1228,8 @@ impl Ledger {
                     key.lang,
                     key.recipient,
                     i64::from(again),
-                    now_text(),
-                    state
+                    self.now_text(),
+                    state.as_str()
                 ],
             )
             .map_err(|e| self.err(e))?;
@@ -1106,7 +1261,7 @@ impl Ledger {
                     u.state.as_str(),
                     u.attempts_added,
                     u.error.map(|e| clip(e, MAX_ERROR_BYTES)),
-                    now_text(),
+                    self.now_text(),
                     u.next_attempt.map(format_time),
                     u.retry_until.map(format_time)
                 ],
@@ -1125,24 +1280,34 @@ impl Ledger {
                 SQL_DELIVERIES_OF
             })
             .map_err(|e| self.err(e))?;
-        let rows = d
+        let rows: Vec<(DeliveryRecord, String)> = d
             .query_map(params![job, period], |r| {
-                Ok(DeliveryRecord {
-                    lang: r.get(0)?,
-                    recipient: r.get(1)?,
-                    state: r.get(2)?,
-                    attempts: r.get(3)?,
-                    last_error: r.get(4)?,
-                    message_id: r.get(5)?,
-                    possible_duplicate: r.get::<_, i64>(6)? != 0,
-                    next_attempt_at: r.get(7)?,
-                    retry_until: r.get(8)?,
-                })
+                Ok((
+                    DeliveryRecord {
+                        lang: r.get(0)?,
+                        recipient: r.get(1)?,
+                        // Read below, where a value this version does not know is an
+                        // error that names the row.
+                        state: DeliveryState::Pending,
+                        attempts: r.get(3)?,
+                        last_error: r.get(4)?,
+                        message_id: r.get(5)?,
+                        possible_duplicate: r.get::<_, i64>(6)? != 0,
+                        next_attempt_at: r.get(7)?,
+                        retry_until: r.get(8)?,
+                    },
+                    r.get(2)?,
+                ))
             })
             .map_err(|e| self.err(e))?
             .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e));
-        rows
+            .map_err(|e| self.err(e))?;
+        rows.into_iter()
+            .map(|(mut d, state)| {
+                d.state = self.delivery_state(job, period, &d.lang, &d.recipient, state)?;
+                Ok(d)
+            })
+            .collect()
     }
 
     /// Runs with a retryable delivery whose next attempt is due.
@@ -1179,7 +1344,7 @@ impl Ledger {
             self.conn
                 .execute(
                     SQL_GIVE_UP,
-                    params![e.job, e.period, e.lang, e.recipient, now_text()],
+                    params![e.job, e.period, e.lang, e.recipient, self.now_text()],
                 )
                 .map_err(|e| self.err(e))?;
         }
@@ -1190,7 +1355,7 @@ impl Ledger {
     /// now, with a fresh retry time. Returns how many.
     pub fn reopen(&self, job: &str, period: &str) -> Result<usize, LedgerError> {
         self.conn
-            .execute(SQL_REOPEN, params![job, period, now_text()])
+            .execute(SQL_REOPEN, params![job, period, self.now_text()])
             .map_err(|e| self.err(e))
     }
 
@@ -1266,9 +1431,9 @@ impl Ledger {
                     a.message_id,
                     clip(a.subject, MAX_ERROR_BYTES),
                     clip(a.body, MAX_ALERT_BYTES),
-                    now_text(),
+                    self.now_text(),
                     a.period,
-                    a.kind
+                    a.kind.as_str()
                 ],
             )
             .map(|_| ())
@@ -1283,7 +1448,7 @@ impl Ledger {
         job: &str,
         period: &str,
     ) -> Result<(usize, usize), LedgerError> {
-        let now = now_text();
+        let now = self.now_text();
         let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
         let sent: i64 = tx
             .query_row(SQL_ALERTS_SENT_OF, params![job, period, now], |r| r.get(0))
@@ -1341,13 +1506,17 @@ impl Ledger {
         error: Option<&str>,
         retry_at: DateTime<Utc>,
     ) -> Result<(), LedgerError> {
-        let state = if error.is_some() { "pending" } else { "sent" };
+        let state = if error.is_some() {
+            AlertState::Pending
+        } else {
+            AlertState::Sent
+        };
         self.conn
             .execute(
                 SQL_ALERT_DONE,
                 params![
                     id,
-                    state,
+                    state.as_str(),
                     error.map(|e| clip(e, MAX_ERROR_BYTES)),
                     format_time(retry_at)
                 ],
@@ -1399,11 +1568,12 @@ impl Ledger {
 
     pub fn history(&self, job: Option<&str>) -> Result<Vec<RunRecord>, LedgerError> {
         let mut stmt = self.conn.prepare(SQL_HISTORY).map_err(|e| self.err(e))?;
-        let mut runs: Vec<RunRecord> = stmt
+        let rows = stmt
             .query_map([job], run_row)
             .map_err(|e| self.err(e))?
             .collect::<Result<_, _>>()
             .map_err(|e| self.err(e))?;
+        let mut runs = self.runs_of(rows)?;
         for run in &mut runs {
             run.deliveries = self.deliveries(&run.job, &run.period)?;
             if !self.v1 {
@@ -1525,15 +1695,26 @@ impl Ledger {
             .conn
             .prepare(SQL_LATEST_RUNS)
             .map_err(|e| self.err(e))?;
-        let mut runs: Vec<RunRecord> = stmt
+        let rows = stmt
             .query_map([], run_row)
             .map_err(|e| self.err(e))?
             .collect::<Result<_, _>>()
             .map_err(|e| self.err(e))?;
+        let mut runs = self.runs_of(rows)?;
         for run in &mut runs {
             run.deliveries = self.deliveries(&run.job, &run.period)?;
         }
         Ok(runs)
+    }
+
+    /// The rows [`run_row`] read, their states read strictly.
+    fn runs_of(&self, rows: Vec<(RunRecord, String)>) -> Result<Vec<RunRecord>, LedgerError> {
+        rows.into_iter()
+            .map(|(mut run, state)| {
+                run.state = self.run_state(&run.job, &run.period, state)?;
+                Ok(run)
+            })
+            .collect()
     }
 
     fn watch_of(&self, job: &str, period: &str) -> Result<Vec<WatchRecord>, LedgerError> {
@@ -1563,12 +1744,13 @@ impl Ledger {
 /// A `runs` row as SQL_HISTORY and SQL_LATEST_RUNS select it (job, period, fire_time,
 /// state, started_at, finished_at, output_dir, error, attempts), before its deliveries
 /// and watch results are read.
-fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
-    Ok(RunRecord {
+/// The state is returned as read, beside the record: [`Ledger::runs_of`] reads it.
+fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RunRecord, String)> {
+    let record = RunRecord {
         job: r.get(0)?,
         period: r.get(1)?,
         fire_time: r.get(2)?,
-        state: r.get(3)?,
+        state: RunState::Running,
         started_at: r.get(4)?,
         finished_at: r.get(5)?,
         output_dir: r.get(6)?,
@@ -1576,12 +1758,14 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         attempts: r.get(8)?,
         deliveries: Vec::new(),
         watch: Vec::new(),
-    })
+    };
+    Ok((record, r.get(3)?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{Clock, SystemClock};
 
     fn at(s: &str) -> DateTime<Utc> {
         parse_time(s).unwrap()
@@ -1633,6 +1817,107 @@ mod tests {
         assert_eq!(h[0].deliveries[0].state, "sent");
         assert!(l.history(Some("other")).unwrap().is_empty());
         assert!(l.all_sent("j", "2024-01-01_2024-06-30").unwrap());
+    }
+
+    /// A state this version does not write (a newer version's, an edit by hand) is an
+    /// error naming the ledger, the table, the row and the value, not a silent
+    /// `pending` that would send the delivery again.
+    #[test]
+    fn a_state_the_ledger_holds_that_this_version_does_not_know_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let l = Ledger::open(&path).unwrap();
+        let key = key("en");
+        let id = key.message_id("example.com");
+        l.begin_run("j", "2024-01-01_2024-06-30", None, None)
+            .unwrap();
+        l.delivery(&key, &id).unwrap();
+        let edit = |sql: &str| {
+            rusqlite::Connection::open(&path)
+                .unwrap()
+                .execute(sql, [])
+                .unwrap()
+        };
+
+        edit("UPDATE deliveries SET state = 'bounced'");
+        for e in [
+            l.deliveries("j", "2024-01-01_2024-06-30").unwrap_err(),
+            l.history(None).unwrap_err(),
+            l.delivery(&key, &id).unwrap_err(),
+        ] {
+            assert!(
+                matches!(&e, LedgerError::UnknownState { table: "deliveries", value, .. } if value == "bounced"),
+                "{e:?}"
+            );
+            let text = e.to_string();
+            for part in [
+                path.display().to_string().as_str(),
+                "`deliveries`",
+                "job `j`",
+                "period `2024-01-01_2024-06-30`",
+                "en to ceo@example.com",
+                "unknown state `bounced`",
+            ] {
+                assert!(text.contains(part), "{part}: {text}");
+            }
+        }
+        assert!(matches!(
+            l.claim_delivery(&key, &id),
+            Err(LedgerError::UnknownState { .. })
+        ));
+
+        edit("UPDATE deliveries SET state = 'sent'");
+        edit("UPDATE runs SET state = 'paused'");
+        for e in [
+            l.history(Some("j")).unwrap_err(),
+            l.latest_runs().unwrap_err(),
+            l.run("j", "2024-01-01_2024-06-30").unwrap_err(),
+        ] {
+            let text = e.to_string();
+            assert!(
+                text.contains(
+                    "table `runs`, job `j`, period `2024-01-01_2024-06-30`: unknown state `paused`"
+                ) && text.contains(&path.display().to_string()),
+                "{text}"
+            );
+        }
+        // Every state this version writes reads back as itself.
+        for s in [
+            RunState::Running,
+            RunState::Succeeded,
+            RunState::Failed,
+            RunState::Skipped,
+        ] {
+            assert_eq!(RunState::parse(s.as_str()), Some(s));
+        }
+        for s in [
+            DeliveryState::Pending,
+            DeliveryState::Sending,
+            DeliveryState::Sent,
+            DeliveryState::Failed,
+            DeliveryState::GaveUp,
+        ] {
+            assert_eq!(DeliveryState::parse(s.as_str()), Some(s));
+        }
+    }
+
+    /// The times the ledger stamps are its clock's (the daemon's rehearsal clock),
+    /// not the real time.
+    #[test]
+    fn the_ledger_stamps_the_time_of_the_clock_it_was_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = at("2031-03-04 05:06:07");
+        let l = Ledger::open_with_clock(
+            &dir.path().join("state.sqlite"),
+            std::sync::Arc::new(crate::clock::FixedClock(t)),
+        )
+        .unwrap();
+        l.begin_run("j", "p", None, None).unwrap();
+        l.finish_run("j", "p", RunState::Succeeded, None).unwrap();
+        let h = &l.history(None).unwrap()[0];
+        assert_eq!(h.started_at.as_deref(), Some("2031-03-04 05:06:07"));
+        assert_eq!(h.finished_at.as_deref(), Some("2031-03-04 05:06:07"));
+        assert_eq!(l.now(), t);
     }
 
     #[test]
@@ -1781,11 +2066,12 @@ mod tests {
             subject: "s",
             body: "b",
         };
-        l.queue_alert(&alert("failed", "a@x.com")).unwrap();
-        l.queue_alert(&alert("failed", "b@x.com")).unwrap();
-        l.queue_alert(&alert("failed", "c@x.com")).unwrap();
-        l.queue_alert(&alert("interrupted", "a@x.com")).unwrap();
-        let now = Utc::now();
+        l.queue_alert(&alert(AlertKind::Failed, "a@x.com")).unwrap();
+        l.queue_alert(&alert(AlertKind::Failed, "b@x.com")).unwrap();
+        l.queue_alert(&alert(AlertKind::Failed, "c@x.com")).unwrap();
+        l.queue_alert(&alert(AlertKind::Interrupted, "a@x.com"))
+            .unwrap();
+        let now = SystemClock.now();
         let minutes = chrono::Duration::minutes;
         let due = l.alerts_due(now).unwrap();
         assert_eq!(due.len(), 4);
@@ -1822,24 +2108,25 @@ mod tests {
         let alert = NewAlert {
             job: "j",
             period: "p",
-            kind: "failed",
+            kind: AlertKind::Failed,
             recipient: "owner@example.com",
             message_id: "<a@x>",
             subject: "job j failed",
             body: "body",
         };
         l.queue_alert(&alert).unwrap();
-        let due = l.alerts_due(Utc::now()).unwrap();
+        let due = l.alerts_due(SystemClock.now()).unwrap();
         assert_eq!(due.len(), 1);
         l.alert_attempted(
             due[0].id,
             Some("refused"),
-            Utc::now() + chrono::Duration::hours(1),
+            SystemClock.now() + chrono::Duration::hours(1),
         )
         .unwrap();
-        assert!(l.alerts_due(Utc::now()).unwrap().is_empty());
+        assert!(l.alerts_due(SystemClock.now()).unwrap().is_empty());
         assert_eq!(l.pending_alerts(None).unwrap()[0].last_error, "refused");
-        l.alert_attempted(due[0].id, None, Utc::now()).unwrap();
+        l.alert_attempted(due[0].id, None, SystemClock.now())
+            .unwrap();
         assert!(l.pending_alerts(None).unwrap().is_empty());
         l.save_message("j", "p", "en", &vec!["subject".to_owned()])
             .unwrap();
@@ -1940,15 +2227,15 @@ mod tests {
         l.queue_alert(&NewAlert {
             job: "j",
             period: "p",
-            kind: "failed",
+            kind: AlertKind::Failed,
             recipient: "owner@example.com",
             message_id: "<a@x>",
             subject: &huge,
             body: &huge,
         })
         .unwrap();
-        let due = l.alerts_due(Utc::now()).unwrap();
-        l.alert_attempted(due[0].id, Some(&huge), Utc::now())
+        let due = l.alerts_due(SystemClock.now()).unwrap();
+        l.alert_attempted(due[0].id, Some(&huge), SystemClock.now())
             .unwrap();
         let run = &l.history(Some("j")).unwrap()[0];
         assert_eq!(run.state, "failed");
@@ -1967,7 +2254,7 @@ mod tests {
         );
         let d = &l.deliveries(k.job, k.period).unwrap()[0];
         assert!(d.last_error.as_deref().unwrap().len() < MAX_ERROR_BYTES + 100);
-        let a = &l.alerts_due(Utc::now()).unwrap()[0];
+        let a = &l.alerts_due(SystemClock.now()).unwrap()[0];
         assert!(a.subject.len() < MAX_ERROR_BYTES + 100);
         assert!(a.body.len() < MAX_ALERT_BYTES + 100);
         let pending = &l.pending_alerts(None).unwrap()[0];

@@ -1,16 +1,18 @@
 //! Scheduled jobs: the configuration (`config`), cron and catch-up (`schedule`), the
 //! run ledger (`ledger`), the SMTP transport (`mail`), one job's run (`job`), what it
-//! mails (`email`) and tells its owners (`alerts`), the daemon that runs jobs when due (`daemon`),
+//! mails (`email`), delivers (`delivery`) and sends again (`resend`) and tells its owners (`alerts`), the daemon that runs jobs when due (`daemon`),
 //! `cxreport check` (`check`) and `cxreport status` (`status`, from the daemon's heartbeat). The types below are what those parts share about a job's run.
 
 pub mod alerts;
 pub mod check;
 pub mod config;
 pub mod daemon;
+pub mod delivery;
 pub mod email;
 pub mod job;
 pub mod ledger;
 pub mod mail;
+pub mod resend;
 pub mod schedule;
 pub mod status;
 
@@ -20,6 +22,7 @@ use std::sync::atomic::AtomicBool;
 use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
 
+use crate::clock::SharedClock;
 use config::{Config, Job};
 use ledger::{Ledger, LedgerError, RunState};
 
@@ -75,6 +78,10 @@ pub struct Context<'a> {
     pub ledger: Option<&'a Ledger>,
     /// Set when the process is asked to stop: no new delivery starts.
     pub stop: &'a AtomicBool,
+    /// The process's clock (the daemon's rehearsal clock, or the real one): what the
+    /// ledger stamps, when a retry is due, an alert's times. The report itself is
+    /// about `fire`.
+    pub clock: &'a SharedClock,
 }
 
 /// How a job's run ended.

@@ -14,7 +14,9 @@ use std::path::Path;
 use chrono::{DateTime, Duration, Utc};
 
 use super::config::Config;
-use super::ledger::{Heartbeat, Ledger, LedgerError, RunRecord};
+// The real time, beside the daemon's clock: liveness is judged on it.
+use super::ledger::{DeliveryState, Heartbeat, Ledger, LedgerError, RunRecord, RunState};
+use crate::clock::{Clock, SystemClock};
 
 /// How often the daemon writes its heartbeat (real time); `status`'s default
 /// `--max-age` is many of these.
@@ -80,7 +82,7 @@ impl Pulse {
     /// The heartbeat of this process, starting now; forgets the heartbeats of
     /// daemons that stopped or fell silent a day ago.
     pub fn start(config: &Config, ledger: &Ledger, clock_now: DateTime<Utc>) -> Self {
-        let now = Utc::now();
+        let now = SystemClock.now();
         if let Err(e) = ledger.prune_heartbeats(now - Duration::days(1)) {
             tracing::warn!("clearing old heartbeats: {e}");
         }
@@ -114,20 +116,20 @@ impl Pulse {
 
     /// Asked to stop: the work in flight is being waited for.
     pub fn stopping(&mut self, clock_now: DateTime<Utc>) {
-        self.row.stopping_at = Some(Utc::now());
+        self.row.stopping_at = Some(SystemClock.now());
         self.row.clock_at = clock_now;
         self.write();
     }
 
     /// Stopped as asked.
     pub fn stopped(&mut self, clock_now: DateTime<Utc>) {
-        self.row.stopped_at = Some(Utc::now());
+        self.row.stopped_at = Some(SystemClock.now());
         self.row.clock_at = clock_now;
         self.write();
     }
 
     fn write(&mut self) {
-        self.row.ticked_at = Utc::now();
+        self.row.ticked_at = SystemClock.now();
         // Not tried again before the next beat is due: a ledger that fails is not
         // logged every second from here.
         self.written = Some(std::time::Instant::now());
@@ -285,18 +287,18 @@ pub fn judge(
             continue;
         };
         let finished = run.finished_at.as_deref().unwrap_or("-");
-        match run.state.as_str() {
-            "succeeded" => lines.push(format!(
+        match run.state {
+            RunState::Succeeded => lines.push(format!(
                 "{}: latest run {} succeeded (finished {finished} UTC); {next}",
                 job.name, run.period
             )),
-            "running" => lines.push(format!(
+            RunState::Running => lines.push(format!(
                 "{}: run {} in flight (started {} UTC); {next}",
                 job.name,
                 run.period,
                 run.started_at.as_deref().unwrap_or("-")
             )),
-            state => {
+            state @ (RunState::Failed | RunState::Skipped) => {
                 lines.push(format!(
                     "{}: latest run {} {state} (finished {finished} UTC); {next}",
                     job.name, run.period
@@ -311,7 +313,7 @@ pub fn judge(
 /// A job's latest run that did not succeed, with what to do about it.
 fn run_problem(job: &str, run: &RunRecord) -> String {
     let why = run.error.as_deref().unwrap_or("no reason was recorded");
-    let what = if run.state == "skipped" {
+    let what = if run.state == RunState::Skipped {
         "did not run"
     } else {
         "failed"
@@ -319,13 +321,13 @@ fn run_problem(job: &str, run: &RunRecord) -> String {
     let waiting = run
         .deliveries
         .iter()
-        .filter(|d| d.state == "failed")
+        .filter(|d| d.state == DeliveryState::Failed)
         .filter_map(|d| d.retry_until.as_deref())
         .max();
     let unsent = run
         .deliveries
         .iter()
-        .any(|d| matches!(d.state.as_str(), "failed" | "gave_up"));
+        .any(|d| matches!(d.state, DeliveryState::Failed | DeliveryState::GaveUp));
     let next = if let Some(until) = waiting {
         format!(
             "the daemon tries its deliveries again until {until} UTC; to send them now: `cxreport retry --job {job} --period {}`",
@@ -413,7 +415,7 @@ mod tests {
             job: job.into(),
             period: "2024-01-01_2024-05-31".into(),
             fire_time: Some("2024-06-01 08:00:00".into()),
-            state: state.into(),
+            state: RunState::parse(state).unwrap(),
             started_at: Some("2024-06-01 08:00:00".into()),
             finished_at: Some("2024-06-01 08:00:09".into()),
             output_dir: None,
@@ -568,7 +570,7 @@ mod tests {
         waiting.deliveries.push(DeliveryRecord {
             lang: "en".into(),
             recipient: "ceo@example.com".into(),
-            state: "failed".into(),
+            state: DeliveryState::Failed,
             attempts: 2,
             last_error: Some("connection refused".into()),
             message_id: "<x@y>".into(),
