@@ -443,6 +443,11 @@ mod tests {
                     lang: "en".into(),
                     message: "x".into(),
                 },
+                LedgerError::Newer {
+                    path: path(),
+                    found: 8,
+                    known: 7,
+                },
             ]
         };
         for e in ledger() {
