@@ -206,6 +206,29 @@ fn try_lock(path: &Path, exclusive: bool) -> Result<Option<File>, LedgerError> {
     }
 }
 
+/// How long a statement waits for another process's write to end.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Puts the ledger in WAL mode (several processes read while one writes). SQLite
+/// changes the journal mode without its busy handler: a process that opens the ledger
+/// while another closes its last connection to it (checkpointing and removing the
+/// `-wal` under an exclusive lock) is told "locked" at once, so that is tried again
+/// for as long as the busy timeout would have waited.
+fn wal(conn: &Connection) -> rusqlite::Result<()> {
+    let until = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;") {
+            Err(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && std::time::Instant::now() < until =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            done => return done,
+        }
+    }
+}
+
 fn format_time(t: DateTime<Utc>) -> String {
     crate::source::timestamp::format_utc(t)
 }
@@ -245,10 +268,8 @@ impl Ledger {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))
-            .map_err(err)?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
-            .map_err(err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+        wal(&conn).map_err(err)?;
         migrate::migrate(&conn, path)?;
         Ok(Self {
             conn,
@@ -308,8 +329,7 @@ impl Ledger {
             Connection::open_with_flags(path, flags)
         }
         .map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))
-            .map_err(err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
         let version = migrate::version_of(&conn, path)?;
         Ok(Self {
             conn,
