@@ -9,11 +9,13 @@
 //! (5xx, authentication, TLS: a certificate that is not trusted, a server without
 //! STARTTLS). Or an outbox directory of `.eml` files. The password is read from the
 //! environment when sending and never appears in logs or errors.
+//!
+//! Its parts: one attempt bounded as a whole (`attempt`) and the outbox (`outbox`).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lettre::message::header::ContentType;
 use lettre::message::{
@@ -22,11 +24,14 @@ use lettre::message::{
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::SmtpTransport;
-use lettre::{Message, Transport as _};
-
-use sha2::{Digest, Sha256};
+use lettre::Message;
 
 use crate::jobs::config::{Smtp, TlsMode, Transport};
+
+mod attempt;
+mod outbox;
+
+use outbox::write_eml;
 
 /// An attempt may last this many step timeouts (connect, greeting, EHLO, STARTTLS,
 /// AUTH, MAIL, RCPT, DATA, the end of the data) ...
@@ -37,31 +42,6 @@ const BYTES_PER_SECOND: u64 = 64 * 1024;
 /// After shutdown is asked for, an attempt in flight gets this long to finish before
 /// it is given up (a transient failure, tried again by the next process).
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
-/// Attempts given up but whose threads still wait on a server (the OS offers no way
-/// to end a blocking read from outside); past this many no new attempt starts, so a
-/// server that holds every connection open cannot make the process pile up threads.
-const MAX_HUNG: usize = 16;
-static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
-
-/// Counts an attempt's thread while it lives.
-struct InFlight;
-
-impl InFlight {
-    fn enter() -> Option<Self> {
-        IN_FLIGHT
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < MAX_HUNG).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Self)
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
@@ -263,73 +243,6 @@ impl Mailer {
         }
     }
 
-    /// The attempt in a thread of its own, waited for at most `limit` (and
-    /// [`STOP_GRACE`] once `stop` is set); a thread given up keeps its connection
-    /// until the server or a step's timeout ends it.
-    fn bounded(
-        &self,
-        transport: &SmtpTransport,
-        message: Message,
-        limit: Duration,
-        stop: &AtomicBool,
-    ) -> Result<(), Failure> {
-        let Some(guard) = InFlight::enter() else {
-            return Err(Failure::Transient(format!(
-                "{MAX_HUNG} earlier SMTP attempts to {} are still waiting on the server; not starting another",
-                self.target
-            )));
-        };
-        let (tx, rx) = mpsc::channel();
-        let transport = transport.clone();
-        let timeout = self.timeout;
-        std::thread::Builder::new()
-            .name("smtp-attempt".into())
-            .spawn(move || {
-                let _guard = guard;
-                let result = transport
-                    .send(&message)
-                    .map(|_| ())
-                    .map_err(|e| classify(&e, timeout));
-                // Nobody listens once the attempt was given up.
-                let _ = tx.send(result);
-            })
-            .map_err(|e| Failure::Transient(format!("starting the SMTP attempt: {e}")))?;
-        let started = Instant::now();
-        let mut deadline = started + limit;
-        let mut stopping = false;
-        loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Failure::Transient(if stopping {
-                    format!(
-                        "SMTP attempt given up {} s after shutdown was asked for (the server may still take the message)",
-                        STOP_GRACE.as_secs()
-                    )
-                } else {
-                    format!(
-                        "SMTP attempt exceeded {} s (the server answers too slowly; each step may take {} s, the whole attempt {} s)",
-                        limit.as_secs(),
-                        timeout.as_secs(),
-                        limit.as_secs()
-                    )
-                }));
-            }
-            if !stopping && stop.load(Ordering::SeqCst) {
-                stopping = true;
-                deadline = deadline.min(now + STOP_GRACE);
-            }
-            match rx.recv_timeout((deadline - now).min(Duration::from_millis(100))) {
-                Ok(result) => return result,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(Failure::Transient(
-                        "the SMTP attempt ended without a result (its thread panicked)".into(),
-                    ))
-                }
-            }
-        }
-    }
-
     /// Up to the configured attempts, sleeping `backoff × 2^n` between transient
     /// failures; stops early when `stop` is set (shutdown). Returns the attempts used,
     /// with the last failure when it did not get through.
@@ -502,55 +415,15 @@ fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> 
     None
 }
 
-/// The longest file name stem in an outbox (file systems allow 255 bytes).
-const MAX_STEM: usize = 160;
-
-/// `name` as a file name stem: kept as it is when it is short and safe; otherwise its
-/// safe characters, cut short, then `~` (which a kept name never has) and a hash of the
-/// exact name, so that two recipients never share a file (`a+b@`, `a=b@`).
-fn outbox_stem(name: &str) -> String {
-    let safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(MAX_STEM)
-        .collect();
-    if safe == name {
-        return safe;
-    }
-    let hash: String = Sha256::digest(name.as_bytes())
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{safe}~{hash}")
-}
-
-fn write_eml(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let safe = outbox_stem(name);
-    // 0666 less the umask: a preview is for whoever reads the outbox, not only this
-    // process's user (tempfile's default is 0600).
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".eml-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(dir)?;
-    std::io::Write::write_all(&mut tmp, bytes)?;
-    tmp.persist(dir.join(format!("{safe}.eml")))
-        .map_err(|e| e.error)?;
-    Ok(())
-}
-
+/// What the parts' tests share.
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod testing {
+    use std::path::Path;
+    use std::time::Duration;
 
-    fn cfg(dir: &Path) -> Smtp {
+    use super::{Outgoing, Smtp, Transport};
+
+    pub(super) fn cfg(dir: &Path) -> Smtp {
         Smtp {
             transport: Transport::Outbox(dir.to_owned()),
             from: "CX Reports <reports@example.com>".parse().unwrap(),
@@ -562,34 +435,7 @@ mod tests {
         }
     }
 
-    #[test]
-    fn outbox_writes_a_complete_message() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = Mailer::new(&cfg(dir.path())).unwrap();
-        let msg = Outgoing {
-            message_id: "<abc.job@example.com>".into(),
-            to: "CEO <ceo@example.com>".parse().unwrap(),
-            subject: "Report · 2024".into(),
-            text: "Hello".into(),
-            html: Some("<p>Hello</p>".into()),
-            attachments: vec![Attachment {
-                filename: "report.en.pdf".into(),
-                content_type: "application/pdf",
-                bytes: b"%PDF-1.7 test".to_vec(),
-            }],
-            outbox_name: "job/en ceo@example.com".into(),
-        };
-        assert_eq!(m.send(&msg, &AtomicBool::new(false), |_, _| {}), (1, None));
-        // Its name had unsafe characters: made safe, with a hash of the exact name.
-        let stem = outbox_stem("job/en ceo@example.com");
-        assert!(stem.starts_with("job_en_ceo@example.com~"), "{stem}");
-        let file = dir.path().join(format!("{stem}.eml"));
-        let eml = std::fs::read_to_string(file).unwrap();
-        assert!(eml.contains("Message-ID: <abc.job@example.com>"), "{eml}");
-        assert!(eml.contains("report.en.pdf") && eml.contains("text/html"));
-    }
-
-    fn message(to: &str) -> Outgoing {
+    pub(super) fn message(to: &str) -> Outgoing {
         Outgoing {
             message_id: "<abc.job@example.com>".into(),
             to: to.parse().unwrap(),
@@ -600,128 +446,12 @@ mod tests {
             outbox_name: format!("job_2024_en_{to}"),
         }
     }
+}
 
-    #[test]
-    fn recipients_whose_names_sanitise_alike_get_files_of_their_own() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = Mailer::new(&cfg(dir.path())).unwrap();
-        for to in [
-            "a+b@example.com",
-            "a=b@example.com",
-            "a&b@example.com",
-            "ab@example.com",
-        ] {
-            assert_eq!(
-                m.send(&message(to), &AtomicBool::new(false), |_, _| {}),
-                (1, None)
-            );
-        }
-        let mut names: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        assert_eq!(names.len(), 4, "{names:?}");
-        assert!(
-            names.contains(&"job_2024_en_ab@example.com.eml".to_owned()),
-            "{names:?}"
-        );
-        assert!(names.iter().all(|n| n.len() <= MAX_STEM + 20), "{names:?}");
-        // Long names are cut, still unique.
-        let long = format!("{}@example.com", "a".repeat(300));
-        assert_eq!(outbox_stem(&long).len(), MAX_STEM + 13);
-        assert_ne!(outbox_stem(&long), outbox_stem(&format!("{long}x")));
-    }
-
-    /// A server that answers one byte every 2 s and never finishes its greeting:
-    /// every read gets something within the step timeout.
-    fn dribbling_server() -> u16 {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { return };
-                std::thread::spawn(move || {
-                    let _ = std::io::Write::write_all(&mut conn, b"220 ");
-                    while std::io::Write::write_all(&mut conn, b"x").is_ok() {
-                        std::thread::sleep(Duration::from_secs(2));
-                    }
-                });
-            }
-        });
-        port
-    }
-
-    fn smtp_to(port: u16) -> Smtp {
-        let mut c = cfg(Path::new("/nonexistent"));
-        c.transport = Transport::Smtp {
-            host: "127.0.0.1".into(),
-            port,
-            tls: TlsMode::None,
-            username: None,
-            password_env: None,
-            ca_file: None,
-        };
-        c.timeout = Duration::from_secs(3);
-        c.max_attempts = 1;
-        c
-    }
-
-    /// Runs one send in a thread; `None` when it has not ended after a minute.
-    fn send_bounded(
-        m: Mailer,
-        stop: std::sync::Arc<AtomicBool>,
-    ) -> Option<(Duration, (u32, Option<Failure>))> {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let started = Instant::now();
-            let r = m.send(&message("ceo@example.com"), &stop, |_, _| {});
-            let _ = tx.send((started.elapsed(), r));
-        });
-        rx.recv_timeout(Duration::from_secs(60)).ok()
-    }
-
-    #[test]
-    fn an_attempt_a_server_dribbles_is_given_up_at_its_limit() {
-        let m = Mailer::new(&smtp_to(dribbling_server())).unwrap();
-        let limit = m.attempt_limit(0);
-        assert_eq!(limit, Duration::from_secs(12));
-        let (took, (attempts, failure)) =
-            send_bounded(m, std::sync::Arc::default()).expect("the attempt ends");
-        eprintln!("a dribbling server's attempt was given up after {took:?} (limit {limit:?})");
-        assert_eq!(attempts, 1);
-        let Some(Failure::Transient(why)) = failure else {
-            panic!("{failure:?}");
-        };
-        assert!(why.contains("SMTP attempt exceeded 12 s"), "{why}");
-        assert!(
-            took >= limit && took < limit + Duration::from_secs(5),
-            "{took:?}"
-        );
-    }
-
-    #[test]
-    fn stopping_ends_the_wait_for_an_attempt_in_flight() {
-        let mut c = smtp_to(dribbling_server());
-        c.timeout = Duration::from_secs(30);
-        let m = Mailer::new(&c).unwrap();
-        let stop = std::sync::Arc::new(AtomicBool::new(false));
-        let flag = std::sync::Arc::clone(&stop);
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_secs(1));
-            flag.store(true, Ordering::SeqCst);
-        });
-        let (took, (_, failure)) = send_bounded(m, stop).expect("the attempt ends");
-        eprintln!("stopped {took:?} after the attempt began (1 s + grace {STOP_GRACE:?})");
-        assert!(
-            took < Duration::from_secs(1) + STOP_GRACE + Duration::from_secs(3),
-            "{took:?}"
-        );
-        assert!(
-            matches!(&failure, Some(Failure::Transient(w)) if w.contains("shutdown")),
-            "{failure:?}"
-        );
-    }
+#[cfg(test)]
+mod tests {
+    use super::testing::cfg;
+    use super::*;
 
     #[test]
     fn missing_password_env_is_named() {
