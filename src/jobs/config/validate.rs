@@ -1,13 +1,12 @@
-//! `schedules.toml`: defaults, SMTP and jobs. Strict: unknown keys are rejected, and
-//! every problem names the file, the key and the reason, all of them at once. Secrets
-//! never live in the file: the SMTP password comes from the environment variable the
-//! file names.
+//! Reading `schedules.toml` into a [`Config`]: the file as written (`Raw*`, strict:
+//! unknown keys are rejected) and the validator that checks every key of it, so that
+//! all problems are listed at once, each naming the key and the reason.
 //!
-//! Long because one validator checks every key of the file, so that all problems are
-//! listed at once; about a third is the tests of those messages.
+//! Why this file is long (about 1,000 lines): one validator checks every key of the
+//! file, so that all problems are listed at once, and its checks share the problem
+//! list and the file's directory; about a quarter is the tests of those messages.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
 use chrono_tz::Tz;
@@ -20,63 +19,10 @@ use crate::render::templates::Templates;
 use crate::reports::{self, Options};
 use crate::run::{Location, Mapping};
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    // The cause is in the message and not also a `source`: printed with its chain
-    // (`{:#}`) it would be said twice.
-    #[error("cannot read {path}: {cause}{}", read_hint(.path, .cause))]
-    Read {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Toml { path: PathBuf, message: String },
-    #[error("{path} has {} problem(s):\n{}", .problems.len(), .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    Invalid {
-        path: PathBuf,
-        problems: Vec<Problem>,
-    },
-}
-
-impl crate::exit::Classify for ConfigError {
-    /// The configuration is the user's.
-    fn exit(&self) -> crate::exit::Exit {
-        match self {
-            Self::Read { .. } | Self::Toml { .. } | Self::Invalid { .. } => {
-                crate::exit::Exit::Usage
-            }
-        }
-    }
-}
-
-/// What to do about a configuration file that cannot be read.
-fn read_hint(path: &Path, e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => format!(
-            "; give the configuration with `--config <file>`, or create {} (the README's \
-             \"Scheduling and delivery\" describes it; schedules.toml at the top of the \
-             repository is a working example)",
-            path.display()
-        ),
-        std::io::ErrorKind::PermissionDenied => {
-            "; run as a user who may read it, or make it readable to this one".to_owned()
-        }
-        _ => String::new(),
-    }
-}
-
-/// One problem with one key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub key: String,
-    pub reason: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}`: {}", self.key, self.reason)
-    }
-}
+use super::{
+    Config, ConfigError, DataSource, Defaults, Job, Overlap, Problem, Smtp, TlsMode, Transport,
+    WatchRule, DEFAULT_RUN_TIMEOUT_SECS,
+};
 
 // ---------------------------------------------------------------------------
 // The file as written.
@@ -160,153 +106,24 @@ struct RawWatch {
     slice: Option<String>,
 }
 
-// ---------------------------------------------------------------------------
-// The validated configuration.
-
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub path: PathBuf,
-    pub defaults: Defaults,
-    pub smtp: Option<Smtp>,
-    pub jobs: Vec<Job>,
-}
-
-/// A run's time limit unless `defaults.run_timeout_secs` says otherwise.
-pub const DEFAULT_RUN_TIMEOUT_SECS: u64 = crate::run::DEFAULT_TIME_LIMIT.as_secs();
-
-#[derive(Debug, Clone)]
-pub struct Defaults {
-    /// The database jobs read unless they name their own.
-    pub database: Option<DataSource>,
-    /// The environment variable with the PostgreSQL password (default `PGPASSWORD`).
-    pub database_password_env: Option<String>,
-    /// `[defaults.mapping]` as written (each job lays its own keys over it).
-    pub mapping: Option<toml::Table>,
-    pub output_dir: PathBuf,
-    pub timezone: Tz,
-    pub languages: Vec<String>,
-    pub source_timezone: Tz,
-    pub templates: Option<PathBuf>,
-    /// Queries and chart rendering of one run stop past this.
-    pub run_timeout: std::time::Duration,
-}
-
-/// Where a job's data is: a database, or the built-in demo data when the
-/// configuration says so (`database = "demo"`): never by default, so a job whose
-/// database was forgotten cannot mail numbers that are not the customer's.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DataSource {
-    Demo,
-    At(Location),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    StartTls,
-    Tls,
-    None,
-}
-
-#[derive(Debug, Clone)]
-pub enum Transport {
-    Smtp {
-        host: String,
-        port: u16,
-        tls: TlsMode,
-        username: Option<String>,
-        /// Name of the environment variable holding the password.
-        password_env: Option<String>,
-        /// A CA certificate (PEM) trusted besides the public roots.
-        ca_file: Option<PathBuf>,
-    },
-    /// Messages are written as `.eml` files into this directory.
-    Outbox(PathBuf),
-}
-
-#[derive(Debug, Clone)]
-pub struct Smtp {
-    pub transport: Transport,
-    pub from: Mailbox,
-    pub timeout: std::time::Duration,
-    pub max_attachment_bytes: u64,
-    pub attach_csv: bool,
-    pub max_attempts: u32,
-    pub backoff: std::time::Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Overlap {
-    Forbid,
-    Allow,
-}
-
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub name: String,
-    pub report: String,
-    pub cron: CronExpr,
-    pub timezone: Tz,
-    pub window: WindowSpec,
-    pub catchup: Catchup,
-    pub max_catchup: usize,
-    pub overlap: Overlap,
-    pub owners: Vec<Mailbox>,
-    /// Language → recipients; the job's editions are these languages.
-    pub recipients: BTreeMap<String, Vec<Mailbox>>,
-    pub languages: Vec<String>,
-    pub database: DataSource,
-    /// The mapping in force for the job (`[defaults.mapping]`, then the job's).
-    pub mapping: Mapping,
-    /// Where the job's reports go: `output_dir/<output or name>/<period>/`.
-    pub output: PathBuf,
-    /// The report's own options, as written (the report checks them at load).
-    pub options: Options,
-    /// Changes that lead the email subject and are recorded with the run.
-    pub watch: Vec<WatchRule>,
-}
-
-pub use crate::run::watch::WatchRule;
-
-impl Config {
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
+/// The file's text as a [`Config`], or every problem with it.
+pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Toml {
+        path: path.to_owned(),
+        message: e.to_string().trim_end().to_owned(),
+    })?;
+    let mut v = Validator {
+        problems: Vec::new(),
+        base: path.parent().map(Path::to_owned).unwrap_or_default(),
+    };
+    let config = v.config(path, raw);
+    if v.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid {
             path: path.to_owned(),
-            cause,
-        })?;
-        Self::parse(path, &text)
-    }
-
-    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Toml {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
-        let mut v = Validator {
-            problems: Vec::new(),
-            base: path.parent().map(Path::to_owned).unwrap_or_default(),
-        };
-        let config = v.config(path, raw);
-        if v.problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError::Invalid {
-                path: path.to_owned(),
-                problems: v.problems,
-            })
-        }
-    }
-
-    pub fn job(&self, name: &str) -> Option<&Job> {
-        self.jobs.iter().find(|j| j.name == name)
-    }
-
-    /// The run ledger's file.
-    pub fn state_path(&self) -> PathBuf {
-        self.defaults.output_dir.join("cxreport-state.sqlite")
-    }
-
-    pub fn templates(&self) -> Templates {
-        Templates::new(self.defaults.templates.clone())
+            problems: v.problems,
+        })
     }
 }
 
