@@ -1,6 +1,3 @@
-//! Long because the tick's unit tests (a fake clock, a busy job, an expired retry)
-//! live beside it.
-//!
 //! The daemon: runs jobs when due, one job's runs after another and different jobs in
 //! parallel; recovers runs whose process died, retries deliveries that failed for a
 //! transient reason and sends the owner alerts it kept; survives failing jobs and an
@@ -10,6 +7,11 @@
 //! status`); stops cleanly on SIGINT/SIGTERM (a delivery in flight gets
 //! [`mail::STOP_GRACE`](super::mail::STOP_GRACE) to finish), and at once on a second
 //! one.
+//!
+//! Why this file is long (about 730 lines): the tick is one loop whose steps
+//! (recovery, due fires, retries, expired retries, kept alerts) share the daemon's
+//! state (its workers, the fires dispatched, the alert throttle), and its unit tests (a
+//! fake clock, a busy job, an expired retry) live beside it: a quarter of the file.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};

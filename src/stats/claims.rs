@@ -8,6 +8,12 @@
 //! computed (from the printed values).
 //!
 //! Pure functions: the reports feed their counts in and print what comes out.
+//!
+//! Why this file is long (about 680 lines): the rules are one document's, and every
+//! report must apply them alike, so they stay together where that document can be
+//! read against them (a report that tested a difference its own way would print
+//! claims the others would not); a third of the file is one test per rule, several
+//! against known cases computed by hand.
 
 use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
