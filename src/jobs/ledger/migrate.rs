@@ -452,6 +452,32 @@ pub(super) mod tests {
         }
     }
 
+    /// A ledger that records its version gains the later versions only, read from
+    /// the list and not from its tables.
+    #[test]
+    fn a_ledger_that_records_an_earlier_version_gains_the_later_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("fresh.sqlite");
+        drop(Ledger::open(&fresh).unwrap());
+        let path = dir.path().join("v4.sqlite");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&format!(
+                "{} PRAGMA user_version = 4;
+                 INSERT INTO runs (job, period, state, attempts) VALUES ('j', 'p', 'failed', 1);",
+                historic(&[0, 1, 2, 3])
+            ))
+            .unwrap();
+        assert_eq!(Ledger::open_read_only(&path).unwrap().version, 4);
+        let l = Ledger::open(&path).unwrap();
+        assert_eq!(l.history(None).unwrap()[0].state, RunState::Failed);
+        drop(l);
+        assert_eq!(user_version(&path), LATEST);
+        let mut got = layout(&path);
+        got.retain(|(t, _)| t != "leases");
+        assert_eq!(got, layout(&fresh));
+    }
+
     /// A ledger of a newer version is refused, naming it and both versions, for
     /// writing and for reading, and left as it was.
     #[test]
