@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::{
-    Computed, CsvFile, MetricsError, OptionSpec, Options, Plan, Report, ReportError, Request,
+    BadOption, Computed, Configured, CsvFile, MetricsError, OptionSpec, Options, Plan, Report,
+    ReportError, Request,
 };
 use crate::render::charts::ChartSpec;
 use crate::render::narrative::Narrative;
@@ -45,10 +46,13 @@ impl Report for CustomerSegmentationReport {
         &[]
     }
 
-    fn check_options(&self, _options: &Options) -> Vec<(String, String)> {
-        Vec::new()
+    fn configure(&self, _options: &Options) -> Result<Box<dyn Configured>, Vec<BadOption>> {
+        Ok(Box::new(CustomerSegmentationReport))
     }
+}
 
+/// It has no settings: the report is what computes.
+impl Configured for CustomerSegmentationReport {
     fn needs(&self, _db: &Database, _req: &Request<'_>) -> Result<Vec<TableNeed>, ReportError> {
         Ok(load::NEEDS.to_vec())
     }
