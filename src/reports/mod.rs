@@ -52,10 +52,6 @@ pub struct Request<'a> {
     pub tz: Tz,
     /// What the user's tags and columns mean.
     pub mapping: &'a Mapping,
-    /// The output directory and the job's (or one-off run's) folder in it, where its
-    /// earlier outputs are, one folder per period: a report without history in its
-    /// tables compares with them.
-    pub outputs: Option<(&'a std::path::Path, &'a str)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -201,15 +197,39 @@ pub trait Configured: Send + Sync {
     fn blockers(&self, _db: &Database, _req: &Request<'_>) -> Result<Vec<String>, ReportError> {
         Ok(Vec::new())
     }
-    /// Loads the rows and computes the numbers; `timings` receives `load` and
-    /// `metrics`.
+    /// Whether it compares itself with its own earlier output (its tables keep no
+    /// history): the run layer then finds that output and hands it to
+    /// [`Configured::compute`].
+    fn compares_with_earlier_output(&self) -> bool {
+        false
+    }
+    /// Loads the rows and computes the numbers; `earlier` is what the run layer found
+    /// of the report's earlier outputs (when it asks for them); `timings` receives
+    /// `load` and `metrics`.
     fn compute(
         &self,
         db: &Database,
         req: &Request<'_>,
         plan: &Plan,
+        earlier: &Earlier,
         timings: &mut Vec<(&'static str, Duration)>,
     ) -> Result<Box<dyn Computed>, ReportError>;
+}
+
+/// What the run layer found of a report's earlier outputs, for a report that compares
+/// itself with them ([`Configured::compares_with_earlier_output`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Earlier {
+    /// The run keeps no outputs to look in (or the report does not ask for them).
+    NoOutputs,
+    /// No finished output of this report before this run's period.
+    NoneBefore,
+    /// The latest finished output before this run's period: its period, and its
+    /// `summary.json` as read, or why it could not be read.
+    Found {
+        period: String,
+        summary: Result<Vec<u8>, String>,
+    },
 }
 
 /// Every problem of `options` for `report`, as [`Report::configure`] finds them (for

@@ -439,7 +439,6 @@ mod tests {
             source_tz: chrono_tz::Tz::UTC,
             tz: chrono_tz::Tz::UTC,
             mapping: &mapping,
-            outputs: None,
         };
         let own = Parameters {
             printed: vec![("size".into(), "7".into())],

@@ -21,7 +21,9 @@ use crate::clock::Clock;
 pub use crate::intercom::mapping::Mapping;
 use crate::intercom::window::{Window, WindowSpec};
 use crate::render::templates::{NarrativeError, Templates};
-use crate::reports::{self, BadOption, Configured, Options, Plan, Report, ReportError, Request};
+use crate::reports::{
+    self, BadOption, Configured, Earlier, Options, Plan, Report, ReportError, Request,
+};
 pub use crate::source::Location;
 use crate::source::{DataError, Database};
 use edition::{EditionError, Provenance, RunInfo};
@@ -163,7 +165,6 @@ impl RunRequest {
             source_tz: self.source_tz,
             tz: self.tz,
             mapping: &self.mapping,
-            outputs: Some((&self.out_dir, &self.name)),
         }
     }
 }
@@ -289,8 +290,14 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
         .then(|| std::thread::spawn(|| crate::render::charts::engine().map(|e| e.startup)));
     tracing::info!(report = report.name(), period = %plan.period, "resolved what the run covers");
     worker::stage("load and metrics");
+    // A report whose tables keep no history compares with its own latest output.
+    let earlier = if configured.compares_with_earlier_output() {
+        output::earlier_output(&req.out_dir.join(&req.name), &plan.period)
+    } else {
+        Earlier::NoOutputs
+    };
     let computed = configured
-        .compute(&db, &req.report_request(), &plan, &mut timings)
+        .compute(&db, &req.report_request(), &plan, &earlier, &mut timings)
         .map_err(|e| reports::explain_empty(&db, &req.report_request(), &plan, e))?;
     computed_stages(&timings, computed.as_ref());
 
@@ -720,6 +727,7 @@ mod tests {
             db: &Database,
             _: &Request<'_>,
             _: &Plan,
+            _: &Earlier,
             _: &mut Vec<(&'static str, Duration)>,
         ) -> Result<Box<dyn Computed>, ReportError> {
             let n = db.each_row(TABLE, "SELECT id FROM things", |_| Ok(()))?;
@@ -829,7 +837,6 @@ mod tests {
             source_tz: Tz::UTC,
             tz: Tz::UTC,
             mapping: &crate::intercom::mapping::Mapping::default(),
-            outputs: None,
         };
         let db = Database::open(&db_path.clone().into()).unwrap();
         db.check(report.name(), &configured.needs(&db, &req).unwrap())
@@ -837,7 +844,7 @@ mod tests {
         let reference = Utc.with_ymd_and_hms(2024, 7, 1, 0, 0, 0).unwrap();
         let plan = configured.plan(&db, &req, reference).unwrap();
         let computed = configured
-            .compute(&db, &req, &plan, &mut Vec::new())
+            .compute(&db, &req, &plan, &Earlier::NoOutputs, &mut Vec::new())
             .unwrap();
         let story = computed.story();
         let provenance = Provenance {

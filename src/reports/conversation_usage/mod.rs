@@ -22,8 +22,8 @@ use serde_json::Value;
 use super::options::{self, OptionParser};
 use super::windowed::{self, Parameters, Span, Windowed, WindowedReport};
 use super::{
-    BadOption, Computed, Configured, CsvFile, MetricsError, OptionSpec, Options, Plan, Report,
-    ReportError, Request, COMPARE_OPTION, WINDOW_OPTION,
+    BadOption, Computed, Configured, CsvFile, Earlier, MetricsError, OptionSpec, Options, Plan,
+    Report, ReportError, Request, COMPARE_OPTION, WINDOW_OPTION,
 };
 use crate::intercom::window::{Compare, Window};
 use crate::intercom::{COMPANY_ENHANCED, CONVERSATION_ENHANCED, USAGE_EVENTS};
@@ -264,6 +264,7 @@ impl Configured for Settings {
         db: &Database,
         req: &Request<'_>,
         plan: &Plan,
+        _earlier: &Earlier,
         timings: &mut Vec<(&'static str, Duration)>,
     ) -> Result<Box<dyn Computed>, ReportError> {
         let usage = usage_of(db, self.usage_source)?;

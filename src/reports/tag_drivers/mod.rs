@@ -16,8 +16,8 @@ use super::options::{self, OptionParser};
 use super::trend::Month;
 use super::windowed::{self, Parameters, Span, Windowed, WindowedReport};
 use super::{
-    BadOption, Computed, Configured, CsvFile, MetricsError, OptionSpec, Options, Plan, Report,
-    ReportError, Request, COMPARE_OPTION, WINDOW_OPTION,
+    BadOption, Computed, Configured, CsvFile, Earlier, MetricsError, OptionSpec, Options, Plan,
+    Report, ReportError, Request, COMPARE_OPTION, WINDOW_OPTION,
 };
 use crate::intercom::window::{Compare, Window};
 use crate::render::charts::ChartSpec;
@@ -127,6 +127,7 @@ impl Configured for Settings {
         db: &Database,
         req: &Request<'_>,
         plan: &Plan,
+        _earlier: &Earlier,
         timings: &mut Vec<(&'static str, Duration)>,
     ) -> Result<Box<dyn Computed>, ReportError> {
         let window = plan.window.expect("tag-drivers plans a window");
