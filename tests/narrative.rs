@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use cxreport::demo::{self, DemoOptions};
 use cxreport::render::narrative::sentences;
 use cxreport::render::templates::Templates;
-use cxreport::reports::{self, Computed, Options, Request};
+use cxreport::reports::{self, Computed, Earlier, Options, Request};
 
 fn demo_db() -> &'static std::path::Path {
     static DB: OnceLock<(tempfile::TempDir, std::path::PathBuf)> = OnceLock::new();
@@ -32,18 +32,19 @@ fn computed_on(db_path: &std::path::Path, report: &str, usage: &str) -> Box<dyn 
     if r.options().iter().any(|o| o.name == "usage_source") {
         options.insert("usage_source".into(), usage.to_owned());
     }
+    let configured = r.configure(&options).unwrap();
     let req = Request {
         window: "rolling:6m".parse().unwrap(),
         source_tz: Tz::UTC,
         tz: Tz::UTC,
-        options: &options,
         mapping: &cxreport::run::Mapping::default(),
-        outputs: None,
     };
     let db = cxreport::source::Database::open(&db_path.to_owned().into()).unwrap();
     let reference = cxreport::source::timestamp::parse("2024-07-01 00:00:00", Tz::UTC).unwrap();
-    let plan = r.plan(&db, &req, reference).unwrap();
-    r.compute(&db, &req, &plan, &mut Vec::new()).unwrap()
+    let plan = configured.plan(&db, &req, reference).unwrap();
+    configured
+        .compute(&db, &req, &plan, &Earlier::NoOutputs, &mut Vec::new())
+        .unwrap()
 }
 
 fn narrative_text(report: &str, usage: &str, lang: &str) -> String {

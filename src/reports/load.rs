@@ -28,6 +28,54 @@ pub const SQL_COMPANIES: &str =
     "SELECT company_id, company_name, all_company_tags, monthly_spend, user_count \
      FROM intercom__company_enhanced";
 
+/// The two queries of a windowed report's loader, its conversations (a `SELECT …
+/// FROM intercom__conversation_enhanced`) and their metrics (a `SELECT … FROM
+/// intercom__conversation_metrics`), each as written and with the window's predicate:
+/// `$1`, `$2` are the window, inclusive, bound as [`window_bounds`] gives them. Made
+/// by [`windowed_sql!`] from the two literals, so the predicate is written once here.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowedSql {
+    pub conversations: &'static str,
+    pub metrics: &'static str,
+    pub conversations_in_window: &'static str,
+    pub metrics_in_window: &'static str,
+}
+
+/// A loader's [`WindowedSql`] from its two `SELECT`s (string literals).
+macro_rules! windowed_sql {
+    ($conversations:literal, $metrics:literal $(,)?) => {
+        $crate::reports::load::WindowedSql {
+            conversations: $conversations,
+            metrics: $metrics,
+            conversations_in_window: concat!(
+                $conversations,
+                " WHERE conversation_created_at BETWEEN $1 AND $2"
+            ),
+            metrics_in_window: concat!(
+                $metrics,
+                " WHERE conversation_id IN (SELECT conversation_id FROM \
+                 intercom__conversation_enhanced WHERE conversation_created_at BETWEEN $1 AND $2)"
+            ),
+        }
+    };
+}
+pub(crate) use windowed_sql;
+
+impl WindowedSql {
+    /// The conversations' and the metrics' query of a load, and the values they
+    /// bind: the window's predicate where the database compares the times itself
+    /// (`bounds`, from [`window_bounds`]), else every row (the loader cuts them).
+    pub fn queries<'b>(
+        &self,
+        bounds: &'b Option<[Param; 2]>,
+    ) -> (&'static str, &'static str, &'b [Param]) {
+        match bounds {
+            Some(b) => (self.conversations_in_window, self.metrics_in_window, &b[..]),
+            None => (self.conversations, self.metrics, &[]),
+        }
+    }
+}
+
 /// The latest parseable `conversation_created_at` not after `not_after` (the rolling
 /// window's anchor), and how many lie after it.
 pub fn latest_conversation(
@@ -152,6 +200,34 @@ mod tests {
          INSERT INTO intercom__company_enhanced VALUES
              ('c1', 'Acme', 'segment:renewal', 2500.0, 80, 'expansion'),
              ('c2', NULL, NULL, NULL, NULL, NULL);";
+
+    #[test]
+    fn a_windowed_query_binds_the_window_only_where_the_server_compares_times() {
+        const SQL: WindowedSql = windowed_sql!(
+            "SELECT conversation_id FROM intercom__conversation_enhanced",
+            "SELECT conversation_id FROM intercom__conversation_metrics",
+        );
+        let (all, metrics, params) = SQL.queries(&None);
+        assert_eq!(
+            (all, metrics, params.len()),
+            (SQL.conversations, SQL.metrics, 0)
+        );
+        let at = timestamp::parse("2024-01-01 00:00:00", Tz::UTC).unwrap();
+        let bounds = Some([Param::Zoned(at), Param::Zoned(at)]);
+        let (all, metrics, params) = SQL.queries(&bounds);
+        assert_eq!(
+            all,
+            "SELECT conversation_id FROM intercom__conversation_enhanced \
+             WHERE conversation_created_at BETWEEN $1 AND $2"
+        );
+        assert_eq!(
+            metrics,
+            "SELECT conversation_id FROM intercom__conversation_metrics \
+             WHERE conversation_id IN (SELECT conversation_id FROM \
+             intercom__conversation_enhanced WHERE conversation_created_at BETWEEN $1 AND $2)"
+        );
+        assert_eq!(params.len(), 2);
+    }
 
     #[test]
     fn companies_are_read_with_the_columns_a_mapping_names() {

@@ -8,6 +8,9 @@
 //! run layer above this one does everything else the same way for every report. Adding a
 //! report means one folder below, one under `templates/` and one line in [`ALL`].
 //!
+//! A report reads a run's options once ([`Report::configure`]), into the typed
+//! settings of what it returns ([`Configured`]), which then plans and computes.
+//!
 //! This layer speaks its own types ([`Request`], [`Options`], [`ReportError`]): it knows
 //! nothing of runs, jobs or the command line.
 
@@ -21,8 +24,8 @@ pub mod trend;
 pub mod windowed;
 
 pub use options::{
-    option, option_problems, parse_option, OptionParser, OptionSpec, Options, COMPARE_OPTION,
-    DEFAULT_WINDOW, WINDOW_OPTION,
+    option, BadOption, OptionParser, OptionSpec, Options, COMPARE_OPTION, DEFAULT_WINDOW,
+    WINDOW_OPTION,
 };
 
 use std::time::Duration;
@@ -47,13 +50,8 @@ pub struct Request<'a> {
     pub source_tz: Tz,
     /// Timezone in which calendar windows are cut.
     pub tz: Tz,
-    pub options: &'a Options,
     /// What the user's tags and columns mean.
     pub mapping: &'a Mapping,
-    /// The output directory and the job's (or one-off run's) folder in it, where its
-    /// earlier outputs are, one folder per period: a report without history in its
-    /// tables compares with them.
-    pub outputs: Option<(&'a std::path::Path, &'a str)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +142,8 @@ impl MetricsError {
     }
 }
 
-/// What a report is and how it computes.
+/// What a report is; [`Report::configure`] reads a run's options into what it
+/// computes with ([`Configured`]).
 pub trait Report: Sync {
     /// The name analysts type (`cxreport run <name>`) and the templates folder.
     fn name(&self) -> &'static str;
@@ -152,9 +151,32 @@ pub trait Report: Sync {
     fn about(&self) -> &'static str;
     /// The options it takes ([`WINDOW_OPTION`] among them when it cuts a window).
     fn options(&self) -> &'static [OptionSpec];
-    /// Every problem of the option values, as (option, message); options it does not
-    /// take are the caller's to reject (see [`unknown_options`]).
-    fn check_options(&self, options: &Options) -> Vec<(String, String)>;
+    /// The report with its option values read into its typed settings, once per run:
+    /// every later step of the run is a method of what this returns. The error is
+    /// every problem of the option values; options it does not take are the caller's
+    /// to reject (see [`unknown_options`]).
+    fn configure(&self, options: &Options) -> Result<Box<dyn Configured>, Vec<BadOption>>;
+    /// The data's values an edition prints through the language's strings (topic
+    /// tags), so that `check` can list those without a translation; they do not
+    /// depend on the options (`check` lists them when the options are wrong too).
+    fn vocabulary(&self, _db: &Database, _req: &Request<'_>) -> Result<Vec<String>, ReportError> {
+        Ok(Vec::new())
+    }
+    /// The metrics its comparison with an earlier period carries (`summary.json`'s
+    /// `comparison.changes`), which a job's watch rules may name; none when the report
+    /// does not compare periods.
+    fn compared_metrics(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// The slices its comparison carries (`overall` and the slice values).
+    fn compared_slices(&self) -> &'static [&'static str] {
+        &[]
+    }
+}
+
+/// A report with a run's options read ([`Report::configure`]): what it reads, plans
+/// and computes with those settings.
+pub trait Configured: Send + Sync {
     /// Every table and column it reads with these options (all checked before work).
     fn needs(&self, db: &Database, req: &Request<'_>) -> Result<Vec<TableNeed>, ReportError>;
     /// Resolves what a run covers (its period) and the parameters it records,
@@ -175,30 +197,45 @@ pub trait Report: Sync {
     fn blockers(&self, _db: &Database, _req: &Request<'_>) -> Result<Vec<String>, ReportError> {
         Ok(Vec::new())
     }
-    /// The data's values an edition prints through the language's strings (topic
-    /// tags), so that `check` can list those without a translation.
-    fn vocabulary(&self, _db: &Database, _req: &Request<'_>) -> Result<Vec<String>, ReportError> {
-        Ok(Vec::new())
+    /// Whether it compares itself with its own earlier output (its tables keep no
+    /// history): the run layer then finds that output and hands it to
+    /// [`Configured::compute`].
+    fn compares_with_earlier_output(&self) -> bool {
+        false
     }
-    /// The metrics its comparison with an earlier period carries (`summary.json`'s
-    /// `comparison.changes`), which a job's watch rules may name; none when the report
-    /// does not compare periods.
-    fn compared_metrics(&self) -> &'static [&'static str] {
-        &[]
-    }
-    /// The slices its comparison carries (`overall` and the slice values).
-    fn compared_slices(&self) -> &'static [&'static str] {
-        &[]
-    }
-    /// Loads the rows and computes the numbers; `timings` receives `load` and
-    /// `metrics`.
+    /// Loads the rows and computes the numbers; `earlier` is what the run layer found
+    /// of the report's earlier outputs (when it asks for them); `timings` receives
+    /// `load` and `metrics`.
     fn compute(
         &self,
         db: &Database,
         req: &Request<'_>,
         plan: &Plan,
+        earlier: &Earlier,
         timings: &mut Vec<(&'static str, Duration)>,
     ) -> Result<Box<dyn Computed>, ReportError>;
+}
+
+/// What the run layer found of a report's earlier outputs, for a report that compares
+/// itself with them ([`Configured::compares_with_earlier_output`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Earlier {
+    /// The run keeps no outputs to look in (or the report does not ask for them).
+    NoOutputs,
+    /// No finished output of this report before this run's period.
+    NoneBefore,
+    /// The latest finished output before this run's period: its period, and its
+    /// `summary.json` as read, or why it could not be read.
+    Found {
+        period: String,
+        summary: Result<Vec<u8>, String>,
+    },
+}
+
+/// Every problem of `options` for `report`, as [`Report::configure`] finds them (for
+/// the checks that list them all without running).
+pub fn option_problems(report: &dyn Report, options: &Options) -> Vec<BadOption> {
+    report.configure(options).err().unwrap_or_default()
 }
 
 /// What a run covers, decided before any rows are loaded.
@@ -520,12 +557,15 @@ mod tests {
         options.insert("min_pp".into(), "500".into());
         options.insert("usage_source".into(), "events".into());
         assert_eq!(unknown_options(report, &options), ["usage_source"]);
-        let problems = report.check_options(&options);
+        let problems = option_problems(report, &options);
         assert_eq!(problems.len(), 1);
-        assert_eq!(problems[0].0, "min_pp");
-        assert!(problems[0].1.contains("between 0 and 100"), "{problems:?}");
+        assert_eq!(problems[0].option, "min_pp");
+        assert!(
+            problems[0].message.contains("between 0 and 100"),
+            "{problems:?}"
+        );
         let cu = find(conversation_usage::NAME).unwrap();
         let bad: Options = [("usage_source".to_owned(), "telepathy".to_owned())].into();
-        assert_eq!(cu.check_options(&bad)[0].0, "usage_source");
+        assert_eq!(option_problems(cu, &bad)[0].option, "usage_source");
     }
 }

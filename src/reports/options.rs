@@ -1,12 +1,10 @@
 //! A report's options: what each is called and means ([`OptionSpec`], which the
 //! command line and the job keys are made from), the values given ([`Options`]), and
-//! how a report reads them into its own typed settings, once, from a list of
+//! how a report reads them into its own typed settings, once per run, from a list of
 //! [`OptionParser`]s that each carry their parser (as a ripgrep flag does): a
 //! report's options and how they are read are written in one place.
 
 use std::collections::BTreeMap;
-
-use super::ReportError;
 
 /// The window a windowed report covers when none is given (command line or job).
 pub const DEFAULT_WINDOW: &str = "rolling:6m";
@@ -35,7 +33,7 @@ pub const COMPARE_OPTION: OptionSpec = OptionSpec {
 };
 
 /// A report's own option values as given (command line or job), by name; the report
-/// reads and checks them ([`super::Report::check_options`]).
+/// reads them once into its settings ([`super::Report::configure`]).
 pub type Options = BTreeMap<String, String>;
 
 /// How an option's value is read into a report's settings `S`; the error is the
@@ -77,49 +75,42 @@ pub const fn specs<S, const N: usize>(parsers: &[OptionParser<S>; N]) -> [Option
     out
 }
 
-/// The report's settings from `options`: every parser on its value (given, else its
-/// default), starting from `S::default()`, whose values every parser then replaces.
-/// The error is the first option that does not read, named.
+/// An option value that does not read: the option and the message after "option
+/// `name`:" (the same texts wherever they are printed: a run's error, `check`, a job's
+/// problems).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadOption {
+    pub option: String,
+    pub message: String,
+}
+
+/// The report's settings from `options`, read once: every parser on its value (given,
+/// else its default), starting from `S::default()`, whose values every parser then
+/// replaces. The error is every option that does not read, in the parsers' order.
 pub fn read<S: Default>(
-    report: &'static str,
     parsers: &[OptionParser<S>],
     options: &Options,
-) -> Result<S, ReportError> {
+) -> Result<S, Vec<BadOption>> {
     let mut settings = S::default();
+    let mut bad = Vec::new();
     for p in parsers {
         if let Some(parse) = p.parse {
             let value = options
                 .get(p.spec.name)
                 .map_or(p.spec.default, String::as_str);
-            parse(&mut settings, value).map_err(|message| ReportError::Option {
-                report,
-                option: p.spec.name.to_owned(),
-                message,
-            })?;
+            if let Err(message) = parse(&mut settings, value) {
+                bad.push(BadOption {
+                    option: p.spec.name.to_owned(),
+                    message,
+                });
+            }
         }
     }
-    Ok(settings)
-}
-
-/// Every option of `options` that does not read, as (option, message), in the
-/// parsers' order: what [`super::Report::check_options`] lists.
-pub fn problems<S: Default>(
-    parsers: &[OptionParser<S>],
-    options: &Options,
-) -> Vec<(String, String)> {
-    let mut scratch = S::default();
-    parsers
-        .iter()
-        .filter_map(|p| {
-            let parse = p.parse?;
-            let value = options
-                .get(p.spec.name)
-                .map_or(p.spec.default, String::as_str);
-            parse(&mut scratch, value)
-                .err()
-                .map(|message| (p.spec.name.to_owned(), message))
-        })
-        .collect()
+    if bad.is_empty() {
+        Ok(settings)
+    } else {
+        Err(bad)
+    }
 }
 
 /// The value of option `name`: as given, else the default the report declares.
@@ -130,33 +121,6 @@ pub fn option<'a>(report: &'static [OptionSpec], options: &'a Options, name: &st
             .iter()
             .find(|o| o.name == name)
             .map_or("", |o| o.default),
-    }
-}
-
-/// Parses option `name` with `parse`; the error names the option.
-pub fn parse_option<T>(
-    report: &'static str,
-    specs: &'static [OptionSpec],
-    options: &Options,
-    name: &str,
-    parse: impl FnOnce(&str) -> Result<T, String>,
-) -> Result<T, ReportError> {
-    parse(option(specs, options, name)).map_err(|message| ReportError::Option {
-        report,
-        option: name.to_owned(),
-        message,
-    })
-}
-
-/// What reading a report's options found wrong, as [`super::Report::check_options`]
-/// lists it.
-pub fn option_problems<T>(read: Result<T, ReportError>) -> Vec<(String, String)> {
-    match read {
-        Ok(_) => Vec::new(),
-        Err(ReportError::Option {
-            option, message, ..
-        }) => vec![(option, message)],
-        Err(e) => vec![(String::new(), e.to_string())],
     }
 }
 
@@ -206,32 +170,28 @@ mod tests {
             SPECS.iter().map(|s| s.name).collect::<Vec<_>>(),
             ["window", "size", "label"]
         );
-        let s = read("r", &PARSERS, &Options::new()).unwrap();
+        let s = read(&PARSERS, &Options::new()).unwrap();
         assert_eq!((s.size, s.label.as_str()), (7, "none"));
         let given: Options = [("label".to_owned(), "x".to_owned())].into();
-        assert_eq!(read("r", &PARSERS, &given).unwrap().label, "x");
+        assert_eq!(read(&PARSERS, &given).unwrap().label, "x");
         let bad: Options = [
             ("size".to_owned(), "big".to_owned()),
             ("label".to_owned(), String::new()),
             ("window".to_owned(), "whatever: the run reads it".to_owned()),
         ]
         .into();
-        let Err(ReportError::Option {
-            option, message, ..
-        }) = read("r", &PARSERS, &bad)
-        else {
+        let Err(all) = read(&PARSERS, &bad) else {
             panic!("a bad size reads");
         };
-        assert_eq!(
-            (option.as_str(), message.as_str()),
-            ("size", "`big`: expected a size")
-        );
-        let all = problems(&PARSERS, &bad);
+        let bad = |option: &str, message: &str| BadOption {
+            option: option.to_owned(),
+            message: message.to_owned(),
+        };
         assert_eq!(
             all,
             [
-                ("size".to_owned(), "`big`: expected a size".to_owned()),
-                ("label".to_owned(), "expected a label".to_owned())
+                bad("size", "`big`: expected a size"),
+                bad("label", "expected a label")
             ]
         );
     }

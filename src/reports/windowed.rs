@@ -433,14 +433,12 @@ mod tests {
         .unwrap();
         drop(conn);
         let db = Database::open(&path.into()).unwrap();
-        let (options, mapping) = (crate::reports::Options::new(), Default::default());
+        let mapping = Default::default();
         let req = Request {
             window: "rolling:6m".parse().unwrap(),
             source_tz: chrono_tz::Tz::UTC,
             tz: chrono_tz::Tz::UTC,
-            options: &options,
             mapping: &mapping,
-            outputs: None,
         };
         let own = Parameters {
             printed: vec![("size".into(), "7".into())],

@@ -21,7 +21,9 @@ use crate::clock::Clock;
 pub use crate::intercom::mapping::Mapping;
 use crate::intercom::window::{Window, WindowSpec};
 use crate::render::templates::{NarrativeError, Templates};
-use crate::reports::{self, Options, Plan, Report, ReportError, Request};
+use crate::reports::{
+    self, BadOption, Configured, Earlier, Options, Plan, Report, ReportError, Request,
+};
 pub use crate::source::Location;
 use crate::source::{DataError, Database};
 use edition::{EditionError, Provenance, RunInfo};
@@ -162,16 +164,17 @@ impl RunRequest {
             window: self.window,
             source_tz: self.source_tz,
             tz: self.tz,
-            options: &self.options,
             mapping: &self.mapping,
-            outputs: Some((&self.out_dir, &self.name)),
         }
     }
 }
 
-/// A run that is planned: the database open and checked, the period known.
+/// A run that is planned: the options read, the database open and checked, the
+/// period known.
 pub struct Prepared {
     report: &'static dyn Report,
+    /// The report with the request's options read, once: it needs, plans and computes.
+    configured: Box<dyn Configured>,
     db: Database,
     reference: DateTime<Utc>,
     deadline: Option<crate::clock::Deadline>,
@@ -182,18 +185,18 @@ pub struct Prepared {
 /// and plans what a run at the clock's time covers, without loading rows.
 pub fn prepare(req: &RunRequest, clock: &dyn Clock) -> Result<Prepared, RunError> {
     let report = report_of(req)?;
-    check_request(report, req)?;
+    let configured = check_request(report, req)?;
     let reference = clock.now();
     let deadline = worker::deadline(req.time_limit);
     worker::stage("open the database");
     let t = Instant::now();
     let db = Database::open_within(&req.db, deadline)?;
     let rr = req.report_request();
-    db.check(report.name(), &report.needs(&db, &rr)?)?;
+    db.check(report.name(), &configured.needs(&db, &rr)?)?;
     stage_done("open the database", t.elapsed(), None);
     worker::stage("plan");
     let t = Instant::now();
-    let mut plan = report.plan(&db, &rr, reference)?;
+    let mut plan = configured.plan(&db, &rr, reference)?;
     tracing::debug!(stage = "plan", elapsed_ms = ms(t.elapsed()), period = %plan.period, "stage finished");
     // Every report states the mapping it used: the appendix a line (what differs
     // from the defaults), the manifest every rule.
@@ -205,6 +208,7 @@ pub fn prepare(req: &RunRequest, clock: &dyn Clock) -> Result<Prepared, RunError
     );
     Ok(Prepared {
         report,
+        configured,
         db,
         reference,
         deadline,
@@ -213,22 +217,27 @@ pub fn prepare(req: &RunRequest, clock: &dyn Clock) -> Result<Prepared, RunError
 }
 
 /// What is wrong with a request before any data is read: options the report does not
-/// take or cannot read, languages it has no templates for.
-fn check_request(report: &dyn Report, req: &RunRequest) -> Result<(), RunError> {
+/// take or cannot read, languages it has no templates for. Returns the report with
+/// the options read: the one place a run reads them.
+fn check_request(report: &dyn Report, req: &RunRequest) -> Result<Box<dyn Configured>, RunError> {
     if let Some(option) = reports::unknown_options(report, &req.options).first() {
         return Err(RunError::UnknownOption {
             report: req.report.clone(),
             option: (*option).to_owned(),
         });
     }
-    if let Some((option, message)) = report.check_options(&req.options).into_iter().next() {
-        return Err(ReportError::Option {
+    let configured = report.configure(&req.options).map_err(|bad| {
+        // The first is the run's error; `check` and a job's check list them all.
+        let BadOption { option, message } = bad.into_iter().next().unwrap_or(BadOption {
+            option: String::new(),
+            message: "the options do not read".to_owned(),
+        });
+        ReportError::Option {
             report: report.name(),
             option,
             message,
         }
-        .into());
-    }
+    })?;
     let available = req.templates.languages(&req.report);
     if let Some(lang) = req.langs.iter().find(|l| !available.contains(*l)) {
         return Err(EditionError::Narrative(NarrativeError::UnknownLanguage {
@@ -238,7 +247,7 @@ fn check_request(report: &dyn Report, req: &RunRequest) -> Result<(), RunError> 
         })
         .into());
     }
-    Ok(())
+    Ok(configured)
 }
 
 /// Plans and runs a report at the clock's time.
@@ -269,6 +278,7 @@ pub fn execute(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunEr
 fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunError> {
     let Prepared {
         report,
+        configured,
         db,
         reference,
         deadline,
@@ -280,8 +290,14 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
         .then(|| std::thread::spawn(|| crate::render::charts::engine().map(|e| e.startup)));
     tracing::info!(report = report.name(), period = %plan.period, "resolved what the run covers");
     worker::stage("load and metrics");
-    let computed = report
-        .compute(&db, &req.report_request(), &plan, &mut timings)
+    // A report whose tables keep no history compares with its own latest output.
+    let earlier = if configured.compares_with_earlier_output() {
+        output::earlier_output(&req.out_dir.join(&req.name), &plan.period)
+    } else {
+        Earlier::NoOutputs
+    };
+    let computed = configured
+        .compute(&db, &req.report_request(), &plan, &earlier, &mut timings)
         .map_err(|e| reports::explain_empty(&db, &req.report_request(), &plan, e))?;
     computed_stages(&timings, computed.as_ref());
 
@@ -503,20 +519,20 @@ pub fn check_database(
     reference: DateTime<Utc>,
 ) -> Result<DatabaseCheck, RunError> {
     let report = report_of(req)?;
-    check_request(report, req)?;
+    let configured = check_request(report, req)?;
     let db = open_for_check(&req.db, req.time_limit)?;
     let rr = req.report_request();
-    db.check(report.name(), &report.needs(&db, &rr)?)?;
-    let mut blockers = report.blockers(&db, &rr)?;
+    db.check(report.name(), &configured.needs(&db, &rr)?)?;
+    let mut blockers = configured.blockers(&db, &rr)?;
     // A window cut at `reference` that misses the data (a calendar window after it
     // ended) fails the run as surely as a missing table.
-    if let Some(w) = report.plan(&db, &rr, reference)?.window {
+    if let Some(w) = configured.plan(&db, &rr, reference)?.window {
         if let Some((outside, true)) = reports::window_against_data(&db, &rr, &w) {
             blockers.push(format!("a run at {}: {outside}", timestamp_text(reference)));
         }
     }
     Ok(DatabaseCheck {
-        limits: report.limits(&db, &rr)?,
+        limits: configured.limits(&db, &rr)?,
         blockers,
     })
 }
@@ -684,9 +700,12 @@ mod tests {
         fn options(&self) -> &'static [OptionSpec] {
             &[]
         }
-        fn check_options(&self, _: &Options) -> Vec<(String, String)> {
-            Vec::new()
+        fn configure(&self, _: &Options) -> Result<Box<dyn Configured>, Vec<BadOption>> {
+            Ok(Box::new(Skeleton))
         }
+    }
+
+    impl Configured for Skeleton {
         fn needs(&self, _: &Database, _: &Request<'_>) -> Result<Vec<TableNeed>, ReportError> {
             Ok(NEEDS.to_vec())
         }
@@ -708,6 +727,7 @@ mod tests {
             db: &Database,
             _: &Request<'_>,
             _: &Plan,
+            _: &Earlier,
             _: &mut Vec<(&'static str, Duration)>,
         ) -> Result<Box<dyn Computed>, ReportError> {
             let n = db.each_row(TABLE, "SELECT id FROM things", |_| Ok(()))?;
@@ -811,21 +831,21 @@ mod tests {
         let templates = Templates::new(Some(dir.path().join("templates")));
 
         let report: &dyn Report = &Skeleton;
-        let options = Options::new();
+        let configured = report.configure(&Options::new()).unwrap();
         let req = Request {
             window: "rolling:6m".parse().unwrap(),
             source_tz: Tz::UTC,
             tz: Tz::UTC,
-            options: &options,
             mapping: &crate::intercom::mapping::Mapping::default(),
-            outputs: None,
         };
         let db = Database::open(&db_path.clone().into()).unwrap();
-        db.check(report.name(), &report.needs(&db, &req).unwrap())
+        db.check(report.name(), &configured.needs(&db, &req).unwrap())
             .unwrap();
         let reference = Utc.with_ymd_and_hms(2024, 7, 1, 0, 0, 0).unwrap();
-        let plan = report.plan(&db, &req, reference).unwrap();
-        let computed = report.compute(&db, &req, &plan, &mut Vec::new()).unwrap();
+        let plan = configured.plan(&db, &req, reference).unwrap();
+        let computed = configured
+            .compute(&db, &req, &plan, &Earlier::NoOutputs, &mut Vec::new())
+            .unwrap();
         let story = computed.story();
         let provenance = Provenance {
             database: db_path.display().to_string(),

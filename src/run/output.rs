@@ -1,6 +1,7 @@
 //! Writing a run's files: everything goes into a staging directory next to the final
 //! one and appears under its final name only when complete (a crash leaves no
-//! half-written report), plus the CSV and JSON encodings the outputs share. A staging
+//! half-written report), plus the CSV and JSON encodings the outputs share, and a
+//! report's earlier output found among the finished ones ([`earlier_output`]). A staging
 //! directory is marked by a locked file beside it; what a killed process left behind
 //! (its lock released by the kernel) is swept by the next run in the same place.
 
@@ -9,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+use crate::reports::Earlier;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
@@ -226,9 +229,102 @@ pub fn sha256_file(path: &Path) -> Result<String, std::io::Error> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// A report's latest finished output before `period` in `dir` (the job's folder of
+/// the output directory, one folder per period), as the report compares with it
+/// ([`Earlier`]): its period and its `summary.json`, read here (or why not).
+pub fn earlier_output(dir: &Path, period: &str) -> Earlier {
+    match latest_before(dir, period) {
+        None => Earlier::NoneBefore,
+        Some((folder, earlier)) => Earlier::Found {
+            summary: std::fs::read(folder.join("summary.json")).map_err(|e| e.to_string()),
+            period: earlier,
+        },
+    }
+}
+
+/// The latest folder under `dir` named a period of the same kind as `period` and
+/// before it, that holds its summary (a finished output: staging folders are hidden
+/// and renamed into place whole), and its period.
+fn latest_before(dir: &Path, period: &str) -> Option<(PathBuf, String)> {
+    let kind = period_kind(period)?;
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_owned();
+            (period_kind(&name) == Some(kind)
+                && name.as_str() < period
+                && e.path().join("summary.json").is_file())
+            .then(|| (e.path(), name))
+        })
+        .max_by(|a, b| a.1.cmp(&b.1))
+}
+
+/// The two kinds of period key a run writes: a snapshot's `asof-<date>` and a
+/// window's `<from>_<to>`; `None` for any other name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeriodKind {
+    Snapshot,
+    Window,
+}
+
+fn period_kind(name: &str) -> Option<PeriodKind> {
+    let date = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok();
+    if let Some(day) = name.strip_prefix("asof-") {
+        return date(day).then_some(PeriodKind::Snapshot);
+    }
+    let (from, to) = name.split_once('_')?;
+    (date(from) && date(to)).then_some(PeriodKind::Window)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_earlier_output_is_the_latest_finished_one_before_the_period() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, summary) in [
+            ("asof-2024-03-31", Some("{\"users\": 3}")),
+            ("asof-2024-05-14", Some("{\"users\": 5}")),
+            // Unfinished: no summary.
+            ("asof-2024-05-20", None),
+            // Staging names and a window's period are not this report's snapshots.
+            (".staging-asof-2024-05-30", Some("{}")),
+            ("2024-05-01_2024-05-31", Some("{}")),
+            ("asof-2024-06-14", Some("{}")),
+            // Later than the period.
+            ("asof-2024-07-01", Some("{}")),
+            ("notes", Some("{}")),
+        ] {
+            let d = dir.path().join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            if let Some(s) = summary {
+                std::fs::write(d.join("summary.json"), s).unwrap();
+            }
+        }
+        assert_eq!(
+            earlier_output(dir.path(), "asof-2024-06-14"),
+            Earlier::Found {
+                period: "asof-2024-05-14".to_owned(),
+                summary: Ok(b"{\"users\": 5}".to_vec()),
+            }
+        );
+        assert_eq!(
+            earlier_output(dir.path(), "asof-2024-03-31"),
+            Earlier::NoneBefore
+        );
+        assert_eq!(
+            earlier_output(&dir.path().join("missing"), "asof-2024-06-14"),
+            Earlier::NoneBefore
+        );
+        // A window's period finds the windows before it, not the snapshots.
+        let Earlier::Found { period, .. } = earlier_output(dir.path(), "2024-06-01_2024-06-30")
+        else {
+            panic!("the window before is found");
+        };
+        assert_eq!(period, "2024-05-01_2024-05-31");
+    }
 
     #[test]
     fn staged_files_appear_only_on_commit_and_replace_the_previous_run() {

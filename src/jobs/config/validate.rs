@@ -468,8 +468,8 @@ impl Validator {
                         ),
                     );
                 }
-                for (option, message) in r.check_options(&options) {
-                    self.problem(key(&option), message);
+                for bad in reports::option_problems(r, &options) {
+                    self.problem(key(&bad.option), bad.message);
                 }
             }
         }

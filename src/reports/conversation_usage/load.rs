@@ -14,7 +14,9 @@ use crate::intercom::{
     self, intern_company_names, Assignee, CompanyRow, NameSplitter, COMPANY_ENHANCED,
     COMPANY_METRICS, CONTACT_ENHANCED, CONVERSATION_ENHANCED, CONVERSATION_METRICS, USAGE_EVENTS,
 };
-use crate::reports::load::{self as shared, COMPANIES_NEED, SQL_COMPANIES};
+use crate::reports::load::{
+    self as shared, windowed_sql, WindowedSql, COMPANIES_NEED, SQL_COMPANIES,
+};
 use crate::source::interner::{Interner, StrColumn};
 use crate::source::{BadTimestamps, DataError, Database, RowsRead, TableNeed, TsParser};
 
@@ -23,31 +25,14 @@ const SQL_COMPANY_METRICS: &str =
      FROM intercom__company_metrics";
 const SQL_CONTACTS: &str =
     "SELECT contact_id, all_contact_company_names, last_activity_ts FROM intercom__contact_enhanced";
-macro_rules! conversations {
-    () => {
-        "SELECT conversation_id, conversation_created_at, conversation_initiated_type, \
-         conversation_author_type, conversation_assignee_type, all_conversation_tags, \
-         all_contact_company_names, last_close_at \
-         FROM intercom__conversation_enhanced"
-    };
-}
-macro_rules! conversation_metrics {
-    () => {
-        "SELECT conversation_id, time_to_first_response_minutes FROM intercom__conversation_metrics"
-    };
-}
-const SQL_CONVERSATIONS: &str = conversations!();
-const SQL_CONVERSATION_METRICS: &str = conversation_metrics!();
-/// Where `conversation_created_at` is a native timestamp, only the window's rows
-/// cross the network (`$1`, `$2`: the window, inclusive, as the metrics cut it).
-const SQL_CONVERSATIONS_IN_WINDOW: &str = concat!(
-    conversations!(),
-    " WHERE conversation_created_at BETWEEN $1 AND $2"
-);
-const SQL_CONVERSATION_METRICS_IN_WINDOW: &str = concat!(
-    conversation_metrics!(),
-    " WHERE conversation_id IN (SELECT conversation_id FROM intercom__conversation_enhanced \
-     WHERE conversation_created_at BETWEEN $1 AND $2)"
+/// The conversations and their metrics, over a window where the server compares
+/// the times itself.
+const SQL_WINDOWED: WindowedSql = windowed_sql!(
+    "SELECT conversation_id, conversation_created_at, conversation_initiated_type, \
+     conversation_author_type, conversation_assignee_type, all_conversation_tags, \
+     all_contact_company_names, last_close_at \
+     FROM intercom__conversation_enhanced",
+    "SELECT conversation_id, time_to_first_response_minutes FROM intercom__conversation_metrics",
 );
 /// What the window predicate leaves on the server, for the data-quality counts:
 /// all conversations, and those with a creation time.
@@ -190,8 +175,8 @@ pub const EVENTS: &[TableNeed] = &[TableNeed {
 pub fn scan_floor(db: &Database, usage: UsageTables) -> Result<(u64, u64), DataError> {
     let mut queries = vec![
         (COMPANY_ENHANCED, SQL_COMPANIES),
-        (CONVERSATION_ENHANCED, SQL_CONVERSATIONS),
-        (CONVERSATION_METRICS, SQL_CONVERSATION_METRICS),
+        (CONVERSATION_ENHANCED, SQL_WINDOWED.conversations),
+        (CONVERSATION_METRICS, SQL_WINDOWED.metrics),
     ];
     match usage {
         UsageTables::Events => queries.push((USAGE_EVENTS, SQL_USAGE_EVENTS)),
@@ -285,14 +270,7 @@ fn load_conversations(
     let mut name = String::new();
     // The window as a predicate where the server can compare the times itself.
     let bounds = shared::window_bounds(db, &window, ts.tz)?;
-    let (sql, sql_metrics, params) = match &bounds {
-        Some(b) => (
-            SQL_CONVERSATIONS_IN_WINDOW,
-            SQL_CONVERSATION_METRICS_IN_WINDOW,
-            &b[..],
-        ),
-        None => (SQL_CONVERSATIONS, SQL_CONVERSATION_METRICS, &[][..]),
-    };
+    let (sql, sql_metrics, params) = SQL_WINDOWED.queries(&bounds);
     if bounds.is_some() {
         db.each_row(CONVERSATION_ENHANCED, SQL_CONVERSATION_COUNTS, |r| {
             let total = r.integer(0, "count(*)")?.unwrap_or(0) as u64;

@@ -22,8 +22,8 @@ use serde_json::Value;
 use super::options::{self, OptionParser};
 use super::windowed::{self, Parameters, Span, Windowed, WindowedReport};
 use super::{
-    Computed, CsvFile, MetricsError, OptionSpec, Options, Plan, Report, ReportError, Request,
-    COMPARE_OPTION, WINDOW_OPTION,
+    BadOption, Computed, Configured, CsvFile, Earlier, MetricsError, OptionSpec, Options, Plan,
+    Report, ReportError, Request, COMPARE_OPTION, WINDOW_OPTION,
 };
 use crate::intercom::window::{Compare, Window};
 use crate::intercom::{COMPANY_ENHANCED, CONVERSATION_ENHANCED, USAGE_EVENTS};
@@ -118,12 +118,6 @@ impl Default for Settings {
     }
 }
 
-impl Settings {
-    fn read(options: &Options) -> Result<Self, ReportError> {
-        options::read(NAME, &PARSERS, options)
-    }
-}
-
 /// The usage definitions a source means on this database (`auto`: events when the
 /// table exists, else the proxies when their columns exist, else none: conversion and
 /// retention are then empty with the reason stated, and the rest of the report runs).
@@ -161,12 +155,22 @@ impl Report for ConversationUsageReport {
         OPTIONS
     }
 
-    fn check_options(&self, options: &Options) -> Vec<(String, String)> {
-        options::problems(&PARSERS, options)
+    fn configure(&self, options: &Options) -> Result<Box<dyn Configured>, Vec<BadOption>> {
+        Ok(Box::new(options::read(&PARSERS, options)?))
     }
 
-    fn limits(&self, db: &Database, req: &Request<'_>) -> Result<Vec<String>, ReportError> {
-        let settings = Settings::read(req.options)?;
+    fn compared_metrics(&self) -> &'static [&'static str] {
+        &comparison::METRICS
+    }
+
+    fn compared_slices(&self) -> &'static [&'static str] {
+        &comparison::SLICES
+    }
+}
+
+/// The report with a run's options read.
+impl Configured for Settings {
+    fn limits(&self, db: &Database, _req: &Request<'_>) -> Result<Vec<String>, ReportError> {
         let count = |table: &'static str, sql: &str| -> Result<i64, DataError> {
             let mut n = 0;
             db.each_row(table, sql, |r| {
@@ -175,7 +179,7 @@ impl Report for ConversationUsageReport {
             })?;
             Ok(n)
         };
-        let mut out = vec![match usage_of(db, settings.usage_source)? {
+        let mut out = vec![match usage_of(db, self.usage_source)? {
             UsageDefinitions::Events => {
                 "conversion and retention: from usage_events (events definitions)".to_owned()
             }
@@ -221,18 +225,9 @@ impl Report for ConversationUsageReport {
         })
     }
 
-    fn compared_metrics(&self) -> &'static [&'static str] {
-        &comparison::METRICS
-    }
-
-    fn compared_slices(&self) -> &'static [&'static str] {
-        &comparison::SLICES
-    }
-
-    fn needs(&self, db: &Database, req: &Request<'_>) -> Result<Vec<TableNeed>, ReportError> {
-        let settings = Settings::read(req.options)?;
+    fn needs(&self, db: &Database, _req: &Request<'_>) -> Result<Vec<TableNeed>, ReportError> {
         let mut needs = load::CORE.to_vec();
-        needs.extend_from_slice(match usage_of(db, settings.usage_source)? {
+        needs.extend_from_slice(match usage_of(db, self.usage_source)? {
             UsageDefinitions::Events => load::EVENTS,
             UsageDefinitions::Proxy => load::PROXY,
             UsageDefinitions::None => &[],
@@ -246,26 +241,22 @@ impl Report for ConversationUsageReport {
         req: &Request<'_>,
         reference: DateTime<Utc>,
     ) -> Result<Plan, ReportError> {
-        let settings = Settings::read(req.options)?;
-        let usage = usage_of(db, settings.usage_source)?;
+        let usage = usage_of(db, self.usage_source)?;
         let own = Parameters {
             printed: vec![
                 (
                     "usage_source".into(),
-                    format!("{:?} → {:?}", settings.usage_source, usage).to_lowercase(),
+                    format!("{:?} → {:?}", self.usage_source, usage).to_lowercase(),
                 ),
-                ("min_cell".into(), settings.min_cell.to_string()),
+                ("min_cell".into(), self.min_cell.to_string()),
             ],
             manifest: vec![
-                (
-                    "usage_source".into(),
-                    serde_json::json!(settings.usage_source),
-                ),
+                ("usage_source".into(), serde_json::json!(self.usage_source)),
                 ("usage_source_used".into(), serde_json::json!(usage)),
-                ("min_cell".into(), serde_json::json!(settings.min_cell)),
+                ("min_cell".into(), serde_json::json!(self.min_cell)),
             ],
         };
-        windowed::plan(db, req, reference, settings.compare, own)
+        windowed::plan(db, req, reference, self.compare, own)
     }
 
     fn compute(
@@ -273,10 +264,10 @@ impl Report for ConversationUsageReport {
         db: &Database,
         req: &Request<'_>,
         plan: &Plan,
+        _earlier: &Earlier,
         timings: &mut Vec<(&'static str, Duration)>,
     ) -> Result<Box<dyn Computed>, ReportError> {
-        let settings = Settings::read(req.options)?;
-        let usage = usage_of(db, settings.usage_source)?;
+        let usage = usage_of(db, self.usage_source)?;
         let tables = match usage {
             UsageDefinitions::Events => UsageTables::Events,
             UsageDefinitions::Proxy => UsageTables::Proxy,
@@ -288,7 +279,7 @@ impl Report for ConversationUsageReport {
             req: *req,
             tables,
             params: metrics::Params {
-                min_cell: settings.min_cell,
+                min_cell: self.min_cell,
                 usage,
                 ..metrics::Params::default()
             },
@@ -296,7 +287,7 @@ impl Report for ConversationUsageReport {
         let span = Span {
             window,
             spec: &req.window,
-            compare: settings.compare,
+            compare: self.compare,
         };
         let run = windowed::compute(&windows, span, timings)?;
         if let Some(n) = run.data_quality.usage_events_unmatched.filter(|n| *n > 0) {

@@ -1,12 +1,10 @@
 //! customer-segmentation against its previous snapshot. Its tables keep no history,
 //! so the run compares with the latest earlier snapshot among the job's own outputs
-//! (`summary.json` of the latest `asof-<date>` folder before this one) and says so, or
-//! says there is none. Totals (users, ARR, ARR at risk) are a census of the table,
+//! (the run layer finds it and hands over its period and summary: [`Earlier`]) and
+//! says so, or says there is none. Totals (users, ARR, ARR at risk) are a census of the table,
 //! printed with their change and not tested; active rates are compared with a
 //! two-proportion test, overall and per plan, portfolio group and engagement level,
 //! decided together ([`crate::reports::comparison`]).
-
-use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -14,6 +12,7 @@ use super::metrics::Segmentation;
 use crate::reports::comparison::{
     decide, empty, Change, Comparison, Direction, Unit, NO_SNAPSHOT, UNREADABLE_SNAPSHOT,
 };
+use crate::reports::Earlier;
 use crate::stats::claims::Proportion;
 
 /// The dimensions whose values' active rates are compared.
@@ -37,50 +36,34 @@ struct SnapshotRow {
     active_rate: f64,
 }
 
-/// The latest `asof-<date>` folder under `dir` whose date is before `period`'s, and
-/// its period.
-fn latest_before(dir: &Path, period: &str) -> Option<(PathBuf, String)> {
-    let entries = std::fs::read_dir(dir).ok()?;
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let name = e.file_name().to_str()?.to_owned();
-            let date = name.strip_prefix("asof-")?;
-            // Only finished outputs: a folder with its summary (staging folders are
-            // hidden and renamed into place whole).
-            (chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok()
-                && name.as_str() < period
-                && e.path().join("summary.json").is_file())
-            .then(|| (e.path(), name))
-        })
-        .max_by(|a, b| a.1.cmp(&b.1))
-}
-
-/// The comparison of `current` (period `period`) with the latest earlier snapshot in
-/// `dir` (the job's outputs), or why there is none.
-pub fn compare(current: &Segmentation, period: &str, dir: Option<&Path>) -> Comparison {
+/// The comparison of `current` (period `period`) with the latest earlier snapshot
+/// the run layer found among the job's outputs (`earlier`), or why there is none.
+pub fn compare(current: &Segmentation, period: &str, earlier: &Earlier) -> Comparison {
     let basis = "snapshot".to_owned();
-    let Some(dir) = dir else {
-        return empty(
-            basis,
-            None,
-            String::new(),
-            format!("{NO_SNAPSHOT}: the run has no output directory"),
-        );
+    let (earlier, summary) = match earlier {
+        Earlier::NoOutputs => {
+            return empty(
+                basis,
+                None,
+                String::new(),
+                format!("{NO_SNAPSHOT}: the run has no output directory"),
+            )
+        }
+        Earlier::NoneBefore => {
+            return empty(
+                basis,
+                None,
+                String::new(),
+                // Not the folder's path: summary.json does not depend on where it is.
+                format!("{NO_SNAPSHOT} before {period} among this report's outputs"),
+            );
+        }
+        Earlier::Found { period, summary } => (period.clone(), summary),
     };
-    let Some((folder, earlier)) = latest_before(dir, period) else {
-        return empty(
-            basis,
-            None,
-            String::new(),
-            // Not the folder's path: summary.json does not depend on where it is.
-            format!("{NO_SNAPSHOT} before {period} among this report's outputs"),
-        );
-    };
-    let path = folder.join("summary.json");
-    let snapshot: Snapshot = match std::fs::read(&path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    let snapshot: Snapshot = match summary
+        .as_deref()
+        .map_err(Clone::clone)
+        .and_then(|b| serde_json::from_slice(b).map_err(|e| e.to_string()))
     {
         Ok(s) => s,
         Err(e) => {
@@ -167,26 +150,70 @@ fn active_change(
 mod tests {
     use super::*;
 
+    /// Four users, two of them active, and a login of each active one.
+    fn segmentation() -> Segmentation {
+        use super::super::metrics::{EventRow, UserRow};
+        let user = |id: &str, plan: &str, active: bool| UserRow {
+            user_id: id.into(),
+            portfolio_size: Some(3),
+            plan_type: Some(plan.into()),
+            annual_revenue: Some(2_000.0),
+            is_active: active,
+            nps_score: None,
+            support_tickets: Some(1),
+        };
+        let users = [
+            user("a", "pro", true),
+            user("b", "pro", false),
+            user("c", "starter", true),
+            user("d", "starter", false),
+        ];
+        let events: Vec<EventRow> = ["a", "c"]
+            .iter()
+            .map(|u| EventRow {
+                user_id: (*u).into(),
+                event_type: "login".into(),
+                event_time: crate::source::timestamp::parse(
+                    "2024-06-14 12:00:00",
+                    chrono_tz::Tz::UTC,
+                )
+                .ok(),
+            })
+            .collect();
+        super::super::metrics::compute(&users, &events)
+    }
+
     #[test]
-    fn the_latest_earlier_finished_snapshot_is_chosen() {
-        let dir = tempfile::tempdir().unwrap();
-        for (name, finished) in [
-            ("asof-2024-03-31", true),
-            ("asof-2024-05-14", true),
-            ("asof-2024-05-20", false),
-            ("asof-2024-06-14", true),
-            ("asof-2024-07-01", true),
-            ("notes", true),
-        ] {
-            let d = dir.path().join(name);
-            std::fs::create_dir_all(&d).unwrap();
-            if finished {
-                std::fs::write(d.join("summary.json"), "{}").unwrap();
-            }
-        }
-        let (path, period) = latest_before(dir.path(), "asof-2024-06-14").unwrap();
-        assert_eq!(period, "asof-2024-05-14");
-        assert!(path.ends_with("asof-2024-05-14"));
-        assert!(latest_before(dir.path(), "asof-2024-03-31").is_none());
+    fn the_handed_snapshot_is_compared_or_the_reason_there_is_none_is_said() {
+        let now = segmentation();
+        let period = "asof-2024-06-14";
+        let why = |e: &Earlier| compare(&now, period, e).empty_reason.unwrap_or_default();
+        assert_eq!(
+            why(&Earlier::NoOutputs),
+            "no earlier snapshot: the run has no output directory"
+        );
+        assert_eq!(
+            why(&Earlier::NoneBefore),
+            "no earlier snapshot before asof-2024-06-14 among this report's outputs"
+        );
+        let found = |summary| Earlier::Found {
+            period: "asof-2024-05-14".to_owned(),
+            summary,
+        };
+        assert_eq!(
+            why(&found(Err("permission denied".to_owned()))),
+            "unreadable snapshot asof-2024-05-14/summary.json: permission denied"
+        );
+        assert!(why(&found(Ok(b"{}".to_vec())))
+            .starts_with("unreadable snapshot asof-2024-05-14/summary.json: missing field"));
+        // Its own summary as the earlier one: every change is nought.
+        let summary = serde_json::to_vec(&now).unwrap();
+        let c = compare(&now, period, &found(Ok(summary)));
+        assert_eq!(
+            (c.empty_reason, c.period.as_str()),
+            (None, "asof-2024-05-14")
+        );
+        assert!(c.changes.len() > 4);
+        assert!(c.changes.iter().all(|ch| ch.change.unwrap_or(0.0) == 0.0));
     }
 }

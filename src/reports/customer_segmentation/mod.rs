@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::{
-    Computed, CsvFile, MetricsError, OptionSpec, Options, Plan, Report, ReportError, Request,
+    BadOption, Computed, Configured, CsvFile, Earlier, MetricsError, OptionSpec, Options, Plan,
+    Report, ReportError, Request,
 };
 use crate::render::charts::ChartSpec;
 use crate::render::narrative::Narrative;
@@ -45,8 +46,16 @@ impl Report for CustomerSegmentationReport {
         &[]
     }
 
-    fn check_options(&self, _options: &Options) -> Vec<(String, String)> {
-        Vec::new()
+    fn configure(&self, _options: &Options) -> Result<Box<dyn Configured>, Vec<BadOption>> {
+        Ok(Box::new(CustomerSegmentationReport))
+    }
+}
+
+/// It has no settings: the report is what computes.
+impl Configured for CustomerSegmentationReport {
+    /// Its tables keep no history: the previous snapshot is the job's own output.
+    fn compares_with_earlier_output(&self) -> bool {
+        true
     }
 
     fn needs(&self, _db: &Database, _req: &Request<'_>) -> Result<Vec<TableNeed>, ReportError> {
@@ -79,6 +88,7 @@ impl Report for CustomerSegmentationReport {
         db: &Database,
         req: &Request<'_>,
         plan: &Plan,
+        earlier: &Earlier,
         timings: &mut Vec<(&'static str, Duration)>,
     ) -> Result<Box<dyn Computed>, ReportError> {
         let t = Instant::now();
@@ -100,11 +110,9 @@ impl Report for CustomerSegmentationReport {
                 "unparseable event times (counted in the data-quality appendix)"
             );
         }
-        // Its tables keep no history: the previous snapshot is the job's own output.
-        let earlier = req.outputs.map(|(dir, name)| dir.join(name));
-        let compared = comparison::compare(&numbers, &plan.period, earlier.as_deref());
-        if let (Some(why), Some(dir)) = (&compared.empty_reason, &earlier) {
-            tracing::info!(dir = %dir.display(), "no comparison: {why}");
+        let compared = comparison::compare(&numbers, &plan.period, earlier);
+        if let (Some(why), false) = (&compared.empty_reason, earlier == &Earlier::NoOutputs) {
+            tracing::info!("no comparison: {why}");
         }
         Ok(Box::new(Run {
             numbers,

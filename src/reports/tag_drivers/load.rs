@@ -9,33 +9,16 @@ use crate::intercom::{
     topic_tags, CompanyRow, NameSplitter, COMPANY_ENHANCED, CONVERSATION_ENHANCED,
     CONVERSATION_METRICS,
 };
-use crate::reports::load::{self as shared, COMPANIES_NEED};
+use crate::reports::load::{self as shared, windowed_sql, WindowedSql, COMPANIES_NEED};
 use crate::source::{BadTimestamps, DataError, Database, RowsRead, TableNeed, TsParser};
 
-macro_rules! conversations {
-    () => {
-        "SELECT conversation_id, conversation_created_at, all_conversation_tags, \
-         all_contact_company_names, conversation_rating FROM intercom__conversation_enhanced"
-    };
-}
-macro_rules! conversation_metrics {
-    () => {
-        "SELECT conversation_id, time_to_first_response_minutes, count_reopens \
-         FROM intercom__conversation_metrics"
-    };
-}
-const SQL_TAG_CONVERSATIONS: &str = conversations!();
-const SQL_TAG_CONVERSATION_METRICS: &str = conversation_metrics!();
-/// Where `conversation_created_at` is a native timestamp, only the window's rows
-/// cross the network (`$1`, `$2`: the window, inclusive).
-const SQL_TAG_CONVERSATIONS_IN_WINDOW: &str = concat!(
-    conversations!(),
-    " WHERE conversation_created_at BETWEEN $1 AND $2"
-);
-const SQL_TAG_CONVERSATION_METRICS_IN_WINDOW: &str = concat!(
-    conversation_metrics!(),
-    " WHERE conversation_id IN (SELECT conversation_id FROM intercom__conversation_enhanced \
-     WHERE conversation_created_at BETWEEN $1 AND $2)"
+/// The conversations and their metrics, over a window where the server compares
+/// the times itself.
+const SQL_WINDOWED: WindowedSql = windowed_sql!(
+    "SELECT conversation_id, conversation_created_at, all_conversation_tags, \
+     all_contact_company_names, conversation_rating FROM intercom__conversation_enhanced",
+    "SELECT conversation_id, time_to_first_response_minutes, count_reopens \
+     FROM intercom__conversation_metrics",
 );
 
 /// Every distinct tag list (the topics the editions name come from these).
@@ -129,14 +112,7 @@ pub fn load(
     let splitter = NameSplitter::new(&d.companies);
     let mut name = String::new();
     let bounds = shared::window_bounds(db, &window, source_tz)?;
-    let (sql, sql_metrics, params) = match &bounds {
-        Some(b) => (
-            SQL_TAG_CONVERSATIONS_IN_WINDOW,
-            SQL_TAG_CONVERSATION_METRICS_IN_WINDOW,
-            &b[..],
-        ),
-        None => (SQL_TAG_CONVERSATIONS, SQL_TAG_CONVERSATION_METRICS, &[][..]),
-    };
+    let (sql, sql_metrics, params) = SQL_WINDOWED.queries(&bounds);
     db.each_row_with(CONVERSATION_ENHANCED, sql, params, |r| {
         d.conversations.push(TagConversationRow {
             conversation_id: r.text(0, "conversation_id")?.unwrap_or_default(),

@@ -16,8 +16,8 @@ use super::options::{self, OptionParser};
 use super::trend::Month;
 use super::windowed::{self, Parameters, Span, Windowed, WindowedReport};
 use super::{
-    Computed, CsvFile, MetricsError, OptionSpec, Options, Plan, Report, ReportError, Request,
-    COMPARE_OPTION, WINDOW_OPTION,
+    BadOption, Computed, Configured, CsvFile, Earlier, MetricsError, OptionSpec, Options, Plan,
+    Report, ReportError, Request, COMPARE_OPTION, WINDOW_OPTION,
 };
 use crate::intercom::window::{Compare, Window};
 use crate::render::charts::ChartSpec;
@@ -81,12 +81,6 @@ impl Default for Settings {
     }
 }
 
-impl Settings {
-    fn read(options: &Options) -> Result<Self, ReportError> {
-        options::read(NAME, &PARSERS, options)
-    }
-}
-
 impl Report for TagDriversReport {
     fn name(&self) -> &'static str {
         NAME
@@ -100,10 +94,17 @@ impl Report for TagDriversReport {
         OPTIONS
     }
 
-    fn check_options(&self, options: &Options) -> Vec<(String, String)> {
-        options::problems(&PARSERS, options)
+    fn configure(&self, options: &Options) -> Result<Box<dyn Configured>, Vec<BadOption>> {
+        Ok(Box::new(options::read(&PARSERS, options)?))
     }
 
+    fn vocabulary(&self, db: &Database, _req: &Request<'_>) -> Result<Vec<String>, ReportError> {
+        Ok(load::topics(db)?)
+    }
+}
+
+/// The report with a run's options read.
+impl Configured for Settings {
     fn needs(&self, _db: &Database, _req: &Request<'_>) -> Result<Vec<TableNeed>, ReportError> {
         Ok(load::NEEDS.to_vec())
     }
@@ -114,16 +115,11 @@ impl Report for TagDriversReport {
         req: &Request<'_>,
         reference: DateTime<Utc>,
     ) -> Result<Plan, ReportError> {
-        let settings = Settings::read(req.options)?;
         let own = Parameters {
-            printed: vec![("min_pp".into(), settings.min_pp.to_string())],
-            manifest: vec![("min_pp".into(), json!(settings.min_pp))],
+            printed: vec![("min_pp".into(), self.min_pp.to_string())],
+            manifest: vec![("min_pp".into(), json!(self.min_pp))],
         };
-        windowed::plan(db, req, reference, settings.compare, own)
-    }
-
-    fn vocabulary(&self, db: &Database, _req: &Request<'_>) -> Result<Vec<String>, ReportError> {
-        Ok(load::topics(db)?)
+        windowed::plan(db, req, reference, self.compare, own)
     }
 
     fn compute(
@@ -131,14 +127,14 @@ impl Report for TagDriversReport {
         db: &Database,
         req: &Request<'_>,
         plan: &Plan,
+        _earlier: &Earlier,
         timings: &mut Vec<(&'static str, Duration)>,
     ) -> Result<Box<dyn Computed>, ReportError> {
-        let settings = Settings::read(req.options)?;
         let window = plan.window.expect("tag-drivers plans a window");
         let span = Span {
             window,
             spec: &req.window,
-            compare: settings.compare,
+            compare: self.compare,
         };
         let numbers = windowed::compute(&Windows { db, req: *req }, span, timings)?;
         if numbers.bad_timestamps.total() > 0 {
@@ -149,7 +145,7 @@ impl Report for TagDriversReport {
         }
         Ok(Box::new(Run {
             numbers,
-            min_pp: settings.min_pp,
+            min_pp: self.min_pp,
         }))
     }
 }
