@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::metrics::Segmentation;
-use crate::reports::comparison::{
-    decide, empty, Change, Comparison, Direction, Unit, NO_SNAPSHOT, UNREADABLE_SNAPSHOT,
-};
+use crate::reports::comparison::{decide, empty, Change, Comparison, Direction, EmptyReason, Unit};
 use crate::stats::claims::Proportion;
 
 /// The dimensions whose values' active rates are compared.
@@ -61,20 +59,16 @@ fn latest_before(dir: &Path, period: &str) -> Option<(PathBuf, String)> {
 pub fn compare(current: &Segmentation, period: &str, dir: Option<&Path>) -> Comparison {
     let basis = "snapshot".to_owned();
     let Some(dir) = dir else {
-        return empty(
-            basis,
-            None,
-            String::new(),
-            format!("{NO_SNAPSHOT}: the run has no output directory"),
-        );
+        return empty(basis, None, String::new(), EmptyReason::NoOutputDir);
     };
     let Some((folder, earlier)) = latest_before(dir, period) else {
         return empty(
             basis,
             None,
             String::new(),
-            // Not the folder's path: summary.json does not depend on where it is.
-            format!("{NO_SNAPSHOT} before {period} among this report's outputs"),
+            EmptyReason::NoSnapshot {
+                before: period.to_owned(),
+            },
         );
     };
     let path = folder.join("summary.json");
@@ -84,7 +78,10 @@ pub fn compare(current: &Segmentation, period: &str, dir: Option<&Path>) -> Comp
     {
         Ok(s) => s,
         Err(e) => {
-            let why = format!("{UNREADABLE_SNAPSHOT} {earlier}/summary.json: {e}");
+            let why = EmptyReason::UnreadableSnapshot {
+                snapshot: earlier.clone(),
+                error: e,
+            };
             return empty(basis, None, earlier, why);
         }
     };
