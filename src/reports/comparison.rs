@@ -518,3 +518,165 @@ pub fn section(c: &Comparison) -> Vec<Finding> {
         .map(|x| tag(record("change", x)))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(k: usize, n: usize) -> Option<Proportion> {
+        Proportion::new(k, n)
+    }
+
+    /// A rate change of `slice` from k₀ of n₀ to k₁ of n₁, tested.
+    fn rate(slice: &str, (k1, n1): (usize, usize), (k0, n0): (usize, usize)) -> Change {
+        let (now, then) = (k1 as f64 / n1 as f64, k0 as f64 / n0 as f64);
+        Change::new(
+            "conv_to_feature_rate",
+            slice,
+            Unit::Rate,
+            Some(now),
+            Some(then),
+        )
+        .with_counts(p(k1, n1), p(k0, n0))
+    }
+
+    fn comparison(mut changes: Vec<Change>) -> Comparison {
+        decide(&mut changes);
+        Comparison {
+            basis: "previous".into(),
+            window: None,
+            period: "2024-01-01_2024-03-31".into(),
+            empty_reason: None,
+            changes,
+        }
+    }
+
+    #[test]
+    fn each_empty_reason_prints_its_sentence_and_names_its_section_key() {
+        let cases = [
+            (EmptyReason::Off, "the run has no comparison", "no_paying"),
+            (
+                EmptyReason::NoConversations("no conversations in window a .. b".into()),
+                "no conversations in window a .. b",
+                "no_conversations",
+            ),
+            (
+                EmptyReason::NoMetrics("table t has no rows".into()),
+                "table t has no rows",
+                "no_paying",
+            ),
+            (
+                EmptyReason::NoOutputDir,
+                "no earlier snapshot: the run has no output directory",
+                "no_snapshot",
+            ),
+            (
+                EmptyReason::NoSnapshot {
+                    before: "asof-2024-06-01".into(),
+                },
+                "no earlier snapshot before asof-2024-06-01 among this report's outputs",
+                "no_snapshot",
+            ),
+            (
+                EmptyReason::UnreadableSnapshot {
+                    snapshot: "asof-2024-05-01".into(),
+                    error: "EOF".into(),
+                },
+                "unreadable snapshot asof-2024-05-01/summary.json: EOF",
+                "unreadable_snapshot",
+            ),
+        ];
+        for (why, text, key) in cases {
+            assert_eq!(why.to_string(), text);
+            assert_eq!(why.key(), key);
+            // summary.json keeps the sentence as a plain string.
+            assert_eq!(serde_json::to_value(&why).unwrap(), text);
+            let c = empty("previous".into(), None, String::new(), why);
+            assert_eq!(headline(&c), None);
+            let s = section(&c);
+            assert_eq!((s.len(), s[0].id), (1, "change_empty"));
+            assert_eq!(s[0].keys["why"], key);
+        }
+    }
+
+    #[test]
+    fn a_difference_that_holds_is_a_rise_or_a_fall_and_one_that_does_not_is_no_clear_change() {
+        let c = comparison(vec![
+            // 20% → 40% of 500: holds, a rise.
+            rate("overall", (200, 500), (100, 500)),
+            // 40% → 20% of 500: holds, a fall.
+            rate("renewal", (100, 500), (200, 500)),
+            // 10% → 12% of 50: within chance.
+            rate("expansion", (6, 50), (5, 50)),
+            // One value missing: not comparable, not tested.
+            Change::new(
+                "conv_to_feature_rate",
+                "unknown",
+                Unit::Rate,
+                Some(0.1),
+                None,
+            ),
+        ]);
+        let d: Vec<Direction> = c.changes.iter().map(|x| x.direction).collect();
+        assert_eq!(
+            d,
+            [
+                Direction::Rise,
+                Direction::Fall,
+                Direction::NoClearChange,
+                Direction::NotComparable
+            ]
+        );
+        assert!((c.changes[0].change.unwrap() - 20.0).abs() < 1e-9);
+        assert_eq!(c.changes[3].p, None);
+    }
+
+    #[test]
+    fn holding_keeps_the_changes_that_hold_most_certain_first() {
+        let c = comparison(vec![
+            rate("expansion", (6, 50), (5, 50)),
+            // Both hold; the larger sample is the more certain.
+            rate("renewal", (60, 200), (30, 200)),
+            rate("overall", (600, 2000), (300, 2000)),
+        ]);
+        let held: Vec<&str> = holding(&c).iter().map(|x| x.slice.as_str()).collect();
+        assert_eq!(held, ["overall", "renewal"]);
+    }
+
+    #[test]
+    fn the_headline_is_the_surest_change_or_that_none_held() {
+        let c = comparison(vec![
+            rate("renewal", (60, 200), (30, 200)),
+            rate("overall", (600, 2000), (300, 2000)),
+        ]);
+        let h = headline(&c).unwrap();
+        assert_eq!(h.id, "period_change");
+        assert_eq!(h.keys["direction"], "rise");
+        assert_eq!(h.keys["unit"], "rate");
+        assert!(!h.slices.contains_key("segment"), "overall has no segment");
+        assert_eq!(h.slices["period"], "2024-01-01_2024-03-31");
+        assert_eq!(h.numbers["holding"], 2.0);
+        // 15.0% → 30.0%: the change as printed, in points.
+        assert!((h.numbers["change"] - 0.15).abs() < 1e-9);
+
+        let quiet = comparison(vec![rate("expansion", (6, 50), (5, 50))]);
+        let h = headline(&quiet).unwrap();
+        assert_eq!(h.keys["direction"], "none");
+        assert_eq!(h.numbers["holding"], 0.0);
+        let s = section(&quiet);
+        assert_eq!((s[0].id, s[0].numbers["tested"]), ("change_quiet", 1.0));
+    }
+
+    #[test]
+    fn the_one_unit_table_prints_rates_in_percent_and_counts_whole() {
+        assert_eq!(Unit::Rate.printing().scale, 100.0);
+        assert_eq!(Unit::Rate.printing().suffix, "%");
+        assert_eq!(Unit::Minutes.printing().decimals, 1);
+        assert_eq!(Unit::Money.printing().decimals, 0);
+        for u in [Unit::Rate, Unit::Minutes, Unit::Count, Unit::Money] {
+            assert_eq!(Unit::named(u.name()), Some(u));
+            assert_eq!(serde_json::to_value(u).unwrap(), u.name());
+        }
+        assert_eq!(Unit::named("furlongs"), None);
+    }
+}
