@@ -53,13 +53,11 @@ pub fn deliver(
         }
     };
     let templates = config.templates();
-    // The comparison period a fired watch rule names: the whole summary serialized
-    // once, and only when one fired.
-    let compared_with = if out.watch.iter().any(|w| w.fired) {
-        outcome.comparison_period.clone()
-    } else {
-        serde_json::Value::Null
-    };
+    // The comparison period a fired watch rule names, only when one fired.
+    let compared_with = outcome
+        .comparison_period
+        .as_deref()
+        .filter(|_| out.watch.iter().any(|w| w.fired));
     let sender = Sender {
         job,
         period: &outcome.period,
@@ -81,7 +79,7 @@ pub fn deliver(
         templates: &templates,
         smtp,
         watch: &watch,
-        compared_with: &compared_with,
+        compared_with,
     };
     for lang in &job.languages {
         let recipients: Vec<Mailbox> = match delivery {

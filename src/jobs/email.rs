@@ -175,8 +175,8 @@ pub(super) struct Compose<'a> {
     pub(super) templates: &'a templates::Templates,
     pub(super) smtp: &'a Smtp,
     pub(super) watch: &'a [WatchResult],
-    /// The comparison period a fired watch rule names (its key), or null.
-    pub(super) compared_with: &'a serde_json::Value,
+    /// The comparison period a fired watch rule names (its key), if one fired.
+    pub(super) compared_with: Option<&'a str>,
 }
 
 impl Compose<'_> {
@@ -203,10 +203,7 @@ impl Compose<'_> {
             .strings
             .get_opt("document.as_of")
             .unwrap_or_else(|| "as of".to_owned());
-        let compared_with = match compared_with.as_str() {
-            Some(key) => serde_json::Value::from(crate::reports::period_key_label(key, &as_of)),
-            None => compared_with.clone(),
-        };
+        let compared_with = compared_with.map(|key| crate::reports::period_key_label(key, &as_of));
         let size = std::fs::metadata(&path).map_or(0, |m| m.len());
         let attached = size <= smtp.max_attachment_bytes && size > 0;
         let mb = |b: u64| format!("{:.1}", b as f64 / (1024.0 * 1024.0));

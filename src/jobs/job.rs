@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use chrono::{DateTime, Utc};
 
 use super::config::{Config, DataSource, Job, Overlap};
-use super::ledger::{DeliveryState, Ledger, RunState, WatchRecord};
+use super::ledger::{DeliveryState, Ledger, RunState};
 use super::{alerts, delivery};
 use super::{Context, Delivery, JobError, JobRun};
 use crate::clock::{FixedClock, SharedClock};
@@ -184,20 +184,7 @@ fn run_locked(ctx: &Context<'_>, out: &mut JobRun) -> Result<(), JobError> {
             tracing::warn!(job = %job.name, rule = %w.rule, metric = %w.metric, slice = %w.slice, change = w.change.map(|c| tracing::field::display(format!("{c:+.2}"))), "watch rule fired");
         }
         if let Some(l) = ledger {
-            let records: Vec<WatchRecord> = out
-                .watch
-                .iter()
-                .map(|w| WatchRecord {
-                    rule: w.rule.clone(),
-                    fired: w.fired,
-                    metric: w.metric.clone(),
-                    slice: w.slice.clone(),
-                    change: w.change,
-                    threshold: w.threshold,
-                    note: w.note.clone(),
-                })
-                .collect();
-            l.record_watch(&job.name, &period, &records)?;
+            l.record_watch(&job.name, &period, &out.watch)?;
         }
     }
 

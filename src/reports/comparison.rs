@@ -24,11 +24,22 @@ pub struct Comparison {
     pub window: Option<Window>,
     pub period: String,
     /// Why there are no numbers for the comparison window, when there are none.
-    pub empty_reason: Option<String>,
+    pub empty_reason: Option<EmptyReason>,
     pub changes: Vec<Change>,
 }
 
 impl Comparison {
+    /// The comparison of a run that compares itself with nothing (`compare = none`,
+    /// or a report without comparisons): what watch rules are judged on then.
+    pub fn off() -> Self {
+        empty(
+            Compare::None.to_string(),
+            None,
+            String::new(),
+            EmptyReason::Off,
+        )
+    }
+
     /// The comparison with a window (`compare`), its changes decided.
     pub fn of_window(basis: Compare, window: Window, changes: Vec<Change>) -> Self {
         Self {
@@ -38,6 +49,51 @@ impl Comparison {
             empty_reason: None,
             changes,
         }
+    }
+}
+
+/// Why a comparison has no numbers. summary.json and the log carry its sentence
+/// ([`std::fmt::Display`]); the "What changed" section its key ([`EmptyReason::key`]).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EmptyReason {
+    /// `compare = none`: the run compares itself with nothing.
+    #[error("the run has no comparison")]
+    Off,
+    /// The comparison window holds no conversations (the metrics' own sentence).
+    #[error("{0}")]
+    NoConversations(String),
+    /// The comparison window's metrics could not be computed otherwise (no paying
+    /// company, nothing kept): the metrics' own sentence.
+    #[error("{0}")]
+    NoMetrics(String),
+    /// A snapshot comparison of a run that writes no output directory.
+    #[error("{NO_SNAPSHOT}: the run has no output directory")]
+    NoOutputDir,
+    /// No earlier snapshot among the report's outputs; `before` is this run's period.
+    // Not the folder's path: summary.json does not depend on where it is.
+    #[error("{NO_SNAPSHOT} before {before} among this report's outputs")]
+    NoSnapshot { before: String },
+    /// The earlier snapshot (its period) could not be read.
+    #[error("{UNREADABLE_SNAPSHOT} {snapshot}/summary.json: {error}")]
+    UnreadableSnapshot { snapshot: String, error: String },
+}
+
+impl EmptyReason {
+    /// The key of the "What changed" section's sentence (`why`).
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::NoConversations(_) => "no_conversations",
+            Self::NoOutputDir | Self::NoSnapshot { .. } => "no_snapshot",
+            Self::UnreadableSnapshot { .. } => "unreadable_snapshot",
+            Self::Off | Self::NoMetrics(_) => "no_paying",
+        }
+    }
+}
+
+impl Serialize for EmptyReason {
+    /// As its sentence: summary.json keeps the text it always had.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -51,6 +107,50 @@ pub enum Unit {
     Count,
     /// Annual revenue, in dollars.
     Money,
+}
+
+/// How a unit's values are printed: the one table of scale, decimals and suffix.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Printing {
+    /// A rate is printed in percent (×100).
+    pub scale: f64,
+    pub decimals: usize,
+    /// Written after a bare value (a rate's `%`).
+    pub suffix: &'static str,
+}
+
+impl Unit {
+    /// How its values are printed: rates in percent with one decimal, minutes with
+    /// one decimal, counts and money whole.
+    pub fn printing(self) -> Printing {
+        let (scale, decimals, suffix) = match self {
+            Unit::Rate => (100.0, 1, "%"),
+            Unit::Minutes => (1.0, 1, ""),
+            Unit::Count | Unit::Money => (1.0, 0, ""),
+        };
+        Printing {
+            scale,
+            decimals,
+            suffix,
+        }
+    }
+
+    /// Its name in summary.json and the templates (`rate`, `minutes`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Unit::Rate => "rate",
+            Unit::Minutes => "minutes",
+            Unit::Count => "count",
+            Unit::Money => "money",
+        }
+    }
+
+    /// The unit called `name` ([`Unit::name`]).
+    pub fn named(name: &str) -> Option<Self> {
+        [Unit::Rate, Unit::Minutes, Unit::Count, Unit::Money]
+            .into_iter()
+            .find(|u| u.name() == name)
+    }
 }
 
 /// What a change allows a report to say.
@@ -244,12 +344,8 @@ pub fn signed_change(
     current: f64,
     previous: f64,
 ) -> String {
-    let (scale, decimals) = match unit {
-        Unit::Rate => (100.0, 1),
-        Unit::Minutes => (1.0, 1),
-        Unit::Count | Unit::Money => (1.0, 0),
-    };
-    let d = printed_difference(current, previous, scale, decimals);
+    let p = unit.printing();
+    let d = printed_difference(current, previous, p.scale, p.decimals as i32);
     let sign = if d > 0.0 {
         "+"
     } else if d < 0.0 {
@@ -290,13 +386,17 @@ pub fn reading(d: Direction) -> &'static str {
     }
 }
 
-/// Why a snapshot comparison has no numbers: the reasons' beginnings, which the
-/// section reads.
-pub const NO_SNAPSHOT: &str = "no earlier snapshot";
-pub const UNREADABLE_SNAPSHOT: &str = "unreadable snapshot";
+/// The beginnings of a snapshot comparison's empty reasons.
+const NO_SNAPSHOT: &str = "no earlier snapshot";
+const UNREADABLE_SNAPSHOT: &str = "unreadable snapshot";
 
 /// A comparison without numbers, and why.
-pub fn empty(basis: String, window: Option<Window>, period: String, reason: String) -> Comparison {
+pub fn empty(
+    basis: String,
+    window: Option<Window>,
+    period: String,
+    reason: EmptyReason,
+) -> Comparison {
     Comparison {
         basis,
         period,
@@ -332,15 +432,7 @@ pub fn holding(c: &Comparison) -> Vec<&Change> {
 pub fn record(id: &'static str, x: &Change) -> Finding {
     let mut f = Finding::new(id, 0);
     f.keys.insert("metric", x.metric);
-    f.keys.insert(
-        "unit",
-        match x.unit {
-            Unit::Rate => "rate",
-            Unit::Minutes => "minutes",
-            Unit::Count => "count",
-            Unit::Money => "money",
-        },
-    );
+    f.keys.insert("unit", x.unit.name());
     f.keys.insert(
         "direction",
         match x.direction {
@@ -360,14 +452,10 @@ pub fn record(id: &'static str, x: &Change) -> Finding {
     if let (Some(now), Some(before)) = (x.current, x.previous) {
         f.numbers.insert("current", now);
         f.numbers.insert("previous", before);
-        let (scale, decimals) = match x.unit {
-            Unit::Rate => (100.0, 1),
-            Unit::Minutes => (1.0, 1),
-            Unit::Count | Unit::Money => (1.0, 0),
-        };
+        let p = x.unit.printing();
         f.numbers.insert(
             "change",
-            printed_difference(now, before, scale, decimals).abs(),
+            printed_difference(now, before, p.scale, p.decimals as i32).abs(),
         );
     }
     f.numbers.insert("current_n", x.current_n);
@@ -413,18 +501,7 @@ pub fn section(c: &Comparison) -> Vec<Finding> {
     };
     if let Some(why) = &c.empty_reason {
         let mut f = Finding::new("change_empty", 0);
-        f.keys.insert(
-            "why",
-            if why.starts_with("no conversations") {
-                "no_conversations"
-            } else if why.starts_with(NO_SNAPSHOT) {
-                "no_snapshot"
-            } else if why.starts_with(UNREADABLE_SNAPSHOT) {
-                "unreadable_snapshot"
-            } else {
-                "no_paying"
-            },
-        );
+        f.keys.insert("why", why.key());
         return vec![tag(f)];
     }
     let held = holding(c);
@@ -440,4 +517,166 @@ pub fn section(c: &Comparison) -> Vec<Finding> {
         .take(8)
         .map(|x| tag(record("change", x)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(k: usize, n: usize) -> Option<Proportion> {
+        Proportion::new(k, n)
+    }
+
+    /// A rate change of `slice` from k₀ of n₀ to k₁ of n₁, tested.
+    fn rate(slice: &str, (k1, n1): (usize, usize), (k0, n0): (usize, usize)) -> Change {
+        let (now, then) = (k1 as f64 / n1 as f64, k0 as f64 / n0 as f64);
+        Change::new(
+            "conv_to_feature_rate",
+            slice,
+            Unit::Rate,
+            Some(now),
+            Some(then),
+        )
+        .with_counts(p(k1, n1), p(k0, n0))
+    }
+
+    fn comparison(mut changes: Vec<Change>) -> Comparison {
+        decide(&mut changes);
+        Comparison {
+            basis: "previous".into(),
+            window: None,
+            period: "2024-01-01_2024-03-31".into(),
+            empty_reason: None,
+            changes,
+        }
+    }
+
+    #[test]
+    fn each_empty_reason_prints_its_sentence_and_names_its_section_key() {
+        let cases = [
+            (EmptyReason::Off, "the run has no comparison", "no_paying"),
+            (
+                EmptyReason::NoConversations("no conversations in window a .. b".into()),
+                "no conversations in window a .. b",
+                "no_conversations",
+            ),
+            (
+                EmptyReason::NoMetrics("table t has no rows".into()),
+                "table t has no rows",
+                "no_paying",
+            ),
+            (
+                EmptyReason::NoOutputDir,
+                "no earlier snapshot: the run has no output directory",
+                "no_snapshot",
+            ),
+            (
+                EmptyReason::NoSnapshot {
+                    before: "asof-2024-06-01".into(),
+                },
+                "no earlier snapshot before asof-2024-06-01 among this report's outputs",
+                "no_snapshot",
+            ),
+            (
+                EmptyReason::UnreadableSnapshot {
+                    snapshot: "asof-2024-05-01".into(),
+                    error: "EOF".into(),
+                },
+                "unreadable snapshot asof-2024-05-01/summary.json: EOF",
+                "unreadable_snapshot",
+            ),
+        ];
+        for (why, text, key) in cases {
+            assert_eq!(why.to_string(), text);
+            assert_eq!(why.key(), key);
+            // summary.json keeps the sentence as a plain string.
+            assert_eq!(serde_json::to_value(&why).unwrap(), text);
+            let c = empty("previous".into(), None, String::new(), why);
+            assert_eq!(headline(&c), None);
+            let s = section(&c);
+            assert_eq!((s.len(), s[0].id), (1, "change_empty"));
+            assert_eq!(s[0].keys["why"], key);
+        }
+    }
+
+    #[test]
+    fn a_difference_that_holds_is_a_rise_or_a_fall_and_one_that_does_not_is_no_clear_change() {
+        let c = comparison(vec![
+            // 20% → 40% of 500: holds, a rise.
+            rate("overall", (200, 500), (100, 500)),
+            // 40% → 20% of 500: holds, a fall.
+            rate("renewal", (100, 500), (200, 500)),
+            // 10% → 12% of 50: within chance.
+            rate("expansion", (6, 50), (5, 50)),
+            // One value missing: not comparable, not tested.
+            Change::new(
+                "conv_to_feature_rate",
+                "unknown",
+                Unit::Rate,
+                Some(0.1),
+                None,
+            ),
+        ]);
+        let d: Vec<Direction> = c.changes.iter().map(|x| x.direction).collect();
+        assert_eq!(
+            d,
+            [
+                Direction::Rise,
+                Direction::Fall,
+                Direction::NoClearChange,
+                Direction::NotComparable
+            ]
+        );
+        assert!((c.changes[0].change.unwrap() - 20.0).abs() < 1e-9);
+        assert_eq!(c.changes[3].p, None);
+    }
+
+    #[test]
+    fn holding_keeps_the_changes_that_hold_most_certain_first() {
+        let c = comparison(vec![
+            rate("expansion", (6, 50), (5, 50)),
+            // Both hold; the larger sample is the more certain.
+            rate("renewal", (60, 200), (30, 200)),
+            rate("overall", (600, 2000), (300, 2000)),
+        ]);
+        let held: Vec<&str> = holding(&c).iter().map(|x| x.slice.as_str()).collect();
+        assert_eq!(held, ["overall", "renewal"]);
+    }
+
+    #[test]
+    fn the_headline_is_the_surest_change_or_that_none_held() {
+        let c = comparison(vec![
+            rate("renewal", (60, 200), (30, 200)),
+            rate("overall", (600, 2000), (300, 2000)),
+        ]);
+        let h = headline(&c).unwrap();
+        assert_eq!(h.id, "period_change");
+        assert_eq!(h.keys["direction"], "rise");
+        assert_eq!(h.keys["unit"], "rate");
+        assert!(!h.slices.contains_key("segment"), "overall has no segment");
+        assert_eq!(h.slices["period"], "2024-01-01_2024-03-31");
+        assert_eq!(h.numbers["holding"], 2.0);
+        // 15.0% → 30.0%: the change as printed, in points.
+        assert!((h.numbers["change"] - 0.15).abs() < 1e-9);
+
+        let quiet = comparison(vec![rate("expansion", (6, 50), (5, 50))]);
+        let h = headline(&quiet).unwrap();
+        assert_eq!(h.keys["direction"], "none");
+        assert_eq!(h.numbers["holding"], 0.0);
+        let s = section(&quiet);
+        assert_eq!((s[0].id, s[0].numbers["tested"]), ("change_quiet", 1.0));
+    }
+
+    #[test]
+    fn the_one_unit_table_prints_rates_in_percent_and_counts_whole() {
+        assert_eq!(Unit::Rate.printing().scale, 100.0);
+        assert_eq!(Unit::Rate.printing().suffix, "%");
+        assert_eq!(Unit::Minutes.printing().decimals, 1);
+        assert_eq!(Unit::Money.printing().decimals, 0);
+        for u in [Unit::Rate, Unit::Minutes, Unit::Count, Unit::Money] {
+            assert_eq!(Unit::named(u.name()), Some(u));
+            assert_eq!(serde_json::to_value(u).unwrap(), u.name());
+        }
+        assert_eq!(Unit::named("furlongs"), None);
+    }
 }

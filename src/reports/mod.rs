@@ -278,6 +278,9 @@ pub trait Computed: Send + Sync {
     fn size(&self) -> (&'static str, usize);
     /// Rows the loader read, per table (the appendix and the manifest print these).
     fn rows_read(&self) -> &[(&'static str, u64)];
+    /// The comparison the run made, as the report decided it (none when the run
+    /// compares itself with nothing): the run layer judges watch rules on it.
+    fn comparison(&self) -> Option<&comparison::Comparison>;
     /// The string variants this run's editions use (`[variant.<name>]` in the
     /// strings files): a measure taken another way is labelled as such everywhere.
     fn variants(&self) -> Vec<&'static str> {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::comparison::{self, Comparison};
+use super::comparison::{self, Comparison, EmptyReason};
 use super::trend::{months, Month, MONTHS};
 use super::{MetricsError, Plan, ReportError, Request};
 use crate::intercom::window::{Compare, Window, WindowSpec};
@@ -139,7 +139,7 @@ pub fn compute<R: WindowedReport>(
                 span.compare.to_string(),
                 Some(b),
                 b.period(),
-                e.to_string(),
+                empty_reason(&e),
             )),
         ),
     };
@@ -203,6 +203,17 @@ pub struct Parameters {
     pub printed: Vec<(String, String)>,
     /// As `manifest.json` carries them, typed.
     pub manifest: Vec<(String, Value)>,
+}
+
+/// Why the comparison window has no numbers, from its metrics' error: an empty
+/// window is told apart from every other failure.
+fn empty_reason(e: &MetricsError) -> EmptyReason {
+    match e {
+        MetricsError::EmptyWindow { .. } | MetricsError::WindowOutsideData { .. } => {
+            EmptyReason::NoConversations(e.to_string())
+        }
+        _ => EmptyReason::NoMetrics(e.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -385,10 +396,10 @@ mod tests {
         let c = out.comparison.as_ref().unwrap();
         assert_eq!(c.period, "2024-02-01_2024-02-29");
         assert!(c.changes.is_empty() && out.previous.is_none());
-        assert!(c
-            .empty_reason
-            .as_deref()
-            .unwrap()
+        let why = c.empty_reason.as_ref().unwrap();
+        assert!(matches!(why, EmptyReason::NoConversations(_)), "{why:?}");
+        assert!(why
+            .to_string()
             .starts_with("no conversations in window 2024-02-01"));
         let none = compute(
             &report,

@@ -21,6 +21,7 @@ use crate::clock::Clock;
 pub use crate::intercom::mapping::Mapping;
 use crate::intercom::window::{Window, WindowSpec};
 use crate::render::templates::{NarrativeError, Templates};
+use crate::reports::comparison::Comparison;
 use crate::reports::{
     self, BadOption, Configured, Earlier, Options, Plan, Report, ReportError, Request,
 };
@@ -122,8 +123,9 @@ pub struct RunOutcome {
     pub period: String,
     /// The window, for reports that cut one.
     pub window: Option<Window>,
-    /// The period the run compared itself with, as summary.json has it (null when none).
-    pub comparison_period: Value,
+    /// The period the run compared itself with (none when it compares itself with
+    /// nothing).
+    pub comparison_period: Option<String>,
     /// What each edition printed that an email repeats, by language.
     pub editions: Vec<EditionText>,
     /// The CSV file an email may attach (the report's first).
@@ -339,12 +341,14 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
         m.insert("findings".into(), json!(story.findings));
         m.insert("recommendations".into(), json!(story.recommendations));
     }
-    let watch = watch::evaluate(&req.watch, &summary);
+    let off = Comparison::off();
+    let comparison = computed.comparison().unwrap_or(&off);
+    let watch = watch::evaluate(&req.watch, comparison);
     if let (Value::Object(m), false) = (&mut summary, watch.is_empty()) {
         m.insert("watch".into(), json!(watch));
     }
     staged.write_json("summary.json", &summary)?;
-    let comparison_period = summary["comparison"]["period"].clone();
+    let comparison_period = computed.comparison().map(|c| c.period.clone());
     timings.push(("write_data", t.elapsed()));
 
     let (mut manifest, provenance) = manifest(req, &db, &plan, computed.rows_read(), reference)?;
@@ -736,6 +740,9 @@ mod tests {
     }
 
     impl Computed for Counted {
+        fn comparison(&self) -> Option<&crate::reports::comparison::Comparison> {
+            None
+        }
         fn summary(&self) -> Value {
             json!({ "things": self.0 })
         }

@@ -1,11 +1,13 @@
-//! A job's watch rules against its run's comparison (`summary.json`'s
-//! `comparison.changes`): which fired, and which could not be judged and why. A rule
-//! fires when the change goes its way by at least its threshold and, for a metric the
+//! A job's watch rules against its run's comparison (the report's typed
+//! [`Comparison`]): which fired, and which could not be judged and why. A rule fires
+//! when the change goes its way by at least its threshold and, for a metric the
 //! comparison tests, the change holds (a rise or a fall under the claims rules); a
 //! median is judged on its threshold alone, and says so.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::reports::comparison::{Comparison, Direction, EmptyReason, Unit};
 
 /// A watch rule: a change of `metric` in `slice` by at least `threshold` in a
 /// direction (percentage points for rates, minutes, counts).
@@ -31,85 +33,107 @@ pub struct WatchResult {
     pub change: Option<f64>,
     pub current: Option<f64>,
     pub previous: Option<f64>,
-    pub unit: String,
+    /// The compared metric's unit; none when the comparison has no such change
+    /// (written `""`, as summary.json always had it).
+    #[serde(with = "unit_or_empty")]
+    pub unit: Option<Unit>,
     pub fired: bool,
     /// Why the rule could not be judged (no comparison, no such slice, no values), or
     /// that a median was judged without a test.
     pub note: Option<String>,
 }
 
-/// Judges every rule against a run's summary.
-pub fn evaluate(rules: &[WatchRule], summary: &Value) -> Vec<WatchResult> {
-    let comparison = &summary["comparison"];
-    rules
+/// A unit as its name, or `""` for none.
+mod unit_or_empty {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::reports::comparison::Unit;
+
+    pub fn serialize<S: Serializer>(u: &Option<Unit>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(u.map_or("", Unit::name))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Unit>, D::Error> {
+        let name = String::deserialize(d)?;
+        match name.as_str() {
+            "" => Ok(None),
+            n => Unit::named(n)
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom(format!("unknown unit `{n}`"))),
+        }
+    }
+}
+
+/// Judges every rule against a run's comparison ([`EmptyReason::Off`] for a run
+/// that compares itself with nothing).
+pub fn evaluate(rules: &[WatchRule], comparison: &Comparison) -> Vec<WatchResult> {
+    rules.iter().map(|r| judge(r, comparison)).collect()
+}
+
+fn judge(r: &WatchRule, comparison: &Comparison) -> WatchResult {
+    let mut out = WatchResult {
+        rule: r.name.clone(),
+        metric: r.metric.clone(),
+        slice: r.slice.clone(),
+        rise: r.rise,
+        threshold: r.threshold,
+        change: None,
+        current: None,
+        previous: None,
+        unit: None,
+        fired: false,
+        note: None,
+    };
+    match &comparison.empty_reason {
+        Some(EmptyReason::Off) => {
+            out.note = Some(EmptyReason::Off.to_string());
+            return out;
+        }
+        Some(why) => {
+            out.note = Some(format!("no comparison numbers: {why}"));
+            return out;
+        }
+        None => {}
+    }
+    let Some(c) = comparison
+        .changes
         .iter()
-        .map(|r| {
-            let mut out = WatchResult {
-                rule: r.name.clone(),
-                metric: r.metric.clone(),
-                slice: r.slice.clone(),
-                rise: r.rise,
-                threshold: r.threshold,
-                change: None,
-                current: None,
-                previous: None,
-                unit: String::new(),
-                fired: false,
-                note: None,
-            };
-            if comparison.is_null() {
-                out.note = Some("the run has no comparison".into());
-                return out;
-            }
-            if let Some(why) = comparison["empty_reason"].as_str() {
-                out.note = Some(format!("no comparison numbers: {why}"));
-                return out;
-            }
-            let Some(c) = comparison["changes"].as_array().and_then(|changes| {
-                changes
-                    .iter()
-                    .find(|c| c["metric"] == r.metric.as_str() && c["slice"] == r.slice.as_str())
-            }) else {
-                out.note = Some(format!("no slice `{}` in this run's data", r.slice));
-                return out;
-            };
-            out.change = c["change"].as_f64();
-            out.current = c["current"].as_f64();
-            out.previous = c["previous"].as_f64();
-            out.unit = c["unit"].as_str().unwrap_or_default().to_owned();
-            let Some(change) = out.change else {
-                out.note = Some("one of the two values does not exist".into());
-                return out;
-            };
-            let far_enough = if r.rise {
-                change >= r.threshold
-            } else {
-                -change >= r.threshold
-            };
-            out.fired = match c["direction"].as_str() {
-                Some("rise") => r.rise && far_enough,
-                Some("fall") => !r.rise && far_enough,
-                Some("not_tested") => {
-                    out.note = Some("a median: judged on the threshold, not tested".into());
-                    far_enough && change != 0.0
-                }
-                _ => false,
-            };
-            out
-        })
-        .collect()
+        .find(|c| c.metric == r.metric && c.slice == r.slice)
+    else {
+        out.note = Some(format!("no slice `{}` in this run's data", r.slice));
+        return out;
+    };
+    out.change = c.change;
+    out.current = c.current;
+    out.previous = c.previous;
+    out.unit = Some(c.unit);
+    let Some(change) = out.change else {
+        out.note = Some("one of the two values does not exist".into());
+        return out;
+    };
+    let far_enough = if r.rise {
+        change >= r.threshold
+    } else {
+        -change >= r.threshold
+    };
+    out.fired = match c.direction {
+        Direction::Rise => r.rise && far_enough,
+        Direction::Fall => !r.rise && far_enough,
+        Direction::NotTested => {
+            out.note = Some("a median: judged on the threshold, not tested".into());
+            far_enough && change != 0.0
+        }
+        Direction::NoClearChange | Direction::NotComparable => false,
+    };
+    out
 }
 
 impl WatchResult {
-    /// A fired rule's numbers as an email or a cover prints them: rates in percent
-    /// (one decimal), minutes with one decimal, counts whole; the amount is the
-    /// difference of the printed values.
+    /// A fired rule's numbers as an email or a cover prints them (the unit's
+    /// [`Unit::printing`]); the amount is the difference of the printed values.
     pub fn printed(&self) -> Value {
-        let (scale, decimals, suffix) = match self.unit.as_str() {
-            "rate" => (100.0, 1, "%"),
-            "minutes" => (1.0, 1, ""),
-            _ => (1.0, 0, ""),
-        };
+        let p = self.unit.unwrap_or(Unit::Count).printing();
+        let (scale, decimals, suffix) = (p.scale, p.decimals, p.suffix);
         let show = |v: Option<f64>| v.map(|v| format!("{:.*}{suffix}", decimals, v * scale));
         let round = |v: f64| {
             (v * scale * 10f64.powi(decimals as i32)).round() / 10f64.powi(decimals as i32)
@@ -123,7 +147,7 @@ impl WatchResult {
             "metric": self.metric,
             "slice": self.slice,
             "rise": self.rise,
-            "unit": self.unit,
+            "unit": self.unit.map_or("", Unit::name),
             "amount": amount,
             "current": show(self.current),
             "previous": show(self.previous),
@@ -135,7 +159,7 @@ impl WatchResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::reports::comparison::{empty, Change};
 
     fn rule(metric: &str, rise: bool, threshold: f64, slice: &str) -> WatchRule {
         WatchRule {
@@ -147,36 +171,123 @@ mod tests {
         }
     }
 
+    fn change(
+        metric: &'static str,
+        slice: &str,
+        unit: Unit,
+        (current, previous): (f64, f64),
+        direction: Direction,
+    ) -> Change {
+        let mut c = Change::new(metric, slice, unit, Some(current), Some(previous));
+        c.direction = direction;
+        c
+    }
+
+    fn comparison(changes: Vec<Change>) -> Comparison {
+        Comparison {
+            basis: "previous".into(),
+            window: None,
+            period: "2024-01-01_2024-03-31".into(),
+            empty_reason: None,
+            changes,
+        }
+    }
+
     #[test]
     fn a_rule_fires_only_on_a_change_that_holds_and_reaches_the_threshold() {
-        let summary = json!({ "comparison": { "empty_reason": null, "changes": [
-            { "metric": "conv_to_feature_rate", "slice": "overall", "unit": "rate",
-              "current": 0.02, "previous": 0.03, "change": -1.0, "direction": "fall" },
-            { "metric": "bot_first_resp_share", "slice": "overall", "unit": "rate",
-              "current": 0.30, "previous": 0.33, "change": -3.0, "direction": "no_clear_change" },
-            { "metric": "p50_resp", "slice": "renewal", "unit": "minutes",
-              "current": 31.0, "previous": 25.0, "change": 6.0, "direction": "not_tested" }
-        ]}});
+        let c = comparison(vec![
+            change(
+                "conv_to_feature_rate",
+                "overall",
+                Unit::Rate,
+                (0.02, 0.03),
+                Direction::Fall,
+            ),
+            change(
+                "conv_cnt",
+                "overall",
+                Unit::Count,
+                (130.0, 100.0),
+                Direction::Rise,
+            ),
+            change(
+                "bot_first_resp_share",
+                "overall",
+                Unit::Rate,
+                (0.30, 0.33),
+                Direction::NoClearChange,
+            ),
+            change(
+                "p50_resp",
+                "renewal",
+                Unit::Minutes,
+                (31.0, 25.0),
+                Direction::NotTested,
+            ),
+        ]);
         let r = evaluate(
             &[
+                // A fall that holds, past and short of its threshold, and the wrong way.
                 rule("conv_to_feature_rate", false, 0.5, "overall"),
                 rule("conv_to_feature_rate", false, 1.5, "overall"),
                 rule("conv_to_feature_rate", true, 0.5, "overall"),
+                // A rise that holds, past and short of its threshold.
+                rule("conv_cnt", true, 30.0, "overall"),
+                rule("conv_cnt", true, 31.0, "overall"),
+                // Far enough, but not a change that holds.
                 rule("bot_first_resp_share", false, 1.0, "overall"),
+                // A median, judged on its threshold; a slice the comparison lacks.
                 rule("p50_resp", true, 5.0, "renewal"),
                 rule("p50_resp", true, 5.0, "expansion"),
             ],
-            &summary,
+            &c,
         );
         let fired: Vec<bool> = r.iter().map(|x| x.fired).collect();
-        assert_eq!(fired, [true, false, false, false, true, false]);
-        assert!(r[4].note.as_deref().unwrap().contains("not tested"));
-        assert!(r[5]
-            .note
-            .as_deref()
-            .unwrap()
-            .contains("no slice `expansion`"));
-        let none = evaluate(&[rule("conv_cnt", true, 1.0, "overall")], &json!({}));
-        assert!(!none[0].fired && none[0].note.is_some());
+        assert_eq!(fired, [true, false, false, true, false, false, true, false]);
+        assert_eq!(r[0].unit, Some(Unit::Rate));
+        assert_eq!((r[3].current, r[3].previous), (Some(130.0), Some(100.0)));
+        assert!(r[6].note.as_deref().unwrap().contains("not tested"));
+        assert_eq!(
+            r[7].note.as_deref(),
+            Some("no slice `expansion` in this run's data")
+        );
+        assert_eq!(r[7].unit, None);
+    }
+
+    #[test]
+    fn an_empty_comparison_judges_nothing_and_says_why() {
+        let rules = [rule("conv_cnt", true, 1.0, "overall")];
+        let off = evaluate(&rules, &Comparison::off());
+        assert!(!off[0].fired);
+        assert_eq!(off[0].note.as_deref(), Some("the run has no comparison"));
+        let why = EmptyReason::NoConversations("no conversations in window a .. b".into());
+        let none = evaluate(&rules, &empty("previous".into(), None, "p".into(), why));
+        assert!(!none[0].fired && none[0].change.is_none());
+        assert_eq!(
+            none[0].note.as_deref(),
+            Some("no comparison numbers: no conversations in window a .. b")
+        );
+    }
+
+    #[test]
+    fn a_result_keeps_its_unit_through_json_and_an_unknown_one_is_refused() {
+        let c = comparison(vec![change(
+            "conv_cnt",
+            "overall",
+            Unit::Minutes,
+            (3.0, 1.0),
+            Direction::NotTested,
+        )]);
+        let rules = [
+            rule("conv_cnt", true, 1.0, "overall"),
+            rule("conv_cnt", true, 1.0, "renewal"),
+        ];
+        let r = evaluate(&rules, &c);
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.contains(r#""unit":"minutes""#) && text.contains(r#""unit":"""#));
+        let back: Vec<WatchResult> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, r);
+        let bad = text.replace(r#""unit":"minutes""#, r#""unit":"furlongs""#);
+        assert!(serde_json::from_str::<Vec<WatchResult>>(&bad).is_err());
     }
 }

@@ -29,7 +29,7 @@ struct Step {
 
 /// Version `n` is `VERSIONS[n - 1]`: what one release added. Append only: a version
 /// once released is never changed, since ledgers hold it.
-const VERSIONS: [&[Step]; 7] = [
+const VERSIONS: [&[Step]; 8] = [
     // 1. The first release: runs, deliveries and the schedule's cursors.
     &[
         Step {
@@ -164,6 +164,26 @@ const VERSIONS: [&[Step]; 7] = [
         adds: Adds::Column("alerts", "kind"),
         sql: "ALTER TABLE alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'failed'",
     }],
+    // 8. A watch result whole, as the run layer judged it: the rule's direction, both
+    // values and their unit.
+    &[
+        Step {
+            adds: Adds::Column("watch", "rise"),
+            sql: "ALTER TABLE watch ADD COLUMN rise INTEGER",
+        },
+        Step {
+            adds: Adds::Column("watch", "current"),
+            sql: "ALTER TABLE watch ADD COLUMN current REAL",
+        },
+        Step {
+            adds: Adds::Column("watch", "previous"),
+            sql: "ALTER TABLE watch ADD COLUMN previous REAL",
+        },
+        Step {
+            adds: Adds::Column("watch", "unit"),
+            sql: "ALTER TABLE watch ADD COLUMN unit TEXT",
+        },
+    ],
 ];
 
 /// The version this build writes.
@@ -174,6 +194,8 @@ pub(super) const RETRIES: u32 = 2;
 pub(super) const WATCH: u32 = 3;
 /// Since this version: the `heartbeat` table.
 pub(super) const HEARTBEAT: u32 = 5;
+/// Since this version: a watch result's direction, values and unit.
+pub(super) const WATCH_VALUES: u32 = 8;
 
 /// Brings the ledger open on `conn` up to [`LATEST`].
 ///
@@ -526,6 +548,7 @@ pub(super) mod tests {
         assert!(adds(RETRIES).any(|a| matches!(a, Adds::Table("alerts"))));
         assert!(adds(WATCH).any(|a| matches!(a, Adds::Table("watch"))));
         assert!(adds(HEARTBEAT).any(|a| matches!(a, Adds::Table("heartbeat"))));
+        assert!(adds(WATCH_VALUES).any(|a| matches!(a, Adds::Column("watch", "unit"))));
     }
 
     #[test]

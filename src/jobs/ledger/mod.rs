@@ -43,7 +43,6 @@ pub use deliveries::{
 };
 pub use heartbeat::Heartbeat;
 pub use runs::{Interrupted, JobLock, RunFacts, RunRecord, RunState};
-pub use watch::WatchRecord;
 
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions};

@@ -13,10 +13,10 @@ use serde::Serialize;
 
 use super::deliveries::DeliveryRecord;
 use super::migrate::WATCH;
-use super::watch::WatchRecord;
 use super::{
     clip, format_time, parse_time, safe_name, try_lock, Ledger, LedgerError, MAX_ERROR_BYTES,
 };
+use crate::run::watch::WatchResult;
 
 const SQL_BEGIN_RUN: &str = "INSERT INTO runs (job, period, fire_time, state, started_at, finished_at, pid, output_dir, error, attempts)
      VALUES (?1, ?2, ?3, 'running', ?4, NULL, ?5, ?6, NULL, 1)
@@ -104,7 +104,7 @@ pub struct RunRecord {
     pub attempts: i64,
     pub deliveries: Vec<DeliveryRecord>,
     /// The job's watch rules as this run judged them.
-    pub watch: Vec<WatchRecord>,
+    pub watch: Vec<WatchResult>,
 }
 
 /// The run row's facts a retry needs.

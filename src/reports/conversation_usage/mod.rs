@@ -369,6 +369,10 @@ impl WindowedReport for Windows<'_> {
 }
 
 impl Computed for Run {
+    fn comparison(&self) -> Option<&Comparison> {
+        self.comparison.as_ref()
+    }
+
     fn summary(&self) -> Value {
         self.summary_with(serde_json::to_value(&self.current).unwrap_or(Value::Null))
     }

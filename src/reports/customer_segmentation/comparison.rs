@@ -9,9 +9,7 @@
 use serde::Deserialize;
 
 use super::metrics::Segmentation;
-use crate::reports::comparison::{
-    decide, empty, Change, Comparison, Direction, Unit, NO_SNAPSHOT, UNREADABLE_SNAPSHOT,
-};
+use crate::reports::comparison::{decide, empty, Change, Comparison, Direction, EmptyReason, Unit};
 use crate::reports::Earlier;
 use crate::stats::claims::Proportion;
 
@@ -41,21 +39,15 @@ struct SnapshotRow {
 pub fn compare(current: &Segmentation, period: &str, earlier: &Earlier) -> Comparison {
     let basis = "snapshot".to_owned();
     let (earlier, summary) = match earlier {
-        Earlier::NoOutputs => {
-            return empty(
-                basis,
-                None,
-                String::new(),
-                format!("{NO_SNAPSHOT}: the run has no output directory"),
-            )
-        }
+        Earlier::NoOutputs => return empty(basis, None, String::new(), EmptyReason::NoOutputDir),
         Earlier::NoneBefore => {
             return empty(
                 basis,
                 None,
                 String::new(),
-                // Not the folder's path: summary.json does not depend on where it is.
-                format!("{NO_SNAPSHOT} before {period} among this report's outputs"),
+                EmptyReason::NoSnapshot {
+                    before: period.to_owned(),
+                },
             );
         }
         Earlier::Found { period, summary } => (period.clone(), summary),
@@ -67,7 +59,10 @@ pub fn compare(current: &Segmentation, period: &str, earlier: &Earlier) -> Compa
     {
         Ok(s) => s,
         Err(e) => {
-            let why = format!("{UNREADABLE_SNAPSHOT} {earlier}/summary.json: {e}");
+            let why = EmptyReason::UnreadableSnapshot {
+                snapshot: earlier.clone(),
+                error: e,
+            };
             return empty(basis, None, earlier, why);
         }
     };
@@ -187,7 +182,12 @@ mod tests {
     fn the_handed_snapshot_is_compared_or_the_reason_there_is_none_is_said() {
         let now = segmentation();
         let period = "asof-2024-06-14";
-        let why = |e: &Earlier| compare(&now, period, e).empty_reason.unwrap_or_default();
+        let why = |e: &Earlier| {
+            compare(&now, period, e)
+                .empty_reason
+                .map(|r| r.to_string())
+                .unwrap_or_default()
+        };
         assert_eq!(
             why(&Earlier::NoOutputs),
             "no earlier snapshot: the run has no output directory"

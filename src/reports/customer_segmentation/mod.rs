@@ -135,6 +135,10 @@ pub struct Run {
 }
 
 impl Computed for Run {
+    fn comparison(&self) -> Option<&crate::reports::comparison::Comparison> {
+        Some(&self.comparison)
+    }
+
     fn summary(&self) -> Value {
         let mut v = serde_json::to_value(&self.numbers).unwrap_or(Value::Null);
         v["bad_timestamps"] = json!(self.bad_timestamps);

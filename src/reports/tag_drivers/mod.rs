@@ -215,6 +215,10 @@ pub struct Run {
 }
 
 impl Computed for Run {
+    fn comparison(&self) -> Option<&Comparison> {
+        self.numbers.comparison.as_ref()
+    }
+
     fn summary(&self) -> Value {
         let mut v = serde_json::to_value(&self.numbers.current).unwrap_or(Value::Null);
         v["min_pp"] = json!(self.min_pp);
