@@ -365,7 +365,7 @@ pub fn history(config: &Path, job: Option<&str>) -> Result<(), Failure> {
 /// A run's period in `history`: as the report's cover prints it, then the key that
 /// `retry --period` takes ("2023-12-15 – 2024-06-15  [2023-12-15_2024-06-15]").
 fn period_shown(key: &str) -> String {
-    let label = crate::reports::period_key_label(key, "as of");
+    let label = crate::reports::period_label(key, None);
     if label == key {
         format!("{key:<24}")
     } else {

@@ -30,9 +30,10 @@ pub fn host_name() -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-/// A period key as a person reads it ("2023-12-15 – 2024-06-15").
+/// A period key as a person reads it ("2023-12-15 – 2024-06-15"), in English: the
+/// alerts are language-neutral.
 fn period_label(period: &str) -> String {
-    crate::reports::period_key_label(period, "as of")
+    crate::reports::period_label(period, None)
 }
 
 /// One owner alert: what it is about and what it says.

@@ -13,6 +13,7 @@ use serde_json::json;
 use super::config::{Job, Smtp};
 use super::mail::{Attachment, Failure};
 use crate::render::templates::{self, NarrativeError};
+use crate::reports::{period_label, Period};
 use crate::run::watch::WatchResult;
 use crate::run::RunOutcome;
 
@@ -199,17 +200,15 @@ impl Compose<'_> {
         let on_disk = format!("report.{lang}.pdf");
         let path = outcome.dir.join(&on_disk);
         let file = attachment_name(&job.report, &outcome.period, lang, "pdf");
-        let as_of = language
-            .strings
-            .get_opt("document.as_of")
-            .unwrap_or_else(|| "as of".to_owned());
-        let compared_with = compared_with.map(|key| crate::reports::period_key_label(key, &as_of));
+        let compared_with = compared_with.map(|key| period_label(key, Some(&language)));
         let size = std::fs::metadata(&path).map_or(0, |m| m.len());
         let attached = size <= smtp.max_attachment_bytes && size > 0;
         let mb = |b: u64| format!("{:.1}", b as f64 / (1024.0 * 1024.0));
         let value = json!({ "e": {
             "title": language.strings.get("document.title"),
             "period": edition.map(|e| e.period_label.as_str()),
+            // "the report for <window>", "the report (as of <date>)".
+            "period_kind": Period::of_key(&outcome.period).kind(),
             "findings": edition.map(|e| &e.headlines),
             "actions": edition.map(|e| &e.actions),
             "file": file,
@@ -289,6 +288,295 @@ fn html_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobs::config::Config;
+    use crate::run::EditionText;
+
+    const REPORTS: [&str; 3] = ["conversation-usage", "tag-drivers", "customer-segmentation"];
+    const LANGS: [&str; 2] = ["en", "zh"];
+
+    /// A job `j` of `report` mailing both editions; `templates`: a user directory.
+    fn config(dir: &Path, report: &str, templates: Option<&Path>) -> Config {
+        let tpl = templates.map_or(String::new(), |t| {
+            format!("templates = \"{}\"\n", t.display())
+        });
+        let text = format!(
+            "[defaults]\ndatabase = \"demo\"\noutput_dir = \"{out}/out\"\n{tpl}[smtp]\noutbox = \"{out}/outbox\"\nfrom = \"r@example.com\"\n[[job]]\nname = \"j\"\nreport = \"{report}\"\ncron = \"0 8 * * *\"\n[job.recipients]\nen = [\"a@example.com\"]\nzh = [\"b@example.com\"]\n",
+            out = dir.display()
+        );
+        Config::parse(Path::new("schedules.toml"), &text).unwrap()
+    }
+
+    /// A run of `report` with both editions written, each with `findings` on page 1.
+    fn outcome(dir: &Path, report: &str, findings: &[&str]) -> RunOutcome {
+        let period = if report == "customer-segmentation" {
+            "asof-2024-06-15"
+        } else {
+            "2023-12-15_2024-06-15"
+        };
+        let run = dir.join("out/j").join(period);
+        std::fs::create_dir_all(&run).unwrap();
+        let editions = LANGS
+            .iter()
+            .map(|lang| {
+                std::fs::write(run.join(format!("report.{lang}.pdf")), b"%PDF-1.7").unwrap();
+                let language = templates::Templates::default()
+                    .language(report, lang)
+                    .unwrap();
+                EditionText {
+                    lang: (*lang).to_owned(),
+                    period_label: period_label(period, Some(&language)),
+                    findings: Vec::new(),
+                    headlines: findings.iter().map(|f| (*f).to_owned()).collect(),
+                    actions: vec!["Call the owners.".to_owned()],
+                }
+            })
+            .collect();
+        RunOutcome {
+            dir: run,
+            period: period.to_owned(),
+            window: None,
+            comparison_period: None,
+            editions,
+            main_csv: None,
+            pdfs: Vec::new(),
+            watch: Vec::new(),
+        }
+    }
+
+    /// A rule on the conversation count, `fired` or not.
+    fn rule(fired: bool) -> WatchResult {
+        WatchResult {
+            rule: "calls".to_owned(),
+            metric: "conv_cnt".to_owned(),
+            slice: "overall".to_owned(),
+            rise: false,
+            threshold: 5.0,
+            change: Some(-12.0),
+            current: Some(88.0),
+            previous: Some(100.0),
+            unit: Some(crate::reports::comparison::Unit::Count),
+            fired,
+            note: None,
+        }
+    }
+
+    fn mail(
+        config: &Config,
+        outcome: &RunOutcome,
+        lang: &str,
+        watch: &[WatchResult],
+    ) -> EditionMail {
+        Compose {
+            job: &config.jobs[0],
+            outcome,
+            templates: &config.templates(),
+            smtp: config.smtp.as_ref().unwrap(),
+            watch,
+            compared_with: Some("2023-06-15_2023-12-14"),
+        }
+        .email(lang, None)
+        .unwrap()
+    }
+
+    fn title(report: &str, lang: &str) -> String {
+        templates::Templates::default()
+            .language(report, lang)
+            .unwrap()
+            .strings
+            .get("document.title")
+    }
+
+    /// The sentence that opens each email: a window is "for" a period, a snapshot is
+    /// "as of" one in parentheses (one shared template, the period's kind decides).
+    fn opening(report: &str, lang: &str, html: bool) -> String {
+        let title = title(report, lang);
+        let (t, p) = if html {
+            (format!("<strong>{title}</strong>"), "<strong>{}</strong>")
+        } else {
+            (title, "{}")
+        };
+        let snapshot = report == "customer-segmentation";
+        let period = if snapshot {
+            if lang == "en" {
+                "as of 2024-06-15"
+            } else {
+                "截至 2024-06-15"
+            }
+        } else {
+            "2023-12-15 – 2024-06-15"
+        };
+        match (lang, snapshot) {
+            ("en", true) => format!("the {t} report ({}) is ready.", p.replace("{}", period)),
+            ("en", false) => format!("the {t} report for {} is ready.", p.replace("{}", period)),
+            (_, true) => format!("《{t}》报告（{period}）已生成。"),
+            (_, false) => format!("{period} 的《{t}》报告已生成。"),
+        }
+    }
+
+    #[test]
+    fn every_report_and_language_has_its_subject_body_and_attachment() {
+        for report in REPORTS {
+            let dir = tempfile::tempdir().unwrap();
+            let config = config(dir.path(), report, None);
+            let o = outcome(dir.path(), report, &["First.", "Second."]);
+            for lang in LANGS {
+                let m = mail(&config, &o, lang, &[]);
+                let label = &o.edition(lang).unwrap().period_label;
+                assert_eq!(m.subject, format!("{} · {label}", title(report, lang)));
+                assert!(
+                    m.text.contains(&opening(report, lang, false)),
+                    "{report} {lang}:\n{}",
+                    m.text
+                );
+                assert!(
+                    m.html.contains(&opening(report, lang, true)),
+                    "{report} {lang}:\n{}",
+                    m.html
+                );
+                let (findings, actions) = if lang == "en" {
+                    (
+                        "Top findings:\n- First.\n- Second.\n",
+                        "Top actions:\n1. Call the owners.\n",
+                    )
+                } else {
+                    (
+                        "核心结论：\n- First.\n- Second.\n",
+                        "优先行动：\n1. Call the owners.\n",
+                    )
+                };
+                assert!(
+                    m.text.contains(findings) && m.text.contains(actions),
+                    "{}",
+                    m.text
+                );
+                assert!(
+                    m.html.contains("<ul><li>First.</li><li>Second.</li></ul>"),
+                    "{}",
+                    m.html
+                );
+                assert!(
+                    m.text.ends_with(&format!(
+                        "cxreport{} j\n",
+                        if lang == "en" { ", job" } else { "，任务" }
+                    )),
+                    "{:?}",
+                    m.text
+                );
+                let file = attachment_name(report, &o.period, lang, "pdf");
+                assert!(m.text.contains(&file), "{}", m.text);
+                assert_eq!(m.attachments.len(), 1);
+                assert_eq!(m.attachments[0].0, file);
+                assert_eq!(m.outbox_name, format!("j_{}", o.period));
+            }
+        }
+    }
+
+    #[test]
+    fn database_text_is_escaped_in_html_and_not_in_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), "tag-drivers", None);
+        let o = outcome(dir.path(), "tag-drivers", &["Tag <P1> & \"Bug\" isn't new"]);
+        for lang in LANGS {
+            let m = mail(&config, &o, lang, &[]);
+            assert!(
+                m.text.contains("- Tag <P1> & \"Bug\" isn't new\n"),
+                "{}",
+                m.text
+            );
+            assert!(
+                m.html
+                    .contains("<li>Tag &lt;P1&gt; &amp; &quot;Bug&quot; isn&#x27;t new</li>"),
+                "{}",
+                m.html
+            );
+            assert!(!m.html.contains("<P1>"), "{}", m.html);
+        }
+    }
+
+    #[test]
+    fn the_watch_block_is_there_exactly_when_a_rule_fired() {
+        for report in REPORTS {
+            let dir = tempfile::tempdir().unwrap();
+            let config = config(dir.path(), report, None);
+            let o = outcome(dir.path(), report, &["First."]);
+            for lang in LANGS {
+                let (head, line) = if lang == "en" {
+                    (
+                        "Watch rules that fired:",
+                        "fell by 12, from 100 to 88 (threshold 5, compared with 2023-06-15 – 2023-12-14)",
+                    )
+                } else {
+                    (
+                        "触发的预警规则：",
+                        "下降 12，由 100 变为 88（阈值 5，对比期 2023-06-15 – 2023-12-14）",
+                    )
+                };
+                let fired = mail(&config, &o, lang, &[rule(true), rule(false)]);
+                for body in [&fired.text, &fired.html] {
+                    assert!(
+                        body.contains(head) && body.contains(line),
+                        "{report} {lang}:\n{body}"
+                    );
+                    assert_eq!(body.matches(line).count(), 1, "{body}");
+                }
+                assert!(fired.subject.starts_with("["), "{}", fired.subject);
+                assert!(fired.subject.contains(": calls] "), "{}", fired.subject);
+                for quiet in [vec![], vec![rule(false)]] {
+                    let m = mail(&config, &o, lang, &quiet);
+                    for body in [&m.text, &m.html, &m.subject] {
+                        assert!(
+                            !body.contains(head) && !body.contains("calls"),
+                            "{report} {lang}:\n{body}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_report_specific_override_wins_over_the_shared_email() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = dir.path().join("templates");
+        for (path, text) in [
+            ("tag-drivers/en/email.txt.tera", "Mine: {{ e.title }}"),
+            ("shared/en/email.html", "<p>Ours: {{ e.title }}</p>"),
+        ] {
+            let path = user.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let td = config(dir.path(), "tag-drivers", Some(&user));
+        let o = outcome(dir.path(), "tag-drivers", &["First."]);
+        let m = mail(&td, &o, "en", &[]);
+        assert_eq!(m.text, format!("Mine: {}", title("tag-drivers", "en")));
+        // The user's shared file replaces the built-in shared one for every report.
+        assert_eq!(
+            m.html,
+            format!("<p>Ours: {}</p>", title("tag-drivers", "en"))
+        );
+        // Another report and another language keep the built-in shared text.
+        let cs = config(dir.path(), "customer-segmentation", Some(&user));
+        let o = outcome(dir.path(), "customer-segmentation", &["First."]);
+        let m = mail(&cs, &o, "en", &[]);
+        assert!(
+            m.text
+                .contains(&opening("customer-segmentation", "en", false)),
+            "{}",
+            m.text
+        );
+        let m = mail(
+            &td,
+            &outcome(dir.path(), "tag-drivers", &["First."]),
+            "zh",
+            &[],
+        );
+        assert!(
+            m.html.contains(&opening("tag-drivers", "zh", true)),
+            "{}",
+            m.html
+        );
+    }
 
     #[test]
     fn attachments_are_named_after_report_period_and_language() {

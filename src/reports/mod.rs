@@ -19,9 +19,12 @@ pub mod conversation_usage;
 pub mod customer_segmentation;
 pub mod load;
 pub mod options;
+pub mod period;
 pub mod tag_drivers;
 pub mod trend;
 pub mod windowed;
+
+pub use period::{period_label, Period};
 
 pub use options::{
     option, BadOption, OptionParser, OptionSpec, Options, COMPARE_OPTION, DEFAULT_WINDOW,
@@ -467,38 +470,6 @@ pub fn cell(v: Option<f64>) -> String {
     v.map_or_else(String::new, |v| v.to_string())
 }
 
-/// "2024-01-01 – 2024-06-30" for a window, "as of 2024-06-30" (translated) for a
-/// snapshot.
-pub fn period_label(window: Option<&Window>, period: &str, lang: &Language) -> String {
-    match window {
-        Some(w) => format!(
-            "{} – {}",
-            w.start.format("%Y-%m-%d"),
-            w.end.format("%Y-%m-%d")
-        ),
-        None => format!(
-            "{} {}",
-            lang.strings.get("document.as_of"),
-            period.strip_prefix("asof-").unwrap_or(period)
-        ),
-    }
-}
-
-/// A run's period key as a person reads it, the way [`period_label`] prints the
-/// period on the cover: `2023-12-15_2024-06-15` is "2023-12-15 – 2024-06-15",
-/// `asof-2024-06-15` is "as of 2024-06-15" (`as_of`: the language's words); any other
-/// key (a fire that never got a period) is shown as it is.
-pub fn period_key_label(key: &str, as_of: &str) -> String {
-    let date = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok();
-    if let Some(day) = key.strip_prefix("asof-").filter(|d| date(d)) {
-        return format!("{as_of} {day}");
-    }
-    match key.split_once('_') {
-        Some((a, b)) if date(a) && date(b) => format!("{a} – {b}"),
-        _ => key.to_owned(),
-    }
-}
-
 /// A layout's data-quality notes (`quality.limitations`) with the note that texts of
 /// the data were cut ([`crate::render::format::TEXT_CAP`]) when this edition cut
 /// any. Called last in a layout, when every label of the edition has been made.
@@ -535,21 +506,6 @@ mod tests {
         assert_eq!(cell(None), "");
         assert_eq!(cell(Some(0.25)), "0.25");
         assert_eq!(cell(Some(3.0)), "3");
-    }
-
-    #[test]
-    fn period_keys_read_as_the_cover_prints_them() {
-        assert_eq!(
-            period_key_label("2023-12-15_2024-06-15", "as of"),
-            "2023-12-15 – 2024-06-15"
-        );
-        assert_eq!(
-            period_key_label("asof-2024-06-15", "截至"),
-            "截至 2024-06-15"
-        );
-        for other in ["fire-2024-07-01T08:00:00Z", "asof-x", "a_b", ""] {
-            assert_eq!(period_key_label(other, "as of"), other);
-        }
     }
 
     #[test]

@@ -68,8 +68,6 @@ pub const COMMON_LAYOUT: &str = "common.typ";
 pub struct RunInfo<'a> {
     pub report: &'a str,
     pub period: &'a str,
-    /// The window, for reports that cut one (others are a snapshot "as of" a date).
-    pub window: Option<crate::intercom::window::Window>,
     pub provenance: &'a Provenance,
     pub reference: DateTime<Utc>,
     /// The run's time limit (chart rendering stops past it).
@@ -88,7 +86,6 @@ impl<'a> RunInfo<'a> {
         Self {
             report: report.name(),
             period: &plan.period,
-            window: plan.window,
             provenance,
             reference,
             deadline: None,
@@ -182,7 +179,7 @@ pub fn render(
         "stage finished"
     );
     Ok(Edition {
-        period_label: period_label(run.window.as_ref(), run.period, &language),
+        period_label: period_label(run.period, Some(&language)),
         lang: lang.to_owned(),
         timings,
         pdf,
@@ -241,7 +238,7 @@ fn common_data(
             f.count(*v as f64),
         ]);
     }
-    let label = period_label(run.window.as_ref(), run.period, lang);
+    let label = period_label(run.period, Some(lang));
     let watch = run
         .watch
         .iter()

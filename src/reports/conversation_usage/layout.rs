@@ -44,7 +44,7 @@ pub fn layout(r: &Run, lang: &Language) -> Value {
         UsageDefinitions::Proxy => s.get("scope.usage_proxy"),
         UsageDefinitions::None => s.get("scope.usage_none"),
     };
-    let period_label = crate::reports::period_label(Some(&r.window), "", lang);
+    let period_label = crate::reports::period_label(&r.window.period(), Some(lang));
     let scope_rows = vec![
         [s.get("scope.window"), period_label.clone()],
         [s.get("scope.usage_source"), usage],
