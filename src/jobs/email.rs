@@ -3,6 +3,9 @@
 //! a test send marked), the files it attaches (named after report, period and
 //! language) and where they may come from. Sending it is `delivery`, sending it again
 //! `resend`; the owners' alerts are `alerts`.
+//!
+//! Why this file is long: about 290 lines of code; the rest are its tests (every
+//! report and language, escaping, the watch block, an override).
 
 use std::path::{Path, PathBuf};
 

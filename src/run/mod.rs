@@ -3,6 +3,11 @@
 //! plan's period and then runs that same plan), load and compute, render the
 //! language editions (`edition`), write the outputs atomically (`output`). Each stage
 //! is timed and the timings go into the manifest.
+//!
+//! Why this file is long (about 670 lines of code): the stages of one run in order,
+//! and beside them the database checks `check` asks for (`check_database`,
+//! `untranslated`, `mapping_matches`), which open and check the database exactly as a
+//! run does.
 
 pub mod edition;
 pub mod output;

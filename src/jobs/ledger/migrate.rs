@@ -7,6 +7,9 @@
 //! of them has is read from its tables and columns (every earlier version added what
 //! it lacked at each open, so any of them is one of the layouts listed here), and
 //! only what it lacks is added.
+//!
+//! Why this file is long: about 290 lines of code; the rest are its tests, which build
+//! every earlier release's layout by SQL and open it.
 
 use std::path::Path;
 

@@ -3,6 +3,11 @@
 //! ([`crate::stats::claims`]), as language-neutral records the templates turn into
 //! sentences. A comparison that does not hold is either not printed or printed as
 //! "no clear difference"; it never leads page 1 and no recommendation rests on it.
+//!
+//! Why this file is long (about 740 lines of code): the findings and the
+//! recommendations read the same tests of the segments (peers, eligible cells,
+//! conversion and retention tests), and each recommendation rests on a finding that
+//! holds; `analysis.rs` reads those tests too.
 
 use serde_json::{json, Value};
 
