@@ -1,6 +1,6 @@
 //! What an edition's email is: its subject, text and HTML from the report's email
-//! templates (the edition's own sentences, fired watch rules and periods in its words,
-//! a test send marked), the files it attaches (named after report, period and
+//! templates (the edition's own sentences, each fired watch rule in the sentence
+//! page 1 prints, periods in its words, a test send marked), the files it attaches (named after report, period and
 //! language) and where they may come from. Sending it is `delivery`, sending it again
 //! `resend`; the owners' alerts are `alerts`.
 //!
@@ -152,26 +152,6 @@ fn test_marks(
     (prefix, note)
 }
 
-/// A fired rule as the email prints it: its numbers ([`WatchResult::printed`]) and
-/// the metric and slice in the edition's words, as the cover names them.
-fn watch_line(language: &crate::render::templates::Language, w: &WatchResult) -> serde_json::Value {
-    let mut v = w.printed();
-    let s = &language.strings;
-    let metric = s
-        .get_opt(&format!("change.metric_{}", w.metric))
-        .unwrap_or_else(|| w.metric.clone());
-    let slice = if w.slice == "overall" {
-        s.get_opt("labels.overall")
-            .unwrap_or_else(|| w.slice.clone())
-    } else {
-        s.get_opt(&format!("labels.segment.{}", w.slice))
-            .unwrap_or_else(|| w.slice.clone())
-    };
-    v["metric_label"] = metric.into();
-    v["slice_label"] = slice.into();
-    v
-}
-
 /// What every edition's email of one run is made from.
 pub(super) struct Compose<'a> {
     pub(super) job: &'a Job,
@@ -203,7 +183,6 @@ impl Compose<'_> {
         let on_disk = format!("report.{lang}.pdf");
         let path = outcome.dir.join(&on_disk);
         let file = attachment_name(&job.report, &outcome.period, lang, "pdf");
-        let compared_with = compared_with.map(|key| period_label(key, Some(&language)));
         let size = std::fs::metadata(&path).map_or(0, |m| m.len());
         let attached = size <= smtp.max_attachment_bytes && size > 0;
         let mb = |b: u64| format!("{:.1}", b as f64 / (1024.0 * 1024.0));
@@ -222,8 +201,9 @@ impl Compose<'_> {
             "job": job.name,
             "watch": watch.iter().filter(|w| w.fired).map(|w| &w.rule).collect::<Vec<_>>(),
             "watch_label": language.strings.get("email.watch"),
-            "watch_fired": watch.iter().filter(|w| w.fired).map(|w| watch_line(&language, w)).collect::<Vec<_>>(),
-            "compared_with": compared_with,
+            // Each printed by the one sentence of `watch_rule.tera`.
+            "watch_fired": watch.iter().filter(|w| w.fired).map(|w| w.printed(&language, compared_with)).collect::<Vec<_>>(),
+            "compared_with": compared_with.map(|key| period_label(key, Some(&language))),
         }});
         let e = &value["e"];
         let mut attachments = Vec::new();
@@ -505,19 +485,25 @@ mod tests {
             for lang in LANGS {
                 let (head, line) = if lang == "en" {
                     (
-                        "Watch rules that fired:",
-                        "fell by 12, from 100 to 88 (threshold 5, compared with 2023-06-15 – 2023-12-14)",
+                        "Watch rules that fired (compared with 2023-06-15 – 2023-12-14):",
+                        "fell by 12, from 100 to 88 (the rule's threshold: 5).",
                     )
                 } else {
                     (
-                        "触发的预警规则：",
-                        "下降 12，由 100 变为 88（阈值 5，对比期 2023-06-15 – 2023-12-14）",
+                        "触发的预警规则（对比期 2023-06-15 – 2023-12-14）：",
+                        "下降 12，从 100 变为 88（规则阈值：5）。",
                     )
                 };
+                // The sentence page 1 prints, word for word.
+                let language = templates::Templates::default()
+                    .language(report, lang)
+                    .unwrap();
+                let sentence = rule(true).sentence(&language).unwrap();
+                assert!(sentence.ends_with(line), "{sentence}");
                 let fired = mail(&config, &o, lang, &[rule(true), rule(false)]);
                 for body in [&fired.text, &fired.html] {
                     assert!(
-                        body.contains(head) && body.contains(line),
+                        body.contains(head) && body.contains(&sentence),
                         "{report} {lang}:\n{body}"
                     );
                     assert_eq!(body.matches(line).count(), 1, "{body}");

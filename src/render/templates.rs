@@ -33,8 +33,10 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 }
 
 /// The template files of one language of a report (each may come from `shared/`).
-const LANGUAGE_FILES: [&str; 9] = [
+const LANGUAGE_FILES: [&str; 10] = [
     "strings.toml",
+    // The sentence of a fired watch rule (a macro): before the templates importing it.
+    "watch_rule.tera",
     "findings.tera",
     "recommendations.tera",
     // A report's own analysis sections; reports without any use the shared empty one.

@@ -72,8 +72,8 @@ pub struct RunInfo<'a> {
     pub reference: DateTime<Utc>,
     /// The run's time limit (chart rendering stops past it).
     pub deadline: Option<crate::clock::Deadline>,
-    /// The watch rules that fired, as printed ([`super::watch::WatchResult::printed`]).
-    pub watch: &'a [Value],
+    /// The watch rules that fired (each edition prints their sentence in its words).
+    pub watch: &'a [super::watch::WatchResult],
 }
 
 impl<'a> RunInfo<'a> {
@@ -242,7 +242,7 @@ fn common_data(
     let watch = run
         .watch
         .iter()
-        .map(|w| lang.render("watch.tera", "w", w))
+        .map(|w| w.sentence(lang))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(json!({
         "strings": s.to_json(),

@@ -363,11 +363,7 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
     }
     let mut info = RunInfo::new(report, &plan, &provenance, reference);
     info.deadline = deadline;
-    let fired: Vec<Value> = watch
-        .iter()
-        .filter(|w| w.fired)
-        .map(watch::WatchResult::printed)
-        .collect();
+    let fired: Vec<watch::WatchResult> = watch.iter().filter(|w| w.fired).cloned().collect();
     info.watch = &fired;
     // Editions render in parallel: Typst compiles on every core while the chart
     // engine serves both.
