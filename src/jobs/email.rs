@@ -131,25 +131,32 @@ pub fn attachment_name(report: &str, period: &str, part: &str, ext: &str) -> Str
 }
 
 /// A test send's subject prefix and the sentence that opens its body, in the
-/// edition's language (English when a language folder of the user's has none).
+/// edition's language (English where a language folder of the user's has none):
+/// `email.test_note` is a Tera template of the strings (`{{ to }}`, `{{ job }}`).
 fn test_marks(
-    language: &crate::render::templates::Language,
+    templates: &templates::Templates,
+    report: &str,
+    language: &templates::Language,
     to: &Mailbox,
     job: &str,
-) -> (String, String) {
+) -> Result<(String, String), NarrativeError> {
+    let english;
+    let words = if language.strings.get_opt("email.test_note").is_some() {
+        language
+    } else {
+        english = templates.language(report, "en")?;
+        &english
+    };
     let prefix = language
         .strings
         .get_opt("email.test_subject")
-        .unwrap_or_else(|| "[TEST] ".to_owned());
-    let note = language
-        .strings
-        .get_opt("email.test_note")
-        .unwrap_or_else(|| {
-            "This is a test, sent only to {to} (`cxreport run --job {job} --to`); the job's recipients did not get it.".to_owned()
-        })
-        .replace("{to}", to.email.as_ref())
-        .replace("{job}", job);
-    (prefix, note)
+        .unwrap_or_else(|| words.strings.get("email.test_subject"));
+    let note = words.fill(
+        "email.test_note",
+        &json!({ "to": to.email.to_string(), "job": job }),
+    );
+    words.failure()?;
+    Ok((prefix, note))
 }
 
 /// What every edition's email of one run is made from.
@@ -236,7 +243,7 @@ impl Compose<'_> {
         let (mut subject, mut text, mut html) = (next(), next(), next());
         // Marked here, not in the templates: an override of them cannot lose the mark.
         if let Some(to) = test_to {
-            let (prefix, note) = test_marks(&language, to, &job.name);
+            let (prefix, note) = test_marks(templates, &job.report, &language, to, &job.name)?;
             subject = format!("{prefix}{subject}");
             text = format!("{note}\n\n{text}");
             let note_html = format!(
@@ -564,6 +571,47 @@ mod tests {
             m.html.contains(&opening("tag-drivers", "zh", true)),
             "{}",
             m.html
+        );
+    }
+
+    #[test]
+    fn a_test_send_says_to_whom_in_its_language_and_an_old_override_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let built_in = config(dir.path(), "tag-drivers", None);
+        let o = outcome(dir.path(), "tag-drivers", &["First."]);
+        let to: Mailbox = "t@example.com".parse().unwrap();
+        let compose = |config: &Config, lang: &str| {
+            Compose {
+                job: &config.jobs[0],
+                outcome: &o,
+                templates: &config.templates(),
+                smtp: config.smtp.as_ref().unwrap(),
+                watch: &[],
+                compared_with: None,
+            }
+            .email(lang, Some(&to))
+        };
+        for (lang, note) in [
+            ("en", "This is a test, sent only to t@example.com (`cxreport run --job j --to`); the job's recipients did not get it."),
+            ("zh", "这是一封测试邮件，只发给了 t@example.com（`cxreport run --job j --to`）；任务的收件人没有收到。"),
+        ] {
+            let m = compose(&built_in, lang).unwrap();
+            assert!(m.text.starts_with(&format!("{note}\n\n")), "{}", m.text);
+            assert!(m.subject.starts_with('['), "{}", m.subject);
+        }
+        // A strings file of the user's in the form before the notes were Tera.
+        let user = dir.path().join("templates");
+        std::fs::create_dir_all(user.join("shared/en")).unwrap();
+        std::fs::write(
+            user.join("shared/en/strings.toml"),
+            "[email]\ntest_note = \"Only to {to}.\"\n",
+        )
+        .unwrap();
+        let old = config(dir.path(), "tag-drivers", Some(&user));
+        let e = compose(&old, "en").unwrap_err().to_string();
+        assert!(
+            e.contains("shared/en/strings.toml") && e.contains("`{{ to }}`"),
+            "{e}"
         );
     }
 

@@ -477,10 +477,10 @@ pub fn note_cut_texts(layout: &mut Value, lang: &Language) {
     if !lang.strings.cut_any() {
         return;
     }
-    let note = lang
-        .strings
-        .get("quality.texts_cut")
-        .replace("{}", &crate::render::format::TEXT_CAP.to_string());
+    let note = lang.fill(
+        "quality.texts_cut",
+        &serde_json::json!({ "cap": crate::render::format::TEXT_CAP }),
+    );
     if let Some(Value::Array(notes)) = layout
         .get_mut("quality")
         .and_then(|q| q.get_mut("limitations"))

@@ -148,6 +148,8 @@ pub fn render(
     if let (Value::Object(d), Value::Object(own)) = (&mut data, computed.layout(&language)) {
         d.extend(own);
     }
+    // A string with values the layout could not fill fails the edition, naming it.
+    language.failure()?;
     let (template, template_name) = templates.get(&format!("{report}/report.typ"))?;
     let (common, _) = templates.get(COMMON_LAYOUT)?;
     let mut files = vec![

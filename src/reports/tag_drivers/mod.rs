@@ -491,9 +491,10 @@ fn layout(run: &Run, lang: &Language) -> Value {
             .collect();
         let mut t =
             crate::reports::comparison::table(s, "change.group", rows, s.get("change.table_intro"));
-        t["cells_note"] = json!(s
-            .get("change.cells_note")
-            .replace("{period}", &c.period.replace('_', " – ")));
+        t["cells_note"] = json!(lang.fill(
+            "change.cells_note",
+            &json!({ "period": c.period.replace('_', " – ") })
+        ));
         t
     });
     let verdicts = findings::topic_verdicts(r);
