@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::{
-    BadOption, Computed, Configured, CsvFile, Earlier, MetricsError, OptionSpec, Options, Plan,
+    BadOptions, Computed, Configured, CsvFile, Earlier, MetricsError, OptionSpec, Options, Plan,
     Report, ReportError, Request,
 };
 use crate::render::charts::ChartSpec;
@@ -46,7 +46,7 @@ impl Report for CustomerSegmentationReport {
         &[]
     }
 
-    fn configure(&self, _options: &Options) -> Result<Box<dyn Configured>, Vec<BadOption>> {
+    fn configure(&self, _options: &Options) -> Result<Box<dyn Configured>, BadOptions> {
         Ok(Box::new(CustomerSegmentationReport))
     }
 }

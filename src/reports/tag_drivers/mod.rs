@@ -16,7 +16,7 @@ use super::options::{self, OptionParser};
 use super::trend::Month;
 use super::windowed::{self, Parameters, Span, Windowed, WindowedReport};
 use super::{
-    BadOption, Computed, Configured, CsvFile, Earlier, MetricsError, OptionSpec, Options, Plan,
+    BadOptions, Computed, Configured, CsvFile, Earlier, MetricsError, OptionSpec, Options, Plan,
     Report, ReportError, Request, COMPARE_OPTION, WINDOW_OPTION,
 };
 use crate::intercom::window::{Compare, Window};
@@ -94,7 +94,7 @@ impl Report for TagDriversReport {
         OPTIONS
     }
 
-    fn configure(&self, options: &Options) -> Result<Box<dyn Configured>, Vec<BadOption>> {
+    fn configure(&self, options: &Options) -> Result<Box<dyn Configured>, BadOptions> {
         Ok(Box::new(options::read(&PARSERS, options)?))
     }
 
