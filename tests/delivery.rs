@@ -465,11 +465,25 @@ fn a_watch_rule_leads_the_subject_when_its_change_holds() {
     let s = watched(&changed);
     let o = run_job(&s, &["--send"]);
     assert!(o.status.success(), "{}", text(&o));
+    // One sentence says a rule fired, word for word, wherever it is printed: `history`
+    // and `run` here, the email and page 1 below (in each edition's language).
+    let h = cxreport(&["history", "--config", s.config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let history = text(&h);
+    let en = history
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("watch bot_drop"))
+        .and_then(|l| l.trim().strip_prefix("FIRED "))
+        .unwrap_or_else(|| panic!("{history}"))
+        .to_owned();
     assert!(
-        text(&o).contains("watch rule `bot_drop` fired"),
-        "{}",
-        text(&o)
+        en.starts_with("Watch rule “bot_drop” fired: bot-first share fell by ")
+            && en.ends_with(" pp)."),
+        "{en}"
     );
+    assert!(text(&o).contains(&format!("\n{en}\n")), "{}", text(&o));
+    let mut zh = String::new();
     {
         let state = server.state.lock().unwrap();
         assert_eq!(state.accepted.len(), 2);
@@ -479,17 +493,21 @@ fn a_watch_rule_leads_the_subject_when_its_change_holds() {
             if m.to == ["gm@example.com"] {
                 assert!(subject.starts_with("[预警: bot_drop]"), "{subject}");
                 assert!(
-                    body.contains("触发的预警规则") && body.contains("下降"),
+                    body.contains("触发的预警规则（对比期 2023-12-15 – 2024-03-14）："),
                     "{body}"
                 );
+                zh = body
+                    .lines()
+                    .find_map(|l| l.strip_prefix("- 预警规则“bot_drop”已触发："))
+                    .map(|l| format!("预警规则“bot_drop”已触发：{l}"))
+                    .unwrap_or_else(|| panic!("{body}"));
+                assert!(zh.contains("机器人首答占比下降"), "{zh}");
             } else {
                 assert!(subject.starts_with("[Watch: bot_drop] "), "{subject}");
                 assert!(
-                    body.contains("bot_drop: bot-first share (All paying companies) fell by"),
-                    "{body}"
-                );
-                assert!(
-                    body.contains("compared with 2023-12-15 – 2024-03-14"),
+                    body.contains(
+                        "Watch rules that fired (compared with 2023-12-15 – 2024-03-14):"
+                    ) && body.lines().any(|l| l == format!("- {en}")),
                     "{body}"
                 );
             }
@@ -505,18 +523,8 @@ fn a_watch_rule_leads_the_subject_when_its_change_holds() {
     // The breach leads page 1 of both editions, above the headlines.
     let dir = PathBuf::from(runs[0].output_dir.as_deref().unwrap());
     for (lang, box_title, said, headlines) in [
-        (
-            "en",
-            "Watch rules that fired",
-            "Watch rule “bot_drop” fired: bot-first share fell by",
-            "Headline findings",
-        ),
-        (
-            "zh",
-            "已触发的预警规则",
-            "预警规则“bot_drop”已触发：机器人首答占比下降",
-            "核心结论",
-        ),
+        ("en", "Watch rules that fired", &en, "Headline findings"),
+        ("zh", "已触发的预警规则", &zh, "核心结论"),
     ] {
         let page1 = common::squash(&common::pdf_page_text(
             &dir.join(format!("report.{lang}.pdf")),
@@ -532,13 +540,9 @@ fn a_watch_rule_leads_the_subject_when_its_change_holds() {
             "{lang}"
         );
     }
-    let h = cxreport(&["history", "--config", s.config.to_str().unwrap()])
-        .output()
-        .unwrap();
     assert!(
-        text(&h).contains("bot_drop") && text(&h).contains("FIRED"),
-        "{}",
-        text(&h)
+        history.contains("watch slow_renewal         quiet mean first response (Renewal)"),
+        "{history}"
     );
 
     // Nothing changed: no rule fires, the subjects are as always.

@@ -471,13 +471,13 @@ fn emails_and_history_use_the_reports_words() {
             );
             if m.to == ["gm@example.com"] {
                 assert!(
-                    body.contains("机器人首答占比（全部付费公司）下降")
+                    body.contains("预警规则“bot_drop”已触发：机器人首答占比下降")
                         && body.contains("对比期 2023-12-15 – 2024-03-14"),
                     "{body}"
                 );
             } else {
                 assert!(
-                    body.contains("bot_drop: bot-first share (All paying companies) fell by")
+                    body.contains("Watch rule “bot_drop” fired: bot-first share fell by")
                         && body.contains("compared with 2023-12-15 – 2024-03-14"),
                     "{body}"
                 );
@@ -493,7 +493,7 @@ fn emails_and_history_use_the_reports_words() {
     );
     let watch = out.lines().find(|l| l.contains("watch bot_drop")).unwrap();
     assert!(
-        watch.contains("FIRED bot-first share (All paying companies)"),
+        watch.contains("FIRED Watch rule “bot_drop” fired: bot-first share fell by"),
         "{watch}"
     );
 }

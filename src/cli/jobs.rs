@@ -9,6 +9,7 @@ use crate::clock::{Clock, SimulatedClock, SystemClock};
 use crate::jobs::config::Config;
 use crate::jobs::ledger::{clip, DeliveryState, Ledger, RunState, MAX_ERROR_BYTES};
 use crate::jobs::{alerts, check, daemon, job, resend, Delivery, JobError};
+use crate::run::watch::WatchResult;
 use chrono::{DateTime, Utc};
 
 fn load(path: &Path) -> Result<Config, Failure> {
@@ -38,14 +39,9 @@ pub fn run_job(
     if let Some(dir) = &run.dir {
         println!("{}", dir.display());
     }
+    let words = Words::of(&config, &job.name);
     for w in run.watch.iter().filter(|w| w.fired) {
-        eprintln!(
-            "watch rule `{}` fired: {} ({}) changed by {}",
-            w.rule,
-            w.metric,
-            w.slice,
-            w.change.map_or("-".to_owned(), |c| format!("{c:+.2}"))
-        );
+        eprintln!("{}", fired(words.as_ref(), w));
     }
     match run.state {
         RunState::Succeeded if run.up_to_date => {
@@ -319,22 +315,31 @@ pub fn history(config: &Path, job: Option<&str>) -> Result<(), Failure> {
             );
         }
         for w in &r.watch {
+            let note = w
+                .note
+                .as_deref()
+                .map(|n| format!("  ({n})"))
+                .unwrap_or_default();
+            if w.fired {
+                // The sentence page 1 and the email print.
+                println!(
+                    "      watch {:<20} FIRED {}{note}",
+                    w.rule,
+                    fired(words.as_ref(), w)
+                );
+                continue;
+            }
             let (metric, slice) = words.as_ref().map_or_else(
                 || (w.metric.clone(), w.slice.clone()),
                 |x| x.watch(&w.metric, &w.slice),
             );
             println!(
-                "      watch {:<20} {} {} ({}) change {} threshold {}{}",
+                "      watch {:<20} quiet {} ({}) change {} threshold {}{note}",
                 w.rule,
-                if w.fired { "FIRED" } else { "quiet" },
                 metric,
                 slice,
                 w.change.map_or("-".to_owned(), |c| format!("{c:+.2}")),
                 w.threshold,
-                w.note
-                    .as_deref()
-                    .map(|n| format!("  ({n})"))
-                    .unwrap_or_default()
             );
         }
         let is_latest = runs.get(i + 1).is_none_or(|n| n.job != r.job);
@@ -376,6 +381,30 @@ fn period_shown(key: &str) -> String {
 /// The English words of a job's report, for the metric and slice names `history`
 /// prints (the configuration may no longer have the job: then the names as stored).
 struct Words(crate::render::templates::Language);
+
+/// A fired rule as page 1 and the email say it ([`WatchResult::sentence`]), in
+/// English; the rule's names and change as stored when the job's words cannot be
+/// read (the configuration no longer has the job, or its templates do not load) or
+/// the ledger kept no values.
+fn fired(words: Option<&Words>, w: &WatchResult) -> String {
+    // A rule kept by a ledger older than its values has no numbers to say.
+    let said = words.filter(|_| w.current.is_some() && w.previous.is_some());
+    match said.map(|x| w.sentence(&x.0)) {
+        Some(Ok(sentence)) => sentence,
+        Some(Err(e)) => format!("{} ({e})", stored(w)),
+        None => stored(w),
+    }
+}
+
+fn stored(w: &WatchResult) -> String {
+    format!(
+        "watch rule `{}` fired: {} ({}) changed by {}",
+        w.rule,
+        w.metric,
+        w.slice,
+        w.change.map_or("-".to_owned(), |c| format!("{c:+.2}"))
+    )
+}
 
 impl Words {
     fn of(config: &Config, job: &str) -> Option<Self> {

@@ -1,6 +1,6 @@
 //! What an edition's email is: its subject, text and HTML from the report's email
-//! templates (the edition's own sentences, fired watch rules and periods in its words,
-//! a test send marked), the files it attaches (named after report, period and
+//! templates (the edition's own sentences, each fired watch rule in the sentence
+//! page 1 prints, periods in its words, a test send marked), the files it attaches (named after report, period and
 //! language) and where they may come from. Sending it is `delivery`, sending it again
 //! `resend`; the owners' alerts are `alerts`.
 //!
@@ -131,45 +131,32 @@ pub fn attachment_name(report: &str, period: &str, part: &str, ext: &str) -> Str
 }
 
 /// A test send's subject prefix and the sentence that opens its body, in the
-/// edition's language (English when a language folder of the user's has none).
+/// edition's language (English where a language folder of the user's has none):
+/// `email.test_note` is a Tera template of the strings (`{{ to }}`, `{{ job }}`).
 fn test_marks(
-    language: &crate::render::templates::Language,
+    templates: &templates::Templates,
+    report: &str,
+    language: &templates::Language,
     to: &Mailbox,
     job: &str,
-) -> (String, String) {
+) -> Result<(String, String), NarrativeError> {
+    let english;
+    let words = if language.strings.get_opt("email.test_note").is_some() {
+        language
+    } else {
+        english = templates.language(report, "en")?;
+        &english
+    };
     let prefix = language
         .strings
         .get_opt("email.test_subject")
-        .unwrap_or_else(|| "[TEST] ".to_owned());
-    let note = language
-        .strings
-        .get_opt("email.test_note")
-        .unwrap_or_else(|| {
-            "This is a test, sent only to {to} (`cxreport run --job {job} --to`); the job's recipients did not get it.".to_owned()
-        })
-        .replace("{to}", to.email.as_ref())
-        .replace("{job}", job);
-    (prefix, note)
-}
-
-/// A fired rule as the email prints it: its numbers ([`WatchResult::printed`]) and
-/// the metric and slice in the edition's words, as the cover names them.
-fn watch_line(language: &crate::render::templates::Language, w: &WatchResult) -> serde_json::Value {
-    let mut v = w.printed();
-    let s = &language.strings;
-    let metric = s
-        .get_opt(&format!("change.metric_{}", w.metric))
-        .unwrap_or_else(|| w.metric.clone());
-    let slice = if w.slice == "overall" {
-        s.get_opt("labels.overall")
-            .unwrap_or_else(|| w.slice.clone())
-    } else {
-        s.get_opt(&format!("labels.segment.{}", w.slice))
-            .unwrap_or_else(|| w.slice.clone())
-    };
-    v["metric_label"] = metric.into();
-    v["slice_label"] = slice.into();
-    v
+        .unwrap_or_else(|| words.strings.get("email.test_subject"));
+    let note = words.fill(
+        "email.test_note",
+        &json!({ "to": to.email.to_string(), "job": job }),
+    );
+    words.failure()?;
+    Ok((prefix, note))
 }
 
 /// What every edition's email of one run is made from.
@@ -203,7 +190,6 @@ impl Compose<'_> {
         let on_disk = format!("report.{lang}.pdf");
         let path = outcome.dir.join(&on_disk);
         let file = attachment_name(&job.report, &outcome.period, lang, "pdf");
-        let compared_with = compared_with.map(|key| period_label(key, Some(&language)));
         let size = std::fs::metadata(&path).map_or(0, |m| m.len());
         let attached = size <= smtp.max_attachment_bytes && size > 0;
         let mb = |b: u64| format!("{:.1}", b as f64 / (1024.0 * 1024.0));
@@ -222,8 +208,9 @@ impl Compose<'_> {
             "job": job.name,
             "watch": watch.iter().filter(|w| w.fired).map(|w| &w.rule).collect::<Vec<_>>(),
             "watch_label": language.strings.get("email.watch"),
-            "watch_fired": watch.iter().filter(|w| w.fired).map(|w| watch_line(&language, w)).collect::<Vec<_>>(),
-            "compared_with": compared_with,
+            // Each printed by the one sentence of `watch_rule.tera`.
+            "watch_fired": watch.iter().filter(|w| w.fired).map(|w| w.printed(&language, compared_with)).collect::<Vec<_>>(),
+            "compared_with": compared_with.map(|key| period_label(key, Some(&language))),
         }});
         let e = &value["e"];
         let mut attachments = Vec::new();
@@ -256,7 +243,7 @@ impl Compose<'_> {
         let (mut subject, mut text, mut html) = (next(), next(), next());
         // Marked here, not in the templates: an override of them cannot lose the mark.
         if let Some(to) = test_to {
-            let (prefix, note) = test_marks(&language, to, &job.name);
+            let (prefix, note) = test_marks(templates, &job.report, &language, to, &job.name)?;
             subject = format!("{prefix}{subject}");
             text = format!("{note}\n\n{text}");
             let note_html = format!(
@@ -505,19 +492,25 @@ mod tests {
             for lang in LANGS {
                 let (head, line) = if lang == "en" {
                     (
-                        "Watch rules that fired:",
-                        "fell by 12, from 100 to 88 (threshold 5, compared with 2023-06-15 – 2023-12-14)",
+                        "Watch rules that fired (compared with 2023-06-15 – 2023-12-14):",
+                        "fell by 12, from 100 to 88 (the rule's threshold: 5).",
                     )
                 } else {
                     (
-                        "触发的预警规则：",
-                        "下降 12，由 100 变为 88（阈值 5，对比期 2023-06-15 – 2023-12-14）",
+                        "触发的预警规则（对比期 2023-06-15 – 2023-12-14）：",
+                        "下降 12，从 100 变为 88（规则阈值：5）。",
                     )
                 };
+                // The sentence page 1 prints, word for word.
+                let language = templates::Templates::default()
+                    .language(report, lang)
+                    .unwrap();
+                let sentence = rule(true).sentence(&language).unwrap();
+                assert!(sentence.ends_with(line), "{sentence}");
                 let fired = mail(&config, &o, lang, &[rule(true), rule(false)]);
                 for body in [&fired.text, &fired.html] {
                     assert!(
-                        body.contains(head) && body.contains(line),
+                        body.contains(head) && body.contains(&sentence),
                         "{report} {lang}:\n{body}"
                     );
                     assert_eq!(body.matches(line).count(), 1, "{body}");
@@ -578,6 +571,47 @@ mod tests {
             m.html.contains(&opening("tag-drivers", "zh", true)),
             "{}",
             m.html
+        );
+    }
+
+    #[test]
+    fn a_test_send_says_to_whom_in_its_language_and_an_old_override_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let built_in = config(dir.path(), "tag-drivers", None);
+        let o = outcome(dir.path(), "tag-drivers", &["First."]);
+        let to: Mailbox = "t@example.com".parse().unwrap();
+        let compose = |config: &Config, lang: &str| {
+            Compose {
+                job: &config.jobs[0],
+                outcome: &o,
+                templates: &config.templates(),
+                smtp: config.smtp.as_ref().unwrap(),
+                watch: &[],
+                compared_with: None,
+            }
+            .email(lang, Some(&to))
+        };
+        for (lang, note) in [
+            ("en", "This is a test, sent only to t@example.com (`cxreport run --job j --to`); the job's recipients did not get it."),
+            ("zh", "这是一封测试邮件，只发给了 t@example.com（`cxreport run --job j --to`）；任务的收件人没有收到。"),
+        ] {
+            let m = compose(&built_in, lang).unwrap();
+            assert!(m.text.starts_with(&format!("{note}\n\n")), "{}", m.text);
+            assert!(m.subject.starts_with('['), "{}", m.subject);
+        }
+        // A strings file of the user's in the form before the notes were Tera.
+        let user = dir.path().join("templates");
+        std::fs::create_dir_all(user.join("shared/en")).unwrap();
+        std::fs::write(
+            user.join("shared/en/strings.toml"),
+            "[email]\ntest_note = \"Only to {to}.\"\n",
+        )
+        .unwrap();
+        let old = config(dir.path(), "tag-drivers", Some(&user));
+        let e = compose(&old, "en").unwrap_err().to_string();
+        assert!(
+            e.contains("shared/en/strings.toml") && e.contains("`{{ to }}`"),
+            "{e}"
         );
     }
 

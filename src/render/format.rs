@@ -297,7 +297,8 @@ impl NumberFormat {
             if let Some(stripped) = n.strip_suffix(&format!("{}0", self.decimal)) {
                 n = stripped.to_owned();
             }
-            return format!("{sign}{}", text.replace("{}", &n));
+            // `{}` is the value's place in the unit's mask (`${}M`), as in a label's.
+            return format!("{sign}{}", text.replacen("{}", &n, 1));
         }
         format!(
             "{sign}{}{}{}",

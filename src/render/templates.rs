@@ -2,6 +2,9 @@
 //! from `templates/` and overridable file by file from a user directory. A language is
 //! a folder, so adding one needs no code change. Overrides are read as text only: Tera
 //! runs without access to the environment or the file system.
+//!
+//! Why this file is long: about 460 lines of code (the file lookup, a language's
+//! load, its templated strings); the rest are its tests.
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -33,8 +36,10 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 }
 
 /// The template files of one language of a report (each may come from `shared/`).
-const LANGUAGE_FILES: [&str; 9] = [
+const LANGUAGE_FILES: [&str; 10] = [
     "strings.toml",
+    // The sentence of a fired watch rule (a macro): before the templates importing it.
+    "watch_rule.tera",
     "findings.tera",
     "recommendations.tera",
     // A report's own analysis sections; reports without any use the shared empty one.
@@ -163,8 +168,10 @@ impl Templates {
         };
         let (text, path) = self.get(&format!("{report}/{lang}/strings.toml"))?;
         let mut table = parse(&text, &path)?;
+        refuse_old_placeholders(&table, &path)?;
         if let Some((shared, shared_path)) = self.find(&format!("{SHARED}/{lang}/strings.toml"))? {
             let mut base = parse(&shared, &shared_path)?;
+            refuse_old_placeholders(&base, &shared_path)?;
             merge(&mut base, table);
             table = base;
         }
@@ -175,9 +182,18 @@ impl Templates {
                 }
             }
         }
-        let strings = Strings::new(table, path);
-        let format = NumberFormat::from_strings(&strings)?;
         let mut tera = sandboxed_tera();
+        // A string with values put in is a Tera template of its own ([`Language::fill`]).
+        for (key, text) in templated_strings(&table) {
+            add_guarded(
+                &mut tera,
+                &format!("{STRING_TEMPLATE}{key}"),
+                text,
+                &format!("{path} (`{key}`)"),
+            )?;
+        }
+        let strings = Strings::new(table, path.clone());
+        let format = NumberFormat::from_strings(&strings)?;
         let mut paths = std::collections::BTreeMap::new();
         for file in &LANGUAGE_FILES[1..] {
             let (text, path) = self.language_file(report, lang, file)?;
@@ -192,10 +208,91 @@ impl Templates {
         Ok(Language {
             code: lang.to_owned(),
             strings,
+            strings_path: path,
             format,
             tera,
+            failure: std::sync::Mutex::new(None),
         })
     }
+}
+
+/// The name a templated string has in a language's Tera (`strings:notes.cross`).
+const STRING_TEMPLATE: &str = "strings:";
+
+/// The strings (dotted keys) that are Tera templates: values are put into them.
+fn templated_strings(table: &toml::Table) -> Vec<(String, &str)> {
+    let mut out = Vec::new();
+    let mut stack: Vec<(String, &toml::Value)> =
+        table.iter().map(|(k, v)| (k.clone(), v)).collect();
+    while let Some((key, v)) = stack.pop() {
+        match v {
+            toml::Value::String(s) if s.contains("{{") || s.contains("{%") => {
+                out.push((key, s.as_str()));
+            }
+            toml::Value::Table(t) => {
+                stack.extend(t.iter().map(|(k, v)| (format!("{key}.{k}"), v)));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Refuses a string with a `{name}` placeholder, the form cxreport filled before its
+/// strings were Tera templates: kept, it would print its braces. The error names the
+/// file, the key and the form expected. (`{}` alone is a value mask of `[format]`
+/// and the labels, not a placeholder.)
+fn refuse_old_placeholders(table: &toml::Table, path: &str) -> Result<(), NarrativeError> {
+    let mut stack: Vec<(String, &toml::Value)> =
+        table.iter().map(|(k, v)| (k.clone(), v)).collect();
+    while let Some((key, v)) = stack.pop() {
+        match v {
+            toml::Value::String(s) => {
+                if let Some(name) = old_placeholder(s) {
+                    return Err(NarrativeError::Strings {
+                        path: path.to_owned(),
+                        message: format!(
+                            "`{key}` has the placeholder `{{{name}}}`, a form cxreport no longer fills: \
+                             a string with values is a Tera template, write `{{{{ {name} }}}}`"
+                        ),
+                    });
+                }
+            }
+            toml::Value::Table(t) => {
+                stack.extend(t.iter().map(|(k, v)| (format!("{key}.{k}"), v)));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The first `{name}` of `s` outside Tera's own `{{ … }}`, `{% … %}` and `{# … #}`.
+fn old_placeholder(s: &str) -> Option<&str> {
+    let mut rest = s;
+    while let Some(at) = rest.find('{') {
+        let after = &rest[at + 1..];
+        let close = match after.chars().next() {
+            Some('{') => Some("}}"),
+            Some('%') => Some("%}"),
+            Some('#') => Some("#}"),
+            _ => None,
+        };
+        if let Some(close) = close {
+            rest = after
+                .find(close)
+                .map_or("", |end| &after[end + close.len()..]);
+            continue;
+        }
+        let name = &after[..after.find('}')?];
+        let word = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if word {
+            return Some(name);
+        }
+        rest = after;
+    }
+    None
 }
 
 fn tera_message(e: &tera::Error) -> String {
@@ -213,11 +310,42 @@ fn tera_message(e: &tera::Error) -> String {
 pub struct Language {
     pub code: String,
     pub strings: Strings,
+    /// The strings file, for a templated string's error.
+    strings_path: String,
     pub format: NumberFormat,
     tera: tera::Tera,
+    /// The first templated string that did not render ([`Language::fill`]).
+    failure: std::sync::Mutex<Option<NarrativeError>>,
 }
 
 impl Language {
+    /// The string at `key` with `values` (an object) put in: a string of
+    /// strings.toml with values is a Tera template (`{{ users }}`), checked when the
+    /// language loaded. One that fails to render gives "" here and its error at
+    /// [`Language::failure`], which the caller asks when its texts are done (a
+    /// layout makes many strings and returns none of their errors).
+    pub fn fill(&self, key: &str, values: &Value) -> String {
+        let name = format!("{STRING_TEMPLATE}{key}");
+        if !self.tera.get_template_names().any(|n| n == name) {
+            return self.strings.get(key);
+        }
+        let ctx = tera::Context::from_value(values.clone()).unwrap_or_default();
+        self.tera.render(&name, &ctx).unwrap_or_else(|e| {
+            let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+            failure.get_or_insert(NarrativeError::Render {
+                path: format!("{} (`{key}`)", self.strings_path),
+                message: tera_message(&e),
+            });
+            String::new()
+        })
+    }
+
+    /// The error of the first string [`Language::fill`] could not render, if any.
+    pub fn failure(&self) -> Result<(), NarrativeError> {
+        let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        failure.take().map_or(Ok(()), Err)
+    }
+
     /// Renders `template` with `value` bound as `name`; whitespace is collapsed so
     /// template line breaks do not leak into sentences.
     pub fn render(
@@ -431,6 +559,71 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("findings.tera"), "{e}");
+    }
+
+    #[test]
+    fn strings_with_values_are_tera_and_the_old_placeholders_are_refused() {
+        let en = Templates::default()
+            .language("customer-segmentation", "en")
+            .unwrap();
+        let values =
+            serde_json::json!({ "users": "2,299", "arr": "$255M", "out": "3", "out_arr": "$1.2M" });
+        assert_eq!(
+            en.fill("notes.cross", &values),
+            "Shares are of all 2,299 users and of all $255M ARR, the one denominator of this report; the 3 users without a portfolio ($1.2M ARR) are in no cell."
+        );
+        assert!(en.failure().is_ok());
+        // A string without values reads as it is; a value missing fails, naming the key.
+        assert_eq!(en.fill("appendix.database", &Value::Null), "Database");
+        assert_eq!(
+            en.fill("notes.cross", &serde_json::json!({ "users": 1 })),
+            ""
+        );
+        let e = en.failure().unwrap_err().to_string();
+        assert!(
+            e.contains("customer-segmentation/en/strings.toml") && e.contains("`notes.cross`"),
+            "{e}"
+        );
+        assert!(en.failure().is_ok(), "taken once");
+
+        let dir = tempfile::tempdir().unwrap();
+        let write = |rel: &str, text: &str| {
+            let p = dir.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        write(
+            "customer-segmentation/en/strings.toml",
+            "[notes]\ncross = \"Shares of all {users} users.\"\n",
+        );
+        write(
+            "shared/zh/strings.toml",
+            "[email]\ntest_note = \"只发给了 {{ to }}，任务 {job}。\"\n",
+        );
+        let t = Templates::new(Some(dir.path().to_owned()));
+        let e = t
+            .language("customer-segmentation", "en")
+            .err()
+            .unwrap()
+            .to_string();
+        let file = dir.path().join("customer-segmentation/en/strings.toml");
+        assert!(
+            e.contains(&file.display().to_string())
+                && e.contains("`notes.cross` has the placeholder `{users}`")
+                && e.contains("write `{{ users }}`"),
+            "{e}"
+        );
+        let e = t.language("tag-drivers", "zh").err().unwrap().to_string();
+        assert!(
+            e.contains("shared/zh/strings.toml") && e.contains("`{job}`"),
+            "{e}"
+        );
+        // `{}` is a value mask, and Tera's own braces are not placeholders.
+        assert_eq!(
+            old_placeholder("ARR {} and {{ x }} {% if a %}{b}{% endif %}"),
+            Some("b")
+        );
+        assert_eq!(old_placeholder("${}M {{ users }} {# {c} #} {1}"), None);
     }
 
     #[test]

@@ -27,8 +27,8 @@ pub mod windowed;
 pub use period::{period_label, Period};
 
 pub use options::{
-    option, BadOption, OptionParser, OptionSpec, Options, COMPARE_OPTION, DEFAULT_WINDOW,
-    WINDOW_OPTION,
+    option, BadOption, BadOptions, OptionParser, OptionSpec, Options, COMPARE_OPTION,
+    DEFAULT_WINDOW, WINDOW_OPTION,
 };
 
 use std::time::Duration;
@@ -158,7 +158,7 @@ pub trait Report: Sync {
     /// every later step of the run is a method of what this returns. The error is
     /// every problem of the option values; options it does not take are the caller's
     /// to reject (see [`unknown_options`]).
-    fn configure(&self, options: &Options) -> Result<Box<dyn Configured>, Vec<BadOption>>;
+    fn configure(&self, options: &Options) -> Result<Box<dyn Configured>, BadOptions>;
     /// The data's values an edition prints through the language's strings (topic
     /// tags), so that `check` can list those without a translation; they do not
     /// depend on the options (`check` lists them when the options are wrong too).
@@ -238,7 +238,10 @@ pub enum Earlier {
 /// Every problem of `options` for `report`, as [`Report::configure`] finds them (for
 /// the checks that list them all without running).
 pub fn option_problems(report: &dyn Report, options: &Options) -> Vec<BadOption> {
-    report.configure(options).err().unwrap_or_default()
+    report
+        .configure(options)
+        .err()
+        .map_or_else(Vec::new, BadOptions::into_vec)
 }
 
 /// What a run covers, decided before any rows are loaded.
@@ -477,10 +480,10 @@ pub fn note_cut_texts(layout: &mut Value, lang: &Language) {
     if !lang.strings.cut_any() {
         return;
     }
-    let note = lang
-        .strings
-        .get("quality.texts_cut")
-        .replace("{}", &crate::render::format::TEXT_CAP.to_string());
+    let note = lang.fill(
+        "quality.texts_cut",
+        &serde_json::json!({ "cap": crate::render::format::TEXT_CAP }),
+    );
     if let Some(Value::Array(notes)) = layout
         .get_mut("quality")
         .and_then(|q| q.get_mut("limitations"))

@@ -84,13 +84,40 @@ pub struct BadOption {
     pub message: String,
 }
 
+/// Every option value that does not read: one at least, so that an error of the
+/// options always has a first problem to name (an empty list is no error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadOptions {
+    first: BadOption,
+    rest: Vec<BadOption>,
+}
+
+impl BadOptions {
+    /// The problems of `all`, none when it is empty.
+    pub fn of(all: Vec<BadOption>) -> Option<Self> {
+        let mut all = all.into_iter();
+        let first = all.next()?;
+        Some(Self {
+            first,
+            rest: all.collect(),
+        })
+    }
+
+    /// The first problem: the one a run's error names.
+    pub fn into_first(self) -> BadOption {
+        self.first
+    }
+
+    /// Every problem, in order (what `check` and a job's problems list).
+    pub fn into_vec(self) -> Vec<BadOption> {
+        std::iter::once(self.first).chain(self.rest).collect()
+    }
+}
+
 /// The report's settings from `options`, read once: every parser on its value (given,
 /// else its default), starting from `S::default()`, whose values every parser then
 /// replaces. The error is every option that does not read, in the parsers' order.
-pub fn read<S: Default>(
-    parsers: &[OptionParser<S>],
-    options: &Options,
-) -> Result<S, Vec<BadOption>> {
+pub fn read<S: Default>(parsers: &[OptionParser<S>], options: &Options) -> Result<S, BadOptions> {
     let mut settings = S::default();
     let mut bad = Vec::new();
     for p in parsers {
@@ -106,11 +133,7 @@ pub fn read<S: Default>(
             }
         }
     }
-    if bad.is_empty() {
-        Ok(settings)
-    } else {
-        Err(bad)
-    }
+    BadOptions::of(bad).map_or(Ok(settings), Err)
 }
 
 /// The value of option `name`: as given, else the default the report declares.
@@ -188,11 +211,13 @@ mod tests {
             message: message.to_owned(),
         };
         assert_eq!(
-            all,
+            all.clone().into_vec(),
             [
                 bad("size", "`big`: expected a size"),
                 bad("label", "expected a label")
             ]
         );
+        assert_eq!(all.into_first(), bad("size", "`big`: expected a size"));
+        assert_eq!(BadOptions::of(Vec::new()), None);
     }
 }

@@ -72,8 +72,8 @@ pub struct RunInfo<'a> {
     pub reference: DateTime<Utc>,
     /// The run's time limit (chart rendering stops past it).
     pub deadline: Option<crate::clock::Deadline>,
-    /// The watch rules that fired, as printed ([`super::watch::WatchResult::printed`]).
-    pub watch: &'a [Value],
+    /// The watch rules that fired (each edition prints their sentence in its words).
+    pub watch: &'a [super::watch::WatchResult],
 }
 
 impl<'a> RunInfo<'a> {
@@ -148,6 +148,8 @@ pub fn render(
     if let (Value::Object(d), Value::Object(own)) = (&mut data, computed.layout(&language)) {
         d.extend(own);
     }
+    // A string with values the layout could not fill fails the edition, naming it.
+    language.failure()?;
     let (template, template_name) = templates.get(&format!("{report}/report.typ"))?;
     let (common, _) = templates.get(COMMON_LAYOUT)?;
     let mut files = vec![
@@ -242,7 +244,7 @@ fn common_data(
     let watch = run
         .watch
         .iter()
-        .map(|w| lang.render("watch.tera", "w", w))
+        .map(|w| w.sentence(lang))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(json!({
         "strings": s.to_json(),

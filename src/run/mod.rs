@@ -235,10 +235,7 @@ fn check_request(report: &dyn Report, req: &RunRequest) -> Result<Box<dyn Config
     }
     let configured = report.configure(&req.options).map_err(|bad| {
         // The first is the run's error; `check` and a job's check list them all.
-        let BadOption { option, message } = bad.into_iter().next().unwrap_or(BadOption {
-            option: String::new(),
-            message: "the options do not read".to_owned(),
-        });
+        let BadOption { option, message } = bad.into_first();
         ReportError::Option {
             report: report.name(),
             option,
@@ -363,11 +360,7 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
     }
     let mut info = RunInfo::new(report, &plan, &provenance, reference);
     info.deadline = deadline;
-    let fired: Vec<Value> = watch
-        .iter()
-        .filter(|w| w.fired)
-        .map(watch::WatchResult::printed)
-        .collect();
+    let fired: Vec<watch::WatchResult> = watch.iter().filter(|w| w.fired).cloned().collect();
     info.watch = &fired;
     // Editions render in parallel: Typst compiles on every core while the chart
     // engine serves both.
@@ -709,7 +702,7 @@ mod tests {
         fn options(&self) -> &'static [OptionSpec] {
             &[]
         }
-        fn configure(&self, _: &Options) -> Result<Box<dyn Configured>, Vec<BadOption>> {
+        fn configure(&self, _: &Options) -> Result<Box<dyn Configured>, reports::BadOptions> {
             Ok(Box::new(Skeleton))
         }
     }

@@ -5,9 +5,10 @@
 //! median is judged on its threshold alone, and says so.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+use crate::render::templates::{Language, NarrativeError};
 use crate::reports::comparison::{Comparison, Direction, EmptyReason, Unit};
+use crate::reports::period_label;
 
 /// A watch rule: a change of `metric` in `slice` by at least `threshold` in a
 /// direction (percentage points for rates, minutes, counts).
@@ -128,13 +129,48 @@ fn judge(r: &WatchRule, comparison: &Comparison) -> WatchResult {
     out
 }
 
+/// A fired rule's parts as one edition prints them, made once here: the one
+/// sentence of `watch_rule.tera` reads them on page 1, in the email and in
+/// `cxreport run`/`history`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PrintedRule {
+    pub rule: String,
+    /// The metric's key and its name in the edition's words.
+    pub metric: String,
+    pub metric_label: String,
+    /// `overall` or a segment, and its name in the edition's words.
+    pub slice: String,
+    pub slice_label: String,
+    pub rise: bool,
+    /// The size of the change: the difference of the printed values, without unit.
+    pub amount: String,
+    /// What follows an amount or a threshold in the edition's words (` pp`, ` min`,
+    /// nothing for counts).
+    pub unit_suffix: String,
+    /// The two values as printed ([`Unit::printing`]: a rate in percent).
+    pub previous: String,
+    pub current: String,
+    /// The rule's threshold, without unit.
+    pub threshold: String,
+    /// The period the run compared itself with, as the edition prints periods.
+    pub compared_with: Option<String>,
+    /// The unit's name (`rate`, `minutes`, …): the sentence does not need it; it is
+    /// here for a user's template written before `unit_suffix` existed.
+    pub unit: &'static str,
+}
+
 impl WatchResult {
-    /// A fired rule's numbers as an email or a cover prints them (the unit's
-    /// [`Unit::printing`]); the amount is the difference of the printed values.
-    pub fn printed(&self) -> Value {
-        let p = self.unit.unwrap_or(Unit::Count).printing();
+    /// Its printed parts in `lang`'s words; `compared_with`: the comparison period's
+    /// key. The amount is the difference of the printed values.
+    pub fn printed(&self, lang: &Language, compared_with: Option<&str>) -> PrintedRule {
+        let unit = self.unit.unwrap_or(Unit::Count);
+        let p = unit.printing();
         let (scale, decimals, suffix) = (p.scale, p.decimals, p.suffix);
-        let show = |v: Option<f64>| v.map(|v| format!("{:.*}{suffix}", decimals, v * scale));
+        let show = |v: Option<f64>| {
+            v.map_or_else(String::new, |v| {
+                format!("{:.*}{suffix}", decimals, v * scale)
+            })
+        };
         let round = |v: f64| {
             (v * scale * 10f64.powi(decimals as i32)).round() / 10f64.powi(decimals as i32)
         };
@@ -142,17 +178,41 @@ impl WatchResult {
             (Some(a), Some(b)) => format!("{:.*}", decimals, (round(a) - round(b)).abs()),
             _ => String::new(),
         };
-        serde_json::json!({
-            "rule": self.rule,
-            "metric": self.metric,
-            "slice": self.slice,
-            "rise": self.rise,
-            "unit": self.unit.map_or("", Unit::name),
-            "amount": amount,
-            "current": show(self.current),
-            "previous": show(self.previous),
-            "threshold": self.threshold,
-        })
+        let s = &lang.strings;
+        let slice_label = if self.slice == "overall" {
+            s.get_opt("labels.overall")
+                .unwrap_or_else(|| self.slice.clone())
+        } else {
+            s.label("segment", &self.slice)
+        };
+        PrintedRule {
+            rule: self.rule.clone(),
+            metric: self.metric.clone(),
+            metric_label: s
+                .get_opt(&format!("change.metric_{}", self.metric))
+                .unwrap_or_else(|| self.metric.clone()),
+            slice: self.slice.clone(),
+            slice_label,
+            rise: self.rise,
+            amount,
+            unit_suffix: match unit {
+                Unit::Rate => lang.format.pp_suffix.clone(),
+                Unit::Minutes => lang.format.minutes_suffix.clone(),
+                Unit::Count | Unit::Money => String::new(),
+            },
+            previous: show(self.previous),
+            current: show(self.current),
+            threshold: self.threshold.to_string(),
+            compared_with: compared_with.map(|key| period_label(key, Some(lang))),
+            unit: self.unit.map_or("", Unit::name),
+        }
+    }
+
+    /// The sentence that says this rule fired, in `lang` (`watch.tera`, which calls
+    /// the sentence of `watch_rule.tera`).
+    pub fn sentence(&self, lang: &Language) -> Result<String, NarrativeError> {
+        let printed = serde_json::to_value(self.printed(lang, None)).unwrap_or_default();
+        lang.render("watch.tera", "w", &printed)
     }
 }
 
@@ -267,6 +327,65 @@ mod tests {
             none[0].note.as_deref(),
             Some("no comparison numbers: no conversations in window a .. b")
         );
+    }
+
+    #[test]
+    fn a_fired_rule_says_its_unit_from_the_printed_parts_in_each_language() {
+        let c = comparison(vec![
+            change(
+                "bot_first_resp_share",
+                "overall",
+                Unit::Rate,
+                (0.278, 0.329),
+                Direction::Fall,
+            ),
+            change(
+                "avg_resp",
+                "renewal",
+                Unit::Minutes,
+                (31.04, 25.0),
+                Direction::Rise,
+            ),
+            change(
+                "conv_cnt",
+                "overall",
+                Unit::Count,
+                (3817.0, 2738.0),
+                Direction::Rise,
+            ),
+        ]);
+        let r = evaluate(
+            &[
+                rule("bot_first_resp_share", false, 3.0, "overall"),
+                rule("avg_resp", true, 0.5, "renewal"),
+                rule("conv_cnt", true, 1.0, "overall"),
+            ],
+            &c,
+        );
+        let templates = crate::render::templates::Templates::default();
+        let said = |lang: &str| -> Vec<String> {
+            let language = templates.language("conversation-usage", lang).unwrap();
+            r.iter().map(|w| w.sentence(&language).unwrap()).collect()
+        };
+        assert_eq!(
+            said("en"),
+            [
+                "Watch rule “bot_first_resp_share-overall” fired: bot-first share fell by 5.1 pp, from 32.9% to 27.8% (the rule's threshold: 3 pp).",
+                "Watch rule “avg_resp-renewal” fired: mean first response in Renewal rose by 6.0 min, from 25.0 to 31.0 (the rule's threshold: 0.5 min).",
+                "Watch rule “conv_cnt-overall” fired: conversations rose by 1079, from 2738 to 3817 (the rule's threshold: 1).",
+            ]
+        );
+        assert_eq!(
+            said("zh")[..2],
+            [
+                "预警规则“bot_first_resp_share-overall”已触发：机器人首答占比下降 5.1 个百分点，从 32.9% 变为 27.8%（规则阈值：3 个百分点）。",
+                "预警规则“avg_resp-renewal”已触发：续约的平均首次响应时间上升 6.0 分钟，从 25.0 变为 31.0（规则阈值：0.5 分钟）。",
+            ]
+        );
+        let en = templates.language("conversation-usage", "en").unwrap();
+        let p = r[1].printed(&en, Some("2023-12-15_2024-03-14"));
+        assert_eq!(p.compared_with.as_deref(), Some("2023-12-15 – 2024-03-14"));
+        assert_eq!((p.unit_suffix.as_str(), p.unit), (" min", "minutes"));
     }
 
     #[test]

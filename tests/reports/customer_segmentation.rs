@@ -212,28 +212,20 @@ fn customer_segmentation_outputs_agree_and_every_sankey_names_its_nodes() {
         );
         // One ARR denominator, said once, with the users it leaves out of the cells;
         // every table carries the all-users baseline.
-        let note = strings
-            .get("notes.cross")
-            .replace(
-                "{users}",
-                &language.format.count(s["users"].as_f64().unwrap()),
-            )
-            .replace(
-                "{arr}",
-                &language.format.money(s["total_arr"].as_f64().unwrap()),
-            )
-            .replace(
-                "{out}",
-                &language
+        let note = language.fill(
+            "notes.cross",
+            &serde_json::json!({
+                "users": language.format.count(s["users"].as_f64().unwrap()),
+                "arr": language.format.money(s["total_arr"].as_f64().unwrap()),
+                "out": language
                     .format
                     .count(s["users_without_portfolio"].as_f64().unwrap()),
-            )
-            .replace(
-                "{out_arr}",
-                &language
+                "out_arr": language
                     .format
                     .money(s["arr_without_portfolio"].as_f64().unwrap()),
-            );
+            }),
+        );
+        assert!(!note.is_empty() && !note.contains('{'), "{lang}: {note}");
         assert!(flat.contains(&squash(&note)), "{lang}: {note}");
         let baseline = squash(&strings.get("columns.all_users"));
         assert!(

@@ -247,9 +247,10 @@ pub fn layout(r: &Run, lang: &Language) -> Value {
             .as_ref()
             .filter(|c| c.empty_reason.is_none() && r.previous.is_some())
             .map(|c| {
-                lang.strings
-                    .get("change.cells_note")
-                    .replace("{period}", &c.period.replace('_', " – "))
+                lang.fill(
+                    "change.cells_note",
+                    &json!({ "period": c.period.replace('_', " – ") }),
+                )
             }),
         "profiles": profiles(r, lang),
         "sizes": sizes(r, lang),

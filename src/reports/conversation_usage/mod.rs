@@ -22,7 +22,7 @@ use serde_json::Value;
 use super::options::{self, OptionParser};
 use super::windowed::{self, Parameters, Span, Windowed, WindowedReport};
 use super::{
-    BadOption, Computed, Configured, CsvFile, Earlier, MetricsError, OptionSpec, Options, Plan,
+    BadOptions, Computed, Configured, CsvFile, Earlier, MetricsError, OptionSpec, Options, Plan,
     Report, ReportError, Request, COMPARE_OPTION, WINDOW_OPTION,
 };
 use crate::intercom::window::{Compare, Window};
@@ -155,7 +155,7 @@ impl Report for ConversationUsageReport {
         OPTIONS
     }
 
-    fn configure(&self, options: &Options) -> Result<Box<dyn Configured>, Vec<BadOption>> {
+    fn configure(&self, options: &Options) -> Result<Box<dyn Configured>, BadOptions> {
         Ok(Box::new(options::read(&PARSERS, options)?))
     }
 

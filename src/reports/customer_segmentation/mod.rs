@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::{
-    BadOption, Computed, Configured, CsvFile, Earlier, MetricsError, OptionSpec, Options, Plan,
+    BadOptions, Computed, Configured, CsvFile, Earlier, MetricsError, OptionSpec, Options, Plan,
     Report, ReportError, Request,
 };
 use crate::render::charts::ChartSpec;
@@ -46,7 +46,7 @@ impl Report for CustomerSegmentationReport {
         &[]
     }
 
-    fn configure(&self, _options: &Options) -> Result<Box<dyn Configured>, Vec<BadOption>> {
+    fn configure(&self, _options: &Options) -> Result<Box<dyn Configured>, BadOptions> {
         Ok(Box::new(CustomerSegmentationReport))
     }
 }
@@ -356,12 +356,15 @@ fn layout(run: &Run, lang: &Language) -> Value {
         opt(o.avg_nps, 1),
         f.number(o.avg_tickets, 2),
     ]);
-    let cross_note = s
-        .get("notes.cross")
-        .replace("{users}", &count(r.users))
-        .replace("{arr}", &money(r.total_arr))
-        .replace("{out}", &count(r.users_without_portfolio))
-        .replace("{out_arr}", &money(r.arr_without_portfolio));
+    let cross_note = lang.fill(
+        "notes.cross",
+        &json!({
+            "users": count(r.users),
+            "arr": money(r.total_arr),
+            "out": count(r.users_without_portfolio),
+            "out_arr": money(r.arr_without_portfolio),
+        }),
+    );
     let impact_rows = |i: &Impact| {
         let pair = |a: Option<f64>,
                     b: Option<f64>,
@@ -523,7 +526,9 @@ fn changes_table(c: &crate::reports::comparison::Comparison, lang: &Language) ->
         s,
         "change.slice",
         rows,
-        s.get("change.table_intro")
-            .replace("{period}", c.period.trim_start_matches("asof-")),
+        lang.fill(
+            "change.table_intro",
+            &json!({ "period": c.period.trim_start_matches("asof-") }),
+        ),
     )
 }

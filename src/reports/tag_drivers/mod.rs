@@ -16,7 +16,7 @@ use super::options::{self, OptionParser};
 use super::trend::Month;
 use super::windowed::{self, Parameters, Span, Windowed, WindowedReport};
 use super::{
-    BadOption, Computed, Configured, CsvFile, Earlier, MetricsError, OptionSpec, Options, Plan,
+    BadOptions, Computed, Configured, CsvFile, Earlier, MetricsError, OptionSpec, Options, Plan,
     Report, ReportError, Request, COMPARE_OPTION, WINDOW_OPTION,
 };
 use crate::intercom::window::{Compare, Window};
@@ -94,7 +94,7 @@ impl Report for TagDriversReport {
         OPTIONS
     }
 
-    fn configure(&self, options: &Options) -> Result<Box<dyn Configured>, Vec<BadOption>> {
+    fn configure(&self, options: &Options) -> Result<Box<dyn Configured>, BadOptions> {
         Ok(Box::new(options::read(&PARSERS, options)?))
     }
 
@@ -491,9 +491,10 @@ fn layout(run: &Run, lang: &Language) -> Value {
             .collect();
         let mut t =
             crate::reports::comparison::table(s, "change.group", rows, s.get("change.table_intro"));
-        t["cells_note"] = json!(s
-            .get("change.cells_note")
-            .replace("{period}", &c.period.replace('_', " – ")));
+        t["cells_note"] = json!(lang.fill(
+            "change.cells_note",
+            &json!({ "period": c.period.replace('_', " – ") })
+        ));
         t
     });
     let verdicts = findings::topic_verdicts(r);
