@@ -652,6 +652,9 @@ fn manifest(
         // and the bytes of their values.
         let (rows, bytes) = db.transfer();
         database["transfer"] = json!({ "rows": rows, "bytes": bytes });
+        if let Some(link) = db.link() {
+            database["tls"] = json!(link);
+        }
     }
     let mut parameters = plan.manifest_parameters.clone();
     parameters.insert("timezone".into(), json!(req.tz.name()));

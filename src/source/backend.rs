@@ -108,6 +108,11 @@ pub(crate) trait Backend: Send {
     /// (the session's deadline is set as well; a server reads it per statement).
     fn set_deadline(&mut self, deadline: Deadline);
 
+    /// How the session to a server is protected (none for a file).
+    fn link(&self) -> Option<super::pg::Link> {
+        None
+    }
+
     /// Whether a table or view exists.
     fn has_table(&self, s: &Session, table: &str) -> Result<bool, DataError>;
 

@@ -177,6 +177,12 @@ impl Database {
         self.session.transfer.get()
     }
 
+    /// How the session to a server is protected: TLS or not, and what of the
+    /// server's certificate was checked (none for a SQLite file).
+    pub fn link(&self) -> Option<pg::Link> {
+        self.backend.link()
+    }
+
     pub fn has_table(&self, table: &str) -> Result<bool, DataError> {
         self.backend.has_table(&self.session, table)
     }

@@ -6,6 +6,7 @@
 //! reader's cells (`value`). Every `postgres` call of the data layer is under here.
 
 mod session;
+mod tls;
 mod value;
 
 use std::cell::{RefCell, RefMut};
@@ -17,6 +18,7 @@ pub use self::session::{
     error_text, quote_ident, redact, ConnectError, PgLocation, DEFAULT_CONNECT_LIMIT,
     DEFAULT_PASSWORD_ENV,
 };
+pub use self::tls::{Link, SslMode, TlsSettings, Verified};
 use super::backend::{Backend, Param, RowFn, Session, TimeColumn};
 use super::error::{DataError, DriverError};
 use super::row::RowReader;
@@ -49,6 +51,7 @@ impl From<::postgres::Error> for DriverError {
 /// second `Database` (`reopen`), so the cell is never borrowed twice.
 pub(crate) struct Postgres {
     client: RefCell<Client>,
+    link: Link,
 }
 
 impl Postgres {
@@ -58,7 +61,7 @@ impl Postgres {
         let limit = deadline.map_or(DEFAULT_CONNECT_LIMIT, |d| {
             d.at.saturating_duration_since(std::time::Instant::now())
         });
-        let client = at.connect_within(limit).map_err(|e| {
+        let (client, link) = at.connect_within(limit).map_err(|e| {
             DriverError::new(match (e, deadline) {
                 // The run's limit, as its other messages name it.
                 (ConnectError::NoAnswer { server, .. }, Some(d)) => format!(
@@ -71,6 +74,7 @@ impl Postgres {
         })?;
         Ok(Self {
             client: RefCell::new(client),
+            link,
         })
     }
 
@@ -111,6 +115,10 @@ impl Backend for Postgres {
     /// Nothing to install: [`Postgres::client`] reads the session's deadline before
     /// each statement.
     fn set_deadline(&mut self, _: Deadline) {}
+
+    fn link(&self) -> Option<Link> {
+        Some(self.link)
+    }
 
     fn has_table(&self, s: &Session, table: &str) -> Result<bool, DataError> {
         const TABLES: &str = "information_schema.tables";
