@@ -651,6 +651,19 @@ fn sessions_are_protected_as_sslmode_says() {
     );
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(t["encrypted"], true);
+    // ... and with no password set: the variable to set is named.
+    let (o, _) = run_as(
+        &url,
+        "cxreport_cleartext@127.0.0.1",
+        &q("&sslmode=require"),
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("the server asks for a password and PGPASSWORD is not set"),
+        "{}",
+        text(&o)
+    );
 
     // Modes it does not know, and client certificates: named before connecting.
     let (o, _) = run_as(&url, "postgres@127.0.0.1", &q("&sslmode=strict"), None);
@@ -667,4 +680,82 @@ fn sessions_are_protected_as_sslmode_says() {
         "{}",
         text(&o)
     );
+}
+
+/// A role that may not read a table, tables in another schema or spelled in upper
+/// case, a password that is not set: each named with what to set, never "does not
+/// exist" alone, never a silent fallback.
+#[test]
+fn permissions_schemas_and_spellings_are_named() {
+    let Some(url) = server() else { return };
+    let s = schema("grants");
+    let pg = load(&url, demo_db(), &s, &[]);
+    let pid = std::process::id();
+    let (no_metrics, no_events) = (
+        format!("cxreport_nometrics_{pid}"),
+        format!("cxreport_noevents_{pid}"),
+    );
+    let mut c = client(&url);
+    for (role, revoked) in [
+        (&no_metrics, "intercom__conversation_metrics"),
+        (&no_events, "usage_events"),
+    ] {
+        c.batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN; GRANT USAGE ON SCHEMA {s} TO {role}; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO {role}; \
+             REVOKE SELECT ON {s}.{revoked} FROM {role}"
+        ))
+        .unwrap();
+    }
+    let as_role = |role: &str| pg.replacen("postgres@", &format!("{role}@"), 1);
+    for (role, table) in [
+        (&no_metrics, "intercom__conversation_metrics"),
+        (&no_events, "usage_events"),
+    ] {
+        let o = run(&["run", "--db", &as_role(role), "--data-only"]);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{t}");
+        assert!(
+            t.contains(&format!(
+                "table `{s}.{table}` is there but role `{role}` may not read it"
+            )) && t.contains(&format!("GRANT SELECT ON \"{s}\".\"{table}\"")),
+            "{t}"
+        );
+    }
+
+    // No ?schema=: the tables are elsewhere, and the message says where.
+    let o = run(&["run", "--db", &url, "--data-only"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("table `intercom__conversation_enhanced` does not exist (it is in schema `")
+            && t.contains("?schema="),
+        "{t}"
+    );
+
+    // usage_events spelled in upper case (quoted, as some exports create it): check
+    // says why the events are not read.
+    c.batch_execute(&format!(
+        "ALTER TABLE {s}.usage_events RENAME TO \"USAGE_EVENTS\""
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let o = common::bin()
+        .current_dir(dir.path())
+        .args(["check", "--db", &pg])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(
+        t.contains("usage_events: not read (`USAGE_EVENTS` is here, in another case"),
+        "{t}"
+    );
+
+    c.batch_execute(&format!(
+        "ALTER TABLE {s}.\"USAGE_EVENTS\" RENAME TO usage_events"
+    ))
+    .unwrap();
+    let _ = c.batch_execute(&format!(
+        "DROP OWNED BY {no_metrics}, {no_events}; DROP ROLE {no_metrics}; DROP ROLE {no_events}"
+    ));
 }

@@ -145,6 +145,7 @@ pub fn load_companies_mapped(
             .map(|(_, c)| Missing {
                 table: COMPANY_ENHANCED.to_owned(),
                 column: Some((*c).to_owned()),
+                hint: None,
             })
             .collect();
         if !missing.is_empty() {

@@ -113,8 +113,15 @@ pub(crate) trait Backend: Send {
         None
     }
 
-    /// Whether a table or view exists.
+    /// Whether a table or view exists where the session reads (a server's: and may be
+    /// read; one that is there but not readable is [`DataError::NoPrivilege`], not
+    /// absence).
     fn has_table(&self, s: &Session, table: &str) -> Result<bool, DataError>;
+
+    /// For a table that [`Backend::has_table`] does not find: where the database has
+    /// one like it (another schema, another case, a prefixed name), as a hint of what
+    /// to set.
+    fn absent_hint(&self, s: &Session, table: &str) -> Result<Option<String>, DataError>;
 
     /// The columns of a table with their declared types as the driver names them
     /// (empty when the table does not exist).

@@ -187,6 +187,12 @@ impl Database {
         self.backend.has_table(&self.session, table)
     }
 
+    /// For a table [`Database::has_table`] does not find: where the database has one
+    /// like it (another schema, another case, a prefixed name) and what to set.
+    pub fn absent_hint(&self, table: &str) -> Result<Option<String>, DataError> {
+        self.backend.absent_hint(&self.session, table)
+    }
+
     /// The columns of a table with their declared types, lower-cased (empty when the
     /// table does not exist).
     pub fn columns(&self, table: &'static str) -> Result<Vec<(String, String)>, DataError> {
@@ -235,11 +241,16 @@ impl Database {
     pub fn check(&self, report: &str, needs: &[TableNeed]) -> Result<(), DataError> {
         let mut missing = Vec::new();
         for need in needs {
-            let have = self.columns(need.table)?;
+            let have = if self.has_table(need.table)? {
+                self.columns(need.table)?
+            } else {
+                Vec::new()
+            };
             if have.is_empty() {
                 missing.push(Missing {
                     table: need.table.to_owned(),
                     column: None,
+                    hint: self.backend.absent_hint(&self.session, need.table)?,
                 });
                 continue;
             }
@@ -248,6 +259,7 @@ impl Database {
                     missing.push(Missing {
                         table: need.table.to_owned(),
                         column: Some((*col).to_owned()),
+                        hint: None,
                     });
                 }
             }

@@ -179,7 +179,13 @@ impl Configured for Settings {
             })?;
             Ok(n)
         };
-        let mut out = vec![match usage_of(db, self.usage_source)? {
+        let mut out = vec![];
+        if !db.has_table(USAGE_EVENTS)? {
+            if let Some(hint) = db.absent_hint(USAGE_EVENTS)? {
+                out.push(format!("usage_events: not read ({hint})"));
+            }
+        }
+        out.push(match usage_of(db, self.usage_source)? {
             UsageDefinitions::Events => {
                 "conversion and retention: from usage_events (events definitions)".to_owned()
             }
@@ -190,7 +196,7 @@ impl Configured for Settings {
                 table, no proxy columns last_activity_ts / registration_retention_7d/_30d); \
                 the rest of the report is produced"
                 .to_owned(),
-        }];
+        });
         out.push(if count(CONVERSATION_ENHANCED, SQL_TAGGED_BOT)? > 0 {
             "bot-first share: from first_response tags".to_owned()
         } else {

@@ -332,6 +332,20 @@ impl PgLocation {
     /// to set.
     fn connect_error(&self, e: &postgres::Error) -> String {
         let text = error_text(e);
+        if text.contains("password missing") {
+            let named = if self.password_env == DEFAULT_PASSWORD_ENV {
+                format!("export {DEFAULT_PASSWORD_ENV}")
+            } else {
+                format!(
+                    "set {} (the job's database_password_env)",
+                    self.password_env
+                )
+            };
+            return format!(
+                "the server asks for a password and {} is not set: {named}",
+                self.password_env
+            );
+        }
         let tls_failed = text.contains("TLS") || text.contains("certificate");
         match self.tls.mode {
             SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull if tls_failed => {

@@ -179,7 +179,7 @@ pub(super) fn load_usage_events(
                 n
             }
         });
-        let is_core = r.integer(1, "is_core")?.unwrap_or(0) == 1;
+        let is_core = r.boolean(1, "is_core")?.unwrap_or(false);
         let (first, latest, count) = if by_day {
             let first = r.time(2, "occurred_at", &mut ts)?;
             let latest = r.time(3, "occurred_at", &mut ts)?;
