@@ -304,3 +304,143 @@ fn a_template_failing_on_the_data_is_a_failed_run() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("en/takeaways.tera"), "{}", text(&o));
 }
+
+/// The CSVs of a run's directory, by name.
+fn csvs(dir: &Path) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Issue 28: segments spelled the users' way (`Stage: Churn Watch` tags, a
+/// `lifecycle_stage` column, names of their own mapped with `segment_values`) give
+/// the demo's own numbers; a rule that matches nothing is refused by `run` and by
+/// `check`, naming the values found and the key that maps them, never a report of
+/// "Unknown segment" companies.
+#[test]
+fn segments_spelled_the_users_way_read_as_the_specs() {
+    let dir = tempfile::tempdir().unwrap();
+    let staged = demo_copy(
+        dir.path(),
+        "staged.sqlite",
+        "ALTER TABLE intercom__company_enhanced ADD COLUMN lifecycle_stage TEXT;
+         UPDATE intercom__company_enhanced SET lifecycle_stage = CASE
+             WHEN all_company_tags LIKE '%segment:renewal%' THEN 'Renewal'
+             WHEN all_company_tags LIKE '%segment:churn_watch%' THEN 'Churn Watch'
+             WHEN all_company_tags LIKE '%segment:expansion%' THEN 'Expansion'
+             WHEN all_company_tags LIKE '%segment:new_contract%' THEN 'New Contract' END;
+         UPDATE intercom__company_enhanced SET all_company_tags =
+             replace(replace(replace(replace(all_company_tags,
+               'segment:renewal', 'Stage: Renewal'), 'segment:churn_watch', 'Stage: Churn Watch'),
+               'segment:expansion', 'Stage: Expansion'), 'segment:new_contract', 'Stage: New Contract');",
+    );
+    let own = demo_copy(
+        dir.path(),
+        "own.sqlite",
+        "UPDATE intercom__company_enhanced SET all_company_tags =
+             replace(replace(replace(replace(all_company_tags,
+               'segment:renewal', 'Tier: Gold'), 'segment:churn_watch', 'Tier: Bronze'),
+               'segment:expansion', 'Tier: Silver'), 'segment:new_contract', 'Tier: Trial');",
+    );
+    let mapping = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let by_tag = mapping(
+        "tag.toml",
+        "segment_tag_prefix = \"Stage: \"\nat_risk_segments = [\"Churn Watch\"]\n",
+    );
+    let by_column = mapping("column.toml", "segment_column = \"lifecycle_stage\"\n");
+    let tier = mapping("tier.toml", "segment_tag_prefix = \"Tier: \"\n");
+    let tier_named = mapping(
+        "tier-named.toml",
+        "segment_tag_prefix = \"Tier: \"\n[segment_values]\nGold = \"renewal\"\n\
+         Bronze = \"churn_watch\"\nSilver = \"expansion\"\nTrial = \"new_contract\"\n",
+    );
+
+    let (o, _) = run_report(
+        common::demo_db(),
+        &dir.path().join("demo"),
+        "tag-drivers",
+        &["--data-only"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let expected = csvs(&run_dir(&o));
+    assert!(!expected.is_empty());
+    for (i, (db, m)) in [
+        (&staged, &by_tag),
+        (&staged, &by_column),
+        (&own, &tier_named),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (o, _) = run_report(
+            db,
+            &dir.path().join(format!("o{i}")),
+            "tag-drivers",
+            &["--data-only", "--mapping", m],
+        );
+        assert!(o.status.success(), "{m}: {}", text(&o));
+        assert_eq!(csvs(&run_dir(&o)), expected, "{m}");
+    }
+
+    // Names the report does not know: refused, the values and the key named.
+    let (o, _) = run_report(
+        &own,
+        &dir.path().join("refused"),
+        "tag-drivers",
+        &["--data-only", "--mapping", &tier],
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("`segment_tag_prefix = Tier: ` matches no company")
+            && t.contains("`Trial` (")
+            && t.contains("segment_values = {"),
+        "{t}"
+    );
+    assert!(
+        !dir.path().join("refused").join("tag-drivers").exists() || {
+            // Nothing half-written: no report files.
+            csvs(&dir.path().join("refused")).is_empty()
+        }
+    );
+    let o = bin()
+        .current_dir(dir.path())
+        .args(["check", "--db", own.to_str().unwrap(), "--mapping", &tier])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains("mapping: `segment_tag_prefix = Tier: ` matches no company")
+            && !t.contains("ok:"),
+        "{t}"
+    );
+    // A segment name in a group rule that is no segment: refused when read.
+    let bad = mapping("bad.toml", "at_risk_segments = [\"Gold\"]\n");
+    let (o, _) = run_report(
+        &own,
+        &dir.path().join("bad"),
+        "tag-drivers",
+        &["--data-only", "--mapping", &bad],
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("`at_risk_segments`: `Gold` is not a segment"),
+        "{t}"
+    );
+}

@@ -127,8 +127,27 @@ pub fn load_companies(db: &Database) -> Result<Vec<CompanyRow>, DataError> {
     load_companies_mapped(db, &Mapping::default())
 }
 
-/// The companies, each with the values of the columns `mapping` names.
+/// The companies, each with the values of the columns `mapping` names; refused when
+/// a rule the user set matches none of them ([`Mapping::refusals`]).
 pub fn load_companies_mapped(
+    db: &Database,
+    mapping: &Mapping,
+) -> Result<Vec<CompanyRow>, DataError> {
+    let companies = load_companies_as_mapped(db, mapping)?;
+    let problems = mapping.refusals(&companies);
+    if problems.is_empty() {
+        Ok(companies)
+    } else {
+        Err(DataError::Unmatched {
+            db: db.name().to_owned(),
+            problems,
+        })
+    }
+}
+
+/// [`load_companies_mapped`] without the refusal (`check` lists the rules and their
+/// counts, then the refusals).
+pub fn load_companies_as_mapped(
     db: &Database,
     mapping: &Mapping,
 ) -> Result<Vec<CompanyRow>, DataError> {

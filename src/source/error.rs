@@ -95,6 +95,8 @@ pub enum DataError {
         role: String,
         grant: String,
     },
+    #[error("database {db}: the mapping matches nothing here:\n{}", list_lines(.problems))]
+    Unmatched { db: String, problems: Vec<String> },
     #[error("reading {table} in {db}: {cause}")]
     Query {
         db: String,
@@ -134,7 +136,10 @@ impl crate::exit::Classify for DataError {
     fn exit(&self) -> crate::exit::Exit {
         use crate::exit::Exit;
         match self {
-            Self::Open { .. } | Self::Schema { .. } | Self::NoPrivilege { .. } => Exit::Usage,
+            Self::Open { .. }
+            | Self::Schema { .. }
+            | Self::NoPrivilege { .. }
+            | Self::Unmatched { .. } => Exit::Usage,
             Self::Url(e) => e.exit(),
             Self::Query { .. } | Self::Deadline { .. } | Self::BadValue { .. } => Exit::Failed,
         }
@@ -163,6 +168,14 @@ impl fmt::Display for Missing {
             None => Ok(()),
         }
     }
+}
+
+fn list_lines(lines: &[String]) -> String {
+    lines
+        .iter()
+        .map(|l| format!("  - {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn list_missing(m: &[Missing]) -> String {
