@@ -444,3 +444,46 @@ fn segments_spelled_the_users_way_read_as_the_specs() {
         "{t}"
     );
 }
+
+/// Issue 28: `conversation_assignee_type` is optional (contract): without the column
+/// the run goes on, `check` says the share is not available, and no page prints a
+/// team-routed share (the CSVs leave it empty), in either language.
+#[test]
+fn a_missing_assignee_type_leaves_the_team_share_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo_copy(
+        dir.path(),
+        "no-assignee.sqlite",
+        "ALTER TABLE intercom__conversation_enhanced DROP COLUMN conversation_assignee_type;",
+    );
+    let (o, _) = run_report(&db, &dir.path().join("out"), "conversation-usage", &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let run = run_dir(&o);
+    let csv = std::fs::read_to_string(run.join("panel_segment.csv")).unwrap();
+    let col = csv
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .position(|c| c == "team_route_share")
+        .unwrap();
+    for line in csv.lines().skip(1) {
+        assert_eq!(line.split(',').nth(col), Some(""), "{line}");
+    }
+    let en = squash(&pdf_text(&run.join("report.en.pdf")));
+    assert!(!en.contains("team-routed."), "{en}");
+    assert!(!en.contains("% team-routed"), "{en}");
+    let zh = squash(&pdf_text(&run.join("report.zh.pdf")));
+    assert!(!zh.contains("团队分配占"), "{zh}");
+    let o = bin()
+        .current_dir(dir.path())
+        .args(["check", "--db", db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("team-routed share: not available (no conversation_assignee_type column"),
+        "{t}"
+    );
+}

@@ -204,7 +204,17 @@ impl Configured for Settings {
              labelled as such"
                 .to_owned()
         });
-        if count(CONVERSATION_ENHANCED, SQL_ASSIGNEE_KNOWN)? == 0 {
+        let has_assignee = db
+            .columns(CONVERSATION_ENHANCED)?
+            .iter()
+            .any(|(c, _)| c == load::ASSIGNEE_TYPE);
+        if !has_assignee {
+            out.push(
+                "team-routed share: not available (no conversation_assignee_type column; \
+                 the contract makes it optional)"
+                    .to_owned(),
+            );
+        } else if count(CONVERSATION_ENHANCED, SQL_ASSIGNEE_KNOWN)? == 0 {
             out.push(
                 "team-routed share: not available (conversation_assignee_type is empty, as \
                  dbt_intercom leaves it)"
