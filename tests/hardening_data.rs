@@ -487,3 +487,63 @@ fn a_missing_assignee_type_leaves_the_team_share_empty() {
         "{t}"
     );
 }
+
+/// Issue 28: usage events keyed by the product's own account id, with no mapping to
+/// say so, match no company: the run refuses (exit 2) naming both keys and what to
+/// set, instead of a report of 0.0 % conversion; `check` says so too, and with
+/// `usage_company_key` naming the column the events hold, the numbers are the demo's.
+#[test]
+fn events_keyed_by_another_id_are_refused_not_read_as_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo_copy(
+        dir.path(),
+        "mis-keyed.sqlite",
+        "UPDATE usage_events SET company_id = 'acct-' || company_id;
+         ALTER TABLE intercom__company_enhanced ADD COLUMN account_id TEXT;
+         UPDATE intercom__company_enhanced SET account_id = 'acct-' || company_id;",
+    );
+    let (o, _) = run_report(
+        &db,
+        &dir.path().join("out"),
+        "conversation-usage",
+        &["--data-only"],
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("usage events in the window is a company's")
+            && t.contains("`acct-")
+            && t.contains("usage_company_key"),
+        "{t}"
+    );
+    assert!(
+        !dir.path().join("out").join("conversation-usage").exists(),
+        "nothing written"
+    );
+    let o = bin()
+        .current_dir(dir.path())
+        .args(["check", "--db", db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains("none of the") && !t.contains("ok:"), "{t}");
+
+    let m = dir.path().join("m.toml");
+    std::fs::write(&m, "usage_company_key = \"account_id\"\n").unwrap();
+    let (o, _) = run_report(
+        &db,
+        &dir.path().join("mapped"),
+        "conversation-usage",
+        &["--data-only", "--mapping", m.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let (d, _) = run_report(
+        common::demo_db(),
+        &dir.path().join("demo"),
+        "conversation-usage",
+        &["--data-only"],
+    );
+    assert!(d.status.success(), "{}", text(&d));
+    assert_eq!(csvs(&run_dir(&o)), csvs(&run_dir(&d)));
+}

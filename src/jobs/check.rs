@@ -226,6 +226,18 @@ fn mapping_notes(
             for r in found.refusals {
                 problems.push(format!("{prefix}mapping: {r}"));
             }
+            match found.usage_events {
+                Some((0, total)) if total > 0 => problems.push(format!(
+                    "{prefix}mapping: none of the {total} usage events is a company's under \
+                     usage_company_key = {}: conversion and retention would read 0 %; set \
+                     usage_company_key to the company column the events' company_id holds",
+                    mapping.usage_company_key
+                )),
+                Some((matched, total)) => notes.push(format!(
+                    "{prefix}  usage_events: {matched} of {total} events are a company's"
+                )),
+                None => {}
+            }
         }
         Err(e) => problems.push(format!("{prefix}mapping: {e}")),
     }

@@ -11,7 +11,7 @@ use chrono_tz::Tz;
 
 use crate::intercom::mapping::Mapping;
 use crate::intercom::window::Window;
-use crate::intercom::{CompanyRow, Mapped, COMPANY_ENHANCED, CONVERSATION_ENHANCED};
+use crate::intercom::{CompanyRow, Mapped, COMPANY_ENHANCED, CONVERSATION_ENHANCED, USAGE_EVENTS};
 use crate::source::{DataError, Database, Latest, Missing, Param, TableNeed};
 
 /// Every conversation's creation time (text times are parsed by the reader).
@@ -121,6 +121,36 @@ pub const COMPANIES_NEED: TableNeed = TableNeed {
         "user_count",
     ],
 };
+
+/// How many usage events each company id of `usage_events` has.
+const SQL_USAGE_KEYS: &str = "SELECT company_id, count(*) FROM usage_events GROUP BY company_id";
+
+/// Of the usage events, how many are a company's under `mapping`'s
+/// `usage_company_key`, and how many there are (`None`: no `usage_events` table).
+pub fn usage_key_matches(
+    db: &Database,
+    companies: &[CompanyRow],
+) -> Result<Option<(u64, u64)>, DataError> {
+    if !db.has_table(USAGE_EVENTS)? {
+        return Ok(None);
+    }
+    let keys: std::collections::HashSet<&str> = companies
+        .iter()
+        .map(|c| c.mapped.usage_key.as_deref().unwrap_or(&c.company_id))
+        .collect();
+    let (mut matched, mut total) = (0u64, 0u64);
+    db.each_row(USAGE_EVENTS, SQL_USAGE_KEYS, |r| {
+        let n = r.integer(1, "count(*)")?.unwrap_or(0).max(0) as u64;
+        total += n;
+        if r.cow_text(0, "company_id")?
+            .is_some_and(|k| keys.contains(k.as_ref()))
+        {
+            matched += n;
+        }
+        Ok(())
+    })?;
+    Ok(Some((matched, total)))
+}
 
 /// The companies of `intercom__company_enhanced`.
 pub fn load_companies(db: &Database) -> Result<Vec<CompanyRow>, DataError> {

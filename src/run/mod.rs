@@ -590,6 +590,9 @@ pub struct MappingCheck {
     pub unrecognised: Vec<(&'static str, Vec<(String, usize)>)>,
     /// Why a run would refuse the mapping ([`Mapping::refusals`]).
     pub refusals: Vec<String>,
+    /// Usage events that are a company's under `usage_company_key`, of all (`None`:
+    /// no `usage_events` table).
+    pub usage_events: Option<(u64, u64)>,
 }
 
 /// The mapping's rules as `check` prints them: each rule, its value and how many
@@ -621,7 +624,9 @@ pub fn mapping_matches(db: &Location, mapping: &Mapping) -> Result<MappingCheck,
             (rule, value, count)
         })
         .collect();
+    let usage_events = crate::reports::load::usage_key_matches(&db, &companies)?;
     Ok(MappingCheck {
+        usage_events,
         rules,
         unrecognised: mapping.unrecognised(&companies).into_iter().collect(),
         refusals: mapping.refusals(&companies),

@@ -270,7 +270,12 @@ pub fn load_conversation_usage(
     })?;
     if let Some(mut loaded) = events {
         d.rows_read.push((USAGE_EVENTS, loaded.events.rows_read));
-        attach_events(&d.companies, &mut loaded);
+        if let Some(none) = attach_events(&d.companies, &mut loaded) {
+            return Err(DataError::Unmatched {
+                db: db.name().to_owned(),
+                problems: vec![none_matched(&none, mapping)],
+            });
+        }
         d.usage_events = Some(loaded.events);
         for (k, v) in loaded.bad.0 {
             *bad.0.entry(k).or_default() += v;
@@ -278,6 +283,27 @@ pub fn load_conversation_usage(
     }
     d.bad_timestamps = bad;
     Ok(d)
+}
+
+/// What to say when not one usage event is a company's: a conversion of 0 % would be
+/// the keying, not the customers.
+fn none_matched(none: &events::NoneMatched, mapping: &Mapping) -> String {
+    let quoted = |v: &[String]| {
+        v.iter()
+            .map(|x| format!("`{x}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "none of the {} usage events in the window is a company's: usage_events.company_id \
+         holds {} …, the companies' {} holds {} …; conversion and retention would read 0 %. \
+         Set usage_company_key (mapping) to the company column the events' company_id \
+         holds, or use the proxies (--usage-source proxy; a job: usage_source = \"proxy\")",
+        none.events,
+        quoted(&none.event_ids),
+        mapping.usage_company_key,
+        quoted(&none.company_keys),
+    )
 }
 
 fn load_conversations(
