@@ -547,3 +547,67 @@ fn events_keyed_by_another_id_are_refused_not_read_as_zero() {
     assert!(d.status.success(), "{}", text(&d));
     assert_eq!(csvs(&run_dir(&o)), csvs(&run_dir(&d)));
 }
+
+/// Issue 28: "paying" defined by the user's own column. Without a company that pays,
+/// tag-drivers stops with exit 1 like conversation-usage (no report of "0 paying
+/// companies" to mail), and `check` says so; `spend_column` names the column that
+/// holds the monthly spend, and the numbers are the demo's.
+#[test]
+fn paying_comes_from_the_column_the_mapping_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo_copy(
+        dir.path(),
+        "mrr.sqlite",
+        "ALTER TABLE intercom__company_enhanced ADD COLUMN mrr REAL;
+         UPDATE intercom__company_enhanced SET mrr = monthly_spend, monthly_spend = NULL;",
+    );
+    for report in ["tag-drivers", "conversation-usage"] {
+        let out = dir.path().join(format!("none-{report}"));
+        let (o, _) = run_report(&db, &out, report, &["--data-only"]);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{report}: {t}");
+        assert!(t.contains("no paying company"), "{report}: {t}");
+        assert!(!out.join(report).exists(), "{report}: nothing written");
+    }
+    let o = bin()
+        .current_dir(dir.path())
+        .args(["check", "--db", db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("report `tag-drivers`: cannot run: no company has monthly_spend > 0"),
+        "{}",
+        text(&o)
+    );
+
+    let m = dir.path().join("m.toml");
+    std::fs::write(&m, "spend_column = \"mrr\"\n").unwrap();
+    let o = bin()
+        .current_dir(dir.path())
+        .args([
+            "check",
+            "--db",
+            db.to_str().unwrap(),
+            "--mapping",
+            m.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("spend_column = mrr → "), "{}", text(&o));
+    let (o, _) = run_report(
+        &db,
+        &dir.path().join("mapped"),
+        "tag-drivers",
+        &["--data-only", "--mapping", m.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let (d, _) = run_report(
+        common::demo_db(),
+        &dir.path().join("demo"),
+        "tag-drivers",
+        &["--data-only"],
+    );
+    assert_eq!(csvs(&run_dir(&o)), csvs(&run_dir(&d)));
+}

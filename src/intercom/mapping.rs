@@ -26,6 +26,9 @@ pub struct Mapping {
     pub seat_bucket_column: Option<String>,
     /// A company column holding the ARR bucket name (`30k_65k`, …).
     pub arr_bucket_column: Option<String>,
+    /// A company column holding the monthly spend in place of `monthly_spend`
+    /// (paying: above 0; ARR: 12 ×), for workspaces that keep it elsewhere.
+    pub spend_column: Option<String>,
     /// Where the seat buckets start (user_count), four increasing bounds; the names
     /// follow (`[50, 100, 250, 500]` → `under_50`, `50_99`, …, `500_plus`).
     pub seat_bounds: [i64; 4],
@@ -63,6 +66,7 @@ impl Default for Mapping {
             segment_column: None,
             seat_bucket_column: None,
             arr_bucket_column: None,
+            spend_column: None,
             seat_bounds: SEAT_BOUNDS,
             arr_bounds: ARR_BOUNDS,
             seat_tag_prefix: "seat_bucket:seats:".into(),
@@ -85,6 +89,7 @@ pub const KEYS: &[&str] = &[
     "segment_column",
     "seat_bucket_column",
     "arr_bucket_column",
+    "spend_column",
     "seat_bounds",
     "arr_bounds",
     "seat_tag_prefix",
@@ -266,6 +271,7 @@ impl Mapping {
             ("segment_column", &self.segment_column),
             ("seat_bucket_column", &self.seat_bucket_column),
             ("arr_bucket_column", &self.arr_bucket_column),
+            ("spend_column", &self.spend_column),
         ] {
             if let Some(c) = c {
                 out.push((rule, c.as_str()));
@@ -334,6 +340,7 @@ impl Mapping {
             ("segment_column", opt(&self.segment_column)),
             ("seat_bucket_column", opt(&self.seat_bucket_column)),
             ("arr_bucket_column", opt(&self.arr_bucket_column)),
+            ("spend_column", opt(&self.spend_column)),
             ("seat_bounds", format!("{:?}", self.seat_bounds)),
             ("arr_bounds", format!("{:?}", self.arr_bounds)),
             ("seat_tag_prefix", self.seat_tag_prefix.clone()),
@@ -584,6 +591,7 @@ mod tests {
             segment_column: Some("a".into()),
             seat_bucket_column: Some("b".into()),
             arr_bucket_column: Some("c".into()),
+            spend_column: Some("d".into()),
             ..Mapping::default()
         };
         let toml::Value::Table(t) = toml::Value::try_from(&all).unwrap() else {

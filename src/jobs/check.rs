@@ -198,6 +198,8 @@ fn mapping_notes(
                 let count = n.map_or(String::new(), |n| {
                     if rule == "usage_company_key" {
                         format!(" → {n} companies have a value")
+                    } else if rule == "spend_column" {
+                        format!(" → {n} companies pay (above 0)")
                     } else {
                         format!(" → {n} companies")
                     }

@@ -122,6 +122,24 @@ pub const COMPANIES_NEED: TableNeed = TableNeed {
     ],
 };
 
+/// What stops every report of paying customers on `db`: no company pays
+/// (`monthly_spend > 0`, or the mapping's `spend_column`).
+pub fn no_paying_company(db: &Database, mapping: &Mapping) -> Result<Vec<String>, DataError> {
+    let companies = load_companies_as_mapped(db, mapping)?;
+    let column = mapping.spend_column.as_deref().unwrap_or("monthly_spend");
+    Ok(
+        if !companies.iter().any(crate::intercom::population::is_paying) {
+            vec![format!(
+                "no company has {column} > 0: a run stops with exit 1 (no paying company to \
+             describe; the report covers paying customers only; a column of your own that \
+             holds the monthly spend is named with spend_column in the mapping)"
+            )]
+        } else {
+            Vec::new()
+        },
+    )
+}
+
 /// How many usage events each company id of `usage_events` has.
 const SQL_USAGE_KEYS: &str = "SELECT company_id, count(*) FROM usage_events GROUP BY company_id";
 
@@ -217,7 +235,12 @@ pub fn load_companies_as_mapped(
             .text(0, "company_id")?
             .ok_or_else(|| r.bad("company_id", "a company id", "NULL".into()))?;
         let mut mapped = Mapped::default();
+        let mut spend = r.real(3, "monthly_spend")?;
         for (i, (rule, _)) in extra.iter().enumerate() {
+            if *rule == "spend_column" {
+                spend = r.real(5 + i, rule)?;
+                continue;
+            }
             let v = r.text(5 + i, rule)?;
             match *rule {
                 "usage_company_key" => mapped.usage_key = v,
@@ -230,7 +253,7 @@ pub fn load_companies_as_mapped(
             company_id,
             company_name: r.text(1, "company_name")?,
             tags: r.text(2, "all_company_tags")?,
-            monthly_spend: r.real(3, "monthly_spend")?,
+            monthly_spend: spend,
             user_count: r.integer(4, "user_count")?,
             mapped,
         });

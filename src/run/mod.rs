@@ -619,6 +619,12 @@ pub fn mapping_matches(db: &Location, mapping: &Mapping) -> Result<MappingCheck,
         .map(|(rule, value)| {
             let count = match rule {
                 "usage_company_key" => Some(with_key),
+                "spend_column" if mapping.spend_column.is_some() => Some(
+                    companies
+                        .iter()
+                        .filter(|c| crate::intercom::population::is_paying(c))
+                        .count(),
+                ),
                 r => n.get(r).copied(),
             };
             (rule, value, count)

@@ -26,7 +26,7 @@ use super::{
     Report, ReportError, Request, COMPARE_OPTION, WINDOW_OPTION,
 };
 use crate::intercom::window::{Compare, Window};
-use crate::intercom::{COMPANY_ENHANCED, CONVERSATION_ENHANCED, USAGE_EVENTS};
+use crate::intercom::{CONVERSATION_ENHANCED, USAGE_EVENTS};
 use crate::render::charts::ChartSpec;
 use crate::render::narrative::Narrative;
 use crate::render::templates::Language;
@@ -140,7 +140,6 @@ const SQL_TAGGED_BOT: &str = "SELECT count(*) FROM intercom__conversation_enhanc
      WHERE all_conversation_tags LIKE '%first_response:%'";
 const SQL_ASSIGNEE_KNOWN: &str =
     "SELECT count(conversation_assignee_type) FROM intercom__conversation_enhanced";
-const SQL_PAYING: &str = "SELECT count(*) FROM intercom__company_enhanced WHERE monthly_spend > 0";
 
 impl Report for ConversationUsageReport {
     fn name(&self) -> &'static str {
@@ -224,21 +223,8 @@ impl Configured for Settings {
         Ok(out)
     }
 
-    fn blockers(&self, db: &Database, _req: &Request<'_>) -> Result<Vec<String>, ReportError> {
-        let mut paying = 0;
-        db.each_row(COMPANY_ENHANCED, SQL_PAYING, |r| {
-            paying = r.integer(0, "count")?.unwrap_or(0);
-            Ok(())
-        })?;
-        Ok(if paying == 0 {
-            vec![
-                "no company has monthly_spend > 0: a run stops with exit 1 (no paying company \
-                  to describe; the report covers paying customers only)"
-                    .to_owned(),
-            ]
-        } else {
-            Vec::new()
-        })
+    fn blockers(&self, db: &Database, req: &Request<'_>) -> Result<Vec<String>, ReportError> {
+        Ok(super::load::no_paying_company(db, req.mapping)?)
     }
 
     fn needs(&self, db: &Database, _req: &Request<'_>) -> Result<Vec<TableNeed>, ReportError> {
