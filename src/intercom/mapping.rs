@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::slices::{
-    after_prefix, classify_company, label_of, Buckets, LabelSource, Labels, StrictTags, ARR_BOUNDS,
+    after_prefix, classify_company, label_of, Buckets, LabelSource, Labels, ARR_BOUNDS,
     SEAT_BOUNDS, SEGMENTS,
 };
 use super::{split_items, CompanyRow};
@@ -172,16 +172,6 @@ impl Mapping {
         Self::from_tables(None, Some(&table), &name)
     }
 
-    /// Which tag rules compare exactly (the defaults, as the spec says).
-    pub fn strict_tags(&self) -> StrictTags {
-        let d = Mapping::default();
-        StrictTags {
-            segment: self.segment_tag_prefix == d.segment_tag_prefix,
-            seat: self.seat_tag_prefix == d.seat_tag_prefix,
-            arr: self.arr_tag_prefix == d.arr_tag_prefix,
-        }
-    }
-
     /// The bucket names in force (the spec's unless the bounds moved).
     pub fn buckets(&self) -> Buckets {
         Buckets::for_bounds(&self.seat_bounds, &self.arr_bounds)
@@ -228,7 +218,7 @@ impl Mapping {
             ),
         ] {
             for (from, to) in values {
-                if label_of(to, &BTreeMap::new(), allowed, false).is_none() {
+                if label_of(to, &BTreeMap::new(), allowed).is_none() {
                     return Err(format!(
                         "`{key}`: `{from}` = `{to}`, but `{to}` is not one of {}",
                         allowed.join(", ")
@@ -242,7 +232,7 @@ impl Mapping {
         ] {
             if let Some(n) = names
                 .iter()
-                .find(|n| label_of(n, &self.segment_values, &SEGMENTS, false).is_none())
+                .find(|n| label_of(n, &self.segment_values, &SEGMENTS).is_none())
             {
                 return Err(format!(
                     "`{key}`: `{n}` is not a segment (the segments: {}; a name of your \
@@ -305,7 +295,7 @@ impl Mapping {
             l.segment_src != LabelSource::Fallback
                 && names
                     .iter()
-                    .any(|n| label_of(n, &self.segment_values, &SEGMENTS, false) == Some(l.segment))
+                    .any(|n| label_of(n, &self.segment_values, &SEGMENTS) == Some(l.segment))
         };
         GroupRules {
             at_risk_tags: tagged(&self.at_risk_tags),
@@ -409,28 +399,24 @@ impl Mapping {
         companies: &[CompanyRow],
     ) -> BTreeMap<&'static str, Vec<(String, usize)>> {
         let buckets = self.buckets();
-        let strict = self.strict_tags();
         let tag_rules = [
             (
                 "segment_tag_prefix",
                 &self.segment_tag_prefix,
                 &self.segment_values,
                 &SEGMENTS[..],
-                strict.segment,
             ),
             (
                 "seat_tag_prefix",
                 &self.seat_tag_prefix,
                 &self.seat_bucket_values,
                 &buckets.seat[..],
-                strict.seat,
             ),
             (
                 "arr_tag_prefix",
                 &self.arr_tag_prefix,
                 &self.arr_bucket_values,
                 &buckets.arr[..],
-                strict.arr,
             ),
         ];
         let mut found: BTreeMap<&'static str, BTreeMap<String, usize>> = BTreeMap::new();
@@ -445,9 +431,9 @@ impl Mapping {
                 }
             };
             if let Some(tags) = c.tags.as_deref() {
-                for (rule, prefix, values, allowed, strict) in tag_rules {
-                    for v in split_items(tags).filter_map(|t| after_prefix(t, prefix, strict)) {
-                        if label_of(v, values, allowed, strict).is_none() {
+                for (rule, prefix, values, allowed) in tag_rules {
+                    for v in split_items(tags).filter_map(|t| after_prefix(t, prefix)) {
+                        if label_of(v, values, allowed).is_none() {
                             note(rule, v);
                         }
                     }
@@ -474,7 +460,7 @@ impl Mapping {
                 ),
             ] {
                 if let Some(v) = v.as_deref() {
-                    if label_of(v, values, allowed, false).is_none() {
+                    if label_of(v, values, allowed).is_none() {
                         note(rule, v.trim());
                     }
                 }
@@ -784,9 +770,9 @@ mod tests {
             Mapping::default().refusals(&[company("")]).is_empty(),
             "defaults are not refused"
         );
-        // The defaults compare as the spec does: exactly.
-        let l = classify_company(&Mapping::default(), &company("segment:Churn Watch"));
-        assert_eq!(super::super::slices::segment_name(l.segment), "unknown");
+        // The default rules read the users' spellings too.
+        let l = classify_company(&Mapping::default(), &company("Segment:Churn Watch"));
+        assert_eq!(super::super::slices::segment_name(l.segment), "churn_watch");
 
         for bad in [
             "at_risk_segments = ['Gold']",

@@ -31,15 +31,6 @@ pub struct Labels {
     pub arr_src: LabelSource,
 }
 
-/// Which tag rules compare exactly: the default prefixes (the spec: "tags compare
-/// exactly after trimming"); a prefix the user set reads their spelling.
-#[derive(Debug, Clone, Copy)]
-pub struct StrictTags {
-    pub segment: bool,
-    pub seat: bool,
-    pub arr: bool,
-}
-
 /// A label value as users spell it, in the spec's form: lower case, spaces and dashes
 /// as `_`, `$` and `,` dropped, a trailing `+` as `_plus` (`Churn Watch` →
 /// `churn_watch`, `60-129` → `60_129`, `$30k–$65k` → `30k_65k`, `420+` → `420_plus`).
@@ -64,33 +55,21 @@ pub fn label_form(v: &str) -> String {
 }
 
 /// The label a value names: the user's own name through `values` (compared without
-/// case), else the value itself — exactly as the spec compares tags (`strict`: the
-/// default rules), or in [`label_form`] (a rule the user set reads their spelling);
-/// `None` when it is none of `allowed`.
-pub fn label_of(
-    v: &str,
-    values: &BTreeMap<String, String>,
-    allowed: &[&str],
-    strict: bool,
-) -> Option<u8> {
+/// case), else the value itself, both in [`label_form`] (`Churn Watch`,
+/// `churn-watch` and `churn_watch` are one segment); `None` when it is none of
+/// `allowed`.
+pub fn label_of(v: &str, values: &BTreeMap<String, String>, allowed: &[&str]) -> Option<u8> {
     let v = v.trim();
-    let form = match values
+    let named = values
         .iter()
         .find(|(from, _)| from.trim().eq_ignore_ascii_case(v))
-    {
-        Some((_, to)) => std::borrow::Cow::Owned(label_form(to)),
-        None if strict => std::borrow::Cow::Borrowed(v),
-        None => std::borrow::Cow::Owned(label_form(v)),
-    };
+        .map_or(v, |(_, to)| to.as_str());
+    let form = label_form(named);
     allowed.iter().position(|a| *a == form).map(|i| i as u8)
 }
 
-/// The value after `prefix` of a tag, if it has it: exactly (`strict`), or without
-/// case.
-pub fn after_prefix<'t>(tag: &'t str, prefix: &str, strict: bool) -> Option<&'t str> {
-    if strict {
-        return tag.strip_prefix(prefix);
-    }
+/// The value after `prefix` (compared without case) of a tag, if it has it.
+pub fn after_prefix<'t>(tag: &'t str, prefix: &str) -> Option<&'t str> {
     let head = tag.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
         .then(|| tag[prefix.len()..].trim())
@@ -101,11 +80,9 @@ fn tag_value(
     prefix: &str,
     values: &BTreeMap<String, String>,
     allowed: &[&str],
-    strict: bool,
 ) -> Option<u8> {
     let tags = tags?;
-    split_items(tags)
-        .find_map(|t| label_of(after_prefix(t, prefix, strict)?, values, allowed, strict))
+    split_items(tags).find_map(|t| label_of(after_prefix(t, prefix)?, values, allowed))
 }
 
 /// The spec's bounds: a bucket starts at its bound (`60_129` is 60 ≤ seats < 130).
@@ -219,27 +196,23 @@ pub fn classify(
     monthly_spend: f64,
 ) -> Labels {
     let buckets = mapping.buckets();
-    let strict = mapping.strict_tags();
     let seg = tag_value(
         tags,
         &mapping.segment_tag_prefix,
         &mapping.segment_values,
         &SEGMENTS,
-        strict.segment,
     );
     let seat = tag_value(
         tags,
         &mapping.seat_tag_prefix,
         &mapping.seat_bucket_values,
         buckets.seat,
-        strict.seat,
     );
     let arr = tag_value(
         tags,
         &mapping.arr_tag_prefix,
         &mapping.arr_bucket_values,
         buckets.arr,
-        strict.arr,
     );
     let src = |o: Option<u8>| {
         if o.is_some() {
@@ -268,8 +241,7 @@ pub fn classify_company(mapping: &Mapping, c: &CompanyRow) -> Labels {
         c.monthly_spend.unwrap_or(0.0),
     );
     let value = |v: &Option<String>, values: &BTreeMap<String, String>, allowed: &[&str]| {
-        // A column is always the user's: read in their spelling.
-        label_of(v.as_deref()?, values, allowed, false)
+        label_of(v.as_deref()?, values, allowed)
     };
     if let Some(i) = value(&c.mapped.segment, &mapping.segment_values, &SEGMENTS) {
         (l.segment, l.segment_src) = (i, LabelSource::Column);
