@@ -253,8 +253,8 @@ fn addresses_without_a_dot_in_the_domain_are_refused() {
 #[test]
 fn check_fails_when_a_report_or_job_would_fail_on_the_data() {
     let dir = tempfile::tempdir().unwrap();
-    // dbt_intercom as built: no company pays, so conversation-usage stops with exit 1;
-    // no users/events tables, so customer-segmentation cannot run.
+    // dbt_intercom as built: no company pays, so conversation-usage and tag-drivers
+    // stop with exit 1; no users/events tables, so customer-segmentation cannot run.
     let seed =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dbt-intercom-seed.sqlite");
     let o = common::bin()
@@ -267,7 +267,7 @@ fn check_fails_when_a_report_or_job_would_fail_on_the_data() {
         1,
         &[
             "- report `conversation-usage`: cannot run: no company has monthly_spend > 0",
-            "report `tag-drivers`: can run",
+            "- report `tag-drivers`: cannot run: no company has monthly_spend > 0",
             "a run would fail (exit 1)",
         ],
     );

@@ -304,3 +304,310 @@ fn a_template_failing_on_the_data_is_a_failed_run() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("en/takeaways.tera"), "{}", text(&o));
 }
+
+/// The CSVs of a run's directory, by name.
+fn csvs(dir: &Path) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Issue 28: segments spelled the users' way (`Stage: Churn Watch` tags, a
+/// `lifecycle_stage` column, names of their own mapped with `segment_values`) give
+/// the demo's own numbers; a rule that matches nothing is refused by `run` and by
+/// `check`, naming the values found and the key that maps them, never a report of
+/// "Unknown segment" companies.
+#[test]
+fn segments_spelled_the_users_way_read_as_the_specs() {
+    let dir = tempfile::tempdir().unwrap();
+    let staged = demo_copy(
+        dir.path(),
+        "staged.sqlite",
+        "ALTER TABLE intercom__company_enhanced ADD COLUMN lifecycle_stage TEXT;
+         UPDATE intercom__company_enhanced SET lifecycle_stage = CASE
+             WHEN all_company_tags LIKE '%segment:renewal%' THEN 'Renewal'
+             WHEN all_company_tags LIKE '%segment:churn_watch%' THEN 'Churn Watch'
+             WHEN all_company_tags LIKE '%segment:expansion%' THEN 'Expansion'
+             WHEN all_company_tags LIKE '%segment:new_contract%' THEN 'New Contract' END;
+         UPDATE intercom__company_enhanced SET all_company_tags =
+             replace(replace(replace(replace(all_company_tags,
+               'segment:renewal', 'Stage: Renewal'), 'segment:churn_watch', 'Stage: Churn Watch'),
+               'segment:expansion', 'Stage: Expansion'), 'segment:new_contract', 'Stage: New Contract');",
+    );
+    let own = demo_copy(
+        dir.path(),
+        "own.sqlite",
+        "UPDATE intercom__company_enhanced SET all_company_tags =
+             replace(replace(replace(replace(all_company_tags,
+               'segment:renewal', 'Tier: Gold'), 'segment:churn_watch', 'Tier: Bronze'),
+               'segment:expansion', 'Tier: Silver'), 'segment:new_contract', 'Tier: Trial');",
+    );
+    let mapping = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let by_tag = mapping(
+        "tag.toml",
+        "segment_tag_prefix = \"Stage: \"\nat_risk_segments = [\"Churn Watch\"]\n",
+    );
+    let by_column = mapping("column.toml", "segment_column = \"lifecycle_stage\"\n");
+    let tier = mapping("tier.toml", "segment_tag_prefix = \"Tier: \"\n");
+    let tier_named = mapping(
+        "tier-named.toml",
+        "segment_tag_prefix = \"Tier: \"\n[segment_values]\nGold = \"renewal\"\n\
+         Bronze = \"churn_watch\"\nSilver = \"expansion\"\nTrial = \"new_contract\"\n",
+    );
+
+    let (o, _) = run_report(
+        common::demo_db(),
+        &dir.path().join("demo"),
+        "tag-drivers",
+        &["--data-only"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let expected = csvs(&run_dir(&o));
+    assert!(!expected.is_empty());
+    for (i, (db, m)) in [
+        (&staged, &by_tag),
+        (&staged, &by_column),
+        (&own, &tier_named),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (o, _) = run_report(
+            db,
+            &dir.path().join(format!("o{i}")),
+            "tag-drivers",
+            &["--data-only", "--mapping", m],
+        );
+        assert!(o.status.success(), "{m}: {}", text(&o));
+        assert_eq!(csvs(&run_dir(&o)), expected, "{m}");
+    }
+
+    // Names the report does not know: refused, the values and the key named.
+    let (o, _) = run_report(
+        &own,
+        &dir.path().join("refused"),
+        "tag-drivers",
+        &["--data-only", "--mapping", &tier],
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("`segment_tag_prefix = Tier: ` matches no company")
+            && t.contains("`Trial` (")
+            && t.contains("segment_values = {"),
+        "{t}"
+    );
+    assert!(
+        !dir.path().join("refused").join("tag-drivers").exists() || {
+            // Nothing half-written: no report files.
+            csvs(&dir.path().join("refused")).is_empty()
+        }
+    );
+    let o = bin()
+        .current_dir(dir.path())
+        .args(["check", "--db", own.to_str().unwrap(), "--mapping", &tier])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains("mapping: `segment_tag_prefix = Tier: ` matches no company")
+            && !t.contains("ok:"),
+        "{t}"
+    );
+    // A segment name in a group rule that is no segment: refused when read.
+    let bad = mapping("bad.toml", "at_risk_segments = [\"Gold\"]\n");
+    let (o, _) = run_report(
+        &own,
+        &dir.path().join("bad"),
+        "tag-drivers",
+        &["--data-only", "--mapping", &bad],
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("`at_risk_segments`: `Gold` is not a segment"),
+        "{t}"
+    );
+}
+
+/// Issue 28: `conversation_assignee_type` is optional (contract): without the column
+/// the run goes on, `check` says the share is not available, and no page prints a
+/// team-routed share (the CSVs leave it empty), in either language.
+#[test]
+fn a_missing_assignee_type_leaves_the_team_share_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo_copy(
+        dir.path(),
+        "no-assignee.sqlite",
+        "ALTER TABLE intercom__conversation_enhanced DROP COLUMN conversation_assignee_type;",
+    );
+    let (o, _) = run_report(&db, &dir.path().join("out"), "conversation-usage", &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let run = run_dir(&o);
+    let csv = std::fs::read_to_string(run.join("panel_segment.csv")).unwrap();
+    let col = csv
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .position(|c| c == "team_route_share")
+        .unwrap();
+    for line in csv.lines().skip(1) {
+        assert_eq!(line.split(',').nth(col), Some(""), "{line}");
+    }
+    let en = squash(&pdf_text(&run.join("report.en.pdf")));
+    assert!(!en.contains("team-routed."), "{en}");
+    assert!(!en.contains("% team-routed"), "{en}");
+    let zh = squash(&pdf_text(&run.join("report.zh.pdf")));
+    assert!(!zh.contains("团队分配占"), "{zh}");
+    let o = bin()
+        .current_dir(dir.path())
+        .args(["check", "--db", db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("team-routed share: not available (no conversation_assignee_type column"),
+        "{t}"
+    );
+}
+
+/// Issue 28: usage events keyed by the product's own account id, with no mapping to
+/// say so, match no company: the run refuses (exit 2) naming both keys and what to
+/// set, instead of a report of 0.0 % conversion; `check` says so too, and with
+/// `usage_company_key` naming the column the events hold, the numbers are the demo's.
+#[test]
+fn events_keyed_by_another_id_are_refused_not_read_as_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo_copy(
+        dir.path(),
+        "mis-keyed.sqlite",
+        "UPDATE usage_events SET company_id = 'acct-' || company_id;
+         ALTER TABLE intercom__company_enhanced ADD COLUMN account_id TEXT;
+         UPDATE intercom__company_enhanced SET account_id = 'acct-' || company_id;",
+    );
+    let (o, _) = run_report(
+        &db,
+        &dir.path().join("out"),
+        "conversation-usage",
+        &["--data-only"],
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("usage events in the window is a company's")
+            && t.contains("`acct-")
+            && t.contains("usage_company_key"),
+        "{t}"
+    );
+    assert!(
+        !dir.path().join("out").join("conversation-usage").exists(),
+        "nothing written"
+    );
+    let o = bin()
+        .current_dir(dir.path())
+        .args(["check", "--db", db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains("none of the") && !t.contains("ok:"), "{t}");
+
+    let m = dir.path().join("m.toml");
+    std::fs::write(&m, "usage_company_key = \"account_id\"\n").unwrap();
+    let (o, _) = run_report(
+        &db,
+        &dir.path().join("mapped"),
+        "conversation-usage",
+        &["--data-only", "--mapping", m.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let (d, _) = run_report(
+        common::demo_db(),
+        &dir.path().join("demo"),
+        "conversation-usage",
+        &["--data-only"],
+    );
+    assert!(d.status.success(), "{}", text(&d));
+    assert_eq!(csvs(&run_dir(&o)), csvs(&run_dir(&d)));
+}
+
+/// Issue 28: "paying" defined by the user's own column. Without a company that pays,
+/// tag-drivers stops with exit 1 like conversation-usage (no report of "0 paying
+/// companies" to mail), and `check` says so; `spend_column` names the column that
+/// holds the monthly spend, and the numbers are the demo's.
+#[test]
+fn paying_comes_from_the_column_the_mapping_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo_copy(
+        dir.path(),
+        "mrr.sqlite",
+        "ALTER TABLE intercom__company_enhanced ADD COLUMN mrr REAL;
+         UPDATE intercom__company_enhanced SET mrr = monthly_spend, monthly_spend = NULL;",
+    );
+    for report in ["tag-drivers", "conversation-usage"] {
+        let out = dir.path().join(format!("none-{report}"));
+        let (o, _) = run_report(&db, &out, report, &["--data-only"]);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{report}: {t}");
+        assert!(t.contains("no paying company"), "{report}: {t}");
+        assert!(!out.join(report).exists(), "{report}: nothing written");
+    }
+    let o = bin()
+        .current_dir(dir.path())
+        .args(["check", "--db", db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("report `tag-drivers`: cannot run: no company has monthly_spend > 0"),
+        "{}",
+        text(&o)
+    );
+
+    let m = dir.path().join("m.toml");
+    std::fs::write(&m, "spend_column = \"mrr\"\n").unwrap();
+    let o = bin()
+        .current_dir(dir.path())
+        .args([
+            "check",
+            "--db",
+            db.to_str().unwrap(),
+            "--mapping",
+            m.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("spend_column = mrr → "), "{}", text(&o));
+    let (o, _) = run_report(
+        &db,
+        &dir.path().join("mapped"),
+        "tag-drivers",
+        &["--data-only", "--mapping", m.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let (d, _) = run_report(
+        common::demo_db(),
+        &dir.path().join("demo"),
+        "tag-drivers",
+        &["--data-only"],
+    );
+    assert_eq!(csvs(&run_dir(&o)), csvs(&run_dir(&d)));
+}

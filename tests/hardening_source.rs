@@ -423,3 +423,44 @@ fn postgresql_infinity_and_nan_are_read_as_the_same_text_in_sqlite() {
         "{ta}"
     );
 }
+
+/// A warehouse export's spellings: `USAGE_EVENTS` in capitals with capital columns, and
+/// `is_core` as the text `true`/`false`. Same files as from the demo itself.
+#[test]
+fn an_export_with_capital_names_and_text_flags_reads_as_the_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let exported = demo_with(
+        dir.path(),
+        "export.sqlite",
+        "CREATE TABLE export_tmp AS SELECT event_id AS EVENT_ID, contact_id AS CONTACT_ID,
+             company_id AS COMPANY_ID, event_name AS EVENT_NAME,
+             CASE is_core WHEN 1 THEN 'true' WHEN 0 THEN 'false' END AS IS_CORE,
+             occurred_at AS OCCURRED_AT FROM usage_events;
+         DROP TABLE usage_events;
+         ALTER TABLE export_tmp RENAME TO USAGE_EVENTS;",
+    );
+    let mut outs = Vec::new();
+    for (name, db) in [("demo", demo_db()), ("export", exported.as_path())] {
+        let (o, _) = run_bounded(
+            dir.path(),
+            &[
+                "run",
+                "--db",
+                db.to_str().unwrap(),
+                "--data-only",
+                "--as-of",
+                "2024-07-01T00:00:00Z",
+                "--out",
+                name,
+            ],
+        );
+        assert!(o.status.success(), "{}", text(&o));
+        let csv = dir
+            .path()
+            .join(name)
+            .join("conversation-usage/2023-12-15_2024-06-15/panel_segment.csv");
+        outs.push(std::fs::read_to_string(&csv).unwrap_or_else(|e| panic!("{csv:?}: {e}")));
+    }
+    assert!(outs[0].contains("retention"), "{}", outs[0]);
+    assert_eq!(outs[0], outs[1]);
+}

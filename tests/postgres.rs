@@ -487,3 +487,275 @@ fn hostile_tables_on_the_server_never_panic() {
         same_outputs(&db, &pg, &["conversation-usage"]);
     }
 }
+
+/// The throwaway server's certificate authority (script/postgres.sh makes it when the
+/// openssl CLI is there), or `None` with a notice; under CI it is required.
+fn server_ca() -> Option<String> {
+    match std::env::var("CXREPORT_TEST_POSTGRES_CA") {
+        Ok(ca) if !ca.is_empty() => Some(ca),
+        _ => {
+            let required = ["CXREPORT_REQUIRE_POSTGRES", "CI"]
+                .iter()
+                .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
+            assert!(
+                !required,
+                "CXREPORT_TEST_POSTGRES_CA is not set: the TLS tests need the throwaway \
+                 server script/test starts (with the openssl CLI)"
+            );
+            eprintln!("NOTICE: TLS tests skipped: CXREPORT_TEST_POSTGRES_CA is not set");
+            None
+        }
+    }
+}
+
+/// A `--data-only` run as `user@host` with `query` (and `PGPASSWORD` when given):
+/// the output, and the manifest's `database.tls` after a success.
+fn run_as(
+    url: &str,
+    user_host: &str,
+    query: &str,
+    password: Option<&str>,
+) -> (std::process::Output, serde_json::Value) {
+    let at = url.replacen("postgres@127.0.0.1", user_host, 1);
+    let db = format!("{at}?{query}");
+    let out = tempfile::tempdir().unwrap();
+    let mut c = common::bin();
+    c.args(["run", "--data-only", "--as-of", "2024-07-01T00:00:00Z"])
+        .args(["--db", &db, "--out", out.path().to_str().unwrap()])
+        .env_remove("PGPASSWORD")
+        .env_remove("PGSSLMODE")
+        .env_remove("PGSSLROOTCERT");
+    if let Some(pw) = password {
+        c.env("PGPASSWORD", pw);
+    }
+    let o = c.output().unwrap();
+    let mut tls = serde_json::Value::Null;
+    if o.status.success() {
+        let manifest = files(out.path())
+            .into_iter()
+            .find(|(p, _)| p.ends_with("manifest.json"))
+            .expect("a manifest")
+            .1;
+        let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+        tls = m["database"]["tls"].clone();
+    }
+    (o, tls)
+}
+
+#[test]
+fn sessions_are_protected_as_sslmode_says() {
+    let Some(url) = server() else { return };
+    let Some(ca) = server_ca() else { return };
+    let s = schema("tls");
+    load(&url, demo_db(), &s, &[]);
+    // The two roles script/postgres.sh's pg_hba.conf names.
+    client(&url)
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE cxreport_tls_only LOGIN; \
+             EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+             DO $$ BEGIN CREATE ROLE cxreport_cleartext LOGIN; \
+             EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+             ALTER ROLE cxreport_cleartext PASSWORD 'clear-pw'; \
+             GRANT USAGE ON SCHEMA {s} TO cxreport_tls_only, cxreport_cleartext; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO cxreport_tls_only, cxreport_cleartext"
+        ))
+        .unwrap();
+    let q = |extra: &str| format!("schema={s}{extra}");
+    let tls = |encrypted: bool, verified: &str, mode: &str| serde_json::json!({ "sslmode": mode, "encrypted": encrypted, "verified": verified });
+
+    // verify-full: the certificate names `localhost`, signed by the test CA.
+    let (o, t) = run_as(
+        &url,
+        "postgres@localhost",
+        &q(&format!("&sslmode=verify-full&sslrootcert={ca}")),
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(t, tls(true, "chain_and_host_name", "verify-full"));
+    // ... and does not name 127.0.0.1: refused under verify-full, fine under verify-ca.
+    let (o, _) = run_as(
+        &url,
+        "postgres@127.0.0.1",
+        &q(&format!("&sslmode=verify-full&sslrootcert={ca}")),
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("sslmode=verify-full") && text(&o).contains("name the host"),
+        "{}",
+        text(&o)
+    );
+    let (o, t) = run_as(
+        &url,
+        "postgres@127.0.0.1",
+        &q(&format!("&sslmode=verify-ca&sslrootcert={ca}")),
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(t, tls(true, "chain", "verify-ca"));
+    // A CA the certificate is not from (the system's and the built-in roots).
+    let (o, _) = run_as(&url, "postgres@localhost", &q("&sslmode=verify-ca"), None);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("sslmode=verify-ca") && text(&o).contains("trusted authority"),
+        "{}",
+        text(&o)
+    );
+    // require: encrypted, nothing checked; the default (prefer) encrypts when offered.
+    let (o, t) = run_as(&url, "postgres@127.0.0.1", &q("&sslmode=require"), None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(t, tls(true, "nothing", "require"));
+    let (o, t) = run_as(&url, "postgres@127.0.0.1", &q(""), None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(t, tls(true, "nothing", "prefer"));
+    let (o, t) = run_as(&url, "postgres@127.0.0.1", &q("&sslmode=disable"), None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(t, tls(false, "nothing", "disable"));
+
+    // A role the server accepts only over TLS.
+    let (o, _) = run_as(
+        &url,
+        "cxreport_tls_only@127.0.0.1",
+        &q("&sslmode=disable"),
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("no encryption"), "{}", text(&o));
+    let (o, t) = run_as(
+        &url,
+        "cxreport_tls_only@127.0.0.1",
+        &q("&sslmode=require"),
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(t["encrypted"], true);
+
+    // A server that asks for the password in clear: never on an unencrypted session.
+    let (o, _) = run_as(
+        &url,
+        "cxreport_cleartext@127.0.0.1",
+        &q("&sslmode=disable"),
+        Some("clear-pw"),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("asks for the password in clear") && !text(&o).contains("clear-pw"),
+        "{}",
+        text(&o)
+    );
+    let (o, t) = run_as(
+        &url,
+        "cxreport_cleartext@127.0.0.1",
+        &q("&sslmode=require"),
+        Some("clear-pw"),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(t["encrypted"], true);
+    // ... and with no password set: the variable to set is named.
+    let (o, _) = run_as(
+        &url,
+        "cxreport_cleartext@127.0.0.1",
+        &q("&sslmode=require"),
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("the server asks for a password and PGPASSWORD is not set"),
+        "{}",
+        text(&o)
+    );
+
+    // Modes it does not know, and client certificates: named before connecting.
+    let (o, _) = run_as(&url, "postgres@127.0.0.1", &q("&sslmode=strict"), None);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("`strict` is not an sslmode"),
+        "{}",
+        text(&o)
+    );
+    let (o, _) = run_as(&url, "postgres@127.0.0.1", &q("&sslcert=me.crt"), None);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("client certificates are not supported"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// A role that may not read a table, tables in another schema or spelled in upper
+/// case, a password that is not set: each named with what to set, never "does not
+/// exist" alone, never a silent fallback.
+#[test]
+fn permissions_schemas_and_spellings_are_named() {
+    let Some(url) = server() else { return };
+    let s = schema("grants");
+    let pg = load(&url, demo_db(), &s, &[]);
+    let pid = std::process::id();
+    let (no_metrics, no_events) = (
+        format!("cxreport_nometrics_{pid}"),
+        format!("cxreport_noevents_{pid}"),
+    );
+    let mut c = client(&url);
+    for (role, revoked) in [
+        (&no_metrics, "intercom__conversation_metrics"),
+        (&no_events, "usage_events"),
+    ] {
+        c.batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN; GRANT USAGE ON SCHEMA {s} TO {role}; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO {role}; \
+             REVOKE SELECT ON {s}.{revoked} FROM {role}"
+        ))
+        .unwrap();
+    }
+    let as_role = |role: &str| pg.replacen("postgres@", &format!("{role}@"), 1);
+    for (role, table) in [
+        (&no_metrics, "intercom__conversation_metrics"),
+        (&no_events, "usage_events"),
+    ] {
+        let o = run(&["run", "--db", &as_role(role), "--data-only"]);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{t}");
+        assert!(
+            t.contains(&format!(
+                "table `{s}.{table}` is there but role `{role}` may not read it"
+            )) && t.contains(&format!("GRANT SELECT ON \"{s}\".\"{table}\"")),
+            "{t}"
+        );
+    }
+
+    // No ?schema=: the tables are elsewhere, and the message says where.
+    let o = run(&["run", "--db", &url, "--data-only"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("table `intercom__conversation_enhanced` does not exist (it is in schema `")
+            && t.contains("?schema="),
+        "{t}"
+    );
+
+    // usage_events spelled in upper case (quoted, as some exports create it): check
+    // says why the events are not read.
+    c.batch_execute(&format!(
+        "ALTER TABLE {s}.usage_events RENAME TO \"USAGE_EVENTS\""
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let o = common::bin()
+        .current_dir(dir.path())
+        .args(["check", "--db", &pg])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(
+        t.contains("usage_events: not read (`USAGE_EVENTS` is here, in another case"),
+        "{t}"
+    );
+
+    c.batch_execute(&format!(
+        "ALTER TABLE {s}.\"USAGE_EVENTS\" RENAME TO usage_events"
+    ))
+    .unwrap();
+    let _ = c.batch_execute(&format!(
+        "DROP OWNED BY {no_metrics}, {no_events}; DROP ROLE {no_metrics}; DROP ROLE {no_events}"
+    ));
+}

@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::slices::{classify_company, Buckets, LabelSource, Labels, ARR_BOUNDS, SEAT_BOUNDS};
+use super::slices::{
+    after_prefix, classify_company, label_of, Buckets, LabelSource, Labels, ARR_BOUNDS,
+    SEAT_BOUNDS, SEGMENTS,
+};
 use super::{split_items, CompanyRow};
 
 /// The mapping in force for a run.
@@ -23,6 +26,9 @@ pub struct Mapping {
     pub seat_bucket_column: Option<String>,
     /// A company column holding the ARR bucket name (`30k_65k`, …).
     pub arr_bucket_column: Option<String>,
+    /// A company column holding the monthly spend in place of `monthly_spend`
+    /// (paying: above 0; ARR: 12 ×), for workspaces that keep it elsewhere.
+    pub spend_column: Option<String>,
     /// Where the seat buckets start (user_count), four increasing bounds; the names
     /// follow (`[50, 100, 250, 500]` → `under_50`, `50_99`, …, `500_plus`).
     pub seat_bounds: [i64; 4],
@@ -32,6 +38,13 @@ pub struct Mapping {
     pub seat_tag_prefix: String,
     /// Tag prefix of the ARR bucket (`arr_bucket:arr:30k_65k`).
     pub arr_tag_prefix: String,
+    /// The user's segment names → the spec's (`"Trial" = "new_contract"`); a value
+    /// not listed is read in the spec's form (`Churn Watch` is `churn_watch`).
+    pub segment_values: BTreeMap<String, String>,
+    /// The user's seat bucket names → the buckets in force (`"1-59" = "under_60"`).
+    pub seat_bucket_values: BTreeMap<String, String>,
+    /// The user's ARR bucket names → the buckets in force.
+    pub arr_bucket_values: BTreeMap<String, String>,
     /// Tags that make a company at risk (compared case-insensitively).
     pub at_risk_tags: Vec<String>,
     /// Segments whose companies are at risk.
@@ -53,10 +66,14 @@ impl Default for Mapping {
             segment_column: None,
             seat_bucket_column: None,
             arr_bucket_column: None,
+            spend_column: None,
             seat_bounds: SEAT_BOUNDS,
             arr_bounds: ARR_BOUNDS,
             seat_tag_prefix: "seat_bucket:seats:".into(),
             arr_tag_prefix: "arr_bucket:arr:".into(),
+            segment_values: BTreeMap::new(),
+            seat_bucket_values: BTreeMap::new(),
+            arr_bucket_values: BTreeMap::new(),
             at_risk_tags: vec!["Churn Watch".into()],
             at_risk_segments: vec!["churn_watch".into()],
             expansion_tags: vec!["Expansion Target".into()],
@@ -72,10 +89,14 @@ pub const KEYS: &[&str] = &[
     "segment_column",
     "seat_bucket_column",
     "arr_bucket_column",
+    "spend_column",
     "seat_bounds",
     "arr_bounds",
     "seat_tag_prefix",
     "arr_tag_prefix",
+    "segment_values",
+    "seat_bucket_values",
+    "arr_bucket_values",
     "at_risk_tags",
     "at_risk_segments",
     "expansion_tags",
@@ -182,6 +203,44 @@ impl Mapping {
                 ));
             }
         }
+        let buckets = self.buckets();
+        for (key, values, allowed) in [
+            ("segment_values", &self.segment_values, &SEGMENTS[..]),
+            (
+                "seat_bucket_values",
+                &self.seat_bucket_values,
+                &buckets.seat[..],
+            ),
+            (
+                "arr_bucket_values",
+                &self.arr_bucket_values,
+                &buckets.arr[..],
+            ),
+        ] {
+            for (from, to) in values {
+                if label_of(to, &BTreeMap::new(), allowed).is_none() {
+                    return Err(format!(
+                        "`{key}`: `{from}` = `{to}`, but `{to}` is not one of {}",
+                        allowed.join(", ")
+                    ));
+                }
+            }
+        }
+        for (key, names) in [
+            ("at_risk_segments", &self.at_risk_segments),
+            ("expansion_segments", &self.expansion_segments),
+        ] {
+            if let Some(n) = names
+                .iter()
+                .find(|n| label_of(n, &self.segment_values, &SEGMENTS).is_none())
+            {
+                return Err(format!(
+                    "`{key}`: `{n}` is not a segment (the segments: {}; a name of your \
+                     own is mapped to one with segment_values = {{ \"{n}\" = \"…\" }})",
+                    SEGMENTS.join(", ")
+                ));
+            }
+        }
         for (rule, column) in self.columns_named() {
             if column.is_empty()
                 || !column
@@ -202,6 +261,7 @@ impl Mapping {
             ("segment_column", &self.segment_column),
             ("seat_bucket_column", &self.seat_bucket_column),
             ("arr_bucket_column", &self.arr_bucket_column),
+            ("spend_column", &self.spend_column),
         ] {
             if let Some(c) = c {
                 out.push((rule, c.as_str()));
@@ -231,9 +291,11 @@ impl Mapping {
                 split_items(t).any(|x| names.iter().any(|n| x.eq_ignore_ascii_case(n)))
             })
         };
-        let segment = super::slices::segment_name(l.segment);
         let in_segments = |names: &[String]| {
-            l.segment_src != LabelSource::Fallback && names.iter().any(|n| n == segment)
+            l.segment_src != LabelSource::Fallback
+                && names
+                    .iter()
+                    .any(|n| label_of(n, &self.segment_values, &SEGMENTS) == Some(l.segment))
         };
         GroupRules {
             at_risk_tags: tagged(&self.at_risk_tags),
@@ -253,15 +315,29 @@ impl Mapping {
                 v.join(", ")
             }
         };
+        let pairs = |v: &BTreeMap<String, String>| {
+            if v.is_empty() {
+                "—".to_owned()
+            } else {
+                v.iter()
+                    .map(|(a, b)| format!("{a} → {b}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
         vec![
             ("segment_tag_prefix", self.segment_tag_prefix.clone()),
             ("segment_column", opt(&self.segment_column)),
             ("seat_bucket_column", opt(&self.seat_bucket_column)),
             ("arr_bucket_column", opt(&self.arr_bucket_column)),
+            ("spend_column", opt(&self.spend_column)),
             ("seat_bounds", format!("{:?}", self.seat_bounds)),
             ("arr_bounds", format!("{:?}", self.arr_bounds)),
             ("seat_tag_prefix", self.seat_tag_prefix.clone()),
             ("arr_tag_prefix", self.arr_tag_prefix.clone()),
+            ("segment_values", pairs(&self.segment_values)),
+            ("seat_bucket_values", pairs(&self.seat_bucket_values)),
+            ("arr_bucket_values", pairs(&self.arr_bucket_values)),
             ("at_risk_tags", list(&self.at_risk_tags)),
             ("at_risk_segments", list(&self.at_risk_segments)),
             ("expansion_tags", list(&self.expansion_tags)),
@@ -314,6 +390,163 @@ impl Mapping {
         }
         n
     }
+
+    /// Values found where a label rule looks that name no label (after the value
+    /// maps and the spec's form): per rule, each value and how many companies hold
+    /// it, the most frequent first.
+    pub fn unrecognised(
+        &self,
+        companies: &[CompanyRow],
+    ) -> BTreeMap<&'static str, Vec<(String, usize)>> {
+        let buckets = self.buckets();
+        let tag_rules = [
+            (
+                "segment_tag_prefix",
+                &self.segment_tag_prefix,
+                &self.segment_values,
+                &SEGMENTS[..],
+            ),
+            (
+                "seat_tag_prefix",
+                &self.seat_tag_prefix,
+                &self.seat_bucket_values,
+                &buckets.seat[..],
+            ),
+            (
+                "arr_tag_prefix",
+                &self.arr_tag_prefix,
+                &self.arr_bucket_values,
+                &buckets.arr[..],
+            ),
+        ];
+        let mut found: BTreeMap<&'static str, BTreeMap<String, usize>> = BTreeMap::new();
+        for c in companies {
+            let mut note = |rule: &'static str, v: &str| {
+                if !v.is_empty() {
+                    *found
+                        .entry(rule)
+                        .or_default()
+                        .entry(v.to_owned())
+                        .or_default() += 1;
+                }
+            };
+            if let Some(tags) = c.tags.as_deref() {
+                for (rule, prefix, values, allowed) in tag_rules {
+                    for v in split_items(tags).filter_map(|t| after_prefix(t, prefix)) {
+                        if label_of(v, values, allowed).is_none() {
+                            note(rule, v);
+                        }
+                    }
+                }
+            }
+            for (rule, v, values, allowed) in [
+                (
+                    "segment_column",
+                    &c.mapped.segment,
+                    &self.segment_values,
+                    &SEGMENTS[..],
+                ),
+                (
+                    "seat_bucket_column",
+                    &c.mapped.seat_bucket,
+                    &self.seat_bucket_values,
+                    &buckets.seat[..],
+                ),
+                (
+                    "arr_bucket_column",
+                    &c.mapped.arr_bucket,
+                    &self.arr_bucket_values,
+                    &buckets.arr[..],
+                ),
+            ] {
+                if let Some(v) = v.as_deref() {
+                    if label_of(v, values, allowed).is_none() {
+                        note(rule, v.trim());
+                    }
+                }
+            }
+        }
+        found
+            .into_iter()
+            .map(|(rule, values)| {
+                let mut v: Vec<(String, usize)> = values.into_iter().collect();
+                v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                (rule, v)
+            })
+            .collect()
+    }
+
+    /// The rules the user set that match no company: a run refuses them (a slice or
+    /// a group that silently holds nobody would read as "nothing stands out"), each
+    /// named with the values found there and the key that maps them.
+    pub fn refusals(&self, companies: &[CompanyRow]) -> Vec<String> {
+        if companies.is_empty() {
+            return Vec::new();
+        }
+        let mut n = self.matches(companies);
+        // A tag rule counts the companies whose tags it reads, also where a mapped
+        // column wins over the tag.
+        for c in companies {
+            let l = super::slices::classify(
+                self,
+                c.tags.as_deref(),
+                c.user_count,
+                c.monthly_spend.unwrap_or(0.0),
+            );
+            for (rule, src) in [
+                ("segment_tag_prefix", l.segment_src),
+                ("seat_tag_prefix", l.seat_src),
+                ("arr_tag_prefix", l.arr_src),
+            ] {
+                if src == LabelSource::Tag {
+                    *n.entry(rule).or_default() += 1;
+                }
+            }
+        }
+        let unknown = self.unrecognised(companies);
+        let mut out = Vec::new();
+        for ((rule, value), (_, default)) in
+            self.rules().into_iter().zip(Mapping::default().rules())
+        {
+            if value == default || value == "—" || n.get(rule).is_none_or(|hits| *hits > 0) {
+                continue;
+            }
+            let found = match (unknown.get(rule), values_key(rule)) {
+                (Some(values), Some(key)) if !values.is_empty() => {
+                    let shown: Vec<String> = values
+                        .iter()
+                        .take(5)
+                        .map(|(v, k)| format!("`{v}` ({k})"))
+                        .collect();
+                    let more = values.len().saturating_sub(5);
+                    format!(
+                        ": the values there are {}{} — none is a name the report knows; map \
+                         them with {key} = {{ \"{}\" = \"…\" }}",
+                        shown.join(", "),
+                        if more > 0 {
+                            format!(" and {more} more")
+                        } else {
+                            String::new()
+                        },
+                        values[0].0
+                    )
+                }
+                _ => " (no company has it)".to_owned(),
+            };
+            out.push(format!("`{rule} = {value}` matches no company{found}"));
+        }
+        out
+    }
+}
+
+/// The key that maps the user's values of a label rule to the report's names.
+fn values_key(rule: &str) -> Option<&'static str> {
+    match rule {
+        "segment_tag_prefix" | "segment_column" => Some("segment_values"),
+        "seat_tag_prefix" | "seat_bucket_column" => Some("seat_bucket_values"),
+        "arr_tag_prefix" | "arr_bucket_column" => Some("arr_bucket_values"),
+        _ => None,
+    }
 }
 
 /// The group rules one company meets.
@@ -344,6 +577,7 @@ mod tests {
             segment_column: Some("a".into()),
             seat_bucket_column: Some("b".into()),
             arr_bucket_column: Some("c".into()),
+            spend_column: Some("d".into()),
             ..Mapping::default()
         };
         let toml::Value::Table(t) = toml::Value::try_from(&all).unwrap() else {
@@ -483,6 +717,76 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn labels_are_read_in_the_users_spelling() {
+        use super::super::slices::label_form;
+        for (given, form) in [
+            ("Churn Watch", "churn_watch"),
+            ("  churn-watch ", "churn_watch"),
+            ("NEW_CONTRACT", "new_contract"),
+            ("60-129", "60_129"),
+            ("130 - 259", "130_259"),
+            ("$30k–$65k", "30k_65k"),
+            ("420+", "420_plus"),
+            ("200k +", "200k_plus"),
+            ("1,000+", "1000_plus"),
+        ] {
+            assert_eq!(label_form(given), form, "{given}");
+        }
+        let m = Mapping {
+            segment_tag_prefix: "Stage: ".into(),
+            at_risk_segments: vec!["Churn Watch".into()],
+            segment_values: [("Trial".to_owned(), "new_contract".to_owned())].into(),
+            ..Mapping::default()
+        };
+        // The prefix without case, the value in the spec's form or through the map.
+        assert_eq!(m.groups_of(&company("stage: churn watch")), (true, false));
+        assert_eq!(m.groups_of(&company("Stage: Renewal")), (false, false));
+        let l = classify_company(&m, &company("Stage: trial"));
+        assert_eq!(
+            super::super::slices::segment_name(l.segment),
+            "new_contract"
+        );
+        let unknown = m.unrecognised(&[company("Stage: Gold"), company("Stage: Gold, x")]);
+        assert_eq!(unknown["segment_tag_prefix"], [("Gold".to_owned(), 2)]);
+        // Nothing matches: refused with the values found (and the group rule that
+        // matches nobody); everything matches somebody: not.
+        let r = m.refusals(&[company("Stage: Gold")]);
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert!(
+            r[0].contains("`Gold` (1)") && r[0].contains("segment_values"),
+            "{r:?}"
+        );
+        assert!(
+            r[1].starts_with("`at_risk_segments = Churn Watch` matches no company"),
+            "{r:?}"
+        );
+        assert!(m
+            .refusals(&[company("Stage: Gold"), company("stage: churn-watch")])
+            .is_empty());
+        assert!(
+            Mapping::default().refusals(&[company("")]).is_empty(),
+            "defaults are not refused"
+        );
+        // The default rules read the users' spellings too.
+        let l = classify_company(&Mapping::default(), &company("Segment:Churn Watch"));
+        assert_eq!(super::super::slices::segment_name(l.segment), "churn_watch");
+
+        for bad in [
+            "at_risk_segments = ['Gold']",
+            "[segment_values]\nGold = 'platinum'",
+            "[seat_bucket_values]\n'1-59' = 'under_50'",
+        ] {
+            let t: toml::Table = toml::from_str(bad).unwrap();
+            let e = Mapping::from_tables(None, Some(&t), "m.toml").unwrap_err();
+            assert!(e.to_string().contains("m.toml: `"), "{bad}: {e}");
+        }
+        let t: toml::Table =
+            toml::from_str("at_risk_segments = ['Gold']\n[segment_values]\nGold = 'churn_watch'")
+                .unwrap();
+        assert!(Mapping::from_tables(None, Some(&t), "m.toml").is_ok());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The slices of a company (`report-conversation-usage.md` §3): segment from its tags,
 //! seat bucket from its user count, ARR bucket from its spend, and their names.
 
+use std::collections::BTreeMap;
+
 use super::mapping::Mapping;
 use super::{split_items, CompanyRow};
 
@@ -29,12 +31,58 @@ pub struct Labels {
     pub arr_src: LabelSource,
 }
 
-fn tag_value(tags: Option<&str>, prefix: &str, allowed: &[&str]) -> Option<u8> {
+/// A label value as users spell it, in the spec's form: lower case, spaces and dashes
+/// as `_`, `$` and `,` dropped, a trailing `+` as `_plus` (`Churn Watch` →
+/// `churn_watch`, `60-129` → `60_129`, `$30k–$65k` → `30k_65k`, `420+` → `420_plus`).
+pub fn label_form(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for ch in v.trim().chars() {
+        match ch {
+            '$' | ',' => {}
+            ' ' | '-' | '–' | '—' | '_' => {
+                if !out.is_empty() && !out.ends_with('_') {
+                    out.push('_');
+                }
+            }
+            c => out.extend(c.to_lowercase()),
+        }
+    }
+    let out = out.trim_end_matches('_');
+    match out.strip_suffix('+') {
+        Some(head) => format!("{}_plus", head.trim_end_matches('_')),
+        None => out.to_owned(),
+    }
+}
+
+/// The label a value names: the user's own name through `values` (compared without
+/// case), else the value itself, both in [`label_form`] (`Churn Watch`,
+/// `churn-watch` and `churn_watch` are one segment); `None` when it is none of
+/// `allowed`.
+pub fn label_of(v: &str, values: &BTreeMap<String, String>, allowed: &[&str]) -> Option<u8> {
+    let v = v.trim();
+    let named = values
+        .iter()
+        .find(|(from, _)| from.trim().eq_ignore_ascii_case(v))
+        .map_or(v, |(_, to)| to.as_str());
+    let form = label_form(named);
+    allowed.iter().position(|a| *a == form).map(|i| i as u8)
+}
+
+/// The value after `prefix` (compared without case) of a tag, if it has it.
+pub fn after_prefix<'t>(tag: &'t str, prefix: &str) -> Option<&'t str> {
+    let head = tag.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| tag[prefix.len()..].trim())
+}
+
+fn tag_value(
+    tags: Option<&str>,
+    prefix: &str,
+    values: &BTreeMap<String, String>,
+    allowed: &[&str],
+) -> Option<u8> {
     let tags = tags?;
-    split_items(tags).find_map(|t| {
-        let v = t.strip_prefix(prefix)?;
-        allowed.iter().position(|a| *a == v).map(|i| i as u8)
-    })
+    split_items(tags).find_map(|t| label_of(after_prefix(t, prefix)?, values, allowed))
 }
 
 /// The spec's bounds: a bucket starts at its bound (`60_129` is 60 ≤ seats < 130).
@@ -148,9 +196,24 @@ pub fn classify(
     monthly_spend: f64,
 ) -> Labels {
     let buckets = mapping.buckets();
-    let seg = tag_value(tags, &mapping.segment_tag_prefix, &SEGMENTS);
-    let seat = tag_value(tags, &mapping.seat_tag_prefix, buckets.seat);
-    let arr = tag_value(tags, &mapping.arr_tag_prefix, buckets.arr);
+    let seg = tag_value(
+        tags,
+        &mapping.segment_tag_prefix,
+        &mapping.segment_values,
+        &SEGMENTS,
+    );
+    let seat = tag_value(
+        tags,
+        &mapping.seat_tag_prefix,
+        &mapping.seat_bucket_values,
+        buckets.seat,
+    );
+    let arr = tag_value(
+        tags,
+        &mapping.arr_tag_prefix,
+        &mapping.arr_bucket_values,
+        buckets.arr,
+    );
     let src = |o: Option<u8>| {
         if o.is_some() {
             LabelSource::Tag
@@ -177,18 +240,25 @@ pub fn classify_company(mapping: &Mapping, c: &CompanyRow) -> Labels {
         c.user_count,
         c.monthly_spend.unwrap_or(0.0),
     );
-    let value = |v: &Option<String>, allowed: &[&str]| {
-        let v = v.as_deref()?.trim();
-        allowed.iter().position(|a| *a == v).map(|i| i as u8)
+    let value = |v: &Option<String>, values: &BTreeMap<String, String>, allowed: &[&str]| {
+        label_of(v.as_deref()?, values, allowed)
     };
-    if let Some(i) = value(&c.mapped.segment, &SEGMENTS) {
+    if let Some(i) = value(&c.mapped.segment, &mapping.segment_values, &SEGMENTS) {
         (l.segment, l.segment_src) = (i, LabelSource::Column);
     }
     let buckets = mapping.buckets();
-    if let Some(i) = value(&c.mapped.seat_bucket, buckets.seat) {
+    if let Some(i) = value(
+        &c.mapped.seat_bucket,
+        &mapping.seat_bucket_values,
+        buckets.seat,
+    ) {
         (l.seat, l.seat_src) = (i, LabelSource::Column);
     }
-    if let Some(i) = value(&c.mapped.arr_bucket, buckets.arr) {
+    if let Some(i) = value(
+        &c.mapped.arr_bucket,
+        &mapping.arr_bucket_values,
+        buckets.arr,
+    ) {
         (l.arr, l.arr_src) = (i, LabelSource::Column);
     }
     l

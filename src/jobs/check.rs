@@ -191,18 +191,54 @@ fn mapping_notes(
     notes: &mut Vec<String>,
 ) {
     match run::mapping_matches(db, mapping) {
-        Ok(rules) if rules.is_empty() => {}
-        Ok(rules) => {
+        Ok(found) if found.rules.is_empty() => {}
+        Ok(found) => {
             notes.push(format!("{prefix}mapping in force ({}):", mapping.summary()));
-            for (rule, value, n) in rules {
+            for (rule, value, n) in found.rules {
                 let count = n.map_or(String::new(), |n| {
                     if rule == "usage_company_key" {
                         format!(" → {n} companies have a value")
+                    } else if rule == "spend_column" {
+                        format!(" → {n} companies pay (above 0)")
                     } else {
                         format!(" → {n} companies")
                     }
                 });
                 notes.push(format!("{prefix}  {rule} = {value}{count}"));
+            }
+            for (rule, values) in found.unrecognised {
+                let shown: Vec<String> = values
+                    .iter()
+                    .take(8)
+                    .map(|(v, n)| format!("`{v}` ({n})"))
+                    .collect();
+                let more = values.len().saturating_sub(8);
+                notes.push(format!(
+                    "{prefix}  {rule}: values the report does not know (those companies \
+                     take the label of the next rule: the tag, then the count or the spend; \
+                     a segment is unknown): {}{}",
+                    shown.join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
+            for r in found.refusals {
+                problems.push(format!("{prefix}mapping: {r}"));
+            }
+            match found.usage_events {
+                Some((0, total)) if total > 0 => problems.push(format!(
+                    "{prefix}mapping: none of the {total} usage events is a company's under \
+                     usage_company_key = {}: conversion and retention would read 0 %; set \
+                     usage_company_key to the company column the events' company_id holds",
+                    mapping.usage_company_key
+                )),
+                Some((matched, total)) => notes.push(format!(
+                    "{prefix}  usage_events: {matched} of {total} events are a company's"
+                )),
+                None => {}
             }
         }
         Err(e) => problems.push(format!("{prefix}mapping: {e}")),

@@ -11,7 +11,7 @@ use chrono_tz::Tz;
 
 use crate::intercom::mapping::Mapping;
 use crate::intercom::window::Window;
-use crate::intercom::{CompanyRow, Mapped, COMPANY_ENHANCED, CONVERSATION_ENHANCED};
+use crate::intercom::{CompanyRow, Mapped, COMPANY_ENHANCED, CONVERSATION_ENHANCED, USAGE_EVENTS};
 use crate::source::{DataError, Database, Latest, Missing, Param, TableNeed};
 
 /// Every conversation's creation time (text times are parsed by the reader).
@@ -122,13 +122,80 @@ pub const COMPANIES_NEED: TableNeed = TableNeed {
     ],
 };
 
+/// What stops every report of paying customers on `db`: no company pays
+/// (`monthly_spend > 0`, or the mapping's `spend_column`).
+pub fn no_paying_company(db: &Database, mapping: &Mapping) -> Result<Vec<String>, DataError> {
+    let companies = load_companies_as_mapped(db, mapping)?;
+    let column = mapping.spend_column.as_deref().unwrap_or("monthly_spend");
+    Ok(
+        if !companies.iter().any(crate::intercom::population::is_paying) {
+            vec![format!(
+                "no company has {column} > 0: a run stops with exit 1 (no paying company to \
+             describe; the report covers paying customers only; a column of your own that \
+             holds the monthly spend is named with spend_column in the mapping)"
+            )]
+        } else {
+            Vec::new()
+        },
+    )
+}
+
+/// How many usage events each company id of `usage_events` has.
+const SQL_USAGE_KEYS: &str = "SELECT company_id, count(*) FROM usage_events GROUP BY company_id";
+
+/// Of the usage events, how many are a company's under `mapping`'s
+/// `usage_company_key`, and how many there are (`None`: no `usage_events` table).
+pub fn usage_key_matches(
+    db: &Database,
+    companies: &[CompanyRow],
+) -> Result<Option<(u64, u64)>, DataError> {
+    if !db.has_table(USAGE_EVENTS)? {
+        return Ok(None);
+    }
+    let keys: std::collections::HashSet<&str> = companies
+        .iter()
+        .map(|c| c.mapped.usage_key.as_deref().unwrap_or(&c.company_id))
+        .collect();
+    let (mut matched, mut total) = (0u64, 0u64);
+    db.each_row(USAGE_EVENTS, SQL_USAGE_KEYS, |r| {
+        let n = r.integer(1, "count(*)")?.unwrap_or(0).max(0) as u64;
+        total += n;
+        if r.cow_text(0, "company_id")?
+            .is_some_and(|k| keys.contains(k.as_ref()))
+        {
+            matched += n;
+        }
+        Ok(())
+    })?;
+    Ok(Some((matched, total)))
+}
+
 /// The companies of `intercom__company_enhanced`.
 pub fn load_companies(db: &Database) -> Result<Vec<CompanyRow>, DataError> {
     load_companies_mapped(db, &Mapping::default())
 }
 
-/// The companies, each with the values of the columns `mapping` names.
+/// The companies, each with the values of the columns `mapping` names; refused when
+/// a rule the user set matches none of them ([`Mapping::refusals`]).
 pub fn load_companies_mapped(
+    db: &Database,
+    mapping: &Mapping,
+) -> Result<Vec<CompanyRow>, DataError> {
+    let companies = load_companies_as_mapped(db, mapping)?;
+    let problems = mapping.refusals(&companies);
+    if problems.is_empty() {
+        Ok(companies)
+    } else {
+        Err(DataError::Unmatched {
+            db: db.name().to_owned(),
+            problems,
+        })
+    }
+}
+
+/// [`load_companies_mapped`] without the refusal (`check` lists the rules and their
+/// counts, then the refusals).
+pub fn load_companies_as_mapped(
     db: &Database,
     mapping: &Mapping,
 ) -> Result<Vec<CompanyRow>, DataError> {
@@ -145,6 +212,7 @@ pub fn load_companies_mapped(
             .map(|(_, c)| Missing {
                 table: COMPANY_ENHANCED.to_owned(),
                 column: Some((*c).to_owned()),
+                hint: None,
             })
             .collect();
         if !missing.is_empty() {
@@ -167,7 +235,12 @@ pub fn load_companies_mapped(
             .text(0, "company_id")?
             .ok_or_else(|| r.bad("company_id", "a company id", "NULL".into()))?;
         let mut mapped = Mapped::default();
+        let mut spend = r.real(3, "monthly_spend")?;
         for (i, (rule, _)) in extra.iter().enumerate() {
+            if *rule == "spend_column" {
+                spend = r.real(5 + i, rule)?;
+                continue;
+            }
             let v = r.text(5 + i, rule)?;
             match *rule {
                 "usage_company_key" => mapped.usage_key = v,
@@ -180,7 +253,7 @@ pub fn load_companies_mapped(
             company_id,
             company_name: r.text(1, "company_name")?,
             tags: r.text(2, "all_company_tags")?,
-            monthly_spend: r.real(3, "monthly_spend")?,
+            monthly_spend: spend,
             user_count: r.integer(4, "user_count")?,
             mapped,
         });

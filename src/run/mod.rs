@@ -574,16 +574,30 @@ pub fn untranslated(req: &RunRequest, lang: &str) -> Result<Vec<String>, RunErro
 /// A mapping rule, its value, and how many companies it matched.
 pub type RuleMatch = (&'static str, String, Option<usize>);
 
+/// What `check` says of a mapping on a database.
+#[derive(Debug, Default)]
+pub struct MappingCheck {
+    pub rules: Vec<RuleMatch>,
+    /// Values where a rule looks that name nothing the report knows, per rule:
+    /// the value and how many companies hold it.
+    pub unrecognised: Vec<(&'static str, Vec<(String, usize)>)>,
+    /// Why a run would refuse the mapping ([`Mapping::refusals`]).
+    pub refusals: Vec<String>,
+    /// Usage events that are a company's under `usage_company_key`, of all (`None`:
+    /// no `usage_events` table).
+    pub usage_events: Option<(u64, u64)>,
+}
+
 /// The mapping's rules as `check` prints them: each rule, its value and how many
 /// companies of the database it matched (`None`: the rule is not counted per
 /// company). Empty when the database has no company table. Within
 /// [`DEFAULT_TIME_LIMIT`], like every database check.
-pub fn mapping_matches(db: &Location, mapping: &Mapping) -> Result<Vec<RuleMatch>, RunError> {
+pub fn mapping_matches(db: &Location, mapping: &Mapping) -> Result<MappingCheck, RunError> {
     let db = open_for_check(db, None)?;
     if !db.has_table(crate::intercom::COMPANY_ENHANCED)? {
-        return Ok(Vec::new());
+        return Ok(MappingCheck::default());
     }
-    let companies = crate::reports::load::load_companies_mapped(&db, mapping)?;
+    let companies = crate::reports::load::load_companies_as_mapped(&db, mapping)?;
     let n = mapping.matches(&companies);
     let with_key = companies
         .iter()
@@ -592,17 +606,30 @@ pub fn mapping_matches(db: &Location, mapping: &Mapping) -> Result<Vec<RuleMatch
                 || c.mapped.usage_key.as_deref().is_some_and(|k| !k.is_empty())
         })
         .count();
-    Ok(mapping
+    let rules = mapping
         .rules()
         .into_iter()
         .map(|(rule, value)| {
             let count = match rule {
                 "usage_company_key" => Some(with_key),
+                "spend_column" if mapping.spend_column.is_some() => Some(
+                    companies
+                        .iter()
+                        .filter(|c| crate::intercom::population::is_paying(c))
+                        .count(),
+                ),
                 r => n.get(r).copied(),
             };
             (rule, value, count)
         })
-        .collect())
+        .collect();
+    let usage_events = crate::reports::load::usage_key_matches(&db, &companies)?;
+    Ok(MappingCheck {
+        usage_events,
+        rules,
+        unrecognised: mapping.unrecognised(&companies).into_iter().collect(),
+        refusals: mapping.refusals(&companies),
+    })
 }
 
 fn manifest(
@@ -645,6 +672,9 @@ fn manifest(
         // and the bytes of their values.
         let (rows, bytes) = db.transfer();
         database["transfer"] = json!({ "rows": rows, "bytes": bytes });
+        if let Some(link) = db.link() {
+            database["tls"] = json!(link);
+        }
     }
     let mut parameters = plan.manifest_parameters.clone();
     parameters.insert("timezone".into(), json!(req.tz.name()));

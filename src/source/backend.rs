@@ -108,8 +108,20 @@ pub(crate) trait Backend: Send {
     /// (the session's deadline is set as well; a server reads it per statement).
     fn set_deadline(&mut self, deadline: Deadline);
 
-    /// Whether a table or view exists.
+    /// How the session to a server is protected (none for a file).
+    fn link(&self) -> Option<super::pg::Link> {
+        None
+    }
+
+    /// Whether a table or view exists where the session reads (a server's: and may be
+    /// read; one that is there but not readable is [`DataError::NoPrivilege`], not
+    /// absence).
     fn has_table(&self, s: &Session, table: &str) -> Result<bool, DataError>;
+
+    /// For a table that [`Backend::has_table`] does not find: where the database has
+    /// one like it (another schema, another case, a prefixed name), as a hint of what
+    /// to set.
+    fn absent_hint(&self, s: &Session, table: &str) -> Result<Option<String>, DataError>;
 
     /// The columns of a table with their declared types as the driver names them
     /// (empty when the table does not exist).

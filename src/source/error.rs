@@ -85,6 +85,18 @@ pub enum DataError {
         report: String,
         missing: Vec<Missing>,
     },
+    #[error(
+        "database {db}: table `{table}` is there but role `{role}` may not read it \
+         (permission denied); grant it: {grant}"
+    )]
+    NoPrivilege {
+        db: String,
+        table: String,
+        role: String,
+        grant: String,
+    },
+    #[error("database {db}: the mapping matches nothing here:\n{}", list_lines(.problems))]
+    Unmatched { db: String, problems: Vec<String> },
     #[error("reading {table} in {db}: {cause}")]
     Query {
         db: String,
@@ -124,7 +136,10 @@ impl crate::exit::Classify for DataError {
     fn exit(&self) -> crate::exit::Exit {
         use crate::exit::Exit;
         match self {
-            Self::Open { .. } | Self::Schema { .. } => Exit::Usage,
+            Self::Open { .. }
+            | Self::Schema { .. }
+            | Self::NoPrivilege { .. }
+            | Self::Unmatched { .. } => Exit::Usage,
             Self::Url(e) => e.exit(),
             Self::Query { .. } | Self::Deadline { .. } | Self::BadValue { .. } => Exit::Failed,
         }
@@ -137,15 +152,30 @@ pub struct Missing {
     pub table: String,
     /// `None` when the whole table is missing.
     pub column: Option<String>,
+    /// Where the database has something like it (another schema, another case, a
+    /// prefixed name): what to set.
+    pub hint: Option<String>,
 }
 
 impl fmt::Display for Missing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.column {
-            None => write!(f, "  - table `{}` does not exist", self.table),
-            Some(c) => write!(f, "  - table `{}` has no column `{}`", self.table, c),
+            None => write!(f, "  - table `{}` does not exist", self.table)?,
+            Some(c) => write!(f, "  - table `{}` has no column `{}`", self.table, c)?,
+        }
+        match &self.hint {
+            Some(h) => write!(f, " ({h})"),
+            None => Ok(()),
         }
     }
+}
+
+fn list_lines(lines: &[String]) -> String {
+    lines
+        .iter()
+        .map(|l| format!("  - {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn list_missing(m: &[Missing]) -> String {

@@ -177,8 +177,20 @@ impl Database {
         self.session.transfer.get()
     }
 
+    /// How the session to a server is protected: TLS or not, and what of the
+    /// server's certificate was checked (none for a SQLite file).
+    pub fn link(&self) -> Option<pg::Link> {
+        self.backend.link()
+    }
+
     pub fn has_table(&self, table: &str) -> Result<bool, DataError> {
         self.backend.has_table(&self.session, table)
+    }
+
+    /// For a table [`Database::has_table`] does not find: where the database has one
+    /// like it (another schema, another case, a prefixed name) and what to set.
+    pub fn absent_hint(&self, table: &str) -> Result<Option<String>, DataError> {
+        self.backend.absent_hint(&self.session, table)
     }
 
     /// The columns of a table with their declared types, lower-cased (empty when the
@@ -229,11 +241,16 @@ impl Database {
     pub fn check(&self, report: &str, needs: &[TableNeed]) -> Result<(), DataError> {
         let mut missing = Vec::new();
         for need in needs {
-            let have = self.columns(need.table)?;
+            let have = if self.has_table(need.table)? {
+                self.columns(need.table)?
+            } else {
+                Vec::new()
+            };
             if have.is_empty() {
                 missing.push(Missing {
                     table: need.table.to_owned(),
                     column: None,
+                    hint: self.backend.absent_hint(&self.session, need.table)?,
                 });
                 continue;
             }
@@ -242,6 +259,7 @@ impl Database {
                     missing.push(Missing {
                         table: need.table.to_owned(),
                         column: Some((*col).to_owned()),
+                        hint: None,
                     });
                 }
             }

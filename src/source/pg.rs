@@ -6,6 +6,7 @@
 //! reader's cells (`value`). Every `postgres` call of the data layer is under here.
 
 mod session;
+mod tls;
 mod value;
 
 use std::cell::{RefCell, RefMut};
@@ -17,6 +18,7 @@ pub use self::session::{
     error_text, quote_ident, redact, ConnectError, PgLocation, DEFAULT_CONNECT_LIMIT,
     DEFAULT_PASSWORD_ENV,
 };
+pub use self::tls::{Link, SslMode, TlsSettings, Verified};
 use super::backend::{Backend, Param, RowFn, Session, TimeColumn};
 use super::error::{DataError, DriverError};
 use super::row::RowReader;
@@ -26,9 +28,22 @@ use crate::clock::Deadline;
 const SQL_TABLE_COLUMNS: &str = "SELECT column_name::text, data_type::text \
      FROM information_schema.columns \
      WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position";
-/// Whether a table or view exists in the session's schema.
-const SQL_TABLE_EXISTS: &str = "SELECT count(*) FROM information_schema.tables \
-     WHERE table_schema = current_schema() AND table_name = $1";
+/// A table or view of the session's schema, and whether this role may read it (the
+/// catalogue, not `information_schema`: that one hides what the role may not read,
+/// and a missing grant would look like a missing table).
+const SQL_TABLE_ACCESS: &str = "SELECT has_schema_privilege(n.oid, 'USAGE') \
+       AND has_table_privilege(c.oid, 'SELECT'), current_user::text, n.nspname::text \
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relname = $1 AND c.relkind IN ('r', 'v', 'm', 'p', 'f') \
+       AND n.nspname = current_schema()";
+/// Tables of that name in other schemas, or in another case (`"USAGE_EVENTS"`).
+const SQL_TABLE_ELSEWHERE: &str = "SELECT n.nspname::text, c.relname::text, \
+       n.nspname IS NOT DISTINCT FROM current_schema() \
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE lower(c.relname) = lower($1) AND c.relkind IN ('r', 'v', 'm', 'p', 'f') \
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+       AND NOT (c.relname = $1 AND n.nspname IS NOT DISTINCT FROM current_schema()) \
+     ORDER BY 1, 2 LIMIT 5";
 /// The planner's statistics of a table and one of its columns (rows, distinct
 /// values; both estimates, no scan); -1 rows: never analyzed.
 const SQL_COLUMN_STATS: &str = "SELECT c.reltuples::float8, s.n_distinct::float8 \
@@ -49,6 +64,7 @@ impl From<::postgres::Error> for DriverError {
 /// second `Database` (`reopen`), so the cell is never borrowed twice.
 pub(crate) struct Postgres {
     client: RefCell<Client>,
+    link: Link,
 }
 
 impl Postgres {
@@ -58,7 +74,7 @@ impl Postgres {
         let limit = deadline.map_or(DEFAULT_CONNECT_LIMIT, |d| {
             d.at.saturating_duration_since(std::time::Instant::now())
         });
-        let client = at.connect_within(limit).map_err(|e| {
+        let (client, link) = at.connect_within(limit).map_err(|e| {
             DriverError::new(match (e, deadline) {
                 // The run's limit, as its other messages name it.
                 (ConnectError::NoAnswer { server, .. }, Some(d)) => format!(
@@ -71,6 +87,7 @@ impl Postgres {
         })?;
         Ok(Self {
             client: RefCell::new(client),
+            link,
         })
     }
 
@@ -112,14 +129,66 @@ impl Backend for Postgres {
     /// each statement.
     fn set_deadline(&mut self, _: Deadline) {}
 
+    fn link(&self) -> Option<Link> {
+        Some(self.link)
+    }
+
     fn has_table(&self, s: &Session, table: &str) -> Result<bool, DataError> {
-        const TABLES: &str = "information_schema.tables";
-        let n: i64 = self
+        const TABLES: &str = "pg_class";
+        let row = self
             .client(s, TABLES)?
-            .query_one(SQL_TABLE_EXISTS, &[&table])
-            .map_err(|e| pg_err(s, TABLES, e))?
-            .get(0);
-        Ok(n > 0)
+            .query_opt(SQL_TABLE_ACCESS, &[&table])
+            .map_err(|e| pg_err(s, TABLES, e))?;
+        let Some(row) = row else { return Ok(false) };
+        if row.get::<_, Option<bool>>(0) == Some(true) {
+            return Ok(true);
+        }
+        let (role, schema): (String, String) = (row.get(1), row.get(2));
+        let (r, sc) = (quote_ident(&role), quote_ident(&schema));
+        Err(DataError::NoPrivilege {
+            db: s.name.clone(),
+            table: format!("{schema}.{table}"),
+            grant: format!(
+                "GRANT USAGE ON SCHEMA {sc} TO {r}; GRANT SELECT ON {sc}.{} TO {r}",
+                quote_ident(table)
+            ),
+            role,
+        })
+    }
+
+    fn absent_hint(&self, s: &Session, table: &str) -> Result<Option<String>, DataError> {
+        const TABLES: &str = "pg_class";
+        let rows = self
+            .client(s, TABLES)?
+            .query(SQL_TABLE_ELSEWHERE, &[&table])
+            .map_err(|e| pg_err(s, TABLES, e))?;
+        let mut schemas = Vec::new();
+        let mut cased = Vec::new();
+        for r in &rows {
+            let (schema, name, here): (String, String, Option<bool>) =
+                (r.get(0), r.get(1), r.get(2));
+            if name == table {
+                schemas.push(format!("`{schema}`"));
+            } else if here == Some(true) {
+                cased.push(name);
+            }
+        }
+        // The table in this schema under another case says more than copies elsewhere.
+        if let Some(name) = cased.first() {
+            return Ok(Some(format!(
+                "`{name}` is here, in another case: PostgreSQL matches names in lower \
+                 case unless they are quoted; add a view, CREATE VIEW {} AS SELECT * FROM {}",
+                quote_ident(table),
+                quote_ident(name)
+            )));
+        }
+        Ok((!schemas.is_empty()).then(|| {
+            format!(
+                "it is in schema {}: name it in the URL (…?schema={})",
+                schemas.join(", "),
+                schemas[0].trim_matches('`')
+            )
+        }))
     }
 
     fn columns(

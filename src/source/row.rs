@@ -144,6 +144,33 @@ impl RowReader<'_> {
         }
     }
 
+    /// A flag: a native boolean, 0/1, or text as warehouses export flags (`true`/
+    /// `false`, `t`/`f`, `yes`/`no`, `1`/`0`, any case); empty text is no value.
+    pub fn boolean(&self, i: usize, column: &'static str) -> Result<Option<bool>, DataError> {
+        const EXPECTED: &str = "a flag (true/false, t/f, yes/no or 1/0)";
+        Ok(match self.value(i, column, Tz::UTC)? {
+            Cell::Null => None,
+            Cell::Bool(v) => Some(v),
+            Cell::Int(0) => Some(false),
+            Cell::Int(1) => Some(true),
+            Cell::Real(v) if v == 0.0 || v == 1.0 => Some(v == 1.0),
+            Cell::Text(t) => match String::from_utf8_lossy(t)
+                .trim()
+                .to_ascii_lowercase()
+                .as_str()
+            {
+                "" => None,
+                "true" | "t" | "yes" | "y" | "1" => Some(true),
+                "false" | "f" | "no" | "n" | "0" => Some(false),
+                _ => return Err(self.bad_value(column, EXPECTED, t)),
+            },
+            Cell::Int(v) => return Err(self.bad(column, EXPECTED, v.to_string())),
+            Cell::Real(v) => return Err(self.bad(column, EXPECTED, v.to_string())),
+            Cell::Time(t) => return Err(self.bad(column, EXPECTED, timestamp::format_utc(t))),
+            Cell::Other(ty) => return Err(self.bad(column, EXPECTED, format!("a {ty} value"))),
+        })
+    }
+
     /// A time: native values as they are (naive ones in the parser's timezone), text
     /// parsed; anything unreadable is counted in the parser's data quality, not an
     /// error.

@@ -18,8 +18,15 @@ use crate::clock::Deadline;
 /// Lists the columns a table has (empty when the table does not exist).
 const SQL_TABLE_COLUMNS: &str = "SELECT name, type FROM pragma_table_info(?1)";
 /// Whether a table or view exists.
-const SQL_TABLE_EXISTS: &str =
-    "SELECT count(*) FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?1";
+/// (SQLite's names are case-insensitive, in queries too: `USAGE_EVENTS` as a
+/// warehouse export spells it is `usage_events`.)
+const SQL_TABLE_EXISTS: &str = "SELECT count(*) FROM sqlite_master \
+     WHERE type IN ('table', 'view') AND name = ?1 COLLATE NOCASE";
+/// Tables whose name ends in the one looked for (`analytics.intercom__…`, as a schema
+/// prefix ends up in a file's table names).
+const SQL_TABLE_LIKE: &str = "SELECT name FROM sqlite_master \
+     WHERE type IN ('table', 'view') AND lower(name) LIKE '%' || lower(?1) \
+       AND name <> ?1 COLLATE NOCASE ORDER BY name LIMIT 3";
 /// A first read: a file that is not SQLite only fails there.
 const SQL_FIRST_READ: &str = "SELECT count(*) FROM sqlite_master";
 /// The largest rowid: a row count estimate that SQLite answers from the end of the
@@ -74,6 +81,26 @@ impl Backend for Sqlite {
             .query_row(SQL_TABLE_EXISTS, [table], |r| r.get::<_, i64>(0))
             .map_err(|e| s.query_err("sqlite_master", e))?;
         Ok(n > 0)
+    }
+
+    fn absent_hint(&self, s: &Session, table: &str) -> Result<Option<String>, DataError> {
+        let mut stmt = self
+            .conn
+            .prepare(SQL_TABLE_LIKE)
+            .map_err(|e| s.query_err("sqlite_master", e))?;
+        let like: Vec<String> = stmt
+            .query_map([table], |r| r.get::<_, String>(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| s.query_err("sqlite_master", e))?;
+        Ok((!like.is_empty()).then(|| {
+            let names: Vec<String> = like.iter().map(|n| format!("`{n}`")).collect();
+            format!(
+                "the file has {}: cxreport reads the table by its own name; rename it \
+                 (ALTER TABLE \"{}\" RENAME TO {table}) or add a view of that name",
+                names.join(", "),
+                like[0]
+            )
+        }))
     }
 
     fn columns(
@@ -228,6 +255,53 @@ mod tests {
             TimeColumn::Text
         );
         assert_eq!(db.column_stats(&s, "events", "id"), None);
+    }
+
+    #[test]
+    fn names_as_warehouse_exports_spell_them() {
+        let (_d, db, s) = sqlite_with(
+            "CREATE TABLE USAGE_EVENTS (COMPANY_ID TEXT, IS_CORE TEXT);
+             INSERT INTO USAGE_EVENTS VALUES ('a', 'true'), ('b', 'F'), ('c', ''), ('d', 'yes'),
+                 ('e', 'maybe');
+             CREATE TABLE \"analytics.intercom__company_enhanced\" (company_id TEXT);",
+        );
+        // Any case: SQLite's names are case-insensitive, in the queries as well.
+        assert!(db.has_table(&s, "usage_events").unwrap());
+        assert_eq!(db.absent_hint(&s, "usage_events").unwrap(), None);
+        // A schema prefix in the table's name: found, and named in the hint.
+        assert!(!db.has_table(&s, "intercom__company_enhanced").unwrap());
+        let hint = db
+            .absent_hint(&s, "intercom__company_enhanced")
+            .unwrap()
+            .expect("a hint");
+        assert!(
+            hint.contains("`analytics.intercom__company_enhanced`") && hint.contains("RENAME TO"),
+            "{hint}"
+        );
+        assert_eq!(
+            db.absent_hint(&s, "intercom__contact_enhanced").unwrap(),
+            None
+        );
+        // Text flags as warehouses write them.
+        let mut flags = Vec::new();
+        let e = db
+            .each_row(
+                &s,
+                "usage_events",
+                "SELECT company_id, is_core FROM usage_events ORDER BY company_id",
+                &[],
+                &mut |r| {
+                    flags.push(r.boolean(1, "is_core")?);
+                    Ok(())
+                },
+            )
+            .unwrap_err();
+        assert_eq!(flags, [Some(true), Some(false), None, Some(true)]);
+        let e = e.to_string();
+        assert!(
+            e.contains("is_core") && e.contains("\"maybe\"") && e.contains("t/f"),
+            "{e}"
+        );
     }
 
     #[test]

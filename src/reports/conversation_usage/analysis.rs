@@ -291,7 +291,9 @@ fn plan(r: &ConversationUsage, recommendations: &[Recommendation]) -> Vec<Findin
             x.numbers.insert("conv_k", p.k);
             x.numbers.insert("conv_n", p.n);
         }
-        if let (Some(t), Some(o)) = (team(s), overall_team) {
+        // Only where the share is known: an assignee type that is missing or empty
+        // leaves it empty (contract), never 0 %.
+        if let (Some(t), Some(o), Some(_)) = (team(s), overall_team, s.team_route_share) {
             x.numbers.insert("team", t.rate());
             x.keys.insert("routing", compare(t, o).key());
         }

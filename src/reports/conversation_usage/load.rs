@@ -34,6 +34,27 @@ const SQL_WINDOWED: WindowedSql = windowed_sql!(
      FROM intercom__conversation_enhanced",
     "SELECT conversation_id, time_to_first_response_minutes FROM intercom__conversation_metrics",
 );
+/// The same without `conversation_assignee_type`, which the contract makes optional
+/// (deprecated upstream): a table without it reads as one where it is all NULL.
+const SQL_WINDOWED_NO_ASSIGNEE: WindowedSql = windowed_sql!(
+    "SELECT conversation_id, conversation_created_at, conversation_initiated_type, \
+     conversation_author_type, NULL AS conversation_assignee_type, all_conversation_tags, \
+     all_contact_company_names, last_close_at \
+     FROM intercom__conversation_enhanced",
+    "SELECT conversation_id, time_to_first_response_minutes FROM intercom__conversation_metrics",
+);
+/// The optional column of the conversations.
+pub const ASSIGNEE_TYPE: &str = "conversation_assignee_type";
+
+/// The conversations' queries for `db`: with the optional column where it exists.
+pub fn windowed_sql(db: &Database) -> Result<&'static WindowedSql, DataError> {
+    let have = db.columns(CONVERSATION_ENHANCED)?;
+    Ok(if have.iter().any(|(c, _)| c == ASSIGNEE_TYPE) {
+        &SQL_WINDOWED
+    } else {
+        &SQL_WINDOWED_NO_ASSIGNEE
+    })
+}
 /// What the window predicate leaves on the server, for the data-quality counts:
 /// all conversations, and those with a creation time.
 const SQL_CONVERSATION_COUNTS: &str =
@@ -134,7 +155,6 @@ pub const CORE: &[TableNeed] = &[
             "conversation_created_at",
             "conversation_initiated_type",
             "conversation_author_type",
-            "conversation_assignee_type",
             "all_conversation_tags",
             "all_contact_company_names",
             "last_close_at",
@@ -175,7 +195,7 @@ pub const EVENTS: &[TableNeed] = &[TableNeed {
 pub fn scan_floor(db: &Database, usage: UsageTables) -> Result<(u64, u64), DataError> {
     let mut queries = vec![
         (COMPANY_ENHANCED, SQL_COMPANIES),
-        (CONVERSATION_ENHANCED, SQL_WINDOWED.conversations),
+        (CONVERSATION_ENHANCED, windowed_sql(db)?.conversations),
         (CONVERSATION_METRICS, SQL_WINDOWED.metrics),
     ];
     match usage {
@@ -250,7 +270,12 @@ pub fn load_conversation_usage(
     })?;
     if let Some(mut loaded) = events {
         d.rows_read.push((USAGE_EVENTS, loaded.events.rows_read));
-        attach_events(&d.companies, &mut loaded);
+        if let Some(none) = attach_events(&d.companies, &mut loaded) {
+            return Err(DataError::Unmatched {
+                db: db.name().to_owned(),
+                problems: vec![none_matched(&none, mapping)],
+            });
+        }
         d.usage_events = Some(loaded.events);
         for (k, v) in loaded.bad.0 {
             *bad.0.entry(k).or_default() += v;
@@ -258,6 +283,27 @@ pub fn load_conversation_usage(
     }
     d.bad_timestamps = bad;
     Ok(d)
+}
+
+/// What to say when not one usage event is a company's: a conversion of 0 % would be
+/// the keying, not the customers.
+fn none_matched(none: &events::NoneMatched, mapping: &Mapping) -> String {
+    let quoted = |v: &[String]| {
+        v.iter()
+            .map(|x| format!("`{x}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "none of the {} usage events in the window is a company's: usage_events.company_id \
+         holds {} …, the companies' {} holds {} …; conversion and retention would read 0 %. \
+         Set usage_company_key (mapping) to the company column the events' company_id \
+         holds, or use the proxies (--usage-source proxy; a job: usage_source = \"proxy\")",
+        none.events,
+        quoted(&none.event_ids),
+        mapping.usage_company_key,
+        quoted(&none.company_keys),
+    )
 }
 
 fn load_conversations(
@@ -270,7 +316,7 @@ fn load_conversations(
     let mut name = String::new();
     // The window as a predicate where the server can compare the times itself.
     let bounds = shared::window_bounds(db, &window, ts.tz)?;
-    let (sql, sql_metrics, params) = SQL_WINDOWED.queries(&bounds);
+    let (sql, sql_metrics, params) = windowed_sql(db)?.queries(&bounds);
     if bounds.is_some() {
         db.each_row(CONVERSATION_ENHANCED, SQL_CONVERSATION_COUNTS, |r| {
             let total = r.integer(0, "count(*)")?.unwrap_or(0) as u64;

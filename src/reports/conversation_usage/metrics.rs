@@ -601,7 +601,7 @@ pub fn compute(
         return Err(MetricsError::NothingMapped {
             report: super::NAME,
             cause: if pop.paying.is_empty() {
-                "no company has monthly_spend > 0 (no paying company)"
+                "no paying company (none has monthly_spend, or the mapping's spend_column, above 0)"
             } else if nameless == in_window {
                 "no conversation names a company in all_contact_company_names"
             } else {

@@ -26,7 +26,7 @@ use super::{
     Report, ReportError, Request, COMPARE_OPTION, WINDOW_OPTION,
 };
 use crate::intercom::window::{Compare, Window};
-use crate::intercom::{COMPANY_ENHANCED, CONVERSATION_ENHANCED, USAGE_EVENTS};
+use crate::intercom::{CONVERSATION_ENHANCED, USAGE_EVENTS};
 use crate::render::charts::ChartSpec;
 use crate::render::narrative::Narrative;
 use crate::render::templates::Language;
@@ -140,7 +140,6 @@ const SQL_TAGGED_BOT: &str = "SELECT count(*) FROM intercom__conversation_enhanc
      WHERE all_conversation_tags LIKE '%first_response:%'";
 const SQL_ASSIGNEE_KNOWN: &str =
     "SELECT count(conversation_assignee_type) FROM intercom__conversation_enhanced";
-const SQL_PAYING: &str = "SELECT count(*) FROM intercom__company_enhanced WHERE monthly_spend > 0";
 
 impl Report for ConversationUsageReport {
     fn name(&self) -> &'static str {
@@ -179,7 +178,13 @@ impl Configured for Settings {
             })?;
             Ok(n)
         };
-        let mut out = vec![match usage_of(db, self.usage_source)? {
+        let mut out = vec![];
+        if !db.has_table(USAGE_EVENTS)? {
+            if let Some(hint) = db.absent_hint(USAGE_EVENTS)? {
+                out.push(format!("usage_events: not read ({hint})"));
+            }
+        }
+        out.push(match usage_of(db, self.usage_source)? {
             UsageDefinitions::Events => {
                 "conversion and retention: from usage_events (events definitions)".to_owned()
             }
@@ -190,7 +195,7 @@ impl Configured for Settings {
                 table, no proxy columns last_activity_ts / registration_retention_7d/_30d); \
                 the rest of the report is produced"
                 .to_owned(),
-        }];
+        });
         out.push(if count(CONVERSATION_ENHANCED, SQL_TAGGED_BOT)? > 0 {
             "bot-first share: from first_response tags".to_owned()
         } else {
@@ -198,7 +203,17 @@ impl Configured for Settings {
              labelled as such"
                 .to_owned()
         });
-        if count(CONVERSATION_ENHANCED, SQL_ASSIGNEE_KNOWN)? == 0 {
+        let has_assignee = db
+            .columns(CONVERSATION_ENHANCED)?
+            .iter()
+            .any(|(c, _)| c == load::ASSIGNEE_TYPE);
+        if !has_assignee {
+            out.push(
+                "team-routed share: not available (no conversation_assignee_type column; \
+                 the contract makes it optional)"
+                    .to_owned(),
+            );
+        } else if count(CONVERSATION_ENHANCED, SQL_ASSIGNEE_KNOWN)? == 0 {
             out.push(
                 "team-routed share: not available (conversation_assignee_type is empty, as \
                  dbt_intercom leaves it)"
@@ -208,21 +223,8 @@ impl Configured for Settings {
         Ok(out)
     }
 
-    fn blockers(&self, db: &Database, _req: &Request<'_>) -> Result<Vec<String>, ReportError> {
-        let mut paying = 0;
-        db.each_row(COMPANY_ENHANCED, SQL_PAYING, |r| {
-            paying = r.integer(0, "count")?.unwrap_or(0);
-            Ok(())
-        })?;
-        Ok(if paying == 0 {
-            vec![
-                "no company has monthly_spend > 0: a run stops with exit 1 (no paying company \
-                  to describe; the report covers paying customers only)"
-                    .to_owned(),
-            ]
-        } else {
-            Vec::new()
-        })
+    fn blockers(&self, db: &Database, req: &Request<'_>) -> Result<Vec<String>, ReportError> {
+        Ok(super::load::no_paying_company(db, req.mapping)?)
     }
 
     fn needs(&self, db: &Database, _req: &Request<'_>) -> Result<Vec<TableNeed>, ReportError> {

@@ -113,6 +113,14 @@ struct Acc {
 
 pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, MetricsError> {
     let pop = Population::new(&data.companies);
+    // A report of "0 paying companies" would be mailed as if it said something.
+    if pop.paying.is_empty() {
+        return Err(MetricsError::NothingMapped {
+            report: super::NAME,
+            cause:
+                "no paying company (none has monthly_spend, or the mapping's spend_column, above 0)",
+        });
+    }
     let mut member: HashMap<usize, (bool, bool)> = HashMap::new();
     let mut in_both = Vec::new();
     for &i in &pop.paying {

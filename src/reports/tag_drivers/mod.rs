@@ -109,6 +109,11 @@ impl Configured for Settings {
         Ok(load::NEEDS.to_vec())
     }
 
+    /// Like conversation-usage: the report is of paying companies only.
+    fn blockers(&self, db: &Database, req: &Request<'_>) -> Result<Vec<String>, ReportError> {
+        Ok(super::load::no_paying_company(db, req.mapping)?)
+    }
+
     fn plan(
         &self,
         db: &Database,

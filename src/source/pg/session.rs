@@ -7,8 +7,11 @@ use std::fmt;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use postgres::config::{Host, SslMode as DriverSslMode};
 use postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::tls::{self, Link, Probe, SslMode, TlsSettings, Verified};
 use crate::source::error::UrlError;
 
 /// The environment variable a password comes from unless the job names another.
@@ -39,6 +42,9 @@ pub struct PgLocation {
     pub schema: Option<String>,
     /// The environment variable holding the password.
     pub password_env: String,
+    /// `sslmode` and `sslrootcert` (kept from the client: it knows neither
+    /// `verify-ca`/`verify-full` nor root files).
+    pub tls: TlsSettings,
 }
 
 impl PgLocation {
@@ -53,10 +59,23 @@ impl PgLocation {
         let env = password_env.unwrap_or(DEFAULT_PASSWORD_ENV).to_owned();
         let (base, query) = url.split_once('?').unwrap_or((url, ""));
         let mut schema = None;
+        let (mut sslmode, mut sslrootcert) = (None, None);
         let mut rest = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
                 Some(("schema", s)) if !s.is_empty() => schema = Some(s.to_owned()),
+                Some(("sslmode", m)) => sslmode = Some(m),
+                Some(("sslrootcert", f)) => sslrootcert = Some(f),
+                Some((k @ ("sslcert" | "sslkey" | "sslpassword"), _)) => {
+                    return Err(UrlError::Invalid {
+                        url: redact(url),
+                        message: format!(
+                            "`{k}=`: client certificates are not supported; the server \
+                             is verified with sslmode=verify-full and sslrootcert=FILE, \
+                             the user signs in with a password from the environment"
+                        ),
+                    })
+                }
                 Some(("schema", _)) => {
                     return Err(UrlError::Invalid {
                         url: redact(url),
@@ -96,17 +115,23 @@ impl PgLocation {
                 message: "no database name (postgresql://user@host:port/dbname)".into(),
             });
         }
+        let tls = TlsSettings::from_parts(sslmode, sslrootcert, |k| std::env::var(k).ok())
+            .map_err(|message| UrlError::Invalid {
+                url: redact(url),
+                message,
+            })?;
         Ok(Self {
             url: url.to_owned(),
             client_url,
             schema,
             password_env: env,
+            tls,
         })
     }
 
     /// Opens the read-only session every report reads through, within
     /// [`DEFAULT_CONNECT_LIMIT`].
-    pub fn connect(&self) -> Result<Client, ConnectError> {
+    pub fn connect(&self) -> Result<(Client, Link), ConnectError> {
         self.connect_within(DEFAULT_CONNECT_LIMIT)
     }
 
@@ -115,7 +140,7 @@ impl PgLocation {
     /// would hold its startup forever, so the session is opened on a thread of its
     /// own that is left behind when the limit passes: it ends when the server closes
     /// the socket or the process exits, and nothing waits for it.
-    pub fn connect_within(&self, limit: Duration) -> Result<Client, ConnectError> {
+    pub fn connect_within(&self, limit: Duration) -> Result<(Client, Link), ConnectError> {
         let (tx, rx) = mpsc::sync_channel(1);
         let me = self.clone();
         std::thread::Builder::new()
@@ -126,7 +151,7 @@ impl PgLocation {
             })
             .map_err(|e| ConnectError::Driver(format!("cannot start connecting: {e}")))?;
         match rx.recv_timeout(limit) {
-            Ok(r) => r.map_err(ConnectError::Driver),
+            Ok(r) => r,
             Err(mpsc::RecvTimeoutError::Timeout) => Err(ConnectError::NoAnswer {
                 server: self.server(),
                 limit,
@@ -163,13 +188,25 @@ impl PgLocation {
     /// data into a server (the demo, tests, the benchmark), never for a report.
     pub fn connect_for_loading(&self) -> Result<Client, String> {
         self.session(false, None)
+            .map(|(client, _)| client)
+            .map_err(|e| e.to_string())
     }
 
-    /// Opens a session with the password from the environment; `limit` also bounds
-    /// the TCP connect (unless the URL's `connect_timeout` is shorter).
-    fn session(&self, read_only: bool, limit: Option<Duration>) -> Result<Client, String> {
-        let mut config: postgres::Config = self.client_url.parse().map_err(|e| format!("{e}"))?;
-        if let Some(pw) = std::env::var_os(&self.password_env) {
+    /// Opens a session with the password from the environment, protected as the
+    /// location's `sslmode` says; `limit` also bounds the TCP connect (unless the
+    /// URL's `connect_timeout` is shorter).
+    fn session(
+        &self,
+        read_only: bool,
+        limit: Option<Duration>,
+    ) -> Result<(Client, Link), ConnectError> {
+        let driver = ConnectError::Driver;
+        let mut config: postgres::Config = self
+            .client_url
+            .parse()
+            .map_err(|e| driver(format!("{e}")))?;
+        let password = std::env::var_os(&self.password_env);
+        if let Some(pw) = &password {
             config.password(pw.as_encoded_bytes());
         }
         if let Some(limit) = limit {
@@ -180,14 +217,32 @@ impl PgLocation {
         if config.get_application_name().is_none() {
             config.application_name("cxreport");
         }
-        let mut client = config.connect(NoTls).map_err(|e| error_text(&e))?;
+        let encrypt = self.encrypts(&config, password.is_some(), limit)?;
+        let link = Link {
+            sslmode: self.tls.mode,
+            encrypted: encrypt,
+            verified: if encrypt {
+                self.tls.verified()
+            } else {
+                Verified::Nothing
+            },
+        };
+        let connected = if encrypt {
+            let tls = self.tls.client_config().map_err(driver)?;
+            config.ssl_mode(DriverSslMode::Require);
+            config.connect(MakeRustlsConnect::new(tls))
+        } else {
+            config.ssl_mode(DriverSslMode::Disable);
+            config.connect(NoTls)
+        };
+        let mut client = connected.map_err(|e| driver(self.connect_error(&e)))?;
         client
             .batch_execute(if read_only {
                 SQL_SESSION
             } else {
                 SQL_SESSION_UTC
             })
-            .map_err(|e| error_text(&e))?;
+            .map_err(|e| driver(error_text(&e)))?;
         if let (Some(schema), false) = (&self.schema, read_only) {
             // DDL takes no parameters; the name is quoted as an identifier.
             client
@@ -195,21 +250,120 @@ impl PgLocation {
                     "CREATE SCHEMA IF NOT EXISTS {}",
                     quote_ident(schema)
                 ))
-                .map_err(|e| error_text(&e))?;
+                .map_err(|e| driver(error_text(&e)))?;
         }
         if let Some(schema) = &self.schema {
             let n: i64 = client
                 .query_one(SQL_SCHEMA_EXISTS, &[schema])
-                .map_err(|e| error_text(&e))?
+                .map_err(|e| driver(error_text(&e)))?
                 .get(0);
             if n == 0 {
-                return Err(format!("schema `{schema}` does not exist in this database"));
+                return Err(driver(format!(
+                    "schema `{schema}` does not exist in this database"
+                )));
             }
             client
                 .query_one(SQL_SEARCH_PATH, &[&quote_ident(schema)])
-                .map_err(|e| error_text(&e))?;
+                .map_err(|e| driver(error_text(&e)))?;
         }
-        Ok(client)
+        Ok((client, link))
+    }
+
+    /// Whether the session is to be encrypted. `prefer` asks the server first; a
+    /// session that will be unencrypted and carries a password is opened only if the
+    /// server will not have that password sent in clear. A socket on this machine
+    /// (a Unix socket) is neither encrypted nor probed: nothing crosses a network.
+    fn encrypts(
+        &self,
+        config: &postgres::Config,
+        password: bool,
+        limit: Option<Duration>,
+    ) -> Result<bool, ConnectError> {
+        let mode = self.tls.mode;
+        if matches!(
+            mode,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull
+        ) {
+            return Ok(true);
+        }
+        let Some(Host::Tcp(host)) = config.get_hosts().first() else {
+            return Ok(false);
+        };
+        if mode == SslMode::Disable && !password {
+            return Ok(false);
+        }
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let limit = limit.unwrap_or(DEFAULT_CONNECT_LIMIT);
+        let asked = tls::probe(
+            host,
+            port,
+            config.get_user(),
+            config.get_dbname(),
+            mode == SslMode::Prefer,
+            limit,
+        );
+        match asked {
+            Ok(Probe::Tls) => Ok(true),
+            Ok(Probe::Cleartext) if password => Err(ConnectError::Cleartext {
+                server: self.server(),
+                sslmode: mode,
+            }),
+            Ok(_) => {
+                if mode == SslMode::Prefer {
+                    let loopback = host == "localhost"
+                        || host
+                            .parse::<std::net::IpAddr>()
+                            .is_ok_and(|a| a.is_loopback());
+                    if loopback {
+                        tracing::info!(server = %self.server(), "the server offers no TLS: the session is unencrypted (on this machine)");
+                    } else {
+                        tracing::warn!(server = %self.server(), "the server offers no TLS: the session is unencrypted (sslmode=prefer; set sslmode=verify-full to refuse that)");
+                    }
+                }
+                Ok(false)
+            }
+            // The real connect names the failure (refused, unknown host) as the driver
+            // words it.
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// A failed connect as the user reads it: a TLS failure names the mode and what
+    /// to set.
+    fn connect_error(&self, e: &postgres::Error) -> String {
+        let text = error_text(e);
+        if text.contains("password missing") {
+            let named = if self.password_env == DEFAULT_PASSWORD_ENV {
+                format!("export {DEFAULT_PASSWORD_ENV}")
+            } else {
+                format!(
+                    "set {} (the job's database_password_env)",
+                    self.password_env
+                )
+            };
+            return format!(
+                "the server asks for a password and {} is not set: {named}",
+                self.password_env
+            );
+        }
+        let tls_failed = text.contains("TLS") || text.contains("certificate");
+        match self.tls.mode {
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull if tls_failed => {
+                let what = match self.tls.verified() {
+                    Verified::ChainAndHostName => {
+                        "the server's certificate must be signed by a trusted authority \
+                         (sslrootcert=FILE) and name the host of the URL"
+                    }
+                    Verified::Chain => {
+                        "the server's certificate must be signed by a trusted authority \
+                         (sslrootcert=FILE)"
+                    }
+                    Verified::Nothing => "the server must accept TLS",
+                };
+                format!("{text} (sslmode={}: {what})", self.tls.mode.name())
+            }
+            _ => text,
+        }
     }
 }
 
@@ -259,6 +413,14 @@ pub fn redact(url: &str) -> String {
 pub enum ConnectError {
     #[error("connecting to {server}: no answer within {} s", secs(*.limit))]
     NoAnswer { server: String, limit: Duration },
+    #[error(
+        "connecting to {server}: the server asks for the password in clear on an \
+         unencrypted session (sslmode={}): refused, the password would cross the network \
+         readable; connect with sslmode=require (or verify-full), or have the server \
+         authenticate with scram-sha-256",
+        .sslmode.name()
+    )]
+    Cleartext { server: String, sslmode: SslMode },
     #[error("{0}")]
     Driver(String),
 }
@@ -323,11 +485,26 @@ mod tests {
             Some("WAREHOUSE_PW"),
         )
         .unwrap();
-        assert_eq!(
-            l.client_url,
-            "postgres://ana@h/w?sslmode=disable&connect_timeout=5"
-        );
+        assert_eq!(l.client_url, "postgres://ana@h/w?connect_timeout=5");
+        assert_eq!(l.tls.mode, SslMode::Disable);
         assert_eq!(l.password_env, "WAREHOUSE_PW");
+        // libpq's modes the client does not know, and a root file: ours, not the
+        // client's (they used to give "invalid connection string").
+        let l = PgLocation::parse(
+            "postgresql://ana@h/w?sslmode=verify-full&sslrootcert=/etc/ca.pem",
+            None,
+        )
+        .unwrap();
+        assert_eq!(l.client_url, "postgresql://ana@h/w");
+        assert_eq!(
+            (l.tls.mode, l.tls.root_cert.as_deref()),
+            (
+                SslMode::VerifyFull,
+                Some(std::path::Path::new("/etc/ca.pem"))
+            )
+        );
+        let e = PgLocation::parse("postgresql://ana@h/w?sslmode=on", None).unwrap_err();
+        assert!(e.to_string().contains("`on` is not an sslmode"), "{e}");
 
         let e = PgLocation::parse("postgresql://ana:s3cret@h:5432/w", None).unwrap_err();
         let msg = e.to_string();

@@ -179,7 +179,7 @@ pub(super) fn load_usage_events(
                 n
             }
         });
-        let is_core = r.integer(1, "is_core")?.unwrap_or(0) == 1;
+        let is_core = r.boolean(1, "is_core")?.unwrap_or(false);
         let (first, latest, count) = if by_day {
             let first = r.time(2, "occurred_at", &mut ts)?;
             let latest = r.time(3, "occurred_at", &mut ts)?;
@@ -219,7 +219,23 @@ pub(super) fn load_usage_events(
 
 /// Points the events at company rows (the first row of an id); the events of
 /// unknown companies are counted and skipped from then on.
-pub(super) fn attach_events(companies: &[CompanyRow], loaded: &mut LoadedEvents) {
+/// Events that match no company at all, told apart from a few strays: some of the
+/// events' own company ids and the companies' keys, for the refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoneMatched {
+    pub events: u64,
+    pub event_ids: Vec<String>,
+    pub company_keys: Vec<String>,
+}
+
+/// Numbers the events' companies as company rows. When there are events and not one
+/// of them is a company's, the keying is wrong (the events carry the product's own
+/// account id and no `usage_company_key` says which column holds it): the events are
+/// attached all the same and the caller gets what to say.
+pub(super) fn attach_events(
+    companies: &[CompanyRow],
+    loaded: &mut LoadedEvents,
+) -> Option<NoneMatched> {
     let LoadedEvents {
         events,
         ids,
@@ -239,15 +255,31 @@ pub(super) fn attach_events(companies: &[CompanyRow], loaded: &mut LoadedEvents)
             }
         }
     }
-    events.unmatched += rows
+    let unmatched = rows
         .iter()
         .zip(counts.iter())
         .filter(|(row, _)| **row == u32::MAX)
         .map(|(_, n)| n)
         .sum::<u64>();
+    events.unmatched += unmatched;
     for (company, _) in &mut events.runs {
         *company = rows[*company as usize];
     }
+    let total: u64 = counts.iter().sum();
+    (total > 0 && unmatched == total && !companies.is_empty()).then(|| NoneMatched {
+        events: total,
+        event_ids: ids.iter().take(3).map(|(_, id)| id.to_owned()).collect(),
+        company_keys: companies
+            .iter()
+            .take(3)
+            .map(|c| {
+                c.mapped
+                    .usage_key
+                    .clone()
+                    .unwrap_or_else(|| c.company_id.clone())
+            })
+            .collect(),
+    })
 }
 
 #[cfg(test)]

@@ -256,7 +256,8 @@ fn tags_win_over_fallback_and_bad_values_fall_back() {
         (l.segment_src, l.seat_src, l.arr_src),
         (LabelSource::Tag, LabelSource::Tag, LabelSource::Tag)
     );
-    // Unknown values do not match; the first valid tag of a kind wins; case matters.
+    // Unknown values do not match; the first valid tag of a kind wins; case and
+    // separators do not matter (issue 28: `200K_PLUS` is `200k_plus`).
     let l = classify(&Mapping::default(),
         Some("segment:vip,segment:expansion,segment:renewal,seat_bucket:seats:huge,arr_bucket:arr:200K_PLUS"),
         Some(130),
@@ -264,13 +265,15 @@ fn tags_win_over_fallback_and_bad_values_fall_back() {
     );
     assert_eq!(
         (segment_name(l.segment), seat_name(l.seat), arr_name(l.arr)),
-        ("expansion", "130_259", "under_30k")
+        ("expansion", "130_259", "200k_plus")
     );
     assert_eq!(
         (l.seat_src, l.arr_src),
-        (LabelSource::Fallback, LabelSource::Fallback)
+        (LabelSource::Fallback, LabelSource::Tag)
     );
-    let l = classify(&Mapping::default(), Some("Segment:renewal"), None, 100.0);
+    let l = classify(&Mapping::default(), Some("Segment:Renewal"), None, 100.0);
+    assert_eq!(segment_name(l.segment), "renewal");
+    let l = classify(&Mapping::default(), Some("segment:gold"), None, 100.0);
     assert_eq!(segment_name(l.segment), "unknown");
 }
 
