@@ -5,7 +5,13 @@
 //! since the plan sets most of a user's ARR), support load and activity by
 //! engagement. A comparison is called a difference only when it holds; every share of
 //! ARR is of all users' ARR; opportunities are sized in dollars and labelled as
-//! associations (upper bounds).
+//! associations (upper bounds). An action whose lever a finding rejects is refused
+//! (`claims::refusing_finding`), and each page-1 headline gets its action or a stated
+//! no-action.
+//!
+//! Why this file is over 600 lines: a third of it is the tests, which build small
+//! user sets by hand for each rule; the findings and the actions they license are one
+//! argument and read best side by side.
 
 use serde_json::json;
 
@@ -620,6 +626,37 @@ mod tests {
             ids,
             ["protect_top_segment"],
             "no target without a difference"
+        );
+    }
+
+    #[test]
+    fn each_headline_gets_its_action_or_a_stated_no_action_and_rejected_levers_are_refused() {
+        let mut risk = Finding::new("arr_at_risk", 1);
+        risk.lead = true;
+        let mut gap = Finding::new("nps_gap", 3);
+        gap.lead = true;
+        let mut support = Finding::new("support_by_engagement", 6);
+        support.lead = false;
+        support.keys.insert("direction", "flat");
+        support.keys.insert("active", "lower");
+        let findings = vec![risk, gap, support];
+        let readings = lever_readings(&findings);
+        assert!(refusing_finding("support_load", &readings).is_some());
+        assert!(refusing_finding("engagement", &readings).is_none());
+
+        let mut reengage =
+            Recommendation::owned("reengage_low_engagement", "support_by_engagement", "x");
+        reengage.keys.insert("lever", "engagement");
+        let win_back = Recommendation::owned("win_back", "arr_at_risk", "x");
+        let out = follow_headlines(&findings, vec![reengage, win_back]);
+        let ids: Vec<_> = out.iter().map(|x| (x.id, x.follows)).collect();
+        assert_eq!(
+            ids,
+            [
+                ("win_back", "arr_at_risk"),
+                ("no_action", "nps_gap"),
+                ("reengage_low_engagement", "support_by_engagement")
+            ]
         );
     }
 }
