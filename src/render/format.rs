@@ -312,6 +312,31 @@ impl NumberFormat {
         self.number(v, 0)
     }
 
+    /// The amount [`Self::money`] prints for `v`, as a number ("$3.7k" is 3,700,
+    /// "3,695 美元" is 3,695): a printed difference of two amounts is the
+    /// difference of these, which depends on the language's units.
+    pub fn printed_money(&self, v: f64) -> f64 {
+        if !v.is_finite() {
+            return v;
+        }
+        let rounded =
+            |x: f64, decimals: usize| format!("{x:.decimals$}").parse::<f64>().unwrap_or(x);
+        let abs = match self.money_units.iter().find(|(f, _)| v.abs() >= *f) {
+            Some((from, _)) => {
+                let x = v.abs() / from;
+                let decimals = usize::from((x * 10.0).round() < 1000.0);
+                rounded(x, decimals) * from
+            }
+            None => rounded(v.abs(), 0),
+        };
+        abs.copysign(v)
+    }
+
+    /// `a − b` as the reader computes it from the two printed amounts.
+    pub fn money_gap(&self, a: f64, b: f64) -> String {
+        self.money(self.printed_money(a) - self.printed_money(b))
+    }
+
     /// An optional value, or an em dash.
     pub fn opt(&self, v: Option<f64>, f: impl Fn(&Self, f64) -> String) -> String {
         v.map_or_else(|| "—".to_owned(), |v| f(self, v))
@@ -425,6 +450,23 @@ mod tests {
             currency_suffix: suffix.into(),
             money_units: units,
         }
+    }
+
+    #[test]
+    fn a_money_gap_is_the_gap_of_the_printed_amounts() {
+        let en = format_with(vec![(1e6, "${}M".into()), (1e3, "${}k".into())], "$", "");
+        // The median row: $942 and $627 printed, $316 from the raw values.
+        assert_eq!(en.money_gap(942.4, 626.6), "$315");
+        assert_eq!(en.money_gap(3_695.4, 2_397.0), "$1.3k");
+        assert_eq!(en.printed_money(3_695.4), 3_700.0);
+        let zh = format_with(
+            vec![(1e8, "{} 亿美元".into()), (1e4, "{} 万美元".into())],
+            "",
+            " 美元",
+        );
+        // zh printed 3,695 and 2,397 with a gap of 1,299.
+        assert_eq!(zh.money_gap(3_695.4, 2_396.6), "1,298 美元");
+        assert_eq!(zh.printed_money(-25_400.0), -25_000.0);
     }
 
     #[test]

@@ -462,9 +462,46 @@ pub fn within_strata_correlation<S: PartialEq + Copy>(
 /// The difference of two values as printed with `decimals` after scaling by `scale`
 /// (100 for percentages): a reader who subtracts the printed values gets this number.
 pub fn printed_difference(a: f64, b: f64, scale: f64, decimals: i32) -> f64 {
-    let m = 10f64.powi(decimals);
-    let round = |v: f64| (v * scale * m).round() / m;
-    (round(a) - round(b)) / scale
+    (printed(a, scale, decimals) - printed(b, scale, decimals)) / scale
+}
+
+/// `v × scale` rounded as the formatter prints it (`{:.N}`, on the exact binary
+/// value): one rounding path for cells, labels and differences, so that 0.3315
+/// prints 33.1 % everywhere (`(v * 1000).round()` would make it 33.2 % in one place).
+pub fn printed(v: f64, scale: f64, decimals: i32) -> f64 {
+    let d = decimals.max(0) as usize;
+    let x = v * scale;
+    format!("{x:.d$}").parse::<f64>().unwrap_or(x)
+}
+
+/// A count derived from two printed rates of one group of `n` ("about N more
+/// active users"): `n` × the printed difference, so that a reader who multiplies
+/// the printed rates gets the printed count.
+pub fn derived_count(n: f64, to: f64, from: f64, scale: f64, decimals: i32) -> f64 {
+    (n * printed_difference(to, from, scale, decimals)).round()
+}
+
+// Actions against findings (issue 27): a recommendation pulls a lever; a finding may
+// say that lever does not explain the gap the action is meant to close.
+
+/// What a finding says of one lever (a cause an action would act through).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeverReading {
+    /// The finding's test holds through the lever (a difference that stays once the
+    /// lever's confounders are held fixed).
+    Explains,
+    /// The finding says the lever does not explain the gap (no clear difference
+    /// along it, or the gap disappears once it is held fixed).
+    DoesNotExplain,
+}
+
+/// The first finding (by index into `readings`) that argues against an action
+/// pulling `lever`: the pair may not stand on one page, so the action is refused.
+/// `None` when no finding rejects the lever.
+pub fn refusing_finding(lever: &str, readings: &[(&str, LeverReading)]) -> Option<usize> {
+    readings
+        .iter()
+        .position(|(l, r)| *l == lever && *r == LeverReading::DoesNotExplain)
 }
 
 #[cfg(test)]
@@ -672,5 +709,32 @@ mod tests {
         // The same 150 against 100 over 45 against 30 days is the same rate.
         assert!(count_rate_p(150, 45.0, 100, 30.0) > 0.9);
         assert_eq!(count_rate_p(0, 30.0, 0, 30.0), 1.0);
+    }
+
+    #[test]
+    fn an_action_whose_lever_a_finding_rejects_is_refused() {
+        // The issue's pair: a faster-first-response tier beside "service speed does
+        // not explain the gaps".
+        let readings = [
+            ("engagement", LeverReading::Explains),
+            ("service_speed", LeverReading::DoesNotExplain),
+        ];
+        assert_eq!(refusing_finding("service_speed", &readings), Some(1));
+        assert_eq!(refusing_finding("engagement", &readings), None);
+        assert_eq!(refusing_finding("training", &readings), None);
+        assert_eq!(refusing_finding("training", &[]), None);
+    }
+
+    #[test]
+    fn one_rounding_path_for_cells_and_differences() {
+        // 3,315 of 10,000 prints 33.1 % (the binary value is just under 33.15).
+        assert_eq!(format!("{:.1}", 0.3315 * 100.0), "33.1");
+        assert_eq!(printed(0.3315, 100.0, 1), 33.1);
+        // 76.3 % − 68.2 % is 8.1 pp, though the raw gap rounds to 8.2.
+        let d = printed_difference(0.76259, 0.68183, 100.0, 1);
+        assert!((d * 100.0 - 8.1).abs() < 1e-9, "{d}");
+        // 1,286 users from 46.7 % to 71.1 %: 1,286 × 24.4 % = 313.8.
+        assert_eq!(derived_count(1_286.0, 0.7108, 0.4673, 100.0, 1), 314.0);
+        assert_eq!(derived_count(100.0, 0.5, 0.5, 100.0, 1), 0.0);
     }
 }

@@ -393,3 +393,191 @@ fn customer_segmentation_compares_with_its_previous_snapshot() {
     assert!(header.iter().any(|h| h == "item"));
     assert_eq!(rows.len(), changes.len());
 }
+
+/// A PDF's text with its table layout kept (one table row a line).
+fn layout_text(path: &std::path::Path) -> String {
+    let o = std::process::Command::new("pdftotext")
+        .args(["-layout", "-enc", "UTF-8"])
+        .arg(path)
+        .arg("-")
+        .output()
+        .expect("pdftotext runs (poppler-utils)");
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// The amounts a line prints, in either language's money format ("$3.7k", "$942",
+/// "$1.2M"; "3,695 美元", "1.2 万美元", "2.6 亿美元").
+fn amounts(line: &str) -> Vec<f64> {
+    let mut out = Vec::new();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    for (i, w) in words.iter().enumerate() {
+        let next = words.get(i + 1).copied().unwrap_or("");
+        let number = |s: &str| s.replace(',', "").parse::<f64>().ok();
+        if let Some(rest) = w.strip_prefix('$').or_else(|| w.strip_prefix("-$")) {
+            let sign = if w.starts_with('-') { -1.0 } else { 1.0 };
+            let (digits, unit) = match rest.chars().last() {
+                Some('k') => (&rest[..rest.len() - 1], 1e3),
+                Some('M') => (&rest[..rest.len() - 1], 1e6),
+                _ => (rest, 1.0),
+            };
+            out.extend(number(digits).map(|v| sign * v * unit));
+        } else if let Some(v) = number(w) {
+            let unit = match next {
+                "美元" => Some(1.0),
+                "万美元" => Some(1e4),
+                "亿美元" => Some(1e8),
+                _ => None,
+            };
+            out.extend(unit.map(|u| v * u));
+        }
+    }
+    out
+}
+
+/// The percentages of a line ("76.3%"), and its points ("8.1 pp", "8.1 个百分点").
+fn percents(line: &str) -> (Vec<f64>, Vec<f64>) {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let mut pct = Vec::new();
+    let mut pp = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        let w =
+            w.trim_matches(|c: char| matches!(c, ',' | ';' | ':' | '(' | ')' | '，' | '（' | '）'));
+        if let Some(v) = w.strip_suffix('%').and_then(|v| v.parse::<f64>().ok()) {
+            pct.push(v);
+        } else if let Ok(v) = w.parse::<f64>() {
+            if matches!(words.get(i + 1), Some(&"pp") | Some(&"个百分点")) {
+                pp.push(v);
+            }
+        }
+    }
+    (pct, pp)
+}
+
+/// Reads page 1 and the tables behind it as a leader would, in both languages, on
+/// the demo and on the planted demo: every printed difference is the difference of
+/// the printed values; the derived count comes from the printed rates; no action
+/// stands beside a finding that rejects its lever; each headline has an action or
+/// a stated no-action; the target names the edition that checks it and its 95 %
+/// bound.
+#[test]
+fn customer_segmentation_says_only_what_its_printed_numbers_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let planted = crate::common::planted_demo(dir.path());
+    let out = dir.path().join("planted-out");
+    let o = run(&[
+        "run",
+        "customer-segmentation",
+        "--db",
+        planted.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--as-of",
+        "2024-07-01T08:00:00Z",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let planted_dir = std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+    for base in [output_of("customer-segmentation"), planted_dir.as_path()] {
+        for lang in ["en", "zh"] {
+            let t = layout_text(&base.join(format!("report.{lang}.pdf")));
+            let rows = |label: &str| {
+                t.lines()
+                    .filter(|l| l.trim_start().starts_with(label))
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            };
+            // Training and diversity tables: with, without, difference, all.
+            let (avg, median, active) = if lang == "en" {
+                ("Average ARR ", "Median ARR ", "Active rate ")
+            } else {
+                ("平均 ARR ", "ARR 中位数 ", "活跃率 ")
+            };
+            let money_rows: Vec<String> = [rows(avg), rows(median)].concat();
+            let gaps: Vec<Vec<f64>> = money_rows
+                .iter()
+                .map(|l| amounts(l))
+                .filter(|a| a.len() == 4)
+                .collect();
+            assert!(gaps.len() >= 4, "{lang}: {money_rows:?}");
+            for a in &gaps {
+                assert!(
+                    (a[0] - a[1] - a[2]).abs() < 0.5,
+                    "{lang}: {a:?} in {money_rows:?}"
+                );
+            }
+            let rate_rows: Vec<(Vec<f64>, Vec<f64>)> = rows(active)
+                .iter()
+                .map(|l| percents(l))
+                .filter(|(p, d)| p.len() == 3 && d.len() == 1)
+                .collect();
+            assert_eq!(rate_rows.len(), 2, "{lang}");
+            for (p, d) in &rate_rows {
+                assert!((p[0] - p[1] - d[0]).abs() < 1e-6, "{lang}: {p:?} {d:?}");
+            }
+
+            let flat = t.split_whitespace().collect::<Vec<_>>().join(" ");
+            // A derived count from the printed rates: n × (target − current).
+            if lang == "en" {
+                if let Some(i) = flat.find("Target: active rate from ") {
+                    let s = &flat[i..];
+                    let (p, _) = percents(&s[..s.find(", the lower").unwrap()]);
+                    assert_eq!(p.len(), 2, "{s}");
+                    let n: f64 = s
+                        .split("For all ")
+                        .nth(1)
+                        .and_then(|r| r.split_whitespace().next())
+                        .map(|v| v.replace(',', "").parse().unwrap())
+                        .unwrap();
+                    let moved: f64 = s
+                        .split("about ")
+                        .nth(1)
+                        .and_then(|r| r.split_whitespace().next())
+                        .map(|v| v.replace(',', "").parse().unwrap())
+                        .unwrap();
+                    assert_eq!(moved, (n * (p[1] - p[0]) / 100.0).round(), "{s}");
+                    assert!(s.contains("lower 95% bound"), "{s}");
+                    assert!(
+                        s.contains("checked by the first edition of this report from 2024-08-09"),
+                        "the target names the edition that checks it: {s}"
+                    );
+                }
+                // The finding that rejects a lever, and the action that would pull it.
+                let rejects = [
+                    ("Support load does not follow engagement", "Re-onboard"),
+                    ("so the plan mix explains it", "Offer training"),
+                ];
+                for (finding, action) in rejects {
+                    assert!(
+                        !(flat.contains(finding) && flat.contains(action)),
+                        "{action} stands beside {finding}"
+                    );
+                }
+            } else {
+                assert!(flat.contains("95% 置信下限") || !flat.contains("目标：活跃率"));
+            }
+            // Page 1: each headline has an action or a stated no-action.
+            let page1 = t.split('\u{c}').next().unwrap();
+            let (head, actions) = if lang == "en" {
+                ("Headline findings", "Top actions")
+            } else {
+                ("核心结论", "优先行动")
+            };
+            if let (Some(h), Some(a)) = (page1.find(head), page1.find(actions)) {
+                let headlines = page1[h..a].matches('•').count();
+                let acts = page1[a..]
+                    .lines()
+                    .filter(|l| {
+                        let l = l.trim_start();
+                        l.len() > 2 && l.as_bytes()[0].is_ascii_digit() && l[1..].starts_with(". ")
+                    })
+                    .count();
+                assert_eq!(headlines, acts, "{lang}: {page1}");
+            } else {
+                panic!("{lang}: page 1 without headlines or actions: {page1}");
+            }
+            assert!(
+                !t.contains("NPS 5.") && !t.contains("Avg NPS"),
+                "{lang}: mean score called NPS"
+            );
+        }
+    }
+}

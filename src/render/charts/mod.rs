@@ -137,8 +137,12 @@ pub(crate) fn bar_point(row: usize, value: f64, suffix: &str, horizontal: bool) 
 /// A value rounded to one decimal and printed with it: the label always shows the
 /// decimal ("3.0"), and the value drawn is the value printed.
 fn one_decimal(value: f64, suffix: &str) -> (f64, String) {
-    let v = (value * 10.0).round() / 10.0;
-    (v, format!("{v:.1}{suffix}"))
+    // Rounded as the tables' formatter rounds (`{:.1}`), so that a chart label and
+    // the table cell of the same value agree (33.15 % is 33.1 % in both, not 33.2 %
+    // here from `(v * 10).round()`).
+    let printed = format!("{value:.1}");
+    let v = printed.parse::<f64>().unwrap_or(value);
+    (v, format!("{printed}{suffix}"))
 }
 
 /// A bar's data point with a label written by the caller (money, counts).

@@ -5,13 +5,25 @@
 //! since the plan sets most of a user's ARR), support load and activity by
 //! engagement. A comparison is called a difference only when it holds; every share of
 //! ARR is of all users' ARR; opportunities are sized in dollars and labelled as
-//! associations (upper bounds).
+//! associations (upper bounds). An action whose lever a finding rejects is refused
+//! (`claims::refusing_finding`), and each page-1 headline gets its action or a stated
+//! no-action.
+//!
+//! Why this file is over 600 lines: a third of it is the tests, which build small
+//! user sets by hand for each rule; the findings and the actions they license are one
+//! argument and read best side by side.
 
 use serde_json::json;
 
 use super::metrics::{CrossRow, Impact, Path, Segmentation};
 use crate::render::narrative::{Finding, Recommendation};
-use crate::stats::claims::{compare, compare_means, peer_target, Proportion, Verdict, ALPHA};
+use crate::stats::claims::{
+    compare, compare_means, derived_count, peer_target, refusing_finding, LeverReading, Proportion,
+    Verdict, ALPHA,
+};
+
+/// How long the re-engagement pilot runs before the edition that checks it.
+const PILOT_WEEKS: i64 = 8;
 
 /// A peer group gives a target only from this many users.
 const MIN_PEERS: usize = 30;
@@ -221,7 +233,7 @@ pub fn stake(r: &Segmentation) -> Finding {
 fn lift_recommendation(
     f: Option<&Finding>,
     id: &'static str,
-    owner: &'static str,
+    (owner, lever): (&'static str, &'static str),
     users: f64,
 ) -> Option<Recommendation> {
     let f = f?;
@@ -230,18 +242,99 @@ fn lift_recommendation(
     }
     let lift = *f.numbers.get("within_lift")?;
     let mut x = Recommendation::owned(id, f.id, owner);
+    x.keys.insert("lever", lever);
     x.numbers.insert("users", users.round());
     x.numbers.insert("lift", lift);
     x.numbers.insert("upper_arr", lift * users.round());
     Some(x)
 }
 
+/// What the findings say of each lever an action could pull: the claims rules refuse
+/// an action whose lever a finding rejects.
+pub fn lever_readings(findings: &[Finding]) -> Vec<(&'static str, LeverReading)> {
+    let reading = |holds: bool| {
+        if holds {
+            LeverReading::Explains
+        } else {
+            LeverReading::DoesNotExplain
+        }
+    };
+    let mut out = Vec::new();
+    for f in findings {
+        match f.id {
+            "support_by_engagement" => {
+                out.push((
+                    "support_load",
+                    reading(f.keys.get("direction") != Some(&"flat")),
+                ));
+                out.push((
+                    "engagement",
+                    reading(f.keys.get("active") == Some(&"lower")),
+                ));
+            }
+            "training_lift" | "diversity_lift" => {
+                let lever = if f.id == "training_lift" {
+                    "training"
+                } else {
+                    "feature_breadth"
+                };
+                let within = f.keys.get("within") == Some(&"holds");
+                out.push((
+                    lever,
+                    reading(within && f.keys.get("direction") == Some(&"up")),
+                ));
+                // The gap stays within the same plan: the plan mix does not explain it.
+                if within {
+                    out.push(("plan_mix", LeverReading::DoesNotExplain));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 pub fn recommendations(r: &Segmentation, findings: &[Finding]) -> Vec<Recommendation> {
+    let mut out = candidate_recommendations(r, findings);
+    let readings = lever_readings(findings);
+    out.retain(|x| {
+        x.keys
+            .get("lever")
+            .is_none_or(|l| refusing_finding(l, &readings).is_none())
+    });
+    out
+}
+
+/// Page 1 pairs each headline with an action: the recommendations that follow the
+/// headlines come first, in headline order, and a headline no recommendation follows
+/// gets an explicit "no action, because …" record in its place.
+pub fn follow_headlines(findings: &[Finding], recs: Vec<Recommendation>) -> Vec<Recommendation> {
+    let mut rest = recs;
+    let mut out = Vec::new();
+    for f in findings
+        .iter()
+        .filter(|f| f.lead)
+        .take(crate::render::narrative::BRIEF_ITEMS)
+    {
+        match rest.iter().position(|x| x.follows == f.id) {
+            Some(i) => out.push(rest.remove(i)),
+            None => {
+                // Owned by whoever reads the finding in the next edition.
+                out.push(Recommendation::owned("no_action", f.id, "customer_success"));
+            }
+        }
+    }
+    out.extend(rest);
+    out
+}
+
+fn candidate_recommendations(r: &Segmentation, findings: &[Finding]) -> Vec<Recommendation> {
     let has = |id: &str| findings.iter().find(|f| f.id == id);
     let mut out = Vec::new();
     if has("arr_at_risk").is_some() {
         if let Some(p) = main_inactive_path(r) {
             let mut x = Recommendation::owned("win_back", "arr_at_risk", "customer_success");
+            x.keys.insert("lever", "reactivation");
             x.numbers.insert("users", p.users as f64);
             x.numbers.insert("arr", p.total_arr);
             x.numbers.insert("avg_arr", p.avg_arr);
@@ -268,14 +361,28 @@ pub fn recommendations(r: &Segmentation, findings: &[Finding]) -> Vec<Recommenda
                         "support_by_engagement",
                         "customer_success",
                     );
+                    x.keys.insert("lever", "engagement");
                     x.numbers.insert("users", low.n);
                     x.numbers.insert("current", low.rate());
                     x.numbers.insert("target", t.value);
                     x.numbers.insert("peer_rate", medium.rate());
                     x.numbers.insert("peer_n", medium.n);
-                    x.numbers.insert("moved", t.members_moved.round());
-                    x.numbers
-                        .insert("upper_arr", t.members_moved.round() * avg_arr);
+                    // From the printed rates, so that users × (target − current)
+                    // as printed gives the printed count.
+                    let moved = derived_count(low.n, t.value, low.rate(), 100.0, 1);
+                    x.numbers.insert("moved", moved);
+                    x.numbers.insert("upper_arr", moved * avg_arr);
+                    x.numbers.insert("pilot_users", (low.n / 2.0).floor());
+                    // The edition that checks it: the first one at least the pilot's
+                    // 8 weeks after this data's latest event (a snapshot report: the
+                    // users' status then is all it needs).
+                    if let Some(t) = r.as_of {
+                        let check = t + chrono::Duration::weeks(PILOT_WEEKS);
+                        x.slices.insert(
+                            "check_date",
+                            serde_json::Value::String(check.format("%Y-%m-%d").to_string()),
+                        );
+                    }
                     out.push(x);
                 }
             }
@@ -286,6 +393,7 @@ pub fn recommendations(r: &Segmentation, findings: &[Finding]) -> Vec<Recommenda
                 "support_by_engagement",
                 "support_enablement",
             );
+            x.keys.insert("lever", "support_load");
             x.numbers.insert("users", f.numbers["low_users"]);
             x.numbers.insert("low_tickets", f.numbers["low_tickets"]);
             x.numbers.insert("high_tickets", f.numbers["high_tickets"]);
@@ -297,13 +405,13 @@ pub fn recommendations(r: &Segmentation, findings: &[Finding]) -> Vec<Recommenda
     out.extend(lift_recommendation(
         has("training_lift"),
         "extend_training",
-        "customer_success",
+        ("customer_success", "training"),
         untrained_active,
     ));
     out.extend(lift_recommendation(
         has("diversity_lift"),
         "broaden_usage",
-        "product_marketing",
+        ("product_marketing", "feature_breadth"),
         r.diversity.without_users as f64,
     ));
     if let Some(f) = has("top_arr_segment") {
@@ -312,6 +420,7 @@ pub fn recommendations(r: &Segmentation, findings: &[Finding]) -> Vec<Recommenda
             "top_arr_segment",
             "account_management",
         );
+        x.keys.insert("lever", "account_management");
         x.numbers.insert("arr_share", f.numbers["arr_share"]);
         x.numbers.insert("total_arr", f.numbers["total_arr"]);
         x.numbers.insert("users", f.numbers["users"]);
@@ -517,6 +626,37 @@ mod tests {
             ids,
             ["protect_top_segment"],
             "no target without a difference"
+        );
+    }
+
+    #[test]
+    fn each_headline_gets_its_action_or_a_stated_no_action_and_rejected_levers_are_refused() {
+        let mut risk = Finding::new("arr_at_risk", 1);
+        risk.lead = true;
+        let mut gap = Finding::new("nps_gap", 3);
+        gap.lead = true;
+        let mut support = Finding::new("support_by_engagement", 6);
+        support.lead = false;
+        support.keys.insert("direction", "flat");
+        support.keys.insert("active", "lower");
+        let findings = vec![risk, gap, support];
+        let readings = lever_readings(&findings);
+        assert!(refusing_finding("support_load", &readings).is_some());
+        assert!(refusing_finding("engagement", &readings).is_none());
+
+        let mut reengage =
+            Recommendation::owned("reengage_low_engagement", "support_by_engagement", "x");
+        reengage.keys.insert("lever", "engagement");
+        let win_back = Recommendation::owned("win_back", "arr_at_risk", "x");
+        let out = follow_headlines(&findings, vec![reengage, win_back]);
+        let ids: Vec<_> = out.iter().map(|x| (x.id, x.follows)).collect();
+        assert_eq!(
+            ids,
+            [
+                ("win_back", "arr_at_risk"),
+                ("no_action", "nps_gap"),
+                ("reengage_low_engagement", "support_by_engagement")
+            ]
         );
     }
 }

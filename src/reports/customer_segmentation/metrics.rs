@@ -553,6 +553,9 @@ pub struct Segmentation {
     pub active_rate: Option<f64>,
     /// Every user in one row: the baseline beside each table.
     pub overall: DimensionRow,
+    /// The users with a portfolio in one row: the baseline of the portfolio-group
+    /// table, whose shares are of them (one denominator per table).
+    pub portfolio_overall: DimensionRow,
     /// Median annual revenue of all users.
     pub median_arr: Option<f64>,
     pub dimensions: Vec<DimensionRow>,
@@ -648,6 +651,11 @@ pub fn compute(users: &[UserRow], events: &[EventRow]) -> Segmentation {
             &f.iter().collect::<Vec<_>>(),
             f.len(),
         ),
+        portfolio_overall: {
+            let with: Vec<&UserFeatures> =
+                f.iter().filter(|u| u.portfolio_group.is_some()).collect();
+            summarize("portfolio_all", "all".to_owned(), &with, with.len())
+        },
         dimensions: dimension_tables(&f),
         portfolio_plan: portfolio_by_plan(&f),
         training: impact(&trained, &untrained),

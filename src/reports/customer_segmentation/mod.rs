@@ -22,6 +22,7 @@ use crate::render::charts::ChartSpec;
 use crate::render::narrative::Narrative;
 use crate::render::templates::Language;
 use crate::source::{BadTimestamps, Database, RowsRead, TableNeed};
+use crate::stats::claims::printed_difference;
 use metrics::{DimensionRow, Impact, Path, Segmentation};
 
 pub const NAME: &str = "customer-segmentation";
@@ -227,6 +228,7 @@ impl Computed for Run {
         if let Some(lead) = crate::reports::comparison::headline(&self.comparison) {
             findings.insert(0, lead);
         }
+        let recommendations = findings::follow_headlines(&findings, recommendations);
         let mut analysis = vec![findings::stake(&self.numbers)];
         analysis.extend(crate::reports::comparison::section(&self.comparison));
         Narrative {
@@ -262,6 +264,9 @@ fn layout(run: &Run, lang: &Language) -> Value {
     let f = &lang.format;
     let count = |n: usize| f.count(n as f64);
     let money = |v: f64| f.money(v);
+    // A printed difference is the difference of the printed values, in the
+    // language's units (zh prints 3,695 where en prints $3.7k).
+    let money_gap = |a: f64, b: f64| f.money_gap(a, b);
     let opt = |v: Option<f64>, d: usize| f.opt(v, |f, v| f.number(v, d));
     let label = |dim: &str, v: &str| s.label(dim, v);
     let scope = vec![
@@ -307,6 +312,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
     // The baseline row: all users, under every table.
     // (Named by its column, not looked up as a slice label: "all" is no dimension.)
     let all_row = dim_row(s.get("columns.all_users"), &r.overall);
+    let portfolio_row = dim_row(s.get("columns.portfolio_users"), &r.portfolio_overall);
     let dimensions: Vec<Value> = [
         "portfolio_group",
         "plan_type",
@@ -321,7 +327,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
         json!({
             "title": s.get(&format!("dimensions.{dim}")),
             "rows": r.dimensions.iter().filter(|d| d.dimension == *dim).map(|d| dim_row(label(d.dimension, &d.value), d)).collect::<Vec<_>>(),
-            "baseline": all_row,
+            "baseline": if *dim == "portfolio_group" { portfolio_row.clone() } else { all_row.clone() },
         })
     })
     .collect();
@@ -369,11 +375,11 @@ fn layout(run: &Run, lang: &Language) -> Value {
         let pair = |a: Option<f64>,
                     b: Option<f64>,
                     fmt: &dyn Fn(f64) -> String,
-                    gap: &dyn Fn(f64) -> String| {
+                    gap: &dyn Fn(f64, f64) -> String| {
             vec![
                 a.map_or_else(|| "—".to_owned(), fmt),
                 b.map_or_else(|| "—".to_owned(), fmt),
-                a.zip(b).map_or_else(|| "—".to_owned(), |(a, b)| gap(a - b)),
+                a.zip(b).map_or_else(|| "—".to_owned(), |(a, b)| gap(a, b)),
             ]
         };
         let dash = || "—".to_owned();
@@ -386,7 +392,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
             .concat(),
             [
                 vec![s.get("impact.avg_arr")],
-                pair(i.with_avg_arr, i.without_avg_arr, &money, &money),
+                pair(i.with_avg_arr, i.without_avg_arr, &money, &money_gap),
                 vec![money(o.avg_arr)],
             ]
             .concat(),
@@ -398,7 +404,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
             .concat(),
             [
                 vec![s.get("impact.median_arr")],
-                pair(i.with_median_arr, i.without_median_arr, &money, &money),
+                pair(i.with_median_arr, i.without_median_arr, &money, &money_gap),
                 vec![f.opt(r.median_arr, |f, v| f.money(v))],
             ]
             .concat(),
@@ -408,7 +414,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
                     i.with_active_rate,
                     i.without_active_rate,
                     &|v| f.percent(v),
-                    &|v| f.points(v),
+                    &|a, b| f.points(printed_difference(a, b, 100.0, 1)),
                 ),
                 vec![f.percent(o.active_rate)],
             ]
