@@ -129,10 +129,20 @@ pub fn layout(r: &Run, lang: &Language) -> Value {
     let corr = |key: &str, x: &crate::stats::Correlation| {
         vec![s.get(key), f.opt(x.r, |f, v| f.number(v, 2)), count(x.n)]
     };
+    let [by_size, by_segment] = super::findings::bot_retention_within(r);
+    let within = |key: &str, x: Option<crate::stats::claims::Relationship>| {
+        vec![
+            s.get(key),
+            f.opt(x.map(|x| x.r), |f, v| f.number(v, 2)),
+            x.map_or_else(|| "—".to_owned(), |x| count(x.n)),
+        ]
+    };
     let correlations = vec![
         corr("diagnostics.bot_conversion", &c.bot_share_vs_conversion),
         corr("diagnostics.resp_conversion", &c.avg_resp_vs_conversion),
         corr("diagnostics.bot_weekly", &c.bot_share_vs_weekly_retention),
+        within("diagnostics.bot_weekly_within_size", by_size),
+        within("diagnostics.bot_weekly_within_segment", by_segment),
         corr("diagnostics.bot_monthly", &c.bot_share_vs_monthly_retention),
         corr(
             "diagnostics.company_bot_converted",
