@@ -57,9 +57,21 @@ pub fn layout(r: &Run, lang: &Language) -> Value {
             s.get("scope.conversations_in_window"),
             count(r.counts.conversations_in_window),
         ],
+        // Mapping coverage as a share too: a count alone does not say how much of the
+        // window the name join lost.
         [
             format!("  − {}", s.get("scope.unmapped")),
-            count(r.data_quality.unmapped_conversations),
+            match crate::stats::ratio(
+                r.data_quality.unmapped_conversations,
+                r.counts.conversations_in_window,
+            ) {
+                Some(share) => format!(
+                    "{} ({})",
+                    count(r.data_quality.unmapped_conversations),
+                    f.percent(share)
+                ),
+                None => count(r.data_quality.unmapped_conversations),
+            },
         ],
         [
             s.get("scope.in_scope"),
@@ -75,6 +87,10 @@ pub fn layout(r: &Run, lang: &Language) -> Value {
         [
             s.get("scope.companies_paying"),
             count(r.counts.companies_paying),
+        ],
+        [
+            s.get("scope.companies_in_scope"),
+            count(r.counts.companies_in_scope),
         ],
         [
             s.get("scope.companies_kept"),
