@@ -3,7 +3,7 @@
 //! numbers, what missing inputs (first responses, usage events) make it say, and that
 //! page 1's targets can be checked and their pilots are sized for them.
 //!
-//! Why this file is long (about 800 lines): each test runs the report end to end on
+//! Why this file is long (about 820 lines): each test runs the report end to end on
 //! its own database and reads its outputs back; they share the run and read helpers
 //! at the top, which a split would duplicate.
 

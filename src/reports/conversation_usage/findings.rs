@@ -4,10 +4,12 @@
 //! sentences. A comparison that does not hold is either not printed or printed as
 //! "no clear difference"; it never leads page 1 and no recommendation rests on it.
 //!
-//! Why this file is long (about 740 lines of code): the findings and the
+//! Why this file is long (about 880 lines of code): the findings and the
 //! recommendations read the same tests of the segments (peers, eligible cells,
 //! conversion and retention tests), and each recommendation rests on a finding that
-//! holds; `analysis.rs` reads those tests too.
+//! holds; `analysis.rs` reads those tests too. Each target also carries the weeks that
+//! check it and its pilot's sizing, and a headline no action answers gets a
+//! `no_action` record with its reason.
 
 use serde_json::{json, Value};
 
