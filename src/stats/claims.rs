@@ -5,11 +5,12 @@
 //! gives a target (large enough, better beyond doubt, reachable, worth at least one
 //! member), how a cell-level and a company-level relationship are reconciled (and
 //! whether a stratifying variable explains it), and how a printed difference is
-//! computed (from the printed values).
+//! computed (from the printed values); how large a pilot must be to show its target
+//! (detectable change, companies per arm) and which lever a finding rules out.
 //!
 //! Pure functions: the reports feed their counts in and print what comes out.
 //!
-//! Why this file is long (about 680 lines): the rules are one document's, and every
+//! Why this file is long (about 840 lines): the rules are one document's, and every
 //! report must apply them alike, so they stay together where that document can be
 //! read against them (a report that tested a difference its own way would print
 //! claims the others would not); a third of the file is one test per rule, several
@@ -502,6 +503,165 @@ pub fn refusing_finding(lever: &str, readings: &[(&str, LeverReading)]) -> Optio
     readings
         .iter()
         .position(|(l, r)| *l == lever && *r == LeverReading::DoesNotExplain)
+}
+
+// ---------------------------------------------------------------- targets and pilots (issue 27)
+
+/// z of a two-sided 5 % test plus z of 80 % power.
+pub const Z_TEST_POWER: f64 = Z95 + 0.841_621_233_572_914;
+
+/// The smallest difference from a rate near `p` that a two-sided 5 % test between
+/// groups of `n1` and `n2` members detects with 80 % power (normal approximation);
+/// `None` for an empty group.
+pub fn detectable_difference(p: f64, n1: f64, n2: f64) -> Option<f64> {
+    (n1 > 0.0 && n2 > 0.0).then(|| Z_TEST_POWER * (p * (1.0 - p) * (1.0 / n1 + 1.0 / n2)).sqrt())
+}
+
+/// Members each of two equal arms needs for a 5 % test to detect `from` → `to` with
+/// 80 % power; `None` when the rates do not differ.
+pub fn members_per_arm(from: f64, to: f64) -> Option<f64> {
+    let d = (to - from).abs();
+    (d > 0.0).then(|| {
+        (Z_TEST_POWER * Z_TEST_POWER * (from * (1.0 - from) + to * (1.0 - to)) / (d * d)).ceil()
+    })
+}
+
+/// How a pilot compares the accounts that receive an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PilotDesign {
+    /// Half the accounts at random, the other half as comparison group.
+    Halves,
+    /// Every account receives the action; matched peers are the comparison group.
+    AllAgainstPeers,
+}
+
+impl PilotDesign {
+    pub fn key(self) -> &'static str {
+        match self {
+            PilotDesign::Halves => "halves",
+            PilotDesign::AllAgainstPeers => "all_against_peers",
+        }
+    }
+}
+
+/// A pilot sized for its target: the design, its groups, the change it can detect and
+/// whether that covers the target's change.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PilotSizing {
+    pub design: PilotDesign,
+    pub treated: f64,
+    pub comparison: f64,
+    /// The target's change (target − current, as a magnitude).
+    pub effect: f64,
+    pub detectable: f64,
+    /// The design can show the target's change (detectable ≤ effect).
+    pub shows: bool,
+    /// Members per arm two equal arms would need to show the target's change.
+    pub needed_per_arm: f64,
+}
+
+/// The pilot for moving `group` members from `current` to `target`: random halves when
+/// they can show the change, else every member against `peers` matched members (the
+/// larger comparison the data offers), which may still be too small (`shows` false).
+/// `effect` is the change as printed, so that the text and the test read one number.
+pub fn size_pilot(current: f64, effect: f64, group: f64, peers: f64) -> Option<PilotSizing> {
+    let effect = effect.abs();
+    if effect <= 0.0 || group < 2.0 {
+        return None;
+    }
+    let target = if current + effect <= 1.0 {
+        current + effect
+    } else {
+        current - effect
+    };
+    let needed_per_arm = members_per_arm(current, target)?;
+    let arm = (group / 2.0).floor();
+    let halves = detectable_difference(current, arm, arm)?;
+    let sizing = |design, treated, comparison, detectable: f64| PilotSizing {
+        design,
+        treated,
+        comparison,
+        effect,
+        detectable,
+        shows: detectable <= effect,
+        needed_per_arm,
+    };
+    if halves <= effect || peers <= 0.0 {
+        return Some(sizing(PilotDesign::Halves, arm, arm, halves));
+    }
+    let all = detectable_difference(current, group, peers)?;
+    Some(if all < halves {
+        sizing(PilotDesign::AllAgainstPeers, group, peers, all)
+    } else {
+        sizing(PilotDesign::Halves, arm, arm, halves)
+    })
+}
+
+/// The lever a recommendation pulls, and the levers a finding says do not explain
+/// the gap it targets: a recommendation is refused when its lever is among them (the
+/// report would argue against its own action).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lever {
+    ResponseSpeed,
+    BotHandling,
+    AccountCare,
+    NextStep,
+}
+
+pub fn lever_refused(lever: Lever, not_explaining: &[Lever]) -> bool {
+    not_explaining.contains(&lever)
+}
+
+#[cfg(test)]
+mod sizing_tests {
+    use super::*;
+
+    #[test]
+    fn detectable_difference_of_two_arms_of_seventy() {
+        // 2.8016 × √(0.25 × 2 / 70) = 0.2368.
+        let d = detectable_difference(0.5, 70.0, 70.0).unwrap();
+        assert!((d - 0.2368).abs() < 1e-3, "{d}");
+        assert_eq!(detectable_difference(0.5, 0.0, 70.0), None);
+    }
+
+    #[test]
+    fn members_per_arm_by_hand() {
+        // 0.576 → 0.658: 7.849 × (0.2442 + 0.2250) / 0.082² = 548 per arm.
+        assert_eq!(members_per_arm(0.576, 0.658), Some(548.0));
+        assert_eq!(members_per_arm(0.5, 0.5), None);
+        // The rule is symmetric.
+        assert_eq!(members_per_arm(0.658, 0.576), Some(548.0));
+    }
+
+    #[test]
+    fn a_pilot_too_small_for_its_target_says_so() {
+        let s = size_pilot(0.576, 0.082, 140.0, 436.0).unwrap();
+        assert_eq!(s.design, PilotDesign::AllAgainstPeers);
+        assert!(!s.shows);
+        assert!(s.detectable > s.effect);
+        assert_eq!(s.needed_per_arm, 548.0);
+        // √(0.2442 × (1/140 + 1/436)) × 2.8016 ≈ 0.134.
+        assert!((s.detectable - 0.134).abs() < 1e-3, "{}", s.detectable);
+    }
+
+    #[test]
+    fn halves_are_kept_when_they_show_the_change() {
+        let s = size_pilot(0.5, 0.2, 400.0, 1000.0).unwrap();
+        assert_eq!(s.design, PilotDesign::Halves);
+        assert!(s.shows && s.detectable <= s.effect);
+        assert_eq!(s.treated, 200.0);
+        assert!(size_pilot(0.5, 0.0, 400.0, 10.0).is_none());
+        assert!(size_pilot(0.5, 0.1, 1.0, 10.0).is_none());
+    }
+
+    #[test]
+    fn a_lever_the_findings_rule_out_is_refused() {
+        assert!(lever_refused(Lever::ResponseSpeed, &[Lever::ResponseSpeed]));
+        assert!(!lever_refused(Lever::AccountCare, &[Lever::ResponseSpeed]));
+        assert!(!lever_refused(Lever::ResponseSpeed, &[]));
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,11 @@
 //! conversation-usage end to end: its outputs agree with each other, its comparison and
 //! each trend month equal a run on that window, a planted change leads page 1 with its
-//! numbers, and what missing inputs (first responses, usage events) make it say.
+//! numbers, what missing inputs (first responses, usage events) make it say, and that
+//! page 1's targets can be checked and their pilots are sized for them.
+//!
+//! Why this file is long (about 820 lines): each test runs the report end to end on
+//! its own database and reads its outputs back; they share the run and read helpers
+//! at the top, which a split would duplicate.
 
 use crate::common::{col, demo_copy, demo_db, read_csv, run, text};
 use serde_json::Value;
@@ -650,4 +655,166 @@ fn usage_events_that_match_no_company_are_counted_and_printed() {
     let (_, report) = run_usage(demo_db(), demo.path(), &["--data-only"]);
     let summary = crate::common::json(&report.join("summary.json"));
     assert_eq!(summary["data_quality"]["usage_events_unmatched"], 0);
+}
+
+/// Page 1 of the demo and of the planted-change database, in both languages: every
+/// target names the weeks that check it (after this window, so no month of today's
+/// window dilutes it) and is reachable (no higher than the peers reach); the pilot's
+/// detectable change covers the target's change or the page says no pilot can show
+/// it; printed changes and "about N companies" are the arithmetic of the printed
+/// values; every headline has its action (or a stated no-action); and no action pulls
+/// the lever a finding rules out (a faster tier next to "speed does not explain").
+#[test]
+fn page_one_targets_are_checkable_and_their_pilots_sized() {
+    let dir = tempfile::tempdir().unwrap();
+    let planted = crate::common::planted_demo(dir.path());
+    for (name, db) in [("demo", demo_db().to_path_buf()), ("planted", planted)] {
+        let out = dir.path().join(name);
+        run_usage(&db, &out, &[]);
+        let report = std::fs::read_dir(out.join("out/conversation-usage"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let summary = crate::common::json(&report.join("summary.json"));
+        let window_end = summary["window"]["end"].as_str().unwrap()[..10].to_owned();
+        let recs = summary["recommendations"].as_array().unwrap();
+        let findings = summary["findings"].as_array().unwrap();
+        let page = |lang: &str| {
+            crate::common::squash(&crate::common::pdf_page_text(
+                &report.join(format!("report.{lang}.pdf")),
+                1,
+            ))
+        };
+        let whole = |lang: &str| {
+            crate::common::squash(&crate::common::pdf_text(
+                &report.join(format!("report.{lang}.pdf")),
+            ))
+        };
+        let (en, zh, en_all) = (page("en"), page("zh"), whole("en"));
+        let sq = |s: String| crate::common::squash(&s);
+        let printed = |v: f64| (v * 1000.0).round() / 10.0;
+        let pct = |v: f64| format!("{:.1}%", printed(v));
+        let brief = &recs[..recs.len().min(3)];
+        let mut targets = 0;
+        for r in brief.iter().filter(|r| r["numbers"]["target"].is_number()) {
+            if r["keys"]["measure"] == "first_response" {
+                continue;
+            }
+            targets += 1;
+            let n = |k: &str| r["numbers"][k].as_f64().unwrap();
+            let (current, target) = (n("current"), n("target"));
+            let id = r["id"].as_str().unwrap();
+            assert!(
+                en.contains(&sq(format!("{} → {}", pct(current), pct(target)))),
+                "{name} {id}: en page 1"
+            );
+            assert!(
+                zh.contains(&sq(format!("{} 提升至 {}", pct(current), pct(target)))),
+                "{name} {id}: zh page 1"
+            );
+            // Reachable: the peers reach it.
+            assert!(target <= n("peer_rate") && target > current, "{name} {id}");
+            // The checking weeks: right after this window, as long as the pilot.
+            let check = r["slices"]["check"].as_str().unwrap();
+            let (from, to) = check.split_once('_').unwrap();
+            assert!(
+                from > window_end.as_str(),
+                "{name} {id}: {check} after the window"
+            );
+            let days = chrono::NaiveDate::parse_from_str(to, "%Y-%m-%d").unwrap()
+                - chrono::NaiveDate::parse_from_str(from, "%Y-%m-%d").unwrap();
+            assert_eq!(days.num_days() + 1, 7 * n("weeks") as i64, "{name} {id}");
+            assert!(
+                en.contains(&sq(format!("checked on {from} – {to} alone"))),
+                "{name} {id}: en names its checking weeks"
+            );
+            assert!(
+                zh.contains(&sq(format!("仅在 {from} – {to} 期间检查"))),
+                "{name} {id}: zh names its checking weeks"
+            );
+            // The change is the difference of the printed rates.
+            let effect = printed(target) - printed(current);
+            assert!((n("effect") * 100.0 - effect).abs() < 1e-9, "{name} {id}");
+            assert!(
+                en_all.contains(&sq(format!("(+{effect:.1} pp)"))),
+                "{name} {id}: printed change"
+            );
+            // About N companies: the printed change times the companies measured.
+            let moved = (effect / 100.0 * n("current_n")).round();
+            assert_eq!(n("moved"), moved.max(1.0), "{name} {id}");
+            assert!(
+                en_all.contains(&sq(format!("about {moved} more"))),
+                "{name} {id}: about {moved}"
+            );
+            // The pilot can show the change, or page 1 says it cannot.
+            let shows = n("detectable") * 100.0 <= effect + 1e-9;
+            assert_eq!(
+                r["keys"]["shows"],
+                if shows { "yes" } else { "no" },
+                "{name} {id}"
+            );
+            if shows {
+                assert!(
+                    en.contains(&sq("the pilot can show it".into())),
+                    "{name} {id}"
+                );
+            } else {
+                assert!(
+                    en.contains(&sq(format!(
+                        "no pilot on these accounts can show a change of {effect:.1} pp"
+                    ))),
+                    "{name} {id}: en says the pilot cannot show it"
+                );
+                assert!(
+                    zh.contains(&sq(format!("无法检验出 {effect:.1} 个百分点的变化"))),
+                    "{name} {id}: zh says the pilot cannot show it"
+                );
+                assert!(
+                    en_all.contains(&sq(format!(
+                        "show only a change of {:.1} pp or more",
+                        printed(n("detectable"))
+                    ))),
+                    "{name} {id}: what the pilot can show"
+                );
+            }
+        }
+        assert!(targets > 0, "{name}: page 1 sets a target");
+        // Every headline (but the change since the last period, the comparison's own)
+        // has its action among page 1's.
+        for f in findings
+            .iter()
+            .filter(|f| f["lead"] == true)
+            .take(3)
+            .filter(|f| f["id"] != "period_change")
+        {
+            assert!(
+                brief.iter().any(|r| r["follows"] == f["id"]),
+                "{name}: headline {} has no action on page 1",
+                f["id"]
+            );
+        }
+        // A faster tier never stands next to "service speed does not explain the gaps".
+        let uniform = findings
+            .iter()
+            .any(|f| f["id"] == "service_model" && f["keys"]["response"] == "uniform");
+        if uniform && en_all.contains(&sq("Service speed does not explain the gaps".into())) {
+            assert!(
+                !recs.iter().any(|r| r["keys"]["measure"] == "first_response"
+                    && r["numbers"]["target"].is_number()),
+                "{name}: a response target the diagnosis rules out"
+            );
+            assert!(!en_all.contains(&sq("priority tier".into())), "{name}");
+        }
+        // Page 1 says what retention measures.
+        assert!(
+            en.contains(&sq("Retention here is product activity".into())),
+            "{name}"
+        );
+        assert!(
+            zh.contains(&sq("本报告中的留存指产品活跃".into())),
+            "{name}"
+        );
+    }
 }

@@ -8,17 +8,12 @@
 use serde_json::json;
 
 use super::findings::{
-    conversion, high_value_arr, known_segments, retention, seat_rows, segment_conversion_tests,
-    slice_of,
+    bot_third_counts, conversion, high_value_arr, known_segments, retention, seat_rows,
+    segment_conversion_tests, slice_of, third_pattern,
 };
 use super::metrics::{BotMeasure, ConversationUsage, SliceRow, UsageDefinitions};
 use crate::render::narrative::{Finding, Recommendation};
-use crate::stats::claims::{compare, compare_many, sign_test_p, Proportion, Verdict, ALPHA};
-
-/// z for a two-sided 5 % test plus z for 80 % power: the pilot's detectable change.
-const Z_ALPHA_POWER: f64 = 1.959_964 + 0.841_621;
-/// How long the pilots run.
-const PILOT_WEEKS: f64 = 8.0;
+use crate::stats::claims::{compare, compare_many, Proportion, Verdict};
 
 fn record(section: &'static str, id: &'static str) -> Finding {
     let mut x = Finding::new(id, 0);
@@ -40,7 +35,7 @@ pub fn analysis(
     out.extend(diagnosis(r, findings));
     out.extend(what_if(recommendations));
     out.extend(plan(r, recommendations));
-    out.extend(pilot(recommendations));
+    out.extend(pilots(recommendations));
     out.extend(limitations(r));
     out
 }
@@ -67,18 +62,20 @@ fn stake(r: &ConversationUsage) -> Finding {
             .insert("churn_companies", c.companies_total as f64);
         x.numbers.insert("churn_arr", c.counts.arr);
         let high = high_value_arr(r);
-        let (n, arr) = r
+        // The parts themselves, not their total: a total of rounded parts would not
+        // read as their sum.
+        let parts: Vec<serde_json::Value> = r
             .panels
             .segment_arr
             .iter()
             .filter(|s| {
-                s.segment == Some("churn_watch") && s.arr_bucket.is_some_and(|a| high.contains(&a))
+                s.segment == Some("churn_watch")
+                    && s.arr_bucket.is_some_and(|a| high.contains(&a))
+                    && s.companies_total > 0
             })
-            .fold((0, 0.0), |(n, a), s| {
-                (n + s.companies_total, a + s.counts.arr)
-            });
-        x.numbers.insert("high_companies", n as f64);
-        x.numbers.insert("high_arr", arr);
+            .map(|s| json!({ "arr_bucket": s.arr_bucket, "companies": s.companies_total, "arr": s.counts.arr }))
+            .collect();
+        x.slices.insert("high_parts", json!(parts));
     }
     x
 }
@@ -147,37 +144,7 @@ fn diagnosis(r: &ConversationUsage, findings: &[Finding]) -> Vec<Finding> {
 /// The tertile comparisons in one sentence: in how many segment × ARR groups the most
 /// bot-first third does worse than the least, and whether that count beats chance.
 fn tertile_pattern(r: &ConversationUsage) -> Option<Finding> {
-    let mut strata: Vec<(&'static str, &'static str)> = r
-        .tertiles
-        .iter()
-        .filter(|t| t.by == "bot_share")
-        .map(|t| (t.segment, t.arr_bucket))
-        .collect();
-    strata.sort_unstable();
-    strata.dedup();
-    let get = |s: &(&str, &str), group: &str| {
-        r.tertiles
-            .iter()
-            .find(|t| t.by == "bot_share" && (t.segment, t.arr_bucket) == *s && t.group == group)
-    };
-    let (mut ret, mut conv) = ((0, 0), (0, 0));
-    for s in &strata {
-        let (Some(low), Some(high)) = (get(s, "low"), get(s, "high")) else {
-            continue;
-        };
-        if let (Some(l), Some(h)) = (low.weekly_retention, high.weekly_retention) {
-            if l != h {
-                ret.1 += 1;
-                ret.0 += usize::from(h < l);
-            }
-        }
-        if let (Some(l), Some(h)) = (low.conversion, high.conversion) {
-            if l != h {
-                conv.1 += 1;
-                conv.0 += usize::from(h < l);
-            }
-        }
-    }
+    let [ret, conv] = bot_third_counts(r);
     if ret.1 == 0 && conv.1 == 0 {
         return None;
     }
@@ -186,19 +153,8 @@ fn tertile_pattern(r: &ConversationUsage) -> Option<Finding> {
     x.numbers.insert("ret_m", ret.1 as f64);
     x.numbers.insert("conv_k", conv.0 as f64);
     x.numbers.insert("conv_m", conv.1 as f64);
-    let pattern = |(k, m): (usize, usize)| {
-        if m == 0 {
-            "none"
-        } else if sign_test_p(k, m) >= ALPHA {
-            "chance"
-        } else if 2 * k > m {
-            "worse"
-        } else {
-            "better"
-        }
-    };
-    x.keys.insert("retention", pattern(ret));
-    x.keys.insert("conversion", pattern(conv));
+    x.keys.insert("retention", third_pattern(ret));
+    x.keys.insert("conversion", third_pattern(conv));
     Some(x)
 }
 
@@ -276,6 +232,12 @@ fn plan(r: &ConversationUsage, recommendations: &[Recommendation]) -> Vec<Findin
         .collect();
     let team = |s: &SliceRow| Proportion::new(s.counts.team, s.conv_cnt);
     let overall_team = Proportion::new(r.panels.overall.counts.team, r.panels.overall.conv_cnt);
+    // The best-retaining segment that retains above the rest: a segment that does not
+    // fall below the others together may still fall below it.
+    let reference = (0..segs.len())
+        .filter(|&i| ret_v[i] == Verdict::Higher)
+        .filter_map(|i| Some((i, ret[i]?.0)))
+        .max_by(|a, b| a.1.rate().total_cmp(&b.1.rate()));
     let mut out = Vec::new();
     for (i, s) in segs.iter().enumerate() {
         let mut x = record("plan", "segment_plan");
@@ -299,12 +261,23 @@ fn plan(r: &ConversationUsage, recommendations: &[Recommendation]) -> Vec<Findin
         }
         x.keys.insert("retention", ret_v[i].key());
         x.keys.insert("conversion", conv_v[i].key());
+        let below_reference = match (reference, ret[i]) {
+            (Some((j, best)), Some((own, _))) if j != i => {
+                (compare(own, best) == Verdict::Lower).then_some((j, best))
+            }
+            _ => None,
+        };
         let action = if ret_v[i] == Verdict::Lower {
             "retain"
         } else if conv_v[i] == Verdict::Lower {
             "next_step"
         } else if ret_v[i] == Verdict::Higher {
             "reference"
+        } else if let Some((j, best)) = below_reference {
+            x.slices.insert("reference", json!(segs[j].segment));
+            x.numbers.insert("reference_weekly", best.rate());
+            x.numbers.insert("reference_n", best.n);
+            "close_gap"
         } else {
             "watch"
         };
@@ -312,18 +285,20 @@ fn plan(r: &ConversationUsage, recommendations: &[Recommendation]) -> Vec<Findin
         x.keys.insert(
             "owner",
             match action {
-                "retain" => "customer_success",
+                "retain" | "close_gap" => "customer_success",
                 "next_step" => "product_marketing",
                 _ => "support_operations",
             },
         );
         // The recommendation that already acts on this segment, if any.
         if let Some(rec) = recommendations.iter().find(|rec| {
-            rec.slices
-                .get("cell")
-                .and_then(|c| c.get("segment"))
-                .and_then(|v| v.as_str())
-                == s.segment
+            rec.id != "no_action"
+                && rec
+                    .slices
+                    .get("cell")
+                    .and_then(|c| c.get("segment"))
+                    .and_then(|v| v.as_str())
+                    == s.segment
         }) {
             x.keys.insert("see", rec.id);
         }
@@ -334,31 +309,43 @@ fn plan(r: &ConversationUsage, recommendations: &[Recommendation]) -> Vec<Findin
 
 // ---------------------------------------------------------------- pilot
 
-/// The pilot of the first sized action: arms, duration, the smallest change it can
-/// detect, review cadence.
-fn pilot(recommendations: &[Recommendation]) -> Option<Finding> {
-    let rec = recommendations
+/// The pilot of each sized action, as the findings sized it for its target: design,
+/// groups, duration, the period that checks it, the smallest change it can detect and
+/// whether that covers the target's change.
+fn pilots(recommendations: &[Recommendation]) -> Vec<Finding> {
+    recommendations
         .iter()
-        .find(|x| x.numbers.contains_key("moved") && x.numbers.contains_key("companies"))?;
-    let companies = rec.numbers["companies"];
-    let p = rec.numbers.get("current").copied()?;
-    let arm = (companies / 2.0).floor();
-    if arm < 2.0 {
-        return None;
-    }
-    let mut x = record("pilot", "pilot");
-    x.keys.insert("action", rec.id);
-    x.numbers.insert("arm", arm);
-    x.numbers.insert("weeks", PILOT_WEEKS);
-    x.numbers.insert("current", p);
-    x.numbers.insert(
-        "detectable",
-        Z_ALPHA_POWER * (2.0 * p * (1.0 - p) / arm).sqrt(),
-    );
-    if let Some(c) = rec.slices.get("cell") {
-        x.slices.insert("cell", c.clone());
-    }
-    Some(x)
+        .filter(|x| x.keys.contains_key("design"))
+        .map(|rec| {
+            let mut x = record("pilot", "pilot");
+            x.keys.insert("action", rec.id);
+            for k in ["design", "shows"] {
+                if let Some(v) = rec.keys.get(k) {
+                    x.keys.insert(k, v);
+                }
+            }
+            for k in [
+                "treated",
+                "comparison",
+                "weeks",
+                "current",
+                "target",
+                "effect",
+                "detectable",
+                "needed_per_arm",
+            ] {
+                if let Some(v) = rec.numbers.get(k) {
+                    x.numbers.insert(k, *v);
+                }
+            }
+            for k in ["cell", "check"] {
+                if let Some(c) = rec.slices.get(k) {
+                    x.slices.insert(k, c.clone());
+                }
+            }
+            x
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------- limitations
@@ -428,20 +415,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_pilot_states_what_it_can_detect() {
+    fn each_sized_action_gets_its_pilot() {
         let mut rec = Recommendation::new("save_desk", "churn_watch_high_value");
-        rec.numbers.insert("companies", 140.0);
-        rec.numbers.insert("current", 0.5);
-        rec.numbers.insert("moved", 10.0);
-        let p = pilot(&[rec]).unwrap();
-        assert_eq!(p.numbers["arm"], 70.0);
-        // 2.8 × √(2 · 0.25 / 70) ≈ 0.237: a pilot of 70 per arm sees only large moves.
-        assert!((p.numbers["detectable"] - 0.2368).abs() < 1e-3);
-        let mut tiny = Recommendation::new("save_desk", "x");
-        tiny.numbers.insert("companies", 3.0);
-        tiny.numbers.insert("current", 0.5);
-        tiny.numbers.insert("moved", 1.0);
-        assert!(pilot(&[tiny]).is_none(), "one company per arm is no pilot");
-        assert!(pilot(&[]).is_none());
+        rec.numbers.insert("treated", 140.0);
+        rec.numbers.insert("detectable", 0.134);
+        rec.numbers.insert("effect", 0.082);
+        rec.keys.insert("design", "all_against_peers");
+        rec.keys.insert("shows", "no");
+        rec.slices.insert("check", json!("2024-06-16_2024-08-10"));
+        let no_action = Recommendation::new("no_action", "bot_retention");
+        let p = pilots(&[rec, no_action]);
+        assert_eq!(p.len(), 1, "a record without an action has no pilot");
+        assert_eq!(p[0].numbers["treated"], 140.0);
+        assert_eq!(p[0].keys["shows"], "no");
+        assert_eq!(p[0].slices["check"], json!("2024-06-16_2024-08-10"));
     }
 }

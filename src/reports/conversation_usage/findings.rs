@@ -4,19 +4,22 @@
 //! sentences. A comparison that does not hold is either not printed or printed as
 //! "no clear difference"; it never leads page 1 and no recommendation rests on it.
 //!
-//! Why this file is long (about 740 lines of code): the findings and the
+//! Why this file is long (about 880 lines of code): the findings and the
 //! recommendations read the same tests of the segments (peers, eligible cells,
 //! conversion and retention tests), and each recommendation rests on a finding that
-//! holds; `analysis.rs` reads those tests too.
+//! holds; `analysis.rs` reads those tests too. Each target also carries the weeks that
+//! check it and its pilot's sizing, and a headline no action answers gets a
+//! `no_action` record with its reason.
 
 use serde_json::{json, Value};
 
 use super::metrics::{ConversationUsage, SliceRow, UsageDefinitions};
+use crate::intercom::window::Window;
 use crate::render::narrative::{Finding, Recommendation};
 use crate::stats::claims::{
-    benjamini_hochberg, compare, compare_many, peer_target, printed_difference, reconcile,
-    standouts, welch_p, within_strata_correlation, Moments, Proportion, Reading, Relationship,
-    Target, Verdict, FDR_Q,
+    benjamini_hochberg, compare, compare_many, lever_refused, peer_target, printed_difference,
+    reconcile, sign_test_p, size_pilot, standouts, welch_p, within_strata_correlation, Lever,
+    Moments, Proportion, Reading, Relationship, Target, Verdict, ALPHA, FDR_Q,
 };
 
 pub(super) fn slice_of(r: &SliceRow) -> Value {
@@ -272,18 +275,84 @@ pub(super) fn eligible_cells(r: &ConversationUsage) -> impl Iterator<Item = &Sli
         .filter(move |c| c.companies_total >= r.min_cell)
 }
 
-/// Bot-first share against weekly retention across cells, and whether account size
-/// (the seat bucket) explains it: the same correlation within seat buckets.
+/// Bot-first share against weekly retention within seat buckets (account size) and
+/// within segments (routing follows the segment), over the eligible cells: the
+/// confounders the headline is checked against, also printed in the diagnostics.
+pub(super) fn bot_retention_within(r: &ConversationUsage) -> [Option<Relationship>; 2] {
+    let by = |key: fn(&SliceRow) -> Option<&'static str>| {
+        let points: Vec<(Option<&str>, f64, f64)> = eligible_cells(r)
+            .filter_map(|c| Some((key(c), c.bot_first_resp_share?, c.weekly_retention?)))
+            .collect();
+        within_strata_correlation(&points)
+    };
+    [by(|c| c.seat_bucket), by(|c| c.segment)]
+}
+
+/// The companies' side of the bot-first link: in how many segment × ARR groups the
+/// most bot-first third retains (converts) less than the least, of the groups where
+/// they differ: ((k, m) retention, (k, m) conversion).
+pub(super) fn bot_third_counts(r: &ConversationUsage) -> [(usize, usize); 2] {
+    let mut strata: Vec<(&'static str, &'static str)> = r
+        .tertiles
+        .iter()
+        .filter(|t| t.by == "bot_share")
+        .map(|t| (t.segment, t.arr_bucket))
+        .collect();
+    strata.sort_unstable();
+    strata.dedup();
+    let get = |s: &(&str, &str), group: &str| {
+        r.tertiles
+            .iter()
+            .find(|t| t.by == "bot_share" && (t.segment, t.arr_bucket) == *s && t.group == group)
+    };
+    let (mut ret, mut conv) = ((0, 0), (0, 0));
+    for s in &strata {
+        let (Some(low), Some(high)) = (get(s, "low"), get(s, "high")) else {
+            continue;
+        };
+        if let (Some(l), Some(h)) = (low.weekly_retention, high.weekly_retention) {
+            if l != h {
+                ret.1 += 1;
+                ret.0 += usize::from(h < l);
+            }
+        }
+        if let (Some(l), Some(h)) = (low.conversion, high.conversion) {
+            if l != h {
+                conv.1 += 1;
+                conv.0 += usize::from(h < l);
+            }
+        }
+    }
+    [ret, conv]
+}
+
+/// Whether k of m groups going one way is a pattern (sign test): none, chance, worse
+/// (most of them lower), better.
+pub(super) fn third_pattern((k, m): (usize, usize)) -> &'static str {
+    if m == 0 {
+        "none"
+    } else if sign_test_p(k, m) >= ALPHA {
+        "chance"
+    } else if 2 * k > m {
+        "worse"
+    } else {
+        "better"
+    }
+}
+
+/// Bot-first share against weekly retention across cells, checked where it could be
+/// a confounder's: within seat buckets (size), within segments (routing) and among the
+/// companies of each segment × ARR group (the thirds). It leads page 1 only when it
+/// holds at every one of these levels; otherwise it is one reconciled statement of
+/// where it stops holding.
 fn bot_retention(r: &ConversationUsage) -> Option<Finding> {
     let c = &r.correlations.bot_share_vs_weekly_retention;
     let across = Relationship::of(c.r, c.n)?;
     if !across.holds {
         return None;
     }
-    let points: Vec<(Option<&str>, f64, f64)> = eligible_cells(r)
-        .filter_map(|c| Some((c.seat_bucket, c.bot_first_resp_share?, c.weekly_retention?)))
-        .collect();
-    let within = within_strata_correlation(&points);
+    let [by_size, by_segment] = bot_retention_within(r);
+    let same_way = |w: &Relationship| w.holds && w.r.signum() == across.r.signum();
     let mut x = Finding::new("bot_retention", 3);
     x.numbers.insert("r", across.r);
     x.numbers.insert("cells", across.n as f64);
@@ -295,21 +364,46 @@ fn bot_retention(r: &ConversationUsage) -> Option<Finding> {
             "positive"
         },
     );
-    match within {
-        Some(w) if w.holds && w.r.signum() == across.r.signum() => {
-            x.numbers.insert("r_within", w.r);
-            x.keys.insert("size", "holds_within_size");
-        }
-        Some(w) => {
-            x.numbers.insert("r_within", w.r);
-            x.keys.insert("size", "explained_by_size");
-            // A pattern that account size explains is context, not a lead.
-            x.lead = false;
-        }
-        None => {
-            x.keys.insert("size", "not_checked");
+    let mut holds = true;
+    for (w, key, yes, no) in [
+        (by_size, "size", "holds_within_size", "explained_by_size"),
+        (
+            by_segment,
+            "segment",
+            "holds_within_segment",
+            "explained_by_segment",
+        ),
+    ] {
+        match w {
+            Some(w) => {
+                x.numbers.insert(
+                    if key == "size" {
+                        "r_within"
+                    } else {
+                        "r_segment"
+                    },
+                    w.r,
+                );
+                x.keys.insert(key, if same_way(&w) { yes } else { no });
+                holds &= same_way(&w);
+            }
+            None => {
+                x.keys.insert(key, "not_checked");
+            }
         }
     }
+    let [ret, _] = bot_third_counts(r);
+    let pattern = third_pattern(ret);
+    x.numbers.insert("thirds_k", ret.0 as f64);
+    x.numbers.insert("thirds_m", ret.1 as f64);
+    x.keys.insert("thirds", pattern);
+    let expected = if across.r < 0.0 { "worse" } else { "better" };
+    holds &= pattern == expected;
+    x.keys
+        .insert("reading", if holds { "holds" } else { "cells_only" });
+    // A pattern of the cells that their companies or a confounder does not carry is
+    // context, not a lead.
+    x.lead = holds;
     Some(x)
 }
 
@@ -592,11 +686,12 @@ fn bot_conversion(r: &ConversationUsage) -> Option<Finding> {
 }
 
 /// Recommendations, each following from a finding that holds, with a target from a
-/// peer group that reaches it (or none when no peer group does).
+/// peer group that reaches it, in the order of the headlines they answer: every
+/// headline gets its action, or a record saying why there is none.
 pub fn recommendations(r: &ConversationUsage, findings: &[Finding]) -> Vec<Recommendation> {
     let mut out = Vec::new();
     let by_id = |id: &str| findings.iter().find(|f| f.id == id);
-    let usage = r.usage_source;
+    let check = check_period(r);
 
     if let Some(f) = by_id("churn_watch_high_value") {
         let cur = Proportion {
@@ -607,43 +702,53 @@ pub fn recommendations(r: &ConversationUsage, findings: &[Finding]) -> Vec<Recom
             k: f.numbers["peer_k"],
             n: f.numbers["peer_n"],
         };
-        if let Some(t) = peer_target(cur, peers, r.min_cell, true) {
-            let mut x = Recommendation::new("save_desk", f.id);
-            target_numbers(&mut x, &t, f.numbers["companies"], f.numbers["arr"]);
-            x.keys.insert("owner", "customer_success");
-            x.keys.insert("measure", "weekly_retention");
-            x.slices.insert("cell", f.slices["cell"].clone());
-            x.slices.insert("peers", f.slices["peers"].clone());
-            out.push(x);
+        match peer_target(cur, peers, r.min_cell, true) {
+            Some(t) => {
+                let mut x = Recommendation::new("save_desk", f.id);
+                target_numbers(&mut x, &t, f.numbers["companies"], f.numbers["arr"], &check);
+                x.keys.insert("owner", "customer_success");
+                x.keys.insert("measure", "weekly_retention");
+                x.slices.insert("cell", f.slices["cell"].clone());
+                x.slices.insert("peers", f.slices["peers"].clone());
+                out.push(x);
+            }
+            None => out.push(no_action(f, "no_peer_level")),
         }
     }
     if let Some(f) = by_id("retention_by_size") {
-        if f.keys.get("direction") == Some(&"falls") {
-            // Peers: the next smaller seat bucket, the nearest comparable size.
-            if let [.., peer, large] = seat_rows(r).as_slice() {
-                if let (Some(cur), Some(pp)) = (
-                    retention(&[large], usage, true),
-                    retention(&[peer], usage, true),
-                ) {
-                    if let Some(t) = peer_target(cur, pp, r.min_cell, true) {
-                        let mut x = Recommendation::new("large_account_cadence", f.id);
-                        target_numbers(&mut x, &t, large.companies_total as f64, large.counts.arr);
-                        x.keys.insert("owner", "account_management");
-                        x.keys.insert("measure", "weekly_retention");
-                        x.slices.insert("cell", slice_of(large));
-                        x.slices.insert("peers", slice_of(peer));
-                        out.push(x);
-                    }
-                }
-            }
+        let seats = seat_rows(r);
+        let action = (f.keys.get("direction") == Some(&"falls"))
+            .then(|| large_account_cadence(r, &seats, &check))
+            .flatten();
+        match action {
+            Some(x) => out.push(x),
+            None if f.lead => out.push(no_action(f, "no_peer_level")),
+            None => {}
         }
     }
-    // A priority tier protects value shown to be at risk: without a retention
-    // shortfall that holds, a uniform service is context, not a reason to act.
-    let at_risk = by_id("churn_watch_high_value").is_some() || by_id("retention_by_size").is_some();
-    if let Some(f) = by_id("service_model").filter(|_| at_risk) {
-        if f.keys.get("response") == Some(&"uniform") {
-            if let Some(x) = tiered_service(r, f) {
+    if let Some(f) = by_id("bot_retention").filter(|f| f.lead) {
+        // An association across cells, even one that holds at every level checked,
+        // names no lever whose effect is known: the action is to test it, not to
+        // change the bot.
+        out.push(no_action(f, "association"));
+    }
+    // Service speed: a faster tier pulls a lever the diagnosis rules out when the
+    // response is the same everywhere while retention gaps hold.
+    if let Some(f) = by_id("service_model") {
+        let gaps = [
+            "churn_watch_high_value",
+            "retention_by_size",
+            "bot_retention",
+        ]
+        .iter()
+        .any(|id| by_id(id).is_some());
+        let ruled_out: &[Lever] = if f.keys.get("response") == Some(&"uniform") && gaps {
+            &[Lever::ResponseSpeed]
+        } else {
+            &[]
+        };
+        if lever_refused(Lever::ResponseSpeed, ruled_out) {
+            if let Some(x) = keep_service_levels(r, f) {
                 out.push(x);
             }
         }
@@ -667,7 +772,7 @@ pub fn recommendations(r: &ConversationUsage, findings: &[Finding]) -> Vec<Recom
                 .reduce(Proportion::plus);
             if let Some(t) = peers.and_then(|p| peer_target(cur, p, r.min_cell, true)) {
                 let mut x = Recommendation::new("lift_worst_conversion", f.id);
-                target_numbers(&mut x, &t, cur.n, 0.0);
+                target_numbers(&mut x, &t, cur.n, 0.0, &check);
                 x.keys.insert("owner", "support_enablement");
                 x.keys.insert("measure", "conversion");
                 x.slices.insert("cell", worst.clone());
@@ -679,70 +784,110 @@ pub fn recommendations(r: &ConversationUsage, findings: &[Finding]) -> Vec<Recom
     out
 }
 
+/// The largest seat bucket held to the nearest smaller bucket that retains better
+/// beyond doubt (the next size down first): the closest comparable size that gives a
+/// target.
+fn large_account_cadence(
+    r: &ConversationUsage,
+    seats: &[&SliceRow],
+    check: &str,
+) -> Option<Recommendation> {
+    let usage = r.usage_source;
+    let (large, smaller) = seats.split_last()?;
+    let cur = retention(&[large], usage, true)?;
+    let (peer, t) = smaller.iter().rev().find_map(|peer| {
+        let pp = retention(&[peer], usage, true)?;
+        Some((*peer, peer_target(cur, pp, r.min_cell, true)?))
+    })?;
+    let mut x = Recommendation::new("large_account_cadence", "retention_by_size");
+    target_numbers(
+        &mut x,
+        &t,
+        large.companies_total as f64,
+        large.counts.arr,
+        check,
+    );
+    x.keys.insert("owner", "account_management");
+    x.keys.insert("measure", "weekly_retention");
+    x.slices.insert("cell", slice_of(large));
+    x.slices.insert("peers", slice_of(peer));
+    Some(x)
+}
+
+/// A headline without an action, and why (`keys.why`): page 1 says so instead of
+/// leaving the headline unanswered.
+fn no_action(f: &Finding, why: &'static str) -> Recommendation {
+    let mut x = Recommendation::new("no_action", f.id);
+    x.keys.insert("why", why);
+    x.keys.insert("owner", "support_operations");
+    x.keys.insert("finding", f.id);
+    for key in ["cell", "large"] {
+        if let Some(c) = f.slices.get(key) {
+            x.slices.insert("cell", c.clone());
+        }
+    }
+    x
+}
+
+/// The period a target is checked on: the pilot's weeks right after this window,
+/// alone. A rolling edition that still holds months of this window would dilute any
+/// change, so the target is not set on one.
+fn check_period(r: &ConversationUsage) -> String {
+    let start = r.window.end + chrono::Duration::seconds(1);
+    Window {
+        start,
+        end: r.window.end + chrono::Duration::weeks(PILOT_WEEKS as i64),
+    }
+    .period()
+}
+
 /// The numbers every targeted recommendation prints: current, target, the peers' rate
-/// and size, and the what-if (members who would move, and their ARR at the group's
-/// average) labelled in the templates as an association-based estimate.
-fn target_numbers(x: &mut Recommendation, t: &Target, companies: f64, arr: f64) {
+/// and size, the what-if (members who would move, and their ARR at the group's
+/// average) labelled in the templates as an association-based estimate, and the
+/// pilot sized for the target's change over the period that checks it.
+fn target_numbers(x: &mut Recommendation, t: &Target, companies: f64, arr: f64, check: &str) {
     x.numbers.insert("current", t.current.rate());
     x.numbers.insert("current_n", t.current.n);
     x.numbers.insert("target", t.value);
     x.numbers.insert("peer_rate", t.peers.rate());
     x.numbers.insert("peer_n", t.peers.n);
-    x.numbers.insert("moved", t.members_moved.floor().max(1.0));
+    // The companies a reader gets from the printed rates: the printed change times the
+    // companies measured.
+    let effect = printed_difference(t.value, t.current.rate(), 100.0, 1);
+    let moved = (effect.abs() * t.current.n).round().max(1.0);
+    x.numbers.insert("moved", moved);
     x.numbers.insert("companies", companies);
     if arr > 0.0 && companies > 0.0 {
         x.numbers.insert("arr", arr);
-        x.numbers.insert(
-            "arr_moved",
-            t.members_moved.floor().max(1.0) * arr / companies.max(t.current.n),
-        );
+        x.numbers
+            .insert("arr_moved", moved * arr / companies.max(t.current.n));
     }
     x.numbers.insert("weeks", PILOT_WEEKS);
+    x.numbers.insert("effect", effect.abs());
+    if let Some(p) = size_pilot(t.current.rate(), effect, t.current.n, t.peers.n) {
+        x.numbers.insert("detectable", p.detectable);
+        x.numbers.insert("needed_per_arm", p.needed_per_arm);
+        x.numbers.insert("treated", p.treated);
+        x.numbers.insert("comparison", p.comparison);
+        x.keys.insert("design", p.design.key());
+        x.keys.insert("shows", if p.shows { "yes" } else { "no" });
+    }
+    x.slices.insert("check", json!(check));
 }
 
-/// A pilot long enough for two monthly editions to measure it.
-const PILOT_WEEKS: f64 = 8.0;
+/// How long the pilots run: two monthly editions see them.
+pub(super) const PILOT_WEEKS: f64 = 8.0;
 
-/// Tiered service when first response is the same for everyone: the priority tier
-/// (high-value churn watch and the highest ARR bucket) answered within the time the
-/// team already meets for a quarter of all conversations (P25), the rest kept at
-/// today's median and P90.
-fn tiered_service(r: &ConversationUsage, f: &Finding) -> Option<Recommendation> {
+/// The service levels kept when speed is ruled out as the lever: today's median and
+/// P90 for every account, watched, instead of a faster tier the findings argue against.
+fn keep_service_levels(r: &ConversationUsage, f: &Finding) -> Option<Recommendation> {
     let overall = &r.panels.overall;
-    let (p25, p50, p90) = (
-        overall.counts.p25_resp?,
-        overall.p50_resp?,
-        overall.p90_resp?,
-    );
-    if p25 >= p50 {
-        return None;
-    }
-    let top = r.buckets.arr[4];
-    let tier: Vec<&SliceRow> = r
-        .panels
-        .segment_arr
-        .iter()
-        .filter(|s| {
-            s.arr_bucket == Some(top)
-                || (s.segment == Some("churn_watch")
-                    && s.arr_bucket.is_some_and(|a| high_value_arr(r).contains(&a)))
-        })
-        .collect();
-    let companies: usize = tier.iter().map(|s| s.companies_total).sum();
-    if companies == 0 {
-        return None;
-    }
-    let mut x = Recommendation::new("tiered_service", f.id);
-    x.numbers.insert("target", p25);
-    x.numbers.insert("current", p50);
+    let (p50, p90) = (overall.p50_resp?, overall.p90_resp?);
+    let mut x = Recommendation::new("keep_service_levels", f.id);
+    x.numbers.insert("p50", p50);
     x.numbers.insert("p90", p90);
-    x.numbers.insert("companies", companies as f64);
-    x.numbers
-        .insert("arr", tier.iter().map(|s| s.counts.arr).sum());
-    x.numbers.insert("weeks", PILOT_WEEKS);
     x.keys.insert("owner", "support_operations");
-    x.keys.insert("measure", "weekly_retention");
-    x.slices.insert("top_arr", json!({ "arr_bucket": top }));
+    x.keys.insert("measure", "first_response");
     Some(x)
 }
 

@@ -1,7 +1,7 @@
 //! The conversation-usage layout's data: every number of the scope, panel,
 //! diagnostics and data-quality pages, formatted for one language.
 //!
-//! Why this file is long (about 600 lines): one function per table of the template's
+//! Why this file is long (about 630 lines): one function per table of the template's
 //! pages, each formatting the same run for one language, with one owner: the data.json
 //! of `report.typ`. Its output is checked where it is read, in the rendered PDFs
 //! (`tests/reports/conversation_usage.rs`) and by `script/compare-outputs`.
@@ -57,9 +57,21 @@ pub fn layout(r: &Run, lang: &Language) -> Value {
             s.get("scope.conversations_in_window"),
             count(r.counts.conversations_in_window),
         ],
+        // Mapping coverage as a share too: a count alone does not say how much of the
+        // window the name join lost.
         [
             format!("  − {}", s.get("scope.unmapped")),
-            count(r.data_quality.unmapped_conversations),
+            match crate::stats::ratio(
+                r.data_quality.unmapped_conversations,
+                r.counts.conversations_in_window,
+            ) {
+                Some(share) => format!(
+                    "{} ({})",
+                    count(r.data_quality.unmapped_conversations),
+                    f.percent(share)
+                ),
+                None => count(r.data_quality.unmapped_conversations),
+            },
         ],
         [
             s.get("scope.in_scope"),
@@ -75,6 +87,10 @@ pub fn layout(r: &Run, lang: &Language) -> Value {
         [
             s.get("scope.companies_paying"),
             count(r.counts.companies_paying),
+        ],
+        [
+            s.get("scope.companies_in_scope"),
+            count(r.counts.companies_in_scope),
         ],
         [
             s.get("scope.companies_kept"),
@@ -129,10 +145,20 @@ pub fn layout(r: &Run, lang: &Language) -> Value {
     let corr = |key: &str, x: &crate::stats::Correlation| {
         vec![s.get(key), f.opt(x.r, |f, v| f.number(v, 2)), count(x.n)]
     };
+    let [by_size, by_segment] = super::findings::bot_retention_within(r);
+    let within = |key: &str, x: Option<crate::stats::claims::Relationship>| {
+        vec![
+            s.get(key),
+            f.opt(x.map(|x| x.r), |f, v| f.number(v, 2)),
+            x.map_or_else(|| "—".to_owned(), |x| count(x.n)),
+        ]
+    };
     let correlations = vec![
         corr("diagnostics.bot_conversion", &c.bot_share_vs_conversion),
         corr("diagnostics.resp_conversion", &c.avg_resp_vs_conversion),
         corr("diagnostics.bot_weekly", &c.bot_share_vs_weekly_retention),
+        within("diagnostics.bot_weekly_within_size", by_size),
+        within("diagnostics.bot_weekly_within_segment", by_segment),
         corr("diagnostics.bot_monthly", &c.bot_share_vs_monthly_retention),
         corr(
             "diagnostics.company_bot_converted",
