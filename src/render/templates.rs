@@ -570,7 +570,7 @@ mod tests {
             serde_json::json!({ "users": "2,299", "arr": "$255M", "out": "3", "out_arr": "$1.2M" });
         assert_eq!(
             en.fill("notes.cross", &values),
-            "Shares are of all 2,299 users and of all $255M ARR, the one denominator of this report; the 3 users without a portfolio ($1.2M ARR) are in no cell."
+            "Shares are of all 2,299 users and of all $255M ARR, the one denominator of this table; the 3 users without a portfolio ($1.2M ARR) are in no cell."
         );
         assert!(en.failure().is_ok());
         // A string without values reads as it is; a value missing fails, naming the key.
