@@ -510,6 +510,10 @@ pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendati
 pub fn pair_actions(findings: &mut [Finding], recs: &mut Vec<Recommendation>, brief: usize) {
     let mut first: Vec<Recommendation> = Vec::new();
     for f in findings.iter_mut().filter(|f| f.lead).take(brief) {
+        // "Nothing stands out" already says that no target is set.
+        if f.id == "nothing_stands_out" {
+            continue;
+        }
         match recs.iter().position(|x| x.follows == f.id) {
             Some(i) => first.push(recs.remove(i)),
             None => {
@@ -522,7 +526,7 @@ pub fn pair_actions(findings: &mut [Finding], recs: &mut Vec<Recommendation>, br
                         "no_peer_target"
                     }
                     ("volume_gap", _) => "volume",
-                    ("nothing_stands_out" | "group_missing", _) => "nothing",
+                    ("group_missing", _) => "nothing",
                     _ => "no_lever",
                 };
                 f.keys.insert("no_action", reason);
@@ -732,5 +736,26 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].keys["group"], "at_risk");
         assert!(recommendations(&r, &f).is_empty());
+    }
+
+    #[test]
+    fn each_headline_gets_its_action_first_or_says_why_not() {
+        let r = numbers(
+            vec![("Bug", 30, 10), ("Upgrade", 5, 25)],
+            group(AT_RISK, 100, 4.0, 10, 20.0),
+            group(EXPANSION, 100, 4.0, 10, 30.0),
+        );
+        let mut f = findings(&r, 3.0);
+        let mut recs = recommendations(&r, &f);
+        let mut change = Finding::new("period_change", 0);
+        change.keys.insert("direction", "rise");
+        f.insert(0, change);
+        pair_actions(&mut f, &mut recs, 3);
+        let leads: Vec<&Finding> = f.iter().filter(|x| x.lead).take(3).collect();
+        assert_eq!(leads[0].keys["no_action"], "period_change");
+        // Each other headline's action comes in the headlines' order.
+        let follows: Vec<&str> = recs.iter().map(|x| x.follows).collect();
+        assert_eq!(&follows[..2], [leads[1].id, leads[2].id]);
+        assert!(leads[1..].iter().all(|x| !x.keys.contains_key("no_action")));
     }
 }
