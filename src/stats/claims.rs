@@ -9,7 +9,10 @@
 //!
 //! Pure functions: the reports feed their counts in and print what comes out.
 //!
-//! Why this file is long (about 680 lines): the rules are one document's, and every
+//! Since issue 27 also: when topic moves offset (a probable relabelling) and what a
+//! rate reads in a later window that overlaps today's.
+//!
+//! Why this file is long (about 840 lines): the rules are one document's, and every
 //! report must apply them alike, so they stay together where that document can be
 //! read against them (a report that tested a difference its own way would print
 //! claims the others would not); a third of the file is one test per rule, several

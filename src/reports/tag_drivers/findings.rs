@@ -8,9 +8,13 @@
 //! (an association, not a forecast). The report compares what two groups talk about;
 //! it does not explain upgrades or downgrades.
 //!
-//! Why this file is long: about 430 lines of code and 200 of tests. The findings and
+//! Each target names the edition that checks it and what that edition can read given
+//! the months it shares with this window; each page-1 headline gets its action first
+//! or says why there is none.
+//!
+//! Why this file is long: about 520 lines of code and 240 of tests. The findings and
 //! the recommendations read the same topic verdicts, and a recommendation rests only on
-//! a finding that holds, so they stay together.
+//! a finding that holds (and comes with the headline it follows), so they stay together.
 
 use serde_json::{json, Value};
 

@@ -36,8 +36,11 @@ fn proportion(k: Option<f64>, n: f64) -> Option<Proportion> {
     (n > 0.0).then_some(Proportion { k, n })
 }
 
+/// A group's topic changes, each with its move (both periods' counts).
+type Topics<'a> = Vec<(&'a Change, Move)>;
+
 /// The topic changes of `group` in `c` with their moves (both periods' counts).
-fn moves<'a>(c: &'a Comparison, group: &str) -> Vec<(&'a Change, Move)> {
+fn moves<'a>(c: &'a Comparison, group: &str) -> Topics<'a> {
     c.changes
         .iter()
         .filter(|x| x.metric == "topic_share" && x.slice == group)
@@ -61,7 +64,7 @@ pub fn relabels(c: &Comparison) -> Vec<Relabel> {
     if c.empty_reason.is_some() {
         return Vec::new();
     }
-    let own: Vec<(&'static str, Vec<(&Change, Move)>, Vec<Offset>)> = GROUPS
+    let own: Vec<(&'static str, Topics<'_>, Vec<Offset>)> = GROUPS
         .into_iter()
         .map(|group| {
             let topics = moves(c, group);
