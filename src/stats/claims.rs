@@ -10,6 +10,9 @@
 //!
 //! Pure functions: the reports feed their counts in and print what comes out.
 //!
+//! Since issue 27 also: when topic moves offset (a probable relabelling) and what a
+//! rate reads in a later window that overlaps today's.
+//!
 //! Why this file is long (about 840 lines): the rules are one document's, and every
 //! report must apply them alike, so they stay together where that document can be
 //! read against them (a report that tested a difference its own way would print
@@ -664,6 +667,98 @@ mod sizing_tests {
     }
 }
 
+// Offsetting moves (issue 27): two topics whose shares move in opposite directions
+// while their sum stays put are one relabelling, not two pieces of news.
+
+/// One item's share (a topic's conversations of a group's) in both periods, and
+/// whether its own change holds under the report's rules.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Move {
+    pub now: Proportion,
+    pub then: Proportion,
+    pub holds: bool,
+}
+
+impl Move {
+    fn change(&self) -> f64 {
+        self.now.rate() - self.then.rate()
+    }
+}
+
+/// Two moves that offset: indices into the moves, the falling one first, with their
+/// sum in both periods and the p-value of the sum's change.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Offset {
+    pub fall: usize,
+    pub rise: usize,
+    pub now: Proportion,
+    pub then: Proportion,
+    pub p: f64,
+}
+
+/// The pairs of `moves` (of one group, over the same denominators) that offset: one
+/// move holds, the other goes the opposite way, their summed change is at most half
+/// of the larger move, and the sum, tested as one proportion, does not change beyond
+/// chance (Benjamini–Hochberg at [`FDR_Q`] across the pairs tested: a pair whose sum
+/// is a discovery is a real change, not an offset). Each item belongs to one pair at
+/// most, the closest offsets first. A sum is capped at its denominator (an item
+/// counted under both topics counts twice).
+pub fn offsetting_pairs(moves: &[Move]) -> Vec<Offset> {
+    let sum = |a: Proportion, b: Proportion| Proportion {
+        k: (a.k + b.k).min(a.n),
+        n: a.n,
+    };
+    let mut candidates: Vec<Offset> = Vec::new();
+    for (i, a) in moves.iter().enumerate() {
+        for (j, b) in moves.iter().enumerate().skip(i + 1) {
+            let (da, db) = (a.change(), b.change());
+            let opposite = da * db < 0.0;
+            if !opposite || !(a.holds || b.holds) || (da + db).abs() > da.abs().max(db.abs()) / 2.0
+            {
+                continue;
+            }
+            let (fall, rise) = if da < 0.0 { (i, j) } else { (j, i) };
+            let (now, then) = (sum(a.now, b.now), sum(a.then, b.then));
+            candidates.push(Offset {
+                fall,
+                rise,
+                now,
+                then,
+                p: two_proportion_p(now, then),
+            });
+        }
+    }
+    let p: Vec<f64> = candidates.iter().map(|c| c.p).collect();
+    let changed = benjamini_hochberg(&p, FDR_Q);
+    let mut kept: Vec<Offset> = candidates
+        .into_iter()
+        .zip(changed)
+        .filter(|(_, changed)| !changed)
+        .map(|(c, _)| c)
+        .collect();
+    let drift = |c: &Offset| (c.now.rate() - c.then.rate()).abs();
+    kept.sort_by(|a, b| drift(a).total_cmp(&drift(b)));
+    let mut out: Vec<Offset> = Vec::new();
+    for c in kept {
+        if !out.iter().any(|o| {
+            [o.fall, o.rise]
+                .iter()
+                .any(|x| *x == c.fall || *x == c.rise)
+        }) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// What a rate reads in a later window that still holds `overlap` (0–1) of today's:
+/// today's rate on the part it shares, `new` on the rest (volumes assumed steady). A
+/// target for that window is reachable only at or above this with `new` = 0.
+pub fn rate_in_overlapping_window(current: f64, new: f64, overlap: f64) -> f64 {
+    let o = overlap.clamp(0.0, 1.0);
+    o * current + (1.0 - o) * new
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -896,5 +991,72 @@ mod tests {
         // 1,286 users from 46.7 % to 71.1 %: 1,286 × 24.4 % = 313.8.
         assert_eq!(derived_count(1_286.0, 0.7108, 0.4673, 100.0, 1), 314.0);
         assert_eq!(derived_count(100.0, 0.5, 0.5, 100.0, 1), 0.0);
+    }
+
+    fn mv(now: (usize, usize), then: (usize, usize)) -> Move {
+        let (a, b) = (p(now.0, now.1), p(then.0, then.1));
+        Move {
+            now: a,
+            then: b,
+            holds: two_proportion_p(a, b) < ALPHA,
+        }
+    }
+
+    #[test]
+    fn an_offsetting_pair_is_one_relabelling() {
+        // The planted demo: Bug 16.3 % → 9.5 %, Outage 14.7 % → 20.3 %, together
+        // 31.0 % → 29.8 %; Billing steady.
+        let moves = [
+            mv((95, 1_000), (163, 1_000)),
+            mv((109, 1_000), (121, 1_000)),
+            mv((203, 1_000), (147, 1_000)),
+        ];
+        assert!(moves[0].holds && moves[2].holds);
+        let pairs = offsetting_pairs(&moves);
+        assert_eq!(pairs.len(), 1, "{pairs:?}");
+        assert_eq!((pairs[0].fall, pairs[0].rise), (0, 2));
+        assert_eq!((pairs[0].then.k, pairs[0].now.k), (310.0, 298.0));
+        assert!(pairs[0].p > ALPHA);
+    }
+
+    #[test]
+    fn a_real_fall_with_no_offset_stays_a_fall() {
+        // Bug falls; the other topics move by noise only.
+        let moves = [
+            mv((90, 1_000), (160, 1_000)),
+            mv((125, 1_000), (121, 1_000)),
+            mv((150, 1_000), (147, 1_000)),
+        ];
+        assert!(offsetting_pairs(&moves).is_empty());
+        // Two moves that do not hold offset nothing either.
+        let moves = [
+            mv((110, 1_000), (120, 1_000)),
+            mv((130, 1_000), (121, 1_000)),
+        ];
+        assert!(offsetting_pairs(&moves).is_empty());
+    }
+
+    #[test]
+    fn an_offset_is_told_from_chance_by_the_size_of_the_sample() {
+        // Bug −7 pp, Outage +4 pp: the sum falls 3 pp. Over 1,000 conversations that is
+        // chance (an offset); over 5,000 the sum itself falls: two real moves.
+        let at = |n: usize| {
+            [
+                mv((90 * n, 1_000 * n), (160 * n, 1_000 * n)),
+                mv((187 * n, 1_000 * n), (147 * n, 1_000 * n)),
+            ]
+        };
+        assert_eq!(offsetting_pairs(&at(1)).len(), 1);
+        assert!(offsetting_pairs(&at(5)).is_empty());
+    }
+
+    #[test]
+    fn a_target_in_an_overlapping_window_keeps_what_it_shares() {
+        // Escalation 16.8 % on a rolling 6-month window, checked a quarter later: half
+        // the window is today's, so even no escalation from today leaves 8.4 %.
+        assert!((rate_in_overlapping_window(0.168, 0.0, 0.5) - 0.084).abs() < 1e-12);
+        assert!((rate_in_overlapping_window(0.168, 0.046, 0.5) - 0.107).abs() < 1e-12);
+        // No overlap: the target on the new months is the window's.
+        assert_eq!(rate_in_overlapping_window(0.168, 0.046, 0.0), 0.046);
     }
 }

@@ -143,8 +143,9 @@ fn tag_drivers_outputs_agree_and_both_editions_read_as_the_analysis() {
 
 /// tag-drivers compares itself too: on the planted demo the at-risk group's Bug share
 /// falls and its Outage share rises (the planted topic move), each value equal to a
-/// run of the report on the comparison window itself; the fall leads page 1 in both
-/// languages and the trend draws the topics month by month.
+/// run of the report on the comparison window itself; page 1 reads the two together as
+/// a probable relabelling in both languages (neither as a fall or a rise), and the
+/// trend draws the topics month by month.
 #[test]
 fn tag_drivers_names_the_planted_topic_change() {
     let dir = tempfile::tempdir().unwrap();
@@ -206,26 +207,72 @@ fn tag_drivers_names_the_planted_topic_change() {
     assert_eq!(bug["previous_n"].as_f64(), Some(group_n));
     assert_eq!(bug["previous_k"].as_f64(), Some(bug_then));
     assert_eq!(bug["previous"].as_f64(), Some(bug_then / group_n));
-    // Page 1 leads with the change that holds most surely, the fall of Bug.
-    assert_eq!(summary["findings"][0]["id"], "period_change");
+    // Bug's fall and Outage's rise offset (the planted re-tagging): page 1 leads with
+    // the pair read together, never with Bug's fall or Outage's rise on its own, and
+    // the first action is to check the tagging rules.
+    let findings = summary["findings"].as_array().unwrap();
+    assert_eq!(findings[0]["id"], "relabel", "{:?}", findings[0]);
+    let pair = &findings[0]["slices"]["pairs"][0];
+    assert_eq!(pair["group"], "at_risk");
+    assert_eq!(
+        (pair["fall"]["tag"].as_str(), pair["rise"]["tag"].as_str()),
+        (Some("Bug"), Some("Outage"))
+    );
+    let recs = summary["recommendations"].as_array().unwrap();
+    assert_eq!(recs[0]["id"], "check_tagging");
+    for r in recs.iter().filter(|r| r["id"] == "address_risk_topic") {
+        let tag = r["slices"]["tag"].as_str().unwrap();
+        if ["Bug", "Outage"].contains(&tag) {
+            assert!(
+                r["slices"]["with"].is_string(),
+                "no action on one topic of the pair alone: {r}"
+            );
+        }
+    }
     let pct = |v: &serde_json::Value| format!("{:.1}%", v.as_f64().unwrap() * 100.0);
-    for (lang, said, trend) in [
+    // Together is the sum of the printed shares; its change the difference of those.
+    let printed = |v: &serde_json::Value| (v.as_f64().unwrap() * 1000.0).round();
+    assert_eq!(
+        printed(&pair["previous"]),
+        printed(&pair["fall"]["previous"]) + printed(&pair["rise"]["previous"])
+    );
+    assert_eq!(
+        printed(&pair["change"]),
+        (printed(&pair["current"]) - printed(&pair["previous"])).abs()
+    );
+    for (lang, said, fell, rose, trend) in [
         (
             "en",
             format!(
-                "The share of at-risk conversations about Bug fell from {} to {}",
+                "At-risk conversations about Bug (−{} pp, {} → {}) and Outage (+{} pp, {} → {}) offset: together {} → {}",
+                pct(&pair["fall"]["change"]).trim_end_matches('%'),
                 pct(&bug["previous"]),
-                pct(&bug["current"])
+                pct(&bug["current"]),
+                pct(&pair["rise"]["change"]).trim_end_matches('%'),
+                pct(&outage["previous"]),
+                pct(&outage["current"]),
+                pct(&pair["previous"]),
+                pct(&pair["current"]),
             ),
+            "about Bug fell",
+            "about Outage rose",
             "Topics month by month",
         ),
         (
             "zh",
             format!(
-                "流失风险组会话中涉及“故障”的占比由 {} 下降至 {}",
+                "流失风险组会话中“故障”（−{} 个百分点，{} → {}）与“服务中断”（+{} 个百分点，{} → {}）相互抵消：两者合计 {} → {}",
+                pct(&pair["fall"]["change"]).trim_end_matches('%'),
                 pct(&bug["previous"]),
-                pct(&bug["current"])
+                pct(&bug["current"]),
+                pct(&pair["rise"]["change"]).trim_end_matches('%'),
+                pct(&outage["previous"]),
+                pct(&outage["current"]),
+                pct(&pair["previous"]),
+                pct(&pair["current"]),
             ),
+            "涉及“故障”的占比由",
+            "涉及“服务中断”的占比由",
             "话题逐月走势",
         ),
     ] {
@@ -235,16 +282,18 @@ fn tag_drivers_names_the_planted_topic_change() {
         ));
         assert!(
             page1.contains(&crate::common::squash(&said)),
-            "{lang}: {page1}"
+            "{lang}: {said}\n{page1}"
         );
+        for alone in [fell, rose] {
+            assert!(
+                !page1.contains(&crate::common::squash(alone)),
+                "{lang}: {alone} on page 1"
+            );
+        }
         let pdf = crate::common::squash(&crate::common::pdf_text(
             &report.join(format!("report.{lang}.pdf")),
         ));
         assert!(pdf.contains(&crate::common::squash(trend)), "{lang}: trend");
-        assert!(
-            pdf.contains('▼') && pdf.contains('▲'),
-            "{lang}: arrows in the topic table"
-        );
     }
     let (header, _) = read_csv(&report.join("comparison.csv"));
     assert!(header.iter().any(|h| h == "item"));
@@ -270,5 +319,82 @@ fn tag_drivers_names_the_planted_topic_change() {
             .find(|x| x["group"] == "at_risk" && x["tag"] == *topic)
             .map_or(0.0, |x| x["conversations"].as_f64().unwrap());
         assert_eq!(april["at_risk"][i].as_f64(), Some(k / n), "{topic}");
+    }
+}
+
+/// Targets the next edition can check, on the demo's rolling six months: each names
+/// the edition that checks it (a quarter later), and what that edition reads when the
+/// new conversations meet the target is today's rate on the months it shares plus the
+/// target on the rest; page 1 prints that number. Every chart label of the gap chart is
+/// the difference of the printed shares, as the topic table prints it.
+#[test]
+fn tag_drivers_targets_are_reachable_in_their_checking_edition_and_labels_agree() {
+    let dir = output_of("tag-drivers");
+    let summary = json(&dir.join("summary.json"));
+    let pct = |v: f64| format!("{:.1}%", v * 100.0);
+    let recs = summary["recommendations"].as_array().unwrap();
+    let mut checked_any = false;
+    for r in recs {
+        let n = &r["numbers"];
+        let Some(checked) = n["checked"].as_f64() else {
+            continue;
+        };
+        checked_any = true;
+        let (o, target) = (n["overlap"].as_f64().unwrap(), {
+            let t = n.get("target").or_else(|| n.get("target_share"));
+            t.and_then(|t| t.as_f64()).unwrap()
+        });
+        let current = n
+            .get("current")
+            .or_else(|| n.get("current_share"))
+            .and_then(|v| v.as_f64())
+            .unwrap();
+        // 2023-12-15 – 2024-06-15 checked by 2024-03-15 – 2024-09-15: 93 of 183 days.
+        assert_eq!(r["slices"]["check_period"], "2024-03-15_2024-09-15", "{r}");
+        assert!((o - 93.0 / 183.0).abs() < 0.01, "{o}");
+        assert!(close(checked, o * current + (1.0 - o) * target), "{r}");
+        assert!(checked >= o * current - 1e-12, "reachable: {r}");
+        assert!(close(n["floor"].as_f64().unwrap(), o * current));
+        for lang in ["en", "zh"] {
+            let t = crate::common::squash(&pdf_text(&dir.join(format!("report.{lang}.pdf"))));
+            assert!(
+                t.contains(&squash(&pct(checked)))
+                    && t.contains(&squash("2024-03-15 – 2024-09-15")),
+                "{lang}: {} and the checking edition",
+                pct(checked)
+            );
+        }
+    }
+    assert!(checked_any, "the demo sets rate targets");
+    let page1 = squash(&crate::common::pdf_page_text(&dir.join("report.en.pdf"), 1));
+    assert!(
+        !page1.contains(&squash("next quarter's edition")),
+        "{page1}"
+    );
+    // The gap chart's labels are the table's differences.
+    let round1 = |v: f64| (v * 1000.0).round() / 10.0;
+    let svg = std::fs::read_to_string(dir.join("charts/tag_gap.en.svg")).unwrap();
+    let labels: Vec<String> = svg
+        .split("</text>")
+        .filter_map(|x| x.rsplit_once('>').map(|(_, t)| t.to_owned()))
+        .collect();
+    let table = pdf_text(&dir.join("report.en.pdf"));
+    for t in summary["top"].as_array().unwrap() {
+        let (a, b) = (
+            round1(t["at_risk_share"].as_f64().unwrap()),
+            round1(t["expansion_share"].as_f64().unwrap()),
+        );
+        let d = format!("{:.1}", a - b);
+        assert!(labels.contains(&d), "{}: label {d} in {labels:?}", t["tag"]);
+        let signed = if a - b > 0.0 {
+            format!("+{d} pp")
+        } else {
+            format!("{d} pp")
+        };
+        assert!(
+            table.contains(&signed) || table.contains(&signed.replace('-', "−")),
+            "{}: table {signed}",
+            t["tag"]
+        );
     }
 }

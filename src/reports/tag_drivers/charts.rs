@@ -85,9 +85,9 @@ pub fn charts(r: &TagDrivers, min_pp: f64, s: &Strings) -> Vec<ChartSpec> {
             takeaway: Some(json!({
                 "id": "top_tags",
                 "numbers": {
-                    "risk_pp": first.difference_pp, "growth_pp": -last.difference_pp,
+                    "risk_pp": first.printed_pp(), "growth_pp": -last.printed_pp(),
                     "tags": tags.len(), "clear": clear,
-                    "largest_pp": r.top.iter().map(|t| t.difference_pp.abs()).fold(0.0, f64::max),
+                    "largest_pp": r.top.iter().map(|t| t.printed_pp().abs()).fold(0.0, f64::max),
                 },
                 "slices": { "risk_tag": s.topic(&first.tag), "growth_tag": s.topic(&last.tag) },
             })),
@@ -116,7 +116,7 @@ pub fn charts(r: &TagDrivers, min_pp: f64, s: &Strings) -> Vec<ChartSpec> {
                     1 => AT_RISK_COLOR,
                     _ => EXPANSION_COLOR,
                 };
-                DataPointItem::new(bar_point(i, t.difference_pp, "", true))
+                DataPointItem::new(bar_point(i, t.printed_pp(), "", true))
                     .item_style(ItemStyle::new().color(color))
             })
             .collect();

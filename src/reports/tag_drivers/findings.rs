@@ -8,16 +8,22 @@
 //! (an association, not a forecast). The report compares what two groups talk about;
 //! it does not explain upgrades or downgrades.
 //!
-//! Why this file is long: about 430 lines of code and 200 of tests. The findings and
+//! Each target names the edition that checks it and what that edition can read given
+//! the months it shares with this window; each page-1 headline gets its action first
+//! or says why there is none.
+//!
+//! Why this file is long: about 520 lines of code and 240 of tests. The findings and
 //! the recommendations read the same topic verdicts, and a recommendation rests only on
-//! a finding that holds, so they stay together.
+//! a finding that holds (and comes with the headline it follows), so they stay together.
 
 use serde_json::{json, Value};
 
 use super::metrics::{GroupStats, TagDrivers, TopTag};
+use crate::intercom::window::Window;
 use crate::render::narrative::{Finding, Recommendation};
 use crate::stats::claims::{
-    compare, compare_many, compare_means, peer_target, Proportion, Verdict,
+    compare, compare_many, compare_means, peer_target, rate_in_overlapping_window, Proportion,
+    Verdict,
 };
 
 /// Topics a finding names at most.
@@ -26,6 +32,61 @@ const TOPICS_NAMED: usize = 3;
 const KINDS_ACTED_ON: usize = 2;
 /// A peer group gives a target only from this many conversations.
 const MIN_PEERS: usize = 30;
+/// Months until the edition that checks a target (the next quarter's).
+const CHECK_AFTER_MONTHS: u32 = 3;
+
+/// The edition that checks a target: this window moved on by
+/// [`CHECK_AFTER_MONTHS`], how much of this window it still holds (by time), and the
+/// first day whose conversations are new to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub window: Window,
+    pub overlap: f64,
+    pub new_from: String,
+}
+
+pub fn check_of(w: Window) -> Check {
+    let later = |t: chrono::DateTime<chrono::Utc>| {
+        t.checked_add_months(chrono::Months::new(CHECK_AFTER_MONTHS))
+            .unwrap_or(t)
+    };
+    let window = Window {
+        start: later(w.start),
+        end: later(w.end),
+    };
+    let length = (w.end - w.start).num_seconds() as f64;
+    let shared = (w.end - window.start).num_seconds() as f64;
+    let overlap = if length > 0.0 {
+        (shared / length).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    Check {
+        window,
+        overlap,
+        new_from: (w.end + chrono::Duration::seconds(1))
+            .format("%Y-%m-%d")
+            .to_string(),
+    }
+}
+
+/// A rate target set on the new conversations (`target`, from `current`), with
+/// the edition that checks it and what that edition reads if the new conversations
+/// meet it (`checked`) or have none at all (`floor`): a reachable target for that
+/// window, given what it shares with today's.
+fn put_check(x: &mut Recommendation, c: &Check, current: Option<f64>, target: f64) {
+    x.slices.insert("check_period", json!(c.window.period()));
+    x.slices.insert("new_from", json!(c.new_from));
+    x.numbers.insert("overlap", c.overlap);
+    if let Some(now) = current {
+        x.numbers.insert(
+            "checked",
+            rate_in_overlapping_window(now, target, c.overlap),
+        );
+        x.numbers
+            .insert("floor", rate_in_overlapping_window(now, 0.0, c.overlap));
+    }
+}
 
 /// What a topic is about, which decides who acts on it: `stability` (the product
 /// failing), `handling` (how a case was handled, e.g. escalation: not stability
@@ -77,6 +138,7 @@ fn others(all: Option<Proportion>, group: Option<Proportion>) -> Option<Proporti
 fn tag_value(r: &TagDrivers, t: &TopTag) -> Value {
     json!({
         "tag": t.tag,
+        "with": t.with,
         "kind": topic_kind(&t.tag),
         "at_risk": t.at_risk_share,
         "expansion": t.expansion_share,
@@ -85,7 +147,7 @@ fn tag_value(r: &TagDrivers, t: &TopTag) -> Value {
         "expansion_k": t.conversations[1],
         "at_risk_n": r.groups[0].conversations,
         "expansion_n": r.groups[1].conversations,
-        "pp": t.difference_pp,
+        "pp": t.printed_pp(),
     })
 }
 
@@ -166,7 +228,7 @@ pub fn findings(r: &TagDrivers, min_pp: f64) -> Vec<Finding> {
         if let Some(first) = tags.first() {
             let mut x = Finding::new(id, rank);
             x.numbers.insert("count", tags.len() as f64);
-            x.numbers.insert("top_pp", first.difference_pp.abs());
+            x.numbers.insert("top_pp", first.printed_pp().abs());
             x.numbers.insert("min_pp", min_pp);
             x.slices.insert(
                 "tags",
@@ -188,7 +250,7 @@ pub fn findings(r: &TagDrivers, min_pp: f64) -> Vec<Finding> {
             "largest_pp",
             r.top
                 .iter()
-                .map(|t| t.difference_pp.abs())
+                .map(|t| t.printed_pp().abs())
                 .fold(0.0, f64::max),
         );
         out.push(x);
@@ -227,7 +289,11 @@ pub fn findings(r: &TagDrivers, min_pp: f64) -> Vec<Finding> {
             let mut x = Finding::new("response_gap", 4);
             x.numbers.insert("at_risk", a);
             x.numbers.insert("expansion", b);
-            x.numbers.insert("gap", (a - b).abs());
+            // Minutes print with one decimal: the gap is that of the printed medians.
+            x.numbers.insert(
+                "gap",
+                crate::stats::claims::printed_difference(a, b, 1.0, 1).abs(),
+            );
             if let Some(all) = base.median_resp {
                 x.numbers.insert("all", all);
             }
@@ -315,6 +381,7 @@ pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendati
     let base = &r.baseline;
     let has = |id: &str| findings.iter().find(|f| f.id == id);
     let top = |tag: &str| r.top.iter().find(|t| t.tag == tag);
+    let check = check_of(r.window);
     let mut out = Vec::new();
     if let Some(f) = has("risk_topics") {
         // One action per kind of topic, in the order of the largest gap.
@@ -345,6 +412,9 @@ pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendati
             let mut x = Recommendation::owned("address_risk_topic", "risk_topics", owner_of(kind));
             x.keys.insert("kind", kind);
             x.slices.insert("tag", json!(t.tag));
+            if let Some(w) = &t.with {
+                x.slices.insert("with", json!(w));
+            }
             x.numbers.insert("conversations", current.k);
             x.numbers.insert("current", current.rate());
             x.numbers.insert("target", target.value);
@@ -353,6 +423,7 @@ pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendati
             x.numbers.insert("avoided", target.members_moved.round());
             x.numbers.insert("companies", t.at_risk_companies as f64);
             x.numbers.insert("arr", t.at_risk_arr);
+            put_check(&mut x, &check, Some(current.rate()), target.value);
             out.push(x);
         }
     }
@@ -386,6 +457,8 @@ pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendati
             x.numbers.insert("current", f.numbers["at_risk"]);
             x.numbers.insert("companies", risk.companies as f64);
             x.numbers.insert("arr", risk.arr);
+            // A median does not blend: the target is set on the new conversations.
+            put_check(&mut x, &check, None, f.numbers["expansion"]);
             out.push(x);
         }
     }
@@ -405,6 +478,7 @@ pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendati
                 x.numbers.insert("peer_rate", t.peers.rate());
                 x.numbers.insert("companies", risk.companies as f64);
                 x.numbers.insert("arr", risk.arr);
+                put_check(&mut x, &check, Some(t.current.rate()), t.value);
                 out.push(x);
             }
         }
@@ -426,11 +500,45 @@ pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendati
                 x.numbers.insert("current", t.current.rate());
                 x.numbers.insert("target", t.value);
                 x.numbers.insert("avoided", t.members_moved.round());
+                put_check(&mut x, &check, Some(t.current.rate()), t.value);
                 out.push(x);
             }
         }
     }
     out
+}
+
+/// Each page-1 headline with its action: the first action following each of the
+/// first `brief` headlines comes first, in the headlines' order; a headline that no
+/// action follows says why (`keys.no_action`, a reason the templates translate).
+pub fn pair_actions(findings: &mut [Finding], recs: &mut Vec<Recommendation>, brief: usize) {
+    let mut first: Vec<Recommendation> = Vec::new();
+    for f in findings.iter_mut().filter(|f| f.lead).take(brief) {
+        // "Nothing stands out" already says that no target is set.
+        if f.id == "nothing_stands_out" {
+            continue;
+        }
+        match recs.iter().position(|x| x.follows == f.id) {
+            Some(i) => first.push(recs.remove(i)),
+            None => {
+                let reason = match (f.id, f.keys.get("direction").copied()) {
+                    ("period_change", _) => "period_change",
+                    ("rating_gap", Some("higher"))
+                    | ("response_gap", Some("faster"))
+                    | ("reopen_gap", Some("fewer")) => "not_worse",
+                    ("risk_topics" | "rating_gap" | "response_gap" | "reopen_gap", _) => {
+                        "no_peer_target"
+                    }
+                    ("volume_gap", _) => "volume",
+                    ("group_missing", _) => "nothing",
+                    _ => "no_lever",
+                };
+                f.keys.insert("no_action", reason);
+            }
+        }
+    }
+    first.append(recs);
+    *recs = first;
 }
 
 #[cfg(test)]
@@ -519,6 +627,7 @@ mod tests {
                     let all = a + b + 2 * b;
                     TopTag {
                         tag: (*t).into(),
+                        with: None,
                         at_risk_share: ra,
                         expansion_share: eb,
                         difference_pp: (ra - eb) * 100.0,
@@ -631,5 +740,26 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].keys["group"], "at_risk");
         assert!(recommendations(&r, &f).is_empty());
+    }
+
+    #[test]
+    fn each_headline_gets_its_action_first_or_says_why_not() {
+        let r = numbers(
+            vec![("Bug", 30, 10), ("Upgrade", 5, 25)],
+            group(AT_RISK, 100, 4.0, 10, 20.0),
+            group(EXPANSION, 100, 4.0, 10, 30.0),
+        );
+        let mut f = findings(&r, 3.0);
+        let mut recs = recommendations(&r, &f);
+        let mut change = Finding::new("period_change", 0);
+        change.keys.insert("direction", "rise");
+        f.insert(0, change);
+        pair_actions(&mut f, &mut recs, 3);
+        let leads: Vec<&Finding> = f.iter().filter(|x| x.lead).take(3).collect();
+        assert_eq!(leads[0].keys["no_action"], "period_change");
+        // Each other headline's action comes in the headlines' order.
+        let follows: Vec<&str> = recs.iter().map(|x| x.follows).collect();
+        assert_eq!(&follows[..2], [leads[1].id, leads[2].id]);
+        assert!(leads[1..].iter().all(|x| !x.keys.contains_key("no_action")));
     }
 }

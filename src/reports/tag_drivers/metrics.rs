@@ -82,6 +82,10 @@ pub struct TagShare {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TopTag {
     pub tag: String,
+    /// A second topic read together with `tag` (a probable relabelling; see
+    /// `relabel`): counts and shares are the two topics' sums.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub with: Option<String>,
     pub at_risk_share: f64,
     pub expansion_share: f64,
     /// at_risk_share − expansion_share, in percentage points.
@@ -96,6 +100,21 @@ pub struct TopTag {
     /// Expansion targets that raised the tag, and their ARR.
     pub expansion_companies: usize,
     pub expansion_arr: f64,
+}
+
+impl TopTag {
+    /// The gap as printed: the printed at-risk share minus the printed expansion share
+    /// (one decimal), in percentage points; what every table, sentence and chart label
+    /// prints.
+    pub fn printed_pp(&self) -> f64 {
+        let d = crate::stats::claims::printed_difference(
+            self.at_risk_share,
+            self.expansion_share,
+            100.0,
+            1,
+        );
+        (d * 1000.0).round() / 10.0
+    }
 }
 
 #[derive(Default)]
@@ -270,6 +289,7 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
                 expansion_companies: exp_companies,
                 expansion_arr: exp_arr,
                 tag,
+                with: None,
             }
         })
         .collect();

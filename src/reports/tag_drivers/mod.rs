@@ -1,11 +1,16 @@
 //! Report `tag-drivers` (`../shared/specs/report-tag-drivers.md`): what at-risk
 //! companies talk to support about, compared with companies targeted for expansion.
+//!
+//! Why this file is long (about 640 lines): the `Report` impl, its options, the
+//! windowed hooks and the layout's tables share one `Run`; the layout alone is half
+//! the file, and every table in it prints its differences from its printed values.
 
 pub mod charts;
 pub mod comparison;
 pub mod findings;
 pub mod load;
 pub mod metrics;
+pub mod relabel;
 
 use std::time::Duration;
 
@@ -288,16 +293,51 @@ impl Computed for Run {
     }
 
     fn story(&self) -> Narrative {
-        let mut findings = findings::findings(&self.numbers, self.min_pp);
-        let recommendations = findings::recommendations(&self.numbers, &findings);
+        let pairs = self
+            .numbers
+            .comparison
+            .as_ref()
+            .map(relabel::relabels)
+            .unwrap_or_default();
+        // A probable relabelling is read as one topic in the group comparison too, so
+        // neither of its topics leads or sets an action on its own.
+        let merged;
+        let r: &TagDrivers = if pairs.is_empty() {
+            &self.numbers
+        } else {
+            merged = relabel::merged(&self.numbers, &relabel::tag_pairs(&pairs));
+            &merged
+        };
+        let mut findings = findings::findings(r, self.min_pp);
+        let mut recommendations = findings::recommendations(r, &findings);
         let mut analysis = vec![findings::stake(&self.numbers)];
         if let Some(c) = &self.numbers.comparison {
-            // The change since the comparison period leads page 1, whatever it is.
-            if let Some(lead) = crate::reports::comparison::headline(c) {
-                findings.insert(0, lead);
+            let rest = relabel::without(c, &pairs);
+            let mut lead = Vec::new();
+            if let Some(f) = relabel::finding(&pairs, &c.period) {
+                lead.push(f);
+                let since = c.window.map(|w| w.start.format("%Y-%m-%d").to_string());
+                recommendations.extend(relabel::recommendation(
+                    &pairs,
+                    since.as_deref().unwrap_or(&c.period),
+                ));
             }
-            analysis.extend(crate::reports::comparison::section(c));
+            // The change since the comparison period leads page 1; "nothing else
+            // changed" is no headline next to a relabelling.
+            if let Some(f) = crate::reports::comparison::headline(&rest) {
+                if pairs.is_empty() || f.keys.get("direction") != Some(&"none") {
+                    lead.push(f);
+                }
+            }
+            findings.splice(0..0, lead);
+            analysis.extend(relabel::section_record(&pairs, &c.period));
+            analysis.extend(crate::reports::comparison::section(&rest));
         }
+        findings::pair_actions(
+            &mut findings,
+            &mut recommendations,
+            crate::render::narrative::BRIEF_ITEMS,
+        );
         Narrative {
             findings,
             recommendations,
@@ -356,8 +396,14 @@ fn layout(run: &Run, lang: &Language) -> Value {
             f.points(run.min_pp / 100.0).to_string(),
         ],
     ];
-    let diff = |a: Option<f64>, b: Option<f64>, fmt: &dyn Fn(f64) -> String| match (a, b) {
-        (Some(a), Some(b)) => fmt(a - b),
+    // The difference of the printed values: `(scale, decimals)` is how a value prints.
+    let diff = |a: Option<f64>,
+                b: Option<f64>,
+                (scale, decimals): (f64, i32),
+                fmt: &dyn Fn(f64) -> String| match (a, b) {
+        (Some(a), Some(b)) => fmt(crate::stats::claims::printed_difference(
+            a, b, scale, decimals,
+        )),
         _ => "—".to_owned(),
     };
     let base = &r.baseline;
@@ -366,13 +412,14 @@ fn layout(run: &Run, lang: &Language) -> Value {
                a: Option<f64>,
                b: Option<f64>,
                all: Option<f64>,
+               printing: (f64, i32),
                val: &dyn Fn(f64) -> String,
                gap: &dyn Fn(f64) -> String| {
         vec![
             s.get(key),
             a.map_or_else(|| "—".to_owned(), val),
             b.map_or_else(|| "—".to_owned(), val),
-            diff(a, b, gap),
+            diff(a, b, printing, gap),
             all.map_or_else(|| "—".to_owned(), val),
         ]
     };
@@ -385,6 +432,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
             n(risk.companies),
             n(expansion.companies),
             n(base.companies),
+            (1.0, 0),
             &cnt,
             &|v| signed(v, f.count(v)),
         ),
@@ -393,6 +441,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
             n(risk.conversations),
             n(expansion.conversations),
             n(base.conversations),
+            (1.0, 0),
             &cnt,
             &|v| signed(v, f.count(v)),
         ),
@@ -401,6 +450,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
             risk.conversations_per_company,
             expansion.conversations_per_company,
             base.conversations_per_company,
+            (1.0, 1),
             &|v| f.number(v, 1),
             &|v| signed(v, f.number(v, 1)),
         ),
@@ -409,6 +459,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
             risk.avg_rating,
             expansion.avg_rating,
             base.avg_rating,
+            (1.0, 2),
             &|v| f.number(v, 2),
             &|v| signed(v, f.number(v, 2)),
         ),
@@ -417,6 +468,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
             risk.share_rated_le2,
             expansion.share_rated_le2,
             base.share_rated_le2,
+            (100.0, 1),
             &|v| f.percent(v),
             &|v| signed(v, f.points(v)),
         ),
@@ -425,6 +477,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
             risk.median_resp,
             expansion.median_resp,
             base.median_resp,
+            (1.0, 1),
             &|v| f.minutes(v),
             &|v| signed(v, f.minutes(v)),
         ),
@@ -433,6 +486,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
             risk.reopen_rate,
             expansion.reopen_rate,
             base.reopen_rate,
+            (100.0, 1),
             &|v| f.percent(v),
             &|v| signed(v, f.points(v)),
         ),
@@ -443,6 +497,8 @@ fn layout(run: &Run, lang: &Language) -> Value {
         .comparison
         .as_ref()
         .filter(|c| c.empty_reason.is_none() && run.numbers.previous.is_some());
+    // Topics of a probable relabelling: read together, neither marked as a move.
+    let pairs = compared.map(relabel::relabels).unwrap_or_default();
     let delta = |value: String, group: &str, tag: &str, now: f64| -> String {
         let (Some(c), Some(p)) = (compared, run.numbers.previous.as_ref()) else {
             return value;
@@ -459,6 +515,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
             .find(|x| {
                 x.metric == "topic_share" && x.slice == group && x.item.as_deref() == Some(tag)
             })
+            .filter(|x| relabel::partner(&pairs, x).is_none())
             .map_or("", |x| match x.direction {
                 Direction::Rise => " ▲",
                 Direction::Fall => " ▼",
@@ -487,10 +544,15 @@ fn layout(run: &Run, lang: &Language) -> Value {
                         (Some(a), Some(b)) => signed_change(f, x.unit, a, b),
                         _ => "—".to_owned(),
                     },
-                    s.get(&format!(
-                        "change.reading_{}",
-                        crate::reports::comparison::reading(x.direction)
-                    )),
+                    match relabel::partner(&pairs, x) {
+                        Some(other) => s
+                            .get("change.reading_offset")
+                            .replace("{topic}", &lang.strings.topic(other)),
+                        None => s.get(&format!(
+                            "change.reading_{}",
+                            crate::reports::comparison::reading(x.direction)
+                        )),
+                    },
                 ]
             })
             .collect();
