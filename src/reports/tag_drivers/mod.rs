@@ -135,6 +135,7 @@ impl Configured for Settings {
             window,
             spec: &req.window,
             compare: self.compare,
+            data: plan.coverage,
         };
         let numbers = windowed::compute(&Windows { db, req: *req }, span, timings)?;
         if numbers.bad_timestamps.total() > 0 {
@@ -287,10 +288,9 @@ impl Computed for Run {
         let recommendations = findings::recommendations(&self.numbers, &findings);
         let mut analysis = vec![findings::stake(&self.numbers)];
         if let Some(c) = &self.numbers.comparison {
-            // The change since the comparison period leads page 1, whatever it is.
-            if let Some(lead) = crate::reports::comparison::headline(c) {
-                findings.insert(0, lead);
-            }
+            // The change since the comparison period leads page 1, whatever it is,
+            // unless the data covers it only in part.
+            crate::reports::comparison::place(&mut findings, c);
             analysis.extend(crate::reports::comparison::section(c));
         }
         Narrative {
@@ -339,6 +339,13 @@ fn layout(run: &Run, lang: &Language) -> Value {
     let [risk, expansion] = [&r.groups[0], &r.groups[1]];
     let in_groups = r.groups.iter().map(|g| g.conversations).sum::<usize>();
     let scope = vec![
+        [
+            s.get("scope.window"),
+            r.window_row(
+                crate::reports::period_label(&r.window.period(), Some(lang)),
+                s,
+            ),
+        ],
         [
             s.get("scope.conversations_in_window"),
             count(r.conversations_in_window),
