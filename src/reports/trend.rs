@@ -84,7 +84,15 @@ pub(crate) fn chart<T>(
     let (first, last) = (months.first()?, months.last()?);
     let day = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d").to_string();
     let mut spec = trend_spec(
-        format!("{title}, {} – {}", first.month, last.month),
+        // `{months}` in the title: the months shown (a title without it gets them after).
+        {
+            let shown = format!("{} – {}", first.month, last.month);
+            if title.contains("{months}") {
+                title.replace("{months}", &shown)
+            } else {
+                format!("{title} ({shown})")
+            }
+        },
         window_label,
         &labels,
         last.partial
