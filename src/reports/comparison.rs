@@ -630,12 +630,14 @@ pub fn record(id: &'static str, x: &Change) -> Finding {
 
 /// Page 1's change headline: the change that holds most surely, or that nothing
 /// changed beyond chance; none without comparison numbers. A comparison the data
-/// covers only in part, or not at all on the side compared against, says so and
-/// does not lead (`lead` false: [`place`] puts it after the report's own headlines).
+/// covers only in part, or an overlapping one whose part that left lies outside the
+/// data, says so and does not lead (`lead` false: [`place`] puts it after the
+/// report's own headlines); a comparison window wholly outside the data is said in
+/// "What changed" only, as any empty comparison.
 pub fn headline(c: &Comparison) -> Option<Finding> {
     if let Some(
         why @ EmptyReason::NotCovered {
-            side,
+            side: LEFT_SIDE,
             period,
             first,
             ..
@@ -645,14 +647,7 @@ pub fn headline(c: &Comparison) -> Option<Finding> {
         let mut f = Finding::new("period_change", 0);
         f.keys.insert("direction", "none");
         f.keys.insert("why", why.key());
-        f.keys.insert(
-            "side",
-            if *side == LEFT_SIDE {
-                "left"
-            } else {
-                "comparison"
-            },
-        );
+        f.keys.insert("side", "left");
         f.slices.insert("uncovered", Value::from(period.clone()));
         f.slices.insert("data_from", Value::from(first.clone()));
         f.slices.insert("period", Value::from(c.period.clone()));
