@@ -33,6 +33,11 @@ pub struct DemoArgs {
     /// fall between the periods before and after (a test of `compare` and watch rules).
     #[arg(long)]
     plant_change: bool,
+    /// Start the history at this date (YYYY-MM-DD, UTC): every conversation (and its
+    /// metrics row) and every usage and user event before it is dropped; companies
+    /// and contacts stay. A database whose data begins inside a report's window.
+    #[arg(long, value_name = "DATE")]
+    history_from: Option<chrono::NaiveDate>,
     /// Print the calibration figures of the written database.
     #[arg(long)]
     describe: bool,
@@ -44,6 +49,7 @@ pub fn demo_data(args: DemoArgs) -> Result<(), Failure> {
         scale: args.scale,
         usage_events: !args.no_usage_events,
         plant_change: args.plant_change,
+        history_from: args.history_from,
     };
     if PgLocation::is_url(&args.out) {
         // Generated as a file first (the generator writes SQLite), then copied.

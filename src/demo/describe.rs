@@ -20,7 +20,8 @@ pub fn describe(path: &Path) -> Result<String, ReportError> {
     let db = Database::open(&path.to_owned().into())?;
     let tz = chrono_tz::Tz::UTC;
     let now = crate::clock::Clock::now(&crate::clock::SystemClock);
-    let anchor = crate::reports::load::latest_conversation(&db, tz, now)?.at;
+    let latest = crate::reports::load::latest_conversation(&db, tz, now)?;
+    let anchor = latest.at;
     let window = crate::reports::DEFAULT_WINDOW
         .parse::<crate::intercom::window::WindowSpec>()?
         .resolve(anchor, now, tz)?;
@@ -60,6 +61,20 @@ pub fn describe(path: &Path) -> Result<String, ReportError> {
             .min()
             .map(|t| crate::source::timestamp::format_utc(*t))
             .unwrap_or_default()
+    );
+
+    // What the data covers (a `--history-from` database starts at its cut).
+    let _ = writeln!(
+        w,
+        "history: conversations {}",
+        latest
+            .span
+            .map(|(first, last)| format!(
+                "{} – {}",
+                crate::source::timestamp::format_utc(first),
+                crate::source::timestamp::format_utc(last)
+            ))
+            .unwrap_or_else(|| "none".to_owned())
     );
 
     let run = |data, usage| {

@@ -51,6 +51,22 @@ pub const PLANTED_CHANGE: &str = "UPDATE intercom__conversation_enhanced \
      SET all_conversation_tags = replace(all_conversation_tags, 'Bug', 'Outage') \
      WHERE conversation_created_at >= '2024-04-01' AND rowid % 2 = 0;";
 
+/// The statements of `--history-from`: everything timed before `from` goes. Times are
+/// compared as instants (`julianday` reads the mixed text forms, offsets included),
+/// the metrics rows first, while their conversations still say which they are.
+fn history_cut(from: NaiveDate) -> String {
+    let at = from.format("%Y-%m-%d 00:00:00");
+    format!(
+        "DELETE FROM intercom__conversation_metrics WHERE conversation_id IN \
+         (SELECT conversation_id FROM intercom__conversation_enhanced \
+          WHERE julianday(conversation_created_at) < julianday('{at}')); \
+         DELETE FROM intercom__conversation_enhanced \
+          WHERE julianday(conversation_created_at) < julianday('{at}'); \
+         DELETE FROM usage_events WHERE julianday(occurred_at) < julianday('{at}'); \
+         DELETE FROM events WHERE julianday(event_time) < julianday('{at}');"
+    )
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DemoOptions {
     pub seed: u64,
@@ -58,6 +74,10 @@ pub struct DemoOptions {
     pub usage_events: bool,
     /// Plant [`PLANTED_CHANGE`].
     pub plant_change: bool,
+    /// Drop every conversation (with its metrics row) and every usage and user event
+    /// before this date (UTC), as a source whose history starts there: a window
+    /// reaching before it is only partly covered. Companies and contacts stay.
+    pub history_from: Option<NaiveDate>,
 }
 
 impl Default for DemoOptions {
@@ -67,6 +87,7 @@ impl Default for DemoOptions {
             scale: 1,
             usage_events: true,
             plant_change: false,
+            history_from: None,
         }
     }
 }
@@ -307,6 +328,9 @@ pub fn generate(path: &Path, opts: &DemoOptions) -> Result<(), DemoError> {
         Generator::new(opts).write(&txn).map_err(sql)?;
         if opts.plant_change {
             txn.execute_batch(PLANTED_CHANGE).map_err(sql)?;
+        }
+        if let Some(from) = opts.history_from {
+            txn.execute_batch(&history_cut(from)).map_err(sql)?;
         }
         txn.commit().map_err(sql)?;
         crate::progress::stage("compacting the file");
@@ -1168,5 +1192,54 @@ mod tests {
         let c = dir.path().join("c.sqlite");
         generate(&c, &DemoOptions { seed: 5, ..opts }).unwrap();
         assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&c).unwrap());
+    }
+
+    #[test]
+    fn history_from_drops_everything_timed_before_the_date_and_keeps_the_companies() {
+        let dir = tempfile::tempdir().unwrap();
+        let (full, cut) = (
+            dir.path().join("full.sqlite"),
+            dir.path().join("cut.sqlite"),
+        );
+        generate(&full, &DemoOptions::default()).unwrap();
+        let from = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+        let opts = DemoOptions {
+            history_from: Some(from),
+            ..DemoOptions::default()
+        };
+        generate(&cut, &opts).unwrap();
+        let count = |path: &Path, sql: &str| -> i64 {
+            Connection::open(path)
+                .unwrap()
+                .query_row(sql, [], |r| r.get(0))
+                .unwrap()
+        };
+        const BEFORE: &str = "SELECT count(*) FROM intercom__conversation_enhanced \
+             WHERE julianday(conversation_created_at) < julianday('2024-03-01')";
+        const AFTER: &str = "SELECT count(*) FROM intercom__conversation_enhanced \
+             WHERE julianday(conversation_created_at) >= julianday('2024-03-01')";
+        assert!(count(&full, BEFORE) > 0);
+        assert_eq!(count(&cut, BEFORE), 0);
+        assert_eq!(count(&cut, AFTER), count(&full, AFTER));
+        // Every metrics row keeps its conversation; no usage or user event before.
+        assert_eq!(
+            count(
+                &cut,
+                "SELECT count(*) FROM intercom__conversation_metrics WHERE conversation_id \
+                 NOT IN (SELECT conversation_id FROM intercom__conversation_enhanced)"
+            ),
+            0
+        );
+        for sql in [
+            "SELECT count(*) FROM usage_events WHERE julianday(occurred_at) < julianday('2024-03-01')",
+            "SELECT count(*) FROM events WHERE julianday(event_time) < julianday('2024-03-01')",
+        ] {
+            assert!(count(&full, sql) > 0, "{sql}");
+            assert_eq!(count(&cut, sql), 0, "{sql}");
+        }
+        for table in ["intercom__company_enhanced", "intercom__contact_enhanced"] {
+            let sql = format!("SELECT count(*) FROM {table}");
+            assert_eq!(count(&cut, &sql), count(&full, &sql), "{table}");
+        }
     }
 }

@@ -5,10 +5,11 @@
 //! the narrative prints from them and `comparison.csv`. A report computes its own
 //! numbers on the comparison window and builds the [`Change`]s.
 //!
-//! Why this file is long: about 520 lines of code and 160 of tests, one owner (what a
-//! comparison is, decides and prints); every report builds its changes with it.
+//! Why this file is long: about 680 lines of code and 380 of tests, one owner (what a
+//! comparison is, covers, decides and prints); every report builds its changes with it.
 
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::intercom::window::{Compare, Window};
 use crate::render::narrative::Finding;
@@ -29,6 +30,10 @@ pub struct Comparison {
     /// Why there are no numbers for the comparison window, when there are none.
     pub empty_reason: Option<EmptyReason>,
     pub changes: Vec<Change>,
+    /// What the two sides cover of the data, and what of them is compared (the parts
+    /// that entered and left, where the windows overlap); none for a snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<Coverage>,
 }
 
 impl Comparison {
@@ -51,7 +56,16 @@ impl Comparison {
             window: Some(window),
             empty_reason: None,
             changes,
+            coverage: None,
         }
+    }
+
+    /// Whether either side is only partly covered by the data: then it never leads
+    /// page 1, and volumes are not compared unless the covered lengths are equal.
+    pub fn partial(&self) -> bool {
+        self.coverage
+            .as_ref()
+            .is_some_and(|c| c.current_partial || c.previous_partial)
     }
 }
 
@@ -79,6 +93,16 @@ pub enum EmptyReason {
     /// The earlier snapshot (its period) could not be read.
     #[error("{UNREADABLE_SNAPSHOT} {snapshot}/summary.json: {error}")]
     UnreadableSnapshot { snapshot: String, error: String },
+    /// The side compared against (the comparison window, or the part of it that left
+    /// an overlapping window) lies wholly outside the data's dates.
+    #[error("the {side} {period} lies outside the data, which starts {first} and ends {last}")]
+    NotCovered {
+        /// `comparison window` or `part that left`.
+        side: &'static str,
+        period: String,
+        first: String,
+        last: String,
+    },
 }
 
 impl EmptyReason {
@@ -88,6 +112,7 @@ impl EmptyReason {
             Self::NoConversations(_) => "no_conversations",
             Self::NoOutputDir | Self::NoSnapshot { .. } => "no_snapshot",
             Self::UnreadableSnapshot { .. } => "unreadable_snapshot",
+            Self::NotCovered { .. } => "not_covered",
             Self::Off | Self::NoMetrics(_) => "no_paying",
         }
     }
@@ -389,6 +414,136 @@ pub fn reading(d: Direction) -> &'static str {
     }
 }
 
+/// [`EmptyReason::NotCovered`]'s side when the windows overlap.
+const LEFT_SIDE: &str = "part that left";
+
+/// What a comparison's two sides cover of the data (summary.json's
+/// `comparison.coverage`): the windows as compared, whether each is partial, the
+/// overlap taken out, and whether volumes (counts) are compared.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Coverage {
+    /// This side as compared: the window, or the part that entered, cut to the data.
+    pub current: Window,
+    /// The other side: the comparison window, or the part that left, cut to the data.
+    pub previous: Window,
+    pub current_partial: bool,
+    pub previous_partial: bool,
+    /// What both windows share, when they overlap (`shift:` shorter than the window).
+    pub shared: Option<Shared>,
+    /// Counts are compared only when neither side is partial: a count over fewer
+    /// covered days is a coverage gap, not a change.
+    pub volumes: bool,
+}
+
+/// The part two overlapping windows share.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Shared {
+    pub window: Window,
+    /// (months shared, months in the window), for windows written in months.
+    pub months: Option<(u32, u32)>,
+}
+
+/// The two sides a comparison sets against each other, before the data cuts them:
+/// `window` against `before`, or, when they overlap (a `shift:` shorter than the
+/// window), the part of `window` that entered against the part of `before` that
+/// left, the shared part taken out (both windows hold it: testing them as two
+/// samples would count it twice). `months`: the window's length in months, when
+/// written in months, and the shift.
+pub fn sides(
+    window: Window,
+    before: Window,
+    months: Option<(u32, u32)>,
+) -> (Window, Window, Option<Shared>) {
+    if before.start < window.start && before.end >= window.start && before.end < window.end {
+        let second = chrono::Duration::seconds(1);
+        let entered = Window {
+            start: before.end + second,
+            end: window.end,
+        };
+        let left = Window {
+            start: before.start,
+            end: window.start - second,
+        };
+        let shared = Shared {
+            window: Window {
+                start: window.start,
+                end: before.end,
+            },
+            months: months
+                .filter(|(n, shift)| shift < n)
+                .map(|(n, shift)| (n - shift, n)),
+        };
+        return (entered, left, Some(shared));
+    }
+    (window, before, None)
+}
+
+/// The part of `w` inside the data's dates (`data`: its first and last record);
+/// partial when at least a day of `w` lies outside them; none when nothing does.
+pub fn clip(w: Window, data: Option<Window>) -> Option<(Window, bool)> {
+    let Some(d) = data else {
+        return Some((w, false));
+    };
+    let c = Window {
+        start: w.start.max(d.start),
+        end: w.end.min(d.end),
+    };
+    if c.start > c.end {
+        return None;
+    }
+    let day = chrono::Duration::days(1);
+    Some((c, c.start - w.start >= day || w.end - c.end >= day))
+}
+
+/// The coverage of a comparison of `window` with `before` over the data's dates,
+/// or why there is nothing to compare (the side compared against lies outside).
+pub fn coverage(
+    window: Window,
+    before: Window,
+    months: Option<(u32, u32)>,
+    data: Option<Window>,
+) -> Result<Coverage, EmptyReason> {
+    let (now, then, shared) = sides(window, before, months);
+    let outside = |side: &'static str, w: Window| {
+        let date = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d").to_string();
+        EmptyReason::NotCovered {
+            side,
+            period: w.period().replace('_', " – "),
+            first: data.map(|d| date(d.start)).unwrap_or_default(),
+            last: data.map(|d| date(d.end)).unwrap_or_default(),
+        }
+    };
+    let then_side = if shared.is_some() {
+        LEFT_SIDE
+    } else {
+        "comparison window"
+    };
+    let (previous, previous_partial) = clip(then, data).ok_or_else(|| outside(then_side, then))?;
+    let (current, current_partial) =
+        clip(now, data).ok_or_else(|| outside("part that entered", now))?;
+    Ok(Coverage {
+        current,
+        previous,
+        current_partial,
+        previous_partial,
+        shared,
+        volumes: !current_partial && !previous_partial,
+    })
+}
+
+/// Applies a comparison's coverage: counts over unequal covered lengths become not
+/// comparable (untested), and the family is decided again without them.
+pub fn cover(c: &mut Comparison, coverage: Coverage) {
+    if !coverage.volumes {
+        for x in c.changes.iter_mut().filter(|x| x.unit == Unit::Count) {
+            x.p = None;
+            x.direction = Direction::NotComparable;
+        }
+        decide(&mut c.changes);
+    }
+    c.coverage = Some(coverage);
+}
+
 /// The beginnings of a snapshot comparison's empty reasons.
 const NO_SNAPSHOT: &str = "no earlier snapshot";
 const UNREADABLE_SNAPSHOT: &str = "unreadable snapshot";
@@ -406,6 +561,7 @@ pub fn empty(
         window,
         empty_reason: Some(reason),
         changes: Vec::new(),
+        coverage: None,
     }
 }
 
@@ -473,8 +629,32 @@ pub fn record(id: &'static str, x: &Change) -> Finding {
 }
 
 /// Page 1's change headline: the change that holds most surely, or that nothing
-/// changed beyond chance; none without comparison numbers.
+/// changed beyond chance; none without comparison numbers. A comparison the data
+/// covers only in part, or an overlapping one whose part that left lies outside the
+/// data, says so and does not lead (`lead` false: [`place`] puts it after the
+/// report's own headlines); a comparison window wholly outside the data is said in
+/// "What changed" only, as any empty comparison.
 pub fn headline(c: &Comparison) -> Option<Finding> {
+    if let Some(
+        why @ EmptyReason::NotCovered {
+            side: LEFT_SIDE,
+            period,
+            first,
+            ..
+        },
+    ) = &c.empty_reason
+    {
+        let mut f = Finding::new("period_change", 0);
+        f.keys.insert("direction", "none");
+        f.keys.insert("why", why.key());
+        f.keys.insert("side", "left");
+        f.slices.insert("uncovered", Value::from(period.clone()));
+        f.slices.insert("data_from", Value::from(first.clone()));
+        f.slices.insert("period", Value::from(c.period.clone()));
+        coverage_slices(&mut f, c);
+        f.lead = false;
+        return Some(f);
+    }
     if c.empty_reason.is_some() {
         return None;
     }
@@ -489,7 +669,63 @@ pub fn headline(c: &Comparison) -> Option<Finding> {
     f.slices
         .insert("period", serde_json::Value::from(c.period.clone()));
     f.numbers.insert("holding", holding(c).len() as f64);
+    coverage_slices(&mut f, c);
+    if c.partial() {
+        f.lead = false;
+    }
     Some(f)
+}
+
+/// Puts page 1's change headline among a report's findings (already in page order):
+/// first when it may lead, else as the last of page 1's headlines (a partial
+/// comparison is stated, never the lead).
+pub fn place(findings: &mut Vec<Finding>, c: &Comparison) {
+    let Some(f) = headline(c) else { return };
+    if f.lead {
+        findings.insert(0, f);
+        return;
+    }
+    let leads: Vec<usize> = findings
+        .iter()
+        .enumerate()
+        .filter(|(_, x)| x.lead)
+        .map(|(i, _)| i)
+        .collect();
+    let keep = crate::render::narrative::BRIEF_ITEMS - 1;
+    let at = leads.get(keep).copied().unwrap_or(findings.len());
+    let mut f = f;
+    // On page 1 (a headline), but after the report's own.
+    f.lead = true;
+    findings.insert(at, f);
+}
+
+/// What a change sentence says about the sides' coverage: covered dates of a
+/// partial side, the overlap's shared months and the parts compared.
+fn coverage_slices(f: &mut Finding, c: &Comparison) {
+    let Some(cov) = &c.coverage else { return };
+    let day = |w: &Window| w.period().replace('_', " – ");
+    f.keys
+        .insert("partial", if c.partial() { "yes" } else { "no" });
+    f.keys.insert(
+        "volumes",
+        if cov.volumes {
+            "compared"
+        } else {
+            "not_compared"
+        },
+    );
+    f.slices
+        .insert("current_covered", Value::from(day(&cov.current)));
+    f.slices
+        .insert("previous_covered", Value::from(day(&cov.previous)));
+    if let Some(sh) = &cov.shared {
+        f.keys.insert("overlap", "yes");
+        f.slices.insert("shared", Value::from(day(&sh.window)));
+        if let Some((k, n)) = sh.months {
+            f.numbers.insert("shared_months", k as f64);
+            f.numbers.insert("window_months", n as f64);
+        }
+    }
 }
 
 /// The "What changed" section: each change that holds (at most eight), or that
@@ -505,6 +741,17 @@ pub fn section(c: &Comparison) -> Vec<Finding> {
     if let Some(why) = &c.empty_reason {
         let mut f = Finding::new("change_empty", 0);
         f.keys.insert("why", why.key());
+        if let EmptyReason::NotCovered {
+            side,
+            period,
+            first,
+            ..
+        } = why
+        {
+            f.slices.insert("side", Value::from(*side));
+            f.slices.insert("uncovered", Value::from(period.clone()));
+            f.slices.insert("data_from", Value::from(first.clone()));
+        }
         return vec![tag(f)];
     }
     let held = holding(c);
@@ -551,6 +798,7 @@ mod tests {
             period: "2024-01-01_2024-03-31".into(),
             empty_reason: None,
             changes,
+            coverage: None,
         }
     }
 
@@ -681,5 +929,135 @@ mod tests {
             assert_eq!(serde_json::to_value(u).unwrap(), u.name());
         }
         assert_eq!(Unit::named("furlongs"), None);
+    }
+
+    fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+        crate::source::timestamp::parse(s, chrono_tz::Tz::UTC).unwrap()
+    }
+
+    fn w(a: &str, b: &str) -> Window {
+        Window {
+            start: at(a),
+            end: at(b),
+        }
+    }
+
+    /// The demo's data: 2024-01-08 09:00 to 2024-06-15 12:00.
+    fn demo_data() -> Option<Window> {
+        Some(w("2024-01-08 09:00:00", "2024-06-15 12:00:00"))
+    }
+
+    #[test]
+    fn a_window_reaching_outside_the_data_is_clipped_and_partial() {
+        let six = w("2023-12-15 00:00:00", "2024-06-15 23:59:59");
+        let (c, partial) = clip(six, demo_data()).unwrap();
+        assert!(partial);
+        assert_eq!(c, w("2024-01-08 09:00:00", "2024-06-15 12:00:00"));
+        // Ending hours after the last record is not partial (a rolling window's end).
+        let three = w("2024-03-15 00:00:00", "2024-06-15 23:59:59");
+        assert!(!clip(three, demo_data()).unwrap().1);
+        // Wholly before the data: nothing covered.
+        assert_eq!(
+            clip(w("2023-06-15 00:00:00", "2023-12-14 23:59:59"), demo_data()),
+            None
+        );
+        // Without the data's dates, a window is taken as covered.
+        assert_eq!(clip(six, None), Some((six, false)));
+    }
+
+    #[test]
+    fn volumes_are_compared_only_over_equal_covered_lengths() {
+        let three = w("2024-03-15 00:00:00", "2024-06-15 23:59:59");
+        let before = w("2023-12-15 00:00:00", "2024-03-14 23:59:59");
+        let cov = coverage(three, before, None, demo_data()).unwrap();
+        assert!(cov.previous_partial && !cov.current_partial && !cov.volumes);
+        assert_eq!(cov.previous.start, at("2024-01-08 09:00:00"));
+        let counted = |c: &Coverage| {
+            let mut x = comparison(vec![
+                Change::new(
+                    "conv_cnt",
+                    "overall",
+                    Unit::Count,
+                    Some(3817.0),
+                    Some(2738.0),
+                ),
+                rate("overall", (200, 500), (100, 500)),
+            ]);
+            x.changes[0].p = Some(1e-9);
+            decide(&mut x.changes);
+            cover(&mut x, c.clone());
+            x
+        };
+        let x = counted(&cov);
+        assert_eq!(x.changes[0].direction, Direction::NotComparable);
+        assert_eq!(x.changes[0].p, None);
+        assert_eq!(
+            x.changes[1].direction,
+            Direction::Rise,
+            "rates on the covered parts"
+        );
+        assert!(x.partial());
+        // A partial comparison is stated on page 1, after the report's own headlines.
+        let h = headline(&x).unwrap();
+        assert!(!h.lead);
+        assert_eq!(h.keys["volumes"], "not_compared");
+        let mut page: Vec<Finding> = (0..4).map(|_| Finding::new("own", 1)).collect();
+        place(&mut page, &x);
+        assert_eq!(page[2].id, "period_change");
+        assert!(page[..2].iter().all(|f| f.id == "own"));
+        // Both sides covered: counts compared, and the change may lead.
+        let full = coverage(
+            three,
+            before,
+            None,
+            Some(w("2023-01-01 00:00:00", "2024-06-15 12:00:00")),
+        )
+        .unwrap();
+        assert!(full.volumes);
+        let x = counted(&full);
+        assert_eq!(x.changes[0].direction, Direction::Rise);
+        let mut page = vec![Finding::new("own", 1)];
+        place(&mut page, &x);
+        assert_eq!(page[0].id, "period_change");
+    }
+
+    #[test]
+    fn overlapping_windows_compare_what_entered_with_what_left() {
+        let six = w("2023-12-15 00:00:00", "2024-06-15 23:59:59");
+        let shifted = w("2023-11-15 00:00:00", "2024-05-15 23:59:59");
+        let (entered, left, shared) = sides(six, shifted, Some((6, 1)));
+        assert_eq!(entered, w("2024-05-16 00:00:00", "2024-06-15 23:59:59"));
+        assert_eq!(left, w("2023-11-15 00:00:00", "2023-12-14 23:59:59"));
+        let shared = shared.unwrap();
+        assert_eq!(shared.months, Some((5, 6)));
+        assert_eq!(
+            shared.window,
+            w("2023-12-15 00:00:00", "2024-05-15 23:59:59")
+        );
+        // The part that left is before the data: no comparison, and why.
+        let why = coverage(six, shifted, Some((6, 1)), demo_data()).unwrap_err();
+        assert_eq!(why.key(), "not_covered");
+        assert_eq!(
+            why.to_string(),
+            "the part that left 2023-11-15 – 2023-12-14 lies outside the data, \
+             which starts 2024-01-08 and ends 2024-06-15"
+        );
+        let c = empty("shift:1m".into(), Some(shifted), shifted.period(), why);
+        let h = headline(&c).unwrap();
+        assert_eq!((h.keys["side"], h.lead), ("left", false));
+        assert_eq!(h.slices["data_from"], "2024-01-08");
+        // Covered on both sides: the parts compared, the shared months stated.
+        let cov = coverage(
+            six,
+            shifted,
+            Some((6, 1)),
+            Some(w("2023-01-01 00:00:00", "2024-06-15 12:00:00")),
+        )
+        .unwrap();
+        assert!(cov.volumes && cov.shared.is_some());
+        assert_eq!(cov.previous, left);
+        // Windows that do not overlap are compared whole.
+        let before = w("2023-06-15 00:00:00", "2023-12-14 23:59:59");
+        assert_eq!(sides(six, before, None), (six, before, None));
     }
 }

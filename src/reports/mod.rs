@@ -251,6 +251,10 @@ pub struct Plan {
     pub period: String,
     /// The window, for reports that cut one.
     pub window: Option<Window>,
+    /// The data's dates: its first and last conversation not after the reference time
+    /// (reports over conversations), what a window, a comparison or a trend month can
+    /// cover ([`comparison::coverage`]).
+    pub coverage: Option<Window>,
     /// Parameters as used (after `auto` choices), as the appendix prints them
     /// (`usage_source: auto → events`).
     pub parameters: Vec<(String, String)>,
@@ -369,16 +373,14 @@ pub fn report_hint(name: &str) -> String {
 
 /// The window of a report over Intercom conversations: rolling windows end at the
 /// latest conversation in the data not after the reference time, calendar windows at
-/// the reference time. Also returns how many conversations are dated after it.
+/// the reference time. Also returns how many conversations are dated after it and
+/// the dates the conversations cover (first to latest not after the reference time).
 pub(crate) fn conversation_window(
     db: &Database,
     req: &Request<'_>,
     reference: DateTime<Utc>,
-) -> Result<(Window, u64), ReportError> {
-    let latest = match req.window {
-        WindowSpec::Rolling { .. } => load::latest_conversation(db, req.source_tz, reference)?,
-        _ => crate::source::Latest::default(),
-    };
+) -> Result<(Window, u64, Option<Window>), ReportError> {
+    let latest = load::latest_conversation(db, req.source_tz, reference)?;
     let window = req
         .window
         .resolve(latest.at, reference, req.tz)
@@ -389,7 +391,14 @@ pub(crate) fn conversation_window(
             }
             (e, _) => e,
         })?;
-    Ok((window, latest.after))
+    let coverage = match (latest.span, latest.at) {
+        (Some((first, _)), Some(last)) if first <= last => Some(Window {
+            start: first,
+            end: last,
+        }),
+        _ => None,
+    };
+    Ok((window, latest.after, coverage))
 }
 
 /// A run's [`MetricsError::EmptyWindow`] said with the dates the data's conversations

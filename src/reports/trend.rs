@@ -1,9 +1,10 @@
 //! What every report's trend shares: the last twelve calendar months up to the
 //! window's end, each computed by the report on that month alone (the last one cut
 //! at the window's end), so a point is what a run on that month prints. Months
-//! before the data's first conversation are left out; a month that cannot be
-//! computed keeps its place, empty, with the reason. The chart shades the window's
-//! months.
+//! before the window and before the data's first conversation are left out; every
+//! month of the window is shown, one without data as no data; a month the window's
+//! end or the data's dates cut short is partial (its covered dates kept). The chart
+//! shades the window's months and is titled by the months it shows.
 
 use serde::Serialize;
 
@@ -23,8 +24,10 @@ pub struct Month<T> {
     pub window: Window,
     /// Whether the month overlaps the report's window.
     pub in_window: bool,
-    /// Whether the month is cut short by the window's end.
+    /// Whether the month is cut short by the window's end or the data's dates.
     pub partial: bool,
+    /// The part of the month the data covers; none when it covers none of it.
+    pub covered: Option<Window>,
     #[serde(flatten)]
     pub values: T,
     /// Why the month has no numbers.
@@ -35,22 +38,30 @@ pub struct Month<T> {
 /// cannot compute.
 pub fn months<T>(
     window: &Window,
+    data: Option<Window>,
     empty: impl Fn() -> T,
     mut compute: impl FnMut(Window) -> Result<T, MetricsError>,
 ) -> Vec<Month<T>> {
     let mut out = Vec::new();
     for (month, w) in window.months_up_to_end(MONTHS) {
+        let in_window = w.overlaps(window);
+        let covered = super::comparison::clip(w, data);
+        // Months before the window and before the data are not part of what it
+        // covers; the window's own months are all shown.
+        if covered.is_none() && !in_window && out.is_empty() {
+            continue;
+        }
         let (values, empty_reason) = match compute(w) {
             Ok(v) => (v, None),
-            // Months before the data begins are not part of what it covers.
-            Err(MetricsError::EmptyWindow { .. }) if out.is_empty() => continue,
+            Err(MetricsError::EmptyWindow { .. }) if out.is_empty() && !in_window => continue,
             Err(e) => (empty(), Some(e.to_string())),
         };
         out.push(Month {
             month,
             window: w,
-            in_window: w.overlaps(window),
-            partial: w.cut_short_by(window),
+            in_window,
+            partial: w.cut_short_by(window) || covered.is_some_and(|(_, p)| p),
+            covered: covered.map(|(c, _)| c),
             values,
             empty_reason,
         });
@@ -59,7 +70,7 @@ pub fn months<T>(
 }
 
 /// The trend chart (id `trend`) of `months` with the report's panels, in the
-/// language's `title` and `window_label`.
+/// language's `title` (followed by the months shown) and `window_label`.
 pub(crate) fn chart<T>(
     title: String,
     window_label: String,
@@ -70,15 +81,41 @@ pub(crate) fn chart<T>(
         .iter()
         .map(|m| (m.month.clone(), m.in_window))
         .collect();
-    let last = months.last()?;
-    trend_spec(
-        title,
+    let (first, last) = (months.first()?, months.last()?);
+    let day = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d").to_string();
+    let mut spec = trend_spec(
+        // `{months}` in the title: the months shown (a title without it gets them after).
+        {
+            let shown = format!("{} – {}", first.month, last.month);
+            if title.contains("{months}") {
+                title.replace("{months}", &shown)
+            } else {
+                format!("{title} ({shown})")
+            }
+        },
         window_label,
         &labels,
         last.partial
-            .then(|| last.window.end.format("%Y-%m-%d").to_string()),
+            .then(|| day(last.covered.map_or(last.window.end, |c| c.end))),
         panels,
-    )
+    )?;
+    if let Some(t) = spec.takeaway.as_mut() {
+        // Months the data covers only in part (its first month) and months with no
+        // data: the takeaway names them; their moves are no rise or fall.
+        let partial: Vec<serde_json::Value> = months
+            .iter()
+            .filter(|m| m.partial && m.covered.is_some_and(|c| c.start > m.window.start))
+            .map(|m| serde_json::json!({ "month": m.month, "from": m.covered.map(|c| day(c.start)) }))
+            .collect();
+        let empty: Vec<&str> = months
+            .iter()
+            .filter(|m| m.in_window && m.empty_reason.is_some())
+            .map(|m| m.month.as_str())
+            .collect();
+        t["slices"]["partial_from"] = serde_json::json!(partial);
+        t["slices"]["no_data"] = serde_json::json!(empty);
+    }
+    Some(spec)
 }
 
 #[cfg(test)]
@@ -104,7 +141,7 @@ mod tests {
         let s = window.history_span(MONTHS, Some(&long));
         assert_eq!(s.start, long.start);
         // Every month computed (nothing before the data here): all twelve, in order.
-        let months = months(&window, || (), |_| Ok(()));
+        let months = months(&window, None, || (), |_| Ok(()));
         assert_eq!(months.len(), 12);
         assert_eq!(months[0].month, "2023-07");
         assert_eq!(months[11].month, "2024-06");
@@ -124,6 +161,7 @@ mod tests {
         let empty = |w: &Window| MetricsError::empty_window(w);
         let got = months(
             &window,
+            None,
             || None,
             |m| match m.start.format("%Y-%m").to_string().as_str() {
                 "2024-03" | "2024-05" | "2024-06" => Ok(Some(1)),

@@ -70,6 +70,25 @@ pub struct Windowed<M, T> {
     pub trend: Option<T>,
     /// Rows read per table by the window's load.
     pub rows_read: RowsRead,
+    /// The part of the window the data covers, when that is only part of it (the
+    /// window starts before the first conversation or ends after the last): the
+    /// scope prints it beside the window, labelled partial.
+    pub partial: Option<Window>,
+}
+
+impl<M, T> Windowed<M, T> {
+    /// The scope's window row: the period, and the dates the data covers of a
+    /// partial window (`scope.window_partial` in the language's words).
+    pub fn window_row(&self, period: String, s: &crate::render::format::Strings) -> String {
+        match self.partial {
+            Some(c) => format!(
+                "{period} ({} {})",
+                s.get("scope.window_partial"),
+                c.period().replace('_', " – ")
+            ),
+            None => period,
+        }
+    }
 }
 
 impl<M, T> Deref for Windowed<M, T> {
@@ -100,6 +119,8 @@ pub struct Span<'a> {
     pub window: Window,
     pub spec: &'a WindowSpec,
     pub compare: Compare,
+    /// The data's dates ([`Plan::coverage`]): what each side and month can cover.
+    pub data: Option<Window>,
 }
 
 /// Runs `report` over `span`: the window's load (`load` in `timings`) and metrics
@@ -127,25 +148,14 @@ pub fn compute<R: WindowedReport>(
     let t = Instant::now();
     let before = window.comparison(span.spec, span.compare);
     let history = report.load(window.history_span(MONTHS, before.as_ref()))?;
-    let (previous, comparison) = match before.map(|b| (b, report.metrics(&history, b))) {
+    let (previous, comparison) = match before {
         None => (None, None),
-        Some((_, Ok(p))) => {
-            let c = report.compare(&current, &p, span.compare);
-            (Some(p), Some(c))
-        }
-        Some((b, Err(e))) => (
-            None,
-            Some(comparison::empty(
-                span.compare.to_string(),
-                Some(b),
-                b.period(),
-                empty_reason(&e),
-            )),
-        ),
+        Some(b) => compared(report, &current, &history, b, span),
     };
     let trend = report.lens(&current).map(|lens| {
         let points = months(
             &window,
+            span.data,
             || report.empty_point(&lens),
             |w| Ok(report.point(&lens, &report.metrics(&history, w)?)),
         );
@@ -159,7 +169,55 @@ pub fn compute<R: WindowedReport>(
         comparison,
         trend,
         rows_read,
+        partial: comparison::clip(window, span.data).and_then(|(c, p)| p.then_some(c)),
     })
+}
+
+/// The comparison with `before`: the two sides as [`comparison::coverage`] cuts them
+/// (the parts that entered and left where the windows overlap, each cut to the
+/// data), the same metrics on each, set against each other; empty, with the reason,
+/// when the side compared against lies outside the data or has no numbers.
+fn compared<R: WindowedReport>(
+    report: &R,
+    current: &R::Metrics,
+    history: &R::Data,
+    before: Window,
+    span: Span<'_>,
+) -> (Option<R::Metrics>, Option<Comparison>) {
+    let window = span.window;
+    let empty = |why| {
+        Some(comparison::empty(
+            span.compare.to_string(),
+            Some(before),
+            before.period(),
+            why,
+        ))
+    };
+    let months = match (span.spec, span.compare) {
+        (WindowSpec::Rolling { months } | WindowSpec::Calendar { months }, Compare::Shift(n)) => {
+            Some((*months, n))
+        }
+        _ => None,
+    };
+    let cov = match comparison::coverage(window, before, months, span.data) {
+        Ok(c) => c,
+        Err(why) => return (None, empty(why)),
+    };
+    let now = if cov.current == window {
+        None
+    } else {
+        match report.metrics(history, cov.current) {
+            Ok(m) => Some(m),
+            Err(e) => return (None, empty(empty_reason(&e))),
+        }
+    };
+    let previous = match report.metrics(history, cov.previous) {
+        Ok(p) => p,
+        Err(e) => return (None, empty(empty_reason(&e))),
+    };
+    let mut c = report.compare(now.as_ref().unwrap_or(current), &previous, span.compare);
+    comparison::cover(&mut c, cov);
+    (Some(previous), Some(c))
 }
 
 /// A windowed report's plan: the window over the conversations at `reference`, the
@@ -172,7 +230,7 @@ pub fn plan(
     compare: Compare,
     own: Parameters,
 ) -> Result<Plan, ReportError> {
-    let (window, after) = super::conversation_window(db, req, reference)?;
+    let (window, after, coverage) = super::conversation_window(db, req, reference)?;
     let mut parameters = vec![("window".to_owned(), req.window.to_string())];
     parameters.extend(own.printed);
     parameters.push(("compare".into(), compare.to_string()));
@@ -185,6 +243,7 @@ pub fn plan(
     let mut plan = Plan {
         period: window.period(),
         window: Some(window),
+        coverage,
         parameters,
         manifest_parameters: manifest,
     };
@@ -340,6 +399,7 @@ mod tests {
             window: w,
             spec: &spec,
             compare: Compare::Previous,
+            data: None,
         };
         let out = compute(&report, span, &mut timings).unwrap();
         // Loaded twice: the window, then the history span (twelve months back).
@@ -391,6 +451,7 @@ mod tests {
             window: window("2024-03-01 00:00:00", "2024-03-31 23:59:59"),
             spec: &spec,
             compare: Compare::Previous,
+            data: None,
         };
         let out = compute(&report, span, &mut Vec::new()).unwrap();
         let c = out.comparison.as_ref().unwrap();
@@ -422,6 +483,7 @@ mod tests {
             window: window("2024-02-01 00:00:00", "2024-02-29 23:59:59"),
             spec: &spec,
             compare: Compare::Previous,
+            data: None,
         };
         let e = compute(&report, span, &mut Vec::new()).err().unwrap();
         assert!(matches!(

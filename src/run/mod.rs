@@ -750,6 +750,7 @@ mod tests {
             Ok(Plan {
                 period: format!("asof-{}", reference.format("%Y-%m-%d")),
                 window: None,
+                coverage: None,
                 parameters: Vec::new(),
                 manifest_parameters: serde_json::Map::new(),
             })

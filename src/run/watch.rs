@@ -250,6 +250,7 @@ mod tests {
             period: "2024-01-01_2024-03-31".into(),
             empty_reason: None,
             changes,
+            coverage: None,
         }
     }
 

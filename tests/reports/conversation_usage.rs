@@ -265,17 +265,32 @@ fn summary_alone(
 }
 
 /// The comparison's numbers are the numbers of a run on the comparison window itself,
-/// overall and per segment; on the demo (no change planted) no rate changes.
+/// overall and per segment; on the demo (no change planted) no rate changes. Both
+/// windows inside the data (a comparison window before it is not compared at all).
 #[test]
 fn the_comparison_equals_a_run_on_the_comparison_window() {
     let dir = tempfile::tempdir().unwrap();
     let db = demo_db();
-    let (_, report) = run_usage(db, dir.path(), &["--data-only", "--compare", "shift:1m"]);
+    let (_, _) = run_usage(
+        db,
+        dir.path(),
+        &[
+            "--data-only",
+            "--window",
+            "rolling:2m",
+            "--compare",
+            "previous",
+        ],
+    );
+    let report = dir
+        .path()
+        .join("out/conversation-usage/2024-04-15_2024-06-15");
     let summary = crate::common::json(&report.join("summary.json"));
     let c = &summary["comparison"];
-    assert_eq!(c["period"], "2023-11-15_2024-05-15");
-    assert_eq!(c["basis"], "shift:1m");
-    let earlier = summary_alone(db, &dir.path().join("earlier"), "2023-11-15", "2024-05-15");
+    assert_eq!(c["period"], "2024-02-15_2024-04-14");
+    assert_eq!(c["basis"], "previous");
+    assert_eq!(c["coverage"]["volumes"], true, "both sides covered");
+    let earlier = summary_alone(db, &dir.path().join("earlier"), "2024-02-15", "2024-04-14");
     assert!(earlier.get("comparison").is_none());
     let changes = c["changes"].as_array().unwrap();
     let mut checked = 0;
@@ -337,15 +352,24 @@ fn each_trend_month_equals_a_run_on_that_month() {
         .collect();
     assert_eq!(
         labels,
-        ["2024-01", "2024-02", "2024-03", "2024-04", "2024-05", "2024-06"],
-        "the months the data covers, up to the window's end"
+        ["2023-12", "2024-01", "2024-02", "2024-03", "2024-04", "2024-05", "2024-06"],
+        "every month of the window, up to its end"
     );
     assert!(months.iter().all(|m| m["in_window"] == true));
-    assert_eq!(months[5]["partial"], true);
-    assert_eq!(months[4]["partial"], false);
+    // December 2023 is inside the window, before the data: shown, as no data.
+    assert!(months[0]["conversations"].is_null() && months[0]["empty_reason"].is_string());
+    assert!(months[0]["covered"].is_null());
+    // January starts with the data (2024-01-08) and June ends with the window: partial.
+    assert_eq!(months[1]["partial"], true);
+    assert!(months[1]["covered"]["start"]
+        .as_str()
+        .unwrap()
+        .starts_with("2024-01-08"));
+    assert_eq!(months[6]["partial"], true);
+    assert_eq!(months[5]["partial"], false);
     for (month, from, to) in [
-        (&months[2], "2024-03-01", "2024-03-31"),
-        (&months[5], "2024-06-01", "2024-06-15"),
+        (&months[3], "2024-03-01", "2024-03-31"),
+        (&months[6], "2024-06-01", "2024-06-15"),
     ] {
         let out = dir.path().join(month["month"].as_str().unwrap());
         let alone = summary_alone(db, &out, from, to);
@@ -367,7 +391,7 @@ fn each_trend_month_equals_a_run_on_that_month() {
     }
     // June has one full week with a next one inside the cut: no weekly retention,
     // empty rather than 0.
-    assert!(months[5]["weekly_retention"].is_null());
+    assert!(months[6]["weekly_retention"].is_null());
 }
 
 /// The generator's planted change (`demo-data --plant-change`: half the bot-first
@@ -447,12 +471,12 @@ fn a_planted_change_is_a_fall_with_its_numbers() {
         // with an arrow where it holds.
         let (trend, fell) = if lang == "en" {
             (
-                "The last twelve months, month by month",
+                "Month by month, 2024-01 – 2024-05",
                 "Under a value: its change since 2024-01-31 – 2024-03-31",
             )
         } else {
             (
-                "近十二个月逐月走势",
+                "逐月走势（2024-01 – 2024-05）",
                 "数值下方为与 2024-01-31 – 2024-03-31 相比的变化",
             )
         };

@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod conversation_usage;
+mod coverage;
 mod customer_segmentation;
 mod tag_drivers;
 

@@ -443,7 +443,16 @@ fn trend_chart(t: &Trend, s: &Strings) -> Option<ChartSpec> {
             series: vec![(
                 s.get("charts.trend_conversations"),
                 NEUTRAL[0],
-                of(|m| m.conversations.map(|n| n as f64)),
+                // A partial month's count is a coverage gap, not a fall: not drawn.
+                t.months
+                    .iter()
+                    .map(|m| {
+                        m.values
+                            .conversations
+                            .filter(|_| !m.partial)
+                            .map(|n| n as f64)
+                    })
+                    .collect(),
             )],
         },
         MonthPanel {

@@ -155,10 +155,6 @@ pub fn findings(r: &super::Run) -> Vec<Finding> {
     out.extend(service_model(r));
     out.extend(conversion_differences(r));
     out.extend(bot_conversion(r));
-    let change = r
-        .comparison
-        .as_ref()
-        .and_then(crate::reports::comparison::headline);
     if !out.iter().any(|f| f.lead) {
         let mut x = Finding::new("nothing_stands_out", 0);
         x.numbers
@@ -169,9 +165,9 @@ pub fn findings(r: &super::Run) -> Vec<Finding> {
     }
     out.sort_by_key(|x| x.rank);
     // The change since the comparison period leads page 1, whatever it is (also
-    // "nothing changed").
-    if let Some(c) = change {
-        out.insert(0, c);
+    // "nothing changed"), unless the data covers it only in part.
+    if let Some(c) = &r.comparison {
+        crate::reports::comparison::place(&mut out, c);
     }
     out
 }

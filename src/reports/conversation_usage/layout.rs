@@ -51,7 +51,7 @@ pub fn layout(r: &Run, lang: &Language) -> Value {
     };
     let period_label = crate::reports::period_label(&r.window.period(), Some(lang));
     let scope_rows = vec![
-        [s.get("scope.window"), period_label.clone()],
+        [s.get("scope.window"), r.window_row(period_label.clone(), s)],
         [s.get("scope.usage_source"), usage],
         [
             s.get("scope.conversations_in_window"),

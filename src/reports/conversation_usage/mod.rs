@@ -290,6 +290,7 @@ impl Configured for Settings {
             window,
             spec: &req.window,
             compare: self.compare,
+            data: plan.coverage,
         };
         let run = windowed::compute(&windows, span, timings)?;
         if let Some(n) = run.data_quality.usage_events_unmatched.filter(|n| *n > 0) {

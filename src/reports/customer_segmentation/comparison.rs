@@ -117,6 +117,7 @@ pub fn compare(current: &Segmentation, period: &str, earlier: &Earlier) -> Compa
         period: earlier,
         empty_reason: None,
         changes,
+        coverage: None,
     }
 }
 

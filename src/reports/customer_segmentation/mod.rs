@@ -74,6 +74,7 @@ impl Configured for CustomerSegmentationReport {
         let mut plan = Plan {
             period: format!("asof-{}", as_of.format("%Y-%m-%d")),
             window: None,
+            coverage: None,
             parameters: vec![("source_timezone".into(), req.source_tz.name().to_owned())],
             manifest_parameters: json!({ "source_timezone": req.source_tz.name() })
                 .as_object()

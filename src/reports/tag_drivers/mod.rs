@@ -145,6 +145,7 @@ impl Configured for Settings {
             window,
             spec: &req.window,
             compare: self.compare,
+            data: plan.coverage,
         };
         let numbers = windowed::compute(&Windows { db, req: *req }, span, timings)?;
         if numbers.bad_timestamps.total() > 0 {
@@ -313,23 +314,22 @@ impl Computed for Run {
         let mut analysis = vec![findings::stake(&self.numbers)];
         if let Some(c) = &self.numbers.comparison {
             let rest = relabel::without(c, &pairs);
-            let mut lead = Vec::new();
+            // The change since the comparison period leads page 1 unless the data
+            // covers it only in part (`place`); "nothing else changed" is no headline
+            // next to a relabelling, which leads.
+            let quiet = crate::reports::comparison::headline(&rest)
+                .is_some_and(|f| f.keys.get("direction") == Some(&"none"));
+            if pairs.is_empty() || !quiet {
+                crate::reports::comparison::place(&mut findings, &rest);
+            }
             if let Some(f) = relabel::finding(&pairs, &c.period) {
-                lead.push(f);
+                findings.insert(0, f);
                 let since = c.window.map(|w| w.start.format("%Y-%m-%d").to_string());
                 recommendations.extend(relabel::recommendation(
                     &pairs,
                     since.as_deref().unwrap_or(&c.period),
                 ));
             }
-            // The change since the comparison period leads page 1; "nothing else
-            // changed" is no headline next to a relabelling.
-            if let Some(f) = crate::reports::comparison::headline(&rest) {
-                if pairs.is_empty() || f.keys.get("direction") != Some(&"none") {
-                    lead.push(f);
-                }
-            }
-            findings.splice(0..0, lead);
             analysis.extend(relabel::section_record(&pairs, &c.period));
             analysis.extend(crate::reports::comparison::section(&rest));
         }
@@ -384,6 +384,13 @@ fn layout(run: &Run, lang: &Language) -> Value {
     let [risk, expansion] = [&r.groups[0], &r.groups[1]];
     let in_groups = r.groups.iter().map(|g| g.conversations).sum::<usize>();
     let scope = vec![
+        [
+            s.get("scope.window"),
+            r.window_row(
+                crate::reports::period_label(&r.window.period(), Some(lang)),
+                s,
+            ),
+        ],
         [
             s.get("scope.conversations_in_window"),
             count(r.conversations_in_window),

@@ -1,0 +1,173 @@
+//! Comparisons that know their coverage (issue 27), read back from page 1 of both
+//! editions: a comparison the data covers only in part never leads and states its
+//! limit; a window starting before the data is labelled partial.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::{demo_db, json, pdf_page_text, run, squash, text};
+
+/// Runs `report` on `db` with `extra`; returns its output folder.
+fn run_on(db: &Path, dir: &Path, report: &str, extra: &[&str]) -> PathBuf {
+    let out = dir.join("out");
+    let mut args = vec![
+        "run",
+        report,
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--as-of",
+        crate::AS_OF,
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
+}
+
+/// Page 1 of an edition, squashed (line breaks and spaces as one).
+fn page1(report: &Path, lang: &str) -> String {
+    squash(&pdf_page_text(
+        &report.join(format!("report.{lang}.pdf")),
+        1,
+    ))
+}
+
+/// The shipped leadership job's `compare = "shift:1m"` on the demo: the windows share
+/// five of six months and the month that left lies before the data, so no change is
+/// claimed (no volume "rise"), page 1 says why, and it does not lead.
+#[test]
+fn the_shipped_shift_job_claims_no_change_from_a_window_before_the_data() {
+    for report in ["conversation-usage", "tag-drivers"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run_on(demo_db(), dir.path(), report, &["--compare", "shift:1m"]);
+        let summary = json(&out.join("summary.json"));
+        let c = &summary["comparison"];
+        assert!(c["changes"].as_array().unwrap().is_empty(), "{report}: {c}");
+        assert!(
+            c["empty_reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("the part that left 2023-11-15 – 2023-12-14 lies outside the data"),
+            "{report}: {c}"
+        );
+        assert_ne!(summary["findings"][0]["id"], "period_change", "{report}");
+        let en = page1(&out, "en");
+        assert!(!en.contains("rosefrom"), "{report}: {en}");
+        assert!(
+            en.contains(&squash(
+                "No change since 2023-11-15 – 2024-05-15 is claimed"
+            )),
+            "{report}: {en}"
+        );
+        assert!(
+            en.contains(&squash("the data starts 2024-01-08")),
+            "{report}: {en}"
+        );
+        let zh = page1(&out, "zh");
+        assert!(
+            zh.contains(&squash("不与 2023-11-15 – 2024-05-15 作变化判断")),
+            "{report}: {zh}"
+        );
+        assert!(
+            zh.contains(&squash("数据从 2024-01-08 才开始")),
+            "{report}: {zh}"
+        );
+        assert!(!zh.contains("上升至"), "{report}: {zh}");
+    }
+}
+
+/// `--window rolling:3m` (compared with the three months before, half of them
+/// before the data): volumes are not compared, the comparison is labelled partial
+/// with its covered dates and does not lead page 1.
+#[test]
+fn a_partial_previous_window_compares_no_volumes_and_does_not_lead() {
+    for report in ["conversation-usage", "tag-drivers"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run_on(demo_db(), dir.path(), report, &["--window", "rolling:3m"]);
+        let summary = json(&out.join("summary.json"));
+        let c = &summary["comparison"];
+        assert_eq!(c["coverage"]["previous_partial"], true, "{report}: {c}");
+        assert_eq!(c["coverage"]["volumes"], false, "{report}");
+        for x in c["changes"].as_array().unwrap() {
+            if x["unit"] == "count" {
+                assert_eq!(x["direction"], "not_comparable", "{report}: {x}");
+            }
+        }
+        assert_ne!(summary["findings"][0]["id"], "period_change", "{report}");
+        let en = page1(&out, "en");
+        assert!(!en.contains("conversationsrosefrom"), "{report}: {en}");
+        assert!(!en.contains("Conversationsrosefrom"), "{report}: {en}");
+        assert!(
+            en.contains(&squash(
+                "Partial comparison: the data covers only 2024-01-08 – 2024-03-14"
+            )),
+            "{report}: {en}"
+        );
+        assert!(
+            en.contains(&squash("volumes are not compared")),
+            "{report}: {en}"
+        );
+        let zh = page1(&out, "zh");
+        assert!(
+            zh.contains(&squash(
+                "部分覆盖的比较：数据只覆盖较早一侧的 2024-01-08 – 2024-03-14"
+            )),
+            "{report}: {zh}"
+        );
+        assert!(zh.contains("不比较会话量"), "{report}: {zh}");
+    }
+}
+
+/// A database whose history starts mid-window (`demo-data --history-from`): the
+/// window is labelled partial with the dates the data covers, in both languages,
+/// and the trend shows the window's months before the data as no data.
+#[test]
+fn a_window_starting_before_the_history_is_labelled_partial() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.sqlite");
+    let o = run(&[
+        "demo-data",
+        "--history-from",
+        "2024-03-01",
+        "--out",
+        db.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = run_on(&db, dir.path(), "conversation-usage", &[]);
+    let summary = json(&out.join("summary.json"));
+    let labels: Vec<&str> = summary["trend"]["months"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["month"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels.first(), Some(&"2023-12"), "{labels:?}");
+    let pdf = |lang: &str| {
+        squash(&crate::common::pdf_text(
+            &out.join(format!("report.{lang}.pdf")),
+        ))
+    };
+    let en = pdf("en");
+    assert!(
+        en.contains(&squash(
+            "2023-12-15 – 2024-06-15 (partial: the data covers 2024-03-01 – 2024-06-15)"
+        )),
+        "{en}"
+    );
+    assert!(
+        en.contains(&squash("Month by month, 2023-12 – 2024-06")),
+        "en trend title"
+    );
+    let zh = pdf("zh");
+    assert!(
+        zh.contains(&squash(
+            "2023-12-15 – 2024-06-15 (部分覆盖：数据覆盖 2024-03-01 – 2024-06-15)"
+        )),
+        "{zh}"
+    );
+    assert!(
+        zh.contains(&squash("逐月走势（2023-12 – 2024-06）")),
+        "zh trend title"
+    );
+}
