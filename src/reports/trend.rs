@@ -69,10 +69,11 @@ pub fn months<T>(
     out
 }
 
-/// The trend chart (id `trend`) of `months` with the report's panels, in the
-/// language's `title` (followed by the months shown) and `window_label`.
+/// The trend chart (id `trend`) of `months` with the report's panels, its title
+/// the language's `title` of the months shown (`2023-12 – 2024-06`), and
+/// `window_label`.
 pub(crate) fn chart<T>(
-    title: String,
+    title: &dyn Fn(&str) -> String,
     window_label: String,
     months: &[Month<T>],
     panels: Vec<MonthPanel>,
@@ -84,15 +85,7 @@ pub(crate) fn chart<T>(
     let (first, last) = (months.first()?, months.last()?);
     let day = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d").to_string();
     let mut spec = trend_spec(
-        // `{months}` in the title: the months shown (a title without it gets them after).
-        {
-            let shown = format!("{} – {}", first.month, last.month);
-            if title.contains("{months}") {
-                title.replace("{months}", &shown)
-            } else {
-                format!("{title} ({shown})")
-            }
-        },
+        title(&format!("{} – {}", first.month, last.month)),
         window_label,
         &labels,
         last.partial

@@ -17,6 +17,7 @@ use crate::render::charts::{
     MonthPanel, GROWTH, NEUTRAL, PALETTE, RISK,
 };
 use crate::render::format::Strings;
+use crate::render::templates::Language;
 
 /// A column of a slice row.
 type Metric = fn(&SliceRow) -> Option<f64>;
@@ -92,7 +93,8 @@ fn segment_colours<'a>(segments: impl Iterator<Item = Option<&'a str>>) -> Vec<&
 }
 
 /// Every chart of the conversation-usage report in one language.
-pub fn conversation_usage(r: &super::Run, s: &Strings) -> Vec<ChartSpec> {
+pub fn conversation_usage(r: &super::Run, lang: &Language) -> Vec<ChartSpec> {
+    let s = &lang.strings;
     // Slices with fewer companies than min_cell would only add noise to the pictures.
     let segs: Vec<&SliceRow> = r
         .panels
@@ -417,7 +419,7 @@ pub fn conversation_usage(r: &super::Run, s: &Strings) -> Vec<ChartSpec> {
             takeaway,
         });
     }
-    if let Some(t) = r.trend.as_ref().and_then(|t| trend_chart(t, s)) {
+    if let Some(t) = r.trend.as_ref().and_then(|t| trend_chart(t, lang)) {
         out.push(t);
     }
     out
@@ -425,7 +427,8 @@ pub fn conversation_usage(r: &super::Run, s: &Strings) -> Vec<ChartSpec> {
 
 /// The headline metrics month by month, the window's months shaded; none with fewer
 /// than two months of numbers.
-fn trend_chart(t: &Trend, s: &Strings) -> Option<ChartSpec> {
+fn trend_chart(t: &Trend, lang: &Language) -> Option<ChartSpec> {
+    let s = &lang.strings;
     let with_numbers = t
         .months
         .iter()
@@ -495,7 +498,7 @@ fn trend_chart(t: &Trend, s: &Strings) -> Option<ChartSpec> {
         });
     }
     crate::reports::trend::chart(
-        s.get("charts.trend"),
+        &|months| lang.fill("charts.trend", &serde_json::json!({ "months": months })),
         s.get("charts.trend_window"),
         &t.months,
         panels,

@@ -400,7 +400,7 @@ impl Computed for Run {
     }
 
     fn charts(&self, language: &Language) -> Vec<ChartSpec> {
-        charts::conversation_usage(self, &language.strings)
+        charts::conversation_usage(self, language)
     }
 
     fn layout(&self, language: &Language) -> Value {

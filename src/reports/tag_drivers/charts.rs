@@ -14,6 +14,7 @@ use crate::render::charts::{
     bar_end_label, bar_point, num1, percent_axis, title, ChartSpec, MonthPanel,
 };
 use crate::render::format::Strings;
+use crate::render::templates::Language;
 
 /// Horizontal bars of shares (fractions), one per row, labelled in percent.
 fn share_points(shares: impl Iterator<Item = f64>) -> Vec<CompositeValue> {
@@ -216,7 +217,8 @@ pub fn charts(r: &TagDrivers, min_pp: f64, s: &Strings) -> Vec<ChartSpec> {
 
 /// The trend's topics month by month, one panel per topic with both groups' shares,
 /// the window's months shaded; none with fewer than two months of numbers.
-pub fn trend_chart(t: &Trend, s: &Strings) -> Option<ChartSpec> {
+pub fn trend_chart(t: &Trend, lang: &Language) -> Option<ChartSpec> {
+    let s = &lang.strings;
     let with_numbers = t
         .months
         .iter()
@@ -248,7 +250,7 @@ pub fn trend_chart(t: &Trend, s: &Strings) -> Option<ChartSpec> {
         })
         .collect();
     crate::reports::trend::chart(
-        s.get("charts.trend"),
+        &|months| lang.fill("charts.trend", &serde_json::json!({ "months": months })),
         s.get("charts.trend_window"),
         &t.months,
         panels,

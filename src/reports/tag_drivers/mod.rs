@@ -351,7 +351,7 @@ impl Computed for Run {
             self.numbers
                 .trend
                 .as_ref()
-                .and_then(|t| charts::trend_chart(t, &language.strings)),
+                .and_then(|t| charts::trend_chart(t, language)),
         );
         out
     }
@@ -552,9 +552,10 @@ fn layout(run: &Run, lang: &Language) -> Value {
                         _ => "—".to_owned(),
                     },
                     match relabel::partner(&pairs, x) {
-                        Some(other) => s
-                            .get("change.reading_offset")
-                            .replace("{topic}", &lang.strings.topic(other)),
+                        Some(other) => lang.fill(
+                            "change.reading_offset",
+                            &serde_json::json!({ "topic": lang.strings.topic(other) }),
+                        ),
                         None => s.get(&format!(
                             "change.reading_{}",
                             crate::reports::comparison::reading(x.direction)
