@@ -9,6 +9,7 @@ mod common;
 mod conversation_usage;
 mod customer_segmentation;
 mod tag_drivers;
+mod truth;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
