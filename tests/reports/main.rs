@@ -10,6 +10,7 @@ mod conversation_usage;
 mod coverage;
 mod customer_segmentation;
 mod tag_drivers;
+mod truth;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
