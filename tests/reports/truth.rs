@@ -279,9 +279,17 @@ fn gap_claims(flat: &str, out: &mut Vec<Claim>) {
             }
         }
         // "over-represented by 3.0 pp or more" is a threshold, not a gap.
-        let threshold = ["or more", "at least", "以上", "至少"]
-            .iter()
-            .any(|w| sentence.contains(w));
+        let threshold = [
+            "or more",
+            "or larger",
+            "at least",
+            "以上",
+            "至少",
+            "或更大",
+            "或更多",
+        ]
+        .iter()
+        .any(|w| sentence.contains(w));
         if let ([d], [a, b], false) = (points.as_slice(), percents.as_slice(), threshold) {
             out.push(Claim {
                 at: sentence.trim().chars().take(160).collect(),
