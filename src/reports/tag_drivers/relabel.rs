@@ -324,6 +324,7 @@ mod tests {
             period: "2023-12-15_2024-03-15".into(),
             empty_reason: None,
             changes,
+            coverage: None,
         };
         let pairs = relabels(&c);
         // Integration offsets expansion's Bug as closely as Outage does; the pair that
