@@ -493,7 +493,7 @@ fn a_watch_rule_leads_the_subject_when_its_change_holds() {
             if m.to == ["gm@example.com"] {
                 assert!(subject.starts_with("[预警: bot_drop]"), "{subject}");
                 assert!(
-                    body.contains("触发的预警规则（对比期 2023-12-15 – 2024-03-14）："),
+                    body.contains("触发的预警规则（对比期 2024-01-08 – 2024-03-14）："),
                     "{body}"
                 );
                 zh = body
@@ -506,7 +506,7 @@ fn a_watch_rule_leads_the_subject_when_its_change_holds() {
                 assert!(subject.starts_with("[Watch: bot_drop] "), "{subject}");
                 assert!(
                     body.contains(
-                        "Watch rules that fired (compared with 2023-12-15 – 2024-03-14):"
+                        "Watch rules that fired (compared with 2024-01-08 – 2024-03-14):"
                     ) && body.lines().any(|l| l == format!("- {en}")),
                     "{body}"
                 );

@@ -472,13 +472,13 @@ fn emails_and_history_use_the_reports_words() {
             if m.to == ["gm@example.com"] {
                 assert!(
                     body.contains("预警规则“bot_drop”已触发：机器人首答占比下降")
-                        && body.contains("对比期 2023-12-15 – 2024-03-14"),
+                        && body.contains("对比期 2024-01-08 – 2024-03-14"),
                     "{body}"
                 );
             } else {
                 assert!(
                     body.contains("Watch rule “bot_drop” fired: bot-first share fell by")
-                        && body.contains("compared with 2023-12-15 – 2024-03-14"),
+                        && body.contains("compared with 2024-01-08 – 2024-03-14"),
                     "{body}"
                 );
             }
