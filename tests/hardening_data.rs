@@ -305,6 +305,16 @@ fn a_template_failing_on_the_data_is_a_failed_run() {
     assert!(text(&o).contains("en/takeaways.tera"), "{}", text(&o));
 }
 
+/// `cxreport check --db db` with `extra`, run in `dir` (no schedules.toml there).
+fn check_in(dir: &Path, db: &Path, extra: &[&str]) -> Output {
+    bin()
+        .current_dir(dir)
+        .args(["check", "--db", db.to_str().unwrap()])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 /// The CSVs of a run's directory, by name.
 fn csvs(dir: &Path) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = std::fs::read_dir(dir)
@@ -417,11 +427,7 @@ fn segments_spelled_the_users_way_read_as_the_specs() {
             csvs(&dir.path().join("refused")).is_empty()
         }
     );
-    let o = bin()
-        .current_dir(dir.path())
-        .args(["check", "--db", own.to_str().unwrap(), "--mapping", &tier])
-        .output()
-        .unwrap();
+    let o = check_in(dir.path(), &own, &["--mapping", &tier]);
     let t = text(&o);
     assert!(!o.status.success(), "{t}");
     assert!(
@@ -475,11 +481,7 @@ fn a_missing_assignee_type_leaves_the_team_share_empty() {
     assert!(!en.contains("% team-routed"), "{en}");
     let zh = squash(&pdf_text(&run.join("report.zh.pdf")));
     assert!(!zh.contains("团队分配占"), "{zh}");
-    let o = bin()
-        .current_dir(dir.path())
-        .args(["check", "--db", db.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = check_in(dir.path(), &db, &[]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(
@@ -520,11 +522,7 @@ fn events_keyed_by_another_id_are_refused_not_read_as_zero() {
         !dir.path().join("out").join("conversation-usage").exists(),
         "nothing written"
     );
-    let o = bin()
-        .current_dir(dir.path())
-        .args(["check", "--db", db.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = check_in(dir.path(), &db, &[]);
     let t = text(&o);
     assert!(!o.status.success(), "{t}");
     assert!(t.contains("none of the") && !t.contains("ok:"), "{t}");
@@ -569,11 +567,7 @@ fn paying_comes_from_the_column_the_mapping_names() {
         assert!(t.contains("no paying company"), "{report}: {t}");
         assert!(!out.join(report).exists(), "{report}: nothing written");
     }
-    let o = bin()
-        .current_dir(dir.path())
-        .args(["check", "--db", db.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = check_in(dir.path(), &db, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
         text(&o).contains("report `tag-drivers`: cannot run: no company has monthly_spend > 0"),
@@ -583,17 +577,7 @@ fn paying_comes_from_the_column_the_mapping_names() {
 
     let m = dir.path().join("m.toml");
     std::fs::write(&m, "spend_column = \"mrr\"\n").unwrap();
-    let o = bin()
-        .current_dir(dir.path())
-        .args([
-            "check",
-            "--db",
-            db.to_str().unwrap(),
-            "--mapping",
-            m.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let o = check_in(dir.path(), &db, &["--mapping", m.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("spend_column = mrr → "), "{}", text(&o));
     let (o, _) = run_report(

@@ -13,16 +13,20 @@ use std::path::{Path, PathBuf};
 
 use common::{demo_db, run, text};
 
+/// Whether this is CI, where the PostgreSQL tests may not skip.
+fn ci_requires_postgres() -> bool {
+    ["CXREPORT_REQUIRE_POSTGRES", "CI"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+}
+
 /// The server's URL, or `None` (with a notice) when there is none outside CI.
 fn server() -> Option<String> {
     match std::env::var("CXREPORT_TEST_POSTGRES") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            let required = ["CXREPORT_REQUIRE_POSTGRES", "CI"]
-                .iter()
-                .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
             assert!(
-                !required,
+                !ci_requires_postgres(),
                 "CXREPORT_TEST_POSTGRES is not set, and CI requires the PostgreSQL tests \
                  (script/test starts a throwaway server when the postgresql package is installed)"
             );
@@ -494,11 +498,8 @@ fn server_ca() -> Option<String> {
     match std::env::var("CXREPORT_TEST_POSTGRES_CA") {
         Ok(ca) if !ca.is_empty() => Some(ca),
         _ => {
-            let required = ["CXREPORT_REQUIRE_POSTGRES", "CI"]
-                .iter()
-                .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
             assert!(
-                !required,
+                !ci_requires_postgres(),
                 "CXREPORT_TEST_POSTGRES_CA is not set: the TLS tests need the throwaway \
                  server script/test starts (with the openssl CLI)"
             );

@@ -512,30 +512,32 @@ impl Mapping {
                 continue;
             }
             let found = match (unknown.get(rule), values_key(rule)) {
-                (Some(values), Some(key)) if !values.is_empty() => {
-                    let shown: Vec<String> = values
-                        .iter()
-                        .take(5)
-                        .map(|(v, k)| format!("`{v}` ({k})"))
-                        .collect();
-                    let more = values.len().saturating_sub(5);
-                    format!(
-                        ": the values there are {}{} — none is a name the report knows; map \
-                         them with {key} = {{ \"{}\" = \"…\" }}",
-                        shown.join(", "),
-                        if more > 0 {
-                            format!(" and {more} more")
-                        } else {
-                            String::new()
-                        },
-                        values[0].0
-                    )
-                }
+                (Some(values), Some(key)) if !values.is_empty() => format!(
+                    ": the values there are {} — none is a name the report knows; map \
+                     them with {key} = {{ \"{}\" = \"…\" }}",
+                    counted_values(values, 5),
+                    values[0].0
+                ),
                 _ => " (no company has it)".to_owned(),
             };
             out.push(format!("`{rule} = {value}` matches no company{found}"));
         }
         out
+    }
+}
+
+/// The first `shown` of `values` with their company counts, and how many more
+/// (`` `Gold` (627), `Silver` (3) and 2 more ``): how `check` and the refusals list
+/// the values a rule found.
+pub fn counted_values(values: &[(String, usize)], shown: usize) -> String {
+    let listed: Vec<String> = values
+        .iter()
+        .take(shown)
+        .map(|(v, n)| format!("`{v}` ({n})"))
+        .collect();
+    match values.len().saturating_sub(shown) {
+        0 => listed.join(", "),
+        more => format!("{} and {more} more", listed.join(", ")),
     }
 }
 

@@ -207,22 +207,11 @@ fn mapping_notes(
                 notes.push(format!("{prefix}  {rule} = {value}{count}"));
             }
             for (rule, values) in found.unrecognised {
-                let shown: Vec<String> = values
-                    .iter()
-                    .take(8)
-                    .map(|(v, n)| format!("`{v}` ({n})"))
-                    .collect();
-                let more = values.len().saturating_sub(8);
                 notes.push(format!(
                     "{prefix}  {rule}: values the report does not know (those companies \
                      take the label of the next rule: the tag, then the count or the spend; \
-                     a segment is unknown): {}{}",
-                    shown.join(", "),
-                    if more > 0 {
-                        format!(" and {more} more")
-                    } else {
-                        String::new()
-                    }
+                     a segment is unknown): {}",
+                    crate::intercom::mapping::counted_values(&values, 8)
                 ));
             }
             for r in found.refusals {
