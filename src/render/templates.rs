@@ -36,10 +36,13 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 }
 
 /// The template files of one language of a report (each may come from `shared/`).
-const LANGUAGE_FILES: [&str; 10] = [
+const LANGUAGE_FILES: [&str; 11] = [
     "strings.toml",
     // The sentence of a fired watch rule (a macro): before the templates importing it.
     "watch_rule.tera",
+    // A change between two periods, worded once for every report (macros): before
+    // the findings and analyses importing them.
+    "change.tera",
     "findings.tera",
     "recommendations.tera",
     // A report's own analysis sections; reports without any use the shared empty one.
@@ -462,6 +465,7 @@ fn join_lines(text: &str, joiner: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn numbers_format_per_locale() {
@@ -630,5 +634,89 @@ mod tests {
     fn template_line_breaks_join_per_language() {
         assert_eq!(join_lines(" a  b\n   c\n", " "), "a  b c");
         assert_eq!(join_lines("甲\n  乙 3 分钟", ""), "甲乙 3 分钟");
+    }
+
+    /// The unit `if` chain of a change sentence lives once per language, in
+    /// `shared/<lang>/change.tera`: no report's template words it again.
+    #[test]
+    fn change_sentences_are_worded_once_per_language() {
+        for (path, text) in EMBEDDED {
+            if path.ends_with(".tera") && !path.starts_with("shared/") {
+                assert!(
+                    !text.contains("keys.unit =="),
+                    "{path} words a change by its unit itself: use change.tera's macros"
+                );
+            }
+        }
+    }
+
+    /// Each report's change sentence, in each unit and language, is the shared
+    /// macro's, with its counts and the number of further changes that hold.
+    #[test]
+    fn every_report_prints_a_change_through_the_shared_macro() {
+        let cases = [
+            ("conversation-usage", "avg_resp", "minutes", json!({})),
+            ("conversation-usage", "weekly_retention", "rate", json!({})),
+            ("conversation-usage", "conv_cnt", "count", json!({})),
+            (
+                "tag-drivers",
+                "share_rated_le2",
+                "rate",
+                json!({"segment": "at_risk"}),
+            ),
+            (
+                "tag-drivers",
+                "conversations",
+                "count",
+                json!({"segment": "at_risk"}),
+            ),
+            ("customer-segmentation", "total_arr", "money", json!({})),
+            ("customer-segmentation", "active_rate", "rate", json!({})),
+        ];
+        for (report, metric, unit, slices) in cases {
+            for lang in ["en", "zh"] {
+                let language = Templates::default().language(report, lang).unwrap();
+                let mut slices = slices.clone();
+                slices["period"] = json!("2024-01-01_2024-03-31");
+                let f = json!({
+                    "id": "period_change",
+                    "keys": {"metric": metric, "unit": unit, "direction": "fall"},
+                    "slices": slices,
+                    "numbers": {
+                        "previous": 0.625, "current": 0.5, "change": -0.125,
+                        "previous_k": 50, "previous_n": 80, "current_k": 40, "current_n": 80,
+                        "holding": 3,
+                    },
+                });
+                let mut tera = language.tera.clone();
+                tera.add_raw_template(
+                    "probe",
+                    "{% import \"change.tera\" as change %}{{ change::rose_from_to(c=f) }}|{{ change::counts(c=f, noun=noun) }}|{{ change::more(f=f) }}",
+                )
+                .unwrap();
+                let mut ctx = tera::Context::new();
+                ctx.insert("f", &f);
+                // customer-segmentation's rates are of users, and say so.
+                let noun = match (report, lang) {
+                    ("customer-segmentation", "en") => "users",
+                    ("customer-segmentation", _) => "名用户",
+                    _ => "",
+                };
+                ctx.insert("noun", noun);
+                let probe = tera.render("probe", &ctx).unwrap();
+                let parts: Vec<&str> = probe.split('|').collect();
+                let sentence = language.render("findings.tera", "f", &f).unwrap();
+                assert!(
+                    sentence.contains(parts[0]) && sentence.contains(parts[2]),
+                    "{report}/{lang} {unit}: {sentence:?} lacks {probe:?}"
+                );
+                let counts = parts[1].trim();
+                assert!(
+                    sentence.contains(counts),
+                    "{report}/{lang} {unit}: {sentence:?} lacks the counts {counts:?}"
+                );
+                assert_eq!(counts.is_empty(), unit == "count" || unit == "money");
+            }
+        }
     }
 }
