@@ -193,7 +193,7 @@ impl Compose<'_> {
         let size = std::fs::metadata(&path).map_or(0, |m| m.len());
         let attached = size <= smtp.max_attachment_bytes && size > 0;
         let mb = |b: u64| format!("{:.1}", b as f64 / (1024.0 * 1024.0));
-        let value = json!({ "e": {
+        let e = &json!({
             "title": language.strings.get("document.title"),
             "period": edition.map(|e| e.period_label.as_str()),
             // "the report for <window>", "the report (as of <date>)".
@@ -211,8 +211,7 @@ impl Compose<'_> {
             // Each printed by the one sentence of `watch_rule.tera`.
             "watch_fired": watch.iter().filter(|w| w.fired).map(|w| w.printed(&language, compared_with)).collect::<Vec<_>>(),
             "compared_with": compared_with.map(|key| period_label(key, Some(&language))),
-        }});
-        let e = &value["e"];
+        });
         let mut attachments = Vec::new();
         if attached {
             attachments.push((file, "application/pdf".to_owned(), path));

@@ -19,6 +19,13 @@
 //! service manager signals every process of the service, and a planned shutdown lets
 //! the run in flight finish), and exits as soon as its standard input closes, which is
 //! when the caller is gone (so no orphan writes a report after a recovery started).
+//!
+//! The worker configures the report's options from the request once more, in its own
+//! process: the typed settings (`reports::Configured`) are the report's own type behind
+//! a trait object, so what crosses the pipe is the request as the user wrote it, and
+//! the worker's `prepare` reads it exactly as the caller's did (the caller already
+//! refused options that do not read, so this second reading cannot fail on them). Within
+//! one process the options are read once.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};

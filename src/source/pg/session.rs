@@ -2,6 +2,9 @@
 //! URLs (the password from the environment only, never shown in a message), the
 //! read-only session every run uses, the writable one loading uses, and the server's
 //! errors as text.
+//!
+//! Why this file is long: about 470 lines of code, the rest its tests (URL forms,
+//! password sources, the messages of a server's errors).
 
 use std::fmt;
 use std::sync::mpsc;

@@ -26,6 +26,19 @@ struct Fixture {
     next_conv: usize,
 }
 
+/// One conversation as the fixture writes it (`conv_full`).
+struct Conv<'a> {
+    /// `all_contact_company_names`.
+    company_names: &'a str,
+    created: &'a str,
+    closed: Option<&'a str>,
+    resp: Option<f64>,
+    author: &'a str,
+    initiated: &'a str,
+    assignee: Option<&'a str>,
+    tags: &'a str,
+}
+
 impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -58,19 +71,18 @@ impl Fixture {
         self
     }
 
-    /// A conversation of `company_name` created at `created`, closed at `closed`.
-    #[allow(clippy::too_many_arguments)]
-    fn conv_full(
-        &mut self,
-        company_names: &str,
-        created: &str,
-        closed: Option<&str>,
-        resp: Option<f64>,
-        author: &str,
-        initiated: &str,
-        assignee: Option<&str>,
-        tags: &str,
-    ) -> &mut Self {
+    /// The conversation `c`.
+    fn conv_full(&mut self, c: Conv<'_>) -> &mut Self {
+        let Conv {
+            company_names,
+            created,
+            closed,
+            resp,
+            author,
+            initiated,
+            assignee,
+            tags,
+        } = c;
         self.next_conv += 1;
         let id = format!("v{}", self.next_conv);
         self.conn
@@ -95,16 +107,16 @@ impl Fixture {
         closed: Option<&str>,
         resp: Option<f64>,
     ) -> &mut Self {
-        self.conv_full(
-            company,
+        self.conv_full(Conv {
+            company_names: company,
             created,
             closed,
             resp,
-            "contact",
-            "contact_inbound",
-            Some("team"),
-            "",
-        )
+            author: "contact",
+            initiated: "contact_inbound",
+            assignee: Some("team"),
+            tags: "",
+        })
     }
 
     fn contact(&self, id: &str, companies: &str, last_activity: &str) -> &Self {
@@ -591,16 +603,16 @@ fn real_intercom_vocabulary_and_an_empty_assignee_column() {
         ("admin", "operator_initiated"),
         ("admin", "admin_initiated"),
     ] {
-        f.conv_full(
-            "A",
-            "2024-06-01 10:00:00",
-            None,
-            Some(1.0),
+        f.conv_full(Conv {
+            company_names: "A",
+            created: "2024-06-01 10:00:00",
+            closed: None,
+            resp: Some(1.0),
             author,
             initiated,
-            None,
-            "",
-        );
+            assignee: None,
+            tags: "",
+        });
     }
     let out = f.run("rolling:1m", UsageDefinitions::Proxy).unwrap();
     let o = &out.panels.overall;
@@ -616,16 +628,16 @@ fn real_intercom_vocabulary_and_an_empty_assignee_column() {
         .iter()
         .all(|r| r.team_route_share.is_none()));
     // One known assignee anywhere in scope: the NULLs count as not routed to a team.
-    f.conv_full(
-        "A",
-        "2024-06-01 10:00:00",
-        None,
-        Some(1.0),
-        "user",
-        "customer_initiated",
-        Some("team"),
-        "",
-    );
+    f.conv_full(Conv {
+        company_names: "A",
+        created: "2024-06-01 10:00:00",
+        closed: None,
+        resp: Some(1.0),
+        author: "user",
+        initiated: "customer_initiated",
+        assignee: Some("team"),
+        tags: "",
+    });
     let out = f.run("rolling:1m", UsageDefinitions::Proxy).unwrap();
     assert!(close(out.panels.overall.team_route_share, 0.2));
 }
@@ -638,46 +650,46 @@ fn shares_and_proxy_retention_per_slice() {
         .company("c", "C", 100.0, Some(500), "segment:renewal");
     f.retention("a", Some(0.5), Some(0.2))
         .retention("b", None, Some(0.4));
-    f.conv_full(
-        "A",
-        "2024-06-01 10:00:00",
-        None,
-        Some(1.0),
-        "bot",
-        "contact_inbound",
-        Some("team"),
-        "",
-    );
-    f.conv_full(
-        "A",
-        "2024-06-01 10:00:00",
-        None,
-        Some(1.0),
-        "contact",
-        "admin_outbound",
-        Some("admin"),
-        "first_response:bot",
-    );
-    f.conv_full(
-        "B",
-        "2024-06-01 10:00:00",
-        None,
-        Some(1.0),
-        "contact",
-        "contact_inbound",
-        None,
-        "",
-    );
-    f.conv_full(
-        "B",
-        "2024-06-01 10:00:00",
-        None,
-        Some(1.0),
-        "bot",
-        "bot_follow_up",
-        Some("team"),
-        "first_response:human",
-    );
+    f.conv_full(Conv {
+        company_names: "A",
+        created: "2024-06-01 10:00:00",
+        closed: None,
+        resp: Some(1.0),
+        author: "bot",
+        initiated: "contact_inbound",
+        assignee: Some("team"),
+        tags: "",
+    });
+    f.conv_full(Conv {
+        company_names: "A",
+        created: "2024-06-01 10:00:00",
+        closed: None,
+        resp: Some(1.0),
+        author: "contact",
+        initiated: "admin_outbound",
+        assignee: Some("admin"),
+        tags: "first_response:bot",
+    });
+    f.conv_full(Conv {
+        company_names: "B",
+        created: "2024-06-01 10:00:00",
+        closed: None,
+        resp: Some(1.0),
+        author: "contact",
+        initiated: "contact_inbound",
+        assignee: None,
+        tags: "",
+    });
+    f.conv_full(Conv {
+        company_names: "B",
+        created: "2024-06-01 10:00:00",
+        closed: None,
+        resp: Some(1.0),
+        author: "bot",
+        initiated: "bot_follow_up",
+        assignee: Some("team"),
+        tags: "first_response:human",
+    });
     let out = f.run("rolling:1m", UsageDefinitions::Proxy).unwrap();
     let o = &out.panels.overall;
     assert_eq!(out.bot_first_measure, BotMeasure::FirstResponseTags);
@@ -760,16 +772,16 @@ fn tertiles_split_companies_by_bot_share_with_id_ties() {
         let (id, name) = (format!("c{i:02}"), format!("Co {i:02}"));
         f.company(&id, &name, 100.0, Some(10), "segment:renewal");
         let author = if i < 11 { "bot" } else { "contact" };
-        f.conv_full(
-            &name,
-            "2024-06-01 10:00:00",
-            Some("2024-06-01 11:00:00"),
-            Some(5.0),
+        f.conv_full(Conv {
+            company_names: &name,
+            created: "2024-06-01 10:00:00",
+            closed: Some("2024-06-01 11:00:00"),
+            resp: Some(5.0),
             author,
-            "contact_inbound",
-            None,
-            "",
-        );
+            initiated: "contact_inbound",
+            assignee: None,
+            tags: "",
+        });
     }
     let out = f.run("rolling:1m", UsageDefinitions::Proxy).unwrap();
     let bot: Vec<_> = out
