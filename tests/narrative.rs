@@ -306,3 +306,57 @@ fn where_no_difference_holds_the_report_says_so_and_sets_no_target() {
         );
     }
 }
+
+/// A chart is drawn only for what the claims module tells apart (report-writing.md:
+/// nothing drawn as a pattern the tests call chance). A scatter is drawn exactly when
+/// its correlation holds; no conversion chart stands beside a conversion finding that
+/// finds no difference; and where no slice differs (the shuffled database) only the
+/// trend is drawn.
+#[test]
+fn charts_are_drawn_only_for_differences_that_hold() {
+    use cxreport::stats::claims::{correlation_p, ALPHA};
+    let language = Templates::default().language(USAGE, "en").unwrap();
+    for (db, label) in [(demo_db(), "demo"), (shuffled_db(), "shuffled")] {
+        let c = computed_on(db, USAGE, "events");
+        let summary = c.summary();
+        let specs = c.charts(&language);
+        let drawn: Vec<&str> = specs.iter().map(|s| s.id).collect();
+        for (id, key) in [
+            ("scatter_bot_conversion", "bot_share_vs_conversion"),
+            ("scatter_bot_retention", "bot_share_vs_weekly_retention"),
+        ] {
+            let corr = &summary["correlations"][key];
+            let n = corr["n"].as_u64().unwrap() as usize;
+            let holds = corr["r"]
+                .as_f64()
+                .is_some_and(|r| correlation_p(r, n) < ALPHA);
+            assert_eq!(drawn.contains(&id), holds, "{label}: {id} ({corr})");
+        }
+        let story = c.story();
+        let conversion = story.findings.iter().find(|f| f.id == "conversion");
+        if conversion.is_none_or(|f| f.keys.get("holds") == Some(&"none")) {
+            for id in [
+                "segment_conversion",
+                "heatmap_conversion_seat",
+                "heatmap_conversion_arr",
+            ] {
+                assert!(
+                    !drawn.contains(&id),
+                    "{label}: {id} drawn for no difference"
+                );
+            }
+        }
+        assert!(
+            !drawn.contains(&"radar_segments"),
+            "{label}: the radar repeats a table"
+        );
+        if label == "shuffled" {
+            assert_eq!(drawn, ["trend"], "no slice differs: only the trend");
+        } else {
+            assert!(
+                drawn.contains(&"scatter_bot_retention"),
+                "the headline relationship is charted"
+            );
+        }
+    }
+}

@@ -213,13 +213,23 @@ pub(crate) fn heatmap_scale(
         .dimension(HEATMAP_VALUE)
         .min((min * 10.0).floor() / 10.0)
         .max((max * 10.0).ceil() / 10.0)
-        .calculable(false)
+        // The handles print the scale's two ends: a colour bar with its numbers.
+        .calculable(true)
+        .precision(1)
         .orient(Orient::Horizontal)
         .left("center")
         .bottom(8)
         .item_height(240)
         .item_width(12)
         .in_range(VisualMapChannel::new().color(vec!["#f1f5fb", "#6b9bd1", "#1f4e79"]))
+}
+
+/// The label of a [`bar_point`]: its printed label, above the bar.
+pub(crate) fn bar_label() -> charming::element::Label {
+    charming::element::Label::new()
+        .show(true)
+        .position(charming::element::LabelPosition::Top)
+        .formatter(BAR_LABEL)
 }
 
 /// The cell label of every heatmap: the cell's own printed label (after the value).

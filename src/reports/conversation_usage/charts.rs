@@ -1,23 +1,28 @@
 //! Charts of the conversation-usage report, built from its panels in one language.
 
-use charming::component::{Axis, Grid, Legend, RadarCoordinate, RadarIndicator, Title};
-use charming::datatype::{CompositeValue, DataPoint, DataPointItem};
+use charming::component::{Axis, Grid, Legend};
+use charming::datatype::{CompositeValue, DataPoint};
 use charming::element::{AxisType, Label, LabelPosition};
-use charming::series::{Bar, Heatmap, Radar, Scatter};
+use charming::series::{Bar, Heatmap, Scatter};
 use charming::Chart;
-use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use super::findings::{conversion, rest_moments, retention, segment_conversion_tests};
 use super::metrics::SliceRow;
 use super::trend::{Point, Trend};
 use crate::intercom::slices::{SEGMENTS, UNKNOWN};
 use crate::render::charts::{
-    heatmap_cell, heatmap_label, heatmap_scale, num1, pct, percent_axis, title, ChartSpec,
-    MonthPanel, GROWTH, NEUTRAL, PALETTE, RISK,
+    bar_label, bar_point, heatmap_cell, heatmap_label, heatmap_scale, num1, pct, percent_axis,
+    title, ChartSpec, MonthPanel, GROWTH, NEUTRAL, PALETTE, RISK,
 };
 use crate::render::format::Strings;
 use crate::render::templates::Language;
+use crate::stats::claims::{
+    benjamini_hochberg, compare_many, correlation_p, standouts, welch_p, Moments, Proportion,
+    ALPHA, FDR_Q,
+};
+use crate::stats::Correlation;
 
 /// A column of a slice row.
 type Metric = fn(&SliceRow) -> Option<f64>;
@@ -90,6 +95,178 @@ fn segment_colours<'a>(segments: impl Iterator<Item = Option<&'a str>>) -> Vec<&
             _ => neutral.next().copied().unwrap_or(NEUTRAL[0]),
         })
         .collect()
+}
+
+/// Whether the segments differ beyond chance in the rate a segment bar chart shows
+/// under `key` (each known segment against the others, corrected together, as the
+/// findings test them). A chart draws only the rates that do.
+fn segments_differ(r: &super::Run, key: &str) -> bool {
+    let known: Vec<&SliceRow> = super::findings::known_segments(r);
+    let usage = r.usage_source;
+    let pairs: Vec<(Proportion, Proportion)> = match key {
+        "charts.conversion" => {
+            return segment_conversion_tests(r)
+                .iter()
+                .any(|t| t.verdict.holds())
+        }
+        "charts.bot_share" => known
+            .iter()
+            .filter_map(|x| {
+                let own = Proportion::new(x.counts.bot, x.conv_cnt)?;
+                let (k, n) = known
+                    .iter()
+                    .filter(|o| !std::ptr::eq(**o, *x))
+                    .fold((0, 0), |(k, n), o| (k + o.counts.bot, n + o.conv_cnt));
+                Some((own, Proportion::new(k, n)?))
+            })
+            .collect(),
+        "charts.weekly" | "charts.monthly" => {
+            let weekly = key == "charts.weekly";
+            known
+                .iter()
+                .filter_map(|x| {
+                    let rest: Vec<&SliceRow> = known
+                        .iter()
+                        .copied()
+                        .filter(|o| !std::ptr::eq(*o, *x))
+                        .collect();
+                    Some((
+                        retention(&[x], usage, weekly)?,
+                        retention(&rest, usage, weekly)?,
+                    ))
+                })
+                .collect()
+        }
+        _ => return true,
+    };
+    compare_many(&pairs).iter().any(|v| v.holds())
+}
+
+/// Whether a heatmap's cells differ beyond chance: a rate's best or worst cell holds
+/// against the overall rate (the findings' standouts), or a cell's mean response
+/// differs from the other cells' (Welch, corrected together).
+fn cells_differ(r: &super::Run, spec: &HeatmapSpec<'_>) -> bool {
+    let rows: Vec<&SliceRow> = spec
+        .rows
+        .iter()
+        .filter(|x| (spec.value_of)(x).is_some())
+        .collect();
+    let usage = r.usage_source;
+    let rated = |of: &dyn Fn(&SliceRow) -> Option<Proportion>, overall: Option<Proportion>| {
+        let Some(overall) = overall else {
+            return false;
+        };
+        let cells: Vec<Proportion> = rows.iter().filter_map(|x| of(x)).collect();
+        let (best, worst) = standouts(&cells, overall);
+        best.is_some() || worst.is_some()
+    };
+    match spec.id {
+        "heatmap_conversion_seat" | "heatmap_conversion_arr" => {
+            rated(&conversion, conversion(&r.panels.overall))
+        }
+        "heatmap_retention_arr" => rated(
+            &|x| retention(&[x], usage, true),
+            retention(&[&r.panels.overall], usage, true),
+        ),
+        _ => {
+            let p: Vec<f64> = rows
+                .iter()
+                .filter_map(|x| {
+                    let own = Moments {
+                        n: x.counts.resp_n as f64,
+                        mean: x.avg_resp?,
+                        var: x.counts.resp_var?,
+                    };
+                    (own.n >= 2.0).then_some(())?;
+                    Some(welch_p(own, rest_moments(&rows, x)?))
+                })
+                .collect();
+            benjamini_hochberg(&p, FDR_Q).into_iter().any(|k| k)
+        }
+    }
+}
+
+/// A scatter of the bot-first share against one outcome, per cell.
+struct BotScatter<'a> {
+    id: &'static str,
+    /// The strings key of the outcome's axis name.
+    axis: &'static str,
+    outcome: Metric,
+    /// The cell-level correlation the diagnostics print for this pair.
+    correlation: &'a Correlation,
+}
+
+/// The scatter of `c`, when its correlation holds at [`ALPHA`]; none otherwise (the
+/// diagnostics table prints every r, holding or not).
+fn bot_scatter(r: &super::Run, c: &BotScatter<'_>, s: &Strings) -> Option<ChartSpec> {
+    let rv = c.correlation.r?;
+    let holds = correlation_p(rv, c.correlation.n) < ALPHA;
+    if !holds {
+        return None;
+    }
+    let cells: Vec<&SliceRow> = r
+        .panels
+        .segment_seat_arr
+        .iter()
+        .filter(|x| {
+            x.companies_total >= r.min_cell
+                && x.bot_first_resp_share.is_some()
+                && (c.outcome)(x).is_some()
+        })
+        .collect();
+    if cells.is_empty() {
+        return None;
+    }
+    let mut chart = Chart::new()
+        .title(title(s.get(&format!("charts.{}", c.id))))
+        .legend(Legend::new().bottom(4))
+        .grid(Grid::new().left(64).right(28).top(52).bottom(72))
+        .x_axis(
+            Axis::new()
+                .type_(AxisType::Value)
+                .scale(true)
+                .name(format!("{} (%)", s.get("charts.bot_share")))
+                .name_location(charming::element::NameLocation::Middle)
+                .name_gap(26),
+        )
+        .y_axis(percent_axis(&s.get(c.axis)));
+    // Series colours follow the segments drawn (Churn watch in red).
+    let drawn: Vec<&str> = SEGMENTS
+        .iter()
+        .chain([&UNKNOWN])
+        .copied()
+        .filter(|x| cells.iter().any(|c| c.segment == Some(*x)))
+        .collect();
+    chart = chart.color(segment_colours(drawn.iter().map(|x| Some(*x))));
+    for segment in &drawn {
+        let points: Vec<DataPoint> = cells
+            .iter()
+            .filter(|x| x.segment == Some(segment))
+            .map(|x| {
+                DataPoint::from(CompositeValue::from(vec![
+                    pct(x.bot_first_resp_share),
+                    pct((c.outcome)(x)),
+                ]))
+            })
+            .collect();
+        chart = chart.series(
+            Scatter::new()
+                .name(s.label("segment", segment))
+                .symbol_size(9)
+                .data(points),
+        );
+    }
+    let takeaway = json!({
+        "id": c.id,
+        "numbers": { "n": cells.len(), "min_cell": r.min_cell, "r": rv, "holds": holds },
+        "slices": {},
+    });
+    Some(ChartSpec {
+        id: c.id,
+        height: None,
+        chart,
+        takeaway: Some(takeaway),
+    })
 }
 
 /// Every chart of the conversation-usage report in one language.
@@ -178,27 +355,38 @@ pub fn conversation_usage(r: &super::Run, lang: &Language) -> Vec<ChartSpec> {
             ][..],
         ),
     ] {
-        // A rate no segment has (no usage input) gets no legend entry.
+        // A rate no segment has (no usage input) gets no legend entry, and neither
+        // does one whose segments do not differ beyond chance: equal-looking bars with
+        // "no clear difference" beside them would be drawn as a pattern.
         let shown: Vec<&(&str, Metric)> = metrics
             .iter()
             .filter(|(_, f)| has_values(segs.iter().copied(), *f))
+            .filter(|(key, _)| segments_differ(r, key))
             .collect();
         if shown.is_empty() {
             continue;
         }
-        let mut chart = segment_bars(s.get(&format!("charts.{id}")), seg_labels.clone())
+        // Titled by what it shows: without the bot-first share, retention alone.
+        let title_key =
+            if id == "segment_rates" && !shown.iter().any(|(k, _)| *k == "charts.bot_share") {
+                "charts.segment_retention".to_owned()
+            } else {
+                format!("charts.{id}")
+            };
+        let mut chart = segment_bars(s.get(&title_key), seg_labels.clone())
             .y_axis(percent_axis(&s.get("charts.share")));
         for (key, f) in shown {
             chart = chart.series(
-                Bar::new()
-                    .name(s.get(key))
-                    .label(
-                        Label::new()
-                            .show(true)
-                            .position(LabelPosition::Top)
-                            .formatter("{c}"),
-                    )
-                    .data(segs.iter().map(|x| pct(f(x))).collect()),
+                Bar::new().name(s.get(key)).label(bar_label()).data(
+                    segs.iter()
+                        .enumerate()
+                        .map(|(i, x)| {
+                            f(x).map_or(CompositeValue::from("-"), |v| {
+                                bar_point(i, v * 100.0, "", false)
+                            })
+                        })
+                        .collect(),
+                ),
             );
         }
         let takeaway = if id == "segment_conversion" {
@@ -273,151 +461,37 @@ pub fn conversation_usage(r: &super::Run, lang: &Language) -> Vec<ChartSpec> {
     ] {
         // Without a usage input, conversion and retention are empty everywhere: no
         // empty grid (the limitations say why).
-        if has_values(spec.rows, spec.value_of) {
+        // Nor a grid whose cells the tests cannot tell apart (a few dozen companies
+        // with 0–2 converters each): its colours would be chance drawn as a pattern.
+        if has_values(spec.rows, spec.value_of) && cells_differ(r, &spec) {
             out.push(heatmap(&spec, s));
         }
     }
 
-    // 7. Radar: one polygon per segment, each axis scaled to its highest segment; an
-    // axis no segment has a value for (no usage input, no assignee) is left out.
-    {
-        let all_axes: [(&str, Metric); 6] = [
-            ("charts.bot_share", |x| x.bot_first_resp_share),
-            ("charts.conversion", |x| x.conv_to_feature_rate),
-            ("charts.weekly", |x| x.weekly_retention),
-            ("charts.monthly", |x| x.monthly_retention),
-            ("charts.team_route", |x| x.team_route_share),
-            ("charts.inbound", |x| x.contact_inbound_share),
-        ];
-        let axes: Vec<(&str, Metric)> = all_axes
-            .into_iter()
-            .filter(|(_, f)| has_values(segs.iter().copied(), *f))
-            .collect();
-        let coord = RadarCoordinate::new()
-            .radius("62%")
-            .center(vec!["50%", "54%"])
-            .indicator(
-                axes.iter()
-                    .map(|(key, f)| {
-                        let max = segs.iter().filter_map(|x| f(x)).fold(0.0, f64::max);
-                        RadarIndicator::new()
-                            .name(s.get(key))
-                            .max(((max * 1000.0).ceil() / 10.0).max(0.1))
-                            .min(0)
-                    })
-                    .collect(),
-            );
-        let data: Vec<DataPointItem> = segs
-            .iter()
-            .zip(&seg_labels)
-            .map(|(x, label)| {
-                let values: Vec<CompositeValue> = axes.iter().map(|(_, f)| pct(f(x))).collect();
-                DataPointItem::new(CompositeValue::from(values)).name(label.clone())
-            })
-            .collect();
-        let chart = Chart::new()
-            .title(title(s.get("charts.radar_segments")))
-            .color(segment_colours(segs.iter().map(|x| x.segment)))
-            .legend(Legend::new().bottom(4))
-            .radar(coord)
-            .series(Radar::new().data(data));
-        let bw = extreme(segs.iter().copied(), |x| x.weekly_retention, true);
-        let mb = extreme(segs.iter().copied(), |x| x.bot_first_resp_share, true);
-        let takeaway = match (bw, mb) {
-            (Some((w, _)), Some((b, _))) if segs.len() > 1 => Some(json!({
-                "id": "radar_segments",
-                "numbers": {},
-                "slices": { "best_weekly": seg(w), "most_bot": seg(b) },
-            })),
-            _ => None,
-        };
-        out.push(ChartSpec {
-            id: "radar_segments",
-            height: None,
-            chart,
-            takeaway,
-        });
-    }
+    // No radar of the segment profiles: it would repeat the profile table below it
+    // without its values or counts.
 
-    // 8. Bot-first share vs conversion, one point per cell, one series per segment.
-    {
-        let cells: Vec<&SliceRow> = r
-            .panels
-            .segment_seat_arr
-            .iter()
-            .filter(|c| {
-                c.companies_total >= r.min_cell
-                    && c.bot_first_resp_share.is_some()
-                    && c.conv_to_feature_rate.is_some()
-            })
-            .collect();
-        let mut chart = Chart::new()
-            .title(title(s.get("charts.scatter_bot_conversion")))
-            .legend(Legend::new().bottom(4))
-            .grid(Grid::new().left(64).right(28).top(52).bottom(72))
-            .x_axis(
-                Axis::new()
-                    .type_(AxisType::Value)
-                    .scale(true)
-                    .name(format!("{} (%)", s.get("charts.bot_share")))
-                    .name_location(charming::element::NameLocation::Middle)
-                    .name_gap(26),
-            )
-            .y_axis(percent_axis(&s.get("charts.conversion")));
-        // Series colours follow the segments drawn (Churn watch in red).
-        let drawn: Vec<&str> = SEGMENTS
-            .iter()
-            .chain([&UNKNOWN])
-            .copied()
-            .filter(|x| cells.iter().any(|c| c.segment == Some(*x)))
-            .collect();
-        chart = chart.color(segment_colours(drawn.iter().map(|x| Some(*x))));
-        for segment in SEGMENTS.iter().chain([&UNKNOWN]) {
-            let points: Vec<DataPoint> = cells
-                .iter()
-                .filter(|c| c.segment == Some(segment))
-                .map(|c| {
-                    DataPoint::from(CompositeValue::from(vec![
-                        pct(c.bot_first_resp_share),
-                        pct(c.conv_to_feature_rate),
-                    ]))
-                })
-                .collect();
-            if !points.is_empty() {
-                chart = chart.series(
-                    Scatter::new()
-                        .name(s.label("segment", segment))
-                        .symbol_size(9)
-                        .data(points),
-                );
-            }
-        }
-        if cells.is_empty() {
-            chart = chart.title(
-                Title::new()
-                    .text(s.get("charts.no_data"))
-                    .left("center")
-                    .top("middle"),
-            );
-        }
-        let mut numbers = BTreeMap::new();
-        numbers.insert("n", json!(cells.len()));
-        numbers.insert("min_cell", json!(r.min_cell));
-        if let Some(rv) = r.correlations.bot_share_vs_conversion.r {
-            numbers.insert("r", json!(rv));
-            // Whether the correlation holds, as the findings test it.
-            let p =
-                crate::stats::claims::correlation_p(rv, r.correlations.bot_share_vs_conversion.n);
-            numbers.insert("holds", json!(p < crate::stats::claims::ALPHA));
-        }
-        let takeaway = (!cells.is_empty())
-            .then(|| json!({ "id": "scatter_bot_conversion", "numbers": numbers, "slices": {} }));
-        out.push(ChartSpec {
+    // 8. Bot-first share against each outcome, one point per cell, one series per
+    // segment: drawn only where the correlation holds, so the chart shows the
+    // relationship the findings name (bot-first × retention on the demo) and not a
+    // null one.
+    for scatter in [
+        BotScatter {
+            id: "scatter_bot_retention",
+            axis: "charts.weekly",
+            outcome: |x| x.weekly_retention,
+            correlation: &r.correlations.bot_share_vs_weekly_retention,
+        },
+        BotScatter {
             id: "scatter_bot_conversion",
-            height: None,
-            chart,
-            takeaway,
-        });
+            axis: "charts.conversion",
+            outcome: |x| x.conv_to_feature_rate,
+            correlation: &r.correlations.bot_share_vs_conversion,
+        },
+    ] {
+        if let Some(chart) = bot_scatter(r, &scatter, s) {
+            out.push(chart);
+        }
     }
     if let Some(t) = r.trend.as_ref().and_then(|t| trend_chart(t, lang)) {
         out.push(t);

@@ -513,7 +513,7 @@ fn service_model(r: &ConversationUsage) -> Option<Finding> {
 }
 
 /// The other segments' response sample, pooled from their means and variances.
-fn rest_moments(segs: &[&SliceRow], me: &SliceRow) -> Option<Moments> {
+pub(super) fn rest_moments(segs: &[&SliceRow], me: &SliceRow) -> Option<Moments> {
     let rest: Vec<(f64, f64, f64)> = segs
         .iter()
         .filter(|s| !std::ptr::eq(**s, me))

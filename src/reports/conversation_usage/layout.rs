@@ -549,7 +549,7 @@ fn sizes(r: &Run, lang: &Language) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The segment profiles the radar draws, as numbers with their counts.
+/// The segment profiles, as numbers with their counts.
 fn profiles(r: &Run, lang: &Language) -> Vec<Vec<String>> {
     let (s, f) = (&lang.strings, &lang.format);
     let usage = r.usage_source;
