@@ -1,7 +1,7 @@
 //! The conversation-usage layout's data: every number of the scope, panel,
 //! diagnostics and data-quality pages, formatted for one language.
 //!
-//! Why this file is long (about 630 lines): one function per table of the template's
+//! Why this file is long (about 620 lines): one function per table of the template's
 //! pages, each formatting the same run for one language, with one owner: the data.json
 //! of `report.typ`. Its output is checked where it is read, in the rendered PDFs
 //! (`tests/reports/conversation_usage.rs`) and by `script/compare-outputs`.
