@@ -208,3 +208,51 @@ fn tag_drivers_names_company_arr_and_reconciles_its_at_risk_group() {
     )));
     assert!(p("zh").contains(&squash("（此处为用户年收入，而非公司月支出 × 12）")));
 }
+
+/// A key slice of the spec without any company in this data is said to be missing,
+/// not left out: the demo with every New contract company of 260–419 seats (or
+/// without a seat tag) moved to Renewal.
+#[test]
+fn a_key_slice_missing_from_the_data_is_said_to_be_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::common::demo_copy(
+        dir.path(),
+        "UPDATE intercom__company_enhanced
+            SET all_company_tags = replace(all_company_tags, 'segment:new_contract', 'segment:renewal')
+          WHERE all_company_tags LIKE '%segment:new_contract%'
+            AND (all_company_tags LIKE '%seats:260_419%'
+                 OR all_company_tags NOT LIKE '%seat_bucket:seats:%');",
+    );
+    let out_dir = dir.path().join("out");
+    let o = crate::common::run(&[
+        "run",
+        "conversation-usage",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--as-of",
+        crate::AS_OF,
+    ]);
+    assert!(o.status.success(), "{}", crate::common::text(&o));
+    let out = std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+    let summary = json(&out.join("summary.json"));
+    let cells = summary["panels"]["segment_seat_arr"].as_array().unwrap();
+    assert!(!cells
+        .iter()
+        .any(|c| c["segment"] == "new_contract" && c["seat_bucket"] == "260_419"));
+    let (en, zh) = (text_of(&out, "en"), text_of(&out, "zh"));
+    assert!(
+        en.contains(&squash(
+            "New contract · 260–419 seats · ARR $110–200k: not in this data"
+        )),
+        "{en}"
+    );
+    assert!(zh.contains(&squash(
+        "新签约 · 260–419 席 · ARR 11–20 万美元：本数据中没有"
+    )));
+    // The other two are still discussed with their numbers.
+    assert!(en.contains(&squash(
+        "Churn watch · 420+ seats · ARR ≥$200k: 42 companies"
+    )));
+}
