@@ -113,6 +113,9 @@ pub fn key_slice_records<'a>(r: &'a super::Run) -> Vec<Finding> {
                 return x;
             };
             x.keys.insert("present", "yes");
+            // "none": not tested (too few companies, or no rate to test).
+            x.keys.insert("weekly_verdict", "none");
+            x.keys.insert("conversion_verdict", "none");
             x.numbers.insert("companies", row.companies_total as f64);
             x.numbers.insert("arr", row.counts.arr);
             x.numbers.insert("min_cell", r.min_cell as f64);
