@@ -196,6 +196,7 @@ impl Compose<'_> {
         let e = &json!({
             "title": language.strings.get("document.title"),
             "period": edition.map(|e| e.period_label.as_str()),
+            "period_covered": edition.and_then(|e| e.period_covered.as_deref()),
             // "the report for <window>", "the report (as of <date>)".
             "period_kind": Period::of_key(&outcome.period).kind(),
             "findings": edition.map(|e| &e.headlines),
@@ -314,6 +315,7 @@ mod tests {
                 EditionText {
                     lang: (*lang).to_owned(),
                     period_label: period_label(period, Some(&language)),
+                    period_covered: None,
                     findings: Vec::new(),
                     headlines: findings.iter().map(|f| (*f).to_owned()).collect(),
                     actions: vec!["Call the owners.".to_owned()],

@@ -332,6 +332,22 @@ impl NumberFormat {
         abs.copysign(v)
     }
 
+    /// An amount in whole currency units, never in thousands or millions (`$2,914`,
+    /// `2,914 美元`): where a reader divides two amounts, the units' rounding would
+    /// make the ratio differ between languages ($2.9k against 2,914 美元).
+    pub fn money_whole(&self, v: f64) -> String {
+        if !v.is_finite() {
+            return "—".to_owned();
+        }
+        let sign = if v < 0.0 && v.abs() >= 0.5 { "-" } else { "" };
+        format!(
+            "{sign}{}{}{}",
+            self.currency_prefix,
+            self.number(v.abs(), 0),
+            self.currency_suffix
+        )
+    }
+
     /// `a − b` as the reader computes it from the two printed amounts.
     pub fn money_gap(&self, a: f64, b: f64) -> String {
         self.money(self.printed_money(a) - self.printed_money(b))

@@ -74,6 +74,9 @@ pub struct Windowed<M, T> {
     /// window starts before the first conversation or ends after the last): the
     /// scope prints it beside the window, labelled partial.
     pub partial: Option<Window>,
+    /// The data's dates ([`Span::data`]): the method names the window's anchor, the
+    /// latest conversation.
+    pub data: Option<Window>,
 }
 
 impl<M, T> Windowed<M, T> {
@@ -170,6 +173,7 @@ pub fn compute<R: WindowedReport>(
         trend,
         rows_read,
         partial: comparison::clip(window, span.data).and_then(|(c, p)| p.then_some(c)),
+        data: span.data,
     })
 }
 

@@ -6,10 +6,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::intercom::window::Window;
 use crate::render::charts::{self, EngineError, RenderedChart};
 use crate::render::narrative::{sentences, Narrative, Sentences};
 use crate::render::pdf::{self, PdfError};
 use crate::render::templates::{Language, NarrativeError, Templates};
+use crate::reports::period::covered;
 use crate::reports::{period_label, Computed, Plan, Report};
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,9 @@ pub struct Edition {
     pub text: Sentences,
     /// The period as this edition prints it.
     pub period_label: String,
+    /// The part of the window the data covers, when only part ("(data from
+    /// 2024-01-08: 5.3 of 6 months)"): printed after the period.
+    pub period_covered: Option<String>,
 }
 
 /// The layout every report's `report.typ` imports (cover, tables, sections).
@@ -68,6 +73,9 @@ pub const COMMON_LAYOUT: &str = "common.typ";
 pub struct RunInfo<'a> {
     pub report: &'a str,
     pub period: &'a str,
+    /// The window and the data's dates, for the part of it the data covers.
+    pub window: Option<Window>,
+    pub coverage: Option<Window>,
     pub provenance: &'a Provenance,
     pub reference: DateTime<Utc>,
     /// The run's time limit (chart rendering stops past it).
@@ -86,11 +94,22 @@ impl<'a> RunInfo<'a> {
         Self {
             report: report.name(),
             period: &plan.period,
+            window: plan.window,
+            coverage: plan.coverage,
             provenance,
             reference,
             deadline: None,
             watch: &[],
         }
+    }
+}
+
+impl RunInfo<'_> {
+    /// The part of the window the data covers, in `lang`'s words, when only part.
+    fn covered(&self, lang: &Language) -> Option<String> {
+        self.window
+            .and_then(|w| covered(w, self.coverage))
+            .map(|c| c.note(lang))
     }
 }
 
@@ -182,6 +201,7 @@ pub fn render(
     );
     Ok(Edition {
         period_label: period_label(run.period, Some(&language)),
+        period_covered: run.covered(&language),
         lang: lang.to_owned(),
         timings,
         pdf,
@@ -248,7 +268,7 @@ fn common_data(
         .collect::<Result<Vec<_>, _>>()?;
     Ok(json!({
         "strings": s.to_json(),
-        "period": { "label": label },
+        "period": { "label": label, "covered": run.covered(lang) },
         "generated": run.reference.format("%Y-%m-%d").to_string(),
         "headlines": text.headlines().map(|x| &x.text).collect::<Vec<_>>(),
         "actions": text.actions.iter().map(|x| &x.text).collect::<Vec<_>>(),

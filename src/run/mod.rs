@@ -146,6 +146,9 @@ pub struct RunOutcome {
 pub struct EditionText {
     pub lang: String,
     pub period_label: String,
+    /// The part of the window the data covers, when only part (after the period).
+    #[serde(default)]
+    pub period_covered: Option<String>,
     pub findings: Vec<String>,
     /// Page 1: the findings that lead and the top actions.
     pub headlines: Vec<String>,
@@ -392,6 +395,7 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
         texts.push(EditionText {
             lang: ed.lang.clone(),
             period_label: ed.period_label.clone(),
+            period_covered: ed.period_covered.clone(),
             findings: ed.text.findings.iter().map(|f| f.text.clone()).collect(),
             headlines: ed.text.headlines().map(|f| f.text.clone()).collect(),
             actions: ed.text.actions.iter().map(|f| f.text.clone()).collect(),

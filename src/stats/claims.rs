@@ -1060,3 +1060,27 @@ mod tests {
         assert_eq!(rate_in_overlapping_window(0.168, 0.046, 0.0), 0.046);
     }
 }
+
+// Ratios of printed values (issue 27): a lift printed beside two amounts is the ratio
+// of the amounts as printed, so that a reader who divides them gets the printed lift.
+
+/// `a / b − 1` of two values as printed: the relative change a reader computes from
+/// them; none when `b` is zero or either is not a number.
+pub fn printed_ratio_change(a: f64, b: f64) -> Option<f64> {
+    (b != 0.0 && a.is_finite() && b.is_finite()).then(|| a / b - 1.0)
+}
+
+#[cfg(test)]
+mod printed_ratio_tests {
+    use super::*;
+
+    #[test]
+    fn a_lift_is_the_ratio_of_the_printed_amounts() {
+        // $2.9k against $2.1k (raw 2,890 and 2,122: 36.2 %) reads as 38.1 %.
+        let lift = printed_ratio_change(2_900.0, 2_100.0).unwrap();
+        assert_eq!(printed(lift, 100.0, 1), 38.1);
+        assert_eq!(printed_ratio_change(1.0, 0.0), None);
+        assert_eq!(printed_ratio_change(f64::NAN, 2.0), None);
+        assert!(printed_ratio_change(1.0, 2.0).unwrap() < 0.0);
+    }
+}

@@ -171,3 +171,131 @@ fn a_window_starting_before_the_history_is_labelled_partial() {
         "zh trend title"
     );
 }
+
+/// A demo database whose history starts at 2024-03-01 (in `dir`).
+fn history_from_march(dir: &Path) -> PathBuf {
+    let db = dir.join("history.sqlite");
+    let o = run(&[
+        "demo-data",
+        "--history-from",
+        "2024-03-01",
+        "--out",
+        db.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    db
+}
+
+/// Page 1's period line says how much of the window the data covers, with the
+/// covered dates and length, on the demo (conversations from 2024-01-08) and on a
+/// history from 2024-03-01, in both languages, for the reports that cut a window;
+/// customer-segmentation (a snapshot) prints its date alone.
+#[test]
+fn page_one_states_the_part_of_the_window_the_data_covers() {
+    let dir = tempfile::tempdir().unwrap();
+    let march = history_from_march(dir.path());
+    let cases = [
+        (demo_db(), "2024-01-08", "5.3"),
+        (march.as_path(), "2024-03-01", "3.5"),
+    ];
+    for (db, first, months) in cases {
+        for report in ["conversation-usage", "tag-drivers"] {
+            let out = run_on(db, &dir.path().join(first), report, &[]);
+            let en = page1(&out, "en");
+            let want = format!("2023-12-15 – 2024-06-15 (data from {first}: {months} of 6 months)");
+            assert!(en.contains(&squash(&want)), "{report} {first}: {en}");
+            let zh = page1(&out, "zh");
+            let want = format!(
+                "2023-12-15 – 2024-06-15（数据从 {first} 开始：仅覆盖 6 个月中的 {months} 个月）"
+            );
+            assert!(zh.contains(&squash(&want)), "{report} {first}: {zh}");
+        }
+    }
+    // A window the data covers whole says nothing more.
+    let out = run_on(
+        demo_db(),
+        &dir.path().join("3m"),
+        "tag-drivers",
+        &["--window", "rolling:3m"],
+    );
+    let en = page1(&out, "en");
+    assert!(en.contains(&squash("2024-03-15 – 2024-06-15")), "{en}");
+    assert!(!en.contains("(data"), "{en}");
+    let out = run_on(
+        demo_db(),
+        &dir.path().join("cs"),
+        "customer-segmentation",
+        &[],
+    );
+    for lang in ["en", "zh"] {
+        let p = page1(&out, lang);
+        assert!(!p.contains("(data") && !p.contains("数据从"), "{lang}: {p}");
+    }
+}
+
+/// The email of a job on the March history says the same after its period, in both
+/// languages (its subject keeps the period alone).
+#[test]
+fn the_email_states_the_part_of_the_window_the_data_covers() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = history_from_march(dir.path());
+    let config = dir.path().join("schedules.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[defaults]
+database = "{db}"
+output_dir = "out"
+
+[smtp]
+outbox = "out/outbox"
+from = "CX Reports <reports@example.com>"
+
+[[job]]
+name = "usage-monthly"
+report = "conversation-usage"
+cron = "0 7 1 * *"
+owners = ["cx@example.com"]
+[job.recipients]
+en = ["vp@example.com"]
+zh = ["gm-china@example.com"]
+"#,
+            db = db.display()
+        ),
+    )
+    .unwrap();
+    let o = run(&[
+        "run",
+        "--job",
+        "usage-monthly",
+        "--config",
+        config.to_str().unwrap(),
+        "--send",
+        "--as-of",
+        crate::AS_OF,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let emails: Vec<crate::Email> = std::fs::read_dir(dir.path().join("out/outbox"))
+        .unwrap()
+        .map(|e| crate::Email::read(&e.unwrap().path()))
+        .collect();
+    let to = |who: &str| emails.iter().find(|e| e.to.contains(who)).unwrap();
+    let en = to("vp@example.com");
+    assert!(
+        squash(&en.text).contains(&squash(
+            "report for 2023-12-15 – 2024-06-15 (data from 2024-03-01: 3.5 of 6 months) is ready"
+        )),
+        "{}",
+        en.text
+    );
+    assert!(!en.subject.contains("(data"), "{}", en.subject);
+    let zh = to("gm-china@example.com");
+    assert!(
+        squash(&zh.text).contains(&squash(
+            "2023-12-15 – 2024-06-15（数据从 2024-03-01 开始：仅覆盖 6 个月中的 3.5 个月） 的"
+        )),
+        "{}",
+        zh.text
+    );
+}

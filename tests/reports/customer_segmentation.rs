@@ -159,14 +159,15 @@ fn customer_segmentation_outputs_agree_and_every_sankey_names_its_nodes() {
             1,
             "{lang}: one red node"
         );
-        // The lift chart's bar labels are the dimension table's figures, printed as
-        // the edition prints money and with one decimal for rates.
+        // The lift chart's bar labels are the dimension table's figures, in whole
+        // currency units (the takeaway's lift is their ratio) and with one decimal
+        // for rates.
         let lift = std::fs::read_to_string(dir.join(format!("charts/lift.{lang}.svg"))).unwrap();
         for r in rows
             .iter()
             .filter(|r| r[0] == "training" || r[0] == "diversity_group")
         {
-            let arr = language.format.money(r[5].parse().unwrap());
+            let arr = language.format.money_whole(r[5].parse().unwrap());
             let active = format!("{:.1}%", r[6].parse::<f64>().unwrap() * 100.0);
             assert!(lift.contains(&format!(">{arr}<")), "{lang}: lift {arr}");
             assert!(

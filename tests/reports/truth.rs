@@ -369,6 +369,63 @@ fn table_claims(layout: &str, out: &mut Vec<Claim>) {
     }
 }
 
+/// The money amounts of a line, in order.
+fn amounts(line: &str) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < line.len() {
+        if !line.is_char_boundary(i) {
+            i += 1;
+            continue;
+        }
+        let alone = line[..i]
+            .chars()
+            .next_back()
+            .is_none_or(char::is_whitespace);
+        if alone {
+            if let Some((p, n)) = number(&line[i..]) {
+                if p.kind == Kind::Money {
+                    out.push(p.value);
+                }
+                i += n.max(1);
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Lifts printed under two average amounts ("Average ARR $2,914 $2,139 …" then
+/// "ARR lift 36.2%"): each must be the ratio of the two amounts as printed, minus
+/// one, rounded as printed. Returns the lifts read and the wrong ones.
+fn lift_errors(layout: &str) -> (usize, Vec<String>) {
+    let (mut read, mut wrong) = (0, Vec::new());
+    let mut last: Option<(f64, f64)> = None;
+    for line in layout.lines() {
+        let t = line.trim();
+        if t.starts_with("Average ARR") || t.starts_with("平均 ARR") {
+            let a = amounts(t);
+            if a.len() >= 2 {
+                last = Some((a[0], a[1]));
+            }
+        } else if t.starts_with("ARR lift") || t.starts_with("ARR 提升") {
+            let Some((a, b)) = last.take() else { continue };
+            let lift = t
+                .split_whitespace()
+                .filter_map(|w| number(w).map(|(p, _)| p))
+                .find(|p| p.kind == Kind::Percent);
+            let Some(lift) = lift else { continue };
+            read += 1;
+            let want = format!("{:.1}", (a / b - 1.0) * 100.0);
+            if format!("{:.1}", lift.value) != want {
+                wrong.push(format!("{} / {} − 1 is {want}%, printed: {t}", a, b));
+            }
+        }
+    }
+    (read, wrong)
+}
+
 /// Every difference `layout` (pdftotext -layout) prints.
 fn claims(layout: &str) -> Vec<Claim> {
     let flat = layout.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -422,6 +479,7 @@ fn every_printed_difference_is_the_difference_of_the_printed_values() {
     let dir = tempfile::tempdir().unwrap();
     let mut wrong = Vec::new();
     let mut read = 0;
+    let mut lifts = 0;
     for (case, db, extra) in cases(dir.path()) {
         for report in ["conversation-usage", "tag-drivers", "customer-segmentation"] {
             let out = dir
@@ -445,6 +503,12 @@ fn every_printed_difference_is_the_difference_of_the_printed_values() {
             let folder = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
             for lang in ["en", "zh"] {
                 let layout = layout_text(&folder.join(format!("report.{lang}.pdf")));
+                let (n, bad) = lift_errors(&layout);
+                lifts += n;
+                wrong.extend(
+                    bad.into_iter()
+                        .map(|b| format!("{case} · {report} · {lang}: {b}")),
+                );
                 for c in claims(&layout) {
                     read += 1;
                     if !c.holds() {
@@ -473,6 +537,8 @@ fn every_printed_difference_is_the_difference_of_the_printed_values() {
     }
     // The reader must have found the reports' differences, or it checks nothing.
     assert!(read > 200, "only {read} printed differences read");
+    // customer-segmentation's two lifts, in both languages, on each database.
+    assert!(lifts >= 4, "only {lifts} printed lifts read");
     assert!(
         wrong.is_empty(),
         "{} printed differences are not the difference of the printed values:\n{}",
@@ -494,6 +560,13 @@ fn the_reader_finds_and_judges_printed_differences() {
                  Measure         Trained   Not trained   Difference   All users\n\
                  Median ARR         $942          $627         $316        $730\n\
                  活跃率                 76.3%        68.2% 8.2 个百分点              70.9%\n";
+    let lifts = "Average ARR      $2.9k     $2.1k      $800     $2.8k\n\
+                 ARR lift                           36.2%\n\
+                 平均 ARR      2,914 美元     2,139 美元      775 美元\n\
+                 ARR 提升                           36.2%\n";
+    let (n, bad) = lift_errors(lifts);
+    assert_eq!(n, 2, "{bad:?}");
+    assert_eq!(bad.len(), 1, "$2.9k / $2.1k is 38.1 %: {bad:?}");
     let mut found = claims(text);
     found.extend(claims(table).into_iter().filter(|c| c.either_way));
     let verdicts: Vec<(bool, f64)> = found.iter().map(|c| (c.holds(), c.d.value)).collect();

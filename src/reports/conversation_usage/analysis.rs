@@ -36,6 +36,7 @@ pub fn analysis(
     out.extend(what_if(recommendations));
     out.extend(plan(r, recommendations));
     out.extend(pilots(recommendations));
+    out.extend(super::method::key_slice_records(r));
     out.extend(limitations(r));
     out
 }
@@ -378,6 +379,12 @@ fn limitations(r: &ConversationUsage) -> Vec<Finding> {
         .insert("unmapped", q.unmapped_conversations as f64);
     x.numbers
         .insert("in_window", r.counts.conversations_in_window as f64);
+    if let Some(share) =
+        crate::stats::ratio(q.unmapped_conversations, r.counts.conversations_in_window)
+    {
+        x.numbers.insert("unmapped_share", share);
+        x.numbers.insert("mapped_share", 1.0 - share);
+    }
     x.numbers
         .insert("ambiguous", q.ambiguous_company_names as f64);
     x.numbers

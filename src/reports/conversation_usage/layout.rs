@@ -1,7 +1,7 @@
 //! The conversation-usage layout's data: every number of the scope, panel,
 //! diagnostics and data-quality pages, formatted for one language.
 //!
-//! Why this file is long (about 630 lines): one function per table of the template's
+//! Why this file is long (about 620 lines): one function per table of the template's
 //! pages, each formatting the same run for one language, with one owner: the data.json
 //! of `report.typ`. Its output is checked where it is read, in the rendered PDFs
 //! (`tests/reports/conversation_usage.rs`) and by `script/compare-outputs`.
@@ -50,8 +50,9 @@ pub fn layout(r: &Run, lang: &Language) -> Value {
         UsageDefinitions::None => s.get("scope.usage_none"),
     };
     let period_label = crate::reports::period_label(&r.window.period(), Some(lang));
-    let scope_rows = vec![
-        [s.get("scope.window"), r.window_row(period_label.clone(), s)],
+    let mut scope_rows = vec![[s.get("scope.window"), r.window_row(period_label.clone(), s)]];
+    scope_rows.extend(super::method::scope_rows(r, lang));
+    scope_rows.extend([
         [s.get("scope.usage_source"), usage],
         [
             s.get("scope.conversations_in_window"),
@@ -97,7 +98,7 @@ pub fn layout(r: &Run, lang: &Language) -> Value {
             count(r.counts.companies_kept),
         ],
         [s.get("scope.min_cell"), count(r.min_cell)],
-    ];
+    ]);
 
     let panel_header = [
         "columns.segment",
@@ -211,23 +212,6 @@ pub fn layout(r: &Run, lang: &Language) -> Value {
     if let Some(n) = dq.usage_events_unmatched {
         quality_rows.push([s.get("quality.events_unmatched"), count(n as usize)]);
     }
-    let coverage = vec![
-        [
-            s.get("columns.segment"),
-            count(dq.coverage_segment.tag),
-            count(dq.coverage_segment.fallback),
-        ],
-        [
-            s.get("columns.seat_bucket"),
-            count(dq.coverage_seat_bucket.tag),
-            count(dq.coverage_seat_bucket.fallback),
-        ],
-        [
-            s.get("columns.arr_bucket"),
-            count(dq.coverage_arr_bucket.tag),
-            count(dq.coverage_arr_bucket.fallback),
-        ],
-    ];
     // Company names are data: they travel as strings and Typst prints them as text.
     let duplicates: Vec<[String; 2]> = dq
         .duplicate_names
@@ -265,6 +249,7 @@ pub fn layout(r: &Run, lang: &Language) -> Value {
         limitations.push(s.get("quality.limitation_no_assignee"));
     }
 
+    let service = super::method::service_panel(r, lang);
     json!({
         "changes": changes(r, lang),
         "key_slices": key_slices(r, lang),
@@ -282,11 +267,13 @@ pub fn layout(r: &Run, lang: &Language) -> Value {
         "sizes": sizes(r, lang),
         "scope": { "rows": scope_rows, "definitions": definitions(s) },
         "panel": { "header": panel_header, "rows": panel_rows, "small": small },
+        "service_panel": { "header": service.0, "rows": service.1, "small": small },
         "correlations": correlations,
         "tertiles": tertiles,
         "quality": {
             "rows": quality_rows,
-            "coverage": coverage,
+            "coverage": super::method::paying_coverage(r, lang),
+            "analysed_coverage": super::method::analysed_coverage(r, lang),
             "duplicates": duplicates,
             "bad_timestamps": bad,
             "limitations": limitations,

@@ -274,6 +274,44 @@ pub struct Coverage {
     pub fallback: usize,
 }
 
+/// Where the labels of some companies came from, per label value: one entry per
+/// segment (then `unknown`), per seat bucket and per ARR bucket (each then `unknown`),
+/// in the label arrays' order.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct BucketCoverage {
+    pub segment: Vec<Coverage>,
+    pub seat_bucket: Vec<Coverage>,
+    pub arr_bucket: Vec<Coverage>,
+}
+
+/// The label sources of the companies `analysed` (indexes into `labels`), per label
+/// value; a company without labels (not paying) counts nowhere.
+pub fn bucket_coverage(
+    labels: &[Option<Labels>],
+    analysed: impl Iterator<Item = usize>,
+) -> BucketCoverage {
+    let mut b = BucketCoverage {
+        segment: vec![Coverage::default(); SEGMENTS.len() + 1],
+        seat_bucket: vec![Coverage::default(); SEAT_BUCKETS.len() + 1],
+        arr_bucket: vec![Coverage::default(); ARR_BUCKETS.len() + 1],
+    };
+    for l in analysed.filter_map(|i| labels.get(i).copied().flatten()) {
+        for (counts, value, src) in [
+            (&mut b.segment, l.segment, l.segment_src),
+            (&mut b.seat_bucket, l.seat, l.seat_src),
+            (&mut b.arr_bucket, l.arr, l.arr_src),
+        ] {
+            if let Some(c) = counts.get_mut(value as usize) {
+                match src {
+                    LabelSource::Tag | LabelSource::Column => c.tag += 1,
+                    LabelSource::Fallback => c.fallback += 1,
+                }
+            }
+        }
+    }
+    b
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct DataQuality {
     pub conversations_total: usize,
@@ -285,6 +323,9 @@ pub struct DataQuality {
     pub coverage_segment: Coverage,
     pub coverage_seat_bucket: Coverage,
     pub coverage_arr_bucket: Coverage,
+    /// The same per label value, on the analysed companies (those with kept
+    /// conversations).
+    pub analysed_coverage: BucketCoverage,
     pub duplicate_names: Vec<DuplicateName>,
     pub bad_timestamps: BadTimestamps,
     /// Usage events whose company is NULL or matches no company (`None`: the run
@@ -880,6 +921,7 @@ pub fn compute(
             coverage_segment: coverage[0],
             coverage_seat_bucket: coverage[1],
             coverage_arr_bucket: coverage[2],
+            analysed_coverage: bucket_coverage(&labels, agg.keys().copied()),
             duplicate_names: pop.duplicate_names,
             bad_timestamps: data.bad_timestamps.clone(),
         },

@@ -9,6 +9,7 @@ pub mod comparison;
 pub mod findings;
 pub mod layout;
 pub mod load;
+pub mod method;
 pub mod metrics;
 pub mod trend;
 

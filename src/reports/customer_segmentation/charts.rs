@@ -371,6 +371,19 @@ fn distributions(r: &Segmentation, s: &Strings) -> ChartSpec {
 }
 
 /// Average ARR with and without training, and by event diversity.
+/// The lift of `dim`'s first value over its second as the bars' labels print their
+/// average ARR (whole dollars): the takeaway's percentage is the one a reader
+/// computes from them.
+fn printed_lift(r: &Segmentation, dim: &str, [with, without]: [&str; 2]) -> Option<f64> {
+    let avg = |v: &str| {
+        r.dimensions
+            .iter()
+            .find(|d| d.dimension == dim && d.value == v)
+            .map(|d| crate::stats::claims::printed(d.avg_arr, 1.0, 0))
+    };
+    crate::stats::claims::printed_ratio_change(avg(with)?, avg(without)?)
+}
+
 fn lift_chart(r: &Segmentation, s: &Strings, format: &NumberFormat) -> ChartSpec {
     let mut labels = Vec::new();
     let mut arr = Vec::new();
@@ -390,10 +403,11 @@ fn lift_chart(r: &Segmentation, s: &Strings, format: &NumberFormat) -> ChartSpec
                     s.get(&format!("dimensions.short_{dim}")),
                     s.label(dim, v)
                 ));
+                // Whole dollars, as the takeaway's lift divides them.
                 arr.push(labelled_bar_point(
                     labels.len() - 1,
                     d.avg_arr.round(),
-                    format.money(d.avg_arr),
+                    format.money_whole(d.avg_arr),
                     false,
                 ));
                 active.push(bar_point(
@@ -447,10 +461,8 @@ fn lift_chart(r: &Segmentation, s: &Strings, format: &NumberFormat) -> ChartSpec
         id: "lift",
         height: Some(380),
         chart,
-        takeaway: r
-            .training
-            .arr_lift_pct
-            .zip(r.diversity.arr_lift_pct)
+        takeaway: printed_lift(r, "training", ["yes", "no"])
+            .zip(printed_lift(r, "diversity_group", ["7+", "0-4"]))
             .map(|(t, d)| {
                 // Said as a difference only where the findings' test holds.
                 let holds = |i: &super::metrics::Impact| {

@@ -22,7 +22,7 @@ use crate::render::charts::ChartSpec;
 use crate::render::narrative::Narrative;
 use crate::render::templates::Language;
 use crate::source::{BadTimestamps, Database, RowsRead, TableNeed};
-use crate::stats::claims::printed_difference;
+use crate::stats::claims::{printed, printed_difference, printed_ratio_change};
 use metrics::{DimensionRow, Impact, Path, Segmentation};
 
 pub const NAME: &str = "customer-segmentation";
@@ -372,6 +372,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
             "out_arr": money(r.arr_without_portfolio),
         }),
     );
+    let whole = |v: f64| printed(v, 1.0, 0);
     let impact_rows = |i: &Impact| {
         let pair = |a: Option<f64>,
                     b: Option<f64>,
@@ -391,10 +392,16 @@ fn layout(run: &Run, lang: &Language) -> Value {
                 vec![count(r.users)],
             ]
             .concat(),
+            // Whole dollars: the lift below is their ratio, the same in every language.
             [
                 vec![s.get("impact.avg_arr")],
-                pair(i.with_avg_arr, i.without_avg_arr, &money, &money_gap),
-                vec![money(o.avg_arr)],
+                pair(
+                    i.with_avg_arr,
+                    i.without_avg_arr,
+                    &|v| f.money_whole(v),
+                    &|a, b| f.money_whole(whole(a) - whole(b)),
+                ),
+                vec![f.money_whole(o.avg_arr)],
             ]
             .concat(),
             [
@@ -425,7 +432,13 @@ fn layout(run: &Run, lang: &Language) -> Value {
             s.get("impact.lift_pct"),
             String::new(),
             String::new(),
-            f.opt(i.arr_lift_pct, |f, v| f.percent(v)),
+            // The lift a reader computes from the two averages printed above it.
+            f.opt(
+                i.with_avg_arr
+                    .zip(i.without_avg_arr)
+                    .and_then(|(a, b)| printed_ratio_change(whole(a), whole(b))),
+                |f, v| f.percent(v),
+            ),
             String::new(),
         ]);
         rows

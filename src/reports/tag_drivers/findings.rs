@@ -375,6 +375,22 @@ pub fn stake(r: &TagDrivers) -> Finding {
     x
 }
 
+/// The at-risk group against the other reports' (appendix): its rules and how many
+/// of its companies each puts there, and why the others count differently.
+pub fn at_risk_note(r: &TagDrivers) -> Finding {
+    let mut x = Finding::new("at_risk_note", 0);
+    x.lead = false;
+    x.keys.insert("section", "reconcile");
+    let p = &r.at_risk_parts;
+    x.numbers.insert("companies", r.groups[0].companies as f64);
+    x.numbers.insert("arr", r.groups[0].arr);
+    x.numbers.insert("by_segment", p.by_segment as f64);
+    x.numbers.insert("by_tag_only", p.by_tag_only as f64);
+    x.slices.insert("tags", json!(p.tags));
+    x.slices.insert("segments", json!(p.segments));
+    x
+}
+
 /// Recommendations keyed to the findings that hold and to what each topic is.
 pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendation> {
     let (risk, _) = both(r);
@@ -644,6 +660,7 @@ mod tests {
             unmapped_conversations: 0,
             conversations_in_window: 400,
             bad_timestamps: BadTimestamps::default(),
+            at_risk_parts: Default::default(),
         }
     }
 

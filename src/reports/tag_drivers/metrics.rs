@@ -36,6 +36,42 @@ pub struct TagDrivers {
     pub unmapped_conversations: usize,
     pub conversations_in_window: usize,
     pub bad_timestamps: BadTimestamps,
+    /// How the at-risk group is made up: the other reports' Churn watch is a segment,
+    /// this group a tag or a segment.
+    pub at_risk_parts: AtRiskParts,
+}
+
+/// The at-risk companies with conversations by the rule that puts them in the group:
+/// an at-risk segment, or an at-risk tag alone (with the rules' values).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct AtRiskParts {
+    pub by_segment: usize,
+    pub by_tag_only: usize,
+    pub tags: Vec<String>,
+    pub segments: Vec<String>,
+}
+
+/// Splits the at-risk `companies` by their rule: `in_segment` says whether a company
+/// is at risk by its segment (else a tag put it there).
+pub fn at_risk_parts(
+    companies: impl Iterator<Item = usize>,
+    in_segment: impl Fn(usize) -> bool,
+    mapping: &crate::intercom::mapping::Mapping,
+) -> AtRiskParts {
+    let (mut by_segment, mut by_tag_only) = (0, 0);
+    for c in companies {
+        if in_segment(c) {
+            by_segment += 1;
+        } else {
+            by_tag_only += 1;
+        }
+    }
+    AtRiskParts {
+        by_segment,
+        by_tag_only,
+        tags: mapping.at_risk_tags.clone(),
+        segments: mapping.at_risk_segments.clone(),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -207,6 +243,16 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
     if in_window == 0 {
         return Err(MetricsError::empty_window(&window));
     }
+    // The segment rule alone: the same mapping without its at-risk tags.
+    let segment_only = crate::intercom::mapping::Mapping {
+        at_risk_tags: Vec::new(),
+        ..data.mapping.clone()
+    };
+    let parts = at_risk_parts(
+        acc[0].companies.keys().copied(),
+        |i| segment_only.groups_of(&data.companies[i]).0,
+        &data.mapping,
+    );
     let names = [AT_RISK, EXPANSION, ALL_PAYING];
     let mut shares = Vec::new();
     let mut top_lists: Vec<Vec<String>> = Vec::new();
@@ -308,6 +354,7 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
         unmapped_conversations: unmapped,
         conversations_in_window: in_window,
         bad_timestamps: data.bad_timestamps.clone(),
+        at_risk_parts: parts,
     })
 }
 
@@ -523,5 +570,34 @@ mod tests {
             .resolve(None, chrono::Utc::now(), Tz::UTC)
             .unwrap();
         assert!(compute(&data, empty).is_err());
+    }
+
+    #[test]
+    fn the_at_risk_group_splits_into_its_segment_and_its_tag_alone() {
+        let p = at_risk_parts(
+            [1, 2, 5, 7].into_iter(),
+            |c| c % 2 == 1,
+            &Mapping::default(),
+        );
+        assert_eq!((p.by_segment, p.by_tag_only), (3, 1));
+        assert_eq!(p.tags, ["Churn Watch"]);
+        assert_eq!(p.segments, ["churn_watch"]);
+        // With the demo's rules: a company tagged Churn Watch in another segment is
+        // at risk by the tag alone.
+        let segment_only = Mapping {
+            at_risk_tags: Vec::new(),
+            ..Mapping::default()
+        };
+        assert!(
+            !segment_only
+                .groups_of(&company("a", "A", "Churn Watch, segment:renewal"))
+                .0
+        );
+        assert!(
+            segment_only
+                .groups_of(&company("b", "B", "segment:churn_watch"))
+                .0
+        );
+        assert!(groups_of(&company("a", "A", "Churn Watch, segment:renewal")).0);
     }
 }

@@ -311,7 +311,10 @@ impl Computed for Run {
         };
         let mut findings = findings::findings(r, self.min_pp);
         let mut recommendations = findings::recommendations(r, &findings);
-        let mut analysis = vec![findings::stake(&self.numbers)];
+        let mut analysis = vec![
+            findings::stake(&self.numbers),
+            findings::at_risk_note(&self.numbers),
+        ];
         if let Some(c) = &self.numbers.comparison {
             let rest = relabel::without(c, &pairs);
             // The change since the comparison period leads page 1 unless the data

@@ -929,3 +929,65 @@ fn times_group_by_company_sorted_with_empty_companies() {
     assert_eq!(t.of(2), [10, 20, 30]);
     assert_eq!(t.of(3), [] as [i64; 0]);
 }
+
+#[test]
+fn bucket_coverage_counts_each_analysed_company_once_per_label_value() {
+    let l = |segment: u8, segment_src, seat: u8, seat_src| {
+        Some(Labels {
+            segment,
+            seat,
+            arr: 4,
+            segment_src,
+            seat_src,
+            arr_src: LabelSource::Column,
+        })
+    };
+    let (tag, fb) = (LabelSource::Tag, LabelSource::Fallback);
+    let labels = vec![
+        l(0, tag, 1, fb),
+        l(4, fb, 1, tag),
+        None, // not paying
+        l(0, tag, 5, fb),
+        l(3, tag, 0, tag), // not analysed
+    ];
+    let b = bucket_coverage(&labels, [0, 1, 2, 3].into_iter());
+    assert_eq!(
+        b.segment[0],
+        Coverage {
+            tag: 2,
+            fallback: 0
+        }
+    );
+    // Segment index 4 is `unknown`: the fallback.
+    assert_eq!(
+        b.segment[4],
+        Coverage {
+            tag: 0,
+            fallback: 1
+        }
+    );
+    assert_eq!(b.segment[3], Coverage::default());
+    assert_eq!(
+        b.seat_bucket[1],
+        Coverage {
+            tag: 1,
+            fallback: 1
+        }
+    );
+    assert_eq!(
+        b.seat_bucket[5],
+        Coverage {
+            tag: 0,
+            fallback: 1
+        }
+    );
+    assert_eq!(
+        b.arr_bucket[4],
+        Coverage {
+            tag: 3,
+            fallback: 0
+        }
+    );
+    let total: usize = b.segment.iter().map(|c| c.tag + c.fallback).sum();
+    assert_eq!(total, 3);
+}
