@@ -11,6 +11,7 @@ mod coverage;
 mod customer_segmentation;
 mod tag_drivers;
 mod truth;
+mod zh;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
