@@ -9,6 +9,7 @@ mod common;
 mod conversation_usage;
 mod coverage;
 mod customer_segmentation;
+mod glossary;
 mod tag_drivers;
 mod truth;
 mod zh;
