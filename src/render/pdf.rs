@@ -71,12 +71,23 @@ fn fonts() -> &'static Fonts {
         let fonts: Vec<Font> = FONT_FILES
             .iter()
             .flat_map(|data| Font::iter(Bytes::new(*data)))
+            .filter(|f| served(&f.info().family))
             .collect();
         Fonts {
             book: LazyHash::new(FontBook::from_fonts(&fonts)),
             fonts,
         }
     })
+}
+
+/// Whether a face of the embedded files is served to Typst: the Latin family and the
+/// Simplified Chinese face of the CJK collection only. The collection also holds the
+/// JP, KR, TC and HK faces (same glyph data, regional shapes); a chart's SVG names
+/// "Noto Sans" first, and for a Chinese character usvg asks Typst's fallback, which
+/// among equally good CJK faces picks the collection's first, Japanese one. With only
+/// the SC face in the book, every fallback, in charts and text, is SC.
+fn served(family: &str) -> bool {
+    family == LATIN_FAMILY || family == CJK_FAMILY
 }
 
 fn library() -> &'static LazyHash<Library> {
@@ -286,6 +297,16 @@ mod tests {
         let families = font_families();
         assert!(families.iter().any(|f| f == LATIN_FAMILY), "{families:?}");
         assert!(families.iter().any(|f| f == CJK_FAMILY), "{families:?}");
+    }
+
+    #[test]
+    fn only_the_simplified_chinese_face_of_the_cjk_collection_is_served() {
+        assert_eq!(
+            font_families(),
+            vec![LATIN_FAMILY.to_owned(), CJK_FAMILY.to_owned()]
+        );
+        // Regular and bold of each.
+        assert_eq!(fonts().fonts.len(), 4);
     }
 
     #[test]

@@ -138,6 +138,18 @@ pub fn pdf_text(path: &Path) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
+/// The names of the fonts a PDF embeds, from poppler's `pdffonts`, without the subset
+/// prefix (`NotoSansCJKsc-Regular-Identity-H`).
+pub fn pdf_fonts(path: &Path) -> Vec<String> {
+    let o = poppler("pdffonts", &[path.as_os_str()]);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .map(|n| n.split_once('+').map_or(n, |(_, name)| name).to_owned())
+        .collect()
+}
+
 /// The text of one page.
 pub fn pdf_page_text(path: &Path, page: usize) -> String {
     let page = page.to_string();

@@ -375,7 +375,7 @@ fn customer_segmentation_compares_with_its_previous_snapshot() {
         (
             "zh",
             format!(
-                "与 2024-05-14 的快照相比，活跃度为“低”的用户的活跃率由 {} 下降至 {}",
+                "与 2024-05-14 的快照相比，参与度为“低”的用户的活跃率由 {} 下降至 {}",
                 pct(&low["previous"]),
                 pct(&low["current"])
             ),

@@ -9,9 +9,11 @@ mod common;
 mod conversation_usage;
 mod coverage;
 mod customer_segmentation;
+mod glossary;
 mod method;
 mod tag_drivers;
 mod truth;
+mod zh;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
