@@ -193,7 +193,7 @@ fn what_if(recommendations: &[Recommendation]) -> Vec<Finding> {
 /// One line per known segment: where it stands (retention and conversion against the
 /// other segments, tested together) and what to do about it.
 fn plan(r: &ConversationUsage, recommendations: &[Recommendation]) -> Vec<Finding> {
-    let usage = r.usage_source;
+    let usage = r.usage();
     let segs = known_segments(r);
     // Retention: each segment against the other known segments, tested together.
     let ret: Vec<Option<(Proportion, Proportion)>> = segs

@@ -175,7 +175,7 @@ pub fn findings(r: &super::Run) -> Vec<Finding> {
 /// High-value churn-watch rows against the same ARR bucket in the other segments: the
 /// one whose weekly retention falls short by the most, when the shortfall holds.
 fn churn_watch_high_value(r: &ConversationUsage) -> Option<Finding> {
-    let usage = r.usage_source;
+    let usage = r.usage();
     let rows = &r.panels.segment_arr;
     let candidates: Vec<(&SliceRow, Proportion, Proportion)> = rows
         .iter()
@@ -229,7 +229,7 @@ fn churn_watch_high_value(r: &ConversationUsage) -> Option<Finding> {
 
 /// Weekly retention of the smallest against the largest seat bucket, when it differs.
 fn retention_by_size(r: &ConversationUsage) -> Option<Finding> {
-    let usage = r.usage_source;
+    let usage = r.usage();
     let seats = seat_rows(r);
     let (small, large) = (*seats.first()?, *seats.last()?);
     if std::ptr::eq(small, large) {
@@ -788,7 +788,7 @@ fn large_account_cadence(
     seats: &[&SliceRow],
     check: &str,
 ) -> Option<Recommendation> {
-    let usage = r.usage_source;
+    let usage = r.usage();
     let (large, smaller) = seats.split_last()?;
     let cur = retention(&[large], usage, true)?;
     let (peer, t) = smaller.iter().rev().find_map(|peer| {

@@ -428,7 +428,7 @@ type RateOf<'a> = dyn Fn(&SliceRow) -> Option<Proportion> + 'a;
 /// high-value Churn watch accounts. Empty when none qualifies.
 fn key_slices(r: &Run, lang: &Language) -> Vec<Vec<String>> {
     let (s, f) = (&lang.strings, &lang.format);
-    let usage = r.usage_source;
+    let usage = r.usage();
     let cells: Vec<&SliceRow> = eligible_cells(r).collect();
     let weekly = |c: &SliceRow| retention(&[c], usage, true);
     let mut picked: Vec<(&SliceRow, &'static str)> = Vec::new();
@@ -510,7 +510,7 @@ fn key_slices(r: &Run, lang: &Language) -> Vec<Vec<String>> {
 /// one: no arrow).
 fn sizes(r: &Run, lang: &Language) -> Vec<Vec<String>> {
     let (s, f) = (&lang.strings, &lang.format);
-    let usage = r.usage_source;
+    let usage = r.usage();
     let deltas = Deltas::of(r);
     let rate = |p: Option<Proportion>| p.map(|p| p.rate());
     let share = |k: usize, n: usize| {
@@ -552,7 +552,7 @@ fn sizes(r: &Run, lang: &Language) -> Vec<Vec<String>> {
 /// The segment profiles the radar draws, as numbers with their counts.
 fn profiles(r: &Run, lang: &Language) -> Vec<Vec<String>> {
     let (s, f) = (&lang.strings, &lang.format);
-    let usage = r.usage_source;
+    let usage = r.usage();
     let share = |k: usize, n: usize| {
         Proportion::new(k, n).map_or_else(|| "—".to_owned(), |p| f.percent(p.rate()))
     };
