@@ -107,6 +107,14 @@ pub fn conversation_usage(r: &super::Run, lang: &Language) -> Vec<ChartSpec> {
         .map(|x| s.label("segment", x.segment.unwrap_or(UNKNOWN)))
         .collect();
     let mut out = Vec::new();
+    // Where conversion and retention are empty, a chart that would draw them says so
+    // instead, with the reason (`usage_not_drawn`).
+    let not_drawn = |what: &str| {
+        r.usage_empty.as_ref().map(|e| {
+            json!({ "id": "usage_not_drawn", "numbers": {}, "slices": {},
+                    "keys": { "what": what, "reason": e.key() } })
+        })
+    };
 
     // 1. Response p50/p90 per segment; when every segment has the same median and P90
     // the bars would all be equal: the service-model finding
@@ -223,6 +231,7 @@ pub fn conversation_usage(r: &super::Run, lang: &Language) -> Vec<ChartSpec> {
                     "slices": { "best_weekly": seg(w) },
                 })
             })
+            .or_else(|| not_drawn("retention"))
         };
         out.push(ChartSpec {
             id,
@@ -329,7 +338,7 @@ pub fn conversation_usage(r: &super::Run, lang: &Language) -> Vec<ChartSpec> {
                 "numbers": {},
                 "slices": { "best_weekly": seg(w), "most_bot": seg(b) },
             })),
-            _ => None,
+            _ => not_drawn("conversion_retention"),
         };
         out.push(ChartSpec {
             id: "radar_segments",
@@ -393,12 +402,11 @@ pub fn conversation_usage(r: &super::Run, lang: &Language) -> Vec<ChartSpec> {
             }
         }
         if cells.is_empty() {
-            chart = chart.title(
-                Title::new()
-                    .text(s.get("charts.no_data"))
-                    .left("center")
-                    .top("middle"),
+            let why = r.usage_empty.as_ref().map_or_else(
+                || s.get("charts.no_data"),
+                |e| s.get(&format!("charts.usage_empty_{}", e.key())),
             );
+            chart = chart.title(Title::new().text(why).left("center").top("middle"));
         }
         let mut numbers = BTreeMap::new();
         numbers.insert("n", json!(cells.len()));

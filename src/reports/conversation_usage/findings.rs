@@ -108,6 +108,15 @@ fn companies_of(r: &SliceRow, weekly: bool) -> usize {
     }
 }
 
+/// Why conversion and retention are empty, for a record's sentence: the reason and
+/// what it names (`slices.usage_empty`, as summary.json carries it); nothing when
+/// they are computed.
+pub(super) fn put_usage_empty(x: &mut Finding, r: &ConversationUsage) {
+    if let Some(e) = &r.usage_empty {
+        x.slices.insert("usage_empty", json!(e));
+    }
+}
+
 /// A proportion's numbers under `prefix`: rate, k, n (k unrounded: an effective count
 /// for retention; the templates print it rounded).
 pub(super) fn put(x: &mut Finding, prefix: &'static str, p: Proportion, keys: [&'static str; 2]) {
@@ -161,6 +170,7 @@ pub fn findings(r: &super::Run) -> Vec<Finding> {
             .insert("companies", r.counts.companies_kept as f64);
         x.numbers
             .insert("conversations", r.counts.conversations_kept as f64);
+        put_usage_empty(&mut x, r);
         out.push(x);
     }
     out.sort_by_key(|x| x.rank);
