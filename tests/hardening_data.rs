@@ -549,6 +549,52 @@ fn events_keyed_by_another_id_leave_usage_empty_with_the_reason() {
             }
         }
     }
+    // The PDFs, both languages: the reason on page 1 and in data quality, no 0 % for
+    // conversion or retention, no "0 of", no sentence with an empty clause.
+    for (lang, quality, said, metrics, zero_of) in [
+        (
+            "en",
+            "Appendix: data quality",
+            "usage events in the window is a company's",
+            &["onversion", "etention"][..],
+            "(0 of",
+        ),
+        (
+            "zh",
+            "附录：数据质量",
+            "条使用事件没有一条属于任何公司",
+            &["转化", "留存"][..],
+            "家中 0 家",
+        ),
+    ] {
+        let pdf = run.join(format!("report.{lang}.pdf"));
+        let page1 = squash(&common::pdf_page_text(&pdf, 1));
+        assert!(
+            page1.contains(&squash(said)) && page1.contains("usage_company_key"),
+            "{lang} page 1: {page1}"
+        );
+        let all = pdf_text(&pdf);
+        let flat = squash(&all);
+        let (_, dq) = flat
+            .split_once(&squash(quality))
+            .expect("a data-quality section");
+        assert!(
+            dq.contains(&squash(said)) && dq.contains("usage_company_key"),
+            "{lang} data quality: {dq}"
+        );
+        assert!(!flat.contains(&squash(zero_of)), "{lang}: {zero_of}");
+        for clause in [":;", "（）", ",,", "：；", "（；", "(;"] {
+            assert!(!flat.contains(clause), "{lang}: an empty clause `{clause}`");
+        }
+        for line in all.lines() {
+            if metrics.iter().any(|m| line.contains(m)) {
+                assert!(
+                    !line.contains("0.0%") && !line.contains("0.0 %"),
+                    "{lang}: {line}"
+                );
+            }
+        }
+    }
     let o = check_in(dir.path(), &db, &[]);
     let t = text(&o);
     assert!(!o.status.success(), "{t}");

@@ -286,6 +286,8 @@ pub fn layout(r: &Run, lang: &Language) -> Value {
                     &json!({ "period": c.period.replace('_', " – ") }),
                 )
             }),
+        // Under each table with conversion and retention columns, when they are empty.
+        "usage_note": usage_empty("panel.usage_note"),
         "profiles": profiles(r, lang),
         "sizes": sizes(r, lang),
         "scope": { "rows": scope_rows, "definitions": definitions(s) },
