@@ -427,7 +427,11 @@ pub fn conversation_usage(r: &super::Run, lang: &Language) -> Vec<ChartSpec> {
             takeaway,
         });
     }
-    if let Some(t) = r.trend.as_ref().and_then(|t| trend_chart(t, lang)) {
+    if let Some(mut t) = r.trend.as_ref().and_then(|t| trend_chart(t, lang)) {
+        // Its note then says why conversion and retention are missing from it.
+        if let (Some(Value::Object(m)), Some(e)) = (&mut t.takeaway, &r.usage_empty) {
+            m.insert("usage_empty".into(), json!(e.key()));
+        }
         out.push(t);
     }
     out
