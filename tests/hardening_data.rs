@@ -491,11 +491,12 @@ fn a_missing_assignee_type_leaves_the_team_share_empty() {
 }
 
 /// Issue 28: usage events keyed by the product's own account id, with no mapping to
-/// say so, match no company: the run refuses (exit 2) naming both keys and what to
-/// set, instead of a report of 0.0 % conversion; `check` says so too, and with
+/// say so, match no company: the report runs (exit 0) and every conversion and
+/// retention figure is empty with the reason (the events' count and key, what to
+/// set), never 0 %; `check` still fails, telling the usage half will be empty; with
 /// `usage_company_key` naming the column the events hold, the numbers are the demo's.
 #[test]
-fn events_keyed_by_another_id_are_refused_not_read_as_zero() {
+fn events_keyed_by_another_id_leave_usage_empty_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let db = demo_copy(
         dir.path(),
@@ -504,24 +505,96 @@ fn events_keyed_by_another_id_are_refused_not_read_as_zero() {
          ALTER TABLE intercom__company_enhanced ADD COLUMN account_id TEXT;
          UPDATE intercom__company_enhanced SET account_id = 'acct-' || company_id;",
     );
-    let (o, _) = run_report(
-        &db,
-        &dir.path().join("out"),
-        "conversation-usage",
-        &["--data-only"],
-    );
-    let t = text(&o);
-    assert_eq!(o.status.code(), Some(2), "{t}");
+    let (o, _) = run_report(&db, &dir.path().join("out"), "conversation-usage", &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let run = run_dir(&o);
+    let summary = common::json(&run.join("summary.json"));
+    let empty = &summary["usage_empty"];
+    assert_eq!(empty["reason"], "none_matched", "{summary}");
+    assert_eq!(empty["company_key"], "company_id");
+    assert!(empty["events"].as_u64().is_some_and(|n| n > 0), "{empty}");
     assert!(
-        t.contains("usage events in the window is a company's")
-            && t.contains("`acct-")
-            && t.contains("usage_company_key"),
-        "{t}"
+        empty["event_ids"][0]
+            .as_str()
+            .is_some_and(|id| id.starts_with("acct-")),
+        "{empty}"
     );
-    assert!(
-        !dir.path().join("out").join("conversation-usage").exists(),
-        "nothing written"
-    );
+    let panels = summary["panels"].as_object().unwrap();
+    let rows = panels.values().flat_map(|level| match level.as_array() {
+        Some(rows) => rows.iter().collect::<Vec<_>>(),
+        None => vec![level],
+    });
+    for row in rows {
+        for metric in [
+            "conv_to_feature_rate",
+            "weekly_retention",
+            "monthly_retention",
+        ] {
+            assert!(row[metric].is_null(), "{metric}: {row}");
+        }
+    }
+    for (name, csv) in csvs(&run) {
+        let header: Vec<&str> = csv.lines().next().unwrap_or_default().split(',').collect();
+        for (i, col) in header.iter().enumerate() {
+            if [
+                "conv_to_feature_rate",
+                "weekly_retention",
+                "monthly_retention",
+            ]
+            .contains(col)
+            {
+                for line in csv.lines().skip(1) {
+                    assert_eq!(line.split(',').nth(i), Some(""), "{name}: {line}");
+                }
+            }
+        }
+    }
+    // The PDFs, both languages: the reason on page 1 and in data quality, no 0 % for
+    // conversion or retention, no "0 of", no sentence with an empty clause.
+    for (lang, quality, said, metrics, zero_of) in [
+        (
+            "en",
+            "Appendix: data quality",
+            "usage events in the window is a company's",
+            &["onversion", "etention"][..],
+            "(0 of",
+        ),
+        (
+            "zh",
+            "附录：数据质量",
+            "条使用事件没有一条属于任何公司",
+            &["转化", "留存"][..],
+            "家中 0 家",
+        ),
+    ] {
+        let pdf = run.join(format!("report.{lang}.pdf"));
+        let page1 = squash(&common::pdf_page_text(&pdf, 1));
+        assert!(
+            page1.contains(&squash(said)) && page1.contains("usage_company_key"),
+            "{lang} page 1: {page1}"
+        );
+        let all = pdf_text(&pdf);
+        let flat = squash(&all);
+        let (_, dq) = flat
+            .split_once(&squash(quality))
+            .expect("a data-quality section");
+        assert!(
+            dq.contains(&squash(said)) && dq.contains("usage_company_key"),
+            "{lang} data quality: {dq}"
+        );
+        assert!(!flat.contains(&squash(zero_of)), "{lang}: {zero_of}");
+        for clause in [":;", "（）", ",,", "：；", "（；", "(;"] {
+            assert!(!flat.contains(clause), "{lang}: an empty clause `{clause}`");
+        }
+        for line in all.lines() {
+            if metrics.iter().any(|m| line.contains(m)) {
+                assert!(
+                    !line.contains("0.0%") && !line.contains("0.0 %"),
+                    "{lang}: {line}"
+                );
+            }
+        }
+    }
     let o = check_in(dir.path(), &db, &[]);
     let t = text(&o);
     assert!(!o.status.success(), "{t}");
@@ -536,6 +609,8 @@ fn events_keyed_by_another_id_are_refused_not_read_as_zero() {
         &["--data-only", "--mapping", m.to_str().unwrap()],
     );
     assert!(o.status.success(), "{}", text(&o));
+    let mapped = common::json(&run_dir(&o).join("summary.json"));
+    assert!(mapped.get("usage_empty").is_none(), "{mapped}");
     let (d, _) = run_report(
         common::demo_db(),
         &dir.path().join("demo"),

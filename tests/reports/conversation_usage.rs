@@ -653,7 +653,8 @@ fn without_any_usage_input_conversion_and_retention_are_empty_and_said_so() {
 #[test]
 fn usage_events_that_match_no_company_are_counted_and_printed() {
     // Half the events keyed by the product's own account id instead of Intercom's
-    // company id (all of them: refused, `hardening_data::events_keyed_by_another_id_…`).
+    // company id (all of them: conversion and retention empty with the reason,
+    // `hardening_data::events_keyed_by_another_id_…`).
     let dir = tempfile::tempdir().unwrap();
     let db = demo_copy(
         dir.path(),

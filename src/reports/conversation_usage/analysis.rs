@@ -8,8 +8,8 @@
 use serde_json::json;
 
 use super::findings::{
-    bot_third_counts, conversion, high_value_arr, known_segments, retention, seat_rows,
-    segment_conversion_tests, slice_of, third_pattern,
+    bot_third_counts, conversion, high_value_arr, known_segments, put_usage_empty, retention,
+    seat_rows, segment_conversion_tests, slice_of, third_pattern,
 };
 use super::metrics::{BotMeasure, ConversationUsage, SliceRow, UsageDefinitions};
 use crate::render::narrative::{Finding, Recommendation};
@@ -53,6 +53,7 @@ fn stake(r: &ConversationUsage) -> Finding {
     x.numbers
         .insert("companies", overall.companies_total as f64);
     x.numbers.insert("arr", overall.counts.arr);
+    put_usage_empty(&mut x, r);
     if let Some(c) = r
         .panels
         .segment
@@ -85,8 +86,8 @@ fn stake(r: &ConversationUsage) -> Finding {
 
 fn diagnosis(r: &ConversationUsage, findings: &[Finding]) -> Vec<Finding> {
     let mut out = Vec::new();
-    // Service speed against the gaps that hold.
-    if let Some(s) = has(findings, "service_model") {
+    // Service speed against the gaps that hold (none can be read without retention).
+    if let Some(s) = has(findings, "service_model").filter(|_| r.usage_empty.is_none()) {
         let gaps = [
             "churn_watch_high_value",
             "retention_by_size",
@@ -194,7 +195,7 @@ fn what_if(recommendations: &[Recommendation]) -> Vec<Finding> {
 /// One line per known segment: where it stands (retention and conversion against the
 /// other segments, tested together) and what to do about it.
 fn plan(r: &ConversationUsage, recommendations: &[Recommendation]) -> Vec<Finding> {
-    let usage = r.usage_source;
+    let usage = r.usage();
     let segs = known_segments(r);
     // Retention: each segment against the other known segments, tested together.
     let ret: Vec<Option<(Proportion, Proportion)>> = segs
@@ -245,6 +246,7 @@ fn plan(r: &ConversationUsage, recommendations: &[Recommendation]) -> Vec<Findin
         x.slices.insert("segment", json!(s.segment));
         x.numbers.insert("companies", s.companies_total as f64);
         x.numbers.insert("arr", s.counts.arr);
+        put_usage_empty(&mut x, r);
         if let Some((p, _)) = ret[i] {
             x.numbers.insert("weekly", p.rate());
             x.numbers.insert("weekly_n", p.n);
@@ -364,6 +366,7 @@ fn limitations(r: &ConversationUsage) -> Vec<Finding> {
             UsageDefinitions::None => "none",
         },
     );
+    put_usage_empty(&mut x, r);
     out.push(x);
     let mut x = record("limitations", "lim_bot");
     x.keys.insert(

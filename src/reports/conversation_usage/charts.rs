@@ -284,6 +284,14 @@ pub fn conversation_usage(r: &super::Run, lang: &Language) -> Vec<ChartSpec> {
         .map(|x| s.label("segment", x.segment.unwrap_or(UNKNOWN)))
         .collect();
     let mut out = Vec::new();
+    // Where conversion and retention are empty, a chart that would draw them says so
+    // instead, with the reason (`usage_not_drawn`).
+    let not_drawn = |what: &str| {
+        r.usage_empty.as_ref().map(|e| {
+            json!({ "id": "usage_not_drawn", "numbers": {}, "slices": {},
+                    "keys": { "what": what, "reason": e.key() } })
+        })
+    };
 
     // 1. Response p50/p90 per segment; when every segment has the same median and P90
     // the bars would all be equal: the service-model finding
@@ -411,6 +419,7 @@ pub fn conversation_usage(r: &super::Run, lang: &Language) -> Vec<ChartSpec> {
                     "slices": { "best_weekly": seg(w) },
                 })
             })
+            .or_else(|| not_drawn("retention"))
         };
         out.push(ChartSpec {
             id,
@@ -493,7 +502,11 @@ pub fn conversation_usage(r: &super::Run, lang: &Language) -> Vec<ChartSpec> {
             out.push(chart);
         }
     }
-    if let Some(t) = r.trend.as_ref().and_then(|t| trend_chart(t, lang)) {
+    if let Some(mut t) = r.trend.as_ref().and_then(|t| trend_chart(t, lang)) {
+        // Its note then says why conversion and retention are missing from it.
+        if let (Some(Value::Object(m)), Some(e)) = (&mut t.takeaway, &r.usage_empty) {
+            m.insert("usage_empty".into(), json!(e.key()));
+        }
         out.push(t);
     }
     out

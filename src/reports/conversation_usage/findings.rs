@@ -108,6 +108,15 @@ fn companies_of(r: &SliceRow, weekly: bool) -> usize {
     }
 }
 
+/// Why conversion and retention are empty, for a record's sentence: the reason and
+/// what it names (`slices.usage_empty`, as summary.json carries it); nothing when
+/// they are computed.
+pub(super) fn put_usage_empty(x: &mut Finding, r: &ConversationUsage) {
+    if let Some(e) = &r.usage_empty {
+        x.slices.insert("usage_empty", json!(e));
+    }
+}
+
 /// A proportion's numbers under `prefix`: rate, k, n (k unrounded: an effective count
 /// for retention; the templates print it rounded).
 pub(super) fn put(x: &mut Finding, prefix: &'static str, p: Proportion, keys: [&'static str; 2]) {
@@ -161,6 +170,7 @@ pub fn findings(r: &super::Run) -> Vec<Finding> {
             .insert("companies", r.counts.companies_kept as f64);
         x.numbers
             .insert("conversations", r.counts.conversations_kept as f64);
+        put_usage_empty(&mut x, r);
         out.push(x);
     }
     out.sort_by_key(|x| x.rank);
@@ -175,7 +185,7 @@ pub fn findings(r: &super::Run) -> Vec<Finding> {
 /// High-value churn-watch rows against the same ARR bucket in the other segments: the
 /// one whose weekly retention falls short by the most, when the shortfall holds.
 fn churn_watch_high_value(r: &ConversationUsage) -> Option<Finding> {
-    let usage = r.usage_source;
+    let usage = r.usage();
     let rows = &r.panels.segment_arr;
     let candidates: Vec<(&SliceRow, Proportion, Proportion)> = rows
         .iter()
@@ -229,7 +239,7 @@ fn churn_watch_high_value(r: &ConversationUsage) -> Option<Finding> {
 
 /// Weekly retention of the smallest against the largest seat bucket, when it differs.
 fn retention_by_size(r: &ConversationUsage) -> Option<Finding> {
-    let usage = r.usage_source;
+    let usage = r.usage();
     let seats = seat_rows(r);
     let (small, large) = (*seats.first()?, *seats.last()?);
     if std::ptr::eq(small, large) {
@@ -788,7 +798,7 @@ fn large_account_cadence(
     seats: &[&SliceRow],
     check: &str,
 ) -> Option<Recommendation> {
-    let usage = r.usage_source;
+    let usage = r.usage();
     let (large, smaller) = seats.split_last()?;
     let cur = retention(&[large], usage, true)?;
     let (peer, t) = smaller.iter().rev().find_map(|peer| {

@@ -12,7 +12,7 @@ use super::comparison::{Comparison, Direction, Unit};
 use super::findings::{
     conversion, eligible_cells, high_value_arr, known_segments, retention, slice_of,
 };
-use super::metrics::{Panels, SliceRow, UsageDefinitions};
+use super::metrics::{Panels, SliceRow, UsageDefinitions, UsageEmpty};
 use super::Run;
 use crate::render::format::{NumberFormat, Strings};
 use crate::render::templates::Language;
@@ -44,11 +44,17 @@ pub fn layout(r: &Run, lang: &Language) -> Value {
         ),
         _ => "—".to_owned(),
     };
-    let usage = match r.usage_source {
+    // The reason conversion and retention are empty, in the words of its strings.
+    let usage_empty = |key: &str| {
+        r.usage_empty
+            .as_ref()
+            .map(|e| lang.fill(&format!("{key}_{}", e.key()), &usage_empty_values(e, lang)))
+    };
+    let usage = usage_empty("scope.usage").unwrap_or_else(|| match r.usage_source {
         UsageDefinitions::Events => s.get("scope.usage_events"),
         UsageDefinitions::Proxy => s.get("scope.usage_proxy"),
-        UsageDefinitions::None => s.get("scope.usage_none"),
-    };
+        UsageDefinitions::None => s.get("scope.usage_no_source"),
+    });
     let period_label = crate::reports::period_label(&r.window.period(), Some(lang));
     let mut scope_rows = vec![[s.get("scope.window"), r.window_row(period_label.clone(), s)]];
     scope_rows.extend(super::method::scope_rows(r, lang));
@@ -240,11 +246,13 @@ pub fn layout(r: &Run, lang: &Language) -> Value {
         .collect();
     let bad = crate::reports::bad_timestamp_rows(&dq.bad_timestamps, f);
     let mut limitations = s.list("quality.limitations");
-    limitations.push(match r.usage_source {
-        UsageDefinitions::Events => s.get("quality.limitation_events"),
-        UsageDefinitions::Proxy => s.get("quality.limitation_proxy"),
-        UsageDefinitions::None => s.get("quality.limitation_no_usage"),
-    });
+    limitations.push(usage_empty("quality.limitation_usage").unwrap_or_else(
+        || match r.usage_source {
+            UsageDefinitions::Events => s.get("quality.limitation_events"),
+            UsageDefinitions::Proxy => s.get("quality.limitation_proxy"),
+            UsageDefinitions::None => s.get("quality.limitation_usage_no_source"),
+        },
+    ));
     if r.panels.overall.team_route_share.is_none() {
         limitations.push(s.get("quality.limitation_no_assignee"));
     }
@@ -263,6 +271,8 @@ pub fn layout(r: &Run, lang: &Language) -> Value {
                     &json!({ "period": c.period.replace('_', " – ") }),
                 )
             }),
+        // Under each table with conversion and retention columns, when they are empty.
+        "usage_note": usage_empty("panel.usage_note"),
         "profiles": profiles(r, lang),
         "sizes": sizes(r, lang),
         "scope": { "rows": scope_rows, "definitions": definitions(s) },
@@ -280,6 +290,24 @@ pub fn layout(r: &Run, lang: &Language) -> Value {
         },
     })
 }
+/// What the sentences of a [`UsageEmpty`] name, formatted for `lang`: the events in the
+/// window, some of their company ids, the company column they were matched against and
+/// some of its values.
+pub(super) fn usage_empty_values(e: &UsageEmpty, lang: &Language) -> Value {
+    match e {
+        UsageEmpty::NoSource => json!({}),
+        UsageEmpty::NoneMatched(n) => {
+            let sep = lang.strings.get("quality.list_separator");
+            json!({
+                "events": lang.format.count(n.events as f64),
+                "event_ids": n.event_ids.iter().map(|v| lang.strings.data_text(v)).collect::<Vec<_>>().join(&sep),
+                "company_key": n.company_key,
+                "company_keys": n.company_keys.iter().map(|v| lang.strings.data_text(v)).collect::<Vec<_>>().join(&sep),
+            })
+        }
+    }
+}
+
 /// "What changed": every compared value, overall and per segment, then and now, the
 /// change (the difference of the printed values) and what it allows to say; null
 /// without comparison numbers.
@@ -415,7 +443,7 @@ type RateOf<'a> = dyn Fn(&SliceRow) -> Option<Proportion> + 'a;
 /// high-value Churn watch accounts. Empty when none qualifies.
 fn key_slices(r: &Run, lang: &Language) -> Vec<Vec<String>> {
     let (s, f) = (&lang.strings, &lang.format);
-    let usage = r.usage_source;
+    let usage = r.usage();
     let cells: Vec<&SliceRow> = eligible_cells(r).collect();
     let weekly = |c: &SliceRow| retention(&[c], usage, true);
     let mut picked: Vec<(&SliceRow, &'static str)> = Vec::new();
@@ -497,7 +525,7 @@ fn key_slices(r: &Run, lang: &Language) -> Vec<Vec<String>> {
 /// one: no arrow).
 fn sizes(r: &Run, lang: &Language) -> Vec<Vec<String>> {
     let (s, f) = (&lang.strings, &lang.format);
-    let usage = r.usage_source;
+    let usage = r.usage();
     let deltas = Deltas::of(r);
     let rate = |p: Option<Proportion>| p.map(|p| p.rate());
     let share = |k: usize, n: usize| {
@@ -539,7 +567,7 @@ fn sizes(r: &Run, lang: &Language) -> Vec<Vec<String>> {
 /// The segment profiles, as numbers with their counts.
 fn profiles(r: &Run, lang: &Language) -> Vec<Vec<String>> {
     let (s, f) = (&lang.strings, &lang.format);
-    let usage = r.usage_source;
+    let usage = r.usage();
     let share = |k: usize, n: usize| {
         Proportion::new(k, n).map_or_else(|| "—".to_owned(), |p| f.percent(p.rate()))
     };

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use self::events::{attach_events, load_usage_events, SQL_USAGE_EVENTS};
-pub use self::events::{EventStamp, UsageEvents};
+pub use self::events::{EventStamp, NoneMatched, UsageEvents};
 use crate::intercom::mapping::Mapping;
 use crate::intercom::window::Window;
 use crate::intercom::{
@@ -115,6 +115,9 @@ pub struct ConversationUsageData {
     pub response_minutes: Vec<Option<f64>>,
     /// `None` when the events source is not used.
     pub usage_events: Option<UsageEvents>,
+    /// Not one of the window's usage events is a company's (the keying is wrong):
+    /// conversion and retention are then empty with this reason, never 0 %.
+    pub usage_none_matched: Option<NoneMatched>,
     /// The mapping the rows were read with (slices, the usage-events key).
     pub mapping: Mapping,
     /// Conversations whose first company name matched a name with a comma while its
@@ -270,12 +273,7 @@ pub fn load_conversation_usage(
     })?;
     if let Some(mut loaded) = events {
         d.rows_read.push((USAGE_EVENTS, loaded.events.rows_read));
-        if let Some(none) = attach_events(&d.companies, &mut loaded) {
-            return Err(DataError::Unmatched {
-                db: db.name().to_owned(),
-                problems: vec![none_matched(&none, mapping)],
-            });
-        }
+        d.usage_none_matched = attach_events(&d.companies, &mapping.usage_company_key, &mut loaded);
         d.usage_events = Some(loaded.events);
         for (k, v) in loaded.bad.0 {
             *bad.0.entry(k).or_default() += v;
@@ -283,27 +281,6 @@ pub fn load_conversation_usage(
     }
     d.bad_timestamps = bad;
     Ok(d)
-}
-
-/// What to say when not one usage event is a company's: a conversion of 0 % would be
-/// the keying, not the customers.
-fn none_matched(none: &events::NoneMatched, mapping: &Mapping) -> String {
-    let quoted = |v: &[String]| {
-        v.iter()
-            .map(|x| format!("`{x}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    format!(
-        "none of the {} usage events in the window is a company's: usage_events.company_id \
-         holds {} …, the companies' {} holds {} …; conversion and retention would read 0 %. \
-         Set usage_company_key (mapping) to the company column the events' company_id \
-         holds, or use the proxies (--usage-source proxy; a job: usage_source = \"proxy\")",
-        none.events,
-        quoted(&none.event_ids),
-        mapping.usage_company_key,
-        quoted(&none.company_keys),
-    )
 }
 
 fn load_conversations(

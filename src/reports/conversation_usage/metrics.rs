@@ -20,7 +20,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use serde::Serialize;
 
-use super::load::{ConversationRow, ConversationUsageData};
+use super::load::{ConversationRow, ConversationUsageData, NoneMatched};
 use crate::intercom::population::{is_paying, DuplicateName, Population};
 use crate::intercom::slices::{
     classify_company, segment_name, Buckets, LabelSource, Labels, ARR_BUCKETS, SEAT_BUCKETS,
@@ -45,6 +45,27 @@ pub enum UsageDefinitions {
     /// Neither `usage_events` nor the proxy columns exist (dbt_intercom as built):
     /// conversion and retention are empty, the rest of the report is computed.
     None,
+}
+
+/// Why conversion and retention are empty in a run (all of their values, in every
+/// slice): the reason every printer states in their place, never a 0.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum UsageEmpty {
+    /// Neither `usage_events` nor the proxy columns exist ([`UsageDefinitions::None`]).
+    NoSource,
+    /// The events were read and not one of the window's is a company's.
+    NoneMatched(NoneMatched),
+}
+
+impl UsageEmpty {
+    /// The key of its sentences in the strings files and templates.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::NoSource => "no_source",
+            Self::NoneMatched(_) => "none_matched",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +105,10 @@ pub struct ConversationUsage {
     #[serde(skip)]
     pub buckets: Buckets,
     pub usage_source: UsageDefinitions,
+    /// Why conversion and retention are empty, when they are (summary.json: absent
+    /// when they are computed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage_empty: Option<UsageEmpty>,
     /// What `bot_first_resp_share` measures in this run.
     pub bot_first_measure: BotMeasure,
     pub counts: Counts,
@@ -194,6 +219,18 @@ pub const METRIC_COLUMNS: [&str; 13] = [
     "team_route_share",
     "contact_inbound_share",
 ];
+
+impl ConversationUsage {
+    /// The definitions conversion and retention were computed with: none when they are
+    /// empty ([`Self::usage_empty`]), whatever source was read.
+    pub fn usage(&self) -> UsageDefinitions {
+        if self.usage_empty.is_some() {
+            UsageDefinitions::None
+        } else {
+            self.usage_source
+        }
+    }
+}
 
 impl SliceRow {
     /// The metric values in [`METRIC_COLUMNS`] order.
@@ -570,6 +607,21 @@ pub fn compute(
     window: Window,
     params: Params,
 ) -> Result<ConversationUsage, MetricsError> {
+    let declared = params.usage;
+    let usage_empty = match (&data.usage_none_matched, params.usage) {
+        (_, UsageDefinitions::None) => Some(UsageEmpty::NoSource),
+        (Some(n), _) => Some(UsageEmpty::NoneMatched(n.clone())),
+        _ => None,
+    };
+    // Events that are nobody's leave conversion and retention empty, as no source does.
+    let params = Params {
+        usage: if usage_empty.is_some() {
+            UsageDefinitions::None
+        } else {
+            params.usage
+        },
+        ..params
+    };
     let companies = &data.companies;
     let buckets = data.mapping.buckets();
     // The population (names → companies) and the labels on one core; on the other,
@@ -886,7 +938,8 @@ pub fn compute(
     Ok(ConversationUsage {
         window,
         buckets,
-        usage_source: params.usage,
+        usage_source: declared,
+        usage_empty,
         bot_first_measure,
         counts: Counts {
             conversations_in_window: in_window,

@@ -294,7 +294,15 @@ impl Configured for Settings {
             data: plan.coverage,
         };
         let run = windowed::compute(&windows, span, timings)?;
-        if let Some(n) = run.data_quality.usage_events_unmatched.filter(|n| *n > 0) {
+        if let Some(metrics::UsageEmpty::NoneMatched(n)) = &run.usage_empty {
+            tracing::warn!(
+                events = n.events,
+                company_key = %n.company_key,
+                "no usage event of the window is a company's: conversion and retention are \
+                 empty; set usage_company_key (mapping) to the company column the events' \
+                 company_id holds, or use the proxies (--usage-source proxy, or usage_source = proxy in a job)"
+            );
+        } else if let Some(n) = run.data_quality.usage_events_unmatched.filter(|n| *n > 0) {
             tracing::warn!(
                 events = n,
                 "usage events whose company_id matches no company (counted in data quality)"

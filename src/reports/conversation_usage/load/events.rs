@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use serde::Serialize;
 
 use crate::intercom::{CompanyRow, USAGE_EVENTS};
 use crate::source::interner::Interner;
@@ -217,23 +218,27 @@ pub(super) fn load_usage_events(
     })
 }
 
-/// Points the events at company rows (the first row of an id); the events of
-/// unknown companies are counted and skipped from then on.
-/// Events that match no company at all, told apart from a few strays: some of the
-/// events' own company ids and the companies' keys, for the refusal.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Events that match no company at all, told apart from a few strays: the reason
+/// conversion and retention are empty (never 0 %), with what the report prints of
+/// it: the events in the window, some of their own company ids, the company column
+/// they were matched against (the mapping's `usage_company_key`) and some of its
+/// values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NoneMatched {
     pub events: u64,
     pub event_ids: Vec<String>,
+    pub company_key: String,
     pub company_keys: Vec<String>,
 }
 
-/// Numbers the events' companies as company rows. When there are events and not one
-/// of them is a company's, the keying is wrong (the events carry the product's own
-/// account id and no `usage_company_key` says which column holds it): the events are
-/// attached all the same and the caller gets what to say.
+/// Numbers the events' companies as company rows (the first row of an id); the
+/// events of unknown companies are counted and skipped from then on. When there are
+/// events and not one of them is a company's, the keying is wrong (the events carry
+/// the product's own account id and no `usage_company_key` says which column holds
+/// it): the events are attached all the same and the caller gets the reason.
 pub(super) fn attach_events(
     companies: &[CompanyRow],
+    company_key: &str,
     loaded: &mut LoadedEvents,
 ) -> Option<NoneMatched> {
     let LoadedEvents {
@@ -269,6 +274,7 @@ pub(super) fn attach_events(
     (total > 0 && unmatched == total && !companies.is_empty()).then(|| NoneMatched {
         events: total,
         event_ids: ids.iter().take(3).map(|(_, id)| id.to_owned()).collect(),
+        company_key: company_key.to_owned(),
         company_keys: companies
             .iter()
             .take(3)

@@ -496,6 +496,70 @@ fn conversion_with_usage_events_uses_any_event_of_the_company() {
 }
 
 #[test]
+fn events_of_no_company_leave_conversion_and_retention_empty_with_the_reason() {
+    let mut f = Fixture::new();
+    f.company("a", "A", 100.0, Some(10), "")
+        .company("b", "B", 100.0, Some(10), "");
+    for name in ["A", "B"] {
+        f.conv(
+            name,
+            "2024-06-01 10:00:00",
+            Some("2024-06-01 12:00:00"),
+            Some(5.0),
+        );
+    }
+    // Keyed by the product's account id: right after each close, every week, and
+    // still not one of them is a company's.
+    for (i, at) in [
+        "2024-06-01 13:00:00",
+        "2024-06-08 13:00:00",
+        "2024-06-15 13:00:00",
+    ]
+    .iter()
+    .enumerate()
+    {
+        f.event(&format!("a{i}"), "acct-a", true, at)
+            .event(&format!("b{i}"), "acct-b", true, at);
+    }
+    let out = f.run("rolling:1m", UsageDefinitions::Events).unwrap();
+    assert_eq!(out.usage_source, UsageDefinitions::Events);
+    assert_eq!(out.usage(), UsageDefinitions::None);
+    let Some(UsageEmpty::NoneMatched(n)) = &out.usage_empty else {
+        panic!("no reason: {:?}", out.usage_empty);
+    };
+    assert_eq!((n.events, n.company_key.as_str()), (6, "company_id"));
+    assert_eq!(n.event_ids, ["acct-a", "acct-b"]);
+    assert_eq!(n.company_keys, ["a", "b"]);
+    let rows = out
+        .panels
+        .segment_seat_arr
+        .iter()
+        .chain(&out.panels.segment)
+        .chain(std::iter::once(&out.panels.overall));
+    for r in rows {
+        assert_eq!(
+            (
+                r.conv_to_feature_rate,
+                r.weekly_retention,
+                r.monthly_retention
+            ),
+            (None, None, None),
+            "never 0: {r:?}"
+        );
+        assert_eq!(
+            (r.counts.weekly_companies, r.counts.monthly_companies),
+            (0, 0)
+        );
+    }
+    // The rest is computed; one company's event is enough for the reason to go.
+    assert_eq!(out.panels.overall.conv_cnt, 2);
+    f.event("a9", "a", true, "2024-06-01 13:00:00");
+    let out = f.run("rolling:1m", UsageDefinitions::Events).unwrap();
+    assert_eq!(out.usage_empty, None);
+    assert!(out.panels.overall.conv_to_feature_rate.is_some());
+}
+
+#[test]
 fn window_edges_respect_offsets() {
     let mut f = Fixture::new();
     f.company("a", "A", 100.0, Some(10), "");
