@@ -128,7 +128,8 @@ pub struct Span<'a> {
 /// on — the window, the comparison sides and the trend months ([`load_span`]) —
 /// (`load` in `timings`), the window's metrics (`metrics`), then the comparison and
 /// the trend from the same rows (`history`). With `compare = none` and no trend
-/// month before the window inside the data, that load is the window's alone. The
+/// month before the window inside the data, that load is the window's alone (from
+/// the start of its first month: a trend month is computed whole). The
 /// loaded rows are freed on another thread: millions of rows take a while to free,
 /// and nothing waits for them.
 pub fn compute<R: WindowedReport>(
@@ -197,7 +198,7 @@ fn coverage(span: Span<'_>, before: Window) -> Result<comparison::Coverage, Empt
 /// The one span a run loads: the window, the comparison's sides when there are any
 /// to compute, and the trend's months that [`months`] computes (those before the
 /// window and the data are left out, so with the data starting inside the window
-/// and no comparison the span is the window).
+/// and no comparison the span is the window from the start of its first month).
 fn load_span(
     span: Span<'_>,
     cover: Option<&(Window, Result<comparison::Coverage, EmptyReason>)>,
