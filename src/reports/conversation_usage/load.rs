@@ -246,8 +246,14 @@ pub fn load_conversation_usage(
         // Company names with a comma are matched before splitting, in both tables.
         let splitter = NameSplitter::new(&d.companies);
         let on_server = load_conversations(db, &mut d, &splitter, &mut ts, span)?;
-        // The server applied a span longer than the window: count the window's.
-        let (conversations, metrics) = if on_server && span.span != span.window {
+        // The server applied a span longer than the window, and rows outside the
+        // window came: count the window's (a set of its ids only then).
+        let outside = || {
+            d.conversations
+                .iter()
+                .any(|c| !c.created_at.is_some_and(|t| span.window.contains(t)))
+        };
+        let (conversations, metrics) = if on_server && span.span != span.window && outside() {
             let (n, ids) = shared::in_window(
                 d.conversation_ids
                     .iter()

@@ -140,7 +140,12 @@ pub fn load(
         Ok(())
     })?;
     d.bad_timestamps = bad;
-    let (conversations, metrics) = if bounds.is_some() && span != window {
+    let outside = || {
+        d.conversations
+            .iter()
+            .any(|c| !c.created_at.is_some_and(|t| window.contains(t)))
+    };
+    let (conversations, metrics) = if bounds.is_some() && span != window && outside() {
         let (n, ids) = shared::in_window(
             d.conversations
                 .iter()
