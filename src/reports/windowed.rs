@@ -3,10 +3,13 @@
 //! load over every window the run computes (the window, the comparison's sides, the
 //! trend's months: each table read once), the window's metrics, the same metrics on
 //! the comparison window set against this one's, or the reason there are none, and
-//! the report's point of each trend month, all from those rows. A report implements [`WindowedReport`]: only
-//! its own load, metrics, comparison and per-month point; [`compute`] does the rest
-//! and returns [`Windowed`]: this window's numbers with the comparison and the trend
-//! beside them.
+//! the report's point of each trend month, all from those rows. A report implements
+//! [`WindowedReport`]: only its own load, metrics, comparison and per-month point;
+//! [`compute`] does the rest and returns [`Windowed`]: this window's numbers with the
+//! comparison and the trend beside them.
+//!
+//! Over 600 lines: half of the file is its tests, a fourth windowed report run
+//! through the whole skeleton (its loads, comparison, trend and empty windows).
 
 use std::ops::Deref;
 use std::time::{Duration, Instant};
