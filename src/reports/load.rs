@@ -5,6 +5,7 @@
 //! the rows into values and reads no database itself.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -108,6 +109,42 @@ pub fn window_bounds(
         window.end,
         source_tz,
     )
+}
+
+/// What a windowed report loads: the rows over `span`, which holds `window`,
+/// counted (rows read, data-quality counts) as a load of `window` alone counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadSpan {
+    pub span: Window,
+    pub window: Window,
+}
+
+impl From<Window> for LoadSpan {
+    /// The window alone.
+    fn from(window: Window) -> Self {
+        Self {
+            span: window,
+            window,
+        }
+    }
+}
+
+/// Of `rows` (id, creation time) loaded over a span longer than `window`, what a
+/// load of the window alone reads (`created_at BETWEEN` its ends): how many rows,
+/// and their ids (the metrics rows it reads are those of these ids).
+pub fn in_window<'a>(
+    rows: impl Iterator<Item = (&'a str, Option<DateTime<Utc>>)>,
+    window: Window,
+) -> (u64, HashSet<&'a str>) {
+    let mut n = 0;
+    let ids = rows
+        .filter(|(_, at)| at.is_some_and(|t| window.contains(t)))
+        .map(|(id, _)| {
+            n += 1;
+            id
+        })
+        .collect();
+    (n, ids)
 }
 
 /// The columns [`load_companies`] reads.

@@ -1,12 +1,15 @@
 //! The skeleton every windowed report runs (conversation-usage, tag-drivers): its
-//! plan (the window cut at the reference time, the parameters it records), then the
-//! rows of the window loaded and its metrics, one more load over the history span
-//! (the comparison window and the trend's months), the same metrics on the
-//! comparison window set against this one's, or the reason there are none, and the
-//! report's point of each trend month. A report implements [`WindowedReport`]: only
-//! its own load, metrics, comparison and per-month point; [`compute`] does the rest
-//! and returns [`Windowed`]: this window's numbers with the comparison and the trend
-//! beside them.
+//! plan (the window cut at the reference time, the parameters it records), then one
+//! load over every window the run computes (the window, the comparison's sides, the
+//! trend's months: each table read once), the window's metrics, the same metrics on
+//! the comparison window set against this one's, or the reason there are none, and
+//! the report's point of each trend month, all from those rows. A report implements
+//! [`WindowedReport`]: only its own load, metrics, comparison and per-month point;
+//! [`compute`] does the rest and returns [`Windowed`]: this window's numbers with the
+//! comparison and the trend beside them.
+//!
+//! Over 600 lines: half of the file is its tests, a fourth windowed report run
+//! through the whole skeleton (its loads, comparison, trend and empty windows).
 
 use std::ops::Deref;
 use std::time::{Duration, Instant};
@@ -34,10 +37,11 @@ pub trait WindowedReport {
     /// The trend as the report's summary and charts carry it.
     type Trend;
 
-    /// The rows of `span` (the window, then the history span around it).
-    fn load(&self, span: Window) -> Result<Self::Data, ReportError>;
-    /// Rows read per table of a load (the appendix and the manifest print the
-    /// window's).
+    /// The rows of `span`, which covers `window` and every other window the run
+    /// computes (the comparison's sides, the trend's months). Rows read and the
+    /// data-quality counts are `window`'s, as a load of it alone counts them.
+    fn load(&self, span: Window, window: Window) -> Result<Self::Data, ReportError>;
+    /// Rows read per table of the window (the appendix and the manifest print them).
     fn rows_read(&self, data: &Self::Data) -> RowsRead;
     /// The numbers of `window` from rows loaded over (at least) it.
     fn metrics(&self, data: &Self::Data, window: Window) -> Result<Self::Metrics, MetricsError>;
@@ -126,46 +130,54 @@ pub struct Span<'a> {
     pub data: Option<Window>,
 }
 
-/// Runs `report` over `span`: the window's load (`load` in `timings`) and metrics
-/// (`metrics`), one load over the history span, the comparison and the trend
-/// (`history`). The loaded rows are freed on another thread: millions of rows take a
-/// while to free, and nothing waits for them.
+/// Runs `report` over `span`: one load over every window its numbers are computed
+/// on — the window, the comparison sides and the trend months ([`load_span`]) —
+/// (`load` in `timings`), the window's metrics (`metrics`), then the comparison and
+/// the trend from the same rows (`history`). With `compare = none` and no trend
+/// month before the window inside the data, that load is the window's alone (from
+/// the start of its first month: a trend month is computed whole). The
+/// loaded rows are freed on another thread: millions of rows take a while to free,
+/// and nothing waits for them.
 pub fn compute<R: WindowedReport>(
     report: &R,
     span: Span<'_>,
     timings: &mut Vec<(&'static str, Duration)>,
 ) -> Result<Windowed<R::Metrics, R::Trend>, ReportError> {
     let window = span.window;
+    let before = window.comparison(span.spec, span.compare);
+    let cover = before.map(|b| (b, coverage(span, b)));
     let t = Instant::now();
-    let loaded = report.load(window)?;
+    let loaded = report.load(load_span(span, cover.as_ref()), window)?;
     timings.push(("load", t.elapsed()));
     let rows_read = report.rows_read(&loaded);
     let t = Instant::now();
-    let metrics = report.metrics(&loaded, window);
-    std::thread::spawn(move || drop(loaded));
-    let current = metrics?;
+    let current = match report.metrics(&loaded, window) {
+        Ok(m) => m,
+        Err(e) => {
+            std::thread::spawn(move || drop(loaded));
+            return Err(e.into());
+        }
+    };
     timings.push(("metrics", t.elapsed()));
-    // The comparison window and the trend's months from one more load over the
-    // months before the window: each is the same metrics on its own window, so its
-    // numbers are what a run on that window prints.
+    // The comparison window and the trend's months from the same rows: each is the
+    // same metrics on its own window, so its numbers are what a run on that window
+    // prints.
     let t = Instant::now();
-    let before = window.comparison(span.spec, span.compare);
-    let history = report.load(window.history_span(MONTHS, before.as_ref()))?;
-    let (previous, comparison) = match before {
+    let (previous, comparison) = match cover {
         None => (None, None),
-        Some(b) => compared(report, &current, &history, b, span),
+        Some((b, cov)) => compared(report, &current, &loaded, b, cov, span),
     };
     let trend = report.lens(&current).map(|lens| {
         let points = months(
             &window,
             span.data,
             || report.empty_point(&lens),
-            |w| Ok(report.point(&lens, &report.metrics(&history, w)?)),
+            |w| Ok(report.point(&lens, &report.metrics(&loaded, w)?)),
         );
         report.trend(lens, points)
     });
     timings.push(("history", t.elapsed()));
-    std::thread::spawn(move || drop(history));
+    std::thread::spawn(move || drop(loaded));
     Ok(Windowed {
         current,
         previous,
@@ -177,15 +189,54 @@ pub fn compute<R: WindowedReport>(
     })
 }
 
-/// The comparison with `before`: the two sides as [`comparison::coverage`] cuts them
-/// (the parts that entered and left where the windows overlap, each cut to the
-/// data), the same metrics on each, set against each other; empty, with the reason,
-/// when the side compared against lies outside the data or has no numbers.
+/// The two sides of the comparison with `before` as [`comparison::coverage`] cuts
+/// them (the parts that entered and left where the windows overlap, each cut to the
+/// data), or why there is nothing to compare.
+fn coverage(span: Span<'_>, before: Window) -> Result<comparison::Coverage, EmptyReason> {
+    let months = match (span.spec, span.compare) {
+        (WindowSpec::Rolling { months } | WindowSpec::Calendar { months }, Compare::Shift(n)) => {
+            Some((*months, n))
+        }
+        _ => None,
+    };
+    comparison::coverage(span.window, before, months, span.data)
+}
+
+/// The one span a run loads: the window, the comparison's sides when there are any
+/// to compute, and the trend's months that [`months`] computes (those before the
+/// window and the data are left out, so with the data starting inside the window
+/// and no comparison the span is the window from the start of its first month).
+fn load_span(
+    span: Span<'_>,
+    cover: Option<&(Window, Result<comparison::Coverage, EmptyReason>)>,
+) -> Window {
+    let window = span.window;
+    let mut start = window.start;
+    if let Some((_, Ok(cov))) = cover {
+        start = start.min(cov.previous.start).min(cov.current.start);
+    }
+    if let Some((_, w)) = window
+        .months_up_to_end(MONTHS)
+        .into_iter()
+        .find(|(_, w)| w.overlaps(&window) || comparison::clip(*w, span.data).is_some())
+    {
+        start = start.min(w.start);
+    }
+    Window {
+        start,
+        end: window.end,
+    }
+}
+
+/// The comparison with `before` on its sides `cov`: the same metrics on each, set
+/// against each other; empty, with the reason, when the side compared against lies
+/// outside the data or has no numbers.
 fn compared<R: WindowedReport>(
     report: &R,
     current: &R::Metrics,
-    history: &R::Data,
+    loaded: &R::Data,
     before: Window,
+    cov: Result<comparison::Coverage, EmptyReason>,
     span: Span<'_>,
 ) -> (Option<R::Metrics>, Option<Comparison>) {
     let window = span.window;
@@ -197,25 +248,19 @@ fn compared<R: WindowedReport>(
             why,
         ))
     };
-    let months = match (span.spec, span.compare) {
-        (WindowSpec::Rolling { months } | WindowSpec::Calendar { months }, Compare::Shift(n)) => {
-            Some((*months, n))
-        }
-        _ => None,
-    };
-    let cov = match comparison::coverage(window, before, months, span.data) {
+    let cov = match cov {
         Ok(c) => c,
         Err(why) => return (None, empty(why)),
     };
     let now = if cov.current == window {
         None
     } else {
-        match report.metrics(history, cov.current) {
+        match report.metrics(loaded, cov.current) {
             Ok(m) => Some(m),
             Err(e) => return (None, empty(empty_reason(&e))),
         }
     };
-    let previous = match report.metrics(history, cov.previous) {
+    let previous = match report.metrics(loaded, cov.previous) {
         Ok(p) => p,
         Err(e) => return (None, empty(empty_reason(&e))),
     };
@@ -291,8 +336,14 @@ mod tests {
     /// weight), its metric their total weight, its point that total per month.
     struct Tickets {
         rows: Vec<(DateTime<Utc>, f64)>,
-        /// Every span loaded, to check the skeleton loads twice (window, history).
+        /// Every span loaded, to check the skeleton loads once.
         loads: RefCell<Vec<Window>>,
+    }
+
+    /// The tickets of a span, and how many of them lie in the window.
+    struct Loaded {
+        rows: Vec<(DateTime<Utc>, f64)>,
+        in_window: u64,
     }
 
     struct Total {
@@ -301,28 +352,35 @@ mod tests {
     }
 
     impl WindowedReport for Tickets {
-        type Data = Vec<(DateTime<Utc>, f64)>;
+        type Data = Loaded;
         type Metrics = Total;
         type Lens = &'static str;
         type Point = Option<f64>;
         type Trend = (&'static str, Vec<Month<Option<f64>>>);
 
-        fn load(&self, span: Window) -> Result<Self::Data, ReportError> {
+        fn load(&self, span: Window, window: Window) -> Result<Self::Data, ReportError> {
             self.loads.borrow_mut().push(span);
-            Ok(self
+            let inside = |w: Window, at: DateTime<Utc>| at >= w.start && at <= w.end;
+            let rows: Vec<_> = self
                 .rows
                 .iter()
                 .copied()
-                .filter(|(at, _)| *at >= span.start && *at <= span.end)
-                .collect())
+                .filter(|(at, _)| inside(span, *at))
+                .collect();
+            let in_window = rows.iter().filter(|(at, _)| inside(window, *at)).count();
+            Ok(Loaded {
+                rows,
+                in_window: in_window as u64,
+            })
         }
 
         fn rows_read(&self, data: &Self::Data) -> RowsRead {
-            vec![("tickets", data.len() as u64)]
+            vec![("tickets", data.in_window)]
         }
 
         fn metrics(&self, data: &Self::Data, window: Window) -> Result<Total, MetricsError> {
             let inside: Vec<f64> = data
+                .rows
                 .iter()
                 .filter(|(at, _)| *at >= window.start && *at <= window.end)
                 .map(|(_, w)| *w)
@@ -406,12 +464,12 @@ mod tests {
             data: None,
         };
         let out = compute(&report, span, &mut timings).unwrap();
-        // Loaded twice: the window, then the history span (twelve months back).
+        // Loaded once, over the trend's twelve months (the data's dates unknown),
+        // which hold the comparison window too.
         let loads = report.loads.borrow();
-        assert_eq!(loads.len(), 2);
-        assert_eq!(loads[0], w);
-        assert_eq!(loads[1].start, at("2023-07-01 00:00:00"));
-        assert_eq!(loads[1].end, w.end);
+        assert_eq!(loads.len(), 1);
+        assert_eq!(loads[0].start, at("2023-07-01 00:00:00"));
+        assert_eq!(loads[0].end, w.end);
         let stages: Vec<&str> = timings.iter().map(|(s, _)| *s).collect();
         assert_eq!(stages, ["load", "metrics", "history"]);
         // This window: April–June, weights 7 + 8 + 9; rows read are the window's.
@@ -480,7 +538,44 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_window_fails_the_run_before_the_history_is_loaded() {
+    fn compare_none_over_data_that_starts_in_the_window_loads_the_window_alone() {
+        let report = tickets();
+        let spec: WindowSpec = "calendar:3m".parse().unwrap();
+        let w = window("2024-04-01 00:00:00", "2024-06-30 23:59:59");
+        // The data's first ticket inside the window: no trend month before it.
+        let span = Span {
+            window: w,
+            spec: &spec,
+            compare: Compare::None,
+            data: Some(window("2024-04-10 12:00:00", "2024-06-10 12:00:00")),
+        };
+        let out = compute(&report, span, &mut Vec::new()).unwrap();
+        assert_eq!(*report.loads.borrow(), [w]);
+        assert_eq!(out.rows_read, [("tickets", 3)]);
+        let (_, months) = out.trend.as_ref().unwrap();
+        assert_eq!(months.len(), 3);
+        // A comparison widens the one load to its side; nothing is loaded twice.
+        let shifted = compute(
+            &report,
+            Span {
+                compare: Compare::Shift(1),
+                data: Some(window("2023-09-10 12:00:00", "2024-06-10 12:00:00")),
+                ..span
+            },
+            &mut Vec::new(),
+        )
+        .unwrap();
+        let loads = report.loads.borrow();
+        assert_eq!(loads.len(), 2);
+        // The trend from the data's first month (September), before it nothing.
+        assert_eq!(loads[1].start, at("2023-09-01 00:00:00"));
+        assert_eq!(shifted.rows_read, [("tickets", 3)]);
+        // The windows overlap: what left (March) is compared with what entered.
+        assert_eq!(shifted.comparison.unwrap().period, "2024-03-01_2024-03-31");
+    }
+
+    #[test]
+    fn an_empty_window_fails_the_run_after_its_one_load() {
         let report = tickets();
         let spec: WindowSpec = "calendar:1m".parse().unwrap();
         let span = Span {

@@ -672,10 +672,16 @@ fn manifest(
         "row_counts": rows,
     });
     if db.location().file().is_none() {
-        // What crossed the network: rows (the window's, the events' day summaries)
-        // and the bytes of their values.
+        // What crossed the network: rows (the span's, the events' day summaries),
+        // the bytes of their messages, and the rows per table (a table read twice
+        // would show twice its rows).
         let (rows, bytes) = db.transfer();
-        database["transfer"] = json!({ "rows": rows, "bytes": bytes });
+        let tables: serde_json::Map<String, serde_json::Value> = db
+            .rows_returned()
+            .into_iter()
+            .map(|(t, n)| (t.to_owned(), json!(n)))
+            .collect();
+        database["transfer"] = json!({ "rows": rows, "bytes": bytes, "tables": tables });
         if let Some(link) = db.link() {
             database["tls"] = json!(link);
         }

@@ -4,7 +4,7 @@
 //! database's name for messages, the run's deadline and the transfer counters.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use chrono_tz::Tz;
@@ -42,17 +42,37 @@ impl Param {
     }
 }
 
-/// Rows and bytes received from a server, shared by the connections of one database.
+/// Rows and bytes received from a server, shared by the connections of one database,
+/// and the rows each table's queries returned (from a file too): how often a run
+/// read a table shows there.
 #[derive(Debug, Default)]
 pub(crate) struct Transfer {
     rows: AtomicU64,
     bytes: AtomicU64,
+    tables: Mutex<Vec<(&'static str, u64)>>,
 }
 
 impl Transfer {
     pub(crate) fn add(&self, rows: u64, bytes: u64) {
         self.rows.fetch_add(rows, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// `rows` more rows returned by a query of `table`.
+    pub(crate) fn table(&self, table: &'static str, rows: u64) {
+        let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        match tables.iter_mut().find(|(t, _)| *t == table) {
+            Some((_, n)) => *n += rows,
+            None => tables.push((table, rows)),
+        }
+    }
+
+    /// The rows each table's queries returned, in the order first read.
+    pub(crate) fn tables(&self) -> Vec<(&'static str, u64)> {
+        self.tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(crate) fn get(&self) -> (u64, u64) {

@@ -177,6 +177,13 @@ impl Database {
         self.session.transfer.get()
     }
 
+    /// The rows each table's queries returned so far (the anchor's and a count's
+    /// one row included), by this connection and those [`Database::reopen`] made, in
+    /// the order first read: a table loaded twice shows twice its rows.
+    pub fn rows_returned(&self) -> Vec<(&'static str, u64)> {
+        self.session.transfer.tables()
+    }
+
     /// How the session to a server is protected: TLS or not, and what of the
     /// server's certificate was checked (none for a SQLite file).
     pub fn link(&self) -> Option<pg::Link> {
@@ -307,8 +314,11 @@ impl Database {
         params: &[Param],
         mut f: impl FnMut(&mut RowReader<'_>) -> Result<(), DataError>,
     ) -> Result<u64, DataError> {
-        self.backend
-            .each_row(&self.session, table, sql, params, &mut f)
+        let n = self
+            .backend
+            .each_row(&self.session, table, sql, params, &mut f)?;
+        self.session.transfer.table(table, n);
+        Ok(n)
     }
 
     /// Reads every row of `sql`, touching each value and keeping nothing: the floor

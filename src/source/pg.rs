@@ -279,7 +279,9 @@ impl Backend for Postgres {
     }
 
     /// The rows of `COPY (sql) TO STDOUT`, the cheapest way to receive them; bytes
-    /// as they came over the wire.
+    /// as they came over the wire: each row's text and its `CopyData` message's type
+    /// and length (5 bytes; the server sends a message per row), as a run's rows
+    /// are counted with their `DataRow` framing.
     fn scan(&self, s: &Session, table: &'static str, sql: &str) -> Result<(u64, u64), DataError> {
         use std::io::Read;
         let (mut rows, mut bytes) = (0u64, 0u64);
@@ -300,6 +302,6 @@ impl Backend for Postgres {
             bytes += n as u64;
             rows += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
         }
-        Ok((rows, bytes))
+        Ok((rows, bytes + 5 * rows))
     }
 }

@@ -9,13 +9,12 @@ use chrono_tz::Tz;
 use self::events::{attach_events, load_usage_events, SQL_USAGE_EVENTS};
 pub use self::events::{EventStamp, NoneMatched, UsageEvents};
 use crate::intercom::mapping::Mapping;
-use crate::intercom::window::Window;
 use crate::intercom::{
     self, intern_company_names, Assignee, CompanyRow, NameSplitter, COMPANY_ENHANCED,
     COMPANY_METRICS, CONTACT_ENHANCED, CONVERSATION_ENHANCED, CONVERSATION_METRICS, USAGE_EVENTS,
 };
 use crate::reports::load::{
-    self as shared, windowed_sql, WindowedSql, COMPANIES_NEED, SQL_COMPANIES,
+    self as shared, windowed_sql, LoadSpan, WindowedSql, COMPANIES_NEED, SQL_COMPANIES,
 };
 use crate::source::interner::{Interner, StrColumn};
 use crate::source::{BadTimestamps, DataError, Database, RowsRead, TableNeed, TsParser};
@@ -218,14 +217,17 @@ pub fn scan_floor(db: &Database, usage: UsageTables) -> Result<(u64, u64), DataE
     Ok((rows, bytes))
 }
 
-/// Loads the rows of the conversation-usage report.
+/// Loads the rows of the conversation-usage report over `span.span`, each table
+/// once; rows read and the data-quality counts are those of a load of `span.window`
+/// alone.
 pub fn load_conversation_usage(
     db: &Database,
     source_tz: Tz,
     usage: UsageTables,
-    window: Window,
+    span: impl Into<LoadSpan>,
     mapping: &Mapping,
 ) -> Result<ConversationUsageData, DataError> {
+    let span = span.into();
     let mut d = ConversationUsageData {
         mapping: mapping.clone(),
         ..ConversationUsageData::default()
@@ -241,18 +243,38 @@ pub fn load_conversation_usage(
         .then(|| db.reopen())
         .transpose()?;
     let events = std::thread::scope(|scope| {
-        let events = second.map(|db| {
-            scope.spawn(move || load_usage_events(&db, source_tz, window.start, window.end))
-        });
+        let events = second.map(|db| scope.spawn(move || load_usage_events(&db, source_tz, span)));
         d.companies = shared::load_companies_mapped(db, mapping)?;
         d.company_name_ids = intern_company_names(&d.companies, &mut d.company_names);
         // Company names with a comma are matched before splitting, in both tables.
         let splitter = NameSplitter::new(&d.companies);
-        load_conversations(db, &mut d, &splitter, &mut ts, window)?;
+        let on_server = load_conversations(db, &mut d, &splitter, &mut ts, span)?;
+        // The server applied a span longer than the window, and rows outside the
+        // window came: count the window's (a set of its ids only then).
+        let outside = || {
+            d.conversations
+                .iter()
+                .any(|c| !c.created_at.is_some_and(|t| span.window.contains(t)))
+        };
+        let (conversations, metrics) = if on_server && span.span != span.window && outside() {
+            let (n, ids) = shared::in_window(
+                d.conversation_ids
+                    .iter()
+                    .zip(d.conversations.iter().map(|c| c.created_at)),
+                span.window,
+            );
+            let metrics = d.metrics_ids.iter().filter(|id| ids.contains(id)).count();
+            (n, metrics as u64)
+        } else {
+            (
+                d.conversations.len() as u64,
+                d.response_minutes.len() as u64,
+            )
+        };
         d.rows_read = vec![
             (COMPANY_ENHANCED, d.companies.len() as u64),
-            (CONVERSATION_ENHANCED, d.conversations.len() as u64),
-            (CONVERSATION_METRICS, d.response_minutes.len() as u64),
+            (CONVERSATION_ENHANCED, conversations),
+            (CONVERSATION_METRICS, metrics),
         ];
         if usage == UsageTables::Proxy {
             load_proxy_usage(
@@ -283,16 +305,21 @@ pub fn load_conversation_usage(
     Ok(d)
 }
 
+/// The conversations and their metrics rows of `span.span`; whether the server
+/// applied the span (else every row was read).
 fn load_conversations(
     db: &Database,
     d: &mut ConversationUsageData,
     splitter: &NameSplitter,
     ts: &mut TsParser<'_>,
-    window: Window,
-) -> Result<(), DataError> {
+    span: LoadSpan,
+) -> Result<bool, DataError> {
     let mut name = String::new();
-    // The window as a predicate where the server can compare the times itself.
-    let bounds = shared::window_bounds(db, &window, ts.tz)?;
+    // The span as a predicate where the server can compare the times itself.
+    let bounds = shared::window_bounds(db, &span.span, ts.tz)?;
+    // What the data-quality counts cover: the window's rows where the server cuts
+    // them, else every row, as a load of the window alone counts them.
+    let window = bounds.is_some().then_some(span.window);
     let (sql, sql_metrics, params) = windowed_sql(db)?.queries(&bounds);
     if bounds.is_some() {
         db.each_row(CONVERSATION_ENHANCED, SQL_CONVERSATION_COUNTS, |r| {
@@ -318,7 +345,8 @@ fn load_conversations(
         let names = r.cow_text(6, "all_contact_company_names")?;
         let first_name = match names.as_deref() {
             Some(names) if splitter.first_into(names, &mut name) => {
-                if splitter.is_ambiguous(&name) {
+                let counted = window.is_none_or(|w| created_at.is_some_and(|t| w.contains(t)));
+                if counted && splitter.is_ambiguous(&name) {
                     d.ambiguous_names += 1;
                 }
                 Some(d.company_names.intern(&name))
@@ -358,7 +386,7 @@ fn load_conversations(
             .push(r.real(1, "time_to_first_response_minutes")?);
         Ok(())
     })?;
-    Ok(())
+    Ok(bounds.is_some())
 }
 
 fn load_proxy_usage(
@@ -394,6 +422,7 @@ fn load_proxy_usage(
 mod tests {
     use super::*;
 
+    use crate::intercom::window::Window;
     use crate::source::db_with;
 
     /// A window no test time falls outside.

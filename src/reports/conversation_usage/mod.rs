@@ -332,12 +332,12 @@ impl WindowedReport for Windows<'_> {
     type Point = trend::Point;
     type Trend = trend::Trend;
 
-    fn load(&self, span: Window) -> Result<ConversationUsageData, ReportError> {
+    fn load(&self, span: Window, window: Window) -> Result<ConversationUsageData, ReportError> {
         Ok(load::load_conversation_usage(
             self.db,
             self.req.source_tz,
             self.tables,
-            span,
+            crate::reports::load::LoadSpan { span, window },
             self.req.mapping,
         )?)
     }

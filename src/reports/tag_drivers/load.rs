@@ -4,12 +4,11 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::intercom::mapping::Mapping;
-use crate::intercom::window::Window;
 use crate::intercom::{
     topic_tags, CompanyRow, NameSplitter, COMPANY_ENHANCED, CONVERSATION_ENHANCED,
     CONVERSATION_METRICS,
 };
-use crate::reports::load::{self as shared, windowed_sql, WindowedSql, COMPANIES_NEED};
+use crate::reports::load::{self as shared, windowed_sql, LoadSpan, WindowedSql, COMPANIES_NEED};
 use crate::source::{BadTimestamps, DataError, Database, RowsRead, TableNeed, TsParser};
 
 /// The conversations and their metrics, over a window where the server compares
@@ -92,13 +91,16 @@ pub const NEEDS: &[TableNeed] = &[
     },
 ];
 
-/// Loads the rows of the tag-drivers report.
+/// Loads the rows of the tag-drivers report over `span.span`; rows read are counted
+/// as a load of `span.window` alone reads them (a window the server applies: the
+/// window's conversations and their metrics rows; else every row).
 pub fn load(
     db: &Database,
     source_tz: Tz,
-    window: Window,
+    span: impl Into<LoadSpan>,
     mapping: &Mapping,
 ) -> Result<TagDriversData, DataError> {
+    let LoadSpan { span, window } = span.into();
     let mut d = TagDriversData {
         mapping: mapping.clone(),
         ..TagDriversData::default()
@@ -111,7 +113,7 @@ pub fn load(
     d.companies = shared::load_companies_mapped(db, mapping)?;
     let splitter = NameSplitter::new(&d.companies);
     let mut name = String::new();
-    let bounds = shared::window_bounds(db, &window, source_tz)?;
+    let bounds = shared::window_bounds(db, &span, source_tz)?;
     let (sql, sql_metrics, params) = SQL_WINDOWED.queries(&bounds);
     db.each_row_with(CONVERSATION_ENHANCED, sql, params, |r| {
         d.conversations.push(TagConversationRow {
@@ -138,10 +140,31 @@ pub fn load(
         Ok(())
     })?;
     d.bad_timestamps = bad;
+    let outside = || {
+        d.conversations
+            .iter()
+            .any(|c| !c.created_at.is_some_and(|t| window.contains(t)))
+    };
+    let (conversations, metrics) = if bounds.is_some() && span != window && outside() {
+        let (n, ids) = shared::in_window(
+            d.conversations
+                .iter()
+                .map(|c| (c.conversation_id.as_str(), c.created_at)),
+            window,
+        );
+        let metrics = d
+            .metrics
+            .iter()
+            .filter(|m| ids.contains(m.conversation_id.as_str()))
+            .count();
+        (n as usize, metrics)
+    } else {
+        (d.conversations.len(), d.metrics.len())
+    };
     d.rows_read = vec![
         (COMPANY_ENHANCED, d.companies.len() as u64),
-        (CONVERSATION_ENHANCED, d.conversations.len() as u64),
-        (CONVERSATION_METRICS, d.metrics.len() as u64),
+        (CONVERSATION_ENHANCED, conversations as u64),
+        (CONVERSATION_METRICS, metrics as u64),
     ];
     Ok(d)
 }

@@ -175,11 +175,11 @@ impl WindowedReport for Windows<'_> {
     type Point = comparison::Shares;
     type Trend = comparison::Trend;
 
-    fn load(&self, span: Window) -> Result<TagDriversData, ReportError> {
+    fn load(&self, span: Window, window: Window) -> Result<TagDriversData, ReportError> {
         Ok(load::load(
             self.db,
             self.req.source_tz,
-            span,
+            crate::reports::load::LoadSpan { span, window },
             self.req.mapping,
         )?)
     }

@@ -137,16 +137,19 @@ fn numeric_f64(row: &Row, i: usize) -> Option<f64> {
     text.parse().ok()
 }
 
-/// The bytes of a row's values as sent, for the transfer count.
+/// The bytes of a row's `DataRow` message as received, for the transfer count: its
+/// type byte, length and column count (7 bytes), then each value's length word
+/// (4 bytes) and its bytes (none for NULL).
 pub(super) fn row_bytes(row: &Row) -> u64 {
-    (0..row.len())
+    7 + (0..row.len())
         .map(|i| {
-            row.try_get::<_, Option<Raw>>(i)
+            4 + row
+                .try_get::<_, Option<Raw>>(i)
                 .ok()
                 .flatten()
                 .map_or(0, |r| r.0 as u64)
         })
-        .sum()
+        .sum::<u64>()
 }
 
 /// Any value, as its length on the wire.

@@ -8,6 +8,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::intercom::{CompanyRow, USAGE_EVENTS};
+use crate::reports::load::LoadSpan;
 use crate::source::interner::Interner;
 use crate::source::{BadTimestamps, DataError, Database, Param, TimeColumn, TsParser};
 
@@ -25,16 +26,20 @@ const SQL_USAGE_EVENTS_FROM: &str =
 /// in the middle, and an event exists in its part of the first day iff the day's last
 /// event is after the close, in its part of the last day iff the day's first event
 /// is within it. So memory and transfer grow with companies × days, not events.
-/// `$1`: the window start (no earlier event can count); the session is in UTC.
+/// `$1`: the start of the span loaded (no earlier event can count); `$2`: the
+/// report's window start, where a day is cut in two (so the events from the window
+/// start on are counted as a load of the window alone counts them; a part of a day
+/// is a day for the metrics' argument above); the session is in UTC.
 const SQL_USAGE_DAYS_ZONED: &str = "SELECT company_id, is_core, min(occurred_at), \
      max(occurred_at), count(*) FROM usage_events WHERE occurred_at >= $1 \
-     GROUP BY company_id, is_core, date_trunc('day', occurred_at) ORDER BY company_id";
-/// The same for `timestamp without time zone` values, local to `$2` (the source
+     GROUP BY company_id, is_core, date_trunc('day', occurred_at), occurred_at >= $2 \
+     ORDER BY company_id";
+/// The same for `timestamp without time zone` values, local to `$3` (the source
 /// timezone), cut into UTC days.
 const SQL_USAGE_DAYS_NAIVE: &str = "SELECT company_id, is_core, min(occurred_at), \
      max(occurred_at), count(*) FROM usage_events WHERE occurred_at >= $1 \
-     GROUP BY company_id, is_core, date_trunc('day', occurred_at AT TIME ZONE $2) \
-     ORDER BY company_id";
+     GROUP BY company_id, is_core, date_trunc('day', occurred_at AT TIME ZONE $3), \
+     occurred_at >= $2 ORDER BY company_id";
 
 /// An event's time and core flag in one word: microseconds since the epoch shifted
 /// left by one, the flag in the lowest bit (±146,000 years still fit).
@@ -114,8 +119,8 @@ fn summaries_pay(db: &Database, from: DateTime<Utc>, to: DateTime<Utc>) -> bool 
 }
 
 /// What [`load_usage_events`] read: the events, their company ids (numbered), how
-/// many events each id has (rows of a server's day summaries stand for many), and
-/// the times that could not be read.
+/// many events each id has from the window's start on (rows of a server's day
+/// summaries stand for many), and the times that could not be read.
 pub(super) struct LoadedEvents {
     pub(super) events: UsageEvents,
     ids: Interner,
@@ -123,18 +128,21 @@ pub(super) struct LoadedEvents {
     pub(super) bad: BadTimestamps,
 }
 
-/// The usage events from `from` on (no earlier event can count: conversions follow
-/// closes of conversations created in the window, retention periods lie inside it),
-/// each with its company id as a number in the returned interner (the company rows
-/// may still be loading), and their own unparseable-time counts. Where the server
-/// can, it sends one row per company, core flag and day instead of every event
+/// The usage events from the span's start on (no earlier event can count:
+/// conversions follow closes of conversations created in a window, retention
+/// periods lie inside it), each with its company id as a number in the returned
+/// interner (the company rows may still be loading), and their own unparseable-time
+/// counts. Rows read and unmatched events are counted from the window's start on,
+/// as a load of the window alone counts them. Where the server can, it sends one
+/// row per company, core flag and day instead of every event
 /// (`SQL_USAGE_DAYS_ZONED`).
 pub(super) fn load_usage_events(
     db: &Database,
     source_tz: Tz,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    span: LoadSpan,
 ) -> Result<LoadedEvents, DataError> {
+    let (from, to) = (span.span.start, span.span.end);
+    let window_start = span.window.start;
     let mut bad = BadTimestamps::default();
     let mut ts = TsParser {
         tz: source_tz,
@@ -156,12 +164,16 @@ pub(super) fn load_usage_events(
         ),
         TimeColumn::Zoned => (
             SQL_USAGE_DAYS_ZONED,
-            vec![Param::time(from, kind, source_tz)],
+            vec![
+                Param::time(from, kind, source_tz),
+                Param::time(window_start, kind, source_tz),
+            ],
         ),
         TimeColumn::Naive => (
             SQL_USAGE_DAYS_NAIVE,
             vec![
                 Param::time(from, kind, source_tz),
+                Param::time(window_start, kind, source_tz),
                 Param::Text(source_tz.name().to_owned()),
             ],
         ),
@@ -189,13 +201,22 @@ pub(super) fn load_usage_events(
             let t = r.time(2, "occurred_at", &mut ts)?;
             (t, None, 1)
         };
-        rows_read += count;
-        // Events before the window (the server already left them out).
+        // A window's load reads every row of text times, and from the window start
+        // on where the server compares them (a value it passes that reads as no
+        // time, `infinity`, included).
+        let windowed = kind == TimeColumn::Text || first.is_none_or(|t| t >= window_start);
+        if windowed {
+            rows_read += count;
+        }
+        // Events before the span (the server already left them out).
         let Some(first) = first.filter(|t| *t >= from) else {
             return Ok(());
         };
+        let windowed = first >= window_start;
         let Some(company) = company else {
-            events.unmatched += count;
+            if windowed {
+                events.unmatched += count;
+            }
             return Ok(());
         };
         events.push(company, EventStamp::new(first.timestamp_micros(), is_core));
@@ -206,7 +227,9 @@ pub(super) fn load_usage_events(
         if counts.len() <= c {
             counts.resize(c + 1, 0);
         }
-        counts[c] += count;
+        if windowed {
+            counts[c] += count;
+        }
         Ok(())
     })?;
     events.rows_read = rows_read;
