@@ -595,3 +595,73 @@ fn paying_comes_from_the_column_the_mapping_names() {
     );
     assert_eq!(csvs(&run_dir(&o)), csvs(&run_dir(&d)));
 }
+
+/// Issue 28: `paying = "all"` for a product without spend data: every company pays,
+/// both reports of paying customers run, and ARR is not available wherever it
+/// would be printed (never $0, never an empty clause); `check` says which
+/// definition of paying is in force; a value it does not know is refused.
+#[test]
+fn paying_all_counts_every_company_and_leaves_arr_not_available() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo_copy(
+        dir.path(),
+        "nospend.sqlite",
+        "UPDATE intercom__company_enhanced SET monthly_spend = NULL;",
+    );
+    let m = dir.path().join("m.toml");
+    std::fs::write(&m, "paying = \"all\"\n").unwrap();
+    let mapping = ["--mapping", m.to_str().unwrap()];
+    let o = check_in(dir.path(), &db, &mapping);
+    assert!(o.status.success(), "{}", text(&o));
+    let companies: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM intercom__company_enhanced", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let said = format!("paying = all → {companies} companies pay: every company counts as paying");
+    assert!(text(&o).contains(&said), "{said}: {}", text(&o));
+    let o = check_in(dir.path(), common::demo_db(), &[]);
+    assert!(
+        text(&o).contains("paying = spend → ")
+            && text(&o).contains("whose monthly_spend is above 0"),
+        "{}",
+        text(&o)
+    );
+
+    for (report, said_en, said_zh) in [
+        (
+            "tag-drivers",
+            "ARRisnotavailable:themapping'spaying=\"all\"countseverycompanyaspaying",
+            "ARR不可得",
+        ),
+        (
+            "conversation-usage",
+            "ARRisnotavailable:thereisnospendtomakeitfrom",
+            "ARR不可得",
+        ),
+    ] {
+        let (o, _) = run_report(&db, &dir.path().join(report), report, &mapping);
+        assert!(o.status.success(), "{report}: {}", text(&o));
+        let run = run_dir(&o);
+        for (lang, said) in [("en", said_en), ("zh", said_zh)] {
+            let pdf = squash(&pdf_text(&run.join(format!("report.{lang}.pdf"))));
+            assert!(pdf.contains(said), "{report} {lang}: {said}");
+            for wrong in ["$0ARR", "—ARR", "ARR—", ",ARR)", "ARR0美元", "ARR合计—"] {
+                assert!(!pdf.contains(wrong), "{report} {lang}: {wrong}");
+            }
+        }
+        let summary = json(&run.join("summary.json")).to_string();
+        assert!(summary.contains("\"arr\":null"), "{report}: ARR is empty");
+        assert!(!summary.contains("\"arr\":0"), "{report}: never a 0 ARR");
+    }
+
+    std::fs::write(&m, "paying = \"some\"\n").unwrap();
+    let o = check_in(dir.path(), &db, &mapping);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("`paying` must be \"spend\"") && text(&o).contains("or \"all\""),
+        "{}",
+        text(&o)
+    );
+}

@@ -29,6 +29,9 @@ pub struct Mapping {
     /// A company column holding the monthly spend in place of `monthly_spend`
     /// (paying: above 0; ARR: 12 ×), for workspaces that keep it elsewhere.
     pub spend_column: Option<String>,
+    /// Who counts as paying: `spend` (the default: a spend above 0) or `all`, for
+    /// a product without spend data (every company pays; ARR is then not available).
+    pub paying: Paying,
     /// Where the seat buckets start (user_count), four increasing bounds; the names
     /// follow (`[50, 100, 250, 500]` → `under_50`, `50_99`, …, `500_plus`).
     pub seat_bounds: [i64; 4],
@@ -67,6 +70,7 @@ impl Default for Mapping {
             seat_bucket_column: None,
             arr_bucket_column: None,
             spend_column: None,
+            paying: Paying::Spend,
             seat_bounds: SEAT_BOUNDS,
             arr_bounds: ARR_BOUNDS,
             seat_tag_prefix: "seat_bucket:seats:".into(),
@@ -90,6 +94,7 @@ pub const KEYS: &[&str] = &[
     "seat_bucket_column",
     "arr_bucket_column",
     "spend_column",
+    "paying",
     "seat_bounds",
     "arr_bounds",
     "seat_tag_prefix",
@@ -103,6 +108,29 @@ pub const KEYS: &[&str] = &[
     "expansion_segments",
     "usage_company_key",
 ];
+
+/// Who counts as paying (the mapping's `paying`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Paying {
+    /// A monthly spend above 0 (`monthly_spend`, or the mapping's `spend_column`).
+    #[default]
+    Spend,
+    /// Every company: a product without spend data. ARR is not available then.
+    All,
+}
+
+impl Paying {
+    /// The values `paying` accepts, as written.
+    pub const VALUES: &'static [&'static str] = &["spend", "all"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Paying::Spend => "spend",
+            Paying::All => "all",
+        }
+    }
+}
 
 /// A mapping that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -141,6 +169,19 @@ impl Mapping {
                     KEYS.join(", ")
                 ),
             });
+        }
+        if let Some(v) = t.get("paying") {
+            if !v.as_str().is_some_and(|v| Paying::VALUES.contains(&v)) {
+                return Err(MappingError {
+                    source_name: source_name.to_owned(),
+                    message: format!(
+                        "`paying` must be \"spend\" (a company pays when its monthly spend, \
+                         `monthly_spend` or `spend_column`, is above 0) or \"all\" (every \
+                         company pays: a product without spend data; ARR is then not \
+                         available), got {v}"
+                    ),
+                });
+            }
         }
         let m: Mapping = toml::Value::Table(t)
             .try_into()
@@ -241,6 +282,14 @@ impl Mapping {
                 ));
             }
         }
+        if self.paying == Paying::All {
+            if let Some(c) = &self.spend_column {
+                return Err(format!(
+                    "`paying = \"all\"` counts every company as paying, so `spend_column = \
+                     {c:?}` would be read for nothing: set one of them"
+                ));
+            }
+        }
         for (rule, column) in self.columns_named() {
             if column.is_empty()
                 || !column
@@ -331,6 +380,7 @@ impl Mapping {
             ("seat_bucket_column", opt(&self.seat_bucket_column)),
             ("arr_bucket_column", opt(&self.arr_bucket_column)),
             ("spend_column", opt(&self.spend_column)),
+            ("paying", self.paying.as_str().to_owned()),
             ("seat_bounds", format!("{:?}", self.seat_bounds)),
             ("arr_bounds", format!("{:?}", self.arr_bounds)),
             ("seat_tag_prefix", self.seat_tag_prefix.clone()),
@@ -809,5 +859,40 @@ mod tests {
         ]);
         assert_eq!(n["segment_tag_prefix"], 1);
         assert_eq!(n["at_risk"], 1);
+    }
+
+    #[test]
+    fn paying_is_spend_or_all_and_all_makes_arr_unknown() {
+        let t: toml::Table = toml::from_str("paying = 'all'").unwrap();
+        let m = Mapping::from_tables(None, Some(&t), "m.toml").unwrap();
+        assert_eq!(m.paying, Paying::All);
+        assert_eq!(m.summary(), "paying = all");
+        assert_eq!(Mapping::default().paying, Paying::Spend);
+        for bad in ["paying = 'paid'", "paying = true", "paying = 'ALL'"] {
+            let t: toml::Table = toml::from_str(bad).unwrap();
+            let e = Mapping::from_tables(None, Some(&t), "m.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("m.toml: `paying` must be \"spend\"") && e.contains("or \"all\""),
+                "{bad}: {e}"
+            );
+        }
+        let t: toml::Table = toml::from_str("paying = 'all'\nspend_column = 'mrr'").unwrap();
+        let e = Mapping::from_tables(None, Some(&t), "m.toml").unwrap_err();
+        assert!(e.to_string().contains("set one of them"), "{e}");
+
+        let mut c = company("");
+        c.monthly_spend = None;
+        assert!(!super::super::population::is_paying(&c));
+        c.mapped.paying_all = true;
+        assert!(super::super::population::is_paying(&c));
+        assert!(super::super::population::arr_of(&c).is_nan());
+        let l = classify_company(&m, &c);
+        assert_eq!(
+            m.buckets().arr_name(l.arr),
+            "unknown",
+            "no ARR: no ARR bucket"
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::intercom::mapping::Mapping;
+use crate::intercom::mapping::{Mapping, Paying};
 use crate::intercom::window::Window;
 use crate::intercom::{CompanyRow, Mapped, COMPANY_ENHANCED, CONVERSATION_ENHANCED, USAGE_EVENTS};
 use crate::source::{DataError, Database, Latest, Missing, Param, TableNeed};
@@ -132,7 +132,8 @@ pub fn no_paying_company(db: &Database, mapping: &Mapping) -> Result<Vec<String>
             vec![format!(
                 "no company has {column} > 0: a run stops with exit 1 (no paying company to \
              describe; the report covers paying customers only; a column of your own that \
-             holds the monthly spend is named with spend_column in the mapping)"
+             holds the monthly spend is named with spend_column in the mapping; a product \
+             without spend data sets paying = \"all\")"
             )]
         } else {
             Vec::new()
@@ -234,7 +235,10 @@ pub fn load_companies_as_mapped(
         let company_id = r
             .text(0, "company_id")?
             .ok_or_else(|| r.bad("company_id", "a company id", "NULL".into()))?;
-        let mut mapped = Mapped::default();
+        let mut mapped = Mapped {
+            paying_all: mapping.paying == Paying::All,
+            ..Mapped::default()
+        };
         let mut spend = r.real(3, "monthly_spend")?;
         for (i, (rule, _)) in extra.iter().enumerate() {
             if *rule == "spend_column" {
