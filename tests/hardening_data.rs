@@ -665,3 +665,55 @@ fn paying_all_counts_every_company_and_leaves_arr_not_available() {
         text(&o)
     );
 }
+
+/// Issue 28: when every company falls to "Unknown segment" (the segment rule, the
+/// default one too, matches no company), `check` fails naming the rule it tried, the
+/// values found and the keys to set, and a run refuses the population as it refuses
+/// a rule that matches nothing (a report of one "Unknown segment" would read as
+/// "nothing stands out"). The package fixture (no tags at all) says so too.
+#[test]
+fn every_company_in_the_fallback_segment_fails_check_and_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo_copy(
+        dir.path(),
+        "stage.sqlite",
+        "UPDATE intercom__company_enhanced
+           SET all_company_tags = replace(all_company_tags, 'segment:', 'Stage: ');",
+    );
+    let o = check_in(dir.path(), &db, &[]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    for said in [
+        "falls to \"Unknown segment\": the segment rule (tags starting with `segment:`) matched none",
+        "no company has such a tag; their tags are `",
+        "set segment_tag_prefix to your tags' prefix, segment_column to a company column \
+         holding the segment, or segment_values",
+    ] {
+        assert!(t.contains(said), "{said}: {t}");
+    }
+    for report in ["conversation-usage", "tag-drivers"] {
+        let out = dir.path().join(report);
+        let (o, _) = run_report(&db, &out, report, &["--data-only"]);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{report}: {t}");
+        assert!(t.contains("falls to \"Unknown segment\""), "{report}: {t}");
+        assert!(!out.join(report).exists(), "{report}: nothing written");
+    }
+    // With the prefix the tags have, the same data runs.
+    let m = dir.path().join("m.toml");
+    std::fs::write(&m, "segment_tag_prefix = \"Stage: \"\n").unwrap();
+    let o = check_in(dir.path(), &db, &["--mapping", m.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("Unknown segment"), "{}", text(&o));
+
+    let seed =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dbt-intercom-seed.sqlite");
+    let o = check_in(dir.path(), &seed, &[]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("falls to \"Unknown segment\"") && t.contains("(no company has a tag)"),
+        "{t}"
+    );
+    assert!(t.contains("no report can run"), "{t}");
+}

@@ -576,6 +576,75 @@ impl Mapping {
     }
 }
 
+impl Mapping {
+    /// Why `companies` have no segment: every one falls to "Unknown segment" (the
+    /// segment rule, tag or column, matched none), with what the rule tried, the
+    /// values found and the keys to set; `None` when one company has a segment (or
+    /// there are none). A report sliced by segments would read as "nothing stands
+    /// out" on such a population, so `check` fails and a run refuses it.
+    pub fn no_segment(&self, companies: &[CompanyRow]) -> Option<String> {
+        self.no_segment_among(companies, |_| true)
+    }
+
+    /// [`Mapping::no_segment`] of the companies `among` keeps (a run: the paying
+    /// ones), the values and the count from all of them.
+    pub fn no_segment_among(
+        &self,
+        companies: &[CompanyRow],
+        among: impl Fn(&CompanyRow) -> bool,
+    ) -> Option<String> {
+        let mut kept = companies.iter().filter(|c| among(c)).peekable();
+        if kept.peek().is_none()
+            || kept.any(|c| classify_company(self, c).segment_src != LabelSource::Fallback)
+        {
+            return None;
+        }
+        let mut tried = format!("tags starting with `{}`", self.segment_tag_prefix);
+        if let Some(col) = &self.segment_column {
+            tried.push_str(&format!(" and the column `{col}`"));
+        }
+        let unknown = self.unrecognised(companies);
+        let found: Vec<(String, usize)> = ["segment_tag_prefix", "segment_column"]
+            .iter()
+            .filter_map(|r| unknown.get(r))
+            .flatten()
+            .cloned()
+            .collect();
+        let values = if !found.is_empty() {
+            format!(
+                "the values there are {}, none a segment",
+                counted_values(&found, 5)
+            )
+        } else {
+            let mut tags: BTreeMap<&str, usize> = BTreeMap::new();
+            for t in companies.iter().filter_map(|c| c.tags.as_deref()) {
+                for x in split_items(t).filter(|x| !x.is_empty()) {
+                    *tags.entry(x).or_default() += 1;
+                }
+            }
+            let mut tags: Vec<(String, usize)> =
+                tags.into_iter().map(|(t, n)| (t.to_owned(), n)).collect();
+            tags.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            if tags.is_empty() {
+                "no company has a tag".to_owned()
+            } else {
+                format!(
+                    "no company has such a tag; their tags are {}",
+                    counted_values(&tags, 5)
+                )
+            }
+        };
+        Some(format!(
+            "every one of the {} companies falls to \"Unknown segment\": the segment rule \
+             ({tried}) matched none ({values}); set segment_tag_prefix to your tags' prefix, \
+             segment_column to a company column holding the segment, or segment_values to map \
+             your names to the report's ({})",
+            companies.len(),
+            SEGMENTS.join(", ")
+        ))
+    }
+}
+
 /// The first `shown` of `values` with their company counts, and how many more
 /// (`` `Gold` (627), `Silver` (3) and 2 more ``): how `check` and the refusals list
 /// the values a rule found.

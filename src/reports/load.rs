@@ -177,13 +177,18 @@ pub fn load_companies(db: &Database) -> Result<Vec<CompanyRow>, DataError> {
 }
 
 /// The companies, each with the values of the columns `mapping` names; refused when
-/// a rule the user set matches none of them ([`Mapping::refusals`]).
+/// a rule the user set matches none of them ([`Mapping::refusals`]) or no paying
+/// company has a segment ([`Mapping::no_segment_among`]).
 pub fn load_companies_mapped(
     db: &Database,
     mapping: &Mapping,
 ) -> Result<Vec<CompanyRow>, DataError> {
     let companies = load_companies_as_mapped(db, mapping)?;
-    let problems = mapping.refusals(&companies);
+    let mut problems = mapping.refusals(&companies);
+    // A population with no segment is refused like a rule that matches nothing: a
+    // report sliced by segment would read "nothing stands out" of one "Unknown
+    // segment". Where nobody pays, the run stops on that first (exit 1).
+    problems.extend(mapping.no_segment_among(&companies, crate::intercom::population::is_paying));
     if problems.is_empty() {
         Ok(companies)
     } else {

@@ -628,7 +628,11 @@ pub fn mapping_matches(db: &Location, mapping: &Mapping) -> Result<MappingCheck,
         usage_events,
         rules,
         unrecognised: mapping.unrecognised(&companies).into_iter().collect(),
-        refusals: mapping.refusals(&companies),
+        refusals: mapping
+            .refusals(&companies)
+            .into_iter()
+            .chain(mapping.no_segment(&companies))
+            .collect(),
     })
 }
 
