@@ -1,8 +1,10 @@
 //! What the user's tags and columns mean (data contract, "Mapping"): which company
 //! tags carry the segment, the seat bucket and the ARR bucket, which tags and
 //! segments make a company "at risk" or an "expansion target", and which company
-//! column the product-usage events' `company_id` holds. Defaults are the reference
-//! dataset's conventions; a configuration changes any of them.
+//! column the product-usage events' `company_id` holds, and who counts as paying.
+//! Defaults are the reference dataset's conventions; a configuration changes any of
+//! them. Over 600 lines: the rules, their validation and the refusals `check` and
+//! the runs share read together, with their unit tests.
 
 use std::collections::BTreeMap;
 
