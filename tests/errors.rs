@@ -289,10 +289,14 @@ fn check_fails_when_a_report_or_job_would_fail_on_the_data() {
         ),
     );
     let o = run(&["check", "--config", s(&cfg)]);
+    // The seed's companies have no segment either: a mapping to set (exit 2).
     let t = says_once(
         &o,
-        1,
-        &["- job `leadership` cannot run: no company has monthly_spend > 0"],
+        2,
+        &[
+            "- job `leadership` cannot run: no company has monthly_spend > 0",
+            "- job `leadership`: mapping: every one of the 9 companies falls to \"Unknown segment\"",
+        ],
     );
     assert!(!t.contains("ok:"), "{t}");
     // A calendar window cut now, on data that ended in 2024: the run would find no

@@ -670,3 +670,125 @@ fn paying_comes_from_the_column_the_mapping_names() {
     );
     assert_eq!(csvs(&run_dir(&o)), csvs(&run_dir(&d)));
 }
+
+/// Issue 28: `paying = "all"` for a product without spend data: every company pays,
+/// both reports of paying customers run, and ARR is not available wherever it
+/// would be printed (never $0, never an empty clause); `check` says which
+/// definition of paying is in force; a value it does not know is refused.
+#[test]
+fn paying_all_counts_every_company_and_leaves_arr_not_available() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo_copy(
+        dir.path(),
+        "nospend.sqlite",
+        "UPDATE intercom__company_enhanced SET monthly_spend = NULL;",
+    );
+    let m = dir.path().join("m.toml");
+    std::fs::write(&m, "paying = \"all\"\n").unwrap();
+    let mapping = ["--mapping", m.to_str().unwrap()];
+    let o = check_in(dir.path(), &db, &mapping);
+    assert!(o.status.success(), "{}", text(&o));
+    let companies: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM intercom__company_enhanced", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let said = format!("paying = all → {companies} companies pay: every company counts as paying");
+    assert!(text(&o).contains(&said), "{said}: {}", text(&o));
+    let o = check_in(dir.path(), common::demo_db(), &[]);
+    assert!(
+        text(&o).contains("paying = spend → ")
+            && text(&o).contains("whose monthly_spend is above 0"),
+        "{}",
+        text(&o)
+    );
+
+    for (report, said_en, said_zh) in [
+        (
+            "tag-drivers",
+            "ARRisnotavailable:themapping'spaying=\"all\"countseverycompanyaspaying",
+            "ARR不可得",
+        ),
+        (
+            "conversation-usage",
+            "ARRisnotavailable:thereisnospendtomakeitfrom",
+            "ARR不可得",
+        ),
+    ] {
+        let (o, _) = run_report(&db, &dir.path().join(report), report, &mapping);
+        assert!(o.status.success(), "{report}: {}", text(&o));
+        let run = run_dir(&o);
+        for (lang, said) in [("en", said_en), ("zh", said_zh)] {
+            let pdf = squash(&pdf_text(&run.join(format!("report.{lang}.pdf"))));
+            assert!(pdf.contains(said), "{report} {lang}: {said}");
+            for wrong in ["$0ARR", "—ARR", "ARR—", ",ARR)", "ARR0美元", "ARR合计—"] {
+                assert!(!pdf.contains(wrong), "{report} {lang}: {wrong}");
+            }
+        }
+        let summary = json(&run.join("summary.json")).to_string();
+        assert!(summary.contains("\"arr\":null"), "{report}: ARR is empty");
+        assert!(!summary.contains("\"arr\":0"), "{report}: never a 0 ARR");
+    }
+
+    std::fs::write(&m, "paying = \"some\"\n").unwrap();
+    let o = check_in(dir.path(), &db, &mapping);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("`paying` must be \"spend\"") && text(&o).contains("or \"all\""),
+        "{}",
+        text(&o)
+    );
+}
+
+/// Issue 28: when every company falls to "Unknown segment" (the segment rule, the
+/// default one too, matches no company), `check` fails naming the rule it tried, the
+/// values found and the keys to set, and a run refuses the population as it refuses
+/// a rule that matches nothing (a report of one "Unknown segment" would read as
+/// "nothing stands out"). The package fixture (no tags at all) says so too.
+#[test]
+fn every_company_in_the_fallback_segment_fails_check_and_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo_copy(
+        dir.path(),
+        "stage.sqlite",
+        "UPDATE intercom__company_enhanced
+           SET all_company_tags = replace(all_company_tags, 'segment:', 'Stage: ');",
+    );
+    let o = check_in(dir.path(), &db, &[]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    for said in [
+        "falls to \"Unknown segment\": the segment rule (tags starting with `segment:`) matched none",
+        "no company has such a tag; their tags are `",
+        "set segment_tag_prefix to your tags' prefix, segment_column to a company column \
+         holding the segment, or segment_values",
+    ] {
+        assert!(t.contains(said), "{said}: {t}");
+    }
+    for report in ["conversation-usage", "tag-drivers"] {
+        let out = dir.path().join(report);
+        let (o, _) = run_report(&db, &out, report, &["--data-only"]);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{report}: {t}");
+        assert!(t.contains("falls to \"Unknown segment\""), "{report}: {t}");
+        assert!(!out.join(report).exists(), "{report}: nothing written");
+    }
+    // With the prefix the tags have, the same data runs.
+    let m = dir.path().join("m.toml");
+    std::fs::write(&m, "segment_tag_prefix = \"Stage: \"\n").unwrap();
+    let o = check_in(dir.path(), &db, &["--mapping", m.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("Unknown segment"), "{}", text(&o));
+
+    let seed =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dbt-intercom-seed.sqlite");
+    let o = check_in(dir.path(), &seed, &[]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("falls to \"Unknown segment\"") && t.contains("(no company has a tag)"),
+        "{t}"
+    );
+    assert!(t.contains("no report can run"), "{t}");
+}

@@ -1,11 +1,10 @@
 //! What the user's tags and columns mean (data contract, "Mapping"): which company
 //! tags carry the segment, the seat bucket and the ARR bucket, which tags and
 //! segments make a company "at risk" or an "expansion target", and which company
-//! column the product-usage events' `company_id` holds. Defaults are the reference
-//! dataset's conventions; a configuration changes any of them.
-//!
-//! Why this file is long: about 570 lines of code (each rule with its parse, its
-//! validation and the counts `check` prints), the rest its tests.
+//! column the product-usage events' `company_id` holds, and who counts as paying.
+//! Defaults are the reference dataset's conventions; a configuration changes any of
+//! them. Over 600 lines: the rules, their validation and the refusals `check` and
+//! the runs share read together, with their unit tests.
 
 use std::collections::BTreeMap;
 
@@ -32,6 +31,9 @@ pub struct Mapping {
     /// A company column holding the monthly spend in place of `monthly_spend`
     /// (paying: above 0; ARR: 12 ×), for workspaces that keep it elsewhere.
     pub spend_column: Option<String>,
+    /// Who counts as paying: `spend` (the default: a spend above 0) or `all`, for
+    /// a product without spend data (every company pays; ARR is then not available).
+    pub paying: Paying,
     /// Where the seat buckets start (user_count), four increasing bounds; the names
     /// follow (`[50, 100, 250, 500]` → `under_50`, `50_99`, …, `500_plus`).
     pub seat_bounds: [i64; 4],
@@ -70,6 +72,7 @@ impl Default for Mapping {
             seat_bucket_column: None,
             arr_bucket_column: None,
             spend_column: None,
+            paying: Paying::Spend,
             seat_bounds: SEAT_BOUNDS,
             arr_bounds: ARR_BOUNDS,
             seat_tag_prefix: "seat_bucket:seats:".into(),
@@ -93,6 +96,7 @@ pub const KEYS: &[&str] = &[
     "seat_bucket_column",
     "arr_bucket_column",
     "spend_column",
+    "paying",
     "seat_bounds",
     "arr_bounds",
     "seat_tag_prefix",
@@ -106,6 +110,29 @@ pub const KEYS: &[&str] = &[
     "expansion_segments",
     "usage_company_key",
 ];
+
+/// Who counts as paying (the mapping's `paying`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Paying {
+    /// A monthly spend above 0 (`monthly_spend`, or the mapping's `spend_column`).
+    #[default]
+    Spend,
+    /// Every company: a product without spend data. ARR is not available then.
+    All,
+}
+
+impl Paying {
+    /// The values `paying` accepts, as written.
+    pub const VALUES: &'static [&'static str] = &["spend", "all"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Paying::Spend => "spend",
+            Paying::All => "all",
+        }
+    }
+}
 
 /// A mapping that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -144,6 +171,19 @@ impl Mapping {
                     KEYS.join(", ")
                 ),
             });
+        }
+        if let Some(v) = t.get("paying") {
+            if !v.as_str().is_some_and(|v| Paying::VALUES.contains(&v)) {
+                return Err(MappingError {
+                    source_name: source_name.to_owned(),
+                    message: format!(
+                        "`paying` must be \"spend\" (a company pays when its monthly spend, \
+                         `monthly_spend` or `spend_column`, is above 0) or \"all\" (every \
+                         company pays: a product without spend data; ARR is then not \
+                         available), got {v}"
+                    ),
+                });
+            }
         }
         let m: Mapping = toml::Value::Table(t)
             .try_into()
@@ -244,6 +284,14 @@ impl Mapping {
                 ));
             }
         }
+        if self.paying == Paying::All {
+            if let Some(c) = &self.spend_column {
+                return Err(format!(
+                    "`paying = \"all\"` counts every company as paying, so `spend_column = \
+                     {c:?}` would be read for nothing: set one of them"
+                ));
+            }
+        }
         for (rule, column) in self.columns_named() {
             if column.is_empty()
                 || !column
@@ -334,6 +382,7 @@ impl Mapping {
             ("seat_bucket_column", opt(&self.seat_bucket_column)),
             ("arr_bucket_column", opt(&self.arr_bucket_column)),
             ("spend_column", opt(&self.spend_column)),
+            ("paying", self.paying.as_str().to_owned()),
             ("seat_bounds", format!("{:?}", self.seat_bounds)),
             ("arr_bounds", format!("{:?}", self.arr_bounds)),
             ("seat_tag_prefix", self.seat_tag_prefix.clone()),
@@ -526,6 +575,75 @@ impl Mapping {
             out.push(format!("`{rule} = {value}` matches no company{found}"));
         }
         out
+    }
+}
+
+impl Mapping {
+    /// Why `companies` have no segment: every one falls to "Unknown segment" (the
+    /// segment rule, tag or column, matched none), with what the rule tried, the
+    /// values found and the keys to set; `None` when one company has a segment (or
+    /// there are none). A report sliced by segments would read as "nothing stands
+    /// out" on such a population, so `check` fails and a run refuses it.
+    pub fn no_segment(&self, companies: &[CompanyRow]) -> Option<String> {
+        self.no_segment_among(companies, |_| true)
+    }
+
+    /// [`Mapping::no_segment`] of the companies `among` keeps (a run: the paying
+    /// ones), the values and the count from all of them.
+    pub fn no_segment_among(
+        &self,
+        companies: &[CompanyRow],
+        among: impl Fn(&CompanyRow) -> bool,
+    ) -> Option<String> {
+        let mut kept = companies.iter().filter(|c| among(c)).peekable();
+        if kept.peek().is_none()
+            || kept.any(|c| classify_company(self, c).segment_src != LabelSource::Fallback)
+        {
+            return None;
+        }
+        let mut tried = format!("tags starting with `{}`", self.segment_tag_prefix);
+        if let Some(col) = &self.segment_column {
+            tried.push_str(&format!(" and the column `{col}`"));
+        }
+        let unknown = self.unrecognised(companies);
+        let found: Vec<(String, usize)> = ["segment_tag_prefix", "segment_column"]
+            .iter()
+            .filter_map(|r| unknown.get(r))
+            .flatten()
+            .cloned()
+            .collect();
+        let values = if !found.is_empty() {
+            format!(
+                "the values there are {}, none a segment",
+                counted_values(&found, 5)
+            )
+        } else {
+            let mut tags: BTreeMap<&str, usize> = BTreeMap::new();
+            for t in companies.iter().filter_map(|c| c.tags.as_deref()) {
+                for x in split_items(t).filter(|x| !x.is_empty()) {
+                    *tags.entry(x).or_default() += 1;
+                }
+            }
+            let mut tags: Vec<(String, usize)> =
+                tags.into_iter().map(|(t, n)| (t.to_owned(), n)).collect();
+            tags.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            if tags.is_empty() {
+                "no company has a tag".to_owned()
+            } else {
+                format!(
+                    "no company has such a tag; their tags are {}",
+                    counted_values(&tags, 5)
+                )
+            }
+        };
+        Some(format!(
+            "every one of the {} companies falls to \"Unknown segment\": the segment rule \
+             ({tried}) matched none ({values}); set segment_tag_prefix to your tags' prefix, \
+             segment_column to a company column holding the segment, or segment_values to map \
+             your names to the report's ({})",
+            companies.len(),
+            SEGMENTS.join(", ")
+        ))
     }
 }
 
@@ -812,5 +930,40 @@ mod tests {
         ]);
         assert_eq!(n["segment_tag_prefix"], 1);
         assert_eq!(n["at_risk"], 1);
+    }
+
+    #[test]
+    fn paying_is_spend_or_all_and_all_makes_arr_unknown() {
+        let t: toml::Table = toml::from_str("paying = 'all'").unwrap();
+        let m = Mapping::from_tables(None, Some(&t), "m.toml").unwrap();
+        assert_eq!(m.paying, Paying::All);
+        assert_eq!(m.summary(), "paying = all");
+        assert_eq!(Mapping::default().paying, Paying::Spend);
+        for bad in ["paying = 'paid'", "paying = true", "paying = 'ALL'"] {
+            let t: toml::Table = toml::from_str(bad).unwrap();
+            let e = Mapping::from_tables(None, Some(&t), "m.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("m.toml: `paying` must be \"spend\"") && e.contains("or \"all\""),
+                "{bad}: {e}"
+            );
+        }
+        let t: toml::Table = toml::from_str("paying = 'all'\nspend_column = 'mrr'").unwrap();
+        let e = Mapping::from_tables(None, Some(&t), "m.toml").unwrap_err();
+        assert!(e.to_string().contains("set one of them"), "{e}");
+
+        let mut c = company("");
+        c.monthly_spend = None;
+        assert!(!super::super::population::is_paying(&c));
+        c.mapped.paying_all = true;
+        assert!(super::super::population::is_paying(&c));
+        assert!(super::super::population::arr_of(&c).is_nan());
+        let l = classify_company(&m, &c);
+        assert_eq!(
+            m.buckets().arr_name(l.arr),
+            "unknown",
+            "no ARR: no ARR bucket"
+        );
     }
 }

@@ -198,6 +198,9 @@ pub struct Mapped {
     pub segment: Option<String>,
     pub seat_bucket: Option<String>,
     pub arr_bucket: Option<String>,
+    /// The mapping's `paying = "all"`: the company pays whatever its spend, and its
+    /// ARR is not known.
+    pub paying_all: bool,
 }
 
 /// Topic tags of a tag aggregate: machine tags (any item with `:`) and empty items

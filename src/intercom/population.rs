@@ -36,8 +36,21 @@ pub struct DuplicateCompany {
     pub monthly_spend: f64,
 }
 
+/// Whether `c` pays: a monthly spend above 0, or every company under the mapping's
+/// `paying = "all"`.
 pub fn is_paying(c: &CompanyRow) -> bool {
-    c.monthly_spend.is_some_and(|s| s > 0.0)
+    c.mapped.paying_all || c.monthly_spend.is_some_and(|s| s > 0.0)
+}
+
+/// The company's ARR (12 × monthly spend); NaN where it is not known (`paying =
+/// "all"`), so that every sum it enters is not known either and prints as not
+/// available, never as $0.
+pub fn arr_of(c: &CompanyRow) -> f64 {
+    if c.mapped.paying_all {
+        f64::NAN
+    } else {
+        12.0 * c.monthly_spend.unwrap_or(0.0)
+    }
 }
 
 impl Population {

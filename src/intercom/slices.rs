@@ -106,7 +106,11 @@ pub fn seat_bucket_in(bounds: &[i64; 4], user_count: Option<i64>) -> u8 {
 }
 
 /// The ARR bucket of `arr` under `bounds`.
+/// A NaN ARR (not known: `paying = "all"`) is the unknown bucket.
 pub fn arr_bucket_in(bounds: &[f64; 4], arr: f64) -> u8 {
+    if arr.is_nan() {
+        return ARR_BUCKETS.len() as u8;
+    }
     bounds.iter().take_while(|b| arr >= **b).count() as u8
 }
 
@@ -238,7 +242,7 @@ pub fn classify_company(mapping: &Mapping, c: &CompanyRow) -> Labels {
         mapping,
         c.tags.as_deref(),
         c.user_count,
-        c.monthly_spend.unwrap_or(0.0),
+        super::population::arr_of(c) / 12.0,
     );
     let value = |v: &Option<String>, values: &BTreeMap<String, String>, allowed: &[&str]| {
         label_of(v.as_deref()?, values, allowed)

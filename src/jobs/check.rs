@@ -13,6 +13,7 @@ use super::job::request_on;
 use super::mail::{MailError, Mailer};
 use crate::clock::{Clock, SystemClock};
 use crate::exit::Classify;
+use crate::intercom::mapping::Paying;
 use crate::intercom::window::WindowSpec;
 use crate::render::pdf;
 use crate::render::templates::Templates;
@@ -200,6 +201,16 @@ fn mapping_notes(
                         format!(" → {n} companies have a value")
                     } else if rule == "spend_column" {
                         format!(" → {n} companies pay (above 0)")
+                    } else if rule == "paying" && mapping.paying == Paying::All {
+                        format!(
+                            " → {n} companies pay: every company counts as paying; ARR is \
+                             not available (no spend data)"
+                        )
+                    } else if rule == "paying" {
+                        format!(
+                            " → {n} companies pay: those whose {} is above 0",
+                            mapping.spend_column.as_deref().unwrap_or("monthly_spend")
+                        )
                     } else {
                         format!(" → {n} companies")
                     }

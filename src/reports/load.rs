@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::intercom::mapping::Mapping;
+use crate::intercom::mapping::{Mapping, Paying};
 use crate::intercom::window::Window;
 use crate::intercom::{CompanyRow, Mapped, COMPANY_ENHANCED, CONVERSATION_ENHANCED, USAGE_EVENTS};
 use crate::source::{DataError, Database, Latest, Missing, Param, TableNeed};
@@ -169,7 +169,8 @@ pub fn no_paying_company(db: &Database, mapping: &Mapping) -> Result<Vec<String>
             vec![format!(
                 "no company has {column} > 0: a run stops with exit 1 (no paying company to \
              describe; the report covers paying customers only; a column of your own that \
-             holds the monthly spend is named with spend_column in the mapping)"
+             holds the monthly spend is named with spend_column in the mapping; a product \
+             without spend data sets paying = \"all\")"
             )]
         } else {
             Vec::new()
@@ -213,13 +214,18 @@ pub fn load_companies(db: &Database) -> Result<Vec<CompanyRow>, DataError> {
 }
 
 /// The companies, each with the values of the columns `mapping` names; refused when
-/// a rule the user set matches none of them ([`Mapping::refusals`]).
+/// a rule the user set matches none of them ([`Mapping::refusals`]) or no paying
+/// company has a segment ([`Mapping::no_segment_among`]).
 pub fn load_companies_mapped(
     db: &Database,
     mapping: &Mapping,
 ) -> Result<Vec<CompanyRow>, DataError> {
     let companies = load_companies_as_mapped(db, mapping)?;
-    let problems = mapping.refusals(&companies);
+    let mut problems = mapping.refusals(&companies);
+    // A population with no segment is refused like a rule that matches nothing: a
+    // report sliced by segment would read "nothing stands out" of one "Unknown
+    // segment". Where nobody pays, the run stops on that first (exit 1).
+    problems.extend(mapping.no_segment_among(&companies, crate::intercom::population::is_paying));
     if problems.is_empty() {
         Ok(companies)
     } else {
@@ -271,7 +277,10 @@ pub fn load_companies_as_mapped(
         let company_id = r
             .text(0, "company_id")?
             .ok_or_else(|| r.bad("company_id", "a company id", "NULL".into()))?;
-        let mut mapped = Mapped::default();
+        let mut mapped = Mapped {
+            paying_all: mapping.paying == Paying::All,
+            ..Mapped::default()
+        };
         let mut spend = r.real(3, "monthly_spend")?;
         for (i, (rule, _)) in extra.iter().enumerate() {
             if *rule == "spend_column" {

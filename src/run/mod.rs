@@ -610,18 +610,18 @@ pub fn mapping_matches(db: &Location, mapping: &Mapping) -> Result<MappingCheck,
                 || c.mapped.usage_key.as_deref().is_some_and(|k| !k.is_empty())
         })
         .count();
+    let paying = companies
+        .iter()
+        .filter(|c| crate::intercom::population::is_paying(c))
+        .count();
     let rules = mapping
         .rules()
         .into_iter()
         .map(|(rule, value)| {
             let count = match rule {
                 "usage_company_key" => Some(with_key),
-                "spend_column" if mapping.spend_column.is_some() => Some(
-                    companies
-                        .iter()
-                        .filter(|c| crate::intercom::population::is_paying(c))
-                        .count(),
-                ),
+                "paying" => Some(paying),
+                "spend_column" if mapping.spend_column.is_some() => Some(paying),
                 r => n.get(r).copied(),
             };
             (rule, value, count)
@@ -632,7 +632,11 @@ pub fn mapping_matches(db: &Location, mapping: &Mapping) -> Result<MappingCheck,
         usage_events,
         rules,
         unrecognised: mapping.unrecognised(&companies).into_iter().collect(),
-        refusals: mapping.refusals(&companies),
+        refusals: mapping
+            .refusals(&companies)
+            .into_iter()
+            .chain(mapping.no_segment(&companies))
+            .collect(),
     })
 }
 

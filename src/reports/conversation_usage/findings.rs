@@ -863,8 +863,9 @@ fn target_numbers(x: &mut Recommendation, t: &Target, companies: f64, arr: f64, 
     let moved = (effect.abs() * t.current.n).round().max(1.0);
     x.numbers.insert("moved", moved);
     x.numbers.insert("companies", companies);
+    // NaN where ARR is not known (`paying = "all"`): the templates leave it out.
+    x.numbers.insert("arr", arr);
     if arr > 0.0 && companies > 0.0 {
-        x.numbers.insert("arr", arr);
         x.numbers
             .insert("arr_moved", moved * arr / companies.max(t.current.n));
     }

@@ -275,7 +275,7 @@ pub fn layout(r: &Run, lang: &Language) -> Value {
         "usage_note": usage_empty("panel.usage_note"),
         "profiles": profiles(r, lang),
         "sizes": sizes(r, lang),
-        "scope": { "rows": scope_rows, "definitions": definitions(s) },
+        "scope": { "rows": scope_rows, "definitions": definitions(s, arr_known(r)) },
         "panel": { "header": panel_header, "rows": panel_rows, "small": small },
         "service_panel": { "header": service.0, "rows": service.1, "small": small },
         "correlations": correlations,
@@ -640,9 +640,19 @@ fn profiles(r: &Run, lang: &Language) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The definitions, with the bot-first one (or its proxy variant) fourth.
-fn definitions(s: &Strings) -> Vec<String> {
+/// Whether the companies' ARR is known: not under the mapping's `paying = "all"`,
+/// where every ARR sum is NaN.
+fn arr_known(r: &Run) -> bool {
+    !r.panels.segment.iter().any(|row| row.counts.arr.is_nan())
+}
+
+/// The definitions, with the bot-first one (or its proxy variant) fourth, and the
+/// paying one of `paying = "all"` first where ARR is not known.
+fn definitions(s: &Strings, arr_known: bool) -> Vec<String> {
     let mut list = s.list("scope.definitions");
+    if !arr_known && !list.is_empty() {
+        list[0] = s.get("scope.definition_paying_all");
+    }
     list.insert(3.min(list.len()), s.get("scope.definition_bot"));
     list
 }

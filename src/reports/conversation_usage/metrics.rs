@@ -859,7 +859,7 @@ pub fn compute(
     let mut resp: Vec<f64> = Vec::with_capacity(kept.len());
     let mut cell_comps: Vec<CompAcc> = vec![CompAcc::default(); CELLS];
     for (ci, a) in agg.iter() {
-        let arr = 12.0 * companies[*ci].monthly_spend.unwrap_or(0.0);
+        let arr = crate::intercom::population::arr_of(&companies[*ci]);
         cell_comps[company_cell[*ci] as usize].add(a, arr);
     }
     let mut panels: Vec<Vec<SliceRow>> = Vec::with_capacity(levels.len());

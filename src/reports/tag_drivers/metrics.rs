@@ -259,7 +259,7 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
     let ratio = |n: usize, d: usize| (d > 0).then(|| n as f64 / d as f64);
     let arr_of = |companies: &mut dyn Iterator<Item = &usize>| -> f64 {
         companies
-            .map(|&i| 12.0 * data.companies[i].monthly_spend.unwrap_or(0.0))
+            .map(|&i| crate::intercom::population::arr_of(&data.companies[i]))
             .sum()
     };
     let mut stats: Vec<GroupStats> = Vec::with_capacity(3);
