@@ -119,7 +119,7 @@ fn both_editions_have_pages_and_their_language() {
     }
     // Chart titles and category labels live inside the chart SVGs: they must be text too.
     for label in [
-        "机器人首答占比与周留存率（按单元格）",
+        "机器人首答占比与周留存率（按细分组合）",
         "流失预警",
         "新签约",
     ] {

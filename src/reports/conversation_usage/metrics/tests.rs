@@ -353,7 +353,7 @@ fn p1_p99_bounds_are_inclusive() {
 #[test]
 fn durations_filter_too_and_nulls_are_never_excluded() {
     let mut f = Fixture::new();
-    f.company("c1", "Acme", 100.0, Some(10), "");
+    f.company("c1", "Acme", 100.0, Some(10), "segment:renewal");
     // Durations 10, 20, 30 minutes plus one open conversation and one NULL response.
     f.conv(
         "Acme",
@@ -473,8 +473,8 @@ fn conversion_72h_boundary_with_contact_activity() {
 #[test]
 fn conversion_with_usage_events_uses_any_event_of_the_company() {
     let mut f = Fixture::new();
-    f.company("a", "A", 100.0, Some(10), "")
-        .company("b", "B", 100.0, Some(10), "");
+    f.company("a", "A", 100.0, Some(10), "segment:renewal")
+        .company("b", "B", 100.0, Some(10), "segment:renewal");
     f.conv(
         "A",
         "2024-06-01 10:00:00",
@@ -498,8 +498,8 @@ fn conversion_with_usage_events_uses_any_event_of_the_company() {
 #[test]
 fn events_of_no_company_leave_conversion_and_retention_empty_with_the_reason() {
     let mut f = Fixture::new();
-    f.company("a", "A", 100.0, Some(10), "")
-        .company("b", "B", 100.0, Some(10), "");
+    f.company("a", "A", 100.0, Some(10), "segment:renewal")
+        .company("b", "B", 100.0, Some(10), "segment:renewal");
     for name in ["A", "B"] {
         f.conv(
             name,
@@ -562,7 +562,7 @@ fn events_of_no_company_leave_conversion_and_retention_empty_with_the_reason() {
 #[test]
 fn window_edges_respect_offsets() {
     let mut f = Fixture::new();
-    f.company("a", "A", 100.0, Some(10), "");
+    f.company("a", "A", 100.0, Some(10), "segment:renewal");
     f.conv("A", "2024-06-15 12:00:00", None, Some(1.0));
     // 2024-06-16 01:00 +08:00 is 06-15 17:00 UTC: the anchor, inside the window.
     f.conv("A", "2024-06-16T01:00:00+08:00", None, Some(2.0));
@@ -587,7 +587,7 @@ fn window_edges_respect_offsets() {
 #[test]
 fn empty_window_is_a_clean_error() {
     let mut f = Fixture::new();
-    f.company("a", "A", 100.0, Some(10), "");
+    f.company("a", "A", 100.0, Some(10), "segment:renewal");
     f.conv("A", "2024-06-15 12:00:00", None, Some(1.0));
     let err = f
         .run("range:2020-01-01..2020-12-31", UsageDefinitions::Proxy)
@@ -605,7 +605,7 @@ fn a_trim_that_leaves_nothing_is_a_clean_error() {
     // kept set has an overall row") in every trend month of data starting with a
     // trickle.
     let mut f = Fixture::new();
-    f.company("a", "A", 100.0, Some(10), "");
+    f.company("a", "A", 100.0, Some(10), "segment:renewal");
     f.conv("A", "2024-06-10 12:00:00", None, Some(1.0));
     f.conv("A", "2024-06-11 12:00:00", None, Some(9.0));
     match f.run("rolling:1m", UsageDefinitions::Proxy) {
@@ -621,8 +621,8 @@ fn a_trim_that_leaves_nothing_is_a_clean_error() {
 #[test]
 fn a_company_name_with_a_comma_maps_its_conversations() {
     let mut f = Fixture::new();
-    f.company("a", "Acme, Inc.", 100.0, Some(10), "")
-        .company("b", "Beta", 100.0, Some(10), "");
+    f.company("a", "Acme, Inc.", 100.0, Some(10), "segment:renewal")
+        .company("b", "Beta", 100.0, Some(10), "segment:renewal");
     f.conv("Acme, Inc., Beta", "2024-06-01 10:00:00", None, Some(1.0));
     f.conv("ACME, INC.", "2024-06-01 10:00:00", None, Some(1.0));
     f.conv("Beta, Acme, Inc.", "2024-06-01 10:00:00", None, Some(1.0));
@@ -640,15 +640,15 @@ fn nothing_mapped_fails_cleanly_naming_the_cause() {
     };
     // The package's own seeds: every monthly_spend is 0.
     let mut f = Fixture::new();
-    f.company("a", "A", 0.0, Some(10), "");
+    f.company("a", "A", 0.0, Some(10), "segment:renewal");
     f.conv("A", "2024-06-01 10:00:00", None, Some(1.0));
     assert!(cause(&mut f).contains("no paying company"));
     let mut f = Fixture::new();
-    f.company("a", "A", 100.0, Some(10), "");
+    f.company("a", "A", 100.0, Some(10), "segment:renewal");
     f.conv("", "2024-06-01 10:00:00", None, Some(1.0));
     assert!(cause(&mut f).contains("no conversation names a company"));
     let mut f = Fixture::new();
-    f.company("a", "A", 100.0, Some(10), "");
+    f.company("a", "A", 100.0, Some(10), "segment:renewal");
     f.conv("Somebody Else", "2024-06-01 10:00:00", None, Some(1.0));
     assert!(cause(&mut f).contains("match no paying company"));
 }
@@ -797,8 +797,8 @@ fn shares_and_proxy_retention_per_slice() {
 #[test]
 fn events_retention_counts_full_weeks_and_months_inside_the_window() {
     let mut f = Fixture::new();
-    f.company("a", "A", 100.0, Some(10), "")
-        .company("b", "B", 100.0, Some(10), "");
+    f.company("a", "A", 100.0, Some(10), "segment:renewal")
+        .company("b", "B", 100.0, Some(10), "segment:renewal");
     f.conv("A", "2024-03-01 10:00:00", None, Some(1.0));
     f.conv("B", "2024-03-01 10:00:00", None, Some(1.0));
     // Window 2024-01-03 .. 2024-03-31 (Wed .. Sun). Full weeks start Mon 01-08 …
