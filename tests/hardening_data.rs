@@ -766,6 +766,19 @@ fn every_company_in_the_fallback_segment_fails_check_and_is_refused() {
     ] {
         assert!(t.contains(said), "{said}: {t}");
     }
+    // A report the run would refuse is never listed as one that can run.
+    for report in ["conversation-usage", "tag-drivers"] {
+        assert!(
+            !t.contains(&format!("report `{report}`: can run")),
+            "{report}: {t}"
+        );
+        assert!(
+            t.contains(&format!(
+                "report `{report}`: cannot run: a run stops with exit 2"
+            )),
+            "{report}: {t}"
+        );
+    }
     for report in ["conversation-usage", "tag-drivers"] {
         let out = dir.path().join(report);
         let (o, _) = run_report(&db, &out, report, &["--data-only"]);

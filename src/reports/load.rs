@@ -159,23 +159,27 @@ pub const COMPANIES_NEED: TableNeed = TableNeed {
     ],
 };
 
-/// What stops every report of paying customers on `db`: no company pays
-/// (`monthly_spend > 0`, or the mapping's `spend_column`).
-pub fn no_paying_company(db: &Database, mapping: &Mapping) -> Result<Vec<String>, DataError> {
+/// Why a run on this database would stop on its companies, for `check` (a report
+/// printed as "can run" must run): no paying company (exit 1), a rule the user set
+/// that matches no company, or no paying company with a segment (exit 2, as
+/// [`load_companies_mapped`] refuses them).
+pub fn population_blockers(db: &Database, mapping: &Mapping) -> Result<Vec<String>, DataError> {
     let companies = load_companies_as_mapped(db, mapping)?;
     let column = mapping.spend_column.as_deref().unwrap_or("monthly_spend");
-    Ok(
-        if !companies.iter().any(crate::intercom::population::is_paying) {
-            vec![format!(
-                "no company has {column} > 0: a run stops with exit 1 (no paying company to \
+    if !companies.iter().any(crate::intercom::population::is_paying) {
+        return Ok(vec![format!(
+            "no company has {column} > 0: a run stops with exit 1 (no paying company to \
              describe; the report covers paying customers only; a column of your own that \
              holds the monthly spend is named with spend_column in the mapping; a product \
              without spend data sets paying = \"all\")"
-            )]
-        } else {
-            Vec::new()
-        },
-    )
+        )]);
+    }
+    Ok(mapping
+        .refusals(&companies)
+        .into_iter()
+        .chain(mapping.no_segment_among(&companies, crate::intercom::population::is_paying))
+        .map(|why| format!("a run stops with exit 2: {why}"))
+        .collect())
 }
 
 /// How many usage events each company id of `usage_events` has.

@@ -225,7 +225,7 @@ impl Configured for Settings {
     }
 
     fn blockers(&self, db: &Database, req: &Request<'_>) -> Result<Vec<String>, ReportError> {
-        Ok(super::load::no_paying_company(db, req.mapping)?)
+        Ok(super::load::population_blockers(db, req.mapping)?)
     }
 
     fn needs(&self, db: &Database, _req: &Request<'_>) -> Result<Vec<TableNeed>, ReportError> {

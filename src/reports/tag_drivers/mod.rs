@@ -116,7 +116,7 @@ impl Configured for Settings {
 
     /// Like conversation-usage: the report is of paying companies only.
     fn blockers(&self, db: &Database, req: &Request<'_>) -> Result<Vec<String>, ReportError> {
-        Ok(super::load::no_paying_company(db, req.mapping)?)
+        Ok(super::load::population_blockers(db, req.mapping)?)
     }
 
     fn plan(
