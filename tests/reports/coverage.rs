@@ -6,23 +6,9 @@ use std::path::{Path, PathBuf};
 
 use crate::common::{demo_db, json, pdf_page_text, run, squash, text};
 
-/// Runs `report` on `db` with `extra`; returns its output folder.
+/// Runs `report` on `db` with `extra` into `dir`; returns its output folder.
 fn run_on(db: &Path, dir: &Path, report: &str, extra: &[&str]) -> PathBuf {
-    let out = dir.join("out");
-    let mut args = vec![
-        "run",
-        report,
-        "--db",
-        db.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--as-of",
-        crate::AS_OF,
-    ];
-    args.extend_from_slice(extra);
-    let o = run(&args);
-    assert!(o.status.success(), "{}", text(&o));
-    PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
+    crate::run_report(db, &dir.join("out"), report, extra)
 }
 
 /// Page 1 of an edition, squashed (line breaks and spaces as one).

@@ -464,19 +464,12 @@ fn percents(line: &str) -> (Vec<f64>, Vec<f64>) {
 fn customer_segmentation_says_only_what_its_printed_numbers_hold() {
     let dir = tempfile::tempdir().unwrap();
     let planted = crate::common::planted_demo(dir.path());
-    let out = dir.path().join("planted-out");
-    let o = run(&[
-        "run",
+    let planted_dir = crate::run_report(
+        &planted,
+        &dir.path().join("planted-out"),
         "customer-segmentation",
-        "--db",
-        planted.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--as-of",
-        "2024-07-01T08:00:00Z",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let planted_dir = std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+        &[],
+    );
     for base in [output_of("customer-segmentation"), planted_dir.as_path()] {
         for lang in ["en", "zh"] {
             let t = layout_text(&base.join(format!("report.{lang}.pdf")));

@@ -22,6 +22,30 @@ use common::{demo_db, json, run, text};
 
 const AS_OF: &str = "2024-07-01T08:00:00Z";
 
+/// Runs `report` on `db` into `out` at [`AS_OF`] with the options `extra`; returns the
+/// folder it wrote (the run must succeed).
+fn run_report(db: &Path, out: &Path, report: &str, extra: &[&str]) -> PathBuf {
+    let mut args = vec![
+        "run",
+        report,
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    assert!(
+        o.status.success(),
+        "{report} {extra:?} on {}: {}",
+        db.display(),
+        text(&o)
+    );
+    PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
+}
+
 /// Runs `report` once on the demo database; returns its output folder.
 fn output_of(report: &'static str) -> &'static Path {
     static RUNS: OnceLock<std::sync::Mutex<Vec<(&'static str, &'static Path)>>> = OnceLock::new();
@@ -31,18 +55,7 @@ fn output_of(report: &'static str) -> &'static Path {
         return p;
     }
     let dir: &'static tempfile::TempDir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
-    let o = run(&[
-        "run",
-        report,
-        "--db",
-        demo_db().to_str().unwrap(),
-        "--out",
-        dir.path().to_str().unwrap(),
-        "--as-of",
-        AS_OF,
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let out = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+    let out = run_report(demo_db(), dir.path(), report, &[]);
     assert!(
         out.starts_with(dir.path().join(report)),
         "{}",

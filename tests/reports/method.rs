@@ -223,19 +223,7 @@ fn a_key_slice_missing_from_the_data_is_said_to_be_missing() {
             AND (all_company_tags LIKE '%seats:260_419%'
                  OR all_company_tags NOT LIKE '%seat_bucket:seats:%');",
     );
-    let out_dir = dir.path().join("out");
-    let o = crate::common::run(&[
-        "run",
-        "conversation-usage",
-        "--db",
-        db.to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--as-of",
-        crate::AS_OF,
-    ]);
-    assert!(o.status.success(), "{}", crate::common::text(&o));
-    let out = std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+    let out = crate::run_report(&db, &dir.path().join("out"), "conversation-usage", &[]);
     let summary = json(&out.join("summary.json"));
     let cells = summary["panels"]["segment_seat_arr"].as_array().unwrap();
     assert!(!cells

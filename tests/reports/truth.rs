@@ -12,8 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::common::{demo_copy, demo_db, json, planted_demo, run, text};
-use super::AS_OF;
+use super::common::{demo_copy, demo_db, json, planted_demo};
 
 /// A number as printed: its value in base units (dollars, percent, minutes, counts),
 /// the step of its last printed digit in the same units, its sign if one was printed,
@@ -485,22 +484,13 @@ fn every_printed_difference_is_the_difference_of_the_printed_values() {
             let out = dir
                 .path()
                 .join(format!("{}-{report}", case.replace([' ', ':'], "_")));
-            let mut args = vec![
-                "run",
-                report,
-                "--db",
-                db.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "--as-of",
-                AS_OF,
-            ];
-            if report != "customer-segmentation" {
-                args.extend(&extra);
-            }
-            let o = run(&args);
-            assert!(o.status.success(), "{case} {report}: {}", text(&o));
-            let folder = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+            // customer-segmentation has no window to set.
+            let options: &[&str] = if report == "customer-segmentation" {
+                &[]
+            } else {
+                &extra
+            };
+            let folder = crate::run_report(&db, &out, report, options);
             for lang in ["en", "zh"] {
                 let layout = layout_text(&folder.join(format!("report.{lang}.pdf")));
                 let (n, bad) = lift_errors(&layout);
