@@ -137,7 +137,8 @@ pub fn render(
     let started = std::time::Instant::now();
     super::worker::stage(&format!("the charts ({lang})"));
 
-    let specs = computed.charts(&language);
+    // Only the charts whose one message the claims module supports.
+    let specs = charts::drawable(computed.charts(&language));
     let mut rendered = Vec::with_capacity(specs.len());
     let mut chart_entries = Vec::with_capacity(specs.len());
     for spec in &specs {

@@ -1084,3 +1084,126 @@ mod printed_ratio_tests {
         assert!(printed_ratio_change(1.0, 2.0).unwrap() < 0.0);
     }
 }
+
+// Cells against the rest (issue 29, charts): a chart colours a cell only where its
+// value differs from the other cells' beyond chance, all cells corrected together.
+
+/// Two samples' moments as one sample's (the union's size, mean and variance).
+pub fn pooled_moments(a: Moments, b: Moments) -> Moments {
+    let n = a.n + b.n;
+    let mean = (a.n * a.mean + b.n * b.mean) / n;
+    let ss = (a.n - 1.0) * a.var
+        + (b.n - 1.0) * b.var
+        + a.n * (a.mean - mean).powi(2)
+        + b.n * (b.mean - mean).powi(2);
+    Moments {
+        n,
+        mean,
+        var: ss / (n - 1.0),
+    }
+}
+
+/// Each cell's rate against the other cells' together, with the false discovery
+/// rate controlled over all cells ([`compare_many`]). A single cell has no rest: no
+/// clear difference.
+pub fn proportions_against_rest(cells: &[Proportion]) -> Vec<Verdict> {
+    let (k, n) = cells
+        .iter()
+        .fold((0.0, 0.0), |(k, n), c| (k + c.k, n + c.n));
+    let pairs: Vec<Option<(Proportion, Proportion)>> = cells
+        .iter()
+        .map(|c| {
+            (n - c.n > 0.0).then_some((
+                *c,
+                Proportion {
+                    k: k - c.k,
+                    n: n - c.n,
+                },
+            ))
+        })
+        .collect();
+    let tested: Vec<(Proportion, Proportion)> = pairs.iter().flatten().copied().collect();
+    let mut verdicts = compare_many(&tested).into_iter();
+    pairs
+        .iter()
+        .map(|p| match p {
+            Some(_) => verdicts.next().unwrap_or(Verdict::NoClearDifference),
+            None => Verdict::NoClearDifference,
+        })
+        .collect()
+}
+
+/// Each cell's mean against the other cells' pooled (Welch), with the false
+/// discovery rate controlled over all cells; `None` cells (under two values) are
+/// not tested and have no clear difference.
+pub fn means_against_rest(cells: &[Option<Moments>]) -> Vec<Verdict> {
+    let rest = |i: usize| {
+        cells
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .filter_map(|(_, c)| *c)
+            .reduce(pooled_moments)
+    };
+    let pairs: Vec<Option<(Moments, Moments)>> = cells
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Some(((*c)?, rest(i)?)))
+        .collect();
+    let p: Vec<f64> = pairs
+        .iter()
+        .flatten()
+        .map(|(a, b)| welch_p(*a, *b))
+        .collect();
+    let mut keep = benjamini_hochberg(&p, FDR_Q).into_iter();
+    pairs
+        .iter()
+        .map(|pair| match pair {
+            Some((a, b)) => Verdict::of(a.mean, b.mean, keep.next().unwrap_or(false)),
+            None => Verdict::NoClearDifference,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod against_rest_tests {
+    use super::*;
+
+    #[test]
+    fn pooled_moments_are_the_union_s() {
+        let a = Moments::of([1.0, 2.0, 3.0]).unwrap();
+        let b = Moments::of([10.0, 11.0]).unwrap();
+        let all = Moments::of([1.0, 2.0, 3.0, 10.0, 11.0]).unwrap();
+        let p = pooled_moments(a, b);
+        assert_eq!(p.n, all.n);
+        assert!((p.mean - all.mean).abs() < 1e-12 && (p.var - all.var).abs() < 1e-9);
+    }
+
+    #[test]
+    fn only_a_cell_that_differs_from_the_rest_beyond_chance_holds() {
+        let p = |k, n| Proportion::new(k, n).unwrap();
+        // 60 % of 500 against cells near 30 %: it holds; 31 % of 100 does not.
+        let v = proportions_against_rest(&[p(300, 500), p(31, 100), p(290, 1000), p(150, 500)]);
+        assert_eq!(v[0], Verdict::Higher);
+        assert_eq!(v[1], Verdict::NoClearDifference);
+        // Equal rates everywhere: nothing holds.
+        let flat = proportions_against_rest(&[p(30, 100), p(31, 100), p(29, 100)]);
+        assert!(flat.iter().all(|v| !v.holds()));
+        assert_eq!(
+            proportions_against_rest(&[p(3, 10)]),
+            [Verdict::NoClearDifference]
+        );
+    }
+
+    #[test]
+    fn means_against_the_rest_are_corrected_together() {
+        let m = |mean, n| Some(Moments { n, mean, var: 4.0 });
+        // 6.3 to 7.2 on a 0–10 score with a few dozen scores each: chance.
+        let few = means_against_rest(&[m(6.3, 30.0), m(7.2, 30.0), m(6.8, 30.0), None]);
+        assert!(few.iter().all(|v| !v.holds()), "{few:?}");
+        // The same gap over thousands of scores holds for the extreme cells.
+        let many = means_against_rest(&[m(6.3, 3000.0), m(7.2, 3000.0), m(6.75, 3000.0)]);
+        assert_eq!(many[0], Verdict::Lower);
+        assert_eq!(many[1], Verdict::Higher);
+    }
+}

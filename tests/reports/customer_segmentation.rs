@@ -104,7 +104,6 @@ fn customer_segmentation_outputs_agree_and_every_sankey_names_its_nodes() {
             .unwrap();
         let strings = &language.strings;
         for (chart, key) in [
-            ("sankey_journey", "journey"),
             ("sankey_engagement", "engagement_journey"),
             ("sankey_portfolio", "portfolio_journey"),
         ] {

@@ -28,6 +28,49 @@ pub struct ChartSpec {
     pub takeaway: Option<Value>,
     /// Canvas height when the default does not fit (tall Sankeys, long bar lists).
     pub height: Option<u32>,
+    /// What the claims module says about what the chart draws: an edition draws a
+    /// chart only when this holds ([`drawable`]).
+    pub support: Support,
+}
+
+/// What a chart's one message rests on, typed from the claims module's results.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Support {
+    /// How a whole is made up, or how values run over time: the chart compares
+    /// nothing, and its takeaway ranks nothing.
+    Composition,
+    /// The chart draws values as different: the verdicts of the comparisons it
+    /// colours or names (each against its reference, as the findings test them).
+    /// It carries a message only when one of them holds.
+    Differences(Vec<crate::stats::claims::Verdict>),
+}
+
+impl Support {
+    /// Whether a chart with this support may be drawn.
+    pub fn holds(&self) -> bool {
+        match self {
+            Support::Composition => true,
+            Support::Differences(v) => v.iter().any(|v| v.holds()),
+        }
+    }
+
+    /// A correlation of `n` pairs as one verdict: higher (positive) or lower
+    /// (negative) when it holds at [`crate::stats::claims::ALPHA`].
+    pub fn correlation(r: f64, n: usize) -> Self {
+        use crate::stats::claims::{correlation_p, Verdict, ALPHA};
+        let verdict = match (correlation_p(r, n) < ALPHA, r > 0.0) {
+            (false, _) => Verdict::NoClearDifference,
+            (true, true) => Verdict::Higher,
+            (true, false) => Verdict::Lower,
+        };
+        Support::Differences(vec![verdict])
+    }
+}
+
+/// The charts an edition draws: those whose support holds (a chart of values the
+/// claims module calls indistinguishable would draw chance as a pattern).
+pub fn drawable(specs: Vec<ChartSpec>) -> Vec<ChartSpec> {
+    specs.into_iter().filter(|s| s.support.holds()).collect()
 }
 
 /// A rendered chart.
@@ -170,58 +213,149 @@ pub(crate) fn labelled_bar_point(
 /// dimension, ECharts' default, which is the label).
 const HEATMAP_VALUE: i64 = 2;
 
-/// One heatmap cell: position, value (`None`: no data, ECharts' `-`) and its printed label with one
-/// decimal, so 3 reads "3.0%" beside "3.6%" (ECharts' `{@[2]}` prints the bare number).
-pub(crate) fn heatmap_cell(
-    x: usize,
-    y: usize,
-    v: Option<f64>,
-    suffix: &str,
-) -> Vec<charming::datatype::DataPoint> {
-    use charming::datatype::DataPoint;
-    let (v, label) = v.map_or((None, String::new()), |v| {
-        let (v, label) = one_decimal(v, suffix);
-        (Some(v), label)
-    });
-    vec![
-        DataPoint::from(x as i64),
-        DataPoint::from(y as i64),
-        DataPoint::from(num1(v)),
-        DataPoint::from(label),
-    ]
-}
-
-/// The colour scale of every heatmap over the cells' values (light = low, dark = high),
-/// read from the value dimension of [`heatmap_cell`]s; a single value or none still
-/// gets a range.
-pub(crate) fn heatmap_scale(
-    values: impl IntoIterator<Item = f64>,
+/// The colour scale of every heatmap: the difference of a cell from the overall
+/// value, on a range symmetric around zero (`range`: the largest difference
+/// coloured, rounded up), so that the centre colour means "as overall" and 0.9 min
+/// over 25.1–26.0 never gets the full contrast a 0–10 score's 6.3–7.2 got before.
+/// Better than overall is green, worse red (`higher_is_better` says which way);
+/// the handles print the two ends, a colour bar with its numbers. Cells the claims
+/// module cannot tell apart from the rest are given 0 by [`tested_cell`]: grey.
+pub(crate) fn difference_scale(
+    range: f64,
+    higher_is_better: bool,
 ) -> charming::component::VisualMap {
     use charming::component::{VisualMap, VisualMapChannel};
     use charming::element::Orient;
-    let (min, max) = values
-        .into_iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-            (a.min(v), b.max(v))
-        });
-    let (min, max) = match (min.is_finite(), min == max) {
-        (false, _) => (0.0, 1.0),
-        (true, true) => (min - 1.0, max + 1.0),
-        (true, false) => (min, max),
+    let r = (range.abs().max(0.1) * 10.0).ceil() / 10.0;
+    let colours = if higher_is_better {
+        vec![RISK, "#eef1f4", GROWTH]
+    } else {
+        vec![GROWTH, "#eef1f4", RISK]
     };
     VisualMap::new()
         .dimension(HEATMAP_VALUE)
-        .min((min * 10.0).floor() / 10.0)
-        .max((max * 10.0).ceil() / 10.0)
-        // The handles print the scale's two ends: a colour bar with its numbers.
+        .min(-r)
+        .max(r)
         .calculable(true)
         .precision(1)
         .orient(Orient::Horizontal)
         .left("center")
-        .bottom(8)
+        .bottom(22)
         .item_height(240)
         .item_width(12)
-        .in_range(VisualMapChannel::new().color(vec!["#f1f5fb", "#6b9bd1", "#1f4e79"]))
+        .in_range(VisualMapChannel::new().color(colours))
+}
+
+/// The small line under a heatmap's colour bar that says what its colours are.
+pub(crate) fn scale_note(text: String) -> Title {
+    Title::new()
+        .text(text)
+        .left("center")
+        .bottom(2)
+        .text_style(TextStyle::new().font_size(10).color("#5f6b78"))
+}
+
+/// One heatmap cell coloured by its tested difference from the overall value:
+/// position, the colour's value (`difference` when the cell's comparison holds, 0
+/// — the scale's grey centre — when it does not, `-` without data) and the cell's
+/// own value printed with one decimal.
+pub(crate) fn tested_cell(
+    x: usize,
+    y: usize,
+    value: Option<f64>,
+    suffix: &str,
+    difference: Option<f64>,
+) -> Vec<charming::datatype::DataPoint> {
+    use charming::datatype::DataPoint;
+    let label = value.map_or(String::new(), |v| one_decimal(v, suffix).1);
+    let colour = value.map(|_| difference.unwrap_or(0.0));
+    vec![
+        DataPoint::from(x as i64),
+        DataPoint::from(y as i64),
+        DataPoint::from(num1(colour)),
+        DataPoint::from(label),
+    ]
+}
+
+/// A heatmap cell for [`tested_heatmap`]: its place, value and, when its
+/// comparison with the rest holds, its difference from the overall value.
+pub(crate) struct TestedCell {
+    pub x: usize,
+    pub y: usize,
+    pub value: f64,
+    pub difference: Option<f64>,
+}
+
+/// A heatmap of a value over two category axes, coloured by [`difference_scale`]
+/// (cells whose difference holds; the others grey), every cell labelled with its
+/// value (`label_suffix` `%` for percentages) and `note` under the colour bar.
+pub(crate) fn tested_heatmap(
+    text: String,
+    axes: (Vec<String>, Vec<String>),
+    cells: &[TestedCell],
+    label_suffix: &'static str,
+    higher_is_better: bool,
+    note: String,
+) -> Chart {
+    use charming::component::{Axis, Grid};
+    use charming::element::AxisType;
+    use charming::series::Heatmap;
+    let range = cells
+        .iter()
+        .filter_map(|c| c.difference)
+        .fold(0.0, |a: f64, d| a.max(d.abs()));
+    Chart::new()
+        .title(title(text))
+        .title(scale_note(note))
+        .grid(Grid::new().left(120).right(30).top(52).bottom(96))
+        .x_axis(Axis::new().type_(AxisType::Category).data(axes.0))
+        .y_axis(
+            Axis::new()
+                .type_(AxisType::Category)
+                .inverse(true)
+                .data(axes.1),
+        )
+        .visual_map(difference_scale(range, higher_is_better))
+        .series(
+            Heatmap::new().label(heatmap_label()).data(
+                cells
+                    .iter()
+                    .map(|c| tested_cell(c.x, c.y, Some(c.value), label_suffix, c.difference))
+                    .collect(),
+            ),
+        )
+}
+
+/// A value axis of money in the language's unit for amounts up to `max` (`$15M`,
+/// `1,500 万美元`, as the text prints them): the values drawn on it are divided by
+/// the returned divisor.
+pub(crate) fn money_axis(
+    format: &crate::render::format::NumberFormat,
+    name: String,
+    max: f64,
+) -> (charming::component::Axis, f64) {
+    use charming::element::{AxisLabel, AxisType};
+    let (divisor, mask) = format
+        .money_units
+        .iter()
+        .find(|(from, _)| max.abs() >= *from)
+        .map(|(from, text)| (*from, text.replacen("{}", "{value}", 1)))
+        .unwrap_or_else(|| {
+            (
+                1.0,
+                format!(
+                    "{}{{value}}{}",
+                    format.currency_prefix, format.currency_suffix
+                ),
+            )
+        });
+    (
+        charming::component::Axis::new()
+            .type_(AxisType::Value)
+            .name(name)
+            .axis_label(AxisLabel::new().formatter(mask.as_str())),
+        divisor,
+    )
 }
 
 /// The label of a [`bar_point`]: its printed label, above the bar.
@@ -238,34 +372,6 @@ pub(crate) fn heatmap_label() -> charming::element::Label {
         .show(true)
         .font_size(12)
         .formatter("{@[3]}")
-}
-
-/// A heatmap of a value over two category axes; `cells` are (x, y, value), labelled
-/// as numbers or (`label_suffix` `%`) percentages.
-pub fn matrix_heatmap(
-    text: String,
-    x: Vec<String>,
-    y: Vec<String>,
-    cells: &[(usize, usize, f64)],
-    label_suffix: &'static str,
-) -> Chart {
-    use charming::component::{Axis, Grid};
-    use charming::element::AxisType;
-    use charming::series::Heatmap;
-    Chart::new()
-        .title(title(text))
-        .grid(Grid::new().left(110).right(30).top(52).bottom(84))
-        .x_axis(Axis::new().type_(AxisType::Category).data(x))
-        .y_axis(Axis::new().type_(AxisType::Category).inverse(true).data(y))
-        .visual_map(heatmap_scale(cells.iter().map(|c| c.2)))
-        .series(
-            Heatmap::new().label(heatmap_label()).data(
-                cells
-                    .iter()
-                    .map(|&(xi, yi, v)| heatmap_cell(xi, yi, Some(v), label_suffix))
-                    .collect(),
-            ),
-        )
 }
 
 /// A Sankey diagram: nodes by unique label, in stage order, each flagged when it is a
@@ -438,6 +544,7 @@ pub(crate) fn trend_spec(
         id: "trend",
         height: Some(height),
         chart,
+        support: Support::Composition,
         takeaway: Some(json!({
             "id": "trend",
             "numbers": { "months": labels.len() },
@@ -488,6 +595,7 @@ mod tests {
                 chart,
                 takeaway: None,
                 height: None,
+                support: Support::Composition,
             },
             None,
         )
@@ -497,14 +605,27 @@ mod tests {
     }
 
     #[test]
-    fn heatmap_cells_print_one_decimal_and_colour_by_value() {
-        let cells = [(0, 0, 3.0), (1, 0, 3.64), (0, 1, 76.0), (1, 1, 2.04)];
-        let chart = matrix_heatmap(
+    fn heatmap_cells_print_one_decimal_and_colour_by_their_tested_difference() {
+        let cell = |x, y, value, difference| TestedCell {
+            x,
+            y,
+            value,
+            difference,
+        };
+        // Overall 10 %: 20 % holds above it, 2 % below, 3.64 % and 3 % do not hold.
+        let cells = [
+            cell(0, 0, 3.0, None),
+            cell(1, 0, 3.64, None),
+            cell(0, 1, 20.0, Some(10.0)),
+            cell(1, 1, 2.04, Some(-8.0)),
+        ];
+        let chart = tested_heatmap(
             "t".into(),
-            vec!["a".into(), "b".into()],
-            vec!["x".into(), "y".into()],
+            (vec!["a".into(), "b".into()], vec!["x".into(), "y".into()]),
             &cells,
             "%",
+            true,
+            "note".into(),
         );
         let svg = render(
             &ChartSpec {
@@ -512,32 +633,81 @@ mod tests {
                 chart,
                 takeaway: None,
                 height: None,
+                support: Support::Composition,
             },
             None,
         )
         .expect("renders")
         .svg;
-        for label in ["3.0%", "3.6%", "76.0%", "2.0%"] {
+        for label in ["3.0%", "3.6%", "20.0%", "2.0%", "note"] {
             assert!(svg.contains(&format!(">{label}<")), "{label} in the SVG");
         }
-        // The highest value takes the darkest end of the scale, the lowest the lightest:
-        // the colour scale reads the value, not the label beside it.
+        // The largest difference above takes the green end, the one below the red
+        // end, the cells that do not hold the grey centre: the colour reads the tested
+        // difference, not the value.
         let fills: Vec<&str> = svg
             .split("fill=\"")
             .skip(1)
             .filter_map(|f| f.split('"').next())
             .collect();
-        assert!(
-            fills.contains(&"rgb(31,78,121)") || fills.contains(&"#1f4e79"),
-            "{fills:?}"
-        );
-        assert!(
-            fills.contains(&"rgb(241,245,251)") || fills.contains(&"#f1f5fb"),
-            "{fills:?}"
-        );
+        for colour in [
+            ["rgb(63,156,109)", GROWTH],
+            ["rgb(196,78,82)", RISK],
+            ["rgb(238,241,244)", "#eef1f4"],
+        ] {
+            assert!(
+                colour.iter().any(|c| fills.contains(c)),
+                "{colour:?} in {fills:?}"
+            );
+        }
+        // The colour bar prints its two ends: ±10.0, symmetric around "as overall".
+        assert!(svg.contains(">10.0<") && svg.contains(">-10.0<"), "{svg}");
         assert_eq!(
-            heatmap_cell(0, 0, None, "%")[2..],
+            tested_cell(0, 0, None, "%", None)[2..],
             [DataPoint::from("-"), DataPoint::from("")]
         );
+    }
+
+    #[test]
+    fn a_chart_is_drawable_only_when_a_comparison_it_draws_holds() {
+        use crate::stats::claims::Verdict;
+        assert!(Support::Composition.holds());
+        assert!(!Support::Differences(vec![Verdict::NoClearDifference]).holds());
+        assert!(!Support::Differences(Vec::new()).holds());
+        assert!(Support::Differences(vec![Verdict::NoClearDifference, Verdict::Lower]).holds());
+        assert!(!Support::correlation(0.18, 30).holds());
+        assert_eq!(
+            Support::correlation(-0.78, 30),
+            Support::Differences(vec![Verdict::Lower])
+        );
+    }
+
+    fn money_format(units: Vec<(f64, String)>) -> crate::render::format::NumberFormat {
+        crate::render::format::NumberFormat {
+            decimal: ".".into(),
+            thousands: ",".into(),
+            percent_suffix: "%".into(),
+            minutes_suffix: " min".into(),
+            pp_suffix: " pp".into(),
+            currency_prefix: "$".into(),
+            currency_suffix: String::new(),
+            money_units: units,
+        }
+    }
+
+    #[test]
+    fn money_axes_print_amounts_in_the_text_s_units() {
+        let en = money_format(vec![(1e6, "${}M".into()), (1e3, "${}k".into())]);
+        let (axis, divisor) = money_axis(&en, "ARR".into(), 15_000_000.0);
+        assert_eq!(divisor, 1e6);
+        assert!(serde_json::to_string(&axis)
+            .unwrap()
+            .contains(r#""formatter":"${value}M""#));
+        let zh = money_format(vec![(1e8, "{} 亿美元".into()), (1e4, "{} 万美元".into())]);
+        let (axis, divisor) = money_axis(&zh, "ARR".into(), 15_000_000.0);
+        assert_eq!(divisor, 1e4);
+        assert!(serde_json::to_string(&axis)
+            .unwrap()
+            .contains("{value} 万美元"));
     }
 }

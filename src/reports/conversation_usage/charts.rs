@@ -3,24 +3,24 @@
 use charming::component::{Axis, Grid, Legend};
 use charming::datatype::{CompositeValue, DataPoint};
 use charming::element::{AxisType, Label, LabelPosition};
-use charming::series::{Bar, Heatmap, Scatter};
+use charming::series::{Bar, Scatter};
 use charming::Chart;
 
 use serde_json::{json, Value};
 
-use super::findings::{conversion, rest_moments, retention, segment_conversion_tests};
+use super::findings::{conversion, retention, segment_conversion_tests};
 use super::metrics::SliceRow;
 use super::trend::{Point, Trend};
 use crate::intercom::slices::{SEGMENTS, UNKNOWN};
 use crate::render::charts::{
-    bar_label, bar_point, heatmap_cell, heatmap_label, heatmap_scale, num1, pct, percent_axis,
-    title, ChartSpec, MonthPanel, GROWTH, NEUTRAL, PALETTE, RISK,
+    bar_label, bar_point, num1, pct, percent_axis, tested_heatmap, title, ChartSpec, MonthPanel,
+    Support, TestedCell, GROWTH, NEUTRAL, PALETTE, RISK,
 };
 use crate::render::format::Strings;
 use crate::render::templates::Language;
 use crate::stats::claims::{
-    benjamini_hochberg, compare_many, correlation_p, standouts, welch_p, Moments, Proportion,
-    ALPHA, FDR_Q,
+    compare_many, correlation_p, means_against_rest, printed_difference, proportions_against_rest,
+    standouts, Moments, Proportion, Verdict, ALPHA,
 };
 use crate::stats::Correlation;
 
@@ -97,17 +97,18 @@ fn segment_colours<'a>(segments: impl Iterator<Item = Option<&'a str>>) -> Vec<&
         .collect()
 }
 
-/// Whether the segments differ beyond chance in the rate a segment bar chart shows
-/// under `key` (each known segment against the others, corrected together, as the
-/// findings test them). A chart draws only the rates that do.
-fn segments_differ(r: &super::Run, key: &str) -> bool {
+/// The verdicts of the rate a segment bar chart shows under `key` (each known
+/// segment against the others, corrected together, as the findings test them). A
+/// chart draws only the rates where one holds.
+fn segment_verdicts(r: &super::Run, key: &str) -> Vec<Verdict> {
     let known: Vec<&SliceRow> = super::findings::known_segments(r);
     let usage = r.usage_source;
     let pairs: Vec<(Proportion, Proportion)> = match key {
         "charts.conversion" => {
             return segment_conversion_tests(r)
                 .iter()
-                .any(|t| t.verdict.holds())
+                .map(|t| t.verdict)
+                .collect()
         }
         "charts.bot_share" => known
             .iter()
@@ -137,28 +138,41 @@ fn segments_differ(r: &super::Run, key: &str) -> bool {
                 })
                 .collect()
         }
-        _ => return true,
+        _ => return Vec::new(),
     };
-    compare_many(&pairs).iter().any(|v| v.holds())
+    compare_many(&pairs)
 }
 
-/// Whether a heatmap's cells differ beyond chance: a rate's best or worst cell holds
-/// against the overall rate (the findings' standouts), or a cell's mean response
-/// differs from the other cells' (Welch, corrected together).
-fn cells_differ(r: &super::Run, spec: &HeatmapSpec<'_>) -> bool {
-    let rows: Vec<&SliceRow> = spec
-        .rows
-        .iter()
-        .filter(|x| (spec.value_of)(x).is_some())
-        .collect();
+/// The verdict of each of a heatmap's rows (cells) against the other cells, all
+/// corrected together: rates as proportions, the mean response with Welch's test.
+/// For a rate, none holds unless the findings' standouts do (a best or worst cell
+/// against the overall rate): the chart never colours what the findings call no
+/// difference.
+fn cell_verdicts(r: &super::Run, spec: &HeatmapSpec<'_>) -> Vec<Verdict> {
+    let rows: Vec<&SliceRow> = spec.rows.iter().collect();
     let usage = r.usage_source;
     let rated = |of: &dyn Fn(&SliceRow) -> Option<Proportion>, overall: Option<Proportion>| {
+        let none = vec![Verdict::NoClearDifference; rows.len()];
         let Some(overall) = overall else {
-            return false;
+            return none;
         };
-        let cells: Vec<Proportion> = rows.iter().filter_map(|x| of(x)).collect();
-        let (best, worst) = standouts(&cells, overall);
-        best.is_some() || worst.is_some()
+        let cells: Vec<Option<Proportion>> = rows
+            .iter()
+            .map(|x| of(x).filter(|_| (spec.value_of)(x).is_some()))
+            .collect();
+        let present: Vec<Proportion> = cells.iter().flatten().copied().collect();
+        let (best, worst) = standouts(&present, overall);
+        if best.is_none() && worst.is_none() {
+            return none;
+        }
+        let mut tested = proportions_against_rest(&present).into_iter();
+        cells
+            .iter()
+            .map(|c| match c {
+                Some(_) => tested.next().unwrap_or(Verdict::NoClearDifference),
+                None => Verdict::NoClearDifference,
+            })
+            .collect()
     };
     match spec.id {
         "heatmap_conversion_seat" | "heatmap_conversion_arr" => {
@@ -169,19 +183,18 @@ fn cells_differ(r: &super::Run, spec: &HeatmapSpec<'_>) -> bool {
             retention(&[&r.panels.overall], usage, true),
         ),
         _ => {
-            let p: Vec<f64> = rows
+            let moments: Vec<Option<Moments>> = rows
                 .iter()
-                .filter_map(|x| {
-                    let own = Moments {
+                .map(|x| {
+                    Some(Moments {
                         n: x.counts.resp_n as f64,
                         mean: x.avg_resp?,
                         var: x.counts.resp_var?,
-                    };
-                    (own.n >= 2.0).then_some(())?;
-                    Some(welch_p(own, rest_moments(&rows, x)?))
+                    })
+                    .filter(|m| m.n >= 2.0)
                 })
                 .collect();
-            benjamini_hochberg(&p, FDR_Q).into_iter().any(|k| k)
+            means_against_rest(&moments)
         }
     }
 }
@@ -265,6 +278,7 @@ fn bot_scatter(r: &super::Run, c: &BotScatter<'_>, s: &Strings) -> Option<ChartS
         id: c.id,
         height: None,
         chart,
+        support: Support::correlation(rv, c.correlation.n),
         takeaway: Some(takeaway),
     })
 }
@@ -339,10 +353,24 @@ pub fn conversation_usage(r: &super::Run, lang: &Language) -> Vec<ChartSpec> {
             })),
             _ => None,
         };
+        // The segments' mean response, each against the others' (Welch, corrected
+        // together): bars that differ only by chance are a sentence.
+        let moments: Vec<Option<Moments>> = segs
+            .iter()
+            .map(|x| {
+                Some(Moments {
+                    n: x.counts.resp_n as f64,
+                    mean: x.avg_resp?,
+                    var: x.counts.resp_var?,
+                })
+                .filter(|m| m.n >= 2.0)
+            })
+            .collect();
         out.push(ChartSpec {
             id: "segment_response",
             height: None,
             chart,
+            support: Support::Differences(means_against_rest(&moments)),
             takeaway,
         });
     }
@@ -366,11 +394,14 @@ pub fn conversation_usage(r: &super::Run, lang: &Language) -> Vec<ChartSpec> {
         // A rate no segment has (no usage input) gets no legend entry, and neither
         // does one whose segments do not differ beyond chance: equal-looking bars with
         // "no clear difference" beside them would be drawn as a pattern.
-        let shown: Vec<&(&str, Metric)> = metrics
+        let tested: Vec<(&(&str, Metric), Vec<Verdict>)> = metrics
             .iter()
             .filter(|(_, f)| has_values(segs.iter().copied(), *f))
-            .filter(|(key, _)| segments_differ(r, key))
+            .map(|m| (m, segment_verdicts(r, m.0)))
+            .filter(|(_, v)| v.iter().any(|v| v.holds()))
             .collect();
+        let shown: Vec<&(&str, Metric)> = tested.iter().map(|t| t.0).collect();
+        let verdicts: Vec<Verdict> = tested.iter().flat_map(|t| t.1.clone()).collect();
         if shown.is_empty() {
             continue;
         }
@@ -425,6 +456,7 @@ pub fn conversation_usage(r: &super::Run, lang: &Language) -> Vec<ChartSpec> {
             id,
             height: None,
             chart,
+            support: Support::Differences(verdicts),
             takeaway,
         });
     }
@@ -472,8 +504,11 @@ pub fn conversation_usage(r: &super::Run, lang: &Language) -> Vec<ChartSpec> {
         // empty grid (the limitations say why).
         // Nor a grid whose cells the tests cannot tell apart (a few dozen companies
         // with 0–2 converters each): its colours would be chance drawn as a pattern.
-        if has_values(spec.rows, spec.value_of) && cells_differ(r, &spec) {
-            out.push(heatmap(&spec, s));
+        if has_values(spec.rows, spec.value_of) {
+            let verdicts = cell_verdicts(r, &spec);
+            if verdicts.iter().any(|v| v.holds()) {
+                out.push(heatmap(&spec, &verdicts, r, lang));
+            }
         }
     }
 
@@ -592,7 +627,15 @@ fn trend_chart(t: &Trend, lang: &Language) -> Option<ChartSpec> {
     )
 }
 
-fn heatmap(h: &HeatmapSpec<'_>, s: &Strings) -> ChartSpec {
+/// A heatmap of `h`, each cell coloured by its difference from the overall value
+/// where its verdict (in `h.rows`' order) holds, grey where it does not.
+fn heatmap(
+    h: &HeatmapSpec<'_>,
+    verdicts: &[Verdict],
+    r: &super::Run,
+    lang: &Language,
+) -> ChartSpec {
+    let s = &lang.strings;
     let HeatmapSpec {
         id,
         rows,
@@ -614,40 +657,55 @@ fn heatmap(h: &HeatmapSpec<'_>, s: &Strings) -> ChartSpec {
         .copied()
         .filter(|b| rows.iter().any(|r| bucket_of(r) == Some(b)))
         .collect();
-    let mut data = Vec::new();
-    let mut values = Vec::new();
+    let scale = if is_rate { 100.0 } else { 1.0 };
+    let overall = value_of(&r.panels.overall).map(|v| crate::stats::claims::printed(v, scale, 1));
+    let mut cells = Vec::new();
     for (yi, g) in present_segments.iter().enumerate() {
         for (xi, b) in present_buckets.iter().enumerate() {
-            let v = rows
+            let Some((i, v)) = rows
                 .iter()
-                .find(|r| r.segment == Some(g) && bucket_of(r) == Some(b))
-                .and_then(value_of)
-                .map(|v| if is_rate { v * 100.0 } else { v });
-            values.extend(v);
-            data.push(heatmap_cell(xi, yi, v, if is_rate { "%" } else { "" }));
+                .enumerate()
+                .find(|(_, r)| r.segment == Some(g) && bucket_of(r) == Some(b))
+                .and_then(|(i, r)| Some((i, value_of(r)?)))
+            else {
+                continue;
+            };
+            let holds = verdicts.get(i).is_some_and(|v| v.holds());
+            cells.push(TestedCell {
+                x: xi,
+                y: yi,
+                value: v * scale,
+                difference: overall
+                    .filter(|_| holds)
+                    .map(|o| printed_difference(v, o / scale, scale, 1)),
+            });
         }
     }
-    let chart = Chart::new()
-        .title(title(s.get(&format!("charts.{id}"))))
-        .grid(Grid::new().left(120).right(30).top(52).bottom(84))
-        .x_axis(
-            Axis::new().type_(AxisType::Category).data(
-                present_buckets
-                    .iter()
-                    .map(|b| s.label(&format!("short_{dim}"), b))
-                    .collect(),
-            ),
-        )
-        .y_axis(
-            Axis::new().type_(AxisType::Category).inverse(true).data(
-                present_segments
-                    .iter()
-                    .map(|g| s.label("segment", g))
-                    .collect(),
-            ),
-        )
-        .visual_map(heatmap_scale(values))
-        .series(Heatmap::new().label(heatmap_label()).data(data));
+    let chart = tested_heatmap(
+        s.get(&format!("charts.{id}")),
+        (
+            present_buckets
+                .iter()
+                .map(|b| s.label(&format!("short_{dim}"), b))
+                .collect(),
+            present_segments
+                .iter()
+                .map(|g| s.label("segment", g))
+                .collect(),
+        ),
+        &cells,
+        if is_rate { "%" } else { "" },
+        // A faster response is the better one.
+        is_rate,
+        lang.fill(
+            if is_rate {
+                "charts.heatmap_scale_pp"
+            } else {
+                "charts.heatmap_scale_min"
+            },
+            &json!({ "overall": overall }),
+        ),
+    );
 
     // Takeaway: best and worst cells of this map.
     let cells: Vec<&SliceRow> = rows.iter().filter(|r| value_of(r).is_some()).collect();
@@ -680,6 +738,7 @@ fn heatmap(h: &HeatmapSpec<'_>, s: &Strings) -> ChartSpec {
         id,
         height: None,
         chart,
+        support: Support::Differences(verdicts.to_vec()),
         takeaway,
     }
 }

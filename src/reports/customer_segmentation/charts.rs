@@ -1,6 +1,9 @@
 //! Charts of the customer-segmentation report: users and ARR by portfolio × plan
-//! (stacked bars), NPS and active rate over the same grid (heatmaps), the three
-//! journeys (Sankey diagrams) and the distributions of the other dimensions.
+//! (stacked bars, money in the text's units), score and active rate over the same
+//! grid (heatmaps coloured only where a cell differs from the others beyond chance),
+//! the two short journeys (Sankey diagrams; the six-stage one was unreadable at page
+//! size, its paths are in the tables), the distributions of the other dimensions and
+//! the ARR of trained and diverse users (greyed where the lift does not hold).
 
 use charming::component::{Axis, Grid, Legend};
 use charming::datatype::{CompositeValue, DataPointItem};
@@ -11,10 +14,17 @@ use serde_json::json;
 
 use super::metrics::{value_order, CrossRow, Flow, Segmentation};
 use crate::render::charts::{
-    bar_end_label, bar_point, labelled_bar_point, matrix_heatmap, percent_axis, sankey, title,
-    ChartSpec, BAR_LABEL, NEUTRAL,
+    bar_end_label, bar_point, labelled_bar_point, money_axis, percent_axis, sankey, tested_heatmap,
+    title, ChartSpec, Support, TestedCell, BAR_LABEL, NEUTRAL,
 };
 use crate::render::format::{NumberFormat, Strings};
+use crate::render::templates::Language;
+use crate::stats::claims::{
+    means_against_rest, printed_difference, proportions_against_rest, Proportion, Verdict,
+};
+
+/// The grey of a bar whose difference does not hold.
+const NO_DIFFERENCE: &str = "#b8c2cc";
 
 /// Values of a dimension present in `present`, in the dimension's order (others
 /// after, by name).
@@ -32,20 +42,31 @@ fn ordered(dim: &str, present: impl IntoIterator<Item = String>) -> Vec<String> 
     v
 }
 
+/// The value a stacked chart draws, and its axis with the divisor its values are
+/// drawn in (money in the text's units).
+struct Stacked {
+    value: fn(&CrossRow) -> f64,
+    axis: Axis,
+    divisor: f64,
+}
+
 fn stacked(
     id: &'static str,
     s: &Strings,
     cross: &[CrossRow],
-    portfolios: &[String],
-    plans: &[String],
-    value: fn(&CrossRow) -> f64,
-    axis: String,
+    (portfolios, plans): (&[String], &[String]),
+    by: Stacked,
 ) -> Chart {
+    let Stacked {
+        value,
+        axis,
+        divisor,
+    } = by;
     let mut chart = Chart::new()
         .title(title(s.get(&format!("charts.{id}"))))
         .color(NEUTRAL.to_vec())
         .legend(Legend::new().bottom(4))
-        .grid(Grid::new().left(80).right(24).top(52).bottom(64))
+        .grid(Grid::new().left(96).right(24).top(52).bottom(64))
         .x_axis(
             Axis::new().type_(AxisType::Category).data(
                 portfolios
@@ -54,7 +75,7 @@ fn stacked(
                     .collect(),
             ),
         )
-        .y_axis(Axis::new().type_(AxisType::Value).name(axis));
+        .y_axis(axis);
     for plan in plans {
         chart = chart.series(
             Bar::new()
@@ -68,7 +89,7 @@ fn stacked(
                                 .iter()
                                 .find(|c| c.portfolio_group == p && &c.plan_type == plan)
                                 .map_or(0.0, value);
-                            CompositeValue::from(v.round())
+                            CompositeValue::from((v / divisor * 100.0).round() / 100.0)
                         })
                         .collect(),
                 ),
@@ -160,7 +181,8 @@ fn journey(
         .max_by(|a, b| a.users.cmp(&b.users).then_with(|| b.from.cmp(&a.from)))?;
     Some(ChartSpec {
         id,
-        height: Some(if stages.len() > 3 { 560 } else { 420 }),
+        support: Support::Composition,
+        height: Some(420),
         chart: sankey(s.get(&format!("charts.{id}")), nodes, links),
         takeaway: Some(json!({
             "id": id,
@@ -181,7 +203,100 @@ fn journey(
     })
 }
 
-pub fn charts(r: &Segmentation, s: &Strings, format: &NumberFormat) -> Vec<ChartSpec> {
+/// One tested heatmap of the portfolio × plan grid: the cell's value (a 0–1 rate
+/// is drawn in percent), the overall value it is read against and each cell's
+/// verdict against the other cells.
+struct GridMetric {
+    id: &'static str,
+    value: fn(&CrossRow) -> Option<f64>,
+    overall: Option<f64>,
+    verdicts: Vec<Verdict>,
+    suffix: &'static str,
+}
+
+fn grid_heatmap(
+    m: &GridMetric,
+    cross: &[CrossRow],
+    (portfolios, plans): (&[String], &[String]),
+    lang: &Language,
+) -> Option<ChartSpec> {
+    let s = &lang.strings;
+    let overall = m.overall?;
+    let printed = |v: f64| crate::stats::claims::printed(v, 1.0, 1);
+    let mut cells = Vec::new();
+    // The cells in the grid's order with their verdicts: (row, value, verdict).
+    let mut tested: Vec<(&CrossRow, f64, Verdict)> = Vec::new();
+    for (c, verdict) in cross.iter().zip(&m.verdicts) {
+        let (Some(x), Some(y), Some(v)) = (
+            plans.iter().position(|p| *p == c.plan_type),
+            portfolios.iter().position(|p| p == c.portfolio_group),
+            (m.value)(c),
+        ) else {
+            continue;
+        };
+        cells.push(TestedCell {
+            x,
+            y,
+            value: v,
+            difference: verdict
+                .holds()
+                .then(|| printed_difference(v, overall, 1.0, 1)),
+        });
+        tested.push((c, v, *verdict));
+    }
+    if cells.len() < 2 {
+        return None;
+    }
+    let extreme = |want: Verdict, max: bool| {
+        tested
+            .iter()
+            .filter(|t| t.2 == want)
+            .max_by(|a, b| if max { a.1.total_cmp(&b.1) } else { b.1.total_cmp(&a.1) })
+            .map(|(c, v, _)| {
+                json!({ "value": printed(*v), "portfolio_group": c.portfolio_group, "plan_type": c.plan_type })
+            })
+    };
+    let count = |want: Verdict| tested.iter().filter(|t| t.2 == want).count();
+    let numbers = json!({
+        "overall": printed(overall), "cells": tested.len(),
+        "above": count(Verdict::Higher), "below": count(Verdict::Lower),
+        "grey": count(Verdict::NoClearDifference),
+    });
+    let chart = tested_heatmap(
+        s.get(&format!("charts.{}", m.id)),
+        (
+            plans.iter().map(|p| s.label("plan_type", p)).collect(),
+            portfolios
+                .iter()
+                .map(|p| s.label("portfolio_group", p))
+                .collect(),
+        ),
+        &cells,
+        m.suffix,
+        true,
+        lang.fill(
+            &format!("charts.{}_scale", m.id),
+            &json!({ "overall": printed(overall) }),
+        ),
+    );
+    Some(ChartSpec {
+        id: m.id,
+        height: Some(380),
+        chart,
+        support: Support::Differences(m.verdicts.clone()),
+        takeaway: Some(json!({
+            "id": m.id,
+            "numbers": numbers,
+            "slices": {
+                "best": extreme(Verdict::Higher, true),
+                "worst": extreme(Verdict::Lower, false),
+            },
+        })),
+    })
+}
+
+pub fn charts(r: &Segmentation, lang: &Language) -> Vec<ChartSpec> {
+    let (s, format) = (&lang.strings, &lang.format);
     let mut out = Vec::new();
     let cross = &r.portfolio_plan;
     let portfolios = ordered(
@@ -189,19 +304,25 @@ pub fn charts(r: &Segmentation, s: &Strings, format: &NumberFormat) -> Vec<Chart
         cross.iter().map(|c| c.portfolio_group.to_owned()),
     );
     let plans = ordered("plan_type", cross.iter().map(|c| c.plan_type.clone()));
+    let grid = (portfolios.as_slice(), plans.as_slice());
     if !cross.is_empty() {
         let top_users = cross.iter().max_by_key(|c| c.users);
         out.push(ChartSpec {
             id: "users_by_segment",
             height: None,
+            support: Support::Composition,
             chart: stacked(
                 "users_by_segment",
                 s,
                 cross,
-                &portfolios,
-                &plans,
-                |c| c.users as f64,
-                s.get("charts.users"),
+                grid,
+                Stacked {
+                    value: |c| c.users as f64,
+                    axis: Axis::new()
+                        .type_(AxisType::Value)
+                        .name(s.get("charts.users")),
+                    divisor: 1.0,
+                },
             ),
             takeaway: top_users.map(|c| {
                 json!({ "id": "users_by_segment", "numbers": { "users": c.users, "share": c.share },
@@ -211,96 +332,71 @@ pub fn charts(r: &Segmentation, s: &Strings, format: &NumberFormat) -> Vec<Chart
         let top_arr = cross
             .iter()
             .max_by(|a, b| a.total_arr.total_cmp(&b.total_arr));
+        // The tallest stack sets the axis' unit.
+        let tallest = portfolios
+            .iter()
+            .map(|p| {
+                cross
+                    .iter()
+                    .filter(|c| c.portfolio_group == p)
+                    .map(|c| c.total_arr)
+                    .sum::<f64>()
+            })
+            .fold(0.0, f64::max);
+        let (axis, divisor) = money_axis(format, s.get("charts.arr"), tallest);
         out.push(ChartSpec {
             id: "arr_by_segment",
             height: None,
+            support: Support::Composition,
             chart: stacked(
                 "arr_by_segment",
                 s,
                 cross,
-                &portfolios,
-                &plans,
-                |c| c.total_arr,
-                s.get("charts.arr"),
+                grid,
+                Stacked {
+                    value: |c| c.total_arr,
+                    axis,
+                    divisor,
+                },
             ),
             takeaway: top_arr.map(|c| {
                 json!({ "id": "arr_by_segment", "numbers": { "arr_share": c.arr_share, "share": c.share },
                         "slices": { "portfolio_group": c.portfolio_group, "plan_type": c.plan_type } })
             }),
         });
-        let grid = |value: fn(&CrossRow) -> Option<f64>| -> Vec<(usize, usize, f64)> {
-            cross
-                .iter()
-                .filter_map(|c| {
-                    let x = plans.iter().position(|p| *p == c.plan_type)?;
-                    let y = portfolios.iter().position(|p| p == c.portfolio_group)?;
-                    Some((x, y, value(c)?))
-                })
-                .collect()
-        };
-        let plan_labels: Vec<String> = plans.iter().map(|p| s.label("plan_type", p)).collect();
-        let portfolio_labels: Vec<String> = portfolios
+        // Each cell against the other cells, all cells corrected together: only a
+        // cell that differs beyond chance is coloured, and a grid where none does is
+        // not drawn (the tables print every cell).
+        let nps: Vec<_> = cross.iter().map(|c| c.nps).collect();
+        let active: Vec<Proportion> = cross
             .iter()
-            .map(|p| s.label("portfolio_group", p))
+            .map(|c| Proportion {
+                k: (c.active_rate * c.users as f64).round(),
+                n: c.users as f64,
+            })
             .collect();
-        for (id, value, suffix) in [
-            (
-                "heatmap_nps",
-                (|c: &CrossRow| c.avg_nps) as fn(&CrossRow) -> Option<f64>,
-                "",
-            ),
-            (
-                "heatmap_active",
-                |c: &CrossRow| Some(c.active_rate * 100.0),
-                "%",
-            ),
+        for metric in [
+            GridMetric {
+                id: "heatmap_nps",
+                value: |c| c.avg_nps,
+                overall: r.portfolio_overall.avg_nps,
+                verdicts: means_against_rest(&nps),
+                suffix: "",
+            },
+            GridMetric {
+                id: "heatmap_active",
+                value: |c| Some(c.active_rate * 100.0),
+                overall: Some(r.portfolio_overall.active_rate * 100.0),
+                verdicts: proportions_against_rest(&active),
+                suffix: "%",
+            },
         ] {
-            let cells = grid(value);
-            if cells.is_empty() {
-                continue;
-            }
-            let hi = cross
-                .iter()
-                .filter(|c| value(c).is_some())
-                .max_by(|a, b| value(a).unwrap_or(0.0).total_cmp(&value(b).unwrap_or(0.0)));
-            let lo = cross
-                .iter()
-                .filter(|c| value(c).is_some())
-                .min_by(|a, b| value(a).unwrap_or(0.0).total_cmp(&value(b).unwrap_or(0.0)));
-            let takeaway = match (hi, lo) {
-                (Some(h), Some(l)) if cells.len() > 1 => Some(json!({
-                    "id": id,
-                    "numbers": { "best": value(h), "worst": value(l) },
-                    "slices": {
-                        "best": { "portfolio_group": h.portfolio_group, "plan_type": h.plan_type },
-                        "worst": { "portfolio_group": l.portfolio_group, "plan_type": l.plan_type },
-                    },
-                })),
-                _ => None,
-            };
-            out.push(ChartSpec {
-                id,
-                height: Some(360),
-                chart: matrix_heatmap(
-                    s.get(&format!("charts.{id}")),
-                    plan_labels.clone(),
-                    portfolio_labels.clone(),
-                    &cells,
-                    suffix,
-                ),
-                takeaway,
-            });
+            out.extend(grid_heatmap(&metric, cross, grid, lang));
         }
     }
     // Journeys through the portfolio stage leave out the users without a portfolio.
-    let out_of_portfolio = r.users_without_portfolio;
-    out.extend(journey(
-        "sankey_journey",
-        s,
-        format,
-        &r.journey,
-        out_of_portfolio,
-    ));
+    // The six-stage journey is not drawn: unreadable at page size, and its paths are
+    // the inactive-path table's rows.
     out.extend(journey(
         "sankey_engagement",
         s,
@@ -313,7 +409,7 @@ pub fn charts(r: &Segmentation, s: &Strings, format: &NumberFormat) -> Vec<Chart
         s,
         format,
         &r.portfolio_journey,
-        out_of_portfolio,
+        r.users_without_portfolio,
     ));
     out.push(distributions(r, s));
     out.push(lift_chart(r, s, format));
@@ -362,6 +458,7 @@ fn distributions(r: &Segmentation, s: &Strings) -> ChartSpec {
         .max_by(|a, b| a.share.total_cmp(&b.share));
     ChartSpec {
         id: "distributions",
+        support: Support::Composition,
         height: Some((90 + 22 * labels.len() as u32).clamp(300, 900)),
         chart,
         takeaway: medium.map(|d| {
@@ -384,14 +481,35 @@ fn printed_lift(r: &Segmentation, dim: &str, [with, without]: [&str; 2]) -> Opti
     crate::stats::claims::printed_ratio_change(avg(with)?, avg(without)?)
 }
 
+/// A lift's verdict as the findings read it: the raw ARR difference passes Welch's
+/// test, upwards or downwards.
+fn lift_verdict(i: &super::metrics::Impact) -> Verdict {
+    match (i.arr_p, i.arr_lift) {
+        (Some(p), Some(lift)) if p < crate::stats::claims::ALPHA => {
+            if lift >= 0.0 {
+                Verdict::Higher
+            } else {
+                Verdict::Lower
+            }
+        }
+        _ => Verdict::NoClearDifference,
+    }
+}
+
+/// Average ARR by training and by event diversity, one axis of money (the active
+/// rates are in the findings' sentences: a second axis would align dollars with
+/// per cent); a group's bars are grey where its lift does not hold.
 fn lift_chart(r: &Segmentation, s: &Strings, format: &NumberFormat) -> ChartSpec {
+    let verdicts = [lift_verdict(&r.training), lift_verdict(&r.diversity)];
     let mut labels = Vec::new();
-    let mut arr = Vec::new();
-    let mut active = Vec::new();
-    for (dim, values) in [
+    let mut rows: Vec<(f64, f64, &'static str)> = Vec::new();
+    for ((dim, values), verdict) in [
         ("training", ["yes", "no"].as_slice()),
         ("diversity_group", ["0-4", "5-6", "7+"].as_slice()),
-    ] {
+    ]
+    .into_iter()
+    .zip(verdicts)
+    {
         for v in values {
             if let Some(d) = r
                 .dimensions
@@ -403,37 +521,39 @@ fn lift_chart(r: &Segmentation, s: &Strings, format: &NumberFormat) -> ChartSpec
                     s.get(&format!("dimensions.short_{dim}")),
                     s.label(dim, v)
                 ));
-                // Whole dollars, as the takeaway's lift divides them.
-                arr.push(labelled_bar_point(
-                    labels.len() - 1,
-                    d.avg_arr.round(),
-                    format.money_whole(d.avg_arr),
-                    false,
-                ));
-                active.push(bar_point(
-                    labels.len() - 1,
-                    d.active_rate * 100.0,
-                    "%",
-                    false,
-                ));
+                let colour = if verdict.holds() {
+                    NEUTRAL[0]
+                } else {
+                    NO_DIFFERENCE
+                };
+                rows.push((d.avg_arr, d.avg_arr.round(), colour));
             }
         }
     }
+    let tallest = rows.iter().map(|r| r.1).fold(0.0, f64::max);
+    let (axis, divisor) = money_axis(format, s.get("charts.avg_arr"), tallest);
+    let data: Vec<DataPointItem> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (raw, whole, colour))| {
+            // Labelled in whole dollars, as the takeaway's lift divides them.
+            DataPointItem::new(labelled_bar_point(
+                i,
+                whole / divisor,
+                format.money_whole(*raw),
+                false,
+            ))
+            .item_style(ItemStyle::new().color(*colour))
+        })
+        .collect();
     let chart = Chart::new()
         .title(title(s.get("charts.lift")))
-        .legend(Legend::new().bottom(4))
-        .grid(Grid::new().left(80).right(70).top(52).bottom(80))
+        .grid(Grid::new().left(80).right(30).top(52).bottom(64))
         .x_axis(Axis::new().type_(AxisType::Category).data(labels))
-        .y_axis(
-            Axis::new()
-                .type_(AxisType::Value)
-                .name(s.get("charts.avg_arr")),
-        )
-        .y_axis(percent_axis(&s.get("charts.active_rate")).max(100))
+        .y_axis(axis)
         .series(
             Bar::new()
                 .name(s.get("charts.avg_arr"))
-                .item_style(ItemStyle::new().color(NEUTRAL[0]))
                 .label(
                     Label::new()
                         .show(true)
@@ -441,37 +561,20 @@ fn lift_chart(r: &Segmentation, s: &Strings, format: &NumberFormat) -> ChartSpec
                         .font_size(9)
                         .formatter(BAR_LABEL),
                 )
-                .data(arr),
-        )
-        .series(
-            Bar::new()
-                .name(s.get("charts.active_rate"))
-                .y_axis_index(1)
-                .item_style(ItemStyle::new().color(NEUTRAL[2]))
-                .label(
-                    Label::new()
-                        .show(true)
-                        .position(LabelPosition::Top)
-                        .font_size(9)
-                        .formatter(BAR_LABEL),
-                )
-                .data(active),
+                .data(data),
         );
     ChartSpec {
         id: "lift",
-        height: Some(380),
+        height: Some(360),
         chart,
+        support: Support::Differences(verdicts.to_vec()),
         takeaway: printed_lift(r, "training", ["yes", "no"])
             .zip(printed_lift(r, "diversity_group", ["7+", "0-4"]))
             .map(|(t, d)| {
-                // Said as a difference only where the findings' test holds.
-                let holds = |i: &super::metrics::Impact| {
-                    i.arr_p.is_some_and(|p| p < crate::stats::claims::ALPHA)
-                };
                 json!({ "id": "lift", "numbers": {
                     "training": t.abs(), "diversity": d.abs(),
                     "training_up": t >= 0.0, "diversity_up": d >= 0.0,
-                    "training_holds": holds(&r.training), "diversity_holds": holds(&r.diversity),
+                    "training_holds": verdicts[0].holds(), "diversity_holds": verdicts[1].holds(),
                 } })
             }),
     }

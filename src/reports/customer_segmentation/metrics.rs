@@ -410,6 +410,10 @@ pub struct CrossRow {
     pub active_rate: f64,
     pub avg_nps: Option<f64>,
     pub avg_tickets: f64,
+    /// The cell's scores as a sample (under two: none), for testing it against the
+    /// other cells.
+    #[serde(skip)]
+    pub nps: Option<Moments>,
 }
 
 /// Portfolio group × plan: every observed cell, in the dimensions' order; shares of
@@ -444,6 +448,7 @@ pub fn portfolio_by_plan(users: &[UserFeatures]) -> Vec<CrossRow> {
                 active_rate: d.active_rate,
                 avg_nps: d.avg_nps,
                 avg_tickets: d.avg_tickets,
+                nps: Moments::of(rows.iter().filter_map(|u| u.nps)),
             }
         })
         .collect();

@@ -240,7 +240,7 @@ impl Computed for Run {
     }
 
     fn charts(&self, language: &Language) -> Vec<ChartSpec> {
-        charts::charts(&self.numbers, &language.strings, &language.format)
+        charts::charts(&self.numbers, language)
     }
 
     fn layout(&self, language: &Language) -> Value {

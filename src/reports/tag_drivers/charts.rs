@@ -1,28 +1,19 @@
-//! Charts of the tag-drivers report: the top topics of both groups side by side,
-//! the share gap per topic, and the service comparison (rating and response).
+//! Charts of the tag-drivers report: the share gap per topic (coloured where the
+//! findings' test holds) and the trend of the leading topics.
 
-use charming::component::{Axis, Grid, Legend};
-use charming::datatype::{CompositeValue, DataPointItem};
-use charming::element::{AxisType, ItemStyle, Label, LabelPosition};
+use charming::component::{Axis, Grid};
+use charming::datatype::DataPointItem;
+use charming::element::{AxisType, ItemStyle};
 use charming::series::Bar;
 use charming::Chart;
 use serde_json::json;
 
 use super::comparison::Trend;
 use super::metrics::TagDrivers;
-use crate::render::charts::{
-    bar_end_label, bar_point, num1, percent_axis, title, ChartSpec, MonthPanel,
-};
+use crate::render::charts::{bar_end_label, bar_point, title, ChartSpec, MonthPanel, Support};
 use crate::render::format::Strings;
 use crate::render::templates::Language;
-
-/// Horizontal bars of shares (fractions), one per row, labelled in percent.
-fn share_points(shares: impl Iterator<Item = f64>) -> Vec<CompositeValue> {
-    shares
-        .enumerate()
-        .map(|(i, v)| bar_point(i, v * 100.0, "%", true))
-        .collect()
-}
+use crate::stats::claims::Verdict;
 
 /// Colours of the two groups, used the same way in every chart.
 pub const AT_RISK_COLOR: &str = crate::render::charts::RISK;
@@ -39,179 +30,78 @@ pub fn charts(r: &TagDrivers, min_pp: f64, s: &Strings) -> Vec<ChartSpec> {
         return out;
     }
     let tags: Vec<String> = r.top.iter().map(|t| s.topic(&t.tag)).collect();
-    let groups = [s.get("groups.at_risk"), s.get("groups.expansion")];
 
-    // Topics the findings call a difference (threshold and test), for every chart.
-    let verdicts = super::findings::topic_verdicts(r);
-    let clear = r
+    // Topics the findings call a difference (threshold and test): a topic within the
+    // threshold is no difference either, whatever its test.
+    let verdicts: Vec<Verdict> = super::findings::topic_verdicts(r)
+        .into_iter()
+        .zip(&r.top)
+        .map(|(v, t)| {
+            if t.difference_pp.abs() < min_pp {
+                Verdict::NoClearDifference
+            } else {
+                v
+            }
+        })
+        .collect();
+
+    // One chart of the topics: at-risk share minus expansion share per topic, coloured
+    // only where the findings call it a difference. (The shares side by side said the
+    // same again; the shares are in the topic table.) The service comparison is not
+    // charted: two bars of a rating are the rating finding's sentence.
+    let colour = |v: Option<&Verdict>| match v {
+        Some(Verdict::Higher) => AT_RISK_COLOR,
+        Some(Verdict::Lower) => EXPANSION_COLOR,
+        _ => "#b8c2cc",
+    };
+    let data: Vec<DataPointItem> = r
         .top
         .iter()
-        .zip(&verdicts)
-        .filter(|(t, v)| v.holds() && t.difference_pp.abs() >= min_pp)
-        .count();
-
-    // 1. Grouped horizontal bars: the union of both top-10 lists, largest at-risk
-    // over-representation first.
-    {
-        let chart = Chart::new()
-            .title(title(s.get("charts.top_tags")))
-            .color(vec![AT_RISK_COLOR, EXPANSION_COLOR])
-            .legend(Legend::new().bottom(4))
-            .grid(Grid::new().left(150).right(72).top(48).bottom(56))
-            .x_axis(percent_axis(&s.get("charts.share")))
-            .y_axis(
-                Axis::new()
-                    .type_(AxisType::Category)
-                    .inverse(true)
-                    .data(tags.clone()),
-            )
-            .series(
-                Bar::new()
-                    .name(groups[0].clone())
-                    .label(bar_end_label())
-                    .data(share_points(r.top.iter().map(|t| t.at_risk_share))),
-            )
-            .series(
-                Bar::new()
-                    .name(groups[1].clone())
-                    .label(bar_end_label())
-                    .data(share_points(r.top.iter().map(|t| t.expansion_share))),
-            );
-        let first = &r.top[0];
-        let last = &r.top[r.top.len() - 1];
-        out.push(ChartSpec {
-            id: "top_tags",
-            height: Some(bars_height(tags.len(), 34)),
-            chart,
-            takeaway: Some(json!({
-                "id": "top_tags",
-                "numbers": {
-                    "risk_pp": first.printed_pp(), "growth_pp": -last.printed_pp(),
-                    "tags": tags.len(), "clear": clear,
-                    "largest_pp": r.top.iter().map(|t| t.printed_pp().abs()).fold(0.0, f64::max),
-                },
-                "slices": { "risk_tag": s.topic(&first.tag), "growth_tag": s.topic(&last.tag) },
-            })),
-        });
-    }
-
-    // 2. Diverging bars: at-risk share minus expansion share, per topic; coloured only
-    // where the findings call it a difference (threshold and test).
-    {
-        let kind = |i: usize, t: &super::metrics::TopTag| {
-            if t.difference_pp.abs() < min_pp || !verdicts.get(i).is_some_and(|v| v.holds()) {
-                0
-            } else if t.difference_pp > 0.0 {
-                1
-            } else {
-                2
-            }
-        };
-        let data: Vec<DataPointItem> = r
-            .top
+        .enumerate()
+        .map(|(i, t)| {
+            DataPointItem::new(bar_point(i, t.printed_pp(), "", true))
+                .item_style(ItemStyle::new().color(colour(verdicts.get(i))))
+        })
+        .collect();
+    let chart = Chart::new()
+        .title(title(s.get("charts.tag_gap")))
+        .grid(Grid::new().left(150).right(50).top(48).bottom(40))
+        .x_axis(
+            Axis::new()
+                .type_(AxisType::Value)
+                .name(s.get("charts.pp_axis")),
+        )
+        .y_axis(
+            Axis::new()
+                .type_(AxisType::Category)
+                .inverse(true)
+                .data(tags.clone()),
+        )
+        .series(Bar::new().label(bar_end_label()).data(data));
+    let count = |want: Verdict| verdicts.iter().filter(|v| **v == want).count();
+    // The topic leaning most to each side among those that hold.
+    let most = |want: Verdict| {
+        r.top
             .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let color = match kind(i, t) {
-                    0 => "#b8c2cc",
-                    1 => AT_RISK_COLOR,
-                    _ => EXPANSION_COLOR,
-                };
-                DataPointItem::new(bar_point(i, t.printed_pp(), "", true))
-                    .item_style(ItemStyle::new().color(color))
-            })
-            .collect();
-        let chart = Chart::new()
-            .title(title(s.get("charts.tag_gap")))
-            .grid(Grid::new().left(150).right(50).top(48).bottom(40))
-            .x_axis(
-                Axis::new()
-                    .type_(AxisType::Value)
-                    .name(s.get("charts.pp_axis")),
-            )
-            .y_axis(
-                Axis::new()
-                    .type_(AxisType::Category)
-                    .inverse(true)
-                    .data(tags.clone()),
-            )
-            .series(Bar::new().label(bar_end_label()).data(data));
-        let kinds: Vec<u8> = r.top.iter().enumerate().map(|(i, t)| kind(i, t)).collect();
-        let risk = kinds.iter().filter(|k| **k == 1).count();
-        let growth = kinds.iter().filter(|k| **k == 2).count();
-        out.push(ChartSpec {
-            id: "tag_gap",
-            height: Some(bars_height(tags.len(), 24)),
-            chart,
-            takeaway: Some(json!({
-                "id": "tag_gap",
-                "numbers": { "risk": risk, "growth": growth, "min_pp": min_pp, "neutral": tags.len() - risk - growth },
-            })),
-        });
-    }
-
-    // 3. Service comparison: rating on the left axis, median response on the right.
-    {
-        let (risk, expansion) = (&r.groups[0], &r.groups[1]);
-        // Equal medians (as printed) are a sentence, not two equal bars.
-        let same_resp = match (risk.median_resp, expansion.median_resp) {
-            (Some(a), Some(b)) => (a * 10.0).round() == (b * 10.0).round(),
-            _ => false,
-        };
-        let mut chart = Chart::new()
-            .title(title(s.get("charts.service")))
-            .legend(Legend::new().bottom(4))
-            .grid(Grid::new().left(60).right(70).top(52).bottom(64))
-            .x_axis(Axis::new().type_(AxisType::Category).data(groups.to_vec()))
-            .y_axis(
-                Axis::new()
-                    .type_(AxisType::Value)
-                    .name(s.get("charts.rating_axis"))
-                    .min(0)
-                    .max(5),
-            )
-            .series(
-                Bar::new()
-                    .name(s.get("charts.avg_rating"))
-                    .label(Label::new().show(true).position(LabelPosition::Top))
-                    .item_style(ItemStyle::new().color("#2f5d8a"))
-                    .data(vec![num2(risk.avg_rating), num2(expansion.avg_rating)]),
-            );
-        if !same_resp {
-            chart = chart
-                .y_axis(
-                    Axis::new()
-                        .type_(AxisType::Value)
-                        .name(s.get("charts.minutes")),
-                )
-                .series(
-                    Bar::new()
-                        .name(s.get("charts.median_resp"))
-                        .y_axis_index(1)
-                        .label(Label::new().show(true).position(LabelPosition::Top))
-                        .item_style(ItemStyle::new().color("#e07b39"))
-                        .data(vec![num1(risk.median_resp), num1(expansion.median_resp)]),
-                );
-        }
-        let takeaway = match (
-            risk.avg_rating,
-            expansion.avg_rating,
-            risk.median_resp,
-            expansion.median_resp,
-        ) {
-            (Some(ra), Some(ea), Some(rr), Some(er)) => Some(json!({
-                "id": "service",
-                "numbers": { "risk_rating": ra, "expansion_rating": ea, "risk_resp": rr, "expansion_resp": er, "same_resp": same_resp },
-            })),
-            _ => None,
-        };
-        out.push(ChartSpec {
-            id: "service",
-            height: Some(340),
-            chart,
-            takeaway,
-        });
-    }
+            .zip(&verdicts)
+            .filter(|(_, v)| **v == want)
+            .max_by(|a, b| a.0.printed_pp().abs().total_cmp(&b.0.printed_pp().abs()))
+            .map(|(t, _)| json!({ "tag": s.topic(&t.tag), "pp": t.printed_pp().abs() }))
+    };
+    out.push(ChartSpec {
+        id: "tag_gap",
+        height: Some(bars_height(tags.len(), 24)),
+        chart,
+        support: Support::Differences(verdicts.clone()),
+        takeaway: Some(json!({
+            "id": "tag_gap",
+            "numbers": {
+                "risk": count(Verdict::Higher), "growth": count(Verdict::Lower),
+                "min_pp": min_pp, "neutral": count(Verdict::NoClearDifference),
+            },
+            "slices": { "risk": most(Verdict::Higher), "growth": most(Verdict::Lower) },
+        })),
+    });
     out
 }
 
@@ -254,12 +144,5 @@ pub fn trend_chart(t: &Trend, lang: &Language) -> Option<ChartSpec> {
         s.get("charts.trend_window"),
         &t.months,
         panels,
-    )
-}
-
-fn num2(v: Option<f64>) -> charming::datatype::CompositeValue {
-    v.map_or_else(
-        || charming::datatype::CompositeValue::from("-"),
-        |v| charming::datatype::CompositeValue::from((v * 100.0).round() / 100.0),
     )
 }
