@@ -84,7 +84,8 @@ fn narrative_of(c: &dyn Computed, report: &str, lang: &str) -> String {
         }
     }
     out.push_str("\n## chart takeaways\n");
-    for spec in c.charts(&language) {
+    // The charts an edition draws.
+    for spec in cxreport::render::charts::drawable(c.charts(&language)) {
         if let Some(t) = &spec.takeaway {
             out.push_str(&format!(
                 "[{}] {}\n",
@@ -357,6 +358,82 @@ fn charts_are_drawn_only_for_differences_that_hold() {
                 drawn.contains(&"scatter_bot_retention"),
                 "the headline relationship is charted"
             );
+        }
+    }
+}
+
+/// Every report's charts carry their support typed from the claims module, and an
+/// edition draws a chart only when it holds: on the demo and on the shuffled
+/// database (where nothing differs beyond chance) no drawn chart compares values the
+/// module calls indistinguishable. Checked against the reports' own summaries, so
+/// that a chart whose support is built wrong (always holding) fails too.
+#[test]
+fn no_report_draws_a_chart_for_values_the_claims_module_calls_indistinguishable() {
+    use cxreport::render::charts::{drawable, Support};
+    for (db, label) in [(demo_db(), "demo"), (shuffled_db(), "shuffled")] {
+        for report in [TAGS, SEGMENTS, USAGE] {
+            let c = computed_on(db, report, "events");
+            for lang in ["en", "zh"] {
+                let language = Templates::default().language(report, lang).unwrap();
+                let all = c.charts(&language);
+                let tested: Vec<&str> = all
+                    .iter()
+                    .filter(|s| matches!(s.support, Support::Differences(_)))
+                    .map(|s| s.id)
+                    .collect();
+                let drawn = drawable(c.charts(&language));
+                for spec in &drawn {
+                    assert!(spec.support.holds(), "{label} {report}: {}", spec.id);
+                    assert!(
+                        spec.takeaway.is_some(),
+                        "{label} {report}: {} has its one-line takeaway",
+                        spec.id
+                    );
+                }
+                let drawn_ids: Vec<&str> = drawn.iter().map(|s| s.id).collect();
+                // Charts that compare are typed so, whatever the data.
+                for id in ["tag_gap", "lift", "heatmap_nps", "heatmap_active"] {
+                    if all.iter().any(|s| s.id == id) {
+                        assert!(tested.contains(&id), "{label} {report}: {id} is tested");
+                    }
+                }
+                let summary = c.summary();
+                if report == TAGS {
+                    // The gap chart is drawn exactly when a topic's difference holds
+                    // (the findings of over-represented topics).
+                    let any_topic = c.story().findings.iter().any(|f| {
+                        ["risk_topics", "growth_topics"].contains(&f.id)
+                            && f.numbers.get("count").is_some_and(|n| *n > 0.0)
+                    });
+                    assert_eq!(
+                        drawn_ids.contains(&"tag_gap"),
+                        any_topic,
+                        "{label}: tag_gap"
+                    );
+                    assert!(!drawn_ids.contains(&"top_tags") && !drawn_ids.contains(&"service"));
+                }
+                if report == SEGMENTS {
+                    let holds = |k: &str| {
+                        summary[k]["arr_p"]
+                            .as_f64()
+                            .is_some_and(|p| p < cxreport::stats::claims::ALPHA)
+                    };
+                    assert_eq!(
+                        drawn_ids.contains(&"lift"),
+                        holds("training") || holds("diversity"),
+                        "{label}: lift"
+                    );
+                    assert!(!drawn_ids.contains(&"sankey_journey"), "six stages");
+                }
+                if label == "shuffled" {
+                    let compared: Vec<&&str> =
+                        drawn_ids.iter().filter(|id| tested.contains(id)).collect();
+                    assert!(
+                        compared.is_empty(),
+                        "{report} {lang}: nothing differs, yet {compared:?} drawn"
+                    );
+                }
+            }
         }
     }
 }
