@@ -677,7 +677,7 @@ fn heatmap(
                 value: v * scale,
                 difference: overall
                     .filter(|_| holds)
-                    .map(|o| printed_difference(v, o / scale, scale, 1)),
+                    .map(|o| printed_difference(v, o / scale, scale, 1) * scale),
             });
         }
     }
@@ -707,10 +707,8 @@ fn heatmap(
         ),
     );
 
-    // Takeaway: best and worst cells of this map.
-    let cells: Vec<&SliceRow> = rows.iter().filter(|r| value_of(r).is_some()).collect();
-    let hi = extreme(cells.iter().copied(), value_of, true);
-    let lo = extreme(cells.iter().copied(), value_of, false);
+    // Takeaway: how many cells differ from the others beyond chance, each way, and
+    // the highest and lowest of those that do.
     let slice = |r: &SliceRow| {
         slice_value(&[
             ("segment", r.segment),
@@ -724,16 +722,36 @@ fn heatmap(
             ),
         ])
     };
-    let takeaway = match (hi, lo) {
-        (Some((h, hv)), Some((l, lv))) if cells.len() > 1 => {
-            Some(if id == "heatmap_response_seat" {
-                json!({ "id": id, "numbers": { "min": lv, "max": hv }, "slices": { "fastest": slice(l), "slowest": slice(h) } })
-            } else {
-                json!({ "id": id, "numbers": { "best": hv, "worst": lv }, "slices": { "best": slice(h), "worst": slice(l) } })
+    let tested: Vec<(&SliceRow, f64, Verdict)> = rows
+        .iter()
+        .zip(verdicts)
+        .filter_map(|(r, v)| Some((r, value_of(r)?, *v)))
+        .collect();
+    let count = |want: Verdict| tested.iter().filter(|t| t.2 == want).count();
+    let pick = |want: Verdict, max: bool| {
+        tested
+            .iter()
+            .filter(|t| t.2 == want)
+            .max_by(|a, b| {
+                if max {
+                    a.1.total_cmp(&b.1)
+                } else {
+                    b.1.total_cmp(&a.1)
+                }
             })
-        }
-        _ => None,
+            .map(|(r, v, _)| json!({ "value": v, "slice": slice(r) }))
     };
+    let takeaway = (tested.len() > 1).then(|| {
+        json!({
+            "id": id,
+            "numbers": {
+                "overall": overall.map(|o| o / scale), "is_rate": is_rate, "cells": tested.len(),
+                "above": count(Verdict::Higher), "below": count(Verdict::Lower),
+                "grey": count(Verdict::NoClearDifference),
+            },
+            "slices": { "highest": pick(Verdict::Higher, true), "lowest": pick(Verdict::Lower, false) },
+        })
+    });
     ChartSpec {
         id,
         height: None,
