@@ -1,7 +1,14 @@
 //! Charts of a report: built with charming's typed API from the run's numbers and a
 //! language's strings (titles, axis names and category labels are localized), then
 //! rendered to SVG by the process's chart engine. Each chart carries the record its
-//! one-line takeaway is written from.
+//! one-line takeaway is written from, and its support: what the claims module says
+//! about the values it draws (an edition draws a chart only when that holds). The
+//! chart content every report shares lives here: one-decimal labels, heatmaps
+//! coloured by the tested difference from overall, money axes in the text's units,
+//! Sankeys and month panels.
+//!
+//! Over 600 lines: the content helpers every report shares, and some 150 lines of
+//! unit tests that render them; one concern, kept in one file.
 
 pub mod engine;
 

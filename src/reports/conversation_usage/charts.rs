@@ -1,8 +1,13 @@
 //! Charts of the conversation-usage report, built from its panels in one language.
+//! Each chart carries its support from the claims module (the segments', cells' or
+//! correlation's verdicts), so that an edition draws only what holds.
+//!
+//! Over 600 lines: each of the report's charts sits beside the test that decides
+//! whether it is drawn, so that a chart and its support are read and changed together.
 
 use charming::component::{Axis, Grid, Legend};
 use charming::datatype::{CompositeValue, DataPoint};
-use charming::element::{AxisType, Label, LabelPosition};
+use charming::element::AxisType;
 use charming::series::{Bar, Scatter};
 use charming::Chart;
 
@@ -13,8 +18,8 @@ use super::metrics::SliceRow;
 use super::trend::{Point, Trend};
 use crate::intercom::slices::{SEGMENTS, UNKNOWN};
 use crate::render::charts::{
-    bar_label, bar_point, num1, pct, percent_axis, tested_heatmap, title, ChartSpec, MonthPanel,
-    Support, TestedCell, GROWTH, NEUTRAL, PALETTE, RISK,
+    bar_label, bar_point, pct, percent_axis, tested_heatmap, title, ChartSpec, MonthPanel, Support,
+    TestedCell, GROWTH, NEUTRAL, PALETTE, RISK,
 };
 use crate::render::format::Strings;
 use crate::render::templates::Language;
@@ -44,6 +49,15 @@ struct HeatmapSpec<'a> {
     bucket_of: BucketOf,
     value_of: Metric,
     is_rate: bool,
+}
+
+/// One bar per segment of a time in minutes, labelled with one decimal ("25.0"
+/// beside "25.3"); `-` where the segment has none.
+fn minute_bars(segs: &[&SliceRow], of: Metric) -> Vec<CompositeValue> {
+    segs.iter()
+        .enumerate()
+        .map(|(i, x)| of(x).map_or(CompositeValue::from("-"), |v| bar_point(i, v, "", false)))
+        .collect()
 }
 
 /// A bar chart over segments: title, palette, legend, grid and the category axis.
@@ -329,14 +343,14 @@ pub fn conversation_usage(r: &super::Run, lang: &Language) -> Vec<ChartSpec> {
             .series(
                 Bar::new()
                     .name(s.get("charts.p50"))
-                    .label(Label::new().show(true).position(LabelPosition::Top))
-                    .data(segs.iter().map(|x| num1(x.p50_resp)).collect()),
+                    .label(bar_label())
+                    .data(minute_bars(&segs, |x| x.p50_resp)),
             )
             .series(
                 Bar::new()
                     .name(s.get("charts.p90"))
-                    .label(Label::new().show(true).position(LabelPosition::Top))
-                    .data(segs.iter().map(|x| num1(x.p90_resp)).collect()),
+                    .label(bar_label())
+                    .data(minute_bars(&segs, |x| x.p90_resp)),
             );
         let hi = extreme(segs.iter().copied(), |x| x.p90_resp, true);
         let lo = extreme(segs.iter().copied(), |x| x.p90_resp, false);
