@@ -251,3 +251,40 @@ fn a_tag_scope_and_a_column_scope_of_one_region_agree() {
         );
     }
 }
+
+#[test]
+fn check_validates_a_jobs_scope_on_the_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schedules.toml")).unwrap();
+    let scope = "scope = { column = \"region\", values = [\"cn\"] }";
+    assert!(example.contains(scope), "the example has a China edition");
+    let check = |config: &str| {
+        let path = tmp.path().join("schedules.toml");
+        std::fs::write(&path, config).unwrap();
+        run(&[
+            "check",
+            "--config",
+            path.to_str().unwrap(),
+            "--db",
+            demo_db().to_str().unwrap(),
+        ])
+    };
+    let o = check(&example);
+    let out = text(&o);
+    assert!(out.contains("scope = region = cn →"), "{out}");
+    assert!(!out.contains("`china-monthly` cannot run"), "{out}");
+    let o = check(&example.replace(
+        scope,
+        "scope = { column = \"region\", values = [\"cn\", \"mars\"] }",
+    ));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("`mars` matches no company"),
+        "{}",
+        text(&o)
+    );
+    let o = check(&example.replace(scope, "scope = { colum = \"region\", values = [\"cn\"] }"));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("unknown field `colum`"), "{}", text(&o));
+}
