@@ -105,7 +105,7 @@ fn summary_without_outside(dir: &Path) -> serde_json::Value {
 
 /// The edition's text, line by line without the page breaks (page footers and
 /// running heads, which move with the lines above them), the lines about rows
-/// outside the scope, and what differs between two databases by nature: path,
+/// outside the scope, the cover's line naming the edition, and what differs between two databases by nature: path,
 /// digest, rows read (the scoped run reads every region's rows), the mapping line
 /// (which states the scope), and the window's anchor: the latest conversation of
 /// the warehouse, so that every region's edition covers the same window (the
@@ -130,6 +130,9 @@ fn pdf_without_scope_lines(dir: &Path) -> Vec<String> {
                     "other editions",
                     "not counted here",
                     "Conversations of companies",
+                    // The cover's line naming the edition, and its wrapped end.
+                    "Edition ",
+                    "edition)",
                     // A long database path wraps onto a line of its own.
                     ".sqlite",
                 ]
@@ -287,4 +290,49 @@ fn check_validates_a_jobs_scope_on_the_data() {
     let o = check(&example.replace(scope, "scope = { colum = \"region\", values = [\"cn\"] }"));
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("unknown field `colum`"), "{}", text(&o));
+}
+
+#[test]
+fn page_one_names_whose_companies_the_edition_covers_in_both_languages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = run(&[
+        "run",
+        "tag-drivers",
+        "--db",
+        demo_db().to_str().unwrap(),
+        "--out",
+        tmp.path().to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "--scope-tag",
+        "region:=cn",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = std::fs::read_dir(tmp.path().join("tag-drivers"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("cn");
+    let page1 = |lang: &str| {
+        common::squash(&common::pdf_page_text(
+            &dir.join(format!("report.{lang}.pdf")),
+            1,
+        ))
+    };
+    let (en, zh) = (page1("en"), page1("zh"));
+    assert!(
+        en.contains("Edition") && en.contains("thecompaniestaggedregion:cn("),
+        "{en}"
+    );
+    assert!(
+        zh.contains("版本范围") && zh.contains("带有标签region:cn的公司"),
+        "{zh}"
+    );
+    // The data-quality line in both languages.
+    let en = pdf_text(&dir.join("report.en.pdf"));
+    let zh = pdf_text(&dir.join("report.zh.pdf"));
+    assert!(en.contains("outside this edition"), "{en}");
+    assert!(zh.contains("本版范围以外公司的会话"), "{zh}");
 }

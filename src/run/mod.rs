@@ -389,6 +389,7 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
     }
     let mut info = RunInfo::new(report, &plan, &provenance, reference);
     info.deadline = deadline;
+    info.scope = req.mapping.scope.as_ref();
     let fired: Vec<watch::WatchResult> = watch.iter().filter(|w| w.fired).cloned().collect();
     info.watch = &fired;
     // Editions render in parallel: Typst compiles on every core while the chart
