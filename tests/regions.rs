@@ -103,6 +103,33 @@ fn summary_without_outside(dir: &Path) -> serde_json::Value {
     v
 }
 
+/// A line [`pdf_without_scope_lines`] leaves out.
+fn dropped(l: &str) -> bool {
+    const CONTAINS: &[&str] = &[
+        "outside this edition",
+        "other editions",
+        "not counted here",
+        "Conversations of companies",
+        // The cover's line naming the edition, and its wrapped end.
+        "Edition ",
+        "edition)",
+        // A long database path wraps onto a line of its own.
+        ".sqlite",
+    ];
+    const STARTS: &[&str] = &[
+        "Database",
+        "SHA-256",
+        "Rows read",
+        "Parameters · mapping",
+        "Window anchor",
+    ];
+    l.is_empty()
+        || (l.starts_with("Page ") && l.contains(" of "))
+        || l.ends_with("cxreport")
+        || CONTAINS.iter().any(|p| l.contains(p))
+        || STARTS.iter().any(|p| l.starts_with(p))
+}
+
 /// The edition's text, line by line without the page breaks (page footers and
 /// running heads, which move with the lines above them), the lines about rows
 /// outside the scope, the cover's line naming the edition, and what differs between two databases by nature: path,
@@ -121,33 +148,7 @@ fn pdf_without_scope_lines(dir: &Path) -> Vec<String> {
         .unwrap()
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|l| {
-            !l.is_empty()
-                && !(l.starts_with("Page ") && l.contains(" of "))
-                && !l.ends_with("cxreport")
-                && ![
-                    "outside this edition",
-                    "other editions",
-                    "not counted here",
-                    "Conversations of companies",
-                    // The cover's line naming the edition, and its wrapped end.
-                    "Edition ",
-                    "edition)",
-                    // A long database path wraps onto a line of its own.
-                    ".sqlite",
-                ]
-                .iter()
-                .any(|p| l.contains(p))
-                && ![
-                    "Database",
-                    "SHA-256",
-                    "Rows read",
-                    "Parameters · mapping",
-                    "Window anchor",
-                ]
-                .iter()
-                .any(|p| l.starts_with(p))
-        })
+        .filter(|l| !dropped(l))
         .collect()
 }
 
