@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use super::{jobs, Failure};
 use crate::clock::{FixedClock, SystemClock};
+use crate::intercom::scope::Scope;
 use crate::intercom::window::WindowSpec;
 use crate::jobs::Delivery;
 use crate::render::templates::Templates;
@@ -27,6 +28,16 @@ pub struct RunArgs {
     /// segment_tag_prefix, at_risk_tags, usage_company_key, …
     #[arg(long)]
     mapping: Option<PathBuf>,
+    /// Restrict the report to the companies whose company column holds one of the
+    /// values: COLUMN=VALUE[,VALUE…] (`region=cn`; case, spaces, `-` and `_` do not
+    /// matter). A regional edition: written to <out>/<report>/<period>/<value>/;
+    /// conversations and events of other companies are counted as outside its scope.
+    #[arg(long, value_name = "COLUMN=VALUES", conflicts_with_all = ["scope_tag", "job"])]
+    scope: Option<String>,
+    /// As --scope, by a company tag prefix: PREFIX=VALUE[,VALUE…] (`region:=cn`
+    /// keeps the companies tagged `region:cn`).
+    #[arg(long, value_name = "PREFIX=VALUES", conflicts_with = "job")]
+    scope_tag: Option<String>,
     /// rolling:<N>m | calendar:<N>m | range:<YYYY-MM-DD>..<YYYY-MM-DD> [default:
     /// rolling:6m] (reports that cut a window)
     // No clap default: a report that cuts no window refuses one given, which it
@@ -110,9 +121,14 @@ pub fn run(args: RunArgs, options: Options) -> Result<(), Failure> {
         Some(db) => super::location(&db)?,
         None => crate::demo::demo_database(&crate::demo::cache_dir())?.into(),
     };
-    let mapping = match &args.mapping {
+    let mut mapping = match &args.mapping {
         Some(path) => Mapping::from_file(path)?,
         None => Mapping::default(),
+    };
+    mapping.scope = match (&args.scope, &args.scope_tag) {
+        (Some(arg), _) => Some(Scope::parse(arg, false).map_err(Failure::usage)?),
+        (None, Some(arg)) => Some(Scope::parse(arg, true).map_err(Failure::usage)?),
+        (None, None) => None,
     };
     let req = RunRequest {
         mapping,

@@ -32,7 +32,7 @@ const SCHEMA: &str = include_str!("sql/schema.sql");
 
 pub const DEFAULT_SEED: u64 = 97;
 /// Bumped whenever the generated content changes, so cached demo databases refresh.
-pub const GENERATOR_VERSION: u32 = 3;
+pub const GENERATOR_VERSION: u32 = 4;
 /// The SQLite header's `application_id` of a database this generator wrote ("cxrd"):
 /// how `demo-data` knows a file it may replace without `--force`. In the header, so no
 /// table the reports read changes.
@@ -126,6 +126,17 @@ const ARR_COUNTS: [usize; 5] = [579, 525, 436, 630, 339];
 /// Conversations per month, 2024-01 (from the 8th) to 2024-06 (to the 15th, noon).
 const MONTH_CONVERSATIONS: [usize; 6] = [992, 1218, 1302, 1260, 1302, 629];
 const UNTAGGED_PAYING: usize = 12;
+/// The demo's regions (the `region` column's values) and their weights: each holds
+/// a few hundred companies, China (`CN`) one of them.
+const REGIONS: [(&str, u32); 5] = [
+    ("AMER", 34),
+    ("EMEA", 26),
+    ("APAC", 16),
+    ("CN", 14),
+    ("LATAM", 10),
+];
+/// The random stream of the regions, apart from every other value's.
+const REGION_STREAM: u64 = 32;
 const NON_PAYING: usize = 70;
 
 const SEAT_RANGES: [(i64, i64); 5] = [(5, 59), (60, 129), (130, 259), (260, 419), (420, 1200)];
@@ -234,6 +245,9 @@ struct Company {
     monthly_spend: Option<f64>,
     user_count: i64,
     tags: String,
+    /// The `region` pass-through column's value (`region:` tags carry it in lower
+    /// case).
+    region: &'static str,
     ret7: f64,
     ret30: f64,
     churn_watch_tag: bool,
@@ -461,6 +475,7 @@ impl Generator {
                 monthly_spend,
                 user_count,
                 tags: tags.join(", "),
+                region: "",
                 ret7,
                 ret30,
                 churn_watch_tag,
@@ -474,6 +489,34 @@ impl Generator {
         for (&i, spend) in under_30k.iter().take(2).zip([1737.0, 2045.0]) {
             self.companies[i].name = DUPLICATE_NAME.into();
             self.companies[i].monthly_spend = Some(spend);
+        }
+        self.assign_regions();
+    }
+
+    /// Each company's region, from a stream of its own, so that every other value
+    /// of the demo (and every unscoped report's number) is what it was before
+    /// regions: the `region` column as a custom attribute arrives (`CN`, `EMEA`),
+    /// and the same as a `region:` tag (`region:cn`), appended after the others.
+    fn assign_regions(&mut self) {
+        let mut r = rng(self.opts.seed, REGION_STREAM);
+        let total: u32 = REGIONS.iter().map(|(_, w)| w).sum();
+        for c in &mut self.companies {
+            let mut pick = r.gen_range(0..total);
+            let region = REGIONS
+                .iter()
+                .find(|(_, w)| {
+                    let hit = pick < *w;
+                    pick = pick.saturating_sub(*w);
+                    hit
+                })
+                .map_or(REGIONS[0].0, |(name, _)| *name);
+            c.region = region;
+            let tag = format!("region:{}", region.to_lowercase());
+            c.tags = if c.tags.is_empty() {
+                tag
+            } else {
+                format!("{}, {tag}", c.tags)
+            };
         }
     }
 
@@ -639,7 +682,7 @@ impl Generator {
             closed[c.company] += i64::from(c.close.is_some());
         }
         let mut enhanced = txn.prepare(
-            "INSERT INTO intercom__company_enhanced (company_id, company_name, created_at, all_company_tags, monthly_spend, user_count, session_count, plan_name, industry) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+            "INSERT INTO intercom__company_enhanced (company_id, company_name, created_at, all_company_tags, monthly_spend, user_count, session_count, plan_name, industry, region) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
         )?;
         let mut metrics = txn.prepare(
             "INSERT INTO intercom__company_metrics (company_id, company_name, created_at, all_company_tags, monthly_spend, user_count, session_count, plan_name, industry, total_conversations_closed, average_conversation_rating, median_time_to_first_response_time_minutes, registration_retention_7d, registration_retention_30d) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
@@ -659,7 +702,8 @@ impl Generator {
                 c.user_count,
                 sessions,
                 plan,
-                industry
+                industry,
+                c.region
             ])?;
             let rating = (3.2 + r.gen::<f64>() * 1.6 * 100.0).round() / 100.0;
             let median_resp = 20.0 + r.gen_range(0..12) as f64;

@@ -62,6 +62,11 @@ pub struct Mapping {
     /// holds (`company_id`: Intercom's id; a pass-through custom attribute when the
     /// events carry the product's own account id).
     pub usage_company_key: String,
+    /// The edition's scope (a job's `scope`, `run --scope`): the companies the
+    /// report is restricted to. Not a key of a mapping file ([`KEYS`]): a scope
+    /// says whose report it is, not what the data means.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<super::scope::Scope>,
 }
 
 impl Default for Mapping {
@@ -85,6 +90,7 @@ impl Default for Mapping {
             expansion_tags: vec!["Expansion Target".into()],
             expansion_segments: vec!["expansion".into()],
             usage_company_key: "company_id".into(),
+            scope: None,
         }
     }
 }
@@ -318,6 +324,9 @@ impl Mapping {
                 out.push((rule, c.as_str()));
             }
         }
+        if let Some(c) = self.scope.as_ref().and_then(|s| s.column()) {
+            out.push(("scope_column", c));
+        }
         out
     }
 
@@ -395,6 +404,12 @@ impl Mapping {
             ("expansion_tags", list(&self.expansion_tags)),
             ("expansion_segments", list(&self.expansion_segments)),
             ("usage_company_key", self.usage_company_key.clone()),
+            (
+                "scope",
+                self.scope
+                    .as_ref()
+                    .map_or_else(|| "—".to_owned(), |s| s.describe()),
+            ),
         ]
     }
 

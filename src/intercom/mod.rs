@@ -8,6 +8,7 @@
 
 pub mod mapping;
 pub mod population;
+pub mod scope;
 pub mod slices;
 pub mod window;
 
@@ -198,6 +199,8 @@ pub struct Mapped {
     pub segment: Option<String>,
     pub seat_bucket: Option<String>,
     pub arr_bucket: Option<String>,
+    /// The scope's column (`region`), when the run's scope reads one.
+    pub scope: Option<String>,
     /// The mapping's `paying = "all"`: the company pays whatever its spend, and its
     /// ARR is not known.
     pub paying_all: bool,

@@ -196,6 +196,10 @@ fn mapping_notes(
         Ok(found) => {
             notes.push(format!("{prefix}mapping in force ({}):", mapping.summary()));
             for (rule, value, n) in found.rules {
+                // A job without a scope covers every company: nothing to list.
+                if rule == "scope" && mapping.scope.is_none() {
+                    continue;
+                }
                 let count = n.map_or(String::new(), |n| {
                     if rule == "usage_company_key" {
                         format!(" → {n} companies have a value")

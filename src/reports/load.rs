@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::intercom::mapping::{Mapping, Paying};
+use crate::intercom::scope::Scoped;
 use crate::intercom::window::Window;
 use crate::intercom::{CompanyRow, Mapped, COMPANY_ENHANCED, CONVERSATION_ENHANCED, USAGE_EVENTS};
 use crate::source::{DataError, Database, Latest, Missing, Param, TableNeed};
@@ -164,7 +165,13 @@ pub const COMPANIES_NEED: TableNeed = TableNeed {
 /// that matches no company, or no paying company with a segment (exit 2, as
 /// [`load_companies_mapped`] refuses them).
 pub fn population_blockers(db: &Database, mapping: &Mapping) -> Result<Vec<String>, DataError> {
-    let companies = load_companies_as_mapped(db, mapping)?;
+    let mut companies = load_companies_as_mapped(db, mapping)?;
+    if let Some(scope) = &mapping.scope {
+        if let Some(why) = scope.refusal(&companies) {
+            return Ok(vec![format!("a run stops with exit 2: {why}")]);
+        }
+        companies = scope.split(companies).inside;
+    }
     let column = mapping.spend_column.as_deref().unwrap_or("monthly_spend");
     if !companies.iter().any(crate::intercom::population::is_paying) {
         return Ok(vec![format!(
@@ -219,19 +226,45 @@ pub fn load_companies(db: &Database) -> Result<Vec<CompanyRow>, DataError> {
 
 /// The companies, each with the values of the columns `mapping` names; refused when
 /// a rule the user set matches none of them ([`Mapping::refusals`]) or no paying
-/// company has a segment ([`Mapping::no_segment_among`]).
+/// company has a segment ([`Mapping::no_segment_among`]). The scope's alone when the
+/// mapping carries one ([`load_companies_scoped`]).
 pub fn load_companies_mapped(
     db: &Database,
     mapping: &Mapping,
 ) -> Result<Vec<CompanyRow>, DataError> {
+    Ok(load_companies_scoped(db, mapping)?.inside)
+}
+
+/// [`load_companies_mapped`], and the companies outside the mapping's scope apart
+/// (none without a scope): a loader counts their conversations and events as
+/// outside the edition's scope, never as matching no company. A scope value no
+/// company holds is refused with the values found; the mapping's own refusals are
+/// judged on the scope's companies, the population the report describes.
+pub fn load_companies_scoped(db: &Database, mapping: &Mapping) -> Result<Scoped, DataError> {
     let companies = load_companies_as_mapped(db, mapping)?;
-    let mut problems = mapping.refusals(&companies);
+    let scoped = match &mapping.scope {
+        Some(scope) => {
+            if let Some(why) = scope.refusal(&companies) {
+                return Err(DataError::Unmatched {
+                    db: db.name().to_owned(),
+                    problems: vec![why],
+                });
+            }
+            scope.split(companies)
+        }
+        None => Scoped {
+            inside: companies,
+            outside: Vec::new(),
+        },
+    };
+    let mut problems = mapping.refusals(&scoped.inside);
     // A population with no segment is refused like a rule that matches nothing: a
     // report sliced by segment would read "nothing stands out" of one "Unknown
     // segment". Where nobody pays, the run stops on that first (exit 1).
-    problems.extend(mapping.no_segment_among(&companies, crate::intercom::population::is_paying));
+    problems
+        .extend(mapping.no_segment_among(&scoped.inside, crate::intercom::population::is_paying));
     if problems.is_empty() {
-        Ok(companies)
+        Ok(scoped)
     } else {
         Err(DataError::Unmatched {
             db: db.name().to_owned(),
@@ -296,6 +329,7 @@ pub fn load_companies_as_mapped(
                 "usage_company_key" => mapped.usage_key = v,
                 "segment_column" => mapped.segment = v,
                 "seat_bucket_column" => mapped.seat_bucket = v,
+                "scope_column" => mapped.scope = v,
                 _ => mapped.arr_bucket = v,
             }
         }

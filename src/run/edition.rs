@@ -82,6 +82,8 @@ pub struct RunInfo<'a> {
     pub deadline: Option<crate::clock::Deadline>,
     /// The watch rules that fired (each edition prints their sentence in its words).
     pub watch: &'a [super::watch::WatchResult],
+    /// The edition's scope (the cover names whose companies it covers).
+    pub scope: Option<&'a crate::intercom::scope::Scope>,
 }
 
 impl<'a> RunInfo<'a> {
@@ -100,6 +102,7 @@ impl<'a> RunInfo<'a> {
             reference,
             deadline: None,
             watch: &[],
+            scope: None,
         }
     }
 }
@@ -211,6 +214,26 @@ pub fn render(
     })
 }
 
+/// Whose companies a scoped edition covers, in `lang`'s words (the cover's line).
+fn edition_line(lang: &Language, scope: &crate::intercom::scope::Scope) -> String {
+    use crate::intercom::scope::ScopeRule;
+    let or = lang.strings.get("document.edition_or");
+    match &scope.rule {
+        ScopeRule::Column(column) => lang.fill(
+            "document.edition_column",
+            &json!({ "column": column, "values": scope.values.join(&or) }),
+        ),
+        ScopeRule::TagPrefix(prefix) => {
+            let tags: Vec<String> = scope
+                .values
+                .iter()
+                .map(|v| format!("{prefix}{v}"))
+                .collect();
+            lang.fill("document.edition_tag", &json!({ "tags": tags.join(&or) }))
+        }
+    }
+}
+
 /// The part of `data.json` every report's layout reads the same way.
 fn common_data(
     lang: &Language,
@@ -271,6 +294,7 @@ fn common_data(
         "strings": s.to_json(),
         "period": { "label": label, "covered": run.covered(lang) },
         "generated": run.reference.format("%Y-%m-%d").to_string(),
+        "edition": run.scope.map(|scope| edition_line(lang, scope)),
         "headlines": text.headlines().map(|x| &x.text).collect::<Vec<_>>(),
         "actions": text.actions.iter().map(|x| &x.text).collect::<Vec<_>>(),
         "findings": text.findings.iter().map(|x| &x.text).collect::<Vec<_>>(),

@@ -85,6 +85,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Worker(#[from] worker::WorkerError),
+    #[error("report `{report}` reads no Intercom companies, so it takes no scope (`{scope}`): a scope restricts the reports that describe companies (tag-drivers, conversation-usage)")]
+    ScopeWithoutCompanies { report: String, scope: String },
 }
 
 /// A timezone as its IANA name (the request crosses to a worker as JSON).
@@ -109,7 +111,9 @@ impl crate::exit::Classify for RunError {
     fn exit(&self) -> crate::exit::Exit {
         use crate::exit::Exit;
         match self {
-            Self::UnknownReport(_) | Self::UnknownOption { .. } => Exit::Usage,
+            Self::UnknownReport(_)
+            | Self::UnknownOption { .. }
+            | Self::ScopeWithoutCompanies { .. } => Exit::Usage,
             Self::Data(e) => e.exit(),
             Self::Report(e) => e.exit(),
             Self::Output(e) => e.exit(),
@@ -168,6 +172,16 @@ pub fn report_of(req: &RunRequest) -> Result<&'static dyn Report, RunError> {
 }
 
 impl RunRequest {
+    /// Where the run of `period` writes: `<out_dir>/<name>/<period>/`, and a scoped
+    /// edition in its own folder inside, `<period>/<value>/` (`cn`).
+    pub fn period_dir(&self, period: &str) -> PathBuf {
+        let dir = self.out_dir.join(&self.name).join(period);
+        match &self.mapping.scope {
+            Some(scope) => dir.join(scope.folder()),
+            None => dir,
+        }
+    }
+
     /// What the report sees of the request.
     pub fn report_request(&self) -> Request<'_> {
         Request {
@@ -202,7 +216,19 @@ pub fn prepare(req: &RunRequest, clock: &dyn Clock) -> Result<Prepared, RunError
     let t = Instant::now();
     let db = Database::open_within(&req.db, deadline)?;
     let rr = req.report_request();
-    db.check(report.name(), &configured.needs(&db, &rr)?)?;
+    let needs = configured.needs(&db, &rr)?;
+    if let Some(scope) = &req.mapping.scope {
+        if !needs
+            .iter()
+            .any(|n| n.table == crate::intercom::COMPANY_ENHANCED)
+        {
+            return Err(RunError::ScopeWithoutCompanies {
+                report: req.report.clone(),
+                scope: scope.describe(),
+            });
+        }
+    }
+    db.check(report.name(), &needs)?;
     stage_done("open the database", t.elapsed(), None);
     worker::stage("plan");
     let t = Instant::now();
@@ -320,7 +346,7 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
         "stage finished"
     );
 
-    let dest = req.out_dir.join(&req.name).join(&plan.period);
+    let dest = req.period_dir(&plan.period);
     let staged = StagedDir::new(&dest)?;
     worker::stage("the CSV files");
     let t = Instant::now();
@@ -363,6 +389,7 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
     }
     let mut info = RunInfo::new(report, &plan, &provenance, reference);
     info.deadline = deadline;
+    info.scope = req.mapping.scope.as_ref();
     let fired: Vec<watch::WatchResult> = watch.iter().filter(|w| w.fired).cloned().collect();
     info.watch = &fired;
     // Editions render in parallel: Typst compiles on every core while the chart
@@ -622,6 +649,10 @@ pub fn mapping_matches(db: &Location, mapping: &Mapping) -> Result<MappingCheck,
                 "usage_company_key" => Some(with_key),
                 "paying" => Some(paying),
                 "spend_column" if mapping.spend_column.is_some() => Some(paying),
+                "scope" => mapping
+                    .scope
+                    .as_ref()
+                    .map(|s| companies.iter().filter(|c| s.contains(c)).count()),
                 r => n.get(r).copied(),
             };
             (rule, value, count)
@@ -633,8 +664,11 @@ pub fn mapping_matches(db: &Location, mapping: &Mapping) -> Result<MappingCheck,
         rules,
         unrecognised: mapping.unrecognised(&companies).into_iter().collect(),
         refusals: mapping
-            .refusals(&companies)
+            .scope
+            .as_ref()
+            .and_then(|s| s.refusal(&companies))
             .into_iter()
+            .chain(mapping.refusals(&companies))
             .chain(mapping.no_segment(&companies))
             .collect(),
     })

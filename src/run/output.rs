@@ -188,12 +188,29 @@ impl StagedDir {
                 let _ = std::fs::remove_dir_all(&staged);
                 return Err(io(e));
             }
+            keep_editions(&old.join("previous"), &self.dest);
             let _ = std::fs::remove_dir_all(&old);
         } else if let Err(e) = std::fs::rename(&staged, &self.dest) {
             let _ = std::fs::remove_dir_all(&staged);
             return Err(io(e));
         }
         Ok(self.dest)
+    }
+}
+
+/// The scoped editions of the period (`<period>/<value>/`, each a run's folder with
+/// its manifest) that the previous folder held and the new one does not: another
+/// run's, not this one's to replace.
+fn keep_editions(previous: &Path, dest: &Path) {
+    let Ok(entries) = std::fs::read_dir(previous) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let from = e.path();
+        let to = dest.join(e.file_name());
+        if from.is_dir() && from.join("manifest.json").is_file() && !to.exists() {
+            let _ = std::fs::rename(&from, &to);
+        }
     }
 }
 

@@ -20,7 +20,8 @@ CREATE TABLE intercom__company_enhanced (
     _fivetran_active INTEGER,
     _fivetran_start TEXT,
     _fivetran_end TEXT,
-    all_company_tags TEXT
+    all_company_tags TEXT,
+    region TEXT
 );
 CREATE TABLE intercom__company_metrics (
     source_relation TEXT,

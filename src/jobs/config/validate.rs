@@ -13,6 +13,7 @@ use chrono_tz::Tz;
 use lettre::message::Mailbox;
 use serde::Deserialize;
 
+use crate::intercom::scope::{Scope, ScopeSpec};
 use crate::intercom::window::WindowSpec;
 use crate::jobs::schedule::{Catchup, CronExpr};
 use crate::render::templates::Templates;
@@ -90,6 +91,9 @@ struct RawJob {
     database_password_env: Option<String>,
     /// Keys laid over `[defaults.mapping]` for this job.
     mapping: Option<toml::Table>,
+    /// The companies the job's report is restricted to (`{ column = "region",
+    /// values = ["cn"] }`).
+    scope: Option<toml::Value>,
     output: Option<String>,
     /// Named watch rules (`[job.watch]`).
     watch: Option<BTreeMap<String, RawWatch>>,
@@ -560,7 +564,7 @@ impl Validator {
                 p.to_owned()
             }
         };
-        let mapping = match Mapping::from_tables(
+        let mut mapping = match Mapping::from_tables(
             d.mapping.as_ref(),
             j.mapping.as_ref(),
             &format!("{label}.mapping (over defaults.mapping)"),
@@ -571,6 +575,22 @@ impl Validator {
                 Mapping::default()
             }
         };
+        if let Some(scope) = j.scope.clone() {
+            let read = scope
+                .try_into::<ScopeSpec>()
+                .map_err(|e| format!("scope: {}", e.message()))
+                .and_then(Scope::try_from);
+            match read {
+                Ok(scope) => mapping.scope = Some(scope),
+                Err(why) => self.problem(
+                    key("scope"),
+                    format!(
+                        "{why} (write scope = {{ column = \"region\", values = [\"cn\"] }} \
+                         or scope = {{ tag_prefix = \"region:\", values = [\"cn\"] }})"
+                    ),
+                ),
+            }
+        }
         let database = match j.database.as_deref() {
             Some(db) => self.database(
                 &key("database"),
@@ -707,6 +727,7 @@ const JOB_KEYS: &[&str] = &[
     "database",
     "database_password_env",
     "mapping",
+    "scope",
     "output",
     "watch",
 ];

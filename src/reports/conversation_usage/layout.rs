@@ -218,6 +218,13 @@ pub fn layout(r: &Run, lang: &Language) -> Value {
     if let Some(n) = dq.usage_events_unmatched {
         quality_rows.push([s.get("quality.events_unmatched"), count(n as usize)]);
     }
+    // Another edition's rows, not a data problem: told apart from the unmatched.
+    if let Some(n) = dq.conversations_outside_scope {
+        quality_rows.push([s.get("quality.outside_edition"), count(n)]);
+    }
+    if let Some(n) = dq.usage_events_outside_scope {
+        quality_rows.push([s.get("quality.events_outside_edition"), count(n as usize)]);
+    }
     // Company names are data: they travel as strings and Typst prints them as text.
     let duplicates: Vec<[String; 2]> = dq
         .duplicate_names

@@ -9,6 +9,7 @@ use chrono_tz::Tz;
 use self::events::{attach_events, load_usage_events, SQL_USAGE_EVENTS};
 pub use self::events::{EventStamp, NoneMatched, UsageEvents};
 use crate::intercom::mapping::Mapping;
+use crate::intercom::scope::OutsideNames;
 use crate::intercom::{
     self, intern_company_names, Assignee, CompanyRow, NameSplitter, COMPANY_ENHANCED,
     COMPANY_METRICS, CONTACT_ENHANCED, CONVERSATION_ENHANCED, CONVERSATION_METRICS, USAGE_EVENTS,
@@ -124,6 +125,9 @@ pub struct ConversationUsageData {
     pub ambiguous_names: u64,
     /// The conversation counts of the whole table when only the window's rows were
     /// read (the server applied the window).
+    /// The creation times of the conversations of companies outside the mapping's
+    /// scope, left out of every count but this one (`None`: no scope).
+    pub outside_scope: Option<Vec<DateTime<Utc>>>,
     pub conversation_counts: Option<ConversationCounts>,
     pub bad_timestamps: BadTimestamps,
     /// Rows read per table.
@@ -242,13 +246,25 @@ pub fn load_conversation_usage(
     let second = (usage == UsageTables::Events)
         .then(|| db.reopen())
         .transpose()?;
+    let mut outside_keys: std::collections::HashSet<String> = Default::default();
     let events = std::thread::scope(|scope| {
         let events = second.map(|db| scope.spawn(move || load_usage_events(&db, source_tz, span)));
-        d.companies = shared::load_companies_mapped(db, mapping)?;
+        let scoped = shared::load_companies_scoped(db, mapping)?;
+        let mut outside_names = scoped.outside_names();
+        if mapping.scope.is_some() {
+            d.outside_scope = Some(Vec::new());
+            outside_keys = scoped
+                .outside_keys()
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+        }
+        d.companies = scoped.inside;
         d.company_name_ids = intern_company_names(&d.companies, &mut d.company_names);
         // Company names with a comma are matched before splitting, in both tables.
         let splitter = NameSplitter::new(&d.companies);
-        let on_server = load_conversations(db, &mut d, &splitter, &mut ts, span)?;
+        let on_server =
+            load_conversations(db, &mut d, &splitter, &mut outside_names, &mut ts, span)?;
         // The server applied a span longer than the window, and rows outside the
         // window came: count the window's (a set of its ids only then).
         let outside = || {
@@ -295,7 +311,12 @@ pub fn load_conversation_usage(
     })?;
     if let Some(mut loaded) = events {
         d.rows_read.push((USAGE_EVENTS, loaded.events.rows_read));
-        d.usage_none_matched = attach_events(&d.companies, &mapping.usage_company_key, &mut loaded);
+        d.usage_none_matched = attach_events(
+            &d.companies,
+            &outside_keys,
+            &mapping.usage_company_key,
+            &mut loaded,
+        );
         d.usage_events = Some(loaded.events);
         for (k, v) in loaded.bad.0 {
             *bad.0.entry(k).or_default() += v;
@@ -311,10 +332,17 @@ fn load_conversations(
     db: &Database,
     d: &mut ConversationUsageData,
     splitter: &NameSplitter,
+    outside_names: &mut OutsideNames,
     ts: &mut TsParser<'_>,
     span: LoadSpan,
 ) -> Result<bool, DataError> {
     let mut name = String::new();
+    // Outside rows' times are read apart: their bad values are not this edition's.
+    let mut outside_bad = BadTimestamps::default();
+    let mut outside_ts = TsParser {
+        tz: ts.tz,
+        bad: &mut outside_bad,
+    };
     // The span as a predicate where the server can compare the times itself.
     let bounds = shared::window_bounds(db, &span.span, ts.tz)?;
     // What the data-quality counts cover: the window's rows where the server cuts
@@ -336,6 +364,14 @@ fn load_conversations(
     d.conversations.reserve(n);
     d.conversation_ids.reserve(n, 16);
     db.each_row_with(CONVERSATION_ENHANCED, sql, params, |r| {
+        if let Some(times) = d.outside_scope.as_mut() {
+            if r.cow_text(6, "all_contact_company_names")?
+                .is_some_and(|names| outside_names.holds(&names))
+            {
+                times.extend(r.time(1, "conversation_created_at", &mut outside_ts)?);
+                return Ok(());
+            }
+        }
         let created_at = r.time(1, "conversation_created_at", ts)?;
         let last_close_at = r.time(7, "last_close_at", ts)?;
         let initiated = r.cow_text(2, "conversation_initiated_type")?;

@@ -368,6 +368,11 @@ pub struct DataQuality {
     /// Usage events whose company is NULL or matches no company (`None`: the run
     /// used no events).
     pub usage_events_unmatched: Option<u64>,
+    /// Conversations in the window and usage events of companies outside the
+    /// edition's scope: another edition's, left out of every other count (`None`:
+    /// the run has no scope; the events' also without events).
+    pub conversations_outside_scope: Option<usize>,
+    pub usage_events_outside_scope: Option<u64>,
     /// Conversations whose company name could be read two ways (`Acme, Inc.` when
     /// `Acme` is a company too); the longer known name was taken.
     pub ambiguous_company_names: u64,
@@ -968,6 +973,15 @@ pub fn compute(
             unmapped_conversations: unmapped,
             in_scope_without_metrics_row: without_metrics,
             usage_events_unmatched: data.usage_events.as_ref().map(|e| e.unmatched),
+            conversations_outside_scope: data
+                .outside_scope
+                .as_ref()
+                .map(|times| times.iter().filter(|t| window.contains(**t)).count()),
+            usage_events_outside_scope: data
+                .usage_events
+                .as_ref()
+                .filter(|_| data.outside_scope.is_some())
+                .map(|e| e.outside_scope),
             ambiguous_company_names: data.ambiguous_names,
             companies_total: companies.len(),
             companies_non_paying: companies.len() - pop.paying.len(),

@@ -658,6 +658,7 @@ mod tests {
                 .collect(),
             in_both_groups: vec![],
             unmapped_conversations: 0,
+            outside_scope_conversations: None,
             conversations_in_window: 400,
             bad_timestamps: BadTimestamps::default(),
             at_risk_parts: Default::default(),

@@ -67,6 +67,9 @@ pub struct TagDriversData {
     pub rows_read: RowsRead,
     /// The mapping of the groups (at risk, expansion).
     pub mapping: Mapping,
+    /// The creation times of the conversations of companies outside the mapping's
+    /// scope, left out of every count but this one (`None`: no scope).
+    pub outside_scope: Option<Vec<DateTime<Utc>>>,
 }
 
 pub const NEEDS: &[TableNeed] = &[
@@ -110,12 +113,29 @@ pub fn load(
         tz: source_tz,
         bad: &mut bad,
     };
-    d.companies = shared::load_companies_mapped(db, mapping)?;
+    let scoped = shared::load_companies_scoped(db, mapping)?;
+    let mut outside_names = scoped.outside_names();
+    d.companies = scoped.inside;
+    let mut outside = mapping.scope.is_some().then(Vec::new);
+    // Outside rows' times are read apart: their bad values are not this edition's.
+    let mut outside_bad = BadTimestamps::default();
+    let mut outside_ts = TsParser {
+        tz: source_tz,
+        bad: &mut outside_bad,
+    };
     let splitter = NameSplitter::new(&d.companies);
     let mut name = String::new();
     let bounds = shared::window_bounds(db, &span, source_tz)?;
     let (sql, sql_metrics, params) = SQL_WINDOWED.queries(&bounds);
     db.each_row_with(CONVERSATION_ENHANCED, sql, params, |r| {
+        if let Some(times) = outside.as_mut() {
+            if r.cow_text(3, "all_contact_company_names")?
+                .is_some_and(|names| outside_names.holds(&names))
+            {
+                times.extend(r.time(1, "conversation_created_at", &mut outside_ts)?);
+                return Ok(());
+            }
+        }
         d.conversations.push(TagConversationRow {
             conversation_id: r.text(0, "conversation_id")?.unwrap_or_default(),
             created_at: r.time(1, "conversation_created_at", &mut ts)?,
@@ -140,6 +160,7 @@ pub fn load(
         Ok(())
     })?;
     d.bad_timestamps = bad;
+    d.outside_scope = outside;
     let outside = || {
         d.conversations
             .iter()

@@ -34,6 +34,9 @@ pub struct TagDrivers {
     /// Companies in both groups (counted in both): id and name.
     pub in_both_groups: Vec<(String, String)>,
     pub unmapped_conversations: usize,
+    /// Conversations in the window of companies outside the edition's scope, left
+    /// out of every other count (`None`: the run has no scope).
+    pub outside_scope_conversations: Option<usize>,
     pub conversations_in_window: usize,
     pub bad_timestamps: BadTimestamps,
     /// How the at-risk group is made up: the other reports' Churn watch is a segment,
@@ -352,6 +355,10 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
         top,
         in_both_groups: in_both,
         unmapped_conversations: unmapped,
+        outside_scope_conversations: data
+            .outside_scope
+            .as_ref()
+            .map(|times| times.iter().filter(|t| window.contains(**t)).count()),
         conversations_in_window: in_window,
         bad_timestamps: data.bad_timestamps.clone(),
         at_risk_parts: parts,
@@ -488,6 +495,7 @@ mod tests {
             bad_timestamps: BadTimestamps::default(),
             rows_read: Vec::new(),
             mapping: Mapping::default(),
+            outside_scope: None,
         };
         let r = compute(&data, window()).unwrap();
         assert_eq!(r.in_both_groups.len(), 1);
@@ -550,6 +558,7 @@ mod tests {
             bad_timestamps: BadTimestamps::default(),
             rows_read: Vec::new(),
             mapping: Mapping::default(),
+            outside_scope: None,
         };
         let r = compute(&data, window()).unwrap();
         let exp = &r.groups[1];

@@ -386,7 +386,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
     let count = |n: usize| f.count(n as f64);
     let [risk, expansion] = [&r.groups[0], &r.groups[1]];
     let in_groups = r.groups.iter().map(|g| g.conversations).sum::<usize>();
-    let scope = vec![
+    let mut scope = vec![
         [
             s.get("scope.window"),
             r.window_row(
@@ -406,6 +406,11 @@ fn layout(run: &Run, lang: &Language) -> Value {
             f.points(run.min_pp / 100.0).to_string(),
         ],
     ];
+    // Another edition's conversations, not a data problem: told apart from the
+    // unmapped ones, after them.
+    if let Some(n) = r.outside_scope_conversations {
+        scope.insert(3, [s.get("scope.outside_edition"), count(n)]);
+    }
     // The difference of the printed values: `(scale, decimals)` is how a value prints.
     let diff = |a: Option<f64>,
                 b: Option<f64>,

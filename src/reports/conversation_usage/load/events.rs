@@ -74,6 +74,9 @@ pub struct UsageEvents {
     /// Events whose `company_id` is NULL or matches no company (a product's own
     /// account id, say): counted in data quality, never silently dropped.
     pub unmatched: u64,
+    /// Events of companies outside the mapping's scope: another edition's, left
+    /// out and counted apart from the unmatched.
+    pub outside_scope: u64,
 }
 
 impl UsageEvents {
@@ -83,6 +86,7 @@ impl UsageEvents {
             stamps: Vec::with_capacity(n),
             rows_read: 0,
             unmatched: 0,
+            outside_scope: 0,
         }
     }
 
@@ -261,6 +265,7 @@ pub struct NoneMatched {
 /// it): the events are attached all the same and the caller gets the reason.
 pub(super) fn attach_events(
     companies: &[CompanyRow],
+    outside_keys: &std::collections::HashSet<String>,
     company_key: &str,
     loaded: &mut LoadedEvents,
 ) -> Option<NoneMatched> {
@@ -283,17 +288,31 @@ pub(super) fn attach_events(
             }
         }
     }
-    let unmatched = rows
-        .iter()
-        .zip(counts.iter())
-        .filter(|(row, _)| **row == u32::MAX)
-        .map(|(_, n)| n)
-        .sum::<u64>();
+    // An id of a company outside the scope is another edition's, not unmatched.
+    let outside: Vec<bool> = if outside_keys.is_empty() {
+        Vec::new()
+    } else {
+        ids.iter()
+            .map(|(_, id)| outside_keys.contains(id))
+            .collect()
+    };
+    let (mut unmatched, mut outside_scope) = (0u64, 0u64);
+    for (n, (row, count)) in rows.iter().zip(counts.iter()).enumerate() {
+        if *row != u32::MAX {
+            continue;
+        }
+        if outside.get(n).copied().unwrap_or(false) {
+            outside_scope += count;
+        } else {
+            unmatched += count;
+        }
+    }
     events.unmatched += unmatched;
+    events.outside_scope += outside_scope;
     for (company, _) in &mut events.runs {
         *company = rows[*company as usize];
     }
-    let total: u64 = counts.iter().sum();
+    let total: u64 = counts.iter().sum::<u64>() - outside_scope;
     (total > 0 && unmatched == total && !companies.is_empty()).then(|| NoneMatched {
         events: total,
         event_ids: ids.iter().take(3).map(|(_, id)| id.to_owned()).collect(),
