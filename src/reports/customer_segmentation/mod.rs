@@ -3,6 +3,7 @@
 //! customer segments, where the revenue is and where it is at risk. A snapshot of the
 //! `users` and `events` tables: its period is the date of the latest event.
 
+pub mod activity;
 pub mod charts;
 pub mod comparison;
 pub mod findings;
@@ -105,6 +106,11 @@ impl Configured for CustomerSegmentationReport {
         }
         let t = Instant::now();
         let numbers = metrics::compute(&users, &events);
+        let activity = activity::activity(
+            &metrics::features(&users, &events),
+            &events,
+            numbers.paths.len(),
+        );
         timings.push(("metrics", t.elapsed()));
         if bad.total() > 0 {
             tracing::warn!(
@@ -118,6 +124,7 @@ impl Configured for CustomerSegmentationReport {
         }
         Ok(Box::new(Run {
             numbers,
+            activity,
             comparison: compared,
             bad_timestamps: bad,
             rows_read: vec![
@@ -130,6 +137,8 @@ impl Configured for CustomerSegmentationReport {
 
 pub struct Run {
     pub numbers: Segmentation,
+    /// Events per type, tickets and days since the last event by status, cancellations.
+    pub activity: activity::Activity,
     /// The previous snapshot set against this one, or why there is none.
     pub comparison: crate::reports::comparison::Comparison,
     pub bad_timestamps: BadTimestamps,
@@ -145,6 +154,7 @@ impl Computed for Run {
         let mut v = serde_json::to_value(&self.numbers).unwrap_or(Value::Null);
         v["bad_timestamps"] = json!(self.bad_timestamps);
         v["comparison"] = json!(self.comparison);
+        v["activity"] = json!(self.activity);
         v
     }
 
@@ -211,6 +221,35 @@ impl Computed for Run {
                     })
                     .collect(),
             },
+            CsvFile {
+                name: "event_types.csv",
+                header: vec![
+                    "event_type",
+                    "events",
+                    "users",
+                    "events_active",
+                    "events_inactive",
+                ],
+                rows: self
+                    .activity
+                    .event_types
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.event_type.clone(),
+                            e.events.to_string(),
+                            e.users.to_string(),
+                            e.events_active.to_string(),
+                            e.events_inactive.to_string(),
+                        ]
+                    })
+                    .collect(),
+            },
+            CsvFile {
+                name: "activity_by_status.csv",
+                header: vec!["measure", "status", "users", "total", "mean", "median"],
+                rows: activity_rows(&self.activity),
+            },
         ]
         .into_iter()
         .chain(
@@ -230,6 +269,13 @@ impl Computed for Run {
             findings.insert(0, lead);
         }
         let recommendations = findings::follow_headlines(&findings, recommendations);
+        findings.extend(activity::findings(
+            &self.activity,
+            self.numbers
+                .as_of
+                .map(|t| t.format("%Y-%m-%d").to_string())
+                .as_deref(),
+        ));
         let mut analysis = vec![findings::stake(&self.numbers)];
         analysis.extend(crate::reports::comparison::section(&self.comparison));
         Narrative {
@@ -256,6 +302,58 @@ impl Computed for Run {
     fn rows_read(&self) -> &[(&'static str, u64)] {
         &self.rows_read
     }
+}
+
+/// activity_by_status.csv: each measure of active and of inactive users (the
+/// cancellations: the cancelling users by status, their share of the status's users).
+fn activity_rows(a: &activity::Activity) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for (measure, s) in [
+        ("support_tickets_last_90d", &a.tickets),
+        ("days_since_last_event", &a.days_since_last_event),
+    ] {
+        for (status, users, total, mean, median) in [
+            (
+                "active",
+                s.active_users,
+                s.active_total,
+                s.active_mean,
+                s.active_median,
+            ),
+            (
+                "inactive",
+                s.inactive_users,
+                s.inactive_total,
+                s.inactive_mean,
+                s.inactive_median,
+            ),
+        ] {
+            rows.push(vec![
+                measure.to_owned(),
+                status.to_owned(),
+                users.to_string(),
+                super::cell(Some(total)),
+                super::cell(mean),
+                super::cell(median),
+            ]);
+        }
+    }
+    let c = &a.cancelled;
+    let active_users = c.others + c.users - c.others_inactive - c.inactive;
+    for (status, k, n) in [
+        ("active", c.users - c.inactive, active_users),
+        ("inactive", c.inactive, c.inactive + c.others_inactive),
+    ] {
+        rows.push(vec![
+            activity::CANCELLED.to_owned(),
+            status.to_owned(),
+            n.to_string(),
+            k.to_string(),
+            super::cell((n > 0).then(|| k as f64 / n as f64)),
+            String::new(),
+        ]);
+    }
+    rows
 }
 
 /// The layout's data, every number formatted for one language.
@@ -297,7 +395,22 @@ fn layout(run: &Run, lang: &Language) -> Value {
             f.opt(r.active_rate, |f, v| f.percent(v)),
         ],
         [s.get("scope.arr_at_risk"), money(r.arr_at_risk)],
+        [s.get("scope.journeys"), count(run.activity.journeys)],
     ];
+    let event_types: Vec<Vec<String>> = run
+        .activity
+        .event_types
+        .iter()
+        .map(|e| {
+            vec![
+                label("event_type", &e.event_type),
+                count(e.events),
+                count(e.users),
+                count(e.events_active),
+                count(e.events_inactive),
+            ]
+        })
+        .collect();
     let dim_row = |name: String, d: &DimensionRow| {
         vec![
             name,
@@ -505,6 +618,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
         "cross_note": cross_note,
         "training": impact_rows(&r.training),
         "diversity": impact_rows(&r.diversity),
+        "event_types": event_types,
         "paths": { "by_users": by_users, "by_arr": by_arr, "inactive": inactive, "total": count(r.paths.len()) },
         "quality": { "rows": quality, "bad_timestamps": bad, "limitations": s.list("quality.limitations") },
     })
