@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::Serialize;
 use serde_json::json;
 
-use super::metrics::{EventRow, UserFeatures};
+use super::metrics::{value_order, EventRow, UserFeatures};
 use crate::render::narrative::Finding;
 use crate::stats::claims::{compare, compare_means, Moments, Proportion, Verdict};
 use crate::stats::percentile;
@@ -68,6 +68,45 @@ pub struct Activity {
     pub cancelled: Cancelled,
     /// Distinct portfolio → plan → engagement → status paths.
     pub journeys: usize,
+    /// Portfolio group → ARR group (a table: the six-stage flow is unreadable).
+    pub size_arr: Vec<SizeArr>,
+}
+
+/// Users of one portfolio group in one ARR group (inactive users are their own
+/// group), and the share of the portfolio group's users.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SizeArr {
+    pub portfolio_group: &'static str,
+    pub arr_group: &'static str,
+    pub users: usize,
+    pub share_of_group: f64,
+    pub total_arr: f64,
+}
+
+/// Every portfolio group × ARR group with users, in the groups' order; users without
+/// a portfolio are left out (as in the journeys).
+pub fn size_to_arr(users: &[UserFeatures]) -> Vec<SizeArr> {
+    let mut out = Vec::new();
+    for p in value_order("portfolio_group") {
+        let of: Vec<&UserFeatures> = users
+            .iter()
+            .filter(|u| u.portfolio_group == Some(*p))
+            .collect();
+        for a in value_order("arr_group") {
+            let cell: Vec<&&UserFeatures> = of.iter().filter(|u| u.arr_group == *a).collect();
+            if cell.is_empty() {
+                continue;
+            }
+            out.push(SizeArr {
+                portfolio_group: p,
+                arr_group: a,
+                users: cell.len(),
+                share_of_group: cell.len() as f64 / of.len() as f64,
+                total_arr: cell.iter().map(|u| u.annual_revenue).sum(),
+            });
+        }
+    }
+    out
 }
 
 /// `values` as (is_active, value) split by status.
@@ -193,6 +232,7 @@ pub fn activity(users: &[UserFeatures], events: &[EventRow], journeys: usize) ->
             verdict,
         },
         journeys,
+        size_arr: size_to_arr(users),
     }
 }
 
@@ -303,6 +343,15 @@ mod tests {
         let f = features(&users, &events);
         let a = activity(&f, &events, 2);
         assert_eq!(a.journeys, 2);
+        // All three hold 10 units at $1,000: two active under 5k, one inactive.
+        let cells: Vec<(&str, &str, usize)> = a
+            .size_arr
+            .iter()
+            .map(|c| (c.portfolio_group, c.arr_group, c.users))
+            .collect();
+        assert_eq!(cells, [("6-10", "inactive", 1), ("6-10", "under_5k", 2)]);
+        assert!((a.size_arr[1].share_of_group - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(a.size_arr[1].total_arr, 2000.0);
         let login = &a.event_types[0];
         assert_eq!(login.event_type, "login");
         assert_eq!(

@@ -246,6 +246,30 @@ impl Computed for Run {
                     .collect(),
             },
             CsvFile {
+                name: "size_arr.csv",
+                header: vec![
+                    "portfolio_group",
+                    "arr_group",
+                    "users",
+                    "share_of_group",
+                    "total_arr",
+                ],
+                rows: self
+                    .activity
+                    .size_arr
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.portfolio_group.to_owned(),
+                            c.arr_group.to_owned(),
+                            c.users.to_string(),
+                            super::cell(Some(c.share_of_group)),
+                            super::cell(Some(c.total_arr)),
+                        ]
+                    })
+                    .collect(),
+            },
+            CsvFile {
                 name: "activity_by_status.csv",
                 header: vec!["measure", "status", "users", "total", "mean", "median"],
                 rows: activity_rows(&self.activity),
@@ -609,6 +633,20 @@ fn layout(run: &Run, lang: &Language) -> Value {
         [s.get("quality.other_plan"), count(plan_users("other"))],
         [s.get("quality.unknown_plan"), count(plan_users("unknown"))],
     ];
+    let size_arr: Vec<Vec<String>> = run
+        .activity
+        .size_arr
+        .iter()
+        .map(|c| {
+            vec![
+                label("portfolio_group", c.portfolio_group),
+                label("arr_group", c.arr_group),
+                count(c.users),
+                f.percent(c.share_of_group),
+                money(c.total_arr),
+            ]
+        })
+        .collect();
     let changes = changes_table(&run.comparison, lang);
     json!({
         "changes": changes,
@@ -619,6 +657,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
         "training": impact_rows(&r.training),
         "diversity": impact_rows(&r.diversity),
         "event_types": event_types,
+        "size_arr": size_arr,
         "paths": { "by_users": by_users, "by_arr": by_arr, "inactive": inactive, "total": count(r.paths.len()) },
         "quality": { "rows": quality, "bad_timestamps": bad, "limitations": s.list("quality.limitations") },
     })
