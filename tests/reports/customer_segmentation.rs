@@ -645,6 +645,41 @@ fn customer_segmentation_activity_recounts_from_the_database() {
             (users.to_string(), cancelled.to_string())
         );
     }
+    // Portfolio size → ARR group: each cell a recount (groups as metrics defines them).
+    let (h, cells) = read_csv(&dir.join("size_arr.csv"));
+    assert_eq!(
+        h,
+        [
+            "portfolio_group",
+            "arr_group",
+            "users",
+            "share_of_group",
+            "total_arr"
+        ]
+    );
+    let mut q = conn
+        .prepare(
+            "SELECT CASE WHEN portfolio_size = 1 THEN '1' WHEN portfolio_size <= 5 THEN '2-5'
+                         WHEN portfolio_size <= 10 THEN '6-10' ELSE '11+' END,
+                    CASE WHEN is_active = 0 THEN 'inactive'
+                         WHEN coalesce(annual_revenue, 0) < 5000 THEN 'under_5k'
+                         WHEN annual_revenue < 15000 THEN '5k_15k' ELSE '15k_plus' END,
+                    count(*)
+             FROM users WHERE portfolio_size >= 1 GROUP BY 1, 2",
+        )
+        .unwrap();
+    let want: BTreeSet<(String, String, String)> = q
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.to_string()))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let got: BTreeSet<(String, String, String)> = cells
+        .iter()
+        .map(|c| (c[0].clone(), c[1].clone(), c[2].clone()))
+        .collect();
+    assert_eq!(got, want);
     let summary = json(&dir.join("summary.json"));
     let findings = summary["findings"].as_array().unwrap();
     let by_id = |id: &str| {
@@ -678,6 +713,7 @@ fn customer_segmentation_activity_recounts_from_the_database() {
         for key in [
             "sections.activity",
             "sections.event_types",
+            "sections.size_arr",
             "scope.journeys",
         ] {
             assert!(
