@@ -1,7 +1,7 @@
 //! Report `tag-drivers` (`../shared/specs/report-tag-drivers.md`): what at-risk
 //! companies talk to support about, compared with companies targeted for expansion.
 //!
-//! Why this file is long (about 640 lines): the `Report` impl, its options, the
+//! Why this file is long (about 720 lines): the `Report` impl, its options, the
 //! windowed hooks and the layout's tables share one `Run`; the layout alone is half
 //! the file, and every table in it prints its differences from its printed values.
 
