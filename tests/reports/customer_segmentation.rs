@@ -574,3 +574,159 @@ fn customer_segmentation_says_only_what_its_printed_numbers_hold() {
         }
     }
 }
+
+/// Seed 004's activity analyses: events per type (event_types.csv), tickets and
+/// cancellations of active and inactive users (activity_by_status.csv) equal a
+/// recount from the database; the findings carry the same numbers and both editions
+/// print the section and the count of distinct journeys.
+#[test]
+fn customer_segmentation_activity_recounts_from_the_database() {
+    let dir = output_of("customer-segmentation");
+    let conn = rusqlite::Connection::open(demo_db()).unwrap();
+    let (h, rows) = read_csv(&dir.join("event_types.csv"));
+    assert_eq!(
+        h,
+        [
+            "event_type",
+            "events",
+            "users",
+            "events_active",
+            "events_inactive"
+        ]
+    );
+    let mut q = conn
+        .prepare(
+            "SELECT e.event_type, count(*), count(DISTINCT e.user_id),
+                    coalesce(sum(u.is_active = 1), 0), coalesce(sum(u.is_active = 0), 0)
+             FROM events e LEFT JOIN users u USING (user_id)
+             GROUP BY e.event_type ORDER BY count(*) DESC, e.event_type",
+        )
+        .unwrap();
+    let want: Vec<Vec<String>> = q
+        .query_map([], |r| {
+            Ok(vec![
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?.to_string(),
+                r.get::<_, i64>(2)?.to_string(),
+                r.get::<_, i64>(3)?.to_string(),
+                r.get::<_, i64>(4)?.to_string(),
+            ])
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows, want);
+    let (h, rows) = read_csv(&dir.join("activity_by_status.csv"));
+    assert_eq!(h, ["measure", "status", "users", "total", "mean", "median"]);
+    let row = |m: &str, s: &str| {
+        rows.iter()
+            .find(|r| r[0] == m && r[1] == s)
+            .unwrap_or_else(|| panic!("{m} {s}"))
+            .clone()
+    };
+    for (status, active) in [("active", 1), ("inactive", 0)] {
+        let (users, tickets, cancelled): (i64, i64, i64) = conn
+            .query_row(
+                "SELECT count(*), coalesce(sum(support_tickets_last_90d), 0),
+                        coalesce(sum(user_id IN (SELECT user_id FROM events
+                                                 WHERE event_type = 'subscription_cancelled')), 0)
+                 FROM users WHERE is_active = ?1",
+                [active],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        let t = row("support_tickets_last_90d", status);
+        assert_eq!(t[2], users.to_string(), "{status}");
+        assert!(close(t[3].parse().unwrap(), tickets as f64), "{t:?}");
+        let c = row("subscription_cancelled", status);
+        assert_eq!(
+            (c[2].clone(), c[3].clone()),
+            (users.to_string(), cancelled.to_string())
+        );
+    }
+    // Portfolio size → ARR group: each cell a recount (groups as metrics defines them).
+    let (h, cells) = read_csv(&dir.join("size_arr.csv"));
+    assert_eq!(
+        h,
+        [
+            "portfolio_group",
+            "arr_group",
+            "users",
+            "share_of_group",
+            "total_arr"
+        ]
+    );
+    let mut q = conn
+        .prepare(
+            "SELECT CASE WHEN portfolio_size = 1 THEN '1' WHEN portfolio_size <= 5 THEN '2-5'
+                         WHEN portfolio_size <= 10 THEN '6-10' ELSE '11+' END,
+                    CASE WHEN is_active = 0 THEN 'inactive'
+                         WHEN coalesce(annual_revenue, 0) < 5000 THEN 'under_5k'
+                         WHEN annual_revenue < 15000 THEN '5k_15k' ELSE '15k_plus' END,
+                    count(*)
+             FROM users WHERE portfolio_size >= 1 GROUP BY 1, 2",
+        )
+        .unwrap();
+    let want: BTreeSet<(String, String, String)> = q
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.to_string()))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let got: BTreeSet<(String, String, String)> = cells
+        .iter()
+        .map(|c| (c[0].clone(), c[1].clone(), c[2].clone()))
+        .collect();
+    assert_eq!(got, want);
+    let summary = json(&dir.join("summary.json"));
+    let findings = summary["findings"].as_array().unwrap();
+    let by_id = |id: &str| {
+        findings
+            .iter()
+            .find(|f| f["id"] == id)
+            .unwrap_or_else(|| panic!("{id}"))
+    };
+    let tickets = by_id("activity_tickets");
+    let t = row("support_tickets_last_90d", "inactive");
+    assert!(close(
+        tickets["numbers"]["inactive_total"].as_f64().unwrap(),
+        t[3].parse().unwrap()
+    ));
+    let cancelled = by_id("activity_cancelled");
+    let c = row("subscription_cancelled", "inactive");
+    assert_eq!(
+        cancelled["numbers"]["inactive"].as_f64(),
+        Some(c[3].parse().unwrap())
+    );
+    let days = by_id("activity_days");
+    assert!(days["keys"]["verdict"].is_string());
+    for f in [tickets, cancelled, days] {
+        assert_eq!(f["lead"], false, "key findings, not headlines");
+    }
+    for lang in ["en", "zh"] {
+        let flat = squash(&pdf_text(&dir.join(format!("report.{lang}.pdf"))));
+        let language = Templates::default()
+            .language("customer-segmentation", lang)
+            .unwrap();
+        for key in [
+            "sections.activity",
+            "sections.event_types",
+            "sections.size_arr",
+            "scope.journeys",
+        ] {
+            assert!(
+                flat.contains(&squash(&language.strings.get(key))),
+                "{lang}: {key}"
+            );
+        }
+        assert!(
+            flat.contains(&squash(
+                &language
+                    .strings
+                    .label("event_type", "subscription_cancelled")
+            )),
+            "{lang}: the event types by name"
+        );
+    }
+}

@@ -403,3 +403,118 @@ fn tag_drivers_targets_are_reachable_in_their_checking_edition_and_labels_agree(
         );
     }
 }
+
+/// Seed 003's analyses: which topics the low ratings come from (low_rating_topics.csv,
+/// each at-risk row equal to a recount from the database), an action for every named
+/// at-risk topic, and Downgrade Risk, which restates the at-risk group, flagged as
+/// circular instead of read as a driver; both editions print the section.
+#[test]
+fn tag_drivers_low_rated_topics_recount_and_the_circular_topic_is_no_driver() {
+    let dir = output_of("tag-drivers");
+    let (h, rows) = read_csv(&dir.join("low_rating_topics.csv"));
+    assert_eq!(
+        h,
+        [
+            "group",
+            "tag",
+            "rated",
+            "rated_le2",
+            "share_rated_le2",
+            "rest_rated",
+            "rest_rated_le2",
+            "rest_share_rated_le2",
+            "verdict"
+        ]
+    );
+    // The window of the demo edition, 2023-12-15 – 2024-06-15, and the at-risk rule.
+    let conn = rusqlite::Connection::open(crate::common::demo_db()).unwrap();
+    let recount = |tag: &str| -> (i64, i64, i64, i64) {
+        conn.query_row(
+            "WITH risk AS (
+               SELECT DISTINCT lower(trim(company_name)) AS n FROM intercom__company_enhanced
+               WHERE monthly_spend > 0
+                 AND (',' || lower(replace(all_company_tags, ', ', ',')) || ',' LIKE '%,churn watch,%'
+                   OR ',' || lower(replace(all_company_tags, ', ', ',')) || ',' LIKE '%,segment:churn_watch,%')),
+             conv AS (
+               SELECT ',' || replace(coalesce(all_conversation_tags, ''), ', ', ',') || ',' AS tags,
+                      conversation_rating AS r
+               FROM intercom__conversation_enhanced
+               WHERE conversation_created_at >= '2023-12-15' AND conversation_created_at < '2024-06-16'
+                 AND lower(trim(substr(all_contact_company_names, 1,
+                       instr(all_contact_company_names || ',', ',') - 1))) IN (SELECT n FROM risk))
+             SELECT sum(r IS NOT NULL), sum(r <= 2),
+                    sum(r IS NOT NULL AND instr(tags, ',' || ?1 || ',') > 0),
+                    sum(r <= 2 AND instr(tags, ',' || ?1 || ',') > 0)
+             FROM conv",
+            [tag],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap()
+    };
+    let at_risk: Vec<&Vec<String>> = rows.iter().filter(|r| r[0] == "at_risk").collect();
+    assert!(at_risk.len() >= 10, "{}", at_risk.len());
+    let num = |r: &Vec<String>, c: &str| -> i64 { r[col(&h, c)].parse().unwrap() };
+    for r in &at_risk {
+        let (rated, low, tag_rated, tag_low) = recount(&r[1]);
+        assert_eq!(
+            (num(r, "rated"), num(r, "rated_le2")),
+            (tag_rated, tag_low),
+            "{r:?}"
+        );
+        assert_eq!(
+            (num(r, "rest_rated"), num(r, "rest_rated_le2")),
+            (rated - tag_rated, low - tag_low),
+            "{r:?}"
+        );
+        let share: f64 = r[col(&h, "share_rated_le2")].parse().unwrap();
+        assert!(close(share, tag_low as f64 / tag_rated as f64), "{r:?}");
+    }
+    let summary = json(&dir.join("summary.json"));
+    let findings = summary["findings"].as_array().unwrap();
+    let by_id = |id: &str| findings.iter().find(|f| f["id"] == id);
+    // The section is a finding or its stated limit, from the same rows.
+    let low = by_id("low_rating_topics")
+        .or_else(|| by_id("no_low_rating_topic"))
+        .expect("the low-rated topics are read");
+    let holds = at_risk.iter().filter(|r| r[8] == "higher").count();
+    assert_eq!(low["numbers"]["count"].as_f64(), Some(holds as f64));
+    assert_eq!(
+        low["id"] == "low_rating_topics",
+        holds > 0,
+        "named only where the test holds"
+    );
+    // Downgrade Risk restates the at-risk group: flagged, no driver, no action.
+    let circular = by_id("circular").expect("Downgrade Risk flagged as circular");
+    assert_eq!(circular["slices"]["tags"][0]["tag"], "Downgrade Risk");
+    let risk = by_id("risk_topics").unwrap();
+    let named: Vec<&str> = risk["slices"]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tag"].as_str().unwrap())
+        .collect();
+    assert!(!named.contains(&"Downgrade Risk"), "{named:?}");
+    let recs = summary["recommendations"].as_array().unwrap();
+    for tag in &named {
+        assert!(
+            recs.iter()
+                .any(|x| x["id"] == "address_risk_topic" && x["slices"]["tag"] == *tag),
+            "an action for {tag}"
+        );
+    }
+    assert!(!recs.iter().any(|x| x["slices"]["tag"] == "Downgrade Risk"));
+    for lang in ["en", "zh"] {
+        let flat = squash(&pdf_text(&dir.join(format!("report.{lang}.pdf"))));
+        let language = Templates::default().language("tag-drivers", lang).unwrap();
+        assert!(
+            flat.contains(&squash(&language.strings.get("sections.low_ratings"))),
+            "{lang}: the low-rated topics section"
+        );
+        let word = if lang == "en" {
+            "circular"
+        } else {
+            "循环论证"
+        };
+        assert!(flat.contains(word), "{lang}: the circular topic");
+    }
+}

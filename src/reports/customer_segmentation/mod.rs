@@ -2,7 +2,12 @@
 //! how portfolio size, plan, engagement, support load and activity combine into
 //! customer segments, where the revenue is and where it is at risk. A snapshot of the
 //! `users` and `events` tables: its period is the date of the latest event.
+//!
+//! Why this file is long (about 700 lines): the `Report` impl, its CSV files and the
+//! layout's tables share one `Run`; the layout formats every table for one language,
+//! the activity section's (events per type, size → ARR) included.
 
+pub mod activity;
 pub mod charts;
 pub mod comparison;
 pub mod findings;
@@ -105,6 +110,11 @@ impl Configured for CustomerSegmentationReport {
         }
         let t = Instant::now();
         let numbers = metrics::compute(&users, &events);
+        let activity = activity::activity(
+            &metrics::features(&users, &events),
+            &events,
+            numbers.paths.len(),
+        );
         timings.push(("metrics", t.elapsed()));
         if bad.total() > 0 {
             tracing::warn!(
@@ -118,6 +128,7 @@ impl Configured for CustomerSegmentationReport {
         }
         Ok(Box::new(Run {
             numbers,
+            activity,
             comparison: compared,
             bad_timestamps: bad,
             rows_read: vec![
@@ -130,6 +141,8 @@ impl Configured for CustomerSegmentationReport {
 
 pub struct Run {
     pub numbers: Segmentation,
+    /// Events per type, tickets and days since the last event by status, cancellations.
+    pub activity: activity::Activity,
     /// The previous snapshot set against this one, or why there is none.
     pub comparison: crate::reports::comparison::Comparison,
     pub bad_timestamps: BadTimestamps,
@@ -145,6 +158,7 @@ impl Computed for Run {
         let mut v = serde_json::to_value(&self.numbers).unwrap_or(Value::Null);
         v["bad_timestamps"] = json!(self.bad_timestamps);
         v["comparison"] = json!(self.comparison);
+        v["activity"] = json!(self.activity);
         v
     }
 
@@ -211,6 +225,59 @@ impl Computed for Run {
                     })
                     .collect(),
             },
+            CsvFile {
+                name: "event_types.csv",
+                header: vec![
+                    "event_type",
+                    "events",
+                    "users",
+                    "events_active",
+                    "events_inactive",
+                ],
+                rows: self
+                    .activity
+                    .event_types
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.event_type.clone(),
+                            e.events.to_string(),
+                            e.users.to_string(),
+                            e.events_active.to_string(),
+                            e.events_inactive.to_string(),
+                        ]
+                    })
+                    .collect(),
+            },
+            CsvFile {
+                name: "size_arr.csv",
+                header: vec![
+                    "portfolio_group",
+                    "arr_group",
+                    "users",
+                    "share_of_group",
+                    "total_arr",
+                ],
+                rows: self
+                    .activity
+                    .size_arr
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.portfolio_group.to_owned(),
+                            c.arr_group.to_owned(),
+                            c.users.to_string(),
+                            super::cell(Some(c.share_of_group)),
+                            super::cell(Some(c.total_arr)),
+                        ]
+                    })
+                    .collect(),
+            },
+            CsvFile {
+                name: "activity_by_status.csv",
+                header: vec!["measure", "status", "users", "total", "mean", "median"],
+                rows: activity_rows(&self.activity),
+            },
         ]
         .into_iter()
         .chain(
@@ -230,6 +297,13 @@ impl Computed for Run {
             findings.insert(0, lead);
         }
         let recommendations = findings::follow_headlines(&findings, recommendations);
+        findings.extend(activity::findings(
+            &self.activity,
+            self.numbers
+                .as_of
+                .map(|t| t.format("%Y-%m-%d").to_string())
+                .as_deref(),
+        ));
         let mut analysis = vec![findings::stake(&self.numbers)];
         analysis.extend(crate::reports::comparison::section(&self.comparison));
         Narrative {
@@ -256,6 +330,58 @@ impl Computed for Run {
     fn rows_read(&self) -> &[(&'static str, u64)] {
         &self.rows_read
     }
+}
+
+/// activity_by_status.csv: each measure of active and of inactive users (the
+/// cancellations: the cancelling users by status, their share of the status's users).
+fn activity_rows(a: &activity::Activity) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for (measure, s) in [
+        ("support_tickets_last_90d", &a.tickets),
+        ("days_since_last_event", &a.days_since_last_event),
+    ] {
+        for (status, users, total, mean, median) in [
+            (
+                "active",
+                s.active_users,
+                s.active_total,
+                s.active_mean,
+                s.active_median,
+            ),
+            (
+                "inactive",
+                s.inactive_users,
+                s.inactive_total,
+                s.inactive_mean,
+                s.inactive_median,
+            ),
+        ] {
+            rows.push(vec![
+                measure.to_owned(),
+                status.to_owned(),
+                users.to_string(),
+                super::cell(Some(total)),
+                super::cell(mean),
+                super::cell(median),
+            ]);
+        }
+    }
+    let c = &a.cancelled;
+    let active_users = c.others + c.users - c.others_inactive - c.inactive;
+    for (status, k, n) in [
+        ("active", c.users - c.inactive, active_users),
+        ("inactive", c.inactive, c.inactive + c.others_inactive),
+    ] {
+        rows.push(vec![
+            activity::CANCELLED.to_owned(),
+            status.to_owned(),
+            n.to_string(),
+            k.to_string(),
+            super::cell((n > 0).then(|| k as f64 / n as f64)),
+            String::new(),
+        ]);
+    }
+    rows
 }
 
 /// The layout's data, every number formatted for one language.
@@ -297,7 +423,22 @@ fn layout(run: &Run, lang: &Language) -> Value {
             f.opt(r.active_rate, |f, v| f.percent(v)),
         ],
         [s.get("scope.arr_at_risk"), money(r.arr_at_risk)],
+        [s.get("scope.journeys"), count(run.activity.journeys)],
     ];
+    let event_types: Vec<Vec<String>> = run
+        .activity
+        .event_types
+        .iter()
+        .map(|e| {
+            vec![
+                label("event_type", &e.event_type),
+                count(e.events),
+                count(e.users),
+                count(e.events_active),
+                count(e.events_inactive),
+            ]
+        })
+        .collect();
     let dim_row = |name: String, d: &DimensionRow| {
         vec![
             name,
@@ -496,6 +637,20 @@ fn layout(run: &Run, lang: &Language) -> Value {
         [s.get("quality.other_plan"), count(plan_users("other"))],
         [s.get("quality.unknown_plan"), count(plan_users("unknown"))],
     ];
+    let size_arr: Vec<Vec<String>> = run
+        .activity
+        .size_arr
+        .iter()
+        .map(|c| {
+            vec![
+                label("portfolio_group", c.portfolio_group),
+                label("arr_group", c.arr_group),
+                count(c.users),
+                f.percent(c.share_of_group),
+                money(c.total_arr),
+            ]
+        })
+        .collect();
     let changes = changes_table(&run.comparison, lang);
     json!({
         "changes": changes,
@@ -505,6 +660,8 @@ fn layout(run: &Run, lang: &Language) -> Value {
         "cross_note": cross_note,
         "training": impact_rows(&r.training),
         "diversity": impact_rows(&r.diversity),
+        "event_types": event_types,
+        "size_arr": size_arr,
         "paths": { "by_users": by_users, "by_arr": by_arr, "inactive": inactive, "total": count(r.paths.len()) },
         "quality": { "rows": quality, "bad_timestamps": bad, "limitations": s.list("quality.limitations") },
     })

@@ -12,12 +12,13 @@
 //! the months it shares with this window; each page-1 headline gets its action first
 //! or says why there is none.
 //!
-//! Why this file is long: about 520 lines of code and 240 of tests. The findings and
+//! Why this file is long: about 600 lines of code and 350 of tests. The findings and
 //! the recommendations read the same topic verdicts, and a recommendation rests only on
 //! a finding that holds (and comes with the headline it follows), so they stay together.
 
 use serde_json::{json, Value};
 
+use super::low_ratings::LowRatingTopic;
 use super::metrics::{GroupStats, TagDrivers, TopTag};
 use crate::intercom::window::Window;
 use crate::render::narrative::{Finding, Recommendation};
@@ -28,8 +29,6 @@ use crate::stats::claims::{
 
 /// Topics a finding names at most.
 const TOPICS_NAMED: usize = 3;
-/// Topic kinds the recommendations act on at most.
-const KINDS_ACTED_ON: usize = 2;
 /// A peer group gives a target only from this many conversations.
 const MIN_PEERS: usize = 30;
 /// Months until the edition that checks a target (the next quarter's).
@@ -106,6 +105,17 @@ pub fn topic_kind(tag: &str) -> &'static str {
     }
 }
 
+/// Whether a topic restates what puts a company in the at-risk group (its own tag,
+/// or a topic that names the risk of leaving, such as Downgrade Risk): more frequent
+/// there by construction, so flagged as circular and never read as a driver.
+pub fn restates_at_risk(tag: &str, group_tags: &[String]) -> bool {
+    let t = tag.trim().to_lowercase();
+    matches!(
+        t.as_str(),
+        "downgrade risk" | "churn risk" | "churn watch" | "cancellation"
+    ) || group_tags.iter().any(|g| g.trim().to_lowercase() == t)
+}
+
 /// Who acts on a kind of topic.
 fn owner_of(kind: &str) -> &'static str {
     match kind {
@@ -166,8 +176,25 @@ pub fn topic_verdicts(r: &TagDrivers) -> Vec<Verdict> {
 }
 
 /// Topics over-represented in a group: at least `min_pp` apart and the difference
-/// holds; largest gap first.
+/// holds; largest gap first. Among at-risk companies, the topics that restate the
+/// group's definition are left out (see [`circular`]).
 fn over_represented(r: &TagDrivers, min_pp: f64, at_risk: bool) -> Vec<&TopTag> {
+    let mut v = gaps(r, min_pp, at_risk);
+    if at_risk {
+        v.retain(|t| !restates_at_risk(&t.tag, &r.at_risk_parts.tags));
+    }
+    v
+}
+
+/// The at-risk topics over-represented only because they restate the group's
+/// definition.
+pub fn circular(r: &TagDrivers, min_pp: f64) -> Vec<&TopTag> {
+    let mut v = gaps(r, min_pp, true);
+    v.retain(|t| restates_at_risk(&t.tag, &r.at_risk_parts.tags));
+    v
+}
+
+fn gaps(r: &TagDrivers, min_pp: f64, at_risk: bool) -> Vec<&TopTag> {
     let verdicts = topic_verdicts(r);
     let mut v: Vec<&TopTag> = r
         .top
@@ -242,6 +269,17 @@ pub fn findings(r: &TagDrivers, min_pp: f64) -> Vec<Finding> {
             out.push(x);
         }
     }
+    let restating = circular(r, min_pp);
+    if !restating.is_empty() {
+        let mut x = Finding::new("circular", 2);
+        x.lead = false;
+        x.slices.insert(
+            "tags",
+            Value::Array(restating.iter().map(|t| tag_value(r, t)).collect()),
+        );
+        x.slices.insert("group_tags", json!(r.at_risk_parts.tags));
+        out.push(x);
+    }
     if !out.iter().any(|f| f.id.ends_with("_topics")) {
         let mut x = Finding::new("no_topic_gap", 1);
         x.lead = false;
@@ -283,6 +321,7 @@ pub fn findings(r: &TagDrivers, min_pp: f64) -> Vec<Finding> {
             out.push(x);
         }
     }
+    out.extend(low_rating_topics(r));
     if let (Some(a), Some(b)) = (risk.median_resp, expansion.median_resp) {
         let verdict = response_verdict(&risk.samples.responses, &expansion.samples.responses);
         if verdict.holds() && a != b {
@@ -361,6 +400,48 @@ pub fn findings(r: &TagDrivers, min_pp: f64) -> Vec<Finding> {
     out
 }
 
+/// The at-risk topics whose conversations are rated 1 or 2 more often than the
+/// group's other rated conversations (the test holds), highest share first; where
+/// none holds, a stated limit with the highest share. Nothing without ratings.
+fn low_rating_topics(r: &TagDrivers) -> Option<Finding> {
+    let rows: Vec<&LowRatingTopic> = r
+        .low_ratings
+        .iter()
+        .filter(|x| x.group == super::metrics::AT_RISK)
+        .collect();
+    let first = rows.first()?;
+    let value = |x: &LowRatingTopic| {
+        json!({
+            "tag": x.tag,
+            "rated": x.rated,
+            "low": x.rated_le2,
+            "share": x.share_rated_le2,
+            "rest_share": x.rest_share_rated_le2,
+            "rest_rated": x.rest_rated,
+        })
+    };
+    let higher: Vec<&&LowRatingTopic> = rows
+        .iter()
+        .filter(|x| x.verdict == Verdict::Higher)
+        .collect();
+    let mut x = if higher.is_empty() {
+        let mut x = Finding::new("no_low_rating_topic", 3);
+        x.lead = false;
+        x.slices.insert("tags", json!([value(first)]));
+        x
+    } else {
+        let mut x = Finding::new("low_rating_topics", 3);
+        x.slices.insert(
+            "tags",
+            Value::Array(higher.iter().take(TOPICS_NAMED).map(|t| value(t)).collect()),
+        );
+        x
+    };
+    x.numbers.insert("count", higher.len() as f64);
+    x.numbers.insert("topics", rows.len() as f64);
+    Some(x)
+}
+
 /// What is at stake (page 1): the at-risk companies that talked to support and
 /// their ARR, against all paying companies with conversations.
 pub fn stake(r: &TagDrivers) -> Finding {
@@ -400,8 +481,7 @@ pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendati
     let check = check_of(r.window);
     let mut out = Vec::new();
     if let Some(f) = has("risk_topics") {
-        // One action per kind of topic, in the order of the largest gap.
-        let mut kinds: Vec<&'static str> = Vec::new();
+        // One action per named topic, in the order of the largest gap.
         for v in f
             .slices
             .get("tags")
@@ -413,9 +493,6 @@ pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendati
                 continue;
             };
             let kind = topic_kind(&t.tag);
-            if kinds.contains(&kind) || kinds.len() >= KINDS_ACTED_ON {
-                continue;
-            }
             let current = topic_share(r, t, 0);
             let peers = others(topic_share(r, t, 2), current);
             let (Some(current), Some(peers)) = (current, peers) else {
@@ -424,7 +501,6 @@ pub fn recommendations(r: &TagDrivers, findings: &[Finding]) -> Vec<Recommendati
             let Some(target) = peer_target(current, peers, MIN_PEERS, false) else {
                 continue;
             };
-            kinds.push(kind);
             let mut x = Recommendation::owned("address_risk_topic", "risk_topics", owner_of(kind));
             x.keys.insert("kind", kind);
             x.slices.insert("tag", json!(t.tag));
@@ -662,6 +738,7 @@ mod tests {
             conversations_in_window: 400,
             bad_timestamps: BadTimestamps::default(),
             at_risk_parts: Default::default(),
+            low_ratings: Vec::new(),
         }
     }
 
@@ -730,9 +807,101 @@ mod tests {
             kinds,
             [
                 ("handling", "support_operations"),
+                ("stability", "engineering"),
                 ("stability", "engineering")
             ],
-            "one action per kind; Outage is stability work like Bug"
+            "an action for every named topic; Outage is stability work like Bug"
+        );
+        let tags: Vec<&Value> = recs.iter().map(|x| &x.slices["tag"]).collect();
+        assert_eq!(
+            tags,
+            [&json!("Escalation"), &json!("Bug"), &json!("Outage")]
+        );
+    }
+
+    #[test]
+    fn a_topic_that_restates_the_at_risk_group_is_flagged_not_a_driver() {
+        let group_tags = ["Churn Watch".to_owned()];
+        assert!(restates_at_risk(" Downgrade Risk ", &group_tags));
+        assert!(restates_at_risk("churn watch", &group_tags));
+        assert!(!restates_at_risk("Bug", &group_tags));
+        let mut r = numbers(
+            vec![
+                ("Downgrade Risk", 40, 5),
+                ("Bug", 30, 5),
+                ("Billing", 10, 10),
+            ],
+            group(AT_RISK, 100, 4.0, 10, 30.0),
+            group(EXPANSION, 100, 4.0, 10, 30.0),
+        );
+        r.at_risk_parts.tags = group_tags.to_vec();
+        let f = findings(&r, 3.0);
+        let risk = f.iter().find(|x| x.id == "risk_topics").unwrap();
+        assert_eq!(risk.numbers["count"], 1.0, "Bug only");
+        assert_eq!(risk.slices["tags"][0]["tag"], "Bug");
+        let circular = f.iter().find(|x| x.id == "circular").unwrap();
+        assert!(!circular.lead, "never a headline");
+        assert_eq!(circular.slices["tags"][0]["tag"], "Downgrade Risk");
+        assert_eq!(circular.slices["tags"][0]["at_risk_k"], 40);
+        let recs = recommendations(&r, &f);
+        assert!(recs
+            .iter()
+            .all(|x| x.slices.get("tag") != Some(&json!("Downgrade Risk"))));
+        // Where only the restating topic stands out, no topic gap is named.
+        let r = numbers(
+            vec![("Downgrade Risk", 40, 5), ("Billing", 10, 10)],
+            group(AT_RISK, 100, 4.0, 10, 30.0),
+            group(EXPANSION, 100, 4.0, 10, 30.0),
+        );
+        let ids: Vec<&str> = findings(&r, 3.0).iter().map(|x| x.id).collect();
+        assert!(
+            ids.contains(&"no_topic_gap") && ids.contains(&"circular"),
+            "{ids:?}"
+        );
+    }
+
+    #[test]
+    fn the_low_rated_topics_are_named_only_when_the_test_holds() {
+        use crate::reports::tag_drivers::low_ratings::per_topic;
+        let mut r = numbers(
+            vec![("Bug", 30, 10)],
+            group(AT_RISK, 100, 4.0, 10, 30.0),
+            group(EXPANSION, 100, 4.0, 10, 30.0),
+        );
+        let per =
+            |rows: &[(&str, usize, usize)]| -> std::collections::BTreeMap<String, (usize, usize)> {
+                rows.iter()
+                    .map(|(t, n, k)| ((*t).to_owned(), (*n, *k)))
+                    .collect()
+            };
+        r.low_ratings = per_topic(
+            AT_RISK,
+            &per(&[("Bug", 100, 60), ("Billing", 100, 21)]),
+            1000,
+            200,
+        );
+        let f = findings(&r, 3.0);
+        let low = f.iter().find(|x| x.id == "low_rating_topics").unwrap();
+        assert_eq!(low.slices["tags"].as_array().unwrap().len(), 1);
+        assert_eq!(low.slices["tags"][0]["tag"], "Bug");
+        assert_eq!(
+            (
+                low.slices["tags"][0]["low"].as_u64(),
+                low.slices["tags"][0]["rated"].as_u64()
+            ),
+            (Some(60), Some(100))
+        );
+        r.low_ratings = per_topic(AT_RISK, &per(&[("Billing", 100, 21)]), 1000, 200);
+        let f = findings(&r, 3.0);
+        let limit = f.iter().find(|x| x.id == "no_low_rating_topic").unwrap();
+        assert!(!limit.lead);
+        assert!(!f.iter().any(|x| x.id == "low_rating_topics"));
+        r.low_ratings.clear();
+        assert!(
+            !findings(&r, 3.0)
+                .iter()
+                .any(|x| x.id.contains("low_rating")),
+            "no ratings: nothing"
         );
     }
 

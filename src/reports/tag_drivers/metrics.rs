@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 
 use super::load::TagDriversData;
+use super::low_ratings::{per_topic, LowRatingTopic};
 use crate::intercom::population::Population;
 use crate::intercom::window::Window;
 use crate::reports::MetricsError;
@@ -42,6 +43,9 @@ pub struct TagDrivers {
     /// How the at-risk group is made up: the other reports' Churn watch is a segment,
     /// this group a tag or a segment.
     pub at_risk_parts: AtRiskParts,
+    /// Per group and topic: its rated conversations and those rated 1–2 against the
+    /// group's other rated conversations (low_rating_topics.csv).
+    pub low_ratings: Vec<LowRatingTopic>,
 }
 
 /// The at-risk companies with conversations by the rule that puts them in the group:
@@ -167,6 +171,8 @@ struct Acc {
     reopened: usize,
     tags: BTreeMap<String, usize>,
     tag_companies: BTreeMap<String, BTreeSet<usize>>,
+    /// Per topic: rated conversations, and those rated 1–2.
+    tag_ratings: BTreeMap<String, (usize, usize)>,
 }
 
 pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, MetricsError> {
@@ -240,6 +246,11 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
                     .entry(t.clone())
                     .or_default()
                     .insert(company);
+                if let Some(r) = c.rating {
+                    let e = a.tag_ratings.entry(t.clone()).or_default();
+                    e.0 += 1;
+                    e.1 += usize::from(r <= 2.0);
+                }
             }
         }
     }
@@ -266,8 +277,15 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
             .sum()
     };
     let mut stats: Vec<GroupStats> = Vec::with_capacity(3);
+    let mut low_ratings = Vec::new();
     for (g, a) in acc.iter_mut().enumerate() {
         a.responses.sort_by(f64::total_cmp);
+        low_ratings.extend(per_topic(
+            names[g],
+            &a.tag_ratings,
+            a.ratings.len(),
+            a.ratings.iter().filter(|r| **r <= 2.0).count(),
+        ));
         stats.push(GroupStats {
             group: names[g],
             companies: a.companies.len(),
@@ -362,6 +380,7 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
         conversations_in_window: in_window,
         bad_timestamps: data.bad_timestamps.clone(),
         at_risk_parts: parts,
+        low_ratings,
     })
 }
 

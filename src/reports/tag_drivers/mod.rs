@@ -1,7 +1,7 @@
 //! Report `tag-drivers` (`../shared/specs/report-tag-drivers.md`): what at-risk
 //! companies talk to support about, compared with companies targeted for expansion.
 //!
-//! Why this file is long (about 640 lines): the `Report` impl, its options, the
+//! Why this file is long (about 720 lines): the `Report` impl, its options, the
 //! windowed hooks and the layout's tables share one `Run`; the layout alone is half
 //! the file, and every table in it prints its differences from its printed values.
 
@@ -9,6 +9,7 @@ pub mod charts;
 pub mod comparison;
 pub mod findings;
 pub mod load;
+pub mod low_ratings;
 pub mod metrics;
 pub mod relabel;
 
@@ -278,6 +279,37 @@ impl Computed for Run {
                             super::cell(g.share_rated_le2),
                             super::cell(g.median_resp),
                             super::cell(g.reopen_rate),
+                        ]
+                    })
+                    .collect(),
+            },
+            CsvFile {
+                name: "low_rating_topics.csv",
+                header: vec![
+                    "group",
+                    "tag",
+                    "rated",
+                    "rated_le2",
+                    "share_rated_le2",
+                    "rest_rated",
+                    "rest_rated_le2",
+                    "rest_share_rated_le2",
+                    "verdict",
+                ],
+                rows: r
+                    .low_ratings
+                    .iter()
+                    .map(|x| {
+                        vec![
+                            x.group.to_owned(),
+                            x.tag.clone(),
+                            x.rated.to_string(),
+                            x.rated_le2.to_string(),
+                            super::cell(Some(x.share_rated_le2)),
+                            x.rest_rated.to_string(),
+                            x.rest_rated_le2.to_string(),
+                            super::cell(x.rest_share_rated_le2),
+                            x.verdict.key().to_owned(),
                         ]
                     })
                     .collect(),
@@ -642,6 +674,39 @@ fn layout(run: &Run, lang: &Language) -> Value {
             })
             .collect()
     };
+    // The at-risk group's topics by their share of 1–2 ratings; the gap is that of the
+    // printed shares.
+    let low: Vec<&low_ratings::LowRatingTopic> = r
+        .low_ratings
+        .iter()
+        .filter(|x| x.group == metrics::AT_RISK)
+        .take(APPENDIX_TAGS)
+        .collect();
+    let low_rows: Vec<Vec<String>> = low
+        .iter()
+        .map(|x| {
+            vec![
+                lang.strings.topic(&x.tag),
+                count(x.rated),
+                count(x.rated_le2),
+                f.percent(x.share_rated_le2),
+                x.rest_share_rated_le2
+                    .map_or_else(|| "—".to_owned(), |v| f.percent(v)),
+                diff(
+                    Some(x.share_rated_le2),
+                    x.rest_share_rated_le2,
+                    (100.0, 1),
+                    &|v| signed(v, f.points(v)),
+                ),
+                s.get(if x.verdict.holds() {
+                    "topics.holds"
+                } else {
+                    "topics.does_not_hold"
+                }),
+            ]
+        })
+        .collect();
+    let low_muted: Vec<bool> = low.iter().map(|x| !x.verdict.holds()).collect();
     let both: Vec<[String; 2]> = r
         .in_both_groups
         .iter()
@@ -653,6 +718,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
         "groups": groups,
         "changes": changes,
         "top": { "rows": top, "muted": notable },
+        "low_ratings": { "rows": low_rows, "muted": low_muted },
         "tags": { "at_risk": per_group(metrics::AT_RISK), "expansion": per_group(metrics::EXPANSION) },
         "quality": {
             "both": both,
