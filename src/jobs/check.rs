@@ -13,13 +13,13 @@ use super::job::request_on;
 use super::mail::{MailError, Mailer};
 use crate::clock::{Clock, SystemClock};
 use crate::exit::Classify;
-use crate::intercom::mapping::Paying;
 use crate::intercom::window::WindowSpec;
+use crate::intercom::{self, mapping::Paying};
 use crate::render::pdf;
 use crate::render::templates::Templates;
 use crate::reports;
 use crate::run::{self, Location, Mapping, RunError, RunRequest};
-use crate::source::DataError;
+use crate::source::{DataError, Database};
 
 /// What `check` found: the problems, the failures, and notes that are neither.
 #[derive(Debug, Default)]
@@ -48,6 +48,7 @@ pub fn check(config_path: &Path, db: Option<&Location>, mapping: Option<&Mapping
         ));
         let mapping = mapping.cloned().unwrap_or_default();
         check_database_alone(db, &mapping, now, &mut problems, &mut failures, &mut notes);
+        spelling_notes(db, "", &mut notes);
         mapping_notes(db, &mapping, "", &mut problems, &mut notes);
         return Findings {
             problems,
@@ -104,6 +105,7 @@ pub fn check(config_path: &Path, db: Option<&Location>, mapping: Option<&Mapping
                         untranslated_notes(&req, lang, &prefix, &mut notes);
                     }
                     mapping_notes(&req.db, &req.mapping, &prefix, &mut problems, &mut notes);
+                    spelling_notes(&req.db, &prefix, &mut notes);
                 }
                 None => notes.push(format!(
                     "job `{}`: uses the built-in demo database",
@@ -242,6 +244,52 @@ fn mapping_notes(
             }
         }
         Err(e) => problems.push(format!("{prefix}mapping: {e}")),
+    }
+}
+
+/// The tables the reports read, as a database may spell them in another case.
+const TABLES_READ: [&str; 8] = [
+    intercom::COMPANY_ENHANCED,
+    intercom::COMPANY_METRICS,
+    intercom::CONTACT_ENHANCED,
+    intercom::CONVERSATION_ENHANCED,
+    intercom::CONVERSATION_METRICS,
+    intercom::USAGE_EVENTS,
+    reports::customer_segmentation::load::USERS,
+    reports::customer_segmentation::load::EVENTS,
+];
+
+/// The tables a database spells other than in lower case (a warehouse export's
+/// `"USAGE_EVENTS"`), which the runs read all the same: said, so that a user who
+/// sees the names in the catalogue knows they are found. A database that cannot be
+/// opened is listed by the checks before.
+fn spelling_notes(db: &Location, prefix: &str, notes: &mut Vec<String>) {
+    let Ok(db) = Database::open(db) else { return };
+    for table in TABLES_READ {
+        match db.spelling(table) {
+            Ok(Some(s)) => {
+                let shown: Vec<String> =
+                    s.columns.iter().take(4).map(|c| format!("`{c}`")).collect();
+                let more = match s.columns.len().saturating_sub(shown.len()) {
+                    0 => String::new(),
+                    n => format!(" and {n} more"),
+                };
+                let columns = format!("columns {}{more}", shown.join(", "));
+                let note = match (s.table == table, shown.is_empty()) {
+                    (true, _) => format!("{prefix}table `{table}`: its {columns} are read"),
+                    (false, true) => format!("{prefix}table `{table}` is read as `{}`", s.table),
+                    (false, false) => format!(
+                        "{prefix}table `{table}` is read as `{}`, its {columns} likewise",
+                        s.table
+                    ),
+                };
+                notes.push(format!("{note} (names are matched in any case)"));
+            }
+            Ok(None) => {}
+            Err(e) => notes.push(format!(
+                "{prefix}table `{table}`: spelling not checked: {e}"
+            )),
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use self::backend::{Backend, Session, Transfer};
-pub use self::backend::{Param, TimeColumn};
+pub use self::backend::{Param, Spelling, TimeColumn};
 pub use self::error::{quote, DataError, DriverError, Missing, UrlError};
 pub use self::pg::PgLocation;
 pub use self::row::RowReader;
@@ -198,6 +198,12 @@ impl Database {
     /// like it (another schema, another case, a prefixed name) and what to set.
     pub fn absent_hint(&self, table: &str) -> Result<Option<String>, DataError> {
         self.backend.absent_hint(&self.session, table)
+    }
+
+    /// How the database spells `table` and its columns when not all in lower case:
+    /// they are read all the same (names are matched in any case on both backends).
+    pub fn spelling(&self, table: &'static str) -> Result<Option<Spelling>, DataError> {
+        self.backend.spelling(&self.session, table)
     }
 
     /// The columns of a table with their declared types, lower-cased (empty when the
