@@ -6,7 +6,8 @@
 //! column a caller needs is there before any work starts, and hands rows out through
 //! one typed reader (`row`) whose errors (`error`) name the database, table, column
 //! and row; native time columns let callers put a window into SQL (`time_bounds`).
-//! Timestamps (`timestamp`) and compact string storage (`interner`) live beside it.
+//! Timestamps (`timestamp`) and compact string storage (`interner`) live beside it,
+//! and the sampling of values the readers cannot read (`sample`, for `check`).
 //! This layer knows no report and no data contract: callers bring their SQL and
 //! table names.
 
@@ -15,6 +16,7 @@ mod error;
 pub mod interner;
 pub mod pg;
 mod row;
+mod sample;
 mod sqlite;
 pub mod timestamp;
 
@@ -30,6 +32,7 @@ pub use self::backend::{Param, Spelling, TimeColumn};
 pub use self::error::{quote, DataError, DriverError, Missing, UrlError};
 pub use self::pg::PgLocation;
 pub use self::row::RowReader;
+pub use self::sample::{Expect, Sampled, Unreadable, SAMPLES};
 pub use self::timestamp::{BadTimestamps, TsParser};
 use crate::clock::Deadline;
 
