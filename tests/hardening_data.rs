@@ -805,3 +805,88 @@ fn every_company_in_the_fallback_segment_fails_check_and_is_refused() {
     );
     assert!(t.contains("no report can run"), "{t}");
 }
+
+/// Issue 28: `check` samples the values the readers cannot read as their column's
+/// type (bad timestamps, a text `monthly_spend` of `n/a`, `is_core = 'maybe'`),
+/// naming table, column, type, count and up to three values, and exits 1 as the run
+/// does; text flags the reader reads (`true`, `f`, `yes`, `0`) are no problem; an
+/// optional column's unreadable times are a note saying what is empty; the clean demo
+/// is still ok.
+#[test]
+fn check_samples_values_that_cannot_be_read_as_their_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = check_in(dir.path(), common::demo_db(), &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("cannot be read as"), "{}", text(&o));
+
+    let db = demo_copy(
+        dir.path(),
+        "bad-values.sqlite",
+        "UPDATE intercom__conversation_enhanced SET conversation_created_at = 'not a time'
+           WHERE rowid IN (SELECT rowid FROM intercom__conversation_enhanced LIMIT 2);
+         UPDATE intercom__conversation_enhanced SET conversation_created_at = '2024-13-45'
+           WHERE rowid IN (SELECT rowid FROM intercom__conversation_enhanced LIMIT 1 OFFSET 5);
+         UPDATE intercom__company_enhanced SET monthly_spend = 'n/a'
+           WHERE rowid IN (SELECT rowid FROM intercom__company_enhanced LIMIT 1);
+         UPDATE usage_events SET is_core = 'maybe'
+           WHERE rowid IN (SELECT rowid FROM usage_events LIMIT 4);
+         UPDATE usage_events SET is_core = CASE rowid % 4 WHEN 0 THEN 'true' WHEN 1 THEN 'f'
+           WHEN 2 THEN 'yes' ELSE '0' END
+           WHERE rowid IN (SELECT rowid FROM usage_events LIMIT 100 OFFSET 10);",
+    );
+    let rows = |table: &str| -> u64 {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    let o = check_in(dir.path(), &db, &[]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(!t.contains("ok:"), "{t}");
+    for line in [
+        format!(
+            "intercom__conversation_enhanced.conversation_created_at: 3 of {} values cannot \
+             be read as a timestamp: \"not a time\", \"2024-13-45\"",
+            rows("intercom__conversation_enhanced")
+        ),
+        format!(
+            "intercom__company_enhanced.monthly_spend: 1 of {} values cannot be read as a \
+             number: \"n/a\"",
+            rows("intercom__company_enhanced")
+        ),
+        format!(
+            "usage_events.is_core: 4 of {} values cannot be read as a flag (true/false, t/f, \
+             yes/no or 1/0): \"maybe\": a run that reads it stops",
+            rows("usage_events")
+        ),
+    ] {
+        assert!(t.contains(&line), "{line}\n{t}");
+    }
+    assert!(t.contains("a run leaves those rows out"), "{t}");
+    // The run agrees: it stops at the spend it cannot read.
+    let (r, _) = run_report(
+        &db,
+        &dir.path().join("out"),
+        "tag-drivers",
+        &["--data-only"],
+    );
+    assert_eq!(r.status.code(), Some(1), "{}", text(&r));
+    assert!(text(&r).contains("\"n/a\""), "{}", text(&r));
+
+    // An optional column: a note of what is empty, and check is still ok.
+    let db = demo_copy(
+        dir.path(),
+        "bad-activity.sqlite",
+        "UPDATE intercom__contact_enhanced SET last_activity_ts = 'yesterday'
+           WHERE rowid IN (SELECT rowid FROM intercom__contact_enhanced LIMIT 2);",
+    );
+    let o = check_in(dir.path(), &db, &[]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("intercom__contact_enhanced.last_activity_ts: 2 of ")
+            && t.contains("\"yesterday\": those contacts have no last activity"),
+        "{t}"
+    );
+}

@@ -735,7 +735,7 @@ fn permissions_schemas_and_spellings_are_named() {
     );
 
     // usage_events spelled in upper case (quoted, as some exports create it): check
-    // says why the events are not read.
+    // says it reads it, under that name.
     c.batch_execute(&format!(
         "ALTER TABLE {s}.usage_events RENAME TO \"USAGE_EVENTS\""
     ))
@@ -748,7 +748,9 @@ fn permissions_schemas_and_spellings_are_named() {
         .unwrap();
     let t = text(&o);
     assert!(
-        t.contains("usage_events: not read (`USAGE_EVENTS` is here, in another case"),
+        t.contains("table `usage_events` is read as `USAGE_EVENTS`")
+            && t.contains("from usage_events (events definitions)")
+            && !t.contains("usage_events: not read"),
         "{t}"
     );
 
@@ -916,4 +918,79 @@ fn a_run_reads_each_table_once_on_both_backends() {
         )
         .unwrap();
     assert_eq!(returned(&m, "usage_events"), from_month, "from {month}");
+}
+
+/// Every table and column of `schema` renamed to upper case, quoted, as a Snowflake
+/// export creates them (`"USAGE_EVENTS"."COMPANY_ID"`).
+fn upper_case_everything(url: &str, schema: &str) {
+    client(url)
+        .batch_execute(&format!(
+            "DO $$ DECLARE r record; BEGIN
+               FOR r IN SELECT table_name::text AS t, column_name::text AS c
+                   FROM information_schema.columns WHERE table_schema = '{schema}' LOOP
+                 EXECUTE format('ALTER TABLE %I.%I RENAME COLUMN %I TO %I',
+                   '{schema}', r.t, r.c, upper(r.c));
+               END LOOP;
+               FOR r IN SELECT table_name::text AS t FROM information_schema.tables
+                   WHERE table_schema = '{schema}' LOOP
+                 EXECUTE format('ALTER TABLE %I.%I RENAME TO %I', '{schema}', r.t, upper(r.t));
+               END LOOP;
+             END $$"
+        ))
+        .unwrap();
+}
+
+/// Tables and columns in upper case (a warehouse export's spelling) are read, not
+/// only hinted at: every report gives the same files, byte for byte, as the same
+/// rows in lower case, and `check` says it reads them under their own names.
+#[test]
+fn upper_case_tables_and_columns_read_the_same_as_lower_case() {
+    let Some(url) = server() else { return };
+    let demo = demo_db();
+    let s = schema("upper");
+    let pg = load(&url, demo, &s, &[]);
+    upper_case_everything(&url, &s);
+    let names: Vec<String> = client(&url)
+        .query(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
+            &[&s],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(names.contains(&"USAGE_EVENTS".to_owned()), "{names:?}");
+    assert!(!names.iter().any(|n| *n != n.to_uppercase()), "{names:?}");
+    for args in [
+        &["conversation-usage"][..],
+        &["conversation-usage", "--compare", "shift:1m"],
+        &["tag-drivers"],
+        &["customer-segmentation"],
+    ] {
+        same_outputs(demo, &pg, args);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let o = common::bin()
+        .current_dir(dir.path())
+        .args(["check", "--db", &pg])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    for table in [
+        "usage_events",
+        "intercom__company_enhanced",
+        "intercom__conversation_metrics",
+    ] {
+        assert!(
+            t.contains(&format!(
+                "table `{table}` is read as `{}`",
+                table.to_uppercase()
+            )),
+            "{t}"
+        );
+    }
+    assert!(t.contains("`COMPANY_ID`"), "{t}");
+    assert!(!t.contains("not read"), "{t}");
+    let _ = client(&url).batch_execute(&format!("DROP SCHEMA {s} CASCADE"));
 }

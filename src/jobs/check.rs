@@ -13,13 +13,13 @@ use super::job::request_on;
 use super::mail::{MailError, Mailer};
 use crate::clock::{Clock, SystemClock};
 use crate::exit::Classify;
-use crate::intercom::mapping::Paying;
 use crate::intercom::window::WindowSpec;
+use crate::intercom::{self, mapping::Paying};
 use crate::render::pdf;
 use crate::render::templates::Templates;
 use crate::reports;
 use crate::run::{self, Location, Mapping, RunError, RunRequest};
-use crate::source::DataError;
+use crate::source::{DataError, Database, Expect, Sampled, Unreadable};
 
 /// What `check` found: the problems, the failures, and notes that are neither.
 #[derive(Debug, Default)]
@@ -48,6 +48,15 @@ pub fn check(config_path: &Path, db: Option<&Location>, mapping: Option<&Mapping
         ));
         let mapping = mapping.cloned().unwrap_or_default();
         check_database_alone(db, &mapping, now, &mut problems, &mut failures, &mut notes);
+        spelling_notes(db, "", &mut notes);
+        value_checks(
+            db,
+            &mapping,
+            chrono_tz::Tz::UTC,
+            "",
+            &mut failures,
+            &mut notes,
+        );
         mapping_notes(db, &mapping, "", &mut problems, &mut notes);
         return Findings {
             problems,
@@ -104,6 +113,15 @@ pub fn check(config_path: &Path, db: Option<&Location>, mapping: Option<&Mapping
                         untranslated_notes(&req, lang, &prefix, &mut notes);
                     }
                     mapping_notes(&req.db, &req.mapping, &prefix, &mut problems, &mut notes);
+                    spelling_notes(&req.db, &prefix, &mut notes);
+                    value_checks(
+                        &req.db,
+                        &req.mapping,
+                        req.source_tz,
+                        &prefix,
+                        &mut failures,
+                        &mut notes,
+                    );
                 }
                 None => notes.push(format!(
                     "job `{}`: uses the built-in demo database",
@@ -247,6 +265,241 @@ fn mapping_notes(
         }
         Err(e) => problems.push(format!("{prefix}mapping: {e}")),
     }
+}
+
+/// The tables the reports read, as a database may spell them in another case.
+const TABLES_READ: [&str; 8] = [
+    intercom::COMPANY_ENHANCED,
+    intercom::COMPANY_METRICS,
+    intercom::CONTACT_ENHANCED,
+    intercom::CONVERSATION_ENHANCED,
+    intercom::CONVERSATION_METRICS,
+    intercom::USAGE_EVENTS,
+    reports::customer_segmentation::load::USERS,
+    reports::customer_segmentation::load::EVENTS,
+];
+
+/// The tables a database spells other than in lower case (a warehouse export's
+/// `"USAGE_EVENTS"`), which the runs read all the same: said, so that a user who
+/// sees the names in the catalogue knows they are found. A database that cannot be
+/// opened is listed by the checks before.
+fn spelling_notes(db: &Location, prefix: &str, notes: &mut Vec<String>) {
+    let Ok(db) = Database::open(db) else { return };
+    for table in TABLES_READ {
+        match db.spelling(table) {
+            Ok(Some(s)) => {
+                let shown: Vec<String> =
+                    s.columns.iter().take(4).map(|c| format!("`{c}`")).collect();
+                let more = match s.columns.len().saturating_sub(shown.len()) {
+                    0 => String::new(),
+                    n => format!(" and {n} more"),
+                };
+                let columns = format!("columns {}{more}", shown.join(", "));
+                let note = match (s.table == table, shown.is_empty()) {
+                    (true, _) => format!("{prefix}table `{table}`: its {columns} are read"),
+                    (false, true) => format!("{prefix}table `{table}` is read as `{}`", s.table),
+                    (false, false) => format!(
+                        "{prefix}table `{table}` is read as `{}`, its {columns} likewise",
+                        s.table
+                    ),
+                };
+                notes.push(format!("{note} (names are matched in any case)"));
+            }
+            Ok(None) => {}
+            Err(e) => notes.push(format!(
+                "{prefix}table `{table}`: spelling not checked: {e}"
+            )),
+        }
+    }
+}
+
+/// The typed columns the reports read, with the type their loaders read them as, and
+/// for an optional time, what is empty for a value a run cannot read. A number, an
+/// integer or a flag that cannot be read stops a run; a time that cannot be read is
+/// left out of every count.
+const TYPED_COLUMNS: &[(&str, &str, Expect, Option<&str>)] = &[
+    (
+        intercom::COMPANY_ENHANCED,
+        "monthly_spend",
+        Expect::Number,
+        None,
+    ),
+    (
+        intercom::COMPANY_ENHANCED,
+        "user_count",
+        Expect::Integer,
+        None,
+    ),
+    (
+        intercom::COMPANY_METRICS,
+        "registration_retention_7d",
+        Expect::Number,
+        None,
+    ),
+    (
+        intercom::COMPANY_METRICS,
+        "registration_retention_30d",
+        Expect::Number,
+        None,
+    ),
+    (
+        intercom::CONTACT_ENHANCED,
+        "last_activity_ts",
+        Expect::Time,
+        Some("those contacts have no last activity for the feature-usage proxy"),
+    ),
+    (
+        intercom::CONVERSATION_ENHANCED,
+        "conversation_created_at",
+        Expect::Time,
+        None,
+    ),
+    (
+        intercom::CONVERSATION_ENHANCED,
+        "last_close_at",
+        Expect::Time,
+        None,
+    ),
+    (
+        intercom::CONVERSATION_ENHANCED,
+        "conversation_rating",
+        Expect::Number,
+        None,
+    ),
+    (
+        intercom::CONVERSATION_METRICS,
+        "time_to_first_response_minutes",
+        Expect::Number,
+        None,
+    ),
+    (
+        intercom::CONVERSATION_METRICS,
+        "count_reopens",
+        Expect::Integer,
+        None,
+    ),
+    (intercom::USAGE_EVENTS, "is_core", Expect::Flag, None),
+    (intercom::USAGE_EVENTS, "occurred_at", Expect::Time, None),
+    (
+        reports::customer_segmentation::load::USERS,
+        "portfolio_size",
+        Expect::Integer,
+        None,
+    ),
+    (
+        reports::customer_segmentation::load::USERS,
+        "annual_revenue",
+        Expect::Number,
+        None,
+    ),
+    (
+        reports::customer_segmentation::load::USERS,
+        "is_active",
+        Expect::Integer,
+        None,
+    ),
+    (
+        reports::customer_segmentation::load::USERS,
+        "nps_score",
+        Expect::Number,
+        None,
+    ),
+    (
+        reports::customer_segmentation::load::USERS,
+        "support_tickets_last_90d",
+        Expect::Integer,
+        None,
+    ),
+    (
+        reports::customer_segmentation::load::EVENTS,
+        "event_time",
+        Expect::Time,
+        None,
+    ),
+];
+
+/// Values of the typed columns that the readers cannot read as their type, sampled
+/// in one query per table ([`Database::unreadable`]): a failure for a column a run
+/// stops at or silently leaves rows out of, a note saying what will be empty for an
+/// optional one. The tables and columns that are missing are listed by the checks of
+/// each report; a database that cannot be opened by the checks before.
+fn value_checks(
+    db: &Location,
+    mapping: &Mapping,
+    source_tz: chrono_tz::Tz,
+    prefix: &str,
+    failures: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) {
+    let Ok(db) = Database::open(db) else { return };
+    let mut tables: Vec<&'static str> = TYPED_COLUMNS.iter().map(|c| c.0).collect();
+    tables.dedup();
+    for table in tables {
+        let have = match db.has_table(table).and_then(|_| db.columns(table)) {
+            Ok(have) => have,
+            Err(_) => continue,
+        };
+        let has = |c: &str| have.iter().any(|(h, _)| h.eq_ignore_ascii_case(c));
+        let mut wanted: Vec<(Sampled, Option<&str>)> = TYPED_COLUMNS
+            .iter()
+            .filter(|c| c.0 == table && has(c.1))
+            .map(|&(_, column, expect, optional)| {
+                let s = Sampled {
+                    column: column.to_owned(),
+                    label: column,
+                    expect,
+                };
+                (s, optional)
+            })
+            .collect();
+        if table == intercom::COMPANY_ENHANCED {
+            if let Some(c) = mapping.spend_column.as_deref().filter(|c| has(c)) {
+                let s = Sampled {
+                    column: c.to_owned(),
+                    label: "spend_column",
+                    expect: Expect::Number,
+                };
+                wanted.push((s, None));
+            }
+        }
+        let sampled: Vec<Sampled> = wanted.iter().map(|w| w.0.clone()).collect();
+        let found = match db.unreadable(table, &sampled, source_tz) {
+            Ok(found) => found,
+            Err(e) => {
+                failures.push(format!("{prefix}{table}: values not checked: {e}"));
+                continue;
+            }
+        };
+        for u in found {
+            let optional = wanted
+                .iter()
+                .find(|w| w.0.column == u.column)
+                .and_then(|w| w.1);
+            let line = unreadable_line(prefix, table, &u);
+            match (u.expect, optional) {
+                (Expect::Time, Some(empty)) => notes.push(format!("{line}: {empty}")),
+                (Expect::Time, None) => failures.push(format!(
+                    "{line}: a run leaves those rows out of every count and rate"
+                )),
+                _ => failures.push(format!(
+                    "{line}: a run that reads it stops at the first (exit 1)"
+                )),
+            }
+        }
+    }
+}
+
+/// `table.column: N of M values cannot be read as a T: "a", "b", "c"`.
+fn unreadable_line(prefix: &str, table: &str, u: &Unreadable) -> String {
+    format!(
+        "{prefix}{table}.{}: {} of {} values cannot be read as {}: {}{}",
+        u.column,
+        u.bad,
+        u.rows,
+        u.expect.name(),
+        u.samples.join(", "),
+        if u.more { ", …" } else { "" }
+    )
 }
 
 fn check_fonts(problems: &mut Vec<String>) {

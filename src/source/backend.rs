@@ -119,6 +119,26 @@ impl Session {
     }
 }
 
+/// A table whose name or columns the database spells other than in lower case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spelling {
+    pub table: String,
+    /// The columns not spelled in lower case.
+    pub columns: Vec<String>,
+}
+
+impl Spelling {
+    /// `None` when `table` and every column are in lower case.
+    pub(crate) fn of(asked: &str, table: String, columns: &[String]) -> Option<Self> {
+        let columns: Vec<String> = columns
+            .iter()
+            .filter(|c| **c != c.to_lowercase())
+            .cloned()
+            .collect();
+        (table != asked || !columns.is_empty()).then_some(Self { table, columns })
+    }
+}
+
 /// What a row handler is given: each row through the typed reader.
 pub(crate) type RowFn<'f> = dyn FnMut(&mut RowReader<'_>) -> Result<(), DataError> + 'f;
 
@@ -142,6 +162,11 @@ pub(crate) trait Backend: Send {
     /// one like it (another schema, another case, a prefixed name), as a hint of what
     /// to set.
     fn absent_hint(&self, s: &Session, table: &str) -> Result<Option<String>, DataError>;
+
+    /// How the database spells a table it holds and its columns, when some name is
+    /// not in lower case (`USAGE_EVENTS`, `COMPANY_ID`): read all the same, names
+    /// being matched in any case; `None` when all are lower case or there is no table.
+    fn spelling(&self, s: &Session, table: &'static str) -> Result<Option<Spelling>, DataError>;
 
     /// The columns of a table with their declared types as the driver names them
     /// (empty when the table does not exist).

@@ -6,7 +6,8 @@
 //! column a caller needs is there before any work starts, and hands rows out through
 //! one typed reader (`row`) whose errors (`error`) name the database, table, column
 //! and row; native time columns let callers put a window into SQL (`time_bounds`).
-//! Timestamps (`timestamp`) and compact string storage (`interner`) live beside it.
+//! Timestamps (`timestamp`) and compact string storage (`interner`) live beside it,
+//! and the sampling of values the readers cannot read (`sample`, for `check`).
 //! This layer knows no report and no data contract: callers bring their SQL and
 //! table names.
 
@@ -15,6 +16,7 @@ mod error;
 pub mod interner;
 pub mod pg;
 mod row;
+mod sample;
 mod sqlite;
 pub mod timestamp;
 
@@ -26,10 +28,11 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use self::backend::{Backend, Session, Transfer};
-pub use self::backend::{Param, TimeColumn};
+pub use self::backend::{Param, Spelling, TimeColumn};
 pub use self::error::{quote, DataError, DriverError, Missing, UrlError};
 pub use self::pg::PgLocation;
 pub use self::row::RowReader;
+pub use self::sample::{Expect, Sampled, Unreadable, SAMPLES};
 pub use self::timestamp::{BadTimestamps, TsParser};
 use crate::clock::Deadline;
 
@@ -198,6 +201,12 @@ impl Database {
     /// like it (another schema, another case, a prefixed name) and what to set.
     pub fn absent_hint(&self, table: &str) -> Result<Option<String>, DataError> {
         self.backend.absent_hint(&self.session, table)
+    }
+
+    /// How the database spells `table` and its columns when not all in lower case:
+    /// they are read all the same (names are matched in any case on both backends).
+    pub fn spelling(&self, table: &'static str) -> Result<Option<Spelling>, DataError> {
+        self.backend.spelling(&self.session, table)
     }
 
     /// The columns of a table with their declared types, lower-cased (empty when the

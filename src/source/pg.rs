@@ -1,25 +1,29 @@
 //! The PostgreSQL side of the data layer: the backend a `postgresql://` location
 //! opens (its catalogue asked through `information_schema`, the planner's statistics,
 //! native time columns, `statement_timeout` set to what is left of the run's time
-//! limit before each statement, rows and bytes received counted); where a warehouse
-//! is and the sessions opened to it (`session`); how native column types become the
-//! reader's cells (`value`). Every `postgres` call of the data layer is under here.
+//! limit before each statement, rows and bytes received counted); table and column
+//! names matched case-insensitively and the callers' SQL spelled as the catalogue
+//! spells them (`names`); where a warehouse is and the sessions opened to it
+//! (`session`); how native column types become the reader's cells (`value`). Every `postgres` call of the data layer is under here.
 
+mod names;
 mod session;
 mod tls;
 mod value;
 
 use std::cell::{RefCell, RefMut};
+use std::collections::HashMap;
 
 use ::postgres::fallible_iterator::FallibleIterator;
 use ::postgres::Client;
 
+use self::names::{Relation, Resolution};
 pub use self::session::{
     error_text, quote_ident, redact, ConnectError, PgLocation, DEFAULT_CONNECT_LIMIT,
     DEFAULT_PASSWORD_ENV,
 };
 pub use self::tls::{Link, SslMode, TlsSettings, Verified};
-use super::backend::{Backend, Param, RowFn, Session, TimeColumn};
+use super::backend::{Backend, Param, RowFn, Session, Spelling, TimeColumn};
 use super::error::{DataError, DriverError};
 use super::row::RowReader;
 use crate::clock::Deadline;
@@ -36,14 +40,23 @@ const SQL_TABLE_ACCESS: &str = "SELECT has_schema_privilege(n.oid, 'USAGE') \
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
      WHERE c.relname = $1 AND c.relkind IN ('r', 'v', 'm', 'p', 'f') \
        AND n.nspname = current_schema()";
-/// Tables of that name in other schemas, or in another case (`"USAGE_EVENTS"`).
-const SQL_TABLE_ELSEWHERE: &str = "SELECT n.nspname::text, c.relname::text, \
-       n.nspname IS NOT DISTINCT FROM current_schema() \
+/// Tables and views of the session's schema named `$1` but for case, with their
+/// columns (`pg_catalog`: readable by every role, whatever it may select).
+const SQL_TABLE_SPELLINGS: &str = "SELECT c.relname::text, \
+       coalesce(array_agg(a.attname::text ORDER BY a.attnum) \
+         FILTER (WHERE a.attnum IS NOT NULL), '{}') \
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+     LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+     WHERE lower(c.relname) = lower($1) AND c.relkind IN ('r', 'v', 'm', 'p', 'f') \
+       AND n.nspname = current_schema() \
+     GROUP BY c.relname ORDER BY c.relname";
+/// Tables of that name, in any case, in other schemas.
+const SQL_TABLE_ELSEWHERE: &str = "SELECT DISTINCT n.nspname::text \
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
      WHERE lower(c.relname) = lower($1) AND c.relkind IN ('r', 'v', 'm', 'p', 'f') \
        AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-       AND NOT (c.relname = $1 AND n.nspname IS NOT DISTINCT FROM current_schema()) \
-     ORDER BY 1, 2 LIMIT 5";
+       AND n.nspname IS DISTINCT FROM current_schema() \
+     ORDER BY 1 LIMIT 5";
 /// The planner's statistics of a table and one of its columns (rows, distinct
 /// values; both estimates, no scan); -1 rows: never analyzed.
 const SQL_COLUMN_STATS: &str = "SELECT c.reltuples::float8, s.n_distinct::float8 \
@@ -65,6 +78,8 @@ impl From<::postgres::Error> for DriverError {
 pub(crate) struct Postgres {
     client: RefCell<Client>,
     link: Link,
+    /// Each table looked up in the catalogue, by the name the callers use, once.
+    names: RefCell<HashMap<String, Resolution>>,
 }
 
 impl Postgres {
@@ -88,7 +103,43 @@ impl Postgres {
         Ok(Self {
             client: RefCell::new(client),
             link,
+            names: RefCell::default(),
         })
+    }
+
+    /// `table` (any case) as the session's schema holds it, looked up once.
+    fn resolve(&self, s: &Session, table: &str) -> Result<Resolution, DataError> {
+        const TABLES: &str = "pg_class";
+        let key = table.to_lowercase();
+        if let Some(r) = self.names.borrow().get(&key) {
+            return Ok(r.clone());
+        }
+        let found = self
+            .client(s, TABLES)?
+            .query(SQL_TABLE_SPELLINGS, &[&key])
+            .map_err(|e| pg_err(s, TABLES, e))?
+            .iter()
+            .map(|r| Relation {
+                name: r.get(0),
+                columns: r.get(1),
+            })
+            .collect();
+        let r = Resolution::choose(&key, found);
+        self.names.borrow_mut().insert(key, r.clone());
+        Ok(r)
+    }
+
+    /// The catalogue's name of `table`, or the name as given when it has none.
+    fn spelled(&self, s: &Session, table: &str) -> Result<String, DataError> {
+        Ok(match self.resolve(s, table)? {
+            Resolution::Found(r) => r.name,
+            _ => table.to_owned(),
+        })
+    }
+
+    /// `sql` with its names as the catalogue spells them ([`names::rewrite`]).
+    fn spell<'q>(&self, s: &Session, sql: &'q str) -> Result<std::borrow::Cow<'q, str>, DataError> {
+        names::rewrite(sql, |t| Ok(self.resolve(s, t)?.found().cloned()))
     }
 
     /// The session, its `statement_timeout` set to what is left of the run's time
@@ -135,9 +186,12 @@ impl Backend for Postgres {
 
     fn has_table(&self, s: &Session, table: &str) -> Result<bool, DataError> {
         const TABLES: &str = "pg_class";
+        let Resolution::Found(rel) = self.resolve(s, table)? else {
+            return Ok(false);
+        };
         let row = self
             .client(s, TABLES)?
-            .query_opt(SQL_TABLE_ACCESS, &[&table])
+            .query_opt(SQL_TABLE_ACCESS, &[&rel.name])
             .map_err(|e| pg_err(s, TABLES, e))?;
         let Some(row) = row else { return Ok(false) };
         if row.get::<_, Option<bool>>(0) == Some(true) {
@@ -147,10 +201,10 @@ impl Backend for Postgres {
         let (r, sc) = (quote_ident(&role), quote_ident(&schema));
         Err(DataError::NoPrivilege {
             db: s.name.clone(),
-            table: format!("{schema}.{table}"),
+            table: format!("{schema}.{}", rel.name),
             grant: format!(
                 "GRANT USAGE ON SCHEMA {sc} TO {r}; GRANT SELECT ON {sc}.{} TO {r}",
-                quote_ident(table)
+                quote_ident(&rel.name)
             ),
             role,
         })
@@ -158,37 +212,38 @@ impl Backend for Postgres {
 
     fn absent_hint(&self, s: &Session, table: &str) -> Result<Option<String>, DataError> {
         const TABLES: &str = "pg_class";
-        let rows = self
-            .client(s, TABLES)?
-            .query(SQL_TABLE_ELSEWHERE, &[&table])
-            .map_err(|e| pg_err(s, TABLES, e))?;
-        let mut schemas = Vec::new();
-        let mut cased = Vec::new();
-        for r in &rows {
-            let (schema, name, here): (String, String, Option<bool>) =
-                (r.get(0), r.get(1), r.get(2));
-            if name == table {
-                schemas.push(format!("`{schema}`"));
-            } else if here == Some(true) {
-                cased.push(name);
-            }
-        }
-        // The table in this schema under another case says more than copies elsewhere.
-        if let Some(name) = cased.first() {
+        if let Resolution::Ambiguous(names) = self.resolve(s, table)? {
+            let listed: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
             return Ok(Some(format!(
-                "`{name}` is here, in another case: PostgreSQL matches names in lower \
-                 case unless they are quoted; add a view, CREATE VIEW {} AS SELECT * FROM {}",
+                "{} are here, differing only in case, and none is `{table}`: name the one \
+                 to read with a view, CREATE VIEW {} AS SELECT * FROM {}",
+                listed.join(", "),
                 quote_ident(table),
-                quote_ident(name)
+                quote_ident(&names[0])
             )));
         }
+        let schemas: Vec<String> = self
+            .client(s, TABLES)?
+            .query(SQL_TABLE_ELSEWHERE, &[&table])
+            .map_err(|e| pg_err(s, TABLES, e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         Ok((!schemas.is_empty()).then(|| {
+            let listed: Vec<String> = schemas.iter().map(|n| format!("`{n}`")).collect();
             format!(
                 "it is in schema {}: name it in the URL (…?schema={})",
-                schemas.join(", "),
-                schemas[0].trim_matches('`')
+                listed.join(", "),
+                schemas[0]
             )
         }))
+    }
+
+    fn spelling(&self, s: &Session, table: &'static str) -> Result<Option<Spelling>, DataError> {
+        Ok(match self.resolve(s, table)? {
+            Resolution::Found(r) => Spelling::of(table, r.name, &r.columns),
+            _ => None,
+        })
     }
 
     fn columns(
@@ -196,9 +251,10 @@ impl Backend for Postgres {
         s: &Session,
         table: &'static str,
     ) -> Result<Vec<(String, String)>, DataError> {
+        let name = self.spelled(s, table)?;
         Ok(self
             .client(s, table)?
-            .query(SQL_TABLE_COLUMNS, &[&table])
+            .query(SQL_TABLE_COLUMNS, &[&name])
             .map_err(|e| pg_err(s, table, e))?
             .iter()
             .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
@@ -226,10 +282,12 @@ impl Backend for Postgres {
 
     /// `None` too when the table was never analyzed.
     fn column_stats(&self, s: &Session, table: &'static str, column: &str) -> Option<(f64, f64)> {
+        let rel = self.resolve(s, table).ok()?.found()?.clone();
+        let column = rel.column(column)?;
         let row = self
             .client(s, table)
             .ok()?
-            .query_opt(SQL_COLUMN_STATS, &[&table, &column])
+            .query_opt(SQL_COLUMN_STATS, &[&rel.name, &column])
             .ok()??;
         let rows: f64 = row.get::<_, Option<f64>>(0).filter(|r| *r >= 0.0)?;
         let distinct: f64 = row.get::<_, Option<f64>>(1)?;
@@ -257,6 +315,7 @@ impl Backend for Postgres {
         params: &[Param],
         f: &mut RowFn<'_>,
     ) -> Result<u64, DataError> {
+        let sql = self.spell(s, sql)?;
         let mut client = self.client(s, table)?;
         let bound: Vec<&(dyn ::postgres::types::ToSql + Sync)> = params
             .iter()
@@ -267,7 +326,7 @@ impl Backend for Postgres {
             })
             .collect();
         let mut rows = client
-            .query_raw(sql, bound)
+            .query_raw(sql.as_ref(), bound)
             .map_err(|e| pg_err(s, table, e))?;
         let mut n = 0u64;
         while let Some(row) = rows.next().map_err(|e| pg_err(s, table, e))? {
@@ -286,7 +345,7 @@ impl Backend for Postgres {
         use std::io::Read;
         let (mut rows, mut bytes) = (0u64, 0u64);
         // `sql` is one of the callers' constants (COPY takes no parameters).
-        let copy = format!("COPY ({sql}) TO STDOUT");
+        let copy = format!("COPY ({}) TO STDOUT", self.spell(s, sql)?);
         let mut client = self.client(s, table)?;
         let mut reader = client
             .copy_out(copy.as_str())

@@ -9,7 +9,7 @@ use chrono_tz::Tz;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
-use super::backend::{Backend, Param, RowFn, Session, TimeColumn};
+use super::backend::{Backend, Param, RowFn, Session, Spelling, TimeColumn};
 use super::error::{DataError, DriverError};
 use super::row::{Cell, CellError, Cells, RowReader};
 use super::timestamp;
@@ -22,6 +22,9 @@ const SQL_TABLE_COLUMNS: &str = "SELECT name, type FROM pragma_table_info(?1)";
 /// warehouse export spells it is `usage_events`.)
 const SQL_TABLE_EXISTS: &str = "SELECT count(*) FROM sqlite_master \
      WHERE type IN ('table', 'view') AND name = ?1 COLLATE NOCASE";
+/// A table's or view's name as the file spells it.
+const SQL_TABLE_NAME: &str = "SELECT name FROM sqlite_master \
+     WHERE type IN ('table', 'view') AND name = ?1 COLLATE NOCASE ORDER BY name LIMIT 1";
 /// Tables whose name ends in the one looked for (`analytics.intercom__…`, as a schema
 /// prefix ends up in a file's table names).
 const SQL_TABLE_LIKE: &str = "SELECT name FROM sqlite_master \
@@ -101,6 +104,18 @@ impl Backend for Sqlite {
                 like[0]
             )
         }))
+    }
+
+    fn spelling(&self, s: &Session, table: &'static str) -> Result<Option<Spelling>, DataError> {
+        use rusqlite::OptionalExtension;
+        let name = self
+            .conn
+            .query_row(SQL_TABLE_NAME, [table], |r| r.get::<_, String>(0))
+            .optional()
+            .map_err(|e| s.query_err("sqlite_master", e))?;
+        let Some(name) = name else { return Ok(None) };
+        let columns: Vec<String> = self.columns(s, table)?.into_iter().map(|c| c.0).collect();
+        Ok(Spelling::of(table, name, &columns))
     }
 
     fn columns(
