@@ -38,6 +38,7 @@ pub fn request_on(config: &Config, job: &Job, db: Location) -> RunRequest {
         source_tz: config.defaults.source_timezone,
         tz: job.timezone,
         langs: job.languages.clone(),
+        depths: crate::run::full_only(),
         templates: config.templates(),
         time_limit: Some(config.defaults.run_timeout),
         watch: job.watch.clone(),
