@@ -315,7 +315,7 @@ fn common_data(
                 .map(|x| {
                     lang.fill(
                         "depth.follows",
-                        &json!({ "finding": x.label, "headline": x.headline }),
+                        &json!({ "finding": x.label, "headline": x.headline, "section": s.get("sections.findings") }),
                     )
                 })
                 .unwrap_or_default()

@@ -6,6 +6,8 @@
 //! file, so that all problems are listed at once, and its checks share the problem
 //! list and the file's directory; about a quarter is the tests of those messages.
 
+mod recipients;
+
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
@@ -84,8 +86,12 @@ struct RawJob {
     overlap: Option<String>,
     #[serde(default)]
     owners: Vec<String>,
+    /// `[job.recipients]`: language → addresses, full report unless `depth` says.
     #[serde(default)]
-    recipients: BTreeMap<String, Vec<String>>,
+    recipients: recipients::RawList,
+    /// `[[job.audience]]`: named lists, each with its depth.
+    #[serde(default)]
+    audience: Vec<recipients::RawAudience>,
     database: Option<String>,
     database_password_env: Option<String>,
     /// Keys laid over `[defaults.mapping]` for this job.
@@ -523,29 +529,22 @@ impl Validator {
             .enumerate()
             .filter_map(|(k, o)| self.mailbox(&format!("{label}.owners[{k}]"), o))
             .collect();
-        let mut recipients = BTreeMap::new();
         let available = tpl.languages(&report);
-        for (lang, list) in &j.recipients {
-            if !available.contains(lang) {
-                self.problem(
-                    format!("{label}.recipients.{lang}"),
-                    format!(
-                        "no templates for language `{lang}` (available: {})",
-                        available.iter().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                );
-            }
-            let boxes: Vec<Mailbox> = list
-                .iter()
-                .enumerate()
-                .filter_map(|(k, r)| self.mailbox(&format!("{label}.recipients.{lang}[{k}]"), r))
-                .collect();
-            recipients.insert(lang.clone(), boxes);
-        }
-        let languages: Vec<String> = if recipients.is_empty() {
+        let mut lists = vec![self.recipient_list(
+            &format!("{label}.recipients"),
+            "recipients",
+            &j.recipients,
+            &available,
+        )];
+        lists.extend(self.audiences(&label, &j.audience, &available));
+        let named: std::collections::BTreeSet<String> = lists
+            .iter()
+            .flat_map(|l| l.by_lang.keys().cloned())
+            .collect();
+        let languages: Vec<String> = if named.is_empty() {
             d.languages.clone()
         } else {
-            recipients.keys().cloned().collect()
+            named.into_iter().collect()
         };
         let output = match j.output.as_deref() {
             None => PathBuf::from(&j.name),
@@ -603,7 +602,7 @@ impl Validator {
             max_catchup: j.max_catchup.unwrap_or(12),
             overlap,
             owners,
-            recipients,
+            lists,
             languages,
             mapping,
             database,
@@ -704,6 +703,7 @@ const JOB_KEYS: &[&str] = &[
     "overlap",
     "owners",
     "recipients",
+    "audience",
     "database",
     "database_password_env",
     "mapping",
@@ -894,7 +894,7 @@ zh = ["gm-china@example.com"]
         assert_eq!(j.name, "leadership-monthly");
         assert_eq!(j.timezone.name(), "America/New_York");
         assert_eq!(j.languages, ["en", "zh"]);
-        assert_eq!(j.recipients["en"].len(), 2);
+        assert_eq!(j.lists[0].by_lang["en"].len(), 2);
         assert_eq!(
             c.defaults.database,
             Some(DataSource::At(Location::Sqlite(PathBuf::from(
