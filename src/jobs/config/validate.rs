@@ -1005,4 +1005,52 @@ zh = ["gm-china@example.com"]
             "{e}"
         );
     }
+
+    #[test]
+    fn recipient_lists_carry_their_depth_and_bad_ones_name_their_key() {
+        use crate::run::Depth;
+        let base = "[defaults]\ndatabase = \"demo\"\n[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\n";
+        let c = parse(&format!(
+            "{base}[job.recipients]\nen = [\"analyst@example.com\"]\n\
+             [[job.audience]]\nname = \"leadership\"\ndepth = \"brief\"\n\
+             en = [\"ceo@example.com\", \"analyst@example.com\"]\nzh = [\"gm@example.com\"]"
+        ))
+        .unwrap();
+        let j = &c.jobs[0];
+        assert_eq!(j.languages, ["en", "zh"]);
+        assert_eq!(j.depths(), [Depth::Brief, Depth::Full]);
+        let mailed: Vec<(String, usize)> = j
+            .mailed()
+            .iter()
+            .map(|e| (e.key(), e.recipients.len()))
+            .collect();
+        assert_eq!(
+            mailed,
+            [
+                ("en.brief".into(), 2),
+                ("en".into(), 1),
+                ("zh.brief".into(), 1)
+            ]
+        );
+        // No list, no brief: the full report alone, as before depths.
+        let c = parse(&format!("{base}[job.recipients]\nen = [\"a@example.com\"]")).unwrap();
+        assert_eq!(c.jobs[0].depths(), [Depth::Full]);
+
+        let e = parse(&format!(
+            "{base}[job.recipients]\ndepth = \"short\"\nen = [\"a@example.com\"]\n\
+             [[job.audience]]\ndepth = \"brief\"\nen = [\"b@example.com\"]\n\
+             [[job.audience]]\nname = \"leadership\"\n\
+             [[job.audience]]\nname = \"leadership\"\nfr = [\"c@example.com\"]"
+        ))
+        .unwrap_err();
+        for want in [
+            "`job \"a\".recipients.depth`: unknown depth `short`",
+            "`job \"a\".audience[0].name`: missing",
+            "`job \"a\".audience[1]`: audience `leadership` has no recipients",
+            "`job \"a\".audience[2].name`: `leadership` is already the name",
+            "`job \"a\".audience[2].fr`: no templates for language `fr`",
+        ] {
+            assert!(e.contains(want), "{want}\n{e}");
+        }
+    }
 }
