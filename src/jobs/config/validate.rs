@@ -536,7 +536,7 @@ impl Validator {
             &j.recipients,
             &available,
         )];
-        lists.extend(self.audiences(&label, &j.audience, &available));
+        lists.extend(self.audiences(label, &j.audience, &available));
         let named: std::collections::BTreeSet<String> = lists
             .iter()
             .flat_map(|l| l.by_lang.keys().cloned())
