@@ -145,6 +145,8 @@ fn each_language_reaches_its_recipients_with_the_pdf_intact() {
             );
         }
     }
+    // Only the depths some list gets are rendered: here the full report alone.
+    assert!(!report_dir.join("report.en.brief.pdf").exists());
     drop(state);
     // Sending again delivers nothing twice.
     let o = run_job(&s, &["--send"]);
@@ -557,4 +559,88 @@ fn a_watch_rule_leads_the_subject_when_its_change_holds() {
     }
     drop(state);
     assert!(ledger(&quiet)[0].watch.iter().all(|w| !w.fired));
+}
+
+/// A job with two lists: the leadership list gets the brief (≤ 5 pages), the analysts
+/// the full report, each its own PDF as attached; a second send delivers nothing
+/// twice, and the ledger keeps one delivery per (language, depth, recipient).
+#[test]
+fn each_list_gets_its_depth_the_brief_to_leadership_the_full_report_to_analysts() {
+    let server = smtp_server(&[], None);
+    let s = setup(
+        server.port,
+        "en = [\"analyst@example.com\"]\n\
+         [[job.audience]]\nname = \"leadership\"\ndepth = \"brief\"\n\
+         en = [\"ceo@example.com\", \"analyst@example.com\"]\nzh = [\"gm-china@example.com\"]",
+        "",
+    );
+    let o = run_job(&s, &["--send"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let report_dir = s.dir.path().join("out/monthly/2023-12-15_2024-06-15");
+    let state = server.state.lock().unwrap();
+    // The analyst is on both lists: the brief and the full report, once each.
+    assert_eq!(state.accepted.len(), 4, "{}", text(&o));
+    let pages = |bytes: &[u8], name: &str| {
+        let f = s.dir.path().join(name);
+        std::fs::write(&f, bytes).unwrap();
+        common::pdf_pages(&f)
+    };
+    let period = "conversation-usage_2023-12-15..2024-06-15";
+    for (to, lang, brief) in [
+        ("ceo@example.com", "en", true),
+        ("gm-china@example.com", "zh", true),
+        ("analyst@example.com", "en", true),
+        ("analyst@example.com", "en", false),
+    ] {
+        let (name, on_disk) = if brief {
+            (
+                format!("{period}_{lang}-brief.pdf"),
+                format!("report.{lang}.brief.pdf"),
+            )
+        } else {
+            (format!("{period}_{lang}.pdf"), format!("report.{lang}.pdf"))
+        };
+        let m = state
+            .accepted
+            .iter()
+            .find(|m| m.to == [to] && attachment(&m.raw, &name).is_some())
+            .unwrap_or_else(|| panic!("{to} has no {name}"));
+        let sent = attachment(&m.raw, &name).unwrap();
+        assert_eq!(
+            sent,
+            std::fs::read(report_dir.join(&on_disk)).unwrap(),
+            "{to}: {name}"
+        );
+        let n = pages(&sent, &name);
+        if brief {
+            assert!(n <= 5, "{to}: the brief has {n} pages");
+            // One attachment: the brief mail carries no full report beside it.
+            assert!(attachment(&m.raw, &format!("{period}_{lang}.pdf")).is_none());
+        } else {
+            assert!(n > 5, "{to}: the full report has {n} pages");
+        }
+    }
+    // Both depths are rendered, since lists get both, in each of the job's languages.
+    assert!(report_dir.join("report.zh.brief.pdf").exists());
+    drop(state);
+    let o = run_job(&s, &["--send"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(server.state.lock().unwrap().accepted.len(), 4);
+    let runs = ledger(&s);
+    let mut keys: Vec<(String, String)> = runs[0]
+        .deliveries
+        .iter()
+        .map(|d| (d.lang.clone(), d.recipient.clone()))
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            ("en".to_owned(), "analyst@example.com".to_owned()),
+            ("en.brief".to_owned(), "analyst@example.com".to_owned()),
+            ("en.brief".to_owned(), "ceo@example.com".to_owned()),
+            ("zh.brief".to_owned(), "gm-china@example.com".to_owned()),
+        ]
+    );
+    assert!(runs[0].deliveries.iter().all(|d| d.state == "sent"));
 }

@@ -56,6 +56,12 @@ pub struct RunArgs {
     /// Language editions to write, comma-separated (en, zh, or a folder in --templates).
     #[arg(long, value_delimiter = ',', default_value = "en,zh")]
     lang: Vec<String>,
+    /// How much each PDF holds: `brief` (page 1, the recommendations and the findings
+    /// they follow from: report.<lang>.brief.pdf) or `full` (the brief, then every
+    /// chart, table and appendix: report.<lang>.pdf); `brief,full` writes both. The
+    /// CSVs and summary.json are complete either way.
+    #[arg(long, value_delimiter = ',', default_value = "full")]
+    depth: Vec<pipeline::Depth>,
     /// Write the CSV/JSON outputs only, no PDF editions.
     #[arg(long)]
     data_only: bool,
@@ -145,6 +151,7 @@ pub fn run(args: RunArgs, options: Options) -> Result<(), Failure> {
         } else {
             args.lang
         },
+        depths: args.depth,
         templates: Templates::new(args.templates),
         time_limit: Some(std::time::Duration::from_secs(args.timeout_secs.max(1))),
         watch: Vec::new(),

@@ -538,6 +538,7 @@ fn check_database_alone(
             source_tz: chrono_tz::Tz::UTC,
             tz: chrono_tz::Tz::UTC,
             langs: Vec::new(),
+            depths: crate::run::full_only(),
             templates: Templates::default(),
             time_limit: None,
             watch: Vec::new(),

@@ -81,10 +81,13 @@ pub fn deliver(
         watch: &watch,
         compared_with,
     };
-    for lang in &job.languages {
+    // Each language at each depth a list asks for; its key parts the brief's
+    // deliveries and message from the full report's in the ledger.
+    for mailed in job.mailed() {
+        let (lang, key) = (&mailed.lang, &mailed.key());
         let recipients: Vec<Mailbox> = match delivery {
             Delivery::TestTo(addr) => vec![addr.clone()],
-            _ => job.recipients.get(lang).cloned().unwrap_or_default(),
+            _ => mailed.recipients.clone(),
         };
         if recipients.is_empty() {
             continue;
@@ -93,7 +96,7 @@ pub fn deliver(
             Delivery::TestTo(addr) => Some(addr),
             _ => None,
         };
-        let content = match compose.email(lang, test_to) {
+        let content = match compose.email(lang, mailed.depth, test_to) {
             Ok(c) => c,
             Err(e) => {
                 errors.push(e.to_string());
@@ -101,7 +104,7 @@ pub fn deliver(
             }
         };
         if let Some(l) = ledger {
-            l.save_message(&job.name, &outcome.period, lang, &content)?;
+            l.save_message(&job.name, &outcome.period, key, &content)?;
         }
         let mut tally = Tally {
             out: &mut *out,
@@ -110,7 +113,7 @@ pub fn deliver(
         };
         for to in recipients {
             let edition = Edition {
-                lang,
+                lang: key,
                 content: &content,
                 to,
                 test: test_to.is_some(),
@@ -146,6 +149,8 @@ pub(super) struct Sender<'a> {
 
 /// One message to send: an edition's mail to one recipient.
 pub(super) struct Edition<'a> {
+    /// The edition's ledger key: its language, `<lang>.brief` for a brief
+    /// (`config::MailedEdition::key`).
     pub(super) lang: &'a str,
     pub(super) content: &'a EditionMail,
     pub(super) to: Mailbox,

@@ -18,7 +18,7 @@ use super::mail::{Attachment, Failure};
 use crate::render::templates::{self, NarrativeError};
 use crate::reports::{period_label, Period};
 use crate::run::watch::WatchResult;
-use crate::run::RunOutcome;
+use crate::run::{Depth, RunOutcome};
 
 /// What one edition mails, as kept in the ledger: the text, and the files attached
 /// (read when sending, so a retry attaches the very files of the run).
@@ -171,10 +171,12 @@ pub(super) struct Compose<'a> {
 }
 
 impl Compose<'_> {
-    /// The email of the `lang` edition; `test_to`: a test send to that address.
+    /// The email of the `lang` edition at `depth` (its PDF attached); `test_to`: a
+    /// test send to that address.
     pub(super) fn email(
         &self,
         lang: &str,
+        depth: Depth,
         test_to: Option<&Mailbox>,
     ) -> Result<EditionMail, NarrativeError> {
         let Compose {
@@ -187,9 +189,17 @@ impl Compose<'_> {
         } = *self;
         let language = templates.language(&job.report, lang)?;
         let edition = outcome.edition(lang);
-        let on_disk = format!("report.{lang}.pdf");
-        let path = outcome.dir.join(&on_disk);
-        let file = attachment_name(&job.report, &outcome.period, lang, "pdf");
+        let path = outcome.dir.join(depth.pdf_name(lang));
+        // The brief's attachment says so in its name: `…_en-brief.pdf`.
+        let file = match depth {
+            Depth::Full => attachment_name(&job.report, &outcome.period, lang, "pdf"),
+            Depth::Brief => attachment_name(
+                &job.report,
+                &outcome.period,
+                &format!("{lang}-{depth}"),
+                "pdf",
+            ),
+        };
         let size = std::fs::metadata(&path).map_or(0, |m| m.len());
         let attached = size <= smtp.max_attachment_bytes && size > 0;
         let mb = |b: u64| format!("{:.1}", b as f64 / (1024.0 * 1024.0));
@@ -365,7 +375,7 @@ mod tests {
             watch,
             compared_with: Some("2023-06-15_2023-12-14"),
         }
-        .email(lang, None)
+        .email(lang, Depth::Full, None)
         .unwrap()
     }
 
@@ -590,7 +600,7 @@ mod tests {
                 watch: &[],
                 compared_with: None,
             }
-            .email(lang, Some(&to))
+            .email(lang, Depth::Full, Some(&to))
         };
         for (lang, note) in [
             ("en", "This is a test, sent only to t@example.com (`cxreport run --job j --to`); the job's recipients did not get it."),

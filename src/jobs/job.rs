@@ -38,6 +38,7 @@ pub fn request_on(config: &Config, job: &Job, db: Location) -> RunRequest {
         source_tz: config.defaults.source_timezone,
         tz: job.timezone,
         langs: job.languages.clone(),
+        depths: job.depths(),
         templates: config.templates(),
         time_limit: Some(config.defaults.run_timeout),
         watch: job.watch.clone(),
@@ -232,12 +233,13 @@ fn up_to_date(
         return Ok(None);
     }
     let deliveries = ledger.deliveries(&job.name, period)?;
-    let all_sent = job.languages.iter().all(|lang| {
-        job.recipients.get(lang).into_iter().flatten().all(|to| {
+    let all_sent = job.mailed().iter().all(|edition| {
+        let key = edition.key();
+        edition.recipients.iter().all(|to| {
             let to = to.email.to_string();
             deliveries
                 .iter()
-                .any(|d| &d.lang == lang && d.recipient == to && d.state == DeliveryState::Sent)
+                .any(|d| d.lang == key && d.recipient == to && d.state == DeliveryState::Sent)
         })
     });
     Ok(all_sent.then_some(dir))

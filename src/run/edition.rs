@@ -3,7 +3,7 @@
 //! formatted for the locale; the report supplies its own part) and the PDF.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::intercom::window::Window;
@@ -34,6 +34,57 @@ impl crate::exit::Classify for EditionError {
     }
 }
 
+/// How much of an edition a PDF holds: the `brief` (page 1, the recommendations and
+/// the findings they follow from) for readers with minutes, or the `full` report (the
+/// brief, then every chart, table and appendix). The CSVs and summary.json are the
+/// same for both; Typst reads the depth from data.json.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Depth {
+    Brief,
+    #[default]
+    Full,
+}
+
+impl Depth {
+    pub const ALL: [Depth; 2] = [Depth::Brief, Depth::Full];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Brief => "brief",
+            Self::Full => "full",
+        }
+    }
+
+    /// The PDF of `lang` at this depth: the full report keeps `report.<lang>.pdf`
+    /// (what every reader and tool has opened so far), the brief says so in its name.
+    pub fn pdf_name(self, lang: &str) -> String {
+        match self {
+            Self::Full => format!("report.{lang}.pdf"),
+            Self::Brief => format!("report.{lang}.brief.pdf"),
+        }
+    }
+}
+
+impl std::fmt::Display for Depth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Depth {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "brief" => Ok(Self::Brief),
+            "full" => Ok(Self::Full),
+            other => Err(format!("unknown depth `{other}` (brief or full)")),
+        }
+    }
+}
+
 /// What the reproducibility appendix prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct Provenance {
@@ -55,6 +106,7 @@ pub struct EditionTimings {
 
 pub struct Edition {
     pub lang: String,
+    pub depth: Depth,
     pub timings: EditionTimings,
     pub pdf: Vec<u8>,
     pub charts: Vec<RenderedChart>,
@@ -122,6 +174,7 @@ pub fn render(
     run: &RunInfo<'_>,
     templates: &Templates,
     lang: &str,
+    depth: Depth,
 ) -> Result<Edition, EditionError> {
     let report = run.report;
     let mut timings = EditionTimings::default();
@@ -141,7 +194,11 @@ pub fn render(
     super::worker::stage(&format!("the charts ({lang})"));
 
     // Only the charts whose one message the claims module supports.
-    let specs = charts::drawable(computed.charts(&language));
+    // The brief prints no chart: none is drawn for it.
+    let specs = match depth {
+        Depth::Full => charts::drawable(computed.charts(&language)),
+        Depth::Brief => Vec::new(),
+    };
     let mut rendered = Vec::with_capacity(specs.len());
     let mut chart_entries = Vec::with_capacity(specs.len());
     for spec in &specs {
@@ -167,7 +224,7 @@ pub fn render(
         "stage finished"
     );
 
-    let mut data = common_data(&language, &text, story, chart_entries, run)?;
+    let mut data = common_data(&language, &text, story, chart_entries, run, depth)?;
     if let (Value::Object(d), Value::Object(own)) = (&mut data, computed.layout(&language)) {
         d.extend(own);
     }
@@ -191,7 +248,7 @@ pub fn render(
         template: template.into_owned(),
         files,
         reference: run.reference,
-        ident: format!("cxreport/{report}/{}/{lang}", run.period),
+        ident: format!("cxreport/{report}/{}/{lang}/{depth}", run.period),
     })?;
     timings.typst_compile = t.compile;
     timings.pdf_write = t.export;
@@ -207,6 +264,7 @@ pub fn render(
         period_label: period_label(run.period, Some(&language)),
         period_covered: run.covered(&language),
         lang: lang.to_owned(),
+        depth,
         timings,
         pdf,
         charts: rendered,
@@ -232,6 +290,27 @@ fn edition_line(lang: &Language, scope: &crate::intercom::scope::Scope) -> Strin
             lang.fill("document.edition_tag", &json!({ "tags": tags.join(&or) }))
         }
     }
+/// A finding with its number, and whether page 1 prints it as a headline.
+struct Numbered<'a> {
+    id: &'a str,
+    label: String,
+    text: &'a str,
+    headline: bool,
+}
+
+/// The findings numbered in their order (F1…), the headlines among them marked.
+fn numbered_findings<'a>(lang: &Language, text: &'a Sentences) -> Vec<Numbered<'a>> {
+    let headlines: Vec<&str> = text.headlines().map(|x| x.id.as_str()).collect();
+    text.findings
+        .iter()
+        .enumerate()
+        .map(|(i, x)| Numbered {
+            id: &x.id,
+            label: lang.fill("depth.finding", &json!({ "n": i + 1 })),
+            text: &x.text,
+            headline: headlines.contains(&x.id.as_str()),
+        })
+        .collect()
 }
 
 /// The part of `data.json` every report's layout reads the same way.
@@ -241,17 +320,26 @@ fn common_data(
     story: &Narrative,
     charts: Vec<Value>,
     run: &RunInfo<'_>,
+    depth: Depth,
 ) -> Result<Value, EditionError> {
     let s = &lang.strings;
     let f = &lang.format;
+    // Each finding is printed once, numbered F1…: a headline on page 1, the others
+    // under the key findings; a recommendation names the number it follows from.
+    let numbered = numbered_findings(lang, text);
     let follows: Vec<String> = story
         .recommendations
         .iter()
         .map(|rec| {
-            text.findings
+            numbered
                 .iter()
                 .find(|x| x.id == rec.follows)
-                .map(|x| x.text.clone())
+                .map(|x| {
+                    lang.fill(
+                        "depth.follows",
+                        &json!({ "finding": x.label, "headline": x.headline, "section": s.get("sections.findings") }),
+                    )
+                })
                 .unwrap_or_default()
         })
         .collect();
@@ -295,7 +383,10 @@ fn common_data(
         "period": { "label": label, "covered": run.covered(lang) },
         "generated": run.reference.format("%Y-%m-%d").to_string(),
         "edition": run.scope.map(|scope| edition_line(lang, scope)),
-        "headlines": text.headlines().map(|x| &x.text).collect::<Vec<_>>(),
+        "depth": depth.as_str(),
+        "headlines": numbered.iter().filter(|x| x.headline).map(|x| json!({ "label": x.label, "text": x.text })).collect::<Vec<_>>(),
+        "numbered": numbered.iter().filter(|x| !x.headline).map(|x| json!({ "label": x.label, "text": x.text })).collect::<Vec<_>>(),
+        "headline_labels": lang.fill("depth.headlines_listed", &json!({ "findings": numbered.iter().filter(|x| x.headline).map(|x| x.label.as_str()).collect::<Vec<_>>() })),
         "actions": text.actions.iter().map(|x| &x.text).collect::<Vec<_>>(),
         "findings": text.findings.iter().map(|x| &x.text).collect::<Vec<_>>(),
         "analysis": text.analysis.iter().map(|x| json!({ "section": x.section, "id": x.id, "text": x.text })).collect::<Vec<_>>(),

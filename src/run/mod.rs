@@ -32,7 +32,13 @@ use crate::reports::{
 };
 pub use crate::source::Location;
 use crate::source::{DataError, Database};
+pub use edition::Depth;
 use edition::{EditionError, Provenance, RunInfo};
+
+/// The depths a request without any renders: the full report alone.
+pub fn full_only() -> Vec<Depth> {
+    vec![Depth::Full]
+}
 use output::{OutputError, StagedDir};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,6 +62,10 @@ pub struct RunRequest {
     pub tz: Tz,
     /// Language editions to write (`report.<lang>.pdf`); empty: CSV/JSON only.
     pub langs: Vec<String>,
+    /// The depths each language edition is written at (`Depth::pdf_name`): the
+    /// brief, the full report or both; the CSVs and summary.json are the same for all.
+    #[serde(default = "full_only")]
+    pub depths: Vec<Depth>,
     pub templates: Templates,
     /// The run's time limit for queries and chart rendering; `None`: none.
     pub time_limit: Option<std::time::Duration>,
@@ -139,8 +149,8 @@ pub struct RunOutcome {
     pub editions: Vec<EditionText>,
     /// The CSV file an email may attach (the report's first).
     pub main_csv: Option<String>,
-    /// The PDF files written, by language.
-    pub pdfs: Vec<(String, PathBuf)>,
+    /// The PDF files written, by language and depth.
+    pub pdfs: Vec<(String, Depth, PathBuf)>,
     /// The watch rules as the run judged them.
     pub watch: Vec<watch::WatchResult>,
 }
@@ -400,9 +410,12 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
         let handles: Vec<_> = req
             .langs
             .iter()
-            .map(|lang| {
+            .flat_map(|lang| depths(req).into_iter().map(move |depth| (lang, depth)))
+            .map(|(lang, depth)| {
                 let (computed, story, info) = (computed.as_ref(), &story, &info);
-                scope.spawn(move || edition::render(computed, story, info, &req.templates, lang))
+                scope.spawn(move || {
+                    edition::render(computed, story, info, &req.templates, lang, depth)
+                })
             })
             .collect();
         handles
@@ -419,22 +432,25 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
     let mut chart_times = Vec::new();
     for ed in editions {
         let ed = ed?;
-        texts.push(EditionText {
-            lang: ed.lang.clone(),
-            period_label: ed.period_label.clone(),
-            period_covered: ed.period_covered.clone(),
-            findings: ed.text.findings.iter().map(|f| f.text.clone()).collect(),
-            headlines: ed.text.headlines().map(|f| f.text.clone()).collect(),
-            actions: ed.text.actions.iter().map(|f| f.text.clone()).collect(),
-        });
+        // The depths of one language print the same sentences: the email reads one.
+        if !texts.iter().any(|t: &EditionText| t.lang == ed.lang) {
+            texts.push(EditionText {
+                lang: ed.lang.clone(),
+                period_label: ed.period_label.clone(),
+                period_covered: ed.period_covered.clone(),
+                findings: ed.text.findings.iter().map(|f| f.text.clone()).collect(),
+                headlines: ed.text.headlines().map(|f| f.text.clone()).collect(),
+                actions: ed.text.actions.iter().map(|f| f.text.clone()).collect(),
+            });
+        }
         let lang = &ed.lang;
-        let file = format!("report.{lang}.pdf");
+        let file = ed.depth.pdf_name(lang);
         staged.write(&file, &ed.pdf)?;
         for c in &ed.charts {
             staged.write(&format!("charts/{}.{lang}.svg", c.id), c.svg.as_bytes())?;
             chart_times.push(c.engine_time);
         }
-        pdfs.push((lang.clone(), dest.join(&file)));
+        pdfs.push((lang.clone(), ed.depth, dest.join(&file)));
         timings.push(("narrative", ed.timings.narrative));
         timings.push(("charts", ed.timings.charts));
         timings.push(("typst_compile", ed.timings.typst_compile));
@@ -463,6 +479,18 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
         pdfs,
         watch,
     })
+}
+
+/// The depths a request renders, each once, brief first; none given: the full report.
+fn depths(req: &RunRequest) -> Vec<Depth> {
+    let mut d: Vec<Depth> = Depth::ALL
+        .into_iter()
+        .filter(|x| req.depths.contains(x))
+        .collect();
+    if d.is_empty() {
+        d.push(Depth::Full);
+    }
+    d
 }
 
 /// Milliseconds to a tenth, as `RUST_LOG=debug` prints a stage's time.
@@ -727,6 +755,7 @@ fn manifest(
     let mut parameters = plan.manifest_parameters.clone();
     parameters.insert("timezone".into(), json!(req.tz.name()));
     parameters.insert("languages".into(), json!(req.langs));
+    parameters.insert("depths".into(), json!(depths(req)));
     let manifest = json!({
         "tool": "cxreport",
         "version": crate::VERSION,
@@ -736,7 +765,11 @@ fn manifest(
         "reference_time": crate::source::timestamp::format_utc(reference),
         "parameters": parameters,
         "database": database,
-        "editions": req.langs.iter().map(|l| format!("report.{l}.pdf")).collect::<Vec<_>>(),
+        "editions": req
+            .langs
+            .iter()
+            .flat_map(|l| depths(req).into_iter().map(move |d| json!({ "file": d.pdf_name(l), "lang": l, "depth": d })))
+            .collect::<Vec<_>>(),
     });
     Ok((manifest, provenance))
 }
@@ -938,7 +971,15 @@ mod tests {
             row_counts: Vec::new(),
         };
         let info = RunInfo::new(report, &plan, &provenance, reference);
-        let ed = edition::render(computed.as_ref(), &story, &info, &templates, "en").unwrap();
+        let ed = edition::render(
+            computed.as_ref(),
+            &story,
+            &info,
+            &templates,
+            "en",
+            Depth::Full,
+        )
+        .unwrap();
         assert_eq!(plan.period, "asof-2024-07-01");
         assert_eq!(ed.text.findings[0].text, "2 things.");
         assert!(ed.pdf.starts_with(b"%PDF"), "a PDF");

@@ -9,6 +9,7 @@ mod common;
 mod conversation_usage;
 mod coverage;
 mod customer_segmentation;
+mod depth;
 mod glossary;
 mod method;
 mod tag_drivers;

@@ -22,7 +22,7 @@ use crate::intercom::window::WindowSpec;
 use crate::jobs::schedule::{Catchup, CronExpr};
 use crate::render::templates::Templates;
 use crate::reports::Options;
-use crate::run::{Location, Mapping};
+use crate::run::{Depth, Location, Mapping};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -173,8 +173,9 @@ pub struct Job {
     pub max_catchup: usize,
     pub overlap: Overlap,
     pub owners: Vec<Mailbox>,
-    /// Language → recipients; the job's editions are these languages.
-    pub recipients: BTreeMap<String, Vec<Mailbox>>,
+    /// `[job.recipients]`, then each `[[job.audience]]`: who gets which language at
+    /// which depth; the job's editions are these languages.
+    pub lists: Vec<RecipientList>,
     pub languages: Vec<String>,
     pub database: DataSource,
     /// The mapping in force for the job (`[defaults.mapping]`, then the job's).
@@ -188,6 +189,81 @@ pub struct Job {
 }
 
 pub use crate::run::watch::WatchRule;
+
+/// One list of recipients: language → addresses, and the depth its PDFs are
+/// (`[job.recipients]`: full unless it says `depth`; a `[[job.audience]]` names
+/// itself). Any table of languages that takes an optional `depth` reads into it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecipientList {
+    /// `recipients` for `[job.recipients]`, else the audience's `name`.
+    pub name: String,
+    pub depth: Depth,
+    pub by_lang: BTreeMap<String, Vec<Mailbox>>,
+}
+
+/// What one edition of a job's run is mailed as: a language at a depth, its
+/// recipients gathered from every list (each address once), and its ledger key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MailedEdition {
+    pub lang: String,
+    pub depth: Depth,
+    pub recipients: Vec<Mailbox>,
+}
+
+impl MailedEdition {
+    /// The edition's key in the ledger's deliveries and messages: the language for
+    /// the full report (as every ledger before depths recorded it), `<lang>.brief`
+    /// for the brief, so each (language, depth, recipient) is one delivery.
+    pub fn key(&self) -> String {
+        edition_key(&self.lang, self.depth)
+    }
+}
+
+/// [`MailedEdition::key`] of `lang` at `depth`.
+pub fn edition_key(lang: &str, depth: Depth) -> String {
+    match depth {
+        Depth::Full => lang.to_owned(),
+        Depth::Brief => format!("{lang}.{depth}"),
+    }
+}
+
+impl Job {
+    /// The editions the job mails, in language then depth order, each with the
+    /// addresses of every list that asks for it.
+    pub fn mailed(&self) -> Vec<MailedEdition> {
+        let mut out: BTreeMap<(String, Depth), Vec<Mailbox>> = BTreeMap::new();
+        for list in &self.lists {
+            for (lang, boxes) in &list.by_lang {
+                let to = out.entry((lang.clone(), list.depth)).or_default();
+                for b in boxes {
+                    if !to.iter().any(|x| x.email == b.email) {
+                        to.push(b.clone());
+                    }
+                }
+            }
+        }
+        out.into_iter()
+            .filter(|(_, to)| !to.is_empty())
+            .map(|((lang, depth), recipients)| MailedEdition {
+                lang,
+                depth,
+                recipients,
+            })
+            .collect()
+    }
+
+    /// The depths a run of the job renders: those some list mails, the full
+    /// report when none mails anything.
+    pub fn depths(&self) -> Vec<Depth> {
+        let mut d: Vec<Depth> = self.mailed().iter().map(|e| e.depth).collect();
+        d.sort();
+        d.dedup();
+        if d.is_empty() {
+            d.push(Depth::Full);
+        }
+        d
+    }
+}
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {

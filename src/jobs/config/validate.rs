@@ -6,6 +6,8 @@
 //! file, so that all problems are listed at once, and its checks share the problem
 //! list and the file's directory; about a quarter is the tests of those messages.
 
+mod recipients;
+
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
@@ -85,8 +87,12 @@ struct RawJob {
     overlap: Option<String>,
     #[serde(default)]
     owners: Vec<String>,
+    /// `[job.recipients]`: language → addresses, full report unless `depth` says.
     #[serde(default)]
-    recipients: BTreeMap<String, Vec<String>>,
+    recipients: recipients::RawList,
+    /// `[[job.audience]]`: named lists, each with its depth.
+    #[serde(default)]
+    audience: Vec<recipients::RawAudience>,
     database: Option<String>,
     database_password_env: Option<String>,
     /// Keys laid over `[defaults.mapping]` for this job.
@@ -527,29 +533,22 @@ impl Validator {
             .enumerate()
             .filter_map(|(k, o)| self.mailbox(&format!("{label}.owners[{k}]"), o))
             .collect();
-        let mut recipients = BTreeMap::new();
         let available = tpl.languages(&report);
-        for (lang, list) in &j.recipients {
-            if !available.contains(lang) {
-                self.problem(
-                    format!("{label}.recipients.{lang}"),
-                    format!(
-                        "no templates for language `{lang}` (available: {})",
-                        available.iter().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                );
-            }
-            let boxes: Vec<Mailbox> = list
-                .iter()
-                .enumerate()
-                .filter_map(|(k, r)| self.mailbox(&format!("{label}.recipients.{lang}[{k}]"), r))
-                .collect();
-            recipients.insert(lang.clone(), boxes);
-        }
-        let languages: Vec<String> = if recipients.is_empty() {
+        let mut lists = vec![self.recipient_list(
+            &format!("{label}.recipients"),
+            "recipients",
+            &j.recipients,
+            &available,
+        )];
+        lists.extend(self.audiences(label, &j.audience, &available));
+        let named: std::collections::BTreeSet<String> = lists
+            .iter()
+            .flat_map(|l| l.by_lang.keys().cloned())
+            .collect();
+        let languages: Vec<String> = if named.is_empty() {
             d.languages.clone()
         } else {
-            recipients.keys().cloned().collect()
+            named.into_iter().collect()
         };
         let output = match j.output.as_deref() {
             None => PathBuf::from(&j.name),
@@ -623,7 +622,7 @@ impl Validator {
             max_catchup: j.max_catchup.unwrap_or(12),
             overlap,
             owners,
-            recipients,
+            lists,
             languages,
             mapping,
             database,
@@ -724,6 +723,7 @@ const JOB_KEYS: &[&str] = &[
     "overlap",
     "owners",
     "recipients",
+    "audience",
     "database",
     "database_password_env",
     "mapping",
@@ -915,7 +915,7 @@ zh = ["gm-china@example.com"]
         assert_eq!(j.name, "leadership-monthly");
         assert_eq!(j.timezone.name(), "America/New_York");
         assert_eq!(j.languages, ["en", "zh"]);
-        assert_eq!(j.recipients["en"].len(), 2);
+        assert_eq!(j.lists[0].by_lang["en"].len(), 2);
         assert_eq!(
             c.defaults.database,
             Some(DataSource::At(Location::Sqlite(PathBuf::from(
@@ -1025,5 +1025,53 @@ zh = ["gm-china@example.com"]
             e.contains("smtp.from") && e.contains("smtp.tls") && e.contains("smtp.timeout_secs"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn recipient_lists_carry_their_depth_and_bad_ones_name_their_key() {
+        use crate::run::Depth;
+        let base = "[defaults]\ndatabase = \"demo\"\n[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\n";
+        let c = parse(&format!(
+            "{base}[job.recipients]\nen = [\"analyst@example.com\"]\n\
+             [[job.audience]]\nname = \"leadership\"\ndepth = \"brief\"\n\
+             en = [\"ceo@example.com\", \"analyst@example.com\"]\nzh = [\"gm@example.com\"]"
+        ))
+        .unwrap();
+        let j = &c.jobs[0];
+        assert_eq!(j.languages, ["en", "zh"]);
+        assert_eq!(j.depths(), [Depth::Brief, Depth::Full]);
+        let mailed: Vec<(String, usize)> = j
+            .mailed()
+            .iter()
+            .map(|e| (e.key(), e.recipients.len()))
+            .collect();
+        assert_eq!(
+            mailed,
+            [
+                ("en.brief".into(), 2),
+                ("en".into(), 1),
+                ("zh.brief".into(), 1)
+            ]
+        );
+        // No list, no brief: the full report alone, as before depths.
+        let c = parse(&format!("{base}[job.recipients]\nen = [\"a@example.com\"]")).unwrap();
+        assert_eq!(c.jobs[0].depths(), [Depth::Full]);
+
+        let e = parse(&format!(
+            "{base}[job.recipients]\ndepth = \"short\"\nen = [\"a@example.com\"]\n\
+             [[job.audience]]\ndepth = \"brief\"\nen = [\"b@example.com\"]\n\
+             [[job.audience]]\nname = \"leadership\"\n\
+             [[job.audience]]\nname = \"leadership\"\nfr = [\"c@example.com\"]"
+        ))
+        .unwrap_err();
+        for want in [
+            "`job \"a\".recipients.depth`: unknown depth `short`",
+            "`job \"a\".audience[0].name`: missing",
+            "`job \"a\".audience[1]`: audience `leadership` has no recipients",
+            "`job \"a\".audience[2].name`: `leadership` is already the name",
+            "`job \"a\".audience[2].fr`: no templates for language `fr`",
+        ] {
+            assert!(e.contains(want), "{want}\n{e}");
+        }
     }
 }

@@ -140,6 +140,17 @@ pub fn layout(r: &Run, lang: &Language) -> Value {
     let mut overall = panel_row(&r.panels.overall);
     overall[0] = s.get("labels.overall");
     panel_rows.push(overall);
+    // The two-way panels the CSVs hold (panel_segment_seat.csv, panel_segment_arr.csv)
+    // in the full report's appendix too: each row with its own cell size.
+    let two_way = |rows: &[SliceRow]| {
+        let small: Vec<bool> = rows
+            .iter()
+            .map(|c| c.companies_total < r.min_cell)
+            .collect();
+        json!({ "rows": rows.iter().map(panel_row).collect::<Vec<_>>(), "small": small })
+    };
+    let panel_seat = two_way(&r.panels.segment_seat);
+    let panel_arr = two_way(&r.panels.segment_arr);
     let small: Vec<bool> = r
         .panels
         .segment_seat_arr
@@ -284,6 +295,8 @@ pub fn layout(r: &Run, lang: &Language) -> Value {
         "sizes": sizes(r, lang),
         "scope": { "rows": scope_rows, "definitions": definitions(s, arr_known(r)) },
         "panel": { "header": panel_header, "rows": panel_rows, "small": small },
+        "panel_seat": panel_seat,
+        "panel_arr": panel_arr,
         "service_panel": { "header": service.0, "rows": service.1, "small": small },
         "correlations": correlations,
         "tertiles": tertiles,

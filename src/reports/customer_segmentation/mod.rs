@@ -662,7 +662,8 @@ fn layout(run: &Run, lang: &Language) -> Value {
         "diversity": impact_rows(&r.diversity),
         "event_types": event_types,
         "size_arr": size_arr,
-        "paths": { "by_users": by_users, "by_arr": by_arr, "inactive": inactive, "total": count(r.paths.len()) },
+        // Every journey segments.csv holds, for the full report's appendix.
+        "paths": { "by_users": by_users, "by_arr": by_arr, "inactive": inactive, "all": r.paths.iter().map(path_row).collect::<Vec<_>>(), "total": count(r.paths.len()) },
         "quality": { "rows": quality, "bad_timestamps": bad, "limitations": s.list("quality.limitations") },
     })
 }

@@ -1,0 +1,122 @@
+//! The two depths of one edition on the demo: every report's brief (page 1, the
+//! recommendations and the findings they follow from) is at most five pages in both
+//! languages, with and without a comparison; the full report holds every row the
+//! CSVs hold (each row's count printed in a table), the brief none of the tables.
+
+use crate::common::{demo_db, pdf_pages, pdf_text, read_csv};
+
+/// A brief is what a leader reads in minutes.
+const BRIEF_PAGES: usize = 5;
+
+/// The count column of each CSV that names its rows' sizes.
+const COUNTS: &[&str] = &["conv_cnt", "users", "conversations"];
+
+fn both_depths(report: &str, extra: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["--depth", "brief,full"];
+    args.extend_from_slice(extra);
+    let out = super::run_report(demo_db(), dir.path(), report, &args);
+    (dir, out)
+}
+
+#[test]
+fn every_brief_is_at_most_five_pages_in_both_languages() {
+    for (report, extra) in [
+        ("conversation-usage", &[][..]),
+        ("conversation-usage", &["--compare", "shift:1m"][..]),
+        ("tag-drivers", &[][..]),
+        ("tag-drivers", &["--compare", "shift:1m"][..]),
+        ("customer-segmentation", &[][..]),
+    ] {
+        let (_dir, out) = both_depths(report, extra);
+        for lang in ["en", "zh"] {
+            let brief = out.join(format!("report.{lang}.brief.pdf"));
+            let full = out.join(format!("report.{lang}.pdf"));
+            let (b, f) = (pdf_pages(&brief), pdf_pages(&full));
+            assert!(
+                b <= BRIEF_PAGES,
+                "{report} {extra:?} {lang}: brief of {b} pages"
+            );
+            assert!(
+                b < f,
+                "{report} {extra:?} {lang}: brief {b}, full {f} pages"
+            );
+            // Both say which depth they are, and the brief holds every finding once.
+            let (bt, ft) = (pdf_text(&brief), pdf_text(&full));
+            let (brief_word, full_word) = if lang == "en" {
+                ("Brief", "Full report")
+            } else {
+                ("简报", "完整报告")
+            };
+            assert!(bt.contains(brief_word), "{report} {lang}");
+            assert!(ft.contains(full_word), "{report} {lang}");
+            let summary = crate::common::json(&out.join("summary.json"));
+            let n = summary["findings"].as_array().unwrap().len();
+            for i in 1..=n {
+                let label = format!("F{i} ");
+                assert!(
+                    bt.contains(&label),
+                    "{report} {lang}: F{i} is not in the brief"
+                );
+            }
+        }
+        let manifest = crate::common::json(&out.join("manifest.json"));
+        let depths: Vec<&str> = manifest["editions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["depth"].as_str().unwrap())
+            .collect();
+        assert_eq!(depths, ["brief", "full", "brief", "full"], "{report}");
+    }
+}
+
+#[test]
+fn the_full_report_holds_every_row_the_csvs_hold() {
+    for report in ["conversation-usage", "tag-drivers", "customer-segmentation"] {
+        let (_dir, out) = both_depths(report, &[]);
+        let full = pdf_text(&out.join("report.en.pdf"));
+        let brief = pdf_text(&out.join("report.en.brief.pdf"));
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&out).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "csv") {
+                continue;
+            }
+            let (header, rows) = read_csv(&path);
+            let Some(col) = header.iter().position(|h| COUNTS.contains(&h.as_str())) else {
+                continue;
+            };
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let counts: Vec<String> = rows.iter().map(|r| count(&r[col])).collect();
+            for c in &counts {
+                assert!(
+                    full.contains(c.as_str()),
+                    "{report}: {name}'s {c} not in the full report"
+                );
+            }
+            // The brief prints the tables' rows nowhere near whole.
+            let in_brief = counts.iter().filter(|c| brief.contains(c.as_str())).count();
+            assert!(
+                counts.len() < 5 || in_brief < counts.len(),
+                "{report}: {name} whole in the brief"
+            );
+            checked += 1;
+        }
+        assert!(checked > 0, "{report}: no CSV with counts");
+    }
+}
+
+/// A count as the English edition prints it (`1,639`).
+fn count(v: &str) -> String {
+    let n: f64 = v.parse().unwrap();
+    let digits = format!("{}", n.round() as i64);
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
