@@ -81,9 +81,11 @@ pub struct Rendered {
     pub cpu: Duration,
 }
 
-/// Runtimes at most: each holds its own ECharts (tens of MB); beyond two editions
-/// rendering at once, more only cost memory.
-pub const MAX_WORKERS: usize = 2;
+/// Runtimes at most. One: loading ECharts into a runtime costs about as much CPU as
+/// rendering a whole edition's charts (benches/run.sh: `cpu_chart_engine_start`),
+/// and while one edition's charts render the other edition's Typst layout has the
+/// second core. Each runtime also holds its own ECharts (tens of MB).
+pub const MAX_WORKERS: usize = 1;
 
 /// Handle to the process's chart engine.
 pub struct Engine {
