@@ -1,9 +1,9 @@
 //! The chart engine: ECharts (taken from the charming crate's sources at build time)
 //! running in an embedded QuickJS, rendering options to SVG with its server-side
-//! renderer. One engine per process with one JavaScript runtime per core (at most
-//! [`MAX_WORKERS`]): each worker thread owns a runtime, loads ECharts once, and takes
-//! the next render request from a queue any thread feeds, so the editions' charts
-//! render side by side (measured in `docs/performance.md`).
+//! renderer. One engine per process with [`MAX_WORKERS`] JavaScript runtimes (one):
+//! each worker thread owns a runtime, loads ECharts once, and takes the next render
+//! request from a queue any thread feeds, so both editions share it (measured with
+//! `benches/run.sh`).
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
