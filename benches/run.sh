@@ -4,13 +4,18 @@
 #   SCALES="100" benches/run.sh  only the given metrics scales
 #   E2E=0 skips the end-to-end run; BIN=path measures another binary (no build);
 #   BENCH_DIR=dir keeps the generated databases there (reused when present)
-# Figures: end-to-end run (both editions, all charts), the same split by stage, the
+#   OLD=path/to/old/binary [RUNS=7] benches/run.sh   only the side-by-side comparison of
+#     the default bilingual run: OLD and this build (or BIN) alternate RUNS times;
+#     medians of CPU (user + sys), wall, peak RSS and every stage, and new ÷ old
+# Figures: end-to-end run (both editions, all charts: wall, CPU, charts and pages), the
+# same split by stage (`cpu_*`: CPU per stage), the
 # CSV/JSON-only run at --scale 100/300 with peak RSS, and the SQLite floor (reading
 # the report's columns once) with the ratio of the whole run's data time (load +
 # metrics + history: everything but rendering, from manifest.json) ÷ floor; on
 # PostgreSQL at --scale 20/100 the same, and the bytes received ÷ the floor's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+SIDE_RUNS="${RUNS:-7}"
 RUNS="${RUNS:-5}"
 SCALES="${SCALES-100 300}"
 WORK="${BENCH_DIR:-target/bench}"
@@ -20,6 +25,11 @@ if [ -z "${BIN:-}" ]; then
     BIN=target/release/cxreport
 fi
 export RUST_LOG=warn
+
+if [ -n "${OLD:-}" ]; then
+    python3 benches/side_by_side.py "$OLD" "$BIN" "$SIDE_RUNS" "$WORK"
+    exit 0
+fi
 
 gen() { # scale → database path (generated once)
     local db="$WORK/demo-scale$1.sqlite"
@@ -57,9 +67,13 @@ for i in $(seq "$RUNS"); do
     out="$WORK/out-e2e"
     rm -rf "$out"
     s=$(date +%s%N)
-    "$BIN" run --db "$DB1" --out "$out" >/dev/null
+    cpu=$( { /usr/bin/time -f "%U %S" "$BIN" run --db "$DB1" --out "$out" >/dev/null; } 2>&1 | tail -1)
     e=$(date +%s%N)
     echo "wall_ms $(( (e - s) / 1000000 ))"
+    echo "cpu_ms(user+sys) $(echo "$cpu" | awk '{print ($1 + $2) * 1000}')"
+    echo "charts_per_edition $(ls "$out"/conversation-usage/*/charts/*.en.svg | wc -l)"
+    echo "pages_en $(pdfinfo "$out"/conversation-usage/*/report.en.pdf | awk '/^Pages:/ {print $2}')"
+    echo "pages_zh $(pdfinfo "$out"/conversation-usage/*/report.zh.pdf | awk '/^Pages:/ {print $2}')"
     manifest_lines "$out"/conversation-usage/*/manifest.json
 done | stats
 }

@@ -1,5 +1,7 @@
 //! The injected clock: everything that asks "what time is it" asks a [`Clock`], so the
 //! window logic, the scheduler and the PDF's `today()` are testable at a fixed time.
+//! Also the CPU time the process and a thread have used so far (for the manifest's
+//! stage timings and the benchmark).
 
 use chrono::{DateTime, Utc};
 
@@ -209,5 +211,56 @@ mod tests {
         let clock = SimulatedClock::new(latest(), f64::MAX);
         std::thread::sleep(std::time::Duration::from_millis(2));
         assert_eq!(clock.now(), latest());
+    }
+}
+
+/// CPU time (user + system) this process has used so far, its finished threads
+/// included (Linux; `None` elsewhere).
+pub fn process_cpu() -> Option<std::time::Duration> {
+    cpu_of("/proc/self/stat")
+}
+
+/// CPU time (user + system) the calling thread has used so far (Linux).
+pub fn thread_cpu() -> Option<std::time::Duration> {
+    cpu_of("/proc/thread-self/stat")
+}
+
+/// `utime + stime` of a `/proc/…/stat` file. They count clock ticks of 10 ms (USER_HZ
+/// is 100 on every Linux the tool runs on; reading `sysconf` would need libc): a
+/// single short stage reads to ±10 ms, sums over many stages and runs are unbiased.
+fn cpu_of(path: &str) -> Option<std::time::Duration> {
+    stat_cpu(&std::fs::read_to_string(path).ok()?)
+}
+
+fn stat_cpu(stat: &str) -> Option<std::time::Duration> {
+    // The command name (field 2) may hold spaces: count fields after its `)`.
+    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(std::time::Duration::from_millis((utime + stime) * 10))
+}
+
+#[cfg(test)]
+mod cpu_tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_user_plus_system_ticks_after_the_command_name() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt
+        // cmajflt utime stime …
+        let stat = "42 (a (b) c) R 1 2 3 4 5 6 7 8 9 10 37 5 0 0 20";
+        assert_eq!(stat_cpu(stat), Some(std::time::Duration::from_millis(420)));
+        assert_eq!(stat_cpu("42 (x) R 1"), None);
+    }
+
+    #[test]
+    fn the_process_has_used_at_least_what_this_thread_has() {
+        let start = thread_cpu().expect("Linux");
+        let mut x = 0u64;
+        while thread_cpu().expect("Linux") < start + std::time::Duration::from_millis(20) {
+            x = x.wrapping_add(1);
+        }
+        assert!(x > 0);
+        assert!(process_cpu().expect("Linux") >= thread_cpu().expect("Linux"));
     }
 }

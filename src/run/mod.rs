@@ -328,9 +328,13 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
         plan,
     } = prepared;
     let mut timings = Vec::new();
+    // CPU per stage (`cpu_*` in the timings): the process's, between stage ends, and
+    // the chart engine's own threads'.
+    let cpu = Cpu::start();
     // Load the chart engine while the data loads: it is needed only for the editions.
-    let engine_warmup = (!req.langs.is_empty())
-        .then(|| std::thread::spawn(|| crate::render::charts::engine().map(|e| e.startup)));
+    let engine_warmup = (!req.langs.is_empty()).then(|| {
+        std::thread::spawn(|| crate::render::charts::engine().map(|e| (e.startup, e.startup_cpu)))
+    });
     tracing::info!(report = report.name(), period = %plan.period, "resolved what the run covers");
     worker::stage("load and metrics");
     // A report whose tables keep no history compares with its own latest output.
@@ -393,8 +397,10 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
     timings.push(("write_data", t.elapsed()));
 
     let (mut manifest, provenance) = manifest(req, &db, &plan, computed.rows_read(), reference)?;
-    if let Some(Ok(Ok(startup))) = engine_warmup.map(|h| h.join()) {
+    let mut engine_start_cpu = None;
+    if let Some(Ok(Ok((startup, startup_cpu)))) = engine_warmup.map(|h| h.join()) {
         timings.push(("chart_engine_start", startup));
+        engine_start_cpu = Some(startup_cpu);
         stage_done("chart engine start", startup, None);
     }
     let mut info = RunInfo::new(report, &plan, &provenance, reference);
@@ -405,6 +411,7 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
     // Editions render in parallel: Typst compiles on every core while the chart
     // engine serves both.
     worker::stage("the editions (narrative, charts, Typst)");
+    let data_cpu = cpu.so_far();
     let t = Instant::now();
     let editions: Vec<Result<edition::Edition, EditionError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = req
@@ -424,12 +431,14 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
             .collect()
     });
     timings.push(("editions_wall", t.elapsed()));
+    let editions_cpu = cpu.so_far();
     stage_done("editions", t.elapsed(), None);
     worker::stage("write the files");
     let written = Instant::now();
     let mut pdfs = Vec::new();
     let mut texts = Vec::new();
     let mut chart_times = Vec::new();
+    let mut charts_cpu = std::time::Duration::ZERO;
     for ed in editions {
         let ed = ed?;
         // The depths of one language print the same sentences: the email reads one.
@@ -449,6 +458,7 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
         for c in &ed.charts {
             staged.write(&format!("charts/{}.{lang}.svg", c.id), c.svg.as_bytes())?;
             chart_times.push(c.engine_time);
+            charts_cpu += c.engine_cpu;
         }
         pdfs.push((lang.clone(), ed.depth, dest.join(&file)));
         timings.push(("narrative", ed.timings.narrative));
@@ -459,6 +469,22 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
     chart_times.sort();
     if let Some(median) = chart_times.get(chart_times.len() / 2) {
         timings.push(("chart_median", *median));
+    }
+    // The data stages (with the manifest's digest of the database) include the
+    // engine's start, which runs beside them; `cpu_typst` holds the narrative (a few
+    // ms) and the PDF export.
+    if let (Some(data), Some(editions)) = (data_cpu, editions_cpu) {
+        let engine = engine_start_cpu.unwrap_or_default();
+        timings.push(("cpu_data", data.saturating_sub(engine)));
+        timings.push(("cpu_chart_engine_start", engine));
+        timings.push(("cpu_charts", charts_cpu));
+        timings.push((
+            "cpu_typst",
+            editions.saturating_sub(data).saturating_sub(charts_cpu),
+        ));
+    }
+    if let Some(total) = cpu.so_far() {
+        timings.push(("cpu_total", total));
     }
     manifest["timings_ms"] = timings_json(&timings);
     if let Some(kb) = peak_rss_kb() {
@@ -535,6 +561,19 @@ fn computed_stages(timings: &[(&str, std::time::Duration)], computed: &dyn repor
             "history" => stage_done("comparison and trend", *took, None),
             other => stage_done(other, *took, None),
         }
+    }
+}
+
+/// The process's CPU time since a stage began.
+struct Cpu(Option<std::time::Duration>);
+
+impl Cpu {
+    fn start() -> Self {
+        Self(crate::clock::process_cpu())
+    }
+
+    fn so_far(&self) -> Option<std::time::Duration> {
+        Some(crate::clock::process_cpu()?.saturating_sub(self.0?))
     }
 }
 

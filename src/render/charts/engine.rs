@@ -1,9 +1,9 @@
 //! The chart engine: ECharts (taken from the charming crate's sources at build time)
 //! running in an embedded QuickJS, rendering options to SVG with its server-side
-//! renderer. One engine per process with one JavaScript runtime per core (at most
-//! [`MAX_WORKERS`]): each worker thread owns a runtime, loads ECharts once, and takes
-//! the next render request from a queue any thread feeds, so the editions' charts
-//! render side by side (measured in `docs/performance.md`).
+//! renderer. One engine per process with [`MAX_WORKERS`] JavaScript runtimes (one):
+//! each worker thread owns a runtime, loads ECharts once, and takes the next render
+//! request from a queue any thread feeds, so both editions share it (measured with
+//! `benches/run.sh`).
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rquickjs::{CatchResultExt, Context, Function, Runtime};
 
-use crate::clock::Deadline;
+use crate::clock::{thread_cpu, Deadline};
 
 const ECHARTS: &str = include_str!(concat!(env!("OUT_DIR"), "/echarts.min.js"));
 pub const ECHARTS_VERSION: &str = env!("CXREPORT_ECHARTS_VERSION");
@@ -70,18 +70,30 @@ struct Request {
     width: u32,
     height: u32,
     deadline: Option<Deadline>,
-    reply: mpsc::Sender<Result<(String, Duration), EngineError>>,
+    reply: mpsc::Sender<Result<(String, Rendered), EngineError>>,
 }
 
-/// Runtimes at most: each holds its own ECharts (tens of MB); beyond two editions
-/// rendering at once, more only cost memory.
-pub const MAX_WORKERS: usize = 2;
+/// What rendering one chart cost the engine (not counting the wait for other callers).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rendered {
+    pub wall: Duration,
+    /// CPU time of the engine's thread.
+    pub cpu: Duration,
+}
+
+/// Runtimes at most. One: loading ECharts into a runtime costs about as much CPU as
+/// rendering a whole edition's charts (benches/run.sh: `cpu_chart_engine_start`),
+/// and while one edition's charts render the other edition's Typst layout has the
+/// second core. Each runtime also holds its own ECharts (tens of MB).
+pub const MAX_WORKERS: usize = 1;
 
 /// Handle to the process's chart engine.
 pub struct Engine {
     tx: Mutex<mpsc::Sender<Request>>,
     /// How long loading ECharts took (the workers load side by side).
     pub startup: Duration,
+    /// The CPU time the workers spent loading it, all together.
+    pub startup_cpu: Duration,
     /// Runtimes serving requests.
     pub workers: usize,
 }
@@ -104,7 +116,7 @@ impl Engine {
             .clamp(1, MAX_WORKERS);
         let (tx, rx) = mpsc::channel::<Request>();
         let rx = Arc::new(Mutex::new(rx));
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), EngineError>>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<Duration, EngineError>>();
         for i in 0..workers {
             let (rx, ready) = (Arc::clone(&rx), ready_tx.clone());
             std::thread::Builder::new()
@@ -115,12 +127,14 @@ impl Engine {
         }
         drop(ready_tx);
         // Every runtime must load: a failure is the same failure on each.
+        let mut startup_cpu = Duration::ZERO;
         for _ in 0..workers {
-            ready_rx.recv().map_err(|_| EngineError::Stopped)??;
+            startup_cpu += ready_rx.recv().map_err(|_| EngineError::Stopped)??;
         }
         Ok(Self {
             tx: Mutex::new(tx),
             startup: started.elapsed(),
+            startup_cpu,
             workers,
         })
     }
@@ -137,8 +151,7 @@ impl Engine {
             .map(|(svg, _)| svg)
     }
 
-    /// [`Engine::render`], also returning the time the engine itself spent on it
-    /// (not counting the wait for other callers).
+    /// [`Engine::render`], also returning what it cost the engine.
     pub fn render_timed(
         &self,
         name: &str,
@@ -146,7 +159,7 @@ impl Engine {
         width: u32,
         height: u32,
         deadline: Option<Deadline>,
-    ) -> Result<(String, Duration), EngineError> {
+    ) -> Result<(String, Rendered), EngineError> {
         let (reply, rx) = mpsc::channel();
         self.tx
             .lock()
@@ -164,7 +177,7 @@ impl Engine {
     }
 }
 
-fn serve(rx: &Mutex<mpsc::Receiver<Request>>, ready: mpsc::Sender<Result<(), EngineError>>) {
+fn serve(rx: &Mutex<mpsc::Receiver<Request>>, ready: mpsc::Sender<Result<Duration, EngineError>>) {
     let setup = || -> Result<(Runtime, Context), String> {
         let rt = Runtime::new().map_err(|e| e.to_string())?;
         rt.set_max_stack_size(8 << 20);
@@ -196,7 +209,7 @@ fn serve(rx: &Mutex<mpsc::Receiver<Request>>, ready: mpsc::Sender<Result<(), Eng
                     .map(|d| d.is_some_and(|d| d.passed()))
                     .unwrap_or(false)
             })));
-            let _ = ready.send(Ok(()));
+            let _ = ready.send(Ok(thread_cpu().unwrap_or_default()));
             v
         }
         Err(e) => {
@@ -213,6 +226,7 @@ fn serve(rx: &Mutex<mpsc::Receiver<Request>>, ready: mpsc::Sender<Result<(), Eng
         };
         let Ok(req) = next else { return };
         let started = Instant::now();
+        let cpu_before = thread_cpu().unwrap_or_default();
         if let Ok(mut d) = current.lock() {
             *d = req.deadline;
         }
@@ -239,7 +253,11 @@ fn serve(rx: &Mutex<mpsc::Receiver<Request>>, ready: mpsc::Sender<Result<(), Eng
         if let Ok(mut d) = current.lock() {
             *d = None;
         }
-        let _ = req.reply.send(result.map(|svg| (svg, started.elapsed())));
+        let cost = Rendered {
+            wall: started.elapsed(),
+            cpu: thread_cpu().unwrap_or_default().saturating_sub(cpu_before),
+        };
+        let _ = req.reply.send(result.map(|svg| (svg, cost)));
     }
 }
 

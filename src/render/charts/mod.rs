@@ -87,6 +87,8 @@ pub struct RenderedChart {
     pub svg: String,
     /// Time the chart engine spent rendering it.
     pub engine_time: std::time::Duration,
+    /// CPU time the chart engine spent rendering it.
+    pub engine_cpu: std::time::Duration,
 }
 
 pub(crate) const PALETTE: [&str; 6] = [
@@ -118,7 +120,7 @@ pub fn render(
         o.insert("backgroundColor".into(), json!("#ffffff"));
         o.insert("textStyle".into(), json!({ "fontFamily": FONT_FAMILY }));
     }
-    let (svg, engine_time) = engine()?.render_timed(
+    let (svg, cost) = engine()?.render_timed(
         spec.id,
         option.to_string(),
         WIDTH,
@@ -128,7 +130,8 @@ pub fn render(
     Ok(RenderedChart {
         id: spec.id,
         svg,
-        engine_time,
+        engine_time: cost.wall,
+        engine_cpu: cost.cpu,
     })
 }
 
