@@ -290,6 +290,8 @@ fn edition_line(lang: &Language, scope: &crate::intercom::scope::Scope) -> Strin
             lang.fill("document.edition_tag", &json!({ "tags": tags.join(&or) }))
         }
     }
+}
+
 /// A finding with its number, and whether page 1 prints it as a headline.
 struct Numbered<'a> {
     id: &'a str,
