@@ -52,7 +52,7 @@ pub fn check(config_path: &Path, db: Option<&Location>, mapping: Option<&Mapping
         value_checks(
             db,
             &mapping,
-            chrono_tz::Tz::UTC,
+            (chrono_tz::Tz::UTC, None),
             "",
             &mut failures,
             &mut notes,
@@ -117,7 +117,7 @@ pub fn check(config_path: &Path, db: Option<&Location>, mapping: Option<&Mapping
                     value_checks(
                         &req.db,
                         &req.mapping,
-                        req.source_tz,
+                        (req.source_tz, req.time_limit),
                         &prefix,
                         &mut failures,
                         &mut notes,
@@ -423,15 +423,20 @@ const TYPED_COLUMNS: &[(&str, &str, Expect, Option<&str>)] = &[
 /// stops at or silently leaves rows out of, a note saying what will be empty for an
 /// optional one. The tables and columns that are missing are listed by the checks of
 /// each report; a database that cannot be opened by the checks before.
+///
+/// `(source_tz, time_limit)` are the run's: times are placed as it places them, and a
+/// view that never ends stops at its limit as the run would.
 fn value_checks(
     db: &Location,
     mapping: &Mapping,
-    source_tz: chrono_tz::Tz,
+    (source_tz, time_limit): (chrono_tz::Tz, Option<std::time::Duration>),
     prefix: &str,
     failures: &mut Vec<String>,
     notes: &mut Vec<String>,
 ) {
-    let Ok(db) = Database::open(db) else { return };
+    let Ok(db) = run::open_for_check(db, time_limit) else {
+        return;
+    };
     let mut tables: Vec<&'static str> = TYPED_COLUMNS.iter().map(|c| c.0).collect();
     tables.dedup();
     for table in tables {

@@ -601,7 +601,7 @@ pub const DEFAULT_TIME_LIMIT: std::time::Duration = std::time::Duration::from_se
 
 /// Opens a database for one of `check`'s looks at it, within `limit` (or
 /// [`DEFAULT_TIME_LIMIT`]): a view that never ends stops there as a run would.
-fn open_for_check(
+pub fn open_for_check(
     db: &Location,
     limit: Option<std::time::Duration>,
 ) -> Result<Database, DataError> {

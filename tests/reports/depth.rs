@@ -95,10 +95,11 @@ fn the_full_report_holds_every_row_the_csvs_hold() {
                     "{report}: {name}'s {c} not in the full report"
                 );
             }
-            // The brief prints the tables' rows nowhere near whole.
+            // The brief prints no table whole; a short one (activity_by_status.csv) its
+            // findings may state row by row.
             let in_brief = counts.iter().filter(|c| brief.contains(c.as_str())).count();
             assert!(
-                counts.len() < 5 || in_brief < counts.len(),
+                counts.len() < 10 || in_brief < counts.len(),
                 "{report}: {name} whole in the brief"
             );
             checked += 1;
