@@ -7,9 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{demo_db, json, pdf_text, run, text};
-
-const AS_OF: &str = "2024-07-01T08:00:00Z";
+use common::{demo_db, json, pdf_text, run, run_report, text, AS_OF};
 
 /// The demo with only the China region's companies (`region` = `CN`): the other
 /// companies, the conversations whose first company is one of theirs (a name a
@@ -40,33 +38,12 @@ fn china_only(dir: &Path) -> PathBuf {
     db
 }
 
-/// Runs `report` on `db` with `extra` arguments into `out`; the folder written.
+/// Runs `report` on `db` in English with `extra` arguments into `out`; the folder
+/// written (a scoped run's is the scope's own).
 fn run_into(report: &str, db: &Path, out: &Path, extra: &[&str]) -> PathBuf {
-    let mut args = vec![
-        "run",
-        report,
-        "--db",
-        db.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--as-of",
-        AS_OF,
-        "--lang",
-        "en",
-    ];
+    let mut args = vec!["--lang", "en"];
     args.extend_from_slice(extra);
-    let o = run(&args);
-    assert!(o.status.success(), "{}", text(&o));
-    let dir = std::fs::read_dir(out.join(report))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    match extra.iter().any(|a| a.starts_with("--scope")) {
-        true => dir.join("cn"),
-        false => dir,
-    }
+    run_report(db, out, report, &args)
 }
 
 /// Every file of `dir` with this extension, by name.

@@ -184,3 +184,30 @@ pub fn demo_copy(dir: &Path, sql: &str) -> PathBuf {
         .unwrap();
     db
 }
+
+/// The instant the end-to-end runs are made at: the demo data ends in June 2024.
+pub const AS_OF: &str = "2024-07-01T08:00:00Z";
+
+/// Runs `report` on `db` into `out` at [`AS_OF`] with the options `extra`; returns the
+/// folder it wrote (the run must succeed).
+pub fn run_report(db: &Path, out: &Path, report: &str, extra: &[&str]) -> PathBuf {
+    let mut args = vec![
+        "run",
+        report,
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    assert!(
+        o.status.success(),
+        "{report} {extra:?} on {}: {}",
+        db.display(),
+        text(&o)
+    );
+    PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
+}

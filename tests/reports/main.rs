@@ -16,36 +16,11 @@ mod tag_drivers;
 mod truth;
 mod zh;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use common::{demo_db, json, run, text};
-
-const AS_OF: &str = "2024-07-01T08:00:00Z";
-
-/// Runs `report` on `db` into `out` at [`AS_OF`] with the options `extra`; returns the
-/// folder it wrote (the run must succeed).
-fn run_report(db: &Path, out: &Path, report: &str, extra: &[&str]) -> PathBuf {
-    let mut args = vec![
-        "run",
-        report,
-        "--db",
-        db.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--as-of",
-        AS_OF,
-    ];
-    args.extend_from_slice(extra);
-    let o = run(&args);
-    assert!(
-        o.status.success(),
-        "{report} {extra:?} on {}: {}",
-        db.display(),
-        text(&o)
-    );
-    PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
-}
+pub use common::{run_report, AS_OF};
 
 /// Runs `report` once on the demo database; returns its output folder.
 fn output_of(report: &'static str) -> &'static Path {

@@ -32,6 +32,21 @@ use crate::stats::Correlation;
 /// A column of a slice row.
 type Metric = fn(&SliceRow) -> Option<f64>;
 
+/// Each row's mean first response with its spread, for a Welch test against the
+/// other rows; a row with fewer than two answered conversations has none.
+fn response_moments(rows: &[&SliceRow]) -> Vec<Option<Moments>> {
+    rows.iter()
+        .map(|x| {
+            Some(Moments {
+                n: x.counts.resp_n as f64,
+                mean: x.avg_resp?,
+                var: x.counts.resp_var?,
+            })
+            .filter(|m| m.n >= 2.0)
+        })
+        .collect()
+}
+
 /// Whether any of `rows` has a value of `metric` (none: no usage input, no assignee,
 /// and the chart leaves the metric out rather than drawing it empty).
 fn has_values<'a>(rows: impl IntoIterator<Item = &'a SliceRow>, metric: Metric) -> bool {
@@ -196,20 +211,7 @@ fn cell_verdicts(r: &super::Run, spec: &HeatmapSpec<'_>) -> Vec<Verdict> {
             &|x| retention(&[x], usage, true),
             retention(&[&r.panels.overall], usage, true),
         ),
-        _ => {
-            let moments: Vec<Option<Moments>> = rows
-                .iter()
-                .map(|x| {
-                    Some(Moments {
-                        n: x.counts.resp_n as f64,
-                        mean: x.avg_resp?,
-                        var: x.counts.resp_var?,
-                    })
-                    .filter(|m| m.n >= 2.0)
-                })
-                .collect();
-            means_against_rest(&moments)
-        }
+        _ => means_against_rest(&response_moments(&rows)),
     }
 }
 
@@ -369,17 +371,7 @@ pub fn conversation_usage(r: &super::Run, lang: &Language) -> Vec<ChartSpec> {
         };
         // The segments' mean response, each against the others' (Welch, corrected
         // together): bars that differ only by chance are a sentence.
-        let moments: Vec<Option<Moments>> = segs
-            .iter()
-            .map(|x| {
-                Some(Moments {
-                    n: x.counts.resp_n as f64,
-                    mean: x.avg_resp?,
-                    var: x.counts.resp_var?,
-                })
-                .filter(|m| m.n >= 2.0)
-            })
-            .collect();
+        let moments = response_moments(&segs);
         out.push(ChartSpec {
             id: "segment_response",
             height: None,
