@@ -303,6 +303,12 @@ impl Ledger {
     }
 
     pub fn history(&self, job: Option<&str>) -> Result<Vec<RunRecord>, LedgerError> {
+        // A ledger of version 0 has none of its tables yet: a daemon that has just
+        // created the file is migrating it in one transaction, which a reader does
+        // not see until it commits. Nothing has run yet.
+        if self.version == 0 {
+            return Ok(Vec::new());
+        }
         let mut stmt = self.conn.prepare(SQL_HISTORY).map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([job], run_row)
@@ -322,6 +328,10 @@ impl Ledger {
     /// Each job's latest run (the last of its runs in [`Ledger::history`]), with its
     /// deliveries.
     pub fn latest_runs(&self) -> Result<Vec<RunRecord>, LedgerError> {
+        // As in `history`: no table yet, no run yet.
+        if self.version == 0 {
+            return Ok(Vec::new());
+        }
         let mut stmt = self
             .conn
             .prepare(SQL_LATEST_RUNS)
@@ -375,6 +385,22 @@ mod tests {
     use super::*;
     use crate::jobs::ledger::testing::*;
     use crate::jobs::ledger::*;
+
+    #[test]
+    fn a_ledger_whose_tables_are_not_created_yet_reads_as_no_runs() {
+        // What a reader sees while a daemon's first migration is still open: the file
+        // and no table.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA user_version = 0;")
+            .unwrap();
+        let l = Ledger::open_read_only(&path).unwrap();
+        assert!(l.history(None).unwrap().is_empty());
+        assert!(l.history(Some("monthly")).unwrap().is_empty());
+        assert!(l.latest_runs().unwrap().is_empty());
+    }
 
     #[test]
     fn runs_deliveries_and_message_ids() {
