@@ -757,3 +757,39 @@ fn check_samples_values_that_cannot_be_read_as_their_type() {
     assert!(o.status.success(), "{t}");
     assert!(cases::has_unreadable_activity_note(&t), "{t}");
 }
+
+/// Issue 28: a SQLite export whose tables carry their schema in the name
+/// (`analytics_intercom.intercom__company_enhanced`, as some warehouse dumps write
+/// them) is not read as if the table were absent: the run and `check` name the table
+/// they found and how to rename it.
+#[test]
+fn tables_with_a_schema_prefix_in_sqlite_are_named_with_the_rename() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo_copy(
+        dir.path(),
+        "prefixed.sqlite",
+        "ALTER TABLE intercom__company_enhanced
+           RENAME TO \"analytics_intercom.intercom__company_enhanced\";",
+    );
+    let (o, _) = run_report(
+        &db,
+        &dir.path().join("out"),
+        "conversation-usage",
+        &["--data-only"],
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    for said in [
+        "`analytics_intercom.intercom__company_enhanced`",
+        "RENAME TO",
+    ] {
+        assert!(t.contains(said), "run: {said}: {t}");
+    }
+    let o = check_in(dir.path(), &db, &[]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("`analytics_intercom.intercom__company_enhanced`") && t.contains("RENAME TO"),
+        "check: {t}"
+    );
+}

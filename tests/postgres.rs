@@ -665,6 +665,35 @@ fn sessions_are_protected_as_sslmode_says() {
         "{}",
         text(&o)
     );
+    // ... and from a job that names its own variable: that variable.
+    let dir = tempfile::tempdir().unwrap();
+    let at = url.replacen("postgres@127.0.0.1", "cxreport_cleartext@127.0.0.1", 1);
+    std::fs::write(
+        dir.path().join("schedules.toml"),
+        format!(
+            "[defaults]\noutput_dir = \"out\"\nlanguages = [\"en\"]\n\
+             database = \"{at}?{}\"\ndatabase_password_env = \"WAREHOUSE_PASSWORD\"\n\n\
+             [[job]]\nname = \"usage\"\nreport = \"conversation-usage\"\ncron = \"0 7 1 * *\"\n",
+            q("&sslmode=require")
+        ),
+    )
+    .unwrap();
+    let o = common::bin()
+        .current_dir(dir.path())
+        .env_remove("WAREHOUSE_PASSWORD")
+        .env_remove("PGPASSWORD")
+        .args(["run", "--job", "usage", "--as-of", "2024-07-01T07:00:00Z"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains(
+            "the server asks for a password and WAREHOUSE_PASSWORD is not set: \
+             set WAREHOUSE_PASSWORD (the job's database_password_env)"
+        ),
+        "{}",
+        text(&o)
+    );
 
     // Modes it does not know, and client certificates: named before connecting.
     let (o, _) = run_as(&url, "postgres@127.0.0.1", &q("&sslmode=strict"), None);
