@@ -751,7 +751,11 @@ fn check_samples_values_that_cannot_be_read_as_their_type() {
     assert!(text(&r).contains("\"n/a\""), "{}", text(&r));
 
     // An optional column: a note of what is empty, and check is still ok.
-    let db = demo_copy(dir.path(), "bad-activity.sqlite", cases::UNREADABLE_ACTIVITY);
+    let db = demo_copy(
+        dir.path(),
+        "bad-activity.sqlite",
+        cases::UNREADABLE_ACTIVITY,
+    );
     let o = check_in(dir.path(), &db, &[]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");

@@ -1486,7 +1486,10 @@ fn the_users_spellings_and_definitions_read_the_same_from_postgresql() {
     }
     let (code, t) = same_check(d, &file, &pg, &["--mapping", &all]);
     assert_eq!(code, Some(0), "{t}");
-    assert!(t.contains("companies pay: every company counts as paying"), "{t}");
+    assert!(
+        t.contains("companies pay: every company counts as paying"),
+        "{t}"
+    );
 
     // is_core as the text flags warehouses write (the column is text on the server):
     // the demo's own files.
