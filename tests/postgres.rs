@@ -665,6 +665,36 @@ fn sessions_are_protected_as_sslmode_says() {
         "{}",
         text(&o)
     );
+    // ... and from a job that names its own variable: that variable.
+    let dir = tempfile::tempdir().unwrap();
+    let at = url.replacen("postgres@127.0.0.1", "cxreport_cleartext@127.0.0.1", 1);
+    std::fs::write(
+        dir.path().join("schedules.toml"),
+        format!(
+            "[defaults]\noutput_dir = \"out\"\nlanguages = [\"en\"]\n\
+             database = \"{at}?{}\"\ndatabase_password_env = \"WAREHOUSE_PASSWORD\"\n\n\
+             [[job]]\nname = \"usage\"\nreport = \"conversation-usage\"\ncron = \"0 7 1 * *\"\n",
+            q("&sslmode=require")
+        ),
+    )
+    .unwrap();
+    let o = common::bin()
+        .current_dir(dir.path())
+        .env_remove("WAREHOUSE_PASSWORD")
+        .env_remove("PGPASSWORD")
+        .args(["run", "--job", "usage", "--as-of", "2024-07-01T07:00:00Z"])
+        .output()
+        .unwrap();
+    // A job's run that cannot open its database fails (exit 1), naming what to set.
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains(
+            "the server asks for a password and WAREHOUSE_PASSWORD is not set: \
+             set WAREHOUSE_PASSWORD (the job's database_password_env)"
+        ),
+        "{}",
+        text(&o)
+    );
 
     // Modes it does not know, and client certificates: named before connecting.
     let (o, _) = run_as(&url, "postgres@127.0.0.1", &q("&sslmode=strict"), None);
@@ -721,6 +751,19 @@ fn permissions_schemas_and_spellings_are_named() {
                 "table `{s}.{table}` is there but role `{role}` may not read it"
             )) && t.contains(&format!("GRANT SELECT ON \"{s}\".\"{table}\"")),
             "{t}"
+        );
+        // check tells the same, and fails as the run would.
+        let dir = tempfile::tempdir().unwrap();
+        let o = check_in(dir.path(), &as_role(role), &[]);
+        let t = text(&o);
+        // (check counts a report that cannot run as a run that fails: exit 1.)
+        assert!(!o.status.success(), "check: {t}");
+        assert!(
+            t.contains(&format!(
+                "table `{s}.{table}` is there but role `{role}` may not read it"
+            )) && t.contains(&format!("GRANT SELECT ON \"{s}\".\"{table}\""))
+                && !t.contains("ok:"),
+            "check: {t}"
         );
     }
 
@@ -993,4 +1036,488 @@ fn upper_case_tables_and_columns_read_the_same_as_lower_case() {
     assert!(t.contains("`COMPANY_ID`"), "{t}");
     assert!(!t.contains("not read"), "{t}");
     let _ = client(&url).batch_execute(&format!("DROP SCHEMA {s} CASCADE"));
+}
+
+/// Every column of every table of `schema` as `text`, as a warehouse export that
+/// writes every column as text (a CSV dump loaded without types) holds them.
+fn every_column_text(url: &str, schema: &str) {
+    client(url)
+        .batch_execute(&format!(
+            "DO $$ DECLARE r record; BEGIN
+               FOR r IN SELECT table_name::text AS t, column_name::text AS c
+                   FROM information_schema.columns
+                   WHERE table_schema = '{schema}' AND data_type <> 'text' LOOP
+                 EXECUTE format('ALTER TABLE %I.%I ALTER COLUMN %I TYPE text USING %I::text',
+                   '{schema}', r.t, r.c, r.c);
+               END LOOP;
+             END $$"
+        ))
+        .unwrap();
+    let typed: i64 = client(url)
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns \
+             WHERE table_schema = $1 AND data_type <> 'text'",
+            &[&schema],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(typed, 0, "every column of {schema} is text");
+}
+
+/// A copy of the demo changed by `sql` in `dir` (SQLite), and the same rows loaded
+/// into schema `name` of the server (PostgreSQL, the package's types): its URL.
+fn both_copies(url: &str, dir: &Path, name: &str, sql: &str) -> (PathBuf, String) {
+    let file = dir.join(format!("{name}.sqlite"));
+    std::fs::copy(demo_db(), &file).unwrap();
+    rusqlite::Connection::open(&file)
+        .unwrap()
+        .execute_batch(sql)
+        .unwrap();
+    let pg = load(url, &file, &schema(name), &[]);
+    (file, pg)
+}
+
+/// `cxreport check --db db` with `extra`, run in `dir` (no schedules.toml there).
+fn check_in(dir: &Path, db: &str, extra: &[&str]) -> std::process::Output {
+    common::bin()
+        .current_dir(dir)
+        .args(["check", "--db", db])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// `check` on both databases with `extra`: the same exit and the same problems and
+/// failures (its `- ` lines, the database's name aside). Returns PostgreSQL's text.
+fn same_check(dir: &Path, sqlite: &Path, pg: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let sqlite = sqlite.to_str().unwrap();
+    let (a, b) = (check_in(dir, sqlite, extra), check_in(dir, pg, extra));
+    let lines = |o: &std::process::Output, db: &str| -> Vec<String> {
+        text(o)
+            .replace(db, "<db>")
+            .lines()
+            .filter(|l| l.starts_with("- "))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(
+        a.status.code(),
+        b.status.code(),
+        "{extra:?}\n--- sqlite\n{}\n--- postgresql\n{}",
+        text(&a),
+        text(&b)
+    );
+    assert_eq!(lines(&a, sqlite), lines(&b, pg), "{extra:?}");
+    (b.status.code(), text(&b))
+}
+
+/// The CSVs of a `--data-only` run of `args` on `db` (it must succeed), by name.
+fn data_only_csvs(db: &str, args: &[&str]) -> Vec<(String, String)> {
+    let out = tempfile::tempdir().unwrap();
+    let mut a = vec!["run"];
+    a.extend_from_slice(args);
+    a.extend_from_slice(&[
+        "--db",
+        db,
+        "--out",
+        out.path().to_str().unwrap(),
+        "--data-only",
+        "--as-of",
+        "2024-07-01T00:00:00Z",
+    ]);
+    let o = run(&a);
+    assert!(o.status.success(), "{args:?} on {db}: {}", text(&o));
+    let dir = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let csvs = common::cases::csvs(Path::new(&dir));
+    assert!(!csvs.is_empty(), "{args:?}: no CSV in {dir}");
+    csvs
+}
+
+/// Issue 28, `check`'s value sampling on PostgreSQL: a warehouse export with every
+/// column as text. The demo's own values are all read as their types (check is ok,
+/// nothing "cannot be read"); the values the SQLite test breaks (times that are no
+/// time, a spend of `n/a`, `is_core = 'maybe'`, text flags that are fine) give the
+/// same lines, counts and samples; a run stops where check said; an optional
+/// column's unreadable times are a note.
+#[test]
+fn check_samples_values_that_cannot_be_read_as_their_type_from_postgresql() {
+    let Some(url) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let s = schema("text_export");
+    let pg = load(&url, demo_db(), &s, &[]);
+    every_column_text(&url, &s);
+    let o = check_in(dir.path(), &pg, &[]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(!t.contains("cannot be read as"), "{t}");
+
+    let (file, pg) = both_copies(
+        &url,
+        dir.path(),
+        "bad_values",
+        common::cases::UNREADABLE_VALUES,
+    );
+    let s = schema("bad_values");
+    every_column_text(&url, &s);
+    let rows = |table: &str| -> u64 {
+        let n: i64 = client(&url)
+            .query_one(&format!("SELECT count(*) FROM {s}.{table}"), &[])
+            .unwrap()
+            .get(0);
+        n as u64
+    };
+    let o = check_in(dir.path(), &pg, &[]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(!t.contains("ok:"), "{t}");
+    for line in common::cases::unreadable_value_lines(rows) {
+        assert!(t.contains(&line), "{line}\n{t}");
+    }
+    assert!(!t.contains("values not checked"), "{t}");
+    // The same truths as from the file.
+    same_check(dir.path(), &file, &pg, &[]);
+    // The run agrees: it stops at the spend it cannot read.
+    let o = run(&[
+        "run",
+        "tag-drivers",
+        "--db",
+        &pg,
+        "--out",
+        dir.path().join("out").to_str().unwrap(),
+        "--data-only",
+        "--as-of",
+        "2024-07-01T00:00:00Z",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("\"n/a\""), "{}", text(&o));
+
+    // An optional column: a note of what is empty, and check is still ok.
+    let (_, pg) = both_copies(
+        &url,
+        dir.path(),
+        "bad_activity",
+        common::cases::UNREADABLE_ACTIVITY,
+    );
+    every_column_text(&url, &schema("bad_activity"));
+    let o = check_in(dir.path(), &pg, &[]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(common::cases::has_unreadable_activity_note(&t), "{t}");
+    for name in ["text_export", "bad_values", "bad_activity"] {
+        let _ = client(&url).batch_execute(&format!("DROP SCHEMA {} CASCADE", schema(name)));
+    }
+}
+
+/// Issue 28, empty never 0 % on PostgreSQL: usage events keyed by the product's own
+/// account id, read from the server, leave conversion and retention empty with the
+/// reason in summary.json, the CSVs and both PDFs (no "(0 of", no 0.0 % on a usage
+/// line, no empty clause), exit 0; `check` fails saying no event matches; with
+/// `usage_company_key` the numbers are the demo's.
+#[test]
+fn events_keyed_by_another_id_leave_usage_empty_with_the_reason_from_postgresql() {
+    let Some(url) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (file, pg) = both_copies(
+        &url,
+        dir.path(),
+        "mis_keyed",
+        common::cases::MIS_KEYED_EVENTS,
+    );
+    let o = run(&[
+        "run",
+        "conversation-usage",
+        "--db",
+        &pg,
+        "--out",
+        dir.path().join("out").to_str().unwrap(),
+        "--as-of",
+        "2024-07-01T00:00:00Z",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let run_dir = PathBuf::from(
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim(),
+    );
+    common::cases::assert_usage_empty_with_the_reason(&run_dir);
+    let (code, t) = same_check(dir.path(), &file, &pg, &[]);
+    assert_ne!(code, Some(0), "{t}");
+    assert!(common::cases::check_says_no_event_matches(&t), "{t}");
+
+    let m = dir.path().join("m.toml");
+    std::fs::write(&m, "usage_company_key = \"account_id\"\n").unwrap();
+    let m = m.to_str().unwrap();
+    same_outputs(&file, &pg, &["conversation-usage", "--mapping", m]);
+    assert_eq!(
+        data_only_csvs(&pg, &["conversation-usage", "--mapping", m]),
+        data_only_csvs(demo_db().to_str().unwrap(), &["conversation-usage"]),
+        "mapped, the server's rows give the demo's numbers"
+    );
+    let _ = client(&url).batch_execute(&format!("DROP SCHEMA {} CASCADE", schema("mis_keyed")));
+}
+
+/// Issue 28 on PostgreSQL, bullet by bullet where the server reads the rows: segments
+/// as `Stage: Churn Watch` tags with a prefix, as a `lifecycle_stage` column, as names
+/// of one's own through `segment_values`, bucket columns in the users' spelling; a rule
+/// that matches nothing and every company in the fallback (refused); a missing
+/// optional `conversation_assignee_type`; paying by `spend_column` and `paying =
+/// "all"`, and no paying company (refused by both reports); `is_core` as the text
+/// flags warehouses write. Each gives the same files, byte for byte, or the same
+/// refusal as the same rows in SQLite, and `check` the same problems and exit; where
+/// the rows are the demo's spelled another way, the numbers are the demo's.
+#[test]
+fn the_users_spellings_and_definitions_read_the_same_from_postgresql() {
+    let Some(url) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let demo = demo_db().to_str().unwrap();
+    let mapping = |name: &str, text: &str| {
+        let p = d.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let mut schemas = Vec::new();
+
+    // Segments the users' way: tags with a prefix of their own and a column.
+    let (file, pg) = both_copies(
+        &url,
+        d,
+        "staged",
+        "ALTER TABLE intercom__company_enhanced ADD COLUMN lifecycle_stage TEXT;
+         UPDATE intercom__company_enhanced SET lifecycle_stage = CASE
+             WHEN all_company_tags LIKE '%segment:renewal%' THEN 'Renewal'
+             WHEN all_company_tags LIKE '%segment:churn_watch%' THEN 'Churn Watch'
+             WHEN all_company_tags LIKE '%segment:expansion%' THEN 'Expansion'
+             WHEN all_company_tags LIKE '%segment:new_contract%' THEN 'New Contract' END;
+         UPDATE intercom__company_enhanced SET all_company_tags =
+             replace(replace(replace(replace(all_company_tags,
+               'segment:renewal', 'Stage: Renewal'), 'segment:churn_watch', 'Stage: Churn Watch'),
+               'segment:expansion', 'Stage: Expansion'), 'segment:new_contract', 'Stage: New Contract');",
+    );
+    schemas.push("staged");
+    let by_tag = mapping(
+        "tag.toml",
+        "segment_tag_prefix = \"Stage: \"\nat_risk_segments = [\"Churn Watch\"]\n",
+    );
+    let by_column = mapping("column.toml", "segment_column = \"lifecycle_stage\"\n");
+    let tag_drivers = data_only_csvs(demo, &["tag-drivers"]);
+    let usage = data_only_csvs(demo, &["conversation-usage"]);
+    for m in [&by_tag, &by_column] {
+        for report in ["tag-drivers", "conversation-usage"] {
+            same_outputs(&file, &pg, &[report, "--mapping", m]);
+        }
+        assert_eq!(
+            data_only_csvs(&pg, &["tag-drivers", "--mapping", m]),
+            tag_drivers,
+            "{m}"
+        );
+        assert_eq!(
+            data_only_csvs(&pg, &["conversation-usage", "--mapping", m]),
+            usage,
+            "{m}"
+        );
+        let (code, t) = same_check(d, &file, &pg, &["--mapping", m]);
+        assert_eq!(code, Some(0), "{m}: {t}");
+    }
+    // Without a mapping every company falls to the fallback: refused by the runs and
+    // by check, the rule tried and the keys to set named.
+    for report in ["conversation-usage", "tag-drivers"] {
+        same_outputs(&file, &pg, &[report]);
+    }
+    let (code, t) = same_check(d, &file, &pg, &[]);
+    assert_eq!(code, Some(2), "{t}");
+    assert!(
+        t.contains("falls to \"Unknown segment\"") && t.contains("set segment_tag_prefix"),
+        "{t}"
+    );
+
+    // Names of one's own, mapped to the four; unmapped, the rule matches nothing.
+    let (file, pg) = both_copies(
+        &url,
+        d,
+        "tiers",
+        "UPDATE intercom__company_enhanced SET all_company_tags =
+             replace(replace(replace(replace(all_company_tags,
+               'segment:renewal', 'Tier: Gold'), 'segment:churn_watch', 'Tier: Bronze'),
+               'segment:expansion', 'Tier: Silver'), 'segment:new_contract', 'Tier: Trial');",
+    );
+    schemas.push("tiers");
+    let named = mapping(
+        "tier-named.toml",
+        "segment_tag_prefix = \"Tier: \"\n[segment_values]\nGold = \"renewal\"\n\
+         Bronze = \"churn_watch\"\nSilver = \"expansion\"\nTrial = \"new_contract\"\n",
+    );
+    same_outputs(&file, &pg, &["tag-drivers", "--mapping", &named]);
+    assert_eq!(
+        data_only_csvs(&pg, &["tag-drivers", "--mapping", &named]),
+        tag_drivers
+    );
+    let tier = mapping("tier.toml", "segment_tag_prefix = \"Tier: \"\n");
+    same_outputs(&file, &pg, &["tag-drivers", "--mapping", &tier]);
+    let (code, t) = same_check(d, &file, &pg, &["--mapping", &tier]);
+    assert_ne!(code, Some(0), "{t}");
+    assert!(
+        t.contains("`segment_tag_prefix = Tier: ` matches no company") && t.contains("`Trial` ("),
+        "{t}"
+    );
+
+    // Bucket columns spelled as a CRM does, the bucket tags gone: the demo's buckets.
+    let (file, pg) = both_copies(
+        &url,
+        d,
+        "bands",
+        "ALTER TABLE intercom__company_enhanced ADD COLUMN seats_band TEXT;
+         ALTER TABLE intercom__company_enhanced ADD COLUMN arr_band TEXT;
+         ALTER TABLE intercom__company_enhanced ADD COLUMN seats_other TEXT;
+         UPDATE intercom__company_enhanced SET seats_other = '1-49';
+         UPDATE intercom__company_enhanced SET seats_band = CASE
+             WHEN all_company_tags LIKE '%seat_bucket:seats:under~_60%' ESCAPE '~' THEN 'Under 60'
+             WHEN all_company_tags LIKE '%seat_bucket:seats:60~_129%' ESCAPE '~' THEN '60-129'
+             WHEN all_company_tags LIKE '%seat_bucket:seats:130~_259%' ESCAPE '~' THEN '130 - 259'
+             WHEN all_company_tags LIKE '%seat_bucket:seats:260~_419%' ESCAPE '~' THEN '260–419'
+             WHEN all_company_tags LIKE '%seat_bucket:seats:420~_plus%' ESCAPE '~' THEN '420+' END,
+           arr_band = CASE
+             WHEN all_company_tags LIKE '%arr_bucket:arr:under~_30k%' ESCAPE '~' THEN 'Under $30k'
+             WHEN all_company_tags LIKE '%arr_bucket:arr:30k~_65k%' ESCAPE '~' THEN '$30k–$65k'
+             WHEN all_company_tags LIKE '%arr_bucket:arr:65k~_110k%' ESCAPE '~' THEN '$65K-$110K'
+             WHEN all_company_tags LIKE '%arr_bucket:arr:110k~_200k%' ESCAPE '~' THEN '110k - 200k'
+             WHEN all_company_tags LIKE '%arr_bucket:arr:200k~_plus%' ESCAPE '~' THEN '$200k+' END;
+         UPDATE intercom__company_enhanced SET all_company_tags =
+             replace(replace(all_company_tags, 'seat_bucket:seats:', 'crm_seats:'),
+               'arr_bucket:arr:', 'crm_arr:');",
+    );
+    schemas.push("bands");
+    let bands = mapping(
+        "bands.toml",
+        "seat_bucket_column = \"seats_band\"\narr_bucket_column = \"arr_band\"\n",
+    );
+    same_outputs(&file, &pg, &["conversation-usage", "--mapping", &bands]);
+    assert_eq!(
+        data_only_csvs(&pg, &["conversation-usage", "--mapping", &bands]),
+        usage,
+        "bucket columns in the users' spelling read as the demo's tags"
+    );
+    // A bucket column holding values of no bucket: refused, never a silent fallback.
+    let other = mapping("other.toml", "seat_bucket_column = \"seats_other\"\n");
+    same_outputs(&file, &pg, &["conversation-usage", "--mapping", &other]);
+    let (code, t) = same_check(d, &file, &pg, &["--mapping", &other]);
+    assert_ne!(code, Some(0), "{t}");
+    assert!(
+        t.contains("`seat_bucket_column = seats_other` matches no company") && t.contains("`1-49`"),
+        "{t}"
+    );
+
+    // An optional column missing: the run goes on, check says what is not available.
+    let (file, pg) = both_copies(
+        &url,
+        d,
+        "no_assignee",
+        "ALTER TABLE intercom__conversation_enhanced DROP COLUMN conversation_assignee_type;",
+    );
+    schemas.push("no_assignee");
+    same_outputs(&file, &pg, &["conversation-usage"]);
+    let (code, t) = same_check(d, &file, &pg, &[]);
+    assert_eq!(code, Some(0), "{t}");
+    assert!(
+        t.contains("team-routed share: not available (no conversation_assignee_type column"),
+        "{t}"
+    );
+
+    // Paying by the user's own column; without it no company pays and both reports
+    // stop (exit 1) as check says.
+    let (file, pg) = both_copies(
+        &url,
+        d,
+        "mrr",
+        "ALTER TABLE intercom__company_enhanced ADD COLUMN mrr REAL;
+         UPDATE intercom__company_enhanced SET mrr = monthly_spend, monthly_spend = NULL;",
+    );
+    schemas.push("mrr");
+    for report in ["tag-drivers", "conversation-usage"] {
+        same_outputs(&file, &pg, &[report]);
+        let out = d.join(format!("none-{report}"));
+        let o = run(&[
+            "run",
+            report,
+            "--db",
+            &pg,
+            "--out",
+            out.to_str().unwrap(),
+            "--data-only",
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{report}: {}", text(&o));
+        assert!(!out.join(report).exists(), "{report}: nothing written");
+        assert!(text(&o).contains("no paying company"), "{}", text(&o));
+    }
+    let (code, t) = same_check(d, &file, &pg, &[]);
+    assert_eq!(code, Some(1), "{t}");
+    assert!(
+        t.contains("report `tag-drivers`: cannot run: no company has monthly_spend > 0"),
+        "{t}"
+    );
+    let spend = mapping("spend.toml", "spend_column = \"mrr\"\n");
+    for report in ["tag-drivers", "conversation-usage"] {
+        same_outputs(&file, &pg, &[report, "--mapping", &spend]);
+    }
+    assert_eq!(
+        data_only_csvs(&pg, &["tag-drivers", "--mapping", &spend]),
+        tag_drivers
+    );
+    let (code, t) = same_check(d, &file, &pg, &["--mapping", &spend]);
+    assert_eq!(code, Some(0), "{t}");
+    assert!(t.contains("spend_column = mrr → "), "{t}");
+
+    // paying = "all" for a product without spend data.
+    let (file, pg) = both_copies(
+        &url,
+        d,
+        "no_spend",
+        "UPDATE intercom__company_enhanced SET monthly_spend = NULL;",
+    );
+    schemas.push("no_spend");
+    let all = mapping("all.toml", "paying = \"all\"\n");
+    for report in ["tag-drivers", "conversation-usage"] {
+        same_outputs(&file, &pg, &[report, "--mapping", &all]);
+    }
+    let (code, t) = same_check(d, &file, &pg, &["--mapping", &all]);
+    assert_eq!(code, Some(0), "{t}");
+    assert!(
+        t.contains("companies pay: every company counts as paying"),
+        "{t}"
+    );
+
+    // is_core as the text flags warehouses write (the column is text on the server):
+    // the demo's own files.
+    let (_, pg) = both_copies(
+        &url,
+        d,
+        "text_flags",
+        "UPDATE usage_events SET is_core = CASE rowid % 4
+             WHEN 0 THEN CASE is_core WHEN 1 THEN 'true' WHEN 0 THEN 'false' END
+             WHEN 1 THEN CASE is_core WHEN 1 THEN 't' WHEN 0 THEN 'f' END
+             WHEN 2 THEN CASE is_core WHEN 1 THEN 'yes' WHEN 0 THEN 'no' END
+             ELSE CASE is_core WHEN 1 THEN '1' WHEN 0 THEN '0' END END;",
+    );
+    schemas.push("text_flags");
+    let ty: String = client(&url)
+        .query_one(
+            "SELECT data_type::text FROM information_schema.columns \
+             WHERE table_schema = $1 AND table_name = 'usage_events' AND column_name = 'is_core'",
+            &[&schema("text_flags")],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(ty, "text");
+    same_outputs(demo_db(), &pg, &["conversation-usage"]);
+
+    for name in schemas {
+        let _ = client(&url).batch_execute(&format!("DROP SCHEMA {} CASCADE", schema(name)));
+    }
 }

@@ -19,7 +19,7 @@ use crate::render::pdf;
 use crate::render::templates::Templates;
 use crate::reports;
 use crate::run::{self, Location, Mapping, RunError, RunRequest};
-use crate::source::{DataError, Database, Expect, Sampled, Unreadable};
+use crate::source::{Column, DataError, Database, Expect, MappedName, Sampled, Unreadable};
 
 /// What `check` found: the problems, the failures, and notes that are neither.
 #[derive(Debug, Default)]
@@ -450,7 +450,7 @@ fn value_checks(
             .filter(|c| c.0 == table && has(c.1))
             .map(|&(_, column, expect, optional)| {
                 let s = Sampled {
-                    column: column.to_owned(),
+                    column: Column::Contract(column),
                     label: column,
                     expect,
                 };
@@ -458,9 +458,15 @@ fn value_checks(
             })
             .collect();
         if table == intercom::COMPANY_ENHANCED {
-            if let Some(c) = mapping.spend_column.as_deref().filter(|c| has(c)) {
+            // The mapping validated the name (letters, digits, _) when it was read.
+            if let Some(c) = mapping
+                .spend_column
+                .as_deref()
+                .filter(|c| has(c))
+                .and_then(MappedName::new)
+            {
                 let s = Sampled {
-                    column: c.to_owned(),
+                    column: Column::Mapped(c),
                     label: "spend_column",
                     expect: Expect::Number,
                 };
@@ -478,7 +484,7 @@ fn value_checks(
         for u in found {
             let optional = wanted
                 .iter()
-                .find(|w| w.0.column == u.column)
+                .find(|w| w.0.column.as_str() == u.column)
                 .and_then(|w| w.1);
             let line = unreadable_line(prefix, table, &u);
             match (u.expect, optional) {

@@ -32,7 +32,7 @@ pub use self::backend::{Param, Spelling, TimeColumn};
 pub use self::error::{quote, DataError, DriverError, Missing, UrlError};
 pub use self::pg::PgLocation;
 pub use self::row::RowReader;
-pub use self::sample::{Expect, Sampled, Unreadable, SAMPLES};
+pub use self::sample::{Column, Expect, MappedName, Sampled, Unreadable, SAMPLES};
 pub use self::timestamp::{BadTimestamps, TsParser};
 use crate::clock::Deadline;
 

@@ -14,11 +14,79 @@ use super::Database;
 /// How many unreadable values of a column are quoted.
 pub const SAMPLES: usize = 3;
 
-/// Each sampled query: `SELECT` the columns (quoted) `FROM` the table (quoted). The
-/// names are the callers' (the data contract's, or a mapping's validated column),
-/// never a value; PostgreSQL spells them as its catalogue does.
+/// The fragments of a table's sampling query, `SELECT "a", "b" FROM "t"`.
+///
+/// Not one constant per table: the columns a table is sampled for are the contract's
+/// typed columns that this table has (an optional one may be missing, and a query
+/// naming it would fail the whole table) plus the mapping's `spend_column`, so a
+/// fixed text per table would need one constant per subset. The query is put
+/// together by [`sample_query`] from these constants and from names of two kinds
+/// only ([`Column`]): the contract's static list (`&'static str`) and a mapping's
+/// column, checked to be letters, digits and `_` ([`MappedName`]); each is quoted.
+/// No value of the data or of the user ever enters the text, and there is nothing to
+/// bind: the query has no condition. PostgreSQL spells the names as its catalogue
+/// does (the backend's rewrite of quoted names).
 const SQL_SELECT: &str = "SELECT ";
+const SQL_NEXT_COLUMN: &str = ", ";
 const SQL_FROM: &str = " FROM ";
+const SQL_QUOTE: char = '"';
+
+/// A mapping's column name, known to be letters, digits and `_` (what the mapping's
+/// validation accepts), so that it can stand in a query as a quoted identifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedName(String);
+
+impl MappedName {
+    /// `name` when it is letters, digits and `_` only; `None` otherwise.
+    pub fn new(name: &str) -> Option<Self> {
+        let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        ok.then(|| Self(name.to_owned()))
+    }
+}
+
+/// A sampled column's name: the data contract's, or a mapping's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Column {
+    Contract(&'static str),
+    Mapped(MappedName),
+}
+
+impl Column {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Contract(c) => c,
+            Self::Mapped(MappedName(c)) => c,
+        }
+    }
+}
+
+/// `SELECT "c1", "c2" FROM "table"` from the fragments above (see there why not a
+/// constant per table).
+fn sample_query(table: &'static str, columns: &[Sampled]) -> String {
+    let mut sql = String::from(SQL_SELECT);
+    for (i, c) in columns.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(SQL_NEXT_COLUMN);
+        }
+        push_quoted(&mut sql, c.column.as_str());
+    }
+    sql.push_str(SQL_FROM);
+    push_quoted(&mut sql, table);
+    sql
+}
+
+/// `name` as a quoted identifier. The names are the contract's or validated (letters,
+/// digits, `_`); a quote would still be doubled.
+fn push_quoted(sql: &mut String, name: &str) {
+    sql.push(SQL_QUOTE);
+    for ch in name.chars() {
+        if ch == SQL_QUOTE {
+            sql.push(SQL_QUOTE);
+        }
+        sql.push(ch);
+    }
+    sql.push(SQL_QUOTE);
+}
 
 /// The type a column is read as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +113,7 @@ impl Expect {
 /// and its type.
 #[derive(Debug, Clone)]
 pub struct Sampled {
-    pub column: String,
+    pub column: Column,
     pub label: &'static str,
     pub expect: Expect,
 }
@@ -78,16 +146,11 @@ impl Database {
         if columns.is_empty() {
             return Ok(Vec::new());
         }
-        let list: Vec<String> = columns.iter().map(|c| quote_name(&c.column)).collect();
-        let sql = format!(
-            "{SQL_SELECT}{}{SQL_FROM}{}",
-            list.join(", "),
-            quote_name(table)
-        );
+        let sql = sample_query(table, columns);
         let mut found: Vec<Unreadable> = columns
             .iter()
             .map(|c| Unreadable {
-                column: c.column.clone(),
+                column: c.column.as_str().to_owned(),
                 expect: c.expect,
                 bad: 0,
                 rows: 0,
@@ -155,11 +218,6 @@ fn unreadable_value(
     }
 }
 
-/// A name as an SQL identifier, in double quotes.
-fn quote_name(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,9 +225,29 @@ mod tests {
 
     fn col(column: &'static str, expect: Expect) -> Sampled {
         Sampled {
-            column: column.into(),
+            column: Column::Contract(column),
             label: column,
             expect,
+        }
+    }
+
+    #[test]
+    fn the_query_names_each_column_once_quoted_and_a_mapped_name_is_checked() {
+        let spend = MappedName::new("Mrr_2024").unwrap();
+        let cols = [
+            col("conversation_created_at", Expect::Time),
+            Sampled {
+                column: Column::Mapped(spend),
+                label: "spend_column",
+                expect: Expect::Number,
+            },
+        ];
+        assert_eq!(
+            sample_query("intercom__company_enhanced", &cols),
+            "SELECT \"conversation_created_at\", \"Mrr_2024\" FROM \"intercom__company_enhanced\""
+        );
+        for bad in ["", "mrr; DROP TABLE x", "a\"b", "spend col", "mrr--"] {
+            assert_eq!(MappedName::new(bad), None, "{bad}");
         }
     }
 

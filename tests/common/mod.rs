@@ -2,6 +2,7 @@
 //! build, CSV and PDF read-back.
 #![allow(dead_code)]
 
+pub mod cases;
 pub mod service;
 pub mod smtp;
 
