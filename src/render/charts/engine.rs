@@ -9,11 +9,14 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use rquickjs::{CatchResultExt, Context, Function, Runtime};
+use rquickjs::{qjs, CatchResultExt, Context, Ctx, Function, Runtime};
 
 use crate::clock::{thread_cpu, Deadline};
 
 const ECHARTS: &str = include_str!(concat!(env!("OUT_DIR"), "/echarts.min.js"));
+/// [`ECHARTS`] compiled to QuickJS bytecode by build.rs: loading it skips parsing the
+/// script (most of the engine's start).
+const ECHARTS_BYTECODE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/echarts.qjsbc"));
 pub const ECHARTS_VERSION: &str = env!("CXREPORT_ECHARTS_VERSION");
 
 /// What ECharts needs from a browser-less global scope, and the render entry point.
@@ -177,6 +180,39 @@ impl Engine {
     }
 }
 
+/// Reads a global script's bytecode (`JS_ReadObject`, which checks that the format is
+/// this QuickJS version's) and runs it (`JS_EvalFunction`). An error leaves nothing
+/// run: reading fails before any of it executes.
+fn run_bytecode(ctx: &Ctx<'_>, bytecode: &[u8]) -> Result<(), String> {
+    let raw = ctx.as_raw().as_ptr();
+    // SAFETY: `bytecode` is what build.rs wrote with JS_WriteObject of the same
+    // rquickjs-sys (Cargo.lock pins one version for both), read with the
+    // bytecode flag on this thread's context; JS_EvalFunction takes ownership of
+    // the function read, and the value it returns is owned by `Value` and freed
+    // when dropped.
+    unsafe {
+        let func = qjs::JS_ReadObject(
+            raw,
+            bytecode.as_ptr(),
+            bytecode.len() as _,
+            qjs::JS_READ_OBJ_BYTECODE as i32,
+        );
+        if qjs::JS_IsException(func) {
+            return Err::<(), _>(rquickjs::Error::Exception)
+                .catch(ctx)
+                .map_err(|e| format!("reading the bytecode: {e}"));
+        }
+        let result = qjs::JS_EvalFunction(raw, func);
+        if qjs::JS_IsException(result) {
+            return Err::<(), _>(rquickjs::Error::Exception)
+                .catch(ctx)
+                .map_err(|e| format!("running the bytecode: {e}"));
+        }
+        drop(rquickjs::Value::from_raw(ctx.clone(), result));
+    }
+    Ok(())
+}
+
 fn serve(rx: &Mutex<mpsc::Receiver<Request>>, ready: mpsc::Sender<Result<Duration, EngineError>>) {
     let setup = || -> Result<(Runtime, Context), String> {
         let rt = Runtime::new().map_err(|e| e.to_string())?;
@@ -184,16 +220,17 @@ fn serve(rx: &Mutex<mpsc::Receiver<Request>>, ready: mpsc::Sender<Result<Duratio
         rt.set_memory_limit(512 << 20);
         let ctx = Context::full(&rt).map_err(|e| e.to_string())?;
         ctx.with(|ctx| -> Result<(), String> {
-            for (what, src) in [
-                ("prelude", PRELUDE),
-                ("ECharts", ECHARTS),
-                ("render entry", RENDER_FN),
-            ] {
+            let eval = |what: &str, src: &str| {
                 ctx.eval::<(), _>(src)
                     .catch(&ctx)
-                    .map_err(|e| format!("loading {what}: {e}"))?;
+                    .map_err(|e| format!("loading {what}: {e}"))
+            };
+            eval("prelude", PRELUDE)?;
+            if let Err(e) = run_bytecode(&ctx, ECHARTS_BYTECODE) {
+                tracing::warn!("the ECharts bytecode did not load ({e}): parsing the script");
+                eval("ECharts", ECHARTS)?;
             }
-            Ok(())
+            eval("render entry", RENDER_FN)
         })?;
         Ok((rt, ctx))
     };
