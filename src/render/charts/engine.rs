@@ -303,6 +303,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_echarts_bytecode_loads_and_defines_echarts() {
+        let rt = Runtime::new().unwrap();
+        let ctx = Context::full(&rt).unwrap();
+        ctx.with(|ctx| {
+            ctx.eval::<(), _>(PRELUDE).unwrap();
+            run_bytecode(&ctx, ECHARTS_BYTECODE).unwrap();
+            let version: String = ctx.eval("echarts.version").unwrap();
+            assert_eq!(version, ECHARTS_VERSION);
+            // Bytes that are not bytecode are refused before anything runs.
+            let err = run_bytecode(&ctx, b"not bytecode").unwrap_err();
+            assert!(err.contains("reading the bytecode"), "{err}");
+        });
+    }
+
+    #[test]
     fn the_same_chart_gives_the_same_bytes_whatever_came_before() {
         let e = engine().unwrap();
         let option = r#"{"animation":false,"xAxis":{"type":"category","data":["a","b"]},"yAxis":{"type":"value"},"series":[{"type":"bar","data":[1,2]}]}"#;
