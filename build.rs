@@ -65,7 +65,10 @@ fn compile_to_bytecode(source: &[u8], name: &str) -> Vec<u8> {
         let mut len = 0;
         let flags = (q::JS_WRITE_OBJ_BYTECODE | q::JS_WRITE_OBJ_STRIP_SOURCE) as i32;
         let buf = q::JS_WriteObject(ctx, &mut len, func, flags);
-        assert!(!buf.is_null(), "QuickJS could not write the bytecode of {name}");
+        assert!(
+            !buf.is_null(),
+            "QuickJS could not write the bytecode of {name}"
+        );
         let bytes = std::slice::from_raw_parts(buf, len as usize).to_vec();
         q::js_free(ctx, buf.cast());
         q::JS_FreeValue(ctx, func);
