@@ -84,10 +84,11 @@ pub struct Rendered {
     pub cpu: Duration,
 }
 
-/// Runtimes at most. One: loading ECharts into a runtime costs about as much CPU as
-/// rendering a whole edition's charts (benches/run.sh: `cpu_chart_engine_start`),
-/// and while one edition's charts render the other edition's Typst layout has the
-/// second core. Each runtime also holds its own ECharts (tens of MB).
+/// Runtimes at most. One: while one edition's charts render, the other edition's
+/// Typst layout has the second core, and each runtime holds its own ECharts (tens of
+/// MB). Loading it from bytecode costs about 10 ms of CPU (benches/run.sh:
+/// `cpu_chart_engine_start`; parsing the script cost 120–140): a second runtime
+/// would now cost memory more than CPU (re-measure wall time on a quiet machine).
 pub const MAX_WORKERS: usize = 1;
 
 /// Handle to the process's chart engine.
