@@ -69,7 +69,7 @@ fn compile_to_bytecode(source: &[u8], name: &str) -> Vec<u8> {
             !buf.is_null(),
             "QuickJS could not write the bytecode of {name}"
         );
-        let bytes = std::slice::from_raw_parts(buf, len).to_vec();
+        let bytes = std::slice::from_raw_parts(buf, len as usize).to_vec();
         q::js_free(ctx, buf.cast());
         q::JS_FreeValue(ctx, func);
         q::JS_FreeContext(ctx);
