@@ -1,6 +1,8 @@
 //! Finds the ECharts script inside the charming crate's packaged sources (no committed
-//! third-party JavaScript, no network) and copies it to OUT_DIR for `include_str!`;
-//! lists every file under `templates/` for embedding.
+//! third-party JavaScript, no network), copies it to OUT_DIR for `include_str!` and
+//! compiles it there to QuickJS bytecode (`echarts.qjsbc`, with the same QuickJS the
+//! binary links: rquickjs-sys of the lock file), so a process loads ECharts without
+//! parsing it; lists every file under `templates/` for embedding.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -22,6 +24,10 @@ fn main() {
     println!("cargo:rerun-if-changed={}", script.display());
     let dest = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("echarts.min.js");
     std::fs::copy(&script, &dest).expect("copying the ECharts script");
+    let source = std::fs::read(&script).expect("reading the ECharts script");
+    let bytecode = compile_to_bytecode(&source, "echarts.min.js");
+    std::fs::write(dest.with_file_name("echarts.qjsbc"), bytecode)
+        .expect("writing the ECharts bytecode");
     let version = script
         .file_name()
         .and_then(|n| n.to_str())
@@ -30,6 +36,46 @@ fn main() {
         .unwrap_or("unknown")
         .to_owned();
     println!("cargo:rustc-env=CXREPORT_ECHARTS_VERSION={version}");
+}
+
+/// `source` (a global script) compiled by QuickJS, not run, and serialized as bytecode
+/// (`JS_WriteObject`); the source text of its functions is left out (nothing reads it:
+/// `Function.prototype.toString` of ECharts' own functions), line numbers are kept for
+/// error messages. The binary reads it back with `JS_ReadObject` of the same QuickJS
+/// version, which checks the format's version; it falls back to the script when that
+/// fails.
+fn compile_to_bytecode(source: &[u8], name: &str) -> Vec<u8> {
+    use rquickjs_sys as q;
+    use std::ffi::CString;
+    let src = CString::new(source).expect("the script holds no NUL byte");
+    let file = CString::new(name).expect("a file name without NUL");
+    // SAFETY: a runtime and context of our own, freed at the end; the input is
+    // NUL-terminated as JS_Eval requires; the written buffer is copied before it is
+    // freed with the context's allocator.
+    unsafe {
+        let rt = q::JS_NewRuntime();
+        assert!(!rt.is_null(), "QuickJS runtime");
+        let ctx = q::JS_NewContext(rt);
+        assert!(!ctx.is_null(), "QuickJS context");
+        // Strict, as the engine evaluated the script before (rquickjs' default).
+        let flags =
+            (q::JS_EVAL_TYPE_GLOBAL | q::JS_EVAL_FLAG_STRICT | q::JS_EVAL_FLAG_COMPILE_ONLY) as i32;
+        let func = q::JS_Eval(ctx, src.as_ptr(), source.len() as _, file.as_ptr(), flags);
+        assert!(!q::JS_IsException(func), "QuickJS could not compile {name}");
+        let mut len = 0;
+        let flags = (q::JS_WRITE_OBJ_BYTECODE | q::JS_WRITE_OBJ_STRIP_SOURCE) as i32;
+        let buf = q::JS_WriteObject(ctx, &mut len, func, flags);
+        assert!(
+            !buf.is_null(),
+            "QuickJS could not write the bytecode of {name}"
+        );
+        let bytes = std::slice::from_raw_parts(buf, len as usize).to_vec();
+        q::js_free(ctx, buf.cast());
+        q::JS_FreeValue(ctx, func);
+        q::JS_FreeContext(ctx);
+        q::JS_FreeRuntime(rt);
+        bytes
+    }
 }
 
 /// The charming crate's `Cargo.toml`.

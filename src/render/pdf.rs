@@ -68,9 +68,16 @@ struct Fonts {
 fn fonts() -> &'static Fonts {
     static FONTS: OnceLock<Fonts> = OnceLock::new();
     FONTS.get_or_init(|| {
+        // Only the faces that may be served are parsed into Typst fonts (which reads
+        // each face's whole character map): the CJK collections hold ten faces each.
         let fonts: Vec<Font> = FONT_FILES
             .iter()
-            .flat_map(|data| Font::iter(Bytes::new(*data)))
+            .flat_map(|data| {
+                let bytes = Bytes::new(*data);
+                (0..ttf_parser::fonts_in_collection(data).unwrap_or(1))
+                    .filter(|&index| may_be_served(data, index))
+                    .filter_map(move |index| Font::new(bytes.clone(), index))
+            })
             .filter(|f| served(&f.info().family))
             .collect();
         Fonts {
@@ -88,6 +95,22 @@ fn fonts() -> &'static Fonts {
 /// the SC face in the book, every fallback, in charts and text, is SC.
 fn served(family: &str) -> bool {
     family == LATIN_FAMILY || family == CJK_FAMILY
+}
+
+/// Whether face `index` of a font file names a served family ([`served`] decides on
+/// the family Typst reads): a name record of the family (ID 1) or the typographic
+/// family (ID 16) that starts with a served family's name. Cheap: the name table only.
+fn may_be_served(data: &[u8], index: u32) -> bool {
+    let Ok(face) = ttf_parser::Face::parse(data, index) else {
+        return false;
+    };
+    face.names().into_iter().any(|name| {
+        (name.name_id == ttf_parser::name_id::FAMILY
+            || name.name_id == ttf_parser::name_id::TYPOGRAPHIC_FAMILY)
+            && name.to_string().is_some_and(|n| {
+                n.starts_with(CJK_FAMILY) || (n.starts_with(LATIN_FAMILY) && !n.contains("CJK"))
+            })
+    })
 }
 
 fn library() -> &'static LazyHash<Library> {

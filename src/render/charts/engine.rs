@@ -9,11 +9,14 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use rquickjs::{CatchResultExt, Context, Function, Runtime};
+use rquickjs::{qjs, CatchResultExt, Context, Ctx, Function, Runtime};
 
 use crate::clock::{thread_cpu, Deadline};
 
 const ECHARTS: &str = include_str!(concat!(env!("OUT_DIR"), "/echarts.min.js"));
+/// [`ECHARTS`] compiled to QuickJS bytecode by build.rs: loading it skips parsing the
+/// script (most of the engine's start).
+const ECHARTS_BYTECODE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/echarts.qjsbc"));
 pub const ECHARTS_VERSION: &str = env!("CXREPORT_ECHARTS_VERSION");
 
 /// What ECharts needs from a browser-less global scope, and the render entry point.
@@ -81,10 +84,11 @@ pub struct Rendered {
     pub cpu: Duration,
 }
 
-/// Runtimes at most. One: loading ECharts into a runtime costs about as much CPU as
-/// rendering a whole edition's charts (benches/run.sh: `cpu_chart_engine_start`),
-/// and while one edition's charts render the other edition's Typst layout has the
-/// second core. Each runtime also holds its own ECharts (tens of MB).
+/// Runtimes at most. One: while one edition's charts render, the other edition's
+/// Typst layout has the second core, and each runtime holds its own ECharts (tens of
+/// MB). Loading it from bytecode costs about 10 ms of CPU (benches/run.sh:
+/// `cpu_chart_engine_start`; parsing the script cost 120–140): a second runtime
+/// would now cost memory more than CPU (re-measure wall time on a quiet machine).
 pub const MAX_WORKERS: usize = 1;
 
 /// Handle to the process's chart engine.
@@ -177,6 +181,39 @@ impl Engine {
     }
 }
 
+/// Reads a global script's bytecode (`JS_ReadObject`, which checks that the format is
+/// this QuickJS version's) and runs it (`JS_EvalFunction`). An error leaves nothing
+/// run: reading fails before any of it executes.
+fn run_bytecode(ctx: &Ctx<'_>, bytecode: &[u8]) -> Result<(), String> {
+    let raw = ctx.as_raw().as_ptr();
+    // SAFETY: `bytecode` is what build.rs wrote with JS_WriteObject of the same
+    // rquickjs-sys (Cargo.lock pins one version for both), read with the
+    // bytecode flag on this thread's context; JS_EvalFunction takes ownership of
+    // the function read, and the value it returns is owned by `Value` and freed
+    // when dropped.
+    unsafe {
+        let func = qjs::JS_ReadObject(
+            raw,
+            bytecode.as_ptr(),
+            bytecode.len() as _,
+            qjs::JS_READ_OBJ_BYTECODE as i32,
+        );
+        if qjs::JS_IsException(func) {
+            return Err::<(), _>(rquickjs::Error::Exception)
+                .catch(ctx)
+                .map_err(|e| format!("reading the bytecode: {e}"));
+        }
+        let result = qjs::JS_EvalFunction(raw, func);
+        if qjs::JS_IsException(result) {
+            return Err::<(), _>(rquickjs::Error::Exception)
+                .catch(ctx)
+                .map_err(|e| format!("running the bytecode: {e}"));
+        }
+        drop(rquickjs::Value::from_raw(ctx.clone(), result));
+    }
+    Ok(())
+}
+
 fn serve(rx: &Mutex<mpsc::Receiver<Request>>, ready: mpsc::Sender<Result<Duration, EngineError>>) {
     let setup = || -> Result<(Runtime, Context), String> {
         let rt = Runtime::new().map_err(|e| e.to_string())?;
@@ -184,16 +221,17 @@ fn serve(rx: &Mutex<mpsc::Receiver<Request>>, ready: mpsc::Sender<Result<Duratio
         rt.set_memory_limit(512 << 20);
         let ctx = Context::full(&rt).map_err(|e| e.to_string())?;
         ctx.with(|ctx| -> Result<(), String> {
-            for (what, src) in [
-                ("prelude", PRELUDE),
-                ("ECharts", ECHARTS),
-                ("render entry", RENDER_FN),
-            ] {
+            let eval = |what: &str, src: &str| {
                 ctx.eval::<(), _>(src)
                     .catch(&ctx)
-                    .map_err(|e| format!("loading {what}: {e}"))?;
+                    .map_err(|e| format!("loading {what}: {e}"))
+            };
+            eval("prelude", PRELUDE)?;
+            if let Err(e) = run_bytecode(&ctx, ECHARTS_BYTECODE) {
+                tracing::warn!("the ECharts bytecode did not load ({e}): parsing the script");
+                eval("ECharts", ECHARTS)?;
             }
-            Ok(())
+            eval("render entry", RENDER_FN)
         })?;
         Ok((rt, ctx))
     };
@@ -264,6 +302,21 @@ fn serve(rx: &Mutex<mpsc::Receiver<Request>>, ready: mpsc::Sender<Result<Duratio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_echarts_bytecode_loads_and_defines_echarts() {
+        let rt = Runtime::new().unwrap();
+        let ctx = Context::full(&rt).unwrap();
+        ctx.with(|ctx| {
+            ctx.eval::<(), _>(PRELUDE).unwrap();
+            run_bytecode(&ctx, ECHARTS_BYTECODE).unwrap();
+            let version: String = ctx.eval("echarts.version").unwrap();
+            assert_eq!(version, ECHARTS_VERSION);
+            // Bytes that are not bytecode are refused before anything runs.
+            let err = run_bytecode(&ctx, b"not bytecode").unwrap_err();
+            assert!(err.contains("reading the bytecode"), "{err}");
+        });
+    }
 
     #[test]
     fn the_same_chart_gives_the_same_bytes_whatever_came_before() {
