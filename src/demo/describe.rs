@@ -134,11 +134,11 @@ pub fn describe(path: &Path) -> Result<String, ReportError> {
     let _ = writeln!(
         w,
         "coverage tag/fallback: segment {}/{}, seat {}/{}, arr {}/{}",
-        p.data_quality.coverage_segment.tag,
+        p.data_quality.coverage_segment.labelled(),
         p.data_quality.coverage_segment.fallback,
-        p.data_quality.coverage_seat_bucket.tag,
+        p.data_quality.coverage_seat_bucket.labelled(),
         p.data_quality.coverage_seat_bucket.fallback,
-        p.data_quality.coverage_arr_bucket.tag,
+        p.data_quality.coverage_arr_bucket.labelled(),
         p.data_quality.coverage_arr_bucket.fallback
     );
     for d in &p.data_quality.duplicate_names {

@@ -175,19 +175,19 @@ pub fn key_slice_records<'a>(r: &'a super::Run) -> Vec<Finding> {
 }
 
 /// Labels' sources over some companies as table cells: count and share of each.
-fn coverage_cells(lang: &Language, c: Coverage) -> [String; 2] {
+fn coverage_cells(lang: &Language, c: Coverage) -> [String; 3] {
     let f = &lang.format;
-    let total = c.tag + c.fallback;
+    let total = c.total();
     let cell = |n: usize| match crate::stats::ratio(n, total) {
         Some(share) => format!("{} ({})", f.count(n as f64), f.percent(share)),
         None => f.count(n as f64),
     };
-    [cell(c.tag), cell(c.fallback)]
+    [cell(c.tag), cell(c.column), cell(c.fallback)]
 }
 
 /// The slice-label coverage table of every paying company, each count with its
 /// share.
-pub fn paying_coverage(r: &super::Run, lang: &Language) -> Vec<[String; 3]> {
+pub fn paying_coverage(r: &super::Run, lang: &Language) -> Vec<[String; 4]> {
     let s = &lang.strings;
     let dq = &r.data_quality;
     [
@@ -196,8 +196,8 @@ pub fn paying_coverage(r: &super::Run, lang: &Language) -> Vec<[String; 3]> {
         ("columns.arr_bucket", dq.coverage_arr_bucket),
     ]
     .map(|(key, c)| {
-        let [tag, fallback] = coverage_cells(lang, c);
-        [s.get(key), tag, fallback]
+        let [tag, column, fallback] = coverage_cells(lang, c);
+        [s.get(key), tag, column, fallback]
     })
     .into()
 }
@@ -205,7 +205,7 @@ pub fn paying_coverage(r: &super::Run, lang: &Language) -> Vec<[String; 3]> {
 /// The same per bucket, on the analysed companies (those with kept conversations,
 /// the panels' population): where the fallback decides a bucket, its figures rest
 /// on seats and spend, not on the account team's label.
-pub fn analysed_coverage(r: &super::Run, lang: &Language) -> Vec<[String; 3]> {
+pub fn analysed_coverage(r: &super::Run, lang: &Language) -> Vec<[String; 4]> {
     let s = &lang.strings;
     let b = &r.data_quality.analysed_coverage;
     let names = |dim: &str, values: &[&'static str]| -> Vec<String> {
@@ -235,10 +235,10 @@ pub fn analysed_coverage(r: &super::Run, lang: &Language) -> Vec<[String; 3]> {
     let mut rows = Vec::new();
     for (dim, labels, counts) in dims {
         for (label, c) in labels.iter().zip(counts.iter()) {
-            if c.tag + c.fallback == 0 {
+            if c.total() == 0 {
                 continue;
             }
-            let [tag, fallback] = coverage_cells(lang, *c);
+            let [tag, column, fallback] = coverage_cells(lang, *c);
             rows.push([
                 format!(
                     "{}{}{label}",
@@ -246,6 +246,7 @@ pub fn analysed_coverage(r: &super::Run, lang: &Language) -> Vec<[String; 3]> {
                     s.get("labels.separator")
                 ),
                 tag,
+                column,
                 fallback,
             ]);
         }
@@ -292,6 +293,7 @@ pub fn scope_rows(r: &super::Run, lang: &Language) -> Vec<[String; 2]> {
             .iter()
             .fold(Coverage::default(), |a, c| Coverage {
                 tag: a.tag + c.tag,
+                column: a.column + c.column,
                 fallback: a.fallback + c.fallback,
             });
     rows.push([
@@ -300,9 +302,9 @@ pub fn scope_rows(r: &super::Run, lang: &Language) -> Vec<[String; 2]> {
             "method.segment_fallback_value",
             &json!({
                 "paying": f.count(paying.fallback as f64),
-                "paying_of": f.count((paying.tag + paying.fallback) as f64),
+                "paying_of": f.count(paying.total() as f64),
                 "analysed": f.count(analysed.fallback as f64),
-                "analysed_of": f.count((analysed.tag + analysed.fallback) as f64),
+                "analysed_of": f.count(analysed.total() as f64),
             }),
         ),
     ]);

@@ -307,8 +307,35 @@ pub struct TertileGroup {
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct Coverage {
+    /// Labelled by a tag of the mapping's prefix.
     pub tag: usize,
+    /// Labelled by the mapping's column (absent from summary.json when none is).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub column: usize,
     pub fallback: usize,
+}
+
+impl Coverage {
+    /// Companies with a label of their own, tag or column.
+    pub fn labelled(&self) -> usize {
+        self.tag + self.column
+    }
+
+    pub fn total(&self) -> usize {
+        self.labelled() + self.fallback
+    }
+
+    fn count(&mut self, src: LabelSource) {
+        match src {
+            LabelSource::Tag => self.tag += 1,
+            LabelSource::Column => self.column += 1,
+            LabelSource::Fallback => self.fallback += 1,
+        }
+    }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Where the labels of some companies came from, per label value: one entry per
@@ -339,10 +366,7 @@ pub fn bucket_coverage(
             (&mut b.arr_bucket, l.arr, l.arr_src),
         ] {
             if let Some(c) = counts.get_mut(value as usize) {
-                match src {
-                    LabelSource::Tag | LabelSource::Column => c.tag += 1,
-                    LabelSource::Fallback => c.fallback += 1,
-                }
+                c.count(src);
             }
         }
     }
@@ -932,11 +956,7 @@ pub fn compute(
             .iter_mut()
             .zip([l.segment_src, l.seat_src, l.arr_src])
         {
-            match src {
-                // A mapped column is the user's label as much as a tag is.
-                LabelSource::Tag | LabelSource::Column => c.tag += 1,
-                LabelSource::Fallback => c.fallback += 1,
-            }
+            c.count(src);
         }
     }
 

@@ -782,6 +782,7 @@ fn shares_and_proxy_retention_per_slice() {
         out.data_quality.coverage_segment,
         Coverage {
             tag: 3,
+            column: 0,
             fallback: 0
         }
     );
@@ -789,6 +790,7 @@ fn shares_and_proxy_retention_per_slice() {
         out.data_quality.coverage_seat_bucket,
         Coverage {
             tag: 0,
+            column: 0,
             fallback: 3
         }
     );
@@ -1019,6 +1021,7 @@ fn bucket_coverage_counts_each_analysed_company_once_per_label_value() {
         b.segment[0],
         Coverage {
             tag: 2,
+            column: 0,
             fallback: 0
         }
     );
@@ -1027,6 +1030,7 @@ fn bucket_coverage_counts_each_analysed_company_once_per_label_value() {
         b.segment[4],
         Coverage {
             tag: 0,
+            column: 0,
             fallback: 1
         }
     );
@@ -1035,6 +1039,7 @@ fn bucket_coverage_counts_each_analysed_company_once_per_label_value() {
         b.seat_bucket[1],
         Coverage {
             tag: 1,
+            column: 0,
             fallback: 1
         }
     );
@@ -1042,16 +1047,19 @@ fn bucket_coverage_counts_each_analysed_company_once_per_label_value() {
         b.seat_bucket[5],
         Coverage {
             tag: 0,
+            column: 0,
             fallback: 1
         }
     );
     assert_eq!(
         b.arr_bucket[4],
+        // Every ARR label here came from the mapped column: counted apart from tags.
         Coverage {
-            tag: 3,
+            tag: 0,
+            column: 3,
             fallback: 0
         }
     );
-    let total: usize = b.segment.iter().map(|c| c.tag + c.fallback).sum();
+    let total: usize = b.segment.iter().map(|c| c.total()).sum();
     assert_eq!(total, 3);
 }
