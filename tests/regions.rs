@@ -133,11 +133,9 @@ fn pdf_without_scope_lines(dir: &Path) -> Vec<String> {
 /// names.
 fn benchmark_words(report: &str) -> std::collections::HashSet<String> {
     let read = |path: &str| -> toml::Value {
-        let text = std::fs::read_to_string(format!(
-            "{}/templates/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
+        let text =
+            std::fs::read_to_string(format!("{}/templates/{path}", env!("CARGO_MANIFEST_DIR")))
+                .unwrap();
         toml::from_str(&text).unwrap()
     };
     let shared = read("shared/en/strings.toml");
@@ -159,7 +157,10 @@ fn benchmark_words(report: &str) -> std::collections::HashSet<String> {
 /// The words of a line, without punctuation, in lower case.
 fn words_of(l: &str) -> Vec<String> {
     l.split(|c: char| !c.is_alphanumeric() && c != '-' && c != '\'')
-        .map(|w| w.trim_matches(|c: char| c == '-' || c == '\'').to_lowercase())
+        .map(|w| {
+            w.trim_matches(|c: char| c == '-' || c == '\'')
+                .to_lowercase()
+        })
         .filter(|w| !w.is_empty())
         .collect()
 }
@@ -173,7 +174,9 @@ fn benchmark_line(l: &str, words: &std::collections::HashSet<String>) -> bool {
             || w == "cn"
             || w == "min"
             || w == "pp"
-            || words.iter().any(|x| x.starts_with(w.as_str()) || x.ends_with(w.as_str()))
+            || words
+                .iter()
+                .any(|x| x.starts_with(w.as_str()) || x.ends_with(w.as_str()))
     })
 }
 
@@ -442,7 +445,11 @@ fn a_burst_writes_each_regions_scoped_edition_from_one_read_of_the_database() {
                 &tmp.path().join(report).join(folder),
                 &["--scope", &format!("region={folder}")],
             );
-            assert!(single.status.success(), "{report} {folder}: {}", text(&single));
+            assert!(
+                single.status.success(),
+                "{report} {folder}: {}",
+                text(&single)
+            );
             let alone = PathBuf::from(String::from_utf8_lossy(&single.stdout).trim());
             let csvs = files(&alone, ".csv");
             assert!(csvs.contains(&"benchmark.csv".to_owned()), "{csvs:?}");
@@ -495,8 +502,14 @@ fn the_benchmarks_company_wide_values_are_the_unscoped_runs() {
             &[
                 ("weekly_retention", "/panels/overall/weekly_retention"),
                 ("monthly_retention", "/panels/overall/monthly_retention"),
-                ("conv_to_feature_rate", "/panels/overall/conv_to_feature_rate"),
-                ("bot_first_resp_share", "/panels/overall/bot_first_resp_share"),
+                (
+                    "conv_to_feature_rate",
+                    "/panels/overall/conv_to_feature_rate",
+                ),
+                (
+                    "bot_first_resp_share",
+                    "/panels/overall/bot_first_resp_share",
+                ),
                 ("avg_resp", "/panels/overall/avg_resp"),
             ],
         ),
@@ -511,11 +524,16 @@ fn the_benchmarks_company_wide_values_are_the_unscoped_runs() {
     for (report, metrics) in cases {
         let o = run_data_only(report, &tmp.path().join("all"), &[]);
         assert!(o.status.success(), "{}", text(&o));
-        let all = json(&PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("summary.json"));
-        assert!(all.get("benchmark").is_none(), "an unscoped run has no benchmark");
+        let all =
+            json(&PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("summary.json"));
+        assert!(
+            all.get("benchmark").is_none(),
+            "an unscoped run has no benchmark"
+        );
         let o = run_data_only(report, &tmp.path().join("cn"), &["--scope", "region=cn"]);
         assert!(o.status.success(), "{}", text(&o));
-        let cn = json(&PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("summary.json"));
+        let cn =
+            json(&PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("summary.json"));
         let rows = cn["benchmark"]["rows"].as_array().expect("a benchmark");
         assert_eq!(rows.len(), metrics.len(), "{report}");
         for (row, (metric, path)) in rows.iter().zip(metrics) {
@@ -524,7 +542,11 @@ fn the_benchmarks_company_wide_values_are_the_unscoped_runs() {
             assert!(company.is_number(), "{report} {metric}: {row}");
             assert_eq!(company, all.pointer(path).unwrap(), "{report} {metric}");
             // The edition's own value is the edition's overall one.
-            assert_eq!(&row["edition"], cn.pointer(path).unwrap(), "{report} {metric}");
+            assert_eq!(
+                &row["edition"],
+                cn.pointer(path).unwrap(),
+                "{report} {metric}"
+            );
             assert!(row["rest_n"].as_f64().unwrap() > 0.0, "{row}");
             assert!(row["p"].is_number(), "tested against the rest: {row}");
         }
@@ -543,7 +565,13 @@ fn a_region_with_fewer_companies_than_the_minimum_gets_no_thin_edition() {
     assert_eq!(o.status.code(), Some(1), "{out}");
     let written: Vec<String> = String::from_utf8_lossy(&o.stdout)
         .lines()
-        .map(|l| Path::new(l).file_name().unwrap().to_string_lossy().into_owned())
+        .map(|l| {
+            Path::new(l)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     assert!(written.contains(&"amer".to_owned()), "{out}");
     assert!(!written.contains(&"latam".to_owned()), "{out}");
@@ -551,7 +579,10 @@ fn a_region_with_fewer_companies_than_the_minimum_gets_no_thin_edition() {
         out.contains("edition region = LATAM") || out.contains("edition region = latam"),
         "{out}"
     );
-    assert!(out.contains("fewer than the report's minimum of 400 (min_cell"), "{out}");
+    assert!(
+        out.contains("fewer than the report's minimum of 400 (min_cell"),
+        "{out}"
+    );
     let period = std::fs::read_dir(tmp.path().join("conversation-usage"))
         .unwrap()
         .next()
@@ -570,7 +601,12 @@ fn page_one_and_the_full_report_set_the_edition_against_the_whole_company() {
         "conversation-usage",
         &["--scope", "region=cn"],
     );
-    let page1 = |lang: &str| common::squash(&common::pdf_page_text(&dir.join(format!("report.{lang}.pdf")), 1));
+    let page1 = |lang: &str| {
+        common::squash(&common::pdf_page_text(
+            &dir.join(format!("report.{lang}.pdf")),
+            1,
+        ))
+    };
     let (en, zh) = (page1("en"), page1("zh"));
     assert!(en.contains("cn:weeklyretention"), "{en}");
     assert!(en.contains("company-wide("), "{en}");

@@ -509,11 +509,9 @@ mod tests {
             company("5", None, Some("North America")),
             company("6", None, None),
         ];
-        let found = Scope::found_spelled(
-            &ScopeRule::Column("region".into()),
-            &companies,
-            |c| c.monthly_spend.is_some(),
-        );
+        let found = Scope::found_spelled(&ScopeRule::Column("region".into()), &companies, |c| {
+            c.monthly_spend.is_some()
+        });
         let got: Vec<(&str, &str, usize, usize)> = found
             .iter()
             .map(|f| (f.spelling.as_str(), f.folder.as_str(), f.companies, f.all))
@@ -526,6 +524,26 @@ mod tests {
                 ("North America", "north_america", 1, 1)
             ]
         );
+    }
+
+    #[test]
+    fn the_other_sides_of_a_scope_are_every_company_or_the_rest_in_their_order() {
+        let all = vec![
+            company("1", None, Some("cn")),
+            company("2", None, Some("emea")),
+            company("3", None, Some("cn")),
+            company("4", None, None),
+        ];
+        let s = Scope::parse("region=cn", false).unwrap();
+        let ids = |v: &[CompanyRow]| v.iter().map(|c| c.company_id.clone()).collect::<Vec<_>>();
+        let rest = s.split(all.clone()).side(ScopeSide::Rest, Vec::new());
+        assert_eq!(ids(&rest.inside), ["2", "4"]);
+        assert_eq!(ids(&rest.outside), ["1", "3"]);
+        let every = Scoped::default().side(ScopeSide::All, all.clone());
+        assert_eq!(ids(&every.inside), ["1", "2", "3", "4"]);
+        assert!(every.outside.is_empty());
+        let inside = s.split(all).side(ScopeSide::Inside, Vec::new());
+        assert_eq!(ids(&inside.inside), ["1", "3"]);
     }
 
     #[test]

@@ -358,8 +358,10 @@ mod tests {
             mean: (3.0, 1.0, 1.0),
         };
         let b = benchmark(&scope, &METRICS, &m, &m, Err("no company outside".into()));
-        assert!(b.rows.iter().all(|r| r.p.is_none()
-            && matches!(r.direction, Direction::NotComparable)));
+        assert!(b
+            .rows
+            .iter()
+            .all(|r| r.p.is_none() && matches!(r.direction, Direction::NotComparable)));
         assert_eq!(b.rest_empty.as_deref(), Some("no company outside"));
         assert_eq!(b.rows[0].difference, Some(0.0));
     }

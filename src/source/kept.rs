@@ -84,11 +84,9 @@ impl Cells for KeptRow {
             KeptCell::Bool(v) => Cell::Bool(*v),
             KeptCell::Other(ty) => Cell::Other(ty),
             // The readers pass UTC, or the run's source timezone for times.
-            KeptCell::Time { utc, local } => Cell::Time(if source_tz == self.tz {
-                *local
-            } else {
-                *utc
-            }),
+            KeptCell::Time { utc, local } => {
+                Cell::Time(if source_tz == self.tz { *local } else { *utc })
+            }
             KeptCell::Unreadable(e) => return Err(CellError::Unreadable(e.clone())),
             KeptCell::Driver(e) => return Err(CellError::Driver(e.clone())),
         })

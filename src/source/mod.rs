@@ -13,8 +13,8 @@
 
 mod backend;
 mod error;
-mod kept;
 pub mod interner;
+mod kept;
 pub mod pg;
 mod row;
 mod sample;
@@ -359,12 +359,16 @@ impl Database {
             return kept::Kept::replay(&rows, table, &self.session.name, &mut f);
         }
         let (tz, mut rows) = (kept.tz(), Vec::with_capacity(self.rows_hint(table)));
-        let n = self
-            .backend
-            .each_row(&self.session, table, sql, params, &mut |r| {
+        let n = self.backend.each_row(
+            &self.session,
+            table,
+            sql,
+            params,
+            &mut |r: &mut RowReader<'_>| {
                 rows.push(r.keep(tz));
                 f(r)
-            })?;
+            },
+        )?;
         self.session.transfer.table(table, n);
         kept.put(key, rows);
         Ok(n)
@@ -601,7 +605,11 @@ mod tests {
         let again = db.reopen().unwrap();
         assert_eq!(read(&again), first, "a replay reads what the database gave");
         assert_eq!(read(&db), first);
-        assert_eq!(db.rows_returned(), [("things", 3)], "a replay reads nothing");
+        assert_eq!(
+            db.rows_returned(),
+            [("things", 3)],
+            "a replay reads nothing"
+        );
         // Another query reads the database; a read stopped by an error keeps nothing.
         let stop = |db: &Database| {
             db.each_row("things", "SELECT size FROM things", |r| {

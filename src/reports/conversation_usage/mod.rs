@@ -28,16 +28,16 @@ use super::{
 };
 use crate::intercom::scope::ScopeSide;
 use crate::intercom::window::{Compare, Window};
-use crate::reports::benchmark;
-use crate::reports::comparison::Unit;
-use crate::stats::claims::{Moments, Proportion};
 use crate::intercom::{CONVERSATION_ENHANCED, USAGE_EVENTS};
 use crate::render::charts::ChartSpec;
 use crate::render::narrative::Narrative;
 use crate::render::templates::Language;
+use crate::reports::benchmark;
 use crate::reports::comparison::Comparison;
+use crate::reports::comparison::Unit;
 use crate::reports::trend::Month;
 use crate::source::{DataError, Database, RowsRead, TableNeed};
+use crate::stats::claims::{Moments, Proportion};
 use load::{ConversationUsageData, UsageTables};
 use metrics::{ConversationUsage, SliceRow, UsageDefinitions};
 
@@ -331,7 +331,7 @@ impl Configured for Settings {
                 &BENCHMARK,
                 &run.current,
                 &company,
-                rest.as_ref(),
+                rest.as_ref().map_err(String::clone),
             ));
             timings.push(("benchmark", t.elapsed()));
         }
@@ -408,11 +408,14 @@ const BENCHMARK: [benchmark::Metric<ConversationUsage>; 5] = [
             benchmark::Side {
                 value: r.avg_resp,
                 rate: None,
-                moments: r.avg_resp.zip(r.counts.resp_var).map(|(mean, var)| Moments {
-                    n: r.counts.resp_n as f64,
-                    mean,
-                    var,
-                }),
+                moments: r
+                    .avg_resp
+                    .zip(r.counts.resp_var)
+                    .map(|(mean, var)| Moments {
+                        n: r.counts.resp_n as f64,
+                        mean,
+                        var,
+                    }),
             }
         },
     },

@@ -180,7 +180,7 @@ impl Configured for Settings {
                 &BENCHMARK,
                 &numbers.current,
                 &company,
-                rest.as_ref(),
+                rest.as_ref().map_err(String::clone),
             ));
             timings.push(("benchmark", t.elapsed()));
         }
