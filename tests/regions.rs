@@ -440,10 +440,16 @@ fn a_burst_writes_each_regions_scoped_edition_from_one_read_of_the_database() {
         let mut reads = Vec::new();
         for dir in &dirs {
             let folder = dir.file_name().unwrap().to_str().unwrap();
+            // The edition's scope is the value as the data spells it.
+            let value = json(&dir.join("summary.json"))["benchmark"]["values"][0]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            assert_eq!(value.to_lowercase(), folder);
             let single = run_data_only(
                 report,
                 &tmp.path().join(report).join(folder),
-                &["--scope", &format!("region={folder}")],
+                &["--scope", &format!("region={value}")],
             );
             assert!(
                 single.status.success(),
