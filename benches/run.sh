@@ -2,7 +2,7 @@
 # cxreport benchmark: prints medians over RUNS runs (default 5).
 #   benches/run.sh              all measurements (scale 300 takes a few minutes)
 #   SCALES="100" benches/run.sh  only the given metrics scales
-#   E2E=0 skips the end-to-end run; BIN=path measures another binary (no build);
+#   E2E=0 skips the end-to-end run; BURST=0 the burst of 5 regions; BIN=path measures another binary (no build);
 #   BENCH_DIR=dir keeps the generated databases there (reused when present)
 #   OLD=path/to/old/binary [RUNS=7] benches/run.sh   only the side-by-side comparison of
 #     the default bilingual run: OLD and this build (or BIN) alternate RUNS times;
@@ -76,6 +76,55 @@ for i in $(seq "$RUNS"); do
     echo "pages_zh $(pdfinfo "$out"/conversation-usage/*/report.zh.pdf | awk '/^Pages:/ {print $2}')"
     manifest_lines "$out"/conversation-usage/*/manifest.json
 done | stats
+}
+
+# A burst (issue 32): the five regional editions of the demo (`--burst region`, both
+# languages, each with its company-wide benchmark) from one read of the database,
+# against one unscoped run and one scoped edition: wall, CPU (user + sys), the rows
+# the database returned (manifest `database.rows_returned`: the burst's, shared by
+# its editions; the unscoped run's loader rows, `row_counts`), and the ratios.
+# BURST=0 skips it.
+[ "${BURST:-1}" = 0 ] || {
+echo "== burst: 5 regional editions (--burst region) vs one unscoped run, both languages (median of $RUNS)"
+for i in $(seq "$RUNS"); do
+    for kind in unscoped scoped burst; do
+        out="$WORK/out-burst-$kind"
+        rm -rf "$out"
+        case $kind in
+            unscoped) extra=() ;;
+            scoped) extra=(--scope region=cn) ;;
+            burst) extra=(--burst region) ;;
+        esac
+        s=$(date +%s%N)
+        cpu=$( { /usr/bin/time -f "%U %S" "$BIN" run --db "$DB1" --out "$out" "${extra[@]}" >/dev/null; } 2>&1 | tail -1)
+        e=$(date +%s%N)
+        echo "${kind}_wall_ms $(( (e - s) / 1000000 ))"
+        echo "${kind}_cpu_ms $(echo "$cpu" | awk '{print ($1 + $2) * 1000}')"
+        python3 - "$out" "$kind" <<'PY'
+import glob, json, sys
+out, kind = sys.argv[1:]
+ms = sorted(glob.glob(out + "/conversation-usage/*/manifest.json") + glob.glob(out + "/conversation-usage/*/*/manifest.json"))
+m = json.load(open(ms[0]))
+db = m["database"]
+rows = db.get("rows_returned") or db["row_counts"]
+print(f"{kind}_editions", len(ms))
+print(f"{kind}_rows_read", sum(rows.values()))
+PY
+    done
+done > "$WORK/burst.txt"
+stats < "$WORK/burst.txt"
+python3 - "$WORK/burst.txt" <<'PY'
+import statistics, sys
+d = {}
+for line in open(sys.argv[1]):
+    k, v = line.split()
+    d.setdefault(k, []).append(float(v))
+m = {k: statistics.median(v) for k, v in d.items()}
+print(f"  burst ÷ unscoped: wall x{m['burst_wall_ms'] / m['unscoped_wall_ms']:.2f}, "
+      f"CPU x{m['burst_cpu_ms'] / m['unscoped_cpu_ms']:.2f}, rows read x{m['burst_rows_read'] / m['unscoped_rows_read']:.2f} "
+      f"for {m['burst_editions']:.0f} editions; one scoped edition: wall x{m['scoped_wall_ms'] / m['unscoped_wall_ms']:.2f}, "
+      f"rows read x{m['scoped_rows_read'] / m['unscoped_rows_read']:.2f} (five scoped runs would read x{5 * m['scoped_rows_read'] / m['unscoped_rows_read']:.2f})")
+PY
 }
 
 # The scales alternate run by run (100, 300, 100, 300, …): this VM's speed drifts over

@@ -68,7 +68,7 @@ fn summary_without_outside(dir: &Path) -> serde_json::Value {
     fn strip(v: &mut serde_json::Value) {
         match v {
             serde_json::Value::Object(m) => {
-                m.retain(|k, _| !k.contains("outside_scope") && k != "covered");
+                m.retain(|k, _| !k.contains("outside_scope") && k != "covered" && k != "benchmark");
                 m.values_mut().for_each(strip);
             }
             serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
@@ -129,6 +129,57 @@ fn pdf_without_scope_lines(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The words the benchmark prints in English: its strings and the report's metric
+/// names.
+fn benchmark_words(report: &str) -> std::collections::HashSet<String> {
+    let read = |path: &str| -> toml::Value {
+        let text =
+            std::fs::read_to_string(format!("{}/templates/{path}", env!("CARGO_MANIFEST_DIR")))
+                .unwrap();
+        toml::from_str(&text).unwrap()
+    };
+    let shared = read("shared/en/strings.toml");
+    let own = read(&format!("{report}/en/strings.toml"));
+    let mut texts: Vec<String> = shared["benchmark"]
+        .as_table()
+        .unwrap()
+        .values()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    for (k, v) in own["change"].as_table().unwrap() {
+        if k.starts_with("metric") || k.starts_with("reading") {
+            texts.extend(v.as_str().map(str::to_owned));
+        }
+    }
+    texts.iter().flat_map(|t| words_of(t)).collect()
+}
+
+/// The words of a line, without punctuation, in lower case.
+fn words_of(l: &str) -> Vec<String> {
+    l.split(|c: char| !c.is_alphanumeric() && c != '-' && c != '\'')
+        .map(|w| {
+            w.trim_matches(|c: char| c == '-' || c == '\'')
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// A line of the benchmark: its words are the benchmark's, numbers, the edition's
+/// value or a wrapped word's part.
+fn benchmark_line(l: &str, words: &std::collections::HashSet<String>) -> bool {
+    words_of(l).iter().all(|w| {
+        words.contains(w)
+            || w.chars().any(|c| c.is_ascii_digit())
+            || w == "cn"
+            || w == "min"
+            || w == "pp"
+            || words
+                .iter()
+                .any(|x| x.starts_with(w.as_str()) || x.ends_with(w.as_str()))
+    })
+}
+
 #[test]
 fn a_scoped_run_is_the_run_of_a_database_of_the_scopes_companies_alone() {
     let tmp = tempfile::tempdir().unwrap();
@@ -143,7 +194,11 @@ fn a_scoped_run_is_the_run_of_a_database_of_the_scopes_companies_alone() {
         let alone = run_into(report, &copy, &tmp.path().join("alone"), &[]);
         let csvs = files(&alone, ".csv");
         assert!(!csvs.is_empty(), "{report}");
-        assert_eq!(files(&scoped, ".csv"), csvs, "{report}");
+        // The scoped edition adds its company-wide benchmark.
+        let mut with_benchmark = files(&scoped, ".csv");
+        with_benchmark.retain(|f| f != "benchmark.csv");
+        assert_eq!(with_benchmark, csvs, "{report}");
+        assert!(scoped.join("benchmark.csv").exists(), "{report}");
         for csv in &csvs {
             assert_eq!(
                 std::fs::read_to_string(scoped.join(csv)).unwrap(),
@@ -157,17 +212,38 @@ fn a_scoped_run_is_the_run_of_a_database_of_the_scopes_companies_alone() {
             "{report}: summary.json"
         );
         // As sorted lines: the scoped cover's edition line moves page breaks, and with
-        // them where a long table repeats its header.
-        let (mut s, mut a) = (
+        // them where a long table repeats its header. Every line of the database of
+        // the scope's companies alone is in the scoped edition, which adds only its
+        // benchmark's (page 1's sentence, the table).
+        let (mut s, a) = (
             pdf_without_scope_lines(&scoped),
             pdf_without_scope_lines(&alone),
         );
-        s.sort();
-        a.sort();
-        let differ: Vec<(&String, &String)> = s.iter().zip(&a).filter(|(x, y)| x != y).collect();
+        // A long table's header repeats after each page break it crosses: the pages
+        // moved, so it may repeat once more or less.
+        let scoped_lines = s.clone();
+        let mut missing = Vec::new();
+        for l in &a {
+            match s.iter().position(|x| x == l) {
+                Some(i) => {
+                    s.swap_remove(i);
+                }
+                None if scoped_lines.contains(l) => {}
+                None => missing.push(l.clone()),
+            }
+        }
         assert!(
-            differ.is_empty() && s.len() == a.len(),
-            "{report}: the PDFs differ: {differ:#?}"
+            missing.is_empty(),
+            "{report}: lines of the scope's database alone missing: {missing:#?}"
+        );
+        let words = benchmark_words(report);
+        let foreign: Vec<&String> = s
+            .iter()
+            .filter(|l| !benchmark_line(l, &words) && !a.contains(l))
+            .collect();
+        assert!(
+            foreign.is_empty(),
+            "{report}: the scoped edition adds more than its benchmark: {foreign:#?}"
         );
         // The other regions' rows are counted as outside the edition, not unmatched.
         let pdf = pdf_text(&scoped.join("report.en.pdf"));
@@ -317,4 +393,241 @@ fn page_one_names_whose_companies_the_edition_covers_in_both_languages() {
     let zh = pdf_text(&dir.join("report.zh.pdf"));
     assert!(en.contains("outside this edition"), "{en}");
     assert!(zh.contains("本版范围以外公司的会话"), "{zh}");
+}
+
+/// The demo's regions, as `--burst region` names their folders.
+const REGIONS: [&str; 5] = ["amer", "emea", "apac", "cn", "latam"];
+
+/// `cxreport run <report> --data-only --as-of … <extra>` into `out`: its output.
+fn run_data_only(report: &str, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "run",
+        report,
+        "--db",
+        demo_db().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "--data-only",
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// How many rows a demo table holds.
+fn table_rows(table: &str) -> u64 {
+    rusqlite::Connection::open(demo_db())
+        .unwrap()
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap() as u64
+}
+
+#[test]
+fn a_burst_writes_each_regions_scoped_edition_from_one_read_of_the_database() {
+    let tmp = tempfile::tempdir().unwrap();
+    for report in ["conversation-usage", "tag-drivers"] {
+        let burst_out = tmp.path().join(report).join("burst");
+        let o = run_data_only(report, &burst_out, &["--burst", "region"]);
+        assert!(o.status.success(), "{report}: {}", text(&o));
+        let dirs: Vec<PathBuf> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(PathBuf::from)
+            .collect();
+        let mut folders: Vec<String> = dirs
+            .iter()
+            .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        folders.sort();
+        let mut want = REGIONS.map(str::to_owned).to_vec();
+        want.sort();
+        assert_eq!(folders, want, "{report}: one edition per region");
+        let mut reads = Vec::new();
+        for dir in &dirs {
+            let folder = dir.file_name().unwrap().to_str().unwrap();
+            // The edition's scope is the value as the data spells it.
+            let value = json(&dir.join("summary.json"))["benchmark"]["values"][0]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            assert_eq!(value.to_lowercase(), folder);
+            let single = run_data_only(
+                report,
+                &tmp.path().join(report).join(folder),
+                &["--scope", &format!("region={value}")],
+            );
+            assert!(
+                single.status.success(),
+                "{report} {folder}: {}",
+                text(&single)
+            );
+            let alone = PathBuf::from(String::from_utf8_lossy(&single.stdout).trim());
+            let csvs = files(&alone, ".csv");
+            assert!(csvs.contains(&"benchmark.csv".to_owned()), "{csvs:?}");
+            assert_eq!(files(dir, ".csv"), csvs, "{report} {folder}");
+            for f in csvs.iter().map(String::as_str).chain(["summary.json"]) {
+                assert!(
+                    std::fs::read(dir.join(f)).unwrap() == std::fs::read(alone.join(f)).unwrap(),
+                    "{report} {folder}: {f} differs from the scoped run's"
+                );
+            }
+            let m = json(&dir.join("manifest.json"));
+            reads.push(m["database"]["rows_returned"].clone());
+            // The scoped run read each table once for its edition and benchmark.
+            assert_eq!(
+                m["database"]["rows_returned"],
+                json(&alone.join("manifest.json"))["database"]["rows_returned"],
+                "{report} {folder}"
+            );
+        }
+        // Every edition's manifest shows the burst's reads: the companies read
+        // once for five editions and their benchmarks, every table once.
+        assert!(reads.windows(2).all(|w| w[0] == w[1]), "{reads:#?}");
+        let tables = &reads[0];
+        assert_eq!(
+            tables["intercom__company_enhanced"].as_u64(),
+            Some(table_rows("intercom__company_enhanced")),
+            "{report}: {tables}"
+        );
+        assert_eq!(
+            tables["intercom__conversation_metrics"].as_u64(),
+            Some(table_rows("intercom__conversation_metrics")),
+            "{report}: {tables}"
+        );
+        if report == "conversation-usage" {
+            assert_eq!(
+                tables["usage_events"].as_u64(),
+                Some(table_rows("usage_events")),
+                "{tables}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_benchmarks_company_wide_values_are_the_unscoped_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[(&str, &str)]); 2] = [
+        (
+            "conversation-usage",
+            &[
+                ("weekly_retention", "/panels/overall/weekly_retention"),
+                ("monthly_retention", "/panels/overall/monthly_retention"),
+                (
+                    "conv_to_feature_rate",
+                    "/panels/overall/conv_to_feature_rate",
+                ),
+                (
+                    "bot_first_resp_share",
+                    "/panels/overall/bot_first_resp_share",
+                ),
+                ("avg_resp", "/panels/overall/avg_resp"),
+            ],
+        ),
+        (
+            "tag-drivers",
+            &[
+                ("share_rated_le2", "/baseline/share_rated_le2"),
+                ("reopen_rate", "/baseline/reopen_rate"),
+            ],
+        ),
+    ];
+    for (report, metrics) in cases {
+        let o = run_data_only(report, &tmp.path().join("all"), &[]);
+        assert!(o.status.success(), "{}", text(&o));
+        let all =
+            json(&PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("summary.json"));
+        assert!(
+            all.get("benchmark").is_none(),
+            "an unscoped run has no benchmark"
+        );
+        let o = run_data_only(report, &tmp.path().join("cn"), &["--scope", "region=cn"]);
+        assert!(o.status.success(), "{}", text(&o));
+        let cn =
+            json(&PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("summary.json"));
+        let rows = cn["benchmark"]["rows"].as_array().expect("a benchmark");
+        assert_eq!(rows.len(), metrics.len(), "{report}");
+        for (row, (metric, path)) in rows.iter().zip(metrics) {
+            assert_eq!(row["metric"], *metric);
+            let company = &row["company"];
+            assert!(company.is_number(), "{report} {metric}: {row}");
+            assert_eq!(company, all.pointer(path).unwrap(), "{report} {metric}");
+            // The edition's own value is the edition's overall one.
+            assert_eq!(
+                &row["edition"],
+                cn.pointer(path).unwrap(),
+                "{report} {metric}"
+            );
+            assert!(row["rest_n"].as_f64().unwrap() > 0.0, "{row}");
+            assert!(row["p"].is_number(), "tested against the rest: {row}");
+        }
+    }
+}
+
+#[test]
+fn a_region_with_fewer_companies_than_the_minimum_gets_no_thin_edition() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = run_data_only(
+        "conversation-usage",
+        tmp.path(),
+        &["--burst", "region", "--min-cell", "400"],
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let written: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| {
+            Path::new(l)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert!(written.contains(&"amer".to_owned()), "{out}");
+    assert!(!written.contains(&"latam".to_owned()), "{out}");
+    assert!(
+        out.contains("edition region = LATAM") || out.contains("edition region = latam"),
+        "{out}"
+    );
+    assert!(
+        out.contains("fewer than the report's minimum of 400 (min_cell"),
+        "{out}"
+    );
+    let period = std::fs::read_dir(tmp.path().join("conversation-usage"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(!period.join("latam").exists(), "no thin edition is written");
+}
+
+#[test]
+fn page_one_and_the_full_report_set_the_edition_against_the_whole_company() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = run_report(
+        demo_db(),
+        tmp.path(),
+        "conversation-usage",
+        &["--scope", "region=cn"],
+    );
+    let page1 = |lang: &str| {
+        common::squash(&common::pdf_page_text(
+            &dir.join(format!("report.{lang}.pdf")),
+            1,
+        ))
+    };
+    let (en, zh) = (page1("en"), page1("zh"));
+    assert!(en.contains("cn:weeklyretention"), "{en}");
+    assert!(en.contains("company-wide("), "{en}");
+    assert!(en.contains("againsttherestofthecompany."), "{en}");
+    assert!(zh.contains("全公司为"), "{zh}");
+    assert!(zh.contains("经检验"), "{zh}");
+    let en = pdf_text(&dir.join("report.en.pdf"));
+    assert!(en.contains("This edition vs company-wide"), "{en}");
+    let zh = pdf_text(&dir.join("report.zh.pdf"));
+    assert!(zh.contains("本版与全公司对比"), "{zh}");
 }

@@ -38,6 +38,15 @@ pub struct RunArgs {
     /// keeps the companies tagged `region:cn`).
     #[arg(long, value_name = "PREFIX=VALUES", conflicts_with = "job")]
     scope_tag: Option<String>,
+    /// One edition per value of this company column (`region`), from one read of
+    /// the database: each written as `--scope COLUMN=VALUE` writes it, with its
+    /// company-wide benchmark; prints each edition's folder.
+    #[arg(long, value_name = "COLUMN", conflicts_with_all = ["scope", "scope_tag", "burst_tag", "job"])]
+    burst: Option<String>,
+    /// As --burst, by a company tag prefix (`region:`: one edition per `region:…`
+    /// value).
+    #[arg(long, value_name = "PREFIX", conflicts_with_all = ["scope", "scope_tag", "job"])]
+    burst_tag: Option<String>,
     /// rolling:<N>m | calendar:<N>m | range:<YYYY-MM-DD>..<YYYY-MM-DD> [default:
     /// rolling:6m] (reports that cut a window)
     // No clap default: a report that cuts no window refuses one given, which it
@@ -156,6 +165,39 @@ pub fn run(args: RunArgs, options: Options) -> Result<(), Failure> {
         time_limit: Some(std::time::Duration::from_secs(args.timeout_secs.max(1))),
         watch: Vec::new(),
     };
+    let by = match (&args.burst, &args.burst_tag) {
+        (Some(column), _) => Some(burst_rule(column, false)?),
+        (None, Some(prefix)) => Some(burst_rule(prefix, true)?),
+        (None, None) => None,
+    };
+    if let Some(by) = by {
+        let burst = pipeline::burst::BurstRequest {
+            run: req,
+            by,
+            per_value: Default::default(),
+        };
+        let editions = match args.as_of {
+            Some(t) => pipeline::burst::run_burst(&burst, &FixedClock(t)),
+            None => pipeline::burst::run_burst(&burst, &SystemClock),
+        }?;
+        drop(spinner);
+        let mut failed = Vec::new();
+        for e in &editions {
+            match &e.outcome {
+                Ok(outcome) => println!("{}", outcome.dir.display()),
+                Err(why) => failed.push(format!("{}: {why:#}", e.folder)),
+            }
+        }
+        if failed.is_empty() {
+            return Ok(());
+        }
+        return Err(Failure::failed(format!(
+            "{} of {} editions not written: {}",
+            failed.len(),
+            editions.len(),
+            failed.join("; ")
+        )));
+    }
     let outcome = match args.as_of {
         Some(t) => pipeline::run(&req, &FixedClock(t)),
         None => pipeline::run(&req, &SystemClock),
@@ -163,4 +205,12 @@ pub fn run(args: RunArgs, options: Options) -> Result<(), Failure> {
     drop(spinner);
     println!("{}", outcome.dir.display());
     Ok(())
+}
+
+/// `--burst COLUMN` / `--burst-tag PREFIX`, checked as a scope's rule is.
+fn burst_rule(arg: &str, tag: bool) -> Result<crate::intercom::scope::ScopeRule, Failure> {
+    let flag = if tag { "--burst-tag" } else { "--burst" };
+    Scope::parse(&format!("{arg}=*"), tag)
+        .map(|s| s.rule)
+        .map_err(|e| Failure::usage(format!("{flag} {arg:?}: {e}")))
 }

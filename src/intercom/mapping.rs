@@ -67,6 +67,11 @@ pub struct Mapping {
     /// says whose report it is, not what the data means.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<super::scope::Scope>,
+    /// Which companies of the scope a computation describes: the scope's (every
+    /// edition), or, for the edition's company-wide benchmark computed from the same
+    /// rows, every company or the rest of the company. Never written by a user.
+    #[serde(skip)]
+    pub scope_side: super::scope::ScopeSide,
 }
 
 impl Default for Mapping {
@@ -91,6 +96,7 @@ impl Default for Mapping {
             expansion_segments: vec!["expansion".into()],
             usage_company_key: "company_id".into(),
             scope: None,
+            scope_side: super::scope::ScopeSide::Inside,
         }
     }
 }

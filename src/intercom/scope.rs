@@ -23,6 +23,18 @@ pub enum ScopeRule {
     TagPrefix(String),
 }
 
+/// Which companies of a scope a computation describes ([`Scoped::side`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ScopeSide {
+    /// The scope's companies: the edition.
+    #[default]
+    Inside,
+    /// Every company, as an unscoped run: the company-wide benchmark.
+    All,
+    /// The companies outside the scope: what the edition is tested against.
+    Rest,
+}
+
 /// The companies an edition covers: those whose value under `rule` is one of
 /// `values`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +114,19 @@ impl From<Scope> for ScopeSpec {
     }
 }
 
+/// A value found under a rule ([`Scope::found_spelled`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundValue {
+    /// As the data spells it most often (`CN`).
+    pub spelling: String,
+    /// Its edition's folder ([`Scope::folder`]: `cn`).
+    pub folder: String,
+    /// The companies holding it that were counted (the paying ones).
+    pub companies: usize,
+    /// Every company holding it.
+    pub all: usize,
+}
+
 /// What a scope made of the companies: those inside it, in their order, and those
 /// outside it (whose conversations and events are counted as outside the scope).
 #[derive(Debug, Clone, Default)]
@@ -111,6 +136,22 @@ pub struct Scoped {
 }
 
 impl Scoped {
+    /// The side `side` describes, from the split of `all` (in their order): the
+    /// rest of the company swaps the two sides; every company leaves none outside.
+    pub fn side(self, side: ScopeSide, all: Vec<CompanyRow>) -> Self {
+        match side {
+            ScopeSide::Inside => self,
+            ScopeSide::Rest => Self {
+                inside: self.outside,
+                outside: self.inside,
+            },
+            ScopeSide::All => Self {
+                inside: all,
+                outside: Vec::new(),
+            },
+        }
+    }
+
     /// The names of the companies outside the scope, to tell a conversation of one
     /// of them (outside the edition) from one that names no company at all.
     pub fn outside_names(&self) -> OutsideNames {
@@ -304,6 +345,77 @@ impl Scope {
         out
     }
 
+    /// [`Scope::found`] with each value as the data spells it most often (then the
+    /// first spelling in order) and the companies holding it that `counted` keeps
+    /// (the paying ones): what a burst makes an edition of.
+    pub fn found_spelled(
+        rule: &ScopeRule,
+        companies: &[CompanyRow],
+        counted: impl Fn(&CompanyRow) -> bool,
+    ) -> Vec<FoundValue> {
+        let raw = |c: &CompanyRow| -> Vec<String> {
+            match rule {
+                ScopeRule::Column(_) => c
+                    .mapped
+                    .scope
+                    .as_deref()
+                    .map(|v| v.trim().to_owned())
+                    .into_iter()
+                    .collect(),
+                ScopeRule::TagPrefix(p) => c
+                    .tags
+                    .as_deref()
+                    .map(|t| {
+                        split_items(t)
+                            .filter_map(|t| after_prefix(t, p))
+                            .map(|v| v.trim().to_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }
+        };
+        let mut spellings: BTreeMap<String, Vec<(String, usize)>> = BTreeMap::new();
+        let mut kept: BTreeMap<String, usize> = BTreeMap::new();
+        for c in companies {
+            let mut seen: Vec<String> = Vec::new();
+            for v in raw(c) {
+                let label = label_form(&v);
+                if label.is_empty() || seen.contains(&label) {
+                    continue;
+                }
+                let s = spellings.entry(label.clone()).or_default();
+                match s.iter_mut().find(|(w, _)| *w == v) {
+                    Some((_, n)) => *n += 1,
+                    None => s.push((v, 1)),
+                }
+                if counted(c) {
+                    *kept.entry(label.clone()).or_default() += 1;
+                }
+                seen.push(label);
+            }
+        }
+        Self::found(rule, companies)
+            .into_iter()
+            .map(|(label, all)| {
+                let spelling = spellings
+                    .get(&label)
+                    .and_then(|s| s.iter().rev().max_by_key(|(_, n)| *n))
+                    .map_or_else(|| label.clone(), |(w, _)| w.clone());
+                let folder = Scope {
+                    rule: rule.clone(),
+                    values: vec![label.clone()],
+                }
+                .folder();
+                FoundValue {
+                    companies: kept.get(&label).copied().unwrap_or(0),
+                    all,
+                    spelling,
+                    folder,
+                }
+            })
+            .collect()
+    }
+
     /// Why a run refuses the scope on `companies` (all of them, before the split):
     /// a value no company holds, with the values found.
     pub fn refusal(&self, companies: &[CompanyRow]) -> Option<String> {
@@ -383,6 +495,55 @@ mod tests {
         assert!(s.contains(&company("1", Some("segment:renewal, region:CN"), None)));
         assert!(!s.contains(&company("2", Some("region:emea"), None)));
         assert!(!s.contains(&company("3", Some("cn"), None)));
+    }
+
+    #[test]
+    fn values_found_carry_their_commonest_spelling_folder_and_counted_companies() {
+        let mut unpaid = company("4", None, Some("emea"));
+        unpaid.monthly_spend = None;
+        let companies = vec![
+            company("1", None, Some("cn")),
+            company("2", None, Some("EMEA")),
+            company("3", None, Some(" EMEA ")),
+            unpaid,
+            company("5", None, Some("North America")),
+            company("6", None, None),
+        ];
+        let found = Scope::found_spelled(&ScopeRule::Column("region".into()), &companies, |c| {
+            c.monthly_spend.is_some()
+        });
+        let got: Vec<(&str, &str, usize, usize)> = found
+            .iter()
+            .map(|f| (f.spelling.as_str(), f.folder.as_str(), f.companies, f.all))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("EMEA", "emea", 2, 3),
+                ("cn", "cn", 1, 1),
+                ("North America", "north_america", 1, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_other_sides_of_a_scope_are_every_company_or_the_rest_in_their_order() {
+        let all = vec![
+            company("1", None, Some("cn")),
+            company("2", None, Some("emea")),
+            company("3", None, Some("cn")),
+            company("4", None, None),
+        ];
+        let s = Scope::parse("region=cn", false).unwrap();
+        let ids = |v: &[CompanyRow]| v.iter().map(|c| c.company_id.clone()).collect::<Vec<_>>();
+        let rest = s.split(all.clone()).side(ScopeSide::Rest, Vec::new());
+        assert_eq!(ids(&rest.inside), ["2", "4"]);
+        assert_eq!(ids(&rest.outside), ["1", "3"]);
+        let every = Scoped::default().side(ScopeSide::All, all.clone());
+        assert_eq!(ids(&every.inside), ["1", "2", "3", "4"]);
+        assert!(every.outside.is_empty());
+        let inside = s.split(all).side(ScopeSide::Inside, Vec::new());
+        assert_eq!(ids(&inside.inside), ["1", "3"]);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::intercom::mapping::{Mapping, Paying};
-use crate::intercom::scope::Scoped;
+use crate::intercom::scope::{ScopeSide, Scoped};
 use crate::intercom::window::Window;
 use crate::intercom::{CompanyRow, Mapped, COMPANY_ENHANCED, CONVERSATION_ENHANCED, USAGE_EVENTS};
 use crate::source::{DataError, Database, Latest, Missing, Param, TableNeed};
@@ -250,7 +250,10 @@ pub fn load_companies_scoped(db: &Database, mapping: &Mapping) -> Result<Scoped,
                     problems: vec![why],
                 });
             }
-            scope.split(companies)
+            match mapping.scope_side {
+                ScopeSide::All => Scoped::default().side(ScopeSide::All, companies),
+                side => scope.split(companies).side(side, Vec::new()),
+            }
         }
         None => Scoped {
             inside: companies,

@@ -14,6 +14,7 @@
 //! This layer speaks its own types ([`Request`], [`Options`], [`ReportError`]): it knows
 //! nothing of runs, jobs or the command line.
 
+pub mod benchmark;
 pub mod comparison;
 pub mod conversation_usage;
 pub mod customer_segmentation;
@@ -205,6 +206,12 @@ pub trait Configured: Send + Sync {
     /// [`Configured::compute`].
     fn compares_with_earlier_output(&self) -> bool {
         false
+    }
+    /// The fewest paying companies an edition of one scope value (a burst's) may
+    /// describe, from the report's own thresholds, with the threshold in words; a
+    /// value with fewer gets no edition of thin numbers. `None`: no minimum.
+    fn min_companies(&self) -> Option<(usize, &'static str)> {
+        None
     }
     /// Loads the rows and computes the numbers; `earlier` is what the run layer found
     /// of the report's earlier outputs (when it asks for them); `timings` receives

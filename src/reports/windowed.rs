@@ -81,6 +81,9 @@ pub struct Windowed<M, T> {
     /// The data's dates ([`Span::data`]): the method names the window's anchor, the
     /// latest conversation.
     pub data: Option<Window>,
+    /// A scoped edition's headline metrics against the whole company (none without a
+    /// scope): the report sets it from [`window_metrics`] on the other sides.
+    pub benchmark: Option<super::benchmark::Benchmark>,
 }
 
 impl<M, T> Windowed<M, T> {
@@ -114,6 +117,9 @@ impl<M, T: serde::Serialize> Windowed<M, T> {
         }
         if let Some(t) = &self.trend {
             current["trend"] = serde_json::json!(t);
+        }
+        if let Some(b) = &self.benchmark {
+            current["benchmark"] = serde_json::json!(b);
         }
         current
     }
@@ -186,7 +192,24 @@ pub fn compute<R: WindowedReport>(
         rows_read,
         partial: comparison::clip(window, span.data).and_then(|(c, p)| p.then_some(c)),
         data: span.data,
+        benchmark: None,
     })
+}
+
+/// `report`'s metrics of the window alone, from a load over the same span as
+/// [`compute`]'s (so a database that keeps its reads serves them from memory): the
+/// other sides of a scoped edition's benchmark.
+pub fn window_metrics<R: WindowedReport>(
+    report: &R,
+    span: Span<'_>,
+) -> Result<R::Metrics, ReportError> {
+    let window = span.window;
+    let before = window.comparison(span.spec, span.compare);
+    let cover = before.map(|b| (b, coverage(span, b)));
+    let loaded = report.load(load_span(span, cover.as_ref()), window)?;
+    let metrics = report.metrics(&loaded, window);
+    std::thread::spawn(move || drop(loaded));
+    Ok(metrics?)
 }
 
 /// The two sides of the comparison with `before` as [`comparison::coverage`] cuts

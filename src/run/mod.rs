@@ -9,6 +9,7 @@
 //! `untranslated`, `mapping_matches`), which open and check the database exactly as a
 //! run does.
 
+pub mod burst;
 pub mod edition;
 pub mod output;
 pub mod watch;
@@ -97,6 +98,17 @@ pub enum RunError {
     Worker(#[from] worker::WorkerError),
     #[error("report `{report}` reads no Intercom companies, so it takes no scope (`{scope}`): a scope restricts the reports that describe companies (tag-drivers, conversation-usage)")]
     ScopeWithoutCompanies { report: String, scope: String },
+    #[error("burst by {rule}: no company of the database has a value there, so there is no edition to write (name a company column or tag prefix the companies carry)")]
+    BurstFindsNoValue { rule: String },
+    #[error("{report}, edition {rule} = {value}: {companies} paying companies, fewer than the report's minimum of {minimum} ({threshold}); no edition of thin numbers is written")]
+    TooFewCompanies {
+        report: String,
+        rule: String,
+        value: String,
+        companies: usize,
+        minimum: usize,
+        threshold: &'static str,
+    },
 }
 
 /// A timezone as its IANA name (the request crosses to a worker as JSON).
@@ -123,7 +135,9 @@ impl crate::exit::Classify for RunError {
         match self {
             Self::UnknownReport(_)
             | Self::UnknownOption { .. }
-            | Self::ScopeWithoutCompanies { .. } => Exit::Usage,
+            | Self::ScopeWithoutCompanies { .. }
+            | Self::BurstFindsNoValue { .. } => Exit::Usage,
+            Self::TooFewCompanies { .. } => Exit::Failed,
             Self::Data(e) => e.exit(),
             Self::Report(e) => e.exit(),
             Self::Output(e) => e.exit(),
@@ -224,14 +238,36 @@ pub fn prepare(req: &RunRequest, clock: &dyn Clock) -> Result<Prepared, RunError
     let deadline = worker::deadline(req.time_limit);
     worker::stage("open the database");
     let t = Instant::now();
-    let db = Database::open_within(&req.db, deadline)?;
-    let rr = req.report_request();
-    let needs = configured.needs(&db, &rr)?;
+    let mut db = Database::open_within(&req.db, deadline)?;
+    // A scoped edition computes its company-wide benchmark from the same rows: each
+    // table is read once.
+    if req.mapping.scope.is_some() {
+        db.keep_reads(req.source_tz);
+    }
+    check_needs(report, configured.as_ref(), &db, req)?;
+    stage_done("open the database", t.elapsed(), None);
+    let plan = plan_on(configured.as_ref(), &db, req, reference)?;
+    Ok(Prepared {
+        report,
+        configured,
+        db,
+        reference,
+        deadline,
+        plan,
+    })
+}
+
+/// The database has what the report needs with the request's options, and a scope
+/// is asked of a report that reads companies.
+fn check_needs(
+    report: &dyn Report,
+    configured: &dyn Configured,
+    db: &Database,
+    req: &RunRequest,
+) -> Result<(), RunError> {
+    let needs = configured.needs(db, &req.report_request())?;
     if let Some(scope) = &req.mapping.scope {
-        if !needs
-            .iter()
-            .any(|n| n.table == crate::intercom::COMPANY_ENHANCED)
-        {
+        if !reads_companies(&needs) {
             return Err(RunError::ScopeWithoutCompanies {
                 report: req.report.clone(),
                 scope: scope.describe(),
@@ -239,10 +275,25 @@ pub fn prepare(req: &RunRequest, clock: &dyn Clock) -> Result<Prepared, RunError
         }
     }
     db.check(report.name(), &needs)?;
-    stage_done("open the database", t.elapsed(), None);
+    Ok(())
+}
+
+fn reads_companies(needs: &[crate::source::TableNeed]) -> bool {
+    needs
+        .iter()
+        .any(|n| n.table == crate::intercom::COMPANY_ENHANCED)
+}
+
+/// The report's plan of the request at `reference`, with the mapping it uses.
+fn plan_on(
+    configured: &dyn Configured,
+    db: &Database,
+    req: &RunRequest,
+    reference: DateTime<Utc>,
+) -> Result<Plan, RunError> {
     worker::stage("plan");
     let t = Instant::now();
-    let mut plan = configured.plan(&db, &rr, reference)?;
+    let mut plan = configured.plan(db, &req.report_request(), reference)?;
     tracing::debug!(stage = "plan", elapsed_ms = ms(t.elapsed()), period = %plan.period, "stage finished");
     // Every report states the mapping it used: the appendix a line (what differs
     // from the defaults), the manifest every rule.
@@ -252,14 +303,7 @@ pub fn prepare(req: &RunRequest, clock: &dyn Clock) -> Result<Prepared, RunError
         "mapping".into(),
         serde_json::to_value(&req.mapping).unwrap_or_default(),
     );
-    Ok(Prepared {
-        report,
-        configured,
-        db,
-        reference,
-        deadline,
-        plan,
-    })
+    Ok(plan)
 }
 
 /// What is wrong with a request before any data is read: options the report does not
@@ -327,6 +371,39 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
         deadline,
         plan,
     } = prepared;
+    execute_on(
+        Planned {
+            report,
+            configured: configured.as_ref(),
+            db: &db,
+            reference,
+            deadline,
+            plan,
+        },
+        req,
+    )
+}
+
+/// A planned run on a database that may serve other runs too (a burst's editions).
+struct Planned<'a> {
+    report: &'static dyn Report,
+    configured: &'a dyn Configured,
+    db: &'a Database,
+    reference: DateTime<Utc>,
+    deadline: Option<crate::clock::Deadline>,
+    plan: Plan,
+}
+
+/// Loads, computes, renders and writes `planned` in this process.
+fn execute_on(planned: Planned<'_>, req: &RunRequest) -> Result<RunOutcome, RunError> {
+    let Planned {
+        report,
+        configured,
+        db,
+        reference,
+        deadline,
+        plan,
+    } = planned;
     let mut timings = Vec::new();
     // CPU per stage (`cpu_*` in the timings): the process's, between stage ends, and
     // the chart engine's own threads'.
@@ -344,8 +421,8 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
         Earlier::NoOutputs
     };
     let computed = configured
-        .compute(&db, &req.report_request(), &plan, &earlier, &mut timings)
-        .map_err(|e| reports::explain_empty(&db, &req.report_request(), &plan, e))?;
+        .compute(db, &req.report_request(), &plan, &earlier, &mut timings)
+        .map_err(|e| reports::explain_empty(db, &req.report_request(), &plan, e))?;
     computed_stages(&timings, computed.as_ref());
 
     worker::stage("findings");
@@ -396,7 +473,7 @@ fn execute_here(prepared: Prepared, req: &RunRequest) -> Result<RunOutcome, RunE
     let comparison_period = computed.comparison().map(|c| c.period.clone());
     timings.push(("write_data", t.elapsed()));
 
-    let (mut manifest, provenance) = manifest(req, &db, &plan, computed.rows_read(), reference)?;
+    let (mut manifest, provenance) = manifest(req, db, &plan, computed.rows_read(), reference)?;
     let mut engine_start_cpu = None;
     if let Some(Ok(Ok((startup, startup_cpu)))) = engine_warmup.map(|h| h.join()) {
         timings.push(("chart_engine_start", startup));
@@ -776,6 +853,17 @@ fn manifest(
         "sha256": sha,
         "row_counts": rows,
     });
+    if db.keeps_reads() {
+        // The rows every table's queries returned from the database, for every
+        // edition these rows serve (a burst, a scoped edition's benchmark): each
+        // table once.
+        let tables: serde_json::Map<String, serde_json::Value> = db
+            .rows_returned()
+            .into_iter()
+            .map(|(t, n)| (t.to_owned(), json!(n)))
+            .collect();
+        database["rows_returned"] = json!(tables);
+    }
     if db.location().file().is_none() {
         // What crossed the network: rows (the span's, the events' day summaries),
         // the bytes of their messages, and the rows per table (a table read twice

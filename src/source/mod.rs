@@ -14,6 +14,7 @@
 mod backend;
 mod error;
 pub mod interner;
+mod kept;
 pub mod pg;
 mod row;
 mod sample;
@@ -97,6 +98,9 @@ pub struct Database {
     backend: Box<dyn Backend>,
     location: Location,
     session: Session,
+    /// The rows read so far, replayed to a query read before
+    /// ([`Database::keep_reads`]); `None`: every query reads the database.
+    kept: Option<Arc<kept::Kept>>,
 }
 
 impl Database {
@@ -140,6 +144,7 @@ impl Database {
                 deadline: None,
                 transfer,
             },
+            kept: None,
         };
         if let Some(d) = deadline {
             db.set_deadline(d)?;
@@ -149,11 +154,30 @@ impl Database {
 
     /// A second connection to the same database (a loader on another thread).
     pub fn reopen(&self) -> Result<Self, DataError> {
-        Self::open_counting(
+        let mut db = Self::open_counting(
             &self.location,
             Arc::clone(&self.session.transfer),
             self.session.deadline,
-        )
+        )?;
+        db.kept = self.kept.clone();
+        Ok(db)
+    }
+
+    /// From now on every query's rows are kept in memory as they are read, and the
+    /// same query (SQL and bound values) again reads them from there, not from the
+    /// database (by this connection and those [`Database::reopen`] makes): the
+    /// editions of a burst, and a scoped edition's company-wide benchmark, load
+    /// their rows from one read of each table. `source_tz` is the timezone the
+    /// readers place times without a zone in.
+    pub fn keep_reads(&mut self, source_tz: Tz) {
+        if self.kept.as_ref().is_none_or(|k| k.tz() != source_tz) {
+            self.kept = Some(Arc::new(kept::Kept::new(source_tz)));
+        }
+    }
+
+    /// Whether queries read rows kept in memory ([`Database::keep_reads`]).
+    pub fn keeps_reads(&self) -> bool {
+        self.kept.is_some()
     }
 
     /// Stops every later query past `deadline`: SQLite through its progress handler
@@ -323,10 +347,30 @@ impl Database {
         params: &[Param],
         mut f: impl FnMut(&mut RowReader<'_>) -> Result<(), DataError>,
     ) -> Result<u64, DataError> {
-        let n = self
-            .backend
-            .each_row(&self.session, table, sql, params, &mut f)?;
+        let Some(kept) = &self.kept else {
+            let n = self
+                .backend
+                .each_row(&self.session, table, sql, params, &mut f)?;
+            self.session.transfer.table(table, n);
+            return Ok(n);
+        };
+        let key = kept::Kept::key(sql, params);
+        if let Some(rows) = kept.get(&key) {
+            return kept::Kept::replay(&rows, table, &self.session.name, &mut f);
+        }
+        let (tz, mut rows) = (kept.tz(), Vec::with_capacity(self.rows_hint(table)));
+        let n = self.backend.each_row(
+            &self.session,
+            table,
+            sql,
+            params,
+            &mut |r: &mut RowReader<'_>| {
+                rows.push(r.keep(tz));
+                f(r)
+            },
+        )?;
         self.session.transfer.table(table, n);
+        kept.put(key, rows);
         Ok(n)
     }
 
@@ -521,6 +565,64 @@ mod tests {
             Database::open(&dir.path().join("missing.sqlite").into()),
             Err(DataError::Open { .. })
         ));
+    }
+
+    #[test]
+    fn kept_reads_replay_every_cell_and_count_one_read() {
+        let (_d, mut db) = db_with(
+            "CREATE TABLE things (id TEXT, size, at TEXT, b BLOB);
+             INSERT INTO things VALUES ('a', 1.5, '2024-01-02 03:04:05', NULL),
+                 ('b', 7, 'garbage', x'00'), (NULL, 'lots', NULL, NULL);",
+        );
+        db.keep_reads(Tz::UTC);
+        assert!(db.keeps_reads());
+        let read = |db: &Database| {
+            let mut bad = BadTimestamps::default();
+            let mut ts = TsParser {
+                tz: Tz::UTC,
+                bad: &mut bad,
+            };
+            let mut seen = Vec::new();
+            db.each_row("things", "SELECT id, size, at, b FROM things", |r| {
+                seen.push((
+                    r.text(0, "id")?,
+                    r.time(2, "at", &mut ts)?,
+                    r.text(3, "b").map_err(|e| e.to_string()),
+                    r.real(1, "size").map_err(|e| e.to_string()),
+                ));
+                Ok(())
+            })
+            .unwrap();
+            (seen, bad.0.get("things.at").copied())
+        };
+        let first = read(&db);
+        assert!(
+            matches!(&first.0[2].3, Err(e) if e.contains("row #3")),
+            "{first:?}"
+        );
+        assert_eq!(first.1, Some(1));
+        assert_eq!(db.rows_returned(), [("things", 3)]);
+        let again = db.reopen().unwrap();
+        assert_eq!(read(&again), first, "a replay reads what the database gave");
+        assert_eq!(read(&db), first);
+        assert_eq!(
+            db.rows_returned(),
+            [("things", 3)],
+            "a replay reads nothing"
+        );
+        // Another query reads the database; a read stopped by an error keeps nothing.
+        let stop = |db: &Database| {
+            db.each_row("things", "SELECT size FROM things", |r| {
+                r.real(0, "size").map(|_| ())
+            })
+        };
+        assert!(stop(&db).is_err());
+        assert!(stop(&db).is_err());
+        let n = db
+            .each_row("things", "SELECT id FROM things", |_| Ok(()))
+            .unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(db.rows_returned(), [("things", 6)]);
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub(crate) enum CellError {
 pub(crate) trait Cells {
     /// Column `i`; `source_tz` places times without a zone.
     fn cell(&self, i: usize, source_tz: Tz) -> Result<Cell<'_>, CellError>;
+    /// How many columns the row has.
+    fn width(&self) -> usize;
 }
 
 /// Typed access to one row, with errors naming the table, column and row.
@@ -53,6 +55,11 @@ impl<'a> RowReader<'a> {
 }
 
 impl RowReader<'_> {
+    /// Every cell of the row, kept in memory (`kept`).
+    pub(crate) fn keep(&self, tz: Tz) -> super::kept::KeptRow {
+        super::kept::KeptRow::of(self.row, tz)
+    }
+
     fn value(&self, i: usize, column: &'static str, tz: Tz) -> Result<Cell<'_>, DataError> {
         self.row.cell(i, tz).map_err(|e| match e {
             CellError::Driver(cause) => DataError::Query {

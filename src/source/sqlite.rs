@@ -220,6 +220,10 @@ impl Cells for rusqlite::Row<'_> {
             },
         )
     }
+
+    fn width(&self) -> usize {
+        self.as_ref().column_count()
+    }
 }
 
 #[cfg(test)]

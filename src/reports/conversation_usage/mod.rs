@@ -26,14 +26,18 @@ use super::{
     BadOptions, Computed, Configured, CsvFile, Earlier, MetricsError, OptionSpec, Options, Plan,
     Report, ReportError, Request, COMPARE_OPTION, WINDOW_OPTION,
 };
+use crate::intercom::scope::ScopeSide;
 use crate::intercom::window::{Compare, Window};
 use crate::intercom::{CONVERSATION_ENHANCED, USAGE_EVENTS};
 use crate::render::charts::ChartSpec;
 use crate::render::narrative::Narrative;
 use crate::render::templates::Language;
+use crate::reports::benchmark;
 use crate::reports::comparison::Comparison;
+use crate::reports::comparison::Unit;
 use crate::reports::trend::Month;
 use crate::source::{DataError, Database, RowsRead, TableNeed};
+use crate::stats::claims::{Moments, Proportion};
 use load::{ConversationUsageData, UsageTables};
 use metrics::{ConversationUsage, SliceRow, UsageDefinitions};
 
@@ -228,6 +232,15 @@ impl Configured for Settings {
         Ok(super::load::population_blockers(db, req.mapping)?)
     }
 
+    /// A cell's minimum (`min_cell`): an edition with fewer companies than one cell
+    /// needs has no slice to rank.
+    fn min_companies(&self) -> Option<(usize, &'static str)> {
+        Some((
+            self.min_cell,
+            "min_cell, the companies a slice needs to be ranked",
+        ))
+    }
+
     fn needs(&self, db: &Database, _req: &Request<'_>) -> Result<Vec<TableNeed>, ReportError> {
         let mut needs = load::CORE.to_vec();
         needs.extend_from_slice(match usage_of(db, self.usage_source)? {
@@ -293,7 +306,35 @@ impl Configured for Settings {
             compare: self.compare,
             data: plan.coverage,
         };
-        let run = windowed::compute(&windows, span, timings)?;
+        let mut run = windowed::compute(&windows, span, timings)?;
+        // A scoped edition against the whole company: the same window's metrics on
+        // every company and on the rest, from the rows this run read.
+        if let Some(scope) = &req.mapping.scope {
+            let t = std::time::Instant::now();
+            let side = |side| {
+                let mapping = benchmark::side_mapping(req.mapping, side);
+                let other = Windows {
+                    db,
+                    req: Request {
+                        mapping: &mapping,
+                        ..*req
+                    },
+                    tables,
+                    params: windows.params,
+                };
+                windowed::window_metrics(&other, span)
+            };
+            let company = side(ScopeSide::All)?;
+            let rest = side(ScopeSide::Rest).map_err(|e| e.to_string());
+            run.benchmark = Some(benchmark::benchmark(
+                scope,
+                &BENCHMARK,
+                &run.current,
+                &company,
+                rest.as_ref().map_err(String::clone),
+            ));
+            timings.push(("benchmark", t.elapsed()));
+        }
         if let Some(metrics::UsageEmpty::NoneMatched(n)) = &run.usage_empty {
             tracing::warn!(
                 events = n.events,
@@ -309,6 +350,83 @@ impl Configured for Settings {
             );
         }
         Ok(Box::new(run))
+    }
+}
+
+/// The headline metrics a scoped edition sets against the whole company: the
+/// overall panel's retention, conversion, bot-first share and mean first response.
+const BENCHMARK: [benchmark::Metric<ConversationUsage>; 5] = [
+    benchmark::Metric {
+        name: "weekly_retention",
+        unit: Unit::Rate,
+        side: |m| {
+            let r = &m.panels.overall;
+            rate(
+                r.weekly_retention,
+                Proportion::from_rate(r.weekly_retention, r.counts.weekly_companies),
+            )
+        },
+    },
+    benchmark::Metric {
+        name: "monthly_retention",
+        unit: Unit::Rate,
+        side: |m| {
+            let r = &m.panels.overall;
+            rate(
+                r.monthly_retention,
+                Proportion::from_rate(r.monthly_retention, r.counts.monthly_companies),
+            )
+        },
+    },
+    benchmark::Metric {
+        name: "conv_to_feature_rate",
+        unit: Unit::Rate,
+        side: |m| {
+            let r = &m.panels.overall;
+            rate(
+                r.conv_to_feature_rate,
+                Proportion::new(r.counts.converted, r.companies_with_closed_conv),
+            )
+        },
+    },
+    benchmark::Metric {
+        name: "bot_first_resp_share",
+        unit: Unit::Rate,
+        side: |m| {
+            let r = &m.panels.overall;
+            rate(
+                r.bot_first_resp_share,
+                Proportion::new(r.counts.bot, r.conv_cnt),
+            )
+        },
+    },
+    benchmark::Metric {
+        name: "avg_resp",
+        unit: Unit::Minutes,
+        side: |m| {
+            let r = &m.panels.overall;
+            benchmark::Side {
+                value: r.avg_resp,
+                rate: None,
+                moments: r
+                    .avg_resp
+                    .zip(r.counts.resp_var)
+                    .map(|(mean, var)| Moments {
+                        n: r.counts.resp_n as f64,
+                        mean,
+                        var,
+                    }),
+            }
+        },
+    },
+];
+
+/// A rate's side: its value and its count (none without the value).
+fn rate(value: Option<f64>, count: Option<Proportion>) -> benchmark::Side {
+    benchmark::Side {
+        value,
+        rate: value.and(count),
+        moments: None,
     }
 }
 
@@ -394,6 +512,9 @@ impl Computed for Run {
         if let Some(c) = &self.comparison {
             files.push(crate::reports::comparison::csv(c));
         }
+        if let Some(b) = &self.benchmark {
+            files.push(benchmark::csv(b));
+        }
         files
     }
 
@@ -415,6 +536,9 @@ impl Computed for Run {
     fn layout(&self, language: &Language) -> Value {
         let mut v = layout::layout(self, language);
         crate::reports::note_cut_texts(&mut v, language);
+        if let Some(b) = &self.benchmark {
+            v["benchmark"] = benchmark::layout(b, language);
+        }
         v
     }
 

@@ -30,7 +30,7 @@ use crate::stats::claims::{
 /// Topics a finding names at most.
 const TOPICS_NAMED: usize = 3;
 /// A peer group gives a target only from this many conversations.
-const MIN_PEERS: usize = 30;
+pub(crate) const MIN_PEERS: usize = 30;
 /// Months until the edition that checks a target (the next quarter's).
 const CHECK_AFTER_MONTHS: u32 = 3;
 

@@ -25,6 +25,7 @@ use super::{
     BadOptions, Computed, Configured, CsvFile, Earlier, MetricsError, OptionSpec, Options, Plan,
     Report, ReportError, Request, COMPARE_OPTION, WINDOW_OPTION,
 };
+use crate::intercom::scope::ScopeSide;
 use crate::intercom::window::{Compare, Window};
 use crate::render::charts::ChartSpec;
 use crate::render::narrative::Narrative;
@@ -120,6 +121,14 @@ impl Configured for Settings {
         Ok(super::load::population_blockers(db, req.mapping)?)
     }
 
+    /// The peer-group minimum of its targets ([`findings::MIN_PEERS`]).
+    fn min_companies(&self) -> Option<(usize, &'static str)> {
+        Some((
+            findings::MIN_PEERS,
+            "the peer-group minimum, the companies a target from peers needs",
+        ))
+    }
+
     fn plan(
         &self,
         db: &Database,
@@ -148,7 +157,33 @@ impl Configured for Settings {
             compare: self.compare,
             data: plan.coverage,
         };
-        let numbers = windowed::compute(&Windows { db, req: *req }, span, timings)?;
+        let mut numbers = windowed::compute(&Windows { db, req: *req }, span, timings)?;
+        // A scoped edition against the whole company: the same window's metrics on
+        // every company and on the rest, from the rows this run read.
+        if let Some(scope) = &req.mapping.scope {
+            let t = std::time::Instant::now();
+            let side = |side| {
+                let mapping = super::benchmark::side_mapping(req.mapping, side);
+                let other = Windows {
+                    db,
+                    req: Request {
+                        mapping: &mapping,
+                        ..*req
+                    },
+                };
+                windowed::window_metrics(&other, span)
+            };
+            let company = side(ScopeSide::All)?;
+            let rest = side(ScopeSide::Rest).map_err(|e| e.to_string());
+            numbers.benchmark = Some(super::benchmark::benchmark(
+                scope,
+                &BENCHMARK,
+                &numbers.current,
+                &company,
+                rest.as_ref().map_err(String::clone),
+            ));
+            timings.push(("benchmark", t.elapsed()));
+        }
         if numbers.bad_timestamps.total() > 0 {
             tracing::warn!(
                 count = numbers.bad_timestamps.total(),
@@ -161,6 +196,40 @@ impl Configured for Settings {
         }))
     }
 }
+
+/// The headline metrics a scoped edition sets against the whole company: the
+/// paying companies' (the baseline's) low ratings and reopens.
+const BENCHMARK: [super::benchmark::Metric<TagDrivers>; 2] = [
+    super::benchmark::Metric {
+        name: "share_rated_le2",
+        unit: Unit::Rate,
+        side: |m| {
+            let b = &m.baseline;
+            super::benchmark::Side {
+                value: b.share_rated_le2,
+                rate: b
+                    .share_rated_le2
+                    .and(crate::stats::claims::Proportion::new(b.rated_le2, b.rated)),
+                moments: None,
+            }
+        },
+    },
+    super::benchmark::Metric {
+        name: "reopen_rate",
+        unit: Unit::Rate,
+        side: |m| {
+            let b = &m.baseline;
+            super::benchmark::Side {
+                value: b.reopen_rate,
+                rate: b.reopen_rate.and(crate::stats::claims::Proportion::new(
+                    b.samples.reopened,
+                    b.samples.with_metrics,
+                )),
+                moments: None,
+            }
+        },
+    },
+];
 
 /// What tag-drivers loads and computes on each window of a run.
 struct Windows<'a> {
@@ -322,6 +391,7 @@ impl Computed for Run {
                 .as_ref()
                 .map(crate::reports::comparison::csv),
         )
+        .chain(self.numbers.benchmark.as_ref().map(super::benchmark::csv))
         .collect()
     }
 
@@ -394,6 +464,9 @@ impl Computed for Run {
     fn layout(&self, language: &Language) -> Value {
         let mut v = layout(self, language);
         crate::reports::note_cut_texts(&mut v, language);
+        if let Some(b) = &self.numbers.benchmark {
+            v["benchmark"] = super::benchmark::layout(b, language);
+        }
         v
     }
 

@@ -18,6 +18,10 @@ impl Cells for Row {
     fn cell(&self, i: usize, source_tz: Tz) -> Result<Cell<'_>, CellError> {
         value(self, i, source_tz).map_err(CellError::Unreadable)
     }
+
+    fn width(&self) -> usize {
+        self.len()
+    }
 }
 
 /// Reads column `i` of `row` by its native type; `source_tz` places `timestamp`
