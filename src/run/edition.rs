@@ -312,10 +312,7 @@ pub(crate) fn lead_chart(headlines: &[&str], mut specs: Vec<ChartSpec>) -> LeadC
     let mut untested = None;
     for (i, id) in headlines.iter().enumerate() {
         let carries = |s: &ChartSpec| s.carries.contains(id);
-        if let Some(at) = specs
-            .iter()
-            .position(|s| carries(s) && s.support.holds())
-        {
+        if let Some(at) = specs.iter().position(|s| carries(s) && s.support.holds()) {
             return LeadChart::Drawn(specs.swap_remove(at), i);
         }
         if untested.is_none() && specs.iter().any(carries) {
@@ -346,9 +343,7 @@ impl LeadNote {
         };
         match self {
             Self::Drawn(i) => lang.fill("depth.chart_of", &json!({ "finding": label(i) })),
-            Self::Untested(i) => {
-                lang.fill("depth.chart_untested", &json!({ "finding": label(i) }))
-            }
+            Self::Untested(i) => lang.fill("depth.chart_untested", &json!({ "finding": label(i) })),
             Self::Uncharted => lang.strings.get("depth.chart_none"),
         }
     }

@@ -847,7 +847,8 @@ fn cancellations_per_segment_recount_from_the_database_and_are_tested_against_th
             assert!(
                 layout
                     .lines()
-                    .any(|l| squash(l).contains(&squash(&row)) && squash(l).contains(&squash(&verdict))),
+                    .any(|l| squash(l).contains(&squash(&row))
+                        && squash(l).contains(&squash(&verdict))),
                 "{lang}: no row `{row}… {verdict}`"
             );
         }

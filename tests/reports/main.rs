@@ -211,7 +211,11 @@ fn every_email_numbers_its_findings_as_its_pdf(out: &Path, emails: &[Email]) {
             .find(|p| p.join("manifest.json").exists())
             .unwrap();
         // Compared without spaces or line breaks, and with straight quotes.
-        let plain = |t: &str| common::squash(t).replace(['’', '‘'], "'").replace(['“', '”'], "\"");
+        let plain = |t: &str| {
+            common::squash(t)
+                .replace(['’', '‘'], "'")
+                .replace(['“', '”'], "\"")
+        };
         let pdf = plain(&common::pdf_text(&run.join(format!("report.{lang}.pdf"))));
         let mut numbered = 0;
         for line in email.text.lines() {
@@ -229,7 +233,11 @@ fn every_email_numbers_its_findings_as_its_pdf(out: &Path, emails: &[Email]) {
                 assert!(label.len() > 1, "{line}");
                 numbered += 1;
             }
-            let follows = if lang == "en" { " (follows from F" } else { "（依据 F" };
+            let follows = if lang == "en" {
+                " (follows from F"
+            } else {
+                "（依据 F"
+            };
             if let Some(at) = line.find(follows) {
                 let reference = plain(&line[at..]);
                 assert!(
@@ -238,7 +246,11 @@ fn every_email_numbers_its_findings_as_its_pdf(out: &Path, emails: &[Email]) {
                 );
             }
         }
-        assert!(numbered > 0, "{job} {lang}: no numbered finding in\n{}", email.text);
+        assert!(
+            numbered > 0,
+            "{job} {lang}: no numbered finding in\n{}",
+            email.text
+        );
         let redacted: String = email
             .text
             .lines()

@@ -131,7 +131,6 @@ fn segment_colours<'a>(segments: impl Iterator<Item = Option<&'a str>>) -> Vec<&
 /// chart draws only the rates where one holds.
 fn segment_verdicts(r: &super::Run, key: &str) -> Vec<Verdict> {
     let known: Vec<&SliceRow> = super::findings::known_segments(r);
-    let usage = r.usage_source;
     let pairs: Vec<(Proportion, Proportion)> = match key {
         "charts.conversion" => {
             return segment_conversion_tests(r)

@@ -108,17 +108,15 @@ fn by_segment(
     }
     let rows: Vec<SegmentCancellations> = cells
         .into_iter()
-        .map(
-            |((_, _, p, plan), (n, k, events))| SegmentCancellations {
-                portfolio_group: p,
-                plan_type: plan.to_owned(),
-                users: n,
-                cancelled_users: k,
-                events,
-                rate: k as f64 / n as f64,
-                verdict: Verdict::NoClearDifference,
-            },
-        )
+        .map(|((_, _, p, plan), (n, k, events))| SegmentCancellations {
+            portfolio_group: p,
+            plan_type: plan.to_owned(),
+            users: n,
+            cancelled_users: k,
+            events,
+            rate: k as f64 / n as f64,
+            verdict: Verdict::NoClearDifference,
+        })
         .collect();
     let tested = proportions_against_rest(
         &rows
@@ -313,7 +311,9 @@ pub fn activity(users: &[UserFeatures], events: &[EventRow], journeys: usize) ->
             by_segment: by_segment(users, &cancels_of),
             outside_segments: users
                 .iter()
-                .filter(|u| u.portfolio_group.is_none() && cancels_of.contains_key(u.user_id.as_str()))
+                .filter(|u| {
+                    u.portfolio_group.is_none() && cancels_of.contains_key(u.user_id.as_str())
+                })
                 .count(),
         },
         journeys,
