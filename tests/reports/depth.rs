@@ -140,13 +140,13 @@ const CARRIES: &[(&str, &[&str])] = &[
 ];
 
 /// Each brief carries one chart, right after page 1: the chart of a page-1 headline
-/// (on the demo: the headline relationship, the at-risk topics, where the inactive
+/// (on the demo: the high-value churn-watch cells, the at-risk topics, where the inactive
 /// users' revenue is), with its takeaway and a line naming the headline by its
 /// number; the chart is one the full report draws too (its support holds).
 #[test]
 fn each_brief_draws_the_chart_of_a_page_one_headline() {
     for (report, expected) in [
-        ("conversation-usage", "scatter_bot_retention"),
+        ("conversation-usage", "heatmap_retention_arr"),
         ("tag-drivers", "tag_gap"),
         ("customer-segmentation", "sankey_portfolio"),
     ] {
