@@ -257,8 +257,9 @@ fn every_email_numbers_its_findings_as_its_pdf(out: &Path, emails: &[Email]) {
             .map(|l| match l.find(" MB") {
                 Some(at) => {
                     let start = l[..at]
-                        .rfind(|c: char| !(c.is_ascii_digit() || c == '.'))
-                        .map_or(0, |i| i + 1);
+                        .char_indices()
+                        .rfind(|(_, c)| !(c.is_ascii_digit() || *c == '.'))
+                        .map_or(0, |(i, c)| i + c.len_utf8());
                     format!("{}[size]{}", &l[..start], &l[at..])
                 }
                 None => l.to_owned(),
