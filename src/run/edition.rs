@@ -204,7 +204,7 @@ pub fn render(
         Depth::Brief => {
             let headlines: Vec<&str> = text.headlines().map(|x| x.id.as_str()).collect();
             match lead_chart(&headlines, computed.charts(&language)) {
-                LeadChart::Drawn(spec, i) => (vec![spec], Some(LeadNote::Drawn(i))),
+                LeadChart::Drawn(spec, i) => (vec![*spec], Some(LeadNote::Drawn(i))),
                 LeadChart::Untested(i) => (Vec::new(), Some(LeadNote::Untested(i))),
                 LeadChart::Uncharted => (Vec::new(), Some(LeadNote::Uncharted)),
             }
@@ -297,7 +297,7 @@ pub fn render(
 /// that has a chart the claims module supports, or why there is none.
 pub(crate) enum LeadChart {
     /// The chart and the headline it draws (its place among page 1's headlines).
-    Drawn(ChartSpec, usize),
+    Drawn(Box<ChartSpec>, usize),
     /// Page 1's headlines have charts, none whose differences hold: the first
     /// headline that has one.
     Untested(usize),
@@ -313,7 +313,7 @@ pub(crate) fn lead_chart(headlines: &[&str], mut specs: Vec<ChartSpec>) -> LeadC
     for (i, id) in headlines.iter().enumerate() {
         let carries = |s: &ChartSpec| s.carries.contains(id);
         if let Some(at) = specs.iter().position(|s| carries(s) && s.support.holds()) {
-            return LeadChart::Drawn(specs.swap_remove(at), i);
+            return LeadChart::Drawn(Box::new(specs.swap_remove(at)), i);
         }
         if untested.is_none() && specs.iter().any(carries) {
             untested = Some(i);

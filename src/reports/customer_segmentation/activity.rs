@@ -87,7 +87,9 @@ fn by_segment(
     users: &[UserFeatures],
     cancel_events: &HashMap<&str, usize>,
 ) -> Vec<SegmentCancellations> {
-    let mut cells: BTreeMap<(usize, usize, &str, &str), (usize, usize, usize)> = BTreeMap::new();
+    // (portfolio rank, plan rank, portfolio, plan) → (users, cancelling users, events).
+    type Key<'a> = (usize, usize, &'static str, &'a str);
+    let mut cells: BTreeMap<Key<'_>, (usize, usize, usize)> = BTreeMap::new();
     let rank = |order: &[&str], v: &str| order.iter().position(|o| *o == v).unwrap_or(usize::MAX);
     for u in users {
         let Some(p) = u.portfolio_group else {
