@@ -211,6 +211,15 @@ impl Compose<'_> {
             "period_kind": Period::of_key(&outcome.period).kind(),
             "findings": edition.map(|e| &e.headlines),
             "actions": edition.map(|e| &e.actions),
+            // The same with the numbers the PDF prints: each headline's (F1…) and the
+            // finding each action follows from.
+            "headlines": edition.map(|e| e.headlines.iter().enumerate().map(|(i, text)| json!({
+                "label": e.headline_labels.get(i), "text": text,
+            })).collect::<Vec<_>>()),
+            "action_items": edition.map(|e| e.actions.iter().enumerate().map(|(i, text)| json!({
+                "text": text, "follows": e.action_follows.get(i).filter(|f| !f.is_empty()),
+            })).collect::<Vec<_>>()),
+            "depth": depth.as_str(),
             "file": file,
             "attached": attached,
             "size_mb": mb(size),
@@ -329,6 +338,12 @@ mod tests {
                     findings: Vec::new(),
                     headlines: findings.iter().map(|f| (*f).to_owned()).collect(),
                     actions: vec!["Call the owners.".to_owned()],
+                    headline_labels: (1..=findings.len()).map(|i| format!("F{i}")).collect(),
+                    action_follows: vec![if *lang == "en" {
+                        "(follows from F2)".to_owned()
+                    } else {
+                        "（依据 F2）".to_owned()
+                    }],
                 }
             })
             .collect();
@@ -434,15 +449,17 @@ mod tests {
                     "{report} {lang}:\n{}",
                     m.html
                 );
+                // Numbered as the PDF numbers them: the headlines' F1…, and the
+                // finding each action follows from.
                 let (findings, actions) = if lang == "en" {
                     (
-                        "Top findings:\n- First.\n- Second.\n",
-                        "Top actions:\n1. Call the owners.\n",
+                        "Top findings (numbered as in the PDF):\n- F1 First.\n- F2 Second.\n",
+                        "Top actions:\n1. Call the owners. (follows from F2)\n",
                     )
                 } else {
                     (
-                        "核心结论：\n- First.\n- Second.\n",
-                        "优先行动：\n1. Call the owners.\n",
+                        "核心结论（编号与 PDF 一致）：\n- F1 First.\n- F2 Second.\n",
+                        "优先行动：\n1. Call the owners.（依据 F2）\n",
                     )
                 };
                 assert!(
@@ -451,7 +468,9 @@ mod tests {
                     m.text
                 );
                 assert!(
-                    m.html.contains("<ul><li>First.</li><li>Second.</li></ul>"),
+                    m.html.contains(
+                        "<ul><li><strong>F1</strong> First.</li><li><strong>F2</strong> Second.</li></ul>"
+                    ),
                     "{}",
                     m.html
                 );
@@ -480,13 +499,13 @@ mod tests {
         for lang in LANGS {
             let m = mail(&config, &o, lang, &[]);
             assert!(
-                m.text.contains("- Tag <P1> & \"Bug\" isn't new\n"),
+                m.text.contains("- F1 Tag <P1> & \"Bug\" isn't new\n"),
                 "{}",
                 m.text
             );
             assert!(
                 m.html
-                    .contains("<li>Tag &lt;P1&gt; &amp; &quot;Bug&quot; isn&#x27;t new</li>"),
+                    .contains("</strong> Tag &lt;P1&gt; &amp; &quot;Bug&quot; isn&#x27;t new</li>"),
                 "{}",
                 m.html
             );

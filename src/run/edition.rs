@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::intercom::window::Window;
-use crate::render::charts::{self, EngineError, RenderedChart};
+use crate::render::charts::{self, ChartSpec, EngineError, RenderedChart};
 use crate::render::narrative::{sentences, Narrative, Sentences};
 use crate::render::pdf::{self, PdfError};
 use crate::render::templates::{Language, NarrativeError, Templates};
@@ -34,9 +34,9 @@ impl crate::exit::Classify for EditionError {
     }
 }
 
-/// How much of an edition a PDF holds: the `brief` (page 1, the recommendations and
-/// the findings they follow from) for readers with minutes, or the `full` report (the
-/// brief, then every chart, table and appendix). The CSVs and summary.json are the
+/// How much of an edition a PDF holds: the `brief` (page 1, the chart of its lead
+/// message, the recommendations and the findings they follow from) for readers with
+/// minutes, or the `full` report (the brief, then every chart, table and appendix). The CSVs and summary.json are the
 /// same for both; Typst reads the depth from data.json.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
@@ -116,6 +116,10 @@ pub struct Edition {
     /// The part of the window the data covers, when only part ("(data from
     /// 2024-01-08: 5.3 of 6 months)"): printed after the period.
     pub period_covered: Option<String>,
+    /// Page 1's headlines' numbers (F1…), in their order, as the PDF prints them.
+    pub headline_labels: Vec<String>,
+    /// Each page-1 action's "(follows from F2)", as the PDF prints it ("": none).
+    pub action_follows: Vec<String>,
 }
 
 /// The layout every report's `report.typ` imports (cover, tables, sections).
@@ -193,11 +197,18 @@ pub fn render(
     let started = std::time::Instant::now();
     super::worker::stage(&format!("the charts ({lang})"));
 
-    // Only the charts whose one message the claims module supports.
-    // The brief prints no chart: none is drawn for it.
-    let specs = match depth {
-        Depth::Full => charts::drawable(computed.charts(&language)),
-        Depth::Brief => Vec::new(),
+    // The full report: every chart whose one message the claims module supports.
+    // The brief: one, the chart of page 1's lead message, or a line saying why none.
+    let (specs, lead) = match depth {
+        Depth::Full => (charts::drawable(computed.charts(&language)), None),
+        Depth::Brief => {
+            let headlines: Vec<&str> = text.headlines().map(|x| x.id.as_str()).collect();
+            match lead_chart(&headlines, computed.charts(&language)) {
+                LeadChart::Drawn(spec, i) => (vec![*spec], Some(LeadNote::Drawn(i))),
+                LeadChart::Untested(i) => (Vec::new(), Some(LeadNote::Untested(i))),
+                LeadChart::Uncharted => (Vec::new(), Some(LeadNote::Uncharted)),
+            }
+        }
     };
     let mut rendered = Vec::with_capacity(specs.len());
     let mut chart_entries = Vec::with_capacity(specs.len());
@@ -225,6 +236,9 @@ pub fn render(
     );
 
     let mut data = common_data(&language, &text, story, chart_entries, run, depth)?;
+    if let (Value::Object(d), Some(lead)) = (&mut data, lead) {
+        d.insert("lead_chart".into(), json!(lead.line(&language, &text)));
+    }
     if let (Value::Object(d), Value::Object(own)) = (&mut data, computed.layout(&language)) {
         d.extend(own);
     }
@@ -260,7 +274,14 @@ pub fn render(
         bytes = pdf.len(),
         "stage finished"
     );
+    let headline_labels = numbered_findings(&language, &text)
+        .into_iter()
+        .filter(|x| x.headline)
+        .map(|x| x.label)
+        .collect();
     Ok(Edition {
+        headline_labels,
+        action_follows: action_follows(&language, &text, story),
         period_label: period_label(run.period, Some(&language)),
         period_covered: run.covered(&language),
         lang: lang.to_owned(),
@@ -270,6 +291,62 @@ pub fn render(
         charts: rendered,
         text,
     })
+}
+
+/// The brief's one chart: the chart of the first page-1 headline (in page order)
+/// that has a chart the claims module supports, or why there is none.
+pub(crate) enum LeadChart {
+    /// The chart and the headline it draws (its place among page 1's headlines).
+    Drawn(Box<ChartSpec>, usize),
+    /// Page 1's headlines have charts, none whose differences hold: the first
+    /// headline that has one.
+    Untested(usize),
+    /// No page-1 headline is a chart's message.
+    Uncharted,
+}
+
+/// Which chart the brief draws, from the run's headlines (`headlines`: their ids in
+/// page order) and the report's charts (each naming the findings it carries): the
+/// run's findings decide, not a chart's name.
+pub(crate) fn lead_chart(headlines: &[&str], mut specs: Vec<ChartSpec>) -> LeadChart {
+    let mut untested = None;
+    for (i, id) in headlines.iter().enumerate() {
+        let carries = |s: &ChartSpec| s.carries.contains(id);
+        if let Some(at) = specs.iter().position(|s| carries(s) && s.support.holds()) {
+            return LeadChart::Drawn(Box::new(specs.swap_remove(at)), i);
+        }
+        if untested.is_none() && specs.iter().any(carries) {
+            untested = Some(i);
+        }
+    }
+    untested.map_or(LeadChart::Uncharted, LeadChart::Untested)
+}
+
+/// The brief's line above its chart, or in its place.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum LeadNote {
+    Drawn(usize),
+    Untested(usize),
+    Uncharted,
+}
+
+impl LeadNote {
+    /// In `lang`'s words, naming the headline by its number (F1…).
+    fn line(self, lang: &Language, text: &Sentences) -> String {
+        let label = |i: usize| {
+            numbered_findings(lang, text)
+                .into_iter()
+                .filter(|x| x.headline)
+                .nth(i)
+                .map(|x| x.label)
+                .unwrap_or_default()
+        };
+        match self {
+            Self::Drawn(i) => lang.fill("depth.chart_of", &json!({ "finding": label(i) })),
+            Self::Untested(i) => lang.fill("depth.chart_untested", &json!({ "finding": label(i) })),
+            Self::Uncharted => lang.strings.get("depth.chart_none"),
+        }
+    }
 }
 
 /// Whose companies a scoped edition covers, in `lang`'s words (the cover's line).
@@ -311,6 +388,24 @@ fn numbered_findings<'a>(lang: &Language, text: &'a Sentences) -> Vec<Numbered<'
             label: lang.fill("depth.finding", &json!({ "n": i + 1 })),
             text: &x.text,
             headline: headlines.contains(&x.id.as_str()),
+        })
+        .collect()
+}
+
+/// Each page-1 action's reference to the finding it follows from, by number ("(follows
+/// from F2)"; "" where that finding is not printed).
+fn action_follows(lang: &Language, text: &Sentences, story: &Narrative) -> Vec<String> {
+    let numbered = numbered_findings(lang, text);
+    story
+        .recommendations
+        .iter()
+        .take(text.actions.len())
+        .map(|rec| {
+            numbered
+                .iter()
+                .find(|x| x.id == rec.follows)
+                .map(|x| lang.fill("depth.action_follows", &json!({ "finding": x.label })))
+                .unwrap_or_default()
         })
         .collect()
 }
@@ -390,6 +485,7 @@ fn common_data(
         "numbered": numbered.iter().filter(|x| !x.headline).map(|x| json!({ "label": x.label, "text": x.text })).collect::<Vec<_>>(),
         "headline_labels": lang.fill("depth.headlines_listed", &json!({ "findings": numbered.iter().filter(|x| x.headline).map(|x| x.label.as_str()).collect::<Vec<_>>() })),
         "actions": text.actions.iter().map(|x| &x.text).collect::<Vec<_>>(),
+        "action_follows": action_follows(lang, text, story),
         "findings": text.findings.iter().map(|x| &x.text).collect::<Vec<_>>(),
         "analysis": text.analysis.iter().map(|x| json!({ "section": x.section, "id": x.id, "text": x.text })).collect::<Vec<_>>(),
         "recommendations": text.recommendations.iter().zip(&follows).map(|(x, f)| json!({ "text": x.text, "follows": f })).collect::<Vec<_>>(),
@@ -397,4 +493,73 @@ fn common_data(
         "appendix": appendix,
         "watch": watch,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::charts::Support;
+    use crate::stats::claims::Verdict;
+
+    fn spec(id: &'static str, carries: &'static [&'static str], holds: bool) -> ChartSpec {
+        let verdict = if holds {
+            Verdict::Higher
+        } else {
+            Verdict::NoClearDifference
+        };
+        ChartSpec {
+            id,
+            chart: charming::Chart::new(),
+            takeaway: None,
+            height: None,
+            support: Support::Differences(vec![verdict]),
+            carries,
+        }
+    }
+
+    fn drawn(c: LeadChart) -> Option<(&'static str, usize)> {
+        match c {
+            LeadChart::Drawn(s, i) => Some((s.id, i)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_brief_draws_the_chart_of_the_first_headline_that_has_one_that_holds() {
+        let specs = || {
+            vec![
+                spec("rates", &["conversion"], false),
+                spec("scatter", &["bot_retention"], true),
+                spec("bars", &["conversion"], true),
+            ]
+        };
+        // The run's headlines decide: whichever leads gets its chart.
+        assert_eq!(
+            drawn(lead_chart(&["bot_retention", "conversion"], specs())),
+            Some(("scatter", 0))
+        );
+        // A finding's first chart that holds (its untested one is passed over).
+        assert_eq!(
+            drawn(lead_chart(&["conversion", "bot_retention"], specs())),
+            Some(("bars", 0))
+        );
+        // A headline without a chart gives way to the next one that has one.
+        assert_eq!(
+            drawn(lead_chart(&["period_change", "bot_retention"], specs())),
+            Some(("scatter", 1))
+        );
+        // Charts whose differences do not hold are not drawn: the line says why.
+        assert!(matches!(
+            lead_chart(
+                &["period_change", "conversion"],
+                vec![spec("rates", &["conversion"], false)]
+            ),
+            LeadChart::Untested(1)
+        ));
+        assert!(matches!(
+            lead_chart(&["nothing_stands_out"], specs()),
+            LeadChart::Uncharted
+        ));
+        assert!(matches!(lead_chart(&[], specs()), LeadChart::Uncharted));
+    }
 }

@@ -181,6 +181,12 @@ pub struct EditionText {
     /// Page 1: the findings that lead and the top actions.
     pub headlines: Vec<String>,
     pub actions: Vec<String>,
+    /// The headlines' numbers (F1…) and each action's "(follows from F2)", as the PDF
+    /// prints them, so that the email's reader finds them in it.
+    #[serde(default)]
+    pub headline_labels: Vec<String>,
+    #[serde(default)]
+    pub action_follows: Vec<String>,
 }
 
 impl RunOutcome {
@@ -527,6 +533,8 @@ fn execute_on(planned: Planned<'_>, req: &RunRequest) -> Result<RunOutcome, RunE
                 findings: ed.text.findings.iter().map(|f| f.text.clone()).collect(),
                 headlines: ed.text.headlines().map(|f| f.text.clone()).collect(),
                 actions: ed.text.actions.iter().map(|f| f.text.clone()).collect(),
+                headline_labels: ed.headline_labels.clone(),
+                action_follows: ed.action_follows.clone(),
             });
         }
         let lang = &ed.lang;

@@ -730,3 +730,127 @@ fn customer_segmentation_activity_recounts_from_the_database() {
         );
     }
 }
+
+/// Cancellations per segment (portfolio × plan): each row of
+/// cancellations_by_segment.csv is a recount of the database (users, users with a
+/// `subscription_cancelled` event, their events), its verdict the claims module's
+/// test of those counts against the other segments', and both editions print the
+/// table with its counts beside the rates.
+#[test]
+fn cancellations_per_segment_recount_from_the_database_and_are_tested_against_the_rest() {
+    use cxreport::stats::claims::{proportions_against_rest, Proportion};
+    let dir = output_of("customer-segmentation");
+    let conn = rusqlite::Connection::open(demo_db()).unwrap();
+    let (h, rows) = read_csv(&dir.join("cancellations_by_segment.csv"));
+    assert_eq!(
+        h,
+        [
+            "portfolio_group",
+            "plan_type",
+            "users",
+            "cancelled_users",
+            "cancelled_share",
+            "events",
+            "verdict"
+        ]
+    );
+    let mut q = conn
+        .prepare(
+            "SELECT CASE WHEN u.portfolio_size = 1 THEN '1' WHEN u.portfolio_size <= 5 THEN '2-5'
+                         WHEN u.portfolio_size <= 10 THEN '6-10' ELSE '11+' END,
+                    u.plan_type, count(*), count(c.n), coalesce(sum(c.n), 0)
+             FROM users u
+             LEFT JOIN (SELECT user_id, count(*) AS n FROM events
+                        WHERE event_type = 'subscription_cancelled' GROUP BY user_id) c
+                    USING (user_id)
+             WHERE u.portfolio_size >= 1 GROUP BY 1, 2",
+        )
+        .unwrap();
+    let want: BTreeSet<[String; 5]> = q
+        .query_map([], |r| {
+            Ok([
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?.to_string(),
+                r.get::<_, i64>(3)?.to_string(),
+                r.get::<_, i64>(4)?.to_string(),
+            ])
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let got: BTreeSet<[String; 5]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r[0].clone(),
+                r[1].clone(),
+                r[2].clone(),
+                r[3].clone(),
+                r[5].clone(),
+            ]
+        })
+        .collect();
+    assert_eq!(got, want);
+    let cancelled: i64 = want.iter().map(|r| r[3].parse::<i64>().unwrap()).sum();
+    assert!(cancelled > 0, "the demo has cancellations");
+    // The rate is k of n, and the verdicts the claims module's over these counts.
+    let cells: Vec<Proportion> = rows
+        .iter()
+        .map(|r| Proportion {
+            k: r[3].parse().unwrap(),
+            n: r[2].parse().unwrap(),
+        })
+        .collect();
+    for (r, c) in rows.iter().zip(&cells) {
+        assert!(close(r[4].parse().unwrap(), c.k / c.n), "{r:?}");
+    }
+    let verdicts: Vec<String> = proportions_against_rest(&cells)
+        .iter()
+        .map(|v| v.key().to_owned())
+        .collect();
+    let printed: Vec<String> = rows.iter().map(|r| r[6].clone()).collect();
+    assert_eq!(printed, verdicts);
+    // The finding names a segment only where its difference holds.
+    let summary = json(&dir.join("summary.json"));
+    let finding = summary["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "activity_cancelled")
+        .expect("the cancellations finding");
+    let higher = verdicts.iter().filter(|v| *v == "higher").count();
+    assert_eq!(
+        finding["numbers"]["segments_higher"].as_f64(),
+        Some(higher as f64)
+    );
+    assert_eq!(finding["slices"].get("highest").is_some(), higher > 0);
+    for lang in ["en", "zh"] {
+        let full = squash(&pdf_text(&dir.join(format!("report.{lang}.pdf"))));
+        let language = Templates::default()
+            .language("customer-segmentation", lang)
+            .unwrap();
+        let s = &language.strings;
+        for key in [
+            "sections.cancellations",
+            "columns.cancelled_users",
+            "columns.vs_rest",
+        ] {
+            assert!(full.contains(&squash(&s.get(key))), "{lang}: {key}");
+        }
+        // Every segment's row: its users beside its cancelling users and the verdict.
+        let layout = layout_text(&dir.join(format!("report.{lang}.pdf")));
+        for r in &rows {
+            let fmt = |v: &str| language.format.count(v.parse().unwrap());
+            let verdict = s.get(&format!("cancel.{}", r[6]));
+            let row = format!("{} {} ", fmt(&r[2]), fmt(&r[3]));
+            assert!(
+                layout
+                    .lines()
+                    .any(|l| squash(l).contains(&squash(&row))
+                        && squash(l).contains(&squash(&verdict))),
+                "{lang}: no row `{row}… {verdict}`"
+            );
+        }
+    }
+}

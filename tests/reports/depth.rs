@@ -121,3 +121,92 @@ fn count(v: &str) -> String {
     }
     out
 }
+
+/// The findings each chart carries, as the reports declare them (`ChartSpec::carries`).
+const CARRIES: &[(&str, &[&str])] = &[
+    ("scatter_bot_retention", &["bot_retention"]),
+    ("scatter_bot_conversion", &["bot_conversion"]),
+    ("heatmap_retention_arr", &["churn_watch_high_value"]),
+    ("segment_response", &["service_model"]),
+    ("segment_conversion", &["conversion"]),
+    ("heatmap_conversion_seat", &["conversion"]),
+    ("heatmap_conversion_arr", &["conversion"]),
+    ("tag_gap", &["risk_topics", "growth_topics"]),
+    ("sankey_portfolio", &["arr_at_risk"]),
+    ("sankey_engagement", &["support_by_engagement"]),
+    ("arr_by_segment", &["top_arr_segment"]),
+    ("users_by_segment", &["largest_segment"]),
+    ("lift", &["training_lift", "diversity_lift"]),
+];
+
+/// Each brief carries one chart, right after page 1: the chart of a page-1 headline
+/// (on the demo: the high-value churn-watch cells, the at-risk topics, where the inactive
+/// users' revenue is), with its takeaway and a line naming the headline by its
+/// number; the chart is one the full report draws too (its support holds).
+#[test]
+fn each_brief_draws_the_chart_of_a_page_one_headline() {
+    for (report, expected) in [
+        ("conversation-usage", "heatmap_retention_arr"),
+        ("tag-drivers", "tag_gap"),
+        ("customer-segmentation", "sankey_portfolio"),
+    ] {
+        let (_dir, out) = both_depths(report, &[]);
+        let summary = crate::common::json(&out.join("summary.json"));
+        let findings = summary["findings"].as_array().unwrap();
+        // Page 1's headlines: the findings that may lead, in order, at most three.
+        let headlines: Vec<(usize, &str)> = findings
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f["lead"] == true)
+            .map(|(i, f)| (i + 1, f["id"].as_str().unwrap()))
+            .take(3)
+            .collect();
+        let carried = CARRIES
+            .iter()
+            .find(|(id, _)| *id == expected)
+            .map(|(_, f)| *f)
+            .unwrap();
+        let (number, _) = *headlines
+            .iter()
+            .find(|(_, id)| carried.contains(id))
+            .unwrap_or_else(|| panic!("{report}: {expected} carries no headline {headlines:?}"));
+        // No earlier headline has a chart the full report draws (its charts/ files).
+        for (n, id) in headlines.iter().filter(|(n, _)| *n < number) {
+            for (chart, _) in CARRIES.iter().filter(|(_, f)| f.contains(id)) {
+                assert!(
+                    !out.join(format!("charts/{chart}.en.svg")).exists(),
+                    "{report}: F{n} ({id}) leads and its chart {chart} is drawn"
+                );
+            }
+        }
+        for lang in ["en", "zh"] {
+            let brief = out.join(format!("report.{lang}.brief.pdf"));
+            let text = crate::common::squash(&pdf_text(&brief));
+            let language = cxreport::render::templates::Templates::default()
+                .language(report, lang)
+                .unwrap();
+            let s = &language.strings;
+            assert!(
+                text.contains(&crate::common::squash(&s.get("depth.chart_title"))),
+                "{report} {lang}: no chart page"
+            );
+            let line = language.fill(
+                "depth.chart_of",
+                &serde_json::json!({ "finding": format!("F{number}") }),
+            );
+            assert!(
+                text.contains(&crate::common::squash(&line)),
+                "{report} {lang}: `{line}` not in the brief"
+            );
+            // The chart page is page 2, right after page 1.
+            let page2 = crate::common::squash(&crate::common::pdf_page_text(&brief, 2));
+            assert!(
+                page2.contains(&crate::common::squash(&line)),
+                "{report} {lang}: the chart is not on page 2"
+            );
+            // The brief's chart is the one the full report draws (same file).
+            let svg = out.join(format!("charts/{expected}.{lang}.svg"));
+            assert!(svg.exists(), "{report} {lang}: {}", svg.display());
+        }
+    }
+}

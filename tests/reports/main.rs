@@ -92,6 +92,7 @@ min_pp = 5
 owners = ["cx@example.com"]
 [job.recipients]
 en = ["cs-lead@example.com"]
+zh = ["tags-zh@example.com"]
 
 [[job]]
 name = "segments-monthly"
@@ -100,6 +101,16 @@ cron = "0 7 1 * *"
 owners = ["cx@example.com"]
 [job.recipients]
 zh = ["gm-china@example.com"]
+en = ["segments-en@example.com"]
+
+[[job]]
+name = "usage-monthly"
+report = "conversation-usage"
+cron = "0 7 1 * *"
+owners = ["cx@example.com"]
+[job.recipients]
+en = ["usage-en@example.com"]
+zh = ["usage-zh@example.com"]
 "#,
             db = demo_db().display()
         ),
@@ -107,7 +118,7 @@ zh = ["gm-china@example.com"]
     .unwrap();
     let o = run(&["check", "--config", config.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
-    for job in ["tags-weekly", "segments-monthly"] {
+    for job in ["tags-weekly", "segments-monthly", "usage-monthly"] {
         let o = run(&[
             "run",
             "--job",
@@ -129,7 +140,8 @@ zh = ["gm-china@example.com"]
         .unwrap()
         .map(|e| Email::read(&e.unwrap().path()))
         .collect();
-    assert_eq!(emails.len(), 2);
+    assert_eq!(emails.len(), 6);
+    every_email_numbers_its_findings_as_its_pdf(&dir.path().join("out"), &emails);
     let to_en = emails
         .iter()
         .find(|e| e.to.contains("cs-lead@example.com"))
@@ -177,6 +189,85 @@ zh = ["gm-china@example.com"]
         t.contains("tag-driver") && t.contains("customer-segmentation"),
         "{t}"
     );
+}
+
+/// Each email's findings and actions carry the numbers its PDF prints (F1…, "follows
+/// from F2"), so that a reader finds them there; the texts are snapshots (reviewed as
+/// any wording change), the attachment's size left out (it moves with every layout
+/// change).
+fn every_email_numbers_its_findings_as_its_pdf(out: &Path, emails: &[Email]) {
+    for (to, job, lang) in [
+        ("cs-lead@example.com", "tags-weekly", "en"),
+        ("tags-zh@example.com", "tags-weekly", "zh"),
+        ("segments-en@example.com", "segments-monthly", "en"),
+        ("gm-china@example.com", "segments-monthly", "zh"),
+        ("usage-en@example.com", "usage-monthly", "en"),
+        ("usage-zh@example.com", "usage-monthly", "zh"),
+    ] {
+        let email = emails.iter().find(|e| e.to.contains(to)).unwrap();
+        let run = std::fs::read_dir(out.join(job))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.join("manifest.json").exists())
+            .unwrap();
+        // Compared without spaces or line breaks, and with straight quotes.
+        let plain = |t: &str| {
+            common::squash(t)
+                .replace(['’', '‘'], "'")
+                .replace(['“', '”'], "\"")
+        };
+        let pdf = plain(&common::pdf_text(&run.join(format!("report.{lang}.pdf"))));
+        let mut numbered = 0;
+        for line in email.text.lines() {
+            // "- F1 The sentence." and "1. The action. (follows from F2)".
+            let label = line
+                .strip_prefix("- F")
+                .and_then(|rest| rest.split_once(' '))
+                .map(|(n, _)| format!("F{n}"));
+            if let Some(label) = label {
+                let printed = line.trim_start_matches("- ");
+                assert!(
+                    pdf.contains(&plain(printed)),
+                    "{job} {lang}: `{printed}` is not in the PDF as numbered"
+                );
+                assert!(label.len() > 1, "{line}");
+                numbered += 1;
+            }
+            let follows = if lang == "en" {
+                " (follows from F"
+            } else {
+                "（依据 F"
+            };
+            if let Some(at) = line.find(follows) {
+                let reference = plain(&line[at..]);
+                assert!(
+                    pdf.contains(&reference),
+                    "{job} {lang}: {reference} is not on the PDF's page 1"
+                );
+            }
+        }
+        assert!(
+            numbered > 0,
+            "{job} {lang}: no numbered finding in\n{}",
+            email.text
+        );
+        let redacted: String = email
+            .text
+            .lines()
+            .map(|l| match l.find(" MB") {
+                Some(at) => {
+                    let start = l[..at]
+                        .char_indices()
+                        .rfind(|(_, c)| !(c.is_ascii_digit() || *c == '.'))
+                        .map_or(0, |(i, c)| i + c.len_utf8());
+                    format!("{}[size]{}", &l[..start], &l[at..])
+                }
+                None => l.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        insta::assert_snapshot!(format!("email_{job}_{lang}"), redacted);
+    }
 }
 
 /// An .eml of the outbox, decoded.

@@ -26,10 +26,25 @@ globalThis.setTimeout = function () { return 0; };
 globalThis.clearTimeout = function () {};
 "#;
 const RENDER_FN: &str = r#"
+// An axis label formatter written "\u0001<zero>\u0001<mask>" (charts::money_axis): the
+// zero tick as the text prints zero ("$0", not "$0k"), every other tick by the mask.
+function __cxZeroTicks(option) {
+    ['xAxis', 'yAxis'].forEach(function (key) {
+        [].concat(option[key] || []).forEach(function (axis) {
+            var label = axis && axis.axisLabel, f = label && label.formatter;
+            if (typeof f !== 'string' || f.charAt(0) !== '\u0001') return;
+            var parts = f.split('\u0001');
+            label.formatter = function (v) {
+                return v === 0 ? parts[1] : parts[2].replace('{value}', echarts.format.addCommas(v));
+            };
+        });
+    });
+    return option;
+}
 globalThis.__cxRender = function (optionJson, width, height) {
     var chart = echarts.init(null, null, { renderer: 'svg', ssr: true, width: width, height: height });
     try {
-        chart.setOption(JSON.parse(optionJson));
+        chart.setOption(__cxZeroTicks(JSON.parse(optionJson)));
         // Class, clip-path and gradient names carry counters global to the engine,
         // which depend on what it drew before (both editions share it, in parallel):
         // number them by first use in this SVG, so a rerun gives the same bytes.

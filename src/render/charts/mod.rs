@@ -38,6 +38,10 @@ pub struct ChartSpec {
     /// What the claims module says about what the chart draws: an edition draws a
     /// chart only when this holds ([`drawable`]).
     pub support: Support,
+    /// The findings (ids) whose message the chart draws: the brief prints the chart of
+    /// the first page-1 headline that has one ([`crate::run`]'s edition), so which
+    /// chart that is follows the run's findings, not the chart's name.
+    pub carries: &'static [&'static str],
 }
 
 /// What a chart's one message rests on, typed from the claims module's results.
@@ -359,14 +363,21 @@ pub(crate) fn money_axis(
                 ),
             )
         });
+    // The zero tick reads as the text prints zero ("$0", "0 美元"), not in the unit
+    // of the others ("$0k"): the engine reads this form (`ZERO_TICK`).
+    let formatter = format!("{ZERO_TICK}{}{ZERO_TICK}{mask}", format.money(0.0));
     (
         charming::component::Axis::new()
             .type_(AxisType::Value)
             .name(name)
-            .axis_label(AxisLabel::new().formatter(mask.as_str())),
+            .axis_label(AxisLabel::new().formatter(formatter.as_str())),
         divisor,
     )
 }
+
+/// Opens an axis label formatter whose zero tick has its own text:
+/// `ZERO_TICK + zero + ZERO_TICK + mask` (the engine makes it a function).
+pub(crate) const ZERO_TICK: char = '\u{1}';
 
 /// The label of a [`bar_point`]: its printed label, above the bar.
 pub(crate) fn bar_label() -> charming::element::Label {
@@ -555,6 +566,7 @@ pub(crate) fn trend_spec(
         height: Some(height),
         chart,
         support: Support::Composition,
+        carries: &[],
         takeaway: Some(json!({
             "id": "trend",
             "numbers": { "months": labels.len() },
@@ -606,6 +618,7 @@ mod tests {
                 takeaway: None,
                 height: None,
                 support: Support::Composition,
+                carries: &[],
             },
             None,
         )
@@ -644,6 +657,7 @@ mod tests {
                 takeaway: None,
                 height: None,
                 support: Support::Composition,
+                carries: &[],
             },
             None,
         )
@@ -706,18 +720,50 @@ mod tests {
     }
 
     #[test]
-    fn money_axes_print_amounts_in_the_text_s_units() {
+    fn money_axes_print_amounts_in_the_text_s_units_and_zero_as_the_text_does() {
+        use charming::component::Axis;
+        use charming::element::AxisType;
+        use charming::series::Bar;
         let en = money_format(vec![(1e6, "${}M".into()), (1e3, "${}k".into())]);
         let (axis, divisor) = money_axis(&en, "ARR".into(), 15_000_000.0);
         assert_eq!(divisor, 1e6);
         assert!(serde_json::to_string(&axis)
             .unwrap()
-            .contains(r#""formatter":"${value}M""#));
-        let zh = money_format(vec![(1e8, "{} 亿美元".into()), (1e4, "{} 万美元".into())]);
+            .contains(r#""formatter":"\u0001$0\u0001${value}M""#));
+        let mut zh = money_format(vec![(1e8, "{} 亿美元".into()), (1e4, "{} 万美元".into())]);
+        zh.currency_prefix = String::new();
+        zh.currency_suffix = " 美元".into();
         let (axis, divisor) = money_axis(&zh, "ARR".into(), 15_000_000.0);
         assert_eq!(divisor, 1e4);
         assert!(serde_json::to_string(&axis)
             .unwrap()
             .contains("{value} 万美元"));
+        // Drawn: the zero tick is "$0" / "0 美元", the others in the unit, with
+        // thousands separators.
+        for (format, zero, other, wrong) in [
+            (&en, ">$0<", ">$10M<", ">$0M<"),
+            (&zh, ">0 美元<", ">1,000 万美元<", ">0 万美元<"),
+        ] {
+            let (axis, divisor) = money_axis(format, "ARR".into(), 15_000_000.0);
+            let chart = Chart::new()
+                .x_axis(Axis::new().type_(AxisType::Category).data(vec!["a", "b"]))
+                .y_axis(axis)
+                .series(Bar::new().data(vec![10_000_000.0 / divisor, 4_000_000.0 / divisor]));
+            let svg = render(
+                &ChartSpec {
+                    id: "money",
+                    chart,
+                    takeaway: None,
+                    height: None,
+                    support: Support::Composition,
+                    carries: &[],
+                },
+                None,
+            )
+            .expect("renders")
+            .svg;
+            assert!(svg.contains(zero) && svg.contains(other), "{svg}");
+            assert!(!svg.contains(wrong), "{svg}");
+        }
     }
 }

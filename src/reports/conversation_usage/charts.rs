@@ -131,7 +131,6 @@ fn segment_colours<'a>(segments: impl Iterator<Item = Option<&'a str>>) -> Vec<&
 /// chart draws only the rates where one holds.
 fn segment_verdicts(r: &super::Run, key: &str) -> Vec<Verdict> {
     let known: Vec<&SliceRow> = super::findings::known_segments(r);
-    let usage = r.usage_source;
     let pairs: Vec<(Proportion, Proportion)> = match key {
         "charts.conversion" => {
             return segment_conversion_tests(r)
@@ -151,25 +150,40 @@ fn segment_verdicts(r: &super::Run, key: &str) -> Vec<Verdict> {
             })
             .collect(),
         "charts.weekly" | "charts.monthly" => {
-            let weekly = key == "charts.weekly";
-            known
-                .iter()
-                .filter_map(|x| {
-                    let rest: Vec<&SliceRow> = known
-                        .iter()
-                        .copied()
-                        .filter(|o| !std::ptr::eq(*o, *x))
-                        .collect();
-                    Some((
-                        retention(&[x], usage, weekly)?,
-                        retention(&rest, usage, weekly)?,
-                    ))
-                })
+            return retention_verdicts(r, key == "charts.weekly")
+                .into_iter()
+                .map(|(_, v)| v)
                 .collect()
         }
         _ => return Vec::new(),
     };
     compare_many(&pairs)
+}
+
+/// Each known segment's retention (weekly or monthly) against the other segments'
+/// together, corrected together, beside the segment it is of.
+fn retention_verdicts(r: &super::Run, weekly: bool) -> Vec<(&SliceRow, Verdict)> {
+    let known: Vec<&SliceRow> = super::findings::known_segments(r);
+    let usage = r.usage_source;
+    let tested: Vec<(&SliceRow, (Proportion, Proportion))> = known
+        .iter()
+        .filter_map(|x| {
+            let rest: Vec<&SliceRow> = known
+                .iter()
+                .copied()
+                .filter(|o| !std::ptr::eq(*o, *x))
+                .collect();
+            Some((
+                *x,
+                (
+                    retention(&[x], usage, weekly)?,
+                    retention(&rest, usage, weekly)?,
+                ),
+            ))
+        })
+        .collect();
+    let verdicts = compare_many(&tested.iter().map(|t| t.1).collect::<Vec<_>>());
+    tested.into_iter().map(|t| t.0).zip(verdicts).collect()
 }
 
 /// The verdict of each of a heatmap's rows (cells) against the other cells, all
@@ -223,6 +237,8 @@ struct BotScatter<'a> {
     outcome: Metric,
     /// The cell-level correlation the diagnostics print for this pair.
     correlation: &'a Correlation,
+    /// The finding whose relationship it draws.
+    carries: &'static [&'static str],
 }
 
 /// The scatter of `c`, when its correlation holds at [`ALPHA`]; none otherwise (the
@@ -295,6 +311,7 @@ fn bot_scatter(r: &super::Run, c: &BotScatter<'_>, s: &Strings) -> Option<ChartS
         height: None,
         chart,
         support: Support::correlation(rv, c.correlation.n),
+        carries: c.carries,
         takeaway: Some(takeaway),
     })
 }
@@ -377,6 +394,7 @@ pub fn conversation_usage(r: &super::Run, lang: &Language) -> Vec<ChartSpec> {
             height: None,
             chart,
             support: Support::Differences(means_against_rest(&moments)),
+            carries: &["service_model"],
             takeaway,
         });
     }
@@ -447,22 +465,36 @@ pub fn conversation_usage(r: &super::Run, lang: &Language) -> Vec<ChartSpec> {
                 })),
                 _ => None,
             }
-        } else {
-            let bw = extreme(segs.iter().copied(), |x| x.weekly_retention, true);
-            bw.map(|(w, wv)| {
-                json!({
+        } else if has_values(segs.iter().copied(), |x| x.weekly_retention) {
+            // The segment that retains best is named only where its retention is
+            // above the other segments' beyond chance (the highest of those).
+            let above: Vec<&SliceRow> = retention_verdicts(r, true)
+                .into_iter()
+                .filter(|(_, v)| *v == Verdict::Higher)
+                .map(|(x, _)| x)
+                .collect();
+            let bw = extreme(above.into_iter(), |x| x.weekly_retention, true);
+            Some(match bw {
+                Some((w, wv)) => json!({
                     "id": id,
                     "numbers": { "best_weekly": wv },
                     "slices": { "best_weekly": seg(w) },
-                })
+                }),
+                None => json!({ "id": id, "numbers": {}, "slices": {} }),
             })
-            .or_else(|| not_drawn("retention"))
+        } else {
+            not_drawn("retention")
         };
         out.push(ChartSpec {
             id,
             height: None,
             chart,
             support: Support::Differences(verdicts),
+            carries: if id == "segment_conversion" {
+                &["conversion"]
+            } else {
+                &[]
+            },
             takeaway,
         });
     }
@@ -531,12 +563,14 @@ pub fn conversation_usage(r: &super::Run, lang: &Language) -> Vec<ChartSpec> {
             axis: "charts.weekly",
             outcome: |x| x.weekly_retention,
             correlation: &r.correlations.bot_share_vs_weekly_retention,
+            carries: &["bot_retention"],
         },
         BotScatter {
             id: "scatter_bot_conversion",
             axis: "charts.conversion",
             outcome: |x| x.conv_to_feature_rate,
             correlation: &r.correlations.bot_share_vs_conversion,
+            carries: &["bot_conversion"],
         },
     ] {
         if let Some(chart) = bot_scatter(r, &scatter, s) {
@@ -763,6 +797,13 @@ fn heatmap(
         height: None,
         chart,
         support: Support::Differences(verdicts.to_vec()),
+        // The high-value churn-watch cells against their ARR peers are this grid's;
+        // conversion's cells when its segment bars are not drawn.
+        carries: match id {
+            "heatmap_retention_arr" => &["churn_watch_high_value"],
+            "heatmap_conversion_seat" | "heatmap_conversion_arr" => &["conversion"],
+            _ => &[],
+        },
         takeaway,
     }
 }

@@ -1,7 +1,8 @@
 //! The activity section of customer-segmentation (seed 004): events per event type
 //! (all users, active and inactive), support tickets of active against inactive
 //! users, days since the last event as a churn signal (inactive users against
-//! active ones) and the `subscription_cancelled` events. Pure functions of the
+//! active ones) and the `subscription_cancelled` events, overall and per segment
+//! (portfolio × plan, each against the other segments). Pure functions of the
 //! loaded rows and the user features, and the findings they support, each tested
 //! under the shared claims rules (`crate::stats::claims`).
 
@@ -12,7 +13,9 @@ use serde_json::json;
 
 use super::metrics::{value_order, EventRow, UserFeatures};
 use crate::render::narrative::Finding;
-use crate::stats::claims::{compare, compare_means, Moments, Proportion, Verdict};
+use crate::stats::claims::{
+    compare, compare_means, proportions_against_rest, Moments, Proportion, Verdict,
+};
 use crate::stats::percentile;
 
 pub const CANCELLED: &str = "subscription_cancelled";
@@ -56,6 +59,80 @@ pub struct Cancelled {
     pub by_plan: BTreeMap<String, usize>,
     /// The cancellers' inactive share against the other users'.
     pub verdict: Verdict,
+    /// Per segment (portfolio group × plan), in the groups' order.
+    pub by_segment: Vec<SegmentCancellations>,
+    /// Cancelling users without a portfolio: in no segment (counted beside them).
+    pub outside_segments: usize,
+}
+
+/// One segment's cancellations: its users, how many of them have a
+/// `subscription_cancelled` event (k of n) and those users' events, with the
+/// segment's rate tested against the other segments' together (two-proportion test,
+/// Benjamini–Hochberg over the segments).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SegmentCancellations {
+    pub portfolio_group: &'static str,
+    pub plan_type: String,
+    pub users: usize,
+    pub cancelled_users: usize,
+    pub events: usize,
+    /// cancelled_users / users.
+    pub rate: f64,
+    pub verdict: Verdict,
+}
+
+/// The segments' cancellations (users without a portfolio are in none), from each
+/// user's cancellation events.
+fn by_segment(
+    users: &[UserFeatures],
+    cancel_events: &HashMap<&str, usize>,
+) -> Vec<SegmentCancellations> {
+    // (portfolio rank, plan rank, portfolio, plan) → (users, cancelling users, events).
+    type Key<'a> = (usize, usize, &'static str, &'a str);
+    let mut cells: BTreeMap<Key<'_>, (usize, usize, usize)> = BTreeMap::new();
+    let rank = |order: &[&str], v: &str| order.iter().position(|o| *o == v).unwrap_or(usize::MAX);
+    for u in users {
+        let Some(p) = u.portfolio_group else {
+            continue;
+        };
+        let key = (
+            rank(value_order("portfolio_group"), p),
+            rank(value_order("plan_type"), &u.plan_type),
+            p,
+            u.plan_type.as_str(),
+        );
+        let cell = cells.entry(key).or_default();
+        cell.0 += 1;
+        if let Some(n) = cancel_events.get(u.user_id.as_str()) {
+            cell.1 += 1;
+            cell.2 += n;
+        }
+    }
+    let rows: Vec<SegmentCancellations> = cells
+        .into_iter()
+        .map(|((_, _, p, plan), (n, k, events))| SegmentCancellations {
+            portfolio_group: p,
+            plan_type: plan.to_owned(),
+            users: n,
+            cancelled_users: k,
+            events,
+            rate: k as f64 / n as f64,
+            verdict: Verdict::NoClearDifference,
+        })
+        .collect();
+    let tested = proportions_against_rest(
+        &rows
+            .iter()
+            .map(|r| Proportion {
+                k: r.cancelled_users as f64,
+                n: r.users as f64,
+            })
+            .collect::<Vec<_>>(),
+    );
+    rows.into_iter()
+        .zip(tested)
+        .map(|(r, verdict)| SegmentCancellations { verdict, ..r })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -142,6 +219,8 @@ pub fn activity(users: &[UserFeatures], events: &[EventRow], journeys: usize) ->
         users.iter().map(|u| (u.user_id.as_str(), u)).collect();
     let mut per_type: BTreeMap<&str, (EventTypeRow, HashSet<&str>)> = BTreeMap::new();
     let mut cancellers: HashSet<&str> = HashSet::new();
+    // Each known user's cancellation events.
+    let mut cancels_of: HashMap<&str, usize> = HashMap::new();
     let mut cancel_events = 0;
     for e in events {
         let (row, who) = per_type.entry(e.event_type.as_str()).or_insert_with(|| {
@@ -167,6 +246,7 @@ pub fn activity(users: &[UserFeatures], events: &[EventRow], journeys: usize) ->
             cancel_events += 1;
             if status.contains_key(e.user_id.as_str()) {
                 cancellers.insert(e.user_id.as_str());
+                *cancels_of.entry(e.user_id.as_str()).or_default() += 1;
             }
         }
     }
@@ -230,6 +310,13 @@ pub fn activity(users: &[UserFeatures], events: &[EventRow], journeys: usize) ->
             others_inactive,
             by_plan,
             verdict,
+            by_segment: by_segment(users, &cancels_of),
+            outside_segments: users
+                .iter()
+                .filter(|u| {
+                    u.portfolio_group.is_none() && cancels_of.contains_key(u.user_id.as_str())
+                })
+                .count(),
         },
         journeys,
         size_arr: size_to_arr(users),
@@ -295,6 +382,28 @@ pub fn findings(a: &Activity, as_of: Option<&str>) -> Vec<Finding> {
                 .collect::<Vec<_>>()),
         );
         x.keys.insert("verdict", c.verdict.key());
+        // Per segment: how many cancel more (less) often than the others beyond
+        // chance, and the highest of those that do.
+        let count = |v: Verdict| c.by_segment.iter().filter(|s| s.verdict == v).count();
+        x.numbers.insert("segments", c.by_segment.len() as f64);
+        x.numbers
+            .insert("segments_higher", count(Verdict::Higher) as f64);
+        x.numbers
+            .insert("segments_lower", count(Verdict::Lower) as f64);
+        x.numbers
+            .insert("outside_segments", c.outside_segments as f64);
+        if let Some(s) = c
+            .by_segment
+            .iter()
+            .filter(|s| s.verdict == Verdict::Higher)
+            .max_by(|a, b| a.rate.total_cmp(&b.rate))
+        {
+            x.slices.insert(
+                "highest",
+                json!({ "portfolio_group": s.portfolio_group, "plan_type": s.plan_type,
+                        "k": s.cancelled_users, "n": s.users, "rate": s.rate }),
+            );
+        }
         x
     };
     x.lead = false;
@@ -403,5 +512,85 @@ mod tests {
             !f.iter().any(|x| x.id == "activity_days"),
             "one user with events: no inactive sample"
         );
+    }
+
+    #[test]
+    fn cancellations_per_segment_count_users_and_events_and_test_each_against_the_rest() {
+        let mut users = Vec::new();
+        let mut events = Vec::new();
+        for i in 0..200 {
+            let id = format!("u{i}");
+            let (size, plan) = if i < 100 { (10, "pro") } else { (1, "starter") };
+            users.push(UserRow {
+                portfolio_size: Some(size),
+                plan_type: Some(plan.into()),
+                ..user(&id, i % 2 == 0, 0)
+            });
+            events.push(event(&id, "login", 1));
+            // 40 of the first segment cancel, 5 of the second; one of them twice.
+            if (i < 40) || (100..105).contains(&i) {
+                events.push(event(&id, CANCELLED, 2));
+            }
+            if i == 0 {
+                events.push(event(&id, CANCELLED, 3));
+            }
+        }
+        // A user without a portfolio who cancels is in no segment.
+        users.push(UserRow {
+            portfolio_size: Some(0),
+            ..user("out", false, 0)
+        });
+        events.push(event("out", CANCELLED, 4));
+        let a = activity(&features(&users, &events), &events, 2);
+        let c = &a.cancelled;
+        assert_eq!(c.outside_segments, 1);
+        let cells: Vec<(&str, &str, usize, usize, usize, Verdict)> = c
+            .by_segment
+            .iter()
+            .map(|s| {
+                (
+                    s.portfolio_group,
+                    s.plan_type.as_str(),
+                    s.users,
+                    s.cancelled_users,
+                    s.events,
+                    s.verdict,
+                )
+            })
+            .collect();
+        assert_eq!(
+            cells,
+            [
+                ("1", "starter", 100, 5, 5, Verdict::Lower),
+                ("6-10", "pro", 100, 40, 41, Verdict::Higher),
+            ]
+        );
+        assert!((c.by_segment[1].rate - 0.4).abs() < 1e-12);
+        let f = findings(&a, None);
+        let x = f.iter().find(|x| x.id == "activity_cancelled").unwrap();
+        assert_eq!(x.numbers["segments_higher"], 1.0);
+        assert_eq!(x.numbers["segments_lower"], 1.0);
+        assert_eq!(x.slices["highest"]["k"], 40);
+        assert_eq!(x.slices["highest"]["portfolio_group"], "6-10");
+        // Rates no test tells apart: no segment is named.
+        let even: Vec<UserRow> = (0..40)
+            .map(|i| UserRow {
+                portfolio_size: Some(if i < 20 { 10 } else { 1 }),
+                ..user(&format!("e{i}"), true, 0)
+            })
+            .collect();
+        let ev: Vec<EventRow> = (0..40)
+            .filter(|i| i % 4 == 0)
+            .map(|i| event(&format!("e{i}"), CANCELLED, 1))
+            .collect();
+        let a = activity(&features(&even, &ev), &ev, 1);
+        assert!(a
+            .cancelled
+            .by_segment
+            .iter()
+            .all(|s| s.verdict == Verdict::NoClearDifference));
+        let f = findings(&a, None);
+        let x = f.iter().find(|x| x.id == "activity_cancelled").unwrap();
+        assert!(!x.slices.contains_key("highest"));
     }
 }

@@ -110,6 +110,7 @@ fn is_risk(dim: &str, value: &str) -> bool {
 
 fn journey(
     id: &'static str,
+    carries: &'static [&'static str],
     s: &Strings,
     format: &NumberFormat,
     flows: &[Flow],
@@ -182,6 +183,7 @@ fn journey(
     Some(ChartSpec {
         id,
         support: Support::Composition,
+        carries,
         height: Some(420),
         chart: sankey(s.get(&format!("charts.{id}")), nodes, links),
         takeaway: Some(json!({
@@ -284,6 +286,7 @@ fn grid_heatmap(
         height: Some(380),
         chart,
         support: Support::Differences(m.verdicts.clone()),
+        carries: &[],
         takeaway: Some(json!({
             "id": m.id,
             "numbers": numbers,
@@ -311,6 +314,7 @@ pub fn charts(r: &Segmentation, lang: &Language) -> Vec<ChartSpec> {
             id: "users_by_segment",
             height: None,
             support: Support::Composition,
+            carries: &["largest_segment"],
             chart: stacked(
                 "users_by_segment",
                 s,
@@ -348,6 +352,7 @@ pub fn charts(r: &Segmentation, lang: &Language) -> Vec<ChartSpec> {
             id: "arr_by_segment",
             height: None,
             support: Support::Composition,
+            carries: &["top_arr_segment"],
             chart: stacked(
                 "arr_by_segment",
                 s,
@@ -399,13 +404,16 @@ pub fn charts(r: &Segmentation, lang: &Language) -> Vec<ChartSpec> {
     // the inactive-path table's rows.
     out.extend(journey(
         "sankey_engagement",
+        &["support_by_engagement"],
         s,
         format,
         &r.engagement_journey,
         0,
     ));
+    // Portfolio → active status: where the inactive users and their ARR are.
     out.extend(journey(
         "sankey_portfolio",
+        &["arr_at_risk"],
         s,
         format,
         &r.portfolio_journey,
@@ -459,6 +467,7 @@ fn distributions(r: &Segmentation, s: &Strings) -> ChartSpec {
     ChartSpec {
         id: "distributions",
         support: Support::Composition,
+        carries: &[],
         height: Some((90 + 22 * labels.len() as u32).clamp(300, 900)),
         chart,
         takeaway: medium.map(|d| {
@@ -568,6 +577,7 @@ fn lift_chart(r: &Segmentation, s: &Strings, format: &NumberFormat) -> ChartSpec
         height: Some(360),
         chart,
         support: Support::Differences(verdicts.to_vec()),
+        carries: &["training_lift", "diversity_lift"],
         takeaway: printed_lift(r, "training", ["yes", "no"])
             .zip(printed_lift(r, "diversity_group", ["7+", "0-4"]))
             .map(|(t, d)| {

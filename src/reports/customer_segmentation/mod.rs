@@ -3,9 +3,10 @@
 //! customer segments, where the revenue is and where it is at risk. A snapshot of the
 //! `users` and `events` tables: its period is the date of the latest event.
 //!
-//! Why this file is long (about 700 lines): the `Report` impl, its CSV files and the
+//! Why this file is long (about 780 lines): the `Report` impl, its CSV files and the
 //! layout's tables share one `Run`; the layout formats every table for one language,
-//! the activity section's (events per type, size → ARR) included.
+//! the activity section's (events per type, size → ARR, cancellations per segment)
+//! included.
 
 pub mod activity;
 pub mod charts;
@@ -269,6 +270,35 @@ impl Computed for Run {
                             c.users.to_string(),
                             super::cell(Some(c.share_of_group)),
                             super::cell(Some(c.total_arr)),
+                        ]
+                    })
+                    .collect(),
+            },
+            CsvFile {
+                name: "cancellations_by_segment.csv",
+                header: vec![
+                    "portfolio_group",
+                    "plan_type",
+                    "users",
+                    "cancelled_users",
+                    "cancelled_share",
+                    "events",
+                    "verdict",
+                ],
+                rows: self
+                    .activity
+                    .cancelled
+                    .by_segment
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.portfolio_group.to_owned(),
+                            c.plan_type.clone(),
+                            c.users.to_string(),
+                            c.cancelled_users.to_string(),
+                            super::cell(Some(c.rate)),
+                            c.events.to_string(),
+                            c.verdict.key().to_owned(),
                         ]
                     })
                     .collect(),
@@ -651,6 +681,31 @@ fn layout(run: &Run, lang: &Language) -> Value {
             ]
         })
         .collect();
+    // Each segment's cancelling users beside its users, the rate and its test.
+    let cancellations: Vec<Vec<String>> = run
+        .activity
+        .cancelled
+        .by_segment
+        .iter()
+        .map(|c| {
+            vec![
+                label("portfolio_group", c.portfolio_group),
+                label("plan_type", &c.plan_type),
+                count(c.users),
+                count(c.cancelled_users),
+                f.percent(c.rate),
+                count(c.events),
+                s.get(&format!("cancel.{}", c.verdict.key())),
+            ]
+        })
+        .collect();
+    let cancellations_note = lang.fill(
+        "notes.cancellations",
+        &json!({
+            "segments": count(run.activity.cancelled.by_segment.len()),
+            "outside": count(run.activity.cancelled.outside_segments),
+        }),
+    );
     let changes = changes_table(&run.comparison, lang);
     json!({
         "changes": changes,
@@ -662,6 +717,7 @@ fn layout(run: &Run, lang: &Language) -> Value {
         "diversity": impact_rows(&r.diversity),
         "event_types": event_types,
         "size_arr": size_arr,
+        "cancellations": { "rows": cancellations, "note": cancellations_note },
         // Every journey segments.csv holds, for the full report's appendix.
         "paths": { "by_users": by_users, "by_arr": by_arr, "inactive": inactive, "all": r.paths.iter().map(path_row).collect::<Vec<_>>(), "total": count(r.paths.len()) },
         "quality": { "rows": quality, "bad_timestamps": bad, "limitations": s.list("quality.limitations") },

@@ -93,6 +93,7 @@ pub fn charts(r: &TagDrivers, min_pp: f64, s: &Strings) -> Vec<ChartSpec> {
         height: Some(bars_height(tags.len(), 24)),
         chart,
         support: Support::Differences(verdicts.clone()),
+        carries: &["risk_topics", "growth_topics"],
         takeaway: Some(json!({
             "id": "tag_gap",
             "numbers": {
