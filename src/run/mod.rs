@@ -9,6 +9,7 @@
 //! `untranslated`, `mapping_matches`), which open and check the database exactly as a
 //! run does.
 
+pub mod burst;
 pub mod edition;
 pub mod output;
 pub mod watch;

@@ -354,6 +354,7 @@ mod tests {
             attempts: 1,
             deliveries: Vec::new(),
             watch: Vec::new(),
+            editions: Vec::new(),
         }
     }
 
