@@ -16,7 +16,11 @@ use common::{demo_db, squash, text, AS_OF};
 /// Each region's recipients per language, as the job below gives them (LATAM has
 /// none: written, not mailed).
 const RECIPIENTS: &[(&str, &str, &[&str])] = &[
-    ("CN", "zh", &["cx-china@example.com", "gm-china@example.com"]),
+    (
+        "CN",
+        "zh",
+        &["cx-china@example.com", "gm-china@example.com"],
+    ),
     ("EMEA", "en", &["emea@example.com"]),
     ("APAC", "en", &["apac@example.com"]),
     ("APAC", "zh", &["apac-zh@example.com"]),
@@ -38,7 +42,10 @@ fn setup(port: u16, burst: &str) -> Setup {
     }
     for (region, langs) in by_region {
         // Written as the users would: the region in any case.
-        lists.push_str(&format!("[job.burst.recipients.{}]\n", region.to_lowercase()));
+        lists.push_str(&format!(
+            "[job.burst.recipients.{}]\n",
+            region.to_lowercase()
+        ));
         for (lang, to) in langs {
             let to: Vec<String> = to.iter().map(|a| format!("\"{a}\"")).collect();
             lists.push_str(&format!("{lang} = [{}]\n", to.join(", ")));
@@ -227,7 +234,10 @@ fn each_region_gets_its_own_edition_and_nothing_of_another_regions_companies() {
         .find(|p| p.is_dir())
         .unwrap();
     for region in ["amer", "emea", "apac", "cn", "latam"] {
-        assert!(period_dir.join(region).join("summary.json").exists(), "{region}");
+        assert!(
+            period_dir.join(region).join("summary.json").exists(),
+            "{region}"
+        );
     }
     let h = cx(&s, &["history", "--job", "regional"]);
     assert!(h.status.success(), "{}", text(&h));
@@ -294,12 +304,25 @@ fn one_regions_refused_delivery_leaves_the_others_delivered_and_retry_region_sen
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .next()
         .unwrap();
-    let r = cx(&s, &["retry", "--job", "regional", "--period", &period, "--region", "mars"]);
+    let r = cx(
+        &s,
+        &[
+            "retry", "--job", "regional", "--period", &period, "--region", "mars",
+        ],
+    );
     assert_eq!(r.status.code(), Some(2), "{}", text(&r));
-    assert!(text(&r).contains("no delivery of region `mars`"), "{}", text(&r));
+    assert!(
+        text(&r).contains("no delivery of region `mars`"),
+        "{}",
+        text(&r)
+    );
     let r = cx(&s, &["retry", "--job", "regional", "--region", "AMER"]);
     assert!(r.status.success(), "{}", text(&r));
-    assert!(text(&r).contains("(region amer): 1 delivery(ies) to retry, 1 sent"), "{}", text(&r));
+    assert!(
+        text(&r).contains("(region amer): 1 delivery(ies) to retry, 1 sent"),
+        "{}",
+        text(&r)
+    );
     let state = server.state.lock().unwrap();
     assert_eq!(state.accepted.len(), others.len() + 1);
     let last = state.accepted.last().unwrap();
@@ -314,7 +337,10 @@ fn check_lists_the_regions_found_and_refuses_recipients_no_company_holds() {
     let o = cx(&s, &["check"]);
     let out = text(&o);
     assert!(o.status.success(), "{out}");
-    assert!(out.contains("burst by the column `region`: 5 value(s) found"), "{out}");
+    assert!(
+        out.contains("burst by the column `region`: 5 value(s) found"),
+        "{out}"
+    );
     assert!(out.contains("cn: "), "{out}");
     assert!(out.contains("mailed: zh to 2"), "{out}");
     assert!(out.contains("written, no recipients: latam"), "{out}");

@@ -380,20 +380,21 @@ fn burst_values(
         values: Vec::new(),
     });
     let companies = reports::load::load_companies_as_mapped(&database, &mapping)?;
-    let mut out: Vec<(String, String, usize)> = intercom::scope::Scope::found(&burst.by, &companies)
-        .into_iter()
-        .map(|(value, _)| {
-            let scope = intercom::scope::Scope {
-                rule: burst.by.clone(),
-                values: vec![value.clone()],
-            };
-            let paying = companies
-                .iter()
-                .filter(|c| intercom::population::is_paying(c) && scope.contains(c))
-                .count();
-            (value, scope.folder(), paying)
-        })
-        .collect();
+    let mut out: Vec<(String, String, usize)> =
+        intercom::scope::Scope::found(&burst.by, &companies)
+            .into_iter()
+            .map(|(value, _)| {
+                let scope = intercom::scope::Scope {
+                    rule: burst.by.clone(),
+                    values: vec![value.clone()],
+                };
+                let paying = companies
+                    .iter()
+                    .filter(|c| intercom::population::is_paying(c) && scope.contains(c))
+                    .count();
+                (value, scope.folder(), paying)
+            })
+            .collect();
     out.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.1.cmp(&b.1)));
     Ok(out)
 }

@@ -420,9 +420,12 @@ fn up_to_date(
         let key = edition.key();
         edition.recipients.iter().all(|to| {
             let to = to.email.to_string();
-            deliveries
-                .iter()
-                .any(|d| d.lang == key && d.recipient == to && d.state == DeliveryState::Sent && d.region.is_empty())
+            deliveries.iter().any(|d| {
+                d.lang == key
+                    && d.recipient == to
+                    && d.state == DeliveryState::Sent
+                    && d.region.is_empty()
+            })
         })
     });
     Ok(all_sent.then_some(dir))

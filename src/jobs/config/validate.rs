@@ -567,7 +567,10 @@ impl Validator {
                      of the values it names), not both",
                 );
             }
-            if lists.iter().any(|l| l.by_lang.values().any(|v| !v.is_empty())) {
+            if lists
+                .iter()
+                .any(|l| l.by_lang.values().any(|v| !v.is_empty()))
+            {
                 self.problem(
                     key("recipients"),
                     format!(
@@ -582,7 +585,11 @@ impl Validator {
         }
         let named: std::collections::BTreeSet<String> = lists
             .iter()
-            .chain(burst.iter().flat_map(|b| b.values.iter().flat_map(|v| &v.lists)))
+            .chain(
+                burst
+                    .iter()
+                    .flat_map(|b| b.values.iter().flat_map(|v| &v.lists)),
+            )
             .flat_map(|l| l.by_lang.keys().cloned())
             .collect();
         let languages: Vec<String> = if named.is_empty() {
@@ -681,7 +688,8 @@ impl Validator {
         raw: toml::Value,
         available: &std::collections::BTreeSet<String>,
     ) -> Option<Burst> {
-        const EXAMPLE: &str = "write burst = { column = \"region\" } or burst = { tag_prefix = \"region:\" }, \
+        const EXAMPLE: &str =
+            "write burst = { column = \"region\" } or burst = { tag_prefix = \"region:\" }, \
              and each value's recipients as [job.burst.recipients.cn] zh = [\"…\"]";
         let key = format!("{label}.burst");
         let raw: RawBurst = match raw.try_into() {
@@ -715,7 +723,10 @@ impl Validator {
             }
             .folder();
             if folder.is_empty() {
-                self.problem(vkey, "not a value: give the value as the data holds it (e.g. `cn`)");
+                self.problem(
+                    vkey,
+                    "not a value: give the value as the data holds it (e.g. `cn`)",
+                );
                 continue;
             }
             if let Some(other) = values.iter().find(|v| v.folder == folder) {
@@ -745,7 +756,6 @@ impl Validator {
         Some(Burst { by: rule, values })
     }
 }
-
 
 impl Validator {
     fn watch(
@@ -1191,11 +1201,17 @@ zh = ["gm-china@example.com"]
         for (burst, want) in [
             ("burst = { colum = \"region\" }", "unknown field `colum`"),
             ("burst = { }", "name exactly one of `column`"),
-            ("burst = { column = \"re gion\" }", "`column` must be a column name"),
+            (
+                "burst = { column = \"re gion\" }",
+                "`column` must be a column name",
+            ),
             ("burst = \"region\"", "`job \"a\".burst`"),
         ] {
             let e = parse(&format!("{base}{burst}")).unwrap_err();
-            assert!(e.contains(want) && e.contains("write burst = {"), "{burst}: {e}");
+            assert!(
+                e.contains(want) && e.contains("write burst = {"),
+                "{burst}: {e}"
+            );
         }
     }
 

@@ -485,7 +485,14 @@ impl Ledger {
             self.conn
                 .execute(
                     SQL_GIVE_UP,
-                    params![e.job, e.period, e.lang, e.recipient, self.now_text(), e.region],
+                    params![
+                        e.job,
+                        e.period,
+                        e.lang,
+                        e.recipient,
+                        self.now_text(),
+                        e.region
+                    ],
                 )
                 .map_err(|e| self.err(e))?;
         }
@@ -613,7 +620,10 @@ mod tests {
         assert_eq!(regions, ["cn", "emea"]);
         assert_eq!(l.reopen(plain.job, plain.period, Some("cn")).unwrap(), 1);
         let d = l.deliveries(plain.job, plain.period).unwrap();
-        assert_eq!((d[0].state, d[1].state), (DeliveryState::Failed, DeliveryState::GaveUp));
+        assert_eq!(
+            (d[0].state, d[1].state),
+            (DeliveryState::Failed, DeliveryState::GaveUp)
+        );
     }
 
     #[test]

@@ -45,7 +45,9 @@ impl Ledger {
     ) -> Result<Option<T>, LedgerError> {
         let text: Option<String> = self
             .conn
-            .query_row(SQL_MESSAGE_GET, params![job, period, lang, region], |r| r.get(0))
+            .query_row(SQL_MESSAGE_GET, params![job, period, lang, region], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| self.err(e))?;
         text.map(|t| {

@@ -30,9 +30,9 @@
 mod alerts;
 mod cursors;
 mod deliveries;
+mod editions;
 mod heartbeat;
 mod messages;
-mod editions;
 mod migrate;
 mod runs;
 mod watch;
