@@ -39,6 +39,9 @@ pub fn run_job(
     if let Some(dir) = &run.dir {
         println!("{}", dir.display());
     }
+    for line in edition_lines(&run.editions) {
+        eprintln!("{line}");
+    }
     let words = Words::of(&config, &job.name);
     for w in run.watch.iter().filter(|w| w.fired) {
         eprintln!("{}", fired(words.as_ref(), w));
@@ -90,9 +93,27 @@ pub fn daemon(config: &Path, clock_start: Option<&str>, speed: f64) -> Result<()
     }
 }
 
-pub fn retry(config_path: &Path, name: &str, period: Option<&str>) -> Result<(), Failure> {
+pub fn retry(
+    config_path: &Path,
+    name: &str,
+    period: Option<&str>,
+    region: Option<&str>,
+) -> Result<(), Failure> {
     let config = load(config_path)?;
     let job = find_job(&config, name)?;
+    // A region is named as `history` shows it, in any case or spelling of the value.
+    let region = region.map(|r| {
+        crate::intercom::scope::Scope {
+            rule: crate::intercom::scope::ScopeRule::Column("region".into()),
+            values: vec![r.to_owned()],
+        }
+        .folder()
+    });
+    if let (Some(r), None) = (&region, &job.burst) {
+        return Err(Failure::usage(format!(
+            "--region {r}: job `{name}` is not bursted (it has no `burst`), so its deliveries have no region"
+        )));
+    }
     let path = config.state_path();
     if !path.exists() {
         return Err(Failure::usage(format!(
@@ -112,12 +133,28 @@ pub fn retry(config_path: &Path, name: &str, period: Option<&str>) -> Result<(),
             "job `{name}` has no run for period `{period}` (see `cxreport history --job {name}`)"
         )));
     }
+    if let Some(r) = &region {
+        let regions: Vec<String> = ledger
+            .deliveries(name, &period)?
+            .into_iter()
+            .map(|d| d.region)
+            .collect();
+        if !regions.contains(r) {
+            let mut known = regions;
+            known.sort();
+            known.dedup();
+            return Err(Failure::usage(format!(
+                "job `{name}` has no delivery of region `{r}` in period `{period}` (its regions with deliveries: {}; see `cxreport history --job {name}`)",
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            )));
+        }
+    }
     let _lock = ledger
         .lock_job(name, true)?
         .ok_or_else(|| JobError::Busy(name.to_owned()))?;
-    let reopened = ledger.reopen(name, &period)?;
+    let reopened = ledger.reopen(name, &period, region.as_deref())?;
     let stop = daemon::stop_on_signals()?;
-    let run = resend::resend(&config, job, &ledger, &period, &stop)?;
+    let run = resend::resend(&config, job, &ledger, &period, region.as_deref(), &stop)?;
     if run.state == RunState::Succeeded && run.sent > 0 {
         // What the run's alerts warned about is delivered: the owners hear that,
         // instead of a "failed" still waiting to be sent, or after one they had.
@@ -137,8 +174,9 @@ pub fn retry(config_path: &Path, name: &str, period: Option<&str>) -> Result<(),
     }
     // The owner alerts kept while SMTP failed go out with it.
     alerts::flush_alerts(&config, &ledger, &stop)?;
+    let of_region = region.map_or(String::new(), |r| format!(" (region {r})"));
     eprintln!(
-        "{period}: {reopened} delivery(ies) to retry, {} sent, {} not",
+        "{period}{of_region}: {reopened} delivery(ies) to retry, {} sent, {} not",
         run.sent, run.failed
     );
     match run.state {
@@ -289,6 +327,9 @@ pub fn history(config: &Path, job: Option<&str>) -> Result<(), Failure> {
                 .map(|e| format!("\n      error: {e}"))
                 .unwrap_or_default()
         );
+        for line in edition_lines(&r.editions) {
+            println!("      {line}");
+        }
         for d in &r.deliveries {
             let retry = match (&d.next_attempt_at, &d.retry_until) {
                 (Some(next), Some(until)) if d.state == DeliveryState::Failed => {
@@ -297,7 +338,12 @@ pub fn history(config: &Path, job: Option<&str>) -> Result<(), Failure> {
                 _ => String::new(),
             };
             println!(
-                "      {} {:<32} {:<8} attempts {}{}{}{}",
+                "      {}{} {:<32} {:<8} attempts {}{}{}{}",
+                if d.region.is_empty() {
+                    String::new()
+                } else {
+                    format!("{} ", d.region)
+                },
                 d.lang,
                 d.recipient,
                 d.state,
@@ -314,7 +360,17 @@ pub fn history(config: &Path, job: Option<&str>) -> Result<(), Failure> {
                     .unwrap_or_default()
             );
         }
-        for w in &r.watch {
+        let watched = r.watch.iter().map(|w| ("", w)).chain(
+            r.editions
+                .iter()
+                .flat_map(|e| e.watch.iter().map(move |w| (e.region.as_str(), w))),
+        );
+        for (region, w) in watched {
+            let region = if region.is_empty() {
+                String::new()
+            } else {
+                format!("{region} ")
+            };
             let note = w
                 .note
                 .as_deref()
@@ -323,7 +379,7 @@ pub fn history(config: &Path, job: Option<&str>) -> Result<(), Failure> {
             if w.fired {
                 // The sentence page 1 and the email print.
                 println!(
-                    "      watch {:<20} FIRED {}{note}",
+                    "      {region}watch {:<20} FIRED {}{note}",
                     w.rule,
                     fired(words.as_ref(), w)
                 );
@@ -334,7 +390,7 @@ pub fn history(config: &Path, job: Option<&str>) -> Result<(), Failure> {
                 |x| x.watch(&w.metric, &w.slice),
             );
             println!(
-                "      watch {:<20} quiet {} ({}) change {} threshold {}{note}",
+                "      {region}watch {:<20} quiet {} ({}) change {} threshold {}{note}",
                 w.rule,
                 metric,
                 slice,
@@ -365,6 +421,38 @@ pub fn history(config: &Path, job: Option<&str>) -> Result<(), Failure> {
             latest_failed.join(", ")
         )))
     }
+}
+
+/// What `run --job` and `history` say of a bursted run's region editions: each
+/// value with its companies and how its edition ended, then the values written for
+/// no one (`written, no recipients: LATAM`).
+fn edition_lines(editions: &[crate::jobs::ledger::EditionRecord]) -> Vec<String> {
+    let mut lines: Vec<String> = editions
+        .iter()
+        .map(|e| {
+            let how = match (&e.error, e.mailed) {
+                (Some(err), _) => format!("run failed: {}", clip(err, MAX_ERROR_BYTES)),
+                (None, true) => "written, mailed".to_owned(),
+                (None, false) => "written, no recipients".to_owned(),
+            };
+            format!(
+                "region {} [{}]: {} companies, {how}",
+                e.label, e.region, e.companies
+            )
+        })
+        .collect();
+    let unmailed: Vec<&str> = editions
+        .iter()
+        .filter(|e| !e.mailed && e.error.is_none())
+        .map(|e| e.label.as_str())
+        .collect();
+    if !unmailed.is_empty() {
+        lines.push(format!(
+            "written, no recipients: {} (give them [job.burst.recipients.<value>] to mail them)",
+            unmailed.join(", ")
+        ));
+    }
+    lines
 }
 
 /// A run's period in `history`: as the report's cover prints it, then the key that

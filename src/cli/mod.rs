@@ -64,6 +64,10 @@ enum Command {
         /// The run's period, as `history` shows it.
         #[arg(long)]
         period: Option<String>,
+        /// Only this region's deliveries (a bursted job's value, as `history` shows
+        /// it: `cn`; `CN` is the same value).
+        #[arg(long)]
+        region: Option<String>,
     },
     /// Each job, its cron, timezone and next fire times.
     Schedule {
@@ -281,7 +285,8 @@ fn dispatch(cmd: Command, options: reports::Options) -> Result<(), Failure> {
             config,
             job,
             period,
-        } => jobs::retry(&config, &job, period.as_deref()),
+            region,
+        } => jobs::retry(&config, &job, period.as_deref(), region.as_deref()),
         Command::Schedule { config, count } => jobs::schedule(&config, count),
         Command::Check {
             config,

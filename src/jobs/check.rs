@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::config::{Config, DataSource, Transport};
+use super::config::{Burst, Config, DataSource, Transport};
 use super::job::request_on;
 use super::mail::{MailError, Mailer};
 use crate::clock::{Clock, SystemClock};
@@ -86,6 +86,31 @@ pub fn check(config_path: &Path, db: Option<&Location>, mapping: Option<&Mapping
                 DataSource::At(l) => Some(l.clone()),
                 DataSource::Demo => None,
             });
+            if let Some(burst) = &job.burst {
+                // The values a bursted job makes editions of are the data's: read
+                // from the database a run would read, the demo's too.
+                let at = database.clone().map(Ok).unwrap_or_else(|| {
+                    crate::demo::demo_database(&crate::demo::cache_dir())
+                        .map(Location::from)
+                        .map_err(|e| e.to_string())
+                });
+                let prefix = format!("job `{}`: ", job.name);
+                match at {
+                    Ok(at) => {
+                        let mapping = mapping.cloned().unwrap_or_else(|| job.mapping.clone());
+                        burst_notes(
+                            &at,
+                            &mapping,
+                            burst,
+                            config.defaults.run_timeout,
+                            &prefix,
+                            &mut problems,
+                            &mut notes,
+                        );
+                    }
+                    Err(e) => failures.push(format!("{prefix}burst: {e}")),
+                }
+            }
             match database {
                 Some(path) => {
                     let mut req = request_on(config, job, path);
@@ -265,6 +290,113 @@ fn mapping_notes(
         }
         Err(e) => problems.push(format!("{prefix}mapping: {e}")),
     }
+}
+
+/// What `check` says of a bursted job: the values found under its rule, each with
+/// its companies and who gets its edition (a value without recipients is written,
+/// not mailed), and a problem for recipients of a value no company holds.
+fn burst_notes(
+    db: &Location,
+    mapping: &Mapping,
+    burst: &Burst,
+    limit: std::time::Duration,
+    prefix: &str,
+    problems: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) {
+    let found = match burst_values(db, mapping, burst, limit) {
+        Ok(f) => f,
+        Err(e) => {
+            problems.push(format!("{prefix}burst: {e}"));
+            return;
+        }
+    };
+    let listed: Vec<String> = found
+        .iter()
+        .map(|(v, _, n)| format!("`{v}` ({n})"))
+        .collect();
+    notes.push(format!(
+        "{prefix}burst by the {}: {} value(s) found, one edition each (paying companies in brackets):",
+        burst.describe(),
+        found.len()
+    ));
+    for (value, folder, n) in &found {
+        let to = match burst.value(folder) {
+            Some(v) => format!(
+                "mailed: {}",
+                v.mailed()
+                    .iter()
+                    .map(|e| format!("{} to {}", e.key(), e.recipients.len()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => "written, no recipients".to_owned(),
+        };
+        notes.push(format!("{prefix}  {value}: {n} companies, {to}"));
+    }
+    let unmailed: Vec<&str> = found
+        .iter()
+        .filter(|(_, f, _)| burst.value(f).is_none())
+        .map(|(v, _, _)| v.as_str())
+        .collect();
+    if !unmailed.is_empty() {
+        notes.push(format!(
+            "{prefix}  written, no recipients: {}",
+            unmailed.join(", ")
+        ));
+    }
+    for v in &burst.values {
+        if !found.iter().any(|(_, f, _)| *f == v.folder) {
+            problems.push(format!(
+                "{prefix}burst.recipients.{}: no company holds `{}` under the {} (the values found: {}); \
+                 spell the value as the data does, or remove its recipients",
+                v.written,
+                v.written,
+                burst.describe(),
+                if listed.is_empty() {
+                    "none".to_owned()
+                } else {
+                    listed.join(", ")
+                }
+            ));
+        }
+    }
+}
+
+/// The values companies hold under the burst's rule, in label form, each with its
+/// folder and its paying companies (the population an edition describes), the
+/// most companies first.
+fn burst_values(
+    db: &Location,
+    mapping: &Mapping,
+    burst: &Burst,
+    limit: std::time::Duration,
+) -> Result<Vec<(String, String, usize)>, RunError> {
+    let database = run::open_for_check(db, Some(limit))?;
+    let mut mapping = mapping.clone();
+    // A probe scope names the rule's column to the loader.
+    mapping.scope = Some(intercom::scope::Scope {
+        rule: burst.by.clone(),
+        values: Vec::new(),
+    });
+    let companies = reports::load::load_companies_as_mapped(&database, &mapping)?;
+    let mut out: Vec<(String, String, usize)> =
+        intercom::scope::Scope::found(&burst.by, &companies)
+            .into_iter()
+            .map(|(value, _)| {
+                let scope = intercom::scope::Scope {
+                    rule: burst.by.clone(),
+                    values: vec![value.clone()],
+                };
+                let paying = companies
+                    .iter()
+                    .filter(|c| intercom::population::is_paying(c) && scope.contains(c))
+                    .count();
+                (value, scope.folder(), paying)
+            })
+            .collect();
+    out.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.1.cmp(&b.1)));
+    Ok(out)
 }
 
 /// The tables the reports read, as a database may spell them in another case.

@@ -273,8 +273,16 @@ impl Daemon {
         }
         for e in ledger.expire_retries(now)? {
             if let Some(job) = config.job(&e.job) {
+                let (region, retry_region) = if e.region.is_empty() {
+                    (String::new(), String::new())
+                } else {
+                    (
+                        format!(" (region {})", e.region),
+                        format!(" --region {}", e.region),
+                    )
+                };
                 let msg = format!(
-                    "the delivery of the {} edition to {} was given up: out of retry time ({}); `cxreport retry --job {} --period {}` sends it again",
+                    "the delivery of the {} edition{region} to {} was given up: out of retry time ({}); `cxreport retry --job {} --period {}{retry_region}` sends it again",
                     e.lang, e.recipient, e.last_error, e.job, e.period
                 );
                 tracing::error!(job = %e.job, period = %e.period, "{msg}");
@@ -511,7 +519,7 @@ fn retry(runner: Runner<'_>, job: &Job, period: &str) {
         let Some(_lock) = l.lock_job(&job.name, true)? else {
             return Ok(None);
         };
-        let r = resend::resend(config, job, &l, period, stop)?;
+        let r = resend::resend(config, job, &l, period, None, stop)?;
         if r.state == RunState::Succeeded && r.sent > 0 {
             // As after `cxreport retry`: a "failed" still waiting is replaced, and
             // owners already told it failed hear that it is resolved.
@@ -677,6 +685,7 @@ mod tests {
         let key = DeliveryKey {
             job: "j",
             period: "p",
+            region: "",
             lang: "en",
             recipient: "ceo@example.com",
         };

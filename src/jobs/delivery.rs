@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
 
-use super::config::Job;
+use super::config::{Job, MailedEdition};
 use super::email::{Compose, EditionMail, RunFiles};
 use super::ledger::{Claim, DeliveryKey, DeliveryState, DeliveryUpdate, Ledger};
 use super::mail::{Failure, Mailer, Outgoing};
@@ -21,6 +21,30 @@ use crate::run::RunOutcome;
 pub fn deliver(
     ctx: &Context<'_>,
     outcome: &RunOutcome,
+    out: &mut JobRun,
+    log: &mut Vec<String>,
+) -> Result<Vec<String>, JobError> {
+    let watch = out.watch.clone();
+    deliver_edition(ctx, outcome, None, &ctx.job.mailed(), &watch, out, log)
+}
+
+/// A region's edition of a bursted job: its folder (the ledger's key) and the
+/// value as the data spells it (the subject's).
+#[derive(Debug, Clone, Copy)]
+pub struct Region<'a> {
+    pub folder: &'a str,
+    pub label: &'a str,
+}
+
+/// [`deliver`] of one edition of the run (`region`: a bursted job's region, whose
+/// deliveries and message the ledger keys by it) to `mailed`, its emails leading
+/// with the fired rules of `watch`.
+pub fn deliver_edition(
+    ctx: &Context<'_>,
+    outcome: &RunOutcome,
+    region: Option<Region<'_>>,
+    mailed: &[MailedEdition],
+    watch: &[crate::run::watch::WatchResult],
     out: &mut JobRun,
     log: &mut Vec<String>,
 ) -> Result<Vec<String>, JobError> {
@@ -57,7 +81,7 @@ pub fn deliver(
     let compared_with = outcome
         .comparison_period
         .as_deref()
-        .filter(|_| out.watch.iter().any(|w| w.fired));
+        .filter(|_| watch.iter().any(|w| w.fired));
     let sender = Sender {
         job,
         period: &outcome.period,
@@ -71,19 +95,19 @@ pub fn deliver(
             job_dir: config.defaults.output_dir.join(&job.output),
         },
     };
-    // A copy: the deliveries below count into `out` while the emails quote these.
-    let watch = out.watch.clone();
     let compose = Compose {
         job,
         outcome,
         templates: &templates,
         smtp,
-        watch: &watch,
+        watch,
         compared_with,
+        region: region.map(|r| (r.folder, r.label)),
     };
+    let region_key = region.map_or("", |r| r.folder);
     // Each language at each depth a list asks for; its key parts the brief's
     // deliveries and message from the full report's in the ledger.
-    for mailed in job.mailed() {
+    for mailed in mailed {
         let (lang, key) = (&mailed.lang, &mailed.key());
         let recipients: Vec<Mailbox> = match delivery {
             Delivery::TestTo(addr) => vec![addr.clone()],
@@ -104,7 +128,7 @@ pub fn deliver(
             }
         };
         if let Some(l) = ledger {
-            l.save_message(&job.name, &outcome.period, key, &content)?;
+            l.save_message(&job.name, &outcome.period, region_key, key, &content)?;
         }
         let mut tally = Tally {
             out: &mut *out,
@@ -113,6 +137,7 @@ pub fn deliver(
         };
         for to in recipients {
             let edition = Edition {
+                region: region_key,
                 lang: key,
                 content: &content,
                 to,
@@ -149,6 +174,8 @@ pub(super) struct Sender<'a> {
 
 /// One message to send: an edition's mail to one recipient.
 pub(super) struct Edition<'a> {
+    /// A bursted job's region (its folder); `''` otherwise.
+    pub(super) region: &'a str,
     /// The edition's ledger key: its language, `<lang>.brief` for a brief
     /// (`config::MailedEdition::key`).
     pub(super) lang: &'a str,
@@ -178,13 +205,20 @@ struct Claimed<'a> {
 
 impl Sender<'_> {
     pub(super) fn send(&self, edition: Edition<'_>, tally: &mut Tally<'_>) -> Result<(), JobError> {
-        let (job, lang) = (self.job, edition.lang);
+        let job = self.job;
         let recipient = edition.to.email.to_string();
         let key = DeliveryKey {
             job: &job.name,
             period: self.period,
-            lang,
+            region: edition.region,
+            lang: edition.lang,
             recipient: &recipient,
+        };
+        let lang = &shown(&key);
+        let retry_region = if key.region.is_empty() {
+            String::new()
+        } else {
+            format!(" --region {}", key.region)
         };
         let message_id = if edition.test {
             format!(
@@ -202,12 +236,12 @@ impl Sender<'_> {
         if let Some(l) = self.ledger {
             match l.claim_delivery(&key, &message_id)? {
                 Claim::Settled(DeliveryState::Sent) => {
-                    tracing::info!(job = %job.name, lang, recipient, "already sent; not sending again");
+                    tracing::info!(job = %job.name, lang = %lang, recipient, "already sent; not sending again");
                     return Ok(());
                 }
                 Claim::Settled(_) => {
                     tally.errors.push(format!(
-                        "delivery of {lang} to {recipient} was given up earlier (`cxreport retry --job {} --period {}` sends it again)",
+                        "delivery of {lang} to {recipient} was given up earlier (`cxreport retry --job {} --period {}{retry_region}` sends it again)",
                         job.name, self.period
                     ));
                     tally.out.failed += 1;
@@ -257,11 +291,10 @@ impl Sender<'_> {
         claimed: Claimed<'_>,
         tally: &mut Tally<'_>,
     ) -> Result<(), JobError> {
-        let Edition {
-            lang, content, to, ..
-        } = edition;
+        let Edition { content, to, .. } = edition;
         let job = self.job;
         let key = &claimed.key;
+        let lang = &shown(key);
         let recipient = key.recipient;
         if self.stop.load(Ordering::SeqCst) {
             let line = format!("{lang} to {recipient}: not sent, the process is stopping");
@@ -293,7 +326,7 @@ impl Sender<'_> {
             text: content.text.clone(),
             html: Some(content.html.clone()),
             attachments,
-            outbox_name: format!("{}_{lang}_{recipient}", content.outbox_name),
+            outbox_name: format!("{}_{}_{recipient}", content.outbox_name, key.lang),
         };
         let log = &mut *tally.log;
         let (attempts, failure) = self.mailer.send(&message, self.stop, |n, f| {
@@ -302,7 +335,7 @@ impl Sender<'_> {
             log.push(line);
         });
         if failure.is_none() {
-            tracing::info!(job = %job.name, lang, recipient, attempts, possible_duplicate = claimed.again, via = %self.mailer.target, "delivered");
+            tracing::info!(job = %job.name, lang = %lang, recipient, attempts, possible_duplicate = claimed.again, via = %self.mailer.target, "delivered");
         }
         self.settle(&claimed, attempts, failure, tally)
     }
@@ -316,7 +349,7 @@ impl Sender<'_> {
         tally: &mut Tally<'_>,
     ) -> Result<(), JobError> {
         let key = &claimed.key;
-        let (lang, recipient) = (key.lang, key.recipient);
+        let (lang, recipient) = (&shown(key), key.recipient);
         let (state, error, next) = match &failure {
             None => {
                 tally.out.sent += 1;
@@ -366,5 +399,15 @@ impl Sender<'_> {
             )?;
         }
         Ok(())
+    }
+}
+
+/// How a delivery's edition reads in a log line: its language key (`zh`,
+/// `en.brief`), after its region when it has one (`cn zh`).
+fn shown(key: &DeliveryKey<'_>) -> String {
+    if key.region.is_empty() {
+        key.lang.to_owned()
+    } else {
+        format!("{} {}", key.region, key.lang)
     }
 }

@@ -168,6 +168,8 @@ pub(super) struct Compose<'a> {
     pub(super) watch: &'a [WatchResult],
     /// The comparison period a fired watch rule names (its key), if one fired.
     pub(super) compared_with: Option<&'a str>,
+    /// A bursted job's region edition: its folder and the value as the data spells it.
+    pub(super) region: Option<(&'a str, &'a str)>,
 }
 
 impl Compose<'_> {
@@ -186,6 +188,7 @@ impl Compose<'_> {
             smtp,
             watch,
             compared_with,
+            region,
         } = *self;
         let language = templates.language(&job.report, lang)?;
         let edition = outcome.edition(lang);
@@ -226,6 +229,7 @@ impl Compose<'_> {
             "limit_mb": mb(smtp.max_attachment_bytes),
             "path": std::fs::canonicalize(&path).unwrap_or(path.clone()).display().to_string(),
             "job": job.name,
+            "region": region.map(|r| r.1),
             "watch": watch.iter().filter(|w| w.fired).map(|w| &w.rule).collect::<Vec<_>>(),
             "watch_label": language.strings.get("email.watch"),
             // Each printed by the one sentence of `watch_rule.tera`.
@@ -260,6 +264,10 @@ impl Compose<'_> {
         .into_iter();
         let mut next = || texts.next().unwrap_or_default();
         let (mut subject, mut text, mut html) = (next(), next(), next());
+        // A region's edition says so in its subject (`… — CN`), also under an override.
+        if let Some((_, label)) = region {
+            subject = format!("{subject} — {label}");
+        }
         // Marked here, not in the templates: an override of them cannot lose the mark.
         if let Some(to) = test_to {
             let (prefix, note) = test_marks(templates, &job.report, &language, to, &job.name)?;
@@ -282,7 +290,10 @@ impl Compose<'_> {
             text,
             html,
             attachments,
-            outbox_name: format!("{}_{}", job.name, outcome.period),
+            outbox_name: match region {
+                Some((folder, _)) => format!("{}_{}_{folder}", job.name, outcome.period),
+                None => format!("{}_{}", job.name, outcome.period),
+            },
         })
     }
 }
@@ -389,9 +400,36 @@ mod tests {
             smtp: config.smtp.as_ref().unwrap(),
             watch,
             compared_with: Some("2023-06-15_2023-12-14"),
+            region: None,
         }
         .email(lang, Depth::Full, None)
         .unwrap()
+    }
+
+    /// A region's edition names its region in the subject, in every language and
+    /// under an override of the subject template, and keeps its outbox files apart.
+    #[test]
+    fn a_region_edition_names_its_region_in_the_subject() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), "conversation-usage", None);
+        let o = outcome(dir.path(), "conversation-usage", &["First."]);
+        for lang in LANGS {
+            let m = Compose {
+                job: &config.jobs[0],
+                outcome: &o,
+                templates: &config.templates(),
+                smtp: config.smtp.as_ref().unwrap(),
+                watch: &[],
+                compared_with: None,
+                region: Some(("cn", "CN")),
+            }
+            .email(lang, Depth::Full, None)
+            .unwrap();
+            assert!(m.subject.ends_with(" — CN"), "{}", m.subject);
+            assert!(m.outbox_name.ends_with("_cn"), "{}", m.outbox_name);
+            let plain = mail(&config, &o, lang, &[]);
+            assert!(!plain.subject.contains(" — "), "{}", plain.subject);
+        }
     }
 
     fn title(report: &str, lang: &str) -> String {
@@ -618,6 +656,7 @@ mod tests {
                 smtp: config.smtp.as_ref().unwrap(),
                 watch: &[],
                 compared_with: None,
+                region: None,
             }
             .email(lang, Depth::Full, Some(&to))
         };

@@ -8,12 +8,13 @@ use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Utc};
 
-use super::config::{Config, DataSource, Job, Overlap};
-use super::ledger::{DeliveryState, Ledger, RunState};
+use super::config::{Burst, Config, DataSource, Job, Overlap};
+use super::ledger::{DeliveryState, EditionRecord, Ledger, RunState};
 use super::{alerts, delivery};
 use super::{Context, Delivery, JobError, JobRun};
 use crate::clock::{FixedClock, SharedClock};
 use crate::demo::{self, DemoError};
+use crate::run::burst::{run_burst, BurstRequest};
 use crate::run::{self, Location, RunRequest};
 
 /// The request a job's run makes of the pipeline.
@@ -113,6 +114,7 @@ fn run_job_with(
         interrupted: 0,
         up_to_date: false,
         watch: Vec::new(),
+        editions: Vec::new(),
     };
     match catch_unwind(AssertUnwindSafe(|| body(&ctx, &mut out))) {
         Ok(result) => result.map(|()| out),
@@ -155,7 +157,11 @@ fn run_locked(ctx: &Context<'_>, out: &mut JobRun) -> Result<(), JobError> {
     if let Some(l) = ledger {
         // The plan is cheap, the run is not: a fire whose period was delivered in full
         // already (a frequent cron on data that has not moved) renders nothing again.
-        if let Some(dir) = up_to_date(l, job, &period)? {
+        let done = match &job.burst {
+            Some(burst) => up_to_date_burst(l, job, burst, &period)?,
+            None => up_to_date(l, job, &period)?,
+        };
+        if let Some(dir) = done {
             tracing::info!(job = %job.name, %period, fire = %fire, "up to date: every delivery of this period was sent already; not rendered again");
             out.state = RunState::Succeeded;
             out.dir = Some(dir);
@@ -165,6 +171,11 @@ fn run_locked(ctx: &Context<'_>, out: &mut JobRun) -> Result<(), JobError> {
         l.begin_run(&job.name, &period, Some(fire), None)?;
     }
     tracing::info!(job = %job.name, %period, fire = %fire_text(fire), "run started");
+    if let Some(burst) = &job.burst {
+        // The plan gave the period every edition shares; each edition plans its own.
+        drop(prepared);
+        return run_bursted(ctx, out, req, burst, &period, &mut log);
+    }
     let outcome = match run::execute(prepared, &req) {
         Ok(o) => o,
         Err(e) => {
@@ -185,15 +196,27 @@ fn run_locked(ctx: &Context<'_>, out: &mut JobRun) -> Result<(), JobError> {
             tracing::warn!(job = %job.name, rule = %w.rule, metric = %w.metric, slice = %w.slice, change = w.change.map(|c| tracing::field::display(format!("{c:+.2}"))), "watch rule fired");
         }
         if let Some(l) = ledger {
-            l.record_watch(&job.name, &period, &out.watch)?;
+            l.record_watch(&job.name, &period, "", &out.watch)?;
         }
     }
 
     let errors = delivery::deliver(ctx, &outcome, out, &mut log)?;
+    finish(ctx, &period, errors, out, &log)
+}
+
+/// Records how the run ended from the `errors` of its editions and deliveries.
+fn finish(
+    ctx: &Context<'_>,
+    period: &str,
+    errors: Vec<String>,
+    out: &mut JobRun,
+    log: &[String],
+) -> Result<(), JobError> {
+    let Context { job, ledger, .. } = *ctx;
     if errors.is_empty() {
         out.state = RunState::Succeeded;
         if let Some(l) = ledger {
-            l.finish_run(&job.name, &period, RunState::Succeeded, None)?;
+            l.finish_run(&job.name, period, RunState::Succeeded, None)?;
         }
         tracing::info!(job = %job.name, %period, sent = out.sent, "run succeeded");
     } else if out.interrupted == errors.len() {
@@ -202,17 +225,177 @@ fn run_locked(ctx: &Context<'_>, out: &mut JobRun) -> Result<(), JobError> {
         // it failed.
         let msg = errors.join("; ");
         if let Some(l) = ledger {
-            l.finish_run(&job.name, &period, RunState::Failed, Some(&msg))?;
+            l.finish_run(&job.name, period, RunState::Failed, Some(&msg))?;
         }
         tracing::warn!(job = %job.name, %period, waiting = out.interrupted, "interrupted by shutdown: the deliveries not sent are sent when the daemon starts again");
-        alerts::alert_interrupted(ctx, &period, &errors);
+        alerts::alert_interrupted(ctx, period, &errors);
         out.error = Some(msg);
     } else {
         let msg = errors.join("; ");
-        fail_run(ctx, &period, &msg, &log)?;
+        fail_run(ctx, period, &msg, log)?;
         out.error = Some(msg);
     }
     Ok(())
+}
+
+/// A bursted job's run: one edition per value found in the data, each judged by
+/// the watch rules on its own and mailed to its value's recipients only; a value
+/// without recipients is written, not mailed. A region whose run or delivery fails
+/// is recorded and alerted with the others' outcome, never in their way.
+fn run_bursted(
+    ctx: &Context<'_>,
+    out: &mut JobRun,
+    req: RunRequest,
+    burst: &Burst,
+    period: &str,
+    log: &mut Vec<String>,
+) -> Result<(), JobError> {
+    let Context {
+        job, ledger, fire, ..
+    } = *ctx;
+    let per_value = burst
+        .values
+        .iter()
+        .map(|v| (v.folder.clone(), (v.languages(), v.depths())))
+        .collect();
+    let dir = req.out_dir.join(&req.name).join(period);
+    let mut run = req;
+    // A value mailed to no one: written in the job's languages, in full.
+    run.depths = run::full_only();
+    let request = BurstRequest {
+        run,
+        by: burst.by.clone(),
+        per_value,
+    };
+    let editions = match run_burst(&request, &FixedClock(fire)) {
+        Ok(e) => e,
+        Err(e) => {
+            let msg = e.to_string();
+            log.push(msg.clone());
+            fail_run(ctx, period, &msg, log)?;
+            out.error = Some(msg);
+            return Ok(());
+        }
+    };
+    if let Some(l) = ledger {
+        l.set_output(&job.name, period, &dir)?;
+    }
+    out.dir = Some(dir);
+    let mut errors = Vec::new();
+    for v in &burst.values {
+        if !editions.iter().any(|e| e.folder == v.folder) {
+            let found: Vec<String> = editions
+                .iter()
+                .map(|e| format!("`{}` ({})", e.value, e.companies))
+                .collect();
+            errors.push(format!(
+                "burst value `{}` has recipients, but no company holds it under the {} (the values found: {}); its recipients got nothing",
+                v.written,
+                burst.describe(),
+                if found.is_empty() { "none".to_owned() } else { found.join(", ") }
+            ));
+        }
+    }
+    let mut records = Vec::new();
+    for e in &editions {
+        let value = burst.value(&e.folder);
+        let mut record = EditionRecord {
+            region: e.folder.clone(),
+            label: e.value.clone(),
+            companies: e.companies,
+            mailed: value.is_some(),
+            error: None,
+            watch: Vec::new(),
+        };
+        let outcome = match &e.outcome {
+            Ok(o) => o,
+            Err(err) => {
+                let msg = format!("region {}: the run failed: {err}", e.value);
+                tracing::error!(job = %job.name, %period, region = %e.folder, "{msg}");
+                log.push(msg.clone());
+                errors.push(msg);
+                record.error = Some(err.to_string());
+                records.push(record);
+                continue;
+            }
+        };
+        if !job.watch.is_empty() {
+            record.watch.clone_from(&outcome.watch);
+            for w in outcome.watch.iter().filter(|w| w.fired) {
+                tracing::warn!(job = %job.name, region = %e.folder, rule = %w.rule, metric = %w.metric, slice = %w.slice, "watch rule fired");
+            }
+            if let Some(l) = ledger {
+                l.record_watch(&job.name, period, &e.folder, &outcome.watch)?;
+            }
+            out.watch.extend(outcome.watch.iter().cloned());
+        }
+        match value {
+            None => {
+                tracing::info!(job = %job.name, %period, region = %e.folder, dir = %outcome.dir.display(), "written, no recipients: not mailed");
+            }
+            Some(v) => {
+                let region = delivery::Region {
+                    folder: &e.folder,
+                    label: &e.value,
+                };
+                let failed = delivery::deliver_edition(
+                    ctx,
+                    outcome,
+                    Some(region),
+                    &v.mailed(),
+                    &outcome.watch,
+                    out,
+                    log,
+                )?;
+                errors.extend(
+                    failed
+                        .into_iter()
+                        .map(|f| format!("region {}: {f}", e.value)),
+                );
+            }
+        }
+        records.push(record);
+    }
+    if let Some(l) = ledger {
+        l.record_editions(&job.name, period, &records)?;
+    }
+    out.editions = records;
+    finish(ctx, period, errors, out, log)
+}
+
+/// [`up_to_date`] of a bursted job: every region with recipients has every
+/// delivery of its edition sent (each region's keyed by its folder).
+fn up_to_date_burst(
+    ledger: &Ledger,
+    job: &Job,
+    burst: &Burst,
+    period: &str,
+) -> Result<Option<std::path::PathBuf>, JobError> {
+    let Some(run) = ledger.run(&job.name, period)? else {
+        return Ok(None);
+    };
+    let Some(dir) = run.output_dir.filter(|d| d.is_dir()) else {
+        return Ok(None);
+    };
+    if run.state != RunState::Succeeded {
+        return Ok(None);
+    }
+    let deliveries = ledger.deliveries(&job.name, period)?;
+    let all_sent = burst.values.iter().all(|v| {
+        v.mailed().iter().all(|edition| {
+            let key = edition.key();
+            edition.recipients.iter().all(|to| {
+                let to = to.email.to_string();
+                deliveries.iter().any(|d| {
+                    d.region == v.folder
+                        && d.lang == key
+                        && d.recipient == to
+                        && d.state == DeliveryState::Sent
+                })
+            })
+        })
+    });
+    Ok(all_sent.then_some(dir))
 }
 
 /// The run's directory when the period was run and every delivery the job makes now
@@ -237,9 +420,12 @@ fn up_to_date(
         let key = edition.key();
         edition.recipients.iter().all(|to| {
             let to = to.email.to_string();
-            deliveries
-                .iter()
-                .any(|d| d.lang == key && d.recipient == to && d.state == DeliveryState::Sent)
+            deliveries.iter().any(|d| {
+                d.lang == key
+                    && d.recipient == to
+                    && d.state == DeliveryState::Sent
+                    && d.region.is_empty()
+            })
         })
     });
     Ok(all_sent.then_some(dir))

@@ -101,4 +101,7 @@ pub struct JobRun {
     pub up_to_date: bool,
     /// The job's watch rules as the run judged them.
     pub watch: Vec<crate::run::watch::WatchResult>,
+    /// A bursted job's region editions: each value found, its companies, whether it
+    /// is mailed, why its run failed.
+    pub editions: Vec<ledger::EditionRecord>,
 }

@@ -16,12 +16,14 @@ use super::mail::Mailer;
 use super::{JobError, JobRun};
 
 /// The deliveries of one run that are not sent yet, sent again from the kept
-/// messages (the daemon's retries, `cxreport retry`). The caller holds the job's lock.
+/// messages (the daemon's retries, `cxreport retry`); `region`: only that region
+/// edition's (`retry --region`). The caller holds the job's lock.
 pub fn resend(
     config: &Config,
     job: &Job,
     ledger: &Ledger,
     period: &str,
+    region: Option<&str>,
     stop: &AtomicBool,
 ) -> Result<JobRun, JobError> {
     let mut out = JobRun {
@@ -35,7 +37,9 @@ pub fn resend(
         interrupted: 0,
         up_to_date: false,
         watch: Vec::new(),
+        editions: Vec::new(),
     };
+    let ours = |d: &DeliveryRecord| region.is_none_or(|r| d.region == r);
     let mailer = match &config.smtp {
         None => Err(format!(
             "delivery needs the [smtp] section of {}",
@@ -49,7 +53,7 @@ pub fn resend(
             // Nothing can be sent until the configuration changes: the next try
             // waits a while rather than every tick.
             for d in ledger.deliveries(&job.name, period)? {
-                if !d.state.settled() {
+                if !d.state.settled() && ours(&d) {
                     let later = ledger.now() + chrono::Duration::minutes(10);
                     park(
                         ledger,
@@ -87,10 +91,11 @@ pub fn resend(
     let mut errors = Vec::new();
     let mut log = Vec::new();
     for d in ledger.deliveries(&job.name, period)? {
-        if d.state.settled() {
+        if d.state.settled() || !ours(&d) {
             continue;
         }
-        let Some(content) = ledger.message::<EditionMail>(&job.name, period, &d.lang)? else {
+        let Some(content) = ledger.message::<EditionMail>(&job.name, period, &d.region, &d.lang)?
+        else {
             let why = "the message of this run was not kept (written by an older cxreport): run the job again";
             park(ledger, job, period, &d, DeliveryState::GaveUp, why, None)?;
             errors.push(format!("{} to {}: {why}", d.lang, d.recipient));
@@ -104,6 +109,7 @@ pub fn resend(
             }
         };
         let edition = Edition {
+            region: &d.region,
             lang: &d.lang,
             content: &content,
             to,
@@ -139,6 +145,7 @@ fn park(
     let key = DeliveryKey {
         job: &job.name,
         period,
+        region: &d.region,
         lang: &d.lang,
         recipient: &d.recipient,
     };
@@ -188,6 +195,7 @@ mod tests {
             interrupted: 0,
             up_to_date: false,
             watch: Vec::new(),
+            editions: Vec::new(),
         }
     }
 
@@ -232,7 +240,7 @@ mod tests {
             attachments: Vec::new(),
             outbox_name: "j_p".into(),
         };
-        ledger.save_message("j", "p", "en", &content).unwrap();
+        ledger.save_message("j", "p", "", "en", &content).unwrap();
         let mailer = Mailer::new(smtp).unwrap();
         let stop = AtomicBool::new(false);
         let sender = Sender {
@@ -255,6 +263,7 @@ mod tests {
             errors: &mut errors,
         };
         let edition = || Edition {
+            region: "",
             lang: "en",
             content: &content,
             to: "ceo@example.com".parse().unwrap(),
@@ -274,13 +283,13 @@ mod tests {
         assert_eq!(d.retry_until.as_deref(), Some("2025-01-02 08:00:00"));
 
         std::fs::remove_file(&outbox).unwrap();
-        let r = resend(&config, job, &ledger, "p", &stop).unwrap();
+        let r = resend(&config, job, &ledger, "p", None, &stop).unwrap();
         assert_eq!((r.state, r.sent, r.failed), (RunState::Succeeded, 1, 0));
         assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 1);
         let d = &ledger.deliveries("j", "p").unwrap()[0];
         assert_eq!((d.state, d.attempts), (DeliveryState::Sent, 2));
         // Nothing left to send: nothing sent again.
-        let r = resend(&config, job, &ledger, "p", &stop).unwrap();
+        let r = resend(&config, job, &ledger, "p", None, &stop).unwrap();
         assert_eq!(r.sent, 0);
         sender.send(edition(), &mut tally).unwrap();
         assert_eq!(tally.out.sent, 0, "already sent");

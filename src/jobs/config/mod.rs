@@ -186,6 +186,64 @@ pub struct Job {
     pub options: Options,
     /// Changes that lead the email subject and are recorded with the run.
     pub watch: Vec<WatchRule>,
+    /// `burst = { column = "region" }`: one edition per value found in the data,
+    /// each mailed to its value's recipients (`lists` is then empty).
+    pub burst: Option<Burst>,
+}
+
+/// A bursted job's editions: one per value the data holds under `by`, each to its
+/// own recipients (`[job.burst.recipients.<value>]`); a value found without
+/// recipients is written, not mailed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Burst {
+    pub by: crate::intercom::scope::ScopeRule,
+    /// The values given recipients, by folder.
+    pub values: Vec<BurstValue>,
+}
+
+/// One value of a [`Burst`] and who gets its edition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BurstValue {
+    /// As written (`CN`).
+    pub written: String,
+    /// The value in label form, its edition's folder and ledger key (`cn`).
+    pub folder: String,
+    pub lists: Vec<RecipientList>,
+}
+
+impl Burst {
+    /// The value whose folder is `folder`, if it has recipients.
+    pub fn value(&self, folder: &str) -> Option<&BurstValue> {
+        self.values.iter().find(|v| v.folder == folder)
+    }
+
+    /// The rule as `check` and the logs print it: `column region`, `tag prefix region:`.
+    pub fn describe(&self) -> String {
+        match &self.by {
+            crate::intercom::scope::ScopeRule::Column(c) => format!("column `{c}`"),
+            crate::intercom::scope::ScopeRule::TagPrefix(p) => format!("tag prefix `{p}`"),
+        }
+    }
+}
+
+impl BurstValue {
+    /// The editions its recipients get ([`Job::mailed`] of its lists).
+    pub fn mailed(&self) -> Vec<MailedEdition> {
+        mailed_of(&self.lists)
+    }
+
+    /// The languages it is mailed in.
+    pub fn languages(&self) -> Vec<String> {
+        let mut l: Vec<String> = self.mailed().into_iter().map(|e| e.lang).collect();
+        l.sort();
+        l.dedup();
+        l
+    }
+
+    /// The depths its run renders ([`Job::depths`] of its lists).
+    pub fn depths(&self) -> Vec<Depth> {
+        depths_of(&self.lists)
+    }
 }
 
 pub use crate::run::watch::WatchRule;
@@ -231,38 +289,60 @@ impl Job {
     /// The editions the job mails, in language then depth order, each with the
     /// addresses of every list that asks for it.
     pub fn mailed(&self) -> Vec<MailedEdition> {
-        let mut out: BTreeMap<(String, Depth), Vec<Mailbox>> = BTreeMap::new();
-        for list in &self.lists {
-            for (lang, boxes) in &list.by_lang {
-                let to = out.entry((lang.clone(), list.depth)).or_default();
-                for b in boxes {
-                    if !to.iter().any(|x| x.email == b.email) {
-                        to.push(b.clone());
-                    }
-                }
-            }
-        }
-        out.into_iter()
-            .filter(|(_, to)| !to.is_empty())
-            .map(|((lang, depth), recipients)| MailedEdition {
-                lang,
-                depth,
-                recipients,
-            })
-            .collect()
+        mailed_of(&self.lists)
     }
 
     /// The depths a run of the job renders: those some list mails, the full
     /// report when none mails anything.
     pub fn depths(&self) -> Vec<Depth> {
-        let mut d: Vec<Depth> = self.mailed().iter().map(|e| e.depth).collect();
-        d.sort();
-        d.dedup();
-        if d.is_empty() {
-            d.push(Depth::Full);
+        match &self.burst {
+            Some(b) => {
+                let mut d: Vec<Depth> = b.values.iter().flat_map(BurstValue::depths).collect();
+                d.sort();
+                d.dedup();
+                if d.is_empty() {
+                    d.push(Depth::Full);
+                }
+                d
+            }
+            None => depths_of(&self.lists),
         }
-        d
     }
+}
+
+/// The editions `lists` mail, in language then depth order, each with the addresses
+/// of every list that asks for it (each once).
+fn mailed_of(lists: &[RecipientList]) -> Vec<MailedEdition> {
+    let mut out: BTreeMap<(String, Depth), Vec<Mailbox>> = BTreeMap::new();
+    for list in lists {
+        for (lang, boxes) in &list.by_lang {
+            let to = out.entry((lang.clone(), list.depth)).or_default();
+            for b in boxes {
+                if !to.iter().any(|x| x.email == b.email) {
+                    to.push(b.clone());
+                }
+            }
+        }
+    }
+    out.into_iter()
+        .filter(|(_, to)| !to.is_empty())
+        .map(|((lang, depth), recipients)| MailedEdition {
+            lang,
+            depth,
+            recipients,
+        })
+        .collect()
+}
+
+/// The depths some list of `lists` mails; the full report when none mails anything.
+fn depths_of(lists: &[RecipientList]) -> Vec<Depth> {
+    let mut d: Vec<Depth> = mailed_of(lists).iter().map(|e| e.depth).collect();
+    d.sort();
+    d.dedup();
+    if d.is_empty() {
+        d.push(Depth::Full);
+    }
+    d
 }
 
 impl Config {

@@ -23,8 +23,8 @@ use crate::reports::{self, Options};
 use crate::run::{Location, Mapping};
 
 use super::{
-    Config, ConfigError, DataSource, Defaults, Job, Overlap, Problem, Smtp, TlsMode, Transport,
-    WatchRule, DEFAULT_RUN_TIMEOUT_SECS,
+    Burst, BurstValue, Config, ConfigError, DataSource, Defaults, Job, Overlap, Problem, Smtp,
+    TlsMode, Transport, WatchRule, DEFAULT_RUN_TIMEOUT_SECS,
 };
 
 // ---------------------------------------------------------------------------
@@ -100,11 +100,25 @@ struct RawJob {
     /// The companies the job's report is restricted to (`{ column = "region",
     /// values = ["cn"] }`).
     scope: Option<toml::Value>,
+    /// One edition per value found (`{ column = "region" }`), with per-value
+    /// recipients (`[job.burst.recipients.<value>]`).
+    burst: Option<toml::Value>,
     output: Option<String>,
     /// Named watch rules (`[job.watch]`).
     watch: Option<BTreeMap<String, RawWatch>>,
     #[serde(flatten)]
     options: BTreeMap<String, toml::Value>,
+}
+
+/// `burst = { column = "region" }` (or `tag_prefix`) and its
+/// `[job.burst.recipients.<value>]` lists.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBurst {
+    column: Option<String>,
+    tag_prefix: Option<String>,
+    #[serde(default)]
+    recipients: BTreeMap<String, recipients::RawList>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -541,8 +555,41 @@ impl Validator {
             &available,
         )];
         lists.extend(self.audiences(label, &j.audience, &available));
+        let burst = j
+            .burst
+            .clone()
+            .and_then(|b| self.burst(label, b, &available));
+        if let Some(b) = &burst {
+            if j.scope.is_some() {
+                self.problem(
+                    key("burst"),
+                    "a job takes `burst` (one edition per value found) or `scope` (one edition \
+                     of the values it names), not both",
+                );
+            }
+            if lists
+                .iter()
+                .any(|l| l.by_lang.values().any(|v| !v.is_empty()))
+            {
+                self.problem(
+                    key("recipients"),
+                    format!(
+                        "a bursted job mails each value's edition to that value's recipients only: \
+                         give them as [job.burst.recipients.<value>] (e.g. [job.burst.recipients.{}]), \
+                         not in [job.recipients] or [[job.audience]]",
+                        b.values.first().map_or("cn", |v| v.written.as_str())
+                    ),
+                );
+            }
+            lists.clear();
+        }
         let named: std::collections::BTreeSet<String> = lists
             .iter()
+            .chain(
+                burst
+                    .iter()
+                    .flat_map(|b| b.values.iter().flat_map(|v| &v.lists)),
+            )
             .flat_map(|l| l.by_lang.keys().cloned())
             .collect();
         let languages: Vec<String> = if named.is_empty() {
@@ -629,7 +676,84 @@ impl Validator {
             output,
             options,
             watch,
+            burst,
         })
+    }
+
+    /// A job's `burst`: its rule and each value's recipients, values compared in
+    /// label form (`CN` = `cn`).
+    fn burst(
+        &mut self,
+        label: &str,
+        raw: toml::Value,
+        available: &std::collections::BTreeSet<String>,
+    ) -> Option<Burst> {
+        const EXAMPLE: &str =
+            "write burst = { column = \"region\" } or burst = { tag_prefix = \"region:\" }, \
+             and each value's recipients as [job.burst.recipients.cn] zh = [\"…\"]";
+        let key = format!("{label}.burst");
+        let raw: RawBurst = match raw.try_into() {
+            Ok(r) => r,
+            Err(e) => {
+                self.problem(key, format!("{} ({EXAMPLE})", e.message().trim_end()));
+                return None;
+            }
+        };
+        // The rule is read as a scope's is (its checks and their words).
+        let rule = match Scope::try_from(ScopeSpec {
+            column: raw.column,
+            tag_prefix: raw.tag_prefix,
+            values: vec!["-".into()],
+        }) {
+            Ok(s) => s.rule,
+            Err(why) => {
+                self.problem(
+                    key,
+                    format!("{} ({EXAMPLE})", why.replacen("scope: ", "", 1)),
+                );
+                return None;
+            }
+        };
+        let mut values: Vec<BurstValue> = Vec::new();
+        for (value, list) in &raw.recipients {
+            let vkey = format!("{key}.recipients.{value}");
+            let folder = Scope {
+                rule: rule.clone(),
+                values: vec![value.clone()],
+            }
+            .folder();
+            if folder.is_empty() {
+                self.problem(
+                    vkey,
+                    "not a value: give the value as the data holds it (e.g. `cn`)",
+                );
+                continue;
+            }
+            if let Some(other) = values.iter().find(|v| v.folder == folder) {
+                self.problem(
+                    vkey,
+                    format!(
+                        "`{value}` and `{}` are one value (values compare without case or separators): \
+                         give its recipients once",
+                        other.written
+                    ),
+                );
+                continue;
+            }
+            let list = self.recipient_list(&vkey, value, list, available);
+            if list.by_lang.values().all(Vec::is_empty) {
+                self.problem(
+                    vkey,
+                    format!("value `{value}` has no recipients: give a language and its addresses (`zh = [\"…\"]`), or leave the value out (its edition is written, not mailed)"),
+                );
+            }
+            values.push(BurstValue {
+                written: value.clone(),
+                folder,
+                lists: vec![list],
+            });
+        }
+        Some(Burst { by: rule, values })
     }
 }
 
@@ -728,6 +852,7 @@ const JOB_KEYS: &[&str] = &[
     "database_password_env",
     "mapping",
     "scope",
+    "burst",
     "output",
     "watch",
 ];
@@ -1025,6 +1150,85 @@ zh = ["gm-china@example.com"]
             e.contains("smtp.from") && e.contains("smtp.tls") && e.contains("smtp.timeout_secs"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_bursted_job_has_recipients_per_value_in_label_form() {
+        use crate::intercom::scope::ScopeRule;
+        use crate::run::Depth;
+        let base = "[defaults]\ndatabase = \"demo\"\n[[job]]\nname = \"a\"\ncron = \"0 8 * * *\"\n";
+        let c = parse(&format!(
+            "{base}[job.burst]\ncolumn = \"region\"\n\
+             [job.burst.recipients.CN]\nzh = [\"cn@example.com\"]\n\
+             [job.burst.recipients.\"North America\"]\ndepth = \"brief\"\nen = [\"na@example.com\"]"
+        ))
+        .unwrap();
+        let j = &c.jobs[0];
+        let b = j.burst.as_ref().unwrap();
+        assert_eq!(b.by, ScopeRule::Column("region".into()));
+        let folders: Vec<&str> = b.values.iter().map(|v| v.folder.as_str()).collect();
+        assert_eq!(folders, ["cn", "north_america"]);
+        assert_eq!(b.value("cn").unwrap().languages(), ["zh"]);
+        assert_eq!(b.value("north_america").unwrap().depths(), [Depth::Brief]);
+        assert!(j.lists.is_empty() && j.mailed().is_empty());
+        assert_eq!(j.languages, ["en", "zh"]);
+        assert_eq!(j.depths(), [Depth::Brief, Depth::Full]);
+        let c = parse(&format!("{base}burst = {{ tag_prefix = \"region:\" }}")).unwrap();
+        assert_eq!(
+            c.jobs[0].burst.as_ref().unwrap().by,
+            ScopeRule::TagPrefix("region:".into())
+        );
+
+        let e = parse(&format!(
+            "{base}scope = {{ column = \"region\", values = [\"cn\"] }}\n\
+             [job.recipients]\nen = [\"x@example.com\"]\n\
+             [job.burst]\ncolumn = \"region\"\n\
+             [job.burst.recipients.CN]\nzh = [\"cn@example.com\"]\n\
+             [job.burst.recipients.cn]\nzh = [\"other@example.com\"]\n\
+             [job.burst.recipients.emea]\nfr = [\"e@example.com\"]\n\
+             [job.burst.recipients.latam]\ndepth = \"brief\""
+        ))
+        .unwrap_err();
+        for want in [
+            "`job \"a\".burst`: a job takes `burst`",
+            "`job \"a\".recipients`: a bursted job mails each value's edition",
+            "`job \"a\".burst.recipients.cn`: `cn` and `CN` are one value",
+            "`job \"a\".burst.recipients.emea.fr`: no templates for language `fr`",
+            "`job \"a\".burst.recipients.latam`: value `latam` has no recipients",
+        ] {
+            assert!(e.contains(want), "{want}\n{e}");
+        }
+        for (burst, want) in [
+            ("burst = { colum = \"region\" }", "unknown field `colum`"),
+            ("burst = { }", "name exactly one of `column`"),
+            (
+                "burst = { column = \"re gion\" }",
+                "`column` must be a column name",
+            ),
+            ("burst = \"region\"", "`job \"a\".burst`"),
+        ] {
+            let e = parse(&format!("{base}{burst}")).unwrap_err();
+            assert!(
+                e.contains(want) && e.contains("write burst = {"),
+                "{burst}: {e}"
+            );
+        }
+    }
+
+    /// The example in the repository loads, its bursted job among the jobs.
+    #[test]
+    fn the_repositorys_example_loads_with_its_bursted_job() {
+        let c = Config::parse(
+            Path::new("schedules.toml"),
+            include_str!("../../../schedules.toml"),
+        )
+        .unwrap();
+        let b = c
+            .jobs
+            .iter()
+            .find_map(|j| j.burst.as_ref())
+            .expect("a bursted job");
+        assert_eq!(b.value("cn").unwrap().languages(), ["zh"]);
     }
 
     #[test]

@@ -321,9 +321,9 @@ mod tests {
         l.alert_attempted(due[0].id, None, SystemClock.now())
             .unwrap();
         assert!(l.pending_alerts(None).unwrap().is_empty());
-        l.save_message("j", "p", "en", &vec!["subject".to_owned()])
+        l.save_message("j", "p", "", "en", &vec!["subject".to_owned()])
             .unwrap();
-        let m: Option<Vec<String>> = l.message("j", "p", "en").unwrap();
+        let m: Option<Vec<String>> = l.message("j", "p", "", "en").unwrap();
         assert_eq!(m.unwrap(), ["subject"]);
     }
 }

@@ -1,4 +1,5 @@
-//! The `deliveries` table: one row per (job, period, language, recipient) with its
+//! The `deliveries` table: one row per (job, period, region, language, recipient)
+//! (the region `''` unless the job is bursted) with its
 //! deterministic Message-ID; the claim that makes one process send it (an OS lock per
 //! delivery and an update only from the state read); its outcome, retries and their
 //! expiry. Its owners are `delivery` (sending, each outcome) and `resend` (the
@@ -12,44 +13,50 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::migrate::RETRIES;
+use super::migrate::{REGIONS, RETRIES};
 use super::{clip, format_time, safe_name, try_lock, Ledger, LedgerError, MAX_ERROR_BYTES};
 
 const SQL_DELIVERY_ENSURE: &str =
-    "INSERT INTO deliveries (job, period, lang, recipient, message_id, state, attempts, updated_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6) ON CONFLICT DO NOTHING";
+    "INSERT INTO deliveries (job, period, lang, recipient, message_id, state, attempts, updated_at, region)
+     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?7) ON CONFLICT DO NOTHING";
 const SQL_DELIVERY_GET: &str =
     "SELECT state, attempts, possible_duplicate, message_id FROM deliveries
-     WHERE job = ?1 AND period = ?2 AND lang = ?3 AND recipient = ?4";
+     WHERE job = ?1 AND period = ?2 AND lang = ?3 AND recipient = ?4 AND region = ?5";
 /// The claim: only from the state the claimant read, so of two processes that read
 /// the same state one changes the row and the other finds it changed.
 const SQL_DELIVERY_CLAIM: &str =
     "UPDATE deliveries SET state = 'sending', possible_duplicate = MAX(possible_duplicate, ?5), updated_at = ?6
-     WHERE job = ?1 AND period = ?2 AND lang = ?3 AND recipient = ?4 AND state = ?7";
+     WHERE job = ?1 AND period = ?2 AND lang = ?3 AND recipient = ?4 AND state = ?7 AND region = ?8";
 const SQL_DELIVERY_UPDATE: &str =
     "UPDATE deliveries SET state = ?5, attempts = attempts + ?6, last_error = ?7, updated_at = ?8,
          next_attempt_at = ?9, retry_until = COALESCE(retry_until, ?10)
-     WHERE job = ?1 AND period = ?2 AND lang = ?3 AND recipient = ?4";
+     WHERE job = ?1 AND period = ?2 AND lang = ?3 AND recipient = ?4 AND region = ?11";
 /// The same, from a ledger of an older version opened read-only (not migrated).
 const SQL_DELIVERIES_OF_V1: &str =
-    "SELECT lang, recipient, state, attempts, last_error, message_id, 0, NULL, NULL
+    "SELECT lang, recipient, state, attempts, last_error, message_id, 0, NULL, NULL, ''
+     FROM deliveries WHERE job = ?1 AND period = ?2 ORDER BY lang, recipient";
+/// The same, from a ledger of a version before [`REGIONS`] opened read-only: every
+/// delivery is of the job's one edition (region `''`).
+const SQL_DELIVERIES_OF_BEFORE_REGIONS: &str =
+    "SELECT lang, recipient, state, attempts, last_error, message_id, possible_duplicate, next_attempt_at, retry_until, ''
      FROM deliveries WHERE job = ?1 AND period = ?2 ORDER BY lang, recipient";
 const SQL_DELIVERIES_OF: &str =
-    "SELECT lang, recipient, state, attempts, last_error, message_id, possible_duplicate, next_attempt_at, retry_until
-     FROM deliveries WHERE job = ?1 AND period = ?2 ORDER BY lang, recipient";
+    "SELECT lang, recipient, state, attempts, last_error, message_id, possible_duplicate, next_attempt_at, retry_until, region
+     FROM deliveries WHERE job = ?1 AND period = ?2 ORDER BY region, lang, recipient";
 const SQL_RETRY_DUE: &str =
     "SELECT DISTINCT job, period FROM deliveries
      WHERE state = 'failed' AND COALESCE(next_attempt_at, '') <= ?1 AND (retry_until IS NULL OR retry_until > ?1)
      ORDER BY job, period";
 const SQL_RETRY_EXPIRED: &str =
-    "SELECT job, period, lang, recipient, COALESCE(last_error, '') FROM deliveries
+    "SELECT job, period, lang, recipient, COALESCE(last_error, ''), region FROM deliveries
      WHERE state = 'failed' AND retry_until IS NOT NULL AND retry_until <= ?1";
 const SQL_GIVE_UP: &str = "UPDATE deliveries SET state = 'gave_up', updated_at = ?5,
          last_error = 'out of retry time: ' || COALESCE(last_error, '')
-     WHERE job = ?1 AND period = ?2 AND lang = ?3 AND recipient = ?4 AND state = 'failed'";
+     WHERE job = ?1 AND period = ?2 AND lang = ?3 AND recipient = ?4 AND region = ?6 AND state = 'failed'";
+/// `?4`: the region whose deliveries are re-opened, `NULL` for every region's.
 const SQL_REOPEN: &str =
     "UPDATE deliveries SET state = 'failed', next_attempt_at = NULL, retry_until = NULL, updated_at = ?3
-     WHERE job = ?1 AND period = ?2 AND state IN ('gave_up', 'failed')";
+     WHERE job = ?1 AND period = ?2 AND state IN ('gave_up', 'failed') AND (?4 IS NULL OR region = ?4)";
 const SQL_LATEST_PERIOD: &str = "SELECT r.period FROM runs r WHERE r.job = ?1
        AND EXISTS (SELECT 1 FROM deliveries d WHERE d.job = r.job AND d.period = r.period)
      ORDER BY COALESCE(r.started_at, '') DESC LIMIT 1";
@@ -122,22 +129,36 @@ impl PartialEq<&str> for DeliveryState {
 pub struct DeliveryKey<'a> {
     pub job: &'a str,
     pub period: &'a str,
+    /// The region edition of a bursted job (its folder, `cn`); `''` otherwise.
+    pub region: &'a str,
     pub lang: &'a str,
     pub recipient: &'a str,
 }
 
 impl DeliveryKey<'_> {
     /// Deterministic Message-ID: the same delivery always has the same id, so a
-    /// duplicate is recognizable at the receiving end too.
+    /// duplicate is recognizable at the receiving end too. A region edition's names
+    /// its region after the job (`<….monthly.cn@example.com>`).
     pub fn message_id(&self, domain: &str) -> String {
-        format!("<{}.{}@{domain}>", self.digest(), self.job)
+        if self.region.is_empty() {
+            format!("<{}.{}@{domain}>", self.digest(), self.job)
+        } else {
+            format!("<{}.{}.{}@{domain}>", self.digest(), self.job, self.region)
+        }
     }
 
-    /// 32 hex digits that name this delivery (its Message-ID, its lock file).
+    /// 32 hex digits that name this delivery (its Message-ID, its lock file). The
+    /// region enters only when there is one, so a delivery of a job that is not
+    /// bursted keeps the digest every earlier version gave it.
     fn digest(&self) -> String {
         let mut h = Sha256::new();
         for part in [self.job, self.period, self.lang, self.recipient] {
             h.update(part.as_bytes());
+            h.update([0]);
+        }
+        if !self.region.is_empty() {
+            h.update(b"region\0");
+            h.update(self.region.as_bytes());
             h.update([0]);
         }
         h.finalize()
@@ -169,6 +190,8 @@ pub struct DeliveryUpdate<'a> {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DeliveryRecord {
+    /// The region edition (`''` unless the job is bursted).
+    pub region: String,
     pub lang: String,
     pub recipient: String,
     pub state: DeliveryState,
@@ -187,6 +210,7 @@ pub struct DeliveryRecord {
 pub struct Expired {
     pub job: String,
     pub period: String,
+    pub region: String,
     pub lang: String,
     pub recipient: String,
     pub last_error: String,
@@ -245,7 +269,8 @@ fn ensure_delivery(
             key.lang,
             key.recipient,
             message_id,
-            now
+            now,
+            key.region
         ],
     )
 }
@@ -279,7 +304,7 @@ impl Ledger {
             .conn
             .query_row(
                 SQL_DELIVERY_GET,
-                params![key.job, key.period, key.lang, key.recipient],
+                params![key.job, key.period, key.lang, key.recipient, key.region],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .map_err(|e| self.err(e))?;
@@ -317,7 +342,7 @@ impl Ledger {
         let (state, attempts): (String, i64) = tx
             .query_row(
                 SQL_DELIVERY_GET,
-                params![key.job, key.period, key.lang, key.recipient],
+                params![key.job, key.period, key.lang, key.recipient, key.region],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(|e| self.err(e))?;
@@ -339,7 +364,8 @@ impl Ledger {
                     key.recipient,
                     i64::from(again),
                     self.now_text(),
-                    state.as_str()
+                    state.as_str(),
+                    key.region
                 ],
             )
             .map_err(|e| self.err(e))?;
@@ -373,7 +399,8 @@ impl Ledger {
                     u.error.map(|e| clip(e, MAX_ERROR_BYTES)),
                     self.now_text(),
                     u.next_attempt.map(format_time),
-                    u.retry_until.map(format_time)
+                    u.retry_until.map(format_time),
+                    key.region
                 ],
             )
             .map(|_| ())
@@ -386,6 +413,8 @@ impl Ledger {
             .conn
             .prepare_cached(if self.version < RETRIES {
                 SQL_DELIVERIES_OF_V1
+            } else if self.version < REGIONS {
+                SQL_DELIVERIES_OF_BEFORE_REGIONS
             } else {
                 SQL_DELIVERIES_OF
             })
@@ -394,6 +423,7 @@ impl Ledger {
             .query_map(params![job, period], |r| {
                 Ok((
                     DeliveryRecord {
+                        region: r.get(9)?,
                         lang: r.get(0)?,
                         recipient: r.get(1)?,
                         // Read below, where a value this version does not know is an
@@ -445,6 +475,7 @@ impl Ledger {
                     lang: r.get(2)?,
                     recipient: r.get(3)?,
                     last_error: r.get(4)?,
+                    region: r.get(5)?,
                 })
             })
             .map_err(|e| self.err(e))?
@@ -454,7 +485,14 @@ impl Ledger {
             self.conn
                 .execute(
                     SQL_GIVE_UP,
-                    params![e.job, e.period, e.lang, e.recipient, self.now_text()],
+                    params![
+                        e.job,
+                        e.period,
+                        e.lang,
+                        e.recipient,
+                        self.now_text(),
+                        e.region
+                    ],
                 )
                 .map_err(|e| self.err(e))?;
         }
@@ -462,10 +500,16 @@ impl Ledger {
     }
 
     /// `cxreport retry`: the run's given-up and failed deliveries become retryable
-    /// now, with a fresh retry time. Returns how many.
-    pub fn reopen(&self, job: &str, period: &str) -> Result<usize, LedgerError> {
+    /// now, with a fresh retry time (only `region`'s when given: `retry --region`).
+    /// Returns how many.
+    pub fn reopen(
+        &self,
+        job: &str,
+        period: &str,
+        region: Option<&str>,
+    ) -> Result<usize, LedgerError> {
         self.conn
-            .execute(SQL_REOPEN, params![job, period, self.now_text()])
+            .execute(SQL_REOPEN, params![job, period, self.now_text(), region])
             .map_err(|e| self.err(e))
     }
 
@@ -525,7 +569,7 @@ mod tests {
         let d = &l.deliveries(k.job, k.period).unwrap()[0];
         assert_eq!(d.state, "gave_up");
         assert!(l.retries_due(at("2024-07-03 00:00:00")).unwrap().is_empty());
-        assert_eq!(l.reopen(k.job, k.period).unwrap(), 1);
+        assert_eq!(l.reopen(k.job, k.period, None).unwrap(), 1);
         assert_eq!(
             l.retries_due(at("2024-07-03 00:00:00")).unwrap().len(),
             1,
@@ -534,6 +578,51 @@ mod tests {
         assert_eq!(
             l.latest_delivered_period(k.job).unwrap().as_deref(),
             Some(k.period)
+        );
+    }
+
+    /// A region's delivery is one of its own: its Message-ID names the region and
+    /// differs from the same recipient's in another region; without a region the
+    /// Message-ID is the one earlier versions gave, and `reopen` of one region
+    /// leaves the others alone.
+    #[test]
+    fn each_region_has_its_own_deliveries_and_message_ids() {
+        let plain = key("zh");
+        // Fixed: the digest earlier versions sent this delivery with.
+        assert_eq!(
+            plain.message_id("example.com"),
+            "<cb1b92c4c1f65e9711c97dc40997d8b3.j@example.com>"
+        );
+        let cn = DeliveryKey {
+            region: "cn",
+            ..plain.clone()
+        };
+        let emea = DeliveryKey {
+            region: "emea",
+            ..plain.clone()
+        };
+        let id = cn.message_id("example.com");
+        assert!(id.ends_with(".j.cn@example.com>"), "{id}");
+        assert_ne!(id, emea.message_id("example.com"));
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(&dir.path().join("state.sqlite")).unwrap();
+        for k in [&cn, &emea] {
+            l.delivery(k, &k.message_id("example.com")).unwrap();
+            l.update_delivery(k, &update(DeliveryState::GaveUp, Some("550")))
+                .unwrap();
+        }
+        let regions: Vec<String> = l
+            .deliveries(plain.job, plain.period)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.region)
+            .collect();
+        assert_eq!(regions, ["cn", "emea"]);
+        assert_eq!(l.reopen(plain.job, plain.period, Some("cn")).unwrap(), 1);
+        let d = l.deliveries(plain.job, plain.period).unwrap();
+        assert_eq!(
+            (d[0].state, d[1].state),
+            (DeliveryState::Failed, DeliveryState::GaveUp)
         );
     }
 

@@ -32,7 +32,7 @@ struct Step {
 
 /// Version `n` is `VERSIONS[n - 1]`: what one release added. Append only: a version
 /// once released is never changed, since ledgers hold it.
-const VERSIONS: [&[Step]; 8] = [
+const VERSIONS: [&[Step]; 9] = [
     // 1. The first release: runs, deliveries and the schedule's cursors.
     &[
         Step {
@@ -187,6 +187,91 @@ const VERSIONS: [&[Step]; 8] = [
             sql: "ALTER TABLE watch ADD COLUMN unit TEXT",
         },
     ],
+    // 9. Bursted jobs (one edition per region): a delivery, a kept message and a
+    // watch result per region edition (`''` for a job that is not bursted, which
+    // every earlier row is), and what each region's edition was. SQLite cannot change
+    // a primary key, so the three tables are copied into ones keyed with the region.
+    &[
+        Step {
+            adds: Adds::Column("deliveries", "region"),
+            sql: "CREATE TABLE deliveries_v9 (
+                job TEXT NOT NULL,
+                period TEXT NOT NULL,
+                region TEXT NOT NULL DEFAULT '',
+                lang TEXT NOT NULL,
+                recipient TEXT NOT NULL,
+                message_id TEXT NOT NULL,
+                state TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                last_error TEXT,
+                updated_at TEXT,
+                possible_duplicate INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at TEXT,
+                retry_until TEXT,
+                PRIMARY KEY (job, period, region, lang, recipient)
+            );
+            INSERT INTO deliveries_v9 (job, period, lang, recipient, message_id, state, attempts,
+                    last_error, updated_at, possible_duplicate, next_attempt_at, retry_until)
+                SELECT job, period, lang, recipient, message_id, state, attempts, last_error,
+                    updated_at, possible_duplicate, next_attempt_at, retry_until FROM deliveries;
+            DROP TABLE deliveries;
+            ALTER TABLE deliveries_v9 RENAME TO deliveries;",
+        },
+        Step {
+            adds: Adds::Column("messages", "region"),
+            sql: "CREATE TABLE messages_v9 (
+                job TEXT NOT NULL,
+                period TEXT NOT NULL,
+                region TEXT NOT NULL DEFAULT '',
+                lang TEXT NOT NULL,
+                content TEXT NOT NULL,
+                PRIMARY KEY (job, period, region, lang)
+            );
+            INSERT INTO messages_v9 (job, period, lang, content)
+                SELECT job, period, lang, content FROM messages;
+            DROP TABLE messages;
+            ALTER TABLE messages_v9 RENAME TO messages;",
+        },
+        Step {
+            adds: Adds::Column("watch", "region"),
+            sql: "CREATE TABLE watch_v9 (
+                job TEXT NOT NULL,
+                period TEXT NOT NULL,
+                region TEXT NOT NULL DEFAULT '',
+                rule TEXT NOT NULL,
+                fired INTEGER NOT NULL,
+                metric TEXT NOT NULL,
+                slice TEXT NOT NULL,
+                change REAL,
+                threshold REAL NOT NULL,
+                note TEXT,
+                rise INTEGER,
+                current REAL,
+                previous REAL,
+                unit TEXT,
+                PRIMARY KEY (job, period, region, rule)
+            );
+            INSERT INTO watch_v9 (job, period, rule, fired, metric, slice, change, threshold,
+                    note, rise, current, previous, unit)
+                SELECT job, period, rule, fired, metric, slice, change, threshold, note, rise,
+                    current, previous, unit FROM watch;
+            DROP TABLE watch;
+            ALTER TABLE watch_v9 RENAME TO watch;",
+        },
+        Step {
+            adds: Adds::Table("editions"),
+            sql: "CREATE TABLE editions (
+                job TEXT NOT NULL,
+                period TEXT NOT NULL,
+                region TEXT NOT NULL,
+                label TEXT NOT NULL,
+                companies INTEGER NOT NULL,
+                mailed INTEGER NOT NULL,
+                error TEXT,
+                PRIMARY KEY (job, period, region)
+            )",
+        },
+    ],
 ];
 
 /// The version this build writes.
@@ -199,6 +284,9 @@ pub(super) const WATCH: u32 = 3;
 pub(super) const HEARTBEAT: u32 = 5;
 /// Since this version: a watch result's direction, values and unit.
 pub(super) const WATCH_VALUES: u32 = 8;
+/// Since this version: the region of a delivery, message and watch result, and the
+/// `editions` of a bursted job.
+pub(super) const REGIONS: u32 = 9;
 
 /// Brings the ledger open on `conn` up to [`LATEST`].
 ///
@@ -442,6 +530,7 @@ pub(super) mod tests {
                     (DeliveryState::GaveUp, 4, Some("451")),
                     "{parts:?}"
                 );
+                assert_eq!(d.region, "", "a delivery of the job's one edition");
                 assert_eq!(h[0].watch.len(), usize::from(has(2)), "{parts:?}");
                 let alerts = l.pending_alerts(None).unwrap();
                 assert_eq!(alerts.len(), usize::from(has(1)), "{parts:?}");
@@ -452,7 +541,7 @@ pub(super) mod tests {
                 );
                 if upgraded {
                     assert_eq!(l.cursor("j").unwrap(), Some(at("2024-06-01 08:00:00")));
-                    let m: Option<Vec<String>> = l.message("j", "p", "en").unwrap();
+                    let m: Option<Vec<String>> = l.message("j", "p", "", "en").unwrap();
                     assert_eq!(m.is_some(), has(1), "{parts:?}");
                 }
             };
@@ -552,6 +641,8 @@ pub(super) mod tests {
         assert!(adds(WATCH).any(|a| matches!(a, Adds::Table("watch"))));
         assert!(adds(HEARTBEAT).any(|a| matches!(a, Adds::Table("heartbeat"))));
         assert!(adds(WATCH_VALUES).any(|a| matches!(a, Adds::Column("watch", "unit"))));
+        assert!(adds(REGIONS).any(|a| matches!(a, Adds::Column("deliveries", "region"))));
+        assert!(adds(REGIONS).any(|a| matches!(a, Adds::Table("editions"))));
     }
 
     #[test]
@@ -603,7 +694,7 @@ pub(super) mod tests {
         assert!(r.pending_alerts(None).unwrap().is_empty());
         drop(r);
         let w = Ledger::open(&path).unwrap();
-        assert_eq!(w.reopen("j", "p").unwrap(), 1);
+        assert_eq!(w.reopen("j", "p", None).unwrap(), 1);
         assert_eq!(w.history(None).unwrap()[0].deliveries[0].state, "failed");
     }
 }

@@ -30,6 +30,7 @@
 mod alerts;
 mod cursors;
 mod deliveries;
+mod editions;
 mod heartbeat;
 mod messages;
 mod migrate;
@@ -41,6 +42,7 @@ pub use deliveries::{
     Claim, DeliveryKey, DeliveryLock, DeliveryRecord, DeliveryState, DeliveryStatus,
     DeliveryUpdate, Expired,
 };
+pub use editions::EditionRecord;
 pub use heartbeat::Heartbeat;
 pub use runs::{Interrupted, JobLock, RunFacts, RunRecord, RunState};
 
@@ -394,6 +396,7 @@ mod testing {
         DeliveryKey {
             job: "j",
             period: "2024-01-01_2024-06-30",
+            region: "",
             lang,
             recipient: "ceo@example.com",
         }

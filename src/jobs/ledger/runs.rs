@@ -105,6 +105,8 @@ pub struct RunRecord {
     pub deliveries: Vec<DeliveryRecord>,
     /// The job's watch rules as this run judged them.
     pub watch: Vec<WatchResult>,
+    /// A bursted job's region editions, each with its watch results.
+    pub editions: Vec<super::editions::EditionRecord>,
 }
 
 /// The run row's facts a retry needs.
@@ -319,8 +321,9 @@ impl Ledger {
         for run in &mut runs {
             run.deliveries = self.deliveries(&run.job, &run.period)?;
             if self.version >= WATCH {
-                run.watch = self.watch_of(&run.job, &run.period)?;
+                run.watch = self.watch_of(&run.job, &run.period, "")?;
             }
+            run.editions = self.editions(&run.job, &run.period)?;
         }
         Ok(runs)
     }
@@ -376,6 +379,7 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RunRecord, String)> {
         attempts: r.get(8)?,
         deliveries: Vec::new(),
         watch: Vec::new(),
+        editions: Vec::new(),
     };
     Ok((record, r.get(3)?))
 }

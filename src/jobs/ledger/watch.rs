@@ -1,36 +1,43 @@
 //! The `watch` table: what a run's watch rules found, one row per (job, period,
-//! rule), replaced whole at each run; `history` shows it. Its owner is `job`, which
+//! region, rule) (the region `''` unless the job is bursted: each region's edition
+//! is judged on its own), replaced whole at each run; `history` shows it. Its owner is `job`, which
 //! records what the run judged.
 
 use rusqlite::params;
 
-use super::migrate::WATCH_VALUES;
+use super::migrate::{REGIONS, WATCH_VALUES};
 use super::{Ledger, LedgerError};
 use crate::reports::comparison::Unit;
 use crate::run::watch::WatchResult;
 
-const SQL_WATCH_CLEAR: &str = "DELETE FROM watch WHERE job = ?1 AND period = ?2";
+const SQL_WATCH_CLEAR: &str = "DELETE FROM watch WHERE job = ?1 AND period = ?2 AND region = ?3";
 const SQL_WATCH_PUT: &str =
-    "INSERT INTO watch (job, period, rule, fired, metric, slice, change, threshold, note, rise, current, previous, unit)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+    "INSERT INTO watch (job, period, rule, fired, metric, slice, change, threshold, note, rise, current, previous, unit, region)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
 const SQL_WATCH_OF: &str = "SELECT rule, fired, metric, slice, change, threshold, note, rise, current, previous, unit FROM watch
-     WHERE job = ?1 AND period = ?2 ORDER BY fired DESC, rule";
+     WHERE job = ?1 AND period = ?2 AND region = ?3 ORDER BY fired DESC, rule";
+/// The same, from a ledger of a version before [`REGIONS`] opened read-only: every
+/// row is of the job's one edition.
+const SQL_WATCH_OF_BEFORE_REGIONS: &str = "SELECT rule, fired, metric, slice, change, threshold, note, rise, current, previous, unit FROM watch
+     WHERE job = ?1 AND period = ?2 AND ?3 = '' ORDER BY fired DESC, rule";
 /// The same, from a ledger of a version before [`WATCH_VALUES`] opened read-only (not
 /// migrated): its rows hold no direction, values or unit.
 const SQL_WATCH_OF_BEFORE_VALUES: &str =
     "SELECT rule, fired, metric, slice, change, threshold, note, NULL, NULL, NULL, NULL FROM watch
-     WHERE job = ?1 AND period = ?2 ORDER BY fired DESC, rule";
+     WHERE job = ?1 AND period = ?2 AND ?3 = '' ORDER BY fired DESC, rule";
 
 impl Ledger {
-    /// Replaces what the run's watch rules found, as the run layer judged them.
+    /// Replaces what the run's watch rules found, as the run layer judged them, for
+    /// the `region` edition (`''`: the job's one edition).
     pub fn record_watch(
         &self,
         job: &str,
         period: &str,
+        region: &str,
         results: &[WatchResult],
     ) -> Result<(), LedgerError> {
         let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
-        tx.execute(SQL_WATCH_CLEAR, params![job, period])
+        tx.execute(SQL_WATCH_CLEAR, params![job, period, region])
             .map_err(|e| self.err(e))?;
         for w in results {
             tx.execute(
@@ -48,7 +55,8 @@ impl Ledger {
                     w.rise,
                     w.current,
                     w.previous,
-                    w.unit.map(Unit::name)
+                    w.unit.map(Unit::name),
+                    region
                 ],
             )
             .map_err(|e| self.err(e))?;
@@ -63,15 +71,18 @@ impl Ledger {
         &self,
         job: &str,
         period: &str,
+        region: &str,
     ) -> Result<Vec<WatchResult>, LedgerError> {
-        let sql = if self.version >= WATCH_VALUES {
+        let sql = if self.version >= REGIONS {
             SQL_WATCH_OF
+        } else if self.version >= WATCH_VALUES {
+            SQL_WATCH_OF_BEFORE_REGIONS
         } else {
             SQL_WATCH_OF_BEFORE_VALUES
         };
         let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
         let rows: Vec<(WatchResult, Option<String>)> = stmt
-            .query_map(params![job, period], |r| {
+            .query_map(params![job, period, region], |r| {
                 Ok((
                     WatchResult {
                         rule: r.get(0)?,
@@ -151,7 +162,7 @@ mod tests {
             fired: true,
             note: None,
         };
-        l.record_watch("j", period, &[quiet.clone(), fired.clone()])
+        l.record_watch("j", period, "", &[quiet.clone(), fired.clone()])
             .unwrap();
         assert_eq!(l.history(Some("j")).unwrap()[0].watch, [fired, quiet]);
 

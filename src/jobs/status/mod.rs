@@ -354,6 +354,7 @@ mod tests {
             attempts: 1,
             deliveries: Vec::new(),
             watch: Vec::new(),
+            editions: Vec::new(),
         }
     }
 
@@ -499,6 +500,7 @@ mod tests {
         // Deliveries waiting for their retry: the daemon sends them; `retry` now.
         let mut waiting = failed.clone();
         waiting.deliveries.push(DeliveryRecord {
+            region: String::new(),
             lang: "en".into(),
             recipient: "ceo@example.com".into(),
             state: DeliveryState::Failed,
