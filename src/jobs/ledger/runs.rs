@@ -305,10 +305,7 @@ impl Ledger {
     }
 
     pub fn history(&self, job: Option<&str>) -> Result<Vec<RunRecord>, LedgerError> {
-        // A ledger of version 0 has none of its tables yet: a daemon that has just
-        // created the file is migrating it in one transaction, which a reader does
-        // not see until it commits. Nothing has run yet.
-        if self.version == 0 {
+        if self.not_created_yet()? {
             return Ok(Vec::new());
         }
         let mut stmt = self.conn.prepare(SQL_HISTORY).map_err(|e| self.err(e))?;
@@ -331,8 +328,7 @@ impl Ledger {
     /// Each job's latest run (the last of its runs in [`Ledger::history`]), with its
     /// deliveries.
     pub fn latest_runs(&self) -> Result<Vec<RunRecord>, LedgerError> {
-        // As in `history`: no table yet, no run yet.
-        if self.version == 0 {
+        if self.not_created_yet()? {
             return Ok(Vec::new());
         }
         let mut stmt = self
@@ -349,6 +345,24 @@ impl Ledger {
             run.deliveries = self.deliveries(&run.job, &run.period)?;
         }
         Ok(runs)
+    }
+
+    /// A ledger without its `runs` table: a daemon that has just created the file is
+    /// migrating it in one transaction, which a reader does not see until it commits.
+    /// Nothing has run yet. (A ledger of the oldest, unversioned layout has the table.)
+    fn not_created_yet(&self) -> Result<bool, LedgerError> {
+        if self.version > 0 {
+            return Ok(false);
+        }
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'runs'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 0)
     }
 
     /// The rows [`run_row`] read, their states read strictly.
