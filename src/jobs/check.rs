@@ -316,7 +316,7 @@ fn burst_notes(
         .map(|(v, _, n)| format!("`{v}` ({n})"))
         .collect();
     notes.push(format!(
-        "{prefix}burst by the {}: {} value(s) found, one edition each (paying companies in brackets):",
+        "{prefix}burst by the {}: {} value(s) found, one edition each:",
         burst.describe(),
         found.len()
     ));
@@ -332,7 +332,7 @@ fn burst_notes(
             ),
             None => "written, no recipients".to_owned(),
         };
-        notes.push(format!("{prefix}  {value}: {n} companies, {to}"));
+        notes.push(format!("{prefix}  {value}: {n} paying companies, {to}"));
     }
     let unmailed: Vec<&str> = found
         .iter()
