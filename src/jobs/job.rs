@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Utc};
 
-use super::config::{Burst, Config, DataSource, Job, Overlap};
+use super::config::{Burst, Config, DataSource, Job, MailedEdition, Overlap};
 use super::ledger::{DeliveryState, EditionRecord, Ledger, RunState};
 use super::{alerts, delivery};
 use super::{Context, Delivery, JobError, JobRun};
@@ -157,11 +157,7 @@ fn run_locked(ctx: &Context<'_>, out: &mut JobRun) -> Result<(), JobError> {
     if let Some(l) = ledger {
         // The plan is cheap, the run is not: a fire whose period was delivered in full
         // already (a frequent cron on data that has not moved) renders nothing again.
-        let done = match &job.burst {
-            Some(burst) => up_to_date_burst(l, job, burst, &period)?,
-            None => up_to_date(l, job, &period)?,
-        };
-        if let Some(dir) = done {
+        if let Some(dir) = up_to_date(l, job, &period)? {
             tracing::info!(job = %job.name, %period, fire = %fire, "up to date: every delivery of this period was sent already; not rendered again");
             out.state = RunState::Succeeded;
             out.dir = Some(dir);
@@ -363,44 +359,11 @@ fn run_bursted(
     finish(ctx, period, errors, out, log)
 }
 
-/// [`up_to_date`] of a bursted job: every region with recipients has every
-/// delivery of its edition sent (each region's keyed by its folder).
-fn up_to_date_burst(
-    ledger: &Ledger,
-    job: &Job,
-    burst: &Burst,
-    period: &str,
-) -> Result<Option<std::path::PathBuf>, JobError> {
-    let Some(run) = ledger.run(&job.name, period)? else {
-        return Ok(None);
-    };
-    let Some(dir) = run.output_dir.filter(|d| d.is_dir()) else {
-        return Ok(None);
-    };
-    if run.state != RunState::Succeeded {
-        return Ok(None);
-    }
-    let deliveries = ledger.deliveries(&job.name, period)?;
-    let all_sent = burst.values.iter().all(|v| {
-        v.mailed().iter().all(|edition| {
-            let key = edition.key();
-            edition.recipients.iter().all(|to| {
-                let to = to.email.to_string();
-                deliveries.iter().any(|d| {
-                    d.region == v.folder
-                        && d.lang == key
-                        && d.recipient == to
-                        && d.state == DeliveryState::Sent
-                })
-            })
-        })
-    });
-    Ok(all_sent.then_some(dir))
-}
-
 /// The run's directory when the period was run and every delivery the job makes now
-/// (each language's recipients) was sent; `None` when anything is left to do (a
-/// recipient added since, a delivery failed or given up, the outputs removed).
+/// was sent: each language's recipients, and for a bursted job each region's (its
+/// deliveries keyed by the value's folder, an unbursted job's by `''`); `None` when
+/// anything is left to do (a recipient added since, a delivery failed or given up,
+/// the outputs removed).
 fn up_to_date(
     ledger: &Ledger,
     job: &Job,
@@ -415,16 +378,26 @@ fn up_to_date(
     if run.state != RunState::Succeeded {
         return Ok(None);
     }
+    let mailed: Vec<(&str, Vec<MailedEdition>)> = match &job.burst {
+        Some(burst) => burst
+            .values
+            .iter()
+            .map(|v| (v.folder.as_str(), v.mailed()))
+            .collect(),
+        None => vec![("", job.mailed())],
+    };
     let deliveries = ledger.deliveries(&job.name, period)?;
-    let all_sent = job.mailed().iter().all(|edition| {
-        let key = edition.key();
-        edition.recipients.iter().all(|to| {
-            let to = to.email.to_string();
-            deliveries.iter().any(|d| {
-                d.lang == key
-                    && d.recipient == to
-                    && d.state == DeliveryState::Sent
-                    && d.region.is_empty()
+    let all_sent = mailed.iter().all(|(region, editions)| {
+        editions.iter().all(|edition| {
+            let key = edition.key();
+            edition.recipients.iter().all(|to| {
+                let to = to.email.to_string();
+                deliveries.iter().any(|d| {
+                    d.region == *region
+                        && d.lang == key
+                        && d.recipient == to
+                        && d.state == DeliveryState::Sent
+                })
             })
         })
     });

@@ -39,7 +39,7 @@ pub struct ChartSpec {
     /// chart only when this holds ([`drawable`]).
     pub support: Support,
     /// The findings (ids) whose message the chart draws: the brief prints the chart of
-    /// the first page-1 headline that has one ([`crate::run`]'s edition), so which
+    /// the first page-1 headline that has one (the run layer's edition), so which
     /// chart that is follows the run's findings, not the chart's name.
     pub carries: &'static [&'static str],
 }
@@ -580,6 +580,19 @@ mod tests {
     use super::*;
     use charming::datatype::DataPoint;
 
+    /// The SVG of `chart` drawn as a plain chart (no takeaway, no claims).
+    fn svg_of(id: &'static str, chart: Chart) -> String {
+        let spec = ChartSpec {
+            id,
+            chart,
+            takeaway: None,
+            height: None,
+            support: Support::Composition,
+            carries: &[],
+        };
+        render(&spec, None).expect("renders").svg
+    }
+
     #[test]
     fn option_values_round_for_labels() {
         assert_eq!(serde_json::to_string(&pct(Some(0.03456))).unwrap(), "3.5");
@@ -611,19 +624,7 @@ mod tests {
                 bar_point(0, 11.0, "%", true),
                 bar_point(1, 3.46, "%", true),
             ]));
-        let svg = render(
-            &ChartSpec {
-                id: "bars",
-                chart,
-                takeaway: None,
-                height: None,
-                support: Support::Composition,
-                carries: &[],
-            },
-            None,
-        )
-        .expect("renders")
-        .svg;
+        let svg = svg_of("bars", chart);
         assert!(svg.contains(">11.0%<") && svg.contains(">3.5%<"), "{svg}");
     }
 
@@ -650,19 +651,7 @@ mod tests {
             true,
             "note".into(),
         );
-        let svg = render(
-            &ChartSpec {
-                id: "heatmap",
-                chart,
-                takeaway: None,
-                height: None,
-                support: Support::Composition,
-                carries: &[],
-            },
-            None,
-        )
-        .expect("renders")
-        .svg;
+        let svg = svg_of("heatmap", chart);
         for label in ["3.0%", "3.6%", "20.0%", "2.0%", "note"] {
             assert!(svg.contains(&format!(">{label}<")), "{label} in the SVG");
         }
@@ -749,19 +738,7 @@ mod tests {
                 .x_axis(Axis::new().type_(AxisType::Category).data(vec!["a", "b"]))
                 .y_axis(axis)
                 .series(Bar::new().data(vec![10_000_000.0 / divisor, 4_000_000.0 / divisor]));
-            let svg = render(
-                &ChartSpec {
-                    id: "money",
-                    chart,
-                    takeaway: None,
-                    height: None,
-                    support: Support::Composition,
-                    carries: &[],
-                },
-                None,
-            )
-            .expect("renders")
-            .svg;
+            let svg = svg_of("money", chart);
             assert!(svg.contains(zero) && svg.contains(other), "{svg}");
             assert!(!svg.contains(wrong), "{svg}");
         }
