@@ -553,7 +553,13 @@ impl Mapping {
     /// a group that silently holds nobody would read as "nothing stands out"), each
     /// named with the values found there and the key that maps them.
     pub fn refusals(&self, companies: &[CompanyRow]) -> Vec<String> {
-        if companies.is_empty() {
+        // Only a rule the user set can be refused: with every rule at its default
+        // (most runs) the companies are not classified again for nothing.
+        let set = |(_, value): &(&str, String), (_, default): &(&str, String)| {
+            value != default && value != "—"
+        };
+        let defaults = Mapping::default().rules();
+        if companies.is_empty() || !self.rules().iter().zip(&defaults).any(|(r, d)| set(r, d)) {
             return Vec::new();
         }
         let mut n = self.matches(companies);
@@ -578,12 +584,11 @@ impl Mapping {
         }
         let unknown = self.unrecognised(companies);
         let mut out = Vec::new();
-        for ((rule, value), (_, default)) in
-            self.rules().into_iter().zip(Mapping::default().rules())
-        {
-            if value == default || value == "—" || n.get(rule).is_none_or(|hits| *hits > 0) {
+        for (r, d) in self.rules().into_iter().zip(&defaults) {
+            if !set(&r, d) || n.get(r.0).is_none_or(|hits| *hits > 0) {
                 continue;
             }
+            let (rule, value) = r;
             let found = match (unknown.get(rule), values_key(rule)) {
                 (Some(values), Some(key)) if !values.is_empty() => format!(
                     ": the values there are {} — none is a name the report knows; map \

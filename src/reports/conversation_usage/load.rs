@@ -120,6 +120,16 @@ pub struct ConversationUsageData {
     pub usage_none_matched: Option<NoneMatched>,
     /// The mapping the rows were read with (slices, the usage-events key).
     pub mapping: Mapping,
+    /// The population and the paying companies' labels, made by the first metrics
+    /// and shared by the rest: they depend on the companies and the mapping, not on
+    /// the window, and a run computes a window, the comparison's sides and every trend
+    /// month from one load (classifying every company's tags once per window was half
+    /// of the comparison and trend time at scale). Empty until then; rows changed
+    /// after it is made are not seen again.
+    pub prepared: std::sync::OnceLock<(
+        crate::intercom::population::Population,
+        Vec<Option<crate::intercom::slices::Labels>>,
+    )>,
     /// Conversations whose first company name matched a name with a comma while its
     /// first part is a company name too (read as the longer name).
     pub ambiguous_names: u64,

@@ -667,13 +667,17 @@ pub fn compute(
         // The companies' names were numbered first at load: name numbers lead to
         // companies through a vector, no string is hashed here.
         let population = scope.spawn(|| {
-            let pop = Population::numbered(companies, &data.company_name_ids, &data.company_names);
-            // Dense, by company index: looked up per conversation and per company.
-            let labels: Vec<Option<Labels>> = companies
-                .iter()
-                .map(|c| is_paying(c).then(|| classify_company(&data.mapping, c)))
-                .collect();
-            (pop, labels)
+            let (pop, labels) = data.prepared.get_or_init(|| {
+                let pop =
+                    Population::numbered(companies, &data.company_name_ids, &data.company_names);
+                // Dense, by company index: looked up per conversation and per company.
+                let labels: Vec<Option<Labels>> = companies
+                    .iter()
+                    .map(|c| is_paying(c).then(|| classify_company(&data.mapping, c)))
+                    .collect();
+                (pop, labels)
+            });
+            (pop, labels.as_slice())
         });
         let response = Responses::new(
             &data.conversation_ids,
@@ -948,7 +952,7 @@ pub fn compute(
     };
 
     let correlations = correlations(&panels.segment_seat_arr, &agg, params.min_cell);
-    let tertiles = tertiles(&agg, &labels, companies, params, &buckets);
+    let tertiles = tertiles(&agg, labels, companies, params, &buckets);
 
     let mut coverage = [Coverage::default(); 3];
     for l in labels.iter().flatten() {
@@ -1008,8 +1012,8 @@ pub fn compute(
             coverage_segment: coverage[0],
             coverage_seat_bucket: coverage[1],
             coverage_arr_bucket: coverage[2],
-            analysed_coverage: bucket_coverage(&labels, agg.keys().copied()),
-            duplicate_names: pop.duplicate_names,
+            analysed_coverage: bucket_coverage(labels, agg.keys().copied()),
+            duplicate_names: pop.duplicate_names.clone(),
             bad_timestamps: data.bad_timestamps.clone(),
         },
         min_cell: params.min_cell,

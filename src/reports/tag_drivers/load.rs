@@ -70,6 +70,12 @@ pub struct TagDriversData {
     /// The creation times of the conversations of companies outside the mapping's
     /// scope, left out of every count but this one (`None`: no scope).
     pub outside_scope: Option<Vec<DateTime<Utc>>>,
+    /// The population and each paying company's groups, made by the first metrics
+    /// and shared by the rest: they depend on the companies and the mapping, not on
+    /// the window, and a run computes a window, the comparison's sides and every trend
+    /// month from one load. Empty until then; rows changed after it is made are not
+    /// seen again.
+    pub prepared: std::sync::OnceLock<super::metrics::Prepared>,
 }
 
 pub const NEEDS: &[TableNeed] = &[

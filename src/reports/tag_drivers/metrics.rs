@@ -175,16 +175,26 @@ struct Acc {
     tag_ratings: BTreeMap<String, (usize, usize)>,
 }
 
-pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, MetricsError> {
+/// What the metrics of every window share (see [`TagDriversData::prepared`]).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pop: Population,
+    /// Paying companies in a group: (at risk, expansion).
+    member: HashMap<usize, (bool, bool)>,
+    /// Paying companies in both groups (id, name), sorted.
+    in_both: Vec<(String, String)>,
+    /// Per company: at risk by the segment rule alone (the mapping without its
+    /// at-risk tags).
+    at_risk_by_segment: Vec<bool>,
+    /// Per conversation, in `data.conversations` order: the paying company its first
+    /// company name maps to, and its metrics row (response minutes, reopens; the
+    /// table's first row of its id).
+    company_of: Vec<Option<usize>>,
+    metrics_of: Vec<Option<(Option<f64>, Option<i64>)>>,
+}
+
+fn prepare(data: &TagDriversData) -> Prepared {
     let pop = Population::new(&data.companies);
-    // A report of "0 paying companies" would be mailed as if it said something.
-    if pop.paying.is_empty() {
-        return Err(MetricsError::NothingMapped {
-            report: super::NAME,
-            cause:
-                "no paying company (none has monthly_spend, or the mapping's spend_column, above 0)",
-        });
-    }
     let mut member: HashMap<usize, (bool, bool)> = HashMap::new();
     let mut in_both = Vec::new();
     for &i in &pop.paying {
@@ -201,6 +211,15 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
         }
     }
     in_both.sort();
+    // The segment rule alone: the same mapping without its at-risk tags.
+    let segment_only = crate::intercom::mapping::Mapping {
+        at_risk_tags: Vec::new(),
+        ..data.mapping.clone()
+    };
+    let mut at_risk_by_segment = vec![false; data.companies.len()];
+    for &i in &pop.paying {
+        at_risk_by_segment[i] = segment_only.groups_of(&data.companies[i]).0;
+    }
     let mut metrics: HashMap<&str, (Option<f64>, Option<i64>)> =
         HashMap::with_capacity(data.metrics.len());
     for m in &data.metrics {
@@ -208,9 +227,46 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
             .entry(m.conversation_id.as_str())
             .or_insert((m.response_minutes, m.reopens));
     }
+    let metrics_of = data
+        .conversations
+        .iter()
+        .map(|c| metrics.get(c.conversation_id.as_str()).copied())
+        .collect();
+    let company_of = data
+        .conversations
+        .iter()
+        .map(|c| pop.company_of(c.first_company_name.as_deref()))
+        .collect();
+    Prepared {
+        pop,
+        member,
+        in_both,
+        at_risk_by_segment,
+        company_of,
+        metrics_of,
+    }
+}
+
+pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, MetricsError> {
+    let Prepared {
+        pop,
+        member,
+        in_both,
+        at_risk_by_segment,
+        company_of,
+        metrics_of,
+    } = data.prepared.get_or_init(|| prepare(data));
+    // A report of "0 paying companies" would be mailed as if it said something.
+    if pop.paying.is_empty() {
+        return Err(MetricsError::NothingMapped {
+            report: super::NAME,
+            cause:
+                "no paying company (none has monthly_spend, or the mapping's spend_column, above 0)",
+        });
+    }
     let mut acc = [Acc::default(), Acc::default(), Acc::default()];
     let (mut in_window, mut unmapped) = (0, 0);
-    for c in &data.conversations {
+    for (i, c) in data.conversations.iter().enumerate() {
         let Some(created) = c.created_at else {
             continue;
         };
@@ -218,7 +274,7 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
             continue;
         }
         in_window += 1;
-        let Some(company) = pop.company_of(c.first_company_name.as_deref()) else {
+        let Some(company) = company_of[i] else {
             unmapped += 1;
             continue;
         };
@@ -233,23 +289,40 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
             if let Some(r) = c.rating {
                 a.ratings.push(r);
             }
-            if let Some(&(resp, reopens)) = metrics.get(c.conversation_id.as_str()) {
+            if let Some((resp, reopens)) = metrics_of[i] {
                 a.with_metrics += 1;
                 a.reopened += usize::from(reopens.unwrap_or(0) > 0);
                 if let Some(r) = resp {
                     a.responses.push(r);
                 }
             }
+            // A topic's key is copied only the first time it is seen.
             for t in &c.topics {
-                *a.tags.entry(t.clone()).or_default() += 1;
-                a.tag_companies
-                    .entry(t.clone())
-                    .or_default()
-                    .insert(company);
+                match a.tags.get_mut(t) {
+                    Some(n) => *n += 1,
+                    None => {
+                        a.tags.insert(t.clone(), 1);
+                    }
+                }
+                match a.tag_companies.get_mut(t) {
+                    Some(set) => {
+                        set.insert(company);
+                    }
+                    None => {
+                        a.tag_companies.insert(t.clone(), BTreeSet::from([company]));
+                    }
+                }
                 if let Some(r) = c.rating {
-                    let e = a.tag_ratings.entry(t.clone()).or_default();
-                    e.0 += 1;
-                    e.1 += usize::from(r <= 2.0);
+                    let low = usize::from(r <= 2.0);
+                    match a.tag_ratings.get_mut(t) {
+                        Some(e) => {
+                            e.0 += 1;
+                            e.1 += low;
+                        }
+                        None => {
+                            a.tag_ratings.insert(t.clone(), (1, low));
+                        }
+                    }
                 }
             }
         }
@@ -257,14 +330,9 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
     if in_window == 0 {
         return Err(MetricsError::empty_window(&window));
     }
-    // The segment rule alone: the same mapping without its at-risk tags.
-    let segment_only = crate::intercom::mapping::Mapping {
-        at_risk_tags: Vec::new(),
-        ..data.mapping.clone()
-    };
     let parts = at_risk_parts(
         acc[0].companies.keys().copied(),
-        |i| segment_only.groups_of(&data.companies[i]).0,
+        |i| at_risk_by_segment[i],
         &data.mapping,
     );
     let names = [AT_RISK, EXPANSION, ALL_PAYING];
@@ -371,7 +439,7 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
         baseline,
         shares,
         top,
-        in_both_groups: in_both,
+        in_both_groups: in_both.clone(),
         unmapped_conversations: unmapped,
         outside_scope_conversations: data
             .outside_scope
@@ -515,6 +583,7 @@ mod tests {
             rows_read: Vec::new(),
             mapping: Mapping::default(),
             outside_scope: None,
+            prepared: Default::default(),
         };
         let r = compute(&data, window()).unwrap();
         assert_eq!(r.in_both_groups.len(), 1);
@@ -566,6 +635,21 @@ mod tests {
             "Bug",
             "most over-represented at risk first"
         );
+        // What the first window prepared serves the next: another window of the same
+        // rows equals that window computed from rows nothing was prepared on.
+        assert!(data.prepared.get().is_some());
+        let early_february = "range:2024-02-01..2024-02-03"
+            .parse::<crate::intercom::window::WindowSpec>()
+            .unwrap()
+            .resolve(None, chrono::Utc::now(), Tz::UTC)
+            .unwrap();
+        let fresh = TagDriversData {
+            prepared: Default::default(),
+            ..data.clone()
+        };
+        let shared = compute(&data, early_february).unwrap();
+        assert_eq!(shared, compute(&fresh, early_february).unwrap());
+        assert_ne!(shared, r, "a different window gives different numbers");
     }
 
     #[test]
@@ -578,6 +662,7 @@ mod tests {
             rows_read: Vec::new(),
             mapping: Mapping::default(),
             outside_scope: None,
+            prepared: Default::default(),
         };
         let r = compute(&data, window()).unwrap();
         let exp = &r.groups[1];

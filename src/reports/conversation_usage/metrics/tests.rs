@@ -1063,3 +1063,61 @@ fn bucket_coverage_counts_each_analysed_company_once_per_label_value() {
     let total: usize = b.segment.iter().map(|c| c.total()).sum();
     assert_eq!(total, 3);
 }
+
+#[test]
+fn what_the_first_window_prepares_serves_the_next_as_a_load_of_its_own_would() {
+    let mut f = Fixture::new();
+    f.company("c1", "Acme", 100.0, Some(10), "segment:renewal");
+    f.company("c2", "Beta", 50.0, Some(300), "segment:new_contract");
+    f.company("c3", "Gamma", 0.0, Some(5), "segment:renewal");
+    // One response time and one duration throughout: P1 and P99 keep every one.
+    for (company, day) in [
+        ("Acme", "2024-05-03"),
+        ("Beta", "2024-05-10"),
+        ("Acme", "2024-06-04"),
+        ("Beta", "2024-06-12"),
+        ("Gamma", "2024-06-13"),
+    ] {
+        let created = format!("{day} 10:00:00");
+        let closed = format!("{day} 10:30:00");
+        f.conv(company, &created, Some(&closed), Some(5.0));
+    }
+    let db = Database::open(&f.dir.path().join("db.sqlite").into()).unwrap();
+    let window = |spec: &str| {
+        spec.parse::<WindowSpec>()
+            .unwrap()
+            .resolve(None, at("2030-01-01 00:00:00"), Tz::UTC)
+            .unwrap()
+    };
+    let (may_june, june) = (
+        window("range:2024-05-01..2024-06-30"),
+        window("range:2024-06-01..2024-06-30"),
+    );
+    let params = Params {
+        usage: UsageDefinitions::Proxy,
+        ..Params::default()
+    };
+    let load = || {
+        load_conversation_usage(
+            &db,
+            Tz::UTC,
+            UsageTables::Proxy,
+            may_june,
+            &Mapping::default(),
+        )
+        .unwrap()
+    };
+    let data = load();
+    let both = compute(&data, may_june, params).unwrap();
+    assert!(data.prepared.get().is_some(), "the first window prepares");
+    let shared = compute(&data, june, params).unwrap();
+    assert_eq!(shared, compute(&load(), june, params).unwrap());
+    assert_eq!(
+        (
+            both.counts.conversations_kept,
+            shared.counts.conversations_kept
+        ),
+        (4, 2),
+        "Gamma pays nothing; each window counts its own conversations"
+    );
+}
