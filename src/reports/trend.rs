@@ -42,54 +42,16 @@ pub fn months<T>(
     empty: impl Fn() -> T,
     mut compute: impl FnMut(Window) -> Result<T, MetricsError>,
 ) -> Vec<Month<T>> {
-    let all = computed(window, data);
-    let results = all.iter().map(|(_, w)| compute(*w)).collect();
-    assemble(window, data, empty, all, results)
-}
-
-/// [`months`], the months computed side by side, one per core: each is the report's
-/// whole metrics on one month of rows already loaded, and they share nothing but
-/// those rows.
-pub fn months_side_by_side<T: Send>(
-    window: &Window,
-    data: Option<Window>,
-    empty: impl Fn() -> T,
-    compute: impl Fn(Window) -> Result<T, MetricsError> + Sync,
-) -> Vec<Month<T>> {
-    let all = computed(window, data);
-    let results = side_by_side(&all, |(_, w)| compute(*w));
-    assemble(window, data, empty, all, results)
-}
-
-/// The months a trend computes: the last [`MONTHS`] up to the window's end, from the
-/// first that the window or the data covers.
-fn computed(window: &Window, data: Option<Window>) -> Vec<(String, Window)> {
-    let all = window.months_up_to_end(MONTHS);
-    // Months before the window and before the data are not part of what it covers
-    // (the window's own months are all shown): the leading ones are never computed.
-    let first = all
-        .iter()
-        .position(|(_, w)| w.overlaps(window) || super::comparison::clip(*w, data).is_some())
-        .unwrap_or(all.len());
-    all.into_iter().skip(first).collect()
-}
-
-/// The trend's months from the [`computed`] months and their results.
-fn assemble<T>(
-    window: &Window,
-    data: Option<Window>,
-    empty: impl Fn() -> T,
-    all: Vec<(String, Window)>,
-    results: Vec<Result<T, MetricsError>>,
-) -> Vec<Month<T>> {
     let mut out = Vec::new();
-    for ((month, w), result) in all.into_iter().zip(results) {
+    for (month, w) in window.months_up_to_end(MONTHS) {
         let in_window = w.overlaps(window);
         let covered = super::comparison::clip(w, data);
+        // Months before the window and before the data are not part of what it
+        // covers; the window's own months are all shown.
         if covered.is_none() && !in_window && out.is_empty() {
             continue;
         }
-        let (values, empty_reason) = match result {
+        let (values, empty_reason) = match compute(w) {
             Ok(v) => (v, None),
             Err(MetricsError::EmptyWindow { .. }) if out.is_empty() && !in_window => continue,
             Err(e) => (empty(), Some(e.to_string())),
@@ -105,45 +67,6 @@ fn assemble<T>(
         });
     }
     out
-}
-
-/// `f` of each item, in the items' order, on as many threads as there are cores
-/// (at most one per item). A panic in `f` is the caller's, as if `f` ran here.
-fn side_by_side<I: Sync, T: Send>(items: &[I], f: impl Fn(&I) -> T + Sync) -> Vec<T> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(items.len());
-    if threads <= 1 {
-        return items.iter().map(f).collect();
-    }
-    let next = AtomicUsize::new(0);
-    let mut done: Vec<(usize, T)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(item) = items.get(i) else {
-                            return mine;
-                        };
-                        mine.push((i, f(item)));
-                    }
-                })
-            })
-            .collect();
-        let mut done = Vec::with_capacity(items.len());
-        for w in workers {
-            match w.join() {
-                Ok(mine) => done.extend(mine),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        done
-    });
-    done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, t)| t).collect()
 }
 
 /// The trend chart (id `trend`) of `months` with the report's panels, its title
@@ -246,33 +169,5 @@ mod tests {
             .as_deref()
             .unwrap()
             .starts_with("no conversations"));
-    }
-
-    #[test]
-    fn months_side_by_side_are_the_months_one_after_another() {
-        let window = w("2024-04-01 00:00:00", "2024-06-15 23:59:59");
-        let compute = |m: Window| match m.start.format("%Y-%m").to_string().as_str() {
-            "2023-12" | "2024-01" => Err(MetricsError::empty_window(&m)),
-            "2024-05" => Err(MetricsError::empty_window(&m)),
-            _ => Ok(Some(m.start.timestamp())),
-        };
-        let one_by_one = months(&window, None, || None, compute);
-        let side = months_side_by_side(&window, None, || None, compute);
-        assert_eq!(side, one_by_one);
-        let labels: Vec<&str> = side.iter().map(|m| m.month.as_str()).collect();
-        assert_eq!(labels.first(), Some(&"2023-07"));
-        assert_eq!(
-            side.len(),
-            12,
-            "gaps after the first month keep their place"
-        );
-        assert_eq!(side.iter().filter(|m| m.empty_reason.is_some()).count(), 3);
-        // In order, whatever thread computed each.
-        let items: Vec<u32> = (0..100).collect();
-        assert_eq!(
-            side_by_side(&items, |i| i * 2),
-            (0..100).map(|i| i * 2).collect::<Vec<_>>()
-        );
-        assert!(side_by_side(&[] as &[u32], |i| *i).is_empty());
     }
 }

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::comparison::{self, Comparison, EmptyReason};
-use super::trend::{months, months_side_by_side, Month, MONTHS};
+use super::trend::{months, Month, MONTHS};
 use super::{MetricsError, Plan, ReportError, Request};
 use crate::intercom::window::{Compare, Window, WindowSpec};
 use crate::source::{Database, RowsRead};
@@ -26,14 +26,14 @@ use crate::source::{Database, RowsRead};
 /// What a windowed report computes itself; the order of the work is [`compute`]'s.
 pub trait WindowedReport {
     /// The rows loaded over one span of time.
-    type Data: Send + Sync + 'static;
+    type Data: Send + 'static;
     /// The report's numbers on one window.
     type Metrics;
     /// What its trend draws, chosen from this window's numbers (tag-drivers: the
     /// topics leaning most to each group).
     type Lens;
     /// The report's values of one trend month.
-    type Point: Send;
+    type Point;
     /// The trend as the report's summary and charts carry it.
     type Trend;
 
@@ -56,17 +56,6 @@ pub trait WindowedReport {
     fn lens(&self, current: &Self::Metrics) -> Option<Self::Lens>;
     /// One month's values from the metrics of that month.
     fn point(&self, lens: &Self::Lens, month: &Self::Metrics) -> Self::Point;
-    /// One trend month's point as a function the months' threads share: what it
-    /// reads of the report is its parameters, never its database. `None` (the
-    /// default) computes the months one after another through [`Self::point`].
-    #[allow(clippy::type_complexity)]
-    fn month_point<'a>(
-        &'a self,
-        _lens: &'a Self::Lens,
-    ) -> Option<Box<dyn Fn(&Self::Data, Window) -> Result<Self::Point, MetricsError> + Sync + 'a>>
-    {
-        None
-    }
     /// A month without numbers (its reason is the month's `empty_reason`).
     fn empty_point(&self, lens: &Self::Lens) -> Self::Point;
     /// The trend from its months.
@@ -185,16 +174,12 @@ pub fn compute<R: WindowedReport>(
         Some((b, cov)) => compared(report, &current, &loaded, b, cov, span),
     };
     let trend = report.lens(&current).map(|lens| {
-        let empty = || report.empty_point(&lens);
-        let points = match report.month_point(&lens) {
-            Some(point) => {
-                let loaded = &loaded;
-                months_side_by_side(&window, span.data, empty, |w| point(loaded, w))
-            }
-            None => months(&window, span.data, empty, |w| {
-                Ok(report.point(&lens, &report.metrics(&loaded, w)?))
-            }),
-        };
+        let points = months(
+            &window,
+            span.data,
+            || report.empty_point(&lens),
+            |w| Ok(report.point(&lens, &report.metrics(&loaded, w)?)),
+        );
         report.trend(lens, points)
     });
     timings.push(("history", t.elapsed()));

@@ -489,22 +489,6 @@ impl WindowedReport for Windows<'_> {
         trend::point(month)
     }
 
-    fn month_point<'a>(
-        &'a self,
-        _lens: &'a (),
-    ) -> Option<
-        Box<
-            dyn Fn(&ConversationUsageData, Window) -> Result<trend::Point, MetricsError>
-                + Sync
-                + 'a,
-        >,
-    > {
-        let params = self.params;
-        Some(Box::new(move |data, w| {
-            Ok(trend::point(&metrics::compute(data, w, params)?))
-        }))
-    }
-
     fn empty_point(&self, _lens: &()) -> trend::Point {
         trend::Point::default()
     }

@@ -274,19 +274,6 @@ impl WindowedReport for Windows<'_> {
         comparison::shares(topics, month)
     }
 
-    fn month_point<'a>(
-        &'a self,
-        topics: &'a Vec<String>,
-    ) -> Option<
-        Box<
-            dyn Fn(&TagDriversData, Window) -> Result<comparison::Shares, MetricsError> + Sync + 'a,
-        >,
-    > {
-        Some(Box::new(move |data, w| {
-            Ok(comparison::shares(topics, &metrics::compute(data, w)?))
-        }))
-    }
-
     fn empty_point(&self, topics: &Vec<String>) -> comparison::Shares {
         comparison::Shares::empty(topics)
     }
