@@ -178,7 +178,8 @@ struct Acc {
 /// What the metrics of every window share (see [`TagDriversData::prepared`]).
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    pop: Population,
+    /// Whether any company pays (the population itself is needed only here).
+    any_paying: bool,
     /// Paying companies in a group: (at risk, expansion).
     member: HashMap<usize, (bool, bool)>,
     /// Paying companies in both groups (id, name), sorted.
@@ -191,6 +192,15 @@ pub struct Prepared {
     /// table's first row of its id).
     company_of: Vec<Option<usize>>,
     metrics_of: Vec<Option<(Option<f64>, Option<i64>)>>,
+}
+
+/// `map`'s value of `key`, its default the first time: the key is copied only then
+/// (a topic is seen in millions of conversations and named by a few hundred keys).
+fn slot<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key).expect("the key was inserted above")
 }
 
 fn prepare(data: &TagDriversData) -> Prepared {
@@ -238,7 +248,7 @@ fn prepare(data: &TagDriversData) -> Prepared {
         .map(|c| pop.company_of(c.first_company_name.as_deref()))
         .collect();
     Prepared {
-        pop,
+        any_paying: !pop.paying.is_empty(),
         member,
         in_both,
         at_risk_by_segment,
@@ -249,7 +259,7 @@ fn prepare(data: &TagDriversData) -> Prepared {
 
 pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, MetricsError> {
     let Prepared {
-        pop,
+        any_paying,
         member,
         in_both,
         at_risk_by_segment,
@@ -257,7 +267,7 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
         metrics_of,
     } = data.prepared.get_or_init(|| prepare(data));
     // A report of "0 paying companies" would be mailed as if it said something.
-    if pop.paying.is_empty() {
+    if !any_paying {
         return Err(MetricsError::NothingMapped {
             report: super::NAME,
             cause:
@@ -296,33 +306,13 @@ pub fn compute(data: &TagDriversData, window: Window) -> Result<TagDrivers, Metr
                     a.responses.push(r);
                 }
             }
-            // A topic's key is copied only the first time it is seen.
             for t in &c.topics {
-                match a.tags.get_mut(t) {
-                    Some(n) => *n += 1,
-                    None => {
-                        a.tags.insert(t.clone(), 1);
-                    }
-                }
-                match a.tag_companies.get_mut(t) {
-                    Some(set) => {
-                        set.insert(company);
-                    }
-                    None => {
-                        a.tag_companies.insert(t.clone(), BTreeSet::from([company]));
-                    }
-                }
+                *slot(&mut a.tags, t) += 1;
+                slot(&mut a.tag_companies, t).insert(company);
                 if let Some(r) = c.rating {
-                    let low = usize::from(r <= 2.0);
-                    match a.tag_ratings.get_mut(t) {
-                        Some(e) => {
-                            e.0 += 1;
-                            e.1 += low;
-                        }
-                        None => {
-                            a.tag_ratings.insert(t.clone(), (1, low));
-                        }
-                    }
+                    let e = slot(&mut a.tag_ratings, t);
+                    e.0 += 1;
+                    e.1 += usize::from(r <= 2.0);
                 }
             }
         }
